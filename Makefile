@@ -1,0 +1,104 @@
+# Townhall build.  `make` builds every C program into build/; `make test` runs
+# the unit and integration tests; `make run` starts a local stack.
+# BUILD=build-asan with SANITIZE=1 is what `make asan` uses.
+
+BUILD    ?= build
+SANITIZE ?= 0
+CC       ?= cc
+PKGS     := json-c hiredis libpq
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wno-format-nonliteral -Werror
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing $(WARN) \
+            $(shell pkg-config --cflags $(PKGS)) -Ifcgi-apps/lib
+LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lfcgi
+ifeq ($(SANITIZE),1)
+CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(wildcard fcgi-apps/lib/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_A    := $(BUILD)/libtownhall.a
+APPS     := auth community realtime media
+APP_BINS := $(APPS:%=$(BUILD)/bin/th-%)
+BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all run test unit integration asan bench deps stop clean format lint
+all: $(BINS) $(UNIT_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+# one rule per app: its own objects, then the shared library
+define app_rule
+$(BUILD)/bin/th-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard fcgi-apps/$(1)/*.c)) $(LIB_A)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach a,$(APPS),$(eval $(call app_rule,$(a))))
+
+$(BUILD)/bin/th-bench: $(BUILD)/obj/fcgi-apps/bench/main.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lfcgi
+
+$(BUILD)/bin/th-poolstat: $(BUILD)/obj/tools/poolstat.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+deps:
+	@scripts/install-deps
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/stack up
+
+stop:
+	@scripts/stack down
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+integration: $(BINS)
+	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/integration/run
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 all
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+		$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 unit integration
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@TH_BIN_DIR=$(abspath $(BUILD))/bin scripts/bench
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--suppress=missingIncludeSystem -Ifcgi-apps/lib fcgi-apps tools
+	clang-tidy --quiet $$(git ls-files 'fcgi-apps/*.c') -- $(CFLAGS)
+
+clean:
+	rm -rf build build-asan

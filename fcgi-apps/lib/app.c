@@ -1,0 +1,382 @@
+/* app: accept loop, dispatch, built-in routes. */
+#include "app.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "config.h"
+#include "db.h"
+#include "jh.h"
+#include "log.h"
+#include "metrics.h"
+
+#define APP_MAX_ROUTES (METRICS_MAX_ROUTES - 1) /* last index: unmatched */
+#define APP_UNMATCHED (METRICS_MAX_ROUTES - 1)
+#define APP_DRAIN_MS 2000
+#define APP_ECHO_LIMIT 1024
+
+static const struct app *the_app;
+static struct route table[APP_MAX_ROUTES];
+static size_t ntable;
+static int with_test_routes;
+static size_t default_body_limit;
+static volatile sig_atomic_t stopping;
+
+static char health_path[64], metrics_path[64], echo_path[64];
+
+const char *app_name(void)
+{
+	return the_app ? the_app->name : "townhall";
+}
+
+static void health_handler(struct http_req *req)
+{
+	static const char *const names[] = {"postgres", "postgres_read", "redis"};
+	int ok[3];
+	struct json_object *checks = json_object_new_object(), *o;
+	char msg[96] = "";
+	size_t i, n = 0;
+
+	ok[0] = db_ping(DB_PRIMARY) == 0;
+	ok[1] = db_ping(DB_READ) == 0;
+	ok[2] = cache_ping() == 0;
+	for (i = 0; i < 3; i++) {
+		json_object_object_add(checks, names[i],
+				       json_object_new_string(ok[i] ? "ok" : "down"));
+		if (!ok[i])
+			n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s%s",
+					      n ? ", " : "", names[i]);
+	}
+	if (ok[0] && ok[1] && ok[2]) {
+		o = json_object_new_object();
+		json_object_object_add(o, "status", json_object_new_string("ok"));
+		json_object_object_add(o, "checks", checks);
+		http_reply_json(req, 200, o);
+		return;
+	}
+	snprintf(msg + n, sizeof(msg) - n, " %s down", strchr(msg, ',') ? "are" : "is");
+	/* the error shape of API.md, plus the checks for an operator */
+	o = http_error_json(TH_EUNAVAILABLE, msg, NULL);
+	if (o) {
+		json_object_object_add(o, "status", json_object_new_string("unavailable"));
+		json_object_object_add(o, "checks", checks);
+	} else {
+		json_object_put(checks);
+	}
+	http_reply_error_obj(req, TH_EUNAVAILABLE, o);
+}
+
+static void metrics_handler(struct http_req *req)
+{
+	size_t len;
+	char *text = metrics_render(req->arena, &len);
+
+	if (!text) {
+		http_reply_error(req, TH_EINTERNAL, "metrics unavailable", NULL);
+		return;
+	}
+	http_reply_raw(req, 200, "text/plain; version=0.0.4", text, len);
+}
+
+static void echo_handler(struct http_req *req)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "echo", json_object_get(req->json));
+	http_reply_json(req, 200, o);
+}
+
+static int table_build(const struct app *app)
+{
+	char err[160];
+	size_t i;
+
+	if (app->nroutes + 3 > APP_MAX_ROUTES) {
+		fprintf(stderr, "%s: too many routes\n", app->name);
+		return -1;
+	}
+	snprintf(health_path, sizeof(health_path), "/api/%s/health", app->name);
+	snprintf(metrics_path, sizeof(metrics_path), "/metrics/%s", app->name);
+	snprintf(echo_path, sizeof(echo_path), "/api/%s/echo", app->name);
+	for (i = 0; i < app->nroutes; i++)
+		table[ntable++] = app->routes[i];
+	table[ntable++] = (struct route){"GET", health_path, health_handler, 0, 0};
+	table[ntable++] = (struct route){"GET", metrics_path, metrics_handler, 0, 0};
+	table[ntable++] = (struct route){"POST", echo_path, echo_handler,
+					 ROUTE_JSON | ROUTE_TEST, APP_ECHO_LIMIT};
+	if (router_validate(table, ntable, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", app->name, err);
+		return -1;
+	}
+	return 0;
+}
+
+static int metrics_setup(const struct app *app)
+{
+	const char *labels[METRICS_MAX_ROUTES];
+	char (*buf)[METRICS_LABEL];
+	char path[4096];
+	const char *var = cfg_str("TH_VAR_DIR", NULL);
+	size_t i;
+	int rc;
+
+	if (!var) {
+		log_warn("TH_VAR_DIR unset: metrics disabled");
+		return 0;
+	}
+	buf = calloc(METRICS_MAX_ROUTES, sizeof(*buf));
+	if (!buf)
+		return -1;
+	for (i = 0; i < METRICS_MAX_ROUTES; i++)
+		labels[i] = "";
+	for (i = 0; i < ntable; i++) {
+		snprintf(buf[i], METRICS_LABEL, "%s %s", table[i].method, table[i].pattern);
+		labels[i] = buf[i];
+	}
+	labels[APP_UNMATCHED] = "unmatched";
+	snprintf(path, sizeof(path), "%s/run/%s.metrics", var, app->name);
+	/* label every index, so an index an older build used is reset too */
+	rc = metrics_open(path, app->name, labels, METRICS_MAX_ROUTES);
+	free(buf);
+	if (rc < 0)
+		log_error("cannot open metrics file %s: %s", path, strerror(errno));
+	return rc;
+}
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static long fcgx_read(void *ctx, char *buf, size_t n)
+{
+	int chunk = n > INT32_MAX ? INT32_MAX : (int)n;
+
+	return FCGX_GetStr(buf, chunk, (FCGX_Stream *)ctx);
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void dispatch(struct http_req *req, size_t *metric_idx)
+{
+	struct route_match m;
+	const struct route *r;
+	enum router_result rr;
+	size_t limit;
+	int i;
+
+	*metric_idx = APP_UNMATCHED;
+	rr = router_match(table, ntable, req->method, req->path, with_test_routes, &m);
+	if (rr == ROUTER_NOT_FOUND) {
+		http_reply_error(req, TH_ENOTFOUND, "no such route", NULL);
+		return;
+	}
+	if (rr == ROUTER_METHOD_NOT_ALLOWED) {
+		http_reply_error(req, TH_EMETHOD, NULL, NULL);
+		http_add_header(req, "Allow", m.allow);
+		return;
+	}
+	r = m.route;
+	*metric_idx = m.index;
+	for (i = 0; i < m.nparams; i++) {
+		req->param_names[i] = m.param_names[i];
+		req->param_name_lens[i] = m.param_name_lens[i];
+		req->params[i] = http_decode(req->arena, m.params[i], m.param_lens[i], false);
+		if (!req->params[i]) {
+			http_reply_error(req, TH_ENOTFOUND, "malformed path", NULL);
+			return;
+		}
+	}
+	req->nparams = m.nparams;
+	limit = r->body_limit ? r->body_limit : default_body_limit;
+	if ((r->flags & ROUTE_JSON) || req->content_length > 0) {
+		if (http_read_body(req, limit) < 0)
+			return;
+	}
+	if ((r->flags & ROUTE_JSON) && jh_parse_body_or_400(req) < 0)
+		return;
+	r->handler(req);
+	if (req->resp.status == 0) {
+		log_error("handler for %s %s set no response", r->method, r->pattern);
+		http_reply_error(req, TH_EINTERNAL, NULL, NULL);
+	}
+}
+
+static void serve(FCGX_Request *fr, struct arena *a)
+{
+	struct http_req req;
+	uint64_t t0 = mono_us(), dt;
+	size_t idx, len;
+	char *out;
+
+	http_req_init(&req, a, fr->envp, fcgx_read, fr->in);
+	dispatch(&req, &idx);
+	/* a transaction a handler left open must not leak into the next request */
+	db_rollback();
+	if (strcmp(req.request_id, "-") != 0)
+		http_add_header(&req, "X-Request-Id", req.request_id);
+	out = http_serialize(&req, &len);
+	if (out) {
+		FCGX_PutStr(out, (int)len, fr->out);
+	} else {
+		static const char oom[] = "Status: 500 Internal Server Error\r\n"
+					  "Content-Type: application/json\r\n\r\n"
+					  "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+		FCGX_PutStr(oom, sizeof(oom) - 1, fr->out);
+		req.resp.status = 500;
+	}
+	dt = mono_us() - t0;
+	metrics_observe(idx, req.resp.status, dt);
+	log_request(req.method, req.path, req.resp.status, dt, req.request_id);
+	json_object_put(req.json);
+	FCGX_Finish_r(fr);
+	arena_reset(a);
+}
+
+/* Waits until the listening socket is readable or SIGTERM arrives.  SIGTERM
+ * is blocked everywhere else, so it can only interrupt this wait: a request
+ * in progress is never cut short by it. */
+static int wait_readable(int fd, const sigset_t *unblocked)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int n = ppoll(&p, 1, NULL, unblocked);
+
+	if (n < 0 && errno != EINTR)
+		return -1;
+	return n > 0;
+}
+
+static int setup_signals(sigset_t *unblocked)
+{
+	struct sigaction sa;
+	sigset_t block;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
+		return -1;
+	signal(SIGPIPE, SIG_IGN); /* a client gone mid-reply is not our death */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &block, unblocked) < 0)
+		return -1;
+	sigdelset(unblocked, SIGTERM);
+	sigdelset(unblocked, SIGINT);
+	return 0;
+}
+
+static int init_services(void)
+{
+	const char *pg = cfg_str("TH_DB_CONNINFO", NULL);
+
+	if (!pg) {
+		fprintf(stderr, "%s: TH_DB_CONNINFO is not set\n", the_app->name);
+		return -1;
+	}
+	if (db_init(pg, cfg_str("TH_DB_READ_CONNINFO", NULL),
+		    (long)cfg_int("TH_DB_STATEMENT_TIMEOUT_MS", 5000, 0, 600000)) < 0)
+		return -1;
+	if (cache_init(cfg_str("TH_REDIS_HOST", "127.0.0.1"),
+		       (int)cfg_int("TH_REDIS_PORT", 6379, 1, 65535),
+		       (long)cfg_int("TH_REDIS_TIMEOUT_MS", 250, 1, 60000)) < 0)
+		return -1;
+	return 0;
+}
+
+int app_main(const struct app *app)
+{
+	FCGX_Request fr;
+	struct arena arena;
+	sigset_t unblocked;
+	int listen_fd = 0, rc, flags;
+	uint64_t drain_until = 0;
+
+	the_app = app;
+	log_init(app->name);
+	with_test_routes = cfg_bool("TH_TEST_ROUTES", false);
+	default_body_limit = (size_t)cfg_int("TH_BODY_LIMIT", APP_DEFAULT_BODY_LIMIT, 1,
+					     1024L * 1024 * 1024);
+	if (table_build(app) < 0 || init_services() < 0)
+		return 1;
+	if (app->init && app->init() != 0) {
+		fprintf(stderr, "%s: init failed\n", app->name);
+		return 1;
+	}
+	if (metrics_setup(app) < 0)
+		return 1;
+	if (FCGX_Init() != 0 || FCGX_InitRequest(&fr, listen_fd, 0) != 0) {
+		fprintf(stderr, "%s: FastCGI init failed\n", app->name);
+		return 1;
+	}
+	if (setup_signals(&unblocked) < 0) {
+		fprintf(stderr, "%s: signals: %s\n", app->name, strerror(errno));
+		return 1;
+	}
+	/* Non-blocking accept: several workers wake for one connection, the
+	 * losers get EAGAIN and wait again instead of blocking in accept(2)
+	 * where SIGTERM could not reach them.  Accepted sockets are blocking
+	 * again (Linux does not inherit O_NONBLOCK through accept). */
+	flags = fcntl(listen_fd, F_GETFL);
+	if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		fprintf(stderr, "%s: stdin is not the FastCGI socket (run under spawn-fcgi)\n",
+			app->name);
+		return 1;
+	}
+	arena_init(&arena);
+	log_info("worker started (%zu routes%s)", ntable,
+		 with_test_routes ? ", test routes on" : "");
+
+	for (;;) {
+		if (stopping && !drain_until)
+			drain_until = mono_us() + APP_DRAIN_MS * 1000u;
+		if (drain_until && mono_us() > drain_until)
+			break;
+		if (!stopping) {
+			rc = wait_readable(listen_fd, &unblocked);
+			if (rc < 0) {
+				log_error("poll: %s", strerror(errno));
+				break;
+			}
+			if (rc == 0)
+				continue; /* SIGTERM: start draining */
+		}
+		rc = FCGX_Accept_r(&fr);
+		if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
+			if (stopping)
+				break; /* nothing queued: drained */
+			continue;
+		}
+		if (rc < 0) {
+			log_error("accept failed: %d", rc);
+			break;
+		}
+		serve(&fr, &arena);
+	}
+	log_info("worker exiting");
+	if (app->fini)
+		app->fini();
+	metrics_close();
+	db_close();
+	cache_close();
+	arena_free(&arena);
+	return 0;
+}

@@ -1,0 +1,50 @@
+/* cache: Redis through hiredis, the only file that includes hiredis.h.
+ *
+ * One connection per worker, opened lazily with connect and command timeouts,
+ * re-opened after any I/O error with the same backoff discipline as db: while
+ * Redis is down, calls fail at once (NULL, TH_EUNAVAILABLE).  Callers that
+ * can live without Redis (caches) treat failure as a miss; those that cannot
+ * (rate limits, sessions) reply 503 through cache_cmd_or_reply(). */
+#ifndef TH_CACHE_H
+#define TH_CACHE_H
+
+#include <stddef.h>
+
+#include "err.h"
+#include "http.h"
+
+struct cache_reply;
+
+enum cache_type {
+	CACHE_NIL = 0,
+	CACHE_INT,
+	CACHE_STR,      /* bulk and status strings */
+	CACHE_ARRAY,
+	CACHE_ERROR,    /* the server's error reply (the call itself succeeded) */
+};
+
+/* timeout_ms bounds connect and each command.  Does not connect. */
+int cache_init(const char *host, int port, long timeout_ms);
+void cache_close(void);
+
+/* One command as argv (binary-safe with lens; lens NULL: strlen).  Returns a
+ * reply the caller frees with cache_reply_free(), or NULL when Redis could not
+ * be reached (then cache_last_error() says why). */
+struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *lens);
+struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc,
+				       const char *const *argv, const size_t *lens);
+const char *cache_last_error(void);
+
+enum cache_type cache_reply_type(const struct cache_reply *r);
+long long cache_reply_int(const struct cache_reply *r);
+/* String value (also of an error reply); "" otherwise.  Lives with r. */
+const char *cache_reply_str(const struct cache_reply *r, size_t *len);
+size_t cache_reply_count(const struct cache_reply *r);
+/* Element i of an array reply (borrowed: freed with r), or NULL. */
+const struct cache_reply *cache_reply_elem(const struct cache_reply *r, size_t i);
+void cache_reply_free(struct cache_reply *r);
+
+/* PING: 0 when Redis answers PONG, -1 otherwise. */
+int cache_ping(void);
+
+#endif

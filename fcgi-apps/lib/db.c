@@ -1,0 +1,294 @@
+/* db: two lazily connected handles with backoff and stale-socket detection. */
+#include "db.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define DB_BACKOFF_MIN_MS 100
+#define DB_BACKOFF_MAX_MS 5000
+
+struct db_handle {
+	const char *name;
+	char *conninfo;           /* owned */
+	PGconn *conn;             /* NULL while disconnected */
+	long backoff_ms;          /* current delay after a failure */
+	long long retry_at_ms;    /* no connect attempt before this time */
+};
+
+struct db_res {
+	PGresult *res;
+};
+
+static struct db_handle handles[2];
+static int read_is_primary = 1;
+static long stmt_timeout_ms;
+static enum th_err last_err;
+static char last_msg[256];
+static char last_state[6];
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct db_handle *handle_for(enum db_role role)
+{
+	return (role == DB_READ && !read_is_primary) ? &handles[DB_READ]
+						     : &handles[DB_PRIMARY];
+}
+
+static void set_err(enum th_err e, const char *msg, const char *state)
+{
+	last_err = e;
+	log_clean(last_msg, sizeof(last_msg), msg ? msg : "");
+	/* libpq messages end with a newline, which log_clean turned into '?' */
+	for (size_t n = strlen(last_msg); n && last_msg[n - 1] == '?'; n--)
+		last_msg[n - 1] = '\0';
+	snprintf(last_state, sizeof(last_state), "%s", state ? state : "");
+}
+
+int db_init(const char *primary, const char *read, long statement_timeout_ms)
+{
+	if (!primary || !*primary)
+		return -1;
+	handles[DB_PRIMARY].name = "primary";
+	handles[DB_PRIMARY].conninfo = strdup(primary);
+	if (!handles[DB_PRIMARY].conninfo)
+		return -1;
+	read_is_primary = !read || !*read;
+	if (!read_is_primary) {
+		handles[DB_READ].name = "replica";
+		handles[DB_READ].conninfo = strdup(read);
+		if (!handles[DB_READ].conninfo)
+			return -1;
+	}
+	stmt_timeout_ms = statement_timeout_ms;
+	return 0;
+}
+
+static void handle_drop(struct db_handle *h)
+{
+	if (h->conn) {
+		PQfinish(h->conn);
+		h->conn = NULL;
+	}
+}
+
+void db_close(void)
+{
+	for (int i = 0; i < 2; i++) {
+		handle_drop(&handles[i]);
+		free(handles[i].conninfo);
+		handles[i].conninfo = NULL;
+	}
+}
+
+static void handle_fail(struct db_handle *h, const char *why)
+{
+	long long now = now_ms();
+
+	log_warn("db %s: %s (retry in %ld ms)", h->name, why,
+		 h->backoff_ms ? h->backoff_ms : DB_BACKOFF_MIN_MS);
+	handle_drop(h);
+	h->backoff_ms = h->backoff_ms ? h->backoff_ms * 2 : DB_BACKOFF_MIN_MS;
+	if (h->backoff_ms > DB_BACKOFF_MAX_MS)
+		h->backoff_ms = DB_BACKOFF_MAX_MS;
+	h->retry_at_ms = now + h->backoff_ms;
+}
+
+/* An idle connection whose socket is readable has been closed by the server
+ * (restart, idle timeout) or holds a notice: let libpq look, so a request does
+ * not fail on a connection that was already dead before it started. */
+static int handle_stale(struct db_handle *h)
+{
+	struct pollfd p = {.fd = PQsocket(h->conn), .events = POLLIN};
+
+	if (PQstatus(h->conn) != CONNECTION_OK)
+		return 1;
+	if (p.fd < 0)
+		return 1;
+	if (poll(&p, 1, 0) > 0) {
+		if (!PQconsumeInput(h->conn) || PQstatus(h->conn) != CONNECTION_OK)
+			return 1;
+	}
+	return 0;
+}
+
+static PGconn *handle_conn(struct db_handle *h)
+{
+	char sql[64];
+	PGresult *r;
+
+	if (h->conn && !handle_stale(h))
+		return h->conn;
+	if (h->conn)
+		handle_drop(h);
+	if (!h->conninfo) {
+		set_err(TH_EUNAVAILABLE, "database not configured", NULL);
+		return NULL;
+	}
+	if (now_ms() < h->retry_at_ms) {
+		set_err(TH_EUNAVAILABLE, "database unavailable (backing off)", NULL);
+		return NULL;
+	}
+	h->conn = PQconnectdb(h->conninfo);
+	if (!h->conn || PQstatus(h->conn) != CONNECTION_OK) {
+		set_err(TH_EUNAVAILABLE, h->conn ? PQerrorMessage(h->conn) : "out of memory", NULL);
+		handle_fail(h, last_msg);
+		return NULL;
+	}
+	if (stmt_timeout_ms > 0) {
+		/* a literal from our own configuration, not from input */
+		snprintf(sql, sizeof(sql), "SET statement_timeout = %ld", stmt_timeout_ms);
+		r = PQexec(h->conn, sql);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			set_err(TH_EUNAVAILABLE, PQerrorMessage(h->conn), NULL);
+			PQclear(r);
+			handle_fail(h, last_msg);
+			return NULL;
+		}
+		PQclear(r);
+	}
+	if (h->backoff_ms)
+		log_info("db %s: connected", h->name);
+	h->backoff_ms = 0;
+	h->retry_at_ms = 0;
+	return h->conn;
+}
+
+struct db_res *db_exec(enum db_role role, const char *sql, int n,
+		       const char *const *params)
+{
+	struct db_handle *h = handle_for(role);
+	PGconn *c = handle_conn(h);
+	PGresult *r;
+	ExecStatusType st;
+	struct db_res *out;
+	const char *state;
+
+	if (!c)
+		return NULL;
+	r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	st = PQresultStatus(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		out = malloc(sizeof(*out));
+		if (!out) {
+			PQclear(r);
+			set_err(TH_EINTERNAL, "out of memory", NULL);
+			return NULL;
+		}
+		out->res = r;
+		last_err = TH_OK;
+		return out;
+	}
+	state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	if (PQstatus(c) != CONNECTION_OK) {
+		set_err(TH_EUNAVAILABLE, PQerrorMessage(c), state);
+		PQclear(r);
+		handle_fail(h, last_msg);
+		return NULL;
+	}
+	if (state && strcmp(state, "23505") == 0)
+		set_err(TH_ECONFLICT, PQresultErrorMessage(r), state);
+	else if (state && (strcmp(state, "57014") == 0 || strncmp(state, "08", 2) == 0 ||
+			   strcmp(state, "57P01") == 0))
+		/* statement timeout, connection trouble, admin shutdown */
+		set_err(TH_EUNAVAILABLE, PQresultErrorMessage(r), state);
+	else
+		set_err(TH_EINTERNAL, r ? PQresultErrorMessage(r) : PQerrorMessage(c), state);
+	PQclear(r);
+	return NULL;
+}
+
+struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
+				const char *sql, int n, const char *const *params)
+{
+	struct db_res *r = db_exec(role, sql, n, params);
+
+	if (r)
+		return r;
+	if (last_err == TH_ECONFLICT) {
+		http_reply_error(req, TH_ECONFLICT, "already exists", NULL);
+		return NULL;
+	}
+	log_error("db: %s [%s]", last_msg, last_state);
+	http_reply_error(req, last_err == TH_EUNAVAILABLE ? TH_EUNAVAILABLE : TH_EINTERNAL,
+			 last_err == TH_EUNAVAILABLE ? "database unavailable" : NULL, NULL);
+	return NULL;
+}
+
+enum th_err db_last_err(void) { return last_err; }
+const char *db_last_error(void) { return last_msg; }
+const char *db_last_sqlstate(void) { return last_state; }
+
+int db_res_rows(const struct db_res *r) { return r ? PQntuples(r->res) : 0; }
+int db_res_cols(const struct db_res *r) { return r ? PQnfields(r->res) : 0; }
+
+const char *db_res_get(const struct db_res *r, int row, int col)
+{
+	if (!r || row < 0 || col < 0 || row >= PQntuples(r->res) || col >= PQnfields(r->res))
+		return "";
+	return PQgetvalue(r->res, row, col);
+}
+
+int db_res_isnull(const struct db_res *r, int row, int col)
+{
+	if (!r || row < 0 || col < 0 || row >= PQntuples(r->res) || col >= PQnfields(r->res))
+		return 1;
+	return PQgetisnull(r->res, row, col);
+}
+
+long long db_res_affected(const struct db_res *r)
+{
+	const char *s = r ? PQcmdTuples(r->res) : "";
+
+	return *s ? atoll(s) : 0;
+}
+
+void db_res_free(struct db_res *r)
+{
+	if (!r)
+		return;
+	PQclear(r->res);
+	free(r);
+}
+
+static int db_simple(const char *sql)
+{
+	struct db_res *r = db_exec(DB_PRIMARY, sql, 0, NULL);
+
+	if (!r)
+		return -1;
+	db_res_free(r);
+	return 0;
+}
+
+int db_begin(void) { return db_simple("BEGIN"); }
+int db_commit(void) { return db_simple("COMMIT"); }
+
+void db_rollback(void)
+{
+	struct db_handle *h = &handles[DB_PRIMARY];
+
+	if (h->conn && PQtransactionStatus(h->conn) != PQTRANS_IDLE)
+		(void)db_simple("ROLLBACK");
+}
+
+int db_ping(enum db_role role)
+{
+	struct db_res *r = db_exec(role, "SELECT 1", 0, NULL);
+
+	if (!r)
+		return -1;
+	db_res_free(r);
+	return 0;
+}

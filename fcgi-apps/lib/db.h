@@ -1,0 +1,63 @@
+/* db: PostgreSQL through libpq, the only file that includes libpq-fe.h.
+ *
+ * A worker holds two handles: DB_PRIMARY for writes and DB_READ for reads
+ * that may be a little stale.  DB_READ is the primary unless a replica is
+ * configured.  Connections are opened lazily and re-opened after a failure
+ * with exponential backoff (100 ms doubling to 5 s); while a handle is in
+ * backoff, calls fail at once with TH_EUNAVAILABLE instead of waiting for a
+ * connect timeout on every request.
+ *
+ * Every statement is parameterized (PQexecParams); no SQL is built from
+ * input.  Results are owned by the caller: db_res_free() (NULL-safe). */
+#ifndef TH_DB_H
+#define TH_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "http.h"
+
+enum db_role { DB_PRIMARY = 0, DB_READ = 1 };
+
+struct db_res;
+
+/* primary: libpq conninfo (required); read: conninfo of a replica or NULL/"".
+ * statement_timeout_ms: applied to each new connection (0: server default).
+ * Does not connect: the first query does. */
+int db_init(const char *primary, const char *read, long statement_timeout_ms);
+void db_close(void);
+
+/* Runs sql with n text parameters (NULL for SQL NULL).  Returns a result of
+ * a successful command, or NULL; then db_last_err() tells why:
+ * TH_EUNAVAILABLE (no connection), TH_ECONFLICT (unique violation),
+ * TH_EINTERNAL (anything else), and db_last_error() has the server's text. */
+struct db_res *db_exec(enum db_role role, const char *sql, int n,
+		       const char *const *params);
+/* As db_exec, but on failure writes the error reply (503 or 500, or 409 for
+ * a unique violation) and logs the server's text. */
+struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
+				const char *sql, int n, const char *const *params);
+
+enum th_err db_last_err(void);
+const char *db_last_error(void);      /* message; static buffer */
+const char *db_last_sqlstate(void);   /* "23505", or "" */
+
+int db_res_rows(const struct db_res *r);
+int db_res_cols(const struct db_res *r);
+/* Text value of a cell; "" for NULL.  Lives as long as the result. */
+const char *db_res_get(const struct db_res *r, int row, int col);
+int db_res_isnull(const struct db_res *r, int row, int col);
+/* Rows affected by an INSERT/UPDATE/DELETE. */
+long long db_res_affected(const struct db_res *r);
+void db_res_free(struct db_res *r);
+
+/* Transactions on the primary: 0 or -1 (db_last_err() set). */
+int db_begin(void);
+int db_commit(void);
+void db_rollback(void);
+
+/* SELECT 1 on the handle: 0 when the database answers, -1 otherwise. */
+int db_ping(enum db_role role);
+
+#endif

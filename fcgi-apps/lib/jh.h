@@ -1,0 +1,50 @@
+/* jh: JSON helpers on json-c: parsing a body and typed getters.
+ *
+ * The *_or_400 getters write the error reply themselves (validation_failed
+ * naming the field, or bad_json) and return -1/NULL, so a handler reads
+ *     if (jh_string_or_400(req, req->json, "name", 1, 100, true, &name) < 0)
+ *             return;
+ * Lengths are counted in Unicode code points, as API.md's "chars". */
+#ifndef TH_JH_H
+#define TH_JH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+
+struct json_object;
+
+#define JH_MAX_DEPTH 32
+
+/* Parses len bytes as one JSON value, at most JH_MAX_DEPTH deep, nothing but
+ * whitespace after it, valid UTF-8.  Returns a new reference (caller puts it)
+ * or NULL. */
+struct json_object *jh_parse(const char *s, size_t len);
+
+/* Parses req->body, which must be a JSON object, into req->json (released by
+ * the app loop).  Replies 400 bad_json and returns -1 otherwise. */
+int jh_parse_body_or_400(struct http_req *req);
+
+/* Number of code points of valid UTF-8, or -1 when s is not valid UTF-8. */
+long jh_utf8_len(const char *s, size_t n);
+
+/* A string field of min..max code points.  Absent or null: *out = NULL and 0
+ * when !required, 400 when required.  *out points into obj (lives with it). */
+int jh_string_or_400(struct http_req *req, struct json_object *obj,
+		     const char *field, size_t min, size_t max, bool required,
+		     const char **out);
+/* An integer field in [min, max] (JSON integers only; 1.0 and "1" refused). */
+int jh_int_or_400(struct http_req *req, struct json_object *obj,
+		  const char *field, int64_t min, int64_t max, bool required,
+		  bool *present, int64_t *out);
+/* A boolean field. */
+int jh_bool_or_400(struct http_req *req, struct json_object *obj,
+		   const char *field, bool required, bool *present, bool *out);
+
+/* Parses a decimal id in [1, INT64_MAX] from a path parameter; replies 404
+ * not_found (an id that cannot exist names nothing) and returns -1 when not. */
+int jh_id_or_404(struct http_req *req, const char *s, int64_t *out);
+
+#endif

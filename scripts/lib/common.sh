@@ -1,0 +1,262 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/stack, scripts/fcgi-pool and scripts/migrate.
+# Sourced, never executed. The layout it encodes is fixed by docs/stack-contract.md.
+
+TH_POOLS=(auth community realtime media bench)
+# shellcheck disable=SC2034 # used by the scripts that source this file
+PG_BIN=${TH_PG_BIN:-/usr/lib/postgresql/15/bin}
+
+# --- messages -------------------------------------------------------------
+
+say() { printf '%s\n' "$*"; }
+warn() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+die() {
+	warn "error: $*"
+	exit 1
+}
+
+# --- environment ----------------------------------------------------------
+
+# th_init: compute every path and port of one stack from TH_PORT_BASE and
+# TH_VAR_DIR, so two stacks with different values never share anything.
+th_init() {
+	ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+	PORT_BASE=${TH_PORT_BASE:-8080}
+	if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || ((PORT_BASE < 1024 || PORT_BASE > 65529)); then
+		die "TH_PORT_BASE must be a number between 1024 and 65529 (got '$PORT_BASE')"
+	fi
+	VAR=${TH_VAR_DIR:-$ROOT/var}
+	mkdir -p "$VAR"
+	VAR=$(cd "$VAR" && pwd -P) # absolute: daemons get it in their configs
+	BIN=${TH_BIN_DIR:-$ROOT/build/bin}
+	[[ -d $BIN ]] && BIN=$(cd "$BIN" && pwd -P)
+	RUN=$VAR/run
+	LOG=$VAR/log
+	PORT_HTTP=$PORT_BASE
+	PORT_PG=$((PORT_BASE + 1))
+	PORT_REDIS=$((PORT_BASE + 2))
+	PORT_MQTT=$((PORT_BASE + 3))
+	PORT_MQTT_WS=$((PORT_BASE + 4))
+	IS_ROOT=0
+	[[ $(id -u) -eq 0 ]] && IS_ROOT=1
+	DB_CONNINFO="host=127.0.0.1 port=$PORT_PG dbname=townhall user=townhall connect_timeout=2"
+}
+
+# th_dirs: create the state tree. Daemons that drop privileges (nginx workers
+# run as nobody, mosquitto as mosquitto, postgres as postgres) must be able to
+# traverse it, so directories are 0755 and VAR itself gets o+x even when it
+# came from mktemp (0700). Nothing secret lives in run/ or log/.
+th_dirs() {
+	mkdir -p "$RUN" "$LOG" "$VAR/keys" "$VAR/redis" "$VAR/mosquitto" "$VAR/nginx" "$VAR/pg"
+	chmod go+x "$VAR"
+	chmod 0755 "$RUN" "$LOG" "$VAR/nginx" "$VAR/mosquitto" "$VAR/pg"
+	chmod 0700 "$VAR/keys" "$VAR/redis"
+}
+
+# worker_env: export what the contract promises to FastCGI workers. Any other
+# TH_* variable of the caller (TH_TEST_ROUTES, TH_DB_READ_CONNINFO, ...) is
+# already in the environment and simply inherited.
+worker_env() {
+	export TH_POOL=$1
+	export TH_VAR_DIR=$VAR
+	export TH_PORT_BASE=$PORT_BASE
+	export TH_DB_CONNINFO=$DB_CONNINFO
+	export TH_REDIS_HOST=127.0.0.1
+	export TH_REDIS_PORT=$PORT_REDIS
+	export TH_LOG_LEVEL=${TH_LOG_LEVEL:-info}
+}
+
+# --- templates ------------------------------------------------------------
+
+# render SRC DST: replace @NAME@ placeholders. Values are absolute paths and
+# numbers; '|' is the sed delimiter, so refuse a path containing it.
+render() {
+	local src=$1 dst=$2 v
+	for v in "$ROOT" "$VAR"; do
+		[[ $v != *'|'* && $v != *'&'* ]] || die "path '$v' contains '|' or '&'"
+	done
+	local user_line=''
+	((IS_ROOT)) && user_line='user nobody nogroup;'
+	sed -e "s|@ROOT@|$ROOT|g" \
+		-e "s|@VAR@|$VAR|g" \
+		-e "s|@PORT_HTTP@|$PORT_HTTP|g" \
+		-e "s|@PORT_PG@|$PORT_PG|g" \
+		-e "s|@PORT_REDIS@|$PORT_REDIS|g" \
+		-e "s|@PORT_MQTT@|$PORT_MQTT|g" \
+		-e "s|@PORT_MQTT_WS@|$PORT_MQTT_WS|g" \
+		-e "s|@NGINX_USER_LINE@|$user_line|g" \
+		"$src" >"$dst.tmp"
+	if grep -q '@[A-Z_]*@' "$dst.tmp"; then
+		die "unrendered placeholder in $src: $(grep -o '@[A-Z_]*@' "$dst.tmp" | head -1)"
+	fi
+	mv -f "$dst.tmp" "$dst"
+}
+
+# --- processes ------------------------------------------------------------
+
+# pid_of FILE: print the pid stored in FILE (first line) or nothing.
+pid_of() {
+	local f=$1 pid=''
+	if [[ -r $f ]]; then read -r pid <"$f" || true; fi
+	[[ $pid =~ ^[0-9]+$ ]] && printf '%s\n' "$pid"
+	return 0
+}
+
+# alive PID COMM: the pid exists and runs COMM. Checking the name guards
+# against a stale pid file whose pid now belongs to an unrelated process
+# (after a reboot): we must never signal that one.
+alive() {
+	local pid=$1 comm=$2 actual
+	[[ -n $pid ]] || return 1
+	gone "$pid" && return 1
+	actual=$(ps -o comm= -p "$pid" 2>/dev/null) || return 1
+	[[ $actual == "$comm"* ]]
+}
+
+# alive_file PIDFILE COMM: print the pid if the process of PIDFILE is alive.
+alive_file() {
+	local pid
+	pid=$(pid_of "$1")
+	alive "$pid" "$2" && printf '%s\n' "$pid"
+}
+
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
+wait_for() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.1
+	done
+}
+
+# gone PID: the process has exited. A zombie counts as gone: daemons we
+# started are reparented to PID 1, which may reap them late (containers).
+gone() {
+	kill -0 "$1" 2>/dev/null || return 0
+	[[ $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]]
+}
+
+# stop_pid PID NAME [BOUND] [GROUP]: SIGTERM, wait up to BOUND seconds, then
+# SIGKILL (the whole process group when GROUP=1, so a pool's workers do not
+# outlive their multiwatch).
+stop_pid() {
+	local pid=$1 name=$2 bound=${3:-15} group=${4:-0}
+	kill -TERM "$pid" 2>/dev/null || return 0
+	wait_for "$bound" gone "$pid" && return 0
+	warn "$name (pid $pid) still alive after ${bound}s: SIGKILL"
+	if ((group)); then
+		kill -KILL -- "-$pid" 2>/dev/null || true
+	fi
+	kill -KILL "$pid" 2>/dev/null || true
+	wait_for 5 gone "$pid" || warn "$name (pid $pid) survived SIGKILL"
+}
+
+# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# need_free_port NAME PORT: refuse to start NAME over a port someone else
+# holds (another stack with the same base, a system service).
+need_free_port() {
+	! port_open "$2" || die "$1: port $2 is already in use by another process (other stack? choose another TH_PORT_BASE)"
+}
+
+# fail_start NAME LOGFILE MESSAGE: the one way a component fails to start:
+# name it and show the end of its log.
+fail_start() {
+	warn "error: $1: $3"
+	if [[ -s $2 ]]; then
+		warn "last lines of $2:"
+		tail -n 20 "$2" >&2
+	fi
+	exit 1
+}
+
+# --- FastCGI pools ----------------------------------------------------------
+
+pool_valid() {
+	local p
+	for p in "${TH_POOLS[@]}"; do [[ $p == "$1" ]] && return 0; done
+	die "unknown pool '$1' (pools: ${TH_POOLS[*]})"
+}
+
+pool_bin() {
+	local b=$BIN/th-$1
+	[[ -x $b ]] || die "$b not found: run make first (or set TH_BIN_DIR)"
+	printf '%s\n' "$b"
+}
+
+# pool_workers POOL [N]: worker count: explicit N, else TH_WORKERS_<POOL>,
+# else the remembered count, else 4.
+pool_workers() {
+	local pool=$1 n=${2:-} var
+	var=TH_WORKERS_${pool^^}
+	[[ -n $n ]] || n=${!var:-}
+	[[ -n $n ]] || n=$(pid_of "$RUN/$pool.workers")
+	[[ -n $n ]] || n=4
+	if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > 256)); then
+		die "$pool: worker count must be 1..256 (got '$n')"
+	fi
+	printf '%s\n' "$n"
+}
+
+pool_pid() { alive_file "$RUN/$1.pid" multiwatch; }
+
+# pool_children MWPID: the live worker pids of one multiwatch.
+pool_children() {
+	ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true
+}
+
+pool_count_is() { [[ $(pool_children "$1" | wc -l) -eq $2 ]]; }
+
+sock_ready() { [[ -S $1 ]] && kill -0 "$2" 2>/dev/null; }
+
+# pool_spawn POOL N SOCK: start one spawn-fcgi+multiwatch group listening on
+# SOCK, exactly as the contract says; sets SPAWNED_PID (= multiwatch pid,
+# spawn-fcgi -n and setsid exec in place). Waits until SOCK exists.
+pool_spawn() {
+	local pool=$1 n=$2 sock=$3 bin
+	bin=$(pool_bin "$pool")
+	rm -f "$sock" # a stale socket file would look "ready" at once
+	(
+		worker_env "$pool"
+		cd "$VAR" || exit 1
+		exec setsid spawn-fcgi -n -s "$sock" -M 0666 -- \
+			/usr/bin/multiwatch -f "$n" -r 1000 -t 1000 -s TERM -- "$bin"
+	) >>"$LOG/$pool.log" 2>&1 </dev/null &
+	SPAWNED_PID=$!
+	if ! wait_for 10 sock_ready "$sock" "$SPAWNED_PID"; then
+		kill -TERM "$SPAWNED_PID" 2>/dev/null || true
+		fail_start "$pool" "$LOG/$pool.log" "socket $sock did not appear within 10s"
+	fi
+	# Wait until the workers are forked too, so callers see a full pool.
+	wait_for 10 pool_count_is "$SPAWNED_PID" "$n" ||
+		warn "$pool: fewer than $n workers running after 10s (see $LOG/$pool.log)"
+}
+
+# pool_start POOL [N]: start the pool unless it already runs.
+pool_start() {
+	local pool=$1 n pid
+	if pid=$(pool_pid "$pool"); then
+		say "$pool: already running (pid $pid)"
+		return 0
+	fi
+	n=$(pool_workers "$pool" "${2:-}")
+	pool_spawn "$pool" "$n" "$RUN/$pool.sock"
+	printf '%s\n' "$SPAWNED_PID" >"$RUN/$pool.pid"
+	printf '%s\n' "$n" >"$RUN/$pool.workers"
+	say "$pool: started (pid $SPAWNED_PID, $n workers)"
+}
+
+# pool_stop POOL: SIGTERM to multiwatch (it forwards TERM to the workers,
+# which finish what is queued, bounded to 2 s, and exit).
+pool_stop() {
+	local pool=$1 pid
+	if pid=$(pool_pid "$pool"); then
+		stop_pid "$pid" "$pool" 15 1
+		say "$pool: stopped"
+	fi
+	rm -f "$RUN/$pool.pid" "$RUN/$pool.sock"
+}

@@ -1,0 +1,146 @@
+// Small helpers shared by the integration tests: HTTP requests against the
+// stack's nginx (port TH_PORT_BASE), running repo scripts, reading pid files.
+import http from 'node:http';
+import { execFile } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const ROOT = process.env.TH_ROOT
+  || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const PORT_BASE = Number(process.env.TH_PORT_BASE || 8080);
+export const VAR_DIR = process.env.TH_VAR_DIR || path.join(ROOT, 'var');
+export const BIN_DIR = process.env.TH_BIN_DIR || path.join(ROOT, 'build/bin');
+export const BASE_URL = `http://127.0.0.1:${PORT_BASE}`;
+export const APPS = ['auth', 'community', 'realtime', 'media'];
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// request('GET', '/api/auth/health', { headers, body, localAddress, timeoutMs })
+// body: string | Buffer | object (object -> JSON). Resolves {status, headers, text, json};
+// json is the parsed body, or undefined when it is not JSON.
+export function request(method, urlPath, opts = {}) {
+  const { headers = {}, localAddress, timeoutMs = 10000 } = opts;
+  let body = opts.body;
+  const hdrs = { ...headers };
+  if (body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'string') {
+    body = JSON.stringify(body);
+    hdrs['content-type'] ??= 'application/json';
+  }
+  if (body !== undefined) hdrs['content-length'] = Buffer.byteLength(body);
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const req = http.request({
+      host: '127.0.0.1', port: PORT_BASE, method, path: urlPath, headers: hdrs,
+      localAddress, agent: false, timeout: timeoutMs,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', (e) => { if (!done) { done = true; reject(e); } });
+      res.on('end', () => {
+        if (done) return;
+        done = true;
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms: ${method} ${urlPath}`)));
+    // A server may answer (e.g. 413) and close before the whole body is written:
+    // write errors after that are not the test's concern.
+    req.on('error', (e) => { if (!done) { done = true; reject(e); } });
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+export const get = (p, o) => request('GET', p, o);
+export const post = (p, body, o = {}) => request('POST', p, { ...o, body });
+
+// Run a repo script (path relative to ROOT) with the test's environment.
+// Never rejects: resolves {code, stdout, stderr}.
+export function run(script, args = [], { timeoutMs = 120000, env = {} } = {}) {
+  return new Promise((resolve) => {
+    execFile(path.join(ROOT, script), args, {
+      cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20,
+    }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : (err.signal || 'error')) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+// Run any program (no ROOT prefix), same contract as run().
+export function runProgram(file, args = [], { timeoutMs = 120000, env = {} } = {}) {
+  return new Promise((resolve) => {
+    execFile(file, args, {
+      cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20,
+    }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : (err.signal || 'error')) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+export function readPid(file) {
+  const p = path.isAbsolute(file) ? file : path.join(VAR_DIR, file);
+  const n = parseInt(readFileSync(p, 'utf8').split('\n')[0].trim(), 10);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`no pid in ${p}`);
+  return n;
+}
+
+export function isAlive(pid) {
+  try { process.kill(pid, 0); } catch (e) { return e.code === 'EPERM'; }
+  // a zombie still answers kill(0): treat it as gone
+  try { return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
+}
+
+export async function waitGone(pid, timeoutMs = 15000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (!isAlive(pid)) return true;
+    await sleep(50);
+  }
+  return !isAlive(pid);
+}
+
+// Direct children of a process (from /proc), e.g. the workers of a multiwatch.
+export function childrenOf(ppid) {
+  const out = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat;
+    try { stat = readFileSync(`/proc/${d}/stat`, 'utf8'); } catch { continue; }
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(rest[1]) === ppid && rest[0] !== 'Z') out.push(Number(d));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+// Poll fn() until it returns a truthy value or the time is up; returns the last value.
+export async function until(fn, { timeoutMs = 15000, intervalMs = 200 } = {}) {
+  const end = Date.now() + timeoutMs;
+  let v;
+  for (;;) {
+    try { v = await fn(); } catch (e) { v = undefined; }
+    if (v || Date.now() >= end) return v;
+    await sleep(intervalMs);
+  }
+}
+
+// Prometheus text -> [{name, labels, value}]
+export function parseProm(text) {
+  const out = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels = {};
+    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+    let l;
+    while ((l = re.exec(m[2] || '')) !== null) labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
+    out.push({ name: m[1], labels, value: Number(m[3]), line });
+  }
+  return out;
+}

@@ -1,0 +1,169 @@
+/* Unit tests for lib/jh: strict parsing, UTF-8, typed getters. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "jh.h"
+
+static struct arena a;
+static char *noenv[] = {NULL};
+
+static int setup(void **state)
+{
+	(void)state;
+	arena_init(&a);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	arena_free(&a);
+	return 0;
+}
+
+static void with_body(struct http_req *req, const char *body)
+{
+	http_req_init(req, &a, noenv, NULL, NULL);
+	req->body = body;
+	req->body_len = strlen(body);
+}
+
+static const char *err_code(struct http_req *req)
+{
+	static char code[64];
+	struct json_object *o = json_tokener_parse(req->resp.body), *e, *c;
+
+	code[0] = '\0';
+	if (o && json_object_object_get_ex(o, "error", &e) &&
+	    json_object_object_get_ex(e, "code", &c))
+		snprintf(code, sizeof(code), "%s", json_object_get_string(c));
+	json_object_put(o);
+	return code;
+}
+
+static void test_utf8(void **state)
+{
+	(void)state;
+	assert_int_equal(jh_utf8_len("abc", 3), 3);
+	assert_int_equal(jh_utf8_len("\xc3\xa9t\xc3\xa9", 5), 3);
+	assert_int_equal(jh_utf8_len("\xf0\x9f\x91\x8d", 4), 1);
+	assert_int_equal(jh_utf8_len("\xff", 1), -1);
+	assert_int_equal(jh_utf8_len("\xc3", 1), -1);          /* truncated */
+	assert_int_equal(jh_utf8_len("\xc0\xaf", 2), -1);      /* overlong */
+	assert_int_equal(jh_utf8_len("\xed\xa0\x80", 3), -1);  /* surrogate */
+	assert_int_equal(jh_utf8_len("\xf4\x90\x80\x80", 4), -1); /* > U+10FFFF */
+}
+
+static void test_parse(void **state)
+{
+	struct json_object *o;
+	char deep[200];
+
+	(void)state;
+	o = jh_parse("{\"a\": [1, 2]}  \n", 16);
+	assert_non_null(o);
+	json_object_put(o);
+	assert_null(jh_parse("{not json", 9));
+	assert_null(jh_parse("{\"a\":1} x", 9));
+	assert_null(jh_parse("{\"a\":1}{}", 9));
+	assert_null(jh_parse("", 0));
+	assert_null(jh_parse("{\"a\":\"\xff\"}", 10));
+	memset(deep, '[', 100);
+	memset(deep + 100, ']', 100);
+	assert_null(jh_parse(deep, 200)); /* deeper than JH_MAX_DEPTH */
+}
+
+static void test_body_object(void **state)
+{
+	struct http_req req;
+
+	(void)state;
+	with_body(&req, "[1,2]");
+	assert_int_equal(jh_parse_body_or_400(&req), -1);
+	assert_int_equal(req.resp.status, 400);
+	assert_string_equal(err_code(&req), "bad_json");
+	with_body(&req, "{\"x\":1}");
+	assert_int_equal(jh_parse_body_or_400(&req), 0);
+	assert_non_null(req.json);
+	json_object_put(req.json);
+}
+
+static void test_strings(void **state)
+{
+	struct http_req req;
+	const char *s;
+
+	(void)state;
+	with_body(&req, "{\"name\":\"\xc3\xa9t\xc3\xa9\",\"n\":3,\"e\":\"\",\"z\":\"a\\u0000b\"}");
+	assert_int_equal(jh_parse_body_or_400(&req), 0);
+	assert_int_equal(jh_string_or_400(&req, req.json, "name", 1, 3, true, &s), 0);
+	assert_string_equal(s, "\xc3\xa9t\xc3\xa9");
+	assert_int_equal(jh_string_or_400(&req, req.json, "name", 1, 2, true, &s), -1);
+	assert_string_equal(err_code(&req), "validation_failed");
+	assert_int_equal(jh_string_or_400(&req, req.json, "n", 0, 9, true, &s), -1);
+	assert_int_equal(jh_string_or_400(&req, req.json, "e", 1, 9, true, &s), -1);
+	assert_int_equal(jh_string_or_400(&req, req.json, "z", 0, 9, true, &s), -1); /* NUL */
+	assert_int_equal(jh_string_or_400(&req, req.json, "missing", 1, 9, false, &s), 0);
+	assert_null(s);
+	assert_int_equal(jh_string_or_400(&req, req.json, "missing", 1, 9, true, &s), -1);
+	assert_non_null(strstr(req.resp.body, "\"field\":\"missing\""));
+	json_object_put(req.json);
+}
+
+static void test_ints(void **state)
+{
+	struct http_req req;
+	int64_t v;
+	bool present, b;
+
+	(void)state;
+	with_body(&req, "{\"i\":42,\"f\":1.0,\"s\":\"1\",\"big\":99999999999999999999,\"t\":true}");
+	assert_int_equal(jh_parse_body_or_400(&req), 0);
+	assert_int_equal(jh_int_or_400(&req, req.json, "i", 1, 100, true, &present, &v), 0);
+	assert_true(present);
+	assert_int_equal(v, 42);
+	assert_int_equal(jh_int_or_400(&req, req.json, "i", 1, 10, true, &present, &v), -1);
+	assert_int_equal(jh_int_or_400(&req, req.json, "f", 0, 10, true, &present, &v), -1);
+	assert_int_equal(jh_int_or_400(&req, req.json, "s", 0, 10, true, &present, &v), -1);
+	assert_int_equal(jh_int_or_400(&req, req.json, "big", 0, INT64_MAX, true, &present, &v), -1);
+	assert_int_equal(jh_bool_or_400(&req, req.json, "t", true, &present, &b), 0);
+	assert_true(b);
+	assert_int_equal(jh_bool_or_400(&req, req.json, "i", true, &present, &b), -1);
+	json_object_put(req.json);
+}
+
+static void test_ids(void **state)
+{
+	struct http_req req;
+	int64_t id;
+
+	(void)state;
+	http_req_init(&req, &a, noenv, NULL, NULL);
+	assert_int_equal(jh_id_or_404(&req, "17", &id), 0);
+	assert_int_equal(id, 17);
+	assert_int_equal(jh_id_or_404(&req, "0", &id), -1);
+	assert_int_equal(req.resp.status, 404);
+	assert_int_equal(jh_id_or_404(&req, "-1", &id), -1);
+	assert_int_equal(jh_id_or_404(&req, "abc", &id), -1);
+	assert_int_equal(jh_id_or_404(&req, "9223372036854775808", &id), -1);
+	assert_int_equal(jh_id_or_404(&req, "1e3", &id), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_body_object),
+		cmocka_unit_test(test_strings),
+		cmocka_unit_test(test_ints),
+		cmocka_unit_test(test_ids),
+	};
+
+	return cmocka_run_group_tests_name("jh", tests, setup, teardown);
+}
