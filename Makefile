@@ -5,7 +5,7 @@
 BUILD    ?= build
 SANITIZE ?= 0
 CC       ?= cc
-PKGS     := json-c hiredis libpq
+PKGS     := json-c hiredis libpq libjwt libsodium libcrypto
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-format-nonliteral -Werror

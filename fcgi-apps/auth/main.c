@@ -1,22 +1,36 @@
-/* th-auth: the auth FastCGI app — accounts, tokens, sessions (API.md: Auth).
+/* th-auth: accounts, tokens, sessions (API.md: Auth).
  *
- * main.c holds the route table; each resource lives in a file of its own.
- * The shared loop (lib/app.c) adds GET /api/auth/health and
- * GET /metrics/auth to this table. */
+ * main.c holds the route table; accounts.c, sessions.c, keys.c and
+ * password.c hold the handlers.  The shared loop (lib/app.c) adds
+ * GET /api/auth/health and GET /metrics/auth. */
 #include "app.h"
+#include "auth.h"
+#include "token.h"
 
 /* method, pattern, handler, flags, body limit */
 static const struct route routes[] = {
-	/* the resource routes of this app are added by their own issues */
-	{0},
+	{"POST", "/api/auth/register", register_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/login", login_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/refresh", refresh_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/logout", logout_handler, ROUTE_AUTH, AUTH_BODY_LIMIT},
+	{"GET", "/api/auth/me", me_handler, ROUTE_AUTH, 0},
+	{"GET", "/api/auth/jwks", jwks_handler, 0, 0},
 };
+
+static int auth_init(void)
+{
+	if (token_init_signer() < 0 || accounts_init() < 0)
+		return -1;
+	return 0;
+}
 
 int main(void)
 {
 	static const struct app app = {
 		.name = "auth",
 		.routes = routes,
-		.nroutes = sizeof(routes) / sizeof(routes[0]) - 1, /* without the {0} end */
+		.nroutes = sizeof(routes) / sizeof(routes[0]),
+		.init = auth_init,
 	};
 
 	return app_main(&app);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +20,8 @@
 #include "jh.h"
 #include "log.h"
 #include "metrics.h"
+#include "revoke.h"
+#include "token.h"
 
 #define APP_MAX_ROUTES (METRICS_MAX_ROUTES - 1) /* last index: unmatched */
 #define APP_UNMATCHED (METRICS_MAX_ROUTES - 1)
@@ -174,6 +177,42 @@ static uint64_t mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Bearer token -> req->user_id.  Returns 0 when the route may run: a valid
+ * token, or no token on a route where it is optional.  Otherwise replies 401
+ * (or 503 when revocation cannot be decided) and returns -1. */
+static int authenticate(struct http_req *req, int required)
+{
+	const char *h = http_header(req, "Authorization");
+	struct token_claims c;
+	enum th_err e;
+
+	if (!h || !*h) {
+		if (!required)
+			return 0;
+		http_reply_error(req, TH_EUNAUTHORIZED, "missing bearer token", NULL);
+		http_set_header(req, "WWW-Authenticate", "Bearer");
+		return -1;
+	}
+	if (strncasecmp(h, "Bearer ", 7) != 0) {
+		e = TH_EUNAUTHORIZED;
+	} else {
+		h += 7;
+		while (*h == ' ')
+			h++;
+		e = token_verify(h, strlen(h), &c);
+	}
+	if (e != TH_OK) {
+		http_reply_error(req, e, e == TH_EUNAUTHORIZED ? "invalid or expired token"
+							 : "cannot check the token now", NULL);
+		if (e == TH_EUNAUTHORIZED)
+			http_set_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+		return -1;
+	}
+	req->user_id = c.user_id;
+	req->session_id = c.session_id;
+	return 0;
+}
+
 static void dispatch(struct http_req *req, size_t *metric_idx)
 {
 	struct route_match m;
@@ -205,6 +244,9 @@ static void dispatch(struct http_req *req, size_t *metric_idx)
 		}
 	}
 	req->nparams = m.nparams;
+	if ((r->flags & (ROUTE_AUTH | ROUTE_AUTH_OPTIONAL)) &&
+	    authenticate(req, (r->flags & ROUTE_AUTH) != 0) < 0)
+		return;
 	limit = r->body_limit ? r->body_limit : default_body_limit;
 	if ((r->flags & ROUTE_JSON) || req->content_length > 0) {
 		if (http_read_body(req, limit) < 0)
@@ -317,6 +359,8 @@ int app_main(const struct app *app)
 					     1024L * 1024 * 1024);
 	if (table_build(app) < 0 || init_services() < 0)
 		return 1;
+	if (token_init() < 0)
+		return 1;
 	if (app->init && app->init() != 0) {
 		fprintf(stderr, "%s: init failed\n", app->name);
 		return 1;
@@ -375,6 +419,7 @@ int app_main(const struct app *app)
 	if (app->fini)
 		app->fini();
 	metrics_close();
+	token_close();
 	db_close();
 	cache_close();
 	arena_free(&arena);

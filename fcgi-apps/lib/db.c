@@ -31,6 +31,7 @@ static long stmt_timeout_ms;
 static enum th_err last_err;
 static char last_msg[256];
 static char last_state[6];
+static char last_constraint[64];
 
 static long long now_ms(void)
 {
@@ -197,6 +198,9 @@ struct db_res *db_exec(enum db_role role, const char *sql, int n,
 		handle_fail(h, last_msg);
 		return NULL;
 	}
+	snprintf(last_constraint, sizeof(last_constraint), "%s",
+		 (r && PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME))
+			 ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : "");
 	if (state && strcmp(state, "23505") == 0)
 		set_err(TH_ECONFLICT, PQresultErrorMessage(r), state);
 	else if (state && (strcmp(state, "57014") == 0 || strncmp(state, "08", 2) == 0 ||
@@ -229,6 +233,7 @@ struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
 enum th_err db_last_err(void) { return last_err; }
 const char *db_last_error(void) { return last_msg; }
 const char *db_last_sqlstate(void) { return last_state; }
+const char *db_last_constraint(void) { return last_constraint; }
 
 int db_res_rows(const struct db_res *r) { return r ? PQntuples(r->res) : 0; }
 int db_res_cols(const struct db_res *r) { return r ? PQnfields(r->res) : 0; }

@@ -42,6 +42,7 @@ struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
 enum th_err db_last_err(void);
 const char *db_last_error(void);      /* message; static buffer */
 const char *db_last_sqlstate(void);   /* "23505", or "" */
+const char *db_last_constraint(void); /* constraint of a violation, or "" */
 
 int db_res_rows(const struct db_res *r);
 int db_res_cols(const struct db_res *r);

@@ -64,6 +64,7 @@ struct http_req {
 	int nparams;
 
 	int64_t user_id;            /* authenticated caller, 0 when anonymous */
+	int64_t session_id;         /* the caller's session (token's sid) */
 	struct http_resp resp;
 };
 

@@ -115,10 +115,23 @@ static int field_get(struct http_req *req, struct json_object *obj,
 	return 1;
 }
 
+int jh_has_control(const char *s, size_t n, bool multiline)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == 0x7f || (c < 0x20 && !(multiline && (c == '\n' || c == '\r' ||
+							     c == '\t'))))
+			return 1;
+	}
+	return 0;
+}
+
 int jh_string_or_400(struct http_req *req, struct json_object *obj,
-		     const char *field, size_t min, size_t max, bool required,
+		     const char *field, size_t min, size_t max, unsigned flags,
 		     const char **out)
 {
+	bool required = flags & JH_REQUIRED;
 	struct json_object *v;
 	const char *s;
 	long n;
@@ -135,6 +148,11 @@ int jh_string_or_400(struct http_req *req, struct json_object *obj,
 		return -1;
 	}
 	s = json_object_get_string(v);
+	if (jh_has_control(s, (size_t)json_object_get_string_len(v), flags & JH_MULTILINE)) {
+		snprintf(msg, sizeof(msg), "%s must not contain control characters", field);
+		http_reply_error(req, TH_EVALIDATION, msg, field);
+		return -1;
+	}
 	n = jh_utf8_len(s, (size_t)json_object_get_string_len(v));
 	if (n < 0 || (size_t)n < min || (size_t)n > max ||
 	    strlen(s) != (size_t)json_object_get_string_len(v)) {

@@ -30,11 +30,21 @@ int jh_parse_body_or_400(struct http_req *req);
 /* Number of code points of valid UTF-8, or -1 when s is not valid UTF-8. */
 long jh_utf8_len(const char *s, size_t n);
 
-/* A string field of min..max code points.  Absent or null: *out = NULL and 0
- * when !required, 400 when required.  *out points into obj (lives with it). */
+enum jh_flags {
+	JH_REQUIRED = 1u << 0,  /* absent or null is a validation error */
+	JH_MULTILINE = 1u << 1, /* allow \n, \r and \t (bodies); other control
+				 * characters are always refused */
+};
+
+/* A string field of min..max code points, valid UTF-8, no NUL, no control
+ * characters (but those JH_MULTILINE allows).  Absent or null: *out = NULL
+ * and 0 unless JH_REQUIRED.  *out points into obj (lives with it). */
 int jh_string_or_400(struct http_req *req, struct json_object *obj,
-		     const char *field, size_t min, size_t max, bool required,
+		     const char *field, size_t min, size_t max, unsigned flags,
 		     const char **out);
+/* 1 when s (n bytes) holds a C0 control character or DEL, except \n \r \t
+ * when multiline. */
+int jh_has_control(const char *s, size_t n, bool multiline);
 /* An integer field in [min, max] (JSON integers only; 1.0 and "1" refused). */
 int jh_int_or_400(struct http_req *req, struct json_object *obj,
 		  const char *field, int64_t min, int64_t max, bool required,

@@ -99,18 +99,24 @@ static void test_strings(void **state)
 	const char *s;
 
 	(void)state;
-	with_body(&req, "{\"name\":\"\xc3\xa9t\xc3\xa9\",\"n\":3,\"e\":\"\",\"z\":\"a\\u0000b\"}");
+	with_body(&req, "{\"name\":\"\xc3\xa9t\xc3\xa9\",\"n\":3,\"e\":\"\",\"z\":\"a\\u0000b\","
+		  "\"ml\":\"a\\nb\",\"bell\":\"a\\u0007\"}");
 	assert_int_equal(jh_parse_body_or_400(&req), 0);
-	assert_int_equal(jh_string_or_400(&req, req.json, "name", 1, 3, true, &s), 0);
+	assert_int_equal(jh_string_or_400(&req, req.json, "name", 1, 3, JH_REQUIRED, &s), 0);
 	assert_string_equal(s, "\xc3\xa9t\xc3\xa9");
-	assert_int_equal(jh_string_or_400(&req, req.json, "name", 1, 2, true, &s), -1);
+	assert_int_equal(jh_string_or_400(&req, req.json, "name", 1, 2, JH_REQUIRED, &s), -1);
 	assert_string_equal(err_code(&req), "validation_failed");
-	assert_int_equal(jh_string_or_400(&req, req.json, "n", 0, 9, true, &s), -1);
-	assert_int_equal(jh_string_or_400(&req, req.json, "e", 1, 9, true, &s), -1);
-	assert_int_equal(jh_string_or_400(&req, req.json, "z", 0, 9, true, &s), -1); /* NUL */
-	assert_int_equal(jh_string_or_400(&req, req.json, "missing", 1, 9, false, &s), 0);
+	assert_int_equal(jh_string_or_400(&req, req.json, "n", 0, 9, JH_REQUIRED, &s), -1);
+	assert_int_equal(jh_string_or_400(&req, req.json, "e", 1, 9, JH_REQUIRED, &s), -1);
+	assert_int_equal(jh_string_or_400(&req, req.json, "z", 0, 9, JH_REQUIRED, &s), -1); /* NUL */
+	/* newlines only where JH_MULTILINE allows them; other controls never */
+	assert_int_equal(jh_string_or_400(&req, req.json, "ml", 1, 9, JH_REQUIRED, &s), -1);
+	assert_int_equal(jh_string_or_400(&req, req.json, "ml", 1, 9, JH_MULTILINE, &s), 0);
+	assert_string_equal(s, "a\nb");
+	assert_int_equal(jh_string_or_400(&req, req.json, "bell", 1, 9, JH_MULTILINE, &s), -1);
+	assert_int_equal(jh_string_or_400(&req, req.json, "missing", 1, 9, 0, &s), 0);
 	assert_null(s);
-	assert_int_equal(jh_string_or_400(&req, req.json, "missing", 1, 9, true, &s), -1);
+	assert_int_equal(jh_string_or_400(&req, req.json, "missing", 1, 9, JH_REQUIRED, &s), -1);
 	assert_non_null(strstr(req.resp.body, "\"field\":\"missing\""));
 	json_object_put(req.json);
 }

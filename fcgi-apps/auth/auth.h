@@ -1,0 +1,45 @@
+/* The auth app's internal interfaces (never included by another app). */
+#ifndef TH_AUTH_H
+#define TH_AUTH_H
+
+#include <stdint.h>
+
+#include "http.h"
+
+#define AUTH_BODY_LIMIT (16 * 1024)
+
+/* settings read once at start-up (accounts.c) */
+struct auth_limits {
+	long login_user_max, login_ip_max, login_window_s;
+	long register_max, register_window_s;
+};
+extern struct auth_limits auth_limits;
+
+/* password.c: argon2id through libsodium */
+int password_init(void);
+/* Hashes into out (crypto_pwhash_STRBYTES).  0, or -1 when out of memory. */
+int password_hash(const char *password, char *out, size_t outsize);
+/* 1 when password matches the stored hash, 0 otherwise.  With hash NULL it
+ * verifies against a dummy hash of the same cost, so an unknown user costs
+ * what a wrong password costs. */
+int password_verify(const char *hash, const char *password);
+
+/* sessions.c */
+/* Creates a session for user_id and replies `status` with {user,
+ * access_token, refresh_token, expires_in}; user is the public user JSON of
+ * the caller (consumed). */
+void session_start_reply(struct http_req *req, int status, int64_t user_id,
+			 struct json_object *user);
+void refresh_handler(struct http_req *req);
+void logout_handler(struct http_req *req);
+
+/* accounts.c */
+int accounts_init(void);
+void register_handler(struct http_req *req);
+void login_handler(struct http_req *req);
+void me_handler(struct http_req *req);
+
+/* keys.c */
+void jwks_handler(struct http_req *req);
+
+#endif

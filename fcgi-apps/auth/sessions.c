@@ -1,0 +1,261 @@
+/* sessions: start (after register/login), refresh with rotation, logout.
+ *
+ * Refresh tokens: 256 random bits, base64url; the database keeps only their
+ * SHA-256.  Each is single-use: a refresh marks it used and issues the next
+ * one in the same transaction.  Presenting a used one again is treated as
+ * theft: the whole session is revoked, with every access token it minted. */
+#include <json-c/json.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "config.h"
+#include "db.h"
+#include "jh.h"
+#include "log.h"
+#include "revoke.h"
+#include "token.h"
+#include "user.h"
+
+#define REFRESH_BYTES 32
+#define REFRESH_TEXT 64 /* base64url of 32 bytes is 43 chars */
+
+struct refresh {
+	char text[REFRESH_TEXT];                    /* given to the client */
+	char hash_hex[crypto_hash_sha256_BYTES * 2 + 1]; /* stored */
+};
+
+static void refresh_hash(const char *text, char *hex, size_t hexsize)
+{
+	unsigned char digest[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256(digest, (const unsigned char *)text, strlen(text));
+	sodium_bin2hex(hex, hexsize, digest, sizeof(digest));
+}
+
+static void refresh_new(struct refresh *rt)
+{
+	unsigned char rnd[REFRESH_BYTES];
+
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2base64(rt->text, sizeof(rt->text), rnd, sizeof(rnd),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(rnd, sizeof(rnd));
+	refresh_hash(rt->text, rt->hash_hex, sizeof(rt->hash_hex));
+}
+
+static long refresh_ttl(void)
+{
+	static long ttl;
+
+	if (!ttl)
+		ttl = (long)cfg_int("TH_REFRESH_TTL", 2592000, 60, 31536000);
+	return ttl;
+}
+
+/* Stores a new refresh token for the session (inside the caller's
+ * transaction).  0, or -1 with the error replied. */
+static int refresh_store(struct http_req *req, const struct refresh *rt, const char *sid)
+{
+	char ttl[24];
+	const char *params[] = {rt->hash_hex, sid, ttl};
+	struct db_res *r;
+
+	snprintf(ttl, sizeof(ttl), "%ld", refresh_ttl());
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) "
+			     "VALUES (decode($1, 'hex'), $2, now() + $3::bigint * interval '1 second')",
+			     3, params);
+	if (!r)
+		return -1;
+	db_res_free(r);
+	return 0;
+}
+
+/* Commits and replies {user, access_token, refresh_token, expires_in}. */
+static void tokens_reply(struct http_req *req, int status, int64_t uid, int64_t sid,
+			 const struct refresh *rt, struct json_object *user)
+{
+	char *access = token_issue(req->arena, uid, sid);
+	struct json_object *o;
+
+	if (!access) {
+		json_object_put(user);
+		http_reply_error(req, TH_EINTERNAL, "cannot sign a token", NULL);
+		return;
+	}
+	if (db_commit() < 0) {
+		json_object_put(user);
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "user", user);
+	json_object_object_add(o, "access_token", json_object_new_string(access));
+	json_object_object_add(o, "refresh_token", json_object_new_string(rt->text));
+	json_object_object_add(o, "expires_in", json_object_new_int64(token_ttl()));
+	http_reply_json(req, status, o);
+	http_add_header(req, "Cache-Control", "no-store");
+}
+
+void session_start_reply(struct http_req *req, int status, int64_t user_id,
+			 struct json_object *user)
+{
+	char uid[24], sid[24];
+	const char *params[] = {uid, req->client_addr};
+	struct refresh rt;
+	struct db_res *r;
+
+	snprintf(uid, sizeof(uid), "%lld", (long long)user_id);
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "INSERT INTO sessions (user_id, client_addr) VALUES ($1, $2) RETURNING id",
+			     2, params);
+	if (!r) {
+		json_object_put(user);
+		return;
+	}
+	snprintf(sid, sizeof(sid), "%s", db_res_get(r, 0, 0));
+	db_res_free(r);
+	refresh_new(&rt);
+	if (refresh_store(req, &rt, sid) < 0) {
+		json_object_put(user);
+		return;
+	}
+	log_info("audit: session %s started for user %s", sid, uid);
+	tokens_reply(req, status, user_id, strtoll(sid, NULL, 10), &rt, user);
+}
+
+/* The token was used before: revoke its session (theft or a racing twin). */
+static void refresh_reused(struct http_req *req, const char *sid)
+{
+	const char *params[] = {sid};
+	struct db_res *r;
+
+	r = db_exec(DB_PRIMARY,
+		    "UPDATE sessions SET revoked_at = now(), revoked_reason = 'refresh_token_reuse' "
+		    "WHERE id = $1 AND revoked_at IS NULL",
+		    1, params);
+	if (!r || db_commit() < 0) {
+		db_res_free(r);
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	db_res_free(r);
+	revoke_publish(strtoll(sid, NULL, 10));
+	log_warn("audit: refresh token reused; session %s revoked", sid);
+	http_reply_error(req, TH_EUNAUTHORIZED, "refresh token already used; session revoked", NULL);
+}
+
+void refresh_handler(struct http_req *req)
+{
+	const char *text;
+	char hex[crypto_hash_sha256_BYTES * 2 + 1], sid[24];
+	const char *p1[] = {hex}, *p2[] = {sid};
+	struct refresh next;
+	struct db_res *r;
+	struct json_object *user;
+	int64_t uid;
+
+	if (jh_string_or_400(req, req->json, "refresh_token", 1, 128, JH_REQUIRED, &text) < 0)
+		return;
+	refresh_hash(text, hex, sizeof(hex));
+	if (db_begin() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	/* the row lock makes two racing refreshes of one token take turns: the
+	 * second finds it used */
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "UPDATE refresh_tokens SET used_at = now() "
+			     "WHERE token_hash = decode($1, 'hex') AND used_at IS NULL "
+			     "AND expires_at > now() RETURNING session_id",
+			     1, p1);
+	if (!r)
+		return;
+	if (db_res_rows(r) == 0) {
+		db_res_free(r);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT session_id, used_at IS NOT NULL FROM refresh_tokens "
+				     "WHERE token_hash = decode($1, 'hex')",
+				     1, p1);
+		if (!r)
+			return;
+		if (db_res_rows(r) == 1 && strcmp(db_res_get(r, 0, 1), "t") == 0) {
+			snprintf(sid, sizeof(sid), "%s", db_res_get(r, 0, 0));
+			db_res_free(r);
+			refresh_reused(req, sid);
+			return;
+		}
+		db_res_free(r);
+		db_rollback();
+		http_reply_error(req, TH_EUNAUTHORIZED, "invalid or expired refresh token", NULL);
+		return;
+	}
+	snprintf(sid, sizeof(sid), "%s", db_res_get(r, 0, 0));
+	db_res_free(r);
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "UPDATE sessions s SET last_refreshed_at = now() FROM users u "
+			     "WHERE s.id = $1 AND u.id = s.user_id AND s.revoked_at IS NULL "
+			     "RETURNING " USER_COLS,
+			     1, p2);
+	if (!r)
+		return;
+	if (db_res_rows(r) != 1) {
+		db_res_free(r);
+		db_rollback();
+		http_reply_error(req, TH_EUNAUTHORIZED, "session revoked", NULL);
+		return;
+	}
+	uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
+	user = user_json(r, 0, 0);
+	db_res_free(r);
+	refresh_new(&next);
+	if (refresh_store(req, &next, sid) < 0) {
+		json_object_put(user);
+		return;
+	}
+	tokens_reply(req, 200, uid, strtoll(sid, NULL, 10), &next, user);
+}
+
+void logout_handler(struct http_req *req)
+{
+	const char *text = NULL;
+	char sid[24], uid[24], hex[crypto_hash_sha256_BYTES * 2 + 1];
+	struct db_res *r;
+	int i, n;
+
+	if (req->body_len > 0) {
+		if (jh_parse_body_or_400(req) < 0 ||
+		    jh_string_or_400(req, req->json, "refresh_token", 1, 128, 0, &text) < 0)
+			return;
+	}
+	snprintf(sid, sizeof(sid), "%lld", (long long)req->session_id);
+	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
+	if (text)
+		refresh_hash(text, hex, sizeof(hex));
+	else
+		hex[0] = '\0';
+	{
+		/* the caller's session, and the refresh token's session when it is
+		 * another session of the same user */
+		const char *params[] = {sid, uid, hex};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "UPDATE sessions s SET revoked_at = now(), revoked_reason = 'logout' "
+				     "WHERE s.user_id = $2 AND s.revoked_at IS NULL AND (s.id = $1 "
+				     "OR s.id = (SELECT session_id FROM refresh_tokens "
+				     "WHERE $3 <> '' AND token_hash = decode($3, 'hex'))) RETURNING s.id",
+				     3, params);
+	}
+	if (!r)
+		return;
+	n = db_res_rows(r);
+	for (i = 0; i < n; i++) {
+		revoke_publish(strtoll(db_res_get(r, i, 0), NULL, 10));
+		log_info("audit: session %s revoked by logout of user %s", db_res_get(r, i, 0), uid);
+	}
+	db_res_free(r);
+	http_reply_empty(req, 204);
+}

@@ -1,0 +1,56 @@
+/* ratelimit: INCR + PEXPIRE on first hit, PTTL back, in one EVAL. */
+#include "ratelimit.h"
+
+#include <stdio.h>
+
+#include "cache.h"
+
+static const char hit_script[] =
+	"local c = redis.call('INCR', KEYS[1]) "
+	"local t = redis.call('PTTL', KEYS[1]) "
+	"if c == 1 or t < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) t = tonumber(ARGV[1]) end "
+	"return {c, t}";
+
+static const char peek_script[] =
+	"local c = tonumber(redis.call('GET', KEYS[1]) or '0') "
+	"local t = redis.call('PTTL', KEYS[1]) "
+	"return {c, t}";
+
+static int run(const char *script, const char *key, const char *arg, struct rl_state *st)
+{
+	const char *argv[] = {"EVAL", script, "1", key, arg};
+	struct cache_reply *r = cache_cmd(arg ? 5 : 4, argv, NULL);
+	long long ttl_ms;
+
+	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) != 2) {
+		cache_reply_free(r);
+		return -1;
+	}
+	st->count = cache_reply_int(cache_reply_elem(r, 0));
+	ttl_ms = cache_reply_int(cache_reply_elem(r, 1));
+	cache_reply_free(r);
+	st->retry_after_s = ttl_ms > 0 ? (long)((ttl_ms + 999) / 1000) : 1;
+	return 0;
+}
+
+int rl_hit(const char *key, long window_s, struct rl_state *st)
+{
+	char ms[32];
+
+	snprintf(ms, sizeof(ms), "%lld", (long long)window_s * 1000);
+	return run(hit_script, key, ms, st);
+}
+
+int rl_peek(const char *key, struct rl_state *st)
+{
+	return run(peek_script, key, NULL, st);
+}
+
+void rl_reply_limited(struct http_req *req, const struct rl_state *st)
+{
+	char secs[24];
+
+	snprintf(secs, sizeof(secs), "%ld", st->retry_after_s);
+	http_reply_error(req, TH_ERATELIMITED, "too many attempts; try again later", NULL);
+	http_set_header(req, "Retry-After", secs);
+}

@@ -1,0 +1,360 @@
+/* revoke: a local hash set of revoked session ids, synced from Redis. */
+#include "revoke.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "db.h"
+#include "log.h"
+
+#define REVOKE_KEY "th:revoked"
+#define REVOKE_EPOCH_KEY "th:revoked:epoch"
+#define REVOKE_SYNC_MS 1000
+#define REVOKE_OVERLAP_MS 5000   /* re-read this much before the newest score:
+				  * hosts' clocks and commit order differ */
+#define REVOKE_MAX_ENTRIES (1u << 20)
+#define REVOKE_PG_CACHE 256
+
+struct entry {
+	int64_t sid;    /* 0: empty */
+	int64_t at_ms;
+};
+
+static struct entry *set;
+static size_t set_cap, set_len;
+static long ttl_ms;
+static long long last_sync_ms = -REVOKE_SYNC_MS;
+static long long newest_ms;      /* highest score seen in Redis */
+static long long last_ok_ms;     /* last successful Redis sync */
+static int degraded;             /* Redis failed since last_ok_ms */
+static char epoch[64];
+static uint64_t *host_seq;       /* mapped; NULL when no file */
+static uint64_t seen_seq;
+
+/* per-session answers from PostgreSQL while Redis is out */
+static struct {
+	int64_t sid;
+	int revoked;
+	long long at_ms;
+} pg_cache[REVOKE_PG_CACHE];
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t slot_of(int64_t sid, size_t cap)
+{
+	uint64_t h = (uint64_t)sid * 0x9e3779b97f4a7c15ull;
+
+	return (size_t)(h >> 20) & (cap - 1);
+}
+
+static int set_grow(void);
+
+static void set_put(int64_t sid, int64_t at_ms)
+{
+	size_t i;
+
+	if (sid <= 0)
+		return;
+	if ((set_len + 1) * 2 > set_cap && set_grow() < 0)
+		return;
+	for (i = slot_of(sid, set_cap);; i = (i + 1) & (set_cap - 1)) {
+		if (set[i].sid == sid) {
+			if (at_ms > set[i].at_ms)
+				set[i].at_ms = at_ms;
+			return;
+		}
+		if (set[i].sid == 0) {
+			set[i].sid = sid;
+			set[i].at_ms = at_ms;
+			set_len++;
+			return;
+		}
+	}
+}
+
+/* Rehashes into a table sized for the live entries, dropping expired ones. */
+static int set_rebuild(size_t cap)
+{
+	struct entry *old = set;
+	size_t old_cap = set_cap, i;
+	long long horizon = now_ms() - ttl_ms - 60000;
+
+	set = calloc(cap, sizeof(*set));
+	if (!set) {
+		set = old;
+		return -1;
+	}
+	set_cap = cap;
+	set_len = 0;
+	for (i = 0; i < old_cap; i++)
+		if (old[i].sid && old[i].at_ms >= horizon)
+			set_put(old[i].sid, old[i].at_ms);
+	free(old);
+	return 0;
+}
+
+static int set_grow(void)
+{
+	size_t cap = set_cap * 2;
+
+	if (cap > REVOKE_MAX_ENTRIES * 2) {
+		/* over the bound: forget the expired first; if still full, the
+		 * newest revocation is checked in PostgreSQL instead */
+		return set_rebuild(set_cap) == 0 && (set_len + 1) * 2 <= set_cap ? 0 : -1;
+	}
+	return set_rebuild(cap);
+}
+
+static int set_has(int64_t sid)
+{
+	size_t i;
+
+	for (i = slot_of(sid, set_cap); set[i].sid; i = (i + 1) & (set_cap - 1))
+		if (set[i].sid == sid)
+			return 1;
+	return 0;
+}
+
+int revoke_init(const char *seq_path, long ttl_s)
+{
+	int fd;
+
+	ttl_ms = ttl_s * 1000;
+	set_cap = 1024;
+	set = calloc(set_cap, sizeof(*set));
+	if (!set)
+		return -1;
+	if (!seq_path)
+		return 0;
+	fd = open(seq_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, sizeof(uint64_t)) < 0) {
+		close(fd);
+		return -1;
+	}
+	host_seq = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (host_seq == MAP_FAILED) {
+		host_seq = NULL;
+		return -1;
+	}
+	seen_seq = __atomic_load_n(host_seq, __ATOMIC_ACQUIRE);
+	return 0;
+}
+
+void revoke_close(void)
+{
+	free(set);
+	set = NULL;
+	set_cap = set_len = 0;
+	if (host_seq)
+		munmap(host_seq, sizeof(uint64_t));
+	host_seq = NULL;
+}
+
+void revoke_invalidate(void)
+{
+	last_sync_ms = -REVOKE_SYNC_MS;
+}
+
+/* Adds every (member, score) of a ZRANGEBYSCORE ... WITHSCORES reply. */
+static void add_scored(const struct cache_reply *r)
+{
+	size_t i, n = cache_reply_count(r);
+
+	for (i = 0; i + 1 < n; i += 2) {
+		int64_t sid = atoll(cache_reply_str(cache_reply_elem(r, i), NULL));
+		long long at = atoll(cache_reply_str(cache_reply_elem(r, i + 1), NULL));
+
+		set_put(sid, at);
+		if (at > newest_ms)
+			newest_ms = at;
+	}
+}
+
+/* Revocations in PostgreSQL since since_ms, into the local set and (when
+ * to_redis) into Redis. */
+static int load_from_pg(long long since_ms, int to_redis)
+{
+	char since[32];
+	const char *params[1] = {since};
+	struct db_res *r;
+	int i, n;
+
+	snprintf(since, sizeof(since), "%lld", since_ms);
+	r = db_exec(DB_PRIMARY,
+		    "SELECT id, (extract(epoch FROM revoked_at) * 1000)::bigint "
+		    "FROM sessions WHERE revoked_at >= to_timestamp($1::bigint / 1000.0)",
+		    1, params);
+	if (!r)
+		return -1;
+	n = db_res_rows(r);
+	for (i = 0; i < n; i++) {
+		const char *sid = db_res_get(r, i, 0), *at = db_res_get(r, i, 1);
+
+		set_put(atoll(sid), atoll(at));
+		if (to_redis) {
+			const char *argv[] = {"ZADD", REVOKE_KEY, at, sid};
+
+			cache_reply_free(cache_cmd(4, argv, NULL));
+		}
+	}
+	db_res_free(r);
+	return 0;
+}
+
+static struct cache_reply *get_epoch(void)
+{
+	static const char *const argv[] = {"GET", REVOKE_EPOCH_KEY};
+
+	return cache_cmd(2, argv, NULL);
+}
+
+/* Redis lost the set (restart, flush): rebuild it from PostgreSQL, then mark
+ * it with a fresh epoch.  NX: of several workers racing, one epoch wins and
+ * the others' ZADDs were idempotent anyway. */
+static int rebuild_redis(void)
+{
+	char fresh[40];
+	const char *argv[] = {"SET", REVOKE_EPOCH_KEY, fresh, "NX"};
+
+	if (load_from_pg(now_ms() - ttl_ms - 60000, 1) < 0)
+		return -1;
+	snprintf(fresh, sizeof(fresh), "%lld-%d", now_ms(), (int)getpid());
+	cache_reply_free(cache_cmd(4, argv, NULL));
+	log_info("revocations: rebuilt Redis copy from PostgreSQL");
+	return 0;
+}
+
+static int sync_redis(long long now)
+{
+	struct cache_reply *e, *r;
+	char from[32];
+	const char *argv[] = {"ZRANGEBYSCORE", REVOKE_KEY, from, "+inf", "WITHSCORES"};
+	int full;
+
+	e = get_epoch();
+	if (!e)
+		return -1;
+	if (cache_reply_type(e) == CACHE_NIL) {
+		cache_reply_free(e);
+		if (rebuild_redis() < 0)
+			return -1;
+		e = get_epoch();
+		if (!e)
+			return -1;
+	}
+	full = strcmp(cache_reply_str(e, NULL), epoch) != 0;
+	if (full) {
+		snprintf(epoch, sizeof(epoch), "%s", cache_reply_str(e, NULL));
+		snprintf(from, sizeof(from), "%lld", now - ttl_ms - 60000);
+	} else {
+		snprintf(from, sizeof(from), "%lld", newest_ms - REVOKE_OVERLAP_MS);
+	}
+	cache_reply_free(e);
+	r = cache_cmd(5, argv, NULL);
+	if (!r || cache_reply_type(r) != CACHE_ARRAY) {
+		cache_reply_free(r);
+		return -1;
+	}
+	add_scored(r);
+	cache_reply_free(r);
+	return 0;
+}
+
+static void sync_now(long long now)
+{
+	last_sync_ms = now;
+	if (sync_redis(now) < 0) {
+		if (!degraded)
+			log_warn("revocations: Redis unavailable, checking PostgreSQL");
+		degraded = 1;
+		return;
+	}
+	if (degraded) {
+		/* revocations made while Redis was out may be missing from it:
+		 * take them from the truth */
+		if (load_from_pg(last_ok_ms - REVOKE_OVERLAP_MS, 0) < 0)
+			return; /* stay degraded; try again next second */
+		degraded = 0;
+		memset(pg_cache, 0, sizeof(pg_cache));
+		log_info("revocations: Redis back");
+	}
+	last_ok_ms = now;
+}
+
+static int check_pg(int64_t sid, long long now)
+{
+	size_t i = (size_t)((uint64_t)sid % REVOKE_PG_CACHE);
+	char id[24];
+	const char *params[1] = {id};
+	struct db_res *r;
+	int revoked;
+
+	if (pg_cache[i].sid == sid && now - pg_cache[i].at_ms < REVOKE_SYNC_MS)
+		return pg_cache[i].revoked;
+	snprintf(id, sizeof(id), "%lld", (long long)sid);
+	r = db_exec(DB_PRIMARY, "SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1",
+		    1, params);
+	if (!r)
+		return -1;
+	/* a session that does not exist cannot vouch for a token */
+	revoked = db_res_rows(r) == 0 || strcmp(db_res_get(r, 0, 0), "t") == 0;
+	db_res_free(r);
+	pg_cache[i].sid = sid;
+	pg_cache[i].revoked = revoked;
+	pg_cache[i].at_ms = now;
+	return revoked;
+}
+
+int revoke_check(int64_t session_id)
+{
+	long long now = now_ms();
+	uint64_t seq = host_seq ? __atomic_load_n(host_seq, __ATOMIC_ACQUIRE) : 0;
+
+	if (seq != seen_seq || now - last_sync_ms >= REVOKE_SYNC_MS) {
+		seen_seq = seq;
+		sync_now(now);
+	}
+	if (set_has(session_id))
+		return 1;
+	if (degraded)
+		return check_pg(session_id, now);
+	return 0;
+}
+
+void revoke_publish(int64_t session_id)
+{
+	char sid[24], at[24];
+	long long now = now_ms();
+	const char *argv[] = {"ZADD", REVOKE_KEY, at, sid};
+	char horizon[32];
+	const char *trim[] = {"ZREMRANGEBYSCORE", REVOKE_KEY, "-inf", horizon};
+	struct cache_reply *r;
+
+	snprintf(sid, sizeof(sid), "%lld", (long long)session_id);
+	snprintf(at, sizeof(at), "%lld", now);
+	set_put(session_id, now);
+	r = cache_cmd(4, argv, NULL);
+	if (!r)
+		log_warn("revocations: Redis unavailable; session %s revoked in PostgreSQL only", sid);
+	cache_reply_free(r);
+	/* forget what no unexpired token can need any more */
+	snprintf(horizon, sizeof(horizon), "(%lld", now - ttl_ms - 60000);
+	cache_reply_free(cache_cmd(4, trim, NULL));
+	if (host_seq)
+		__atomic_add_fetch(host_seq, 1, __ATOMIC_RELEASE);
+}

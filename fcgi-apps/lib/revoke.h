@@ -1,0 +1,38 @@
+/* revoke: which sessions are revoked, known to every worker within a second.
+ *
+ * PostgreSQL (sessions.revoked_at) is the truth.  Redis holds a hot copy: the
+ * sorted set th:revoked (member: session id, score: revocation time in ms)
+ * and th:revoked:epoch, a random marker set when the set was (re)built from
+ * PostgreSQL.  Each worker keeps a local copy and refreshes it
+ *   - at most once a second (so another host's revocation arrives within 1 s),
+ *   - at once when the host-wide sequence file ($TH_VAR_DIR/run/revoke.seq,
+ *     mapped by every worker of every pool) moved: a revocation on this host
+ *     is seen by the very next request anywhere on the host.
+ * A missing epoch (Redis restarted or flushed) makes the first worker that
+ * notices rebuild the set from PostgreSQL, so a flush never revives a revoked
+ * session.  While Redis is unreachable, sessions are checked in PostgreSQL
+ * (each answer kept for one second); when neither answers, the caller cannot
+ * decide and must refuse. */
+#ifndef TH_REVOKE_H
+#define TH_REVOKE_H
+
+#include <stdint.h>
+
+/* seq_path: the host-wide sequence file (NULL: none, refresh by time only).
+ * ttl_s: access token lifetime: a revocation older than that is forgotten,
+ * since every token it could stop has expired. */
+int revoke_init(const char *seq_path, long ttl_s);
+void revoke_close(void);
+
+/* 0: not revoked; 1: revoked; -1: cannot decide (Redis and PostgreSQL down). */
+int revoke_check(int64_t session_id);
+
+/* Publishes a revocation already committed to PostgreSQL: Redis, the local
+ * copy and the host sequence.  Redis failures are logged, not returned: the
+ * other workers fall back to PostgreSQL while Redis is out. */
+void revoke_publish(int64_t session_id);
+
+/* Forces the next revoke_check() to refresh (tests, after a flush). */
+void revoke_invalidate(void);
+
+#endif
