@@ -24,7 +24,9 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_A    := $(BUILD)/libtownhall.a
 APPS     := auth community realtime media
 APP_BINS := $(APPS:%=$(BUILD)/bin/th-%)
-BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat
+LOAD_SRC := $(wildcard tests/load/*.c)
+LOAD_BINS:= $(LOAD_SRC:tests/load/%.c=$(BUILD)/bin/th-%)
+BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(LOAD_BINS)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -53,6 +55,11 @@ $(BUILD)/bin/th-bench: $(BUILD)/obj/fcgi-apps/bench/main.o
 	$(CC) $(LDFLAGS) -o $@ $^ -lfcgi
 
 $(BUILD)/bin/th-poolstat: $(BUILD)/obj/tools/poolstat.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
+$(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -12,6 +12,7 @@
 
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
+#define DB_PREPARED_MAX 128
 
 struct db_handle {
 	const char *name;
@@ -19,6 +20,11 @@ struct db_handle {
 	PGconn *conn;             /* NULL while disconnected */
 	long backoff_ms;          /* current delay after a failure */
 	long long retry_at_ms;    /* no connect attempt before this time */
+	/* Statements prepared on this connection, keyed by the address of the
+	 * SQL text: every query is a string literal, so one address is one
+	 * statement, and a lookup costs no hashing of the text. */
+	const char *prepared[DB_PREPARED_MAX];
+	int nprepared;
 };
 
 struct db_res {
@@ -82,6 +88,34 @@ static void handle_drop(struct db_handle *h)
 		PQfinish(h->conn);
 		h->conn = NULL;
 	}
+	h->nprepared = 0; /* prepared statements die with their connection */
+}
+
+/* The statement name for sql on h, preparing it on first use; NULL when the
+ * table is full or preparing failed (then the caller runs it unprepared). */
+static const char *statement(struct db_handle *h, const char *sql, int n, char *name,
+			     size_t size)
+{
+	PGresult *r;
+	int i;
+
+	for (i = 0; i < h->nprepared; i++) {
+		if (h->prepared[i] == sql) {
+			snprintf(name, size, "th%d", i);
+			return name;
+		}
+	}
+	if (h->nprepared >= DB_PREPARED_MAX)
+		return NULL;
+	snprintf(name, size, "th%d", h->nprepared);
+	r = PQprepare(h->conn, name, sql, n, NULL);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		PQclear(r);
+		return NULL; /* the unprepared run reports the error */
+	}
+	PQclear(r);
+	h->prepared[h->nprepared++] = sql;
+	return name;
 }
 
 void db_close(void)
@@ -178,7 +212,14 @@ struct db_res *db_exec(enum db_role role, const char *sql, int n,
 
 	if (!c)
 		return NULL;
-	r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	{
+		char name[16];
+		/* BEGIN/COMMIT and friends gain nothing from preparing */
+		const char *stmt = n > 0 ? statement(h, sql, n, name, sizeof(name)) : NULL;
+
+		r = stmt ? PQexecPrepared(c, stmt, n, params, NULL, NULL, 0)
+			 : PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	}
 	st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		out = malloc(sizeof(*out));

@@ -370,6 +370,15 @@ static enum th_err check_live(const struct token_claims *c)
 	return r ? TH_EUNAUTHORIZED : TH_OK;
 }
 
+enum th_err token_check_signed(const char *token, size_t len, struct token_claims *out)
+{
+	enum th_err rc = verify_signed(token, len, out);
+
+	if (rc == TH_OK && (int64_t)time(NULL) >= out->expires_at)
+		return TH_EUNAUTHORIZED;
+	return rc;
+}
+
 enum th_err token_verify_uncached(const char *token, size_t len, struct token_claims *out)
 {
 	enum th_err rc = verify_signed(token, len, out);
