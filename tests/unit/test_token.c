@@ -244,6 +244,57 @@ static void test_jwks(void **state)
 	json_object_put(o);
 }
 
+static void test_hs256(void **state)
+{
+	char secret[128], other[128];
+	struct arena a;
+	char *tok, *es, *forged;
+	FILE *f;
+
+	(void)state;
+	snprintf(secret, sizeof(secret), "%s/hs.secret", dir);
+	snprintf(other, sizeof(other), "%s/other.secret", dir);
+	f = fopen(secret, "w");
+	assert_non_null(f);
+	fputs("0123456789abcdef0123456789abcdef-townhall\n", f);
+	fclose(f);
+	f = fopen(other, "w");
+	assert_non_null(f);
+	fputs("fedcba9876543210fedcba9876543210-elsewhere\n", f);
+	fclose(f);
+	arena_init(&a);
+	es = token_issue(&a, 5, 6); /* an ES256 token, before switching */
+	token_close();
+	setenv("TH_JWT_ALG", "HS256", 1);
+	setenv("TH_JWT_SECRET_FILE", secret, 1);
+	assert_int_equal(token_init(), 0);
+	assert_int_equal(token_init_signer(), 0);
+	tok = token_issue(&a, 5, 6);
+	assert_non_null(tok);
+	assert_int_equal(check(tok), TH_OK);
+	assert_int_equal(check(es), TH_EUNAUTHORIZED); /* another algorithm */
+	tok[strlen(tok) - 2] = tok[strlen(tok) - 2] == 'A' ? 'B' : 'A';
+	assert_int_equal(check(tok), TH_EUNAUTHORIZED);
+	/* the right claims and kid, signed with another secret (newline and all,
+	 * as forge() reads the file whole) */
+	forged = forge(other, JWT_ALG_HS256, token_kid(), "townhall-test", "5",
+		       (long)time(NULL) + 60);
+	assert_int_equal(check(forged), TH_EUNAUTHORIZED);
+	free(forged);
+	{
+		struct json_object *jwks = token_jwks();
+
+		assert_int_equal(json_object_array_length(json_object_object_get(jwks, "keys")), 0);
+		json_object_put(jwks);
+	}
+	arena_free(&a);
+	/* back to ES256 for teardown and any later test */
+	token_close();
+	setenv("TH_JWT_ALG", "ES256", 1);
+	assert_int_equal(token_init(), 0);
+	assert_int_equal(token_init_signer(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -255,6 +306,7 @@ int main(void)
 		cmocka_unit_test(test_claims),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_jwks),
+		cmocka_unit_test(test_hs256),
 	};
 
 	return cmocka_run_group_tests_name("token", tests, setup, teardown);
