@@ -158,7 +158,7 @@ void refresh_handler(struct http_req *req)
 	struct json_object *user;
 	int64_t uid;
 
-	if (jh_string_or_400(req, req->json, "refresh_token", 1, 128, JH_REQUIRED, &text) < 0)
+	if (jh_string_or_400(req, req->json, "refresh_token", 1, 4096, JH_REQUIRED, &text) < 0)
 		return;
 	refresh_hash(text, hex, sizeof(hex));
 	if (db_begin() < 0) {
@@ -228,7 +228,7 @@ void logout_handler(struct http_req *req)
 
 	if (req->body_len > 0) {
 		if (jh_parse_body_or_400(req) < 0 ||
-		    jh_string_or_400(req, req->json, "refresh_token", 1, 128, 0, &text) < 0)
+		    jh_string_or_400(req, req->json, "refresh_token", 1, 4096, 0, &text) < 0)
 			return;
 	}
 	snprintf(sid, sizeof(sid), "%lld", (long long)req->session_id);

@@ -45,12 +45,70 @@ th_init() {
 # th_dirs: create the state tree. Daemons that drop privileges (nginx workers
 # run as nobody, mosquitto as mosquitto, postgres as postgres) must be able to
 # traverse it, so directories are 0755 and VAR itself gets o+x even when it
-# came from mktemp (0700). Nothing secret lives in run/ or log/.
+# came from mktemp (0700). Nothing secret lives in run/ or log/. keys/ is
+# 0755 so any verifier can read the public key; the secrets in it are 0600.
 th_dirs() {
 	mkdir -p "$RUN" "$LOG" "$VAR/keys" "$VAR/redis" "$VAR/mosquitto" "$VAR/nginx" "$VAR/pg"
 	chmod go+x "$VAR"
-	chmod 0755 "$RUN" "$LOG" "$VAR/nginx" "$VAR/mosquitto" "$VAR/pg"
-	chmod 0700 "$VAR/keys" "$VAR/redis"
+	chmod 0755 "$RUN" "$LOG" "$VAR/keys" "$VAR/nginx" "$VAR/mosquitto" "$VAR/pg"
+	chmod 0700 "$VAR/redis"
+}
+
+# --- key material -----------------------------------------------------------
+
+# Development keys of the auth service (docs/stack-contract.md, "Auth
+# settings"). Callers may point the workers elsewhere with TH_JWT_*.
+KEY_ES256=jwt-es256.pem
+KEY_ES256_PUB=jwt-es256.pub.pem
+KEY_HS256=jwt-hs256.secret
+
+# key_install TMP DST MODE: give a freshly written key its mode, then rename
+# it into place, so a failed or interrupted up never leaves half a key that
+# the next up would take for a complete one.
+key_install() {
+	chmod "$3" "$1"
+	mv -f "$1" "$2"
+}
+
+# th_keys: create what is missing under $VAR/keys: an ES256 (P-256) pair,
+# private PKCS#8 PEM 0600 and public PEM 0644, and an HS256 secret of 48
+# random bytes, base64 (64 characters, no newline), 0600. Existing files are
+# kept: a key is never rotated behind the admin's back.
+th_keys() {
+	local k=$VAR/keys tmp
+	mkdir -p "$k"
+	chmod 0755 "$k"
+	tmp=$k/.new.$$
+	if [[ ! -s $k/$KEY_ES256 ]]; then
+		(
+			umask 077
+			openssl ecparam -name prime256v1 -genkey -noout | openssl pkey -out "$tmp"
+		) 2>>"$LOG/keys.log" || {
+			rm -f "$tmp"
+			die "keys: openssl could not create an ES256 key (see $LOG/keys.log)"
+		}
+		key_install "$tmp" "$k/$KEY_ES256" 0600
+		rm -f "$k/$KEY_ES256_PUB" # it belonged to another private key
+		say "keys: created ES256 key pair in $k"
+	fi
+	if [[ ! -s $k/$KEY_ES256_PUB ]]; then
+		openssl pkey -in "$k/$KEY_ES256" -pubout -out "$tmp" 2>>"$LOG/keys.log" || {
+			rm -f "$tmp"
+			die "keys: openssl could not derive the public key of $k/$KEY_ES256 (see $LOG/keys.log)"
+		}
+		key_install "$tmp" "$k/$KEY_ES256_PUB" 0644
+	fi
+	if [[ ! -s $k/$KEY_HS256 ]]; then
+		(
+			umask 077
+			openssl rand -base64 48 | tr -d '\n' >"$tmp"
+		) 2>>"$LOG/keys.log" || {
+			rm -f "$tmp"
+			die "keys: openssl could not create the HS256 secret (see $LOG/keys.log)"
+		}
+		key_install "$tmp" "$k/$KEY_HS256" 0600
+		say "keys: created HS256 secret $k/$KEY_HS256"
+	fi
 }
 
 # worker_env: export what the contract promises to FastCGI workers. Any other
@@ -64,6 +122,10 @@ worker_env() {
 	export TH_REDIS_HOST=127.0.0.1
 	export TH_REDIS_PORT=$PORT_REDIS
 	export TH_LOG_LEVEL=${TH_LOG_LEVEL:-info}
+	# Key paths: the caller's choice wins, else this stack's keys (th_keys).
+	export TH_JWT_PRIVATE_KEY=${TH_JWT_PRIVATE_KEY:-$VAR/keys/$KEY_ES256}
+	export TH_JWT_PUBLIC_KEY=${TH_JWT_PUBLIC_KEY:-$VAR/keys/$KEY_ES256_PUB}
+	export TH_JWT_SECRET_FILE=${TH_JWT_SECRET_FILE:-$VAR/keys/$KEY_HS256}
 }
 
 # --- templates ------------------------------------------------------------
