@@ -1,14 +1,46 @@
-/* th-community: the community FastCGI app — communities, members, posts, comments, reactions, search.
+/* th-community: communities, members, bans, channels, posts, comments,
+ * reactions, search (API.md: Communities and members; Posts, comments,
+ * reactions, search).
  *
  * main.c holds the route table; each resource lives in a file of its own.
  * The shared loop (lib/app.c) adds GET /api/community/health and
- * GET /metrics/community to this table. */
+ * GET /metrics/community. */
 #include "app.h"
+#include "community.h"
+
+#define A ROUTE_AUTH
+#define O ROUTE_AUTH_OPTIONAL
+#define J ROUTE_JSON
+#define L COMMUNITY_BODY_LIMIT
 
 /* method, pattern, handler, flags, body limit */
 static const struct route routes[] = {
-	/* the resource routes of this app are added by their own issues */
-	{0},
+	{"POST", "/api/communities", communities_create, A | J, L},
+	{"GET", "/api/communities", communities_list, O, 0},
+	{"GET", "/api/communities/:id", communities_get, O, 0},
+	{"PATCH", "/api/communities/:id", communities_patch, A | J, L},
+	{"DELETE", "/api/communities/:id", communities_delete, A, 0},
+	{"POST", "/api/communities/:id/join", members_join, A, 0},
+	{"POST", "/api/communities/:id/leave", members_leave, A, 0},
+	{"GET", "/api/communities/:id/members", members_list, O, 0},
+	{"PUT", "/api/communities/:id/members/:user_id", members_put, A | J, L},
+	{"DELETE", "/api/communities/:id/members/:user_id", members_delete, A, 0},
+	{"POST", "/api/communities/:id/bans", bans_create, A | J, L},
+	{"GET", "/api/communities/:id/bans", bans_list, A, 0},
+	{"DELETE", "/api/communities/:id/bans/:user_id", bans_delete, A, 0},
+	{"POST", "/api/communities/:id/channels", channels_create, A | J, L},
+	{"GET", "/api/communities/:id/channels", channels_list, O, 0},
+	{"POST", "/api/communities/:id/posts", posts_create, A | J, L},
+	{"GET", "/api/communities/:id/posts", posts_feed, O, 0},
+	{"GET", "/api/communities/:id/search", search_posts, O, 0},
+	{"GET", "/api/posts/:id", posts_get, O, 0},
+	{"PATCH", "/api/posts/:id", posts_patch, A | J, L},
+	{"DELETE", "/api/posts/:id", posts_delete, A, 0},
+	{"POST", "/api/posts/:id/comments", comments_create, A | J, L},
+	{"GET", "/api/posts/:id/comments", comments_list, O, 0},
+	{"DELETE", "/api/comments/:id", comments_delete, A, 0},
+	{"PUT", "/api/posts/:id/reactions/:emoji", reactions_put, A, 0},
+	{"DELETE", "/api/posts/:id/reactions/:emoji", reactions_delete, A, 0},
 };
 
 int main(void)
@@ -16,7 +48,7 @@ int main(void)
 	static const struct app app = {
 		.name = "community",
 		.routes = routes,
-		.nroutes = sizeof(routes) / sizeof(routes[0]) - 1, /* without the {0} end */
+		.nroutes = sizeof(routes) / sizeof(routes[0]),
 	};
 
 	return app_main(&app);

@@ -158,6 +158,16 @@ static int handle_stale(struct db_handle *h)
 	return 0;
 }
 
+/* Server notices (e.g. a full-text query with no words) may quote client
+ * input: clean them before they reach the log, and keep them at debug. */
+static void on_notice(void *arg, const char *message)
+{
+	char clean[256];
+
+	(void)arg;
+	log_debug("db notice: %s", log_clean(clean, sizeof(clean), message));
+}
+
 static PGconn *handle_conn(struct db_handle *h)
 {
 	char sql[64];
@@ -181,6 +191,7 @@ static PGconn *handle_conn(struct db_handle *h)
 		handle_fail(h, last_msg);
 		return NULL;
 	}
+	PQsetNoticeProcessor(h->conn, on_notice, NULL);
 	if (stmt_timeout_ms > 0) {
 		/* a literal from our own configuration, not from input */
 		snprintf(sql, sizeof(sql), "SET statement_timeout = %ld", stmt_timeout_ms);

@@ -1,0 +1,135 @@
+/* channels: create and list a community's chat channels (messages live in
+ * the realtime app). */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "community.h"
+#include "db.h"
+#include "events.h"
+#include "jh.h"
+#include "mirror.h"
+#include "page.h"
+
+#define CHANNEL_SQL "SELECT ch.id, ch.community_id, ch.name, ch.topic, " \
+	TH_TIME_SQL("ch.created_at") " FROM channels ch "
+
+static struct json_object *channel_json(const struct db_res *r, int row)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", user_json_int(db_res_get(r, row, 0)));
+	json_object_object_add(o, "community_id", user_json_int(db_res_get(r, row, 1)));
+	json_object_object_add(o, "name", json_object_new_string(db_res_get(r, row, 2)));
+	json_object_object_add(o, "topic", json_object_new_string(db_res_get(r, row, 3)));
+	json_object_object_add(o, "created_at", json_object_new_string(db_res_get(r, row, 4)));
+	return o;
+}
+
+static int name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > 64)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+			return 0;
+	return 1;
+}
+
+void channels_create(struct http_req *req)
+{
+	struct community cm;
+	const char *name, *topic;
+	char c[24], chs[24];
+	struct db_res *r;
+	int64_t chid;
+
+	if (community_access_param(req, "id", ROLE_ADMIN, &cm) < 0 ||
+	    jh_string_or_400(req, req->json, "name", 1, 64, JH_REQUIRED, &name) < 0 ||
+	    jh_string_or_400(req, req->json, "topic", 0, 500, 0, &topic) < 0)
+		return;
+	if (!name_valid(name)) {
+		http_reply_error(req, TH_EVALIDATION, "name must be 1 to 64 of a-z, 0-9, - and _",
+				 "name");
+		return;
+	}
+	if (db_begin() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	{
+		const char *params[] = {id_text(c, cm.id), name, topic ? topic : ""};
+
+		r = db_exec(DB_PRIMARY,
+			    "INSERT INTO channels (community_id, name, topic) VALUES ($1, $2, $3) "
+			    "RETURNING id",
+			    3, params);
+	}
+	if (!r) {
+		if (db_last_err() == TH_ECONFLICT)
+			http_reply_error(req, TH_ECONFLICT, "a channel of that name exists", "name");
+		else
+			http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
+									      : TH_EINTERNAL, NULL, NULL);
+		db_rollback();
+		return;
+	}
+	chid = strtoll(db_res_get(r, 0, 0), NULL, 10);
+	db_res_free(r);
+	if (events_emit(req, "channel_created", cm.id, "channel_id", chid, NULL, 0) < 0)
+		return;
+	if (db_commit() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	mirror_channel(chid, cm.id);
+	{
+		const char *params[] = {id_text(chs, chid)};
+
+		r = db_exec_or_reply(req, DB_PRIMARY, CHANNEL_SQL "WHERE ch.id = $1", 1, params);
+	}
+	if (!r)
+		return;
+	http_reply_json(req, 201, channel_json(r, 0));
+	db_res_free(r);
+}
+
+void channels_list(struct http_req *req)
+{
+	struct community cm;
+	struct page p;
+	char c[24];
+	struct db_res *r;
+	struct json_object *items;
+	const char *next = NULL;
+	int i, n;
+
+	if (community_access_param(req, "id", ROLE_NONE, &cm) < 0 ||
+	    page_parse_or_400(req, 1, 0, &p) < 0)
+		return;
+	{
+		const char *params[] = {id_text(c, cm.id), p.key_s[0], p.limit_s};
+
+		/* oldest first: #general leads */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     CHANNEL_SQL "WHERE ch.community_id = $1 AND ch.id > $2 "
+				     "ORDER BY ch.id LIMIT $3",
+				     3, params);
+	}
+	if (!r)
+		return;
+	n = db_res_rows(r);
+	items = json_object_new_array();
+	for (i = 0; i < n && i < p.limit; i++)
+		json_object_array_add(items, channel_json(r, i));
+	if (n > p.limit) {
+		int64_t last = strtoll(db_res_get(r, p.limit - 1, 0), NULL, 10);
+
+		next = page_cursor(req->arena, 1, &last);
+	}
+	db_res_free(r);
+	http_reply_json(req, 200, page_result(items, next));
+}

@@ -1,0 +1,259 @@
+/* communities: create, list, get, patch, delete. */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "community.h"
+#include "db.h"
+#include "events.h"
+#include "jh.h"
+#include "log.h"
+#include "mirror.h"
+#include "page.h"
+
+static int slug_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 3 || n > 40)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+			return 0;
+	return 1;
+}
+
+/* visibility: absent -> *out NULL (when optional); else public|private. */
+static int visibility_or_400(struct http_req *req, unsigned flags, const char **out)
+{
+	if (jh_string_or_400(req, req->json, "visibility", 1, 16, flags, out) < 0)
+		return -1;
+	if (*out && strcmp(*out, "public") != 0 && strcmp(*out, "private") != 0) {
+		http_reply_error(req, TH_EVALIDATION, "visibility must be public or private",
+				 "visibility");
+		return -1;
+	}
+	return 0;
+}
+
+/* The community as the caller sees it, replied with status. */
+static void reply_community(struct http_req *req, int status, int64_t id, enum db_role role)
+{
+	char cid[24], uid[24];
+	const char *params[] = {id_text(cid, id), id_text(uid, req->user_id)};
+	struct db_res *r;
+
+	r = db_exec_or_reply(req, role,
+			     "SELECT " COMMUNITY_COLS " FROM communities c "
+			     "LEFT JOIN memberships m ON m.community_id = c.id AND m.user_id = $2 "
+			     "WHERE c.id = $1",
+			     2, params);
+	if (!r)
+		return;
+	if (db_res_rows(r) != 1) {
+		db_res_free(r);
+		http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
+		return;
+	}
+	http_reply_json(req, status, community_json(r, 0, 0));
+	db_res_free(r);
+}
+
+void communities_create(struct http_req *req)
+{
+	const char *slug, *name, *desc, *vis;
+	char uid[24];
+	struct db_res *r;
+	int64_t cid, chid;
+
+	if (jh_string_or_400(req, req->json, "slug", 3, 40, JH_REQUIRED, &slug) < 0 ||
+	    jh_string_or_400(req, req->json, "name", 1, 100, JH_REQUIRED, &name) < 0 ||
+	    jh_string_or_400(req, req->json, "description", 0, 2000, JH_MULTILINE, &desc) < 0 ||
+	    visibility_or_400(req, JH_REQUIRED, &vis) < 0)
+		return;
+	if (!slug_valid(slug)) {
+		http_reply_error(req, TH_EVALIDATION, "slug must be 3 to 40 of a-z, 0-9 and -",
+				 "slug");
+		return;
+	}
+	if (db_begin() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	{
+		const char *params[] = {slug, name, desc ? desc : "", vis, id_text(uid, req->user_id)};
+
+		r = db_exec(DB_PRIMARY,
+			    "INSERT INTO communities (slug, name, description, visibility, owner_id, "
+			    "member_count) VALUES ($1, $2, $3, $4, $5, 1) RETURNING id",
+			    5, params);
+	}
+	if (!r) {
+		if (db_last_err() == TH_ECONFLICT)
+			http_reply_error(req, TH_ECONFLICT, "slug is taken", "slug");
+		else
+			http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
+									      : TH_EINTERNAL, NULL, NULL);
+		db_rollback();
+		return;
+	}
+	cid = strtoll(db_res_get(r, 0, 0), NULL, 10);
+	db_res_free(r);
+	{
+		char c[24];
+		const char *params[] = {id_text(c, cid), uid};
+
+		/* the creator owns it; every community starts with #general */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH m AS (INSERT INTO memberships (community_id, user_id, role) "
+				     "VALUES ($1, $2, 'owner')) "
+				     "INSERT INTO channels (community_id, name) VALUES ($1, 'general') "
+				     "RETURNING id",
+				     2, params);
+	}
+	if (!r)
+		return;
+	chid = strtoll(db_res_get(r, 0, 0), NULL, 10);
+	db_res_free(r);
+	if (events_emit(req, "channel_created", cid, "channel_id", chid, NULL, 0) < 0)
+		return;
+	if (db_commit() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	log_info("audit: community %lld (%s) created by user %s", (long long)cid, slug, uid);
+	mirror_community(cid, vis);
+	mirror_member(cid, req->user_id, "owner");
+	mirror_channel(chid, cid);
+	reply_community(req, 201, cid, DB_PRIMARY);
+}
+
+void communities_list(struct http_req *req)
+{
+	struct page p;
+	char uid[24];
+	struct db_res *r;
+	struct json_object *items;
+	const char *next = NULL;
+	int i, n;
+
+	if (page_parse_or_400(req, 1, INT64_MAX, &p) < 0)
+		return;
+	{
+		const char *params[] = {id_text(uid, req->user_id), p.key_s[0], p.limit_s};
+
+		/* newest first: public ones, and private ones the caller is in */
+		r = db_exec_or_reply(req, DB_READ,
+				     "SELECT " COMMUNITY_COLS " FROM communities c "
+				     "LEFT JOIN memberships m ON m.community_id = c.id AND m.user_id = $1 "
+				     "WHERE (c.visibility = 'public' OR m.user_id IS NOT NULL) "
+				     "AND c.id < $2 ORDER BY c.id DESC LIMIT $3",
+				     3, params);
+	}
+	if (!r)
+		return;
+	n = db_res_rows(r);
+	items = json_object_new_array();
+	for (i = 0; i < n && i < p.limit; i++)
+		json_object_array_add(items, community_json(r, i, 0));
+	if (n > p.limit) {
+		int64_t last = strtoll(db_res_get(r, p.limit - 1, 0), NULL, 10);
+
+		next = page_cursor(req->arena, 1, &last);
+	}
+	db_res_free(r);
+	http_reply_json(req, 200, page_result(items, next));
+}
+
+void communities_get(struct http_req *req)
+{
+	struct community c;
+
+	if (community_access_param(req, "id", ROLE_NONE, &c) < 0)
+		return;
+	reply_community(req, 200, c.id, DB_PRIMARY);
+}
+
+void communities_patch(struct http_req *req)
+{
+	struct community c;
+	const char *name, *desc, *vis;
+	char cid[24];
+	struct db_res *r;
+
+	if (community_access_param(req, "id", ROLE_ADMIN, &c) < 0)
+		return;
+	if (jh_string_or_400(req, req->json, "name", 1, 100, 0, &name) < 0 ||
+	    jh_string_or_400(req, req->json, "description", 0, 2000, JH_MULTILINE, &desc) < 0 ||
+	    visibility_or_400(req, 0, &vis) < 0)
+		return;
+	if (db_begin() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	{
+		const char *params[] = {id_text(cid, c.id), name, desc, vis};
+
+		/* NULL parameters leave a field as it is */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "UPDATE communities SET name = coalesce($2, name), "
+				     "description = coalesce($3, description), "
+				     "visibility = coalesce($4, visibility) WHERE id = $1",
+				     4, params);
+	}
+	if (!r)
+		return;
+	db_res_free(r);
+	if (events_emit(req, "community_updated", c.id, NULL, 0, NULL, 0) < 0)
+		return;
+	if (db_commit() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	if (vis)
+		mirror_community(c.id, vis);
+	feedcache_bump(c.id);
+	reply_community(req, 200, c.id, DB_PRIMARY);
+}
+
+void communities_delete(struct http_req *req)
+{
+	struct community c;
+	char cid[24];
+	const char *params[] = {cid};
+	struct db_res *r;
+	int64_t *chids;
+	int i, n;
+
+	if (community_access_param(req, "id", ROLE_OWNER, &c) < 0)
+		return;
+	id_text(cid, c.id);
+	if (db_begin() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	/* the event goes out before the rows go: it names the community only */
+	if (events_emit(req, "community_deleted", c.id, NULL, 0, NULL, 0) < 0)
+		return;
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "WITH ch AS (SELECT id FROM channels WHERE community_id = $1), "
+			     "d AS (DELETE FROM communities WHERE id = $1) SELECT id FROM ch",
+			     1, params);
+	if (!r)
+		return;
+	if (db_commit() < 0) {
+		db_res_free(r);
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	n = db_res_rows(r);
+	chids = arena_alloc(req->arena, sizeof(*chids) * (size_t)(n + 1));
+	for (i = 0; chids && i < n; i++)
+		chids[i] = strtoll(db_res_get(r, i, 0), NULL, 10);
+	db_res_free(r);
+	log_info("audit: community %s deleted by user %lld", cid, (long long)req->user_id);
+	mirror_community_gone(c.id, chids, chids ? n : 0);
+	feedcache_bump(c.id);
+	http_reply_empty(req, 204);
+}

@@ -1,0 +1,88 @@
+/* The community app's internal interfaces (never included by another app). */
+#ifndef TH_COMMUNITY_H
+#define TH_COMMUNITY_H
+
+#include <stdint.h>
+
+#include "http.h"
+#include "user.h"
+
+#define COMMUNITY_BODY_LIMIT (64 * 1024)   /* posts: 40000 chars of up to 4 bytes, + JSON */
+
+/* Roles rank owner > admin > moderator > member > none. */
+enum role { ROLE_NONE = 0, ROLE_MEMBER, ROLE_MODERATOR, ROLE_ADMIN, ROLE_OWNER };
+
+const char *role_name(enum role r);       /* NULL for ROLE_NONE */
+enum role role_parse(const char *s);      /* ROLE_NONE when unknown or "" */
+
+/* What a request knows about a community and its caller. */
+struct community {
+	int64_t id;
+	int is_public;
+	int64_t owner_id;
+	enum role my_role;    /* ROLE_NONE for anonymous callers and non-members */
+	int banned;           /* the caller is banned here */
+};
+
+/* Loads community `id` for the caller and checks they may act with role
+ * `need` (ROLE_NONE: read).  Replies and returns -1 when not:
+ *   404 when it does not exist, or is private and the caller is no member;
+ *   403 banned when the caller is banned and need > ROLE_NONE;
+ *   401 when need > ROLE_NONE and the caller is anonymous;
+ *   403 forbidden when the caller's role is below need. */
+int community_access(struct http_req *req, int64_t id, enum role need, struct community *c);
+/* Loads community `id` and the caller's standing in it, with no visibility
+ * rule: 404 only when it does not exist.  For the one route where API.md
+ * wants 403 for a private community (join). */
+int community_load(struct http_req *req, int64_t id, struct community *c);
+/* Same, with the id from the path parameter `param`. */
+int community_access_param(struct http_req *req, const char *param, enum role need,
+			   struct community *c);
+
+/* The columns community_json() reads, from communities c, plus my_role from
+ * a LEFT JOIN memberships m (m.role). */
+#define COMMUNITY_COLS "c.id, c.slug, c.name, c.description, c.visibility, c.owner_id, " \
+	"c.member_count, " TH_TIME_SQL("c.created_at") ", m.role"
+#define COMMUNITY_NCOLS 9
+struct json_object *community_json(const struct db_res *r, int row, int col);
+
+/* "123" for an id, into buf. */
+const char *id_text(char buf[24], int64_t id);
+
+/* Feed cache (feedcache.c): bumps the community's feed version so every
+ * cached page and post of it becomes unreachable at once. */
+void feedcache_bump(int64_t community_id);
+
+/* handlers */
+void communities_create(struct http_req *req);
+void communities_list(struct http_req *req);
+void communities_get(struct http_req *req);
+void communities_patch(struct http_req *req);
+void communities_delete(struct http_req *req);
+
+void members_join(struct http_req *req);
+void members_leave(struct http_req *req);
+void members_list(struct http_req *req);
+void members_put(struct http_req *req);
+void members_delete(struct http_req *req);
+void bans_create(struct http_req *req);
+void bans_delete(struct http_req *req);
+void bans_list(struct http_req *req);
+
+void channels_create(struct http_req *req);
+void channels_list(struct http_req *req);
+
+void posts_create(struct http_req *req);
+void posts_feed(struct http_req *req);
+void posts_get(struct http_req *req);
+void posts_patch(struct http_req *req);
+void posts_delete(struct http_req *req);
+void comments_create(struct http_req *req);
+void comments_list(struct http_req *req);
+void comments_delete(struct http_req *req);
+void reactions_put(struct http_req *req);
+void reactions_delete(struct http_req *req);
+void search_posts(struct http_req *req);
+
+
+#endif

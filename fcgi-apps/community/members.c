@@ -1,0 +1,495 @@
+/* members: join, leave, list, set role, remove; bans. */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "community.h"
+#include "db.h"
+#include "events.h"
+#include "jh.h"
+#include "log.h"
+#include "mirror.h"
+#include "page.h"
+
+/* {community_id, user, role, joined_at} for one membership row:
+ * USER_COLS, then role, joined_at. */
+#define MEMBER_SQL "SELECT " USER_COLS ", m.role, " TH_TIME_SQL("m.joined_at") \
+	" FROM memberships m JOIN users u ON u.id = m.user_id "
+
+static struct json_object *member_json(const struct db_res *r, int row, int64_t cid)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "community_id", json_object_new_int64(cid));
+	json_object_object_add(o, "user", user_json(r, row, 0));
+	json_object_object_add(o, "role", json_object_new_string(db_res_get(r, row, USER_NCOLS)));
+	json_object_object_add(o, "joined_at",
+			       json_object_new_string(db_res_get(r, row, USER_NCOLS + 1)));
+	return o;
+}
+
+static void reply_member(struct http_req *req, int status, int64_t cid, int64_t uid)
+{
+	char c[24], u[24];
+	const char *params[] = {id_text(c, cid), id_text(u, uid)};
+	struct db_res *r;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     MEMBER_SQL "WHERE m.community_id = $1 AND m.user_id = $2", 2, params);
+	if (!r)
+		return;
+	if (db_res_rows(r) != 1) {
+		db_res_free(r);
+		http_reply_error(req, TH_ENOTFOUND, "no such member", NULL);
+		return;
+	}
+	http_reply_json(req, status, member_json(r, 0, cid));
+	db_res_free(r);
+}
+
+static int begin_or_reply(struct http_req *req)
+{
+	if (db_begin() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static int commit_or_reply(struct http_req *req)
+{
+	if (db_commit() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* member_count follows every insert and delete of a membership, in the same
+ * transaction, so it never drifts from the rows. */
+static int count_add(struct http_req *req, int64_t cid, int delta)
+{
+	char c[24], d[8];
+	const char *params[] = {id_text(c, cid), d};
+	struct db_res *r;
+
+	snprintf(d, sizeof(d), "%d", delta);
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "UPDATE communities SET member_count = member_count + $2 WHERE id = $1",
+			     2, params);
+	db_res_free(r);
+	return r ? 0 : -1;
+}
+
+/* The target user's role here (ROLE_NONE when not a member); -1 when the
+ * user does not exist (404 replied). */
+static int target_role(struct http_req *req, int64_t cid, int64_t uid, enum role *role)
+{
+	char c[24], u[24];
+	const char *params[] = {id_text(c, cid), id_text(u, uid)};
+	struct db_res *r;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT m.role FROM users u LEFT JOIN memberships m "
+			     "ON m.user_id = u.id AND m.community_id = $1 WHERE u.id = $2",
+			     2, params);
+	if (!r)
+		return -1;
+	if (db_res_rows(r) != 1) {
+		db_res_free(r);
+		http_reply_error(req, TH_ENOTFOUND, "no such user", NULL);
+		return -1;
+	}
+	*role = role_parse(db_res_get(r, 0, 0));
+	db_res_free(r);
+	return 0;
+}
+
+/* Removes a membership; 1 when there was one, 0 when not, -1 on error. */
+static int membership_delete(struct http_req *req, int64_t cid, int64_t uid)
+{
+	char c[24], u[24];
+	const char *params[] = {id_text(c, cid), id_text(u, uid)};
+	struct db_res *r;
+	int n;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "DELETE FROM memberships WHERE community_id = $1 AND user_id = $2 "
+			     "RETURNING 1",
+			     2, params);
+	if (!r)
+		return -1;
+	n = db_res_rows(r);
+	db_res_free(r);
+	if (n && count_add(req, cid, -1) < 0)
+		return -1;
+	return n;
+}
+
+void members_join(struct http_req *req)
+{
+	char c[24], u[24];
+	const char *params[] = {c, u};
+	struct db_res *r;
+	struct community cm;
+	int inserted;
+
+	int64_t id;
+
+	/* API.md: joining a private community is 403 (not the 404 that hides
+	 * it elsewhere): its members are added by its admins */
+	if (jh_id_or_404(req, http_param(req, "id"), &id) < 0 || community_load(req, id, &cm) < 0)
+		return;
+	if (cm.banned) {
+		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
+		return;
+	}
+	if (cm.my_role != ROLE_NONE) {
+		reply_member(req, 200, cm.id, req->user_id); /* idempotent */
+		return;
+	}
+	if (!cm.is_public) {
+		http_reply_error(req, TH_EFORBIDDEN, "private communities are joined by invitation",
+				 NULL);
+		return;
+	}
+	id_text(c, cm.id);
+	id_text(u, req->user_id);
+	if (begin_or_reply(req) < 0)
+		return;
+	/* two concurrent joins: one row, one count */
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "INSERT INTO memberships (community_id, user_id, role) "
+			     "VALUES ($1, $2, 'member') ON CONFLICT DO NOTHING RETURNING 1",
+			     2, params);
+	if (!r)
+		return;
+	inserted = db_res_rows(r) == 1;
+	db_res_free(r);
+	if (inserted && (count_add(req, cm.id, 1) < 0 ||
+			 events_emit(req, "member_joined", cm.id, "user_id", req->user_id, NULL, 0) < 0))
+		return;
+	if (commit_or_reply(req) < 0)
+		return;
+	if (inserted)
+		mirror_member(cm.id, req->user_id, "member");
+	reply_member(req, 200, cm.id, req->user_id);
+}
+
+void members_leave(struct http_req *req)
+{
+	struct community cm;
+	int n;
+
+	if (community_access_param(req, "id", ROLE_NONE, &cm) < 0)
+		return;
+	if (req->user_id == 0 || cm.my_role == ROLE_NONE) {
+		http_reply_error(req, TH_ENOTFOUND, "you are not a member", NULL);
+		return;
+	}
+	if (cm.my_role == ROLE_OWNER) {
+		http_reply_error(req, TH_ECONFLICT, "the owner cannot leave; delete the community",
+				 NULL);
+		return;
+	}
+	if (begin_or_reply(req) < 0)
+		return;
+	n = membership_delete(req, cm.id, req->user_id);
+	if (n < 0)
+		return;
+	if (n && events_emit(req, "member_left", cm.id, "user_id", req->user_id, NULL, 0) < 0)
+		return;
+	if (commit_or_reply(req) < 0)
+		return;
+	mirror_member_gone(cm.id, req->user_id);
+	http_reply_empty(req, 204);
+}
+
+void members_list(struct http_req *req)
+{
+	struct community cm;
+	struct page p;
+	char c[24];
+	struct db_res *r;
+	struct json_object *items;
+	const char *next = NULL;
+	int i, n;
+
+	if (community_access_param(req, "id", ROLE_NONE, &cm) < 0 ||
+	    page_parse_or_400(req, 1, 0, &p) < 0)
+		return;
+	{
+		const char *params[] = {id_text(c, cm.id), p.key_s[0], p.limit_s};
+
+		/* in user id order, which the primary key serves */
+		r = db_exec_or_reply(req, DB_READ,
+				     MEMBER_SQL "WHERE m.community_id = $1 AND m.user_id > $2 "
+				     "ORDER BY m.user_id LIMIT $3",
+				     3, params);
+	}
+	if (!r)
+		return;
+	n = db_res_rows(r);
+	items = json_object_new_array();
+	for (i = 0; i < n && i < p.limit; i++)
+		json_object_array_add(items, member_json(r, i, cm.id));
+	if (n > p.limit) {
+		int64_t last = strtoll(db_res_get(r, p.limit - 1, 0), NULL, 10);
+
+		next = page_cursor(req->arena, 1, &last);
+	}
+	db_res_free(r);
+	http_reply_json(req, 200, page_result(items, next));
+}
+
+/* The caller may act on a target only of a lower role; returns -1 (403
+ * replied) otherwise. */
+static int outranks_or_403(struct http_req *req, const struct community *cm, enum role target)
+{
+	if (target >= cm->my_role) {
+		http_reply_error(req, TH_EFORBIDDEN, "you can act only on members of a lower role",
+				 NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static int user_param(struct http_req *req, int64_t *uid)
+{
+	return jh_id_or_404(req, http_param(req, "user_id"), uid);
+}
+
+void members_put(struct http_req *req)
+{
+	struct community cm;
+	const char *role_s;
+	enum role want, now;
+	int64_t uid;
+	char c[24], u[24];
+	struct db_res *r;
+	int inserted;
+
+	if (community_access_param(req, "id", ROLE_ADMIN, &cm) < 0 || user_param(req, &uid) < 0)
+		return;
+	if (jh_string_or_400(req, req->json, "role", 1, 16, JH_REQUIRED, &role_s) < 0)
+		return;
+	want = role_parse(role_s);
+	if (want == ROLE_NONE || want == ROLE_OWNER) {
+		http_reply_error(req, TH_EVALIDATION, "role must be admin, moderator or member",
+				 "role");
+		return;
+	}
+	if (want == ROLE_ADMIN && cm.my_role != ROLE_OWNER) {
+		http_reply_error(req, TH_EFORBIDDEN, "only the owner grants admin", NULL);
+		return;
+	}
+	if (target_role(req, cm.id, uid, &now) < 0 || outranks_or_403(req, &cm, now) < 0)
+		return;
+	{
+		const char *params[] = {id_text(c, cm.id), id_text(u, uid)};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT 1 FROM bans WHERE community_id = $1 AND user_id = $2", 2,
+				     params);
+		if (!r)
+			return;
+		if (db_res_rows(r)) {
+			db_res_free(r);
+			http_reply_error(req, TH_ECONFLICT, "the user is banned; unban them first",
+					 "user_id");
+			return;
+		}
+		db_res_free(r);
+	}
+	if (begin_or_reply(req) < 0)
+		return;
+	{
+		const char *params[] = {c, u, role_name(want)};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "INSERT INTO memberships (community_id, user_id, role) "
+				     "VALUES ($1, $2, $3) ON CONFLICT (community_id, user_id) "
+				     "DO UPDATE SET role = EXCLUDED.role RETURNING xmax = 0",
+				     3, params);
+	}
+	if (!r)
+		return;
+	inserted = strcmp(db_res_get(r, 0, 0), "t") == 0;
+	db_res_free(r);
+	if (inserted && count_add(req, cm.id, 1) < 0)
+		return;
+	if (events_emit(req, inserted ? "member_joined" : "role_changed", cm.id, "user_id", uid,
+			NULL, 0) < 0 ||
+	    commit_or_reply(req) < 0)
+		return;
+	log_info("audit: user %lld set role %s for user %s in community %s",
+		 (long long)req->user_id, role_name(want), u, c);
+	mirror_member(cm.id, uid, role_name(want));
+	reply_member(req, 200, cm.id, uid);
+}
+
+void members_delete(struct http_req *req)
+{
+	struct community cm;
+	enum role now;
+	int64_t uid;
+	int n;
+
+	if (community_access_param(req, "id", ROLE_MODERATOR, &cm) < 0 ||
+	    user_param(req, &uid) < 0 || target_role(req, cm.id, uid, &now) < 0)
+		return;
+	if (now == ROLE_NONE) {
+		http_reply_error(req, TH_ENOTFOUND, "not a member", NULL);
+		return;
+	}
+	if (outranks_or_403(req, &cm, now) < 0 || begin_or_reply(req) < 0)
+		return;
+	n = membership_delete(req, cm.id, uid);
+	if (n < 0)
+		return;
+	if (n && events_emit(req, "member_removed", cm.id, "user_id", uid, NULL, 0) < 0)
+		return;
+	if (commit_or_reply(req) < 0)
+		return;
+	log_info("audit: user %lld removed user %lld from community %lld",
+		 (long long)req->user_id, (long long)uid, (long long)cm.id);
+	mirror_member_gone(cm.id, uid);
+	http_reply_empty(req, 204);
+}
+
+#define BAN_SQL "SELECT " USER_COLS ", b.reason, b.banned_by, " TH_TIME_SQL("b.created_at") \
+	" FROM bans b JOIN users u ON u.id = b.user_id "
+
+static struct json_object *ban_json(const struct db_res *r, int row, int64_t cid)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "community_id", json_object_new_int64(cid));
+	json_object_object_add(o, "user", user_json(r, row, 0));
+	json_object_object_add(o, "reason", json_object_new_string(db_res_get(r, row, USER_NCOLS)));
+	json_object_object_add(o, "banned_by", db_res_isnull(r, row, USER_NCOLS + 1)
+						       ? NULL
+						       : user_json_int(db_res_get(r, row, USER_NCOLS + 1)));
+	json_object_object_add(o, "created_at",
+			       json_object_new_string(db_res_get(r, row, USER_NCOLS + 2)));
+	return o;
+}
+
+void bans_create(struct http_req *req)
+{
+	struct community cm;
+	const char *reason;
+	int64_t uid;
+	enum role now;
+	char c[24], u[24], by[24];
+	struct db_res *r;
+	int n;
+
+	if (community_access_param(req, "id", ROLE_MODERATOR, &cm) < 0 ||
+	    jh_int_or_400(req, req->json, "user_id", 1, INT64_MAX - 1, true, NULL, &uid) < 0 ||
+	    jh_string_or_400(req, req->json, "reason", 0, 500, JH_MULTILINE, &reason) < 0)
+		return;
+	if (target_role(req, cm.id, uid, &now) < 0 || outranks_or_403(req, &cm, now) < 0 ||
+	    begin_or_reply(req) < 0)
+		return;
+	{
+		const char *params[] = {id_text(c, cm.id), id_text(u, uid), id_text(by, req->user_id),
+					reason ? reason : ""};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "INSERT INTO bans (community_id, user_id, banned_by, reason) "
+				     "VALUES ($1, $2, $3, $4) ON CONFLICT (community_id, user_id) "
+				     "DO UPDATE SET reason = EXCLUDED.reason, banned_by = EXCLUDED.banned_by",
+				     4, params);
+	}
+	if (!r)
+		return;
+	db_res_free(r);
+	n = membership_delete(req, cm.id, uid);
+	if (n < 0 || events_emit(req, "member_banned", cm.id, "user_id", uid, NULL, 0) < 0 ||
+	    commit_or_reply(req) < 0)
+		return;
+	log_info("audit: user %s banned user %s from community %s", by, u, c);
+	mirror_ban(cm.id, uid);
+	{
+		const char *params[] = {c, u};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     BAN_SQL "WHERE b.community_id = $1 AND b.user_id = $2", 2, params);
+	}
+	if (!r)
+		return;
+	http_reply_json(req, 201, ban_json(r, 0, cm.id));
+	db_res_free(r);
+}
+
+void bans_delete(struct http_req *req)
+{
+	struct community cm;
+	int64_t uid;
+	char c[24], u[24];
+	const char *params[] = {c, u};
+	struct db_res *r;
+	int n;
+
+	if (community_access_param(req, "id", ROLE_MODERATOR, &cm) < 0 || user_param(req, &uid) < 0)
+		return;
+	id_text(c, cm.id);
+	id_text(u, uid);
+	if (begin_or_reply(req) < 0)
+		return;
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "DELETE FROM bans WHERE community_id = $1 AND user_id = $2 RETURNING 1",
+			     2, params);
+	if (!r)
+		return;
+	n = db_res_rows(r);
+	db_res_free(r);
+	if (!n) {
+		db_rollback();
+		http_reply_error(req, TH_ENOTFOUND, "not banned", NULL);
+		return;
+	}
+	if (events_emit(req, "member_unbanned", cm.id, "user_id", uid, NULL, 0) < 0 ||
+	    commit_or_reply(req) < 0)
+		return;
+	mirror_unban(cm.id, uid);
+	http_reply_empty(req, 204);
+}
+
+void bans_list(struct http_req *req)
+{
+	struct community cm;
+	struct page p;
+	char c[24];
+	struct db_res *r;
+	struct json_object *items;
+	const char *next = NULL;
+	int i, n;
+
+	if (community_access_param(req, "id", ROLE_MODERATOR, &cm) < 0 ||
+	    page_parse_or_400(req, 1, 0, &p) < 0)
+		return;
+	{
+		const char *params[] = {id_text(c, cm.id), p.key_s[0], p.limit_s};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     BAN_SQL "WHERE b.community_id = $1 AND b.user_id > $2 "
+				     "ORDER BY b.user_id LIMIT $3",
+				     3, params);
+	}
+	if (!r)
+		return;
+	n = db_res_rows(r);
+	items = json_object_new_array();
+	for (i = 0; i < n && i < p.limit; i++)
+		json_object_array_add(items, ban_json(r, i, cm.id));
+	if (n > p.limit) {
+		int64_t last = strtoll(db_res_get(r, p.limit - 1, 0), NULL, 10);
+
+		next = page_cursor(req->arena, 1, &last);
+	}
+	db_res_free(r);
+	http_reply_json(req, 200, page_result(items, next));
+}

@@ -1,0 +1,89 @@
+/* posts.h: what posts.c, comments.c, reactions.c, search.c and feedcache.c
+ * share (internal to the community app; community.h holds the handlers).
+ *
+ * Which database handle a read uses (the read-your-writes rule):
+ *   - access checks (community_access, and the post or comment lookup that
+ *     finds the community): DB_PRIMARY, for reads and writes alike — one
+ *     primary key lookup each, and a caller must see their own new post,
+ *     join or role change at once;
+ *   - the write itself and what it reads inside its transaction: DB_PRIMARY;
+ *   - cache fills (first feed page, single post): DB_PRIMARY, so an entry
+ *     stored under a feed version is never older than the write that made
+ *     that version (a lagging replica would cache stale data under the new
+ *     version for a whole TTL);
+ *   - every other read: posts_read_role(), which is DB_READ unless the caller
+ *     wrote something in the last TH_RYW_SECONDS (a marker in Redis set by
+ *     posts_wrote() after each commit), or Redis cannot tell: then
+ *     DB_PRIMARY.  Without a replica (TH_DB_READ_CONNINFO unset) DB_READ is
+ *     the primary and no marker is consulted. */
+#ifndef TH_POSTS_H
+#define TH_POSTS_H
+
+#include <stdint.h>
+
+#include "community.h"
+#include "db.h"
+#include "http.h"
+
+struct json_object;
+
+/* The columns post_json() reads, from posts p JOIN users u.  "my_reactions"
+ * is not among them: it is per caller and filled by posts_fill_mine(). */
+#define POST_COLS "p.id, p.community_id, " USER_COLS ", p.title, p.body, p.comment_count, " \
+	TH_TIME_SQL("p.created_at") ", " TH_TIME_SQL("p.edited_at") ", " \
+	"COALESCE((SELECT json_object_agg(x.emoji, x.n ORDER BY x.emoji)::text " \
+	"FROM (SELECT emoji, count(*) AS n FROM reactions WHERE post_id = p.id " \
+	"GROUP BY emoji) x), '{}')"
+#define POST_NCOLS 12
+
+/* The post of row (my_reactions: []).  NULL when out of memory. */
+struct json_object *post_json(const struct db_res *r, int row);
+
+/* A post as its permission checks need it. */
+struct post_ref {
+	int64_t id;
+	int64_t community_id;
+	int64_t author_id;
+};
+
+/* Loads the post whose id is the path parameter `param` (from handle role)
+ * and checks the caller against its community with community_access(need).
+ * Replies and returns -1: 404 for a bad or unknown id, or a post of a private
+ * community the caller cannot see; the errors of community_access otherwise. */
+int post_access_or_reply(struct http_req *req, const char *param, enum db_role role,
+			 enum role need, struct community *c, struct post_ref *p);
+
+/* The caller's reactions on the posts of ids_pg (a Postgres array literal
+ * "{1,2}"): rows (post_id, JSON array of emoji), only for posts that have
+ * some.  Call only for an authenticated caller.  NULL: an error was replied. */
+struct db_res *posts_mine_query(struct http_req *req, const char *ids_pg);
+/* Sets "my_reactions" from those rows in `posts`: one post object, or an
+ * object whose "items" is an array of posts, or an array of posts. */
+void posts_mine_apply(const struct db_res *mine, struct json_object *posts);
+/* Both: nothing for an anonymous caller.  0, or -1 with the error replied. */
+int posts_fill_mine(struct http_req *req, const char *ids_pg, struct json_object *posts);
+
+/* Transactions on the primary that reply 503/500 themselves: 0 or -1. */
+int posts_begin_or_reply(struct http_req *req);
+int posts_commit_or_reply(struct http_req *req);
+
+/* Read-your-writes (see above). */
+enum db_role posts_read_role(struct http_req *req);
+void posts_wrote(struct http_req *req);
+
+/* feedcache.c: the cached read path.
+ *
+ * feedcache_lookup() fetches, in one round trip, the community's feed
+ * version and the entry for `what` ("feed" with item = limit, or "post" with
+ * item = post id).  On a hit it replies (200, my_reactions filled for the
+ * caller) and returns 1.  On a miss it returns 0 and fills key with the name
+ * the entry must be stored under (key[0] == '\0' when Redis is unavailable:
+ * then nothing is stored).  -1: an error was replied. */
+#define FEEDCACHE_KEY 128
+int feedcache_lookup(struct http_req *req, const char *what, int64_t cid, int64_t item,
+		     char key[FEEDCACHE_KEY]);
+/* Stores json (the shared reply, my_reactions: []) under key, with the ids of
+ * the posts it holds (ids_csv "1,2", may be "").  Failures are logged. */
+void feedcache_store(const char *key, const char *ids_csv, const char *json, size_t len);
+
+#endif

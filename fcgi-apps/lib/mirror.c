@@ -1,0 +1,127 @@
+/* mirror: single-key Redis commands (Cluster-safe), errors logged. */
+#include "mirror.h"
+
+#include <stdio.h>
+
+#include "cache.h"
+#include "log.h"
+#include "metrics.h"
+
+static void run(int argc, const char *const *argv)
+{
+	static int errors = -2;
+	struct cache_reply *r = cache_cmd(argc, argv, NULL);
+
+	if (!r || cache_reply_type(r) == CACHE_ERROR) {
+		if (errors == -2)
+			errors = metrics_counter("mirror_errors_total");
+		metrics_add(errors, 1);
+		log_warn("mirror: %s %s failed (%s); run scripts/mirror-rebuild", argv[0], argv[1],
+			 r ? cache_reply_str(r, NULL) : cache_last_error());
+	}
+	cache_reply_free(r);
+}
+
+#define ID(buf, v) snprintf(buf, sizeof(buf), "%lld", (long long)(v))
+
+void mirror_community(int64_t cid, const char *visibility)
+{
+	char key[48];
+	const char *argv[] = {"HSET", key, "visibility", visibility};
+
+	snprintf(key, sizeof(key), "th:community:%lld", (long long)cid);
+	run(4, argv);
+}
+
+void mirror_member(int64_t cid, int64_t uid, const char *role)
+{
+	char key[48], ukey[64], u[24], c[24];
+	const char *a1[] = {"HSET", key, u, role};
+	const char *a2[] = {"SADD", ukey, c};
+
+	snprintf(key, sizeof(key), "th:members:%lld", (long long)cid);
+	snprintf(ukey, sizeof(ukey), "th:user:%lld:communities", (long long)uid);
+	ID(u, uid);
+	ID(c, cid);
+	run(4, a1);
+	run(3, a2);
+}
+
+void mirror_member_gone(int64_t cid, int64_t uid)
+{
+	char key[48], ukey[64], u[24], c[24];
+	const char *a1[] = {"HDEL", key, u};
+	const char *a2[] = {"SREM", ukey, c};
+
+	snprintf(key, sizeof(key), "th:members:%lld", (long long)cid);
+	snprintf(ukey, sizeof(ukey), "th:user:%lld:communities", (long long)uid);
+	ID(u, uid);
+	ID(c, cid);
+	run(3, a1);
+	run(3, a2);
+}
+
+void mirror_ban(int64_t cid, int64_t uid)
+{
+	char key[48], u[24];
+	const char *argv[] = {"SADD", key, u};
+
+	snprintf(key, sizeof(key), "th:banned:%lld", (long long)cid);
+	ID(u, uid);
+	run(3, argv);
+	mirror_member_gone(cid, uid);
+}
+
+void mirror_unban(int64_t cid, int64_t uid)
+{
+	char key[48], u[24];
+	const char *argv[] = {"SREM", key, u};
+
+	snprintf(key, sizeof(key), "th:banned:%lld", (long long)cid);
+	ID(u, uid);
+	run(3, argv);
+}
+
+void mirror_channel(int64_t chid, int64_t cid)
+{
+	char key[48], c[24];
+	const char *argv[] = {"SET", key, c};
+
+	snprintf(key, sizeof(key), "th:channel:%lld", (long long)chid);
+	ID(c, cid);
+	run(3, argv);
+}
+
+void mirror_community_gone(int64_t cid, const int64_t *chids, int n)
+{
+	char key[48], c[24];
+	const char *hk[] = {"HKEYS", key};
+	struct cache_reply *r;
+	size_t i;
+
+	ID(c, cid);
+	snprintf(key, sizeof(key), "th:members:%lld", (long long)cid);
+	r = cache_cmd(2, hk, NULL);
+	for (i = 0; r && i < cache_reply_count(r); i++) {
+		char ukey[64];
+		const char *srem[] = {"SREM", ukey, c};
+
+		snprintf(ukey, sizeof(ukey), "th:user:%s:communities",
+			 cache_reply_str(cache_reply_elem(r, i), NULL));
+		run(3, srem);
+	}
+	cache_reply_free(r);
+	{
+		const char *del[] = {"DEL", key};
+
+		run(2, del);
+		snprintf(key, sizeof(key), "th:banned:%lld", (long long)cid);
+		run(2, del);
+		snprintf(key, sizeof(key), "th:community:%lld", (long long)cid);
+		run(2, del);
+		for (int k = 0; k < n; k++) {
+			snprintf(key, sizeof(key), "th:channel:%lld", (long long)chids[k]);
+			run(2, del);
+		}
+	}
+}

@@ -1,0 +1,29 @@
+/* mirror: the membership data the broker plugin reads, kept in Redis.
+ *
+ * PostgreSQL is the truth; these keys are a copy the apps update after each
+ * committed change, and scripts/mirror-rebuild recreates from PostgreSQL
+ * (after a Redis flush, or if an update was lost while Redis was down).
+ *   th:community:<cid>         HASH  visibility -> public|private
+ *   th:members:<cid>           HASH  <uid> -> owner|admin|moderator|member
+ *   th:banned:<cid>            SET   <uid>
+ *   th:user:<uid>:communities  SET   <cid>
+ *   th:channel:<chid>          STRING <cid>
+ * Every call is best effort: a failure is logged (and counted in the pool's
+ * metrics as mirror_errors_total), never returned to the client, whose
+ * change is already committed. */
+#ifndef TH_MIRROR_H
+#define TH_MIRROR_H
+
+#include <stdint.h>
+
+void mirror_community(int64_t cid, const char *visibility);
+void mirror_member(int64_t cid, int64_t uid, const char *role);
+void mirror_member_gone(int64_t cid, int64_t uid);
+void mirror_ban(int64_t cid, int64_t uid);
+void mirror_unban(int64_t cid, int64_t uid);
+void mirror_channel(int64_t chid, int64_t cid);
+/* Removes a deleted community: its hash, members (and their user sets),
+ * bans; channel keys of chids[0..n). */
+void mirror_community_gone(int64_t cid, const int64_t *chids, int n);
+
+#endif
