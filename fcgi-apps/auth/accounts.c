@@ -11,6 +11,7 @@
 #include "db.h"
 #include "jh.h"
 #include "log.h"
+#include "password.h"
 #include "ratelimit.h"
 #include "user.h"
 
@@ -56,7 +57,7 @@ static int email_valid(const char *s)
 void register_handler(struct http_req *req)
 {
 	const char *email, *username, *password, *display;
-	char key[128], hash[crypto_pwhash_STRBYTES];
+	char key[128], hash[PASSWORD_HASH_MAX];
 	struct rl_state st;
 	struct db_res *r = NULL;
 	struct json_object *user;

@@ -15,15 +15,6 @@ struct auth_limits {
 };
 extern struct auth_limits auth_limits;
 
-/* password.c: argon2id through libsodium */
-int password_init(void);
-/* Hashes into out (crypto_pwhash_STRBYTES).  0, or -1 when out of memory. */
-int password_hash(const char *password, char *out, size_t outsize);
-/* 1 when password matches the stored hash, 0 otherwise.  With hash NULL it
- * verifies against a dummy hash of the same cost, so an unknown user costs
- * what a wrong password costs. */
-int password_verify(const char *hash, const char *password);
-
 /* sessions.c */
 /* Creates a session for user_id and replies `status` with {user,
  * access_token, refresh_token, expires_in}; user is the public user JSON of
