@@ -7,7 +7,8 @@
 #include "http.h"
 #include "user.h"
 
-#define COMMUNITY_BODY_LIMIT (64 * 1024)   /* posts: 40000 chars of up to 4 bytes, + JSON */
+/* posts: 40000 chars, each up to 12 bytes as a JSON \\u escape pair, + title */
+#define COMMUNITY_BODY_LIMIT (512 * 1024)
 
 /* Roles rank owner > admin > moderator > member > none. */
 enum role { ROLE_NONE = 0, ROLE_MEMBER, ROLE_MODERATOR, ROLE_ADMIN, ROLE_OWNER };
