@@ -7,7 +7,7 @@
 #include "http.h"
 #include "user.h"
 
-/* posts: 40000 chars, each up to 12 bytes as a JSON \\u escape pair, + title */
+/* posts: 40000 chars, each up to 12 bytes as a JSON \u escape pair, + title */
 #define COMMUNITY_BODY_LIMIT (512 * 1024)
 
 /* Roles rank owner > admin > moderator > member > none. */
