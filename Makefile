@@ -30,9 +30,12 @@ BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(LOAD_BI
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# C tests that need live servers: tests/integration/run runs them on its stack
+STACK_SRC:= $(wildcard tests/stack/test_*.c)
+STACK_BIN:= $(STACK_SRC:tests/stack/%.c=$(BUILD)/tests/stack/%)
 
 .PHONY: all run test unit integration asan bench deps stop clean format lint
-all: $(BINS) $(UNIT_BIN)
+all: $(BINS) $(UNIT_BIN) $(STACK_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -63,6 +66,10 @@ $(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/tests/stack/%: $(BUILD)/obj/tests/stack/%.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
@@ -82,7 +89,7 @@ stop:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: $(BINS)
+integration: $(BINS) $(STACK_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/integration/run
 
 test: deps

@@ -65,6 +65,8 @@ void cache_close(void)
 	ctx = NULL;
 	free(cache_host);
 	cache_host = NULL;
+	backoff_ms = 0;
+	retry_at_ms = 0;
 }
 
 static redisContext *connection(void)

@@ -123,7 +123,7 @@ void db_close(void)
 	for (int i = 0; i < 2; i++) {
 		handle_drop(&handles[i]);
 		free(handles[i].conninfo);
-		handles[i].conninfo = NULL;
+		memset(&handles[i], 0, sizeof(handles[i])); /* backoff too */
 	}
 }
 
@@ -140,22 +140,19 @@ static void handle_fail(struct db_handle *h, const char *why)
 	h->retry_at_ms = now + h->backoff_ms;
 }
 
-/* An idle connection whose socket is readable has been closed by the server
- * (restart, idle timeout) or holds a notice: let libpq look, so a request does
- * not fail on a connection that was already dead before it started. */
+/* An idle connection has nothing to say: when its socket is readable, the
+ * server has ended it (restart, pg_terminate_backend, idle timeout) or sent
+ * something unasked.  Either way it is not worth trusting: reconnect, so a
+ * request does not fail on a connection that died before it started. */
 static int handle_stale(struct db_handle *h)
 {
 	struct pollfd p = {.fd = PQsocket(h->conn), .events = POLLIN};
 
-	if (PQstatus(h->conn) != CONNECTION_OK)
+	if (PQstatus(h->conn) != CONNECTION_OK || p.fd < 0)
 		return 1;
-	if (p.fd < 0)
-		return 1;
-	if (poll(&p, 1, 0) > 0) {
-		if (!PQconsumeInput(h->conn) || PQstatus(h->conn) != CONNECTION_OK)
-			return 1;
-	}
-	return 0;
+	if (PQtransactionStatus(h->conn) != PQTRANS_IDLE)
+		return 0; /* inside a transaction of this request: keep it */
+	return poll(&p, 1, 0) != 0;
 }
 
 /* Server notices (e.g. a full-text query with no words) may quote client
