@@ -10,8 +10,9 @@ PKGS     := json-c hiredis libpq libjwt libsodium libcrypto
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-format-nonliteral -Werror
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing $(WARN) \
-            $(shell pkg-config --cflags $(PKGS)) -Ifcgi-apps/lib
+# -fPIC: the broker plugin links the same library objects into a .so
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing -fPIC $(WARN) \
+            $(shell pkg-config --cflags $(PKGS)) -Ifcgi-apps/lib -Irealtime-bridge/plugin
 LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lfcgi
 ifeq ($(SANITIZE),1)
 CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -24,6 +25,12 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_A    := $(BUILD)/libtownhall.a
 APPS     := auth community realtime media
 APP_BINS := $(APPS:%=$(BUILD)/bin/th-%)
+PLUGIN_SRC := $(wildcard realtime-bridge/plugin/*.c)
+PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/obj/%.o)
+# the plugin's pure parts, linked into its unit tests too
+PLUGIN_CORE := $(BUILD)/obj/realtime-bridge/plugin/topic.o $(BUILD)/obj/realtime-bridge/plugin/imap.o
+PLUGIN_SO  := $(BUILD)/lib/townhall-plugin.so
+
 LOAD_SRC := $(wildcard tests/load/*.c)
 LOAD_BINS:= $(LOAD_SRC:tests/load/%.c=$(BUILD)/bin/th-%)
 BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(LOAD_BINS)
@@ -35,7 +42,7 @@ STACK_SRC:= $(wildcard tests/stack/test_*.c)
 STACK_BIN:= $(STACK_SRC:tests/stack/%.c=$(BUILD)/tests/stack/%)
 
 .PHONY: all run test unit integration asan bench deps stop clean format lint
-all: $(BINS) $(UNIT_BIN) $(STACK_BIN)
+all: $(BINS) $(PLUGIN_SO) $(UNIT_BIN) $(STACK_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -61,6 +68,12 @@ $(BUILD)/bin/th-poolstat: $(BUILD)/obj/tools/poolstat.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# the Mosquitto plugin: its own objects plus the library, all position independent;
+# the mosquitto_* broker functions come from the broker when it loads the plugin
+$(PLUGIN_SO): $(PLUGIN_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $(PLUGIN_OBJ) $(LIB_A) $(LDLIBS) -lmosquitto
+
 # load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
 $(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -70,7 +83,7 @@ $(BUILD)/tests/stack/%: $(BUILD)/obj/tests/stack/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_A)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(PLUGIN_CORE) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
@@ -89,7 +102,7 @@ stop:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: $(BINS) $(STACK_BIN)
+integration: $(BINS) $(PLUGIN_SO) $(STACK_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/integration/run
 
 test: deps

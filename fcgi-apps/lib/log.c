@@ -15,6 +15,12 @@ enum log_level log_level_now = LOG_INFO;
 static char log_name[32] = "townhall";
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static void (*sink)(int level, const char *line);
+
+void log_set_sink(void (*fn)(int level, const char *line))
+{
+	sink = fn;
+}
 
 void log_init(const char *name)
 {
@@ -95,6 +101,13 @@ void log_write(enum log_level level, const char *fmt, ...)
 	int m;
 	va_list ap;
 
+	if (sink) {
+		va_start(ap, fmt);
+		vsnprintf(line, sizeof(line), fmt, ap);
+		va_end(ap);
+		sink((int)level, line);
+		return;
+	}
 	n = log_stamp(line, LOG_LINE_MAX);
 	m = snprintf(line + n, LOG_LINE_MAX - n, " %s[%d] %s ", log_name,
 		     (int)getpid(), level_names[level]);

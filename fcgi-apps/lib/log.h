@@ -19,6 +19,10 @@ int log_parse_level(const char *s);
 
 extern enum log_level log_level_now;
 
+/* Sends every line to fn instead of stderr (the broker plugin logs through
+ * the broker).  The line has no timestamp and no newline. */
+void log_set_sink(void (*fn)(int level, const char *line));
+
 void log_write(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -36,6 +36,7 @@ static int degraded;             /* Redis failed since last_ok_ms */
 static char epoch[64];
 static uint64_t *host_seq;       /* mapped; NULL when no file */
 static uint64_t seen_seq;
+static int host_seq_rw;          /* mapped writable (apps), or read-only */
 
 /* per-session answers from PostgreSQL while Redis is out */
 static struct {
@@ -139,13 +140,21 @@ int revoke_init(const char *seq_path, long ttl_s)
 	if (!seq_path)
 		return 0;
 	fd = open(seq_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	if (ftruncate(fd, sizeof(uint64_t)) < 0) {
-		close(fd);
-		return -1;
+	if (fd >= 0) {
+		if (ftruncate(fd, sizeof(uint64_t)) < 0) {
+			close(fd);
+			return -1;
+		}
+		host_seq_rw = 1;
+	} else {
+		/* a reader under another user (the broker) only watches the
+		 * sequence; it never publishes revocations */
+		fd = open(seq_path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -1;
 	}
-	host_seq = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	host_seq = mmap(NULL, sizeof(uint64_t), host_seq_rw ? PROT_READ | PROT_WRITE : PROT_READ,
+			MAP_SHARED, fd, 0);
 	close(fd);
 	if (host_seq == MAP_FAILED) {
 		host_seq = NULL;
@@ -163,6 +172,7 @@ void revoke_close(void)
 	if (host_seq)
 		munmap(host_seq, sizeof(uint64_t));
 	host_seq = NULL;
+	host_seq_rw = 0;
 }
 
 void revoke_invalidate(void)
@@ -355,6 +365,6 @@ void revoke_publish(int64_t session_id)
 	/* forget what no unexpired token can need any more */
 	snprintf(horizon, sizeof(horizon), "(%lld", now - ttl_ms - 60000);
 	cache_reply_free(cache_cmd(4, trim, NULL));
-	if (host_seq)
+	if (host_seq && host_seq_rw)
 		__atomic_add_fetch(host_seq, 1, __ATOMIC_RELEASE);
 }

@@ -1,0 +1,205 @@
+/* acl: a direct-mapped cache in front of single-key Redis lookups. */
+#include "acl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache.h"
+
+#define ACL_SLOTS 16384          /* power of two; ~1 MiB */
+#define ACL_NEG_TTL_MS 1000
+
+struct entry {
+	char key[40];
+	int64_t val;
+	long long expires_ms;
+};
+
+static struct entry *slots;
+static long pos_ttl_ms = 5000;
+unsigned long acl_hits, acl_misses;
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void acl_init(long ttl_ms)
+{
+	pos_ttl_ms = ttl_ms > 0 && ttl_ms <= 5000 ? ttl_ms : 5000;
+	slots = calloc(ACL_SLOTS, sizeof(*slots));
+}
+
+void acl_close(void)
+{
+	free(slots);
+	slots = NULL;
+}
+
+static struct entry *slot_for(const char *key)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (const char *p = key; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 0x100000001b3ull;
+	}
+	return &slots[h & (ACL_SLOTS - 1)];
+}
+
+static int cached(const char *key, int64_t *val)
+{
+	struct entry *e;
+
+	if (!slots)
+		return 0;
+	e = slot_for(key);
+	if (strcmp(e->key, key) != 0 || e->expires_ms <= now_ms())
+		return 0;
+	*val = e->val;
+	acl_hits++;
+	return 1;
+}
+
+static void remember(const char *key, int64_t val, int positive)
+{
+	struct entry *e;
+
+	if (!slots)
+		return;
+	e = slot_for(key);
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	e->val = val;
+	e->expires_ms = now_ms() + (positive ? pos_ttl_ms : ACL_NEG_TTL_MS);
+}
+
+/* One Redis command whose answer is an integer, a string or nil, turned
+ * into an int64 by conv.  -1 when Redis cannot answer. */
+static int lookup(const char *key, int argc, const char *const *argv,
+		  int64_t (*conv)(const struct cache_reply *), int64_t *val)
+{
+	struct cache_reply *r;
+
+	if (cached(key, val))
+		return 0;
+	acl_misses++;
+	r = cache_cmd(argc, argv, NULL);
+	if (!r || cache_reply_type(r) == CACHE_ERROR) {
+		cache_reply_free(r);
+		return -1;
+	}
+	*val = conv(r);
+	cache_reply_free(r);
+	remember(key, *val, *val != 0);
+	return 0;
+}
+
+static int64_t as_int(const struct cache_reply *r)
+{
+	return cache_reply_type(r) == CACHE_INT ? cache_reply_int(r)
+	       : cache_reply_type(r) == CACHE_STR ? strtoll(cache_reply_str(r, NULL), NULL, 10)
+						  : 0;
+}
+
+static int64_t is_public(const struct cache_reply *r)
+{
+	return cache_reply_type(r) == CACHE_STR && strcmp(cache_reply_str(r, NULL), "public") == 0;
+}
+
+/* The community of a channel (0: unknown). */
+static int channel_community(int64_t ch, int64_t *cid)
+{
+	char key[40], rkey[48];
+	const char *argv[] = {"GET", rkey};
+
+	snprintf(key, sizeof(key), "ch:%lld", (long long)ch);
+	snprintf(rkey, sizeof(rkey), "th:channel:%lld", (long long)ch);
+	return lookup(key, 2, argv, as_int, cid);
+}
+
+static int member(int64_t cid, int64_t uid, int64_t *yes)
+{
+	char key[40], rkey[48], u[24];
+	const char *argv[] = {"HEXISTS", rkey, u};
+
+	snprintf(key, sizeof(key), "m:%lld:%lld", (long long)cid, (long long)uid);
+	snprintf(rkey, sizeof(rkey), "th:members:%lld", (long long)cid);
+	snprintf(u, sizeof(u), "%lld", (long long)uid);
+	return lookup(key, 3, argv, as_int, yes);
+}
+
+static int public_community(int64_t cid, int64_t *yes)
+{
+	char key[40], rkey[48];
+	const char *argv[] = {"HGET", rkey, "visibility"};
+
+	snprintf(key, sizeof(key), "v:%lld", (long long)cid);
+	snprintf(rkey, sizeof(rkey), "th:community:%lld", (long long)cid);
+	return lookup(key, 3, argv, is_public, yes);
+}
+
+static int in_call(int64_t call, int64_t uid, int64_t *yes)
+{
+	char key[40], rkey[64], u[24];
+	const char *argv[] = {"SISMEMBER", rkey, u};
+
+	snprintf(key, sizeof(key), "c:%lld:%lld", (long long)call, (long long)uid);
+	snprintf(rkey, sizeof(rkey), "th:call:%lld:participants", (long long)call);
+	snprintf(u, sizeof(u), "%lld", (long long)uid);
+	return lookup(key, 3, argv, as_int, yes);
+}
+
+int acl_allowed(const struct acl_decision *d, int64_t uid)
+{
+	int64_t cid, yes, yes2;
+
+	switch (d->need) {
+	case NEED_ALLOW:
+		return 1;
+	case NEED_CHANNEL_MEMBER:
+		if (channel_community(d->x, &cid) < 0 || cid <= 0)
+			return 0;
+		return member(cid, uid, &yes) == 0 && yes;
+	case NEED_COMMUNITY_MEMBER:
+		return member(d->x, uid, &yes) == 0 && yes;
+	case NEED_COMMUNITY_READER:
+		if (public_community(d->x, &yes) < 0)
+			return 0;
+		return yes || (member(d->x, uid, &yes2) == 0 && yes2);
+	case NEED_CALL_MEMBER:
+		return in_call(d->x, uid, &yes) == 0 && yes;
+	case NEED_CALL_PAIR:
+		return in_call(d->x, uid, &yes) == 0 && yes && in_call(d->x, d->y, &yes2) == 0 &&
+		       yes2;
+	default:
+		return 0;
+	}
+}
+
+int acl_user_communities(int64_t uid, int64_t *ids, int max)
+{
+	char rkey[64];
+	const char *argv[] = {"SMEMBERS", rkey};
+	struct cache_reply *r;
+	int n = 0;
+
+	snprintf(rkey, sizeof(rkey), "th:user:%lld:communities", (long long)uid);
+	r = cache_cmd(2, argv, NULL);
+	if (!r || cache_reply_type(r) != CACHE_ARRAY) {
+		cache_reply_free(r);
+		return -1;
+	}
+	for (size_t i = 0; i < cache_reply_count(r) && n < max; i++) {
+		int64_t c = strtoll(cache_reply_str(cache_reply_elem(r, i), NULL), NULL, 10);
+
+		if (c > 0)
+			ids[n++] = c;
+	}
+	cache_reply_free(r);
+	return n;
+}

@@ -1,0 +1,264 @@
+/* townhall-plugin: Mosquitto 2.0 plugin (API v5) — JWT auth, the topic ACL
+ * of API.md, chat payload checks, presence, and closing connections whose
+ * token expired or whose session was revoked.
+ *
+ * Shaped like Mosquitto's plugins/examples: declare the version, register
+ * callbacks in init, keep the state in one struct.  Everything runs on the
+ * broker's single thread, so nothing here may block for long: Redis lookups
+ * use a short timeout (TH_MQTT_LOOKUP_TIMEOUT_MS) and their answers are
+ * cached (acl.c). */
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acl.h"
+#include "cache.h"
+#include "config.h"
+#include "conns.h"
+#include "db.h"
+#include "log.h"
+#include "token.h"
+#include "topic.h"
+
+#define SERVICE_USER "th-service"
+#define SECRET_MAX 256
+
+struct plugin_state {
+	mosquitto_plugin_id_t *id;
+	char secret[SECRET_MAX];   /* the service account's password */
+	size_t secret_len;
+};
+
+static struct plugin_state state;
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for (int i = 0; i < supported_version_count; i++)
+		if (supported_versions[i] == 5)
+			return 5;
+	return -1;
+}
+
+/* Our lib logs through the broker's log. */
+static void log_to_broker(int level, const char *line)
+{
+	static const int map[] = {MOSQ_LOG_DEBUG, MOSQ_LOG_INFO, MOSQ_LOG_WARNING, MOSQ_LOG_ERR};
+
+	mosquitto_log_printf(map[level >= 0 && level <= 3 ? level : 3], "townhall: %s", line);
+}
+
+static int is_service(struct mosquitto *client)
+{
+	const char *u = mosquitto_client_username(client);
+
+	return u && strcmp(u, SERVICE_USER) == 0;
+}
+
+/* The user id the plugin set as this connection's username. */
+static int64_t user_of(struct mosquitto *client)
+{
+	const char *u = mosquitto_client_username(client);
+	long long v;
+
+	if (!u || cfg_parse_int(u, 1, INT64_MAX, &v) < 0)
+		return 0;
+	return v;
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	const char *cid = mosquitto_client_id(ed->client);
+	struct token_claims c;
+	char prefix[32], uid[24];
+	size_t plen;
+	enum th_err e;
+
+	(void)event;
+	(void)userdata;
+	if (!ed->password || !cid)
+		return MOSQ_ERR_AUTH;
+	if (ed->username && strcmp(ed->username, SERVICE_USER) == 0) {
+		size_t n = strlen(ed->password);
+
+		if (state.secret_len && n == state.secret_len &&
+		    sodium_memcmp(ed->password, state.secret, n) == 0)
+			return MOSQ_ERR_SUCCESS;
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "townhall: bad service credential");
+		return MOSQ_ERR_AUTH;
+	}
+	e = token_verify(ed->password, strlen(ed->password), &c);
+	if (e != TH_OK)
+		return MOSQ_ERR_AUTH;
+	/* a client id names its user: nobody connects as somebody else */
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "u%lld-", (long long)c.user_id);
+	if (strncmp(cid, prefix, plen) != 0)
+		return MOSQ_ERR_AUTH;
+	snprintf(uid, sizeof(uid), "%lld", (long long)c.user_id);
+	if (mosquitto_set_username(ed->client, uid) != MOSQ_ERR_SUCCESS)
+		return MOSQ_ERR_AUTH;
+	conns_add(ed->client, cid, c.user_id, c.session_id, c.expires_at);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* '$share/<group>/<filter>' and '#' are for the service account only;
+ * topic_parse refuses them for users by construction. */
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	struct topic t;
+	struct acl_decision d;
+	int64_t uid;
+
+	(void)event;
+	(void)userdata;
+	if (is_service(ed->client))
+		return MOSQ_ERR_SUCCESS;
+	uid = user_of(ed->client);
+	if (uid <= 0 || !ed->topic)
+		return MOSQ_ERR_ACL_DENIED;
+	topic_parse(ed->topic, ed->access == MOSQ_ACL_SUBSCRIBE, &t);
+	d = topic_decide(&t, ed->access, uid);
+	return acl_allowed(&d, uid) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+}
+
+/* Chat payloads are checked when published, before any subscriber sees
+ * them: every message a subscriber receives is one the bridge will store. */
+static int on_message(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_message *ed = event_data;
+	struct topic t;
+	const char *why;
+
+	(void)event;
+	(void)userdata;
+	if (!ed->client || is_service(ed->client) || !ed->topic)
+		return MOSQ_ERR_SUCCESS;
+	topic_parse(ed->topic, 0, &t);
+	if (t.kind == TOPIC_CHAT && topic_chat_payload_ok(ed->payload, ed->payloadlen, &why) < 0) {
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: chat message refused: %s", why);
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if (t.kind == TOPIC_TYPING && ed->payloadlen > 1024)
+		return MOSQ_ERR_ACL_DENIED;
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_tick *ed = event_data;
+
+	(void)event;
+	(void)userdata;
+	conns_tick(ed->now_s);
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ed = event_data;
+
+	(void)event;
+	(void)userdata;
+	conns_remove(ed->client);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* plugin_opt_x_y v: read as TH_X_Y, so the plugin takes its settings from
+ * the same names as the apps. */
+static void options_to_env(struct mosquitto_opt *opts, int n)
+{
+	char name[96];
+
+	for (int i = 0; i < n; i++) {
+		size_t k = 0;
+
+		k += (size_t)snprintf(name, sizeof(name), "TH_");
+		for (const char *p = opts[i].key; *p && k + 1 < sizeof(name); p++)
+			name[k++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+		name[k] = '\0';
+		setenv(name, opts[i].value, 1);
+	}
+}
+
+static int read_secret(void)
+{
+	const char *path = cfg_str("TH_MQTT_SERVICE_SECRET_FILE", NULL);
+	FILE *f;
+	size_t n;
+
+	if (!path)
+		return 0; /* no service account configured */
+	f = fopen(path, "r");
+	if (!f) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "townhall: cannot read %s", path);
+		return -1;
+	}
+	n = fread(state.secret, 1, sizeof(state.secret) - 1, f);
+	fclose(f);
+	while (n && (state.secret[n - 1] == '\n' || state.secret[n - 1] == '\r'))
+		n--;
+	state.secret[n] = '\0';
+	state.secret_len = n;
+	return n >= 16 ? 0 : -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+			  struct mosquitto_opt *opts, int opt_count)
+{
+	const char *pg;
+
+	state.id = identifier;
+	*userdata = &state;
+	options_to_env(opts, opt_count);
+	log_init("mqtt");
+	log_set_sink(log_to_broker);
+	if (sodium_init() < 0 || read_secret() < 0)
+		return MOSQ_ERR_UNKNOWN;
+	pg = cfg_str("TH_DB_CONNINFO", NULL);
+	/* PostgreSQL is only the revocation fallback here: a short timeout */
+	if (pg && db_init(pg, NULL, 200) < 0)
+		return MOSQ_ERR_UNKNOWN;
+	if (cache_init(cfg_str("TH_REDIS_HOST", "127.0.0.1"),
+		       (int)cfg_int("TH_REDIS_PORT", 6379, 1, 65535),
+		       (long)cfg_int("TH_MQTT_LOOKUP_TIMEOUT_MS", 50, 1, 5000)) < 0)
+		return MOSQ_ERR_UNKNOWN;
+	if (token_init() < 0) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "townhall: token setup failed (see stderr)");
+		return MOSQ_ERR_UNKNOWN;
+	}
+	acl_init((long)cfg_int("TH_MQTT_ACL_TTL_MS", 5000, 1, 5000));
+	if (conns_init() < 0)
+		return MOSQ_ERR_NOMEM;
+	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL) ||
+	    mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL) ||
+	    mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, NULL) ||
+	    mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, NULL) ||
+	    mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL))
+		return MOSQ_ERR_UNKNOWN;
+	mosquitto_log_printf(MOSQ_LOG_INFO, "townhall: plugin ready (kid %s)", token_kid());
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)userdata;
+	(void)opts;
+	(void)opt_count;
+	mosquitto_callback_unregister(state.id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	mosquitto_callback_unregister(state.id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+	mosquitto_callback_unregister(state.id, MOSQ_EVT_MESSAGE, on_message, NULL);
+	mosquitto_callback_unregister(state.id, MOSQ_EVT_TICK, on_tick, NULL);
+	mosquitto_callback_unregister(state.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	conns_close();
+	acl_close();
+	token_close();
+	cache_close();
+	db_close();
+	sodium_memzero(state.secret, sizeof(state.secret));
+	return MOSQ_ERR_SUCCESS;
+}
