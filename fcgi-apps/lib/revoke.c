@@ -150,8 +150,12 @@ int revoke_init(const char *seq_path, long ttl_s)
 		/* a reader under another user (the broker) only watches the
 		 * sequence; it never publishes revocations */
 		fd = open(seq_path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return -1;
+		if (fd < 0) {
+			/* not there yet (the broker may start before any app):
+			 * the once-a-second refresh still holds */
+			log_warn("revocations: %s not readable; refreshing by time only", seq_path);
+			return 0;
+		}
 	}
 	host_seq = mmap(NULL, sizeof(uint64_t), host_seq_rw ? PROT_READ | PROT_WRITE : PROT_READ,
 			MAP_SHARED, fd, 0);

@@ -101,7 +101,7 @@ static int es256_describe(const unsigned char *pem, int len)
 	if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, curve,
 					    sizeof(curve), NULL) ||
 	    strcmp(curve, "prime256v1") != 0) {
-		fprintf(stderr, "token: the public key is not an EC P-256 key\n");
+		log_error("token: the public key is not an EC P-256 key");
 		goto out;
 	}
 	n = i2d_PUBKEY(pk, &der);
@@ -146,17 +146,17 @@ int token_init(void)
 		snprintf(dflt, sizeof(dflt), "%s/keys/jwt-hs256.secret", var);
 		path = cfg_str("TH_JWT_SECRET_FILE", dflt);
 	} else {
-		fprintf(stderr, "token: TH_JWT_ALG must be ES256 or HS256\n");
+		log_error("token: TH_JWT_ALG must be ES256 or HS256");
 		return -1;
 	}
 	verify_key = read_file(path, &verify_key_len);
 	if (!verify_key) {
-		fprintf(stderr, "token: cannot read %s key %s\n", alg_name, path);
+		log_error("token: cannot read %s key %s", alg_name, path);
 		return -1;
 	}
 	if (alg == JWT_ALG_ES256) {
 		if (es256_describe(verify_key, verify_key_len) < 0) {
-			fprintf(stderr, "token: %s is not a usable EC P-256 public key\n", path);
+			log_error("token: %s is not a usable EC P-256 public key", path);
 			return -1;
 		}
 	} else {
@@ -167,7 +167,7 @@ int token_init(void)
 					      verify_key[verify_key_len - 1] == '\r'))
 			verify_key[--verify_key_len] = '\0';
 		if (verify_key_len < 32) {
-			fprintf(stderr, "token: the HS256 secret must be at least 32 bytes\n");
+			log_error("token: the HS256 secret must be at least 32 bytes");
 			return -1;
 		}
 		crypto_hash_sha256(digest, verify_key, (unsigned long long)verify_key_len);
@@ -180,7 +180,7 @@ int token_init(void)
 		return -1;
 	snprintf(seq, sizeof(seq), "%s/run/revoke.seq", var);
 	if (revoke_init(cfg_str("TH_VAR_DIR", NULL) ? seq : NULL, ttl_s) < 0) {
-		fprintf(stderr, "token: cannot map %s\n", seq);
+		log_error("token: cannot map %s", seq);
 		return -1;
 	}
 	return 0;
@@ -207,14 +207,14 @@ int token_init_signer(void)
 	path = cfg_str("TH_JWT_PRIVATE_KEY", dflt);
 	sign_key = read_file(path, &sign_key_len);
 	if (!sign_key) {
-		fprintf(stderr, "token: cannot read the signing key %s\n", path);
+		log_error("token: cannot read the signing key %s", path);
 		return -1;
 	}
 	/* a signing key that does not match the published public key would
 	 * issue tokens nobody accepts: sign one and verify it now */
 	if (jwt_new(&probe) != 0 || jwt_set_alg(probe, alg, sign_key, sign_key_len) != 0) {
 		jwt_free(probe);
-		fprintf(stderr, "token: %s is not a usable ES256 private key\n", path);
+		log_error("token: %s is not a usable ES256 private key", path);
 		return -1;
 	}
 	jwt_add_grant(probe, "probe", "1");
@@ -225,7 +225,7 @@ int token_init_signer(void)
 	jwt_free(probe);
 	free(tok);
 	if (!ok) {
-		fprintf(stderr, "token: %s does not match the public key\n", path);
+		log_error("token: %s does not match the public key", path);
 		return -1;
 	}
 	return 0;
