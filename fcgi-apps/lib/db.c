@@ -32,6 +32,7 @@ struct db_res {
 };
 
 static struct db_handle handles[2];
+static struct db_handle listener = {.name = "listener"};
 static int read_is_primary = 1;
 static long stmt_timeout_ms;
 static enum th_err last_err;
@@ -125,6 +126,10 @@ void db_close(void)
 		free(handles[i].conninfo);
 		memset(&handles[i], 0, sizeof(handles[i])); /* backoff too */
 	}
+	handle_drop(&listener);
+	free(listener.conninfo);
+	memset(&listener, 0, sizeof(listener));
+	listener.name = "listener";
 }
 
 static void handle_fail(struct db_handle *h, const char *why)
@@ -345,4 +350,58 @@ int db_ping(enum db_role role)
 		return -1;
 	db_res_free(r);
 	return 0;
+}
+
+int db_listen(const char *channel)
+{
+	char sql[96];
+	PGresult *r;
+	PGconn *c;
+
+	if (!listener.conninfo) {
+		listener.conninfo = handles[DB_PRIMARY].conninfo
+					    ? strdup(handles[DB_PRIMARY].conninfo) : NULL;
+		if (!listener.conninfo)
+			return -1;
+	}
+	if (listener.conn && PQstatus(listener.conn) == CONNECTION_OK)
+		return 0;
+	handle_drop(&listener);
+	c = handle_conn(&listener);
+	if (!c)
+		return -1;
+	/* the channel name is a literal of ours, not input */
+	snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		set_err(TH_EUNAVAILABLE, PQerrorMessage(c), NULL);
+		PQclear(r);
+		handle_fail(&listener, last_msg);
+		return -1;
+	}
+	PQclear(r);
+	return 0;
+}
+
+int db_listen_fd(void)
+{
+	return listener.conn ? PQsocket(listener.conn) : -1;
+}
+
+int db_listen_drain(void)
+{
+	PGnotify *n;
+	int count = 0;
+
+	if (!listener.conn)
+		return -1;
+	if (!PQconsumeInput(listener.conn) || PQstatus(listener.conn) != CONNECTION_OK) {
+		handle_fail(&listener, "listen connection lost");
+		return -1;
+	}
+	while ((n = PQnotifies(listener.conn)) != NULL) {
+		count++;
+		PQfreemem(n);
+	}
+	return count;
 }

@@ -61,4 +61,13 @@ void db_rollback(void);
 /* SELECT 1 on the handle: 0 when the database answers, -1 otherwise. */
 int db_ping(enum db_role role);
 
+/* LISTEN on a connection of its own (the bridge's wake-up for the event
+ * outbox).  db_listen() (re)connects when needed and issues LISTEN channel;
+ * 0 or -1.  db_listen_fd() is its socket for poll (-1 when down).
+ * db_listen_drain() consumes what arrived and returns the number of
+ * notifications, or -1 when the connection broke (call db_listen again). */
+int db_listen(const char *channel);
+int db_listen_fd(void);
+int db_listen_drain(void);
+
 #endif

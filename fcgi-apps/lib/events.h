@@ -1,13 +1,16 @@
-/* events: server events for real-time clients, written by the apps as
- * pg_notify('townhall_events', payload) inside the transaction of the change,
- * so an event exists exactly when its change committed.  The bridge LISTENs
- * and relays them to MQTT (docs/events.md lists every type and payload). */
+/* events: server events for real-time clients, written by the apps inside
+ * the transaction of the change, so an event exists exactly when its change
+ * committed: a row in event_outbox (drained in order by the bridge, which
+ * publishes it to MQTT) plus pg_notify('townhall_events', payload) to wake
+ * the bridge at once.  docs/events.md lists every type and payload. */
 #ifndef TH_EVENTS_H
 #define TH_EVENTS_H
 
 #include <stdint.h>
 
 #include "http.h"
+
+struct json_object;
 
 #define EVENTS_CHANNEL "townhall_events"
 
@@ -16,5 +19,10 @@
  * k1/k2 may be NULL.  Returns 0, or -1 with the error replied. */
 int events_emit(struct http_req *req, const char *type, int64_t community_id,
 		const char *k1, int64_t v1, const char *k2, int64_t v2);
+
+/* Queues an arbitrary event object (must have "type"; consumed).  Its JSON
+ * must stay under 7 KiB (NOTIFY's limit is 8000 bytes).  0, or -1 with the
+ * error replied. */
+int events_emit_json(struct http_req *req, struct json_object *event);
 
 #endif

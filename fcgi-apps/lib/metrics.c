@@ -189,6 +189,12 @@ int metrics_counter(const char *name)
 	return found;
 }
 
+void metrics_set(int counter, uint64_t value)
+{
+	if (mf && counter >= 0 && counter < METRICS_COUNTERS)
+		__atomic_store_n(&mf->counters[counter].value, value, __ATOMIC_RELAXED);
+}
+
 void metrics_add(int counter, uint64_t n)
 {
 	if (mf && counter >= 0 && counter < METRICS_COUNTERS)
@@ -258,24 +264,51 @@ static const char *esc(char *dst, size_t size, const char *s)
 	return dst;
 }
 
+static char *render(struct m_file *f, struct arena *a, size_t *len);
+
 char *metrics_render(struct arena *a, size_t *len)
+{
+	return mf ? render(mf, a, len) : NULL;
+}
+
+char *metrics_render_file(struct arena *a, const char *path, size_t *len)
+{
+	struct m_file *f;
+	struct stat st;
+	char *out = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(*f)) {
+		f = mmap(NULL, sizeof(*f), PROT_READ, MAP_SHARED, fd, 0);
+		if (f != MAP_FAILED) {
+			if (f->magic == METRICS_MAGIC)
+				out = render(f, a, len);
+			munmap(f, sizeof(*f));
+		}
+	}
+	close(fd);
+	return out;
+}
+
+/* f is the file being rendered (this process's, or another's). */
+static char *render(struct m_file *f, struct arena *a, size_t *len)
 {
 	struct mbuf b = {.a = a, .cap = 8192};
 	char pool[64], label[2 * METRICS_LABEL];
 	size_t i, k;
 	int workers = 0;
 
-	if (!mf)
-		return NULL;
 	b.p = arena_alloc(a, b.cap);
 	if (!b.p)
 		return NULL;
-	esc(pool, sizeof(pool), mf->pool);
+	esc(pool, sizeof(pool), f->pool);
 
 	mb_printf(&b, "# HELP th_http_requests_total Requests by route and status class.\n"
 		      "# TYPE th_http_requests_total counter\n");
 	for (i = 0; i < METRICS_MAX_ROUTES; i++) {
-		struct m_route *r = &mf->routes[i];
+		struct m_route *r = &f->routes[i];
 
 		if (!r->label[0])
 			continue;
@@ -287,7 +320,7 @@ char *metrics_render(struct arena *a, size_t *len)
 	mb_printf(&b, "# HELP th_http_request_duration_seconds Request latency by route.\n"
 		      "# TYPE th_http_request_duration_seconds histogram\n");
 	for (i = 0; i < METRICS_MAX_ROUTES; i++) {
-		struct m_route *r = &mf->routes[i];
+		struct m_route *r = &f->routes[i];
 		uint64_t cum = 0, count;
 
 		if (!r->label[0])
@@ -308,18 +341,24 @@ char *metrics_render(struct arena *a, size_t *len)
 			  pool, label, (unsigned long long)count);
 	}
 	for (i = 0; i < METRICS_COUNTERS; i++) {
-		struct m_counter *c = &mf->counters[i];
+		struct m_counter *c = &f->counters[i];
 
 		if (!c->name[0])
 			continue;
 		esc(label, sizeof(label), c->name);
-		mb_printf(&b, "# TYPE th_%s counter\nth_%s{pool=\"%s\"} %llu\n", label,
-			  label, pool, (unsigned long long)ld(&c->value));
+		{
+			size_t nl = strlen(label);
+			int is_counter = nl > 6 && strcmp(label + nl - 6, "_total") == 0;
+
+			mb_printf(&b, "# TYPE th_%s %s\nth_%s{pool=\"%s\"} %llu\n", label,
+				  is_counter ? "counter" : "gauge", label, pool,
+				  (unsigned long long)ld(&c->value));
+		}
 	}
 	mb_printf(&b, "# HELP th_worker_requests_total Requests served by each live worker.\n"
 		      "# TYPE th_worker_requests_total counter\n");
 	for (i = 0; i < METRICS_SLOTS; i++) {
-		struct m_slot *s = &mf->slots[i];
+		struct m_slot *s = &f->slots[i];
 		int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
 
 		if (!alive(pid))

@@ -36,9 +36,15 @@ void metrics_observe(size_t idx, int status, uint64_t duration_us);
  * or not open.  Call at start-up; metrics_add() is then one atomic add. */
 int metrics_counter(const char *name);
 void metrics_add(int counter, uint64_t n);
+/* Sets a named value (a gauge: rendered as such when its name does not end
+ * in "_total"). */
+void metrics_set(int counter, uint64_t value);
 
 /* Prometheus text of the whole pool, into the arena.  NULL when not open. */
 char *metrics_render(struct arena *a, size_t *len);
+/* Prometheus text of another metrics file (the bridge's, served by the
+ * realtime app).  NULL when it cannot be read. */
+char *metrics_render_file(struct arena *a, const char *path, size_t *len);
 
 /* For th-poolstat: calls fn for each live worker slot of the file at path.
  * Returns the number of workers, or -1 when the file cannot be read. */
