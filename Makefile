@@ -30,6 +30,9 @@ PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/obj/%.o)
 # the plugin's pure parts, linked into its unit tests too
 PLUGIN_CORE := $(BUILD)/obj/realtime-bridge/plugin/topic.o $(BUILD)/obj/realtime-bridge/plugin/imap.o
 PLUGIN_SO  := $(BUILD)/lib/townhall-plugin.so
+BRIDGE_SRC := $(wildcard realtime-bridge/bridge/*.c)
+BRIDGE_OBJ := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
+BRIDGE_BIN := $(BUILD)/bin/th-bridge
 
 LOAD_SRC := $(wildcard tests/load/*.c)
 LOAD_BINS:= $(LOAD_SRC:tests/load/%.c=$(BUILD)/bin/th-%)
@@ -42,7 +45,7 @@ STACK_SRC:= $(wildcard tests/stack/test_*.c)
 STACK_BIN:= $(STACK_SRC:tests/stack/%.c=$(BUILD)/tests/stack/%)
 
 .PHONY: all run test unit integration asan bench deps stop clean format lint
-all: $(BINS) $(PLUGIN_SO) $(UNIT_BIN) $(STACK_BIN)
+all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(UNIT_BIN) $(STACK_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -74,6 +77,11 @@ $(PLUGIN_SO): $(PLUGIN_OBJ) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $(PLUGIN_OBJ) $(LIB_A) $(LDLIBS) -lmosquitto
 
+# the bridge daemon links the plugin's pure topic rules (the same checks)
+$(BRIDGE_BIN): $(BRIDGE_OBJ) $(PLUGIN_CORE) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmosquitto
+
 # load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
 $(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -102,7 +110,7 @@ stop:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: $(BINS) $(PLUGIN_SO) $(STACK_BIN)
+integration: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(STACK_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/integration/run
 
 test: deps

@@ -15,8 +15,8 @@ static int queue(struct http_req *req, const char *payload)
 	struct db_res *r;
 
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "WITH o AS (INSERT INTO event_outbox (payload) VALUES ($1::jsonb) "
-			     "RETURNING id) SELECT pg_notify('" EVENTS_CHANNEL "', $1) FROM o",
+			     "WITH o AS (INSERT INTO event_outbox (payload) VALUES ($1::text::jsonb) "
+			     "RETURNING id) SELECT pg_notify('" EVENTS_CHANNEL "', $1::text) FROM o",
 			     1, params);
 	if (!r)
 		return -1;

@@ -1,0 +1,272 @@
+/* th-bridge: MQTT -> PostgreSQL persistence of chat messages, and the
+ * event outbox -> MQTT relay.
+ *
+ * The loop is driven by hand (mosquitto_threaded_set + loop_read /
+ * loop_write / loop_misc): libmosquitto queues the PUBACK of an incoming
+ * QoS 1 message before calling on_message, and with a self-driven loop a
+ * queued packet leaves only in loop_write.  So: read a batch, commit it,
+ * send receipts, then write — the PUBACKs go out after the commit.  When
+ * PostgreSQL fails, the socket is shut down without writing: the broker
+ * keeps the messages unacknowledged in our persistent session and sends
+ * them again (DUP) after we reconnect. */
+#include <errno.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "db.h"
+#include "events.h"
+#include "log.h"
+#include "metrics.h"
+
+#define SERVICE_USER "th-service"
+
+struct bridge_stats bstats;
+static struct batch batch;
+static volatile sig_atomic_t stopping;
+static int connected;
+static char sub_filter[128];
+static uint64_t first_us;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
+		       const mosquitto_property *props)
+{
+	(void)obj;
+	(void)props;
+	if (rc != 0) {
+		log_error("bridge: broker refused the connection (%s)", mosquitto_reason_string(rc));
+		return;
+	}
+	connected = 1;
+	log_info("bridge: connected (session %s)", flags & 1 ? "resumed" : "new");
+	/* subscribe on every connect: a reconnect restores the subscription */
+	if (mosquitto_subscribe_v5(mosq, NULL, sub_filter, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
+		log_error("bridge: subscribe failed");
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
+			  const mosquitto_property *props)
+{
+	(void)mosq;
+	(void)obj;
+	(void)props;
+	connected = 0;
+	log_warn("bridge: disconnected (%d)", rc);
+}
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
+		       const mosquitto_property *props)
+{
+	(void)mosq;
+	(void)obj;
+	(void)props;
+	if (batch.n == 0)
+		first_us = bridge_now_us();
+	/* QoS 1 redeliveries arrive with DUP set: counted, stored once */
+	store_accept(&batch, m->topic, m->payload, m->payloadlen, 0);
+}
+
+static int read_secret(char *out, size_t size)
+{
+	const char *path = cfg_str("TH_MQTT_SERVICE_SECRET_FILE", NULL);
+	FILE *f = path ? fopen(path, "r") : NULL;
+	size_t n;
+
+	if (!f) {
+		fprintf(stderr, "bridge: cannot read TH_MQTT_SERVICE_SECRET_FILE (%s)\n",
+			path ? path : "unset");
+		return -1;
+	}
+	n = fread(out, 1, size - 1, f);
+	fclose(f);
+	while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+		n--;
+	out[n] = '\0';
+	return n ? 0 : -1;
+}
+
+static int metrics_setup(void)
+{
+	static const char *const labels[] = {"batch"};
+	char path[4096];
+	const char *var = cfg_str("TH_VAR_DIR", NULL);
+
+	if (!var)
+		return 0;
+	snprintf(path, sizeof(path), "%s/run/bridge.metrics", var);
+	if (metrics_open(path, "bridge", labels, 1) < 0)
+		return -1;
+	bstats.persisted = metrics_counter("messages_persisted_total");
+	bstats.duplicates = metrics_counter("messages_duplicate_total");
+	bstats.dropped = metrics_counter("messages_dropped_total");
+	bstats.redelivered = metrics_counter("messages_redelivered_total");
+	bstats.batches = metrics_counter("batches_total");
+	bstats.batch_messages = metrics_counter("batch_messages_total");
+	bstats.lag_ms = metrics_counter("lag_ms");
+	bstats.events = metrics_counter("events_published_total");
+	bstats.receipts = metrics_counter("receipts_published_total");
+	return 0;
+}
+
+/* Drops the broker connection without sending what is queued (the PUBACKs
+ * of an uncommitted batch), and forgets the batch: it comes back as DUPs. */
+static void abort_connection(struct mosquitto *mosq)
+{
+	int fd = mosquitto_socket(mosq);
+
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);
+	store_clear(&batch);
+	connected = 0;
+}
+
+static void write_all(struct mosquitto *mosq)
+{
+	while (connected && mosquitto_want_write(mosq))
+		if (mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS)
+			break;
+}
+
+int main(void)
+{
+	struct mosquitto *mosq;
+	mosquitto_property *props = NULL;
+	char secret[256], id[128];
+	const char *host;
+	int port, batch_max, wait_ms, rc;
+	long backoff_ms = 0;
+	uint64_t next_relay_us = 0;
+
+	log_init("bridge");
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	host = cfg_str("TH_MQTT_HOST", "127.0.0.1");
+	port = (int)cfg_int("TH_MQTT_PORT", cfg_int("TH_PORT_BASE", 8080, 1, 65000) + 3, 1, 65535);
+	batch_max = (int)cfg_int("TH_BRIDGE_BATCH_MAX", 1000, 1, BRIDGE_BATCH_HARD_MAX);
+	wait_ms = (int)cfg_int("TH_BRIDGE_BATCH_WAIT_MS", 5, 0, 1000);
+	snprintf(id, sizeof(id), "%s", cfg_str("TH_BRIDGE_ID", "th-bridge-1"));
+	snprintf(sub_filter, sizeof(sub_filter), "$share/%s/chat/+/+",
+		 cfg_str("TH_BRIDGE_GROUP", "bridge"));
+	if (!cfg_str("TH_DB_CONNINFO", NULL) ||
+	    db_init(cfg_str("TH_DB_CONNINFO", NULL), NULL, 10000) < 0) {
+		fprintf(stderr, "bridge: TH_DB_CONNINFO is not set\n");
+		return 1;
+	}
+	if (read_secret(secret, sizeof(secret)) < 0 || metrics_setup() < 0)
+		return 1;
+	mosquitto_lib_init();
+	/* a fixed client id and no clean start: the broker keeps our session,
+	 * and what we did not acknowledge, while we are away */
+	mosq = mosquitto_new(id, false, NULL);
+	if (!mosq || mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5) ||
+	    mosquitto_username_pw_set(mosq, SERVICE_USER, secret) ||
+	    mosquitto_threaded_set(mosq, true)) {
+		fprintf(stderr, "bridge: libmosquitto setup failed\n");
+		return 1;
+	}
+	mosquitto_connect_v5_callback_set(mosq, on_connect);
+	mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
+	mosquitto_message_v5_callback_set(mosq, on_message);
+	mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 7 * 86400);
+	mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM,
+				     (uint16_t)(batch_max < 65535 ? batch_max : 65535));
+	log_info("bridge: %s -> PostgreSQL, batches of up to %d", sub_filter, batch_max);
+
+	while (!stopping || batch.n) {
+		struct pollfd p[2];
+		int np = 0, timeout = 1000, lfd;
+		uint64_t now = bridge_now_us();
+
+		if (!connected && !stopping) {
+			if (backoff_ms)
+				usleep((useconds_t)backoff_ms * 1000);
+			rc = mosquitto_connect_bind_v5(mosq, host, port, 30, NULL, props);
+			if (rc != MOSQ_ERR_SUCCESS) {
+				backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
+				log_warn("bridge: cannot reach the broker at %s:%d (%s)", host, port,
+					 mosquitto_strerror(rc));
+				continue;
+			}
+			backoff_ms = 0;
+			connected = 1; /* until CONNACK says otherwise */
+			write_all(mosq);
+		}
+		if (db_listen(EVENTS_CHANNEL) == 0 && now >= next_relay_us && batch.n == 0) {
+			/* also on a timer: events committed while nobody listened */
+			if (relay_drain(mosq) >= 0)
+				next_relay_us = now + 1000000;
+		}
+		if (connected && mosquitto_socket(mosq) >= 0) {
+			p[np].fd = mosquitto_socket(mosq);
+			p[np].events = POLLIN | (batch.n == 0 && mosquitto_want_write(mosq) ? POLLOUT : 0);
+			np++;
+		}
+		lfd = db_listen_fd();
+		if (lfd >= 0) {
+			p[np].fd = lfd;
+			p[np].events = POLLIN;
+			np++;
+		}
+		if (batch.n) {
+			long left = wait_ms - (long)((now - first_us) / 1000);
+
+			timeout = left > 0 ? (int)left : 0;
+		}
+		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
+			break;
+		if (np && connected && p[0].fd == mosquitto_socket(mosq)) {
+			if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+				rc = mosquitto_loop_read(mosq, batch_max);
+				if (rc != MOSQ_ERR_SUCCESS) {
+					log_warn("bridge: broker connection lost (%s)", mosquitto_strerror(rc));
+					abort_connection(mosq);
+					continue;
+				}
+			}
+			if ((p[0].revents & POLLOUT) && batch.n == 0)
+				write_all(mosq);
+		}
+		if (lfd >= 0 && db_listen_drain() > 0)
+			next_relay_us = 0;
+		if (connected)
+			mosquitto_loop_misc(mosq);
+		now = bridge_now_us();
+		if (batch.n && (batch.n >= (size_t)batch_max || stopping || !connected ||
+				(now - first_us) / 1000 >= (uint64_t)wait_ms)) {
+			if (!connected) {
+				store_clear(&batch); /* unacked: the broker sends them again */
+			} else if (store_flush(&batch, mosq) == 0) {
+				write_all(mosq); /* now the PUBACKs leave */
+			} else {
+				abort_connection(mosq);
+				backoff_ms = 500;
+			}
+		}
+	}
+	if (connected) {
+		write_all(mosq);
+		mosquitto_disconnect_v5(mosq, 0, NULL);
+	}
+	mosquitto_property_free_all(&props);
+	mosquitto_destroy(mosq);
+	mosquitto_lib_cleanup();
+	metrics_close();
+	db_close();
+	log_info("bridge: stopped");
+	return 0;
+}
