@@ -35,7 +35,8 @@ static int with_test_routes;
 static size_t default_body_limit;
 static volatile sig_atomic_t stopping;
 
-static char health_path[64], metrics_path[64], echo_path[64];
+static char health_path[64], metrics_path[64], echo_path[64], other_metrics_path[64];
+static char other_metrics_file[4096];
 
 const char *app_name(void)
 {
@@ -91,6 +92,18 @@ static void metrics_handler(struct http_req *req)
 	http_reply_raw(req, 200, "text/plain; version=0.0.4", text, len);
 }
 
+static void other_metrics_handler(struct http_req *req)
+{
+	size_t len;
+	char *text = metrics_render_file(req->arena, other_metrics_file, &len);
+
+	if (!text) {
+		http_reply_error(req, TH_EUNAVAILABLE, "no metrics yet", NULL);
+		return;
+	}
+	http_reply_raw(req, 200, "text/plain; version=0.0.4", text, len);
+}
+
 static void echo_handler(struct http_req *req)
 {
 	struct json_object *o = json_object_new_object();
@@ -104,7 +117,7 @@ static int table_build(const struct app *app)
 	char err[160];
 	size_t i;
 
-	if (app->nroutes + 3 > APP_MAX_ROUTES) {
+	if (app->nroutes + 4 > APP_MAX_ROUTES) {
 		fprintf(stderr, "%s: too many routes\n", app->name);
 		return -1;
 	}
@@ -117,6 +130,13 @@ static int table_build(const struct app *app)
 	table[ntable++] = (struct route){"GET", metrics_path, metrics_handler, 0, 0};
 	table[ntable++] = (struct route){"POST", echo_path, echo_handler,
 					 ROUTE_JSON | ROUTE_TEST, APP_ECHO_LIMIT};
+	if (app->serves_metrics_of) {
+		snprintf(other_metrics_path, sizeof(other_metrics_path), "/metrics/%s",
+			 app->serves_metrics_of);
+		snprintf(other_metrics_file, sizeof(other_metrics_file), "%s/run/%s.metrics",
+			 cfg_str("TH_VAR_DIR", "."), app->serves_metrics_of);
+		table[ntable++] = (struct route){"GET", other_metrics_path, other_metrics_handler, 0, 0};
+	}
 	if (router_validate(table, ntable, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s\n", app->name, err);
 		return -1;

@@ -31,6 +31,9 @@ struct app {
 	 * request.  Non-zero: the worker exits with a message (fail fast). */
 	int (*init)(void);
 	void (*fini)(void);
+	/* Optional: the name of a non-FastCGI component (the bridge) whose
+	 * metrics file this app also serves, at GET /metrics/<name>. */
+	const char *serves_metrics_of;
 };
 
 int app_main(const struct app *app);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,6 +156,16 @@ int revoke_init(const char *seq_path, long ttl_s)
 			 * the once-a-second refresh still holds */
 			log_warn("revocations: %s not readable; refreshing by time only", seq_path);
 			return 0;
+		}
+		{
+			struct stat st;
+
+			/* mapping past the end of a short file would fault on access */
+			if (fstat(fd, &st) < 0 || st.st_size < (off_t)sizeof(uint64_t)) {
+				close(fd);
+				log_warn("revocations: %s too short; refreshing by time only", seq_path);
+				return 0;
+			}
 		}
 	}
 	host_seq = mmap(NULL, sizeof(uint64_t), host_seq_rw ? PROT_READ | PROT_WRITE : PROT_READ,

@@ -1,15 +1,45 @@
-/* th-realtime: the realtime FastCGI app — channels, message history, calls, TURN credentials.
+/* th-realtime: the realtime FastCGI app — message history and posting,
+ * calls, TURN credentials (API.md: Channels, messages, calls).  Channels
+ * themselves are created and listed by the community app.
  *
  * main.c holds the route table; each resource lives in a file of its own.
  * The shared loop (lib/app.c) adds GET /api/realtime/health and
  * GET /metrics/realtime to this table. */
+#include <sodium.h>
+#include <stdio.h>
+
 #include "app.h"
+#include "realtime.h"
+
+#define A ROUTE_AUTH
+#define J ROUTE_JSON
+#define L RT_BODY_LIMIT
 
 /* method, pattern, handler, flags, body limit */
 static const struct route routes[] = {
-	/* the resource routes of this app are added by their own issues */
+	{"GET", "/api/channels/:id/messages", messages_list, A, 0},
+	{"POST", "/api/channels/:id/messages", messages_create, A | J, L},
+	{"GET", "/api/messages/:id", messages_get, A, 0},
+	{"PATCH", "/api/messages/:id", messages_patch, A | J, L},
+	{"DELETE", "/api/messages/:id", messages_delete, A, 0},
+	{"POST", "/api/calls", calls_create, A | J, L},
+	{"GET", "/api/calls/:id", calls_get, A, 0},
+	{"POST", "/api/calls/:id/join", calls_join, A, 0},
+	{"POST", "/api/calls/:id/leave", calls_leave, A, 0},
+	{"GET", "/api/turn", turn_get, A, 0},
 	{0},
 };
+
+static int realtime_init(void)
+{
+	if (sodium_init() < 0) {
+		fprintf(stderr, "realtime: libsodium failed to initialize\n");
+		return -1;
+	}
+	if (calls_init() < 0 || turn_init() < 0)
+		return -1;
+	return 0;
+}
 
 int main(void)
 {
@@ -17,6 +47,8 @@ int main(void)
 		.name = "realtime",
 		.routes = routes,
 		.nroutes = sizeof(routes) / sizeof(routes[0]) - 1, /* without the {0} end */
+		.init = realtime_init,
+		.serves_metrics_of = "bridge", /* GET /metrics/bridge */
 	};
 
 	return app_main(&app);

@@ -32,6 +32,8 @@ th_init() {
 	[[ -d $BIN ]] && BIN=$(cd "$BIN" && pwd -P)
 	RUN=$VAR/run
 	LOG=$VAR/log
+	# The broker plugin (realtime-bridge/plugin), built next to the binaries.
+	PLUGIN=$(dirname "$BIN")/lib/townhall-plugin.so
 	PORT_HTTP=$PORT_BASE
 	PORT_PG=$((PORT_BASE + 1))
 	PORT_REDIS=$((PORT_BASE + 2))
@@ -46,7 +48,8 @@ th_init() {
 # run as nobody, mosquitto as mosquitto, postgres as postgres) must be able to
 # traverse it, so directories are 0755 and VAR itself gets o+x even when it
 # came from mktemp (0700). Nothing secret lives in run/ or log/. keys/ is
-# 0755 so any verifier can read the public key; the secrets in it are 0600.
+# 0755 so any verifier can read the public key; the secrets in it are 0600
+# (the MQTT service secret 0640, group mosquitto, for the broker).
 th_dirs() {
 	mkdir -p "$RUN" "$LOG" "$VAR/keys" "$VAR/redis" "$VAR/mosquitto" "$VAR/nginx" "$VAR/pg"
 	chmod go+x "$VAR"
@@ -61,6 +64,8 @@ th_dirs() {
 KEY_ES256=jwt-es256.pem
 KEY_ES256_PUB=jwt-es256.pub.pem
 KEY_HS256=jwt-hs256.secret
+# The MQTT service account's password (docs/stack-contract.md, "MQTT broker plugin").
+KEY_MQTT_SERVICE=mqtt-service.secret
 
 # key_install TMP DST MODE: give a freshly written key its mode, then rename
 # it into place, so a failed or interrupted up never leaves half a key that
@@ -72,8 +77,10 @@ key_install() {
 
 # th_keys: create what is missing under $VAR/keys: an ES256 (P-256) pair,
 # private PKCS#8 PEM 0600 and public PEM 0644, and an HS256 secret of 48
-# random bytes, base64 (64 characters, no newline), 0600. Existing files are
-# kept: a key is never rotated behind the admin's back.
+# random bytes, base64 (64 characters, no newline), 0600, and the MQTT
+# service secret: 32 random bytes as hex (64 characters, no newline), 0640,
+# group mosquitto. Existing files are kept: a key is never rotated behind the
+# admin's back.
 th_keys() {
 	local k=$VAR/keys tmp
 	mkdir -p "$k"
@@ -109,6 +116,36 @@ th_keys() {
 		key_install "$tmp" "$k/$KEY_HS256" 0600
 		say "keys: created HS256 secret $k/$KEY_HS256"
 	fi
+	if [[ ! -s $k/$KEY_MQTT_SERVICE ]]; then
+		(
+			umask 077
+			openssl rand -hex 32 | tr -d '\n' >"$tmp"
+		) 2>>"$LOG/keys.log" || {
+			rm -f "$tmp"
+			die "keys: openssl could not create the MQTT service secret (see $LOG/keys.log)"
+		}
+		key_install "$tmp" "$k/$KEY_MQTT_SERVICE" 0640
+		say "keys: created MQTT service secret $k/$KEY_MQTT_SERVICE"
+	fi
+	# coturn's shared secret for REST-API credentials (the realtime app signs
+	# them): hex, so it renders safely into turnserver.conf
+	if [[ ! -s $k/turn.secret ]]; then
+		(
+			umask 077
+			openssl rand -hex 32 | tr -d '\n' >"$tmp"
+		) 2>>"$LOG/keys.log" || {
+			rm -f "$tmp"
+			die "keys: openssl could not create the TURN secret (see $LOG/keys.log)"
+		}
+		key_install "$tmp" "$k/turn.secret" 0600
+		say "keys: created TURN secret $k/turn.secret"
+	fi
+	# The broker reads it after dropping to user mosquitto (run as root); the
+	# apps and the bridge run as the owner.
+	if ((IS_ROOT)) && getent group mosquitto >/dev/null 2>&1; then
+		chgrp mosquitto "$k/$KEY_MQTT_SERVICE"
+		chmod 0640 "$k/$KEY_MQTT_SERVICE"
+	fi
 }
 
 # worker_env: export what the contract promises to FastCGI workers. Any other
@@ -126,6 +163,8 @@ worker_env() {
 	export TH_JWT_PRIVATE_KEY=${TH_JWT_PRIVATE_KEY:-$VAR/keys/$KEY_ES256}
 	export TH_JWT_PUBLIC_KEY=${TH_JWT_PUBLIC_KEY:-$VAR/keys/$KEY_ES256_PUB}
 	export TH_JWT_SECRET_FILE=${TH_JWT_SECRET_FILE:-$VAR/keys/$KEY_HS256}
+	export TH_MQTT_SERVICE_SECRET_FILE=${TH_MQTT_SERVICE_SECRET_FILE:-$VAR/keys/$KEY_MQTT_SERVICE}
+	export TH_TURN_SECRET_FILE=${TH_TURN_SECRET_FILE:-$VAR/keys/turn.secret}
 }
 
 # --- templates ------------------------------------------------------------
@@ -134,7 +173,7 @@ worker_env() {
 # numbers; '|' is the sed delimiter, so refuse a path containing it.
 render() {
 	local src=$1 dst=$2 v
-	for v in "$ROOT" "$VAR"; do
+	for v in "$ROOT" "$VAR" "$PLUGIN"; do
 		[[ $v != *'|'* && $v != *'&'* ]] || die "path '$v' contains '|' or '&'"
 	done
 	local user_line=''
@@ -147,6 +186,7 @@ render() {
 		-e "s|@PORT_MQTT@|$PORT_MQTT|g" \
 		-e "s|@PORT_MQTT_WS@|$PORT_MQTT_WS|g" \
 		-e "s|@NGINX_USER_LINE@|$user_line|g" \
+		-e "s|@PLUGIN@|$PLUGIN|g" \
 		"$src" >"$dst.tmp"
 	if grep -q '@[A-Z_]*@' "$dst.tmp"; then
 		die "unrendered placeholder in $src: $(grep -o '@[A-Z_]*@' "$dst.tmp" | head -1)"
@@ -242,6 +282,12 @@ pool_valid() {
 	local p
 	for p in "${TH_POOLS[@]}"; do [[ $p == "$1" ]] && return 0; done
 	die "unknown pool '$1' (pools: ${TH_POOLS[*]})"
+}
+
+# plugin_path: the broker plugin, which mosquitto must load (like pool_bin).
+plugin_path() {
+	[[ -r $PLUGIN ]] || die "$PLUGIN not found: run make first (or set TH_BIN_DIR)"
+	printf '%s\n' "$PLUGIN"
 }
 
 pool_bin() {

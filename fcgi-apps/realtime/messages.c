@@ -1,0 +1,575 @@
+/* messages: channel history (newest first, or after a given message in
+ * order), REST posting, edit, delete.
+ *
+ * Storage (db/migrations/0004_messages.sql): a message's id is a UUID chosen
+ * by the client (idempotent), seq numbers a channel's stored messages 1, 2, 3
+ * ... in commit order and is assigned under the channel row's lock
+ * (channels.last_seq), exactly as the bridge does for messages published over
+ * MQTT, so both writers share one sequence.  Deleted messages keep their seq:
+ * history shows them with body "" and deleted_at set (a client that holds the
+ * message learns it is gone; seq stays gap-free).
+ *
+ * History walks messages_seq_key (channel_id, seq) in either direction:
+ * newest first keyset on seq (?cursor=), or seq > the seq of ?after= oldest
+ * first.  Every read is on the primary: a client that just saw a message over
+ * MQTT must find it by id in ?after=.
+ *
+ * Events (docs/events.md): chat_message (the bridge publishes it to
+ * chat/<channel>/<sender>), message_edited, message_deleted. */
+#include <json-c/json.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "events.h"
+#include "jh.h"
+#include "log.h"
+#include "page.h"
+#include "realtime.h"
+
+#define MSG_BODY_MAX 4000
+/* lib/events.c refuses an event over 7 KiB (NOTIFY's payload limit is 8000
+ * bytes); a chat message of 4000 chars can be 16 KB of UTF-8. */
+#define EVENT_INLINE_MAX 7168
+
+#define MSG_COLS "m.id, m.channel_id, m.seq, " USER_COLS ", m.body, m.reply_to, " \
+	TH_TIME_SQL("m.created_at") ", " TH_TIME_SQL("m.edited_at") ", " \
+	TH_TIME_SQL("m.deleted_at")
+#define MSG_FROM " FROM messages m JOIN users u ON u.id = m.sender_id "
+enum { C_ID, C_CHANNEL, C_SEQ, C_USER, C_BODY = C_USER + USER_NCOLS, C_REPLY, C_CREATED,
+       C_EDITED, C_DELETED };
+
+/* A message as routes that act on one see it. */
+struct msg_ref {
+	char id[RT_UUID_LEN + 1];
+	int64_t sender_id;
+	int64_t seq;
+	int deleted;
+};
+
+static struct json_object *nullable(const struct db_res *r, int row, int col)
+{
+	return db_res_isnull(r, row, col) ? NULL : json_object_new_string(db_res_get(r, row, col));
+}
+
+/* {id, channel_id, seq, sender, body, reply_to, created_at, edited_at, deleted_at} */
+static struct json_object *message_json(const struct db_res *r, int row)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "id", json_object_new_string(db_res_get(r, row, C_ID)));
+	json_object_object_add(o, "channel_id", user_json_int(db_res_get(r, row, C_CHANNEL)));
+	json_object_object_add(o, "seq", user_json_int(db_res_get(r, row, C_SEQ)));
+	json_object_object_add(o, "sender", user_json(r, row, C_USER));
+	json_object_object_add(o, "body", json_object_new_string(db_res_get(r, row, C_BODY)));
+	json_object_object_add(o, "reply_to", nullable(r, row, C_REPLY));
+	json_object_object_add(o, "created_at", json_object_new_string(db_res_get(r, row, C_CREATED)));
+	json_object_object_add(o, "edited_at", nullable(r, row, C_EDITED));
+	json_object_object_add(o, "deleted_at", nullable(r, row, C_DELETED));
+	return o;
+}
+
+/* Replies status with the stored message id (primary). */
+static void message_reply(struct http_req *req, int status, const char *id)
+{
+	const char *params[] = {id};
+	struct db_res *r;
+
+	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT " MSG_COLS MSG_FROM "WHERE m.id = $1", 1,
+			     params);
+	if (!r)
+		return;
+	if (db_res_rows(r) != 1) {
+		db_res_free(r);
+		http_reply_error(req, TH_ENOTFOUND, "no such message", NULL);
+		return;
+	}
+	http_reply_json(req, status, message_json(r, 0));
+	db_res_free(r);
+}
+
+/* Queues ev (consumed) in the current transaction.  An event too large for
+ * NOTIFY (a long chat message) goes into the outbox whole, which the bridge
+ * drains, with a NOTIFY of the event without message.body, plus
+ * "outbox_id", as the wake-up. */
+static int emit(struct http_req *req, struct json_object *ev)
+{
+	size_t len = 0;
+	const char *s = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN, &len);
+	struct db_res *r;
+
+	if (s && len <= EVENT_INLINE_MAX)
+		return events_emit_json(req, ev);
+	if (!s) {
+		json_object_put(ev);
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return -1;
+	}
+	{
+		const char *params[] = {s};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "INSERT INTO event_outbox (payload) VALUES ($1::jsonb) RETURNING id",
+				     1, params);
+	}
+	if (!r) {
+		json_object_put(ev);
+		return -1;
+	}
+	{
+		struct json_object *msg;
+
+		if (json_object_object_get_ex(ev, "message", &msg))
+			json_object_object_del(msg, "body");
+	}
+	json_object_object_add(ev, "outbox_id", user_json_int(db_res_get(r, 0, 0)));
+	db_res_free(r);
+	s = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN);
+	{
+		const char *params[] = {s ? s : "{}"};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT pg_notify('" EVENTS_CHANNEL "', $1)", 1, params);
+	}
+	json_object_put(ev);
+	db_res_free(r);
+	return r ? 0 : -1;
+}
+
+/* {type, community_id, channel_id, ...} */
+static struct json_object *event_new(const char *type, const struct rt_channel *ch)
+{
+	struct json_object *ev = json_object_new_object();
+
+	if (!ev)
+		return NULL;
+	json_object_object_add(ev, "type", json_object_new_string(type));
+	json_object_object_add(ev, "community_id", json_object_new_int64(ch->community_id));
+	json_object_object_add(ev, "channel_id", json_object_new_int64(ch->id));
+	return ev;
+}
+
+/* An optional UUID field: absent or null -> *out NULL.  -1 with 400 replied
+ * when present and not a UUID string. */
+static int uuid_field_or_400(struct http_req *req, const char *field, const char **out)
+{
+	struct json_object *v;
+	char msg[64];
+
+	*out = NULL;
+	if (!json_object_object_get_ex(req->json, field, &v) || !v)
+		return 0;
+	if (!json_object_is_type(v, json_type_string) ||
+	    !rt_uuid_ok(json_object_get_string(v), (size_t)json_object_get_string_len(v))) {
+		snprintf(msg, sizeof(msg), "%s must be a UUID string", field);
+		http_reply_error(req, TH_EVALIDATION, msg, field);
+		return -1;
+	}
+	*out = json_object_get_string(v);
+	return 0;
+}
+
+/* A random (version 4) UUID, lower case, into out. */
+static void uuid_new(char out[RT_UUID_LEN + 1])
+{
+	unsigned char b[16];
+
+	randombytes_buf(b, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, RT_UUID_LEN + 1,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+		 b[15]);
+}
+
+/* Loads the message of path parameter :id and its channel, and checks the
+ * caller may read it.  404 for a malformed id, an unknown one, or one in a
+ * community the caller may not see.  -1 when replied. */
+static int message_access(struct http_req *req, struct msg_ref *m, struct rt_channel *ch)
+{
+	const char *id = http_param(req, "id");
+	const char *params[1];
+	struct db_res *r;
+	int64_t chid;
+
+	memset(m, 0, sizeof(*m));
+	if (!id || !rt_uuid_ok(id, strlen(id))) {
+		http_reply_error(req, TH_ENOTFOUND, "no such message", NULL);
+		return -1;
+	}
+	params[0] = id;
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT id, channel_id, sender_id, seq, deleted_at IS NOT NULL "
+			     "FROM messages WHERE id = $1",
+			     1, params);
+	if (!r)
+		return -1;
+	if (db_res_rows(r) != 1) {
+		db_res_free(r);
+		http_reply_error(req, TH_ENOTFOUND, "no such message", NULL);
+		return -1;
+	}
+	snprintf(m->id, sizeof(m->id), "%s", db_res_get(r, 0, 0));
+	chid = strtoll(db_res_get(r, 0, 1), NULL, 10);
+	m->sender_id = strtoll(db_res_get(r, 0, 2), NULL, 10);
+	m->seq = strtoll(db_res_get(r, 0, 3), NULL, 10);
+	m->deleted = strcmp(db_res_get(r, 0, 4), "t") == 0;
+	db_res_free(r);
+	if (channel_load(req, chid, ch) < 0)
+		return -1;
+	return channel_check(req, ch, RT_NONE, "message");
+}
+
+/* ---- handlers ---- */
+
+/* GET /api/channels/:id/messages[?cursor=][&limit=]           newest first
+ * GET /api/channels/:id/messages?after=<uuid>[&cursor=][&limit=] oldest first */
+void messages_list(struct http_req *req)
+{
+	struct rt_channel ch;
+	struct page pg;
+	const char *after = http_query(req, "after");
+	char chs[24], from[24];
+	struct db_res *r;
+	struct json_object *items;
+	char *next = NULL;
+	int64_t chid, last = 0;
+	int i, n;
+
+	if (jh_id_or_404(req, http_param(req, "id"), &chid) < 0 ||
+	    channel_access(req, chid, RT_NONE, &ch) < 0)
+		return;
+	rt_id_text(chs, ch.id);
+	if (after) {
+		int64_t start;
+
+		if (!rt_uuid_ok(after, strlen(after))) {
+			http_reply_error(req, TH_EVALIDATION, "after must be a message id (UUID)",
+					 "after");
+			return;
+		}
+		if (page_parse_or_400(req, 1, 0, &pg) < 0)
+			return;
+		{
+			const char *params[] = {after, chs};
+
+			r = db_exec_or_reply(req, DB_PRIMARY,
+					     "SELECT seq FROM messages WHERE id = $1 AND channel_id = $2",
+					     2, params);
+		}
+		if (!r)
+			return;
+		if (db_res_rows(r) != 1) {
+			db_res_free(r);
+			http_reply_error(req, TH_ENOTFOUND, "no message with that id in this channel",
+					 NULL);
+			return;
+		}
+		start = strtoll(db_res_get(r, 0, 0), NULL, 10);
+		db_res_free(r);
+		/* a cursor continues the same query past its last item */
+		if (pg.has_cursor && pg.key[0] > start)
+			start = pg.key[0];
+		{
+			const char *params[] = {chs, rt_id_text(from, start), pg.limit_s};
+
+			r = db_exec_or_reply(req, DB_PRIMARY,
+					     "SELECT " MSG_COLS MSG_FROM
+					     "WHERE m.channel_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3",
+					     3, params);
+		}
+	} else {
+		if (page_parse_or_400(req, 1, INT64_MAX, &pg) < 0)
+			return;
+		{
+			const char *params[] = {chs, pg.key_s[0], pg.limit_s};
+
+			r = db_exec_or_reply(req, DB_PRIMARY,
+					     "SELECT " MSG_COLS MSG_FROM
+					     "WHERE m.channel_id = $1 AND m.seq < $2 "
+					     "ORDER BY m.seq DESC LIMIT $3",
+					     3, params);
+		}
+	}
+	if (!r)
+		return;
+	n = db_res_rows(r) > pg.limit ? pg.limit : db_res_rows(r);
+	items = json_object_new_array();
+	if (!items) {
+		db_res_free(r);
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		json_object_array_add(items, message_json(r, i));
+		last = strtoll(db_res_get(r, i, C_SEQ), NULL, 10);
+	}
+	if (db_res_rows(r) > pg.limit)
+		next = page_cursor(req->arena, 1, &last);
+	db_res_free(r);
+	http_reply_json(req, 200, page_result(items, next));
+}
+
+/* GET /api/messages/:id */
+void messages_get(struct http_req *req)
+{
+	struct rt_channel ch;
+	struct msg_ref m;
+
+	if (message_access(req, &m, &ch) < 0)
+		return;
+	message_reply(req, 200, m.id);
+}
+
+/* POST /api/channels/:id/messages {id?, body, reply_to?}
+ * 201 with the stored message; 200 with the stored one when the id is
+ * already stored for this channel and sender (a replay: nothing changes,
+ * no event); 409 when the id belongs to another channel or sender. */
+void messages_create(struct http_req *req)
+{
+	struct rt_channel ch;
+	const char *given, *body, *reply_to;
+	char id[RT_UUID_LEN + 1], chs[24], uid[24], seq_s[24];
+	struct db_res *r;
+	struct json_object *ev, *msg;
+	int64_t chid, seq;
+
+	if (jh_id_or_404(req, http_param(req, "id"), &chid) < 0 ||
+	    channel_access(req, chid, RT_MEMBER, &ch) < 0)
+		return;
+	if (uuid_field_or_400(req, "id", &given) < 0 ||
+	    jh_string_or_400(req, req->json, "body", 1, MSG_BODY_MAX, JH_REQUIRED | JH_MULTILINE,
+			     &body) < 0 ||
+	    uuid_field_or_400(req, "reply_to", &reply_to) < 0)
+		return;
+	if (given) {
+		/* the canonical (lower case) form, as PostgreSQL prints it */
+		for (size_t i = 0; i <= RT_UUID_LEN; i++)
+			id[i] = (char)((given[i] >= 'A' && given[i] <= 'F') ? given[i] + 32 : given[i]);
+	} else {
+		uuid_new(id);
+	}
+	rt_id_text(chs, ch.id);
+	rt_id_text(uid, req->user_id);
+	if (rt_begin_or_reply(req) < 0)
+		return;
+	{
+		const char *params[] = {chs};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT last_seq FROM channels WHERE id = $1 FOR UPDATE", 1, params);
+	}
+	if (!r)
+		return;
+	if (db_res_rows(r) != 1) { /* deleted meanwhile */
+		db_res_free(r);
+		http_reply_error(req, TH_ENOTFOUND, "no such channel", NULL);
+		return;
+	}
+	seq = strtoll(db_res_get(r, 0, 0), NULL, 10) + 1;
+	db_res_free(r);
+	if (reply_to) {
+		const char *params[] = {reply_to, chs};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT 1 FROM messages WHERE id = $1 AND channel_id = $2", 2,
+				     params);
+		if (!r)
+			return;
+		if (db_res_rows(r) != 1) {
+			db_res_free(r);
+			http_reply_error(req, TH_EVALIDATION,
+					 "reply_to must be a message of this channel", "reply_to");
+			return;
+		}
+		db_res_free(r);
+	}
+	{
+		const char *params[] = {id, chs, rt_id_text(seq_s, seq), uid, body, reply_to};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "INSERT INTO messages (id, channel_id, seq, sender_id, body, reply_to) "
+				     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING "
+				     "RETURNING id",
+				     6, params);
+	}
+	if (!r)
+		return;
+	if (db_res_rows(r) == 0) {
+		/* the id is stored: a replay when it is this sender's in this channel */
+		const char *params[] = {id};
+
+		db_res_free(r);
+		db_rollback();
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT channel_id, sender_id FROM messages WHERE id = $1", 1,
+				     params);
+		if (!r)
+			return;
+		if (db_res_rows(r) == 1 && strcmp(db_res_get(r, 0, 0), chs) == 0 &&
+		    strcmp(db_res_get(r, 0, 1), uid) == 0) {
+			db_res_free(r);
+			message_reply(req, 200, id);
+			return;
+		}
+		db_res_free(r);
+		http_reply_error(req, TH_ECONFLICT, "id is taken by another message", "id");
+		return;
+	}
+	db_res_free(r);
+	{
+		const char *params[] = {chs, seq_s};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "UPDATE channels SET last_seq = $2 WHERE id = $1", 2, params);
+	}
+	if (!r)
+		return;
+	db_res_free(r);
+	ev = event_new("chat_message", &ch);
+	msg = json_object_new_object();
+	if (!ev || !msg) {
+		json_object_put(ev);
+		json_object_put(msg);
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
+	json_object_object_add(ev, "sender_id", json_object_new_int64(req->user_id));
+	json_object_object_add(msg, "id", json_object_new_string(id));
+	json_object_object_add(msg, "body", json_object_new_string(body));
+	json_object_object_add(msg, "reply_to", reply_to ? json_object_new_string(reply_to) : NULL);
+	json_object_object_add(ev, "message", msg);
+	if (emit(req, ev) < 0 || rt_commit_or_reply(req) < 0)
+		return;
+	log_info("audit: user %lld posted message %s (seq %lld) in channel %lld",
+		 (long long)req->user_id, id, (long long)seq, (long long)ch.id);
+	message_reply(req, 201, id);
+}
+
+/* PATCH /api/messages/:id {body}: the sender only. */
+void messages_patch(struct http_req *req)
+{
+	struct rt_channel ch;
+	struct msg_ref m;
+	const char *body;
+	struct db_res *r;
+	struct json_object *ev, *msg;
+
+	if (message_access(req, &m, &ch) < 0)
+		return;
+	if (m.deleted) {
+		http_reply_error(req, TH_ENOTFOUND, "the message is deleted", NULL);
+		return;
+	}
+	if (m.sender_id != req->user_id) {
+		http_reply_error(req, TH_EFORBIDDEN, "only the sender may edit a message", NULL);
+		return;
+	}
+	if (ch.banned) {
+		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
+		return;
+	}
+	if (jh_string_or_400(req, req->json, "body", 1, MSG_BODY_MAX, JH_REQUIRED | JH_MULTILINE,
+			     &body) < 0)
+		return;
+	if (rt_begin_or_reply(req) < 0)
+		return;
+	{
+		const char *params[] = {m.id, body};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "UPDATE messages SET body = $2, edited_at = now() "
+				     "WHERE id = $1 AND deleted_at IS NULL "
+				     "RETURNING reply_to, " TH_TIME_SQL("edited_at"),
+				     2, params);
+	}
+	if (!r)
+		return;
+	if (db_res_rows(r) != 1) { /* deleted since message_access() */
+		db_res_free(r);
+		http_reply_error(req, TH_ENOTFOUND, "the message is deleted", NULL);
+		return;
+	}
+	ev = event_new("message_edited", &ch);
+	msg = json_object_new_object();
+	if (!ev || !msg) {
+		db_res_free(r);
+		json_object_put(ev);
+		json_object_put(msg);
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
+	json_object_object_add(ev, "sender_id", json_object_new_int64(m.sender_id));
+	json_object_object_add(msg, "id", json_object_new_string(m.id));
+	json_object_object_add(msg, "seq", json_object_new_int64(m.seq));
+	json_object_object_add(msg, "body", json_object_new_string(body));
+	json_object_object_add(msg, "reply_to", nullable(r, 0, 0));
+	json_object_object_add(msg, "edited_at", json_object_new_string(db_res_get(r, 0, 1)));
+	json_object_object_add(ev, "message", msg);
+	db_res_free(r);
+	if (emit(req, ev) < 0 || rt_commit_or_reply(req) < 0)
+		return;
+	log_info("audit: user %lld edited message %s", (long long)req->user_id, m.id);
+	message_reply(req, 200, m.id);
+}
+
+/* DELETE /api/messages/:id: the sender, or a moderator+ of the community.
+ * The row stays (its seq too) with body "" and deleted_at set. */
+void messages_delete(struct http_req *req)
+{
+	struct rt_channel ch;
+	struct msg_ref m;
+	struct db_res *r;
+	struct json_object *ev;
+
+	if (message_access(req, &m, &ch) < 0)
+		return;
+	if (m.sender_id != req->user_id && (ch.banned || ch.my_role < RT_MODERATOR)) {
+		http_reply_error(req, ch.banned ? TH_EBANNED : TH_EFORBIDDEN,
+				 ch.banned ? "you are banned from this community"
+					   : "only the sender or a moderator may delete a message",
+				 NULL);
+		return;
+	}
+	if (m.deleted) {
+		http_reply_error(req, TH_ENOTFOUND, "the message is deleted", NULL);
+		return;
+	}
+	if (rt_begin_or_reply(req) < 0)
+		return;
+	{
+		const char *params[] = {m.id};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "UPDATE messages SET body = '', deleted_at = now() "
+				     "WHERE id = $1 AND deleted_at IS NULL",
+				     1, params);
+	}
+	if (!r)
+		return;
+	if (db_res_affected(r) != 1) {
+		db_res_free(r);
+		http_reply_error(req, TH_ENOTFOUND, "the message is deleted", NULL);
+		return;
+	}
+	db_res_free(r);
+	ev = event_new("message_deleted", &ch);
+	if (!ev) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
+	json_object_object_add(ev, "message_id", json_object_new_string(m.id));
+	json_object_object_add(ev, "seq", json_object_new_int64(m.seq));
+	json_object_object_add(ev, "sender_id", json_object_new_int64(m.sender_id));
+	json_object_object_add(ev, "deleted_by", json_object_new_int64(req->user_id));
+	if (emit(req, ev) < 0 || rt_commit_or_reply(req) < 0)
+		return;
+	log_info("audit: user %lld deleted message %s of user %lld", (long long)req->user_id, m.id,
+		 (long long)m.sender_id);
+	http_reply_empty(req, 204);
+}
