@@ -7,7 +7,7 @@
 
 #include "db.h"
 
-#define EVENTS_MAX_BYTES 7168
+#define EVENTS_MAX_BYTES (256 * 1024) /* the outbox row; NOTIFY gets a digest */
 
 static int queue(struct http_req *req, const char *payload)
 {
@@ -15,8 +15,15 @@ static int queue(struct http_req *req, const char *payload)
 	struct db_res *r;
 
 	r = db_exec_or_reply(req, DB_PRIMARY,
+			     /* NOTIFY carries at most 8000 bytes: a larger event
+			      * (a long chat message) is announced without
+			      * message.body, naming its outbox row; the bridge
+			      * reads the row */
 			     "WITH o AS (INSERT INTO event_outbox (payload) VALUES ($1::text::jsonb) "
-			     "RETURNING id) SELECT pg_notify('" EVENTS_CHANNEL "', $1::text) FROM o",
+			     "RETURNING id, payload) SELECT pg_notify('" EVENTS_CHANNEL "', "
+			     "CASE WHEN octet_length($1::text) <= 7168 THEN $1::text "
+			     "ELSE ((o.payload #- '{message,body}') || jsonb_build_object('outbox_id', o.id))::text "
+			     "END) FROM o",
 			     1, params);
 	if (!r)
 		return -1;

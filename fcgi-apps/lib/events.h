@@ -20,9 +20,10 @@ struct json_object;
 int events_emit(struct http_req *req, const char *type, int64_t community_id,
 		const char *k1, int64_t v1, const char *k2, int64_t v2);
 
-/* Queues an arbitrary event object (must have "type"; consumed).  Its JSON
- * must stay under 7 KiB (NOTIFY's limit is 8000 bytes).  0, or -1 with the
- * error replied. */
+/* Queues an arbitrary event object (must have "type"; consumed), up to
+ * 256 KiB.  Over 7 KiB, the NOTIFY (limited to 8000 bytes) carries the event
+ * without message.body plus "outbox_id"; the outbox row has it whole.  0, or
+ * -1 with the error replied. */
 int events_emit_json(struct http_req *req, struct json_object *event);
 
 #endif

@@ -32,7 +32,6 @@
 #define MSG_BODY_MAX 4000
 /* lib/events.c refuses an event over 7 KiB (NOTIFY's payload limit is 8000
  * bytes); a chat message of 4000 chars can be 16 KB of UTF-8. */
-#define EVENT_INLINE_MAX 7168
 
 #define MSG_COLS "m.id, m.channel_id, m.seq, " USER_COLS ", m.body, m.reply_to, " \
 	TH_TIME_SQL("m.created_at") ", " TH_TIME_SQL("m.edited_at") ", " \
@@ -92,52 +91,11 @@ static void message_reply(struct http_req *req, int status, const char *id)
 	db_res_free(r);
 }
 
-/* Queues ev (consumed) in the current transaction.  An event too large for
- * NOTIFY (a long chat message) goes into the outbox whole, which the bridge
- * drains, with a NOTIFY of the event without message.body, plus
- * "outbox_id", as the wake-up. */
+/* Queues ev (consumed) in the current transaction; lib/events handles a
+ * long chat message too large for NOTIFY. */
 static int emit(struct http_req *req, struct json_object *ev)
 {
-	size_t len = 0;
-	const char *s = json_object_to_json_string_length(ev, JSON_C_TO_STRING_PLAIN, &len);
-	struct db_res *r;
-
-	if (s && len <= EVENT_INLINE_MAX)
-		return events_emit_json(req, ev);
-	if (!s) {
-		json_object_put(ev);
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return -1;
-	}
-	{
-		const char *params[] = {s};
-
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "INSERT INTO event_outbox (payload) VALUES ($1::jsonb) RETURNING id",
-				     1, params);
-	}
-	if (!r) {
-		json_object_put(ev);
-		return -1;
-	}
-	{
-		struct json_object *msg;
-
-		if (json_object_object_get_ex(ev, "message", &msg))
-			json_object_object_del(msg, "body");
-	}
-	json_object_object_add(ev, "outbox_id", user_json_int(db_res_get(r, 0, 0)));
-	db_res_free(r);
-	s = json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN);
-	{
-		const char *params[] = {s ? s : "{}"};
-
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "SELECT pg_notify('" EVENTS_CHANNEL "', $1)", 1, params);
-	}
-	json_object_put(ev);
-	db_res_free(r);
-	return r ? 0 : -1;
+	return events_emit_json(req, ev);
 }
 
 /* {type, community_id, channel_id, ...} */
