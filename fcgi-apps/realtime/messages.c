@@ -30,8 +30,6 @@
 #include "realtime.h"
 
 #define MSG_BODY_MAX 4000
-/* lib/events.c refuses an event over 7 KiB (NOTIFY's payload limit is 8000
- * bytes); a chat message of 4000 chars can be 16 KB of UTF-8. */
 
 #define MSG_COLS "m.id, m.channel_id, m.seq, " USER_COLS ", m.body, m.reply_to, " \
 	TH_TIME_SQL("m.created_at") ", " TH_TIME_SQL("m.edited_at") ", " \
