@@ -31,7 +31,7 @@ struct batch {
 
 struct bridge_stats {
 	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events,
-		receipts, redelivered;
+		receipts;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 

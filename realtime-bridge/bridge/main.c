@@ -76,7 +76,8 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	(void)props;
 	if (batch.n == 0)
 		first_us = bridge_now_us();
-	/* QoS 1 redeliveries arrive with DUP set: counted, stored once */
+	/* redeliveries (libmosquitto does not expose DUP) are stored once and
+	 * counted as duplicates when the batch commits */
 	store_accept(&batch, m->topic, m->payload, m->payloadlen, 0);
 }
 
@@ -113,7 +114,6 @@ static int metrics_setup(void)
 	bstats.persisted = metrics_counter("messages_persisted_total");
 	bstats.duplicates = metrics_counter("messages_duplicate_total");
 	bstats.dropped = metrics_counter("messages_dropped_total");
-	bstats.redelivered = metrics_counter("messages_redelivered_total");
 	bstats.batches = metrics_counter("batches_total");
 	bstats.batch_messages = metrics_counter("batch_messages_total");
 	bstats.lag_ms = metrics_counter("lag_ms");
@@ -197,7 +197,9 @@ int main(void)
 				usleep((useconds_t)backoff_ms * 1000);
 			rc = mosquitto_connect_bind_v5(mosq, host, port, 30, NULL, props);
 			if (rc != MOSQ_ERR_SUCCESS) {
-				backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 100;
+				/* at most 1 s: while we are away after a broker restart,
+				 * chat published to it has no subscriber */
+				backoff_ms = backoff_ms ? (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2) : 100;
 				log_warn("bridge: cannot reach the broker at %s:%d (%s)", host, port,
 					 mosquitto_strerror(rc));
 				continue;

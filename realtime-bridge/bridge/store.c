@@ -28,8 +28,7 @@ int store_accept(struct batch *b, const char *topic, const void *payload, int le
 	struct chat_msg *m;
 	const char *why;
 
-	if (dup)
-		metrics_add(bstats.redelivered, 1);
+	(void)dup;
 	/* the same rules the plugin applied at publish time: a message that got
 	 * past it some other way is dropped and counted, never stored */
 	if (topic_parse(topic, 0, &t) != TOPIC_CHAT || len < 0 ||
@@ -119,6 +118,29 @@ static char *pg_array(struct batch *b, int field)
 	return out;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Number of distinct message ids in the batch. */
+static size_t distinct_ids(const struct batch *b)
+{
+	const char **ids = malloc(b->n * sizeof(*ids));
+	size_t i, n = 0;
+
+	if (!ids)
+		return b->n;
+	for (i = 0; i < b->n; i++)
+		ids[i] = b->msgs[i].id;
+	qsort(ids, b->n, sizeof(*ids), cmp_id);
+	for (i = 0; i < b->n; i++)
+		if (i == 0 || strcmp(ids[i], ids[i - 1]) != 0)
+			n++;
+	free(ids);
+	return n;
+}
+
 /* One receipt per sender: {"type":"stored","ids":[...]} to user/<id>/inbox. */
 static void receipts(struct mosquitto *mosq, struct db_res *r)
 {
@@ -171,8 +193,10 @@ int store_flush(struct batch *b, struct mosquitto *mosq)
 			goto out;
 		params[i] = arr[i];
 	}
-	if (db_begin() < 0)
+	if (db_begin() < 0) {
+		log_error("bridge: cannot begin a batch of %zu: %s", b->n, db_last_error());
 		goto out;
+	}
 	/* Lock the channels in id order: two bridges storing into the same
 	 * channel take turns, so sequence numbers never collide. */
 	r = db_exec(DB_PRIMARY,
@@ -210,9 +234,15 @@ int store_flush(struct batch *b, struct mosquitto *mosq)
 		stored += strcmp(db_res_get(r, i, 2), "1") == 0;
 	metrics_add(bstats.persisted, (uint64_t)stored);
 	metrics_add(bstats.duplicates, (uint64_t)(db_res_rows(r) - stored));
-	/* messages neither stored nor already there: channel or sender gone */
-	if ((size_t)db_res_rows(r) < b->n)
-		metrics_add(bstats.dropped, b->n - (size_t)db_res_rows(r));
+	/* distinct ids neither stored nor already there: channel or sender
+	 * gone (an id twice in one batch is a duplicate, not a drop) */
+	{
+		size_t uniq = distinct_ids(b);
+
+		if ((size_t)db_res_rows(r) < uniq)
+			metrics_add(bstats.dropped, uniq - (size_t)db_res_rows(r));
+		metrics_add(bstats.duplicates, b->n - uniq);
+	}
 	metrics_add(bstats.batches, 1);
 	metrics_add(bstats.batch_messages, b->n);
 	oldest = b->msgs[0].received_us;

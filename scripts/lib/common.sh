@@ -33,7 +33,9 @@ th_init() {
 	RUN=$VAR/run
 	LOG=$VAR/log
 	# The broker plugin (realtime-bridge/plugin), built next to the binaries.
-	PLUGIN=$(dirname "$BIN")/lib/townhall-plugin.so
+	# TH_PLUGIN: `make asan` points the broker at the regular build's plugin
+	# (an ASan runtime preloaded into the broker deadlocks in libpq's gettext)
+	PLUGIN=${TH_PLUGIN:-$(dirname "$BIN")/lib/townhall-plugin.so}
 	PORT_HTTP=$PORT_BASE
 	PORT_PG=$((PORT_BASE + 1))
 	PORT_REDIS=$((PORT_BASE + 2))

@@ -1,0 +1,762 @@
+// The persistence bridge (realtime-bridge/bridge), black-box against ../shared/API.md
+// (MQTT; Channels, messages, calls) and issue 6 items 1-3 and 5: history equals what was
+// published, REST-posted messages reach MQTT subscribers, server events, call signaling
+// between participants only, invalid payloads counted and dropped, and the loss tests
+// (kill -9 the bridge, restart PostgreSQL, kill -9 the broker under a steady publish load).
+//
+// Design notes
+// - Client addresses. Registrations are rate limited per address (tests/integration/run:
+//   3 per 5 s), so every registration comes from its own source address 127.8.x.y
+//   (foundation 127.0.0.2, auth 127.1.x.y, community 127.3.x.y, mqtt 127.6.x.y,
+//   realtime 127.7.x.y).
+// - Clients: mqtt.js over WebSocket through nginx, as a browser connects; the service account
+//   (th-service, $TH_VAR_DIR/keys/mqtt-service.secret) over TCP (BASE+3), the one client the
+//   plugin lets publish anything, so its invalid chat payloads reach the bridge.
+// - The sender's part of "nothing is lost" (API.md, MQTT): a Publisher keeps every message
+//   it sent until a `stored` receipt on user/<id>/inbox names its id, and publishes all of
+//   those again, same ids, after every reconnect. mqtt.js reconnects by itself.
+// - Isolation. Every test builds its own community and uses its #general channel; history
+//   is read through GET /api/channels/:id/messages (newest first, keyset cursor).
+// - Time. Every wait has a deadline; every client is closed in `finally`/`after`. The loss
+//   tests restore the stack with `scripts/stack up` (idempotent) and check that the bridge
+//   is connected again before they end.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { readFileSync, statSync, rmSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import {
+  PORT_BASE, VAR_DIR, request, run, runProgram, readPid, isAlive, waitGone, parseProm, sleep,
+} from './lib/http.mjs';
+
+const WS_URL = `ws://127.0.0.1:${PORT_BASE}/mqtt`;
+const TCP_URL = `mqtt://127.0.0.1:${PORT_BASE + 3}`;
+const PG_PORT = PORT_BASE + 1;
+const CONNECT_MS = 5000;   // a connection attempt is decided within this
+const DELIVER_MS = 5000;   // a message that should arrive arrives within this
+const STORED_MS = 30000;   // all receipts of a run arrive within this
+const RESEND_MS = 5000;   // a publisher re-sends what waited this long for its receipt
+const ACL_CACHE_MS = 5000; // the plugin caches ACL answers this long (negative ones 1 s)
+
+// --- helpers: REST ----------------------------------------------------------------
+
+const show = (res) => `status ${res.status}, body ${res.text.slice(0, 300)}`;
+let addrN = 0;
+function freshAddr() {
+  addrN += 1;
+  return `127.8.${(addrN >> 8) & 255}.${addrN & 255}`;
+}
+const rnd = (n = 5) => crypto.randomBytes(n).toString('hex');
+const uuid = () => crypto.randomUUID();
+
+function api(method, p, who, body, o = {}) {
+  const token = who && typeof who === 'object' ? who.token : who;
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  return request(method, p, { headers, body, ...o });
+}
+function ok2xx(res, what) {
+  assert.ok(res.status >= 200 && res.status < 300, `${what}: ${show(res)}`);
+  return res;
+}
+
+async function newUser(prefix = 'br') {
+  const username = `${prefix}_${rnd()}`;
+  const password = `pw-${username}-S3cret`;
+  const res = await request('POST', '/api/auth/register', {
+    body: { email: `${username}@example.test`, username, password }, localAddress: freshAddr(),
+  });
+  assert.equal(res.status, 201, `register ${username}: ${show(res)}`);
+  return { id: res.json.user.id, username, token: res.json.access_token };
+}
+
+// A public community owned by `owner` with `members` joined; returns {id, channel}.
+async function community(owner, members = []) {
+  const slug = `br-${rnd()}`;
+  const res = ok2xx(await api('POST', '/api/communities', owner, { slug, name: `Bridge ${slug}`, visibility: 'public' }), `create ${slug}`);
+  const ch = ok2xx(await api('GET', `/api/communities/${res.json.id}/channels`, owner), 'channels');
+  const general = ch.json.items.find((c) => c.name === 'general');
+  assert.ok(general, `no general channel: ${ch.text}`);
+  for (const m of members) ok2xx(await api('POST', `/api/communities/${res.json.id}/join`, m), `join ${m.username}`);
+  return { id: res.json.id, channel: general.id };
+}
+
+// The whole history of a channel, newest first (pages of 100 through next_cursor).
+async function fullHistory(channel, who, maxPages = 100) {
+  const items = [];
+  let cursor = null;
+  for (let page = 0; page < maxPages; page++) {
+    const q = `?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+    const r = await api('GET', `/api/channels/${channel}/messages${q}`, who);
+    assert.equal(r.status, 200, `history page ${page}: ${show(r)}`);
+    items.push(...r.json.items);
+    cursor = r.json.next_cursor;
+    if (!cursor) return items;
+  }
+  assert.fail(`history of channel ${channel} has more than ${maxPages} pages`);
+}
+
+// Bridge metrics (GET /metrics/bridge from 127.0.0.1): {name: summed value}
+async function bridgeMetrics() {
+  const r = await request('GET', '/metrics/bridge');
+  assert.equal(r.status, 200, `/metrics/bridge: ${show(r)}`);
+  const out = {};
+  for (const s of parseProm(r.text)) out[s.name] = (out[s.name] ?? 0) + s.value;
+  return out;
+}
+const metric = (m, name) => m[name] ?? 0;
+
+async function waitFor(fn, ms = DELIVER_MS, what = 'condition') {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() >= end) assert.fail(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what() : what}`);
+    await sleep(25);
+  }
+}
+
+// --- helpers: mqtt.js ---------------------------------------------------------------
+
+const clients = new Set();
+const cid = (u) => `u${u.id}-${rnd(4)}`;
+
+// connect(user, opts) -> {client, messages, closed} within CONNECT_MS, or throws.
+function connect(u, o = {}) {
+  const {
+    url = WS_URL, clientId = cid(u), username = 'ignored', password = u.token, reconnectPeriod = 0,
+  } = o;
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(url, {
+      protocolVersion: 5, clientId, username, password, reconnectPeriod, connectTimeout: CONNECT_MS,
+      clean: true, keepalive: 30,
+    });
+    clients.add(client);
+    const conn = { client, messages: [], closed: false };
+    client.on('message', (topic, payload) => conn.messages.push({ topic, payload: payload.toString('utf8'), at: Date.now() }));
+    client.on('close', () => { conn.closed = true; });
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (!settled) { settled = true; client.end(true); reject(new Error(`no CONNACK within ${CONNECT_MS} ms (${clientId})`)); }
+    }, CONNECT_MS + 1000);
+    client.once('connect', () => { if (!settled) { settled = true; clearTimeout(timer); resolve(conn); } });
+    client.once('error', (e) => {
+      if (!settled && reconnectPeriod === 0) { settled = true; clearTimeout(timer); client.end(true); reject(e); }
+    });
+  });
+}
+
+function end(...conns) {
+  return Promise.all(conns.filter(Boolean).map((c) => new Promise((resolve) => {
+    clients.delete(c.client);
+    const t = setTimeout(() => { c.client.end(true); resolve(); }, 2000);
+    c.client.end(false, {}, () => { clearTimeout(t); resolve(); });
+  })));
+}
+
+// subscribe -> the SUBACK code (0..2 granted, >= 0x80 refused)
+function subscribe(conn, topic, qos = 1) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no SUBACK for ${topic} within ${DELIVER_MS} ms`)), DELIVER_MS);
+    conn.client.subscribe(topic, { qos }, (err, _subs, packet) => {
+      clearTimeout(t);
+      if (packet?.granted?.length === 1) resolve(packet.granted[0]);
+      else reject(err || new Error(`SUBACK without a code for ${topic}`));
+    });
+  });
+}
+async function mustSubscribe(conn, topic, what = topic) {
+  const code = await subscribe(conn, topic);
+  assert.ok(code < 0x80, `${what}: subscribe ${topic} refused (SUBACK 0x${code.toString(16)})`);
+}
+
+// publish (QoS 1) -> the PUBACK reason code (>= 0x80: refused)
+function publish(conn, topic, payload, { qos = 1 } = {}) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no PUBACK for ${topic} within ${DELIVER_MS} ms`)), DELIVER_MS);
+    conn.client.publish(topic, payload, { qos }, (err, packet) => {
+      clearTimeout(t);
+      if (err && err.code === undefined) { reject(err); return; }
+      resolve(packet?.reasonCode ?? err?.code ?? 0);
+    });
+  });
+}
+const hasPayload = (conn, pred) => conn.messages.some(pred);
+const parsed = (m) => { try { return JSON.parse(m.payload); } catch { return null; } };
+
+function serviceSecret() {
+  return readFileSync(path.join(VAR_DIR, 'keys/mqtt-service.secret'), 'utf8').trim();
+}
+
+// A chat publisher as API.md wants a client to be: it keeps each message until a `stored`
+// receipt names it, and publishes all unreceipted ones again (same ids) after a reconnect,
+// and also any that waited RESEND_MS without a receipt (a broker that restarted before the
+// bridge re-subscribed accepted them and found no subscriber: only the sender can repair
+// that; docs/events.md, "Receipts").
+class Publisher {
+  constructor(user, channel, { url = WS_URL } = {}) {
+    this.user = user;
+    this.channel = channel;
+    this.topic = `chat/${channel}/${user.id}`;
+    this.url = url;
+    this.sent = [];            // ids in send order
+    this.byId = new Map();     // id -> {n, payload}
+    this.pending = new Map();  // id -> payload, until its receipt
+    this.lastTry = new Map();  // id -> time of the last publish
+    this.stored = new Set();   // ids named by a receipt
+    this.resent = new Set();   // ids published again after a reconnect
+    this.connects = 0;
+    this.receipts = 0;
+    this.pubErrors = 0;
+    this.log = [];
+  }
+
+  start() {
+    return new Promise((resolve, reject) => {
+      const client = mqtt.connect(this.url, {
+        protocolVersion: 5, clientId: cid(this.user), username: 'ignored', password: this.user.token,
+        clean: true, keepalive: 10, reconnectPeriod: 500, connectTimeout: 3000,
+      });
+      this.client = client;
+      clients.add(client);
+      this.resendTimer = setInterval(() => this.resendStale(), 1000);
+      this.resendTimer.unref();
+      client.on('close', () => { if (client.disconnecting) clearInterval(this.resendTimer); });
+      const timer = setTimeout(() => reject(new Error(`publisher u${this.user.id}: no CONNACK within ${CONNECT_MS} ms`)), CONNECT_MS);
+      client.on('message', (topic, payload) => {
+        let m;
+        try { m = JSON.parse(payload.toString('utf8')); } catch { return; }
+        if (topic !== `user/${this.user.id}/inbox` || m?.type !== 'stored' || !Array.isArray(m.ids)) return;
+        this.receipts += 1;
+        for (const id of m.ids) { this.pending.delete(id); this.stored.add(id); }
+      });
+      client.on('offline', () => this.log.push(`${Date.now()} offline`));
+      client.on('error', (e) => this.log.push(`${Date.now()} error ${e.message}`));
+      client.on('connect', (ack) => {
+        this.connects += 1;
+        this.log.push(`${Date.now()} connect #${this.connects} (session present ${ack.sessionPresent})`);
+        // the inbox first: the receipts of what follows come there
+        client.subscribe(`user/${this.user.id}/inbox`, { qos: 1 }, (err, granted) => {
+          // (an empty grant: mqtt.js had re-subscribed it already)
+          if (err || (granted?.length && granted[0].qos >= 0x80)) this.log.push(`${Date.now()} inbox subscribe failed ${err?.message ?? JSON.stringify(granted)}`);
+        });
+        if (this.connects === 1) { clearTimeout(timer); resolve(); return; }
+        const again = [...this.pending];
+        this.log.push(`${Date.now()} re-sending ${again.length} unreceipted`);
+        for (const [id, payload] of again) {
+          this.resent.add(id);
+          this.publishRaw(payload);
+        }
+      });
+    });
+  }
+
+  // re-publish what waited too long for its receipt (bounded: runs while connected)
+  resendStale() {
+    if (!this.client?.connected) return;
+    const now = Date.now();
+    for (const [id, payload] of this.pending) {
+      if (now - (this.lastTry.get(id) ?? now) < RESEND_MS) continue;
+      this.resent.add(id);
+      this.lastTry.set(id, now);
+      this.publishRaw(payload);
+    }
+  }
+
+  publishRaw(payload) {
+    this.client.publish(this.topic, payload, { qos: 1 }, (err) => { if (err) this.pubErrors += 1; });
+  }
+
+  send() {
+    const n = this.sent.length;
+    const id = uuid();
+    const payload = JSON.stringify({ id, body: `sender=${this.user.id} n=${n}` });
+    this.sent.push(id);
+    this.byId.set(id, { n, payload });
+    this.pending.set(id, payload);
+    this.lastTry.set(id, Date.now());
+    this.publishRaw(payload);
+    return id;
+  }
+
+  // steady load: `rate` messages per second for `ms`
+  load(rate, ms) {
+    return new Promise((resolve) => {
+      const t0 = Date.now();
+      const total = Math.round((rate * ms) / 1000);
+      const iv = setInterval(() => {
+        const due = Math.min(total, Math.floor(((Date.now() - t0) * rate) / 1000));
+        while (this.sent.length < due) this.send();
+        if (this.sent.length >= total) { clearInterval(iv); resolve(); }
+      }, 10);
+    });
+  }
+
+  stop() {
+    clients.delete(this.client);
+    this.client?.end(true);
+  }
+}
+
+after(() => {
+  for (const c of clients) c.end(true);
+  clients.clear();
+});
+
+// --- the cast ---------------------------------------------------------------------------
+
+const U = {};
+before(async () => {
+  for (const k of ['A', 'B', 'C', 'D']) U[k] = await newUser(`br${k.toLowerCase()}`);
+}, { timeout: 60000 });
+
+// History checks shared by the tests that count.
+function checkHistory(items, pubs, { strictOrder }) {
+  const ids = items.map((m) => m.id);
+  const counts = new Map();
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const dups = [...counts].filter(([, n]) => n > 1);
+  assert.deepEqual(dups, [], `ids stored more than once: ${JSON.stringify(dups.slice(0, 5))}`);
+  const sent = new Set(pubs.flatMap((p) => p.sent));
+  const missing = [...sent].filter((id) => !counts.has(id));
+  const extra = ids.filter((id) => !sent.has(id));
+  assert.deepEqual(extra, [], 'history holds messages nobody sent here');
+  assert.equal(missing.length, 0, `${missing.length} of ${sent.size} sent messages missing from the history, e.g. ${missing.slice(0, 3).join(', ')}`);
+  assert.equal(items.length, sent.size);
+  // seq: 1..total, no gaps
+  const seqs = items.map((m) => m.seq).sort((a, b) => a - b);
+  assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1), 'seq is not 1..total without gaps');
+  // per sender: the bodies match the sender, and seq follows the publish order
+  for (const p of pubs) {
+    const mine = items.filter((m) => m.sender.id === p.user.id).sort((a, b) => a.seq - b.seq);
+    assert.equal(mine.length, p.sent.length, `sender ${p.user.id}: ${mine.length} stored of ${p.sent.length} sent`);
+    for (const m of mine) {
+      const s = p.byId.get(m.id);
+      assert.ok(s, `message ${m.id} of sender ${p.user.id} was not sent by it`);
+      assert.equal(m.body, `sender=${p.user.id} n=${s.n}`);
+      assert.equal(m.channel_id, p.channel);
+    }
+    const order = mine.filter((m) => strictOrder || !p.resent.has(m.id)).map((m) => p.byId.get(m.id).n);
+    const bad = order.findIndex((n, i) => i > 0 && n < order[i - 1]);
+    assert.equal(bad, -1, `sender ${p.user.id}: seq order differs from the publish order at ${bad} (${order.slice(Math.max(0, bad - 3), bad + 3).join(',')})`);
+  }
+}
+
+// --- 1. history equals what was published -------------------------------------------
+
+describe('history equals what was published', { timeout: 120000 }, () => {
+  test('3 members x 200 QoS 1 messages: all receipted, each stored once, seq 1..600, per-sender order kept', async () => {
+    const c = await community(U.A, [U.B, U.C]);
+    const N = 200;
+    const pubs = [U.A, U.B, U.C].map((u) => new Publisher(u, c.channel));
+    try {
+      await Promise.all(pubs.map((p) => p.start()));
+      await sleep(200); // the inbox SUBACKs
+      // interleaved, as fast as mqtt.js sends
+      for (let i = 0; i < N; i++) for (const p of pubs) p.send();
+      await waitFor(() => pubs.every((p) => p.pending.size === 0), STORED_MS,
+        () => `stored receipts (pending: ${pubs.map((p) => p.pending.size).join(', ')})`);
+      for (const p of pubs) {
+        assert.equal(p.stored.size, N, `sender ${p.user.id}: receipts for ${p.stored.size} of ${N}`);
+        assert.deepEqual([...p.stored].filter((id) => !p.byId.has(id)), [], 'a receipt named an id this sender did not send');
+        assert.equal(p.connects, 1, `publisher reconnected: ${p.log.join('; ')}`);
+      }
+      const items = await fullHistory(c.channel, U.D);
+      checkHistory(items, pubs, { strictOrder: true });
+      // ?after= the 100th message: the rest, oldest first
+      const bySeq = [...items].sort((a, b) => a.seq - b.seq);
+      const r = await api('GET', `/api/channels/${c.channel}/messages?after=${bySeq[99].id}&limit=100`, U.A);
+      assert.equal(r.status, 200, show(r));
+      assert.deepEqual(r.json.items.map((m) => m.seq), Array.from({ length: 100 }, (_, i) => 101 + i));
+    } finally {
+      for (const p of pubs) p.stop();
+    }
+  });
+});
+
+// --- 2. REST -> MQTT ----------------------------------------------------------------------
+
+describe('REST-posted messages reach MQTT subscribers', { timeout: 60000 }, () => {
+  test('POST /api/channels/:id/messages is delivered on chat/<ch>/<sender> with its id and body, once', async () => {
+    const c = await community(U.A, [U.B]);
+    const sub = await connect(U.B);
+    try {
+      await mustSubscribe(sub, `chat/${c.channel}/+`);
+      const id = uuid();
+      const body = `rest ${rnd()} "quoted" \\ é\nline`;
+      const r = await api('POST', `/api/channels/${c.channel}/messages`, U.A, { id, body });
+      assert.equal(r.status, 201, show(r));
+      const isIt = (m) => parsed(m)?.id === id;
+      await waitFor(() => hasPayload(sub, isIt), DELIVER_MS, 'the REST-posted message on MQTT');
+      const m = sub.messages.find(isIt);
+      assert.equal(m.topic, `chat/${c.channel}/${U.A.id}`);
+      assert.equal(parsed(m).body, body);
+      // a server-generated id, too
+      const r2 = await api('POST', `/api/channels/${c.channel}/messages`, U.A, { body: 'no id given' });
+      assert.equal(r2.status, 201, show(r2));
+      await waitFor(() => hasPayload(sub, (x) => parsed(x)?.id === r2.json.id), DELIVER_MS, 'the second REST message');
+      assert.equal(parsed(sub.messages.find((x) => parsed(x)?.id === r2.json.id)).body, 'no id given');
+      // a replay of the first id is not delivered again; a later message proves the wait
+      assert.equal((await api('POST', `/api/channels/${c.channel}/messages`, U.A, { id, body })).status, 200);
+      const r3 = await api('POST', `/api/channels/${c.channel}/messages`, U.A, { body: 'sentinel' });
+      await waitFor(() => hasPayload(sub, (x) => parsed(x)?.id === r3.json.id), DELIVER_MS, 'the sentinel');
+      await sleep(300);
+      assert.equal(sub.messages.filter(isIt).length, 1, 'the message was delivered more than once');
+      // and the history has each once (the bridge sees the relayed copies: duplicates, not new rows)
+      await sleep(500);
+      const items = await fullHistory(c.channel, U.B);
+      assert.deepEqual(items.map((x) => x.seq), [3, 2, 1]);
+    } finally {
+      await end(sub);
+    }
+  });
+});
+
+// --- 3. events ------------------------------------------------------------------------------
+
+describe('server events over MQTT', { timeout: 60000 }, () => {
+  test('post_created and member_banned on events/community/<id>; member_banned in the banned user\'s inbox', async () => {
+    const owner = await newUser('brevo');
+    const victim = await newUser('brevv');
+    const c = await community(owner, [victim, U.D]);
+    const watcher = await connect(U.D);
+    const v = await connect(victim);
+    try {
+      await mustSubscribe(watcher, `events/community/${c.id}`);
+      await mustSubscribe(v, `user/${victim.id}/inbox`);
+      const p = await api('POST', `/api/communities/${c.id}/posts`, owner, { title: 'hello', body: `post ${rnd()}` });
+      assert.equal(p.status, 201, show(p));
+      const isPost = (m) => parsed(m)?.type === 'post_created' && parsed(m)?.post_id === p.json.id;
+      await waitFor(() => hasPayload(watcher, isPost), DELIVER_MS, 'post_created');
+      const pe = parsed(watcher.messages.find(isPost));
+      assert.equal(pe.community_id, c.id);
+      assert.equal(pe.author_id, owner.id);
+      assert.equal(watcher.messages.find(isPost).topic, `events/community/${c.id}`);
+
+      const b = await api('POST', `/api/communities/${c.id}/bans`, owner, { user_id: victim.id });
+      assert.equal(b.status, 201, show(b));
+      const isBan = (m) => parsed(m)?.type === 'member_banned' && parsed(m)?.user_id === victim.id;
+      await waitFor(() => hasPayload(watcher, isBan), DELIVER_MS, 'member_banned on events/community');
+      assert.equal(parsed(watcher.messages.find(isBan)).community_id, c.id);
+      await waitFor(() => hasPayload(v, isBan), DELIVER_MS, 'member_banned in the victim\'s inbox');
+      const vb = v.messages.find(isBan);
+      assert.equal(vb.topic, `user/${victim.id}/inbox`);
+      assert.equal(parsed(vb).community_id, c.id);
+      // each event once on each topic
+      await sleep(500);
+      assert.equal(watcher.messages.filter(isPost).length, 1, 'post_created more than once');
+      assert.equal(watcher.messages.filter(isBan).length, 1, 'member_banned more than once');
+      assert.equal(v.messages.filter(isBan).length, 1, 'member_banned more than once in the inbox');
+    } finally {
+      await end(watcher, v);
+    }
+  });
+});
+
+// --- 4. call signaling --------------------------------------------------------------------
+
+describe('call signaling between participants only', { timeout: 90000 }, () => {
+  test('participants exchange signal/<call>/<to>/<from>; a member outside the call may neither publish nor subscribe', async () => {
+    const owner = await newUser('brsa');
+    const peer = await newUser('brsb');
+    const third = await newUser('brsc');
+    const c = await community(owner, [peer, third]);
+    const cr = await api('POST', '/api/calls', owner, { channel_id: c.channel });
+    assert.equal(cr.status, 201, show(cr));
+    const call = cr.json.id;
+    assert.equal((await api('POST', `/api/calls/${call}/join`, peer)).status, 200);
+    const a = await connect(owner);
+    const b = await connect(peer);
+    const x = await connect(third);
+    const sig = (to, from) => `signal/${call}/${to.id}/${from.id}`;
+    try {
+      await mustSubscribe(a, `signal/${call}/${owner.id}/+`);
+      await mustSubscribe(b, `signal/${call}/${peer.id}/+`);
+      const offer = JSON.stringify({ type: 'offer', sdp: `v=0 ${rnd()}` });
+      assert.ok(await publish(a, sig(peer, owner), offer) < 0x80, 'owner -> peer refused');
+      await waitFor(() => hasPayload(b, (m) => m.payload === offer), DELIVER_MS, 'the offer at the peer');
+      assert.equal(b.messages.find((m) => m.payload === offer).topic, sig(peer, owner));
+      const answer = JSON.stringify({ type: 'answer', sdp: `v=0 ${rnd()}` });
+      assert.ok(await publish(b, sig(owner, peer), answer) < 0x80, 'peer -> owner refused');
+      await waitFor(() => hasPayload(a, (m) => m.payload === answer), DELIVER_MS, 'the answer at the owner');
+
+      // the third member, not in the call
+      const sub = await subscribe(x, `signal/${call}/${third.id}/+`);
+      assert.ok(sub >= 0x80, `non-participant subscribed to its own signal topic (SUBACK ${sub})`);
+      const bad1 = JSON.stringify({ type: 'candidate', from: 'outsider', n: rnd() });
+      const bad2 = JSON.stringify({ type: 'candidate', forged: 'from the peer', n: rnd() });
+      const rc1 = await publish(x, sig(owner, third), bad1);
+      const rc2 = await publish(x, sig(owner, peer), bad2); // from another participant's id
+      // a participant may not address the outsider either
+      const rc3 = await publish(a, sig(third, owner), JSON.stringify({ type: 'offer', to: 'outsider' }));
+      const sentinel = JSON.stringify({ type: 'candidate', sentinel: rnd() });
+      await publish(b, sig(owner, peer), sentinel);
+      await waitFor(() => hasPayload(a, (m) => m.payload === sentinel), DELIVER_MS, 'the sentinel');
+      await sleep(300);
+      assert.ok(!hasPayload(a, (m) => m.payload === bad1 || m.payload === bad2), 'a non-participant\'s signal was delivered');
+      assert.ok(rc1 >= 0x80 && rc2 >= 0x80, `PUBACK reasons for the outsider: ${rc1}, ${rc2}`);
+      assert.ok(rc3 >= 0x80, `PUBACK reason for signaling a non-participant: ${rc3}`);
+
+      // positive control: once the third joins (negative answers are cached 1 s), it may
+      let code;
+      assert.equal((await api('POST', `/api/calls/${call}/join`, third)).status, 200);
+      await waitFor(async () => { code = await subscribe(x, `signal/${call}/${third.id}/+`); return code < 0x80; },
+        3000, 'the new participant\'s subscription to be granted');
+      const hi = JSON.stringify({ type: 'offer', hi: rnd() });
+      await waitFor(async () => (await publish(a, sig(third, owner), hi)) < 0x80, 3000, 'owner -> new participant accepted');
+      await waitFor(() => hasPayload(x, (m) => m.payload === hi), DELIVER_MS, 'the signal at the new participant');
+
+      // and a participant who left is out within the plugin's 5 s cache
+      assert.equal((await api('POST', `/api/calls/${call}/leave`, peer)).status, 204);
+      await waitFor(async () => (await publish(b, sig(owner, peer), JSON.stringify({ type: 'bye' }))) >= 0x80,
+        ACL_CACHE_MS + 2000, 'the peer\'s publish to be refused after it left');
+    } finally {
+      await end(a, b, x);
+    }
+  });
+});
+
+// --- 5. invalid payloads ----------------------------------------------------------------
+
+describe('invalid chat payloads are counted and dropped', { timeout: 60000 }, () => {
+  test('the service account\'s invalid chat/<ch>/<uid> payloads grow th_messages_dropped_total and are not stored', async () => {
+    const c = await community(U.A, [U.B]);
+    const svc = await connect({ id: 0, token: serviceSecret() }, {
+      url: TCP_URL, clientId: `th-service-brt-${rnd(4)}`, username: 'th-service',
+    });
+    try {
+      const topic = `chat/${c.channel}/${U.B.id}`;
+      const bad = [
+        [topic, 'not json'],
+        [topic, JSON.stringify({ body: 'no id' })],
+        [topic, JSON.stringify({ id: 'not-a-uuid', body: 'bad id' })],
+        [topic, JSON.stringify({ id: uuid(), body: '' })],
+        [topic, JSON.stringify({ id: uuid(), body: 'x'.repeat(4001) })],
+        [topic, JSON.stringify({ id: uuid(), body: 'bad reply', reply_to: 'nope' })],
+        [topic, JSON.stringify([uuid(), 'an array'])],
+        [`chat/${c.channel}/notanumber`, JSON.stringify({ id: uuid(), body: 'bad sender in the topic' })],
+      ];
+      const m0 = await bridgeMetrics();
+      assert.ok('th_messages_dropped_total' in m0, `no th_messages_dropped_total in /metrics/bridge: ${JSON.stringify(m0)}`);
+      for (const [t, p] of bad) assert.ok(await publish(svc, t, p) < 0x80, `the broker refused the service account's publish on ${t}`);
+      // a valid message after them, on the same connection: once it is stored, the bridge
+      // has seen everything before it (one publisher's QoS 1 messages arrive in order)
+      const sentinel = { id: uuid(), body: 'sentinel after the invalid ones' };
+      await publish(svc, topic, JSON.stringify(sentinel));
+      const items = await waitFor(async () => {
+        const h = await fullHistory(c.channel, U.A);
+        return h.some((m) => m.id === sentinel.id) && h;
+      }, DELIVER_MS, 'the sentinel in the history');
+      const m1 = await bridgeMetrics();
+      assert.equal(metric(m1, 'th_messages_dropped_total') - metric(m0, 'th_messages_dropped_total'), bad.length,
+        `th_messages_dropped_total grew by ${metric(m1, 'th_messages_dropped_total') - metric(m0, 'th_messages_dropped_total')}, expected ${bad.length}`);
+      assert.ok(metric(m1, 'th_messages_persisted_total') - metric(m0, 'th_messages_persisted_total') >= 1, 'the sentinel was not counted as persisted');
+      assert.deepEqual(items.map((m) => m.id), [sentinel.id], `history: ${JSON.stringify(items.map((m) => m.body.slice(0, 40)))}`);
+      assert.equal(items[0].sender.id, U.B.id);
+      assert.equal(items[0].seq, 1);
+    } finally {
+      await end(svc);
+    }
+  });
+});
+
+// The same id twice in one batch (a client's re-send next to mqtt.js's own replay after a
+// reconnect, or a broker redelivery next to a re-send): stored once, and it is a
+// duplicate, not an invalid message. Known bug (see the report of this file): store.c
+// counts rows returned < messages in the batch as dropped, and its final SELECT does not
+// see the rows its own INSERT CTE wrote, so an in-batch duplicate of a new id is counted
+// in th_messages_dropped_total (and missing from th_messages_duplicate_total).
+describe('duplicates within one batch', { timeout: 60000 }, () => {
+  test('the same message published twice back to back: stored once, counted as a duplicate, not as dropped',
+    async () => {
+      const c = await community(U.A, [U.B]);
+      const svc = await connect({ id: 0, token: serviceSecret() }, {
+        url: TCP_URL, clientId: `th-service-brt-${rnd(4)}`, username: 'th-service',
+      });
+      try {
+        const topic = `chat/${c.channel}/${U.B.id}`;
+        const m0 = await bridgeMetrics();
+        const msg = JSON.stringify({ id: uuid(), body: 'twice' });
+        await Promise.all([publish(svc, topic, msg), publish(svc, topic, msg)]);
+        const sentinel = { id: uuid(), body: 'sentinel' };
+        await publish(svc, topic, JSON.stringify(sentinel));
+        const items = await waitFor(async () => {
+          const h = await fullHistory(c.channel, U.A);
+          return h.some((m) => m.id === sentinel.id) && h;
+        }, DELIVER_MS, 'the sentinel in the history');
+        assert.deepEqual(items.map((m) => m.body), ['sentinel', 'twice']);
+        const m1 = await bridgeMetrics();
+        const d = (n) => metric(m1, n) - metric(m0, n);
+        assert.equal(d('th_messages_persisted_total'), 2, 'persisted');
+        assert.equal(d('th_messages_dropped_total'), 0, `a valid duplicate was counted as dropped (duplicate_total grew by ${d('th_messages_duplicate_total')})`);
+        assert.equal(d('th_messages_duplicate_total'), 1, 'duplicate_total');
+      } finally {
+        await end(svc);
+      }
+    });
+});
+
+// --- 6. no loss under crashes ---------------------------------------------------------------
+
+async function stackUp() {
+  const up = await run('scripts/stack', ['up'], { timeoutMs: 90000 });
+  assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
+  return up;
+}
+
+function psql(sql) {
+  return runProgram('psql', ['-X', '-At', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall', '-c', sql]);
+}
+
+// Two publishers, 50 msg/s each for ~8 s; `disrupt(channel)` runs ~3 s in. Afterwards every
+// sent message is receipted and in the history exactly once.
+async function lossRun(what, disrupt) {
+  const c = await community(U.A, [U.B]);
+  const pubs = [new Publisher(U.A, c.channel), new Publisher(U.B, c.channel)];
+  const m0 = await bridgeMetrics();
+  const diag = () => pubs.map((p) => `u${p.user.id}: sent ${p.sent.length}, pending ${p.pending.size}, stored ${p.stored.size}, resent ${p.resent.size}, connects ${p.connects}, log [${p.log.slice(-8).join('; ')}]`).join('\n');
+  try {
+    await Promise.all(pubs.map((p) => p.start()));
+    await sleep(200);
+    const load = Promise.all(pubs.map((p) => p.load(50, 8000)));
+    await sleep(3000);
+    await disrupt(c.channel);
+    await load;
+    const allStored = await (async () => {
+      const endAt = Date.now() + STORED_MS;
+      while (Date.now() < endAt) {
+        if (pubs.every((p) => p.pending.size === 0)) return true;
+        await sleep(100);
+      }
+      return false;
+    })();
+    const items = await fullHistory(c.channel, U.A);
+    const m1 = await bridgeMetrics();
+    const delta = (n) => metric(m1, n) - metric(m0, n);
+    const info = `${what}\n${diag()}\nhistory ${items.length}; bridge metrics delta: persisted ${delta('th_messages_persisted_total')}, duplicate ${delta('th_messages_duplicate_total')}, dropped ${delta('th_messages_dropped_total')}, redelivered ${delta('th_messages_redelivered_total')}`;
+    if (!allStored) {
+      const inHist = new Set(items.map((m) => m.id));
+      const pend = pubs.flatMap((p) => [...p.pending.keys()]);
+      const stored = pend.filter((id) => inHist.has(id)).length;
+      assert.fail(`not every message receipted within ${STORED_MS} ms: ${pend.length} pending, ${stored} of them in the history (receipt lost), ${pend.length - stored} not (message lost)\n${info}`);
+    }
+    checkHistory(items, pubs, { strictOrder: false });
+    return { info, pubs, delta };
+  } finally {
+    for (const p of pubs) p.stop();
+  }
+}
+
+async function stackIsBack() {
+  await waitFor(async () => (await run('scripts/stack', ['status'])).code === 0, 20000, 'scripts/stack status to report everything up');
+}
+
+const BROKER_DB = path.join(VAR_DIR, 'mosquitto/mosquitto.db');
+const mtime = (f) => (existsSync(f) ? statSync(f).mtimeMs : 0);
+
+// SIGUSR1 makes mosquitto write its persistence file now (as its autosave does every
+// autosave_interval): the bridge's persistent session and shared subscription are in it.
+async function brokerSave() {
+  const before = mtime(BROKER_DB);
+  process.kill(readPid('run/mosquitto.pid'), 'SIGUSR1');
+  await waitFor(() => mtime(BROKER_DB) > before, 5000, `mosquitto to write ${BROKER_DB} after SIGUSR1`);
+}
+
+async function killBroker() {
+  const pid = readPid('run/mosquitto.pid');
+  process.kill(pid, 'SIGKILL');
+  assert.ok(await waitGone(pid, 5000), `mosquitto (pid ${pid}) still alive after SIGKILL`);
+  return pid;
+}
+
+describe('no loss under crashes (steady load, client re-sends unreceipted after a reconnect)', { timeout: 600000 }, () => {
+  test('kill -9 the bridge while it holds an uncommitted batch, restart it ~1 s later', { timeout: 120000 }, async (t) => {
+    const { info } = await lossRun('bridge kill -9', async (channel) => {
+      // A transaction holds the channel row: the bridge's next batch waits on its lock,
+      // read from the broker and not committed, so not acknowledged (if all is well).
+      const holder = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall',
+        '-c', `BEGIN; SELECT id FROM channels WHERE id = ${channel} FOR UPDATE; SELECT pg_sleep(3); COMMIT;`],
+      { stdio: 'ignore' });
+      const holderDone = new Promise((resolve) => holder.on('close', resolve));
+      try {
+        const waiting = await waitFor(async () => {
+          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM channels WHERE id = ANY%FOR UPDATE%'");
+          return r.code === 0 && Number(r.stdout.trim()) > 0;
+        }, 2500, 'the bridge to wait on the channel lock with a batch in hand');
+        assert.ok(waiting);
+        const pid = readPid('run/bridge.pid');
+        process.kill(pid, 'SIGKILL');
+        assert.ok(await waitGone(pid, 5000), `bridge (pid ${pid}) still alive after SIGKILL`);
+        await sleep(1000);
+        await stackUp();
+        assert.notEqual(readPid('run/bridge.pid'), pid, 'the bridge was not restarted');
+      } finally {
+        const killer = setTimeout(() => holder.kill('SIGKILL'), 10000);
+        await holderDone;
+        clearTimeout(killer);
+      }
+    });
+    t.diagnostic(info.replace(/\n/g, ' | '));
+    await stackIsBack();
+  });
+
+  test('restart PostgreSQL (fast shutdown) under load; the bridge reconnects by itself', { timeout: 120000 }, async (t) => {
+    const bridgePid = readPid('run/bridge.pid');
+    const { info } = await lossRun('PostgreSQL restart', async () => {
+      const pid = readPid(path.join(VAR_DIR, 'pg/data/postmaster.pid'));
+      process.kill(pid, 'SIGINT'); // fast shutdown, as pg_ctl stop -m fast
+      assert.ok(await waitGone(pid, 30000), `postgres (pid ${pid}) did not stop`);
+      await sleep(500);
+      await stackUp();
+    });
+    t.diagnostic(info.replace(/\n/g, ' | '));
+    assert.ok(isAlive(bridgePid) && readPid('run/bridge.pid') === bridgePid, 'the bridge died during the PostgreSQL restart');
+    await stackIsBack();
+  });
+
+  test('kill -9 the broker (its persistence file holds the bridge\'s session), restart it', { timeout: 120000 }, async (t) => {
+    const bridgePid = readPid('run/bridge.pid');
+    await brokerSave();
+    const { info, delta } = await lossRun('broker kill -9', async () => {
+      const pid = await killBroker();
+      await sleep(1000);
+      await stackUp();
+      assert.notEqual(readPid('run/mosquitto.pid'), pid, 'the broker was not restarted');
+    });
+    t.diagnostic(info.replace(/\n/g, ' | '));
+    assert.ok(delta('th_messages_duplicate_total') > 0, `re-sent messages that were stored already should count as duplicates\n${info}`);
+    assert.ok(isAlive(bridgePid) && readPid('run/bridge.pid') === bridgePid, 'the bridge died during the broker restart');
+    await stackIsBack();
+  });
+
+  // A broker that crashes before it ever wrote the bridge's session to disk comes back
+  // without the bridge's shared subscription; publishers that reconnect first re-send into
+  // a broker with no subscriber. The client's timed re-send (RESEND_MS) repairs that.
+  test('kill -9 a broker that has not yet saved the bridge\'s session (fresh start), restart it',
+    { timeout: 150000 }, async (t) => {
+      // a fresh broker: no persistence file, the bridge's session only in memory
+      const bridgeLog = path.join(VAR_DIR, 'log/bridge.log');
+      const logFrom = statSync(bridgeLog).size;
+      await killBroker();
+      rmSync(BROKER_DB, { force: true });
+      await stackUp();
+      await waitFor(() => /bridge: connected \(session new\)/.test(readFileSync(bridgeLog, 'utf8').slice(logFrom)),
+        10000, 'the bridge to connect to the fresh broker with a new session');
+      await sleep(1000); // its SUBSCRIBE
+      try {
+        const { info } = await lossRun('fresh broker kill -9', async () => {
+          await killBroker();
+          // down ~3 s, as a real restart takes: the bridge's backoff has grown to 3.2 s by
+          // then, the publishers retry every 500 ms
+          await sleep(3000);
+          await stackUp();
+        });
+        t.diagnostic(info.replace(/\n/g, ' | '));
+      } finally {
+        await stackIsBack();
+        await sleep(2000); // the bridge's session back in the broker,
+        await brokerSave(); // and on disk for whatever runs next
+      }
+    });
+});
