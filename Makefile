@@ -61,11 +61,17 @@ $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
+# Libraries only the media app needs (images, content detection, S3 over
+# HTTP): compiled and linked into it alone.
+MEDIA_PKGS   := MagickWand libcurl
+$(BUILD)/obj/fcgi-apps/media/%.o: CFLAGS += $(shell pkg-config --cflags $(MEDIA_PKGS))
+LDLIBS_media := $(shell pkg-config --libs $(MEDIA_PKGS)) -lmagic
+
 # one rule per app: its own objects, then the shared library
 define app_rule
 $(BUILD)/bin/th-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard fcgi-apps/$(1)/*.c)) $(LIB_A)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS_$(1)) $$(LDLIBS)
 endef
 $(foreach a,$(APPS),$(eval $(call app_rule,$(a))))
 

@@ -268,7 +268,13 @@ static void dispatch(struct http_req *req, size_t *metric_idx)
 	    authenticate(req, (r->flags & ROUTE_AUTH) != 0) < 0)
 		return;
 	limit = r->body_limit ? r->body_limit : default_body_limit;
-	if ((r->flags & ROUTE_JSON) || req->content_length > 0) {
+	if (r->flags & ROUTE_STREAM) {
+		/* the declared size decides early; the handler counts the bytes */
+		if (req->content_length > 0 && (unsigned long long)req->content_length > limit) {
+			http_reply_error(req, TH_ETOOLARGE, "request body too large", NULL);
+			return;
+		}
+	} else if ((r->flags & ROUTE_JSON) || req->content_length > 0) {
 		if (http_read_body(req, limit) < 0)
 			return;
 	}

@@ -202,6 +202,11 @@ int http_read_body(struct http_req *req, size_t limit)
 	return 0;
 }
 
+long http_read_chunk(struct http_req *req, char *buf, size_t n)
+{
+	return req->read ? req->read(req->read_ctx, buf, n) : 0;
+}
+
 static void resp_reset(struct http_req *req, int status)
 {
 	req->resp.status = status;

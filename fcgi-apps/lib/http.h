@@ -87,6 +87,11 @@ const char *http_param(const struct http_req *req, const char *name);
  * A body shorter than its Content-Length: replies 400 and returns -1. */
 int http_read_body(struct http_req *req, size_t limit);
 
+/* Streams the body: reads up to n bytes into buf.  Returns the count, 0 at
+ * the end of the body, -1 on a read error.  For ROUTE_STREAM handlers, which
+ * must not also call http_read_body(). */
+long http_read_chunk(struct http_req *req, char *buf, size_t n);
+
 /* Replies.  Each replaces any earlier reply and its headers, so set headers
  * after the reply.  The json object is consumed
  * (json_object_put) whatever happens. */

@@ -18,6 +18,10 @@ enum route_flags {
 	ROUTE_TEST = 1u << 1, /* exists only when TH_TEST_ROUTES is on */
 	ROUTE_AUTH = 1u << 2, /* needs a valid access token (req->user_id set) */
 	ROUTE_AUTH_OPTIONAL = 1u << 3, /* a token, when present, must be valid */
+	ROUTE_STREAM = 1u << 4, /* the body is not read by the loop: the handler
+				 * streams it with http_read_chunk() (uploads); the
+				 * route's body_limit is still enforced on
+				 * Content-Length before the handler runs */
 };
 
 struct route {
