@@ -64,7 +64,8 @@ $(LIB_A): $(LIB_OBJ)
 # Libraries only the media app needs (images, content detection, S3 over
 # HTTP): compiled and linked into it alone.
 MEDIA_PKGS   := MagickWand libcurl
-$(BUILD)/obj/fcgi-apps/media/%.o: CFLAGS += $(shell pkg-config --cflags $(MEDIA_PKGS))
+# -isystem: ImageMagick's own headers do not pass our warnings
+$(BUILD)/obj/fcgi-apps/media/%.o: CFLAGS += $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MEDIA_PKGS)))
 LDLIBS_media := $(shell pkg-config --libs $(MEDIA_PKGS)) -lmagic
 
 # one rule per app: its own objects, then the shared library

@@ -97,15 +97,18 @@ void channels_create(struct http_req *req)
 	db_res_free(r);
 }
 
+static struct json_object *channel_row(const struct db_res *r, int row, void *ctx)
+{
+	(void)ctx;
+	return channel_json(r, row);
+}
+
 void channels_list(struct http_req *req)
 {
 	struct community cm;
 	struct page p;
 	char c[24];
 	struct db_res *r;
-	struct json_object *items;
-	const char *next = NULL;
-	int i, n;
 
 	if (community_access_param(req, "id", ROLE_NONE, &cm) < 0 ||
 	    page_parse_or_400(req, 1, 0, &p) < 0)
@@ -121,15 +124,6 @@ void channels_list(struct http_req *req)
 	}
 	if (!r)
 		return;
-	n = db_res_rows(r);
-	items = json_object_new_array();
-	for (i = 0; i < n && i < p.limit; i++)
-		json_object_array_add(items, channel_json(r, i));
-	if (n > p.limit) {
-		int64_t last = strtoll(db_res_get(r, p.limit - 1, 0), NULL, 10);
-
-		next = page_cursor(req->arena, 1, &last);
-	}
+	page_reply(req, &p, r, 0, channel_row, NULL);
 	db_res_free(r);
-	http_reply_json(req, 200, page_result(items, next));
 }

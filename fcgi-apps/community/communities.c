@@ -129,14 +129,17 @@ void communities_create(struct http_req *req)
 	reply_community(req, 201, cid, DB_PRIMARY);
 }
 
+static struct json_object *community_row(const struct db_res *r, int row, void *ctx)
+{
+	(void)ctx;
+	return community_json(r, row, 0);
+}
+
 void communities_list(struct http_req *req)
 {
 	struct page p;
 	char uid[24];
 	struct db_res *r;
-	struct json_object *items;
-	const char *next = NULL;
-	int i, n;
 
 	if (page_parse_or_400(req, 1, INT64_MAX, &p) < 0)
 		return;
@@ -153,17 +156,8 @@ void communities_list(struct http_req *req)
 	}
 	if (!r)
 		return;
-	n = db_res_rows(r);
-	items = json_object_new_array();
-	for (i = 0; i < n && i < p.limit; i++)
-		json_object_array_add(items, community_json(r, i, 0));
-	if (n > p.limit) {
-		int64_t last = strtoll(db_res_get(r, p.limit - 1, 0), NULL, 10);
-
-		next = page_cursor(req->arena, 1, &last);
-	}
+	page_reply(req, &p, r, 0, community_row, NULL);
 	db_res_free(r);
-	http_reply_json(req, 200, page_result(items, next));
 }
 
 void communities_get(struct http_req *req)

@@ -206,15 +206,17 @@ void members_leave(struct http_req *req)
 	http_reply_empty(req, 204);
 }
 
+static struct json_object *member_row(const struct db_res *r, int row, void *ctx)
+{
+	return member_json(r, row, *(const int64_t *)ctx);
+}
+
 void members_list(struct http_req *req)
 {
 	struct community cm;
 	struct page p;
 	char c[24];
 	struct db_res *r;
-	struct json_object *items;
-	const char *next = NULL;
-	int i, n;
 
 	if (community_access_param(req, "id", ROLE_NONE, &cm) < 0 ||
 	    page_parse_or_400(req, 1, 0, &p) < 0)
@@ -230,17 +232,8 @@ void members_list(struct http_req *req)
 	}
 	if (!r)
 		return;
-	n = db_res_rows(r);
-	items = json_object_new_array();
-	for (i = 0; i < n && i < p.limit; i++)
-		json_object_array_add(items, member_json(r, i, cm.id));
-	if (n > p.limit) {
-		int64_t last = strtoll(db_res_get(r, p.limit - 1, 0), NULL, 10);
-
-		next = page_cursor(req->arena, 1, &last);
-	}
+	page_reply(req, &p, r, 0, member_row, &cm.id);
 	db_res_free(r);
-	http_reply_json(req, 200, page_result(items, next));
 }
 
 /* The caller may act on a target only of a lower role; returns -1 (403
@@ -458,15 +451,17 @@ void bans_delete(struct http_req *req)
 	http_reply_empty(req, 204);
 }
 
+static struct json_object *ban_row(const struct db_res *r, int row, void *ctx)
+{
+	return ban_json(r, row, *(const int64_t *)ctx);
+}
+
 void bans_list(struct http_req *req)
 {
 	struct community cm;
 	struct page p;
 	char c[24];
 	struct db_res *r;
-	struct json_object *items;
-	const char *next = NULL;
-	int i, n;
 
 	if (community_access_param(req, "id", ROLE_MODERATOR, &cm) < 0 ||
 	    page_parse_or_400(req, 1, 0, &p) < 0)
@@ -481,15 +476,6 @@ void bans_list(struct http_req *req)
 	}
 	if (!r)
 		return;
-	n = db_res_rows(r);
-	items = json_object_new_array();
-	for (i = 0; i < n && i < p.limit; i++)
-		json_object_array_add(items, ban_json(r, i, cm.id));
-	if (n > p.limit) {
-		int64_t last = strtoll(db_res_get(r, p.limit - 1, 0), NULL, 10);
-
-		next = page_cursor(req->arena, 1, &last);
-	}
+	page_reply(req, &p, r, 0, ban_row, &cm.id);
 	db_res_free(r);
-	http_reply_json(req, 200, page_result(items, next));
 }

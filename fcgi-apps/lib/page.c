@@ -4,9 +4,11 @@
 #include <json-c/json.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "db.h"
 
 char *page_cursor(struct arena *a, int nkeys, const int64_t *keys)
 {
@@ -91,4 +93,21 @@ struct json_object *page_result(struct json_object *items, const char *next)
 	json_object_object_add(o, "items", items);
 	json_object_object_add(o, "next_cursor", next ? json_object_new_string(next) : NULL);
 	return o;
+}
+
+void page_reply(struct http_req *req, const struct page *p, const struct db_res *r,
+		int key_col, page_row_fn fn, void *ctx)
+{
+	struct json_object *items = json_object_new_array();
+	const char *next = NULL;
+	int i, n = db_res_rows(r);
+
+	for (i = 0; i < n && i < p->limit; i++)
+		json_object_array_add(items, fn(r, i, ctx));
+	if (n > p->limit) {
+		int64_t last = strtoll(db_res_get(r, p->limit - 1, key_col), NULL, 10);
+
+		next = page_cursor(req->arena, 1, &last);
+	}
+	http_reply_json(req, 200, page_result(items, next));
 }

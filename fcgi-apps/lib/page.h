@@ -35,4 +35,14 @@ char *page_cursor(struct arena *a, int nkeys, const int64_t *keys);
 /* Builds {"items": items, "next_cursor": next or null} (items consumed). */
 struct json_object *page_result(struct json_object *items, const char *next);
 
+struct db_res;
+/* Builds one item of a page from row `row` of r (a new object). */
+typedef struct json_object *(*page_row_fn)(const struct db_res *r, int row, void *ctx);
+
+/* Replies 200 with the page made of r's rows, fetched with LIMIT p->limit + 1:
+ * at most p->limit items built by fn, and a next_cursor (column key_col of
+ * the last item shown) only when the extra row shows there is more. */
+void page_reply(struct http_req *req, const struct page *p, const struct db_res *r,
+		int key_col, page_row_fn fn, void *ctx);
+
 #endif
