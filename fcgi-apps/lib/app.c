@@ -124,8 +124,8 @@ static int table_build(const struct app *app)
 	snprintf(health_path, sizeof(health_path), "/api/%s/health", app->name);
 	snprintf(metrics_path, sizeof(metrics_path), "/metrics/%s", app->name);
 	snprintf(echo_path, sizeof(echo_path), "/api/%s/echo", app->name);
-	for (i = 0; i < app->nroutes; i++)
-		table[ntable++] = app->routes[i];
+	/* the built-in exact paths first: they win over an app's pattern such
+	 * as /api/media/:id */
 	table[ntable++] = (struct route){"GET", health_path, health_handler, 0, 0};
 	table[ntable++] = (struct route){"GET", metrics_path, metrics_handler, 0, 0};
 	table[ntable++] = (struct route){"POST", echo_path, echo_handler,
@@ -137,6 +137,8 @@ static int table_build(const struct app *app)
 			 cfg_str("TH_VAR_DIR", "."), app->serves_metrics_of);
 		table[ntable++] = (struct route){"GET", other_metrics_path, other_metrics_handler, 0, 0};
 	}
+	for (i = 0; i < app->nroutes; i++)
+		table[ntable++] = app->routes[i];
 	if (router_validate(table, ntable, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s: %s\n", app->name, err);
 		return -1;
@@ -387,12 +389,13 @@ int app_main(const struct app *app)
 		return 1;
 	if (token_init() < 0)
 		return 1;
+	/* metrics first: an app's init may register its counters */
+	if (metrics_setup(app) < 0)
+		return 1;
 	if (app->init && app->init() != 0) {
 		fprintf(stderr, "%s: init failed\n", app->name);
 		return 1;
 	}
-	if (metrics_setup(app) < 0)
-		return 1;
 	if (FCGX_Init() != 0 || FCGX_InitRequest(&fr, listen_fd, 0) != 0) {
 		fprintf(stderr, "%s: FastCGI init failed\n", app->name);
 		return 1;

@@ -1,15 +1,92 @@
-/* th-media: the media FastCGI app — uploads, image variants, authorized downloads.
+/* th-media: the media FastCGI app — uploads, image variants, authorized
+ * downloads (API.md: Media).
  *
- * main.c holds the route table; each resource lives in a file of its own.
- * The shared loop (lib/app.c) adds GET /api/media/health and
- * GET /metrics/media to this table. */
+ * main.c holds the route table and the settings; each concern lives in a
+ * file of its own (media.h).  The shared loop (lib/app.c) adds
+ * GET /api/media/health and GET /metrics/media to this table.
+ *
+ * Settings (read once at start-up; a bad value stops the worker):
+ *   TH_MEDIA_MAX_BYTES      one upload's file, default 100 MiB (-> 413)
+ *   TH_MEDIA_QUOTA_BYTES    one user's media, default 1 GiB (-> 413)
+ *   TH_MEDIA_URL_TTL        signed URL lifetime, default 3600 s
+ *   TH_MEDIA_URL_SECRET_FILE default $TH_VAR_DIR/keys/media-url.secret
+ *   TH_MEDIA_STORAGE        local (default) | s3 (storage.h) */
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "app.h"
+#include "config.h"
+#include "media.h"
+#include "storage.h"
+
+#define A ROUTE_AUTH
+#define O ROUTE_AUTH_OPTIONAL
+#define S ROUTE_STREAM
+
+struct media_cfg media_cfg;
+const struct storage_ops *storage;
+
+/* The loop copies this table before media_init runs, so the upload's limit
+ * here is a ceiling for any TH_MEDIA_MAX_BYTES; upload.c checks the
+ * configured limit on Content-Length before it reads a byte, and again on
+ * the bytes themselves. */
+#define UPLOAD_CEILING ((size_t)(1LL << 40) + MEDIA_MULTIPART_SLACK)
 
 /* method, pattern, handler, flags, body limit */
 static const struct route routes[] = {
-	/* the resource routes of this app are added by their own issues */
+	{"POST", "/api/media", upload_create, A | S, UPLOAD_CEILING},
+	{"GET", "/api/media/:id", media_get, O, 0},
+	{"DELETE", "/api/media/:id", media_delete, A, 0},
+	{"GET", "/media/:id/:variant", media_download, O, 0},
 	{0},
 };
+
+int storage_select(void)
+{
+	const char *name = cfg_str("TH_MEDIA_STORAGE", "local");
+
+	if (strcmp(name, "local") == 0) {
+		storage = &storage_local;
+	} else if (strcmp(name, "s3") == 0) {
+		storage = &storage_s3;
+	} else {
+		fprintf(stderr, "media: TH_MEDIA_STORAGE must be local or s3, not %.32s\n", name);
+		return -1;
+	}
+	return storage->init();
+}
+
+static int media_init(void)
+{
+	media_cfg.var_dir = cfg_str("TH_VAR_DIR", NULL);
+	if (!media_cfg.var_dir) {
+		fprintf(stderr, "media: TH_VAR_DIR is not set\n");
+		return -1;
+	}
+	snprintf(media_cfg.tmp_dir, sizeof(media_cfg.tmp_dir), "%s/media/tmp", media_cfg.var_dir);
+	media_cfg.max_bytes = cfg_int("TH_MEDIA_MAX_BYTES", MEDIA_DEFAULT_MAX_BYTES, 1,
+				      1LL << 40);
+	media_cfg.quota_bytes = cfg_int("TH_MEDIA_QUOTA_BYTES", 1LL << 30, 0, 1LL << 50);
+	media_cfg.url_ttl = cfg_int("TH_MEDIA_URL_TTL", 3600, 10, 7 * 86400);
+	media_cfg.max_pixels = 50000000;
+	if (sodium_init() < 0) {
+		fprintf(stderr, "media: libsodium failed to initialize\n");
+		return -1;
+	}
+	if (access_init() < 0 || detect_init() < 0 || image_init() < 0 || upload_init() < 0 ||
+	    storage_select() < 0)
+		return -1;
+	return 0;
+}
+
+static void media_fini(void)
+{
+	if (storage)
+		storage->fini();
+	image_fini();
+	detect_fini();
+}
 
 int main(void)
 {
@@ -17,6 +94,8 @@ int main(void)
 		.name = "media",
 		.routes = routes,
 		.nroutes = sizeof(routes) / sizeof(routes[0]) - 1, /* without the {0} end */
+		.init = media_init,
+		.fini = media_fini,
 	};
 
 	return app_main(&app);

@@ -53,9 +53,9 @@ th_init() {
 # 0755 so any verifier can read the public key; the secrets in it are 0600
 # (the MQTT service secret 0640, group mosquitto, for the broker).
 th_dirs() {
-	mkdir -p "$RUN" "$LOG" "$VAR/keys" "$VAR/redis" "$VAR/mosquitto" "$VAR/nginx" "$VAR/pg"
+	mkdir -p "$RUN" "$LOG" "$VAR/keys" "$VAR/redis" "$VAR/mosquitto" "$VAR/nginx" "$VAR/pg" "$VAR/media/tmp"
 	chmod go+x "$VAR"
-	chmod 0755 "$RUN" "$LOG" "$VAR/keys" "$VAR/nginx" "$VAR/mosquitto" "$VAR/pg"
+	chmod 0755 "$RUN" "$LOG" "$VAR/keys" "$VAR/nginx" "$VAR/mosquitto" "$VAR/pg" "$VAR/media" "$VAR/media/tmp"
 	chmod 0700 "$VAR/redis"
 }
 
@@ -141,6 +141,18 @@ th_keys() {
 		}
 		key_install "$tmp" "$k/turn.secret" 0600
 		say "keys: created TURN secret $k/turn.secret"
+	fi
+	# the media app signs private media URLs with it (?exp=&sig=)
+	if [[ ! -s $k/media-url.secret ]]; then
+		(
+			umask 077
+			openssl rand -hex 32 | tr -d '\n' >"$tmp"
+		) 2>>"$LOG/keys.log" || {
+			rm -f "$tmp"
+			die "keys: openssl could not create the media URL secret (see $LOG/keys.log)"
+		}
+		key_install "$tmp" "$k/media-url.secret" 0600
+		say "keys: created media URL secret $k/media-url.secret"
 	fi
 	# The broker reads it after dropping to user mosquitto (run as root); the
 	# apps and the bridge run as the owner.

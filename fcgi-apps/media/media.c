@@ -1,0 +1,320 @@
+/* media: the media object, GET and DELETE /api/media/:id, and downloads
+ * (GET /media/:id/:variant).
+ *
+ * Downloads: this app decides who may have the bytes, then nginx sends them.
+ * Local storage answers X-Accel-Redirect to the internal location /_media/
+ * (sendfile, Range -> 206, 416); S3 answers 302 to a presigned URL (see
+ * storage_s3.c).  The headers that describe the bytes are ours: the detected
+ * Content-Type (never the client's), ETag (the variant's SHA-256, so a 304
+ * is decided here without touching the bytes), Cache-Control (public media:
+ * shared caches may keep them; private: the browser only, and no longer
+ * than a signed URL lives), X-Content-Type-Options: nosniff and a
+ * Content-Disposition whose filename was cleaned at upload and is encoded
+ * again here (RFC 6266 / 5987). */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "jh.h"
+#include "log.h"
+#include "media.h"
+#include "storage.h"
+#include "user.h"
+
+#define CACHE_PUBLIC "public, max-age=86400"
+
+/* ---- the object ---- */
+
+struct json_object *media_json(struct http_req *req, const struct media_row *m)
+{
+	struct json_object *o = json_object_new_object(), *v = json_object_new_object();
+	static const char *const names[] = {"original", "thumb", "medium"};
+	int nvar = strcmp(m->kind, "image") == 0 ? 3 : 1;
+
+	if (!o || !v) {
+		json_object_put(o);
+		json_object_put(v);
+		return NULL;
+	}
+	json_object_object_add(o, "id", json_object_new_string(m->id));
+	json_object_object_add(o, "owner_id", json_object_new_int64(m->owner_id));
+	json_object_object_add(o, "community_id",
+			       m->community_id ? json_object_new_int64(m->community_id) : NULL);
+	json_object_object_add(o, "kind", json_object_new_string(m->kind));
+	json_object_object_add(o, "mime", json_object_new_string(m->mime));
+	json_object_object_add(o, "size", json_object_new_int64(m->size));
+	json_object_object_add(o, "sha256", json_object_new_string(m->sha256));
+	if (m->has_dims) {
+		json_object_object_add(o, "width", json_object_new_int(m->width));
+		json_object_object_add(o, "height", json_object_new_int(m->height));
+	}
+	json_object_object_add(o, "filename", json_object_new_string(m->filename));
+	for (int i = 0; i < nvar; i++) {
+		const char *url = media_url(req, m, names[i]);
+
+		json_object_object_add(v, names[i], url ? json_object_new_string(url) : NULL);
+	}
+	json_object_object_add(o, "variants", v);
+	json_object_object_add(o, "created_at", json_object_new_string(m->created_at));
+	return o;
+}
+
+/* Length of the UTF-8 sequence starting with byte b (1 for a stray byte). */
+static size_t utf8_seq(unsigned char b)
+{
+	return b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+}
+
+char *media_clean_filename(struct arena *a, const char *name)
+{
+	const char *base = name, *p;
+	char *out;
+	size_t n = 0, len;
+
+	/* the last path component, whichever separator a client uses */
+	for (p = name; *p; p++)
+		if (*p == '/' || *p == '\\')
+			base = p + 1;
+	len = strlen(base);
+	out = arena_alloc(a, len + 8);
+	if (!out)
+		return NULL;
+	for (p = base; *p && n < MEDIA_FILENAME_MAX;) {
+		unsigned char ch = (unsigned char)*p;
+		size_t k = utf8_seq(ch);
+
+		if (ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\'' || ch == ';' || ch == '%') {
+			p++; /* quotes and ; would end the header parameter */
+			continue;
+		}
+		if (k > 1) {
+			size_t j;
+
+			for (j = 1; j < k && ((unsigned char)p[j] & 0xc0) == 0x80; j++)
+				;
+			if (j < k || n + k > MEDIA_FILENAME_MAX) {
+				p += j; /* broken or cut sequence: dropped */
+				continue;
+			}
+		}
+		memcpy(out + n, p, k);
+		n += k;
+		p += k;
+	}
+	out[n] = '\0';
+	/* "", "." and ".." name no file */
+	if (n == 0 || strcmp(out, ".") == 0 || strcmp(out, "..") == 0)
+		return arena_strdup(a, "file");
+	return out;
+}
+
+/* Content-Disposition for a stored (clean) filename, at most ~480 bytes:
+ * an ASCII fallback and the UTF-8 name percent-encoded (RFC 5987). */
+static char *disposition(struct arena *a, const char *type, const char *name)
+{
+	char ascii[101], enc[301];
+	size_t na = 0, ne = 0;
+	const char *p;
+
+	for (p = name; *p && na < sizeof(ascii) - 1; p++)
+		ascii[na++] = ((unsigned char)*p < 0x80 && *p != '\\') ? *p : '_';
+	ascii[na] = '\0';
+	for (p = name; *p;) {
+		size_t k = utf8_seq((unsigned char)*p), j;
+
+		if (ne + 3 * k >= sizeof(enc))
+			break; /* whole characters only */
+		for (j = 0; j < k && p[j]; j++) {
+			unsigned char ch = (unsigned char)p[j];
+
+			if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+			    (ch >= '0' && ch <= '9') || strchr("!#$&+-.^_`|~", ch))
+				enc[ne++] = (char)ch;
+			else
+				ne += (size_t)snprintf(enc + ne, sizeof(enc) - ne, "%%%02X", ch);
+		}
+		p += j;
+	}
+	enc[ne] = '\0';
+	return arena_printf(a, "%s; filename=\"%s\"; filename*=UTF-8''%s", type, ascii, enc);
+}
+
+/* ---- handlers ---- */
+
+/* GET /api/media/:id */
+void media_get(struct http_req *req)
+{
+	struct media_row m;
+
+	if (media_load_visible(req, http_param(req, "id"), &m) < 0)
+		return;
+	http_reply_json(req, 200, media_json(req, &m));
+}
+
+static void delete_key(const char *key, enum th_err *worst)
+{
+	enum th_err e = storage->del(key);
+
+	if (e != TH_OK && e != TH_ENOTFOUND)
+		*worst = e;
+}
+
+/* DELETE /api/media/:id: the owner; the bytes go with the last row that
+ * names them.  Posts that list the id keep it in media_ids; their media
+ * arrays simply no longer find it. */
+void media_delete(struct http_req *req)
+{
+	struct media_row m;
+	struct db_res *r = NULL;
+	enum th_err e = TH_OK;
+	char key[MEDIA_SHA_HEX + 16];
+	int in_tx = 0;
+
+	if (media_load_visible(req, http_param(req, "id"), &m) < 0)
+		return;
+	if (m.owner_id != req->user_id) {
+		http_reply_error(req, TH_EFORBIDDEN, "only its owner deletes a medium", NULL);
+		return;
+	}
+	if (db_begin() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		return;
+	}
+	in_tx = 1;
+	{
+		/* the same lock as an upload of these bytes (upload.c) */
+		const char *p[] = {m.sha256};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", 1, p);
+		if (!r)
+			goto out;
+		db_res_free(r);
+	}
+	{
+		const char *p[] = {m.id, m.sha256};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH d AS (DELETE FROM media WHERE id = $1 RETURNING id) "
+				     "SELECT (SELECT count(*) FROM d), "
+				     "(SELECT count(*) FROM media WHERE sha256 = $2 AND id <> $1)",
+				     2, p);
+	}
+	if (!r)
+		goto out;
+	if (strcmp(db_res_get(r, 0, 0), "1") != 0) {
+		http_reply_error(req, TH_ENOTFOUND, "no such media", NULL);
+		goto out;
+	}
+	if (strcmp(db_res_get(r, 0, 1), "0") == 0) {
+		/* variants first: a failure leaves the row and its original */
+		snprintf(key, sizeof(key), "%s.thumb", m.sha256);
+		delete_key(key, &e);
+		snprintf(key, sizeof(key), "%s.medium", m.sha256);
+		delete_key(key, &e);
+		if (e == TH_OK)
+			delete_key(m.sha256, &e);
+		if (e != TH_OK) {
+			http_reply_error(req, TH_EUNAVAILABLE, "the media store is unavailable", NULL);
+			goto out;
+		}
+	}
+	if (db_commit() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		goto out;
+	}
+	in_tx = 0;
+	log_info("media %s deleted by its owner %lld", m.id, (long long)req->user_id);
+	http_reply_empty(req, 204);
+out:
+	if (in_tx)
+		db_rollback();
+	db_res_free(r);
+}
+
+/* The stored facts of one variant: mime and sha256 (the ETag). */
+static int variant_of(struct http_req *req, const struct media_row *m, const char *variant,
+		      const char **mime, const char **sha)
+{
+	struct json_object *all, *v, *f;
+
+	if (strcmp(variant, "original") == 0) {
+		*mime = m->mime;
+		*sha = m->sha256;
+		return 0;
+	}
+	if (strcmp(variant, "thumb") != 0 && strcmp(variant, "medium") != 0)
+		return -1;
+	all = jh_parse(m->variants, strlen(m->variants));
+	if (!all || !json_object_object_get_ex(all, variant, &v) ||
+	    !json_object_object_get_ex(v, "mime", &f) ||
+	    !(*mime = arena_strdup(req->arena, json_object_get_string(f))) ||
+	    !json_object_object_get_ex(v, "sha256", &f) ||
+	    !(*sha = arena_strdup(req->arena, json_object_get_string(f)))) {
+		json_object_put(all);
+		return -1;
+	}
+	json_object_put(all);
+	return 0;
+}
+
+/* GET /media/:id/:variant */
+void media_download(struct http_req *req)
+{
+	const char *id = http_param(req, "id"), *variant = http_param(req, "variant");
+	const char *mime, *sha, *inm;
+	struct media_row m;
+	char key[MEDIA_SHA_HEX + 16], etag[MEDIA_SHA_HEX + 3], cache[64], *cd;
+	int sig;
+
+	if (media_load(req, id, &m) < 0)
+		return;
+	/* a signature is checked first: an altered or expired one is refused
+	 * even for a caller who could see the medium otherwise — the URL is
+	 * what is wrong, and a client should learn it */
+	sig = media_sig_check(req, m.id, variant);
+	if (sig < 0) {
+		http_reply_error(req, TH_EFORBIDDEN, "the signed URL expired or was altered", NULL);
+		return;
+	}
+	if (sig == 0 && !media_visible(req, &m)) {
+		http_reply_error(req, TH_ENOTFOUND, "no such media", NULL);
+		return;
+	}
+	if (variant_of(req, &m, variant, &mime, &sha) < 0) {
+		http_reply_error(req, TH_ENOTFOUND, "no such variant", NULL);
+		return;
+	}
+	snprintf(etag, sizeof(etag), "\"%s\"", sha);
+	if (m.is_public)
+		snprintf(cache, sizeof(cache), CACHE_PUBLIC);
+	else
+		snprintf(cache, sizeof(cache), "private, max-age=%lld", media_cfg.url_ttl);
+	inm = http_header(req, "If-None-Match");
+	if (inm && (strstr(inm, etag) || strcmp(inm, "*") == 0)) {
+		http_reply_empty(req, 304);
+		http_add_header(req, "ETag", etag);
+		http_add_header(req, "Cache-Control", cache);
+		return;
+	}
+	if (strcmp(variant, "original") == 0)
+		snprintf(key, sizeof(key), "%s", m.sha256);
+	else
+		snprintf(key, sizeof(key), "%s.%s", m.sha256, variant);
+	if (storage->deliver(req, key) < 0)
+		return;
+	/* a PDF opens as a download: a viewer in our origin is not a page we
+	 * want to run; images, audio and video play inline */
+	cd = disposition(req->arena, strcmp(m.kind, "pdf") == 0 ? "attachment" : "inline",
+			 m.filename);
+	req->resp.content_type = mime;
+	if (http_add_header(req, "ETag", etag) < 0 ||
+	    http_add_header(req, "Cache-Control", cache) < 0 ||
+	    http_add_header(req, "X-Content-Type-Options", "nosniff") < 0 || !cd ||
+	    http_add_header(req, "Content-Disposition", cd) < 0) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
+}

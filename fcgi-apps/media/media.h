@@ -1,0 +1,158 @@
+/* The media app's internal interfaces (never included by another app).
+ *
+ * An upload goes: upload.c streams the body (raw, or the `file` part of a
+ * multipart body, multipart.c) to a temporary file while hashing it; detect.c
+ * names its type from the bytes; image.c re-encodes images (orientation
+ * applied, metadata stripped) and makes the variants; storage.h puts the
+ * files where downloads find them; media.c inserts the row.  access.c is the
+ * one place that decides who may see a medium and signs its URLs. */
+#ifndef TH_MEDIA_H
+#define TH_MEDIA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "http.h"
+
+#define MEDIA_UUID_LEN 36
+#define MEDIA_SHA_HEX 64
+#define MEDIA_FILENAME_MAX 255 /* bytes, after cleaning */
+#define MEDIA_CHUNK (64 * 1024)
+#define MEDIA_DEFAULT_MAX_BYTES (100LL * 1024 * 1024)
+/* nginx lets a multipart body have this much more than the file itself */
+#define MEDIA_MULTIPART_SLACK (64 * 1024)
+
+/* ---- settings (main.c, read once at start-up) ---- */
+struct media_cfg {
+	const char *var_dir;     /* TH_VAR_DIR */
+	char tmp_dir[3072];      /* $TH_VAR_DIR/media/tmp */
+	long long max_bytes;     /* TH_MEDIA_MAX_BYTES: one upload */
+	long long quota_bytes;   /* TH_MEDIA_QUOTA_BYTES: one user's media */
+	long long url_ttl;       /* TH_MEDIA_URL_TTL: signed URL lifetime, s */
+	long long max_pixels;    /* 50 megapixels (API.md) */
+};
+extern struct media_cfg media_cfg;
+
+/* ---- multipart.c: a push parser for multipart/form-data ---- */
+
+/* Calls on_file for the bytes of the part named `file`, in order, as they
+ * arrive; everything else is skipped.  Never buffers more than a header
+ * block (8 KiB) and a delimiter. */
+typedef int (*mp_data_fn)(void *ctx, const char *buf, size_t n);
+
+enum mp_state { MP_PREAMBLE, MP_AFTER_DELIM, MP_HEADERS, MP_BODY, MP_DONE, MP_ERROR };
+
+struct mp {
+	char delim[80];          /* "\r\n--" boundary */
+	size_t dlen;
+	size_t match;            /* bytes of delim matched so far */
+	enum mp_state state;
+	char hdr[8192];          /* a part's header block */
+	size_t hlen;
+	int in_file;             /* the current part is `file` */
+	int saw_file;            /* a `file` part ended */
+	char filename[512];      /* its filename="" (raw, uncleaned), or "" */
+	char after[2];
+	size_t nafter;
+	mp_data_fn on_file;
+	void *ctx;
+	const char *error;       /* why MP_ERROR (static text) */
+};
+
+/* Reads the boundary from a Content-Type value.  0, or -1 when it is not
+ * multipart/form-data with a usable boundary (1..70 chars). */
+int mp_boundary(const char *content_type, char *out, size_t outsize);
+void mp_init(struct mp *p, const char *boundary, mp_data_fn on_file, void *ctx);
+/* Feeds n bytes.  0, or -1 when the body is malformed or on_file failed
+ * (p->error says which). */
+int mp_feed(struct mp *p, const char *buf, size_t n);
+/* 0 when the body ended well and held a `file` part; -1 otherwise. */
+int mp_finish(struct mp *p);
+
+/* ---- detect.c: libmagic ---- */
+int detect_init(void);
+void detect_fini(void);
+/* The mime and kind of the file at path, from its content, within the
+ * allow-list of API.md (static strings).  TH_EUNSUPPORTED otherwise;
+ * TH_EINTERNAL when libmagic fails. */
+enum th_err detect_file(const char *path, const char **mime, const char **kind);
+
+/* ---- image.c: MagickWand ---- */
+struct img_file {
+	char path[4096];         /* a temporary file the caller owns (unlinks) */
+	const char *mime;        /* static */
+	long long size;
+	char sha256[MEDIA_SHA_HEX + 1];
+	int width, height;
+};
+struct img_out {
+	struct img_file original; /* re-encoded: oriented, metadata stripped */
+	struct img_file thumb;    /* fits 320x320 */
+	struct img_file medium;   /* fits 1280x1280 */
+};
+int image_init(void);
+void image_fini(void);
+/* Checks the image at src (pixels counted with a ping before decoding), then
+ * writes the three files of out into media_cfg.tmp_dir.  TH_EVALIDATION with
+ * a message for a corrupt, truncated or too large image; TH_EINTERNAL
+ * otherwise.  On failure no file of out is left behind. */
+enum th_err image_process(const char *src, const char *mime, struct img_out *out,
+			  char *msg, size_t msgsize);
+void image_out_unlink(struct img_out *out);
+
+/* ---- hashing helpers (upload.c) ---- */
+/* SHA-256 of a file as lower-case hex; size into *size.  0 or -1. */
+int media_sha256_file(const char *path, char hex[MEDIA_SHA_HEX + 1], long long *size);
+
+/* ---- access.c ---- */
+struct media_row {
+	char id[MEDIA_UUID_LEN + 1];
+	int64_t owner_id;
+	int64_t community_id;      /* 0: profile media */
+	int is_public;             /* profile media, or a public community's */
+	int is_member;             /* the caller is a member of the community */
+	int banned;                /* the caller is banned from it */
+	const char *kind, *mime, *sha256, *filename, *variants, *created_at;
+	long long size;
+	int has_dims;
+	int width, height;
+};
+
+int access_init(void);
+/* Loads the medium `id` (a path parameter value) for the caller.  Replies
+ * 404 and returns -1 when it is malformed, does not exist or the caller may
+ * not see it (API.md: "who may see it": its owner; anyone for profile media
+ * and a public community's; the members of a private community).  The row's
+ * strings live in the request's arena. */
+int media_load_visible(struct http_req *req, const char *id, struct media_row *m);
+/* Same, no visibility rule (404 only when absent).  -1 when replied. */
+int media_load(struct http_req *req, const char *id, struct media_row *m);
+/* 1 when the caller may see m (rule above), 0 otherwise. */
+int media_visible(const struct http_req *req, const struct media_row *m);
+/* The URL of a variant: plain for public media, signed (?exp=&sig=) for
+ * private ones.  Into the arena; NULL when out of memory. */
+char *media_url(struct http_req *req, const struct media_row *m, const char *variant);
+/* Checks ?exp=&sig= for id/variant.  1: valid; 0: absent; -1: present but
+ * expired or altered. */
+int media_sig_check(struct http_req *req, const char *id, const char *variant);
+/* 1 when s (n bytes) is a UUID in hex digits. */
+int media_uuid_ok(const char *s, size_t n);
+
+/* ---- media.c ---- */
+/* The media JSON of API.md for m (a new object), NULL when out of memory. */
+struct json_object *media_json(struct http_req *req, const struct media_row *m);
+/* Cleans a client filename: the last path component, no control bytes, no
+ * quotes or backslashes, at most MEDIA_FILENAME_MAX bytes of whole UTF-8
+ * characters; "file" when nothing is left.  Into the arena. */
+char *media_clean_filename(struct arena *a, const char *name);
+
+/* handlers */
+void upload_create(struct http_req *req);
+void media_get(struct http_req *req);
+void media_delete(struct http_req *req);
+void media_download(struct http_req *req);
+
+int upload_init(void);
+
+#endif

@@ -1,0 +1,450 @@
+/* upload: POST /api/media — the body streamed to a temporary file.
+ *
+ * The loop does not read the body of this route (ROUTE_STREAM): it checked
+ * Content-Length against TH_MEDIA_MAX_BYTES (+ multipart slack), and the
+ * bytes come here in chunks of 64 KiB, are hashed (SHA-256) and written to
+ * $TH_VAR_DIR/media/tmp as they arrive, so a worker's memory does not grow
+ * with the file.  nginx has the whole body on disk before the worker sees it
+ * (fastcgi_request_buffering), so a slow client never holds a worker.
+ *
+ * Whatever fails, the temporary files go (single exit at `out`): an upload
+ * cut off in the middle (fewer bytes than Content-Length) leaves no file and
+ * no row.
+ *
+ * The row is written in one transaction that also holds an advisory lock on
+ * the hash (media.c's delete takes the same lock), so a delete of the last
+ * other row sharing these bytes cannot remove them under a new row, and the
+ * caller's user row (FOR UPDATE), so two concurrent uploads cannot both
+ * slip under the quota. */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "media.h"
+#include "storage.h"
+
+struct sink {
+	int fd;
+	long long bytes;                 /* file bytes written */
+	crypto_hash_sha256_state sha;
+	int too_large;
+};
+
+static int c_uploads = -2, c_bytes = -2;
+
+int upload_init(void)
+{
+	return 0;
+}
+
+/* The counters exist once the metrics file is open, after init: register
+ * them on first use. */
+static void count_upload(long long bytes)
+{
+	if (c_uploads == -2) {
+		c_uploads = metrics_counter("uploads_total");
+		c_bytes = metrics_counter("upload_bytes_total");
+	}
+	if (c_uploads >= 0)
+		metrics_add(c_uploads, 1);
+	if (c_bytes >= 0)
+		metrics_add(c_bytes, (uint64_t)bytes);
+}
+
+static int sink_write(void *ctx, const char *buf, size_t n)
+{
+	struct sink *s = ctx;
+
+	if (s->bytes + (long long)n > media_cfg.max_bytes) {
+		s->too_large = 1;
+		return -1;
+	}
+	crypto_hash_sha256_update(&s->sha, (const unsigned char *)buf, n);
+	while (n > 0) {
+		ssize_t w = write(s->fd, buf, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("upload: write: %s", strerror(errno));
+			return -1;
+		}
+		buf += w;
+		n -= (size_t)w;
+		s->bytes += w;
+	}
+	return 0;
+}
+
+static void sha_hex(crypto_hash_sha256_state *st, char hex[MEDIA_SHA_HEX + 1])
+{
+	unsigned char h[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256_final(st, h);
+	sodium_bin2hex(hex, MEDIA_SHA_HEX + 1, h, sizeof(h));
+}
+
+int media_sha256_file(const char *path, char hex[MEDIA_SHA_HEX + 1], long long *size)
+{
+	crypto_hash_sha256_state st;
+	char buf[MEDIA_CHUNK];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	*size = 0;
+	if (fd < 0)
+		return -1;
+	crypto_hash_sha256_init(&st);
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		crypto_hash_sha256_update(&st, (unsigned char *)buf, (size_t)n);
+		*size += n;
+	}
+	close(fd);
+	if (n < 0)
+		return -1;
+	sha_hex(&st, hex);
+	return 0;
+}
+
+static void too_large(struct http_req *req)
+{
+	char msg[96];
+
+	snprintf(msg, sizeof(msg), "the file is over the upload limit of %lld bytes",
+		 media_cfg.max_bytes);
+	http_reply_error(req, TH_ETOOLARGE, msg, NULL);
+}
+
+/* Reads the body into s: raw, or the `file` part of a multipart body.
+ * *filename: the part's filename, if any (arena).  -1 when replied. */
+static int receive(struct http_req *req, struct sink *s, const char **filename)
+{
+	const char *ct = http_header(req, "Content-Type");
+	char boundary[80], *buf = arena_alloc(req->arena, MEDIA_CHUNK);
+	struct mp *mp = NULL;
+	long long total = 0;
+	long n;
+
+	*filename = NULL;
+	if (!buf) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return -1;
+	}
+	if (ct && strncasecmp(ct, "multipart/", 10) == 0) {
+		if (mp_boundary(ct, boundary, sizeof(boundary)) < 0) {
+			http_reply_error(req, TH_EVALIDATION,
+					 "multipart/form-data needs a boundary", "file");
+			return -1;
+		}
+		mp = arena_alloc(req->arena, sizeof(*mp));
+		if (!mp) {
+			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+			return -1;
+		}
+		mp_init(mp, boundary, sink_write, s);
+	}
+	while ((n = http_read_chunk(req, buf, MEDIA_CHUNK)) > 0) {
+		total += n;
+		if (mp ? mp_feed(mp, buf, (size_t)n) < 0 : sink_write(s, buf, (size_t)n) < 0)
+			break;
+	}
+	if (s->too_large) {
+		too_large(req);
+		return -1;
+	}
+	if (n < 0 || (req->content_length >= 0 && total < req->content_length)) {
+		/* the client (or nginx) went away mid-body */
+		log_info("upload cut off after %lld of %lld bytes", total, req->content_length);
+		http_reply_error(req, TH_EVALIDATION, "the upload was cut off", NULL);
+		return -1;
+	}
+	if (n > 0 || (mp && mp->state == MP_ERROR && mp->error &&
+		      strcmp(mp->error, "cannot store the upload") == 0)) {
+		http_reply_error(req, TH_EUNAVAILABLE, "cannot store the upload", NULL);
+		return -1;
+	}
+	if (mp) {
+		if (mp_finish(mp) < 0) {
+			http_reply_error(req, TH_EVALIDATION, mp->error, "file");
+			return -1;
+		}
+		if (mp->filename[0])
+			*filename = arena_strdup(req->arena, mp->filename);
+	}
+	if (s->bytes == 0) {
+		http_reply_error(req, TH_EVALIDATION, "the file is empty", "file");
+		return -1;
+	}
+	return 0;
+}
+
+/* The caller may upload to community `cid`: a member, not banned.  A private
+ * community a caller is no member of does not exist for them (404). */
+static int community_check(struct http_req *req, const char *cid)
+{
+	char uid[24];
+	const char *params[] = {cid, uid};
+	struct db_res *r;
+	int rc = -1;
+
+	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT c.visibility = 'public', m.user_id IS NOT NULL, "
+			     "b.user_id IS NOT NULL FROM communities c "
+			     "LEFT JOIN memberships m ON m.community_id = c.id AND m.user_id = $2 "
+			     "LEFT JOIN bans b ON b.community_id = c.id AND b.user_id = $2 "
+			     "WHERE c.id = $1",
+			     2, params);
+	if (!r)
+		return -1;
+	if (db_res_rows(r) != 1 ||
+	    (strcmp(db_res_get(r, 0, 0), "t") != 0 && strcmp(db_res_get(r, 0, 1), "t") != 0))
+		http_reply_error(req, TH_ENOTFOUND, "no such community", "community_id");
+	else if (strcmp(db_res_get(r, 0, 2), "t") == 0)
+		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
+	else if (strcmp(db_res_get(r, 0, 1), "t") != 0)
+		http_reply_error(req, TH_EFORBIDDEN, "join the community first", "community_id");
+	else
+		rc = 0;
+	db_res_free(r);
+	return rc;
+}
+
+/* 413 naming the quota. */
+static void quota_error(struct http_req *req)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "over your media quota of %lld bytes (TH_MEDIA_QUOTA_BYTES)",
+		 media_cfg.quota_bytes);
+	http_reply_error(req, TH_ETOOLARGE, msg, NULL);
+}
+
+/* Bytes the caller's media hold now; -1 when replied.  lock: in the
+ * transaction, lock the user row first (concurrent uploads queue). */
+static long long quota_used(struct http_req *req, int lock)
+{
+	char uid[24];
+	const char *params[] = {uid};
+	struct db_res *r;
+	long long used;
+
+	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
+	if (lock) {
+		r = db_exec_or_reply(req, DB_PRIMARY, "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+				     1, params);
+		if (!r)
+			return -1;
+		db_res_free(r);
+	}
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT coalesce(sum(size), 0) FROM media WHERE owner_id = $1", 1, params);
+	if (!r)
+		return -1;
+	used = strtoll(db_res_get(r, 0, 0), NULL, 10);
+	db_res_free(r);
+	return used;
+}
+
+static struct json_object *variant_json(const struct img_file *f)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "mime", json_object_new_string(f->mime));
+	json_object_object_add(o, "size", json_object_new_int64(f->size));
+	json_object_object_add(o, "sha256", json_object_new_string(f->sha256));
+	json_object_object_add(o, "width", json_object_new_int(f->width));
+	json_object_object_add(o, "height", json_object_new_int(f->height));
+	return o;
+}
+
+static enum th_err put_all(const char *sha, const char *orig_path, const char *mime,
+			   struct img_out *img, int is_image)
+{
+	char key[MEDIA_SHA_HEX + 16];
+	enum th_err e = storage->put(sha, orig_path, mime);
+
+	if (e != TH_OK || !is_image)
+		return e;
+	snprintf(key, sizeof(key), "%s.thumb", sha);
+	e = storage->put(key, img->thumb.path, img->thumb.mime);
+	if (e != TH_OK)
+		return e;
+	snprintf(key, sizeof(key), "%s.medium", sha);
+	return storage->put(key, img->medium.path, img->medium.mime);
+}
+
+/* POST /api/media[?community_id=&filename=] */
+void upload_create(struct http_req *req)
+{
+	const char *cid = http_query(req, "community_id"), *qname = http_query(req, "filename");
+	const char *partname, *mime, *kind, *orig_path, *filename;
+	char tmp[4096] = "", sha[MEDIA_SHA_HEX + 1], size_s[24], w_s[16], h_s[16], lock_s[24];
+	char uid[24], msg[128], *id = NULL;
+	struct sink s = {.fd = -1};
+	struct img_out img;
+	struct json_object *variants = NULL;
+	struct media_row m;
+	struct db_res *r = NULL;
+	long long used, size, cid_n;
+	int is_image = 0, in_tx = 0;
+	enum th_err e;
+
+	memset(&img, 0, sizeof(img));
+	/* 1. who and where, before a byte is read */
+	if (cid && *cid) {
+		if (cfg_parse_int(cid, 1, INT64_MAX, &cid_n) < 0) {
+			http_reply_error(req, TH_EVALIDATION, "community_id must be a community id",
+					 "community_id");
+			goto out;
+		}
+		if (community_check(req, cid) < 0)
+			goto out;
+	} else {
+		cid = NULL;
+	}
+	/* the declared size decides early (a multipart body carries a little
+	 * more than its file); the bytes are counted again as they come */
+	if (req->content_length > media_cfg.max_bytes + MEDIA_MULTIPART_SLACK) {
+		too_large(req);
+		goto out;
+	}
+	used = quota_used(req, 0);
+	if (used < 0)
+		goto out;
+	if (req->content_length > 0 && used + req->content_length > media_cfg.quota_bytes +
+	    MEDIA_MULTIPART_SLACK) {
+		quota_error(req);
+		goto out;
+	}
+	/* 2. the bytes, to a temporary file */
+	snprintf(tmp, sizeof(tmp), "%s/up-XXXXXX", media_cfg.tmp_dir);
+	s.fd = mkstemp(tmp);
+	if (s.fd < 0) {
+		log_error("upload: mkstemp %s: %s", tmp, strerror(errno));
+		tmp[0] = '\0';
+		http_reply_error(req, TH_EUNAVAILABLE, "cannot store the upload", NULL);
+		goto out;
+	}
+	crypto_hash_sha256_init(&s.sha);
+	if (receive(req, &s, &partname) < 0)
+		goto out;
+	if (close(s.fd) < 0) {
+		s.fd = -1;
+		http_reply_error(req, TH_EUNAVAILABLE, "cannot store the upload", NULL);
+		goto out;
+	}
+	s.fd = -1;
+	sha_hex(&s.sha, sha);
+	size = s.bytes;
+	orig_path = tmp;
+	/* 3. what it is, from the bytes */
+	e = detect_file(tmp, &mime, &kind);
+	if (e != TH_OK) {
+		http_reply_error(req, e, e == TH_EUNSUPPORTED
+					 ? "not an allowed type: JPEG, PNG, GIF, WebP, MP4, WebM, "
+					   "MP3, Ogg or PDF" : NULL, e == TH_EUNSUPPORTED ? "file" : NULL);
+		goto out;
+	}
+	/* 4. images: re-encoded without metadata, and their variants */
+	if (strcmp(kind, "image") == 0) {
+		is_image = 1;
+		e = image_process(tmp, mime, &img, msg, sizeof(msg));
+		if (e != TH_OK) {
+			http_reply_error(req, e, msg, e == TH_EVALIDATION ? "file" : NULL);
+			goto out;
+		}
+		orig_path = img.original.path;
+		size = img.original.size;
+		memcpy(sha, img.original.sha256, sizeof(sha));
+		variants = json_object_new_object();
+		json_object_object_add(variants, "thumb", variant_json(&img.thumb));
+		json_object_object_add(variants, "medium", variant_json(&img.medium));
+		snprintf(w_s, sizeof(w_s), "%d", img.original.width);
+		snprintf(h_s, sizeof(h_s), "%d", img.original.height);
+	}
+	filename = media_clean_filename(req->arena, qname && *qname ? qname
+					: partname ? partname : "file");
+	if (!filename) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		goto out;
+	}
+	/* 5. the row and the bytes, under the hash lock and the quota */
+	if (db_begin() < 0) {
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		goto out;
+	}
+	in_tx = 1;
+	{
+		const char *p[] = {sha};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", 1, p);
+		if (!r)
+			goto out;
+		db_res_free(r);
+		r = NULL;
+	}
+	used = quota_used(req, 1);
+	if (used < 0)
+		goto out;
+	if (used + size > media_cfg.quota_bytes) {
+		quota_error(req);
+		goto out;
+	}
+	e = put_all(sha, orig_path, mime, &img, is_image);
+	if (e != TH_OK) {
+		http_reply_error(req, TH_EUNAVAILABLE, "the media store is unavailable", NULL);
+		goto out;
+	}
+	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
+	snprintf(size_s, sizeof(size_s), "%lld", size);
+	(void)lock_s;
+	{
+		const char *p[] = {uid, cid, kind, mime, size_s, sha, is_image ? w_s : NULL,
+				   is_image ? h_s : NULL, filename,
+				   variants ? json_object_to_json_string(variants) : "{}"};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "INSERT INTO media (owner_id, community_id, kind, mime, size, "
+				     "sha256, width, height, filename, variants) "
+				     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+				     10, p);
+	}
+	if (!r)
+		goto out;
+	id = arena_strdup(req->arena, db_res_get(r, 0, 0));
+	if (db_commit() < 0) {
+		log_error("db: commit failed: %s", db_last_error());
+		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+		goto out;
+	}
+	in_tx = 0;
+	log_info("media %s stored: owner %lld, %s, %lld bytes, sha256 %.12s", id ? id : "?",
+		 (long long)req->user_id, mime, size, sha);
+	count_upload(s.bytes);
+	if (!id || media_load(req, id, &m) < 0)
+		goto out;
+	http_reply_json(req, 201, media_json(req, &m));
+out:
+	if (in_tx)
+		db_rollback();
+	db_res_free(r);
+	json_object_put(variants);
+	if (s.fd >= 0)
+		close(s.fd);
+	/* put() consumed what it stored; anything left is ours to remove */
+	if (tmp[0])
+		unlink(tmp);
+	image_out_unlink(&img);
+}
