@@ -211,8 +211,12 @@ int store_flush(struct batch *b, struct mosquitto *mosq)
 		    "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], "
 		    "  $4::text[], $5::uuid[]) WITH ORDINALITY AS t(id, channel_id, sender_id, body, "
 		    "  reply_to, ord)), "
+		    /* = ANY(array) probes the primary key per id; a NOT EXISTS
+		     * against the input rows may be planned as an anti-join over
+		     * the whole table, which grows with every batch */
+		    "existing AS MATERIALIZED (SELECT m.id FROM messages m WHERE m.id = ANY($1::uuid[])), "
 		    "fresh AS (SELECT DISTINCT ON (i.id) i.* FROM input i "
-		    "  WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = i.id) ORDER BY i.id, i.ord), "
+		    "  WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.id = i.id) ORDER BY i.id, i.ord), "
 		    "numbered AS (SELECT f.*, c.last_seq + row_number() OVER "
 		    "  (PARTITION BY f.channel_id ORDER BY f.ord) AS seq FROM fresh f "
 		    "  JOIN channels c ON c.id = f.channel_id "
@@ -224,7 +228,7 @@ int store_flush(struct batch *b, struct mosquitto *mosq)
 		    "  AS top FROM ins GROUP BY channel_id) x WHERE c.id = x.channel_id) "
 		    "SELECT id::text, sender_id::text, 1 FROM ins "
 		    "UNION ALL SELECT DISTINCT i.id::text, i.sender_id::text, 0 FROM input i "
-		    "  WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = i.id)",
+		    "  JOIN existing e ON e.id = i.id",
 		    5, params);
 	if (!r)
 		goto fail;
