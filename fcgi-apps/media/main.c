@@ -39,6 +39,9 @@ static const struct route routes[] = {
 	{"GET", "/api/media/:id", media_get, O, 0},
 	{"DELETE", "/api/media/:id", media_delete, A, 0},
 	{"GET", "/media/:id/:variant", media_download, O, 0},
+	/* HEAD: players and caches ask for the size first; nginx answers it
+	 * after the same authorization, without a body */
+	{"HEAD", "/media/:id/:variant", media_download, O, 0},
 	{0},
 };
 

@@ -1,0 +1,1201 @@
+// Media app, black-box over HTTP against ../shared/API.md ("Media") and issue 7: uploads
+// (raw and multipart), detection by content, image variants and metadata, limits and quota,
+// downloads (Range, headers, signed URLs), delete and deduplication, an interrupted upload,
+// the worker's memory during a 100 MiB upload, and the S3 backend against s3rver.
+//
+// Design notes
+// - Client addresses. Every registration comes from its own source address 127.9.x.y
+//   (auth 127.1, community 127.3, mqtt 127.6, realtime 127.7, bridge 127.8, foundation
+//   127.0.0.2); every other request from 127.0.0.1.
+// - Samples are made here, in a temporary directory removed at the end: JPEG/PNG/GIF/WebP
+//   with ImageMagick's convert, MP4/WebM/MP3/Ogg with ffmpeg (lavfi testsrc / sine), PDF by
+//   hand (Debian's ImageMagick policy refuses to write PDF). Images that would be costly or
+//   impossible to make with convert (over 50 megapixels, a 30000x30000 PNG bomb) are PNGs
+//   written here: a 1-bit white picture deflates to almost nothing. The EXIF block (an
+//   orientation and a GPS IFD) is written here too, so exiftool is not needed.
+// - Reading images back: identify (ImageMagick).
+// - Settings the tests need other than the defaults are given to the media pool by
+//   restarting it (scripts/fcgi-pool restart media, env added to the stack's): a small
+//   per-user quota and a short signed-URL lifetime (TH_MEDIA_QUOTA_BYTES,
+//   TH_MEDIA_URL_TTL), then the S3 backend (TH_MEDIA_STORAGE=s3, TH_S3_*) against s3rver
+//   (lib/s3.mjs) on TH_PORT_BASE+6. Each such block restores the stack's pool at its end.
+//   The upload limit stays at its default (100 MiB): the memory test sends ~100 MiB.
+// - The signed-URL secret is $TH_VAR_DIR/keys/media-url.secret. Until scripts/stack creates
+//   it, this file writes one when it is missing and restarts the media pool.
+// - Where API.md leaves the choice to the implementation the test accepts either answer and
+//   says so (e.g. a non-member sees 404 or 403).
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import zlib from 'node:zlib';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  PORT_BASE, VAR_DIR, BASE_URL, request, run, runProgram, readPid, childrenOf, until, sleep,
+} from './lib/http.mjs';
+import { startS3 } from './lib/s3.mjs';
+
+const RFC3339_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const PG_PORT = PORT_BASE + 1;
+const S3_PORT = PORT_BASE + 6;
+const MEDIA_DIR = path.join(VAR_DIR, 'media');
+const MEDIA_TMP = path.join(MEDIA_DIR, 'tmp');
+const MiB = 1024 * 1024;
+const URL_SECRET_FILE = path.join(VAR_DIR, 'keys', 'media-url.secret');
+// the stack's media settings: whatever the run script exported (none of ours)
+const STACK_ENV = {};
+
+// --- helpers ----------------------------------------------------------------
+
+const isJson = (res) => /^application\/json\b/i.test(res.headers['content-type'] || '');
+const show = (res) => `status ${res.status}, headers ${JSON.stringify(res.headers)}, body ${String(res.text ?? res.body?.toString('utf8') ?? '').slice(0, 400)}`;
+
+function assertError(res, status, code) {
+  assert.equal(res.status, status, show(res));
+  assert.ok(isJson(res), `expected JSON error: ${show(res)}`);
+  if (code !== undefined) assert.equal(res.json?.error?.code, code, show(res));
+  assert.equal(typeof res.json?.error?.message, 'string', `error.message missing: ${show(res)}`);
+}
+function assertStatus(res, status, what = '') {
+  assert.equal(res.status, status, `${what} ${show(res)}`);
+}
+function assertOneOf(res, statuses, what = '') {
+  assert.ok(statuses.includes(res.status), `${what} expected one of ${statuses}: ${show(res)}`);
+}
+
+let addrN = 0;
+function freshAddr() {
+  addrN += 1;
+  return `127.9.${(addrN >> 8) & 255}.${addrN & 255}`;
+}
+const uniq = (p = 'm') => `${p}-${crypto.randomBytes(5).toString('hex')}`;
+const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
+
+function api(method, p, who, body, o = {}) {
+  const token = who && typeof who === 'object' ? who.token : who;
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  return request(method, p, { headers, body, ...o });
+}
+
+async function newUser(prefix = 'mu') {
+  const username = `${prefix}_${crypto.randomBytes(5).toString('hex')}`;
+  const body = { email: `${username}@example.test`, username, password: `pw-${username}-S3cret` };
+  const res = await request('POST', '/api/auth/register', { body, localAddress: freshAddr() });
+  assert.equal(res.status, 201, `register ${username}: ${show(res)}`);
+  return { id: res.json.user.id, username, token: res.json.access_token };
+}
+
+async function community(owner, visibility = 'public', members = []) {
+  const slug = uniq('m');
+  const res = await api('POST', '/api/communities', owner, { slug, name: `Media ${slug}`, visibility });
+  assertStatus(res, 201, `create community ${slug}:`);
+  for (const u of members) {
+    const r = await api('PUT', `/api/communities/${res.json.id}/members/${u.id}`, owner, { role: 'member' });
+    assertStatus(r, 200, 'add member:');
+  }
+  return res.json;
+}
+
+// raw(method, path, {headers, body (Buffer|string|async iterable), timeoutMs, host, port})
+// -> {status, headers, body: Buffer, text, json}. Never follows redirects.
+function raw(method, p, opts = {}) {
+  const { headers = {}, timeoutMs = 30000, host = '127.0.0.1', port = PORT_BASE, localAddress } = opts;
+  let { body } = opts;
+  const hdrs = { ...headers };
+  if (typeof body === 'string') body = Buffer.from(body);
+  if (Buffer.isBuffer(body)) hdrs['content-length'] ??= body.length;
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const fail = (e) => { if (!done) { done = true; reject(e); } };
+    const req = http.request({ host, port, method, path: p, headers: hdrs, agent: false, timeout: timeoutMs, localAddress }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        if (done) return;
+        done = true;
+        const b = Buffer.concat(chunks);
+        const text = b.toString('utf8');
+        let json;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, body: b, text, json });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms: ${method} ${p}`)));
+    // the server may answer (413) before the whole body is sent: write errors do not matter then
+    req.on('error', fail);
+    if (body === undefined) { req.end(); return; }
+    if (Buffer.isBuffer(body)) { req.end(body); return; }
+    (async () => {
+      try {
+        for await (const chunk of body) {
+          if (done || req.destroyed) return;
+          if (!req.write(chunk)) await new Promise((r) => { req.once('drain', r); req.once('close', r); });
+        }
+        req.end();
+      } catch (e) { req.destroy(e); }
+    })();
+  });
+}
+
+// upload(who, bytes, {community_id, filename, type, headers, multipart, field}) -> response
+function upload(who, bytes, o = {}) {
+  const q = new URLSearchParams();
+  if (o.community_id !== undefined) q.set('community_id', String(o.community_id));
+  if (o.filename !== undefined && !o.multipart) q.set('filename', o.filename);
+  const qs = q.toString();
+  const headers = { ...(o.headers || {}) };
+  const token = who && typeof who === 'object' ? who.token : who;
+  if (token) headers.authorization = `Bearer ${token}`;
+  let body = bytes;
+  if (o.multipart) {
+    const boundary = `----th${crypto.randomBytes(12).toString('hex')}`;
+    const field = o.field || 'file';
+    const fname = o.filename ?? 'upload.bin';
+    body = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello, before the file\r\n`),
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${field}"; filename="${fname}"\r\n`
+        + `Content-Type: ${o.type || 'application/octet-stream'}\r\n\r\n`),
+      bytes,
+      Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="after"\r\n\r\nafter the file\r\n--${boundary}--\r\n`),
+    ]);
+    headers['content-type'] = `multipart/form-data; boundary=${boundary}`;
+  } else if (o.type !== null) {
+    headers['content-type'] = o.type || 'application/octet-stream';
+  }
+  return raw('POST', `/api/media${qs ? `?${qs}` : ''}`, { headers, body, timeoutMs: o.timeoutMs ?? 60000 });
+}
+
+async function uploadOk(who, bytes, o = {}) {
+  const res = await upload(who, bytes, o);
+  assertStatus(res, 201, `upload (${o.filename || 'no name'}):`);
+  assertMedia(res.json);
+  return res.json;
+}
+
+function assertMedia(m) {
+  for (const k of ['id', 'owner_id', 'community_id', 'kind', 'mime', 'size', 'sha256', 'filename', 'variants', 'created_at']) {
+    assert.ok(k in m, `media.${k} missing: ${JSON.stringify(m)}`);
+  }
+  assert.match(m.id, UUID);
+  assert.ok(Number.isInteger(m.owner_id), JSON.stringify(m));
+  assert.ok(m.community_id === null || Number.isInteger(m.community_id), JSON.stringify(m));
+  assert.ok(['image', 'video', 'audio', 'pdf'].includes(m.kind), JSON.stringify(m));
+  assert.ok(Number.isInteger(m.size) && m.size >= 0, JSON.stringify(m));
+  assert.match(m.sha256, /^[0-9a-f]{64}$/);
+  assert.match(m.created_at, RFC3339_MS);
+  assert.equal(typeof m.variants?.original, 'string', JSON.stringify(m));
+}
+
+// A variant URL (absolute or not) -> path + query on our origin
+function urlPath(u) {
+  const x = new URL(u, BASE_URL);
+  return x.pathname + x.search;
+}
+
+// download(path, {token, headers}) -> raw response; a redirect to another origin (an S3
+// presigned URL) is followed once, with the same Range / conditional headers.
+async function download(p, o = {}) {
+  const headers = { ...(o.headers || {}) };
+  if (o.token) headers.authorization = `Bearer ${o.token}`;
+  const res = await raw(o.method || 'GET', p, { headers, timeoutMs: o.timeoutMs ?? 30000 });
+  if ([301, 302, 303, 307, 308].includes(res.status) && res.headers.location && o.follow !== false) {
+    const loc = new URL(res.headers.location, BASE_URL);
+    const h2 = { ...(o.headers || {}) };
+    // *.localhost is loopback (curl knows it; getaddrinfo here does not)
+    const connectTo = loc.hostname === 'localhost' || loc.hostname.endsWith('.localhost') ? '127.0.0.1' : loc.hostname;
+    const r2 = await raw(o.method || 'GET', loc.pathname + loc.search, {
+      host: connectTo, port: Number(loc.port || 80), headers: { ...h2, host: loc.host }, timeoutMs: o.timeoutMs ?? 30000,
+    });
+    r2.redirectedFrom = res;
+    return r2;
+  }
+  return res;
+}
+
+const getMedia = (id, who) => api('GET', `/api/media/${id}`, who);
+const delMedia = (id, who) => api('DELETE', `/api/media/${id}`, who);
+
+function psql(sql) {
+  return runProgram('psql', ['-X', '-At', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall', '-c', sql], { timeoutMs: 20000 });
+}
+async function mediaRows(where = 'true') {
+  const r = await psql(`SELECT count(*) FROM media WHERE ${where}`);
+  assert.equal(r.code, 0, `psql: ${r.stderr}`);
+  return Number(r.stdout.trim());
+}
+
+const localPath = (key) => path.join(MEDIA_DIR, key.slice(0, 2), key.slice(2, 4), key);
+const tmpFiles = () => { try { return readdirSync(MEDIA_TMP); } catch { return []; } };
+
+async function health() {
+  return request('GET', '/api/media/health', { timeoutMs: 5000 }).catch((e) => ({ status: 0, text: String(e) }));
+}
+// The app answers (a worker took the request): 404 for an unknown medium, from the app.
+// Used where the tests need "the pool is up", apart from the health route itself.
+async function appUp() {
+  const r = await request('GET', `/api/media/${crypto.randomUUID()}`, { timeoutMs: 5000 }).catch((e) => ({ status: 0, text: String(e) }));
+  return { ...r, status: r.status === 404 && r.json?.error?.code === 'not_found' ? 200 : r.status };
+}
+const mediaWorkers = () => childrenOf(readPid('run/media.pid'));
+
+function procStatus(pid) {
+  const t = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k) => Number((new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t) || [])[1]);
+  return { hwm: kb('VmHWM') * 1024, rss: kb('VmRSS') * 1024 };
+}
+
+// --- sample files --------------------------------------------------------------
+
+let TMP;
+const f = (name) => path.join(TMP, name);
+
+async function sh(file, args, what) {
+  const r = await runProgram(file, args, { timeoutMs: 60000 });
+  assert.equal(r.code, 0, `${what || file} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+async function convert(args, out) {
+  await sh('convert', [...args, out], 'convert');
+  return readFileSync(out);
+}
+async function ffmpeg(args, out) {
+  await sh('ffmpeg', ['-v', 'error', '-y', ...args, out], 'ffmpeg');
+  return readFileSync(out);
+}
+// identify(buffer) -> {w, h, fmt, verbose?}
+async function identify(buf, verbose = false) {
+  const p = f(`id-${crypto.randomBytes(6).toString('hex')}`);
+  writeFileSync(p, buf);
+  try {
+    const out = await sh('identify', ['-format', '%w %h %m\n', p]);
+    const [w, h, fmt] = out.split('\n')[0].split(' ');
+    const res = { w: Number(w), h: Number(h), fmt };
+    if (verbose) res.verbose = await sh('identify', ['-verbose', p]);
+    return res;
+  } finally { rmSync(p, { force: true }); }
+}
+// the mean colour (0..1 per channel) of a region of an image
+async function meanRGB(buf, geom) {
+  const p = f(`px-${crypto.randomBytes(6).toString('hex')}`);
+  writeFileSync(p, buf);
+  try {
+    const out = await sh('convert', [p, '-crop', geom, '+repage', '-format', '%[fx:mean.r] %[fx:mean.g] %[fx:mean.b]', 'info:']);
+    const [r, g, b] = out.trim().split(' ').map(Number);
+    return { r, g, b };
+  } finally { rmSync(p, { force: true }); }
+}
+
+// An image of a random colour: unique bytes even after the app re-encodes it (equal
+// uploads share storage, so a test that checks deletion needs bytes no other test stored).
+async function uniqueImage(ext = 'gif', size = '64x48') {
+  const colour = `#${crypto.randomBytes(3).toString('hex')}`;
+  return convert(['-size', size, `xc:${colour}`, '-fill', `#${crypto.randomBytes(3).toString('hex')}`, '-draw', 'rectangle 0,0 20,20'],
+    f(`u-${crypto.randomBytes(6).toString('hex')}.${ext}`));
+}
+
+// A minimal valid PDF, padded with a comment to about `size` bytes; unique per call.
+function makePdf(size = 6000) {
+  const nonce = crypto.randomBytes(8).toString('hex');
+  const parts = ['%PDF-1.4\n%\xe2\xe3\xcf\xd3\n'];
+  const objs = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] >>',
+  ];
+  let pdf = Buffer.from(parts[0], 'latin1');
+  const offsets = [];
+  objs.forEach((o, i) => {
+    offsets.push(pdf.length);
+    pdf = Buffer.concat([pdf, Buffer.from(`${i + 1} 0 obj\n${o}\nendobj\n`, 'latin1')]);
+  });
+  const padLen = Math.max(0, size - pdf.length - 200);
+  const pad = Buffer.from(`% ${nonce} ${'x'.repeat(padLen)}\n`, 'latin1');
+  // padding as a comment before the xref would shift offsets: put it after the objects
+  const xrefAt = pdf.length + pad.length;
+  const xref = `xref\n0 4\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`
+    + `trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n${xrefAt}\n%%EOF\n`;
+  return Buffer.concat([pdf, pad, Buffer.from(xref, 'latin1')]);
+}
+
+// PNG writer: a 1-bit grey picture, all white, w x h (deflates to almost nothing).
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+function pngChunk(type, data) {
+  const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+  const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(td));
+  return Buffer.concat([len, td, crc]);
+}
+function whitePng(w, h) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 1; ihdr[9] = 0; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+  const stride = Math.ceil(w / 8) + 1;
+  const rows = Buffer.alloc(stride * h, 0xff);
+  for (let y = 0; y < h; y++) rows[y * stride] = 0; // filter: none
+  const idat = zlib.deflateSync(rows, { level: 9 });
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+// An APP1 Exif segment (big-endian TIFF): IFD0 with Orientation and a GPS IFD
+// (GPSVersionID, latitude 48°51'29.04"N, longitude 2°17'40"E).
+function exifApp1(orientation = 1) {
+  const t = Buffer.alloc(152);
+  t.write('MM', 0, 'latin1'); t.writeUInt16BE(42, 2); t.writeUInt32BE(8, 4);
+  let o = 8;
+  const entry = (tag, type, count, value) => {
+    t.writeUInt16BE(tag, o); t.writeUInt16BE(type, o + 2); t.writeUInt32BE(count, o + 4);
+    if (Buffer.isBuffer(value)) value.copy(t, o + 8); else if (type === 3) t.writeUInt16BE(value, o + 8); else t.writeUInt32BE(value, o + 8);
+    o += 12;
+  };
+  t.writeUInt16BE(2, o); o += 2; // IFD0: 2 entries
+  entry(0x0112, 3, 1, orientation);
+  entry(0x8825, 4, 1, 38); // GPSInfo IFD pointer
+  t.writeUInt32BE(0, o); o += 4; // no IFD1
+  assert.equal(o, 38);
+  t.writeUInt16BE(5, o); o += 2; // GPS IFD: 5 entries
+  entry(0x0000, 1, 4, Buffer.from([2, 2, 0, 0]));
+  entry(0x0001, 2, 2, Buffer.from('N\0', 'latin1'));
+  entry(0x0002, 5, 3, 104);
+  entry(0x0003, 2, 2, Buffer.from('E\0', 'latin1'));
+  entry(0x0004, 5, 3, 128);
+  t.writeUInt32BE(0, o); o += 4;
+  assert.equal(o, 104);
+  for (const [i, [n, d]] of [[48, 1], [51, 1], [2904, 100], [2, 1], [17, 1], [4000, 100]].entries()) {
+    t.writeUInt32BE(n, 104 + i * 8); t.writeUInt32BE(d, 108 + i * 8);
+  }
+  const payload = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), t]);
+  const hdr = Buffer.from([0xff, 0xe1, 0, 0]);
+  hdr.writeUInt16BE(payload.length + 2, 2);
+  return Buffer.concat([hdr, payload]);
+}
+function withExif(jpeg, orientation) {
+  assert.equal(jpeg.readUInt16BE(0), 0xffd8, 'not a JPEG');
+  return Buffer.concat([jpeg.subarray(0, 2), exifApp1(orientation), jpeg.subarray(2)]);
+}
+// Does an encoded image still carry EXIF / GPS? (bytes and ImageMagick's view)
+async function metadataOf(buf) {
+  const id = await identify(buf, true);
+  return {
+    exifBlock: buf.includes(Buffer.from('Exif\0\0', 'latin1')) || buf.includes(Buffer.from('eXIf', 'latin1')),
+    gps: /exif:GPS/i.test(id.verbose),
+    orientation: (/Orientation: (\S+)/.exec(id.verbose) || [])[1],
+    id,
+  };
+}
+
+const S = {}; // samples
+const U = {}; // users
+
+before(async () => {
+  TMP = mkdtempSync(path.join(os.tmpdir(), 'th-media-it.'));
+  // Until scripts/stack creates the signed-URL secret, write one and (re)start the pool.
+  if (!existsSync(URL_SECRET_FILE)) {
+    writeFileSync(URL_SECRET_FILE, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
+    await restartMedia(STACK_ENV);
+  }
+  assertStatus(await appUp(), 200, 'media app answering:');
+  for (const tool of ['convert', 'identify', 'ffmpeg']) {
+    const r = await runProgram('sh', ['-c', `command -v ${tool}`]);
+    assert.equal(r.code, 0, `${tool} is missing (scripts/install-deps: imagemagick, ffmpeg)`);
+  }
+  const v = await runProgram('convert', ['-version']);
+  assert.match(v.stdout, /ImageMagick/, `convert is not ImageMagick: ${v.stdout}${v.stderr}`);
+  const src = ['-size', '160x120', 'gradient:red-blue'];
+  S.jpeg = await convert([...src, '-quality', '90'], f('s.jpg'));
+  S.png = await convert(src, f('s.png'));
+  S.gif = await convert(src, f('s.gif'));
+  S.webp = await convert(src, f('s.webp'));
+  S.mp4 = await ffmpeg(['-f', 'lavfi', '-i', 'testsrc=duration=1:size=64x64:rate=10', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-f', 'mp4'], f('s.mp4'));
+  S.webm = await ffmpeg(['-f', 'lavfi', '-i', 'testsrc=duration=1:size=64x64:rate=10', '-c:v', 'libvpx', '-f', 'webm'], f('s.webm'));
+  S.mp3 = await ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:duration=1', '-c:a', 'libmp3lame', '-f', 'mp3'], f('s.mp3'));
+  S.ogg = await ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=440:duration=1', '-c:a', 'libvorbis', '-f', 'ogg'], f('s.ogg'));
+  S.pdf = makePdf();
+  // 2000x1500 photo-like JPEG: thumb 320x240, medium 1280x960
+  S.bigJpeg = await convert(['-size', '2000x1500', 'plasma:red-blue', '-quality', '80'], f('big.jpg'));
+  // 200x100 stored, left half red / right half blue, EXIF orientation 6 (rotate 90° CW
+  // to display): shown 100x200, red on top. With GPS tags.
+  const lr = await convert(['-size', '100x100', 'xc:red', '-size', '100x100', 'xc:blue', '+append', '-quality', '95'], f('lr.jpg'));
+  S.rotatedGps = withExif(lr, 6);
+  // a big one with GPS, so that every variant is really made by downscaling
+  S.bigGps = withExif(S.bigJpeg, 1);
+
+  U.a = await newUser('ma');
+  U.b = await newUser('mb');
+  U.c = await newUser('mc');
+});
+
+after(() => {
+  if (TMP) rmSync(TMP, { recursive: true, force: true });
+});
+
+// --- health, the samples themselves ---------------------------------------------
+
+test('GET /api/media/health -> 200 {"status":"ok"} (not taken for a media id)', async () => {
+  const r = await health();
+  assertStatus(r, 200, 'health:');
+  assert.equal(r.json?.status, 'ok', show(r));
+});
+
+test('samples: the generated files are what the tests think they are', async () => {
+  const m = await metadataOf(S.rotatedGps);
+  assert.ok(m.gps, `the crafted JPEG should carry GPS tags:\n${m.id.verbose.slice(0, 3000)}`);
+  assert.equal(m.orientation, 'RightTop', 'crafted orientation 6');
+  assert.equal(m.id.w, 200); assert.equal(m.id.h, 100);
+  assert.ok((await metadataOf(S.bigGps)).gps);
+  const p = f('probe.pdf');
+  writeFileSync(p, S.pdf);
+  const r = await runProgram('file', ['--brief', '--mime-type', p]);
+  assert.equal(r.stdout.trim(), 'application/pdf', 'libmagic sees the hand-made PDF as a PDF');
+});
+
+// --- every kind of the allow-list -----------------------------------------------
+
+describe('allow-list: detection by content', () => {
+  const KINDS = [
+    ['jpeg', 'image', ['image/jpeg'], 'photo.jpg'],
+    ['png', 'image', ['image/png'], 'pic.png'],
+    ['gif', 'image', ['image/gif'], 'anim.gif'],
+    ['webp', 'image', ['image/webp'], 'pic.webp'],
+    ['mp4', 'video', ['video/mp4'], 'clip.mp4'],
+    ['webm', 'video', ['video/webm'], 'clip.webm'],
+    ['mp3', 'audio', ['audio/mpeg', 'audio/mp3'], 'song.mp3'],
+    ['ogg', 'audio', ['audio/ogg', 'audio/vorbis', 'application/ogg'], 'song.ogg'],
+    ['pdf', 'pdf', ['application/pdf'], 'doc.pdf'],
+  ];
+  for (const [name, kind, mimes, filename] of KINDS) {
+    test(`${name}: raw body with a wrong Content-Type hint -> 201 ${kind}, detected type, downloadable`, async () => {
+      // the declared type lies: only the content decides
+      const m = await uploadOk(U.a, S[name], { filename, type: 'text/plain' });
+      assert.equal(m.kind, kind, JSON.stringify(m));
+      assert.ok(mimes.includes(m.mime), `mime ${m.mime} for ${name}`);
+      assert.equal(m.owner_id, U.a.id);
+      assert.equal(m.community_id, null);
+      assert.equal(m.filename, filename);
+      if (kind !== 'image') {
+        assert.equal(m.size, S[name].length, 'size of a non-image is its bytes');
+        assert.equal(m.sha256, sha256(S[name]));
+      }
+      const g = await getMedia(m.id, U.a);
+      assertStatus(g, 200, 'GET /api/media/:id');
+      assert.equal(g.json.id, m.id);
+      const d = await download(urlPath(m.variants.original));
+      assertStatus(d, 200, `download ${m.variants.original}`);
+      assert.equal(d.headers['content-type']?.split(';')[0], m.mime);
+      assert.equal(d.body.length, m.size);
+      assert.equal(sha256(d.body), m.sha256, 'downloaded bytes hash to media.sha256');
+      if (kind === 'image') {
+        for (const v of ['thumb', 'medium']) assert.equal(typeof m.variants[v], 'string', `variant ${v}: ${JSON.stringify(m)}`);
+        assert.equal(m.width, 160); assert.equal(m.height, 120);
+        const id = await identify(d.body);
+        assert.deepEqual([id.w, id.h], [160, 120]);
+      }
+    });
+  }
+
+  test('multipart/form-data with a field `file` (other fields around it) -> 201, same bytes', async () => {
+    const pdf = makePdf(3000);
+    const m = await uploadOk(U.a, pdf, { multipart: true, filename: 'report.pdf', type: 'image/png' });
+    assert.equal(m.kind, 'pdf'); assert.equal(m.mime, 'application/pdf');
+    assert.equal(m.size, pdf.length); assert.equal(m.sha256, sha256(pdf));
+    assert.equal(m.filename, 'report.pdf');
+    const d = await download(urlPath(m.variants.original));
+    assertStatus(d, 200);
+    assert.ok(d.body.equals(pdf), 'multipart: the stored file is exactly the part, without the boundary');
+    const img = await uploadOk(U.a, S.png, { multipart: true, filename: 'x.png' });
+    assert.equal(img.kind, 'image'); assert.equal(img.mime, 'image/png');
+  });
+
+  test('multipart/form-data without a `file` part -> 400', async () => {
+    const res = await upload(U.a, S.pdf, { multipart: true, field: 'other', filename: 'x.pdf' });
+    assertOneOf(res, [400], 'no file part:');
+    assert.ok(isJson(res), show(res));
+  });
+
+  test('no token -> 401', async () => {
+    assertError(await upload(null, S.pdf), 401, 'unauthorized');
+  });
+});
+
+describe('disallowed types -> 415, whatever the Content-Type and filename say', () => {
+  const BAD = {
+    'shell script': ['#!/bin/sh\necho pwned\nrm -rf /\n', 'image/png', 'innocent.png'],
+    'SVG (script-capable)': ['<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script><rect width="10" height="10"/></svg>\n', 'image/jpeg', 'logo.jpg'],
+    'HTML': ['<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>\n', 'application/pdf', 'doc.pdf'],
+    'random bytes': [crypto.randomBytes(4096), 'video/mp4', 'clip.mp4'],
+    'ELF executable': [null, 'audio/mpeg', 'song.mp3'],
+    'ZIP': [Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), crypto.randomBytes(200)]), 'image/webp', 'x.webp'],
+  };
+  for (const [what, [body, type, filename]] of Object.entries(BAD)) {
+    test(what, async () => {
+      const before1 = await mediaRows(`owner_id = ${U.c.id}`);
+      const bytes = body ?? readFileSync('/bin/true');
+      const res = await upload(U.c, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes), { type, filename });
+      assertError(res, 415, 'unsupported_media_type');
+      const res2 = await upload(U.c, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes), { type, filename, multipart: true });
+      assertError(res2, 415, 'unsupported_media_type');
+      assert.equal(await mediaRows(`owner_id = ${U.c.id}`), before1, 'no row for a refused upload');
+    });
+  }
+});
+
+// --- images --------------------------------------------------------------------------
+
+describe('images: variants, orientation, metadata', () => {
+  test('thumb fits 320x320 and medium fits 1280x1280, with the right dimensions', async () => {
+    const m = await uploadOk(U.a, S.bigJpeg, { filename: 'big.jpg' });
+    assert.equal(m.kind, 'image');
+    assert.equal(m.width, 2000); assert.equal(m.height, 1500);
+    const expect = { original: [2000, 1500], thumb: [320, 240], medium: [1280, 960] };
+    for (const [v, [w, h]] of Object.entries(expect)) {
+      assert.equal(typeof m.variants[v], 'string', `variant ${v}`);
+      const d = await download(urlPath(m.variants[v]));
+      assertStatus(d, 200, `variant ${v}`);
+      const id = await identify(d.body);
+      assert.ok(Math.abs(id.w - w) <= 1 && Math.abs(id.h - h) <= 1, `${v}: ${id.w}x${id.h}, expected ${w}x${h}`);
+      assert.ok(d.headers['content-type'], `${v} content-type`);
+      assert.ok(/^image\//.test(d.headers['content-type']), `${v}: ${d.headers['content-type']}`);
+    }
+    // a small image is not blown up beyond its size and still fits both boxes
+    const s = await uploadOk(U.a, S.png, { filename: 's.png' });
+    for (const v of ['thumb', 'medium']) {
+      const d = await download(urlPath(s.variants[v]));
+      assertStatus(d, 200, `small ${v}`);
+      const id = await identify(d.body);
+      assert.ok(id.w <= 320 && id.h <= 320 && id.w > 0, `small ${v}: ${id.w}x${id.h}`);
+      assert.ok(Math.abs(id.w / id.h - 160 / 120) < 0.05, `small ${v} keeps the aspect ratio: ${id.w}x${id.h}`);
+    }
+  });
+
+  test('EXIF orientation applied; EXIF (GPS included) gone from every variant', async () => {
+    const m = await uploadOk(U.a, S.rotatedGps, { filename: 'rot.jpg' });
+    assert.equal(m.width, 100, `oriented width: ${JSON.stringify(m)}`);
+    assert.equal(m.height, 200, `oriented height: ${JSON.stringify(m)}`);
+    for (const v of ['original', 'thumb', 'medium']) {
+      const d = await download(urlPath(m.variants[v]));
+      assertStatus(d, 200, v);
+      const md = await metadataOf(d.body);
+      assert.ok(!md.gps, `${v}: GPS tags still there`);
+      assert.ok(!md.exifBlock, `${v}: an EXIF block is still there`);
+      assert.ok(!md.orientation || ['TopLeft', 'Undefined'].includes(md.orientation), `${v}: orientation ${md.orientation}`);
+      assert.ok(md.id.h > md.id.w, `${v} is portrait after orientation: ${md.id.w}x${md.id.h}`);
+      const top = await meanRGB(d.body, `${md.id.w}x${Math.floor(md.id.h / 4)}+0+0`);
+      const bottom = await meanRGB(d.body, `${md.id.w}x${Math.floor(md.id.h / 4)}+0+${md.id.h - Math.floor(md.id.h / 4)}`);
+      assert.ok(top.r > 0.7 && top.b < 0.3, `${v}: top should be red (rotated 90° CW): ${JSON.stringify(top)}`);
+      assert.ok(bottom.b > 0.7 && bottom.r < 0.3, `${v}: bottom should be blue: ${JSON.stringify(bottom)}`);
+    }
+    const big = await uploadOk(U.a, S.bigGps, { filename: 'bg.jpg' });
+    for (const v of ['original', 'thumb', 'medium']) {
+      const d = await download(urlPath(big.variants[v]));
+      assertStatus(d, 200, v);
+      const md = await metadataOf(d.body);
+      assert.ok(!md.gps && !md.exifBlock, `${v} of the big GPS JPEG still has EXIF/GPS`);
+    }
+  });
+
+  test('over 50 megapixels -> 400 validation_failed', async () => {
+    const png = whitePng(7100, 7100); // 50.41 MP
+    const t0 = Date.now();
+    const res = await upload(U.a, png, { filename: 'huge.png' });
+    assertError(res, 400, 'validation_failed');
+    assert.ok(Date.now() - t0 < 10000, `took ${Date.now() - t0} ms`);
+    assertStatus(await appUp(), 200, 'health after a 50 MP image:');
+  });
+
+  test('PNG bomb (30000x30000, ~100 KB) -> 400 quickly, every worker survives', async () => {
+    const bomb = whitePng(30000, 30000);
+    assert.ok(bomb.length < 1 * MiB, `bomb is ${bomb.length} bytes`);
+    const before1 = mediaWorkers();
+    const t0 = Date.now();
+    const res = await upload(U.a, bomb, { filename: 'bomb.png', timeoutMs: 30000 });
+    const ms = Date.now() - t0;
+    assertError(res, 400, 'validation_failed');
+    assert.ok(ms < 5000, `the bomb took ${ms} ms to refuse`);
+    assertStatus(await appUp(), 200, 'health after the bomb:');
+    assert.deepEqual(mediaWorkers(), before1, 'no media worker died (multiwatch would have replaced it)');
+    // a GIF header claiming 65535x65535 (1 frame) is refused as well, not decoded
+    const gif = Buffer.concat([Buffer.from('GIF89a', 'latin1'), Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00, 0, 0]),
+      Buffer.from([0x2c, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00, 0x08, 0x02, 0x4c, 0x01, 0x00, 0x3b])]);
+    const r2 = await upload(U.a, gif, { filename: 'bomb.gif' });
+    assertError(r2, 400);
+    assertStatus(await appUp(), 200, 'health after the GIF bomb:');
+  });
+
+  test('zero-byte, truncated and corrupt images -> 400, never a crash', async () => {
+    const before1 = mediaWorkers();
+    const cases = {
+      'zero bytes': Buffer.alloc(0),
+      'truncated JPEG (first half)': S.bigJpeg.subarray(0, Math.floor(S.bigJpeg.length / 2)),
+      'truncated PNG (no IEND, IDAT cut)': S.png.subarray(0, S.png.length - 30),
+      'JPEG header then garbage': Buffer.concat([S.jpeg.subarray(0, 20), crypto.randomBytes(3000)]),
+      'PNG signature + IHDR then garbage': Buffer.concat([S.png.subarray(0, 33), crypto.randomBytes(3000)]),
+      'GIF header only': Buffer.from('GIF89a\x10\x00\x10\x00', 'latin1'),
+      'WebP RIFF header then garbage': Buffer.concat([S.webp.subarray(0, 16), crypto.randomBytes(500)]),
+    };
+    for (const [what, bytes] of Object.entries(cases)) {
+      const res = await upload(U.a, bytes, { filename: 'bad.jpg', type: 'image/jpeg' });
+      // zero bytes: the issue says 400 (the content is no image at all, 415 would be defensible)
+      if (what === 'zero bytes') assertOneOf(res, [400], what);
+      else assertError(res, 400, 'validation_failed');
+      assertStatus(await appUp(), 200, `health after ${what}:`);
+    }
+    assert.deepEqual(mediaWorkers(), before1, 'no media worker died');
+  });
+});
+
+// --- downloads -------------------------------------------------------------------------
+
+describe('downloads: Range and headers', () => {
+  let M; let BYTES;
+  before(async () => {
+    BYTES = makePdf(10000);
+    M = await uploadOk(U.a, BYTES, { filename: 'ranged.pdf' });
+  });
+  const orig = () => urlPath(M.variants.original);
+
+  test('whole file: 200, Content-Length, ETag, Cache-Control, Content-Type, nosniff, Accept-Ranges', async () => {
+    const d = await download(orig());
+    assertStatus(d, 200);
+    assert.ok(d.body.equals(BYTES));
+    assert.equal(Number(d.headers['content-length']), BYTES.length);
+    assert.ok(d.headers.etag, 'ETag');
+    assert.ok(d.headers['cache-control'], 'Cache-Control');
+    assert.equal(d.headers['content-type'].split(';')[0].trim(), 'application/pdf');
+    assert.equal(d.headers['x-content-type-options'], 'nosniff');
+    // If-None-Match with the ETag -> 304 (a well-made API; not spelled out by API.md)
+    const c = await download(orig(), { headers: { 'if-none-match': d.headers.etag } });
+    assertOneOf(c, [304], 'If-None-Match:');
+  });
+
+  test('HEAD on a download -> 200 with Content-Length, no body (a well-made API; not in API.md)', async () => {
+    const h = await download(orig(), { method: 'HEAD' });
+    assertStatus(h, 200, 'HEAD:');
+    assert.equal(Number(h.headers['content-length']), BYTES.length);
+    assert.equal(h.body.length, 0);
+  });
+
+  test('Range bytes=0-99 -> 206 with Content-Range', async () => {
+    const d = await download(orig(), { headers: { range: 'bytes=0-99' } });
+    assertStatus(d, 206);
+    assert.equal(d.headers['content-range'], `bytes 0-99/${BYTES.length}`);
+    assert.equal(Number(d.headers['content-length']), 100);
+    assert.ok(d.body.equals(BYTES.subarray(0, 100)));
+    assert.equal(d.headers['x-content-type-options'], 'nosniff');
+  });
+
+  test('suffix range bytes=-100 -> the last 100 bytes', async () => {
+    const d = await download(orig(), { headers: { range: 'bytes=-100' } });
+    assertStatus(d, 206);
+    assert.equal(d.headers['content-range'], `bytes ${BYTES.length - 100}-${BYTES.length - 1}/${BYTES.length}`);
+    assert.ok(d.body.equals(BYTES.subarray(BYTES.length - 100)));
+  });
+
+  test('open-ended range bytes=100- -> from byte 100 to the end', async () => {
+    const d = await download(orig(), { headers: { range: 'bytes=100-' } });
+    assertStatus(d, 206);
+    assert.equal(d.headers['content-range'], `bytes 100-${BYTES.length - 1}/${BYTES.length}`);
+    assert.ok(d.body.equals(BYTES.subarray(100)));
+  });
+
+  test('unsatisfiable range -> 416 with Content-Range bytes */size', async () => {
+    const d = await download(orig(), { headers: { range: `bytes=${BYTES.length + 10}-` } });
+    assertStatus(d, 416);
+    assert.equal(d.headers['content-range'], `bytes */${BYTES.length}`);
+  });
+
+  test('variants of an image have their own ETag and the detected type', async () => {
+    const m = await uploadOk(U.a, S.jpeg, { filename: 'e.jpg' });
+    const tags = new Set();
+    for (const v of ['original', 'thumb', 'medium']) {
+      const d = await download(urlPath(m.variants[v]));
+      assertStatus(d, 200, v);
+      assert.ok(d.headers.etag, `${v} ETag`);
+      tags.add(d.headers.etag);
+      const id = await identify(d.body);
+      const fmt = { JPEG: 'image/jpeg', PNG: 'image/png', GIF: 'image/gif', WEBP: 'image/webp' }[id.fmt];
+      assert.equal(d.headers['content-type'].split(';')[0], fmt, `${v}: declared ${d.headers['content-type']}, content ${id.fmt}`);
+      assert.equal(d.headers['x-content-type-options'], 'nosniff');
+    }
+  });
+
+  test('unknown media id / variant / malformed id -> 404', async () => {
+    assertStatus(await download(`/media/${crypto.randomUUID()}/original`), 404, 'unknown id:');
+    assertStatus(await download(`/media/not-a-uuid/original`), 404, 'bad id:');
+    const pdf = await uploadOk(U.a, makePdf(1000), { filename: 'v.pdf' });
+    assertStatus(await download(`/media/${pdf.id}/thumb`), 404, 'a pdf has no thumb:');
+    assertStatus(await download(`/media/${pdf.id}/..%2F..%2Fetc%2Fpasswd`), 404, 'odd variant:');
+    assertStatus(await getMedia(crypto.randomUUID(), U.a), 404, 'GET /api/media unknown:');
+    assertStatus(await getMedia('123', U.a), 404, 'GET /api/media bad id:');
+  });
+
+  test('Content-Disposition and filename are safe for path separators, quotes and control characters', async () => {
+    const evil = '../../etc/pa"ss\\wd\r\nX-Evil: 1\x01\x7f;name=x.pdf';
+    const m = await uploadOk(U.a, makePdf(1200), { filename: evil });
+    assert.ok(!/[\/\\"\x00-\x1f\x7f]/.test(m.filename), `media.filename not cleaned: ${JSON.stringify(m.filename)}`);
+    assert.ok(m.filename.length > 0);
+    const d = await download(urlPath(m.variants.original));
+    assertStatus(d, 200);
+    assert.equal(d.headers['x-evil'], undefined, 'header injection');
+    const cd = d.headers['content-disposition'];
+    assert.ok(cd, 'Content-Disposition present');
+    assert.ok(!/[\x00-\x1f\x7f]/.test(cd), `control characters in ${JSON.stringify(cd)}`);
+    const plain = /filename="([^"]*)"/.exec(cd);
+    if (plain) assert.ok(!/[\/\\]/.test(plain[1]), `path separator in filename: ${cd}`);
+    const star = /filename\*=UTF-8''([^;\s]*)/i.exec(cd);
+    if (star) assert.ok(!/[\/\\"\x00-\x1f]/.test(decodeURIComponent(star[1])), `filename*: ${cd}`);
+    assert.ok(plain || star, `no filename in ${cd}`);
+    // multipart filename with a Windows path: the last component only
+    const m2 = await uploadOk(U.a, makePdf(1100), { multipart: true, filename: 'C:\\\\Users\\\\me\\\\secret.pdf' });
+    assert.ok(!/[\/\\]/.test(m2.filename), JSON.stringify(m2.filename));
+    assert.match(m2.filename, /secret\.pdf$/);
+    // a UTF-8 name survives
+    const m3 = await uploadOk(U.a, makePdf(1100), { filename: 'résumé – 2026.pdf' });
+    assert.equal(m3.filename, 'résumé – 2026.pdf');
+  });
+});
+
+// --- private media ---------------------------------------------------------------------
+
+describe('private media: members, signed URLs', () => {
+  let C; let M;
+  before(async () => {
+    C = await community(U.a, 'private', [U.b]);
+    M = await uploadOk(U.a, S.jpeg, { community_id: C.id, filename: 'secret.jpg' });
+  });
+
+  test('upload into a community: member only', async () => {
+    assert.equal(M.community_id, C.id);
+    const m = await uploadOk(U.b, makePdf(900), { community_id: C.id, filename: 'b.pdf' });
+    assert.equal(m.owner_id, U.b.id);
+    assertOneOf(await upload(U.c, makePdf(900), { community_id: C.id }), [403, 404], 'non-member into a private community:');
+    const pub = await community(U.a, 'public');
+    assertOneOf(await upload(U.c, makePdf(900), { community_id: pub.id }), [403], 'non-member into a public community:');
+    assertOneOf(await upload(U.c, makePdf(900), { community_id: 999999999 }), [404, 403], 'unknown community:');
+  });
+
+  test('GET /api/media/:id: member 200, non-member 404', async () => {
+    assertStatus(await getMedia(M.id, U.b), 200, 'member:');
+    assertError(await getMedia(M.id, U.c), 404, 'not_found');
+    assertOneOf(await getMedia(M.id, null), [401, 404], 'anonymous:');
+  });
+
+  test('variant URLs are signed (exp, sig); a signed URL works without auth', async () => {
+    for (const v of ['original', 'thumb', 'medium']) {
+      const u = new URL(M.variants[v], BASE_URL);
+      assert.ok(u.searchParams.get('exp') && u.searchParams.get('sig'), `${v} not signed: ${M.variants[v]}`);
+      const d = await download(urlPath(M.variants[v]));
+      assertStatus(d, 200, `signed ${v} without auth:`);
+      assert.ok(d.headers['cache-control'], 'Cache-Control');
+      assert.ok(!/\bpublic\b/i.test(d.headers['cache-control']), `private media must not be cached as public: ${d.headers['cache-control']}`);
+    }
+  });
+
+  test('unsigned download: member (Bearer) 200; non-member and anonymous refused', async () => {
+    const p = `/media/${M.id}/original`;
+    assertStatus(await download(p, { token: U.b.token }), 200, 'member with Bearer:');
+    assertStatus(await download(p, { token: U.a.token }), 200, 'owner with Bearer:');
+    assertOneOf(await download(p, { token: U.c.token }), [403, 404], 'non-member with Bearer:');
+    assertOneOf(await download(p), [401, 403, 404], 'anonymous:');
+  });
+
+  test('altered signature -> 403 (sig, exp, other variant, other medium)', async () => {
+    const u = new URL(M.variants.original, BASE_URL);
+    const sig = u.searchParams.get('sig'); const exp = u.searchParams.get('exp');
+    const flip = (s) => (s[0] === 'A' ? 'B' : 'A') + s.slice(1);
+    const q = (e, s) => `?exp=${encodeURIComponent(e)}&sig=${encodeURIComponent(s)}`;
+    assertStatus(await download(`/media/${M.id}/original${q(exp, flip(sig))}`), 403, 'sig altered:');
+    assertStatus(await download(`/media/${M.id}/original${q(String(Number(exp) + 1000), sig)}`), 403, 'exp extended:');
+    assertStatus(await download(`/media/${M.id}/thumb${q(exp, sig)}`), 403, 'signature of another variant:');
+    const other = await uploadOk(U.a, makePdf(800), { community_id: C.id });
+    assertStatus(await download(`/media/${other.id}/original${q(exp, sig)}`), 403, 'signature of another medium:');
+    assertStatus(await download(`/media/${M.id}/original${q(exp, '')}`), 403, 'empty sig:');
+    assertStatus(await download(`/media/${M.id}/original${q('abc', sig)}`), 403, 'exp not a number:');
+  });
+
+  test('a removed member loses access (API and unsigned download)', async () => {
+    const d = await community(U.a, 'private', [U.c]);
+    const m = await uploadOk(U.a, makePdf(700), { community_id: d.id });
+    assertStatus(await getMedia(m.id, U.c), 200, 'member:');
+    assertStatus(await api('DELETE', `/api/communities/${d.id}/members/${U.c.id}`, U.a), 204, 'remove:');
+    assertError(await getMedia(m.id, U.c), 404, 'not_found');
+    assertOneOf(await download(`/media/${m.id}/original`, { token: U.c.token }), [403, 404], 'removed member download:');
+  });
+
+  test('public community media: anyone downloads without a signature', async () => {
+    const pub = await community(U.a, 'public');
+    const m = await uploadOk(U.a, makePdf(700), { community_id: pub.id });
+    assertStatus(await download(urlPath(m.variants.original)), 200, 'anonymous, public:');
+    assertStatus(await getMedia(m.id, U.c), 200, 'any user, public:');
+  });
+});
+
+// --- delete and deduplication -----------------------------------------------------------
+
+describe('delete and equal files', () => {
+  test('DELETE by others -> 403/404; by the owner -> 204, then 404 and the bytes are gone', async () => {
+    const m = await uploadOk(U.a, await uniqueImage('gif'), { filename: 'd.gif' });
+    const p = localPath(m.sha256);
+    const pThumb = localPath(`${m.sha256}.thumb`);
+    const local = existsSync(p);
+    assertOneOf(await delMedia(m.id, U.b), [403, 404], 'other user:');
+    assertOneOf(await delMedia(m.id, null), [401], 'anonymous:');
+    assertStatus(await getMedia(m.id, U.a), 200, 'still there:');
+    assertStatus(await delMedia(m.id, U.a), 204, 'owner:');
+    assertStatus(await getMedia(m.id, U.a), 404, 'GET after delete:');
+    for (const v of ['original', 'thumb', 'medium']) assertStatus(await download(urlPath(m.variants[v])), 404, `${v} after delete:`);
+    assertStatus(await delMedia(m.id, U.a), 404, 'second delete:');
+    assert.equal(await mediaRows(`id = '${m.id}'`), 0);
+    if (local) {
+      assert.ok(!existsSync(p), `${p} still on disk`);
+      assert.ok(!existsSync(pThumb), `${pThumb} still on disk`);
+    }
+  });
+
+  test('equal files are stored once; deleting one medium keeps the bytes for the other', async () => {
+    const bytes = makePdf(4000);
+    const m1 = await uploadOk(U.a, bytes, { filename: 'one.pdf' });
+    const m2 = await uploadOk(U.b, bytes, { filename: 'two.pdf' });
+    assert.notEqual(m1.id, m2.id);
+    assert.equal(m1.sha256, m2.sha256);
+    const p = localPath(m1.sha256);
+    assert.ok(existsSync(p), `local storage: ${p} (content-addressed under TH_VAR_DIR/media)`);
+    assertStatus(await delMedia(m1.id, U.a), 204);
+    const d = await download(urlPath(m2.variants.original));
+    assertStatus(d, 200, 'the other medium still downloads:');
+    assert.ok(d.body.equals(bytes));
+    assert.ok(existsSync(p), 'bytes kept while another row names them');
+    assertStatus(await delMedia(m2.id, U.b), 204);
+    assert.ok(!existsSync(p), 'bytes gone with the last row');
+  });
+});
+
+// --- limits, interrupted upload, memory ------------------------------------------------
+
+async function* zeros(total, head = Buffer.alloc(0)) {
+  const chunk = Buffer.alloc(MiB, 0x20);
+  yield head;
+  let left = total - head.length;
+  while (left > 0) {
+    const n = Math.min(left, chunk.length);
+    yield n === chunk.length ? chunk : chunk.subarray(0, n);
+    left -= n;
+  }
+}
+
+// Sends headers with a declared Content-Length and only part of the body, then
+// waits up to waitMs for an answer. -> {status, line} (status 0: no answer).
+function declareAndStall(p, headers, declared, sendBytes, waitMs = 5000) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port: PORT_BASE });
+    let buf = '';
+    const finish = (v) => { clearTimeout(timer); s.destroy(); resolve(v); };
+    const timer = setTimeout(() => finish({ status: 0, line: buf.split('\r\n')[0] }), waitMs);
+    s.on('data', (d) => {
+      buf += d.toString('latin1');
+      if (buf.includes('\r\n\r\n')) {
+        const m = /^HTTP\/1\.\d (\d{3})/.exec(buf);
+        finish({ status: m ? Number(m[1]) : -1, line: buf.split('\r\n')[0], head: buf });
+      }
+    });
+    s.on('error', () => finish({ status: 0, line: buf.split('\r\n')[0] }));
+    s.on('connect', () => {
+      const h = Object.entries({ host: `127.0.0.1:${PORT_BASE}`, 'content-length': declared, ...headers })
+        .map(([k, v]) => `${k}: ${v}`).join('\r\n');
+      s.write(`POST ${p} HTTP/1.1\r\n${h}\r\n\r\n`);
+      if (sendBytes > 0) s.write(Buffer.alloc(sendBytes, 0x41));
+    });
+  });
+}
+
+describe('limits', () => {
+  test('declared Content-Length far over the limit -> 413 at once, before the body is sent', async () => {
+    const hdr = { authorization: `Bearer ${U.a.token}`, 'content-type': 'application/pdf' };
+    // over nginx's client_max_body_size for /api/media (the limit plus a multipart envelope)
+    const r = await declareAndStall('/api/media', hdr, 110 * MiB, 1024, 5000);
+    assert.equal(r.status, 413, `110 MiB declared: ${r.line || 'no answer within 5 s'}`);
+    const r2 = await declareAndStall('/api/media', hdr, 1024 * MiB, 0, 5000);
+    assert.equal(r2.status, 413, `1 GiB declared: ${r2.line || 'no answer within 5 s'}`);
+    assertStatus(await appUp(), 200, 'health:');
+  });
+
+  test('a raw body of 100 MiB + 1 byte (the app\'s own limit) -> 413 too_large, nothing stored', async () => {
+    const u = await newUser('ml');
+    const size = 100 * MiB + 1;
+    const res = await raw('POST', '/api/media', {
+      headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/pdf', 'content-length': String(size) },
+      body: zeros(size, Buffer.from('%PDF-1.4\n%')), timeoutMs: 60000,
+    }).catch((e) => ({ status: 0, text: String(e), headers: {} }));
+    assertError(res, 413, 'too_large');
+    assert.equal(await mediaRows(`owner_id = ${u.id}`), 0);
+    const clean = await until(() => tmpFiles().length === 0 || null, { timeoutMs: 5000 });
+    assert.ok(clean, `temp files left: ${JSON.stringify(tmpFiles())}`);
+  });
+
+  test('413 body is the JSON error too_large', async () => {
+    const res = await raw('POST', '/api/media', {
+      headers: { authorization: `Bearer ${U.a.token}`, 'content-type': 'application/pdf', 'content-length': String(2048 * MiB) },
+      body: undefined, timeoutMs: 10000,
+    }).catch((e) => ({ status: 0, text: String(e), headers: {} }));
+    assertError(res, 413, 'too_large');
+  });
+
+  test('a chunked body (no Content-Length) that grows over the limit -> 413', async () => {
+    const t0 = Date.now();
+    const res = await raw('POST', '/api/media', {
+      headers: { authorization: `Bearer ${U.c.token}`, 'content-type': 'application/pdf', 'transfer-encoding': 'chunked' },
+      body: zeros(100 * MiB + 64 * 1024 + MiB, Buffer.from('%PDF-1.4\n%')), timeoutMs: 60000,
+    }).catch((e) => ({ status: 0, text: String(e), headers: {} }));
+    assert.equal(res.status, 413, `chunked over the limit: ${show(res)} after ${Date.now() - t0} ms`);
+    assert.equal(await mediaRows(`owner_id = ${U.c.id}`), 0);
+    assert.deepEqual(await until(() => tmpFiles().length === 0 || null, { timeoutMs: 5000 }) ? [] : tmpFiles(), [], 'temp files left');
+  });
+
+  test('an upload cut off in the middle leaves no row and no temporary file', async () => {
+    const u = await newUser('mi');
+    const rows0 = await mediaRows();
+    const tmp0 = tmpFiles();
+    const hdr = { authorization: `Bearer ${u.token}`, 'content-type': 'application/pdf' };
+    // 10 MiB declared, 3 MiB sent, then the connection is reset
+    await new Promise((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: PORT_BASE }, () => {
+        const h = Object.entries({ host: 'x', 'content-length': 10 * MiB, ...hdr }).map(([k, v]) => `${k}: ${v}`).join('\r\n');
+        s.write(`POST /api/media?filename=cut.pdf HTTP/1.1\r\n${h}\r\n\r\n%PDF-1.4\n%`);
+        s.write(Buffer.alloc(3 * MiB, 0x20), () => setTimeout(() => { s.resetAndDestroy?.() ?? s.destroy(); resolve(); }, 300));
+      });
+      s.on('error', () => resolve());
+    });
+    // the same, multipart, cut inside the file part
+    await new Promise((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: PORT_BASE }, () => {
+        const b = 'cutcutcut';
+        const h = Object.entries({ host: 'x', 'content-length': 10 * MiB, ...hdr, 'content-type': `multipart/form-data; boundary=${b}` })
+          .map(([k, v]) => `${k}: ${v}`).join('\r\n');
+        s.write(`POST /api/media HTTP/1.1\r\n${h}\r\n\r\n--${b}\r\nContent-Disposition: form-data; name="file"; filename="c.pdf"\r\n\r\n%PDF-1.4\n%`);
+        s.write(Buffer.alloc(2 * MiB, 0x20), () => setTimeout(() => { s.destroy(); resolve(); }, 300));
+      });
+      s.on('error', () => resolve());
+    });
+    const clean = await until(async () => (tmpFiles().length <= tmp0.length && (await mediaRows()) === rows0) || null, { timeoutMs: 10000 });
+    assert.ok(clean, `after the cut: rows ${await mediaRows()} (was ${rows0}), temp files ${JSON.stringify(tmpFiles())}`);
+    assert.equal(await mediaRows(`owner_id = ${u.id}`), 0, 'no row for the cut upload');
+    assertStatus(await appUp(), 200, 'health:');
+    // and the user can upload afterwards
+    await uploadOk(u, makePdf(500));
+  });
+
+  test('a ~100 MiB upload raises no worker\'s peak RSS by 16 MiB or more, and is stored', async (t) => {
+    const u = await newUser('mr');
+    const workers = mediaWorkers();
+    assert.ok(workers.length >= 1, 'media workers');
+    // warm every worker up with a small upload of the same kind (libraries, caches)
+    for (let i = 0; i < workers.length * 2; i++) await uploadOk(u, makePdf(2000));
+    const base = new Map(workers.map((p) => [p, procStatus(p)]));
+    const size = 100 * MiB - 4096;
+    const head = Buffer.from(`%PDF-1.4\n% ${crypto.randomBytes(8).toString('hex')}\n`);
+    const hash = crypto.createHash('sha256');
+    async function* body() { for await (const c of zeros(size, head)) { hash.update(c); yield c; } }
+    const t0 = Date.now();
+    const res = await raw('POST', '/api/media?filename=big.pdf', {
+      headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/pdf', 'content-length': String(size) },
+      body: body(), timeoutMs: 120000,
+    });
+    const ms = Date.now() - t0;
+    assertStatus(res, 201, `100 MiB upload (${ms} ms):`);
+    assert.equal(res.json.size, size);
+    assert.equal(res.json.sha256, hash.digest('hex'), 'streamed hash');
+    const report = [];
+    for (const p of workers) {
+      const now = procStatus(p);
+      const b = base.get(p);
+      report.push(`pid ${p}: VmHWM ${(b.hwm / MiB).toFixed(1)} -> ${(now.hwm / MiB).toFixed(1)} MiB, VmRSS ${(b.rss / MiB).toFixed(1)} -> ${(now.rss / MiB).toFixed(1)} MiB`);
+    }
+    for (const p of workers) {
+      const now = procStatus(p);
+      assert.ok(now.hwm - base.get(p).hwm < 16 * MiB, `worker ${p} grew too much:\n${report.join('\n')}`);
+    }
+    assert.deepEqual(mediaWorkers(), workers, 'same workers');
+    t.diagnostic(report.join('; '));
+    assertStatus(await delMedia(res.json.id, u), 204, 'delete the big one:');
+  });
+});
+
+// --- a pool with other settings: quota, signed-URL lifetime ------------------------------
+
+async function restartMedia(env) {
+  const r = await run('scripts/fcgi-pool', ['restart', 'media'], { env, timeoutMs: 90000 });
+  assert.equal(r.code, 0, `fcgi-pool restart media: ${r.stdout}${r.stderr}`);
+  const ok = await until(async () => (await appUp()).status === 200 || null, { timeoutMs: 15000 });
+  assert.ok(ok, 'media app answering after restart');
+}
+
+describe('quota and signed-URL expiry (media pool restarted with TH_MEDIA_QUOTA_BYTES, TH_MEDIA_URL_TTL)', () => {
+  before(async () => restartMedia({ ...STACK_ENV, TH_MEDIA_QUOTA_BYTES: String(200000), TH_MEDIA_URL_TTL: '10' }));
+  after(async () => restartMedia(STACK_ENV));
+
+  test('a user over the quota -> 413 naming the quota', async () => {
+    const u = await newUser('mq');
+    await uploadOk(u, makePdf(120000));
+    const res = await upload(u, makePdf(120000));
+    assertError(res, 413, 'too_large');
+    assert.match(res.json.error.message, /quota/i, 'the message names the quota');
+    assert.equal(await mediaRows(`owner_id = ${u.id}`), 1);
+    // deleting frees the quota
+    const first = (await psql(`SELECT id FROM media WHERE owner_id = ${u.id}`)).stdout.trim();
+    assertStatus(await delMedia(first, u), 204);
+    await uploadOk(u, makePdf(120000));
+  });
+
+  test('an expired signature -> 403', async () => {
+    const owner = await newUser('mx'); // U.a is over this pool's small quota
+    const c = await community(owner, 'private', [U.b]);
+    const m = await uploadOk(owner, makePdf(900), { community_id: c.id });
+    const u = new URL(m.variants.original, BASE_URL);
+    // exp may be rounded up (to a step of the TTL, so that URLs stay cacheable): within 2 TTLs
+    const exp = Number(u.searchParams.get('exp'));
+    assert.ok(exp > Date.now() / 1000 && exp <= Math.floor(Date.now() / 1000) + 22, `exp with a 10 s TTL: ${m.variants.original}`);
+    assertStatus(await download(urlPath(m.variants.original)), 200, 'before expiry:');
+    const wait = exp * 1000 - Date.now() + 1500;
+    if (wait > 0) await sleep(Math.min(wait, 25000));
+    assertStatus(await download(urlPath(m.variants.original)), 403, 'expired:');
+    // a fresh URL from the API works again
+    const g = await getMedia(m.id, U.b);
+    assertStatus(g, 200);
+    assertStatus(await download(urlPath(g.json.variants.original)), 200, 'fresh signature:');
+  });
+});
+
+// --- S3 backend ------------------------------------------------------------------------
+
+for (const style of ['path', 'virtual-host']) {
+  describe(`S3 backend (s3rver on 127.0.0.1:${S3_PORT}, ${style} style)`, () => {
+    let s3;
+    before(async () => {
+      s3 = await startS3({ port: S3_PORT, bucket: `th-media-${style === 'path' ? 'p' : 'v'}` });
+      await restartMedia({
+        ...STACK_ENV,
+        TH_MEDIA_STORAGE: 's3',
+        TH_S3_ENDPOINT: style === 'path' ? s3.endpoint : s3.vhostEndpoint,
+        TH_S3_PATH_STYLE: style === 'path' ? '1' : '0',
+        TH_S3_BUCKET: s3.bucket,
+        TH_S3_REGION: s3.region,
+        TH_S3_ACCESS_KEY: s3.accessKey,
+        TH_S3_SECRET_KEY: s3.secretKey,
+      });
+    });
+    after(async () => {
+      try { await restartMedia(STACK_ENV); } finally { await s3?.stop(); }
+    });
+
+    test('upload stores the object in the bucket; download returns the bytes', async (t) => {
+      const bytes = makePdf(8000);
+      const m = await uploadOk(U.a, bytes, { filename: 's3.pdf' });
+      assert.equal(m.sha256, sha256(bytes));
+      assert.ok(s3.listKeys().some((k) => k.includes(m.sha256)), `bucket keys: ${JSON.stringify(s3.listKeys())}`);
+      assert.ok(!existsSync(localPath(m.sha256)), 'not on local disk');
+      const d = await download(urlPath(m.variants.original));
+      assertStatus(d, 200, `S3 download${d.redirectedFrom ? ' (via redirect)' : ''}:`);
+      assert.ok(d.body.equals(bytes), 'same bytes');
+      t.diagnostic(`S3 delivery: ${d.redirectedFrom ? `redirect ${d.redirectedFrom.status} to ${d.redirectedFrom.headers.location}` : 'proxied by our origin'}`);
+    });
+
+    test('image variants are stored and served from S3', async () => {
+      const m = await uploadOk(U.a, S.bigJpeg, { filename: 'big-s3.jpg' });
+      for (const [v, w] of [['original', 2000], ['thumb', 320], ['medium', 1280]]) {
+        const d = await download(urlPath(m.variants[v]));
+        assertStatus(d, 200, v);
+        assert.equal((await identify(d.body)).w, w, v);
+      }
+    });
+
+    test('Range on S3: first bytes, open-ended, unsatisfiable', async () => {
+      const bytes = makePdf(9000);
+      const m = await uploadOk(U.a, bytes);
+      const p = urlPath(m.variants.original);
+      let d = await download(p, { headers: { range: 'bytes=0-99' } });
+      assertStatus(d, 206, 'bytes=0-99:');
+      assert.equal(d.headers['content-range'], `bytes 0-99/${bytes.length}`);
+      assert.ok(d.body.equals(bytes.subarray(0, 100)));
+      d = await download(p, { headers: { range: 'bytes=100-' } });
+      assertStatus(d, 206, 'bytes=100-:');
+      assert.ok(d.body.equals(bytes.subarray(100)));
+      d = await download(p, { headers: { range: `bytes=${bytes.length + 5}-` } });
+      assertStatus(d, 416, 'unsatisfiable:');
+    });
+
+    test('suffix Range on S3 (bytes=-100) -> the last 100 bytes', async (t) => {
+      // s3rver 3.7.1 itself answers a suffix range as bytes 0-100 (a bug of the emulator:
+      // S3 answers the last 100 bytes). When the app redirects to a presigned URL the client
+      // talks to s3rver directly, so that case is only reported, as a todo.
+      const bytes = makePdf(9000);
+      const m = await uploadOk(U.a, bytes);
+      const d = await download(urlPath(m.variants.original), { headers: { range: 'bytes=-100' } });
+      if (d.redirectedFrom && !d.body.equals(bytes.subarray(bytes.length - 100))) {
+        t.todo(`s3rver suffix-range bug: got ${d.headers['content-range']}`);
+        return;
+      }
+      assertStatus(d, 206, 'bytes=-100:');
+      assert.ok(d.body.equals(bytes.subarray(bytes.length - 100)), `got ${d.body.length} bytes, ${d.headers['content-range']}`);
+    });
+
+    test('private media on S3: signed URL works, altered -> 403', async () => {
+      const c = await community(U.a, 'private');
+      const m = await uploadOk(U.a, makePdf(900), { community_id: c.id });
+      assertStatus(await download(urlPath(m.variants.original)), 200, 'signed:');
+      const u = new URL(m.variants.original, BASE_URL);
+      u.searchParams.set('sig', `A${u.searchParams.get('sig').slice(1)}` === u.searchParams.get('sig') ? `B${u.searchParams.get('sig').slice(1)}` : `A${u.searchParams.get('sig').slice(1)}`);
+      assertStatus(await download(u.pathname + u.search), 403, 'altered:');
+    });
+
+    test('delete removes the object once no other medium shares it', async () => {
+      const bytes = makePdf(3000);
+      const m1 = await uploadOk(U.a, bytes);
+      const m2 = await uploadOk(U.b, bytes);
+      assertStatus(await delMedia(m1.id, U.a), 204);
+      assert.ok(s3.listKeys().some((k) => k.includes(m1.sha256)), 'kept for the other medium');
+      assertStatus(await download(urlPath(m2.variants.original)), 200);
+      assertStatus(await delMedia(m2.id, U.b), 204);
+      assert.ok(!s3.listKeys().some((k) => k.includes(m1.sha256)), `object still in the bucket: ${JSON.stringify(s3.listKeys())}`);
+      assertStatus(await download(urlPath(m2.variants.original)), 404);
+      const img = await uploadOk(U.a, await uniqueImage('png'));
+      assertStatus(await delMedia(img.id, U.a), 204);
+      assert.ok(!s3.listKeys().some((k) => k.includes(img.sha256)), `image objects left: ${JSON.stringify(s3.listKeys())}`);
+    });
+
+    test('the store down -> upload 503, the app stays up', async () => {
+      await s3.stop();
+      const res = await upload(U.a, makePdf(700));
+      assertOneOf(res, [503], 'S3 down:');
+      const h = await health();
+      assertOneOf(h, [200, 503], 'health while S3 is down (200, or 503 naming the store):');
+      assert.ok(await until(async () => (await request('GET', '/api/auth/health')).status === 200 || null, { timeoutMs: 3000 }));
+      assert.ok(mediaWorkers().length > 0, 'media workers alive');
+    });
+  });
+}
+
+test('local storage again after the S3 blocks', async () => {
+  const bytes = makePdf(1500);
+  const m = await uploadOk(U.a, bytes);
+  assert.ok(existsSync(localPath(m.sha256)), 'stored on local disk');
+  assertStatus(await download(urlPath(m.variants.original)), 200);
+});
