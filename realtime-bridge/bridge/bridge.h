@@ -47,6 +47,10 @@ void store_clear(struct batch *b);
  * Returns the number published, or -1 on a database error. */
 int relay_drain(struct mosquitto *mosq);
 
+/* calls.c: the user's last connection closed: leave their ongoing calls.
+ * 1 when something changed (events queued), 0 when nothing, -1 on error. */
+int calls_user_offline(int64_t user_id);
+
 uint64_t bridge_now_us(void);
 
 #endif

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "cache.h"
 #include "config.h"
 #include "db.h"
 #include "events.h"
@@ -33,7 +34,8 @@ struct bridge_stats bstats;
 static struct batch batch;
 static volatile sig_atomic_t stopping;
 static int connected;
-static char sub_filter[128];
+static char sub_filter[128], presence_filter[128];
+static int calls_changed;
 static uint64_t first_us;
 
 static void on_signal(int sig)
@@ -54,7 +56,8 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 	connected = 1;
 	log_info("bridge: connected (session %s)", flags & 1 ? "resumed" : "new");
 	/* subscribe on every connect: a reconnect restores the subscription */
-	if (mosquitto_subscribe_v5(mosq, NULL, sub_filter, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
+	if (mosquitto_subscribe_v5(mosq, NULL, sub_filter, 1, 0, NULL) != MOSQ_ERR_SUCCESS ||
+	    mosquitto_subscribe_v5(mosq, NULL, presence_filter, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
 		log_error("bridge: subscribe failed");
 }
 
@@ -74,6 +77,17 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	(void)mosq;
 	(void)obj;
 	(void)props;
+	if (strncmp(m->topic, "presence/", 9) == 0) {
+		/* a live "offline" (not the retained copies a subscribe replays):
+		 * the user's last connection closed */
+		const char *slash = strrchr(m->topic, '/');
+
+		if (!m->retain && slash && m->payloadlen > 0 && m->payloadlen < 256 &&
+		    memmem(m->payload, (size_t)m->payloadlen, "\"offline\"", 9) &&
+		    calls_user_offline(strtoll(slash + 1, NULL, 10)) > 0)
+			calls_changed = 1;
+		return;
+	}
 	if (batch.n == 0)
 		first_us = bridge_now_us();
 	/* redeliveries (libmosquitto does not expose DUP) are stored once and
@@ -162,12 +176,18 @@ int main(void)
 	snprintf(id, sizeof(id), "%s", cfg_str("TH_BRIDGE_ID", "th-bridge-1"));
 	snprintf(sub_filter, sizeof(sub_filter), "$share/%s/chat/+/+",
 		 cfg_str("TH_BRIDGE_GROUP", "bridge"));
+	snprintf(presence_filter, sizeof(presence_filter), "$share/%s/presence/+/+",
+		 cfg_str("TH_BRIDGE_GROUP", "bridge"));
 	if (!cfg_str("TH_DB_CONNINFO", NULL) ||
 	    db_init(cfg_str("TH_DB_CONNINFO", NULL), NULL, 10000) < 0) {
 		fprintf(stderr, "bridge: TH_DB_CONNINFO is not set\n");
 		return 1;
 	}
 	if (read_secret(secret, sizeof(secret)) < 0 || metrics_setup() < 0)
+		return 1;
+	/* Redis: the call participant sets the plugin's signal ACL reads */
+	if (cache_init(cfg_str("TH_REDIS_HOST", "127.0.0.1"),
+		       (int)cfg_int("TH_REDIS_PORT", 6379, 1, 65535), 250) < 0)
 		return 1;
 	mosquitto_lib_init();
 	/* a fixed client id and no clean start: the broker keeps our session,
@@ -243,8 +263,10 @@ int main(void)
 			if ((p[0].revents & POLLOUT) && batch.n == 0)
 				write_all(mosq);
 		}
-		if (lfd >= 0 && db_listen_drain() > 0)
+		if ((lfd >= 0 && db_listen_drain() > 0) || calls_changed) {
 			next_relay_us = 0;
+			calls_changed = 0;
+		}
 		if (connected)
 			mosquitto_loop_misc(mosq);
 		now = bridge_now_us();
@@ -269,6 +291,7 @@ int main(void)
 	mosquitto_lib_cleanup();
 	metrics_close();
 	db_close();
+	cache_close();
 	log_info("bridge: stopped");
 	return 0;
 }

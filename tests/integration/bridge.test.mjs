@@ -23,7 +23,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync, rmSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
@@ -518,6 +518,33 @@ describe('call signaling between participants only', { timeout: 90000 }, () => {
 });
 
 // --- 5. invalid payloads ----------------------------------------------------------------
+
+describe('a call ends when its participants disconnect', { timeout: 60000 }, () => {
+  test('the last connection of a participant closes: they leave; the last one out ends the call', async () => {
+    const owner = await newUser('brda');
+    const peer = await newUser('brdb');
+    const c = await community(owner, [peer]);
+    const cr = await api('POST', '/api/calls', owner, { channel_id: c.channel });
+    assert.equal(cr.status, 201, show(cr));
+    const call = cr.json.id;
+    assert.equal((await api('POST', `/api/calls/${call}/join`, peer)).status, 200);
+    const a = await connect(owner);
+    const b = await connect(peer);
+    const participants = async () => (await api('GET', `/api/calls/${call}`, owner)).json;
+    // (a disconnect is seen once the plugin's presence "offline" reaches the bridge)
+    await end(b);
+    await waitFor(async () => {
+      const j = await participants();
+      return j.participants.length === 1 && j.participants[0].id === owner.id && j.ended_at === null;
+    }, 10000, 'the peer to leave the call after disconnecting');
+    await end(a);
+    await waitFor(async () => (await participants()).ended_at !== null, 10000,
+      'the call to end after its last participant disconnected');
+    const r = spawnSync('redis-cli', ['-p', String(Number(process.env.TH_PORT_BASE) + 2), 'EXISTS',
+      `th:call:${call}:participants`], { encoding: 'utf8' });
+    assert.equal(r.stdout.trim(), '0', 'the participants set of an ended call is gone from Redis');
+  });
+});
 
 describe('invalid chat payloads are counted and dropped', { timeout: 60000 }, () => {
   test('the service account\'s invalid chat/<ch>/<uid> payloads grow th_messages_dropped_total and are not stored', async () => {
