@@ -44,7 +44,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 STACK_SRC:= $(wildcard tests/stack/test_*.c)
 STACK_BIN:= $(STACK_SRC:tests/stack/%.c=$(BUILD)/tests/stack/%)
 
-.PHONY: all run test unit integration asan bench deps stop clean format lint
+.PHONY: all run test unit integration e2e asan bench deps stop clean format lint
 all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(UNIT_BIN) $(STACK_BIN)
 
 # Objects depend on the flags they were built with: switching -fPIC or the
@@ -126,10 +126,15 @@ unit: $(UNIT_BIN)
 integration: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(STACK_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/integration/run
 
+# the browser tests: the demo app in Debian's Chromium (playwright-core)
+e2e: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN)
+	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/e2e/run
+
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory e2e
 
 # Everything runs sanitized except the broker plugin inside mosquitto: an ASan
 # runtime preloaded into the broker deadlocks in libpq's gettext set-up, so the

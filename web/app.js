@@ -1,0 +1,537 @@
+// The Townhall demo app: plain DOM code on top of townhall.js.
+import { Townhall, ApiError } from '/townhall.js';
+
+const th = new Townhall();
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) e.append(c instanceof Node ? c : String(c));
+  return e;
+};
+const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString() : '');
+const REACTIONS = ['👍', '❤️', '🎉', '😂'];
+
+const state = {
+  rt: null,
+  communities: [],
+  community: null,          // the selected community
+  channels: [],
+  channelId: null,
+  view: 'feed',
+  members: new Map(),       // user_id -> user
+  presence: new Map(),      // `${cid}/${uid}` -> status
+  users: new Map(),         // user_id -> user (names for chat)
+  openComments: new Set(),  // post ids with comments shown
+  call: null,
+  invite: null,
+  typingTimers: new Map(),
+};
+
+function toast(text) {
+  const t = $('#toast');
+  t.textContent = text;
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, 4000);
+}
+
+function errText(e) {
+  if (e instanceof ApiError) return e.field ? `${e.message} (${e.field})` : e.message;
+  return e && e.message ? e.message : String(e);
+}
+
+// ---- auth ----------------------------------------------------------------------------
+
+function showAuth() {
+  $('#auth-view').hidden = false;
+  $('#app-view').hidden = true;
+  $('#session').hidden = true;
+}
+
+for (const tab of document.querySelectorAll('.auth-card .tab')) {
+  tab.addEventListener('click', () => {
+    for (const t of document.querySelectorAll('.auth-card .tab')) t.classList.toggle('active', t === tab);
+    $('#signin-form').hidden = tab.dataset.tab !== 'signin';
+    $('#signup-form').hidden = tab.dataset.tab !== 'signup';
+    $('#auth-error').textContent = '';
+  });
+}
+
+$('#signin-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    await th.login(f.get('login'), f.get('password'));
+    await start();
+  } catch (e) { $('#auth-error').textContent = errText(e); }
+});
+
+$('#signup-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    await th.register({
+      email: f.get('email'), username: f.get('username'), password: f.get('password'),
+      display_name: f.get('display_name') || undefined,
+    });
+    await start();
+  } catch (e) { $('#auth-error').textContent = errText(e); }
+});
+
+$('#logout').addEventListener('click', async () => {
+  if (state.call) await hangup();
+  try { await th.logout(); } catch { /* signed out locally anyway */ }
+  location.reload();
+});
+
+th.on('signedout', () => showAuth());
+
+// ---- start ---------------------------------------------------------------------------
+
+async function start() {
+  $('#auth-view').hidden = true;
+  $('#app-view').hidden = false;
+  $('#session').hidden = false;
+  $('#me-name').textContent = th.user.display_name || th.user.username;
+  state.users.set(th.user.id, th.user);
+  const rt = await th.realtime();
+  state.rt = rt;
+  setConn(rt.connected ? 'online' : 'connecting');
+  rt.on('status', setConn);
+  rt.on('message', onChatMessage);
+  rt.on('stored', ({ id }) => {
+    const li = document.querySelector(`#messages li[data-id="${id}"]`);
+    if (li) li.classList.remove('pending');
+  });
+  rt.on('typing', onTyping);
+  rt.on('presence', onPresence);
+  rt.on('event', onCommunityEvent);
+  rt.on('inbox', onInbox);
+  await loadCommunities();
+  const last = Number(sessionStorage.getItem('townhall.community'));
+  const pick = state.communities.find((c) => c.id === last);
+  if (pick) await selectCommunity(pick.id, sessionStorage.getItem('townhall.view') || 'feed');
+}
+
+function setConn(s) {
+  const c = $('#conn-status');
+  c.textContent = s;
+  c.classList.toggle('online', s === 'online');
+}
+
+// ---- communities ---------------------------------------------------------------------
+
+async function loadCommunities() {
+  const page = await th.listCommunities({ limit: 100 });
+  state.communities = page.items;
+  renderCommunities();
+}
+
+function renderCommunities() {
+  const ul = $('#community-list');
+  ul.replaceChildren(...state.communities.map((c) => el('li', {
+    class: state.community && state.community.id === c.id ? 'active' : '',
+    dataset: { id: c.id, slug: c.slug },
+    onclick: () => selectCommunity(c.id),
+  }, c.name, el('span', { class: 'badge' }, c.my_role ? c.my_role : `${c.member_count} members`))));
+  if (!state.communities.length) ul.append(el('li', { class: 'muted' }, 'No communities yet.'));
+}
+
+$('#refresh-communities').addEventListener('click', () => loadCommunities().catch((e) => toast(errText(e))));
+window.addEventListener('focus', () => { if (th.signedIn && state.rt) loadCommunities().catch(() => {}); });
+
+$('#community-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    const c = await th.createCommunity({
+      name: f.get('name'), slug: f.get('slug'), description: f.get('description') || undefined,
+      visibility: f.get('visibility'),
+    });
+    ev.target.reset();
+    $('#create-community').open = false;
+    await loadCommunities();
+    // the broker announces presence per community at connect: reconnect to appear online here
+    await state.rt.reconnect();
+    await selectCommunity(c.id);
+  } catch (e) { toast(errText(e)); }
+});
+
+async function selectCommunity(id, view) {
+  const c = await th.getCommunity(id);
+  state.community = c;
+  sessionStorage.setItem('townhall.community', String(id));
+  const idx = state.communities.findIndex((x) => x.id === id);
+  if (idx >= 0) state.communities[idx] = c;
+  renderCommunities();
+  $('#empty-state').hidden = true;
+  $('#community-view').hidden = false;
+  $('#community-name').textContent = c.name;
+  $('#community-desc').textContent = c.description || '';
+  $('#join-btn').hidden = !!c.my_role;
+  $('#leave-btn').hidden = !c.my_role || c.my_role === 'owner';
+  $('#post-form').hidden = !c.my_role;
+  $('#message-form').hidden = !c.my_role;
+  $('#call-btn').disabled = !c.my_role;
+  state.presence.clear();
+  await state.rt.watchCommunity(id, { presence: !!c.my_role }).catch((e) => console.warn(e));
+  await loadMembers();
+  const ch = await th.listChannels(id, { limit: 100 });
+  state.channels = ch.items;
+  const sel = $('#channel-select');
+  sel.replaceChildren(...state.channels.map((x) => el('option', { value: x.id }, '#' + x.name)));
+  if (state.channelId && !state.channels.some((x) => x.id === state.channelId)) state.channelId = null;
+  await showView(view || state.view);
+}
+
+$('#join-btn').addEventListener('click', async () => {
+  try {
+    await th.joinCommunity(state.community.id);
+    await state.rt.reconnect();
+    await loadCommunities();
+    await selectCommunity(state.community.id);
+    toast(`Welcome to ${state.community.name}!`);
+  } catch (e) { toast(errText(e)); }
+});
+
+$('#leave-btn').addEventListener('click', async () => {
+  try {
+    await th.leaveCommunity(state.community.id);
+    state.rt.unwatchCommunity(state.community.id);
+    await loadCommunities();
+    await selectCommunity(state.community.id);
+  } catch (e) { toast(errText(e)); }
+});
+
+for (const tab of document.querySelectorAll('#community-view .tab')) {
+  tab.addEventListener('click', () => showView(tab.dataset.view));
+}
+
+async function showView(view) {
+  state.view = view;
+  sessionStorage.setItem('townhall.view', view);
+  for (const t of document.querySelectorAll('#community-view .tab')) t.classList.toggle('active', t.dataset.view === view);
+  $('#feed-view').hidden = view !== 'feed';
+  $('#chat-view').hidden = view !== 'chat';
+  if (view === 'feed') await loadPosts();
+  else await openChannel(state.channelId || (state.channels[0] && state.channels[0].id));
+}
+
+// ---- members & presence ----------------------------------------------------------------
+
+async function loadMembers() {
+  const page = await th.listMembers(state.community.id, { limit: 100 });
+  state.members = new Map(page.items.map((m) => [m.user.id, m]));
+  for (const m of page.items) state.users.set(m.user.id, m.user);
+  renderMembers();
+}
+
+function renderMembers() {
+  const cid = state.community && state.community.id;
+  const ul = $('#member-list');
+  const items = [...state.members.values()].map((m) => {
+    const online = m.user.id === th.user.id ? state.rt.connected : state.presence.get(`${cid}/${m.user.id}`) === 'online';
+    return el('li', { dataset: { user: m.user.username, status: online ? 'online' : 'offline' } },
+      el('span', { class: 'dot' + (online ? ' online' : ''), title: online ? 'online' : 'offline' }),
+      m.user.display_name || m.user.username,
+      el('span', { class: 'badge' }, m.role));
+  });
+  ul.replaceChildren(...items);
+}
+
+function onPresence(p) {
+  state.presence.set(`${p.community_id}/${p.user_id}`, p.status);
+  if (state.community && p.community_id === state.community.id) renderMembers();
+}
+
+// ---- feed ----------------------------------------------------------------------------
+
+$('#post-image').addEventListener('change', (ev) => {
+  const f = ev.target.files[0];
+  $('#post-image-name').textContent = f ? f.name : '';
+});
+
+$('#post-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const f = new FormData(form);
+  const file = $('#post-image').files[0];
+  const btn = $('#post-submit');
+  btn.disabled = true;
+  try {
+    const media_ids = [];
+    if (file) media_ids.push((await th.uploadMedia(file, { communityId: state.community.id })).id);
+    // The server stores media_ids but does not return post.media yet (posts.c): the post body
+    // carries a [media:<id>] marker that renderPost resolves with GET /api/media/:id.
+    const body = f.get('body') + media_ids.map((id) => `\n[media:${id}]`).join('');
+    await th.createPost(state.community.id, { title: f.get('title') || undefined, body, media_ids: media_ids.length ? media_ids : undefined });
+    form.reset();
+    $('#post-image-name').textContent = '';
+    await loadPosts();
+  } catch (e) { toast(errText(e)); } finally { btn.disabled = false; }
+});
+
+async function loadPosts() {
+  if (!state.community) return;
+  const cid = state.community.id;
+  const page = await th.listPosts(cid, { limit: 30 });
+  if (!state.community || state.community.id !== cid) return;
+  const box = $('#posts');
+  box.replaceChildren(...page.items.map(renderPost));
+  if (!page.items.length) box.append(el('p', { class: 'muted' }, 'No posts yet.'));
+  for (const id of state.openComments) if (page.items.some((p) => p.id === id)) loadComments(id);
+}
+
+const MEDIA_MARK = /\n?\[media:([0-9a-f-]{36})\]/g;
+const mediaCache = new Map();
+
+function renderMedia(m) {
+  return m.kind === 'image'
+    ? el('a', { href: m.variants.medium || m.variants.original, target: '_blank' },
+      el('img', { class: 'thumb', src: m.variants.thumb || m.variants.original, alt: m.filename || 'image' }))
+    : el('a', { href: m.variants.original, target: '_blank' }, `📎 ${m.filename || m.kind}`);
+}
+
+function renderPost(p) {
+  const media = (p.media || []).map(renderMedia);
+  const marked = [...p.body.matchAll(MEDIA_MARK)].map((x) => x[1]).filter((id) => !(p.media || []).some((m) => m.id === id));
+  const mediaBox = el('div', { class: 'media' }, media);
+  for (const id of marked) {
+    if (!mediaCache.has(id)) mediaCache.set(id, th.getMedia(id).catch(() => null));
+    mediaCache.get(id).then((m) => { if (m) mediaBox.append(renderMedia(m)); });
+  }
+  const reactions = el('div', { class: 'reactions' }, REACTIONS.map((emoji) => {
+    const mine = (p.my_reactions || []).includes(emoji);
+    const n = (p.reactions || {})[emoji] || 0;
+    return el('button', {
+      class: mine ? 'mine' : '', dataset: { emoji }, disabled: !state.community.my_role,
+      onclick: async () => {
+        try { await (mine ? th.unreact(p.id, emoji) : th.react(p.id, emoji)); await loadPosts(); } catch (e) { toast(errText(e)); }
+      },
+    }, `${emoji} ${n || ''}`.trim());
+  }), el('button', {
+    class: 'ghost', dataset: { action: 'comments' },
+    onclick: () => {
+      if (state.openComments.has(p.id)) state.openComments.delete(p.id); else state.openComments.add(p.id);
+      loadPosts();
+    },
+  }, `💬 ${p.comment_count}`));
+  const comments = el('div', { class: 'comments', id: `comments-${p.id}`, hidden: !state.openComments.has(p.id) });
+  return el('article', { class: 'card post', dataset: { id: p.id } },
+    p.title ? el('h3', {}, p.title) : null,
+    el('div', { class: 'meta' }, `${p.author.display_name || p.author.username} · ${fmtTime(p.created_at)}`),
+    el('div', { class: 'body' }, p.body.replace(MEDIA_MARK, '').trim()),
+    mediaBox, reactions, comments);
+}
+
+async function loadComments(postId) {
+  const box = document.getElementById(`comments-${postId}`);
+  if (!box) return;
+  const page = await th.listComments(postId, { limit: 100 });
+  const form = el('form', {
+    class: 'comment-form',
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      const body = ev.target.elements.body.value.trim();
+      if (!body) return;
+      try { await th.createComment(postId, { body }); await loadPosts(); } catch (e) { toast(errText(e)); }
+    },
+  }, el('input', { name: 'body', placeholder: 'Write a comment…', maxlength: 10000 }), el('button', { type: 'submit' }, 'Reply'));
+  box.replaceChildren(
+    ...page.items.map((c) => el('div', { class: 'comment' }, el('b', {}, c.author ? (c.author.display_name || c.author.username) : ''), c.body)),
+    state.community.my_role ? form : el('p', { class: 'muted small' }, 'Join to comment.'));
+}
+
+function onCommunityEvent(ev) {
+  if (!state.community || ev.community_id !== state.community.id) return;
+  switch (ev.type) {
+    case 'post_created': case 'post_edited': case 'post_deleted': case 'comment_created': case 'comment_deleted':
+      if (state.view === 'feed') loadPosts();
+      break;
+    case 'member_joined': case 'member_left': case 'member_removed': case 'member_banned': case 'role_changed':
+      loadMembers();
+      if (ev.user_id === th.user.id) selectCommunity(state.community.id);
+      break;
+    case 'channel_created':
+      selectCommunity(state.community.id, state.view);
+      break;
+    case 'call_invite':
+      onInbox(ev);
+      break;
+    case 'message_deleted': {
+      const li = document.querySelector(`#messages li[data-id="${ev.message_id}"]`);
+      if (li) { li.classList.add('deleted'); li.querySelector('.text').textContent = 'message deleted'; }
+      break;
+    }
+    case 'community_updated':
+      selectCommunity(state.community.id, state.view);
+      break;
+    default:
+  }
+}
+
+// ---- chat ----------------------------------------------------------------------------
+
+$('#channel-select').addEventListener('change', (ev) => openChannel(Number(ev.target.value)));
+
+async function openChannel(channelId) {
+  if (!channelId) return;
+  if (state.channelId && state.channelId !== channelId) state.rt.leaveChannel(state.channelId);
+  state.channelId = channelId;
+  $('#channel-select').value = String(channelId);
+  $('#messages').replaceChildren();
+  $('#typing').textContent = '';
+  state.rt.leaveChannel(channelId);   // start clean: the history below is rendered again
+  await state.rt.joinChannel(channelId, { limit: 50 });
+  // our own messages still waiting for a receipt (e.g. sent just before a reload)
+  for (const p of state.rt.pending.values()) {
+    if (p.channel_id === channelId && !document.querySelector(`#messages li[data-id="${p.payload.id}"]`)) {
+      onChatMessage({ channel_id: channelId, sender_id: th.user.id, id: p.payload.id, body: p.payload.body, source: 'self' });
+    }
+  }
+  scrollChat();
+}
+
+function nameOf(uid, sender) {
+  if (sender) state.users.set(uid, sender);
+  const u = state.users.get(uid) || (state.members.get(uid) && state.members.get(uid).user);
+  return u ? (u.display_name || u.username) : `user ${uid}`;
+}
+
+function onChatMessage(m) {
+  if (m.channel_id !== state.channelId) return;
+  const ol = $('#messages');
+  const existing = ol.querySelector(`li[data-id="${m.id}"]`);
+  if (existing) return;
+  const mine = m.sender_id === th.user.id;
+  const li = el('li', {
+    class: `msg${mine ? ' mine' : ''}${m.source === 'self' && state.rt.pending.has(m.id) ? ' pending' : ''}${m.deleted_at ? ' deleted' : ''}`,
+    dataset: { id: m.id, sender: m.sender_id },
+  }, el('div', { class: 'who' }, `${nameOf(m.sender_id, m.sender)}${m.created_at ? ' · ' + new Date(m.created_at).toLocaleTimeString() : ''}`),
+  el('div', { class: 'text' }, m.deleted_at ? 'message deleted' : m.body));
+  const nearBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 80;
+  ol.append(li);
+  if (nearBottom || mine) scrollChat();
+  // whoever sent a message stopped typing
+  clearTyping(m.sender_id);
+}
+
+function scrollChat() { const ol = $('#messages'); ol.scrollTop = ol.scrollHeight; }
+
+$('#message-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const input = $('#message-input');
+  const body = input.value.trim();
+  if (!body || !state.channelId) return;
+  state.rt.send(state.channelId, body);
+  input.value = '';
+});
+
+$('#message-input').addEventListener('input', () => {
+  if (state.channelId && $('#message-input').value) state.rt.typing(state.channelId);
+});
+
+function onTyping({ channel_id, user_id }) {
+  if (channel_id !== state.channelId) return;
+  clearTimeout(state.typingTimers.get(user_id));
+  state.typingTimers.set(user_id, setTimeout(() => clearTyping(user_id), 3500));
+  renderTyping();
+}
+function clearTyping(uid) {
+  if (!state.typingTimers.has(uid)) return;
+  clearTimeout(state.typingTimers.get(uid));
+  state.typingTimers.delete(uid);
+  renderTyping();
+}
+function renderTyping() {
+  const names = [...state.typingTimers.keys()].map((u) => nameOf(u));
+  $('#typing').textContent = names.length ? `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} typing…` : '';
+}
+
+// ---- calls ---------------------------------------------------------------------------
+
+function onInbox(msg) {
+  if (msg.type === 'call_invite' && msg.from !== th.user.id && !state.call) {
+    state.invite = msg;
+    $('#incoming-text').textContent = `📞 ${nameOf(msg.from)} is calling in #${(state.channels.find((c) => c.id === msg.channel_id) || {}).name || msg.channel_id}`;
+    $('#incoming-call').hidden = false;
+  }
+}
+
+function callOpts() {
+  return { iceTransportPolicy: $('#force-relay').checked ? 'relay' : 'all', media: { audio: true, video: true } };
+}
+
+function wireCall(call) {
+  state.call = call;
+  $('#call-panel').hidden = false;
+  $('#call-btn').disabled = true;
+  $('#call-state').textContent = 'waiting';
+  $('#call-path').textContent = '';
+  call.on('localstream', (s) => { $('#local-video').srcObject = s; });
+  if (call.localStream) $('#local-video').srcObject = call.localStream;
+  call.on('remotestream', ({ stream }) => { $('#remote-video').srcObject = stream; });
+  call.on('state', async ({ state: st }) => {
+    $('#call-state').textContent = st;
+    if (st === 'connected') {
+      try {
+        const types = Object.values(await call.candidateTypes()).filter(Boolean);
+        $('#call-path').textContent = types.length ? `(${types.join(', ')})` : '';
+      } catch { /* stats are a nicety */ }
+    }
+  });
+  call.on('ended', () => {
+    $('#call-panel').hidden = true;
+    $('#call-btn').disabled = false;
+    $('#remote-video').srcObject = null;
+    $('#local-video').srcObject = null;
+    state.call = null;
+  });
+}
+
+$('#call-btn').addEventListener('click', async () => {
+  if (!state.channelId || state.call) return;
+  try {
+    const call = await th.startCall(state.channelId, callOpts());
+    wireCall(call);
+    $('#call-id').textContent = '#' + call.id;
+  } catch (e) { toast(errText(e)); }
+});
+
+$('#accept-call').addEventListener('click', async () => {
+  const inv = state.invite;
+  $('#incoming-call').hidden = true;
+  state.invite = null;
+  if (!inv || state.call) return;
+  try {
+    const call = await th.joinCall(inv.call_id, callOpts());
+    wireCall(call);
+    $('#call-id').textContent = '#' + call.id;
+  } catch (e) { toast(errText(e)); }
+});
+
+$('#dismiss-call').addEventListener('click', () => { $('#incoming-call').hidden = true; state.invite = null; });
+
+async function hangup() {
+  if (state.call) await state.call.hangup().catch(() => {});
+}
+$('#hangup-btn').addEventListener('click', hangup);
+window.addEventListener('pagehide', () => { if (state.call) state.call.hangup(); });
+
+// ---- boot ----------------------------------------------------------------------------
+
+if (th.signedIn) {
+  start().catch((e) => { console.error(e); if (!th.signedIn) showAuth(); else toast(errText(e)); });
+} else {
+  showAuth();
+}
+
+// for debugging and tests
+window.townhall = { th, state };
