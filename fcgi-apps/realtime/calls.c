@@ -230,6 +230,43 @@ static int join_commit(struct http_req *req, const struct rt_channel *ch, int64_
 
 /* ---- handlers ---- */
 
+#define CALL_INVITE_MAX 1000 /* inboxes one invite reaches; the rest see the
+			      * community's event topic */
+
+/* call_invite to the inboxes of the channel's community members (not the
+ * caller), so a ringing phone does not depend on which community a client
+ * has open; capped, and every member also gets it on events/community. */
+static int invite(struct http_req *req, const struct rt_channel *ch, int64_t call)
+{
+	char cid[24], uid[24], lim[12];
+	const char *params[] = {cid, uid, lim};
+	struct json_object *ev, *inbox;
+	struct db_res *r;
+	int i;
+
+	snprintf(cid, sizeof(cid), "%lld", (long long)ch->community_id);
+	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
+	snprintf(lim, sizeof(lim), "%d", CALL_INVITE_MAX);
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT user_id FROM memberships WHERE community_id = $1 AND user_id <> $2 "
+			     "ORDER BY user_id LIMIT $3",
+			     3, params);
+	if (!r)
+		return -1;
+	ev = json_object_new_object();
+	inbox = json_object_new_array();
+	for (i = 0; i < db_res_rows(r); i++)
+		json_object_array_add(inbox, json_object_new_int64(strtoll(db_res_get(r, i, 0), NULL, 10)));
+	db_res_free(r);
+	json_object_object_add(ev, "type", json_object_new_string("call_invite"));
+	json_object_object_add(ev, "community_id", json_object_new_int64(ch->community_id));
+	json_object_object_add(ev, "channel_id", json_object_new_int64(ch->id));
+	json_object_object_add(ev, "call_id", json_object_new_int64(call));
+	json_object_object_add(ev, "from", json_object_new_int64(req->user_id));
+	json_object_object_add(ev, "inbox", inbox);
+	return events_emit_json(req, ev);
+}
+
 /* POST /api/calls {channel_id} */
 void calls_create(struct http_req *req)
 {
@@ -301,7 +338,7 @@ void calls_create(struct http_req *req)
 	db_res_free(r);
 	if (participant_add(req, call, req->user_id) < 0 ||
 	    emit(req, "call_started", &ch, call, "user_id", req->user_id) < 0 ||
-	    emit(req, "call_invite", &ch, call, "from", req->user_id) < 0 ||
+	    invite(req, &ch, call) < 0 ||
 	    rt_commit_or_reply(req) < 0)
 		return;
 	mirror_join(call, req->user_id);

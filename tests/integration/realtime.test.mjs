@@ -425,7 +425,10 @@ describe('calls', () => {
       assert.equal(e.community_id, c.id);
       assert.equal(e.channel_id, c.channel);
     }
-    assert.deepEqual(mine[1], { type: 'call_invite', community_id: c.id, call_id: v.cr.id, channel_id: c.channel, from: U.owner.id });
+    const { inbox, ...invite } = mine[1];
+    assert.deepEqual(invite, { type: 'call_invite', community_id: c.id, call_id: v.cr.id, channel_id: c.channel, from: U.owner.id });
+    // the invitation goes to the other members' inboxes, never back to the caller
+    assert.ok(Array.isArray(inbox) && inbox.includes(U.member.id) && !inbox.includes(U.owner.id), JSON.stringify(mine[1]));
   });
 
   test('permissions: members only; private calls are invisible to outsiders; a removed participant may still leave', async () => {
