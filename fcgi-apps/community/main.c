@@ -7,6 +7,7 @@
  * GET /metrics/community. */
 #include "app.h"
 #include "community.h"
+#include "mediaurl.h"
 
 #define A ROUTE_AUTH
 #define O ROUTE_AUTH_OPTIONAL
@@ -43,12 +44,19 @@ static const struct route routes[] = {
 	{"DELETE", "/api/posts/:id/reactions/:emoji", reactions_delete, A, 0},
 };
 
+/* posts list their media with signed URLs (lib/mediaurl) */
+static int community_init(void)
+{
+	return mediaurl_init();
+}
+
 int main(void)
 {
 	static const struct app app = {
 		.name = "community",
 		.routes = routes,
 		.nroutes = sizeof(routes) / sizeof(routes[0]),
+		.init = community_init,
 	};
 
 	return app_main(&app);

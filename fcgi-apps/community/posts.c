@@ -24,6 +24,7 @@
 #include "events.h"
 #include "jh.h"
 #include "log.h"
+#include "mediaurl.h"
 #include "page.h"
 #include "posts.h"
 
@@ -33,6 +34,45 @@
 #define UUID_LEN 36
 
 /* ---- shared with comments.c, reactions.c, search.c, feedcache.c ---- */
+
+/* The media array of POST_MEDIA_SQL, completed as API.md's media objects:
+ * "variants" with their URLs (images get thumb and medium), "public"
+ * dropped. */
+static struct json_object *media_json(const char *text)
+{
+	static const char *const names[] = {"original", "thumb", "medium"};
+	struct json_object *arr = jh_parse(text, strlen(text)), *m, *v, *variants;
+	char url[256];
+	size_t i;
+
+	if (!arr || !json_object_is_type(arr, json_type_array)) {
+		json_object_put(arr);
+		return json_object_new_array();
+	}
+	for (i = 0; i < json_object_array_length(arr); i++) {
+		const char *id;
+		int pub, nvar;
+
+		m = json_object_array_get_idx(arr, i);
+		id = json_object_object_get_ex(m, "id", &v) ? json_object_get_string(v) : "";
+		pub = json_object_object_get_ex(m, "public", &v) && json_object_get_boolean(v);
+		nvar = json_object_object_get_ex(m, "kind", &v) &&
+		       strcmp(json_object_get_string(v), "image") == 0 ? 3 : 1;
+		json_object_object_del(m, "public");
+		if (json_object_object_get_ex(m, "width", &v) && !v)
+			json_object_object_del(m, "width");
+		if (json_object_object_get_ex(m, "height", &v) && !v)
+			json_object_object_del(m, "height");
+		variants = json_object_new_object();
+		for (int k = 0; k < nvar; k++) {
+			const char *u = mediaurl_write(url, sizeof(url), id, names[k], pub);
+
+			json_object_object_add(variants, names[k], u ? json_object_new_string(u) : NULL);
+		}
+		json_object_object_add(m, "variants", variants);
+	}
+	return arr;
+}
 
 struct json_object *post_json(const struct db_res *r, int row)
 {
@@ -47,9 +87,7 @@ struct json_object *post_json(const struct db_res *r, int row)
 	json_object_object_add(o, "author", user_json(r, row, 2));
 	json_object_object_add(o, "title", json_object_new_string(db_res_get(r, row, 6)));
 	json_object_object_add(o, "body", json_object_new_string(db_res_get(r, row, 7)));
-	/* media_ids are stored; the media service that turns them into media
-	 * objects comes later, so until then "media" is always [] */
-	json_object_object_add(o, "media", json_object_new_array());
+	json_object_object_add(o, "media", media_json(db_res_get(r, row, 12)));
 	json_object_object_add(o, "comment_count", user_json_int(db_res_get(r, row, 8)));
 	json_object_object_add(o, "reactions", reactions ? reactions : json_object_new_object());
 	json_object_object_add(o, "my_reactions", json_object_new_array());
@@ -293,6 +331,22 @@ void posts_create(struct http_req *req)
 		const char *params[] = {id_text(cid, c.id), id_text(uid, req->user_id),
 					title ? title : "", body, media};
 
+		/* a post shows only media its author uploaded: every id must name
+		 * one of them (counted once however often it is listed) */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT (SELECT count(*) FROM media WHERE id = ANY($1::uuid[]) "
+				     "AND owner_id = $2) = cardinality(ARRAY(SELECT DISTINCT "
+				     "unnest($1::uuid[])))",
+				     2, (const char *const[]){media, uid});
+		if (!r)
+			return;
+		if (strcmp(db_res_get(r, 0, 0), "t") != 0) {
+			db_res_free(r);
+			http_reply_error(req, TH_EVALIDATION,
+					 "media_ids must name media you uploaded", "media_ids");
+			return;
+		}
+		db_res_free(r);
 		if (posts_begin_or_reply(req) < 0)
 			return;
 		r = db_exec_or_reply(req, DB_PRIMARY,

@@ -33,8 +33,19 @@ struct json_object;
 	TH_TIME_SQL("p.created_at") ", " TH_TIME_SQL("p.edited_at") ", " \
 	"COALESCE((SELECT json_object_agg(x.emoji, x.n ORDER BY x.emoji)::text " \
 	"FROM (SELECT emoji, count(*) AS n FROM reactions WHERE post_id = p.id " \
-	"GROUP BY emoji) x), '{}')"
-#define POST_NCOLS 12
+	"GROUP BY emoji) x), '{}'), " POST_MEDIA_SQL
+/* The post's media, in media_ids order, as a JSON array; post_json() adds
+ * the variant URLs (signed for private media: lib/mediaurl). */
+#define POST_MEDIA_SQL \
+	"COALESCE((SELECT json_agg(json_build_object('id', md.id, 'owner_id', md.owner_id, " \
+	"'community_id', md.community_id, 'kind', md.kind, 'mime', md.mime, 'size', md.size, " \
+	"'sha256', md.sha256, 'width', md.width, 'height', md.height, 'filename', md.filename, " \
+	"'created_at', " TH_TIME_SQL("md.created_at") ", " \
+	"'public', md.community_id IS NULL OR mc.visibility = 'public') " \
+	"ORDER BY array_position(p.media_ids, md.id))::text " \
+	"FROM media md LEFT JOIN communities mc ON mc.id = md.community_id " \
+	"WHERE md.id = ANY(p.media_ids)), '[]')"
+#define POST_NCOLS 13
 
 /* The post of row (my_reactions: []).  NULL when out of memory. */
 struct json_object *post_json(const struct db_res *r, int row);

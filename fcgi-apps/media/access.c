@@ -9,12 +9,7 @@
  *   - a private community's media: its members (banned users are no members).
  *     Everyone else gets 404, as for the community itself.
  *
- * A signed URL ?exp=<unix seconds>&sig=<hex HMAC-SHA256> over
- * "<id>/<variant>/<exp>" with the key in TH_MEDIA_URL_SECRET_FILE (default
- * $TH_VAR_DIR/keys/media-url.secret, made by scripts/stack) grants one
- * variant until exp, whoever holds it.  exp is rounded up to a multiple of
- * the TTL so the URLs of one medium stay the same for a while and browsers
- * can cache the bytes. */
+ * Signed URLs of private media: lib/mediaurl.c. */
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <sodium.h>
@@ -28,40 +23,12 @@
 #include "db.h"
 #include "log.h"
 #include "media.h"
+#include "mediaurl.h"
 #include "user.h"
-
-#define SECRET_MIN 32
-
-static unsigned char secret[256];
-static size_t secret_len;
 
 int access_init(void)
 {
-	char dflt[4096];
-	const char *path;
-	int fd;
-	ssize_t n;
-
-	snprintf(dflt, sizeof(dflt), "%s/keys/media-url.secret", media_cfg.var_dir);
-	path = cfg_str("TH_MEDIA_URL_SECRET_FILE", dflt);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "media: cannot open the signed-URL secret %s (TH_MEDIA_URL_SECRET_FILE; "
-				"scripts/stack creates it): %m\n", path);
-		return -1;
-	}
-	n = read(fd, secret, sizeof(secret));
-	close(fd);
-	/* a trailing newline is not part of the key */
-	while (n > 0 && (secret[n - 1] == '\n' || secret[n - 1] == '\r'))
-		n--;
-	if (n < SECRET_MIN) {
-		fprintf(stderr, "media: the signed-URL secret %s holds fewer than %d bytes\n", path,
-			SECRET_MIN);
-		return -1;
-	}
-	secret_len = (size_t)n;
-	return 0;
+	return mediaurl_init();
 }
 
 static int hex_digit(char ch)
@@ -84,47 +51,18 @@ int media_uuid_ok(const char *s, size_t n)
 	return 1;
 }
 
-static void sign(const char *id, const char *variant, long long exp, char out[65])
-{
-	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	char msg[128];
-	int n = snprintf(msg, sizeof(msg), "%s/%s/%lld", id, variant, exp);
-	crypto_auth_hmacsha256_state st;
-
-	crypto_auth_hmacsha256_init(&st, secret, secret_len);
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)msg, (unsigned long long)n);
-	crypto_auth_hmacsha256_final(&st, mac);
-	sodium_bin2hex(out, 65, mac, sizeof(mac));
-}
-
 int media_sig_check(struct http_req *req, const char *id, const char *variant)
 {
 	const char *exp_s = http_query(req, "exp"), *sig = http_query(req, "sig");
-	long long exp;
-	char want[65];
 
 	if (!exp_s && !sig)
 		return 0;
-	if (!exp_s || !sig || cfg_parse_int(exp_s, 0, 253402300799LL, &exp) < 0 ||
-	    strlen(sig) != 64)
-		return -1;
-	if (exp < (long long)time(NULL))
-		return -1;
-	sign(id, variant, exp, want);
-	/* constant time: the comparison must not tell how much of it was right */
-	return sodium_memcmp(want, sig, 64) == 0 ? 1 : -1;
+	return mediaurl_check(id, variant, exp_s, sig);
 }
 
 char *media_url(struct http_req *req, const struct media_row *m, const char *variant)
 {
-	long long ttl = media_cfg.url_ttl, exp;
-	char sig[65];
-
-	if (m->is_public)
-		return arena_printf(req->arena, "/media/%s/%s", m->id, variant);
-	exp = ((long long)time(NULL) / ttl + 2) * ttl; /* between ttl and 2 ttl ahead */
-	sign(m->id, variant, exp, sig);
-	return arena_printf(req->arena, "/media/%s/%s?exp=%lld&sig=%s", m->id, variant, exp, sig);
+	return mediaurl_make(req->arena, m->id, variant, m->is_public);
 }
 
 int media_visible(const struct http_req *req, const struct media_row *m)

@@ -851,6 +851,30 @@ describe('private media: members, signed URLs', () => {
 
 // --- delete and deduplication -----------------------------------------------------------
 
+describe('media in posts', () => {
+  test('a post lists its media with variant URLs a member can fetch; media of another user are refused', async () => {
+    const C = await community(U.a, 'private', [U.b]);
+    const m = await uploadOk(U.a, S.jpeg, { community_id: C.id, filename: 'in-post.jpg' });
+    const other = await uploadOk(U.b, makePdf(900), { community_id: C.id, filename: 'b.pdf' });
+    const created = await api('POST', `/api/communities/${C.id}/posts`, U.a, { body: 'with a picture', media_ids: [m.id] });
+    assertStatus(created, 201, 'post with media:');
+    assert.equal(created.json.media.length, 1, JSON.stringify(created.json));
+    const pm = created.json.media[0];
+    assert.equal(pm.id, m.id);
+    assert.equal(pm.kind, 'image');
+    for (const v of ['original', 'thumb', 'medium']) assert.match(pm.variants[v], /[?&]sig=[0-9a-f]{64}/, JSON.stringify(pm));
+    // the reader gets the same from the feed, and the signed thumb works without a token
+    const feed = await api('GET', `/api/communities/${C.id}/posts`, U.b);
+    assertStatus(feed, 200, 'feed:');
+    const item = feed.json.items.find((p) => p.id === created.json.id);
+    assert.equal(item.media[0].id, m.id);
+    assertStatus(await download(urlPath(item.media[0].variants.thumb)), 200, 'signed thumb:');
+    // a post may show only its author's uploads
+    assertError(await api('POST', `/api/communities/${C.id}/posts`, U.a, { body: 'not mine', media_ids: [other.id] }), 400, 'validation_failed');
+    assertError(await api('POST', `/api/communities/${C.id}/posts`, U.a, { body: 'unknown', media_ids: [crypto.randomUUID()] }), 400, 'validation_failed');
+  });
+});
+
 describe('delete and equal files', () => {
   test('DELETE by others -> 403/404; by the owner -> 204, then 404 and the bytes are gone', async () => {
     const m = await uploadOk(U.a, await uniqueImage('gif'), { filename: 'd.gif' });

@@ -1,0 +1,107 @@
+/* mediaurl: HMAC-SHA256 signed media URLs. */
+#include "mediaurl.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define SECRET_MIN 32
+
+static unsigned char secret[256];
+static size_t secret_len;
+static long ttl = 3600;
+
+int mediaurl_init(void)
+{
+	char dflt[4096];
+	const char *path;
+	ssize_t n;
+	int fd;
+
+	if (sodium_init() < 0)
+		return -1;
+	ttl = (long)cfg_int("TH_MEDIA_URL_TTL", 3600, 10, 7 * 86400);
+	snprintf(dflt, sizeof(dflt), "%s/keys/media-url.secret", cfg_str("TH_VAR_DIR", "."));
+	path = cfg_str("TH_MEDIA_URL_SECRET_FILE", dflt);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "media URLs: cannot open the signing key %s "
+				"(TH_MEDIA_URL_SECRET_FILE; scripts/stack creates it)\n", path);
+		return -1;
+	}
+	n = read(fd, secret, sizeof(secret));
+	close(fd);
+	/* a trailing newline is not part of the key */
+	while (n > 0 && (secret[n - 1] == '\n' || secret[n - 1] == '\r'))
+		n--;
+	if (n < SECRET_MIN) {
+		fprintf(stderr, "media URLs: the signing key %s holds fewer than %d bytes\n", path,
+			SECRET_MIN);
+		return -1;
+	}
+	secret_len = (size_t)n;
+	return 0;
+}
+
+long mediaurl_ttl(void)
+{
+	return ttl;
+}
+
+static void sign(const char *id, const char *variant, long long exp, char out[65])
+{
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	char msg[160];
+	int n = snprintf(msg, sizeof(msg), "%s/%s/%lld", id, variant, exp);
+	crypto_auth_hmacsha256_state st;
+
+	crypto_auth_hmacsha256_init(&st, secret, secret_len);
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)msg, (unsigned long long)n);
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_bin2hex(out, 65, mac, sizeof(mac));
+}
+
+char *mediaurl_write(char *buf, size_t size, const char *id, const char *variant,
+		     int is_public)
+{
+	long long exp;
+	char sig[65];
+	int n;
+
+	if (is_public) {
+		n = snprintf(buf, size, "/media/%s/%s", id, variant);
+	} else {
+		exp = ((long long)time(NULL) / ttl + 2) * ttl; /* between ttl and 2 ttl ahead */
+		sign(id, variant, exp, sig);
+		n = snprintf(buf, size, "/media/%s/%s?exp=%lld&sig=%s", id, variant, exp, sig);
+	}
+	return n > 0 && (size_t)n < size ? buf : NULL;
+}
+
+char *mediaurl_make(struct arena *a, const char *id, const char *variant, int is_public)
+{
+	char buf[256];
+
+	return mediaurl_write(buf, sizeof(buf), id, variant, is_public) ? arena_strdup(a, buf)
+									: NULL;
+}
+
+int mediaurl_check(const char *id, const char *variant, const char *exp_s, const char *sig)
+{
+	long long exp;
+	char want[65];
+
+	if (!exp_s || !sig || cfg_parse_int(exp_s, 0, 253402300799LL, &exp) < 0 ||
+	    strlen(sig) != 64 || !secret_len)
+		return -1;
+	if (exp < (long long)time(NULL))
+		return -1;
+	sign(id, variant, exp, want);
+	/* constant time: the comparison must not tell how much of it was right */
+	return sodium_memcmp(want, sig, 64) == 0 ? 1 : -1;
+}
