@@ -268,9 +268,8 @@ $('#post-form').addEventListener('submit', async (ev) => {
   try {
     const media_ids = [];
     if (file) media_ids.push((await th.uploadMedia(file, { communityId: state.community.id })).id);
-    // The server stores media_ids but does not return post.media yet (posts.c): the post body
-    // carries a [media:<id>] marker that renderPost resolves with GET /api/media/:id.
-    const body = f.get('body') + media_ids.map((id) => `\n[media:${id}]`).join('');
+    // the post's media come back in post.media (with their variant URLs)
+    const body = f.get('body');
     await th.createPost(state.community.id, { title: f.get('title') || undefined, body, media_ids: media_ids.length ? media_ids : undefined });
     form.reset();
     $('#post-image-name').textContent = '';
@@ -289,6 +288,7 @@ async function loadPosts() {
   for (const id of state.openComments) if (page.items.some((p) => p.id === id)) loadComments(id);
 }
 
+// posts made by older demo builds carry a [media:<id>] marker in the body
 const MEDIA_MARK = /\n?\[media:([0-9a-f-]{36})\]/g;
 const mediaCache = new Map();
 
