@@ -331,19 +331,22 @@ void posts_create(struct http_req *req)
 		const char *params[] = {id_text(cid, c.id), id_text(uid, req->user_id),
 					title ? title : "", body, media};
 
-		/* a post shows only media its author uploaded: every id must name
-		 * one of them (counted once however often it is listed) */
+		/* a post shows only media its author uploaded, as profile media or
+		 * into this community (a private community's media must not leak
+		 * into a post elsewhere): every id must name one of them (counted
+		 * once however often it is listed) */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "SELECT (SELECT count(*) FROM media WHERE id = ANY($1::uuid[]) "
-				     "AND owner_id = $2) = cardinality(ARRAY(SELECT DISTINCT "
-				     "unnest($1::uuid[])))",
-				     2, (const char *const[]){media, uid});
+				     "AND owner_id = $2 AND (community_id IS NULL OR community_id = $3)) "
+				     "= cardinality(ARRAY(SELECT DISTINCT unnest($1::uuid[])))",
+				     3, (const char *const[]){media, uid, cid});
 		if (!r)
 			return;
 		if (strcmp(db_res_get(r, 0, 0), "t") != 0) {
 			db_res_free(r);
 			http_reply_error(req, TH_EVALIDATION,
-					 "media_ids must name media you uploaded", "media_ids");
+					 "media_ids must name media you uploaded here or to your profile",
+					 "media_ids");
 			return;
 		}
 		db_res_free(r);

@@ -310,6 +310,9 @@ void media_download(struct http_req *req)
 	cd = disposition(req->arena, strcmp(m.kind, "pdf") == 0 ? "attachment" : "inline",
 			 m.filename);
 	req->resp.content_type = mime;
+	/* a redirect to a presigned URL outlives it if cached: 300 s at most */
+	if (req->resp.status == 302)
+		snprintf(cache, sizeof(cache), "private, max-age=240");
 	if (http_add_header(req, "ETag", etag) < 0 ||
 	    http_add_header(req, "Cache-Control", cache) < 0 ||
 	    http_add_header(req, "X-Content-Type-Options", "nosniff") < 0 || !cd ||

@@ -872,6 +872,14 @@ describe('media in posts', () => {
     // a post may show only its author's uploads
     assertError(await api('POST', `/api/communities/${C.id}/posts`, U.a, { body: 'not mine', media_ids: [other.id] }), 400, 'validation_failed');
     assertError(await api('POST', `/api/communities/${C.id}/posts`, U.a, { body: 'unknown', media_ids: [crypto.randomUUID()] }), 400, 'validation_failed');
+    // a private community's media do not leak into a post of another community
+    const pub = await community(U.a, 'public');
+    assertError(await api('POST', `/api/communities/${pub.id}/posts`, U.a, { body: 'leak', media_ids: [m.id] }), 400, 'validation_failed');
+    const profile = await uploadOk(U.a, S.jpeg, { filename: 'me.jpg' });
+    assertStatus(await api('POST', `/api/communities/${pub.id}/posts`, U.a, { body: 'profile picture', media_ids: [profile.id] }), 201, 'profile media in a post:');
+    // deleting the private community takes its media with it (they never turn public)
+    assertStatus(await api('DELETE', `/api/communities/${C.id}`, U.a), 204, 'delete community:');
+    assertError(await getMedia(m.id, U.a), 404, 'not_found');
   });
 });
 
