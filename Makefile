@@ -155,7 +155,7 @@ format:
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--suppress=missingIncludeSystem -Ifcgi-apps/lib fcgi-apps tools
+		--suppress=missingIncludeSystem -Ifcgi-apps/lib fcgi-apps tools realtime-bridge
 	clang-tidy --quiet $$(git ls-files 'fcgi-apps/*.c') -- $(CFLAGS)
 
 clean:
