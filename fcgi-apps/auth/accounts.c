@@ -92,10 +92,8 @@ void register_handler(struct http_req *req)
 		http_reply_error(req, TH_EINTERNAL, "cannot hash the password", NULL);
 		return;
 	}
-	if (db_begin() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_begin_or_reply(req) < 0)
 		return;
-	}
 	{
 		const char *params[] = {email, username, display, hash};
 

@@ -161,10 +161,8 @@ void refresh_handler(struct http_req *req)
 	if (jh_string_or_400(req, req->json, "refresh_token", 1, 4096, JH_REQUIRED, &text) < 0)
 		return;
 	refresh_hash(text, hex, sizeof(hex));
-	if (db_begin() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_begin_or_reply(req) < 0)
 		return;
-	}
 	/* the row lock makes two racing refreshes of one token take turns: the
 	 * second finds it used */
 	r = db_exec_or_reply(req, DB_PRIMARY,

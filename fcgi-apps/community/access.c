@@ -8,6 +8,7 @@
 #include "community.h"
 #include "db.h"
 #include "jh.h"
+#include "page.h"
 
 static const char *const role_names[] = {NULL, "member", "moderator", "admin", "owner"};
 
@@ -116,4 +117,25 @@ struct json_object *community_json(const struct db_res *r, int row, int col)
 	json_object_object_add(o, "my_role", db_res_isnull(r, row, col + 8)
 						     ? NULL : json_object_new_string(role));
 	return o;
+}
+
+void community_page(struct http_req *req, enum role need, enum db_role db, const char *sql,
+		    community_row_fn fn)
+{
+	struct community cm;
+	struct page p;
+	char c[24];
+	struct db_res *r;
+
+	if (community_access_param(req, "id", need, &cm) < 0 || page_parse_or_400(req, 1, 0, &p) < 0)
+		return;
+	{
+		const char *params[] = {id_text(c, cm.id), p.key_s[0], p.limit_s};
+
+		r = db_exec_or_reply(req, db, sql, 3, params);
+	}
+	if (!r)
+		return;
+	page_reply(req, &p, r, 0, fn, &cm.id);
+	db_res_free(r);
 }

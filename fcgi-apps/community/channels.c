@@ -56,10 +56,8 @@ void channels_create(struct http_req *req)
 				 "name");
 		return;
 	}
-	if (db_begin() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_begin_or_reply(req) < 0)
 		return;
-	}
 	{
 		const char *params[] = {id_text(c, cm.id), name, topic ? topic : ""};
 
@@ -81,10 +79,8 @@ void channels_create(struct http_req *req)
 	db_res_free(r);
 	if (events_emit(req, "channel_created", cm.id, "channel_id", chid, NULL, 0) < 0)
 		return;
-	if (db_commit() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_commit_or_reply(req) < 0)
 		return;
-	}
 	mirror_channel(chid, cm.id);
 	{
 		const char *params[] = {id_text(chs, chid)};
@@ -105,25 +101,8 @@ static struct json_object *channel_row(const struct db_res *r, int row, void *ct
 
 void channels_list(struct http_req *req)
 {
-	struct community cm;
-	struct page p;
-	char c[24];
-	struct db_res *r;
-
-	if (community_access_param(req, "id", ROLE_NONE, &cm) < 0 ||
-	    page_parse_or_400(req, 1, 0, &p) < 0)
-		return;
-	{
-		const char *params[] = {id_text(c, cm.id), p.key_s[0], p.limit_s};
-
-		/* oldest first: #general leads */
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     CHANNEL_SQL "WHERE ch.community_id = $1 AND ch.id > $2 "
-				     "ORDER BY ch.id LIMIT $3",
-				     3, params);
-	}
-	if (!r)
-		return;
-	page_reply(req, &p, r, 0, channel_row, NULL);
-	db_res_free(r);
+	/* oldest first: #general leads */
+	community_page(req, ROLE_NONE, DB_PRIMARY,
+		       CHANNEL_SQL "WHERE ch.community_id = $1 AND ch.id > $2 ORDER BY ch.id LIMIT $3",
+		       channel_row);
 }

@@ -65,7 +65,7 @@ void comments_create(struct http_req *req)
 	params[1] = id_text(uid, req->user_id);
 	params[2] = has_parent ? id_text(par, parent) : NULL;
 	params[3] = body;
-	if (posts_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	/* first: the post's row lock (see the top of the file) */
 	r = db_exec_or_reply(req, DB_PRIMARY,
@@ -114,7 +114,7 @@ void comments_create(struct http_req *req)
 		return;
 	}
 	if (events_emit(req, "comment_created", c.id, "post_id", p.id, "comment_id", id) < 0 ||
-	    posts_commit_or_reply(req) < 0) {
+	    db_commit_or_reply(req) < 0) {
 		json_object_put(o);
 		return;
 	}
@@ -207,7 +207,7 @@ void comments_delete(struct http_req *req)
 				 NULL);
 		return;
 	}
-	if (posts_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	p1[0] = id_text(pid, post_id);
 	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT 1 FROM posts WHERE id = $1 FOR UPDATE", 1,
@@ -246,7 +246,7 @@ void comments_delete(struct http_req *req)
 		return;
 	db_res_free(r);
 	if (events_emit(req, "comment_deleted", cid, "post_id", post_id, "comment_id", id) < 0 ||
-	    posts_commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(cid);
 	posts_wrote(req);

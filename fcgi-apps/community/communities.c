@@ -77,10 +77,8 @@ void communities_create(struct http_req *req)
 				 "slug");
 		return;
 	}
-	if (db_begin() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_begin_or_reply(req) < 0)
 		return;
-	}
 	{
 		const char *params[] = {slug, name, desc ? desc : "", vis, id_text(uid, req->user_id)};
 
@@ -118,10 +116,8 @@ void communities_create(struct http_req *req)
 	db_res_free(r);
 	if (events_emit(req, "channel_created", cid, "channel_id", chid, NULL, 0) < 0)
 		return;
-	if (db_commit() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_commit_or_reply(req) < 0)
 		return;
-	}
 	log_info("audit: community %lld (%s) created by user %s", (long long)cid, slug, uid);
 	mirror_community(cid, vis);
 	mirror_member(cid, req->user_id, "owner");
@@ -182,10 +178,8 @@ void communities_patch(struct http_req *req)
 	    jh_string_or_400(req, req->json, "description", 0, 2000, JH_MULTILINE, &desc) < 0 ||
 	    visibility_or_400(req, 0, &vis) < 0)
 		return;
-	if (db_begin() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_begin_or_reply(req) < 0)
 		return;
-	}
 	{
 		const char *params[] = {id_text(cid, c.id), name, desc, vis};
 
@@ -201,10 +195,8 @@ void communities_patch(struct http_req *req)
 	db_res_free(r);
 	if (events_emit(req, "community_updated", c.id, NULL, 0, NULL, 0) < 0)
 		return;
-	if (db_commit() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_commit_or_reply(req) < 0)
 		return;
-	}
 	if (vis)
 		mirror_community(c.id, vis);
 	feedcache_bump(c.id);
@@ -223,10 +215,8 @@ void communities_delete(struct http_req *req)
 	if (community_access_param(req, "id", ROLE_OWNER, &c) < 0)
 		return;
 	id_text(cid, c.id);
-	if (db_begin() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_begin_or_reply(req) < 0)
 		return;
-	}
 	/* the event goes out before the rows go: it names the community only */
 	if (events_emit(req, "community_deleted", c.id, NULL, 0, NULL, 0) < 0)
 		return;

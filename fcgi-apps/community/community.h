@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "db.h"
 #include "http.h"
 #include "user.h"
 
@@ -46,6 +47,15 @@ int community_access_param(struct http_req *req, const char *param, enum role ne
 	"c.member_count, " TH_TIME_SQL("c.created_at") ", m.role"
 #define COMMUNITY_NCOLS 9
 struct json_object *community_json(const struct db_res *r, int row, int col);
+
+/* A keyset page of rows of one community: access check with `need`,
+ * ?limit/?cursor (one integer key, ascending from 0), then sql with $1 the
+ * community id, $2 the cursor key and $3 limit + 1, whose column 0 is the
+ * key; fn builds each item (ctx: the community's int64_t id).  Replies. */
+struct db_res;
+typedef struct json_object *(*community_row_fn)(const struct db_res *r, int row, void *ctx);
+void community_page(struct http_req *req, enum role need, enum db_role db, const char *sql,
+		    community_row_fn fn);
 
 /* "123" for an id, into buf. */
 const char *id_text(char buf[24], int64_t id);

@@ -48,23 +48,7 @@ static void reply_member(struct http_req *req, int status, int64_t cid, int64_t 
 	db_res_free(r);
 }
 
-static int begin_or_reply(struct http_req *req)
-{
-	if (db_begin() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
-		return -1;
-	}
-	return 0;
-}
 
-static int commit_or_reply(struct http_req *req)
-{
-	if (db_commit() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
-		return -1;
-	}
-	return 0;
-}
 
 /* member_count follows every insert and delete of a membership, in the same
  * transaction, so it never drifts from the rows. */
@@ -156,7 +140,7 @@ void members_join(struct http_req *req)
 	}
 	id_text(c, cm.id);
 	id_text(u, req->user_id);
-	if (begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	/* two concurrent joins: one row, one count */
 	r = db_exec_or_reply(req, DB_PRIMARY,
@@ -170,7 +154,7 @@ void members_join(struct http_req *req)
 	if (inserted && (count_add(req, cm.id, 1) < 0 ||
 			 events_emit(req, "member_joined", cm.id, "user_id", req->user_id, NULL, 0) < 0))
 		return;
-	if (commit_or_reply(req) < 0)
+	if (db_commit_or_reply(req) < 0)
 		return;
 	if (inserted)
 		mirror_member(cm.id, req->user_id, "member");
@@ -193,14 +177,14 @@ void members_leave(struct http_req *req)
 				 NULL);
 		return;
 	}
-	if (begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	n = membership_delete(req, cm.id, req->user_id);
 	if (n < 0)
 		return;
 	if (n && events_emit(req, "member_left", cm.id, "user_id", req->user_id, NULL, 0) < 0)
 		return;
-	if (commit_or_reply(req) < 0)
+	if (db_commit_or_reply(req) < 0)
 		return;
 	mirror_member_gone(cm.id, req->user_id);
 	http_reply_empty(req, 204);
@@ -213,27 +197,11 @@ static struct json_object *member_row(const struct db_res *r, int row, void *ctx
 
 void members_list(struct http_req *req)
 {
-	struct community cm;
-	struct page p;
-	char c[24];
-	struct db_res *r;
-
-	if (community_access_param(req, "id", ROLE_NONE, &cm) < 0 ||
-	    page_parse_or_400(req, 1, 0, &p) < 0)
-		return;
-	{
-		const char *params[] = {id_text(c, cm.id), p.key_s[0], p.limit_s};
-
-		/* in user id order, which the primary key serves */
-		r = db_exec_or_reply(req, DB_READ,
-				     MEMBER_SQL "WHERE m.community_id = $1 AND m.user_id > $2 "
-				     "ORDER BY m.user_id LIMIT $3",
-				     3, params);
-	}
-	if (!r)
-		return;
-	page_reply(req, &p, r, 0, member_row, &cm.id);
-	db_res_free(r);
+	/* in user id order, which the primary key serves */
+	community_page(req, ROLE_NONE, DB_READ,
+		       MEMBER_SQL "WHERE m.community_id = $1 AND m.user_id > $2 "
+		       "ORDER BY m.user_id LIMIT $3",
+		       member_row);
 }
 
 /* The caller may act on a target only of a lower role; returns -1 (403
@@ -295,7 +263,7 @@ void members_put(struct http_req *req)
 		}
 		db_res_free(r);
 	}
-	if (begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {c, u, role_name(want)};
@@ -314,7 +282,7 @@ void members_put(struct http_req *req)
 		return;
 	if (events_emit(req, inserted ? "member_joined" : "role_changed", cm.id, "user_id", uid,
 			NULL, 0) < 0 ||
-	    commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %lld set role %s for user %s in community %s",
 		 (long long)req->user_id, role_name(want), u, c);
@@ -336,14 +304,14 @@ void members_delete(struct http_req *req)
 		http_reply_error(req, TH_ENOTFOUND, "not a member", NULL);
 		return;
 	}
-	if (outranks_or_403(req, &cm, now) < 0 || begin_or_reply(req) < 0)
+	if (outranks_or_403(req, &cm, now) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	n = membership_delete(req, cm.id, uid);
 	if (n < 0)
 		return;
 	if (n && events_emit(req, "member_removed", cm.id, "user_id", uid, NULL, 0) < 0)
 		return;
-	if (commit_or_reply(req) < 0)
+	if (db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %lld removed user %lld from community %lld",
 		 (long long)req->user_id, (long long)uid, (long long)cm.id);
@@ -384,7 +352,7 @@ void bans_create(struct http_req *req)
 	    jh_string_or_400(req, req->json, "reason", 0, 500, JH_MULTILINE, &reason) < 0)
 		return;
 	if (target_role(req, cm.id, uid, &now) < 0 || outranks_or_403(req, &cm, now) < 0 ||
-	    begin_or_reply(req) < 0)
+	    db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {id_text(c, cm.id), id_text(u, uid), id_text(by, req->user_id),
@@ -401,7 +369,7 @@ void bans_create(struct http_req *req)
 	db_res_free(r);
 	n = membership_delete(req, cm.id, uid);
 	if (n < 0 || events_emit(req, "member_banned", cm.id, "user_id", uid, NULL, 0) < 0 ||
-	    commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %s banned user %s from community %s", by, u, c);
 	mirror_ban(cm.id, uid);
@@ -430,7 +398,7 @@ void bans_delete(struct http_req *req)
 		return;
 	id_text(c, cm.id);
 	id_text(u, uid);
-	if (begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "DELETE FROM bans WHERE community_id = $1 AND user_id = $2 RETURNING 1",
@@ -445,7 +413,7 @@ void bans_delete(struct http_req *req)
 		return;
 	}
 	if (events_emit(req, "member_unbanned", cm.id, "user_id", uid, NULL, 0) < 0 ||
-	    commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return;
 	mirror_unban(cm.id, uid);
 	http_reply_empty(req, 204);
@@ -458,24 +426,8 @@ static struct json_object *ban_row(const struct db_res *r, int row, void *ctx)
 
 void bans_list(struct http_req *req)
 {
-	struct community cm;
-	struct page p;
-	char c[24];
-	struct db_res *r;
-
-	if (community_access_param(req, "id", ROLE_MODERATOR, &cm) < 0 ||
-	    page_parse_or_400(req, 1, 0, &p) < 0)
-		return;
-	{
-		const char *params[] = {id_text(c, cm.id), p.key_s[0], p.limit_s};
-
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     BAN_SQL "WHERE b.community_id = $1 AND b.user_id > $2 "
-				     "ORDER BY b.user_id LIMIT $3",
-				     3, params);
-	}
-	if (!r)
-		return;
-	page_reply(req, &p, r, 0, ban_row, &cm.id);
-	db_res_free(r);
+	community_page(req, ROLE_MODERATOR, DB_PRIMARY,
+		       BAN_SQL "WHERE b.community_id = $1 AND b.user_id > $2 "
+		       "ORDER BY b.user_id LIMIT $3",
+		       ban_row);
 }

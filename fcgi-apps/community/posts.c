@@ -191,24 +191,7 @@ int posts_fill_mine(struct http_req *req, const char *ids_pg, struct json_object
 	return 0;
 }
 
-int posts_begin_or_reply(struct http_req *req)
-{
-	if (db_begin() == 0)
-		return 0;
-	http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE : TH_EINTERNAL,
-			 "database unavailable", NULL);
-	return -1;
-}
 
-int posts_commit_or_reply(struct http_req *req)
-{
-	if (db_commit() == 0)
-		return 0;
-	log_error("db: commit failed: %s", db_last_error());
-	http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE : TH_EINTERNAL,
-			 db_last_err() == TH_EUNAVAILABLE ? "database unavailable" : NULL, NULL);
-	return -1;
-}
 
 /* ---- helpers of this file ---- */
 
@@ -350,7 +333,7 @@ void posts_create(struct http_req *req)
 			return;
 		}
 		db_res_free(r);
-		if (posts_begin_or_reply(req) < 0)
+		if (db_begin_or_reply(req) < 0)
 			return;
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "INSERT INTO posts (community_id, author_id, title, body, media_ids) "
@@ -362,7 +345,7 @@ void posts_create(struct http_req *req)
 	id = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	db_res_free(r);
 	if (events_emit(req, "post_created", c.id, "post_id", id, "author_id", req->user_id) < 0 ||
-	    posts_commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(c.id);
 	posts_wrote(req);
@@ -371,15 +354,40 @@ void posts_create(struct http_req *req)
 	post_reply(req, 201, DB_PRIMARY, id);
 }
 
+/* The end of a read of posts: store the shared part under key (when the
+ * read was a cache fill), add the caller's reactions, reply.  o is consumed. */
+static void cache_fill_reply(struct http_req *req, const char *key, const char *ids_csv,
+			     struct json_object *o)
+{
+	char *ids_pg;
+
+	if (key[0]) {
+		size_t len;
+		const char *s = json_object_to_json_string_length(
+			o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+
+		if (s)
+			feedcache_store(key, ids_csv, s, len);
+	}
+	ids_pg = arena_printf(req->arena, "{%s}", ids_csv);
+	if (!ids_pg || posts_fill_mine(req, ids_pg, o) < 0) {
+		if (!ids_pg)
+			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		json_object_put(o);
+		return;
+	}
+	http_reply_json(req, 200, o);
+}
+
 void posts_feed(struct http_req *req)
 {
 	struct community c;
 	struct page pg;
-	char key[FEEDCACHE_KEY], cid[24], *ids_csv, *ids_pg, *next = NULL;
+	char key[FEEDCACHE_KEY], cid[24], *ids_csv, *next = NULL;
 	const char *params[3];
 	enum db_role role;
 	struct db_res *r;
-	struct json_object *items, *result;
+	struct json_object *items;
 	int i, n;
 	size_t used = 0, cap;
 	int64_t last = 0;
@@ -426,30 +434,14 @@ void posts_feed(struct http_req *req)
 	if (db_res_rows(r) > pg.limit)
 		next = page_cursor(req->arena, 1, &last);
 	db_res_free(r);
-	result = page_result(items, next);
-	if (key[0]) {
-		size_t len;
-		const char *s = json_object_to_json_string_length(
-			result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-
-		if (s)
-			feedcache_store(key, ids_csv, s, len);
-	}
-	ids_pg = arena_printf(req->arena, "{%s}", ids_csv);
-	if (!ids_pg || posts_fill_mine(req, ids_pg, result) < 0) {
-		if (!ids_pg)
-			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		json_object_put(result);
-		return;
-	}
-	http_reply_json(req, 200, result);
+	cache_fill_reply(req, key, ids_csv, page_result(items, next));
 }
 
 void posts_get(struct http_req *req)
 {
 	struct community c;
 	struct post_ref p;
-	char key[FEEDCACHE_KEY], pid[24], *ids_pg;
+	char key[FEEDCACHE_KEY], pid[24];
 	const char *params[1];
 	struct db_res *r;
 	struct json_object *o;
@@ -476,22 +468,7 @@ void posts_get(struct http_req *req)
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
-	if (key[0]) {
-		size_t len;
-		const char *s = json_object_to_json_string_length(
-			o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-
-		if (s)
-			feedcache_store(key, pid, s, len);
-	}
-	ids_pg = arena_printf(req->arena, "{%s}", pid);
-	if (!ids_pg || posts_fill_mine(req, ids_pg, o) < 0) {
-		if (!ids_pg)
-			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		json_object_put(o);
-		return;
-	}
-	http_reply_json(req, 200, o);
+	cache_fill_reply(req, key, pid, o);
 }
 
 void posts_patch(struct http_req *req)
@@ -522,7 +499,7 @@ void posts_patch(struct http_req *req)
 	{
 		const char *params[] = {id_text(pid, p.id), title, body};
 
-		if (posts_begin_or_reply(req) < 0)
+		if (db_begin_or_reply(req) < 0)
 			return;
 		/* NULL parameters keep the old value */
 		r = db_exec_or_reply(req, DB_PRIMARY,
@@ -541,7 +518,7 @@ void posts_patch(struct http_req *req)
 	}
 	db_res_free(r);
 	if (events_emit(req, "post_edited", c.id, "post_id", p.id, "author_id", p.author_id) < 0 ||
-	    posts_commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(c.id);
 	posts_wrote(req);
@@ -569,7 +546,7 @@ void posts_delete(struct http_req *req)
 		return;
 	}
 	params[0] = id_text(pid, p.id);
-	if (posts_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	/* comments and reactions go with it (ON DELETE CASCADE) */
 	r = db_exec_or_reply(req, DB_PRIMARY, "DELETE FROM posts WHERE id = $1", 1, params);
@@ -583,7 +560,7 @@ void posts_delete(struct http_req *req)
 	}
 	db_res_free(r);
 	if (events_emit(req, "post_deleted", c.id, "post_id", p.id, "deleted_by", req->user_id) < 0 ||
-	    posts_commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(c.id);
 	posts_wrote(req);

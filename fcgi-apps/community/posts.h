@@ -75,8 +75,6 @@ void posts_mine_apply(const struct db_res *mine, struct json_object *posts);
 int posts_fill_mine(struct http_req *req, const char *ids_pg, struct json_object *posts);
 
 /* Transactions on the primary that reply 503/500 themselves: 0 or -1. */
-int posts_begin_or_reply(struct http_req *req);
-int posts_commit_or_reply(struct http_req *req);
 
 /* Read-your-writes (see above). */
 enum db_role posts_read_role(struct http_req *req);

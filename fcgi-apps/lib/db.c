@@ -334,6 +334,26 @@ static int db_simple(const char *sql)
 int db_begin(void) { return db_simple("BEGIN"); }
 int db_commit(void) { return db_simple("COMMIT"); }
 
+static int reply_tx_error(struct http_req *req, const char *what)
+{
+	int down = last_err == TH_EUNAVAILABLE;
+
+	log_error("db: %s failed: %s", what, last_msg);
+	http_reply_error(req, down ? TH_EUNAVAILABLE : TH_EINTERNAL,
+			 down ? "database unavailable" : NULL, NULL);
+	return -1;
+}
+
+int db_begin_or_reply(struct http_req *req)
+{
+	return db_begin() == 0 ? 0 : reply_tx_error(req, "begin");
+}
+
+int db_commit_or_reply(struct http_req *req)
+{
+	return db_commit() == 0 ? 0 : reply_tx_error(req, "commit");
+}
+
 void db_rollback(void)
 {
 	struct db_handle *h = &handles[DB_PRIMARY];

@@ -57,6 +57,10 @@ void db_res_free(struct db_res *r);
 int db_begin(void);
 int db_commit(void);
 void db_rollback(void);
+/* The same, replying 503 (database down) or 500 themselves on failure, so a
+ * handler reads `if (db_begin_or_reply(req) < 0) return;`. */
+int db_begin_or_reply(struct http_req *req);
+int db_commit_or_reply(struct http_req *req);
 
 /* SELECT 1 on the handle: 0 when the database answers, -1 otherwise. */
 int db_ping(enum db_role role);

@@ -178,10 +178,8 @@ void media_delete(struct http_req *req)
 		http_reply_error(req, TH_EFORBIDDEN, "only its owner deletes a medium", NULL);
 		return;
 	}
-	if (db_begin() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_begin_or_reply(req) < 0)
 		return;
-	}
 	in_tx = 1;
 	{
 		/* the same lock as an upload of these bytes (upload.c) */
@@ -221,10 +219,8 @@ void media_delete(struct http_req *req)
 			goto out;
 		}
 	}
-	if (db_commit() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_commit_or_reply(req) < 0)
 		goto out;
-	}
 	in_tx = 0;
 	log_info("media %s deleted by its owner %lld", m.id, (long long)req->user_id);
 	http_reply_empty(req, 204);

@@ -380,10 +380,8 @@ void upload_create(struct http_req *req)
 		goto out;
 	}
 	/* 5. the row and the bytes, under the hash lock and the quota */
-	if (db_begin() < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
+	if (db_begin_or_reply(req) < 0)
 		goto out;
-	}
 	in_tx = 1;
 	{
 		const char *p[] = {sha};

@@ -45,24 +45,7 @@ int rt_uuid_ok(const char *s, size_t n)
 	return 1;
 }
 
-int rt_begin_or_reply(struct http_req *req)
-{
-	if (db_begin() == 0)
-		return 0;
-	http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE : TH_EINTERNAL,
-			 "database unavailable", NULL);
-	return -1;
-}
 
-int rt_commit_or_reply(struct http_req *req)
-{
-	if (db_commit() == 0)
-		return 0;
-	log_error("db: commit failed: %s", db_last_error());
-	http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE : TH_EINTERNAL,
-			 db_last_err() == TH_EUNAVAILABLE ? "database unavailable" : NULL, NULL);
-	return -1;
-}
 
 int channel_load(struct http_req *req, int64_t channel_id, struct rt_channel *ch)
 {

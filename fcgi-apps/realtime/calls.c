@@ -219,7 +219,7 @@ static int join_commit(struct http_req *req, const struct rt_channel *ch, int64_
 
 	if (added < 0 ||
 	    (added && emit(req, "call_joined", ch, call, "user_id", req->user_id) < 0) ||
-	    rt_commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return -1;
 	mirror_join(call, req->user_id);
 	if (added)
@@ -280,7 +280,7 @@ void calls_create(struct http_req *req)
 		return;
 	rt_id_text(chs, ch.id);
 	rt_id_text(uid, req->user_id);
-	if (rt_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {chs};
@@ -339,7 +339,7 @@ void calls_create(struct http_req *req)
 	if (participant_add(req, call, req->user_id) < 0 ||
 	    emit(req, "call_started", &ch, call, "user_id", req->user_id) < 0 ||
 	    invite(req, &ch, call) < 0 ||
-	    rt_commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return;
 	mirror_join(call, req->user_id);
 	log_info("audit: user %lld started call %lld in channel %lld", (long long)req->user_id,
@@ -371,7 +371,7 @@ void calls_join(struct http_req *req)
 	if (call_load(req, &c, &ch) < 0 || channel_check(req, &ch, RT_MEMBER, "call") < 0)
 		return;
 	params[0] = rt_id_text(cs, c.id);
-	if (rt_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "SELECT ended_at IS NOT NULL FROM calls WHERE id = $1 FOR UPDATE", 1,
@@ -407,7 +407,7 @@ void calls_leave(struct http_req *req)
 		return;
 	rt_id_text(cs, c.id);
 	rt_id_text(us, req->user_id);
-	if (rt_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {cs};
@@ -451,7 +451,7 @@ void calls_leave(struct http_req *req)
 	ended = db_res_affected(r) == 1;
 	db_res_free(r);
 	if ((ended && emit(req, "call_ended", &ch, c.id, "user_id", req->user_id) < 0) ||
-	    rt_commit_or_reply(req) < 0)
+	    db_commit_or_reply(req) < 0)
 		return;
 	mirror_leave(c.id, req->user_id, ended);
 	log_info("audit: user %lld left call %lld%s", (long long)req->user_id, (long long)c.id,

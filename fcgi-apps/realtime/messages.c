@@ -312,7 +312,7 @@ void messages_create(struct http_req *req)
 	}
 	rt_id_text(chs, ch.id);
 	rt_id_text(uid, req->user_id);
-	if (rt_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {chs};
@@ -400,7 +400,7 @@ void messages_create(struct http_req *req)
 	json_object_object_add(msg, "body", json_object_new_string(body));
 	json_object_object_add(msg, "reply_to", reply_to ? json_object_new_string(reply_to) : NULL);
 	json_object_object_add(ev, "message", msg);
-	if (emit(req, ev) < 0 || rt_commit_or_reply(req) < 0)
+	if (emit(req, ev) < 0 || db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %lld posted message %s (seq %lld) in channel %lld",
 		 (long long)req->user_id, id, (long long)seq, (long long)ch.id);
@@ -433,7 +433,7 @@ void messages_patch(struct http_req *req)
 	if (jh_string_or_400(req, req->json, "body", 1, MSG_BODY_MAX, JH_REQUIRED | JH_MULTILINE,
 			     &body) < 0)
 		return;
-	if (rt_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {m.id, body};
@@ -468,7 +468,7 @@ void messages_patch(struct http_req *req)
 	json_object_object_add(msg, "edited_at", json_object_new_string(db_res_get(r, 0, 1)));
 	json_object_object_add(ev, "message", msg);
 	db_res_free(r);
-	if (emit(req, ev) < 0 || rt_commit_or_reply(req) < 0)
+	if (emit(req, ev) < 0 || db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %lld edited message %s", (long long)req->user_id, m.id);
 	message_reply(req, 200, m.id);
@@ -496,7 +496,7 @@ void messages_delete(struct http_req *req)
 		http_reply_error(req, TH_ENOTFOUND, "the message is deleted", NULL);
 		return;
 	}
-	if (rt_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {m.id};
@@ -523,7 +523,7 @@ void messages_delete(struct http_req *req)
 	json_object_object_add(ev, "seq", json_object_new_int64(m.seq));
 	json_object_object_add(ev, "sender_id", json_object_new_int64(m.sender_id));
 	json_object_object_add(ev, "deleted_by", json_object_new_int64(req->user_id));
-	if (emit(req, ev) < 0 || rt_commit_or_reply(req) < 0)
+	if (emit(req, ev) < 0 || db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %lld deleted message %s of user %lld", (long long)req->user_id, m.id,
 		 (long long)m.sender_id);

@@ -50,8 +50,6 @@ const char *rt_id_text(char buf[24], int64_t id);
 int rt_uuid_ok(const char *s, size_t n);
 /* BEGIN / COMMIT on the primary; reply 503 (or 500) and return -1 on failure.
  * A transaction left open is rolled back by the app loop. */
-int rt_begin_or_reply(struct http_req *req);
-int rt_commit_or_reply(struct http_req *req);
 
 /* calls.c: registers its metrics counter (start-up). */
 int calls_init(void);
