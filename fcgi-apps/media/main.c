@@ -16,16 +16,12 @@
 #include <string.h>
 
 #include "app.h"
-#include "config.h"
 #include "media.h"
 #include "storage.h"
 
 #define A ROUTE_AUTH
 #define O ROUTE_AUTH_OPTIONAL
 #define S ROUTE_STREAM
-
-struct media_cfg media_cfg;
-const struct storage_ops *storage;
 
 /* The loop copies this table before media_init runs, so the upload's limit
  * here is a ceiling for any TH_MEDIA_MAX_BYTES; upload.c checks the
@@ -45,34 +41,10 @@ static const struct route routes[] = {
 	{0},
 };
 
-int storage_select(void)
-{
-	const char *name = cfg_str("TH_MEDIA_STORAGE", "local");
-
-	if (strcmp(name, "local") == 0) {
-		storage = &storage_local;
-	} else if (strcmp(name, "s3") == 0) {
-		storage = &storage_s3;
-	} else {
-		fprintf(stderr, "media: TH_MEDIA_STORAGE must be local or s3, not %.32s\n", name);
-		return -1;
-	}
-	return storage->init();
-}
-
 static int media_init(void)
 {
-	media_cfg.var_dir = cfg_str("TH_VAR_DIR", NULL);
-	if (!media_cfg.var_dir) {
-		fprintf(stderr, "media: TH_VAR_DIR is not set\n");
+	if (media_settings_load() < 0)
 		return -1;
-	}
-	snprintf(media_cfg.tmp_dir, sizeof(media_cfg.tmp_dir), "%s/media/tmp", media_cfg.var_dir);
-	media_cfg.max_bytes = cfg_int("TH_MEDIA_MAX_BYTES", MEDIA_DEFAULT_MAX_BYTES, 1,
-				      1LL << 40);
-	media_cfg.quota_bytes = cfg_int("TH_MEDIA_QUOTA_BYTES", 1LL << 30, 0, 1LL << 50);
-	media_cfg.url_ttl = cfg_int("TH_MEDIA_URL_TTL", 3600, 10, 7 * 86400);
-	media_cfg.max_pixels = 50000000;
 	if (sodium_init() < 0) {
 		fprintf(stderr, "media: libsodium failed to initialize\n");
 		return -1;

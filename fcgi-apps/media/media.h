@@ -33,6 +33,9 @@ struct media_cfg {
 	long long max_pixels;    /* 50 megapixels (API.md) */
 };
 extern struct media_cfg media_cfg;
+/* Reads the settings above from the environment (settings.c).  0, or -1 with
+ * a message on stderr. */
+int media_settings_load(void);
 
 /* ---- multipart.c: a push parser for multipart/form-data ---- */
 

@@ -18,8 +18,19 @@
 #ifndef TH_STORAGE_H
 #define TH_STORAGE_H
 
+#include <time.h>
+
 #include "err.h"
 #include "http.h"
+
+/* One stored object as list() reports it; key lives only during the call. */
+struct storage_obj {
+	const char *key;
+	long long size;
+	time_t mtime;            /* when it was stored (S3: LastModified) */
+};
+/* Called per object: 0 to go on, anything else stops the listing. */
+typedef int (*storage_list_fn)(void *ctx, const struct storage_obj *o);
 
 struct storage_ops {
 	const char *name;
@@ -39,6 +50,11 @@ struct storage_ops {
 	 * X-Accel-Redirect); the caller adds Content-Type and the rest.
 	 * -1 when replied with an error. */
 	int (*deliver)(struct http_req *req, const char *key);
+	/* Calls fn for every object of the store whose name is a key of ours,
+	 * in no set order, at most max of them; fn may del() the object it is
+	 * given.  TH_OK (also when fn stopped it), or TH_EUNAVAILABLE.  Used by
+	 * th-media-gc only: never on a request's path. */
+	enum th_err (*list)(storage_list_fn fn, void *ctx, long long max);
 };
 
 extern const struct storage_ops storage_local;
@@ -48,7 +64,7 @@ extern const struct storage_ops storage_s3;
 extern const struct storage_ops *storage;
 
 /* Reads TH_MEDIA_STORAGE and initializes that backend; -1 with a message on
- * stderr when misconfigured. */
+ * stderr when misconfigured (settings.c). */
 int storage_select(void);
 
 #endif

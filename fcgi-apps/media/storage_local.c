@@ -5,6 +5,7 @@
  * app answers X-Accel-Redirect: /_media/ab/cd/<key> and the internal
  * location (alias $TH_VAR_DIR/media/) sends the file with sendfile, Range
  * and If-Range. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -173,6 +174,70 @@ static int local_deliver(struct http_req *req, const char *key)
 	return 0;
 }
 
+/* 1 when name is two lower-case hex digits (a level of the tree). */
+static int level_ok(const char *name)
+{
+	for (int i = 0; i < 2; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return 0;
+	return name[2] == '\0';
+}
+
+/* Lists root/ab/cd/<key>: only names key_ok accepts and that sit where
+ * key_path puts them (tmp/ and anything else a person left there are not
+ * objects).  *left counts down the objects still allowed; 1 when the walk
+ * must stop (fn said so, or the bound), -1 on an error. */
+static int list_dir(const char *dir, const char *ab, const char *cd, storage_list_fn fn,
+		    void *ctx, long long *left)
+{
+	char p[4300];
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	struct stat st;
+	int rc = 0;
+
+	if (!d) {
+		log_error("storage: opendir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		if (!cd) {
+			/* a level: root/ab or root/ab/cd */
+			if (!level_ok(e->d_name) || lstat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+				continue;
+			rc = list_dir(p, ab ? ab : e->d_name, ab ? e->d_name : NULL, fn, ctx, left);
+			continue;
+		}
+		if (!key_ok(e->d_name) || strncmp(e->d_name, ab, 2) != 0 ||
+		    strncmp(e->d_name + 2, cd, 2) != 0 || lstat(p, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (*left <= 0) {
+			rc = 1;
+			break;
+		}
+		(*left)--;
+		{
+			struct storage_obj o = {.key = e->d_name, .size = (long long)st.st_size,
+						.mtime = st.st_mtime};
+
+			if (fn(ctx, &o) != 0)
+				rc = 1;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+static enum th_err local_list(storage_list_fn fn, void *ctx, long long max)
+{
+	long long left = max;
+
+	return list_dir(root, NULL, NULL, fn, ctx, &left) < 0 ? TH_EUNAVAILABLE : TH_OK;
+}
+
 const struct storage_ops storage_local = {
 	.name = "local",
 	.init = local_init,
@@ -182,4 +247,5 @@ const struct storage_ops storage_local = {
 	.del = local_del,
 	.head = local_head,
 	.deliver = local_deliver,
+	.list = local_list,
 };

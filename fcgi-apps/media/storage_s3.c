@@ -81,28 +81,53 @@ static void object_url(const char *endpoint, const char *key, char *url, size_t 
 	}
 }
 
-static size_t discard(char *p, size_t sz, size_t n, void *ctx)
+/* Where a response body goes: a file, a bounded memory buffer (a listing),
+ * or nowhere. */
+struct s3_sink {
+	FILE *file;
+	char *buf;
+	size_t len, cap;
+	int over;                /* the body outgrew cap: the request fails */
+};
+
+static size_t sink_write(char *p, size_t sz, size_t n, void *ctx)
 {
-	(void)p;
-	(void)ctx;
-	return sz * n;
+	struct s3_sink *k = ctx;
+	size_t total = sz * n;
+
+	if (k->file)
+		return fwrite(p, 1, total, k->file) == total ? total : 0;
+	if (!k->buf)
+		return total;
+	if (total > k->cap - 1 - k->len) {
+		k->over = 1;
+		return 0; /* libcurl fails the transfer */
+	}
+	memcpy(k->buf + k->len, p, total);
+	k->len += total;
+	k->buf[k->len] = '\0';
+	return total;
 }
 
-/* Runs one request on key: method, an upload file or a download file, a
- * range.  Returns the HTTP status, or -1 when the request failed. */
-static long s3_request(const char *method, const char *key, FILE *upload, long long upload_size,
-		       FILE *download, const char *range, const char *mime, long long *length)
+/* Runs one request on url (path: for the log): method, an upload file, a
+ * body sink, a range.  Returns the HTTP status, or -1 when the request
+ * failed. */
+static long s3_perform(const char *method, const char *url, const char *path, FILE *upload,
+		       long long upload_size, struct s3_sink *sink, const char *range,
+		       const char *mime, long long *length)
 {
-	char url[1024], path[512], ct[160];
+	char ct[160];
 	CURL *c = curl_easy_init();
 	struct curl_slist *hdrs = NULL;
+	struct s3_sink none = {0};
 	CURLcode rc;
 	long status = -1;
 	curl_off_t cl = -1;
 
 	if (!c)
 		return -1;
-	object_url(s3.endpoint, key, url, sizeof(url), path, sizeof(path));
+	if (!sink)
+		sink = &none;
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s3.sigv4);
 	curl_easy_setopt(c, CURLOPT_USERPWD, s3.userpwd);
@@ -126,11 +151,8 @@ static long s3_request(const char *method, const char *key, FILE *upload, long l
 	} else if (strcmp(method, "DELETE") == 0) {
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
 	}
-	if (download) {
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, download); /* default writer: fwrite */
-	} else {
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-	}
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
 	if (range)
 		curl_easy_setopt(c, CURLOPT_RANGE, range);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
@@ -148,6 +170,17 @@ static long s3_request(const char *method, const char *key, FILE *upload, long l
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(c);
 	return status;
+}
+
+/* One request on the object key. */
+static long s3_request(const char *method, const char *key, FILE *upload, long long upload_size,
+		       FILE *download, const char *range, const char *mime, long long *length)
+{
+	char url[1024], path[512];
+	struct s3_sink sink = {.file = download};
+
+	object_url(s3.endpoint, key, url, sizeof(url), path, sizeof(path));
+	return s3_perform(method, url, path, upload, upload_size, &sink, range, mime, length);
 }
 
 static enum th_err status_err(long status)
@@ -293,6 +326,141 @@ static int s3_deliver(struct http_req *req, const char *key)
 	return 0;
 }
 
+/* ---- listing (ListObjectsV2), for th-media-gc ---- */
+
+#define S3_LIST_PAGE 1000                  /* keys per page, S3's own maximum */
+#define S3_LIST_BODY_MAX (4 * 1024 * 1024) /* one page's XML: ~350 bytes a key */
+
+/* The text of the first <tag>...</tag> in [p, end), into out (cut at
+ * size); a pointer past it, or NULL when absent. */
+static const char *xml_text(const char *p, const char *end, const char *tag, char *out,
+			    size_t size)
+{
+	char open[48], close[48];
+	const char *a, *b;
+	size_t n;
+
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	a = memmem(p, (size_t)(end - p), open, strlen(open));
+	if (!a)
+		return NULL;
+	a += strlen(open);
+	b = memmem(a, (size_t)(end - a), close, strlen(close));
+	if (!b)
+		return NULL;
+	n = (size_t)(b - a) < size - 1 ? (size_t)(b - a) : size - 1;
+	memcpy(out, a, n);
+	out[n] = '\0';
+	return b + strlen(close);
+}
+
+/* "2026-12-02T10:30:00.000Z" -> seconds since the epoch; -1 when malformed. */
+static time_t iso_time(const char *s)
+{
+	struct tm tm;
+	const char *rest;
+
+	memset(&tm, 0, sizeof(tm));
+	rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!rest)
+		return (time_t)-1;
+	return timegm(&tm);
+}
+
+/* 1 when k is a key we write (storage.h): [0-9a-z.], 4..80 bytes.  Other
+ * objects of the bucket are someone else's and are never reported. */
+static int s3_key_ok(const char *k)
+{
+	size_t n = strlen(k);
+
+	if (n < 4 || n > 80)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((k[i] >= '0' && k[i] <= '9') || (k[i] >= 'a' && k[i] <= 'z') || k[i] == '.'))
+			return 0;
+	return 1;
+}
+
+/* Pages with start-after=<last key> rather than the continuation token: our
+ * keys need no encoding, so the query is the same bytes libcurl signs
+ * (parameters already in SigV4's sorted order). */
+static enum th_err s3_list(storage_list_fn fn, void *ctx, long long max)
+{
+	char base[1024], path[512], url[1200], after[96] = "", key[128], val[64];
+	struct s3_sink sink = {0};
+	enum th_err e = TH_OK;
+	long long left = max;
+	/* a bound on pages: every full page moves start-after forward */
+	long long pages = max / S3_LIST_PAGE + 2;
+	int stop = 0;
+
+	sink.cap = S3_LIST_BODY_MAX;
+	sink.buf = malloc(sink.cap);
+	if (!sink.buf)
+		return TH_EUNAVAILABLE;
+	/* the bucket's URL: the object URL of an empty key */
+	object_url(s3.endpoint, "", base, sizeof(base), path, sizeof(path));
+	if (s3.path_style && base[0])
+		base[strlen(base) - 1] = '\0'; /* <endpoint>/<bucket>, no trailing slash */
+	while (!stop && left > 0 && pages-- > 0) {
+		const char *p, *end, *next;
+		char truncated[8] = "";
+		long status;
+		int nkeys = 0;
+
+		snprintf(url, sizeof(url), "%s?list-type=2&max-keys=%d%s%s", base, S3_LIST_PAGE,
+			 after[0] ? "&start-after=" : "", after);
+		sink.len = 0;
+		sink.over = 0;
+		sink.buf[0] = '\0';
+		status = s3_perform("GET", url, path, NULL, 0, &sink, NULL, NULL, NULL);
+		if (status != 200 || sink.over) {
+			if (sink.over)
+				log_error("s3: list %s: a page over %d bytes", path, S3_LIST_BODY_MAX);
+			e = TH_EUNAVAILABLE;
+			break;
+		}
+		p = sink.buf;
+		end = sink.buf + sink.len;
+		while (!stop && (next = memmem(p, (size_t)(end - p), "<Contents>", 10)) != NULL) {
+			const char *cend = memmem(next, (size_t)(end - next), "</Contents>", 11);
+			struct storage_obj o;
+
+			if (!cend)
+				break;
+			p = cend + 11;
+			if (!xml_text(next, cend, "Key", key, sizeof(key)))
+				continue;
+			nkeys++;
+			if (strlen(key) < sizeof(after))
+				memcpy(after, key, strlen(key) + 1);
+			if (!s3_key_ok(key))
+				continue;
+			if (left <= 0) {
+				stop = 1;
+				break;
+			}
+			left--;
+			o.key = key;
+			o.size = xml_text(next, cend, "Size", val, sizeof(val)) ? strtoll(val, NULL, 10) : -1;
+			o.mtime = xml_text(next, cend, "LastModified", val, sizeof(val))
+				? iso_time(val) : (time_t)-1;
+			if (o.mtime == (time_t)-1) {
+				log_error("s3: list %s: no LastModified for %s", path, key);
+				continue; /* never treated as old */
+			}
+			if (fn(ctx, &o) != 0)
+				stop = 1;
+		}
+		xml_text(sink.buf, end, "IsTruncated", truncated, sizeof(truncated));
+		if (strcmp(truncated, "true") != 0 || nkeys == 0)
+			break;
+	}
+	free(sink.buf);
+	return e;
+}
+
 const struct storage_ops storage_s3 = {
 	.name = "s3",
 	.init = s3_init,
@@ -302,4 +470,5 @@ const struct storage_ops storage_s3 = {
 	.del = s3_del,
 	.head = s3_head,
 	.deliver = s3_deliver,
+	.list = s3_list,
 };
