@@ -36,7 +36,8 @@ BRIDGE_BIN := $(BUILD)/bin/th-bridge
 
 LOAD_SRC := $(wildcard tests/load/*.c)
 LOAD_BINS:= $(LOAD_SRC:tests/load/%.c=$(BUILD)/bin/th-%)
-BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(LOAD_BINS)
+MEDIA_GC := $(BUILD)/bin/th-media-gc
+BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(LOAD_BINS) $(MEDIA_GC)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -75,6 +76,23 @@ $(BUILD)/bin/th-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard fcgi-apps/$(1)/
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS_$(1)) $$(LDLIBS)
 endef
 $(foreach a,$(APPS),$(eval $(call app_rule,$(a))))
+
+# Programs built on the media app's own code (settings, storage, image) but
+# not its FastCGI loop: every media object except main.o.
+MEDIA_CORE_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out fcgi-apps/media/main.c,$(wildcard fcgi-apps/media/*.c)))
+MEDIA_INC    := -Ifcgi-apps/media
+$(BUILD)/obj/fcgi-apps/media/gc/%.o $(BUILD)/obj/tests/load/thumb_bench.o: CFLAGS += $(MEDIA_INC)
+
+# the orphaned-bytes collector (scripts/media-gc runs it)
+$(MEDIA_GC): $(BUILD)/obj/fcgi-apps/media/gc/gc.o $(MEDIA_CORE_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_media) $(LDLIBS)
+
+# the thumbnail benchmark calls image_process() itself: the media objects and
+# MagickWand, unlike the other tests/load programs (pattern rule below)
+$(BUILD)/bin/th-thumb_bench: $(BUILD)/obj/tests/load/thumb_bench.o $(MEDIA_CORE_OBJ) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_media) $(LDLIBS)
 
 $(BUILD)/bin/th-bench: $(BUILD)/obj/fcgi-apps/bench/main.o
 	@mkdir -p $(dir $@)
