@@ -263,6 +263,14 @@ describe('local storage', () => {
     assert.match(r.summary, /upload temporaries removed: [1-9]\d*$/, r.summary);
   });
 
+  test('TH_MEDIA_GC_MAX bounds a run: exit 1 naming the bound, nothing past it looked at', async () => {
+    await upload(owner, uniquePdf()); // at least two objects in the store
+    await upload(owner, uniquePdf());
+    const r = await gc({ TH_MEDIA_GC_MAX: '1' });
+    assert.equal(r.code, 1, `${r.stdout}${r.stderr}`);
+    assert.match(r.summary, /: 1 objects listed \(TH_MEDIA_GC_MAX reached\);/, r.summary);
+  });
+
   test('a bad setting stops the collector before it looks at anything', async () => {
     const r = await gc({ TH_MEDIA_GC_GRACE: '-5' });
     assert.notEqual(r.code, 0, `${r.stdout}${r.stderr}`);

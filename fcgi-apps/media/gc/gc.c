@@ -262,7 +262,8 @@ int main(int argc, char **argv)
 		rc = 1;
 	}
 	clean_tmp(&g);
-	if (g.failed || g.db_down || g.stopped_by_time)
+	/* a bound reached: objects were left unlooked at, the next run goes on */
+	if (g.failed || g.db_down || g.stopped_by_time || g.listed >= max)
 		rc = 1;
 	printf("media-gc: %s store: %lld objects listed%s; %s %lld (%lld bytes); kept %lld "
 	       "referenced, %lld within the grace period of %lld s, %lld not ours; %lld failed%s%s; "
