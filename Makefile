@@ -173,8 +173,8 @@ format:
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--suppress=missingIncludeSystem -Ifcgi-apps/lib fcgi-apps tools realtime-bridge
-	clang-tidy --quiet $$(git ls-files 'fcgi-apps/*.c') -- $(CFLAGS)
+		--suppress=missingIncludeSystem -Ifcgi-apps/lib -Ifcgi-apps/media fcgi-apps tools realtime-bridge
+	clang-tidy --quiet $$(git ls-files 'fcgi-apps/*.c') -- $(CFLAGS) $(MEDIA_INC)
 
 clean:
 	rm -rf build build-asan

@@ -119,6 +119,8 @@ function backdate(keys, seconds) {
 // scripts/media-gc with extra environment -> {code, stdout, stderr, summary}
 async function gc(env = {}, args = []) {
   const r = await run('scripts/media-gc', args, { env, timeoutMs: 120000 });
+  // its stderr is no pool log the runner scans: a sanitizer build's report fails here
+  assert.ok(!/Sanitizer|runtime error:/.test(r.stderr), `sanitizer report from th-media-gc:\n${r.stderr}`);
   const summary = (/^media-gc: .*$/m.exec(r.stdout) || [''])[0];
   return { ...r, summary, removed: Number((/; (?:would remove|removed) (\d+) \(/.exec(summary) || [])[1]) };
 }
