@@ -209,6 +209,32 @@ describe('local storage', () => {
     for (const k of [...keysOf(kept), ...keysOf(keptPdf)]) assert.ok(localHas(k), `referenced ${k} still kept`);
   });
 
+  test('an upload in flight (bytes stored, row not yet committed, its hash lock held) keeps its bytes even with no grace period', async () => {
+    // the upload's transaction, played by psql: the hash lock upload.c takes, the INSERT,
+    // 3 s before COMMIT. The bytes are an old orphan of the same hash (as after a failed
+    // commit): the collector finds no committed row, waits for the lock, looks again.
+    const m = await upload(owner, uniquePdf());
+    await dropRow(m.id);
+    backdate(keysOf(m), 2 * HOUR);
+    assert.match(m.sha256, /^[0-9a-f]{64}$/);
+    const tx = psql(`BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('${m.sha256}', 7)); `
+      + `INSERT INTO media (owner_id, kind, mime, size, sha256, filename) VALUES (${Number(owner.id)}, 'pdf', 'application/pdf', ${m.size}, '${m.sha256}', 'inflight.pdf'); `
+      + 'SELECT pg_sleep(3); COMMIT;');
+    // the lock is held once pg_locks shows it
+    const held = await until(async () => {
+      const r = await psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+      return Number(r.stdout.trim()) > 0;
+    }, { timeoutMs: 5000, intervalMs: 50 });
+    assert.ok(held, 'the in-flight transaction holds its hash lock');
+    const r = await gc({ TH_MEDIA_GC_GRACE: '0' });
+    const t = await tx;
+    assert.equal(t.code, 0, `psql: ${t.stderr}`);
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+    assert.ok(localHas(m.sha256), `the in-flight upload's bytes are kept: ${r.summary}`);
+    assert.ok(!r.stderr.includes(`removed ${m.sha256} `), r.stderr);
+    assert.equal(await rowsWithSha(m.sha256), 1);
+  });
+
   test('bytes shared by two rows stay while one row names them', async () => {
     const bytes = noisyPng();
     const other = await newUser('gcs');
