@@ -1,32 +1,58 @@
 /* feedcache: the first pages of community feeds and single posts in Redis,
- * under versioned keys, and the read-your-writes marker.
+ * under versioned keys, with what a cache hit needs besides them (may the
+ * caller read the community, which posts of the entry the caller reacted
+ * to), so that a hit is one Redis round trip and no PostgreSQL at all.
  *
  * Keys (the hash tag {c<cid>} puts a community's keys in one Cluster slot, so
- * one Lua script reads the version and the entry in one round trip):
- *   th:feedver:{c<cid>}                   STRING  the community's feed version
- *   th:feed:{c<cid>}:v<ver>:<limit>       STRING  first page of the feed, EX TTL
- *   th:post:{c<cid>}:v<ver>:<post_id>     STRING  one post, EX TTL
- *   th:ryw:<uid>                          STRING  "the caller wrote lately", EX
- *                                                  TH_RYW_SECONDS (replica only)
+ * one Lua script reads them all in one round trip):
+ *   th:feedver:{c<cid>}                       STRING  the community's feed version
+ *   th:accver:{c<cid>}                        STRING  its access version
+ *   th:feed:{c<cid>}:v<fver>:<limit>          STRING  first page of the feed, EX TTL
+ *   th:post:{c<cid>}:v<fver>:<post_id>        STRING  one post, EX TTL
+ *   th:mine:{c<cid>}:v<fver>:<uid>:<what>:<item>
+ *                                             STRING  the caller's reactions to the
+ *                                                     posts of that entry, EX TTL
+ *   th:acc:{c<cid>}:v<aver>                   STRING  "public" | "private", EX TTL
+ *   th:acc:{c<cid>}:v<aver>:<uid>             STRING  the caller's role in a private
+ *                                                     community, or "none", EX TTL
+ *   th:ryw:<uid>                              STRING  "the caller wrote lately", EX
+ *                                                     TH_RYW_SECONDS (replica only)
  * An entry is "<ids>\n<json>": the ids of the posts in it ("1,2,3") and the
- * reply shared by every caller, with "my_reactions":[] in each post.
+ * reply shared by every caller, with "my_reactions":[] in each post.  A mine
+ * entry is "<ids>\n" then one "<post_id>\t<JSON array of emoji>\n" per post
+ * the caller reacted to: the ids say which entry it was made for (a hit
+ * needs them equal), and an empty list is "<ids>\n", never a missing key.
  *
- * Every write to a community's posts, comments or reactions bumps its version
- * after its commit and before its reply: every entry of the old version is
- * unreachable at once (it dies with its TTL), so a post created with 201 is
- * in the very next feed request.  A reader that took the old version before
- * the bump stores what it read under the old version: unreachable, harmless.
- * Cache fills read the primary (see posts.h), so an entry stored under a
- * version never predates the write that made that version.
+ * Every write to a community's posts, comments or reactions bumps its feed
+ * version, every change of its visibility, of a membership or of a ban its
+ * access version, after the commit and before the reply: every entry of the
+ * old version is unreachable at once (it dies with its TTL), so a post
+ * created with 201 is in the very next feed request, a reaction in the very
+ * next my_reactions, and a removed or banned member of a private community
+ * gets 404 on the very next read.  A reader takes the versions before it
+ * reads PostgreSQL, so what it stores under a version it read was read after
+ * that version was made: a reader that took the old version before the bump
+ * stores what it read under the old version: unreachable, harmless.  Cache
+ * fills read the primary (see posts.h), so an entry stored under a version
+ * never predates the write that made that version.
+ *
+ * Why versioned verdicts and not the membership mirror (lib/mirror.c): the
+ * mirror's keys live in other Cluster slots than the feed's, its writes are
+ * best effort in no guaranteed order between two requests (enough for the
+ * broker's 5 s, not for "at once"), and a flushed mirror cannot tell "no
+ * member" from "not rebuilt yet".  A missing verdict here is only ever a
+ * miss: PostgreSQL decides and the verdict is stored for the next request.
  *
  * A missing version (new community, Redis flushed, key evicted) is set to the
  * worker's clock in microseconds, never back to a small number an older,
  * still-living entry may carry; bump INCRs an existing version the same way.
  *
  * With Redis down every lookup is a miss and nothing is stored: the routes
- * answer from PostgreSQL.  A bump that fails cannot make entries unreachable;
- * they expire with their TTL (logged, so an operator knows reads may be stale
- * for up to TH_FEED_CACHE_TTL seconds). */
+ * answer from PostgreSQL.  A bump that fails cannot make entries unreachable:
+ * it is logged, kept, and tried again before this worker's next cache
+ * lookup or bump; until then (at most TH_FEED_CACHE_TTL seconds, when Redis
+ * kept its data) other workers may serve the old version.  The stack's Redis
+ * keeps no data across a restart, so a Redis that was down comes back empty. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,16 +66,33 @@
 #include "metrics.h"
 #include "posts.h"
 
-/* KEYS[1] version key, KEYS[2] entry key prefix (".../v"), ARGV[1] entry key
- * suffix (":<item>"), ARGV[2] a fresh version for a missing one.
- * Returns {version, entry or false}. */
+/* KEYS[1] feed version, KEYS[2] access version.  ARGV[1] entry prefix
+ * (".../v"), ARGV[2] entry suffix (":<item>"), ARGV[3] mine prefix, ARGV[4]
+ * mine suffix ("" for anonymous callers), ARGV[5] access prefix ("" when the
+ * caller checks access itself), ARGV[6] the caller's access suffix (":<uid>",
+ * "" for anonymous callers), ARGV[7] a fresh version for a missing one.
+ * Returns {feed version, entry, mine, access version, community verdict,
+ * caller verdict}, false (nil) for what was not read or is not there. */
 static const char lookup_lua[] =
-	"local v = redis.call('GET', KEYS[1]) "
-	"if not v then "
-	"  redis.call('SET', KEYS[1], ARGV[2], 'NX') "
-	"  v = redis.call('GET', KEYS[1]) "
+	"local function ver(k) "
+	"  local v = redis.call('GET', k) "
+	"  if not v then "
+	"    redis.call('SET', k, ARGV[7], 'NX') "
+	"    v = redis.call('GET', k) "
+	"  end "
+	"  return v "
 	"end "
-	"return {v, redis.call('GET', KEYS[2] .. v .. ARGV[1])}";
+	"local fv = ver(KEYS[1]) "
+	"local entry = redis.call('GET', ARGV[1] .. fv .. ARGV[2]) "
+	"local mine = false "
+	"if entry and ARGV[4] ~= '' then mine = redis.call('GET', ARGV[3] .. fv .. ARGV[4]) end "
+	"local av, acc, who = false, false, false "
+	"if ARGV[5] ~= '' then "
+	"  av = ver(KEYS[2]) "
+	"  acc = redis.call('GET', ARGV[5] .. av) "
+	"  if acc == 'private' and ARGV[6] ~= '' then who = redis.call('GET', ARGV[5] .. av .. ARGV[6]) end "
+	"end "
+	"return {fv, entry, mine, av, acc, who}";
 
 /* KEYS[1] version key, ARGV[1] a fresh version for a missing one. */
 static const char bump_lua[] =
@@ -68,6 +111,13 @@ static struct script lookup_script = {lookup_lua, ""};
 static struct script bump_script = {bump_lua, ""};
 
 static int hits_counter = -2, misses_counter = -2; /* -2: not registered yet */
+
+/* A page holds at most PAGE_MAX posts; a mine entry one line per post. */
+#define MINE_MAX_ROWS 100
+#define MY_EMPTY "\"my_reactions\":[]"
+#define MY_EMPTY_LEN (sizeof(MY_EMPTY) - 1)
+/* Bumps that could not reach Redis, tried again later (see the top). */
+#define PENDING_MAX 64
 
 static void count(int *counter, const char *name)
 {
@@ -151,22 +201,84 @@ static struct cache_reply *script_run(struct script *s, int argc, const char **a
 	return NULL;
 }
 
-void feedcache_bump(int64_t community_id)
+/* ---- bumps ---- */
+
+static struct pending {
+	int64_t cid;
+	const char *kind; /* "feedver" or "accver" */
+} pending[PENDING_MAX];
+static int npending;
+
+/* 0 when Redis took the bump, -1 otherwise. */
+static int bump_once(const char *kind, int64_t cid)
 {
 	char key[48], fresh[24];
 	const char *argv[] = {NULL, NULL, "1", key, fresh};
 	struct cache_reply *r;
+	int ok;
 
-	snprintf(key, sizeof(key), "th:feedver:{c%lld}", (long long)community_id);
+	snprintf(key, sizeof(key), "th:%s:{c%lld}", kind, (long long)cid);
 	fresh_version(fresh);
 	r = script_run(&bump_script, 5, argv);
-	if (!r || cache_reply_type(r) != CACHE_INT)
-		log_warn("feedcache: bump of community %lld failed (%s): cached reads may be "
-			 "stale until they expire",
-			 (long long)community_id,
-			 r ? cache_reply_str(r, NULL) : cache_last_error());
+	ok = r && cache_reply_type(r) == CACHE_INT;
+	if (!ok)
+		log_warn("feedcache: bump of %s of community %lld failed (%s): cached reads may be "
+			 "stale until it succeeds or they expire",
+			 kind, (long long)cid, r ? cache_reply_str(r, NULL) : cache_last_error());
 	cache_reply_free(r);
+	return ok ? 0 : -1;
 }
+
+/* Tries the bumps that failed before again, oldest first; keeps the rest. */
+static void retry_pending(void)
+{
+	int i, kept = 0;
+
+	for (i = 0; i < npending; i++) {
+		/* once Redis refused one, the others would wait for the same timeout */
+		if (kept || bump_once(pending[i].kind, pending[i].cid) < 0)
+			pending[kept++] = pending[i];
+	}
+	if (kept < npending)
+		log_info("feedcache: %d delayed bump(s) done, %d still pending", npending - kept,
+			 kept);
+	npending = kept;
+}
+
+static void bump(const char *kind, int64_t cid)
+{
+	int i;
+
+	if (npending)
+		retry_pending();
+	if (bump_once(kind, cid) == 0)
+		return;
+	for (i = 0; i < npending; i++)
+		if (pending[i].cid == cid && pending[i].kind == kind)
+			return;
+	if (npending == PENDING_MAX) {
+		log_error("feedcache: %d bumps pending, dropping the oldest (community %lld): "
+			  "its cached reads stay stale until they expire",
+			  PENDING_MAX, (long long)pending[0].cid);
+		memmove(pending, pending + 1, sizeof(pending[0]) * (PENDING_MAX - 1));
+		npending--;
+	}
+	pending[npending].cid = cid;
+	pending[npending].kind = kind;
+	npending++;
+}
+
+void feedcache_bump(int64_t community_id)
+{
+	bump("feedver", community_id);
+}
+
+void feedcache_bump_access(int64_t community_id)
+{
+	bump("accver", community_id);
+}
+
+/* ---- reading ---- */
 
 /* True when s is a comma-separated list of decimal ids (or empty). */
 static int ids_ok(const char *s, size_t n)
@@ -177,118 +289,30 @@ static int ids_ok(const char *s, size_t n)
 	return 1;
 }
 
-/* Replies with a cached entry: its JSON as stored when the caller has no
- * reactions on its posts (no parse), else parsed, filled and re-serialized.
- * -1 when the entry is malformed (then nothing was replied: a miss). */
-static int reply_entry(struct http_req *req, const char *v, size_t len)
+static int version_ok(const char *v, size_t n)
 {
-	const char *nl = memchr(v, '\n', len);
-	const char *json;
-	size_t jlen;
-	char *ids_pg, *body;
-	struct db_res *mine = NULL;
-	struct json_object *o;
-
-	if (!nl || !ids_ok(v, (size_t)(nl - v)))
-		return -1;
-	json = nl + 1;
-	jlen = len - (size_t)(json - v);
-	if (req->user_id && nl > v) {
-		ids_pg = arena_printf(req->arena, "{%.*s}", (int)(nl - v), v);
-		if (!ids_pg) {
-			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-			return 0;
-		}
-		mine = posts_mine_query(req, ids_pg);
-		if (!mine)
-			return 0; /* replied */
-		if (db_res_rows(mine) > 0) {
-			o = jh_parse(json, jlen);
-			if (!o) {
-				db_res_free(mine);
-				return -1;
-			}
-			posts_mine_apply(mine, o);
-			db_res_free(mine);
-			http_reply_json(req, 200, o);
-			return 0;
-		}
-		db_res_free(mine);
-	}
-	/* the fast path: the caller has no reactions here, the bytes are theirs */
-	body = arena_strndup(req->arena, json, jlen);
-	if (!body) {
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return 0;
-	}
-	http_reply_raw(req, 200, "application/json", body, jlen);
-	return 0;
+	return n > 0 && n <= 20 && ids_ok(v, n) && !memchr(v, ',', n);
 }
 
-int feedcache_lookup(struct http_req *req, const char *what, int64_t cid, int64_t item,
-		     char key[FEEDCACHE_KEY])
+static void set_key(char key[FEEDCACHE_KEY], const char *prefix, const char *ver, size_t vlen,
+		    const char *suffix)
 {
-	char vkey[48], prefix[64], suffix[32], fresh[24];
-	const char *argv[] = {NULL, NULL, "2", vkey, prefix, suffix, fresh};
-	const struct cache_reply *ver, *entry;
-	struct cache_reply *r;
-	const char *v;
-	size_t vlen, elen;
-	int rc = 0;
-
-	key[0] = '\0';
-	snprintf(vkey, sizeof(vkey), "th:feedver:{c%lld}", (long long)cid);
-	snprintf(prefix, sizeof(prefix), "th:%s:{c%lld}:v", what, (long long)cid);
-	snprintf(suffix, sizeof(suffix), ":%lld", (long long)item);
-	fresh_version(fresh);
-	r = script_run(&lookup_script, 7, argv);
-	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) != 2) {
-		/* Redis down or confused: a miss that stores nothing */
-		if (r)
-			log_warn("feedcache: lookup failed: %s", cache_reply_str(r, NULL));
-		count(&misses_counter, "feed_cache_misses_total");
-		goto out;
-	}
-	ver = cache_reply_elem(r, 0);
-	entry = cache_reply_elem(r, 1);
-	v = cache_reply_str(ver, &vlen);
-	if (cache_reply_type(ver) != CACHE_STR || vlen == 0 || vlen > 20 || !ids_ok(v, vlen) ||
-	    memchr(v, ',', vlen)) {
-		count(&misses_counter, "feed_cache_misses_total");
-		goto out;
-	}
-	snprintf(key, FEEDCACHE_KEY, "%s%.*s%s", prefix, (int)vlen, v, suffix);
-	if (cache_reply_type(entry) == CACHE_STR) {
-		const char *e = cache_reply_str(entry, &elen);
-
-		if (reply_entry(req, e, elen) == 0) {
-			count(&hits_counter, "feed_cache_hits_total");
-			rc = 1;
-			goto out;
-		}
-		log_warn("feedcache: malformed entry %s; refilling", key);
-	}
-	count(&misses_counter, "feed_cache_misses_total");
-out:
-	cache_reply_free(r);
-	return rc;
+	snprintf(key, FEEDCACHE_KEY, "%s%.*s%s", prefix, (int)vlen, ver, suffix);
 }
 
-void feedcache_store(const char *key, const char *ids_csv, const char *json, size_t len)
+static void store(const char *key, const char *a, size_t alen, const char *b, size_t blen)
 {
-	size_t idlen = strlen(ids_csv);
-	char ttl[24], *v = malloc(idlen + 1 + len);
+	char ttl[24], *v = malloc(alen + blen + 1);
 	const char *argv[] = {"SET", key, v, "EX", ttl};
-	size_t lens[] = {3, strlen(key), idlen + 1 + len, 2, 0};
+	size_t lens[] = {3, strlen(key), alen + blen, 2, 0};
 	struct cache_reply *r;
 
 	if (!v) {
 		log_warn("feedcache: out of memory storing %s", key);
 		return;
 	}
-	memcpy(v, ids_csv, idlen);
-	v[idlen] = '\n';
-	memcpy(v + idlen + 1, json, len);
+	memcpy(v, a, alen);
+	memcpy(v + alen, b, blen);
 	snprintf(ttl, sizeof(ttl), "%ld", cache_ttl());
 	lens[4] = strlen(ttl);
 	r = cache_cmd(5, argv, lens);
@@ -296,6 +320,347 @@ void feedcache_store(const char *key, const char *ids_csv, const char *json, siz
 		log_warn("feedcache: SET %s: %s", key, cache_reply_str(r, NULL));
 	cache_reply_free(r);
 	free(v);
+}
+
+/* One line of a mine entry: a post id and the caller's emoji on it. */
+struct mine_row {
+	int64_t post_id;
+	const char *arr;
+	size_t len;
+};
+
+/* Parses the rows of a mine entry (after its ids line).  -1 when malformed. */
+static int mine_parse(const char *s, size_t n, struct mine_row *rows, int *nrows)
+{
+	const char *end = s + n, *nl, *tab;
+
+	*nrows = 0;
+	while (s < end) {
+		nl = memchr(s, '\n', (size_t)(end - s));
+		tab = nl ? memchr(s, '\t', (size_t)(nl - s)) : NULL;
+		if (!tab || tab == s || *nrows == MINE_MAX_ROWS || !ids_ok(s, (size_t)(tab - s)) ||
+		    tab + 1 == nl || tab[1] != '[')
+			return -1;
+		rows[*nrows].post_id = strtoll(s, NULL, 10);
+		rows[*nrows].arr = tab + 1;
+		rows[*nrows].len = (size_t)(nl - tab - 1);
+		(*nrows)++;
+		s = nl + 1;
+	}
+	return 0;
+}
+
+/* The caller's reactions to the posts of ids_csv, from PostgreSQL, as the
+ * rows of a mine entry (into the arena).  NULL: an error was replied. */
+static char *mine_query(struct http_req *req, enum db_role role, const char *ids_csv,
+			size_t *len)
+{
+	char uid[24], *ids_pg, *out;
+	struct db_res *r;
+	size_t cap = 1, used = 0;
+	int i;
+
+	ids_pg = arena_printf(req->arena, "{%s}", ids_csv);
+	if (!ids_pg) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return NULL;
+	}
+	{
+		const char *params[] = {id_text(uid, req->user_id), ids_pg};
+
+		r = db_exec_or_reply(req, role,
+				     "SELECT post_id, json_agg(emoji ORDER BY emoji)::text "
+				     "FROM reactions WHERE user_id = $1 AND post_id = ANY($2::bigint[]) "
+				     "GROUP BY post_id",
+				     2, params);
+	}
+	if (!r)
+		return NULL;
+	for (i = 0; i < db_res_rows(r); i++)
+		cap += strlen(db_res_get(r, i, 0)) + strlen(db_res_get(r, i, 1)) + 2;
+	out = arena_alloc(req->arena, cap);
+	if (!out) {
+		db_res_free(r);
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return NULL;
+	}
+	out[0] = '\0';
+	for (i = 0; i < db_res_rows(r); i++)
+		used += (size_t)snprintf(out + used, cap - used, "%s\t%s\n", db_res_get(r, i, 0),
+					 db_res_get(r, i, 1));
+	db_res_free(r);
+	*len = used;
+	return out;
+}
+
+/* json (one my_reactions:[] per post, in the order of ids_csv) with the
+ * caller's arrays put in, into the arena.  NULL when json does not match
+ * ids_csv (a malformed entry) or out of memory (*oom set). */
+static char *splice(struct http_req *req, const char *ids_csv, const char *json, size_t jlen,
+		    const struct mine_row *rows, int nrows, size_t *outlen, int *oom)
+{
+	const char *p = json, *end = json + jlen, *hit, *id = ids_csv;
+	size_t extra = 0, used = 0;
+	char *out, *next;
+	int i;
+
+	*oom = 0;
+	for (i = 0; i < nrows; i++)
+		extra += rows[i].len;
+	out = arena_alloc(req->arena, jlen + extra + 1);
+	if (!out) {
+		*oom = 1;
+		return NULL;
+	}
+	while (*id) {
+		int64_t pid = strtoll(id, &next, 10);
+		const char *arr = "[]";
+		size_t alen = 2;
+
+		hit = memmem(p, (size_t)(end - p), MY_EMPTY, MY_EMPTY_LEN);
+		if (!hit || next == id)
+			return NULL;
+		for (i = 0; i < nrows; i++)
+			if (rows[i].post_id == pid) {
+				arr = rows[i].arr;
+				alen = rows[i].len;
+				break;
+			}
+		memcpy(out + used, p, (size_t)(hit - p) + MY_EMPTY_LEN - 2);
+		used += (size_t)(hit - p) + MY_EMPTY_LEN - 2;
+		memcpy(out + used, arr, alen);
+		used += alen;
+		p = hit + MY_EMPTY_LEN;
+		id = *next == ',' ? next + 1 : next;
+	}
+	if (memmem(p, (size_t)(end - p), MY_EMPTY, MY_EMPTY_LEN))
+		return NULL; /* more posts than ids */
+	memcpy(out + used, p, (size_t)(end - p));
+	used += (size_t)(end - p);
+	out[used] = '\0';
+	*outlen = used;
+	return out;
+}
+
+/* Replies 200 with json (shared part of an entry, for the posts of ids_csv)
+ * and the caller's my_reactions: from mine (a cached mine entry, may be NULL)
+ * when it was made for these ids, else from PostgreSQL (and then stored under
+ * mine_key unless it is "").  0: replied; -1: json does not match ids_csv,
+ * nothing replied. */
+static int reply_with_mine(struct http_req *req, const char *mine_key, const char *ids_csv,
+			   const char *json, size_t jlen, const char *mine, size_t mlen)
+{
+	struct mine_row rows[MINE_MAX_ROWS];
+	size_t idlen = strlen(ids_csv), rlen = 0, olen;
+	const char *rtext = NULL;
+	char *body;
+	int nrows = 0, oom;
+
+	if (req->user_id && idlen) {
+		if (mine && mlen > idlen && memcmp(mine, ids_csv, idlen) == 0 &&
+		    mine[idlen] == '\n') {
+			rtext = mine + idlen + 1;
+			rlen = mlen - idlen - 1;
+		} else {
+			/* filling the cache: the primary (see posts.h) */
+			rtext = mine_query(req, mine_key[0] ? DB_PRIMARY : posts_read_role(req),
+					   ids_csv, &rlen);
+			if (!rtext)
+				return 0; /* replied */
+			if (mine_key[0]) {
+				char *head = arena_printf(req->arena, "%s\n", ids_csv);
+
+				if (head)
+					store(mine_key, head, idlen + 1, rtext, rlen);
+			}
+		}
+		if (mine_parse(rtext, rlen, rows, &nrows) < 0) {
+			log_warn("feedcache: malformed entry %s", mine_key);
+			return -1;
+		}
+	}
+	/* also with no reactions: the copy checks that the posts match the ids */
+	body = splice(req, ids_csv, json, jlen, rows, nrows, &olen, &oom);
+	if (!body && !oom)
+		return -1;
+	if (!body) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return 0;
+	}
+	http_reply_raw(req, 200, "application/json", body, olen);
+	return 0;
+}
+
+/* What one lookup found; the strings live with r. */
+struct found {
+	struct cache_reply *r;
+	const char *fv, *entry, *mine, *av, *acc, *who;
+	size_t fvlen, elen, mlen, avlen, alen, wlen;
+};
+
+static const char *elem(const struct cache_reply *r, size_t i, size_t *len)
+{
+	const struct cache_reply *e = cache_reply_elem(r, i);
+
+	if (cache_reply_type(e) != CACHE_STR) {
+		*len = 0;
+		return NULL;
+	}
+	return cache_reply_str(e, len);
+}
+
+/* Decides from the cached verdicts whether the caller may read the
+ * community (community_readable()), else from PostgreSQL, storing the
+ * verdicts under the access version.  0: yes; -1: replied (404, 503). */
+static int access_check(struct http_req *req, int64_t cid, const struct found *f,
+			const char *acc_prefix, const char *who_suffix)
+{
+	struct community c;
+	char key[FEEDCACHE_KEY];
+	const char *role;
+
+	if (f->acc && f->alen == 6 && memcmp(f->acc, "public", 6) == 0)
+		return 0;
+	if (f->acc && f->alen == 7 && memcmp(f->acc, "private", 7) == 0) {
+		if (!req->user_id)
+			goto hidden;
+		if (f->who) {
+			if (f->wlen == 4 && memcmp(f->who, "none", 4) == 0)
+				goto hidden;
+			return 0;
+		}
+	}
+	/* no verdict: PostgreSQL decides (the primary: a caller sees their own
+	 * join at once), and the verdicts are kept for the next request */
+	if (community_load(req, cid, &c) < 0)
+		return -1;
+	if (f->av) {
+		set_key(key, acc_prefix, f->av, f->avlen, "");
+		store(key, c.is_public ? "public" : "private", c.is_public ? 6 : 7, "", 0);
+		if (!c.is_public && req->user_id) {
+			role = c.my_role == ROLE_NONE ? "none" : role_name(c.my_role);
+			set_key(key, acc_prefix, f->av, f->avlen, who_suffix);
+			store(key, role, strlen(role), "", 0);
+		}
+	}
+	if (community_readable(&c))
+		return 0;
+hidden:
+	http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
+	return -1;
+}
+
+int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t item,
+		   int check_access, struct feedcache_fill *fill)
+{
+	char vkey[48], akey[48], prefix[64], suffix[32], mprefix[64], msuffix[80], aprefix[64],
+		wsuffix[32], fresh[24];
+	const char *argv[] = {NULL, NULL, "2", vkey, akey, prefix, suffix, mprefix,
+			      msuffix, aprefix, wsuffix, fresh};
+	struct found f;
+	int rc = 0;
+
+	fill->key[0] = fill->mine_key[0] = '\0';
+	if (npending)
+		retry_pending();
+	snprintf(vkey, sizeof(vkey), "th:feedver:{c%lld}", (long long)cid);
+	snprintf(akey, sizeof(akey), "th:accver:{c%lld}", (long long)cid);
+	snprintf(prefix, sizeof(prefix), "th:%s:{c%lld}:v", what, (long long)cid);
+	snprintf(suffix, sizeof(suffix), ":%lld", (long long)item);
+	snprintf(mprefix, sizeof(mprefix), "th:mine:{c%lld}:v", (long long)cid);
+	msuffix[0] = wsuffix[0] = '\0';
+	if (req->user_id) {
+		snprintf(msuffix, sizeof(msuffix), ":%lld:%s:%lld", (long long)req->user_id, what,
+			 (long long)item);
+		snprintf(wsuffix, sizeof(wsuffix), ":%lld", (long long)req->user_id);
+	}
+	aprefix[0] = '\0';
+	if (check_access)
+		snprintf(aprefix, sizeof(aprefix), "th:acc:{c%lld}:v", (long long)cid);
+	fresh_version(fresh);
+
+	memset(&f, 0, sizeof(f));
+	f.r = script_run(&lookup_script, 12, argv);
+	if (!f.r || cache_reply_type(f.r) != CACHE_ARRAY || cache_reply_count(f.r) != 6) {
+		/* Redis down or confused: a miss that stores nothing */
+		if (f.r)
+			log_warn("feedcache: lookup failed: %s", cache_reply_str(f.r, NULL));
+		cache_reply_free(f.r);
+		count(&misses_counter, "feed_cache_misses_total");
+		if (check_access) {
+			struct community c;
+
+			if (community_load(req, cid, &c) < 0)
+				return 1;
+			if (!community_readable(&c)) {
+				http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
+				return 1;
+			}
+		}
+		return 0;
+	}
+	f.fv = elem(f.r, 0, &f.fvlen);
+	f.entry = elem(f.r, 1, &f.elen);
+	f.mine = elem(f.r, 2, &f.mlen);
+	f.av = elem(f.r, 3, &f.avlen);
+	f.acc = elem(f.r, 4, &f.alen);
+	f.who = elem(f.r, 5, &f.wlen);
+	if (f.av && !version_ok(f.av, f.avlen))
+		f.av = NULL; /* decide from PostgreSQL, store nothing */
+	if (check_access && access_check(req, cid, &f, aprefix, wsuffix) < 0) {
+		rc = 1;
+		goto out;
+	}
+	if (!f.fv || !version_ok(f.fv, f.fvlen)) {
+		count(&misses_counter, "feed_cache_misses_total");
+		goto out;
+	}
+	set_key(fill->key, prefix, f.fv, f.fvlen, suffix);
+	if (req->user_id)
+		set_key(fill->mine_key, mprefix, f.fv, f.fvlen, msuffix);
+	if (f.entry) {
+		const char *nl = memchr(f.entry, '\n', f.elen);
+		char *ids;
+
+		if (nl && ids_ok(f.entry, (size_t)(nl - f.entry)) &&
+		    (ids = arena_strndup(req->arena, f.entry, (size_t)(nl - f.entry))) &&
+		    reply_with_mine(req, fill->mine_key, ids, nl + 1,
+				    f.elen - (size_t)(nl + 1 - f.entry), f.mine, f.mlen) == 0) {
+			count(&hits_counter, "feed_cache_hits_total");
+			rc = 1;
+			goto out;
+		}
+		log_warn("feedcache: malformed entry %s; refilling", fill->key);
+	}
+	count(&misses_counter, "feed_cache_misses_total");
+out:
+	cache_reply_free(f.r);
+	return rc;
+}
+
+void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fill,
+			  const char *ids_csv, struct json_object *o)
+{
+	size_t len;
+	const char *s = json_object_to_json_string_length(
+		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	char *json = s ? arena_strndup(req->arena, s, len) : NULL;
+
+	json_object_put(o);
+	if (!json) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
+	if (fill->key[0]) {
+		char *head = arena_printf(req->arena, "%s\n", ids_csv);
+
+		if (head)
+			store(fill->key, head, strlen(head), json, len);
+	}
+	if (reply_with_mine(req, fill->mine_key, ids_csv, json, len, NULL, 0) < 0) {
+		log_error("feedcache: a reply of %zu bytes does not match its post ids", len);
+		http_reply_error(req, TH_EINTERNAL, NULL, NULL);
+	}
 }
 
 enum db_role posts_read_role(struct http_req *req)
