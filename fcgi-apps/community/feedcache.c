@@ -524,11 +524,11 @@ static int access_check(struct http_req *req, int64_t cid, const struct found *f
 	if (f->acc && f->alen == 7 && memcmp(f->acc, "private", 7) == 0) {
 		if (!req->user_id)
 			goto hidden;
-		if (f->who) {
-			if (f->wlen == 4 && memcmp(f->who, "none", 4) == 0)
-				goto hidden;
+		/* anything but a role or "none" is no verdict */
+		if (f->who && f->wlen == 4 && memcmp(f->who, "none", 4) == 0)
+			goto hidden;
+		if (f->who && role_parse(f->who) != ROLE_NONE)
 			return 0;
-		}
 	}
 	/* no verdict: PostgreSQL decides (the primary: a caller sees their own
 	 * join at once), and the verdicts are kept for the next request */
