@@ -70,9 +70,11 @@
  * (".../v"), ARGV[2] entry suffix (":<item>"), ARGV[3] mine prefix, ARGV[4]
  * mine suffix ("" for anonymous callers), ARGV[5] access prefix ("" when the
  * caller checks access itself), ARGV[6] the caller's access suffix (":<uid>",
- * "" for anonymous callers), ARGV[7] a fresh version for a missing one.
+ * "" for anonymous callers), ARGV[7] a fresh version for a missing one,
+ * ARGV[8] the feed version of the worker's own copy of the entry ("": none).
  * Returns {feed version, entry, mine, access version, community verdict,
- * caller verdict}, false (nil) for what was not read or is not there. */
+ * caller verdict}, false (nil) for what was not read or is not there; the
+ * entry is 1 (not sent again) when the worker's copy is of the version. */
 static const char lookup_lua[] =
 	"local function ver(k) "
 	"  local v = redis.call('GET', k) "
@@ -83,7 +85,8 @@ static const char lookup_lua[] =
 	"  return v "
 	"end "
 	"local fv = ver(KEYS[1]) "
-	"local entry = redis.call('GET', ARGV[1] .. fv .. ARGV[2]) "
+	"local entry = 1 "
+	"if fv ~= ARGV[8] then entry = redis.call('GET', ARGV[1] .. fv .. ARGV[2]) end "
 	"local mine = false "
 	"if entry and ARGV[4] ~= '' then mine = redis.call('GET', ARGV[3] .. fv .. ARGV[4]) end "
 	"local av, acc, who = false, false, false "
@@ -276,6 +279,84 @@ void feedcache_bump(int64_t community_id)
 void feedcache_bump_access(int64_t community_id)
 {
 	bump("accver", community_id);
+}
+
+/* ---- the worker's own copies of entries ----
+ *
+ * A hit of a feed page sent its whole entry (7 KB for 20 short posts) from
+ * Redis on every request, which cost more than the rest of the request.  A
+ * worker keeps the last entries it read or stored, each with its feed
+ * version, and sends that version with the lookup: when it is still the
+ * community's version the script does not send the entry again.  The copy is
+ * used only on that answer, so every bump reaches it at once, and nothing of
+ * it is used while Redis does not answer.  An entry never changes under one
+ * version, so a copy is exactly what Redis holds; copies also expire with the
+ * entries' TTL (the signed media URLs inside must not outlive theirs).
+ * Bounded: LOCAL_SLOTS slots, direct-mapped by key, entries of at most
+ * LOCAL_MAX_BYTES; process-lifetime heap memory, replaced in place. */
+#define LOCAL_SLOTS 32
+#define LOCAL_MAX_BYTES (256 * 1024)
+
+static struct local {
+	char name[FEEDCACHE_KEY]; /* the entry's key without its version: prefix + suffix */
+	char ver[24];
+	char aver[24]; /* the community's access version last seen with it ("": none) */
+	char *data; /* "<ids>\n<json>", malloc'd, owned by the slot */
+	size_t len;
+	long long expires_ms;
+} locals[LOCAL_SLOTS];
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct local *local_slot(const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &locals[h % LOCAL_SLOTS];
+}
+
+/* The copy of name, or NULL when there is none or it expired. */
+static struct local *local_get(const char *name)
+{
+	struct local *l = local_slot(name);
+
+	if (!l->data || strcmp(l->name, name) != 0 || mono_ms() >= l->expires_ms)
+		return NULL;
+	return l;
+}
+
+/* Keeps a copy of an entry just read from or stored to Redis (a + b). */
+static void local_put(const char *name, const char *ver, size_t vlen, const char *a, size_t alen,
+		      const char *b, size_t blen)
+{
+	struct local *l = local_slot(name);
+	char *d;
+
+	if (alen + blen > LOCAL_MAX_BYTES || vlen >= sizeof(l->ver) ||
+	    strlen(name) >= sizeof(l->name))
+		return;
+	d = malloc(alen + blen + 1);
+	if (!d)
+		return; /* only a copy: the next hit asks Redis for the entry */
+	memcpy(d, a, alen);
+	memcpy(d + alen, b, blen);
+	d[alen + blen] = '\0';
+	free(l->data);
+	l->data = d;
+	l->len = alen + blen;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	memcpy(l->ver, ver, vlen);
+	l->ver[vlen] = '\0';
+	l->aver[0] = '\0';
+	l->expires_ms = mono_ms() + cache_ttl() * 1000;
 }
 
 /* ---- reading ---- */
@@ -550,17 +631,87 @@ hidden:
 	return -1;
 }
 
+/* The lookup when the worker holds a copy of the entry: one MGET of the
+ * versions and of the keys the copy's versions name (the caller's reactions
+ * and, with aprefix, the verdicts).  MGET reads them at one instant, so when
+ * the versions it returns are the copy's, the rest belongs to them; the
+ * script (which creates missing versions, and reads keys named by versions
+ * it has just read) is needed only when they moved.  The keys share the
+ * {c<cid>} slot, as MGET in a Cluster needs.  0 and f filled (f->r owns the
+ * reply), or -1: use the script. */
+static int lookup_held(struct local *loc, const char *vkey, const char *akey,
+		       const char *mprefix, const char *msuffix, const char *aprefix,
+		       const char *wsuffix, struct found *f)
+{
+	char mkey[FEEDCACHE_KEY], acckey[FEEDCACHE_KEY], whokey[FEEDCACHE_KEY];
+	const char *argv[6] = {"MGET", vkey};
+	size_t vlen;
+	const char *v;
+	int argc = 2, im = 0, ia = 0, iw = 0;
+
+	if (aprefix[0] && !loc->aver[0])
+		return -1;
+	if (aprefix[0])
+		argv[argc++] = akey;
+	if (msuffix[0]) {
+		set_key(mkey, mprefix, loc->ver, strlen(loc->ver), msuffix);
+		im = argc;
+		argv[argc++] = mkey;
+	}
+	if (aprefix[0]) {
+		set_key(acckey, aprefix, loc->aver, strlen(loc->aver), "");
+		ia = argc;
+		argv[argc++] = acckey;
+		if (wsuffix[0]) {
+			set_key(whokey, aprefix, loc->aver, strlen(loc->aver), wsuffix);
+			iw = argc;
+			argv[argc++] = whokey;
+		}
+	}
+	f->r = cache_cmd(argc, argv, NULL);
+	if (!f->r || cache_reply_type(f->r) != CACHE_ARRAY ||
+	    cache_reply_count(f->r) != (size_t)argc - 1)
+		goto moved;
+	v = elem(f->r, 0, &vlen);
+	if (!v || vlen != strlen(loc->ver) || memcmp(v, loc->ver, vlen) != 0)
+		goto moved;
+	if (aprefix[0]) {
+		v = elem(f->r, 1, &vlen);
+		if (!v || vlen != strlen(loc->aver) || memcmp(v, loc->aver, vlen) != 0)
+			goto moved;
+		f->av = loc->aver;
+		f->avlen = vlen;
+		f->acc = elem(f->r, (size_t)ia - 1, &f->alen);
+		if (iw)
+			f->who = elem(f->r, (size_t)iw - 1, &f->wlen);
+	}
+	f->fv = loc->ver;
+	f->fvlen = strlen(loc->ver);
+	f->entry = loc->data;
+	f->elen = loc->len;
+	if (im)
+		f->mine = elem(f->r, (size_t)im - 1, &f->mlen);
+	return 0;
+moved:
+	/* also Redis down: the script's attempt then finds it down too (at
+	 * once, while cache.c backs off) and the read goes to PostgreSQL */
+	cache_reply_free(f->r);
+	f->r = NULL;
+	return -1;
+}
+
 int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t item,
 		   int check_access, struct feedcache_fill *fill)
 {
 	char vkey[48], akey[48], prefix[64], suffix[32], mprefix[64], msuffix[80], aprefix[64],
 		wsuffix[32], fresh[24];
 	const char *argv[] = {NULL, NULL, "2", vkey, akey, prefix, suffix, mprefix,
-			      msuffix, aprefix, wsuffix, fresh};
+			      msuffix, aprefix, wsuffix, fresh, ""};
 	struct found f;
+	struct local *loc;
 	int rc = 0;
 
-	fill->key[0] = fill->mine_key[0] = '\0';
+	fill->key[0] = fill->mine_key[0] = fill->name[0] = fill->ver[0] = '\0';
 	if (npending)
 		retry_pending();
 	snprintf(vkey, sizeof(vkey), "th:feedver:{c%lld}", (long long)cid);
@@ -578,9 +729,14 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	if (check_access)
 		snprintf(aprefix, sizeof(aprefix), "th:acc:{c%lld}:v", (long long)cid);
 	fresh_version(fresh);
-
+	snprintf(fill->name, sizeof(fill->name), "%s%s", prefix, suffix);
+	loc = local_get(fill->name);
 	memset(&f, 0, sizeof(f));
-	f.r = script_run(&lookup_script, 12, argv);
+	if (loc && lookup_held(loc, vkey, akey, mprefix, msuffix, aprefix, wsuffix, &f) == 0)
+		goto found;
+	if (loc)
+		argv[12] = loc->ver;
+	f.r = script_run(&lookup_script, 13, argv);
 	if (!f.r || cache_reply_type(f.r) != CACHE_ARRAY || cache_reply_count(f.r) != 6) {
 		/* Redis down or confused: a miss that stores nothing */
 		if (f.r)
@@ -601,12 +757,30 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	}
 	f.fv = elem(f.r, 0, &f.fvlen);
 	f.entry = elem(f.r, 1, &f.elen);
+	if (cache_reply_type(cache_reply_elem(f.r, 1)) == CACHE_INT) {
+		/* "yours is current": only ever the answer to the version we sent */
+		if (!loc || !f.fv || strlen(loc->ver) != f.fvlen ||
+		    memcmp(loc->ver, f.fv, f.fvlen) != 0) {
+			log_warn("feedcache: lookup answered a copy we do not hold");
+			f.fv = NULL;
+		} else {
+			f.entry = loc->data;
+			f.elen = loc->len;
+		}
+	} else if (f.entry && f.fv && version_ok(f.fv, f.fvlen)) {
+		local_put(fill->name, f.fv, f.fvlen, f.entry, f.elen, "", 0);
+	}
 	f.mine = elem(f.r, 2, &f.mlen);
 	f.av = elem(f.r, 3, &f.avlen);
 	f.acc = elem(f.r, 4, &f.alen);
 	f.who = elem(f.r, 5, &f.wlen);
 	if (f.av && !version_ok(f.av, f.avlen))
 		f.av = NULL; /* decide from PostgreSQL, store nothing */
+	loc = local_get(fill->name);
+	if (loc && f.fv && f.fvlen == strlen(loc->ver) && memcmp(f.fv, loc->ver, f.fvlen) == 0)
+		snprintf(loc->aver, sizeof(loc->aver), "%.*s", f.av ? (int)f.avlen : 0,
+			 f.av ? f.av : "");
+found:
 	if (check_access && access_check(req, cid, &f, aprefix, wsuffix) < 0) {
 		rc = 1;
 		goto out;
@@ -616,6 +790,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 		goto out;
 	}
 	set_key(fill->key, prefix, f.fv, f.fvlen, suffix);
+	snprintf(fill->ver, sizeof(fill->ver), "%.*s", (int)f.fvlen, f.fv);
 	if (req->user_id)
 		set_key(fill->mine_key, mprefix, f.fv, f.fvlen, msuffix);
 	if (f.entry) {
@@ -631,6 +806,11 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 			goto out;
 		}
 		log_warn("feedcache: malformed entry %s; refilling", fill->key);
+		loc = local_get(fill->name);
+		if (loc) {
+			free(loc->data);
+			loc->data = NULL;
+		}
 	}
 	count(&misses_counter, "feed_cache_misses_total");
 out:
@@ -654,8 +834,11 @@ void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fil
 	if (fill->key[0]) {
 		char *head = arena_printf(req->arena, "%s\n", ids_csv);
 
-		if (head)
+		if (head) {
 			store(fill->key, head, strlen(head), json, len);
+			local_put(fill->name, fill->ver, strlen(fill->ver), head, strlen(head), json,
+				  len);
+		}
 	}
 	if (reply_with_mine(req, fill->mine_key, ids_csv, json, len, NULL, 0) < 0) {
 		log_error("feedcache: a reply of %zu bytes does not match its post ids", len);

@@ -96,6 +96,8 @@ void posts_wrote(struct http_req *req);
 struct feedcache_fill {
 	char key[FEEDCACHE_KEY];
 	char mine_key[FEEDCACHE_KEY];
+	char name[FEEDCACHE_KEY]; /* key without its version: the worker's copy */
+	char ver[24];             /* the feed version in key */
 };
 int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t item,
 		   int check_access, struct feedcache_fill *fill);
