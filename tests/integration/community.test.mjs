@@ -1507,6 +1507,33 @@ describe('feed cache: hits without PostgreSQL', () => {
     }
   });
 
+  test('every worker\'s copy of a page gives way at once: concurrent reads after each write see it', async () => {
+    const c = await community(U.owner, 'private', [[U.member, 'member'], [U.member2, 'member']]);
+    await mkPost(c, U.owner, { body: 'first' });
+    // 16 at once reach every worker of the pool, so each holds a copy of the page
+    const burst = async (who) => Promise.all(Array.from({ length: 16 }, () => feedOf(c.id, who)));
+    const e = encodeURIComponent;
+    for (let round = 0; round < 3; round++) {
+      await burst(U.member); await burst(U.member2);
+      const p = await mkPost(c, U.member2, { body: `round ${round}` });
+      for (const r of await burst(U.member)) {
+        assertStatus(r, 200);
+        assert.equal(r.json.items[0].id, p.id, `round ${round}: a worker served a page without post ${p.id}`);
+      }
+      assertStatus(await api('PUT', `/api/posts/${p.id}/reactions/${e('✅')}`, U.member), 204);
+      for (const r of await burst(U.member)) {
+        assert.deepEqual(r.json.items[0].my_reactions, ['✅'], `round ${round}: my_reactions`);
+        assert.deepEqual(r.json.items[0].reactions, { '✅': 1 }, `round ${round}: counts`);
+      }
+      for (const r of await burst(U.member2)) assert.deepEqual(r.json.items[0].my_reactions, []);
+      // removed from the private community: every worker refuses at once
+      assertStatus(await api('DELETE', `/api/communities/${c.id}/members/${U.member2.id}`, U.owner), 204);
+      for (const r of await burst(U.member2)) assertError(r, 404, 'not_found');
+      assertStatus(await api('PUT', `/api/communities/${c.id}/members/${U.member2.id}`, U.owner, { role: 'member' }), 200);
+      for (const r of await burst(U.member2)) assertStatus(r, 200, `round ${round}: added again:`);
+    }
+  });
+
   test('planted or garbled entries: nothing trusted beyond its shape, the reply is rebuilt from PostgreSQL', async () => {
     const c = await community(U.owner, 'private', [[U.member, 'member']]);
     const p = await mkPost(c, U.owner, { body: 'planted' });
