@@ -7,9 +7,10 @@
  *     primary key lookup each, and a caller must see their own new post,
  *     join or role change at once;
  *   - the write itself and what it reads inside its transaction: DB_PRIMARY;
- *   - cache fills (first feed page, single post): DB_PRIMARY, so an entry
- *     stored under a feed version is never older than the write that made
- *     that version (a lagging replica would cache stale data under the new
+ *   - cache fills (first feed page, single post, the caller's reactions to
+ *     them, the read verdict of feedcache.c): DB_PRIMARY, so an entry
+ *     stored under a version is never older than the write that made that
+ *     version (a lagging replica would cache stale data under the new
  *     version for a whole TTL);
  *   - every other read: posts_read_role(), which is DB_READ unless the caller
  *     wrote something in the last TH_RYW_SECONDS (a marker in Redis set by
