@@ -71,21 +71,24 @@
  * (".../v"), ARGV[2] entry suffix (":<item>"), ARGV[3] mine prefix, ARGV[4]
  * mine suffix ("" for anonymous callers), ARGV[5] access prefix ("" when the
  * caller checks access itself), ARGV[6] the caller's access suffix (":<uid>",
- * "" for anonymous callers), ARGV[7] a fresh version for a missing one,
- * ARGV[8] the feed version of the worker's own copy of the entry ("": none).
+ * "" for anonymous callers), ARGV[7] a fresh version for a missing one, or ""
+ * when missing versions must not be made (nobody knows yet whether the
+ * community exists: a request for any id must not leave keys behind), ARGV[8]
+ * the feed version of the worker's own copy of the entry ("": none).
  * Returns {feed version, entry, mine, access version, community verdict,
  * caller verdict}, false (nil) for what was not read or is not there; the
  * entry is 1 (not sent again) when the worker's copy is of the version. */
 static const char lookup_lua[] =
 	"local function ver(k) "
 	"  local v = redis.call('GET', k) "
-	"  if not v then "
+	"  if not v and ARGV[7] ~= '' then "
 	"    redis.call('SET', k, ARGV[7], 'NX') "
 	"    v = redis.call('GET', k) "
 	"  end "
 	"  return v "
 	"end "
 	"local fv = ver(KEYS[1]) "
+	"if not fv then return {false, false, false, ver(KEYS[2]), false, false} end "
 	"local entry = 1 "
 	"if fv ~= ARGV[8] then entry = redis.call('GET', ARGV[1] .. fv .. ARGV[2]) end "
 	"local mine = false "
@@ -812,6 +815,8 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	if (loc && lookup_held(loc, vkey, akey, mprefix, msuffix, aprefix, wsuffix, &f) == 0)
 		goto found;
 	fresh_version(fresh);
+	if (check_access)
+		argv[11] = ""; /* not before PostgreSQL said the community exists */
 	if (loc)
 		argv[12] = loc->ver;
 	f.r = script_run(&lookup_script, 13, argv);
@@ -863,6 +868,15 @@ found:
 	if (check_access && access_check(req, cid, &f, aprefix, wsuffix) < 0) {
 		rc = 1;
 		goto out;
+	}
+	if (check_access && (!f.fv || !f.av)) {
+		/* the community exists: make its missing versions for the next
+		 * request (this one stores nothing: nothing was read under them) */
+		const char *nx1[] = {"SET", vkey, fresh, "NX"}, *nx2[] = {"SET", akey, fresh, "NX"};
+
+		fresh_version(fresh);
+		cache_reply_free(cache_cmd(4, nx1, NULL));
+		cache_reply_free(cache_cmd(4, nx2, NULL));
 	}
 	if (!f.fv || !version_ok(f.fv, f.fvlen)) {
 		count(&misses_counter, "feed_cache_misses_total");

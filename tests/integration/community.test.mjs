@@ -1534,6 +1534,21 @@ describe('feed cache: hits without PostgreSQL', () => {
     }
   });
 
+  test('feed requests for ids that name no community leave no keys in Redis; a new community gets its versions', async () => {
+    const c = await community(U.owner, 'public');
+    await mkPost(c, U.owner);
+    for (const id of [NO_SUCH_ID, String(c.id + 1000000), '123456789']) {
+      for (const who of [null, U.outsider]) assertError(await feedOf(id, who), 404, 'not_found');
+      assert.equal(await redisRaw('EXISTS', `th:feedver:{c${id}}`, `th:accver:{c${id}}`), '0', `keys left for community ${id}`);
+      assert.deepEqual(await keys(`th:*{c${id}}*`), [], `keys left for community ${id}`);
+    }
+    // a flushed community's versions come back once PostgreSQL said it exists, then reads are cached
+    await redisRaw('DEL', `th:feedver:{c${c.id}}`, `th:accver:{c${c.id}}`);
+    await expectFeed(c.id, null, 200, 'after its versions went');
+    assert.match(await redisRaw('GET', `th:accver:{c${c.id}}`), /^\d+$/);
+    assert.ok((await keys(`th:acc:{c${c.id}}:v*`)).length > 0, 'no cached verdict after two reads');
+  });
+
   test('planted or garbled entries: nothing trusted beyond its shape, the reply is rebuilt from PostgreSQL', async () => {
     const c = await community(U.owner, 'private', [[U.member, 'member']]);
     const p = await mkPost(c, U.owner, { body: 'planted' });
