@@ -54,7 +54,6 @@
  * kept its data) other workers may serve the old version.  The stack's Redis
  * keeps no data across a restart, so a Redis that was down comes back empty. */
 #include <json-c/json.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -403,24 +402,21 @@ static int version_ok(const char *v, size_t n)
 /* Key names are built on every hit: by memcpy, not snprintf, whose format
  * parsing was a sixth of a hit's user time. */
 
-/* dst (size bytes) = the NULL-terminated list of strings, cut to fit. */
-static void cat(char *dst, size_t size, ...)
+/* dst (size bytes) = the strings of parts (NULL-terminated), cut to fit. */
+static void cat_parts(char *dst, size_t size, const char *const *parts)
 {
-	va_list ap;
-	const char *s;
 	size_t n = 0, l;
 
-	va_start(ap, size);
-	while ((s = va_arg(ap, const char *)) != NULL) {
-		l = strlen(s);
+	for (; *parts; parts++) {
+		l = strlen(*parts);
 		if (l > size - 1 - n)
 			l = size - 1 - n;
-		memcpy(dst + n, s, l);
+		memcpy(dst + n, *parts, l);
 		n += l;
 	}
-	va_end(ap);
 	dst[n] = '\0';
 }
+#define cat(dst, size, ...) cat_parts(dst, size, (const char *const[]){__VA_ARGS__, NULL})
 
 /* v >= 0 in decimal. */
 static const char *num(char buf[24], int64_t v)
@@ -796,20 +792,20 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	fill->key[0] = fill->mine_key[0] = fill->name[0] = fill->ver[0] = '\0';
 	if (npending)
 		retry_pending();
-	cat(tag, sizeof(tag), "{c", c_s, "}", NULL);
-	cat(vkey, sizeof(vkey), "th:feedver:", tag, NULL);
-	cat(akey, sizeof(akey), "th:accver:", tag, NULL);
-	cat(prefix, sizeof(prefix), "th:", what, ":", tag, ":v", NULL);
-	cat(suffix, sizeof(suffix), ":", item_s, NULL);
-	cat(mprefix, sizeof(mprefix), "th:mine:", tag, ":v", NULL);
+	cat(tag, sizeof(tag), "{c", c_s, "}");
+	cat(vkey, sizeof(vkey), "th:feedver:", tag);
+	cat(akey, sizeof(akey), "th:accver:", tag);
+	cat(prefix, sizeof(prefix), "th:", what, ":", tag, ":v");
+	cat(suffix, sizeof(suffix), ":", item_s);
+	cat(mprefix, sizeof(mprefix), "th:mine:", tag, ":v");
 	msuffix[0] = wsuffix[0] = aprefix[0] = '\0';
 	if (req->user_id) {
-		cat(msuffix, sizeof(msuffix), ":", uid_s, ":", what, ":", item_s, NULL);
-		cat(wsuffix, sizeof(wsuffix), ":", uid_s, NULL);
+		cat(msuffix, sizeof(msuffix), ":", uid_s, ":", what, ":", item_s);
+		cat(wsuffix, sizeof(wsuffix), ":", uid_s);
 	}
 	if (check_access)
-		cat(aprefix, sizeof(aprefix), "th:acc:", tag, ":v", NULL);
-	cat(fill->name, sizeof(fill->name), prefix, suffix, NULL);
+		cat(aprefix, sizeof(aprefix), "th:acc:", tag, ":v");
+	cat(fill->name, sizeof(fill->name), prefix, suffix);
 	loc = local_get(fill->name);
 	memset(&f, 0, sizeof(f));
 	if (loc && lookup_held(loc, vkey, akey, mprefix, msuffix, aprefix, wsuffix, &f) == 0)
