@@ -4,7 +4,9 @@
  * to), so that a hit is one Redis round trip and no PostgreSQL at all.
  *
  * Keys (the hash tag {c<cid>} puts a community's keys in one Cluster slot, so
- * one Lua script reads them all in one round trip):
+ * one Lua script, or one MGET while the worker's copy of the entry is
+ * current (see "the worker's own copies" below), reads them in one round
+ * trip):
  *   th:feedver:{c<cid>}                       STRING  the community's feed version
  *   th:accver:{c<cid>}                        STRING  its access version
  *   th:feed:{c<cid>}:v<fver>:<limit>          STRING  first page of the feed, EX TTL
@@ -46,6 +48,8 @@
  * A missing version (new community, Redis flushed, key evicted) is set to the
  * worker's clock in microseconds, never back to a small number an older,
  * still-living entry may carry; bump INCRs an existing version the same way.
+ * A feed read makes missing versions only after PostgreSQL said the
+ * community exists, so requests for ids that name nothing leave no keys.
  *
  * With Redis down every lookup is a miss and nothing is stored: the routes
  * answer from PostgreSQL.  A bump that fails cannot make entries unreachable:
