@@ -553,6 +553,7 @@ static char *splice(struct http_req *req, const char *ids_csv, const char *json,
 	const char *p = json, *end = json + jlen, *hit, *id = ids_csv;
 	size_t extra = 0, used = 0;
 	char *out, *next;
+	unsigned char taken[MINE_MAX_ROWS] = {0}; /* each row fits in out once */
 	int i;
 
 	*oom = 0;
@@ -573,6 +574,8 @@ static char *splice(struct http_req *req, const char *ids_csv, const char *json,
 			return NULL;
 		for (i = 0; i < nrows; i++)
 			if (rows[i].post_id == pid) {
+				if (taken[i]++)
+					return NULL; /* an id twice: not an entry we made */
 				arr = rows[i].arr;
 				alen = rows[i].len;
 				break;

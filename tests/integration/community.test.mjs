@@ -1570,6 +1570,18 @@ describe('feed cache: hits without PostgreSQL', () => {
     assertStatus(r, 200);
     assert.deepEqual(r.json.items.map((x) => x.id), [p.id]);
     assert.deepEqual(r.json.items[0].my_reactions, ['ok']);
+    // a page whose ids repeat (not one the app made), with a long reaction for that id: not
+    // spliced (it would not fit), refilled; planted under a new version no worker holds a copy of
+    const nv = String(BigInt(fv) + 1000n);
+    await redisRaw('SET', `th:feedver:{c${c.id}}`, nv);
+    const twice = JSON.stringify({ items: [{ id: p.id, my_reactions: [] }, { id: p.id, my_reactions: [] }], next_cursor: null });
+    await redisRaw('SET', `th:feed:{c${c.id}}:v${nv}:20`, `${p.id},${p.id}\n${twice}`);
+    await redisRaw('SET', `th:mine:{c${c.id}}:v${nv}:${U.member.id}:feed:20`, `${p.id},${p.id}\n${p.id}\t["${'x'.repeat(4000)}"]\n`);
+    for (let i = 0; i < 2; i++) {
+      r = await feedOf(c.id, U.member);
+      assertStatus(r, 200);
+      assert.deepEqual(r.json.items.map((x) => [x.id, x.my_reactions]), [[p.id, ['ok']]], `read ${i + 1} after the planted page`);
+    }
     // a verdict that is neither a role nor "none" is no verdict: PostgreSQL decides
     await redisRaw('SET', `th:acc:{c${c.id}}:v${av}:${U.outsider.id}`, 'garbage');
     await expectFeed(c.id, U.outsider, 404, 'outsider with a garbled verdict');
