@@ -62,11 +62,16 @@ int community_load(struct http_req *req, int64_t id, struct community *c)
 	return 0;
 }
 
+int community_readable(const struct community *c)
+{
+	return c->is_public || c->my_role != ROLE_NONE;
+}
+
 int community_access(struct http_req *req, int64_t id, enum role need, struct community *c)
 {
 	if (community_load(req, id, c) < 0)
 		return -1;
-	if (!c->is_public && c->my_role == ROLE_NONE) {
+	if (!community_readable(c)) {
 		http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
 		return -1;
 	}

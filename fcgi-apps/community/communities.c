@@ -197,8 +197,10 @@ void communities_patch(struct http_req *req)
 		return;
 	if (db_commit_or_reply(req) < 0)
 		return;
-	if (vis)
+	if (vis) {
+		feedcache_bump_access(c.id);
 		mirror_community(c.id, vis);
+	}
 	feedcache_bump(c.id);
 	reply_community(req, 200, c.id, DB_PRIMARY);
 }
@@ -237,6 +239,7 @@ void communities_delete(struct http_req *req)
 		chids[i] = strtoll(db_res_get(r, i, 0), NULL, 10);
 	db_res_free(r);
 	log_info("audit: community %s deleted by user %lld", cid, (long long)req->user_id);
+	feedcache_bump_access(c.id);
 	mirror_community_gone(c.id, chids, chids ? n : 0);
 	feedcache_bump(c.id);
 	http_reply_empty(req, 204);

@@ -33,6 +33,9 @@ struct community {
  *   401 when need > ROLE_NONE and the caller is anonymous;
  *   403 forbidden when the caller's role is below need. */
 int community_access(struct http_req *req, int64_t id, enum role need, struct community *c);
+/* The read rule (need ROLE_NONE) on a loaded community: public, or the
+ * caller is a member.  Shared with feedcache.c, which caches its verdict. */
+int community_readable(const struct community *c);
 /* Loads community `id` and the caller's standing in it, with no visibility
  * rule: 404 only when it does not exist.  For the one route where API.md
  * wants 403 for a private community (join). */
@@ -61,8 +64,12 @@ void community_page(struct http_req *req, enum role need, enum db_role db, const
 const char *id_text(char buf[24], int64_t id);
 
 /* Feed cache (feedcache.c): bumps the community's feed version so every
- * cached page and post of it becomes unreachable at once. */
+ * cached page and post of it becomes unreachable at once (after a commit
+ * that changed its posts, comments or reactions); the access version, so
+ * every cached read verdict of it does (after a commit that changed its
+ * visibility, a membership or a ban).  Call before replying. */
 void feedcache_bump(int64_t community_id);
+void feedcache_bump_access(int64_t community_id);
 
 /* handlers */
 void communities_create(struct http_req *req);

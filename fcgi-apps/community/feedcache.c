@@ -1,32 +1,62 @@
 /* feedcache: the first pages of community feeds and single posts in Redis,
- * under versioned keys, and the read-your-writes marker.
+ * under versioned keys, with what a cache hit needs besides them (may the
+ * caller read the community, which posts of the entry the caller reacted
+ * to), so that a hit is one Redis round trip and no PostgreSQL at all.
  *
  * Keys (the hash tag {c<cid>} puts a community's keys in one Cluster slot, so
- * one Lua script reads the version and the entry in one round trip):
- *   th:feedver:{c<cid>}                   STRING  the community's feed version
- *   th:feed:{c<cid>}:v<ver>:<limit>       STRING  first page of the feed, EX TTL
- *   th:post:{c<cid>}:v<ver>:<post_id>     STRING  one post, EX TTL
- *   th:ryw:<uid>                          STRING  "the caller wrote lately", EX
- *                                                  TH_RYW_SECONDS (replica only)
+ * one Lua script, or one MGET while the worker's copy of the entry is
+ * current (see "the worker's own copies" below), reads them in one round
+ * trip):
+ *   th:feedver:{c<cid>}                       STRING  the community's feed version
+ *   th:accver:{c<cid>}                        STRING  its access version
+ *   th:feed:{c<cid>}:v<fver>:<limit>          STRING  first page of the feed, EX TTL
+ *   th:post:{c<cid>}:v<fver>:<post_id>        STRING  one post, EX TTL
+ *   th:mine:{c<cid>}:v<fver>:<uid>:<what>:<item>
+ *                                             STRING  the caller's reactions to the
+ *                                                     posts of that entry, EX TTL
+ *   th:acc:{c<cid>}:v<aver>                   STRING  "public" | "private", EX TTL
+ *   th:acc:{c<cid>}:v<aver>:<uid>             STRING  the caller's role in a private
+ *                                                     community, or "none", EX TTL
+ *   th:ryw:<uid>                              STRING  "the caller wrote lately", EX
+ *                                                     TH_RYW_SECONDS (replica only)
  * An entry is "<ids>\n<json>": the ids of the posts in it ("1,2,3") and the
- * reply shared by every caller, with "my_reactions":[] in each post.
+ * reply shared by every caller, with "my_reactions":[] in each post.  A mine
+ * entry is "<ids>\n" then one "<post_id>\t<JSON array of emoji>\n" per post
+ * the caller reacted to: the ids say which entry it was made for (a hit
+ * needs them equal), and an empty list is "<ids>\n", never a missing key.
  *
- * Every write to a community's posts, comments or reactions bumps its version
- * after its commit and before its reply: every entry of the old version is
- * unreachable at once (it dies with its TTL), so a post created with 201 is
- * in the very next feed request.  A reader that took the old version before
- * the bump stores what it read under the old version: unreachable, harmless.
- * Cache fills read the primary (see posts.h), so an entry stored under a
- * version never predates the write that made that version.
+ * Every write to a community's posts, comments or reactions bumps its feed
+ * version, every change of its visibility, of a membership or of a ban its
+ * access version, after the commit and before the reply: every entry of the
+ * old version is unreachable at once (it dies with its TTL), so a post
+ * created with 201 is in the very next feed request, a reaction in the very
+ * next my_reactions, and a removed or banned member of a private community
+ * gets 404 on the very next read.  A reader takes the versions before it
+ * reads PostgreSQL, so what it stores under a version it read was read after
+ * that version was made: a reader that took the old version before the bump
+ * stores what it read under the old version: unreachable, harmless.  Cache
+ * fills read the primary (see posts.h), so an entry stored under a version
+ * never predates the write that made that version.
+ *
+ * Why versioned verdicts and not the membership mirror (lib/mirror.c): the
+ * mirror's keys live in other Cluster slots than the feed's, its writes are
+ * best effort in no guaranteed order between two requests (enough for the
+ * broker's 5 s, not for "at once"), and a flushed mirror cannot tell "no
+ * member" from "not rebuilt yet".  A missing verdict here is only ever a
+ * miss: PostgreSQL decides and the verdict is stored for the next request.
  *
  * A missing version (new community, Redis flushed, key evicted) is set to the
  * worker's clock in microseconds, never back to a small number an older,
  * still-living entry may carry; bump INCRs an existing version the same way.
+ * A feed read makes missing versions only after PostgreSQL said the
+ * community exists, so requests for ids that name nothing leave no keys.
  *
  * With Redis down every lookup is a miss and nothing is stored: the routes
- * answer from PostgreSQL.  A bump that fails cannot make entries unreachable;
- * they expire with their TTL (logged, so an operator knows reads may be stale
- * for up to TH_FEED_CACHE_TTL seconds). */
+ * answer from PostgreSQL.  A bump that fails cannot make entries unreachable:
+ * it is logged, kept, and tried again before this worker's next cache
+ * lookup or bump; until then (at most TH_FEED_CACHE_TTL seconds, when Redis
+ * kept its data) other workers may serve the old version.  The stack's Redis
+ * keeps no data across a restart, so a Redis that was down comes back empty. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,16 +70,39 @@
 #include "metrics.h"
 #include "posts.h"
 
-/* KEYS[1] version key, KEYS[2] entry key prefix (".../v"), ARGV[1] entry key
- * suffix (":<item>"), ARGV[2] a fresh version for a missing one.
- * Returns {version, entry or false}. */
+/* KEYS[1] feed version, KEYS[2] access version.  ARGV[1] entry prefix
+ * (".../v"), ARGV[2] entry suffix (":<item>"), ARGV[3] mine prefix, ARGV[4]
+ * mine suffix ("" for anonymous callers), ARGV[5] access prefix ("" when the
+ * caller checks access itself), ARGV[6] the caller's access suffix (":<uid>",
+ * "" for anonymous callers), ARGV[7] a fresh version for a missing one, or ""
+ * when missing versions must not be made (nobody knows yet whether the
+ * community exists: a request for any id must not leave keys behind), ARGV[8]
+ * the feed version of the worker's own copy of the entry ("": none).
+ * Returns {feed version, entry, mine, access version, community verdict,
+ * caller verdict}, false (nil) for what was not read or is not there; the
+ * entry is 1 (not sent again) when the worker's copy is of the version. */
 static const char lookup_lua[] =
-	"local v = redis.call('GET', KEYS[1]) "
-	"if not v then "
-	"  redis.call('SET', KEYS[1], ARGV[2], 'NX') "
-	"  v = redis.call('GET', KEYS[1]) "
+	"local function ver(k) "
+	"  local v = redis.call('GET', k) "
+	"  if not v and ARGV[7] ~= '' then "
+	"    redis.call('SET', k, ARGV[7], 'NX') "
+	"    v = redis.call('GET', k) "
+	"  end "
+	"  return v "
 	"end "
-	"return {v, redis.call('GET', KEYS[2] .. v .. ARGV[1])}";
+	"local fv = ver(KEYS[1]) "
+	"if not fv then return {false, false, false, ver(KEYS[2]), false, false} end "
+	"local entry = 1 "
+	"if fv ~= ARGV[8] then entry = redis.call('GET', ARGV[1] .. fv .. ARGV[2]) end "
+	"local mine = false "
+	"if entry and ARGV[4] ~= '' then mine = redis.call('GET', ARGV[3] .. fv .. ARGV[4]) end "
+	"local av, acc, who = false, false, false "
+	"if ARGV[5] ~= '' then "
+	"  av = ver(KEYS[2]) "
+	"  acc = redis.call('GET', ARGV[5] .. av) "
+	"  if acc == 'private' and ARGV[6] ~= '' then who = redis.call('GET', ARGV[5] .. av .. ARGV[6]) end "
+	"end "
+	"return {fv, entry, mine, av, acc, who}";
 
 /* KEYS[1] version key, ARGV[1] a fresh version for a missing one. */
 static const char bump_lua[] =
@@ -68,6 +121,13 @@ static struct script lookup_script = {lookup_lua, ""};
 static struct script bump_script = {bump_lua, ""};
 
 static int hits_counter = -2, misses_counter = -2; /* -2: not registered yet */
+
+/* A page holds at most PAGE_MAX posts; a mine entry one line per post. */
+#define MINE_MAX_ROWS 100
+#define MY_EMPTY "\"my_reactions\":[]"
+#define MY_EMPTY_LEN (sizeof(MY_EMPTY) - 1)
+/* Bumps that could not reach Redis, tried again later (see the top). */
+#define PENDING_MAX 64
 
 static void count(int *counter, const char *name)
 {
@@ -151,22 +211,183 @@ static struct cache_reply *script_run(struct script *s, int argc, const char **a
 	return NULL;
 }
 
-void feedcache_bump(int64_t community_id)
+/* ---- bumps ---- */
+
+static struct pending {
+	int64_t cid;
+	const char *kind; /* "feedver" or "accver" */
+} pending[PENDING_MAX];
+static int npending;
+
+/* 0 when Redis took the bump, -1 otherwise. */
+static int bump_once(const char *kind, int64_t cid)
 {
 	char key[48], fresh[24];
 	const char *argv[] = {NULL, NULL, "1", key, fresh};
 	struct cache_reply *r;
+	int ok;
 
-	snprintf(key, sizeof(key), "th:feedver:{c%lld}", (long long)community_id);
+	snprintf(key, sizeof(key), "th:%s:{c%lld}", kind, (long long)cid);
 	fresh_version(fresh);
 	r = script_run(&bump_script, 5, argv);
-	if (!r || cache_reply_type(r) != CACHE_INT)
-		log_warn("feedcache: bump of community %lld failed (%s): cached reads may be "
-			 "stale until they expire",
-			 (long long)community_id,
-			 r ? cache_reply_str(r, NULL) : cache_last_error());
+	ok = r && cache_reply_type(r) == CACHE_INT;
+	if (!ok)
+		log_warn("feedcache: bump of %s of community %lld failed (%s): cached reads may be "
+			 "stale until it succeeds or they expire",
+			 kind, (long long)cid, r ? cache_reply_str(r, NULL) : cache_last_error());
 	cache_reply_free(r);
+	return ok ? 0 : -1;
 }
+
+/* Tries the bumps that failed before again, oldest first; keeps the rest. */
+static void retry_pending(void)
+{
+	int i, kept = 0;
+
+	for (i = 0; i < npending; i++) {
+		/* once Redis refused one, the others would wait for the same timeout */
+		if (kept || bump_once(pending[i].kind, pending[i].cid) < 0)
+			pending[kept++] = pending[i];
+	}
+	if (kept < npending)
+		log_info("feedcache: %d delayed bump(s) done, %d still pending", npending - kept,
+			 kept);
+	npending = kept;
+}
+
+static void bump(const char *kind, int64_t cid)
+{
+	int i;
+
+	if (npending)
+		retry_pending();
+	if (bump_once(kind, cid) == 0)
+		return;
+	for (i = 0; i < npending; i++)
+		if (pending[i].cid == cid && pending[i].kind == kind)
+			return;
+	if (npending == PENDING_MAX) {
+		log_error("feedcache: %d bumps pending, dropping the oldest (community %lld): "
+			  "its cached reads stay stale until they expire",
+			  PENDING_MAX, (long long)pending[0].cid);
+		memmove(pending, pending + 1, sizeof(pending[0]) * (PENDING_MAX - 1));
+		npending--;
+	}
+	pending[npending].cid = cid;
+	pending[npending].kind = kind;
+	npending++;
+}
+
+void feedcache_bump(int64_t community_id)
+{
+	bump("feedver", community_id);
+}
+
+void feedcache_bump_access(int64_t community_id)
+{
+	bump("accver", community_id);
+}
+
+/* ---- the worker's own copies of entries ----
+ *
+ * A hit of a feed page sent its whole entry (7 KB for 20 short posts) from
+ * Redis on every request, which cost more than the rest of the request.  A
+ * worker keeps the last entries it read or stored, each with its feed
+ * version, and sends that version with the lookup: when it is still the
+ * community's version the script does not send the entry again.  The copy is
+ * used only on that answer, so every bump reaches it at once, and nothing of
+ * it is used while Redis does not answer.  An entry never changes under one
+ * version, so a copy is exactly what Redis holds; copies also expire with the
+ * entries' TTL (the signed media URLs inside must not outlive theirs).
+ * Bounded: LOCAL_SLOTS slots, direct-mapped by key, entries of at most
+ * LOCAL_MAX_BYTES; process-lifetime heap memory, replaced in place. */
+#define LOCAL_SLOTS 32
+#define LOCAL_MAX_BYTES (256 * 1024)
+
+static struct local {
+	char name[FEEDCACHE_KEY]; /* the entry's key without its version: prefix + suffix */
+	char ver[24];
+	char aver[24]; /* the community's access version last seen with it ("": none) */
+	char *data; /* "<ids>\n<json>", malloc'd, owned by the slot */
+	int checked; /* one my_reactions:[] per id, in a well-formed entry */
+	size_t len;
+	long long expires_ms;
+} locals[LOCAL_SLOTS];
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct local *local_slot(const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &locals[h % LOCAL_SLOTS];
+}
+
+/* The copy of name, or NULL when there is none or it expired. */
+static struct local *local_get(const char *name)
+{
+	struct local *l = local_slot(name);
+
+	if (!l->data || strcmp(l->name, name) != 0 || mono_ms() >= l->expires_ms)
+		return NULL;
+	return l;
+}
+
+/* True when entry ("<ids>\n<json>") holds one my_reactions:[] per id. */
+static int shape_ok(const char *entry, size_t len)
+{
+	const char *nl = memchr(entry, '\n', len), *p, *end = entry + len;
+	size_t ids = 0, marks = 0;
+
+	if (!nl)
+		return 0;
+	if (nl > entry) {
+		ids = 1;
+		for (p = entry; p < nl; p++)
+			ids += *p == ',';
+	}
+	for (p = nl + 1; (p = memmem(p, (size_t)(end - p), MY_EMPTY, MY_EMPTY_LEN)) != NULL;
+	     p += MY_EMPTY_LEN)
+		marks++;
+	return ids == marks;
+}
+
+/* Keeps a copy of an entry just read from or stored to Redis (a + b). */
+static void local_put(const char *name, const char *ver, size_t vlen, const char *a, size_t alen,
+		      const char *b, size_t blen)
+{
+	struct local *l = local_slot(name);
+	char *d;
+
+	if (alen + blen > LOCAL_MAX_BYTES || vlen >= sizeof(l->ver) ||
+	    strlen(name) >= sizeof(l->name))
+		return;
+	d = malloc(alen + blen + 1);
+	if (!d)
+		return; /* only a copy: the next hit asks Redis for the entry */
+	memcpy(d, a, alen);
+	memcpy(d + alen, b, blen);
+	d[alen + blen] = '\0';
+	free(l->data);
+	l->data = d;
+	l->len = alen + blen;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	memcpy(l->ver, ver, vlen);
+	l->ver[vlen] = '\0';
+	l->aver[0] = '\0';
+	l->checked = shape_ok(d, l->len);
+	l->expires_ms = mono_ms() + cache_ttl() * 1000;
+}
+
+/* ---- reading ---- */
 
 /* True when s is a comma-separated list of decimal ids (or empty). */
 static int ids_ok(const char *s, size_t n)
@@ -177,118 +398,72 @@ static int ids_ok(const char *s, size_t n)
 	return 1;
 }
 
-/* Replies with a cached entry: its JSON as stored when the caller has no
- * reactions on its posts (no parse), else parsed, filled and re-serialized.
- * -1 when the entry is malformed (then nothing was replied: a miss). */
-static int reply_entry(struct http_req *req, const char *v, size_t len)
+static int version_ok(const char *v, size_t n)
 {
-	const char *nl = memchr(v, '\n', len);
-	const char *json;
-	size_t jlen;
-	char *ids_pg, *body;
-	struct db_res *mine = NULL;
-	struct json_object *o;
-
-	if (!nl || !ids_ok(v, (size_t)(nl - v)))
-		return -1;
-	json = nl + 1;
-	jlen = len - (size_t)(json - v);
-	if (req->user_id && nl > v) {
-		ids_pg = arena_printf(req->arena, "{%.*s}", (int)(nl - v), v);
-		if (!ids_pg) {
-			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-			return 0;
-		}
-		mine = posts_mine_query(req, ids_pg);
-		if (!mine)
-			return 0; /* replied */
-		if (db_res_rows(mine) > 0) {
-			o = jh_parse(json, jlen);
-			if (!o) {
-				db_res_free(mine);
-				return -1;
-			}
-			posts_mine_apply(mine, o);
-			db_res_free(mine);
-			http_reply_json(req, 200, o);
-			return 0;
-		}
-		db_res_free(mine);
-	}
-	/* the fast path: the caller has no reactions here, the bytes are theirs */
-	body = arena_strndup(req->arena, json, jlen);
-	if (!body) {
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return 0;
-	}
-	http_reply_raw(req, 200, "application/json", body, jlen);
-	return 0;
+	return n > 0 && n <= 20 && ids_ok(v, n) && !memchr(v, ',', n);
 }
 
-int feedcache_lookup(struct http_req *req, const char *what, int64_t cid, int64_t item,
-		     char key[FEEDCACHE_KEY])
+/* Key names are built on every hit: by memcpy, not snprintf, whose format
+ * parsing was a sixth of a hit's user time. */
+
+/* dst (size bytes) = the strings of parts (NULL-terminated), cut to fit. */
+static void cat_parts(char *dst, size_t size, const char *const *parts)
 {
-	char vkey[48], prefix[64], suffix[32], fresh[24];
-	const char *argv[] = {NULL, NULL, "2", vkey, prefix, suffix, fresh};
-	const struct cache_reply *ver, *entry;
-	struct cache_reply *r;
-	const char *v;
-	size_t vlen, elen;
-	int rc = 0;
+	size_t n = 0, l;
 
-	key[0] = '\0';
-	snprintf(vkey, sizeof(vkey), "th:feedver:{c%lld}", (long long)cid);
-	snprintf(prefix, sizeof(prefix), "th:%s:{c%lld}:v", what, (long long)cid);
-	snprintf(suffix, sizeof(suffix), ":%lld", (long long)item);
-	fresh_version(fresh);
-	r = script_run(&lookup_script, 7, argv);
-	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) != 2) {
-		/* Redis down or confused: a miss that stores nothing */
-		if (r)
-			log_warn("feedcache: lookup failed: %s", cache_reply_str(r, NULL));
-		count(&misses_counter, "feed_cache_misses_total");
-		goto out;
+	for (; *parts; parts++) {
+		l = strlen(*parts);
+		if (l > size - 1 - n)
+			l = size - 1 - n;
+		memcpy(dst + n, *parts, l);
+		n += l;
 	}
-	ver = cache_reply_elem(r, 0);
-	entry = cache_reply_elem(r, 1);
-	v = cache_reply_str(ver, &vlen);
-	if (cache_reply_type(ver) != CACHE_STR || vlen == 0 || vlen > 20 || !ids_ok(v, vlen) ||
-	    memchr(v, ',', vlen)) {
-		count(&misses_counter, "feed_cache_misses_total");
-		goto out;
-	}
-	snprintf(key, FEEDCACHE_KEY, "%s%.*s%s", prefix, (int)vlen, v, suffix);
-	if (cache_reply_type(entry) == CACHE_STR) {
-		const char *e = cache_reply_str(entry, &elen);
+	dst[n] = '\0';
+}
+#define cat(dst, size, ...) cat_parts(dst, size, (const char *const[]){__VA_ARGS__, NULL})
 
-		if (reply_entry(req, e, elen) == 0) {
-			count(&hits_counter, "feed_cache_hits_total");
-			rc = 1;
-			goto out;
-		}
-		log_warn("feedcache: malformed entry %s; refilling", key);
-	}
-	count(&misses_counter, "feed_cache_misses_total");
-out:
-	cache_reply_free(r);
-	return rc;
+/* v >= 0 in decimal. */
+static const char *num(char buf[24], int64_t v)
+{
+	char *p = buf + 23;
+	uint64_t u = v < 0 ? 0 : (uint64_t)v;
+
+	*p = '\0';
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	return p;
 }
 
-void feedcache_store(const char *key, const char *ids_csv, const char *json, size_t len)
+/* prefix + the version (vlen bytes, not terminated) + suffix. */
+static void set_key(char key[FEEDCACHE_KEY], const char *prefix, const char *ver, size_t vlen,
+		    const char *suffix)
 {
-	size_t idlen = strlen(ids_csv);
-	char ttl[24], *v = malloc(idlen + 1 + len);
+	size_t pl = strlen(prefix), sl = strlen(suffix);
+
+	if (pl + vlen + sl >= FEEDCACHE_KEY) {
+		key[0] = '\0'; /* cannot happen: ids and versions have at most 20 digits */
+		return;
+	}
+	memcpy(key, prefix, pl);
+	memcpy(key + pl, ver, vlen);
+	memcpy(key + pl + vlen, suffix, sl + 1);
+}
+
+static void store(const char *key, const char *a, size_t alen, const char *b, size_t blen)
+{
+	char ttl[24], *v = malloc(alen + blen + 1);
 	const char *argv[] = {"SET", key, v, "EX", ttl};
-	size_t lens[] = {3, strlen(key), idlen + 1 + len, 2, 0};
+	size_t lens[] = {3, strlen(key), alen + blen, 2, 0};
 	struct cache_reply *r;
 
 	if (!v) {
 		log_warn("feedcache: out of memory storing %s", key);
 		return;
 	}
-	memcpy(v, ids_csv, idlen);
-	v[idlen] = '\n';
-	memcpy(v + idlen + 1, json, len);
+	memcpy(v, a, alen);
+	memcpy(v + alen, b, blen);
 	snprintf(ttl, sizeof(ttl), "%ld", cache_ttl());
 	lens[4] = strlen(ttl);
 	r = cache_cmd(5, argv, lens);
@@ -296,6 +471,477 @@ void feedcache_store(const char *key, const char *ids_csv, const char *json, siz
 		log_warn("feedcache: SET %s: %s", key, cache_reply_str(r, NULL));
 	cache_reply_free(r);
 	free(v);
+}
+
+/* One line of a mine entry: a post id and the caller's emoji on it. */
+struct mine_row {
+	int64_t post_id;
+	const char *arr;
+	size_t len;
+};
+
+/* Parses the rows of a mine entry (after its ids line).  -1 when malformed. */
+static int mine_parse(const char *s, size_t n, struct mine_row *rows, int *nrows)
+{
+	const char *end = s + n, *nl, *tab;
+
+	*nrows = 0;
+	while (s < end) {
+		nl = memchr(s, '\n', (size_t)(end - s));
+		tab = nl ? memchr(s, '\t', (size_t)(nl - s)) : NULL;
+		if (!tab || tab == s || *nrows == MINE_MAX_ROWS || !ids_ok(s, (size_t)(tab - s)) ||
+		    tab + 1 == nl || tab[1] != '[')
+			return -1;
+		rows[*nrows].post_id = strtoll(s, NULL, 10);
+		rows[*nrows].arr = tab + 1;
+		rows[*nrows].len = (size_t)(nl - tab - 1);
+		(*nrows)++;
+		s = nl + 1;
+	}
+	return 0;
+}
+
+/* The caller's reactions to the posts of ids_csv, from PostgreSQL, as the
+ * rows of a mine entry (into the arena).  NULL: an error was replied. */
+static char *mine_query(struct http_req *req, enum db_role role, const char *ids_csv,
+			size_t *len)
+{
+	char uid[24], *ids_pg, *out;
+	struct db_res *r;
+	size_t cap = 1, used = 0;
+	int i;
+
+	ids_pg = arena_printf(req->arena, "{%s}", ids_csv);
+	if (!ids_pg) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return NULL;
+	}
+	{
+		const char *params[] = {id_text(uid, req->user_id), ids_pg};
+
+		r = db_exec_or_reply(req, role,
+				     "SELECT post_id, json_agg(emoji ORDER BY emoji)::text "
+				     "FROM reactions WHERE user_id = $1 AND post_id = ANY($2::bigint[]) "
+				     "GROUP BY post_id",
+				     2, params);
+	}
+	if (!r)
+		return NULL;
+	for (i = 0; i < db_res_rows(r); i++)
+		cap += strlen(db_res_get(r, i, 0)) + strlen(db_res_get(r, i, 1)) + 2;
+	out = arena_alloc(req->arena, cap);
+	if (!out) {
+		db_res_free(r);
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return NULL;
+	}
+	out[0] = '\0';
+	for (i = 0; i < db_res_rows(r); i++)
+		used += (size_t)snprintf(out + used, cap - used, "%s\t%s\n", db_res_get(r, i, 0),
+					 db_res_get(r, i, 1));
+	db_res_free(r);
+	*len = used;
+	return out;
+}
+
+/* json (one my_reactions:[] per post, in the order of ids_csv) with the
+ * caller's arrays put in, into the arena.  NULL when json does not match
+ * ids_csv (a malformed entry) or out of memory (*oom set). */
+static char *splice(struct http_req *req, const char *ids_csv, const char *json, size_t jlen,
+		    const struct mine_row *rows, int nrows, size_t *outlen, int *oom)
+{
+	const char *p = json, *end = json + jlen, *hit, *id = ids_csv;
+	size_t extra = 0, used = 0;
+	char *out, *next;
+	unsigned char taken[MINE_MAX_ROWS] = {0}; /* each row fits in out once */
+	int i;
+
+	*oom = 0;
+	for (i = 0; i < nrows; i++)
+		extra += rows[i].len;
+	out = arena_alloc(req->arena, jlen + extra + 1);
+	if (!out) {
+		*oom = 1;
+		return NULL;
+	}
+	while (*id) {
+		int64_t pid = strtoll(id, &next, 10);
+		const char *arr = "[]";
+		size_t alen = 2;
+
+		hit = memmem(p, (size_t)(end - p), MY_EMPTY, MY_EMPTY_LEN);
+		if (!hit || next == id)
+			return NULL;
+		for (i = 0; i < nrows; i++)
+			if (rows[i].post_id == pid) {
+				if (taken[i]++)
+					return NULL; /* an id twice: not an entry we made */
+				arr = rows[i].arr;
+				alen = rows[i].len;
+				break;
+			}
+		memcpy(out + used, p, (size_t)(hit - p) + MY_EMPTY_LEN - 2);
+		used += (size_t)(hit - p) + MY_EMPTY_LEN - 2;
+		memcpy(out + used, arr, alen);
+		used += alen;
+		p = hit + MY_EMPTY_LEN;
+		id = *next == ',' ? next + 1 : next;
+	}
+	if (memmem(p, (size_t)(end - p), MY_EMPTY, MY_EMPTY_LEN))
+		return NULL; /* more posts than ids */
+	memcpy(out + used, p, (size_t)(end - p));
+	used += (size_t)(end - p);
+	out[used] = '\0';
+	*outlen = used;
+	return out;
+}
+
+/* Replies 200 with json (shared part of an entry, for the posts of ids_csv)
+ * and the caller's my_reactions: from mine (a cached mine entry, may be NULL)
+ * when it was made for these ids, else from PostgreSQL (and then stored under
+ * mine_key unless it is "").  0: replied; -1: json does not match ids_csv,
+ * nothing replied. */
+static int reply_with_mine(struct http_req *req, const char *mine_key, const char *ids_csv,
+			   const char *json, size_t jlen, const char *mine, size_t mlen,
+			   int checked)
+{
+	struct mine_row rows[MINE_MAX_ROWS];
+	size_t idlen = strlen(ids_csv), rlen = 0, olen;
+	const char *rtext = NULL;
+	char *body;
+	int nrows = 0, oom;
+
+	if (req->user_id && idlen) {
+		if (mine && mlen > idlen && memcmp(mine, ids_csv, idlen) == 0 &&
+		    mine[idlen] == '\n') {
+			rtext = mine + idlen + 1;
+			rlen = mlen - idlen - 1;
+		} else {
+			/* filling the cache: the primary (see posts.h) */
+			rtext = mine_query(req, mine_key[0] ? DB_PRIMARY : posts_read_role(req),
+					   ids_csv, &rlen);
+			if (!rtext)
+				return 0; /* replied */
+			if (mine_key[0]) {
+				char *head = arena_printf(req->arena, "%s\n", ids_csv);
+
+				if (head)
+					store(mine_key, head, idlen + 1, rtext, rlen);
+			}
+		}
+		if (mine_parse(rtext, rlen, rows, &nrows) < 0) {
+			log_warn("feedcache: malformed entry %s", mine_key);
+			return -1;
+		}
+	}
+	if (nrows == 0 && checked) {
+		/* a worker's copy, checked when it was made: its bytes as they are
+		 * (they live until the next fill, after this reply is sent) */
+		http_reply_raw(req, 200, "application/json", json, jlen);
+		return 0;
+	}
+	/* also with no reactions: the copy checks that the posts match the ids */
+	body = splice(req, ids_csv, json, jlen, rows, nrows, &olen, &oom);
+	if (!body && !oom)
+		return -1;
+	if (!body) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return 0;
+	}
+	http_reply_raw(req, 200, "application/json", body, olen);
+	return 0;
+}
+
+/* What one lookup found; the strings live with r. */
+struct found {
+	struct cache_reply *r;
+	int checked; /* entry is a worker's copy whose shape was checked */
+	const char *fv, *entry, *mine, *av, *acc, *who;
+	size_t fvlen, elen, mlen, avlen, alen, wlen;
+};
+
+static const char *elem(const struct cache_reply *r, size_t i, size_t *len)
+{
+	const struct cache_reply *e = cache_reply_elem(r, i);
+
+	if (cache_reply_type(e) != CACHE_STR) {
+		*len = 0;
+		return NULL;
+	}
+	return cache_reply_str(e, len);
+}
+
+/* Decides from the cached verdicts whether the caller may read the
+ * community (community_readable()), else from PostgreSQL, storing the
+ * verdicts under the access version.  0: yes; -1: replied (404, 503). */
+static int access_check(struct http_req *req, int64_t cid, const struct found *f,
+			const char *acc_prefix, const char *who_suffix)
+{
+	struct community c;
+	char key[FEEDCACHE_KEY];
+	const char *role;
+
+	if (f->acc && f->alen == 6 && memcmp(f->acc, "public", 6) == 0)
+		return 0;
+	if (f->acc && f->alen == 7 && memcmp(f->acc, "private", 7) == 0) {
+		if (!req->user_id)
+			goto hidden;
+		/* anything but a role or "none" is no verdict */
+		if (f->who && f->wlen == 4 && memcmp(f->who, "none", 4) == 0)
+			goto hidden;
+		if (f->who && role_parse(f->who) != ROLE_NONE)
+			return 0;
+	}
+	/* no verdict: PostgreSQL decides (the primary: a caller sees their own
+	 * join at once), and the verdicts are kept for the next request */
+	if (community_load(req, cid, &c) < 0)
+		return -1;
+	if (f->av) {
+		set_key(key, acc_prefix, f->av, f->avlen, "");
+		store(key, c.is_public ? "public" : "private", c.is_public ? 6 : 7, "", 0);
+		if (!c.is_public && req->user_id) {
+			role = c.my_role == ROLE_NONE ? "none" : role_name(c.my_role);
+			set_key(key, acc_prefix, f->av, f->avlen, who_suffix);
+			store(key, role, strlen(role), "", 0);
+		}
+	}
+	if (community_readable(&c))
+		return 0;
+hidden:
+	http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
+	return -1;
+}
+
+/* The lookup when the worker holds a copy of the entry: one MGET of the
+ * versions and of the keys the copy's versions name (the caller's reactions
+ * and, with aprefix, the verdicts).  MGET reads them at one instant, so when
+ * the versions it returns are the copy's, the rest belongs to them; the
+ * script (which creates missing versions, and reads keys named by versions
+ * it has just read) is needed only when they moved.  The keys share the
+ * {c<cid>} slot, as MGET in a Cluster needs.  0 and f filled (f->r owns the
+ * reply), or -1: use the script. */
+static int lookup_held(struct local *loc, const char *vkey, const char *akey,
+		       const char *mprefix, const char *msuffix, const char *aprefix,
+		       const char *wsuffix, struct found *f)
+{
+	char mkey[FEEDCACHE_KEY], acckey[FEEDCACHE_KEY], whokey[FEEDCACHE_KEY];
+	const char *argv[6] = {"MGET", vkey};
+	size_t vlen;
+	const char *v;
+	int argc = 2, im = 0, ia = 0, iw = 0;
+
+	if (aprefix[0] && !loc->aver[0])
+		return -1;
+	if (aprefix[0])
+		argv[argc++] = akey;
+	if (msuffix[0]) {
+		set_key(mkey, mprefix, loc->ver, strlen(loc->ver), msuffix);
+		im = argc;
+		argv[argc++] = mkey;
+	}
+	if (aprefix[0]) {
+		set_key(acckey, aprefix, loc->aver, strlen(loc->aver), "");
+		ia = argc;
+		argv[argc++] = acckey;
+		if (wsuffix[0]) {
+			set_key(whokey, aprefix, loc->aver, strlen(loc->aver), wsuffix);
+			iw = argc;
+			argv[argc++] = whokey;
+		}
+	}
+	f->r = cache_cmd(argc, argv, NULL);
+	if (!f->r || cache_reply_type(f->r) != CACHE_ARRAY ||
+	    cache_reply_count(f->r) != (size_t)argc - 1)
+		goto moved;
+	v = elem(f->r, 0, &vlen);
+	if (!v || vlen != strlen(loc->ver) || memcmp(v, loc->ver, vlen) != 0)
+		goto moved;
+	if (aprefix[0]) {
+		v = elem(f->r, 1, &vlen);
+		if (!v || vlen != strlen(loc->aver) || memcmp(v, loc->aver, vlen) != 0)
+			goto moved;
+		f->av = loc->aver;
+		f->avlen = vlen;
+		f->acc = elem(f->r, (size_t)ia - 1, &f->alen);
+		if (iw)
+			f->who = elem(f->r, (size_t)iw - 1, &f->wlen);
+	}
+	f->fv = loc->ver;
+	f->fvlen = strlen(loc->ver);
+	f->entry = loc->data;
+	f->elen = loc->len;
+	f->checked = loc->checked;
+	if (im)
+		f->mine = elem(f->r, (size_t)im - 1, &f->mlen);
+	return 0;
+moved:
+	/* also Redis down: the script's attempt then finds it down too (at
+	 * once, while cache.c backs off) and the read goes to PostgreSQL */
+	cache_reply_free(f->r);
+	f->r = NULL;
+	return -1;
+}
+
+int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t item,
+		   int check_access, struct feedcache_fill *fill)
+{
+	char vkey[48], akey[48], prefix[64], suffix[32], mprefix[64], msuffix[80], aprefix[64],
+		wsuffix[32], fresh[24];
+	const char *argv[] = {NULL, NULL, "2", vkey, akey, prefix, suffix, mprefix,
+			      msuffix, aprefix, wsuffix, fresh, ""};
+	struct found f;
+	struct local *loc;
+	int rc = 0;
+
+	char b1[24], b2[24], b3[24], tag[32];
+	const char *c_s = num(b1, cid), *item_s = num(b2, item), *uid_s = num(b3, req->user_id);
+
+	fill->key[0] = fill->mine_key[0] = fill->name[0] = fill->ver[0] = '\0';
+	if (npending)
+		retry_pending();
+	cat(tag, sizeof(tag), "{c", c_s, "}");
+	cat(vkey, sizeof(vkey), "th:feedver:", tag);
+	cat(akey, sizeof(akey), "th:accver:", tag);
+	cat(prefix, sizeof(prefix), "th:", what, ":", tag, ":v");
+	cat(suffix, sizeof(suffix), ":", item_s);
+	cat(mprefix, sizeof(mprefix), "th:mine:", tag, ":v");
+	msuffix[0] = wsuffix[0] = aprefix[0] = '\0';
+	if (req->user_id) {
+		cat(msuffix, sizeof(msuffix), ":", uid_s, ":", what, ":", item_s);
+		cat(wsuffix, sizeof(wsuffix), ":", uid_s);
+	}
+	if (check_access)
+		cat(aprefix, sizeof(aprefix), "th:acc:", tag, ":v");
+	cat(fill->name, sizeof(fill->name), prefix, suffix);
+	loc = local_get(fill->name);
+	memset(&f, 0, sizeof(f));
+	if (loc && lookup_held(loc, vkey, akey, mprefix, msuffix, aprefix, wsuffix, &f) == 0)
+		goto found;
+	fresh_version(fresh);
+	if (check_access)
+		argv[11] = ""; /* not before PostgreSQL said the community exists */
+	if (loc)
+		argv[12] = loc->ver;
+	f.r = script_run(&lookup_script, 13, argv);
+	if (!f.r || cache_reply_type(f.r) != CACHE_ARRAY || cache_reply_count(f.r) != 6) {
+		/* Redis down or confused: a miss that stores nothing */
+		if (f.r)
+			log_warn("feedcache: lookup failed: %s", cache_reply_str(f.r, NULL));
+		cache_reply_free(f.r);
+		count(&misses_counter, "feed_cache_misses_total");
+		if (check_access) {
+			struct community c;
+
+			if (community_load(req, cid, &c) < 0)
+				return 1;
+			if (!community_readable(&c)) {
+				http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
+				return 1;
+			}
+		}
+		return 0;
+	}
+	f.fv = elem(f.r, 0, &f.fvlen);
+	f.entry = elem(f.r, 1, &f.elen);
+	if (cache_reply_type(cache_reply_elem(f.r, 1)) == CACHE_INT) {
+		/* "yours is current": only ever the answer to the version we sent */
+		if (!loc || !f.fv || strlen(loc->ver) != f.fvlen ||
+		    memcmp(loc->ver, f.fv, f.fvlen) != 0) {
+			log_warn("feedcache: lookup answered a copy we do not hold");
+			f.fv = NULL;
+		} else {
+			f.entry = loc->data;
+			f.elen = loc->len;
+			f.checked = loc->checked;
+		}
+	} else if (f.entry && f.fv && version_ok(f.fv, f.fvlen)) {
+		local_put(fill->name, f.fv, f.fvlen, f.entry, f.elen, "", 0);
+	}
+	f.mine = elem(f.r, 2, &f.mlen);
+	f.av = elem(f.r, 3, &f.avlen);
+	f.acc = elem(f.r, 4, &f.alen);
+	f.who = elem(f.r, 5, &f.wlen);
+	if (f.av && !version_ok(f.av, f.avlen))
+		f.av = NULL; /* decide from PostgreSQL, store nothing */
+	loc = local_get(fill->name);
+	if (loc && f.fv && f.fvlen == strlen(loc->ver) && memcmp(f.fv, loc->ver, f.fvlen) == 0)
+		snprintf(loc->aver, sizeof(loc->aver), "%.*s", f.av ? (int)f.avlen : 0,
+			 f.av ? f.av : "");
+found:
+	if (check_access && access_check(req, cid, &f, aprefix, wsuffix) < 0) {
+		rc = 1;
+		goto out;
+	}
+	if (check_access && (!f.fv || !f.av)) {
+		/* the community exists: make its missing versions for the next
+		 * request (this one stores nothing: nothing was read under them) */
+		const char *nx1[] = {"SET", vkey, fresh, "NX"}, *nx2[] = {"SET", akey, fresh, "NX"};
+
+		fresh_version(fresh);
+		cache_reply_free(cache_cmd(4, nx1, NULL));
+		cache_reply_free(cache_cmd(4, nx2, NULL));
+	}
+	if (!f.fv || !version_ok(f.fv, f.fvlen)) {
+		count(&misses_counter, "feed_cache_misses_total");
+		goto out;
+	}
+	set_key(fill->key, prefix, f.fv, f.fvlen, suffix);
+	memcpy(fill->ver, f.fv, f.fvlen); /* version_ok: at most 20 digits */
+	fill->ver[f.fvlen] = '\0';
+	if (req->user_id)
+		set_key(fill->mine_key, mprefix, f.fv, f.fvlen, msuffix);
+	if (f.entry) {
+		const char *nl = memchr(f.entry, '\n', f.elen);
+		char *ids;
+
+		if (nl && ids_ok(f.entry, (size_t)(nl - f.entry)) &&
+		    (ids = arena_strndup(req->arena, f.entry, (size_t)(nl - f.entry))) &&
+		    reply_with_mine(req, fill->mine_key, ids, nl + 1,
+				    f.elen - (size_t)(nl + 1 - f.entry), f.mine, f.mlen,
+				    f.checked) == 0) {
+			count(&hits_counter, "feed_cache_hits_total");
+			rc = 1;
+			goto out;
+		}
+		log_warn("feedcache: malformed entry %s; refilling", fill->key);
+		loc = local_get(fill->name);
+		if (loc) {
+			free(loc->data);
+			loc->data = NULL;
+		}
+	}
+	count(&misses_counter, "feed_cache_misses_total");
+out:
+	cache_reply_free(f.r);
+	return rc;
+}
+
+void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fill,
+			  const char *ids_csv, struct json_object *o)
+{
+	size_t len;
+	const char *s = json_object_to_json_string_length(
+		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	char *json = s ? arena_strndup(req->arena, s, len) : NULL;
+
+	json_object_put(o);
+	if (!json) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
+	if (fill->key[0]) {
+		char *head = arena_printf(req->arena, "%s\n", ids_csv);
+
+		if (head) {
+			store(fill->key, head, strlen(head), json, len);
+			local_put(fill->name, fill->ver, strlen(fill->ver), head, strlen(head), json,
+				  len);
+		}
+	}
+	if (reply_with_mine(req, fill->mine_key, ids_csv, json, len, NULL, 0, 0) < 0) {
+		log_error("feedcache: a reply of %zu bytes does not match its post ids", len);
+		http_reply_error(req, TH_EINTERNAL, NULL, NULL);
+	}
 }
 
 enum db_role posts_read_role(struct http_req *req)

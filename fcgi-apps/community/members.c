@@ -156,8 +156,10 @@ void members_join(struct http_req *req)
 		return;
 	if (db_commit_or_reply(req) < 0)
 		return;
-	if (inserted)
+	if (inserted) {
+		feedcache_bump_access(cm.id);
 		mirror_member(cm.id, req->user_id, "member");
+	}
 	reply_member(req, 200, cm.id, req->user_id);
 }
 
@@ -186,6 +188,7 @@ void members_leave(struct http_req *req)
 		return;
 	if (db_commit_or_reply(req) < 0)
 		return;
+	feedcache_bump_access(cm.id);
 	mirror_member_gone(cm.id, req->user_id);
 	http_reply_empty(req, 204);
 }
@@ -286,6 +289,7 @@ void members_put(struct http_req *req)
 		return;
 	log_info("audit: user %lld set role %s for user %s in community %s",
 		 (long long)req->user_id, role_name(want), u, c);
+	feedcache_bump_access(cm.id);
 	mirror_member(cm.id, uid, role_name(want));
 	reply_member(req, 200, cm.id, uid);
 }
@@ -315,6 +319,7 @@ void members_delete(struct http_req *req)
 		return;
 	log_info("audit: user %lld removed user %lld from community %lld",
 		 (long long)req->user_id, (long long)uid, (long long)cm.id);
+	feedcache_bump_access(cm.id);
 	mirror_member_gone(cm.id, uid);
 	http_reply_empty(req, 204);
 }
@@ -372,6 +377,7 @@ void bans_create(struct http_req *req)
 	    db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %s banned user %s from community %s", by, u, c);
+	feedcache_bump_access(cm.id);
 	mirror_ban(cm.id, uid);
 	{
 		const char *params[] = {c, u};
@@ -415,6 +421,7 @@ void bans_delete(struct http_req *req)
 	if (events_emit(req, "member_unbanned", cm.id, "user_id", uid, NULL, 0) < 0 ||
 	    db_commit_or_reply(req) < 0)
 		return;
+	feedcache_bump_access(cm.id);
 	mirror_unban(cm.id, uid);
 	http_reply_empty(req, 204);
 }

@@ -354,36 +354,12 @@ void posts_create(struct http_req *req)
 	post_reply(req, 201, DB_PRIMARY, id);
 }
 
-/* The end of a read of posts: store the shared part under key (when the
- * read was a cache fill), add the caller's reactions, reply.  o is consumed. */
-static void cache_fill_reply(struct http_req *req, const char *key, const char *ids_csv,
-			     struct json_object *o)
-{
-	char *ids_pg;
-
-	if (key[0]) {
-		size_t len;
-		const char *s = json_object_to_json_string_length(
-			o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-
-		if (s)
-			feedcache_store(key, ids_csv, s, len);
-	}
-	ids_pg = arena_printf(req->arena, "{%s}", ids_csv);
-	if (!ids_pg || posts_fill_mine(req, ids_pg, o) < 0) {
-		if (!ids_pg)
-			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		json_object_put(o);
-		return;
-	}
-	http_reply_json(req, 200, o);
-}
-
 void posts_feed(struct http_req *req)
 {
 	struct community c;
 	struct page pg;
-	char key[FEEDCACHE_KEY], cid[24], *ids_csv, *next = NULL;
+	struct feedcache_fill fill;
+	char cid[24], *ids_csv, *next = NULL;
 	const char *params[3];
 	enum db_role role;
 	struct db_res *r;
@@ -392,19 +368,25 @@ void posts_feed(struct http_req *req)
 	size_t used = 0, cap;
 	int64_t last = 0;
 
-	if (community_access_param(req, "id", ROLE_NONE, &c) < 0 ||
-	    page_parse_or_400(req, 1, INT64_MAX, &pg) < 0)
+	if (jh_id_or_404(req, http_param(req, "id"), &c.id) < 0)
 		return;
-	key[0] = '\0';
-	/* only the first page is cached: deeper pages are rarer and each cursor
-	 * would be an entry of its own */
-	if (!pg.has_cursor) {
-		int rc = feedcache_lookup(req, "feed", c.id, pg.limit, key);
-
-		if (rc != 0)
-			return; /* replied: a hit, or an error */
+	if (page_parse_or_400(req, 1, INT64_MAX, &pg) < 0) {
+		/* a community the caller may not read is 404 whatever the query
+		 * says; a readable one gets the 400 */
+		if (community_access(req, c.id, ROLE_NONE, &c) == 0)
+			page_parse_or_400(req, 1, INT64_MAX, &pg);
+		return;
 	}
-	role = key[0] ? DB_PRIMARY : posts_read_role(req);
+	fill.key[0] = fill.mine_key[0] = '\0';
+	if (pg.has_cursor) {
+		/* only the first page is cached: deeper pages are rarer and each
+		 * cursor would be an entry of its own */
+		if (community_access(req, c.id, ROLE_NONE, &c) < 0)
+			return;
+	} else if (feedcache_read(req, "feed", c.id, pg.limit, 1, &fill) != 0) {
+		return; /* replied: a hit, a hidden community, or an error */
+	}
+	role = fill.key[0] ? DB_PRIMARY : posts_read_role(req);
 	params[0] = id_text(cid, c.id);
 	params[1] = pg.key_s[0];
 	params[2] = pg.limit_s;
@@ -425,6 +407,7 @@ void posts_feed(struct http_req *req)
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
+	ids_csv[0] = '\0';
 	for (i = 0; i < n; i++) {
 		json_object_array_add(items, post_json(r, i));
 		used += (size_t)snprintf(ids_csv + used, cap - used, "%s%s", i ? "," : "",
@@ -434,24 +417,25 @@ void posts_feed(struct http_req *req)
 	if (db_res_rows(r) > pg.limit)
 		next = page_cursor(req->arena, 1, &last);
 	db_res_free(r);
-	cache_fill_reply(req, key, ids_csv, page_result(items, next));
+	feedcache_fill_reply(req, &fill, ids_csv, page_result(items, next));
 }
 
 void posts_get(struct http_req *req)
 {
 	struct community c;
 	struct post_ref p;
-	char key[FEEDCACHE_KEY], pid[24];
+	struct feedcache_fill fill;
+	char pid[24];
 	const char *params[1];
 	struct db_res *r;
 	struct json_object *o;
 
 	if (post_access_or_reply(req, "id", DB_PRIMARY, ROLE_NONE, &c, &p) < 0)
 		return;
-	if (feedcache_lookup(req, "post", c.id, p.id, key) != 0)
+	if (feedcache_read(req, "post", c.id, p.id, 0, &fill) != 0)
 		return;
 	params[0] = id_text(pid, p.id);
-	r = db_exec_or_reply(req, key[0] ? DB_PRIMARY : posts_read_role(req),
+	r = db_exec_or_reply(req, fill.key[0] ? DB_PRIMARY : posts_read_role(req),
 			     "SELECT " POST_COLS " FROM posts p JOIN users u ON u.id = p.author_id "
 			     "WHERE p.id = $1",
 			     1, params);
@@ -468,7 +452,7 @@ void posts_get(struct http_req *req)
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
-	cache_fill_reply(req, key, pid, o);
+	feedcache_fill_reply(req, &fill, pid, o);
 }
 
 void posts_patch(struct http_req *req)

@@ -7,9 +7,10 @@
  *     primary key lookup each, and a caller must see their own new post,
  *     join or role change at once;
  *   - the write itself and what it reads inside its transaction: DB_PRIMARY;
- *   - cache fills (first feed page, single post): DB_PRIMARY, so an entry
- *     stored under a feed version is never older than the write that made
- *     that version (a lagging replica would cache stale data under the new
+ *   - cache fills (first feed page, single post, the caller's reactions to
+ *     them, the read verdict of feedcache.c): DB_PRIMARY, so an entry
+ *     stored under a version is never older than the write that made that
+ *     version (a lagging replica would cache stale data under the new
  *     version for a whole TTL);
  *   - every other read: posts_read_role(), which is DB_READ unless the caller
  *     wrote something in the last TH_RYW_SECONDS (a marker in Redis set by
@@ -82,17 +83,29 @@ void posts_wrote(struct http_req *req);
 
 /* feedcache.c: the cached read path.
  *
- * feedcache_lookup() fetches, in one round trip, the community's feed
- * version and the entry for `what` ("feed" with item = limit, or "post" with
- * item = post id).  On a hit it replies (200, my_reactions filled for the
- * caller) and returns 1.  On a miss it returns 0 and fills key with the name
- * the entry must be stored under (key[0] == '\0' when Redis is unavailable:
- * then nothing is stored).  -1: an error was replied. */
+ * feedcache_read() fetches, in one round trip, the community's versions, the
+ * entry for `what` ("feed" with item = limit, or "post" with item = post id),
+ * the caller's cached reactions to its posts and, with check_access, the
+ * cached verdict whether the caller may read the community (PostgreSQL
+ * decides when there is none, and the verdict is stored).  Returns 1 when it
+ * replied: a hit (200, my_reactions filled for the caller), 404 for a
+ * community the caller may not read, or an error.  Returns 0 on a miss the
+ * caller fills: fill holds the names the entry and the caller's reactions
+ * must be stored under (fill->key[0] == '\0' when Redis is unavailable: then
+ * nothing is stored). */
 #define FEEDCACHE_KEY 128
-int feedcache_lookup(struct http_req *req, const char *what, int64_t cid, int64_t item,
-		     char key[FEEDCACHE_KEY]);
-/* Stores json (the shared reply, my_reactions: []) under key, with the ids of
- * the posts it holds (ids_csv "1,2", may be "").  Failures are logged. */
-void feedcache_store(const char *key, const char *ids_csv, const char *json, size_t len);
+struct feedcache_fill {
+	char key[FEEDCACHE_KEY];
+	char mine_key[FEEDCACHE_KEY];
+	char name[FEEDCACHE_KEY]; /* key without its version: the worker's copy */
+	char ver[24];             /* the feed version in key */
+};
+int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t item,
+		   int check_access, struct feedcache_fill *fill);
+/* The end of a miss: stores o (the shared reply, my_reactions: [] in each
+ * of the posts of ids_csv "1,2", in that order; may be "") under fill->key,
+ * fills in the caller's reactions and replies 200.  o is consumed. */
+void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fill,
+			  const char *ids_csv, struct json_object *o);
 
 #endif

@@ -1395,6 +1395,235 @@ describe('Redis membership mirror', () => {
   });
 });
 
+// --- feed cache hits without PostgreSQL (issue 4) -----------------------------------------
+// A cached first page is served with the read verdict (th:acc:*) and the caller's reactions
+// (th:mine:*) from Redis. These tests check that the verdicts and reactions never outlive
+// the change they depend on, survive a flush, and that planted or garbled entries are not
+// trusted beyond their shape.
+
+describe('feed cache: hits without PostgreSQL', () => {
+  const feedOf = (cid, who, q = '') => api('GET', `/api/communities/${cid}/posts${q}`, who);
+  // each read twice: the first may fill the cache, the second is then a hit
+  async function expectFeed(cid, who, status, what) {
+    for (let i = 0; i < 2; i++) {
+      const r = await feedOf(cid, who);
+      if (status === 200) assertStatus(r, 200, `${what} (read ${i + 1}):`);
+      else assertError(r, status, 'not_found');
+    }
+  }
+  const keys = async (pattern) => (await redisRaw('--scan', '--pattern', pattern)).split('\n').filter(Boolean);
+
+  test('private community: the cached verdict follows joins, removals, bans, leaves and visibility at once', async () => {
+    const c = await community(U.owner, 'private', [[U.member, 'member']]);
+    await mkPost(c, U.owner, { title: 'inside', body: 'members only' });
+    await expectFeed(c.id, U.member, 200, 'member');
+    await expectFeed(c.id, U.outsider, 404, 'outsider');
+    await expectFeed(c.id, null, 404, 'anonymous');
+    // the verdicts are really cached (so the next steps test the cache, not PostgreSQL)
+    const acc = await keys(`th:acc:{c${c.id}}:v*`);
+    assert.ok(acc.some((k) => k.endsWith(`:${U.member.id}`)), `no cached verdict for the member: ${acc}`);
+    assert.ok(acc.some((k) => k.endsWith(`:${U.outsider.id}`)), `no cached verdict for the outsider: ${acc}`);
+    // a hidden community is 404 whatever the query; a reader gets the 400
+    assertError(await feedOf(c.id, U.outsider, '?limit=0'), 404, 'not_found');
+    assertError(await feedOf(c.id, U.member, '?limit=0'), 400, 'validation_failed', 'limit');
+    // added by PUT: readable on the very next request
+    assertStatus(await api('PUT', `/api/communities/${c.id}/members/${U.outsider.id}`, U.owner, { role: 'member' }), 200);
+    await expectFeed(c.id, U.outsider, 200, 'outsider added');
+    // removed: 404 on the very next request
+    assertStatus(await api('DELETE', `/api/communities/${c.id}/members/${U.outsider.id}`, U.owner), 204);
+    await expectFeed(c.id, U.outsider, 404, 'outsider removed');
+    // banned: 404; unbanned: still no member, 404; added again: 200
+    assertStatus(await api('POST', `/api/communities/${c.id}/bans`, U.owner, { user_id: U.member.id }), 201);
+    await expectFeed(c.id, U.member, 404, 'member banned');
+    assertStatus(await api('DELETE', `/api/communities/${c.id}/bans/${U.member.id}`, U.owner), 204);
+    await expectFeed(c.id, U.member, 404, 'member unbanned');
+    assertStatus(await api('PUT', `/api/communities/${c.id}/members/${U.member.id}`, U.owner, { role: 'member' }), 200);
+    await expectFeed(c.id, U.member, 200, 'member added again');
+    // leaves: 404
+    assertStatus(await api('POST', `/api/communities/${c.id}/leave`, U.member), 204);
+    await expectFeed(c.id, U.member, 404, 'member left');
+    // public: anyone; private again: members only
+    assertStatus(await api('PATCH', `/api/communities/${c.id}`, U.owner, { visibility: 'public' }), 200);
+    await expectFeed(c.id, null, 200, 'anonymous, public');
+    await expectFeed(c.id, U.member, 200, 'former member, public');
+    assertStatus(await api('PATCH', `/api/communities/${c.id}`, U.owner, { visibility: 'private' }), 200);
+    await expectFeed(c.id, null, 404, 'anonymous, private again');
+    await expectFeed(c.id, U.member, 404, 'former member, private again');
+    await expectFeed(c.id, U.owner, 200, 'owner');
+    // deleted: 404 for everyone, the owner too
+    assertStatus(await api('DELETE', `/api/communities/${c.id}`, U.owner), 204);
+    await expectFeed(c.id, U.owner, 404, 'owner, deleted');
+  });
+
+  test('my_reactions from the cache: right on the very next request after PUT and DELETE, per caller and per page size', async () => {
+    const c = await community(U.owner, 'public', [[U.member, 'member'], [U.member2, 'member']]);
+    const posts = [];
+    for (let i = 0; i < 3; i++) posts.push(await mkPost(c, U.owner, { body: `reactable ${i}` }));
+    const mine = async (who, q = '') => {
+      const r = await feedOf(c.id, who, q);
+      assertStatus(r, 200);
+      return Object.fromEntries(r.json.items.map((p) => [p.id, { mine: p.my_reactions, all: p.reactions }]));
+    };
+    const e = encodeURIComponent;
+    const [p0, p1, p2] = posts;
+    for (let i = 0; i < 2; i++) assert.deepEqual((await mine(U.member))[p1.id].mine, []);
+    assert.ok((await keys(`th:mine:{c${c.id}}:v*:${U.member.id}:feed:20`)).length > 0, 'no cached reactions of the member');
+    assertStatus(await api('PUT', `/api/posts/${p1.id}/reactions/${e('👍')}`, U.member), 204);
+    for (let i = 0; i < 2; i++) {
+      const m = await mine(U.member);
+      assert.deepEqual(m[p1.id].mine, ['👍'], `read ${i + 1} after PUT`);
+      assert.deepEqual(m[p0.id].mine, []);
+      assert.deepEqual(m[p2.id].mine, []);
+      assert.deepEqual(m[p1.id].all, { '👍': 1 });
+    }
+    // another page size is an entry of its own, right too
+    assert.deepEqual((await mine(U.member, '?limit=2'))[p1.id].mine, ['👍']);
+    // someone else's reaction changes the counts, not my_reactions
+    for (let i = 0; i < 2; i++) assert.deepEqual((await mine(U.member2))[p1.id].mine, []);
+    assertStatus(await api('PUT', `/api/posts/${p1.id}/reactions/${e('🎉')}`, U.member2), 204);
+    assertStatus(await api('PUT', `/api/posts/${p2.id}/reactions/${e('🎉')}`, U.member2), 204);
+    for (let i = 0; i < 2; i++) {
+      const m = await mine(U.member);
+      assert.deepEqual(m[p1.id].mine, ['👍']);
+      assert.deepEqual(m[p2.id].mine, []);
+      assert.deepEqual(m[p1.id].all, { '👍': 1, '🎉': 1 });
+      const m2 = await mine(U.member2);
+      assert.deepEqual(m2[p1.id].mine, ['🎉']);
+      assert.deepEqual(m2[p2.id].mine, ['🎉']);
+      assert.deepEqual((await mine(null))[p1.id].mine, []);
+    }
+    // two of mine on one post, in emoji order, then DELETE: gone on the very next request
+    assertStatus(await api('PUT', `/api/posts/${p1.id}/reactions/${e('🎉')}`, U.member), 204);
+    assert.deepEqual([...(await mine(U.member))[p1.id].mine].sort(), ['👍', '🎉'].sort());
+    assertStatus(await api('DELETE', `/api/posts/${p1.id}/reactions/${e('👍')}`, U.member), 204);
+    assert.deepEqual((await mine(U.member))[p1.id].mine, ['🎉']);
+    assertStatus(await api('DELETE', `/api/posts/${p1.id}/reactions/${e('🎉')}`, U.member), 204);
+    for (let i = 0; i < 2; i++) assert.deepEqual((await mine(U.member))[p1.id].mine, []);
+    // the single post route shares the cached reactions and is right too
+    assertStatus(await api('PUT', `/api/posts/${p0.id}/reactions/${e('👀')}`, U.member), 204);
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual((await getPost(p0.id, U.member)).my_reactions, ['👀']);
+      assert.deepEqual((await getPost(p0.id, U.member2)).my_reactions, []);
+    }
+  });
+
+  test('every worker\'s copy of a page gives way at once: concurrent reads after each write see it', async () => {
+    const c = await community(U.owner, 'private', [[U.member, 'member'], [U.member2, 'member']]);
+    await mkPost(c, U.owner, { body: 'first' });
+    // 16 at once reach every worker of the pool, so each holds a copy of the page
+    const burst = async (who) => Promise.all(Array.from({ length: 16 }, () => feedOf(c.id, who)));
+    const e = encodeURIComponent;
+    for (let round = 0; round < 3; round++) {
+      await burst(U.member); await burst(U.member2);
+      const p = await mkPost(c, U.member2, { body: `round ${round}` });
+      for (const r of await burst(U.member)) {
+        assertStatus(r, 200);
+        assert.equal(r.json.items[0].id, p.id, `round ${round}: a worker served a page without post ${p.id}`);
+      }
+      assertStatus(await api('PUT', `/api/posts/${p.id}/reactions/${e('✅')}`, U.member), 204);
+      for (const r of await burst(U.member)) {
+        assert.deepEqual(r.json.items[0].my_reactions, ['✅'], `round ${round}: my_reactions`);
+        assert.deepEqual(r.json.items[0].reactions, { '✅': 1 }, `round ${round}: counts`);
+      }
+      for (const r of await burst(U.member2)) assert.deepEqual(r.json.items[0].my_reactions, []);
+      // removed from the private community: every worker refuses at once
+      assertStatus(await api('DELETE', `/api/communities/${c.id}/members/${U.member2.id}`, U.owner), 204);
+      for (const r of await burst(U.member2)) assertError(r, 404, 'not_found');
+      assertStatus(await api('PUT', `/api/communities/${c.id}/members/${U.member2.id}`, U.owner, { role: 'member' }), 200);
+      for (const r of await burst(U.member2)) assertStatus(r, 200, `round ${round}: added again:`);
+    }
+  });
+
+  test('feed requests for ids that name no community leave no keys in Redis; a new community gets its versions', async () => {
+    const c = await community(U.owner, 'public');
+    await mkPost(c, U.owner);
+    for (const id of [NO_SUCH_ID, String(c.id + 1000000), '123456789']) {
+      for (const who of [null, U.outsider]) assertError(await feedOf(id, who), 404, 'not_found');
+      assert.equal(await redisRaw('EXISTS', `th:feedver:{c${id}}`, `th:accver:{c${id}}`), '0', `keys left for community ${id}`);
+      assert.deepEqual(await keys(`th:*{c${id}}*`), [], `keys left for community ${id}`);
+    }
+    // a flushed community's versions come back once PostgreSQL said it exists, then reads are cached
+    await redisRaw('DEL', `th:feedver:{c${c.id}}`, `th:accver:{c${c.id}}`);
+    await expectFeed(c.id, null, 200, 'after its versions went');
+    assert.match(await redisRaw('GET', `th:accver:{c${c.id}}`), /^\d+$/);
+    assert.ok((await keys(`th:acc:{c${c.id}}:v*`)).length > 0, 'no cached verdict after two reads');
+  });
+
+  test('planted or garbled entries: nothing trusted beyond its shape, the reply is rebuilt from PostgreSQL', async () => {
+    const c = await community(U.owner, 'private', [[U.member, 'member']]);
+    const p = await mkPost(c, U.owner, { body: 'planted' });
+    assertStatus(await api('PUT', `/api/posts/${p.id}/reactions/ok`, U.member), 204);
+    await expectFeed(c.id, U.member, 200, 'member');
+    await expectFeed(c.id, U.outsider, 404, 'outsider');
+    const fv = await redisRaw('GET', `th:feedver:{c${c.id}}`);
+    const av = await redisRaw('GET', `th:accver:{c${c.id}}`);
+    assert.match(fv, /^\d+$/);
+    assert.match(av, /^\d+$/);
+    // reactions cached for other posts than the page holds are not used
+    await redisRaw('SET', `th:mine:{c${c.id}}:v${fv}:${U.member.id}:feed:20`, `999999999\n999999999\t["x"]\n`);
+    let r = await feedOf(c.id, U.member);
+    assertStatus(r, 200);
+    assert.deepEqual(r.json.items[0].my_reactions, ['ok']);
+    // a garbled page entry is refilled, not sent
+    await redisRaw('SET', `th:feed:{c${c.id}}:v${fv}:20`, `${p.id}\n{"items":[`);
+    r = await feedOf(c.id, U.member);
+    assertStatus(r, 200);
+    assert.deepEqual(r.json.items.map((x) => x.id), [p.id]);
+    assert.deepEqual(r.json.items[0].my_reactions, ['ok']);
+    // a page whose ids repeat (not one the app made), with a long reaction for that id: not
+    // spliced (it would not fit), refilled; planted under a new version no worker holds a copy of
+    const nv = String(BigInt(fv) + 1000n);
+    await redisRaw('SET', `th:feedver:{c${c.id}}`, nv);
+    const twice = JSON.stringify({ items: [{ id: p.id, my_reactions: [] }, { id: p.id, my_reactions: [] }], next_cursor: null });
+    await redisRaw('SET', `th:feed:{c${c.id}}:v${nv}:20`, `${p.id},${p.id}\n${twice}`);
+    await redisRaw('SET', `th:mine:{c${c.id}}:v${nv}:${U.member.id}:feed:20`, `${p.id},${p.id}\n${p.id}\t["${'x'.repeat(4000)}"]\n`);
+    for (let i = 0; i < 2; i++) {
+      r = await feedOf(c.id, U.member);
+      assertStatus(r, 200);
+      assert.deepEqual(r.json.items.map((x) => [x.id, x.my_reactions]), [[p.id, ['ok']]], `read ${i + 1} after the planted page`);
+    }
+    // a verdict that is neither a role nor "none" is no verdict: PostgreSQL decides
+    await redisRaw('SET', `th:acc:{c${c.id}}:v${av}:${U.outsider.id}`, 'garbage');
+    await expectFeed(c.id, U.outsider, 404, 'outsider with a garbled verdict');
+    assert.equal(await redisRaw('GET', `th:acc:{c${c.id}}:v${av}:${U.outsider.id}`), 'none');
+    // a verdict of an older access version is never read: ban, then plant "member" under the old one
+    assertStatus(await api('POST', `/api/communities/${c.id}/bans`, U.owner, { user_id: U.member.id }), 201);
+    await redisRaw('SET', `th:acc:{c${c.id}}:v${av}:${U.member.id}`, 'member');
+    await expectFeed(c.id, U.member, 404, 'banned member');
+  });
+
+  test('Redis FLUSHALL (mirror and cache gone): nothing wrongly refused or shown, verdicts rebuilt from PostgreSQL', async () => {
+    const c = await community(U.owner, 'private', [[U.member, 'member'], [U.member2, 'member']]);
+    const pub = await community(U.owner, 'public');
+    const p = await mkPost(c, U.owner, { body: 'before the flush' });
+    await mkPost(pub, U.owner, { body: 'public' });
+    assertStatus(await api('PUT', `/api/posts/${p.id}/reactions/x`, U.member), 204);
+    for (const who of [U.member, U.member2, U.outsider, null]) await feedOf(c.id, who);
+    assert.equal(await redisRaw('FLUSHALL'), 'OK');
+    assert.equal(await redisRaw('EXISTS', `th:members:${c.id}`), '0', 'the mirror should be gone until mirror-rebuild');
+    try {
+      await expectFeed(c.id, U.member, 200, 'member after the flush');
+      await expectFeed(c.id, U.member2, 200, 'member2 after the flush');
+      await expectFeed(c.id, U.outsider, 404, 'outsider after the flush');
+      await expectFeed(c.id, null, 404, 'anonymous after the flush');
+      await expectFeed(pub.id, null, 200, 'anonymous, public, after the flush');
+      const f = await feedOf(c.id, U.member);
+      assert.deepEqual(f.json.items.map((x) => [x.id, x.my_reactions, x.reactions]), [[p.id, ['x'], { x: 1 }]]);
+      assert.deepEqual((await feedOf(c.id, U.member2)).json.items[0].my_reactions, []);
+      // changes after the flush (before any rebuild) take effect at once
+      assertStatus(await api('POST', `/api/communities/${c.id}/bans`, U.owner, { user_id: U.member2.id }), 201);
+      await expectFeed(c.id, U.member2, 404, 'member2 banned after the flush');
+      const np = await mkPost(c, U.member, { body: 'after the flush' });
+      assert.equal((await feedOf(c.id, U.member)).json.items[0].id, np.id);
+      assertStatus(await api('DELETE', `/api/posts/${p.id}/reactions/x`, U.member), 204);
+      assert.deepEqual((await feedOf(c.id, U.member)).json.items[1].my_reactions, []);
+    } finally {
+      const rb = await run('scripts/mirror-rebuild');
+      assert.equal(rb.code, 0, rb.stderr);
+    }
+  });
+});
+
 // --- cache metrics and Redis outage (last: it stops Redis) ------------------------------
 
 describe('feed cache', () => {
@@ -1424,8 +1653,12 @@ describe('Redis outage', () => {
   test('Redis stopped: feed, post, community and membership routes answer from PostgreSQL', async () => {
     const c = await community(U.owner, 'public', [[U.member, 'member']]);
     const p = await mkPost(c, U.member, { title: 'survives', body: 'redis outage' });
+    const priv = await community(U.owner, 'private', [[U.member, 'member']]);
+    await mkPost(priv, U.member);
     // warm the cache first, so a stale-entry bug would show after the restart
     assertStatus(await api('GET', `/api/communities/${c.id}/posts`, U.member), 200);
+    assertStatus(await api('GET', `/api/communities/${priv.id}/posts`, U.member), 200);
+    assertError(await api('GET', `/api/communities/${priv.id}/posts`, U.outsider), 404, 'not_found');
     const pid = readPid('run/redis.pid');
     process.kill(pid, 'SIGTERM');
     try {
@@ -1438,6 +1671,9 @@ describe('Redis outage', () => {
         assertStatus(g, 200, `post with Redis down (${i}):`);
         assert.equal(g.json.title, 'survives');
         assertStatus(await getC(c.id, U.member), 200, 'community with Redis down:');
+        // a private one: its members read it, nobody else (PostgreSQL decides)
+        assertStatus(await api('GET', `/api/communities/${priv.id}/posts`, U.member), 200, 'private feed, member, Redis down:');
+        assertError(await api('GET', `/api/communities/${priv.id}/posts`, i % 2 ? null : U.outsider), 404, 'not_found');
       }
       // writes too: they commit in PostgreSQL, the mirror catches up with mirror-rebuild
       const np = await api('POST', `/api/communities/${c.id}/posts`, U.member, { body: 'written while redis is down' });
