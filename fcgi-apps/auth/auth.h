@@ -29,6 +29,10 @@ int accounts_init(void);
 void register_handler(struct http_req *req);
 void login_handler(struct http_req *req);
 void me_handler(struct http_req *req);
+/* The per-worker cache of GET /api/auth/me (TH_ME_CACHE_SLOTS, default 1024;
+ * TH_ME_CACHE_TTL_MS, default 5000; either 0 switches it off).  0, or -1. */
+int me_cache_init(void);
+void me_cache_fini(void);
 
 /* keys.c */
 void jwks_handler(struct http_req *req);

@@ -19,7 +19,7 @@ static const struct route routes[] = {
 
 static int auth_init(void)
 {
-	if (token_init_signer() < 0 || accounts_init() < 0)
+	if (token_init_signer() < 0 || accounts_init() < 0 || me_cache_init() < 0)
 		return -1;
 	return 0;
 }
@@ -31,6 +31,7 @@ int main(void)
 		.routes = routes,
 		.nroutes = sizeof(routes) / sizeof(routes[0]),
 		.init = auth_init,
+		.fini = me_cache_fini,
 	};
 
 	return app_main(&app);
