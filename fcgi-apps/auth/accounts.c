@@ -27,7 +27,10 @@ int accounts_init(void)
 	auth_limits.login_window_s = (long)cfg_int("TH_RL_LOGIN_WINDOW", 900, 1, 86400);
 	auth_limits.register_max = (long)cfg_int("TH_RL_REGISTER_MAX", 10, 1, 1000000);
 	auth_limits.register_window_s = (long)cfg_int("TH_RL_REGISTER_WINDOW", 3600, 1, 86400);
-	return password_init();
+	if (password_init() < 0)
+		return -1;
+	/* hashes beyond one per core only evict each other from the caches */
+	return password_limit_init(cfg_str("TH_VAR_DIR", NULL));
 }
 
 static int username_valid(const char *s)
@@ -91,7 +94,13 @@ void register_handler(struct http_req *req)
 	}
 	if (!display)
 		display = username;
-	if (password_hash(password, hash, sizeof(hash)) < 0) {
+	switch (password_hash(password, hash, sizeof(hash))) {
+	case 0:
+		break;
+	case PASSWORD_BUSY:
+		http_reply_error(req, TH_EUNAVAILABLE, "too many password checks at once", NULL);
+		return;
+	default:
 		http_reply_error(req, TH_EINTERNAL, "cannot hash the password", NULL);
 		return;
 	}
@@ -174,6 +183,12 @@ void login_handler(struct http_req *req)
 	if (db_res_rows(r) == 1)
 		hash = db_res_get(r, 0, USER_NCOLS);
 	ok = password_verify(hash, password);
+	if (ok == PASSWORD_BUSY) {
+		/* nothing was checked: not a failed attempt */
+		db_res_free(r);
+		http_reply_error(req, TH_EUNAVAILABLE, "too many password checks at once", NULL);
+		return;
+	}
 	if (!ok) {
 		db_res_free(r);
 		if (rl_hit(ukey, auth_limits.login_window_s, &us) < 0 ||

@@ -5,6 +5,7 @@
  * GET /api/auth/health and GET /metrics/auth. */
 #include "app.h"
 #include "auth.h"
+#include "password.h"
 #include "token.h"
 
 /* method, pattern, handler, flags, body limit */
@@ -16,6 +17,12 @@ static const struct route routes[] = {
 	{"GET", "/api/auth/me", me_handler, ROUTE_AUTH, 0},
 	{"GET", "/api/auth/jwks", jwks_handler, 0, 0},
 };
+
+static void auth_fini(void)
+{
+	me_cache_fini();
+	password_limit_close();
+}
 
 static int auth_init(void)
 {
@@ -31,7 +38,7 @@ int main(void)
 		.routes = routes,
 		.nroutes = sizeof(routes) / sizeof(routes[0]),
 		.init = auth_init,
-		.fini = me_cache_fini,
+		.fini = auth_fini,
 	};
 
 	return app_main(&app);

@@ -577,7 +577,7 @@ async function restartAuth(env) {
   assert.ok(await authHealthy(), 'auth health not 200 after the pool restart');
 }
 
-async function meCacheCounter(name) {
+async function authCounter(name) {
   const res = await get('/metrics/auth');
   assert.equal(res.status, 200, show(res));
   return parseProm(res.text).filter((m) => m.name === name).reduce((s, m) => s + m.value, 0);
@@ -601,7 +601,7 @@ describe('GET /me per-worker cache (pool restarted with TH_ME_CACHE_SLOTS=1, TH_
   test('many users, concurrent and interleaved on every worker: each gets its own row, and hits are served', async () => {
     const users = [];
     for (let i = 0; i < 8; i++) users.push(await newUser());
-    const hits0 = await meCacheCounter('th_me_cache_hits_total');
+    const hits0 = await authCounter('th_me_cache_hits_total');
     for (let round = 0; round < 6; round++) {
       const order = users.flatMap((u) => [u, u]).sort(() => Math.random() - 0.5);
       const res = await Promise.all(order.map((u) => me(u.access)));
@@ -610,7 +610,7 @@ describe('GET /me per-worker cache (pool restarted with TH_ME_CACHE_SLOTS=1, TH_
     // the same user back to back: after the first read, a worker answers from its slot
     const u = users[0];
     for (let i = 0; i < WORKER_SPREAD; i++) assertOwnRow(await me(u.access), u, 'back to back');
-    const hits = (await meCacheCounter('th_me_cache_hits_total')) - hits0;
+    const hits = (await authCounter('th_me_cache_hits_total')) - hits0;
     assert.ok(hits > 0, `no /me was served from the cache (hits ${hits})`);
   });
 
@@ -631,6 +631,64 @@ describe('GET /me per-worker cache (pool restarted with TH_ME_CACHE_SLOTS=1, TH_
     assert.equal(del.code, 0, `psql: ${del.stderr}`);
     await sleep(ME_TTL_MS + 100);
     for (let i = 0; i < WORKER_SPREAD; i++) assertError(await me(u.access), 401, 'unauthorized');
+  });
+});
+
+// --- the host-wide limit on concurrent argon2id hashes ------------------------
+// lib/password.c + lib/slots.c: at most TH_ARGON2_CONCURRENCY hashes at once on the host
+// (default: the cores). Here one slot for the three workers, so concurrent logins must
+// queue for it; every path through a hash (success, wrong password, unknown login, no slot
+// in time) must give the slot back, or the logins after it would starve.
+
+describe('argon2id hash slots (pool restarted with TH_ARGON2_CONCURRENCY=1)', () => {
+  after(async () => restartAuth({}));
+
+  test('concurrent logins of every outcome all answer, queue for the one slot, and leave it free', async () => {
+    await restartAuth({ TH_ARGON2_CONCURRENCY: '1' });
+    const users = [];
+    for (let i = 0; i < 3; i++) users.push(await newUser());
+    const waits0 = await authCounter('th_argon2_slot_waits_total');
+    const attempts = [];
+    for (const u of users) {
+      attempts.push({ want: 200, run: () => login(u.username, u.password) });
+      attempts.push({ want: 401, run: () => login(u.username, `${u.password}-wrong`) });
+    }
+    attempts.push({ want: 401, run: () => login(uniq(), 'whatever-password') });
+    attempts.push({ want: 401, run: () => login(`${uniq()}@example.test`, 'whatever-password') });
+    for (let round = 0; round < 2; round++) {
+      const res = await Promise.all(attempts.map((a) => a.run()));
+      res.forEach((r, i) => {
+        if (attempts[i].want === 200) assertSession(r, 200, `round ${round}: login ${i}`);
+        else assertError(r, 401, 'unauthorized');
+      });
+    }
+    const waits = (await authCounter('th_argon2_slot_waits_total')) - waits0;
+    assert.ok(waits > 0, `8 concurrent logins (twice) over 3 workers and 1 slot, yet nobody waited (${waits})`);
+    // the slot is free again: a login alone goes straight through
+    const t0 = Date.now();
+    assertSession(await login(users[0].username, users[0].password), 200, 'login after the burst');
+    assert.ok(Date.now() - t0 < 5000, `a lone login took ${Date.now() - t0} ms`);
+  });
+
+  test('no slot within TH_ARGON2_WAIT_MS -> 503 unavailable with Retry-After, not a failed attempt; the slot still comes back', async () => {
+    await restartAuth({ TH_ARGON2_CONCURRENCY: '1', TH_ARGON2_WAIT_MS: '1' });
+    const u = await newUser();
+    const busy0 = await authCounter('th_argon2_slot_busy_total');
+    const res = await Promise.all(Array.from({ length: 12 }, () => login(u.username, u.password)));
+    let n503 = 0;
+    for (const r of res) {
+      if (r.status === 503) {
+        assertError(r, 503, 'unavailable');
+        assert.ok(r.headers['retry-after'], `503 without Retry-After: ${show(r)}`);
+        n503 += 1;
+      } else {
+        assertSession(r, 200, 'login during the burst');
+      }
+    }
+    assert.equal((await authCounter('th_argon2_slot_busy_total')) - busy0, n503, 'every 503 is a slot not found in time');
+    // 503s are not failed attempts (the right password, 12 times: the per-login limit of 5
+    // failures would show as 429), and the slot is free afterwards
+    assertSession(await login(u.username, u.password), 200, 'login after the burst');
   });
 });
 
