@@ -137,7 +137,7 @@ void register_handler(struct http_req *req)
 	log_info("audit: user %lld registered", (long long)uid);
 	/* the session is created in the same transaction: a client never gets
 	 * an account without the tokens to use it */
-	session_start_reply(req, 201, uid, user);
+	session_start_reply(req, 201, uid, user, 1);
 }
 
 void login_handler(struct http_req *req)
@@ -205,12 +205,7 @@ void login_handler(struct http_req *req)
 		struct json_object *user = user_json(r, 0, 0);
 
 		db_res_free(r);
-		if (db_begin() < 0) {
-			json_object_put(user);
-			http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
-			return;
-		}
-		session_start_reply(req, 200, uid, user);
+		session_start_reply(req, 200, uid, user, 0);
 	}
 }
 
