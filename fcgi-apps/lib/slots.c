@@ -202,12 +202,17 @@ int slots_acquire(struct slots *s, long timeout_ms, int *waited)
 		if (lock(f) < 0)
 			return -1;
 	}
-	for (i = 0; i < SLOTS_MAX && f->holder[i]; i++)
-		;
 	/* live holders < limit <= SLOTS_MAX: a free entry exists */
-	f->holder[i] = (int32_t)getpid();
+	for (i = 0; i < SLOTS_MAX; i++) {
+		if (!f->holder[i]) {
+			f->holder[i] = (int32_t)getpid();
+			pthread_mutex_unlock(&f->mu);
+			return i;
+		}
+	}
 	pthread_mutex_unlock(&f->mu);
-	return i;
+	errno = EAGAIN; /* unreachable unless the file was corrupted */
+	return -1;
 }
 
 void slots_release(struct slots *s, int slot)
