@@ -5,12 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "idcache.h"
 #include "jh.h"
 #include "log.h"
+#include "metrics.h"
 #include "password.h"
 #include "ratelimit.h"
 #include "user.h"
@@ -24,7 +27,10 @@ int accounts_init(void)
 	auth_limits.login_window_s = (long)cfg_int("TH_RL_LOGIN_WINDOW", 900, 1, 86400);
 	auth_limits.register_max = (long)cfg_int("TH_RL_REGISTER_MAX", 10, 1, 1000000);
 	auth_limits.register_window_s = (long)cfg_int("TH_RL_REGISTER_WINDOW", 3600, 1, 86400);
-	return password_init();
+	if (password_init() < 0)
+		return -1;
+	/* hashes beyond one per core only evict each other from the caches */
+	return password_limit_init(cfg_str("TH_VAR_DIR", NULL));
 }
 
 static int username_valid(const char *s)
@@ -88,7 +94,13 @@ void register_handler(struct http_req *req)
 	}
 	if (!display)
 		display = username;
-	if (password_hash(password, hash, sizeof(hash)) < 0) {
+	switch (password_hash(password, hash, sizeof(hash))) {
+	case 0:
+		break;
+	case PASSWORD_BUSY:
+		http_reply_error(req, TH_EUNAVAILABLE, "too many password checks at once", NULL);
+		return;
+	default:
 		http_reply_error(req, TH_EINTERNAL, "cannot hash the password", NULL);
 		return;
 	}
@@ -125,7 +137,7 @@ void register_handler(struct http_req *req)
 	log_info("audit: user %lld registered", (long long)uid);
 	/* the session is created in the same transaction: a client never gets
 	 * an account without the tokens to use it */
-	session_start_reply(req, 201, uid, user);
+	session_start_reply(req, 201, uid, user, 1);
 }
 
 void login_handler(struct http_req *req)
@@ -171,6 +183,12 @@ void login_handler(struct http_req *req)
 	if (db_res_rows(r) == 1)
 		hash = db_res_get(r, 0, USER_NCOLS);
 	ok = password_verify(hash, password);
+	if (ok == PASSWORD_BUSY) {
+		/* nothing was checked: not a failed attempt */
+		db_res_free(r);
+		http_reply_error(req, TH_EUNAVAILABLE, "too many password checks at once", NULL);
+		return;
+	}
 	if (!ok) {
 		db_res_free(r);
 		if (rl_hit(ukey, auth_limits.login_window_s, &us) < 0 ||
@@ -187,19 +205,63 @@ void login_handler(struct http_req *req)
 		struct json_object *user = user_json(r, 0, 0);
 
 		db_res_free(r);
-		if (db_begin() < 0) {
-			json_object_put(user);
-			http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
-			return;
-		}
-		session_start_reply(req, 200, uid, user);
+		session_start_reply(req, 200, uid, user, 0);
 	}
 }
 
-void me_handler(struct http_req *req)
+/* GET /api/auth/me serves the caller's own row from a per-worker cache
+ * (idcache.h) for at most me_cache_ttl_ms.  Why staleness is acceptable: no
+ * route changes a user row today (register creates it; there is no profile
+ * update and no account deletion), so only an operator's SQL can, and that
+ * shows within the lifetime.  A future route that changes a row must call
+ * idcache_forget() on this cache; the other workers then catch up within the
+ * lifetime (or the route must bump a host-wide generation, as revoke.c does).
+ * Revocation is not the cache's business: the app loop verifies the token,
+ * revocation included, before this handler runs, and the cache is keyed by
+ * the token's user id alone, so it never answers for another caller. */
+static struct idcache *me_cache;
+static uint64_t me_cache_ttl_ms;
+static int me_hits = -1, me_misses = -1;
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int me_cache_init(void)
+{
+	size_t slots = (size_t)cfg_int("TH_ME_CACHE_SLOTS", 1024, 0, IDCACHE_MAX_SLOTS);
+
+	me_cache_ttl_ms = (uint64_t)cfg_int("TH_ME_CACHE_TTL_MS", 5000, 0, 60000);
+	if (slots == 0 || me_cache_ttl_ms == 0)
+		return 0; /* switched off: every request reads PostgreSQL */
+	me_cache = idcache_new(slots, me_cache_ttl_ms);
+	if (!me_cache) {
+		log_error("me cache: cannot allocate %zu slots", slots);
+		return -1;
+	}
+	me_hits = metrics_counter("me_cache_hits_total");
+	me_misses = metrics_counter("me_cache_misses_total");
+	return 0;
+}
+
+void me_cache_fini(void)
+{
+	idcache_free(me_cache);
+	me_cache = NULL;
+}
+
+/* The body {"user": {...with email}} of user_id into the arena, or NULL with
+ * the error replied. */
+static char *me_body_or_reply(struct http_req *req, size_t *len)
 {
 	char id[24];
 	const char *params[] = {id};
+	const char *s;
+	char *body = NULL;
 	struct db_res *r;
 	struct json_object *o, *user;
 
@@ -208,17 +270,63 @@ void me_handler(struct http_req *req)
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "SELECT " USER_COLS ", u.email FROM users u WHERE u.id = $1", 1, params);
 	if (!r)
-		return;
+		return NULL;
 	if (db_res_rows(r) != 1) {
 		db_res_free(r);
 		http_reply_error(req, TH_EUNAUTHORIZED, "account no longer exists", NULL);
-		return;
+		return NULL;
 	}
 	user = user_json(r, 0, 0);
+	o = json_object_new_object();
+	if (!user || !o) {
+		json_object_put(user);
+		json_object_put(o);
+		db_res_free(r);
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return NULL;
+	}
 	json_object_object_add(user, "email", json_object_new_string(db_res_get(r, 0, USER_NCOLS)));
 	db_res_free(r);
-	o = json_object_new_object();
 	json_object_object_add(o, "user", user);
-	http_reply_json(req, 200, o);
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+						 JSON_C_TO_STRING_NOSLASHESCAPE, len);
+	if (s)
+		body = arena_strndup(req->arena, s, *len);
+	json_object_put(o);
+	if (!body)
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+	return body;
+}
+
+void me_handler(struct http_req *req)
+{
+	const char *cached = NULL;
+	char *body;
+	size_t len = 0;
+	uint64_t now = 0;
+
+	if (me_cache) {
+		now = mono_ms();
+		cached = idcache_get(me_cache, req->user_id, now, &len);
+	}
+	if (cached) {
+		/* a copy: the cache's bytes may be replaced before the reply is sent */
+		body = arena_strndup(req->arena, cached, len);
+		if (!body) {
+			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+			return;
+		}
+		metrics_add(me_hits, 1);
+	} else {
+		body = me_body_or_reply(req, &len);
+		if (!body)
+			return;
+		if (me_cache) {
+			/* too long to keep (a heavily escaped name): served uncached */
+			(void)idcache_put(me_cache, req->user_id, now, body, len);
+			metrics_add(me_misses, 1);
+		}
+	}
+	http_reply_raw(req, 200, "application/json", body, len);
 	http_add_header(req, "Cache-Control", "no-store");
 }

@@ -18,9 +18,11 @@ extern struct auth_limits auth_limits;
 /* sessions.c */
 /* Creates a session for user_id and replies `status` with {user,
  * access_token, refresh_token, expires_in}; user is the public user JSON of
- * the caller (consumed). */
+ * the caller (consumed).  in_tx: the caller has a transaction open, which
+ * this commits (registration: the account and its session together); 0: the
+ * session is created by one self-committing statement (login). */
 void session_start_reply(struct http_req *req, int status, int64_t user_id,
-			 struct json_object *user);
+			 struct json_object *user, int in_tx);
 void refresh_handler(struct http_req *req);
 void logout_handler(struct http_req *req);
 
@@ -29,6 +31,10 @@ int accounts_init(void);
 void register_handler(struct http_req *req);
 void login_handler(struct http_req *req);
 void me_handler(struct http_req *req);
+/* The per-worker cache of GET /api/auth/me (TH_ME_CACHE_SLOTS, default 1024;
+ * TH_ME_CACHE_TTL_MS, default 5000; either 0 switches it off).  0, or -1. */
+int me_cache_init(void);
+void me_cache_fini(void);
 
 /* keys.c */
 void jwks_handler(struct http_req *req);

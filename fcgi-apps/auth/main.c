@@ -5,6 +5,7 @@
  * GET /api/auth/health and GET /metrics/auth. */
 #include "app.h"
 #include "auth.h"
+#include "password.h"
 #include "token.h"
 
 /* method, pattern, handler, flags, body limit */
@@ -17,9 +18,15 @@ static const struct route routes[] = {
 	{"GET", "/api/auth/jwks", jwks_handler, 0, 0},
 };
 
+static void auth_fini(void)
+{
+	me_cache_fini();
+	password_limit_close();
+}
+
 static int auth_init(void)
 {
-	if (token_init_signer() < 0 || accounts_init() < 0)
+	if (token_init_signer() < 0 || accounts_init() < 0 || me_cache_init() < 0)
 		return -1;
 	return 0;
 }
@@ -31,6 +38,7 @@ int main(void)
 		.routes = routes,
 		.nroutes = sizeof(routes) / sizeof(routes[0]),
 		.init = auth_init,
+		.fini = auth_fini,
 	};
 
 	return app_main(&app);

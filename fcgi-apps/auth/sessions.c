@@ -74,9 +74,10 @@ static int refresh_store(struct http_req *req, const struct refresh *rt, const c
 	return 0;
 }
 
-/* Commits and replies {user, access_token, refresh_token, expires_in}. */
+/* Commits the caller's transaction (commit: 0 when there is none) and
+ * replies {user, access_token, refresh_token, expires_in}. */
 static void tokens_reply(struct http_req *req, int status, int64_t uid, int64_t sid,
-			 const struct refresh *rt, struct json_object *user)
+			 const struct refresh *rt, struct json_object *user, int commit)
 {
 	char *access = token_issue(req->arena, uid, sid);
 	struct json_object *o;
@@ -86,7 +87,7 @@ static void tokens_reply(struct http_req *req, int status, int64_t uid, int64_t 
 		http_reply_error(req, TH_EINTERNAL, "cannot sign a token", NULL);
 		return;
 	}
-	if (db_commit() < 0) {
+	if (commit && db_commit() < 0) {
 		json_object_put(user);
 		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
 		return;
@@ -101,30 +102,43 @@ static void tokens_reply(struct http_req *req, int status, int64_t uid, int64_t 
 }
 
 void session_start_reply(struct http_req *req, int status, int64_t user_id,
-			 struct json_object *user)
+			 struct json_object *user, int in_tx)
 {
-	char uid[24], sid[24];
-	const char *params[] = {uid, req->client_addr};
+	char uid[24], sid[24], ttl[24];
 	struct refresh rt;
 	struct db_res *r;
 
 	snprintf(uid, sizeof(uid), "%lld", (long long)user_id);
-	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "INSERT INTO sessions (user_id, client_addr) VALUES ($1, $2) RETURNING id",
-			     2, params);
+	snprintf(ttl, sizeof(ttl), "%ld", refresh_ttl());
+	refresh_new(&rt);
+	{
+		const char *params[] = {uid, req->client_addr, rt.hash_hex, ttl};
+
+		/* the session and its first refresh token in one statement: one
+		 * round trip, and without the caller's transaction it commits by
+		 * itself (a login needs no BEGIN/COMMIT round trips either) */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH s AS (INSERT INTO sessions (user_id, client_addr) "
+				     "VALUES ($1, $2) RETURNING id) "
+				     "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) "
+				     "SELECT decode($3, 'hex'), s.id, "
+				     "now() + $4::bigint * interval '1 second' FROM s RETURNING session_id",
+				     4, params);
+	}
 	if (!r) {
 		json_object_put(user);
 		return;
 	}
-	snprintf(sid, sizeof(sid), "%s", db_res_get(r, 0, 0));
-	db_res_free(r);
-	refresh_new(&rt);
-	if (refresh_store(req, &rt, sid) < 0) {
+	if (db_res_rows(r) != 1) {
+		db_res_free(r);
 		json_object_put(user);
+		http_reply_error(req, TH_EINTERNAL, "cannot start a session", NULL);
 		return;
 	}
+	snprintf(sid, sizeof(sid), "%s", db_res_get(r, 0, 0));
+	db_res_free(r);
 	log_info("audit: session %s started for user %s", sid, uid);
-	tokens_reply(req, status, user_id, strtoll(sid, NULL, 10), &rt, user);
+	tokens_reply(req, status, user_id, strtoll(sid, NULL, 10), &rt, user, in_tx);
 }
 
 /* The token was used before: revoke its session (theft or a racing twin). */
@@ -214,7 +228,7 @@ void refresh_handler(struct http_req *req)
 		json_object_put(user);
 		return;
 	}
-	tokens_reply(req, 200, uid, strtoll(sid, NULL, 10), &next, user);
+	tokens_reply(req, 200, uid, strtoll(sid, NULL, 10), &next, user, 1);
 }
 
 void logout_handler(struct http_req *req)

@@ -16,13 +16,13 @@
 //   from the expiry. The same key gives the wrong-issuer check.
 // - Revocation "at once": API.md says refused at once, the issue allows one second for the
 //   in-process token cache; tests warm every worker's cache first, then poll up to 1.5 s.
-import { test, describe, before } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import {
-  VAR_DIR, PORT_BASE, request, get, post, run, runProgram, readPid, waitGone, until, sleep,
+  VAR_DIR, PORT_BASE, request, get, post, run, runProgram, readPid, waitGone, until, sleep, parseProm,
 } from './lib/http.mjs';
 
 const env = process.env;
@@ -559,6 +559,136 @@ describe('logout', () => {
     await sleep(1200);
     assert.equal((await me(u.access)).status, 200);
     assertSession(await refresh(u.refresh), 200, 'refresh after refused logouts');
+  });
+});
+
+// --- the per-worker /me cache ------------------------------------------------
+// GET /api/auth/me keeps each caller's body for TH_ME_CACHE_TTL_MS in the worker that read
+// it (fcgi-apps/lib/idcache.h). Here the pool runs with ONE slot, so every user collides
+// with every other one in every worker, and a 1 s lifetime, so the staleness bound can be
+// waited out. Revocation through the cache is covered by the logout tests above (warm()
+// fills every worker's cache before the logout).
+
+const ME_TTL_MS = 1000;
+
+async function restartAuth(env) {
+  const r = await run('scripts/fcgi-pool', ['restart', 'auth'], { env });
+  assert.equal(r.code, 0, `scripts/fcgi-pool restart auth:\n${r.stdout}\n${r.stderr}`);
+  assert.ok(await authHealthy(), 'auth health not 200 after the pool restart');
+}
+
+async function authCounter(name) {
+  const res = await get('/metrics/auth');
+  assert.equal(res.status, 200, show(res));
+  return parseProm(res.text).filter((m) => m.name === name).reduce((s, m) => s + m.value, 0);
+}
+
+function assertOwnRow(res, u, what) {
+  assert.equal(res.status, 200, `${what}: ${show(res)}`);
+  assert.equal(res.json.user.id, u.user.id, `${what}: another user's row: ${res.text}`);
+  assert.equal(res.json.user.username, u.username, `${what}: ${res.text}`);
+  assert.equal(res.json.user.email, u.email, `${what}: ${res.text}`);
+  assert.equal(res.headers['cache-control'], 'no-store', `${what}: Cache-Control`);
+}
+
+const psql = (sql) => runProgram('psql', ['-X', '-At', '-h', '127.0.0.1', '-p', String(PORT_BASE + 1),
+  '-U', 'townhall', 'townhall', '-c', sql]);
+
+describe('GET /me per-worker cache (pool restarted with TH_ME_CACHE_SLOTS=1, TH_ME_CACHE_TTL_MS=1000)', () => {
+  before(async () => restartAuth({ TH_ME_CACHE_SLOTS: '1', TH_ME_CACHE_TTL_MS: String(ME_TTL_MS) }));
+  after(async () => restartAuth({}));
+
+  test('many users, concurrent and interleaved on every worker: each gets its own row, and hits are served', async () => {
+    const users = [];
+    for (let i = 0; i < 8; i++) users.push(await newUser());
+    const hits0 = await authCounter('th_me_cache_hits_total');
+    for (let round = 0; round < 6; round++) {
+      const order = users.flatMap((u) => [u, u]).sort(() => Math.random() - 0.5);
+      const res = await Promise.all(order.map((u) => me(u.access)));
+      res.forEach((r, i) => assertOwnRow(r, order[i], `round ${round}, user ${order[i].username}`));
+    }
+    // the same user back to back: after the first read, a worker answers from its slot
+    const u = users[0];
+    for (let i = 0; i < WORKER_SPREAD; i++) assertOwnRow(await me(u.access), u, 'back to back');
+    const hits = (await authCounter('th_me_cache_hits_total')) - hits0;
+    assert.ok(hits > 0, `no /me was served from the cache (hits ${hits})`);
+  });
+
+  test(`a changed row is served within the lifetime (${ME_TTL_MS} ms), a deleted account refused`, async () => {
+    const u = await newUser();
+    await warm(u.access, u.user);
+    const t0 = Date.now();
+    const up = await psql(`UPDATE users SET display_name = 'Renamed by SQL' WHERE id = ${u.user.id}`);
+    assert.equal(up.code, 0, `psql: ${up.stderr}`);
+    await sleep(ME_TTL_MS + 100);
+    for (let i = 0; i < WORKER_SPREAD; i++) {
+      const res = await me(u.access);
+      assertOwnRow(res, u, 'after the update');
+      assert.equal(res.json.user.display_name, 'Renamed by SQL', `still the old row ${Date.now() - t0} ms after the update: ${res.text}`);
+    }
+    await warm(u.access, u.user);
+    const del = await psql(`DELETE FROM users WHERE id = ${u.user.id}`);
+    assert.equal(del.code, 0, `psql: ${del.stderr}`);
+    await sleep(ME_TTL_MS + 100);
+    for (let i = 0; i < WORKER_SPREAD; i++) assertError(await me(u.access), 401, 'unauthorized');
+  });
+});
+
+// --- the host-wide limit on concurrent argon2id hashes ------------------------
+// lib/password.c + lib/slots.c: at most TH_ARGON2_CONCURRENCY hashes at once on the host
+// (default: the cores). Here one slot for the three workers, so concurrent logins must
+// queue for it; every path through a hash (success, wrong password, unknown login, no slot
+// in time) must give the slot back, or the logins after it would starve.
+
+describe('argon2id hash slots (pool restarted with TH_ARGON2_CONCURRENCY=1)', () => {
+  after(async () => restartAuth({}));
+
+  test('concurrent logins of every outcome all answer, queue for the one slot, and leave it free', async () => {
+    await restartAuth({ TH_ARGON2_CONCURRENCY: '1' });
+    const users = [];
+    for (let i = 0; i < 3; i++) users.push(await newUser());
+    const waits0 = await authCounter('th_argon2_slot_waits_total');
+    const attempts = [];
+    for (const u of users) {
+      attempts.push({ want: 200, run: () => login(u.username, u.password) });
+      attempts.push({ want: 401, run: () => login(u.username, `${u.password}-wrong`) });
+    }
+    attempts.push({ want: 401, run: () => login(uniq(), 'whatever-password') });
+    attempts.push({ want: 401, run: () => login(`${uniq()}@example.test`, 'whatever-password') });
+    for (let round = 0; round < 2; round++) {
+      const res = await Promise.all(attempts.map((a) => a.run()));
+      res.forEach((r, i) => {
+        if (attempts[i].want === 200) assertSession(r, 200, `round ${round}: login ${i}`);
+        else assertError(r, 401, 'unauthorized');
+      });
+    }
+    const waits = (await authCounter('th_argon2_slot_waits_total')) - waits0;
+    assert.ok(waits > 0, `8 concurrent logins (twice) over 3 workers and 1 slot, yet nobody waited (${waits})`);
+    // the slot is free again: a login alone goes straight through
+    const t0 = Date.now();
+    assertSession(await login(users[0].username, users[0].password), 200, 'login after the burst');
+    assert.ok(Date.now() - t0 < 5000, `a lone login took ${Date.now() - t0} ms`);
+  });
+
+  test('no slot within TH_ARGON2_WAIT_MS -> 503 unavailable with Retry-After, not a failed attempt; the slot still comes back', async () => {
+    await restartAuth({ TH_ARGON2_CONCURRENCY: '1', TH_ARGON2_WAIT_MS: '1' });
+    const u = await newUser();
+    const busy0 = await authCounter('th_argon2_slot_busy_total');
+    const res = await Promise.all(Array.from({ length: 12 }, () => login(u.username, u.password)));
+    let n503 = 0;
+    for (const r of res) {
+      if (r.status === 503) {
+        assertError(r, 503, 'unavailable');
+        assert.ok(r.headers['retry-after'], `503 without Retry-After: ${show(r)}`);
+        n503 += 1;
+      } else {
+        assertSession(r, 200, 'login during the burst');
+      }
+    }
+    assert.equal((await authCounter('th_argon2_slot_busy_total')) - busy0, n503, 'every 503 is a slot not found in time');
+    // 503s are not failed attempts (the right password, 12 times: the per-login limit of 5
+    // failures would show as 429), and the slot is free afterwards
+    assertSession(await login(u.username, u.password), 200, 'login after the burst');
   });
 });
 

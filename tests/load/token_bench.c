@@ -155,7 +155,7 @@ static void argon2_child(const char *hash, const char *pw, double seconds, int f
 	double t0 = mono_s(), t1, rate;
 
 	do {
-		if (!password_verify(hash, pw))
+		if (password_verify(hash, pw) != 1)
 			_exit(1);
 		n++;
 		t1 = mono_s();

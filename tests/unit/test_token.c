@@ -295,6 +295,66 @@ static void test_hs256(void **state)
 	assert_int_equal(token_init_signer(), 0);
 }
 
+/* The ES256 signer (a key parsed once, OpenSSL directly): its tokens are
+ * what libjwt expects, a configured issuer is JSON-escaped, and a private
+ * key that is not P-256 or not the published key's stops start-up. */
+static void test_es256_signer(void **state)
+{
+	char p384[160], cmd[512], *tok, *dot1, *dot2;
+	unsigned char *pub;
+	struct arena a;
+	jwt_t *jwt = NULL;
+	int len;
+
+	(void)state;
+	arena_init(&a);
+	token_close();
+	setenv("TH_JWT_ISSUER", "town\"hall\\x", 1);
+	assert_int_equal(token_init(), 0);
+	assert_int_equal(token_init_signer(), 0);
+	tok = token_issue(&a, 11, 12);
+	assert_non_null(tok);
+	assert_int_equal(check(tok), TH_OK);
+	/* libjwt, the verifier of every component, reads the same claims */
+	pub = slurp(path_pub, &len);
+	assert_int_equal(jwt_decode(&jwt, tok, pub, len), 0);
+	assert_string_equal(jwt_get_grant(jwt, "iss"), "town\"hall\\x");
+	assert_string_equal(jwt_get_grant(jwt, "sub"), "11");
+	assert_string_equal(jwt_get_grant(jwt, "sid"), "12");
+	assert_string_equal(jwt_get_header(jwt, "typ"), "JWT");
+	assert_string_equal(jwt_get_header(jwt, "kid"), token_kid());
+	jwt_free(jwt); /* pub: slurp's static buffer */
+	/* JWS ES256: the signature is the raw 64-byte r||s, 86 base64url chars */
+	dot1 = strchr(tok, '.');
+	assert_non_null(dot1);
+	dot2 = strchr(dot1 + 1, '.');
+	assert_non_null(dot2);
+	assert_int_equal(strlen(dot2 + 1), 86);
+	token_close();
+	setenv("TH_JWT_ISSUER", "townhall-test", 1);
+
+	/* a private key that does not match the public key */
+	setenv("TH_JWT_PRIVATE_KEY", path_other, 1);
+	assert_int_equal(token_init(), 0);
+	assert_int_equal(token_init_signer(), -1);
+	token_close();
+	/* a P-384 key */
+	snprintf(p384, sizeof(p384), "%s/p384.pem", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl ecparam -name secp384r1 -genkey -noout 2>/dev/null | openssl pkey -out %s",
+		 p384);
+	assert_int_equal(run(cmd), 0);
+	setenv("TH_JWT_PRIVATE_KEY", p384, 1);
+	assert_int_equal(token_init(), 0);
+	assert_int_equal(token_init_signer(), -1);
+	token_close();
+
+	setenv("TH_JWT_PRIVATE_KEY", path_priv, 1);
+	assert_int_equal(token_init(), 0);
+	assert_int_equal(token_init_signer(), 0);
+	arena_free(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -307,6 +367,7 @@ int main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_jwks),
 		cmocka_unit_test(test_hs256),
+		cmocka_unit_test(test_es256_signer),
 	};
 
 	return cmocka_run_group_tests_name("token", tests, setup, teardown);
