@@ -2,13 +2,17 @@
  * event outbox -> MQTT relay.
  *
  * The loop is driven by hand (mosquitto_threaded_set + loop_read /
- * loop_write / loop_misc): libmosquitto queues the PUBACK of an incoming
- * QoS 1 message before calling on_message, and with a self-driven loop a
- * queued packet leaves only in loop_write.  So: read a batch, commit it,
- * send receipts, then write — the PUBACKs go out after the commit.  When
- * PostgreSQL fails, the socket is shut down without writing: the broker
- * keeps the messages unacknowledged in our persistent session and sends
- * them again (DUP) after we reconnect. */
+ * loop_write / loop_misc) and pipelined: batch N's transaction is out at
+ * PostgreSQL (db_tx_send, without waiting) while batch N+1 is read.  The
+ * PUBACKs libmosquitto writes for the messages it hands to on_message do
+ * not reach the broker on their own: the gate (gate.c) holds them until the
+ * message they answer and every message before it are settled (committed,
+ * or handled on the spot: presence, invalid), and lets them go in order.
+ * So the broker may have receive-maximum messages out to us (a few batches)
+ * and keeps sending while a batch commits.  When PostgreSQL fails, the
+ * broker connection is dropped with the held PUBACKs: the broker keeps the
+ * messages unacknowledged in our persistent session and sends them again
+ * (DUP) after we reconnect. */
 #include <errno.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
@@ -31,12 +35,14 @@
 #define SERVICE_USER "th-service"
 
 struct bridge_stats bstats;
-static struct batch batch;
+/* two batches: one filling from the broker, one out at PostgreSQL */
+static struct batch batches[2];
+static struct batch *filling = &batches[0], *inflight;
 static volatile sig_atomic_t stopping;
 static int connected;
+static uint64_t conn_id; /* counts broker connections (struct batch.conn) */
 static char sub_filter[128], presence_filter[128];
 static int calls_changed;
-static uint64_t first_us;
 
 static void on_signal(int sig)
 {
@@ -77,6 +83,8 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	(void)mosq;
 	(void)obj;
 	(void)props;
+	if (m->qos > 0)
+		gate_note_message(m->mid);
 	if (strncmp(m->topic, "presence/", 9) == 0) {
 		/* a live "offline" (not the retained copies a subscribe replays):
 		 * the user's last connection closed */
@@ -88,11 +96,14 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 			calls_changed = 1;
 		return;
 	}
-	if (batch.n == 0)
-		first_us = bridge_now_us();
+	if (filling->n == 0) {
+		filling->first_us = bridge_now_us();
+		filling->first_rx = gate_received(); /* this message's index */
+		filling->conn = conn_id;
+	}
 	/* redeliveries (libmosquitto does not expose DUP) are stored once and
 	 * counted as duplicates when the batch commits */
-	store_accept(&batch, m->topic, m->payload, m->payloadlen, 0);
+	store_accept(filling, m->topic, m->payload, m->payloadlen, 0);
 }
 
 static int read_secret(char *out, size_t size)
@@ -136,23 +147,43 @@ static int metrics_setup(void)
 	return 0;
 }
 
-/* Drops the broker connection without sending what is queued (the PUBACKs
- * of an uncommitted batch), and forgets the batch: it comes back as DUPs. */
-static void abort_connection(struct mosquitto *mosq)
+/* Drops the broker connection with the PUBACKs the gate holds (messages not
+ * yet committed), and forgets the batch being read: it comes back as DUPs.
+ * A batch out at PostgreSQL runs to its end; its PUBACKs died with the
+ * connection, so its messages come back too and are counted duplicates. */
+static void abort_connection(void)
 {
-	int fd = mosquitto_socket(mosq);
-
-	if (fd >= 0)
-		shutdown(fd, SHUT_RDWR);
-	store_clear(&batch);
+	gate_detach();
+	store_clear(filling);
 	connected = 0;
 }
 
+/* Messages of this connection, in the broker's order, whose PUBACK may
+ * leave: all of them up to the first one of a batch not yet committed. */
+static uint64_t settled(void)
+{
+	uint64_t upto = gate_received();
+
+	if (inflight && inflight->conn == conn_id && inflight->first_rx <= upto)
+		upto = inflight->first_rx - 1;
+	if (filling->n && filling->conn == conn_id && filling->first_rx - 1 < upto)
+		upto = filling->first_rx - 1;
+	return upto;
+}
+
+/* libmosquitto's queue -> the gate -> the broker, PUBACKs as far as settled */
 static void write_all(struct mosquitto *mosq)
 {
-	while (connected && mosquitto_want_write(mosq))
+	if (!connected)
+		return;
+	while (mosquitto_want_write(mosq))
 		if (mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS)
 			break;
+	gate_release(settled());
+	if (gate_pump() < 0) {
+		log_warn("bridge: broker connection lost");
+		abort_connection();
+	}
 }
 
 int main(void)
@@ -161,7 +192,7 @@ int main(void)
 	mosquitto_property *props = NULL;
 	char secret[256], id[128];
 	const char *host;
-	int port, batch_max, wait_ms, rc;
+	int port, batch_max, wait_ms, recv_max, rc;
 	long backoff_ms = 0;
 	uint64_t next_relay_us = 0;
 
@@ -203,19 +234,32 @@ int main(void)
 	mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
 	mosquitto_message_v5_callback_set(mosq, on_message);
 	mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 7 * 86400);
-	mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM,
-				     (uint16_t)(batch_max < 65535 ? batch_max : 65535));
-	log_info("bridge: %s -> PostgreSQL, batches of up to %d", sub_filter, batch_max);
+	/* Unacknowledged messages the broker may have out to us: a batch at
+	 * PostgreSQL, the next one filling, and one more on the way.  Never more
+	 * than a batch holds (BRIDGE_BATCH_HARD_MAX): every message read and not
+	 * yet committed is in one of the two batches. */
+	recv_max = 3 * batch_max < BRIDGE_BATCH_HARD_MAX ? 3 * batch_max : BRIDGE_BATCH_HARD_MAX;
+	mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)recv_max);
+	log_info("bridge: %s -> PostgreSQL, batches of up to %d, receive maximum %d", sub_filter,
+		 batch_max, recv_max);
 
-	while (!stopping || batch.n) {
-		struct pollfd p[2];
-		int np = 0, timeout = 1000, lfd;
+	while (!stopping || filling->n || inflight) {
+		struct pollfd p[5];
+		int np = 0, timeout = 1000, lfd, tfd;
+		int ix_mosq = -1, ix_real = -1, ix_pair = -1, ix_tx = -1;
+		/* read while the filling batch has room; when it is full, the
+		 * batch at PostgreSQL must commit first */
+		int reading = connected && !stopping && filling->n < (size_t)batch_max;
 		uint64_t now = bridge_now_us();
 
 		if (!connected && !stopping) {
 			if (backoff_ms)
 				usleep((useconds_t)backoff_ms * 1000);
 			rc = mosquitto_connect_bind_v5(mosq, host, port, 30, NULL, props);
+			if (rc == MOSQ_ERR_SUCCESS && gate_attach(mosq) < 0) {
+				log_error("bridge: cannot set up the PUBACK gate");
+				rc = MOSQ_ERR_ERRNO;
+			}
 			if (rc != MOSQ_ERR_SUCCESS) {
 				/* at most 1 s: while we are away after a broker restart,
 				 * chat published to it has no subscriber */
@@ -225,18 +269,33 @@ int main(void)
 				continue;
 			}
 			backoff_ms = 0;
+			conn_id++;
 			connected = 1; /* until CONNACK says otherwise */
 			write_all(mosq);
+			continue;
 		}
-		if (db_listen(EVENTS_CHANNEL) == 0 && now >= next_relay_us && batch.n == 0) {
+		if (db_listen(EVENTS_CHANNEL) == 0 && now >= next_relay_us && filling->n == 0) {
 			/* also on a timer: events committed while nobody listened */
 			if (relay_drain(mosq) >= 0)
 				next_relay_us = now + 1000000;
 		}
-		if (connected && mosquitto_socket(mosq) >= 0) {
+		if (connected && mosquitto_socket(mosq) >= 0 && gate_real_fd() >= 0) {
 			p[np].fd = mosquitto_socket(mosq);
-			p[np].events = POLLIN | (batch.n == 0 && mosquitto_want_write(mosq) ? POLLOUT : 0);
-			np++;
+			p[np].events = (short)((reading ? POLLIN : 0) |
+					       (mosquitto_want_write(mosq) ? POLLOUT : 0));
+			ix_mosq = np++;
+			p[np].fd = gate_real_fd();
+			p[np].events = gate_real_events();
+			ix_real = np++;
+			p[np].fd = gate_pair_fd();
+			p[np].events = gate_pair_events();
+			ix_pair = np++;
+		}
+		tfd = db_tx_fd();
+		if (inflight && tfd >= 0) {
+			p[np].fd = tfd;
+			p[np].events = db_tx_events();
+			ix_tx = np++;
 		}
 		lfd = db_listen_fd();
 		if (lfd >= 0) {
@@ -244,24 +303,24 @@ int main(void)
 			p[np].events = POLLIN;
 			np++;
 		}
-		if (batch.n) {
-			long left = wait_ms - (long)((now - first_us) / 1000);
+		if (filling->n && !inflight) {
+			long left = wait_ms - (long)((now - filling->first_us) / 1000);
 
 			timeout = left > 0 ? (int)left : 0;
 		}
 		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
 			break;
-		if (np && connected && p[0].fd == mosquitto_socket(mosq)) {
-			if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-				rc = mosquitto_loop_read(mosq, batch_max);
-				if (rc != MOSQ_ERR_SUCCESS) {
-					log_warn("bridge: broker connection lost (%s)", mosquitto_strerror(rc));
-					abort_connection(mosq);
-					continue;
-				}
+		if (ix_real >= 0 && (p[ix_real].revents || p[ix_pair].revents) && gate_pump() < 0) {
+			log_warn("bridge: broker connection lost");
+			abort_connection();
+		}
+		if (connected && ix_mosq >= 0 && reading &&
+		    (p[ix_mosq].revents & (POLLIN | POLLHUP | POLLERR))) {
+			rc = mosquitto_loop_read(mosq, batch_max);
+			if (rc != MOSQ_ERR_SUCCESS) {
+				log_warn("bridge: broker connection lost (%s)", mosquitto_strerror(rc));
+				abort_connection();
 			}
-			if ((p[0].revents & POLLOUT) && batch.n == 0)
-				write_all(mosq);
 		}
 		if ((lfd >= 0 && db_listen_drain() > 0) || calls_changed) {
 			next_relay_us = 0;
@@ -269,18 +328,42 @@ int main(void)
 		}
 		if (connected)
 			mosquitto_loop_misc(mosq);
+		if (inflight && (ix_tx < 0 || p[ix_tx].revents)) {
+			struct db_res *r;
+
+			rc = db_tx_poll(&r);
+			if (rc > 0) {
+				/* committed: its PUBACKs may go (write_all below) */
+				store_done(inflight, r, connected ? mosq : NULL);
+				inflight = NULL;
+			} else if (rc < 0) {
+				log_error("bridge: storing a batch of %zu failed: %s", inflight->n,
+					  db_last_error());
+				store_clear(inflight);
+				inflight = NULL;
+				if (connected) {
+					abort_connection();
+					backoff_ms = 500;
+				}
+			}
+		}
 		now = bridge_now_us();
-		if (batch.n && (batch.n >= (size_t)batch_max || stopping || !connected ||
-				(now - first_us) / 1000 >= (uint64_t)wait_ms)) {
-			if (!connected) {
-				store_clear(&batch); /* unacked: the broker sends them again */
-			} else if (store_flush(&batch, mosq) == 0) {
-				write_all(mosq); /* now the PUBACKs leave */
+		if (filling->n && !inflight &&
+		    (filling->n >= (size_t)batch_max || stopping || !connected ||
+		     (now - filling->first_us) / 1000 >= (uint64_t)wait_ms)) {
+			if (!connected || filling->conn != conn_id) {
+				store_clear(filling); /* unacked: the broker sends them again */
+			} else if (store_send(filling) == 0) {
+				inflight = filling;
+				filling = filling == &batches[0] ? &batches[1] : &batches[0];
+				store_clear(filling);
 			} else {
-				abort_connection(mosq);
+				store_clear(filling);
+				abort_connection();
 				backoff_ms = 500;
 			}
 		}
+		write_all(mosq);
 	}
 	if (connected) {
 		write_all(mosq);
