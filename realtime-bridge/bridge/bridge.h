@@ -36,7 +36,7 @@ struct batch {
 
 struct bridge_stats {
 	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events,
-		receipts;
+		receipts, awaiting_commit;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 

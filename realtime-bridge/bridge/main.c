@@ -144,6 +144,8 @@ static int metrics_setup(void)
 	bstats.lag_ms = metrics_counter("lag_ms");
 	bstats.events = metrics_counter("events_published_total");
 	bstats.receipts = metrics_counter("receipts_published_total");
+	/* a gauge: messages read whose PUBACK the gate holds until they commit */
+	bstats.awaiting_commit = metrics_counter("messages_awaiting_commit");
 	return 0;
 }
 
@@ -154,6 +156,7 @@ static int metrics_setup(void)
 static void abort_connection(void)
 {
 	gate_detach();
+	metrics_set(bstats.awaiting_commit, 0);
 	store_clear(filling);
 	connected = 0;
 }
@@ -180,6 +183,7 @@ static void write_all(struct mosquitto *mosq)
 		if (mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS)
 			break;
 	gate_release(settled());
+	metrics_set(bstats.awaiting_commit, gate_held());
 	if (gate_pump() < 0) {
 		log_warn("bridge: broker connection lost");
 		abort_connection();
