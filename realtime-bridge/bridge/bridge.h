@@ -24,14 +24,13 @@ struct chat_msg {
 	char *body;          /* owned */
 	char reply_to[37];   /* "" when none */
 	uint64_t received_us;
+	uint64_t rx;         /* gate_received() index: its place in the broker's order */
 };
 
 struct batch {
 	struct chat_msg msgs[BRIDGE_BATCH_HARD_MAX];
 	size_t n;
-	uint64_t first_rx;   /* gate_received() index of its first message */
 	uint64_t conn;       /* the broker connection it was read on */
-	uint64_t first_us;   /* when its first message arrived */
 };
 
 struct bridge_stats {

@@ -96,14 +96,11 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 			calls_changed = 1;
 		return;
 	}
-	if (filling->n == 0) {
-		filling->first_us = bridge_now_us();
-		filling->first_rx = gate_received(); /* this message's index */
-		filling->conn = conn_id;
-	}
+	filling->conn = conn_id;
 	/* redeliveries (libmosquitto does not expose DUP) are stored once and
 	 * counted as duplicates when the batch commits */
-	store_accept(filling, m->topic, m->payload, m->payloadlen, 0);
+	if (store_accept(filling, m->topic, m->payload, m->payloadlen, 0) == 0)
+		filling->msgs[filling->n - 1].rx = gate_received();
 }
 
 static int read_secret(char *out, size_t size)
@@ -167,10 +164,11 @@ static uint64_t settled(void)
 {
 	uint64_t upto = gate_received();
 
-	if (inflight && inflight->conn == conn_id && inflight->first_rx <= upto)
-		upto = inflight->first_rx - 1;
-	if (filling->n && filling->conn == conn_id && filling->first_rx - 1 < upto)
-		upto = filling->first_rx - 1;
+	/* each batch is in the broker's order, and the one out is older */
+	if (inflight && inflight->n && inflight->conn == conn_id && inflight->msgs[0].rx <= upto)
+		upto = inflight->msgs[0].rx - 1;
+	if (filling->n && filling->conn == conn_id && filling->msgs[0].rx - 1 < upto)
+		upto = filling->msgs[0].rx - 1;
 	return upto;
 }
 
@@ -239,10 +237,10 @@ int main(void)
 	mosquitto_message_v5_callback_set(mosq, on_message);
 	mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 7 * 86400);
 	/* Unacknowledged messages the broker may have out to us: a batch at
-	 * PostgreSQL, the next one filling, and one more on the way.  Never more
-	 * than a batch holds (BRIDGE_BATCH_HARD_MAX): every message read and not
-	 * yet committed is in one of the two batches. */
-	recv_max = 3 * batch_max < BRIDGE_BATCH_HARD_MAX ? 3 * batch_max : BRIDGE_BATCH_HARD_MAX;
+	 * PostgreSQL, the next one filling, and one more on the way.  At most
+	 * half of what a batch holds (BRIDGE_BATCH_HARD_MAX): every message read
+	 * and not yet committed is in one of the two batches. */
+	recv_max = 3 * batch_max < BRIDGE_BATCH_HARD_MAX / 2 ? 3 * batch_max : BRIDGE_BATCH_HARD_MAX / 2;
 	mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)recv_max);
 	log_info("bridge: %s -> PostgreSQL, batches of up to %d, receive maximum %d", sub_filter,
 		 batch_max, recv_max);
@@ -251,9 +249,12 @@ int main(void)
 		struct pollfd p[5];
 		int np = 0, timeout = 1000, lfd, tfd;
 		int ix_mosq = -1, ix_real = -1, ix_pair = -1, ix_tx = -1;
-		/* read while the filling batch has room; when it is full, the
-		 * batch at PostgreSQL must commit first */
-		int reading = connected && !stopping && filling->n < (size_t)batch_max;
+		/* Read even while a full batch waits for the one out to commit:
+		 * the broker's PUBACKs to our receipts, its PINGRESPs come in, and
+		 * the receive maximum bounds what is read and not committed (the
+		 * half-buffer bound only matters for QoS 0 chat, which it does
+		 * not count; one loop_read handles a few hundred packets at most). */
+		int reading = connected && !stopping && filling->n < BRIDGE_BATCH_HARD_MAX / 2;
 		uint64_t now = bridge_now_us();
 
 		if (!connected && !stopping) {
@@ -308,7 +309,7 @@ int main(void)
 			np++;
 		}
 		if (filling->n && !inflight) {
-			long left = wait_ms - (long)((now - filling->first_us) / 1000);
+			long left = wait_ms - (long)((now - filling->msgs[0].received_us) / 1000);
 
 			timeout = left > 0 ? (int)left : 0;
 		}
@@ -354,17 +355,30 @@ int main(void)
 		now = bridge_now_us();
 		if (filling->n && !inflight &&
 		    (filling->n >= (size_t)batch_max || stopping || !connected ||
-		     (now - filling->first_us) / 1000 >= (uint64_t)wait_ms)) {
+		     (now - filling->msgs[0].received_us) / 1000 >= (uint64_t)wait_ms)) {
+			struct batch *next = filling == &batches[0] ? &batches[1] : &batches[0];
+
+			store_clear(next);
 			if (!connected || filling->conn != conn_id) {
 				store_clear(filling); /* unacked: the broker sends them again */
-			} else if (store_send(filling) == 0) {
-				inflight = filling;
-				filling = filling == &batches[0] ? &batches[1] : &batches[0];
-				store_clear(filling);
 			} else {
-				store_clear(filling);
-				abort_connection();
-				backoff_ms = 500;
+				/* at most batch_max per transaction: what was read
+				 * beyond that starts the next batch, in order */
+				if (filling->n > (size_t)batch_max) {
+					next->n = filling->n - (size_t)batch_max;
+					memcpy(next->msgs, filling->msgs + batch_max, next->n * sizeof(next->msgs[0]));
+					next->conn = filling->conn;
+					filling->n = (size_t)batch_max;
+				}
+				if (store_send(filling) == 0) {
+					inflight = filling;
+					filling = next;
+				} else {
+					store_clear(filling);
+					store_clear(next);
+					abort_connection();
+					backoff_ms = 500;
+				}
 			}
 		}
 		write_all(mosq);
