@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,6 +34,10 @@
 #include "metrics.h"
 
 #define SERVICE_USER "th-service"
+/* packets read from the broker in one round of the loop, at most */
+#define READ_ROUND_MAX 512
+/* turns of libmosquitto writing and the gate forwarding in one write_all() */
+#define WRITE_ROUNDS_MAX 64
 
 struct bridge_stats bstats;
 /* two batches: one filling from the broker, one out at PostgreSQL */
@@ -175,17 +180,22 @@ static uint64_t settled(void)
 /* libmosquitto's queue -> the gate -> the broker, PUBACKs as far as settled */
 static void write_all(struct mosquitto *mosq)
 {
-	if (!connected)
-		return;
-	while (mosquitto_want_write(mosq))
-		if (mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS)
+	/* libmosquitto writes a packet per write(2) until the socketpair is
+	 * full, and the gate empties it: take turns, a bounded number of times
+	 * (what is left waits for POLLOUT on libmosquitto's socket) */
+	for (int round = 0; round < WRITE_ROUNDS_MAX && connected; round++) {
+		if (mosquitto_want_write(mosq) && mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS)
 			break;
-	gate_release(settled());
-	metrics_set(bstats.awaiting_commit, gate_held());
-	if (gate_pump() < 0) {
-		log_warn("bridge: broker connection lost");
-		abort_connection();
+		gate_release(settled());
+		if (gate_pump() < 0) {
+			log_warn("bridge: broker connection lost");
+			abort_connection();
+			break;
+		}
+		if (!mosquitto_want_write(mosq))
+			break;
 	}
+	metrics_set(bstats.awaiting_commit, gate_held());
 }
 
 int main(void)
@@ -321,11 +331,22 @@ int main(void)
 		}
 		if (connected && ix_mosq >= 0 && reading &&
 		    (p[ix_mosq].revents & (POLLIN | POLLHUP | POLLERR))) {
-			rc = mosquitto_loop_read(mosq, batch_max);
-			if (rc != MOSQ_ERR_SUCCESS) {
-				log_warn("bridge: broker connection lost (%s)", mosquitto_strerror(rc));
-				abort_connection();
-			}
+			/* libmosquitto reads about one packet per call; the rest of
+			 * what the gate copied is read here too, not one poll round
+			 * per message (bounded, and by the batch buffer's half) */
+			int more = 0, k = 0;
+
+			do {
+				rc = mosquitto_loop_read(mosq, 1);
+				if (rc != MOSQ_ERR_SUCCESS) {
+					log_warn("bridge: broker connection lost (%s)", mosquitto_strerror(rc));
+					abort_connection();
+					break;
+				}
+				if (ioctl(mosquitto_socket(mosq), FIONREAD, &more) < 0)
+					more = 0;
+			} while (more > 0 && ++k < READ_ROUND_MAX &&
+				 filling->n < BRIDGE_BATCH_HARD_MAX / 2);
 		}
 		if ((lfd >= 0 && db_listen_drain() > 0) || calls_changed) {
 			next_relay_us = 0;
