@@ -13,7 +13,7 @@
  * copied to libmosquitto unchanged.  Bytes from libmosquitto are split into
  * MQTT packets (fixed header: type byte, variable-length remaining length):
  * every PUBACK is held in arrival order, everything else (CONNECT,
- * SUBSCRIBE, receipts and events, PINGREQ, PUBACKs... ) goes straight on.
+ * SUBSCRIBE, receipts and events, PINGREQ, DISCONNECT) goes straight on.
  * The k-th PUBACK libmosquitto writes answers the k-th QoS 1 message it
  * handed to on_message; gate_note_message() records each message's packet
  * id so the gate checks that correspondence for every PUBACK instead of
@@ -52,8 +52,7 @@ static int pair_fd = -1;  /* our end of libmosquitto's socketpair */
 static struct buf in_buf;   /* broker -> libmosquitto, not yet copied */
 static struct buf out_buf;  /* -> broker, not yet sent */
 static struct buf from_lib; /* from libmosquitto, an incomplete packet at most */
-/* held PUBACKs: packet ids and the packets themselves, a ring */
-static uint16_t held_mid[GATE_HELD_MAX];
+/* held PUBACKs, a ring */
 static unsigned char held_pkt[GATE_HELD_MAX][GATE_PUBACK_MAX];
 static unsigned char held_len[GATE_HELD_MAX];
 static size_t held_head, held_n;
@@ -192,7 +191,6 @@ static int split(void)
 			slot = (held_head + held_n) % GATE_HELD_MAX;
 			memcpy(held_pkt[slot], p, total);
 			held_len[slot] = (unsigned char)total;
-			held_mid[slot] = mid;
 			held_n++;
 			acks_seen++;
 		} else if (append(&out_buf, p, total) < 0) {
@@ -218,9 +216,38 @@ void gate_release(uint64_t upto)
 int gate_pump(void)
 {
 	ssize_t n;
+	int lib_closed = 0;
 
 	if (real_fd < 0 || broken)
 		return -1;
+	/* libmosquitto -> broker first, PUBACKs held: what it wrote before
+	 * closing its end (a DISCONNECT) still goes out */
+	while (from_lib.len < GATE_BUF && out_buf.len < GATE_BUF / 2) {
+		n = read(pair_fd, from_lib.data + from_lib.len, GATE_BUF - from_lib.len);
+		if (n > 0) {
+			from_lib.len += (size_t)n;
+			if (split() < 0)
+				goto lost;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			lib_closed = 1;
+		break;
+	}
+	if (split() < 0)
+		goto lost;
+	while (out_buf.len) {
+		n = send(real_fd, out_buf.data, out_buf.len, MSG_NOSIGNAL);
+		if (n > 0) {
+			consume(&out_buf, (size_t)n);
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		goto lost;
+	}
+	if (lib_closed)
+		goto lost;
 	/* broker -> libmosquitto */
 	while (in_buf.len < GATE_BUF) {
 		n = read(real_fd, in_buf.data + in_buf.len, GATE_BUF - in_buf.len);
@@ -233,34 +260,9 @@ int gate_pump(void)
 		break;
 	}
 	while (in_buf.len) {
-		n = write(pair_fd, in_buf.data, in_buf.len);
+		n = send(pair_fd, in_buf.data, in_buf.len, MSG_NOSIGNAL);
 		if (n > 0) {
 			consume(&in_buf, (size_t)n);
-			continue;
-		}
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
-		goto lost;
-	}
-	/* libmosquitto -> broker, PUBACKs held */
-	while (from_lib.len < GATE_BUF && out_buf.len < GATE_BUF / 2) {
-		n = read(pair_fd, from_lib.data + from_lib.len, GATE_BUF - from_lib.len);
-		if (n > 0) {
-			from_lib.len += (size_t)n;
-			if (split() < 0)
-				goto lost;
-			continue;
-		}
-		if (n == 0 || (errno != EAGAIN && errno != EINTR))
-			goto lost;
-		break;
-	}
-	if (split() < 0)
-		goto lost;
-	while (out_buf.len) {
-		n = send(real_fd, out_buf.data, out_buf.len, MSG_NOSIGNAL);
-		if (n > 0) {
-			consume(&out_buf, (size_t)n);
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))

@@ -405,9 +405,11 @@ int main(void)
 		write_all(mosq);
 	}
 	if (connected) {
-		write_all(mosq);
+		write_all(mosq); /* the last PUBACKs: everything read is committed */
 		mosquitto_disconnect_v5(mosq, 0, NULL);
+		(void)gate_flush(mosq); /* the DISCONNECT; the broker may be gone */
 	}
+	gate_detach();
 	mosquitto_property_free_all(&props);
 	mosquitto_destroy(mosq);
 	mosquitto_lib_cleanup();
