@@ -88,7 +88,9 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	(void)mosq;
 	(void)obj;
 	(void)props;
-	if (m->qos > 0)
+	/* QoS 1 only: that is what is answered with a PUBACK (our subscriptions
+	 * are QoS 1, so a QoS 2 delivery, answered with PUBREC, never comes) */
+	if (m->qos == 1)
 		gate_note_message(m->mid);
 	if (strncmp(m->topic, "presence/", 9) == 0) {
 		/* a live "offline" (not the retained copies a subscribe replays):
