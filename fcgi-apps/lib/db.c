@@ -130,6 +130,7 @@ void db_close(void)
 	free(listener.conninfo);
 	memset(&listener, 0, sizeof(listener));
 	listener.name = "listener";
+	db_tx_close();
 }
 
 static void handle_fail(struct db_handle *h, const char *why)
@@ -424,4 +425,162 @@ int db_listen_drain(void)
 		PQfreemem(n);
 	}
 	return count;
+}
+
+/* --- pipelined transactions (db_tx_*): one out at a time ------------------ */
+
+#define DB_TX_STMTS_MAX 8
+
+static struct db_handle txh = {.name = "pipeline"};
+static int tx_out;       /* a transaction is sent, its Sync not yet answered */
+static int tx_flushing;  /* libpq still holds some of it (PQflush said 1) */
+static int tx_nstmts, tx_nres, tx_failed;
+static PGresult *tx_last; /* the last statement's result, once it arrived */
+
+static void tx_reset(void)
+{
+	PQclear(tx_last);
+	tx_last = NULL;
+	tx_out = tx_flushing = tx_nres = tx_failed = 0;
+}
+
+void db_tx_close(void)
+{
+	tx_reset();
+	handle_drop(&txh);
+	free(txh.conninfo);
+	memset(&txh, 0, sizeof(txh));
+	txh.name = "pipeline";
+}
+
+int db_tx_busy(void) { return tx_out; }
+int db_tx_fd(void) { return txh.conn ? PQsocket(txh.conn) : -1; }
+short db_tx_events(void) { return (short)(tx_out ? POLLIN | (tx_flushing ? POLLOUT : 0) : 0); }
+
+int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
+	       const char *const *const *params)
+{
+	char names[DB_TX_STMTS_MAX][16];
+	const char *stmt[DB_TX_STMTS_MAX];
+	PGconn *c;
+	int i, f;
+
+	if (tx_out || nstmts < 1 || nstmts > DB_TX_STMTS_MAX) {
+		set_err(TH_EINTERNAL, "db_tx_send: a transaction is out, or too many statements", NULL);
+		return -1;
+	}
+	if (!txh.conninfo) {
+		txh.conninfo = handles[DB_PRIMARY].conninfo ? strdup(handles[DB_PRIMARY].conninfo) : NULL;
+		if (!txh.conninfo) {
+			set_err(TH_EUNAVAILABLE, "database not configured", NULL);
+			return -1;
+		}
+	}
+	c = handle_conn(&txh); /* idle here: a readable socket means a dead one */
+	if (!c)
+		return -1;
+	/* prepared once per connection, before pipeline mode (which refuses
+	 * the synchronous PQprepare) */
+	for (i = 0; i < nstmts; i++) {
+		stmt[i] = statement(&txh, sqls[i], nparams[i], names[i], sizeof(names[i]));
+		if (!stmt[i])
+			goto fail;
+	}
+	if (PQsetnonblocking(c, 1) != 0 || PQenterPipelineMode(c) != 1)
+		goto fail;
+	for (i = 0; i < nstmts; i++)
+		if (!PQsendQueryPrepared(c, stmt[i], nparams[i], params[i], NULL, NULL, 0))
+			goto fail;
+	if (!PQpipelineSync(c) || (f = PQflush(c)) < 0)
+		goto fail;
+	tx_reset();
+	tx_out = 1;
+	tx_flushing = f;
+	tx_nstmts = nstmts;
+	return 0;
+fail:
+	/* a statement that cannot be prepared, or a connection that broke */
+	set_err(PQstatus(c) == CONNECTION_OK ? TH_EINTERNAL : TH_EUNAVAILABLE, PQerrorMessage(c), NULL);
+	handle_fail(&txh, last_msg);
+	tx_reset();
+	return -1;
+}
+
+int db_tx_poll(struct db_res **last)
+{
+	PGconn *c = txh.conn;
+	int nulls = 0, done = 0;
+
+	*last = NULL;
+	if (!tx_out || !c) {
+		set_err(TH_EUNAVAILABLE, "no transaction out", NULL);
+		tx_reset();
+		return -1;
+	}
+	if (tx_flushing && (tx_flushing = PQflush(c)) < 0)
+		goto lost;
+	if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
+		goto lost;
+	/* results arrive as: each statement's result then NULL, and the Sync's;
+	 * two NULLs in a row would mean nothing more is coming (a bug, not a
+	 * wait), so they end the loop rather than spin */
+	while (!done && nulls < 2 && !PQisBusy(c)) {
+		PGresult *r = PQgetResult(c);
+		ExecStatusType st;
+
+		if (!r) {
+			nulls++;
+			continue;
+		}
+		nulls = 0;
+		st = PQresultStatus(r);
+		if (st == PGRES_PIPELINE_SYNC) {
+			done = 1;
+			PQclear(r);
+		} else if ((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) && !tx_failed) {
+			if (++tx_nres == tx_nstmts) {
+				PQclear(tx_last);
+				tx_last = r;
+			} else {
+				PQclear(r);
+			}
+		} else {
+			/* the first error says why; the statements after it come back
+			 * PGRES_PIPELINE_ABORTED and the transaction is rolled back */
+			if (!tx_failed)
+				set_err(TH_EINTERNAL, st == PGRES_PIPELINE_ABORTED ? "pipeline aborted"
+						      : PQresultErrorMessage(r),
+					PQresultErrorField(r, PG_DIAG_SQLSTATE));
+			tx_failed = 1;
+			PQclear(r);
+		}
+	}
+	if (!done)
+		return 0;
+	if (PQexitPipelineMode(c) != 1)
+		goto lost;
+	if (tx_failed || tx_nres != tx_nstmts || !tx_last) {
+		if (!tx_failed)
+			set_err(TH_EINTERNAL, "transaction ended without every result", NULL);
+		tx_reset();
+		return -1;
+	}
+	*last = malloc(sizeof(**last));
+	if (!*last) {
+		set_err(TH_EINTERNAL, "out of memory", NULL);
+		tx_reset();
+		return -1;
+	}
+	(*last)->res = tx_last;
+	tx_last = NULL;
+	tx_reset();
+	last_err = TH_OK;
+	return 1;
+lost:
+	/* the commit's fate is unknown: the caller treats it as not done, and
+	 * idempotent inserts make a retry safe either way */
+	set_err(TH_EUNAVAILABLE, PQerrorMessage(c), NULL);
+	handle_fail(&txh, last_msg);
+	tx_reset();
+	return -1;
 }

@@ -74,4 +74,23 @@ int db_listen(const char *channel);
 int db_listen_fd(void);
 int db_listen_drain(void);
 
+/* One transaction at a time sent without waiting, on a connection of its
+ * own (the bridge commits a batch while it reads the next).  db_tx_send()
+ * pipelines nstmts prepared statements (sqls[i] with nparams[i] text
+ * parameters params[i]) and a Sync: they run as one implicit transaction,
+ * committed — durably, as any commit — before the Sync is answered, and
+ * rolled back whole when one fails.  0 when sent (or still being flushed),
+ * -1 on failure (db_last_error()).  While a transaction is out, poll
+ * db_tx_fd() for db_tx_events() and call db_tx_poll(): 0 still running,
+ * 1 committed (*last = the last statement's result, the caller's to free),
+ * -1 failed (rolled back, db_last_error() says why; a broken connection is
+ * reopened by the next send, with the usual backoff). */
+int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
+	       const char *const *const *params);
+int db_tx_busy(void);
+int db_tx_fd(void);
+short db_tx_events(void);
+int db_tx_poll(struct db_res **last);
+void db_tx_close(void);
+
 #endif

@@ -1,9 +1,10 @@
 /* The bridge's internal interfaces.
  *
- * One thread, one loop (main.c): read MQTT packets into a batch, commit the
- * batch to PostgreSQL, publish receipts, and only then write to the broker —
- * which is when the PUBACKs libmosquitto queued for the batch leave.  A
- * crash before the commit leaves the messages unacknowledged in the broker's
+ * One thread, one loop (main.c), pipelined: while one batch's transaction
+ * is out at PostgreSQL (db_tx_*), the next batch is read from the broker.
+ * The gate (gate.c) holds every PUBACK libmosquitto writes until the
+ * message it answers, and every message before it, is committed: a crash
+ * before a commit leaves the messages unacknowledged in the broker's
  * persistent session, which redelivers them; inserts are idempotent by id. */
 #ifndef TH_BRIDGE_H
 #define TH_BRIDGE_H
@@ -12,6 +13,7 @@
 #include <stdint.h>
 
 struct mosquitto;
+struct db_res;
 
 #define BRIDGE_BATCH_HARD_MAX 5000
 
@@ -22,26 +24,55 @@ struct chat_msg {
 	char *body;          /* owned */
 	char reply_to[37];   /* "" when none */
 	uint64_t received_us;
+	uint64_t rx;         /* gate_received() index: its place in the broker's order */
 };
 
 struct batch {
 	struct chat_msg msgs[BRIDGE_BATCH_HARD_MAX];
 	size_t n;
+	uint64_t conn;       /* the broker connection it was read on */
 };
 
 struct bridge_stats {
 	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events,
-		receipts;
+		receipts, awaiting_commit;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 
 /* store.c: validates and queues one chat publish (topic, payload); returns 0
  * when queued, -1 when dropped as invalid (counted). */
 int store_accept(struct batch *b, const char *topic, const void *payload, int len, int dup);
-/* Commits the batch in one transaction and publishes one receipt per sender.
- * 0 on success (batch emptied), -1 when PostgreSQL failed (batch kept). */
-int store_flush(struct batch *b, struct mosquitto *mosq);
+/* Sends the batch to PostgreSQL as one transaction (db_tx_send): 0 when
+ * sent, -1 when PostgreSQL failed.  The batch stays as it is until done. */
+int store_send(struct batch *b);
+/* The batch's transaction committed (r: its result, freed here): counts,
+ * publishes one receipt per sender, empties the batch. */
+void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq);
 void store_clear(struct batch *b);
+
+/* gate.c: see there.  At most GATE_HELD_MAX PUBACKs are held: the receive
+ * maximum the bridge announces never exceeds it. */
+#define GATE_HELD_MAX BRIDGE_BATCH_HARD_MAX
+#define GATE_PUBACK_MAX 16 /* bytes: fixed header, id, reason, no properties */
+int gate_attach(struct mosquitto *mosq);
+void gate_detach(void);
+int gate_real_fd(void);
+int gate_pair_fd(void);
+short gate_real_events(void);
+short gate_pair_events(void);
+/* every QoS 1 message handed to on_message, in order (mid: its packet id) */
+void gate_note_message(int mid);
+uint64_t gate_received(void);
+uint64_t gate_released(void);
+size_t gate_held(void);
+/* lets the PUBACKs of the first upto messages of this connection go */
+void gate_release(uint64_t upto);
+/* moves bytes both ways without blocking: 0, or -1 when the connection is
+ * lost (or broke the gate's rules): then gate_detach() and reconnect */
+int gate_pump(void);
+/* writes what libmosquitto queued all the way to the broker's socket (the
+ * PUBACKs excepted): 0, or -1 when the connection is lost or it takes > 5 s */
+int gate_flush(struct mosquitto *mosq);
 
 /* relay.c: drains event_outbox in id order and publishes each event.
  * Returns the number published, or -1 on a database error. */

@@ -2,13 +2,17 @@
  * event outbox -> MQTT relay.
  *
  * The loop is driven by hand (mosquitto_threaded_set + loop_read /
- * loop_write / loop_misc): libmosquitto queues the PUBACK of an incoming
- * QoS 1 message before calling on_message, and with a self-driven loop a
- * queued packet leaves only in loop_write.  So: read a batch, commit it,
- * send receipts, then write — the PUBACKs go out after the commit.  When
- * PostgreSQL fails, the socket is shut down without writing: the broker
- * keeps the messages unacknowledged in our persistent session and sends
- * them again (DUP) after we reconnect. */
+ * loop_write / loop_misc) and pipelined: batch N's transaction is out at
+ * PostgreSQL (db_tx_send, without waiting) while batch N+1 is read.  The
+ * PUBACKs libmosquitto writes for the messages it hands to on_message do
+ * not reach the broker on their own: the gate (gate.c) holds them until the
+ * message they answer and every message before it are settled (committed,
+ * or handled on the spot: presence, invalid), and lets them go in order.
+ * So the broker may have receive-maximum messages out to us (a few batches)
+ * and keeps sending while a batch commits.  When PostgreSQL fails, the
+ * broker connection is dropped with the held PUBACKs: the broker keeps the
+ * messages unacknowledged in our persistent session and sends them again
+ * (DUP) after we reconnect. */
 #include <errno.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,14 +34,20 @@
 #include "metrics.h"
 
 #define SERVICE_USER "th-service"
+/* packets read from the broker in one round of the loop, at most */
+#define READ_ROUND_MAX 512
+/* turns of libmosquitto writing and the gate forwarding in one write_all() */
+#define WRITE_ROUNDS_MAX 64
 
 struct bridge_stats bstats;
-static struct batch batch;
+/* two batches: one filling from the broker, one out at PostgreSQL */
+static struct batch batches[2];
+static struct batch *filling = &batches[0], *inflight;
 static volatile sig_atomic_t stopping;
 static int connected;
+static uint64_t conn_id; /* counts broker connections (struct batch.conn) */
 static char sub_filter[128], presence_filter[128];
 static int calls_changed;
-static uint64_t first_us;
 
 static void on_signal(int sig)
 {
@@ -77,6 +88,10 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	(void)mosq;
 	(void)obj;
 	(void)props;
+	/* QoS 1 only: that is what is answered with a PUBACK (our subscriptions
+	 * are QoS 1, so a QoS 2 delivery, answered with PUBREC, never comes) */
+	if (m->qos == 1)
+		gate_note_message(m->mid);
 	if (strncmp(m->topic, "presence/", 9) == 0) {
 		/* a live "offline" (not the retained copies a subscribe replays):
 		 * the user's last connection closed */
@@ -88,11 +103,11 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 			calls_changed = 1;
 		return;
 	}
-	if (batch.n == 0)
-		first_us = bridge_now_us();
+	filling->conn = conn_id;
 	/* redeliveries (libmosquitto does not expose DUP) are stored once and
 	 * counted as duplicates when the batch commits */
-	store_accept(&batch, m->topic, m->payload, m->payloadlen, 0);
+	if (store_accept(filling, m->topic, m->payload, m->payloadlen, 0) == 0)
+		filling->msgs[filling->n - 1].rx = gate_received();
 }
 
 static int read_secret(char *out, size_t size)
@@ -133,26 +148,56 @@ static int metrics_setup(void)
 	bstats.lag_ms = metrics_counter("lag_ms");
 	bstats.events = metrics_counter("events_published_total");
 	bstats.receipts = metrics_counter("receipts_published_total");
+	/* a gauge: messages read whose PUBACK the gate holds until they commit */
+	bstats.awaiting_commit = metrics_counter("messages_awaiting_commit");
 	return 0;
 }
 
-/* Drops the broker connection without sending what is queued (the PUBACKs
- * of an uncommitted batch), and forgets the batch: it comes back as DUPs. */
-static void abort_connection(struct mosquitto *mosq)
+/* Drops the broker connection with the PUBACKs the gate holds (messages not
+ * yet committed), and forgets the batch being read: it comes back as DUPs.
+ * A batch out at PostgreSQL runs to its end; its PUBACKs died with the
+ * connection, so its messages come back too and are counted duplicates. */
+static void abort_connection(void)
 {
-	int fd = mosquitto_socket(mosq);
-
-	if (fd >= 0)
-		shutdown(fd, SHUT_RDWR);
-	store_clear(&batch);
+	gate_detach();
+	metrics_set(bstats.awaiting_commit, 0);
+	store_clear(filling);
 	connected = 0;
 }
 
+/* Messages of this connection, in the broker's order, whose PUBACK may
+ * leave: all of them up to the first one of a batch not yet committed. */
+static uint64_t settled(void)
+{
+	uint64_t upto = gate_received();
+
+	/* each batch is in the broker's order, and the one out is older */
+	if (inflight && inflight->n && inflight->conn == conn_id && inflight->msgs[0].rx <= upto)
+		upto = inflight->msgs[0].rx - 1;
+	if (filling->n && filling->conn == conn_id && filling->msgs[0].rx - 1 < upto)
+		upto = filling->msgs[0].rx - 1;
+	return upto;
+}
+
+/* libmosquitto's queue -> the gate -> the broker, PUBACKs as far as settled */
 static void write_all(struct mosquitto *mosq)
 {
-	while (connected && mosquitto_want_write(mosq))
-		if (mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS)
+	/* libmosquitto writes a packet per write(2) until the socketpair is
+	 * full, and the gate empties it: take turns, a bounded number of times
+	 * (what is left waits for POLLOUT on libmosquitto's socket) */
+	for (int round = 0; round < WRITE_ROUNDS_MAX && connected; round++) {
+		if (mosquitto_want_write(mosq) && mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS)
 			break;
+		gate_release(settled());
+		if (gate_pump() < 0) {
+			log_warn("bridge: broker connection lost");
+			abort_connection();
+			break;
+		}
+		if (!mosquitto_want_write(mosq))
+			break;
+	}
+	metrics_set(bstats.awaiting_commit, gate_held());
 }
 
 int main(void)
@@ -161,7 +206,7 @@ int main(void)
 	mosquitto_property *props = NULL;
 	char secret[256], id[128];
 	const char *host;
-	int port, batch_max, wait_ms, rc;
+	int port, batch_max, wait_ms, recv_max, rc;
 	long backoff_ms = 0;
 	uint64_t next_relay_us = 0;
 
@@ -203,19 +248,35 @@ int main(void)
 	mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
 	mosquitto_message_v5_callback_set(mosq, on_message);
 	mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 7 * 86400);
-	mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM,
-				     (uint16_t)(batch_max < 65535 ? batch_max : 65535));
-	log_info("bridge: %s -> PostgreSQL, batches of up to %d", sub_filter, batch_max);
+	/* Unacknowledged messages the broker may have out to us: a batch at
+	 * PostgreSQL, the next one filling, and one more on the way.  At most
+	 * half of what a batch holds (BRIDGE_BATCH_HARD_MAX): every message read
+	 * and not yet committed is in one of the two batches. */
+	recv_max = 3 * batch_max < BRIDGE_BATCH_HARD_MAX / 2 ? 3 * batch_max : BRIDGE_BATCH_HARD_MAX / 2;
+	mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)recv_max);
+	log_info("bridge: %s -> PostgreSQL, batches of up to %d, receive maximum %d", sub_filter,
+		 batch_max, recv_max);
 
-	while (!stopping || batch.n) {
-		struct pollfd p[2];
-		int np = 0, timeout = 1000, lfd;
+	while (!stopping || filling->n || inflight) {
+		struct pollfd p[5];
+		int np = 0, timeout = 1000, lfd, tfd;
+		int ix_mosq = -1, ix_real = -1, ix_pair = -1, ix_tx = -1;
+		/* Read even while a full batch waits for the one out to commit:
+		 * the broker's PUBACKs to our receipts, its PINGRESPs come in, and
+		 * the receive maximum bounds what is read and not committed (the
+		 * half-buffer bound only matters for QoS 0 chat, which it does
+		 * not count; one loop_read handles a few hundred packets at most). */
+		int reading = connected && !stopping && filling->n < BRIDGE_BATCH_HARD_MAX / 2;
 		uint64_t now = bridge_now_us();
 
 		if (!connected && !stopping) {
 			if (backoff_ms)
 				usleep((useconds_t)backoff_ms * 1000);
 			rc = mosquitto_connect_bind_v5(mosq, host, port, 30, NULL, props);
+			if (rc == MOSQ_ERR_SUCCESS && gate_attach(mosq) < 0) {
+				log_error("bridge: cannot set up the PUBACK gate");
+				rc = MOSQ_ERR_ERRNO;
+			}
 			if (rc != MOSQ_ERR_SUCCESS) {
 				/* at most 1 s: while we are away after a broker restart,
 				 * chat published to it has no subscriber */
@@ -225,18 +286,33 @@ int main(void)
 				continue;
 			}
 			backoff_ms = 0;
+			conn_id++;
 			connected = 1; /* until CONNACK says otherwise */
 			write_all(mosq);
+			continue;
 		}
-		if (db_listen(EVENTS_CHANNEL) == 0 && now >= next_relay_us && batch.n == 0) {
+		if (db_listen(EVENTS_CHANNEL) == 0 && now >= next_relay_us && filling->n == 0) {
 			/* also on a timer: events committed while nobody listened */
 			if (relay_drain(mosq) >= 0)
 				next_relay_us = now + 1000000;
 		}
-		if (connected && mosquitto_socket(mosq) >= 0) {
+		if (connected && mosquitto_socket(mosq) >= 0 && gate_real_fd() >= 0) {
 			p[np].fd = mosquitto_socket(mosq);
-			p[np].events = POLLIN | (batch.n == 0 && mosquitto_want_write(mosq) ? POLLOUT : 0);
-			np++;
+			p[np].events = (short)((reading ? POLLIN : 0) |
+					       (mosquitto_want_write(mosq) ? POLLOUT : 0));
+			ix_mosq = np++;
+			p[np].fd = gate_real_fd();
+			p[np].events = gate_real_events();
+			ix_real = np++;
+			p[np].fd = gate_pair_fd();
+			p[np].events = gate_pair_events();
+			ix_pair = np++;
+		}
+		tfd = db_tx_fd();
+		if (inflight && tfd >= 0) {
+			p[np].fd = tfd;
+			p[np].events = db_tx_events();
+			ix_tx = np++;
 		}
 		lfd = db_listen_fd();
 		if (lfd >= 0) {
@@ -244,24 +320,35 @@ int main(void)
 			p[np].events = POLLIN;
 			np++;
 		}
-		if (batch.n) {
-			long left = wait_ms - (long)((now - first_us) / 1000);
+		if (filling->n && !inflight) {
+			long left = wait_ms - (long)((now - filling->msgs[0].received_us) / 1000);
 
 			timeout = left > 0 ? (int)left : 0;
 		}
 		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
 			break;
-		if (np && connected && p[0].fd == mosquitto_socket(mosq)) {
-			if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-				rc = mosquitto_loop_read(mosq, batch_max);
+		if (ix_real >= 0 && (p[ix_real].revents || p[ix_pair].revents) && gate_pump() < 0) {
+			log_warn("bridge: broker connection lost");
+			abort_connection();
+		}
+		if (connected && ix_mosq >= 0 && reading &&
+		    (p[ix_mosq].revents & (POLLIN | POLLHUP | POLLERR))) {
+			/* libmosquitto reads about one packet per call; the rest of
+			 * what the gate copied is read here too, not one poll round
+			 * per message (bounded, and by the batch buffer's half) */
+			int more = 0, k = 0;
+
+			do {
+				rc = mosquitto_loop_read(mosq, 1);
 				if (rc != MOSQ_ERR_SUCCESS) {
 					log_warn("bridge: broker connection lost (%s)", mosquitto_strerror(rc));
-					abort_connection(mosq);
-					continue;
+					abort_connection();
+					break;
 				}
-			}
-			if ((p[0].revents & POLLOUT) && batch.n == 0)
-				write_all(mosq);
+				if (ioctl(mosquitto_socket(mosq), FIONREAD, &more) < 0)
+					more = 0;
+			} while (more > 0 && ++k < READ_ROUND_MAX &&
+				 filling->n < BRIDGE_BATCH_HARD_MAX / 2);
 		}
 		if ((lfd >= 0 && db_listen_drain() > 0) || calls_changed) {
 			next_relay_us = 0;
@@ -269,23 +356,62 @@ int main(void)
 		}
 		if (connected)
 			mosquitto_loop_misc(mosq);
-		now = bridge_now_us();
-		if (batch.n && (batch.n >= (size_t)batch_max || stopping || !connected ||
-				(now - first_us) / 1000 >= (uint64_t)wait_ms)) {
-			if (!connected) {
-				store_clear(&batch); /* unacked: the broker sends them again */
-			} else if (store_flush(&batch, mosq) == 0) {
-				write_all(mosq); /* now the PUBACKs leave */
-			} else {
-				abort_connection(mosq);
-				backoff_ms = 500;
+		if (inflight && (ix_tx < 0 || p[ix_tx].revents)) {
+			struct db_res *r;
+
+			rc = db_tx_poll(&r);
+			if (rc > 0) {
+				/* committed: its PUBACKs may go (write_all below) */
+				store_done(inflight, r, connected ? mosq : NULL);
+				inflight = NULL;
+			} else if (rc < 0) {
+				log_error("bridge: storing a batch of %zu failed: %s", inflight->n,
+					  db_last_error());
+				store_clear(inflight);
+				inflight = NULL;
+				if (connected) {
+					abort_connection();
+					backoff_ms = 500;
+				}
 			}
 		}
+		now = bridge_now_us();
+		if (filling->n && !inflight &&
+		    (filling->n >= (size_t)batch_max || stopping || !connected ||
+		     (now - filling->msgs[0].received_us) / 1000 >= (uint64_t)wait_ms)) {
+			struct batch *next = filling == &batches[0] ? &batches[1] : &batches[0];
+
+			store_clear(next);
+			if (!connected || filling->conn != conn_id) {
+				store_clear(filling); /* unacked: the broker sends them again */
+			} else {
+				/* at most batch_max per transaction: what was read
+				 * beyond that starts the next batch, in order */
+				if (filling->n > (size_t)batch_max) {
+					next->n = filling->n - (size_t)batch_max;
+					memcpy(next->msgs, filling->msgs + batch_max, next->n * sizeof(next->msgs[0]));
+					next->conn = filling->conn;
+					filling->n = (size_t)batch_max;
+				}
+				if (store_send(filling) == 0) {
+					inflight = filling;
+					filling = next;
+				} else {
+					store_clear(filling);
+					store_clear(next);
+					abort_connection();
+					backoff_ms = 500;
+				}
+			}
+		}
+		write_all(mosq);
 	}
 	if (connected) {
-		write_all(mosq);
+		write_all(mosq); /* the last PUBACKs: everything read is committed */
 		mosquitto_disconnect_v5(mosq, 0, NULL);
+		(void)gate_flush(mosq); /* the DISCONNECT; the broker may be gone */
 	}
+	gate_detach();
 	mosquitto_property_free_all(&props);
 	mosquitto_destroy(mosq);
 	mosquitto_lib_cleanup();

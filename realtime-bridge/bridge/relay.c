@@ -111,10 +111,13 @@ int relay_drain(struct mosquitto *mosq)
 		}
 		for (i = 0; i < n; i++)
 			route(mosq, db_res_get(r, i, 1));
-		/* hand the publishes to the broker before forgetting the rows */
-		while (mosquitto_want_write(mosq))
-			if (mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS)
-				break;
+		/* hand the publishes to the broker before forgetting the rows:
+		 * through the gate, which holds nothing but PUBACKs */
+		if (gate_flush(mosq) < 0) {
+			db_res_free(r);
+			db_rollback();
+			return -1;
+		}
 		{
 			/* exactly the rows published: an event of a transaction that
 			 * committed meanwhile with a lower id waits for the next round */

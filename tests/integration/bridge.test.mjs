@@ -787,3 +787,63 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
       }
     });
 });
+
+// --- pipelining: a batch is read while the one before it commits ----------------------------
+
+// The bridge reads the next batch while one is out at PostgreSQL; the PUBACKs of what it read
+// must still leave only after their own commit. Here the batch out waits on a channel lock, the
+// messages read meanwhile (another channel) are held unacknowledged (the bridge's gauge says so,
+// and none is in the history), and after a kill -9 the broker redelivers every one of them: the
+// publisher never re-sends, so a PUBACK that left early would be a lost message.
+describe('pipelined batches: a PUBACK leaves only after its own commit', { timeout: 120000 }, () => {
+  test('messages read while the batch before them waits on a lock stay unacknowledged; after kill -9 the broker redelivers them, each stored once',
+    async () => {
+      const a = await community(U.A, [U.B]);
+      const b = await community(U.A, [U.B]);
+      const svc = await connect({ id: 0, token: serviceSecret() }, {
+        url: TCP_URL, clientId: `th-service-brp-${rnd(4)}`, username: 'th-service',
+      });
+      const holder = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall',
+        '-c', `BEGIN; SELECT id FROM channels WHERE id = ${a.channel} FOR UPDATE; SELECT pg_sleep(6); COMMIT;`],
+      { stdio: 'ignore' });
+      const holderDone = new Promise((resolve) => holder.on('close', resolve));
+      const first = Array.from({ length: 20 }, (_, i) => ({ id: uuid(), body: `locked ${i}` }));
+      const second = Array.from({ length: 30 }, (_, i) => ({ id: uuid(), body: `behind ${i}` }));
+      try {
+        await waitFor(async () => {
+          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()");
+          return r.code === 0 && Number(r.stdout.trim()) > 0;
+        }, DELIVER_MS, 'the lock holder to hold the channel');
+        for (const m of first) assert.ok(await publish(svc, `chat/${a.channel}/${U.B.id}`, JSON.stringify(m)) < 0x80, 'publish (first)');
+        await waitFor(async () => {
+          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM channels WHERE id = ANY%FOR UPDATE%'");
+          return r.code === 0 && Number(r.stdout.trim()) > 0;
+        }, DELIVER_MS, 'the bridge to wait on the channel lock with a batch out');
+        for (const m of second) assert.ok(await publish(svc, `chat/${b.channel}/${U.B.id}`, JSON.stringify(m)) < 0x80, 'publish (second)');
+        // read by the bridge, acknowledgements held: all 50 (first and second) await a commit
+        await waitFor(async () => metric(await bridgeMetrics(), 'th_messages_awaiting_commit') >= 50,
+          DELIVER_MS, 'th_messages_awaiting_commit >= 50');
+        assert.equal((await fullHistory(b.channel, U.A)).length, 0, 'a message read behind the blocked batch was stored before it');
+        const pid = readPid('run/bridge.pid');
+        process.kill(pid, 'SIGKILL');
+        assert.ok(await waitGone(pid, 5000), `bridge (pid ${pid}) still alive after SIGKILL`);
+        await stackUp();
+      } finally {
+        const killer = setTimeout(() => holder.kill('SIGKILL'), 10000);
+        await holderDone;
+        clearTimeout(killer);
+        await end(svc);
+      }
+      for (const [ch, sent] of [[a.channel, first], [b.channel, second]]) {
+        const items = await waitFor(async () => {
+          const h = await fullHistory(ch, U.A);
+          return h.length >= sent.length && h;
+        }, STORED_MS, () => `${sent.length} messages in the history of channel ${ch}`);
+        assert.deepEqual(items.map((m) => m.id).sort(), sent.map((m) => m.id).sort(), `history of channel ${ch}: each sent message once`);
+        // per channel, seq 1..n without a gap, in the order they were published
+        assert.deepEqual(items.map((m) => m.seq).reverse(), sent.map((_, i) => i + 1), `seq of channel ${ch}`);
+        assert.deepEqual(items.map((m) => m.body).reverse(), sent.map((m) => m.body), `order of channel ${ch}`);
+      }
+      await stackIsBack();
+    });
+});
