@@ -170,10 +170,11 @@ static redisReply *send_and_read(redisContext *c, int argc, const char **argv,
 static int read_only(const char *cmd, size_t len)
 {
 	static const char *const names[] = {
-		"GET",    "MGET",      "EXISTS",   "STRLEN",        "TTL",  "PTTL",  "TYPE",
-		"HGET",   "HMGET",     "HGETALL",  "HEXISTS",       "HKEYS", "HLEN", "SISMEMBER",
-		"SMEMBERS", "SCARD",   "ZRANGE",   "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "LRANGE",
-		"LLEN",   "PING",
+		"GET", "MGET", "EXISTS", "STRLEN", "TTL", "PTTL", "TYPE",
+		"HGET", "HMGET", "HGETALL", "HEXISTS", "HKEYS", "HLEN",
+		"SISMEMBER", "SMEMBERS", "SCARD",
+		"ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "LRANGE", "LLEN",
+		"PING",
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
