@@ -5,8 +5,7 @@
  *
  * Keys (the hash tag {c<cid>} puts a community's keys in one Cluster slot, so
  * one Lua script, or one MGET while the worker's copy of the entry is
- * current (see "the worker's own copies" below), reads them in one round
- * trip):
+ * current (see feedlocal.h), reads them in one round trip):
  *   th:feedver:{c<cid>}                       STRING  the community's feed version
  *   th:accver:{c<cid>}                        STRING  its access version
  *   th:feed:{c<cid>}:v<fver>:<limit>          STRING  first page of the feed, EX TTL
@@ -65,6 +64,8 @@
 
 #include "cache.h"
 #include "config.h"
+#include "feedlocal.h"
+#include "feedmine.h"
 #include "jh.h"
 #include "log.h"
 #include "metrics.h"
@@ -122,10 +123,6 @@ static struct script bump_script = {bump_lua, ""};
 
 static int hits_counter = -2, misses_counter = -2; /* -2: not registered yet */
 
-/* A page holds at most PAGE_MAX posts; a mine entry one line per post. */
-#define MINE_MAX_ROWS 100
-#define MY_EMPTY "\"my_reactions\":[]"
-#define MY_EMPTY_LEN (sizeof(MY_EMPTY) - 1)
 /* Bumps that could not reach Redis, tried again later (see the top). */
 #define PENDING_MAX 64
 
@@ -288,119 +285,11 @@ void feedcache_bump_access(int64_t community_id)
 	bump("accver", community_id);
 }
 
-/* ---- the worker's own copies of entries ----
- *
- * A hit of a feed page sent its whole entry (7 KB for 20 short posts) from
- * Redis on every request, which cost more than the rest of the request.  A
- * worker keeps the last entries it read or stored, each with its feed
- * version, and sends that version with the lookup: when it is still the
- * community's version the script does not send the entry again.  The copy is
- * used only on that answer, so every bump reaches it at once, and nothing of
- * it is used while Redis does not answer.  An entry never changes under one
- * version, so a copy is exactly what Redis holds; copies also expire with the
- * entries' TTL (the signed media URLs inside must not outlive theirs).
- * Bounded: LOCAL_SLOTS slots, direct-mapped by key, entries of at most
- * LOCAL_MAX_BYTES; process-lifetime heap memory, replaced in place. */
-#define LOCAL_SLOTS 32
-#define LOCAL_MAX_BYTES (256 * 1024)
-
-static struct local {
-	char name[FEEDCACHE_KEY]; /* the entry's key without its version: prefix + suffix */
-	char ver[24];
-	char aver[24]; /* the community's access version last seen with it ("": none) */
-	char *data; /* "<ids>\n<json>", malloc'd, owned by the slot */
-	int checked; /* one my_reactions:[] per id, in a well-formed entry */
-	size_t len;
-	long long expires_ms;
-} locals[LOCAL_SLOTS];
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static struct local *local_slot(const char *name)
-{
-	uint32_t h = 2166136261u;
-
-	for (const char *p = name; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	return &locals[h % LOCAL_SLOTS];
-}
-
-/* The copy of name, or NULL when there is none or it expired. */
-static struct local *local_get(const char *name)
-{
-	struct local *l = local_slot(name);
-
-	if (!l->data || strcmp(l->name, name) != 0 || mono_ms() >= l->expires_ms)
-		return NULL;
-	return l;
-}
-
-/* True when entry ("<ids>\n<json>") holds one my_reactions:[] per id. */
-static int shape_ok(const char *entry, size_t len)
-{
-	const char *nl = memchr(entry, '\n', len), *p, *end = entry + len;
-	size_t ids = 0, marks = 0;
-
-	if (!nl)
-		return 0;
-	if (nl > entry) {
-		ids = 1;
-		for (p = entry; p < nl; p++)
-			ids += *p == ',';
-	}
-	for (p = nl + 1; (p = memmem(p, (size_t)(end - p), MY_EMPTY, MY_EMPTY_LEN)) != NULL;
-	     p += MY_EMPTY_LEN)
-		marks++;
-	return ids == marks;
-}
-
-/* Keeps a copy of an entry just read from or stored to Redis (a + b). */
-static void local_put(const char *name, const char *ver, size_t vlen, const char *a, size_t alen,
-		      const char *b, size_t blen)
-{
-	struct local *l = local_slot(name);
-	char *d;
-
-	if (alen + blen > LOCAL_MAX_BYTES || vlen >= sizeof(l->ver) ||
-	    strlen(name) >= sizeof(l->name))
-		return;
-	d = malloc(alen + blen + 1);
-	if (!d)
-		return; /* only a copy: the next hit asks Redis for the entry */
-	memcpy(d, a, alen);
-	memcpy(d + alen, b, blen);
-	d[alen + blen] = '\0';
-	free(l->data);
-	l->data = d;
-	l->len = alen + blen;
-	snprintf(l->name, sizeof(l->name), "%s", name);
-	memcpy(l->ver, ver, vlen);
-	l->ver[vlen] = '\0';
-	l->aver[0] = '\0';
-	l->checked = shape_ok(d, l->len);
-	l->expires_ms = mono_ms() + cache_ttl() * 1000;
-}
-
 /* ---- reading ---- */
-
-/* True when s is a comma-separated list of decimal ids (or empty). */
-static int ids_ok(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || s[i] == ','))
-			return 0;
-	return 1;
-}
 
 static int version_ok(const char *v, size_t n)
 {
-	return n > 0 && n <= 20 && ids_ok(v, n) && !memchr(v, ',', n);
+	return n > 0 && n <= 20 && feedmine_ids_ok(v, n) && !memchr(v, ',', n);
 }
 
 /* Key names are built on every hit: by memcpy, not snprintf, whose format
@@ -451,7 +340,7 @@ static void set_key(char key[FEEDCACHE_KEY], const char *prefix, const char *ver
 	memcpy(key + pl + vlen, suffix, sl + 1);
 }
 
-static void store(const char *key, const char *a, size_t alen, const char *b, size_t blen)
+void feedcache_store(const char *key, const char *a, size_t alen, const char *b, size_t blen)
 {
 	char ttl[24], *v = malloc(alen + blen + 1);
 	const char *argv[] = {"SET", key, v, "EX", ttl};
@@ -473,184 +362,6 @@ static void store(const char *key, const char *a, size_t alen, const char *b, si
 	free(v);
 }
 
-/* One line of a mine entry: a post id and the caller's emoji on it. */
-struct mine_row {
-	int64_t post_id;
-	const char *arr;
-	size_t len;
-};
-
-/* Parses the rows of a mine entry (after its ids line).  -1 when malformed. */
-static int mine_parse(const char *s, size_t n, struct mine_row *rows, int *nrows)
-{
-	const char *end = s + n, *nl, *tab;
-
-	*nrows = 0;
-	while (s < end) {
-		nl = memchr(s, '\n', (size_t)(end - s));
-		tab = nl ? memchr(s, '\t', (size_t)(nl - s)) : NULL;
-		if (!tab || tab == s || *nrows == MINE_MAX_ROWS || !ids_ok(s, (size_t)(tab - s)) ||
-		    tab + 1 == nl || tab[1] != '[')
-			return -1;
-		rows[*nrows].post_id = strtoll(s, NULL, 10);
-		rows[*nrows].arr = tab + 1;
-		rows[*nrows].len = (size_t)(nl - tab - 1);
-		(*nrows)++;
-		s = nl + 1;
-	}
-	return 0;
-}
-
-/* The caller's reactions to the posts of ids_csv, from PostgreSQL, as the
- * rows of a mine entry (into the arena).  NULL: an error was replied. */
-static char *mine_query(struct http_req *req, enum db_role role, const char *ids_csv,
-			size_t *len)
-{
-	char uid[24], *ids_pg, *out;
-	struct db_res *r;
-	size_t cap = 1, used = 0;
-	int i;
-
-	ids_pg = arena_printf(req->arena, "{%s}", ids_csv);
-	if (!ids_pg) {
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return NULL;
-	}
-	{
-		const char *params[] = {id_text(uid, req->user_id), ids_pg};
-
-		r = db_exec_or_reply(req, role,
-				     "SELECT post_id, json_agg(emoji ORDER BY emoji)::text "
-				     "FROM reactions WHERE user_id = $1 AND post_id = ANY($2::bigint[]) "
-				     "GROUP BY post_id",
-				     2, params);
-	}
-	if (!r)
-		return NULL;
-	for (i = 0; i < db_res_rows(r); i++)
-		cap += strlen(db_res_get(r, i, 0)) + strlen(db_res_get(r, i, 1)) + 2;
-	out = arena_alloc(req->arena, cap);
-	if (!out) {
-		db_res_free(r);
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return NULL;
-	}
-	out[0] = '\0';
-	for (i = 0; i < db_res_rows(r); i++)
-		used += (size_t)snprintf(out + used, cap - used, "%s\t%s\n", db_res_get(r, i, 0),
-					 db_res_get(r, i, 1));
-	db_res_free(r);
-	*len = used;
-	return out;
-}
-
-/* json (one my_reactions:[] per post, in the order of ids_csv) with the
- * caller's arrays put in, into the arena.  NULL when json does not match
- * ids_csv (a malformed entry) or out of memory (*oom set). */
-static char *splice(struct http_req *req, const char *ids_csv, const char *json, size_t jlen,
-		    const struct mine_row *rows, int nrows, size_t *outlen, int *oom)
-{
-	const char *p = json, *end = json + jlen, *hit, *id = ids_csv;
-	size_t extra = 0, used = 0;
-	char *out, *next;
-	unsigned char taken[MINE_MAX_ROWS] = {0}; /* each row fits in out once */
-	int i;
-
-	*oom = 0;
-	for (i = 0; i < nrows; i++)
-		extra += rows[i].len;
-	out = arena_alloc(req->arena, jlen + extra + 1);
-	if (!out) {
-		*oom = 1;
-		return NULL;
-	}
-	while (*id) {
-		int64_t pid = strtoll(id, &next, 10);
-		const char *arr = "[]";
-		size_t alen = 2;
-
-		hit = memmem(p, (size_t)(end - p), MY_EMPTY, MY_EMPTY_LEN);
-		if (!hit || next == id)
-			return NULL;
-		for (i = 0; i < nrows; i++)
-			if (rows[i].post_id == pid) {
-				if (taken[i]++)
-					return NULL; /* an id twice: not an entry we made */
-				arr = rows[i].arr;
-				alen = rows[i].len;
-				break;
-			}
-		memcpy(out + used, p, (size_t)(hit - p) + MY_EMPTY_LEN - 2);
-		used += (size_t)(hit - p) + MY_EMPTY_LEN - 2;
-		memcpy(out + used, arr, alen);
-		used += alen;
-		p = hit + MY_EMPTY_LEN;
-		id = *next == ',' ? next + 1 : next;
-	}
-	if (memmem(p, (size_t)(end - p), MY_EMPTY, MY_EMPTY_LEN))
-		return NULL; /* more posts than ids */
-	memcpy(out + used, p, (size_t)(end - p));
-	used += (size_t)(end - p);
-	out[used] = '\0';
-	*outlen = used;
-	return out;
-}
-
-/* Replies 200 with json (shared part of an entry, for the posts of ids_csv)
- * and the caller's my_reactions: from mine (a cached mine entry, may be NULL)
- * when it was made for these ids, else from PostgreSQL (and then stored under
- * mine_key unless it is "").  0: replied; -1: json does not match ids_csv,
- * nothing replied. */
-static int reply_with_mine(struct http_req *req, const char *mine_key, const char *ids_csv,
-			   const char *json, size_t jlen, const char *mine, size_t mlen,
-			   int checked)
-{
-	struct mine_row rows[MINE_MAX_ROWS];
-	size_t idlen = strlen(ids_csv), rlen = 0, olen;
-	const char *rtext = NULL;
-	char *body;
-	int nrows = 0, oom;
-
-	if (req->user_id && idlen) {
-		if (mine && mlen > idlen && memcmp(mine, ids_csv, idlen) == 0 &&
-		    mine[idlen] == '\n') {
-			rtext = mine + idlen + 1;
-			rlen = mlen - idlen - 1;
-		} else {
-			/* filling the cache: the primary (see posts.h) */
-			rtext = mine_query(req, mine_key[0] ? DB_PRIMARY : posts_read_role(req),
-					   ids_csv, &rlen);
-			if (!rtext)
-				return 0; /* replied */
-			if (mine_key[0]) {
-				char *head = arena_printf(req->arena, "%s\n", ids_csv);
-
-				if (head)
-					store(mine_key, head, idlen + 1, rtext, rlen);
-			}
-		}
-		if (mine_parse(rtext, rlen, rows, &nrows) < 0) {
-			log_warn("feedcache: malformed entry %s", mine_key);
-			return -1;
-		}
-	}
-	if (nrows == 0 && checked) {
-		/* a worker's copy, checked when it was made: its bytes as they are
-		 * (they live until the next fill, after this reply is sent) */
-		http_reply_raw(req, 200, "application/json", json, jlen);
-		return 0;
-	}
-	/* also with no reactions: the copy checks that the posts match the ids */
-	body = splice(req, ids_csv, json, jlen, rows, nrows, &olen, &oom);
-	if (!body && !oom)
-		return -1;
-	if (!body) {
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return 0;
-	}
-	http_reply_raw(req, 200, "application/json", body, olen);
-	return 0;
-}
 
 /* What one lookup found; the strings live with r. */
 struct found {
@@ -698,11 +409,11 @@ static int access_check(struct http_req *req, int64_t cid, const struct found *f
 		return -1;
 	if (f->av) {
 		set_key(key, acc_prefix, f->av, f->avlen, "");
-		store(key, c.is_public ? "public" : "private", c.is_public ? 6 : 7, "", 0);
+		feedcache_store(key, c.is_public ? "public" : "private", c.is_public ? 6 : 7, "", 0);
 		if (!c.is_public && req->user_id) {
 			role = c.my_role == ROLE_NONE ? "none" : role_name(c.my_role);
 			set_key(key, acc_prefix, f->av, f->avlen, who_suffix);
-			store(key, role, strlen(role), "", 0);
+			feedcache_store(key, role, strlen(role), "", 0);
 		}
 	}
 	if (community_readable(&c))
@@ -720,7 +431,7 @@ hidden:
  * it has just read) is needed only when they moved.  The keys share the
  * {c<cid>} slot, as MGET in a Cluster needs.  0 and f filled (f->r owns the
  * reply), or -1: use the script. */
-static int lookup_held(struct local *loc, const char *vkey, const char *akey,
+static int lookup_held(struct feedlocal *loc, const char *vkey, const char *akey,
 		       const char *mprefix, const char *msuffix, const char *aprefix,
 		       const char *wsuffix, struct found *f)
 {
@@ -790,7 +501,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	const char *argv[] = {NULL, NULL, "2", vkey, akey, prefix, suffix, mprefix,
 			      msuffix, aprefix, wsuffix, fresh, ""};
 	struct found f;
-	struct local *loc;
+	struct feedlocal *loc;
 	int rc = 0;
 
 	char b1[24], b2[24], b3[24], tag[32];
@@ -813,7 +524,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	if (check_access)
 		cat(aprefix, sizeof(aprefix), "th:acc:", tag, ":v");
 	cat(fill->name, sizeof(fill->name), prefix, suffix);
-	loc = local_get(fill->name);
+	loc = feedlocal_get(fill->name);
 	memset(&f, 0, sizeof(f));
 	if (loc && lookup_held(loc, vkey, akey, mprefix, msuffix, aprefix, wsuffix, &f) == 0)
 		goto found;
@@ -855,7 +566,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 			f.checked = loc->checked;
 		}
 	} else if (f.entry && f.fv && version_ok(f.fv, f.fvlen)) {
-		local_put(fill->name, f.fv, f.fvlen, f.entry, f.elen, "", 0);
+		feedlocal_put(fill->name, f.fv, f.fvlen, f.entry, f.elen, "", 0, cache_ttl());
 	}
 	f.mine = elem(f.r, 2, &f.mlen);
 	f.av = elem(f.r, 3, &f.avlen);
@@ -863,7 +574,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	f.who = elem(f.r, 5, &f.wlen);
 	if (f.av && !version_ok(f.av, f.avlen))
 		f.av = NULL; /* decide from PostgreSQL, store nothing */
-	loc = local_get(fill->name);
+	loc = feedlocal_get(fill->name);
 	if (loc && f.fv && f.fvlen == strlen(loc->ver) && memcmp(f.fv, loc->ver, f.fvlen) == 0)
 		snprintf(loc->aver, sizeof(loc->aver), "%.*s", f.av ? (int)f.avlen : 0,
 			 f.av ? f.av : "");
@@ -894,21 +605,17 @@ found:
 		const char *nl = memchr(f.entry, '\n', f.elen);
 		char *ids;
 
-		if (nl && ids_ok(f.entry, (size_t)(nl - f.entry)) &&
+		if (nl && feedmine_ids_ok(f.entry, (size_t)(nl - f.entry)) &&
 		    (ids = arena_strndup(req->arena, f.entry, (size_t)(nl - f.entry))) &&
-		    reply_with_mine(req, fill->mine_key, ids, nl + 1,
-				    f.elen - (size_t)(nl + 1 - f.entry), f.mine, f.mlen,
-				    f.checked) == 0) {
+		    feedmine_reply(req, fill->mine_key, ids, nl + 1,
+				   f.elen - (size_t)(nl + 1 - f.entry), f.mine, f.mlen,
+				   f.checked) == 0) {
 			count(&hits_counter, "feed_cache_hits_total");
 			rc = 1;
 			goto out;
 		}
 		log_warn("feedcache: malformed entry %s; refilling", fill->key);
-		loc = local_get(fill->name);
-		if (loc) {
-			free(loc->data);
-			loc->data = NULL;
-		}
+		feedlocal_drop(feedlocal_get(fill->name));
 	}
 	count(&misses_counter, "feed_cache_misses_total");
 out:
@@ -933,12 +640,12 @@ void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fil
 		char *head = arena_printf(req->arena, "%s\n", ids_csv);
 
 		if (head) {
-			store(fill->key, head, strlen(head), json, len);
-			local_put(fill->name, fill->ver, strlen(fill->ver), head, strlen(head), json,
-				  len);
+			feedcache_store(fill->key, head, strlen(head), json, len);
+			feedlocal_put(fill->name, fill->ver, strlen(fill->ver), head, strlen(head),
+				      json, len, cache_ttl());
 		}
 	}
-	if (reply_with_mine(req, fill->mine_key, ids_csv, json, len, NULL, 0, 0) < 0) {
+	if (feedmine_reply(req, fill->mine_key, ids_csv, json, len, NULL, 0, 0) < 0) {
 		log_error("feedcache: a reply of %zu bytes does not match its post ids", len);
 		http_reply_error(req, TH_EINTERNAL, NULL, NULL);
 	}

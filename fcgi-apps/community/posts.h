@@ -107,5 +107,9 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
  * fills in the caller's reactions and replies 200.  o is consumed. */
 void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fill,
 			  const char *ids_csv, struct json_object *o);
+/* SET key to the bytes a (alen) then b (blen) with the cache TTL, for
+ * feedcache.c and its parts (feedmine.c).  Best effort: a failure is logged
+ * and only costs the next reader a miss. */
+void feedcache_store(const char *key, const char *a, size_t alen, const char *b, size_t blen);
 
 #endif

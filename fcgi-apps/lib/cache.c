@@ -1,10 +1,14 @@
 /* cache: a hiredis context with timeouts, dropped and re-made on error. */
 #include "cache.h"
 
+#include <errno.h>
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -69,8 +73,12 @@ void cache_close(void)
 	retry_at_ms = 0;
 }
 
-static redisContext *connection(void)
+/* The worker's connection, connected now when there is none (unless backing
+ * off).  *reused: it was connected by an earlier call, so a failure on it may
+ * be a connection the server closed since (see cache.h), not Redis down. */
+static redisContext *connection(int *reused)
 {
+	*reused = ctx != NULL;
 	if (ctx)
 		return ctx;
 	if (!cache_host) {
@@ -96,11 +104,100 @@ static redisContext *connection(void)
 	return ctx;
 }
 
+/* Drops a connection the server closed without starting a backoff: the next
+ * connection() connects at once.  A Redis really down then refuses that
+ * connect, and drop() backs off as usual. */
+static void forget(const char *why)
+{
+	log_info("redis: %s; reconnecting", why);
+	redisFree(ctx);
+	ctx = NULL;
+}
+
+/* True when the server has closed c while it sat idle between requests
+ * (Redis restarted, timeout, CLIENT KILL): the FIN (or RST) is already
+ * queued on the socket.  Nothing can be pending on an idle connection but
+ * that: every command here reads its whole reply. */
+static int closed_while_idle(const redisContext *c)
+{
+	struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+	ssize_t n;
+	char b;
+
+	if (poll(&p, 1, 0) <= 0)
+		return 0; /* nothing queued (or EINTR): use it, failures are handled below */
+	if (p.revents & (POLLRDHUP | POLLHUP | POLLERR))
+		return 1;
+	if (!(p.revents & POLLIN))
+		return 0;
+	n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+enum sent { SENT_NONE, SENT_PART, SENT_ALL };
+
+/* redisCommandArgv() in its two halves, to know how far a failed command
+ * got: *sent is SENT_ALL once the whole command was written to the socket
+ * (the server may have run it), SENT_PART while writing, SENT_NONE before.
+ * NULL on failure, with c->err set and *err the errno of the failure. */
+static redisReply *send_and_read(redisContext *c, int argc, const char **argv,
+				 const size_t *lens, enum sent *sent, int *err)
+{
+	void *r = NULL;
+	int done = 0;
+
+	*sent = SENT_NONE;
+	*err = 0;
+	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK)
+		return NULL;
+	*sent = SENT_PART;
+	do {
+		if (redisBufferWrite(c, &done) != REDIS_OK) {
+			*err = errno;
+			return NULL;
+		}
+	} while (!done);
+	*sent = SENT_ALL;
+	if (redisGetReply(c, &r) != REDIS_OK) {
+		*err = errno;
+		return NULL;
+	}
+	return r;
+}
+
+/* Commands that change nothing, which may run twice: retried after a lost
+ * reply.  Deliberately short: a command missing here is only not retried. */
+static int read_only(const char *cmd, size_t len)
+{
+	static const char *const names[] = {
+		"GET", "MGET", "EXISTS", "STRLEN", "TTL", "PTTL", "TYPE",
+		"HGET", "HMGET", "HGETALL", "HEXISTS", "HKEYS", "HLEN",
+		"SISMEMBER", "SMEMBERS", "SCARD",
+		"ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "LRANGE", "LLEN",
+		"PING",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == len && strncasecmp(names[i], cmd, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* The failure says the server had closed the connection (EOF, reset, broken
+ * pipe), not a timeout or a protocol error. */
+static int peer_closed(const redisContext *c, int err)
+{
+	return c->err == REDIS_ERR_EOF ||
+	       (c->err == REDIS_ERR_IO && (err == ECONNRESET || err == EPIPE || err == ENOTCONN));
+}
+
 struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *lens)
 {
 	size_t l[CACHE_MAX_ARGS];
 	redisContext *c;
 	redisReply *r;
+	enum sent sent;
+	int reused, err;
 
 	if (argc <= 0 || argc > CACHE_MAX_ARGS) {
 		snprintf(last_msg, sizeof(last_msg), "bad argument count");
@@ -111,16 +208,44 @@ struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *l
 			l[i] = strlen(argv[i]);
 		lens = l;
 	}
-	c = connection();
+	c = connection(&reused);
 	if (!c)
 		return NULL;
-	r = redisCommandArgv(c, argc, (const char **)argv, lens);
-	if (!r) {
-		/* I/O error or timeout: the context is unusable from here on */
+	if (reused && closed_while_idle(c)) {
+		/* the usual case after a Redis restart: nothing was sent yet */
+		forget("connection closed by the server while idle");
+		c = connection(&reused);
+		if (!c)
+			return NULL;
+	}
+	r = send_and_read(c, argc, (const char **)argv, lens, &sent, &err);
+	if (r)
+		return (struct cache_reply *)r;
+	if (!reused || !peer_closed(c, err)) {
+		/* Redis down, slow (timeout) or a fresh connection failing: the
+		 * context is unusable from here on, and we back off */
 		drop(c->errstr[0] ? c->errstr : "no reply");
 		return NULL;
 	}
-	return (struct cache_reply *)r;
+	/* An old connection the server closed between the check above and the
+	 * send.  The command certainly did not run when it was not wholly
+	 * written (a server executes only whole commands); when it was, the
+	 * server may have run it before closing, so only a read is sent again. */
+	if (sent != SENT_ALL || read_only(argv[0], lens[0])) {
+		forget(c->errstr[0] ? c->errstr : "connection closed by the server");
+		c = connection(&reused);
+		if (!c)
+			return NULL;
+		r = send_and_read(c, argc, (const char **)argv, lens, &sent, &err);
+		if (r)
+			return (struct cache_reply *)r;
+		drop(c->errstr[0] ? c->errstr : "no reply");
+		return NULL;
+	}
+	log_clean(last_msg, sizeof(last_msg), c->errstr[0] ? c->errstr : "connection closed");
+	log_warn("redis: %s after a write was sent: not retried (it may have run)", last_msg);
+	forget("connection closed by the server");
+	return NULL;
 }
 
 struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc,

@@ -4,7 +4,26 @@
  * re-opened after any I/O error with the same backoff discipline as db: while
  * Redis is down, calls fail at once (NULL, TH_EUNAVAILABLE).  Callers that
  * can live without Redis (caches) treat failure as a miss; those that cannot
- * (rate limits, sessions) reply 503 through cache_cmd_or_reply(). */
+ * (rate limits, sessions) reply 503 through cache_cmd_or_reply().
+ *
+ * A connection the server closed (Redis restarted, CLIENT KILL, its idle
+ * timeout) is not "Redis down": the worker reconnects at once, without
+ * backoff, and the request goes on.
+ *   - Before each command on a connection made by an earlier call, a poll()
+ *     looks for the server's FIN or RST already queued on the idle socket; if
+ *     there is one nothing was sent, so any command is sent on a new
+ *     connection.  This is the case after a restart.
+ *   - If the server closes in the instant between that check and the send
+ *     (EOF, ECONNRESET, EPIPE), the command is sent again once on a new
+ *     connection when it certainly did not run: it was not wholly written
+ *     (a server runs only whole commands), or it only reads (GET, MGET,
+ *     EXISTS, HGET, SISMEMBER, PING, ...; see read_only() in cache.c).  A
+ *     write wholly sent whose reply was lost may have run: it is not sent
+ *     again, the call fails (NULL) and only this request sees it; the next
+ *     call connects at once.  EVAL/EVALSHA count as writes.
+ * A failure on a fresh connection, a timeout, or a reconnect that fails
+ * starts the backoff: a Redis really down still costs one refused connect
+ * and then fails at once. */
 #ifndef TH_CACHE_H
 #define TH_CACHE_H
 

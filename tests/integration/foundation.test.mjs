@@ -194,6 +194,38 @@ describe('dependency outages', () => {
     await outage('redis', pid, async (p) => process.kill(p, 'SIGTERM'));
   });
 
+  // A Redis restart closes every worker's idle connection. A worker must notice that before
+  // it sends (or retry a read once) and reconnect at once: the very first request each worker
+  // serves after the restart answers 200, not 503 plus a reconnect backoff (lib/cache.c).
+  test('Redis restart -> the first request to every worker answers 200, not 503', async () => {
+    const WORKERS = 3; // TH_WORKERS_* in tests/integration/run
+    const burst = (app) => Promise.all(Array.from({ length: 4 * WORKERS }, () => get(`/api/${app}/health`)));
+    // every worker of every pool holds a live Redis connection (the outage test above ends
+    // with all of them back; bursts make sure each worker served a request)
+    for (const app of APPS) {
+      const ok = await until(async () => (await burst(app)).every((r) => r.status === 200),
+        { timeoutMs: 20000, intervalMs: 250 });
+      assert.ok(ok, `${app} health not 200 on every worker before the restart`);
+    }
+    const pid = readPid('run/redis.pid');
+    process.kill(pid, 'SIGTERM');
+    assert.ok(await waitGone(pid, 30000), `redis (pid ${pid}) did not stop`);
+    const up = await run('scripts/stack', ['up']);
+    assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
+    // no waiting, no retries: concurrent requests (more than the workers, so each one takes
+    // its first), then a sequential run that reaches any worker the burst missed
+    const all = await Promise.all(APPS.map(async (app) => [app, await burst(app)]));
+    for (const [app, replies] of all) {
+      for (const res of replies) assert.equal(res.status, 200, `${app} after the Redis restart: ${show(res)}`);
+    }
+    for (const app of APPS) {
+      for (let i = 0; i < 2 * WORKERS; i++) {
+        const res = await get(`/api/${app}/health`);
+        assert.equal(res.status, 200, `${app} after the Redis restart: ${show(res)}`);
+      }
+    }
+  });
+
   test('PostgreSQL down -> 503 unavailable, back to 200 after scripts/stack up', async (t) => {
     const pidFile = path.join(VAR_DIR, 'pg/data/postmaster.pid');
     if (!existsSync(pidFile)) { t.skip(`no ${pidFile}`); return; }

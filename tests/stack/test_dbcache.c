@@ -7,10 +7,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -232,6 +236,130 @@ static void test_cache_dead_server(void **state)
 	assert_int_equal(cache_ping(), 0);
 }
 
+static void cache_reinit(void)
+{
+	cache_close();
+	assert_int_equal(cache_init(getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1",
+				    atoi(getenv("TH_REDIS_PORT")), 250), 0);
+}
+
+/* The server closes our idle connection (as a Redis restart does): the next
+ * command, a write too, goes through on a new connection at once, without
+ * a failure and without backoff. */
+static void test_cache_closed_while_idle(void **state)
+{
+	static const char *const id[] = {"CLIENT", "ID"};
+	static const char *const set[] = {"SET", "th:unit:idle", "1", "EX", "60"};
+	char kill_id[32];
+	/* SKIPME no: by default the connection that asks is spared */
+	const char *kill[] = {"CLIENT", "KILL", "ID", kill_id, "SKIPME", "no"};
+	struct cache_reply *r;
+
+	(void)state;
+	cache_reinit();
+	for (int round = 0; round < 2; round++) {
+		r = cache_cmd(2, id, NULL);
+		assert_non_null(r);
+		snprintf(kill_id, sizeof(kill_id), "%lld", cache_reply_int(r));
+		cache_reply_free(r);
+		/* Redis answers, then closes the connection that asked */
+		r = cache_cmd(6, kill, NULL);
+		assert_non_null(r);
+		assert_int_equal(cache_reply_int(r), 1);
+		cache_reply_free(r);
+		usleep(50 * 1000); /* the FIN reaches our socket */
+		if (round == 0) {
+			assert_int_equal(cache_ping(), 0);
+		} else {
+			r = cache_cmd(5, set, NULL);
+			assert_non_null(r);
+			assert_int_equal(cache_reply_type(r), CACHE_STR);
+			cache_reply_free(r);
+		}
+	}
+}
+
+/* A fake Redis for what a real one does not do on demand: close a
+ * connection after reading a command, before replying.  conns[i] scripts the
+ * i-th accepted connection, one letter per command read: 'P' replies +PONG
+ * to PING and an error to anything else, 'C' closes without a reply.  Returns
+ * the child's pid; *port is where it listens. */
+static pid_t fake_redis(const char *const *conns, int n, int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t alen = sizeof(a);
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	pid_t pid;
+
+	assert_true(ls >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(ls, 4), 0);
+	assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
+	*port = ntohs(a.sin_port);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid > 0) {
+		close(ls);
+		return pid;
+	}
+	alarm(10); /* a client that never comes back must not leave us waiting */
+	for (int i = 0; i < n; i++) {
+		int c = accept(ls, NULL, NULL);
+		char buf[512];
+
+		if (c < 0)
+			_exit(1);
+		for (const char *step = conns[i]; *step; step++) {
+			ssize_t got = read(c, buf, sizeof(buf) - 1);
+			const char *out;
+
+			if (got <= 0)
+				_exit(2);
+			buf[got] = '\0';
+			if (*step == 'C')
+				break;
+			out = strstr(buf, "PING") ? "+PONG\r\n" : "-ERR unexpected command\r\n";
+			if (write(c, out, strlen(out)) < 0)
+				_exit(3);
+		}
+		close(c);
+	}
+	_exit(0);
+}
+
+/* The server closes after reading a command, before replying: a read is
+ * sent again once on a new connection; a write is not (it may have run). */
+static void test_cache_lost_reply(void **state)
+{
+	static const char *const conns[] = {"PC", "P"};
+	static const char *const set[] = {"SET", "k", "v"};
+	int port, status;
+	pid_t pid;
+
+	(void)state;
+	/* a read: answered on the second connection */
+	pid = fake_redis(conns, 2, &port);
+	cache_close();
+	assert_int_equal(cache_init("127.0.0.1", port, 1000), 0);
+	assert_int_equal(cache_ping(), 0);
+	assert_int_equal(cache_ping(), 0);
+	cache_close();
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	/* a write: fails, is not sent again; the next call connects at once */
+	pid = fake_redis(conns, 2, &port);
+	assert_int_equal(cache_init("127.0.0.1", port, 1000), 0);
+	assert_int_equal(cache_ping(), 0);
+	assert_null(cache_cmd(3, set, NULL));
+	assert_int_equal(cache_ping(), 0);
+	cache_close();
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	cache_reinit();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -242,6 +370,8 @@ int main(void)
 		cmocka_unit_test(test_dead_server_backoff),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_dead_server),
+		cmocka_unit_test(test_cache_closed_while_idle),
+		cmocka_unit_test(test_cache_lost_reply),
 	};
 
 	return cmocka_run_group_tests_name("db+cache (live servers)", tests, setup, teardown);
