@@ -21,13 +21,13 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import zlib from 'node:zlib';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   PORT_BASE, VAR_DIR, BASE_URL, request, run, runProgram, until, sleep,
 } from './lib/http.mjs';
-import { S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION } from './lib/s3.mjs';
+import { S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION, bucketKeys } from './lib/s3.mjs';
 
 const PG_PORT = PORT_BASE + 1;
 const S3_PORT = PORT_BASE + 6;
@@ -333,21 +333,7 @@ async function startS3Child(bucket) {
   return {
     endpoint: `http://127.0.0.1:${S3_PORT}`, bucket, dir,
     accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY, region: S3_REGION,
-    // keys in the bucket: s3rver keeps each object as <key>._S3rver_object
-    listKeys() {
-      const out = [];
-      const walk = (d, rel) => {
-        let names;
-        try { names = readdirSync(d); } catch { return; }
-        for (const n of names) {
-          const p = path.join(d, n);
-          if (statSync(p).isDirectory()) walk(p, rel ? `${rel}/${n}` : n);
-          else if (n.endsWith('._S3rver_object')) out.push((rel ? `${rel}/${n}` : n).slice(0, -'._S3rver_object'.length));
-        }
-      };
-      walk(path.join(dir, bucket), '');
-      return out;
-    },
+    listKeys() { return bucketKeys(dir, bucket); },
     async stop() {
       if (child.exitCode !== null) return;
       const gone = new Promise((r) => child.once('exit', r));

@@ -17,6 +17,24 @@ export const S3_ACCESS_KEY = 'S3RVER';
 export const S3_SECRET_KEY = 'S3RVER';
 export const S3_REGION = 'us-east-1';
 
+// Object keys in a bucket of the s3rver keeping its files in dir (it stores
+// each object as <key>._S3rver_object), sorted.
+export function bucketKeys(dir, bucket) {
+  const out = [];
+  const walk = (d, rel) => {
+    let names;
+    try { names = readdirSync(d); } catch { return; }
+    for (const n of names) {
+      const p = path.join(d, n);
+      const r = rel ? `${rel}/${n}` : n;
+      if (statSync(p).isDirectory()) walk(p, r);
+      else if (n.endsWith('._S3rver_object')) out.push(r.slice(0, -'._S3rver_object'.length));
+    }
+  };
+  walk(path.join(dir, bucket), '');
+  return out.sort();
+}
+
 export async function startS3({ port = PORT_BASE + 6, address = '127.0.0.1', bucket = 'th-media', timeoutMs = 10000 } = {}) {
   const { default: S3rver } = await import('s3rver');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'th-s3rver.'));
@@ -52,23 +70,7 @@ export async function startS3({ port = PORT_BASE + 6, address = '127.0.0.1', buc
     accessKey: S3_ACCESS_KEY,
     secretKey: S3_SECRET_KEY,
     region: S3_REGION,
-    // Object keys in the bucket (s3rver keeps each object as <key>._S3rver_object).
-    listKeys() {
-      const root = path.join(dir, bucket);
-      const out = [];
-      const walk = (d, rel) => {
-        let names;
-        try { names = readdirSync(d); } catch { return; }
-        for (const n of names) {
-          const p = path.join(d, n);
-          const r = rel ? `${rel}/${n}` : n;
-          if (statSync(p).isDirectory()) walk(p, r);
-          else if (n.endsWith('._S3rver_object')) out.push(r.slice(0, -'._S3rver_object'.length));
-        }
-      };
-      walk(root, '');
-      return out.sort();
-    },
+    listKeys() { return bucketKeys(dir, bucket); },
     async stop() {
       if (stopped) return;
       stopped = true;
