@@ -34,7 +34,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import {
-  PORT_BASE, VAR_DIR, BASE_URL, request, run, runProgram, readPid, childrenOf, until, sleep,
+  PORT_BASE, VAR_DIR, BASE_URL, request, run, runProgram, readPid, childrenOf, until, sleep, waitGone, APPS,
 } from './lib/http.mjs';
 import { startS3 } from './lib/s3.mjs';
 
@@ -1068,6 +1068,225 @@ describe('limits', () => {
     assert.deepEqual(mediaWorkers(), workers, 'same workers');
     t.diagnostic(report.join('; '));
     assertStatus(await delMedia(res.json.id, u), 204, 'delete the big one:');
+  });
+});
+
+// --- the Redis copy of media rows (th:media:<id>, fcgi-apps/media/rowcache.c) ------------
+//
+// Downloads read the immutable facts of a medium from Redis; these tests check what could
+// go wrong with that copy. Media share their bytes with a second medium where it matters:
+// deleting the last row also deletes the file, and nginx would then answer 404 whatever the
+// app decided, which would hide a stale copy.
+
+const REDIS_PORT = PORT_BASE + 2;
+const redisCli = (...args) => runProgram('redis-cli', ['-h', '127.0.0.1', '-p', String(REDIS_PORT), '--raw', ...args])
+  .then((r) => { assert.equal(r.code, 0, `redis-cli ${args.join(' ')}: ${r.stderr}`); return r.stdout.replace(/\n$/, ''); });
+const rowKey = (id) => `th:media:${id}`;
+// Enough requests, a few at a time, that every worker of the pool (3 in the test stack)
+// answers some: nginx hands each new FastCGI connection to whichever worker accepts first.
+async function many(n, fn) {
+  const out = [];
+  for (let i = 0; i < n; i += 4) out.push(...(await Promise.all([0, 1, 2, 3].slice(0, n - i).map(() => fn()))));
+  return out;
+}
+async function allWorkersHealthy() {
+  for (let i = 0; i < 9; i++) assertStatus(await health(), 200, `health ${i}:`);
+}
+
+describe('downloads from the Redis copy of the row', () => {
+  let owner; let member;
+  before(async () => {
+    owner = await newUser('mc');
+    member = await newUser('mc');
+  });
+
+  test('the first download writes the copy; later ones are served from it, with the same headers', async () => {
+    const c = await community(owner, 'private');
+    const bytes = makePdf(3000);
+    const m = await uploadOk(owner, bytes, { community_id: c.id, filename: 'copy.pdf' });
+    await redisCli('DEL', rowKey(m.id));
+    const first = await download(urlPath(m.variants.original));
+    assertStatus(first, 200, 'first download:');
+    const copy = await redisCli('GET', rowKey(m.id));
+    assert.equal(copy.split('\n')[0], 'm1', `the copy: ${copy}`);
+    assert.ok(copy.includes(m.sha256) && copy.includes(`\n${m.id}\n`), `the copy: ${copy}`);
+    const ttl = Number(await redisCli('TTL', rowKey(m.id)));
+    assert.ok(ttl > 0 && ttl <= 3600, `TTL ${ttl}`);
+    for (const d of await many(8, () => download(urlPath(m.variants.original), { headers: { range: 'bytes=10-19' } }))) {
+      assertStatus(d, 206, 'from the copy:');
+      assert.ok(d.body.equals(bytes.subarray(10, 20)), 'same bytes');
+      for (const h of ['etag', 'content-type', 'cache-control', 'content-disposition', 'x-content-type-options']) {
+        assert.equal(d.headers[h], first.headers[h], `${h} from the copy`);
+      }
+    }
+  });
+
+  test('DELETE -> 204, then every worker answers 404 to the very next signed and Bearer requests', async () => {
+    const c = await community(owner, 'private', [member]);
+    const bytes = makePdf(5000);
+    const keep = await uploadOk(owner, bytes, { filename: 'keeps-the-bytes.pdf' });
+    const m = await uploadOk(owner, bytes, { community_id: c.id, filename: 'gone.pdf' });
+    assert.equal(m.sha256, keep.sha256, 'the same bytes');
+    const signed = urlPath(m.variants.original);
+    const bearer = `/media/${m.id}/original`;
+    // every worker has served it, from the copy
+    for (const d of await many(12, () => download(signed))) assertStatus(d, 200, 'signed before:');
+    for (const d of await many(6, () => download(bearer, { token: owner.token }))) assertStatus(d, 200, 'owner before:');
+    assert.ok((await redisCli('GET', rowKey(m.id))).startsWith('m1\n'), 'cached before the delete');
+    assertStatus(await delMedia(m.id, owner), 204, 'delete:');
+    const after = await Promise.all([
+      ...Array.from({ length: 12 }, () => download(signed)),
+      ...Array.from({ length: 6 }, () => download(bearer, { token: owner.token })),
+      ...Array.from({ length: 6 }, () => download(bearer, { token: member.token })),
+    ]);
+    after.forEach((d, i) => assertStatus(d, 404, `request ${i} after the delete:`));
+    assert.equal(await redisCli('EXISTS', rowKey(m.id)), '0', 'the copy is gone');
+    // the other medium keeps its bytes and its own copy
+    assertStatus(await download(urlPath(keep.variants.original)), 200, 'the other medium:');
+  });
+
+  test('deleting a community: its media answer 404 at once, though their copies were warm', async () => {
+    const c = await community(owner, 'private');
+    const bytes = makePdf(5000);
+    const keep = await uploadOk(owner, bytes, { filename: 'keeps-the-bytes.pdf' });
+    const ms = [];
+    for (let i = 0; i < 3; i++) ms.push(await uploadOk(owner, i === 0 ? bytes : makePdf(2000), { community_id: c.id }));
+    for (const m of ms) for (const d of await many(6, () => download(urlPath(m.variants.original)))) assertStatus(d, 200, 'before:');
+    for (const m of ms) assert.equal(await redisCli('EXISTS', rowKey(m.id)), '1', 'warm copy');
+    assertStatus(await api('DELETE', `/api/communities/${c.id}`, owner), 204, 'delete community:');
+    for (const m of ms) {
+      for (const d of await many(6, () => download(urlPath(m.variants.original)))) assertStatus(d, 404, 'signed after:');
+      assertStatus(await download(`/media/${m.id}/original`, { token: owner.token }), 404, 'owner after:');
+      assert.equal(await redisCli('EXISTS', rowKey(m.id)), '0', 'copy gone');
+    }
+    assertStatus(await download(urlPath(keep.variants.original)), 200, 'the medium outside it:');
+  });
+
+  test('membership and visibility are never taken from the copy: removed, banned, made private', async () => {
+    const c = await community(owner, 'private', [member]);
+    const m = await uploadOk(owner, makePdf(2500), { community_id: c.id });
+    const p = `/media/${m.id}/original`;
+    assertStatus(await download(urlPath(m.variants.original)), 200, 'warm the copy:');
+    assert.equal(await redisCli('EXISTS', rowKey(m.id)), '1');
+    for (const d of await many(6, () => download(p, { token: member.token }))) assertStatus(d, 200, 'member:');
+    assertStatus(await api('POST', `/api/communities/${c.id}/bans`, owner, { user_id: member.id }), 201, 'ban:');
+    for (const d of await many(6, () => download(p, { token: member.token }))) assertOneOf(d, [403, 404], 'banned member:');
+    assertStatus(await download(p, { token: owner.token }), 200, 'owner still:');
+    // a public community's medium, anonymous, then the community turns private
+    const pub = await community(owner, 'public');
+    const pm = await uploadOk(owner, makePdf(2500), { community_id: pub.id });
+    const pp = urlPath(pm.variants.original);
+    assert.ok(!pp.includes('sig='), pp);
+    assertStatus(await download(pp), 200, 'anonymous, public:');
+    assertStatus(await download(pp, { token: owner.token }), 200, 'owner, warms the copy:');
+    assert.equal(await redisCli('EXISTS', rowKey(pm.id)), '1');
+    assertStatus(await api('PATCH', `/api/communities/${pub.id}`, owner, { visibility: 'private' }), 200, 'make private:');
+    for (const d of await many(6, () => download(pp))) assertOneOf(d, [401, 403, 404], 'anonymous after private:');
+  });
+
+  test('garbage in th:media:<id> -> no crash, the right answer, and the copy rewritten', async () => {
+    const bytes = makePdf(3000);
+    const other = await uploadOk(owner, makePdf(3000));
+    const c = await community(owner, 'private');
+    const m = await uploadOk(owner, bytes, { community_id: c.id, filename: 'g.pdf' });
+    const p = urlPath(m.variants.original);
+    const good = await download(p);
+    assertStatus(good, 200);
+    const copy = await redisCli('GET', rowKey(m.id));
+    const fields = copy.split('\n');
+    const withField = (i, v) => fields.map((x, j) => (j === i ? v : x)).join('\n');
+    const garbage = [
+      'garbage',
+      '',
+      'm1',
+      copy.replace(/^m1/, 'm9'), // a format this build does not know
+      withField(1, other.id), // another medium's id
+      withField(6, `../../../../etc/${'a'.repeat(50)}`), // not a hash: a path
+      withField(6, other.sha256.toUpperCase()),
+      withField(7, 'text/html\r\nX-Evil: 1'), // a header injection
+      withField(8, 'a"b.pdf'),
+      withField(2, '-5'),
+      withField(2, '99999999999999999999999'),
+      `${copy}\nextra`,
+      copy.split('\n').slice(0, 9).join('\n'),
+      '\x01\x02\xff'.repeat(100),
+      'x'.repeat(5000),
+    ];
+    for (const g of garbage) {
+      await redisCli('SET', rowKey(m.id), g);
+      const d = await download(p);
+      assertStatus(d, 200, `with ${JSON.stringify(g.slice(0, 60))} planted:`);
+      assert.ok(d.body.equals(bytes), 'the right bytes');
+      assert.equal(d.headers.etag, good.headers.etag);
+      assert.equal(d.headers['content-type'], good.headers['content-type']);
+      assert.ok(!('x-evil' in d.headers));
+      assert.equal(await redisCli('GET', rowKey(m.id)), copy, 'the copy was written again');
+    }
+    // a key of another type: Redis refuses GET (WRONGTYPE); PostgreSQL answers
+    await redisCli('DEL', rowKey(m.id));
+    await redisCli('HSET', rowKey(m.id), 'a', 'b');
+    for (const d of await many(6, () => download(p))) assertStatus(d, 200, 'with a hash planted:');
+    assertStatus(await download(`/media/${m.id}/original`, { token: member.token }), 404, 'non-member still refused:');
+    await redisCli('DEL', rowKey(m.id));
+    await allWorkersHealthy();
+  });
+
+  test('FLUSHALL: downloads go on (copies written again), and a delete after it still wins', async () => {
+    const c = await community(owner, 'private');
+    const bytes = makePdf(4000);
+    const keep = await uploadOk(owner, bytes);
+    const m = await uploadOk(owner, bytes, { community_id: c.id });
+    const p = urlPath(m.variants.original);
+    for (const d of await many(6, () => download(p))) assertStatus(d, 200, 'before the flush:');
+    assert.equal(await redisCli('FLUSHALL'), 'OK');
+    for (const d of await many(8, () => download(p))) assertStatus(d, 200, 'after the flush:');
+    assert.equal(await redisCli('EXISTS', rowKey(m.id)), '1', 'written again');
+    assertStatus(await delMedia(m.id, owner), 204);
+    for (const d of await many(8, () => download(p))) assertStatus(d, 404, 'after the delete:');
+    assertStatus(await download(urlPath(keep.variants.original)), 200, 'the other:');
+  });
+
+  test('Redis stopped: downloads answer from PostgreSQL; a delete is refused (503) until Redis is back', async () => {
+    const c = await community(owner, 'private', [member]);
+    const bytes = makePdf(4000);
+    const keep = await uploadOk(owner, bytes);
+    const m = await uploadOk(owner, bytes, { community_id: c.id });
+    const p = urlPath(m.variants.original);
+    for (const d of await many(6, () => download(p))) assertStatus(d, 200, 'warm:');
+    const pid = readPid('run/redis.pid');
+    process.kill(pid, 'SIGTERM');
+    try {
+      assert.ok(await waitGone(pid, 30000), `redis (pid ${pid}) did not stop`);
+      for (const d of await many(8, () => download(p))) assertStatus(d, 200, 'signed, Redis down:');
+      for (const d of await many(6, () => download(`/media/${m.id}/original`, { token: member.token }))) assertStatus(d, 200, 'member, Redis down:');
+      assertOneOf(await download(`/media/${m.id}/original`), [401, 403, 404], 'anonymous, Redis down:');
+      // the copy could come back with Redis (a restart with its data): no 204 without its DEL
+      assertError(await delMedia(m.id, owner), 503, 'unavailable');
+      assert.equal(await mediaRows(`id = '${m.id}'`), 1, 'the row stays');
+      assertStatus(await download(p), 200, 'still served after the refused delete:');
+    } finally {
+      const up = await run('scripts/stack', ['up']);
+      assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
+      // every app's workers back on Redis (they retry after a backoff of up to 5 s), so
+      // the tests after this one do not meet a rate limiter that cannot count
+      for (const app of APPS) {
+        let last;
+        const ok = await until(async () => {
+          for (let i = 0; i < 9; i++) {
+            last = await request('GET', `/api/${app}/health`, { timeoutMs: 5000 });
+            if (last.status !== 200) return null;
+          }
+          return true;
+        }, { timeoutMs: 30000, intervalMs: 250 });
+        assert.ok(ok, `${app} health not back after the Redis restart: ${last && show(last)}`);
+      }
+    }
+    let res;
+    const ok = await until(async () => { res = await delMedia(m.id, owner); return res.status !== 503 || null; }, { timeoutMs: 20000, intervalMs: 500 });
+    assert.ok(ok, `delete after Redis came back: ${res && show(res)}`);
+    assertStatus(res, 204, 'delete after Redis came back:');
+    for (const d of await many(8, () => download(p))) assertStatus(d, 404, 'after the delete:');
+    assertStatus(await download(urlPath(keep.variants.original)), 200, 'the other:');
   });
 });
 
