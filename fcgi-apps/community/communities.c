@@ -4,13 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
 #include "community.h"
 #include "db.h"
 #include "events.h"
 #include "jh.h"
 #include "log.h"
-#include "mediacache.h"
 #include "mirror.h"
 #include "page.h"
 
@@ -205,57 +203,6 @@ void communities_patch(struct http_req *req)
 	reply_community(req, 200, c.id, DB_PRIMARY);
 }
 
-/* The media app keeps a Redis copy of each media row (lib/mediacache.h)
- * that signed URLs are served from; a community's media rows go with it
- * (ON DELETE CASCADE), so their copies must go before the commit too.
- *
- * The community row is locked first: an upload into it holds a key-share
- * lock on it until it commits, so after that no medium of the community is
- * in flight and none can be added (its foreign-key check waits, then
- * fails).  Then its media rows are locked FOR UPDATE, a page at a time, and
- * each page's copies deleted: a download that misses a copy must lock its
- * row FOR KEY SHARE to write it again, so it waits for our commit and then
- * finds no row.  A copy Redis could not confirm deleted fails the request
- * (503): it would outlive the row. */
-#define FORGET_PAGE 1000
-
-static int forget_media(struct http_req *req, const char *cid)
-{
-	char after[40] = "00000000-0000-0000-0000-000000000000";
-	const char *params[] = {cid, after};
-	const char *ids[FORGET_PAGE];
-	struct db_res *r;
-	int i, n;
-
-	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT id FROM communities WHERE id = $1 FOR UPDATE", 1, params);
-	if (!r)
-		return -1;
-	db_res_free(r);
-	do {
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "SELECT id FROM media WHERE community_id = $1 AND id > $2::uuid "
-				     "ORDER BY id LIMIT 1000 FOR UPDATE",
-				     2, params);
-		if (!r)
-			return -1;
-		n = db_res_rows(r);
-		for (i = 0; i < n && i < FORGET_PAGE; i++)
-			ids[i] = db_res_get(r, i, 0);
-		if (i > 0 && mediacache_forget(ids, (size_t)i) < 0) {
-			log_error("community %s: cannot delete its media's cached rows: %s", cid,
-				  cache_last_error());
-			db_res_free(r);
-			http_reply_error(req, TH_EUNAVAILABLE, "the media cache is unavailable", NULL);
-			return -1;
-		}
-		if (n > 0)
-			snprintf(after, sizeof(after), "%s", db_res_get(r, n - 1, 0));
-		db_res_free(r);
-	} while (n == FORGET_PAGE);
-	return 0;
-}
-
 void communities_delete(struct http_req *req)
 {
 	struct community c;
@@ -272,8 +219,6 @@ void communities_delete(struct http_req *req)
 		return;
 	/* the event goes out before the rows go: it names the community only */
 	if (events_emit(req, "community_deleted", c.id, NULL, 0, NULL, 0) < 0)
-		return;
-	if (forget_media(req, cid) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "WITH ch AS (SELECT id FROM channels WHERE community_id = $1), "

@@ -19,7 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -83,24 +82,7 @@ static char *col_dup(struct http_req *req, const struct db_res *r, int col)
 	return arena_strdup(req->arena, db_res_get(r, 0, col));
 }
 
-/* The row and the caller's standing in its community.  lock: the same
- * statement FOR KEY SHARE of the media row, for a caller inside a
- * transaction that is about to copy the row to Redis (rowcache.c): a
- * DELETE of the row waits until that transaction ends, so the copy can
- * never be written after the deletion removed it. */
-#define LOAD_SQL \
-	"SELECT md.id, md.owner_id, md.community_id, md.kind, md.mime, md.size, " \
-	"md.sha256, md.width, md.height, md.filename, md.variants, " \
-	TH_TIME_SQL("md.created_at") ", " \
-	"md.community_id IS NULL OR c.visibility = 'public', " \
-	"mb.user_id IS NOT NULL, b.user_id IS NOT NULL " \
-	"FROM media md LEFT JOIN communities c ON c.id = md.community_id " \
-	"LEFT JOIN memberships mb ON mb.community_id = md.community_id " \
-	"AND mb.user_id = $2 " \
-	"LEFT JOIN bans b ON b.community_id = md.community_id AND b.user_id = $2 " \
-	"WHERE md.id = $1"
-
-static int load(struct http_req *req, const char *id, struct media_row *m, int lock)
+int media_load(struct http_req *req, const char *id, struct media_row *m)
 {
 	char uid[24];
 	const char *params[2] = {id, uid};
@@ -113,7 +95,17 @@ static int load(struct http_req *req, const char *id, struct media_row *m, int l
 	}
 	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
 	/* the primary: an uploader reads their upload back at once */
-	r = db_exec_or_reply(req, DB_PRIMARY, lock ? LOAD_SQL " FOR KEY SHARE OF md" : LOAD_SQL,
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT md.id, md.owner_id, md.community_id, md.kind, md.mime, md.size, "
+			     "md.sha256, md.width, md.height, md.filename, md.variants, "
+			     TH_TIME_SQL("md.created_at") ", "
+			     "md.community_id IS NULL OR c.visibility = 'public', "
+			     "mb.user_id IS NOT NULL, b.user_id IS NOT NULL "
+			     "FROM media md LEFT JOIN communities c ON c.id = md.community_id "
+			     "LEFT JOIN memberships mb ON mb.community_id = md.community_id "
+			     "AND mb.user_id = $2 "
+			     "LEFT JOIN bans b ON b.community_id = md.community_id AND b.user_id = $2 "
+			     "WHERE md.id = $1",
 			     2, params);
 	if (!r)
 		return -1;
@@ -144,37 +136,6 @@ static int load(struct http_req *req, const char *id, struct media_row *m, int l
 		return -1;
 	}
 	return 0;
-}
-
-int media_load(struct http_req *req, const char *id, struct media_row *m)
-{
-	return load(req, id, m, 0);
-}
-
-int media_load_cached(struct http_req *req, const char *id, struct media_row *m)
-{
-	int rc;
-
-	if (!id || !media_uuid_ok(id, strlen(id))) {
-		http_reply_error(req, TH_ENOTFOUND, "no such media", NULL);
-		return -1;
-	}
-	rc = rowcache_get(req, id, m);
-	if (rc == 1)
-		return 0;
-	if (rc < 0 || media_cfg.row_cache_ttl <= 0)
-		return load(req, id, m, 0); /* Redis down (or the copy off): PostgreSQL alone */
-	/* a miss: read the row locked, copy it, and only then let a DELETE of
-	 * it go on (see load()) */
-	if (db_begin_or_reply(req) < 0)
-		return -1;
-	if (load(req, id, m, 1) < 0) {
-		db_rollback();
-		return -1;
-	}
-	if (rowcache_put(m) < 0)
-		log_debug("media: row %s not cached: %s", m->id, cache_last_error());
-	return db_commit_or_reply(req);
 }
 
 int media_load_visible(struct http_req *req, const char *id, struct media_row *m)

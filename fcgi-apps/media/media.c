@@ -16,12 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache.h"
 #include "db.h"
 #include "jh.h"
 #include "log.h"
 #include "media.h"
-#include "mediacache.h"
 #include "storage.h"
 #include "user.h"
 
@@ -208,20 +206,6 @@ void media_delete(struct http_req *req)
 		http_reply_error(req, TH_ENOTFOUND, "no such media", NULL);
 		goto out;
 	}
-	{
-		/* the Redis copy goes before the commit, while the deleted row is
-		 * locked (lib/mediacache.h): once the 204 is out, every worker's
-		 * next download misses it and finds no row.  Unconfirmed: roll
-		 * back, the copy must not outlive the row. */
-		const char *ids[] = {m.id};
-
-		if (mediacache_forget(ids, 1) < 0) {
-			log_error("media %s: cannot delete its cached row: %s", m.id,
-				  cache_last_error());
-			http_reply_error(req, TH_EUNAVAILABLE, "the media cache is unavailable", NULL);
-			goto out;
-		}
-	}
 	if (strcmp(db_res_get(r, 0, 1), "0") == 0) {
 		/* variants first: a failure leaves the row and its original */
 		snprintf(key, sizeof(key), "%s.thumb", m.sha256);
@@ -269,10 +253,6 @@ static int variant_of(struct http_req *req, const struct media_row *m, const cha
 		return -1;
 	}
 	json_object_put(all);
-	/* the hash names a file and the mime goes into a header: a cached row
-	 * (rowcache.c) is checked like any other bytes from outside */
-	if (!media_sha_ok(*sha) || !media_mime_ok(*mime))
-		return -1;
 	return 0;
 }
 
@@ -285,7 +265,7 @@ void media_download(struct http_req *req)
 	char key[MEDIA_SHA_HEX + 16], etag[MEDIA_SHA_HEX + 3], cache[64], *cd;
 	int sig;
 
-	if (media_load_cached(req, id, &m) < 0)
+	if (media_load(req, id, &m) < 0)
 		return;
 	/* a signature is checked first: an altered or expired one is refused
 	 * even for a caller who could see the medium otherwise — the URL is
@@ -295,11 +275,6 @@ void media_download(struct http_req *req)
 		http_reply_error(req, TH_EFORBIDDEN, "the signed URL expired or was altered", NULL);
 		return;
 	}
-	/* the cached row answers for its owner and for profile media; anyone
-	 * else's access to a community's medium depends on the community's
-	 * visibility and their membership now: PostgreSQL decides */
-	if (sig == 0 && m.from_cache && !media_visible(req, &m) && media_load(req, id, &m) < 0)
-		return;
 	if (sig == 0 && !media_visible(req, &m)) {
 		http_reply_error(req, TH_ENOTFOUND, "no such media", NULL);
 		return;
@@ -309,11 +284,7 @@ void media_download(struct http_req *req)
 		return;
 	}
 	snprintf(etag, sizeof(etag), "\"%s\"", sha);
-	/* a community's medium is cached as public only when it was served
-	 * because the community is public (that came from PostgreSQL); to a
-	 * signature or its owner it answers private, cached row or not, so
-	 * the header does not depend on whether the copy was warm */
-	if (m.is_public && (m.community_id == 0 || (sig == 0 && req->user_id != m.owner_id)))
+	if (m.is_public)
 		snprintf(cache, sizeof(cache), CACHE_PUBLIC);
 	else
 		snprintf(cache, sizeof(cache), "private, max-age=%lld", media_cfg.url_ttl);

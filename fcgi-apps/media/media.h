@@ -30,7 +30,6 @@ struct media_cfg {
 	long long max_bytes;     /* TH_MEDIA_MAX_BYTES: one upload */
 	long long quota_bytes;   /* TH_MEDIA_QUOTA_BYTES: one user's media */
 	long long url_ttl;       /* TH_MEDIA_URL_TTL: signed URL lifetime, s */
-	long long row_cache_ttl; /* TH_MEDIA_ROW_CACHE_TTL: Redis copy of a row, s (0: off) */
 	long long max_pixels;    /* 50 megapixels (API.md) */
 };
 extern struct media_cfg media_cfg;
@@ -121,10 +120,6 @@ struct media_row {
 	long long size;
 	int has_dims;
 	int width, height;
-	/* read from the Redis copy (rowcache.c): only the immutable facts are
-	 * set — no is_member/banned, no created_at/dimensions, and is_public
-	 * only for profile media (a community's visibility can change) */
-	int from_cache;
 };
 
 int access_init(void);
@@ -136,11 +131,6 @@ int access_init(void);
 int media_load_visible(struct http_req *req, const char *id, struct media_row *m);
 /* Same, no visibility rule (404 only when absent).  -1 when replied. */
 int media_load(struct http_req *req, const char *id, struct media_row *m);
-/* For downloads: the Redis copy of the row when there is a well-formed one
- * (m->from_cache: immutable facts only, see rowcache.c); otherwise
- * media_load(), copying the row to Redis on the way.  -1 when replied (404
- * for a malformed or absent id, 503/500 for the database). */
-int media_load_cached(struct http_req *req, const char *id, struct media_row *m);
 /* 1 when the caller may see m (rule above), 0 otherwise. */
 int media_visible(const struct http_req *req, const struct media_row *m);
 /* The URL of a variant: plain for public media, signed (?exp=&sig=) for
@@ -149,21 +139,8 @@ char *media_url(struct http_req *req, const struct media_row *m, const char *var
 /* Checks ?exp=&sig= for id/variant.  1: valid; 0: absent; -1: present but
  * expired or altered. */
 int media_sig_check(struct http_req *req, const char *id, const char *variant);
-/* 1 when s is 64 lower-case hex digits / a plain mime type (a-z 0-9 / . + -). */
-int media_sha_ok(const char *s);
-int media_mime_ok(const char *s);
 /* 1 when s (n bytes) is a UUID in hex digits. */
 int media_uuid_ok(const char *s, size_t n);
-
-/* ---- rowcache.c: the Redis copy of a row (lib/mediacache.h) ---- */
-/* Fills m from th:media:<id>: 1 when a well-formed entry for id was found,
- * 0 when there is none or it is not well-formed (a miss), -1 when Redis
- * could not be asked.  Strings live in the request's arena. */
-int rowcache_get(struct http_req *req, const char *id, struct media_row *m);
-/* Writes m's entry (SET ... EX row_cache_ttl).  Only while the caller's
- * transaction holds the row FOR KEY SHARE (see lib/mediacache.h).  0, or -1
- * when Redis did not take it (nothing else to do: the next download misses). */
-int rowcache_put(const struct media_row *m);
 
 /* ---- media.c ---- */
 /* The media JSON of API.md for m (a new object), NULL when out of memory. */

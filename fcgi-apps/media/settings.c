@@ -31,8 +31,6 @@ int media_settings_load(void)
 				      1LL << 40);
 	media_cfg.quota_bytes = cfg_int("TH_MEDIA_QUOTA_BYTES", 1LL << 30, 0, 1LL << 50);
 	media_cfg.url_ttl = cfg_int("TH_MEDIA_URL_TTL", 3600, 10, 7 * 86400);
-	/* 0 turns the Redis copy of media rows off (every download reads PostgreSQL) */
-	media_cfg.row_cache_ttl = cfg_int("TH_MEDIA_ROW_CACHE_TTL", 3600, 0, 7 * 86400);
 	media_cfg.max_pixels = 50000000;
 	return 0;
 }
