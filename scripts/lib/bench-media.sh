@@ -11,7 +11,9 @@
 #               in process, 1 process (= 1 core) and one per core
 #   ranges      GET /media/:id/original with Range: 1 MiB at random offsets of a 64 MiB
 #               medium (signed URL, and Bearer), through the app and X-Accel-Redirect,
-#               against nginx serving a copy of the same bytes (/bench/files/), wrk rounds
+#               against nginx serving a copy of the same bytes (/bench/files/), wrk rounds;
+#               and open-ended ranges (bytes=S- to the end, as a browser <video> asks),
+#               signed, against the same nginx alone, compared by bytes read per second
 #
 # Knobs (environment):
 #   BENCH_MEDIA_UPLOADS      measured uploads per target (default 20; 2 more warm up)
@@ -84,8 +86,8 @@ bench_media() {
   local up_file ref_url app_url id up_errors=0 ref_errors=0
   local up_med up_worst ref_med ref_worst up_mibs ref_mibs r_up t_up t_worst
   local photo thumb_line thumb_rate thumb_all thumb_all_line jpeg_med jpeg_n=3
-  local big m signed oid sha range_bytes chunks len label n auth_us static_us predicted r_auth
-  local -A MURL RPS P50 P99 ERR MIBS
+  local big m signed oid sha range_bytes chunks len label n auth_us static_us predicted r_auth r_open t_open
+  local -A MURL RPS P50 P99 ERR MIBS BPS
   # wrk arguments per target (media_wrk_rounds reads MARGS_<name> through a nameref)
   # shellcheck disable=SC2034
   local -a MARGS_static MARGS_signed MARGS_bearer MARGS_auth MARGS_fcgi
@@ -220,6 +222,34 @@ function request()
   return wrk.format(nil, nil, h)
 end
 EOF
+  # Open-ended ranges (bytes=S-) from a random aligned offset, read to the end of the file:
+  # what a browser's <video> sends when it starts or seeks. Their sizes vary, so
+  # throughput is wrk's own count of bytes read per second (done() below), not req/s.
+  cat >"$WORK/open.lua" <<EOF
+-- bytes=S- at a random aligned offset of the ${MEDIA_FILE_MIB} MiB file; prints bytes read per second
+local chunk, chunks = $range_bytes, $chunks
+function init(args)
+  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 1000003)
+end
+function request()
+  local h = {}
+  for k, v in pairs(wrk.headers) do h[k] = v end
+  h["Range"] = "bytes=" .. (math.random(0, chunks - 1) * chunk) .. "-"
+  return wrk.format(nil, nil, h)
+end
+function done(summary, latency, requests)
+  io.write(string.format("bytes_per_sec %.0f\n", summary.bytes / (summary.duration / 1e6)))
+end
+EOF
+  len=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -H "Range: bytes=$range_bytes-" "${MURL[signed]}" 2>/dev/null || echo 000)
+  [ "$len" = "206 $((MEDIA_FILE_MIB * 1048576 - range_bytes))" ] \
+    || die "media: the signed URL answered '$len' to an open-ended range"
+  # shellcheck disable=SC2034
+  MARGS_open_static=(-s "$WORK/open.lua")
+  # shellcheck disable=SC2034
+  MARGS_open_signed=(-s "$WORK/open.lua")
+  MURL[open_static]=${MURL[static]}
+  MURL[open_signed]=${MURL[signed]}
   # shellcheck disable=SC2034 # read through the nameref in media_wrk_rounds
   MARGS_static=(-s "$WORK/range.lua")
   # shellcheck disable=SC2034
@@ -235,7 +265,17 @@ EOF
   # the FastCGI floor in the same rounds: the bare responder, same request shape
   # shellcheck disable=SC2034
   MARGS_fcgi=(-s "$WORK/range.lua")
-  media_wrk_rounds static signed bearer auth fcgi
+  media_wrk_rounds static signed bearer auth fcgi open_static open_signed
+  for n in open_static open_signed; do
+    BPS[$n]=$(for f in "$WORK"/media-$n.*.txt; do awk '/^bytes_per_sec / { print $2 }' "$f"; done | median)
+    MIBS[$n]=$(awk -v b="${BPS[$n]}" 'BEGIN { printf "%.0f", b / 1048576 }')
+    P50[$n]=$(awk '{print $2}' "$WORK/media-$n.parsed" | median)
+    P99[$n]=$(awk '{print $3}' "$WORK/media-$n.parsed" | median)
+    ERR[$n]=$(awk '{s += $4} END {print s + 0}' "$WORK/media-$n.parsed")
+    RPS[$n]=$(awk '{print $1}' "$WORK/media-$n.parsed" | median)
+  done
+  r_open=$(ratio "${BPS[open_signed]}" "${BPS[open_static]}")
+  t_open=$(at_least "$r_open" 0.9)
   for n in static signed bearer auth fcgi; do
     RPS[$n]=$(awk '{print $1}' "$WORK/media-$n.parsed" | median)
     P50[$n]=$(awk '{print $2}' "$WORK/media-$n.parsed" | median)
@@ -256,7 +296,7 @@ EOF
   r_bearer=$(ratio "${RPS[bearer]}" "${RPS[static]}")
   t_signed=$(at_least "$r_signed" 0.9)
   t_bearer=$(at_least "$r_bearer" 0.9)
-  [ "${ERR[static]}${ERR[signed]}${ERR[bearer]}${ERR[auth]}${ERR[fcgi]}" = 00000 ] || FAILED=1
+  [ "${ERR[static]}${ERR[signed]}${ERR[bearer]}${ERR[auth]}${ERR[fcgi]}${ERR[open_static]}${ERR[open_signed]}" = 0000000 ] || FAILED=1
   range_cmd="wrk -t$THREADS -c$MEDIA_CONNS -d${DURATION}s --latency -s range.lua [-H 'Authorization: Bearer \$TOKEN'] URL"
 
   TABLE=$(
@@ -277,19 +317,24 @@ EOF
     printf '| nginx alone, the same bytes (/bench/files/) | %s MiB/s | | |\n' "${MIBS[static]}"
     printf '| signed ÷ nginx alone | %s | ≥ 0.9 | %s |\n' "$r_signed" "$t_signed"
     printf '| Bearer ÷ nginx alone | %s | ≥ 0.9 | %s |\n' "$r_bearer" "$t_bearer"
+    printf '| open-ended ranges (bytes=S- to the end, as a browser <video> asks), signed URL | %s MiB/s | | |\n' "${MIBS[open_signed]}"
+    printf '| nginx alone, the same requests | %s MiB/s | | |\n' "${MIBS[open_static]}"
+    printf '| open-ended: signed ÷ nginx alone | %s | ≥ 0.9 | %s |\n' "$r_open" "$t_open"
     printf '| the authorization alone (signed URL answered 304, no bytes) | %.0f req/s | report | — |\n' "${RPS[auth]}"
     printf '| that ÷ /bench/fcgi in the same rounds (%.0f req/s, the FastCGI floor) | %s | report | — |\n' "${RPS[fcgi]}" "$r_auth"
     printf '| per request on %s cores: nginx alone %s µs, authorization %s µs → expected signed ÷ nginx alone if they add up | %s | report | — |\n' "$(nproc)" "$static_us" "$auth_us" "$predicted"
     echo
     echo "| ranged target ($MEDIA_RANGE_KIB KiB, $MEDIA_CONNS connections) | req/s (median) | MiB/s | p50 ms | p99 ms | errors (all rounds) |"
     echo '|---|---:|---:|---:|---:|---:|'
-    for n in static signed bearer auth fcgi; do
+    for n in static signed bearer auth fcgi open_static open_signed; do
       case $n in
         static) label='/bench/files/big.mp4 (nginx alone)' ;;
         signed) label='/media/:id/original?exp=&sig= (app, X-Accel-Redirect)' ;;
         bearer) label='/media/:id/original + Authorization: Bearer (app, X-Accel-Redirect)' ;;
         auth) label='signed URL + If-None-Match: its ETag (app answers 304, no bytes)' ;;
         fcgi) label='/bench/fcgi (bare libfcgi responder)' ;;
+        open_static) label='open-ended ranges, /bench/files/big.mp4 (nginx alone)' ;;
+        open_signed) label='open-ended ranges, signed URL (app, X-Accel-Redirect)' ;;
       esac
       printf '| %s | %.0f | %s | %.2f | %.2f | %s |\n' "$label" "${RPS[$n]}" "${MIBS[$n]}" "${P50[$n]}" "${P99[$n]}" "${ERR[$n]}"
     done
@@ -309,7 +354,7 @@ EOF
     echo "- Ranged downloads: \`$range_cmd\`, range.lua asking for ${MEDIA_RANGE_KIB} KiB (the order of what a segment-fetching video player asks for per request as it plays or seeks; a browser's own \`<video>\` sends open-ended ranges and reads on, which costs fewer authorizations per MiB than this) at a random aligned offset of a ${MEDIA_FILE_MIB} MiB medium (the same kind of bytes as the uploads) uploaded into a private community: the signed URL from its media JSON (what a \`<video src>\` uses: the app loads the row and checks the HMAC), and the unsigned URL with the owner's Bearer token (token check and visibility query). The app answers X-Accel-Redirect and nginx sends the bytes from the internal /_media/ location (sendfile). The reference is nginx serving a copy of the same file from \$TH_VAR_DIR/bench-files/ with the same location settings. Every target was checked first to answer a range with 206 and exactly the file's bytes. The fourth target is the signed request with If-None-Match set to the medium's ETag: the app authorizes it exactly as the others and answers 304, so no bytes move; it measures what the authorization costs per request, next to /bench/fcgi (the bare responder: the FastCGI hop alone) in the same rounds. $ROUNDS rounds alternating static → signed → bearer → 304 → fcgi after ${WARMUP} s warm-up each; medians; MiB/s = req/s × range size."
     echo "- Machine: $MACHINE; curl, wrk and the stack share it. Load average (1 min) when this part started: $load_start."
     echo "- Settings: workers per pool 4, nginx worker_processes ${NGINX_WORKERS:-as configured}, local storage under the bench's temporary var dir, TH_LOG_LEVEL=$TH_LOG_LEVEL, binaries $BINS."
-    echo "- Targets: 10 MiB upload median ≤ 0.2 s $t_up (worst < 5 s $t_worst); ranged downloads ≥ 0.9 of nginx alone: signed $t_signed, Bearer $t_bearer."
+    echo "- Targets: 10 MiB upload median ≤ 0.2 s $t_up (worst < 5 s $t_worst); ranged downloads ≥ 0.9 of nginx alone: signed $t_signed, Bearer $t_bearer (1 MiB ranges); open-ended ranges $t_open."
     echo "$MEDIA_END_MARK"
   )
 
