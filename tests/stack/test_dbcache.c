@@ -128,6 +128,116 @@ static void test_prepared_reuse(void **state)
 	db_res_free(r);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void backend_pid(enum db_role role, char *pid, size_t size)
+{
+	struct db_res *r = db_exec(role, "SELECT pg_backend_pid()", 0, NULL);
+
+	assert_non_null(r);
+	snprintf(pid, size, "%s", db_res_get(r, 0, 0));
+	db_res_free(r);
+}
+
+/* Another session that ends ours (pid) after delay_s, on the server, while
+ * this process waits inside db_exec(); collect it with terminator_end(). */
+static PGconn *terminator(const char *pid, const char *delay_s)
+{
+	const char *p[] = {delay_s, pid};
+	PGconn *admin = PQconnectdb(conninfo);
+
+	assert_int_equal(PQstatus(admin), CONNECTION_OK);
+	assert_int_equal(PQsendQueryParams(admin,
+					   "SELECT pg_terminate_backend($2::int) FROM pg_sleep($1::float8)",
+					   2, NULL, p, NULL, NULL, 0), 1);
+	return admin;
+}
+
+static void terminator_end(PGconn *admin)
+{
+	PGresult *k = PQgetResult(admin);
+
+	assert_int_equal(PQresultStatus(k), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(k, 0, 0), "t"); /* it ended our session */
+	PQclear(k);
+	while ((k = PQgetResult(admin)) != NULL)
+		PQclear(k);
+	PQfinish(admin);
+}
+
+/* The server ends our session while a statement runs (a restart, an
+ * operator): a read on the read handle is sent again on a new connection; a
+ * write is not (it may have run), only that call fails, and the next call
+ * connects at once; inside a transaction, the rest of the transaction
+ * fails until db_rollback(), then all is well at once. */
+static void test_terminated_mid_statement(void **state)
+{
+	const char *seven[] = {"7"};
+	char pid[24], pid2[24];
+	struct db_res *r;
+	PGconn *admin;
+	double t0;
+
+	(void)state;
+	r = db_exec(DB_PRIMARY, "CREATE TABLE IF NOT EXISTS th_unit_lost (v int)", 0, NULL);
+	assert_non_null(r);
+	db_res_free(r);
+	r = db_exec(DB_PRIMARY, "TRUNCATE th_unit_lost", 0, NULL);
+	assert_non_null(r);
+	db_res_free(r);
+
+	/* a read: answered on a second connection */
+	backend_pid(DB_READ, pid, sizeof(pid));
+	admin = terminator(pid, "0.3");
+	r = db_exec(DB_READ, "SELECT $1::int FROM pg_sleep(0.6)", 1, seven);
+	terminator_end(admin);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "7");
+	db_res_free(r);
+	backend_pid(DB_READ, pid2, sizeof(pid2));
+	assert_string_not_equal(pid, pid2);
+
+	/* a write: fails, is not sent again; the next call connects at once */
+	backend_pid(DB_PRIMARY, pid, sizeof(pid));
+	admin = terminator(pid, "0.3");
+	assert_null(db_exec(DB_PRIMARY, "INSERT INTO th_unit_lost SELECT $1::int FROM pg_sleep(0.6)",
+			    1, seven));
+	terminator_end(admin);
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	t0 = now_s();
+	r = db_exec(DB_PRIMARY, "SELECT count(*) FROM th_unit_lost", 0, NULL);
+	assert_true(now_s() - t0 < 0.5);
+	assert_non_null(r); /* not "backing off" */
+	assert_string_equal(db_res_get(r, 0, 0), "0"); /* not run twice (nor once) */
+	db_res_free(r);
+
+	/* inside a transaction */
+	assert_int_equal(db_begin(), 0);
+	backend_pid(DB_PRIMARY, pid, sizeof(pid));
+	admin = terminator(pid, "0.3");
+	assert_null(db_exec(DB_PRIMARY, "INSERT INTO th_unit_lost SELECT $1::int FROM pg_sleep(0.6)",
+			    1, seven));
+	terminator_end(admin);
+	assert_null(db_exec(DB_PRIMARY, "INSERT INTO th_unit_lost VALUES ($1)", 1, seven));
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_int_equal(db_commit(), -1);
+	db_rollback();
+	assert_int_equal(db_ping(DB_PRIMARY), 0);
+	r = db_exec(DB_PRIMARY, "SELECT count(*) FROM th_unit_lost", 0, NULL);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "0"); /* nothing ran outside the transaction */
+	db_res_free(r);
+	r = db_exec(DB_PRIMARY, "DROP TABLE th_unit_lost", 0, NULL);
+	assert_non_null(r);
+	db_res_free(r);
+}
+
 /* The server ends our connection between two requests (a restart, an idle
  * timeout): the next query must not fail because of it. */
 static void test_reconnect_after_termination(void **state)
@@ -156,14 +266,6 @@ static void test_reconnect_after_termination(void **state)
 	assert_string_not_equal(db_res_get(r, 0, 0), pid);
 	db_res_free(r);
 	assert_int_equal(db_ping(DB_READ), 0); /* no replica: the primary */
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A dead server costs one connect attempt, then fails at once while backing
@@ -411,6 +513,7 @@ int main(void)
 		cmocka_unit_test(test_errors_and_transactions),
 		cmocka_unit_test(test_prepared_reuse),
 		cmocka_unit_test(test_reconnect_after_termination),
+		cmocka_unit_test(test_terminated_mid_statement),
 		cmocka_unit_test(test_dead_server_backoff),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_dead_server),
