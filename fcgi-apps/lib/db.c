@@ -20,6 +20,10 @@ struct db_handle {
 	PGconn *conn;             /* NULL while disconnected */
 	long backoff_ms;          /* current delay after a failure */
 	long long retry_at_ms;    /* no connect attempt before this time */
+	unsigned long connects;   /* connections made: tells a fresh one from an old one */
+	/* The connection broke inside a transaction: its statements fail until
+	 * db_rollback() ends it, so none runs outside it on a new connection. */
+	int tx_lost;
 	/* Statements prepared on this connection, keyed by the address of the
 	 * SQL text: every query is a string literal, so one address is one
 	 * statement, and a lookup costs no hashing of the text. */
@@ -211,29 +215,73 @@ static PGconn *handle_conn(struct db_handle *h)
 		log_info("db %s: connected", h->name);
 	h->backoff_ms = 0;
 	h->retry_at_ms = 0;
+	h->connects++;
 	return h->conn;
 }
 
-struct db_res *db_exec(enum db_role role, const char *sql, int n,
-		       const char *const *params)
+/* Drops a connection the server closed under a statement without starting a
+ * backoff: the next handle_conn() connects at once.  A server really down
+ * refuses that connect, and handle_fail() backs off as usual. */
+static void handle_forget(struct db_handle *h, const char *why)
+{
+	log_info("db %s: %s; reconnecting", h->name, why);
+	handle_drop(h);
+}
+
+/* Runs one statement as PQexecParams would, in two halves so that a
+ * failure tells how far it got: *sent is 0 while nothing of it can have run
+ * (preparing it, or handing it to libpq, failed), 1 once it was sent.
+ * Returns the first error result, else the last result; NULL when none. */
+static PGresult *run(struct db_handle *h, PGconn *c, const char *sql, int n,
+		     const char *const *params, int *sent)
+{
+	char name[16];
+	/* BEGIN/COMMIT and friends gain nothing from preparing */
+	const char *stmt = n > 0 ? statement(h, sql, n, name, sizeof(name)) : NULL;
+	PGresult *r, *out = NULL;
+
+	*sent = 0;
+	if (PQstatus(c) != CONNECTION_OK)
+		return NULL; /* lost while preparing */
+	if (!(stmt ? PQsendQueryPrepared(c, stmt, n, params, NULL, NULL, 0)
+		   : PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0)))
+		return NULL;
+	*sent = 1;
+	while ((r = PQgetResult(c)) != NULL) {
+		if (out && PQresultStatus(out) == PGRES_FATAL_ERROR) {
+			PQclear(r); /* the first error says why */
+			continue;
+		}
+		PQclear(out);
+		out = r;
+	}
+	return out;
+}
+
+/* db_exec; rerun: the statement may run twice (a read, BEGIN), so it is sent
+ * again once on a new connection when the old one broke under it. */
+static struct db_res *exec(enum db_role role, const char *sql, int n,
+			   const char *const *params, int rerun)
 {
 	struct db_handle *h = handle_for(role);
-	PGconn *c = handle_conn(h);
+	unsigned long connects = h->connects;
+	int in_tx, sent, tries = 0;
 	PGresult *r;
 	ExecStatusType st;
 	struct db_res *out;
 	const char *state;
+	PGconn *c;
 
+	if (h->tx_lost) {
+		set_err(TH_EUNAVAILABLE, "database connection lost inside the transaction", NULL);
+		return NULL;
+	}
+again:
+	c = handle_conn(h);
 	if (!c)
 		return NULL;
-	{
-		char name[16];
-		/* BEGIN/COMMIT and friends gain nothing from preparing */
-		const char *stmt = n > 0 ? statement(h, sql, n, name, sizeof(name)) : NULL;
-
-		r = stmt ? PQexecPrepared(c, stmt, n, params, NULL, NULL, 0)
-			 : PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-	}
+	in_tx = PQtransactionStatus(c) != PQTRANS_IDLE;
+	r = run(h, c, sql, n, params, &sent);
 	st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		out = malloc(sizeof(*out));
@@ -250,7 +298,29 @@ struct db_res *db_exec(enum db_role role, const char *sql, int n,
 	if (PQstatus(c) != CONNECTION_OK) {
 		set_err(TH_EUNAVAILABLE, PQerrorMessage(c), state);
 		PQclear(r);
-		handle_fail(h, last_msg);
+		if (h->connects != connects) {
+			/* a connection made for this call failing: the server is in
+			 * trouble, back off */
+			handle_fail(h, last_msg);
+			return NULL;
+		}
+		/* An old connection the server closed under the statement (it
+		 * ended the session in the instant after handle_stale() looked,
+		 * or during the statement): not "database down", so no backoff. */
+		if (in_tx) {
+			/* the transaction is gone with it; what the request does next
+			 * must not run outside it */
+			h->tx_lost = 1;
+			handle_forget(h, last_msg);
+			return NULL;
+		}
+		if (tries++ == 0 && (!sent || rerun)) {
+			handle_forget(h, last_msg);
+			goto again;
+		}
+		log_warn("db %s: %s after the statement was sent: not retried (it may have run)",
+			 h->name, last_msg);
+		handle_forget(h, "connection closed by the server");
 		return NULL;
 	}
 	snprintf(last_constraint, sizeof(last_constraint), "%s",
@@ -266,6 +336,13 @@ struct db_res *db_exec(enum db_role role, const char *sql, int n,
 		set_err(TH_EINTERNAL, r ? PQresultErrorMessage(r) : PQerrorMessage(c), state);
 	PQclear(r);
 	return NULL;
+}
+
+struct db_res *db_exec(enum db_role role, const char *sql, int n,
+		       const char *const *params)
+{
+	/* the read handle only reads (it may be a replica) */
+	return exec(role, sql, n, params, role == DB_READ);
 }
 
 struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
@@ -322,9 +399,9 @@ void db_res_free(struct db_res *r)
 	free(r);
 }
 
-static int db_simple(const char *sql)
+static int db_simple(const char *sql, int rerun)
 {
-	struct db_res *r = db_exec(DB_PRIMARY, sql, 0, NULL);
+	struct db_res *r = exec(DB_PRIMARY, sql, 0, NULL, rerun);
 
 	if (!r)
 		return -1;
@@ -332,8 +409,8 @@ static int db_simple(const char *sql)
 	return 0;
 }
 
-int db_begin(void) { return db_simple("BEGIN"); }
-int db_commit(void) { return db_simple("COMMIT"); }
+int db_begin(void) { return db_simple("BEGIN", 1); }
+int db_commit(void) { return db_simple("COMMIT", 0); }
 
 static int reply_tx_error(struct http_req *req, const char *what)
 {
@@ -359,13 +436,15 @@ void db_rollback(void)
 {
 	struct db_handle *h = &handles[DB_PRIMARY];
 
+	/* a transaction lost with its connection was rolled back by the server */
+	handles[DB_PRIMARY].tx_lost = handles[DB_READ].tx_lost = 0;
 	if (h->conn && PQtransactionStatus(h->conn) != PQTRANS_IDLE)
-		(void)db_simple("ROLLBACK");
+		(void)db_simple("ROLLBACK", 0);
 }
 
 int db_ping(enum db_role role)
 {
-	struct db_res *r = db_exec(role, "SELECT 1", 0, NULL);
+	struct db_res *r = exec(role, "SELECT 1", 0, NULL, 1);
 
 	if (!r)
 		return -1;

@@ -7,6 +7,26 @@
  * backoff, calls fail at once with TH_EUNAVAILABLE instead of waiting for a
  * connect timeout on every request.
  *
+ * A connection the server closed (PostgreSQL restarted, pg_terminate_backend,
+ * an idle timeout) is not "database down": it is replaced at once, without
+ * backoff, and the request goes on.
+ *   - Before each statement outside a transaction, a poll() of the idle
+ *     socket finds the server's goodbye (or EOF) already queued: the
+ *     statement goes to a new connection.  This is the case after a restart.
+ *   - If the connection breaks under the statement (the server closed it just
+ *     after that check, or during the statement), the statement is sent once
+ *     more on a new connection when it certainly did not run (preparing it
+ *     or handing it to libpq failed) or when it may run twice: anything on
+ *     the DB_READ handle, BEGIN, db_ping().  Otherwise (a write on the
+ *     primary that may have run, COMMIT) the call fails with TH_EUNAVAILABLE
+ *     and only this request sees it; the next call connects at once.
+ *   - Inside a transaction, the transaction is gone with the connection:
+ *     that call and every later one on the primary fail (TH_EUNAVAILABLE)
+ *     until db_rollback() ends it, so nothing of it runs outside it.
+ * A failure on a connection made by the same call, or a reconnect that
+ * fails, starts the backoff: a server really down costs one refused connect,
+ * then calls fail at once.  db_listen and db_tx_* keep their own rules below.
+ *
  * Every statement is parameterized (PQexecParams); no SQL is built from
  * input.  Results are owned by the caller: db_res_free() (NULL-safe). */
 #ifndef TH_DB_H

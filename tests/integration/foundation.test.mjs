@@ -188,6 +188,36 @@ async function outage(dep, pid, stopFn) {
   }
 }
 
+// Stop a dependency and bring it straight back with `scripts/stack up`, every worker holding
+// a live connection to it before: with no waiting and no retries, every request answers 200.
+async function restart(dep, pid, stopFn) {
+  const WORKERS = 3; // TH_WORKERS_* in tests/integration/run
+  const burst = (app) => Promise.all(Array.from({ length: 4 * WORKERS }, () => get(`/api/${app}/health`)));
+  // every worker of every pool holds a live connection (a test before may have ended with
+  // workers still reconnecting; bursts make sure each worker served a request)
+  for (const app of APPS) {
+    const ok = await until(async () => (await burst(app)).every((r) => r.status === 200),
+      { timeoutMs: 20000, intervalMs: 250 });
+    assert.ok(ok, `${app} health not 200 on every worker before the ${dep} restart`);
+  }
+  stopFn(pid);
+  assert.ok(await waitGone(pid, 30000), `${dep} (pid ${pid}) did not stop`);
+  const up = await run('scripts/stack', ['up']);
+  assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
+  // concurrent requests (more than the workers, so each one takes its first), then a
+  // sequential run that reaches any worker the burst missed
+  const all = await Promise.all(APPS.map(async (app) => [app, await burst(app)]));
+  for (const [app, replies] of all) {
+    for (const res of replies) assert.equal(res.status, 200, `${app} after the ${dep} restart: ${show(res)}`);
+  }
+  for (const app of APPS) {
+    for (let i = 0; i < 2 * WORKERS; i++) {
+      const res = await get(`/api/${app}/health`);
+      assert.equal(res.status, 200, `${app} after the ${dep} restart: ${show(res)}`);
+    }
+  }
+}
+
 describe('dependency outages', () => {
   test('Redis down -> 503 unavailable, back to 200 after scripts/stack up', async () => {
     const pid = readPid('run/redis.pid');
@@ -198,32 +228,8 @@ describe('dependency outages', () => {
   // it sends (or retry a read once) and reconnect at once: the very first request each worker
   // serves after the restart answers 200, not 503 plus a reconnect backoff (lib/cache.c).
   test('Redis restart -> the first request to every worker answers 200, not 503', async () => {
-    const WORKERS = 3; // TH_WORKERS_* in tests/integration/run
-    const burst = (app) => Promise.all(Array.from({ length: 4 * WORKERS }, () => get(`/api/${app}/health`)));
-    // every worker of every pool holds a live Redis connection (the outage test above ends
-    // with all of them back; bursts make sure each worker served a request)
-    for (const app of APPS) {
-      const ok = await until(async () => (await burst(app)).every((r) => r.status === 200),
-        { timeoutMs: 20000, intervalMs: 250 });
-      assert.ok(ok, `${app} health not 200 on every worker before the restart`);
-    }
     const pid = readPid('run/redis.pid');
-    process.kill(pid, 'SIGTERM');
-    assert.ok(await waitGone(pid, 30000), `redis (pid ${pid}) did not stop`);
-    const up = await run('scripts/stack', ['up']);
-    assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
-    // no waiting, no retries: concurrent requests (more than the workers, so each one takes
-    // its first), then a sequential run that reaches any worker the burst missed
-    const all = await Promise.all(APPS.map(async (app) => [app, await burst(app)]));
-    for (const [app, replies] of all) {
-      for (const res of replies) assert.equal(res.status, 200, `${app} after the Redis restart: ${show(res)}`);
-    }
-    for (const app of APPS) {
-      for (let i = 0; i < 2 * WORKERS; i++) {
-        const res = await get(`/api/${app}/health`);
-        assert.equal(res.status, 200, `${app} after the Redis restart: ${show(res)}`);
-      }
-    }
+    await restart('Redis', pid, (p) => process.kill(p, 'SIGTERM'));
   });
 
   test('PostgreSQL down -> 503 unavailable, back to 200 after scripts/stack up', async (t) => {
@@ -232,6 +238,15 @@ describe('dependency outages', () => {
     const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
     // SIGINT to the postmaster = "fast" shutdown (what pg_ctl stop -m fast sends)
     await outage('postgres', pid, async (p) => process.kill(p, 'SIGINT'));
+  });
+
+  // The same for PostgreSQL: a restart ends every worker's idle libpq connections (primary
+  // and read handle); the first request each worker serves after it answers 200 (lib/db.c).
+  test('PostgreSQL restart -> the first request to every worker answers 200, not 503', async (t) => {
+    const pidFile = path.join(VAR_DIR, 'pg/data/postmaster.pid');
+    if (!existsSync(pidFile)) { t.skip(`no ${pidFile}`); return; }
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    await restart('PostgreSQL', pid, (p) => process.kill(p, 'SIGINT'));
   });
 });
 

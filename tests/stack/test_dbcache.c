@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -129,6 +128,116 @@ static void test_prepared_reuse(void **state)
 	db_res_free(r);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void backend_pid(enum db_role role, char *pid, size_t size)
+{
+	struct db_res *r = db_exec(role, "SELECT pg_backend_pid()", 0, NULL);
+
+	assert_non_null(r);
+	snprintf(pid, size, "%s", db_res_get(r, 0, 0));
+	db_res_free(r);
+}
+
+/* Another session that ends ours (pid) after delay_s, on the server, while
+ * this process waits inside db_exec(); collect it with terminator_end(). */
+static PGconn *terminator(const char *pid, const char *delay_s)
+{
+	const char *p[] = {delay_s, pid};
+	PGconn *admin = PQconnectdb(conninfo);
+
+	assert_int_equal(PQstatus(admin), CONNECTION_OK);
+	assert_int_equal(PQsendQueryParams(admin,
+					   "SELECT pg_terminate_backend($2::int) FROM pg_sleep($1::float8)",
+					   2, NULL, p, NULL, NULL, 0), 1);
+	return admin;
+}
+
+static void terminator_end(PGconn *admin)
+{
+	PGresult *k = PQgetResult(admin);
+
+	assert_int_equal(PQresultStatus(k), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(k, 0, 0), "t"); /* it ended our session */
+	PQclear(k);
+	while ((k = PQgetResult(admin)) != NULL)
+		PQclear(k);
+	PQfinish(admin);
+}
+
+/* The server ends our session while a statement runs (a restart, an
+ * operator): a read on the read handle is sent again on a new connection; a
+ * write is not (it may have run), only that call fails, and the next call
+ * connects at once; inside a transaction, the rest of the transaction
+ * fails until db_rollback(), then all is well at once. */
+static void test_terminated_mid_statement(void **state)
+{
+	const char *seven[] = {"7"};
+	char pid[24], pid2[24];
+	struct db_res *r;
+	PGconn *admin;
+	double t0;
+
+	(void)state;
+	r = db_exec(DB_PRIMARY, "CREATE TABLE IF NOT EXISTS th_unit_lost (v int)", 0, NULL);
+	assert_non_null(r);
+	db_res_free(r);
+	r = db_exec(DB_PRIMARY, "TRUNCATE th_unit_lost", 0, NULL);
+	assert_non_null(r);
+	db_res_free(r);
+
+	/* a read: answered on a second connection */
+	backend_pid(DB_READ, pid, sizeof(pid));
+	admin = terminator(pid, "0.3");
+	r = db_exec(DB_READ, "SELECT $1::int FROM pg_sleep(0.6)", 1, seven);
+	terminator_end(admin);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "7");
+	db_res_free(r);
+	backend_pid(DB_READ, pid2, sizeof(pid2));
+	assert_string_not_equal(pid, pid2);
+
+	/* a write: fails, is not sent again; the next call connects at once */
+	backend_pid(DB_PRIMARY, pid, sizeof(pid));
+	admin = terminator(pid, "0.3");
+	assert_null(db_exec(DB_PRIMARY, "INSERT INTO th_unit_lost SELECT $1::int FROM pg_sleep(0.6)",
+			    1, seven));
+	terminator_end(admin);
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	t0 = now_s();
+	r = db_exec(DB_PRIMARY, "SELECT count(*) FROM th_unit_lost", 0, NULL);
+	assert_true(now_s() - t0 < 0.5);
+	assert_non_null(r); /* not "backing off" */
+	assert_string_equal(db_res_get(r, 0, 0), "0"); /* not run twice (nor once) */
+	db_res_free(r);
+
+	/* inside a transaction */
+	assert_int_equal(db_begin(), 0);
+	backend_pid(DB_PRIMARY, pid, sizeof(pid));
+	admin = terminator(pid, "0.3");
+	assert_null(db_exec(DB_PRIMARY, "INSERT INTO th_unit_lost SELECT $1::int FROM pg_sleep(0.6)",
+			    1, seven));
+	terminator_end(admin);
+	assert_null(db_exec(DB_PRIMARY, "INSERT INTO th_unit_lost VALUES ($1)", 1, seven));
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_int_equal(db_commit(), -1);
+	db_rollback();
+	assert_int_equal(db_ping(DB_PRIMARY), 0);
+	r = db_exec(DB_PRIMARY, "SELECT count(*) FROM th_unit_lost", 0, NULL);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "0"); /* nothing ran outside the transaction */
+	db_res_free(r);
+	r = db_exec(DB_PRIMARY, "DROP TABLE th_unit_lost", 0, NULL);
+	assert_non_null(r);
+	db_res_free(r);
+}
+
 /* The server ends our connection between two requests (a restart, an idle
  * timeout): the next query must not fail because of it. */
 static void test_reconnect_after_termination(void **state)
@@ -157,14 +266,6 @@ static void test_reconnect_after_termination(void **state)
 	assert_string_not_equal(db_res_get(r, 0, 0), pid);
 	db_res_free(r);
 	assert_int_equal(db_ping(DB_READ), 0); /* no replica: the primary */
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A dead server costs one connect attempt, then fails at once while backing
@@ -279,84 +380,129 @@ static void test_cache_closed_while_idle(void **state)
 	}
 }
 
-/* A fake Redis for what a real one does not do on demand: close a
- * connection after reading a command, before replying.  conns[i] scripts the
- * i-th accepted connection, one letter per command read: 'P' replies +PONG
- * to PING and an error to anything else, 'C' closes without a reply.  Returns
- * the child's pid; *port is where it listens. */
-static pid_t fake_redis(const char *const *conns, int n, int *port)
+/* A connection of our own to the stack's Redis, to steer the server while
+ * the cache module waits for a reply: cmds are sent pipelined, without
+ * waiting; the replies are read by admin_replies(). */
+static int admin_send(const char *const *cmds, int n)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t alen = sizeof(a);
-	int ls = socket(AF_INET, SOCK_STREAM, 0);
-	pid_t pid;
+	char buf[2048];
+	size_t len = 0;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
-	assert_true(ls >= 0);
+	assert_true(fd >= 0);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(ls, 4), 0);
-	assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &alen), 0);
-	*port = ntohs(a.sin_port);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid > 0) {
-		close(ls);
-		return pid;
-	}
-	alarm(10); /* a client that never comes back must not leave us waiting */
-	for (int i = 0; i < n; i++) {
-		int c = accept(ls, NULL, NULL);
-		char buf[512];
-
-		if (c < 0)
-			_exit(1);
-		for (const char *step = conns[i]; *step; step++) {
-			ssize_t got = read(c, buf, sizeof(buf) - 1);
-			const char *out;
-
-			if (got <= 0)
-				_exit(2);
-			buf[got] = '\0';
-			if (*step == 'C')
-				break;
-			out = strstr(buf, "PING") ? "+PONG\r\n" : "-ERR unexpected command\r\n";
-			if (write(c, out, strlen(out)) < 0)
-				_exit(3);
-		}
-		close(c);
-	}
-	_exit(0);
+	a.sin_port = htons((unsigned short)atoi(getenv("TH_REDIS_PORT")));
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	/* inline commands: words separated by spaces, a line each */
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s\r\n", cmds[i]);
+	assert_true(len < sizeof(buf));
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+	return fd;
 }
 
-/* The server closes after reading a command, before replying: a read is
- * sent again once on a new connection; a write is not (it may have run). */
+/* Reads until want (the replies expected, in order) has arrived; closes fd. */
+static void admin_replies(int fd, const char *want)
+{
+	char buf[512];
+	size_t len = 0, n = strlen(want);
+
+	while (len < n) {
+		ssize_t got = read(fd, buf + len, sizeof(buf) - 1 - len);
+
+		assert_true(got > 0);
+		len += (size_t)got;
+	}
+	buf[len] = '\0';
+	assert_string_equal(buf, want);
+	close(fd);
+}
+
+static long long our_client_id(void)
+{
+	static const char *const id[] = {"CLIENT", "ID"};
+	struct cache_reply *r = cache_cmd(2, id, NULL);
+	long long v;
+
+	assert_non_null(r);
+	v = cache_reply_int(r);
+	cache_reply_free(r);
+	return v;
+}
+
+/* The server closes the connection after a command was wholly sent, before
+ * replying, made to happen on the real server (Redis 7.0, checked with
+ * CLIENT LIST while it happens):
+ *   - a write: CLIENT PAUSE WRITE makes Redis read our SET and hold it
+ *     (flags=b, cmd=set, qbuf=0); the admin connection then waits in a
+ *     read-only XREAD BLOCK (not paused) and kills us: Redis closes the
+ *     connection (EOF) and the held SET never runs.  The call must fail, the
+ *     SET must not be sent again, and the next call connects at once.
+ *   - a read: a script busy for 300 ms keeps Redis from reading our GET;
+ *     right after it the admin's CLIENT KILL closes the connection with the
+ *     GET unread (ECONNRESET).  The GET is sent once more on a new
+ *     connection and answers.
+ * The cache timeout is raised so the waits are not read timeouts. */
 static void test_cache_lost_reply(void **state)
 {
-	static const char *const conns[] = {"PC", "P"};
-	static const char *const set[] = {"SET", "k", "v"};
-	int port, status;
-	pid_t pid;
+	static const char *const del[] = {"DEL", "th:unit:lost"};
+	static const char *const set[] = {"SET", "th:unit:lost", "w"};
+	static const char *const get[] = {"GET", "th:unit:lost"};
+	static const char *const put[] = {"SET", "th:unit:lost", "r", "EX", "60"};
+	static const char busy[] =
+		"EVAL \"local t=redis.call('TIME') local s=t[1]*1000000+t[2] "
+		"repeat t=redis.call('TIME') until t[1]*1000000+t[2]-s>300000 return 1\" 0";
+	char kill[64];
+	const char *write_case[] = {"CLIENT PAUSE 3000 WRITE",
+				    "XREAD BLOCK 500 STREAMS th:unit:nostream $", kill,
+				    "CLIENT UNPAUSE"};
+	const char *read_case[] = {busy, kill};
+	struct cache_reply *r;
+	long long id, id2;
+	size_t len;
+	double t0;
+	int fd;
 
 	(void)state;
-	/* a read: answered on the second connection */
-	pid = fake_redis(conns, 2, &port);
 	cache_close();
-	assert_int_equal(cache_init("127.0.0.1", port, 1000), 0);
-	assert_int_equal(cache_ping(), 0);
-	assert_int_equal(cache_ping(), 0);
-	cache_close();
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(cache_init(getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1",
+				    atoi(getenv("TH_REDIS_PORT")), 3000), 0);
+	r = cache_cmd(2, del, NULL);
+	assert_non_null(r);
+	cache_reply_free(r);
 
-	/* a write: fails, is not sent again; the next call connects at once */
-	pid = fake_redis(conns, 2, &port);
-	assert_int_equal(cache_init("127.0.0.1", port, 1000), 0);
-	assert_int_equal(cache_ping(), 0);
+	/* a write */
+	id = our_client_id();
+	snprintf(kill, sizeof(kill), "CLIENT KILL ID %lld", id);
+	fd = admin_send(write_case, 4);
+	usleep(50 * 1000); /* the pause is on before our SET arrives */
 	assert_null(cache_cmd(3, set, NULL));
-	assert_int_equal(cache_ping(), 0);
-	cache_close();
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	admin_replies(fd, "+OK\r\n*-1\r\n:1\r\n+OK\r\n"); /* paused, waited, killed us */
+	t0 = now_s();
+	r = cache_cmd(2, get, NULL);
+	assert_true(now_s() - t0 < 0.05); /* no backoff */
+	assert_non_null(r);
+	assert_int_equal(cache_reply_type(r), CACHE_NIL); /* the SET ran neither once nor twice */
+	cache_reply_free(r);
+	assert_true(our_client_id() != id);
+
+	/* a read */
+	r = cache_cmd(5, put, NULL);
+	assert_non_null(r);
+	cache_reply_free(r);
+	id = our_client_id();
+	snprintf(kill, sizeof(kill), "CLIENT KILL ID %lld", id);
+	fd = admin_send(read_case, 2);
+	usleep(50 * 1000); /* the script runs before our GET arrives */
+	r = cache_cmd(2, get, NULL);
+	admin_replies(fd, ":1\r\n:1\r\n"); /* the script ended, we were killed */
+	assert_non_null(r);
+	assert_memory_equal(cache_reply_str(r, &len), "r", 1);
+	assert_int_equal(len, 1);
+	cache_reply_free(r);
+	id2 = our_client_id();
+	assert_true(id2 != id); /* answered on a new connection */
 	cache_reinit();
 }
 
@@ -367,6 +513,7 @@ int main(void)
 		cmocka_unit_test(test_errors_and_transactions),
 		cmocka_unit_test(test_prepared_reuse),
 		cmocka_unit_test(test_reconnect_after_termination),
+		cmocka_unit_test(test_terminated_mid_statement),
 		cmocka_unit_test(test_dead_server_backoff),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_dead_server),
