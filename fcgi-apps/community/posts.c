@@ -354,19 +354,49 @@ void posts_create(struct http_req *req)
 	post_reply(req, 201, DB_PRIMARY, id);
 }
 
+/* The rows of a post list as a page (contract in posts.h). */
+struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r,
+				      const struct page *pg, int nkeys, const int *key_cols,
+				      char **ids_csv)
+{
+	int n = db_res_rows(r) > pg->limit ? pg->limit : db_res_rows(r);
+	size_t used = 0, cap = (size_t)n * 21 + 1; /* 20 digits and a comma an id */
+	struct json_object *items = json_object_new_array();
+	char *csv = arena_alloc(req->arena, cap), *next = NULL;
+	int64_t last[2] = {0, 0}; /* struct page holds two keys at most */
+
+	if (!csv || !items) {
+		db_res_free(r);
+		json_object_put(items);
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return NULL;
+	}
+	csv[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		json_object_array_add(items, post_json(r, i));
+		used += (size_t)snprintf(csv + used, cap - used, "%s%s", i ? "," : "",
+					 db_res_get(r, i, 0));
+		for (int k = 0; k < nkeys && k < 2; k++)
+			last[k] = strtoll(db_res_get(r, i, key_cols[k]), NULL, 10);
+	}
+	if (db_res_rows(r) > pg->limit)
+		next = page_cursor(req->arena, nkeys, last);
+	db_res_free(r);
+	*ids_csv = csv;
+	return page_result(items, next);
+}
+
 void posts_feed(struct http_req *req)
 {
 	struct community c;
 	struct page pg;
 	struct feedcache_fill fill;
-	char cid[24], *ids_csv, *next = NULL;
+	static const int key_cols[] = {0}; /* the cursor: the last post's id */
+	char cid[24], *ids_csv;
 	const char *params[3];
 	enum db_role role;
 	struct db_res *r;
-	struct json_object *items;
-	int i, n;
-	size_t used = 0, cap;
-	int64_t last = 0;
+	struct json_object *page;
 
 	if (jh_id_or_404(req, http_param(req, "id"), &c.id) < 0)
 		return;
@@ -397,27 +427,10 @@ void posts_feed(struct http_req *req)
 			     3, params);
 	if (!r)
 		return;
-	n = db_res_rows(r) > pg.limit ? pg.limit : db_res_rows(r);
-	cap = (size_t)n * 21 + 1;
-	ids_csv = arena_alloc(req->arena, cap);
-	items = json_object_new_array();
-	if (!ids_csv || !items) {
-		db_res_free(r);
-		json_object_put(items);
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+	page = posts_page_or_500(req, r, &pg, 1, key_cols, &ids_csv);
+	if (!page)
 		return;
-	}
-	ids_csv[0] = '\0';
-	for (i = 0; i < n; i++) {
-		json_object_array_add(items, post_json(r, i));
-		used += (size_t)snprintf(ids_csv + used, cap - used, "%s%s", i ? "," : "",
-					 db_res_get(r, i, 0));
-		last = strtoll(db_res_get(r, i, 0), NULL, 10);
-	}
-	if (db_res_rows(r) > pg.limit)
-		next = page_cursor(req->arena, 1, &last);
-	db_res_free(r);
-	feedcache_fill_reply(req, &fill, ids_csv, page_result(items, next));
+	feedcache_fill_reply(req, &fill, ids_csv, page);
 }
 
 void posts_get(struct http_req *req)

@@ -51,6 +51,17 @@ struct json_object;
 /* The post of row (my_reactions: []).  NULL when out of memory. */
 struct json_object *post_json(const struct db_res *r, int row);
 
+struct page;
+/* Rows of POST_COLS (then any key columns) as a page: the posts of the first
+ * pg->limit rows as "items", and "next_cursor" made of key_cols (nkeys column
+ * numbers, in cursor order, at most 2) of the last of them when there was one
+ * more row.  *ids_csv: those posts' ids, comma-separated, in the request's
+ * arena.  Frees r.  Returns the page (the caller owns it), or NULL with a 500
+ * replied. */
+struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r,
+				      const struct page *pg, int nkeys, const int *key_cols,
+				      char **ids_csv);
+
 /* A post as its permission checks need it. */
 struct post_ref {
 	int64_t id;

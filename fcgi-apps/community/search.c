@@ -45,12 +45,11 @@ void search_posts(struct http_req *req)
 	struct community c;
 	struct page pg;
 	const char *q, *params[5];
-	char cid[24], *ids_csv, *ids_pg, *next = NULL;
+	/* the cursor: the rank, then the id (ties) of the last post */
+	static const int key_cols[] = {POST_NCOLS, 0};
+	char cid[24], *ids_csv, *ids_pg;
 	struct db_res *r;
-	struct json_object *items, *result;
-	int i, n;
-	size_t used = 0, cap;
-	int64_t last[2] = {0, 0};
+	struct json_object *result;
 
 	if (community_access_param(req, "id", ROLE_NONE, &c) < 0 || !(q = q_or_400(req)) ||
 	    page_parse_or_400(req, 2, INT64_MAX, &pg) < 0)
@@ -71,27 +70,9 @@ void search_posts(struct http_req *req)
 			     5, params);
 	if (!r)
 		return;
-	n = db_res_rows(r) > pg.limit ? pg.limit : db_res_rows(r);
-	cap = (size_t)n * 21 + 1;
-	ids_csv = arena_alloc(req->arena, cap);
-	items = json_object_new_array();
-	if (!ids_csv || !items) {
-		db_res_free(r);
-		json_object_put(items);
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+	result = posts_page_or_500(req, r, &pg, 2, key_cols, &ids_csv);
+	if (!result)
 		return;
-	}
-	for (i = 0; i < n; i++) {
-		json_object_array_add(items, post_json(r, i));
-		used += (size_t)snprintf(ids_csv + used, cap - used, "%s%s", i ? "," : "",
-					 db_res_get(r, i, 0));
-		last[0] = strtoll(db_res_get(r, i, POST_NCOLS), NULL, 10);
-		last[1] = strtoll(db_res_get(r, i, 0), NULL, 10);
-	}
-	if (db_res_rows(r) > pg.limit)
-		next = page_cursor(req->arena, 2, last);
-	db_res_free(r);
-	result = page_result(items, next);
 	ids_pg = arena_printf(req->arena, "{%s}", ids_csv);
 	if (!ids_pg || posts_fill_mine(req, ids_pg, result) < 0) {
 		if (!ids_pg)
