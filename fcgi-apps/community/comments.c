@@ -73,13 +73,8 @@ void comments_create(struct http_req *req)
 			     params);
 	if (!r)
 		return;
-	if (db_res_affected(r) != 1) {
-		db_res_free(r);
-		db_rollback();
-		http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
+	if (db_one_row_changed_or_404(req, r, "no such post") < 0)
 		return;
-	}
-	db_res_free(r);
 	if (has_parent) {
 		const char *pp[] = {params[2], params[0]};
 

@@ -506,14 +506,9 @@ void posts_patch(struct http_req *req)
 	}
 	if (!r)
 		return;
-	if (db_res_affected(r) != 1) {
-		/* deleted since post_access_or_reply() */
-		db_res_free(r);
-		db_rollback();
-		http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
+	/* the post may be deleted since post_access_or_reply() */
+	if (db_one_row_changed_or_404(req, r, "no such post") < 0)
 		return;
-	}
-	db_res_free(r);
 	if (events_emit(req, "post_edited", c.id, "post_id", p.id, "author_id", p.author_id) < 0 ||
 	    db_commit_or_reply(req) < 0)
 		return;
@@ -549,13 +544,8 @@ void posts_delete(struct http_req *req)
 	r = db_exec_or_reply(req, DB_PRIMARY, "DELETE FROM posts WHERE id = $1", 1, params);
 	if (!r)
 		return;
-	if (db_res_affected(r) != 1) {
-		db_res_free(r);
-		db_rollback();
-		http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
+	if (db_one_row_changed_or_404(req, r, "no such post") < 0)
 		return;
-	}
-	db_res_free(r);
 	if (events_emit(req, "post_deleted", c.id, "post_id", p.id, "deleted_by", req->user_id) < 0 ||
 	    db_commit_or_reply(req) < 0)
 		return;

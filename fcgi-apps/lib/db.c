@@ -432,6 +432,18 @@ int db_commit_or_reply(struct http_req *req)
 	return db_commit() == 0 ? 0 : reply_tx_error(req, "commit");
 }
 
+int db_one_row_changed_or_404(struct http_req *req, struct db_res *r, const char *what)
+{
+	long long n = db_res_affected(r);
+
+	db_res_free(r);
+	if (n == 1)
+		return 0;
+	db_rollback();
+	http_reply_error(req, TH_ENOTFOUND, what, NULL);
+	return -1;
+}
+
 void db_rollback(void)
 {
 	struct db_handle *h = &handles[DB_PRIMARY];

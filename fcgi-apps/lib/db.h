@@ -81,6 +81,10 @@ void db_rollback(void);
  * handler reads `if (db_begin_or_reply(req) < 0) return;`. */
 int db_begin_or_reply(struct http_req *req);
 int db_commit_or_reply(struct http_req *req);
+/* For a write that must change exactly one row (the row may have gone since
+ * the handler looked): frees r; 0 when one row changed, else rolls back any
+ * open transaction, replies 404 with `what` and returns -1. */
+int db_one_row_changed_or_404(struct http_req *req, struct db_res *r, const char *what);
 
 /* SELECT 1 on the handle: 0 when the database answers, -1 otherwise. */
 int db_ping(enum db_role role);

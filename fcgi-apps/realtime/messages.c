@@ -508,12 +508,8 @@ void messages_delete(struct http_req *req)
 	}
 	if (!r)
 		return;
-	if (db_res_affected(r) != 1) {
-		db_res_free(r);
-		http_reply_error(req, TH_ENOTFOUND, "the message is deleted", NULL);
+	if (db_one_row_changed_or_404(req, r, "the message is deleted") < 0)
 		return;
-	}
-	db_res_free(r);
 	ev = event_new("message_deleted", &ch);
 	if (!ev) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
