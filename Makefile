@@ -34,7 +34,9 @@ BRIDGE_SRC := $(wildcard realtime-bridge/bridge/*.c)
 BRIDGE_OBJ := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
 BRIDGE_BIN := $(BUILD)/bin/th-bridge
 
-LOAD_SRC := $(wildcard tests/load/*.c)
+# loadlib.c is no program: the MQTT load generators link it (rule below)
+LOAD_LIB := $(BUILD)/obj/tests/load/loadlib.o
+LOAD_SRC := $(filter-out tests/load/loadlib.c,$(wildcard tests/load/*.c))
 LOAD_BINS:= $(LOAD_SRC:tests/load/%.c=$(BUILD)/bin/th-%)
 MEDIA_GC := $(BUILD)/bin/th-media-gc
 BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(LOAD_BINS) $(MEDIA_GC)
@@ -112,6 +114,9 @@ $(PLUGIN_SO): $(PLUGIN_OBJ) $(LIB_A)
 $(BRIDGE_BIN): $(BRIDGE_OBJ) $(PLUGIN_CORE) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmosquitto
+
+# the two MQTT load generators share loadlib (clock, histogram, buffer, packets)
+$(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load: $(LOAD_LIB)
 
 # load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
 $(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)

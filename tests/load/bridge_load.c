@@ -50,27 +50,18 @@
 #include <time.h>
 #include <unistd.h>
 
-struct buf {
-	unsigned char *p;
-	size_t len, cap;
-};
+#include "loadlib.h"
 
 struct conn {
 	int fd, ready, sink, want_out;
 	long long uid, chid;
 	const char *token;
-	struct buf in, out;
+	struct ll_buf in, out;
 	uint16_t pid;
 };
 
 #define MAX_STEPS 16
 #define HMAX 5000000 /* 1 us buckets up to 5 s */
-
-struct hist {
-	uint32_t *b;
-	long long n, over;
-	int64_t max_us;
-};
 
 struct phase {
 	double rate;                 /* 0: window phase */
@@ -79,7 +70,7 @@ struct phase {
 	long long pers0, pers1, pers_mid, persc; /* metric at start, end, mid, caught-up */
 	long long done0, done_end, done_mid, sent_mid;
 	long long lag_max, lag_end, b0, bm0, b1, bm1;
-	struct hist h;
+	struct ll_hist h;
 };
 
 static const char *kill_cid;
@@ -102,147 +93,36 @@ static int nph, cur = -1;
 static long long last_pers = -1, last_lag = -1, pers_base = -1, last_batches, last_bmsgs;
 static volatile sig_atomic_t stop;
 
-static int64_t now_ns(void)
+/* queues one encoded packet; 0 (did not fit) is a bug in the caller's sizes */
+static void queue(struct conn *c, const unsigned char *pk, size_t n)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void die(const char *m)
-{
-	fprintf(stderr, "th-bridge_load: %s%s%s\n", m, errno ? ": " : "", errno ? strerror(errno) : "");
-	exit(2);
-}
-
-static void hist_add(struct hist *h, int64_t ns)
-{
-	int64_t us = ns / 1000;
-
-	if (us < 0)
-		us = 0;
-	if (!h->b && !(h->b = calloc(HMAX, sizeof(*h->b))))
-		die("out of memory");
-	if (us >= HMAX)
-		h->over++;
-	else
-		h->b[us]++;
-	if (us > h->max_us)
-		h->max_us = us;
-	h->n++;
-}
-
-static double hist_q(const struct hist *h, double q)
-{
-	long long want, acc = 0;
-
-	if (!h->n || !h->b)
-		return 0;
-	want = (long long)(q * (double)h->n);
-	if ((double)want < q * (double)h->n)
-		want++;
-	if (want < 1)
-		want = 1;
-	for (int i = 0; i < HMAX; i++) {
-		acc += h->b[i];
-		if (acc >= want)
-			return i / 1000.0;
-	}
-	return h->max_us / 1000.0;
-}
-
-static void buf_add(struct buf *b, const void *d, size_t n)
-{
-	if (b->len + n > b->cap) {
-		size_t c = b->cap ? b->cap : 4096;
-
-		while (c < b->len + n)
-			c *= 2;
-		if (!(b->p = realloc(b->p, c)))
-			die("out of memory");
-		b->cap = c;
-	}
-	memcpy(b->p + b->len, d, n);
-	b->len += n;
-}
-
-static void buf_drop(struct buf *b, size_t n)
-{
-	memmove(b->p, b->p + n, b->len - n);
-	b->len -= n;
-}
-
-/* ---- MQTT 3.1.1 --------------------------------------------------------- */
-static size_t put_len(unsigned char *p, size_t n)
-{
-	size_t k = 0;
-
-	do {
-		unsigned char c = n % 128;
-
-		n /= 128;
-		if (n)
-			c |= 128;
-		p[k++] = c;
-	} while (n);
-	return k;
-}
-
-static size_t put_str(unsigned char *p, const char *s, size_t n)
-{
-	p[0] = (unsigned char)(n >> 8);
-	p[1] = (unsigned char)n;
-	memcpy(p + 2, s, n);
-	return n + 2;
-}
-
-static void pkt(struct conn *c, unsigned char type, const unsigned char *body, size_t n)
-{
-	unsigned char h[5];
-	size_t k = 0;
-
-	h[k++] = type;
-	k += put_len(h + k, n);
-	buf_add(&c->out, h, k);
-	buf_add(&c->out, body, n);
+	if (!n)
+		ll_die("packet too big");
+	ll_buf_add(&c->out, pk, n);
 }
 
 static void send_connect(struct conn *c, const char *cid, const char *user, const char *pass)
 {
 	unsigned char b[8192];
-	size_t k = 0;
+	size_t n = ll_mqtt_connect(b, sizeof(b), cid, user, pass, 0); /* keepalive off: the run is bounded */
 
-	k += put_str(b + k, "MQTT", 4);
-	b[k++] = 4;
-	b[k++] = 0x80 | 0x40 | 0x02; /* username, password, clean session */
-	b[k++] = 0;
-	b[k++] = 0; /* keepalive off: the run is bounded */
-	k += put_str(b + k, cid, strlen(cid));
-	k += put_str(b + k, user, strlen(user));
-	if (strlen(pass) > sizeof(b) - k - 2)
-		die("password too long");
-	k += put_str(b + k, pass, strlen(pass));
-	pkt(c, 0x10, b, k);
+	if (!n)
+		ll_die("password too long");
+	queue(c, b, n);
 }
 
 static void send_subscribe(struct conn *c, const char *filter)
 {
 	unsigned char b[256];
-	size_t k = 0;
 
-	b[k++] = 0;
-	b[k++] = 1;
-	k += put_str(b + k, filter, strlen(filter));
-	b[k++] = 1; /* QoS 1 */
-	pkt(c, 0x82, b, k);
+	queue(c, b, ll_mqtt_subscribe(b, sizeof(b), filter, 1));
 }
 
 static void send_puback(struct conn *c, unsigned pid)
 {
-	unsigned char b[2] = {(unsigned char)(pid >> 8), (unsigned char)pid};
+	unsigned char b[4];
 
-	pkt(c, 0x40, b, 2);
+	queue(c, b, ll_mqtt_puback(b, pid));
 }
 
 static void fmt_id(char *out, long long seq)
@@ -254,27 +134,21 @@ static void publish_one(struct conn *c)
 {
 	unsigned char b[1024];
 	char topic[64], id[37], body[600];
-	size_t k = 0, n;
 	long long seq = seq_next++;
 	int bl;
 
 	if (seq >= seq_cap)
-		die("sequence space exhausted (raise rates x seconds less)");
+		ll_die("sequence space exhausted (raise rates x seconds less)");
 	fmt_id(id, seq);
 	bl = snprintf(body, sizeof(body), "{\"id\":\"%s\",\"body\":\"bench %lld ", id, seq);
 	while (bl < body_len + 30 && bl < (int)sizeof(body) - 4)
 		body[bl++] = 'x';
 	bl += snprintf(body + bl, sizeof(body) - (size_t)bl, "\"}");
-	n = (size_t)snprintf(topic, sizeof(topic), "chat/%lld/%lld", c->chid, c->uid);
-	k += put_str(b + k, topic, n);
+	snprintf(topic, sizeof(topic), "chat/%lld/%lld", c->chid, c->uid);
 	if (++c->pid == 0)
 		c->pid = 1;
-	b[k++] = (unsigned char)(c->pid >> 8);
-	b[k++] = (unsigned char)c->pid;
-	memcpy(b + k, body, (size_t)bl);
-	k += (size_t)bl;
-	sent_ns[seq] = now_ns();
-	pkt(c, 0x32, b, k);
+	sent_ns[seq] = ll_now_ns();
+	queue(c, b, ll_mqtt_publish(b, sizeof(b), topic, 1, c->pid, body, (size_t)bl));
 }
 
 /* ---- done: receipt or delivery ------------------------------------------ */
@@ -300,7 +174,7 @@ static void mark_done(long long seq, int64_t t)
 	n_done++;
 	p = phase_of(seq);
 	if (p >= 0)
-		hist_add(&ph[p].h, t - sent_ns[seq]);
+		ll_hist_add(&ph[p].h, t - sent_ns[seq]);
 }
 
 static long long id_seq(const char *s)
@@ -318,7 +192,7 @@ static long long id_seq(const char *s)
 
 static void on_sink_publish(const unsigned char *topic, size_t tl, const unsigned char *pl, size_t n)
 {
-	int64_t t = now_ns();
+	int64_t t = ll_now_ns();
 	const char *p, *end = (const char *)pl + n;
 
 	(void)topic;
@@ -367,9 +241,9 @@ static void flush(struct conn *c)
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			die("send");
+			ll_die("send");
 		}
-		buf_drop(&c->out, (size_t)w);
+		ll_buf_drop(&c->out, (size_t)w);
 	}
 	want_out(c, c->out.len > 0);
 }
@@ -383,13 +257,13 @@ static void open_conn(struct conn *c)
 	inet_pton(AF_INET, host, &a.sin_addr);
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-		die("connect");
+		ll_die("connect");
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-		die("epoll_ctl");
+		ll_die("epoll_ctl");
 	/* nonblocking after the (loopback, immediate) connect */
 	if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0)
-		die("fcntl");
+		ll_die("fcntl");
 }
 
 static void handle(struct conn *c)
@@ -407,28 +281,19 @@ static void handle(struct conn *c)
 		if (r < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
-			die("recv");
+			ll_die("recv");
 		}
-		buf_add(&c->in, tmp, (size_t)r);
+		ll_buf_add(&c->in, tmp, (size_t)r);
 	}
 	for (;;) {
-		size_t k = 1, rl = 0, mul = 1;
+		size_t k, rl;
 		unsigned char t;
 		const unsigned char *p;
+		int got = ll_mqtt_split(c->in.p, c->in.len, &k, &rl);
 
-		if (c->in.len < 2)
-			break;
-		for (;;) {
-			if (k >= c->in.len)
-				goto more;
-			rl += (c->in.p[k] & 127) * mul;
-			mul *= 128;
-			if (!(c->in.p[k++] & 128))
-				break;
-			if (k > 4)
-				die("bad remaining length");
-		}
-		if (c->in.len < k + rl)
+		if (got < 0)
+			ll_die("bad remaining length");
+		if (!got)
 			break;
 		t = c->in.p[0];
 		p = c->in.p + k;
@@ -445,7 +310,7 @@ static void handle(struct conn *c)
 			break;
 		case 9: /* SUBACK */
 			if (rl < 3 || p[2] == 0x80)
-				die("SUBACK refused");
+				ll_die("SUBACK refused");
 			c->ready = 1;
 			break;
 		case 4: /* PUBACK */
@@ -468,9 +333,8 @@ static void handle(struct conn *c)
 		default:
 			break;
 		}
-		buf_drop(&c->in, k + rl);
+		ll_buf_drop(&c->in, k + rl);
 	}
-more:
 	flush(c);
 }
 
@@ -573,7 +437,7 @@ static void sample(int64_t t_start, const char *what)
 {
 	read_metrics();
 	printf("sample t=%.3f phase=%s sent=%lld acked=%lld done=%lld persisted=%lld lag_ms=%lld\n",
-	       (double)(now_ns() - t_start) / 1e9, what, seq_next, n_acked, n_done, pers_now(),
+	       (double)(ll_now_ns() - t_start) / 1e9, what, seq_next, n_acked, n_done, pers_now(),
 	       last_lag);
 	fflush(stdout);
 }
@@ -593,12 +457,14 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	FILE *f;
-	char line[8192], cid[64];
+	struct ll_cred *cr;
+	size_t ncr;
+	char cid[64];
 	int o, i;
 	int64_t t_run, t_next_sample;
 	long long total = 0;
 
+	ll_prog = "th-bridge_load";
 	while ((o = getopt(argc, argv, "h:p:c:U:X:S:M:r:d:g:W:T:b:K:")) != -1) {
 		switch (o) {
 		case 'h': host = optarg; break;
@@ -633,7 +499,7 @@ int main(int argc, char **argv)
 		ssize_t r;
 
 		if ((ep = epoll_create1(0)) < 0)
-			die("epoll_create1");
+			ll_die("epoll_create1");
 		open_conn(&k);
 		send_connect(&k, kill_cid, svc_user, svc_pass);
 		fcntl(k.fd, F_SETFL, fcntl(k.fd, F_GETFL) & ~O_NONBLOCK);
@@ -656,29 +522,18 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_alarm);
 	signal(SIGPIPE, SIG_IGN);
 	alarm((unsigned)deadline_s);
-	nonce = (uint32_t)(now_ns() ^ ((int64_t)getpid() << 20));
+	nonce = (uint32_t)(ll_now_ns() ^ ((int64_t)getpid() << 20));
 
 	/* credentials: one publisher per line */
-	if (!(f = fopen(creds_file, "r")))
-		die("credentials file");
-	while (fgets(line, sizeof(line), f)) {
-		long long uid, chid;
-		char tok[8000];
-
-		if (sscanf(line, "%lld %lld %7999s", &uid, &chid, tok) != 3)
-			continue;
-		conns = realloc(conns, (size_t)(npub + 1) * sizeof(*conns));
-		if (!conns)
-			die("out of memory");
-		memset(&conns[npub], 0, sizeof(*conns));
-		conns[npub].uid = uid;
-		conns[npub].chid = chid;
-		conns[npub].token = strdup(tok);
-		npub++;
+	cr = ll_creds_load(creds_file, &ncr);
+	npub = (int)ncr;
+	if (!(conns = calloc(ncr, sizeof(*conns))))
+		ll_die("out of memory");
+	for (i = 0; i < npub; i++) {
+		conns[i].uid = cr[i].uid;
+		conns[i].chid = cr[i].chid;
+		conns[i].token = cr[i].token;
 	}
-	fclose(f);
-	if (!npub)
-		die("no credentials");
 
 	for (i = 0; i < nrates; i++)
 		total += (long long)(rates[i] * dur * 1.05) + 1000;
@@ -688,10 +543,10 @@ int main(int argc, char **argv)
 	sent_ns = calloc((size_t)seq_cap, sizeof(*sent_ns));
 	done_map = calloc((size_t)seq_cap, 1);
 	if (!sent_ns || !done_map)
-		die("out of memory");
+		ll_die("out of memory");
 
 	if ((ep = epoll_create1(0)) < 0)
-		die("epoll_create1");
+		ll_die("epoll_create1");
 	sinkc.sink = 1;
 	open_conn(&sinkc);
 	snprintf(cid, sizeof(cid), "th-bench-sink-%d", (int)getpid());
@@ -703,21 +558,21 @@ int main(int argc, char **argv)
 		send_connect(&conns[i], cid, "bench", conns[i].token);
 		flush(&conns[i]);
 	}
-	for (int64_t t0 = now_ns(); !stop;) {
+	for (int64_t t0 = ll_now_ns(); !stop;) {
 		int all = sinkc.ready;
 
 		for (i = 0; i < npub; i++)
 			all &= conns[i].ready;
 		if (all)
 			break;
-		if (now_ns() - t0 > 10000000000LL)
-			die("connections not ready after 10 s");
+		if (ll_now_ns() - t0 > 10000000000LL)
+			ll_die("connections not ready after 10 s");
 		pump(10);
 	}
 	printf("ready publishers=%d sink=%s nonce=%08x\n", npub, sink_kind, nonce);
 	fflush(stdout);
 
-	t_run = now_ns();
+	t_run = ll_now_ns();
 	read_metrics();
 	t_next_sample = t_run;
 	nph = nrates + (window ? 1 : 0);
@@ -728,6 +583,7 @@ int main(int argc, char **argv)
 		char what[32];
 
 		P->rate = cur < nrates ? rates[cur] : 0;
+		P->h.lim_us = HMAX;
 		snprintf(what, sizeof(what), P->rate > 0 ? "rate%.0f" : "window", P->rate);
 		P->seq0 = seq_next;
 		read_metrics();
@@ -735,10 +591,10 @@ int main(int argc, char **argv)
 		P->b0 = last_batches;
 		P->bm0 = last_bmsgs;
 		P->done0 = n_done;
-		P->t0 = now_ns();
+		P->t0 = ll_now_ns();
 		end = P->t0 + (int64_t)(dur * 1e9);
 		mid_t = P->t0 + (int64_t)(dur * 0.5e9);
-		while (!stop && (t = now_ns()) < end) {
+		while (!stop && (t = ll_now_ns()) < end) {
 			long long due;
 
 			if (P->rate > 0)
@@ -769,7 +625,7 @@ int main(int argc, char **argv)
 				t_next_sample = t + 1000000000;
 			}
 		}
-		P->t1 = now_ns();
+		P->t1 = ll_now_ns();
 		P->seq1 = seq_next;
 		read_metrics();
 		P->pers1 = pers_now();
@@ -781,10 +637,10 @@ int main(int argc, char **argv)
 			P->lag_max = last_lag;
 		/* catch-up: until every message so far is done, at most gap s */
 		end = P->t1 + (int64_t)(gap * 1e9);
-		while (!stop && (t = now_ns()) < end) {
+		while (!stop && (t = ll_now_ns()) < end) {
 			pump(5);
 			if (n_done >= seq_next) {
-				P->t_caught = now_ns();
+				P->t_caught = ll_now_ns();
 				break;
 			}
 			if (t >= t_next_sample) {
@@ -811,14 +667,14 @@ int main(int argc, char **argv)
 			       (double)(P->done_end - P->done0) / secs,
 			       P->lag_max, P->lag_end,
 			       P->t_caught ? (double)(P->t_caught - P->t1) / 1e6 : -1.0,
-			       hist_q(&P->h, 0.5), hist_q(&P->h, 0.99), (double)P->h.max_us / 1000.0,
+			       ll_hist_q(&P->h, 0.5), ll_hist_q(&P->h, 0.99), (double)P->h.max_us / 1000.0,
 			       P->h.over, P->persc - P->pers0, P->b1 - P->b0,
 			       P->b1 > P->b0 ? (double)(P->bm1 - P->bm0) / (double)(P->b1 - P->b0) : 0.0);
 			fflush(stdout);
 		}
 	}
 	/* final: whatever is still outstanding */
-	for (int64_t end = now_ns() + 2000000000; !stop && n_done < seq_next && now_ns() < end;)
+	for (int64_t end = ll_now_ns() + 2000000000; !stop && n_done < seq_next && ll_now_ns() < end;)
 		pump(5);
 	read_metrics();
 	printf("total sent=%lld acked=%lld done=%lld dup_done=%lld sink_msgs=%lld persisted=%lld nonce=%08x\n",

@@ -49,21 +49,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loadlib.h"
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
 enum st { ST_TCP, ST_WS, ST_CONNACK, ST_SUBACK, ST_READY, ST_DEAD };
 
-struct buf {
-	unsigned char *p;
-	size_t len, cap;
-};
-
-struct cred {
-	long long uid, chid;
-	char *token;
-};
 
 struct conn {
 	int fd;
@@ -71,8 +64,8 @@ struct conn {
 	enum st st;
 	int role;             /* 0 subscriber, 1 publisher, 2 service account */
 	int want_out;         /* EPOLLOUT registered */
-	const struct cred *cr;
-	struct buf in, mq, out;
+	const struct ll_cred *cr;
+	struct ll_buf in, mq, out;
 	int64_t t0, last_tx;
 	uint32_t got;
 };
@@ -85,7 +78,7 @@ static long long start_idx, count = 1;
 static double deadline_s = 120, rate = 1000, dur = 10, warm = 2;
 static int window, expect = 1;
 
-static struct cred *creds;
+static struct ll_cred *creds;
 static size_t ncreds;
 static struct conn *conns;
 static size_t nconns;
@@ -102,22 +95,9 @@ static volatile sig_atomic_t stop;
 
 /* latency histogram: 1 us buckets up to 2 s, then an overflow count */
 #define HMAX 2000000
-struct hist {
-	uint32_t *b;
-	long long n, over;
-	int64_t max_us;
-};
-static struct hist h_bcast, h_rate, h_max;
+static struct ll_hist h_bcast = {.lim_us = HMAX}, h_rate = {.lim_us = HMAX}, h_max = {.lim_us = HMAX};
 static int phase;  /* fan: 0 warm-up, 1 rate, 2 max, 3 done */
 static long long fan_sent[3], fan_deliv[3];
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int64_t wall_ms(void)
 {
@@ -135,106 +115,6 @@ static uint64_t rnd(void)
 	return rng;
 }
 
-static void die(const char *m)
-{
-	fprintf(stderr, "th-mqtt_load: %s%s%s\n", m, errno ? ": " : "", errno ? strerror(errno) : "");
-	exit(2);
-}
-
-static void hist_add(struct hist *h, int64_t ns)
-{
-	int64_t us = ns / 1000;
-
-	if (us < 0)
-		us = 0;
-	if (!h->b && !(h->b = calloc(HMAX, sizeof(*h->b))))
-		die("out of memory");
-	if (us >= HMAX)
-		h->over++;
-	else
-		h->b[us]++;
-	if (us > h->max_us)
-		h->max_us = us;
-	h->n++;
-}
-
-/* nearest-rank quantile in ms */
-static double hist_q(const struct hist *h, double q)
-{
-	long long want, acc = 0;
-
-	if (!h->n || !h->b)
-		return 0;
-	want = (long long)(q * (double)h->n);
-	if ((double)want < q * (double)h->n)
-		want++;
-	if (want < 1)
-		want = 1;
-	for (int i = 0; i < HMAX; i++) {
-		acc += h->b[i];
-		if (acc >= want)
-			return i / 1000.0;
-	}
-	return h->max_us / 1000.0;
-}
-
-static void buf_add(struct buf *b, const void *d, size_t n)
-{
-	if (b->len + n > b->cap) {
-		size_t c = b->cap ? b->cap : 256;
-
-		while (c < b->len + n)
-			c *= 2;
-		if (!(b->p = realloc(b->p, c)))
-			die("out of memory");
-		b->cap = c;
-	}
-	memcpy(b->p + b->len, d, n);
-	b->len += n;
-}
-
-static void buf_drop(struct buf *b, size_t n)
-{
-	memmove(b->p, b->p + n, b->len - n);
-	b->len -= n;
-	if (!b->len && b->cap > 4096) {
-		free(b->p);
-		b->p = NULL;
-		b->cap = 0;
-	}
-}
-
-/* ---- credentials -------------------------------------------------------------- */
-static void load_creds(void)
-{
-	FILE *f = fopen(creds_file, "r");
-	char line[4096];
-	size_t cap = 0;
-
-	if (!f)
-		die("cannot open the credentials file");
-	while (fgets(line, sizeof(line), f)) {
-		char tok[4000];
-		long long u, c;
-
-		if (sscanf(line, "%lld %lld %3999s", &u, &c, tok) != 3)
-			continue;
-		if (ncreds == cap) {
-			cap = cap ? cap * 2 : 64;
-			creds = realloc(creds, cap * sizeof(*creds));
-			if (!creds)
-				die("out of memory");
-		}
-		creds[ncreds].uid = u;
-		creds[ncreds].chid = c;
-		creds[ncreds].token = strdup(tok);
-		ncreds++;
-	}
-	fclose(f);
-	if (!ncreds)
-		die("no credentials");
-}
-
 /* ---- output ---------------------------------------------------------------------- */
 static void conn_close(struct conn *c, enum st why_dead);
 
@@ -249,7 +129,7 @@ static void flush_out(struct conn *c)
 			conn_close(c, ST_DEAD);
 			return;
 		}
-		buf_drop(&c->out, (size_t)w);
+		ll_buf_drop(&c->out, (size_t)w);
 	}
 	/* EPOLLOUT only while something waits to be written */
 	if (c->fd >= 0 && (c->out.len > 0) != c->want_out) {
@@ -286,46 +166,32 @@ static void ws_send(struct conn *c, int opcode, const unsigned char *d, size_t n
 	memcpy(hdr + h, mask, 4);
 	h += 4;
 	if (n > sizeof(tmp) && !(p = malloc(n)))
-		die("out of memory");
+		ll_die("out of memory");
 	for (size_t i = 0; i < n; i++)
 		p[i] = d[i] ^ mask[i & 3];
-	buf_add(&c->out, hdr, h);
-	buf_add(&c->out, p, n);
+	ll_buf_add(&c->out, hdr, h);
+	ll_buf_add(&c->out, p, n);
 	if (p != tmp)
 		free(p);
 	if (!pending)
 		flush_out(c);
-	c->last_tx = now_ns();
+	c->last_tx = ll_now_ns();
 }
 
-static size_t put_len(unsigned char *p, size_t n)
+/* sends one encoded MQTT packet in a binary frame; 0 (did not fit) is a bug
+ * in the caller's sizes */
+static void ws_send_mqtt(struct conn *c, const unsigned char *pk, size_t n)
 {
-	size_t k = 0;
-
-	do {
-		unsigned char b = n % 128;
-
-		n /= 128;
-		p[k++] = (unsigned char)(b | (n ? 0x80 : 0));
-	} while (n);
-	return k;
-}
-
-static size_t put_str(unsigned char *p, const char *s, size_t n)
-{
-	p[0] = (unsigned char)(n >> 8);
-	p[1] = (unsigned char)n;
-	memcpy(p + 2, s, n);
-	return n + 2;
+	if (!n)
+		ll_die("packet too big");
+	ws_send(c, 2, pk, n);
 }
 
 static void mqtt_connect(struct conn *c)
 {
 	char cid[64];
 	const char *user = "bench", *pass = NULL;
-	size_t cl, ul, pl = 0, body, k = 0;
-	unsigned char *pk;
-	unsigned char flags = 0x02; /* clean session */
+	unsigned char pk[8192];
 
 	if (c->role == 2) {
 		snprintf(cid, sizeof(cid), "svc-bench-%d", (int)getpid());
@@ -336,59 +202,25 @@ static void mqtt_connect(struct conn *c)
 		if (strcmp(c->cr->token, "-") != 0)
 			pass = c->cr->token;
 	}
-	cl = strlen(cid);
-	ul = strlen(user);
-	if (pass) {
-		pl = strlen(pass);
-		flags |= 0xC0;
-	}
-	body = 10 + 2 + cl + (pass ? 2 + ul + 2 + pl : 0);
-	pk = malloc(body + 5);
-	if (!pk)
-		die("out of memory");
-	pk[k++] = 0x10;
-	k += put_len(pk + k, body);
-	k += put_str(pk + k, "MQTT", 4);
-	pk[k++] = 4;
-	pk[k++] = flags;
-	pk[k++] = (unsigned char)(keepalive >> 8);
-	pk[k++] = (unsigned char)keepalive;
-	k += put_str(pk + k, cid, cl);
-	if (pass) {
-		k += put_str(pk + k, user, ul);
-		k += put_str(pk + k, pass, pl);
-	}
-	ws_send(c, 2, pk, k);
-	free(pk);
+	ws_send_mqtt(c, pk, ll_mqtt_connect(pk, sizeof(pk), cid, user, pass, (unsigned)keepalive));
 }
 
 static void mqtt_subscribe(struct conn *c)
 {
 	char topic[64];
 	unsigned char pk[96];
-	size_t tl = (size_t)snprintf(topic, sizeof(topic), "chat/%lld/+", c->cr->chid), k = 0;
 
-	pk[k++] = 0x82;
-	k += put_len(pk + k, 2 + 2 + tl + 1);
-	pk[k++] = 0;
-	pk[k++] = 1;
-	k += put_str(pk + k, topic, tl);
-	pk[k++] = 0; /* QoS 0 */
-	ws_send(c, 2, pk, k);
+	snprintf(topic, sizeof(topic), "chat/%lld/+", c->cr->chid);
+	ws_send_mqtt(c, pk, ll_mqtt_subscribe(pk, sizeof(pk), topic, 0));
 }
 
 static void mqtt_publish(struct conn *c, const char *topic, const char *payload, size_t n)
 {
 	unsigned char pk[1024];
-	size_t tl = strlen(topic), k = 0;
+	size_t k = ll_mqtt_publish(pk, sizeof(pk), topic, 0, 0, payload, n);
 
-	if (tl + n + 16 > sizeof(pk))
-		die("publish too big");
-	pk[k++] = 0x30;
-	k += put_len(pk + k, 2 + tl + n);
-	k += put_str(pk + k, topic, tl);
-	memcpy(pk + k, payload, n);
-	k += n;
+	if (!k)
+		ll_die("publish too big");
 	ws_send(c, 2, pk, k);
 }
 
@@ -440,12 +272,9 @@ static void conn_close(struct conn *c, enum st why)
 		n_closed++;
 	}
 	c->st = ST_DEAD;
-	free(c->in.p);
-	free(c->mq.p);
-	free(c->out.p);
-	memset(&c->in, 0, sizeof(c->in));
-	memset(&c->mq, 0, sizeof(c->mq));
-	memset(&c->out, 0, sizeof(c->out));
+	ll_buf_free(&c->in);
+	ll_buf_free(&c->mq);
+	ll_buf_free(&c->out);
 }
 
 static void conn_open(struct conn *c)
@@ -454,7 +283,7 @@ static void conn_open(struct conn *c)
 	struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
 	int one = 1;
 
-	c->t0 = now_ns();
+	c->t0 = ll_now_ns();
 	if (!t_first_conn)
 		t_first_conn = c->t0;
 	c->st = ST_TCP;
@@ -517,7 +346,7 @@ static void ws_handshake(struct conn *c)
 		     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
 		     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
 		     path, host, port, k64);
-	buf_add(&c->out, req, (size_t)n);
+	ll_buf_add(&c->out, req, (size_t)n);
 	c->st = ST_WS;
 	flush_out(c);
 }
@@ -527,7 +356,7 @@ static void on_ready(struct conn *c)
 	c->st = ST_READY;
 	n_ok++;
 	n_inflight--;
-	t_last_ready = now_ns();
+	t_last_ready = ll_now_ns();
 }
 
 static void on_publish(struct conn *c, const unsigned char *p, size_t n)
@@ -536,7 +365,7 @@ static void on_publish(struct conn *c, const unsigned char *p, size_t n)
 	const char *body;
 	int ph;
 	long long seq;
-	int64_t t, now = now_ns();
+	int64_t t, now = ll_now_ns();
 
 	if (n < 2)
 		return;
@@ -553,13 +382,13 @@ static void on_publish(struct conn *c, const unsigned char *p, size_t n)
 	if (!body || sscanf(body + 14, "%d %lld %" SCNd64, &ph, &seq, &t) != 3)
 		return;
 	if (ph == 9) {
-		hist_add(&h_bcast, now - t);
+		ll_hist_add(&h_bcast, now - t);
 	} else if (ph >= 0 && ph <= 2) {
 		fan_deliv[ph]++;
 		if (ph == 1)
-			hist_add(&h_rate, now - t);
+			ll_hist_add(&h_rate, now - t);
 		else if (ph == 2)
-			hist_add(&h_max, now - t);
+			ll_hist_add(&h_max, now - t);
 	}
 }
 
@@ -570,22 +399,14 @@ static void mqtt_input(struct conn *c)
 
 	while (c->fd >= 0 && c->mq.len - off >= 2) {
 		const unsigned char *p = c->mq.p + off;
-		size_t rl = 0, k = 1;
-		unsigned mul = 1;
+		size_t rl, k;
+		int got = ll_mqtt_split(p, c->mq.len - off, &k, &rl);
 
-		for (;;) {
-			if (k >= c->mq.len - off)
-				goto partial;
-			rl += (p[k] & 127u) * mul;
-			mul *= 128;
-			if (!(p[k++] & 128))
-				break;
-			if (k > 4) {
-				conn_close(c, ST_DEAD);
-				return;
-			}
+		if (got < 0) {
+			conn_close(c, ST_DEAD);
+			return;
 		}
-		if (c->mq.len - off < k + rl)
+		if (!got)
 			break;
 		switch (p[0] >> 4) {
 		case 2: /* CONNACK */
@@ -617,9 +438,8 @@ static void mqtt_input(struct conn *c)
 		}
 		off += k + rl;
 	}
-partial:
 	if (c->fd >= 0 && off)
-		buf_drop(&c->mq, off);
+		ll_buf_drop(&c->mq, off);
 }
 
 /* WebSocket frames (server to client: unmasked) */
@@ -651,7 +471,7 @@ static void ws_input(struct conn *c)
 		if (avail < h + n)
 			break;
 		if (op == 0 || op == 2) {
-			buf_add(&c->mq, p + h, (size_t)n);
+			ll_buf_add(&c->mq, p + h, (size_t)n);
 		} else if (op == 8) {
 			conn_close(c, ST_DEAD);
 			return;
@@ -661,7 +481,7 @@ static void ws_input(struct conn *c)
 		off += h + (size_t)n;
 	}
 	if (c->fd >= 0 && off)
-		buf_drop(&c->in, off);
+		ll_buf_drop(&c->in, off);
 	if (c->fd >= 0 && c->mq.len)
 		mqtt_input(c);
 }
@@ -683,7 +503,7 @@ static void on_readable(struct conn *c)
 			conn_close(c, ST_DEAD);
 			return;
 		}
-		buf_add(&c->in, tmp, (size_t)r);
+		ll_buf_add(&c->in, tmp, (size_t)r);
 		if ((size_t)r < sizeof(tmp))
 			break;
 	}
@@ -698,7 +518,7 @@ static void on_readable(struct conn *c)
 			conn_close(c, ST_DEAD);
 			return;
 		}
-		buf_drop(&c->in, hl);
+		ll_buf_drop(&c->in, hl);
 		c->st = ST_CONNACK;
 		mqtt_connect(c);
 		if (c->fd < 0)
@@ -790,7 +610,7 @@ static void setup_conns(size_t n)
 	nconns = n;
 	conns = calloc(n, sizeof(*conns));
 	if (!conns)
-		die("out of memory");
+		ll_die("out of memory");
 	for (size_t i = 0; i < n; i++) {
 		conns[i].fd = -1;
 		conns[i].st = ST_DEAD;
@@ -803,13 +623,13 @@ static void setup_conns(size_t n)
 static void connect_all(size_t from, size_t to, int64_t until)
 {
 	next_open = (long long)from;
-	while (!stop && now_ns() < until) {
+	while (!stop && ll_now_ns() < until) {
 		while (next_open < (long long)to && n_inflight < inflight_max)
 			conn_open(&conns[next_open++]);
 		if (next_open >= (long long)to && n_inflight == 0)
 			break;
 		poll_once(10);
-		housekeeping(now_ns());
+		housekeeping(ll_now_ns());
 	}
 }
 
@@ -821,14 +641,14 @@ static int mode_conn(int64_t t_end)
 
 	setup_conns((size_t)count);
 	connect_all(0, nconns, t_end);
-	t_ready = now_ns();
+	t_ready = ll_now_ns();
 	printf("ready ok=%lld failed=%lld refused=%lld subfail=%lld timeouts=%lld "
 	       "secs=%.3f start_ns=%" PRId64 " end_ns=%" PRId64 " wall_ms=%" PRId64 "\n",
 	       n_ok, n_fail + (long long)nconns - next_open, n_refused, n_subfail, n_timeout,
 	       (double)(t_last_ready - t_first_conn) / 1e9, t_first_conn, t_last_ready, wall_ms());
 	fflush(stdout);
 	ready = n_ok;
-	while (!stop && now_ns() < t_end) {
+	while (!stop && ll_now_ns() < t_end) {
 		long long live = 0;
 
 		all = 0;
@@ -842,7 +662,7 @@ static int mode_conn(int64_t t_end)
 		if (live == 0 || all == live)
 			break;
 		poll_once(100);
-		housekeeping(now_ns());
+		housekeeping(ll_now_ns());
 	}
 	all = 0;
 	for (size_t i = 0; i < nconns; i++) {
@@ -855,8 +675,8 @@ static int mode_conn(int64_t t_end)
 	       "first_ns=%" PRId64 " last_ns=%" PRId64 " p50_ms=%.3f p99_ms=%.3f max_ms=%.3f "
 	       "waited_s=%.1f\n",
 	       all, ready, msgs_total, msgs_extra, n_closed, t_first_msg, t_last_msg,
-	       hist_q(&h_bcast, 0.5), hist_q(&h_bcast, 0.99), h_bcast.max_us / 1000.0,
-	       (double)(now_ns() - t_ready) / 1e9);
+	       ll_hist_q(&h_bcast, 0.5), ll_hist_q(&h_bcast, 0.99), h_bcast.max_us / 1000.0,
+	       (double)(ll_now_ns() - t_ready) / 1e9);
 	fflush(stdout);
 	return all == (long long)nconns ? 0 : 1;
 }
@@ -872,7 +692,7 @@ static void fan_publish(struct conn *pub, int ph, long long seq, int64_t t)
 	fan_sent[ph]++;
 }
 
-static void print_phase(const char *name, int ph, double secs, const struct hist *h)
+static void print_phase(const char *name, int ph, double secs, const struct ll_hist *h)
 {
 	long long subs = (long long)nconns - 1;
 
@@ -880,7 +700,7 @@ static void print_phase(const char *name, int ph, double secs, const struct hist
 	       "deliveries_per_s=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f over2s=%lld\n",
 	       name, fan_sent[ph], fan_deliv[ph], fan_sent[ph] * subs, secs,
 	       secs > 0 ? (double)fan_sent[ph] / secs : 0,
-	       secs > 0 ? (double)fan_deliv[ph] / secs : 0, hist_q(h, 0.5), hist_q(h, 0.99),
+	       secs > 0 ? (double)fan_deliv[ph] / secs : 0, ll_hist_q(h, 0.5), ll_hist_q(h, 0.99),
 	       h->max_us / 1000.0, h->over);
 	fflush(stdout);
 }
@@ -888,11 +708,11 @@ static void print_phase(const char *name, int ph, double secs, const struct hist
 /* waits until every subscriber has what was sent in phase ph (or 3 s) */
 static void drain(int ph, long long subs)
 {
-	int64_t until = now_ns() + 3000000000LL;
+	int64_t until = ll_now_ns() + 3000000000LL;
 
-	while (!stop && now_ns() < until && fan_deliv[ph] < fan_sent[ph] * subs) {
+	while (!stop && ll_now_ns() < until && fan_deliv[ph] < fan_sent[ph] * subs) {
 		poll_once(5);
-		housekeeping(now_ns());
+		housekeeping(ll_now_ns());
 	}
 }
 
@@ -904,7 +724,7 @@ static int mode_fan(int64_t t_end)
 	double rate_secs, max_secs;
 
 	if ((size_t)pub_line >= ncreds)
-		die("-u beyond the credentials file");
+		ll_die("-u beyond the credentials file");
 	setup_conns((size_t)subs + 1);
 	pub = &conns[subs];
 	pub->role = 1;
@@ -917,33 +737,33 @@ static int mode_fan(int64_t t_end)
 	}
 	/* warm-up at the target rate */
 	phase = 0;
-	t0 = now_ns();
-	for (long long k = 0; !stop && now_ns() < t0 + (int64_t)(warm * 1e9); ) {
+	t0 = ll_now_ns();
+	for (long long k = 0; !stop && ll_now_ns() < t0 + (int64_t)(warm * 1e9); ) {
 		t = t0 + k * period;
-		if (now_ns() >= t) {
+		if (ll_now_ns() >= t) {
 			fan_publish(pub, 0, seq++, t);
 			k++;
 			continue;
 		}
-		poll_ns(t - now_ns());
+		poll_ns(t - ll_now_ns());
 	}
 	drain(0, subs);
 	/* open loop at the rate */
 	phase = 1;
-	t0 = now_ns();
+	t0 = ll_now_ns();
 	t_rate_end = t0 + (int64_t)(dur * 1e9);
-	for (long long k = 0; !stop && now_ns() < t_end; ) {
+	for (long long k = 0; !stop && ll_now_ns() < t_end; ) {
 		t = t0 + k * period;
 		if (t >= t_rate_end)
 			break;
-		if (now_ns() >= t) {
+		if (ll_now_ns() >= t) {
 			fan_publish(pub, 1, seq++, t);
 			k++;
 			continue;
 		}
-		poll_ns(t - now_ns());
+		poll_ns(t - ll_now_ns());
 	}
-	rate_secs = (double)(now_ns() - t0) / 1e9;
+	rate_secs = (double)(ll_now_ns() - t0) / 1e9;
 	drain(1, subs);
 	print_phase("rate", 1, rate_secs, &h_rate);
 	if (window <= 0) {
@@ -954,9 +774,9 @@ static int mode_fan(int64_t t_end)
 	}
 	/* closed loop: at most `window` messages not yet delivered to all */
 	phase = 2;
-	t0 = now_ns();
+	t0 = ll_now_ns();
 	t_max_end = t0 + (int64_t)(dur * 1e9);
-	while (!stop && (t = now_ns()) < t_max_end && t < t_end) {
+	while (!stop && (t = ll_now_ns()) < t_max_end && t < t_end) {
 		if (fan_sent[2] - fan_deliv[2] / subs < window && !pub->out.len) {
 			fan_publish(pub, 2, seq++, t);
 			poll_ns(0);
@@ -964,7 +784,7 @@ static int mode_fan(int64_t t_end)
 			poll_ns(1000000);
 		}
 	}
-	max_secs = (double)(now_ns() - t0) / 1e9;
+	max_secs = (double)(ll_now_ns() - t0) / 1e9;
 	drain(2, subs);
 	print_phase("max", 2, max_secs, &h_max);
 	printf("total publishes=%lld deliveries=%lld\n", fan_sent[0] + fan_sent[1] + fan_sent[2],
@@ -981,7 +801,7 @@ static int mode_pub(int64_t t_end)
 	char topic[64], payload[512];
 
 	if (!seen)
-		die("out of memory");
+		ll_die("out of memory");
 	setup_conns(1);
 	c = &conns[0];
 	c->cr = &creds[(size_t)pub_line < ncreds ? (size_t)pub_line : 0];
@@ -1001,19 +821,19 @@ static int mode_pub(int64_t t_end)
 			continue;
 		seen[nseen++] = creds[i].chid;
 		snprintf(topic, sizeof(topic), "chat/%lld/%lld", creds[i].chid, creds[i].uid);
-		n = chat_payload(payload, sizeof(payload), 9, (long long)i, now_ns());
+		n = chat_payload(payload, sizeof(payload), 9, (long long)i, ll_now_ns());
 		mqtt_publish(c, topic, payload, n);
 	}
 	/* let it go out, then a clean DISCONNECT */
 	{
 		static const unsigned char disc[2] = {0xE0, 0};
-		int64_t until = now_ns() + 2000000000LL;
+		int64_t until = ll_now_ns() + 2000000000LL;
 
-		while (c->fd >= 0 && c->out.len && now_ns() < until)
+		while (c->fd >= 0 && c->out.len && ll_now_ns() < until)
 			poll_once(10);
 		ws_send(c, 2, disc, 2);
-		until = now_ns() + 200000000LL;
-		while (c->fd >= 0 && now_ns() < until)
+		until = ll_now_ns() + 200000000LL;
+		while (c->fd >= 0 && ll_now_ns() < until)
 			poll_once(10);
 	}
 	printf("pub channels=%zu\n", nseen);
@@ -1027,8 +847,9 @@ int main(int argc, char **argv)
 	int o;
 	int64_t t_end;
 
+	ll_prog = "th-mqtt_load";
 	if (argc < 2)
-		die("usage: th-mqtt_load conn|fan|pub [options] (see the source)");
+		ll_die("usage: th-mqtt_load conn|fan|pub [options] (see the source)");
 	mode = argv[1];
 	optind = 2;
 	while ((o = getopt(argc, argv, "h:p:P:b:c:s:n:C:k:T:e:u:U:X:r:d:w:W:")) != -1) {
@@ -1051,29 +872,29 @@ int main(int argc, char **argv)
 		case 'd': dur = atof(optarg); break;
 		case 'w': warm = atof(optarg); break;
 		case 'W': window = atoi(optarg); break;
-		default: die("bad option");
+		default: ll_die("bad option");
 		}
 	}
 	if (!port || !creds_file || count < 1 || inflight_max < 1 || rate <= 0 || keepalive < 1 ||
 	    keepalive > 65535 || deadline_s <= 0 || deadline_s > 3600)
-		die("bad options (need -p, -c; counts > 0; -T <= 3600)");
+		ll_die("bad options (need -p, -c; counts > 0; -T <= 3600)");
 	if (strcmp(host, "127.0.0.1") != 0 && strncmp(host, "127.", 4) != 0)
-		die("loopback only");
-	rng ^= (uint64_t)now_ns() ^ (uint64_t)getpid() << 32;
-	load_creds();
+		ll_die("loopback only");
+	rng ^= (uint64_t)ll_now_ns() ^ (uint64_t)getpid() << 32;
+	creds = ll_creds_load(creds_file, &ncreds);
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
-		die("epoll_create1");
+		ll_die("epoll_create1");
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	t_end = now_ns() + (int64_t)(deadline_s * 1e9);
+	t_end = ll_now_ns() + (int64_t)(deadline_s * 1e9);
 	if (strcmp(mode, "conn") == 0)
 		return mode_conn(t_end);
 	if (strcmp(mode, "fan") == 0)
 		return mode_fan(t_end);
 	if (strcmp(mode, "pub") == 0)
 		return mode_pub(t_end);
-	die("unknown mode");
+	ll_die("unknown mode");
 	return 2;
 }
