@@ -207,10 +207,16 @@ bench_media() {
     cmp -s "$WORK/range-$n.bin" <(tail -c +$((range_bytes + 1)) "$big" | head -c "$range_bytes") \
       || die "media: $n sent other bytes than the file's"
   done
-  cat >"$WORK/range.lua" <<EOF
--- a ${MEDIA_RANGE_KIB} KiB range at a random aligned offset of the ${MEDIA_FILE_MIB} MiB file,
--- with the command line's headers (Authorization for the bearer target)
-local chunk, chunks = $range_bytes, $chunks
+  # One wrk script for both shapes: closed ranges of ${MEDIA_RANGE_KIB} KiB (range.lua), and
+  # open-ended ranges (bytes=S-) read to the end of the file (open.lua) — what a browser's
+  # <video> sends when it starts or seeks. Their sizes vary, so open.lua reports wrk's own
+  # count of bytes read per second (done()), not req/s. The command line's headers go along
+  # (Authorization for the bearer target).
+  local f
+  for f in range open; do
+    cat >"$WORK/$f.lua" <<EOF
+-- $f: a random aligned offset of the ${MEDIA_FILE_MIB} MiB file
+local chunk, chunks, open = $range_bytes, $chunks, $([ "$f" = open ] && echo true || echo false)
 function init(args)
   math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 1000003)
 end
@@ -218,29 +224,16 @@ function request()
   local h = {}
   for k, v in pairs(wrk.headers) do h[k] = v end
   local s = math.random(0, chunks - 1) * chunk
-  h["Range"] = "bytes=" .. s .. "-" .. (s + chunk - 1)
-  return wrk.format(nil, nil, h)
-end
-EOF
-  # Open-ended ranges (bytes=S-) from a random aligned offset, read to the end of the file:
-  # what a browser's <video> sends when it starts or seeks. Their sizes vary, so
-  # throughput is wrk's own count of bytes read per second (done() below), not req/s.
-  cat >"$WORK/open.lua" <<EOF
--- bytes=S- at a random aligned offset of the ${MEDIA_FILE_MIB} MiB file; prints bytes read per second
-local chunk, chunks = $range_bytes, $chunks
-function init(args)
-  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 1000003)
-end
-function request()
-  local h = {}
-  for k, v in pairs(wrk.headers) do h[k] = v end
-  h["Range"] = "bytes=" .. (math.random(0, chunks - 1) * chunk) .. "-"
+  h["Range"] = "bytes=" .. s .. "-" .. (open and "" or (s + chunk - 1))
   return wrk.format(nil, nil, h)
 end
 function done(summary, latency, requests)
-  io.write(string.format("bytes_per_sec %.0f\n", summary.bytes / (summary.duration / 1e6)))
+  if open then
+    io.write(string.format("bytes_per_sec %.0f\n", summary.bytes / (summary.duration / 1e6)))
+  end
 end
 EOF
+  done
   len=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -H "Range: bytes=$range_bytes-" "${MURL[signed]}" 2>/dev/null || echo 000)
   [ "$len" = "206 $((MEDIA_FILE_MIB * 1048576 - range_bytes))" ] \
     || die "media: the signed URL answered '$len' to an open-ended range"
