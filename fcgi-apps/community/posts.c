@@ -402,9 +402,8 @@ void posts_feed(struct http_req *req)
 		return;
 	if (page_parse_or_400(req, 1, INT64_MAX, &pg) < 0) {
 		/* a community the caller may not read is 404 whatever the query
-		 * says; a readable one gets the 400 */
-		if (community_access(req, c.id, ROLE_NONE, &c) == 0)
-			page_parse_or_400(req, 1, INT64_MAX, &pg);
+		 * says (its reply replaces the 400); a readable one keeps the 400 */
+		(void)community_access(req, c.id, ROLE_NONE, &c);
 		return;
 	}
 	fill.key[0] = fill.mine_key[0] = '\0';
