@@ -382,12 +382,38 @@ static int s3_key_ok(const char *k)
 	return 1;
 }
 
-/* Pages with start-after=<last key> rather than the continuation token: our
- * keys need no encoding, so the query is the same bytes libcurl signs
- * (parameters already in SigV4's sorted order). */
+/* XML text in place: the five predefined entities back to their characters
+ * (a listing escapes keys; start-after needs the key itself). */
+static void xml_unescape(char *s)
+{
+	static const struct { const char *ent; char c; } ents[] = {
+		{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''},
+	};
+	char *w = s;
+
+	for (const char *r = s; *r;) {
+		size_t i, n = sizeof(ents) / sizeof(ents[0]);
+
+		for (i = 0; i < n && strncmp(r, ents[i].ent, strlen(ents[i].ent)) != 0; i++)
+			;
+		if (i < n) {
+			*w++ = ents[i].c;
+			r += strlen(ents[i].ent);
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+/* Pages with start-after=<last key> rather than the continuation token
+ * (parameters already in SigV4's sorted order).  The last key may be one that
+ * is not ours (any name another writer of the bucket chose), so it is
+ * unescaped from the XML and percent-encoded into the query. */
 static enum th_err s3_list(storage_list_fn fn, void *ctx, long long max)
 {
-	char base[1024], path[512], url[1200], after[96] = "", key[128], val[64];
+	/* S3 keys are at most 1024 bytes; escaped in XML they may be longer */
+	char base[1024], path[512], url[4608], after[1100] = "", key[2048], val[64];
 	struct s3_sink sink = {0};
 	enum th_err e = TH_OK;
 	long long left = max;
@@ -409,8 +435,15 @@ static enum th_err s3_list(storage_list_fn fn, void *ctx, long long max)
 		long status;
 		int nkeys = 0;
 
+		char *esc = after[0] ? curl_easy_escape(NULL, after, 0) : NULL;
+
+		if (after[0] && !esc) {
+			e = TH_EUNAVAILABLE;
+			break;
+		}
 		snprintf(url, sizeof(url), "%s?list-type=2&max-keys=%d%s%s", base, S3_LIST_PAGE,
-			 after[0] ? "&start-after=" : "", after);
+			 esc ? "&start-after=" : "", esc ? esc : "");
+		curl_free(esc);
 		sink.len = 0;
 		sink.over = 0;
 		sink.buf[0] = '\0';
@@ -432,9 +465,18 @@ static enum th_err s3_list(storage_list_fn fn, void *ctx, long long max)
 			p = cend + 11;
 			if (!xml_text(next, cend, "Key", key, sizeof(key)))
 				continue;
+			if (strlen(key) == sizeof(key) - 1) /* cut: a broken listing */
+				key[sizeof(after)] = '\0';
+			xml_unescape(key);
+			if (strlen(key) >= sizeof(after)) {
+				/* longer than S3 allows: a broken listing, not a key */
+				log_error("s3: list %s: a key of %zu bytes", path, strlen(key));
+				e = TH_EUNAVAILABLE;
+				stop = 1;
+				break;
+			}
 			nkeys++;
-			if (strlen(key) < sizeof(after))
-				memcpy(after, key, strlen(key) + 1);
+			memcpy(after, key, strlen(key) + 1);
 			if (!s3_key_ok(key))
 				continue;
 			if (left <= 0) {
