@@ -14,6 +14,7 @@
 #include "jh.h"
 #include "log.h"
 #include "metrics.h"
+#include "mono.h"
 #include "password.h"
 #include "ratelimit.h"
 #include "user.h"
@@ -222,14 +223,6 @@ void login_handler(struct http_req *req)
 static struct idcache *me_cache;
 static uint64_t me_cache_ttl_ms;
 static int me_hits = -1, me_misses = -1;
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 int me_cache_init(void)
 {

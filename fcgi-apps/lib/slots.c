@@ -7,6 +7,8 @@
  * later signallers; a dead futex waiter simply leaves the kernel's queue. */
 #include "slots.h"
 
+#include "mono.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -151,14 +153,6 @@ static int count(struct slots_file *f, int reclaim)
 		n++;
 	}
 	return n;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Sleeps until *word is no longer val, a wake-up, or ms milliseconds.
