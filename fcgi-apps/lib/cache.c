@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "mono.h"
 
 #define CACHE_BACKOFF_MIN_MS 100
 #define CACHE_BACKOFF_MAX_MS 5000
@@ -29,13 +30,8 @@ static long backoff_ms;
 static long long retry_at_ms;
 static char last_msg[160];
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* the monotonic clock as the signed milliseconds of the back-off sums */
+static long long now_ms(void) { return (long long)mono_ms(); }
 
 int cache_init(const char *host, int port, long timeout_ms)
 {
@@ -121,17 +117,11 @@ static void forget(const char *why)
 static int closed_while_idle(const redisContext *c)
 {
 	struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
-	ssize_t n;
-	char b;
 
-	if (poll(&p, 1, 0) <= 0)
-		return 0; /* nothing queued (or EINTR): use it, failures are handled below */
-	if (p.revents & (POLLRDHUP | POLLHUP | POLLERR))
-		return 1;
-	if (!(p.revents & POLLIN))
-		return 0;
-	n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+	/* An idle connection has nothing to read: readiness is the server's
+	 * close, an error, or stray bytes that would be taken for the next
+	 * reply — in every case the connection is not to be used (as db.c). */
+	return poll(&p, 1, 0) > 0;
 }
 
 enum sent { SENT_NONE, SENT_PART, SENT_ALL };
