@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "mono.h"
 
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
@@ -44,13 +45,8 @@ static char last_msg[256];
 static char last_state[6];
 static char last_constraint[64];
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* the monotonic clock as the signed milliseconds of the back-off sums */
+static long long now_ms(void) { return (long long)mono_ms(); }
 
 static struct db_handle *handle_for(enum db_role role)
 {
@@ -590,9 +586,14 @@ int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
 	tx_nstmts = nstmts;
 	return 0;
 fail:
-	/* a statement that cannot be prepared, or a connection that broke */
+	/* a connection that broke: back off as for any outage; a statement that
+	 * cannot be prepared on a sound one is not an outage: keep the
+	 * connection, or drop it without back-off when a pipeline was begun */
 	set_err(PQstatus(c) == CONNECTION_OK ? TH_EINTERNAL : TH_EUNAVAILABLE, PQerrorMessage(c), NULL);
-	handle_fail(&txh, last_msg);
+	if (PQstatus(c) != CONNECTION_OK)
+		handle_fail(&txh, last_msg);
+	else if (PQpipelineStatus(c) != PQ_PIPELINE_OFF)
+		handle_drop(&txh);
 	tx_reset();
 	return -1;
 }
