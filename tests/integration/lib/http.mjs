@@ -16,62 +16,70 @@ export const APPS = ['auth', 'community', 'realtime', 'media'];
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// request('GET', '/api/auth/health', { headers, body, localAddress, timeoutMs })
-// body: string | Buffer | object (object -> JSON). Resolves {status, headers, text, json};
-// json is the parsed body, or undefined when it is not JSON.
+// request('GET', '/api/auth/health', { headers, body, localAddress, timeoutMs, host, port })
+// body: string | Buffer | async iterable (streamed as it comes, with backpressure: chunked
+// unless the headers give a Content-Length) | object (-> JSON). Content-Length is the
+// body's size unless the headers give one (media.test.mjs declares sizes it never sends).
+// host / port: another server than nginx (e.g. where an S3 redirect points).
+// Resolves {status, headers, body, text, json}: body the raw bytes, json the parsed body,
+// or undefined when it is not JSON. Never follows redirects.
 export function request(method, urlPath, opts = {}) {
-  const { headers = {}, localAddress, timeoutMs = 10000 } = opts;
+  const {
+    headers = {}, localAddress, timeoutMs = 10000, host = '127.0.0.1', port = PORT_BASE,
+  } = opts;
   let body = opts.body;
   const hdrs = { ...headers };
-  if (body !== undefined && !Buffer.isBuffer(body) && typeof body !== 'string') {
+  const streamed = body != null && typeof body[Symbol.asyncIterator] === 'function';
+  if (body !== undefined && !streamed && !Buffer.isBuffer(body) && typeof body !== 'string') {
     body = JSON.stringify(body);
     hdrs['content-type'] ??= 'application/json';
   }
-  if (body !== undefined) hdrs['content-length'] = Buffer.byteLength(body);
+  if (body !== undefined && !streamed) hdrs['content-length'] ??= Buffer.byteLength(body);
   return new Promise((resolve, reject) => {
     let done = false;
+    const fail = (e) => { if (!done) { done = true; reject(e); } };
     const req = http.request({
-      host: '127.0.0.1', port: PORT_BASE, method, path: urlPath, headers: hdrs,
-      localAddress, agent: false, timeout: timeoutMs,
+      host, port, method, path: urlPath, headers: hdrs, localAddress, agent: false, timeout: timeoutMs,
     }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
-      res.on('error', (e) => { if (!done) { done = true; reject(e); } });
+      res.on('error', fail);
       res.on('end', () => {
         if (done) return;
         done = true;
-        const text = Buffer.concat(chunks).toString('utf8');
+        const b = Buffer.concat(chunks);
+        const text = b.toString('utf8');
         let json;
         try { json = JSON.parse(text); } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
+        resolve({ status: res.statusCode, headers: res.headers, body: b, text, json });
       });
     });
     req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms: ${method} ${urlPath}`)));
     // A server may answer (e.g. 413) and close before the whole body is written:
     // write errors after that are not the test's concern.
-    req.on('error', (e) => { if (!done) { done = true; reject(e); } });
-    if (body !== undefined) req.write(body);
-    req.end();
+    req.on('error', fail);
+    if (!streamed) {
+      if (body !== undefined) req.write(body);
+      req.end();
+      return;
+    }
+    (async () => {
+      try {
+        for await (const chunk of body) {
+          if (done || req.destroyed) return;
+          if (!req.write(chunk)) await new Promise((r) => { req.once('drain', r); req.once('close', r); });
+        }
+        req.end();
+      } catch (e) { req.destroy(e); }
+    })();
   });
 }
 
 export const get = (p, o) => request('GET', p, o);
 export const post = (p, body, o = {}) => request('POST', p, { ...o, body });
 
-// Run a repo script (path relative to ROOT) with the test's environment.
+// Run any program, with the test's environment and ROOT as the working directory.
 // Never rejects: resolves {code, stdout, stderr}.
-export function run(script, args = [], { timeoutMs = 120000, env = {} } = {}) {
-  return new Promise((resolve) => {
-    execFile(path.join(ROOT, script), args, {
-      cwd: ROOT, env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20,
-    }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : (err.signal || 'error')) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-// Run any program (no ROOT prefix), same contract as run().
 export function runProgram(file, args = [], { timeoutMs = 120000, env = {} } = {}) {
   return new Promise((resolve) => {
     execFile(file, args, {
@@ -82,6 +90,9 @@ export function runProgram(file, args = [], { timeoutMs = 120000, env = {} } = {
     });
   });
 }
+
+// Run a repo script (path relative to ROOT), same contract as runProgram().
+export const run = (script, args = [], o = {}) => runProgram(path.join(ROOT, script), args, o);
 
 export function readPid(file) {
   const p = path.isAbsolute(file) ? file : path.join(VAR_DIR, file);
