@@ -22,65 +22,29 @@
 //   is connected again before they end.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, statSync, rmSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import {
-  PORT_BASE, VAR_DIR, request, run, runProgram, readPid, isAlive, waitGone, parseProm, sleep,
+  PORT_BASE, VAR_DIR, request, run, readPid, isAlive, waitGone, parseProm, sleep,
 } from './lib/http.mjs';
+import { show } from './lib/assert.mjs';
+import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
+import { PSQL_CONN, psql, redis, stackUp } from './lib/stack.mjs';
+import {
+  WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, serviceSecret, cid, connect, end, subscribe, mustSubscribe, publish,
+  waitFor, hasPayload,
+} from './lib/mqtt.mjs';
 
-const WS_URL = `ws://127.0.0.1:${PORT_BASE}/mqtt`;
 const TCP_URL = `mqtt://127.0.0.1:${PORT_BASE + 3}`;
-const PG_PORT = PORT_BASE + 1;
-const CONNECT_MS = 5000;   // a connection attempt is decided within this
-const DELIVER_MS = 5000;   // a message that should arrive arrives within this
 const STORED_MS = 30000;   // all receipts of a run arrive within this
 const RESEND_MS = 5000;   // a publisher re-sends what waited this long for its receipt
 const ACL_CACHE_MS = 5000; // the plugin caches ACL answers this long (negative ones 1 s)
 
 // --- helpers: REST ----------------------------------------------------------------
 
-const show = (res) => `status ${res.status}, body ${res.text.slice(0, 300)}`;
-let addrN = 0;
-function freshAddr() {
-  addrN += 1;
-  return `127.8.${(addrN >> 8) & 255}.${addrN & 255}`;
-}
-const rnd = (n = 5) => crypto.randomBytes(n).toString('hex');
-const uuid = () => crypto.randomUUID();
-
-function api(method, p, who, body, o = {}) {
-  const token = who && typeof who === 'object' ? who.token : who;
-  const headers = token ? { authorization: `Bearer ${token}` } : {};
-  return request(method, p, { headers, body, ...o });
-}
-function ok2xx(res, what) {
-  assert.ok(res.status >= 200 && res.status < 300, `${what}: ${show(res)}`);
-  return res;
-}
-
-async function newUser(prefix = 'br') {
-  const username = `${prefix}_${rnd()}`;
-  const password = `pw-${username}-S3cret`;
-  const res = await request('POST', '/api/auth/register', {
-    body: { email: `${username}@example.test`, username, password }, localAddress: freshAddr(),
-  });
-  assert.equal(res.status, 201, `register ${username}: ${show(res)}`);
-  return { id: res.json.user.id, username, token: res.json.access_token };
-}
-
-// A public community owned by `owner` with `members` joined; returns {id, channel}.
-async function community(owner, members = []) {
-  const slug = `br-${rnd()}`;
-  const res = ok2xx(await api('POST', '/api/communities', owner, { slug, name: `Bridge ${slug}`, visibility: 'public' }), `create ${slug}`);
-  const ch = ok2xx(await api('GET', `/api/communities/${res.json.id}/channels`, owner), 'channels');
-  const general = ch.json.items.find((c) => c.name === 'general');
-  assert.ok(general, `no general channel: ${ch.text}`);
-  for (const m of members) ok2xx(await api('POST', `/api/communities/${res.json.id}/join`, m), `join ${m.username}`);
-  return { id: res.json.id, channel: general.id };
-}
+const { newUser, community } = fixtures({ net: 8, slug: 'br', name: 'Bridge', general: true });
 
 // The whole history of a channel, newest first (pages of 100 through next_cursor).
 async function fullHistory(channel, who, maxPages = 100) {
@@ -107,87 +71,9 @@ async function bridgeMetrics() {
 }
 const metric = (m, name) => m[name] ?? 0;
 
-async function waitFor(fn, ms = DELIVER_MS, what = 'condition') {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() >= end) assert.fail(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what() : what}`);
-    await sleep(25);
-  }
-}
-
 // --- helpers: mqtt.js ---------------------------------------------------------------
 
-const clients = new Set();
-const cid = (u) => `u${u.id}-${rnd(4)}`;
-
-// connect(user, opts) -> {client, messages, closed} within CONNECT_MS, or throws.
-function connect(u, o = {}) {
-  const {
-    url = WS_URL, clientId = cid(u), username = 'ignored', password = u.token, reconnectPeriod = 0,
-  } = o;
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, {
-      protocolVersion: 5, clientId, username, password, reconnectPeriod, connectTimeout: CONNECT_MS,
-      clean: true, keepalive: 30,
-    });
-    clients.add(client);
-    const conn = { client, messages: [], closed: false };
-    client.on('message', (topic, payload) => conn.messages.push({ topic, payload: payload.toString('utf8'), at: Date.now() }));
-    client.on('close', () => { conn.closed = true; });
-    let settled = false;
-    const timer = setTimeout(() => {
-      if (!settled) { settled = true; client.end(true); reject(new Error(`no CONNACK within ${CONNECT_MS} ms (${clientId})`)); }
-    }, CONNECT_MS + 1000);
-    client.once('connect', () => { if (!settled) { settled = true; clearTimeout(timer); resolve(conn); } });
-    client.once('error', (e) => {
-      if (!settled && reconnectPeriod === 0) { settled = true; clearTimeout(timer); client.end(true); reject(e); }
-    });
-  });
-}
-
-function end(...conns) {
-  return Promise.all(conns.filter(Boolean).map((c) => new Promise((resolve) => {
-    clients.delete(c.client);
-    const t = setTimeout(() => { c.client.end(true); resolve(); }, 2000);
-    c.client.end(false, {}, () => { clearTimeout(t); resolve(); });
-  })));
-}
-
-// subscribe -> the SUBACK code (0..2 granted, >= 0x80 refused)
-function subscribe(conn, topic, qos = 1) {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no SUBACK for ${topic} within ${DELIVER_MS} ms`)), DELIVER_MS);
-    conn.client.subscribe(topic, { qos }, (err, _subs, packet) => {
-      clearTimeout(t);
-      if (packet?.granted?.length === 1) resolve(packet.granted[0]);
-      else reject(err || new Error(`SUBACK without a code for ${topic}`));
-    });
-  });
-}
-async function mustSubscribe(conn, topic, what = topic) {
-  const code = await subscribe(conn, topic);
-  assert.ok(code < 0x80, `${what}: subscribe ${topic} refused (SUBACK 0x${code.toString(16)})`);
-}
-
-// publish (QoS 1) -> the PUBACK reason code (>= 0x80: refused)
-function publish(conn, topic, payload, { qos = 1 } = {}) {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no PUBACK for ${topic} within ${DELIVER_MS} ms`)), DELIVER_MS);
-    conn.client.publish(topic, payload, { qos }, (err, packet) => {
-      clearTimeout(t);
-      if (err && err.code === undefined) { reject(err); return; }
-      resolve(packet?.reasonCode ?? err?.code ?? 0);
-    });
-  });
-}
-const hasPayload = (conn, pred) => conn.messages.some(pred);
 const parsed = (m) => { try { return JSON.parse(m.payload); } catch { return null; } };
-
-function serviceSecret() {
-  return readFileSync(path.join(VAR_DIR, 'keys/mqtt-service.secret'), 'utf8').trim();
-}
 
 // A chat publisher as API.md wants a client to be: it keeps each message until a `stored`
 // receipt names it, and publishes all unreceipted ones again (same ids) after a reconnect,
@@ -299,10 +185,7 @@ class Publisher {
   }
 }
 
-after(() => {
-  for (const c of clients) c.end(true);
-  clients.clear();
-});
+after(closeClients);
 
 // --- the cast ---------------------------------------------------------------------------
 
@@ -347,7 +230,7 @@ function checkHistory(items, pubs, { strictOrder }) {
 
 describe('history equals what was published', { timeout: 120000 }, () => {
   test('3 members x 200 QoS 1 messages: all receipted, each stored once, seq 1..600, per-sender order kept', async () => {
-    const c = await community(U.A, [U.B, U.C]);
+    const c = await community(U.A, 'public', [U.B, U.C]);
     const N = 200;
     const pubs = [U.A, U.B, U.C].map((u) => new Publisher(u, c.channel));
     try {
@@ -379,7 +262,7 @@ describe('history equals what was published', { timeout: 120000 }, () => {
 
 describe('REST-posted messages reach MQTT subscribers', { timeout: 60000 }, () => {
   test('POST /api/channels/:id/messages is delivered on chat/<ch>/<sender> with its id and body, once', async () => {
-    const c = await community(U.A, [U.B]);
+    const c = await community(U.A, 'public', [U.B]);
     const sub = await connect(U.B);
     try {
       await mustSubscribe(sub, `chat/${c.channel}/+`);
@@ -419,7 +302,7 @@ describe('server events over MQTT', { timeout: 60000 }, () => {
   test('post_created and member_banned on events/community/<id>; member_banned in the banned user\'s inbox', async () => {
     const owner = await newUser('brevo');
     const victim = await newUser('brevv');
-    const c = await community(owner, [victim, U.D]);
+    const c = await community(owner, 'public', [victim, U.D]);
     const watcher = await connect(U.D);
     const v = await connect(victim);
     try {
@@ -461,7 +344,7 @@ describe('call signaling between participants only', { timeout: 90000 }, () => {
     const owner = await newUser('brsa');
     const peer = await newUser('brsb');
     const third = await newUser('brsc');
-    const c = await community(owner, [peer, third]);
+    const c = await community(owner, 'public', [peer, third]);
     const cr = await api('POST', '/api/calls', owner, { channel_id: c.channel });
     assert.equal(cr.status, 201, show(cr));
     const call = cr.json.id;
@@ -523,7 +406,7 @@ describe('a call ends when its participants disconnect', { timeout: 60000 }, () 
   test('the last connection of a participant closes: they leave; the last one out ends the call', async () => {
     const owner = await newUser('brda');
     const peer = await newUser('brdb');
-    const c = await community(owner, [peer]);
+    const c = await community(owner, 'public', [peer]);
     const cr = await api('POST', '/api/calls', owner, { channel_id: c.channel });
     assert.equal(cr.status, 201, show(cr));
     const call = cr.json.id;
@@ -540,15 +423,13 @@ describe('a call ends when its participants disconnect', { timeout: 60000 }, () 
     await end(a);
     await waitFor(async () => (await participants()).ended_at !== null, 10000,
       'the call to end after its last participant disconnected');
-    const r = spawnSync('redis-cli', ['-p', String(Number(process.env.TH_PORT_BASE) + 2), 'EXISTS',
-      `th:call:${call}:participants`], { encoding: 'utf8' });
-    assert.equal(r.stdout.trim(), '0', 'the participants set of an ended call is gone from Redis');
+    assert.equal(await redis('EXISTS', `th:call:${call}:participants`), '0', 'the participants set of an ended call is gone from Redis');
   });
 });
 
 describe('invalid chat payloads are counted and dropped', { timeout: 60000 }, () => {
   test('the service account\'s invalid chat/<ch>/<uid> payloads grow th_messages_dropped_total and are not stored', async () => {
-    const c = await community(U.A, [U.B]);
+    const c = await community(U.A, 'public', [U.B]);
     const svc = await connect({ id: 0, token: serviceSecret() }, {
       url: TCP_URL, clientId: `th-service-brt-${rnd(4)}`, username: 'th-service',
     });
@@ -597,7 +478,7 @@ describe('invalid chat payloads are counted and dropped', { timeout: 60000 }, ()
 describe('duplicates within one batch', { timeout: 60000 }, () => {
   test('the same message published twice back to back: stored once, counted as a duplicate, not as dropped',
     async () => {
-      const c = await community(U.A, [U.B]);
+      const c = await community(U.A, 'public', [U.B]);
       const svc = await connect({ id: 0, token: serviceSecret() }, {
         url: TCP_URL, clientId: `th-service-brt-${rnd(4)}`, username: 'th-service',
       });
@@ -626,20 +507,10 @@ describe('duplicates within one batch', { timeout: 60000 }, () => {
 
 // --- 6. no loss under crashes ---------------------------------------------------------------
 
-async function stackUp() {
-  const up = await run('scripts/stack', ['up'], { timeoutMs: 90000 });
-  assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
-  return up;
-}
-
-function psql(sql) {
-  return runProgram('psql', ['-X', '-At', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall', '-c', sql]);
-}
-
 // Two publishers, 50 msg/s each for ~8 s; `disrupt(channel)` runs ~3 s in. Afterwards every
 // sent message is receipted and in the history exactly once.
 async function lossRun(what, disrupt) {
-  const c = await community(U.A, [U.B]);
+  const c = await community(U.A, 'public', [U.B]);
   const pubs = [new Publisher(U.A, c.channel), new Publisher(U.B, c.channel)];
   const m0 = await bridgeMetrics();
   const diag = () => pubs.map((p) => `u${p.user.id}: sent ${p.sent.length}, pending ${p.pending.size}, stored ${p.stored.size}, resent ${p.resent.size}, connects ${p.connects}, log [${p.log.slice(-8).join('; ')}]`).join('\n');
@@ -702,7 +573,7 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
     const { info } = await lossRun('bridge kill -9', async (channel) => {
       // A transaction holds the channel row: the bridge's next batch waits on its lock,
       // read from the broker and not committed, so not acknowledged (if all is well).
-      const holder = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall',
+      const holder = spawn('psql', [...PSQL_CONN,
         '-c', `BEGIN; SELECT id FROM channels WHERE id = ${channel} FOR UPDATE; SELECT pg_sleep(3); COMMIT;`],
       { stdio: 'ignore' });
       const holderDone = new Promise((resolve) => holder.on('close', resolve));
@@ -798,12 +669,12 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
 describe('pipelined batches: a PUBACK leaves only after its own commit', { timeout: 120000 }, () => {
   test('messages read while the batch before them waits on a lock stay unacknowledged; after kill -9 the broker redelivers them, each stored once',
     async () => {
-      const a = await community(U.A, [U.B]);
-      const b = await community(U.A, [U.B]);
+      const a = await community(U.A, 'public', [U.B]);
+      const b = await community(U.A, 'public', [U.B]);
       const svc = await connect({ id: 0, token: serviceSecret() }, {
         url: TCP_URL, clientId: `th-service-brp-${rnd(4)}`, username: 'th-service',
       });
-      const holder = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall',
+      const holder = spawn('psql', [...PSQL_CONN,
         '-c', `BEGIN; SELECT id FROM channels WHERE id = ${a.channel} FOR UPDATE; SELECT pg_sleep(6); COMMIT;`],
       { stdio: 'ignore' });
       const holderDone = new Promise((resolve) => holder.on('close', resolve));

@@ -18,65 +18,18 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { spawn } from 'node:child_process';
 import {
-  PORT_BASE, APPS, request, get, run, runProgram, readPid, waitGone, until, parseProm, sleep,
+  request, get, run, readPid, waitGone, until, parseProm, sleep,
 } from './lib/http.mjs';
+import { show, assertError, assertStatus } from './lib/assert.mjs';
+import { uniq, api, fixtures } from './lib/fixtures.mjs';
+import { redis as redisRaw, listen, listening, stackUp, appsBack } from './lib/stack.mjs';
 
 const RFC3339_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const REDIS_PORT = PORT_BASE + 2;
-const PG_PORT = PORT_BASE + 1;
 
 // --- helpers ----------------------------------------------------------------
 
-const isJson = (res) => /^application\/json\b/i.test(res.headers['content-type'] || '');
-const show = (res) => `status ${res.status}, body ${res.text.slice(0, 400)}`;
-
-function assertError(res, status, code, field) {
-  assert.equal(res.status, status, show(res));
-  assert.ok(isJson(res), `expected JSON error: ${show(res)}`);
-  if (code !== undefined) assert.equal(res.json?.error?.code, code, show(res));
-  assert.equal(typeof res.json?.error?.message, 'string', `error.message missing: ${show(res)}`);
-  if (field !== undefined) assert.equal(res.json.error.field, field, `error.field: ${show(res)}`);
-}
-function assertStatus(res, status, what = '') {
-  assert.equal(res.status, status, `${what} ${show(res)}`);
-}
-
-let addrN = 0;
-function freshAddr() {
-  addrN += 1;
-  return `127.3.${(addrN >> 8) & 255}.${addrN & 255}`;
-}
-const uniq = (p = 'c') => `${p}-${crypto.randomBytes(5).toString('hex')}`;
-
-// api(method, path, user|token|null, body?) -> response
-function api(method, path, who, body, o = {}) {
-  const token = who && typeof who === 'object' ? who.token : who;
-  const headers = token ? { authorization: `Bearer ${token}` } : {};
-  if (typeof body === 'string') headers['content-type'] = 'application/json';
-  return request(method, path, { headers, body, ...o });
-}
-
-async function newUser(prefix = 'cu') {
-  const username = `${prefix}_${crypto.randomBytes(5).toString('hex')}`;
-  const body = { email: `${username}@example.test`, username, password: `pw-${username}-S3cret` };
-  const res = await request('POST', '/api/auth/register', { body, localAddress: freshAddr() });
-  assert.equal(res.status, 201, `register ${username}: ${show(res)}`);
-  return { id: res.json.user.id, username, token: res.json.access_token };
-}
-
-// A community owned by `owner`, with the cast given as {user: role} added by PUT.
-async function community(owner, visibility = 'public', cast = [], extra = {}) {
-  const slug = uniq('c');
-  const res = await api('POST', '/api/communities', owner, { slug, name: `Name ${slug}`, visibility, ...extra });
-  assertStatus(res, 201, `create ${slug}:`);
-  for (const [u, role] of cast) {
-    const r = await api('PUT', `/api/communities/${res.json.id}/members/${u.id}`, owner, { role });
-    assertStatus(r, 200, `PUT role ${role}:`);
-  }
-  return res.json;
-}
+const { freshAddr, newUser, community } = fixtures({ net: 3, slug: 'c', name: 'Name' });
 const getC = (cid, who) => api('GET', `/api/communities/${cid}`, who);
 async function memberCount(cid, who) {
   const r = await getC(cid, who);
@@ -107,9 +60,6 @@ function assertCommunity(c, exp) {
   assert.match(c.created_at, RFC3339_MS);
   for (const [k, v] of Object.entries(exp)) assert.deepEqual(c[k], v, `community.${k}: ${JSON.stringify(c)}`);
 }
-
-const redisRaw = (...args) => runProgram('redis-cli', ['-h', '127.0.0.1', '-p', String(REDIS_PORT), '--raw', ...args])
-  .then((r) => { assert.equal(r.code, 0, `redis-cli ${args.join(' ')}: ${r.stderr}`); return r.stdout.replace(/\n$/, ''); });
 
 const BAD_IDS = ['abc', '99999999999999999999', '-1', '0', '1.5', '1e3'];
 const NO_SUCH_ID = '9000000000000000000';
@@ -1214,29 +1164,6 @@ describe('posts', () => {
 
 // --- events ---------------------------------------------------------------------------
 
-// LISTEN townhall_events for `seconds` in psql; resolves with the parsed payloads.
-function listen(seconds) {
-  const child = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall',
-    '-c', 'LISTEN townhall_events', '-c', `SELECT pg_sleep(${seconds})`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { out += d; });
-  const done = new Promise((resolve) => child.on('close', () => {
-    const events = [];
-    for (const m of out.matchAll(/Asynchronous notification "townhall_events" with payload "(.*)" received/g)) {
-      events.push(JSON.parse(m[1]));
-    }
-    resolve({ events, out });
-  }));
-  return { done, child };
-}
-// true once the psql session of `listen` is in its pg_sleep (its LISTEN is active)
-async function listening() {
-  const r = await runProgram('psql', ['-X', '-At', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall',
-    '-c', "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(%' AND state = 'active'"]);
-  return r.code === 0 && Number(r.stdout.trim()) > 0;
-}
-
 describe('events (pg_notify townhall_events)', () => {
   test('membership, channel, community and post writes each emit one event with ids', async () => {
     const c = await community(U.owner, 'public', [[U.mod, 'moderator']]);
@@ -1682,19 +1609,8 @@ describe('Redis outage', () => {
       assert.equal(f.json.items[0].id, np.json.id);
       assertStatus(await api('POST', `/api/communities/${c.id}/join`, U.other), 200, 'join with Redis down:');
     } finally {
-      const up = await run('scripts/stack', ['up']);
-      assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
-      for (const app of APPS) {
-        let last;
-        const ok = await until(async () => {
-          for (let i = 0; i < 9; i++) {
-            last = await get(`/api/${app}/health`);
-            if (last.status !== 200) return false;
-          }
-          return true;
-        }, { timeoutMs: 20000, intervalMs: 250 });
-        assert.ok(ok, `${app} health not back after the Redis restart: ${last && show(last)}`);
-      }
+      await stackUp();
+      await appsBack('after the Redis restart');
     }
     // after the restart: no stale page (the post written during the outage is there)
     const f2 = await api('GET', `/api/communities/${c.id}/posts`, U.member);

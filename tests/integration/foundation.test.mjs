@@ -6,16 +6,8 @@ import path from 'node:path';
 import {
   APPS, VAR_DIR, BIN_DIR, get, post, run, runProgram, readPid, waitGone, until, parseProm, sleep,
 } from './lib/http.mjs';
-
-const isJson = (res) => /^application\/json\b/i.test(res.headers['content-type'] || '');
-const show = (res) => `status ${res.status}, content-type ${res.headers['content-type']}, body ${res.text.slice(0, 300)}`;
-
-function assertError(res, status, code) {
-  assert.equal(res.status, status, show(res));
-  assert.ok(isJson(res), `expected JSON error: ${show(res)}`);
-  assert.equal(res.json?.error?.code, code, show(res));
-  assert.equal(typeof res.json.error.message, 'string', `error.message missing: ${show(res)}`);
-}
+import { isJson, show, assertError } from './lib/assert.mjs';
+import { stackUp, appsBack } from './lib/stack.mjs';
 
 describe('health', () => {
   for (const app of APPS) {
@@ -171,21 +163,10 @@ async function outage(dep, pid, stopFn) {
       assert.ok(named, `503 does not name ${dep}: ${res.text}`);
     }
   }
-  const up = await run('scripts/stack', ['up']);
-  assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
+  await stackUp();
   // Workers reconnect by themselves, with a backoff (up to 5 s in lib/db.c and lib/cache.c):
   // within a bound, every worker of every pool is back, i.e. a run of consecutive 200s.
-  for (const app of APPS) {
-    let last;
-    const ok = await until(async () => {
-      for (let i = 0; i < 9; i++) {
-        last = await get(`/api/${app}/health`);
-        if (last.status !== 200 || last.json?.status !== 'ok') return false;
-      }
-      return true;
-    }, { timeoutMs: 20000, intervalMs: 250 });
-    assert.ok(ok, `${app} health not back to 200 on every worker after ${dep} restart: ${show(last)}`);
-  }
+  await appsBack(`to 200 on every worker after ${dep} restart`, { statusOk: true });
 }
 
 // Stop a dependency and bring it straight back with `scripts/stack up`, every worker holding
@@ -202,8 +183,7 @@ async function restart(dep, pid, stopFn) {
   }
   stopFn(pid);
   assert.ok(await waitGone(pid, 30000), `${dep} (pid ${pid}) did not stop`);
-  const up = await run('scripts/stack', ['up']);
-  assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
+  await stackUp();
   // concurrent requests (more than the workers, so each one takes its first), then a
   // sequential run that reaches any worker the burst missed
   const all = await Promise.all(APPS.map(async (app) => [app, await burst(app)]));

@@ -27,23 +27,25 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import http from 'node:http';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  PORT_BASE, VAR_DIR, BASE_URL, request, run, runProgram, readPid, childrenOf, until, sleep,
+  PORT_BASE, VAR_DIR, BASE_URL, request, runProgram, readPid, childrenOf, until, sleep,
 } from './lib/http.mjs';
-import { startS3 } from './lib/s3.mjs';
+import { startS3, mediaS3Env } from './lib/s3.mjs';
+import { isJson, responseChecks } from './lib/assert.mjs';
+import { api, fixtures } from './lib/fixtures.mjs';
+import { psql } from './lib/stack.mjs';
+import {
+  MEDIA_TMP, localPath, urlPath, appUp, restartMedia, PNG_SIGNATURE, pngChunk,
+} from './lib/media.mjs';
 
 const RFC3339_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const PG_PORT = PORT_BASE + 1;
 const S3_PORT = PORT_BASE + 6;
-const MEDIA_DIR = path.join(VAR_DIR, 'media');
-const MEDIA_TMP = path.join(MEDIA_DIR, 'tmp');
 const MiB = 1024 * 1024;
 const URL_SECRET_FILE = path.join(VAR_DIR, 'keys', 'media-url.secret');
 // the stack's media settings: whatever the run script exported (none of ours)
@@ -51,96 +53,11 @@ const STACK_ENV = {};
 
 // --- helpers ----------------------------------------------------------------
 
-const isJson = (res) => /^application\/json\b/i.test(res.headers['content-type'] || '');
-const show = (res) => `status ${res.status}, headers ${JSON.stringify(res.headers)}, body ${String(res.text ?? res.body?.toString('utf8') ?? '').slice(0, 400)}`;
-
-function assertError(res, status, code) {
-  assert.equal(res.status, status, show(res));
-  assert.ok(isJson(res), `expected JSON error: ${show(res)}`);
-  if (code !== undefined) assert.equal(res.json?.error?.code, code, show(res));
-  assert.equal(typeof res.json?.error?.message, 'string', `error.message missing: ${show(res)}`);
-}
-function assertStatus(res, status, what = '') {
-  assert.equal(res.status, status, `${what} ${show(res)}`);
-}
-function assertOneOf(res, statuses, what = '') {
-  assert.ok(statuses.includes(res.status), `${what} expected one of ${statuses}: ${show(res)}`);
-}
-
-let addrN = 0;
-function freshAddr() {
-  addrN += 1;
-  return `127.9.${(addrN >> 8) & 255}.${addrN & 255}`;
-}
-const uniq = (p = 'm') => `${p}-${crypto.randomBytes(5).toString('hex')}`;
+// failures show every header: Range, caching, redirects and Content-Disposition are what
+// these tests are about
+const { show, assertError, assertStatus, assertOneOf } = responseChecks({ headers: true });
+const { newUser, community } = fixtures({ net: 9, slug: 'm', name: 'Media' });
 const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
-
-function api(method, p, who, body, o = {}) {
-  const token = who && typeof who === 'object' ? who.token : who;
-  const headers = token ? { authorization: `Bearer ${token}` } : {};
-  return request(method, p, { headers, body, ...o });
-}
-
-async function newUser(prefix = 'mu') {
-  const username = `${prefix}_${crypto.randomBytes(5).toString('hex')}`;
-  const body = { email: `${username}@example.test`, username, password: `pw-${username}-S3cret` };
-  const res = await request('POST', '/api/auth/register', { body, localAddress: freshAddr() });
-  assert.equal(res.status, 201, `register ${username}: ${show(res)}`);
-  return { id: res.json.user.id, username, token: res.json.access_token };
-}
-
-async function community(owner, visibility = 'public', members = []) {
-  const slug = uniq('m');
-  const res = await api('POST', '/api/communities', owner, { slug, name: `Media ${slug}`, visibility });
-  assertStatus(res, 201, `create community ${slug}:`);
-  for (const u of members) {
-    const r = await api('PUT', `/api/communities/${res.json.id}/members/${u.id}`, owner, { role: 'member' });
-    assertStatus(r, 200, 'add member:');
-  }
-  return res.json;
-}
-
-// raw(method, path, {headers, body (Buffer|string|async iterable), timeoutMs, host, port})
-// -> {status, headers, body: Buffer, text, json}. Never follows redirects.
-function raw(method, p, opts = {}) {
-  const { headers = {}, timeoutMs = 30000, host = '127.0.0.1', port = PORT_BASE, localAddress } = opts;
-  let { body } = opts;
-  const hdrs = { ...headers };
-  if (typeof body === 'string') body = Buffer.from(body);
-  if (Buffer.isBuffer(body)) hdrs['content-length'] ??= body.length;
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const fail = (e) => { if (!done) { done = true; reject(e); } };
-    const req = http.request({ host, port, method, path: p, headers: hdrs, agent: false, timeout: timeoutMs, localAddress }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('error', fail);
-      res.on('end', () => {
-        if (done) return;
-        done = true;
-        const b = Buffer.concat(chunks);
-        const text = b.toString('utf8');
-        let json;
-        try { json = JSON.parse(text); } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, body: b, text, json });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms: ${method} ${p}`)));
-    // the server may answer (413) before the whole body is sent: write errors do not matter then
-    req.on('error', fail);
-    if (body === undefined) { req.end(); return; }
-    if (Buffer.isBuffer(body)) { req.end(body); return; }
-    (async () => {
-      try {
-        for await (const chunk of body) {
-          if (done || req.destroyed) return;
-          if (!req.write(chunk)) await new Promise((r) => { req.once('drain', r); req.once('close', r); });
-        }
-        req.end();
-      } catch (e) { req.destroy(e); }
-    })();
-  });
-}
 
 // upload(who, bytes, {community_id, filename, type, headers, multipart, field}) -> response
 function upload(who, bytes, o = {}) {
@@ -167,7 +84,7 @@ function upload(who, bytes, o = {}) {
   } else if (o.type !== null) {
     headers['content-type'] = o.type || 'application/octet-stream';
   }
-  return raw('POST', `/api/media${qs ? `?${qs}` : ''}`, { headers, body, timeoutMs: o.timeoutMs ?? 60000 });
+  return request('POST', `/api/media${qs ? `?${qs}` : ''}`, { headers, body, timeoutMs: o.timeoutMs ?? 60000 });
 }
 
 async function uploadOk(who, bytes, o = {}) {
@@ -191,24 +108,18 @@ function assertMedia(m) {
   assert.equal(typeof m.variants?.original, 'string', JSON.stringify(m));
 }
 
-// A variant URL (absolute or not) -> path + query on our origin
-function urlPath(u) {
-  const x = new URL(u, BASE_URL);
-  return x.pathname + x.search;
-}
-
 // download(path, {token, headers}) -> raw response; a redirect to another origin (an S3
 // presigned URL) is followed once, with the same Range / conditional headers.
 async function download(p, o = {}) {
   const headers = { ...(o.headers || {}) };
   if (o.token) headers.authorization = `Bearer ${o.token}`;
-  const res = await raw(o.method || 'GET', p, { headers, timeoutMs: o.timeoutMs ?? 30000 });
+  const res = await request(o.method || 'GET', p, { headers, timeoutMs: o.timeoutMs ?? 30000 });
   if ([301, 302, 303, 307, 308].includes(res.status) && res.headers.location && o.follow !== false) {
     const loc = new URL(res.headers.location, BASE_URL);
     const h2 = { ...(o.headers || {}) };
     // *.localhost is loopback (curl knows it; getaddrinfo here does not)
     const connectTo = loc.hostname === 'localhost' || loc.hostname.endsWith('.localhost') ? '127.0.0.1' : loc.hostname;
-    const r2 = await raw(o.method || 'GET', loc.pathname + loc.search, {
+    const r2 = await request(o.method || 'GET', loc.pathname + loc.search, {
       host: connectTo, port: Number(loc.port || 80), headers: { ...h2, host: loc.host }, timeoutMs: o.timeoutMs ?? 30000,
     });
     r2.redirectedFrom = res;
@@ -220,26 +131,16 @@ async function download(p, o = {}) {
 const getMedia = (id, who) => api('GET', `/api/media/${id}`, who);
 const delMedia = (id, who) => api('DELETE', `/api/media/${id}`, who);
 
-function psql(sql) {
-  return runProgram('psql', ['-X', '-At', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall', '-c', sql], { timeoutMs: 20000 });
-}
 async function mediaRows(where = 'true') {
   const r = await psql(`SELECT count(*) FROM media WHERE ${where}`);
   assert.equal(r.code, 0, `psql: ${r.stderr}`);
   return Number(r.stdout.trim());
 }
 
-const localPath = (key) => path.join(MEDIA_DIR, key.slice(0, 2), key.slice(2, 4), key);
 const tmpFiles = () => { try { return readdirSync(MEDIA_TMP); } catch { return []; } };
 
 async function health() {
   return request('GET', '/api/media/health', { timeoutMs: 5000 }).catch((e) => ({ status: 0, text: String(e) }));
-}
-// The app answers (a worker took the request): 404 for an unknown medium, from the app.
-// Used where the tests need "the pool is up", apart from the health route itself.
-async function appUp() {
-  const r = await request('GET', `/api/media/${crypto.randomUUID()}`, { timeoutMs: 5000 }).catch((e) => ({ status: 0, text: String(e) }));
-  return { ...r, status: r.status === 404 && r.json?.error?.code === 'not_found' ? 200 : r.status };
 }
 const mediaWorkers = () => childrenOf(readPid('run/media.pid'));
 
@@ -323,26 +224,6 @@ function makePdf(size = 6000) {
 }
 
 // PNG writer: a 1-bit grey picture, all white, w x h (deflates to almost nothing).
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-function crc32(buf) {
-  let c = 0xffffffff;
-  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-function pngChunk(type, data) {
-  const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
-  const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(td));
-  return Buffer.concat([len, td, crc]);
-}
 function whitePng(w, h) {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4);
@@ -352,7 +233,7 @@ function whitePng(w, h) {
   for (let y = 0; y < h; y++) rows[y * stride] = 0; // filter: none
   const idat = zlib.deflateSync(rows, { level: 9 });
   return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    PNG_SIGNATURE,
     pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
@@ -779,7 +660,7 @@ describe('downloads: Range and headers', () => {
 describe('private media: members, signed URLs', () => {
   let C; let M;
   before(async () => {
-    C = await community(U.a, 'private', [U.b]);
+    C = await community(U.a, 'private', [[U.b, 'member']]);
     M = await uploadOk(U.a, S.jpeg, { community_id: C.id, filename: 'secret.jpg' });
   });
 
@@ -833,7 +714,7 @@ describe('private media: members, signed URLs', () => {
   });
 
   test('a removed member loses access (API and unsigned download)', async () => {
-    const d = await community(U.a, 'private', [U.c]);
+    const d = await community(U.a, 'private', [[U.c, 'member']]);
     const m = await uploadOk(U.a, makePdf(700), { community_id: d.id });
     assertStatus(await getMedia(m.id, U.c), 200, 'member:');
     assertStatus(await api('DELETE', `/api/communities/${d.id}/members/${U.c.id}`, U.a), 204, 'remove:');
@@ -853,7 +734,7 @@ describe('private media: members, signed URLs', () => {
 
 describe('media in posts', () => {
   test('a post lists its media with variant URLs a member can fetch; media of another user are refused', async () => {
-    const C = await community(U.a, 'private', [U.b]);
+    const C = await community(U.a, 'private', [[U.b, 'member']]);
     const m = await uploadOk(U.a, S.jpeg, { community_id: C.id, filename: 'in-post.jpg' });
     const other = await uploadOk(U.b, makePdf(900), { community_id: C.id, filename: 'b.pdf' });
     const created = await api('POST', `/api/communities/${C.id}/posts`, U.a, { body: 'with a picture', media_ids: [m.id] });
@@ -973,7 +854,7 @@ describe('limits', () => {
   test('a raw body of 100 MiB + 1 byte (the app\'s own limit) -> 413 too_large, nothing stored', async () => {
     const u = await newUser('ml');
     const size = 100 * MiB + 1;
-    const res = await raw('POST', '/api/media', {
+    const res = await request('POST', '/api/media', {
       headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/pdf', 'content-length': String(size) },
       body: zeros(size, Buffer.from('%PDF-1.4\n%')), timeoutMs: 60000,
     }).catch((e) => ({ status: 0, text: String(e), headers: {} }));
@@ -984,7 +865,7 @@ describe('limits', () => {
   });
 
   test('413 body is the JSON error too_large', async () => {
-    const res = await raw('POST', '/api/media', {
+    const res = await request('POST', '/api/media', {
       headers: { authorization: `Bearer ${U.a.token}`, 'content-type': 'application/pdf', 'content-length': String(2048 * MiB) },
       body: undefined, timeoutMs: 10000,
     }).catch((e) => ({ status: 0, text: String(e), headers: {} }));
@@ -993,7 +874,7 @@ describe('limits', () => {
 
   test('a chunked body (no Content-Length) that grows over the limit -> 413', async () => {
     const t0 = Date.now();
-    const res = await raw('POST', '/api/media', {
+    const res = await request('POST', '/api/media', {
       headers: { authorization: `Bearer ${U.c.token}`, 'content-type': 'application/pdf', 'transfer-encoding': 'chunked' },
       body: zeros(100 * MiB + 64 * 1024 + MiB, Buffer.from('%PDF-1.4\n%')), timeoutMs: 60000,
     }).catch((e) => ({ status: 0, text: String(e), headers: {} }));
@@ -1047,7 +928,7 @@ describe('limits', () => {
     const hash = crypto.createHash('sha256');
     async function* body() { for await (const c of zeros(size, head)) { hash.update(c); yield c; } }
     const t0 = Date.now();
-    const res = await raw('POST', '/api/media?filename=big.pdf', {
+    const res = await request('POST', '/api/media?filename=big.pdf', {
       headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/pdf', 'content-length': String(size) },
       body: body(), timeoutMs: 120000,
     });
@@ -1073,13 +954,6 @@ describe('limits', () => {
 
 // --- a pool with other settings: quota, signed-URL lifetime ------------------------------
 
-async function restartMedia(env) {
-  const r = await run('scripts/fcgi-pool', ['restart', 'media'], { env, timeoutMs: 90000 });
-  assert.equal(r.code, 0, `fcgi-pool restart media: ${r.stdout}${r.stderr}`);
-  const ok = await until(async () => (await appUp()).status === 200 || null, { timeoutMs: 15000 });
-  assert.ok(ok, 'media app answering after restart');
-}
-
 describe('quota and signed-URL expiry (media pool restarted with TH_MEDIA_QUOTA_BYTES, TH_MEDIA_URL_TTL)', () => {
   before(async () => restartMedia({ ...STACK_ENV, TH_MEDIA_QUOTA_BYTES: String(200000), TH_MEDIA_URL_TTL: '10' }));
   after(async () => restartMedia(STACK_ENV));
@@ -1099,7 +973,7 @@ describe('quota and signed-URL expiry (media pool restarted with TH_MEDIA_QUOTA_
 
   test('an expired signature -> 403', async () => {
     const owner = await newUser('mx'); // U.a is over this pool's small quota
-    const c = await community(owner, 'private', [U.b]);
+    const c = await community(owner, 'private', [[U.b, 'member']]);
     const m = await uploadOk(owner, makePdf(900), { community_id: c.id });
     const u = new URL(m.variants.original, BASE_URL);
     // exp may be rounded up (to a step of the TTL, so that URLs stay cacheable): within 2 TTLs
@@ -1123,16 +997,7 @@ for (const style of ['path', 'virtual-host']) {
     let s3;
     before(async () => {
       s3 = await startS3({ port: S3_PORT, bucket: `th-media-${style === 'path' ? 'p' : 'v'}` });
-      await restartMedia({
-        ...STACK_ENV,
-        TH_MEDIA_STORAGE: 's3',
-        TH_S3_ENDPOINT: style === 'path' ? s3.endpoint : s3.vhostEndpoint,
-        TH_S3_PATH_STYLE: style === 'path' ? '1' : '0',
-        TH_S3_BUCKET: s3.bucket,
-        TH_S3_REGION: s3.region,
-        TH_S3_ACCESS_KEY: s3.accessKey,
-        TH_S3_SECRET_KEY: s3.secretKey,
-      });
+      await restartMedia({ ...STACK_ENV, ...mediaS3Env(s3, { vhost: style !== 'path' }) });
     });
     after(async () => {
       try { await restartMedia(STACK_ENV); } finally { await s3?.stop(); }

@@ -18,80 +18,42 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import http from 'node:http';
 import zlib from 'node:zlib';
 import { spawn } from 'node:child_process';
 import { existsSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  PORT_BASE, VAR_DIR, BASE_URL, request, run, runProgram, until, sleep,
+  PORT_BASE, VAR_DIR, request, run, runProgram, until, sleep,
 } from './lib/http.mjs';
-import { S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION, bucketKeys } from './lib/s3.mjs';
+import { show } from './lib/assert.mjs';
+import { bearer, api, fixtures } from './lib/fixtures.mjs';
+import { psql } from './lib/stack.mjs';
+import {
+  MEDIA_TMP, localPath, urlPath, appUp, restartMedia, PNG_SIGNATURE, pngChunk,
+} from './lib/media.mjs';
+import {
+  S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION, bucketKeys, mediaS3Env,
+} from './lib/s3.mjs';
 
-const PG_PORT = PORT_BASE + 1;
 const S3_PORT = PORT_BASE + 6;
-const MEDIA_DIR = path.join(VAR_DIR, 'media');
-const MEDIA_TMP = path.join(MEDIA_DIR, 'tmp');
 const HOUR = 3600;
 
-const show = (res) => `status ${res.status}, body ${String(res.text ?? '').slice(0, 300)}`;
+const { newUser, community } = fixtures({ net: 10, slug: 'gc', name: 'GC' });
 
-let addrN = 0;
-const freshAddr = () => { addrN += 1; return `127.10.${(addrN >> 8) & 255}.${addrN & 255}`; };
-
-function api(method, p, who, body) {
-  return request(method, p, { headers: who ? { authorization: `Bearer ${who.token}` } : {}, body });
-}
-
-async function newUser(prefix = 'gc') {
-  const username = `${prefix}_${crypto.randomBytes(5).toString('hex')}`;
-  const body = { email: `${username}@example.test`, username, password: `pw-${username}-S3cret` };
-  const res = await request('POST', '/api/auth/register', { body, localAddress: freshAddr() });
-  assert.equal(res.status, 201, `register ${username}: ${show(res)}`);
-  return { id: res.json.user.id, username, token: res.json.access_token };
-}
-
-async function community(owner, visibility = 'private') {
-  const slug = `gc-${crypto.randomBytes(5).toString('hex')}`;
-  const res = await api('POST', '/api/communities', owner, { slug, name: `GC ${slug}`, visibility });
-  assert.equal(res.status, 201, `create community: ${show(res)}`);
+// POST /api/media with a raw body -> the media object (201 asserted)
+async function upload(who, bytes, communityId) {
+  const q = communityId ? `?community_id=${communityId}` : '';
+  const res = await request('POST', `/api/media${q}`, {
+    headers: { ...bearer(who.token), 'content-type': 'application/octet-stream' }, body: bytes, timeoutMs: 60000,
+  });
+  assert.equal(res.status, 201, `upload: ${show(res)}`);
   return res.json;
 }
 
-// POST /api/media with a raw body -> the media object (201 asserted)
-function upload(who, bytes, communityId) {
-  const q = communityId ? `?community_id=${communityId}` : '';
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1', port: PORT_BASE, method: 'POST', path: `/api/media${q}`, agent: false, timeout: 60000,
-      headers: { authorization: `Bearer ${who.token}`, 'content-type': 'application/octet-stream', 'content-length': bytes.length },
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 201) { reject(new Error(`upload: ${res.statusCode} ${text.slice(0, 300)}`)); return; }
-        resolve(JSON.parse(text));
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('upload: timeout')));
-    req.on('error', reject);
-    req.end(bytes);
-  });
-}
-
 // GET a variant URL (no redirect following) -> status
-function fetchStatus(u, who) {
-  const x = new URL(u, BASE_URL);
-  return request('GET', x.pathname + x.search, { headers: who ? { authorization: `Bearer ${who.token}` } : {} })
-    .then((r) => r.status);
-}
+const fetchStatus = (u, who) => api('GET', urlPath(u), who).then((r) => r.status);
 
-function psql(sql) {
-  return runProgram('psql', ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall', '-c', sql], { timeoutMs: 20000 });
-}
 // Removes a media row behind the app's back: what a commit that failed after the bytes
 // were stored leaves (bytes, no row). id is a UUID from the API, checked before use.
 async function dropRow(id) {
@@ -109,7 +71,6 @@ async function rowsWithSha(sha) {
 
 // The store's keys of a medium: the original, and for images the two variants.
 const keysOf = (m) => (m.kind === 'image' ? [m.sha256, `${m.sha256}.thumb`, `${m.sha256}.medium`] : [m.sha256]);
-const localPath = (key) => path.join(MEDIA_DIR, key.slice(0, 2), key.slice(2, 4), key);
 const localHas = (key) => existsSync(localPath(key));
 function backdate(keys, seconds) {
   const t = Date.now() / 1000 - seconds;
@@ -126,19 +87,6 @@ async function gc(env = {}, args = []) {
 }
 
 // A small PNG of random pixels: unique bytes, so its hash is this test's alone.
-const CRC = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) { let c = n; for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1; t[n] = c >>> 0; }
-  return t;
-})();
-function chunk(type, data) {
-  const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  let c = 0xffffffff;
-  for (const b of td) c = CRC[(c ^ b) & 0xff] ^ (c >>> 8);
-  const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
-  const crc = Buffer.alloc(4); crc.writeUInt32BE((c ^ 0xffffffff) >>> 0);
-  return Buffer.concat([len, td, crc]);
-}
 function noisyPng(w = 40, h = 30) {
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4);
@@ -146,8 +94,8 @@ function noisyPng(w = 40, h = 30) {
   const rows = [];
   for (let y = 0; y < h; y++) rows.push(Buffer.from([0]), crypto.randomBytes(w * 3));
   return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0)),
+    PNG_SIGNATURE,
+    pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(Buffer.concat(rows))), pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
 // A minimal PDF with a unique comment (libmagic calls it application/pdf).
@@ -155,19 +103,9 @@ function uniquePdf() {
   return Buffer.from(`%PDF-1.4\n% ${crypto.randomBytes(16).toString('hex')}\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n`, 'latin1');
 }
 
-async function appUp() {
-  const r = await request('GET', `/api/media/${crypto.randomUUID()}`, { timeoutMs: 5000 }).catch(() => ({ status: 0 }));
-  return r.status === 404;
-}
-async function restartMedia(env) {
-  const r = await run('scripts/fcgi-pool', ['restart', 'media'], { env, timeoutMs: 90000 });
-  assert.equal(r.code, 0, `fcgi-pool restart media: ${r.stdout}${r.stderr}`);
-  assert.ok(await until(appUp, { timeoutMs: 15000 }), 'media app answering after restart');
-}
-
 let owner;
 before(async () => {
-  assert.ok(await until(appUp, { timeoutMs: 15000 }), 'media app answering');
+  assert.ok(await until(async () => (await appUp()).status === 200, { timeoutMs: 15000 }), 'media app answering');
   owner = await newUser('gco');
 });
 
@@ -348,15 +286,7 @@ describe(`S3 storage (s3rver on 127.0.0.1:${S3_PORT})`, () => {
   let env;
   before(async () => {
     s3 = await startS3Child('th-media-gc');
-    env = {
-      TH_MEDIA_STORAGE: 's3',
-      TH_S3_ENDPOINT: s3.endpoint,
-      TH_S3_PATH_STYLE: '1',
-      TH_S3_BUCKET: s3.bucket,
-      TH_S3_REGION: s3.region,
-      TH_S3_ACCESS_KEY: s3.accessKey,
-      TH_S3_SECRET_KEY: s3.secretKey,
-    };
+    env = mediaS3Env(s3);
     await restartMedia(env);
   });
   after(async () => {

@@ -22,50 +22,21 @@
 //   key, valid exp -> accepted), as auth.test.mjs does for the REST API.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import mqtt from 'mqtt';
-import { PORT_BASE, VAR_DIR, request, sleep } from './lib/http.mjs';
+import { PORT_BASE, request, sleep } from './lib/http.mjs';
+import { show, ok2xx } from './lib/assert.mjs';
+import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
+import { b64u, decodeJwt, resign } from './lib/jwt.mjs';
+import {
+  DELIVER_MS, closeClients, serviceSecret, cid, connect, end, subscribe, mustSubscribe, publish, waitFor, hasPayload,
+} from './lib/mqtt.mjs';
 
-const WS_URL = `ws://127.0.0.1:${PORT_BASE}/mqtt`;
 const MQTT_PORT = PORT_BASE + 3;
-const CONNECT_MS = 5000;  // a connection attempt is decided within this
-const DELIVER_MS = 5000;  // a message that should arrive arrives within this
 const QUIET_MS = 2000;    // "nothing arrives" is watched for this long (API: ban -> 5 s, then 2 s)
 
 // --- helpers: REST ------------------------------------------------------------
 
-const show = (res) => `status ${res.status}, body ${res.text.slice(0, 300)}`;
-let addrN = 0;
-function freshAddr() {
-  addrN += 1;
-  return `127.6.${(addrN >> 8) & 255}.${addrN & 255}`;
-}
-const rnd = (n = 5) => crypto.randomBytes(n).toString('hex');
-
-function api(method, p, who, body, o = {}) {
-  const token = who && typeof who === 'object' ? who.token : who;
-  const headers = token ? { authorization: `Bearer ${token}` } : {};
-  return request(method, p, { headers, body, ...o });
-}
-function ok2xx(res, what) {
-  assert.ok(res.status >= 200 && res.status < 300, `${what}: ${show(res)}`);
-  return res;
-}
-
-async function newUser(prefix = 'mq') {
-  const username = `${prefix}_${rnd()}`;
-  const password = `pw-${username}-S3cret`;
-  const res = await request('POST', '/api/auth/register', {
-    body: { email: `${username}@example.test`, username, password }, localAddress: freshAddr(),
-  });
-  assert.equal(res.status, 201, `register ${username}: ${show(res)}`);
-  return {
-    id: res.json.user.id, username, password, token: res.json.access_token, refresh: res.json.refresh_token,
-  };
-}
+const { freshAddr, newUser, community } = fixtures({ net: 6, slug: 'mq', name: 'MQTT', general: true });
 
 // A second session of the same user: {token, refresh}
 async function login(u) {
@@ -76,80 +47,10 @@ async function login(u) {
   return { ...u, token: res.json.access_token, refresh: res.json.refresh_token };
 }
 
-// A community owned by `owner` with `members` joined; returns {id, channel} (channel =
-// the id of the auto-created `general`).
-async function community(owner, visibility, members = []) {
-  const slug = `mq-${rnd()}`;
-  const res = ok2xx(await api('POST', '/api/communities', owner, { slug, name: `MQTT ${slug}`, visibility }), `create ${slug}`);
-  const cid = res.json.id;
-  const ch = ok2xx(await api('GET', `/api/communities/${cid}/channels`, owner), 'channels');
-  const general = ch.json.items.find((c) => c.name === 'general');
-  assert.ok(general, `no general channel: ${ch.text}`);
-  for (const m of members) ok2xx(await api('POST', `/api/communities/${cid}/join`, m), `join ${m.username}`);
-  return { id: cid, channel: general.id };
-}
-
-// --- helpers: tokens -------------------------------------------------------------
-
-const b64u = (x) => Buffer.from(typeof x === 'string' ? x : JSON.stringify(x)).toString('base64url');
-function decodeJwt(token) {
-  const parts = token.split('.');
-  assert.equal(parts.length, 3, `not a JWS compact token: ${token}`);
-  return { parts, payload: JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')) };
-}
-const stackKey = () => crypto.createPrivateKey(readFileSync(path.join(VAR_DIR, 'keys/jwt-es256.pem')));
-// Re-sign a real token's claims (with changes) with the stack's private key, same header (kid).
-function resign(token, changes) {
-  const { parts, payload } = decodeJwt(token);
-  const p = b64u({ ...payload, ...changes });
-  const sig = crypto.sign('sha256', Buffer.from(`${parts[0]}.${p}`), { key: stackKey(), dsaEncoding: 'ieee-p1363' });
-  return `${parts[0]}.${p}.${sig.toString('base64url')}`;
-}
-
 // --- helpers: mqtt.js over WebSocket -----------------------------------------------
 
-const clients = new Set();
 const children = new Set();
-const cid = (u) => `u${u.id}-${rnd(4)}`;
-const uuid = () => crypto.randomUUID();
 const chatPayload = (body = 'hi', extra = {}) => JSON.stringify({ id: uuid(), body, ...extra });
-
-// connect(user|{token,id}, opts) -> {client, messages, closed()} or throws with .refused
-// (CONNACK failure, or the connection closed before a CONNACK) within CONNECT_MS.
-function connect(u, o = {}) {
-  const {
-    clientId = cid(u), password = u.token, protocolVersion = 5, username = 'ignored', url = WS_URL,
-  } = o;
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, {
-      protocolVersion, clientId, username, password, reconnectPeriod: 0, connectTimeout: CONNECT_MS,
-      clean: true, keepalive: 30,
-    });
-    clients.add(client);
-    const messages = [];
-    let closedAt = null;
-    let settled = false;
-    const conn = {
-      client, messages, clientId,
-      get closed() { return closedAt !== null; },
-      closedAt: () => closedAt,
-    };
-    client.on('message', (topic, payload, packet) => messages.push({
-      topic, payload: payload.toString('utf8'), retain: packet.retain, at: Date.now(),
-    }));
-    client.on('close', () => {
-      if (closedAt === null) closedAt = Date.now();
-      if (!settled) { settled = true; clearTimeout(timer); const e = new Error(`connection closed before CONNACK (${clientId})`); e.refused = true; reject(e); }
-    });
-    client.on('error', (e) => {
-      if (!settled) { settled = true; clearTimeout(timer); client.end(true); e.refused = true; reject(e); }
-    });
-    client.on('connect', () => { if (!settled) { settled = true; clearTimeout(timer); resolve(conn); } });
-    const timer = setTimeout(() => {
-      if (!settled) { settled = true; client.end(true); reject(new Error(`no CONNACK within ${CONNECT_MS} ms (${clientId})`)); }
-    }, CONNECT_MS + 1000);
-  });
-}
 
 async function expectRefused(u, o, what) {
   let conn;
@@ -168,58 +69,12 @@ async function expectRefused(u, o, what) {
   assert.fail(`${what}: the connection was accepted${conn.closed ? ' (and closed a moment later: refuse it in CONNACK)' : ''}`);
 }
 
-// subscribe(conn, topic) -> the SUBACK code (0..2 granted, >= 0x80 refused)
-function subscribe(conn, topic, qos = 1) {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no SUBACK for ${topic} within ${DELIVER_MS} ms`)), DELIVER_MS);
-    conn.client.subscribe(topic, { qos }, (err, _subs, packet) => {
-      clearTimeout(t);
-      if (packet?.granted?.length === 1) resolve(packet.granted[0]);
-      else reject(err || new Error(`SUBACK without a code for ${topic}`));
-    });
-  });
-}
-async function mustSubscribe(conn, topic, what = topic) {
-  const code = await subscribe(conn, topic);
-  assert.ok(code < 0x80, `${what}: subscribe ${topic} refused (SUBACK 0x${code.toString(16)})`);
-}
 async function mustNotSubscribe(conn, topic, what = topic) {
   const code = await subscribe(conn, topic);
   assert.ok(code >= 0x80, `${what}: subscribe ${topic} granted (SUBACK ${code}), expected a failure code`);
 }
 
-// publish(conn, topic, payload, {qos, retain}) -> PUBACK reason code (0 when none: QoS 0 / 3.1.1)
-function publish(conn, topic, payload, { qos = 1, retain = false } = {}) {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no PUBACK for ${topic} within ${DELIVER_MS} ms`)), DELIVER_MS);
-    conn.client.publish(topic, payload, { qos, retain }, (err, packet) => {
-      clearTimeout(t);
-      if (err && err.code === undefined) { reject(err); return; }
-      resolve(packet?.reasonCode ?? err?.code ?? 0);
-    });
-  });
-}
-
-async function waitFor(fn, ms = DELIVER_MS, what = 'condition') {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() >= end) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
 const got = (conn, pred) => conn.messages.filter(pred);
-const hasPayload = (conn, payload) => conn.messages.some((m) => m.payload === payload);
-
-function end(...conns) {
-  return Promise.all(conns.filter(Boolean).map((c) => new Promise((resolve) => {
-    clients.delete(c.client);
-    if (c.closed) { resolve(); return; }
-    const t = setTimeout(() => { c.client.end(true); resolve(); }, 2000);
-    c.client.end(false, {}, () => { clearTimeout(t); resolve(); });
-  })));
-}
 
 // --- helpers: mosquitto_pub / mosquitto_sub over TCP ----------------------------------
 
@@ -291,8 +146,7 @@ async function tcpPub(u, topic, payload, o = {}) {
 }
 
 after(async () => {
-  for (const c of clients) c.end(true);
-  clients.clear();
+  closeClients();
   for (const ch of children) ch.kill('SIGKILL');
 });
 
@@ -533,7 +387,7 @@ describe('ACL: what users may not do', { timeout: 60000 }, () => {
     const rc = await publish(a, `user/${U.B.id}/inbox`, fake);
     await publish(a, `user/${U.A.id}/inbox`, fake);
     // the service account may write anywhere (stack-contract)
-    const secret = readFileSync(path.join(VAR_DIR, 'keys/mqtt-service.secret'), 'utf8').trim();
+    const secret = serviceSecret();
     const real = JSON.stringify({ type: 'stored', ids: [uuid()] });
     const r = await tcpPub({ id: 0, token: secret }, `user/${U.B.id}/inbox`, real, { clientId: `th-service-it-${rnd(4)}`, username: 'th-service' });
     assert.equal(r.code, 0, `service account publish: ${r.out}`);

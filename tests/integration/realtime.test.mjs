@@ -22,102 +22,25 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import {
-  PORT_BASE, VAR_DIR, ROOT, request, runProgram, readPid, isAlive, waitGone, until, sleep,
+  PORT_BASE, VAR_DIR, ROOT, runProgram, readPid, isAlive, waitGone, until, sleep,
 } from './lib/http.mjs';
+import { assertError, assertStatus } from './lib/assert.mjs';
+import { uuid, api, fixtures } from './lib/fixtures.mjs';
+import { psql, redis, withEvents } from './lib/stack.mjs';
 
 const RFC3339_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const REDIS_PORT = PORT_BASE + 2;
-const PG_PORT = PORT_BASE + 1;
 const TURN_PORT = PORT_BASE + 5;
 const TURN_SECRET_FILE = path.join(VAR_DIR, 'keys', 'turn.secret');
 
 // --- helpers ----------------------------------------------------------------
 
-const isJson = (res) => /^application\/json\b/i.test(res.headers['content-type'] || '');
-const show = (res) => `status ${res.status}, body ${res.text.slice(0, 400)}`;
-
-function assertError(res, status, code, field) {
-  assert.equal(res.status, status, show(res));
-  assert.ok(isJson(res), `expected JSON error: ${show(res)}`);
-  if (code !== undefined) assert.equal(res.json?.error?.code, code, show(res));
-  assert.equal(typeof res.json?.error?.message, 'string', `error.message missing: ${show(res)}`);
-  if (field !== undefined) assert.equal(res.json.error.field, field, `error.field: ${show(res)}`);
-}
-function assertStatus(res, status, what = '') {
-  assert.equal(res.status, status, `${what} ${show(res)}`);
-  return res;
-}
-
-let addrN = 0;
-function freshAddr() {
-  addrN += 1;
-  return `127.7.${(addrN >> 8) & 255}.${addrN & 255}`;
-}
-const uniq = (p = 'rt') => `${p}-${crypto.randomBytes(5).toString('hex')}`;
-const uuid = () => crypto.randomUUID();
-
-function api(method, p, who, body, o = {}) {
-  const token = who && typeof who === 'object' ? who.token : who;
-  const headers = token ? { authorization: `Bearer ${token}` } : {};
-  if (typeof body === 'string') headers['content-type'] = 'application/json';
-  return request(method, p, { headers, body, ...o });
-}
-
-async function newUser(prefix = 'rt') {
-  const username = `${prefix}_${crypto.randomBytes(5).toString('hex')}`;
-  const body = { email: `${username}@example.test`, username, password: `pw-${username}-S3cret` };
-  const res = await request('POST', '/api/auth/register', { body, localAddress: freshAddr() });
-  assert.equal(res.status, 201, `register ${username}: ${show(res)}`);
-  return { id: res.json.user.id, username, token: res.json.access_token };
-}
-
-// A community owned by `owner` with the cast [[user, role]]; returns {id, channel}.
-async function community(owner, visibility = 'public', cast = []) {
-  const slug = uniq('rt');
-  const res = assertStatus(await api('POST', '/api/communities', owner, { slug, name: `RT ${slug}`, visibility }), 201, 'create community');
-  for (const [u, role] of cast) {
-    assertStatus(await api('PUT', `/api/communities/${res.json.id}/members/${u.id}`, owner, { role }), 200, `PUT ${role}`);
-  }
-  const ch = assertStatus(await api('GET', `/api/communities/${res.json.id}/channels`, owner), 200, 'channels');
-  return { id: res.json.id, channel: ch.json.items[0].id };
-}
+const { newUser, community } = fixtures({ net: 7, slug: 'rt', name: 'RT', general: true });
 
 const postMsg = (ch, who, body) => api('POST', `/api/channels/${ch}/messages`, who, body);
 const history = (ch, who, q = '') => api('GET', `/api/channels/${ch}/messages${q}`, who);
 
-const redis = (...args) => runProgram('redis-cli', ['-h', '127.0.0.1', '-p', String(REDIS_PORT), '--raw', ...args])
-  .then((r) => { assert.equal(r.code, 0, `redis-cli ${args.join(' ')}: ${r.stderr}`); return r.stdout.replace(/\n$/, ''); });
 const smembers = async (key) => (await redis('SMEMBERS', key)).split('\n').filter(Boolean).map(Number).sort((a, b) => a - b);
-
-// LISTEN townhall_events for `seconds` in psql; resolves with the parsed payloads.
-function listen(seconds) {
-  const child = spawn('psql', ['-X', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall',
-    '-c', 'LISTEN townhall_events', '-c', `SELECT pg_sleep(${seconds})`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { out += d; });
-  const done = new Promise((resolve) => child.on('close', () => {
-    const events = [];
-    for (const m of out.matchAll(/Asynchronous notification "townhall_events" with payload "(.*)" received/g)) {
-      events.push(JSON.parse(m[1]));
-    }
-    resolve({ events, out });
-  }));
-  return { done, child };
-}
-async function listening() {
-  const r = await runProgram('psql', ['-X', '-At', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall',
-    '-c', "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(%' AND state = 'active'"]);
-  return r.code === 0 && Number(r.stdout.trim()) > 0;
-}
-async function withEvents(seconds, fn) {
-  const l = listen(seconds);
-  assert.ok(await until(listening, { timeoutMs: 4000, intervalMs: 50 }), 'psql LISTEN did not start');
-  const v = await fn();
-  const { events } = await l.done;
-  return { events, v };
-}
 
 function assertMessage(m, { channel, sender, body }) {
   assert.match(m.id, UUID);
@@ -351,8 +274,7 @@ describe('messages: edit and delete', () => {
     assert.equal(mine[2].message.id, v.b.id);
     assert.equal(mine[2].message.body, undefined);
     assert.ok(Number.isInteger(mine[2].outbox_id), JSON.stringify(mine[2]));
-    const row = await runProgram('psql', ['-X', '-At', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall',
-      '-c', `SELECT payload->'message'->>'id', length(payload->'message'->>'body') FROM event_outbox WHERE id = ${mine[2].outbox_id}`]);
+    const row = await psql(`SELECT payload->'message'->>'id', length(payload->'message'->>'body') FROM event_outbox WHERE id = ${mine[2].outbox_id}`);
     if (row.stdout.trim()) assert.equal(row.stdout.trim(), `${v.b.id}|4000`); // unless a bridge drained it already
     assert.equal(mine[3].sender_id, U.member.id);
     assert.equal(mine[3].message.id, id);

@@ -87,3 +87,18 @@ export async function startS3({ port = PORT_BASE + 6, address = '127.0.0.1', buc
     },
   };
 }
+
+// The media app's settings for this store (scripts/fcgi-pool restart media with them):
+// path-style addressing at the loopback endpoint, or virtual-host style (vhost: true) at
+// <bucket>.s3.localhost.
+export function mediaS3Env(s3, { vhost = false } = {}) {
+  return {
+    TH_MEDIA_STORAGE: 's3',
+    TH_S3_ENDPOINT: vhost ? s3.vhostEndpoint : s3.endpoint,
+    TH_S3_PATH_STYLE: vhost ? '0' : '1',
+    TH_S3_BUCKET: s3.bucket,
+    TH_S3_REGION: s3.region,
+    TH_S3_ACCESS_KEY: s3.accessKey,
+    TH_S3_SECRET_KEY: s3.secretKey,
+  };
+}

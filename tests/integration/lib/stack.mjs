@@ -1,0 +1,91 @@
+// The stack's own servers, reached directly rather than through nginx: psql on PostgreSQL
+// (TH_PORT_BASE+1), redis-cli on Redis (+2), LISTEN townhall_events, and bringing the stack
+// back (`scripts/stack up`) after a test stopped part of it.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import {
+  PORT_BASE, APPS, get, run, runProgram, until,
+} from './http.mjs';
+import { show } from './assert.mjs';
+
+const PG_PORT = PORT_BASE + 1;
+const REDIS_PORT = PORT_BASE + 2;
+
+// psql's connection to the stack's database, for a spawn() of one's own (e.g. a transaction
+// that holds a lock while the test acts).
+export const PSQL_CONN = ['-X', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'townhall', 'townhall'];
+
+// One SQL command (-At: unaligned, tuples only) -> {code, stdout, stderr}; never rejects.
+// ON_ERROR_STOP: a failing statement fails the run (a non-zero code), whatever follows it.
+export function psql(sql, { timeoutMs = 20000 } = {}) {
+  return runProgram('psql', [...PSQL_CONN, '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeoutMs });
+}
+
+// redis-cli --raw on the stack's Redis -> its output without the last newline (exit 0 asserted)
+export const redis = (...args) => runProgram('redis-cli', ['-h', '127.0.0.1', '-p', String(REDIS_PORT), '--raw', ...args])
+  .then((r) => { assert.equal(r.code, 0, `redis-cli ${args.join(' ')}: ${r.stderr}`); return r.stdout.replace(/\n$/, ''); });
+
+// LISTEN townhall_events for `seconds` in psql; done resolves with the parsed payloads
+// (psql prints one "Asynchronous notification ..." line per event) and psql's output.
+export function listen(seconds) {
+  const child = spawn('psql', [...PSQL_CONN,
+    '-c', 'LISTEN townhall_events', '-c', `SELECT pg_sleep(${seconds})`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { out += d; });
+  const done = new Promise((resolve) => child.on('close', () => {
+    const events = [];
+    for (const m of out.matchAll(/Asynchronous notification "townhall_events" with payload "(.*)" received/g)) {
+      events.push(JSON.parse(m[1]));
+    }
+    resolve({ events, out });
+  }));
+  return { done, child };
+}
+// true once the psql session of `listen` is in its pg_sleep (its LISTEN is active)
+export async function listening() {
+  const r = await runProgram('psql', [...PSQL_CONN, '-At',
+    '-c', "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(%' AND state = 'active'"]);
+  return r.code === 0 && Number(r.stdout.trim()) > 0;
+}
+// listen() around fn(): {events, v} where v is what fn returned
+export async function withEvents(seconds, fn) {
+  const l = listen(seconds);
+  assert.ok(await until(listening, { timeoutMs: 4000, intervalMs: 50 }), 'psql LISTEN did not start');
+  const v = await fn();
+  const { events } = await l.done;
+  return { events, v };
+}
+
+// `scripts/stack up` (idempotent: starts what is not running), exit 0 asserted.
+export async function stackUp() {
+  const up = await run('scripts/stack', ['up']);
+  assert.equal(up.code, 0, `scripts/stack up failed:\n${up.stdout}\n${up.stderr}`);
+  return up;
+}
+
+// Whether `app` answers a run of n consecutive health 200s within 20 s: a pool's workers
+// take requests in turn, so enough of them in a row reach every worker. statusOk: the
+// body's status must also be "ok" (a 200 with a degraded check would not do).
+// -> {ok, last} (last: the last response, for a failure message)
+export async function healthyRun(app, { n = 9, statusOk = false } = {}) {
+  let last;
+  const ok = await until(async () => {
+    for (let i = 0; i < n; i++) {
+      last = await get(`/api/${app}/health`);
+      if (last.status !== 200 || (statusOk && last.json?.status !== 'ok')) return false;
+    }
+    return true;
+  }, { timeoutMs: 20000, intervalMs: 250 });
+  return { ok, last };
+}
+
+// Every worker of every app back after a dependency came back: workers reconnect by
+// themselves, with a backoff (up to 5 s in lib/db.c and lib/cache.c), so within a bound each
+// app answers a run of 9 consecutive health 200s (3 workers a pool). what: in the message.
+export async function appsBack(what, { statusOk = false } = {}) {
+  for (const app of APPS) {
+    const { ok, last } = await healthyRun(app, { statusOk });
+    assert.ok(ok, `${app} health not back ${what}: ${last && show(last)}`);
+  }
+}
