@@ -100,8 +100,12 @@ static const char lookup_lua[] =
 	"local av, acc, who = false, false, false "
 	"if ARGV[5] ~= '' then "
 	"  av = ver(KEYS[2]) "
-	"  acc = redis.call('GET', ARGV[5] .. av) "
-	"  if acc == 'private' and ARGV[6] ~= '' then who = redis.call('GET', ARGV[5] .. av .. ARGV[6]) end "
+	/* a feed version without an access version (posts written before
+	 * anyone read the feed): no verdict to read; the caller makes it */
+	"  if av then "
+	"    acc = redis.call('GET', ARGV[5] .. av) "
+	"    if acc == 'private' and ARGV[6] ~= '' then who = redis.call('GET', ARGV[5] .. av .. ARGV[6]) end "
+	"  end "
 	"end "
 	"return {fv, entry, mine, av, acc, who}";
 

@@ -9,6 +9,8 @@
  *   TH_MEDIA_MAX_BYTES      one upload's file, default 100 MiB (-> 413)
  *   TH_MEDIA_QUOTA_BYTES    one user's media, default 1 GiB (-> 413)
  *   TH_MEDIA_URL_TTL        signed URL lifetime, default 3600 s
+ *   TH_MEDIA_GRANT_TTL      how long nginx may reuse a download answer that
+ *                           is the same for every caller, default 1 s, 0 off
  *   TH_MEDIA_URL_SECRET_FILE default $TH_VAR_DIR/keys/media-url.secret
  *   TH_MEDIA_STORAGE        local (default) | s3 (storage.h) */
 #include <sodium.h>

@@ -1,16 +1,5 @@
-/* media: the media object, GET and DELETE /api/media/:id, and downloads
- * (GET /media/:id/:variant).
- *
- * Downloads: this app decides who may have the bytes, then nginx sends them.
- * Local storage answers X-Accel-Redirect to the internal location /_media/
- * (sendfile, Range -> 206, 416); S3 answers 302 to a presigned URL (see
- * storage_s3.c).  The headers that describe the bytes are ours: the detected
- * Content-Type (never the client's), ETag (the variant's SHA-256, so a 304
- * is decided here without touching the bytes), Cache-Control (public media:
- * shared caches may keep them; private: the browser only, and no longer
- * than a signed URL lives), X-Content-Type-Options: nosniff and a
- * Content-Disposition whose filename was cleaned at upload and is encoded
- * again here (RFC 6266 / 5987). */
+/* media: the media object, GET and DELETE /api/media/:id.  Downloads
+ * (GET /media/:id/:variant) are download.c. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,7 +101,7 @@ char *media_clean_filename(struct arena *a, const char *name)
 
 /* Content-Disposition for a stored (clean) filename, at most ~480 bytes:
  * an ASCII fallback and the UTF-8 name percent-encoded (RFC 5987). */
-static char *disposition(struct arena *a, const char *type, const char *name)
+char *media_disposition(struct arena *a, const char *type, const char *name)
 {
 	char ascii[101], enc[301];
 	size_t na = 0, ne = 0;
@@ -228,92 +217,4 @@ out:
 	if (in_tx)
 		db_rollback();
 	db_res_free(r);
-}
-
-/* The stored facts of one variant: mime and sha256 (the ETag). */
-static int variant_of(struct http_req *req, const struct media_row *m, const char *variant,
-		      const char **mime, const char **sha)
-{
-	struct json_object *all, *v, *f;
-
-	if (strcmp(variant, "original") == 0) {
-		*mime = m->mime;
-		*sha = m->sha256;
-		return 0;
-	}
-	if (strcmp(variant, "thumb") != 0 && strcmp(variant, "medium") != 0)
-		return -1;
-	all = jh_parse(m->variants, strlen(m->variants));
-	if (!all || !json_object_object_get_ex(all, variant, &v) ||
-	    !json_object_object_get_ex(v, "mime", &f) ||
-	    !(*mime = arena_strdup(req->arena, json_object_get_string(f))) ||
-	    !json_object_object_get_ex(v, "sha256", &f) ||
-	    !(*sha = arena_strdup(req->arena, json_object_get_string(f)))) {
-		json_object_put(all);
-		return -1;
-	}
-	json_object_put(all);
-	return 0;
-}
-
-/* GET /media/:id/:variant */
-void media_download(struct http_req *req)
-{
-	const char *id = http_param(req, "id"), *variant = http_param(req, "variant");
-	const char *mime, *sha, *inm;
-	struct media_row m;
-	char key[MEDIA_SHA_HEX + 16], etag[MEDIA_SHA_HEX + 3], cache[64], *cd;
-	int sig;
-
-	if (media_load(req, id, &m) < 0)
-		return;
-	/* a signature is checked first: an altered or expired one is refused
-	 * even for a caller who could see the medium otherwise — the URL is
-	 * what is wrong, and a client should learn it */
-	sig = media_sig_check(req, m.id, variant);
-	if (sig < 0) {
-		http_reply_error(req, TH_EFORBIDDEN, "the signed URL expired or was altered", NULL);
-		return;
-	}
-	if (sig == 0 && !media_visible(req, &m)) {
-		http_reply_error(req, TH_ENOTFOUND, "no such media", NULL);
-		return;
-	}
-	if (variant_of(req, &m, variant, &mime, &sha) < 0) {
-		http_reply_error(req, TH_ENOTFOUND, "no such variant", NULL);
-		return;
-	}
-	snprintf(etag, sizeof(etag), "\"%s\"", sha);
-	if (m.is_public)
-		snprintf(cache, sizeof(cache), CACHE_PUBLIC);
-	else
-		snprintf(cache, sizeof(cache), "private, max-age=%lld", media_cfg.url_ttl);
-	inm = http_header(req, "If-None-Match");
-	if (inm && (strstr(inm, etag) || strcmp(inm, "*") == 0)) {
-		http_reply_empty(req, 304);
-		http_add_header(req, "ETag", etag);
-		http_add_header(req, "Cache-Control", cache);
-		return;
-	}
-	if (strcmp(variant, "original") == 0)
-		snprintf(key, sizeof(key), "%s", m.sha256);
-	else
-		snprintf(key, sizeof(key), "%s.%s", m.sha256, variant);
-	if (storage->deliver(req, key) < 0)
-		return;
-	/* a PDF opens as a download: a viewer in our origin is not a page we
-	 * want to run; images, audio and video play inline */
-	cd = disposition(req->arena, strcmp(m.kind, "pdf") == 0 ? "attachment" : "inline",
-			 m.filename);
-	req->resp.content_type = mime;
-	/* a redirect to a presigned URL outlives it if cached: 300 s at most */
-	if (req->resp.status == 302)
-		snprintf(cache, sizeof(cache), "private, max-age=240");
-	if (http_add_header(req, "ETag", etag) < 0 ||
-	    http_add_header(req, "Cache-Control", cache) < 0 ||
-	    http_add_header(req, "X-Content-Type-Options", "nosniff") < 0 || !cd ||
-	    http_add_header(req, "Content-Disposition", cd) < 0) {
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return;
-	}
 }

@@ -30,6 +30,8 @@ struct media_cfg {
 	long long max_bytes;     /* TH_MEDIA_MAX_BYTES: one upload */
 	long long quota_bytes;   /* TH_MEDIA_QUOTA_BYTES: one user's media */
 	long long url_ttl;       /* TH_MEDIA_URL_TTL: signed URL lifetime, s */
+	long long grant_ttl;     /* TH_MEDIA_GRANT_TTL: nginx may reuse a
+				  * caller-independent download answer, s */
 	long long max_pixels;    /* 50 megapixels (API.md) */
 };
 extern struct media_cfg media_cfg;
@@ -149,12 +151,16 @@ struct json_object *media_json(struct http_req *req, const struct media_row *m);
  * quotes or backslashes, at most MEDIA_FILENAME_MAX bytes of whole UTF-8
  * characters; "file" when nothing is left.  Into the arena. */
 char *media_clean_filename(struct arena *a, const char *name);
+/* Content-Disposition ("inline" or "attachment") for a cleaned filename:
+ * an ASCII fallback and the UTF-8 name (RFC 6266 / 5987), ~480 bytes at
+ * most, into the arena; NULL when out of memory. */
+char *media_disposition(struct arena *a, const char *type, const char *name);
 
 /* handlers */
 void upload_create(struct http_req *req);
 void media_get(struct http_req *req);
 void media_delete(struct http_req *req);
-void media_download(struct http_req *req);
+void media_download(struct http_req *req);    /* download.c */
 
 int upload_init(void);
 

@@ -1574,6 +1574,19 @@ describe('feed cache', () => {
     assert.ok(h1 >= h0 + 6, `hits ${h0} -> ${h1} after 12 identical feed requests`);
     assert.ok(h1 - h0 + s1 - s0 >= 12, `hits+misses grew by ${h1 - h0 + s1 - s0}, expected >= 12`);
   });
+
+  test('a community whose posts were written before anyone read its feed (no membership change) is cached too', async () => {
+    for (const visibility of ['public', 'private']) {
+      const c = await community(U.owner, visibility);
+      await mkPost(c, U.owner);
+      await mkPost(c, U.owner);
+      const h0 = sum((await get('/metrics/community')).text, 'feed_cache_hits_total');
+      for (let i = 0; i < 12; i++) assertStatus(await api('GET', `/api/communities/${c.id}/posts`, U.owner), 200);
+      let h1 = h0;
+      await until(async () => { h1 = sum((await get('/metrics/community')).text, 'feed_cache_hits_total'); return h1 >= h0 + 6; }, { timeoutMs: 3000 });
+      assert.ok(h1 >= h0 + 6, `${visibility}: hits ${h0} -> ${h1} after 12 identical feed requests`);
+    }
+  });
 });
 
 describe('Redis outage', () => {

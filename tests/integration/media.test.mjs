@@ -802,6 +802,152 @@ describe('delete and equal files', () => {
   });
 });
 
+// --- answers nginx reuses ---------------------------------------------------------------
+// The app marks a download answer that is the same for every caller (a valid signed URL, a
+// public medium) with X-Accel-Expires: TH_MEDIA_GRANT_TTL (1 s here); nginx keeps it under
+// the URL and answers the next requests of that URL itself, for at least 1 s and at most 2 s
+// (nginx counts whole seconds). The app's request counter tells which requests reached it.
+
+const GRANT_TTL_MS = 1000;
+async function downloadsSeen() {
+  const r = await request('GET', '/metrics/media');
+  assertStatus(r, 200, 'metrics:');
+  let n = 0;
+  for (const line of r.text.split('\n')) {
+    const m = line.match(/^th_http_requests_total\{pool="media",route="GET \/media\/:id\/:variant",class="\dxx"\} (\d+)$/);
+    if (m) n += Number(m[1]);
+  }
+  return n;
+}
+
+// Two requests of one URL close enough that the first answer is still kept (within
+// GRANT_TTL_MS): both responses, and how many requests each made to the app (nginx's
+// grant request and the plain one both count). Retried when the machine was too slow to
+// tell.
+async function twoInARow(p, o1, o2) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const n0 = await downloadsSeen();
+    const t0 = Date.now();
+    const a = await download(p, o1);
+    const n1 = await downloadsSeen();
+    const b = await download(p, o2);
+    const took = Date.now() - t0;
+    const n2 = await downloadsSeen();
+    if (took < GRANT_TTL_MS / 2) return { reachedA: n1 - n0, reachedB: n2 - n1, a, b };
+    await sleep(2 * GRANT_TTL_MS + 100);
+  }
+  assert.fail('two downloads never came within half the grant TTL of each other');
+}
+
+const SAME_HEADERS = ['etag', 'content-type', 'content-disposition', 'cache-control', 'x-content-type-options'];
+
+describe('downloads: answers nginx reuses', () => {
+  let C;
+  before(async () => { C = await community(U.a, 'private', [[U.b, 'member']]); });
+
+  test('a signed URL: the next range within the TTL is sent without asking the app, with the same headers; after it the app is asked again', async () => {
+    const bytes = makePdf(6000);
+    const m = await uploadOk(U.a, bytes, { community_id: C.id, filename: 'grant.pdf' });
+    const url = urlPath(m.variants.original);
+    await sleep(2 * GRANT_TTL_MS + 100); // nothing of this URL kept yet (the upload answered no download)
+    const { reachedA, reachedB, a, b } = await twoInARow(url, { headers: { range: 'bytes=0-99' } }, { headers: { range: 'bytes=100-299' } });
+    assertStatus(a, 206, 'first range:');
+    assertStatus(b, 206, 'second range:');
+    assert.ok(a.body.equals(bytes.subarray(0, 100)));
+    assert.ok(b.body.equals(bytes.subarray(100, 300)), 'the reused answer serves the asked range');
+    assert.equal(reachedA, 1, 'the first range: one grant from the app');
+    assert.equal(reachedB, 0, 'the second range was answered by nginx alone');
+    for (const h of SAME_HEADERS) assert.equal(b.headers[h], a.headers[h], `${h} of the reused answer`);
+    await sleep(2 * GRANT_TTL_MS + 100);
+    const n0 = await downloadsSeen();
+    assertStatus(await download(url), 200, 'after the TTL:');
+    assert.equal(await downloadsSeen(), n0 + 1, 'after the TTL the app answers again');
+  });
+
+  test('what nginx sends on a grant: one Content-Type (the detected one) on 200 and 206, nginx\'s own on 416; If-Range by the ETag', async () => {
+    const m = await uploadOk(U.a, S.jpeg, { community_id: C.id, filename: 'g.jpg' });
+    const url = urlPath(m.variants.thumb);
+    const types = (res) => res.rawHeaders.filter((_, i) => i % 2 === 0 && res.rawHeaders[i].toLowerCase() === 'content-type').length;
+    const whole = await download(url);
+    assertStatus(whole, 200);
+    assert.equal(whole.headers['content-type'], 'image/jpeg');
+    assert.equal(types(whole), 1, JSON.stringify(whole.rawHeaders));
+    const part = await download(url, { headers: { range: 'bytes=0-9' } });
+    assertStatus(part, 206);
+    assert.equal(types(part), 1, JSON.stringify(part.rawHeaders));
+    assert.ok(part.body.equals(whole.body.subarray(0, 10)));
+    const bad = await download(url, { headers: { range: `bytes=${whole.body.length + 10}-` } });
+    assertStatus(bad, 416);
+    assert.equal(bad.headers['content-range'], `bytes */${whole.body.length}`);
+    assert.equal(types(bad), 1, JSON.stringify(bad.rawHeaders));
+    assert.notEqual(bad.headers['content-type'], 'image/jpeg', 'the 416 body is not the image');
+    const same = await download(url, { headers: { range: 'bytes=0-9', 'if-range': whole.headers.etag } });
+    assertStatus(same, 206, 'If-Range with the ETag:');
+    const changed = await download(url, { headers: { range: 'bytes=0-9', 'if-range': '"0000"' } });
+    assertStatus(changed, 200, 'If-Range with another ETag: the whole file');
+  });
+
+  test('a conditional request still gets the app\'s 304 while an answer is kept', async () => {
+    const m = await uploadOk(U.a, makePdf(6100), { community_id: C.id });
+    const url = urlPath(m.variants.original);
+    const { a, b } = await twoInARow(url, {}, { headers: { 'if-none-match': `"${m.sha256}"` } });
+    assertStatus(a, 200);
+    assertStatus(b, 304, 'If-None-Match:');
+  });
+
+  test('answers that depend on the caller are never reused: Bearer without a signature, altered signature', async () => {
+    const m = await uploadOk(U.a, makePdf(6200), { community_id: C.id });
+    const plain = `/media/${m.id}/original`;
+    const owner = await twoInARow(plain, { token: U.a.token }, { token: U.a.token });
+    assertStatus(owner.a, 200); assertStatus(owner.b, 200);
+    assert.equal(owner.reachedA, 1, 'a Bearer download is one plain request to the app');
+    assert.equal(owner.reachedB, 1, 'and so is the next one');
+    // what the owner was given is not handed to anyone else
+    const anon = await twoInARow(plain, { token: U.a.token }, {});
+    assertOneOf(anon.b, [401, 403, 404], 'anonymous right after the owner:');
+    const u = new URL(m.variants.original, BASE_URL);
+    u.searchParams.set('sig', (u.searchParams.get('sig')[0] === 'a' ? 'b' : 'a') + u.searchParams.get('sig').slice(1));
+    const bad = await twoInARow(u.pathname + u.search, {}, {});
+    assertStatus(bad.a, 403); assertStatus(bad.b, 403);
+    assert.ok(bad.reachedA >= 1);
+    assert.equal(bad.reachedB, bad.reachedA, 'refusals are never kept: the second asks the app as the first did');
+  });
+
+  test('a removed member is refused at once even right after a download', async () => {
+    const d = await community(U.a, 'private', [[U.c, 'member']]);
+    const m = await uploadOk(U.a, makePdf(6300), { community_id: d.id });
+    const plain = `/media/${m.id}/original`;
+    assertStatus(await download(plain, { token: U.c.token }), 200, 'member:');
+    assertStatus(await api('DELETE', `/api/communities/${d.id}/members/${U.c.id}`, U.a), 204, 'remove:');
+    assertOneOf(await download(plain, { token: U.c.token }), [403, 404], 'removed member, at once:');
+  });
+
+  test('a deleted medium: a kept answer finds no bytes (404 JSON); with shared bytes the URL stops within TTL + 1 s', async () => {
+    const bytes = makePdf(6400);
+    const m = await uploadOk(U.a, bytes, { community_id: C.id });
+    const url = urlPath(m.variants.original);
+    const local = existsSync(localPath(m.sha256));
+    assertStatus(await download(url), 200);
+    assertStatus(await delMedia(m.id, U.a), 204);
+    const gone = await download(url);
+    assertStatus(gone, 404, 'right after the delete:');
+    if (local) { // S3: the 404 is the object store's
+      const j = JSON.parse(gone.body.toString('utf8'));
+      assert.equal(j.error?.code, 'not_found', gone.body.toString('utf8'));
+    }
+    // equal bytes of another medium stay, so a kept answer would still find them
+    const shared = makePdf(6500);
+    const m1 = await uploadOk(U.a, shared, { community_id: C.id });
+    const m2 = await uploadOk(U.b, shared, { community_id: C.id });
+    const url1 = urlPath(m1.variants.original);
+    assertStatus(await download(url1), 200);
+    assertStatus(await delMedia(m1.id, U.a), 204);
+    await sleep(2 * GRANT_TTL_MS + 100);
+    assertStatus(await download(url1), 404, 'the deleted medium\'s URL after TTL + 1 s:');
+    assertStatus(await download(urlPath(m2.variants.original)), 200, 'the other medium:');
+  });
+});
+
 // --- limits, interrupted upload, memory ------------------------------------------------
 
 async function* zeros(total, head = Buffer.alloc(0)) {

@@ -21,8 +21,9 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // unless the headers give a Content-Length) | object (-> JSON). Content-Length is the
 // body's size unless the headers give one (media.test.mjs declares sizes it never sends).
 // host / port: another server than nginx (e.g. where an S3 redirect points).
-// Resolves {status, headers, body, text, json}: body the raw bytes, json the parsed body,
-// or undefined when it is not JSON. Never follows redirects.
+// Resolves {status, headers, rawHeaders, body, text, json}: rawHeaders as received (a
+// repeated header stays repeated), body the raw bytes, json the parsed body, or undefined
+// when it is not JSON. Never follows redirects.
 export function request(method, urlPath, opts = {}) {
   const {
     headers = {}, localAddress, timeoutMs = 10000, host = '127.0.0.1', port = PORT_BASE,
@@ -51,7 +52,9 @@ export function request(method, urlPath, opts = {}) {
         const text = b.toString('utf8');
         let json;
         try { json = JSON.parse(text); } catch { json = undefined; }
-        resolve({ status: res.statusCode, headers: res.headers, body: b, text, json });
+        resolve({
+          status: res.statusCode, headers: res.headers, rawHeaders: res.rawHeaders, body: b, text, json,
+        });
       });
     });
     req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms: ${method} ${urlPath}`)));
