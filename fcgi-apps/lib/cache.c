@@ -85,7 +85,8 @@ static redisContext *connection(int *reused)
 		snprintf(last_msg, sizeof(last_msg), "redis unavailable (backing off)");
 		return NULL;
 	}
-	ctx = redisConnectWithTimeout(cache_host, cache_port, cache_tv);
+	ctx = cache_host[0] == '/' ? redisConnectUnixWithTimeout(cache_host, cache_tv)
+				   : redisConnectWithTimeout(cache_host, cache_port, cache_tv);
 	if (!ctx || ctx->err) {
 		drop(ctx ? ctx->errstr : "out of memory");
 		return NULL;

@@ -42,7 +42,9 @@ enum cache_type {
 	CACHE_ERROR,    /* the server's error reply (the call itself succeeded) */
 };
 
-/* timeout_ms bounds connect and each command.  Does not connect. */
+/* host: a name or address (TCP port), or a path starting with '/' (a unix
+ * socket; port unused).  timeout_ms bounds connect and each command.  Does
+ * not connect. */
 int cache_init(const char *host, int port, long timeout_ms);
 void cache_close(void);
 

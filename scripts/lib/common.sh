@@ -44,6 +44,11 @@ th_init() {
 	IS_ROOT=0
 	[[ $(id -u) -eq 0 ]] && IS_ROOT=1
 	DB_CONNINFO="host=127.0.0.1 port=$PORT_PG dbname=townhall user=townhall connect_timeout=2"
+	# The pools reach this stack's Redis over a unix socket too (a cache hit's
+	# round trip costs less than over loopback TCP); everything else, and a
+	# var dir too deep for a socket path (108 bytes), uses the TCP port.
+	REDIS_SOCK=$VAR/run/redis.sock
+	((${#REDIS_SOCK} < 100)) || REDIS_SOCK=''
 }
 
 # th_dirs: create the state tree. Daemons that drop privileges (nginx workers
@@ -172,6 +177,7 @@ worker_env() {
 	export TH_DB_CONNINFO=$DB_CONNINFO
 	export TH_REDIS_HOST=127.0.0.1
 	export TH_REDIS_PORT=$PORT_REDIS
+	[[ -z $REDIS_SOCK ]] || export TH_REDIS_SOCKET=${TH_REDIS_SOCKET:-$REDIS_SOCK}
 	export TH_LOG_LEVEL=${TH_LOG_LEVEL:-info}
 	# Key paths: the caller's choice wins, else this stack's keys (th_keys).
 	export TH_JWT_PRIVATE_KEY=${TH_JWT_PRIVATE_KEY:-$VAR/keys/$KEY_ES256}
@@ -190,8 +196,10 @@ render() {
 	for v in "$ROOT" "$VAR" "$PLUGIN"; do
 		[[ $v != *'|'* && $v != *'&'* ]] || die "path '$v' contains '|' or '&'"
 	done
-	local user_line=''
+	local user_line='' redis_unix_line=''
 	((IS_ROOT)) && user_line='user nobody nogroup;'
+	[[ -z $REDIS_SOCK ]] || redis_unix_line="unixsocket $REDIS_SOCK"
+
 	sed -e "s|@ROOT@|$ROOT|g" \
 		-e "s|@VAR@|$VAR|g" \
 		-e "s|@PORT_HTTP@|$PORT_HTTP|g" \
@@ -200,6 +208,7 @@ render() {
 		-e "s|@PORT_MQTT@|$PORT_MQTT|g" \
 		-e "s|@PORT_MQTT_WS@|$PORT_MQTT_WS|g" \
 		-e "s|@NGINX_USER_LINE@|$user_line|g" \
+		-e "s|@REDIS_UNIX_LINE@|$redis_unix_line|g" \
 		-e "s|@PLUGIN@|$PLUGIN|g" \
 		"$src" >"$dst.tmp"
 	if grep -q '@[A-Z_]*@' "$dst.tmp"; then
