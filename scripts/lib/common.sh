@@ -319,14 +319,33 @@ pool_bin() {
 	printf '%s\n' "$b"
 }
 
+# pool_default_workers POOL: 4, but one a core (at least 2) for the community
+# pool.  Its requests are mostly cache hits that never wait (the worker closes
+# a finished connection at once), so more workers than cores only preempt
+# each other in the middle of requests: on 2 cores a cached feed at 64
+# connections measured p99 38-53 ms with 4 workers against 12-18 ms with 2,
+# and more requests a second; even its PostgreSQL-bound pages were no faster
+# with 4 (docs/operations.md).  The other pools wait on work that takes long
+# (argon2, image processing, uploads) and keep 4.
+pool_default_workers() {
+	local n
+	if [[ $1 == community ]]; then
+		n=$(nproc 2>/dev/null || echo 2)
+		((n >= 2)) || n=2
+		printf '%s\n' "$n"
+	else
+		printf '4\n'
+	fi
+}
+
 # pool_workers POOL [N]: worker count: explicit N, else TH_WORKERS_<POOL>,
-# else the remembered count, else 4.
+# else the remembered count, else pool_default_workers.
 pool_workers() {
 	local pool=$1 n=${2:-} var
 	var=TH_WORKERS_${pool^^}
 	[[ -n $n ]] || n=${!var:-}
 	[[ -n $n ]] || n=$(pid_of "$RUN/$pool.workers")
-	[[ -n $n ]] || n=4
+	[[ -n $n ]] || n=$(pool_default_workers "$pool")
 	if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > 256)); then
 		die "$pool: worker count must be 1..256 (got '$n')"
 	fi
