@@ -27,7 +27,18 @@ enum role role_parse(const char *s)
 
 const char *id_text(char buf[24], int64_t id)
 {
-	snprintf(buf, 24, "%lld", (long long)id);
+	/* by hand, not snprintf: a cached feed hit formats three of these */
+	char tmp[24], *p = tmp + sizeof(tmp);
+	uint64_t u = id < 0 ? 0 - (uint64_t)id : (uint64_t)id;
+
+	*--p = '\0';
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (id < 0)
+		*--p = '-';
+	memcpy(buf, p, (size_t)(tmp + sizeof(tmp) - p));
 	return buf;
 }
 

@@ -315,20 +315,6 @@ static void cat_parts(char *dst, size_t size, const char *const *parts)
 }
 #define cat(dst, size, ...) cat_parts(dst, size, (const char *const[]){__VA_ARGS__, NULL})
 
-/* v >= 0 in decimal. */
-static const char *num(char buf[24], int64_t v)
-{
-	char *p = buf + 23;
-	uint64_t u = v < 0 ? 0 : (uint64_t)v;
-
-	*p = '\0';
-	do {
-		*--p = (char)('0' + u % 10);
-		u /= 10;
-	} while (u);
-	return p;
-}
-
 /* prefix + the version (vlen bytes, not terminated) + suffix. */
 static void set_key(char key[FEEDCACHE_KEY], const char *prefix, const char *ver, size_t vlen,
 		    const char *suffix)
@@ -509,7 +495,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	int rc = 0;
 
 	char b1[24], b2[24], b3[24], tag[32];
-	const char *c_s = num(b1, cid), *item_s = num(b2, item), *uid_s = num(b3, req->user_id);
+	const char *c_s = id_text(b1, cid), *item_s = id_text(b2, item), *uid_s = id_text(b3, req->user_id);
 
 	fill->key[0] = fill->mine_key[0] = fill->name[0] = fill->ver[0] = '\0';
 	if (npending)
