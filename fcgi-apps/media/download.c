@@ -151,11 +151,10 @@ static int grant_ttl_header(struct http_req *req, const struct dl *d)
 	return http_add_header(req, "X-Accel-Expires", v);
 }
 
-/* "Ask the app": whatever decide() replied is dropped, headers too. */
+/* "Ask the app": replaces whatever decide() replied, headers too. */
 static void no_grant(struct http_req *req)
 {
 	http_reply_empty(req, 403);
-	req->resp.nheaders = 0;
 }
 
 /* The answer to nginx's grant subrequest (see the top of this file). */
@@ -168,16 +167,19 @@ static void grant(struct http_req *req)
 		no_grant(req);
 		return;
 	}
-	/* only local files can be sent by nginx itself; S3's answer (a 302 to
-	 * a presigned URL) is the app's, and nginx may remember to ask for it
-	 * as long as it would keep a grant */
-	if (strcmp(storage->name, "local") != 0) {
+	/* only a file on disk can be sent by nginx itself; S3's answer (a 302
+	 * to a presigned URL) is the app's, and nginx may remember to ask for
+	 * it as long as it would keep a grant */
+	if (!storage->file) {
 		no_grant(req);
 		if (grant_ttl_header(req, &d) < 0)
 			no_grant(req);
 		return;
 	}
-	snprintf(file, sizeof(file), "%.2s/%.2s/%s", d.key, d.key + 2, d.key);
+	if (storage->file(d.key, file, sizeof(file)) < 0) {
+		no_grant(req);
+		return;
+	}
 	cd = disposition_of(req, &d);
 	http_reply_empty(req, 200);
 	if (!cd || http_add_header(req, "X-Media-File", file) < 0 ||

@@ -31,7 +31,7 @@ int media_settings_load(void)
 				      1LL << 40);
 	media_cfg.quota_bytes = cfg_int("TH_MEDIA_QUOTA_BYTES", 1LL << 30, 0, 1LL << 50);
 	media_cfg.url_ttl = cfg_int("TH_MEDIA_URL_TTL", 3600, 10, 7 * 86400);
-	/* 0 turns nginx's reuse of download answers off (media.c) */
+	/* 0 turns nginx's reuse of download answers off (download.c) */
 	media_cfg.grant_ttl = cfg_int("TH_MEDIA_GRANT_TTL", 1, 0, 60);
 	media_cfg.max_pixels = 50000000;
 	return 0;

@@ -50,6 +50,10 @@ struct storage_ops {
 	 * X-Accel-Redirect); the caller adds Content-Type and the rest.
 	 * -1 when replied with an error. */
 	int (*deliver)(struct http_req *req, const char *key);
+	/* The object's file for nginx to send itself ("ab/cd/<key>" under
+	 * $TH_VAR_DIR/media) into out; -1 when the key is bad or does not fit.
+	 * NULL in a backend whose bytes nginx cannot send from disk (S3). */
+	int (*file)(const char *key, char *out, size_t size);
 	/* Calls fn for every object of the store whose name is a key of ours,
 	 * in no set order, at most max of them; fn may del() the object it is
 	 * given.  TH_OK (also when fn stopped it), or TH_EUNAVAILABLE.  Used by

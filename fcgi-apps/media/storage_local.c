@@ -160,15 +160,26 @@ static enum th_err local_head(const char *key, long long *size)
 	return TH_OK;
 }
 
+/* "ab/cd/<key>": where key_path puts it, relative to the root. */
+static int local_file(const char *key, char *out, size_t size)
+{
+	int n;
+
+	if (!key_ok(key))
+		return -1;
+	n = snprintf(out, size, "%.2s/%.2s/%s", key, key + 2, key);
+	return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
 static int local_deliver(struct http_req *req, const char *key)
 {
-	char uri[128];
+	char rel[100], uri[128];
 
-	if (!key_ok(key)) {
+	if (local_file(key, rel, sizeof(rel)) < 0) {
 		http_reply_error(req, TH_EINTERNAL, NULL, NULL);
 		return -1;
 	}
-	snprintf(uri, sizeof(uri), "/_media/%.2s/%.2s/%s", key, key + 2, key);
+	snprintf(uri, sizeof(uri), "/_media/%s", rel);
 	http_reply_empty(req, 200);
 	http_add_header(req, "X-Accel-Redirect", uri);
 	return 0;
@@ -247,5 +258,6 @@ const struct storage_ops storage_local = {
 	.del = local_del,
 	.head = local_head,
 	.deliver = local_deliver,
+	.file = local_file,
 	.list = local_list,
 };

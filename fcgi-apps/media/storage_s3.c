@@ -412,8 +412,9 @@ static void xml_unescape(char *s)
  * unescaped from the XML and percent-encoded into the query. */
 static enum th_err s3_list(storage_list_fn fn, void *ctx, long long max)
 {
-	/* S3 keys are at most 1024 bytes; escaped in XML they may be longer */
-	char base[1024], path[512], url[4608], after[1100] = "", key[2048], val[64];
+	/* S3 keys are at most 1024 bytes, up to six times that escaped in XML
+	 * ("&quot;"); start-after percent-encodes to at most three times */
+	char base[1024], path[512], url[4608], after[1025] = "", key[1024 * 6 + 1], val[64];
 	struct s3_sink sink = {0};
 	enum th_err e = TH_OK;
 	long long left = max;
@@ -459,16 +460,17 @@ static enum th_err s3_list(storage_list_fn fn, void *ctx, long long max)
 		while (!stop && (next = memmem(p, (size_t)(end - p), "<Contents>", 10)) != NULL) {
 			const char *cend = memmem(next, (size_t)(end - next), "</Contents>", 11);
 			struct storage_obj o;
+			int cut;
 
 			if (!cend)
 				break;
 			p = cend + 11;
 			if (!xml_text(next, cend, "Key", key, sizeof(key)))
 				continue;
-			if (strlen(key) == sizeof(key) - 1) /* cut: a broken listing */
-				key[sizeof(after)] = '\0';
+			/* filling the buffer means xml_text cut it: no key of S3's */
+			cut = strlen(key) == sizeof(key) - 1;
 			xml_unescape(key);
-			if (strlen(key) >= sizeof(after)) {
+			if (cut || strlen(key) >= sizeof(after)) {
 				/* longer than S3 allows: a broken listing, not a key */
 				log_error("s3: list %s: a key of %zu bytes", path, strlen(key));
 				e = TH_EUNAVAILABLE;
