@@ -23,7 +23,7 @@ import {
 } from './lib/http.mjs';
 import { show, assertError, assertStatus } from './lib/assert.mjs';
 import { uniq, api, fixtures } from './lib/fixtures.mjs';
-import { redis as redisRaw, listen, listening, stackUp, appsBack } from './lib/stack.mjs';
+import { redis as redisRaw, psql, listen, listening, stackUp, appsBack } from './lib/stack.mjs';
 
 const RFC3339_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
@@ -1122,6 +1122,35 @@ describe('posts', () => {
     const inv = await api('PUT', `/api/posts/${p.id}/reactions/%FF%FE`, U.member);
     assertError(inv, 400, 'validation_failed');
     assert.deepEqual((await getPost(p.id, null)).reactions, { [e32]: 1 });
+  });
+
+  test('reactions: the counts kept on the post follow every way a reaction goes, a deleted user included', async () => {
+    // posts.reaction_counts is kept by a trigger (migration 0007); compare it with a count of
+    // the rows after API changes and after a user is deleted in the database (the cascade
+    // bypasses the API, so no cache is involved: read the column itself)
+    const c = await community(U.owner, 'public', [[U.member, 'member']]);
+    const p = await mkPost(c, U.owner);
+    const gone = await newUser('gone');
+    assertStatus(await api('POST', `/api/communities/${c.id}/join`, gone), 200);
+    const url = (emoji) => `/api/posts/${p.id}/reactions/${encodeURIComponent(emoji)}`;
+    for (const [who, emoji] of [[U.member, '👍'], [gone, '👍'], [gone, '🎉'], [U.owner, '🎉'], [U.owner, '✨']]) {
+      assertStatus(await api('PUT', url(emoji), who), 204);
+    }
+    assertStatus(await api('DELETE', url('✨'), U.owner), 204);
+    const kept = async () => JSON.parse((await psql(`SELECT reaction_counts FROM posts WHERE id = ${Number(p.id)}`)).stdout.trim());
+    const counted = async () => JSON.parse((await psql(
+      `SELECT COALESCE(jsonb_object_agg(emoji, n), '{}') FROM (SELECT emoji, count(*) AS n FROM reactions WHERE post_id = ${Number(p.id)} GROUP BY emoji) x`)).stdout.trim());
+    assert.deepEqual(await kept(), { '👍': 2, '🎉': 2 });
+    assert.deepEqual(await kept(), await counted());
+    assert.deepEqual((await getPost(p.id, null)).reactions, { '👍': 2, '🎉': 2 });
+    // the user leaves first (the API keeps the Redis membership mirror in step; the later
+    // tests compare it with PostgreSQL), its reactions stay until the user row goes
+    assertStatus(await api('POST', `/api/communities/${c.id}/leave`, gone), 204);
+    assert.deepEqual(await kept(), { '👍': 2, '🎉': 2 });
+    const del = await psql(`DELETE FROM users WHERE id = ${Number(gone.id)}`);
+    assert.equal(del.code, 0, del.stderr);
+    assert.deepEqual(await kept(), { '👍': 1, '🎉': 1 });
+    assert.deepEqual(await kept(), await counted());
   });
 
   test('search: ranked, readers only, any q is safe', async () => {
