@@ -330,9 +330,10 @@ static void set_key(char key[FEEDCACHE_KEY], const char *prefix, const char *ver
 	memcpy(key + pl + vlen, suffix, sl + 1);
 }
 
-void feedcache_store(const char *key, const char *a, size_t alen, const char *b, size_t blen)
+void feedcache_store(struct arena *ar, const char *key, const char *a, size_t alen,
+		     const char *b, size_t blen)
 {
-	char ttl[24], *v = malloc(alen + blen + 1);
+	char ttl[24], *v = arena_alloc(ar, alen + blen + 1);
 	const char *argv[] = {"SET", key, v, "EX", ttl};
 	size_t lens[] = {3, strlen(key), alen + blen, 2, 0};
 	struct cache_reply *r;
@@ -349,7 +350,6 @@ void feedcache_store(const char *key, const char *a, size_t alen, const char *b,
 	if (r && cache_reply_type(r) == CACHE_ERROR)
 		log_warn("feedcache: SET %s: %s", key, cache_reply_str(r, NULL));
 	cache_reply_free(r);
-	free(v);
 }
 
 
@@ -399,11 +399,12 @@ static int access_check(struct http_req *req, int64_t cid, const struct found *f
 		return -1;
 	if (f->av) {
 		set_key(key, acc_prefix, f->av, f->avlen, "");
-		feedcache_store(key, c.is_public ? "public" : "private", c.is_public ? 6 : 7, "", 0);
+		feedcache_store(req->arena, key, c.is_public ? "public" : "private",
+				c.is_public ? 6 : 7, "", 0);
 		if (!c.is_public && req->user_id) {
 			role = c.my_role == ROLE_NONE ? "none" : role_name(c.my_role);
 			set_key(key, acc_prefix, f->av, f->avlen, who_suffix);
-			feedcache_store(key, role, strlen(role), "", 0);
+			feedcache_store(req->arena, key, role, strlen(role), "", 0);
 		}
 	}
 	if (community_readable(&c))
@@ -630,7 +631,7 @@ void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fil
 		char *head = arena_printf(req->arena, "%s\n", ids_csv);
 
 		if (head) {
-			feedcache_store(fill->key, head, strlen(head), json, len);
+			feedcache_store(req->arena, fill->key, head, strlen(head), json, len);
 			feedlocal_put(fill->name, fill->ver, strlen(fill->ver), head, strlen(head),
 				      json, len, cache_ttl());
 		}

@@ -184,7 +184,7 @@ int feedmine_reply(struct http_req *req, const char *mine_key, const char *ids_c
 				char *head = arena_printf(req->arena, "%s\n", ids_csv);
 
 				if (head)
-					feedcache_store(mine_key, head, idlen + 1, rtext, rlen);
+					feedcache_store(req->arena, mine_key, head, idlen + 1, rtext, rlen);
 			}
 		}
 		if (mine_parse(rtext, rlen, rows, &nrows) < 0) {

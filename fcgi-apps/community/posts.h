@@ -35,17 +35,11 @@ struct json_object;
 	TH_TIME_SQL("p.created_at") ", " TH_TIME_SQL("p.edited_at") ", " \
 	"p.reaction_counts::text, " POST_MEDIA_SQL
 /* The post's media, in media_ids order, as a JSON array; post_json() adds
- * the variant URLs (signed for private media: lib/mediaurl).  Most posts have
- * none: the CASE spares them the subquery (a fifth of a feed page's time). */
+ * the variant URLs (signed for private media: lib/mediaurl).  A function of
+ * the database (migration 0008), called only for a post with media: a
+ * subquery here cost every page the set-up of its plan, media or not. */
 #define POST_MEDIA_SQL \
-	"CASE WHEN cardinality(p.media_ids) = 0 THEN '[]' ELSE COALESCE((SELECT json_agg(json_build_object('id', md.id, 'owner_id', md.owner_id, " \
-	"'community_id', md.community_id, 'kind', md.kind, 'mime', md.mime, 'size', md.size, " \
-	"'sha256', md.sha256, 'width', md.width, 'height', md.height, 'filename', md.filename, " \
-	"'created_at', " TH_TIME_SQL("md.created_at") ", " \
-	"'public', md.community_id IS NULL OR mc.visibility = 'public') " \
-	"ORDER BY array_position(p.media_ids, md.id))::text " \
-	"FROM media md LEFT JOIN communities mc ON mc.id = md.community_id " \
-	"WHERE md.id = ANY(p.media_ids)), '[]') END"
+	"CASE WHEN cardinality(p.media_ids) = 0 THEN '[]' ELSE post_media_json(p.media_ids) END"
 #define POST_NCOLS 13
 
 /* The post of row (my_reactions: []).  NULL when out of memory. */
@@ -119,8 +113,10 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fill,
 			  const char *ids_csv, struct json_object *o);
 /* SET key to the bytes a (alen) then b (blen) with the cache TTL, for
- * feedcache.c and its parts (feedmine.c).  Best effort: a failure is logged
- * and only costs the next reader a miss. */
-void feedcache_store(const char *key, const char *a, size_t alen, const char *b, size_t blen);
+ * feedcache.c and its parts (feedmine.c); the joined value is made in ar
+ * (the request's arena).  Best effort: a failure is logged and only costs
+ * the next reader a miss. */
+void feedcache_store(struct arena *ar, const char *key, const char *a, size_t alen,
+		     const char *b, size_t blen);
 
 #endif
