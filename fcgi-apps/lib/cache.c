@@ -188,7 +188,7 @@ struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *l
 	redisContext *c;
 	redisReply *r;
 	enum sent sent;
-	int reused, err;
+	int reused, err, ro;
 
 	if (argc <= 0 || argc > CACHE_MAX_ARGS) {
 		snprintf(last_msg, sizeof(last_msg), "bad argument count");
@@ -202,7 +202,12 @@ struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *l
 	c = connection(&reused);
 	if (!c)
 		return NULL;
-	if (reused && closed_while_idle(c)) {
+	/* A read is not checked first: if the server closed the connection,
+	 * the send or the reply fails as peer_closed() and the read is sent
+	 * again below, so the check would buy nothing but a system call on
+	 * every cache hit. */
+	ro = read_only(argv[0], lens[0]);
+	if (reused && !ro && closed_while_idle(c)) {
 		/* the usual case after a Redis restart: nothing was sent yet */
 		forget("connection closed by the server while idle");
 		c = connection(&reused);
@@ -222,7 +227,7 @@ struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *l
 	 * send.  The command certainly did not run when it was not wholly
 	 * written (a server executes only whole commands); when it was, the
 	 * server may have run it before closing, so only a read is sent again. */
-	if (sent != SENT_ALL || read_only(argv[0], lens[0])) {
+	if (sent != SENT_ALL || ro) {
 		forget(c->errstr[0] ? c->errstr : "connection closed by the server");
 		c = connection(&reused);
 		if (!c)

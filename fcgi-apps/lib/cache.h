@@ -9,12 +9,13 @@
  * A connection the server closed (Redis restarted, CLIENT KILL, its idle
  * timeout) is not "Redis down": the worker reconnects at once, without
  * backoff, and the request goes on.
- *   - Before each command on a connection made by an earlier call, a poll()
+ *   - Before each write on a connection made by an earlier call, a poll()
  *     looks for the server's FIN or RST already queued on the idle socket; if
- *     there is one nothing was sent, so any command is sent on a new
- *     connection.  This is the case after a restart.
- *   - If the server closes in the instant between that check and the send
- *     (EOF, ECONNRESET, EPIPE), the command is sent again once on a new
+ *     there is one nothing was sent, so the write is sent on a new
+ *     connection.  This is the case after a restart.  A read skips the check
+ *     (a system call on every cache hit): it is retried as below.
+ *   - If the server closed the connection before the send (EOF, ECONNRESET,
+ *     EPIPE), the command is sent again once on a new
  *     connection when it certainly did not run: it was not wholly written
  *     (a server runs only whole commands), or it only reads (GET, MGET,
  *     EXISTS, HGET, SISMEMBER, PING, ...; see read_only() in cache.c).  A

@@ -1,6 +1,7 @@
 /* log: formatting into one stack buffer, then one write(2). */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -13,6 +14,11 @@
 
 enum log_level log_level_now = LOG_INFO;
 static char log_name[32] = "townhall";
+/* The pid of every line, asked once: a worker writes a line a request, and on
+ * a virtual machine each system call costs as much as a small request's own
+ * work.  A forked child asks again (log_forked). */
+static pid_t log_pid;
+static int atfork_done;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static void (*sink)(int level, const char *line);
@@ -22,11 +28,19 @@ void log_set_sink(void (*fn)(int level, const char *line))
 	sink = fn;
 }
 
+static void log_forked(void)
+{
+	log_pid = 0;
+}
+
 void log_init(const char *name)
 {
 	const char *lv = getenv("TH_LOG_LEVEL");
 	int l;
 
+	if (!atfork_done && pthread_atfork(NULL, NULL, log_forked) == 0)
+		atfork_done = 1;
+	log_pid = 0;
 	snprintf(log_name, sizeof(log_name), "%s", name);
 	if (lv && *lv) {
 		l = log_parse_level(lv);
@@ -108,9 +122,11 @@ void log_write(enum log_level level, const char *fmt, ...)
 		sink((int)level, line);
 		return;
 	}
+	if (!log_pid || !atfork_done)
+		log_pid = getpid();
 	n = log_stamp(line, LOG_LINE_MAX);
-	m = snprintf(line + n, LOG_LINE_MAX - n, " %s[%d] %s ", log_name,
-		     (int)getpid(), level_names[level]);
+	m = snprintf(line + n, LOG_LINE_MAX - n, " %s[%d] %s ", log_name, (int)log_pid,
+		     level_names[level]);
 	if (m > 0)
 		n += (size_t)m;
 	if (n < LOG_LINE_MAX) {
