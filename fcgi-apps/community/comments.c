@@ -42,6 +42,13 @@ static struct json_object *comment_json(const struct db_res *r, int row)
 	return o;
 }
 
+/* the same, as a page_row_fn for page_reply() */
+static struct json_object *comment_row(const struct db_res *r, int row, void *ctx)
+{
+	(void)ctx;
+	return comment_json(r, row);
+}
+
 void comments_create(struct http_req *req)
 {
 	struct community c;
@@ -125,12 +132,9 @@ void comments_list(struct http_req *req)
 	struct community c;
 	struct post_ref p;
 	struct page pg;
-	char pid[24], *next = NULL;
+	char pid[24];
 	const char *params[3];
 	struct db_res *r;
-	struct json_object *items;
-	int i, n;
-	int64_t last = 0;
 
 	if (post_access_or_reply(req, "id", DB_PRIMARY, ROLE_NONE, &c, &p) < 0 ||
 	    page_parse_or_400(req, 1, 0, &pg) < 0)
@@ -145,21 +149,8 @@ void comments_list(struct http_req *req)
 			     3, params);
 	if (!r)
 		return;
-	items = json_object_new_array();
-	if (!items) {
-		db_res_free(r);
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return;
-	}
-	n = db_res_rows(r) > pg.limit ? pg.limit : db_res_rows(r);
-	for (i = 0; i < n; i++) {
-		json_object_array_add(items, comment_json(r, i));
-		last = strtoll(db_res_get(r, i, 0), NULL, 10);
-	}
-	if (db_res_rows(r) > pg.limit)
-		next = page_cursor(req->arena, 1, &last);
+	page_reply(req, &pg, r, 0, comment_row, NULL);
 	db_res_free(r);
-	http_reply_json(req, 200, page_result(items, next));
 }
 
 void comments_delete(struct http_req *req)

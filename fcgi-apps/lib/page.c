@@ -102,6 +102,10 @@ void page_reply(struct http_req *req, const struct page *p, const struct db_res 
 	const char *next = NULL;
 	int i, n = db_res_rows(r);
 
+	if (!items) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
 	for (i = 0; i < n && i < p->limit; i++)
 		json_object_array_add(items, fn(r, i, ctx));
 	if (n > p->limit) {

@@ -70,6 +70,13 @@ static struct json_object *message_json(const struct db_res *r, int row)
 	return o;
 }
 
+/* the same, as a page_row_fn for page_reply() */
+static struct json_object *message_row(const struct db_res *r, int row, void *ctx)
+{
+	(void)ctx;
+	return message_json(r, row);
+}
+
 /* Replies status with the stored message id (primary). */
 static void message_reply(struct http_req *req, int status, const char *id)
 {
@@ -192,10 +199,7 @@ void messages_list(struct http_req *req)
 	const char *after = http_query(req, "after");
 	char chs[24], from[24];
 	struct db_res *r;
-	struct json_object *items;
-	char *next = NULL;
-	int64_t chid, last = 0;
-	int i, n;
+	int64_t chid;
 
 	if (jh_id_or_404(req, http_param(req, "id"), &chid) < 0 ||
 	    channel_access(req, chid, RT_NONE, &ch) < 0)
@@ -254,21 +258,8 @@ void messages_list(struct http_req *req)
 	}
 	if (!r)
 		return;
-	n = db_res_rows(r) > pg.limit ? pg.limit : db_res_rows(r);
-	items = json_object_new_array();
-	if (!items) {
-		db_res_free(r);
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		json_object_array_add(items, message_json(r, i));
-		last = strtoll(db_res_get(r, i, C_SEQ), NULL, 10);
-	}
-	if (db_res_rows(r) > pg.limit)
-		next = page_cursor(req->arena, 1, &last);
+	page_reply(req, &pg, r, C_SEQ, message_row, NULL);
 	db_res_free(r);
-	http_reply_json(req, 200, page_result(items, next));
 }
 
 /* GET /api/messages/:id */
