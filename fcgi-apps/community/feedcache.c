@@ -580,8 +580,10 @@ found:
 		const char *nx1[] = {"SET", vkey, fresh, "NX"}, *nx2[] = {"SET", akey, fresh, "NX"};
 
 		fresh_version(fresh);
-		cache_reply_free(cache_cmd(4, nx1, NULL));
-		cache_reply_free(cache_cmd(4, nx2, NULL));
+		if (!f.fv)
+			cache_reply_free(cache_cmd(4, nx1, NULL));
+		if (!f.av) /* absent, or not a version: NX leaves the latter */
+			cache_reply_free(cache_cmd(4, nx2, NULL));
 	}
 	if (!f.fv || !version_ok(f.fv, f.fvlen)) {
 		count(&misses_counter, "feed_cache_misses_total");

@@ -1503,6 +1503,12 @@ describe('feed cache: hits without PostgreSQL', () => {
     await expectFeed(c.id, null, 200, 'after its versions went');
     assert.match(await redisRaw('GET', `th:accver:{c${c.id}}`), /^\d+$/);
     assert.ok((await keys(`th:acc:{c${c.id}}:v*`)).length > 0, 'no cached verdict after two reads');
+    // one version gone: it comes back, the other stays what it was (cached pages under it stay good)
+    const fv = await redisRaw('GET', `th:feedver:{c${c.id}}`);
+    await redisRaw('DEL', `th:accver:{c${c.id}}`);
+    await expectFeed(c.id, null, 200, 'after its access version went');
+    assert.match(await redisRaw('GET', `th:accver:{c${c.id}}`), /^\d+$/);
+    assert.equal(await redisRaw('GET', `th:feedver:{c${c.id}}`), fv, 'feed version changed');
   });
 
   test('planted or garbled entries: nothing trusted beyond its shape, the reply is rebuilt from PostgreSQL', async () => {
