@@ -16,6 +16,22 @@ static const char peek_script[] =
 	"local t = redis.call('PTTL', KEYS[1]) "
 	"return {c, t}";
 
+/* GCRA: tat = max(stored, now); taking n moves it n * interval later; the
+ * bucket is over when tat - now would exceed burst * interval.  The key
+ * expires when the bucket is full again, so idle users cost nothing. */
+static const char take_script[] =
+	"local t = redis.call('TIME') "
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+	"local iv, burst, n, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1' "
+	"local tat = tonumber(redis.call('GET', KEYS[1]) or '0') "
+	"if tat < now then tat = now end "
+	"local new = tat + n * iv "
+	"local limit = burst * iv "
+	"if new - now > limit and not force then "
+	"  return {0, new - limit - now, math.floor((limit - (tat - now)) / iv)} end "
+	"redis.call('SET', KEYS[1], new, 'PX', math.max(new - now, 1)) "
+	"return {1, 0, math.floor((limit - (new - now)) / iv)}";
+
 static int run(const char *script, const char *key, const char *arg, struct rl_state *st)
 {
 	const char *argv[] = {"EVAL", script, "1", key, arg};
@@ -44,6 +60,32 @@ int rl_hit(const char *key, long window_s, struct rl_state *st)
 int rl_peek(const char *key, struct rl_state *st)
 {
 	return run(peek_script, key, NULL, st);
+}
+
+int rl_take(const char *key, long interval_ms, long burst, long n, int force,
+	    struct rl_state *st)
+{
+	char iv[24], b[24], cnt[24];
+	const char *argv[] = {"EVAL", take_script, "1", key, iv, b, cnt, force ? "1" : "0"};
+	struct cache_reply *r;
+	long long taken, wait_ms;
+
+	if (interval_ms < 1 || burst < 1 || n < 1)
+		return -1;
+	snprintf(iv, sizeof(iv), "%ld", interval_ms);
+	snprintf(b, sizeof(b), "%ld", burst);
+	snprintf(cnt, sizeof(cnt), "%ld", n);
+	r = cache_cmd(8, argv, NULL);
+	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) != 3) {
+		cache_reply_free(r);
+		return -1;
+	}
+	taken = cache_reply_int(cache_reply_elem(r, 0));
+	wait_ms = cache_reply_int(cache_reply_elem(r, 1));
+	st->count = cache_reply_int(cache_reply_elem(r, 2));
+	cache_reply_free(r);
+	st->retry_after_s = wait_ms > 0 ? (long)((wait_ms + 999) / 1000) : 1;
+	return taken ? 1 : 0;
 }
 
 void rl_reply_limited(struct http_req *req, const struct rl_state *st)

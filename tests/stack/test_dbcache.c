@@ -19,6 +19,7 @@
 
 #include "cache.h"
 #include "db.h"
+#include "ratelimit.h"
 
 static const char *conninfo;
 
@@ -506,6 +507,39 @@ static void test_cache_lost_reply(void **state)
 	cache_reinit();
 }
 
+/* rl_take: a burst of 3 at one every 200 ms; the 4th is refused with a wait,
+ * a forced take overdraws, and the key empties itself. */
+static void test_rl_take(void **state)
+{
+	static const char *const del[] = {"DEL", "th:unit:rl"};
+	static const char *const pttl[] = {"PTTL", "th:unit:rl"};
+	struct rl_state st;
+	struct cache_reply *r;
+
+	(void)state;
+	cache_reply_free(cache_cmd(2, del, NULL));
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(rl_take("th:unit:rl", 200, 3, 1, 0, &st), 1);
+		assert_int_equal(st.count, 2 - i);
+	}
+	assert_int_equal(rl_take("th:unit:rl", 200, 3, 1, 0, &st), 0);
+	assert_int_equal(st.retry_after_s, 1);
+	/* two at once cannot fit where one does not */
+	assert_int_equal(rl_take("th:unit:rl", 200, 3, 2, 0, &st), 0);
+	/* a forced take books hits already let through: the bucket goes below empty */
+	assert_int_equal(rl_take("th:unit:rl", 200, 3, 5, 1, &st), 1);
+	assert_true(st.count < 0);
+	r = cache_cmd(2, pttl, NULL);
+	assert_non_null(r);
+	/* full again after 3 + 5 tokens of 200 ms: the key lives no longer */
+	assert_true(cache_reply_int(r) > 1000 && cache_reply_int(r) <= 1600);
+	cache_reply_free(r);
+	assert_int_equal(rl_take("th:unit:rl", 200, 3, 1, 0, &st), 0);
+	assert_true(st.retry_after_s >= 1);
+	assert_int_equal(rl_take("th:unit:rl", 0, 3, 1, 0, &st), -1);
+	cache_reply_free(cache_cmd(2, del, NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -519,6 +553,7 @@ int main(void)
 		cmocka_unit_test(test_cache_dead_server),
 		cmocka_unit_test(test_cache_closed_while_idle),
 		cmocka_unit_test(test_cache_lost_reply),
+		cmocka_unit_test(test_rl_take),
 	};
 
 	return cmocka_run_group_tests_name("db+cache (live servers)", tests, setup, teardown);
