@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -383,6 +384,33 @@ static void test_cache_closed_while_idle(void **state)
 /* A connection of our own to the stack's Redis, to steer the server while
  * the cache module waits for a reply: cmds are sent pipelined, without
  * waiting; the replies are read by admin_replies(). */
+/* The stack's Redis wants its password (TH_REDIS_PASSWORD_FILE) first: sent
+ * and answered before the commands, so their replies are all that follows. */
+static void admin_auth(int fd)
+{
+	const char *file = getenv("TH_REDIS_PASSWORD_FILE");
+	char pw[257], buf[300];
+	ssize_t n, got;
+	int pfd, len;
+
+	if (!file || !*file)
+		return;
+	pfd = open(file, O_RDONLY | O_CLOEXEC);
+	assert_true(pfd >= 0);
+	n = read(pfd, pw, sizeof(pw) - 1);
+	close(pfd);
+	assert_true(n > 0);
+	while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+		n--;
+	pw[n] = '\0';
+	len = snprintf(buf, sizeof(buf), "AUTH %s\r\n", pw);
+	assert_true(len > 0 && (size_t)len < sizeof(buf));
+	assert_int_equal(write(fd, buf, (size_t)len), len);
+	got = read(fd, buf, 5);
+	assert_int_equal(got, 5);
+	assert_memory_equal(buf, "+OK\r\n", 5);
+}
+
 static int admin_send(const char *const *cmds, int n)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET};
@@ -394,6 +422,7 @@ static int admin_send(const char *const *cmds, int n)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	a.sin_port = htons((unsigned short)atoi(getenv("TH_REDIS_PORT")));
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	admin_auth(fd);
 	/* inline commands: words separated by spaces, a line each */
 	for (int i = 0; i < n; i++)
 		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s\r\n", cmds[i]);
