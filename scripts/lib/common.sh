@@ -21,6 +21,11 @@ die() {
 # TH_VAR_DIR, so two stacks with different values never share anything.
 th_init() {
 	ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+	# mosquitto, nginx and turnserver live in /usr/sbin, which a user's PATH may lack
+	case ":$PATH:" in
+	*:/usr/sbin:*) ;;
+	*) PATH=$PATH:/usr/sbin:/sbin ;;
+	esac
 	PORT_BASE=${TH_PORT_BASE:-8080}
 	if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || ((PORT_BASE < 1024 || PORT_BASE > 65529)); then
 		die "TH_PORT_BASE must be a number between 1024 and 65529 (got '$PORT_BASE')"
