@@ -108,18 +108,25 @@ stage_for_daemons() {
 	if ! reaches mosquitto "$PLUGIN"; then
 		mkdir -p "$VAR/lib"
 		chmod 0755 "$VAR/lib"
-		install -m 0644 "$PLUGIN" "$VAR/lib/.townhall-plugin.so.new"
-		mv -f "$VAR/lib/.townhall-plugin.so.new" "$VAR/lib/townhall-plugin.so"
+		# a rename: a running broker keeps the file it loaded
+		if ! cmp -s "$PLUGIN" "$VAR/lib/townhall-plugin.so"; then
+			install -m 0644 "$PLUGIN" "$VAR/lib/.townhall-plugin.so.new"
+			mv -f "$VAR/lib/.townhall-plugin.so.new" "$VAR/lib/townhall-plugin.so"
+		fi
 		PLUGIN=$VAR/lib/townhall-plugin.so
 	fi
 	if ! reaches "$NGINX_USER" "$WEB_DIR/index.html"; then
-		rm -rf "$VAR/www.new"
-		mkdir -p "$VAR/www.new"
-		cp -R "$WEB_DIR" "$VAR/www.new/web"
-		[[ ! -r $MQTT_JS ]] || cp "$MQTT_JS" "$VAR/www.new/mqtt.esm.js"
-		chmod -R a+rX "$VAR/www.new"
-		rm -rf "$VAR/www"
-		mv "$VAR/www.new" "$VAR/www"
+		# only when something changed: a running nginx serves from there
+		if ! diff -rq "$WEB_DIR" "$VAR/www/web" >/dev/null 2>&1 ||
+			{ [[ -r $MQTT_JS ]] && ! cmp -s "$MQTT_JS" "$VAR/www/mqtt.esm.js"; }; then
+			rm -rf "$VAR/www.new"
+			mkdir -p "$VAR/www.new"
+			cp -R "$WEB_DIR" "$VAR/www.new/web"
+			[[ ! -r $MQTT_JS ]] || cp "$MQTT_JS" "$VAR/www.new/mqtt.esm.js"
+			chmod -R a+rX "$VAR/www.new"
+			rm -rf "$VAR/www"
+			mv "$VAR/www.new" "$VAR/www"
+		fi
 		WEB_DIR=$VAR/www/web
 		MQTT_JS=$VAR/www/mqtt.esm.js
 	fi
