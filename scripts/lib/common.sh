@@ -102,7 +102,8 @@ default_var() {
 # stage_for_daemons: copy what a daemon reads from the clone into VAR when
 # that daemon's user cannot read it where it is: the broker plugin (loaded by
 # mosquitto after it dropped to user mosquitto) and what nginx's workers
-# serve (web/, the MQTT client). Recopied on every up, so a rebuild applies.
+# serve (web/, the MQTT client). Checked on every up and recopied when the
+# clone's files changed, so a rebuild applies.
 stage_for_daemons() {
 	((IS_ROOT)) || return 0
 	if ! reaches mosquitto "$PLUGIN"; then
@@ -133,7 +134,7 @@ stage_for_daemons() {
 }
 
 # th_dirs: create the state tree. Daemons that drop privileges (nginx workers
-# run as nobody, mosquitto as mosquitto, postgres as postgres) must be able to
+# run as NGINX_USER, mosquitto as mosquitto, postgres as postgres) must be able to
 # traverse it, so directories are 0755 and VAR itself gets o+x even when it
 # came from mktemp (0700). Nothing secret lives in run/ or log/. keys/ is
 # 0755 so any verifier can read the public key; the secrets in it are 0600
