@@ -46,36 +46,41 @@ static int password_load(void)
 {
 	const char *file = cfg_str("TH_REDIS_PASSWORD_FILE", NULL);
 	const char *env = cfg_str("TH_REDIS_PASSWORD", NULL);
-	ssize_t n;
-	int fd;
+	ssize_t n = 0;
+	int fd = -1, rc = -1;
 
 	password[0] = '\0';
 	if (!file || !*file) {
 		if (env && strlen(env) > CACHE_PASSWORD_MAX) {
 			fprintf(stderr, "TH_REDIS_PASSWORD: longer than %d bytes\n", CACHE_PASSWORD_MAX);
-			return -1;
+			goto out;
 		}
 		snprintf(password, sizeof(password), "%s", env ? env : "");
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		fprintf(stderr, "TH_REDIS_PASSWORD_FILE: cannot open %s: %s\n", file, strerror(errno));
-		return -1;
+		goto out;
 	}
 	n = read(fd, password, sizeof(password));
-	close(fd);
 	/* a trailing newline is not part of the password */
 	while (n > 0 && (password[n - 1] == '\n' || password[n - 1] == '\r'))
 		n--;
 	if (n <= 0 || n > CACHE_PASSWORD_MAX) {
 		fprintf(stderr, "TH_REDIS_PASSWORD_FILE: %s holds no password of 1..%d bytes\n", file,
 			CACHE_PASSWORD_MAX);
-		password[0] = '\0';
-		return -1;
+		goto out;
 	}
 	password[n] = '\0';
-	return 0;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		explicit_bzero(password, sizeof(password));
+	return rc;
 }
 
 int cache_init(const char *host, int port, long timeout_ms)
@@ -121,28 +126,29 @@ void cache_close(void)
  * set; on failure the connection is dropped with the backoff. */
 static int authenticate(redisContext *c)
 {
-	redisReply *r;
-	int ok;
+	redisReply *r = NULL;
+	char why[120];
+	int rc = -1;
 
 	if (!password[0])
 		return 0;
 	r = redisCommand(c, "AUTH %s", password);
 	if (!r) {
-		drop(c->errstr[0] ? c->errstr : "AUTH: no reply");
-		return -1;
+		snprintf(why, sizeof(why), "AUTH: %.100s", c->errstr[0] ? c->errstr : "no reply");
+		goto out;
 	}
-	ok = r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
-	if (!ok) {
-		char why[120];
-
+	if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0) {
 		snprintf(why, sizeof(why), "AUTH refused: %.80s",
 			 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-		freeReplyObject(r);
-		drop(why);
-		return -1;
+		goto out;
 	}
-	freeReplyObject(r);
-	return 0;
+	rc = 0;
+out:
+	if (r)
+		freeReplyObject(r);
+	if (rc < 0)
+		drop(why);
+	return rc;
 }
 
 /* The worker's connection, connected now when there is none (unless backing

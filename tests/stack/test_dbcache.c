@@ -338,6 +338,58 @@ static void test_cache_dead_server(void **state)
 	assert_int_equal(cache_ping(), 0);
 }
 
+/* The password (TH_REDIS_PASSWORD_FILE, the stack's keys/redis.secret) is
+ * sent with AUTH on every connection, TCP and unix socket: a wrong one is
+ * refused (and backs off like a server down), none gets NOAUTH from the
+ * server, a file that cannot be read fails cache_init itself. */
+static void test_cache_auth(void **state)
+{
+	static const char *const get[] = {"GET", "th:unit:auth"};
+	const char *host = getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1";
+	const char *pwfile = getenv("TH_REDIS_PASSWORD_FILE"), *var = getenv("TH_VAR_DIR");
+	char saved[4096], wrong[] = "/tmp/th-stack-auth.XXXXXX", sock[4200];
+	struct cache_reply *r;
+	int port = atoi(getenv("TH_REDIS_PORT")), fd;
+
+	(void)state;
+	if (!pwfile || !*pwfile)
+		skip(); /* a Redis without a password */
+	snprintf(saved, sizeof(saved), "%s", pwfile);
+	cache_close();
+	setenv("TH_REDIS_PASSWORD_FILE", "/nonexistent/redis.secret", 1);
+	assert_int_equal(cache_init(host, port, 250), -1);
+	cache_close();
+
+	fd = mkstemp(wrong);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "not-the-password\n", 17), 17);
+	close(fd);
+	setenv("TH_REDIS_PASSWORD_FILE", wrong, 1);
+	assert_int_equal(cache_init(host, port, 250), 0);
+	assert_null(cache_cmd(2, get, NULL));
+	assert_non_null(strstr(cache_last_error(), "AUTH refused"));
+	cache_close();
+	unlink(wrong);
+
+	unsetenv("TH_REDIS_PASSWORD_FILE");
+	assert_int_equal(cache_init(host, port, 250), 0);
+	r = cache_cmd(2, get, NULL);
+	assert_non_null(r);
+	assert_int_equal(cache_reply_type(r), CACHE_ERROR); /* NOAUTH, from the server */
+	cache_reply_free(r);
+	cache_close();
+
+	setenv("TH_REDIS_PASSWORD_FILE", saved, 1);
+	if (var && snprintf(sock, sizeof(sock), "%s/run/redis.sock", var) < (int)sizeof(sock) &&
+	    access(sock, F_OK) == 0) {
+		assert_int_equal(cache_init(sock, 0, 250), 0);
+		assert_int_equal(cache_ping(), 0);
+		cache_close();
+	}
+	assert_int_equal(cache_init(host, port, 250), 0);
+	assert_int_equal(cache_ping(), 0);
+}
+
 static void cache_reinit(void)
 {
 	cache_close();
@@ -546,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_dead_server_backoff),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_dead_server),
+		cmocka_unit_test(test_cache_auth),
 		cmocka_unit_test(test_cache_closed_while_idle),
 		cmocka_unit_test(test_cache_lost_reply),
 	};
