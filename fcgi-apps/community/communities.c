@@ -8,6 +8,7 @@
 #include "db.h"
 #include "events.h"
 #include "jh.h"
+#include "limits.h"
 #include "log.h"
 #include "mirror.h"
 #include "page.h"
@@ -77,7 +78,7 @@ void communities_create(struct http_req *req)
 				 "slug");
 		return;
 	}
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_COMMUNITY) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {slug, name, desc ? desc : "", vis, id_text(uid, req->user_id)};

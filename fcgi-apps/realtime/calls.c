@@ -28,6 +28,7 @@
 #include "db.h"
 #include "events.h"
 #include "jh.h"
+#include "limits.h"
 #include "log.h"
 #include "metrics.h"
 #include "realtime.h"
@@ -276,7 +277,8 @@ void calls_create(struct http_req *req)
 	int64_t chid, call;
 
 	if (jh_int_or_400(req, req->json, "channel_id", 1, INT64_MAX, true, NULL, &chid) < 0 ||
-	    channel_access(req, chid, RT_MEMBER, &ch) < 0)
+	    channel_access(req, chid, RT_MEMBER, &ch) < 0 ||
+	    limits_take_or_reply(req, LIMIT_CALL) < 0)
 		return;
 	rt_id_text(chs, ch.id);
 	rt_id_text(uid, req->user_id);
@@ -368,7 +370,8 @@ void calls_join(struct http_req *req)
 	const char *params[1];
 	struct db_res *r;
 
-	if (call_load(req, &c, &ch) < 0 || channel_check(req, &ch, RT_MEMBER, "call") < 0)
+	if (call_load(req, &c, &ch) < 0 || channel_check(req, &ch, RT_MEMBER, "call") < 0 ||
+	    limits_take_or_reply(req, LIMIT_CALL) < 0)
 		return;
 	params[0] = rt_id_text(cs, c.id);
 	if (db_begin_or_reply(req) < 0)

@@ -421,7 +421,7 @@ describe('TURN', () => {
     assertError(await api('GET', '/api/turn', null), 401, 'unauthorized');
     const r = assertStatus(await api('GET', '/api/turn', U.member), 200).json;
     assert.deepEqual(Object.keys(r).sort(), ['ice_servers', 'ttl']);
-    assert.equal(r.ttl, 86400);
+    assert.equal(r.ttl, 3600); // issue 17: 1 h by default, not 24 h
     assert.equal(r.ice_servers.length, 1);
     const s = r.ice_servers[0];
     assert.deepEqual(s.urls, [
