@@ -5,9 +5,11 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 
 struct limits limits;
+static int unavailable = -1; /* metrics counter */
 
 static const struct {
 	const char *name;           /* in keys: th:rl:<name>:<uid> */
@@ -34,6 +36,7 @@ void limits_init(void)
 	limits.msg_interval_ms = (long)cfg_int("TH_RL_MSG_INTERVAL_MS", 100, 1, 3600000);
 	limits.msg_burst = (long)cfg_int("TH_RL_MSG_BURST", 30, 1, 1000000);
 	limits.reaction_kinds_max = (long)cfg_int("TH_REACTION_KINDS_MAX", 50, 1, 100000);
+	unavailable = metrics_counter("limits_unavailable_total");
 }
 
 const char *limits_key(char *buf, size_t size, enum limit_kind kind, int64_t uid)
@@ -57,8 +60,11 @@ int limits_take_or_reply(struct http_req *req, enum limit_kind kind)
 			rc = st.count <= limits.max[kind];
 	}
 	if (rc < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
-		return -1;
+		/* fail open: see limits.h */
+		log_warn("limits: Redis unavailable; %s of user %lld let through unlimited",
+			 kinds[kind].name, (long long)req->user_id);
+		metrics_add(unavailable, 1);
+		return 0;
 	}
 	if (rc == 0) {
 		log_info("limits: user %lld over the %s limit", (long long)req->user_id,

@@ -19,8 +19,11 @@
  *
  * The fixed windows count in Redis under th:rl:<kind>:<user_id> (lib/
  * ratelimit rl_hit); a hit over the limit is answered 429 rate_limited with
- * Retry-After.  Redis is required: when it is down the write is refused 503
- * (a limit that silently stops holding is no limit). */
+ * Retry-After.  When Redis cannot answer, the write goes through (logged,
+ * counted in limits_unavailable_total): Redis holds rebuildable state only,
+ * and posting, commenting and chatting keep working through its outage like
+ * every other route backed by PostgreSQL; the limits hold again as soon as
+ * it is back. */
 #ifndef TH_LIMITS_H
 #define TH_LIMITS_H
 
@@ -46,15 +49,16 @@ struct limits {
 
 extern struct limits limits;
 
-/* Reads the settings above (exits on a malformed value).  Idempotent. */
+/* Reads the settings above (exits on a malformed value) and registers the
+ * metrics counter (call after metrics_open, i.e. in an app's init). */
 void limits_init(void);
 
 /* The Redis key of a user's budget of kind, into buf ("th:rl:msg:42"). */
 const char *limits_key(char *buf, size_t size, enum limit_kind kind, int64_t uid);
 
 /* Takes one write of kind from the caller's (req->user_id) budget: 0 when
- * allowed, -1 when refused with 429 rate_limited + Retry-After, or 503 when
- * Redis cannot answer (replied). */
+ * allowed (also when Redis cannot answer, see above), -1 when refused with
+ * 429 rate_limited + Retry-After (replied). */
 int limits_take_or_reply(struct http_req *req, enum limit_kind kind);
 
 #endif
