@@ -70,14 +70,32 @@ static void mirror(const char *cmd, const char *key, const char *member)
 	cache_reply_free(r);
 }
 
+static void mirror_leave(int64_t call, int64_t uid, int ended);
+
+/* After the join committed.  A leave, removal or ban committed in between
+ * (community/callexit.c, or the bridge's offline cleanup) removes the
+ * member from Redis after its own commit, which may come before our SADD:
+ * so the row is read again after the SADD, and a participant gone by then
+ * is removed again.  Either that read sees the row (the remover's SREM
+ * comes after it, so after our SADD) or it does not (our SREM). */
 static void mirror_join(int64_t call, int64_t uid)
 {
 	char key[64], c[24], u[24];
+	const char *params[] = {rt_id_text(c, call), rt_id_text(u, uid)};
+	struct db_res *r;
 
 	snprintf(key, sizeof(key), "th:call:%lld:participants", (long long)call);
-	mirror("SADD", key, rt_id_text(u, uid));
+	mirror("SADD", key, u);
 	snprintf(key, sizeof(key), "th:user:%lld:calls", (long long)uid);
-	mirror("SADD", key, rt_id_text(c, call));
+	mirror("SADD", key, c);
+	r = db_exec(DB_PRIMARY,
+		    "SELECT 1 FROM call_participants WHERE call_id = $1 AND user_id = $2", 2,
+		    params);
+	if (r && db_res_rows(r) == 0) {
+		log_info("calls: user %s left call %s while joining; mirror undone", u, c);
+		mirror_leave(call, uid, 0);
+	}
+	db_res_free(r);
 }
 
 static void mirror_leave(int64_t call, int64_t uid, int ended)
