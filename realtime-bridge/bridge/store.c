@@ -210,7 +210,10 @@ static const char LOCK_SQL[] =
  * channel.  EXPLAIN ANALYZE (generic plan, 800 rows, 1M in messages): the
  * probes of existing ids and of reply_to are index scans of messages_pkey,
  * the hash joins are over the batch's own rows, and channels and users are
- * index lookups: nothing scans messages. */
+ * index lookups: nothing scans messages.  Against the query before ids had
+ * owners (1000 new messages, 10% replies, 500k stored, interleaved A/B on
+ * a loaded 2-core machine): median 50.3 ms against 43.5 (fastest 41.8
+ * against 39.6); 1000 re-sends 10.2 against 8.0 ms. */
 static const char INSERT_SQL[] =
 	"WITH input AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], "
 	"  $4::text[], $5::uuid[]) WITH ORDINALITY AS t(id, channel_id, sender_id, body, "
@@ -222,16 +225,17 @@ static const char INSERT_SQL[] =
 	"  WHERE m.id = ANY($1::uuid[])), "
 	"fresh AS MATERIALIZED (SELECT DISTINCT ON (i.id) i.* FROM input i "
 	"  WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.id = i.id) ORDER BY i.id, i.ord), "
+	/* joins, not correlated EXISTS: a subquery over fresh per row is a
+	 * scan of the batch per message (2.5x the batch's time at 1000) */
 	"numbered AS (SELECT f.id, f.channel_id, f.sender_id, f.body, f.ord, "
-	"  CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.id = f.reply_to "
-	"                    AND m.channel_id = f.channel_id) "
-	"         OR EXISTS (SELECT 1 FROM fresh g WHERE g.id = f.reply_to "
-	"                    AND g.channel_id = f.channel_id AND g.ord < f.ord) "
-	"       THEN f.reply_to END AS reply_to, "
+	"  CASE WHEN rm.id IS NOT NULL OR rg.id IS NOT NULL THEN f.reply_to END AS reply_to, "
 	"  f.reply_to IS NOT NULL AS had_reply, "
 	"  c.last_seq + row_number() OVER (PARTITION BY f.channel_id ORDER BY f.ord) AS seq "
 	"  FROM fresh f JOIN channels c ON c.id = f.channel_id "
-	"  JOIN users u ON u.id = f.sender_id), "
+	"  JOIN users u ON u.id = f.sender_id "
+	"  LEFT JOIN messages rm ON rm.id = f.reply_to AND rm.channel_id = f.channel_id "
+	"  LEFT JOIN fresh rg ON rg.id = f.reply_to AND rg.channel_id = f.channel_id "
+	"    AND rg.ord < f.ord), "
 	"ins AS (INSERT INTO messages (id, channel_id, sender_id, body, reply_to, seq) "
 	"  SELECT id, channel_id, sender_id, body, reply_to, seq FROM numbered "
 	"  ON CONFLICT (id) DO NOTHING RETURNING id, channel_id, seq, sender_id), "
