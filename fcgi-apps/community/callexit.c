@@ -15,7 +15,12 @@
  * Redis on every signal publish and delivery (no positive cache for call
  * membership), so from then on signal messages from and to the user are
  * refused.  A failed Redis write is logged; the realtime app's join
- * re-checks the membership under a lock, so the user cannot come back. */
+ * re-checks the membership under a lock, so the user cannot come back.
+ *
+ * A deleted community takes its calls with it (ON DELETE CASCADE):
+ * callexit_community() reads their participants before the delete, and
+ * callexit_mirror_community() removes the Redis sets after the commit, so
+ * nobody signals in a call that no longer exists. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,7 +143,7 @@ void callexit_mirror(struct callexit *x)
 	char key[64], u[24];
 	int i, j;
 
-	if (!x->left)
+	if (!x->left || x->whole)
 		return;
 	id_text(u, x->user_id);
 	for (i = 0; i < db_res_rows(x->left); i++) {
@@ -156,6 +161,40 @@ void callexit_mirror(struct callexit *x)
 		redis_cmd("SREM", key, call);
 		log_info("audit: user %s left call %s (membership gone)%s", u, call,
 			 ended ? ", which ended" : "");
+	}
+}
+
+int callexit_community(struct http_req *req, int64_t cid, struct callexit *x)
+{
+	char c[24];
+
+	memset(x, 0, sizeof(*x));
+	id_text(c, cid);
+	x->left = db_exec_or_reply(req, DB_PRIMARY,
+				   "SELECT cp.call_id::text, cp.user_id::text FROM call_participants cp "
+				   "JOIN calls ca ON ca.id = cp.call_id "
+				   "JOIN channels ch ON ch.id = ca.channel_id "
+				   "WHERE ch.community_id = $1 AND ca.ended_at IS NULL",
+				   1, (const char *const[]){c});
+	if (!x->left)
+		return -1;
+	x->whole = 1;
+	return db_res_rows(x->left);
+}
+
+void callexit_mirror_community(struct callexit *x)
+{
+	char key[64];
+
+	if (!x->left || !x->whole)
+		return;
+	for (int i = 0; i < db_res_rows(x->left); i++) {
+		const char *call = db_res_get(x->left, i, 0);
+
+		snprintf(key, sizeof(key), "th:call:%s:participants", call);
+		redis_cmd("DEL", key, NULL);
+		snprintf(key, sizeof(key), "th:user:%s:calls", db_res_get(x->left, i, 1));
+		redis_cmd("SREM", key, call);
 	}
 }
 

@@ -209,6 +209,7 @@ void communities_patch(struct http_req *req)
 void communities_delete(struct http_req *req)
 {
 	struct community c;
+	struct callexit x = {0};
 	char cid[24];
 	const char *params[] = {cid};
 	struct db_res *r;
@@ -221,18 +222,19 @@ void communities_delete(struct http_req *req)
 	if (db_begin_or_reply(req) < 0)
 		return;
 	/* the event goes out before the rows go: it names the community only */
-	if (events_emit(req, "community_deleted", c.id, NULL, 0, NULL, 0) < 0)
-		return;
+	if (events_emit(req, "community_deleted", c.id, NULL, 0, NULL, 0) < 0 ||
+	    callexit_community(req, c.id, &x) < 0)
+		goto out;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "WITH ch AS (SELECT id FROM channels WHERE community_id = $1), "
 			     "d AS (DELETE FROM communities WHERE id = $1) SELECT id FROM ch",
 			     1, params);
 	if (!r)
-		return;
+		goto out;
 	if (db_commit() < 0) {
 		db_res_free(r);
 		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
-		return;
+		goto out;
 	}
 	n = db_res_rows(r);
 	chids = arena_alloc(req->arena, sizeof(*chids) * (size_t)(n + 1));
@@ -242,6 +244,9 @@ void communities_delete(struct http_req *req)
 	log_info("audit: community %s deleted by user %lld", cid, (long long)req->user_id);
 	feedcache_bump_access(c.id);
 	mirror_community_gone(c.id, chids, chids ? n : 0);
+	callexit_mirror_community(&x);
 	feedcache_bump(c.id);
 	http_reply_empty(req, 204);
+out:
+	callexit_free(&x);
 }

@@ -78,12 +78,20 @@ void feedcache_bump_access(int64_t community_id);
  * the broker's signal ACL; callexit_free() in every case (NULL-safe). */
 struct callexit {
 	int64_t user_id;
-	struct db_res *left;    /* (call id, channel id) of each call left */
+	struct db_res *left;    /* (call id, channel id) of each call left; with
+				 * whole: (call id, user id) of each participant */
 	struct db_res *ended;   /* the same, of each call that ended */
+	int whole;              /* callexit_community() filled it */
 };
 int callexit_leave(struct http_req *req, int64_t community_id, int64_t uid,
 		   struct callexit *x);
 void callexit_mirror(struct callexit *x);
+/* The community is about to be deleted (its calls go by cascade): reads the
+ * participants of its ongoing calls in the current transaction (the number,
+ * or -1 when replied); after the commit callexit_mirror_community() deletes
+ * their Redis sets.  callexit_free() in every case. */
+int callexit_community(struct http_req *req, int64_t community_id, struct callexit *x);
+void callexit_mirror_community(struct callexit *x);
 void callexit_free(struct callexit *x);
 
 /* handlers */

@@ -3,7 +3,8 @@
 // set the broker's signal ACL reads, call_left (and call_ended for the last one) on
 // events/community/<id> — and the broker refuses signal messages from and to them from the
 // first publish after the REST answer (the plugin asks Redis for call membership every time;
-// no 5 s cache in between). A banned member cannot join again.
+// no 5 s cache in between). A banned member cannot join again. A deleted community's calls
+// go with it, Redis sets included.
 // Client addresses: registrations from 127.23.x.y (lib/fixtures.mjs).
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -122,6 +123,20 @@ describe('a ban, a removal or a leave takes the member out of the community\'s c
       assertStatus(await api('POST', `/api/communities/${c.id}/bans`, owner, { user_id: idle.id }), 201);
     } finally {
       await end(a);
+    }
+  });
+
+  test('a deleted community takes its ongoing calls with it: Redis sets gone, signals refused at once', async () => {
+    const s = await callStage('cbd');
+    try {
+      assertStatus(await api('DELETE', `/api/communities/${s.c.id}`, s.owner), 204);
+      assert.equal(await redis('EXISTS', participantsKey(s.call)), '0');
+      const rc1 = await publish(s.b, s.sig(s.owner, s.peer), JSON.stringify({ type: 'bye', n: rnd() }));
+      const rc2 = await publish(s.a, s.sig(s.peer, s.owner), JSON.stringify({ type: 'bye', n: rnd() }));
+      assert.ok(rc1 >= 0x80 && rc2 >= 0x80, `signals in a deleted community's call accepted: ${rc1}, ${rc2}`);
+      assertError(await api('GET', `/api/calls/${s.call}`, s.owner), 404, 'not_found');
+    } finally {
+      await end(s.a, s.b);
     }
   });
 
