@@ -211,9 +211,10 @@ static const char LOCK_SQL[] =
  * probes of existing ids and of reply_to are index scans of messages_pkey,
  * the hash joins are over the batch's own rows, and channels and users are
  * index lookups: nothing scans messages.  Against the query before ids had
- * owners (1000 new messages, 10% replies, 500k stored, interleaved A/B on
- * a loaded 2-core machine): median 50.3 ms against 43.5 (fastest 41.8
- * against 39.6); 1000 re-sends 10.2 against 8.0 ms. */
+ * owners (1000 new messages, 10% replies, 500k stored; two interleaved A/B
+ * runs of 15 pairs on a loaded 2-core machine): median 50.3 and 53.0 ms
+ * against 43.5 and 50.6 (+5 to +16 %); 1000 re-sends 10.2 and 9.7 ms
+ * against 8.0 and 8.1. */
 static const char INSERT_SQL[] =
 	"WITH input AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], "
 	"  $4::text[], $5::uuid[]) WITH ORDINALITY AS t(id, channel_id, sender_id, body, "
