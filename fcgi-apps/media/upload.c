@@ -39,6 +39,7 @@ struct sink {
 	long long bytes;                 /* file bytes written */
 	EVP_MD_CTX *sha;                 /* owned: freed at upload_create's exit */
 	int too_large;
+	int io_error;                    /* hashing or writing failed (ours) */
 };
 
 static int c_uploads = -2, c_bytes = -2;
@@ -72,6 +73,7 @@ static int sink_write(void *ctx, const char *buf, size_t n)
 	}
 	if (EVP_DigestUpdate(s->sha, buf, n) != 1) {
 		log_error("upload: SHA-256 update failed");
+		s->io_error = 1;
 		return -1;
 	}
 	while (n > 0) {
@@ -81,6 +83,7 @@ static int sink_write(void *ctx, const char *buf, size_t n)
 			if (errno == EINTR)
 				continue;
 			log_error("upload: write: %s", strerror(errno));
+			s->io_error = 1;
 			return -1;
 		}
 		buf += w;
@@ -166,6 +169,7 @@ static int receive(struct http_req *req, struct sink *s, const char **filename)
 	struct mp *mp = NULL;
 	long long total = 0;
 	long n;
+	int failed = 0;
 
 	*filename = NULL;
 	if (!buf) {
@@ -187,22 +191,30 @@ static int receive(struct http_req *req, struct sink *s, const char **filename)
 	}
 	while ((n = http_read_chunk(req, buf, MEDIA_CHUNK)) > 0) {
 		total += n;
-		if (mp ? mp_feed(mp, buf, (size_t)n) < 0 : sink_write(s, buf, (size_t)n) < 0)
+		if (mp ? mp_feed(mp, buf, (size_t)n) < 0 : sink_write(s, buf, (size_t)n) < 0) {
+			failed = 1;
 			break;
+		}
 	}
 	if (s->too_large) {
 		too_large(req);
+		return -1;
+	}
+	/* the parser refused the body (not our storage): the client's fault,
+	 * wherever in the body it happened */
+	if (failed && mp && mp->state == MP_ERROR && !s->io_error) {
+		http_reply_error(req, TH_EVALIDATION, mp->error ? mp->error : "malformed multipart body",
+				 "file");
+		return -1;
+	}
+	if (failed) {
+		http_reply_error(req, TH_EUNAVAILABLE, "cannot store the upload", NULL);
 		return -1;
 	}
 	if (n < 0 || (req->content_length >= 0 && total < req->content_length)) {
 		/* the client (or nginx) went away mid-body */
 		log_info("upload cut off after %lld of %lld bytes", total, req->content_length);
 		http_reply_error(req, TH_EVALIDATION, "the upload was cut off", NULL);
-		return -1;
-	}
-	if (n > 0 || (mp && mp->state == MP_ERROR && mp->error &&
-		      strcmp(mp->error, "cannot store the upload") == 0)) {
-		http_reply_error(req, TH_EUNAVAILABLE, "cannot store the upload", NULL);
 		return -1;
 	}
 	if (mp) {
