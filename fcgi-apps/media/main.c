@@ -51,7 +51,8 @@ static int media_init(void)
 		fprintf(stderr, "media: libsodium failed to initialize\n");
 		return -1;
 	}
-	if (access_init() < 0 || detect_init() < 0 || image_init() < 0 || upload_init() < 0 ||
+	if (access_init() < 0 || detect_init() < 0 || image_init() < 0 || budget_init() < 0 || video_init() < 0 ||
+	    upload_init() < 0 ||
 	    storage_select() < 0)
 		return -1;
 	return 0;
@@ -61,6 +62,7 @@ static void media_fini(void)
 {
 	if (storage)
 		storage->fini();
+	budget_fini();
 	image_fini();
 	detect_fini();
 }
