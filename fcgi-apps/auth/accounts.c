@@ -157,16 +157,60 @@ static void rl_refund(const char *key)
 	cache_reply_free(cache_cmd(2, argv, NULL));
 }
 
+/* How long an attempt waits for attempts of the same budget that are still
+ * being checked (they may turn out right and give their hit back). */
+#define LOGIN_CONTENTION_MS 3000
+#define LOGIN_CONTENTION_STEP_MS 20
+
+/* Takes one hit of the budget `key` (max per window) before the password is
+ * checked.  The key counts attempts being checked plus failures; key + ":f"
+ * counts failures alone.  Over the limit because of failures: refused.  Over
+ * it only because other attempts are still being checked (more parallel
+ * attempts than the limit, right passwords among them): wait for them, at
+ * most LOGIN_CONTENTION_MS, then refused.  0: taken; 1: refused (st says
+ * until when); -1: Redis unavailable. */
+static int budget_take(const char *key, long max, struct rl_state *st)
+{
+	char fkey[1200];
+	struct rl_state fs;
+	uint64_t deadline = mono_ms() + LOGIN_CONTENTION_MS;
+	struct timespec nap = {.tv_sec = 0, .tv_nsec = LOGIN_CONTENTION_STEP_MS * 1000000L};
+
+	snprintf(fkey, sizeof(fkey), "%s:f", key);
+	for (;;) {
+		if (rl_hit(key, auth_limits.login_window_s, st) < 0)
+			return -1;
+		if (st->count <= max)
+			return 0;
+		rl_refund(key);
+		if (rl_peek(fkey, &fs) < 0)
+			return -1;
+		if (fs.count >= max || mono_ms() >= deadline)
+			return 1;
+		nanosleep(&nap, NULL);
+	}
+}
+
+/* A failed attempt: its hit stays, and the failure is counted. */
+static int budget_fail(const char *key)
+{
+	char fkey[1200];
+	struct rl_state fs;
+
+	snprintf(fkey, sizeof(fkey), "%s:f", key);
+	return rl_hit(fkey, auth_limits.login_window_s, &fs);
+}
+
 /* POST /api/auth/login.
  *
  * The budgets are taken before the password is hashed, not after: each
  * attempt first counts itself (one atomic INCR per key, ratelimit.c), and
  * only an attempt whose count is within the limit is evaluated.  Sixteen
  * parallel wrong passwords thus get five evaluations and eleven 429s, where
- * a check-then-count let all sixteen hash before any was counted.  A right
- * password (and an attempt that could not be checked) gives its hits back,
- * so the budget counts failures; an attempt over the limit is refused even
- * with the right password (API.md).
+ * a check-then-count let every attempt that started before the fifth
+ * failure was counted hash too.  A right password (and an attempt that
+ * could not be checked) gives its hit back, so the budget counts failures;
+ * once it holds max failures, even the right password is refused (API.md).
  *
  * One budget per account: the login (username or e-mail) is resolved to
  * the user id first and the key is the id, so typing the e-mail does not
@@ -180,7 +224,7 @@ void login_handler(struct http_req *req)
 	struct rl_state us, is;
 	struct db_res *r = NULL;
 	size_t i;
-	int ok;
+	int ok, taken;
 
 	if (jh_string_or_400(req, req->json, "login", 1, 254, JH_REQUIRED, &login) < 0 ||
 	    jh_string_or_400(req, req->json, "password", 1, 128, JH_REQUIRED, &password) < 0)
@@ -207,22 +251,21 @@ void login_handler(struct http_req *req)
 	}
 	snprintf(ikey, sizeof(ikey), "rl:login:ip:%s", req->client_addr);
 	/* 1. the address's budget, then the account's: each hit counts itself */
-	if (rl_hit(ikey, auth_limits.login_window_s, &is) < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
+	taken = budget_take(ikey, auth_limits.login_ip_max, &is);
+	if (taken != 0) {
+		if (taken < 0)
+			http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
+		else
+			rl_reply_limited(req, &is);
 		goto out;
 	}
-	if (is.count > auth_limits.login_ip_max) {
-		rl_reply_limited(req, &is);
-		goto out;
-	}
-	if (rl_hit(ukey, auth_limits.login_window_s, &us) < 0) {
-		rl_refund(ikey);
-		http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
-		goto out;
-	}
-	if (us.count > auth_limits.login_user_max) {
+	taken = budget_take(ukey, auth_limits.login_user_max, &us);
+	if (taken != 0) {
 		rl_refund(ikey); /* the account refused it: the address's budget stays */
-		rl_reply_limited(req, &us);
+		if (taken < 0)
+			http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
+		else
+			rl_reply_limited(req, &us);
 		goto out;
 	}
 	/* 2. within both budgets: evaluate */
@@ -239,6 +282,10 @@ void login_handler(struct http_req *req)
 	}
 	if (!ok) {
 		metrics_add(c_failures, 1);
+		/* the hits stay counted whatever happens here; the failure
+		 * counts only tell contention from failures (budget_take) */
+		if (budget_fail(ukey) < 0 || budget_fail(ikey) < 0)
+			log_warn("login: a failure could not be counted: %s", cache_last_error());
 		/* the same answer for an unknown login and a wrong password */
 		http_reply_error(req, TH_EUNAUTHORIZED, "wrong login or password", NULL);
 		goto out;
