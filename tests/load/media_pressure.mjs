@@ -9,6 +9,7 @@
 // 32): the heavy user's uploads in flight at once, each a 7000x7000 PNG (49 MP, under the
 // 50 MP limit; a different file every time), sent again 100 ms after each answer (201, or
 // 429 when the user's or the host's image budget is spent).
+// Each user sends from an address of its own (two clients; nginx limits per address).
 // Meanwhile the other user, one request at a time: a small PNG upload (64x64), then
 // /api/media/health, then 100 ms of rest, over and over. Both users register from their own
 // address (127.77.x.y) so no test's registration limit is touched.
@@ -31,7 +32,7 @@ function png(w, h) {
   const stride = Math.ceil(w / 8) + 1;
   const rows = Buffer.alloc(stride * h, 0xff);
   for (let y = 0; y < h; y++) rows[y * stride] = 0;
-  crypto.randomBytes(16).copy(rows, stride * (h >> 1) + 1);
+  crypto.randomBytes(Math.min(16, stride - 1)).copy(rows, stride * (h >> 1) + 1); // within one row
   return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(rows, { level: 9 })),
     pngChunk('IEND', Buffer.alloc(0))]);
 }
@@ -67,25 +68,28 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function main() {
   const n = crypto.randomInt(1, 250);
-  const heavy = await register('press_heavy', `127.77.${n}.1`);
-  const other = await register('press_other', `127.77.${n}.2`);
+  // two clients: each user sends from its own address (nginx's limits are per address)
+  const heavyAddr = `127.77.${n}.1`;
+  const otherAddr = `127.77.${n}.2`;
+  const heavy = await register('press_heavy', heavyAddr);
+  const other = await register('press_other', otherAddr);
   const big = () => png(7000, 7000);
   const end = Date.now() + SECONDS * 1000;
   let requests = 0;
-  const up = (token, bytes, name) => request('POST', `/api/media?filename=${name}`, {
-    headers: { authorization: `Bearer ${token}` }, body: bytes, timeoutMs: 300000,
+  const up = (token, bytes, name, localAddress) => request('POST', `/api/media?filename=${name}`, {
+    headers: { authorization: `Bearer ${token}` }, body: bytes, timeoutMs: 300000, localAddress,
   });
   const heavyLoop = async () => {
     while (Date.now() < end && requests++ < MAX_REQUESTS) {
-      await timed('heavy upload 49 MP', () => up(heavy, big(), 'big.png'));
+      await timed('heavy upload 49 MP', () => up(heavy, big(), 'big.png', heavyAddr));
       await sleep(100);
     }
   };
   const otherLoop = async () => {
     await sleep(2000); // the heavy uploads are under way
     while (Date.now() < end && requests++ < MAX_REQUESTS) {
-      await timed('other user: small upload', () => up(other, png(64, 64), 'small.png'));
-      await timed('other user: /api/media/health', () => request('GET', '/api/media/health', { timeoutMs: 30000 }));
+      await timed('other user: small upload', () => up(other, png(64, 64), 'small.png', otherAddr));
+      await timed('other user: /api/media/health', () => request('GET', '/api/media/health', { timeoutMs: 30000, localAddress: otherAddr }));
       await sleep(100);
     }
   };
