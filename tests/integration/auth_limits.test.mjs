@@ -104,3 +104,24 @@ describe('login limits are exact', () => {
     assertError(await login(u.username, u.password, addr), 429, 'rate_limited');
   });
 });
+
+describe('flood guard per address (nginx)', () => {
+  test('120 requests at once to /api/auth/login from one address: beyond the burst, 429 rate_limited JSON with Retry-After; /api/auth/me is not limited', async () => {
+    const addr = nextAddr();
+    // a malformed body: answered 400 at once by the app, no hash, no budget
+    const res = await Promise.all(Array.from({ length: 120 }, () => request('POST', '/api/auth/login', {
+      body: '{', headers: { 'content-type': 'application/json' }, localAddress: addr, timeoutMs: 30000,
+    })));
+    const limited = res.filter((r) => r.status === 429);
+    assert.ok(limited.length > 0, `statuses ${res.map((r) => r.status)}`);
+    assert.ok(res.every((r) => r.status === 400 || r.status === 429), `statuses ${res.map((r) => r.status)}`);
+    for (const r of limited) {
+      assertError(r, 429, 'rate_limited');
+      assert.match(r.headers['retry-after'] || '', /^\d+$/);
+    }
+    // other auth routes keep no such limit (the token checks of every client go there)
+    const me = await Promise.all(Array.from({ length: 120 }, () => request('GET', '/api/auth/me', { localAddress: addr })));
+    assert.ok(me.every((r) => r.status === 401), `statuses ${me.map((r) => r.status)}`);
+  });
+});
+
