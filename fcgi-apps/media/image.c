@@ -22,6 +22,7 @@
 #include "config.h"
 #include "log.h"
 #include "media.h"
+#include "mono.h"
 
 #define THUMB_BOX 320
 #define MEDIUM_BOX 1280
@@ -43,7 +44,30 @@
  * uploads, not to /tmp.  What one image may take stays bounded per worker
  * (memory, map, disk, area, width, height); how many large images run at
  * once on the host is bounded by upload.c's slots. */
-static long long magick_memory, magick_map, magick_disk;
+static long long magick_memory, magick_map, magick_disk, image_timeout_ms;
+
+/* The time bound of one image.  ImageMagick 6's own TimeResource counts
+ * from process start (useless in a long-lived worker), so image_process
+ * sets a deadline and this progress monitor, which every coder and
+ * transform calls as it goes (row by row), stops the work past it: the
+ * operation fails, the upload is refused, and a leak of the aborted
+ * operation is caught by image_resources_held(). */
+static uint64_t deadline_ms;
+static int timed_out;
+
+static MagickBooleanType progress(const char *what, const MagickOffsetType offset,
+				  const MagickSizeType span, void *ctx)
+{
+	(void)what;
+	(void)offset;
+	(void)span;
+	(void)ctx;
+	if (deadline_ms && mono_ms() > deadline_ms) {
+		timed_out = 1;
+		return MagickFalse;
+	}
+	return MagickTrue;
+}
 
 static int policy_write(const char *dir)
 {
@@ -98,6 +122,8 @@ int image_init(void)
 	/* a 50 MP picture at 10 bytes a pixel, three times (the decoded image,
 	 * the PNG writer's copy, the variant being made), and room to spare */
 	magick_disk = cfg_int("TH_MEDIA_MAGICK_DISK", 3LL << 30, 64LL << 20, 1LL << 40);
+	/* a 49 MP PNG takes ~8 s on one core of the benchmark machine */
+	image_timeout_ms = cfg_int("TH_MEDIA_IMAGE_TIMEOUT_S", 60, 1, 3600) * 1000;
 	if (snprintf(dir, sizeof(dir), "%s/media/magick", media_cfg.var_dir) >= (int)sizeof(dir) ||
 	    (mkdir(dir, 0700) < 0 && errno != EEXIST) || policy_write(dir) < 0) {
 		fprintf(stderr, "media: cannot prepare %s for ImageMagick's policy\n", dir);
@@ -129,8 +155,7 @@ int image_init(void)
 			 (unsigned long long)MagickGetResourceLimit(DiskResource), magick_disk);
 	/* TimeResource is left alone: in ImageMagick 6 it counts from process
 	 * start, so a long-lived worker would refuse every image after it.
-	 * The pixel check, the area, memory, map and disk limits bound the work
-	 * of one image instead, and the host-wide slots how many run at once. */
+	 * TH_MEDIA_IMAGE_TIMEOUT_S bounds one image instead (progress()). */
 	return 0;
 }
 
@@ -344,6 +369,10 @@ enum th_err image_process(const char *src, const char *mime, struct img_out *out
 		e = TH_EINTERNAL;
 		goto out;
 	}
+	/* every image read into w, and every copy of one, reports to progress() */
+	deadline_ms = mono_ms() + (uint64_t)image_timeout_ms;
+	timed_out = 0;
+	MagickSetProgressMonitor(w, progress, NULL);
 	/* 1. the header only: how many pixels would decoding make? */
 	if (ping_pixels(w, target, &pixels) < 0)
 		goto out;
@@ -356,6 +385,7 @@ enum th_err image_process(const char *src, const char *mime, struct img_out *out
 		goto out;
 	}
 	ClearMagickWand(w);
+	MagickSetProgressMonitor(w, progress, NULL); /* the clear dropped it */
 	/* 2. decode, within the resource limits */
 	if (read_failed(w, MagickReadImage(w, target))) {
 		wand_error(w, "read");
@@ -387,6 +417,13 @@ enum th_err image_process(const char *src, const char *mime, struct img_out *out
 	e = TH_OK;
 	msg[0] = '\0';
 out:
+	if (timed_out) {
+		e = TH_EVALIDATION;
+		snprintf(msg, msgsize, "the image takes too long to process (over %lld s)",
+			 image_timeout_ms / 1000);
+		log_info("image: stopped after %lld ms", image_timeout_ms);
+	}
+	deadline_ms = 0;
 	if (e != TH_OK)
 		image_out_unlink(out);
 	if (first)

@@ -150,6 +150,21 @@ describe('images processed at once', () => {
   });
 });
 
+describe('the time bound of one image', () => {
+  after(async () => { await restartMedia(STACK_ENV); });
+
+  test('TH_MEDIA_IMAGE_TIMEOUT_S=1: a 49 MP PNG is stopped -> 400 validation_failed; the pool takes images after it', async () => {
+    await restartMedia({ TH_MEDIA_IMAGE_TIMEOUT_S: '1' });
+    const u = await newUser('slow');
+    const res = await upload(u, whitePng(7000, 7000, 14), { filename: 'slow.png', timeoutMs: 120000 });
+    assertError(res, 400, 'validation_failed');
+    assert.match(res.json.error.message, /too long/);
+    for (let i = 0; i < 6; i++) {
+      assertStatus(await upload(u, whitePng(64, 48, 20 + i), { filename: `t${i}.png`, timeoutMs: 30000 }), 201, `small PNG ${i} after`);
+    }
+  });
+});
+
 describe('uploads refused before their body', () => {
   // Sends the headers of a POST /api/media with a 50 MB Content-Length and no body;
   // resolves with the status line and the time it took.
