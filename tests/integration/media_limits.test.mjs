@@ -104,6 +104,60 @@ describe('large-pixel images under the limit', () => {
   });
 });
 
+describe('PNG originals keep their pixels, lose their metadata', () => {
+  // the chunk types of a PNG, in order
+  function chunkTypes(buf) {
+    const out = [];
+    for (let off = 8; off + 8 <= buf.length;) {
+      const len = buf.readUInt32BE(off);
+      out.push(buf.subarray(off + 4, off + 8).toString('latin1'));
+      off += 12 + len;
+    }
+    return out;
+  }
+
+  test('text, EXIF, ICC, time and private chunks and bytes after IEND are gone; IDAT is the same bytes', async () => {
+    const u = await newUser('pngmeta');
+    const base = whitePng(300, 200, 15);
+    const iend = base.length - 12;
+    const ihdrEnd = 8 + 25;
+    const tIME = Buffer.from([0x07, 0xea, 12, 6, 1, 2, 3]);
+    const withMeta = Buffer.concat([
+      base.subarray(0, ihdrEnd),
+      pngChunk('tEXt', Buffer.from('Comment\0secret place 48.8584N', 'latin1')),
+      pngChunk('iTXt', Buffer.from('Author\0\0\0\0\0secret author', 'latin1')),
+      pngChunk('eXIf', Buffer.from('MM\0*\0\0\0\x08\0\0secret-exif', 'latin1')),
+      pngChunk('tIME', tIME),
+      pngChunk('prVt', Buffer.from('secret private chunk', 'latin1')),
+      base.subarray(ihdrEnd, iend),
+      base.subarray(iend),
+      Buffer.from('secret trailing bytes', 'latin1'),
+    ]);
+    const res = await upload(u, withMeta, { filename: 'meta.png', timeoutMs: 30000 });
+    assertStatus(res, 201, 'PNG with metadata');
+    assert.equal(res.json.width, 300);
+    const d = await request('GET', urlPath(res.json.variants.original), { headers: { authorization: `Bearer ${u.token}` } });
+    assertStatus(d, 200, 'original');
+    assert.ok(!d.body.includes(Buffer.from('secret')), `metadata left: ${chunkTypes(d.body)}`);
+    const types = chunkTypes(d.body);
+    assert.deepEqual(types.filter((t) => !['IHDR', 'PLTE', 'IDAT', 'IEND', 'tRNS', 'gAMA', 'cHRM', 'sRGB', 'sBIT', 'pHYs', 'bKGD'].includes(t)), []);
+    assert.equal(types[types.length - 1], 'IEND');
+    const idat = (b) => {
+      const parts = [];
+      for (let off = 8; off + 8 <= b.length;) {
+        const len = b.readUInt32BE(off);
+        if (b.subarray(off + 4, off + 8).toString('latin1') === 'IDAT') parts.push(b.subarray(off + 8, off + 8 + len));
+        off += 12 + len;
+      }
+      return Buffer.concat(parts);
+    };
+    assert.ok(idat(d.body).equals(idat(base)), 'the compressed pixels are the uploaded ones');
+    const out = path.join(dir, 'meta-out.png');
+    writeFileSync(out, d.body);
+    assert.match(await sh('identify', [out]), /PNG 300x200/);
+  });
+});
+
 describe('images processed at once', () => {
   after(async () => { await restartMedia(STACK_ENV); });
 
