@@ -125,7 +125,7 @@ int image_init(void)
 	 * the PNG writer's copy, the variant being made), and room to spare */
 	magick_disk = cfg_int("TH_MEDIA_MAGICK_DISK", 3LL << 30, 64LL << 20, 1LL << 40);
 	/* a 49 MP PNG takes ~8 s on one core of the benchmark machine */
-	image_timeout_ms = cfg_int("TH_MEDIA_IMAGE_TIMEOUT_S", 60, 1, 3600) * 1000;
+	image_timeout_ms = cfg_int("TH_MEDIA_IMAGE_TIMEOUT_MS", 60000, 100, 3600000);
 	if (snprintf(dir, sizeof(dir), "%s/media/magick", media_cfg.var_dir) >= (int)sizeof(dir) ||
 	    (mkdir(dir, 0700) < 0 && errno != EEXIST) || policy_write(dir) < 0) {
 		fprintf(stderr, "media: cannot prepare %s for ImageMagick's policy\n", dir);
@@ -157,7 +157,7 @@ int image_init(void)
 			 (unsigned long long)MagickGetResourceLimit(DiskResource), magick_disk);
 	/* TimeResource is left alone: in ImageMagick 6 it counts from process
 	 * start, so a long-lived worker would refuse every image after it.
-	 * TH_MEDIA_IMAGE_TIMEOUT_S bounds one image instead (progress()). */
+	 * TH_MEDIA_IMAGE_TIMEOUT_MS bounds one image instead (progress()). */
 	return 0;
 }
 
@@ -520,8 +520,8 @@ enum th_err image_process(const char *src, const char *mime, struct img_out *out
 out:
 	if (timed_out) {
 		e = TH_EVALIDATION;
-		snprintf(msg, msgsize, "the image takes too long to process (over %lld s)",
-			 image_timeout_ms / 1000);
+		snprintf(msg, msgsize, "the image takes too long to process (over %lld ms)",
+			 image_timeout_ms);
 		log_info("image: stopped after %lld ms", image_timeout_ms);
 	}
 	deadline_ms = 0;

@@ -20,7 +20,7 @@
  *   TH_MEDIA_HEAVY_WAIT_MS  how long one waits for a slot before 429, 1000
  *   TH_MEDIA_MAGICK_MEMORY / _MAP / _DISK  ImageMagick's pixel cache limits per
  *                           worker, 1 GiB / 1 GiB / 3 GiB (image.c)
- *   TH_MEDIA_IMAGE_TIMEOUT_S  one image's processing, 60 s (then 400)
+ *   TH_MEDIA_IMAGE_TIMEOUT_MS  one image's processing, 60000 (then 400)
  *   TH_FFMPEG, TH_MEDIA_VIDEO_TIMEOUT_S  the metadata strip of videos, ffmpeg /
  *                           120 s (video.c) */
 #include <sodium.h>

@@ -16,6 +16,9 @@
 // - Uploaded videos lose their metadata (a GPS location, a title, a stream's handler name):
 //   ffprobe finds none in the stored original; the frames are the same (stream copy).
 //
+// The budget tests wait until the images are in processing by reading budget.c's per-user count
+// in Redis (lib/stack.mjs redis()), not by sleeping.
+//
 // Addresses: registrations from 127.41.x.y (fixtures); the limit_conn test from 127.41.200.1;
 // every other request from 127.0.0.1.
 import { test, describe, before, after } from 'node:test';
@@ -30,6 +33,7 @@ import {
   PORT_BASE, request, runProgram, sleep,
 } from './lib/http.mjs';
 import { responseChecks } from './lib/assert.mjs';
+import { redis } from './lib/stack.mjs';
 import { fixtures } from './lib/fixtures.mjs';
 import {
   restartMedia, PNG_SIGNATURE, pngChunk, urlPath,
@@ -53,6 +57,17 @@ function whitePng(w, h, seed = 0) {
     PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(rows, { level: 9 })),
     pngChunk('IEND', Buffer.alloc(0)),
   ]);
+}
+
+// Waits until `n` images of user u are in processing (budget.c's count in Redis), at most 20 s.
+async function inProcessing(u, n) {
+  const end = Date.now() + 20000;
+  for (;;) {
+    const r = await redis('GET', `th:media:images:${u.id}`);
+    if (Number(r.trim() || 0) >= n) return;
+    assert.ok(Date.now() < end, `${n} images of user ${u.id} never in processing (${r})`);
+    await sleep(20);
+  }
 }
 
 const upload = (who, bytes, o = {}) => request('POST', `/api/media?filename=${o.filename || 'f.bin'}`, {
@@ -169,7 +184,7 @@ describe('images processed at once', () => {
     const t0 = Date.now();
     const p1 = upload(a, whitePng(7000, 7000, 3), { filename: 'a1.png' });
     const p2 = upload(a, whitePng(7000, 7000, 4), { filename: 'a2.png' });
-    await sleep(1500); // both are in processing (each takes seconds)
+    await inProcessing(a, 2); // both hold their places (each takes seconds)
     const third = await upload(a, whitePng(64, 64, 5), { filename: 'a3.png', timeoutMs: 30000 });
     const tThird = Date.now() - t0;
     assertError(third, 429, 'rate_limited');
@@ -192,7 +207,8 @@ describe('images processed at once', () => {
     const a = await newUser('ha');
     const b = await newUser('hb');
     const p1 = upload(a, whitePng(7000, 7000, 8), { filename: 'h1.png' });
-    await sleep(1500);
+    await inProcessing(a, 1); // its place is taken: the host slot a moment later
+    await sleep(200);
     const t = Date.now();
     const second = await upload(b, whitePng(7000, 7000, 9), { filename: 'h2.png', timeoutMs: 30000 });
     assertError(second, 429, 'rate_limited');
@@ -207,8 +223,8 @@ describe('images processed at once', () => {
 describe('the time bound of one image', () => {
   after(async () => { await restartMedia(STACK_ENV); });
 
-  test('TH_MEDIA_IMAGE_TIMEOUT_S=1: a 49 MP PNG is stopped -> 400 validation_failed; the pool takes images after it', async () => {
-    await restartMedia({ TH_MEDIA_IMAGE_TIMEOUT_S: '1' });
+  test('TH_MEDIA_IMAGE_TIMEOUT_MS=200: a 49 MP PNG is stopped -> 400 validation_failed; the pool takes images after it', async () => {
+    await restartMedia({ TH_MEDIA_IMAGE_TIMEOUT_MS: '200' }); // decoding 49 MP alone takes longer
     const u = await newUser('slow');
     const res = await upload(u, whitePng(7000, 7000, 14), { filename: 'slow.png', timeoutMs: 120000 });
     assertError(res, 400, 'validation_failed');
