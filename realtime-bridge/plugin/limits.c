@@ -1,0 +1,365 @@
+/* limits: per-client-id and per-user counters in plugin memory. */
+#include "limits.h"
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "imap.h"
+#include "ratelimit.h"
+
+#define LIMITS_SYNC_MS 200
+#define LIMITS_SYNC_MAX 100      /* Redis round trips per tick, at most */
+#define LIMITS_SWEEP_MS 60000
+
+struct limits_client {
+	struct imap subs;          /* filter key -> 1 */
+	int live;                  /* connections using this client id (2 during a takeover) */
+	long long offline_ms;      /* when live fell to 0 (0: live) */
+	double lookups;            /* lookup tokens left */
+	long long lookups_ms;      /* when lookups was last refilled */
+	long long refused_s;       /* the second refused counts */
+	long refused;
+};
+
+/* A per-user GCRA bucket: tat is the theoretical arrival time in ms. */
+struct bucket {
+	long long tat;
+};
+
+struct user_rate {
+	struct bucket chat, typing, signal;
+	long pending;              /* chat publishes let through since the last sync */
+	long long used_ms;         /* last publish, for the sweep */
+};
+
+static struct imap by_cid;       /* keyed hash of the client id -> struct limits_client * */
+static struct imap users;        /* uid -> struct user_rate * */
+static unsigned char hkey[crypto_shorthash_KEYBYTES];
+static long max_subs, lookups_per_s, lookup_burst, refused_per_s, session_ttl_s;
+static long msg_interval_ms, msg_burst, typing_interval_ms, typing_burst, signal_interval_ms,
+	signal_burst;
+static long long last_sync_ms, last_sweep_ms;
+unsigned long limits_kicks, limits_drops, limits_subs_full;
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keyed (SipHash): a client cannot choose filters or ids that collide. */
+static int64_t key_of(const char *s)
+{
+	uint64_t h;
+
+	crypto_shorthash((unsigned char *)&h, (const unsigned char *)s, strlen(s), hkey);
+	return (int64_t)(h | 1); /* 0 marks empty imap slots */
+}
+
+int limits_init(void)
+{
+	randombytes_buf(hkey, sizeof(hkey));
+	max_subs = (long)cfg_int("TH_MQTT_MAX_SUBS", 200, 1, 100000);
+	lookups_per_s = (long)cfg_int("TH_MQTT_LOOKUPS_PER_S", 200, 1, 1000000);
+	lookup_burst = (long)cfg_int("TH_MQTT_LOOKUP_BURST", 500, 2, 1000000);
+	refused_per_s = (long)cfg_int("TH_MQTT_REFUSED_PER_S", 100, 1, 1000000);
+	session_ttl_s = (long)cfg_int("TH_MQTT_SESSION_TTL_S", 3600, 1, 86400 * 30);
+	msg_interval_ms = (long)cfg_int("TH_RL_MSG_INTERVAL_MS", 100, 1, 3600000);
+	msg_burst = (long)cfg_int("TH_RL_MSG_BURST", 30, 1, 100000);
+	typing_interval_ms = (long)cfg_int("TH_MQTT_TYPING_INTERVAL_MS", 200, 1, 3600000);
+	typing_burst = (long)cfg_int("TH_MQTT_TYPING_BURST", 10, 1, 100000);
+	signal_interval_ms = (long)cfg_int("TH_MQTT_SIGNAL_INTERVAL_MS", 20, 1, 3600000);
+	signal_burst = (long)cfg_int("TH_MQTT_SIGNAL_BURST", 100, 1, 100000);
+	if (imap_init(&by_cid, 1024) < 0 || imap_init(&users, 1024) < 0)
+		return -1;
+	return 0;
+}
+
+static void client_free(struct limits_client *cl)
+{
+	imap_free(&cl->subs);
+	free(cl);
+}
+
+void limits_close(void)
+{
+	for (size_t i = 0; i < by_cid.cap; i++)
+		if (by_cid.slots[i].key)
+			client_free((struct limits_client *)(intptr_t)by_cid.slots[i].val);
+	for (size_t i = 0; i < users.cap; i++)
+		if (users.slots[i].key)
+			free((struct user_rate *)(intptr_t)users.slots[i].val);
+	imap_free(&by_cid);
+	imap_free(&users);
+}
+
+static struct limits_client *find(struct mosquitto *client)
+{
+	const char *cid = mosquitto_client_id(client);
+	int64_t *v;
+
+	if (!cid)
+		return NULL;
+	v = imap_get(&by_cid, key_of(cid));
+	return v ? (struct limits_client *)(intptr_t)*v : NULL;
+}
+
+struct limits_client *limits_client(struct mosquitto *client)
+{
+	const char *cid = mosquitto_client_id(client);
+	struct limits_client *cl = find(client);
+
+	if (cl || !cid)
+		return cl;
+	cl = calloc(1, sizeof(*cl));
+	if (!cl || imap_init(&cl->subs, 16) < 0) {
+		free(cl);
+		return NULL;
+	}
+	cl->lookups = (double)lookup_burst;
+	cl->lookups_ms = now_ms();
+	if (imap_put(&by_cid, key_of(cid), (int64_t)(intptr_t)cl) < 0) {
+		client_free(cl);
+		return NULL;
+	}
+	return cl;
+}
+
+void limits_connect(struct mosquitto *client)
+{
+	struct limits_client *cl = limits_client(client);
+
+	if (!cl)
+		return;
+	cl->live++;
+	cl->offline_ms = 0;
+	/* a clean start drops the session's subscriptions in the broker */
+	if (mosquitto_client_clean_session(client) && cl->subs.len) {
+		imap_free(&cl->subs);
+		imap_init(&cl->subs, 16);
+	}
+}
+
+int limits_takeover(struct mosquitto *client)
+{
+	struct limits_client *cl = find(client);
+
+	return cl && cl->live > 0;
+}
+
+void limits_disconnect(struct mosquitto *client, int session_ends)
+{
+	const char *cid = mosquitto_client_id(client);
+	struct limits_client *cl = find(client);
+
+	if (!cl)
+		return;
+	if (cl->live > 0)
+		cl->live--;
+	if (cl->live > 0)
+		return; /* a takeover: the new connection holds the state */
+	if (session_ends) {
+		imap_del(&by_cid, key_of(cid));
+		client_free(cl);
+		return;
+	}
+	cl->offline_ms = now_ms();
+}
+
+enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client,
+			      const char *filter, uint64_t *fh)
+{
+	*fh = (uint64_t)key_of(filter);
+	/* the broker holds no subscription for this client (a session that
+	 * did not carry over): neither do we */
+	if (cl->subs.len && mosquitto_client_sub_count(client) == 0) {
+		imap_free(&cl->subs);
+		if (imap_init(&cl->subs, 16) < 0)
+			return LIM_SUB_FULL;
+	}
+	if (imap_get(&cl->subs, (int64_t)*fh))
+		return LIM_SUB_OK;
+	if ((long)cl->subs.len >= max_subs) {
+		limits_subs_full++;
+		return limits_sub_refused(cl) ? LIM_SUB_KICK : LIM_SUB_FULL;
+	}
+	return LIM_SUB_OK;
+}
+
+int limits_lookup_ok(struct limits_client *cl)
+{
+	long long now = now_ms();
+
+	cl->lookups += (double)(now - cl->lookups_ms) * (double)lookups_per_s / 1000.0;
+	if (cl->lookups > (double)lookup_burst)
+		cl->lookups = (double)lookup_burst;
+	cl->lookups_ms = now;
+	/* one decision needs up to two lookups */
+	return cl->lookups >= 2.0;
+}
+
+void limits_lookup_spent(struct limits_client *cl, unsigned long n)
+{
+	cl->lookups -= (double)n;
+}
+
+void limits_sub_granted(struct limits_client *cl, uint64_t fh)
+{
+	imap_put(&cl->subs, (int64_t)fh, 1);
+}
+
+int limits_sub_refused(struct limits_client *cl)
+{
+	long long s = now_ms() / 1000;
+
+	if (s != cl->refused_s) {
+		cl->refused_s = s;
+		cl->refused = 0;
+	}
+	if (++cl->refused <= refused_per_s)
+		return 0;
+	limits_kicks++;
+	return 1;
+}
+
+void limits_unsub(struct limits_client *cl, const char *filter)
+{
+	imap_del(&cl->subs, key_of(filter));
+}
+
+static struct user_rate *user_rate(int64_t uid)
+{
+	int64_t *v = imap_get(&users, uid);
+	struct user_rate *u;
+
+	if (v)
+		return (struct user_rate *)(intptr_t)*v;
+	u = calloc(1, sizeof(*u));
+	if (!u || imap_put(&users, uid, (int64_t)(intptr_t)u) < 0) {
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+/* GCRA: one token every interval, at most burst in a row. */
+static int take(struct bucket *b, long long now, long interval, long burst)
+{
+	long long tat = b->tat > now ? b->tat : now;
+
+	if (tat + interval - now > (long long)interval * burst)
+		return 0;
+	b->tat = tat + interval;
+	return 1;
+}
+
+int limits_publish_ok(int64_t uid, enum topic_kind k)
+{
+	struct user_rate *u;
+	long long now = now_ms();
+	int ok;
+
+	if (k != TOPIC_CHAT && k != TOPIC_TYPING && k != TOPIC_SIGNAL)
+		return 1;
+	u = user_rate(uid);
+	if (!u)
+		return 0;
+	u->used_ms = now;
+	if (k == TOPIC_CHAT) {
+		ok = take(&u->chat, now, msg_interval_ms, msg_burst);
+		if (ok)
+			u->pending++;
+	} else if (k == TOPIC_TYPING) {
+		ok = take(&u->typing, now, typing_interval_ms, typing_burst);
+	} else {
+		ok = take(&u->signal, now, signal_interval_ms, signal_burst);
+	}
+	if (!ok)
+		limits_drops++;
+	return ok;
+}
+
+/* Books the user's MQTT chat publishes in the shared Redis bucket (force:
+ * they were already let through) and takes back what Redis says is left,
+ * which includes what the REST routes used. */
+static void sync_user(int64_t uid, struct user_rate *u, long long now)
+{
+	char key[48];
+	struct rl_state st;
+	long n = u->pending > 0 ? u->pending : 1;
+	int r;
+
+	snprintf(key, sizeof(key), "th:rl:msg:%lld", (long long)uid);
+	/* n = 1 without pending hits would take a token: only sync users
+	 * who published */
+	r = rl_take(key, msg_interval_ms, msg_burst, n, 1, &st);
+	if (r < 0)
+		return; /* Redis out: keep counting locally, book them later */
+	u->pending = 0;
+	/* st.count tokens are left (negative: overdrawn): the local bucket
+	 * follows, so REST use since the last sync counts here too */
+	u->chat.tat = now + (long long)(msg_burst - st.count) * msg_interval_ms;
+}
+
+static void sweep(long long now)
+{
+	/* collect first: deleting shifts entries of the table being walked */
+	for (size_t i = 0; i < by_cid.cap; i++) {
+		struct limits_client *cl;
+
+		if (!by_cid.slots[i].key)
+			continue;
+		cl = (struct limits_client *)(intptr_t)by_cid.slots[i].val;
+		if (cl->live || !cl->offline_ms || now - cl->offline_ms < session_ttl_s * 1000LL)
+			continue;
+		client_free(cl);
+		imap_del(&by_cid, by_cid.slots[i].key);
+		i--; /* the backward shift may have moved a later entry here */
+	}
+	for (size_t i = 0; i < users.cap; i++) {
+		struct user_rate *u;
+
+		if (!users.slots[i].key)
+			continue;
+		u = (struct user_rate *)(intptr_t)users.slots[i].val;
+		if (u->pending || now - u->used_ms < 60000 || u->chat.tat > now ||
+		    u->typing.tat > now || u->signal.tat > now)
+			continue;
+		free(u);
+		imap_del(&users, users.slots[i].key);
+		i--;
+	}
+}
+
+void limits_tick(void)
+{
+	long long now = now_ms();
+	int synced = 0;
+
+	if (now - last_sync_ms >= LIMITS_SYNC_MS) {
+		last_sync_ms = now;
+		for (size_t i = 0; i < users.cap && synced < LIMITS_SYNC_MAX; i++) {
+			struct user_rate *u;
+
+			if (!users.slots[i].key)
+				continue;
+			u = (struct user_rate *)(intptr_t)users.slots[i].val;
+			if (!u->pending)
+				continue;
+			sync_user(users.slots[i].key, u, now);
+			synced++;
+		}
+	}
+	if (now - last_sweep_ms >= LIMITS_SWEEP_MS) {
+		last_sweep_ms = now;
+		sweep(now);
+	}
+}

@@ -1,0 +1,73 @@
+/* limits: what one client or one user may cost the broker (issue 17, API.md
+ * "Limits every route and topic obeys").
+ *
+ *   - subscriptions per client id (TH_MQTT_MAX_SUBS, 200): a set of the
+ *     client's granted filters, so re-subscribing one filter does not count
+ *     twice and an unsubscribe gives its slot back; kept across reconnects of
+ *     a persistent session (the broker keeps its subscriptions too);
+ *   - Redis lookups a client may cause (TH_MQTT_LOOKUPS_PER_S, burst
+ *     TH_MQTT_LOOKUP_BURST): past it, filters are refused without a lookup;
+ *   - refused filters per client per second (TH_MQTT_REFUSED_PER_S): past it
+ *     the client is closed, mid-packet;
+ *   - publishes per user: chat (TH_RL_MSG_INTERVAL_MS / TH_RL_MSG_BURST, the
+ *     same Redis bucket th:rl:msg:<uid> as the REST routes), typing and
+ *     signal (local buckets only).
+ *
+ * Everything is decided from memory in O(1); Redis is touched only by
+ * limits_tick(), bounded per call. */
+#ifndef TH_LIMITS_H
+#define TH_LIMITS_H
+
+#include <stdint.h>
+
+#include "topic.h"
+
+struct mosquitto;
+struct limits_client;
+
+int limits_init(void);
+void limits_close(void);
+
+/* The state of this connection's client id (created on first use), or NULL
+ * when out of memory (callers then refuse). */
+struct limits_client *limits_client(struct mosquitto *client);
+
+enum lim_sub { LIM_SUB_OK = 0, LIM_SUB_FULL, LIM_SUB_KICK };
+
+/* Before the ACL decision of one filter: LIM_SUB_OK (already held, or a
+ * slot is free), LIM_SUB_FULL (refuse), LIM_SUB_KICK (refused too often:
+ * close the client).  *fh receives the filter's key for the calls below. */
+enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client,
+			      const char *filter, uint64_t *fh);
+/* 1 when the client may still cause a Redis lookup now. */
+int limits_lookup_ok(struct limits_client *cl);
+/* Books n lookups the decision caused. */
+void limits_lookup_spent(struct limits_client *cl, unsigned long n);
+/* The filter was granted: it holds a slot until unsubscribed. */
+void limits_sub_granted(struct limits_client *cl, uint64_t fh);
+/* The filter was refused: 1 when the client passed the refusal bound. */
+int limits_sub_refused(struct limits_client *cl);
+/* UNSUBSCRIBE of a filter: its slot is free again. */
+void limits_unsub(struct limits_client *cl, const char *filter);
+
+/* A user connection passed BASIC_AUTH. */
+void limits_connect(struct mosquitto *client);
+/* 1 when another connection with this client id is live (a takeover). */
+int limits_takeover(struct mosquitto *client);
+
+/* The connection closed.  session_ends: its subscriptions end with it (the
+ * broker drops them), so the state is freed; otherwise it is kept for
+ * TH_MQTT_SESSION_TTL_S. */
+void limits_disconnect(struct mosquitto *client, int session_ends);
+
+/* A user's publish on a topic of kind k: 1 allowed, 0 over the rate (drop). */
+int limits_publish_ok(int64_t uid, enum topic_kind k);
+
+/* Syncs the chat buckets with Redis (at most every 200 ms, at most
+ * LIMITS_SYNC_MAX users per call) and drops expired state (once a minute). */
+void limits_tick(void);
+
+/* Counters for tests and logs. */
+extern unsigned long limits_kicks, limits_drops, limits_subs_full;
+
+#endif
