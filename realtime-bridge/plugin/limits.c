@@ -21,10 +21,6 @@ struct limits_client {
 	struct imap subs;          /* filter key -> 1 */
 	int live;                  /* connections using this client id (2 during a takeover) */
 	long long offline_ms;      /* when live fell to 0 (0: live) */
-	double lookups;            /* lookup tokens left */
-	long long lookups_ms;      /* when lookups was last refilled */
-	long long refused_s;       /* the second refused counts */
-	long refused;
 };
 
 /* A per-user GCRA bucket: tat is the theoretical arrival time in ms. */
@@ -32,16 +28,23 @@ struct bucket {
 	long long tat;
 };
 
+/* Per user, not per connection: a client that reconnects (a new client id
+ * costs nothing) starts with what its user has left. */
 struct user_rate {
 	struct bucket chat, typing, signal;
 	long pending;              /* chat publishes let through since the last sync */
-	long long used_ms;         /* last publish, for the sweep */
+	long long used_ms;         /* last use, for the sweep */
+	double lookups;            /* Redis lookup tokens left */
+	long long lookups_ms;      /* when lookups was last refilled */
+	long long refused_s;       /* the second `refused` counts */
+	long refused;
+	long long cooldown_ms;     /* closed for refusals: new connections refused until then */
 };
 
 static struct imap by_cid;       /* keyed hash of the client id -> struct limits_client * */
 static struct imap users;        /* uid -> struct user_rate * */
 static unsigned char hkey[crypto_shorthash_KEYBYTES];
-static long max_subs, lookups_per_s, lookup_burst, refused_per_s, session_ttl_s;
+static long max_subs, lookups_per_s, lookup_burst, refused_per_s, session_ttl_s, cooldown_ms;
 static long msg_interval_ms, msg_burst, typing_interval_ms, typing_burst, signal_interval_ms,
 	signal_burst;
 static long long last_sync_ms, last_sweep_ms;
@@ -71,7 +74,8 @@ int limits_init(void)
 	lookups_per_s = (long)cfg_int("TH_MQTT_LOOKUPS_PER_S", 200, 1, 1000000);
 	lookup_burst = (long)cfg_int("TH_MQTT_LOOKUP_BURST", 500, 2, 1000000);
 	refused_per_s = (long)cfg_int("TH_MQTT_REFUSED_PER_S", 100, 1, 1000000);
-	session_ttl_s = (long)cfg_int("TH_MQTT_SESSION_TTL_S", 3600, 1, 86400 * 30);
+	session_ttl_s = (long)cfg_int("TH_MQTT_SESSION_TTL_S", 86400, 1, 86400 * 30);
+	cooldown_ms = (long)cfg_int("TH_MQTT_KICK_COOLDOWN_MS", 2000, 0, 3600000);
 	msg_interval_ms = (long)cfg_int("TH_RL_MSG_INTERVAL_MS", 100, 1, 3600000);
 	msg_burst = (long)cfg_int("TH_RL_MSG_BURST", 30, 1, 100000);
 	typing_interval_ms = (long)cfg_int("TH_MQTT_TYPING_INTERVAL_MS", 200, 1, 3600000);
@@ -101,6 +105,8 @@ void limits_close(void)
 	imap_free(&users);
 }
 
+static struct user_rate *user_rate(int64_t uid);
+
 static struct limits_client *find(struct mosquitto *client)
 {
 	const char *cid = mosquitto_client_id(client);
@@ -124,8 +130,6 @@ struct limits_client *limits_client(struct mosquitto *client)
 		free(cl);
 		return NULL;
 	}
-	cl->lookups = (double)lookup_burst;
-	cl->lookups_ms = now_ms();
 	if (imap_put(&by_cid, key_of(cid), (int64_t)(intptr_t)cl) < 0) {
 		client_free(cl);
 		return NULL;
@@ -174,7 +178,7 @@ void limits_disconnect(struct mosquitto *client, int session_ends)
 	cl->offline_ms = now_ms();
 }
 
-enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client,
+enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client, int64_t uid,
 			      const char *filter, uint64_t *fh)
 {
 	*fh = (uint64_t)key_of(filter);
@@ -189,26 +193,36 @@ enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client
 		return LIM_SUB_OK;
 	if ((long)cl->subs.len >= max_subs) {
 		limits_subs_full++;
-		return limits_sub_refused(cl) ? LIM_SUB_KICK : LIM_SUB_FULL;
+		return limits_sub_refused(uid) ? LIM_SUB_KICK : LIM_SUB_FULL;
 	}
 	return LIM_SUB_OK;
 }
 
-int limits_lookup_ok(struct limits_client *cl)
+int limits_lookup_ok(int64_t uid)
 {
+	struct user_rate *u = user_rate(uid);
 	long long now = now_ms();
 
-	cl->lookups += (double)(now - cl->lookups_ms) * (double)lookups_per_s / 1000.0;
-	if (cl->lookups > (double)lookup_burst)
-		cl->lookups = (double)lookup_burst;
-	cl->lookups_ms = now;
+	if (!u)
+		return 0;
+	if (!u->lookups_ms)
+		u->lookups = (double)lookup_burst;
+	else
+		u->lookups += (double)(now - u->lookups_ms) * (double)lookups_per_s / 1000.0;
+	if (u->lookups > (double)lookup_burst)
+		u->lookups = (double)lookup_burst;
+	u->lookups_ms = now;
+	u->used_ms = now;
 	/* one decision needs up to two lookups */
-	return cl->lookups >= 2.0;
+	return u->lookups >= 2.0;
 }
 
-void limits_lookup_spent(struct limits_client *cl, unsigned long n)
+void limits_lookup_spent(int64_t uid, unsigned long n)
 {
-	cl->lookups -= (double)n;
+	struct user_rate *u = user_rate(uid);
+
+	if (u)
+		u->lookups -= (double)n;
 }
 
 void limits_sub_granted(struct limits_client *cl, uint64_t fh)
@@ -216,18 +230,30 @@ void limits_sub_granted(struct limits_client *cl, uint64_t fh)
 	imap_put(&cl->subs, (int64_t)fh, 1);
 }
 
-int limits_sub_refused(struct limits_client *cl)
+int limits_sub_refused(int64_t uid)
 {
-	long long s = now_ms() / 1000;
+	struct user_rate *u = user_rate(uid);
+	long long now = now_ms(), s = now / 1000;
 
-	if (s != cl->refused_s) {
-		cl->refused_s = s;
-		cl->refused = 0;
+	if (!u)
+		return 1;
+	u->used_ms = now;
+	if (s != u->refused_s) {
+		u->refused_s = s;
+		u->refused = 0;
 	}
-	if (++cl->refused <= refused_per_s)
+	if (++u->refused <= refused_per_s)
 		return 0;
 	limits_kicks++;
+	u->cooldown_ms = now + cooldown_ms;
 	return 1;
+}
+
+int limits_connect_ok(int64_t uid)
+{
+	int64_t *v = imap_get(&users, uid);
+
+	return !v || ((struct user_rate *)(intptr_t)*v)->cooldown_ms <= now_ms();
 }
 
 void limits_unsub(struct limits_client *cl, const char *filter)
@@ -331,7 +357,7 @@ static void sweep(long long now)
 			continue;
 		u = (struct user_rate *)(intptr_t)users.slots[i].val;
 		if (u->pending || now - u->used_ms < 60000 || u->chat.tat > now ||
-		    u->typing.tat > now || u->signal.tat > now)
+		    u->typing.tat > now || u->signal.tat > now || u->cooldown_ms > now)
 			continue;
 		free(u);
 		imap_del(&users, users.slots[i].key);

@@ -5,10 +5,12 @@
  *     client's granted filters, so re-subscribing one filter does not count
  *     twice and an unsubscribe gives its slot back; kept across reconnects of
  *     a persistent session (the broker keeps its subscriptions too);
- *   - Redis lookups a client may cause (TH_MQTT_LOOKUPS_PER_S, burst
+ *   - Redis lookups a user's clients may cause (TH_MQTT_LOOKUPS_PER_S, burst
  *     TH_MQTT_LOOKUP_BURST): past it, filters are refused without a lookup;
- *   - refused filters per client per second (TH_MQTT_REFUSED_PER_S): past it
- *     the client is closed, mid-packet;
+ *   - refused filters per user per second (TH_MQTT_REFUSED_PER_S): past it
+ *     the client is closed, mid-packet, and the user's new connections are
+ *     refused for TH_MQTT_KICK_COOLDOWN_MS (reconnecting must not reset the
+ *     budgets: they are kept per user, not per connection);
  *   - publishes per user: chat (TH_RL_MSG_INTERVAL_MS / TH_RL_MSG_BURST, the
  *     same Redis bucket th:rl:msg:<uid> as the REST routes), typing and
  *     signal (local buckets only).
@@ -37,16 +39,20 @@ enum lim_sub { LIM_SUB_OK = 0, LIM_SUB_FULL, LIM_SUB_KICK };
 /* Before the ACL decision of one filter: LIM_SUB_OK (already held, or a
  * slot is free), LIM_SUB_FULL (refuse), LIM_SUB_KICK (refused too often:
  * close the client).  *fh receives the filter's key for the calls below. */
-enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client,
+enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client, int64_t uid,
 			      const char *filter, uint64_t *fh);
-/* 1 when the client may still cause a Redis lookup now. */
-int limits_lookup_ok(struct limits_client *cl);
-/* Books n lookups the decision caused. */
-void limits_lookup_spent(struct limits_client *cl, unsigned long n);
+/* 1 when user uid may still cause a Redis lookup now. */
+int limits_lookup_ok(int64_t uid);
+/* Books n lookups a decision caused. */
+void limits_lookup_spent(int64_t uid, unsigned long n);
 /* The filter was granted: it holds a slot until unsubscribed. */
 void limits_sub_granted(struct limits_client *cl, uint64_t fh);
-/* The filter was refused: 1 when the client passed the refusal bound. */
-int limits_sub_refused(struct limits_client *cl);
+/* A filter of uid was refused: 1 when the user passed the refusal bound
+ * (close the client; the user's new connections are refused for
+ * TH_MQTT_KICK_COOLDOWN_MS). */
+int limits_sub_refused(int64_t uid);
+/* 0 while uid is cooling down after such a close. */
+int limits_connect_ok(int64_t uid);
 /* UNSUBSCRIBE of a filter: its slot is free again. */
 void limits_unsub(struct limits_client *cl, const char *filter);
 

@@ -115,6 +115,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	/* the 21st connection of a user is refused (CONNACK 0x87: 2.0.11 maps
 	 * every BASIC_AUTH refusal to it); taking over one's own client id
 	 * replaces a connection and is not a new one */
+	if (!limits_connect_ok(c.user_id)) {
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: user %lld cooling down; %s refused",
+				     (long long)c.user_id, cid);
+		return MOSQ_ERR_AUTH;
+	}
 	if (conns_of_user(c.user_id) >= state.max_conns_per_user && !limits_takeover(ed->client)) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "townhall: user %lld has %ld connections; %s refused",
 				     (long long)c.user_id, state.max_conns_per_user, cid);
@@ -157,7 +162,7 @@ static int acl_subscribe(struct mosquitto *client, const char *filter, int64_t u
 
 	if (!cl)
 		return MOSQ_ERR_ACL_DENIED;
-	switch (limits_sub_admit(cl, client, filter, &fh)) {
+	switch (limits_sub_admit(cl, client, uid, filter, &fh)) {
 	case LIM_SUB_KICK:
 		return kick(client);
 	case LIM_SUB_FULL:
@@ -167,18 +172,18 @@ static int acl_subscribe(struct mosquitto *client, const char *filter, int64_t u
 	}
 	topic_parse(filter, 1, &t);
 	d = topic_decide(&t, ACL_SUBSCRIBE, uid);
-	if (d.need != NEED_DENY && d.need != NEED_ALLOW && !limits_lookup_ok(cl)) {
+	if (d.need != NEED_DENY && d.need != NEED_ALLOW && !limits_lookup_ok(uid)) {
 		ok = 0;
 	} else {
 		misses = acl_misses;
 		ok = acl_allowed(&d, uid);
-		limits_lookup_spent(cl, acl_misses - misses);
+		limits_lookup_spent(uid, acl_misses - misses);
 	}
 	if (ok) {
 		limits_sub_granted(cl, fh);
 		return MOSQ_ERR_SUCCESS;
 	}
-	return limits_sub_refused(cl) ? kick(client) : MOSQ_ERR_ACL_DENIED;
+	return limits_sub_refused(uid) ? kick(client) : MOSQ_ERR_ACL_DENIED;
 }
 
 /* The checks of a publish that see only what the ACL check sees (topic,
