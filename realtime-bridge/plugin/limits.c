@@ -287,10 +287,50 @@ static int take(struct bucket *b, long long now, long interval, long burst)
 	return 1;
 }
 
+/* The bucket of kind k of u, with its parameters; NULL for other kinds. */
+static struct bucket *bucket_of(struct user_rate *u, enum topic_kind k, long *interval, long *burst)
+{
+	switch (k) {
+	case TOPIC_CHAT:
+		*interval = msg_interval_ms;
+		*burst = msg_burst;
+		return &u->chat;
+	case TOPIC_TYPING:
+		*interval = typing_interval_ms;
+		*burst = typing_burst;
+		return &u->typing;
+	case TOPIC_SIGNAL:
+		*interval = signal_interval_ms;
+		*burst = signal_burst;
+		return &u->signal;
+	default:
+		return NULL;
+	}
+}
+
+int limits_publish_may(int64_t uid, enum topic_kind k)
+{
+	int64_t *v = imap_get(&users, uid);
+	struct bucket *b;
+	long interval, burst;
+	long long now, tat;
+
+	if (!v)
+		return 1;
+	b = bucket_of((struct user_rate *)(intptr_t)*v, k, &interval, &burst);
+	if (!b)
+		return 1;
+	now = now_ms();
+	tat = b->tat > now ? b->tat : now;
+	return tat + interval - now <= (long long)interval * burst;
+}
+
 int limits_publish_ok(int64_t uid, enum topic_kind k)
 {
 	struct user_rate *u;
+	struct bucket *b;
 	long long now = now_ms();
+	long interval, burst;
 	int ok;
 
 	if (k != TOPIC_CHAT && k != TOPIC_TYPING && k != TOPIC_SIGNAL)
@@ -299,15 +339,10 @@ int limits_publish_ok(int64_t uid, enum topic_kind k)
 	if (!u)
 		return 0;
 	u->used_ms = now;
-	if (k == TOPIC_CHAT) {
-		ok = take(&u->chat, now, msg_interval_ms, msg_burst);
-		if (ok)
-			u->pending++;
-	} else if (k == TOPIC_TYPING) {
-		ok = take(&u->typing, now, typing_interval_ms, typing_burst);
-	} else {
-		ok = take(&u->signal, now, signal_interval_ms, signal_burst);
-	}
+	b = bucket_of(u, k, &interval, &burst);
+	ok = take(b, now, interval, burst);
+	if (ok && k == TOPIC_CHAT)
+		u->pending++;
 	if (!ok)
 		limits_drops++;
 	return ok;

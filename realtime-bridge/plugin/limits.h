@@ -66,8 +66,12 @@ int limits_takeover(struct mosquitto *client);
  * TH_MQTT_SESSION_TTL_S. */
 void limits_disconnect(struct mosquitto *client, int session_ends);
 
-/* A user's publish on a topic of kind k: 1 allowed, 0 over the rate (drop). */
+/* A user's publish on a topic of kind k: 1 allowed (a token taken), 0 over
+ * the rate (drop). */
 int limits_publish_ok(int64_t uid, enum topic_kind k);
+/* The same question without taking a token: lets the ACL check drop a
+ * publish over the rate before it parses the payload. */
+int limits_publish_may(int64_t uid, enum topic_kind k);
 
 /* Syncs the chat buckets with Redis (at most every 200 ms, at most
  * LIMITS_SYNC_MAX users per call) and drops expired state (once a minute). */

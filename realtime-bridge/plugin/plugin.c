@@ -242,7 +242,10 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		break;
 	}
 	topic_parse(ed->topic, 0, &t);
-	if (ed->access == MOSQ_ACL_WRITE && !publish_ok(&t, ed->payload, ed->payloadlen, ed->retain))
+	/* over the rate: dropped here in O(1), before the payload is parsed
+	 * (on_message takes the token of a publish that passes) */
+	if (ed->access == MOSQ_ACL_WRITE &&
+	    (!limits_publish_may(uid, t.kind) || !publish_ok(&t, ed->payload, ed->payloadlen, ed->retain)))
 		return MOSQ_ERR_ACL_DENIED;
 	d = topic_decide(&t, ed->access, uid);
 	return acl_allowed(&d, uid) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
