@@ -204,6 +204,8 @@ describe('subscriptions and connections', () => {
     const filters = Array.from({ length: 5000 }, (_, i) => `chat/${900000000 + i}/+`);
     b.client.subscribe(filters, { qos: 0 }, () => {});
     await waitFor(() => b.closed, DELIVER_MS, 'the flooding client to be closed');
+    // and its user cannot come straight back (a reconnect must not reset the budgets)
+    await assert.rejects(connect(U.C), (e) => e.refused, 'reconnected at once after the close');
     // the broker still serves everyone else
     const a = await connect(U.A);
     await sentinel(a, other, U.A);
@@ -250,6 +252,9 @@ describe('publish rate', () => {
     await sleep(QUIET_MS);
     const got = w.messages.filter((m) => m.payload.includes('burst-')).length;
     assert.equal(got, 60 - refused, 'deliveries differ from the accepted publishes');
+    // the MQTT hits are booked in the bucket the REST routes take from (synced on the tick)
+    await waitFor(async () => Number(await redis('GET', `th:rl:msg:${u.id}`)) > 0, DELIVER_MS,
+      'th:rl:msg:<uid> booked');
     await end(p, w);
   });
 });
