@@ -236,22 +236,77 @@ describe('subscriptions and connections', () => {
   });
 });
 
+describe('offline sessions', () => {
+  // mqtt.js with options lib/mqtt.mjs's connect() does not offer; -> {client, messages, connack}
+  async function rawConnect(user, o) {
+    const client = mqtt.connect(WS_URL, {
+      username: 'x', password: user.token, reconnectPeriod: 0, connectTimeout: CONNECT_MS, keepalive: 30, ...o,
+    });
+    clients.add(client);
+    client.on('error', () => {});
+    const messages = [];
+    client.on('message', (topic, payload) => messages.push({ topic, payload: payload.toString('utf8') }));
+    const connack = await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no CONNACK')), CONNECT_MS);
+      client.once('connect', (p) => { clearTimeout(t); resolve(p); });
+    });
+    return { client, messages, connack };
+  }
+
+  test("nothing is queued for a user's offline persistent session", async () => {
+    const clientId = cid(U.B);
+    const o = { clientId, clean: false, protocolVersion: 4 };
+    const s1 = await rawConnect(U.B, o);
+    await new Promise((r) => s1.client.subscribe(`chat/${pub.channel}/+`, { qos: 1 }, r));
+    await new Promise((r) => s1.client.end(false, {}, r));
+    clients.delete(s1.client);
+    const a = await connect(U.A);
+    const offline = [];
+    for (let i = 0; i < 5; i++) {
+      const m = chat(`offline-${i}`);
+      offline.push(m);
+      assert.equal(await publish(a, `chat/${pub.channel}/${U.A.id}`, m), 0);
+    }
+    const s2 = await rawConnect(U.B, o);
+    assert.equal(s2.connack.sessionPresent, true, 'the session did not persist');
+    // the session's subscription is there (a live message arrives) but nothing was queued
+    const s = chat(`sentinel-${rnd()}`);
+    assert.equal(await publish(a, `chat/${pub.channel}/${U.A.id}`, s), 0);
+    await waitFor(() => s2.messages.some((m) => m.payload === s), DELIVER_MS, 'the live message');
+    const queued = s2.messages.filter((m) => offline.includes(m.payload));
+    assert.deepEqual(queued, [], 'messages were queued for the offline session');
+    await new Promise((r) => s2.client.end(false, {}, r));
+    clients.delete(s2.client);
+    await end(a);
+  });
+});
+
+// The chat rate of the stack under test (the plugin reads the same variables; API.md: 10/s,
+// burst 30). A run that loosens it for load tests (e.g. bridge.test.mjs's hundreds of messages
+// a user a second) cannot show drops within a test's time: the test says so and skips.
+const MSG_INTERVAL_MS = Number(process.env.TH_RL_MSG_INTERVAL_MS || 100);
+const MSG_BURST = Number(process.env.TH_RL_MSG_BURST || 30);
+const RATE_TESTABLE = MSG_INTERVAL_MS >= 50 && MSG_BURST <= 100;
+
 describe('publish rate', () => {
-  test('chat over 10/s burst 30 is dropped with a failure code', async () => {
+  test('chat over 10/s burst 30 is dropped with a failure code', {
+    skip: RATE_TESTABLE ? false : `chat rate loosened to ${MSG_BURST} every ${MSG_INTERVAL_MS} ms`,
+  }, async () => {
     const u = await newUser('mlrate');
     assertStatus(await api('POST', `/api/communities/${pub.id}/join`, u), 200, 'join:');
     const p = await connect(u);
     const w = await connect(U.B);
     await mustSubscribe(w, `chat/${pub.channel}/${u.id}`);
-    const codes = await Promise.all(Array.from({ length: 60 },
+    const n = MSG_BURST * 2;
+    const codes = await Promise.all(Array.from({ length: n },
       (_, i) => publish(p, `chat/${pub.channel}/${u.id}`, chat(`burst-${i}`))));
     const refused = codes.filter((c) => c >= 0x80).length;
-    // 60 at once: about 30 pass (the burst, plus what refills while they arrive)
-    assert.ok(refused >= 15, `only ${refused} of 60 refused: ${codes.join(',')}`);
-    assert.ok(refused <= 45, `${refused} of 60 refused: the burst was not honoured`);
+    // 2 x burst at once: about a burst passes (plus what refills while they arrive)
+    assert.ok(refused >= MSG_BURST / 2, `only ${refused} of ${n} refused: ${codes.join(',')}`);
+    assert.ok(refused <= n - MSG_BURST / 2, `${refused} of ${n} refused: the burst was not honoured`);
     await sleep(QUIET_MS);
     const got = w.messages.filter((m) => m.payload.includes('burst-')).length;
-    assert.equal(got, 60 - refused, 'deliveries differ from the accepted publishes');
+    assert.equal(got, n - refused, 'deliveries differ from the accepted publishes');
     // the MQTT hits are booked in the bucket the REST routes take from (synced on the tick)
     await waitFor(async () => Number(await redis('GET', `th:rl:msg:${u.id}`)) > 0, DELIVER_MS,
       'th:rl:msg:<uid> booked');
