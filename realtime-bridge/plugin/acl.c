@@ -185,6 +185,11 @@ static int in_call(int64_t call, int64_t uid, int64_t *yes)
 	const char *argv[] = {"SISMEMBER", rkey, u};
 
 	snprintf(key, sizeof(key), "c:%lld:%lld", (long long)call, (long long)uid);
+	if (!mwatch_mirror_ok())
+		return pg_lookup(key,
+				 "SELECT 1 FROM call_participants p JOIN calls c ON c.id = p.call_id "
+				 "WHERE p.call_id = $1 AND p.user_id = $2 AND c.ended_at IS NULL",
+				 call, uid, yes);
 	snprintf(rkey, sizeof(rkey), "th:call:%lld:participants", (long long)call);
 	snprintf(u, sizeof(u), "%lld", (long long)uid);
 	return lookup(key, 3, argv, as_int, yes);

@@ -3,7 +3,8 @@
  * without an admin.
  *
  * scripts/mirror-rebuild writes the marker th:mirror:epoch in the same
- * MULTI/EXEC as the mirror, so "marker present" means "mirror complete".
+ * MULTI/EXEC as the mirror (memberships, channels, and the participants of
+ * calls not ended), so "marker present" means "mirror complete".
  * Once a second (TICK) the plugin GETs the marker.  When it is missing, or
  * Redis does not answer, the ACL reads memberships from PostgreSQL instead
  * (acl.c, cached like the Redis answers and bounded by each client's lookup

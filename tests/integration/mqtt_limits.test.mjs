@@ -349,6 +349,25 @@ describe('membership mirror rebuild', () => {
     await end(live, fresh, outsider);
   }
 
+  test('call participants after a Redis FLUSHALL: signaling goes on', async () => {
+    const call = assertStatus(await api('POST', '/api/calls', U.A, { channel_id: pub.channel }), 201, 'start call:').json;
+    assertStatus(await api('POST', `/api/calls/${call.id}/join`, U.B), 200, 'join call:');
+    const a = await connect(U.A);
+    const b = await connect(U.B);
+    await mustSubscribe(b, `signal/${call.id}/${U.B.id}/+`);
+    await redis('FLUSHALL');
+    const topic = `signal/${call.id}/${U.B.id}/${U.A.id}`;
+    const sig = `{"type":"candidate","n":"${rnd()}"}`;
+    // within a few seconds the publish is allowed again (PostgreSQL, then the rebuilt set)
+    await waitFor(async () => (await publish(a, topic, sig)) === 0, 10000, 'a signal publish accepted after the flush');
+    await waitFor(() => hasPayload(b, sig), DELIVER_MS, 'the signal delivered');
+    await waitFor(async () => (await redis('SISMEMBER', `th:call:${call.id}:participants`, String(U.B.id))) === '1',
+      15000, 'the participants set rebuilt');
+    await api('POST', `/api/calls/${call.id}/leave`, U.A);
+    await api('POST', `/api/calls/${call.id}/leave`, U.B);
+    await end(a, b);
+  });
+
   test('after a Redis FLUSHALL', async () => {
     await checkAfterLoss('flushall', async () => { await redis('FLUSHALL'); });
   });
