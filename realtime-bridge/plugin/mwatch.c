@@ -60,7 +60,7 @@ static void spawn(void)
 			dup2(nul, 0);
 		syscall(SYS_close_range, 3U, ~0U, 0U);
 		signal(SIGPIPE, SIG_DFL);
-		execl(cmd, cmd, (char *)NULL);
+		execl(cmd, cmd, "--if-missing", (char *)NULL);
 		_exit(127);
 	}
 	child = pid;

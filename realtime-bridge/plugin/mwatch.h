@@ -8,8 +8,8 @@
  * Once a second (TICK) the plugin GETs the marker.  When it is missing, or
  * Redis does not answer, the ACL reads memberships from PostgreSQL instead
  * (acl.c, cached like the Redis answers and bounded by each client's lookup
- * budget), and the rebuild command (TH_MIRROR_REBUILD_CMD) is started as a
- * child process, at most one at a time and at most once every
+ * budget), and the rebuild command (TH_MIRROR_REBUILD_CMD, run with the
+ * argument --if-missing) is started as a child process, at most one at a time and at most once every
  * MWATCH_RETRY_S.
  *
  * Why a child process and not the broker thread: a rebuild reads every
