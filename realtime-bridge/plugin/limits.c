@@ -16,6 +16,12 @@
 #define LIMITS_SYNC_MS 200
 #define LIMITS_SYNC_MAX 100      /* Redis round trips per tick, at most */
 #define LIMITS_SWEEP_MS 60000
+/* Offline client ids whose subscription count is kept (persistent sessions).
+ * Past it a disconnecting client's count is dropped: the broker may still
+ * hold that session's subscriptions, so a user could then hold up to 200
+ * more per such session; the cap only bounds memory against somebody
+ * cycling through client ids (about 4 KiB each). */
+#define LIMITS_OFFLINE_MAX 100000
 
 struct limits_client {
 	struct imap subs;          /* filter key -> 1 */
@@ -48,6 +54,7 @@ static long max_subs, lookups_per_s, lookup_burst, refused_per_s, session_ttl_s,
 static long msg_interval_ms, msg_burst, typing_interval_ms, typing_burst, signal_interval_ms,
 	signal_burst;
 static long long last_sync_ms, last_sweep_ms;
+static long offline_count;
 unsigned long limits_kicks, limits_drops, limits_subs_full;
 
 static long long now_ms(void)
@@ -144,6 +151,8 @@ void limits_connect(struct mosquitto *client)
 	if (!cl)
 		return;
 	cl->live++;
+	if (cl->offline_ms)
+		offline_count--;
 	cl->offline_ms = 0;
 	/* a clean start drops the session's subscriptions in the broker */
 	if (mosquitto_client_clean_session(client) && cl->subs.len) {
@@ -170,12 +179,18 @@ void limits_disconnect(struct mosquitto *client, int session_ends)
 		cl->live--;
 	if (cl->live > 0)
 		return; /* a takeover: the new connection holds the state */
-	if (session_ends) {
+	/* nothing to remember, or too much remembered already */
+	if (session_ends || cl->subs.len == 0 || offline_count >= LIMITS_OFFLINE_MAX) {
+		if (!session_ends && cl->subs.len)
+			mosquitto_log_printf(MOSQ_LOG_WARNING,
+					     "townhall: %d offline sessions tracked; forgetting %s",
+					     LIMITS_OFFLINE_MAX, cid);
 		imap_del(&by_cid, key_of(cid));
 		client_free(cl);
 		return;
 	}
 	cl->offline_ms = now_ms();
+	offline_count++;
 }
 
 enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client, int64_t uid,
@@ -383,6 +398,7 @@ static void sweep(long long now)
 			continue;
 		client_free(cl);
 		imap_del(&by_cid, by_cid.slots[i].key);
+		offline_count--;
 		i--; /* the backward shift may have moved a later entry here */
 	}
 	for (size_t i = 0; i < users.cap; i++) {
