@@ -36,6 +36,7 @@ struct plugin_state {
 	char secret[SECRET_MAX];   /* the service account's password */
 	size_t secret_len;
 	long max_conns_per_user;   /* TH_MQTT_MAX_CONNS_PER_USER */
+	long max_message;          /* TH_MQTT_MAX_MESSAGE: payload and user properties */
 	long max_packet;           /* TH_MQTT_MAX_PACKET: bytes of topic, payload and
 				    * user properties of one publish */
 };
@@ -271,13 +272,16 @@ static size_t user_props_len(const mosquitto_property *props)
 	return n;
 }
 
-/* After the ACL check, for PUBLISH only: the size with user properties
- * (2.0.11 does not apply max_packet_size to WebSocket clients, and
- * message_size_limit counts only the payload) and the per-user rate. */
+/* After the ACL check, for PUBLISH only: the size with user properties and
+ * the per-user rate.  message_size_limit counts only the payload, so user
+ * properties, which every subscriber receives too, count against the same
+ * 16 KiB here (TH_MQTT_MAX_MESSAGE); and the whole against the packet limit,
+ * which 2.0.11 does not apply to WebSocket clients. */
 static int on_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
 	struct topic t;
+	size_t props;
 	int64_t uid;
 
 	(void)event;
@@ -285,8 +289,9 @@ static int on_message(int event, void *event_data, void *userdata)
 	if (!ed->client || is_service(ed->client) || !ed->topic)
 		return MOSQ_ERR_SUCCESS;
 	uid = user_of(ed->client);
-	if (strlen(ed->topic) + ed->payloadlen + user_props_len(ed->properties) >
-	    (size_t)state.max_packet)
+	props = user_props_len(ed->properties);
+	if (ed->payloadlen + props > (size_t)state.max_message ||
+	    strlen(ed->topic) + ed->payloadlen + props > (size_t)state.max_packet)
 		return MOSQ_ERR_ACL_DENIED;
 	topic_parse(ed->topic, 0, &t);
 	if (uid <= 0 || !limits_publish_ok(uid, t.kind))
@@ -388,6 +393,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	acl_init((long)cfg_int("TH_MQTT_ACL_TTL_MS", 5000, 1, 5000));
 	state.max_conns_per_user = (long)cfg_int("TH_MQTT_MAX_CONNS_PER_USER", 20, 1, 100000);
 	state.max_packet = (long)cfg_int("TH_MQTT_MAX_PACKET", 65536, 1024, 268435455);
+	state.max_message = (long)cfg_int("TH_MQTT_MAX_MESSAGE", 16384, 1024, 268435455);
 	if (conns_init() < 0 || limits_init() < 0)
 		return MOSQ_ERR_NOMEM;
 	mwatch_init(cfg_str("TH_MIRROR_REBUILD_CMD", NULL));

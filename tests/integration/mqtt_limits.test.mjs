@@ -130,7 +130,7 @@ describe('wills', () => {
 });
 
 describe('sizes', () => {
-  test('user properties over 64 KiB are refused; small ones pass', async () => {
+  test('user properties count against the size limits: 20 KiB (payload + properties over 16 KiB) and 70 KiB are refused; small ones pass', async () => {
     const a = await connect(U.A);
     const b = await connect(U.B);
     await mustSubscribe(b, `chat/${pub.channel}/+`);
@@ -138,6 +138,8 @@ describe('sizes', () => {
       a.client.publish(`chat/${pub.channel}/${U.A.id}`, payload, { qos: 1, properties: { userProperties } },
         (err, packet) => resolve(packet?.reasonCode ?? err?.code ?? (err ? 'error' : 0)));
     });
+    const mid = chat('mid-props');
+    assert.equal(await send(mid, { pad: 'x'.repeat(20 * 1024) }), 0x87, '20 KiB of user properties');
     const big = chat('big-props');
     const rc = await Promise.race([send(big, { pad1: 'x'.repeat(35 * 1024), pad2: 'x'.repeat(35 * 1024) }), sleep(DELIVER_MS).then(() => 'timeout')]);
     assert.ok(rc === 0x87 || a.closed, `70 KiB of user properties: got ${rc}, want 0x87 or a close`);
@@ -146,7 +148,7 @@ describe('sizes', () => {
       assert.equal(await send(small, { k: 'v' }), 0);
       await waitFor(() => hasPayload(b, small), DELIVER_MS, 'the small-properties message');
     }
-    assert.ok(!hasPayload(b, big), 'the message with 70 KiB of user properties was delivered');
+    assert.ok(!hasPayload(b, big) && !hasPayload(b, mid), 'a message with too many user properties was delivered');
     await end(a, b);
   });
 
