@@ -359,7 +359,9 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	struct attacker at[MAX_ATTACKERS] = {0};
-	struct ll_hist h = {.lim_us = 10 * 1000 * 1000};
+	/* static: its buckets live for the process (loadlib.h) and stay
+	 * reachable; 5 s is the pinger's read timeout */
+	static struct ll_hist h = {.lim_us = 5 * 1000 * 1000};
 	const char *cf = NULL;
 	struct ws w;
 	long long lost = 0;
