@@ -114,6 +114,19 @@ void limits_close(void)
 
 static struct user_rate *user_rate(int64_t uid);
 
+/* Empties cl's filter set.  The new table is made first: when memory runs
+ * out the old one stays, which over-counts (refuses early), never under. */
+static int subs_reset(struct limits_client *cl)
+{
+	struct imap fresh;
+
+	if (imap_init(&fresh, 16) < 0)
+		return -1;
+	imap_free(&cl->subs);
+	cl->subs = fresh;
+	return 0;
+}
+
 static struct limits_client *find(struct mosquitto *client)
 {
 	const char *cid = mosquitto_client_id(client);
@@ -155,10 +168,8 @@ void limits_connect(struct mosquitto *client)
 		offline_count--;
 	cl->offline_ms = 0;
 	/* a clean start drops the session's subscriptions in the broker */
-	if (mosquitto_client_clean_session(client) && cl->subs.len) {
-		imap_free(&cl->subs);
-		imap_init(&cl->subs, 16);
-	}
+	if (mosquitto_client_clean_session(client) && cl->subs.len)
+		subs_reset(cl);
 }
 
 int limits_takeover(struct mosquitto *client)
@@ -183,8 +194,8 @@ void limits_disconnect(struct mosquitto *client, int session_ends)
 	if (session_ends || cl->subs.len == 0 || offline_count >= LIMITS_OFFLINE_MAX) {
 		if (!session_ends && cl->subs.len)
 			mosquitto_log_printf(MOSQ_LOG_WARNING,
-					     "townhall: %d offline sessions tracked; forgetting %s",
-					     LIMITS_OFFLINE_MAX, cid);
+					     "townhall: %d offline sessions tracked; forgetting one",
+					     LIMITS_OFFLINE_MAX);
 		imap_del(&by_cid, key_of(cid));
 		client_free(cl);
 		return;
@@ -199,11 +210,8 @@ enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client
 	*fh = (uint64_t)key_of(filter);
 	/* the broker holds no subscription for this client (a session that
 	 * did not carry over): neither do we */
-	if (cl->subs.len && mosquitto_client_sub_count(client) == 0) {
-		imap_free(&cl->subs);
-		if (imap_init(&cl->subs, 16) < 0)
-			return LIM_SUB_FULL;
-	}
+	if (cl->subs.len && mosquitto_client_sub_count(client) == 0 && subs_reset(cl) < 0)
+		return LIM_SUB_FULL;
 	if (imap_get(&cl->subs, (int64_t)*fh))
 		return LIM_SUB_OK;
 	if ((long)cl->subs.len >= max_subs) {
@@ -240,9 +248,9 @@ void limits_lookup_spent(int64_t uid, unsigned long n)
 		u->lookups -= (double)n;
 }
 
-void limits_sub_granted(struct limits_client *cl, uint64_t fh)
+int limits_sub_granted(struct limits_client *cl, uint64_t fh)
 {
-	imap_put(&cl->subs, (int64_t)fh, 1);
+	return imap_put(&cl->subs, (int64_t)fh, 1);
 }
 
 int limits_sub_refused(int64_t uid)

@@ -45,8 +45,9 @@ enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client
 int limits_lookup_ok(int64_t uid);
 /* Books n lookups a decision caused. */
 void limits_lookup_spent(int64_t uid, unsigned long n);
-/* The filter was granted: it holds a slot until unsubscribed. */
-void limits_sub_granted(struct limits_client *cl, uint64_t fh);
+/* The filter was granted: it holds a slot until unsubscribed.  -1 when out
+ * of memory (then refuse it: an uncounted filter would be a free slot). */
+int limits_sub_granted(struct limits_client *cl, uint64_t fh);
 /* A filter of uid was refused: 1 when the user passed the refusal bound
  * (close the client; the user's new connections are refused for
  * TH_MQTT_KICK_COOLDOWN_MS). */

@@ -77,6 +77,19 @@ static int64_t user_of(struct mosquitto *client)
 	return v;
 }
 
+/* A client id fit for a log line: the client chose it (after the u<id>-
+ * prefix), so it is cut at 64 bytes and anything but printable ASCII is
+ * replaced. */
+static const char *log_id(const char *cid, char out[65])
+{
+	size_t i;
+
+	for (i = 0; cid && cid[i] && i < 64; i++)
+		out[i] = cid[i] > 0x20 && cid[i] < 0x7f ? cid[i] : '?';
+	out[i] = '\0';
+	return out;
+}
+
 /* CONNECT.  The will: 2.0.11 reads it before calling BASIC_AUTH but gives
  * plugins no way to see it (no field in the event, no accessor, struct
  * mosquitto is opaque), so it cannot be refused here.  The broker runs the
@@ -89,7 +102,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_basic_auth *ed = event_data;
 	const char *cid = mosquitto_client_id(ed->client);
 	struct token_claims c;
-	char prefix[32], uid[24];
+	char prefix[32], uid[24], safe[65];
 	size_t plen;
 	enum th_err e;
 
@@ -118,12 +131,12 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	 * replaces a connection and is not a new one */
 	if (!limits_connect_ok(c.user_id)) {
 		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: user %lld cooling down; %s refused",
-				     (long long)c.user_id, cid);
+				     (long long)c.user_id, log_id(cid, safe));
 		return MOSQ_ERR_AUTH;
 	}
 	if (conns_of_user(c.user_id) >= state.max_conns_per_user && !limits_takeover(ed->client)) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "townhall: user %lld has %ld connections; %s refused",
-				     (long long)c.user_id, state.max_conns_per_user, cid);
+				     (long long)c.user_id, state.max_conns_per_user, log_id(cid, safe));
 		return MOSQ_ERR_AUTH;
 	}
 	snprintf(uid, sizeof(uid), "%lld", (long long)c.user_id);
@@ -141,9 +154,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 static int kick(struct mosquitto *client)
 {
 	const char *cid = mosquitto_client_id(client);
+	char safe[65];
 
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "townhall: closing %s (too many refused filters)",
-			     cid ? cid : "?");
+			     log_id(cid, safe));
 	if (cid)
 		mosquitto_kick_client_by_clientid(cid, false);
 	return MOSQ_ERR_ADMINISTRATIVE_ACTION;
@@ -180,10 +194,8 @@ static int acl_subscribe(struct mosquitto *client, const char *filter, int64_t u
 		ok = acl_allowed(&d, uid);
 		limits_lookup_spent(uid, acl_misses - misses);
 	}
-	if (ok) {
-		limits_sub_granted(cl, fh);
+	if (ok && limits_sub_granted(cl, fh) == 0)
 		return MOSQ_ERR_SUCCESS;
-	}
 	return limits_sub_refused(uid) ? kick(client) : MOSQ_ERR_ACL_DENIED;
 }
 
