@@ -7,6 +7,14 @@
 #include "log.h"
 #include "metrics.h"
 
+#define MIRROR_MARKER "th:mirror:epoch"
+
+/* An update this process could not write: the mirror is stale until it is
+ * rebuilt.  The next successful write drops the marker th:mirror:epoch, and
+ * the broker plugin, finding it missing, rebuilds the mirror from PostgreSQL
+ * (realtime-bridge/plugin/mwatch.h): a lost update heals without an admin. */
+static int lost;
+
 static void run(int argc, const char *const *argv)
 {
 	static int errors = -2;
@@ -16,8 +24,18 @@ static void run(int argc, const char *const *argv)
 		if (errors == -2)
 			errors = metrics_counter("mirror_errors_total");
 		metrics_add(errors, 1);
-		log_warn("mirror: %s %s failed (%s); run scripts/mirror-rebuild", argv[0], argv[1],
+		log_warn("mirror: %s %s failed (%s); the mirror will be rebuilt", argv[0], argv[1],
 			 r ? cache_reply_str(r, NULL) : cache_last_error());
+		lost = 1;
+	} else if (lost) {
+		static const char *const del[] = {"DEL", MIRROR_MARKER};
+		struct cache_reply *d = cache_cmd(2, del, NULL);
+
+		if (d && cache_reply_type(d) != CACHE_ERROR) {
+			lost = 0;
+			log_info("mirror: marker dropped after a lost update; the broker rebuilds it");
+		}
+		cache_reply_free(d);
 	}
 	cache_reply_free(r);
 }

@@ -10,7 +10,10 @@
  *   th:channel:<chid>          STRING <cid>
  * Every call is best effort: a failure is logged (and counted in the pool's
  * metrics as mirror_errors_total), never returned to the client, whose
- * change is already committed. */
+ * change is already committed.  After such a failure the next successful
+ * write deletes the marker th:mirror:epoch, which makes the broker plugin
+ * rebuild the whole mirror (scripts/mirror-rebuild --if-missing); the
+ * plugin does the same when Redis lost everything (restart, flush). */
 #ifndef TH_MIRROR_H
 #define TH_MIRROR_H
 

@@ -370,6 +370,29 @@ describe('membership mirror rebuild', () => {
     await end(a, b);
   });
 
+  test('an update lost while Redis was up but not writing heals by itself', async () => {
+    const owner = await newUser('mllo');
+    const x = await newUser('mllx');
+    const by = await newUser('mllb');
+    const priv = await community(owner, 'private');
+    const open = await community(owner, 'public');
+    // Redis takes no writes for 1.5 s: the app commits the membership, its mirror write
+    // times out (TH_REDIS_TIMEOUT_MS 250) and is lost
+    await redis('CLIENT', 'PAUSE', '1500', 'WRITE');
+    assertStatus(await api('PUT', `/api/communities/${priv.id}/members/${x.id}`, owner, { role: 'member' }), 200, 'add x:');
+    await sleep(1600);
+    assert.equal(await redis('HEXISTS', `th:members:${priv.id}`, String(x.id)), '0', 'the update was not lost');
+    // later writes (any worker) drop the marker; the broker rebuilds the mirror
+    await waitFor(async () => {
+      assertStatus(await api('POST', `/api/communities/${open.id}/join`, by), 200, 'join:');
+      assertStatus(await api('POST', `/api/communities/${open.id}/leave`, by), 204, 'leave:');
+      return (await redis('HEXISTS', `th:members:${priv.id}`, String(x.id))) === '1';
+    }, 20000, 'the lost membership in the mirror');
+    const c = await connect(x);
+    await mustSubscribe(c, `chat/${priv.channel}/+`);
+    await end(c);
+  });
+
   test('after a Redis FLUSHALL', async () => {
     await checkAfterLoss('flushall', async () => { await redis('FLUSHALL'); });
   });
