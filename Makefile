@@ -47,7 +47,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 STACK_SRC:= $(wildcard tests/stack/test_*.c)
 STACK_BIN:= $(STACK_SRC:tests/stack/%.c=$(BUILD)/tests/stack/%)
 
-.PHONY: all run test unit integration e2e asan bench deps stop clean format lint
+.PHONY: all run test unit integration e2e asan bench soak deps stop clean format lint
 all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(UNIT_BIN) $(STACK_BIN)
 
 # Objects depend on the flags they were built with: switching -fPIC or the
@@ -172,6 +172,12 @@ asan: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin scripts/bench
+
+# mixed load for SOAK_TIME seconds (default 3600; SOAK_QUICK=1: 300) while every process's
+# RSS and descriptors are sampled; fails when one grows past its bound (tests/load/soak.mjs)
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@TH_BIN_DIR=$(abspath $(BUILD))/bin scripts/soak
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -2,6 +2,7 @@
 #include "cache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <stdio.h>
@@ -11,13 +12,17 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "config.h"
 #include "log.h"
 #include "mono.h"
 
 #define CACHE_BACKOFF_MIN_MS 100
 #define CACHE_BACKOFF_MAX_MS 5000
 #define CACHE_MAX_ARGS 64
+/* Redis's requirepass: scripts/stack makes 64 hex characters */
+#define CACHE_PASSWORD_MAX 256
 
 /* struct cache_reply is redisReply itself: the wrapper type only hides
  * hiredis from everyone else. */
@@ -29,12 +34,59 @@ static struct timeval cache_tv;
 static long backoff_ms;
 static long long retry_at_ms;
 static char last_msg[160];
+static char password[CACHE_PASSWORD_MAX + 1]; /* "" = no AUTH */
 
 /* the monotonic clock as the signed milliseconds of the back-off sums */
 static long long now_ms(void) { return (long long)mono_ms(); }
 
+/* The password of TH_REDIS_PASSWORD_FILE (the stack's keys/redis.secret),
+ * else TH_REDIS_PASSWORD, else none.  Read once here: the broker's plugin
+ * may lose the right to read the file after mosquitto drops privileges. */
+static int password_load(void)
+{
+	const char *file = cfg_str("TH_REDIS_PASSWORD_FILE", NULL);
+	const char *env = cfg_str("TH_REDIS_PASSWORD", NULL);
+	ssize_t n = 0;
+	int fd = -1, rc = -1;
+
+	password[0] = '\0';
+	if (!file || !*file) {
+		if (env && strlen(env) > CACHE_PASSWORD_MAX) {
+			fprintf(stderr, "TH_REDIS_PASSWORD: longer than %d bytes\n", CACHE_PASSWORD_MAX);
+			goto out;
+		}
+		snprintf(password, sizeof(password), "%s", env ? env : "");
+		rc = 0;
+		goto out;
+	}
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "TH_REDIS_PASSWORD_FILE: cannot open %s: %s\n", file, strerror(errno));
+		goto out;
+	}
+	n = read(fd, password, sizeof(password));
+	/* a trailing newline is not part of the password */
+	while (n > 0 && (password[n - 1] == '\n' || password[n - 1] == '\r'))
+		n--;
+	if (n <= 0 || n > CACHE_PASSWORD_MAX) {
+		fprintf(stderr, "TH_REDIS_PASSWORD_FILE: %s holds no password of 1..%d bytes\n", file,
+			CACHE_PASSWORD_MAX);
+		goto out;
+	}
+	password[n] = '\0';
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		explicit_bzero(password, sizeof(password));
+	return rc;
+}
+
 int cache_init(const char *host, int port, long timeout_ms)
 {
+	if (password_load() < 0)
+		return -1;
 	cache_host = strdup(host ? host : "127.0.0.1");
 	if (!cache_host)
 		return -1;
@@ -65,8 +117,38 @@ void cache_close(void)
 	ctx = NULL;
 	free(cache_host);
 	cache_host = NULL;
+	explicit_bzero(password, sizeof(password));
 	backoff_ms = 0;
 	retry_at_ms = 0;
+}
+
+/* AUTH on a new connection (TCP or unix socket alike) when a password is
+ * set; on failure the connection is dropped with the backoff. */
+static int authenticate(redisContext *c)
+{
+	redisReply *r = NULL;
+	char why[120];
+	int rc = -1;
+
+	if (!password[0])
+		return 0;
+	r = redisCommand(c, "AUTH %s", password);
+	if (!r) {
+		snprintf(why, sizeof(why), "AUTH: %.100s", c->errstr[0] ? c->errstr : "no reply");
+		goto out;
+	}
+	if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0) {
+		snprintf(why, sizeof(why), "AUTH refused: %.80s",
+			 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (r)
+		freeReplyObject(r);
+	if (rc < 0)
+		drop(why);
+	return rc;
 }
 
 /* The worker's connection, connected now when there is none (unless backing
@@ -95,6 +177,8 @@ static redisContext *connection(int *reused)
 		drop("cannot set timeout");
 		return NULL;
 	}
+	if (authenticate(ctx) < 0)
+		return NULL;
 	if (backoff_ms)
 		log_info("redis: connected");
 	backoff_ms = 0;

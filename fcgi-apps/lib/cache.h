@@ -45,7 +45,9 @@ enum cache_type {
 
 /* host: a name or address (TCP port), or a path starting with '/' (a unix
  * socket; port unused).  timeout_ms bounds connect and each command.  Does
- * not connect. */
+ * not connect.  Every connection sends AUTH first when a password is set:
+ * the content of TH_REDIS_PASSWORD_FILE (read here, once; -1 when it cannot
+ * be read), else TH_REDIS_PASSWORD. */
 int cache_init(const char *host, int port, long timeout_ms);
 void cache_close(void);
 

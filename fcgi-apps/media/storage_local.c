@@ -46,7 +46,7 @@ static int key_path(const char *key, char *out, size_t size, int dir)
 
 static int mkdir_one(const char *path)
 {
-	if (mkdir(path, 0755) == 0 || errno == EEXIST)
+	if (mkdir(path, 0750) == 0 || errno == EEXIST)
 		return 0;
 	log_error("storage: mkdir %s: %s", path, strerror(errno));
 	return -1;
@@ -84,8 +84,12 @@ static enum th_err local_put(const char *key, const char *path, const char *mime
 	dir[strlen(dir)] = '/';      /* root/ab/cd */
 	if (mkdir_one(dir) < 0)
 		return TH_EUNAVAILABLE;
-	/* nginx's workers run as another user: they must read it */
-	if (chmod(path, 0644) < 0 || rename(path, dst) < 0) {
+	/* Private bytes: not for other users of the host.  nginx's workers
+	 * read them through the group that scripts/stack gives the media
+	 * directories (setgid, so new ones inherit it); a file made elsewhere
+	 * takes its directory's group here. */
+	if (stat(dir, &st) < 0 || (chown(path, (uid_t)-1, st.st_gid) < 0 && errno != EPERM) ||
+	    chmod(path, 0640) < 0 || rename(path, dst) < 0) {
 		log_error("storage: %s -> %s: %s", path, dst, strerror(errno));
 		return TH_EUNAVAILABLE;
 	}

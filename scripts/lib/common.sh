@@ -21,11 +21,18 @@ die() {
 # TH_VAR_DIR, so two stacks with different values never share anything.
 th_init() {
 	ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+	# mosquitto, nginx and turnserver live in /usr/sbin, which a user's PATH may lack
+	case ":$PATH:" in
+	*:/usr/sbin:*) ;;
+	*) PATH=$PATH:/usr/sbin:/sbin ;;
+	esac
 	PORT_BASE=${TH_PORT_BASE:-8080}
 	if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || ((PORT_BASE < 1024 || PORT_BASE > 65529)); then
 		die "TH_PORT_BASE must be a number between 1024 and 65529 (got '$PORT_BASE')"
 	fi
-	VAR=${TH_VAR_DIR:-$ROOT/var}
+	IS_ROOT=0
+	[[ $(id -u) -eq 0 ]] && IS_ROOT=1
+	VAR=${TH_VAR_DIR:-$(default_var)}
 	mkdir -p "$VAR"
 	VAR=$(cd "$VAR" && pwd -P) # absolute: daemons get it in their configs
 	BIN=${TH_BIN_DIR:-$ROOT/build/bin}
@@ -41,9 +48,20 @@ th_init() {
 	PORT_REDIS=$((PORT_BASE + 2))
 	PORT_MQTT=$((PORT_BASE + 3))
 	PORT_MQTT_WS=$((PORT_BASE + 4))
-	IS_ROOT=0
-	[[ $(id -u) -eq 0 ]] && IS_ROOT=1
-	DB_CONNINFO="host=127.0.0.1 port=$PORT_PG dbname=townhall user=townhall connect_timeout=2"
+	# The workers, scripts and tests log in with a scram password that libpq
+	# reads from the passfile (th_keys); the broker gets a copy of its own.
+	DB_CONNINFO="host=127.0.0.1 port=$PORT_PG dbname=townhall user=townhall connect_timeout=2 passfile=$VAR/keys/pgpass"
+	# nginx's workers (as root: www-data, else the caller) reach the FastCGI
+	# sockets and private media through this group.
+	NGINX_USER='' NGINX_GROUP=''
+	if ((IS_ROOT)); then
+		NGINX_USER=nobody NGINX_GROUP=nogroup
+		getent passwd www-data >/dev/null 2>&1 && NGINX_USER=www-data NGINX_GROUP=www-data
+	fi
+	# What nginx serves from the clone (web/ and the MQTT client); staged
+	# into VAR when nginx's workers cannot read the clone (stage_for_daemons).
+	WEB_DIR=$ROOT/web
+	MQTT_JS=$ROOT/node_modules/mqtt/dist/mqtt.esm.js
 	# The pools reach this stack's Redis over a unix socket too (a cache hit's
 	# round trip costs less than over loopback TCP); everything else, and a
 	# var dir too deep for a socket path (108 bytes), uses the TCP port.
@@ -51,8 +69,72 @@ th_init() {
 	((${#REDIS_SOCK} < 100)) || REDIS_SOCK=''
 }
 
+# reaches USER PATH: as root, whether USER may read PATH (every parent
+# traversable); everyone reaches everything when we are not root, because
+# then every daemon runs as the caller.
+reaches() {
+	((IS_ROOT)) || return 0
+	runuser -u "$1" -- test -r "$2" 2>/dev/null
+}
+
+# default_var: Root/var, unless we are root in a clone that the daemons which
+# drop privileges (postgres, mosquitto, nginx's workers) cannot traverse (a
+# 0700 home, a mktemp -d folder): then a runtime home of this clone under
+# /var/lib/townhall, named after its path, so every command of the clone
+# finds the same one. Root/var becomes a link to it when it does not exist.
+default_var() {
+	local root=$ROOT home
+	if ((IS_ROOT)) && ! runuser -u nobody -- test -x "$root" 2>/dev/null; then
+		home=/var/lib/townhall/$(basename "$root" | tr -c 'A-Za-z0-9_.\n-' _)-$(printf '%s' "$root" | sha256sum | cut -c1-12)
+		mkdir -p "$home"
+		chmod 0755 /var/lib/townhall "$home"
+		if [[ ! -e $root/var && ! -L $root/var ]]; then
+			ln -s "$home" "$root/var"
+		elif [[ ! -L $root/var ]]; then
+			warn "$root/var is a directory the daemons cannot reach: using $home instead"
+		fi
+		printf '%s\n' "$home"
+		return 0
+	fi
+	printf '%s\n' "$root/var"
+}
+
+# stage_for_daemons: copy what a daemon reads from the clone into VAR when
+# that daemon's user cannot read it where it is: the broker plugin (loaded by
+# mosquitto after it dropped to user mosquitto) and what nginx's workers
+# serve (web/, the MQTT client). Checked on every up and recopied when the
+# clone's files changed, so a rebuild applies.
+stage_for_daemons() {
+	((IS_ROOT)) || return 0
+	if ! reaches mosquitto "$PLUGIN"; then
+		mkdir -p "$VAR/lib"
+		chmod 0755 "$VAR/lib"
+		# a rename: a running broker keeps the file it loaded
+		if ! cmp -s "$PLUGIN" "$VAR/lib/townhall-plugin.so"; then
+			install -m 0644 "$PLUGIN" "$VAR/lib/.townhall-plugin.so.new"
+			mv -f "$VAR/lib/.townhall-plugin.so.new" "$VAR/lib/townhall-plugin.so"
+		fi
+		PLUGIN=$VAR/lib/townhall-plugin.so
+	fi
+	if ! reaches "$NGINX_USER" "$WEB_DIR/index.html"; then
+		# only when something changed: a running nginx serves from there
+		if ! diff -rq "$WEB_DIR" "$VAR/www/web" >/dev/null 2>&1 ||
+			{ [[ -r $MQTT_JS ]] && ! cmp -s "$MQTT_JS" "$VAR/www/mqtt.esm.js"; }; then
+			rm -rf "$VAR/www.new"
+			mkdir -p "$VAR/www.new"
+			cp -R "$WEB_DIR" "$VAR/www.new/web"
+			[[ ! -r $MQTT_JS ]] || cp "$MQTT_JS" "$VAR/www.new/mqtt.esm.js"
+			chmod -R a+rX "$VAR/www.new"
+			rm -rf "$VAR/www"
+			mv "$VAR/www.new" "$VAR/www"
+		fi
+		WEB_DIR=$VAR/www/web
+		MQTT_JS=$VAR/www/mqtt.esm.js
+	fi
+}
+
 # th_dirs: create the state tree. Daemons that drop privileges (nginx workers
-# run as nobody, mosquitto as mosquitto, postgres as postgres) must be able to
+# run as NGINX_USER, mosquitto as mosquitto, postgres as postgres) must be able to
 # traverse it, so directories are 0755 and VAR itself gets o+x even when it
 # came from mktemp (0700). Nothing secret lives in run/ or log/. keys/ is
 # 0755 so any verifier can read the public key; the secrets in it are 0600
@@ -60,8 +142,20 @@ th_init() {
 th_dirs() {
 	mkdir -p "$RUN" "$LOG" "$VAR/keys" "$VAR/redis" "$VAR/mosquitto" "$VAR/nginx" "$VAR/pg" "$VAR/media/tmp"
 	chmod go+x "$VAR"
-	chmod 0755 "$RUN" "$LOG" "$VAR/keys" "$VAR/nginx" "$VAR/mosquitto" "$VAR/pg" "$VAR/media" "$VAR/media/tmp"
+	chmod 0755 "$RUN" "$LOG" "$VAR/keys" "$VAR/nginx" "$VAR/mosquitto" "$VAR/pg"
 	chmod 0700 "$VAR/redis"
+	# Stored media are private (0640, lib storage_local.c): nginx's workers
+	# read them through the group, which new directories inherit (setgid).
+	chmod 0750 "$VAR/media" "$VAR/media/tmp"
+	if ((IS_ROOT)); then
+		chgrp "$NGINX_GROUP" "$VAR/media" "$VAR/media/tmp"
+		chmod 2750 "$VAR/media" "$VAR/media/tmp"
+		# media stored before (0644 files, directories of group root)
+		if [[ -n $(find "$VAR/media" \( ! -group "$NGINX_GROUP" -o -perm /o=r \) -print -quit) ]]; then
+			chgrp -R "$NGINX_GROUP" "$VAR/media"
+			find "$VAR/media" -type d -exec chmod 2750 {} + -o -type f -exec chmod 0640 {} +
+		fi
+	fi
 }
 
 # --- key material -----------------------------------------------------------
@@ -73,6 +167,9 @@ KEY_ES256_PUB=jwt-es256.pub.pem
 KEY_HS256=jwt-hs256.secret
 # The MQTT service account's password (docs/stack-contract.md, "MQTT broker plugin").
 KEY_MQTT_SERVICE=mqtt-service.secret
+# The stack's server passwords (docs/stack-contract.md, "Credentials").
+KEY_PG=pg-townhall.secret
+KEY_REDIS=redis.secret
 
 # key_install TMP DST MODE: give a freshly written key its mode, then rename
 # it into place, so a failed or interrupted up never leaves half a key that
@@ -159,12 +256,45 @@ th_keys() {
 		key_install "$tmp" "$k/media-url.secret" 0600
 		say "keys: created media URL secret $k/media-url.secret"
 	fi
-	# The broker reads it after dropping to user mosquitto (run as root); the
-	# apps and the bridge run as the owner.
-	if ((IS_ROOT)) && getent group mosquitto >/dev/null 2>&1; then
-		chgrp mosquitto "$k/$KEY_MQTT_SERVICE"
-		chmod 0640 "$k/$KEY_MQTT_SERVICE"
+	# The passwords of the stack's servers: PostgreSQL's role townhall (scram)
+	# and Redis (requirepass). Hex, so they render safely into configs.
+	key_hex "$KEY_PG" "PostgreSQL password of role townhall"
+	key_hex "$KEY_REDIS" "Redis password"
+	# libpq's passfile (it ignores one with group or other bits), rewritten
+	# from the password on every up; the broker's plugin runs as mosquitto
+	# and gets a copy it owns.
+	(
+		umask 077
+		printf '*:*:*:townhall:%s\n' "$(cat "$k/$KEY_PG")" >"$tmp"
+	)
+	key_install "$tmp" "$k/pgpass" 0600
+	if ((IS_ROOT)) && id mosquitto >/dev/null 2>&1; then
+		cp "$k/pgpass" "$tmp"
+		chown mosquitto: "$tmp"
+		key_install "$tmp" "$k/pgpass.mosquitto" 0600
 	fi
+	# The broker reads these after dropping to user mosquitto (run as root);
+	# the apps and the bridge run as the owner.
+	if ((IS_ROOT)) && getent group mosquitto >/dev/null 2>&1; then
+		chgrp mosquitto "$k/$KEY_MQTT_SERVICE" "$k/$KEY_REDIS"
+		chmod 0640 "$k/$KEY_MQTT_SERVICE" "$k/$KEY_REDIS"
+	fi
+}
+
+# key_hex NAME WHAT: create $VAR/keys/NAME, 32 random bytes as hex (64
+# characters, no newline), 0600, unless it exists.
+key_hex() {
+	local f=$VAR/keys/$1 tmp=$VAR/keys/.new.$$
+	[[ -s $f ]] && return 0
+	(
+		umask 077
+		openssl rand -hex 32 | tr -d '\n' >"$tmp"
+	) 2>>"$LOG/keys.log" || {
+		rm -f "$tmp"
+		die "keys: openssl could not create the $2 (see $LOG/keys.log)"
+	}
+	key_install "$tmp" "$f" 0600
+	say "keys: created $2 $f"
 }
 
 # worker_env: export what the contract promises to FastCGI workers. Any other
@@ -185,6 +315,13 @@ worker_env() {
 	export TH_JWT_SECRET_FILE=${TH_JWT_SECRET_FILE:-$VAR/keys/$KEY_HS256}
 	export TH_MQTT_SERVICE_SECRET_FILE=${TH_MQTT_SERVICE_SECRET_FILE:-$VAR/keys/$KEY_MQTT_SERVICE}
 	export TH_TURN_SECRET_FILE=${TH_TURN_SECRET_FILE:-$VAR/keys/turn.secret}
+	export TH_REDIS_PASSWORD_FILE=${TH_REDIS_PASSWORD_FILE:-$VAR/keys/$KEY_REDIS}
+}
+
+# redis_cli ARGS...: redis-cli on this stack's Redis, with its password
+# (REDISCLI_AUTH: not on the command line, where ps would show it).
+redis_cli() {
+	REDISCLI_AUTH=$(cat "${TH_REDIS_PASSWORD_FILE:-$VAR/keys/$KEY_REDIS}") redis-cli -h "${REDIS_HOST:-127.0.0.1}" -p "${REDIS_PORT:-$PORT_REDIS}" "$@"
 }
 
 # --- templates ------------------------------------------------------------
@@ -193,11 +330,11 @@ worker_env() {
 # numbers; '|' is the sed delimiter, so refuse a path containing it.
 render() {
 	local src=$1 dst=$2 v
-	for v in "$ROOT" "$VAR" "$PLUGIN"; do
+	for v in "$ROOT" "$VAR" "$PLUGIN" "$WEB_DIR" "$MQTT_JS"; do
 		[[ $v != *'|'* && $v != *'&'* ]] || die "path '$v' contains '|' or '&'"
 	done
 	local user_line='' redis_unix_line=''
-	((IS_ROOT)) && user_line='user nobody nogroup;'
+	((IS_ROOT)) && user_line="user $NGINX_USER $NGINX_GROUP;"
 	[[ -z $REDIS_SOCK ]] || redis_unix_line="unixsocket $REDIS_SOCK"
 
 	sed -e "s|@ROOT@|$ROOT|g" \
@@ -210,6 +347,8 @@ render() {
 		-e "s|@NGINX_USER_LINE@|$user_line|g" \
 		-e "s|@REDIS_UNIX_LINE@|$redis_unix_line|g" \
 		-e "s|@PLUGIN@|$PLUGIN|g" \
+		-e "s|@WEB_DIR@|$WEB_DIR|g" \
+		-e "s|@MQTT_JS@|$MQTT_JS|g" \
 		"$src" >"$dst.tmp"
 	if grep -q '@[A-Z_]*@' "$dst.tmp"; then
 		die "unrendered placeholder in $src: $(grep -o '@[A-Z_]*@' "$dst.tmp" | head -1)"
@@ -368,12 +507,15 @@ sock_ready() { [[ -S $1 ]] && kill -0 "$2" 2>/dev/null; }
 # spawn-fcgi -n and setsid exec in place). Waits until SOCK exists.
 pool_spawn() {
 	local pool=$1 n=$2 sock=$3 bin
+	# 0660: only the owner and nginx's workers (their group, as root) connect
+	local -a group_opt=()
+	((IS_ROOT)) && group_opt=(-G "$NGINX_GROUP")
 	bin=$(pool_bin "$pool")
 	rm -f "$sock" # a stale socket file would look "ready" at once
 	(
 		worker_env "$pool"
 		cd "$VAR" || exit 1
-		exec setsid spawn-fcgi -n -s "$sock" -M 0666 -- \
+		exec setsid spawn-fcgi -n -s "$sock" -M 0660 "${group_opt[@]}" -- \
 			/usr/bin/multiwatch -f "$n" -r 1000 -t 1000 -s TERM -- "$bin"
 	) >>"$LOG/$pool.log" 2>&1 </dev/null &
 	SPAWNED_PID=$!

@@ -445,6 +445,9 @@ describe('TURN', () => {
   test('a real coturn accepts the credentials and refuses expired or wrong ones', async (t) => {
     const which = await runProgram('sh', ['-c', 'command -v turnserver && command -v turnutils_uclient']);
     if (which.code !== 0) { t.skip('coturn is not installed'); return; }
+    // the one loopback address coturn relays to on a test stack (tests/integration/run): the
+    // two clients' relay addresses (-y); every other loopback peer is denied
+    const TURN_PEER = process.env.TH_TURN_TEST_PEER || '127.77.0.1';
     const secret = ensureTurnSecret();
     let stackPid = 0;
     try { stackPid = readPid('run/coturn.pid'); } catch { stackPid = 0; }
@@ -458,7 +461,8 @@ describe('TURN', () => {
       const conf = readFileSync(path.join(ROOT, 'conf/coturn/turnserver.conf.in'), 'utf8')
         .replaceAll('@VAR@', turnDir).replaceAll('@PORT_TURN@', String(TURN_PORT))
         .replaceAll('@TURN_MIN_PORT@', String(min)).replaceAll('@TURN_MAX_PORT@', String(min + 19))
-        .replaceAll('@TURN_SECRET@', secret);
+        .replaceAll('@TURN_SECRET@', secret).replaceAll('@TURN_RELAY_IP@', TURN_PEER)
+        + `allow-loopback-peers\nallowed-peer-ip=${TURN_PEER}\n`;
       assert.ok(!/@[A-Z_]+@/.test(conf), 'unrendered placeholder');
       const confPath = path.join(turnDir, 'coturn', 'turnserver.conf');
       writeFileSync(confPath, conf, { mode: 0o600 });
@@ -471,7 +475,7 @@ describe('TURN', () => {
       assert.ok(ok, `turnserver did not listen on ${TURN_PORT}`);
     }
     const uclient = (user, cred, extra = []) => runProgram('turnutils_uclient',
-      [...extra, '-y', '-n', '3', '-l', '50', '-e', '127.0.0.1', '-p', String(TURN_PORT), '-u', user, '-w', cred, '127.0.0.1'],
+      [...extra, '-y', '-n', '3', '-l', '50', '-e', TURN_PEER, '-p', String(TURN_PORT), '-u', user, '-w', cred, '127.0.0.1'],
       { timeoutMs: 20000 });
     const r = assertStatus(await api('GET', '/api/turn', U.other), 200).json.ice_servers[0];
     const good = await uclient(r.username, r.credential);

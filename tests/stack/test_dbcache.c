@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -338,6 +339,58 @@ static void test_cache_dead_server(void **state)
 	assert_int_equal(cache_ping(), 0);
 }
 
+/* The password (TH_REDIS_PASSWORD_FILE, the stack's keys/redis.secret) is
+ * sent with AUTH on every connection, TCP and unix socket: a wrong one is
+ * refused (and backs off like a server down), none gets NOAUTH from the
+ * server, a file that cannot be read fails cache_init itself. */
+static void test_cache_auth(void **state)
+{
+	static const char *const get[] = {"GET", "th:unit:auth"};
+	const char *host = getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1";
+	const char *pwfile = getenv("TH_REDIS_PASSWORD_FILE"), *var = getenv("TH_VAR_DIR");
+	char saved[4096], wrong[] = "/tmp/th-stack-auth.XXXXXX", sock[4200];
+	struct cache_reply *r;
+	int port = atoi(getenv("TH_REDIS_PORT")), fd;
+
+	(void)state;
+	if (!pwfile || !*pwfile)
+		skip(); /* a Redis without a password */
+	snprintf(saved, sizeof(saved), "%s", pwfile);
+	cache_close();
+	setenv("TH_REDIS_PASSWORD_FILE", "/nonexistent/redis.secret", 1);
+	assert_int_equal(cache_init(host, port, 250), -1);
+	cache_close();
+
+	fd = mkstemp(wrong);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "not-the-password\n", 17), 17);
+	close(fd);
+	setenv("TH_REDIS_PASSWORD_FILE", wrong, 1);
+	assert_int_equal(cache_init(host, port, 250), 0);
+	assert_null(cache_cmd(2, get, NULL));
+	assert_non_null(strstr(cache_last_error(), "AUTH refused"));
+	cache_close();
+	unlink(wrong);
+
+	unsetenv("TH_REDIS_PASSWORD_FILE");
+	assert_int_equal(cache_init(host, port, 250), 0);
+	r = cache_cmd(2, get, NULL);
+	assert_non_null(r);
+	assert_int_equal(cache_reply_type(r), CACHE_ERROR); /* NOAUTH, from the server */
+	cache_reply_free(r);
+	cache_close();
+
+	setenv("TH_REDIS_PASSWORD_FILE", saved, 1);
+	if (var && snprintf(sock, sizeof(sock), "%s/run/redis.sock", var) < (int)sizeof(sock) &&
+	    access(sock, F_OK) == 0) {
+		assert_int_equal(cache_init(sock, 0, 250), 0);
+		assert_int_equal(cache_ping(), 0);
+		cache_close();
+	}
+	assert_int_equal(cache_init(host, port, 250), 0);
+	assert_int_equal(cache_ping(), 0);
+}
+
 static void cache_reinit(void)
 {
 	cache_close();
@@ -384,6 +437,33 @@ static void test_cache_closed_while_idle(void **state)
 /* A connection of our own to the stack's Redis, to steer the server while
  * the cache module waits for a reply: cmds are sent pipelined, without
  * waiting; the replies are read by admin_replies(). */
+/* The stack's Redis wants its password (TH_REDIS_PASSWORD_FILE) first: sent
+ * and answered before the commands, so their replies are all that follows. */
+static void admin_auth(int fd)
+{
+	const char *file = getenv("TH_REDIS_PASSWORD_FILE");
+	char pw[257], buf[300];
+	ssize_t n, got;
+	int pfd, len;
+
+	if (!file || !*file)
+		return;
+	pfd = open(file, O_RDONLY | O_CLOEXEC);
+	assert_true(pfd >= 0);
+	n = read(pfd, pw, sizeof(pw) - 1);
+	close(pfd);
+	assert_true(n > 0);
+	while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+		n--;
+	pw[n] = '\0';
+	len = snprintf(buf, sizeof(buf), "AUTH %s\r\n", pw);
+	assert_true(len > 0 && (size_t)len < sizeof(buf));
+	assert_int_equal(write(fd, buf, (size_t)len), len);
+	got = read(fd, buf, 5);
+	assert_int_equal(got, 5);
+	assert_memory_equal(buf, "+OK\r\n", 5);
+}
+
 static int admin_send(const char *const *cmds, int n)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET};
@@ -395,6 +475,7 @@ static int admin_send(const char *const *cmds, int n)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	a.sin_port = htons((unsigned short)atoi(getenv("TH_REDIS_PORT")));
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	admin_auth(fd);
 	/* inline commands: words separated by spaces, a line each */
 	for (int i = 0; i < n; i++)
 		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s\r\n", cmds[i]);
@@ -551,6 +632,7 @@ int main(void)
 		cmocka_unit_test(test_dead_server_backoff),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_dead_server),
+		cmocka_unit_test(test_cache_auth),
 		cmocka_unit_test(test_cache_closed_while_idle),
 		cmocka_unit_test(test_cache_lost_reply),
 		cmocka_unit_test(test_rl_take),

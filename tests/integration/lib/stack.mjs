@@ -1,15 +1,27 @@
 // The stack's own servers, reached directly rather than through nginx: psql on PostgreSQL
 // (TH_PORT_BASE+1), redis-cli on Redis (+2), LISTEN townhall_events, and bringing the stack
 // back (`scripts/stack up`) after a test stopped part of it.
+// Credentials: both servers refuse unauthenticated clients (docs/stack-contract.md,
+// "Credentials"). psql logs in as townhall with the password of the stack's passfile
+// (PGPASSFILE, set below for every psql this process spawns), redis-cli with the stack's
+// Redis password (REDISCLI_AUTH, given to each redis() call only).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import {
-  PORT_BASE, APPS, get, run, runProgram, until,
+  PORT_BASE, APPS, VAR_DIR, get, run, runProgram, until,
 } from './http.mjs';
 import { show } from './assert.mjs';
 
 const PG_PORT = PORT_BASE + 1;
 const REDIS_PORT = PORT_BASE + 2;
+
+// the stack's passfile (scripts/lib/common.sh th_keys): libpq reads it at each connect
+export const PGPASSFILE = path.join(VAR_DIR, 'keys', 'pgpass');
+if (!process.env.PGPASSFILE) process.env.PGPASSFILE = PGPASSFILE;
+// the stack's Redis password, read at each call (the keys exist once the stack is up)
+export const redisPassword = () => readFileSync(path.join(VAR_DIR, 'keys', 'redis.secret'), 'utf8').trim();
 
 // psql's connection to the stack's database, for a spawn() of one's own (e.g. a transaction
 // that holds a lock while the test acts).
@@ -22,7 +34,8 @@ export function psql(sql, { timeoutMs = 20000 } = {}) {
 }
 
 // redis-cli --raw on the stack's Redis -> its output without the last newline (exit 0 asserted)
-export const redis = (...args) => runProgram('redis-cli', ['-h', '127.0.0.1', '-p', String(REDIS_PORT), '--raw', ...args])
+export const redis = (...args) => runProgram('redis-cli', ['-h', '127.0.0.1', '-p', String(REDIS_PORT), '--raw', ...args],
+  { env: { REDISCLI_AUTH: redisPassword() } })
   .then((r) => { assert.equal(r.code, 0, `redis-cli ${args.join(' ')}: ${r.stderr}`); return r.stdout.replace(/\n$/, ''); });
 
 // LISTEN townhall_events for `seconds` in psql; done resolves with the parsed payloads
