@@ -19,6 +19,10 @@
 
 #include <stdint.h>
 
+/* INCR th:mirror:gen: every mirror_* call does it before its writes; other
+ * writers of mirrored keys (the call participants of fcgi-apps/realtime)
+ * call it before theirs, so a concurrent rebuild cannot overwrite them. */
+void mirror_gen_bump(void);
 void mirror_community(int64_t cid, const char *visibility);
 void mirror_member(int64_t cid, int64_t uid, const char *role);
 void mirror_member_gone(int64_t cid, int64_t uid);
