@@ -110,6 +110,10 @@ async function start() {
     const li = document.querySelector(`#messages li[data-id="${id}"]`);
     if (li) li.classList.remove('pending');
   });
+  rt.on('renamed', ({ old_id: oldId, id }) => {
+    const li = document.querySelector(`#messages li[data-id="${oldId}"]`);
+    if (li) li.dataset.id = id;
+  });
   rt.on('typing', onTyping);
   rt.on('presence', onPresence);
   rt.on('event', onCommunityEvent);

@@ -321,6 +321,8 @@ function defaultMqttUrl(baseUrl) {
  *   'status'   ('connecting'|'online'|'offline')
  *   'message'  {channel_id, sender_id, id, body, reply_to, seq?, created_at?, sender?, source: 'live'|'history'|'self'}
  *   'stored'   {id, channel_id}  — a receipt named one of our messages
+ *   'renamed'  {old_id, id, channel_id} — another message holds the id one of ours was sent
+ *              under (a refused notice, docs/events.md): it is being sent again as `id`
  *   'typing'   {channel_id, user_id}
  *   'presence' {community_id, user_id, status, at}
  *   'event'    community event object (post_created, member_joined, message_deleted, …)
@@ -458,6 +460,20 @@ export class Realtime extends Emitter {
               if (ch) ch.lastId = id;
               this.emit('stored', { id, channel_id: p.channel_id });
             }
+          }
+          this._savePending();
+        } else if (data.type === 'refused' && Array.isArray(data.ids)) {
+          // the id is another message's (the first sender and channel that stored it own
+          // it): keep the text, send it again under a new id
+          for (const id of data.ids) {
+            const p = this.pending.get(id);
+            if (!p) continue;
+            this.pending.delete(id);
+            const q = { channel_id: p.channel_id, payload: { ...p.payload, id: randomId() }, sentAt: 0 };
+            this.pending.set(q.payload.id, q);
+            this._channels.get(q.channel_id)?.seen.add(q.payload.id);
+            this.emit('renamed', { old_id: id, id: q.payload.id, channel_id: q.channel_id });
+            this._publishChat(q);
           }
           this._savePending();
         } else {

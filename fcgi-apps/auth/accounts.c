@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "config.h"
 #include "db.h"
 #include "idcache.h"
@@ -20,6 +21,9 @@
 #include "user.h"
 
 struct auth_limits auth_limits;
+/* passwords evaluated at login, and those found wrong (tests read them:
+ * how many of N parallel attempts reached the hash) */
+static int c_checks = -1, c_failures = -1;
 
 int accounts_init(void)
 {
@@ -30,6 +34,8 @@ int accounts_init(void)
 	auth_limits.register_window_s = (long)cfg_int("TH_RL_REGISTER_WINDOW", 3600, 1, 86400);
 	if (password_init() < 0)
 		return -1;
+	c_checks = metrics_counter("login_password_checks_total");
+	c_failures = metrics_counter("login_password_failures_total");
 	/* hashes beyond one per core only evict each other from the caches */
 	return password_limit_init(cfg_str("TH_VAR_DIR", NULL));
 }
@@ -141,14 +147,84 @@ void register_handler(struct http_req *req)
 	session_start_reply(req, 201, uid, user, 1);
 }
 
+/* Gives back one hit of a login budget: the attempt was not a failure (the
+ * right password) or nothing was checked (no hash slot).  Best effort: a
+ * lost refund only makes the limit stricter. */
+static void rl_refund(const char *key)
+{
+	const char *argv[] = {"DECR", key};
+
+	cache_reply_free(cache_cmd(2, argv, NULL));
+}
+
+/* How long an attempt waits for attempts of the same budget that are still
+ * being checked (they may turn out right and give their hit back). */
+#define LOGIN_CONTENTION_MS 3000
+#define LOGIN_CONTENTION_STEP_MS 20
+
+/* Takes one hit of the budget `key` (max per window) before the password is
+ * checked.  The key counts attempts being checked plus failures; key + ":f"
+ * counts failures alone.  Over the limit because of failures: refused.  Over
+ * it only because other attempts are still being checked (more parallel
+ * attempts than the limit, right passwords among them): wait for them, at
+ * most LOGIN_CONTENTION_MS, then refused.  0: taken; 1: refused (st says
+ * until when); -1: Redis unavailable. */
+static int budget_take(const char *key, long max, struct rl_state *st)
+{
+	char fkey[1200];
+	struct rl_state fs;
+	uint64_t deadline = mono_ms() + LOGIN_CONTENTION_MS;
+	struct timespec nap = {.tv_sec = 0, .tv_nsec = LOGIN_CONTENTION_STEP_MS * 1000000L};
+
+	snprintf(fkey, sizeof(fkey), "%s:f", key);
+	for (;;) {
+		if (rl_hit(key, auth_limits.login_window_s, st) < 0)
+			return -1;
+		if (st->count <= max)
+			return 0;
+		rl_refund(key);
+		if (rl_peek(fkey, &fs) < 0)
+			return -1;
+		if (fs.count >= max || mono_ms() >= deadline)
+			return 1;
+		nanosleep(&nap, NULL);
+	}
+}
+
+/* A failed attempt: its hit stays, and the failure is counted. */
+static int budget_fail(const char *key)
+{
+	char fkey[1200];
+	struct rl_state fs;
+
+	snprintf(fkey, sizeof(fkey), "%s:f", key);
+	return rl_hit(fkey, auth_limits.login_window_s, &fs);
+}
+
+/* POST /api/auth/login.
+ *
+ * The budgets are taken before the password is hashed, not after: each
+ * attempt first counts itself (one atomic INCR per key, ratelimit.c), and
+ * only an attempt whose count is within the limit is evaluated.  Sixteen
+ * parallel wrong passwords thus get five evaluations and eleven 429s, where
+ * a check-then-count let every attempt that started before the fifth
+ * failure was counted hash too.  A right password (and an attempt that
+ * could not be checked) gives its hit back, so the budget counts failures;
+ * once it holds max failures, even the right password is refused (API.md).
+ *
+ * One budget per account: the login (username or e-mail) is resolved to
+ * the user id first and the key is the id, so typing the e-mail does not
+ * open a second budget.  An unknown login gets a key on the normalized
+ * login, and is hashed against a dummy like a known one: the same work,
+ * the same answers. */
 void login_handler(struct http_req *req)
 {
 	const char *login, *password, *hash = NULL;
 	char ukey[1100], ikey[128], lower[1024];
 	struct rl_state us, is;
-	struct db_res *r;
+	struct db_res *r = NULL;
 	size_t i;
-	int ok;
+	int ok, taken;
 
 	if (jh_string_or_400(req, req->json, "login", 1, 254, JH_REQUIRED, &login) < 0 ||
 	    jh_string_or_400(req, req->json, "password", 1, 128, JH_REQUIRED, &password) < 0)
@@ -156,20 +232,6 @@ void login_handler(struct http_req *req)
 	for (i = 0; login[i] && i + 1 < sizeof(lower); i++)
 		lower[i] = (char)tolower((unsigned char)login[i]);
 	lower[i] = '\0';
-	snprintf(ukey, sizeof(ukey), "rl:login:u:%s", lower);
-	snprintf(ikey, sizeof(ikey), "rl:login:ip:%s", req->client_addr);
-	if (rl_peek(ukey, &us) < 0 || rl_peek(ikey, &is) < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
-		return;
-	}
-	if (us.count >= auth_limits.login_user_max) {
-		rl_reply_limited(req, &us);
-		return;
-	}
-	if (is.count >= auth_limits.login_ip_max) {
-		rl_reply_limited(req, &is);
-		return;
-	}
 	{
 		const char *params[] = {lower};
 
@@ -181,33 +243,63 @@ void login_handler(struct http_req *req)
 	}
 	if (!r)
 		return;
-	if (db_res_rows(r) == 1)
+	if (db_res_rows(r) == 1) {
 		hash = db_res_get(r, 0, USER_NCOLS);
+		snprintf(ukey, sizeof(ukey), "rl:login:id:%s", db_res_get(r, 0, 0));
+	} else {
+		snprintf(ukey, sizeof(ukey), "rl:login:u:%s", lower);
+	}
+	snprintf(ikey, sizeof(ikey), "rl:login:ip:%s", req->client_addr);
+	/* 1. the address's budget, then the account's: each hit counts itself */
+	taken = budget_take(ikey, auth_limits.login_ip_max, &is);
+	if (taken != 0) {
+		if (taken < 0)
+			http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
+		else
+			rl_reply_limited(req, &is);
+		goto out;
+	}
+	taken = budget_take(ukey, auth_limits.login_user_max, &us);
+	if (taken != 0) {
+		rl_refund(ikey); /* the account refused it: the address's budget stays */
+		if (taken < 0)
+			http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
+		else
+			rl_reply_limited(req, &us);
+		goto out;
+	}
+	/* 2. within both budgets: evaluate */
+	metrics_add(c_checks, 1);
 	ok = password_verify(hash, password);
+	if (ok == PASSWORD_BUSY || ok) {
+		/* nothing was checked, or it was right: not a failed attempt */
+		rl_refund(ukey);
+		rl_refund(ikey);
+	}
 	if (ok == PASSWORD_BUSY) {
-		/* nothing was checked: not a failed attempt */
-		db_res_free(r);
 		http_reply_error(req, TH_EUNAVAILABLE, "too many password checks at once", NULL);
-		return;
+		goto out;
 	}
 	if (!ok) {
-		db_res_free(r);
-		if (rl_hit(ukey, auth_limits.login_window_s, &us) < 0 ||
-		    rl_hit(ikey, auth_limits.login_window_s, &is) < 0) {
-			http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
-			return;
-		}
+		metrics_add(c_failures, 1);
+		/* the hits stay counted whatever happens here; the failure
+		 * counts only tell contention from failures (budget_take) */
+		if (budget_fail(ukey) < 0 || budget_fail(ikey) < 0)
+			log_warn("login: a failure could not be counted: %s", cache_last_error());
 		/* the same answer for an unknown login and a wrong password */
 		http_reply_error(req, TH_EUNAUTHORIZED, "wrong login or password", NULL);
-		return;
+		goto out;
 	}
 	{
 		int64_t uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
 		struct json_object *user = user_json(r, 0, 0);
 
 		db_res_free(r);
+		r = NULL;
 		session_start_reply(req, 200, uid, user, 0);
 	}
+out:
+	db_res_free(r);
 }
 
 /* GET /api/auth/me serves the caller's own row from a per-worker cache

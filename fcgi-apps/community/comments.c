@@ -12,6 +12,7 @@
 
 #include "events.h"
 #include "jh.h"
+#include "limits.h"
 #include "log.h"
 #include "page.h"
 #include "posts.h"
@@ -66,7 +67,8 @@ void comments_create(struct http_req *req)
 	if (jh_string_or_400(req, req->json, "body", 1, COMMENT_BODY_MAX,
 			     JH_REQUIRED | JH_MULTILINE, &body) < 0 ||
 	    jh_int_or_400(req, req->json, "parent_id", 1, INT64_MAX, false, &has_parent,
-			  &parent) < 0)
+			  &parent) < 0 ||
+	    limits_take_or_reply(req, LIMIT_COMMENT) < 0)
 		return;
 	params[0] = id_text(pid, p.id);
 	params[1] = id_text(uid, req->user_id);

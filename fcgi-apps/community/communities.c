@@ -8,6 +8,7 @@
 #include "db.h"
 #include "events.h"
 #include "jh.h"
+#include "limits.h"
 #include "log.h"
 #include "mirror.h"
 #include "page.h"
@@ -77,7 +78,7 @@ void communities_create(struct http_req *req)
 				 "slug");
 		return;
 	}
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_COMMUNITY) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {slug, name, desc ? desc : "", vis, id_text(uid, req->user_id)};
@@ -208,6 +209,7 @@ void communities_patch(struct http_req *req)
 void communities_delete(struct http_req *req)
 {
 	struct community c;
+	struct callexit x = {0};
 	char cid[24];
 	const char *params[] = {cid};
 	struct db_res *r;
@@ -220,18 +222,19 @@ void communities_delete(struct http_req *req)
 	if (db_begin_or_reply(req) < 0)
 		return;
 	/* the event goes out before the rows go: it names the community only */
-	if (events_emit(req, "community_deleted", c.id, NULL, 0, NULL, 0) < 0)
-		return;
+	if (events_emit(req, "community_deleted", c.id, NULL, 0, NULL, 0) < 0 ||
+	    callexit_community(req, c.id, &x) < 0)
+		goto out;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "WITH ch AS (SELECT id FROM channels WHERE community_id = $1), "
 			     "d AS (DELETE FROM communities WHERE id = $1) SELECT id FROM ch",
 			     1, params);
 	if (!r)
-		return;
+		goto out;
 	if (db_commit() < 0) {
 		db_res_free(r);
 		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
-		return;
+		goto out;
 	}
 	n = db_res_rows(r);
 	chids = arena_alloc(req->arena, sizeof(*chids) * (size_t)(n + 1));
@@ -241,6 +244,9 @@ void communities_delete(struct http_req *req)
 	log_info("audit: community %s deleted by user %lld", cid, (long long)req->user_id);
 	feedcache_bump_access(c.id);
 	mirror_community_gone(c.id, chids, chids ? n : 0);
+	callexit_mirror_community(&x);
 	feedcache_bump(c.id);
 	http_reply_empty(req, 204);
+out:
+	callexit_free(&x);
 }

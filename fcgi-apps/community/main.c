@@ -7,6 +7,7 @@
  * GET /metrics/community. */
 #include "app.h"
 #include "community.h"
+#include "limits.h"
 #include "mediaurl.h"
 
 #define A ROUTE_AUTH
@@ -44,9 +45,11 @@ static const struct route routes[] = {
 	{"DELETE", "/api/posts/:id/reactions/:emoji", reactions_delete, A, 0},
 };
 
-/* posts list their media with signed URLs (lib/mediaurl) */
+/* posts list their media with signed URLs (lib/mediaurl); the write
+ * routes obey the per-user limits of lib/limits */
 static int community_init(void)
 {
+	limits_init();
 	return mediaurl_init();
 }
 

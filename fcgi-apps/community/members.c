@@ -1,4 +1,6 @@
-/* members: join, leave, list, set role, remove; bans. */
+/* members: join, leave, list, set role, remove; bans.  Leaving, removal
+ * and a ban also take the user out of the community's ongoing calls
+ * (callexit.c). */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +168,7 @@ void members_join(struct http_req *req)
 void members_leave(struct http_req *req)
 {
 	struct community cm;
+	struct callexit x = {0};
 	int n;
 
 	if (community_access_param(req, "id", ROLE_NONE, &cm) < 0)
@@ -183,14 +186,17 @@ void members_leave(struct http_req *req)
 		return;
 	n = membership_delete(req, cm.id, req->user_id);
 	if (n < 0)
-		return;
+		goto out;
 	if (n && events_emit(req, "member_left", cm.id, "user_id", req->user_id, NULL, 0) < 0)
-		return;
-	if (db_commit_or_reply(req) < 0)
-		return;
+		goto out;
+	if (callexit_leave(req, cm.id, req->user_id, &x) < 0 || db_commit_or_reply(req) < 0)
+		goto out;
 	feedcache_bump_access(cm.id);
 	mirror_member_gone(cm.id, req->user_id);
+	callexit_mirror(&x);
 	http_reply_empty(req, 204);
+out:
+	callexit_free(&x);
 }
 
 static struct json_object *member_row(const struct db_res *r, int row, void *ctx)
@@ -297,6 +303,7 @@ void members_put(struct http_req *req)
 void members_delete(struct http_req *req)
 {
 	struct community cm;
+	struct callexit x = {0};
 	enum role now;
 	int64_t uid;
 	int n;
@@ -312,16 +319,19 @@ void members_delete(struct http_req *req)
 		return;
 	n = membership_delete(req, cm.id, uid);
 	if (n < 0)
-		return;
+		goto out;
 	if (n && events_emit(req, "member_removed", cm.id, "user_id", uid, NULL, 0) < 0)
-		return;
-	if (db_commit_or_reply(req) < 0)
-		return;
+		goto out;
+	if (callexit_leave(req, cm.id, uid, &x) < 0 || db_commit_or_reply(req) < 0)
+		goto out;
 	log_info("audit: user %lld removed user %lld from community %lld",
 		 (long long)req->user_id, (long long)uid, (long long)cm.id);
 	feedcache_bump_access(cm.id);
 	mirror_member_gone(cm.id, uid);
+	callexit_mirror(&x);
 	http_reply_empty(req, 204);
+out:
+	callexit_free(&x);
 }
 
 #define BAN_SQL "SELECT " USER_COLS ", b.reason, b.banned_by, " TH_TIME_SQL("b.created_at") \
@@ -345,6 +355,7 @@ static struct json_object *ban_json(const struct db_res *r, int row, int64_t cid
 void bans_create(struct http_req *req)
 {
 	struct community cm;
+	struct callexit x = {0};
 	const char *reason;
 	int64_t uid;
 	enum role now;
@@ -374,11 +385,12 @@ void bans_create(struct http_req *req)
 	db_res_free(r);
 	n = membership_delete(req, cm.id, uid);
 	if (n < 0 || events_emit(req, "member_banned", cm.id, "user_id", uid, NULL, 0) < 0 ||
-	    db_commit_or_reply(req) < 0)
-		return;
+	    callexit_leave(req, cm.id, uid, &x) < 0 || db_commit_or_reply(req) < 0)
+		goto out;
 	log_info("audit: user %s banned user %s from community %s", by, u, c);
 	feedcache_bump_access(cm.id);
 	mirror_ban(cm.id, uid);
+	callexit_mirror(&x);
 	{
 		const char *params[] = {c, u};
 
@@ -386,9 +398,11 @@ void bans_create(struct http_req *req)
 				     BAN_SQL "WHERE b.community_id = $1 AND b.user_id = $2", 2, params);
 	}
 	if (!r)
-		return;
+		goto out;
 	http_reply_json(req, 201, ban_json(r, 0, cm.id));
 	db_res_free(r);
+out:
+	callexit_free(&x);
 }
 
 void bans_delete(struct http_req *req)

@@ -23,6 +23,7 @@
 
 #include "events.h"
 #include "jh.h"
+#include "limits.h"
 #include "log.h"
 #include "mediaurl.h"
 #include "page.h"
@@ -308,7 +309,7 @@ void posts_create(struct http_req *req)
 	if (jh_string_or_400(req, req->json, "title", 0, POST_TITLE_MAX, 0, &title) < 0 ||
 	    jh_string_or_400(req, req->json, "body", 1, POST_BODY_MAX,
 			     JH_REQUIRED | JH_MULTILINE, &body) < 0 ||
-	    media_ids_or_400(req, &media) < 0)
+	    media_ids_or_400(req, &media) < 0 || limits_take_or_reply(req, LIMIT_POST) < 0)
 		return;
 	{
 		const char *params[] = {id_text(cid, c.id), id_text(uid, req->user_id),

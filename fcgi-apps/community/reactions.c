@@ -5,12 +5,18 @@
  * (C0, DEL, C1) and without whitespace, so it is safe as a JSON key and in a
  * log line.  A change (a row really inserted or deleted) bumps the feed
  * version: counts live in the cached posts.  No event: reactions are not
- * among the changes others see live (docs/events.md). */
+ * among the changes others see live (docs/events.md).  Both count against
+ * the caller's reaction budget (lib/limits), and a post holds at most
+ * TH_REACTION_KINDS_MAX (50) distinct kinds: a new kind beyond them is 400
+ * validation_failed (field emoji); adding one of its kinds stays allowed. */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "db.h"
 #include "jh.h"
+#include "limits.h"
 #include "log.h"
 #include "posts.h"
 
@@ -65,27 +71,40 @@ bad:
 	return NULL;
 }
 
+/* PUT: adds the caller's reaction, unless the emoji is a new kind on a post
+ * that has limits.reaction_kinds_max kinds already.  The post's row is
+ * locked first (FOR NO KEY UPDATE, the lock the counting trigger takes
+ * anyway), so concurrent new kinds are counted one after the other and the
+ * cap holds exactly; FOR UPDATE reads the newest counts after the wait.
+ * One row: (post found, kind allowed, inserted). */
+static const char PUT_SQL[] =
+	"WITH p AS (SELECT id, reaction_counts ? $3 "
+	"  OR (SELECT count(*) FROM jsonb_object_keys(reaction_counts)) < $4 AS ok "
+	"  FROM posts WHERE id = $1 FOR NO KEY UPDATE), "
+	"ins AS (INSERT INTO reactions (post_id, user_id, emoji) SELECT $1, $2, $3 FROM p "
+	"  WHERE p.ok ON CONFLICT DO NOTHING RETURNING 1) "
+	"SELECT (SELECT count(*) FROM p), coalesce((SELECT ok FROM p), false), "
+	"  (SELECT count(*) FROM ins)";
+
 /* put: 1 to add, 0 to remove. */
 static void reaction_set(struct http_req *req, int put)
 {
 	struct community c;
 	struct post_ref p;
 	const char *emoji;
-	char pid[24], uid[24];
-	const char *params[3];
+	char pid[24], uid[24], kinds[24];
+	const char *params[4];
 	struct db_res *r;
 	long long changed;
 
 	if (post_access_or_reply(req, "id", DB_PRIMARY, ROLE_MEMBER, &c, &p) < 0 ||
-	    !(emoji = emoji_or_400(req)))
+	    !(emoji = emoji_or_400(req)) || limits_take_or_reply(req, LIMIT_REACTION) < 0)
 		return;
 	params[0] = id_text(pid, p.id);
 	params[1] = id_text(uid, req->user_id);
 	params[2] = emoji;
-	r = put ? db_exec(DB_PRIMARY,
-			  "INSERT INTO reactions (post_id, user_id, emoji) VALUES ($1, $2, $3) "
-			  "ON CONFLICT DO NOTHING",
-			  3, params)
+	params[3] = id_text(kinds, limits.reaction_kinds_max);
+	r = put ? db_exec(DB_PRIMARY, PUT_SQL, 4, params)
 		: db_exec(DB_PRIMARY,
 			  "DELETE FROM reactions WHERE post_id = $1 AND user_id = $2 AND emoji = $3",
 			  3, params);
@@ -103,7 +122,25 @@ static void reaction_set(struct http_req *req, int put)
 		}
 		return;
 	}
-	changed = db_res_affected(r);
+	if (put) {
+		if (strcmp(db_res_get(r, 0, 0), "0") == 0) { /* deleted since the check */
+			db_res_free(r);
+			http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
+			return;
+		}
+		if (strcmp(db_res_get(r, 0, 1), "t") != 0) {
+			char msg[96];
+
+			db_res_free(r);
+			snprintf(msg, sizeof(msg), "a post has at most %ld kinds of reaction",
+				 limits.reaction_kinds_max);
+			http_reply_error(req, TH_EVALIDATION, msg, "emoji");
+			return;
+		}
+		changed = strtoll(db_res_get(r, 0, 2), NULL, 10);
+	} else {
+		changed = db_res_affected(r);
+	}
 	db_res_free(r);
 	if (changed) {
 		feedcache_bump(c.id);

@@ -356,40 +356,79 @@ static const char *status_text(int status)
 	}
 }
 
+/* Appends "name: value\r\n" to out (size bytes, n used) with value cut at
+ * HTTP_HEADER_VALUE_MAX bytes and stripped of CR, LF and other control
+ * bytes: whatever set it, a value can neither split the header block nor
+ * run past the buffer.  0, or -1 when it does not fit (never written past). */
+static int put_header(char *out, size_t size, size_t *n, const char *name, const char *value,
+		      const char *suffix)
+{
+	size_t nl = strnlen(name, HTTP_HEADER_NAME_MAX), vl = strnlen(value, HTTP_HEADER_VALUE_MAX);
+	size_t sl = strlen(suffix), i;
+	char *p;
+
+	if (nl == 0 || *n + nl + 2 + vl + sl + 2 > size)
+		return -1;
+	p = out + *n;
+	for (i = 0; i < nl; i++) /* a name is a token: anything else becomes '-' */
+		*p++ = (name[i] > ' ' && name[i] < 127 && name[i] != ':') ? name[i] : '-';
+	*p++ = ':';
+	*p++ = ' ';
+	for (i = 0; i < vl; i++)
+		*p++ = ((unsigned char)value[i] < ' ' || value[i] == 127) ? ' ' : value[i];
+	memcpy(p, suffix, sl);
+	p += sl;
+	*p++ = '\r';
+	*p++ = '\n';
+	*n = (size_t)(p - out);
+	return 0;
+}
+
 char *http_serialize(const struct http_req *req, size_t *len)
 {
 	const struct http_resp *r = &req->resp;
-	size_t size = 256 + r->body_len, n;
-	char *out;
+	/* every line's bound is known before a byte is written: the status
+	 * line (64), Content-Type and Content-Length (each name + value bound
+	 * + 24), each header (name + value bounds + 4), the blank line */
+	size_t per = HTTP_HEADER_NAME_MAX + HTTP_HEADER_VALUE_MAX + 24;
+	size_t size = 64 + 2 * per + (size_t)(r->nheaders > 0 ? r->nheaders : 0) * per + 2 +
+		      r->body_len, n;
+	int has_body = r->status != 204 && r->status != 304;
+	char num[32], *out;
 	int i, m;
 
-	for (i = 0; i < r->nheaders; i++)
-		size += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 4;
-	out = arena_alloc(req->arena, size);
+	*len = 0;
+	if (r->nheaders < 0 || r->nheaders > HTTP_MAX_HEADERS || r->status < 100 || r->status > 999)
+		return NULL;
+	out = arena_alloc(req->arena, size + 1); /* + a NUL after it all */
 	if (!out)
 		return NULL;
 	m = snprintf(out, size, "Status: %d %s\r\n", r->status, status_text(r->status));
+	if (m < 0 || (size_t)m >= size)
+		return NULL;
 	n = (size_t)m;
-	if (r->content_type) {
-		m = snprintf(out + n, size - n, "Content-Type: %s%s\r\n", r->content_type,
-			     strcmp(r->content_type, "application/json") == 0 ? "; charset=utf-8" : "");
-		n += (size_t)m;
+	if (r->content_type &&
+	    put_header(out, size, &n, "Content-Type", r->content_type,
+		       strcmp(r->content_type, "application/json") == 0 ? "; charset=utf-8" : "") < 0)
+		return NULL;
+	if (has_body) {
+		snprintf(num, sizeof(num), "%zu", r->body_len);
+		if (put_header(out, size, &n, "Content-Length", num, "") < 0)
+			return NULL;
 	}
-	if (r->status != 204 && r->status != 304) {
-		m = snprintf(out + n, size - n, "Content-Length: %zu\r\n", r->body_len);
-		n += (size_t)m;
-	}
-	for (i = 0; i < r->nheaders; i++) {
-		m = snprintf(out + n, size - n, "%s: %s\r\n", r->headers[i].name,
-			     r->headers[i].value);
-		n += (size_t)m;
-	}
+	for (i = 0; i < r->nheaders; i++)
+		if (!r->headers[i].name || !r->headers[i].value ||
+		    put_header(out, size, &n, r->headers[i].name, r->headers[i].value, "") < 0)
+			return NULL;
+	if (n + 2 + (has_body ? r->body_len : 0) > size)
+		return NULL;
 	memcpy(out + n, "\r\n", 2);
 	n += 2;
-	if (r->status != 204 && r->status != 304 && r->body_len) {
+	if (has_body && r->body_len) {
 		memcpy(out + n, r->body, r->body_len);
 		n += r->body_len;
 	}
+	out[n] = '\0';
 	*len = n;
 	return out;
 }

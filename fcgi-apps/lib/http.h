@@ -20,6 +20,8 @@ struct json_object;
 #define HTTP_MAX_HEADERS 16
 #define HTTP_MAX_PARAMS 8
 #define HTTP_PATH_MAX 2048
+#define HTTP_HEADER_NAME_MAX 64
+#define HTTP_HEADER_VALUE_MAX 1024
 
 /* Reads up to n bytes into buf; returns the count, 0 at end of body, -1 on
  * error.  The app loop wires it to FCGX_GetStr; unit tests to a buffer. */
@@ -116,7 +118,12 @@ int http_set_header(struct http_req *req, const char *name, const char *value);
 /* Adds a response header (copied into the arena).  -1 when full. */
 int http_add_header(struct http_req *req, const char *name, const char *value);
 
-/* Serializes req->resp as a FastCGI/CGI response into the arena. */
+/* Serializes req->resp as a FastCGI/CGI response into the arena.  Every
+ * header is bounded: a name to HTTP_HEADER_NAME_MAX bytes, a value (the
+ * Content-Type included) to HTTP_HEADER_VALUE_MAX, control bytes in either
+ * replaced; the buffer is sized from those bounds, so nothing a handler set
+ * can write past it.  NULL when out of memory or the response is malformed
+ * (the loop then sends a static 500). */
 char *http_serialize(const struct http_req *req, size_t *len);
 
 /* Percent-decodes n bytes of s into the arena ('+' is a space only when

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "config.h"
 #include "db.h"
 #include "log.h"
 
@@ -19,7 +20,7 @@
 #define REVOKE_SYNC_MS 1000
 #define REVOKE_OVERLAP_MS 5000   /* re-read this much before the newest score:
 				  * hosts' clocks and commit order differ */
-#define REVOKE_MAX_ENTRIES (1u << 20)
+#define REVOKE_MAX_ENTRIES (1u << 20) /* default; TH_REVOKE_MAX_ENTRIES lowers it */
 #define REVOKE_PG_CACHE 256
 
 struct entry {
@@ -28,7 +29,12 @@ struct entry {
 };
 
 static struct entry *set;
-static size_t set_cap, set_len;
+static size_t set_cap, set_len, set_max = REVOKE_MAX_ENTRIES;
+/* The local set is full and a revocation was left out of it: until every
+ * token such a revocation could stop has expired (this time, in ms), a
+ * session that is not in the set is asked of PostgreSQL instead of being
+ * taken as live.  0: nothing was ever left out. */
+static long long overflow_until_ms;
 static long ttl_ms;
 static long long last_sync_ms = -REVOKE_SYNC_MS;
 static long long newest_ms;      /* highest score seen in Redis */
@@ -62,15 +68,27 @@ static size_t slot_of(int64_t sid, size_t cap)
 }
 
 static int set_grow(void);
+static int set_has(int64_t sid);
 
 static void set_put(int64_t sid, int64_t at_ms)
 {
 	size_t i;
+	long long until;
 
 	if (sid <= 0)
 		return;
-	if ((set_len + 1) * 2 > set_cap && set_grow() < 0)
+	if ((set_len + 1) * 2 > set_cap && !set_has(sid) && set_grow() < 0) {
+		/* full (or out of memory): never drop a revocation silently —
+		 * remember that the set is incomplete, and for how long */
+		until = (long long)at_ms + ttl_ms + 60000;
+		if (until > overflow_until_ms) {
+			if (!overflow_until_ms || overflow_until_ms < now_ms())
+				log_warn("revocations: local set full (%zu); checking sessions "
+					 "outside it in PostgreSQL", set_len);
+			overflow_until_ms = until;
+		}
 		return;
+	}
 	for (i = slot_of(sid, set_cap);; i = (i + 1) & (set_cap - 1)) {
 		if (set[i].sid == sid) {
 			if (at_ms > set[i].at_ms)
@@ -111,7 +129,7 @@ static int set_grow(void)
 {
 	size_t cap = set_cap * 2;
 
-	if (cap > REVOKE_MAX_ENTRIES * 2) {
+	if (cap > set_max * 2) {
 		/* over the bound: forget the expired first; if still full, the
 		 * newest revocation is checked in PostgreSQL instead */
 		return set_rebuild(set_cap) == 0 && (set_len + 1) * 2 <= set_cap ? 0 : -1;
@@ -134,7 +152,11 @@ int revoke_init(const char *seq_path, long ttl_s)
 	int fd;
 
 	ttl_ms = ttl_s * 1000;
+	set_max = (size_t)cfg_int("TH_REVOKE_MAX_ENTRIES", REVOKE_MAX_ENTRIES, 16, REVOKE_MAX_ENTRIES);
+	overflow_until_ms = 0;
 	set_cap = 1024;
+	while (set_cap > set_max * 2) /* a small bound starts small */
+		set_cap /= 2;
 	set = calloc(set_cap, sizeof(*set));
 	if (!set)
 		return -1;
@@ -356,7 +378,8 @@ int revoke_check(int64_t session_id)
 	}
 	if (set_has(session_id))
 		return 1;
-	if (degraded)
+	/* degraded: Redis is out; overflow: the set misses revocations */
+	if (degraded || now < overflow_until_ms)
 		return check_pg(session_id, now);
 	return 0;
 }

@@ -12,7 +12,13 @@
  * notices rebuild the set from PostgreSQL, so a flush never revives a revoked
  * session.  While Redis is unreachable, sessions are checked in PostgreSQL
  * (each answer kept for one second); when neither answers, the caller cannot
- * decide and must refuse. */
+ * decide and must refuse.
+ *
+ * The local set holds at most TH_REVOKE_MAX_ENTRIES (default 2^20) live
+ * revocations.  When a revocation does not fit, none is dropped silently:
+ * until every token it could stop has expired, any session not found in the
+ * set is checked in PostgreSQL (as while Redis is out), so a revoked session
+ * is still refused and, with PostgreSQL down too, nothing is let through. */
 #ifndef TH_REVOKE_H
 #define TH_REVOKE_H
 

@@ -12,7 +12,17 @@
  *   TH_MEDIA_GRANT_TTL      how long nginx may reuse a download answer that
  *                           is the same for every caller, default 1 s, 0 off
  *   TH_MEDIA_URL_SECRET_FILE default $TH_VAR_DIR/keys/media-url.secret
- *   TH_MEDIA_STORAGE        local (default) | s3 (storage.h) */
+ *   TH_MEDIA_STORAGE        local (default) | s3 (storage.h)
+ *   TH_MEDIA_IMAGE_PER_USER images in processing at once per user, 2 (budget.c)
+ *   TH_MEDIA_IMAGE_HOLD_S   how long a dead worker's place may stay taken, 300
+ *   TH_MEDIA_HEAVY_PIXELS   an image over this takes a host slot, 4000000
+ *   TH_MEDIA_HEAVY_CONCURRENCY  such images at once on the host, cores / 2 (>= 1)
+ *   TH_MEDIA_HEAVY_WAIT_MS  how long one waits for a slot before 429, 1000
+ *   TH_MEDIA_MAGICK_MEMORY / _MAP / _DISK  ImageMagick's pixel cache limits per
+ *                           worker, 1 GiB / 1 GiB / 3 GiB (image.c)
+ *   TH_MEDIA_IMAGE_TIMEOUT_MS  one image's processing, 60000 (then 400)
+ *   TH_FFMPEG, TH_MEDIA_VIDEO_TIMEOUT_S  the metadata strip of videos, ffmpeg /
+ *                           120 s (video.c) */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,7 +61,8 @@ static int media_init(void)
 		fprintf(stderr, "media: libsodium failed to initialize\n");
 		return -1;
 	}
-	if (access_init() < 0 || detect_init() < 0 || image_init() < 0 || upload_init() < 0 ||
+	if (access_init() < 0 || detect_init() < 0 || image_init() < 0 || budget_init() < 0 || video_init() < 0 ||
+	    upload_init() < 0 ||
 	    storage_select() < 0)
 		return -1;
 	return 0;
@@ -61,6 +72,7 @@ static void media_fini(void)
 {
 	if (storage)
 		storage->fini();
+	budget_fini();
 	image_fini();
 	detect_fini();
 }

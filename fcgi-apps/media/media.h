@@ -96,8 +96,18 @@ struct img_out {
 	struct img_file thumb;    /* fits 320x320 */
 	struct img_file medium;   /* fits 1280x1280 */
 };
+/* Writes the app's ImageMagick policy ($TH_VAR_DIR/media/magick), then
+ * starts MagickWand with the limits of image.c.  0, or -1 with a message. */
 int image_init(void);
 void image_fini(void);
+/* The pixels of every frame of the image at src, from its header alone (no
+ * decoding).  TH_EVALIDATION when the header cannot be read. */
+enum th_err image_pixels(const char *src, const char *mime, unsigned long long *pixels);
+/* 1 when ImageMagick still counts pixel cache (memory, map or disk) as held
+ * although no image is alive: a coder's error path leaked a copy.  The
+ * accounting is per process and cannot be reset, so the worker should exit
+ * after its reply (upload.c) and let multiwatch start a fresh one. */
+int image_resources_held(void);
 /* Checks the image at src (pixels counted with a ping before decoding), then
  * writes the three files of out into media_cfg.tmp_dir.  TH_EVALIDATION with
  * a message for a corrupt, truncated or too large image; TH_EINTERNAL
@@ -105,6 +115,32 @@ void image_fini(void);
 enum th_err image_process(const char *src, const char *mime, struct img_out *out,
 			  char *msg, size_t msgsize);
 void image_out_unlink(struct img_out *out);
+
+/* ---- video.c: ffmpeg, metadata stripped by a stream copy ---- */
+int video_init(void);
+/* Writes src (an MP4 or WebM) without its global, stream and chapter
+ * metadata (GPS location among them) to a new temporary file whose path goes
+ * into out (the caller unlinks it).  TH_EVALIDATION with a message when
+ * ffmpeg cannot read it or takes too long; TH_EUNAVAILABLE when ffmpeg
+ * cannot be run.  On failure out is "" and nothing is left behind. */
+enum th_err video_strip(const char *src, const char *mime, char out[4096], char *msg,
+			size_t msgsize);
+
+/* ---- budget.c: images processed at once, per user and per host ---- */
+struct budget {
+	int user_taken;          /* holds one of the user's places */
+	int slot;                /* host slot (slots.h), -1: none */
+};
+int budget_init(void);
+void budget_fini(void);
+/* One of the caller's places (TH_MEDIA_IMAGE_PER_USER at once, Redis).
+ * 0, or -1 when replied: 429 over the limit, 503 when Redis is out. */
+int budget_user_take(struct http_req *req, struct budget *b);
+/* A host-wide slot for an image of `pixels`, when it is large; waits at most
+ * TH_MEDIA_HEAVY_WAIT_MS.  0, or -1 when replied 429 with Retry-After. */
+int budget_host_take(struct http_req *req, unsigned long long pixels, struct budget *b);
+/* Gives back whatever b holds (safe on a zeroed or released b). */
+void budget_release(struct http_req *req, struct budget *b);
 
 /* ---- hashing helpers (upload.c) ---- */
 /* SHA-256 of a file as lower-case hex; size into *size.  0 or -1. */

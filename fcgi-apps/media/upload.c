@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ struct sink {
 	long long bytes;                 /* file bytes written */
 	EVP_MD_CTX *sha;                 /* owned: freed at upload_create's exit */
 	int too_large;
+	int io_error;                    /* hashing or writing failed (ours) */
 };
 
 static int c_uploads = -2, c_bytes = -2;
@@ -72,6 +74,7 @@ static int sink_write(void *ctx, const char *buf, size_t n)
 	}
 	if (EVP_DigestUpdate(s->sha, buf, n) != 1) {
 		log_error("upload: SHA-256 update failed");
+		s->io_error = 1;
 		return -1;
 	}
 	while (n > 0) {
@@ -81,6 +84,7 @@ static int sink_write(void *ctx, const char *buf, size_t n)
 			if (errno == EINTR)
 				continue;
 			log_error("upload: write: %s", strerror(errno));
+			s->io_error = 1;
 			return -1;
 		}
 		buf += w;
@@ -166,6 +170,7 @@ static int receive(struct http_req *req, struct sink *s, const char **filename)
 	struct mp *mp = NULL;
 	long long total = 0;
 	long n;
+	int failed = 0;
 
 	*filename = NULL;
 	if (!buf) {
@@ -187,22 +192,30 @@ static int receive(struct http_req *req, struct sink *s, const char **filename)
 	}
 	while ((n = http_read_chunk(req, buf, MEDIA_CHUNK)) > 0) {
 		total += n;
-		if (mp ? mp_feed(mp, buf, (size_t)n) < 0 : sink_write(s, buf, (size_t)n) < 0)
+		if (mp ? mp_feed(mp, buf, (size_t)n) < 0 : sink_write(s, buf, (size_t)n) < 0) {
+			failed = 1;
 			break;
+		}
 	}
 	if (s->too_large) {
 		too_large(req);
+		return -1;
+	}
+	/* the parser refused the body (not our storage): the client's fault,
+	 * wherever in the body it happened */
+	if (failed && mp && mp->state == MP_ERROR && !s->io_error) {
+		http_reply_error(req, TH_EVALIDATION, mp->error ? mp->error : "malformed multipart body",
+				 "file");
+		return -1;
+	}
+	if (failed) {
+		http_reply_error(req, TH_EUNAVAILABLE, "cannot store the upload", NULL);
 		return -1;
 	}
 	if (n < 0 || (req->content_length >= 0 && total < req->content_length)) {
 		/* the client (or nginx) went away mid-body */
 		log_info("upload cut off after %lld of %lld bytes", total, req->content_length);
 		http_reply_error(req, TH_EVALIDATION, "the upload was cut off", NULL);
-		return -1;
-	}
-	if (n > 0 || (mp && mp->state == MP_ERROR && mp->error &&
-		      strcmp(mp->error, "cannot store the upload") == 0)) {
-		http_reply_error(req, TH_EUNAVAILABLE, "cannot store the upload", NULL);
 		return -1;
 	}
 	if (mp) {
@@ -321,11 +334,12 @@ void upload_create(struct http_req *req)
 {
 	const char *cid = http_query(req, "community_id"), *qname = http_query(req, "filename");
 	const char *partname, *mime, *kind, *orig_path, *filename;
-	char tmp[4096] = "", sha[MEDIA_SHA_HEX + 1], size_s[24], w_s[16], h_s[16], lock_s[24];
+	char tmp[4096] = "", vid[4096] = "", sha[MEDIA_SHA_HEX + 1], size_s[24], w_s[16], h_s[16], lock_s[24];
 	char uid[24], msg[128], *id = NULL;
 	struct sink s = {.fd = -1};
 	struct img_out img;
 	struct json_object *variants = NULL;
+	struct budget budget = {.slot = -1};
 	struct media_row m;
 	struct db_res *r = NULL;
 	long long used, size, cid_n;
@@ -333,6 +347,12 @@ void upload_create(struct http_req *req)
 	enum th_err e;
 
 	memset(&img, 0, sizeof(img));
+	/* 0. nginx's auth_request before the body (conf/nginx): the loop has
+	 * verified the token (ROUTE_AUTH), which is all that is asked */
+	if (http_env(req, "TH_MEDIA_UPLOAD_CHECK")) {
+		http_reply_empty(req, 204);
+		goto out;
+	}
 	/* 1. who and where, before a byte is read */
 	if (cid && *cid) {
 		if (cfg_parse_int(cid, 1, INT64_MAX, &cid_n) < 0) {
@@ -395,10 +415,30 @@ void upload_create(struct http_req *req)
 					   "MP3, Ogg or PDF" : NULL, e == TH_EUNSUPPORTED ? "file" : NULL);
 		goto out;
 	}
-	/* 4. images: re-encoded without metadata, and their variants */
+	/* 4. images: re-encoded without metadata, and their variants, within
+	 * the user's and the host's budgets (budget.c) */
 	if (strcmp(kind, "image") == 0) {
+		unsigned long long pixels = 0;
+
 		is_image = 1;
+		if (budget_user_take(req, &budget) < 0)
+			goto out;
+		e = image_pixels(tmp, mime, &pixels);
+		if (e == TH_OK && pixels <= (unsigned long long)media_cfg.max_pixels &&
+		    budget_host_take(req, pixels, &budget) < 0)
+			goto out;
+		/* a header that cannot be read gets image_process's answer */
 		e = image_process(tmp, mime, &img, msg, sizeof(msg));
+		budget_release(req, &budget);
+		if (image_resources_held()) {
+			/* a coder leaked pixel cache: this worker's ImageMagick
+			 * accounting is spoiled for good.  SIGTERM is blocked
+			 * while a request runs: the worker finishes this reply,
+			 * then exits and multiwatch starts a fresh one. */
+			log_warn("image: pixel cache still counted after the request; "
+				 "restarting this worker");
+			kill(getpid(), SIGTERM);
+		}
 		if (e != TH_OK) {
 			http_reply_error(req, e, msg, e == TH_EVALIDATION ? "file" : NULL);
 			goto out;
@@ -411,6 +451,20 @@ void upload_create(struct http_req *req)
 		json_object_object_add(variants, "medium", variant_json(&img.medium));
 		snprintf(w_s, sizeof(w_s), "%d", img.original.width);
 		snprintf(h_s, sizeof(h_s), "%d", img.original.height);
+	}
+	/* 4b. videos: the same frames, without the metadata (video.c) */
+	if (strcmp(kind, "video") == 0) {
+		e = video_strip(tmp, mime, vid, msg, sizeof(msg));
+		if (e != TH_OK) {
+			http_reply_error(req, e, e == TH_EUNAVAILABLE ? "cannot process the video now"
+				 : msg, e == TH_EVALIDATION ? "file" : NULL);
+			goto out;
+		}
+		if (media_sha256_file(vid, sha, &size) < 0) {
+			http_reply_error(req, TH_EUNAVAILABLE, "cannot store the upload", NULL);
+			goto out;
+		}
+		orig_path = vid;
 	}
 	filename = media_clean_filename(req->arena, qname && *qname ? qname
 					: partname ? partname : "file");
@@ -476,6 +530,7 @@ void upload_create(struct http_req *req)
 out:
 	if (in_tx)
 		db_rollback();
+	budget_release(req, &budget);
 	db_res_free(r);
 	json_object_put(variants);
 	if (s.fd >= 0)
@@ -484,5 +539,7 @@ out:
 	/* put() consumed what it stored; anything left is ours to remove */
 	if (tmp[0])
 		unlink(tmp);
+	if (vid[0])
+		unlink(vid);
 	image_out_unlink(&img);
 }

@@ -18,7 +18,15 @@
  * committed.
  *
  * Events: call_started + call_invite (creation), call_joined, call_left,
- * call_ended. */
+ * call_ended.
+ *
+ * A member who leaves, is removed or is banned is taken out of the
+ * community's ongoing calls by the community app in the same transaction
+ * (community/callexit.c); create and join lock the caller's membership row
+ * first, so they cannot slip a participant in behind it.  Starting or
+ * joining a call counts against the caller's call budget (lib/limits:
+ * TH_RL_CALL_MAX per TH_RL_CALL_WINDOW, 20 a minute): each start rings
+ * every member's inbox. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +36,7 @@
 #include "db.h"
 #include "events.h"
 #include "jh.h"
+#include "limits.h"
 #include "log.h"
 #include "metrics.h"
 #include "realtime.h"
@@ -61,14 +70,32 @@ static void mirror(const char *cmd, const char *key, const char *member)
 	cache_reply_free(r);
 }
 
+static void mirror_leave(int64_t call, int64_t uid, int ended);
+
+/* After the join committed.  A leave, removal or ban committed in between
+ * (community/callexit.c, or the bridge's offline cleanup) removes the
+ * member from Redis after its own commit, which may come before our SADD:
+ * so the row is read again after the SADD, and a participant gone by then
+ * is removed again.  Either that read sees the row (the remover's SREM
+ * comes after it, so after our SADD) or it does not (our SREM). */
 static void mirror_join(int64_t call, int64_t uid)
 {
 	char key[64], c[24], u[24];
+	const char *params[] = {rt_id_text(c, call), rt_id_text(u, uid)};
+	struct db_res *r;
 
 	snprintf(key, sizeof(key), "th:call:%lld:participants", (long long)call);
-	mirror("SADD", key, rt_id_text(u, uid));
+	mirror("SADD", key, u);
 	snprintf(key, sizeof(key), "th:user:%lld:calls", (long long)uid);
-	mirror("SADD", key, rt_id_text(c, call));
+	mirror("SADD", key, c);
+	r = db_exec(DB_PRIMARY,
+		    "SELECT 1 FROM call_participants WHERE call_id = $1 AND user_id = $2", 2,
+		    params);
+	if (r && db_res_rows(r) == 0) {
+		log_info("calls: user %s left call %s while joining; mirror undone", u, c);
+		mirror_leave(call, uid, 0);
+	}
+	db_res_free(r);
 }
 
 static void mirror_leave(int64_t call, int64_t uid, int ended)
@@ -191,6 +218,35 @@ static int call_load(struct http_req *req, struct call_ref *c, struct rt_channel
 	return 0;
 }
 
+/* Locks the caller's membership row (FOR SHARE) in the current transaction,
+ * before any call or channel row: a leave, removal or ban deletes that row
+ * and then takes the user out of the community's calls (community app,
+ * callexit.c), so a join racing with it either commits first (and is
+ * undone by it) or waits and finds no membership.  -1 when replied (403
+ * when the membership is gone since channel_access). */
+static int membership_lock(struct http_req *req, const struct rt_channel *ch)
+{
+	char c[24], u[24];
+	const char *params[] = {rt_id_text(c, ch->community_id), rt_id_text(u, req->user_id)};
+	struct db_res *r;
+	int n;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT 1 FROM memberships WHERE community_id = $1 AND user_id = $2 "
+			     "FOR SHARE",
+			     2, params);
+	if (!r)
+		return -1;
+	n = db_res_rows(r);
+	db_res_free(r);
+	if (n != 1) {
+		http_reply_error(req, TH_EFORBIDDEN, "you are not a member of this community",
+				 NULL);
+		return -1;
+	}
+	return 0;
+}
+
 /* Adds uid to call (in the current transaction); 1 when added, 0 when
  * already in it, -1 on error (replied). */
 static int participant_add(struct http_req *req, int64_t call, int64_t uid)
@@ -276,11 +332,12 @@ void calls_create(struct http_req *req)
 	int64_t chid, call;
 
 	if (jh_int_or_400(req, req->json, "channel_id", 1, INT64_MAX, true, NULL, &chid) < 0 ||
-	    channel_access(req, chid, RT_MEMBER, &ch) < 0)
+	    channel_access(req, chid, RT_MEMBER, &ch) < 0 ||
+	    limits_take_or_reply(req, LIMIT_CALL) < 0)
 		return;
 	rt_id_text(chs, ch.id);
 	rt_id_text(uid, req->user_id);
-	if (db_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0 || membership_lock(req, &ch) < 0)
 		return;
 	{
 		const char *params[] = {chs};
@@ -368,10 +425,11 @@ void calls_join(struct http_req *req)
 	const char *params[1];
 	struct db_res *r;
 
-	if (call_load(req, &c, &ch) < 0 || channel_check(req, &ch, RT_MEMBER, "call") < 0)
+	if (call_load(req, &c, &ch) < 0 || channel_check(req, &ch, RT_MEMBER, "call") < 0 ||
+	    limits_take_or_reply(req, LIMIT_CALL) < 0)
 		return;
 	params[0] = rt_id_text(cs, c.id);
-	if (db_begin_or_reply(req) < 0)
+	if (db_begin_or_reply(req) < 0 || membership_lock(req, &ch) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "SELECT ended_at IS NOT NULL FROM calls WHERE id = $1 FOR UPDATE", 1,

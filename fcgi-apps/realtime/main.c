@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "app.h"
+#include "limits.h"
 #include "realtime.h"
 
 #define A ROUTE_AUTH
@@ -36,6 +37,7 @@ static int realtime_init(void)
 		fprintf(stderr, "realtime: libsodium failed to initialize\n");
 		return -1;
 	}
+	limits_init();
 	if (calls_init() < 0 || turn_init() < 0)
 		return -1;
 	return 0;

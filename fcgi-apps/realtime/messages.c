@@ -25,6 +25,7 @@
 #include "db.h"
 #include "events.h"
 #include "jh.h"
+#include "limits.h"
 #include "log.h"
 #include "page.h"
 #include "realtime.h"
@@ -292,7 +293,8 @@ void messages_create(struct http_req *req)
 	if (uuid_field_or_400(req, "id", &given) < 0 ||
 	    jh_string_or_400(req, req->json, "body", 1, MSG_BODY_MAX, JH_REQUIRED | JH_MULTILINE,
 			     &body) < 0 ||
-	    uuid_field_or_400(req, "reply_to", &reply_to) < 0)
+	    uuid_field_or_400(req, "reply_to", &reply_to) < 0 ||
+	    limits_take_or_reply(req, LIMIT_MESSAGE) < 0)
 		return;
 	if (given) {
 		/* the canonical (lower case) form, as PostgreSQL prints it */

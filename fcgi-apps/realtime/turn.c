@@ -9,7 +9,9 @@
  *                        trailing whitespace is not part of it
  *   TH_TURN_HOST         host in the URLs (127.0.0.1): a name or an IPv4 address
  *   TH_TURN_PORT         listening port of coturn (TH_PORT_BASE + 5)
- *   TH_TURN_TTL          credential lifetime in seconds (86400)
+ *   TH_TURN_TTL          credential lifetime in seconds (3600: a credential
+ *                        handed to a member who is banned later relays for an
+ *                        hour at most)
  * The secret file is read on first use and kept for the worker's life; while
  * it is missing, GET /api/turn answers 503 and calls carry "ice_servers": []
  * (a stack without coturn still has calls).  A TH_TURN_SECRET_FILE given
@@ -89,7 +91,7 @@ int turn_init(void)
 	long long base = cfg_int("TH_PORT_BASE", 8080, 1, 65535 - 5);
 
 	turn.port = (long)cfg_int("TH_TURN_PORT", base + 5, 1, 65535);
-	turn.ttl = cfg_int("TH_TURN_TTL", 86400, 60, 30LL * 86400);
+	turn.ttl = cfg_int("TH_TURN_TTL", 3600, 60, 30LL * 86400);
 	if (strlen(host) >= sizeof(turn.host) || !host_ok(host)) {
 		fprintf(stderr, "TH_TURN_HOST: not a host name or address: %s\n", host);
 		return -1;

@@ -35,7 +35,7 @@ struct batch {
 
 struct bridge_stats {
 	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events,
-		receipts, awaiting_commit;
+		receipts, awaiting_commit, refused_id_taken, reply_to_cleared;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 
@@ -46,7 +46,9 @@ int store_accept(struct batch *b, const char *topic, const void *payload, int le
  * sent, -1 when PostgreSQL failed.  The batch stays as it is until done. */
 int store_send(struct batch *b);
 /* The batch's transaction committed (r: its result, freed here): counts,
- * publishes one receipt per sender, empties the batch. */
+ * publishes per sender one receipt of the ids stored as theirs and one
+ * notice of those refused (the id is another message's), empties the
+ * batch. */
 void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq);
 void store_clear(struct batch *b);
 

@@ -148,6 +148,10 @@ static int metrics_setup(void)
 	bstats.lag_ms = metrics_counter("lag_ms");
 	bstats.events = metrics_counter("events_published_total");
 	bstats.receipts = metrics_counter("receipts_published_total");
+	/* an id another sender or channel holds (API.md, v1.1: message ids) */
+	bstats.refused_id_taken = metrics_counter("messages_refused_id_taken_total");
+	/* stored with reply_to null: it named no message of the same channel */
+	bstats.reply_to_cleared = metrics_counter("messages_reply_to_cleared_total");
 	/* a gauge: messages read whose PUBACK the gate holds until they commit */
 	bstats.awaiting_commit = metrics_counter("messages_awaiting_commit");
 	return 0;

@@ -81,14 +81,12 @@ static void remember(const char *key, int64_t val, int positive)
 }
 
 /* One Redis command whose answer is an integer, a string or nil, turned
- * into an int64 by conv.  -1 when Redis cannot answer. */
-static int lookup(const char *key, int argc, const char *const *argv,
-		  int64_t (*conv)(const struct cache_reply *), int64_t *val)
+ * into an int64 by conv, uncached.  -1 when Redis cannot answer. */
+static int ask(int argc, const char *const *argv, int64_t (*conv)(const struct cache_reply *),
+	       int64_t *val)
 {
 	struct cache_reply *r;
 
-	if (cached(key, val))
-		return 0;
 	acl_misses++;
 	r = cache_cmd(argc, argv, NULL);
 	if (!r || cache_reply_type(r) == CACHE_ERROR) {
@@ -97,22 +95,30 @@ static int lookup(const char *key, int argc, const char *const *argv,
 	}
 	*val = conv(r);
 	cache_reply_free(r);
+	return 0;
+}
+
+/* The same through the cache. */
+static int lookup(const char *key, int argc, const char *const *argv,
+		  int64_t (*conv)(const struct cache_reply *), int64_t *val)
+{
+	if (cached(key, val))
+		return 0;
+	if (ask(argc, argv, conv, val) < 0)
+		return -1;
 	remember(key, *val, *val != 0);
 	return 0;
 }
 
 /* The same answer from PostgreSQL, while the mirror is missing or Redis is
  * out (mwatch.h): one indexed single-row query with the plugin's short
- * statement timeout, cached like a Redis answer.  -1 when PostgreSQL cannot
- * answer either. */
-static int pg_lookup(const char *key, const char *sql, int64_t a, int64_t b, int64_t *val)
+ * statement timeout.  -1 when PostgreSQL cannot answer either. */
+static int pg_ask(const char *sql, int64_t a, int64_t b, int64_t *val)
 {
 	char pa[24], pb[24];
 	const char *params[2] = {pa, pb};
 	struct db_res *r;
 
-	if (cached(key, val))
-		return 0;
 	acl_misses++;
 	snprintf(pa, sizeof(pa), "%lld", (long long)a);
 	snprintf(pb, sizeof(pb), "%lld", (long long)b);
@@ -121,6 +127,16 @@ static int pg_lookup(const char *key, const char *sql, int64_t a, int64_t b, int
 		return -1;
 	*val = db_res_rows(r) > 0 && !db_res_isnull(r, 0, 0) ? strtoll(db_res_get(r, 0, 0), NULL, 10) : 0;
 	db_res_free(r);
+	return 0;
+}
+
+/* The same through the cache. */
+static int pg_lookup(const char *key, const char *sql, int64_t a, int64_t b, int64_t *val)
+{
+	if (cached(key, val))
+		return 0;
+	if (pg_ask(sql, a, b, val) < 0)
+		return -1;
 	remember(key, *val, *val != 0);
 	return 0;
 }
@@ -179,20 +195,22 @@ static int public_community(int64_t cid, int64_t *yes)
 	return lookup(key, 3, argv, is_public, yes);
 }
 
+/* Asked of Redis every time, not cached: a member who leaves a call, or is
+ * removed or banned from its community (community/callexit.c), must stop
+ * signaling and receiving signals at once (issue 17), and signal traffic
+ * is a few messages per call setup. */
 static int in_call(int64_t call, int64_t uid, int64_t *yes)
 {
-	char key[40], rkey[64], u[24];
+	char rkey[64], u[24];
 	const char *argv[] = {"SISMEMBER", rkey, u};
 
-	snprintf(key, sizeof(key), "c:%lld:%lld", (long long)call, (long long)uid);
 	if (!mwatch_mirror_ok())
-		return pg_lookup(key,
-				 "SELECT 1 FROM call_participants p JOIN calls c ON c.id = p.call_id "
-				 "WHERE p.call_id = $1 AND p.user_id = $2 AND c.ended_at IS NULL",
-				 call, uid, yes);
+		return pg_ask("SELECT 1 FROM call_participants p JOIN calls c ON c.id = p.call_id "
+			      "WHERE p.call_id = $1 AND p.user_id = $2 AND c.ended_at IS NULL",
+			      call, uid, yes);
 	snprintf(rkey, sizeof(rkey), "th:call:%lld:participants", (long long)call);
 	snprintf(u, sizeof(u), "%lld", (long long)uid);
-	return lookup(key, 3, argv, as_int, yes);
+	return ask(3, argv, as_int, yes);
 }
 
 int acl_allowed(const struct acl_decision *d, int64_t uid)

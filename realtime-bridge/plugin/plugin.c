@@ -22,7 +22,7 @@
 #include "config.h"
 #include "conns.h"
 #include "db.h"
-#include "limits.h"
+#include "quota.h"
 #include "log.h"
 #include "mwatch.h"
 #include "token.h"
@@ -129,12 +129,12 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	/* the 21st connection of a user is refused (CONNACK 0x87: 2.0.11 maps
 	 * every BASIC_AUTH refusal to it); taking over one's own client id
 	 * replaces a connection and is not a new one */
-	if (!limits_connect_ok(c.user_id)) {
+	if (!quota_connect_ok(c.user_id)) {
 		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: user %lld cooling down; %s refused",
 				     (long long)c.user_id, log_id(cid, safe));
 		return MOSQ_ERR_AUTH;
 	}
-	if (conns_of_user(c.user_id) >= state.max_conns_per_user && !limits_takeover(ed->client)) {
+	if (conns_of_user(c.user_id) >= state.max_conns_per_user && !quota_takeover(ed->client)) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "townhall: user %lld has %ld connections; %s refused",
 				     (long long)c.user_id, state.max_conns_per_user, log_id(cid, safe));
 		return MOSQ_ERR_AUTH;
@@ -143,7 +143,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	if (mosquitto_set_username(ed->client, uid) != MOSQ_ERR_SUCCESS)
 		return MOSQ_ERR_AUTH;
 	conns_add(ed->client, cid, c.user_id, c.session_id, c.expires_at);
-	limits_connect(ed->client);
+	quota_connect(ed->client);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -168,7 +168,7 @@ static int kick(struct mosquitto *client)
  * budget are checked first, in O(1) and without Redis. */
 static int acl_subscribe(struct mosquitto *client, const char *filter, int64_t uid)
 {
-	struct limits_client *cl = limits_client(client);
+	struct quota_client *cl = quota_client(client);
 	struct topic t;
 	struct acl_decision d;
 	unsigned long misses;
@@ -177,26 +177,26 @@ static int acl_subscribe(struct mosquitto *client, const char *filter, int64_t u
 
 	if (!cl)
 		return MOSQ_ERR_ACL_DENIED;
-	switch (limits_sub_admit(cl, client, uid, filter, &fh)) {
-	case LIM_SUB_KICK:
+	switch (quota_sub_admit(cl, client, uid, filter, &fh)) {
+	case QUOTA_SUB_KICK:
 		return kick(client);
-	case LIM_SUB_FULL:
+	case QUOTA_SUB_FULL:
 		return MOSQ_ERR_ACL_DENIED;
 	default:
 		break;
 	}
 	topic_parse(filter, 1, &t);
 	d = topic_decide(&t, ACL_SUBSCRIBE, uid);
-	if (d.need != NEED_DENY && d.need != NEED_ALLOW && !limits_lookup_ok(uid)) {
+	if (d.need != NEED_DENY && d.need != NEED_ALLOW && !quota_lookup_ok(uid)) {
 		ok = 0;
 	} else {
 		misses = acl_misses;
 		ok = acl_allowed(&d, uid);
-		limits_lookup_spent(uid, acl_misses - misses);
+		quota_lookup_spent(uid, acl_misses - misses);
 	}
-	if (ok && limits_sub_granted(cl, fh) == 0)
+	if (ok && quota_sub_granted(cl, fh) == 0)
 		return MOSQ_ERR_SUCCESS;
-	return limits_sub_refused(uid) ? kick(client) : MOSQ_ERR_ACL_DENIED;
+	return quota_sub_refused(uid) ? kick(client) : MOSQ_ERR_ACL_DENIED;
 }
 
 /* The checks of a publish that see only what the ACL check sees (topic,
@@ -238,10 +238,10 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	case MOSQ_ACL_SUBSCRIBE:
 		return acl_subscribe(ed->client, ed->topic, uid);
 	case MOSQ_ACL_UNSUBSCRIBE: {
-		struct limits_client *cl = limits_client(ed->client);
+		struct quota_client *cl = quota_client(ed->client);
 
 		if (cl)
-			limits_unsub(cl, ed->topic);
+			quota_unsub(cl, ed->topic);
 		return MOSQ_ERR_SUCCESS;
 	}
 	case MOSQ_ACL_READ:
@@ -258,7 +258,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	/* over the rate: dropped here in O(1), before the payload is parsed
 	 * (on_message takes the token of a publish that passes) */
 	if (ed->access == MOSQ_ACL_WRITE &&
-	    (!limits_publish_may(uid, t.kind) || !publish_ok(&t, ed->payload, ed->payloadlen, ed->retain)))
+	    (!quota_publish_may(uid, t.kind) || !publish_ok(&t, ed->payload, ed->payloadlen, ed->retain)))
 		return MOSQ_ERR_ACL_DENIED;
 	d = topic_decide(&t, ed->access, uid);
 	return acl_allowed(&d, uid) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
@@ -306,7 +306,7 @@ static int on_message(int event, void *event_data, void *userdata)
 	    strlen(ed->topic) + ed->payloadlen + props > (size_t)state.max_packet)
 		return MOSQ_ERR_ACL_DENIED;
 	topic_parse(ed->topic, 0, &t);
-	if (uid <= 0 || !limits_publish_ok(uid, t.kind))
+	if (uid <= 0 || !quota_publish_ok(uid, t.kind))
 		return MOSQ_ERR_ACL_DENIED;
 	return MOSQ_ERR_SUCCESS;
 }
@@ -319,7 +319,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	(void)userdata;
 	(void)ed; /* 2.0.11 leaves now_s at 0: take the time ourselves */
 	conns_tick(time(NULL));
-	limits_tick();
+	quota_tick();
 	mwatch_tick();
 	return MOSQ_ERR_SUCCESS;
 }
@@ -334,7 +334,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	/* MQTT 3.1.1 clean session: the broker drops the subscriptions now;
 	 * an MQTT 5 session may outlive the connection (its expiry interval
 	 * is not visible to plugins in 2.0.11), so its count is kept */
-	limits_disconnect(ed->client, mosquitto_client_protocol_version(ed->client) != 5 &&
+	quota_disconnect(ed->client, mosquitto_client_protocol_version(ed->client) != 5 &&
 					      mosquitto_client_clean_session(ed->client));
 	return MOSQ_ERR_SUCCESS;
 }
@@ -406,7 +406,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	state.max_conns_per_user = (long)cfg_int("TH_MQTT_MAX_CONNS_PER_USER", 20, 1, 100000);
 	state.max_packet = (long)cfg_int("TH_MQTT_MAX_PACKET", 65536, 1024, 268435455);
 	state.max_message = (long)cfg_int("TH_MQTT_MAX_MESSAGE", 16384, 1024, 268435455);
-	if (conns_init() < 0 || limits_init() < 0)
+	if (conns_init() < 0 || quota_init() < 0)
 		return MOSQ_ERR_NOMEM;
 	mwatch_init(cfg_str("TH_MIRROR_REBUILD_CMD", NULL));
 	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL) ||
@@ -430,7 +430,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	mosquitto_callback_unregister(state.id, MOSQ_EVT_TICK, on_tick, NULL);
 	mosquitto_callback_unregister(state.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
 	conns_close();
-	limits_close();
+	quota_close();
 	mwatch_close();
 	acl_close();
 	token_close();

@@ -373,10 +373,12 @@ describe('allow-list: detection by content', () => {
       assert.equal(m.owner_id, U.a.id);
       assert.equal(m.community_id, null);
       assert.equal(m.filename, filename);
-      if (kind !== 'image') {
+      if (kind !== 'image' && kind !== 'video') {
         assert.equal(m.size, S[name].length, 'size of a non-image is its bytes');
         assert.equal(m.sha256, sha256(S[name]));
       }
+      // a video is stored as a stream copy without its metadata (media_limits.test.mjs):
+      // other bytes, hashed and sized as stored
       const g = await getMedia(m.id, U.a);
       assertStatus(g, 200, 'GET /api/media/:id');
       assert.equal(g.json.id, m.id);

@@ -353,7 +353,7 @@ describe('calls', () => {
     assert.ok(Array.isArray(inbox) && inbox.includes(U.member.id) && !inbox.includes(U.owner.id), JSON.stringify(mine[1]));
   });
 
-  test('permissions: members only; private calls are invisible to outsiders; a removed participant may still leave', async () => {
+  test('permissions: members only; private calls are invisible to outsiders; a removed participant is out of the call at once', async () => {
     const pub = await community(U.owner, 'public', [[U.member, 'member']]);
     const priv = await community(U.owner, 'private', [[U.member, 'member']]);
     assertError(await startCall(pub.channel, U.outsider), 403, 'forbidden');
@@ -367,12 +367,16 @@ describe('calls', () => {
     assertError(await api('POST', `/api/calls/${vc.id}/leave`, U.outsider), 404, 'not_found');
     assertStatus(await api('POST', `/api/calls/${pc.id}/leave`, U.outsider), 204, 'leaving a call one is not in is a no-op');
     assertError(await api('GET', `/api/calls/${pc.id}`, null), 401, 'unauthorized');
-    // a participant removed from the private community can still leave
+    // a participant removed from the private community is taken out of its calls by the
+    // removal itself (issue 17: the signal ACL reads the participant set); the call is
+    // then invisible to them, leave included
     assertStatus(await api('POST', `/api/calls/${vc.id}/join`, U.member), 200);
+    assert.deepEqual(await smembers(partsKey(vc.id)), [U.member.id, U.owner.id].sort((a, b) => a - b));
     assertStatus(await api('DELETE', `/api/communities/${priv.id}/members/${U.member.id}`, U.owner), 204);
-    assertError(await api('GET', `/api/calls/${vc.id}`, U.member), 404, 'not_found');
-    assertStatus(await api('POST', `/api/calls/${vc.id}/leave`, U.member), 204);
     assert.deepEqual(await smembers(partsKey(vc.id)), [U.owner.id]);
+    assert.deepEqual(assertStatus(await api('GET', `/api/calls/${vc.id}`, U.owner), 200).json.participants.map((u) => u.id), [U.owner.id]);
+    assertError(await api('GET', `/api/calls/${vc.id}`, U.member), 404, 'not_found');
+    assertError(await api('POST', `/api/calls/${vc.id}/leave`, U.member), 404, 'not_found');
     for (const id of [pc.id, vc.id]) assertStatus(await api('POST', `/api/calls/${id}/leave`, U.owner), 204);
   });
 
@@ -421,7 +425,7 @@ describe('TURN', () => {
     assertError(await api('GET', '/api/turn', null), 401, 'unauthorized');
     const r = assertStatus(await api('GET', '/api/turn', U.member), 200).json;
     assert.deepEqual(Object.keys(r).sort(), ['ice_servers', 'ttl']);
-    assert.equal(r.ttl, 86400);
+    assert.equal(r.ttl, 3600); // issue 17: 1 h by default, not 24 h
     assert.equal(r.ice_servers.length, 1);
     const s = r.ice_servers[0];
     assert.deepEqual(s.urls, [

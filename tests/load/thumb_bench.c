@@ -40,7 +40,7 @@ static double now_s(void)
 }
 
 /* One process's loop: images done in *n, seconds in *secs; -1 on a failure. */
-static int run(const char *file, double seconds, long long *n, double *secs,
+static int run(const char *file, const char *mime, double seconds, long long *n, double *secs,
 	       struct img_out *last)
 {
 	char msg[160];
@@ -52,7 +52,7 @@ static int run(const char *file, double seconds, long long *n, double *secs,
 	*n = 0;
 	t0 = now_s();
 	do {
-		e = image_process(file, "image/jpeg", last, msg, sizeof(msg));
+		e = image_process(file, mime, last, msg, sizeof(msg));
 		if (e != TH_OK) {
 			fprintf(stderr, "thumb_bench: image_process: %s (%s)\n", msg, th_strerror(e));
 			image_fini();
@@ -94,8 +94,8 @@ int main(int argc, char **argv)
 	}
 	/* the app decides the type from the bytes, so does this */
 	if (detect_init() < 0 || detect_file(argv[1], &mime, &kind) != TH_OK ||
-	    strcmp(mime, "image/jpeg") != 0) {
-		fprintf(stderr, "thumb_bench: %s is not a JPEG the media app accepts\n", argv[1]);
+	    strcmp(kind, "image") != 0) {
+		fprintf(stderr, "thumb_bench: %s is not an image the media app accepts\n", argv[1]);
 		return 2;
 	}
 	detect_fini();
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
 			int len;
 
 			close(fds[i][0]);
-			if (run(argv[1], (double)seconds, &n, &secs, &out) < 0)
+			if (run(argv[1], mime, (double)seconds, &n, &secs, &out) < 0)
 				_exit(1);
 			/* the last call's variants: the dimensions a reader can check */
 			len = snprintf(line, sizeof(line), "%lld %.6f %lld %d %d %lld %d %d\n", n, secs,

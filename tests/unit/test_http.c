@@ -200,6 +200,52 @@ static void test_serialize(void **state)
 	arena_free(&a);
 }
 
+/* Over-long values, set by any path (a stored mime, a raw header entry that
+ * bypassed http_add_header's cleaning), are cut at their bound and cleaned;
+ * the result is exactly as long as it says and nothing is written past it. */
+static void test_serialize_bounds(void **state)
+{
+	char *env[] = {NULL};
+	static char huge[64 * 1024], name[300];
+	struct arena a;
+	struct http_req req;
+	size_t len, i;
+	char *out, *line, *eol;
+
+	(void)state;
+	memset(huge, 'v', sizeof(huge) - 1);
+	huge[100] = '\r';
+	huge[101] = '\n';
+	memset(name, 'N', sizeof(name) - 1);
+	arena_init(&a);
+	http_req_init(&req, &a, env, NULL, NULL);
+	http_reply_raw(&req, 200, huge, "body", 4);
+	/* headers written straight into the table, as a careless handler might */
+	for (i = 0; i < HTTP_MAX_HEADERS; i++) {
+		req.resp.headers[i].name = i == 3 ? name : "X-Long";
+		req.resp.headers[i].value = huge;
+	}
+	req.resp.nheaders = HTTP_MAX_HEADERS;
+	out = http_serialize(&req, &len);
+	assert_non_null(out);
+	assert_int_equal(strlen(out), len);
+	assert_memory_equal(out + len - 4, "body", 4);
+	/* every line within its bounds; no CR/LF inside a value */
+	for (line = out; (eol = strstr(line, "\r\n")) && eol != line; line = eol + 2)
+		assert_true((size_t)(eol - line) <=
+			    HTTP_HEADER_NAME_MAX + 2 + HTTP_HEADER_VALUE_MAX + 16);
+	assert_ptr_equal(eol, line); /* the blank line ends the block */
+	assert_int_equal(strlen(line + 2), 4);
+	assert_non_null(strstr(out, "Content-Type: vvv"));
+	/* a malformed response is refused, not serialized */
+	req.resp.nheaders = HTTP_MAX_HEADERS + 1;
+	assert_null(http_serialize(&req, &len));
+	req.resp.nheaders = 1;
+	req.resp.headers[0].value = NULL;
+	assert_null(http_serialize(&req, &len));
+	arena_free(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +257,7 @@ int main(void)
 		cmocka_unit_test(test_body_short),
 		cmocka_unit_test(test_error_reply),
 		cmocka_unit_test(test_serialize),
+		cmocka_unit_test(test_serialize_bounds),
 	};
 
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);

@@ -20,7 +20,8 @@
  *    happens elsewhere (a restore that copies bytes before rows, a clock
  *    skew between hosts, a future code path without the lock).
  * It also removes the upload temporaries a killed worker left in
- * $TH_VAR_DIR/media/tmp (up-*, img-*), once older than TH_MEDIA_GC_TMP_GRACE.
+ * $TH_VAR_DIR/media/tmp (up-*, img-*, vid-*, magick-*), once older than
+ * TH_MEDIA_GC_TMP_GRACE.
  *
  * Usage: th-media-gc [--dry-run]   (scripts/media-gc sets the environment)
  * Environment: the media app's (TH_VAR_DIR, TH_DB_CONNINFO, TH_MEDIA_STORAGE,
@@ -177,8 +178,10 @@ static int on_object(void *ctx, const struct storage_obj *o)
 	return 0;
 }
 
-/* Upload temporaries (upload.c "up-XXXXXX", image.c "img-XXXXXX") older
- * than tmp_grace: a worker killed mid-upload never reached its cleanup. */
+/* Upload temporaries (upload.c "up-XXXXXX", image.c "img-XXXXXX", video.c
+ * "vid-XXXXXX", and ImageMagick's pixel cache files "magick-*", which
+ * image.c's policy puts here) older than tmp_grace: a worker killed
+ * mid-upload never reached its cleanup. */
 static void clean_tmp(struct gc *g)
 {
 	char p[sizeof(media_cfg.tmp_dir) + 300];
@@ -196,7 +199,8 @@ static void clean_tmp(struct gc *g)
 	}
 	/* bounded like the objects: a directory of millions is looked at in runs */
 	while ((e = readdir(d)) != NULL && seen++ < 1000000) {
-		if (strncmp(e->d_name, "up-", 3) != 0 && strncmp(e->d_name, "img-", 4) != 0)
+		if (strncmp(e->d_name, "up-", 3) != 0 && strncmp(e->d_name, "img-", 4) != 0 &&
+		    strncmp(e->d_name, "vid-", 4) != 0 && strncmp(e->d_name, "magick-", 7) != 0)
 			continue;
 		snprintf(p, sizeof(p), "%s/%s", media_cfg.tmp_dir, e->d_name);
 		if (lstat(p, &st) < 0 || !S_ISREG(st.st_mode) || st.st_mtime > g->now - g->tmp_grace)

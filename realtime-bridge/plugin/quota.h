@@ -1,4 +1,4 @@
-/* limits: what one client or one user may cost the broker (issue 17, API.md
+/* quota: what one client or one user may cost the broker (issue 17, API.md
  * "Limits every route and topic obeys").
  *
  *   - subscriptions per client id (TH_MQTT_MAX_SUBS, 200): a set of the
@@ -16,69 +16,69 @@
  *     signal (local buckets only).
  *
  * Everything is decided from memory in O(1); Redis is touched only by
- * limits_tick(), bounded per call. */
-#ifndef TH_LIMITS_H
-#define TH_LIMITS_H
+ * quota_tick(), bounded per call. */
+#ifndef TH_QUOTA_H
+#define TH_QUOTA_H
 
 #include <stdint.h>
 
 #include "topic.h"
 
 struct mosquitto;
-struct limits_client;
+struct quota_client;
 
-int limits_init(void);
-void limits_close(void);
+int quota_init(void);
+void quota_close(void);
 
 /* The state of this connection's client id (created on first use), or NULL
  * when out of memory (callers then refuse). */
-struct limits_client *limits_client(struct mosquitto *client);
+struct quota_client *quota_client(struct mosquitto *client);
 
-enum lim_sub { LIM_SUB_OK = 0, LIM_SUB_FULL, LIM_SUB_KICK };
+enum quota_sub { QUOTA_SUB_OK = 0, QUOTA_SUB_FULL, QUOTA_SUB_KICK };
 
-/* Before the ACL decision of one filter: LIM_SUB_OK (already held, or a
- * slot is free), LIM_SUB_FULL (refuse), LIM_SUB_KICK (refused too often:
+/* Before the ACL decision of one filter: QUOTA_SUB_OK (already held, or a
+ * slot is free), QUOTA_SUB_FULL (refuse), QUOTA_SUB_KICK (refused too often:
  * close the client).  *fh receives the filter's key for the calls below. */
-enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client, int64_t uid,
+enum quota_sub quota_sub_admit(struct quota_client *cl, struct mosquitto *client, int64_t uid,
 			      const char *filter, uint64_t *fh);
 /* 1 when user uid may still cause a Redis lookup now. */
-int limits_lookup_ok(int64_t uid);
+int quota_lookup_ok(int64_t uid);
 /* Books n lookups a decision caused. */
-void limits_lookup_spent(int64_t uid, unsigned long n);
+void quota_lookup_spent(int64_t uid, unsigned long n);
 /* The filter was granted: it holds a slot until unsubscribed.  -1 when out
  * of memory (then refuse it: an uncounted filter would be a free slot). */
-int limits_sub_granted(struct limits_client *cl, uint64_t fh);
+int quota_sub_granted(struct quota_client *cl, uint64_t fh);
 /* A filter of uid was refused: 1 when the user passed the refusal bound
  * (close the client; the user's new connections are refused for
  * TH_MQTT_KICK_COOLDOWN_MS). */
-int limits_sub_refused(int64_t uid);
+int quota_sub_refused(int64_t uid);
 /* 0 while uid is cooling down after such a close. */
-int limits_connect_ok(int64_t uid);
+int quota_connect_ok(int64_t uid);
 /* UNSUBSCRIBE of a filter: its slot is free again. */
-void limits_unsub(struct limits_client *cl, const char *filter);
+void quota_unsub(struct quota_client *cl, const char *filter);
 
 /* A user connection passed BASIC_AUTH. */
-void limits_connect(struct mosquitto *client);
+void quota_connect(struct mosquitto *client);
 /* 1 when another connection with this client id is live (a takeover). */
-int limits_takeover(struct mosquitto *client);
+int quota_takeover(struct mosquitto *client);
 
 /* The connection closed.  session_ends: its subscriptions end with it (the
  * broker drops them), so the state is freed; otherwise it is kept for
  * TH_MQTT_SESSION_TTL_S. */
-void limits_disconnect(struct mosquitto *client, int session_ends);
+void quota_disconnect(struct mosquitto *client, int session_ends);
 
 /* A user's publish on a topic of kind k: 1 allowed (a token taken), 0 over
  * the rate (drop). */
-int limits_publish_ok(int64_t uid, enum topic_kind k);
+int quota_publish_ok(int64_t uid, enum topic_kind k);
 /* The same question without taking a token: lets the ACL check drop a
  * publish over the rate before it parses the payload. */
-int limits_publish_may(int64_t uid, enum topic_kind k);
+int quota_publish_may(int64_t uid, enum topic_kind k);
 
 /* Syncs the chat buckets with Redis (at most every 200 ms, at most
- * LIMITS_SYNC_MAX users per call) and drops expired state (once a minute). */
-void limits_tick(void);
+ * QUOTA_SYNC_MAX users per call) and drops expired state (once a minute). */
+void quota_tick(void);
 
 /* Counters for tests and logs. */
-extern unsigned long limits_kicks, limits_drops, limits_subs_full;
+extern unsigned long quota_kicks, quota_drops, quota_subs_full;
 
 #endif

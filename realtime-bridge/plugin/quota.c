@@ -1,5 +1,5 @@
-/* limits: per-client-id and per-user counters in plugin memory. */
-#include "limits.h"
+/* quota: per-client-id and per-user counters in plugin memory. */
+#include "quota.h"
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -13,17 +13,17 @@
 #include "imap.h"
 #include "ratelimit.h"
 
-#define LIMITS_SYNC_MS 200
-#define LIMITS_SYNC_MAX 100      /* Redis round trips per tick, at most */
-#define LIMITS_SWEEP_MS 60000
+#define QUOTA_SYNC_MS 200
+#define QUOTA_SYNC_MAX 100      /* Redis round trips per tick, at most */
+#define QUOTA_SWEEP_MS 60000
 /* Offline client ids whose subscription count is kept (persistent sessions).
  * Past it a disconnecting client's count is dropped: the broker may still
  * hold that session's subscriptions, so a user could then hold up to 200
  * more per such session; the cap only bounds memory against somebody
  * cycling through client ids (about 4 KiB each). */
-#define LIMITS_OFFLINE_MAX 100000
+#define QUOTA_OFFLINE_MAX 100000
 
-struct limits_client {
+struct quota_client {
 	struct imap subs;          /* filter key -> 1 */
 	int live;                  /* connections using this client id (2 during a takeover) */
 	long long offline_ms;      /* when live fell to 0 (0: live) */
@@ -47,7 +47,7 @@ struct user_rate {
 	long long cooldown_ms;     /* closed for refusals: new connections refused until then */
 };
 
-static struct imap by_cid;       /* keyed hash of the client id -> struct limits_client * */
+static struct imap by_cid;       /* keyed hash of the client id -> struct quota_client * */
 static struct imap users;        /* uid -> struct user_rate * */
 static unsigned char hkey[crypto_shorthash_KEYBYTES];
 static long max_subs, lookups_per_s, lookup_burst, refused_per_s, session_ttl_s, cooldown_ms;
@@ -55,7 +55,7 @@ static long msg_interval_ms, msg_burst, typing_interval_ms, typing_burst, signal
 	signal_burst;
 static long long last_sync_ms, last_sweep_ms;
 static long offline_count;
-unsigned long limits_kicks, limits_drops, limits_subs_full;
+unsigned long quota_kicks, quota_drops, quota_subs_full;
 
 static long long now_ms(void)
 {
@@ -74,7 +74,7 @@ static int64_t key_of(const char *s)
 	return (int64_t)(h | 1); /* 0 marks empty imap slots */
 }
 
-int limits_init(void)
+int quota_init(void)
 {
 	randombytes_buf(hkey, sizeof(hkey));
 	max_subs = (long)cfg_int("TH_MQTT_MAX_SUBS", 200, 1, 100000);
@@ -94,17 +94,17 @@ int limits_init(void)
 	return 0;
 }
 
-static void client_free(struct limits_client *cl)
+static void client_free(struct quota_client *cl)
 {
 	imap_free(&cl->subs);
 	free(cl);
 }
 
-void limits_close(void)
+void quota_close(void)
 {
 	for (size_t i = 0; i < by_cid.cap; i++)
 		if (by_cid.slots[i].key)
-			client_free((struct limits_client *)(intptr_t)by_cid.slots[i].val);
+			client_free((struct quota_client *)(intptr_t)by_cid.slots[i].val);
 	for (size_t i = 0; i < users.cap; i++)
 		if (users.slots[i].key)
 			free((struct user_rate *)(intptr_t)users.slots[i].val);
@@ -116,7 +116,7 @@ static struct user_rate *user_rate(int64_t uid);
 
 /* Empties cl's filter set.  The new table is made first: when memory runs
  * out the old one stays, which over-counts (refuses early), never under. */
-static int subs_reset(struct limits_client *cl)
+static int subs_reset(struct quota_client *cl)
 {
 	struct imap fresh;
 
@@ -127,7 +127,7 @@ static int subs_reset(struct limits_client *cl)
 	return 0;
 }
 
-static struct limits_client *find(struct mosquitto *client)
+static struct quota_client *find(struct mosquitto *client)
 {
 	const char *cid = mosquitto_client_id(client);
 	int64_t *v;
@@ -135,13 +135,13 @@ static struct limits_client *find(struct mosquitto *client)
 	if (!cid)
 		return NULL;
 	v = imap_get(&by_cid, key_of(cid));
-	return v ? (struct limits_client *)(intptr_t)*v : NULL;
+	return v ? (struct quota_client *)(intptr_t)*v : NULL;
 }
 
-struct limits_client *limits_client(struct mosquitto *client)
+struct quota_client *quota_client(struct mosquitto *client)
 {
 	const char *cid = mosquitto_client_id(client);
-	struct limits_client *cl = find(client);
+	struct quota_client *cl = find(client);
 
 	if (cl || !cid)
 		return cl;
@@ -157,9 +157,9 @@ struct limits_client *limits_client(struct mosquitto *client)
 	return cl;
 }
 
-void limits_connect(struct mosquitto *client)
+void quota_connect(struct mosquitto *client)
 {
-	struct limits_client *cl = limits_client(client);
+	struct quota_client *cl = quota_client(client);
 
 	if (!cl)
 		return;
@@ -172,17 +172,17 @@ void limits_connect(struct mosquitto *client)
 		subs_reset(cl);
 }
 
-int limits_takeover(struct mosquitto *client)
+int quota_takeover(struct mosquitto *client)
 {
-	struct limits_client *cl = find(client);
+	struct quota_client *cl = find(client);
 
 	return cl && cl->live > 0;
 }
 
-void limits_disconnect(struct mosquitto *client, int session_ends)
+void quota_disconnect(struct mosquitto *client, int session_ends)
 {
 	const char *cid = mosquitto_client_id(client);
-	struct limits_client *cl = find(client);
+	struct quota_client *cl = find(client);
 
 	if (!cl)
 		return;
@@ -191,11 +191,11 @@ void limits_disconnect(struct mosquitto *client, int session_ends)
 	if (cl->live > 0)
 		return; /* a takeover: the new connection holds the state */
 	/* nothing to remember, or too much remembered already */
-	if (session_ends || cl->subs.len == 0 || offline_count >= LIMITS_OFFLINE_MAX) {
+	if (session_ends || cl->subs.len == 0 || offline_count >= QUOTA_OFFLINE_MAX) {
 		if (!session_ends && cl->subs.len)
 			mosquitto_log_printf(MOSQ_LOG_WARNING,
 					     "townhall: %d offline sessions tracked; forgetting one",
-					     LIMITS_OFFLINE_MAX);
+					     QUOTA_OFFLINE_MAX);
 		imap_del(&by_cid, key_of(cid));
 		client_free(cl);
 		return;
@@ -204,24 +204,24 @@ void limits_disconnect(struct mosquitto *client, int session_ends)
 	offline_count++;
 }
 
-enum lim_sub limits_sub_admit(struct limits_client *cl, struct mosquitto *client, int64_t uid,
+enum quota_sub quota_sub_admit(struct quota_client *cl, struct mosquitto *client, int64_t uid,
 			      const char *filter, uint64_t *fh)
 {
 	*fh = (uint64_t)key_of(filter);
 	/* the broker holds no subscription for this client (a session that
 	 * did not carry over): neither do we */
 	if (cl->subs.len && mosquitto_client_sub_count(client) == 0 && subs_reset(cl) < 0)
-		return LIM_SUB_FULL;
+		return QUOTA_SUB_FULL;
 	if (imap_get(&cl->subs, (int64_t)*fh))
-		return LIM_SUB_OK;
+		return QUOTA_SUB_OK;
 	if ((long)cl->subs.len >= max_subs) {
-		limits_subs_full++;
-		return limits_sub_refused(uid) ? LIM_SUB_KICK : LIM_SUB_FULL;
+		quota_subs_full++;
+		return quota_sub_refused(uid) ? QUOTA_SUB_KICK : QUOTA_SUB_FULL;
 	}
-	return LIM_SUB_OK;
+	return QUOTA_SUB_OK;
 }
 
-int limits_lookup_ok(int64_t uid)
+int quota_lookup_ok(int64_t uid)
 {
 	struct user_rate *u = user_rate(uid);
 	long long now = now_ms();
@@ -240,7 +240,7 @@ int limits_lookup_ok(int64_t uid)
 	return u->lookups >= 2.0;
 }
 
-void limits_lookup_spent(int64_t uid, unsigned long n)
+void quota_lookup_spent(int64_t uid, unsigned long n)
 {
 	struct user_rate *u = user_rate(uid);
 
@@ -248,12 +248,12 @@ void limits_lookup_spent(int64_t uid, unsigned long n)
 		u->lookups -= (double)n;
 }
 
-int limits_sub_granted(struct limits_client *cl, uint64_t fh)
+int quota_sub_granted(struct quota_client *cl, uint64_t fh)
 {
 	return imap_put(&cl->subs, (int64_t)fh, 1);
 }
 
-int limits_sub_refused(int64_t uid)
+int quota_sub_refused(int64_t uid)
 {
 	struct user_rate *u = user_rate(uid);
 	long long now = now_ms(), s = now / 1000;
@@ -267,19 +267,19 @@ int limits_sub_refused(int64_t uid)
 	}
 	if (++u->refused <= refused_per_s)
 		return 0;
-	limits_kicks++;
+	quota_kicks++;
 	u->cooldown_ms = now + cooldown_ms;
 	return 1;
 }
 
-int limits_connect_ok(int64_t uid)
+int quota_connect_ok(int64_t uid)
 {
 	int64_t *v = imap_get(&users, uid);
 
 	return !v || ((struct user_rate *)(intptr_t)*v)->cooldown_ms <= now_ms();
 }
 
-void limits_unsub(struct limits_client *cl, const char *filter)
+void quota_unsub(struct quota_client *cl, const char *filter)
 {
 	imap_del(&cl->subs, key_of(filter));
 }
@@ -331,7 +331,7 @@ static struct bucket *bucket_of(struct user_rate *u, enum topic_kind k, long *in
 	}
 }
 
-int limits_publish_may(int64_t uid, enum topic_kind k)
+int quota_publish_may(int64_t uid, enum topic_kind k)
 {
 	int64_t *v = imap_get(&users, uid);
 	struct bucket *b;
@@ -348,7 +348,7 @@ int limits_publish_may(int64_t uid, enum topic_kind k)
 	return tat + interval - now <= (long long)interval * burst;
 }
 
-int limits_publish_ok(int64_t uid, enum topic_kind k)
+int quota_publish_ok(int64_t uid, enum topic_kind k)
 {
 	struct user_rate *u;
 	struct bucket *b;
@@ -367,7 +367,7 @@ int limits_publish_ok(int64_t uid, enum topic_kind k)
 	if (ok && k == TOPIC_CHAT)
 		u->pending++;
 	if (!ok)
-		limits_drops++;
+		quota_drops++;
 	return ok;
 }
 
@@ -379,7 +379,7 @@ int limits_publish_ok(int64_t uid, enum topic_kind k)
  * of microseconds on loopback, up to TH_MQTT_LOOKUP_TIMEOUT_MS when Redis is
  * slow) on the broker's only thread for every chat message, where the local
  * bucket decides in well under a microsecond.  The price: REST and MQTT see
- * each other's use only every LIMITS_SYNC_MS, and a user idle over MQTT
+ * each other's use only every QUOTA_SYNC_MS, and a user idle over MQTT
  * starts from a full local bucket, so a user can exceed the shared budget by
  * at most one burst (30) per such window; the sustained rate stays 10/s
  * because every MQTT hit is booked in Redis, overdrawing it if need be. */
@@ -406,11 +406,11 @@ static void sweep(long long now)
 {
 	/* collect first: deleting shifts entries of the table being walked */
 	for (size_t i = 0; i < by_cid.cap; i++) {
-		struct limits_client *cl;
+		struct quota_client *cl;
 
 		if (!by_cid.slots[i].key)
 			continue;
-		cl = (struct limits_client *)(intptr_t)by_cid.slots[i].val;
+		cl = (struct quota_client *)(intptr_t)by_cid.slots[i].val;
 		if (cl->live || !cl->offline_ms || now - cl->offline_ms < session_ttl_s * 1000LL)
 			continue;
 		client_free(cl);
@@ -433,14 +433,14 @@ static void sweep(long long now)
 	}
 }
 
-void limits_tick(void)
+void quota_tick(void)
 {
 	long long now = now_ms();
 	int synced = 0;
 
-	if (now - last_sync_ms >= LIMITS_SYNC_MS) {
+	if (now - last_sync_ms >= QUOTA_SYNC_MS) {
 		last_sync_ms = now;
-		for (size_t i = 0; i < users.cap && synced < LIMITS_SYNC_MAX; i++) {
+		for (size_t i = 0; i < users.cap && synced < QUOTA_SYNC_MAX; i++) {
 			struct user_rate *u;
 
 			if (!users.slots[i].key)
@@ -452,7 +452,7 @@ void limits_tick(void)
 			synced++;
 		}
 	}
-	if (now - last_sweep_ms >= LIMITS_SWEEP_MS) {
+	if (now - last_sweep_ms >= QUOTA_SWEEP_MS) {
 		last_sweep_ms = now;
 		sweep(now);
 	}

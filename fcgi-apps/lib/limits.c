@@ -1,0 +1,76 @@
+/* limits: settings, keys, and the one check every limited write route calls. */
+#include "limits.h"
+
+#include <stdio.h>
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "ratelimit.h"
+
+struct limits limits;
+static int unavailable = -1; /* metrics counter */
+
+static const struct {
+	const char *name;           /* in keys: th:rl:<name>:<uid> */
+	const char *max_var, *window_var;
+	long max, window_s;
+} kinds[LIMIT_KINDS] = {
+	[LIMIT_POST] = {"post", "TH_RL_POST_MAX", "TH_RL_POST_WINDOW", 10, 60},
+	[LIMIT_COMMENT] = {"comment", "TH_RL_COMMENT_MAX", "TH_RL_COMMENT_WINDOW", 30, 60},
+	[LIMIT_COMMUNITY] = {"community", "TH_RL_COMMUNITY_MAX", "TH_RL_COMMUNITY_WINDOW", 5, 86400},
+	[LIMIT_REACTION] = {"reaction", "TH_RL_REACTION_MAX", "TH_RL_REACTION_WINDOW", 60, 60},
+	[LIMIT_CALL] = {"call", "TH_RL_CALL_MAX", "TH_RL_CALL_WINDOW", 20, 60},
+	[LIMIT_MESSAGE] = {"msg", NULL, NULL, 0, 0},
+};
+
+void limits_init(void)
+{
+	for (int k = 0; k < LIMIT_KINDS; k++) {
+		if (!kinds[k].max_var)
+			continue;
+		limits.max[k] = (long)cfg_int(kinds[k].max_var, kinds[k].max, 1, 1000000);
+		limits.window_s[k] = (long)cfg_int(kinds[k].window_var, kinds[k].window_s, 1,
+						   30LL * 86400);
+	}
+	limits.msg_interval_ms = (long)cfg_int("TH_RL_MSG_INTERVAL_MS", 100, 1, 3600000);
+	limits.msg_burst = (long)cfg_int("TH_RL_MSG_BURST", 30, 1, 1000000);
+	limits.reaction_kinds_max = (long)cfg_int("TH_REACTION_KINDS_MAX", 50, 1, 100000);
+	unavailable = metrics_counter("limits_unavailable_total");
+}
+
+const char *limits_key(char *buf, size_t size, enum limit_kind kind, int64_t uid)
+{
+	snprintf(buf, size, "th:rl:%s:%lld", kinds[kind].name, (long long)uid);
+	return buf;
+}
+
+int limits_take_or_reply(struct http_req *req, enum limit_kind kind)
+{
+	struct rl_state st;
+	char key[64];
+	int rc;
+
+	limits_key(key, sizeof(key), kind, req->user_id);
+	if (kind == LIMIT_MESSAGE) {
+		rc = rl_take(key, limits.msg_interval_ms, limits.msg_burst, 1, 0, &st);
+	} else {
+		rc = rl_hit(key, limits.window_s[kind], &st);
+		if (rc == 0)
+			rc = st.count <= limits.max[kind];
+	}
+	if (rc < 0) {
+		/* fail open: see limits.h */
+		log_warn("limits: Redis unavailable; %s of user %lld let through unlimited",
+			 kinds[kind].name, (long long)req->user_id);
+		metrics_add(unavailable, 1);
+		return 0;
+	}
+	if (rc == 0) {
+		log_info("limits: user %lld over the %s limit", (long long)req->user_id,
+			 kinds[kind].name);
+		rl_reply_limited(req, &st);
+		return -1;
+	}
+	return 0;
+}

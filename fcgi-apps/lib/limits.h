@@ -1,0 +1,64 @@
+/* limits: the per-user write limits of API.md ("Limits every route and
+ * topic obeys"), their values in one place.
+ *
+ * Every value is a TH_* setting read once at start-up (limits_init; a
+ * malformed one stops the process, like every other setting), so a stack
+ * can lower them (the integration tests do) without a rebuild:
+ *
+ *   kind        setting (default)                          window setting (default)
+ *   post        TH_RL_POST_MAX (10)                        TH_RL_POST_WINDOW (60 s)
+ *   comment     TH_RL_COMMENT_MAX (30)                     TH_RL_COMMENT_WINDOW (60 s)
+ *   community   TH_RL_COMMUNITY_MAX (5)                    TH_RL_COMMUNITY_WINDOW (86400 s)
+ *   reaction    TH_RL_REACTION_MAX (60)                    TH_RL_REACTION_WINDOW (60 s)
+ *   call        TH_RL_CALL_MAX (20)                        TH_RL_CALL_WINDOW (60 s)
+ *   message     TH_RL_MSG_INTERVAL_MS (100), TH_RL_MSG_BURST (30): a token
+ *               bucket, 10/s with a burst of 30, shared by REST and MQTT
+ *               through one Redis key, th:rl:msg:<user_id> (the broker
+ *               plugin takes from the same key)
+ *   distinct reaction kinds on one post: TH_REACTION_KINDS_MAX (50)
+ *
+ * The fixed windows count in Redis under th:rl:<kind>:<user_id> (lib/
+ * ratelimit rl_hit); a hit over the limit is answered 429 rate_limited with
+ * Retry-After.  When Redis cannot answer, the write goes through (logged,
+ * counted in limits_unavailable_total): Redis holds rebuildable state only,
+ * and posting, commenting and chatting keep working through its outage like
+ * every other route backed by PostgreSQL; the limits hold again as soon as
+ * it is back. */
+#ifndef TH_LIMITS_H
+#define TH_LIMITS_H
+
+#include "http.h"
+
+enum limit_kind {
+	LIMIT_POST,
+	LIMIT_COMMENT,
+	LIMIT_COMMUNITY,
+	LIMIT_REACTION,
+	LIMIT_CALL,
+	LIMIT_MESSAGE,
+	LIMIT_KINDS
+};
+
+struct limits {
+	long max[LIMIT_KINDS];      /* fixed-window kinds: writes per window */
+	long window_s[LIMIT_KINDS];
+	long msg_interval_ms;       /* LIMIT_MESSAGE: one token every interval */
+	long msg_burst;             /* ... at most this many in a row */
+	long reaction_kinds_max;    /* distinct reaction kinds on one post */
+};
+
+extern struct limits limits;
+
+/* Reads the settings above (exits on a malformed value) and registers the
+ * metrics counter (call after metrics_open, i.e. in an app's init). */
+void limits_init(void);
+
+/* The Redis key of a user's budget of kind, into buf ("th:rl:msg:42"). */
+const char *limits_key(char *buf, size_t size, enum limit_kind kind, int64_t uid);
+
+/* Takes one write of kind from the caller's (req->user_id) budget: 0 when
+ * allowed (also when Redis cannot answer, see above), -1 when refused with
+ * 429 rate_limited + Retry-After (replied). */
+int limits_take_or_reply(struct http_req *req, enum limit_kind kind);
+
+#endif

@@ -1,0 +1,373 @@
+// Media limits of issue 17 (points 5 and 8), black-box over HTTP: what one user can cost
+// everyone else, and the smaller defects found in review.
+//
+// - Large-pixel PNGs under the 50 MP limit succeed (a 7000x7000 PNG of ~20 KB was answered
+//   500 "No IDATs written" before), and the worker that processed one still takes the next
+//   image, small or large.
+// - Images processed at once: at most 2 per user (the third: 429 with Retry-After, at once);
+//   large images per host (TH_MEDIA_HEAVY_CONCURRENCY, restarted here with 1): beyond it 429
+//   with Retry-After after a short bounded wait, never a queue. Another user's small upload
+//   and /api/media/health still answer meanwhile (the latency target itself is measured by
+//   tests/load/media_pressure.mjs, not asserted here: the machine is shared and noisy).
+// - Anonymous or forged uploads are refused 401 before their body is read: the test sends
+//   the headers of a 50 MB upload and no body, and gets the 401 anyway.
+// - limit_conn / limit_req per client address on uploads (nginx): 429 JSON with Retry-After.
+// - A malformed multipart body, broken in the middle or at its end: 400 validation_failed.
+// - Uploaded videos lose their metadata (a GPS location, a title, a stream's handler name):
+//   ffprobe finds none in the stored original; the frames are the same (stream copy).
+//
+// The budget tests wait until the images are in processing by reading budget.c's per-user count
+// in Redis (lib/stack.mjs redis()), not by sleeping.
+//
+// Addresses: registrations from 127.41.x.y (fixtures); the limit_conn test from 127.41.200.1;
+// every other request from 127.0.0.1.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import net from 'node:net';
+import zlib from 'node:zlib';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  PORT_BASE, request, runProgram, sleep,
+} from './lib/http.mjs';
+import { responseChecks } from './lib/assert.mjs';
+import { redis } from './lib/stack.mjs';
+import { fixtures } from './lib/fixtures.mjs';
+import {
+  restartMedia, PNG_SIGNATURE, pngChunk, urlPath,
+} from './lib/media.mjs';
+
+const { show, assertError, assertStatus } = responseChecks({ headers: true });
+const { newUser } = fixtures({ net: 41, slug: 'ml', name: 'Media limits' });
+const STACK_ENV = {};
+let dir;
+
+// A 1-bit grey picture, all white, w x h: a 7000x7000 one deflates to ~6 KB.
+function whitePng(w, h, seed = 0) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 1;
+  const stride = Math.ceil(w / 8) + 1;
+  const rows = Buffer.alloc(stride * h, 0xff);
+  for (let y = 0; y < h; y++) rows[y * stride] = 0;
+  rows[stride * (h >> 1) + 1] = seed & 0x7f; // a different file (hash) per seed
+  return Buffer.concat([
+    PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(rows, { level: 9 })),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+// Waits until `n` images of user u are in processing (budget.c's count in Redis), at most 20 s.
+async function inProcessing(u, n) {
+  const end = Date.now() + 20000;
+  for (;;) {
+    const r = await redis('GET', `th:media:images:${u.id}`);
+    if (Number(r.trim() || 0) >= n) return;
+    assert.ok(Date.now() < end, `${n} images of user ${u.id} never in processing (${r})`);
+    await sleep(20);
+  }
+}
+
+const upload = (who, bytes, o = {}) => request('POST', `/api/media?filename=${o.filename || 'f.bin'}`, {
+  headers: { ...(who ? { authorization: `Bearer ${who.token}` } : {}), ...(o.headers || {}) },
+  body: bytes,
+  timeoutMs: o.timeoutMs ?? 180000,
+  localAddress: o.localAddress,
+});
+
+async function sh(cmd, args) {
+  const r = await runProgram(cmd, args, { timeoutMs: 60000 });
+  assert.equal(r.code, 0, `${cmd} ${args.join(' ')}: ${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+before(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'th-media-limits-'));
+});
+
+after(async () => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('large-pixel images under the limit', () => {
+  test('a 49 MP PNG (7000x7000) -> 201 with its variants; the workers take small and large images after it', async () => {
+    const u = await newUser('big');
+    const big = whitePng(7000, 7000, 1);
+    const res = await upload(u, big, { filename: 'big.png' });
+    assertStatus(res, 201, '49 MP PNG');
+    assert.equal(res.json.width, 7000);
+    assert.equal(res.json.height, 7000);
+    for (const v of ['original', 'thumb', 'medium']) assert.equal(typeof res.json.variants[v], 'string');
+    const th = await request('GET', urlPath(res.json.variants.thumb), { headers: { authorization: `Bearer ${u.token}` } });
+    assertStatus(th, 200, 'thumb');
+    // every worker of the pool (4 by default) takes a small PNG, one after the other
+    for (let i = 0; i < 8; i++) {
+      const s = await upload(u, whitePng(64, 48, 10 + i), { filename: `s${i}.png` });
+      assertStatus(s, 201, `small PNG ${i} after the large one`);
+    }
+    // and a second large one succeeds too (accounting did not leak)
+    const again = await upload(u, whitePng(7000, 7000, 2), { filename: 'big2.png' });
+    assertStatus(again, 201, 'second 49 MP PNG');
+  });
+
+  test('over 50 MP (7072x7072) -> 400 validation_failed, still', async () => {
+    const u = await newUser('over');
+    const res = await upload(u, whitePng(7072, 7072), { filename: 'over.png' });
+    assertError(res, 400, 'validation_failed');
+  });
+});
+
+describe('PNG originals keep their pixels, lose their metadata', () => {
+  // the chunk types of a PNG, in order
+  function chunkTypes(buf) {
+    const out = [];
+    for (let off = 8; off + 8 <= buf.length;) {
+      const len = buf.readUInt32BE(off);
+      out.push(buf.subarray(off + 4, off + 8).toString('latin1'));
+      off += 12 + len;
+    }
+    return out;
+  }
+
+  test('text, EXIF, ICC, time and private chunks and bytes after IEND are gone; IDAT is the same bytes', async () => {
+    const u = await newUser('pngmeta');
+    const base = whitePng(300, 200, 15);
+    const iend = base.length - 12;
+    const ihdrEnd = 8 + 25;
+    const tIME = Buffer.from([0x07, 0xea, 12, 6, 1, 2, 3]);
+    const withMeta = Buffer.concat([
+      base.subarray(0, ihdrEnd),
+      pngChunk('tEXt', Buffer.from('Comment\0secret place 48.8584N', 'latin1')),
+      pngChunk('iTXt', Buffer.from('Author\0\0\0\0\0secret author', 'latin1')),
+      pngChunk('eXIf', Buffer.from('MM\0*\0\0\0\x08\0\0secret-exif', 'latin1')),
+      pngChunk('tIME', tIME),
+      pngChunk('prVt', Buffer.from('secret private chunk', 'latin1')),
+      base.subarray(ihdrEnd, iend),
+      base.subarray(iend),
+      Buffer.from('secret trailing bytes', 'latin1'),
+    ]);
+    const res = await upload(u, withMeta, { filename: 'meta.png', timeoutMs: 30000 });
+    assertStatus(res, 201, 'PNG with metadata');
+    assert.equal(res.json.width, 300);
+    const d = await request('GET', urlPath(res.json.variants.original), { headers: { authorization: `Bearer ${u.token}` } });
+    assertStatus(d, 200, 'original');
+    assert.ok(!d.body.includes(Buffer.from('secret')), `metadata left: ${chunkTypes(d.body)}`);
+    const types = chunkTypes(d.body);
+    assert.deepEqual(types.filter((t) => !['IHDR', 'PLTE', 'IDAT', 'IEND', 'tRNS', 'gAMA', 'cHRM', 'sRGB', 'sBIT', 'pHYs', 'bKGD'].includes(t)), []);
+    assert.equal(types[types.length - 1], 'IEND');
+    const idat = (b) => {
+      const parts = [];
+      for (let off = 8; off + 8 <= b.length;) {
+        const len = b.readUInt32BE(off);
+        if (b.subarray(off + 4, off + 8).toString('latin1') === 'IDAT') parts.push(b.subarray(off + 8, off + 8 + len));
+        off += 12 + len;
+      }
+      return Buffer.concat(parts);
+    };
+    assert.ok(idat(d.body).equals(idat(base)), 'the compressed pixels are the uploaded ones');
+    const out = path.join(dir, 'meta-out.png');
+    writeFileSync(out, d.body);
+    assert.match(await sh('identify', [out]), /PNG 300x200/);
+  });
+});
+
+describe('images processed at once', () => {
+  after(async () => { await restartMedia(STACK_ENV); });
+
+  test('per user: the third image while two are processed -> 429 with Retry-After; another user is served', async () => {
+    // two large images run side by side (a slot each), so the user's two places stay taken
+    await restartMedia({ TH_MEDIA_HEAVY_CONCURRENCY: '2', TH_MEDIA_HEAVY_WAIT_MS: '30000' });
+    const a = await newUser('pa');
+    const b = await newUser('pb');
+    const t0 = Date.now();
+    const p1 = upload(a, whitePng(7000, 7000, 3), { filename: 'a1.png' });
+    const p2 = upload(a, whitePng(7000, 7000, 4), { filename: 'a2.png' });
+    await inProcessing(a, 2); // both hold their places (each takes seconds)
+    const third = await upload(a, whitePng(64, 64, 5), { filename: 'a3.png', timeoutMs: 30000 });
+    const tThird = Date.now() - t0;
+    assertError(third, 429, 'rate_limited');
+    assert.match(third.headers['retry-after'] || '', /^\d+$/, show(third));
+    const other = await upload(b, whitePng(64, 64, 6), { filename: 'b1.png', timeoutMs: 30000 });
+    assertStatus(other, 201, 'another user, meanwhile');
+    const health = await request('GET', '/api/media/health', { timeoutMs: 30000 });
+    assertStatus(health, 200, 'health meanwhile');
+    const [r1, r2] = await Promise.all([p1, p2]);
+    assertStatus(r1, 201, 'first large');
+    assertStatus(r2, 201, 'second large');
+    // the 429 came while the two were still running, not after them
+    assert.ok(tThird < Date.now() - t0, 'third answered before the first two');
+    // places given back: the user uploads again
+    assertStatus(await upload(a, whitePng(64, 64, 7), { filename: 'a4.png', timeoutMs: 30000 }), 201, 'after');
+  });
+
+  test('per host: a large image beyond TH_MEDIA_HEAVY_CONCURRENCY -> 429 with Retry-After after a bounded wait; small ones pass', async () => {
+    await restartMedia({ TH_MEDIA_HEAVY_CONCURRENCY: '1', TH_MEDIA_HEAVY_WAIT_MS: '300' });
+    const a = await newUser('ha');
+    const b = await newUser('hb');
+    const p1 = upload(a, whitePng(7000, 7000, 8), { filename: 'h1.png' });
+    await inProcessing(a, 1); // its place is taken: the host slot a moment later
+    await sleep(200);
+    const t = Date.now();
+    const second = await upload(b, whitePng(7000, 7000, 9), { filename: 'h2.png', timeoutMs: 30000 });
+    assertError(second, 429, 'rate_limited');
+    assert.match(second.headers['retry-after'] || '', /^\d+$/, show(second));
+    assert.ok(Date.now() - t < 15000, `refused after a bounded wait, not queued (${Date.now() - t} ms)`);
+    // a small image of b takes no host slot
+    assertStatus(await upload(b, whitePng(64, 64, 11), { filename: 'h3.png', timeoutMs: 30000 }), 201, 'small');
+    assertStatus(await p1, 201, 'the one holding the slot');
+  });
+});
+
+describe('the time bound of one image', () => {
+  after(async () => { await restartMedia(STACK_ENV); });
+
+  test('TH_MEDIA_IMAGE_TIMEOUT_MS=200: a 49 MP PNG is stopped -> 400 validation_failed; the pool takes images after it', async () => {
+    await restartMedia({ TH_MEDIA_IMAGE_TIMEOUT_MS: '200' }); // decoding 49 MP alone takes longer
+    const u = await newUser('slow');
+    const res = await upload(u, whitePng(7000, 7000, 14), { filename: 'slow.png', timeoutMs: 120000 });
+    assertError(res, 400, 'validation_failed');
+    assert.match(res.json.error.message, /too long/);
+    for (let i = 0; i < 6; i++) {
+      assertStatus(await upload(u, whitePng(64, 48, 20 + i), { filename: `t${i}.png`, timeoutMs: 30000 }), 201, `small PNG ${i} after`);
+    }
+  });
+});
+
+describe('uploads refused before their body', () => {
+  // Sends the headers of a POST /api/media with a 50 MB Content-Length and no body;
+  // resolves with the status line and the time it took.
+  function headersOnly(headers, localAddress = '127.0.0.1') {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: PORT_BASE, localAddress });
+      const t0 = Date.now();
+      let buf = '';
+      const timer = setTimeout(() => { s.destroy(); resolve({ status: 0, ms: Date.now() - t0, text: buf }); }, 10000);
+      s.on('connect', () => {
+        s.write(`POST /api/media?filename=x.bin HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n`
+          + `Content-Length: ${50 * 1024 * 1024}\r\n${headers}\r\n`);
+      });
+      s.on('data', (c) => {
+        buf += c.toString('latin1');
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(buf);
+        if (m && buf.includes('\r\n\r\n')) {
+          clearTimeout(timer);
+          s.destroy();
+          resolve({ status: Number(m[1]), ms: Date.now() - t0, text: buf });
+        }
+      });
+      s.on('error', (e) => { clearTimeout(timer); reject(e); });
+    });
+  }
+
+  test('no token, or a forged one: 401 JSON while the 50 MB body was never sent', async () => {
+    const none = await headersOnly('');
+    assert.equal(none.status, 401, none.text);
+    assert.match(none.text, /"code":"unauthorized"/);
+    assert.match(none.text, /WWW-Authenticate: Bearer/i);
+    const forged = await headersOnly('Authorization: Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0.AAAA\r\n');
+    assert.equal(forged.status, 401, forged.text);
+  });
+
+  test('a valid token: nginx waits for the body (no answer without it)', async () => {
+    const u = await newUser('body');
+    // not a refusal: the request stays open for its body; we give up after 2 s
+    const r = await new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: PORT_BASE });
+      let buf = '';
+      const timer = setTimeout(() => { s.destroy(); resolve(buf); }, 2000);
+      s.on('connect', () => s.write(`POST /api/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${u.token}\r\n`
+        + `Content-Length: ${50 * 1024 * 1024}\r\n\r\n`));
+      s.on('data', (c) => { buf += c.toString('latin1'); });
+      s.on('error', (e) => { clearTimeout(timer); reject(e); });
+    });
+    assert.equal(r, '', `answered before the body: ${r}`);
+  });
+
+  test('limit_conn: 16 uploads at once per address; the 17th and on -> 429 rate_limited with Retry-After', async () => {
+    const u = await newUser('conn');
+    const addr = '127.41.200.1';
+    const socks = [];
+    try {
+      for (let i = 0; i < 16; i++) {
+        const s = net.connect({ host: '127.0.0.1', port: PORT_BASE, localAddress: addr });
+        await new Promise((r, j) => { s.once('connect', r); s.once('error', j); });
+        s.write(`POST /api/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${u.token}\r\nContent-Length: 1000000\r\n\r\n`);
+        socks.push(s);
+      }
+      await sleep(300); // nginx has them all in its body-reading phase
+      const res = await upload(u, whitePng(8, 8, 12), { filename: 'c.png', localAddress: addr, timeoutMs: 10000 });
+      assertError(res, 429, 'rate_limited');
+      assert.match(res.headers['retry-after'] || '', /^\d+$/, show(res));
+    } finally {
+      for (const s of socks) s.destroy();
+    }
+    await sleep(300);
+    assertStatus(await upload(u, whitePng(8, 8, 13), { filename: 'd.png', localAddress: addr, timeoutMs: 10000 }), 201, 'after the others closed');
+  });
+});
+
+describe('multipart body malformed in the middle', () => {
+  function body(boundary, parts) {
+    return Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p.replaceAll('B', boundary)))));
+  }
+
+  test('a bad delimiter at the end of the body, or in the middle of a large one -> 400 validation_failed', async () => {
+    const u = await newUser('mp');
+    const b = `th${crypto.randomBytes(8).toString('hex')}`;
+    const head = `--B\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n\r\n`;
+    const cases = {
+      'at the end': body(b, [head, crypto.randomBytes(3000), '\r\n--Bxx junk']),
+      'in the middle of 1 MiB': body(b, [head, crypto.randomBytes(100000), '\r\n--B!!\r\n', crypto.randomBytes(1024 * 1024)]),
+      'headers never end': body(b, ['--B\r\nContent-Disposition: form-data; name="file"\r\n', 'X-Pad: y\r\n'.repeat(2000)]),
+    };
+    for (const [what, bytes] of Object.entries(cases)) {
+      const res = await upload(u, bytes, { headers: { 'content-type': `multipart/form-data; boundary=${b}` }, timeoutMs: 30000 });
+      assert.equal(res.status, 400, `${what}: ${show(res)}`);
+      assertError(res, 400, 'validation_failed', 'file');
+    }
+  });
+});
+
+describe('video metadata', () => {
+  test('an MP4 with a GPS location, a title and a handler name is stored without them (stream copy)', async () => {
+    const u = await newUser('vid');
+    const src = path.join(dir, 'gps.mp4');
+    await sh('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=duration=1:size=64x64:rate=10',
+      '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-metadata', 'location=+48.8584+002.2945/',
+      '-metadata', 'title=where I live', '-metadata:s:v', 'handler_name=PhoneCam', '-f', 'mp4', src]);
+    const probe = async (file) => JSON.parse(await sh('ffprobe', ['-v', 'error', '-show_entries',
+      'format_tags:stream_tags:stream=codec_name,nb_frames', '-of', 'json', file]));
+    const before = await probe(src);
+    assert.equal(before.format.tags.location, '+48.8584+002.2945/', 'the sample carries a location');
+    const res = await upload(u, readFileSync(src), { filename: 'clip.mp4', timeoutMs: 60000 });
+    assertStatus(res, 201, 'mp4 upload');
+    assert.equal(res.json.kind, 'video');
+    const d = await request('GET', urlPath(res.json.variants.original), { headers: { authorization: `Bearer ${u.token}` } });
+    assertStatus(d, 200, 'download');
+    assert.equal(d.body.length, res.json.size);
+    assert.equal(crypto.createHash('sha256').update(d.body).digest('hex'), res.json.sha256);
+    const out = path.join(dir, 'stored.mp4');
+    writeFileSync(out, d.body);
+    const after = await probe(out);
+    const tags = JSON.stringify(after);
+    for (const secret of ['48.8584', 'where I live', 'PhoneCam']) assert.ok(!tags.includes(secret), `${secret} left in ${tags}`);
+    assert.ok(!after.format.tags || !('location' in after.format.tags), tags);
+    assert.equal(after.streams[0].codec_name, 'h264');
+    assert.equal(after.streams[0].nb_frames, before.streams[0].nb_frames, 'same frames');
+  });
+
+  test('a file detected as MP4 that ffmpeg cannot read -> 400 validation_failed', async () => {
+    const u = await newUser('badvid');
+    const src = path.join(dir, 'ok.mp4');
+    await sh('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=duration=1:size=64x64:rate=10',
+      '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-f', 'mp4', src]);
+    const good = readFileSync(src);
+    // the ftyp box (libmagic's evidence) then garbage
+    const bad = Buffer.concat([good.subarray(0, 32), crypto.randomBytes(4000)]);
+    const res = await upload(u, bad, { filename: 'bad.mp4', timeoutMs: 60000 });
+    if (res.status === 415) return; // libmagic no longer calls it MP4: refused all the same
+    assertError(res, 400, 'validation_failed');
+  });
+});

@@ -1,0 +1,283 @@
+// Message ids belong to their first (channel, sender), issue 17 point 1, and reply_to names a
+// message of the same channel (point 8), black-box against ../shared/API.md ("v1.1
+// additions": a message id belongs to the first sender and channel that stored it; REST 409
+// conflict; over MQTT never stored, counted, and no `stored` receipt names it).
+//
+// - Both orders: the victim's id stored first over REST, then tried by another member over
+//   REST and MQTT; stored first over MQTT, then tried the same ways.
+// - The race: the bridge is stopped (SIGSTOP) while the victim's message waits for it in the
+//   broker; another member who saw it live POSTs its id many times over REST. Whoever
+//   stores the id first owns it; the victim never gets a receipt for an id stored as
+//   somebody else's, but a {"type":"refused","reason":"id_taken"} notice (docs/events.md),
+//   and the bridge counts th_messages_refused_id_taken_total. A variant races without
+//   stopping the bridge and checks the same invariant, whoever wins.
+// - Client addresses: registrations from 127.21.x.y (lib/fixtures.mjs).
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { request, readPid, parseProm, sleep } from './lib/http.mjs';
+import { show, assertError, assertStatus } from './lib/assert.mjs';
+import { uuid, api, fixtures } from './lib/fixtures.mjs';
+import {
+  DELIVER_MS, closeClients, connect, end, mustSubscribe, publish, waitFor, hasPayload,
+} from './lib/mqtt.mjs';
+
+const { newUser, community } = fixtures({ net: 21, slug: 'mid', name: 'Message ids', general: true });
+after(closeClients);
+
+const STORED_MS = 10000; // a message published reaches the history (and its receipt comes) within this
+
+async function bridgeMetrics() {
+  const r = await request('GET', '/metrics/bridge');
+  assert.equal(r.status, 200, `/metrics/bridge: ${show(r)}`);
+  const out = {};
+  for (const s of parseProm(r.text)) out[s.name] = (out[s.name] ?? 0) + s.value;
+  return out;
+}
+const metric = (m, name) => m[name] ?? 0;
+
+const postMsg = (ch, who, body) => api('POST', `/api/channels/${ch}/messages`, who, body);
+const getMsg = (id, who) => api('GET', `/api/messages/${id}`, who);
+
+// A connected user with their inbox subscribed; .inbox(type) lists the inbox notices of a type
+async function client(user) {
+  const conn = await connect(user);
+  await mustSubscribe(conn, `user/${user.id}/inbox`);
+  conn.notices = (type) => conn.messages
+    .filter((m) => m.topic === `user/${user.id}/inbox`)
+    .map((m) => { try { return JSON.parse(m.payload); } catch { return null; } })
+    .filter((m) => m?.type === type);
+  conn.storedIds = () => conn.notices('stored').flatMap((m) => m.ids);
+  conn.refusedIds = () => conn.notices('refused').flatMap((m) => m.ids);
+  return conn;
+}
+
+// The stored message of id, waited for (seen by `who`)
+async function storedMessage(id, who, ms = STORED_MS) {
+  let r;
+  await waitFor(async () => { r = await getMsg(id, who); return r.status === 200; }, ms, `message ${id} to be stored`);
+  return r.json;
+}
+
+// All messages of a channel with this id (history, newest first, one page of 100 is enough here)
+async function historyWith(ch, who, id) {
+  const r = assertStatus(await api('GET', `/api/channels/${ch}/messages?limit=100`, who), 200);
+  return r.json.items.filter((m) => m.id === id);
+}
+
+// A stage: a community whose #general has a victim and another member, both connected; and a
+// second community (both members) for the cross-channel cases.
+async function stage(tag) {
+  const victim = await newUser(`${tag}v`);
+  const other = await newUser(`${tag}o`);
+  const c = await community(victim, 'public', [other]);
+  const c2 = await community(victim, 'public', [other]);
+  const v = await client(victim);
+  const o = await client(other);
+  await mustSubscribe(o, `chat/${c.channel}/+`);
+  return { victim, other, c, c2, v, o };
+}
+
+describe('a message id belongs to its first channel and sender', { timeout: 120000 }, () => {
+  test('REST first: another member (REST or MQTT), another channel -> refused; the sender re-sending stays idempotent', async () => {
+    const { victim, other, c, c2, v, o } = await stage('mr');
+    try {
+      const id = uuid();
+      const first = assertStatus(await postMsg(c.channel, victim, { id, body: 'mine' }), 201, 'victim POST:');
+      assert.equal(first.json.sender.id, victim.id);
+      // another member, same channel / another channel; the victim, another channel
+      assertError(await postMsg(c.channel, other, { id, body: 'stolen' }), 409, 'conflict');
+      assertError(await postMsg(c2.channel, other, { id, body: 'stolen elsewhere' }), 409, 'conflict');
+      assertError(await postMsg(c2.channel, victim, { id, body: 'mine, elsewhere' }), 409, 'conflict');
+      // the sender re-sending: the stored message, unchanged
+      const again = assertStatus(await postMsg(c.channel, victim, { id, body: 'mine (edited replay)' }), 200, 'victim replay:');
+      assert.deepEqual(again.json, first.json);
+
+      // over MQTT: the other member's copy is dropped and counted; no receipt names it
+      const m0 = await bridgeMetrics();
+      assert.ok(await publish(o, `chat/${c.channel}/${other.id}`, JSON.stringify({ id, body: 'stolen over mqtt' })) < 0x80);
+      // the victim re-sending over MQTT: a receipt (it is the victim's)
+      assert.ok(await publish(v, `chat/${c.channel}/${victim.id}`, JSON.stringify({ id, body: 'mine' })) < 0x80);
+      await waitFor(() => v.storedIds().includes(id), STORED_MS, 'the victim\'s receipt of the re-send');
+      await waitFor(() => o.refusedIds().includes(id), STORED_MS, 'the refused notice to the other member');
+      const m1 = await bridgeMetrics();
+      assert.equal(metric(m1, 'th_messages_refused_id_taken_total') - metric(m0, 'th_messages_refused_id_taken_total'), 1,
+        `refused counted once: ${JSON.stringify(m1)}`);
+      assert.ok(!o.storedIds().includes(id), 'a stored receipt named an id stored as somebody else\'s');
+      const h = await historyWith(c.channel, victim, id);
+      assert.equal(h.length, 1);
+      assert.equal(h[0].sender.id, victim.id);
+      assert.equal(h[0].body, 'mine');
+      assert.equal((await historyWith(c2.channel, victim, id)).length, 0);
+    } finally {
+      await end(v, o);
+    }
+  });
+
+  test('MQTT first: another member (REST or MQTT) -> refused; the sender re-sending (MQTT or REST) stays idempotent', async () => {
+    const { victim, other, c, c2, v, o } = await stage('mm');
+    try {
+      const id = uuid();
+      assert.ok(await publish(v, `chat/${c.channel}/${victim.id}`, JSON.stringify({ id, body: 'mine first' })) < 0x80);
+      await waitFor(() => hasPayload(o, (m) => m.topic === `chat/${c.channel}/${victim.id}` && m.payload.includes(id)),
+        DELIVER_MS, 'the other member to see the message live');
+      await waitFor(() => v.storedIds().includes(id), STORED_MS, 'the victim\'s receipt');
+      assertError(await postMsg(c.channel, other, { id, body: 'stolen' }), 409, 'conflict');
+      assertError(await postMsg(c2.channel, other, { id, body: 'stolen elsewhere' }), 409, 'conflict');
+      const m0 = await bridgeMetrics();
+      assert.ok(await publish(o, `chat/${c.channel}/${other.id}`, JSON.stringify({ id, body: 'stolen over mqtt' })) < 0x80);
+      assert.ok(await publish(o, `chat/${c2.channel}/${other.id}`, JSON.stringify({ id, body: 'stolen, other channel' })) < 0x80);
+      // the victim in another channel: also not theirs there
+      assert.ok(await publish(v, `chat/${c2.channel}/${victim.id}`, JSON.stringify({ id, body: 'mine, other channel' })) < 0x80);
+      await waitFor(() => o.refusedIds().includes(id) && v.refusedIds().includes(id), STORED_MS, 'the refused notices');
+      const m1 = await bridgeMetrics();
+      assert.equal(metric(m1, 'th_messages_refused_id_taken_total') - metric(m0, 'th_messages_refused_id_taken_total'), 3);
+      assert.ok(!o.storedIds().includes(id), 'a receipt named an id stored as somebody else\'s');
+      // the victim re-sending is idempotent, over REST too (200, the stored message)
+      const r = assertStatus(await postMsg(c.channel, victim, { id, body: 'mine first' }), 200, 'victim REST replay:');
+      assert.equal(r.json.sender.id, victim.id);
+      const h = await historyWith(c.channel, victim, id);
+      assert.equal(h.length, 1);
+      assert.equal(h[0].body, 'mine first');
+      assert.equal((await historyWith(c2.channel, victim, id)).length, 0);
+    } finally {
+      await end(v, o);
+    }
+  });
+
+  test('the race: many REST tries of the victim\'s id while the bridge is stopped -> no receipt for an id stored as another\'s', { timeout: 60000 }, async () => {
+    const { victim, other, c, v, o } = await stage('mx');
+    const pid = readPid('run/bridge.pid');
+    let stopped = false;
+    try {
+      const id = uuid();
+      const later = uuid();
+      process.kill(pid, 'SIGSTOP');
+      stopped = true;
+      const m0 = await bridgeMetrics();
+      assert.ok(await publish(v, `chat/${c.channel}/${victim.id}`, JSON.stringify({ id, body: 'victim over mqtt' })) < 0x80);
+      await waitFor(() => hasPayload(o, (m) => m.payload.includes(id)), DELIVER_MS, 'the other member to see it live');
+      // 20 tries at once: the first stores it as the other member's, the rest are its replays
+      const rs = await Promise.all(Array.from({ length: 20 }, () => postMsg(c.channel, other, { id, body: 'stolen over rest' })));
+      const codes = rs.map((r) => r.status).sort();
+      assert.equal(codes.filter((s) => s === 201).length, 1, `one 201: ${codes}`);
+      assert.equal(codes.filter((s) => s === 200).length, 19, `19 replays: ${codes}`);
+      // a message of the victim after it, also waiting for the bridge
+      assert.ok(await publish(v, `chat/${c.channel}/${victim.id}`, JSON.stringify({ id: later, body: 'victim, next' })) < 0x80);
+      await sleep(200);
+      process.kill(pid, 'SIGCONT');
+      stopped = false;
+      await waitFor(() => v.storedIds().includes(later), STORED_MS, 'the receipt of the victim\'s next message');
+      await waitFor(() => v.refusedIds().includes(id), STORED_MS, 'the refused notice to the victim');
+      assert.ok(!v.storedIds().includes(id), `the victim got a receipt for an id stored as another's: ${JSON.stringify(v.notices('stored'))}`);
+      const m1 = await bridgeMetrics();
+      assert.equal(metric(m1, 'th_messages_refused_id_taken_total') - metric(m0, 'th_messages_refused_id_taken_total'), 1);
+      const h = await historyWith(c.channel, victim, id);
+      assert.equal(h.length, 1);
+      assert.equal(h[0].sender.id, other.id);
+      // re-sending it (as a client without a receipt does) keeps it refused, never a receipt
+      assert.ok(await publish(v, `chat/${c.channel}/${victim.id}`, JSON.stringify({ id, body: 'victim over mqtt' })) < 0x80);
+      await waitFor(() => v.notices('refused').filter((n) => n.ids.includes(id)).length >= 2, STORED_MS, 'a second refused notice');
+      assert.ok(!v.storedIds().includes(id));
+    } finally {
+      if (stopped) process.kill(pid, 'SIGCONT');
+      await end(v, o);
+    }
+  });
+
+  test('the race without stopping the bridge: whoever stores the id owns it, and only the owner gets a receipt', { timeout: 60000 }, async () => {
+    const { victim, other, c, v, o } = await stage('my');
+    try {
+      // 4 rounds of 6 tries: within the other member's message burst (30, lib/limits.h)
+      for (let round = 0; round < 4; round++) {
+        const id = uuid();
+        const payload = JSON.stringify({ id, body: `victim ${round}` });
+        const seen = waitFor(() => hasPayload(o, (m) => m.payload === payload), DELIVER_MS, 'the message live');
+        assert.ok(await publish(v, `chat/${c.channel}/${victim.id}`, payload) < 0x80);
+        await seen;
+        const rs = await Promise.all(Array.from({ length: 6 }, () => postMsg(c.channel, other, { id, body: `stolen ${round}` })));
+        const msg = await storedMessage(id, victim);
+        await waitFor(() => v.storedIds().includes(id) || v.refusedIds().includes(id), STORED_MS, 'the victim\'s receipt or refusal');
+        if (msg.sender.id === victim.id) {
+          assert.ok(v.storedIds().includes(id) && !v.refusedIds().includes(id));
+          assert.ok(rs.every((r) => r.status === 409), `REST tries: ${rs.map((r) => r.status)}`);
+        } else {
+          assert.equal(msg.sender.id, other.id);
+          assert.ok(!v.storedIds().includes(id), 'receipt for an id stored as another\'s');
+          assert.ok(rs.some((r) => r.status === 201), `REST tries: ${rs.map((r) => r.status)}`);
+        }
+      }
+    } finally {
+      await end(v, o);
+    }
+  });
+
+  test('MQTT against MQTT in one batch: the first in the broker\'s order owns the id', { timeout: 60000 }, async () => {
+    const { victim, other, c, v, o } = await stage('mz');
+    const pid = readPid('run/bridge.pid');
+    let stopped = false;
+    try {
+      const id = uuid();
+      process.kill(pid, 'SIGSTOP'); // both wait in the broker and reach the bridge together
+      stopped = true;
+      assert.ok(await publish(v, `chat/${c.channel}/${victim.id}`, JSON.stringify({ id, body: 'first' })) < 0x80);
+      assert.ok(await publish(o, `chat/${c.channel}/${other.id}`, JSON.stringify({ id, body: 'second' })) < 0x80);
+      process.kill(pid, 'SIGCONT');
+      stopped = false;
+      await waitFor(() => v.storedIds().includes(id), STORED_MS, 'the first sender\'s receipt');
+      await waitFor(() => o.refusedIds().includes(id), STORED_MS, 'the second sender\'s refusal');
+      assert.ok(!o.storedIds().includes(id));
+      const h = await historyWith(c.channel, victim, id);
+      assert.equal(h.length, 1);
+      assert.equal(h[0].sender.id, victim.id);
+      assert.equal(h[0].body, 'first');
+    } finally {
+      if (stopped) process.kill(pid, 'SIGCONT');
+      await end(v, o);
+    }
+  });
+});
+
+describe('reply_to names a message of the same channel', { timeout: 60000 }, () => {
+  test('REST: reply_to of another channel or unknown -> 400 validation_failed (reply_to); same channel kept', async () => {
+    const u = await newUser('mra');
+    const c = await community(u, 'public');
+    const c2 = await community(u, 'public');
+    const there = assertStatus(await postMsg(c2.channel, u, { body: 'elsewhere' }), 201).json;
+    const here = assertStatus(await postMsg(c.channel, u, { body: 'here' }), 201).json;
+    assertError(await postMsg(c.channel, u, { body: 'reply', reply_to: there.id }), 400, 'validation_failed', 'reply_to');
+    assertError(await postMsg(c.channel, u, { body: 'reply', reply_to: uuid() }), 400, 'validation_failed', 'reply_to');
+    const ok = assertStatus(await postMsg(c.channel, u, { body: 'reply', reply_to: here.id }), 201).json;
+    assert.equal(ok.reply_to, here.id);
+  });
+
+  test('MQTT: reply_to of another channel is stored as null (the message itself is stored), counted; same channel kept', async () => {
+    const u = await newUser('mrb');
+    const c = await community(u, 'public');
+    const c2 = await community(u, 'public');
+    const there = assertStatus(await postMsg(c2.channel, u, { body: 'elsewhere' }), 201).json;
+    const here = assertStatus(await postMsg(c.channel, u, { body: 'here' }), 201).json;
+    const conn = await client(u);
+    try {
+      const m0 = await bridgeMetrics();
+      const a = uuid();
+      const b = uuid();
+      const d = uuid();
+      const e = uuid();
+      const topic = `chat/${c.channel}/${u.id}`;
+      assert.ok(await publish(conn, topic, JSON.stringify({ id: a, body: 'reply elsewhere', reply_to: there.id })) < 0x80);
+      assert.ok(await publish(conn, topic, JSON.stringify({ id: b, body: 'reply here', reply_to: here.id })) < 0x80);
+      assert.ok(await publish(conn, topic, JSON.stringify({ id: d, body: 'reply to nothing', reply_to: uuid() })) < 0x80);
+      // a reply to a message published just before it (perhaps in the same batch)
+      assert.ok(await publish(conn, topic, JSON.stringify({ id: e, body: 'reply to b', reply_to: b })) < 0x80);
+      await waitFor(() => [a, b, d, e].every((id) => conn.storedIds().includes(id)), STORED_MS, 'the receipts');
+      assert.equal((await getMsg(a, u)).json.reply_to, null);
+      assert.equal((await getMsg(b, u)).json.reply_to, here.id);
+      assert.equal((await getMsg(d, u)).json.reply_to, null);
+      assert.equal((await getMsg(e, u)).json.reply_to, b);
+      const m1 = await bridgeMetrics();
+      assert.equal(metric(m1, 'th_messages_reply_to_cleared_total') - metric(m0, 'th_messages_reply_to_cleared_total'), 2);
+    } finally {
+      await end(conn);
+    }
+  });
+});
