@@ -115,8 +115,8 @@ $(BRIDGE_BIN): $(BRIDGE_OBJ) $(PLUGIN_CORE) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmosquitto
 
-# the two MQTT load generators share loadlib (clock, histogram, buffer, packets)
-$(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load: $(LOAD_LIB)
+# the MQTT load generators share loadlib (clock, histogram, buffer, packets)
+$(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt: $(LOAD_LIB)
 
 # load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
 $(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)

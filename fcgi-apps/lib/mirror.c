@@ -7,6 +7,15 @@
 #include "log.h"
 #include "metrics.h"
 
+#define MIRROR_MARKER "th:mirror:epoch"
+#define MIRROR_GEN "th:mirror:gen"
+
+/* An update this process could not write: the mirror is stale until it is
+ * rebuilt.  The next successful write drops the marker th:mirror:epoch, and
+ * the broker plugin, finding it missing, rebuilds the mirror from PostgreSQL
+ * (realtime-bridge/plugin/mwatch.h): a lost update heals without an admin. */
+static int lost;
+
 static void run(int argc, const char *const *argv)
 {
 	static int errors = -2;
@@ -16,19 +25,40 @@ static void run(int argc, const char *const *argv)
 		if (errors == -2)
 			errors = metrics_counter("mirror_errors_total");
 		metrics_add(errors, 1);
-		log_warn("mirror: %s %s failed (%s); run scripts/mirror-rebuild", argv[0], argv[1],
+		log_warn("mirror: %s %s failed (%s); the mirror will be rebuilt", argv[0], argv[1],
 			 r ? cache_reply_str(r, NULL) : cache_last_error());
+		lost = 1;
+	} else if (lost) {
+		static const char *const del[] = {"DEL", MIRROR_MARKER};
+		struct cache_reply *d = cache_cmd(2, del, NULL);
+
+		if (d && cache_reply_type(d) != CACHE_ERROR) {
+			lost = 0;
+			log_info("mirror: marker dropped after a lost update; the broker rebuilds it");
+		}
+		cache_reply_free(d);
 	}
 	cache_reply_free(r);
 }
 
 #define ID(buf, v) snprintf(buf, sizeof(buf), "%lld", (long long)(v))
 
+/* Before each change's writes: a rebuild running meanwhile sees the
+ * generation move and rebuilds again (scripts/mirror-rebuild), so its older
+ * snapshot never overwrites this change. */
+void mirror_gen_bump(void)
+{
+	static const char *const argv[] = {"INCR", MIRROR_GEN};
+
+	run(2, argv);
+}
+
 void mirror_community(int64_t cid, const char *visibility)
 {
 	char key[48];
 	const char *argv[] = {"HSET", key, "visibility", visibility};
 
+	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:community:%lld", (long long)cid);
 	run(4, argv);
 }
@@ -39,6 +69,7 @@ void mirror_member(int64_t cid, int64_t uid, const char *role)
 	const char *a1[] = {"HSET", key, u, role};
 	const char *a2[] = {"SADD", ukey, c};
 
+	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:members:%lld", (long long)cid);
 	snprintf(ukey, sizeof(ukey), "th:user:%lld:communities", (long long)uid);
 	ID(u, uid);
@@ -53,6 +84,7 @@ void mirror_member_gone(int64_t cid, int64_t uid)
 	const char *a1[] = {"HDEL", key, u};
 	const char *a2[] = {"SREM", ukey, c};
 
+	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:members:%lld", (long long)cid);
 	snprintf(ukey, sizeof(ukey), "th:user:%lld:communities", (long long)uid);
 	ID(u, uid);
@@ -66,6 +98,7 @@ void mirror_ban(int64_t cid, int64_t uid)
 	char key[48], u[24];
 	const char *argv[] = {"SADD", key, u};
 
+	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:banned:%lld", (long long)cid);
 	ID(u, uid);
 	run(3, argv);
@@ -77,6 +110,7 @@ void mirror_unban(int64_t cid, int64_t uid)
 	char key[48], u[24];
 	const char *argv[] = {"SREM", key, u};
 
+	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:banned:%lld", (long long)cid);
 	ID(u, uid);
 	run(3, argv);
@@ -87,6 +121,7 @@ void mirror_channel(int64_t chid, int64_t cid)
 	char key[48], c[24];
 	const char *argv[] = {"SET", key, c};
 
+	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:channel:%lld", (long long)chid);
 	ID(c, cid);
 	run(3, argv);
@@ -99,6 +134,7 @@ void mirror_community_gone(int64_t cid, const int64_t *chids, int n)
 	struct cache_reply *r;
 	size_t i;
 
+	mirror_gen_bump();
 	ID(c, cid);
 	snprintf(key, sizeof(key), "th:members:%lld", (long long)cid);
 	r = cache_cmd(2, hk, NULL);

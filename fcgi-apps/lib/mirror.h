@@ -10,12 +10,19 @@
  *   th:channel:<chid>          STRING <cid>
  * Every call is best effort: a failure is logged (and counted in the pool's
  * metrics as mirror_errors_total), never returned to the client, whose
- * change is already committed. */
+ * change is already committed.  After such a failure the next successful
+ * write deletes the marker th:mirror:epoch, which makes the broker plugin
+ * rebuild the whole mirror (scripts/mirror-rebuild --if-missing); the
+ * plugin does the same when Redis lost everything (restart, flush). */
 #ifndef TH_MIRROR_H
 #define TH_MIRROR_H
 
 #include <stdint.h>
 
+/* INCR th:mirror:gen: every mirror_* call does it before its writes; other
+ * writers of mirrored keys (the call participants of fcgi-apps/realtime)
+ * call it before theirs, so a concurrent rebuild cannot overwrite them. */
+void mirror_gen_bump(void);
 void mirror_community(int64_t cid, const char *visibility);
 void mirror_member(int64_t cid, int64_t uid, const char *role);
 void mirror_member_gone(int64_t cid, int64_t uid);

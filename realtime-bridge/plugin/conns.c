@@ -45,6 +45,18 @@ void conns_close(void)
 }
 
 size_t conns_count(void) { return by_client.len; }
+
+long conns_of_user(int64_t uid)
+{
+	int64_t *n = imap_get(&per_user, uid);
+
+	return n ? (long)*n : 0;
+}
+
+int conns_is_live(struct mosquitto *client)
+{
+	return imap_get(&by_client, (int64_t)(intptr_t)client) != NULL;
+}
 size_t conns_users(void) { return per_user.len; }
 
 /* Publishes the user's status, retained, to each of their communities. */

@@ -24,6 +24,11 @@ void conns_remove(struct mosquitto *client);
  * Called from TICK; does the work at most once a second. */
 void conns_tick(time_t now);
 
+/* Live connections of uid. */
+long conns_of_user(int64_t uid);
+/* 1 when client is a live user connection (not an offline session). */
+int conns_is_live(struct mosquitto *client);
+
 /* Live user connections / distinct users online (metrics, tests). */
 size_t conns_count(void);
 size_t conns_users(void);

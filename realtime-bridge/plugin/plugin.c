@@ -10,6 +10,7 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,9 @@
 #include "config.h"
 #include "conns.h"
 #include "db.h"
+#include "quota.h"
 #include "log.h"
+#include "mwatch.h"
 #include "token.h"
 #include "topic.h"
 
@@ -32,6 +35,10 @@ struct plugin_state {
 	mosquitto_plugin_id_t *id;
 	char secret[SECRET_MAX];   /* the service account's password */
 	size_t secret_len;
+	long max_conns_per_user;   /* TH_MQTT_MAX_CONNS_PER_USER */
+	long max_message;          /* TH_MQTT_MAX_MESSAGE: payload and user properties */
+	long max_packet;           /* TH_MQTT_MAX_PACKET: bytes of topic, payload and
+				    * user properties of one publish */
 };
 
 static struct plugin_state state;
@@ -70,12 +77,32 @@ static int64_t user_of(struct mosquitto *client)
 	return v;
 }
 
+/* A client id fit for a log line: the client chose it (after the u<id>-
+ * prefix), so it is cut at 64 bytes and anything but printable ASCII is
+ * replaced. */
+static const char *log_id(const char *cid, char out[65])
+{
+	size_t i;
+
+	for (i = 0; cid && cid[i] && i < 64; i++)
+		out[i] = cid[i] > 0x20 && cid[i] < 0x7f ? cid[i] : '?';
+	out[i] = '\0';
+	return out;
+}
+
+/* CONNECT.  The will: 2.0.11 reads it before calling BASIC_AUTH but gives
+ * plugins no way to see it (no field in the event, no accessor, struct
+ * mosquitto is opaque), so it cannot be refused here.  The broker runs the
+ * ACL check (MOSQ_ACL_WRITE, with topic, payload and retain) when it is about
+ * to send the will, and on_acl_check applies every publish rule there
+ * (topic ACL, author, payload validation, no retain on user topics): a will
+ * that would not pass as a publish is never stored or delivered. */
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
 	const char *cid = mosquitto_client_id(ed->client);
 	struct token_claims c;
-	char prefix[32], uid[24];
+	char prefix[32], uid[24], safe[65];
 	size_t plen;
 	enum th_err e;
 
@@ -99,11 +126,96 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	plen = (size_t)snprintf(prefix, sizeof(prefix), "u%lld-", (long long)c.user_id);
 	if (strncmp(cid, prefix, plen) != 0)
 		return MOSQ_ERR_AUTH;
+	/* the 21st connection of a user is refused (CONNACK 0x87: 2.0.11 maps
+	 * every BASIC_AUTH refusal to it); taking over one's own client id
+	 * replaces a connection and is not a new one */
+	if (!quota_connect_ok(c.user_id)) {
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: user %lld cooling down; %s refused",
+				     (long long)c.user_id, log_id(cid, safe));
+		return MOSQ_ERR_AUTH;
+	}
+	if (conns_of_user(c.user_id) >= state.max_conns_per_user && !quota_takeover(ed->client)) {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "townhall: user %lld has %ld connections; %s refused",
+				     (long long)c.user_id, state.max_conns_per_user, log_id(cid, safe));
+		return MOSQ_ERR_AUTH;
+	}
 	snprintf(uid, sizeof(uid), "%lld", (long long)c.user_id);
 	if (mosquitto_set_username(ed->client, uid) != MOSQ_ERR_SUCCESS)
 		return MOSQ_ERR_AUTH;
 	conns_add(ed->client, cid, c.user_id, c.session_id, c.expires_at);
+	quota_connect(ed->client);
 	return MOSQ_ERR_SUCCESS;
+}
+
+/* Closes a client that keeps sending refused filters, in the middle of its
+ * SUBSCRIBE: an MQTT 5 client gets DISCONNECT 0x98 (administrative action),
+ * and the error returned from the ACL check makes handle__subscribe stop at
+ * this filter instead of checking the thousands after it. */
+static int kick(struct mosquitto *client)
+{
+	const char *cid = mosquitto_client_id(client);
+	char safe[65];
+
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "townhall: closing %s (too many refused filters)",
+			     log_id(cid, safe));
+	if (cid)
+		mosquitto_kick_client_by_clientid(cid, false);
+	return MOSQ_ERR_ADMINISTRATIVE_ACTION;
+}
+
+/* One filter of a SUBSCRIBE (2.0.11 has no SUBSCRIBE event: the ACL check
+ * runs per filter, before the broker adds it).  The count and the lookup
+ * budget are checked first, in O(1) and without Redis. */
+static int acl_subscribe(struct mosquitto *client, const char *filter, int64_t uid)
+{
+	struct quota_client *cl = quota_client(client);
+	struct topic t;
+	struct acl_decision d;
+	unsigned long misses;
+	uint64_t fh;
+	int ok;
+
+	if (!cl)
+		return MOSQ_ERR_ACL_DENIED;
+	switch (quota_sub_admit(cl, client, uid, filter, &fh)) {
+	case QUOTA_SUB_KICK:
+		return kick(client);
+	case QUOTA_SUB_FULL:
+		return MOSQ_ERR_ACL_DENIED;
+	default:
+		break;
+	}
+	topic_parse(filter, 1, &t);
+	d = topic_decide(&t, ACL_SUBSCRIBE, uid);
+	if (d.need != NEED_DENY && d.need != NEED_ALLOW && !quota_lookup_ok(uid)) {
+		ok = 0;
+	} else {
+		misses = acl_misses;
+		ok = acl_allowed(&d, uid);
+		quota_lookup_spent(uid, acl_misses - misses);
+	}
+	if (ok && quota_sub_granted(cl, fh) == 0)
+		return MOSQ_ERR_SUCCESS;
+	return quota_sub_refused(uid) ? kick(client) : MOSQ_ERR_ACL_DENIED;
+}
+
+/* The checks of a publish that see only what the ACL check sees (topic,
+ * payload, retain): they run for PUBLISH and also for a will, which 2.0.11
+ * checks only here, when it is about to send it (see on_basic_auth). */
+static int publish_ok(const struct topic *t, const void *payload, uint32_t len, int retain)
+{
+	const char *why;
+
+	/* user topics are live signals: nothing retained there */
+	if (retain && (t->kind == TOPIC_CHAT || t->kind == TOPIC_TYPING || t->kind == TOPIC_SIGNAL))
+		return 0;
+	if (t->kind == TOPIC_CHAT && topic_chat_payload_ok(payload, len, &why) < 0) {
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: chat message refused: %s", why);
+		return 0;
+	}
+	if ((t->kind == TOPIC_TYPING && len > 1024) || (t->kind == TOPIC_SIGNAL && len > 16384))
+		return 0;
+	return 1;
 }
 
 /* '$share/<group>/<filter>' and '#' are for the service account only;
@@ -122,29 +234,79 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	uid = user_of(ed->client);
 	if (uid <= 0 || !ed->topic)
 		return MOSQ_ERR_ACL_DENIED;
-	topic_parse(ed->topic, ed->access == MOSQ_ACL_SUBSCRIBE, &t);
+	switch (ed->access) {
+	case MOSQ_ACL_SUBSCRIBE:
+		return acl_subscribe(ed->client, ed->topic, uid);
+	case MOSQ_ACL_UNSUBSCRIBE: {
+		struct quota_client *cl = quota_client(ed->client);
+
+		if (cl)
+			quota_unsub(cl, ed->topic);
+		return MOSQ_ERR_SUCCESS;
+	}
+	case MOSQ_ACL_READ:
+		/* nothing is queued for a user's offline session: their
+		 * history comes from the REST API, so an offline user costs
+		 * the broker no queue */
+		if (!conns_is_live(ed->client))
+			return MOSQ_ERR_ACL_DENIED;
+		break;
+	default:
+		break;
+	}
+	topic_parse(ed->topic, 0, &t);
+	/* over the rate: dropped here in O(1), before the payload is parsed
+	 * (on_message takes the token of a publish that passes) */
+	if (ed->access == MOSQ_ACL_WRITE &&
+	    (!quota_publish_may(uid, t.kind) || !publish_ok(&t, ed->payload, ed->payloadlen, ed->retain)))
+		return MOSQ_ERR_ACL_DENIED;
 	d = topic_decide(&t, ed->access, uid);
 	return acl_allowed(&d, uid) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
-/* Chat payloads are checked when published, before any subscriber sees
- * them: every message a subscriber receives is one the bridge will store. */
+/* Bytes of the user properties of a message. */
+static size_t user_props_len(const mosquitto_property *props)
+{
+	size_t n = 0;
+
+	for (const mosquitto_property *p = props; p; p = mosquitto_property_next(p)) {
+		char *name = NULL, *value = NULL;
+
+		if (mosquitto_property_identifier(p) != MQTT_PROP_USER_PROPERTY)
+			continue;
+		if (mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
+							false)) {
+			n += strlen(name) + strlen(value) + 4;
+			free(name);
+			free(value);
+		}
+	}
+	return n;
+}
+
+/* After the ACL check, for PUBLISH only: the size with user properties and
+ * the per-user rate.  message_size_limit counts only the payload, so user
+ * properties, which every subscriber receives too, count against the same
+ * 16 KiB here (TH_MQTT_MAX_MESSAGE); and the whole against the packet limit,
+ * which 2.0.11 does not apply to WebSocket clients. */
 static int on_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
 	struct topic t;
-	const char *why;
+	size_t props;
+	int64_t uid;
 
 	(void)event;
 	(void)userdata;
 	if (!ed->client || is_service(ed->client) || !ed->topic)
 		return MOSQ_ERR_SUCCESS;
-	topic_parse(ed->topic, 0, &t);
-	if (t.kind == TOPIC_CHAT && topic_chat_payload_ok(ed->payload, ed->payloadlen, &why) < 0) {
-		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: chat message refused: %s", why);
+	uid = user_of(ed->client);
+	props = user_props_len(ed->properties);
+	if (ed->payloadlen + props > (size_t)state.max_message ||
+	    strlen(ed->topic) + ed->payloadlen + props > (size_t)state.max_packet)
 		return MOSQ_ERR_ACL_DENIED;
-	}
-	if (t.kind == TOPIC_TYPING && ed->payloadlen > 1024)
+	topic_parse(ed->topic, 0, &t);
+	if (uid <= 0 || !quota_publish_ok(uid, t.kind))
 		return MOSQ_ERR_ACL_DENIED;
 	return MOSQ_ERR_SUCCESS;
 }
@@ -157,6 +319,8 @@ static int on_tick(int event, void *event_data, void *userdata)
 	(void)userdata;
 	(void)ed; /* 2.0.11 leaves now_s at 0: take the time ourselves */
 	conns_tick(time(NULL));
+	quota_tick();
+	mwatch_tick();
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -167,6 +331,11 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)userdata;
 	conns_remove(ed->client);
+	/* MQTT 3.1.1 clean session: the broker drops the subscriptions now;
+	 * an MQTT 5 session may outlive the connection (its expiry interval
+	 * is not visible to plugins in 2.0.11), so its count is kept */
+	quota_disconnect(ed->client, mosquitto_client_protocol_version(ed->client) != 5 &&
+					      mosquitto_client_clean_session(ed->client));
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -234,8 +403,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		return MOSQ_ERR_UNKNOWN;
 	}
 	acl_init((long)cfg_int("TH_MQTT_ACL_TTL_MS", 5000, 1, 5000));
-	if (conns_init() < 0)
+	state.max_conns_per_user = (long)cfg_int("TH_MQTT_MAX_CONNS_PER_USER", 20, 1, 100000);
+	state.max_packet = (long)cfg_int("TH_MQTT_MAX_PACKET", 65536, 1024, 268435455);
+	state.max_message = (long)cfg_int("TH_MQTT_MAX_MESSAGE", 16384, 1024, 268435455);
+	if (conns_init() < 0 || quota_init() < 0)
 		return MOSQ_ERR_NOMEM;
+	mwatch_init(cfg_str("TH_MIRROR_REBUILD_CMD", NULL));
 	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, NULL) ||
@@ -257,6 +430,8 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	mosquitto_callback_unregister(state.id, MOSQ_EVT_TICK, on_tick, NULL);
 	mosquitto_callback_unregister(state.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
 	conns_close();
+	quota_close();
+	mwatch_close();
 	acl_close();
 	token_close();
 	cache_close();

@@ -1,0 +1,120 @@
+/* mwatch: a once-a-second check of the mirror's marker, and the rebuild. */
+#include "mwatch.h"
+
+#include <fcntl.h>
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+
+#define MWATCH_KEY "th:mirror:epoch"
+#define MWATCH_RETRY_S 10
+
+static char *cmd;
+static pid_t child;
+static time_t last_check, last_spawn;
+static int mirror_ok;
+unsigned long mwatch_rebuilds;
+
+void mwatch_init(const char *rebuild_cmd)
+{
+	cmd = rebuild_cmd && *rebuild_cmd ? strdup(rebuild_cmd) : NULL;
+	mirror_ok = 0; /* until the first check says so */
+}
+
+void mwatch_close(void)
+{
+	free(cmd);
+	cmd = NULL;
+	/* a running rebuild finishes on its own; it is not ours to wait for */
+	child = 0;
+}
+
+int mwatch_mirror_ok(void)
+{
+	return mirror_ok;
+}
+
+/* fork + exec: the child must not keep the broker's sockets (listeners,
+ * clients) open while it runs, so every descriptor above stderr is closed. */
+static void spawn(void)
+{
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "townhall: mirror rebuild: fork failed");
+		return;
+	}
+	if (pid == 0) {
+		int nul = open("/dev/null", O_RDONLY);
+
+		if (nul >= 0)
+			dup2(nul, 0);
+		syscall(SYS_close_range, 3U, ~0U, 0U);
+		signal(SIGPIPE, SIG_DFL);
+		execl(cmd, cmd, "--if-missing", (char *)NULL);
+		_exit(127);
+	}
+	child = pid;
+	mwatch_rebuilds++;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			     "townhall: membership mirror missing in Redis; rebuilding (%s, pid %d); "
+			     "memberships are read from PostgreSQL meanwhile",
+			     cmd, (int)pid);
+}
+
+static void reap(void)
+{
+	int status;
+
+	if (child <= 0 || waitpid(child, &status, WNOHANG) != child)
+		return;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		mosquitto_log_printf(MOSQ_LOG_WARNING,
+				     "townhall: mirror rebuild (pid %d) failed (status %d); retrying in %d s",
+				     (int)child, status, MWATCH_RETRY_S);
+	else
+		last_spawn = 0; /* done: a later loss is rebuilt at once */
+	child = 0;
+}
+
+void mwatch_tick(void)
+{
+	static const char *const argv[] = {"GET", MWATCH_KEY};
+	time_t now = time(NULL);
+	struct cache_reply *r;
+	int missing;
+
+	reap();
+	if (now == last_check)
+		return;
+	last_check = now;
+	r = cache_cmd(2, argv, NULL);
+	if (!r || cache_reply_type(r) == CACHE_ERROR) {
+		/* Redis out: PostgreSQL answers; nothing to rebuild into yet */
+		cache_reply_free(r);
+		mirror_ok = 0;
+		return;
+	}
+	missing = cache_reply_type(r) == CACHE_NIL;
+	cache_reply_free(r);
+	if (!missing) {
+		if (!mirror_ok)
+			mosquitto_log_printf(MOSQ_LOG_INFO, "townhall: membership mirror present in Redis");
+		mirror_ok = 1;
+		return;
+	}
+	mirror_ok = 0;
+	if (cmd && child == 0 && now - last_spawn >= MWATCH_RETRY_S) {
+		last_spawn = now;
+		spawn();
+	}
+}

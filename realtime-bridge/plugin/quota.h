@@ -1,0 +1,84 @@
+/* quota: what one client or one user may cost the broker (issue 17, API.md
+ * "Limits every route and topic obeys").
+ *
+ *   - subscriptions per client id (TH_MQTT_MAX_SUBS, 200): a set of the
+ *     client's granted filters, so re-subscribing one filter does not count
+ *     twice and an unsubscribe gives its slot back; kept across reconnects of
+ *     a persistent session (the broker keeps its subscriptions too);
+ *   - Redis lookups a user's clients may cause (TH_MQTT_LOOKUPS_PER_S, burst
+ *     TH_MQTT_LOOKUP_BURST): past it, filters are refused without a lookup;
+ *   - refused filters per user per second (TH_MQTT_REFUSED_PER_S): past it
+ *     the client is closed, mid-packet, and the user's new connections are
+ *     refused for TH_MQTT_KICK_COOLDOWN_MS (reconnecting must not reset the
+ *     budgets: they are kept per user, not per connection);
+ *   - publishes per user: chat (TH_RL_MSG_INTERVAL_MS / TH_RL_MSG_BURST, the
+ *     same Redis bucket th:rl:msg:<uid> as the REST routes), typing and
+ *     signal (local buckets only).
+ *
+ * Everything is decided from memory in O(1); Redis is touched only by
+ * quota_tick(), bounded per call. */
+#ifndef TH_QUOTA_H
+#define TH_QUOTA_H
+
+#include <stdint.h>
+
+#include "topic.h"
+
+struct mosquitto;
+struct quota_client;
+
+int quota_init(void);
+void quota_close(void);
+
+/* The state of this connection's client id (created on first use), or NULL
+ * when out of memory (callers then refuse). */
+struct quota_client *quota_client(struct mosquitto *client);
+
+enum quota_sub { QUOTA_SUB_OK = 0, QUOTA_SUB_FULL, QUOTA_SUB_KICK };
+
+/* Before the ACL decision of one filter: QUOTA_SUB_OK (already held, or a
+ * slot is free), QUOTA_SUB_FULL (refuse), QUOTA_SUB_KICK (refused too often:
+ * close the client).  *fh receives the filter's key for the calls below. */
+enum quota_sub quota_sub_admit(struct quota_client *cl, struct mosquitto *client, int64_t uid,
+			      const char *filter, uint64_t *fh);
+/* 1 when user uid may still cause a Redis lookup now. */
+int quota_lookup_ok(int64_t uid);
+/* Books n lookups a decision caused. */
+void quota_lookup_spent(int64_t uid, unsigned long n);
+/* The filter was granted: it holds a slot until unsubscribed.  -1 when out
+ * of memory (then refuse it: an uncounted filter would be a free slot). */
+int quota_sub_granted(struct quota_client *cl, uint64_t fh);
+/* A filter of uid was refused: 1 when the user passed the refusal bound
+ * (close the client; the user's new connections are refused for
+ * TH_MQTT_KICK_COOLDOWN_MS). */
+int quota_sub_refused(int64_t uid);
+/* 0 while uid is cooling down after such a close. */
+int quota_connect_ok(int64_t uid);
+/* UNSUBSCRIBE of a filter: its slot is free again. */
+void quota_unsub(struct quota_client *cl, const char *filter);
+
+/* A user connection passed BASIC_AUTH. */
+void quota_connect(struct mosquitto *client);
+/* 1 when another connection with this client id is live (a takeover). */
+int quota_takeover(struct mosquitto *client);
+
+/* The connection closed.  session_ends: its subscriptions end with it (the
+ * broker drops them), so the state is freed; otherwise it is kept for
+ * TH_MQTT_SESSION_TTL_S. */
+void quota_disconnect(struct mosquitto *client, int session_ends);
+
+/* A user's publish on a topic of kind k: 1 allowed (a token taken), 0 over
+ * the rate (drop). */
+int quota_publish_ok(int64_t uid, enum topic_kind k);
+/* The same question without taking a token: lets the ACL check drop a
+ * publish over the rate before it parses the payload. */
+int quota_publish_may(int64_t uid, enum topic_kind k);
+
+/* Syncs the chat buckets with Redis (at most every 200 ms, at most
+ * QUOTA_SYNC_MAX users per call) and drops expired state (once a minute). */
+void quota_tick(void);
+
+/* Counters for tests and logs. */
+extern unsigned long quota_kicks, quota_drops, quota_subs_full;
+
+#endif
