@@ -29,6 +29,7 @@
 #include "cache.h"
 #include "community.h"
 #include "db.h"
+#include "mirror.h"
 #include "events.h"
 #include "log.h"
 
@@ -145,6 +146,7 @@ void callexit_mirror(struct callexit *x)
 
 	if (!x->left || x->whole)
 		return;
+	mirror_gen_bump(); /* a concurrent mirror rebuild starts over */
 	id_text(u, x->user_id);
 	for (i = 0; i < db_res_rows(x->left); i++) {
 		const char *call = db_res_get(x->left, i, 0);
@@ -188,6 +190,7 @@ void callexit_mirror_community(struct callexit *x)
 
 	if (!x->left || !x->whole)
 		return;
+	mirror_gen_bump();
 	for (int i = 0; i < db_res_rows(x->left); i++) {
 		const char *call = db_res_get(x->left, i, 0);
 

@@ -39,6 +39,7 @@
 #include "limits.h"
 #include "log.h"
 #include "metrics.h"
+#include "mirror.h"
 #include "realtime.h"
 
 struct call_ref {
@@ -84,6 +85,7 @@ static void mirror_join(int64_t call, int64_t uid)
 	const char *params[] = {rt_id_text(c, call), rt_id_text(u, uid)};
 	struct db_res *r;
 
+	mirror_gen_bump(); /* a concurrent rebuild starts over instead of undoing us */
 	snprintf(key, sizeof(key), "th:call:%lld:participants", (long long)call);
 	mirror("SADD", key, u);
 	snprintf(key, sizeof(key), "th:user:%lld:calls", (long long)uid);
@@ -102,6 +104,7 @@ static void mirror_leave(int64_t call, int64_t uid, int ended)
 {
 	char key[64], c[24], u[24];
 
+	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:call:%lld:participants", (long long)call);
 	if (ended)
 		mirror("DEL", key, NULL);
