@@ -27,11 +27,13 @@ import { readFileSync, statSync, rmSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import {
-  PORT_BASE, VAR_DIR, request, run, readPid, isAlive, waitGone, parseProm, sleep,
+  PORT_BASE, VAR_DIR, run, readPid, isAlive, waitGone, sleep,
 } from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
-import { PSQL_CONN, psql, redis, stackUp } from './lib/stack.mjs';
+import {
+  PSQL_CONN, psql, redis, stackUp, poolMetrics, metric,
+} from './lib/stack.mjs';
 import {
   WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, serviceSecret, cid, connect, end, subscribe, mustSubscribe, publish,
   waitFor, hasPayload,
@@ -61,15 +63,7 @@ async function fullHistory(channel, who, maxPages = 100) {
   assert.fail(`history of channel ${channel} has more than ${maxPages} pages`);
 }
 
-// Bridge metrics (GET /metrics/bridge from 127.0.0.1): {name: summed value}
-async function bridgeMetrics() {
-  const r = await request('GET', '/metrics/bridge');
-  assert.equal(r.status, 200, `/metrics/bridge: ${show(r)}`);
-  const out = {};
-  for (const s of parseProm(r.text)) out[s.name] = (out[s.name] ?? 0) + s.value;
-  return out;
-}
-const metric = (m, name) => m[name] ?? 0;
+const bridgeMetrics = () => poolMetrics('bridge');
 
 // --- helpers: mqtt.js ---------------------------------------------------------------
 

@@ -14,9 +14,10 @@
 // - Client addresses: registrations from 127.21.x.y (lib/fixtures.mjs).
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request, readPid, parseProm, sleep } from './lib/http.mjs';
+import { readPid, sleep } from './lib/http.mjs';
 import { show, assertError, assertStatus } from './lib/assert.mjs';
 import { uuid, api, fixtures } from './lib/fixtures.mjs';
+import { poolMetrics, metric } from './lib/stack.mjs';
 import {
   DELIVER_MS, closeClients, connect, end, mustSubscribe, publish, waitFor, hasPayload,
 } from './lib/mqtt.mjs';
@@ -26,14 +27,7 @@ after(closeClients);
 
 const STORED_MS = 10000; // a message published reaches the history (and its receipt comes) within this
 
-async function bridgeMetrics() {
-  const r = await request('GET', '/metrics/bridge');
-  assert.equal(r.status, 200, `/metrics/bridge: ${show(r)}`);
-  const out = {};
-  for (const s of parseProm(r.text)) out[s.name] = (out[s.name] ?? 0) + s.value;
-  return out;
-}
-const metric = (m, name) => m[name] ?? 0;
+const bridgeMetrics = () => poolMetrics('bridge');
 
 const postMsg = (ch, who, body) => api('POST', `/api/channels/${ch}/messages`, who, body);
 const getMsg = (id, who) => api('GET', `/api/messages/${id}`, who);

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  PORT_BASE, APPS, VAR_DIR, get, run, runProgram, until,
+  PORT_BASE, APPS, VAR_DIR, get, run, runProgram, until, request, parseProm,
 } from './http.mjs';
 import { show } from './assert.mjs';
 
@@ -102,3 +102,13 @@ export async function appsBack(what, { statusOk = false } = {}) {
     assert.ok(ok, `${app} health not back ${what}: ${last && show(last)}`);
   }
 }
+
+// GET /metrics/<pool> (from 127.0.0.1, 200 asserted) -> {name: value summed over labels}
+export async function poolMetrics(pool) {
+  const r = await request('GET', `/metrics/${pool}`);
+  assert.equal(r.status, 200, `/metrics/${pool}: ${show(r)}`);
+  const out = {};
+  for (const s of parseProm(r.text)) out[s.name] = (out[s.name] ?? 0) + s.value;
+  return out;
+}
+export const metric = (m, name) => m[name] ?? 0;
