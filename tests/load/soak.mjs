@@ -209,8 +209,12 @@ async function main() {
   const clients = users.map((u) => connectMqtt(u, channel, stop));
   const posts = [];
   const samples = [];
+  // Each loop turns through the users with its own counter, and the write loop through the
+  // kinds of write once per round of users: every user writes each kind in turn, at a
+  // quarter of the loop's rate divided among the users (posts: 2.5 a minute a user).
   let rr = 0;
-  const next = () => users[(rr++) % users.length];
+  const turn = () => { const n = rr++; return { u: users[n % users.length], k: Math.floor(n / users.length) }; };
+  let wr = 0;
 
   const loops = [
     // sampling
@@ -222,8 +226,8 @@ async function main() {
     }),
     // REST reads
     every(50, end, async () => {
-      const u = next();
-      const pick = rr % 4;
+      const { u, k: round } = turn();
+      const pick = (rr + round) % 4;
       if (pick === 0) await call('feed', 'GET', `/api/communities/${cid}/posts`, u);
       else if (pick === 1 && posts.length) await call('post', 'GET', `/api/posts/${posts[rr % posts.length]}`, u);
       else if (pick === 2) await call('history', 'GET', `/api/channels/${channel}/messages?limit=50`, u);
@@ -231,8 +235,9 @@ async function main() {
     }),
     // REST writes: each user writes at most once every USERS/4 s, under every per-user limit
     every(250, end, async () => {
-      const u = next();
-      const pick = rr % 4;
+      const n = wr++;
+      const u = users[n % users.length];
+      const pick = Math.floor(n / users.length) % 4;
       if (pick === 0 || !posts.length) {
         const r = await call('post_create', 'POST', `/api/communities/${cid}/posts`, u, { title: 'soak', body: `soak post ${rr}` });
         if (r && r.status === 201) { posts.push(r.json.id); if (posts.length > 200) posts.shift(); }
@@ -247,7 +252,7 @@ async function main() {
     }),
     // MQTT chat
     every(3000 / USERS, end, async () => {
-      const i = (rr++) % users.length;
+      const i = (rr++) % users.length; // one user after the other: 1 per 3 s each
       const c = clients[i];
       if (!c.connected) return;
       const u = users[i];
@@ -256,10 +261,10 @@ async function main() {
     }),
     // uploads
     every(2000, end, async () => {
-      await call('upload', 'POST', `/api/media?community_id=${cid}&filename=soak.png`, next(), png, { headers: { 'content-type': 'image/png' } });
+      await call('upload', 'POST', `/api/media?community_id=${cid}&filename=soak.png`, turn().u, png, { headers: { 'content-type': 'image/png' } });
     }),
     // logins, and every user's token renewed every 10 minutes
-    every(1000, end, async () => { await login(next()); }),
+    every(1000, end, async () => { await login(turn().u); }),
   ];
   await Promise.all(loops);
   await sleep(2000); // what was in flight settles
