@@ -76,7 +76,9 @@ struct json_object *jh_parse(const char *s, size_t len)
 	used = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
 	for (i = used; i < len; i++) {
-		if (!strchr(" \t\r\n", s[i])) {
+		/* not strchr(" \t\r\n", c): it finds the terminator for a NUL,
+		 * which json-c takes as the end of the text */
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') {
 			json_object_put(obj);
 			return NULL;
 		}

@@ -71,6 +71,9 @@ static void test_parse(void **state)
 	assert_null(jh_parse("{not json", 9));
 	assert_null(jh_parse("{\"a\":1} x", 9));
 	assert_null(jh_parse("{\"a\":1}{}", 9));
+	/* a NUL is not whitespace (json-c stops at it; found by fuzz_jh) */
+	assert_null(jh_parse("{\"a\":1}\0", 8));
+	assert_null(jh_parse("{\"a\":1}\0\0", 9));
 	assert_null(jh_parse("", 0));
 	assert_null(jh_parse("{\"a\":\"\xff\"}", 10));
 	memset(deep, '[', 100);
