@@ -158,7 +158,7 @@ $(BUILD)/obj/tests/fuzz/%.o: CFLAGS += $(MEDIA_INC) -Ifcgi-apps/community -Ireal
 $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(FUZZ_ARENA) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIB_A),$^) $(LIB_A) $(LDLIBS) -lmosquitto
-.PRECIOUS: $(BUILD)/obj/tests/fuzz/%.o
+.SECONDARY: $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o)
 $(BUILD)/fuzz/fuzz_multipart: $(BUILD)/obj/fcgi-apps/media/multipart.o
 $(BUILD)/fuzz/fuzz_topic: $(PLUGIN_CORE)
 $(BUILD)/fuzz/fuzz_bridge: $(BUILD)/obj/realtime-bridge/bridge/store.o $(PLUGIN_CORE)
