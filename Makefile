@@ -159,7 +159,9 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(FUZZ_ARENA) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIB_A),$^) $(LIB_A) $(LDLIBS) -lmosquitto
 .SECONDARY: $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o)
-$(BUILD)/fuzz/fuzz_multipart: $(BUILD)/obj/fcgi-apps/media/multipart.o
+# the media app's objects (filename cleaning is in media.c) and their libraries
+$(BUILD)/fuzz/fuzz_multipart: $(MEDIA_CORE_OBJ)
+$(BUILD)/fuzz/fuzz_multipart: LDLIBS := $(LDLIBS_media) $(LDLIBS)
 $(BUILD)/fuzz/fuzz_topic: $(PLUGIN_CORE)
 $(BUILD)/fuzz/fuzz_bridge: $(BUILD)/obj/realtime-bridge/bridge/store.o $(PLUGIN_CORE)
 $(BUILD)/fuzz/fuzz_splice: $(BUILD)/obj/fcgi-apps/community/feedmine.o

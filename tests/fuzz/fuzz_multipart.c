@@ -5,10 +5,15 @@
  * then the body.  The body is parsed twice: whole, and in chunks of random
  * sizes (1 byte up to 4 KiB), as FastCGI delivers it.  Checks: both give
  * the same result, the same file bytes and the same filename; the file's
- * bytes never hold the delimiter and never outgrow the body. */
+ * bytes never hold the delimiter and never outgrow the body.  The part's
+ * filename then goes through media_clean_filename() and media_disposition()
+ * as an upload's does: the stored name is whole UTF-8 characters (the
+ * database refuses anything else) without the bytes that would end a
+ * header parameter, and the Content-Disposition header quotes it safely. */
 #include <string.h>
 
 #include "fuzz.h"
+#include "jh.h"
 #include "media.h"
 
 struct sink {
@@ -69,6 +74,35 @@ static void parse(const char *boundary, const char *body, size_t len, uint32_t s
 	free(p);
 }
 
+/* What a stored filename and its Content-Disposition must be. */
+static void check_filename(const char *raw)
+{
+	struct arena a;
+	const char *clean, *disp, *q, *end;
+
+	arena_init(&a);
+	clean = media_clean_filename(&a, raw);
+	FZ_CHECK(clean && *clean);
+	FZ_CHECK(strlen(clean) <= MEDIA_FILENAME_MAX);
+	FZ_CHECK(jh_utf8_len(clean, strlen(clean)) > 0);
+	FZ_CHECK(!jh_has_control(clean, strlen(clean), false));
+	FZ_CHECK(!strpbrk(clean, "\"';%/\\"));
+	FZ_CHECK(strcmp(clean, ".") != 0 && strcmp(clean, "..") != 0);
+	disp = media_disposition(&a, "attachment", clean);
+	FZ_CHECK(disp);
+	FZ_CHECK(!jh_has_control(disp, strlen(disp), false));
+	/* attachment; filename="<ascii>"; filename*=UTF-8''<encoded> */
+	q = strstr(disp, "; filename=\"");
+	FZ_CHECK(q == disp + strlen("attachment"));
+	q += strlen("; filename=\"");
+	end = strchr(q, '"');
+	FZ_CHECK(end && strncmp(end, "\"; filename*=UTF-8''", 20) == 0);
+	FZ_CHECK(!memchr(q, '\\', (size_t)(end - q)));
+	FZ_CHECK(strspn(end + 20, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				  "0123456789!#$&+-.^_`|~%") == strlen(end + 20));
+	arena_free(&a);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -103,6 +137,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FZ_CHECK(strcmp(whole.filename, chunked.filename) == 0);
 	if (whole.finish == 0)
 		FZ_CHECK(!memmem(whole.sink.buf, whole.sink.len, delim, strlen(delim)));
+	if (whole.filename[0])
+		check_filename(whole.filename);
 	free(whole.sink.buf);
 	free(chunked.sink.buf);
 
