@@ -1,5 +1,6 @@
 # Townhall build.  `make` builds every C program into build/; `make test` runs
-# the unit and integration tests; `make run` starts a local stack.
+# the unit tests, a short run of every fuzz target, the integration and browser
+# tests; `make run` starts a local stack; `make fuzz` fuzzes each parser long.
 # BUILD=build-asan with SANITIZE=1 is what `make asan` uses; BUILD=build-fuzz
 # with SANITIZE=fuzz and clang is what `make fuzz` uses (tests/fuzz).
 
