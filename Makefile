@@ -64,6 +64,8 @@ FUZZ_CC  ?= clang
 # `make fuzz`: each target this many executions, or FUZZ_TIME seconds each
 FUZZ_RUNS ?= 10000000
 FUZZ_TIME ?=
+# the targets to run (names without fuzz_, e.g. "jh topic"): all when empty
+FUZZ_TARGETS ?=
 # `make test` runs this many executions of each target
 FUZZ_SMOKE_RUNS ?= 100000
 
@@ -214,7 +216,8 @@ fuzz-build:
 	@$(MAKE) --no-print-directory BUILD=build-fuzz SANITIZE=fuzz CC=$(FUZZ_CC) fuzz-bins
 
 fuzz: fuzz-build
-	@tests/fuzz/run --bin-dir build-fuzz/fuzz $(if $(FUZZ_TIME),--time $(FUZZ_TIME),--runs $(FUZZ_RUNS))
+	@tests/fuzz/run --bin-dir build-fuzz/fuzz $(if $(FUZZ_TIME),--time $(FUZZ_TIME),--runs $(FUZZ_RUNS)) \
+		$(FUZZ_TARGETS)
 
 fuzz-smoke: fuzz-build
 	@tests/fuzz/run --bin-dir build-fuzz/fuzz --runs $(FUZZ_SMOKE_RUNS)
