@@ -1,6 +1,8 @@
 # Townhall build.  `make` builds every C program into build/; `make test` runs
-# the unit and integration tests; `make run` starts a local stack.
-# BUILD=build-asan with SANITIZE=1 is what `make asan` uses.
+# the unit tests, a short run of every fuzz target, the integration and browser
+# tests; `make run` starts a local stack; `make fuzz` fuzzes each parser long.
+# BUILD=build-asan with SANITIZE=1 is what `make asan` uses; BUILD=build-fuzz
+# with SANITIZE=fuzz and clang is what `make fuzz` uses (tests/fuzz).
 
 BUILD    ?= build
 SANITIZE ?= 0
@@ -18,6 +20,13 @@ ifeq ($(SANITIZE),1)
 CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
+endif
+# libFuzzer: every object instrumented for coverage; only the fuzz targets
+# link the fuzzer's main()
+ifeq ($(SANITIZE),fuzz)
+CFLAGS   += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=fuzzer,address,undefined
 endif
 
 LIB_SRC  := $(wildcard fcgi-apps/lib/*.c)
@@ -47,7 +56,21 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 STACK_SRC:= $(wildcard tests/stack/test_*.c)
 STACK_BIN:= $(STACK_SRC:tests/stack/%.c=$(BUILD)/tests/stack/%)
 
-.PHONY: all run test unit integration e2e asan bench soak deps stop clean format lint
+# libFuzzer targets (tests/fuzz/fuzz_<parser>.c -> build-fuzz/fuzz/fuzz_<parser>)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_ARENA := $(BUILD)/obj/tests/fuzz/arena_fuzz.o
+FUZZ_CC  ?= clang
+# `make fuzz`: each target this many executions, or FUZZ_TIME seconds each
+FUZZ_RUNS ?= 10000000
+FUZZ_TIME ?=
+# the targets to run (names without fuzz_, e.g. "jh topic"): all when empty
+FUZZ_TARGETS ?=
+# `make test` runs this many executions of each target
+FUZZ_SMOKE_RUNS ?= 100000
+
+.PHONY: all run test unit integration e2e asan bench soak deps stop clean format lint \
+	fuzz fuzz-build fuzz-bins fuzz-smoke
 all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(UNIT_BIN) $(STACK_BIN)
 
 # Objects depend on the flags they were built with: switching -fPIC or the
@@ -131,6 +154,21 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(PLUGIN_CORE) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# a fuzz target: its harness, the arena that gives every allocation its own
+# heap block (in place of lib/arena.c), the parser's own objects (below) and
+# the library
+$(BUILD)/obj/tests/fuzz/%.o: CFLAGS += $(MEDIA_INC) -Ifcgi-apps/community -Irealtime-bridge/bridge
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(FUZZ_ARENA) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIB_A),$^) $(LIB_A) $(LDLIBS) -lmosquitto
+.SECONDARY: $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o)
+# the media app's objects (filename cleaning is in media.c) and their libraries
+$(BUILD)/fuzz/fuzz_multipart: $(MEDIA_CORE_OBJ)
+$(BUILD)/fuzz/fuzz_multipart: LDLIBS := $(LDLIBS_media) $(LDLIBS)
+$(BUILD)/fuzz/fuzz_topic: $(PLUGIN_CORE)
+$(BUILD)/fuzz/fuzz_bridge: $(BUILD)/obj/realtime-bridge/bridge/store.o $(PLUGIN_CORE)
+$(BUILD)/fuzz/fuzz_splice: $(BUILD)/obj/fcgi-apps/community/feedmine.o
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 deps:
@@ -156,6 +194,7 @@ e2e: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN)
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory e2e
 
@@ -168,6 +207,20 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		TH_PLUGIN=$(abspath build)/lib/townhall-plugin.so \
 		$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 unit integration
+
+# Fuzzing: the targets built with clang, ASan and UBSan into build-fuzz;
+# tests/fuzz/run runs them one after the other (README there).
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz SANITIZE=fuzz CC=$(FUZZ_CC) fuzz-bins
+
+fuzz: fuzz-build
+	@tests/fuzz/run --bin-dir build-fuzz/fuzz $(if $(FUZZ_TIME),--time $(FUZZ_TIME),--runs $(FUZZ_RUNS)) \
+		$(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	@tests/fuzz/run --bin-dir build-fuzz/fuzz --runs $(FUZZ_SMOKE_RUNS)
 
 bench: deps
 	@$(MAKE) --no-print-directory all
@@ -188,4 +241,4 @@ lint:
 	clang-tidy --quiet $$(git ls-files 'fcgi-apps/*.c') -- $(CFLAGS) $(MEDIA_INC)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -3,6 +3,7 @@
 
 #include <json-c/json.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,6 +54,36 @@ long jh_utf8_len(const char *s, size_t n)
 	return count;
 }
 
+/* 1 when every number in o is finite.  json-c reads NaN and Infinity (and
+ * turns 1e999 into an infinity), even in strict mode; neither is JSON, and a
+ * payload relayed as it is would break every receiver's JSON.parse.  The
+ * depth is at most JH_MAX_DEPTH. */
+static int all_finite(struct json_object *o)
+{
+	size_t i, n;
+
+	switch (json_object_get_type(o)) {
+	case json_type_double:
+		return isfinite(json_object_get_double(o));
+	case json_type_array:
+		n = json_object_array_length(o);
+		for (i = 0; i < n; i++)
+			if (!all_finite(json_object_array_get_idx(o, i)))
+				return 0;
+		return 1;
+	case json_type_object: {
+		json_object_object_foreach(o, key, val) {
+			(void)key;
+			if (!all_finite(val))
+				return 0;
+		}
+		return 1;
+	}
+	default:
+		return 1;
+	}
+}
+
 struct json_object *jh_parse(const char *s, size_t len)
 {
 	struct json_tokener *tok;
@@ -76,10 +107,16 @@ struct json_object *jh_parse(const char *s, size_t len)
 	used = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
 	for (i = used; i < len; i++) {
-		if (!strchr(" \t\r\n", s[i])) {
+		/* not strchr(" \t\r\n", c): it finds the terminator for a NUL,
+		 * which json-c takes as the end of the text */
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') {
 			json_object_put(obj);
 			return NULL;
 		}
+	}
+	if (!all_finite(obj)) {
+		json_object_put(obj);
+		return NULL;
 	}
 	return obj;
 }

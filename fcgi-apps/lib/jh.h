@@ -19,8 +19,8 @@ struct json_object;
 #define JH_MAX_DEPTH 32
 
 /* Parses len bytes as one JSON value, at most JH_MAX_DEPTH deep, nothing but
- * whitespace after it, valid UTF-8.  Returns a new reference (caller puts it)
- * or NULL. */
+ * whitespace after it, valid UTF-8, every number finite (no NaN, Infinity or
+ * 1e999).  Returns a new reference (caller puts it) or NULL. */
 struct json_object *jh_parse(const char *s, size_t len);
 
 /* Parses req->body, which must be a JSON object, into req->json (released by

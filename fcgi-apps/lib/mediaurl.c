@@ -53,17 +53,24 @@ long mediaurl_ttl(void)
 	return ttl;
 }
 
-static void sign(const char *id, const char *variant, long long exp, char out[65])
+/* The signature of "<id>/<variant>/<exp>".  -1 when that text would not
+ * name exactly one id and variant: a '/' inside either ("a/b" + "c" and
+ * "a" + "b/c" sign the same text), or too long to sign whole (a cut text
+ * would sign every id that shares its start). */
+static int sign(const char *id, const char *variant, long long exp, char out[65])
 {
 	unsigned char mac[crypto_auth_hmacsha256_BYTES];
 	char msg[160];
 	int n = snprintf(msg, sizeof(msg), "%s/%s/%lld", id, variant, exp);
 	crypto_auth_hmacsha256_state st;
 
+	if (n < 0 || (size_t)n >= sizeof(msg) || strchr(id, '/') || strchr(variant, '/'))
+		return -1;
 	crypto_auth_hmacsha256_init(&st, secret, secret_len);
 	crypto_auth_hmacsha256_update(&st, (const unsigned char *)msg, (unsigned long long)n);
 	crypto_auth_hmacsha256_final(&st, mac);
 	sodium_bin2hex(out, 65, mac, sizeof(mac));
+	return 0;
 }
 
 char *mediaurl_write(char *buf, size_t size, const char *id, const char *variant,
@@ -77,7 +84,8 @@ char *mediaurl_write(char *buf, size_t size, const char *id, const char *variant
 		n = snprintf(buf, size, "/media/%s/%s", id, variant);
 	} else {
 		exp = ((long long)time(NULL) / ttl + 2) * ttl; /* between ttl and 2 ttl ahead */
-		sign(id, variant, exp, sig);
+		if (sign(id, variant, exp, sig) < 0)
+			return NULL;
 		n = snprintf(buf, size, "/media/%s/%s?exp=%lld&sig=%s", id, variant, exp, sig);
 	}
 	return n > 0 && (size_t)n < size ? buf : NULL;
@@ -101,7 +109,8 @@ int mediaurl_check(const char *id, const char *variant, const char *exp_s, const
 		return -1;
 	if (exp < (long long)time(NULL))
 		return -1;
-	sign(id, variant, exp, want);
+	if (sign(id, variant, exp, want) < 0)
+		return -1;
 	/* constant time: the comparison must not tell how much of it was right */
 	return sodium_memcmp(want, sig, 64) == 0 ? 1 : -1;
 }

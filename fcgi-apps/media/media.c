@@ -83,10 +83,15 @@ char *media_clean_filename(struct arena *a, const char *name)
 
 			for (j = 1; j < k && ((unsigned char)p[j] & 0xc0) == 0x80; j++)
 				;
-			if (j < k || n + k > MEDIA_FILENAME_MAX) {
+			/* overlong forms, surrogates and leads past U+10FFFF too:
+			 * PostgreSQL refuses what is not UTF-8 */
+			if (j < k || n + k > MEDIA_FILENAME_MAX || jh_utf8_len(p, k) != 1) {
 				p += j; /* broken or cut sequence: dropped */
 				continue;
 			}
+		} else if (ch >= 0x80) {
+			p++; /* a continuation byte without its lead */
+			continue;
 		}
 		memcpy(out + n, p, k);
 		n += k;

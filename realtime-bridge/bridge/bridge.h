@@ -51,6 +51,11 @@ int store_send(struct batch *b);
  * batch. */
 void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq);
 void store_clear(struct batch *b);
+/* One column of the batch as a PostgreSQL array literal of quoted, escaped
+ * text elements ("{\"a\",NULL}"), the parameters of store_send(): field 0
+ * id, 1 channel_id, 2 sender_id, 3 body, 4 reply_to (NULL when none).
+ * malloc'd (the caller frees it), or NULL when out of memory. */
+char *store_pg_array(const struct batch *b, int field);
 
 /* gate.c: see there.  At most GATE_HELD_MAX PUBACKs are held: the receive
  * maximum the bridge announces never exceeds it. */

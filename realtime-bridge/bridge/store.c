@@ -67,8 +67,7 @@ void store_clear(struct batch *b)
 	b->n = 0;
 }
 
-/* A PostgreSQL array literal of text elements, quoted and escaped. */
-static char *pg_array(struct batch *b, int field)
+char *store_pg_array(const struct batch *b, int field)
 {
 	size_t cap = 16, len = 0, i;
 	char *out = malloc(cap), *tmp;
@@ -264,7 +263,7 @@ int store_send(struct batch *b)
 	int i, rc = -1;
 
 	for (i = 0; i < 5; i++) {
-		arr[i] = pg_array(b, i);
+		arr[i] = store_pg_array(b, i);
 		if (!arr[i])
 			goto out;
 		params[i] = arr[i];

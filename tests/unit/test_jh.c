@@ -71,6 +71,15 @@ static void test_parse(void **state)
 	assert_null(jh_parse("{not json", 9));
 	assert_null(jh_parse("{\"a\":1} x", 9));
 	assert_null(jh_parse("{\"a\":1}{}", 9));
+	/* a NUL is not whitespace (json-c stops at it; found by fuzz_jh) */
+	assert_null(jh_parse("{\"a\":1}\0", 8));
+	assert_null(jh_parse("{\"a\":1}\0\0", 9));
+	/* not JSON, though json-c reads them (found by fuzz_jh) */
+	assert_null(jh_parse("{\"a\":NaN}", 10));
+	assert_null(jh_parse("[1,-Infinity]", 13));
+	assert_null(jh_parse("{\"a\":[1e999]}", 14));
+	assert_non_null(o = jh_parse("[1.5e300]", 9));
+	json_object_put(o);
 	assert_null(jh_parse("", 0));
 	assert_null(jh_parse("{\"a\":\"\xff\"}", 10));
 	memset(deep, '[', 100);
