@@ -62,6 +62,8 @@ th_init() {
 	# into VAR when nginx's workers cannot read the clone (stage_for_daemons).
 	WEB_DIR=$ROOT/web
 	MQTT_JS=$ROOT/node_modules/mqtt/dist/mqtt.esm.js
+	# what the broker plugin runs when Redis lost the mirror (as user mosquitto)
+	MIRROR_REBUILD=$ROOT/scripts/mirror-rebuild
 	# The pools reach this stack's Redis over a unix socket too (a cache hit's
 	# round trip costs less than over loopback TCP); everything else, and a
 	# var dir too deep for a socket path (108 bytes), uses the TCP port.
@@ -130,6 +132,15 @@ stage_for_daemons() {
 		fi
 		WEB_DIR=$VAR/www/web
 		MQTT_JS=$VAR/www/mqtt.esm.js
+	fi
+	# scripts/mirror-rebuild runs as the broker's user too (the plugin starts it
+	# when Redis lost the mirror), with the one file it sources
+	if ! reaches mosquitto "$MIRROR_REBUILD"; then
+		mkdir -p "$VAR/scripts/lib"
+		chmod 0755 "$VAR/scripts" "$VAR/scripts/lib"
+		install -m 0644 "$ROOT/scripts/lib/common.sh" "$VAR/scripts/lib/common.sh"
+		install -m 0755 "$ROOT/scripts/mirror-rebuild" "$VAR/scripts/mirror-rebuild"
+		MIRROR_REBUILD=$VAR/scripts/mirror-rebuild
 	fi
 }
 
@@ -330,7 +341,7 @@ redis_cli() {
 # numbers; '|' is the sed delimiter, so refuse a path containing it.
 render() {
 	local src=$1 dst=$2 v
-	for v in "$ROOT" "$VAR" "$PLUGIN" "$WEB_DIR" "$MQTT_JS"; do
+	for v in "$ROOT" "$VAR" "$PLUGIN" "$WEB_DIR" "$MQTT_JS" "$MIRROR_REBUILD"; do
 		[[ $v != *'|'* && $v != *'&'* ]] || die "path '$v' contains '|' or '&'"
 	done
 	local user_line='' redis_unix_line=''
@@ -349,6 +360,7 @@ render() {
 		-e "s|@PLUGIN@|$PLUGIN|g" \
 		-e "s|@WEB_DIR@|$WEB_DIR|g" \
 		-e "s|@MQTT_JS@|$MQTT_JS|g" \
+		-e "s|@MIRROR_REBUILD@|$MIRROR_REBUILD|g" \
 		"$src" >"$dst.tmp"
 	if grep -q '@[A-Z_]*@' "$dst.tmp"; then
 		die "unrendered placeholder in $src: $(grep -o '@[A-Z_]*@' "$dst.tmp" | head -1)"
