@@ -9,6 +9,16 @@
 #define ARENA_CHUNK 16384
 #define ARENA_ALIGN 16
 
+/* TH_ARENA_EXACT (the fuzz build, Makefile SANITIZE=fuzz): every allocation
+ * is a heap block of its own, of exactly its size, so AddressSanitizer's red
+ * zone sits right after it; a slice of a shared chunk would hide an overrun
+ * that stays inside the chunk. */
+#ifdef TH_ARENA_EXACT
+#define ARENA_EXACT 1
+#else
+#define ARENA_EXACT 0
+#endif
+
 struct arena_chunk {
 	struct arena_chunk *next;
 	size_t size; /* usable bytes in data */
@@ -24,7 +34,7 @@ void arena_init(struct arena *a)
 
 static struct arena_chunk *chunk_new(size_t min)
 {
-	size_t size = min > ARENA_CHUNK ? min : ARENA_CHUNK;
+	size_t size = ARENA_EXACT || min > ARENA_CHUNK ? min : ARENA_CHUNK;
 	struct arena_chunk *c;
 
 	if (size > SIZE_MAX - sizeof(*c))
@@ -48,8 +58,8 @@ void *arena_alloc(struct arena *a, size_t n)
 		n = 1;
 	if (n > SIZE_MAX - ARENA_ALIGN)
 		return NULL;
-	need = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-	if (!c || c->size - c->used < need) {
+	need = ARENA_EXACT ? n : (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	if (ARENA_EXACT || !c || c->size - c->used < need) {
 		c = chunk_new(need);
 		if (!c)
 			return NULL;
@@ -122,7 +132,7 @@ void arena_reset(struct arena *a)
 		free(c);
 		c = next;
 	}
-	if (c->size != ARENA_CHUNK) {
+	if (ARENA_EXACT || c->size != ARENA_CHUNK) {
 		free(c);
 		c = NULL;
 	} else {
