@@ -231,42 +231,12 @@ th_keys() {
 		key_install "$tmp" "$k/$KEY_HS256" 0600
 		say "keys: created HS256 secret $k/$KEY_HS256"
 	fi
-	if [[ ! -s $k/$KEY_MQTT_SERVICE ]]; then
-		(
-			umask 077
-			openssl rand -hex 32 | tr -d '\n' >"$tmp"
-		) 2>>"$LOG/keys.log" || {
-			rm -f "$tmp"
-			die "keys: openssl could not create the MQTT service secret (see $LOG/keys.log)"
-		}
-		key_install "$tmp" "$k/$KEY_MQTT_SERVICE" 0640
-		say "keys: created MQTT service secret $k/$KEY_MQTT_SERVICE"
-	fi
+	key_hex "$KEY_MQTT_SERVICE" "MQTT service secret" 0640
 	# coturn's shared secret for REST-API credentials (the realtime app signs
 	# them): hex, so it renders safely into turnserver.conf
-	if [[ ! -s $k/turn.secret ]]; then
-		(
-			umask 077
-			openssl rand -hex 32 | tr -d '\n' >"$tmp"
-		) 2>>"$LOG/keys.log" || {
-			rm -f "$tmp"
-			die "keys: openssl could not create the TURN secret (see $LOG/keys.log)"
-		}
-		key_install "$tmp" "$k/turn.secret" 0600
-		say "keys: created TURN secret $k/turn.secret"
-	fi
+	key_hex turn.secret "TURN secret"
 	# the media app signs private media URLs with it (?exp=&sig=)
-	if [[ ! -s $k/media-url.secret ]]; then
-		(
-			umask 077
-			openssl rand -hex 32 | tr -d '\n' >"$tmp"
-		) 2>>"$LOG/keys.log" || {
-			rm -f "$tmp"
-			die "keys: openssl could not create the media URL secret (see $LOG/keys.log)"
-		}
-		key_install "$tmp" "$k/media-url.secret" 0600
-		say "keys: created media URL secret $k/media-url.secret"
-	fi
+	key_hex media-url.secret "media URL secret"
 	# The passwords of the stack's servers: PostgreSQL's role townhall (scram)
 	# and Redis (requirepass). Hex, so they render safely into configs.
 	key_hex "$KEY_PG" "PostgreSQL password of role townhall"
@@ -292,8 +262,8 @@ th_keys() {
 	fi
 }
 
-# key_hex NAME WHAT: create $VAR/keys/NAME, 32 random bytes as hex (64
-# characters, no newline), 0600, unless it exists.
+# key_hex NAME WHAT [MODE]: create $VAR/keys/NAME, 32 random bytes as hex (64
+# characters, no newline), MODE (0600), unless it exists.
 key_hex() {
 	local f=$VAR/keys/$1 tmp=$VAR/keys/.new.$$
 	[[ -s $f ]] && return 0
@@ -304,7 +274,7 @@ key_hex() {
 		rm -f "$tmp"
 		die "keys: openssl could not create the $2 (see $LOG/keys.log)"
 	}
-	key_install "$tmp" "$f" 0600
+	key_install "$tmp" "$f" "${3:-0600}"
 	say "keys: created $2 $f"
 }
 
