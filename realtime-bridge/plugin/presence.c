@@ -30,6 +30,8 @@ struct script {
 };
 
 struct presence {
+	char ns[48];                   /* key prefix, "th:presence" */
+	char registry[KEY_MAX];        /* <ns>:{brokers}:live */
 	char broker[PRESENCE_BROKER_ID_MAX + 1];
 	char inst[INSTANCE_MAX];       /* "" until registered */
 	long lease_ms, renew_ms;
@@ -118,16 +120,14 @@ static const char finish_body[] =
 	"redis.call('DEL', KEYS[2]) "
 	"return 1";
 
-static const char registry_key[] = "th:presence:{brokers}:live";
-
-static void users_key(char *out, const char *inst)
+static void users_key(const struct presence *p, char *out, const char *inst)
 {
-	snprintf(out, KEY_MAX, "th:presence:{brokers}:users:%s", inst);
+	snprintf(out, KEY_MAX, "%s:{brokers}:users:%s", p->ns, inst);
 }
 
-static void lock_key(char *out, const char *inst)
+static void lock_key(const struct presence *p, char *out, const char *inst)
 {
-	snprintf(out, KEY_MAX, "th:presence:{brokers}:reap:%s", inst);
+	snprintf(out, KEY_MAX, "%s:{brokers}:reap:%s", p->ns, inst);
 }
 
 /* EVALSHA, loading the script when its sha is unknown or Redis lost it.
@@ -207,6 +207,8 @@ struct presence *presence_open(const struct presence_cfg *cfg)
 		return NULL;
 	}
 	snprintf(p->broker, sizeof(p->broker), "%s", cfg->broker_id);
+	snprintf(p->ns, sizeof(p->ns), "%s", cfg->key_prefix ? cfg->key_prefix : "th:presence");
+	snprintf(p->registry, sizeof(p->registry), "%s:{brokers}:live", p->ns);
 	p->lease_ms = cfg->lease_ms < 200 ? 200 : cfg->lease_ms;
 	p->renew_ms = p->lease_ms / 5;
 	p->announce = cfg->announce;
@@ -295,7 +297,7 @@ static int write_count(struct presence *p, const char *inst, int64_t uid, long n
 	struct cache_reply *r;
 	int argc = 0, rc = -1;
 
-	snprintf(key, sizeof(key), "th:presence:{u%lld}", (long long)uid);
+	snprintf(key, sizeof(key), "%s:{u%lld}", p->ns, (long long)uid);
 	snprintf(nbuf, sizeof(nbuf), "%ld", n);
 	snprintf(lbuf, sizeof(lbuf), "%ld", limit);
 	argv[argc++] = NULL;
@@ -327,7 +329,7 @@ static int add_to_set(struct presence *p, int64_t uid)
 	struct cache_reply *r;
 	int ok;
 
-	users_key(key, p->inst);
+	users_key(p, key, p->inst);
 	snprintf(ubuf, sizeof(ubuf), "%lld", (long long)uid);
 	r = cache_cmd(3, argv, NULL);
 	ok = r && cache_reply_type(r) == CACHE_INT;
@@ -335,14 +337,15 @@ static int add_to_set(struct presence *p, int64_t uid)
 	return ok ? 0 : -1;
 }
 
-static void remove_from_set(const char *inst, const int64_t *uids, int n)
+static void remove_from_set(const struct presence *p, const char *inst, const int64_t *uids,
+			    int n)
 {
 	char key[KEY_MAX], bufs[REAP_BATCH][24];
 	const char *argv[2 + REAP_BATCH];
 
 	if (n <= 0)
 		return;
-	users_key(key, inst);
+	users_key(p, key, inst);
 	argv[0] = "SREM";
 	argv[1] = key;
 	for (int i = 0; i < n && i < REAP_BATCH; i++) {
@@ -385,7 +388,7 @@ static int sync_user(struct presence *p, int64_t uid, long n, long limit)
 	transition(p, uid, before, after);
 	if (n == 0 && (v = user_slot(p, uid)) && (*v & F_INSET)) {
 		*v &= ~F_INSET;
-		remove_from_set(p->inst, &uid, 1);
+		remove_from_set(p, p->inst, &uid, 1);
 	}
 	return 1;
 }
@@ -447,11 +450,11 @@ void presence_disconnect(struct presence *p, int64_t uid)
 static int renew(struct presence *p, const char *mode)
 {
 	char lock[KEY_MAX], prefix[PRESENCE_BROKER_ID_MAX + 2], lease[24];
-	const char *argv[] = {NULL, NULL, "2", registry_key, lock, p->inst, lease, mode, prefix};
+	const char *argv[] = {NULL, NULL, "2", p->registry, lock, p->inst, lease, mode, prefix};
 	struct cache_reply *r;
 	long long st;
 
-	lock_key(lock, p->inst);
+	lock_key(p, lock, p->inst);
 	snprintf(prefix, sizeof(prefix), "%s/", p->broker);
 	snprintf(lease, sizeof(lease), "%ld", p->lease_ms);
 	r = script_run(&p->renew, 9, argv);
@@ -563,11 +566,11 @@ static int resync(struct presence *p, uint64_t deadline)
 static int claim(struct presence *p, const char *target)
 {
 	char lock[KEY_MAX], ms[24];
-	const char *argv[] = {NULL, NULL, "2", registry_key, lock, target, p->inst, ms};
+	const char *argv[] = {NULL, NULL, "2", p->registry, lock, target, p->inst, ms};
 	struct cache_reply *r;
 	int ok;
 
-	lock_key(lock, target);
+	lock_key(p, lock, target);
 	snprintf(ms, sizeof(ms), "%ld", p->lease_ms < 2000 ? 2000 : p->lease_ms);
 	r = script_run(&p->claim, 8, argv);
 	ok = r && cache_reply_type(r) == CACHE_INT && cache_reply_int(r) == 1;
@@ -578,12 +581,12 @@ static int claim(struct presence *p, const char *target)
 static int finish(struct presence *p, const char *target)
 {
 	char lock[KEY_MAX], users[KEY_MAX];
-	const char *argv[] = {NULL, NULL, "3", registry_key, lock, users, target, p->inst};
+	const char *argv[] = {NULL, NULL, "3", p->registry, lock, users, target, p->inst};
 	struct cache_reply *r;
 	int ok;
 
-	lock_key(lock, target);
-	users_key(users, target);
+	lock_key(p, lock, target);
+	users_key(p, users, target);
 	r = script_run(&p->finish, 8, argv);
 	ok = r && cache_reply_type(r) == CACHE_INT && cache_reply_int(r) == 1;
 	cache_reply_free(r);
@@ -605,7 +608,7 @@ static int reap_batch(struct presence *p)
 		p->reaping[0] = '\0';
 		return 0;
 	}
-	users_key(key, p->reaping);
+	users_key(p, key, p->reaping);
 	snprintf(count, sizeof(count), "%d", REAP_BATCH);
 	r = cache_cmd(3, argv, NULL);
 	if (!r || cache_reply_type(r) != CACHE_ARRAY) {
@@ -627,7 +630,7 @@ static int reap_batch(struct presence *p)
 		offline += before > 0 && after == 0;
 		transition(p, uids[i], before, after);
 	}
-	remove_from_set(p->reaping, uids, n);
+	remove_from_set(p, p->reaping, uids, n);
 	if (n == 0 && finish(p, p->reaping)) {
 		log_info("presence: %s reaped", p->reaping);
 		p->reaping[0] = '\0';

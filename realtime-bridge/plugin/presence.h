@@ -62,6 +62,7 @@ struct presence_cfg {
 	long lease_ms;          /* lease length (>= 200); renewed every lease/5 */
 	presence_announce_fn announce;
 	void *arg;
+	const char *key_prefix; /* NULL: "th:presence" (tests keep their own) */
 };
 
 enum presence_admit {
