@@ -32,7 +32,7 @@ import {
 import { show } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
 import {
-  PSQL_CONN, psql, redis, stackUp, poolMetrics, metric,
+  PSQL_CONN, psql, redis, stackUp, poolMetrics, metric, brokerPid, brokerDb, killBroker, restartBrokers,
 } from './lib/stack.mjs';
 import {
   WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, serviceSecret, cid, connect, end, subscribe, mustSubscribe, publish,
@@ -192,17 +192,14 @@ before(async () => {
 
 // The chat limit (API.md: 10 messages a second, burst 30, a user) would drop most of the
 // load these tests need (200 as fast as mqtt.js sends, 50/s for 8 s) before it reaches the
-// bridge: this file runs against a broker restarted with the limit loosened (every
-// `scripts/stack up` of this file passes the variables on; mqtt_limits.test.mjs tests the
-// limit itself), and gives the next file a broker at the suite's settings again.
+// bridge: this file runs against brokers restarted with the limit loosened (the edges, where
+// users connect, apply it; every `scripts/stack up` of this file passes the variables on;
+// mqtt_limits.test.mjs tests the limit itself), and gives the next file brokers at the
+// suite's settings again. "The broker" below is the hub: th-bridge attaches there, and its
+// persistent session lives in the hub's persistence file.
 const LOOSE = { TH_RL_MSG_INTERVAL_MS: '1', TH_RL_MSG_BURST: '100000' };
 const SUITE = Object.fromEntries(Object.keys(LOOSE).map((k) => [k, process.env[k]]));
-async function restartBroker() {
-  const pid = readPid('run/mosquitto.pid');
-  process.kill(pid, 'SIGTERM');
-  assert.ok(await waitGone(pid, 10000), `mosquitto (pid ${pid}) still alive after SIGTERM`);
-  await stackUp();
-}
+const restartBroker = restartBrokers;
 before(async () => {
   Object.assign(process.env, LOOSE);
   await restartBroker();
@@ -571,23 +568,18 @@ async function stackIsBack() {
   await waitFor(async () => (await run('scripts/stack', ['status'])).code === 0, 20000, 'scripts/stack status to report everything up');
 }
 
-const BROKER_DB = path.join(VAR_DIR, 'mosquitto/mosquitto.db');
+const BROKER_DB = brokerDb('hub');
 const mtime = (f) => (existsSync(f) ? statSync(f).mtimeMs : 0);
 
 // SIGUSR1 makes mosquitto write its persistence file now (as its autosave does every
 // autosave_interval): the bridge's persistent session and shared subscription are in it.
 async function brokerSave() {
   const before = mtime(BROKER_DB);
-  process.kill(readPid('run/mosquitto.pid'), 'SIGUSR1');
+  process.kill(brokerPid('hub'), 'SIGUSR1');
   await waitFor(() => mtime(BROKER_DB) > before, 5000, `mosquitto to write ${BROKER_DB} after SIGUSR1`);
 }
 
-async function killBroker() {
-  const pid = readPid('run/mosquitto.pid');
-  process.kill(pid, 'SIGKILL');
-  assert.ok(await waitGone(pid, 5000), `mosquitto (pid ${pid}) still alive after SIGKILL`);
-  return pid;
-}
+const killHub = () => killBroker('hub');
 
 describe('no loss under crashes (steady load, client re-sends unreceipted after a reconnect)', { timeout: 600000 }, () => {
   test('kill -9 the bridge while it holds an uncommitted batch, restart it ~1 s later', { timeout: 120000 }, async (t) => {
@@ -644,11 +636,11 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
       // before it, so the bridge must see such re-sends and store each message once.
       for (const p of pubs) p.dropReceipts = true;
       await sleep(300);
-      const pid = await killBroker();
+      const pid = await killHub();
       for (const p of pubs) p.dropReceipts = false;
       await sleep(1000);
       await stackUp();
-      assert.notEqual(readPid('run/mosquitto.pid'), pid, 'the broker was not restarted');
+      assert.notEqual(brokerPid('hub'), pid, 'the broker was not restarted');
     });
     t.diagnostic(info.replace(/\n/g, ' | '));
     assert.ok(delta('th_messages_duplicate_total') > 0, `re-sent messages that were stored already should count as duplicates\n${info}`);
@@ -664,7 +656,7 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
       // a fresh broker: no persistence file, the bridge's session only in memory
       const bridgeLog = path.join(VAR_DIR, 'log/bridge.log');
       const logFrom = statSync(bridgeLog).size;
-      await killBroker();
+      await killHub();
       rmSync(BROKER_DB, { force: true });
       await stackUp();
       await waitFor(() => /bridge: connected \(session new\)/.test(readFileSync(bridgeLog, 'utf8').slice(logFrom)),
@@ -672,7 +664,7 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
       await sleep(1000); // its SUBSCRIBE
       try {
         const { info } = await lossRun('fresh broker kill -9', async () => {
-          await killBroker();
+          await killHub();
           // down ~3 s, as a real restart takes: the bridge's backoff has grown to 3.2 s by
           // then, the publishers retry every 500 ms
           await sleep(3000);

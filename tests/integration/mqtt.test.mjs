@@ -23,15 +23,18 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { PORT_BASE, request, sleep } from './lib/http.mjs';
+import { request, sleep } from './lib/http.mjs';
 import { show, ok2xx } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
 import { b64u, decodeJwt, resign } from './lib/jwt.mjs';
 import {
   DELIVER_MS, closeClients, serviceSecret, cid, connect, end, subscribe, mustSubscribe, publish, waitFor, hasPayload,
 } from './lib/mqtt.mjs';
+import { edgePort } from './lib/stack.mjs';
 
-const MQTT_PORT = PORT_BASE + 3;
+// users' raw MQTT goes to an edge broker (the hub is for bridges and th-bridge): edge 0, where
+// nginx's /mqtt also lands, so a user's TCP and WebSocket connections share one broker
+const MQTT_PORT = edgePort(0);
 const QUIET_MS = 2000;    // "nothing arrives" is watched for this long (API: ban -> 5 s, then 2 s)
 
 // --- helpers: REST ------------------------------------------------------------

@@ -17,10 +17,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { VAR_DIR, PORT_BASE, sleep } from './lib/http.mjs';
+import { VAR_DIR, sleep } from './lib/http.mjs';
 import { assertStatus } from './lib/assert.mjs';
 import { uuid, api, fixtures, rnd } from './lib/fixtures.mjs';
-import { redis, stackUp } from './lib/stack.mjs';
+import { redis, stackUp, edgePort } from './lib/stack.mjs';
 import mqtt from 'mqtt';
 import {
   WS_URL, CONNECT_MS, clients, DELIVER_MS, closeClients, cid, connect, end, subscribe, mustSubscribe, publish, waitFor, hasPayload,
@@ -155,7 +155,7 @@ describe('sizes', () => {
   test('a packet over 64 KiB closes the connection over TCP', async () => {
     // CONNECT (3.1.1, clean, no credentials needed: the broker checks the size first)
     // followed by a PUBLISH whose remaining length says 100 KiB
-    const sock = net.connect(PORT_BASE + 3, '127.0.0.1');
+    const sock = net.connect(edgePort(0), '127.0.0.1');
     const closed = new Promise((resolve) => sock.on('close', () => resolve(Date.now())));
     sock.on('error', () => {});
     await new Promise((r) => sock.on('connect', r));
