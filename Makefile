@@ -37,8 +37,8 @@ APPS     := auth community realtime media
 APP_BINS := $(APPS:%=$(BUILD)/bin/th-%)
 PLUGIN_SRC := $(wildcard realtime-bridge/plugin/*.c)
 PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/obj/%.o)
-# the plugin's pure parts, linked into its unit tests too
-PLUGIN_CORE := $(BUILD)/obj/realtime-bridge/plugin/topic.o $(BUILD)/obj/realtime-bridge/plugin/imap.o
+# the plugin's parts that need no broker, linked into its unit and stack tests too
+PLUGIN_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/plugin/%.o,topic imap presence tokcache)
 PLUGIN_SO  := $(BUILD)/lib/townhall-plugin.so
 BRIDGE_SRC := $(wildcard realtime-bridge/bridge/*.c)
 BRIDGE_OBJ := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
@@ -152,12 +152,15 @@ $(FRONT_BIN): $(FRONT_OBJ) $(PLUGIN_CORE) $(LIB_A)
 # the MQTT load generators share loadlib (clock, histogram, buffer, packets)
 $(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt: $(LOAD_LIB)
 
+# the token benchmark measures the broker's verified-token cache too
+$(BUILD)/bin/th-token_bench: $(BUILD)/obj/realtime-bridge/plugin/tokcache.o
+
 # load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
 $(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/stack/%: $(BUILD)/obj/tests/stack/%.o $(LIB_A)
+$(BUILD)/tests/stack/%: $(BUILD)/obj/tests/stack/%.o $(PLUGIN_CORE) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
