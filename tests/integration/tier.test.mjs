@@ -4,6 +4,9 @@
 // `stored` receipts published at the hub reach every edge; a logout kicks the session's sockets
 // on every edge within 5 s; killing an edge or the hub (SIGKILL) loses no message a client keeps
 // re-sending until its receipt (API.md, MQTT), and the restarted broker rejoins the star.
+// Presence is counted over every broker (realtime-bridge/plugin/presence.h): a user with tabs
+// on two edges goes offline only when both close, and the users of a killed edge go offline
+// once its lease (TH_MQTT_PRESENCE_LEASE_MS, 10 s) ended, unless connected elsewhere.
 //
 // Design notes
 // - Clients connect with raw MQTT over TCP straight to an edge's port (edgePort(i)): that is
@@ -369,5 +372,73 @@ describe('a broker dies (SIGKILL): nothing receipted is lost, and it rejoins', {
     t.diagnostic(info.replace(/\n/g, ' | '));
     assert.notEqual(brokerPid('hub'), pid);
     await crosses('after the hub restart');
+  });
+});
+
+describe('presence over edges', { timeout: 180000 }, () => {
+  const LEASE_MS = Number(process.env.TH_MQTT_PRESENCE_LEASE_MS || 10000);
+  // live presence messages of uid seen by w (not the retained state sent at SUBSCRIBE)
+  const seen = (w, c, uid) => w.messages.filter((m) => !m.retain && m.topic === `presence/${c.id}/${uid}`).map((m) => parsed(m)?.status);
+
+  test('a user with tabs on two edges: online once, offline only when the last tab closes', async () => {
+    const owner = await newUser('tpo');
+    const u = await newUser('tpu');
+    const c = await community(owner, 'public', [u]);
+    const w = await connect(owner, { url: edgeUrl(E0) });
+    let t0; let t1;
+    try {
+      await mustSubscribe(w, `presence/${c.id}/+`);
+      t0 = await connect(u, { url: edgeUrl(E0) });
+      await waitFor(() => seen(w, c, u.id).includes('online'), DELIVER_MS, 'online after the first tab');
+      t1 = await connect(u, { url: edgeUrl(E1) });
+      await sleep(1000);
+      await end(t0);
+      await sleep(2000);
+      assert.deepEqual(seen(w, c, u.id), ['online'], 'a second tab on another edge or closing one of two tabs changed presence');
+      await end(t1);
+      await waitFor(() => seen(w, c, u.id).includes('offline'), DELIVER_MS, 'offline after the last tab');
+      await sleep(500);
+      assert.deepEqual(seen(w, c, u.id), ['online', 'offline']);
+    } finally {
+      await end(w, t0, t1);
+    }
+  });
+
+  test('an edge killed: its users go offline after the lease, a user also connected on another edge stays online; the edge rejoins', { timeout: 120000 }, async (t) => {
+    const owner = await newUser('tpk');
+    const only = await newUser('tpk1'); // on the edge that dies only
+    const both = await newUser('tpk2'); // on it and on edge 0
+    const c = await community(owner, 'public', [only, both]);
+    const w = await connect(owner, { url: edgeUrl(E0) });
+    const conns = [];
+    let pid;
+    try {
+      await mustSubscribe(w, `presence/${c.id}/+`);
+      conns.push(await connect(only, { url: edgeUrl(E1) }));
+      conns.push(await connect(both, { url: edgeUrl(E1) }));
+      conns.push(await connect(both, { url: edgeUrl(E0) }));
+      await waitFor(() => seen(w, c, only.id).includes('online') && seen(w, c, both.id).includes('online'), DELIVER_MS, 'both users online');
+      const k0 = Date.now();
+      pid = await killBroker(`e${E1}`);
+      await waitFor(() => seen(w, c, only.id).includes('offline'), LEASE_MS * 3 + 5000, () => `offline of the killed edge's user (seen ${seen(w, c, only.id)})`);
+      const offlineMs = Date.now() - k0;
+      t.diagnostic(`offline ${offlineMs} ms after the kill (lease ${LEASE_MS} ms)`);
+      await sleep(2000);
+      assert.deepEqual(seen(w, c, both.id), ['online'], 'a user still connected on edge 0 went offline');
+    } finally {
+      await end(w, ...conns);
+      if (pid !== undefined) await startBroker(`e${E1}`, pid);
+    }
+    // the restarted edge counts again: a user there is announced online on edge 0
+    const w2 = await connect(owner, { url: edgeUrl(E0) });
+    try {
+      await mustSubscribe(w2, `presence/${c.id}/+`);
+      const back = await connect(only, { url: edgeUrl(E1) });
+      await waitFor(() => seen(w2, c, only.id).includes('online'), DELIVER_MS, 'online from the restarted edge');
+      await end(back);
+      await waitFor(() => seen(w2, c, only.id).includes('offline'), DELIVER_MS, 'offline from the restarted edge');
+    } finally {
+      await end(w2);
+    }
   });
 });
