@@ -10,7 +10,8 @@
 //
 // Design notes
 // - Clients connect with raw MQTT over TCP straight to an edge's port (edgePort(i)): that is
-//   how "two users on different edges" is forced whatever th-wsfront would choose.
+//   how "two users on different edges" is forced whatever th-wsfront would choose; one test
+//   goes through nginx's /mqtt and th-wsfront as a browser does.
 // - Client addresses: registrations come from 127.18.x.y (tests/integration/lib/fixtures.mjs).
 // - Rates: API.md's chat limit (10/s, burst 30 a user) applies on the edges; the load here
 //   stays under it (8 messages a second a user), so the stack's limits are not touched.
@@ -26,7 +27,7 @@ import {
   psql, EDGES, edgeUrl, HUB_URL, killBroker, startBroker, brokerPid,
 } from './lib/stack.mjs';
 import {
-  CONNECT_MS, DELIVER_MS, clients, closeClients, cid, connect, end, mustSubscribe, publish, waitFor, hasPayload,
+  WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, cid, connect, end, mustSubscribe, publish, waitFor, hasPayload,
 } from './lib/mqtt.mjs';
 
 const STORED_MS = 30000; // every receipt of a run arrives within this
@@ -251,6 +252,31 @@ describe('users on different edges', { timeout: 120000 }, () => {
       t.diagnostic(`10 messages (published one after another, each PUBACK awaited) crossed edges within ${crossMs} ms`);
     } finally {
       await end(a, b);
+    }
+  });
+
+  test('through /mqtt (th-wsfront, whichever edge it picks) a browser client chats with users on every edge', async () => {
+    const w = await connect(A, { url: WS_URL });
+    const subs = [];
+    try {
+      await mustSubscribe(w, `chat/${c.channel}/+`);
+      for (let i = 0; i < EDGES; i++) {
+        const x = await connect(B, { url: edgeUrl(i) });
+        await mustSubscribe(x, `chat/${c.channel}/+`);
+        subs.push(x);
+      }
+      const out = chat('browser -> every edge');
+      assert.ok(await publish(w, `chat/${c.channel}/${A.id}`, out) < 0x80, 'publish through /mqtt');
+      for (let i = 0; i < EDGES; i++) await waitFor(() => hasPayload(subs[i], out), DELIVER_MS, `edge ${i} to receive the browser's message`);
+      for (let i = 0; i < EDGES; i++) {
+        const back = chat(`edge ${i} -> browser`);
+        assert.ok(await publish(subs[i], `chat/${c.channel}/${B.id}`, back) < 0x80, `publish on edge ${i}`);
+        await waitFor(() => hasPayload(w, back), DELIVER_MS, `the browser to receive edge ${i}'s message`);
+      }
+      await sleep(300);
+      for (const m of w.messages) assert.equal(w.messages.filter((x) => x.payload === m.payload).length, 1, `the browser received ${m.payload} twice`);
+    } finally {
+      await end(w, ...subs);
     }
   });
 
