@@ -268,10 +268,9 @@ static void dial(struct conn *c, int from, int64_t now)
 	edge_rank(cfg.edges, cfg.n_edges, c->uid, order);
 	e = edge_pick(wk.shm, order, cfg.n_edges, from, now, &pos);
 	if (e < 0) {
-		uint8_t ack[5];
-		size_t n = mconn_connack_unavailable(c->version, ack);
-
-		finish(c, R_NO_EDGE, 1013, ack, n, now);
+		/* no CONNACK: clients (mqtt.js) do not retry after a refusal, but do
+		 * after a closed connection, as when the broker itself is away */
+		finish(c, R_NO_EDGE, 1013, NULL, 0, now);
 		return;
 	}
 	c->edge = (uint8_t)e;
