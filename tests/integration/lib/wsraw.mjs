@@ -148,3 +148,27 @@ export function connackCode(data) {
   if (data.length < 4 || data[0] !== 0x20) return null;
   return data[3];
 }
+
+// --- the front's edge choice (realtime-bridge/front/edge.c), to know where a user lands ----
+
+const M64 = (1n << 64n) - 1n;
+function mix64(x) {
+  x ^= x >> 30n; x = (x * 0xbf58476d1ce4e5b9n) & M64;
+  x ^= x >> 27n; x = (x * 0x94d049bb133111ebn) & M64;
+  return x ^ (x >> 31n);
+}
+function fnv1a(s) {
+  let h = 1469598103934665603n;
+  for (const b of Buffer.from(s)) h = ((h ^ BigInt(b)) * 1099511628211n) & M64;
+  return h;
+}
+// the edge ("host:port" as configured) a user's connections go to while all are up
+export function edgeFor(uid, edges) {
+  let best = null;
+  let bestW = -1n;
+  for (const e of edges) {
+    const w = mix64(fnv1a(e) ^ mix64(BigInt(uid)));
+    if (w > bestW) { bestW = w; best = e; }
+  }
+  return best;
+}
