@@ -54,11 +54,11 @@ const value = (m, name) => m.find((x) => x.name === name)?.value;
 
 // a raw connection through the handshake, then the CONNECT, waiting for the CONNACK
 async function mqttOpen(user, {
-  port = FRONT, localAddress, headers, version = 5, clientId = cid(user), will = null,
+  port = FRONT, localAddress, headers, version = 5, clientId = cid(user), will = null, keepalive = 30,
 } = {}) {
   const c = await open({ port, localAddress, headers });
   assert.equal(c.status, 101, `handshake: ${c.head}`);
-  c.send(frame(OP.BINARY, connectPacket({ version, clientId, password: user.token, will })));
+  c.send(frame(OP.BINARY, connectPacket({ version, clientId, password: user.token, will, keepalive })));
   await until(() => connackCode(c.data()) !== null || c.closedAt !== null, { timeoutMs: CONNECT_MS, intervalMs: 20 });
   return c;
 }
@@ -88,8 +88,10 @@ before(async () => {
   // its first edge refuses connections (nothing listens there)
   second = await startFront(SECOND, [DEAD, BROKER], {
     TH_WS_ORIGINS: 'https://ok.test, https://also.test', TH_WS_MAX_PER_ADDR: '3', TH_WS_HANDSHAKE_S: '2',
-    TH_WS_CONNECT_INFLIGHT: '1',
+    TH_WS_CONNECT_INFLIGHT: '1', TH_WS_IDLE_S: '2',
   });
+  // one worker of 2 connections, and no edge that answers
+  await startFront(THIRD, [DEAD], { TH_WS_FRONTS: '1', TH_WS_MAX_CONNS: '2' });
 });
 
 after(async () => {
@@ -424,6 +426,51 @@ describe('slow readers', () => {
   });
 });
 
+describe('caps and timeouts', () => {
+  test('over TH_WS_MAX_CONNS upgraded connections a worker answers 503', async () => {
+    const held = [await open({ port: THIRD }), await open({ port: THIRD })];
+    assert.deepEqual(held.map((c) => c.status), [101, 101]);
+    const over = await open({ port: THIRD });
+    assert.equal(over.status, 503);
+    assert.match(over.head, /Retry-After: \d+/i);
+    held[0].sock.destroy();
+    await held[0].closed;
+    const again = await until(async () => {
+      const c = await open({ port: THIRD });
+      if (c.status === 101) return c;
+      c.sock.destroy();
+      return null;
+    }, { timeoutMs: 3000, intervalMs: 100 });
+    assert.ok(again, 'a freed slot was not given back');
+    for (const c of [held[1], again]) c.sock.destroy();
+    const m = parseProm((await get('/metrics', { port: THIRD })).text);
+    assert.ok(closes(m, 'max_conns') >= 1);
+  });
+
+  test('keepalive 0: a client silent for TH_WS_IDLE_S is closed; one that pings stays', { timeout: 30000 }, async () => {
+    const silent = await mqttOpen(U.A, { port: SECOND, headers: { Origin: 'https://ok.test' }, keepalive: 0 });
+    const pinger = await mqttOpen(U.B, { port: SECOND, headers: { Origin: 'https://ok.test' }, keepalive: 0 });
+    assert.equal(connackCode(silent.data()), 0);
+    assert.equal(connackCode(pinger.data()), 0);
+    const t0 = Date.now();
+    const timer = setInterval(() => pinger.send(frame(OP.BINARY, Buffer.from([0xc0, 0x00]))), 500); // PINGREQ
+    try {
+      await Promise.race([silent.closed, sleep(10000)]);
+      assert.ok(silent.closedAt !== null, 'the silent client is still open');
+      // 2 s, swept every 0.5 s; generous on a busy machine
+      assert.ok(silent.closedAt - t0 >= 1500 && silent.closedAt - t0 < 8000, `closed after ${silent.closedAt - t0} ms`);
+      assert.equal(silent.closeCode(), 1001);
+      await sleep(1500);
+      assert.equal(pinger.closedAt, null, 'the client that pings was closed');
+    } finally {
+      clearInterval(timer);
+      pinger.sock.destroy();
+    }
+    const m = parseProm((await get('/metrics', { port: SECOND })).text);
+    assert.ok(closes(m, 'idle') >= 1);
+  });
+});
+
 describe('edges', () => {
   test('a user goes to the edge of the rendezvous choice; an edge that refuses is marked down, its users go to the next', async () => {
     // earlier tests may have marked the dead edge down: wait until the mark expires (2 s)
@@ -454,7 +501,6 @@ describe('edges', () => {
   });
 
   test('with every edge down a client is closed (1013) without a CONNACK, so that it retries', async () => {
-    await startFront(THIRD, [DEAD]);
     const c = await mqttOpen(U.A, { port: THIRD });
     await c.closed;
     assert.equal(connackCode(c.data()), null);
