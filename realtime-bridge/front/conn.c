@@ -397,10 +397,11 @@ static void close_now(struct conn *c, enum shm_reason r, int64_t now)
 	edge_close(c, now);
 	if (c->addr_counted)
 		shm_addr_release(wk.shm, wk.id, c->addr);
-	if (c->upgraded)
+	if (c->upgraded) {
 		wk.nupgraded--;
+		atomic_fetch_sub(&wk.st->st[ST_CONNS], 1);
+	}
 	wk.nconns--;
-	atomic_fetch_sub(&wk.st->st[ST_CONNS], 1);
 	close(c->cfd);
 	c->cfd = -1;
 	wsf_reset(&c->ws);
@@ -657,6 +658,7 @@ static void handshake_in(struct conn *c, const uint8_t *p, size_t n, int64_t now
 	}
 	c->upgraded = 1;
 	wk.nupgraded++;
+	atomic_fetch_add(&wk.st->st[ST_CONNS], 1);
 	c->phase = P_CONNECT;
 	atomic_fetch_add(&wk.st->st[ST_HANDSHAKES], 1);
 	{
@@ -899,7 +901,6 @@ void conn_accept(int fd, const struct sockaddr_storage *peer, int64_t now)
 		wk.all->prev = c;
 	wk.all = c;
 	wk.nconns++;
-	atomic_fetch_add(&wk.st->st[ST_CONNS], 1);
 	atomic_fetch_add(&wk.st->st[ST_ACCEPTED], 1);
 }
 
