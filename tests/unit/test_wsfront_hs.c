@@ -1,5 +1,6 @@
 /* Unit tests of the WebSocket front's handshake (realtime-bridge/front/hs.c):
- * the request parser, the checks, and the accept key of RFC 6455 4.2.2. */
+ * the request parser, the checks, the accept key of RFC 6455 4.2.2, and the
+ * client address taken from a trusted proxy's headers (addr.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "addr.h"
 #include "hs.h"
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
@@ -137,6 +139,52 @@ static void test_tokens(void **state)
 	assert_false(hs_has_token((struct hs_str){NULL, 0}, "b"));
 }
 
+/* the address a request from peer (text) is keyed by, as text */
+static const char *client(const char *peer, const char *headers)
+{
+	static char req[1024], out[64];
+	static const uint8_t trusted[2][16] = {
+		{[10] = 0xff, [11] = 0xff, [12] = 127, [15] = 1}, /* 127.0.0.1 */
+		{[15] = 1},                                        /* ::1 */
+	};
+	struct hs_req r;
+	uint8_t key[16];
+
+	snprintf(req, sizeof(req), "GET /mqtt HTTP/1.1\r\nHost: x\r\n%s\r\n", headers);
+	assert_int_equal(hs_parse(req, strlen(req), &r), HS_PARSED);
+	assert_int_equal(addr_parse((struct hs_str){peer, strlen(peer)}, key), 0);
+	addr_client(key, &r, trusted, 2);
+	return addr_text(key, out, sizeof(out));
+}
+
+static void test_client_addr(void **state)
+{
+	uint8_t k[16];
+
+	(void)state;
+	assert_string_equal(client("127.0.0.1", "X-Real-IP: 203.0.113.7\r\n"), "203.0.113.7");
+	assert_string_equal(client("::1", "X-Real-IP: 2001:db8::5\r\n"), "2001:db8::5");
+	/* X-Forwarded-For: its last entry, the one the proxy appended */
+	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 10.9.9.9, 198.51.100.4\r\n"), "198.51.100.4");
+	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 198.51.100.4 \r\n"), "198.51.100.4");
+	/* X-Real-IP wins over X-Forwarded-For */
+	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 10.1.1.1\r\nX-Real-IP: 10.2.2.2\r\n"), "10.2.2.2");
+	/* an untrusted peer's headers are ignored; so is a value that is no address */
+	assert_string_equal(client("127.0.0.2", "X-Real-IP: 203.0.113.7\r\n"), "127.0.0.2");
+	assert_string_equal(client("10.0.0.1", "X-Forwarded-For: 203.0.113.7\r\n"), "10.0.0.1");
+	assert_string_equal(client("127.0.0.1", "X-Real-IP: evil\r\n"), "127.0.0.1");
+	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 1.2.3.4, nonsense\r\n"), "127.0.0.1");
+	assert_string_equal(client("127.0.0.1", ""), "127.0.0.1");
+	/* loopback */
+	assert_int_equal(addr_parse((struct hs_str){"127.9.8.7", 9}, k), 0);
+	assert_true(addr_is_loopback(k));
+	assert_int_equal(addr_parse((struct hs_str){"::1", 3}, k), 0);
+	assert_true(addr_is_loopback(k));
+	assert_int_equal(addr_parse((struct hs_str){"128.0.0.1", 9}, k), 0);
+	assert_false(addr_is_loopback(k));
+	assert_int_equal(addr_parse((struct hs_str){"1.2.3", 5}, k), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -145,6 +193,7 @@ int main(void)
 		cmocka_unit_test(test_too_large),
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_tokens),
+		cmocka_unit_test(test_client_addr),
 	};
 
 	return cmocka_run_group_tests_name("wsfront handshake", tests, NULL, NULL);
