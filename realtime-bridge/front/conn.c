@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <wslay/wslay.h>
 
+#include "addr.h"
+#include "buf.h"
 #include "edge.h"
 #include "fmetrics.h"
 #include "front.h"
@@ -42,11 +44,6 @@ enum phase { P_HS = 0, P_CONNECT, P_WAIT, P_DIALING, P_PUMP, P_CLOSING, P_DEAD }
 #define READS_PER_EVENT 4
 #define CLOSING_MS 2000
 #define IDLE_SLACK_MS 5000
-
-struct buf {
-	uint32_t off, len, cap;
-	uint8_t d[];
-};
 
 struct conn {
 	struct conn *next, *prev;  /* wk.all, or wk.dead once closed */
@@ -72,73 +69,6 @@ struct worker wk;
 
 static uint8_t rbuf[READ_CHUNK];
 static uint8_t pbuf[READ_CHUNK + 8];
-
-/* --- buffers ------------------------------------------------------------ */
-
-static size_t buf_pending(const struct buf *b)
-{
-	return b ? b->len - b->off : 0;
-}
-
-static int buf_append(struct buf **bp, const void *p, size_t n)
-{
-	struct buf *b = *bp;
-
-	if (n == 0)
-		return 0;
-	if (b && b->off && b->off == b->len)
-		b->off = b->len = 0;
-	if (!b || b->cap - b->len < n) {
-		size_t used = buf_pending(b), cap = b ? b->cap : 0, need = used + n;
-		struct buf *nb;
-
-		if (need > UINT32_MAX / 2)
-			return -1;
-		if (b && b->off) {
-			memmove(b->d, b->d + b->off, used);
-			b->off = 0;
-			b->len = (uint32_t)used;
-		}
-		if (!b || cap < need) {
-			cap = cap ? cap : 1024;
-			while (cap < need)
-				cap *= 2;
-			nb = realloc(b, sizeof(*nb) + cap);
-			if (!nb)
-				return -1;
-			if (!b)
-				nb->off = nb->len = 0;
-			nb->cap = (uint32_t)cap;
-			b = nb;
-			*bp = b;
-		}
-	}
-	memcpy(b->d + b->len, p, n);
-	b->len += (uint32_t)n;
-	return 0;
-}
-
-/* Writes what b holds to fd; frees b once empty.  -1 on a write error. */
-static int buf_flush(int fd, struct buf **bp)
-{
-	struct buf *b = *bp;
-
-	while (b && b->off < b->len) {
-		ssize_t w = write(fd, b->d + b->off, b->len - b->off);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return 0;
-			return -1;
-		}
-		b->off += (uint32_t)w;
-	}
-	free(b);
-	*bp = NULL;
-	return 0;
-}
 
 /* --- epoll ---------------------------------------------------------------- */
 
@@ -177,17 +107,6 @@ static void interest(struct conn *c)
 			ee |= EPOLLOUT;
 		set_events(c->efd, &c->eev, ee, tag(c, 1));
 	}
-}
-
-/* --- logging -------------------------------------------------------------- */
-
-static const char *addr_text(const uint8_t a[16], char *out, size_t size)
-{
-	static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-	if (memcmp(a, v4, 12) == 0)
-		return inet_ntop(AF_INET, a + 12, out, (socklen_t)size);
-	return inet_ntop(AF_INET6, a, out, (socklen_t)size);
 }
 
 /* --- admission and edges ---------------------------------------------------- */
@@ -268,10 +187,9 @@ static void dial(struct conn *c, int from, int64_t now)
 	edge_rank(cfg.edges, cfg.n_edges, c->uid, order);
 	e = edge_pick(wk.shm, order, cfg.n_edges, from, now, &pos);
 	if (e < 0) {
-		uint8_t ack[5];
-		size_t n = mconn_connack_unavailable(c->version, ack);
-
-		finish(c, R_NO_EDGE, 1013, ack, n, now);
+		/* no CONNACK: clients (mqtt.js) do not retry after a refusal, but do
+		 * after a closed connection, as when the broker itself is away */
+		finish(c, R_NO_EDGE, 1013, NULL, 0, now);
 		return;
 	}
 	c->edge = (uint8_t)e;
@@ -398,10 +316,11 @@ static void close_now(struct conn *c, enum shm_reason r, int64_t now)
 	edge_close(c, now);
 	if (c->addr_counted)
 		shm_addr_release(wk.shm, wk.id, c->addr);
-	if (c->upgraded)
+	if (c->upgraded) {
 		wk.nupgraded--;
+		atomic_fetch_sub(&wk.st->st[ST_CONNS], 1);
+	}
 	wk.nconns--;
-	atomic_fetch_sub(&wk.st->st[ST_CONNS], 1);
 	close(c->cfd);
 	c->cfd = -1;
 	wsf_reset(&c->ws);
@@ -524,69 +443,6 @@ static void serve_metrics(struct conn *c, const struct sockaddr_storage *peer, i
 	free(text);
 }
 
-static int addr_parse(struct hs_str s, uint8_t out[16])
-{
-	char tmp[INET6_ADDRSTRLEN];
-
-	if (!s.p || s.n == 0 || s.n >= sizeof(tmp))
-		return -1;
-	memcpy(tmp, s.p, s.n);
-	tmp[s.n] = '\0';
-	memset(out, 0, 16);
-	if (inet_pton(AF_INET, tmp, out + 12) == 1) {
-		out[10] = out[11] = 0xff;
-		return 0;
-	}
-	return inet_pton(AF_INET6, tmp, out) == 1 ? 0 : -1;
-}
-
-static int peer_trusted(const uint8_t a[16])
-{
-	int i;
-
-	for (i = 0; i < cfg.n_trusted; i++)
-		if (memcmp(cfg.trusted[i], a, 16) == 0)
-			return 1;
-	return 0;
-}
-
-static int peer_loopback(const uint8_t a[16])
-{
-	static const uint8_t v6lo[16] = {[15] = 1};
-	static const uint8_t v4[12] = {[10] = 0xff, [11] = 0xff};
-
-	return memcmp(a, v6lo, 16) == 0 || (memcmp(a, v4, 12) == 0 && a[12] == 127);
-}
-
-/* the client's address: X-Real-IP, else the last X-Forwarded-For entry,
- * when the peer is a trusted proxy; else the peer */
-static void client_addr(struct conn *c, const struct hs_req *req)
-{
-	uint8_t a[16];
-
-	if (!peer_trusted(c->addr))
-		return;
-	if (addr_parse(req->real_ip, a) == 0) {
-		memcpy(c->addr, a, 16);
-		return;
-	}
-	if (req->forwarded_for.p) {
-		const char *p = req->forwarded_for.p, *e = p + req->forwarded_for.n, *last = p;
-		struct hs_str s;
-
-		for (; p < e; p++)
-			if (*p == ',')
-				last = p + 1;
-		while (last < e && *last == ' ')
-			last++;
-		s = (struct hs_str){last, (size_t)(e - last)};
-		while (s.n && s.p[s.n - 1] == ' ')
-			s.n--;
-		if (addr_parse(s, a) == 0)
-			memcpy(c->addr, a, 16);
-	}
-}
-
 static void frames_in(struct conn *c, uint8_t *p, size_t n, int64_t now);
 
 static void handshake_in(struct conn *c, const uint8_t *p, size_t n, int64_t now)
@@ -615,7 +471,7 @@ static void handshake_in(struct conn *c, const uint8_t *p, size_t n, int64_t now
 	case HS_UPGRADE:
 		break;
 	case HS_METRICS:
-		if (!peer_loopback(c->addr))
+		if (!addr_is_loopback(c->addr))
 			http_refuse(c, R_NOT_FOUND, now);
 		else
 			serve_metrics(c, NULL, now);
@@ -633,7 +489,7 @@ static void handshake_in(struct conn *c, const uint8_t *p, size_t n, int64_t now
 		http_refuse(c, R_BAD_REQUEST, now);
 		return;
 	}
-	client_addr(c, &req);
+	addr_client(c->addr, &req, cfg.trusted, cfg.n_trusted);
 	if (wk.nupgraded >= cfg.max_conns) {
 		http_refuse(c, R_MAX_CONNS, now);
 		return;
@@ -658,6 +514,7 @@ static void handshake_in(struct conn *c, const uint8_t *p, size_t n, int64_t now
 	}
 	c->upgraded = 1;
 	wk.nupgraded++;
+	atomic_fetch_add(&wk.st->st[ST_CONNS], 1);
 	c->phase = P_CONNECT;
 	atomic_fetch_add(&wk.st->st[ST_HANDSHAKES], 1);
 	{
@@ -874,14 +731,7 @@ void conn_accept(int fd, const struct sockaddr_storage *peer, int64_t now)
 	c->cfd = fd;
 	c->efd = -1;
 	c->t0 = c->last_rx = now;
-	if (peer->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
-
-		c->addr[10] = c->addr[11] = 0xff;
-		memcpy(c->addr + 12, &a->sin_addr, 4);
-	} else {
-		memcpy(c->addr, &((const struct sockaddr_in6 *)peer)->sin6_addr, 16);
-	}
+	addr_from_sockaddr(peer, c->addr);
 	/* half-open clients: the kernel probes an idle socket */
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
@@ -900,7 +750,6 @@ void conn_accept(int fd, const struct sockaddr_storage *peer, int64_t now)
 		wk.all->prev = c;
 	wk.all = c;
 	wk.nconns++;
-	atomic_fetch_add(&wk.st->st[ST_CONNS], 1);
 	atomic_fetch_add(&wk.st->st[ST_ACCEPTED], 1);
 }
 

@@ -64,7 +64,7 @@ int fmetrics_render(struct shm *s, char **text, size_t *len)
 		enum shm_stat k;
 		const char *name, *type, *help;
 	} simple[] = {
-		{ST_CONNS, "th_wsfront_connections", "gauge", "client connections open"},
+		{ST_CONNS, "th_wsfront_connections", "gauge", "WebSocket connections open"},
 		{ST_INFLIGHT, "th_wsfront_connects_inflight", "gauge",
 		 "CONNECTs sent to an edge without their CONNACK yet"},
 		{ST_WAITING, "th_wsfront_connects_waiting", "gauge", "CONNECTs waiting for admission"},
@@ -85,7 +85,7 @@ int fmetrics_render(struct shm *s, char **text, size_t *len)
 	for (i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
 		put(&o, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", simple[i].name, simple[i].help,
 		    simple[i].name, simple[i].type, simple[i].name, (long long)sum(s, simple[i].k));
-	put(&o, "# HELP th_wsfront_worker_connections client connections per worker\n"
+	put(&o, "# HELP th_wsfront_worker_connections WebSocket connections per worker\n"
 		"# TYPE th_wsfront_worker_connections gauge\n");
 	for (w = 0; w < cfg.fronts; w++)
 		put(&o, "th_wsfront_worker_connections{worker=\"%d\"} %lld\n", w,

@@ -203,11 +203,6 @@ size_t mconn_connack(int version, enum mconn_result r, uint8_t out[5])
 	return connack(version, codes[r < MCONN_RESULTS ? r : MCONN_MALFORMED][version == 5], out);
 }
 
-size_t mconn_connack_unavailable(int version, uint8_t out[5])
-{
-	return connack(version, version == 5 ? 0x88 : 0x03, out);
-}
-
 const char *mconn_result_name(enum mconn_result r)
 {
 	static const char *const names[MCONN_RESULTS] = {

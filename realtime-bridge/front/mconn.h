@@ -46,9 +46,6 @@ enum mconn_result mconn_will_check(const struct mconn *c);
  * Returns the length. */
 size_t mconn_connack(int version, enum mconn_result r, uint8_t out[5]);
 
-/* A CONNACK "server unavailable" (3.1.1 0x03, 5 0x88). */
-size_t mconn_connack_unavailable(int version, uint8_t out[5]);
-
 /* The reason's name for logs and metrics. */
 const char *mconn_result_name(enum mconn_result r);
 

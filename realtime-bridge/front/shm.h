@@ -19,7 +19,7 @@
 
 /* per-worker counters; the gauges come first (reset when a worker dies) */
 enum shm_stat {
-	ST_CONNS = 0,     /* gauge: client connections open (handshake done or not) */
+	ST_CONNS = 0,     /* gauge: WebSocket connections open (upgraded) */
 	ST_INFLIGHT,      /* gauge: CONNECTs sent to an edge without their CONNACK yet */
 	ST_WAITING,       /* gauge: CONNECTs waiting for an admission slot */
 	ST_GAUGES,
