@@ -12,7 +12,7 @@
 // - Clients connect with raw MQTT over TCP straight to an edge's port (edgePort(i)): that is
 //   how "two users on different edges" is forced whatever th-wsfront would choose; one test
 //   goes through nginx's /mqtt and th-wsfront as a browser does.
-// - Client addresses: registrations come from 127.18.x.y (tests/integration/lib/fixtures.mjs).
+// - Client addresses: registrations come from 127.31.x.y (tests/integration/lib/fixtures.mjs).
 // - Rates: API.md's chat limit (10/s, burst 30 a user) applies on the edges; the load here
 //   stays under it (8 messages a second a user), so the stack's limits are not touched.
 // - Time. Every wait has a deadline; killed brokers are brought back with `scripts/stack up`
@@ -33,7 +33,7 @@ import {
 const STORED_MS = 30000; // every receipt of a run arrives within this
 const RESEND_MS = 5000;  // a client re-sends what waited this long for its receipt (townhall.js)
 
-const { newUser, community } = fixtures({ net: 18, slug: 'tier', name: 'Tier', general: true });
+const { newUser, community } = fixtures({ net: 31, slug: 'tier', name: 'Tier', general: true });
 
 const parsed = (m) => { try { return JSON.parse(m.payload); } catch { return null; } };
 const chat = (body) => JSON.stringify({ id: uuid(), body });

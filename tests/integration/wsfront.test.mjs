@@ -1,7 +1,7 @@
 // The WebSocket front (th-wsfront, realtime-bridge/front; issue 18), black box: the stack's
-// own front on BASE+4 (what nginx's /mqtt proxies to), and a second instance that this file
-// starts on BASE+8 with settings of its own (an Origin allow-list, a per-address cap of 3, a
-// 2 s handshake timeout) in front of the same broker.
+// own front on BASE+4 (what nginx's /mqtt proxies to, in front of the stack's edge brokers),
+// and a second instance that this file starts on BASE+8 with settings of its own (an Origin
+// allow-list, a per-address cap of 3, a 2 s handshake timeout) in front of edge 0.
 //   - handshakes: no `mqtt` subprotocol (400), a bad Origin (403), a request over 8 KiB, a
 //     handshake or CONNECT that never completes (closed within the timeout);
 //   - frames: text (1003), over the packet limit (1009), a ping flood (closed, counted);
@@ -29,11 +29,14 @@ import {
 import {
   OP, frame, open, connectPacket, subscribePacket, connackCode, varint, edgeFor,
 } from './lib/wsraw.mjs';
+import { EDGES, edgePort, brokerLog } from './lib/stack.mjs';
 
 const FRONT = PORT_BASE + 4;
 const SECOND = PORT_BASE + 8;
 const THIRD = PORT_BASE + 7;
-const BROKER_LOG = path.join(VAR_DIR, 'log/mosquitto.log');
+// the stack's front sends a user to the edge of the rendezvous choice over the stack's edges
+const STACK_EDGES = Array.from({ length: EDGES }, (_, i) => `127.0.0.1:${edgePort(i)}`);
+const brokerLogOf = (u) => brokerLog(`e${STACK_EDGES.indexOf(edgeFor(u.id, STACK_EDGES))}`);
 const FRONT_LOG = path.join(VAR_DIR, 'log/wsfront.log');
 const { newUser, community } = fixtures({ net: 18, slug: 'wf', name: 'Front', general: true });
 const chat = (body = 'hi') => JSON.stringify({ id: uuid(), body });
@@ -41,7 +44,7 @@ const chat = (body = 'hi') => JSON.stringify({ id: uuid(), body });
 const U = {};
 let pub;
 let second = null;
-const BROKER = `127.0.0.1:${PORT_BASE + 3}`;
+const BROKER = `127.0.0.1:${edgePort(0)}`;
 const DEAD = `127.0.0.1:${PORT_BASE + 9}`;
 
 async function metrics() {
@@ -216,6 +219,7 @@ describe('MQTT', () => {
     const c = await mqttOpen(U.A);
     assert.equal(connackCode(c.data()), 0, 'CONNACK');
     const id = c.data().length;
+    const BROKER_LOG = brokerLogOf(U.A);
     const logStart = readFileSync(BROKER_LOG).length;
     const before0 = closes(await metrics(), 'packet_too_big');
     // a PUBLISH announcing 100 KiB, in frames well under the frame limit
@@ -531,8 +535,8 @@ describe('metrics', () => {
     assert.ok(value(m, 'th_wsfront_bytes_in_total') > 0);
     assert.ok(value(m, 'th_wsfront_bytes_out_total') > 0);
     const edges = m.filter((x) => x.name === 'th_wsfront_edge_connections');
-    assert.deepEqual(edges.map((x) => x.labels.edge), [`127.0.0.1:${PORT_BASE + 3}`]);
-    assert.ok(edges[0].value >= 1);
+    assert.deepEqual(edges.map((x) => x.labels.edge), STACK_EDGES);
+    assert.ok(edges.reduce((n, x) => n + x.value, 0) >= 1);
     assert.equal(value(m, 'th_wsfront_edge_down'), 0);
     assert.equal(m.filter((x) => x.name === 'th_wsfront_worker_connections').length, 2);
     await end(a);
