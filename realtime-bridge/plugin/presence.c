@@ -407,6 +407,13 @@ enum presence_admit presence_connect(struct presence *p, int64_t uid, long limit
 		int rc = sync_user(p, uid, n + 1, limit);
 
 		if (rc == 0) {
+			/* refused at a first connection here: the set entry
+			 * made for it goes too */
+			v = user_slot(p, uid);
+			if ((*v & COUNT_MASK) == 0 && (*v & F_INSET)) {
+				*v &= ~F_INSET;
+				remove_from_set(p, p->inst, &uid, 1);
+			}
 			maybe_forget(p, uid);
 			return PRESENCE_FULL;
 		}
