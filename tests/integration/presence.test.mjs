@@ -78,6 +78,23 @@ describe('presence across brokers', { timeout: 180000 }, () => {
     }
   });
 
+  test('the connections-per-user limit (20) counts both brokers', async () => {
+    const u = await newUser('pr_many');
+    const conns = [];
+    try {
+      for (let i = 0; i < 20; i++) conns.push(await connect(u, { url: i % 2 ? OTHER_URL : edgeUrl(0) }));
+      for (const url of [edgeUrl(0), OTHER_URL]) {
+        await assert.rejects(connect(u, { url }), (e) => e.refused === true && e.code === 0x87,
+          `a 21st connection on ${url} was let in, or refused otherwise than with 0x87`);
+      }
+      // one closed anywhere frees a place anywhere
+      await end(conns.shift());
+      conns.push(await connect(u, { url: OTHER_URL }));
+    } finally {
+      await end(...conns);
+    }
+  });
+
   test('an edge killed: after its lease its users go offline, unless connected elsewhere', async () => {
     const w = await connect(U.watcher, { url: OTHER_URL });
     await mustSubscribe(w, `presence/${c.id}/+`);
