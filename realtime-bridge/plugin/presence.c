@@ -407,28 +407,30 @@ enum presence_admit presence_connect(struct presence *p, int64_t uid, long limit
 	if (writable(p)) {
 		int rc = sync_user(p, uid, n + 1, limit);
 
+		v = user_slot(p, uid);
 		if (rc == 0) {
 			/* refused at a first connection here: the set entry
 			 * made for it goes too */
-			v = user_slot(p, uid);
-			if ((*v & COUNT_MASK) == 0 && (*v & F_INSET)) {
+			if (n == 0 && (*v & F_INSET)) {
 				*v &= ~F_INSET;
 				remove_from_set(p, p->inst, &uid, 1);
 			}
 			maybe_forget(p, uid);
 			return PRESENCE_FULL;
 		}
-		v = user_slot(p, uid);
-		*v = (*v & ~COUNT_MASK) | (n + 1);
-		if (rc > 0)
+		if (rc > 0) {
+			*v = (*v & ~COUNT_MASK) | (n + 1);
 			return PRESENCE_OK;
-	} else {
-		if (limit > 0 && n >= limit)
-			return PRESENCE_FULL;
-		*v = (*v & ~COUNT_MASK) | (n + 1);
+		}
 	}
-	/* Redis could not decide: counted here, written later; a first local
-	 * connection is announced now (a repeated "online" is harmless) */
+	/* Redis could not decide: the limit by the local count; counted here,
+	 * written later; a first local connection is announced now (a
+	 * repeated "online" is harmless) */
+	if (limit > 0 && n >= limit) {
+		maybe_forget(p, uid);
+		return PRESENCE_FULL;
+	}
+	*v = (*v & ~COUNT_MASK) | (n + 1);
 	mark_dirty(p, uid);
 	if (n == 0 && p->announce)
 		p->announce(uid, 1, p->arg);
