@@ -87,20 +87,27 @@ describe('retained publishes on user topics', () => {
 
 describe('wills', () => {
   // connect with a will (lib/mqtt.mjs's connect() sets none), then drop the socket without
-  // DISCONNECT: the broker sends the will
+  // DISCONNECT: the broker sends the will. -> 'refused' when the CONNECT was refused (API.md:
+  // th-wsfront checks the will before any broker sees it), else 'died'. A broker reached
+  // without the front checks the will when it is about to send it (the plugin's ACL check).
   async function dieWith(user, will) {
     const client = mqtt.connect(WS_URL, {
       protocolVersion: 5, clientId: cid(user), username: 'x', password: user.token, reconnectPeriod: 0,
       connectTimeout: CONNECT_MS, clean: true, keepalive: 30, will,
     });
     clients.add(client);
-    client.on('error', () => {});
-    await new Promise((resolve, reject) => {
+    const how = await new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('no CONNACK')), CONNECT_MS);
-      client.on('connect', () => { clearTimeout(t); resolve(); });
+      client.on('error', (e) => { if (e.code !== undefined) { clearTimeout(t); resolve('refused'); } });
+      client.on('close', () => { clearTimeout(t); resolve('refused'); });
+      client.on('connect', () => { clearTimeout(t); resolve('died'); });
     });
-    client.stream.destroy();
-    await new Promise((r) => { if (client.connected) client.once('close', r); else r(); });
+    if (how === 'died') {
+      client.stream.destroy();
+      await new Promise((r) => { if (client.connected) client.once('close', r); else r(); });
+    }
+    client.end(true);
+    return how;
   }
 
   test('a will that would not pass as a publish is never delivered; a valid one is', async () => {
@@ -109,13 +116,15 @@ describe('wills', () => {
     await mustSubscribe(watcher, `presence/${pub.id}/+`);
     const mine = `chat/${pub.channel}/${U.A.id}`;
     // refused: invalid payload, somebody else's topic, retained, a topic nobody may write
-    await dieWith(U.A, { topic: mine, payload: 'not json', qos: 1 });
-    await dieWith(U.A, { topic: `presence/${pub.id}/${U.A.id}`, payload: 'fake-presence', qos: 1 });
-    await dieWith(U.A, { topic: `chat/${pub.channel}/${U.B.id}`, payload: chat('forged-author'), qos: 1 });
-    await dieWith(U.A, { topic: mine, payload: chat('retained-will'), qos: 1, retain: true });
+    for (const will of [
+      { topic: mine, payload: 'not json', qos: 1 },
+      { topic: `presence/${pub.id}/${U.A.id}`, payload: 'fake-presence', qos: 1 },
+      { topic: `chat/${pub.channel}/${U.B.id}`, payload: chat('forged-author'), qos: 1 },
+      { topic: mine, payload: chat('retained-will'), qos: 1, retain: true },
+    ]) assert.equal(await dieWith(U.A, will), 'refused', `a CONNECT with the will ${JSON.stringify(will)} was accepted`);
     // positive control: a will that passes every publish check is delivered
     const good = chat('good-will');
-    await dieWith(U.A, { topic: mine, payload: good, qos: 1 });
+    assert.equal(await dieWith(U.A, { topic: mine, payload: good, qos: 1 }), 'died', 'a valid will was refused');
     await waitFor(() => hasPayload(watcher, good), DELIVER_MS, 'the valid will');
     await sleep(300);
     const bad = watcher.messages.filter((m) => m.payload === 'not json' || m.payload === 'fake-presence' || m.payload.includes('forged-author')
@@ -265,12 +274,19 @@ describe('offline sessions', () => {
     await new Promise((r) => s1.client.end(false, {}, r));
     clients.delete(s1.client);
     const a = await connect(U.A);
+    // another connection of B (so on B's edge: th-wsfront picks the edge by user) sees when
+    // the messages reached that edge: A may sit on another edge, and a PUBACK there says
+    // nothing about the hub's copy to B's edge, which a reconnect must not overtake
+    const watch = await connect(U.B);
+    await mustSubscribe(watch, `chat/${pub.channel}/+`);
     const offline = [];
     for (let i = 0; i < 5; i++) {
       const m = chat(`offline-${i}`);
       offline.push(m);
       assert.equal(await publish(a, `chat/${pub.channel}/${U.A.id}`, m), 0);
     }
+    await waitFor(() => offline.every((m) => hasPayload(watch, m)), DELIVER_MS, 'the messages on B\'s edge');
+    await end(watch);
     const s2 = await rawConnect(U.B, o);
     assert.equal(s2.connack.sessionPresent, true, 'the session did not persist');
     // the session's subscription is there (a live message arrives) but nothing was queued

@@ -4,10 +4,14 @@
 // `stored` receipts published at the hub reach every edge; a logout kicks the session's sockets
 // on every edge within 5 s; killing an edge or the hub (SIGKILL) loses no message a client keeps
 // re-sending until its receipt (API.md, MQTT), and the restarted broker rejoins the star.
+// Presence is counted over every broker (realtime-bridge/plugin/presence.h): a user with tabs
+// on two edges goes offline only when both close, and the users of a killed edge go offline
+// once its lease (TH_MQTT_PRESENCE_LEASE_MS, 10 s) ended, unless connected elsewhere.
 //
 // Design notes
 // - Clients connect with raw MQTT over TCP straight to an edge's port (edgePort(i)): that is
-//   how "two users on different edges" is forced whatever th-wsfront would choose.
+//   how "two users on different edges" is forced whatever th-wsfront would choose; one test
+//   goes through nginx's /mqtt and th-wsfront as a browser does.
 // - Client addresses: registrations come from 127.18.x.y (tests/integration/lib/fixtures.mjs).
 // - Rates: API.md's chat limit (10/s, burst 30 a user) applies on the edges; the load here
 //   stays under it (8 messages a second a user), so the stack's limits are not touched.
@@ -23,7 +27,7 @@ import {
   psql, EDGES, edgeUrl, HUB_URL, killBroker, startBroker, brokerPid,
 } from './lib/stack.mjs';
 import {
-  CONNECT_MS, DELIVER_MS, clients, closeClients, cid, connect, end, mustSubscribe, publish, waitFor, hasPayload,
+  WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, cid, connect, end, mustSubscribe, publish, waitFor, hasPayload,
 } from './lib/mqtt.mjs';
 
 const STORED_MS = 30000; // every receipt of a run arrives within this
@@ -204,10 +208,12 @@ after(closeClients);
 const E0 = 0;
 const E1 = EDGES - 1;
 
-describe('users on different edges', { timeout: 120000 }, () => {
+// one edge (TH_MQTT_EDGES=1, the smallest tier) has nothing to cross
+const SKIP = EDGES < 2 && 'needs TH_MQTT_EDGES >= 2';
+
+describe('users on different edges', { timeout: 120000, skip: SKIP }, () => {
   let A; let B; let c;
   before(async () => {
-    assert.ok(EDGES >= 2, 'these tests need TH_MQTT_EDGES >= 2');
     A = await newUser('tra');
     B = await newUser('trb');
     c = await community(A, 'public', [B]);
@@ -248,6 +254,31 @@ describe('users on different edges', { timeout: 120000 }, () => {
       t.diagnostic(`10 messages (published one after another, each PUBACK awaited) crossed edges within ${crossMs} ms`);
     } finally {
       await end(a, b);
+    }
+  });
+
+  test('through /mqtt (th-wsfront, whichever edge it picks) a browser client chats with users on every edge', async () => {
+    const w = await connect(A, { url: WS_URL });
+    const subs = [];
+    try {
+      await mustSubscribe(w, `chat/${c.channel}/+`);
+      for (let i = 0; i < EDGES; i++) {
+        const x = await connect(B, { url: edgeUrl(i) });
+        await mustSubscribe(x, `chat/${c.channel}/+`);
+        subs.push(x);
+      }
+      const out = chat('browser -> every edge');
+      assert.ok(await publish(w, `chat/${c.channel}/${A.id}`, out) < 0x80, 'publish through /mqtt');
+      for (let i = 0; i < EDGES; i++) await waitFor(() => hasPayload(subs[i], out), DELIVER_MS, `edge ${i} to receive the browser's message`);
+      for (let i = 0; i < EDGES; i++) {
+        const back = chat(`edge ${i} -> browser`);
+        assert.ok(await publish(subs[i], `chat/${c.channel}/${B.id}`, back) < 0x80, `publish on edge ${i}`);
+        await waitFor(() => hasPayload(w, back), DELIVER_MS, `the browser to receive edge ${i}'s message`);
+      }
+      await sleep(300);
+      for (const m of w.messages) assert.equal(w.messages.filter((x) => x.payload === m.payload).length, 1, `the browser received ${m.payload} twice`);
+    } finally {
+      await end(w, ...subs);
     }
   });
 
@@ -326,7 +357,7 @@ describe('users on different edges', { timeout: 120000 }, () => {
   });
 });
 
-describe('a broker dies (SIGKILL): nothing receipted is lost, and it rejoins', { timeout: 300000 }, () => {
+describe('a broker dies (SIGKILL): nothing receipted is lost, and it rejoins', { timeout: 300000, skip: SKIP }, () => {
   // After a restart: a message from edge 0 reaches a subscriber on the last edge and back.
   async function crosses(what) {
     const A = await newUser('tja');
@@ -369,5 +400,73 @@ describe('a broker dies (SIGKILL): nothing receipted is lost, and it rejoins', {
     t.diagnostic(info.replace(/\n/g, ' | '));
     assert.notEqual(brokerPid('hub'), pid);
     await crosses('after the hub restart');
+  });
+});
+
+describe('presence over edges', { timeout: 180000, skip: SKIP }, () => {
+  const LEASE_MS = Number(process.env.TH_MQTT_PRESENCE_LEASE_MS || 10000);
+  // live presence messages of uid seen by w (not the retained state sent at SUBSCRIBE)
+  const seen = (w, c, uid) => w.messages.filter((m) => !m.retain && m.topic === `presence/${c.id}/${uid}`).map((m) => parsed(m)?.status);
+
+  test('a user with tabs on two edges: online once, offline only when the last tab closes', async () => {
+    const owner = await newUser('tpo');
+    const u = await newUser('tpu');
+    const c = await community(owner, 'public', [u]);
+    const w = await connect(owner, { url: edgeUrl(E0) });
+    let t0; let t1;
+    try {
+      await mustSubscribe(w, `presence/${c.id}/+`);
+      t0 = await connect(u, { url: edgeUrl(E0) });
+      await waitFor(() => seen(w, c, u.id).includes('online'), DELIVER_MS, 'online after the first tab');
+      t1 = await connect(u, { url: edgeUrl(E1) });
+      await sleep(1000);
+      await end(t0);
+      await sleep(2000);
+      assert.deepEqual(seen(w, c, u.id), ['online'], 'a second tab on another edge or closing one of two tabs changed presence');
+      await end(t1);
+      await waitFor(() => seen(w, c, u.id).includes('offline'), DELIVER_MS, 'offline after the last tab');
+      await sleep(500);
+      assert.deepEqual(seen(w, c, u.id), ['online', 'offline']);
+    } finally {
+      await end(w, t0, t1);
+    }
+  });
+
+  test('an edge killed: its users go offline after the lease, a user also connected on another edge stays online; the edge rejoins', { timeout: 120000 }, async (t) => {
+    const owner = await newUser('tpk');
+    const only = await newUser('tpk1'); // on the edge that dies only
+    const both = await newUser('tpk2'); // on it and on edge 0
+    const c = await community(owner, 'public', [only, both]);
+    const w = await connect(owner, { url: edgeUrl(E0) });
+    const conns = [];
+    let pid;
+    try {
+      await mustSubscribe(w, `presence/${c.id}/+`);
+      conns.push(await connect(only, { url: edgeUrl(E1) }));
+      conns.push(await connect(both, { url: edgeUrl(E1) }));
+      conns.push(await connect(both, { url: edgeUrl(E0) }));
+      await waitFor(() => seen(w, c, only.id).includes('online') && seen(w, c, both.id).includes('online'), DELIVER_MS, 'both users online');
+      const k0 = Date.now();
+      pid = await killBroker(`e${E1}`);
+      await waitFor(() => seen(w, c, only.id).includes('offline'), LEASE_MS * 3 + 5000, () => `offline of the killed edge's user (seen ${seen(w, c, only.id)})`);
+      const offlineMs = Date.now() - k0;
+      t.diagnostic(`offline ${offlineMs} ms after the kill (lease ${LEASE_MS} ms)`);
+      await sleep(2000);
+      assert.deepEqual(seen(w, c, both.id), ['online'], 'a user still connected on edge 0 went offline');
+    } finally {
+      await end(w, ...conns);
+      if (pid !== undefined) await startBroker(`e${E1}`, pid);
+    }
+    // the restarted edge counts again: a user there is announced online on edge 0
+    const w2 = await connect(owner, { url: edgeUrl(E0) });
+    try {
+      await mustSubscribe(w2, `presence/${c.id}/+`);
+      const back = await connect(only, { url: edgeUrl(E1) });
+      await waitFor(() => seen(w2, c, only.id).includes('online'), DELIVER_MS, 'online from the restarted edge');
+      await end(back);
+      await waitFor(() => seen(w2, c, only.id).includes('offline'), DELIVER_MS, 'offline from the restarted edge');
+    } finally {
+      await end(w2);
+    }
   });
 });
