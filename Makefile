@@ -152,13 +152,15 @@ $(FRONT_BIN): $(FRONT_OBJ) $(PLUGIN_CORE) $(LIB_A)
 # the MQTT load generators share loadlib (clock, histogram, buffer, packets)
 $(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt: $(LOAD_LIB)
 
-# the token benchmark measures the broker's verified-token cache too
+# the token benchmark measures the broker's verified-token cache too; the
+# presence benchmark drives the plugin's presence module
 $(BUILD)/bin/th-token_bench: $(BUILD)/obj/realtime-bridge/plugin/tokcache.o
+$(BUILD)/bin/th-presence_bench: $(PLUGIN_CORE)
 
 # load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
 $(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIB_A),$^) $(LIB_A) $(LDLIBS)
 
 $(BUILD)/tests/stack/%: $(BUILD)/obj/tests/stack/%.o $(PLUGIN_CORE) $(LIB_A)
 	@mkdir -p $(dir $@)

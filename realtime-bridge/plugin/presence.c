@@ -266,8 +266,7 @@ static void mark_dirty(struct presence *p, int64_t uid)
 /* Every local user is written again (a new or revived instance). */
 static void dirty_all(struct presence *p)
 {
-	/* collect first: mark_dirty does not change the table, but keep the
-	 * scan simple and the flags consistent */
+	/* mark_dirty adds or removes nothing in the table: the scan holds */
 	for (size_t i = 0; i < p->users.cap; i++) {
 		int64_t uid = p->users.slots[i].key;
 
@@ -403,24 +402,35 @@ enum presence_admit presence_connect(struct presence *p, int64_t uid, long limit
 			return PRESENCE_NOMEM;
 		v = user_slot(p, uid);
 	}
-	if (writable(p) && !(*v & F_DIRTY)) {
+	/* a user still queued for a resync is written now too: the write
+	 * sets the whole count, so the queued one repeats it harmlessly */
+	if (writable(p)) {
 		int rc = sync_user(p, uid, n + 1, limit);
 
+		v = user_slot(p, uid);
 		if (rc == 0) {
+			/* refused at a first connection here: the set entry
+			 * made for it goes too */
+			if (n == 0 && (*v & F_INSET)) {
+				*v &= ~F_INSET;
+				remove_from_set(p, p->inst, &uid, 1);
+			}
 			maybe_forget(p, uid);
 			return PRESENCE_FULL;
 		}
-		v = user_slot(p, uid);
-		*v = (*v & ~COUNT_MASK) | (n + 1);
-		if (rc > 0)
+		if (rc > 0) {
+			*v = (*v & ~COUNT_MASK) | (n + 1);
 			return PRESENCE_OK;
-	} else {
-		if (limit > 0 && n >= limit)
-			return PRESENCE_FULL;
-		*v = (*v & ~COUNT_MASK) | (n + 1);
+		}
 	}
-	/* Redis could not decide: counted here, written later; a first local
-	 * connection is announced now (a repeated "online" is harmless) */
+	/* Redis could not decide: the limit by the local count; counted here,
+	 * written later; a first local connection is announced now (a
+	 * repeated "online" is harmless) */
+	if (limit > 0 && n >= limit) {
+		maybe_forget(p, uid);
+		return PRESENCE_FULL;
+	}
+	*v = (*v & ~COUNT_MASK) | (n + 1);
 	mark_dirty(p, uid);
 	if (n == 0 && p->announce)
 		p->announce(uid, 1, p->arg);
@@ -436,7 +446,7 @@ void presence_disconnect(struct presence *p, int64_t uid)
 		return;
 	n = (long)(*v & COUNT_MASK) - 1;
 	*v = (*v & ~COUNT_MASK) | n;
-	if (!writable(p) || (*v & F_DIRTY) || sync_user(p, uid, n, 0) < 0) {
+	if (!writable(p) || sync_user(p, uid, n, 0) < 0) {
 		/* no "offline" without Redis: it would end calls of a user
 		 * still connected elsewhere */
 		mark_dirty(p, uid);
