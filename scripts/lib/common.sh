@@ -326,7 +326,8 @@ redis_cli() {
 # --- templates ------------------------------------------------------------
 
 # render SRC DST: replace @NAME@ placeholders. Values are absolute paths and
-# numbers (a broker's id and port: RENDER_BROKER_ID, RENDER_PORT_BROKER); '|' is the sed delimiter, so refuse a path containing it.
+# numbers (and a broker's id and port, from RENDER_BROKER_ID and
+# RENDER_PORT_BROKER); '|' is the sed delimiter, so refuse a path containing it.
 render() {
 	local src=$1 dst=$2 v
 	for v in "$ROOT" "$VAR" "$PLUGIN" "$WEB_DIR" "$MQTT_JS" "$MIRROR_REBUILD"; do
