@@ -155,7 +155,7 @@ class Publisher {
     const id = uuid();
     const payload = JSON.stringify({ id, body: `sender=${this.user.id} n=${n}` });
     this.sent.push(id);
-    this.byId.set(id, { n, payload });
+    this.byId.set(id, { n, payload, at: Date.now() });
     this.pending.set(id, payload);
     this.lastTry.set(id, Date.now());
     this.publishRaw(payload);
@@ -212,8 +212,9 @@ after(async () => {
   await restartBroker();
 }, { timeout: 60000 });
 
-// History checks shared by the tests that count.
-function checkHistory(items, pubs, { strictOrder }) {
+// History checks shared by the tests that count. unordered: [from, to] ms, messages sent then
+// are left out of the order check too (see lossRun's hubDown).
+function checkHistory(items, pubs, { strictOrder, unordered = null }) {
   const ids = items.map((m) => m.id);
   const counts = new Map();
   for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -238,7 +239,8 @@ function checkHistory(items, pubs, { strictOrder }) {
       assert.equal(m.body, `sender=${p.user.id} n=${s.n}`);
       assert.equal(m.channel_id, p.channel);
     }
-    const order = mine.filter((m) => strictOrder || !p.resent.has(m.id)).map((m) => p.byId.get(m.id).n);
+    const inWindow = (m) => unordered && p.byId.get(m.id).at >= unordered[0] && p.byId.get(m.id).at <= unordered[1];
+    const order = mine.filter((m) => strictOrder || (!p.resent.has(m.id) && !inWindow(m))).map((m) => p.byId.get(m.id).n);
     const bad = order.findIndex((n, i) => i > 0 && n < order[i - 1]);
     assert.equal(bad, -1, `sender ${p.user.id}: seq order differs from the publish order at ${bad} (${order.slice(Math.max(0, bad - 3), bad + 3).join(',')})`);
   }
@@ -527,7 +529,13 @@ describe('duplicates within one batch', { timeout: 60000 }, () => {
 
 // Two publishers, 50 msg/s each for ~8 s; `disrupt(channel)` runs ~3 s in. Afterwards every
 // sent message is receipted and in the history exactly once.
-async function lossRun(what, disrupt) {
+// hubDown: disrupt() takes the hub away. The publishers sit on an edge, whose bridge to the hub
+// re-sends on its own what the hub did not acknowledge, and 2.0.11 may then send a message
+// published during the bridge's reconnect ahead of older ones it had queued (src/database.c:
+// db__message_reconnect_reset leaves the queue for the CONNACK, while a new message goes
+// straight into the in-flight list): the order of what was sent while the hub was away, and
+// for 2 s after, is not checked.
+async function lossRun(what, disrupt, { hubDown = false } = {}) {
   const c = await community(U.A, 'public', [U.B]);
   const pubs = [new Publisher(U.A, c.channel), new Publisher(U.B, c.channel)];
   const m0 = await bridgeMetrics();
@@ -537,7 +545,9 @@ async function lossRun(what, disrupt) {
     await sleep(200);
     const load = Promise.all(pubs.map((p) => p.load(50, 8000)));
     await sleep(3000);
+    const down0 = Date.now();
     await disrupt(c.channel, pubs);
+    const down1 = Date.now() + 2000;
     await load;
     const allStored = await (async () => {
       const endAt = Date.now() + STORED_MS;
@@ -557,7 +567,7 @@ async function lossRun(what, disrupt) {
       const stored = pend.filter((id) => inHist.has(id)).length;
       assert.fail(`not every message receipted within ${STORED_MS} ms: ${pend.length} pending, ${stored} of them in the history (receipt lost), ${pend.length - stored} not (message lost)\n${info}`);
     }
-    checkHistory(items, pubs, { strictOrder: false });
+    checkHistory(items, pubs, { strictOrder: false, unordered: hubDown ? [down0, down1] : null });
     return { info, pubs, delta };
   } finally {
     for (const p of pubs) p.stop();
@@ -641,7 +651,7 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
       await sleep(1000);
       await stackUp();
       assert.notEqual(brokerPid('hub'), pid, 'the broker was not restarted');
-    });
+    }, { hubDown: true });
     t.diagnostic(info.replace(/\n/g, ' | '));
     assert.ok(delta('th_messages_duplicate_total') > 0, `re-sent messages that were stored already should count as duplicates\n${info}`);
     assert.ok(isAlive(bridgePid) && readPid('run/bridge.pid') === bridgePid, 'the bridge died during the broker restart');
@@ -669,7 +679,7 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
           // then, the publishers retry every 500 ms
           await sleep(3000);
           await stackUp();
-        });
+        }, { hubDown: true });
         t.diagnostic(info.replace(/\n/g, ' | '));
       } finally {
         await stackIsBack();
