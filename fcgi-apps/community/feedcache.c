@@ -117,13 +117,8 @@ static const char bump_lua[] =
 	"redis.call('SET', KEYS[1], ARGV[1]) "
 	"return tonumber(ARGV[1])";
 
-struct script {
-	const char *body;
-	char sha[41]; /* "" until SCRIPT LOAD told us */
-};
-
-static struct script lookup_script = {lookup_lua, ""};
-static struct script bump_script = {bump_lua, ""};
+static struct cache_script lookup_script = {lookup_lua, ""};
+static struct cache_script bump_script = {bump_lua, ""};
 
 static int hits_counter = -2, misses_counter = -2; /* -2: not registered yet */
 
@@ -176,42 +171,6 @@ static void fresh_version(char buf[24])
 	snprintf(buf, 24, "%lld", (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 }
 
-/* EVALSHA, loading the script first when its sha is unknown or Redis lost it
- * (restart, SCRIPT FLUSH).  argv[0..1] are reserved for the command and sha.
- * NULL when Redis cannot be reached. */
-static struct cache_reply *script_run(struct script *s, int argc, const char **argv)
-{
-	struct cache_reply *r;
-	int attempt;
-
-	for (attempt = 0; attempt < 2; attempt++) {
-		if (!s->sha[0]) {
-			const char *load[] = {"SCRIPT", "LOAD", s->body};
-			size_t len;
-			const char *sha;
-
-			r = cache_cmd(3, load, NULL);
-			if (!r)
-				return NULL;
-			sha = cache_reply_str(r, &len);
-			if (cache_reply_type(r) != CACHE_STR || len != 40)
-				return r; /* an error reply: the caller logs it */
-			memcpy(s->sha, sha, 40);
-			s->sha[40] = '\0';
-			cache_reply_free(r);
-		}
-		argv[0] = "EVALSHA";
-		argv[1] = s->sha;
-		r = cache_cmd(argc, argv, NULL);
-		if (!r || cache_reply_type(r) != CACHE_ERROR ||
-		    strncmp(cache_reply_str(r, NULL), "NOSCRIPT", 8) != 0)
-			return r;
-		cache_reply_free(r);
-		s->sha[0] = '\0';
-	}
-	return NULL;
-}
-
 /* ---- bumps ---- */
 
 static struct pending {
@@ -230,7 +189,7 @@ static int bump_once(const char *kind, int64_t cid)
 
 	snprintf(key, sizeof(key), "th:%s:{c%lld}", kind, (long long)cid);
 	fresh_version(fresh);
-	r = script_run(&bump_script, 5, argv);
+	r = cache_script_run(&bump_script, 5, argv);
 	ok = r && cache_reply_type(r) == CACHE_INT;
 	if (!ok)
 		log_warn("feedcache: bump of %s of community %lld failed (%s): cached reads may be "
@@ -524,7 +483,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 		argv[11] = ""; /* not before PostgreSQL said the community exists */
 	if (loc)
 		argv[12] = loc->ver;
-	f.r = script_run(&lookup_script, 13, argv);
+	f.r = cache_script_run(&lookup_script, 13, argv);
 	if (!f.r || cache_reply_type(f.r) != CACHE_ARRAY || cache_reply_count(f.r) != 6) {
 		/* Redis down or confused: a miss that stores nothing */
 		if (f.r)

@@ -408,6 +408,39 @@ void cache_reply_free(struct cache_reply *r)
 		freeReplyObject(r);
 }
 
+struct cache_reply *cache_script_run(struct cache_script *s, int argc, const char **argv)
+{
+	struct cache_reply *r;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (!s->sha[0]) {
+			const char *load[] = {"SCRIPT", "LOAD", s->body};
+			const char *sha;
+			size_t len;
+
+			r = cache_cmd(3, load, NULL);
+			if (!r)
+				return NULL;
+			sha = cache_reply_str(r, &len);
+			if (cache_reply_type(r) != CACHE_STR || len != 40)
+				return r; /* an error reply: the caller logs it */
+			memcpy(s->sha, sha, 40);
+			s->sha[40] = '\0';
+			cache_reply_free(r);
+		}
+		argv[0] = "EVALSHA";
+		argv[1] = s->sha;
+		r = cache_cmd(argc, argv, NULL);
+		/* NOSCRIPT: Redis restarted or flushed its scripts; load again */
+		if (!r || cache_reply_type(r) != CACHE_ERROR ||
+		    strncmp(cache_reply_str(r, NULL), "NOSCRIPT", 8) != 0)
+			return r;
+		cache_reply_free(r);
+		s->sha[0] = '\0';
+	}
+	return NULL;
+}
+
 int cache_ping(void)
 {
 	static const char *const argv[] = {"PING"};

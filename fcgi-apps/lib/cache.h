@@ -68,6 +68,19 @@ size_t cache_reply_count(const struct cache_reply *r);
 const struct cache_reply *cache_reply_elem(const struct cache_reply *r, size_t i);
 void cache_reply_free(struct cache_reply *r);
 
+/* A Lua script run with EVALSHA: body is the script; sha starts "" and is
+ * filled by the first SCRIPT LOAD.  One static per script per process. */
+struct cache_script {
+	const char *body;
+	char sha[41];
+};
+
+/* EVALSHA s with the keys and arguments in argv[2..argc-1] (argv[0..1] are
+ * filled here), loading the script first when its sha is unknown or Redis
+ * lost it (restart, SCRIPT FLUSH).  Returns the reply, an error reply as is
+ * (the caller logs it), or NULL when Redis could not be reached. */
+struct cache_reply *cache_script_run(struct cache_script *s, int argc, const char **argv);
+
 /* PING: 0 when Redis answers PONG, -1 otherwise. */
 int cache_ping(void);
 

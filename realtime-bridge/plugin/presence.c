@@ -24,11 +24,6 @@
 #define F_DIRTY (1LL << 32)  /* Redis may not hold the local count */
 #define F_INSET (1LL << 33)  /* uid is in this instance's user set */
 
-struct script {
-	const char *body;
-	char sha[41];
-};
-
 struct presence {
 	char ns[48];                   /* key prefix, "th:presence" */
 	char registry[KEY_MAX];        /* <ns>:{brokers}:live */
@@ -48,7 +43,7 @@ struct presence {
 	int ndead;
 	char reaping[INSTANCE_MAX];    /* the instance this broker is reaping, or "" */
 	int claims_tried;              /* the dead list of this renewal was tried */
-	struct script set, renew, claim, finish;
+	struct cache_script set, renew, claim, finish;
 };
 
 /* KEYS[1] user hash; ARGV: instance, new count here, limit (0: none),
@@ -130,50 +125,18 @@ static void lock_key(const struct presence *p, char *out, const char *inst)
 	snprintf(out, KEY_MAX, "%s:{brokers}:reap:%s", p->ns, inst);
 }
 
-/* EVALSHA, loading the script when its sha is unknown or Redis lost it.
- * argv[0..1] are filled here.  NULL when Redis cannot be reached or
- * answers with an error (logged). */
-static struct cache_reply *script_run(struct script *s, int argc, const char **argv)
+/* cache_script_run, with an error reply logged and turned into NULL. */
+static struct cache_reply *script_run(struct cache_script *s, int argc, const char **argv)
 {
-	struct cache_reply *r = NULL;
-
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (!s->sha[0]) {
-			const char *load[] = {"SCRIPT", "LOAD", s->body};
-			const char *sha;
-			size_t len;
-
-			r = cache_cmd(3, load, NULL);
-			if (!r)
-				return NULL;
-			sha = cache_reply_str(r, &len);
-			if (cache_reply_type(r) != CACHE_STR || len != 40)
-				goto error;
-			memcpy(s->sha, sha, 40);
-			s->sha[40] = '\0';
-			cache_reply_free(r);
-		}
-		argv[0] = "EVALSHA";
-		argv[1] = s->sha;
-		r = cache_cmd(argc, argv, NULL);
-		if (!r)
-			return NULL;
-		if (cache_reply_type(r) != CACHE_ERROR)
-			return r;
-		if (strncmp(cache_reply_str(r, NULL), "NOSCRIPT", 8) != 0)
-			goto error;
-		cache_reply_free(r);
-		s->sha[0] = '\0';
-	}
-	return NULL;
-error: {
+	struct cache_reply *r = cache_script_run(s, argc, argv);
 	char msg[120];
 
+	if (!r || cache_reply_type(r) != CACHE_ERROR)
+		return r;
 	log_warn("presence: script refused: %s",
 		 log_clean(msg, sizeof(msg), cache_reply_str(r, NULL)));
 	cache_reply_free(r);
 	return NULL;
-}
 }
 
 static int broker_id_ok(const char *id)
