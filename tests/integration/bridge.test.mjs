@@ -12,9 +12,9 @@
 // - Clients: mqtt.js over WebSocket through nginx, as a browser connects; the service account
 //   (th-service, $TH_VAR_DIR/keys/mqtt-service.secret) over TCP (BASE+3), the one client the
 //   plugin lets publish anything, so its invalid chat payloads reach the bridge.
-// - The sender's part of "nothing is lost" (API.md, MQTT): a Publisher keeps every message
-//   it sent until a `stored` receipt on user/<id>/inbox names its id, and publishes all of
-//   those again, same ids, after every reconnect. mqtt.js reconnects by itself.
+// - The sender's part of "nothing is lost" (API.md, MQTT): a ChatSender (lib/sender.mjs)
+//   keeps every message it sent until a `stored` receipt on user/<id>/inbox names its id,
+//   and publishes all of those again, same ids, after every reconnect.
 // - Isolation. Every test builds its own community and uses its #general channel; history
 //   is read through GET /api/channels/:id/messages (newest first, keyset cursor).
 // - Time. Every wait has a deadline; every client is closed in `finally`/`after`. The loss
@@ -25,7 +25,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, statSync, rmSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import mqtt from 'mqtt';
 import {
   PORT_BASE, VAR_DIR, run, readPid, isAlive, waitGone, sleep,
 } from './lib/http.mjs';
@@ -38,6 +37,7 @@ import {
   WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, serviceSecret, cid, connect, end, subscribe, mustSubscribe, publish,
   waitFor, hasPayload,
 } from './lib/mqtt.mjs';
+import { ChatSender } from './lib/sender.mjs';
 
 const TCP_URL = `mqtt://127.0.0.1:${PORT_BASE + 3}`;
 const STORED_MS = 30000;   // all receipts of a run arrive within this
@@ -68,118 +68,6 @@ const bridgeMetrics = () => poolMetrics('bridge');
 // --- helpers: mqtt.js ---------------------------------------------------------------
 
 const parsed = (m) => { try { return JSON.parse(m.payload); } catch { return null; } };
-
-// A chat publisher as API.md wants a client to be: it keeps each message until a `stored`
-// receipt names it, and publishes all unreceipted ones again (same ids) after a reconnect,
-// and also any that waited RESEND_MS without a receipt (a broker that restarted before the
-// bridge re-subscribed accepted them and found no subscriber: only the sender can repair
-// that; docs/events.md, "Receipts").
-class Publisher {
-  constructor(user, channel, { url = WS_URL } = {}) {
-    this.user = user;
-    this.channel = channel;
-    this.topic = `chat/${channel}/${user.id}`;
-    this.url = url;
-    this.sent = [];            // ids in send order
-    this.byId = new Map();     // id -> {n, payload}
-    this.pending = new Map();  // id -> payload, until its receipt
-    this.lastTry = new Map();  // id -> time of the last publish
-    this.stored = new Set();   // ids named by a receipt
-    this.resent = new Set();   // ids published again after a reconnect
-    this.connects = 0;
-    this.receipts = 0;
-    this.dropReceipts = false; // true: receipts are lost on the way (see the broker kill -9 test)
-    this.pubErrors = 0;
-    this.log = [];
-  }
-
-  start() {
-    return new Promise((resolve, reject) => {
-      const client = mqtt.connect(this.url, {
-        protocolVersion: 5, clientId: cid(this.user), username: 'ignored', password: this.user.token,
-        clean: true, keepalive: 10, reconnectPeriod: 500, connectTimeout: 3000,
-      });
-      this.client = client;
-      clients.add(client);
-      this.resendTimer = setInterval(() => this.resendStale(), 1000);
-      this.resendTimer.unref();
-      client.on('close', () => { if (client.disconnecting) clearInterval(this.resendTimer); });
-      const timer = setTimeout(() => reject(new Error(`publisher u${this.user.id}: no CONNACK within ${CONNECT_MS} ms`)), CONNECT_MS);
-      client.on('message', (topic, payload) => {
-        let m;
-        try { m = JSON.parse(payload.toString('utf8')); } catch { return; }
-        if (topic !== `user/${this.user.id}/inbox` || m?.type !== 'stored' || !Array.isArray(m.ids)) return;
-        if (this.dropReceipts) return;
-        this.receipts += 1;
-        for (const id of m.ids) { this.pending.delete(id); this.stored.add(id); }
-      });
-      client.on('offline', () => this.log.push(`${Date.now()} offline`));
-      client.on('error', (e) => this.log.push(`${Date.now()} error ${e.message}`));
-      client.on('connect', (ack) => {
-        this.connects += 1;
-        this.log.push(`${Date.now()} connect #${this.connects} (session present ${ack.sessionPresent})`);
-        // the inbox first: the receipts of what follows come there
-        client.subscribe(`user/${this.user.id}/inbox`, { qos: 1 }, (err, granted) => {
-          // (an empty grant: mqtt.js had re-subscribed it already)
-          if (err || (granted?.length && granted[0].qos >= 0x80)) this.log.push(`${Date.now()} inbox subscribe failed ${err?.message ?? JSON.stringify(granted)}`);
-        });
-        if (this.connects === 1) { clearTimeout(timer); resolve(); return; }
-        const again = [...this.pending];
-        this.log.push(`${Date.now()} re-sending ${again.length} unreceipted`);
-        for (const [id, payload] of again) {
-          this.resent.add(id);
-          this.publishRaw(payload);
-        }
-      });
-    });
-  }
-
-  // re-publish what waited too long for its receipt (bounded: runs while connected)
-  resendStale() {
-    if (!this.client?.connected) return;
-    const now = Date.now();
-    for (const [id, payload] of this.pending) {
-      if (now - (this.lastTry.get(id) ?? now) < RESEND_MS) continue;
-      this.resent.add(id);
-      this.lastTry.set(id, now);
-      this.publishRaw(payload);
-    }
-  }
-
-  publishRaw(payload) {
-    this.client.publish(this.topic, payload, { qos: 1 }, (err) => { if (err) this.pubErrors += 1; });
-  }
-
-  send() {
-    const n = this.sent.length;
-    const id = uuid();
-    const payload = JSON.stringify({ id, body: `sender=${this.user.id} n=${n}` });
-    this.sent.push(id);
-    this.byId.set(id, { n, payload, at: Date.now() });
-    this.pending.set(id, payload);
-    this.lastTry.set(id, Date.now());
-    this.publishRaw(payload);
-    return id;
-  }
-
-  // steady load: `rate` messages per second for `ms`
-  load(rate, ms) {
-    return new Promise((resolve) => {
-      const t0 = Date.now();
-      const total = Math.round((rate * ms) / 1000);
-      const iv = setInterval(() => {
-        const due = Math.min(total, Math.floor(((Date.now() - t0) * rate) / 1000));
-        while (this.sent.length < due) this.send();
-        if (this.sent.length >= total) { clearInterval(iv); resolve(); }
-      }, 10);
-    });
-  }
-
-  stop() {
-    clients.delete(this.client);
-    this.client?.end(true);
-  }
-}
 
 after(closeClients);
 
@@ -252,7 +140,7 @@ describe('history equals what was published', { timeout: 120000 }, () => {
   test('3 members x 200 QoS 1 messages: all receipted, each stored once, seq 1..600, per-sender order kept', async () => {
     const c = await community(U.A, 'public', [U.B, U.C]);
     const N = 200;
-    const pubs = [U.A, U.B, U.C].map((u) => new Publisher(u, c.channel));
+    const pubs = [U.A, U.B, U.C].map((u) => new ChatSender(u, c.channel, { resendMs: RESEND_MS }));
     try {
       await Promise.all(pubs.map((p) => p.start()));
       await sleep(200); // the inbox SUBACKs
@@ -537,7 +425,7 @@ describe('duplicates within one batch', { timeout: 60000 }, () => {
 // for 2 s after, is not checked.
 async function lossRun(what, disrupt, { hubDown = false } = {}) {
   const c = await community(U.A, 'public', [U.B]);
-  const pubs = [new Publisher(U.A, c.channel), new Publisher(U.B, c.channel)];
+  const pubs = [new ChatSender(U.A, c.channel, { resendMs: RESEND_MS }), new ChatSender(U.B, c.channel, { resendMs: RESEND_MS })];
   const m0 = await bridgeMetrics();
   const diag = () => pubs.map((p) => `u${p.user.id}: sent ${p.sent.length}, pending ${p.pending.size}, stored ${p.stored.size}, resent ${p.resent.size}, connects ${p.connects}, log [${p.log.slice(-8).join('; ')}]`).join('\n');
   try {

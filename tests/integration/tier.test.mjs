@@ -19,7 +19,6 @@
 //   before the test ends, and every client is closed in `finally`/`after`.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import mqtt from 'mqtt';
 import { sleep } from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
@@ -29,6 +28,7 @@ import {
 import {
   WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, cid, connect, end, mustSubscribe, publish, waitFor, hasPayload,
 } from './lib/mqtt.mjs';
+import { ChatSender } from './lib/sender.mjs';
 
 const STORED_MS = 30000; // every receipt of a run arrives within this
 const RESEND_MS = 5000;  // a client re-sends what waited this long for its receipt (townhall.js)
@@ -61,123 +61,13 @@ async function storedRows(ids) {
   return Number(r.stdout.trim());
 }
 
-// A chat client as API.md and web/townhall.js want it: it keeps every message until a
-// `stored` receipt names it, publishes the unreceipted ones again after every reconnect and
-// any that waited RESEND_MS, and reconnects by itself, to the next of `urls` each time (its
-// edge died: the front would send it to another). Raw MQTT over TCP.
-class Sender {
-  constructor(user, channel, urls) {
-    this.user = user;
-    this.topic = `chat/${channel}/${user.id}`;
-    this.urls = urls;
-    this.next = 0;
-    this.sent = [];
-    this.pending = new Map(); // id -> payload
-    this.lastTry = new Map(); // id -> ms of the last publish
-    this.stored = new Set();
-    this.resent = 0;
-    this.connects = 0;
-    this.log = [];
-    this.stopped = false;
-  }
-
-  start() {
-    this.timer = setInterval(() => this.resendStale(), 500);
-    this.timer.unref();
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`sender u${this.user.id}: no CONNACK within ${CONNECT_MS} ms`)), CONNECT_MS);
-      this.onFirst = () => { clearTimeout(t); resolve(); };
-      this.dial();
-    });
-  }
-
-  dial() {
-    if (this.stopped) return;
-    const url = this.urls[this.next++ % this.urls.length];
-    const client = mqtt.connect(url, {
-      protocolVersion: 5, clientId: cid(this.user), username: 'ignored', password: this.user.token,
-      clean: true, keepalive: 10, reconnectPeriod: 0, connectTimeout: 2000,
-    });
-    this.client = client;
-    clients.add(client);
-    client.on('message', (topic, payload) => {
-      let m;
-      try { m = JSON.parse(payload.toString('utf8')); } catch { return; }
-      if (topic !== `user/${this.user.id}/inbox` || m?.type !== 'stored' || !Array.isArray(m.ids)) return;
-      for (const id of m.ids) { this.pending.delete(id); this.stored.add(id); }
-    });
-    client.on('error', (e) => this.log.push(`${Date.now()} ${url} error ${e.message}`));
-    client.on('close', () => {
-      clients.delete(client);
-      client.end(true);
-      if (this.client !== client || this.stopped) return;
-      this.log.push(`${Date.now()} ${url} closed`);
-      setTimeout(() => this.dial(), 300); // the next url
-    });
-    client.on('connect', () => {
-      this.connects += 1;
-      this.log.push(`${Date.now()} ${url} connect #${this.connects}`);
-      client.subscribe(`user/${this.user.id}/inbox`, { qos: 1 }, () => {
-        if (this.connects === 1) { this.onFirst(); return; }
-        for (const [id, payload] of this.pending) { this.resent += 1; this.publishRaw(id, payload); }
-      });
-    });
-  }
-
-  publishRaw(id, payload) {
-    this.lastTry.set(id, Date.now());
-    if (this.client?.connected) this.client.publish(this.topic, payload, { qos: 1 }, () => {});
-  }
-
-  resendStale() {
-    if (!this.client?.connected) return;
-    const now = Date.now();
-    for (const [id, payload] of this.pending) {
-      if (now - this.lastTry.get(id) < RESEND_MS) continue;
-      this.resent += 1;
-      this.publishRaw(id, payload);
-    }
-  }
-
-  send() {
-    const id = uuid();
-    const payload = JSON.stringify({ id, body: `u${this.user.id} n=${this.sent.length}` });
-    this.sent.push(id);
-    this.pending.set(id, payload);
-    this.publishRaw(id, payload);
-  }
-
-  // `rate` messages a second for `ms`
-  load(rate, ms) {
-    return new Promise((resolve) => {
-      const t0 = Date.now();
-      const total = Math.round((rate * ms) / 1000);
-      const iv = setInterval(() => {
-        const due = Math.min(total, Math.floor(((Date.now() - t0) * rate) / 1000));
-        while (this.sent.length < due) this.send();
-        if (this.sent.length >= total) { clearInterval(iv); resolve(); }
-      }, 20);
-    });
-  }
-
-  diag() {
-    return `u${this.user.id}: sent ${this.sent.length}, pending ${this.pending.size}, stored ${this.stored.size}, resent ${this.resent}, connects ${this.connects}, log [${this.log.slice(-6).join('; ')}]`;
-  }
-
-  stop() {
-    this.stopped = true;
-    clearInterval(this.timer);
-    if (this.client) { clients.delete(this.client); this.client.end(true); }
-  }
-}
-
 // Two senders (one per edge given) at 8 msg/s for 8 s; disrupt() runs ~2.5 s in. Afterwards
 // every message is receipted, and in the history and in PostgreSQL exactly once.
 async function lossRun(what, urlsA, urlsB, disrupt) {
   const a = await newUser('tla');
   const b = await newUser('tlb');
   const c = await community(a, 'public', [b]);
-  const senders = [new Sender(a, c.channel, urlsA), new Sender(b, c.channel, urlsB)];
+  const senders = [new ChatSender(a, c.channel, { urls: urlsA, resendMs: RESEND_MS }), new ChatSender(b, c.channel, { urls: urlsB, resendMs: RESEND_MS })];
   const diag = () => `${what}\n${senders.map((s) => s.diag()).join('\n')}`;
   try {
     await Promise.all(senders.map((s) => s.start()));
