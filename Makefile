@@ -139,7 +139,7 @@ $(BRIDGE_BIN): $(BRIDGE_OBJ) $(PLUGIN_CORE) $(LIB_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmosquitto
 
 # the MQTT load generators share loadlib (clock, histogram, buffer, packets)
-$(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt: $(LOAD_LIB)
+$(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt $(BUILD)/bin/th-rt_hold: $(LOAD_LIB)
 
 # load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
 $(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)
