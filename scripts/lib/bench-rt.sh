@@ -14,6 +14,9 @@
 #     (th-mqtt_load fan), all on one user's edge and spread over users (so over edges),
 #     straight to the fronts' port and through nginx /mqtt;
 #   - one message to every held subscriber (one community): time until the last has it;
+#   - chat persisted with two bridges (one $share group) at the highest step that keeps
+#     up, ÷ the hub's own highest step with no bridge (th-bridge_load on the hub's port),
+#     after the clients are gone;
 #   - reconnect storm: SIGKILL of the edge holding most clients (the plain broker:
 #     SIGKILL and restart); time until every client is back, ping round trips on a
 #     surviving broker meanwhile (the longest is the longest stall), fan-out deliveries
@@ -39,6 +42,8 @@
 #   BENCH_RT_READY_WAIT   at most this many s for the clients to connect (default 420)
 #   BENCH_RT_STORM_WAIT   at most this many s for a storm's clients to come back (default 90)
 #   BENCH_RT_SYSCTL       1: tune the kernel as above (default 1 as root)
+#   BENCH_RT_BRIDGE_RATES offered msg/s of the persistence steps (default 2000,5000,10000,20000)
+#   BENCH_RT_BRIDGE_STEP  seconds per step (default 10)
 #   (TH_MQTT_EDGES / TH_WS_FRONTS: scripts/bench sets 6 / 12 for this part)
 
 RT_CONNS=${BENCH_RT_CONNS:-100000}
@@ -48,6 +53,8 @@ RT_INFLIGHT=${BENCH_RT_INFLIGHT:-128}
 RT_READY_WAIT=${BENCH_RT_READY_WAIT:-420}
 RT_STORM_WAIT=${BENCH_RT_STORM_WAIT:-90}
 RT_SYSCTL=${BENCH_RT_SYSCTL:-1}
+RT_BRIDGE_RATES=${BENCH_RT_BRIDGE_RATES:-2000,5000,10000,20000}
+RT_BRIDGE_STEP=${BENCH_RT_BRIDGE_STEP:-10}
 RT_BEGIN_MARK='<!-- bench:realtime-100k:begin -->'
 RT_END_MARK='<!-- bench:realtime-100k:end -->'
 RT_SYSCTL_SAVED=()   # "key=value" to restore at exit
@@ -382,6 +389,106 @@ rt_plain_restart() {
 }
 
 # ---------------------------------------------------------------------------
+# chat persisted with two bridges (one $share group) vs the hub alone, on the hub's
+# TCP port (th-bridge_load, scripts/bench's bridge_run and bridge_keeps_up)
+
+# rt_bridge_pids: the live th-bridge processes of the stack and of this part
+rt_bridge_pids() {
+  local f p
+  for f in "$TH_VAR_DIR"/run/bridge*.pid "$WORK"/rt-bridge2.pid; do
+    [ -f "$f" ] || continue
+    p=$(cat "$f" 2>/dev/null)
+    [[ $p =~ ^[0-9]+$ ]] && kill -0 "$p" 2>/dev/null && echo "$p"
+  done
+}
+
+# rt_bridge_id PID: its TH_BRIDGE_ID
+rt_bridge_id() {
+  local v
+  v=$(tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | sed -n 's/^TH_BRIDGE_ID=//p' | head -1)
+  echo "${v:-th-bridge-1}"
+}
+
+# rt_bridge2_start: a second th-bridge (the first one's environment, its own id) when
+# the stack runs only one
+rt_bridge2_start() {
+  local -a P wenv
+  local i
+  mapfile -t P < <(rt_bridge_pids)
+  (( ${#P[@]} >= 2 )) && return 0
+  (( ${#P[@]} == 1 )) || die "realtime-100k: th-bridge is not running"
+  mapfile -d '' -t wenv < <(grep -zv '^TH_BRIDGE_ID=' "/proc/${P[0]}/environ")
+  env -i "${wenv[@]}" TH_BRIDGE_ID=th-bridge-rt2 "$TH_BIN_DIR/th-bridge" >"$WORK/rt-bridge2.log" 2>&1 </dev/null &
+  echo $! >"$WORK/rt-bridge2.pid"
+  MQTT_PIDS+=("$!")
+  for i in $(seq 1 100); do
+    grep -q 'bridge: connected' "$WORK/rt-bridge2.log" && { log "realtime-100k: second bridge started (pid $!)"; return 0; }
+    sleep 0.1
+  done
+  die "realtime-100k: the second bridge did not connect: $(tail -3 "$WORK/rt-bridge2.log")"
+}
+
+# rt_best LINESFILE: the highest rate of the steps that kept up (0: none)
+rt_best() {
+  local best=0 line
+  while read -r line; do
+    [ "$(bridge_keeps_up "$line")" = 1 ] && best=$(kv "$line" rate)
+  done <"$1"
+  echo "$best"
+}
+
+rt_bridge_ratio() {
+  local r sent rows=0 dist=0 conninfo p id chid
+  local -a P
+  cp "$WORK/rt-fan-spread.creds" "$WORK/bridge.creds"
+  chid=$(awk 'NR == 1 { print $2 }' "$WORK/bridge.creds")
+  conninfo=$(wenv_get TH_DB_CONNINFO '')
+  rt_bridge2_start
+  RT_NBRIDGES=$(rt_bridge_pids | wc -l)
+  log "realtime-100k: chat persisted by $RT_NBRIDGES bridges, steps $RT_BRIDGE_RATES msg/s"
+  bridge_run rt-bwarm -S receipts -M "$TH_PORT_BASE" -r 1000 -d "$WARMUP" -g 20 -T 120
+  for r in ${RT_BRIDGE_RATES//,/ }; do
+    bridge_run rt-bsteps -S receipts -M "$TH_PORT_BASE" -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
+    [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-rt-bsteps.lines")")" = 1 ] || break
+  done
+  # every message stored once: the two bridges share one $share group
+  sent=$(cat "$WORK"/bridge-rt-{bwarm,bsteps}.totals | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^sent=/) { sub(/sent=/, "", $i); s += $i } } END { print s + 0 }')
+  for p in $(seq 1 60); do
+    read -r rows dist < <("$PG_BIN_DIR/psql" -X -q -At -F ' ' -d "$conninfo" \
+      -c "SELECT count(*), count(DISTINCT id) FROM messages WHERE channel_id = $chid")
+    (( ${rows:-0} >= sent )) && break
+    sleep 1
+  done
+  RT_BRIDGE_ROWS="$sent sent, $rows rows, $dist distinct"
+  log "  $RT_BRIDGE_ROWS"
+  if [ "$rows" != "$sent" ] || [ "$dist" != "$rows" ]; then
+    # shellcheck disable=SC2034  # scripts/bench's exit status
+    FAILED=1
+  fi
+  # the hub alone: every bridge stopped and its persistent session discarded
+  mapfile -t P < <(rt_bridge_pids)
+  for p in "${P[@]}"; do
+    id=$(rt_bridge_id "$p")
+    kill -TERM "$p" 2>/dev/null
+    for r in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    "$TH_BIN_DIR/th-bridge_load" -K "$id" -p "$((TH_PORT_BASE + 3))" -U th-service \
+      -X "$(cat "$TH_VAR_DIR/keys/mqtt-service.secret")" >/dev/null 2>&1 || log "realtime-100k: -K $id failed"
+  done
+  for r in ${RT_BRIDGE_RATES//,/ }; do
+    bridge_run rt-hub -S sub -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
+    [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-rt-hub.lines")")" = 1 ] || break
+  done
+  "$ROOT/scripts/stack" up >/dev/null 2>&1 || log "realtime-100k: scripts/stack up (bridges back) failed"
+  RT_BRIDGE_BEST=$(rt_best "$WORK/bridge-rt-bsteps.lines")
+  RT_HUB_BEST=$(rt_best "$WORK/bridge-rt-hub.lines")
+  RT_BRIDGE_RATIO=$(ratio "$RT_BRIDGE_BEST" "$RT_HUB_BEST")
+  # the last offered rate kept up: the real ceiling may lie above the steps
+  [ "$RT_HUB_BEST" = "${RT_BRIDGE_RATES##*,}" ] && RT_HUB_BEST="≥ $RT_HUB_BEST"
+  [ "$RT_BRIDGE_BEST" = "${RT_BRIDGE_RATES##*,}" ] && RT_BRIDGE_BEST="≥ $RT_BRIDGE_BEST"
+  log "  persisted ${RT_BRIDGE_BEST} msg/s, hub alone ${RT_HUB_BEST} msg/s, ratio $RT_BRIDGE_RATIO"
+}
+
+# ---------------------------------------------------------------------------
 # one system (tier or plain): hold, memory, rate, fan-out, broadcast, storm.
 # rt_system LABEL PORT N SUBNET: results in RT_<field>[LABEL]
 declare -A RT_HELD RT_FAILED RT_RATE RT_PERCONN RT_RSS0 RT_RSS1 RT_BCAST_N RT_BCAST_MS RT_BCAST_P99 \
@@ -509,6 +616,7 @@ bench_realtime_100k() {
   RT_PLAIN_PID=
   sleep 3
   rt_system tier $((TH_PORT_BASE + 4)) "$RT_CONNS" 127.0.2
+  rt_bridge_ratio
   MQTT_PIDS=()
   RT_TOTAL_S=$((SECONDS - t_start))
   rt_report "$edges" "$fronts"
@@ -538,6 +646,7 @@ rt_report() {
     echo "| the same, subscribers of 10 users (spread over edges) | $(rt_fancol tier-spread p99_ms) | $(rt_fancol plain-spread p99_ms) | ≤ 10 ms | ${t_fan#*, } |"
     echo "| the same through nginx /mqtt: one user / spread | $(rt_fancol nginx-one p99_ms) / $(rt_fancol nginx-spread p99_ms) | — | report | — |"
     echo "| one message to every held subscriber: last receipt after, ms (p99) | ${RT_BCAST_MS[tier]} (${RT_BCAST_P99[tier]}), ${RT_BCAST_N[tier]} received | ${RT_BCAST_MS[plain]} (${RT_BCAST_P99[plain]}), ${RT_BCAST_N[plain]} received | ≤ 2000 ms | $t_bcast |"
+    echo "| chat persisted by $RT_NBRIDGES bridges, highest step kept up ÷ the hub alone (msg/s) | $RT_BRIDGE_RATIO ($RT_BRIDGE_BEST ÷ $RT_HUB_BEST) | — | ≥ 0.9 | $(at_least "$RT_BRIDGE_RATIO" 0.9) |"
     echo "| reconnect storm: killed | ${RT_VICTIM[tier]} | the broker, restarted at once | — | — |"
     echo "| storm: clients dropped, all back after s | ${RT_DROPPED[tier]}, ${RT_BACK_S[tier]} | ${RT_DROPPED[plain]}, ${RT_BACK_S[plain]} | ≤ 30 s | $t_back |"
     echo "| storm: fan-out deliveries missing (one user's $MQTT_SUBS subscribers, not on the killed edge) | ${RT_FAN_LOST[tier]} | ${RT_FAN_LOST[plain]} | 0 | $t_lost |"
@@ -556,6 +665,7 @@ rt_report() {
     echo "- Memory: VmRSS summed over the front master and workers, the edges and the hub (plain: its one process), 2 s before the first connect and 3 s after all are subscribed, per held client."
     echo "- Fan-out: \`th-mqtt_load fan -n $MQTT_SUBS -r $MQTT_RATE -w $WARMUP -d $DURATION -W 0\` while the clients are held, on a second community: \"one user\" = the publisher and all $MQTT_SUBS subscribers are one user (one edge); \"spread\" = 10 users' subscribers (the rendezvous hash puts them on several edges) and an 11th user publishing."
     echo "- Broadcast: \`th-mqtt_load pub\` as one member (through the path under test) publishes one chat message to the community; the latency is receipt − send time (CLOCK_MONOTONIC, system-wide), the largest of every holder's."
+    echo "- Persistence: \`th-bridge_load -S receipts -r RATE -d $RT_BRIDGE_STEP -g 20\` on the hub's TCP port (11 members of one community publishing QoS 1 as themselves; a message counts when the bridge's stored receipt names it), steps $RT_BRIDGE_RATES msg/s until one does not keep up (scripts/bench's bridge part rule), with $RT_NBRIDGES th-bridge processes in one \`\$share\` group (a second one started by this part when the stack runs one); then every bridge stopped and its session discarded, and the same steps with \`-S sub\` (a plain QoS 1 subscriber): the hub's own throughput. Stored: $RT_BRIDGE_ROWS. After the clients are gone."
     echo "- Storm: the edge with most established connections (not the fan-out user's, found in the edges' connection log) gets SIGKILL; the plain broker gets SIGKILL and is started again at once. \"All back\" = first client closed → last holder whole again. Meanwhile a fan-out run (as above, 20 s) through the same port counts deliveries missing, and one client pings every 20 ms over raw TCP on the hub (plain: the broker's TCP listener): its longest round trip bounds the longest stall."
     echo "- Kernel: ${RT_SYSCTL_SAVED[*]:-unchanged} (old values; restored at exit)."
     echo "- Machine: $MACHINE; every process on it."
