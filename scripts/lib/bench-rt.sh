@@ -438,13 +438,16 @@ rt_best() {
 }
 
 rt_bridge_ratio() {
-  local r sent rows=0 dist=0 conninfo p id chid
+  local r sent rows=0 dist=0 rows0 dist0 conninfo p id chid
   local -a P
   cp "$WORK/rt-fan-spread.creds" "$WORK/bridge.creds"
   chid=$(awk 'NR == 1 { print $2 }' "$WORK/bridge.creds")
   conninfo=$(wenv_get TH_DB_CONNINFO '')
   rt_bridge2_start
   RT_NBRIDGES=$(rt_bridge_pids | wc -l)
+  # the fan-out runs' messages in that channel are stored too: count from here on
+  read -r rows0 dist0 < <("$PG_BIN_DIR/psql" -X -q -At -F ' ' -d "$conninfo" \
+    -c "SELECT count(*), count(DISTINCT id) FROM messages WHERE channel_id = $chid")
   log "realtime-100k: chat persisted by $RT_NBRIDGES bridges, steps $RT_BRIDGE_RATES msg/s"
   bridge_run rt-bwarm -S receipts -M "$TH_PORT_BASE" -r 1000 -d "$WARMUP" -g 20 -T 120
   for r in ${RT_BRIDGE_RATES//,/ }; do
@@ -456,7 +459,8 @@ rt_bridge_ratio() {
   for p in $(seq 1 60); do
     read -r rows dist < <("$PG_BIN_DIR/psql" -X -q -At -F ' ' -d "$conninfo" \
       -c "SELECT count(*), count(DISTINCT id) FROM messages WHERE channel_id = $chid")
-    (( ${rows:-0} >= sent )) && break
+    rows=$(( ${rows:-0} - ${rows0:-0} )) dist=$(( ${dist:-0} - ${dist0:-0} ))
+    (( rows >= sent )) && break
     sleep 1
   done
   RT_BRIDGE_ROWS="$sent sent, $rows rows, $dist distinct"
