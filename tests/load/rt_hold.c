@@ -103,6 +103,7 @@ static volatile sig_atomic_t stop;
 
 static long long n_held, n_opening, n_waiting, n_drops, n_reconnects, n_fail[F_N];
 static long long n_first_ok, n_first_fail, msgs, bcast_msgs, bcast_conns;
+static long long next_first; /* the next connection's first attempt */
 static int64_t t_first, t_first_end, bcast_last_ns, ping_max_ns;
 static int was_full;
 #define HMAX 10000000 /* 10 s in 1 us buckets */
@@ -549,21 +550,28 @@ static void print_stat(int64_t now)
 	fflush(stdout);
 }
 
-/* opens what may open, times handshakes out, sends keepalive and timing pings */
+/* first attempts, in index order, as handshakes in flight allow (cheap: called
+ * after every wake-up) */
+static void open_first(void)
+{
+	while (next_first < count && n_opening < inflight_max && !stop)
+		conn_open(&conns[next_first++]);
+}
+
+/* a pass over every connection (every 100 ms; 10 ms while retries wait or pings
+ * are timed): retries
+ * that are due, handshake timeouts, keepalive and timing pings */
 static void sweep(int64_t now)
 {
 	static const unsigned char pingreq[2] = {0xC0, 0};
 	int64_t hs_ns = (int64_t)(hs_timeout_s * (double)NS);
 
-	for (long long i = 0; i < count; i++) {
+	for (long long i = 0; i < next_first; i++) {
 		struct conn *c = &conns[i];
 
 		if (c->st == ST_WAIT && now >= c->retry_at && n_opening < inflight_max && !stop) {
 			n_waiting--;
 			c->st = ST_IDLE;
-			conn_open(c);
-		} else if (c->st == ST_IDLE && !c->first_done && c->fd < 0 &&
-			   n_opening < inflight_max && !stop) {
 			conn_open(c);
 		} else if (c->fd >= 0 && c->st != ST_READY && now - c->t0 > hs_ns) {
 			conn_close(c, F_TIMEOUT);
@@ -661,12 +669,12 @@ int main(int argc, char **argv)
 		struct epoll_event evs[512];
 		int n, wait_ms;
 
+		open_first();
 		if (now >= next_sweep) {
 			sweep(now);
-			/* fast while opening, 10 ms when timing pings, else 100 ms */
-			next_sweep = now + (n_opening || n_first_ok + n_first_fail < count
-						    ? 1000000LL
-						    : (ping_ms ? 10000000LL : 100000000LL));
+			/* 10 ms while retries wait (their backoff is the client's, not
+			 * ours) or pings are timed, else 100 ms */
+			next_sweep = now + (ping_ms || n_waiting ? 10000000LL : 100000000LL);
 		}
 		if (t_first_end && t_first_end != -1) {
 			printf("ready ok=%lld failed=%lld start_ns=%" PRId64 " end_ns=%" PRId64
