@@ -525,6 +525,14 @@ rt_system() {
   RT_RSS0[$label]=$rss0
   RT_RSS1[$label]=$rss1
   RT_PERCONN[$label]=$(awk -v r0="$rss0" -v r1="$rss1" -v h="${RT_HELD[$label]}" 'BEGIN { printf "%.0f", (h > 0 ? (r1 - r0) * 1024 / h : 0) }')
+  if [ "$label" = tier ]; then
+    # how the fronts spread the clients over the edges
+    curl -s "http://127.0.0.1:$port/metrics" >"$WORK/rt-front-held.metrics" 2>/dev/null
+    RT_EDGE_SPREAD=$(awk '/^th_wsfront_edge_connections\{/ { n++; v = $2 + 0; s += v
+        if (n == 1 || v < lo) lo = v; if (v > hi) hi = v }
+      END { if (n) printf "%d edges, %d–%d clients each", n, lo, hi; else print "n/a" }' "$WORK/rt-front-held.metrics")
+    log "  fronts: $RT_EDGE_SPREAD"
+  fi
   log "  held ${RT_HELD[$label]} of $n (first attempts: $ok ok, $failed failed; ${RT_FAILKINDS[$label]}), ${RT_RATE[$label]}/s, RSS ${rss1} KiB, ${RT_PERCONN[$label]} B/conn"
 
   # fan-out while held
@@ -591,6 +599,13 @@ rt_system() {
     RT_VICTIM[$label]='none (no edges)'
   fi
   rt_hold_stop
+  if [ "$label" = tier ]; then
+    curl -s "http://127.0.0.1:$port/metrics" >"$WORK/rt-front-end.metrics" 2>/dev/null
+    RT_FRONT_CLOSES=$(awk '/^th_wsfront_closes_total\{/ && $2 + 0 > 0 {
+        r = $1; sub(/.*reason="/, "", r); sub(/".*/, "", r); printf "%s%s %d", sep, r, $2; sep = ", " }' \
+      "$WORK/rt-front-end.metrics")
+    log "  front closes: ${RT_FRONT_CLOSES:-none}"
+  fi
   RT_BCAST_MS[$label]=$(rt_final "$label" bcast_max_ms max)
   RT_BCAST_P99[$label]=$(rt_final "$label" bcast_p99_ms max)
 }
@@ -672,6 +687,7 @@ rt_report() {
     echo "- Broadcast: \`th-mqtt_load pub\` as one member (through the path under test) publishes one chat message to the community; the latency is receipt − send time (CLOCK_MONOTONIC, system-wide), the largest of every holder's."
     echo "- Persistence: \`th-bridge_load -S receipts -r RATE -d $RT_BRIDGE_STEP -g 20\` on the hub's TCP port (11 members of one community publishing QoS 1 as themselves; a message counts when the bridge's stored receipt names it), steps $RT_BRIDGE_RATES msg/s until one does not keep up (scripts/bench's bridge part rule), with $RT_NBRIDGES th-bridge processes in one \`\$share\` group (a second one started by this part when the stack runs one); then every bridge stopped and its session discarded, and the same steps with \`-S sub\` (a plain QoS 1 subscriber): the hub's own throughput. Stored: $RT_BRIDGE_ROWS. After the clients are gone."
     echo "- Storm: the edge with most established connections (not the fan-out user's, found in the edges' connection log) gets SIGKILL; the plain broker gets SIGKILL and is started again at once. \"All back\" = first client closed → last holder whole again. Meanwhile a fan-out run (as above, 20 s) through the same port counts deliveries missing, and one client pings every 20 ms over raw TCP on the hub (plain: the broker's TCP listener): its longest round trip bounds the longest stall."
+    echo "- Fronts (\`/metrics\` on BASE+4): with the clients held, ${RT_EDGE_SPREAD:-n/a}; closes and refusals by reason over the whole run (the clients' own stop included): ${RT_FRONT_CLOSES:-none}."
     echo "- Kernel: ${RT_SYSCTL_SAVED[*]:-unchanged} (old values; restored at exit)."
     echo "- Machine: $MACHINE; every process on it."
     echo "$RT_END_MARK"
