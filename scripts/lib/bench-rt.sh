@@ -509,9 +509,14 @@ rt_system() {
   rt_hold_start "$label" "$port" /mqtt "$n" "$net"
   ready=$(rt_hold_ready "$label" "$RT_READY_WAIT")
   read -r ok failed a b <<<"$ready"
-  # the retries of the first failures settle
-  local t0=$SECONDS
-  while (( $(rt_last_stat "$label" opening) > 0 && SECONDS - t0 < 30 )); do sleep 1; done
+  # the retries of the first failures: until all are held, or 60 s, or 15 s without gain
+  local t0=$SECONDS h h_last=-1 t_gain=$SECONDS
+  while (( SECONDS - t0 < 60 && SECONDS - t_gain < 15 )); do
+    h=$(rt_last_stat "$label" held)
+    (( h >= n )) && break
+    (( h > h_last )) && { h_last=$h; t_gain=$SECONDS; }
+    sleep 1
+  done
   sleep 3
   mapfile -t P < <(if [ "$label" = plain ]; then echo "$RT_PLAIN_PID"; else rt_tier_pids; fi)
   rss1=$(rt_rss "${P[@]}")
