@@ -37,12 +37,18 @@ APPS     := auth community realtime media
 APP_BINS := $(APPS:%=$(BUILD)/bin/th-%)
 PLUGIN_SRC := $(wildcard realtime-bridge/plugin/*.c)
 PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/obj/%.o)
-# the plugin's pure parts, linked into its unit tests too
-PLUGIN_CORE := $(BUILD)/obj/realtime-bridge/plugin/topic.o $(BUILD)/obj/realtime-bridge/plugin/imap.o
+# the plugin's parts that need no broker, linked into its unit and stack tests too
+PLUGIN_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/plugin/%.o,topic imap presence tokcache)
 PLUGIN_SO  := $(BUILD)/lib/townhall-plugin.so
 BRIDGE_SRC := $(wildcard realtime-bridge/bridge/*.c)
 BRIDGE_OBJ := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
 BRIDGE_BIN := $(BUILD)/bin/th-bridge
+# the WebSocket front (realtime-bridge/front); its pure parts (no I/O) are
+# linked into its unit tests and fuzz targets too
+FRONT_SRC  := $(wildcard realtime-bridge/front/*.c)
+FRONT_OBJ  := $(FRONT_SRC:%.c=$(BUILD)/obj/%.o)
+FRONT_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/front/%.o,hs wsf peek mconn edge shm addr buf)
+FRONT_BIN  := $(BUILD)/bin/th-wsfront
 
 # loadlib.c is no program: the MQTT load generators link it (rule below)
 LOAD_LIB := $(BUILD)/obj/tests/load/loadlib.o
@@ -71,7 +77,7 @@ FUZZ_SMOKE_RUNS ?= 100000
 
 .PHONY: all run test unit integration e2e asan bench soak deps stop clean format lint \
 	fuzz fuzz-build fuzz-bins fuzz-smoke
-all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(UNIT_BIN) $(STACK_BIN)
+all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(UNIT_BIN) $(STACK_BIN)
 
 # Objects depend on the flags they were built with: switching -fPIC or the
 # sanitizers on rebuilds everything instead of mixing stale objects.
@@ -138,15 +144,25 @@ $(BRIDGE_BIN): $(BRIDGE_OBJ) $(PLUGIN_CORE) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmosquitto
 
+# the front: its objects, the plugin's pure topic rules (will checks) and the library
+$(FRONT_BIN): $(FRONT_OBJ) $(PLUGIN_CORE) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lwslay
+
 # the MQTT load generators share loadlib (clock, histogram, buffer, packets)
 $(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt $(BUILD)/bin/th-rt_hold: $(LOAD_LIB)
+
+# the token benchmark measures the broker's verified-token cache too; the
+# presence benchmark drives the plugin's presence module
+$(BUILD)/bin/th-token_bench: $(BUILD)/obj/realtime-bridge/plugin/tokcache.o
+$(BUILD)/bin/th-presence_bench: $(PLUGIN_CORE)
 
 # load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
 $(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIB_A),$^) $(LIB_A) $(LDLIBS)
 
-$(BUILD)/tests/stack/%: $(BUILD)/obj/tests/stack/%.o $(LIB_A)
+$(BUILD)/tests/stack/%: $(BUILD)/obj/tests/stack/%.o $(PLUGIN_CORE) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
@@ -154,8 +170,13 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(PLUGIN_CORE) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# the front's unit tests: its pure objects
+$(filter $(BUILD)/tests/test_wsfront_%,$(UNIT_BIN)): $(FRONT_CORE)
+$(BUILD)/obj/tests/unit/test_wsfront_%.o: CFLAGS += -Irealtime-bridge/front
+
 # a fuzz target: its harness, the parser's own objects (below) and the library
-$(BUILD)/obj/tests/fuzz/%.o: CFLAGS += $(MEDIA_INC) -Ifcgi-apps/community -Irealtime-bridge/bridge
+$(BUILD)/obj/tests/fuzz/%.o: CFLAGS += $(MEDIA_INC) -Ifcgi-apps/community -Irealtime-bridge/bridge \
+	-Irealtime-bridge/front
 $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIB_A),$^) $(LIB_A) $(LDLIBS) -lmosquitto
@@ -166,6 +187,7 @@ $(BUILD)/fuzz/fuzz_multipart: LDLIBS := $(LDLIBS_media) $(LDLIBS)
 $(BUILD)/fuzz/fuzz_topic: $(PLUGIN_CORE)
 $(BUILD)/fuzz/fuzz_bridge: $(BUILD)/obj/realtime-bridge/bridge/store.o $(PLUGIN_CORE)
 $(BUILD)/fuzz/fuzz_splice: $(BUILD)/obj/fcgi-apps/community/feedmine.o
+$(BUILD)/fuzz/fuzz_wshs $(BUILD)/fuzz/fuzz_mqttpeek: $(FRONT_CORE) $(PLUGIN_CORE)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
@@ -182,11 +204,11 @@ stop:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(STACK_BIN)
+integration: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(STACK_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/integration/run
 
 # the browser tests: the demo app in Debian's Chromium (playwright-core)
-e2e: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN)
+e2e: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/e2e/run
 
 test: deps

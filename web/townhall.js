@@ -16,6 +16,19 @@ const mqtt = mqttModule && typeof mqttModule.connect === 'function' ? mqttModule
 const REFRESH_MARGIN_MS = 60 * 1000;   // refresh the access token this long before it expires
 const RESEND_AFTER_MS = 5000;          // re-publish a chat message without a receipt after this
 const TYPING_THROTTLE_MS = 2000;
+// MQTT reconnects: jittered exponential backoff, so that the clients of a broker that went
+// away do not all come back in the same second. Attempt n waits a random time in
+// [base/2, base] with base = min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2^n); the count
+// starts again once a connection has stayed up RECONNECT_STABLE_MS.
+const RECONNECT_MIN_MS = 1000;
+const RECONNECT_MAX_MS = 30000;
+const RECONNECT_STABLE_MS = 10000;
+
+/** Delay before reconnect attempt `attempt` (0-based), `rand` in [0, 1). */
+export function reconnectDelay(attempt, rand = Math.random()) {
+  const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** Math.min(attempt, 16));
+  return Math.round(base / 2 + rand * (base / 2));
+}
 
 /** An error answered by the API: status, code, message, field (if any), retryAfter. */
 export class ApiError extends Error {
@@ -342,6 +355,8 @@ export class Realtime extends Emitter {
     this._signalCalls = new Set();
     this._topics = new Map();       // topic -> qos: (re)subscribed on every CONNACK
     this._typingSent = new Map();
+    this._attempt = 0;              // reconnect attempts since the last stable connection
+    this._stableTimer = null;
     this._pendingKey = `townhall.pending.${this.userId}`;
     this.pending = new Map();       // id -> { channel_id, payload, sentAt }
     this._loadPending();
@@ -378,7 +393,7 @@ export class Realtime extends Emitter {
           protocolVersion: 5,
           clean: true,
           keepalive: 30,
-          reconnectPeriod: 1500,
+          reconnectPeriod: reconnectDelay(0),
           connectTimeout: 10000,
           resubscribe: false,
         });
@@ -398,11 +413,20 @@ export class Realtime extends Emitter {
     c.on('connect', () => {
       if (c !== this.client) return;
       this.connected = true;
+      // a connection that stays up this long resets the backoff
+      clearTimeout(this._stableTimer);
+      this._stableTimer = setTimeout(() => { this._attempt = 0; }, RECONNECT_STABLE_MS);
       this.emit('status', 'online');
       // inbox first: receipts must not be missed; then everything we had
       this._topics.set(`user/${this.userId}/inbox`, 1);
       for (const [topic, qos] of this._topics) c.subscribe(topic, { qos });
       this._afterReconnect();
+    });
+    // before MQTT.js's own 'close' listener arms the reconnect timer with reconnectPeriod
+    c.prependListener('close', () => {
+      if (c !== this.client) return;
+      clearTimeout(this._stableTimer);
+      c.options.reconnectPeriod = reconnectDelay(this._attempt++);
     });
     c.on('close', () => {
       if (c !== this.client) return;
@@ -646,6 +670,7 @@ export class Realtime extends Emitter {
   /** Close the connection for good (logout). */
   close() {
     clearInterval(this._resendTimer);
+    clearTimeout(this._stableTimer);
     this._offSession();
     if (this.client) this.client.end(true);
     this.client = null;

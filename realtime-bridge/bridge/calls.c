@@ -1,7 +1,10 @@
 /* calls: a user who went offline leaves their calls.
  *
  * The plugin publishes a retained {"status":"offline"} to
- * presence/<community>/<user> when a user's last connection closes.  The
+ * presence/<community>/<user> when a user's last connection closes, counted
+ * over every broker in Redis (realtime-bridge/plugin/presence.h: a tab
+ * closing while another is open on another edge announces nothing), or when
+ * the broker holding it died and its lease ran out.  The
  * bridge listens to those (as the service account) and removes the user from
  * every ongoing call; a call whose last participant left ends.  The same
  * events as a REST leave are written to the outbox (call_left, call_ended)

@@ -1,4 +1,5 @@
-/* conns: pointer-keyed registry of user connections, and per-user counts. */
+/* conns: pointer-keyed registry of user connections; counts and presence
+ * through presence.c. */
 #include "conns.h"
 
 #include <mosquitto.h>
@@ -10,6 +11,7 @@
 
 #include "acl.h"
 #include "imap.h"
+#include "presence.h"
 #include "revoke.h"
 
 #define PRESENCE_MAX_COMMUNITIES 1000
@@ -20,13 +22,25 @@ struct conn {
 };
 
 static struct imap by_client;  /* (intptr_t)client -> (intptr_t)struct conn * */
-static struct imap per_user;   /* uid -> number of live connections */
+static struct presence *pres;  /* per-user counts, here and in Redis */
 static time_t last_sweep;
 
-int conns_init(void)
+static void announce(int64_t uid, int online, void *arg);
+
+int conns_init(const char *broker_id, long lease_ms)
 {
-	if (imap_init(&by_client, 1024) < 0 || imap_init(&per_user, 1024) < 0)
+	struct presence_cfg cfg = {
+		.broker_id = broker_id, .lease_ms = lease_ms, .announce = announce,
+	};
+
+	if (imap_init(&by_client, 1024) < 0)
 		return -1;
+	pres = presence_open(&cfg);
+	if (!pres)
+		return -1;
+	/* register now (Redis is normally up at start), so that the first
+	 * connections are counted in Redis at once */
+	presence_tick(pres);
 	return 0;
 }
 
@@ -41,33 +55,36 @@ void conns_close(void)
 		}
 	}
 	imap_free(&by_client);
-	imap_free(&per_user);
+	/* a clean stop: others reap our users now, not after the lease */
+	presence_close(pres, 1);
+	pres = NULL;
 }
 
 size_t conns_count(void) { return by_client.len; }
 
 long conns_of_user(int64_t uid)
 {
-	int64_t *n = imap_get(&per_user, uid);
-
-	return n ? (long)*n : 0;
+	return presence_local(pres, uid);
 }
 
 int conns_is_live(struct mosquitto *client)
 {
 	return imap_get(&by_client, (int64_t)(intptr_t)client) != NULL;
 }
-size_t conns_users(void) { return per_user.len; }
+size_t conns_users(void) { return (size_t)presence_users(pres); }
 
-/* Publishes the user's status, retained, to each of their communities. */
-static void presence(int64_t uid, const char *status)
+/* Publishes the user's status, retained, to each of their communities
+ * (presence.c decided it: first or last connection over every broker). */
+static void announce(int64_t uid, int online, void *arg)
 {
+	const char *status = online ? "online" : "offline";
 	int64_t ids[PRESENCE_MAX_COMMUNITIES];
 	char topic[96], payload[96];
 	struct timeval tv;
 	struct tm tm;
 	int n, len;
 
+	(void)arg;
 	n = acl_user_communities(uid, ids, PRESENCE_MAX_COMMUNITIES);
 	if (n < 0) {
 		mosquitto_log_printf(MOSQ_LOG_WARNING,
@@ -88,43 +105,57 @@ static void presence(int64_t uid, const char *status)
 	}
 }
 
-void conns_add(struct mosquitto *client, const char *client_id, int64_t uid, int64_t sid,
-	       int64_t expires_at)
+int conns_add(struct mosquitto *client, const char *client_id, int64_t uid, int64_t sid,
+	      int64_t expires_at, long limit)
 {
-	struct conn *c = calloc(1, sizeof(*c));
-	int64_t *count, *old;
+	int64_t key = (int64_t)(intptr_t)client, *old = imap_get(&by_client, key);
+	struct conn *c;
+	char *cid;
 
+	/* the same client object authenticating again (re-auth): the same
+	 * connection, so the counts do not change */
+	if (old) {
+		c = (struct conn *)(intptr_t)*old;
+		if (c->uid == uid) {
+			cid = strdup(client_id);
+			if (!cid)
+				return -1;
+			free(c->client_id);
+			c->client_id = cid;
+			c->sid = sid;
+			c->expires_at = expires_at;
+			return 0;
+		}
+		conns_remove(client);
+	}
+	c = calloc(1, sizeof(*c));
 	if (!c)
-		return;
+		return -1;
 	c->uid = uid;
 	c->sid = sid;
 	c->expires_at = expires_at;
 	c->client_id = strdup(client_id);
-	/* the same client object authenticating again (re-auth) replaces */
-	old = imap_get(&by_client, (int64_t)(intptr_t)client);
-	if (old) {
-		conns_remove(client);
-	}
-	if (!c->client_id || imap_put(&by_client, (int64_t)(intptr_t)client, (int64_t)(intptr_t)c) < 0) {
-		free(c->client_id);
-		free(c);
-		return;
-	}
+	if (!c->client_id)
+		goto fail;
 	/* counted per connection, not per client id: on a session takeover
 	 * the new connection is added before the old one is removed, so the
 	 * user never looks offline in between */
-	count = imap_get(&per_user, uid);
-	if (count) {
-		(*count)++;
-		return;
+	if (presence_connect(pres, uid, limit) != PRESENCE_OK)
+		goto fail;
+	if (imap_put(&by_client, key, (int64_t)(intptr_t)c) < 0) {
+		presence_disconnect(pres, uid);
+		goto fail;
 	}
-	imap_put(&per_user, uid, 1);
-	presence(uid, "online");
+	return 0;
+fail:
+	free(c->client_id);
+	free(c);
+	return -1;
 }
 
 void conns_remove(struct mosquitto *client)
 {
-	int64_t *v = imap_get(&by_client, (int64_t)(intptr_t)client), *count;
+	int64_t *v = imap_get(&by_client, (int64_t)(intptr_t)client);
 	struct conn *c;
 	int64_t uid;
 
@@ -135,13 +166,7 @@ void conns_remove(struct mosquitto *client)
 	uid = c->uid;
 	free(c->client_id);
 	free(c);
-	count = imap_get(&per_user, uid);
-	if (!count)
-		return;
-	if (--*count > 0)
-		return;
-	imap_del(&per_user, uid);
-	presence(uid, "offline");
+	presence_disconnect(pres, uid);
 }
 
 void conns_tick(time_t now)
@@ -149,6 +174,7 @@ void conns_tick(time_t now)
 	char **kick = NULL;
 	size_t nkick = 0, cap = 0, i;
 
+	presence_tick(pres);
 	if (now == last_sweep)
 		return;
 	last_sweep = now;

@@ -25,6 +25,9 @@
 #include "quota.h"
 #include "log.h"
 #include "mwatch.h"
+#include "presence.h"
+#include "revoke.h"
+#include "tokcache.h"
 #include "token.h"
 #include "topic.h"
 
@@ -39,6 +42,7 @@ struct plugin_state {
 	long max_message;          /* TH_MQTT_MAX_MESSAGE: payload and user properties */
 	long max_packet;           /* TH_MQTT_MAX_PACKET: bytes of topic, payload and
 				    * user properties of one publish */
+	char broker_id[PRESENCE_BROKER_ID_MAX + 1]; /* TH_BROKER_ID (plugin_opt_broker_id) */
 };
 
 static struct plugin_state state;
@@ -119,30 +123,34 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		mosquitto_log_printf(MOSQ_LOG_WARNING, "townhall: bad service credential");
 		return MOSQ_ERR_AUTH;
 	}
-	e = token_verify(ed->password, strlen(ed->password), &c);
+	/* a reconnect with a token verified before costs a SHA-256 here, not
+	 * an ES256 verify; revocation is checked either way */
+	e = tokcache_verify(ed->password, strnlen(ed->password, TOKEN_MAX_LEN + 1), &c);
 	if (e != TH_OK)
 		return MOSQ_ERR_AUTH;
 	/* a client id names its user: nobody connects as somebody else */
 	plen = (size_t)snprintf(prefix, sizeof(prefix), "u%lld-", (long long)c.user_id);
 	if (strncmp(cid, prefix, plen) != 0)
 		return MOSQ_ERR_AUTH;
-	/* the 21st connection of a user is refused (CONNACK 0x87: 2.0.11 maps
-	 * every BASIC_AUTH refusal to it); taking over one's own client id
-	 * replaces a connection and is not a new one */
 	if (!quota_connect_ok(c.user_id)) {
 		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: user %lld cooling down; %s refused",
 				     (long long)c.user_id, log_id(cid, safe));
 		return MOSQ_ERR_AUTH;
 	}
-	if (conns_of_user(c.user_id) >= state.max_conns_per_user && !quota_takeover(ed->client)) {
-		mosquitto_log_printf(MOSQ_LOG_NOTICE, "townhall: user %lld has %ld connections; %s refused",
-				     (long long)c.user_id, state.max_conns_per_user, log_id(cid, safe));
-		return MOSQ_ERR_AUTH;
-	}
 	snprintf(uid, sizeof(uid), "%lld", (long long)c.user_id);
 	if (mosquitto_set_username(ed->client, uid) != MOSQ_ERR_SUCCESS)
 		return MOSQ_ERR_AUTH;
-	conns_add(ed->client, cid, c.user_id, c.session_id, c.expires_at);
+	/* the 21st connection of a user over every broker is refused (CONNACK
+	 * 0x87: 2.0.11 maps every BASIC_AUTH refusal to it); taking over one's
+	 * own client id replaces a connection and is not a new one */
+	if (conns_add(ed->client, cid, c.user_id, c.session_id, c.expires_at,
+		      quota_takeover(ed->client) ? 0 : state.max_conns_per_user) < 0) {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+				     "townhall: %s: user %lld has %ld connections (or no memory); %s refused",
+				     state.broker_id, (long long)c.user_id, state.max_conns_per_user,
+				     log_id(cid, safe));
+		return MOSQ_ERR_AUTH;
+	}
 	quota_connect(ed->client);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -406,8 +414,13 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	state.max_conns_per_user = (long)cfg_int("TH_MQTT_MAX_CONNS_PER_USER", 20, 1, 100000);
 	state.max_packet = (long)cfg_int("TH_MQTT_MAX_PACKET", 65536, 1024, 268435455);
 	state.max_message = (long)cfg_int("TH_MQTT_MAX_MESSAGE", 16384, 1024, 268435455);
-	if (conns_init() < 0 || quota_init() < 0)
+	snprintf(state.broker_id, sizeof(state.broker_id), "%s", cfg_str("TH_BROKER_ID", "b0"));
+	if (tokcache_init((size_t)cfg_int("TH_MQTT_TOKEN_CACHE", 65536, 4, 1 << 22), revoke_check) < 0)
 		return MOSQ_ERR_NOMEM;
+	if (conns_init(cfg_str("TH_BROKER_ID", "b0"),
+		       (long)cfg_int("TH_MQTT_PRESENCE_LEASE_MS", 10000, 200, 600000)) < 0 ||
+	    quota_init() < 0)
+		return MOSQ_ERR_UNKNOWN;
 	mwatch_init(cfg_str("TH_MIRROR_REBUILD_CMD", NULL));
 	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL) ||
@@ -415,7 +428,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	    mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, NULL) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL))
 		return MOSQ_ERR_UNKNOWN;
-	mosquitto_log_printf(MOSQ_LOG_INFO, "townhall: plugin ready (kid %s)", token_kid());
+	mosquitto_log_printf(MOSQ_LOG_INFO, "townhall: plugin ready on broker %s (kid %s)",
+			     state.broker_id, token_kid());
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -430,6 +444,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	mosquitto_callback_unregister(state.id, MOSQ_EVT_TICK, on_tick, NULL);
 	mosquitto_callback_unregister(state.id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
 	conns_close();
+	tokcache_close();
 	quota_close();
 	mwatch_close();
 	acl_close();

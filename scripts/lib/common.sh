@@ -3,6 +3,8 @@
 # Sourced, never executed. The layout it encodes is fixed by docs/stack-contract.md.
 
 TH_POOLS=(auth community realtime media bench)
+# edge brokers of the real-time tier: at most this many (ports BASE+10..BASE+25)
+MQTT_EDGES_MAX=16
 # shellcheck disable=SC2034 # used by the scripts that source this file
 PG_BIN=${TH_PG_BIN:-/usr/lib/postgresql/15/bin}
 
@@ -27,8 +29,15 @@ th_init() {
 	*) PATH=$PATH:/usr/sbin:/sbin ;;
 	esac
 	PORT_BASE=${TH_PORT_BASE:-8080}
-	if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || ((PORT_BASE < 1024 || PORT_BASE > 65529)); then
-		die "TH_PORT_BASE must be a number between 1024 and 65529 (got '$PORT_BASE')"
+	# the stack takes BASE..BASE+30 (edge brokers from BASE+10, up to 16)
+	if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || ((PORT_BASE < 1024 || PORT_BASE > 65505)); then
+		die "TH_PORT_BASE must be a number between 1024 and 65505 (got '$PORT_BASE')"
+	fi
+	# The real-time tier: a hub broker and TH_MQTT_EDGES edge brokers
+	# (docs/scaling.md, "Real time").
+	MQTT_EDGES=${TH_MQTT_EDGES:-2}
+	if ! [[ $MQTT_EDGES =~ ^[0-9]+$ ]] || ((MQTT_EDGES < 1 || MQTT_EDGES > MQTT_EDGES_MAX)); then
+		die "TH_MQTT_EDGES must be a number between 1 and $MQTT_EDGES_MAX (got '$MQTT_EDGES')"
 	fi
 	IS_ROOT=0
 	[[ $(id -u) -eq 0 ]] && IS_ROOT=1
@@ -48,6 +57,12 @@ th_init() {
 	PORT_REDIS=$((PORT_BASE + 2))
 	PORT_MQTT=$((PORT_BASE + 3))
 	PORT_MQTT_WS=$((PORT_BASE + 4))
+	# edge i (0-based) listens on BASE+10+i; the fronts reach them in this list
+	local i
+	WS_EDGES=''
+	for ((i = 0; i < MQTT_EDGES; i++)); do
+		WS_EDGES+=${WS_EDGES:+,}127.0.0.1:$(edge_port "$i")
+	done
 	# The workers, scripts and tests log in with a scram password that libpq
 	# reads from the passfile (th_keys); the broker gets a copy of its own.
 	DB_CONNINFO="host=127.0.0.1 port=$PORT_PG dbname=townhall user=townhall connect_timeout=2 passfile=$VAR/keys/pgpass"
@@ -70,6 +85,9 @@ th_init() {
 	REDIS_SOCK=$VAR/run/redis.sock
 	((${#REDIS_SOCK} < 100)) || REDIS_SOCK=''
 }
+
+# edge_port I: the TCP port of edge broker I (0-based).
+edge_port() { printf '%s\n' $((PORT_BASE + 10 + $1)); }
 
 # reaches USER PATH: as root, whether USER may read PATH (every parent
 # traversable); everyone reaches everything when we are not root, because
@@ -308,7 +326,8 @@ redis_cli() {
 # --- templates ------------------------------------------------------------
 
 # render SRC DST: replace @NAME@ placeholders. Values are absolute paths and
-# numbers; '|' is the sed delimiter, so refuse a path containing it.
+# numbers (and a broker's id and port, from RENDER_BROKER_ID and
+# RENDER_PORT_BROKER); '|' is the sed delimiter, so refuse a path containing it.
 render() {
 	local src=$1 dst=$2 v
 	for v in "$ROOT" "$VAR" "$PLUGIN" "$WEB_DIR" "$MQTT_JS" "$MIRROR_REBUILD"; do
@@ -331,6 +350,8 @@ render() {
 		-e "s|@WEB_DIR@|$WEB_DIR|g" \
 		-e "s|@MQTT_JS@|$MQTT_JS|g" \
 		-e "s|@MIRROR_REBUILD@|$MIRROR_REBUILD|g" \
+		-e "s|@BROKER_ID@|${RENDER_BROKER_ID:-}|g" \
+		-e "s|@PORT_BROKER@|${RENDER_PORT_BROKER:-}|g" \
 		"$src" >"$dst.tmp"
 	if grep -q '@[A-Z_]*@' "$dst.tmp"; then
 		die "unrendered placeholder in $src: $(grep -o '@[A-Z_]*@' "$dst.tmp" | head -1)"

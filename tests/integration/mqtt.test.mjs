@@ -23,15 +23,18 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { PORT_BASE, request, sleep } from './lib/http.mjs';
+import { request, sleep } from './lib/http.mjs';
 import { show, ok2xx } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
 import { b64u, decodeJwt, resign } from './lib/jwt.mjs';
 import {
   DELIVER_MS, closeClients, serviceSecret, cid, connect, end, subscribe, mustSubscribe, publish, waitFor, hasPayload,
 } from './lib/mqtt.mjs';
+import { edgePort, HUB_PORT } from './lib/stack.mjs';
 
-const MQTT_PORT = PORT_BASE + 3;
+// users' raw MQTT goes to an edge broker (the hub is for bridges and th-bridge): edge 0, where
+// nginx's /mqtt also lands, so a user's TCP and WebSocket connections share one broker
+const MQTT_PORT = edgePort(0);
 const QUIET_MS = 2000;    // "nothing arrives" is watched for this long (API: ban -> 5 s, then 2 s)
 
 // --- helpers: REST ------------------------------------------------------------
@@ -96,9 +99,9 @@ function runCli(cmd, args, ms = 10000) {
   });
 }
 const tcpArgs = (u, {
-  clientId = cid(u), password = u.token, version = 'mqttv5', username = 'ignored',
+  clientId = cid(u), password = u.token, version = 'mqttv5', username = 'ignored', port = MQTT_PORT,
 } = {}) => [
-  '-h', '127.0.0.1', '-p', String(MQTT_PORT), '-i', clientId, '-u', username, '-P', password, '-V', version,
+  '-h', '127.0.0.1', '-p', String(port), '-i', clientId, '-u', username, '-P', password, '-V', version,
 ];
 
 // mosquitto_sub in the background: {lines, granted(), messages(), exited, stop()}.
@@ -386,10 +389,11 @@ describe('ACL: what users may not do', { timeout: 60000 }, () => {
     const fake = JSON.stringify({ type: 'stored', ids: [uuid()] });
     const rc = await publish(a, `user/${U.B.id}/inbox`, fake);
     await publish(a, `user/${U.A.id}/inbox`, fake);
-    // the service account may write anywhere (stack-contract)
+    // the service account may write anywhere (stack-contract); it publishes inbox messages at
+    // the hub, as the server does, whence the bridges carry them to every edge
     const secret = serviceSecret();
     const real = JSON.stringify({ type: 'stored', ids: [uuid()] });
-    const r = await tcpPub({ id: 0, token: secret }, `user/${U.B.id}/inbox`, real, { clientId: `th-service-it-${rnd(4)}`, username: 'th-service' });
+    const r = await tcpPub({ id: 0, token: secret }, `user/${U.B.id}/inbox`, real, { clientId: `th-service-it-${rnd(4)}`, username: 'th-service', port: HUB_PORT });
     assert.equal(r.code, 0, `service account publish: ${r.out}`);
     await waitFor(() => hasPayload(b, real), DELIVER_MS, 'B to receive the service account\'s inbox message');
     await sleep(300);

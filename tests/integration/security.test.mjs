@@ -30,13 +30,13 @@ import {
 } from './lib/http.mjs';
 import { fixtures, api } from './lib/fixtures.mjs';
 import { assertStatus } from './lib/assert.mjs';
-import { PSQL_CONN, psql, redisPassword } from './lib/stack.mjs';
+import { PSQL_CONN, psql, redisPassword, edgePort } from './lib/stack.mjs';
 import { localPath, urlPath } from './lib/media.mjs';
 
 const { newUser } = fixtures({ net: 41, slug: 'sec', name: 'Security' });
 const PG_PORT = PORT_BASE + 1;
 const REDIS_PORT = PORT_BASE + 2;
-const MQTT_PORT = PORT_BASE + 3;
+const MQTT_PORT = edgePort(0); // users' raw MQTT: an edge broker
 const TURN_PORT = PORT_BASE + 5;
 const IS_ROOT = process.getuid() === 0;
 const POOLS = ['auth', 'community', 'realtime', 'media', 'bench'];

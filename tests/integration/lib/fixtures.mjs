@@ -5,7 +5,7 @@
 // 3 per 5 s; nginx passes $remote_addr as REMOTE_ADDR), and every address of 127.0.0.0/8 is
 // loopback, so each test file registers from its own block 127.<net>.x.y, one fresh address
 // a registration: foundation 127.0.0.2, auth 127.1, community 127.3, mqtt 127.6,
-// realtime 127.7, bridge 127.8, media 127.9, media_gc 127.10. Every other request comes
+// realtime 127.7, bridge 127.8, media 127.9, media_gc 127.10, wsfront 127.18. Every other request comes
 // from 127.0.0.1.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

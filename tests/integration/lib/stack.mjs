@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  PORT_BASE, APPS, VAR_DIR, get, run, runProgram, until, request, parseProm,
+  PORT_BASE, APPS, VAR_DIR, get, run, runProgram, until, request, parseProm, readPid, waitGone,
 } from './http.mjs';
 import { show } from './assert.mjs';
 
@@ -112,3 +112,41 @@ export async function poolMetrics(pool) {
   return out;
 }
 export const metric = (m, name) => m[name] ?? 0;
+
+// --- the real-time tier: a hub broker and TH_MQTT_EDGES edge brokers (scripts/stack) ---------
+// Users' connections, and so their limits (TH_MQTT_*, TH_RL_MSG_*), presence and kicks, live on
+// the edges; th-bridge and its persistent session on the hub.
+export const EDGES = Number(process.env.TH_MQTT_EDGES || 2);
+export const HUB_PORT = PORT_BASE + 3;
+export const edgePort = (i) => PORT_BASE + 10 + i;
+export const edgeUrl = (i) => `mqtt://127.0.0.1:${edgePort(i)}`;
+export const HUB_URL = `mqtt://127.0.0.1:${HUB_PORT}`;
+// 'hub', 'e0', 'e1', ...
+export const BROKERS = ['hub', ...Array.from({ length: EDGES }, (_, i) => `e${i}`)];
+export const brokerPid = (name) => readPid(`run/mosquitto-${name}.pid`);
+export const brokerLog = (name) => path.join(VAR_DIR, 'log', `mosquitto-${name}.log`);
+// the persistence file (the hub's holds th-bridge's session)
+export const brokerDb = (name) => path.join(VAR_DIR, 'mosquitto', name, 'mosquitto.db');
+
+// Stop one broker with `signal` (SIGKILL: a crash) and wait until it is gone -> its pid.
+export async function killBroker(name, signal = 'SIGKILL') {
+  const pid = brokerPid(name);
+  process.kill(pid, signal);
+  assert.ok(await waitGone(pid, 10000), `mosquitto-${name} (pid ${pid}) still alive after ${signal}`);
+  return pid;
+}
+
+// Start what is not running (`scripts/stack up`: a hub that comes back waits for every edge's
+// bridge to reconnect, a new edge for its own) and check that `name` runs under a new pid when
+// `oldPid` is given.
+export async function startBroker(name, oldPid) {
+  await stackUp();
+  if (oldPid !== undefined) assert.notEqual(brokerPid(name), oldPid, `mosquitto-${name} was not restarted`);
+}
+
+// Restart every broker (SIGTERM: each saves its persistence file), e.g. so that they read
+// changed TH_* limits from this process's environment.
+export async function restartBrokers() {
+  for (const name of [...BROKERS].reverse()) await killBroker(name, 'SIGTERM');
+  await stackUp();
+}

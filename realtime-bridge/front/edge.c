@@ -1,0 +1,108 @@
+/* edge: see edge.h. */
+#include "edge.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t mix64(uint64_t x)
+{
+	/* splitmix64's finalizer */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+	return h;
+}
+
+uint64_t edge_weight(uint64_t seed, int64_t uid)
+{
+	return mix64(seed ^ mix64((uint64_t)uid));
+}
+
+int edge_parse_list(const char *s, struct edge *out, int max, char *err, size_t errsize)
+{
+	int n = 0;
+
+	while (*s) {
+		const char *c = strchr(s, ',');
+		size_t l = c ? (size_t)(c - s) : strlen(s);
+		char item[32], *colon, *end;
+		long port;
+
+		if (l == 0 || l >= sizeof(item)) {
+			snprintf(err, errsize, "edge %d: empty or too long", n + 1);
+			return -1;
+		}
+		if (n == max) {
+			snprintf(err, errsize, "more than %d edges", max);
+			return -1;
+		}
+		memcpy(item, s, l);
+		item[l] = '\0';
+		colon = strrchr(item, ':');
+		if (!colon) {
+			snprintf(err, errsize, "edge '%s': host:port expected", item);
+			return -1;
+		}
+		*colon = '\0';
+		port = strtol(colon + 1, &end, 10);
+		memset(&out[n], 0, sizeof(out[n]));
+		out[n].addr.sin_family = AF_INET;
+		if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, item, &out[n].addr.sin_addr) != 1) {
+			snprintf(err, errsize, "edge '%s:%s': an IPv4 address and a port expected", item, colon + 1);
+			return -1;
+		}
+		out[n].addr.sin_port = htons((uint16_t)port);
+		*colon = ':';
+		snprintf(out[n].name, sizeof(out[n].name), "%s", item);
+		out[n].seed = fnv1a(out[n].name);
+		n++;
+		s += l + (c ? 1 : 0);
+	}
+	if (n == 0)
+		snprintf(err, errsize, "no edge");
+	return n ? n : -1;
+}
+
+void edge_rank(const struct edge *e, int n, int64_t uid, int *order)
+{
+	uint64_t w[SHM_MAX_EDGES];
+	int i, j;
+
+	/* insertion sort: n <= 16 */
+	for (i = 0; i < n; i++) {
+		uint64_t wi = edge_weight(e[i].seed, uid);
+
+		for (j = i; j > 0 && w[j - 1] < wi; j--) {
+			w[j] = w[j - 1];
+			order[j] = order[j - 1];
+		}
+		w[j] = wi;
+		order[j] = i;
+	}
+}
+
+int edge_pick(struct shm *s, const int *order, int n, int from, int64_t now_ms, int *pos)
+{
+	int i;
+
+	for (i = from; i < n; i++) {
+		if (shm_edge_down_until(s, order[i]) <= now_ms) {
+			*pos = i;
+			return order[i];
+		}
+	}
+	return -1;
+}

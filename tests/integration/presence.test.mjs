@@ -1,0 +1,128 @@
+// Presence across brokers (issue 18; realtime-bridge/plugin/presence.h): a user's connections
+// are counted in Redis over every broker, so "online" is announced at the first connection
+// anywhere and "offline" at the last one anywhere; a call is left only then (th-bridge reacts to
+// a live "offline"). A broker killed stops renewing its lease: once the lease ran out (10 s by
+// default) a live broker removes its counts and announces "offline" for its users who are not
+// connected elsewhere, and only for them.
+//
+// Design notes
+// - Tabs on two brokers are forced with raw MQTT over TCP to edge 0 and to a second broker
+//   (edge 1, or the hub when the stack runs one edge).
+// - Only live presence messages count (a subscription replays retained ones with retain set).
+// - Time: the edge-kill test waits for the lease (10 s) plus a renewal period; every wait has a
+//   deadline, and the killed edge is started again before the test ends.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { sleep } from './lib/http.mjs';
+import { assertStatus } from './lib/assert.mjs';
+import { api, fixtures } from './lib/fixtures.mjs';
+import {
+  EDGES, edgeUrl, HUB_URL, killBroker, startBroker,
+} from './lib/stack.mjs';
+import {
+  DELIVER_MS, closeClients, connect, end, mustSubscribe, waitFor,
+} from './lib/mqtt.mjs';
+
+const LEASE_MS = 10000;              // TH_MQTT_PRESENCE_LEASE_MS, the default
+const REAP_MS = LEASE_MS + 20000;    // the lease, a renewal period, the reap: generous
+const OTHER_URL = EDGES > 1 ? edgeUrl(1) : HUB_URL;
+
+const { newUser, community } = fixtures({ net: 24, slug: 'pres', name: 'Presence', general: true });
+
+// Live presence statuses of uid in community cid that conn received, in order.
+const statuses = (conn, cid, uid) => conn.messages
+  .filter((m) => m.topic === `presence/${cid}/${uid}` && !m.retain)
+  .map((m) => { try { return JSON.parse(m.payload).status; } catch { return 'bad'; } });
+
+const participants = async (call, who) => assertStatus(await api('GET', `/api/calls/${call}`, who), 200)
+  .json.participants.map((u) => u.id);
+
+describe('presence across brokers', { timeout: 180000 }, () => {
+  const U = {};
+  let c;
+
+  before(async () => {
+    for (const k of ['owner', 'tabs', 'lone', 'watcher']) U[k] = await newUser(`pr_${k}`);
+    c = await community(U.owner, 'public', [U.tabs, U.lone, U.watcher]);
+  });
+  after(() => closeClients());
+
+  test('tabs on two brokers: online once, offline at the last one; the call is left only then', async () => {
+    const w = await connect(U.watcher, { url: OTHER_URL });
+    await mustSubscribe(w, `presence/${c.id}/+`);
+    const call = assertStatus(await api('POST', '/api/calls', U.owner, { channel_id: c.channel }), 201).json.id;
+    assertStatus(await api('POST', `/api/calls/${call}/join`, U.tabs), 200);
+    try {
+      const t1 = await connect(U.tabs, { url: edgeUrl(0) });
+      await waitFor(() => statuses(w, c.id, U.tabs.id).length === 1, DELIVER_MS, 'online from the first tab');
+      const t2 = await connect(U.tabs, { url: OTHER_URL });
+      await sleep(1500);
+      assert.deepEqual(statuses(w, c.id, U.tabs.id), ['online'], 'the second tab announced again');
+      await end(t1);
+      await sleep(2500);
+      assert.deepEqual(statuses(w, c.id, U.tabs.id), ['online'], 'offline while a tab was still open');
+      assert.ok((await participants(call, U.owner)).includes(U.tabs.id), 'left the call while a tab was open');
+      await end(t2);
+      await waitFor(() => statuses(w, c.id, U.tabs.id).length === 2, DELIVER_MS, 'offline at the last tab');
+      assert.deepEqual(statuses(w, c.id, U.tabs.id), ['online', 'offline']);
+      let parts = [];
+      for (let i = 0; i < 50; i++) {
+        parts = await participants(call, U.owner);
+        if (!parts.includes(U.tabs.id)) break;
+        await sleep(200);
+      }
+      assert.ok(!parts.includes(U.tabs.id), `still in the call after the last tab closed: ${parts}`);
+    } finally {
+      await api('POST', `/api/calls/${call}/leave`, U.owner);
+      await end(w);
+    }
+  });
+
+  test('the connections-per-user limit (20) counts both brokers', async () => {
+    const u = await newUser('pr_many');
+    const conns = [];
+    try {
+      for (let i = 0; i < 20; i++) conns.push(await connect(u, { url: i % 2 ? OTHER_URL : edgeUrl(0) }));
+      for (const url of [edgeUrl(0), OTHER_URL]) {
+        await assert.rejects(connect(u, { url }), (e) => e.refused === true && e.code === 0x87,
+          `a 21st connection on ${url} was let in, or refused otherwise than with 0x87`);
+      }
+      // one closed anywhere frees a place anywhere
+      await end(conns.shift());
+      conns.push(await connect(u, { url: OTHER_URL }));
+    } finally {
+      await end(...conns);
+    }
+  });
+
+  test('an edge killed: after its lease its users go offline, unless connected elsewhere', async () => {
+    const w = await connect(U.watcher, { url: OTHER_URL });
+    await mustSubscribe(w, `presence/${c.id}/+`);
+    const lone = await connect(U.lone, { url: edgeUrl(0) });
+    const t1 = await connect(U.tabs, { url: edgeUrl(0) });
+    const t2 = await connect(U.tabs, { url: OTHER_URL });
+    await waitFor(() => statuses(w, c.id, U.lone.id).includes('online'), DELIVER_MS, 'lone online');
+    await waitFor(() => statuses(w, c.id, U.tabs.id).includes('online'), DELIVER_MS, 'tabs online');
+    const before0 = statuses(w, c.id, U.tabs.id).length;
+    const t0 = Date.now();
+    const pid = await killBroker('e0');
+    try {
+      await waitFor(() => statuses(w, c.id, U.lone.id).at(-1) === 'offline', REAP_MS, 'lone offline after the lease');
+      const took = Date.now() - t0;
+      // not before the lease ran out (renewed up to a fifth of it before the kill)
+      assert.ok(took >= LEASE_MS - 3000, `offline ${took} ms after the kill, before the lease ended`);
+      await sleep(1000);
+      assert.equal(statuses(w, c.id, U.tabs.id).length, before0, 'a user still connected elsewhere was announced');
+      assert.ok(!t2.closed, 'the tab on the live broker was closed');
+    } finally {
+      await startBroker('e0', pid);
+      await end(lone, t1);
+    }
+    // the restarted edge does not disturb the user's count: the last tab still decides
+    await sleep(1000);
+    assert.equal(statuses(w, c.id, U.tabs.id).length, before0, 'announced when the edge came back');
+    await end(t2);
+    await waitFor(() => statuses(w, c.id, U.tabs.id).at(-1) === 'offline', DELIVER_MS, 'tabs offline at the last');
+    await end(w);
+  });
+});
