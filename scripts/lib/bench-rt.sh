@@ -45,7 +45,7 @@
 #   BENCH_RT_BRIDGE_RATES offered msg/s of the persistence steps (default 2000,5000,10000,20000)
 #   BENCH_RT_BRIDGE_STEP  seconds per step (default 10)
 #   BENCH_RT_EDGES / BENCH_RT_FRONTS  TH_MQTT_EDGES / TH_WS_FRONTS of the stack (7 / 14;
-#                         TH_WS_MAX_PER_ADDR 100000: scripts/bench, see why there)
+#                         TH_WS_MAX_PER_ADDR 65535: scripts/bench, see why there)
 
 RT_CONNS=${BENCH_RT_CONNS:-100000}
 RT_PER_PROC=${BENCH_RT_PER_PROC:-16667}
