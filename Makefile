@@ -150,7 +150,7 @@ $(FRONT_BIN): $(FRONT_OBJ) $(PLUGIN_CORE) $(LIB_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lwslay
 
 # the MQTT load generators share loadlib (clock, histogram, buffer, packets)
-$(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt: $(LOAD_LIB)
+$(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt $(BUILD)/bin/th-rt_hold: $(LOAD_LIB)
 
 # the token benchmark measures the broker's verified-token cache too; the
 # presence benchmark drives the plugin's presence module
