@@ -25,7 +25,8 @@
  *         publish->deliver latency p50/p99/max (ms) over every delivery.
  *   pub   Connect once (credentials line -u, or -U user -p password for a
  *         service account) and publish one message per distinct channel of
- *         the credentials file to chat/<channel>/<uid>, then disconnect.
+ *         the credentials file to chat/<channel>/<uid> (uid: the publisher's
+ *         own; the service account: each line's), then disconnect.
  *
  * Options: -h host (127.0.0.1) -p port -P path (/mqtt) -b source address
  *   -c credentials file (lines "uid channel_id token"; a token "-" means
@@ -820,7 +821,9 @@ static int mode_pub(int64_t t_end)
 		if (j < nseen)
 			continue;
 		seen[nseen++] = creds[i].chid;
-		snprintf(topic, sizeof(topic), "chat/%lld/%lld", creds[i].chid, creds[i].uid);
+		/* a user publishes as itself; the service account as the line's user */
+		snprintf(topic, sizeof(topic), "chat/%lld/%lld", creds[i].chid,
+			 c->role == 2 ? creds[i].uid : c->cr->uid);
 		n = chat_payload(payload, sizeof(payload), 9, (long long)i, ll_now_ns());
 		mqtt_publish(c, topic, payload, n);
 	}
