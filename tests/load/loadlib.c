@@ -239,3 +239,34 @@ int ll_mqtt_split(const unsigned char *p, size_t n, size_t *hdr, size_t *rl)
 	*rl = len;
 	return 1;
 }
+
+int ll_ws_frame(const unsigned char *p, size_t n, int *op, int *masked, size_t *hdr,
+		uint64_t *len)
+{
+	uint64_t m;
+	size_t h = 2;
+
+	if (n < 2)
+		return 0;
+	m = p[1] & 127u;
+	if (m == 126) {
+		if (n < 4)
+			return 0;
+		m = (uint64_t)p[2] << 8 | p[3];
+		h = 4;
+	} else if (m == 127) {
+		if (n < 10)
+			return 0;
+		m = 0;
+		for (int i = 0; i < 8; i++)
+			m = m << 8 | p[2 + i];
+		h = 10;
+	}
+	if (p[1] & 128)
+		h += 4;
+	*op = p[0] & 15;
+	*masked = !!(p[1] & 128);
+	*hdr = h;
+	*len = m;
+	return n >= h;
+}

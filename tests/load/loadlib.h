@@ -72,4 +72,11 @@ size_t ll_mqtt_puback(unsigned char out[4], unsigned pid);
  * needed, -1 when the remaining length is malformed (over 4 bytes) */
 int ll_mqtt_split(const unsigned char *p, size_t n, size_t *hdr, size_t *rl);
 
+/* The header of the WebSocket frame at the start of p[0..n): 1 and *op
+ * (opcode), *masked, *hdr (header bytes, a mask key included) and *len
+ * (payload bytes, as announced: the caller bounds it) when the header is
+ * there (the payload may not be yet), 0 when more bytes are needed. */
+int ll_ws_frame(const unsigned char *p, size_t n, int *op, int *masked, size_t *hdr,
+		uint64_t *len);
+
 #endif

@@ -433,28 +433,17 @@ static void ws_input(struct conn *c)
 
 	while (c->fd >= 0 && c->in.len - off >= 2) {
 		const unsigned char *p = c->in.p + off;
-		size_t avail = c->in.len - off, h = 2;
-		uint64_t n = p[1] & 127u;
-		int op = p[0] & 15;
+		size_t avail = c->in.len - off, h;
+		uint64_t n;
+		int op, masked;
 
-		if (n == 126) {
-			if (avail < 4)
-				break;
-			n = (uint64_t)p[2] << 8 | p[3];
-			h = 4;
-		} else if (n == 127) {
-			if (avail < 10)
-				break;
-			n = 0;
-			for (int i = 0; i < 8; i++)
-				n = n << 8 | p[2 + i];
-			h = 10;
-		}
-		if (p[1] & 128 || n > RT_IN_MAX) { /* a masking server, a giant frame: broken */
+		if (!ll_ws_frame(p, avail, &op, &masked, &h, &n))
+			break;
+		if (masked || n > RT_IN_MAX) { /* a masking server, a giant frame: broken */
 			conn_close(c, F_RESET);
 			return;
 		}
-		if (avail < h + n)
+		if (avail - h < n)
 			break;
 		if (op == 0 || op == 2)
 			ll_buf_add(&c->mq, p + h, (size_t)n);
