@@ -35,7 +35,8 @@ struct batch {
 
 struct bridge_stats {
 	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events,
-		receipts, awaiting_commit, refused_id_taken, reply_to_cleared;
+		receipts, awaiting_commit, refused_id_taken, reply_to_cleared,
+		events_retried, events_refused, events_unrouted;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 
@@ -81,9 +82,19 @@ int gate_pump(void);
  * PUBACKs excepted): 0, or -1 when the connection is lost or it takes > 5 s */
 int gate_flush(struct mosquitto *mosq);
 
-/* relay.c: drains event_outbox in id order and publishes each event.
- * Returns the number published, or -1 on a database error. */
-int relay_drain(struct mosquitto *mosq);
+/* relay.c: event_outbox to MQTT, deleted only after the broker's PUBACKs.
+ * relay_init: owner is this bridge's id (the claims' name).
+ * relay_step: advances one step without blocking: claims and publishes a
+ * batch (only when may_claim), or deletes the batch once acknowledged, or
+ * hands it back when the acknowledgements are late.  Returns 1 while there
+ * is more to do at once or a batch is out, 0 when idle, -1 on an error
+ * (call again later).  relay_acked: a PUBACK (from on_publish).
+ * relay_ready: a batch out is settled (relay_step has work now). */
+void relay_init(const char *owner);
+int relay_step(struct mosquitto *mosq, int may_claim);
+void relay_acked(int mid, int reason);
+int relay_waiting(void);
+int relay_ready(void);
 
 /* calls.c: the user's last connection closed: leave their ongoing calls.
  * 1 when something changed (events queued), 0 when nothing, -1 on error. */

@@ -82,6 +82,17 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 	log_warn("bridge: disconnected (%d)", rc);
 }
 
+/* the broker acknowledged a publish of ours: an outbox event's, or a
+ * receipt's (relay_acked ignores what it did not publish) */
+static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
+		       const mosquitto_property *props)
+{
+	(void)mosq;
+	(void)obj;
+	(void)props;
+	relay_acked(mid, reason);
+}
+
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
 		       const mosquitto_property *props)
 {
@@ -147,6 +158,12 @@ static int metrics_setup(void)
 	bstats.batch_messages = metrics_counter("batch_messages_total");
 	bstats.lag_ms = metrics_counter("lag_ms");
 	bstats.events = metrics_counter("events_published_total");
+	/* outbox events published again: their PUBACKs were late (broker gone) */
+	bstats.events_retried = metrics_counter("events_retried_total");
+	/* publishes of events the broker refused (a reason code >= 0x80) */
+	bstats.events_refused = metrics_counter("events_refused_total");
+	/* outbox events dropped: no subscriber on the hub after every attempt */
+	bstats.events_unrouted = metrics_counter("events_unrouted_total");
 	bstats.receipts = metrics_counter("receipts_published_total");
 	/* an id another sender or channel holds (API.md, v1.1: message ids) */
 	bstats.refused_id_taken = metrics_counter("messages_refused_id_taken_total");
@@ -251,6 +268,8 @@ int main(void)
 	mosquitto_connect_v5_callback_set(mosq, on_connect);
 	mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
 	mosquitto_message_v5_callback_set(mosq, on_message);
+	mosquitto_publish_v5_callback_set(mosq, on_publish);
+	relay_init(id);
 	mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 7 * 86400);
 	/* Unacknowledged messages the broker may have out to us: a batch at
 	 * PostgreSQL, the next one filling, and one more on the way.  At most
@@ -264,7 +283,7 @@ int main(void)
 	while (!stopping || filling->n || inflight) {
 		struct pollfd p[5];
 		int np = 0, timeout = 1000, lfd, tfd;
-		int ix_mosq = -1, ix_real = -1, ix_pair = -1, ix_tx = -1;
+		int ix_mosq = -1, ix_real = -1, ix_pair = -1, ix_tx = -1, relay_more = 0;
 		/* Read even while a full batch waits for the one out to commit:
 		 * the broker's PUBACKs to our receipts, its PINGRESPs come in, and
 		 * the receive maximum bounds what is read and not committed (the
@@ -295,10 +314,19 @@ int main(void)
 			write_all(mosq);
 			continue;
 		}
-		if (db_listen(EVENTS_CHANNEL) == 0 && now >= next_relay_us && filling->n == 0) {
-			/* also on a timer: events committed while nobody listened */
-			if (relay_drain(mosq) >= 0)
+		if (connected && db_listen(EVENTS_CHANNEL) == 0) {
+			/* a new batch when woken, or on a timer (events committed
+			 * while nobody listened); a batch out waits for its PUBACKs */
+			rc = relay_step(mosq, now >= next_relay_us && filling->n == 0);
+			if (rc == 0)
 				next_relay_us = now + 1000000;
+			else if (rc < 0)
+				next_relay_us = now + 500000;
+			else if (!relay_waiting()) {
+				/* a full batch went: the next one now */
+				relay_more = 1;
+				next_relay_us = 0;
+			}
 		}
 		if (connected && mosquitto_socket(mosq) >= 0 && gate_real_fd() >= 0) {
 			p[np].fd = mosquitto_socket(mosq);
@@ -324,6 +352,8 @@ int main(void)
 			p[np].events = POLLIN;
 			np++;
 		}
+		if (relay_ready() || (relay_more && filling->n == 0))
+			timeout = 0; /* the relay has a step to take now */
 		if (filling->n && !inflight) {
 			long left = wait_ms - (long)((now - filling->msgs[0].received_us) / 1000);
 

@@ -31,7 +31,7 @@ import {
 import { show } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
 import {
-  PSQL_CONN, psql, redis, stackUp, poolMetrics, metric, brokerPid, brokerDb, killBroker, restartBrokers,
+  PSQL_CONN, psql, redis, stackUp, poolMetrics, metric, brokerPid, brokerDb, killBroker, restartBrokers, BROKERS, HUB_URL,
 } from './lib/stack.mjs';
 import {
   WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, serviceSecret, cid, connect, end, subscribe, mustSubscribe, publish,
@@ -241,6 +241,81 @@ describe('server events over MQTT', { timeout: 60000 }, () => {
       assert.equal(v.messages.filter(isBan).length, 1, 'member_banned more than once in the inbox');
     } finally {
       await end(watcher, v);
+    }
+  });
+});
+
+// The outbox (realtime-bridge/bridge/relay.c): an event leaves event_outbox only after the
+// broker acknowledged its publishes. (1) The hub is stopped (SIGSTOP: the bridge's bytes still
+// go into the socket, nothing answers) while an event goes out: the row must stay, claimed;
+// once the hub runs again the event arrives and the row is gone. Deleting after the write
+// alone would have lost it had the hub died. (2) With every edge down the hub has no
+// subscriber for the event and says so (PUBACK 0x10): the bridge keeps publishing it again
+// (what happens while a restarted hub waits for its edges), and the first subscriber to
+// appear receives it.
+describe('an outbox event is deleted only after the broker acknowledged it', { timeout: 180000 }, () => {
+  // the outbox rows of one post's post_created: 'none', or their claimed flags and attempts
+  const rowsOf = async (postId) => {
+    const r = await psql(`SELECT coalesce(string_agg((claimed_by IS NOT NULL)::text || '/' || attempts, ','), 'none')
+      FROM event_outbox WHERE payload->>'type' = 'post_created' AND payload->>'post_id' = '${Number(postId)}'`);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  const isPostOf = (id) => (m) => parsed(m)?.type === 'post_created' && parsed(m)?.post_id === id;
+
+  test('the hub stops answering while post_created goes out: the row stays claimed; the hub resumes: delivered once, row deleted', async () => {
+    const owner = await newUser('brack');
+    const c = await community(owner, 'public', [U.D]);
+    const watcher = await connect(U.D);
+    const pid = brokerPid('hub');
+    let stopped = false;
+    try {
+      await mustSubscribe(watcher, `events/community/${c.id}`);
+      process.kill(pid, 'SIGSTOP');
+      stopped = true;
+      const p = await api('POST', `/api/communities/${c.id}/posts`, owner, { title: 'acked', body: `post ${rnd()}` });
+      assert.equal(p.status, 201, show(p));
+      await waitFor(async () => (await rowsOf(p.json.id)) === 'true/1', 10000, 'the bridge claims the event');
+      await sleep(2000); // its publish is written; no PUBACK can come
+      assert.equal(await rowsOf(p.json.id), 'true/1', 'the event left the outbox although the hub acknowledged nothing');
+      assert.ok(!hasPayload(watcher, isPostOf(p.json.id)), 'delivered through a stopped hub?');
+      process.kill(pid, 'SIGCONT');
+      stopped = false;
+      await waitFor(() => hasPayload(watcher, isPostOf(p.json.id)), DELIVER_MS, 'post_created once the hub runs');
+      await waitFor(async () => (await rowsOf(p.json.id)) === 'none', 10000, 'the row deleted once acknowledged');
+      await sleep(500);
+      assert.equal(watcher.messages.filter(isPostOf(p.json.id)).length, 1, 'post_created more than once');
+    } finally {
+      if (stopped) process.kill(pid, 'SIGCONT');
+      await end(watcher);
+    }
+  });
+
+  test('every edge down: the hub has no subscriber (PUBACK 0x10), the bridge publishes again until a subscriber is there', async () => {
+    const owner = await newUser('brunr');
+    const c = await community(owner, 'public', [U.D]);
+    const m0 = await bridgeMetrics();
+    const edges = BROKERS.filter((b) => b !== 'hub');
+    let watcher;
+    try {
+      for (const e of edges) await killBroker(e);
+      const p = await api('POST', `/api/communities/${c.id}/posts`, owner, { title: 'unrouted', body: `post ${rnd()}` });
+      assert.equal(p.status, 201, show(p));
+      // published, answered "no matching subscribers", published again: attempts grow, the row stays
+      let rows = '';
+      await waitFor(async () => /^(true|false)\/([3-9]|1\d)$/.test(rows = await rowsOf(p.json.id)), 15000,
+        () => `the event published again (rows: ${rows})`);
+      const m1 = await bridgeMetrics();
+      assert.ok(metric(m1, 'th_events_retried_total') > metric(m0, 'th_events_retried_total'), 'th_events_retried_total did not grow');
+      // a subscriber appears (on the hub itself: the edges' bridges would take the event and
+      // hand it to nobody yet): the next attempt reaches it, and the row goes
+      watcher = await connect(U.D, { url: HUB_URL });
+      await mustSubscribe(watcher, `events/community/${c.id}`);
+      await waitFor(() => hasPayload(watcher, isPostOf(p.json.id)), 20000, 'post_created once a subscriber is there');
+      await waitFor(async () => (await rowsOf(p.json.id)) === 'none', 10000, 'the row deleted once delivered');
+    } finally {
+      if (watcher) await end(watcher);
+      await stackUp();
     }
   });
 });
