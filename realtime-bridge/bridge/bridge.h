@@ -96,6 +96,18 @@ void relay_acked(int mid, int reason);
 int relay_waiting(void);
 int relay_ready(void);
 
+/* hubs.c: the hub to attach to (TH_MQTT_HOST/PORT) and the standby hub
+ * (TH_MQTT_STANDBY=host:port, optional).  hubs_failed: a connect failed,
+ * try the other next.  hubs_primary_back: on the standby, 1 when a probe
+ * (every 5 s, a TCP connect bounded to 300 ms) found the primary back. */
+int hubs_init(void);
+const char *hubs_host(void);
+int hubs_port(void);
+int hubs_on_standby(void);
+void hubs_failed(void);
+void hubs_use_primary(void);
+int hubs_primary_back(uint64_t now_us);
+
 /* calls.c: the user's last connection closed: leave their ongoing calls.
  * 1 when something changed (events queued), 0 when nothing, -1 on error. */
 int calls_user_offline(int64_t user_id);

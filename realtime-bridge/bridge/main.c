@@ -65,7 +65,8 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 		return;
 	}
 	connected = 1;
-	log_info("bridge: connected (session %s)", flags & 1 ? "resumed" : "new");
+	log_info("bridge: connected (session %s) to the %shub %s:%d", flags & 1 ? "resumed" : "new",
+		 hubs_on_standby() ? "standby " : "", hubs_host(), hubs_port());
 	/* subscribe on every connect: a reconnect restores the subscription */
 	if (mosquitto_subscribe_v5(mosq, NULL, sub_filter, 1, 0, NULL) != MOSQ_ERR_SUCCESS ||
 	    mosquitto_subscribe_v5(mosq, NULL, presence_filter, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
@@ -224,10 +225,9 @@ static void write_all(struct mosquitto *mosq)
 int main(void)
 {
 	struct mosquitto *mosq;
-	mosquitto_property *props = NULL;
+	mosquitto_property *props = NULL, *props_standby = NULL;
 	char secret[256], id[128];
-	const char *host;
-	int port, batch_max, wait_ms, recv_max, rc;
+	int batch_max, wait_ms, recv_max, rc, returning = 0;
 	long backoff_ms = 0;
 	uint64_t next_relay_us = 0;
 
@@ -235,8 +235,6 @@ int main(void)
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	host = cfg_str("TH_MQTT_HOST", "127.0.0.1");
-	port = (int)cfg_int("TH_MQTT_PORT", cfg_int("TH_PORT_BASE", 8080, 1, 65000) + 3, 1, 65535);
 	batch_max = (int)cfg_int("TH_BRIDGE_BATCH_MAX", 1000, 1, BRIDGE_BATCH_HARD_MAX);
 	wait_ms = (int)cfg_int("TH_BRIDGE_BATCH_WAIT_MS", 5, 0, 1000);
 	snprintf(id, sizeof(id), "%s", cfg_str("TH_BRIDGE_ID", "th-bridge-1"));
@@ -249,7 +247,7 @@ int main(void)
 		fprintf(stderr, "bridge: TH_DB_CONNINFO is not set\n");
 		return 1;
 	}
-	if (read_secret(secret, sizeof(secret)) < 0 || metrics_setup() < 0)
+	if (read_secret(secret, sizeof(secret)) < 0 || metrics_setup() < 0 || hubs_init() < 0)
 		return 1;
 	/* Redis: the call participant sets the plugin's signal ACL reads */
 	if (cache_init(cfg_str("TH_REDIS_HOST", "127.0.0.1"),
@@ -277,6 +275,8 @@ int main(void)
 	 * and not yet committed is in one of the two batches. */
 	recv_max = 3 * batch_max < BRIDGE_BATCH_HARD_MAX / 2 ? 3 * batch_max : BRIDGE_BATCH_HARD_MAX / 2;
 	mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)recv_max);
+	/* on the standby hub the session ends with the connection (hubs.c) */
+	mosquitto_property_add_int16(&props_standby, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)recv_max);
 	log_info("bridge: %s -> PostgreSQL, batches of up to %d, receive maximum %d", sub_filter,
 		 batch_max, recv_max);
 
@@ -289,13 +289,15 @@ int main(void)
 		 * the receive maximum bounds what is read and not committed (the
 		 * half-buffer bound only matters for QoS 0 chat, which it does
 		 * not count; one loop_read handles a few hundred packets at most). */
-		int reading = connected && !stopping && filling->n < BRIDGE_BATCH_HARD_MAX / 2;
+		int reading = connected && !stopping && !returning &&
+			      filling->n < BRIDGE_BATCH_HARD_MAX / 2;
 		uint64_t now = bridge_now_us();
 
 		if (!connected && !stopping) {
 			if (backoff_ms)
 				usleep((useconds_t)backoff_ms * 1000);
-			rc = mosquitto_connect_bind_v5(mosq, host, port, 30, NULL, props);
+			rc = mosquitto_connect_bind_v5(mosq, hubs_host(), hubs_port(), 30, NULL,
+						       hubs_on_standby() ? props_standby : props);
 			if (rc == MOSQ_ERR_SUCCESS && gate_attach(mosq) < 0) {
 				log_error("bridge: cannot set up the PUBACK gate");
 				rc = MOSQ_ERR_ERRNO;
@@ -304,8 +306,9 @@ int main(void)
 				/* at most 1 s: while we are away after a broker restart,
 				 * chat published to it has no subscriber */
 				backoff_ms = backoff_ms ? (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2) : 100;
-				log_warn("bridge: cannot reach the broker at %s:%d (%s)", host, port,
-					 mosquitto_strerror(rc));
+				log_warn("bridge: cannot reach the broker at %s:%d (%s)", hubs_host(),
+					 hubs_port(), mosquitto_strerror(rc));
+				hubs_failed();
 				continue;
 			}
 			backoff_ms = 0;
@@ -438,6 +441,21 @@ int main(void)
 				}
 			}
 		}
+		/* on the standby and the primary answers again: leave once every
+		 * message read is committed (its PUBACKs out), and attach there */
+		if (connected && !returning && hubs_primary_back(bridge_now_us())) {
+			log_info("bridge: the primary hub answers again: moving back to it");
+			returning = 1;
+		}
+		if (returning && connected && filling->n == 0 && !inflight) {
+			write_all(mosq);
+			mosquitto_disconnect_v5(mosq, 0, NULL);
+			(void)gate_flush(mosq);
+			abort_connection();
+			hubs_use_primary();
+			returning = 0;
+			continue;
+		}
 		write_all(mosq);
 	}
 	if (connected) {
@@ -447,6 +465,7 @@ int main(void)
 	}
 	gate_detach();
 	mosquitto_property_free_all(&props);
+	mosquitto_property_free_all(&props_standby);
 	mosquitto_destroy(mosq);
 	mosquitto_lib_cleanup();
 	metrics_close();

@@ -39,6 +39,10 @@ th_init() {
 	if ! [[ $MQTT_EDGES =~ ^[0-9]+$ ]] || ((MQTT_EDGES < 1 || MQTT_EDGES > MQTT_EDGES_MAX)); then
 		die "TH_MQTT_EDGES must be a number between 1 and $MQTT_EDGES_MAX (got '$MQTT_EDGES')"
 	fi
+	# A standby hub (hub-b on BASE+30) the edges and th-bridge move to when the
+	# hub fails, bridged to the hub (conf/mosquitto/hub-standby.conf.in).
+	MQTT_HUB_STANDBY=${TH_MQTT_HUB_STANDBY:-0}
+	[[ $MQTT_HUB_STANDBY == [01] ]] || die "TH_MQTT_HUB_STANDBY must be 0 or 1 (got '$MQTT_HUB_STANDBY')"
 	IS_ROOT=0
 	[[ $(id -u) -eq 0 ]] && IS_ROOT=1
 	VAR=${TH_VAR_DIR:-$(default_var)}
@@ -57,6 +61,10 @@ th_init() {
 	PORT_REDIS=$((PORT_BASE + 2))
 	PORT_MQTT=$((PORT_BASE + 3))
 	PORT_MQTT_WS=$((PORT_BASE + 4))
+	PORT_HUB_B=$((PORT_BASE + 30))
+	# the hubs an edge's bridge tries, in order (edge-bridge.conf.in)
+	MQTT_HUBS=127.0.0.1:$PORT_MQTT
+	if ((MQTT_HUB_STANDBY)); then MQTT_HUBS+=" 127.0.0.1:$PORT_HUB_B"; fi
 	# edge i (0-based) listens on BASE+10+i; the fronts reach them in this list
 	local i
 	WS_EDGES=''
@@ -352,6 +360,7 @@ render() {
 		-e "s|@MIRROR_REBUILD@|$MIRROR_REBUILD|g" \
 		-e "s|@BROKER_ID@|${RENDER_BROKER_ID:-}|g" \
 		-e "s|@PORT_BROKER@|${RENDER_PORT_BROKER:-}|g" \
+		-e "s|@MQTT_HUBS@|$MQTT_HUBS|g" \
 		"$src" >"$dst.tmp"
 	if grep -q '@[A-Z_]*@' "$dst.tmp"; then
 		die "unrendered placeholder in $src: $(grep -o '@[A-Z_]*@' "$dst.tmp" | head -1)"

@@ -1,0 +1,137 @@
+/* hubs: the hub broker th-bridge attaches to, and the standby hub.
+ *
+ * With a standby (TH_MQTT_STANDBY=host:port) the bridge attaches to the
+ * primary hub (TH_MQTT_HOST/TH_MQTT_PORT) when it can and to the standby
+ * when it cannot, like the edges' Mosquitto bridges (`address A B`,
+ * round_robin false): a failed connect tries the other hub next, and while
+ * on the standby a TCP connect to the primary every HUBS_PROBE_S tells when
+ * it is back.  The standby is bridged to the primary, so whatever reaches
+ * one reaches the other while both run (conf/mosquitto/hub-standby.conf.in).
+ * The session on the standby is kept only while connected (main.c gives it
+ * no session expiry): what the standby sends after the bridge left also
+ * went to the primary over that bridge, where the bridge's lasting session
+ * queues it, so nothing piles up on the standby for a client that is gone. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "log.h"
+
+#define HUBS_PROBE_S 5
+#define HUBS_PROBE_MS 300 /* a connect to the primary waits at most this */
+
+static struct {
+	char host[2][256];
+	int port[2];
+	int n;       /* 1: no standby, 2: primary and standby */
+	int cur;     /* 0: primary, 1: standby */
+	uint64_t next_probe_us;
+} hubs;
+
+int hubs_init(void)
+{
+	const char *sb = cfg_str("TH_MQTT_STANDBY", NULL);
+	const char *colon;
+	char *end;
+	long port;
+
+	snprintf(hubs.host[0], sizeof(hubs.host[0]), "%s", cfg_str("TH_MQTT_HOST", "127.0.0.1"));
+	hubs.port[0] = (int)cfg_int("TH_MQTT_PORT",
+				    cfg_int("TH_PORT_BASE", 8080, 1, 65000) + 3, 1, 65535);
+	hubs.n = 1;
+	hubs.cur = 0;
+	if (!sb || !*sb)
+		return 0;
+	colon = strrchr(sb, ':');
+	if (!colon || colon == sb || (size_t)(colon - sb) >= sizeof(hubs.host[1])) {
+		log_error("bridge: TH_MQTT_STANDBY must be host:port (got '%s')", sb);
+		return -1;
+	}
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || *end || port < 1 || port > 65535) {
+		log_error("bridge: TH_MQTT_STANDBY must be host:port (got '%s')", sb);
+		return -1;
+	}
+	memcpy(hubs.host[1], sb, (size_t)(colon - sb));
+	hubs.host[1][colon - sb] = '\0';
+	hubs.port[1] = (int)port;
+	hubs.n = 2;
+	return 0;
+}
+
+const char *hubs_host(void)
+{
+	return hubs.host[hubs.cur];
+}
+
+int hubs_port(void)
+{
+	return hubs.port[hubs.cur];
+}
+
+int hubs_on_standby(void)
+{
+	return hubs.cur == 1;
+}
+
+void hubs_failed(void)
+{
+	if (hubs.n == 2) {
+		hubs.cur ^= 1;
+		hubs.next_probe_us = bridge_now_us() + HUBS_PROBE_S * 1000000ull;
+	}
+}
+
+void hubs_use_primary(void)
+{
+	hubs.cur = 0;
+}
+
+/* A TCP connect to the primary, bounded by HUBS_PROBE_MS: 1 when it was
+ * accepted. */
+static int probe(void)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+	char port[8];
+	int fd = -1, ok = 0, err = 0;
+	socklen_t len = sizeof(err);
+
+	snprintf(port, sizeof(port), "%d", hubs.port[0]);
+	if (getaddrinfo(hubs.host[0], port, &hints, &ai) != 0 || !ai)
+		goto out;
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0)
+		goto out;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+		ok = 1;
+	} else if (errno == EINPROGRESS) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+
+		if (poll(&p, 1, HUBS_PROBE_MS) == 1 &&
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+			ok = 1;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (ai)
+		freeaddrinfo(ai);
+	return ok;
+}
+
+int hubs_primary_back(uint64_t now_us)
+{
+	if (hubs.cur != 1 || now_us < hubs.next_probe_us)
+		return 0;
+	hubs.next_probe_us = now_us + HUBS_PROBE_S * 1000000ull;
+	return probe();
+}
