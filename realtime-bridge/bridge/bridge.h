@@ -107,6 +107,9 @@ int hubs_on_standby(void);
 void hubs_failed(void);
 void hubs_use_primary(void);
 int hubs_primary_back(uint64_t now_us);
+/* a TCP connect to the current hub, bounded by TH_MQTT_CONNECT_MS: 1 when
+ * accepted (before libmosquitto's connect, which has no bound) */
+int hubs_reachable(void);
 
 /* calls.c: the user's last connection closed: leave their ongoing calls.
  * 1 when something changed (events queued), 0 when nothing, -1 on error. */

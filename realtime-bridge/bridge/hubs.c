@@ -10,7 +10,12 @@
  * The session on the standby is kept only while connected (main.c gives it
  * no session expiry): what the standby sends after the bridge left also
  * went to the primary over that bridge, where the bridge's lasting session
- * queues it, so nothing piles up on the standby for a client that is gone. */
+ * queues it, so nothing piles up on the standby for a client that is gone.
+ *
+ * libmosquitto's connect blocks until the kernel gives up on a host that
+ * never answers (minutes): every connect is preceded by a TCP connect of
+ * our own bounded by TH_MQTT_CONNECT_MS (1 s), so a silent hub costs the
+ * bridge's loop that long, then the other hub is tried. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -26,7 +31,6 @@
 #include "log.h"
 
 #define HUBS_PROBE_S 5
-#define HUBS_PROBE_MS 300 /* a connect to the primary waits at most this */
 
 static struct {
 	char host[2][256];
@@ -34,6 +38,7 @@ static struct {
 	int n;       /* 1: no standby, 2: primary and standby */
 	int cur;     /* 0: primary, 1: standby */
 	uint64_t next_probe_us;
+	int probe_ms; /* a TCP connect to a hub waits at most this */
 } hubs;
 
 int hubs_init(void)
@@ -48,6 +53,7 @@ int hubs_init(void)
 				    cfg_int("TH_PORT_BASE", 8080, 1, 65000) + 3, 1, 65535);
 	hubs.n = 1;
 	hubs.cur = 0;
+	hubs.probe_ms = (int)cfg_int("TH_MQTT_CONNECT_MS", 1000, 50, 60000);
 	if (!sb || !*sb)
 		return 0;
 	colon = strrchr(sb, ':');
@@ -96,17 +102,16 @@ void hubs_use_primary(void)
 	hubs.cur = 0;
 }
 
-/* A TCP connect to the primary, bounded by HUBS_PROBE_MS: 1 when it was
- * accepted. */
-static int probe(void)
+/* A TCP connect to hub i, bounded by probe_ms: 1 when it was accepted. */
+static int probe(int i)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
 	char port[8];
 	int fd = -1, ok = 0, err = 0;
 	socklen_t len = sizeof(err);
 
-	snprintf(port, sizeof(port), "%d", hubs.port[0]);
-	if (getaddrinfo(hubs.host[0], port, &hints, &ai) != 0 || !ai)
+	snprintf(port, sizeof(port), "%d", hubs.port[i]);
+	if (getaddrinfo(hubs.host[i], port, &hints, &ai) != 0 || !ai)
 		goto out;
 	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0)
@@ -116,7 +121,7 @@ static int probe(void)
 	} else if (errno == EINPROGRESS) {
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 
-		if (poll(&p, 1, HUBS_PROBE_MS) == 1 &&
+		if (poll(&p, 1, hubs.probe_ms) == 1 &&
 		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
 			ok = 1;
 	}
@@ -133,5 +138,10 @@ int hubs_primary_back(uint64_t now_us)
 	if (hubs.cur != 1 || now_us < hubs.next_probe_us)
 		return 0;
 	hubs.next_probe_us = now_us + HUBS_PROBE_S * 1000000ull;
-	return probe();
+	return probe(0);
+}
+
+int hubs_reachable(void)
+{
+	return probe(hubs.cur);
 }

@@ -296,8 +296,9 @@ int main(void)
 		if (!connected && !stopping) {
 			if (backoff_ms)
 				usleep((useconds_t)backoff_ms * 1000);
-			rc = mosquitto_connect_bind_v5(mosq, hubs_host(), hubs_port(), 30, NULL,
-						       hubs_on_standby() ? props_standby : props);
+			rc = !hubs_reachable() ? MOSQ_ERR_NO_CONN
+			     : mosquitto_connect_bind_v5(mosq, hubs_host(), hubs_port(), 30, NULL,
+							 hubs_on_standby() ? props_standby : props);
 			if (rc == MOSQ_ERR_SUCCESS && gate_attach(mosq) < 0) {
 				log_error("bridge: cannot set up the PUBACK gate");
 				rc = MOSQ_ERR_ERRNO;

@@ -9,9 +9,9 @@
 // end (the other files run without it); it stops hub-b itself.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { VAR_DIR, readPid, waitGone, sleep } from './lib/http.mjs';
+import { VAR_DIR, readPid, waitGone, sleep, run } from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
 import { uuid, api, fixtures } from './lib/fixtures.mjs';
 import {
@@ -51,8 +51,13 @@ after(async () => {
   await standby(false);
   if (b) {
     process.kill(b, 'SIGTERM');
-    await waitGone(b, 15000);
+    assert.ok(await waitGone(b, 15000), 'hub-b did not stop');
+    rmSync(path.join(VAR_DIR, 'run', 'mosquitto-hub-b.pid'), { force: true });
   }
+  // the stack is whole again without the standby
+  const st = await run('scripts/stack', ['status']);
+  assert.equal(st.code, 0, `scripts/stack status after the standby is gone:\n${st.stdout}${st.stderr}`);
+  assert.doesNotMatch(st.stdout, /hub-b/);
 }, { timeout: 120000 });
 
 async function history(channel, who) {
