@@ -290,6 +290,57 @@ static void test_dead_server_backoff(void **state)
 	assert_int_equal(db_ping(DB_PRIMARY), 0);
 }
 
+/* A malformed conninfo is a database that cannot be reached (503), and the
+ * parser's message, which may quote the password, is not passed on. */
+static void test_conninfo_malformed(void **state)
+{
+	(void)state;
+	db_close();
+	assert_int_equal(db_init("password=s3cr3t host='127.0.0.1", NULL, 0), 0);
+	assert_int_equal(db_ping(DB_PRIMARY), -1);
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_non_null(strstr(db_last_error(), "malformed"));
+	assert_null(strstr(db_last_error(), "s3cr3t"));
+	db_close();
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+	assert_int_equal(db_ping(DB_PRIMARY), 0);
+}
+
+/* TH_DB_PREPARE=0 (PgBouncer in transaction mode): nothing is prepared and
+ * no session setting is made; statements work the same. */
+static void test_prepare_off(void **state)
+{
+	static const char sql[] = "SELECT $1::int * 3";
+	const char *p[] = {"14"};
+	struct db_res *r;
+
+	(void)state;
+	db_close();
+	assert_int_equal(setenv("TH_DB_PREPARE", "0", 1), 0);
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+	for (int i = 0; i < 3; i++) {
+		r = db_exec(DB_PRIMARY, sql, 1, p);
+		assert_non_null(r);
+		assert_string_equal(db_res_get(r, 0, 0), "42");
+		db_res_free(r);
+	}
+	r = db_exec(DB_PRIMARY, "SELECT count(*) FROM pg_prepared_statements", 0, NULL);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "0");
+	db_res_free(r);
+	r = db_exec(DB_PRIMARY, "SELECT current_setting('statement_timeout')", 0, NULL);
+	assert_non_null(r);
+	assert_string_not_equal(db_res_get(r, 0, 0), "2s"); /* the role's, not ours */
+	db_res_free(r);
+	db_close();
+	assert_int_equal(unsetenv("TH_DB_PREPARE"), 0);
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+	r = db_exec(DB_PRIMARY, "SELECT current_setting('statement_timeout')", 0, NULL);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "2s");
+	db_res_free(r);
+}
+
 static void test_cache(void **state)
 {
 	static const char *const set[] = {"SET", "th:unit:bin", "a\0b", "EX", "60"};
@@ -630,6 +681,8 @@ int main(void)
 		cmocka_unit_test(test_reconnect_after_termination),
 		cmocka_unit_test(test_terminated_mid_statement),
 		cmocka_unit_test(test_dead_server_backoff),
+		cmocka_unit_test(test_conninfo_malformed),
+		cmocka_unit_test(test_prepare_off),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_dead_server),
 		cmocka_unit_test(test_cache_auth),
