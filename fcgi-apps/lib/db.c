@@ -19,6 +19,8 @@
 /* what the client waits beyond the statement timeout before it gives up on a
  * server that says nothing (the server's own timeout answers first) */
 #define DB_CLIENT_MARGIN_MS 1000
+/* how often a wait on a TLS connection asks libpq for what TLS may hold */
+#define DB_TLS_SLICE_MS 10
 
 /* A parsed conninfo plus our defaults, as PQconnectdbParams takes it. */
 struct db_params {
@@ -218,6 +220,8 @@ enum { DB_IO_OK = 0, DB_IO_BROKEN = 1, DB_IO_TIMEOUT = 2 };
 
 static int await_result(PGconn *c, long long deadline)
 {
+	int tls = PQsslInUse(c);
+
 	for (;;) {
 		int f = PQflush(c), left, rc;
 		struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
@@ -231,10 +235,16 @@ static int await_result(PGconn *c, long long deadline)
 		left = wait_left(deadline);
 		if (left == 0)
 			return DB_IO_TIMEOUT;
+		/* TLS may hold decrypted bytes that the socket no longer shows
+		 * (libpq's own wait asks OpenSSL, which we cannot): look again
+		 * every few milliseconds */
+		if (tls && (left < 0 || left > DB_TLS_SLICE_MS))
+			left = DB_TLS_SLICE_MS;
 		rc = poll(&p, 1, left);
 		if (rc < 0 && errno != EINTR)
 			return DB_IO_BROKEN;
-		if (rc > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(c))
+		if (((rc > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP))) || (tls && rc == 0)) &&
+		    !PQconsumeInput(c))
 			return DB_IO_BROKEN;
 	}
 }
