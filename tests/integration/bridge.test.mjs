@@ -29,7 +29,7 @@ import {
   PORT_BASE, VAR_DIR, run, readPid, isAlive, waitGone, sleep,
 } from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
-import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
+import { rnd, uuid, api, fixtures, fullHistory } from './lib/fixtures.mjs';
 import {
   PSQL_CONN, psql, redis, stackUp, poolMetrics, metric, brokerPid, brokerDb, killBroker, restartBrokers, BROKERS, HUB_URL,
 } from './lib/stack.mjs';
@@ -47,21 +47,6 @@ const ACL_CACHE_MS = 5000; // the plugin caches ACL answers this long (negative 
 // --- helpers: REST ----------------------------------------------------------------
 
 const { newUser, community } = fixtures({ net: 8, slug: 'br', name: 'Bridge', general: true });
-
-// The whole history of a channel, newest first (pages of 100 through next_cursor).
-async function fullHistory(channel, who, maxPages = 100) {
-  const items = [];
-  let cursor = null;
-  for (let page = 0; page < maxPages; page++) {
-    const q = `?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
-    const r = await api('GET', `/api/channels/${channel}/messages${q}`, who);
-    assert.equal(r.status, 200, `history page ${page}: ${show(r)}`);
-    items.push(...r.json.items);
-    cursor = r.json.next_cursor;
-    if (!cursor) return items;
-  }
-  assert.fail(`history of channel ${channel} has more than ${maxPages} pages`);
-}
 
 const bridgeMetrics = () => poolMetrics('bridge');
 

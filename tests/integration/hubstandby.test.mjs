@@ -12,8 +12,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { VAR_DIR, readPid, waitGone, sleep, run } from './lib/http.mjs';
-import { show } from './lib/assert.mjs';
-import { uuid, api, fixtures } from './lib/fixtures.mjs';
+import { uuid, fixtures, fullHistory } from './lib/fixtures.mjs';
 import {
   psql, stackUp, EDGES, edgeUrl, brokerPid, brokerLog, killBroker, startBroker, restartBrokers,
 } from './lib/stack.mjs';
@@ -59,19 +58,6 @@ after(async () => {
   assert.equal(st.code, 0, `scripts/stack status after the standby is gone:\n${st.stdout}${st.stderr}`);
   assert.doesNotMatch(st.stdout, /hub-b/);
 }, { timeout: 120000 });
-
-async function history(channel, who) {
-  const items = [];
-  let cursor = null;
-  for (let page = 0; page < 50; page++) {
-    const r = await api('GET', `/api/channels/${channel}/messages?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, who);
-    assert.equal(r.status, 200, `history: ${show(r)}`);
-    items.push(...r.json.items);
-    cursor = r.json.next_cursor;
-    if (!cursor) return items;
-  }
-  assert.fail(`history of channel ${channel} too long`);
-}
 
 describe('a standby hub takes over while the hub is down', { timeout: 240000 }, () => {
   test('kill -9 the hub under load: edges and th-bridge move to hub-b, chat crosses and is stored, all move back; each message stored once', async (t) => {
@@ -133,7 +119,7 @@ describe('a standby hub takes over while the hub is down', { timeout: 240000 }, 
       const pending = senders.flatMap((s) => [...s.pending.keys()]);
       assert.equal(pending.length, 0, `not every message receipted within ${STORED_MS} ms\n${diag()}`);
       const sent = [...senders.flatMap((s) => s.sent), JSON.parse(live).id];
-      const ids = (await history(c.channel, A)).map((m) => m.id);
+      const ids = (await fullHistory(c.channel, A)).map((m) => m.id);
       assert.equal(ids.length, new Set(ids).size, `a message is in the history twice\n${diag()}`);
       assert.deepEqual([...ids].sort(), [...sent].sort(), `history differs from what was sent\n${diag()}`);
       const rows = await psql(`SELECT count(*) FROM messages WHERE channel_id = ${Number(c.channel)}`);

@@ -21,7 +21,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
-import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
+import { rnd, uuid, api, fixtures, fullHistory } from './lib/fixtures.mjs';
 import {
   psql, EDGES, edgeUrl, HUB_URL, killBroker, startBroker, brokerPid,
 } from './lib/stack.mjs';
@@ -38,20 +38,6 @@ const { newUser, community } = fixtures({ net: 31, slug: 'tier', name: 'Tier', g
 const parsed = (m) => { try { return JSON.parse(m.payload); } catch { return null; } };
 const chat = (body) => JSON.stringify({ id: uuid(), body });
 const idOf = (payload) => JSON.parse(payload).id;
-
-// The whole history of a channel, newest first.
-async function history(channel, who) {
-  const items = [];
-  let cursor = null;
-  for (let page = 0; page < 50; page++) {
-    const r = await api('GET', `/api/channels/${channel}/messages?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, who);
-    assert.equal(r.status, 200, `history: ${show(r)}`);
-    items.push(...r.json.items);
-    cursor = r.json.next_cursor;
-    if (!cursor) return items;
-  }
-  assert.fail(`history of channel ${channel} too long`);
-}
 
 // rows of `messages` with these ids (the stored-once check straight in PostgreSQL)
 async function storedRows(ids) {
@@ -77,7 +63,7 @@ async function lossRun(what, urlsA, urlsB, disrupt) {
     await load;
     const end0 = Date.now() + STORED_MS;
     while (Date.now() < end0 && !senders.every((s) => s.pending.size === 0)) await sleep(100);
-    const items = await history(c.channel, a);
+    const items = await fullHistory(c.channel, a);
     const sent = senders.flatMap((s) => s.sent);
     const pending = senders.flatMap((s) => [...s.pending.keys()]);
     const inHist = new Set(items.map((m) => m.id));
@@ -138,7 +124,7 @@ describe('users on different edges', { timeout: 120000, skip: SKIP }, () => {
       await waitFor(() => receipted(a, fromA.map(idOf)), STORED_MS, 'A\'s receipts (published at the hub) on edge 0');
       await waitFor(() => receipted(b, fromB.map(idOf)), STORED_MS, 'B\'s receipts on the other edge');
       const ids = [...fromA, ...fromB].map(idOf);
-      const items = await history(c.channel, A);
+      const items = await fullHistory(c.channel, A);
       for (const id of ids) assert.equal(items.filter((m) => m.id === id).length, 1, `${id} in the history once`);
       assert.equal(await storedRows(ids), ids.length, 'rows in messages (stored once)');
       t.diagnostic(`10 messages (published one after another, each PUBACK awaited) crossed edges within ${crossMs} ms`);

@@ -34,6 +34,21 @@ export function api(method, p, who, body, o = {}) {
 // so that a community in a log or a failure says which file made it. general: its
 // communities come with .channel, the id of their auto-created #general channel (the
 // realtime, MQTT and bridge tests talk in it).
+// The whole history of a channel, newest first (pages of 100 through next_cursor), as `who`.
+export async function fullHistory(channel, who, maxPages = 100) {
+  const items = [];
+  let cursor = null;
+  for (let page = 0; page < maxPages; page++) {
+    const q = `?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+    const r = await api('GET', `/api/channels/${channel}/messages${q}`, who);
+    assert.equal(r.status, 200, `history page ${page}: ${show(r)}`);
+    items.push(...r.json.items);
+    cursor = r.json.next_cursor;
+    if (!cursor) return items;
+  }
+  assert.fail(`history of channel ${channel} has more than ${maxPages} pages`);
+}
+
 export function fixtures({
   net, slug = 'c', name = 'Name', general = false,
 }) {
