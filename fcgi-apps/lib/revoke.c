@@ -15,8 +15,10 @@
 #include "db.h"
 #include "log.h"
 
-#define REVOKE_KEY "th:revoked"
-#define REVOKE_EPOCH_KEY "th:revoked:epoch"
+/* one hash tag: in a Cluster the set and its marker live on one node, so
+ * the marker's replication id is the set's */
+#define REVOKE_KEY "th:{revoked}"
+#define REVOKE_EPOCH_KEY "th:{revoked}:epoch"
 #define REVOKE_SYNC_MS 1000
 #define REVOKE_OVERLAP_MS 5000   /* re-read this much before the newest score:
 				  * hosts' clocks and commit order differ */
@@ -40,7 +42,7 @@ static long long last_sync_ms = -REVOKE_SYNC_MS;
 static long long newest_ms;      /* highest score seen in Redis */
 static long long last_ok_ms;     /* last successful Redis sync */
 static int degraded;             /* Redis failed since last_ok_ms */
-static char epoch[64];
+static char epoch[96];
 static uint64_t *host_seq;       /* mapped; NULL when no file */
 static uint64_t seen_seq;
 static int host_seq_rw;          /* mapped writable (apps), or read-only */
@@ -270,19 +272,35 @@ static struct cache_reply *get_epoch(void)
 	return cache_cmd(2, argv, NULL);
 }
 
-/* Redis lost the set (restart, flush): rebuild it from PostgreSQL, then mark
- * it with a fresh epoch.  NX: of several workers racing, one epoch wins and
- * the others' ZADDs were idempotent anyway. */
-static int rebuild_redis(void)
+/* The marker names the server's data it was made on: "<replid>/<ms>-<pid>"
+ * (just "<ms>-<pid>" when the server does not say its replication id). */
+static int epoch_current(const char *marker, const char *id)
 {
-	char fresh[40];
+	size_t n = strlen(id);
+
+	return !id[0] || (strncmp(marker, id, n) == 0 && marker[n] == '/');
+}
+
+/* Redis lost the set (restart, flush), or the set is another server's data
+ * (a failover promoted a replica that may have missed revocations, while
+ * the marker it did get says "complete"): rebuild it from PostgreSQL, into
+ * the local set too, then mark it with a fresh epoch naming this server's
+ * data.  Of several workers racing, each rebuilds (ZADD is idempotent) and
+ * the last marker wins; a marker already made on this data is kept. */
+static int rebuild_redis(const char *id, int replace)
+{
+	char fresh[96];
 	const char *argv[] = {"SET", REVOKE_EPOCH_KEY, fresh, "NX"};
 
 	if (load_from_pg(now_ms() - ttl_ms - 60000, 1) < 0)
 		return -1;
-	snprintf(fresh, sizeof(fresh), "%lld-%d", now_ms(), (int)getpid());
-	cache_reply_free(cache_cmd(4, argv, NULL));
-	log_info("revocations: rebuilt Redis copy from PostgreSQL");
+	snprintf(fresh, sizeof(fresh), "%s%s%lld-%d", id, id[0] ? "/" : "", now_ms(), (int)getpid());
+	cache_reply_free(cache_cmd(replace ? 3 : 4, argv, NULL));
+	if (replace)
+		log_warn("revocations: Redis is another server's data now (failover?): "
+			 "rebuilt its copy from PostgreSQL");
+	else
+		log_info("revocations: rebuilt Redis copy from PostgreSQL");
 	return 0;
 }
 
@@ -296,9 +314,14 @@ static int sync_redis(long long now)
 	e = get_epoch();
 	if (!e)
 		return -1;
-	if (cache_reply_type(e) == CACHE_NIL) {
+	if (cache_reply_type(e) == CACHE_NIL ||
+	    !epoch_current(cache_reply_str(e, NULL), cache_data_id(REVOKE_EPOCH_KEY))) {
+		char id[48];
+		int replace = cache_reply_type(e) != CACHE_NIL;
+
+		snprintf(id, sizeof(id), "%s", cache_data_id(REVOKE_EPOCH_KEY));
 		cache_reply_free(e);
-		if (rebuild_redis() < 0)
+		if (rebuild_redis(id, replace) < 0)
 			return -1;
 		e = get_epoch();
 		if (!e)
