@@ -280,6 +280,8 @@ struct cache_reply *cluster_cmd(int argc, const char **argv, const size_t *lens)
 			log_warn("redis cluster: cannot follow \"%.80s\"", r->str);
 			return (struct cache_reply *)r;
 		}
+		log_debug("redis cluster: %s slot %d: %s:%d -> %s:%d", moved ? "MOVED" : "ASK", s,
+			  n->host, n->port, nodes[to].host, nodes[to].port);
 		freeReplyObject(r);
 		ask = !moved;
 		if (moved) {
