@@ -12,6 +12,10 @@
 #include "mono.h"
 
 #define CLUSTER_SEEDS_MAX 16
+/* A stale map is read again at most this often: while a node is down every
+ * command for its slots marks the map stale, and the others must not pay a
+ * CLUSTER SLOTS round trip each */
+#define CLUSTER_REFRESH_MIN_MS 100
 
 static struct cache_node nodes[CLUSTER_NODES_MAX];
 static int nnodes;
@@ -19,6 +23,7 @@ static int nnodes;
 static unsigned char slot_node[CLUSTER_SLOTS];
 static int map_stale = 1;
 static int next_any;    /* where keyless commands start looking */
+static long long refreshed_ms = -CLUSTER_REFRESH_MIN_MS;
 
 unsigned cluster_crc16(const char *buf, size_t len)
 {
@@ -127,6 +132,7 @@ void cluster_close(void)
 	nnodes = 0;
 	map_stale = 1;
 	next_any = 0;
+	refreshed_ms = -CLUSTER_REFRESH_MIN_MS;
 }
 
 /* A node not backing off, connected ones first, for keyless commands and
@@ -189,7 +195,11 @@ static int map_refresh(void)
 	static const char *const argv[] = {"CLUSTER", "SLOTS"};
 	static const size_t lens[] = {7, 5};
 	int tried = nnodes;
+	long long now = (long long)mono_ms();
 
+	if (now - refreshed_ms < CLUSTER_REFRESH_MIN_MS)
+		return -1;
+	refreshed_ms = now;
 	for (int i = 0; i < tried; i++) {
 		int k = any_node();
 		redisReply *r;

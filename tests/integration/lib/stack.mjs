@@ -33,8 +33,16 @@ export function psql(sql, { timeoutMs = 20000 } = {}) {
   return runProgram('psql', [...PSQL_CONN, '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeoutMs });
 }
 
-// redis-cli --raw on the stack's Redis -> its output without the last newline (exit 0 asserted)
-export const redis = (...args) => runProgram('redis-cli', ['-h', '127.0.0.1', '-p', String(REDIS_PORT), '--raw', ...args],
+// The Redis the services use: the stack's, or with TH_TEST_REDIS_CLUSTER=1 (tests/integration/run)
+// the Cluster's first node, with -c to follow MOVED/ASK (commands of one key; FLUSHALL and
+// SCAN reach that node only).
+const REDIS_ARGS = process.env.TH_REDIS_CLUSTER
+  ? ['-c', '-h', process.env.TH_REDIS_CLUSTER.split(',')[0].replace(/:\d+$/, ''),
+    '-p', process.env.TH_REDIS_CLUSTER.split(',')[0].replace(/^.*:/, '')]
+  : ['-h', '127.0.0.1', '-p', String(REDIS_PORT)];
+
+// redis-cli --raw on the services' Redis -> its output without the last newline (exit 0 asserted)
+export const redis = (...args) => runProgram('redis-cli', [...REDIS_ARGS, '--raw', ...args],
   { env: { REDISCLI_AUTH: redisPassword() } })
   .then((r) => { assert.equal(r.code, 0, `redis-cli ${args.join(' ')}: ${r.stderr}`); return r.stdout.replace(/\n$/, ''); });
 
