@@ -16,7 +16,11 @@
  * failover the promoted replica (a new replication id) has the marker but may
  * lack the last revocations written to the old master, so there the marker
  * proves nothing; the set is rebuilt from PostgreSQL (into the worker's local
- * copy too) before Redis is trusted again.
+ * copy too) before Redis is trusted again.  And a process whose connection
+ * moves to other data (it was on the old master, which Sentinel demotes only
+ * some time after the promotion, and may have written there meanwhile) sends
+ * again the revocations it published lately and those PostgreSQL committed in
+ * the last 30 s, scored now so that incremental readers see them.
  * While Redis is unreachable, sessions are checked in PostgreSQL
  * (each answer kept for one second); when neither answers, the caller cannot
  * decide and must refuse.
