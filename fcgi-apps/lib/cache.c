@@ -486,18 +486,21 @@ static int is_readonly(const redisReply *r)
  * sentinels reconfigure it, which can take them 10 s, and those writes are
  * lost.  So once every TH_REDIS_SENTINEL_CHECK_MS (1 s) the sentinels are
  * asked again, and a master that moved is left at once. */
-static void sentinel_recheck(void)
+static void sentinel_recheck(int now_please)
 {
 	char host[CACHE_HOST_MAX];
 	int port;
 	long long now = now_ms();
 
-	if (!main_node.ctx || now - sentinel_checked_ms < sentinel_check_ms)
+	/* a check that failed holds even when asked for now: each costs up to
+	 * a timeout per sentinel */
+	if (!main_node.ctx || now < sentinel_checked_ms ||
+	    (!now_please && now - sentinel_checked_ms < sentinel_check_ms))
 		return;
 	sentinel_checked_ms = now;
 	if (sentinel_master(host, sizeof(host), &port) < 0) {
 		/* keep the master we have; ask again later */
-		sentinel_checked_ms = now + CACHE_SENTINEL_RECHECK_FAILED_MS - sentinel_check_ms;
+		sentinel_checked_ms = now + CACHE_SENTINEL_RECHECK_FAILED_MS;
 		return;
 	}
 	if (port != main_node.port || strcmp(host, main_node.host) != 0)
@@ -521,7 +524,7 @@ struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *l
 	if (mode == MODE_CLUSTER)
 		return cluster_cmd(argc, (const char **)argv, lens);
 	if (mode == MODE_SENTINEL)
-		sentinel_recheck();
+		sentinel_recheck(0);
 	r = cache_node_cmd(&main_node, argc, (const char **)argv, lens);
 	if (!is_readonly(r))
 		return (struct cache_reply *)r;
@@ -536,6 +539,12 @@ struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *l
 	}
 	cache_node_fail(&main_node, "READONLY: the server is a replica");
 	return NULL;
+}
+
+void cache_master_recheck(void)
+{
+	if (mode == MODE_SENTINEL)
+		sentinel_recheck(1);
 }
 
 struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc,

@@ -109,6 +109,12 @@ struct cache_reply *cache_script_run(struct cache_script *s, int argc, const cha
  * a restart without data) may have lost writes the id's holder had. */
 const char *cache_data_id(const char *key);
 
+/* Sentinel: asks the sentinels now whether the master moved (normally at
+ * most once every TH_REDIS_SENTINEL_CHECK_MS), for a reader that must see a
+ * write just made elsewhere (revoke.c after the host's sequence moved).  A
+ * no-op in the other modes, and for 5 s after a check no sentinel answered. */
+void cache_master_recheck(void);
+
 /* PING: 0 when Redis answers PONG, -1 otherwise. */
 int cache_ping(void);
 

@@ -454,6 +454,11 @@ int revoke_check(int64_t session_id)
 	uint64_t seq = host_seq ? __atomic_load_n(host_seq, __ATOMIC_ACQUIRE) : 0;
 
 	if (seq != seen_seq || now - last_sync_ms >= REVOKE_SYNC_MS) {
+		/* a revocation on this host must be seen by the very next request:
+		 * not on an old master a failover left behind, which the
+		 * once-a-second Sentinel check might not have noticed yet */
+		if (seq != seen_seq)
+			cache_master_recheck();
 		seen_seq = seq;
 		sync_now(now);
 	}
