@@ -163,6 +163,7 @@ static void rsrv_kill(int port, int sig)
 
 static void rsrv_teardown(void)
 {
+	const char *keep = getenv("TH_KEEP_VAR");
 	char cmd[128];
 
 	for (int i = 0; i < RSRV_MAX; i++)
@@ -171,7 +172,7 @@ static void rsrv_teardown(void)
 			waitpid(rsrv_pids[i], NULL, 0);
 			rsrv_pids[i] = 0;
 		}
-	if (rsrv_dir[0] && !getenv("TH_KEEP_VAR")) {
+	if (rsrv_dir[0] && !(keep && strcmp(keep, "1") == 0)) {
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rsrv_dir);
 		if (system(cmd) != 0)
 			fprintf(stderr, "could not remove %s\n", rsrv_dir);
