@@ -37,7 +37,8 @@ static int with_test_routes;
 static size_t default_body_limit;
 static volatile sig_atomic_t stopping;
 
-static char health_path[64], metrics_path[64], echo_path[64], other_metrics_path[64];
+static char health_path[64], live_path[64], ready_path[64];
+static char metrics_path[64], echo_path[64], other_metrics_path[64];
 static char other_metrics_file[4096];
 
 const char *app_name(void)
@@ -45,10 +46,17 @@ const char *app_name(void)
 	return the_app ? the_app->name : "townhall";
 }
 
-static void health_handler(struct http_req *req)
+/* The checks of a health route: postgres (the primary), postgres_read (the
+ * read handle: a replica, or the primary again) and redis.  strict: every
+ * check decides (GET /health, as it always was); else only the primary and
+ * Redis do (GET /health/ready): a replica down leaves reads on the primary
+ * (lib/db.c), so an app host that lost its replica still serves, and a
+ * balancer must not take every host out for it. */
+static void health_reply(struct http_req *req, int strict)
 {
 	static const char *const names[] = {"postgres", "postgres_read", "redis"};
-	int ok[3];
+	static const int decides[] = {1, 0, 1};
+	int ok[3], good = 1;
 	struct json_object *checks = json_object_new_object(), *o;
 	char msg[96] = "";
 	size_t i, n = 0;
@@ -59,11 +67,12 @@ static void health_handler(struct http_req *req)
 	for (i = 0; i < 3; i++) {
 		json_object_object_add(checks, names[i],
 				       json_object_new_string(ok[i] ? "ok" : "down"));
-		if (!ok[i])
-			n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s%s",
-					      n ? ", " : "", names[i]);
+		if (ok[i] || !(strict || decides[i]))
+			continue;
+		good = 0;
+		n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s%s", n ? ", " : "", names[i]);
 	}
-	if (ok[0] && ok[1] && ok[2]) {
+	if (good) {
 		o = json_object_new_object();
 		json_object_object_add(o, "status", json_object_new_string("ok"));
 		json_object_object_add(o, "checks", checks);
@@ -80,6 +89,26 @@ static void health_handler(struct http_req *req)
 		json_object_put(checks);
 	}
 	http_reply_error_obj(req, TH_EUNAVAILABLE, o);
+}
+
+static void health_handler(struct http_req *req)
+{
+	health_reply(req, 1);
+}
+
+static void ready_handler(struct http_req *req)
+{
+	health_reply(req, 0);
+}
+
+/* The process runs its loop: no database or Redis call, so a balancer or a
+ * supervisor can tell a stuck worker from a dependency outage. */
+static void live_handler(struct http_req *req)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "status", json_object_new_string("ok"));
+	http_reply_json(req, 200, o);
 }
 
 static void metrics_handler(struct http_req *req)
@@ -119,16 +148,20 @@ static int table_build(const struct app *app)
 	char err[160];
 	size_t i;
 
-	if (app->nroutes + 4 > APP_MAX_ROUTES) {
+	if (app->nroutes + 6 > APP_MAX_ROUTES) {
 		fprintf(stderr, "%s: too many routes\n", app->name);
 		return -1;
 	}
 	snprintf(health_path, sizeof(health_path), "/api/%s/health", app->name);
+	snprintf(live_path, sizeof(live_path), "/api/%s/health/live", app->name);
+	snprintf(ready_path, sizeof(ready_path), "/api/%s/health/ready", app->name);
 	snprintf(metrics_path, sizeof(metrics_path), "/metrics/%s", app->name);
 	snprintf(echo_path, sizeof(echo_path), "/api/%s/echo", app->name);
 	/* the built-in exact paths first: they win over an app's pattern such
 	 * as /api/media/:id */
 	table[ntable++] = (struct route){"GET", health_path, health_handler, 0, 0};
+	table[ntable++] = (struct route){"GET", live_path, live_handler, 0, 0};
+	table[ntable++] = (struct route){"GET", ready_path, ready_handler, 0, 0};
 	table[ntable++] = (struct route){"GET", metrics_path, metrics_handler, 0, 0};
 	table[ntable++] = (struct route){"POST", echo_path, echo_handler,
 					 ROUTE_JSON | ROUTE_TEST, APP_ECHO_LIMIT};
