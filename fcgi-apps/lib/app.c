@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -406,24 +407,65 @@ static int wait_readable(int ep, const sigset_t *unblocked, int timeout_ms)
 	return n > 0;
 }
 
+/* The graceful signals: TERM (scripts, the contract) and INT; and QUIT,
+ * because multiwatch 1.0.0 (Debian 12) sends the signal before the one its
+ * -s names: `-s TERM` delivers SIGQUIT, whose default action killed every
+ * worker in the middle of its request when a pool stopped, restarted or
+ * scaled (checked with a shell child trapping each signal). */
+static const int graceful_signals[] = {SIGTERM, SIGINT, SIGQUIT};
+
 static int setup_signals(sigset_t *unblocked)
 {
 	struct sigaction sa;
 	sigset_t block;
+	size_t i;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
-		return -1;
-	signal(SIGPIPE, SIG_IGN); /* a client gone mid-reply is not our death */
 	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
+	for (i = 0; i < sizeof(graceful_signals) / sizeof(graceful_signals[0]); i++) {
+		if (sigaction(graceful_signals[i], &sa, NULL) < 0)
+			return -1;
+		sigaddset(&block, graceful_signals[i]);
+	}
+	signal(SIGPIPE, SIG_IGN); /* a client gone mid-reply is not our death */
 	if (sigprocmask(SIG_BLOCK, &block, unblocked) < 0)
 		return -1;
-	sigdelset(unblocked, SIGTERM);
-	sigdelset(unblocked, SIGINT);
+	for (i = 0; i < sizeof(graceful_signals) / sizeof(graceful_signals[0]); i++)
+		sigdelset(unblocked, graceful_signals[i]);
+	return 0;
+}
+
+/* A pool on TCP (scripts: TH_FCGI_BIND) serves only the callers listed in
+ * FCGI_WEB_SERVER_ADDRS: libfcgi closes any other connection at accept.
+ * libfcgi checks IPv4 callers only, so a TCP listener without that list,
+ * or an IPv6 one, would serve whoever can connect: refused at start.  A
+ * unix socket is guarded by its mode and group.  -1 with a message. */
+static int listen_check(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	const char *allowed = cfg_str("FCGI_WEB_SERVER_ADDRS", NULL);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		fprintf(stderr, "%s: stdin is not the FastCGI socket (run under spawn-fcgi)\n",
+			the_app->name);
+		return -1;
+	}
+	if (ss.ss_family == AF_UNIX)
+		return 0;
+	if (ss.ss_family != AF_INET) {
+		fprintf(stderr, "%s: FastCGI over TCP listens on IPv4 only "
+			"(libfcgi checks the callers of IPv4 only)\n", the_app->name);
+		return -1;
+	}
+	if (!allowed || !*allowed) {
+		fprintf(stderr, "%s: FastCGI on TCP without FCGI_WEB_SERVER_ADDRS "
+			"(the callers allowed): refused\n", the_app->name);
+		return -1;
+	}
+	log_info("FastCGI on TCP, callers allowed: %s", allowed);
 	return 0;
 }
 
@@ -471,6 +513,8 @@ int app_main(const struct app *app)
 		fprintf(stderr, "%s: init failed\n", app->name);
 		return 1;
 	}
+	if (listen_check(listen_fd) < 0)
+		return 1;
 	if (FCGX_Init() != 0 || FCGX_InitRequest(&fr, listen_fd, 0) != 0) {
 		fprintf(stderr, "%s: FastCGI init failed\n", app->name);
 		return 1;
