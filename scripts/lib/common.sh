@@ -458,6 +458,77 @@ nginx_upstreams() {
 	render "$ROOT/conf/nginx/upstreams.conf.in" "$dst" "${subst[@]}"
 }
 
+# hostport_list WHAT LIST: check a comma list of IPv4host:port.
+hostport_list() {
+	local hp
+	for hp in ${2//,/ }; do
+		[[ $hp == *:* ]] && ipv4_valid "${hp%:*}" && [[ ${hp##*:} =~ ^[0-9]{1,5}$ ]] && ((${hp##*:} >= 1 && ${hp##*:} <= 65535)) ||
+			die "$1: '$hp' is no IPv4 host:port"
+	done
+}
+
+# render_haproxy DST: render conf/haproxy/townhall.cfg.in from the TH_LB_*
+# variables its head documents (after th_init). Lines marked @TLS@ stay only
+# when TH_LB_CERT names a certificate; @SERVERS_<BACKEND>@ becomes one
+# `server` line per host.
+render_haproxy() {
+	local dst=$1 cert=${TH_LB_CERT:-} bind=${TH_LB_BIND:-127.0.0.1} h i line name v
+	local http=${TH_LB_PORT_HTTP:-$((PORT_BASE + 40))} https=${TH_LB_PORT_HTTPS:-$((PORT_BASE + 41))}
+	local inter=${TH_LB_CHECK_INTER_MS:-2000} sock=${TH_LB_STATS_SOCKET:-$RUN/haproxy.sock}
+	local maxconn=${TH_LB_MAXCONN:-4096}
+	local fronts=${TH_LB_FRONT_SERVERS:-} web=${TH_LB_WEB_SERVERS:-}
+	local -A servers=()
+	ipv4_valid "$bind" || die "TH_LB_BIND: '$bind' is no IPv4 address"
+	for v in "$http" "$https"; do
+		[[ $v =~ ^[0-9]+$ ]] && ((v >= 1 && v <= 65535)) || die "TH_LB_PORT_HTTP/HTTPS: '$v' is no port"
+	done
+	[[ $inter =~ ^[0-9]+$ ]] && ((inter >= 100 && inter <= 60000)) || die "TH_LB_CHECK_INTER_MS must be 100..60000"
+	[[ $maxconn =~ ^[0-9]+$ ]] && ((maxconn >= 16 && maxconn <= 1000000)) || die "TH_LB_MAXCONN must be 16..1000000"
+	[[ -z $cert || -r $cert ]] || die "TH_LB_CERT: cannot read '$cert'"
+	for v in "$cert" "$sock"; do
+		[[ $v != *'|'* && $v != *'&'* && $v != *' '* ]] || die "path '$v' contains '|', '&' or a space"
+	done
+	if [[ -z $fronts ]]; then
+		for h in ${LB_APP_SERVERS//,/ }; do fronts+=${fronts:+,}$h:$PORT_MQTT_WS; done
+	fi
+	if [[ -z $web ]]; then
+		for h in ${LB_APP_SERVERS//,/ }; do web+=${web:+,}$h:$PORT_HTTP; done
+	fi
+	hostport_list TH_LB_FRONT_SERVERS "$fronts"
+	hostport_list TH_LB_WEB_SERVERS "$web"
+	for name in auth community realtime; do
+		i=0
+		for h in ${LB_APP_SERVERS//,/ }; do
+			i=$((i + 1))
+			servers[${name^^}]+="    server app$i $h:$(pool_port "$name")"$'\n'
+		done
+	done
+	i=0
+	for h in ${fronts//,/ }; do
+		i=$((i + 1))
+		servers[MQTT]+="    server front$i $h"$'\n'
+	done
+	i=0
+	for h in ${web//,/ }; do
+		i=$((i + 1))
+		servers[WEB]+="    server web$i $h"$'\n'
+	done
+	while IFS= read -r line || [[ -n $line ]]; do
+		if [[ $line =~ ^@SERVERS_([A-Z]+)@$ ]]; then
+			[[ -n ${servers[${BASH_REMATCH[1]}]:-} ]] || die "no servers for ${BASH_REMATCH[1]}"
+			printf '%s' "${servers[${BASH_REMATCH[1]}]}"
+		elif [[ $line == @TLS@* ]]; then
+			[[ -z $cert ]] || printf '%s\n' "${line#@TLS@}"
+		else
+			printf '%s\n' "$line"
+		fi
+	done <"$ROOT/conf/haproxy/townhall.cfg.in" >"$dst.pre"
+	render "$dst.pre" "$dst" \
+		"s|@LB_BIND@|$bind|g" "s|@LB_PORT_HTTP@|$http|g" "s|@LB_PORT_HTTPS@|$https|g" \
+		"s|@LB_CERT@|$cert|g" "s|@LB_STATS_SOCKET@|$sock|g" "s|@LB_CHECK_INTER_MS@|$inter|g" "s|@LB_MAXCONN@|$maxconn|g"
+	rm -f "$dst.pre"
+}
+
 # --- processes ------------------------------------------------------------
 
 # pid_of FILE: print the pid stored in FILE (first line) or nothing.
