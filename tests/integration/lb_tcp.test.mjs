@@ -8,8 +8,10 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import {
-  BASE_URL, run, readPid, childrenOf, until, sleep, get,
+  BASE_URL, VAR_DIR, run, readPid, childrenOf, until, sleep, get,
 } from './lib/http.mjs';
 import { show, assertStatus } from './lib/assert.mjs';
 import { api, fixtures } from './lib/fixtures.mjs';
@@ -108,5 +110,25 @@ describe('pools on TCP', () => {
     const st = await run('scripts/fcgi-pool', ['status', pool], { env: TCP });
     assert.match(st.stdout, new RegExp(`listening on 127\\.0\\.0\\.1:${POOL_PORT[pool]}`), st.stdout);
     t.diagnostic(`wrk: ${m[1]} requests, ${/Requests\/sec:\s*(\S+)/.exec(out)?.[1]} req/s during restart + scale 4 + scale 3; restart took ${restartMs} ms`);
+  });
+
+  // nginx's upstream variant with two app hosts, one of them down (nothing listens on
+  // 127.0.0.3): nginx OSS has no active checks, so the dead host is found by the requests
+  // themselves; a refused connection is retried on the other host (also a POST: nothing of
+  // it was sent), then the host is left out for fail_timeout.
+  test('nginx upstreams with two app hosts, one down: every request answered', { timeout: 180000 }, async () => {
+    const two = { ...TCP, TH_LB_APP_SERVERS: '127.0.0.1,127.0.0.3' };
+    await poolsOn(two.TH_FCGI_BIND, two);
+    const conf = readFileSync(path.join(VAR_DIR, 'nginx/upstreams.conf'), 'utf8');
+    assert.match(conf, new RegExp(`server 127\\.0\\.0\\.1:${POOL_PORT.auth} max_fails=2 fail_timeout=5s; server 127\\.0\\.0\\.3:${POOL_PORT.auth} max_fails=2 fail_timeout=5s;`), conf);
+    for (let i = 0; i < 12; i++) {
+      const r = await get('/api/auth/health/live');
+      assert.equal(r.status, 200, show(r));
+    }
+    const u = await newUser('lbt2');
+    assert.ok(u.token);
+    const log = readFileSync(path.join(VAR_DIR, 'log/nginx.log'), 'utf8');
+    assert.match(log, /connect\(\) failed \(111: Connection refused\)[^\n]*127\.0\.0\.3/, 'nginx never tried the dead host');
+    await poolsOn(TCP.TH_FCGI_BIND, TCP);
   });
 });
