@@ -458,12 +458,19 @@ nginx_upstreams() {
 	render "$ROOT/conf/nginx/upstreams.conf.in" "$dst" "${subst[@]}"
 }
 
+# in_range VALUE MIN MAX: VALUE is a decimal number in MIN..MAX.
+in_range() {
+	[[ $1 =~ ^[0-9]{1,9}$ ]] || return 1
+	((10#$1 >= $2 && 10#$1 <= $3))
+}
+
 # hostport_list WHAT LIST: check a comma list of IPv4host:port.
 hostport_list() {
 	local hp
 	for hp in ${2//,/ }; do
-		[[ $hp == *:* ]] && ipv4_valid "${hp%:*}" && [[ ${hp##*:} =~ ^[0-9]{1,5}$ ]] && ((${hp##*:} >= 1 && ${hp##*:} <= 65535)) ||
+		if [[ $hp != *:* ]] || ! ipv4_valid "${hp%:*}" || ! in_range "${hp##*:}" 1 65535; then
 			die "$1: '$hp' is no IPv4 host:port"
+		fi
 	done
 }
 
@@ -480,10 +487,10 @@ render_haproxy() {
 	local -A servers=()
 	ipv4_valid "$bind" || die "TH_LB_BIND: '$bind' is no IPv4 address"
 	for v in "$http" "$https"; do
-		[[ $v =~ ^[0-9]+$ ]] && ((v >= 1 && v <= 65535)) || die "TH_LB_PORT_HTTP/HTTPS: '$v' is no port"
+		in_range "$v" 1 65535 || die "TH_LB_PORT_HTTP/HTTPS: '$v' is no port"
 	done
-	[[ $inter =~ ^[0-9]+$ ]] && ((inter >= 100 && inter <= 60000)) || die "TH_LB_CHECK_INTER_MS must be 100..60000"
-	[[ $maxconn =~ ^[0-9]+$ ]] && ((maxconn >= 16 && maxconn <= 1000000)) || die "TH_LB_MAXCONN must be 16..1000000"
+	in_range "$inter" 100 60000 || die "TH_LB_CHECK_INTER_MS must be 100..60000"
+	in_range "$maxconn" 16 1000000 || die "TH_LB_MAXCONN must be 16..1000000"
 	[[ -z $cert || -r $cert ]] || die "TH_LB_CERT: cannot read '$cert'"
 	for v in "$cert" "$sock"; do
 		[[ $v != *'|'* && $v != *'&'* && $v != *' '* ]] || die "path '$v' contains '|', '&' or a space"
