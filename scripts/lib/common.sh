@@ -755,12 +755,14 @@ pool_spawn() {
 # pool_start POOL [N]: start the pool unless it already runs.
 pool_start() {
 	local pool=$1 n pid listen
+	listen=$(pool_listen "$pool")
 	if pid=$(pool_pid "$pool"); then
 		say "$pool: already running (pid $pid)"
+		[[ $(pool_listening "$pool") == "$listen" ]] ||
+			warn "$pool runs on $(pool_listening "$pool" | cut -d: -f2-), not on ${listen#*:} as now configured (TH_FCGI_BIND): stop it and run up again"
 		return 0
 	fi
 	n=$(pool_workers "$pool" "${2:-}")
-	listen=$(pool_listen "$pool")
 	pool_spawn "$pool" "$n" "$listen"
 	printf '%s\n' "$SPAWNED_PID" >"$RUN/$pool.pid"
 	printf '%s\n' "$n" >"$RUN/$pool.workers"
