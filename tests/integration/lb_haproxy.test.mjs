@@ -5,8 +5,8 @@
 // bearer token passed, the client address kept); wss:// MQTT connects, subscribes,
 // publishes and receives through it; TLS 1.1 and a weak cipher are refused while TLS 1.2
 // ECDHE-GCM and 1.3 are accepted; HSTS; the API's JSON for HAProxy's own errors; a pool
-// server is marked DOWN when its ready check fails (the pool stopped) and UP again when it
-// passes (the pool started), read from HAProxy's stats socket.
+// server is marked DOWN when its ready check fails (Redis down while the pool still
+// listens; the pool stopped) and UP again when it passes, read from HAProxy's stats socket.
 // The file moves the pools to TCP first and back to unix sockets at the end.
 // Client addresses: registrations from 127.61.x.y (lib/fixtures.mjs).
 import { test, describe, before, after } from 'node:test';
@@ -18,11 +18,12 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import {
-  PORT_BASE, VAR_DIR, ROOT, request, run, runProgram, until, sleep,
+  PORT_BASE, VAR_DIR, ROOT, request, run, runProgram, until, sleep, readPid, waitGone,
 } from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
 import { uuid, uniqName } from './lib/fixtures.mjs';
 import { poolsOn } from './lib/lbstack.mjs';
+import { fcgiRequest, getParams } from './lib/fcgi.mjs';
 import { psql } from './lib/stack.mjs';
 import {
   CONNECT_MS, DELIVER_MS, subscribe, publish, waitFor, hasPayload,
@@ -271,6 +272,31 @@ describe('HAProxy: TLS termination', () => {
 });
 
 describe('HAProxy: health checks on /api/<app>/health/ready', () => {
+  // the pools keep listening: only a check that asks /health/ready over FastCGI sees this
+  test('Redis down: every pool server DOWN though its port still accepts; UP again after it is back', { timeout: 120000 }, async () => {
+    const pid = readPid('run/redis.pid');
+    process.kill(pid, 'SIGTERM');
+    try {
+      assert.ok(await waitGone(pid, 15000), 'redis did not stop');
+      const down = await until(async () => {
+        const st = await showStat();
+        return ['th_auth/app1', 'th_community/app1', 'th_realtime/app1'].every((k) => st[k]?.startsWith('DOWN'));
+      }, { timeoutMs: 15000, intervalMs: 200 });
+      assert.ok(down, `pool servers not DOWN with Redis down: ${JSON.stringify(await showStat())}`);
+      const live = await fcgiRequest({ port: PORT_BASE + 26, params: getParams('/api/auth/health/live') });
+      assert.equal(live.status, 200, `the auth pool itself answers: ${live.stdout}`);
+    } finally {
+      const up = await run('scripts/stack', ['up'], { env: TCP, timeoutMs: 120000 });
+      assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`);
+    }
+    // workers reconnect with a backoff (up to 5 s), then two passing checks
+    const up = await until(async () => {
+      const st = await showStat();
+      return ['th_auth/app1', 'th_community/app1', 'th_realtime/app1'].every((k) => st[k] === 'UP');
+    }, { timeoutMs: 30000, intervalMs: 250 });
+    assert.ok(up, `pool servers not UP after Redis came back: ${JSON.stringify(await showStat())}`);
+  });
+
   test('a stopped pool is marked DOWN (503 JSON meanwhile), started again it is UP', { timeout: 120000 }, async () => {
     const stop = await run('scripts/fcgi-pool', ['stop', 'community'], { env: TCP, timeoutMs: 60000 });
     assert.equal(stop.code, 0, stop.stderr);
