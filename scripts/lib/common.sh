@@ -438,6 +438,35 @@ render() {
 	mv -f "$dst.tmp" "$dst"
 }
 
+# nginx_realip: nginx's realip lines for TH_HTTP_TRUSTED_PROXIES (comma list
+# of IPv4 addresses or CIDR blocks: the balancers in front), or a comment.
+nginx_realip() {
+	local p out=''
+	for p in ${TH_HTTP_TRUSTED_PROXIES//,/ }; do
+		if ! ipv4_valid "${p%/*}" || { [[ $p == */* ]] && ! in_range "${p#*/}" 0 32; }; then
+			die "TH_HTTP_TRUSTED_PROXIES: '$p' is no IPv4 address or block"
+		fi
+		out+="set_real_ip_from $p; "
+	done
+	if [[ -n $out ]]; then
+		printf '%sreal_ip_header X-Real-IP;\n' "$out"
+	else
+		printf '# no trusted proxy (TH_HTTP_TRUSTED_PROXIES)\n'
+	fi
+}
+
+# nginx_extra_listen: nginx's listen line for TH_HTTP_BIND (an IPv4 address
+# besides 127.0.0.1, where a balancer on another host reaches nginx), or a comment.
+nginx_extra_listen() {
+	local b=${TH_HTTP_BIND:-}
+	if [[ -z $b || $b == 127.0.0.1 ]]; then
+		printf '# loopback only (TH_HTTP_BIND)\n'
+		return 0
+	fi
+	ipv4_valid "$b" || die "TH_HTTP_BIND: '$b' is no IPv4 address"
+	printf 'listen %s:%s;\n' "$b" "$PORT_HTTP"
+}
+
 # nginx_upstreams DST: render conf/nginx/upstreams.conf.in: per pool, its
 # unix socket, or (TH_FCGI_BIND) a server per app host of TH_LB_APP_SERVERS
 # on the pool's port.

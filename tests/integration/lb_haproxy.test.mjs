@@ -34,7 +34,8 @@ const HTTPS_PORT = PORT_BASE + 41;
 const DIR = path.join(VAR_DIR, 'lb-test');
 const CFG = path.join(DIR, 'haproxy.cfg');
 const STATS = path.join(DIR, 'haproxy.sock');
-const TCP = { TH_FCGI_BIND: '127.0.0.1', TH_FCGI_ALLOWED: '' };
+// nginx (media, web/) believes HAProxy's X-Real-IP: HAProxy connects from 127.0.0.1
+const TCP = { TH_FCGI_BIND: '127.0.0.1', TH_FCGI_ALLOWED: '', TH_HTTP_TRUSTED_PROXIES: '127.0.0.1' };
 let haproxy;
 let haproxyOut = '';
 let ca;
@@ -186,9 +187,15 @@ describe('HAProxy: TLS termination', () => {
       assert.equal(r.json.status, 'ok');
       assert.match(r.headers['strict-transport-security'] ?? '', /max-age=\d{7,}/, JSON.stringify(r.headers));
     }
-    const page = await sreq('GET', '/');
+    const from = freshAddr();
+    const page = await sreq('GET', `/?from=${from}`, { localAddress: from });
     assert.equal(page.status, 200);
     assert.match(page.text, /<html/i);
+    // nginx logs the client's address (X-Real-IP from a trusted balancer), not HAProxy's
+    const logged = await until(() => readFileSync(path.join(VAR_DIR, 'log/nginx-access.log'), 'utf8')
+      .split('\n').find((l) => l.includes(`/?from=${from} `)), { timeoutMs: 5000, intervalMs: 100 });
+    assert.ok(logged, 'request not in the nginx access log');
+    assert.ok(logged.startsWith(`${from} `), `nginx saw ${logged.split(' ')[0]}, not ${from}`);
   });
 
   test('register, bearer token, login over HTTPS; the client address reaches the app', async () => {
