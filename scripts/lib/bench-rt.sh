@@ -352,11 +352,11 @@ rt_pinger_stop() {
 }
 
 # ---------------------------------------------------------------------------
-# the plain reference: Debian's mosquitto, no plugin, anonymous, WebSocket on BASE+31
-# and TCP on BASE+32 (BASE+30 is the standby hub's)
+# the plain reference: Debian's mosquitto, no plugin, anonymous, WebSocket on BASE+32
+# and TCP on BASE+33 (BASE+30 is the bench pool's on TCP, BASE+31 the standby hub's)
 
 rt_plain_start() {
-  local ws=$((TH_PORT_BASE + 31)) tcp=$((TH_PORT_BASE + 32)) i
+  local ws=$((TH_PORT_BASE + 32)) tcp=$((TH_PORT_BASE + 33)) i
   mkdir -p "$WORK/rt-plain"
   cat >"$WORK/rt-plain/mosquitto.conf" <<EOF
 # plain mosquitto for the realtime-100k bench: no plugin, anonymous
@@ -560,7 +560,7 @@ rt_system() {
   # reconnect storm
   local victim='' vport=0 best=0 c e fan_pid lost_line
   if [ "$label" = plain ]; then
-    rt_pinger "$label" $((TH_PORT_BASE + 32))
+    rt_pinger "$label" $((TH_PORT_BASE + 33))
     victim=plain
   else
     local one_uid
@@ -628,8 +628,8 @@ bench_realtime_100k() {
   done
   (( RT_PER_PROC >= 1 && RT_PER_PROC <= 19500 )) || die "BENCH_RT_PER_PROC must be 1..19500"
   (( RT_CONNS / RT_PER_PROC < 120 )) || die "BENCH_RT_CONNS / BENCH_RT_PER_PROC: too many processes"
-  (( TH_PORT_BASE + 32 <= 65535 )) || die "realtime-100k: TH_PORT_BASE + 32 (the plain broker's TCP port) is over 65535"
-  for v in $((TH_PORT_BASE + 31)) $((TH_PORT_BASE + 32)); do
+  (( TH_PORT_BASE + 33 <= 65535 )) || die "realtime-100k: TH_PORT_BASE + 33 (the plain broker's TCP port) is over 65535"
+  for v in $((TH_PORT_BASE + 32)) $((TH_PORT_BASE + 33)); do
     ss -Htln "sport = :$v" 2>/dev/null | grep -q . && die "port $v is taken"
   done
   rt_sysctl_apply
@@ -639,7 +639,7 @@ bench_realtime_100k() {
   log "realtime-100k: $edges edges, $fronts front workers"
 
   rt_plain_start
-  rt_system plain $((TH_PORT_BASE + 31)) "$RT_PLAIN_CONNS" 127.0.3
+  rt_system plain $((TH_PORT_BASE + 32)) "$RT_PLAIN_CONNS" 127.0.3
   kill "$RT_PLAIN_PID" 2>/dev/null
   wait "$RT_PLAIN_PID" 2>/dev/null
   RT_PLAIN_PID=

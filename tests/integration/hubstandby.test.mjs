@@ -1,5 +1,5 @@
 // The standby hub (TH_MQTT_HUB_STANDBY=1; conf/mosquitto/hub-standby.conf.in, docs/scaling.md
-// "Real time"): hub-b on BASE+30 is bridged to the hub; the edges' bridges list the hub, then
+// "Real time"): hub-b on BASE+31 is bridged to the hub; the edges' bridges list the hub, then
 // hub-b, and th-bridge does the same (realtime-bridge/bridge/hubs.c). Killing the hub (SIGKILL)
 // under a steady chat load moves every edge and th-bridge to hub-b: chat keeps crossing edges
 // and being stored (receipts arrive) while the hub is down; when the hub is back every edge and
