@@ -1,0 +1,260 @@
+# shellcheck shell=bash
+# The Townhall processes of each namespace host, started from the same binaries and conf
+# templates as scripts/stack (scripts/lib/common.sh renders them with each host's
+# TH_VAR_DIR; only the listen addresses move from 127.0.0.1 to the host's address on the
+# switch). Sourced by tests/cluster/run and tests/cluster/lib/ctl after common.sh, netns.sh
+# and pg.sh. Every host uses the same TH_PORT_BASE (CL_BASE): each namespace has its own
+# ports, so the numbers of docs/stack-contract.md hold on every host.
+
+CL_BASE=${CL_BASE:-8080}
+CL_APPS=(auth community realtime media)
+# FastCGI over TCP: BASE+26 auth, +27 community, +28 realtime, +29 media (plan of issue 19)
+declare -gA CL_POOL_PORT=([auth]=$((CL_BASE + 26)) [community]=$((CL_BASE + 27)) [realtime]=$((CL_BASE + 28)) [media]=$((CL_BASE + 29)))
+CL_PORT_REDIS=$((CL_BASE + 2))
+CL_PORT_HUB=$((CL_BASE + 3))
+CL_PORT_WS=$((CL_BASE + 4))
+CL_PORT_HTTP=$CL_BASE
+CL_WORKERS=${CL_WORKERS:-2}
+# the edge broker of each app host: id and index (port BASE+10+index)
+declare -gA CL_EDGE=([app1]=0 [app2]=1)
+
+cl_log() { printf '[cluster] %s\n' "$*" >&2; }
+
+# host_init HOST: common.sh's th_init for HOST's state directory, then what differs on a
+# host of the cluster: the database is the pg_auto_failover pair, Redis is on r1, no unix
+# socket to Redis (it is on another host)
+host_init() {
+	CL_HOST=$1
+	export TH_VAR_DIR=$CL_VAR/$1 TH_PORT_BASE=$CL_BASE
+	th_init
+	th_dirs
+	stage_for_daemons
+	HOST_ADDR=$(addr "$1")
+	DB_CONNINFO=$(pgaf_conninfo "$VAR/keys/pgpass")
+	REDIS_SOCK=''
+}
+
+# host_env: after worker_env, the cluster's addresses (worker_env points at 127.0.0.1)
+host_env() {
+	export TH_REDIS_HOST=$(addr r1) TH_REDIS_PORT=$CL_PORT_REDIS
+	unset TH_REDIS_SOCKET
+	# the test's clients register and write much more than API.md's per-address and
+	# per-user budgets allow (like tests/integration/run)
+	export TH_RL_REGISTER_MAX=100000 TH_RL_REGISTER_WINDOW=5 TH_RL_LOGIN_WINDOW=4
+	export TH_RL_POST_MAX=100000 TH_RL_COMMENT_MAX=100000 TH_RL_COMMUNITY_MAX=100000
+	export TH_RL_REACTION_MAX=100000 TH_RL_MSG_INTERVAL_MS=1 TH_RL_MSG_BURST=100000
+}
+
+# cl_keys: one set of keys and passwords for the whole cluster (common.sh th_keys), copied
+# to every host: tokens signed on app1 verify on app2 and on every broker
+cl_keys() {
+	(
+		export TH_VAR_DIR=$CL_VAR/common TH_PORT_BASE=$CL_BASE
+		th_init
+		th_dirs
+		th_keys >/dev/null
+	) || return 1
+	CL_KEYS=$CL_VAR/common/keys
+	(
+		umask 077
+		openssl rand -hex 32 | tr -d '\n' >"$CL_KEYS/pgaf-monitor.secret"
+		openssl rand -hex 32 | tr -d '\n' >"$CL_KEYS/pgaf-replication.secret"
+	)
+	local h
+	for h in "${NS_HOSTS[@]}"; do
+		mkdir -p "$CL_VAR/$h"
+		chmod 0755 "$CL_VAR/$h"
+		cp -a "$CL_KEYS" "$CL_VAR/$h/keys"
+		rm -f "$CL_VAR/$h/keys"/pgaf-*.secret
+	done
+}
+
+# --- Redis (r1; replicas and sentinels on r2, r3 come with Sentinel support) ---------------
+
+redis_host_up() {
+	local h=$1 role=${2:-master}
+	(
+		host_init "$h"
+		render "$ROOT/conf/redis/redis.conf.in" "$VAR/redis/redis.conf"
+		sed -i -e "s|^bind 127.0.0.1\$|bind 127.0.0.1 $HOST_ADDR|" "$VAR/redis/redis.conf"
+		{
+			printf 'requirepass %s\nmasterauth %s\n' "$(cat "$VAR/keys/$KEY_REDIS")" "$(cat "$VAR/keys/$KEY_REDIS")"
+			[[ $role == master ]] || printf 'replicaof %s %s\n' "$(addr r1)" "$CL_PORT_REDIS"
+		} >>"$VAR/redis/redis.conf"
+		cd "$VAR/redis" && run_in "$h" redis-server "$VAR/redis/redis.conf" >>"$LOG/redis.log" 2>&1
+	) || return 1
+	wait_for 10 tcp_open "$h" "$(addr "$h")" "$CL_PORT_REDIS"
+}
+
+# --- Mosquitto: hub A in huba, one edge per app host ------------------------------------
+
+# broker_up HOST NAME: NAME is hub or e<i>; rendered like scripts/stack's broker_conf
+broker_up() {
+	local h=$1 name=$2 port
+	(
+		host_init "$h"
+		local dir=$VAR/mosquitto/$name src log=$LOG/mosquitto-$name.log pidfile=$RUN/mosquitto-$name.pid
+		mkdir -p "$dir"
+		src=$dir/.mosquitto.conf.in
+		if [[ $name == hub ]]; then
+			port=$PORT_MQTT
+			cat "$ROOT/conf/mosquitto/hub.conf.in" "$ROOT/conf/mosquitto/broker.conf.in" >"$src"
+		else
+			port=$(edge_port "${name#e}")
+			cat "$ROOT/conf/mosquitto/edge.conf.in" "$ROOT/conf/mosquitto/broker.conf.in" \
+				"$ROOT/conf/mosquitto/edge-bridge.conf.in" >"$src"
+		fi
+		RENDER_BROKER_ID=$name RENDER_PORT_BROKER=$port render "$src" "$dir/mosquitto.conf"
+		rm -f "$src"
+		# the host's address instead of loopback; an edge's bridge goes to hub A, and to
+		# hub B (cold standby) when A does not answer (round_robin false: back to A)
+		sed -i -e "s|^listener $port 127.0.0.1\$|listener $port $HOST_ADDR|" \
+			-e "s|^address 127.0.0.1:.*|address $(addr huba):$CL_PORT_HUB $(addr hubb):$CL_PORT_HUB\nround_robin false|" \
+			"$dir/mosquitto.conf"
+		[[ $name == hub ]] || printf 'remote_password %s\n' "$(cat "$VAR/keys/$KEY_MQTT_SERVICE")" >>"$dir/mosquitto.conf"
+		chown -R mosquitto: "$dir"
+		chown root:mosquitto "$dir/mosquitto.conf"
+		chmod 0640 "$dir/mosquitto.conf"
+		touch "$log" "$pidfile"
+		chown mosquitto: "$log" "$pidfile"
+		worker_env mosquitto
+		host_env
+		export TH_DB_CONNINFO=${DB_CONNINFO/keys\/pgpass/keys\/pgpass.mosquitto}
+		cd "$VAR" || exit 1
+		run_in "$h" mosquitto -d -c "$dir/mosquitto.conf" >>"$log" 2>&1 </dev/null
+	) || return 1
+	if [[ $name == hub ]]; then port=$CL_PORT_HUB; else port=$((CL_BASE + 10 + ${name#e})); fi
+	wait_for 10 tcp_open "$h" "$(addr "$h")" "$port"
+}
+
+# --- an app host: pools on TCP, front, edge, th-bridge ----------------------------------
+
+# pool_tcp_up HOST POOL: spawn-fcgi -a/-p (until scripts/fcgi-pool has TH_FCGI_BIND); only
+# the load balancer may talk FastCGI to it (libfcgi's FCGI_WEB_SERVER_ADDRS)
+pool_tcp_up() {
+	local h=$1 pool=$2
+	(
+		host_init "$h"
+		bin=$(pool_bin "$pool")
+		(
+			worker_env "$pool"
+			host_env
+			export FCGI_WEB_SERVER_ADDRS=$(addr lb)
+			cd "$VAR" || exit 1
+			exec ip netns exec "$(ns_name "$h")" setsid spawn-fcgi -n -a "$HOST_ADDR" -p "${CL_POOL_PORT[$pool]}" -- \
+				/usr/bin/multiwatch -f "$CL_WORKERS" -r 1000 -t 1000 -s TERM -- "$bin"
+		) >>"$LOG/$pool.log" 2>&1 </dev/null &
+		echo $! >"$RUN/$pool.pid"
+	) || return 1
+	wait_for 10 tcp_open "$h" "$(addr "$h")" "${CL_POOL_PORT[$pool]}"
+}
+
+wsfront_up() {
+	local h=$1 edges='' a
+	for a in app1 app2; do edges+=${edges:+,}$(addr "$a"):$((CL_BASE + 10 + ${CL_EDGE[$a]})); done
+	(
+		host_init "$h"
+		(
+			export TH_PORT_BASE=$PORT_BASE TH_WS_PORT=$CL_PORT_WS TH_WS_BIND=$HOST_ADDR TH_WS_FRONTS=1
+			export TH_WS_EDGES=$edges TH_LOG_LEVEL=info
+			cd "$VAR" || exit 1
+			exec ip netns exec "$(ns_name "$h")" setsid "$BIN/th-wsfront"
+		) >>"$LOG/wsfront.log" 2>&1 </dev/null &
+		echo $! >"$RUN/wsfront.pid"
+	) || return 1
+	wait_for 10 tcp_open "$h" "$(addr "$h")" "$CL_PORT_WS"
+}
+
+bridge_connected_in() { grep -q "bridge: connected" "$CL_VAR/$1/log/bridge.log" 2>/dev/null; }
+
+thbridge_up() {
+	local h=$1
+	(
+		host_init "$h"
+		(
+			worker_env bridge
+			host_env
+			export TH_MQTT_HOST=$(addr huba) TH_MQTT_PORT=$CL_PORT_HUB TH_BRIDGE_ID=th-bridge-$h
+			cd "$VAR" || exit 1
+			exec ip netns exec "$(ns_name "$h")" setsid "$BIN/th-bridge"
+		) >>"$LOG/bridge.log" 2>&1 </dev/null &
+		echo $! >"$RUN/bridge.pid"
+	) || return 1
+	wait_for 15 bridge_connected_in "$h"
+}
+
+app_host_up() {
+	local h=$1 p
+	for p in "${CL_APPS[@]}"; do pool_tcp_up "$h" "$p" || return 1; done
+	broker_up "$h" "e${CL_EDGE[$h]}" || return 1
+	wsfront_up "$h" || return 1
+	thbridge_up "$h"
+}
+
+# --- the load balancer: HAProxy --------------------------------------------------------
+
+# lb_conf: HAProxy 2.6 with fcgi-app straight to the pools of both app hosts, /mqtt to their
+# fronts. (A stand-in written here until conf/haproxy/townhall.cfg.in is merged; then the
+# template is rendered instead.)
+lb_conf() {
+	local app a srv path
+	cat <<CFG
+global
+    log stderr format short local0 warning
+    maxconn 4096
+    pidfile $CL_VAR/lb/run/haproxy.pid
+
+defaults
+    mode http
+    log global
+    option httplog
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout tunnel 1h
+    # a request that found a dead server (connection refused or reset before it was sent)
+    # tries the other app host
+    retries 2
+    option redispatch 1
+
+fcgi-app townhall
+    docroot /
+    log-stderr global
+    set-param REQUEST_ID %[uuid()]
+
+frontend http
+    bind $(addr lb):$CL_PORT_HTTP
+    http-request set-header X-Real-IP %[src]
+    use_backend mqtt if { path /mqtt }
+    use_backend auth if { path_beg /api/auth/ }
+    use_backend community if { path_beg /api/communities /api/posts /api/comments /api/community/ }
+    use_backend realtime if { path_beg /api/channels /api/messages /api/calls /api/realtime/ } || { path /api/turn }
+    use_backend media if { path_beg /api/media }
+    default_backend auth
+
+backend mqtt
+    timeout server 1h
+CFG
+	for a in app1 app2; do
+		printf '    server %s %s:%s check inter 1s fall 2 rise 2\n' "$a" "$(addr "$a")" "$CL_PORT_WS"
+	done
+	for app in "${CL_APPS[@]}"; do
+		path=/api/$app/health
+		printf '\nbackend %s\n    use-fcgi-app townhall\n    option httpchk GET %s\n    http-check expect status 200\n' "$app" "$path"
+		for a in app1 app2; do
+			srv="server $a $(addr "$a"):${CL_POOL_PORT[$app]} proto fcgi check inter 1s fall 2 rise 2"
+			printf '    %s\n' "$srv"
+		done
+	done
+}
+
+lb_up() {
+	mkdir -p "$CL_VAR/lb/run" "$CL_VAR/lb/log"
+	lb_conf >"$CL_VAR/lb/haproxy.cfg"
+	haproxy -c -q -f "$CL_VAR/lb/haproxy.cfg" >>"$CL_VAR/lb/log/haproxy.log" 2>&1 || {
+		cl_log "haproxy: configuration refused (see $CL_VAR/lb/log/haproxy.log)"
+		return 1
+	}
+	run_in lb setsid haproxy -f "$CL_VAR/lb/haproxy.cfg" >>"$CL_VAR/lb/log/haproxy.log" 2>&1 </dev/null &
+	wait_for 10 tcp_open client "$(addr lb)" "$CL_PORT_HTTP"
+}
