@@ -37,6 +37,7 @@ host_init() {
 # host_env: after worker_env, the cluster's addresses (worker_env points at 127.0.0.1)
 host_env() {
 	export TH_REDIS_HOST=$(addr r1) TH_REDIS_PORT=$CL_PORT_REDIS
+	export TH_DB_READ_CONNINFO=$(pgaf_read_conninfo "$VAR/keys/pgpass")
 	unset TH_REDIS_SOCKET
 	# the test's clients register and write much more than API.md's per-address and
 	# per-user budgets allow (like tests/integration/run)
@@ -209,8 +210,12 @@ defaults
     log global
     option httplog
     timeout connect 2s
+    # a health check waits behind the requests a single-threaded worker has queued: 3 s
+    timeout check 3s
     timeout client 30s
-    timeout server 30s
+    # a request in flight on a host that vanished fails after this (the slowest route, a
+    # registration's argon2id, takes well under a second)
+    timeout server 10s
     timeout tunnel 1h
     # a request that found a dead server (connection refused or reset before it was sent)
     # tries the other app host
@@ -221,6 +226,8 @@ fcgi-app townhall
     docroot /
     log-stderr global
     set-param REQUEST_ID %[uuid()]
+    # CGI leaves Authorization out unless told (the apps read HTTP_AUTHORIZATION)
+    pass-header Authorization
 
 frontend http
     bind $(addr lb):$CL_PORT_HTTP
@@ -236,13 +243,15 @@ backend mqtt
     timeout server 1h
 CFG
 	for a in app1 app2; do
-		printf '    server %s %s:%s check inter 1s fall 2 rise 2\n' "$a" "$(addr "$a")" "$CL_PORT_WS"
+		printf '    server %s %s:%s check inter 1s fall 3 rise 2\n' "$a" "$(addr "$a")" "$CL_PORT_WS"
 	done
 	for app in "${CL_APPS[@]}"; do
 		path=/api/$app/health
 		printf '\nbackend %s\n    use-fcgi-app townhall\n    option httpchk GET %s\n    http-check expect status 200\n' "$app" "$path"
+		# test only: X-Cluster-Host pins a request to one app host (register on app1, log in on app2)
+		printf '    use-server %s if { req.hdr(x-cluster-host) %s }\n' app1 app1 app2 app2
 		for a in app1 app2; do
-			srv="server $a $(addr "$a"):${CL_POOL_PORT[$app]} proto fcgi check inter 1s fall 2 rise 2"
+			srv="server $a $(addr "$a"):${CL_POOL_PORT[$app]} proto fcgi check inter 1s fall 3 rise 2"
 			printf '    %s\n' "$srv"
 		done
 	done

@@ -11,6 +11,9 @@
 PGAF_PORT=5432
 PGAF_BIN=/usr/lib/postgresql/15/bin
 PGAF_FORMATION=default
+# a node that stops answering (partitioned, not dead) must not hold a worker: connect
+# bounded a host, unacknowledged data dropped after 5 s, idle connections probed
+PGAF_TIMEOUTS='connect_timeout=2 tcp_user_timeout=5000 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=2'
 
 pgaf_dir() { printf '%s\n' "$CL_VAR/$1/pgaf"; }
 pgaf_data() { printf '%s\n' "$CL_VAR/$1/pgaf/data"; }
@@ -132,14 +135,14 @@ ALTER USER pgautofailover_replicator PASSWORD '%s';
 
 # the conninfo every Townhall process uses: both nodes, the writable one wins
 pgaf_conninfo() {
-	printf 'host=%s,%s port=%s,%s dbname=townhall user=townhall target_session_attrs=read-write connect_timeout=2 sslmode=require passfile=%s\n' \
-		"$(addr pg1)" "$(addr pg2)" $PGAF_PORT $PGAF_PORT "$1"
+	printf 'host=%s,%s port=%s,%s dbname=townhall user=townhall target_session_attrs=read-write %s sslmode=require passfile=%s\n' \
+		"$(addr pg1)" "$(addr pg2)" $PGAF_PORT $PGAF_PORT "$PGAF_TIMEOUTS" "$1"
 }
 
 # the reads that may be a little stale: the standby when there is one
 pgaf_read_conninfo() {
-	printf 'host=%s,%s port=%s,%s dbname=townhall user=townhall target_session_attrs=prefer-standby connect_timeout=2 sslmode=require passfile=%s\n' \
-		"$(addr pg1)" "$(addr pg2)" $PGAF_PORT $PGAF_PORT "$1"
+	printf 'host=%s,%s port=%s,%s dbname=townhall user=townhall target_session_attrs=prefer-standby %s sslmode=require passfile=%s\n' \
+		"$(addr pg1)" "$(addr pg2)" $PGAF_PORT $PGAF_PORT "$PGAF_TIMEOUTS" "$1"
 }
 
 # pgaf_up: monitor, pg1 (primary), Townhall's role and schema, pg2 (standby)
