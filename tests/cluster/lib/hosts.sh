@@ -220,6 +220,9 @@ defaults
     # a request that found a dead server (connection refused or reset before it was sent)
     # tries the other app host
     retries 2
+    # requests wait in HAProxy's queue (maxconn a server = its workers), not in a worker's
+    # listen queue, where a health check would wait behind them
+    timeout queue 5s
     option redispatch 1
 
 fcgi-app townhall
@@ -228,6 +231,10 @@ fcgi-app townhall
     set-param REQUEST_ID %[uuid()]
     # CGI leaves Authorization out unless told (the apps read HTTP_AUTHORIZATION)
     pass-header Authorization
+    # a worker is single-threaded: a connection kept open after its response (HAProxy's
+    # default, keep-conn) pins it until HAProxy closes it, and the next requests wait in
+    # the listen queue (measured: 3-10 s per request at a few requests a second)
+    no option keep-conn
 
 frontend http
     bind $(addr lb):$CL_PORT_HTTP
@@ -247,11 +254,11 @@ CFG
 	done
 	for app in "${CL_APPS[@]}"; do
 		path=/api/$app/health
-		printf '\nbackend %s\n    use-fcgi-app townhall\n    option httpchk GET %s\n    http-check expect status 200\n' "$app" "$path"
+		printf '\nbackend %s\n    use-fcgi-app townhall\n    http-reuse never\n    option httpchk GET %s\n    http-check expect status 200\n' "$app" "$path"
 		# test only: X-Cluster-Host pins a request to one app host (register on app1, log in on app2)
 		printf '    use-server %s if { req.hdr(x-cluster-host) %s }\n' app1 app1 app2 app2
 		for a in app1 app2; do
-			srv="server $a $(addr "$a"):${CL_POOL_PORT[$app]} proto fcgi check inter 1s fall 3 rise 2"
+			srv="server $a $(addr "$a"):${CL_POOL_PORT[$app]} proto fcgi maxconn $CL_WORKERS check inter 1s fall 3 rise 2"
 			printf '    %s\n' "$srv"
 		done
 	done
