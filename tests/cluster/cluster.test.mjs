@@ -14,12 +14,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request, sleep } from '../integration/lib/http.mjs';
 import { uuid, uniqName } from '../integration/lib/fixtures.mjs';
+import { connect, closeClients } from '../integration/lib/mqtt.mjs';
+import { ChatSender } from '../integration/lib/sender.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CTL = path.join(HERE, 'lib/ctl');
 const LB = '10.77.0.2';
 const PORT = Number(process.env.CL_BASE || 8080);
 const SHORT = process.env.TH_CLUSTER_SHORT === '1';
+const WS = `ws://${LB}:${process.env.CL_BASE || 8080}/mqtt`;
 const VAR = process.env.CL_VAR;
 
 const results = [];
@@ -202,9 +205,11 @@ async function underLoad(ms, at, fault) {
   const load = new Load(world);
   load.start();
   await sleep(at);
-  const t0 = Date.now();
+  const start = Date.now();
   if (fault) await fault();
-  await sleep(Math.max(0, ms - at - (Date.now() - t0)));
+  // the fault is in place once ctl returned: measure from there
+  const t0 = Date.now();
+  await sleep(Math.max(0, ms - at - (t0 - start)));
   await load.stop();
   return { load, t0 };
 }
@@ -233,6 +238,7 @@ const healthAll = async () => {
 };
 
 after(() => {
+  closeClients();
   const lines = ['| step | result |', '|---|---|'];
   for (const r of results) {
     const { step, ...rest } = r;
@@ -299,7 +305,8 @@ async function pgFault(name, fault, undo, { ms, boundS }) {
   }
   const { load, t0 } = r;
   const s = load.summary(t0);
-  const firstOk = load.firstWriteOk(t0 + 1);
+  // the first write that succeeded after writes had started failing
+  const firstOk = load.firstWriteOk((s.firstBad ?? t0) + 1);
   const newPrimary = await ctl('pg-primary');
   const chat = await chatStoredOnce(load);
   const rec = recoveredS(s, t0);
@@ -383,4 +390,82 @@ test('take all of app2 down: the service keeps answering', { skip: SHORT }, asyn
   assert.equal(s.s500, 0, 'no 500');
   assert.equal(late.bad, 0, `failures of requests started ${DETECT_MS} ms after app2 died: ${JSON.stringify(late.by)}`);
   assert.equal(chat.missing + chat.duplicated, 0, 'chat stored once');
+});
+
+test('kill the Redis master (restarted empty: no Sentinel yet): bounded 503s, then service; a logout on app1 closes the socket on any edge within 5 s', { skip: SHORT }, async () => {
+  await ensureHealthy();
+  let restart;
+  const { load, t0 } = await underLoad(25000, 3000, async () => {
+    await ctl('crash', 'r1');
+    restart = sleep(3000).then(() => ctl('redis-up', 'r1'));
+  });
+  await restart;
+  const s = load.summary(t0);
+  const tail = load.summary(t0 + 15000);
+  row('Redis killed, back empty after 3 s', {
+    requests: s.total, s503: s.s503, s500: s.s500, s502_504: s.s504, all_ok_after_s: recoveredS(s, t0).toFixed(1), max_request_ms: s.maxMs,
+  });
+  assert.equal(s.s500, 0, 'no 500');
+  assert.equal(tail.bad, 0, `failures 15 s after Redis went: ${JSON.stringify(tail.by)}`);
+  await ensureHealthy();
+  // four users on the edges (the fronts pick the edge from the user id), each logged out
+  // through app1: every socket closes within 5 s, whichever edge holds it
+  const users = [];
+  for (let i = 0; i < 4; i += 1) users.push(await newUser({ server: 'app1' }));
+  const conns = [];
+  for (const u of users) conns.push(await connect(u, { url: WS }));
+  const edges = { app1: await ctl('edge-conns', 'app1'), app2: await ctl('edge-conns', 'app2') };
+  const closeMs = [];
+  await Promise.all(users.map(async (u, i) => {
+    const t = Date.now();
+    const out = await api('POST', '/api/auth/logout', u.token, {}, { server: 'app1' });
+    assert.equal(out.status, 204, `logout: ${out.status} ${out.text}`);
+    await waitFor('socket closed after logout', () => conns[i].closed, 8000, 100);
+    closeMs.push(conns[i].closedAt() - t);
+  }));
+  row('logout on app1 closes sockets', { edge_conns_before: JSON.stringify(edges), max_close_ms: Math.max(...closeMs) });
+  assert.ok(Math.max(...closeMs) <= 5000, `a socket closed ${Math.max(...closeMs)} ms after its logout`);
+});
+
+test('kill an edge, then the hub, then a bridge: no receipted chat message lost or stored twice', { skip: SHORT }, async () => {
+  await ensureHealthy();
+  const senders = world.users.slice(0, 2).map((u) => new ChatSender(u, world.channel, { urls: [WS], resendMs: 5000 }));
+  await Promise.all(senders.map((x) => x.start()));
+  const RATE = 4;
+  const LOAD_MS = 36000;
+  const loads = Promise.all(senders.map((x) => x.load(RATE, LOAD_MS)));
+  const events = [];
+  const mark = (what) => events.push(`${what}@${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  const t0 = Date.now();
+  try {
+    await sleep(3000);
+    await ctl('kill-broker', 'app1', 'e0'); mark('edge e0 killed');
+    await sleep(3000);
+    await ctl('broker-up', 'app1', 'e0'); mark('e0 back');
+    await sleep(5000);
+    await ctl('kill-broker', 'huba', 'hub'); mark('hub killed');
+    await sleep(1000);
+    await ctl('broker-up', 'huba', 'hub'); mark('hub back');
+    await sleep(6000);
+    await ctl('kill-bridge', 'app1'); mark('th-bridge app1 killed');
+    await sleep(3000);
+    await ctl('bridge-up', 'app1'); mark('th-bridge app1 back');
+  } finally {
+    await loads;
+  }
+  const end = Date.now() + 40000;
+  while (Date.now() < end && !senders.every((x) => x.pending.size === 0)) await sleep(200);
+  const sent = senders.flatMap((x) => x.sent);
+  const pending = senders.reduce((n, x) => n + x.pending.size, 0);
+  const resent = senders.reduce((n, x) => n + x.resent.size, 0);
+  for (const x of senders) x.stop();
+  const list = sent.map((id) => `'${id}'`).join(',');
+  const out = await ctl('psql', `SELECT count(*), count(DISTINCT id) FROM messages WHERE id IN (${list})`);
+  const [rows, distinct] = out.split('|').map(Number);
+  row('edge, hub, bridge killed (MQTT chat)', {
+    sent: sent.length, receipted: sent.length - pending, resent, rows, distinct, events: events.join(' '),
+  });
+  assert.equal(pending, 0, `not receipted: ${senders.map((x) => x.diag()).join(' / ')}`);
+  assert.equal(distinct, sent.length, 'every message stored');
+  assert.equal(rows, sent.length, 'and stored once');
 });

@@ -29,6 +29,9 @@ host_init() {
 	th_init
 	th_dirs
 	stage_for_daemons
+	# the host-wide revocation sequence (lib/revoke.c), as scripts/stack creates it
+	[[ -s $RUN/revoke.seq ]] || head -c 8 /dev/zero >"$RUN/revoke.seq"
+	chmod 0644 "$RUN/revoke.seq"
 	HOST_ADDR=$(addr "$1")
 	DB_CONNINFO=$(pgaf_conninfo "$VAR/keys/pgpass")
 	REDIS_SOCK=''
@@ -121,6 +124,10 @@ broker_up() {
 		worker_env mosquitto
 		host_env
 		export TH_DB_CONNINFO=${DB_CONNINFO/keys\/pgpass/keys\/pgpass.mosquitto}
+		# the broker drops to user mosquitto but keeps root's HOME: libpq then fails every TLS
+		# connection (the plugin's and mirror-rebuild's) on EACCES for
+		# /root/.postgresql/postgresql.crt instead of going on without a client certificate
+		export HOME=$dir
 		cd "$VAR" || exit 1
 		run_in "$h" mosquitto -d -c "$dir/mosquitto.conf" >>"$log" 2>&1 </dev/null
 	) || return 1
@@ -166,10 +173,12 @@ wsfront_up() {
 	wait_for 10 tcp_open "$h" "$(addr "$h")" "$CL_PORT_WS"
 }
 
-bridge_connected_in() { grep -q "bridge: connected" "$CL_VAR/$1/log/bridge.log" 2>/dev/null; }
+# bridge_connected_in HOST OFFSET: th-bridge logged its connection since the log had OFFSET bytes
+bridge_connected_in() { tail -c +"$(($2 + 1))" "$CL_VAR/$1/log/bridge.log" 2>/dev/null | grep -q "bridge: connected"; }
 
 thbridge_up() {
-	local h=$1
+	local h=$1 mark
+	mark=$(stat -c %s "$CL_VAR/$h/log/bridge.log" 2>/dev/null || echo 0)
 	(
 		host_init "$h"
 		(
@@ -181,7 +190,7 @@ thbridge_up() {
 		) >>"$LOG/bridge.log" 2>&1 </dev/null &
 		echo $! >"$RUN/bridge.pid"
 	) || return 1
-	wait_for 15 bridge_connected_in "$h"
+	wait_for 15 bridge_connected_in "$h" "$mark"
 }
 
 app_host_up() {
