@@ -6,6 +6,7 @@
 # network_partition_timeout: a primary that reaches neither the monitor nor a standby for
 # this long demotes itself, so it cannot take writes the promoted standby never sees. The
 # monitor's primary_demote_timeout (monitor.conf) must be longer.
+# shellcheck disable=SC2034 # read by the file that sources this one
 KEEPER_SETTINGS='
 timeout.network_partition_timeout 5
 timeout.prepare_promotion_catchup 10

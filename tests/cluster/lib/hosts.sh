@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2030,SC2031 # every host's settings are exported in its own subshell on purpose
 # The Townhall processes of each namespace host, started from the same binaries and conf
 # templates as scripts/stack (scripts/lib/common.sh renders them with each host's
 # TH_VAR_DIR; only the listen addresses move from 127.0.0.1 to the host's address on the
@@ -24,7 +25,6 @@ cl_log() { printf '[cluster] %s\n' "$*" >&2; }
 # host of the cluster: the database is the pg_auto_failover pair, Redis is on r1, no unix
 # socket to Redis (it is on another host)
 host_init() {
-	CL_HOST=$1
 	export TH_VAR_DIR=$CL_VAR/$1 TH_PORT_BASE=$CL_BASE
 	th_init
 	th_dirs
@@ -34,13 +34,15 @@ host_init() {
 	chmod 0644 "$RUN/revoke.seq"
 	HOST_ADDR=$(addr "$1")
 	DB_CONNINFO=$(pgaf_conninfo "$VAR/keys/pgpass")
+	# shellcheck disable=SC2034 # read by common.sh's render (no unix socket line)
 	REDIS_SOCK=''
 }
 
 # host_env: after worker_env, the cluster's addresses (worker_env points at 127.0.0.1)
 host_env() {
-	export TH_REDIS_HOST=$(addr r1) TH_REDIS_PORT=$CL_PORT_REDIS
-	export TH_DB_READ_CONNINFO=$(pgaf_read_conninfo "$VAR/keys/pgpass")
+	TH_REDIS_HOST=$(addr r1)
+	TH_DB_READ_CONNINFO=$(pgaf_read_conninfo "$VAR/keys/pgpass")
+	export TH_REDIS_HOST TH_REDIS_PORT=$CL_PORT_REDIS TH_DB_READ_CONNINFO
 	unset TH_REDIS_SOCKET
 	# the test's clients register and write much more than API.md's per-address and
 	# per-user budgets allow (like tests/integration/run)
@@ -147,7 +149,8 @@ pool_tcp_up() {
 		(
 			worker_env "$pool"
 			host_env
-			export FCGI_WEB_SERVER_ADDRS=$(addr lb)
+			FCGI_WEB_SERVER_ADDRS=$(addr lb)
+			export FCGI_WEB_SERVER_ADDRS
 			cd "$VAR" || exit 1
 			exec ip netns exec "$(ns_name "$h")" setsid spawn-fcgi -n -a "$HOST_ADDR" -p "${CL_POOL_PORT[$pool]}" -- \
 				/usr/bin/multiwatch -f "$CL_WORKERS" -r 1000 -t 1000 -s TERM -- "$bin"
@@ -184,7 +187,8 @@ thbridge_up() {
 		(
 			worker_env bridge
 			host_env
-			export TH_MQTT_HOST=$(addr huba) TH_MQTT_PORT=$CL_PORT_HUB TH_BRIDGE_ID=th-bridge-$h
+			TH_MQTT_HOST=$(addr huba)
+			export TH_MQTT_HOST TH_MQTT_PORT=$CL_PORT_HUB TH_BRIDGE_ID=th-bridge-$h
 			cd "$VAR" || exit 1
 			exec ip netns exec "$(ns_name "$h")" setsid "$BIN/th-bridge"
 		) >>"$LOG/bridge.log" 2>&1 </dev/null &

@@ -10,7 +10,6 @@
 
 PGAF_PORT=5432
 PGAF_BIN=/usr/lib/postgresql/15/bin
-PGAF_FORMATION=default
 # a node that stops answering (partitioned, not dead) must not hold a worker: connect
 # bounded a host, unacknowledged data dropped after 5 s, idle connections probed
 PGAF_TIMEOUTS='connect_timeout=2 tcp_user_timeout=5000 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=2'
