@@ -55,7 +55,7 @@ LOAD_LIB := $(BUILD)/obj/tests/load/loadlib.o
 LOAD_SRC := $(filter-out tests/load/loadlib.c,$(wildcard tests/load/*.c))
 LOAD_BINS:= $(LOAD_SRC:tests/load/%.c=$(BUILD)/bin/th-%)
 MEDIA_GC := $(BUILD)/bin/th-media-gc
-BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(LOAD_BINS) $(MEDIA_GC)
+BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(BUILD)/bin/th-fdtake $(LOAD_BINS) $(MEDIA_GC)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -132,6 +132,10 @@ $(BUILD)/bin/th-bench: $(BUILD)/obj/fcgi-apps/bench/main.o
 $(BUILD)/bin/th-poolstat: $(BUILD)/obj/tools/poolstat.o $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/th-fdtake: $(BUILD)/obj/tools/fdtake.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
 
 # the Mosquitto plugin: its own objects plus the library, all position independent;
 # the mosquitto_* broker functions come from the broker when it loads the plugin

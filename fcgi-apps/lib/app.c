@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,7 +38,8 @@ static int with_test_routes;
 static size_t default_body_limit;
 static volatile sig_atomic_t stopping;
 
-static char health_path[64], metrics_path[64], echo_path[64], other_metrics_path[64];
+static char health_path[64], live_path[64], ready_path[64];
+static char metrics_path[64], echo_path[64], other_metrics_path[64];
 static char other_metrics_file[4096];
 
 const char *app_name(void)
@@ -45,10 +47,17 @@ const char *app_name(void)
 	return the_app ? the_app->name : "townhall";
 }
 
-static void health_handler(struct http_req *req)
+/* The checks of a health route: postgres (the primary), postgres_read (the
+ * read handle: a replica, or the primary again) and redis.  strict: every
+ * check decides (GET /health, as it always was); else only the primary and
+ * Redis do (GET /health/ready): a replica down leaves reads on the primary
+ * (lib/db.c), so an app host that lost its replica still serves, and a
+ * balancer must not take every host out for it. */
+static void health_reply(struct http_req *req, int strict)
 {
 	static const char *const names[] = {"postgres", "postgres_read", "redis"};
-	int ok[3];
+	static const int decides[] = {1, 0, 1};
+	int ok[3], good = 1;
 	struct json_object *checks = json_object_new_object(), *o;
 	char msg[96] = "";
 	size_t i, n = 0;
@@ -59,11 +68,12 @@ static void health_handler(struct http_req *req)
 	for (i = 0; i < 3; i++) {
 		json_object_object_add(checks, names[i],
 				       json_object_new_string(ok[i] ? "ok" : "down"));
-		if (!ok[i])
-			n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s%s",
-					      n ? ", " : "", names[i]);
+		if (ok[i] || !(strict || decides[i]))
+			continue;
+		good = 0;
+		n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s%s", n ? ", " : "", names[i]);
 	}
-	if (ok[0] && ok[1] && ok[2]) {
+	if (good) {
 		o = json_object_new_object();
 		json_object_object_add(o, "status", json_object_new_string("ok"));
 		json_object_object_add(o, "checks", checks);
@@ -80,6 +90,26 @@ static void health_handler(struct http_req *req)
 		json_object_put(checks);
 	}
 	http_reply_error_obj(req, TH_EUNAVAILABLE, o);
+}
+
+static void health_handler(struct http_req *req)
+{
+	health_reply(req, 1);
+}
+
+static void ready_handler(struct http_req *req)
+{
+	health_reply(req, 0);
+}
+
+/* The process runs its loop: no database or Redis call, so a balancer or a
+ * supervisor can tell a stuck worker from a dependency outage. */
+static void live_handler(struct http_req *req)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "status", json_object_new_string("ok"));
+	http_reply_json(req, 200, o);
 }
 
 static void metrics_handler(struct http_req *req)
@@ -119,16 +149,20 @@ static int table_build(const struct app *app)
 	char err[160];
 	size_t i;
 
-	if (app->nroutes + 4 > APP_MAX_ROUTES) {
+	if (app->nroutes + 6 > APP_MAX_ROUTES) {
 		fprintf(stderr, "%s: too many routes\n", app->name);
 		return -1;
 	}
 	snprintf(health_path, sizeof(health_path), "/api/%s/health", app->name);
+	snprintf(live_path, sizeof(live_path), "/api/%s/health/live", app->name);
+	snprintf(ready_path, sizeof(ready_path), "/api/%s/health/ready", app->name);
 	snprintf(metrics_path, sizeof(metrics_path), "/metrics/%s", app->name);
 	snprintf(echo_path, sizeof(echo_path), "/api/%s/echo", app->name);
 	/* the built-in exact paths first: they win over an app's pattern such
 	 * as /api/media/:id */
 	table[ntable++] = (struct route){"GET", health_path, health_handler, 0, 0};
+	table[ntable++] = (struct route){"GET", live_path, live_handler, 0, 0};
+	table[ntable++] = (struct route){"GET", ready_path, ready_handler, 0, 0};
 	table[ntable++] = (struct route){"GET", metrics_path, metrics_handler, 0, 0};
 	table[ntable++] = (struct route){"POST", echo_path, echo_handler,
 					 ROUTE_JSON | ROUTE_TEST, APP_ECHO_LIMIT};
@@ -373,24 +407,65 @@ static int wait_readable(int ep, const sigset_t *unblocked, int timeout_ms)
 	return n > 0;
 }
 
+/* The graceful signals: TERM (scripts, the contract) and INT; and QUIT,
+ * because multiwatch 1.0.0 (Debian 12) sends the signal before the one its
+ * -s names: `-s TERM` delivers SIGQUIT, whose default action killed every
+ * worker in the middle of its request when a pool stopped, restarted or
+ * scaled (checked with a shell child trapping each signal). */
+static const int graceful_signals[] = {SIGTERM, SIGINT, SIGQUIT};
+
 static int setup_signals(sigset_t *unblocked)
 {
 	struct sigaction sa;
 	sigset_t block;
+	size_t i;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
-		return -1;
-	signal(SIGPIPE, SIG_IGN); /* a client gone mid-reply is not our death */
 	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
+	for (i = 0; i < sizeof(graceful_signals) / sizeof(graceful_signals[0]); i++) {
+		if (sigaction(graceful_signals[i], &sa, NULL) < 0)
+			return -1;
+		sigaddset(&block, graceful_signals[i]);
+	}
+	signal(SIGPIPE, SIG_IGN); /* a client gone mid-reply is not our death */
 	if (sigprocmask(SIG_BLOCK, &block, unblocked) < 0)
 		return -1;
-	sigdelset(unblocked, SIGTERM);
-	sigdelset(unblocked, SIGINT);
+	for (i = 0; i < sizeof(graceful_signals) / sizeof(graceful_signals[0]); i++)
+		sigdelset(unblocked, graceful_signals[i]);
+	return 0;
+}
+
+/* A pool on TCP (scripts: TH_FCGI_BIND) serves only the callers listed in
+ * FCGI_WEB_SERVER_ADDRS: libfcgi closes any other connection at accept.
+ * libfcgi checks IPv4 callers only, so a TCP listener without that list,
+ * or an IPv6 one, would serve whoever can connect: refused at start.  A
+ * unix socket is guarded by its mode and group.  -1 with a message. */
+static int listen_check(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	const char *allowed = cfg_str("FCGI_WEB_SERVER_ADDRS", NULL);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+		fprintf(stderr, "%s: stdin is not the FastCGI socket (run under spawn-fcgi)\n",
+			the_app->name);
+		return -1;
+	}
+	if (ss.ss_family == AF_UNIX)
+		return 0;
+	if (ss.ss_family != AF_INET) {
+		fprintf(stderr, "%s: FastCGI over TCP listens on IPv4 only "
+			"(libfcgi checks the callers of IPv4 only)\n", the_app->name);
+		return -1;
+	}
+	if (!allowed || !*allowed) {
+		fprintf(stderr, "%s: FastCGI on TCP without FCGI_WEB_SERVER_ADDRS "
+			"(the callers allowed): refused\n", the_app->name);
+		return -1;
+	}
+	log_info("FastCGI on TCP, callers allowed: %s", allowed);
 	return 0;
 }
 
@@ -438,6 +513,8 @@ int app_main(const struct app *app)
 		fprintf(stderr, "%s: init failed\n", app->name);
 		return 1;
 	}
+	if (listen_check(listen_fd) < 0)
+		return 1;
 	if (FCGX_Init() != 0 || FCGX_InitRequest(&fr, listen_fd, 0) != 0) {
 		fprintf(stderr, "%s: FastCGI init failed\n", app->name);
 		return 1;

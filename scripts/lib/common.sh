@@ -84,6 +84,80 @@ th_init() {
 	# var dir too deep for a socket path (108 bytes), uses the TCP port.
 	REDIS_SOCK=$VAR/run/redis.sock
 	((${#REDIS_SOCK} < 100)) || REDIS_SOCK=''
+	fcgi_init
+}
+
+# ipv4_valid ADDR: a dotted IPv4 address (libfcgi checks callers of IPv4 only).
+ipv4_valid() {
+	local IFS=. a
+	# shellcheck disable=SC2206 # split on dots on purpose
+	local -a o=($1)
+	[[ $1 =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || return 1
+	for a in "${o[@]}"; do ((10#$a <= 255)) || return 1; done
+}
+
+# fcgi_init: FastCGI over TCP (docs/stack-contract.md, "Pools on TCP").
+# TH_FCGI_BIND unset or empty: every pool on its unix socket, as always.
+# Set (an IPv4 address): every pool listens on BIND:pool_port instead, and
+# answers only the callers in TH_FCGI_ALLOWED (libfcgi's
+# FCGI_WEB_SERVER_ADDRS; default: this host's own callers, 127.0.0.1 and the
+# bind address). TH_LB_APP_SERVERS: the app hosts the balancers (nginx's
+# upstream variant, HAProxy) send to, default this host.
+fcgi_init() {
+	local a host=127.0.0.1 callers=127.0.0.1
+	FCGI_BIND=${TH_FCGI_BIND:-}
+	FCGI_ALLOWED=''
+	if [[ -n $FCGI_BIND ]]; then
+		ipv4_valid "$FCGI_BIND" ||
+			die "TH_FCGI_BIND must be an IPv4 address (got '$FCGI_BIND'): libfcgi checks the callers of IPv4 only"
+		# a local caller of BIND connects from BIND
+		if [[ $FCGI_BIND != 0.0.0.0 ]]; then
+			host=$FCGI_BIND
+			[[ $FCGI_BIND == 127.0.0.1 ]] || callers=127.0.0.1,$FCGI_BIND
+		fi
+		FCGI_ALLOWED=${TH_FCGI_ALLOWED:-$callers}
+		FCGI_ALLOWED=${FCGI_ALLOWED// /}
+		[[ -n ${FCGI_ALLOWED//,/} ]] || die "TH_FCGI_ALLOWED is empty: a pool on TCP must name its callers"
+		for a in ${FCGI_ALLOWED//,/ }; do
+			ipv4_valid "$a" || die "TH_FCGI_ALLOWED: '$a' is no IPv4 address (a comma list of addresses)"
+		done
+	fi
+	LB_APP_SERVERS=${TH_LB_APP_SERVERS:-$host}
+	LB_APP_SERVERS=${LB_APP_SERVERS// /}
+	for a in ${LB_APP_SERVERS//,/ }; do
+		ipv4_valid "$a" || die "TH_LB_APP_SERVERS: '$a' is no IPv4 address (a comma list of app hosts)"
+	done
+}
+
+# pool_port POOL: the TCP port of POOL when the pools are on TCP.
+pool_port() {
+	case $1 in
+	auth) printf '%s\n' $((PORT_BASE + 26)) ;;
+	community) printf '%s\n' $((PORT_BASE + 27)) ;;
+	realtime) printf '%s\n' $((PORT_BASE + 28)) ;;
+	media) printf '%s\n' $((PORT_BASE + 29)) ;;
+	bench) printf '%s\n' $((PORT_BASE + 30)) ;;
+	*) die "no port for pool '$1'" ;;
+	esac
+}
+
+# pool_listen POOL: where POOL listens with the current settings:
+# unix:<path> or tcp:<address>:<port>. A started pool remembers its own in
+# $RUN/<pool>.listen (pool_listening), so a restart can tell a change.
+pool_listen() {
+	if [[ -n $FCGI_BIND ]]; then
+		printf 'tcp:%s:%s\n' "$FCGI_BIND" "$(pool_port "$1")"
+	else
+		printf 'unix:%s\n' "$RUN/$1.sock"
+	fi
+}
+
+# pool_listening POOL: where the running POOL listens (unix: for a pool
+# started before pools remembered it).
+pool_listening() {
+	local l=''
+	[[ -r $RUN/$1.listen ]] && read -r l <"$RUN/$1.listen"
+	printf '%s\n' "${l:-unix:$RUN/$1.sock}"
 }
 
 # edge_port I: the TCP port of edge broker I (0-based).
@@ -325,11 +399,16 @@ redis_cli() {
 
 # --- templates ------------------------------------------------------------
 
-# render SRC DST: replace @NAME@ placeholders. Values are absolute paths and
-# numbers (and a broker's id and port, from RENDER_BROKER_ID and
-# RENDER_PORT_BROKER); '|' is the sed delimiter, so refuse a path containing it.
+# render SRC DST [SED_EXPR...]: replace @NAME@ placeholders. Values are
+# absolute paths and numbers (and a broker's id and port, from
+# RENDER_BROKER_ID and RENDER_PORT_BROKER); '|' is the sed delimiter, so
+# refuse a path containing it. SED_EXPR: more substitutions of the caller's
+# (nginx_upstreams, render_haproxy), applied first.
 render() {
 	local src=$1 dst=$2 v
+	shift 2
+	local -a extra=()
+	for v in "$@"; do extra+=(-e "$v"); done
 	for v in "$ROOT" "$VAR" "$PLUGIN" "$WEB_DIR" "$MQTT_JS" "$MIRROR_REBUILD"; do
 		[[ $v != *'|'* && $v != *'&'* ]] || die "path '$v' contains '|' or '&'"
 	done
@@ -337,7 +416,7 @@ render() {
 	((IS_ROOT)) && user_line="user $NGINX_USER $NGINX_GROUP;"
 	[[ -z $REDIS_SOCK ]] || redis_unix_line="unixsocket $REDIS_SOCK"
 
-	sed -e "s|@ROOT@|$ROOT|g" \
+	sed "${extra[@]}" -e "s|@ROOT@|$ROOT|g" \
 		-e "s|@VAR@|$VAR|g" \
 		-e "s|@PORT_HTTP@|$PORT_HTTP|g" \
 		-e "s|@PORT_PG@|$PORT_PG|g" \
@@ -357,6 +436,133 @@ render() {
 		die "unrendered placeholder in $src: $(grep -o '@[A-Z_]*@' "$dst.tmp" | head -1)"
 	fi
 	mv -f "$dst.tmp" "$dst"
+}
+
+# nginx_realip: nginx's realip lines for TH_HTTP_TRUSTED_PROXIES (comma list
+# of IPv4 addresses or CIDR blocks: the balancers in front), or a comment.
+nginx_realip() {
+	local p out=''
+	for p in ${TH_HTTP_TRUSTED_PROXIES//,/ }; do
+		if ! ipv4_valid "${p%/*}" || { [[ $p == */* ]] && ! in_range "${p#*/}" 0 32; }; then
+			die "TH_HTTP_TRUSTED_PROXIES: '$p' is no IPv4 address or block"
+		fi
+		out+="set_real_ip_from $p; "
+	done
+	if [[ -n $out ]]; then
+		printf '%sreal_ip_header X-Real-IP;\n' "$out"
+	else
+		printf '# no trusted proxy (TH_HTTP_TRUSTED_PROXIES)\n'
+	fi
+}
+
+# nginx_extra_listen: nginx's listen line for TH_HTTP_BIND (an IPv4 address
+# besides 127.0.0.1, where a balancer on another host reaches nginx), or a comment.
+nginx_extra_listen() {
+	local b=${TH_HTTP_BIND:-}
+	if [[ -z $b || $b == 127.0.0.1 ]]; then
+		printf '# loopback only (TH_HTTP_BIND)\n'
+		return 0
+	fi
+	ipv4_valid "$b" || die "TH_HTTP_BIND: '$b' is no IPv4 address"
+	printf 'listen %s:%s;\n' "$b" "$PORT_HTTP"
+}
+
+# nginx_upstreams DST: render conf/nginx/upstreams.conf.in: per pool, its
+# unix socket, or (TH_FCGI_BIND) a server per app host of TH_LB_APP_SERVERS
+# on the pool's port.
+nginx_upstreams() {
+	local dst=$1 pool servers h
+	local -a subst=()
+	for pool in "${TH_POOLS[@]}"; do
+		if [[ -z $FCGI_BIND ]]; then
+			servers="server unix:$RUN/$pool.sock;"
+		else
+			servers=''
+			for h in ${LB_APP_SERVERS//,/ }; do
+				servers+="${servers:+ }server $h:$(pool_port "$pool") max_fails=2 fail_timeout=5s;"
+			done
+		fi
+		subst+=("s|@NGINX_SERVERS_${pool^^}@|$servers|g")
+	done
+	render "$ROOT/conf/nginx/upstreams.conf.in" "$dst" "${subst[@]}"
+}
+
+# in_range VALUE MIN MAX: VALUE is a decimal number in MIN..MAX.
+in_range() {
+	[[ $1 =~ ^[0-9]{1,9}$ ]] || return 1
+	((10#$1 >= $2 && 10#$1 <= $3))
+}
+
+# hostport_list WHAT LIST: check a comma list of IPv4host:port.
+hostport_list() {
+	local hp
+	for hp in ${2//,/ }; do
+		if [[ $hp != *:* ]] || ! ipv4_valid "${hp%:*}" || ! in_range "${hp##*:}" 1 65535; then
+			die "$1: '$hp' is no IPv4 host:port"
+		fi
+	done
+}
+
+# render_haproxy DST: render conf/haproxy/townhall.cfg.in from the TH_LB_*
+# variables its head documents (after th_init). Lines marked @TLS@ stay only
+# when TH_LB_CERT names a certificate; @SERVERS_<BACKEND>@ becomes one
+# `server` line per host.
+render_haproxy() {
+	local dst=$1 cert=${TH_LB_CERT:-} bind=${TH_LB_BIND:-127.0.0.1} h i line name v
+	local http=${TH_LB_PORT_HTTP:-$((PORT_BASE + 40))} https=${TH_LB_PORT_HTTPS:-$((PORT_BASE + 41))}
+	local inter=${TH_LB_CHECK_INTER_MS:-2000} sock=${TH_LB_STATS_SOCKET:-$RUN/haproxy.sock}
+	local maxconn=${TH_LB_MAXCONN:-4096}
+	local fronts=${TH_LB_FRONT_SERVERS:-} web=${TH_LB_WEB_SERVERS:-}
+	local -A servers=()
+	ipv4_valid "$bind" || die "TH_LB_BIND: '$bind' is no IPv4 address"
+	for v in "$http" "$https"; do
+		in_range "$v" 1 65535 || die "TH_LB_PORT_HTTP/HTTPS: '$v' is no port"
+	done
+	in_range "$inter" 100 60000 || die "TH_LB_CHECK_INTER_MS must be 100..60000"
+	in_range "$maxconn" 16 1000000 || die "TH_LB_MAXCONN must be 16..1000000"
+	[[ -z $cert || -r $cert ]] || die "TH_LB_CERT: cannot read '$cert'"
+	for v in "$cert" "$sock"; do
+		[[ $v != *'|'* && $v != *'&'* && $v != *' '* ]] || die "path '$v' contains '|', '&' or a space"
+	done
+	if [[ -z $fronts ]]; then
+		for h in ${LB_APP_SERVERS//,/ }; do fronts+=${fronts:+,}$h:$PORT_MQTT_WS; done
+	fi
+	if [[ -z $web ]]; then
+		for h in ${LB_APP_SERVERS//,/ }; do web+=${web:+,}$h:$PORT_HTTP; done
+	fi
+	hostport_list TH_LB_FRONT_SERVERS "$fronts"
+	hostport_list TH_LB_WEB_SERVERS "$web"
+	for name in auth community realtime; do
+		i=0
+		for h in ${LB_APP_SERVERS//,/ }; do
+			i=$((i + 1))
+			servers[${name^^}]+="    server app$i $h:$(pool_port "$name")"$'\n'
+		done
+	done
+	i=0
+	for h in ${fronts//,/ }; do
+		i=$((i + 1))
+		servers[MQTT]+="    server front$i $h"$'\n'
+	done
+	i=0
+	for h in ${web//,/ }; do
+		i=$((i + 1))
+		servers[WEB]+="    server web$i $h"$'\n'
+	done
+	while IFS= read -r line || [[ -n $line ]]; do
+		if [[ $line =~ ^@SERVERS_([A-Z]+)@$ ]]; then
+			[[ -n ${servers[${BASH_REMATCH[1]}]:-} ]] || die "no servers for ${BASH_REMATCH[1]}"
+			printf '%s' "${servers[${BASH_REMATCH[1]}]}"
+		elif [[ $line == @TLS@* ]]; then
+			[[ -z $cert ]] || printf '%s\n' "${line#@TLS@}"
+		else
+			printf '%s\n' "$line"
+		fi
+	done <"$ROOT/conf/haproxy/townhall.cfg.in" >"$dst.pre"
+	render "$dst.pre" "$dst" \
+		"s|@LB_BIND@|$bind|g" "s|@LB_PORT_HTTP@|$http|g" "s|@LB_PORT_HTTPS@|$https|g" \
+		"s|@LB_CERT@|$cert|g" "s|@LB_STATS_SOCKET@|$sock|g" "s|@LB_CHECK_INTER_MS@|$inter|g" "s|@LB_MAXCONN@|$maxconn|g"
+	rm -f "$dst.pre"
 }
 
 # --- processes ------------------------------------------------------------
@@ -505,44 +711,92 @@ pool_count_is() { [[ $(pool_children "$1" | wc -l) -eq $2 ]]; }
 
 sock_ready() { [[ -S $1 ]] && kill -0 "$2" 2>/dev/null; }
 
-# pool_spawn POOL N SOCK: start one spawn-fcgi+multiwatch group listening on
-# SOCK, exactly as the contract says; sets SPAWNED_PID (= multiwatch pid,
-# spawn-fcgi -n and setsid exec in place). Waits until SOCK exists.
+# tcp_listening PORT: a socket listens on PORT (any address).
+tcp_listening() { [[ -n $(ss -Htln "sport = :$1" 2>/dev/null) ]]; }
+
+tcp_ready() { tcp_listening "$1" && kill -0 "$2" 2>/dev/null; }
+
+# pool_spawn POOL N LISTEN [FROM]: start one spawn-fcgi+multiwatch group
+# listening on LISTEN (pool_listen), exactly as the contract says; sets
+# SPAWNED_PID (= multiwatch pid: spawn-fcgi -n and setsid exec in place).
+# Waits until the socket is there and the workers are forked.
+# FROM (TCP only): the multiwatch pid of a running group whose listening
+# socket the new group takes over (th-fdtake) instead of binding the port,
+# which that group holds: both groups serve one accept queue, and the
+# socket is never closed (scripts/fcgi-pool restart|scale).
 pool_spawn() {
-	local pool=$1 n=$2 sock=$3 bin
+	local pool=$1 n=$2 listen=$3 from=${4:-} bin sock='' host port
+	local -a spawn=()
 	# 0660: only the owner and nginx's workers (their group, as root) connect
 	local -a group_opt=()
 	((IS_ROOT)) && group_opt=(-G "$NGINX_GROUP")
 	bin=$(pool_bin "$pool")
-	rm -f "$sock" # a stale socket file would look "ready" at once
+	case $listen in
+	unix:*)
+		sock=${listen#unix:}
+		rm -f "$sock" # a stale socket file would look "ready" at once
+		spawn=(spawn-fcgi -n -s "$sock" -M 0660 "${group_opt[@]}" --)
+		;;
+	tcp:*)
+		host=${listen#tcp:}
+		port=${host##*:}
+		host=${host%:*}
+		if [[ -n $from ]]; then
+			[[ -x $BIN/th-fdtake ]] || die "$BIN/th-fdtake not found: run make first"
+			spawn=("$BIN/th-fdtake" "$from" 0 --)
+		else
+			! tcp_listening "$port" ||
+				die "$pool: port $port is already in use by another process (other stack? choose another TH_PORT_BASE)"
+			spawn=(spawn-fcgi -n -a "$host" -p "$port" --)
+		fi
+		;;
+	*) die "$pool: cannot listen on '$listen'" ;;
+	esac
 	(
 		worker_env "$pool"
+		# libfcgi closes a TCP connection from any other address at accept
+		if [[ $listen == tcp:* ]]; then
+			export FCGI_WEB_SERVER_ADDRS=$FCGI_ALLOWED
+		else
+			unset FCGI_WEB_SERVER_ADDRS
+		fi
 		cd "$VAR" || exit 1
-		exec setsid spawn-fcgi -n -s "$sock" -M 0660 "${group_opt[@]}" -- \
-			/usr/bin/multiwatch -f "$n" -r 1000 -t 1000 -s TERM -- "$bin"
+		exec setsid "${spawn[@]}" /usr/bin/multiwatch -f "$n" -r 1000 -t 1000 -s TERM -- "$bin"
 	) >>"$LOG/$pool.log" 2>&1 </dev/null &
 	SPAWNED_PID=$!
-	if ! wait_for 10 sock_ready "$sock" "$SPAWNED_PID"; then
+	if [[ -n $sock ]]; then
+		if ! wait_for 10 sock_ready "$sock" "$SPAWNED_PID"; then
+			kill -TERM "$SPAWNED_PID" 2>/dev/null || true
+			fail_start "$pool" "$LOG/$pool.log" "socket $sock did not appear within 10s"
+		fi
+	elif ! wait_for 10 tcp_ready "$port" "$SPAWNED_PID"; then
 		kill -TERM "$SPAWNED_PID" 2>/dev/null || true
-		fail_start "$pool" "$LOG/$pool.log" "socket $sock did not appear within 10s"
+		fail_start "$pool" "$LOG/$pool.log" "nothing listens on $host:$port within 10s"
 	fi
 	# Wait until the workers are forked too, so callers see a full pool.
-	wait_for 10 pool_count_is "$SPAWNED_PID" "$n" ||
+	if ! wait_for 10 pool_count_is "$SPAWNED_PID" "$n"; then
+		# a group that died (th-fdtake refused, workers exiting at start)
+		gone "$SPAWNED_PID" && fail_start "$pool" "$LOG/$pool.log" "the pool exited at start"
 		warn "$pool: fewer than $n workers running after 10s (see $LOG/$pool.log)"
+	fi
 }
 
 # pool_start POOL [N]: start the pool unless it already runs.
 pool_start() {
-	local pool=$1 n pid
+	local pool=$1 n pid listen
+	listen=$(pool_listen "$pool")
 	if pid=$(pool_pid "$pool"); then
 		say "$pool: already running (pid $pid)"
+		[[ $(pool_listening "$pool") == "$listen" ]] ||
+			warn "$pool runs on $(pool_listening "$pool" | cut -d: -f2-), not on ${listen#*:} as now configured (TH_FCGI_BIND): stop it and run up again"
 		return 0
 	fi
 	n=$(pool_workers "$pool" "${2:-}")
-	pool_spawn "$pool" "$n" "$RUN/$pool.sock"
+	pool_spawn "$pool" "$n" "$listen"
 	printf '%s\n' "$SPAWNED_PID" >"$RUN/$pool.pid"
 	printf '%s\n' "$n" >"$RUN/$pool.workers"
-	say "$pool: started (pid $SPAWNED_PID, $n workers)"
+	printf '%s\n' "$listen" >"$RUN/$pool.listen"
+	say "$pool: started (pid $SPAWNED_PID, $n workers, ${listen#*:})"
 }
 
 # pool_stop POOL: SIGTERM to multiwatch (it forwards TERM to the workers,
@@ -553,5 +807,5 @@ pool_stop() {
 		stop_pid "$pid" "$pool" 15 1
 		say "$pool: stopped"
 	fi
-	rm -f "$RUN/$pool.pid" "$RUN/$pool.sock"
+	rm -f "$RUN/$pool.pid" "$RUN/$pool.sock" "$RUN/$pool.listen"
 }
