@@ -230,8 +230,9 @@ async function ensureHealthy() {
 const recoveredS = (s, t0) => (s.lastBad ? (s.lastBad - t0) / 1000 : 0);
 
 const healthAll = async () => {
-  for (const app of ['auth', 'community', 'realtime', 'media']) {
-    const r = await api('GET', `/api/${app}/health`);
+  // the apps HAProxy sends to the pools (media goes to nginx on the app hosts)
+  for (const app of ['auth', 'community', 'realtime']) {
+    const r = await api('GET', `/api/${app}/health/ready`);
     if (r.status !== 200) return false;
   }
   return true;

@@ -168,6 +168,9 @@ wsfront_up() {
 		(
 			export TH_PORT_BASE=$PORT_BASE TH_WS_PORT=$CL_PORT_WS TH_WS_BIND=$HOST_ADDR TH_WS_FRONTS=1
 			export TH_WS_EDGES=$edges TH_LOG_LEVEL=info
+			# the balancer's X-Real-IP names the client (per-address limits)
+			TH_WS_TRUSTED_PROXIES=$(addr lb)
+			export TH_WS_TRUSTED_PROXIES
 			cd "$VAR" || exit 1
 			exec ip netns exec "$(ns_name "$h")" setsid "$BIN/th-wsfront"
 		) >>"$LOG/wsfront.log" 2>&1 </dev/null &
@@ -205,85 +208,25 @@ app_host_up() {
 	thbridge_up "$h"
 }
 
-# --- the load balancer: HAProxy --------------------------------------------------------
+# --- the load balancer: HAProxy ----------------------------------------------------------
 
-# lb_conf: HAProxy 2.6 with fcgi-app straight to the pools of both app hosts, /mqtt to their
-# fronts. (A stand-in written here until conf/haproxy/townhall.cfg.in is merged; then the
-# template is rendered instead.)
-lb_conf() {
-	local app a srv path
-	cat <<CFG
-global
-    log stderr format short local0 warning
-    maxconn 4096
-    pidfile $CL_VAR/lb/run/haproxy.pid
-
-defaults
-    mode http
-    log global
-    option httplog
-    timeout connect 2s
-    # a health check waits behind the requests a single-threaded worker has queued: 3 s
-    timeout check 3s
-    timeout client 30s
-    # a request in flight on a host that vanished fails after this (the slowest route, a
-    # registration's argon2id, takes well under a second)
-    timeout server 10s
-    timeout tunnel 1h
-    # a request that found a dead server (connection refused or reset before it was sent)
-    # tries the other app host
-    retries 2
-    # requests wait in HAProxy's queue (maxconn a server = its workers), not in a worker's
-    # listen queue, where a health check would wait behind them
-    timeout queue 5s
-    option redispatch 1
-
-fcgi-app townhall
-    docroot /
-    log-stderr global
-    set-param REQUEST_ID %[uuid()]
-    # CGI leaves Authorization out unless told (the apps read HTTP_AUTHORIZATION)
-    pass-header Authorization
-    # a worker is single-threaded: a connection kept open after its response (HAProxy's
-    # default, keep-conn) pins it until HAProxy closes it, and the next requests wait in
-    # the listen queue (measured: 3-10 s per request at a few requests a second)
-    no option keep-conn
-
-frontend http
-    bind $(addr lb):$CL_PORT_HTTP
-    http-request set-header X-Real-IP %[src]
-    use_backend mqtt if { path /mqtt }
-    use_backend auth if { path_beg /api/auth/ }
-    use_backend community if { path_beg /api/communities /api/posts /api/comments /api/community/ }
-    use_backend realtime if { path_beg /api/channels /api/messages /api/calls /api/realtime/ } || { path /api/turn }
-    use_backend media if { path_beg /api/media }
-    default_backend auth
-
-backend mqtt
-    timeout server 1h
-CFG
-	for a in app1 app2; do
-		printf '    server %s %s:%s check inter 1s fall 3 rise 2\n' "$a" "$(addr "$a")" "$CL_PORT_WS"
-	done
-	for app in "${CL_APPS[@]}"; do
-		path=/api/$app/health
-		printf '\nbackend %s\n    use-fcgi-app townhall\n    http-reuse never\n    option httpchk GET %s\n    http-check expect status 200\n' "$app" "$path"
-		# test only: X-Cluster-Host pins a request to one app host (register on app1, log in on app2)
-		printf '    use-server %s if { req.hdr(x-cluster-host) %s }\n' app1 app1 app2 app2
-		for a in app1 app2; do
-			srv="server $a $(addr "$a"):${CL_POOL_PORT[$app]} proto fcgi maxconn $CL_WORKERS check inter 1s fall 3 rise 2"
-			printf '    %s\n' "$srv"
-		done
-	done
-}
-
+# lb_up: HAProxy in th-lb from conf/haproxy/townhall.cfg.in (common.sh render_haproxy): the
+# pools of both app hosts over FastCGI, checked on /api/<app>/health/ready every second,
+# /mqtt to their fronts. Test only: a header X-Cluster-Host pins a request to one app host
+# (register on app1, log in on app2).
 lb_up() {
-	mkdir -p "$CL_VAR/lb/run" "$CL_VAR/lb/log"
-	lb_conf >"$CL_VAR/lb/haproxy.cfg"
-	haproxy -c -q -f "$CL_VAR/lb/haproxy.cfg" >>"$CL_VAR/lb/log/haproxy.log" 2>&1 || {
-		cl_log "haproxy: configuration refused (see $CL_VAR/lb/log/haproxy.log)"
-		return 1
-	}
-	run_in lb setsid haproxy -f "$CL_VAR/lb/haproxy.cfg" >>"$CL_VAR/lb/log/haproxy.log" 2>&1 </dev/null &
+	(
+		export TH_LB_BIND TH_LB_PORT_HTTP=$CL_PORT_HTTP TH_LB_CHECK_INTER_MS=1000
+		TH_LB_BIND=$(addr lb)
+		TH_LB_APP_SERVERS=$(addr app1),$(addr app2)
+		export TH_LB_APP_SERVERS
+		host_init lb
+		render_haproxy "$VAR/haproxy.cfg"
+		sed -i -e '/^backend th_\(auth\|community\|realtime\)$/,/^$/ s/^\(    default-server .*\)$/\1\n    use-server app1 if { req.hdr(x-cluster-host) app1 }\n    use-server app2 if { req.hdr(x-cluster-host) app2 }/' \
+			"$VAR/haproxy.cfg"
+		haproxy -c -q -f "$VAR/haproxy.cfg" >>"$LOG/haproxy.log" 2>&1 ||
+			fail_start haproxy "$LOG/haproxy.log" "configuration refused ($VAR/haproxy.cfg)"
+		run_in lb setsid haproxy -f "$VAR/haproxy.cfg" >>"$LOG/haproxy.log" 2>&1 </dev/null &
+	) || return 1
 	wait_for 10 tcp_open client "$(addr lb)" "$CL_PORT_HTTP"
 }
