@@ -235,7 +235,9 @@ void login_handler(struct http_req *req)
 	{
 		const char *params[] = {lower};
 
-		r = db_exec_or_reply(req, DB_READ,
+		/* the primary: a login right after register (or a password
+		 * change) must find what a lagging replica has not replayed yet */
+		r = db_exec_or_reply(req, DB_PRIMARY,
 				     strchr(lower, '@')
 					     ? "SELECT " USER_COLS ", u.password_hash FROM users u WHERE u.email = $1"
 					     : "SELECT " USER_COLS ", u.password_hash FROM users u WHERE u.username = $1",

@@ -143,8 +143,11 @@ void communities_list(struct http_req *req)
 	{
 		const char *params[] = {id_text(uid, req->user_id), p.key_s[0], p.limit_s};
 
-		/* newest first: public ones, and private ones the caller is in */
-		r = db_exec_or_reply(req, DB_READ,
+		/* newest first: public ones, and private ones the caller is in.
+		 * Membership decides what a signed-in caller sees (a join, a
+		 * removal, a ban): the primary; a stranger sees public ones
+		 * only, which a replica may serve. */
+		r = db_exec_or_reply(req, req->user_id ? DB_PRIMARY : DB_READ,
 				     "SELECT " COMMUNITY_COLS " FROM communities c "
 				     "LEFT JOIN memberships m ON m.community_id = c.id AND m.user_id = $1 "
 				     "WHERE (c.visibility = 'public' OR m.user_id IS NOT NULL) "

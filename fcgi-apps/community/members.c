@@ -206,8 +206,10 @@ static struct json_object *member_row(const struct db_res *r, int row, void *ctx
 
 void members_list(struct http_req *req)
 {
-	/* in user id order, which the primary key serves */
-	community_page(req, ROLE_NONE, DB_READ,
+	/* in user id order, which the primary key serves; from the primary,
+	 * as every membership read: a caller sees their own join, a
+	 * moderator their own role change or removal, at once */
+	community_page(req, ROLE_NONE, DB_PRIMARY,
 		       MEMBER_SQL "WHERE m.community_id = $1 AND m.user_id > $2 "
 		       "ORDER BY m.user_id LIMIT $3",
 		       member_row);

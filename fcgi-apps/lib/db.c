@@ -1,6 +1,7 @@
 /* db: two lazily connected handles with backoff and stale-socket detection. */
 #include "db.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdio.h>
@@ -8,16 +9,29 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "log.h"
 #include "mono.h"
 
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
 #define DB_PREPARED_MAX 128
+/* what the client waits beyond the statement timeout before it gives up on a
+ * server that says nothing (the server's own timeout answers first) */
+#define DB_CLIENT_MARGIN_MS 1000
+/* how often a wait on a TLS connection asks libpq for what TLS may hold */
+#define DB_TLS_SLICE_MS 10
+
+/* A parsed conninfo plus our defaults, as PQconnectdbParams takes it. */
+struct db_params {
+	PQconninfoOption *opts;   /* owned (PQconninfoFree); kw/val point into it */
+	const char **kw, **val;   /* owned arrays, NULL-terminated */
+};
 
 struct db_handle {
 	const char *name;
 	char *conninfo;           /* owned */
+	struct db_params params;  /* built from conninfo at the first connect */
 	PGconn *conn;             /* NULL while disconnected */
 	long backoff_ms;          /* current delay after a failure */
 	long long retry_at_ms;    /* no connect attempt before this time */
@@ -40,6 +54,23 @@ static struct db_handle handles[2];
 static struct db_handle listener = {.name = "listener"};
 static int read_is_primary = 1;
 static long stmt_timeout_ms;
+static long client_timeout_ms; /* 0: no client-side bound */
+static int prepare_on = 1;     /* TH_DB_PREPARE */
+
+/* Settings added to every conninfo that does not set them (db_init). */
+enum { DEF_CONNECT, DEF_TCP_USER, DEF_KA, DEF_KA_IDLE, DEF_KA_INTERVAL, DEF_KA_COUNT, DEF_N };
+static struct {
+	const char *kw, *env;
+	long long dflt, min, max;
+	char val[24];
+} defaults[DEF_N] = {
+	[DEF_CONNECT] = {"connect_timeout", "TH_DB_CONNECT_TIMEOUT_S", 2, 1, 600, ""},
+	[DEF_TCP_USER] = {"tcp_user_timeout", "TH_DB_TCP_USER_TIMEOUT_MS", 5000, 0, 600000, ""},
+	[DEF_KA] = {"keepalives", NULL, 1, 1, 1, ""},
+	[DEF_KA_IDLE] = {"keepalives_idle", "TH_DB_KEEPALIVES_IDLE_S", 10, 1, 7200, ""},
+	[DEF_KA_INTERVAL] = {"keepalives_interval", "TH_DB_KEEPALIVES_INTERVAL_S", 5, 1, 600, ""},
+	[DEF_KA_COUNT] = {"keepalives_count", "TH_DB_KEEPALIVES_COUNT", 3, 1, 100, ""},
+};
 static enum th_err last_err;
 static char last_msg[256];
 static char last_state[6];
@@ -64,10 +95,83 @@ static void set_err(enum th_err e, const char *msg, const char *state)
 	snprintf(last_state, sizeof(last_state), "%s", state ? state : "");
 }
 
+static void params_free(struct db_params *p)
+{
+	PQconninfoFree(p->opts);
+	free(p->kw);
+	free(p->val);
+	memset(p, 0, sizeof(*p));
+}
+
+static int opt_is_set(const PQconninfoOption *o, const char *kw)
+{
+	for (; o->keyword; o++)
+		if (strcmp(o->keyword, kw) == 0)
+			return o->val && *o->val;
+	return 0;
+}
+
+/* conninfo (key=value or a URI) as keyword/value arrays, with each of
+ * defaults[] that it does not set itself.  PQconninfoParse says what is set:
+ * a string match would be fooled by quoting, a URI or a password holding
+ * "connect_timeout".  Its error text may quote the password: not logged. */
+static int params_build(struct db_params *p, const char *conninfo)
+{
+	PQconninfoOption *o;
+	char *err = NULL;
+	size_t n = 0, i = 0;
+	int d;
+
+	memset(p, 0, sizeof(*p));
+	p->opts = PQconninfoParse(conninfo, &err);
+	if (!p->opts) {
+		PQfreemem(err);
+		set_err(TH_EUNAVAILABLE, "the conninfo is malformed", NULL);
+		return -1;
+	}
+	for (o = p->opts; o->keyword; o++)
+		n++;
+	p->kw = calloc(n + DEF_N + 1, sizeof(*p->kw));
+	p->val = calloc(n + DEF_N + 1, sizeof(*p->val));
+	if (!p->kw || !p->val) {
+		params_free(p);
+		set_err(TH_EINTERNAL, "out of memory", NULL);
+		return -1;
+	}
+	for (o = p->opts; o->keyword; o++) {
+		if (o->val && *o->val) {
+			p->kw[i] = o->keyword;
+			p->val[i++] = o->val;
+		}
+	}
+	for (d = 0; d < DEF_N; d++) {
+		if (!opt_is_set(p->opts, defaults[d].kw) &&
+		    /* tcp_user_timeout=0 is libpq's own default: say nothing */
+		    strcmp(defaults[d].val, "0") != 0) {
+			p->kw[i] = defaults[d].kw;
+			p->val[i++] = defaults[d].val;
+		}
+	}
+	return 0;
+}
+
+static void defaults_read(void)
+{
+	for (int d = 0; d < DEF_N; d++) {
+		long long v = defaults[d].env ? cfg_int(defaults[d].env, defaults[d].dflt,
+							defaults[d].min, defaults[d].max)
+					      : defaults[d].dflt;
+
+		snprintf(defaults[d].val, sizeof(defaults[d].val), "%lld", v);
+	}
+	prepare_on = cfg_bool("TH_DB_PREPARE", true);
+}
+
 int db_init(const char *primary, const char *read, long statement_timeout_ms)
 {
 	if (!primary || !*primary)
 		return -1;
+	defaults_read();
 	handles[DB_PRIMARY].name = "primary";
 	handles[DB_PRIMARY].conninfo = strdup(primary);
 	if (!handles[DB_PRIMARY].conninfo)
@@ -80,6 +184,7 @@ int db_init(const char *primary, const char *read, long statement_timeout_ms)
 			return -1;
 	}
 	stmt_timeout_ms = statement_timeout_ms;
+	client_timeout_ms = statement_timeout_ms > 0 ? statement_timeout_ms + DB_CLIENT_MARGIN_MS : 0;
 	return 0;
 }
 
@@ -92,14 +197,97 @@ static void handle_drop(struct db_handle *h)
 	h->nprepared = 0; /* prepared statements die with their connection */
 }
 
-/* The statement name for sql on h, preparing it on first use; NULL when the
- * table is full or preparing failed (then the caller runs it unprepared). */
+/* Milliseconds left until deadline (0: none): -1 for "no bound", else at
+ * least 0. */
+static int wait_left(long long deadline)
+{
+	long long left;
+
+	if (!deadline)
+		return -1;
+	left = deadline - now_ms();
+	if (left <= 0)
+		return 0;
+	return left > 3600000 ? 3600000 : (int)left; /* poll() takes an int */
+}
+
+/* Sends what libpq holds and reads until a result can be taken without
+ * blocking, giving up at deadline: the server's statement_timeout cannot
+ * help when the network between says nothing (a silent partition, a
+ * middlebox that swallows), and TCP timeouts only help when nothing acks.
+ * 0: PQgetResult() will not block; DB_IO_BROKEN; DB_IO_TIMEOUT. */
+enum { DB_IO_OK = 0, DB_IO_BROKEN = 1, DB_IO_TIMEOUT = 2 };
+
+static int await_result(PGconn *c, long long deadline)
+{
+	int tls = PQsslInUse(c);
+
+	for (;;) {
+		int f = PQflush(c), left, rc;
+		struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+
+		if (f < 0 || p.fd < 0)
+			return DB_IO_BROKEN;
+		if (f == 0 && !PQisBusy(c))
+			return DB_IO_OK;
+		if (f > 0)
+			p.events |= POLLOUT;
+		left = wait_left(deadline);
+		if (left == 0)
+			return DB_IO_TIMEOUT;
+		/* TLS may hold decrypted bytes that the socket no longer shows
+		 * (libpq's own wait asks OpenSSL, which we cannot): look again
+		 * every few milliseconds */
+		if (tls && (left < 0 || left > DB_TLS_SLICE_MS))
+			left = DB_TLS_SLICE_MS;
+		rc = poll(&p, 1, left);
+		if (rc < 0 && errno != EINTR)
+			return DB_IO_BROKEN;
+		if (((rc > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP))) || (tls && rc == 0)) &&
+		    !PQconsumeInput(c))
+			return DB_IO_BROKEN;
+	}
+}
+
+/* Every result of what was sent, the first error kept (else the last
+ * result); *io as await_result.  NULL when none came. */
+static PGresult *collect(PGconn *c, long long deadline, int *io)
+{
+	PGresult *r, *out = NULL;
+
+	for (;;) {
+		*io = await_result(c, deadline);
+		if (*io != DB_IO_OK)
+			break;
+		r = PQgetResult(c);
+		if (!r)
+			break;
+		if (out && PQresultStatus(out) == PGRES_FATAL_ERROR) {
+			PQclear(r); /* the first error says why */
+			continue;
+		}
+		PQclear(out);
+		out = r;
+	}
+	if (*io != DB_IO_OK) {
+		PQclear(out);
+		out = NULL;
+	}
+	return out;
+}
+
+/* The statement name for sql on h, preparing it on first use; NULL when
+ * preparing is off (TH_DB_PREPARE=0), the table is full or preparing failed
+ * (then the caller runs it unprepared), or the connection failed (*io). */
 static const char *statement(struct db_handle *h, const char *sql, int n, char *name,
-			     size_t size)
+			     size_t size, long long deadline, int *io)
 {
 	PGresult *r;
 	int i;
 
+	*io = DB_IO_OK;
+	if (!prepare_on)
+		return NULL; /* unnamed statements only: PgBouncer's transaction mode */
 	for (i = 0; i < h->nprepared; i++) {
 		if (h->prepared[i] == sql) {
 			snprintf(name, size, "th%d", i);
@@ -109,7 +297,11 @@ static const char *statement(struct db_handle *h, const char *sql, int n, char *
 	if (h->nprepared >= DB_PREPARED_MAX)
 		return NULL;
 	snprintf(name, size, "th%d", h->nprepared);
-	r = PQprepare(h->conn, name, sql, n, NULL);
+	if (!PQsendPrepare(h->conn, name, sql, n, NULL)) {
+		*io = DB_IO_BROKEN;
+		return NULL;
+	}
+	r = collect(h->conn, deadline, io);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		PQclear(r);
 		return NULL; /* the unprepared run reports the error */
@@ -124,10 +316,12 @@ void db_close(void)
 	for (int i = 0; i < 2; i++) {
 		handle_drop(&handles[i]);
 		free(handles[i].conninfo);
+		params_free(&handles[i].params);
 		memset(&handles[i], 0, sizeof(handles[i])); /* backoff too */
 	}
 	handle_drop(&listener);
 	free(listener.conninfo);
+	params_free(&listener.params);
 	memset(&listener, 0, sizeof(listener));
 	listener.name = "listener";
 	db_tx_close();
@@ -171,10 +365,17 @@ static void on_notice(void *arg, const char *message)
 	log_debug("db notice: %s", log_clean(clean, sizeof(clean), message));
 }
 
+/* The deadline of a call starting now (0: none). */
+static long long call_deadline(void)
+{
+	return client_timeout_ms ? now_ms() + client_timeout_ms : 0;
+}
+
 static PGconn *handle_conn(struct db_handle *h)
 {
 	char sql[64];
 	PGresult *r;
+	int io;
 
 	if (h->conn && !handle_stale(h))
 		return h->conn;
@@ -188,19 +389,34 @@ static PGconn *handle_conn(struct db_handle *h)
 		set_err(TH_EUNAVAILABLE, "database unavailable (backing off)", NULL);
 		return NULL;
 	}
-	h->conn = PQconnectdb(h->conninfo);
+	if (!h->params.kw && params_build(&h->params, h->conninfo) < 0) {
+		handle_fail(h, last_msg);
+		return NULL;
+	}
+	/* bounded by connect_timeout per host (defaults[]) */
+	h->conn = PQconnectdbParams(h->params.kw, h->params.val, 0);
 	if (!h->conn || PQstatus(h->conn) != CONNECTION_OK) {
 		set_err(TH_EUNAVAILABLE, h->conn ? PQerrorMessage(h->conn) : "out of memory", NULL);
 		handle_fail(h, last_msg);
 		return NULL;
 	}
 	PQsetNoticeProcessor(h->conn, on_notice, NULL);
-	if (stmt_timeout_ms > 0) {
+	/* sends never block: await_result() bounds every wait */
+	if (PQsetnonblocking(h->conn, 1) != 0) {
+		set_err(TH_EUNAVAILABLE, PQerrorMessage(h->conn), NULL);
+		handle_fail(h, last_msg);
+		return NULL;
+	}
+	/* Behind a transaction pooler (TH_DB_PREPARE=0) a session setting
+	 * would stay on whichever server connection ran it, for other
+	 * clients: the timeout is then the role's (ALTER ROLE ... SET
+	 * statement_timeout) and the client-side bound still holds. */
+	if (stmt_timeout_ms > 0 && prepare_on) {
 		/* a literal from our own configuration, not from input */
 		snprintf(sql, sizeof(sql), "SET statement_timeout = %ld", stmt_timeout_ms);
-		r = PQexec(h->conn, sql);
+		r = PQsendQuery(h->conn, sql) ? collect(h->conn, call_deadline(), &io) : NULL;
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			set_err(TH_EUNAVAILABLE, PQerrorMessage(h->conn), NULL);
+			set_err(TH_EUNAVAILABLE, r ? PQresultErrorMessage(r) : PQerrorMessage(h->conn), NULL);
 			PQclear(r);
 			handle_fail(h, last_msg);
 			return NULL;
@@ -226,32 +442,40 @@ static void handle_forget(struct db_handle *h, const char *why)
 
 /* Runs one statement as PQexecParams would, in two halves so that a
  * failure tells how far it got: *sent is 0 while nothing of it can have run
- * (preparing it, or handing it to libpq, failed), 1 once it was sent.
+ * (preparing it, or handing it to libpq, failed), 1 once it was sent.  *io
+ * says whether the connection broke or stayed silent past the deadline.
  * Returns the first error result, else the last result; NULL when none. */
 static PGresult *run(struct db_handle *h, PGconn *c, const char *sql, int n,
-		     const char *const *params, int *sent)
+		     const char *const *params, long long deadline, int *sent, int *io)
 {
 	char name[16];
 	/* BEGIN/COMMIT and friends gain nothing from preparing */
-	const char *stmt = n > 0 ? statement(h, sql, n, name, sizeof(name)) : NULL;
-	PGresult *r, *out = NULL;
+	const char *stmt = NULL;
 
 	*sent = 0;
-	if (PQstatus(c) != CONNECTION_OK)
+	*io = DB_IO_OK;
+	if (n > 0)
+		stmt = statement(h, sql, n, name, sizeof(name), deadline, io);
+	if (*io != DB_IO_OK || PQstatus(c) != CONNECTION_OK)
 		return NULL; /* lost while preparing */
 	if (!(stmt ? PQsendQueryPrepared(c, stmt, n, params, NULL, NULL, 0)
 		   : PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0)))
 		return NULL;
 	*sent = 1;
-	while ((r = PQgetResult(c)) != NULL) {
-		if (out && PQresultStatus(out) == PGRES_FATAL_ERROR) {
-			PQclear(r); /* the first error says why */
-			continue;
-		}
-		PQclear(out);
-		out = r;
-	}
-	return out;
+	return collect(c, deadline, io);
+}
+
+/* SQLSTATEs that say "this server, not this statement": it is shutting
+ * down (57P01, 57P02), starting or recovering (57P03), the connection is
+ * in trouble (08xxx), or it is a standby now, after a failover (25006,
+ * read_only_sql_transaction, on the primary handle).  The connection is
+ * replaced: with a multi-host conninfo and target_session_attrs=read-write,
+ * libpq finds the server that is the primary now. */
+static int state_is_server(const char *state)
+{
+	return state && (strcmp(state, "25006") == 0 || strcmp(state, "57P01") == 0 ||
+			 strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+			 strncmp(state, "08", 2) == 0);
 }
 
 /* db_exec; rerun: the statement may run twice (a read, BEGIN), so it is sent
@@ -261,7 +485,8 @@ static struct db_res *exec(enum db_role role, const char *sql, int n,
 {
 	struct db_handle *h = handle_for(role);
 	unsigned long connects = h->connects;
-	int in_tx, sent, tries = 0;
+	long long deadline = call_deadline();
+	int in_tx, sent, io, tries = 0;
 	PGresult *r;
 	ExecStatusType st;
 	struct db_res *out;
@@ -277,7 +502,7 @@ again:
 	if (!c)
 		return NULL;
 	in_tx = PQtransactionStatus(c) != PQTRANS_IDLE;
-	r = run(h, c, sql, n, params, &sent);
+	r = run(h, c, sql, n, params, deadline, &sent, &io);
 	st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		out = malloc(sizeof(*out));
@@ -290,8 +515,21 @@ again:
 		last_err = TH_OK;
 		return out;
 	}
+	if (io == DB_IO_TIMEOUT) {
+		/* a server (or a network) that says nothing: its state is unknown,
+		 * so the connection goes, and the next calls back off rather than
+		 * each waiting out the deadline again */
+		char why[96];
+
+		snprintf(why, sizeof(why), "no answer within %ld ms", client_timeout_ms);
+		set_err(TH_EUNAVAILABLE, why, NULL);
+		PQclear(r);
+		h->tx_lost = in_tx;
+		handle_fail(h, last_msg);
+		return NULL;
+	}
 	state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-	if (PQstatus(c) != CONNECTION_OK) {
+	if (io == DB_IO_BROKEN || PQstatus(c) != CONNECTION_OK) {
 		set_err(TH_EUNAVAILABLE, PQerrorMessage(c), state);
 		PQclear(r);
 		if (h->connects != connects) {
@@ -322,14 +560,30 @@ again:
 	snprintf(last_constraint, sizeof(last_constraint), "%s",
 		 (r && PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME))
 			 ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : "");
-	if (state && strcmp(state, "23505") == 0)
+	if (state && strcmp(state, "23505") == 0) {
 		set_err(TH_ECONFLICT, PQresultErrorMessage(r), state);
-	else if (state && (strcmp(state, "57014") == 0 || strncmp(state, "08", 2) == 0 ||
-			   strcmp(state, "57P01") == 0))
-		/* statement timeout, connection trouble, admin shutdown */
+	} else if (state_is_server(state)) {
+		/* a standby or a server starting refused before running anything */
+		int did_not_run = strcmp(state, "25006") == 0 || strcmp(state, "57P03") == 0;
+
 		set_err(TH_EUNAVAILABLE, PQresultErrorMessage(r), state);
-	else
+		PQclear(r);
+		h->tx_lost = in_tx; /* the transaction goes with the connection */
+		if (h->connects != connects) {
+			/* a connection made for this call says so too: back off */
+			handle_fail(h, last_msg);
+			return NULL;
+		}
+		handle_forget(h, last_msg);
+		if (!in_tx && tries++ == 0 && (did_not_run || rerun))
+			goto again;
+		return NULL;
+	} else if (state && strcmp(state, "57014") == 0) {
+		/* the statement timeout */
+		set_err(TH_EUNAVAILABLE, PQresultErrorMessage(r), state);
+	} else {
 		set_err(TH_EINTERNAL, r ? PQresultErrorMessage(r) : PQerrorMessage(c), state);
+	}
 	PQclear(r);
 	return NULL;
 }
@@ -536,6 +790,7 @@ void db_tx_close(void)
 	tx_reset();
 	handle_drop(&txh);
 	free(txh.conninfo);
+	params_free(&txh.params);
 	memset(&txh, 0, sizeof(txh));
 	txh.name = "pipeline";
 }
@@ -549,8 +804,9 @@ int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
 {
 	char names[DB_TX_STMTS_MAX][16];
 	const char *stmt[DB_TX_STMTS_MAX];
+	long long deadline;
 	PGconn *c;
-	int i, f;
+	int i, f, io;
 
 	if (tx_out || nstmts < 1 || nstmts > DB_TX_STMTS_MAX) {
 		set_err(TH_EINTERNAL, "db_tx_send: a transaction is out, or too many statements", NULL);
@@ -566,17 +822,28 @@ int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
 	c = handle_conn(&txh); /* idle here: a readable socket means a dead one */
 	if (!c)
 		return -1;
-	/* prepared once per connection, before pipeline mode (which refuses
-	 * the synchronous PQprepare) */
+	/* prepared once per connection, before pipeline mode; unnamed when
+	 * preparing is off (TH_DB_PREPARE=0) or did not work (then the
+	 * transaction reports the statement's error) */
+	deadline = call_deadline();
 	for (i = 0; i < nstmts; i++) {
-		stmt[i] = statement(&txh, sqls[i], nparams[i], names[i], sizeof(names[i]));
-		if (!stmt[i])
-			goto fail;
+		stmt[i] = statement(&txh, sqls[i], nparams[i], names[i], sizeof(names[i]), deadline,
+				    &io);
+		if (io != DB_IO_OK) {
+			/* broken or silent: what it holds is unknown, so it goes */
+			set_err(TH_EUNAVAILABLE, io == DB_IO_TIMEOUT ? "no answer from the database"
+								     : PQerrorMessage(c), NULL);
+			handle_fail(&txh, last_msg);
+			tx_reset();
+			return -1;
+		}
 	}
 	if (PQsetnonblocking(c, 1) != 0 || PQenterPipelineMode(c) != 1)
 		goto fail;
 	for (i = 0; i < nstmts; i++)
-		if (!PQsendQueryPrepared(c, stmt[i], nparams[i], params[i], NULL, NULL, 0))
+		if (!(stmt[i] ? PQsendQueryPrepared(c, stmt[i], nparams[i], params[i], NULL, NULL, 0)
+			      : PQsendQueryParams(c, sqls[i], nparams[i], NULL, params[i], NULL, NULL,
+						  0)))
 			goto fail;
 	if (!PQpipelineSync(c) || (f = PQflush(c)) < 0)
 		goto fail;
@@ -651,6 +918,15 @@ int db_tx_poll(struct db_res **last)
 		return 0;
 	if (PQexitPipelineMode(c) != 1)
 		goto lost;
+	if (tx_failed && state_is_server(last_state)) {
+		/* a standby after a failover, a server shutting down: the next
+		 * send connects anew (and finds the primary of a multi-host
+		 * conninfo) */
+		last_err = TH_EUNAVAILABLE;
+		handle_forget(&txh, last_msg);
+		tx_reset();
+		return -1;
+	}
 	if (tx_failed || tx_nres != tx_nstmts || !tx_last) {
 		if (!tx_failed)
 			set_err(TH_EINTERNAL, "transaction ended without every result", NULL);

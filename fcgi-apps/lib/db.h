@@ -27,8 +27,30 @@
  * fails, starts the backoff: a server really down costs one refused connect,
  * then calls fail at once.  db_listen and db_tx_* keep their own rules below.
  *
+ * Bounds.  Each conninfo (key=value or URI, multi-host allowed) gets what it
+ * does not set itself (PQconninfoParse tells): connect_timeout
+ * (TH_DB_CONNECT_TIMEOUT_S, 2), tcp_user_timeout (TH_DB_TCP_USER_TIMEOUT_MS,
+ * 5000), keepalives=1 with TH_DB_KEEPALIVES_IDLE_S / _INTERVAL_S / _COUNT
+ * (10, 5, 3).  Every call (its prepare and statement; a new connection's
+ * SET statement_timeout) is sent without blocking and waited for until the
+ * statement timeout + 1 s: a network that swallows without closing is bound
+ * by nothing else.  A call that hears nothing by then fails with
+ * TH_EUNAVAILABLE, its connection is dropped (inside a transaction: as a
+ * broken one) and the handle backs off.  A statement timeout of 0: no bound.
+ *
+ * Not the primary any more.  SQLSTATE 25006 (a standby, after a failover),
+ * 57P01/57P02 (shutdown), 57P03 (starting up) and 08xxx drop the connection
+ * and fail with TH_EUNAVAILABLE (503), never TH_EINTERNAL; outside a
+ * transaction, a statement that cannot have run (25006, 57P03) or a rerun-able
+ * one is sent once more on a new connection, which a multi-host conninfo
+ * with target_session_attrs=read-write points at the new primary.  A new
+ * connection that answers so too starts the backoff.
+ *
  * Every statement is parameterized (PQexecParams); no SQL is built from
- * input.  Results are owned by the caller: db_res_free() (NULL-safe). */
+ * input.  Statements with parameters are prepared once per connection
+ * (named th0, th1, ...) unless TH_DB_PREPARE=0: then unnamed statements only
+ * and no session SET, for PgBouncer in transaction mode.  Results are owned
+ * by the caller: db_res_free() (NULL-safe). */
 #ifndef TH_DB_H
 #define TH_DB_H
 
@@ -43,8 +65,10 @@ enum db_role { DB_PRIMARY = 0, DB_READ = 1 };
 struct db_res;
 
 /* primary: libpq conninfo (required); read: conninfo of a replica or NULL/"".
- * statement_timeout_ms: applied to each new connection (0: server default).
- * Does not connect: the first query does. */
+ * statement_timeout_ms: applied to each new connection (0: server default),
+ * and the client-side bound of a call is it + 1 s.  Reads the TH_DB_*
+ * settings above (exits on a malformed one, as every cfg_* getter).  Does
+ * not connect: the first query does (a malformed conninfo fails it). */
 int db_init(const char *primary, const char *read, long statement_timeout_ms);
 void db_close(void);
 

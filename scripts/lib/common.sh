@@ -377,7 +377,9 @@ worker_env() {
 	export TH_POOL=$1
 	export TH_VAR_DIR=$VAR
 	export TH_PORT_BASE=$PORT_BASE
-	export TH_DB_CONNINFO=$DB_CONNINFO
+	# TH_WORKER_DB_CONNINFO: what is given reaches the primary some other way
+	# than this stack's own cluster alone (a multi-host conninfo, PgBouncer)
+	export TH_DB_CONNINFO=${TH_WORKER_DB_CONNINFO:-$DB_CONNINFO}
 	export TH_REDIS_HOST=127.0.0.1
 	export TH_REDIS_PORT=$PORT_REDIS
 	[[ -z $REDIS_SOCK ]] || export TH_REDIS_SOCKET=${TH_REDIS_SOCKET:-$REDIS_SOCK}

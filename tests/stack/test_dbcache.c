@@ -290,6 +290,124 @@ static void test_dead_server_backoff(void **state)
 	assert_int_equal(db_ping(DB_PRIMARY), 0);
 }
 
+/* A malformed conninfo is a database that cannot be reached (503), and the
+ * parser's message, which may quote the password, is not passed on. */
+static void test_conninfo_malformed(void **state)
+{
+	(void)state;
+	db_close();
+	assert_int_equal(db_init("password=s3cr3t host='127.0.0.1", NULL, 0), 0);
+	assert_int_equal(db_ping(DB_PRIMARY), -1);
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_non_null(strstr(db_last_error(), "malformed"));
+	assert_null(strstr(db_last_error(), "s3cr3t"));
+	db_close();
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+	assert_int_equal(db_ping(DB_PRIMARY), 0);
+}
+
+/* TH_DB_PREPARE=0 (PgBouncer in transaction mode): nothing is prepared and
+ * no session setting is made; statements work the same. */
+static void test_prepare_off(void **state)
+{
+	static const char sql[] = "SELECT $1::int * 3";
+	const char *p[] = {"14"};
+	struct db_res *r;
+
+	(void)state;
+	db_close();
+	assert_int_equal(setenv("TH_DB_PREPARE", "0", 1), 0);
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+	for (int i = 0; i < 3; i++) {
+		r = db_exec(DB_PRIMARY, sql, 1, p);
+		assert_non_null(r);
+		assert_string_equal(db_res_get(r, 0, 0), "42");
+		db_res_free(r);
+	}
+	r = db_exec(DB_PRIMARY, "SELECT count(*) FROM pg_prepared_statements", 0, NULL);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "0");
+	db_res_free(r);
+	r = db_exec(DB_PRIMARY, "SELECT current_setting('statement_timeout')", 0, NULL);
+	assert_non_null(r);
+	assert_string_not_equal(db_res_get(r, 0, 0), "2s"); /* the role's, not ours */
+	db_res_free(r);
+	db_close();
+	assert_int_equal(unsetenv("TH_DB_PREPARE"), 0);
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+	r = db_exec(DB_PRIMARY, "SELECT current_setting('statement_timeout')", 0, NULL);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "2s");
+	db_res_free(r);
+}
+
+/* A session that answers 25006 (read_only_sql_transaction) stands for a
+ * primary demoted after a failover: the connection is replaced and a
+ * statement that cannot have run is sent again on the new one (which a
+ * multi-host conninfo points at the new primary); inside a transaction the
+ * transaction fails until db_rollback(); a server whose every connection
+ * says so (a standby behind a single-host conninfo) is TH_EUNAVAILABLE
+ * (503), never TH_EINTERNAL, and the pipelined transactions see it so too. */
+static void test_read_only_server(void **state)
+{
+	static const char *const ro[] = {"SET default_transaction_read_only = on"};
+	const char *seq[] = {"posts_id_seq"};
+	char pid1[16], pid2[16], ro_conninfo[1024];
+	struct db_res *r;
+	int n;
+
+	(void)state;
+	/* outside a transaction: replaced, sent again, succeeds */
+	db_res_free(db_exec(DB_PRIMARY, ro[0], 0, NULL));
+	backend_pid(DB_PRIMARY, pid1, sizeof(pid1));
+	r = db_exec(DB_PRIMARY, "SELECT nextval($1::regclass)", 1, seq);
+	assert_non_null(r);
+	db_res_free(r);
+	backend_pid(DB_PRIMARY, pid2, sizeof(pid2));
+	assert_string_not_equal(pid1, pid2);
+
+	/* inside a transaction: that call and the rest fail, until rollback */
+	assert_int_equal(db_begin(), 0);
+	db_res_free(db_exec(DB_PRIMARY, "SET TRANSACTION READ ONLY", 0, NULL));
+	assert_null(db_exec(DB_PRIMARY, "SELECT nextval($1::regclass)", 1, seq));
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_string_equal(db_last_sqlstate(), "25006");
+	assert_null(db_exec(DB_PRIMARY, "SELECT 1", 0, NULL));
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	db_rollback();
+	assert_int_equal(db_ping(DB_PRIMARY), 0);
+
+	/* every connection read-only: 503, then backing off */
+	db_close();
+	n = snprintf(ro_conninfo, sizeof(ro_conninfo),
+		     "%s options='-c default_transaction_read_only=on'", conninfo);
+	assert_true(n > 0 && (size_t)n < sizeof(ro_conninfo));
+	assert_int_equal(db_init(ro_conninfo, NULL, 2000), 0);
+	assert_null(db_exec(DB_PRIMARY, "SELECT nextval($1::regclass)", 1, seq));
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_null(db_exec(DB_PRIMARY, "SELECT nextval($1::regclass)", 1, seq));
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_non_null(strstr(db_last_error(), "backing off"));
+	{
+		const char *sqls[] = {"SELECT nextval($1::regclass)"};
+		const int np[] = {1};
+		const char *const *pp[] = {seq};
+		struct db_res *last = NULL;
+		int rc = 0;
+
+		assert_int_equal(db_tx_send(1, sqls, np, pp), 0);
+		for (int i = 0; i < 2000 && (rc = db_tx_poll(&last)) == 0; i++)
+			usleep(1000);
+		assert_int_equal(rc, -1);
+		assert_null(last);
+		assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+		assert_int_equal(db_tx_fd(), -1); /* the connection went */
+	}
+	db_close();
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+	assert_int_equal(db_ping(DB_PRIMARY), 0);
+}
+
 static void test_cache(void **state)
 {
 	static const char *const set[] = {"SET", "th:unit:bin", "a\0b", "EX", "60"};
@@ -630,6 +748,9 @@ int main(void)
 		cmocka_unit_test(test_reconnect_after_termination),
 		cmocka_unit_test(test_terminated_mid_statement),
 		cmocka_unit_test(test_dead_server_backoff),
+		cmocka_unit_test(test_conninfo_malformed),
+		cmocka_unit_test(test_prepare_off),
+		cmocka_unit_test(test_read_only_server),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_dead_server),
 		cmocka_unit_test(test_cache_auth),
