@@ -471,7 +471,7 @@ static int listen_check(int fd)
 
 static int init_services(void)
 {
-	const char *pg = cfg_str("TH_DB_CONNINFO", NULL), *redis_sock;
+	const char *pg = cfg_str("TH_DB_CONNINFO", NULL);
 
 	if (!pg) {
 		fprintf(stderr, "%s: TH_DB_CONNINFO is not set\n", the_app->name);
@@ -480,11 +480,9 @@ static int init_services(void)
 	if (db_init(pg, cfg_str("TH_DB_READ_CONNINFO", NULL),
 		    (long)cfg_int("TH_DB_STATEMENT_TIMEOUT_MS", 5000, 0, 600000)) < 0)
 		return -1;
-	/* a unix socket when the stack offers one (TH_REDIS_SOCKET), else TCP */
-	redis_sock = cfg_str("TH_REDIS_SOCKET", NULL);
-	if (cache_init(redis_sock && *redis_sock ? redis_sock : cfg_str("TH_REDIS_HOST", "127.0.0.1"),
-		       (int)cfg_int("TH_REDIS_PORT", 6379, 1, 65535),
-		       (long)cfg_int("TH_REDIS_TIMEOUT_MS", 250, 1, 60000)) < 0)
+	/* one server (its unix socket when the stack offers one), Sentinel or
+	 * Cluster: cache_init_env reads which */
+	if (cache_init_env((long)cfg_int("TH_REDIS_TIMEOUT_MS", 250, 1, 60000), 1) < 0)
 		return -1;
 	return 0;
 }

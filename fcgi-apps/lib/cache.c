@@ -1,10 +1,11 @@
-/* cache: a hiredis context with timeouts, dropped and re-made on error. */
+/* cache: hiredis connections with timeouts, dropped and re-made on error;
+ * one server, a master found through Sentinel, or a Cluster (cluster.c). */
 #include "cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <hiredis/hiredis.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,30 +15,86 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cachenode.h"
+#include "cluster.h"
 #include "config.h"
 #include "log.h"
 #include "mono.h"
+#include "sentinel.h"
 
 #define CACHE_BACKOFF_MIN_MS 100
 #define CACHE_BACKOFF_MAX_MS 5000
+/* Behind Sentinel or in a Cluster another server takes over within seconds:
+ * a worker backing off for 5 s would come back later than the service. */
+#define CACHE_BACKOFF_MAX_HA_MS 1000
 #define CACHE_MAX_ARGS 64
 /* Redis's requirepass: scripts/stack makes 64 hex characters */
 #define CACHE_PASSWORD_MAX 256
+/* INFO replication is about 500 bytes; a longer reply is cut, not an error */
+#define CACHE_INFO_LINE_MAX 128
+/* Sentinel: a check that found no sentinel is not repeated for this long
+ * (each costs up to a timeout per sentinel) */
+#define CACHE_SENTINEL_RECHECK_FAILED_MS 5000
 
 /* struct cache_reply is redisReply itself: the wrapper type only hides
  * hiredis from everyone else. */
 
-static redisContext *ctx;
-static char *cache_host;
-static int cache_port;
+enum cache_mode { MODE_NONE, MODE_SINGLE, MODE_SENTINEL, MODE_CLUSTER };
+
+static enum cache_mode mode;
+static struct cache_node main_node;     /* MODE_SINGLE, MODE_SENTINEL */
 static struct timeval cache_tv;
-static long backoff_ms;
-static long long retry_at_ms;
+static long backoff_max_ms = CACHE_BACKOFF_MAX_MS;
 static char last_msg[160];
+/* Sentinel: when the sentinels were last asked whether the master moved */
+static long long sentinel_checked_ms;
+static long sentinel_check_ms = 1000;
 static char password[CACHE_PASSWORD_MAX + 1]; /* "" = no AUTH */
 
 /* the monotonic clock as the signed milliseconds of the back-off sums */
 static long long now_ms(void) { return (long long)mono_ms(); }
+
+void cache_set_error(const char *fmt, ...)
+{
+	char raw[sizeof(last_msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	log_clean(last_msg, sizeof(last_msg), raw);
+}
+
+const struct timeval *cache_timeout(void) { return &cache_tv; }
+const char *cache_password(void) { return password; }
+
+int cache_read_secret(const char *what, const char *file, char *buf, size_t size)
+{
+	ssize_t n = 0;
+	int fd, rc = -1;
+
+	buf[0] = '\0';
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "%s: cannot open %s: %s\n", what, file, strerror(errno));
+		return -1;
+	}
+	n = read(fd, buf, size);
+	/* a trailing newline is not part of the password */
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	if (n <= 0 || (size_t)n >= size) {
+		fprintf(stderr, "%s: %s holds no password of 1..%zu bytes\n", what, file, size - 1);
+		goto out;
+	}
+	buf[n] = '\0';
+	rc = 0;
+out:
+	close(fd);
+	if (rc < 0)
+		explicit_bzero(buf, size);
+	return rc;
+}
 
 /* The password of TH_REDIS_PASSWORD_FILE (the stack's keys/redis.secret),
  * else TH_REDIS_PASSWORD, else none.  Read once here: the broker's plugin
@@ -46,85 +103,116 @@ static int password_load(void)
 {
 	const char *file = cfg_str("TH_REDIS_PASSWORD_FILE", NULL);
 	const char *env = cfg_str("TH_REDIS_PASSWORD", NULL);
-	ssize_t n = 0;
-	int fd = -1, rc = -1;
 
 	password[0] = '\0';
-	if (!file || !*file) {
-		if (env && strlen(env) > CACHE_PASSWORD_MAX) {
-			fprintf(stderr, "TH_REDIS_PASSWORD: longer than %d bytes\n", CACHE_PASSWORD_MAX);
-			goto out;
-		}
-		snprintf(password, sizeof(password), "%s", env ? env : "");
-		rc = 0;
-		goto out;
+	if (file && *file)
+		return cache_read_secret("TH_REDIS_PASSWORD_FILE", file, password, sizeof(password));
+	if (env && strlen(env) > CACHE_PASSWORD_MAX) {
+		fprintf(stderr, "TH_REDIS_PASSWORD: longer than %d bytes\n", CACHE_PASSWORD_MAX);
+		return -1;
 	}
-	fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr, "TH_REDIS_PASSWORD_FILE: cannot open %s: %s\n", file, strerror(errno));
-		goto out;
-	}
-	n = read(fd, password, sizeof(password));
-	/* a trailing newline is not part of the password */
-	while (n > 0 && (password[n - 1] == '\n' || password[n - 1] == '\r'))
-		n--;
-	if (n <= 0 || n > CACHE_PASSWORD_MAX) {
-		fprintf(stderr, "TH_REDIS_PASSWORD_FILE: %s holds no password of 1..%d bytes\n", file,
-			CACHE_PASSWORD_MAX);
-		goto out;
-	}
-	password[n] = '\0';
-	rc = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0)
-		explicit_bzero(password, sizeof(password));
-	return rc;
+	snprintf(password, sizeof(password), "%s", env ? env : "");
+	return 0;
+}
+
+static void set_timeout(long timeout_ms)
+{
+	cache_tv.tv_sec = timeout_ms / 1000;
+	cache_tv.tv_usec = (timeout_ms % 1000) * 1000;
 }
 
 int cache_init(const char *host, int port, long timeout_ms)
 {
 	if (password_load() < 0)
 		return -1;
-	cache_host = strdup(host ? host : "127.0.0.1");
-	if (!cache_host)
-		return -1;
-	cache_port = port;
-	cache_tv.tv_sec = timeout_ms / 1000;
-	cache_tv.tv_usec = (timeout_ms % 1000) * 1000;
+	memset(&main_node, 0, sizeof(main_node));
+	snprintf(main_node.host, sizeof(main_node.host), "%s", host ? host : "127.0.0.1");
+	main_node.port = port;
+	set_timeout(timeout_ms);
+	backoff_max_ms = CACHE_BACKOFF_MAX_MS;
+	mode = MODE_SINGLE;
 	return 0;
 }
 
-static void drop(const char *why)
+int cache_init_env(long timeout_ms, int use_socket)
 {
-	log_clean(last_msg, sizeof(last_msg), why);
-	if (ctx) {
-		redisFree(ctx);
-		ctx = NULL;
+	const char *cluster = cfg_str("TH_REDIS_CLUSTER", NULL);
+	const char *sentinels = cfg_str("TH_REDIS_SENTINELS", NULL);
+	const char *sock = use_socket ? cfg_str("TH_REDIS_SOCKET", NULL) : NULL;
+
+	if (cluster && sentinels) {
+		fprintf(stderr, "TH_REDIS_CLUSTER and TH_REDIS_SENTINELS: set one, not both\n");
+		return -1;
 	}
-	backoff_ms = backoff_ms ? backoff_ms * 2 : CACHE_BACKOFF_MIN_MS;
-	if (backoff_ms > CACHE_BACKOFF_MAX_MS)
-		backoff_ms = CACHE_BACKOFF_MAX_MS;
-	retry_at_ms = now_ms() + backoff_ms;
-	log_warn("redis: %s (retry in %ld ms)", last_msg, backoff_ms);
+	if (!cluster && !sentinels)
+		/* a unix socket when the stack offers one, else TCP */
+		return cache_init(sock ? sock : cfg_str("TH_REDIS_HOST", "127.0.0.1"),
+				  (int)cfg_int("TH_REDIS_PORT", 6379, 1, 65535), timeout_ms);
+	if (password_load() < 0)
+		return -1;
+	set_timeout(timeout_ms);
+	backoff_max_ms = CACHE_BACKOFF_MAX_HA_MS;
+	if (cluster) {
+		if (cluster_init(cluster) < 0)
+			return -1;
+		mode = MODE_CLUSTER;
+		return 0;
+	}
+	if (sentinel_init(sentinels, cfg_str("TH_REDIS_MASTER_NAME", "townhall"),
+			  cfg_str("TH_REDIS_SENTINEL_PASSWORD_FILE", NULL)) < 0)
+		return -1;
+	memset(&main_node, 0, sizeof(main_node));
+	main_node.want_master = 1;
+	sentinel_check_ms = (long)cfg_int("TH_REDIS_SENTINEL_CHECK_MS", 1000, 100, 60000);
+	sentinel_checked_ms = 0;
+	mode = MODE_SENTINEL;
+	return 0;
+}
+
+void cache_node_fail(struct cache_node *n, const char *why)
+{
+	if (why != last_msg)
+		log_clean(last_msg, sizeof(last_msg), why);
+	if (n->ctx) {
+		redisFree(n->ctx);
+		n->ctx = NULL;
+	}
+	n->replid[0] = '\0';
+	n->backoff_ms = n->backoff_ms ? n->backoff_ms * 2 : CACHE_BACKOFF_MIN_MS;
+	if (n->backoff_ms > backoff_max_ms)
+		n->backoff_ms = backoff_max_ms;
+	n->retry_at_ms = now_ms() + n->backoff_ms;
+	log_warn("redis: %s (retry in %ld ms)", last_msg, n->backoff_ms);
+}
+
+/* Drops a connection the server closed without starting a backoff: the next
+ * connection connects at once.  A Redis really down then refuses that
+ * connect, and cache_node_fail() backs off as usual. */
+void cache_node_forget(struct cache_node *n, const char *why)
+{
+	char clean[120];
+
+	log_info("redis: %s; reconnecting", log_clean(clean, sizeof(clean), why));
+	if (n->ctx)
+		redisFree(n->ctx);
+	n->ctx = NULL;
+	n->replid[0] = '\0';
 }
 
 void cache_close(void)
 {
-	if (ctx)
-		redisFree(ctx);
-	ctx = NULL;
-	free(cache_host);
-	cache_host = NULL;
+	if (main_node.ctx)
+		redisFree(main_node.ctx);
+	memset(&main_node, 0, sizeof(main_node));
+	cluster_close();
+	sentinel_close();
 	explicit_bzero(password, sizeof(password));
-	backoff_ms = 0;
-	retry_at_ms = 0;
+	mode = MODE_NONE;
 }
 
 /* AUTH on a new connection (TCP or unix socket alike) when a password is
  * set; on failure the connection is dropped with the backoff. */
-static int authenticate(redisContext *c)
+static int authenticate(struct cache_node *n)
 {
 	redisReply *r = NULL;
 	char why[120];
@@ -132,9 +220,9 @@ static int authenticate(redisContext *c)
 
 	if (!password[0])
 		return 0;
-	r = redisCommand(c, "AUTH %s", password);
+	r = redisCommand(n->ctx, "AUTH %s", password);
 	if (!r) {
-		snprintf(why, sizeof(why), "AUTH: %.100s", c->errstr[0] ? c->errstr : "no reply");
+		snprintf(why, sizeof(why), "AUTH: %.100s", n->ctx->errstr[0] ? n->ctx->errstr : "no reply");
 		goto out;
 	}
 	if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0) {
@@ -147,52 +235,120 @@ out:
 	if (r)
 		freeReplyObject(r);
 	if (rc < 0)
-		drop(why);
+		cache_node_fail(n, why);
 	return rc;
 }
 
-/* The worker's connection, connected now when there is none (unless backing
- * off).  *reused: it was connected by an earlier call, so a failure on it may
- * be a connection the server closed since (see cache.h), not Redis down. */
-static redisContext *connection(int *reused)
+/* The value of "name:" in an INFO reply, into out ("" when absent). */
+static void info_field(const char *info, const char *name, char *out, size_t size)
 {
-	*reused = ctx != NULL;
-	if (ctx)
-		return ctx;
-	if (!cache_host) {
+	size_t nl = strlen(name), i = 0;
+	const char *p = info;
+
+	out[0] = '\0';
+	while (p && *p) {
+		if (strncmp(p, name, nl) == 0 && p[nl] == ':') {
+			p += nl + 1;
+			while (p[i] && p[i] != '\r' && p[i] != '\n' && i + 1 < size && i < CACHE_INFO_LINE_MAX) {
+				out[i] = p[i];
+				i++;
+			}
+			out[i] = '\0';
+			return;
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+}
+
+/* What the new connection's server is: its replication id (which changes
+ * when a replica is promoted, so a failover that may have lost writes is
+ * seen by revoke.c and the broker's mirror watch) and, behind Sentinel, that
+ * it is really the master: a sentinel's answer may be stale. */
+static int identify(struct cache_node *n)
+{
+	redisReply *r = redisCommand(n->ctx, "INFO replication");
+	char role[16], why[CACHE_HOST_MAX + 64];
+	int rc = -1;
+
+	n->replid[0] = '\0';
+	if (!r) {
+		snprintf(why, sizeof(why), "INFO: %.100s", n->ctx->errstr[0] ? n->ctx->errstr : "no reply");
+		goto out;
+	}
+	if (r->type != REDIS_REPLY_STRING) {
+		/* INFO refused (renamed, ACL): nothing known; a Sentinel master
+		 * cannot be verified then */
+		if (n->want_master) {
+			snprintf(why, sizeof(why), "INFO refused: cannot verify the master");
+			goto out;
+		}
+		rc = 0;
+		goto out;
+	}
+	info_field(r->str, "role", role, sizeof(role));
+	info_field(r->str, "master_replid", n->replid, sizeof(n->replid));
+	if (n->want_master && strcmp(role, "master") != 0) {
+		snprintf(why, sizeof(why), "%s:%d is not the master (role %s)", n->host, n->port,
+			 role[0] ? role : "unknown");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (r)
+		freeReplyObject(r);
+	if (rc < 0)
+		cache_node_fail(n, why);
+	return rc;
+}
+
+/* n's connection, connected now when there is none (unless backing off).
+ * *reused: it was connected by an earlier call, so a failure on it may be a
+ * connection the server closed since (see cache.h), not Redis down. */
+static redisContext *connection(struct cache_node *n, int *reused)
+{
+	*reused = n->ctx != NULL;
+	if (n->ctx)
+		return n->ctx;
+	if (mode == MODE_NONE) {
 		snprintf(last_msg, sizeof(last_msg), "redis not configured");
 		return NULL;
 	}
-	if (now_ms() < retry_at_ms) {
+	if (now_ms() < n->retry_at_ms) {
 		snprintf(last_msg, sizeof(last_msg), "redis unavailable (backing off)");
 		return NULL;
 	}
-	ctx = cache_host[0] == '/' ? redisConnectUnixWithTimeout(cache_host, cache_tv)
-				   : redisConnectWithTimeout(cache_host, cache_port, cache_tv);
-	if (!ctx || ctx->err) {
-		drop(ctx ? ctx->errstr : "out of memory");
-		return NULL;
+	/* Sentinel: the master is asked for on every new connection, so an
+	 * error, a timeout or a READONLY (all of which drop the connection)
+	 * is followed by a fresh answer */
+	if (mode == MODE_SENTINEL && n == &main_node) {
+		if (sentinel_master(n->host, sizeof(n->host), &n->port) < 0) {
+			cache_node_fail(n, last_msg);
+			return NULL;
+		}
+		sentinel_checked_ms = now_ms();
 	}
-	if (redisSetTimeout(ctx, cache_tv) != REDIS_OK) {
-		drop("cannot set timeout");
-		return NULL;
-	}
-	if (authenticate(ctx) < 0)
-		return NULL;
-	if (backoff_ms)
-		log_info("redis: connected");
-	backoff_ms = 0;
-	return ctx;
-}
+	n->ctx = n->host[0] == '/' ? redisConnectUnixWithTimeout(n->host, cache_tv)
+				   : redisConnectWithTimeout(n->host, n->port, cache_tv);
+	if (!n->ctx || n->ctx->err) {
+		char why[CACHE_HOST_MAX + 140];
 
-/* Drops a connection the server closed without starting a backoff: the next
- * connection() connects at once.  A Redis really down then refuses that
- * connect, and drop() backs off as usual. */
-static void forget(const char *why)
-{
-	log_info("redis: %s; reconnecting", why);
-	redisFree(ctx);
-	ctx = NULL;
+		snprintf(why, sizeof(why), "%s:%d: %s", n->host, n->port,
+			 n->ctx ? n->ctx->errstr : "out of memory");
+		cache_node_fail(n, why);
+		return NULL;
+	}
+	if (redisSetTimeout(n->ctx, cache_tv) != REDIS_OK) {
+		cache_node_fail(n, "cannot set timeout");
+		return NULL;
+	}
+	if (authenticate(n) < 0 || identify(n) < 0)
+		return NULL;
+	if (n->backoff_ms)
+		log_info("redis: connected to %s:%d", n->host, n->port);
+	n->backoff_ms = 0;
+	return n->ctx;
 }
 
 /* True when the server has closed c while it sat idle between requests
@@ -249,7 +405,7 @@ static int read_only(const char *cmd, size_t len)
 		"HGET", "HMGET", "HGETALL", "HEXISTS", "HKEYS", "HLEN",
 		"SISMEMBER", "SMEMBERS", "SCARD",
 		"ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "LRANGE", "LLEN",
-		"PING",
+		"PING", "CLUSTER", "ASKING",
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -266,13 +422,95 @@ static int peer_closed(const redisContext *c, int err)
 	       (c->err == REDIS_ERR_IO && (err == ECONNRESET || err == EPIPE || err == ENOTCONN));
 }
 
-struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *lens)
+redisReply *cache_node_cmd(struct cache_node *n, int argc, const char **argv, const size_t *lens)
 {
-	size_t l[CACHE_MAX_ARGS];
 	redisContext *c;
 	redisReply *r;
 	enum sent sent;
 	int reused, err, ro;
+
+	c = connection(n, &reused);
+	if (!c)
+		return NULL;
+	/* A read is not checked first: if the server closed the connection,
+	 * the send or the reply fails as peer_closed() and the read is sent
+	 * again below, so the check would buy nothing but a system call on
+	 * every cache hit. */
+	ro = read_only(argv[0], lens[0]);
+	if (reused && !ro && closed_while_idle(c)) {
+		/* the usual case after a Redis restart: nothing was sent yet */
+		cache_node_forget(n, "connection closed by the server while idle");
+		c = connection(n, &reused);
+		if (!c)
+			return NULL;
+	}
+	r = send_and_read(c, argc, argv, lens, &sent, &err);
+	if (r)
+		return r;
+	if (!reused || !peer_closed(c, err)) {
+		/* Redis down, slow (timeout) or a fresh connection failing: the
+		 * context is unusable from here on, and we back off */
+		cache_node_fail(n, c->errstr[0] ? c->errstr : "no reply");
+		return NULL;
+	}
+	/* An old connection the server closed between the check above and the
+	 * send.  The command certainly did not run when it was not wholly
+	 * written (a server executes only whole commands); when it was, the
+	 * server may have run it before closing, so only a read is sent again. */
+	if (sent != SENT_ALL || ro) {
+		cache_node_forget(n, c->errstr[0] ? c->errstr : "connection closed by the server");
+		c = connection(n, &reused);
+		if (!c)
+			return NULL;
+		r = send_and_read(c, argc, argv, lens, &sent, &err);
+		if (r)
+			return r;
+		cache_node_fail(n, c->errstr[0] ? c->errstr : "no reply");
+		return NULL;
+	}
+	log_clean(last_msg, sizeof(last_msg), c->errstr[0] ? c->errstr : "connection closed");
+	log_warn("redis: %s after a write was sent: not retried (it may have run)", last_msg);
+	cache_node_forget(n, "connection closed by the server");
+	return NULL;
+}
+
+/* The server says it is a replica now (a failover demoted it): the write
+ * did not run. */
+static int is_readonly(const redisReply *r)
+{
+	return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "READONLY", 8) == 0;
+}
+
+/* Sentinel: a master demoted by SENTINEL failover (or cut off by a
+ * partition) keeps accepting writes from connected clients until the
+ * sentinels reconfigure it, which can take them 10 s, and those writes are
+ * lost.  So once every TH_REDIS_SENTINEL_CHECK_MS (1 s) the sentinels are
+ * asked again, and a master that moved is left at once. */
+static void sentinel_recheck(int now_please)
+{
+	char host[CACHE_HOST_MAX];
+	int port;
+	long long now = now_ms();
+
+	/* a check that failed holds even when asked for now: each costs up to
+	 * a timeout per sentinel */
+	if (!main_node.ctx || now < sentinel_checked_ms ||
+	    (!now_please && now - sentinel_checked_ms < sentinel_check_ms))
+		return;
+	sentinel_checked_ms = now;
+	if (sentinel_master(host, sizeof(host), &port) < 0) {
+		/* keep the master we have; ask again later */
+		sentinel_checked_ms = now + CACHE_SENTINEL_RECHECK_FAILED_MS;
+		return;
+	}
+	if (port != main_node.port || strcmp(host, main_node.host) != 0)
+		cache_node_forget(&main_node, "the sentinels name another master");
+}
+
+struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *lens)
+{
+	size_t l[CACHE_MAX_ARGS];
+	redisReply *r;
 
 	if (argc <= 0 || argc > CACHE_MAX_ARGS) {
 		snprintf(last_msg, sizeof(last_msg), "bad argument count");
@@ -283,49 +521,30 @@ struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *l
 			l[i] = strlen(argv[i]);
 		lens = l;
 	}
-	c = connection(&reused);
-	if (!c)
-		return NULL;
-	/* A read is not checked first: if the server closed the connection,
-	 * the send or the reply fails as peer_closed() and the read is sent
-	 * again below, so the check would buy nothing but a system call on
-	 * every cache hit. */
-	ro = read_only(argv[0], lens[0]);
-	if (reused && !ro && closed_while_idle(c)) {
-		/* the usual case after a Redis restart: nothing was sent yet */
-		forget("connection closed by the server while idle");
-		c = connection(&reused);
-		if (!c)
-			return NULL;
-	}
-	r = send_and_read(c, argc, (const char **)argv, lens, &sent, &err);
-	if (r)
+	if (mode == MODE_CLUSTER)
+		return cluster_cmd(argc, (const char **)argv, lens);
+	if (mode == MODE_SENTINEL)
+		sentinel_recheck(0);
+	r = cache_node_cmd(&main_node, argc, (const char **)argv, lens);
+	if (!is_readonly(r))
 		return (struct cache_reply *)r;
-	if (!reused || !peer_closed(c, err)) {
-		/* Redis down, slow (timeout) or a fresh connection failing: the
-		 * context is unusable from here on, and we back off */
-		drop(c->errstr[0] ? c->errstr : "no reply");
-		return NULL;
-	}
-	/* An old connection the server closed between the check above and the
-	 * send.  The command certainly did not run when it was not wholly
-	 * written (a server executes only whole commands); when it was, the
-	 * server may have run it before closing, so only a read is sent again. */
-	if (sent != SENT_ALL || ro) {
-		forget(c->errstr[0] ? c->errstr : "connection closed by the server");
-		c = connection(&reused);
-		if (!c)
-			return NULL;
-		r = send_and_read(c, argc, (const char **)argv, lens, &sent, &err);
-		if (r)
+	freeReplyObject(r);
+	if (mode == MODE_SENTINEL) {
+		/* a failover demoted our master: ask the sentinels again, once */
+		cache_node_forget(&main_node, "the master became a replica");
+		r = cache_node_cmd(&main_node, argc, (const char **)argv, lens);
+		if (!is_readonly(r))
 			return (struct cache_reply *)r;
-		drop(c->errstr[0] ? c->errstr : "no reply");
-		return NULL;
+		freeReplyObject(r);
 	}
-	log_clean(last_msg, sizeof(last_msg), c->errstr[0] ? c->errstr : "connection closed");
-	log_warn("redis: %s after a write was sent: not retried (it may have run)", last_msg);
-	forget("connection closed by the server");
+	cache_node_fail(&main_node, "READONLY: the server is a replica");
 	return NULL;
+}
+
+void cache_master_recheck(void)
+{
+	if (mode == MODE_SENTINEL)
+		sentinel_recheck(1);
 }
 
 struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc,
@@ -341,6 +560,42 @@ struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc,
 const char *cache_last_error(void)
 {
 	return last_msg;
+}
+
+const char *cache_data_id(const char *key)
+{
+	if (mode == MODE_CLUSTER)
+		return cluster_data_id(key);
+	return main_node.ctx ? main_node.replid : "";
+}
+
+int cache_parse_addr(const char *s, size_t len, char *host, size_t hostlen, int *port)
+{
+	const char *colon = NULL, *h = s;
+	size_t hl;
+	long long p;
+	char num[8];
+
+	for (size_t i = 0; i < len; i++)
+		if (s[i] == ':')
+			colon = s + i;
+	if (!colon || (size_t)(s + len - colon - 1) >= sizeof(num) || colon + 1 == s + len)
+		return -1;
+	memcpy(num, colon + 1, (size_t)(s + len - colon - 1));
+	num[s + len - colon - 1] = '\0';
+	if (cfg_parse_int(num, 1, 65535, &p) < 0)
+		return -1;
+	hl = (size_t)(colon - s);
+	if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+		h = s + 1;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= hostlen)
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (int)p;
+	return 0;
 }
 
 enum cache_type cache_reply_type(const struct cache_reply *cr)
@@ -412,33 +667,34 @@ struct cache_reply *cache_script_run(struct cache_script *s, int argc, const cha
 {
 	struct cache_reply *r;
 
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (!s->sha[0]) {
-			const char *load[] = {"SCRIPT", "LOAD", s->body};
-			const char *sha;
-			size_t len;
+	if (!s->sha[0]) {
+		const char *load[] = {"SCRIPT", "LOAD", s->body};
+		const char *sha;
+		size_t len;
 
-			r = cache_cmd(3, load, NULL);
-			if (!r)
-				return NULL;
-			sha = cache_reply_str(r, &len);
-			if (cache_reply_type(r) != CACHE_STR || len != 40)
-				return r; /* an error reply: the caller logs it */
-			memcpy(s->sha, sha, 40);
-			s->sha[40] = '\0';
-			cache_reply_free(r);
-		}
-		argv[0] = "EVALSHA";
-		argv[1] = s->sha;
-		r = cache_cmd(argc, argv, NULL);
-		/* NOSCRIPT: Redis restarted or flushed its scripts; load again */
-		if (!r || cache_reply_type(r) != CACHE_ERROR ||
-		    strncmp(cache_reply_str(r, NULL), "NOSCRIPT", 8) != 0)
-			return r;
+		r = cache_cmd(3, load, NULL);
+		if (!r)
+			return NULL;
+		sha = cache_reply_str(r, &len);
+		if (cache_reply_type(r) != CACHE_STR || len != 40)
+			return r; /* an error reply: the caller logs it */
+		memcpy(s->sha, sha, 40);
+		s->sha[40] = '\0';
 		cache_reply_free(r);
-		s->sha[0] = '\0';
 	}
-	return NULL;
+	argv[0] = "EVALSHA";
+	argv[1] = s->sha;
+	r = cache_cmd(argc, argv, NULL);
+	if (!r || cache_reply_type(r) != CACHE_ERROR ||
+	    strncmp(cache_reply_str(r, NULL), "NOSCRIPT", 8) != 0)
+		return r;
+	/* NOSCRIPT: Redis restarted or flushed its scripts, a failover put
+	 * another server in its place, or (Cluster) the key's node never saw
+	 * the SCRIPT LOAD: EVAL sends the body, which also caches it there */
+	cache_reply_free(r);
+	argv[0] = "EVAL";
+	argv[1] = s->body;
+	return cache_cmd(argc, argv, NULL);
 }
 
 int cache_ping(void)

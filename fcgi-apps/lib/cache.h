@@ -1,6 +1,21 @@
-/* cache: Redis through hiredis, the only file that includes hiredis.h.
+/* cache: Redis through hiredis (cache.c, with its parts sentinel.c and
+ * cluster.c, are the only files that include hiredis.h).
  *
- * One connection per worker, opened lazily with connect and command timeouts,
+ * Three ways to find Redis (cache_init_env):
+ *   - one server (TH_REDIS_SOCKET, else TH_REDIS_HOST/TH_REDIS_PORT);
+ *   - Sentinel (TH_REDIS_SENTINELS, TH_REDIS_MASTER_NAME): every new
+ *     connection asks the sentinels for the master (sentinel.h) and checks
+ *     that the server says it is the master; an error, a timeout or a
+ *     READONLY reply (a failover demoted it) drops the connection, so the
+ *     next one asks again.  A write refused with READONLY did not run: it is
+ *     sent once more to the master the sentinels name now;
+ *   - Cluster (TH_REDIS_CLUSTER): each command goes to the node of its
+ *     first key's slot (cluster.h), following MOVED and ASK.
+ * Every new connection records the server's replication id, which changes
+ * when a replica is promoted: cache_data_id() lets revoke.c and the broker's
+ * mirror watch see a failover that may have lost writes.
+ *
+ * One connection per worker (per node in a Cluster), opened lazily with connect and command timeouts,
  * re-opened after any I/O error with the same backoff discipline as db: while
  * Redis is down, calls fail at once (NULL, TH_EUNAVAILABLE).  Callers that
  * can live without Redis (caches) treat failure as a miss; those that cannot
@@ -49,6 +64,13 @@ enum cache_type {
  * the content of TH_REDIS_PASSWORD_FILE (read here, once; -1 when it cannot
  * be read), else TH_REDIS_PASSWORD. */
 int cache_init(const char *host, int port, long timeout_ms);
+/* The one set-up the apps, the broker plugin and the bridge share: reads
+ * TH_REDIS_CLUSTER, TH_REDIS_SENTINELS (+ TH_REDIS_MASTER_NAME, default
+ * "townhall", TH_REDIS_SENTINEL_PASSWORD_FILE), else TH_REDIS_SOCKET (only
+ * when use_socket) or TH_REDIS_HOST/TH_REDIS_PORT, and the password as
+ * cache_init().  -1 with a line on stderr on a bad setting.  Does not
+ * connect. */
+int cache_init_env(long timeout_ms, int use_socket);
 void cache_close(void);
 
 /* One command as argv (binary-safe with lens; lens NULL: strlen).  Returns a
@@ -80,6 +102,18 @@ struct cache_script {
  * lost it (restart, SCRIPT FLUSH).  Returns the reply, an error reply as is
  * (the caller logs it), or NULL when Redis could not be reached. */
 struct cache_reply *cache_script_run(struct cache_script *s, int argc, const char **argv);
+
+/* The replication id (INFO's master_replid) of the server that holds key,
+ * as read when the connection was made; "" when unknown or not connected.
+ * A different id than before means another server's data: a failover (or
+ * a restart without data) may have lost writes the id's holder had. */
+const char *cache_data_id(const char *key);
+
+/* Sentinel: asks the sentinels now whether the master moved (normally at
+ * most once every TH_REDIS_SENTINEL_CHECK_MS), for a reader that must see a
+ * write just made elsewhere (revoke.c after the host's sequence moved).  A
+ * no-op in the other modes, and for 5 s after a check no sentinel answered. */
+void cache_master_recheck(void);
 
 /* PING: 0 when Redis answers PONG, -1 otherwise. */
 int cache_ping(void);

@@ -15,13 +15,19 @@
 #include "db.h"
 #include "log.h"
 
-#define REVOKE_KEY "th:revoked"
-#define REVOKE_EPOCH_KEY "th:revoked:epoch"
+/* one hash tag: in a Cluster the set and its marker live on one node, so
+ * the marker's replication id is the set's */
+#define REVOKE_KEY "th:{revoked}"
+#define REVOKE_EPOCH_KEY "th:{revoked}:epoch"
 #define REVOKE_SYNC_MS 1000
 #define REVOKE_OVERLAP_MS 5000   /* re-read this much before the newest score:
 				  * hosts' clocks and commit order differ */
 #define REVOKE_MAX_ENTRIES (1u << 20) /* default; TH_REVOKE_MAX_ENTRIES lowers it */
 #define REVOKE_PG_CACHE 256
+/* Revocations this process published lately, sent again when its Redis
+ * connection lands on other data (see moved()) */
+#define REVOKE_RECENT 256
+#define REVOKE_MOVED_LOOKBACK_MS 30000
 
 struct entry {
 	int64_t sid;    /* 0: empty */
@@ -40,10 +46,15 @@ static long long last_sync_ms = -REVOKE_SYNC_MS;
 static long long newest_ms;      /* highest score seen in Redis */
 static long long last_ok_ms;     /* last successful Redis sync */
 static int degraded;             /* Redis failed since last_ok_ms */
-static char epoch[64];
+static char epoch[96];
 static uint64_t *host_seq;       /* mapped; NULL when no file */
 static uint64_t seen_seq;
 static int host_seq_rw;          /* mapped writable (apps), or read-only */
+
+static int64_t recent[REVOKE_RECENT];   /* a ring; 0: empty */
+static long long recent_at[REVOKE_RECENT];
+static unsigned recent_next;
+static char synced_id[48];               /* cache_data_id() of the last sync */
 
 /* per-session answers from PostgreSQL while Redis is out */
 static struct {
@@ -203,6 +214,9 @@ int revoke_init(const char *seq_path, long ttl_s)
 
 void revoke_close(void)
 {
+	memset(recent, 0, sizeof(recent));
+	recent_next = 0;
+	synced_id[0] = '\0';
 	free(set);
 	set = NULL;
 	set_cap = set_len = 0;
@@ -233,15 +247,19 @@ static void add_scored(const struct cache_reply *r)
 }
 
 /* Revocations in PostgreSQL since since_ms, into the local set and (when
- * to_redis) into Redis. */
-static int load_from_pg(long long since_ms, int to_redis)
+ * to_redis) into Redis: scored by their time, or by now when late (readers
+ * that sync incrementally look only a few seconds behind their newest). */
+static int load_from_pg_scored(long long since_ms, int to_redis, int score_now)
 {
+	char nowbuf[24];
+
 	char since[32];
 	const char *params[1] = {since};
 	struct db_res *r;
 	int i, n;
 
 	snprintf(since, sizeof(since), "%lld", since_ms);
+	snprintf(nowbuf, sizeof(nowbuf), "%lld", now_ms());
 	r = db_exec(DB_PRIMARY,
 		    "SELECT id, (extract(epoch FROM revoked_at) * 1000)::bigint "
 		    "FROM sessions WHERE revoked_at >= to_timestamp($1::bigint / 1000.0)",
@@ -254,13 +272,48 @@ static int load_from_pg(long long since_ms, int to_redis)
 
 		set_put(atoll(sid), atoll(at));
 		if (to_redis) {
-			const char *argv[] = {"ZADD", REVOKE_KEY, at, sid};
+			const char *argv[] = {"ZADD", REVOKE_KEY, score_now ? nowbuf : at, sid};
 
 			cache_reply_free(cache_cmd(4, argv, NULL));
 		}
 	}
 	db_res_free(r);
 	return 0;
+}
+
+static int load_from_pg(long long since_ms, int to_redis)
+{
+	return load_from_pg_scored(since_ms, to_redis, 0);
+}
+
+/* This process's connection now reaches other data than at its last sync:
+ * a failover.  Sentinel reconfigures a demoted master some time after the
+ * promotion, and clients still connected to it (this one, a moment ago)
+ * wrote there: those writes are lost when it resyncs from the new master,
+ * and a marker rebuilt on the new master before them does not have them.
+ * So every process that moves sends again what it published lately, and
+ * what PostgreSQL revoked lately, scored now (incremental readers see them). */
+static void moved(long long now)
+{
+	char sid[24], at[24];
+	const char *argv[] = {"ZADD", REVOKE_KEY, at, sid};
+	unsigned n = 0;
+
+	snprintf(at, sizeof(at), "%lld", now);
+	for (unsigned i = 0; i < REVOKE_RECENT; i++) {
+		/* what no unexpired token can need is not sent */
+		if (!recent[i] || recent_at[i] < now - ttl_ms - 60000)
+			continue;
+		snprintf(sid, sizeof(sid), "%lld", (long long)recent[i]);
+		cache_reply_free(cache_cmd(4, argv, NULL));
+		n++;
+	}
+	if (load_from_pg_scored((last_ok_ms ? last_ok_ms : now) - REVOKE_MOVED_LOOKBACK_MS, 1, 1) < 0)
+		log_warn("revocations: PostgreSQL unavailable; sent %u recent revocations again", n);
+	else
+		log_warn("revocations: Redis is other data now (failover?); sent %u recent "
+			 "revocations and PostgreSQL's of the last %d s again", n,
+			 REVOKE_MOVED_LOOKBACK_MS / 1000);
 }
 
 static struct cache_reply *get_epoch(void)
@@ -270,19 +323,35 @@ static struct cache_reply *get_epoch(void)
 	return cache_cmd(2, argv, NULL);
 }
 
-/* Redis lost the set (restart, flush): rebuild it from PostgreSQL, then mark
- * it with a fresh epoch.  NX: of several workers racing, one epoch wins and
- * the others' ZADDs were idempotent anyway. */
-static int rebuild_redis(void)
+/* The marker names the server's data it was made on: "<replid>/<ms>-<pid>"
+ * (just "<ms>-<pid>" when the server does not say its replication id). */
+static int epoch_current(const char *marker, const char *id)
 {
-	char fresh[40];
+	size_t n = strlen(id);
+
+	return !id[0] || (strncmp(marker, id, n) == 0 && marker[n] == '/');
+}
+
+/* Redis lost the set (restart, flush), or the set is another server's data
+ * (a failover promoted a replica that may have missed revocations, while
+ * the marker it did get says "complete"): rebuild it from PostgreSQL, into
+ * the local set too, then mark it with a fresh epoch naming this server's
+ * data.  Of several workers racing, each rebuilds (ZADD is idempotent) and
+ * the last marker wins; a marker already made on this data is kept. */
+static int rebuild_redis(const char *id, int replace)
+{
+	char fresh[96];
 	const char *argv[] = {"SET", REVOKE_EPOCH_KEY, fresh, "NX"};
 
 	if (load_from_pg(now_ms() - ttl_ms - 60000, 1) < 0)
 		return -1;
-	snprintf(fresh, sizeof(fresh), "%lld-%d", now_ms(), (int)getpid());
-	cache_reply_free(cache_cmd(4, argv, NULL));
-	log_info("revocations: rebuilt Redis copy from PostgreSQL");
+	snprintf(fresh, sizeof(fresh), "%s%s%lld-%d", id, id[0] ? "/" : "", now_ms(), (int)getpid());
+	cache_reply_free(cache_cmd(replace ? 3 : 4, argv, NULL));
+	if (replace)
+		log_warn("revocations: Redis is another server's data now (failover?): "
+			 "rebuilt its copy from PostgreSQL");
+	else
+		log_info("revocations: rebuilt Redis copy from PostgreSQL");
 	return 0;
 }
 
@@ -296,13 +365,25 @@ static int sync_redis(long long now)
 	e = get_epoch();
 	if (!e)
 		return -1;
-	if (cache_reply_type(e) == CACHE_NIL) {
+	if (cache_reply_type(e) == CACHE_NIL ||
+	    !epoch_current(cache_reply_str(e, NULL), cache_data_id(REVOKE_EPOCH_KEY))) {
+		char id[48];
+		int replace = cache_reply_type(e) != CACHE_NIL;
+
+		snprintf(id, sizeof(id), "%s", cache_data_id(REVOKE_EPOCH_KEY));
 		cache_reply_free(e);
-		if (rebuild_redis() < 0)
+		if (rebuild_redis(id, replace) < 0)
 			return -1;
 		e = get_epoch();
 		if (!e)
 			return -1;
+	}
+	{
+		const char *id = cache_data_id(REVOKE_EPOCH_KEY);
+
+		if (id[0] && synced_id[0] && strcmp(id, synced_id) != 0)
+			moved(now);
+		snprintf(synced_id, sizeof(synced_id), "%s", id);
 	}
 	full = strcmp(cache_reply_str(e, NULL), epoch) != 0;
 	if (full) {
@@ -373,6 +454,11 @@ int revoke_check(int64_t session_id)
 	uint64_t seq = host_seq ? __atomic_load_n(host_seq, __ATOMIC_ACQUIRE) : 0;
 
 	if (seq != seen_seq || now - last_sync_ms >= REVOKE_SYNC_MS) {
+		/* a revocation on this host must be seen by the very next request:
+		 * not on an old master a failover left behind, which the
+		 * once-a-second Sentinel check might not have noticed yet */
+		if (seq != seen_seq)
+			cache_master_recheck();
 		seen_seq = seq;
 		sync_now(now);
 	}
@@ -396,6 +482,8 @@ void revoke_publish(int64_t session_id)
 	snprintf(sid, sizeof(sid), "%lld", (long long)session_id);
 	snprintf(at, sizeof(at), "%lld", now);
 	set_put(session_id, now);
+	recent[recent_next % REVOKE_RECENT] = session_id;
+	recent_at[recent_next++ % REVOKE_RECENT] = now;
 	r = cache_cmd(4, argv, NULL);
 	if (!r)
 		log_warn("revocations: Redis unavailable; session %s revoked in PostgreSQL only", sid);

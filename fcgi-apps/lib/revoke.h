@@ -1,16 +1,27 @@
 /* revoke: which sessions are revoked, known to every worker within a second.
  *
  * PostgreSQL (sessions.revoked_at) is the truth.  Redis holds a hot copy: the
- * sorted set th:revoked (member: session id, score: revocation time in ms)
- * and th:revoked:epoch, a random marker set when the set was (re)built from
- * PostgreSQL.  Each worker keeps a local copy and refreshes it
+ * sorted set th:{revoked} (member: session id, score: revocation time in ms)
+ * and th:{revoked}:epoch, a marker set when the set was (re)built from
+ * PostgreSQL, naming the server data it was built on ("<replid>/<ms>-<pid>",
+ * replid: INFO's master_replid, cache_data_id()).  Each worker keeps a local
+ * copy and refreshes it
  *   - at most once a second (so another host's revocation arrives within 1 s),
  *   - at once when the host-wide sequence file ($TH_VAR_DIR/run/revoke.seq,
  *     mapped by every worker of every pool) moved: a revocation on this host
  *     is seen by the very next request anywhere on the host.
  * A missing epoch (Redis restarted or flushed) makes the first worker that
  * notices rebuild the set from PostgreSQL, so a flush never revives a revoked
- * session.  While Redis is unreachable, sessions are checked in PostgreSQL
+ * session.  So does an epoch made on other data than the server's: after a
+ * failover the promoted replica (a new replication id) has the marker but may
+ * lack the last revocations written to the old master, so there the marker
+ * proves nothing; the set is rebuilt from PostgreSQL (into the worker's local
+ * copy too) before Redis is trusted again.  And a process whose connection
+ * moves to other data (it was on the old master, which Sentinel demotes only
+ * some time after the promotion, and may have written there meanwhile) sends
+ * again the revocations it published lately and those PostgreSQL committed in
+ * the last 30 s, scored now so that incremental readers see them.
+ * While Redis is unreachable, sessions are checked in PostgreSQL
  * (each answer kept for one second); when neither answers, the caller cannot
  * decide and must refuse.
  *

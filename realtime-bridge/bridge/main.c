@@ -235,8 +235,7 @@ int main(void)
 	if (read_secret(secret, sizeof(secret)) < 0 || metrics_setup() < 0)
 		return 1;
 	/* Redis: the call participant sets the plugin's signal ACL reads */
-	if (cache_init(cfg_str("TH_REDIS_HOST", "127.0.0.1"),
-		       (int)cfg_int("TH_REDIS_PORT", 6379, 1, 65535), 250) < 0)
+	if (cache_init_env(250, 0) < 0)
 		return 1;
 	mosquitto_lib_init();
 	/* a fixed client id and no clean start: the broker keeps our session,

@@ -86,6 +86,22 @@ static void reap(void)
 	child = 0;
 }
 
+/* scripts/mirror-rebuild writes "<replid>/<time>-<pid>": the server data the
+ * mirror was built on.  Another replication id than the server's now means
+ * a failover promoted a replica, which may lack updates the old master had:
+ * the mirror is rebuilt as if the marker were missing.  A marker without an
+ * id (the server does not say it) only needs to be there. */
+static int marker_current(const char *marker)
+{
+	const char *id = cache_data_id(MWATCH_KEY);
+	const char *slash = strchr(marker, '/');
+	size_t n = strlen(id);
+
+	if (!id[0] || !slash)
+		return 1;
+	return (size_t)(slash - marker) == n && strncmp(marker, id, n) == 0;
+}
+
 void mwatch_tick(void)
 {
 	static const char *const argv[] = {"GET", MWATCH_KEY};
@@ -104,7 +120,7 @@ void mwatch_tick(void)
 		mirror_ok = 0;
 		return;
 	}
-	missing = cache_reply_type(r) == CACHE_NIL;
+	missing = cache_reply_type(r) == CACHE_NIL || !marker_current(cache_reply_str(r, NULL));
 	cache_reply_free(r);
 	if (!missing) {
 		if (!mirror_ok)

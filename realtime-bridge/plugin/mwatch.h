@@ -4,7 +4,10 @@
  *
  * scripts/mirror-rebuild writes the marker th:mirror:epoch in the same
  * MULTI/EXEC as the mirror (memberships, channels, and the participants of
- * calls not ended), so "marker present" means "mirror complete".
+ * calls not ended), so "marker present" means "mirror complete" — on the
+ * server data it names: the marker is "<replid>/<time>-<pid>", and a marker
+ * of another replication id than the server's (a failover promoted a
+ * replica, which may lack the old master's last updates) counts as missing.
  * Once a second (TICK) the plugin GETs the marker.  When it is missing, or
  * Redis does not answer, the ACL reads memberships from PostgreSQL instead
  * (acl.c, cached like the Redis answers and bounded by each client's lookup

@@ -402,9 +402,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	/* PostgreSQL is only the revocation fallback here: a short timeout */
 	if (pg && db_init(pg, NULL, 200) < 0)
 		return MOSQ_ERR_UNKNOWN;
-	if (cache_init(cfg_str("TH_REDIS_HOST", "127.0.0.1"),
-		       (int)cfg_int("TH_REDIS_PORT", 6379, 1, 65535),
-		       (long)cfg_int("TH_MQTT_LOOKUP_TIMEOUT_MS", 50, 1, 5000)) < 0)
+	/* TCP only: the broker's user may not reach the stack's socket */
+	if (cache_init_env((long)cfg_int("TH_MQTT_LOOKUP_TIMEOUT_MS", 50, 1, 5000), 0) < 0)
 		return MOSQ_ERR_UNKNOWN;
 	if (token_init() < 0) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, "townhall: token setup failed (see stderr)");

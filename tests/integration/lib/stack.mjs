@@ -33,8 +33,31 @@ export function psql(sql, { timeoutMs = 20000 } = {}) {
   return runProgram('psql', [...PSQL_CONN, '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeoutMs });
 }
 
-// redis-cli --raw on the stack's Redis -> its output without the last newline (exit 0 asserted)
-export const redis = (...args) => runProgram('redis-cli', ['-h', '127.0.0.1', '-p', String(REDIS_PORT), '--raw', ...args],
+// The Redis the services use: the stack's; with TH_TEST_REDIS_CLUSTER=1 (tests/integration/run)
+// the Cluster's first node, with -c to follow MOVED/ASK (commands of one key; FLUSHALL and
+// SCAN reach that node only); with TH_TEST_REDIS_SENTINEL=1 the master the sentinels name now.
+const hostPort = (a) => ['-h', a.replace(/:\d+$/, ''), '-p', a.replace(/^.*:/, '')];
+const SENTINEL_ADDR = (process.env.TH_REDIS_SENTINELS || '').split(',')[0];
+
+// redis-cli --raw on a sentinel of TH_REDIS_SENTINELS -> {code, stdout, stderr}
+export const sentinel = (...args) => runProgram('redis-cli', [...hostPort(SENTINEL_ADDR), '--raw', ...args],
+  { env: { REDISCLI_AUTH: redisPassword() } });
+
+// the port of the master the sentinels name now (TH_TEST_REDIS_SENTINEL=1)
+export async function sentinelMaster() {
+  const r = await sentinel('SENTINEL', 'get-master-addr-by-name', 'townhall');
+  assert.equal(r.code, 0, `SENTINEL get-master-addr-by-name: ${r.stderr}`);
+  return Number(r.stdout.trim().split('\n')[1]);
+}
+
+async function redisArgs() {
+  if (process.env.TH_REDIS_CLUSTER) return ['-c', ...hostPort(process.env.TH_REDIS_CLUSTER.split(',')[0])];
+  if (SENTINEL_ADDR) return ['-h', '127.0.0.1', '-p', String(await sentinelMaster())];
+  return ['-h', '127.0.0.1', '-p', String(REDIS_PORT)];
+}
+
+// redis-cli --raw on the services' Redis -> its output without the last newline (exit 0 asserted)
+export const redis = async (...args) => runProgram('redis-cli', [...await redisArgs(), '--raw', ...args],
   { env: { REDISCLI_AUTH: redisPassword() } })
   .then((r) => { assert.equal(r.code, 0, `redis-cli ${args.join(' ')}: ${r.stderr}`); return r.stdout.replace(/\n$/, ''); });
 

@@ -1,0 +1,29 @@
+/* sentinel: where the Redis master is, asked of Redis Sentinel (part of the
+ * cache module: only cache.c calls it).
+ *
+ * The sentinels are asked in turn, starting with the one that answered last,
+ * with SENTINEL get-master-addr-by-name; each gets the cache timeout for its
+ * connect and for its reply, so an unreachable or silent sentinel costs at
+ * most twice that before the next is asked, and all of them at most
+ * 2 x n x timeout.  A sentinel that does not know the name, or is refused,
+ * is skipped the same way. */
+#ifndef TH_SENTINEL_H
+#define TH_SENTINEL_H
+
+#include <stddef.h>
+
+#define SENTINEL_MAX 16
+#define SENTINEL_NAME_MAX 64
+
+/* list: "host:port,host:port,..." ([v6]:port allowed), 1..SENTINEL_MAX;
+ * name: the master's name in the sentinels' config; password_file (NULL or
+ * "": none): the sentinels' own requirepass.  -1 with a line on stderr when
+ * malformed or the file cannot be read. */
+int sentinel_init(const char *list, const char *name, const char *password_file);
+void sentinel_close(void);
+
+/* The master's address into host/port: 0, or -1 with cache_last_error()
+ * saying why (no sentinel answered, none knows the name). */
+int sentinel_master(char *host, size_t hostlen, int *port);
+
+#endif
