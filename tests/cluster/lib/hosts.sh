@@ -12,6 +12,8 @@ CL_APPS=(auth community realtime media)
 # FastCGI over TCP: BASE+26 auth, +27 community, +28 realtime, +29 media (plan of issue 19)
 declare -gA CL_POOL_PORT=([auth]=$((CL_BASE + 26)) [community]=$((CL_BASE + 27)) [realtime]=$((CL_BASE + 28)) [media]=$((CL_BASE + 29)))
 CL_PORT_REDIS=$((CL_BASE + 2))
+# Redis Sentinel on r1, r2, r3 (its own port, never the default 26379: plan of issue 19)
+CL_PORT_SENTINEL=$((CL_BASE + 55))
 CL_PORT_HUB=$((CL_BASE + 3))
 CL_PORT_WS=$((CL_BASE + 4))
 CL_PORT_HTTP=$CL_BASE
@@ -43,6 +45,9 @@ host_env() {
 	TH_REDIS_HOST=$(addr r1)
 	TH_DB_READ_CONNINFO=$(pgaf_read_conninfo "$VAR/keys/pgpass")
 	export TH_REDIS_HOST TH_REDIS_PORT=$CL_PORT_REDIS TH_DB_READ_CONNINFO
+	# the master comes from the sentinels (lib/cache, lib/sentinel); TH_REDIS_HOST is unused then
+	TH_REDIS_SENTINELS=$(addr r1):$CL_PORT_SENTINEL,$(addr r2):$CL_PORT_SENTINEL,$(addr r3):$CL_PORT_SENTINEL
+	export TH_REDIS_SENTINELS TH_REDIS_MASTER_NAME=townhall TH_REDIS_SENTINEL_PASSWORD_FILE=$VAR/keys/$KEY_REDIS
 	unset TH_REDIS_SOCKET
 	# the test's clients register and write much more than API.md's per-address and
 	# per-user budgets allow (like tests/integration/run)
@@ -75,8 +80,10 @@ cl_keys() {
 	done
 }
 
-# --- Redis (r1; replicas and sentinels on r2, r3 come with Sentinel support) ---------------
+# --- Redis: master on r1, replica on r2, a sentinel on each of r1, r2, r3 ------------------
 
+# redis_host_up HOST [master|replica]: conf/redis/redis.conf.in rendered for HOST, listening on
+# its address too; a replica follows r1 (the sentinels move it when the master changes)
 redis_host_up() {
 	local h=$1 role=${2:-master}
 	(
@@ -90,6 +97,64 @@ redis_host_up() {
 		cd "$VAR/redis" && run_in "$h" redis-server "$VAR/redis/redis.conf" >>"$LOG/redis.log" 2>&1
 	) || return 1
 	wait_for 10 tcp_open "$h" "$(addr "$h")" "$CL_PORT_REDIS"
+}
+
+# sentinel_up HOST: a sentinel after conf/redis/sentinel.conf.example (quorum 2 of 3; down
+# after 2 s here, 5 s in the example); it rewrites its file as the master moves. A sentinel
+# started again keeps the file it rewrote (it knows the current master).
+sentinel_up() {
+	local h=$1
+	(
+		host_init "$h"
+		local f=$VAR/redis/sentinel.conf pw
+		pw=$(cat "$VAR/keys/$KEY_REDIS")
+		if [[ ! -s $f ]]; then
+			(
+				umask 077
+				cat >"$f" <<-CONF
+					port $CL_PORT_SENTINEL
+					bind $HOST_ADDR
+					daemonize yes
+					pidfile $RUN/sentinel.pid
+					logfile $LOG/sentinel.log
+					dir $VAR/redis
+					requirepass $pw
+					sentinel sentinel-pass $pw
+					sentinel monitor townhall $(addr r1) $CL_PORT_REDIS 2
+					sentinel auth-pass townhall $pw
+					sentinel down-after-milliseconds townhall 2000
+					sentinel failover-timeout townhall 10000
+					sentinel parallel-syncs townhall 1
+				CONF
+			)
+		fi
+		run_in "$h" redis-server "$f" --sentinel >>"$LOG/sentinel.log" 2>&1
+	) || return 1
+	wait_for 10 tcp_open "$h" "$(addr "$h")" "$CL_PORT_SENTINEL"
+}
+
+# sentinel_master: "address port" of the master as the sentinel on r2 names it
+sentinel_master() {
+	run_in r2 env REDISCLI_AUTH="$(cat "$CL_KEYS/$KEY_REDIS")" redis-cli -h "$(addr r2)" -p "$CL_PORT_SENTINEL" \
+		SENTINEL get-master-addr-by-name townhall 2>/dev/null | paste -sd' '
+}
+
+# sentinels_ready: every sentinel sees the replica and the two other sentinels
+sentinels_ready() {
+	local h out
+	for h in r1 r2 r3; do
+		out=$(run_in "$h" env REDISCLI_AUTH="$(cat "$CL_KEYS/$KEY_REDIS")" redis-cli -h "$(addr "$h")" -p "$CL_PORT_SENTINEL" \
+			SENTINEL master townhall 2>/dev/null) || return 1
+		[[ $(awk 'prev == "num-slaves" {print} {prev = $0}' <<<"$out") -ge 1 &&
+			$(awk 'prev == "num-other-sentinels" {print} {prev = $0}' <<<"$out") == 2 ]] || return 1
+	done
+}
+
+redis_up() {
+	redis_host_up r1 master || return 1
+	redis_host_up r2 replica || return 1
+	sentinel_up r1 && sentinel_up r2 && sentinel_up r3 || return 1
+	wait_for 30 sentinels_ready
 }
 
 # --- Mosquitto: hub A in huba, one edge per app host ------------------------------------
