@@ -204,25 +204,22 @@ broker_up() {
 
 # --- an app host: pools on TCP, front, edge, th-bridge ----------------------------------
 
-# pool_tcp_up HOST POOL: spawn-fcgi -a/-p (until scripts/fcgi-pool has TH_FCGI_BIND); only
-# the load balancer may talk FastCGI to it (libfcgi's FCGI_WEB_SERVER_ADDRS)
+# pool_tcp_up HOST POOL: scripts/fcgi-pool start POOL inside HOST, as an admin starts it on
+# an app host: on TCP at the host's address (TH_FCGI_BIND), answering only the balancer
+# (TH_FCGI_ALLOWED), with the cluster's conninfo (TH_WORKER_DB_CONNINFO) and sentinels
 pool_tcp_up() {
-	local h=$1 pool=$2
+	local h=$1 pool=$2 var
+	mkdir -p "$CL_VAR/$h/log"
 	(
 		host_init "$h"
-		bin=$(pool_bin "$pool")
-		(
-			worker_env "$pool"
-			host_env
-			FCGI_WEB_SERVER_ADDRS=$(addr lb)
-			export FCGI_WEB_SERVER_ADDRS
-			cd "$VAR" || exit 1
-			exec ip netns exec "$(ns_name "$h")" setsid spawn-fcgi -n -a "$HOST_ADDR" -p "${CL_POOL_PORT[$pool]}" -- \
-				/usr/bin/multiwatch -f "$CL_WORKERS" -r 1000 -t 1000 -s TERM -- "$bin"
-		) >>"$LOG/$pool.log" 2>&1 </dev/null &
-		echo $! >"$RUN/$pool.pid"
-	) || return 1
-	wait_for 10 tcp_open "$h" "$(addr "$h")" "${CL_POOL_PORT[$pool]}"
+		host_env
+		var=TH_WORKERS_${pool^^}
+		export "$var=$CL_WORKERS" TH_WORKER_DB_CONNINFO="$DB_CONNINFO"
+		export TH_FCGI_BIND=$HOST_ADDR TH_FCGI_ALLOWED
+		TH_FCGI_ALLOWED=$(addr lb)
+		run_in "$h" "$ROOT/scripts/fcgi-pool" start "$pool"
+	) >>"$CL_VAR/$h/log/fcgi-pool.log" 2>&1 || return 1
+	tcp_open "$h" "$(addr "$h")" "${CL_POOL_PORT[$pool]}"
 }
 
 wsfront_up() {
