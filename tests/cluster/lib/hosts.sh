@@ -82,17 +82,19 @@ cl_keys() {
 
 # --- Redis: master on r1, replica on r2, a sentinel on each of r1, r2, r3 ------------------
 
-# redis_host_up HOST [master|replica]: conf/redis/redis.conf.in rendered for HOST, listening on
-# its address too; a replica follows r1 (the sentinels move it when the master changes)
+# redis_host_up HOST [master|replica [MASTER_ADDR MASTER_PORT]]: conf/redis/redis.conf.in
+# rendered for HOST, listening on its address too; a replica follows MASTER (default r1; the
+# sentinels move it when the master changes)
 redis_host_up() {
-	local h=$1 role=${2:-master}
+	local h=$1 role=${2:-master} maddr=${3:-} mport=${4:-$CL_PORT_REDIS}
+	[[ -n $maddr ]] || maddr=$(addr r1)
 	(
 		host_init "$h"
 		render "$ROOT/conf/redis/redis.conf.in" "$VAR/redis/redis.conf"
 		sed -i -e "s|^bind 127.0.0.1\$|bind 127.0.0.1 $HOST_ADDR|" "$VAR/redis/redis.conf"
 		{
 			printf 'requirepass %s\nmasterauth %s\n' "$(cat "$VAR/keys/$KEY_REDIS")" "$(cat "$VAR/keys/$KEY_REDIS")"
-			[[ $role == master ]] || printf 'replicaof %s %s\n' "$(addr r1)" "$CL_PORT_REDIS"
+			[[ $role == master ]] || printf 'replicaof %s %s\n' "$maddr" "$mport"
 		} >>"$VAR/redis/redis.conf"
 		cd "$VAR/redis" && run_in "$h" redis-server "$VAR/redis/redis.conf" >>"$LOG/redis.log" 2>&1
 	) || return 1
