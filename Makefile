@@ -76,7 +76,7 @@ FUZZ_TARGETS ?=
 FUZZ_SMOKE_RUNS ?= 100000
 
 .PHONY: all run test unit integration e2e asan bench soak deps stop clean format lint \
-	fuzz fuzz-build fuzz-bins fuzz-smoke
+	fuzz fuzz-build fuzz-bins fuzz-smoke test-cluster
 all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(UNIT_BIN) $(STACK_BIN)
 
 # Objects depend on the flags they were built with: switching -fPIC or the
@@ -214,6 +214,13 @@ integration: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(STACK_BIN)
 # the browser tests: the demo app in Debian's Chromium (playwright-core)
 e2e: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/e2e/run
+
+# Several hosts, each a network namespace (root; not part of `make test`): PostgreSQL with
+# automatic failover, HAProxy, two app hosts, brokers, Redis; one failure after another under
+# load (tests/cluster/run; TH_CLUSTER_SHORT=1: baseline and one failure)
+test-cluster: deps
+	@$(MAKE) --no-print-directory all
+	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/cluster/run
 
 test: deps
 	@$(MAKE) --no-print-directory all

@@ -1,0 +1,477 @@
+// Townhall on several hosts: one failure after another under steady load (issue 19, "What
+// must be true" 2). Runs inside th-client (tests/cluster/run starts it there); everything
+// goes through HAProxy on th-lb, like a browser's requests. Faults are made with
+// tests/cluster/lib/ctl. Each step asserts what must hold and adds a row to the results
+// table printed at the end (docs/scaling.md, "Running on several hosts (namespaces)").
+//
+// Timing bounds are generous on purpose (a shared 2-core machine); the numbers to compare
+// are the measured ones in the table.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request, sleep } from '../integration/lib/http.mjs';
+import { uuid, uniqName } from '../integration/lib/fixtures.mjs';
+import { connect, closeClients } from '../integration/lib/mqtt.mjs';
+import { ChatSender } from '../integration/lib/sender.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const CTL = path.join(HERE, 'lib/ctl');
+const LB = '10.77.0.2';
+const PORT = Number(process.env.CL_BASE || 8080);
+const SHORT = process.env.TH_CLUSTER_SHORT === '1';
+const WS = `ws://${LB}:${process.env.CL_BASE || 8080}/mqtt`;
+const VAR = process.env.CL_VAR;
+
+const results = [];
+
+// ctl(cmd, ...args) -> stdout trimmed (rejects on a non-zero exit)
+function ctl(...args) {
+  return new Promise((resolve, reject) => {
+    execFile(CTL, args, { timeout: 120000, env: process.env }, (err, out, errOut) => {
+      if (err) reject(new Error(`ctl ${args.join(' ')}: ${err.message} ${errOut}`));
+      else resolve(out.trim());
+    });
+  });
+}
+
+async function waitFor(what, fn, timeoutMs, intervalMs = 500) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try { if (await fn()) return; } catch { /* not yet */ }
+    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(intervalMs);
+  }
+}
+
+// api(method, path, token, body, {server}) through the lb; server pins the app host
+// (HAProxy's use-server on X-Cluster-Host, test only). Network errors and timeouts come
+// back as status 0.
+async function api(method, p, token, body, o = {}) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (o.server) headers['x-cluster-host'] = o.server;
+  const t0 = Date.now();
+  try {
+    const res = await request(method, p, {
+      host: LB, port: PORT, headers, body, timeoutMs: o.timeoutMs ?? 20000,
+    });
+    res.ms = Date.now() - t0;
+    return res;
+  } catch (e) {
+    return { status: 0, error: e.message, ms: Date.now() - t0 };
+  }
+}
+
+async function newUser(o = {}) {
+  const username = uniqName('cl');
+  const body = { email: `${username}@example.test`, username, password: `pw-${username}-S3cret` };
+  const res = await api('POST', '/api/auth/register', null, body, o);
+  assert.equal(res.status, 201, `register: ${res.status} ${res.text || res.error}`);
+  return { ...body, id: res.json.user.id, token: res.json.access_token };
+}
+
+// --- the steady load ----------------------------------------------------------------
+// USERS virtual users, each in a loop: write a post, read the community's posts, send a chat
+// message (REST, a client id: a message that got no 201 is sent again with the same id, as
+// API.md's clients do, until it is stored), read /me. PAUSE_MS between requests: bounded,
+// about USERS × 1000 / (PAUSE_MS + latency) requests a second.
+const USERS = 3;
+const PAUSE_MS = 60;
+
+class Load {
+  constructor(world) {
+    this.world = world;
+    this.samples = []; // {t, end, kind, status}
+    this.pending = new Map(); // chat id -> body (not yet stored)
+    this.stored = new Set(); // chat ids answered 201
+    this.running = false;
+  }
+
+  async user(u) {
+    const { community, channel } = this.world;
+    let i = 0;
+    while (this.running) {
+      i += 1;
+      const kind = ['post', 'read', 'chat', 'me'][i % 4];
+      let res;
+      const t = Date.now();
+      if (kind === 'post') {
+        res = await api('POST', `/api/communities/${community}/posts`, u.token, { body: `load ${i}` });
+      } else if (kind === 'read') {
+        res = await api('GET', `/api/communities/${community}/posts`, u.token);
+      } else if (kind === 'chat') {
+        // first whatever was not stored yet (same id), else a new message
+        let id = [...this.pending.keys()].find((k) => this.pending.get(k).user === u.id);
+        if (!id) {
+          id = uuid();
+          this.pending.set(id, { user: u.id, body: `chat ${i}` });
+        }
+        res = await api('POST', `/api/channels/${channel}/messages`, u.token, { id, body: this.pending.get(id).body });
+        if (res.status === 201 || res.status === 200) {
+          this.pending.delete(id);
+          this.stored.add(id);
+        }
+      } else {
+        res = await api('GET', '/api/auth/me', u.token);
+      }
+      this.samples.push({
+        t, end: Date.now(), kind, status: res.status,
+      });
+      await sleep(PAUSE_MS);
+    }
+  }
+
+  start() {
+    this.running = true;
+    this.done = Promise.all(this.world.users.map((u) => this.user(u)));
+  }
+
+  async stop() {
+    this.running = false;
+    await this.done;
+  }
+
+  // what happened from `from` (ms) on
+  summary(from = 0) {
+    const s = this.samples.filter((x) => x.t >= from);
+    const bad = s.filter((x) => x.status === 0 || x.status >= 500);
+    const by = {};
+    for (const x of s) by[x.status] = (by[x.status] || 0) + 1;
+    return {
+      total: s.length,
+      bad: bad.length,
+      s500: s.filter((x) => x.status === 500).length,
+      s503: s.filter((x) => x.status === 503).length,
+      s504: s.filter((x) => x.status === 504 || x.status === 502).length,
+      neterr: s.filter((x) => x.status === 0).length,
+      firstBad: bad.length ? Math.min(...bad.map((x) => x.t)) : null,
+      lastBad: bad.length ? Math.max(...bad.map((x) => x.end)) : null,
+      maxMs: s.length ? Math.max(...s.map((x) => x.end - x.t)) : 0,
+      by,
+    };
+  }
+
+  // the first successful write (post or chat) that started at or after `from`
+  firstWriteOk(from) {
+    const w = this.samples.filter((x) => x.t >= from && (x.kind === 'post' || x.kind === 'chat')
+      && (x.status === 201 || x.status === 200));
+    return w.length ? Math.min(...w.map((x) => x.end)) : null;
+  }
+}
+
+// every chat message that got its 201 is stored exactly once (on the current primary)
+async function chatStoredOnce(load) {
+  const ids = [...load.stored];
+  if (!ids.length) return { receipted: 0, missing: 0, duplicated: 0 };
+  const list = ids.map((x) => `'${x}'`).join(','); // uuids we generated: no quoting issue
+  const out = await ctl('psql', `SELECT id, count(*) FROM messages WHERE id IN (${list}) GROUP BY id`);
+  const counts = new Map(out.split('\n').filter(Boolean).map((l) => {
+    const [id, n] = l.split('|');
+    return [id, Number(n)];
+  }));
+  const missing = ids.filter((id) => !counts.has(id)).length;
+  const duplicated = [...counts.values()].filter((n) => n > 1).length;
+  return { receipted: ids.length, missing, duplicated };
+}
+
+function row(step, fields) {
+  results.push({ step, ...fields });
+  process.stdout.write(`${step}: ${JSON.stringify(fields)}\n`);
+}
+
+let world;
+
+async function setupWorld() {
+  const owner = await newUser();
+  const c = await api('POST', '/api/communities', owner.token, { slug: `cl-${uuid().slice(0, 8)}`, name: 'Cluster', visibility: 'public' });
+  assert.equal(c.status, 201, `community: ${c.status} ${c.text}`);
+  const ch = await api('GET', `/api/communities/${c.json.id}/channels`, owner.token);
+  const general = ch.json.items.find((x) => x.name === 'general');
+  const users = [owner];
+  for (let i = 1; i < USERS; i += 1) {
+    const u = await newUser();
+    const j = await api('POST', `/api/communities/${c.json.id}/join`, u.token);
+    assert.equal(j.status, 200, `join: ${j.status} ${j.text}`);
+    users.push(u);
+  }
+  return { community: c.json.id, channel: general.id, users };
+}
+
+// run the load for ms, with fault() at `at` ms in; returns {load, t0}
+async function underLoad(ms, at, fault) {
+  const load = new Load(world);
+  load.start();
+  await sleep(at);
+  const start = Date.now();
+  if (fault) await fault();
+  // the fault is in place once ctl returned: measure from there
+  const t0 = Date.now();
+  await sleep(Math.max(0, ms - at - (t0 - start)));
+  await load.stop();
+  return { load, t0 };
+}
+
+const pgHealthy = async () => {
+  try { await ctl('pg-healthy'); return true; } catch { return false; }
+};
+
+// every step starts from a whole cluster: a primary and its standby, every app host in
+const HEALTHY_MS = 150000;
+async function ensureHealthy() {
+  await waitFor('PostgreSQL primary + standby', pgHealthy, HEALTHY_MS, 2000);
+  await waitFor('every app healthy through the lb', healthAll, 60000);
+}
+
+// when the service was whole again after a fault at t0: the end of the last failed request
+// (t0 when none failed), in seconds after t0
+const recoveredS = (s, t0) => (s.lastBad ? (s.lastBad - t0) / 1000 : 0);
+
+const healthAll = async () => {
+  // the apps HAProxy sends to the pools (media goes to nginx on the app hosts)
+  for (const app of ['auth', 'community', 'realtime']) {
+    const r = await api('GET', `/api/${app}/health/ready`);
+    if (r.status !== 200) return false;
+  }
+  return true;
+};
+
+after(() => {
+  closeClients();
+  const lines = ['| step | result |', '|---|---|'];
+  for (const r of results) {
+    const { step, ...rest } = r;
+    lines.push(`| ${step} | ${Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ')} |`);
+  }
+  const table = lines.join('\n');
+  process.stdout.write(`\nresults\n${table}\n`);
+  if (VAR) writeFileSync(path.join(VAR, 'results.md'), `${table}\n`);
+});
+
+test('baseline: every app answers through the lb, steady load without an error', async () => {
+  await ensureHealthy();
+  world = await setupWorld();
+  // register on one app host, log in on the other
+  const u = await newUser({ server: 'app1' });
+  const login = await api('POST', '/api/auth/login', null, { login: u.username, password: u.password }, { server: 'app2' });
+  assert.equal(login.status, 200, `login on app2: ${login.status} ${login.text}`);
+  const { load } = await underLoad(SHORT ? 6000 : 10000, 0, null);
+  const s = load.summary();
+  const chat = await chatStoredOnce(load);
+  row('baseline', {
+    requests: s.total, errors: s.bad, max_ms: s.maxMs, chat_receipted: chat.receipted, chat_missing: chat.missing, chat_dup: chat.duplicated,
+  });
+  assert.ok(s.total > 20, `too few requests: ${s.total}`);
+  assert.equal(s.bad, 0, `errors at baseline: ${JSON.stringify(s.by)}`);
+  assert.equal(chat.missing + chat.duplicated, 0);
+});
+
+// HAProxy checks every second, 3 failures take a host out: ~3-4 s. A request in flight on
+// app1 when its link went fails after `timeout server` (10 s) unless it was still connecting
+// (then it is retried on app2). So: failures only for requests that started within the
+// detection window.
+const DETECT_MS = 6000;
+
+test('app1 link down: requests move to app2 within the health-check interval', { skip: SHORT }, async () => {
+  await ensureHealthy();
+  let r;
+  try {
+    r = await underLoad(16000, 2000, () => ctl('cut', 'app1'));
+  } finally {
+    await ctl('uncut', 'app1');
+  }
+  const { load, t0 } = r;
+  const s = load.summary(t0);
+  const late = load.summary(t0 + DETECT_MS);
+  row('app1 link down', {
+    requests: s.total, failed: s.bad, started_after_detect_failed: late.bad, s500: s.s500, s504: s.s504, max_ms: s.maxMs,
+  });
+  assert.equal(s.s500, 0, 'no 500');
+  assert.equal(late.bad, 0, `failures of requests started ${DETECT_MS} ms after the cut: ${JSON.stringify(late.by)}`);
+});
+
+// a fault at t0; the service must be whole (no failed request) RECOVER_BOUND_S after it at
+// the latest, and stay so
+async function pgFault(name, fault, undo, { ms, boundS }) {
+  await ensureHealthy();
+  const primary = await ctl('pg-primary');
+  assert.ok(['pg1', 'pg2'].includes(primary), `primary: ${primary}`);
+  let r;
+  try {
+    r = await underLoad(ms, 3000, () => fault(primary));
+  } finally {
+    await undo(primary);
+  }
+  const { load, t0 } = r;
+  const s = load.summary(t0);
+  // the first write that succeeded after writes had started failing
+  const firstOk = load.firstWriteOk((s.firstBad ?? t0) + 1);
+  const newPrimary = await ctl('pg-primary');
+  const chat = await chatStoredOnce(load);
+  const rec = recoveredS(s, t0);
+  const tail = load.summary(t0 + boundS * 1000);
+  row(name, {
+    old_primary: primary,
+    new_primary: newPrimary || '-',
+    first_write_ok_s: firstOk ? ((firstOk - t0) / 1000).toFixed(1) : 'never',
+    all_ok_after_s: rec.toFixed(1),
+    requests: s.total,
+    s503: s.s503,
+    s500: s.s500,
+    s502_504: s.s504,
+    neterr: s.neterr,
+    max_request_ms: s.maxMs,
+    chat_receipted: chat.receipted,
+    chat_missing: chat.missing,
+    chat_dup: chat.duplicated,
+  });
+  assert.equal(s.s500, 0, 'no 500');
+  assert.ok(newPrimary && newPrimary !== primary, `the standby became the primary (${newPrimary})`);
+  assert.ok(firstOk, 'writes succeed again');
+  assert.equal(tail.bad, 0, `failures ${boundS} s after the fault: ${JSON.stringify(tail.by)}`);
+  assert.equal(chat.missing, 0, 'every receipted chat message is stored');
+  assert.equal(chat.duplicated, 0, 'and stored once');
+  return s;
+}
+
+test('kill -9 the PostgreSQL primary host: the standby is promoted, 503s for a bounded time, no 500, chat stored once', async () => {
+  await pgFault('kill -9 PG primary host', (h) => ctl('crash', h), (h) => ctl('pg-rejoin', h), { ms: 45000, boundS: 35 });
+});
+
+test('blackhole the PostgreSQL primary: no request hangs past its timeouts, writes come back on the standby', { skip: SHORT }, async () => {
+  const s = await pgFault('blackhole PG primary', (h) => ctl('blackhole', h), async (h) => {
+    await sleep(2000);
+    await ctl('unblackhole', h);
+  }, { ms: 45000, boundS: 35 });
+  // libpq: connect_timeout 2 s a host, tcp_user_timeout 5 s (tests/cluster/lib/pg.sh);
+  // HAProxy's timeout server 10 s caps what a client sees
+  assert.ok(s.maxMs < 12000, `a request took ${s.maxMs} ms`);
+});
+
+test('a lagging replica: register on app1 then log in on app2; a writer sees its own post at once', { skip: SHORT }, async () => {
+  await ensureHealthy();
+  const standby = (await ctl('pg-primary')) === 'pg1' ? 'pg2' : 'pg1';
+  await ctl('pg-replay', standby, 'pause');
+  try {
+    const u = await newUser({ server: 'app1' });
+    const login = await api('POST', '/api/auth/login', null, { login: u.username, password: u.password }, { server: 'app2' });
+    const c = await api('POST', `/api/communities/${world.community}/join`, u.token, undefined, { server: 'app1' });
+    const p = await api('POST', `/api/communities/${world.community}/posts`, u.token, { body: 'mine' }, { server: 'app1' });
+    const get = await api('GET', `/api/posts/${p.json?.id}`, u.token, undefined, { server: 'app2' });
+    const list = await api('GET', `/api/communities/${world.community}/posts`, u.token, undefined, { server: 'app2' });
+    row('lagging replica (replay paused)', {
+      login_on_app2: login.status, join: c.status, post: p.status, get_own_post_app2: get.status, own_post_in_feed_app2: Boolean(list.json?.items?.some((x) => x.id === p.json?.id)),
+    });
+    assert.equal(login.status, 200, `login on app2 while the replica lags: ${login.status} ${login.text}`);
+    assert.equal(p.status, 201);
+    assert.equal(get.status, 200, `own post on app2: ${get.status} ${get.text}`);
+    assert.ok(list.json?.items?.some((x) => x.id === p.json.id), 'own post in the feed at once');
+  } finally {
+    await ctl('pg-replay', standby, 'resume');
+  }
+});
+
+test('take all of app2 down: the service keeps answering', { skip: SHORT }, async () => {
+  await ensureHealthy();
+  let r;
+  try {
+    r = await underLoad(16000, 2000, () => ctl('crash', 'app2'));
+  } finally {
+    await ctl('app-up', 'app2');
+  }
+  const { load, t0 } = r;
+  const s = load.summary(t0);
+  const late = load.summary(t0 + DETECT_MS);
+  const chat = await chatStoredOnce(load);
+  row('all of app2 down', {
+    requests: s.total, failed: s.bad, started_after_detect_failed: late.bad, s500: s.s500, chat_missing: chat.missing, chat_dup: chat.duplicated,
+  });
+  assert.equal(s.s500, 0, 'no 500');
+  assert.equal(late.bad, 0, `failures of requests started ${DETECT_MS} ms after app2 died: ${JSON.stringify(late.by)}`);
+  assert.equal(chat.missing + chat.duplicated, 0, 'chat stored once');
+});
+
+test('kill -9 the Redis master host: Sentinel promotes the replica, bounded 503s, then service; a logout on app1 closes the socket on any edge within 5 s', { skip: SHORT }, async () => {
+  await ensureHealthy();
+  const before = await ctl('redis-master');
+  assert.equal(before.split(' ')[0], '10.77.0.31', `master at start: ${before}`);
+  let r;
+  try {
+    r = await underLoad(25000, 3000, () => ctl('crash', 'r1'));
+  } finally {
+    await ctl('redis-rejoin', 'r1');
+  }
+  const { load, t0 } = r;
+  const afterMaster = await ctl('redis-master');
+  const s = load.summary(t0);
+  const tail = load.summary(t0 + 15000);
+  row('Redis master host killed (Sentinel)', {
+    old_master: before, new_master: afterMaster, requests: s.total, s503: s.s503, s500: s.s500, s502_504: s.s504, all_ok_after_s: recoveredS(s, t0).toFixed(1), max_request_ms: s.maxMs,
+  });
+  assert.notEqual(afterMaster, before, 'the replica was promoted');
+  assert.equal(s.s500, 0, 'no 500');
+  assert.equal(tail.bad, 0, `failures 15 s after the master went: ${JSON.stringify(tail.by)}`);
+  await ensureHealthy();
+  // four users on the edges (the fronts pick the edge from the user id), each logged out
+  // through app1: every socket closes within 5 s, whichever edge holds it
+  const users = [];
+  for (let i = 0; i < 4; i += 1) users.push(await newUser({ server: 'app1' }));
+  const conns = [];
+  for (const u of users) conns.push(await connect(u, { url: WS }));
+  const edges = { app1: await ctl('edge-conns', 'app1'), app2: await ctl('edge-conns', 'app2') };
+  const closeMs = [];
+  await Promise.all(users.map(async (u, i) => {
+    const t = Date.now();
+    const out = await api('POST', '/api/auth/logout', u.token, {}, { server: 'app1' });
+    assert.equal(out.status, 204, `logout: ${out.status} ${out.text}`);
+    await waitFor('socket closed after logout', () => conns[i].closed, 8000, 100);
+    closeMs.push(conns[i].closedAt() - t);
+  }));
+  row('logout on app1 closes sockets (after the failover)', { edge_conns_before: JSON.stringify(edges), max_close_ms: Math.max(...closeMs) });
+  assert.ok(Math.max(...closeMs) <= 5000, `a socket closed ${Math.max(...closeMs)} ms after its logout`);
+});
+
+test('kill an edge, then the hub, then a bridge: no receipted chat message lost or stored twice', { skip: SHORT }, async () => {
+  await ensureHealthy();
+  const senders = world.users.slice(0, 2).map((u) => new ChatSender(u, world.channel, { urls: [WS], resendMs: 5000 }));
+  await Promise.all(senders.map((x) => x.start()));
+  const RATE = 4;
+  const LOAD_MS = 36000;
+  const loads = Promise.all(senders.map((x) => x.load(RATE, LOAD_MS)));
+  const events = [];
+  const mark = (what) => events.push(`${what}@${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  const t0 = Date.now();
+  try {
+    await sleep(3000);
+    await ctl('kill-broker', 'app1', 'e0'); mark('edge e0 killed');
+    await sleep(3000);
+    await ctl('broker-up', 'app1', 'e0'); mark('e0 back');
+    await sleep(5000);
+    await ctl('kill-broker', 'huba', 'hub'); mark('hub killed');
+    await sleep(1000);
+    await ctl('broker-up', 'huba', 'hub'); mark('hub back');
+    await sleep(6000);
+    await ctl('kill-bridge', 'app1'); mark('th-bridge app1 killed');
+    await sleep(3000);
+    await ctl('bridge-up', 'app1'); mark('th-bridge app1 back');
+  } finally {
+    await loads;
+  }
+  const end = Date.now() + 40000;
+  while (Date.now() < end && !senders.every((x) => x.pending.size === 0)) await sleep(200);
+  const sent = senders.flatMap((x) => x.sent);
+  const pending = senders.reduce((n, x) => n + x.pending.size, 0);
+  const resent = senders.reduce((n, x) => n + x.resent.size, 0);
+  for (const x of senders) x.stop();
+  const list = sent.map((id) => `'${id}'`).join(',');
+  const out = await ctl('psql', `SELECT count(*), count(DISTINCT id) FROM messages WHERE id IN (${list})`);
+  const [rows, distinct] = out.split('|').map(Number);
+  row('edge, hub, bridge killed (MQTT chat)', {
+    sent: sent.length, receipted: sent.length - pending, resent, rows, distinct, events: events.join(' '),
+  });
+  assert.equal(pending, 0, `not receipted: ${senders.map((x) => x.diag()).join(' / ')}`);
+  assert.equal(distinct, sent.length, 'every message stored');
+  assert.equal(rows, sent.length, 'and stored once');
+});
