@@ -208,8 +208,11 @@ stop:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# then the services behind Redis Sentinel (a replica and three sentinels; fails over twice)
 integration: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(STACK_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/integration/run
+	@TH_BIN_DIR=$(abspath $(BUILD))/bin TH_TEST_REDIS_SENTINEL=1 \
+		tests/integration/run tests/integration/redis_sentinel.test.mjs
 
 # the browser tests: the demo app in Debian's Chromium (playwright-core)
 e2e: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN)
