@@ -7,11 +7,10 @@
 // Client addresses: registrations from 127.60.x.y (lib/fixtures.mjs).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  BASE_URL, VAR_DIR, run, readPid, childrenOf, until, sleep, get,
+  BASE_URL, VAR_DIR, run, readPid, childrenOf, until, sleep, get, wrk,
 } from './lib/http.mjs';
 import { show, assertStatus } from './lib/assert.mjs';
 import { api, fixtures } from './lib/fixtures.mjs';
@@ -24,17 +23,6 @@ const { newUser, community } = fixtures({ net: 60, slug: 'lbt', name: 'LbTcp' })
 const TCP = { TH_FCGI_BIND: '127.0.0.1', TH_FCGI_ALLOWED: '' };
 before(() => poolsOn(TCP.TH_FCGI_BIND, TCP), { timeout: 180000 });
 after(() => poolsOn(''), { timeout: 180000 });
-
-function wrk(args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { out += d; });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 describe('pools on TCP', () => {
   test('scripts/stack status and fcgi-pool status show each pool on its TCP port', async () => {

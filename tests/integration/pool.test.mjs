@@ -1,8 +1,7 @@
 // Pool administration: status, graceful reload under load, scaling.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { BASE_URL, get, run, readPid, childrenOf, until, sleep } from './lib/http.mjs';
+import { BASE_URL, get, run, readPid, childrenOf, until, sleep, wrk } from './lib/http.mjs';
 
 const POOL = 'auth';
 
@@ -25,17 +24,6 @@ async function assertWorkers(n) {
   const countMatch = /\b(\d+)\s+workers?\b|\bworkers?\s*[:=]\s*(\d+)/i.exec(out);
   if (countMatch) assert.equal(Number(countMatch[1] ?? countMatch[2]), n, `status count:\n${out}`);
   return pids;
-}
-
-function wrk(args) {
-  return new Promise((resolve, reject) => {
-    const p = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { out += d; });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, out }));
-  });
 }
 
 describe('fcgi-pool', () => {

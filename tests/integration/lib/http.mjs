@@ -94,6 +94,10 @@ export function runProgram(file, args = [], { timeoutMs = 120000, env = {} } = {
   });
 }
 
+// wrk with these arguments (its own -d bounds it) -> {code, out}: stdout and stderr together.
+export const wrk = (args) => runProgram('wrk', args, { timeoutMs: 600000 })
+  .then((r) => ({ code: r.code, out: r.stdout + r.stderr }));
+
 // Run a repo script (path relative to ROOT), same contract as runProgram().
 export const run = (script, args = [], o = {}) => runProgram(path.join(ROOT, script), args, o);
 
