@@ -15,6 +15,7 @@
  * else.  Exit 2 on usage, 1 when the descriptor cannot be taken; else
  * whatever PROGRAM does. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,21 @@ int main(int argc, char **argv)
 	    pid == 0 || parse_int(argv[2], 65535, &fd) < 0) {
 		fprintf(stderr, "usage: th-fdtake PID FD -- PROGRAM [ARGS...]\n");
 		return 2;
+	}
+	/* 0-2 open first: started with one closed, pidfd_open would return
+	 * it, and the dup2 onto 0 below would replace the pidfd (or close the
+	 * socket just placed there) */
+	for (;;) {
+		int nul = open("/dev/null", O_RDWR);
+
+		if (nul < 0) {
+			fprintf(stderr, "th-fdtake: /dev/null: %s\n", strerror(errno));
+			return 1;
+		}
+		if (nul > 2) {
+			close(nul);
+			break;
+		}
 	}
 	pidfd = pidfd_open(pid, 0);
 	if (pidfd < 0) {

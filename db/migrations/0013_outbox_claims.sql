@@ -5,9 +5,9 @@
 -- that died with a batch out leaves it to the others after the lease
 -- (realtime-bridge/bridge/relay.c).  At least once: a batch whose
 -- acknowledgements did not all come is published again.  attempts counts
--- the claims: a batch the broker acknowledged with "no matching subscribers"
--- (no edge attached to the hub yet, after a restart) is published again, up
--- to a bound, then dropped and counted.
+-- the times a batch the broker acknowledged with "no matching subscribers"
+-- (no edge attached to the hub yet, after a restart) was published again;
+-- at a bound it is dropped and counted.
 ALTER TABLE event_outbox
     ADD COLUMN claimed_by    text,
     ADD COLUMN claimed_until timestamptz,

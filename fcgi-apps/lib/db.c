@@ -485,7 +485,7 @@ static struct db_res *exec(enum db_role role, const char *sql, int n,
 {
 	struct db_handle *h = handle_for(role);
 	unsigned long connects = h->connects;
-	long long deadline = call_deadline();
+	long long deadline;
 	int in_tx, sent, io, tries = 0;
 	PGresult *r;
 	ExecStatusType st;
@@ -498,6 +498,9 @@ static struct db_res *exec(enum db_role role, const char *sql, int n,
 		return NULL;
 	}
 again:
+	/* each attempt has the whole bound: a retry after a server that went
+	 * away late in the first must not start with its time already spent */
+	deadline = call_deadline();
 	c = handle_conn(h);
 	if (!c)
 		return NULL;

@@ -93,6 +93,8 @@ int gate_flush(struct mosquitto *mosq);
 void relay_init(const char *owner);
 int relay_step(struct mosquitto *mosq, int may_claim);
 void relay_acked(int mid, int reason);
+/* store.c got this packet id for a publish of its own */
+void relay_mid_issued(int mid);
 int relay_waiting(void);
 int relay_ready(void);
 

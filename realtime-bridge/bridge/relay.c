@@ -26,7 +26,14 @@
  * Acknowledgements are matched by packet id: a bit per id (65,536 bits)
  * set at publish and cleared by the PUBACK.  A batch of RELAY_BATCH events
  * publishes at most RELAY_BATCH * (2 + RELAY_INBOX_MAX) messages (< 65,536),
- * so ids in flight never wrap onto each other. */
+ * so its own ids never wrap onto each other; but libmosquitto hands out ids
+ * by counting, without looking at what is in flight, so the receipts
+ * store.c publishes meanwhile could be given an id the batch still waits
+ * for, and that receipt's PUBACK would count as the event's: store.c tells
+ * relay_mid_issued() every id it gets, and a batch that sees one of its
+ * own goes out again (at least once).  A publish libmosquitto refuses for
+ * good (too large, invalid) is dropped and counted, never retried: it would
+ * block the outbox behind it. */
 #include <json-c/json.h>
 #include <mosquitto.h>
 #include <stdio.h>
@@ -75,9 +82,26 @@ static int mid_test_clear(int mid)
 static void publish(struct mosquitto *mosq, const char *topic, const char *payload)
 {
 	int mid = 0;
+	int rc = mosquitto_publish_v5(mosq, &mid, topic, (int)strlen(payload), payload, 1, false,
+				      NULL);
 
-	if (mosquitto_publish_v5(mosq, &mid, topic, (int)strlen(payload), payload, 1, false,
-				 NULL) != MOSQ_ERR_SUCCESS || mid <= 0 || mid > 65535) {
+	switch (rc) {
+	case MOSQ_ERR_SUCCESS:
+		break;
+	case MOSQ_ERR_OVERSIZE_PACKET:
+	case MOSQ_ERR_PAYLOAD_SIZE:
+	case MOSQ_ERR_INVAL:
+	case MOSQ_ERR_MALFORMED_UTF8:
+	case MOSQ_ERR_QOS_NOT_SUPPORTED:
+		/* would be refused again, every time */
+		log_warn("bridge: outbox event dropped on %s: %s", topic, mosquitto_strerror(rc));
+		metrics_add(bstats.events_refused, 1);
+		return;
+	default:
+		rl.failed = 1; /* not connected, out of memory: the batch goes out again */
+		return;
+	}
+	if (mid <= 0 || mid > 65535) {
 		rl.failed = 1;
 		return;
 	}
@@ -164,6 +188,16 @@ void relay_acked(int mid, int reason)
 		rl.unrouted++;
 }
 
+void relay_mid_issued(int mid)
+{
+	if (rl.state == RELAY_WAITING && mid_test_clear(mid)) {
+		/* an id the batch waits for went to another publish: which
+		 * PUBACK answers which is unknown now */
+		rl.pending--;
+		rl.failed = 1;
+	}
+}
+
 int relay_waiting(void)
 {
 	return rl.state == RELAY_WAITING;
@@ -200,9 +234,10 @@ static int finish(enum relay_outcome how)
 		[RELAY_UNACKED] = "UPDATE event_outbox SET claimed_by = NULL, claimed_until = NULL "
 				  "WHERE id = ANY($1::bigint[]) AND claimed_by = $2",
 		[RELAY_UNROUTED] = "WITH d AS (DELETE FROM event_outbox WHERE id = ANY($1::bigint[]) "
-				   "           AND claimed_by = $2 AND attempts >= " RELAY_STR(RELAY_ATTEMPTS_MAX)
+				   "           AND claimed_by = $2 AND attempts + 1 >= " RELAY_STR(RELAY_ATTEMPTS_MAX)
 				   "           RETURNING id), "
-				   "u AS (UPDATE event_outbox SET claimed_by = NULL, claimed_until = NULL "
+				   "u AS (UPDATE event_outbox SET claimed_by = NULL, claimed_until = NULL, "
+				   "             attempts = attempts + 1 "
 				   "      WHERE id = ANY($1::bigint[]) AND claimed_by = $2 "
 				   "        AND id NOT IN (SELECT id FROM d)) "
 				   "SELECT count(*) FROM d",
@@ -266,7 +301,7 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 		    "WITH c AS (SELECT id FROM event_outbox "
 		    "           WHERE claimed_until IS NULL OR claimed_until < now() "
 		    "           ORDER BY id LIMIT " RELAY_STR(RELAY_BATCH) " FOR UPDATE SKIP LOCKED), "
-		    "u AS (UPDATE event_outbox e SET claimed_by = $1, attempts = e.attempts + 1, "
+		    "u AS (UPDATE event_outbox e SET claimed_by = $1, "
 		    "             claimed_until = now() + make_interval(secs => $2::int) "
 		    "      FROM c WHERE e.id = c.id RETURNING e.id, e.payload) "
 		    "SELECT id, payload::text FROM u ORDER BY id",

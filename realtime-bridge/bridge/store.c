@@ -127,6 +127,7 @@ static int notice(struct mosquitto *mosq, struct db_res *r, int from, int to, co
 	struct json_object *o = json_object_new_object(), *ids = json_object_new_array();
 	const char *s, *last = NULL;
 	char topic[64];
+	int mid = 0;
 	int n = 0, rc = 0;
 
 	if (!o || !ids)
@@ -151,9 +152,11 @@ static int notice(struct mosquitto *mosq, struct db_res *r, int from, int to, co
 		json_object_object_add(o, "reason", json_object_new_string(reason));
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	snprintf(topic, sizeof(topic), "user/%s/inbox", db_res_get(r, from, 1));
-	if (mosquitto_publish_v5(mosq, NULL, topic, (int)strlen(s), s, 1, false, NULL) ==
-	    MOSQ_ERR_SUCCESS)
+	if (mosquitto_publish_v5(mosq, &mid, topic, (int)strlen(s), s, 1, false, NULL) ==
+	    MOSQ_ERR_SUCCESS) {
 		rc = 1;
+		relay_mid_issued(mid); /* the relay must not take its PUBACK for one of its own */
+	}
 out:
 	json_object_put(ids);
 	json_object_put(o);
