@@ -454,7 +454,8 @@ render() {
 # of IPv4 addresses or CIDR blocks: the balancers in front), or a comment.
 nginx_realip() {
 	local p out=''
-	for p in ${TH_HTTP_TRUSTED_PROXIES//,/ }; do
+	local list=${TH_HTTP_TRUSTED_PROXIES:-}
+	for p in ${list//,/ }; do
 		if ! ipv4_valid "${p%/*}" || { [[ $p == */* ]] && ! in_range "${p#*/}" 0 32; }; then
 			die "TH_HTTP_TRUSTED_PROXIES: '$p' is no IPv4 address or block"
 		fi
