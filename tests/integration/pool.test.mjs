@@ -1,7 +1,7 @@
 // Pool administration: status, graceful reload under load, scaling.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE_URL, get, run, readPid, childrenOf, until, sleep, wrk } from './lib/http.mjs';
+import { BASE_URL, get, run, readPid, childrenOf, until, sleep, wrk, assertWrkClean } from './lib/http.mjs';
 
 const POOL = 'auth';
 
@@ -37,19 +37,14 @@ describe('fcgi-pool', () => {
     await sleep(6000);
     const reload = await run('scripts/fcgi-pool', ['reload', POOL], { timeoutMs: 60000 });
     assert.equal(reload.code, 0, `reload failed:\n${reload.stdout}\n${reload.stderr}`);
-    const { code, out } = await load;
-    assert.equal(code, 0, out);
-    const m = /(\d+) requests in/.exec(out);
-    assert.ok(m && Number(m[1]) > 0, `no requests completed:\n${out}`);
-    assert.doesNotMatch(out, /Non-2xx or 3xx responses/, out);
-    assert.doesNotMatch(out, /Socket errors/, out);
+    const { requests, out } = assertWrkClean(await load);
     const after = await until(() => {
       const w = workers();
       return w.length === 3 && w.every((p) => !before.includes(p)) ? w : null;
     }, { timeoutMs: 15000 });
     assert.ok(after, `workers before ${JSON.stringify(before)}, after ${JSON.stringify(workers())}: not all replaced`);
     await assertWorkers(3);
-    t.diagnostic(`wrk: ${m[1]} requests, ${/Requests\/sec:\s*(\S+)/.exec(out)?.[1]} req/s; workers ${before.join(',')} -> ${after.join(',')}`);
+    t.diagnostic(`wrk: ${requests} requests, ${/Requests\/sec:\s*(\S+)/.exec(out)?.[1]} req/s; workers ${before.join(',')} -> ${after.join(',')}`);
   });
 
   test(`scale ${POOL} 5 then back to 3`, async () => {

@@ -1,5 +1,6 @@
 // Small helpers shared by the integration tests: HTTP requests against the
 // stack's nginx (port TH_PORT_BASE), running repo scripts, reading pid files.
+import assert from 'node:assert/strict';
 import http from 'node:http';
 import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -97,6 +98,17 @@ export function runProgram(file, args = [], { timeoutMs = 120000, env = {} } = {
 // wrk with these arguments (its own -d bounds it) -> {code, out}: stdout and stderr together.
 export const wrk = (args) => runProgram('wrk', args, { timeoutMs: 600000 })
   .then((r) => ({ code: r.code, out: r.stdout + r.stderr }));
+
+// A wrk run that went clean: it exited 0, completed requests, all 2xx/3xx, no socket error.
+// -> {requests, out}
+export function assertWrkClean({ code, out }) {
+  assert.equal(code, 0, out);
+  const m = /(\d+) requests in/.exec(out);
+  assert.ok(m && Number(m[1]) > 0, `no requests completed:\n${out}`);
+  assert.doesNotMatch(out, /Non-2xx or 3xx responses/, out);
+  assert.doesNotMatch(out, /Socket errors/, out);
+  return { requests: Number(m[1]), out };
+}
 
 // Run a repo script (path relative to ROOT), same contract as runProgram().
 export const run = (script, args = [], o = {}) => runProgram(path.join(ROOT, script), args, o);
