@@ -36,7 +36,7 @@ int main(void)
 	static const struct app app = {
 		.name = "auth",
 		.routes = routes,
-		.nroutes = sizeof(routes) / sizeof(routes[0]),
+		.nroutes = ROUTES_COUNT(routes),
 		.init = auth_init,
 		.fini = auth_fini,
 	};

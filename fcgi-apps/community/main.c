@@ -58,7 +58,7 @@ int main(void)
 	static const struct app app = {
 		.name = "community",
 		.routes = routes,
-		.nroutes = sizeof(routes) / sizeof(routes[0]),
+		.nroutes = ROUTES_COUNT(routes),
 		.init = community_init,
 	};
 

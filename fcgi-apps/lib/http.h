@@ -3,8 +3,8 @@
  * http_req_init() builds a request from the FastCGI params (method, raw path,
  * query, client address, request id, headers on demand).  Handlers never write
  * to the stream: they fill req->resp through http_reply_*() and return; the
- * app loop sends it with http_send().  All strings a request owns live in its
- * arena and die with it. */
+ * app loop turns it into bytes with http_serialize() and writes them.  All
+ * strings a request owns live in its arena and die with it. */
 #ifndef TH_HTTP_H
 #define TH_HTTP_H
 

@@ -2,7 +2,7 @@
  *
  * The *_or_400 getters write the error reply themselves (validation_failed
  * naming the field, or bad_json) and return -1/NULL, so a handler reads
- *     if (jh_string_or_400(req, req->json, "name", 1, 100, true, &name) < 0)
+ *     if (jh_string_or_400(req, req->json, "name", 1, 100, JH_REQUIRED, &name) < 0)
  *             return;
  * Lengths are counted in Unicode code points, as API.md's "chars". */
 #ifndef TH_JH_H

@@ -32,6 +32,10 @@ struct route {
 	size_t body_limit;    /* bytes; 0: the app's default */
 };
 
+/* An app's table is a static array with no end marker; its length is
+ * ROUTES_COUNT(table), which the compiler works out. */
+#define ROUTES_COUNT(table) (sizeof(table) / sizeof((table)[0]))
+
 enum router_result {
 	ROUTER_FOUND = 0,
 	ROUTER_NOT_FOUND,

@@ -50,7 +50,6 @@ static const struct route routes[] = {
 	/* HEAD: players and caches ask for the size first; nginx answers it
 	 * after the same authorization, without a body */
 	{"HEAD", "/media/:id/:variant", media_download, O, 0},
-	{0},
 };
 
 static int media_init(void)
@@ -82,7 +81,7 @@ int main(void)
 	static const struct app app = {
 		.name = "media",
 		.routes = routes,
-		.nroutes = sizeof(routes) / sizeof(routes[0]) - 1, /* without the {0} end */
+		.nroutes = ROUTES_COUNT(routes),
 		.init = media_init,
 		.fini = media_fini,
 	};

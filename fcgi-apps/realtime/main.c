@@ -28,7 +28,6 @@ static const struct route routes[] = {
 	{"POST", "/api/calls/:id/join", calls_join, A, 0},
 	{"POST", "/api/calls/:id/leave", calls_leave, A, 0},
 	{"GET", "/api/turn", turn_get, A, 0},
-	{0},
 };
 
 static int realtime_init(void)
@@ -48,7 +47,7 @@ int main(void)
 	static const struct app app = {
 		.name = "realtime",
 		.routes = routes,
-		.nroutes = sizeof(routes) / sizeof(routes[0]) - 1, /* without the {0} end */
+		.nroutes = ROUTES_COUNT(routes),
 		.init = realtime_init,
 		.serves_metrics_of = "bridge", /* GET /metrics/bridge */
 	};
