@@ -4,8 +4,9 @@
  * Storage (db/migrations/0004_messages.sql): a message's id is a UUID chosen
  * by the client (idempotent), seq numbers a channel's stored messages 1, 2, 3
  * ... in commit order and is assigned under the channel row's lock
- * (channels.last_seq), exactly as the bridge does for messages published over
- * MQTT, so both writers share one sequence.  Deleted messages keep their seq:
+ * (channels.last_seq) by message_store() (db/migrations/0016_message_store.sql),
+ * which the bridge calls for messages published over MQTT too: both writers
+ * share one sequence and one rule.  Deleted messages keep their seq:
  * history shows them with body "" and deleted_at set (a client that holds the
  * message learns it is gone; seq stays gap-free).
  *
@@ -282,10 +283,11 @@ void messages_create(struct http_req *req)
 {
 	struct rt_channel ch;
 	const char *given, *body, *reply_to;
-	char id[RT_UUID_LEN + 1], chs[24], uid[24], seq_s[24];
+	char id[RT_UUID_LEN + 1], chs[24], uid[24];
 	struct db_res *r;
 	struct json_object *ev, *msg;
 	int64_t chid, seq;
+	int st;
 
 	if (jh_id_or_404(req, http_param(req, "id"), &chid) < 0 ||
 	    channel_access(req, chid, RT_MEMBER, &ch) < 0)
@@ -305,24 +307,9 @@ void messages_create(struct http_req *req)
 	}
 	rt_id_text(chs, ch.id);
 	rt_id_text(uid, req->user_id);
-	if (db_begin_or_reply(req) < 0)
-		return;
-	{
-		const char *params[] = {chs};
-
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "SELECT last_seq FROM channels WHERE id = $1 FOR UPDATE", 1, params);
-	}
-	if (!r)
-		return;
-	if (db_res_rows(r) != 1) { /* deleted meanwhile */
-		db_res_free(r);
-		http_reply_error(req, TH_ENOTFOUND, "no such channel", NULL);
-		return;
-	}
-	seq = strtoll(db_res_get(r, 0, 0), NULL, 10) + 1;
-	db_res_free(r);
 	if (reply_to) {
+		/* a message's channel never changes and its row stays when it is
+		 * deleted, so this holds at the insert below */
 		const char *params[] = {reply_to, chs};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
@@ -330,56 +317,42 @@ void messages_create(struct http_req *req)
 				     params);
 		if (!r)
 			return;
-		if (db_res_rows(r) != 1) {
-			db_res_free(r);
+		st = db_res_rows(r);
+		db_res_free(r);
+		if (st != 1) {
 			http_reply_error(req, TH_EVALIDATION,
 					 "reply_to must be a message of this channel", "reply_to");
 			return;
 		}
-		db_res_free(r);
 	}
+	if (db_begin_or_reply(req) < 0)
+		return;
 	{
-		const char *params[] = {id, chs, rt_id_text(seq_s, seq), uid, body, reply_to};
+		/* the bridge's path for a batch, here with one message
+		 * (db/migrations/0016_message_store.sql): one rule for seq */
+		const char *params[] = {id, chs, uid, body, reply_to};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "INSERT INTO messages (id, channel_id, seq, sender_id, body, reply_to) "
-				     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING "
-				     "RETURNING id",
-				     6, params);
+				     "SELECT status, seq FROM message_store(ARRAY[$1::uuid], "
+				     "ARRAY[$2::bigint], ARRAY[$3::bigint], ARRAY[$4::text], "
+				     "ARRAY[$5::uuid])",
+				     5, params);
 	}
 	if (!r)
 		return;
-	if (db_res_rows(r) == 0) {
-		/* the id is stored: a replay when it is this sender's in this channel */
-		const char *params[] = {id};
-
-		db_res_free(r);
+	st = db_res_rows(r) == 1 ? atoi(db_res_get(r, 0, 0)) : -1;
+	seq = st == 1 ? strtoll(db_res_get(r, 0, 1), NULL, 10) : 0;
+	db_res_free(r);
+	if (st != 1) {
 		db_rollback();
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "SELECT channel_id, sender_id FROM messages WHERE id = $1", 1,
-				     params);
-		if (!r)
-			return;
-		if (db_res_rows(r) == 1 && strcmp(db_res_get(r, 0, 0), chs) == 0 &&
-		    strcmp(db_res_get(r, 0, 1), uid) == 0) {
-			db_res_free(r);
+		if (st == 0) /* a replay: the id is this sender's in this channel */
 			message_reply(req, 200, id);
-			return;
-		}
-		db_res_free(r);
-		http_reply_error(req, TH_ECONFLICT, "id is taken by another message", "id");
+		else if (st == 2)
+			http_reply_error(req, TH_ECONFLICT, "id is taken by another message", "id");
+		else /* 3: the channel (or the sender) went away meanwhile */
+			http_reply_error(req, TH_ENOTFOUND, "no such channel", NULL);
 		return;
 	}
-	db_res_free(r);
-	{
-		const char *params[] = {chs, seq_s};
-
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "UPDATE channels SET last_seq = $2 WHERE id = $1", 2, params);
-	}
-	if (!r)
-		return;
-	db_res_free(r);
 	ev = event_new("chat_message", &ch);
 	msg = json_object_new_object();
 	if (!ev || !msg) {

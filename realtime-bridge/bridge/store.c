@@ -188,15 +188,12 @@ static void receipts(struct mosquitto *mosq, struct db_res *r)
 	}
 }
 
-/* Lock the channels in id order: two bridges storing into the same channel
- * take turns, so sequence numbers never collide.  A statement of its own:
- * the insert's snapshot must be taken after the locks are held, or it could
- * read a last_seq another transaction moved on meanwhile. */
-static const char LOCK_SQL[] =
-	"SELECT id FROM channels WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
-
-/* One row per message of the batch: (id, sender_id, status, reply_cleared),
- * ordered by sender then id, where status is
+/* message_store() (db/migrations/0016_message_store.sql) stores a batch as
+ * the REST route stores one message: it locks the batch's channels in id
+ * order (two bridges storing into one channel take turns, so sequence
+ * numbers never collide), then inserts.  One row per message of the batch:
+ * (id, sender_id, status, reply_cleared, seq), ordered by sender then id,
+ * where status is
  *   1  stored now;
  *   0  stored before (or earlier in this batch) as this sender's in this
  *      channel: a re-send, idempotent;
@@ -207,62 +204,20 @@ static const char LOCK_SQL[] =
  * The first message of the batch with an id wins, in the broker's order.
  * reply_to is kept only when it names a message of the same channel, stored
  * before or earlier in this batch; otherwise the message is stored with
- * reply_to null (reply_cleared true): a subscriber has seen the message
- * already, so it must be stored, and history never points into another
- * channel.  EXPLAIN ANALYZE (generic plan, 800 rows, 1M in messages): the
- * probes of existing ids and of reply_to are index scans of messages_pkey,
- * the hash joins are over the batch's own rows, and channels and users are
- * index lookups: nothing scans messages.  Against the query before ids had
- * owners (1000 new messages, 10% replies, 500k stored; two interleaved A/B
- * runs of 15 pairs on a loaded 2-core machine): median 50.3 and 53.0 ms
- * against 43.5 and 50.6 (+5 to +16 %); 1000 re-sends 10.2 and 9.7 ms
- * against 8.0 and 8.1.  tests/load/bridge-sql-ab repeats the comparison. */
-static const char INSERT_SQL[] =
-	"WITH input AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], "
-	"  $4::text[], $5::uuid[]) WITH ORDINALITY AS t(id, channel_id, sender_id, body, "
-	"  reply_to, ord)), "
-	/* = ANY(array) probes the primary key per id; a NOT EXISTS against the
-	 * input rows may be planned as an anti-join over the whole table, which
-	 * grows with every batch */
-	"existing AS MATERIALIZED (SELECT m.id, m.channel_id, m.sender_id FROM messages m "
-	"  WHERE m.id = ANY($1::uuid[])), "
-	"fresh AS MATERIALIZED (SELECT DISTINCT ON (i.id) i.* FROM input i "
-	"  WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.id = i.id) ORDER BY i.id, i.ord), "
-	/* joins, not correlated EXISTS: a subquery over fresh per row is a
-	 * scan of the batch per message (2.5x the batch's time at 1000) */
-	"numbered AS (SELECT f.id, f.channel_id, f.sender_id, f.body, f.ord, "
-	"  CASE WHEN rm.id IS NOT NULL OR rg.id IS NOT NULL THEN f.reply_to END AS reply_to, "
-	"  f.reply_to IS NOT NULL AS had_reply, "
-	"  c.last_seq + row_number() OVER (PARTITION BY f.channel_id ORDER BY f.ord) AS seq "
-	"  FROM fresh f JOIN channels c ON c.id = f.channel_id "
-	"  JOIN users u ON u.id = f.sender_id "
-	"  LEFT JOIN messages rm ON rm.id = f.reply_to AND rm.channel_id = f.channel_id "
-	"  LEFT JOIN fresh rg ON rg.id = f.reply_to AND rg.channel_id = f.channel_id "
-	"    AND rg.ord < f.ord), "
-	"ins AS (INSERT INTO messages (id, channel_id, sender_id, body, reply_to, seq) "
-	"  SELECT id, channel_id, sender_id, body, reply_to, seq FROM numbered "
-	"  ON CONFLICT (id) DO NOTHING RETURNING id, channel_id, seq, sender_id), "
-	"upd AS (UPDATE channels c SET last_seq = x.top FROM (SELECT channel_id, max(seq) "
-	"  AS top FROM ins GROUP BY channel_id) x WHERE c.id = x.channel_id) "
-	"SELECT i.id::text, i.sender_id::text, "
-	"  CASE WHEN s.id IS NOT NULL AND n.ord = i.ord THEN 1 "
-	"       WHEN coalesce(s.channel_id, e.channel_id) = i.channel_id "
-	"        AND coalesce(s.sender_id, e.sender_id) = i.sender_id THEN 0 "
-	"       WHEN s.id IS NULL AND e.id IS NULL AND n.id IS NULL THEN 3 "
-	"       ELSE 2 END, "
-	"  coalesce(s.id IS NOT NULL AND n.ord = i.ord AND n.had_reply AND n.reply_to IS NULL, "
-	"           false) "
-	"FROM input i LEFT JOIN ins s ON s.id = i.id LEFT JOIN existing e ON e.id = i.id "
-	"  LEFT JOIN numbered n ON n.id = i.id "
-	"ORDER BY i.sender_id, i.id";
+ * reply_to null (reply_cleared true).  The query plan and its measurements
+ * are with the function; tests/load/bridge-sql-ab compares its insert
+ * between two revisions. */
+static const char STORE_SQL[] =
+	"SELECT id, sender_id, status, reply_cleared FROM "
+	"message_store($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::uuid[])";
 
 int store_send(struct batch *b)
 {
 	char *arr[5] = {0};
 	const char *params[5];
-	const char *const sqls[2] = {LOCK_SQL, INSERT_SQL};
-	const int nparams[2] = {1, 5};
-	const char *const *pp[2];
+	const char *const sqls[1] = {STORE_SQL};
+	const int nparams[1] = {5};
+	const char *const *pp[1] = {params};
 	int i, rc = -1;
 
 	for (i = 0; i < 5; i++) {
@@ -271,10 +226,8 @@ int store_send(struct batch *b)
 			goto out;
 		params[i] = arr[i];
 	}
-	pp[0] = &params[1];
-	pp[1] = params;
 	/* libpq copies the parameters into its buffer: arr is ours to free */
-	rc = db_tx_send(2, sqls, nparams, pp);
+	rc = db_tx_send(1, sqls, nparams, pp);
 	if (rc < 0)
 		log_error("bridge: sending a batch of %zu failed: %s", b->n, db_last_error());
 out:

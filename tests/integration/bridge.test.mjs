@@ -551,7 +551,7 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
       const holderDone = new Promise((resolve) => holder.on('close', resolve));
       try {
         const waiting = await waitFor(async () => {
-          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM channels WHERE id = ANY%FOR UPDATE%'");
+          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM message_store(%'");
           return r.code === 0 && Number(r.stdout.trim()) > 0;
         }, 2500, 'the bridge to wait on the channel lock with a batch in hand');
         assert.ok(waiting);
@@ -666,7 +666,7 @@ describe('pipelined batches: a PUBACK leaves only after its own commit', { timeo
         }, DELIVER_MS, 'the lock holder to hold the channel');
         for (const m of first) assert.ok(await publish(svc, `chat/${a.channel}/${U.B.id}`, JSON.stringify(m)) < 0x80, 'publish (first)');
         await waitFor(async () => {
-          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM channels WHERE id = ANY%FOR UPDATE%'");
+          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM message_store(%'");
           return r.code === 0 && Number(r.stdout.trim()) > 0;
         }, DELIVER_MS, 'the bridge to wait on the channel lock with a batch out');
         for (const m of second) assert.ok(await publish(svc, `chat/${b.channel}/${U.B.id}`, JSON.stringify(m)) < 0x80, 'publish (second)');

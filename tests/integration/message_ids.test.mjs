@@ -234,6 +234,40 @@ describe('a message id belongs to its first channel and sender', { timeout: 1200
   });
 });
 
+describe('one sequence per channel for both writers', { timeout: 60000 }, () => {
+  test('REST posts and MQTT publishes into one channel at once: every message once, seq 1..n without a gap', async () => {
+    const { victim, other, c, v, o } = await stage('sq');
+    try {
+      const ids = [];
+      const sends = [];
+      // 12 each way, interleaved (within both users' message bursts, lib/limits.h)
+      for (let i = 0; i < 12; i++) {
+        const a = uuid();
+        const b = uuid();
+        ids.push(a, b);
+        sends.push(publish(v, `chat/${c.channel}/${victim.id}`, JSON.stringify({ id: a, body: `mqtt ${i}` })));
+        sends.push(postMsg(c.channel, other, { id: b, body: `rest ${i}` }));
+      }
+      const done = await Promise.all(sends);
+      for (let i = 0; i < done.length; i += 2) {
+        assert.ok(done[i] < 0x80, `PUBACK ${done[i]}`);
+        assertStatus(done[i + 1], 201);
+      }
+      let items = [];
+      await waitFor(async () => {
+        const r = assertStatus(await api('GET', `/api/channels/${c.channel}/messages?limit=100`, victim), 200);
+        items = r.json.items;
+        return items.length >= ids.length;
+      }, STORED_MS, 'all 24 messages stored');
+      assert.equal(items.length, ids.length, 'a message stored twice');
+      assert.deepEqual(new Set(items.map((m) => m.id)), new Set(ids));
+      assert.deepEqual(items.map((m) => m.seq).sort((x, y) => x - y), Array.from({ length: ids.length }, (_, i) => i + 1));
+    } finally {
+      await end(v, o);
+    }
+  });
+});
+
 describe('reply_to names a message of the same channel', { timeout: 60000 }, () => {
   test('REST: reply_to of another channel or unknown -> 400 validation_failed (reply_to); same channel kept', async () => {
     const u = await newUser('mra');
