@@ -74,8 +74,8 @@ int callexit_leave(struct http_req *req, int64_t cid, int64_t uid, struct callex
 
 	memset(out, 0, sizeof(*out));
 	out->user_id = uid;
-	id_text(c, cid);
-	id_text(u, uid);
+	ids_text(c, cid);
+	ids_text(u, uid);
 	/* calls in id order: two transactions lock them in the same order */
 	out->left = db_exec_or_reply(req, DB_PRIMARY,
 				     "SELECT c.id::text, c.channel_id::text FROM calls c "
@@ -147,7 +147,7 @@ void callexit_mirror(struct callexit *x)
 	if (!x->left || x->whole)
 		return;
 	mirror_gen_bump(); /* a concurrent mirror rebuild starts over */
-	id_text(u, x->user_id);
+	ids_text(u, x->user_id);
 	for (i = 0; i < db_res_rows(x->left); i++) {
 		const char *call = db_res_get(x->left, i, 0);
 		int ended = 0;
@@ -171,7 +171,7 @@ int callexit_community(struct http_req *req, int64_t cid, struct callexit *x)
 	char c[24];
 
 	memset(x, 0, sizeof(*x));
-	id_text(c, cid);
+	ids_text(c, cid);
 	x->left = db_exec_or_reply(req, DB_PRIMARY,
 				   "SELECT cp.call_id::text, cp.user_id::text FROM call_participants cp "
 				   "JOIN calls ca ON ca.id = cp.call_id "

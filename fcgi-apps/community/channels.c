@@ -59,7 +59,7 @@ void channels_create(struct http_req *req)
 	if (db_begin_or_reply(req) < 0)
 		return;
 	{
-		const char *params[] = {id_text(c, cm.id), name, topic ? topic : ""};
+		const char *params[] = {ids_text(c, cm.id), name, topic ? topic : ""};
 
 		r = db_exec(DB_PRIMARY,
 			    "INSERT INTO channels (community_id, name, topic) VALUES ($1, $2, $3) "
@@ -83,7 +83,7 @@ void channels_create(struct http_req *req)
 		return;
 	mirror_channel(chid, cm.id);
 	{
-		const char *params[] = {id_text(chs, chid)};
+		const char *params[] = {ids_text(chs, chid)};
 
 		r = db_exec_or_reply(req, DB_PRIMARY, CHANNEL_SQL "WHERE ch.id = $1", 1, params);
 	}

@@ -70,9 +70,9 @@ void comments_create(struct http_req *req)
 			  &parent) < 0 ||
 	    limits_take_or_reply(req, LIMIT_COMMENT) < 0)
 		return;
-	params[0] = id_text(pid, p.id);
-	params[1] = id_text(uid, req->user_id);
-	params[2] = has_parent ? id_text(par, parent) : NULL;
+	params[0] = ids_text(pid, p.id);
+	params[1] = ids_text(uid, req->user_id);
+	params[2] = has_parent ? ids_text(par, parent) : NULL;
 	params[3] = body;
 	if (db_begin_or_reply(req) < 0)
 		return;
@@ -141,7 +141,7 @@ void comments_list(struct http_req *req)
 	if (post_access_or_reply(req, "id", DB_PRIMARY, ROLE_NONE, &c, &p) < 0 ||
 	    page_parse_or_400(req, 1, 0, &pg) < 0)
 		return;
-	params[0] = id_text(pid, p.id);
+	params[0] = ids_text(pid, p.id);
 	params[1] = pg.key_s[0];
 	params[2] = pg.limit_s;
 	/* comments_post_idx (post_id, id) serves this without a sort */
@@ -166,7 +166,7 @@ void comments_delete(struct http_req *req)
 
 	if (jh_id_or_404(req, http_param(req, "id"), &id) < 0)
 		return;
-	p1[0] = id_text(idt, id);
+	p1[0] = ids_text(idt, id);
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "SELECT c.post_id, c.author_id, p.community_id FROM comments c "
 			     "JOIN posts p ON p.id = c.post_id WHERE c.id = $1",
@@ -197,7 +197,7 @@ void comments_delete(struct http_req *req)
 	}
 	if (db_begin_or_reply(req) < 0)
 		return;
-	p1[0] = id_text(pid, post_id);
+	p1[0] = ids_text(pid, post_id);
 	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT 1 FROM posts WHERE id = $1 FOR UPDATE", 1,
 			     p1);
 	if (!r)
@@ -205,7 +205,7 @@ void comments_delete(struct http_req *req)
 	db_res_free(r);
 	/* the comment and its replies, all levels down: each row deleted here is
 	 * one comment less (cascades would delete replies too, but uncounted) */
-	p2[0] = id_text(idt, id);
+	p2[0] = ids_text(idt, id);
 	p2[1] = pid;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "WITH RECURSIVE t AS ("
@@ -225,7 +225,7 @@ void comments_delete(struct http_req *req)
 		return;
 	}
 	p2[0] = pid;
-	p2[1] = id_text(nt, n);
+	p2[1] = ids_text(nt, n);
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "UPDATE posts SET comment_count = comment_count - $2::integer "
 			     "WHERE id = $1",

@@ -42,7 +42,7 @@ static int visibility_or_400(struct http_req *req, unsigned flags, const char **
 static void reply_community(struct http_req *req, int status, int64_t id, enum db_role role)
 {
 	char cid[24], uid[24];
-	const char *params[] = {id_text(cid, id), id_text(uid, req->user_id)};
+	const char *params[] = {ids_text(cid, id), ids_text(uid, req->user_id)};
 	struct db_res *r;
 
 	r = db_exec_or_reply(req, role,
@@ -81,7 +81,7 @@ void communities_create(struct http_req *req)
 	if (limits_take_or_reply(req, LIMIT_COMMUNITY) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
-		const char *params[] = {slug, name, desc ? desc : "", vis, id_text(uid, req->user_id)};
+		const char *params[] = {slug, name, desc ? desc : "", vis, ids_text(uid, req->user_id)};
 
 		r = db_exec(DB_PRIMARY,
 			    "INSERT INTO communities (slug, name, description, visibility, owner_id, "
@@ -101,7 +101,7 @@ void communities_create(struct http_req *req)
 	db_res_free(r);
 	{
 		char c[24];
-		const char *params[] = {id_text(c, cid), uid};
+		const char *params[] = {ids_text(c, cid), uid};
 
 		/* the creator owns it; every community starts with #general */
 		r = db_exec_or_reply(req, DB_PRIMARY,
@@ -141,7 +141,7 @@ void communities_list(struct http_req *req)
 	if (page_parse_or_400(req, 1, INT64_MAX, &p) < 0)
 		return;
 	{
-		const char *params[] = {id_text(uid, req->user_id), p.key_s[0], p.limit_s};
+		const char *params[] = {ids_text(uid, req->user_id), p.key_s[0], p.limit_s};
 
 		/* newest first: public ones, and private ones the caller is in.
 		 * Membership decides what a signed-in caller sees (a join, a
@@ -185,7 +185,7 @@ void communities_patch(struct http_req *req)
 	if (db_begin_or_reply(req) < 0)
 		return;
 	{
-		const char *params[] = {id_text(cid, c.id), name, desc, vis};
+		const char *params[] = {ids_text(cid, c.id), name, desc, vis};
 
 		/* NULL parameters leave a field as it is */
 		r = db_exec_or_reply(req, DB_PRIMARY,
@@ -221,7 +221,7 @@ void communities_delete(struct http_req *req)
 
 	if (community_access_param(req, "id", ROLE_OWNER, &c) < 0)
 		return;
-	id_text(cid, c.id);
+	ids_text(cid, c.id);
 	if (db_begin_or_reply(req) < 0)
 		return;
 	/* the event goes out before the rows go: it names the community only */

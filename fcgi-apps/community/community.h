@@ -6,25 +6,12 @@
 
 #include "db.h"
 #include "http.h"
+#include "ids.h"
+#include "policy.h"
 #include "user.h"
 
 /* posts: 40000 chars, each up to 12 bytes as a JSON \u escape pair, + title */
 #define COMMUNITY_BODY_LIMIT (512 * 1024)
-
-/* Roles rank owner > admin > moderator > member > none. */
-enum role { ROLE_NONE = 0, ROLE_MEMBER, ROLE_MODERATOR, ROLE_ADMIN, ROLE_OWNER };
-
-const char *role_name(enum role r);       /* NULL for ROLE_NONE */
-enum role role_parse(const char *s);      /* ROLE_NONE when unknown or "" */
-
-/* What a request knows about a community and its caller. */
-struct community {
-	int64_t id;
-	int is_public;
-	int64_t owner_id;
-	enum role my_role;    /* ROLE_NONE for anonymous callers and non-members */
-	int banned;           /* the caller is banned here */
-};
 
 /* Loads community `id` for the caller and checks they may act with role
  * `need` (ROLE_NONE: read).  Replies and returns -1 when not:
@@ -33,9 +20,6 @@ struct community {
  *   401 when need > ROLE_NONE and the caller is anonymous;
  *   403 forbidden when the caller's role is below need. */
 int community_access(struct http_req *req, int64_t id, enum role need, struct community *c);
-/* The read rule (need ROLE_NONE) on a loaded community: public, or the
- * caller is a member.  Shared with feedcache.c, which caches its verdict. */
-int community_readable(const struct community *c);
 /* Loads community `id` and the caller's standing in it, with no visibility
  * rule: 404 only when it does not exist.  For the one route where API.md
  * wants 403 for a private community (join). */
@@ -60,8 +44,6 @@ typedef struct json_object *(*community_row_fn)(const struct db_res *r, int row,
 void community_page(struct http_req *req, enum role need, enum db_role db, const char *sql,
 		    community_row_fn fn);
 
-/* "123" for an id, into buf. */
-const char *id_text(char buf[24], int64_t id);
 
 /* Feed cache (feedcache.c): bumps the community's feed version so every
  * cached page and post of it becomes unreachable at once (after a commit

@@ -332,7 +332,7 @@ static const char *elem(const struct cache_reply *r, size_t i, size_t *len)
 }
 
 /* Decides from the cached verdicts whether the caller may read the
- * community (community_readable()), else from PostgreSQL, storing the
+ * community (policy_readable()), else from PostgreSQL, storing the
  * verdicts under the access version.  0: yes; -1: replied (404, 503). */
 static int access_check(struct http_req *req, int64_t cid, const struct found *f,
 			const char *acc_prefix, const char *who_suffix)
@@ -366,7 +366,7 @@ static int access_check(struct http_req *req, int64_t cid, const struct found *f
 			feedcache_store(req->arena, key, role, strlen(role), "", 0);
 		}
 	}
-	if (community_readable(&c))
+	if (policy_readable(&c))
 		return 0;
 hidden:
 	http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
@@ -455,7 +455,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	int rc = 0;
 
 	char b1[24], b2[24], b3[24], tag[32];
-	const char *c_s = id_text(b1, cid), *item_s = id_text(b2, item), *uid_s = id_text(b3, req->user_id);
+	const char *c_s = ids_text(b1, cid), *item_s = ids_text(b2, item), *uid_s = ids_text(b3, req->user_id);
 
 	fill->key[0] = fill->mine_key[0] = fill->name[0] = fill->ver[0] = '\0';
 	if (npending)
@@ -495,7 +495,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 
 			if (community_load(req, cid, &c) < 0)
 				return 1;
-			if (!community_readable(&c)) {
+			if (!policy_readable(&c)) {
 				http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
 				return 1;
 			}

@@ -8,16 +8,9 @@
 #include <time.h>
 
 #include "feedmine.h"
+#include "mono.h"
 
 static struct feedlocal locals[FEEDLOCAL_SLOTS];
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct feedlocal *slot(const char *name)
 {
@@ -60,7 +53,7 @@ void feedlocal_put(const char *name, const char *ver, size_t vlen, const char *a
 	l->ver[vlen] = '\0';
 	l->aver[0] = '\0';
 	l->checked = feedmine_shape_ok(d, l->len);
-	l->expires_ms = mono_ms() + ttl_s * 1000;
+	l->expires_ms = mono_ms() + (uint64_t)(ttl_s > 0 ? ttl_s : 0) * 1000u;
 }
 
 void feedlocal_drop(struct feedlocal *l)

@@ -18,6 +18,7 @@
 #define TH_FEEDLOCAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "posts.h"
 
@@ -33,7 +34,7 @@ struct feedlocal {
 	char *data;    /* "<ids>\n<json>", malloc'd, owned by the slot */
 	int checked;   /* one my_reactions:[] per id, in a well-formed entry */
 	size_t len;
-	long long expires_ms;
+	uint64_t expires_ms;
 };
 
 /* The copy of name, or NULL when there is none or it expired.  Borrowed:

@@ -81,7 +81,7 @@ static char *mine_query(struct http_req *req, enum db_role role, const char *ids
 		return NULL;
 	}
 	{
-		const char *params[] = {id_text(uid, req->user_id), ids_pg};
+		const char *params[] = {ids_text(uid, req->user_id), ids_pg};
 
 		r = db_exec_or_reply(req, role,
 				     "SELECT post_id, json_agg(emoji ORDER BY emoji)::text "

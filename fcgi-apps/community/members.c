@@ -34,7 +34,7 @@ static struct json_object *member_json(const struct db_res *r, int row, int64_t 
 static void reply_member(struct http_req *req, int status, int64_t cid, int64_t uid)
 {
 	char c[24], u[24];
-	const char *params[] = {id_text(c, cid), id_text(u, uid)};
+	const char *params[] = {ids_text(c, cid), ids_text(u, uid)};
 	struct db_res *r;
 
 	r = db_exec_or_reply(req, DB_PRIMARY,
@@ -57,7 +57,7 @@ static void reply_member(struct http_req *req, int status, int64_t cid, int64_t 
 static int count_add(struct http_req *req, int64_t cid, int delta)
 {
 	char c[24], d[8];
-	const char *params[] = {id_text(c, cid), d};
+	const char *params[] = {ids_text(c, cid), d};
 	struct db_res *r;
 
 	snprintf(d, sizeof(d), "%d", delta);
@@ -73,7 +73,7 @@ static int count_add(struct http_req *req, int64_t cid, int delta)
 static int target_role(struct http_req *req, int64_t cid, int64_t uid, enum role *role)
 {
 	char c[24], u[24];
-	const char *params[] = {id_text(c, cid), id_text(u, uid)};
+	const char *params[] = {ids_text(c, cid), ids_text(u, uid)};
 	struct db_res *r;
 
 	r = db_exec_or_reply(req, DB_PRIMARY,
@@ -96,7 +96,7 @@ static int target_role(struct http_req *req, int64_t cid, int64_t uid, enum role
 static int membership_delete(struct http_req *req, int64_t cid, int64_t uid)
 {
 	char c[24], u[24];
-	const char *params[] = {id_text(c, cid), id_text(u, uid)};
+	const char *params[] = {ids_text(c, cid), ids_text(u, uid)};
 	struct db_res *r;
 	int n;
 
@@ -140,8 +140,8 @@ void members_join(struct http_req *req)
 				 NULL);
 		return;
 	}
-	id_text(c, cm.id);
-	id_text(u, req->user_id);
+	ids_text(c, cm.id);
+	ids_text(u, req->user_id);
 	if (db_begin_or_reply(req) < 0)
 		return;
 	/* two concurrent joins: one row, one count */
@@ -259,7 +259,7 @@ void members_put(struct http_req *req)
 	if (target_role(req, cm.id, uid, &now) < 0 || outranks_or_403(req, &cm, now) < 0)
 		return;
 	{
-		const char *params[] = {id_text(c, cm.id), id_text(u, uid)};
+		const char *params[] = {ids_text(c, cm.id), ids_text(u, uid)};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "SELECT 1 FROM bans WHERE community_id = $1 AND user_id = $2", 2,
@@ -373,7 +373,7 @@ void bans_create(struct http_req *req)
 	    db_begin_or_reply(req) < 0)
 		return;
 	{
-		const char *params[] = {id_text(c, cm.id), id_text(u, uid), id_text(by, req->user_id),
+		const char *params[] = {ids_text(c, cm.id), ids_text(u, uid), ids_text(by, req->user_id),
 					reason ? reason : ""};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
@@ -418,8 +418,8 @@ void bans_delete(struct http_req *req)
 
 	if (community_access_param(req, "id", ROLE_MODERATOR, &cm) < 0 || user_param(req, &uid) < 0)
 		return;
-	id_text(c, cm.id);
-	id_text(u, uid);
+	ids_text(c, cm.id);
+	ids_text(u, uid);
 	if (db_begin_or_reply(req) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,

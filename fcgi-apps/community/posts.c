@@ -32,7 +32,6 @@
 #define POST_TITLE_MAX 300
 #define POST_BODY_MAX 40000
 #define POST_MEDIA_MAX 10
-#define UUID_LEN 36
 
 /* ---- shared with comments.c, reactions.c, search.c, feedcache.c ---- */
 
@@ -109,7 +108,7 @@ int post_access_or_reply(struct http_req *req, const char *param, enum db_role r
 	memset(p, 0, sizeof(*p));
 	if (jh_id_or_404(req, http_param(req, param), &p->id) < 0)
 		return -1;
-	id_text(id, p->id);
+	ids_text(id, p->id);
 	r = db_exec_or_reply(req, role, "SELECT community_id, author_id FROM posts WHERE id = $1", 1,
 			     params);
 	if (!r)
@@ -134,7 +133,7 @@ int post_access_or_reply(struct http_req *req, const char *param, enum db_role r
 struct db_res *posts_mine_query(struct http_req *req, const char *ids_pg)
 {
 	char uid[24];
-	const char *params[] = {id_text(uid, req->user_id), ids_pg};
+	const char *params[] = {ids_text(uid, req->user_id), ids_pg};
 
 	return db_exec_or_reply(req, posts_read_role(req),
 				"SELECT post_id, json_agg(emoji ORDER BY emoji)::text FROM reactions "
@@ -196,29 +195,6 @@ int posts_fill_mine(struct http_req *req, const char *ids_pg, struct json_object
 
 /* ---- helpers of this file ---- */
 
-static int hex_ok(char ch)
-{
-	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
-}
-
-/* xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hex digits of either case. */
-static int uuid_ok(const char *s, size_t n)
-{
-	size_t i;
-
-	if (n != UUID_LEN)
-		return 0;
-	for (i = 0; i < n; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!hex_ok(s[i])) {
-			return 0;
-		}
-	}
-	return 1;
-}
-
 /* media_ids (optional): up to 10 UUID strings -> a Postgres array literal
  * "{...}" (safe: only hex digits, dashes and commas).  -1 with 400 replied. */
 static int media_ids_or_400(struct http_req *req, const char **out)
@@ -236,7 +212,7 @@ static int media_ids_or_400(struct http_req *req, const char **out)
 				 "media_ids must be an array of at most 10 media ids", "media_ids");
 		return -1;
 	}
-	buf = arena_alloc(req->arena, n * (UUID_LEN + 1) + 3);
+	buf = arena_alloc(req->arena, n * (IDS_UUID_LEN + 1) + 3);
 	if (!buf) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return -1;
@@ -246,15 +222,15 @@ static int media_ids_or_400(struct http_req *req, const char **out)
 	for (i = 0; i < n; i++) {
 		e = json_object_array_get_idx(a, i);
 		if (!json_object_is_type(e, json_type_string) ||
-		    !uuid_ok(json_object_get_string(e), (size_t)json_object_get_string_len(e))) {
+		    !ids_uuid_ok(json_object_get_string(e), (size_t)json_object_get_string_len(e))) {
 			http_reply_error(req, TH_EVALIDATION, "media_ids must hold UUID strings",
 					 "media_ids");
 			return -1;
 		}
 		if (i)
 			*w++ = ',';
-		memcpy(w, json_object_get_string(e), UUID_LEN);
-		w += UUID_LEN;
+		memcpy(w, json_object_get_string(e), IDS_UUID_LEN);
+		w += IDS_UUID_LEN;
 	}
 	*w++ = '}';
 	*w = '\0';
@@ -266,7 +242,7 @@ static int media_ids_or_400(struct http_req *req, const char **out)
 static void post_reply(struct http_req *req, int status, enum db_role role, int64_t id)
 {
 	char pid[24];
-	const char *params[] = {id_text(pid, id)};
+	const char *params[] = {ids_text(pid, id)};
 	struct db_res *r;
 	struct json_object *o;
 	char *ids_pg;
@@ -312,7 +288,7 @@ void posts_create(struct http_req *req)
 	    media_ids_or_400(req, &media) < 0 || limits_take_or_reply(req, LIMIT_POST) < 0)
 		return;
 	{
-		const char *params[] = {id_text(cid, c.id), id_text(uid, req->user_id),
+		const char *params[] = {ids_text(cid, c.id), ids_text(uid, req->user_id),
 					title ? title : "", body, media};
 
 		/* a post shows only media its author uploaded, as profile media or
@@ -417,7 +393,7 @@ void posts_feed(struct http_req *req)
 		return; /* replied: a hit, a hidden community, or an error */
 	}
 	role = fill.key[0] ? DB_PRIMARY : posts_read_role(req);
-	params[0] = id_text(cid, c.id);
+	params[0] = ids_text(cid, c.id);
 	params[1] = pg.key_s[0];
 	params[2] = pg.limit_s;
 	r = db_exec_or_reply(req, role,
@@ -447,7 +423,7 @@ void posts_get(struct http_req *req)
 		return;
 	if (feedcache_read(req, "post", c.id, p.id, 0, &fill) != 0)
 		return;
-	params[0] = id_text(pid, p.id);
+	params[0] = ids_text(pid, p.id);
 	r = db_exec_or_reply(req, fill.key[0] ? DB_PRIMARY : posts_read_role(req),
 			     "SELECT " POST_COLS " FROM posts p JOIN users u ON u.id = p.author_id "
 			     "WHERE p.id = $1",
@@ -494,7 +470,7 @@ void posts_patch(struct http_req *req)
 		return;
 	}
 	{
-		const char *params[] = {id_text(pid, p.id), title, body};
+		const char *params[] = {ids_text(pid, p.id), title, body};
 
 		if (db_begin_or_reply(req) < 0)
 			return;
@@ -537,7 +513,7 @@ void posts_delete(struct http_req *req)
 				 NULL);
 		return;
 	}
-	params[0] = id_text(pid, p.id);
+	params[0] = ids_text(pid, p.id);
 	if (db_begin_or_reply(req) < 0)
 		return;
 	/* comments and reactions go with it (ON DELETE CASCADE) */

@@ -100,10 +100,10 @@ static void reaction_set(struct http_req *req, int put)
 	if (post_access_or_reply(req, "id", DB_PRIMARY, ROLE_MEMBER, &c, &p) < 0 ||
 	    !(emoji = emoji_or_400(req)) || limits_take_or_reply(req, LIMIT_REACTION) < 0)
 		return;
-	params[0] = id_text(pid, p.id);
-	params[1] = id_text(uid, req->user_id);
+	params[0] = ids_text(pid, p.id);
+	params[1] = ids_text(uid, req->user_id);
 	params[2] = emoji;
-	params[3] = id_text(kinds, limits.reaction_kinds_max);
+	params[3] = ids_text(kinds, limits.reaction_kinds_max);
 	r = put ? db_exec(DB_PRIMARY, PUT_SQL, 4, params)
 		: db_exec(DB_PRIMARY,
 			  "DELETE FROM reactions WHERE post_id = $1 AND user_id = $2 AND emoji = $3",

@@ -54,7 +54,7 @@ void search_posts(struct http_req *req)
 	if (community_access_param(req, "id", ROLE_NONE, &c) < 0 || !(q = q_or_400(req)) ||
 	    page_parse_or_400(req, 2, INT64_MAX, &pg) < 0)
 		return;
-	params[0] = id_text(cid, c.id);
+	params[0] = ids_text(cid, c.id);
 	params[1] = q;
 	params[2] = pg.key_s[0];
 	params[3] = pg.key_s[1];

@@ -21,6 +21,7 @@
 #include "jh.h"
 #include "log.h"
 #include "metrics.h"
+#include "mono.h"
 #include "revoke.h"
 #include "token.h"
 
@@ -225,14 +226,6 @@ static long fcgx_read(void *ctx, char *buf, size_t n)
 	int chunk = n > INT32_MAX ? INT32_MAX : (int)n;
 
 	return FCGX_GetStr(buf, chunk, (FCGX_Stream *)ctx);
-}
-
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* Bearer token -> req->user_id.  Returns 0 when the route may run: a valid

@@ -1,5 +1,6 @@
-/* mono: the monotonic clock in milliseconds, for timeouts, back-off and
- * cache lifetimes (never wall time: it does not jump when the clock is set). */
+/* mono: the monotonic clock, the one clock of the apps, for timeouts,
+ * back-off, cache lifetimes and timings (never wall time: it does not jump
+ * when the clock is set). */
 #ifndef TH_MONO_H
 #define TH_MONO_H
 
@@ -7,5 +8,7 @@
 
 /* Milliseconds since an arbitrary start (CLOCK_MONOTONIC). */
 uint64_t mono_ms(void);
+/* Microseconds since the same start (request timings). */
+uint64_t mono_us(void);
 
 #endif

@@ -31,26 +31,6 @@ int access_init(void)
 	return mediaurl_init();
 }
 
-static int hex_digit(char ch)
-{
-	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
-}
-
-int media_uuid_ok(const char *s, size_t n)
-{
-	if (!s || n != MEDIA_UUID_LEN)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!hex_digit(s[i])) {
-			return 0;
-		}
-	}
-	return 1;
-}
-
 int media_sig_check(struct http_req *req, const char *id, const char *variant)
 {
 	const char *exp_s = http_query(req, "exp"), *sig = http_query(req, "sig");
@@ -69,12 +49,12 @@ int media_visible(const struct http_req *req, const struct media_row *m)
 {
 	if (req->user_id != 0 && req->user_id == m->owner_id)
 		return 1;
-	return m->is_public || (m->is_member && !m->banned);
+	return m->community_id == 0 || policy_readable(&m->cm);
 }
 
 enum {
 	C_ID, C_OWNER, C_COMMUNITY, C_KIND, C_MIME, C_SIZE, C_SHA, C_WIDTH, C_HEIGHT, C_FILENAME,
-	C_VARIANTS, C_CREATED, C_PUBLIC, C_MEMBER, C_BANNED
+	C_VARIANTS, C_CREATED, C_POLICY
 };
 
 static char *col_dup(struct http_req *req, const struct db_res *r, int col)
@@ -89,7 +69,7 @@ int media_load(struct http_req *req, const char *id, struct media_row *m)
 	struct db_res *r;
 
 	memset(m, 0, sizeof(*m));
-	if (!id || !media_uuid_ok(id, strlen(id))) {
+	if (!id || !ids_uuid_ok(id, strlen(id))) {
 		http_reply_error(req, TH_ENOTFOUND, "no such media", NULL);
 		return -1;
 	}
@@ -98,13 +78,9 @@ int media_load(struct http_req *req, const char *id, struct media_row *m)
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "SELECT md.id, md.owner_id, md.community_id, md.kind, md.mime, md.size, "
 			     "md.sha256, md.width, md.height, md.filename, md.variants, "
-			     TH_TIME_SQL("md.created_at") ", "
-			     "md.community_id IS NULL OR c.visibility = 'public', "
-			     "mb.user_id IS NOT NULL, b.user_id IS NOT NULL "
-			     "FROM media md LEFT JOIN communities c ON c.id = md.community_id "
-			     "LEFT JOIN memberships mb ON mb.community_id = md.community_id "
-			     "AND mb.user_id = $2 "
-			     "LEFT JOIN bans b ON b.community_id = md.community_id AND b.user_id = $2 "
+			     TH_TIME_SQL("md.created_at") ", " POLICY_COLS " "
+			     "FROM media md "
+			     "LEFT JOIN LATERAL community_access($2, md.community_id) a ON true "
 			     "WHERE md.id = $1",
 			     2, params);
 	if (!r)
@@ -127,9 +103,8 @@ int media_load(struct http_req *req, const char *id, struct media_row *m)
 	m->filename = col_dup(req, r, C_FILENAME);
 	m->variants = col_dup(req, r, C_VARIANTS);
 	m->created_at = col_dup(req, r, C_CREATED);
-	m->is_public = strcmp(db_res_get(r, 0, C_PUBLIC), "t") == 0;
-	m->is_member = strcmp(db_res_get(r, 0, C_MEMBER), "t") == 0;
-	m->banned = strcmp(db_res_get(r, 0, C_BANNED), "t") == 0;
+	policy_read(r, 0, C_POLICY, m->community_id, &m->cm);
+	m->is_public = m->community_id == 0 || m->cm.is_public;
 	db_res_free(r);
 	if (!m->kind || !m->mime || !m->sha256 || !m->filename || !m->variants || !m->created_at) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);

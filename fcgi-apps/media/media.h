@@ -14,8 +14,9 @@
 
 #include "err.h"
 #include "http.h"
+#include "ids.h"
+#include "policy.h"
 
-#define MEDIA_UUID_LEN 36
 #define MEDIA_SHA_HEX 64
 #define MEDIA_FILENAME_MAX 255 /* bytes, after cleaning */
 #define MEDIA_CHUNK (64 * 1024)
@@ -148,12 +149,12 @@ int media_sha256_file(const char *path, char hex[MEDIA_SHA_HEX + 1], long long *
 
 /* ---- access.c ---- */
 struct media_row {
-	char id[MEDIA_UUID_LEN + 1];
+	char id[IDS_UUID_LEN + 1];
 	int64_t owner_id;
 	int64_t community_id;      /* 0: profile media */
 	int is_public;             /* profile media, or a public community's */
-	int is_member;             /* the caller is a member of the community */
-	int banned;                /* the caller is banned from it */
+	struct community cm;       /* its community and the caller's standing
+				    * there (cm.id 0: profile media) */
 	const char *kind, *mime, *sha256, *filename, *variants, *created_at;
 	long long size;
 	int has_dims;
@@ -177,8 +178,6 @@ char *media_url(struct http_req *req, const struct media_row *m, const char *var
 /* Checks ?exp=&sig= for id/variant.  1: valid; 0: absent; -1: present but
  * expired or altered. */
 int media_sig_check(struct http_req *req, const char *id, const char *variant);
-/* 1 when s (n bytes) is a UUID in hex digits. */
-int media_uuid_ok(const char *s, size_t n);
 
 /* ---- media.c ---- */
 /* The media JSON of API.md for m (a new object), NULL when out of memory. */

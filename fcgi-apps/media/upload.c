@@ -233,36 +233,29 @@ static int receive(struct http_req *req, struct sink *s, const char **filename)
 	return 0;
 }
 
-/* The caller may upload to community `cid`: a member, not banned.  A private
- * community a caller is no member of does not exist for them (404). */
-static int community_check(struct http_req *req, const char *cid)
+/* The caller may upload to community `cid`: a member, not banned (the rules
+ * of lib/policy.c, with the field named).  A private community a caller is no
+ * member of does not exist for them (404). */
+static int community_check(struct http_req *req, int64_t cid)
 {
-	char uid[24];
-	const char *params[] = {cid, uid};
-	struct db_res *r;
-	int rc = -1;
+	struct community c;
 
-	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
-	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT c.visibility = 'public', m.user_id IS NOT NULL, "
-			     "b.user_id IS NOT NULL FROM communities c "
-			     "LEFT JOIN memberships m ON m.community_id = c.id AND m.user_id = $2 "
-			     "LEFT JOIN bans b ON b.community_id = c.id AND b.user_id = $2 "
-			     "WHERE c.id = $1",
-			     2, params);
-	if (!r)
+	if (policy_load(req, cid, &c) < 0)
 		return -1;
-	if (db_res_rows(r) != 1 ||
-	    (strcmp(db_res_get(r, 0, 0), "t") != 0 && strcmp(db_res_get(r, 0, 1), "t") != 0))
-		http_reply_error(req, TH_ENOTFOUND, "no such community", "community_id");
-	else if (strcmp(db_res_get(r, 0, 2), "t") == 0)
+	switch (policy_decide(&c, req->user_id, ROLE_MEMBER)) {
+	case TH_OK:
+		return 0;
+	case TH_EBANNED:
 		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
-	else if (strcmp(db_res_get(r, 0, 1), "t") != 0)
+		break;
+	case TH_ENOTFOUND:
+		http_reply_error(req, TH_ENOTFOUND, "no such community", "community_id");
+		break;
+	default:
 		http_reply_error(req, TH_EFORBIDDEN, "join the community first", "community_id");
-	else
-		rc = 0;
-	db_res_free(r);
-	return rc;
+		break;
+	}
+	return -1;
 }
 
 /* 413 naming the quota. */
@@ -360,7 +353,7 @@ void upload_create(struct http_req *req)
 					 "community_id");
 			goto out;
 		}
-		if (community_check(req, cid) < 0)
+		if (community_check(req, cid_n) < 0)
 			goto out;
 	} else {
 		cid = NULL;

@@ -82,7 +82,7 @@ static void mirror_leave(int64_t call, int64_t uid, int ended);
 static void mirror_join(int64_t call, int64_t uid)
 {
 	char key[64], c[24], u[24];
-	const char *params[] = {rt_id_text(c, call), rt_id_text(u, uid)};
+	const char *params[] = {ids_text(c, call), ids_text(u, uid)};
 	struct db_res *r;
 
 	mirror_gen_bump(); /* a concurrent rebuild starts over instead of undoing us */
@@ -109,9 +109,9 @@ static void mirror_leave(int64_t call, int64_t uid, int ended)
 	if (ended)
 		mirror("DEL", key, NULL);
 	else
-		mirror("SREM", key, rt_id_text(u, uid));
+		mirror("SREM", key, ids_text(u, uid));
 	snprintf(key, sizeof(key), "th:user:%lld:calls", (long long)uid);
-	mirror("SREM", key, rt_id_text(c, call));
+	mirror("SREM", key, ids_text(c, call));
 }
 
 /* ---- helpers ---- */
@@ -128,7 +128,7 @@ static int emit(struct http_req *req, const char *type, const struct rt_channel 
 		return -1;
 	}
 	json_object_object_add(ev, "type", json_object_new_string(type));
-	json_object_object_add(ev, "community_id", json_object_new_int64(ch->community_id));
+	json_object_object_add(ev, "community_id", json_object_new_int64(ch->cm.id));
 	json_object_object_add(ev, "channel_id", json_object_new_int64(ch->id));
 	json_object_object_add(ev, "call_id", json_object_new_int64(call));
 	json_object_object_add(ev, who_key, json_object_new_int64(who));
@@ -140,7 +140,7 @@ static int emit(struct http_req *req, const char *type, const struct rt_channel 
 static void call_reply(struct http_req *req, int status, int64_t id, const struct rt_channel *ch)
 {
 	char cs[24];
-	const char *params[] = {rt_id_text(cs, id)};
+	const char *params[] = {ids_text(cs, id)};
 	struct db_res *r, *p;
 	struct json_object *o, *parts, *ice;
 
@@ -180,7 +180,7 @@ static void call_reply(struct http_req *req, int status, int64_t id, const struc
 		json_object_array_add(parts, user_json(p, i, 0));
 	json_object_object_add(o, "id", user_json_int(db_res_get(r, 0, 0)));
 	json_object_object_add(o, "channel_id", user_json_int(db_res_get(r, 0, 1)));
-	json_object_object_add(o, "community_id", json_object_new_int64(ch->community_id));
+	json_object_object_add(o, "community_id", json_object_new_int64(ch->cm.id));
 	json_object_object_add(o, "created_by", user_json_int(db_res_get(r, 0, 2)));
 	json_object_object_add(o, "participants", parts);
 	json_object_object_add(o, "ice_servers", ice);
@@ -204,7 +204,7 @@ static int call_load(struct http_req *req, struct call_ref *c, struct rt_channel
 	memset(c, 0, sizeof(*c));
 	if (jh_id_or_404(req, http_param(req, "id"), &c->id) < 0)
 		return -1;
-	params[0] = rt_id_text(cs, c->id);
+	params[0] = ids_text(cs, c->id);
 	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT channel_id FROM calls WHERE id = $1", 1,
 			     params);
 	if (!r)
@@ -230,7 +230,7 @@ static int call_load(struct http_req *req, struct call_ref *c, struct rt_channel
 static int membership_lock(struct http_req *req, const struct rt_channel *ch)
 {
 	char c[24], u[24];
-	const char *params[] = {rt_id_text(c, ch->community_id), rt_id_text(u, req->user_id)};
+	const char *params[] = {ids_text(c, ch->cm.id), ids_text(u, req->user_id)};
 	struct db_res *r;
 	int n;
 
@@ -255,7 +255,7 @@ static int membership_lock(struct http_req *req, const struct rt_channel *ch)
 static int participant_add(struct http_req *req, int64_t call, int64_t uid)
 {
 	char cs[24], us[24];
-	const char *params[] = {rt_id_text(cs, call), rt_id_text(us, uid)};
+	const char *params[] = {ids_text(cs, call), ids_text(us, uid)};
 	struct db_res *r;
 	int n;
 
@@ -303,7 +303,7 @@ static int invite(struct http_req *req, const struct rt_channel *ch, int64_t cal
 	struct db_res *r;
 	int i;
 
-	snprintf(cid, sizeof(cid), "%lld", (long long)ch->community_id);
+	snprintf(cid, sizeof(cid), "%lld", (long long)ch->cm.id);
 	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
 	snprintf(lim, sizeof(lim), "%d", CALL_INVITE_MAX);
 	r = db_exec_or_reply(req, DB_PRIMARY,
@@ -318,7 +318,7 @@ static int invite(struct http_req *req, const struct rt_channel *ch, int64_t cal
 		json_object_array_add(inbox, json_object_new_int64(strtoll(db_res_get(r, i, 0), NULL, 10)));
 	db_res_free(r);
 	json_object_object_add(ev, "type", json_object_new_string("call_invite"));
-	json_object_object_add(ev, "community_id", json_object_new_int64(ch->community_id));
+	json_object_object_add(ev, "community_id", json_object_new_int64(ch->cm.id));
 	json_object_object_add(ev, "channel_id", json_object_new_int64(ch->id));
 	json_object_object_add(ev, "call_id", json_object_new_int64(call));
 	json_object_object_add(ev, "from", json_object_new_int64(req->user_id));
@@ -335,11 +335,11 @@ void calls_create(struct http_req *req)
 	int64_t chid, call;
 
 	if (jh_int_or_400(req, req->json, "channel_id", 1, INT64_MAX, true, NULL, &chid) < 0 ||
-	    channel_access(req, chid, RT_MEMBER, &ch) < 0 ||
+	    channel_access(req, chid, ROLE_MEMBER, &ch) < 0 ||
 	    limits_take_or_reply(req, LIMIT_CALL) < 0)
 		return;
-	rt_id_text(chs, ch.id);
-	rt_id_text(uid, req->user_id);
+	ids_text(chs, ch.id);
+	ids_text(uid, req->user_id);
 	if (db_begin_or_reply(req) < 0 || membership_lock(req, &ch) < 0)
 		return;
 	{
@@ -366,7 +366,7 @@ void calls_create(struct http_req *req)
 
 		call = strtoll(db_res_get(r, 0, 0), NULL, 10);
 		db_res_free(r);
-		params[0] = rt_id_text(cs, call);
+		params[0] = ids_text(cs, call);
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "SELECT 1 FROM calls WHERE id = $1 AND ended_at IS NULL FOR UPDATE",
 				     1, params);
@@ -413,7 +413,7 @@ void calls_get(struct http_req *req)
 	struct rt_channel ch;
 	struct call_ref c;
 
-	if (call_load(req, &c, &ch) < 0 || channel_check(req, &ch, RT_MEMBER, "call") < 0)
+	if (call_load(req, &c, &ch) < 0 || channel_check(req, &ch, ROLE_MEMBER, "call") < 0)
 		return;
 	call_reply(req, 200, c.id, &ch);
 }
@@ -428,10 +428,10 @@ void calls_join(struct http_req *req)
 	const char *params[1];
 	struct db_res *r;
 
-	if (call_load(req, &c, &ch) < 0 || channel_check(req, &ch, RT_MEMBER, "call") < 0 ||
+	if (call_load(req, &c, &ch) < 0 || channel_check(req, &ch, ROLE_MEMBER, "call") < 0 ||
 	    limits_take_or_reply(req, LIMIT_CALL) < 0)
 		return;
-	params[0] = rt_id_text(cs, c.id);
+	params[0] = ids_text(cs, c.id);
 	if (db_begin_or_reply(req) < 0 || membership_lock(req, &ch) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
@@ -466,8 +466,8 @@ void calls_leave(struct http_req *req)
 
 	if (call_load(req, &c, &ch) < 0)
 		return;
-	rt_id_text(cs, c.id);
-	rt_id_text(us, req->user_id);
+	ids_text(cs, c.id);
+	ids_text(us, req->user_id);
 	if (db_begin_or_reply(req) < 0)
 		return;
 	{
@@ -491,7 +491,7 @@ void calls_leave(struct http_req *req)
 	if (db_res_affected(r) != 1) {
 		db_res_free(r);
 		db_rollback();
-		if (channel_check(req, &ch, RT_NONE, "call") < 0)
+		if (channel_check(req, &ch, ROLE_NONE, "call") < 0)
 			return;
 		http_reply_empty(req, 204);
 		return;

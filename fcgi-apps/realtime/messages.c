@@ -42,7 +42,7 @@ enum { C_ID, C_CHANNEL, C_SEQ, C_USER, C_BODY = C_USER + USER_NCOLS, C_REPLY, C_
 
 /* A message as routes that act on one see it. */
 struct msg_ref {
-	char id[RT_UUID_LEN + 1];
+	char id[IDS_UUID_LEN + 1];
 	int64_t sender_id;
 	int64_t seq;
 	int deleted;
@@ -113,7 +113,7 @@ static struct json_object *event_new(const char *type, const struct rt_channel *
 	if (!ev)
 		return NULL;
 	json_object_object_add(ev, "type", json_object_new_string(type));
-	json_object_object_add(ev, "community_id", json_object_new_int64(ch->community_id));
+	json_object_object_add(ev, "community_id", json_object_new_int64(ch->cm.id));
 	json_object_object_add(ev, "channel_id", json_object_new_int64(ch->id));
 	return ev;
 }
@@ -129,7 +129,7 @@ static int uuid_field_or_400(struct http_req *req, const char *field, const char
 	if (!json_object_object_get_ex(req->json, field, &v) || !v)
 		return 0;
 	if (!json_object_is_type(v, json_type_string) ||
-	    !rt_uuid_ok(json_object_get_string(v), (size_t)json_object_get_string_len(v))) {
+	    !ids_uuid_ok(json_object_get_string(v), (size_t)json_object_get_string_len(v))) {
 		snprintf(msg, sizeof(msg), "%s must be a UUID string", field);
 		http_reply_error(req, TH_EVALIDATION, msg, field);
 		return -1;
@@ -139,14 +139,14 @@ static int uuid_field_or_400(struct http_req *req, const char *field, const char
 }
 
 /* A random (version 4) UUID, lower case, into out. */
-static void uuid_new(char out[RT_UUID_LEN + 1])
+static void uuid_new(char out[IDS_UUID_LEN + 1])
 {
 	unsigned char b[16];
 
 	randombytes_buf(b, sizeof(b));
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, RT_UUID_LEN + 1,
+	snprintf(out, IDS_UUID_LEN + 1,
 		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
 		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
 		 b[15]);
@@ -163,7 +163,7 @@ static int message_access(struct http_req *req, struct msg_ref *m, struct rt_cha
 	int64_t chid;
 
 	memset(m, 0, sizeof(*m));
-	if (!id || !rt_uuid_ok(id, strlen(id))) {
+	if (!id || !ids_uuid_ok(id, strlen(id))) {
 		http_reply_error(req, TH_ENOTFOUND, "no such message", NULL);
 		return -1;
 	}
@@ -187,7 +187,7 @@ static int message_access(struct http_req *req, struct msg_ref *m, struct rt_cha
 	db_res_free(r);
 	if (channel_load(req, chid, ch) < 0)
 		return -1;
-	return channel_check(req, ch, RT_NONE, "message");
+	return channel_check(req, ch, ROLE_NONE, "message");
 }
 
 /* ---- handlers ---- */
@@ -204,13 +204,13 @@ void messages_list(struct http_req *req)
 	int64_t chid;
 
 	if (jh_id_or_404(req, http_param(req, "id"), &chid) < 0 ||
-	    channel_access(req, chid, RT_NONE, &ch) < 0)
+	    channel_access(req, chid, ROLE_NONE, &ch) < 0)
 		return;
-	rt_id_text(chs, ch.id);
+	ids_text(chs, ch.id);
 	if (after) {
 		int64_t start;
 
-		if (!rt_uuid_ok(after, strlen(after))) {
+		if (!ids_uuid_ok(after, strlen(after))) {
 			http_reply_error(req, TH_EVALIDATION, "after must be a message id (UUID)",
 					 "after");
 			return;
@@ -238,7 +238,7 @@ void messages_list(struct http_req *req)
 		if (pg.has_cursor && pg.key[0] > start)
 			start = pg.key[0];
 		{
-			const char *params[] = {chs, rt_id_text(from, start), pg.limit_s};
+			const char *params[] = {chs, ids_text(from, start), pg.limit_s};
 
 			r = db_exec_or_reply(req, DB_PRIMARY,
 					     "SELECT " MSG_COLS MSG_FROM
@@ -283,14 +283,14 @@ void messages_create(struct http_req *req)
 {
 	struct rt_channel ch;
 	const char *given, *body, *reply_to;
-	char id[RT_UUID_LEN + 1], chs[24], uid[24];
+	char id[IDS_UUID_LEN + 1], chs[24], uid[24];
 	struct db_res *r;
 	struct json_object *ev, *msg;
 	int64_t chid, seq;
 	int st;
 
 	if (jh_id_or_404(req, http_param(req, "id"), &chid) < 0 ||
-	    channel_access(req, chid, RT_MEMBER, &ch) < 0)
+	    channel_access(req, chid, ROLE_MEMBER, &ch) < 0)
 		return;
 	if (uuid_field_or_400(req, "id", &given) < 0 ||
 	    jh_string_or_400(req, req->json, "body", 1, MSG_BODY_MAX, JH_REQUIRED | JH_MULTILINE,
@@ -300,13 +300,13 @@ void messages_create(struct http_req *req)
 		return;
 	if (given) {
 		/* the canonical (lower case) form, as PostgreSQL prints it */
-		for (size_t i = 0; i <= RT_UUID_LEN; i++)
+		for (size_t i = 0; i <= IDS_UUID_LEN; i++)
 			id[i] = (char)((given[i] >= 'A' && given[i] <= 'F') ? given[i] + 32 : given[i]);
 	} else {
 		uuid_new(id);
 	}
-	rt_id_text(chs, ch.id);
-	rt_id_text(uid, req->user_id);
+	ids_text(chs, ch.id);
+	ids_text(uid, req->user_id);
 	if (reply_to) {
 		/* a message's channel never changes and its row stays when it is
 		 * deleted, so this holds at the insert below */
@@ -392,7 +392,7 @@ void messages_patch(struct http_req *req)
 		http_reply_error(req, TH_EFORBIDDEN, "only the sender may edit a message", NULL);
 		return;
 	}
-	if (ch.banned) {
+	if (ch.cm.banned) {
 		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
 		return;
 	}
@@ -451,9 +451,9 @@ void messages_delete(struct http_req *req)
 
 	if (message_access(req, &m, &ch) < 0)
 		return;
-	if (m.sender_id != req->user_id && (ch.banned || ch.my_role < RT_MODERATOR)) {
-		http_reply_error(req, ch.banned ? TH_EBANNED : TH_EFORBIDDEN,
-				 ch.banned ? "you are banned from this community"
+	if (m.sender_id != req->user_id && (ch.cm.banned || ch.cm.my_role < ROLE_MODERATOR)) {
+		http_reply_error(req, ch.cm.banned ? TH_EBANNED : TH_EFORBIDDEN,
+				 ch.cm.banned ? "you are banned from this community"
 					   : "only the sender or a moderator may delete a message",
 				 NULL);
 		return;

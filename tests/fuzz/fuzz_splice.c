@@ -32,13 +32,6 @@ enum db_role posts_read_role(struct http_req *req)
 	return DB_PRIMARY;
 }
 
-const char *id_text(char buf[24], int64_t id)
-{
-	(void)buf, (void)id;
-	FZ_CHECK(!"id_text called");
-	return "";
-}
-
 /* Comma-separated runs of digits, each non-empty. */
 static int ids_plain(const char *s)
 {

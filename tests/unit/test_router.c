@@ -18,7 +18,7 @@ static const struct route table[] = {
 	{"GET", "/api/communities", h, 0, 0},
 	{"POST", "/api/x/echo", h, ROUTE_TEST, 0},
 };
-#define N (sizeof(table) / sizeof(table[0]))
+#define N ROUTES_COUNT(table)
 
 static void test_literal(void **state)
 {

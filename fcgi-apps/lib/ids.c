@@ -1,0 +1,40 @@
+/* ids: integer and UUID ids as text. */
+#include <string.h>
+
+#include "ids.h"
+
+const char *ids_text(char buf[24], int64_t id)
+{
+	char tmp[24], *p = tmp + sizeof(tmp);
+	uint64_t u = id < 0 ? 0 - (uint64_t)id : (uint64_t)id;
+
+	*--p = '\0';
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (id < 0)
+		*--p = '-';
+	memcpy(buf, p, (size_t)(tmp + sizeof(tmp) - p));
+	return buf;
+}
+
+static int hex_ok(char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+int ids_uuid_ok(const char *s, size_t n)
+{
+	if (!s || n != IDS_UUID_LEN)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!hex_ok(s[i])) {
+			return 0;
+		}
+	}
+	return 1;
+}

@@ -1,0 +1,19 @@
+/* ids: the two kinds of id the API uses — integers (users, communities,
+ * posts, channels, …) and UUIDs (messages, media) — as text. */
+#ifndef TH_IDS_H
+#define TH_IDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IDS_UUID_LEN 36
+
+/* "123" (or "-123") for id, into buf; returns buf.  By hand, not snprintf:
+ * a cached feed hit formats several. */
+const char *ids_text(char buf[24], int64_t id);
+
+/* 1 when s (n bytes) is xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in hex digits
+ * of either case, else 0 (NULL too). */
+int ids_uuid_ok(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,100 @@
+/* policy: who may read or act in a community and in what lives in it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ids.h"
+#include "policy.h"
+
+static const char *const role_names[] = {NULL, "member", "moderator", "admin", "owner"};
+
+const char *role_name(enum role r)
+{
+	return (r > ROLE_NONE && r <= ROLE_OWNER) ? role_names[r] : NULL;
+}
+
+enum role role_parse(const char *s)
+{
+	for (int i = ROLE_MEMBER; i <= ROLE_OWNER; i++)
+		if (s && strcmp(s, role_names[i]) == 0)
+			return (enum role)i;
+	return ROLE_NONE;
+}
+
+void policy_read(const struct db_res *r, int row, int col, int64_t community_id,
+		 struct community *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (db_res_isnull(r, row, col))
+		return;
+	c->id = community_id;
+	c->is_public = strcmp(db_res_get(r, row, col), "t") == 0;
+	c->owner_id = strtoll(db_res_get(r, row, col + 1), NULL, 10);
+	c->my_role = role_parse(db_res_get(r, row, col + 2));
+	c->banned = strcmp(db_res_get(r, row, col + 3), "t") == 0;
+}
+
+int policy_load(struct http_req *req, int64_t id, struct community *c)
+{
+	char cid[24], uid[24];
+	const char *params[] = {ids_text(cid, id), ids_text(uid, req->user_id)};
+	struct db_res *r;
+
+	memset(c, 0, sizeof(*c));
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT " POLICY_COLS " FROM community_access($2, $1) a", 2, params);
+	if (!r)
+		return -1;
+	if (db_res_rows(r) == 1)
+		policy_read(r, 0, 0, id, c);
+	db_res_free(r);
+	return 0;
+}
+
+int policy_readable(const struct community *c)
+{
+	return c->id != 0 && (c->is_public || (c->my_role != ROLE_NONE && !c->banned));
+}
+
+enum th_err policy_decide(const struct community *c, int64_t uid, enum role need)
+{
+	if (!policy_readable(c))
+		return TH_ENOTFOUND;
+	if (need == ROLE_NONE)
+		return TH_OK;
+	if (uid == 0)
+		return TH_EUNAUTHORIZED;
+	if (c->banned)
+		return TH_EBANNED;
+	if (c->my_role < need)
+		return TH_EFORBIDDEN;
+	return TH_OK;
+}
+
+int policy_check_or_reply(struct http_req *req, const struct community *c, enum role need,
+			  const char *what)
+{
+	char msg[48];
+
+	switch (policy_decide(c, req->user_id, need)) {
+	case TH_OK:
+		return 0;
+	case TH_ENOTFOUND:
+		snprintf(msg, sizeof(msg), "no such %s", what);
+		http_reply_error(req, TH_ENOTFOUND, msg, NULL);
+		break;
+	case TH_EUNAUTHORIZED:
+		http_reply_error(req, TH_EUNAUTHORIZED, "sign in first", NULL);
+		http_set_header(req, "WWW-Authenticate", "Bearer");
+		break;
+	case TH_EBANNED:
+		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
+		break;
+	default:
+		http_reply_error(req, TH_EFORBIDDEN,
+				 need == ROLE_MEMBER ? "join the community first"
+						     : "your role does not allow this", NULL);
+		break;
+	}
+	return -1;
+}

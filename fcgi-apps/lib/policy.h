@@ -1,0 +1,65 @@
+/* policy: the one answer to "may this caller read, write or moderate here?"
+ * for a community and what lives in it (channels, posts, comments, messages,
+ * calls, media).
+ *
+ * The facts — the community's visibility and owner, the caller's role and
+ * ban — come from one SQL function, community_access(user, community)
+ * (db/migrations/0017_community_access.sql), which each app's query joins
+ * LATERAL next to the thing it loads (POLICY_COLS, policy_read()).  The
+ * rules are here:
+ *   read      the community is public, or the caller is a member who is not
+ *             banned; else 404 (a private community is invisible);
+ *   act       (need >= ROLE_MEMBER) signed in (401), not banned (403
+ *             banned), a role of at least need (403 forbidden).
+ * Roles rank owner > admin > moderator > member > none (API.md). */
+#ifndef TH_POLICY_H
+#define TH_POLICY_H
+
+#include <stdint.h>
+
+#include "db.h"
+#include "err.h"
+#include "http.h"
+
+enum role { ROLE_NONE = 0, ROLE_MEMBER, ROLE_MODERATOR, ROLE_ADMIN, ROLE_OWNER };
+
+const char *role_name(enum role r);       /* NULL for ROLE_NONE */
+enum role role_parse(const char *s);      /* ROLE_NONE when unknown, "" or NULL */
+
+/* What a request knows about a community and its caller. */
+struct community {
+	int64_t id;           /* 0: no such community */
+	int is_public;
+	int64_t owner_id;
+	enum role my_role;    /* ROLE_NONE for anonymous callers and non-members */
+	int banned;           /* the caller is banned here */
+};
+
+/* The columns policy_read() reads, from LATERAL community_access($u, …) a */
+#define POLICY_COLS "a.is_public, a.owner_id, a.role, a.banned"
+#define POLICY_NCOLS 4
+
+/* Fills c from row `row`, columns col .. col + POLICY_NCOLS - 1 of r (the
+ * community id is the caller's to set).  A row whose columns are null (a
+ * LEFT JOIN that found no community) leaves c->id 0. */
+void policy_read(const struct db_res *r, int row, int col, int64_t community_id,
+		 struct community *c);
+
+/* Loads community `id` and the caller's standing in it (on the primary: a
+ * caller sees their own join or role change at once).  c->id is 0 when it
+ * does not exist.  -1 only on a database error (replied). */
+int policy_load(struct http_req *req, int64_t id, struct community *c);
+
+/* The read rule on a loaded community (1: may read). */
+int policy_readable(const struct community *c);
+
+/* The rules above as an error: TH_OK, TH_ENOTFOUND, TH_EUNAUTHORIZED,
+ * TH_EBANNED or TH_EFORBIDDEN.  uid 0: anonymous. */
+enum th_err policy_decide(const struct community *c, int64_t uid, enum role need);
+
+/* policy_decide() for the request's caller; replies and returns -1 when not
+ * allowed.  what: the noun of the 404 message ("community", "channel"). */
+int policy_check_or_reply(struct http_req *req, const struct community *c, enum role need,
+			  const char *what);
+
+#endif
