@@ -116,10 +116,10 @@ void register_handler(struct http_req *req)
 	{
 		const char *params[] = {email, username, display, hash};
 
-		r = db_exec(DB_PRIMARY,
+		r = db_own(req, db_exec(DB_PRIMARY,
 			    "INSERT INTO users AS u (email, username, display_name, password_hash) "
 			    "VALUES ($1, $2, $3, $4) RETURNING " USER_COLS,
-			    4, params);
+			    4, params));
 	}
 	if (!r) {
 		if (db_last_err() == TH_ECONFLICT) {
@@ -140,7 +140,6 @@ void register_handler(struct http_req *req)
 	}
 	uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	user = user_json(r, 0, 0);
-	db_res_free(r);
 	log_info("audit: user %lld registered", (long long)uid);
 	/* the session is created in the same transaction: a client never gets
 	 * an account without the tokens to use it */
@@ -296,12 +295,10 @@ void login_handler(struct http_req *req)
 		int64_t uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
 		struct json_object *user = user_json(r, 0, 0);
 
-		db_res_free(r);
 		r = NULL;
 		session_start_reply(req, 200, uid, user, 0);
 	}
 out:
-	db_res_free(r);
 }
 
 /* GET /api/auth/me serves the caller's own row from a per-worker cache
@@ -359,7 +356,6 @@ static char *me_body_or_reply(struct http_req *req, size_t *len)
 	if (!r)
 		return NULL;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_EUNAUTHORIZED, "account no longer exists", NULL);
 		return NULL;
 	}
@@ -368,12 +364,10 @@ static char *me_body_or_reply(struct http_req *req, size_t *len)
 	if (!user || !o) {
 		json_object_put(user);
 		json_object_put(o);
-		db_res_free(r);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return NULL;
 	}
 	json_object_object_add(user, "email", json_object_new_string(db_res_get(r, 0, USER_NCOLS)));
-	db_res_free(r);
 	json_object_object_add(o, "user", user);
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
 						 JSON_C_TO_STRING_NOSLASHESCAPE, len);

@@ -70,7 +70,6 @@ static int refresh_store(struct http_req *req, const struct refresh *rt, const c
 			     3, params);
 	if (!r)
 		return -1;
-	db_res_free(r);
 	return 0;
 }
 
@@ -130,13 +129,11 @@ void session_start_reply(struct http_req *req, int status, int64_t user_id,
 		return;
 	}
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		json_object_put(user);
 		http_reply_error(req, TH_EINTERNAL, "cannot start a session", NULL);
 		return;
 	}
 	snprintf(sid, sizeof(sid), "%s", db_res_get(r, 0, 0));
-	db_res_free(r);
 	log_info("audit: session %s started for user %s", sid, uid);
 	tokens_reply(req, status, user_id, strtoll(sid, NULL, 10), &rt, user, in_tx);
 }
@@ -147,16 +144,14 @@ static void refresh_reused(struct http_req *req, const char *sid)
 	const char *params[] = {sid};
 	struct db_res *r;
 
-	r = db_exec(DB_PRIMARY,
+	r = db_own(req, db_exec(DB_PRIMARY,
 		    "UPDATE sessions SET revoked_at = now(), revoked_reason = 'refresh_token_reuse' "
 		    "WHERE id = $1 AND revoked_at IS NULL",
-		    1, params);
+		    1, params));
 	if (!r || db_commit() < 0) {
-		db_res_free(r);
 		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
 		return;
 	}
-	db_res_free(r);
 	revoke_publish(strtoll(sid, NULL, 10));
 	log_warn("audit: refresh token reused; session %s revoked", sid);
 	http_reply_error(req, TH_EUNAUTHORIZED, "refresh token already used; session revoked", NULL);
@@ -187,7 +182,6 @@ void refresh_handler(struct http_req *req)
 	if (!r)
 		return;
 	if (db_res_rows(r) == 0) {
-		db_res_free(r);
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "SELECT session_id, used_at IS NOT NULL FROM refresh_tokens "
 				     "WHERE token_hash = decode($1, 'hex')",
@@ -196,17 +190,14 @@ void refresh_handler(struct http_req *req)
 			return;
 		if (db_res_rows(r) == 1 && strcmp(db_res_get(r, 0, 1), "t") == 0) {
 			snprintf(sid, sizeof(sid), "%s", db_res_get(r, 0, 0));
-			db_res_free(r);
 			refresh_reused(req, sid);
 			return;
 		}
-		db_res_free(r);
 		db_rollback();
 		http_reply_error(req, TH_EUNAUTHORIZED, "invalid or expired refresh token", NULL);
 		return;
 	}
 	snprintf(sid, sizeof(sid), "%s", db_res_get(r, 0, 0));
-	db_res_free(r);
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "UPDATE sessions s SET last_refreshed_at = now() FROM users u "
 			     "WHERE s.id = $1 AND u.id = s.user_id AND s.revoked_at IS NULL "
@@ -215,14 +206,12 @@ void refresh_handler(struct http_req *req)
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		db_rollback();
 		http_reply_error(req, TH_EUNAUTHORIZED, "session revoked", NULL);
 		return;
 	}
 	uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	user = user_json(r, 0, 0);
-	db_res_free(r);
 	refresh_new(&next);
 	if (refresh_store(req, &next, sid) < 0) {
 		json_object_put(user);
@@ -268,6 +257,5 @@ void logout_handler(struct http_req *req)
 		revoke_publish(strtoll(db_res_get(r, i, 0), NULL, 10));
 		log_info("audit: session %s revoked by logout of user %s", db_res_get(r, i, 0), uid);
 	}
-	db_res_free(r);
 	http_reply_empty(req, 204);
 }

@@ -75,5 +75,4 @@ void community_page(struct http_req *req, enum role need, enum db_role db, const
 	if (!r)
 		return;
 	page_reply(req, &p, r, 0, fn, &cm.id);
-	db_res_free(r);
 }

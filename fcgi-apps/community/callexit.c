@@ -95,7 +95,6 @@ int callexit_leave(struct http_req *req, int64_t cid, int64_t uid, struct callex
 			     2, (const char *const[]){c, u});
 	if (!r)
 		goto fail;
-	db_res_free(r);
 	for (i = 0; i < db_res_rows(out->left); i++)
 		if (emit(req, "call_left", cid, db_res_get(out->left, i, 1),
 			 db_res_get(out->left, i, 0), uid) < 0)

@@ -61,10 +61,10 @@ void channels_create(struct http_req *req)
 	{
 		const char *params[] = {ids_text(c, cm.id), name, topic ? topic : ""};
 
-		r = db_exec(DB_PRIMARY,
+		r = db_own(req, db_exec(DB_PRIMARY,
 			    "INSERT INTO channels (community_id, name, topic) VALUES ($1, $2, $3) "
 			    "RETURNING id",
-			    3, params);
+			    3, params));
 	}
 	if (!r) {
 		if (db_last_err() == TH_ECONFLICT)
@@ -76,7 +76,6 @@ void channels_create(struct http_req *req)
 		return;
 	}
 	chid = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	db_res_free(r);
 	if (events_emit(req, "channel_created", cm.id, "channel_id", chid, NULL, 0) < 0)
 		return;
 	if (db_commit_or_reply(req) < 0)
@@ -90,7 +89,6 @@ void channels_create(struct http_req *req)
 	if (!r)
 		return;
 	http_reply_json(req, 201, channel_json(r, 0));
-	db_res_free(r);
 }
 
 static struct json_object *channel_row(const struct db_res *r, int row, void *ctx)

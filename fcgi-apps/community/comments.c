@@ -95,13 +95,11 @@ void comments_create(struct http_req *req)
 		if (!r)
 			return;
 		if (db_res_rows(r) != 1) {
-			db_res_free(r);
 			db_rollback();
 			http_reply_error(req, TH_EVALIDATION,
 					 "parent_id is not a comment of this post", "parent_id");
 			return;
 		}
-		db_res_free(r);
 	}
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "WITH c AS (INSERT INTO comments (post_id, author_id, parent_id, body) "
@@ -112,7 +110,6 @@ void comments_create(struct http_req *req)
 		return;
 	id = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	o = comment_json(r, 0);
-	db_res_free(r);
 	if (!o) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
@@ -152,7 +149,6 @@ void comments_list(struct http_req *req)
 	if (!r)
 		return;
 	page_reply(req, &pg, r, 0, comment_row, NULL);
-	db_res_free(r);
 }
 
 void comments_delete(struct http_req *req)
@@ -174,14 +170,12 @@ void comments_delete(struct http_req *req)
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such comment", NULL);
 		return;
 	}
 	post_id = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	author_id = strtoll(db_res_get(r, 0, 1), NULL, 10);
 	cid = strtoll(db_res_get(r, 0, 2), NULL, 10);
-	db_res_free(r);
 	if (community_access(req, cid, ROLE_NONE, &c) < 0) {
 		/* private and not the caller's: as if there were no comment */
 		if (req->resp.status == 404)
@@ -202,7 +196,6 @@ void comments_delete(struct http_req *req)
 			     p1);
 	if (!r)
 		return;
-	db_res_free(r);
 	/* the comment and its replies, all levels down: each row deleted here is
 	 * one comment less (cascades would delete replies too, but uncounted) */
 	p2[0] = ids_text(idt, id);
@@ -217,7 +210,6 @@ void comments_delete(struct http_req *req)
 	if (!r)
 		return;
 	n = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	db_res_free(r);
 	if (n == 0) {
 		/* deleted meanwhile, or its post was */
 		db_rollback();
@@ -232,7 +224,6 @@ void comments_delete(struct http_req *req)
 			     2, p2);
 	if (!r)
 		return;
-	db_res_free(r);
 	if (events_emit(req, "comment_deleted", cid, "post_id", post_id, "comment_id", id) < 0 ||
 	    db_commit_or_reply(req) < 0)
 		return;

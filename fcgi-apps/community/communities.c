@@ -53,12 +53,10 @@ static void reply_community(struct http_req *req, int status, int64_t id, enum d
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
 		return;
 	}
 	http_reply_json(req, status, community_json(r, 0, 0));
-	db_res_free(r);
 }
 
 void communities_create(struct http_req *req)
@@ -83,10 +81,10 @@ void communities_create(struct http_req *req)
 	{
 		const char *params[] = {slug, name, desc ? desc : "", vis, ids_text(uid, req->user_id)};
 
-		r = db_exec(DB_PRIMARY,
+		r = db_own(req, db_exec(DB_PRIMARY,
 			    "INSERT INTO communities (slug, name, description, visibility, owner_id, "
 			    "member_count) VALUES ($1, $2, $3, $4, $5, 1) RETURNING id",
-			    5, params);
+			    5, params));
 	}
 	if (!r) {
 		if (db_last_err() == TH_ECONFLICT)
@@ -98,7 +96,6 @@ void communities_create(struct http_req *req)
 		return;
 	}
 	cid = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	db_res_free(r);
 	{
 		char c[24];
 		const char *params[] = {ids_text(c, cid), uid};
@@ -114,7 +111,6 @@ void communities_create(struct http_req *req)
 	if (!r)
 		return;
 	chid = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	db_res_free(r);
 	if (events_emit(req, "channel_created", cid, "channel_id", chid, NULL, 0) < 0)
 		return;
 	if (db_commit_or_reply(req) < 0)
@@ -157,7 +153,6 @@ void communities_list(struct http_req *req)
 	if (!r)
 		return;
 	page_reply(req, &p, r, 0, community_row, NULL);
-	db_res_free(r);
 }
 
 void communities_get(struct http_req *req)
@@ -196,7 +191,6 @@ void communities_patch(struct http_req *req)
 	}
 	if (!r)
 		return;
-	db_res_free(r);
 	if (events_emit(req, "community_updated", c.id, NULL, 0, NULL, 0) < 0)
 		return;
 	if (db_commit_or_reply(req) < 0)
@@ -235,7 +229,6 @@ void communities_delete(struct http_req *req)
 	if (!r)
 		goto out;
 	if (db_commit() < 0) {
-		db_res_free(r);
 		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
 		goto out;
 	}
@@ -243,7 +236,6 @@ void communities_delete(struct http_req *req)
 	chids = arena_alloc(req->arena, sizeof(*chids) * (size_t)(n + 1));
 	for (i = 0; chids && i < n; i++)
 		chids[i] = strtoll(db_res_get(r, i, 0), NULL, 10);
-	db_res_free(r);
 	log_info("audit: community %s deleted by user %lld", cid, (long long)req->user_id);
 	feedcache_bump_access(c.id);
 	mirror_community_gone(c.id, chids, chids ? n : 0);

@@ -95,7 +95,6 @@ static char *mine_query(struct http_req *req, enum db_role role, const char *ids
 		cap += strlen(db_res_get(r, i, 0)) + strlen(db_res_get(r, i, 1)) + 2;
 	out = arena_alloc(req->arena, cap);
 	if (!out) {
-		db_res_free(r);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return NULL;
 	}
@@ -103,7 +102,6 @@ static char *mine_query(struct http_req *req, enum db_role role, const char *ids
 	for (i = 0; i < db_res_rows(r); i++)
 		used += (size_t)snprintf(out + used, cap - used, "%s\t%s\n", db_res_get(r, i, 0),
 					 db_res_get(r, i, 1));
-	db_res_free(r);
 	*len = used;
 	return out;
 }

@@ -42,12 +42,10 @@ static void reply_member(struct http_req *req, int status, int64_t cid, int64_t 
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such member", NULL);
 		return;
 	}
 	http_reply_json(req, status, member_json(r, 0, cid));
-	db_res_free(r);
 }
 
 
@@ -64,7 +62,6 @@ static int count_add(struct http_req *req, int64_t cid, int delta)
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "UPDATE communities SET member_count = member_count + $2 WHERE id = $1",
 			     2, params);
-	db_res_free(r);
 	return r ? 0 : -1;
 }
 
@@ -83,12 +80,10 @@ static int target_role(struct http_req *req, int64_t cid, int64_t uid, enum role
 	if (!r)
 		return -1;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such user", NULL);
 		return -1;
 	}
 	*role = role_parse(db_res_get(r, 0, 0));
-	db_res_free(r);
 	return 0;
 }
 
@@ -107,7 +102,6 @@ static int membership_delete(struct http_req *req, int64_t cid, int64_t uid)
 	if (!r)
 		return -1;
 	n = db_res_rows(r);
-	db_res_free(r);
 	if (n && count_add(req, cid, -1) < 0)
 		return -1;
 	return n;
@@ -152,7 +146,6 @@ void members_join(struct http_req *req)
 	if (!r)
 		return;
 	inserted = db_res_rows(r) == 1;
-	db_res_free(r);
 	if (inserted && (count_add(req, cm.id, 1) < 0 ||
 			 events_emit(req, "member_joined", cm.id, "user_id", req->user_id, NULL, 0) < 0))
 		return;
@@ -267,12 +260,10 @@ void members_put(struct http_req *req)
 		if (!r)
 			return;
 		if (db_res_rows(r)) {
-			db_res_free(r);
 			http_reply_error(req, TH_ECONFLICT, "the user is banned; unban them first",
 					 "user_id");
 			return;
 		}
-		db_res_free(r);
 	}
 	if (db_begin_or_reply(req) < 0)
 		return;
@@ -288,7 +279,6 @@ void members_put(struct http_req *req)
 	if (!r)
 		return;
 	inserted = strcmp(db_res_get(r, 0, 0), "t") == 0;
-	db_res_free(r);
 	if (inserted && count_add(req, cm.id, 1) < 0)
 		return;
 	if (events_emit(req, inserted ? "member_joined" : "role_changed", cm.id, "user_id", uid,
@@ -384,7 +374,6 @@ void bans_create(struct http_req *req)
 	}
 	if (!r)
 		return;
-	db_res_free(r);
 	n = membership_delete(req, cm.id, uid);
 	if (n < 0 || events_emit(req, "member_banned", cm.id, "user_id", uid, NULL, 0) < 0 ||
 	    callexit_leave(req, cm.id, uid, &x) < 0 || db_commit_or_reply(req) < 0)
@@ -402,7 +391,6 @@ void bans_create(struct http_req *req)
 	if (!r)
 		goto out;
 	http_reply_json(req, 201, ban_json(r, 0, cm.id));
-	db_res_free(r);
 out:
 	callexit_free(&x);
 }
@@ -428,7 +416,6 @@ void bans_delete(struct http_req *req)
 	if (!r)
 		return;
 	n = db_res_rows(r);
-	db_res_free(r);
 	if (!n) {
 		db_rollback();
 		http_reply_error(req, TH_ENOTFOUND, "not banned", NULL);

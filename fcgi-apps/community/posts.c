@@ -114,13 +114,11 @@ int post_access_or_reply(struct http_req *req, const char *param, enum db_role r
 	if (!r)
 		return -1;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
 		return -1;
 	}
 	p->community_id = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	p->author_id = strtoll(db_res_get(r, 0, 1), NULL, 10);
-	db_res_free(r);
 	if (community_access(req, p->community_id, need, c) == 0)
 		return 0;
 	/* a post of a private community the caller cannot see: the same 404 as
@@ -187,7 +185,6 @@ int posts_fill_mine(struct http_req *req, const char *ids_pg, struct json_object
 	if (!mine)
 		return -1;
 	posts_mine_apply(mine, posts);
-	db_res_free(mine);
 	return 0;
 }
 
@@ -254,12 +251,10 @@ static void post_reply(struct http_req *req, int status, enum db_role role, int6
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
 		return;
 	}
 	o = post_json(r, 0);
-	db_res_free(r);
 	ids_pg = arena_printf(req->arena, "{%s}", pid);
 	if (!o || !ids_pg || posts_fill_mine(req, ids_pg, o) < 0) {
 		if (!o || !ids_pg)
@@ -303,13 +298,11 @@ void posts_create(struct http_req *req)
 		if (!r)
 			return;
 		if (strcmp(db_res_get(r, 0, 0), "t") != 0) {
-			db_res_free(r);
 			http_reply_error(req, TH_EVALIDATION,
 					 "media_ids must name media you uploaded here or to your profile",
 					 "media_ids");
 			return;
 		}
-		db_res_free(r);
 		if (db_begin_or_reply(req) < 0)
 			return;
 		r = db_exec_or_reply(req, DB_PRIMARY,
@@ -320,7 +313,6 @@ void posts_create(struct http_req *req)
 	if (!r)
 		return;
 	id = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	db_res_free(r);
 	if (events_emit(req, "post_created", c.id, "post_id", id, "author_id", req->user_id) < 0 ||
 	    db_commit_or_reply(req) < 0)
 		return;
@@ -343,7 +335,6 @@ struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r,
 	int64_t last[2] = {0, 0}; /* struct page holds two keys at most */
 
 	if (!csv || !items) {
-		db_res_free(r);
 		json_object_put(items);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return NULL;
@@ -358,7 +349,6 @@ struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r,
 	}
 	if (db_res_rows(r) > pg->limit)
 		next = page_cursor(req->arena, nkeys, last);
-	db_res_free(r);
 	*ids_csv = csv;
 	return page_result(items, next);
 }
@@ -431,12 +421,10 @@ void posts_get(struct http_req *req)
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
 		return;
 	}
 	o = post_json(r, 0);
-	db_res_free(r);
 	if (!o) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;

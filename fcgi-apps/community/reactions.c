@@ -104,10 +104,11 @@ static void reaction_set(struct http_req *req, int put)
 	params[1] = ids_text(uid, req->user_id);
 	params[2] = emoji;
 	params[3] = ids_text(kinds, limits.reaction_kinds_max);
-	r = put ? db_exec(DB_PRIMARY, PUT_SQL, 4, params)
-		: db_exec(DB_PRIMARY,
-			  "DELETE FROM reactions WHERE post_id = $1 AND user_id = $2 AND emoji = $3",
-			  3, params);
+	r = db_own(req, put ? db_exec(DB_PRIMARY, PUT_SQL, 4, params)
+			    : db_exec(DB_PRIMARY,
+				      "DELETE FROM reactions WHERE post_id = $1 AND user_id = $2 "
+				      "AND emoji = $3",
+				      3, params));
 	if (!r) {
 		/* 23503: the post was deleted since the access check */
 		if (strcmp(db_last_sqlstate(), "23503") == 0)
@@ -124,14 +125,12 @@ static void reaction_set(struct http_req *req, int put)
 	}
 	if (put) {
 		if (strcmp(db_res_get(r, 0, 0), "0") == 0) { /* deleted since the check */
-			db_res_free(r);
 			http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
 			return;
 		}
 		if (strcmp(db_res_get(r, 0, 1), "t") != 0) {
 			char msg[96];
 
-			db_res_free(r);
 			snprintf(msg, sizeof(msg), "a post has at most %ld kinds of reaction",
 				 limits.reaction_kinds_max);
 			http_reply_error(req, TH_EVALIDATION, msg, "emoji");
@@ -141,7 +140,6 @@ static void reaction_set(struct http_req *req, int put)
 	} else {
 		changed = db_res_affected(r);
 	}
-	db_res_free(r);
 	if (changed) {
 		feedcache_bump(c.id);
 		posts_wrote(req);

@@ -26,10 +26,17 @@ struct arena_chunk {
 	_Alignas(ARENA_ALIGN) unsigned char data[];
 };
 
+struct arena_cleanup {
+	struct arena_cleanup *next;
+	arena_cleanup_fn fn;
+	void *p;
+};
+
 void arena_init(struct arena *a)
 {
 	a->head = NULL;
 	a->total = 0;
+	a->cleanups = NULL;
 }
 
 static struct arena_chunk *chunk_new(size_t min)
@@ -118,10 +125,39 @@ char *arena_printf(struct arena *a, const char *fmt, ...)
 	return p;
 }
 
+int arena_defer(struct arena *a, arena_cleanup_fn fn, void *p)
+{
+	struct arena_cleanup *k = arena_alloc(a, sizeof(*k));
+
+	if (!k) {
+		fn(p);
+		return -1;
+	}
+	k->fn = fn;
+	k->p = p;
+	k->next = a->cleanups;
+	a->cleanups = k;
+	return 0;
+}
+
+/* The cleanups live in the chunks: run them all before any chunk goes.  A
+ * cleanup that defers another (it should not) gets it run in this pass. */
+static void run_cleanups(struct arena *a)
+{
+	struct arena_cleanup *k;
+
+	while ((k = a->cleanups) != NULL) {
+		a->cleanups = k->next;
+		k->fn(k->p);
+	}
+}
+
 void arena_reset(struct arena *a)
 {
-	struct arena_chunk *c = a->head, *next;
+	struct arena_chunk *c, *next;
 
+	run_cleanups(a);
+	c = a->head;
 	if (!c)
 		return;
 	/* Keep the oldest chunk (the last in the list) if it is of the standard
@@ -144,8 +180,10 @@ void arena_reset(struct arena *a)
 
 void arena_free(struct arena *a)
 {
-	struct arena_chunk *c = a->head, *next;
+	struct arena_chunk *c, *next;
 
+	run_cleanups(a);
+	c = a->head;
 	while (c) {
 		next = c->next;
 		free(c);

@@ -1,9 +1,12 @@
-/* arena: a per-request bump allocator.
+/* arena: a per-request bump allocator, and the request's cleanups.
  *
  * Created once per worker, reset after every request: everything a request
  * allocates (decoded params, the response body, copies of header values) lives
  * here and is released at once by arena_reset().  Nothing allocated from an
- * arena is ever freed one by one. */
+ * arena is ever freed one by one.  What a request holds outside it (a
+ * PGresult, a redisReply, a json-c object, a MagickWand) can be handed to it
+ * with arena_defer(): it is released with the arena, so a handler that
+ * leaves early leaks nothing and frees nothing by hand. */
 #ifndef TH_ARENA_H
 #define TH_ARENA_H
 
@@ -11,11 +14,15 @@
 #include <stddef.h>
 
 struct arena_chunk;
+struct arena_cleanup;
 
 struct arena {
 	struct arena_chunk *head; /* newest chunk first */
 	size_t total;             /* bytes handed out since the last reset */
+	struct arena_cleanup *cleanups; /* newest first */
 };
+
+typedef void (*arena_cleanup_fn)(void *p);
 
 void arena_init(struct arena *a);
 /* Returns zeroed memory aligned for any type, or NULL when out of memory. */
@@ -27,9 +34,16 @@ char *arena_strdup(struct arena *a, const char *s);
 char *arena_printf(struct arena *a, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 char *arena_vprintf(struct arena *a, const char *fmt, va_list ap);
-/* Releases everything but keeps the first chunk for the next request. */
+/* Hands p to the arena: fn(p) runs at the next arena_reset() or
+ * arena_free(), after every cleanup registered later (last in, first out).
+ * 0; -1 when out of memory, and then fn(p) has already run (p is released
+ * either way: the caller never frees it). */
+int arena_defer(struct arena *a, arena_cleanup_fn fn, void *p);
+/* Releases everything but keeps the first chunk for the next request; runs
+ * the cleanups first. */
 void arena_reset(struct arena *a);
-/* Releases everything.  Safe on a zeroed or already freed arena. */
+/* Releases everything, cleanups first.  Safe on a zeroed or already freed
+ * arena. */
 void arena_free(struct arena *a);
 
 #endif

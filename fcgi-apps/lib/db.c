@@ -48,6 +48,9 @@ struct db_handle {
 
 struct db_res {
 	PGresult *res;
+	/* a request's result (db_exec_or_reply): the slot its arena cleanup
+	 * frees it through; db_res_free() empties the slot.  NULL otherwise. */
+	struct db_res **slot;
 };
 
 static struct db_handle handles[2];
@@ -515,6 +518,7 @@ again:
 			return NULL;
 		}
 		out->res = r;
+		out->slot = NULL;
 		last_err = TH_OK;
 		return out;
 	}
@@ -598,10 +602,39 @@ struct db_res *db_exec(enum db_role role, const char *sql, int n,
 	return exec(role, sql, n, params, role == DB_READ);
 }
 
+static void res_cleanup(void *p)
+{
+	struct db_res **slot = p;
+
+	db_res_free(*slot); /* NULL when the handler freed it already */
+}
+
+struct db_res *db_own(struct http_req *req, struct db_res *r)
+{
+	struct db_res **slot;
+
+	if (!r)
+		return NULL;
+	slot = arena_alloc(req->arena, sizeof(*slot));
+	if (!slot) {
+		db_res_free(r);
+		set_err(TH_EINTERNAL, "out of memory", NULL);
+		return NULL;
+	}
+	*slot = r;
+	r->slot = slot;
+	/* on failure arena_defer has run the cleanup: r is freed */
+	if (arena_defer(req->arena, res_cleanup, slot) < 0) {
+		set_err(TH_EINTERNAL, "out of memory", NULL);
+		return NULL;
+	}
+	return r;
+}
+
 struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
 				const char *sql, int n, const char *const *params)
 {
-	struct db_res *r = db_exec(role, sql, n, params);
+	struct db_res *r = db_own(req, db_exec(role, sql, n, params));
 
 	if (r)
 		return r;
@@ -648,6 +681,8 @@ void db_res_free(struct db_res *r)
 {
 	if (!r)
 		return;
+	if (r->slot)
+		*r->slot = NULL;
 	PQclear(r->res);
 	free(r);
 }
@@ -943,6 +978,7 @@ int db_tx_poll(struct db_res **last)
 		return -1;
 	}
 	(*last)->res = tx_last;
+	(*last)->slot = NULL;
 	tx_last = NULL;
 	tx_reset();
 	last_err = TH_OK;

@@ -79,9 +79,16 @@ void db_close(void);
 struct db_res *db_exec(enum db_role role, const char *sql, int n,
 		       const char *const *params);
 /* As db_exec, but on failure writes the error reply (503 or 500, or 409 for
- * a unique violation) and logs the server's text. */
+ * a unique violation) and logs the server's text.  The result belongs to the
+ * request: it is released with the request's arena, so a handler never frees
+ * it (db_res_free() may still release it early, in a loop of many). */
 struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
 				const char *sql, int n, const char *const *params);
+/* Hands r (a db_exec() result, or NULL) to the request, as db_exec_or_reply()
+ * does with its own: released with the request's arena.  Returns r, or NULL
+ * when r was NULL or memory is short (then r is freed and db_last_err() is
+ * TH_EINTERNAL). */
+struct db_res *db_own(struct http_req *req, struct db_res *r);
 
 enum th_err db_last_err(void);
 const char *db_last_error(void);      /* message; static buffer */

@@ -86,7 +86,6 @@ int media_load(struct http_req *req, const char *id, struct media_row *m)
 	if (!r)
 		return -1;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such media", NULL);
 		return -1;
 	}
@@ -105,7 +104,6 @@ int media_load(struct http_req *req, const char *id, struct media_row *m)
 	m->created_at = col_dup(req, r, C_CREATED);
 	policy_read(r, 0, C_POLICY, m->community_id, &m->cm);
 	m->is_public = m->community_id == 0 || m->cm.is_public;
-	db_res_free(r);
 	if (!m->kind || !m->mime || !m->sha256 || !m->filename || !m->variants || !m->created_at) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return -1;

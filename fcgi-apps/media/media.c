@@ -183,7 +183,6 @@ void media_delete(struct http_req *req)
 				     "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", 1, p);
 		if (!r)
 			goto out;
-		db_res_free(r);
 	}
 	{
 		const char *p[] = {m.id, m.sha256};
@@ -221,5 +220,4 @@ void media_delete(struct http_req *req)
 out:
 	if (in_tx)
 		db_rollback();
-	db_res_free(r);
 }

@@ -283,14 +283,12 @@ static long long quota_used(struct http_req *req, int lock)
 				     1, params);
 		if (!r)
 			return -1;
-		db_res_free(r);
 	}
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "SELECT coalesce(sum(size), 0) FROM media WHERE owner_id = $1", 1, params);
 	if (!r)
 		return -1;
 	used = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	db_res_free(r);
 	return used;
 }
 
@@ -476,7 +474,6 @@ void upload_create(struct http_req *req)
 				     "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", 1, p);
 		if (!r)
 			goto out;
-		db_res_free(r);
 		r = NULL;
 	}
 	used = quota_used(req, 1);
@@ -524,7 +521,6 @@ out:
 	if (in_tx)
 		db_rollback();
 	budget_release(req, &budget);
-	db_res_free(r);
 	json_object_put(variants);
 	if (s.fd >= 0)
 		close(s.fd);

@@ -27,7 +27,6 @@ int channel_load(struct http_req *req, int64_t channel_id, struct rt_channel *ch
 		ch->id = channel_id;
 		policy_read(r, 0, 1, strtoll(db_res_get(r, 0, 0), NULL, 10), &ch->cm);
 	}
-	db_res_free(r);
 	return 0;
 }
 

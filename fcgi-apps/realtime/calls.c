@@ -151,7 +151,6 @@ static void call_reply(struct http_req *req, int status, int64_t id, const struc
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such call", NULL);
 		return;
 	}
@@ -161,7 +160,6 @@ static void call_reply(struct http_req *req, int status, int64_t id, const struc
 			     "ORDER BY cp.joined_at, cp.user_id",
 			     1, params);
 	if (!p) {
-		db_res_free(r);
 		return;
 	}
 	o = json_object_new_object();
@@ -171,8 +169,6 @@ static void call_reply(struct http_req *req, int status, int64_t id, const struc
 		json_object_put(o);
 		json_object_put(parts);
 		json_object_put(ice);
-		db_res_free(r);
-		db_res_free(p);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
@@ -188,8 +184,6 @@ static void call_reply(struct http_req *req, int status, int64_t id, const struc
 	json_object_object_add(o, "ended_at", db_res_isnull(r, 0, 4)
 						      ? NULL
 						      : json_object_new_string(db_res_get(r, 0, 4)));
-	db_res_free(r);
-	db_res_free(p);
 	http_reply_json(req, status, o);
 }
 
@@ -210,12 +204,10 @@ static int call_load(struct http_req *req, struct call_ref *c, struct rt_channel
 	if (!r)
 		return -1;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such call", NULL);
 		return -1;
 	}
 	c->channel_id = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	db_res_free(r);
 	if (channel_load(req, c->channel_id, ch) < 0)
 		return -1;
 	return 0;
@@ -241,7 +233,6 @@ static int membership_lock(struct http_req *req, const struct rt_channel *ch)
 	if (!r)
 		return -1;
 	n = db_res_rows(r);
-	db_res_free(r);
 	if (n != 1) {
 		http_reply_error(req, TH_EFORBIDDEN, "you are not a member of this community",
 				 NULL);
@@ -266,7 +257,6 @@ static int participant_add(struct http_req *req, int64_t call, int64_t uid)
 	if (!r)
 		return -1;
 	n = db_res_affected(r) == 1;
-	db_res_free(r);
 	return n;
 }
 
@@ -316,7 +306,6 @@ static int invite(struct http_req *req, const struct rt_channel *ch, int64_t cal
 	inbox = json_object_new_array();
 	for (i = 0; i < db_res_rows(r); i++)
 		json_object_array_add(inbox, json_object_new_int64(strtoll(db_res_get(r, i, 0), NULL, 10)));
-	db_res_free(r);
 	json_object_object_add(ev, "type", json_object_new_string("call_invite"));
 	json_object_object_add(ev, "community_id", json_object_new_int64(ch->cm.id));
 	json_object_object_add(ev, "channel_id", json_object_new_int64(ch->id));
@@ -355,7 +344,6 @@ void calls_create(struct http_req *req)
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such channel", NULL);
 		return;
 	}
@@ -365,7 +353,6 @@ void calls_create(struct http_req *req)
 		char cs[24];
 
 		call = strtoll(db_res_get(r, 0, 0), NULL, 10);
-		db_res_free(r);
 		params[0] = ids_text(cs, call);
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "SELECT 1 FROM calls WHERE id = $1 AND ended_at IS NULL FOR UPDATE",
@@ -373,17 +360,14 @@ void calls_create(struct http_req *req)
 		if (!r)
 			return;
 		if (db_res_rows(r) != 1) { /* cannot happen under the channel lock */
-			db_res_free(r);
 			http_reply_error(req, TH_ECONFLICT, "the call has just ended; try again", NULL);
 			return;
 		}
-		db_res_free(r);
 		if (join_commit(req, &ch, call) < 0)
 			return;
 		call_reply(req, 200, call, &ch);
 		return;
 	}
-	db_res_free(r);
 	{
 		const char *params[] = {chs, uid};
 
@@ -395,7 +379,6 @@ void calls_create(struct http_req *req)
 	if (!r)
 		return;
 	call = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	db_res_free(r);
 	if (participant_add(req, call, req->user_id) < 0 ||
 	    emit(req, "call_started", &ch, call, "user_id", req->user_id) < 0 ||
 	    invite(req, &ch, call) < 0 ||
@@ -442,12 +425,10 @@ void calls_join(struct http_req *req)
 	if (db_res_rows(r) != 1 || strcmp(db_res_get(r, 0, 0), "t") == 0) {
 		int gone = db_res_rows(r) != 1;
 
-		db_res_free(r);
 		http_reply_error(req, gone ? TH_ENOTFOUND : TH_ECONFLICT,
 				 gone ? "no such call" : "the call has ended", NULL);
 		return;
 	}
-	db_res_free(r);
 	if (join_commit(req, &ch, c.id) < 0)
 		return;
 	call_reply(req, 200, c.id, &ch);
@@ -478,7 +459,6 @@ void calls_leave(struct http_req *req)
 	}
 	if (!r)
 		return;
-	db_res_free(r);
 	{
 		const char *params[] = {cs, us};
 
@@ -489,14 +469,12 @@ void calls_leave(struct http_req *req)
 	if (!r)
 		return;
 	if (db_res_affected(r) != 1) {
-		db_res_free(r);
 		db_rollback();
 		if (channel_check(req, &ch, ROLE_NONE, "call") < 0)
 			return;
 		http_reply_empty(req, 204);
 		return;
 	}
-	db_res_free(r);
 	if (emit(req, "call_left", &ch, c.id, "user_id", req->user_id) < 0)
 		return;
 	{
@@ -510,7 +488,6 @@ void calls_leave(struct http_req *req)
 	if (!r)
 		return;
 	ended = db_res_affected(r) == 1;
-	db_res_free(r);
 	if ((ended && emit(req, "call_ended", &ch, c.id, "user_id", req->user_id) < 0) ||
 	    db_commit_or_reply(req) < 0)
 		return;

@@ -90,12 +90,10 @@ static void message_reply(struct http_req *req, int status, const char *id)
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such message", NULL);
 		return;
 	}
 	http_reply_json(req, status, message_json(r, 0));
-	db_res_free(r);
 }
 
 /* Queues ev (consumed) in the current transaction; lib/events handles a
@@ -175,7 +173,6 @@ static int message_access(struct http_req *req, struct msg_ref *m, struct rt_cha
 	if (!r)
 		return -1;
 	if (db_res_rows(r) != 1) {
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "no such message", NULL);
 		return -1;
 	}
@@ -184,7 +181,6 @@ static int message_access(struct http_req *req, struct msg_ref *m, struct rt_cha
 	m->sender_id = strtoll(db_res_get(r, 0, 2), NULL, 10);
 	m->seq = strtoll(db_res_get(r, 0, 3), NULL, 10);
 	m->deleted = strcmp(db_res_get(r, 0, 4), "t") == 0;
-	db_res_free(r);
 	if (channel_load(req, chid, ch) < 0)
 		return -1;
 	return channel_check(req, ch, ROLE_NONE, "message");
@@ -227,13 +223,11 @@ void messages_list(struct http_req *req)
 		if (!r)
 			return;
 		if (db_res_rows(r) != 1) {
-			db_res_free(r);
 			http_reply_error(req, TH_ENOTFOUND, "no message with that id in this channel",
 					 NULL);
 			return;
 		}
 		start = strtoll(db_res_get(r, 0, 0), NULL, 10);
-		db_res_free(r);
 		/* a cursor continues the same query past its last item */
 		if (pg.has_cursor && pg.key[0] > start)
 			start = pg.key[0];
@@ -261,7 +255,6 @@ void messages_list(struct http_req *req)
 	if (!r)
 		return;
 	page_reply(req, &pg, r, C_SEQ, message_row, NULL);
-	db_res_free(r);
 }
 
 /* GET /api/messages/:id */
@@ -318,7 +311,6 @@ void messages_create(struct http_req *req)
 		if (!r)
 			return;
 		st = db_res_rows(r);
-		db_res_free(r);
 		if (st != 1) {
 			http_reply_error(req, TH_EVALIDATION,
 					 "reply_to must be a message of this channel", "reply_to");
@@ -342,7 +334,6 @@ void messages_create(struct http_req *req)
 		return;
 	st = db_res_rows(r) == 1 ? atoi(db_res_get(r, 0, 0)) : -1;
 	seq = st == 1 ? strtoll(db_res_get(r, 0, 1), NULL, 10) : 0;
-	db_res_free(r);
 	if (st != 1) {
 		db_rollback();
 		if (st == 0) /* a replay: the id is this sender's in this channel */
@@ -413,14 +404,12 @@ void messages_patch(struct http_req *req)
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) { /* deleted since message_access() */
-		db_res_free(r);
 		http_reply_error(req, TH_ENOTFOUND, "the message is deleted", NULL);
 		return;
 	}
 	ev = event_new("message_edited", &ch);
 	msg = json_object_new_object();
 	if (!ev || !msg) {
-		db_res_free(r);
 		json_object_put(ev);
 		json_object_put(msg);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
@@ -433,7 +422,6 @@ void messages_patch(struct http_req *req)
 	json_object_object_add(msg, "reply_to", nullable(r, 0, 0));
 	json_object_object_add(msg, "edited_at", json_object_new_string(db_res_get(r, 0, 1)));
 	json_object_object_add(ev, "message", msg);
-	db_res_free(r);
 	if (emit(req, ev) < 0 || db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %lld edited message %s", (long long)req->user_id, m.id);

@@ -39,6 +39,45 @@ static void test_arena(void **state)
 	arena_free(&a); /* twice is safe */
 }
 
+/* cleanups run last in, first out, once, at reset and at free */
+static char order[8];
+static size_t norder;
+
+static void note(void *p)
+{
+	if (norder < sizeof(order) - 1)
+		order[norder++] = *(const char *)p;
+}
+
+static void test_arena_defer(void **state)
+{
+	struct arena a;
+	static const char x = 'x', y = 'y', z = 'z';
+	char *heap;
+
+	(void)state;
+	arena_init(&a);
+	norder = 0;
+	assert_int_equal(arena_defer(&a, note, (void *)&x), 0);
+	assert_int_equal(arena_defer(&a, note, (void *)&y), 0);
+	assert_int_equal(norder, 0);
+	arena_reset(&a);
+	assert_int_equal(norder, 2);
+	assert_memory_equal(order, "yx", 2);
+	arena_reset(&a); /* already run: not again */
+	assert_int_equal(norder, 2);
+	assert_int_equal(arena_defer(&a, note, (void *)&z), 0);
+	/* a heap block handed over: freed by the arena (ASan's leak check) */
+	heap = malloc(32);
+	assert_non_null(heap);
+	assert_int_equal(arena_defer(&a, free, heap), 0);
+	arena_free(&a);
+	assert_int_equal(norder, 3);
+	assert_int_equal(order[2], 'z');
+	arena_free(&a);
+	assert_int_equal(norder, 3);
+}
+
 static void test_config(void **state)
 {
 	long long v;
@@ -100,6 +139,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_arena),
+		cmocka_unit_test(test_arena_defer),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_err),
 		cmocka_unit_test(test_log_clean),
