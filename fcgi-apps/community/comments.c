@@ -120,7 +120,7 @@ void comments_create(struct http_req *req)
 		return;
 	}
 	feedcache_bump(c.id); /* the post's comment_count changed */
-	posts_wrote(req);
+	ryw_wrote(req->user_id);
 	log_info("audit: user %lld commented %lld on post %lld", (long long)req->user_id,
 		 (long long)id, (long long)p.id);
 	http_reply_json(req, 201, o);
@@ -142,7 +142,7 @@ void comments_list(struct http_req *req)
 	params[1] = pg.key_s[0];
 	params[2] = pg.limit_s;
 	/* comments_post_idx (post_id, id) serves this without a sort */
-	r = db_exec_or_reply(req, posts_read_role(req),
+	r = db_exec_or_reply(req, ryw_read_role(req->user_id),
 			     "SELECT " COMMENT_COLS " FROM comments c JOIN users u ON u.id = c.author_id "
 			     "WHERE c.post_id = $1 AND c.id > $2 ORDER BY c.id LIMIT $3",
 			     3, params);
@@ -228,7 +228,7 @@ void comments_delete(struct http_req *req)
 	    db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(cid);
-	posts_wrote(req);
+	ryw_wrote(req->user_id);
 	log_info("audit: user %lld deleted comment %lld (%lld with replies) of user %lld",
 		 (long long)req->user_id, (long long)id, n, (long long)author_id);
 	http_reply_empty(req, 204);

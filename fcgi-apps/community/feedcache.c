@@ -16,7 +16,7 @@
  *   th:acc:{c<cid>}:v<aver>                   STRING  "public" | "private", EX TTL
  *   th:acc:{c<cid>}:v<aver>:<uid>             STRING  the caller's role in a private
  *                                                     community, or "none", EX TTL
- *   th:ryw:<uid>                              STRING  "the caller wrote lately", EX
+ *   th:ryw:<uid> (lib/ryw.h)                  STRING  "the caller wrote lately", EX
  *                                                     TH_RYW_SECONDS (replica only)
  * An entry is "<ids>\n<json>": the ids of the posts in it ("1,2,3") and the
  * reply shared by every caller, with "my_reactions":[] in each post.  A mine
@@ -44,9 +44,9 @@
  * member" from "not rebuilt yet".  A missing verdict here is only ever a
  * miss: PostgreSQL decides and the verdict is stored for the next request.
  *
- * A missing version (new community, Redis flushed, key evicted) is set to the
- * worker's clock in microseconds, never back to a small number an older,
- * still-living entry may carry; bump INCRs an existing version the same way.
+ * Versions (lib/vcache.h): a missing one (new community, Redis flushed, key
+ * evicted) is set to the wall clock in microseconds, never back to a small
+ * number an older, still-living entry may carry; a bump INCRs an existing one.
  * A feed read makes missing versions only after PostgreSQL said the
  * community exists, so requests for ids that name nothing leave no keys.
  *
@@ -60,7 +60,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cache.h"
 #include "config.h"
@@ -70,6 +69,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "posts.h"
+#include "vcache.h"
 
 /* KEYS[1] feed version, KEYS[2] access version.  ARGV[1] entry prefix
  * (".../v"), ARGV[2] entry suffix (":<item>"), ARGV[3] mine prefix, ARGV[4]
@@ -109,21 +109,9 @@ static const char lookup_lua[] =
 	"end "
 	"return {fv, entry, mine, av, acc, who}";
 
-/* KEYS[1] version key, ARGV[1] a fresh version for a missing one. */
-static const char bump_lua[] =
-	"if redis.call('EXISTS', KEYS[1]) == 1 then "
-	"  return redis.call('INCR', KEYS[1]) "
-	"end "
-	"redis.call('SET', KEYS[1], ARGV[1]) "
-	"return tonumber(ARGV[1])";
-
 static struct cache_script lookup_script = {lookup_lua, ""};
-static struct cache_script bump_script = {bump_lua, ""};
 
 static int hits_counter = -2, misses_counter = -2; /* -2: not registered yet */
-
-/* Bumps that could not reach Redis, tried again later (see the top). */
-#define PENDING_MAX 64
 
 static void count(int *counter, const char *name)
 {
@@ -141,111 +129,22 @@ static long cache_ttl(void)
 	return ttl;
 }
 
-static long ryw_seconds(void)
-{
-	static long s;
-
-	if (!s)
-		s = (long)cfg_int("TH_RYW_SECONDS", 10, 1, 3600);
-	return s;
-}
-
-static int have_replica(void)
-{
-	static int known = -1;
-
-	if (known < 0) {
-		const char *r = cfg_str("TH_DB_READ_CONNINFO", NULL);
-
-		known = r && *r;
-	}
-	return known;
-}
-
-/* A version no living entry can carry: microseconds of the wall clock. */
-static void fresh_version(char buf[24])
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(buf, 24, "%lld", (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
-}
-
-/* ---- bumps ---- */
-
-static struct pending {
-	int64_t cid;
-	const char *kind; /* "feedver" or "accver" */
-} pending[PENDING_MAX];
-static int npending;
-
-/* 0 when Redis took the bump, -1 otherwise. */
-static int bump_once(const char *kind, int64_t cid)
-{
-	char key[48], fresh[24];
-	const char *argv[] = {NULL, NULL, "1", key, fresh};
-	struct cache_reply *r;
-	int ok;
-
-	snprintf(key, sizeof(key), "th:%s:{c%lld}", kind, (long long)cid);
-	fresh_version(fresh);
-	r = cache_script_run(&bump_script, 5, argv);
-	ok = r && cache_reply_type(r) == CACHE_INT;
-	if (!ok)
-		log_warn("feedcache: bump of %s of community %lld failed (%s): cached reads may be "
-			 "stale until it succeeds or they expire",
-			 kind, (long long)cid, r ? cache_reply_str(r, NULL) : cache_last_error());
-	cache_reply_free(r);
-	return ok ? 0 : -1;
-}
-
-/* Tries the bumps that failed before again, oldest first; keeps the rest. */
-static void retry_pending(void)
-{
-	int i, kept = 0;
-
-	for (i = 0; i < npending; i++) {
-		/* once Redis refused one, the others would wait for the same timeout */
-		if (kept || bump_once(pending[i].kind, pending[i].cid) < 0)
-			pending[kept++] = pending[i];
-	}
-	if (kept < npending)
-		log_info("feedcache: %d delayed bump(s) done, %d still pending", npending - kept,
-			 kept);
-	npending = kept;
-}
-
-static void bump(const char *kind, int64_t cid)
-{
-	int i;
-
-	if (npending)
-		retry_pending();
-	if (bump_once(kind, cid) == 0)
-		return;
-	for (i = 0; i < npending; i++)
-		if (pending[i].cid == cid && pending[i].kind == kind)
-			return;
-	if (npending == PENDING_MAX) {
-		log_error("feedcache: %d bumps pending, dropping the oldest (community %lld): "
-			  "its cached reads stay stale until they expire",
-			  PENDING_MAX, (long long)pending[0].cid);
-		memmove(pending, pending + 1, sizeof(pending[0]) * (PENDING_MAX - 1));
-		npending--;
-	}
-	pending[npending].cid = cid;
-	pending[npending].kind = kind;
-	npending++;
-}
+/* ---- bumps (lib/vcache keeps the ones Redis did not take) ---- */
 
 void feedcache_bump(int64_t community_id)
 {
-	bump("feedver", community_id);
+	char key[48];
+
+	snprintf(key, sizeof(key), "th:feedver:{c%lld}", (long long)community_id);
+	vcache_bump(key);
 }
 
 void feedcache_bump_access(int64_t community_id)
 {
-	bump("accver", community_id);
+	char key[48];
+
+	snprintf(key, sizeof(key), "th:accver:{c%lld}", (long long)community_id);
+	vcache_bump(key);
 }
 
 /* ---- reading ---- */
@@ -274,41 +173,11 @@ static void cat_parts(char *dst, size_t size, const char *const *parts)
 }
 #define cat(dst, size, ...) cat_parts(dst, size, (const char *const[]){__VA_ARGS__, NULL})
 
-/* prefix + the version (vlen bytes, not terminated) + suffix. */
-static void set_key(char key[FEEDCACHE_KEY], const char *prefix, const char *ver, size_t vlen,
-		    const char *suffix)
-{
-	size_t pl = strlen(prefix), sl = strlen(suffix);
-
-	if (pl + vlen + sl >= FEEDCACHE_KEY) {
-		key[0] = '\0'; /* cannot happen: ids and versions have at most 20 digits */
-		return;
-	}
-	memcpy(key, prefix, pl);
-	memcpy(key + pl, ver, vlen);
-	memcpy(key + pl + vlen, suffix, sl + 1);
-}
 
 void feedcache_store(struct arena *ar, const char *key, const char *a, size_t alen,
 		     const char *b, size_t blen)
 {
-	char ttl[24], *v = arena_alloc(ar, alen + blen + 1);
-	const char *argv[] = {"SET", key, v, "EX", ttl};
-	size_t lens[] = {3, strlen(key), alen + blen, 2, 0};
-	struct cache_reply *r;
-
-	if (!v) {
-		log_warn("feedcache: out of memory storing %s", key);
-		return;
-	}
-	memcpy(v, a, alen);
-	memcpy(v + alen, b, blen);
-	snprintf(ttl, sizeof(ttl), "%ld", cache_ttl());
-	lens[4] = strlen(ttl);
-	r = cache_cmd(5, argv, lens);
-	if (r && cache_reply_type(r) == CACHE_ERROR)
-		log_warn("feedcache: SET %s: %s", key, cache_reply_str(r, NULL));
-	cache_reply_free(r);
+	vcache_store(ar, key, a, alen, b, blen, cache_ttl());
 }
 
 
@@ -357,12 +226,12 @@ static int access_check(struct http_req *req, int64_t cid, const struct found *f
 	if (community_load(req, cid, &c) < 0)
 		return -1;
 	if (f->av) {
-		set_key(key, acc_prefix, f->av, f->avlen, "");
+		vcache_key(key, FEEDCACHE_KEY, acc_prefix, f->av, f->avlen, "");
 		feedcache_store(req->arena, key, c.is_public ? "public" : "private",
 				c.is_public ? 6 : 7, "", 0);
 		if (!c.is_public && req->user_id) {
 			role = c.my_role == ROLE_NONE ? "none" : role_name(c.my_role);
-			set_key(key, acc_prefix, f->av, f->avlen, who_suffix);
+			vcache_key(key, FEEDCACHE_KEY, acc_prefix, f->av, f->avlen, who_suffix);
 			feedcache_store(req->arena, key, role, strlen(role), "", 0);
 		}
 	}
@@ -396,16 +265,16 @@ static int lookup_held(struct feedlocal *loc, const char *vkey, const char *akey
 	if (aprefix[0])
 		argv[argc++] = akey;
 	if (msuffix[0]) {
-		set_key(mkey, mprefix, loc->ver, strlen(loc->ver), msuffix);
+		vcache_key(mkey, FEEDCACHE_KEY, mprefix, loc->ver, strlen(loc->ver), msuffix);
 		im = argc;
 		argv[argc++] = mkey;
 	}
 	if (aprefix[0]) {
-		set_key(acckey, aprefix, loc->aver, strlen(loc->aver), "");
+		vcache_key(acckey, FEEDCACHE_KEY, aprefix, loc->aver, strlen(loc->aver), "");
 		ia = argc;
 		argv[argc++] = acckey;
 		if (wsuffix[0]) {
-			set_key(whokey, aprefix, loc->aver, strlen(loc->aver), wsuffix);
+			vcache_key(whokey, FEEDCACHE_KEY, aprefix, loc->aver, strlen(loc->aver), wsuffix);
 			iw = argc;
 			argv[argc++] = whokey;
 		}
@@ -458,8 +327,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	const char *c_s = ids_text(b1, cid), *item_s = ids_text(b2, item), *uid_s = ids_text(b3, req->user_id);
 
 	fill->key[0] = fill->mine_key[0] = fill->name[0] = fill->ver[0] = '\0';
-	if (npending)
-		retry_pending();
+	vcache_retry();
 	cat(tag, sizeof(tag), "{c", c_s, "}");
 	cat(vkey, sizeof(vkey), "th:feedver:", tag);
 	cat(akey, sizeof(akey), "th:accver:", tag);
@@ -478,7 +346,7 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	memset(&f, 0, sizeof(f));
 	if (loc && lookup_held(loc, vkey, akey, mprefix, msuffix, aprefix, wsuffix, &f) == 0)
 		goto found;
-	fresh_version(fresh);
+	vcache_fresh_version(fresh);
 	if (check_access)
 		argv[11] = ""; /* not before PostgreSQL said the community exists */
 	if (loc)
@@ -538,7 +406,7 @@ found:
 		 * request (this one stores nothing: nothing was read under them) */
 		const char *nx1[] = {"SET", vkey, fresh, "NX"}, *nx2[] = {"SET", akey, fresh, "NX"};
 
-		fresh_version(fresh);
+		vcache_fresh_version(fresh);
 		if (!f.fv)
 			cache_reply_free(cache_cmd(4, nx1, NULL));
 		if (!f.av) /* absent, or not a version: NX leaves the latter */
@@ -548,11 +416,11 @@ found:
 		count(&misses_counter, "feed_cache_misses_total");
 		goto out;
 	}
-	set_key(fill->key, prefix, f.fv, f.fvlen, suffix);
+	vcache_key(fill->key, FEEDCACHE_KEY, prefix, f.fv, f.fvlen, suffix);
 	memcpy(fill->ver, f.fv, f.fvlen); /* version_ok: at most 20 digits */
 	fill->ver[f.fvlen] = '\0';
 	if (req->user_id)
-		set_key(fill->mine_key, mprefix, f.fv, f.fvlen, msuffix);
+		vcache_key(fill->mine_key, FEEDCACHE_KEY, mprefix, f.fv, f.fvlen, msuffix);
 	if (f.entry) {
 		const char *nl = memchr(f.entry, '\n', f.elen);
 		char *ids;
@@ -601,40 +469,4 @@ void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fil
 		log_error("feedcache: a reply of %zu bytes does not match its post ids", len);
 		http_reply_error(req, TH_EINTERNAL, NULL, NULL);
 	}
-}
-
-enum db_role posts_read_role(struct http_req *req)
-{
-	char key[40];
-	const char *argv[] = {"EXISTS", key};
-	struct cache_reply *r;
-	enum db_role role;
-
-	if (!req->user_id || !have_replica())
-		return DB_READ;
-	snprintf(key, sizeof(key), "th:ryw:%lld", (long long)req->user_id);
-	r = cache_cmd(2, argv, NULL);
-	/* no answer: we cannot know whether the caller just wrote */
-	role = (r && cache_reply_type(r) == CACHE_INT && cache_reply_int(r) == 0) ? DB_READ
-										  : DB_PRIMARY;
-	cache_reply_free(r);
-	return role;
-}
-
-void posts_wrote(struct http_req *req)
-{
-	char key[40], ttl[24];
-	const char *argv[] = {"SET", key, "1", "EX", ttl};
-	struct cache_reply *r;
-
-	if (!req->user_id || !have_replica())
-		return;
-	snprintf(key, sizeof(key), "th:ryw:%lld", (long long)req->user_id);
-	snprintf(ttl, sizeof(ttl), "%ld", ryw_seconds());
-	r = cache_cmd(5, argv, NULL);
-	/* lost: posts_read_role() then says DB_READ for a while; logged */
-	if (!r || cache_reply_type(r) == CACHE_ERROR)
-		log_warn("feedcache: read-your-writes marker for user %lld not set",
-			 (long long)req->user_id);
-	cache_reply_free(r);
 }

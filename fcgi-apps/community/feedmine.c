@@ -174,7 +174,7 @@ int feedmine_reply(struct http_req *req, const char *mine_key, const char *ids_c
 			rlen = mlen - idlen - 1;
 		} else {
 			/* filling the cache: the primary (see posts.h) */
-			rtext = mine_query(req, mine_key[0] ? DB_PRIMARY : posts_read_role(req),
+			rtext = mine_query(req, mine_key[0] ? DB_PRIMARY : ryw_read_role(req->user_id),
 					   ids_csv, &rlen);
 			if (!rtext)
 				return 0; /* replied */

@@ -133,7 +133,7 @@ struct db_res *posts_mine_query(struct http_req *req, const char *ids_pg)
 	char uid[24];
 	const char *params[] = {ids_text(uid, req->user_id), ids_pg};
 
-	return db_exec_or_reply(req, posts_read_role(req),
+	return db_exec_or_reply(req, ryw_read_role(req->user_id),
 				"SELECT post_id, json_agg(emoji ORDER BY emoji)::text FROM reactions "
 				"WHERE user_id = $1 AND post_id = ANY($2::bigint[]) GROUP BY post_id",
 				2, params);
@@ -317,7 +317,7 @@ void posts_create(struct http_req *req)
 	    db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(c.id);
-	posts_wrote(req);
+	ryw_wrote(req->user_id);
 	log_info("audit: user %lld created post %lld in community %lld",
 		 (long long)req->user_id, (long long)id, (long long)c.id);
 	post_reply(req, 201, DB_PRIMARY, id);
@@ -382,7 +382,7 @@ void posts_feed(struct http_req *req)
 	} else if (feedcache_read(req, "feed", c.id, pg.limit, 1, &fill) != 0) {
 		return; /* replied: a hit, a hidden community, or an error */
 	}
-	role = fill.key[0] ? DB_PRIMARY : posts_read_role(req);
+	role = fill.key[0] ? DB_PRIMARY : ryw_read_role(req->user_id);
 	params[0] = ids_text(cid, c.id);
 	params[1] = pg.key_s[0];
 	params[2] = pg.limit_s;
@@ -414,7 +414,7 @@ void posts_get(struct http_req *req)
 	if (feedcache_read(req, "post", c.id, p.id, 0, &fill) != 0)
 		return;
 	params[0] = ids_text(pid, p.id);
-	r = db_exec_or_reply(req, fill.key[0] ? DB_PRIMARY : posts_read_role(req),
+	r = db_exec_or_reply(req, fill.key[0] ? DB_PRIMARY : ryw_read_role(req->user_id),
 			     "SELECT " POST_COLS " FROM posts p JOIN users u ON u.id = p.author_id "
 			     "WHERE p.id = $1",
 			     1, params);
@@ -477,7 +477,7 @@ void posts_patch(struct http_req *req)
 	    db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(c.id);
-	posts_wrote(req);
+	ryw_wrote(req->user_id);
 	log_info("audit: user %lld edited post %lld", (long long)req->user_id, (long long)p.id);
 	post_reply(req, 200, DB_PRIMARY, p.id);
 }
@@ -514,7 +514,7 @@ void posts_delete(struct http_req *req)
 	    db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(c.id);
-	posts_wrote(req);
+	ryw_wrote(req->user_id);
 	log_info("audit: user %lld deleted post %lld of user %lld", (long long)req->user_id,
 		 (long long)p.id, (long long)p.author_id);
 	http_reply_empty(req, 204);

@@ -12,11 +12,11 @@
  *     stored under a version is never older than the write that made that
  *     version (a lagging replica would cache stale data under the new
  *     version for a whole TTL);
- *   - every other read: posts_read_role(), which is DB_READ unless the caller
- *     wrote something in the last TH_RYW_SECONDS (a marker in Redis set by
- *     posts_wrote() after each commit), or Redis cannot tell: then
- *     DB_PRIMARY.  Without a replica (TH_DB_READ_CONNINFO unset) DB_READ is
- *     the primary and no marker is consulted. */
+ *   - every other read: ryw_read_role() (lib/ryw.h), which is DB_READ unless
+ *     the caller wrote something in the last TH_RYW_SECONDS (a marker in
+ *     Redis set by ryw_wrote() after each commit), or Redis cannot tell:
+ *     then DB_PRIMARY.  Without a replica (TH_DB_READ_CONNINFO unset)
+ *     DB_READ is the primary and no marker is consulted. */
 #ifndef TH_POSTS_H
 #define TH_POSTS_H
 
@@ -25,6 +25,7 @@
 #include "community.h"
 #include "db.h"
 #include "http.h"
+#include "ryw.h"
 
 struct json_object;
 
@@ -83,8 +84,6 @@ int posts_fill_mine(struct http_req *req, const char *ids_pg, struct json_object
 /* Transactions on the primary that reply 503/500 themselves: 0 or -1. */
 
 /* Read-your-writes (see above). */
-enum db_role posts_read_role(struct http_req *req);
-void posts_wrote(struct http_req *req);
 
 /* feedcache.c: the cached read path.
  *

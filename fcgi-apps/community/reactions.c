@@ -142,7 +142,7 @@ static void reaction_set(struct http_req *req, int put)
 	}
 	if (changed) {
 		feedcache_bump(c.id);
-		posts_wrote(req);
+		ryw_wrote(req->user_id);
 	}
 	http_reply_empty(req, 204);
 }

@@ -59,7 +59,7 @@ void search_posts(struct http_req *req)
 	params[2] = pg.key_s[0];
 	params[3] = pg.key_s[1];
 	params[4] = pg.limit_s;
-	r = db_exec_or_reply(req, posts_read_role(req),
+	r = db_exec_or_reply(req, ryw_read_role(req->user_id),
 			     "SELECT " POST_COLS ", s.rk FROM ("
 			     "SELECT m.id, (ts_rank(m.search, q)::float8 * 1e9)::bigint AS rk "
 			     "FROM posts m, websearch_to_tsquery('simple', $2) q "

@@ -25,13 +25,6 @@ void feedcache_store(struct arena *ar, const char *key, const char *a, size_t al
 	FZ_CHECK(!"feedcache_store called");
 }
 
-enum db_role posts_read_role(struct http_req *req)
-{
-	(void)req;
-	FZ_CHECK(!"posts_read_role called");
-	return DB_PRIMARY;
-}
-
 /* Comma-separated runs of digits, each non-empty. */
 static int ids_plain(const char *s)
 {
