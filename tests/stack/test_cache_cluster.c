@@ -14,6 +14,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "cache.h"
 #include "cluster.h"
@@ -279,6 +282,102 @@ static void test_ask(void **state)
 	assert_int_equal(owner_port(slot), from);
 }
 
+/* A loopback port that drops every SYN: a listener whose accept queue is
+ * full (backlog 0, filled by our own connections).  A connect to it waits out
+ * its whole timeout, like one to a host gone from the network; no namespace
+ * or firewall rule needed.  Its sockets stay open until the process ends. */
+static int blackhole_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 0), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	for (int i = 0; i < 2; i++) {
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		assert_true(c >= 0);
+		(void)connect(c, (struct sockaddr *)&a, sizeof(a));
+	}
+	usleep(50 * 1000);
+	return ntohs(a.sin_port);
+}
+
+/* Seeds (comma-separated) as TH_REDIS_CLUSTER, with a 250 ms timeout. */
+static void cluster_seeds(const char *seeds)
+{
+	cache_close();
+	setenv("TH_REDIS_CLUSTER", seeds, 1);
+	assert_int_equal(cache_init_env(250, 0), 0);
+}
+
+/* Calls GET until one answers, each within bound_s; fails after 8 s. */
+static void until_answer(double bound_s)
+{
+	double t0 = rsrv_now(), t;
+	struct cache_reply *r = NULL;
+
+	while (!r) {
+		assert_true(rsrv_now() - t0 < 8.0);
+		t = rsrv_now();
+		r = cmd3("GET", "th:test:seeds", NULL);
+		assert_true(rsrv_now() - t < bound_s);
+		if (!r)
+			usleep(50 * 1000);
+	}
+	cache_reply_free(r);
+}
+
+/* The slot map over several seeds that do not answer (silent, refusing) has
+ * one budget of two timeouts, not one timeout per seed: no call takes much
+ * longer than that, and once the silent seeds back off the live one is
+ * reached. */
+static void test_unreachable_seeds(void **state)
+{
+	char seeds[256];
+	size_t n = 0;
+	double t0;
+
+	(void)state;
+	for (int i = 0; i < 6; i++)
+		n += (size_t)snprintf(seeds + n, sizeof(seeds) - n, "127.0.0.1:%d,", blackhole_port());
+	snprintf(seeds + n, sizeof(seeds) - n, "127.0.0.1:1,127.0.0.1:%d", B);
+	cluster_seeds(seeds);
+	t0 = rsrv_now();
+	cache_reply_free(cmd3("GET", "th:test:seeds", NULL));
+	/* 6 silent seeds at 250 ms each would be 1.5 s; the budget is 0.5 s,
+	 * plus one command's timeout on whichever node the key is sent to */
+	assert_true(rsrv_now() - t0 < 1.2);
+	until_answer(1.2);
+	snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", B + 1);
+	cluster_seeds(seeds);
+}
+
+/* A seed whose name does not resolve is a node that cannot be reached: the
+ * call fails at once with the name in the error (and the log), no crash;
+ * with another seed the cluster is still found. */
+static void test_unresolvable_seed(void **state)
+{
+	char seeds[128];
+	double t0;
+
+	(void)state;
+	cluster_seeds("th-unresolvable.invalid:7000");
+	t0 = rsrv_now();
+	assert_null(cmd3("GET", "th:test:seeds", NULL));
+	assert_true(rsrv_now() - t0 < 2.0);
+	assert_non_null(strstr(cache_last_error(), "th-unresolvable.invalid"));
+	snprintf(seeds, sizeof(seeds), "th-unresolvable.invalid:7000,127.0.0.1:%d", B);
+	cluster_seeds(seeds);
+	until_answer(1.2);
+	snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", B + 1);
+	cluster_seeds(seeds);
+}
+
 static void test_node_down(void **state)
 {
 	char dead_key[32], live_key[32];
@@ -312,6 +411,8 @@ int main(void)
 		cmocka_unit_test(test_tags_and_scripts),
 		cmocka_unit_test(test_moved),
 		cmocka_unit_test(test_ask),
+		cmocka_unit_test(test_unreachable_seeds),
+		cmocka_unit_test(test_unresolvable_seed),
 		cmocka_unit_test(test_node_down),
 	};
 
