@@ -626,6 +626,14 @@ const char *cache_data_id(const char *key)
 	return main_node.ctx ? main_node.replid : "";
 }
 
+int cache_data_ids(char *out, size_t size)
+{
+	if (mode == MODE_CLUSTER)
+		return cluster_data_ids(out, size);
+	snprintf(out, size, "%s", main_node.ctx ? main_node.replid : "");
+	return out[0] ? 0 : -1;
+}
+
 int cache_parse_addr(const char *s, size_t len, char *host, size_t hostlen, int *port)
 {
 	const char *colon = NULL, *h = s;

@@ -330,6 +330,62 @@ struct cache_reply *cluster_cmd(int argc, const char **argv, const size_t *lens)
 	return NULL;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int cluster_data_ids(char *out, size_t size)
+{
+	static const char *const ping[] = {"PING"};
+	static const size_t ping_len[] = {4};
+	const char *ids[CLUSTER_NODES_MAX];
+	unsigned char serves[CLUSTER_NODES_MAX] = {0};
+	size_t len = 0;
+	int n = 0;
+
+	out[0] = '\0';
+	/* the map as the cluster has it now (at most every 100 ms): a failover
+	 * moves a master's slots to its promoted replica, which no command of
+	 * ours may have met yet */
+	map_refresh();
+	if (map_stale)
+		return -1;
+	for (int s = 0; s < CLUSTER_SLOTS; s++)
+		if (slot_node[s])
+			serves[slot_node[s] - 1] = 1;
+	for (int k = 0; k < nnodes; k++) {
+		if (!serves[k])
+			continue;
+		if (!nodes[k].ctx) {
+			/* connecting reads its replication id */
+			redisReply *r = cache_node_cmd(&nodes[k], 1, (const char **)ping, ping_len);
+
+			if (!r) {
+				map_stale = 1;
+				return -1;
+			}
+			freeReplyObject(r);
+		}
+		if (!nodes[k].ctx || !nodes[k].replid[0])
+			return -1;
+		ids[n++] = nodes[k].replid;
+	}
+	if (!n)
+		return -1;
+	qsort(ids, (size_t)n, sizeof(ids[0]), cmp_str);
+	for (int i = 0; i < n; i++) {
+		int w = snprintf(out + len, size - len, "%s%s", i ? "," : "", ids[i]);
+
+		if (w < 0 || (size_t)w >= size - len) {
+			out[0] = '\0';
+			return -1;
+		}
+		len += (size_t)w;
+	}
+	return 0;
+}
+
 const char *cluster_data_id(const char *key)
 {
 	unsigned slot = cluster_key_slot(key, strlen(key));

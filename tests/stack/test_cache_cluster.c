@@ -378,6 +378,86 @@ static void test_unresolvable_seed(void **state)
 	cluster_seeds(seeds);
 }
 
+/* master_replid of the server on port into out. */
+static void replid_of(int port, char *out, size_t size)
+{
+	char info[2048];
+	const char *p;
+
+	assert_int_equal(rsrv_cmd(port, info, sizeof(info), "INFO replication"), 0);
+	p = strstr(info, "master_replid:");
+	assert_non_null(p);
+	p += strlen("master_replid:");
+	snprintf(out, size, "%.*s", (int)strcspn(p, "\r\n"), p);
+}
+
+/* Data spread over every master (the membership mirror) must see a failover
+ * of any master: cache_data_ids() lists every master's replication id and
+ * changes when a replica of one of them is promoted, while cache_data_id()
+ * of a key on another master (what the mirror's watch used to compare)
+ * stays the same. */
+static void test_data_ids_any_master(void **state)
+{
+	char ids0[CACHE_DATA_IDS_MAX], ids1[CACHE_DATA_IDS_MAX], conf[256], out[2048];
+	char id[64], rid[64], other_key[32], other0[64];
+	int r = B + 3, m = B, slot, commas = 0;
+	struct cache_reply *rep;
+	double t0;
+
+	(void)state;
+	/* a key on another master than the one that fails over */
+	key_on(B + 2, "th:test:other:", other_key, sizeof(other_key), &slot);
+	rep = cmd3("SET", other_key, "x");
+	assert_non_null(rep);
+	cache_reply_free(rep);
+	snprintf(other0, sizeof(other0), "%s", cache_data_id(other_key));
+	assert_true(other0[0] != '\0');
+	/* a replica of m */
+	snprintf(conf, sizeof(conf), "cluster-enabled yes\ncluster-config-file nodes-%d.conf\n"
+		 "cluster-node-timeout 2000\n", r);
+	assert_true(rsrv_start(r, 0, conf) >= 0);
+	assert_int_equal(rsrv_cmd(r, out, sizeof(out), "CLUSTER MEET 127.0.0.1 %d", m), 0);
+	node_id(m, id, sizeof(id));
+	for (t0 = rsrv_now();; usleep(100000)) {
+		/* "Unknown node" until the handshake is through */
+		assert_int_equal(rsrv_cmd(r, out, sizeof(out), "CLUSTER REPLICATE %s", id), 0);
+		if (strcmp(out, "OK") == 0)
+			break;
+		assert_true(rsrv_now() - t0 < 15);
+	}
+	for (t0 = rsrv_now();; usleep(100000)) {
+		assert_int_equal(rsrv_cmd(r, out, sizeof(out), "INFO replication"), 0);
+		if (strstr(out, "master_link_status:up"))
+			break;
+		assert_true(rsrv_now() - t0 < 15);
+	}
+	assert_int_equal(cache_data_ids(ids0, sizeof(ids0)), 0);
+	for (const char *p = ids0; *p; p++)
+		commas += *p == ',';
+	assert_int_equal(commas, 2); /* three masters */
+	/* the replica takes over (a manual failover: it gets a new replication id) */
+	assert_int_equal(rsrv_cmd(r, out, sizeof(out), "CLUSTER FAILOVER"), 0);
+	assert_string_equal(out, "OK");
+	for (t0 = rsrv_now();; usleep(100000)) {
+		assert_int_equal(rsrv_cmd(r, out, sizeof(out), "INFO replication"), 0);
+		if (strstr(out, "role:master"))
+			break;
+		assert_true(rsrv_now() - t0 < 15);
+	}
+	replid_of(r, rid, sizeof(rid));
+	for (t0 = rsrv_now();; usleep(100000)) {
+		if (cache_data_ids(ids1, sizeof(ids1)) == 0 && strcmp(ids1, ids0) != 0)
+			break;
+		assert_true(rsrv_now() - t0 < 10);
+	}
+	assert_non_null(strstr(ids1, rid));
+	/* the other master's id alone would not have told */
+	rep = cmd3("GET", other_key, NULL);
+	assert_non_null(rep);
+	cache_reply_free(rep);
+	assert_string_equal(cache_data_id(other_key), other0);
+}
+
 static void test_node_down(void **state)
 {
 	char dead_key[32], live_key[32];
@@ -413,6 +493,7 @@ int main(void)
 		cmocka_unit_test(test_ask),
 		cmocka_unit_test(test_unreachable_seeds),
 		cmocka_unit_test(test_unresolvable_seed),
+		cmocka_unit_test(test_data_ids_any_master),
 		cmocka_unit_test(test_node_down),
 	};
 
