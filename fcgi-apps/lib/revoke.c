@@ -49,7 +49,8 @@ static long ttl_ms;
 static long long last_sync_ms = -REVOKE_SYNC_MS;
 static long long newest_ms;      /* highest score seen in Redis */
 static long long last_ok_ms;     /* last successful Redis sync */
-static int degraded;             /* Redis failed since last_ok_ms */
+static int degraded;             /* Redis failed, or its copy is being rebuilt */
+static int redis_out;            /* Redis failed since last_ok_ms */
 static char epoch[96];
 static uint64_t *host_seq;       /* mapped; NULL when no file */
 static uint64_t seen_seq;
@@ -225,7 +226,7 @@ void revoke_close(void)
 	epoch[0] = '\0';
 	last_sync_ms = -REVOKE_SYNC_MS;
 	newest_ms = last_ok_ms = 0;
-	degraded = 0;
+	degraded = redis_out = 0;
 	memset(pg_cache, 0, sizeof(pg_cache));
 	free(set);
 	set = NULL;
@@ -494,20 +495,24 @@ static void sync_now(long long now)
 		return;
 	}
 	if (rc < 0) {
-		if (!degraded)
+		if (!redis_out)
 			log_warn("revocations: Redis unavailable, checking PostgreSQL");
-		degraded = 1;
+		degraded = redis_out = 1;
 		return;
 	}
-	if (degraded) {
+	if (redis_out) {
 		/* revocations made while Redis was out may be missing from it:
-		 * take them from the truth */
+		 * take them from the truth.  (Waiting for another worker's
+		 * rebuild needs no such read: the rebuild was that read.) */
 		if (load_from_pg(last_ok_ms ? last_ok_ms - REVOKE_OVERLAP_MS
 					    : now - ttl_ms - 60000, 0) < 0)
 			return; /* stay degraded; try again next second */
+		redis_out = 0;
+		log_info("revocations: Redis back");
+	}
+	if (degraded) {
 		degraded = 0;
 		memset(pg_cache, 0, sizeof(pg_cache));
-		log_info("revocations: Redis back");
 	}
 	last_ok_ms = now;
 }
