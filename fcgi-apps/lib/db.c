@@ -547,6 +547,7 @@ static int handle_replace_slow(struct db_handle *h)
 	c = connect_within(h, now_ms() + connect_budget_ms(h));
 	if (!c)
 		return -1;
+	memset(&ss, 0, sizeof(ss));
 	snprintf(pid, sizeof(pid), "%d", PQbackendPID(h->conn));
 	/* client_port says which connection of that pid's server it is: -1
 	 * over a unix socket */
