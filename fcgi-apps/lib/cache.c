@@ -66,6 +66,31 @@ void cache_set_error(const char *fmt, ...)
 }
 
 const struct timeval *cache_timeout(void) { return &cache_tv; }
+
+/* cache_node_budget(): 0, or the monotonic time every connect and command
+ * on any node must end by */
+static long long budget_end_ms;
+
+void cache_node_budget(long long end_ms) { budget_end_ms = end_ms; }
+
+/* The timeout of the next connect or command: the module's, or what is left
+ * of the budget when that is less; 0 when the budget is spent. */
+static int bounded_tv(struct timeval *tv)
+{
+	long long left;
+
+	*tv = cache_tv;
+	if (!budget_end_ms)
+		return 1;
+	left = budget_end_ms - now_ms();
+	if (left <= 0)
+		return 0;
+	if (left < (long long)cache_tv.tv_sec * 1000 + cache_tv.tv_usec / 1000) {
+		tv->tv_sec = left / 1000;
+		tv->tv_usec = (left % 1000) * 1000;
+	}
+	return 1;
+}
 const char *cache_password(void) { return password; }
 
 int cache_read_secret(const char *what, const char *file, char *buf, size_t size)
@@ -308,6 +333,8 @@ out:
  * connection the server closed since (see cache.h), not Redis down. */
 static redisContext *connection(struct cache_node *n, int *reused)
 {
+	struct timeval tv;
+
 	*reused = n->ctx != NULL;
 	if (n->ctx)
 		return n->ctx;
@@ -329,8 +356,13 @@ static redisContext *connection(struct cache_node *n, int *reused)
 		}
 		sentinel_checked_ms = now_ms();
 	}
-	n->ctx = n->host[0] == '/' ? redisConnectUnixWithTimeout(n->host, cache_tv)
-				   : redisConnectWithTimeout(n->host, n->port, cache_tv);
+	if (!bounded_tv(&tv)) {
+		/* not the node's fault: no backoff */
+		snprintf(last_msg, sizeof(last_msg), "redis: time budget spent");
+		return NULL;
+	}
+	n->ctx = n->host[0] == '/' ? redisConnectUnixWithTimeout(n->host, tv)
+				   : redisConnectWithTimeout(n->host, n->port, tv);
 	if (!n->ctx || n->ctx->err) {
 		char why[CACHE_HOST_MAX + 140];
 
@@ -339,7 +371,7 @@ static redisContext *connection(struct cache_node *n, int *reused)
 		cache_node_fail(n, why);
 		return NULL;
 	}
-	if (redisSetTimeout(n->ctx, cache_tv) != REDIS_OK) {
+	if (redisSetTimeout(n->ctx, tv) != REDIS_OK) {
 		cache_node_fail(n, "cannot set timeout");
 		return NULL;
 	}
@@ -422,7 +454,32 @@ static int peer_closed(const redisContext *c, int err)
 	       (c->err == REDIS_ERR_IO && (err == ECONNRESET || err == EPIPE || err == ENOTCONN));
 }
 
+/* cache_node_cmd() within the budget, if one is set: the command's timeout
+ * is what is left of it, and the module's again afterwards. */
+static redisReply *node_cmd(struct cache_node *n, int argc, const char **argv, const size_t *lens);
+
 redisReply *cache_node_cmd(struct cache_node *n, int argc, const char **argv, const size_t *lens)
+{
+	struct timeval tv;
+	redisReply *r;
+
+	if (!budget_end_ms)
+		return node_cmd(n, argc, argv, lens);
+	if (!bounded_tv(&tv)) {
+		snprintf(last_msg, sizeof(last_msg), "redis: time budget spent");
+		return NULL;
+	}
+	if (n->ctx && redisSetTimeout(n->ctx, tv) != REDIS_OK) {
+		cache_node_fail(n, "cannot set timeout");
+		return NULL;
+	}
+	r = node_cmd(n, argc, argv, lens);
+	if (n->ctx && redisSetTimeout(n->ctx, cache_tv) != REDIS_OK)
+		cache_node_fail(n, "cannot set timeout");
+	return r;
+}
+
+static redisReply *node_cmd(struct cache_node *n, int argc, const char **argv, const size_t *lens)
 {
 	redisContext *c;
 	redisReply *r;
@@ -567,6 +624,14 @@ const char *cache_data_id(const char *key)
 	if (mode == MODE_CLUSTER)
 		return cluster_data_id(key);
 	return main_node.ctx ? main_node.replid : "";
+}
+
+int cache_data_ids(char *out, size_t size)
+{
+	if (mode == MODE_CLUSTER)
+		return cluster_data_ids(out, size);
+	snprintf(out, size, "%s", main_node.ctx ? main_node.replid : "");
+	return out[0] ? 0 : -1;
 }
 
 int cache_parse_addr(const char *s, size_t len, char *host, size_t hostlen, int *port)

@@ -109,6 +109,15 @@ struct cache_reply *cache_script_run(struct cache_script *s, int argc, const cha
  * a restart without data) may have lost writes the id's holder had. */
 const char *cache_data_id(const char *key);
 
+/* The replication ids of every server holding data, sorted and joined by
+ * ',': in a Cluster those of every master in the slot map (a failover of
+ * any master changes it, whichever node a marker key lives on); else the
+ * one server's (as cache_data_id()).  0, or -1 with out "" when one is not
+ * known (a master down, no map yet).  For data spread over every node (the
+ * membership mirror).  At most CACHE_DATA_IDS_MAX bytes with the NUL. */
+#define CACHE_DATA_IDS_MAX (64 * 41)
+int cache_data_ids(char *out, size_t size);
+
 /* Sentinel: asks the sentinels now whether the master moved (normally at
  * most once every TH_REDIS_SENTINEL_CHECK_MS), for a reader that must see a
  * write just made elsewhere (revoke.c after the host's sequence moved).  A

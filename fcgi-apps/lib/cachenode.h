@@ -34,6 +34,13 @@ void cache_node_fail(struct cache_node *n, const char *why);
 /* ... or without it (the server moved: connect again at once). */
 void cache_node_forget(struct cache_node *n, const char *why);
 
+/* Until cache_node_budget(0), every connect and command on any node ends by
+ * end_ms (monotonic, mono_ms()): its timeout is what is left when that is
+ * less than the module's; once spent, cache_node_cmd() fails at once (NULL)
+ * without counting it against the node.  For work that may visit several
+ * nodes (cluster.c's slot map over the seeds). */
+void cache_node_budget(long long end_ms);
+
 /* The module's settings, as cache_init() set them. */
 const struct timeval *cache_timeout(void);
 const char *cache_password(void);

@@ -16,6 +16,8 @@
  * command for its slots marks the map stale, and the others must not pay a
  * CLUSTER SLOTS round trip each */
 #define CLUSTER_REFRESH_MIN_MS 100
+/* what one slot-map refresh may take in all, in connect/command timeouts */
+#define CLUSTER_REFRESH_BUDGET 2
 
 static struct cache_node nodes[CLUSTER_NODES_MAX];
 static int nnodes;
@@ -24,6 +26,7 @@ static unsigned char slot_node[CLUSTER_SLOTS];
 static int map_stale = 1;
 static int next_any;    /* where keyless commands start looking */
 static long long refreshed_ms = -CLUSTER_REFRESH_MIN_MS;
+static int refresh_failing;
 
 unsigned cluster_crc16(const char *buf, size_t len)
 {
@@ -133,6 +136,7 @@ void cluster_close(void)
 	map_stale = 1;
 	next_any = 0;
 	refreshed_ms = -CLUSTER_REFRESH_MIN_MS;
+	refresh_failing = 0;
 }
 
 /* A node not backing off, connected ones first, for keyless commands and
@@ -189,22 +193,28 @@ static void map_from(const redisReply *r, int from)
 	}
 }
 
-/* CLUSTER SLOTS from the first node that answers. */
+/* CLUSTER SLOTS from the first node that answers, all tries together within
+ * CLUSTER_REFRESH_BUDGET timeouts: with several seeds unreachable (silent,
+ * not refusing) it would otherwise cost one timeout each.  A node that did
+ * not answer backs off, so the next refresh starts with the others. */
 static int map_refresh(void)
 {
 	static const char *const argv[] = {"CLUSTER", "SLOTS"};
 	static const size_t lens[] = {7, 5};
-	int tried = nnodes;
-	long long now = (long long)mono_ms();
+	const struct timeval *tv = cache_timeout();
+	int tried = nnodes, rc = -1;
+	long long now = (long long)mono_ms(), end;
 
 	if (now - refreshed_ms < CLUSTER_REFRESH_MIN_MS)
 		return -1;
 	refreshed_ms = now;
+	end = now + CLUSTER_REFRESH_BUDGET * ((long long)tv->tv_sec * 1000 + tv->tv_usec / 1000);
+	cache_node_budget(end);
 	for (int i = 0; i < tried; i++) {
 		int k = any_node();
 		redisReply *r;
 
-		if (k < 0)
+		if (k < 0 || (long long)mono_ms() >= end)
 			break;
 		next_any = (k + 1) % nnodes;
 		r = cache_node_cmd(&nodes[k], 2, (const char **)argv, lens);
@@ -212,12 +222,19 @@ static int map_refresh(void)
 			map_from(r, k);
 			freeReplyObject(r);
 			map_stale = 0;
-			return 0;
+			rc = 0;
+			break;
 		}
 		if (r)
 			freeReplyObject(r);
 	}
-	return -1;
+	cache_node_budget(0);
+	/* said once when it starts failing, not at every try */
+	if (rc < 0 && !refresh_failing)
+		log_warn("redis cluster: no node answered CLUSTER SLOTS within %d timeouts",
+			 CLUSTER_REFRESH_BUDGET);
+	refresh_failing = rc < 0;
+	return rc;
 }
 
 /* "MOVED <slot> <host>:<port>" / "ASK ...": *slot and the node's index;
@@ -262,7 +279,12 @@ struct cache_reply *cluster_cmd(int argc, const char **argv, const size_t *lens)
 		int moved, s, to;
 
 		if (target < 0) {
-			cache_set_error("redis cluster: no node available for slot %d", slot);
+			char why[120];
+
+			/* the last node's own failure says why (refused, timed out,
+			 * a name that does not resolve) */
+			snprintf(why, sizeof(why), "%s", cache_last_error());
+			cache_set_error("redis cluster: no node available for slot %d (%s)", slot, why);
 			return NULL;
 		}
 		n = &nodes[target];
@@ -306,6 +328,62 @@ struct cache_reply *cluster_cmd(int argc, const char **argv, const size_t *lens)
 			slot);
 	log_warn("redis: %s", cache_last_error());
 	return NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int cluster_data_ids(char *out, size_t size)
+{
+	static const char *const ping[] = {"PING"};
+	static const size_t ping_len[] = {4};
+	const char *ids[CLUSTER_NODES_MAX];
+	unsigned char serves[CLUSTER_NODES_MAX] = {0};
+	size_t len = 0;
+	int n = 0;
+
+	out[0] = '\0';
+	/* the map as the cluster has it now (at most every 100 ms): a failover
+	 * moves a master's slots to its promoted replica, which no command of
+	 * ours may have met yet */
+	map_refresh();
+	if (map_stale)
+		return -1;
+	for (int s = 0; s < CLUSTER_SLOTS; s++)
+		if (slot_node[s])
+			serves[slot_node[s] - 1] = 1;
+	for (int k = 0; k < nnodes; k++) {
+		if (!serves[k])
+			continue;
+		if (!nodes[k].ctx) {
+			/* connecting reads its replication id */
+			redisReply *r = cache_node_cmd(&nodes[k], 1, (const char **)ping, ping_len);
+
+			if (!r) {
+				map_stale = 1;
+				return -1;
+			}
+			freeReplyObject(r);
+		}
+		if (!nodes[k].ctx || !nodes[k].replid[0])
+			return -1;
+		ids[n++] = nodes[k].replid;
+	}
+	if (!n)
+		return -1;
+	qsort(ids, (size_t)n, sizeof(ids[0]), cmp_str);
+	for (int i = 0; i < n; i++) {
+		int w = snprintf(out + len, size - len, "%s%s", i ? "," : "", ids[i]);
+
+		if (w < 0 || (size_t)w >= size - len) {
+			out[0] = '\0';
+			return -1;
+		}
+		len += (size_t)w;
+	}
+	return 0;
 }
 
 const char *cluster_data_id(const char *key)

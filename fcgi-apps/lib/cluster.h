@@ -41,5 +41,8 @@ void cluster_close(void);
 struct cache_reply *cluster_cmd(int argc, const char **argv, const size_t *lens);
 /* cache_data_id() of the node serving key. */
 const char *cluster_data_id(const char *key);
+/* cache_data_ids() in a Cluster: every master of the slot map (read again,
+ * at most every 100 ms; masters not yet connected are connected). */
+int cluster_data_ids(char *out, size_t size);
 
 #endif

@@ -2,11 +2,14 @@
 #include "db.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "config.h"
@@ -374,12 +377,10 @@ static long long call_deadline(void)
 	return client_timeout_ms ? now_ms() + client_timeout_ms : 0;
 }
 
+static int conn_setup(struct db_handle *h);
+
 static PGconn *handle_conn(struct db_handle *h)
 {
-	char sql[64];
-	PGresult *r;
-	int io;
-
 	if (h->conn && !handle_stale(h))
 		return h->conn;
 	if (h->conn)
@@ -403,12 +404,30 @@ static PGconn *handle_conn(struct db_handle *h)
 		handle_fail(h, last_msg);
 		return NULL;
 	}
+	if (conn_setup(h) < 0)
+		return NULL;
+	if (h->backoff_ms)
+		log_info("db %s: connected", h->name);
+	h->backoff_ms = 0;
+	h->retry_at_ms = 0;
+	h->connects++;
+	return h->conn;
+}
+
+/* What every new connection of h gets before its first statement; -1 (with
+ * the backoff) when the server does not take it. */
+static int conn_setup(struct db_handle *h)
+{
+	char sql[64];
+	PGresult *r;
+	int io;
+
 	PQsetNoticeProcessor(h->conn, on_notice, NULL);
 	/* sends never block: await_result() bounds every wait */
 	if (PQsetnonblocking(h->conn, 1) != 0) {
 		set_err(TH_EUNAVAILABLE, PQerrorMessage(h->conn), NULL);
 		handle_fail(h, last_msg);
-		return NULL;
+		return -1;
 	}
 	/* Behind a transaction pooler (TH_DB_PREPARE=0) a session setting
 	 * would stay on whichever server connection ran it, for other
@@ -422,16 +441,11 @@ static PGconn *handle_conn(struct db_handle *h)
 			set_err(TH_EUNAVAILABLE, r ? PQresultErrorMessage(r) : PQerrorMessage(h->conn), NULL);
 			PQclear(r);
 			handle_fail(h, last_msg);
-			return NULL;
+			return -1;
 		}
 		PQclear(r);
 	}
-	if (h->backoff_ms)
-		log_info("db %s: connected", h->name);
-	h->backoff_ms = 0;
-	h->retry_at_ms = 0;
-	h->connects++;
-	return h->conn;
+	return 0;
 }
 
 /* Drops a connection the server closed under a statement without starting a
@@ -466,6 +480,113 @@ static PGresult *run(struct db_handle *h, PGconn *c, const char *sql, int n,
 		return NULL;
 	*sent = 1;
 	return collect(c, deadline, io);
+}
+
+/* The connect_timeout h's connections use, in ms (its conninfo's own, else
+ * ours). */
+static long connect_budget_ms(const struct db_handle *h)
+{
+	for (size_t i = 0; h->params.kw && h->params.kw[i]; i++)
+		if (strcmp(h->params.kw[i], "connect_timeout") == 0) {
+			long s = atol(h->params.val[i]);
+
+			return (s > 0 ? s : 2) * 1000;
+		}
+	return 2000;
+}
+
+/* A new connection with h's parameters, made without blocking past
+ * deadline (libpq's connect_timeout only bounds the blocking connect);
+ * NULL when none came in time. */
+static PGconn *connect_within(struct db_handle *h, long long deadline)
+{
+	PGconn *c = PQconnectStartParams(h->params.kw, h->params.val, 0);
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+	if (!c || PQstatus(c) == CONNECTION_BAD)
+		goto fail;
+	while (st != PGRES_POLLING_OK) {
+		/* the socket may change between calls (the next host of a list) */
+		struct pollfd p = {.fd = PQsocket(c),
+				   .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+		int left = wait_left(deadline), rc;
+
+		if (st == PGRES_POLLING_FAILED || p.fd < 0 || left == 0)
+			goto fail;
+		rc = poll(&p, 1, left);
+		if (rc < 0 && errno != EINTR)
+			goto fail;
+		if (rc > 0)
+			st = PQconnectPoll(c);
+	}
+	return c;
+fail:
+	PQfinish(c); /* NULL-safe */
+	return NULL;
+}
+
+/* The client-side deadline passed under a statement.  A slow statement and
+ * a server gone look alike from here, so ask: a new connection made within
+ * connect_timeout says the server is there.  Then the old connection goes
+ * (never reused with a statement still running), its backend is terminated
+ * from the new one when both reached the same server (so the statement
+ * stops now, not at the server's statement_timeout), and the new connection
+ * takes its place without backoff: one slow statement does not take the
+ * handle away from the requests after it.  -1 (nothing changed) when no new
+ * connection came: the caller backs off as for a server gone. */
+static int handle_replace_slow(struct db_handle *h)
+{
+	static const char terminate[] =
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		"WHERE pid = $1::int AND usename = current_user AND client_port = $2::int";
+	char pid[16], port[16], host[256], hport[16];
+	const char *params[] = {pid, port};
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	PGconn *c;
+	PGresult *r;
+	int same, io = DB_IO_OK;
+
+	c = connect_within(h, now_ms() + connect_budget_ms(h));
+	if (!c)
+		return -1;
+	memset(&ss, 0, sizeof(ss));
+	snprintf(pid, sizeof(pid), "%d", PQbackendPID(h->conn));
+	/* client_port says which connection of that pid's server it is: -1
+	 * over a unix socket */
+	snprintf(port, sizeof(port), "-1");
+	if (getsockname(PQsocket(h->conn), (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			snprintf(port, sizeof(port), "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+		else if (ss.ss_family == AF_INET6)
+			snprintf(port, sizeof(port), "%d", ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	}
+	snprintf(host, sizeof(host), "%s", PQhost(h->conn) ? PQhost(h->conn) : "");
+	snprintf(hport, sizeof(hport), "%s", PQport(h->conn) ? PQport(h->conn) : "");
+	/* a multi-host conninfo may have reached another server, where that
+	 * pid is someone else's */
+	same = PQhost(c) && PQport(c) && strcmp(PQhost(c), host) == 0 && strcmp(PQport(c), hport) == 0;
+	handle_drop(h);
+	h->conn = c;
+	if (conn_setup(h) < 0)
+		return -1; /* the new one is silent too: backing off now */
+	h->connects++;
+	if (same) {
+		r = PQsendQueryParams(c, terminate, 2, NULL, params, NULL, NULL, 0)
+			    ? collect(c, now_ms() + connect_budget_ms(h), &io) : NULL;
+		if (!r && io == DB_IO_TIMEOUT) {
+			set_err(TH_EUNAVAILABLE, "no answer on a new connection", NULL);
+			handle_fail(h, last_msg);
+			return -1;
+		}
+		/* failing (no right to, already gone) the backend still ends at
+		 * its statement_timeout, or when it next writes to its closed
+		 * socket */
+		PQclear(r);
+	}
+	log_warn("db %s: a statement ran past %ld ms: its connection %s and replaced",
+		 h->name, client_timeout_ms, same ? "terminated" : "dropped");
+	return 0;
 }
 
 /* SQLSTATEs that say "this server, not this statement": it is shutting
@@ -529,9 +650,14 @@ again:
 		char why[96];
 
 		snprintf(why, sizeof(why), "no answer within %ld ms", client_timeout_ms);
-		set_err(TH_EUNAVAILABLE, why, NULL);
 		PQclear(r);
 		h->tx_lost = in_tx;
+		if (handle_replace_slow(h) == 0) {
+			/* the server answers: only this statement was slow */
+			set_err(TH_EUNAVAILABLE, why, NULL);
+			return NULL;
+		}
+		set_err(TH_EUNAVAILABLE, why, NULL);
 		handle_fail(h, last_msg);
 		return NULL;
 	}
@@ -569,6 +695,11 @@ again:
 			 ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : "");
 	if (state && strcmp(state, "23505") == 0) {
 		set_err(TH_ECONFLICT, PQresultErrorMessage(r), state);
+	} else if (state && strcmp(state, "25006") == 0 && h == &handles[DB_READ]) {
+		/* the read handle reaches a standby by design (prefer-standby):
+		 * a write sent on it is the caller's mistake, not a failover;
+		 * replacing the connection would land on a standby again */
+		set_err(TH_EINTERNAL, PQresultErrorMessage(r), state);
 	} else if (state_is_server(state)) {
 		/* a standby or a server starting refused before running anything */
 		int did_not_run = strcmp(state, "25006") == 0 || strcmp(state, "57P03") == 0;

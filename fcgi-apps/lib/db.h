@@ -35,10 +35,16 @@
  * SET statement_timeout) is sent without blocking and waited for until the
  * statement timeout + 1 s: a network that swallows without closing is bound
  * by nothing else.  A call that hears nothing by then fails with
- * TH_EUNAVAILABLE, its connection is dropped (inside a transaction: as a
- * broken one) and the handle backs off.  A statement timeout of 0: no bound.
+ * TH_EUNAVAILABLE and its connection is never used again (inside a
+ * transaction: as a broken one).  Whether the server is there is asked with
+ * a new connection, made within connect_timeout: if it comes, the statement
+ * was only slow: the old backend is terminated from it (same server only)
+ * and it replaces the old one, without backoff; if not, the handle backs
+ * off.  A statement timeout of 0: no bound.
  *
- * Not the primary any more.  SQLSTATE 25006 (a standby, after a failover),
+ * Not the primary any more.  SQLSTATE 25006 (a standby, after a failover;
+ * not on the read handle, which may be a standby by design: there it is the
+ * caller's mistake, TH_EINTERNAL, and the connection stays),
  * 57P01/57P02 (shutdown), 57P03 (starting up) and 08xxx drop the connection
  * and fail with TH_EUNAVAILABLE (503), never TH_EINTERNAL; outside a
  * transaction, a statement that cannot have run (25006, 57P03) or a rerun-able

@@ -19,6 +19,10 @@
  * the marker's replication id is the set's */
 #define REVOKE_KEY "th:{revoked}"
 #define REVOKE_EPOCH_KEY "th:{revoked}:epoch"
+#define REVOKE_LOCK_KEY "th:{revoked}:rebuild"
+#define REVOKE_LOCK_PX "15000"
+/* while another worker rebuilds, look again this soon */
+#define REVOKE_BUSY_RETRY_MS 100
 #define REVOKE_SYNC_MS 1000
 #define REVOKE_OVERLAP_MS 5000   /* re-read this much before the newest score:
 				  * hosts' clocks and commit order differ */
@@ -45,7 +49,8 @@ static long ttl_ms;
 static long long last_sync_ms = -REVOKE_SYNC_MS;
 static long long newest_ms;      /* highest score seen in Redis */
 static long long last_ok_ms;     /* last successful Redis sync */
-static int degraded;             /* Redis failed since last_ok_ms */
+static int degraded;             /* Redis failed, or its copy is being rebuilt */
+static int redis_out;            /* Redis failed since last_ok_ms */
 static char epoch[96];
 static uint64_t *host_seq;       /* mapped; NULL when no file */
 static uint64_t seen_seq;
@@ -217,6 +222,12 @@ void revoke_close(void)
 	memset(recent, 0, sizeof(recent));
 	recent_next = 0;
 	synced_id[0] = '\0';
+	/* a process that starts over (a test, a forked worker) syncs anew */
+	epoch[0] = '\0';
+	last_sync_ms = -REVOKE_SYNC_MS;
+	newest_ms = last_ok_ms = 0;
+	degraded = redis_out = 0;
+	memset(pg_cache, 0, sizeof(pg_cache));
 	free(set);
 	set = NULL;
 	set_cap = set_len = 0;
@@ -332,27 +343,84 @@ static int epoch_current(const char *marker, const char *id)
 	return !id[0] || (strncmp(marker, id, n) == 0 && marker[n] == '/');
 }
 
+/* The rebuild lock: one worker rebuilds, the others wait for its marker.
+ * Long enough for a rebuild (a PostgreSQL query bounded by the statement
+ * timeout, then one ZADD per live revocation); a worker that dies half way
+ * holds it no longer than this, and since the marker is written last, its
+ * half-made copy is never taken as complete. */
+static struct cache_script unlock_script = {
+	.body = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+		"return redis.call('DEL', KEYS[1]) end return 0",
+	.sha = "",
+};
+static unsigned long rebuilds;
+
+unsigned long revoke_rebuilds(void) { return rebuilds; }
+
+static void unlock(const char *token)
+{
+	const char *argv[] = {NULL, NULL, "1", REVOKE_LOCK_KEY, token};
+
+	/* failing, the lock expires by itself */
+	cache_reply_free(cache_script_run(&unlock_script, 5, argv));
+}
+
 /* Redis lost the set (restart, flush), or the set is another server's data
  * (a failover promoted a replica that may have missed revocations, while
  * the marker it did get says "complete"): rebuild it from PostgreSQL, into
  * the local set too, then mark it with a fresh epoch naming this server's
- * data.  Of several workers racing, each rebuilds (ZADD is idempotent) and
- * the last marker wins; a marker already made on this data is kept. */
+ * data.  Every worker notices at once; the one that takes the lock (SET NX
+ * PX) rebuilds, the others answer from PostgreSQL meanwhile and read the
+ * set once its marker is there (REVOKE_BUSY).  The marker is checked again
+ * under the lock: a worker that takes the lock just after another's rebuild
+ * ended finds it done.  0: rebuilt or found done; -1: failed. */
+#define REVOKE_BUSY 1
 static int rebuild_redis(const char *id, int replace)
 {
-	char fresh[96];
-	const char *argv[] = {"SET", REVOKE_EPOCH_KEY, fresh, "NX"};
+	char fresh[96], token[64];
+	const char *lock[] = {"SET", REVOKE_LOCK_KEY, token, "NX", "PX", REVOKE_LOCK_PX};
+	const char *mark[] = {"SET", REVOKE_EPOCH_KEY, fresh};
+	struct cache_reply *r, *e;
+	int got, rc = -1;
 
-	if (load_from_pg(now_ms() - ttl_ms - 60000, 1) < 0)
+	snprintf(token, sizeof(token), "%d-%lld-%ld", (int)getpid(), now_ms(), random());
+	r = cache_cmd(6, lock, NULL);
+	if (!r)
 		return -1;
+	got = cache_reply_type(r);
+	cache_reply_free(r);
+	if (got == CACHE_NIL)
+		return REVOKE_BUSY; /* another worker holds it */
+	if (got != CACHE_STR)
+		return -1;
+	e = get_epoch();
+	if (!e)
+		goto out;
+	if (cache_reply_type(e) == CACHE_STR && epoch_current(cache_reply_str(e, NULL), id)) {
+		cache_reply_free(e);
+		rc = 0; /* another worker's rebuild ended while we looked */
+		goto out;
+	}
+	cache_reply_free(e);
+	if (load_from_pg(now_ms() - ttl_ms - 60000, 1) < 0)
+		goto out;
 	snprintf(fresh, sizeof(fresh), "%s%s%lld-%d", id, id[0] ? "/" : "", now_ms(), (int)getpid());
-	cache_reply_free(cache_cmd(replace ? 3 : 4, argv, NULL));
+	r = cache_cmd(3, mark, NULL);
+	if (!r || cache_reply_type(r) == CACHE_ERROR) {
+		cache_reply_free(r);
+		goto out;
+	}
+	cache_reply_free(r);
+	rebuilds++;
 	if (replace)
 		log_warn("revocations: Redis is another server's data now (failover?): "
 			 "rebuilt its copy from PostgreSQL");
 	else
 		log_info("revocations: rebuilt Redis copy from PostgreSQL");
-	return 0;
+	rc = 0;
+out:
+	unlock(token);
+	return rc;
 }
 
 static int sync_redis(long long now)
@@ -368,15 +436,21 @@ static int sync_redis(long long now)
 	if (cache_reply_type(e) == CACHE_NIL ||
 	    !epoch_current(cache_reply_str(e, NULL), cache_data_id(REVOKE_EPOCH_KEY))) {
 		char id[48];
-		int replace = cache_reply_type(e) != CACHE_NIL;
+		int replace = cache_reply_type(e) != CACHE_NIL, rc;
 
 		snprintf(id, sizeof(id), "%s", cache_data_id(REVOKE_EPOCH_KEY));
 		cache_reply_free(e);
-		if (rebuild_redis(id, replace) < 0)
-			return -1;
+		rc = rebuild_redis(id, replace);
+		if (rc != 0)
+			return rc;
 		e = get_epoch();
 		if (!e)
 			return -1;
+		if (cache_reply_type(e) != CACHE_STR) {
+			/* gone again (a flush in between): not complete */
+			cache_reply_free(e);
+			return REVOKE_BUSY;
+		}
 	}
 	{
 		const char *id = cache_data_id(REVOKE_EPOCH_KEY);
@@ -405,21 +479,40 @@ static int sync_redis(long long now)
 
 static void sync_now(long long now)
 {
+	int rc;
+
 	last_sync_ms = now;
-	if (sync_redis(now) < 0) {
+	rc = sync_redis(now);
+	if (rc == REVOKE_BUSY) {
+		/* another worker rebuilds the copy: until its marker is there,
+		 * what is not in the local set is asked of PostgreSQL, and the
+		 * marker is looked for again soon */
 		if (!degraded)
-			log_warn("revocations: Redis unavailable, checking PostgreSQL");
+			log_info("revocations: another worker rebuilds Redis's copy; "
+				 "checking PostgreSQL meanwhile");
 		degraded = 1;
+		last_sync_ms = now - REVOKE_SYNC_MS + REVOKE_BUSY_RETRY_MS;
 		return;
 	}
-	if (degraded) {
+	if (rc < 0) {
+		if (!redis_out)
+			log_warn("revocations: Redis unavailable, checking PostgreSQL");
+		degraded = redis_out = 1;
+		return;
+	}
+	if (redis_out) {
 		/* revocations made while Redis was out may be missing from it:
-		 * take them from the truth */
-		if (load_from_pg(last_ok_ms - REVOKE_OVERLAP_MS, 0) < 0)
+		 * take them from the truth.  (Waiting for another worker's
+		 * rebuild needs no such read: the rebuild was that read.) */
+		if (load_from_pg(last_ok_ms ? last_ok_ms - REVOKE_OVERLAP_MS
+					    : now - ttl_ms - 60000, 0) < 0)
 			return; /* stay degraded; try again next second */
+		redis_out = 0;
+		log_info("revocations: Redis back");
+	}
+	if (degraded) {
 		degraded = 0;
 		memset(pg_cache, 0, sizeof(pg_cache));
-		log_info("revocations: Redis back");
 	}
 	last_ok_ms = now;
 }

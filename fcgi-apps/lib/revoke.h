@@ -10,8 +10,9 @@
  *   - at once when the host-wide sequence file ($TH_VAR_DIR/run/revoke.seq,
  *     mapped by every worker of every pool) moved: a revocation on this host
  *     is seen by the very next request anywhere on the host.
- * A missing epoch (Redis restarted or flushed) makes the first worker that
- * notices rebuild the set from PostgreSQL, so a flush never revives a revoked
+ * A missing epoch (Redis restarted or flushed) makes one worker (the one
+ * that takes the lock th:{revoked}:rebuild; the others check PostgreSQL
+ * until its marker is there) rebuild the set from PostgreSQL, so a flush never revives a revoked
  * session.  So does an epoch made on other data than the server's: after a
  * failover the promoted replica (a new replication id) has the marker but may
  * lack the last revocations written to the old master, so there the marker
@@ -48,6 +49,11 @@ int revoke_check(int64_t session_id);
  * copy and the host sequence.  Redis failures are logged, not returned: the
  * other workers fall back to PostgreSQL while Redis is out. */
 void revoke_publish(int64_t session_id);
+
+/* How many times this process rebuilt Redis's copy from PostgreSQL (after
+ * a flush or a failover only one worker of all does: th:{revoked}:rebuild,
+ * SET NX PX, is its lock; see revoke.c). */
+unsigned long revoke_rebuilds(void);
 
 /* Forces the next revoke_check() to refresh (tests, after a flush). */
 void revoke_invalidate(void);

@@ -91,14 +91,19 @@ static void reap(void)
  * a failover promoted a replica, which may lack updates the old master had:
  * the mirror is rebuilt as if the marker were missing.  A marker without an
  * id (the server does not say it) only needs to be there. */
+/* In a Cluster the mirror's keys live on every master, so the marker names
+ * every master's replication id (sorted, comma-joined: cache_data_ids(), as
+ * the script writes it): a failover of any master, not only the marker's,
+ * may have lost mirror writes. */
 static int marker_current(const char *marker)
 {
-	const char *id = cache_data_id(MWATCH_KEY);
-	const char *slash = strchr(marker, '/');
-	size_t n = strlen(id);
+	static char id[CACHE_DATA_IDS_MAX];
+	const char *slash = strrchr(marker, '/');
+	size_t n;
 
-	if (!id[0] || !slash)
-		return 1;
+	if (cache_data_ids(id, sizeof(id)) < 0 || !slash)
+		return 1; /* unknown now: asked again next second */
+	n = strlen(id);
 	return (size_t)(slash - marker) == n && strncmp(marker, id, n) == 0;
 }
 

@@ -8,6 +8,8 @@
  * server data it names: the marker is "<replid>/<time>-<pid>", and a marker
  * of another replication id than the server's (a failover promoted a
  * replica, which may lack the old master's last updates) counts as missing.
+ * On a Cluster the marker names every master's id (cache_data_ids()): the
+ * mirror's keys are on every master, and any of them may fail over.
  * Once a second (TICK) the plugin GETs the marker.  When it is missing, or
  * Redis does not answer, the ACL reads memberships from PostgreSQL instead
  * (acl.c, cached like the Redis answers and bounded by each client's lookup

@@ -23,8 +23,9 @@ const { newUser, community } = fixtures({ net: 51, slug: 'pgto', name: 'Timeouts
 const PROXY_PORT = PORT_BASE + 41;
 const STMT_TIMEOUT_MS = 1500;
 // what lib/db.c waits at most for one call: the statement timeout + 1 s, or connect_timeout
-// (2 s) for a new connection; a request makes a few calls, but after the first one gives up
-// the handle backs off and the others fail at once
+// (2 s) for a new connection; a call that gives up then asks for a new connection (within
+// connect_timeout, which a silent server does not complete) and the handle backs off, so a
+// request's other calls fail at once
 const CLIENT_BOUND_MS = STMT_TIMEOUT_MS + 1000;
 // generous: a request may queue behind another one on its worker, nginx, a busy machine
 const REQUEST_BOUND_MS = 2 * CLIENT_BOUND_MS + 4000;

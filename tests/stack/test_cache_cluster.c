@@ -14,6 +14,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "cache.h"
 #include "cluster.h"
@@ -279,6 +282,182 @@ static void test_ask(void **state)
 	assert_int_equal(owner_port(slot), from);
 }
 
+/* A loopback port that drops every SYN: a listener whose accept queue is
+ * full (backlog 0, filled by our own connections).  A connect to it waits out
+ * its whole timeout, like one to a host gone from the network; no namespace
+ * or firewall rule needed.  Its sockets stay open until the process ends. */
+static int blackhole_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 0), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	for (int i = 0; i < 2; i++) {
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		assert_true(c >= 0);
+		(void)connect(c, (struct sockaddr *)&a, sizeof(a));
+	}
+	usleep(50 * 1000);
+	return ntohs(a.sin_port);
+}
+
+/* Seeds (comma-separated) as TH_REDIS_CLUSTER, with a 250 ms timeout. */
+static void cluster_seeds(const char *seeds)
+{
+	cache_close();
+	setenv("TH_REDIS_CLUSTER", seeds, 1);
+	assert_int_equal(cache_init_env(250, 0), 0);
+}
+
+/* Calls GET until one answers, each within bound_s; fails after 8 s. */
+static void until_answer(double bound_s)
+{
+	double t0 = rsrv_now(), t;
+	struct cache_reply *r = NULL;
+
+	while (!r) {
+		assert_true(rsrv_now() - t0 < 8.0);
+		t = rsrv_now();
+		r = cmd3("GET", "th:test:seeds", NULL);
+		assert_true(rsrv_now() - t < bound_s);
+		if (!r)
+			usleep(50 * 1000);
+	}
+	cache_reply_free(r);
+}
+
+/* The slot map over several seeds that do not answer (silent, refusing) has
+ * one budget of two timeouts, not one timeout per seed: no call takes much
+ * longer than that, and once the silent seeds back off the live one is
+ * reached. */
+static void test_unreachable_seeds(void **state)
+{
+	char seeds[256];
+	size_t n = 0;
+	double t0;
+
+	(void)state;
+	for (int i = 0; i < 6; i++)
+		n += (size_t)snprintf(seeds + n, sizeof(seeds) - n, "127.0.0.1:%d,", blackhole_port());
+	snprintf(seeds + n, sizeof(seeds) - n, "127.0.0.1:1,127.0.0.1:%d", B);
+	cluster_seeds(seeds);
+	t0 = rsrv_now();
+	cache_reply_free(cmd3("GET", "th:test:seeds", NULL));
+	/* 6 silent seeds at 250 ms each would be 1.5 s; the budget is 0.5 s,
+	 * plus one command's timeout on whichever node the key is sent to */
+	assert_true(rsrv_now() - t0 < 1.2);
+	until_answer(1.2);
+	snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", B + 1);
+	cluster_seeds(seeds);
+}
+
+/* A seed whose name does not resolve is a node that cannot be reached: the
+ * call fails at once with the name in the error (and the log), no crash;
+ * with another seed the cluster is still found. */
+static void test_unresolvable_seed(void **state)
+{
+	char seeds[128];
+	double t0;
+
+	(void)state;
+	cluster_seeds("th-unresolvable.invalid:7000");
+	t0 = rsrv_now();
+	assert_null(cmd3("GET", "th:test:seeds", NULL));
+	assert_true(rsrv_now() - t0 < 2.0);
+	assert_non_null(strstr(cache_last_error(), "th-unresolvable.invalid"));
+	snprintf(seeds, sizeof(seeds), "th-unresolvable.invalid:7000,127.0.0.1:%d", B);
+	cluster_seeds(seeds);
+	until_answer(1.2);
+	snprintf(seeds, sizeof(seeds), "127.0.0.1:%d", B + 1);
+	cluster_seeds(seeds);
+}
+
+/* master_replid of the server on port into out. */
+static void replid_of(int port, char *out, size_t size)
+{
+	char info[2048];
+	const char *p;
+
+	assert_int_equal(rsrv_cmd(port, info, sizeof(info), "INFO replication"), 0);
+	p = strstr(info, "master_replid:");
+	assert_non_null(p);
+	p += strlen("master_replid:");
+	snprintf(out, size, "%.*s", (int)strcspn(p, "\r\n"), p);
+}
+
+/* Data spread over every master (the membership mirror) must see a failover
+ * of any master: cache_data_ids() lists every master's replication id and
+ * changes when a replica of one of them is promoted, while cache_data_id()
+ * of a key on another master (what the mirror's watch used to compare)
+ * stays the same. */
+static void test_data_ids_any_master(void **state)
+{
+	char ids0[CACHE_DATA_IDS_MAX], ids1[CACHE_DATA_IDS_MAX], conf[256], out[2048];
+	char id[64], rid[64], other_key[32], other0[64];
+	int r = B + 3, m = B, slot, commas = 0;
+	struct cache_reply *rep;
+	double t0;
+
+	(void)state;
+	/* a key on another master than the one that fails over */
+	key_on(B + 2, "th:test:other:", other_key, sizeof(other_key), &slot);
+	rep = cmd3("SET", other_key, "x");
+	assert_non_null(rep);
+	cache_reply_free(rep);
+	snprintf(other0, sizeof(other0), "%s", cache_data_id(other_key));
+	assert_true(other0[0] != '\0');
+	/* a replica of m */
+	snprintf(conf, sizeof(conf), "cluster-enabled yes\ncluster-config-file nodes-%d.conf\n"
+		 "cluster-node-timeout 2000\n", r);
+	assert_true(rsrv_start(r, 0, conf) >= 0);
+	assert_int_equal(rsrv_cmd(r, out, sizeof(out), "CLUSTER MEET 127.0.0.1 %d", m), 0);
+	node_id(m, id, sizeof(id));
+	for (t0 = rsrv_now();; usleep(100000)) {
+		/* "Unknown node" until the handshake is through */
+		assert_int_equal(rsrv_cmd(r, out, sizeof(out), "CLUSTER REPLICATE %s", id), 0);
+		if (strcmp(out, "OK") == 0)
+			break;
+		assert_true(rsrv_now() - t0 < 15);
+	}
+	for (t0 = rsrv_now();; usleep(100000)) {
+		assert_int_equal(rsrv_cmd(r, out, sizeof(out), "INFO replication"), 0);
+		if (strstr(out, "master_link_status:up"))
+			break;
+		assert_true(rsrv_now() - t0 < 15);
+	}
+	assert_int_equal(cache_data_ids(ids0, sizeof(ids0)), 0);
+	for (const char *p = ids0; *p; p++)
+		commas += *p == ',';
+	assert_int_equal(commas, 2); /* three masters */
+	/* the replica takes over (a manual failover: it gets a new replication id) */
+	assert_int_equal(rsrv_cmd(r, out, sizeof(out), "CLUSTER FAILOVER"), 0);
+	assert_string_equal(out, "OK");
+	for (t0 = rsrv_now();; usleep(100000)) {
+		assert_int_equal(rsrv_cmd(r, out, sizeof(out), "INFO replication"), 0);
+		if (strstr(out, "role:master"))
+			break;
+		assert_true(rsrv_now() - t0 < 15);
+	}
+	replid_of(r, rid, sizeof(rid));
+	for (t0 = rsrv_now();; usleep(100000)) {
+		if (cache_data_ids(ids1, sizeof(ids1)) == 0 && strcmp(ids1, ids0) != 0)
+			break;
+		assert_true(rsrv_now() - t0 < 10);
+	}
+	assert_non_null(strstr(ids1, rid));
+	/* the other master's id alone would not have told */
+	rep = cmd3("GET", other_key, NULL);
+	assert_non_null(rep);
+	cache_reply_free(rep);
+	assert_string_equal(cache_data_id(other_key), other0);
+}
+
 static void test_node_down(void **state)
 {
 	char dead_key[32], live_key[32];
@@ -312,6 +491,9 @@ int main(void)
 		cmocka_unit_test(test_tags_and_scripts),
 		cmocka_unit_test(test_moved),
 		cmocka_unit_test(test_ask),
+		cmocka_unit_test(test_unreachable_seeds),
+		cmocka_unit_test(test_unresolvable_seed),
+		cmocka_unit_test(test_data_ids_any_master),
 		cmocka_unit_test(test_node_down),
 	};
 

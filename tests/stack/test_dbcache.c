@@ -408,6 +408,80 @@ static void test_read_only_server(void **state)
 	assert_int_equal(db_ping(DB_PRIMARY), 0);
 }
 
+/* A statement slower than the client-side bound (the server's own timeout
+ * switched off for it): the call gives up (503), the statement is stopped on
+ * the server rather than left running, and the handle is not put into
+ * backoff: the very next call works, on a connection with the session
+ * settings. */
+static void test_slow_statement_cancelled(void **state)
+{
+	struct db_res *r;
+	double t0, took;
+	int running = -1;
+
+	(void)state;
+	db_close();
+	/* the read handle (the same server) watches the primary handle */
+	assert_int_equal(db_init(conninfo, conninfo, 500), 0); /* client bound 1.5 s */
+	r = db_exec(DB_PRIMARY, "SELECT set_config('statement_timeout', '0', false)", 0, NULL);
+	assert_non_null(r);
+	db_res_free(r);
+	t0 = now_s();
+	assert_null(db_exec(DB_PRIMARY, "SELECT pg_sleep(6) /* th-slow */", 0, NULL));
+	took = now_s() - t0;
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_true(took >= 1.4 && took < 4.5);
+	/* not backing off: the next statement runs at once */
+	r = db_exec(DB_PRIMARY, "SELECT current_setting('statement_timeout')", 0, NULL);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "500ms");
+	db_res_free(r);
+	/* and the slow one no longer runs (it would for 4.5 s more) */
+	for (int i = 0; i < 50 && running != 0; i++) {
+		r = db_exec(DB_READ, "SELECT count(*) FROM pg_stat_activity "
+			    "WHERE query LIKE '%th-slow%' AND pid <> pg_backend_pid()", 0, NULL);
+		assert_non_null(r);
+		running = atoi(db_res_get(r, 0, 0));
+		db_res_free(r);
+		if (running)
+			usleep(20 * 1000);
+	}
+	assert_int_equal(running, 0);
+	db_close();
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+}
+
+/* 25006 on the read handle, which may be a standby by design
+ * (target_session_attrs=prefer-standby), is a statement that should not
+ * have been sent there, not a failover: a 500, and the handle is neither
+ * replaced over and over nor put into backoff. */
+static void test_read_only_on_read_handle(void **state)
+{
+	char ro_conninfo[1024], pid1[16], pid2[16];
+	struct db_res *r;
+	int n;
+
+	(void)state;
+	db_close();
+	n = snprintf(ro_conninfo, sizeof(ro_conninfo),
+		     "%s options='-c default_transaction_read_only=on'", conninfo);
+	assert_true(n > 0 && (size_t)n < sizeof(ro_conninfo));
+	assert_int_equal(db_init(conninfo, ro_conninfo, 2000), 0);
+	backend_pid(DB_READ, pid1, sizeof(pid1));
+	assert_null(db_exec(DB_READ, "CREATE TEMP TABLE th_ro_probe (x int)", 0, NULL));
+	assert_int_equal(db_last_err(), TH_EINTERNAL);
+	assert_string_equal(db_last_sqlstate(), "25006");
+	assert_int_equal(db_ping(DB_READ), 0);
+	backend_pid(DB_READ, pid2, sizeof(pid2));
+	assert_string_equal(pid1, pid2); /* the same connection, kept */
+	/* the primary handle stays as it was */
+	r = db_exec(DB_PRIMARY, "SELECT 1", 0, NULL);
+	assert_non_null(r);
+	db_res_free(r);
+	db_close();
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+}
+
 static void test_cache(void **state)
 {
 	static const char *const set[] = {"SET", "th:unit:bin", "a\0b", "EX", "60"};
@@ -751,6 +825,8 @@ int main(void)
 		cmocka_unit_test(test_conninfo_malformed),
 		cmocka_unit_test(test_prepare_off),
 		cmocka_unit_test(test_read_only_server),
+		cmocka_unit_test(test_slow_statement_cancelled),
+		cmocka_unit_test(test_read_only_on_read_handle),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_dead_server),
 		cmocka_unit_test(test_cache_auth),

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -126,11 +128,132 @@ static void test_overflow_without_postgres_cannot_decide(void **state)
 	assert_int_equal(db_init(getenv("TH_DB_CONNINFO"), NULL, 2000), 0);
 }
 
+static void redis_do(int argc, const char **argv)
+{
+	struct cache_reply *r = cache_cmd(argc, argv, NULL);
+
+	assert_non_null(r);
+	assert_int_not_equal(cache_reply_type(r), CACHE_ERROR);
+	cache_reply_free(r);
+}
+
+static int redis_exists(const char *key)
+{
+	const char *argv[] = {"EXISTS", key};
+	struct cache_reply *r = cache_cmd(2, argv, NULL);
+	int n;
+
+	assert_non_null(r);
+	n = (int)cache_reply_int(r);
+	cache_reply_free(r);
+	return n;
+}
+
+#define HERD 8
+
+/* After a flush (or a failover) every worker notices the missing marker at
+ * once: exactly one rebuilds Redis's copy from PostgreSQL, and every one of
+ * them still refuses a session revoked only in PostgreSQL meanwhile. */
+static void test_rebuild_herd_one_winner(void **state)
+{
+	const char *del[] = {"DEL", "th:{revoked}:epoch", "th:{revoked}:rebuild"};
+	int go[2], i, status, rebuilt = 0, refused = 0;
+	pid_t pids[HERD];
+	int64_t sid;
+
+	(void)state;
+	sid = new_session(1); /* revoked in PostgreSQL, never published */
+	assert_int_equal(pipe(go), 0);
+	for (i = 0; i < HERD; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			char c;
+			int rc = 0;
+			unsigned long before = revoke_rebuilds(); /* the parent's, inherited */
+
+			/* a worker of its own: own connections, own local set */
+			close(go[1]);
+			revoke_close();
+			db_close();
+			cache_close();
+			if (db_init(getenv("TH_DB_CONNINFO"), NULL, 2000) < 0 ||
+			    cache_init(getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1",
+				       atoi(getenv("TH_REDIS_PORT")), 1000) < 0 ||
+			    revoke_init(NULL, 900) < 0)
+				_exit(100);
+			if (read(go[0], &c, 1) != 0) /* all start when the pipe closes */
+				_exit(101);
+			if (revoke_check(sid) == 1)
+				rc |= 1;
+			rc |= (int)(revoke_rebuilds() - before) << 1;
+			revoke_close();
+			db_close();
+			cache_close();
+			_exit(rc);
+		}
+	}
+	close(go[0]);
+	redis_do(3, del);
+	usleep(200 * 1000); /* every child connected and waiting */
+	close(go[1]);
+	for (i = 0; i < HERD; i++) {
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		assert_true(WIFEXITED(status));
+		assert_true(WEXITSTATUS(status) < 100);
+		refused += WEXITSTATUS(status) & 1;
+		rebuilt += WEXITSTATUS(status) >> 1;
+	}
+	assert_int_equal(refused, HERD);
+	assert_int_equal(rebuilt, 1);
+	assert_int_equal(redis_exists("th:{revoked}:epoch"), 1);
+	assert_int_equal(redis_exists("th:{revoked}:rebuild"), 0); /* released */
+}
+
+/* A worker that took the lock and died half way: its copy is not taken as
+ * complete (no marker); sessions are checked in PostgreSQL meanwhile, and
+ * once the lock has expired the next worker rebuilds. */
+static void test_rebuild_dead_winner(void **state)
+{
+	const char *del[] = {"DEL", "th:{revoked}:epoch"};
+	const char *lock[] = {"SET", "th:{revoked}:rebuild", "a-dead-worker", "PX", "1500"};
+	unsigned long before;
+	int64_t sid;
+	char id[24];
+	const char *zscore[] = {"ZSCORE", "th:{revoked}", id};
+	struct cache_reply *r;
+
+	(void)state;
+	revoke_close();
+	assert_int_equal(revoke_init(NULL, 900), 0);
+	sid = new_session(1);
+	snprintf(id, sizeof(id), "%lld", (long long)sid);
+	redis_do(2, del);
+	redis_do(5, lock);
+	before = revoke_rebuilds();
+	revoke_invalidate();
+	assert_int_equal(revoke_check(sid), 1);          /* from PostgreSQL */
+	assert_int_equal(revoke_check(sid + 1000000), 1); /* unknown: not live */
+	assert_int_equal(revoke_rebuilds(), before);
+	assert_int_equal(redis_exists("th:{revoked}:epoch"), 0);
+	usleep(1700 * 1000);
+	revoke_invalidate();
+	assert_int_equal(revoke_check(sid), 1);
+	assert_int_equal(revoke_rebuilds(), before + 1);
+	assert_int_equal(redis_exists("th:{revoked}:epoch"), 1);
+	r = cache_cmd(3, zscore, NULL);
+	assert_non_null(r);
+	assert_int_equal(cache_reply_type(r), CACHE_STR); /* in Redis's copy now */
+	cache_reply_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_overflow_falls_back_to_postgres),
 		cmocka_unit_test(test_overflow_without_postgres_cannot_decide),
+		cmocka_unit_test(test_rebuild_herd_one_winner),
+		cmocka_unit_test(test_rebuild_dead_winner),
 	};
 
 	return cmocka_run_group_tests_name("revoke (stack)", tests, setup, teardown);

@@ -34,8 +34,9 @@ export function psql(sql, { timeoutMs = 20000 } = {}) {
 }
 
 // The Redis the services use: the stack's; with TH_TEST_REDIS_CLUSTER=1 (tests/integration/run)
-// the Cluster's first node, with -c to follow MOVED/ASK (commands of one key; FLUSHALL and
-// SCAN reach that node only); with TH_TEST_REDIS_SENTINEL=1 the master the sentinels name now.
+// the Cluster's first node, with -c to follow MOVED/ASK, and what one node cannot do done on
+// every master (clusterRedis below); with TH_TEST_REDIS_SENTINEL=1 the master the sentinels
+// name now.
 const hostPort = (a) => ['-h', a.replace(/:\d+$/, ''), '-p', a.replace(/^.*:/, '')];
 const SENTINEL_ADDR = (process.env.TH_REDIS_SENTINELS || '').split(',')[0];
 
@@ -56,10 +57,48 @@ async function redisArgs() {
   return ['-h', '127.0.0.1', '-p', String(REDIS_PORT)];
 }
 
-// redis-cli --raw on the services' Redis -> its output without the last newline (exit 0 asserted)
-export const redis = async (...args) => runProgram('redis-cli', [...await redisArgs(), '--raw', ...args],
+// redis-cli --raw with these connection arguments -> its output without the last newline
+// (exit 0 asserted)
+const redisCli = (conn, args) => runProgram('redis-cli', [...conn, '--raw', ...args],
   { env: { REDISCLI_AUTH: redisPassword() } })
   .then((r) => { assert.equal(r.code, 0, `redis-cli ${args.join(' ')}: ${r.stderr}`); return r.stdout.replace(/\n$/, ''); });
+
+// host:port of every master of the Cluster now (CLUSTER NODES; failed ones left out)
+async function clusterMasters() {
+  const out = await redisCli(await redisArgs(), ['CLUSTER', 'NODES']);
+  return out.split('\n').map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length >= 8 && /master/.test(f[2]) && !/fail/.test(f[2]))
+    .map((f) => f[1].replace(/@.*/, ''));
+}
+
+// On a Cluster, what one node cannot answer for all: FLUSHALL/FLUSHDB and --scan on every
+// master (the keys live on all of them), and EXISTS/DEL/UNLINK of several keys one key at a
+// time (keys of several slots: CROSSSLOT), summed. undefined: a command -c handles as is.
+async function clusterRedis(args) {
+  const cmd = String(args[0]).toUpperCase();
+  if (cmd === 'FLUSHALL' || cmd === 'FLUSHDB' || cmd === '--SCAN') {
+    const outs = [];
+    for (const node of await clusterMasters()) outs.push(await redisCli(hostPort(node), args));
+    if (cmd === '--SCAN') return outs.filter(Boolean).join('\n');
+    assert.ok(outs.length > 0 && outs.every((o) => o === 'OK'), `${cmd} on every master: ${outs.join(' ')}`);
+    return 'OK';
+  }
+  if (['EXISTS', 'DEL', 'UNLINK'].includes(cmd) && args.length > 2) {
+    let n = 0;
+    for (const key of args.slice(1)) n += Number(await redisCli(await redisArgs(), [args[0], key]));
+    return String(n);
+  }
+  return undefined;
+}
+
+// redis-cli --raw on the services' Redis -> its output without the last newline (exit 0 asserted)
+export async function redis(...args) {
+  if (process.env.TH_REDIS_CLUSTER) {
+    const out = await clusterRedis(args);
+    if (out !== undefined) return out;
+  }
+  return redisCli(await redisArgs(), args);
+}
 
 // LISTEN townhall_events for `seconds` in psql; done resolves with the parsed payloads
 // (psql prints one "Asynchronous notification ..." line per event) and psql's output.
