@@ -207,6 +207,7 @@ stop:
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@node --test tests/bench/
 
 # then the services behind Redis Sentinel (a replica and three sentinels; fails over twice)
 integration: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(STACK_BIN)
