@@ -14,7 +14,7 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 CFLAGS   ?= -O2 -g
 # -fPIC: the broker plugin links the same library objects into a .so
 CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing -fPIC $(WARN) \
-            $(shell pkg-config --cflags $(PKGS)) -Ifcgi-apps/lib -Irealtime-bridge/plugin
+            $(shell pkg-config --cflags $(PKGS)) -Ilib -Ifcgi-apps/lib
 LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lfcgi
 ifeq ($(SANITIZE),1)
 CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -30,7 +30,7 @@ CFLAGS   += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-poin
 LDFLAGS  += -fsanitize=fuzzer,address,undefined
 endif
 
-LIB_SRC  := $(wildcard fcgi-apps/lib/*.c)
+LIB_SRC  := $(wildcard lib/*.c fcgi-apps/lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_A    := $(BUILD)/libtownhall.a
 APPS     := auth community realtime media
@@ -38,7 +38,7 @@ APP_BINS := $(APPS:%=$(BUILD)/bin/th-%)
 PLUGIN_SRC := $(wildcard realtime-bridge/plugin/*.c)
 PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/obj/%.o)
 # the plugin's parts that need no broker, linked into its unit and stack tests too
-PLUGIN_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/plugin/%.o,topic imap presence tokcache)
+PLUGIN_CORE := $(patsubst %,$(BUILD)/obj/lib/%.o,topic imap presence tokcache)
 PLUGIN_SO  := $(BUILD)/lib/townhall-plugin.so
 BRIDGE_SRC := $(wildcard realtime-bridge/bridge/*.c)
 BRIDGE_OBJ := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
@@ -158,7 +158,7 @@ $(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt $
 
 # the token benchmark measures the broker's verified-token cache too; the
 # presence benchmark drives the plugin's presence module
-$(BUILD)/bin/th-token_bench: $(BUILD)/obj/realtime-bridge/plugin/tokcache.o
+$(BUILD)/bin/th-token_bench: $(BUILD)/obj/lib/tokcache.o
 $(BUILD)/bin/th-presence_bench: $(PLUGIN_CORE)
 
 # load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
