@@ -12,10 +12,12 @@ PKGS     := json-c hiredis libpq libjwt libsodium libcrypto
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-format-nonliteral -Werror
 CFLAGS   ?= -O2 -g
-# -fPIC: the broker plugin links the same library objects into a .so
+# -fPIC: the broker plugin links the same core objects into a .so.
+# -Ilib (the core library) for everything; the web library's headers only for
+# what uses it (WEB_INC, below).
 CFLAGS   += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing -fPIC $(WARN) \
-            $(shell pkg-config --cflags $(PKGS)) -Ifcgi-apps/lib -Irealtime-bridge/plugin
-LDLIBS   := $(shell pkg-config --libs $(PKGS)) -lfcgi
+            $(shell pkg-config --cflags $(PKGS)) -Ilib
+LDLIBS   := $(shell pkg-config --libs $(PKGS))
 ifeq ($(SANITIZE),1)
 CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
@@ -30,15 +32,25 @@ CFLAGS   += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-poin
 LDFLAGS  += -fsanitize=fuzzer,address,undefined
 endif
 
-LIB_SRC  := $(wildcard fcgi-apps/lib/*.c)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-LIB_A    := $(BUILD)/libtownhall.a
+# Two libraries, split by who uses them (README, "Layout"):
+#   lib/*.c -> libthcore.a: what every part shares, free of HTTP; the broker
+#     plugin, the bridge and the front link it alone;
+#   fcgi-apps/lib/*.c -> libthweb.a: requests and replies (app, http, router,
+#     jh's getters, page, limits, the *_or_reply helpers of reply.c); what
+#     links it (the apps, their tools and tests) links libthcore.a after it.
+CORE_SRC := $(wildcard lib/*.c)
+CORE_A   := $(BUILD)/libthcore.a
+WEB_SRC  := $(wildcard fcgi-apps/lib/*.c)
+WEB_A    := $(BUILD)/libthweb.a
+WEB_INC  := -Ifcgi-apps/lib
+# A program from its prerequisites: objects, then libthweb.a (and libfcgi)
+# when it is one of them, then libthcore.a; the rule appends its libraries.
+LINK      = $(CC) $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(filter $(WEB_A),$^) $(CORE_A) \
+            $(if $(filter $(WEB_A),$^),-lfcgi)
 APPS     := auth community realtime media
 APP_BINS := $(APPS:%=$(BUILD)/bin/th-%)
 PLUGIN_SRC := $(wildcard realtime-bridge/plugin/*.c)
 PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/obj/%.o)
-# the plugin's parts that need no broker, linked into its unit and stack tests too
-PLUGIN_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/plugin/%.o,topic imap presence tokcache)
 PLUGIN_SO  := $(BUILD)/lib/townhall-plugin.so
 BRIDGE_SRC := $(wildcard realtime-bridge/bridge/*.c)
 BRIDGE_OBJ := $(BRIDGE_SRC:%.c=$(BUILD)/obj/%.o)
@@ -59,6 +71,8 @@ BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(BUILD)/
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# the unit tests of the web library (the others link the core alone)
+UNIT_WEB := $(patsubst %,$(BUILD)/tests/test_%,http jh limits router)
 # C tests that need live servers: tests/integration/run runs them on its stack
 STACK_SRC:= $(wildcard tests/stack/test_*.c)
 STACK_BIN:= $(STACK_SRC:tests/stack/%.c=$(BUILD)/tests/stack/%)
@@ -66,6 +80,8 @@ STACK_BIN:= $(STACK_SRC:tests/stack/%.c=$(BUILD)/tests/stack/%)
 # libFuzzer targets (tests/fuzz/fuzz_<parser>.c -> build-fuzz/fuzz/fuzz_<parser>)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+# the targets whose parser is in the web library or an app
+FUZZ_WEB := $(patsubst %,$(BUILD)/fuzz/fuzz_%,http jh page router multipart splice)
 FUZZ_CC  ?= clang
 # `make fuzz`: each target this many executions, or FUZZ_TIME seconds each
 FUZZ_RUNS ?= 10000000
@@ -76,7 +92,7 @@ FUZZ_TARGETS ?=
 FUZZ_SMOKE_RUNS ?= 100000
 
 .PHONY: all run test unit integration e2e asan bench soak deps stop clean format lint \
-	fuzz fuzz-build fuzz-bins fuzz-smoke test-cluster
+	fuzz fuzz-build fuzz-bins fuzz-smoke test-cluster check-layers
 all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(UNIT_BIN) $(STACK_BIN)
 
 # Objects depend on the flags they were built with: switching -fPIC or the
@@ -89,9 +105,19 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(LIB_A): $(LIB_OBJ)
+$(CORE_A): $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+$(WEB_A): $(WEB_SRC:%.c=$(BUILD)/obj/%.o)
+# rebuilt whole: a stale member (a module moved away) never stays behind
+$(CORE_A) $(WEB_A):
 	@mkdir -p $(dir $@)
+	rm -f $@
 	$(AR) rcs $@ $^
+
+# the web library's users: the apps, the web library itself, their tools and tests
+$(BUILD)/obj/fcgi-apps/%.o $(BUILD)/obj/tests/load/thumb_bench.o: CFLAGS += $(WEB_INC)
+$(UNIT_WEB:$(BUILD)/tests/%=$(BUILD)/obj/tests/unit/%.o): CFLAGS += $(WEB_INC)
+$(FUZZ_WEB:$(BUILD)/fuzz/%=$(BUILD)/obj/tests/fuzz/%.o): CFLAGS += $(WEB_INC)
+$(UNIT_WEB) $(FUZZ_WEB): $(WEB_A)
 
 # Libraries only the media app needs (images, content detection, S3 over
 # HTTP): compiled and linked into it alone.
@@ -100,11 +126,11 @@ MEDIA_PKGS   := MagickWand libcurl
 $(BUILD)/obj/fcgi-apps/media/%.o: CFLAGS += $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MEDIA_PKGS)))
 LDLIBS_media := $(shell pkg-config --libs $(MEDIA_PKGS)) -lmagic
 
-# one rule per app: its own objects, then the shared library
+# one rule per app: its own objects, then the web and the core library
 define app_rule
-$(BUILD)/bin/th-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard fcgi-apps/$(1)/*.c)) $(LIB_A)
+$(BUILD)/bin/th-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard fcgi-apps/$(1)/*.c)) $(WEB_A) $(CORE_A)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS_$(1)) $$(LDLIBS)
+	$$(LINK) $$(LDLIBS_$(1)) $$(LDLIBS)
 endef
 $(foreach a,$(APPS),$(eval $(call app_rule,$(a))))
 
@@ -115,83 +141,80 @@ MEDIA_INC    := -Ifcgi-apps/media
 $(BUILD)/obj/fcgi-apps/media/gc/%.o $(BUILD)/obj/tests/load/thumb_bench.o: CFLAGS += $(MEDIA_INC)
 
 # the orphaned-bytes collector (scripts/media-gc runs it)
-$(MEDIA_GC): $(BUILD)/obj/fcgi-apps/media/gc/gc.o $(MEDIA_CORE_OBJ) $(LIB_A)
+$(MEDIA_GC): $(BUILD)/obj/fcgi-apps/media/gc/gc.o $(MEDIA_CORE_OBJ) $(WEB_A) $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_media) $(LDLIBS)
+	$(LINK) $(LDLIBS_media) $(LDLIBS)
 
 # the thumbnail benchmark calls image_process() itself: the media objects and
 # MagickWand, unlike the other tests/load programs (pattern rule below)
-$(BUILD)/bin/th-thumb_bench: $(BUILD)/obj/tests/load/thumb_bench.o $(MEDIA_CORE_OBJ) $(LIB_A)
+$(BUILD)/bin/th-thumb_bench: $(BUILD)/obj/tests/load/thumb_bench.o $(MEDIA_CORE_OBJ) $(WEB_A) $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_media) $(LDLIBS)
+	$(LINK) $(LDLIBS_media) $(LDLIBS)
 
 $(BUILD)/bin/th-bench: $(BUILD)/obj/fcgi-apps/bench/main.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lfcgi
 
-$(BUILD)/bin/th-poolstat: $(BUILD)/obj/tools/poolstat.o $(LIB_A)
+$(BUILD)/bin/th-poolstat: $(BUILD)/obj/tools/poolstat.o $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) $(LDLIBS)
 
 $(BUILD)/bin/th-fdtake: $(BUILD)/obj/tools/fdtake.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^
 
-# the Mosquitto plugin: its own objects plus the library, all position independent;
-# the mosquitto_* broker functions come from the broker when it loads the plugin
-$(PLUGIN_SO): $(PLUGIN_OBJ) $(LIB_A)
+# the Mosquitto plugin: its own objects plus the core library, all position
+# independent; the mosquitto_* broker functions come from the broker when it
+# loads the plugin
+$(PLUGIN_SO): $(PLUGIN_OBJ) $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -shared -o $@ $(PLUGIN_OBJ) $(LIB_A) $(LDLIBS) -lmosquitto
+	$(CC) $(LDFLAGS) -shared -o $@ $(PLUGIN_OBJ) $(CORE_A) $(LDLIBS) -lmosquitto
 
-# the bridge daemon links the plugin's pure topic rules (the same checks)
-$(BRIDGE_BIN): $(BRIDGE_OBJ) $(PLUGIN_CORE) $(LIB_A)
+# the bridge daemon: the core library has the topic rules it shares with the plugin
+$(BRIDGE_BIN): $(BRIDGE_OBJ) $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmosquitto
+	$(LINK) $(LDLIBS) -lmosquitto
 
-# the front: its objects, the plugin's pure topic rules (will checks) and the library
-$(FRONT_BIN): $(FRONT_OBJ) $(PLUGIN_CORE) $(LIB_A)
+# the front: its objects and the core library (the topic rules of its will checks)
+$(FRONT_BIN): $(FRONT_OBJ) $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lwslay
+	$(LINK) $(LDLIBS) -lwslay
 
 # the MQTT load generators share loadlib (clock, histogram, buffer, packets)
 $(BUILD)/bin/th-bridge_load $(BUILD)/bin/th-mqtt_load $(BUILD)/bin/th-ping_rtt $(BUILD)/bin/th-rt_hold: $(LOAD_LIB)
 
-# the token benchmark measures the broker's verified-token cache too; the
-# presence benchmark drives the plugin's presence module
-$(BUILD)/bin/th-token_bench: $(BUILD)/obj/realtime-bridge/plugin/tokcache.o
-$(BUILD)/bin/th-presence_bench: $(PLUGIN_CORE)
-
-# load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y)
-$(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(LIB_A)
+# load generators and in-process benchmarks (tests/load/x_y.c -> th-x_y); the
+# token and presence benchmarks drive the core's tokcache and presence modules
+$(BUILD)/bin/th-%: $(BUILD)/obj/tests/load/%.o $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIB_A),$^) $(LIB_A) $(LDLIBS)
+	$(LINK) $(LDLIBS)
 
-$(BUILD)/tests/stack/%: $(BUILD)/obj/tests/stack/%.o $(PLUGIN_CORE) $(LIB_A)
+$(BUILD)/tests/stack/%: $(BUILD)/obj/tests/stack/%.o $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(LINK) $(LDLIBS) -lcmocka
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(PLUGIN_CORE) $(LIB_A)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(LINK) $(LDLIBS) -lcmocka
 
 # the front's unit tests: its pure objects
 $(filter $(BUILD)/tests/test_wsfront_%,$(UNIT_BIN)): $(FRONT_CORE)
 $(BUILD)/obj/tests/unit/test_wsfront_%.o: CFLAGS += -Irealtime-bridge/front
 
-# a fuzz target: its harness, the parser's own objects (below) and the library
+# a fuzz target: its harness, the parser's own objects (below) and the
+# libraries (the web one for FUZZ_WEB)
 $(BUILD)/obj/tests/fuzz/%.o: CFLAGS += $(MEDIA_INC) -Ifcgi-apps/community -Irealtime-bridge/bridge \
 	-Irealtime-bridge/front
-$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB_A)
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(CORE_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(filter-out $(LIB_A),$^) $(LIB_A) $(LDLIBS) -lmosquitto
+	$(LINK) $(LDLIBS) -lmosquitto
 .SECONDARY: $(FUZZ_SRC:%.c=$(BUILD)/obj/%.o)
 # the media app's objects (filename cleaning is in media.c) and their libraries
 $(BUILD)/fuzz/fuzz_multipart: $(MEDIA_CORE_OBJ)
 $(BUILD)/fuzz/fuzz_multipart: LDLIBS := $(LDLIBS_media) $(LDLIBS)
-$(BUILD)/fuzz/fuzz_topic: $(PLUGIN_CORE)
-$(BUILD)/fuzz/fuzz_bridge: $(BUILD)/obj/realtime-bridge/bridge/store.o $(PLUGIN_CORE)
+$(BUILD)/fuzz/fuzz_bridge: $(BUILD)/obj/realtime-bridge/bridge/store.o
 $(BUILD)/fuzz/fuzz_splice: $(BUILD)/obj/fcgi-apps/community/feedmine.o
-$(BUILD)/fuzz/fuzz_wshs $(BUILD)/fuzz/fuzz_mqttpeek: $(FRONT_CORE) $(PLUGIN_CORE)
+$(BUILD)/fuzz/fuzz_wshs $(BUILD)/fuzz/fuzz_mqttpeek: $(FRONT_CORE)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
@@ -208,6 +231,20 @@ stop:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 	@node --test tests/bench/
+
+# The layers hold: the broker plugin, the bridge and the front link no object
+# of the web library (none of its global symbols, defined or wanted), and the
+# plugin and the bridge hold no http_, router_ or app_ symbol at all (the
+# front's own WebSocket handshake answers in HTTP: its static http_refuse).
+check-layers: $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(WEB_A)
+	@nm -g --defined-only $(WEB_A) | awk 'NF == 3 { print $$3 }' | sort -u > $(BUILD)/.web-symbols
+	@set -e; for b in $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN); do \
+		web=$$(nm $$b | awk '{ print $$NF }' | sort -u | comm -12 - $(BUILD)/.web-symbols); \
+		case $$b in $(FRONT_BIN)) named= ;; \
+		*) named=$$(nm $$b | awk '{ print $$NF }' | grep -E '^(http|router|app)_' || true) ;; esac; \
+		if [ -n "$$web$$named" ]; then echo "check-layers: $$b holds web code:" $$web $$named >&2; exit 1; fi; \
+		echo "check-layers: $$b: no web library symbol"; \
+	done
 
 # then the services behind Redis Sentinel (a replica and three sentinels; fails over twice)
 integration: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(STACK_BIN)
@@ -229,6 +266,7 @@ test-cluster: deps
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory e2e
@@ -272,8 +310,9 @@ format:
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--suppress=missingIncludeSystem -Ifcgi-apps/lib -Ifcgi-apps/media fcgi-apps tools realtime-bridge
-	clang-tidy --quiet $$(git ls-files 'fcgi-apps/*.c') -- $(CFLAGS) $(MEDIA_INC)
+		--suppress=missingIncludeSystem -Ilib -Ifcgi-apps/lib -Ifcgi-apps/media lib fcgi-apps tools \
+		realtime-bridge
+	clang-tidy --quiet $$(git ls-files 'lib/*.c' 'fcgi-apps/*.c') -- $(CFLAGS) $(WEB_INC) $(MEDIA_INC)
 
 clean:
 	rm -rf build build-asan build-fuzz

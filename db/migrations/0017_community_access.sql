@@ -1,7 +1,7 @@
 -- The one source of "what is this user's standing in this community": the
 -- community's visibility and owner, the user's role (null: no member) and
 -- whether they are banned.  Every access check of the apps reads it
--- (fcgi-apps/lib/policy.c decides from it: community, channel, post, medium),
+-- (lib/policy.c decides from it: community, channel, post, medium),
 -- so the rule "private communities are invisible to non-members, banned
 -- users may not act, roles rank" has one place in SQL and one in C.
 -- p_user 0 is an anonymous caller (no role, no ban).

@@ -18,6 +18,7 @@
 #include "mono.h"
 #include "password.h"
 #include "ratelimit.h"
+#include "reply.h"
 #include "user.h"
 
 struct auth_limits auth_limits;

@@ -1,7 +1,7 @@
 /* th-auth: accounts, tokens, sessions (API.md: Auth).
  *
  * main.c holds the route table; accounts.c, sessions.c, keys.c and
- * password.c hold the handlers.  The shared loop (lib/app.c) adds
+ * password.c hold the handlers.  The shared loop (fcgi-apps/lib/app.c) adds
  * GET /api/auth/health and GET /metrics/auth. */
 #include "app.h"
 #include "auth.h"

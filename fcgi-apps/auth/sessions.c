@@ -15,6 +15,7 @@
 #include "db.h"
 #include "jh.h"
 #include "log.h"
+#include "reply.h"
 #include "revoke.h"
 #include "token.h"
 #include "user.h"

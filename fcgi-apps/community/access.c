@@ -9,6 +9,7 @@
 #include "db.h"
 #include "jh.h"
 #include "page.h"
+#include "reply.h"
 
 int community_load(struct http_req *req, int64_t id, struct community *c)
 {

@@ -32,6 +32,7 @@
 #include "mirror.h"
 #include "events.h"
 #include "log.h"
+#include "reply.h"
 
 /* {type, community_id, channel_id, call_id, user_id} queued; -1 replied */
 static int emit(struct http_req *req, const char *type, int64_t cid, const char *channel,

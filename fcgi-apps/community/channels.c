@@ -11,6 +11,7 @@
 #include "jh.h"
 #include "mirror.h"
 #include "page.h"
+#include "reply.h"
 
 #define CHANNEL_SQL "SELECT ch.id, ch.community_id, ch.name, ch.topic, " \
 	TH_TIME_SQL("ch.created_at") " FROM channels ch "

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "page.h"
 #include "posts.h"
+#include "reply.h"
 
 #define COMMENT_BODY_MAX 10000
 

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "mirror.h"
 #include "page.h"
+#include "reply.h"
 
 static int slug_valid(const char *s)
 {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "reply.h"
 
 #define MY_EMPTY "\"my_reactions\":[]"
 #define MY_EMPTY_LEN (sizeof(MY_EMPTY) - 1)

@@ -3,7 +3,7 @@
  * reactions, search).
  *
  * main.c holds the route table; each resource lives in a file of its own.
- * The shared loop (lib/app.c) adds GET /api/community/health and
+ * The shared loop (fcgi-apps/lib/app.c) adds GET /api/community/health and
  * GET /metrics/community. */
 #include "app.h"
 #include "community.h"
@@ -46,7 +46,7 @@ static const struct route routes[] = {
 };
 
 /* posts list their media with signed URLs (lib/mediaurl); the write
- * routes obey the per-user limits of lib/limits */
+ * routes obey the per-user limits of fcgi-apps/lib/limits */
 static int community_init(void)
 {
 	limits_init();

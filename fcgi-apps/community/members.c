@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mirror.h"
 #include "page.h"
+#include "reply.h"
 
 /* {community_id, user, role, joined_at} for one membership row:
  * USER_COLS, then role, joined_at. */

@@ -28,6 +28,7 @@
 #include "mediaurl.h"
 #include "page.h"
 #include "posts.h"
+#include "reply.h"
 
 #define POST_TITLE_MAX 300
 #define POST_BODY_MAX 40000

@@ -22,6 +22,7 @@
 #include "jh.h"
 #include "page.h"
 #include "posts.h"
+#include "reply.h"
 
 #define SEARCH_Q_MAX 200
 

@@ -1,4 +1,5 @@
-/* jh: JSON helpers on json-c: parsing a body and typed getters.
+/* jh: JSON helpers on json-c for a request: parsing its body and typed
+ * getters (the parser itself, jh_parse(), is the core library's jhcore.h).
  *
  * The *_or_400 getters write the error reply themselves (validation_failed
  * naming the field, or bad_json) and return -1/NULL, so a handler reads
@@ -13,22 +14,13 @@
 #include <stdint.h>
 
 #include "http.h"
+#include "jhcore.h"
 
 struct json_object;
-
-#define JH_MAX_DEPTH 32
-
-/* Parses len bytes as one JSON value, at most JH_MAX_DEPTH deep, nothing but
- * whitespace after it, valid UTF-8, every number finite (no NaN, Infinity or
- * 1e999).  Returns a new reference (caller puts it) or NULL. */
-struct json_object *jh_parse(const char *s, size_t len);
 
 /* Parses req->body, which must be a JSON object, into req->json (released by
  * the app loop).  Replies 400 bad_json and returns -1 otherwise. */
 int jh_parse_body_or_400(struct http_req *req);
-
-/* Number of code points of valid UTF-8, or -1 when s is not valid UTF-8. */
-long jh_utf8_len(const char *s, size_t n);
 
 enum jh_flags {
 	JH_REQUIRED = 1u << 0,  /* absent or null is a validation error */
@@ -42,9 +34,6 @@ enum jh_flags {
 int jh_string_or_400(struct http_req *req, struct json_object *obj,
 		     const char *field, size_t min, size_t max, unsigned flags,
 		     const char **out);
-/* 1 when s (n bytes) holds a C0 control character or DEL, except \n \r \t
- * when multiline. */
-int jh_has_control(const char *s, size_t n, bool multiline);
 /* An integer field in [min, max] (JSON integers only; 1.0 and "1" refused). */
 int jh_int_or_400(struct http_req *req, struct json_object *obj,
 		  const char *field, int64_t min, int64_t max, bool required,

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "reply.h"
 
 struct limits limits;
 static int unavailable = -1; /* metrics counter */

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "media.h"
 #include "mediaurl.h"
+#include "reply.h"
 #include "user.h"
 
 int access_init(void)

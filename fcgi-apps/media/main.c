@@ -2,7 +2,7 @@
  * downloads (API.md: Media).
  *
  * main.c holds the route table and the settings; each concern lives in a
- * file of its own (media.h).  The shared loop (lib/app.c) adds
+ * file of its own (media.h).  The shared loop (fcgi-apps/lib/app.c) adds
  * GET /api/media/health and GET /metrics/media to this table.
  *
  * Settings (read once at start-up; a bad value stops the worker):

@@ -9,6 +9,7 @@
 #include "jh.h"
 #include "log.h"
 #include "media.h"
+#include "reply.h"
 #include "storage.h"
 #include "user.h"
 

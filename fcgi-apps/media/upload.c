@@ -33,6 +33,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "media.h"
+#include "reply.h"
 #include "storage.h"
 
 struct sink {

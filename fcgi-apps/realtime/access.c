@@ -8,6 +8,7 @@
 #include "db.h"
 #include "log.h"
 #include "realtime.h"
+#include "reply.h"
 
 int channel_load(struct http_req *req, int64_t channel_id, struct rt_channel *ch)
 {

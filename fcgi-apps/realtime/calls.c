@@ -24,7 +24,7 @@
  * community's ongoing calls by the community app in the same transaction
  * (community/callexit.c); create and join lock the caller's membership row
  * first, so they cannot slip a participant in behind it.  Starting or
- * joining a call counts against the caller's call budget (lib/limits:
+ * joining a call counts against the caller's call budget (fcgi-apps/lib/limits:
  * TH_RL_CALL_MAX per TH_RL_CALL_WINDOW, 20 a minute): each start rings
  * every member's inbox. */
 #include <json-c/json.h>
@@ -41,6 +41,7 @@
 #include "metrics.h"
 #include "mirror.h"
 #include "realtime.h"
+#include "reply.h"
 
 struct call_ref {
 	int64_t id;

@@ -3,7 +3,7 @@
  * themselves are created and listed by the community app.
  *
  * main.c holds the route table; each resource lives in a file of its own.
- * The shared loop (lib/app.c) adds GET /api/realtime/health and
+ * The shared loop (fcgi-apps/lib/app.c) adds GET /api/realtime/health and
  * GET /metrics/realtime to this table. */
 #include <sodium.h>
 #include <stdio.h>

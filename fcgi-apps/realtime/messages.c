@@ -30,6 +30,7 @@
 #include "log.h"
 #include "page.h"
 #include "realtime.h"
+#include "reply.h"
 
 #define MSG_BODY_MAX 4000
 

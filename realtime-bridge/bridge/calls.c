@@ -2,7 +2,7 @@
  *
  * The plugin publishes a retained {"status":"offline"} to
  * presence/<community>/<user> when a user's last connection closes, counted
- * over every broker in Redis (realtime-bridge/plugin/presence.h: a tab
+ * over every broker in Redis (lib/presence.h: a tab
  * closing while another is open on another edge announces nothing), or when
  * the broker holding it died and its lease ran out.  The
  * bridge listens to those (as the service account) and removes the user from

@@ -43,7 +43,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "db.h"
-#include "jh.h"
+#include "jhcore.h"
 #include "log.h"
 #include "metrics.h"
 

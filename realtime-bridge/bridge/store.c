@@ -8,7 +8,7 @@
 
 #include "bridge.h"
 #include "db.h"
-#include "jh.h"
+#include "jhcore.h"
 #include "log.h"
 #include "metrics.h"
 #include "topic.h"

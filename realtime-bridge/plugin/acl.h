@@ -1,5 +1,5 @@
 /* acl: answers what topic_decide() asks, from the Redis membership mirror
- * (fcgi-apps/lib/mirror.h) and the call participants set
+ * (lib/mirror.h) and the call participants set
  * th:call:<call>:participants, with a bounded in-process cache.
  *
  * Positive answers live at most TH_MQTT_ACL_TTL_MS (default and maximum

@@ -14,7 +14,7 @@
 
 #include "bridge.h"
 #include "fuzz.h"
-#include "jh.h"
+#include "jhcore.h"
 #include "topic.h"
 
 struct bridge_stats bstats; /* main.c's; the counters are off (no metrics file) */

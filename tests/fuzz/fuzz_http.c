@@ -1,5 +1,5 @@
 /* fuzz_http: FastCGI params, headers, the query string, the body reader and
- * the response writer of lib/http.
+ * the response writer of fcgi-apps/lib/http.
  *
  * Input: NUL-separated "NAME=value" params (the envp nginx sends, at most
  * 32), an empty field, then one byte for the body limit and the read chunk

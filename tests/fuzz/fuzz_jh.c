@@ -1,4 +1,4 @@
-/* fuzz_jh: JSON request bodies (lib/jh): jh_parse, the body check and the
+/* fuzz_jh: JSON request bodies (lib/jhcore and fcgi-apps/lib/jh): jh_parse, the body check and the
  * typed getters handlers use, jh_utf8_len, jh_id_or_404.
  *
  * Input: a byte of bounds, then the body.  Checks: jh_utf8_len agrees with

@@ -1,4 +1,4 @@
-/* fuzz_page: ?limit= and ?cursor= of every list route (lib/page).
+/* fuzz_page: ?limit= and ?cursor= of every list route (fcgi-apps/lib/page).
  *
  * Input: a byte (bit 0: two-key cursors), 16 bytes of keys, then the query
  * string.  Checks: an accepted limit is 1..100 and an accepted cursor

@@ -1,5 +1,5 @@
 /* fuzz_router: router_match over every route the apps declare, then the
- * percent-decoding of the parameters the app loop does (lib/app.c).
+ * percent-decoding of the parameters the app loop does (fcgi-apps/lib/app.c).
  *
  * Input: a flags byte (bit 0: test routes on), the method, NUL, the raw
  * path.  Checks: a match names a route of that method whose pattern has as

@@ -1,5 +1,5 @@
 /* fuzz_topic: MQTT topic and filter parsing, the ACL table and the chat
- * payload check of realtime-bridge/plugin/topic.c (the plugin and the
+ * payload check of lib/topic.c (the plugin and the
  * bridge both run them on what clients publish).
  *
  * Input: a byte (bit 0: parse as a filter; the rest: the user id asking),
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "jh.h"
+#include "jhcore.h"
 #include "topic.h"
 
 static void canonical(const struct topic *t, char *buf, size_t size)

@@ -511,7 +511,7 @@ describe('logout', () => {
 
 // --- the per-worker /me cache ------------------------------------------------
 // GET /api/auth/me keeps each caller's body for TH_ME_CACHE_TTL_MS in the worker that read
-// it (fcgi-apps/lib/idcache.h). Here the pool runs with ONE slot, so every user collides
+// it (lib/idcache.h). Here the pool runs with ONE slot, so every user collides
 // with every other one in every worker, and a 1 s lifetime, so the staleness bound can be
 // waited out. Revocation through the cache is covered by the logout tests above (warm()
 // fills every worker's cache before the logout).

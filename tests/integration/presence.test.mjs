@@ -1,4 +1,4 @@
-// Presence across brokers (issue 18; realtime-bridge/plugin/presence.h): a user's connections
+// Presence across brokers (issue 18; lib/presence.h): a user's connections
 // are counted in Redis over every broker, so "online" is announced at the first connection
 // anywhere and "offline" at the last one anywhere; a call is left only then (th-bridge reacts to
 // a live "offline"). A broker killed stops renewing its lease: once the lease ran out (10 s by

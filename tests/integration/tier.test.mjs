@@ -4,7 +4,7 @@
 // `stored` receipts published at the hub reach every edge; a logout kicks the session's sockets
 // on every edge within 5 s; killing an edge or the hub (SIGKILL) loses no message a client keeps
 // re-sending until its receipt (API.md, MQTT), and the restarted broker rejoins the star.
-// Presence is counted over every broker (realtime-bridge/plugin/presence.h): a user with tabs
+// Presence is counted over every broker (lib/presence.h): a user with tabs
 // on two edges goes offline only when both close, and the users of a killed edge go offline
 // once its lease (TH_MQTT_PRESENCE_LEASE_MS, 10 s) ended, unless connected elsewhere.
 //

@@ -1,5 +1,5 @@
 /* th-presence_bench: what presence costs the broker thread per CONNECT and
- * per DISCONNECT (realtime-bridge/plugin/presence.c against a stack's Redis).
+ * per DISCONNECT (lib/presence.c against a stack's Redis).
  *
  * Usage: th-presence_bench N
  *   With TH_REDIS_HOST/PORT (and TH_REDIS_PASSWORD_FILE) of a stack: one

@@ -9,7 +9,7 @@
  *       SECONDS on this one thread.  Prints "cached_per_s N" and
  *       "uncached_per_s N".  Exits 1 if any call did not return TH_OK.
  *   th-token_bench storm N
- *       The broker's reconnect storm (realtime-bridge/plugin/tokcache): N
+ *       The broker's reconnect storm (lib/tokcache): N
  *       distinct access tokens (N clients), each CONNECT verified through
  *       the broker's verified-token cache (64k entries).  The first pass
  *       finds every token new (an ES256 verify each, as after a broker
@@ -67,7 +67,7 @@ static double mono_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The same services a worker sets up (lib/app.c init_services), so that
+/* The same services a worker sets up (fcgi-apps/lib/app.c init_services), so that
  * revocation checks hit Redis/PostgreSQL as they do in production. */
 static int init_services(void)
 {

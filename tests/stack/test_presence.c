@@ -1,4 +1,4 @@
-/* Tests of the plugin's presence module (realtime-bridge/plugin/presence.c)
+/* Tests of the plugin's presence module (lib/presence.c)
  * against the real Redis of a stack, with three brokers in one process.
  *
  * Each broker is a struct presence of its own (its own instance and lease);

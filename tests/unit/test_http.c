@@ -1,4 +1,4 @@
-/* Unit tests for lib/http: params, headers, query, body limits, replies. */
+/* Unit tests for fcgi-apps/lib/http: params, headers, query, body limits, replies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

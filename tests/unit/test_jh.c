@@ -1,4 +1,4 @@
-/* Unit tests for lib/jh: strict parsing, UTF-8, typed getters. */
+/* Unit tests for lib/jhcore and fcgi-apps/lib/jh: strict parsing, UTF-8, typed getters. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

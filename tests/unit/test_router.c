@@ -1,4 +1,4 @@
-/* Unit tests for lib/router: matching, parameters, 404 vs 405, validation. */
+/* Unit tests for fcgi-apps/lib/router: matching, parameters, 404 vs 405, validation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* Unit tests for the broker's verified-token cache
- * (realtime-bridge/plugin/tokcache): a repeated token is served from the
+ * (lib/tokcache): a repeated token is served from the
  * cache, yet revocation is asked on every call; a forged or altered token
  * is never served from it; an entry ends with the token's exp; the table
  * stays within its bound. */

@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "config.h"
-#include "jh.h"
+#include "jhcore.h"
 #include "log.h"
 #include "revoke.h"
 

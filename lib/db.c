@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "arena.h"
 #include "config.h"
 #include "log.h"
 #include "mono.h"
@@ -51,7 +52,7 @@ struct db_handle {
 
 struct db_res {
 	PGresult *res;
-	/* a request's result (db_exec_or_reply): the slot its arena cleanup
+	/* a result owned by an arena (db_res_own): the slot its arena cleanup
 	 * frees it through; db_res_free() empties the slot.  NULL otherwise. */
 	struct db_res **slot;
 };
@@ -737,16 +738,16 @@ static void res_cleanup(void *p)
 {
 	struct db_res **slot = p;
 
-	db_res_free(*slot); /* NULL when the handler freed it already */
+	db_res_free(*slot); /* NULL when the owner freed it already */
 }
 
-struct db_res *db_own(struct http_req *req, struct db_res *r)
+struct db_res *db_res_own(struct arena *a, struct db_res *r)
 {
 	struct db_res **slot;
 
 	if (!r)
 		return NULL;
-	slot = arena_alloc(req->arena, sizeof(*slot));
+	slot = arena_alloc(a, sizeof(*slot));
 	if (!slot) {
 		db_res_free(r);
 		set_err(TH_EINTERNAL, "out of memory", NULL);
@@ -755,28 +756,11 @@ struct db_res *db_own(struct http_req *req, struct db_res *r)
 	*slot = r;
 	r->slot = slot;
 	/* on failure arena_defer has run the cleanup: r is freed */
-	if (arena_defer(req->arena, res_cleanup, slot) < 0) {
+	if (arena_defer(a, res_cleanup, slot) < 0) {
 		set_err(TH_EINTERNAL, "out of memory", NULL);
 		return NULL;
 	}
 	return r;
-}
-
-struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
-				const char *sql, int n, const char *const *params)
-{
-	struct db_res *r = db_own(req, db_exec(role, sql, n, params));
-
-	if (r)
-		return r;
-	if (last_err == TH_ECONFLICT) {
-		http_reply_error(req, TH_ECONFLICT, "already exists", NULL);
-		return NULL;
-	}
-	log_error("db: %s [%s]", last_msg, last_state);
-	http_reply_error(req, last_err == TH_EUNAVAILABLE ? TH_EUNAVAILABLE : TH_EINTERNAL,
-			 last_err == TH_EUNAVAILABLE ? "database unavailable" : NULL, NULL);
-	return NULL;
 }
 
 enum th_err db_last_err(void) { return last_err; }
@@ -830,38 +814,6 @@ static int db_simple(const char *sql, int rerun)
 
 int db_begin(void) { return db_simple("BEGIN", 1); }
 int db_commit(void) { return db_simple("COMMIT", 0); }
-
-static int reply_tx_error(struct http_req *req, const char *what)
-{
-	int down = last_err == TH_EUNAVAILABLE;
-
-	log_error("db: %s failed: %s", what, last_msg);
-	http_reply_error(req, down ? TH_EUNAVAILABLE : TH_EINTERNAL,
-			 down ? "database unavailable" : NULL, NULL);
-	return -1;
-}
-
-int db_begin_or_reply(struct http_req *req)
-{
-	return db_begin() == 0 ? 0 : reply_tx_error(req, "begin");
-}
-
-int db_commit_or_reply(struct http_req *req)
-{
-	return db_commit() == 0 ? 0 : reply_tx_error(req, "commit");
-}
-
-int db_one_row_changed_or_404(struct http_req *req, struct db_res *r, const char *what)
-{
-	long long n = db_res_affected(r);
-
-	db_res_free(r);
-	if (n == 1)
-		return 0;
-	db_rollback();
-	http_reply_error(req, TH_ENOTFOUND, what, NULL);
-	return -1;
-}
 
 void db_rollback(void)
 {

@@ -87,12 +87,3 @@ int rl_take(const char *key, long interval_ms, long burst, long n, int force,
 	st->retry_after_s = wait_ms > 0 ? (long)((wait_ms + 999) / 1000) : 1;
 	return taken ? 1 : 0;
 }
-
-void rl_reply_limited(struct http_req *req, const struct rl_state *st)
-{
-	char secs[24];
-
-	snprintf(secs, sizeof(secs), "%ld", st->retry_after_s);
-	http_reply_error(req, TH_ERATELIMITED, "too many attempts; try again later", NULL);
-	http_set_header(req, "Retry-After", secs);
-}

@@ -19,7 +19,8 @@
  * re-opened after any I/O error with the same backoff discipline as db: while
  * Redis is down, calls fail at once (NULL, TH_EUNAVAILABLE).  Callers that
  * can live without Redis (caches) treat failure as a miss; those that cannot
- * (rate limits, sessions) reply 503 through cache_cmd_or_reply().
+ * (rate limits, sessions) reply 503 (the web library's cache_cmd_or_reply(),
+ * fcgi-apps/lib/reply.h).
  *
  * A connection the server closed (Redis restarted, CLIENT KILL, its idle
  * timeout) is not "Redis down": the worker reconnects at once, without
@@ -46,7 +47,6 @@
 #include <stddef.h>
 
 #include "err.h"
-#include "http.h"
 
 struct cache_reply;
 
@@ -77,8 +77,6 @@ void cache_close(void);
  * reply the caller frees with cache_reply_free(), or NULL when Redis could not
  * be reached (then cache_last_error() says why). */
 struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *lens);
-struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc,
-				       const char *const *argv, const size_t *lens);
 const char *cache_last_error(void);
 
 enum cache_type cache_reply_type(const struct cache_reply *r);

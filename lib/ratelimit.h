@@ -7,8 +7,6 @@
 #ifndef TH_RATELIMIT_H
 #define TH_RATELIMIT_H
 
-#include "http.h"
-
 struct rl_state {
 	long long count;        /* hits in the current window */
 	long retry_after_s;     /* seconds until the window ends (>= 1) */
@@ -31,8 +29,5 @@ int rl_peek(const char *key, struct rl_state *st);
  * 1, st->count is the whole tokens left afterwards (negative: overdrawn). */
 int rl_take(const char *key, long interval_ms, long burst, long n, int force,
 	    struct rl_state *st);
-
-/* Replies 429 rate_limited with Retry-After from st. */
-void rl_reply_limited(struct http_req *req, const struct rl_state *st);
 
 #endif

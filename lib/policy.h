@@ -11,7 +11,9 @@
  *             banned; else 404 (a private community is invisible);
  *   act       (need >= ROLE_MEMBER) signed in (401), not banned (403
  *             banned), a role of at least need (403 forbidden).
- * Roles rank owner > admin > moderator > member > none (API.md). */
+ * Roles rank owner > admin > moderator > member > none (API.md).
+ * A request loads a community and checks the rules with the web library's
+ * policy_load() and policy_check_or_reply() (fcgi-apps/lib/reply.h). */
 #ifndef TH_POLICY_H
 #define TH_POLICY_H
 
@@ -19,7 +21,6 @@
 
 #include "db.h"
 #include "err.h"
-#include "http.h"
 
 enum role { ROLE_NONE = 0, ROLE_MEMBER, ROLE_MODERATOR, ROLE_ADMIN, ROLE_OWNER };
 
@@ -45,21 +46,11 @@ struct community {
 void policy_read(const struct db_res *r, int row, int col, int64_t community_id,
 		 struct community *c);
 
-/* Loads community `id` and the caller's standing in it (on the primary: a
- * caller sees their own join or role change at once).  c->id is 0 when it
- * does not exist.  -1 only on a database error (replied). */
-int policy_load(struct http_req *req, int64_t id, struct community *c);
-
 /* The read rule on a loaded community (1: may read). */
 int policy_readable(const struct community *c);
 
 /* The rules above as an error: TH_OK, TH_ENOTFOUND, TH_EUNAUTHORIZED,
  * TH_EBANNED or TH_EFORBIDDEN.  uid 0: anonymous. */
 enum th_err policy_decide(const struct community *c, int64_t uid, enum role need);
-
-/* policy_decide() for the request's caller; replies and returns -1 when not
- * allowed.  what: the noun of the 404 message ("community", "channel"). */
-int policy_check_or_reply(struct http_req *req, const struct community *c, enum role need,
-			  const char *what);
 
 #endif

@@ -64,7 +64,8 @@
 #include <stdint.h>
 
 #include "err.h"
-#include "http.h"
+
+struct arena;
 
 enum db_role { DB_PRIMARY = 0, DB_READ = 1 };
 
@@ -84,17 +85,13 @@ void db_close(void);
  * TH_EINTERNAL (anything else), and db_last_error() has the server's text. */
 struct db_res *db_exec(enum db_role role, const char *sql, int n,
 		       const char *const *params);
-/* As db_exec, but on failure writes the error reply (503 or 500, or 409 for
- * a unique violation) and logs the server's text.  The result belongs to the
- * request: it is released with the request's arena, so a handler never frees
- * it (db_res_free() may still release it early, in a loop of many). */
-struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
-				const char *sql, int n, const char *const *params);
-/* Hands r (a db_exec() result, or NULL) to the request, as db_exec_or_reply()
- * does with its own: released with the request's arena.  Returns r, or NULL
- * when r was NULL or memory is short (then r is freed and db_last_err() is
- * TH_EINTERNAL). */
-struct db_res *db_own(struct http_req *req, struct db_res *r);
+/* Hands r (a db_exec() result, or NULL) to arena a: it is released with
+ * the arena (arena_defer), so its owner never frees it; db_res_free() may
+ * still release it early, in a loop of many.  Returns r, or NULL when r was
+ * NULL or memory is short (then r is freed and db_last_err() is
+ * TH_EINTERNAL).  The web library's db_exec_or_reply() and db_own()
+ * (fcgi-apps/lib/reply.h) give results to the request's arena with it. */
+struct db_res *db_res_own(struct arena *a, struct db_res *r);
 
 enum th_err db_last_err(void);
 const char *db_last_error(void);      /* message; static buffer */
@@ -114,15 +111,6 @@ void db_res_free(struct db_res *r);
 int db_begin(void);
 int db_commit(void);
 void db_rollback(void);
-/* The same, replying 503 (database down) or 500 themselves on failure, so a
- * handler reads `if (db_begin_or_reply(req) < 0) return;`. */
-int db_begin_or_reply(struct http_req *req);
-int db_commit_or_reply(struct http_req *req);
-/* For a write that must change exactly one row (the row may have gone since
- * the handler looked): frees r; 0 when one row changed, else rolls back any
- * open transaction, replies 404 with `what` and returns -1. */
-int db_one_row_changed_or_404(struct http_req *req, struct db_res *r, const char *what);
-
 /* SELECT 1 on the handle: 0 when the database answers, -1 otherwise. */
 int db_ping(enum db_role role);
 

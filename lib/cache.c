@@ -604,16 +604,6 @@ void cache_master_recheck(void)
 		sentinel_recheck(1);
 }
 
-struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc,
-				       const char *const *argv, const size_t *lens)
-{
-	struct cache_reply *r = cache_cmd(argc, argv, lens);
-
-	if (!r)
-		http_reply_error(req, TH_EUNAVAILABLE, "cache unavailable", NULL);
-	return r;
-}
-
 const char *cache_last_error(void)
 {
 	return last_msg;

@@ -4,7 +4,7 @@
 #include <json-c/json.h>
 #include <string.h>
 
-#include "jh.h"
+#include "jhcore.h"
 
 #define TOPIC_MAX 256
 #define CHAT_PAYLOAD_MAX (16 * 1024)

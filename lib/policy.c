@@ -1,10 +1,8 @@
 /* policy: who may read or act in a community and in what lives in it. */
-#include <stdio.h>
+#include "policy.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "ids.h"
-#include "policy.h"
 
 static const char *const role_names[] = {NULL, "member", "moderator", "admin", "owner"};
 
@@ -34,23 +32,6 @@ void policy_read(const struct db_res *r, int row, int col, int64_t community_id,
 	c->banned = strcmp(db_res_get(r, row, col + 3), "t") == 0;
 }
 
-int policy_load(struct http_req *req, int64_t id, struct community *c)
-{
-	char cid[24], uid[24];
-	const char *params[] = {ids_text(cid, id), ids_text(uid, req->user_id)};
-	struct db_res *r;
-
-	memset(c, 0, sizeof(*c));
-	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT " POLICY_COLS " FROM community_access($2, $1) a", 2, params);
-	if (!r)
-		return -1;
-	if (db_res_rows(r) == 1)
-		policy_read(r, 0, 0, id, c);
-	db_res_free(r);
-	return 0;
-}
-
 int policy_readable(const struct community *c)
 {
 	return c->id != 0 && (c->is_public || (c->my_role != ROLE_NONE && !c->banned));
@@ -69,32 +50,4 @@ enum th_err policy_decide(const struct community *c, int64_t uid, enum role need
 	if (c->my_role < need)
 		return TH_EFORBIDDEN;
 	return TH_OK;
-}
-
-int policy_check_or_reply(struct http_req *req, const struct community *c, enum role need,
-			  const char *what)
-{
-	char msg[48];
-
-	switch (policy_decide(c, req->user_id, need)) {
-	case TH_OK:
-		return 0;
-	case TH_ENOTFOUND:
-		snprintf(msg, sizeof(msg), "no such %s", what);
-		http_reply_error(req, TH_ENOTFOUND, msg, NULL);
-		break;
-	case TH_EUNAUTHORIZED:
-		http_reply_error(req, TH_EUNAUTHORIZED, "sign in first", NULL);
-		http_set_header(req, "WWW-Authenticate", "Bearer");
-		break;
-	case TH_EBANNED:
-		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
-		break;
-	default:
-		http_reply_error(req, TH_EFORBIDDEN,
-				 need == ROLE_MEMBER ? "join the community first"
-						     : "your role does not allow this", NULL);
-		break;
-	}
-	return -1;
 }

@@ -1,0 +1,28 @@
+/* jhcore: the JSON parser every part shares (the apps' bodies, the broker
+ * plugin's and the bridge's payloads, tokens): strict, bounded, valid UTF-8
+ * only.  The request-facing getters (jh_*_or_400) are the web library's
+ * jh.h, which includes this header.  Lengths are counted in Unicode code
+ * points, as API.md's "chars". */
+#ifndef TH_JHCORE_H
+#define TH_JHCORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct json_object;
+
+#define JH_MAX_DEPTH 32
+
+/* Parses len bytes as one JSON value, at most JH_MAX_DEPTH deep, nothing but
+ * whitespace after it, valid UTF-8, every number finite (no NaN, Infinity or
+ * 1e999).  Returns a new reference (caller puts it) or NULL. */
+struct json_object *jh_parse(const char *s, size_t len);
+
+/* Number of code points of valid UTF-8, or -1 when s is not valid UTF-8. */
+long jh_utf8_len(const char *s, size_t n);
+
+/* 1 when s (n bytes) holds a C0 control character or DEL, except \n \r \t
+ * when multiline. */
+int jh_has_control(const char *s, size_t n, bool multiline);
+
+#endif
