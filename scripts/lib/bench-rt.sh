@@ -693,6 +693,14 @@ bench_realtime_100k() {
     wait "$RT_PLAIN_PID" 2>/dev/null
     RT_PLAIN_PID=
     sleep 3
+  else
+    local a
+    for a in RT_HELD RT_FAILED RT_FAILKINDS RT_RATE RT_CONNECT_S RT_PERCONN RT_RSS0 RT_RSS1 RT_IDLE \
+      RT_BCAST_N RT_BCAST_MS RT_BCAST_P99 RT_BACK_S RT_DROPPED RT_FAN_LOST RT_STALL RT_SOFTNET RT_VICTIM; do
+      declare -n arr=$a
+      arr[plain]=n/a
+      unset -n arr
+    done
   fi
   rt_system tier $((TH_PORT_BASE + 4)) "$RT_CONNS" 127.0.2
   rt_bridge_ratio
