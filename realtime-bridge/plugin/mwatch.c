@@ -104,18 +104,25 @@ static int marker_current(const char *marker)
 	return (size_t)(slash - marker) == n && strncmp(marker, id, n) == 0;
 }
 
-/* FNV-1a of the marker and the generation: a rebuild (new marker) or any
- * mirror write (new generation) gives another tag; never 0. */
+static uint64_t fnv(uint64_t h, const char *s)
+{
+	for (const char *p = s; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	return (h ^ '/') * 0x100000001b3ull;
+}
+
+/* FNV-1a of the marker, the generation and the data id of the generation's
+ * server: a rebuild (new marker), any mirror write (new generation) or a
+ * failover that took the generation back to an older value (new
+ * replication id; in a Cluster the two keys may live on different nodes)
+ * gives another tag; never 0. */
 static uint64_t gen_tag_of(const char *marker, const struct cache_reply *g)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
 	const char *gen = cache_reply_type(g) == CACHE_STR ? cache_reply_str(g, NULL) : "nil";
+	uint64_t h = fnv(0xcbf29ce484222325ull, marker);
 
-	for (const char *p = marker; *p; p++)
-		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
-	h = (h ^ '/') * 0x100000001b3ull;
-	for (const char *p = gen; *p; p++)
-		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	h = fnv(h, gen);
+	h = fnv(h, cache_data_id(MWATCH_GEN_KEY));
 	return h | 1;
 }
 
