@@ -694,13 +694,11 @@ bench_realtime_100k() {
     RT_PLAIN_PID=
     sleep 3
   else
-    local a
-    for a in RT_HELD RT_FAILED RT_FAILKINDS RT_RATE RT_CONNECT_S RT_PERCONN RT_RSS0 RT_RSS1 RT_IDLE \
-      RT_BCAST_N RT_BCAST_MS RT_BCAST_P99 RT_BACK_S RT_DROPPED RT_FAN_LOST RT_STALL RT_SOFTNET RT_VICTIM; do
-      declare -n arr=$a
-      arr[plain]=n/a
-      unset -n arr
-    done
+    RT_HELD[plain]=n/a RT_FAILED[plain]=n/a RT_FAILKINDS[plain]=n/a RT_RATE[plain]=n/a
+    RT_CONNECT_S[plain]=n/a RT_PERCONN[plain]=n/a RT_RSS0[plain]=n/a RT_RSS1[plain]=n/a
+    RT_IDLE[plain]=n/a RT_BCAST_N[plain]=n/a RT_BCAST_MS[plain]=n/a RT_BCAST_P99[plain]=n/a
+    RT_BACK_S[plain]=n/a RT_DROPPED[plain]=n/a RT_FAN_LOST[plain]=n/a RT_STALL[plain]=n/a
+    RT_SOFTNET[plain]=n/a RT_VICTIM[plain]=n/a
   fi
   rt_system tier $((TH_PORT_BASE + 4)) "$RT_CONNS" 127.0.2
   rt_bridge_ratio
