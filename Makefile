@@ -59,7 +59,7 @@ BRIDGE_BIN := $(BUILD)/bin/th-bridge
 # linked into its unit tests and fuzz targets too
 FRONT_SRC  := $(wildcard realtime-bridge/front/*.c)
 FRONT_OBJ  := $(FRONT_SRC:%.c=$(BUILD)/obj/%.o)
-FRONT_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/front/%.o,hs wsf peek mconn edge shm addr buf)
+FRONT_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/front/%.o,hs wsf peek mconn edge shm addr buf ka)
 FRONT_BIN  := $(BUILD)/bin/th-wsfront
 
 # loadlib.c is no program: the MQTT load generators link it (rule below)

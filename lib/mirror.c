@@ -61,6 +61,7 @@ void mirror_community(int64_t cid, const char *visibility)
 	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:community:%lld", (long long)cid);
 	run(4, argv);
+	mirror_gen_bump(); /* after: see mirror.h */
 }
 
 void mirror_member(int64_t cid, int64_t uid, const char *role)
@@ -76,6 +77,7 @@ void mirror_member(int64_t cid, int64_t uid, const char *role)
 	ID(c, cid);
 	run(4, a1);
 	run(3, a2);
+	mirror_gen_bump(); /* after: see mirror.h */
 }
 
 void mirror_member_gone(int64_t cid, int64_t uid)
@@ -91,6 +93,7 @@ void mirror_member_gone(int64_t cid, int64_t uid)
 	ID(c, cid);
 	run(3, a1);
 	run(3, a2);
+	mirror_gen_bump(); /* after: see mirror.h */
 }
 
 void mirror_ban(int64_t cid, int64_t uid)
@@ -114,6 +117,7 @@ void mirror_unban(int64_t cid, int64_t uid)
 	snprintf(key, sizeof(key), "th:banned:%lld", (long long)cid);
 	ID(u, uid);
 	run(3, argv);
+	mirror_gen_bump(); /* after: see mirror.h */
 }
 
 void mirror_channel(int64_t chid, int64_t cid)
@@ -125,6 +129,7 @@ void mirror_channel(int64_t chid, int64_t cid)
 	snprintf(key, sizeof(key), "th:channel:%lld", (long long)chid);
 	ID(c, cid);
 	run(3, argv);
+	mirror_gen_bump(); /* after: see mirror.h */
 }
 
 void mirror_community_gone(int64_t cid, const int64_t *chids, int n)
@@ -160,4 +165,5 @@ void mirror_community_gone(int64_t cid, const int64_t *chids, int n)
 			run(2, del);
 		}
 	}
+	mirror_gen_bump(); /* after: see mirror.h */
 }

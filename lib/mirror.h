@@ -21,7 +21,11 @@
 
 /* INCR th:mirror:gen: every mirror_* call does it before its writes; other
  * writers of mirrored keys (the call participants of fcgi-apps/realtime)
- * call it before theirs, so a concurrent rebuild cannot overwrite them. */
+ * call it before theirs, so a concurrent rebuild cannot overwrite them.
+ * The mirror_* calls do it again after their writes: the broker plugin keeps
+ * a membership answer while the generation it read before asking stays
+ * (realtime-bridge/plugin/acl.h), so a write that lands after its question
+ * must move the generation after landing. */
 void mirror_gen_bump(void);
 void mirror_community(int64_t cid, const char *visibility);
 void mirror_member(int64_t cid, int64_t uid, const char *role);

@@ -541,9 +541,18 @@ static int check_pg(int64_t sid, long long now)
 	return revoked;
 }
 
+long long revoke_now_ms(void)
+{
+	return now_ms();
+}
+
 int revoke_check(int64_t session_id)
 {
-	long long now = now_ms();
+	return revoke_check_at(session_id, now_ms());
+}
+
+int revoke_check_at(int64_t session_id, long long now)
+{
 	uint64_t seq = host_seq ? __atomic_load_n(host_seq, __ATOMIC_ACQUIRE) : 0;
 
 	if (seq != seen_seq || now - last_sync_ms >= REVOKE_SYNC_MS) {

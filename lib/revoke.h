@@ -45,6 +45,12 @@ void revoke_close(void);
 /* 0: not revoked; 1: revoked; -1: cannot decide (Redis and PostgreSQL down). */
 int revoke_check(int64_t session_id);
 
+/* The same with the time given (CLOCK_REALTIME in ms, revoke_now_ms()): a
+ * caller checking thousands of sessions in one pass (the broker plugin's
+ * once-a-second sweep) reads the clock once, not once a session. */
+int revoke_check_at(int64_t session_id, long long now_ms);
+long long revoke_now_ms(void);
+
 /* Publishes a revocation already committed to PostgreSQL: Redis, the local
  * copy and the host sequence.  Redis failures are logged, not returned: the
  * other workers fall back to PostgreSQL while Redis is out. */

@@ -31,6 +31,7 @@
 #include "fmetrics.h"
 #include "front.h"
 #include "hs.h"
+#include "ka.h"
 #include "log.h"
 #include "mconn.h"
 #include "peek.h"
@@ -718,11 +719,21 @@ static void edge_readable(struct conn *c, int64_t now)
 
 /* --- events ---------------------------------------------------------------------- */
 
+/* logged once a worker: the same refusal would repeat for every client */
+static void ka_failed(void)
+{
+	static int logged;
+
+	if (!logged)
+		log_warn("wsfront: TCP keepalive not set on a client socket: %s", strerror(errno));
+	logged = 1;
+}
+
 void conn_accept(int fd, const struct sockaddr_storage *peer, int64_t now)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	struct epoll_event ev = {.events = EPOLLIN};
-	int one = 1, idle = 60, intvl = 10, cnt = 3;
+	int one = 1;
 
 	if (!c) {
 		close(fd);
@@ -732,11 +743,12 @@ void conn_accept(int fd, const struct sockaddr_storage *peer, int64_t now)
 	c->efd = -1;
 	c->t0 = c->last_rx = now;
 	addr_from_sockaddr(peer, c->addr);
-	/* half-open clients: the kernel probes an idle socket */
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	/* half-open clients: the kernel probes an idle socket (the idle check
+	 * closes a silent client too, but only after 1.5 x its keepalive, which
+	 * the client chooses); rarely, and not all at once (ka.h) */
+	if (ka_apply(fd, cfg.tcp_keepalive_s,
+		     ((uint64_t)(uintptr_t)c ^ (uint64_t)now) * 0x9e3779b97f4a7c15ull >> 17) < 0)
+		ka_failed(); /* served all the same: the idle check stays */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ev.data.ptr = tag(c, 0);
 	if (epoll_ctl(wk.epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {

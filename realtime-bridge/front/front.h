@@ -27,6 +27,7 @@ struct front_cfg {
 	unsigned out_max;            /* TH_WS_OUT_MAX (262144) */
 	unsigned pings_per_s;        /* TH_WS_PINGS_PER_S (10) */
 	unsigned idle_ms;            /* TH_WS_IDLE_S (600) */
+	unsigned tcp_keepalive_s;    /* TH_WS_TCP_KEEPALIVE_S (300; 0: off) */
 	unsigned max_conns;          /* TH_WS_MAX_CONNS (9000) */
 	unsigned edge_down_ms;       /* TH_WS_EDGE_DOWN_MS (2000) */
 	unsigned edge_connect_ms;    /* TH_WS_EDGE_CONNECT_MS (2000) */

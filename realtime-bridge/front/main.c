@@ -100,6 +100,7 @@ static int config(void)
 	    env_uint("TH_WS_OUT_MAX", 262144, 4096, 1u << 30, &cfg.out_max) < 0 ||
 	    env_uint("TH_WS_PINGS_PER_S", 10, 1, 100000, &cfg.pings_per_s) < 0 ||
 	    env_uint("TH_WS_IDLE_S", 600, 1, 86400, &idle_s) < 0 ||
+	    env_uint("TH_WS_TCP_KEEPALIVE_S", 300, 0, 26000, &cfg.tcp_keepalive_s) < 0 ||
 	    env_uint("TH_WS_MAX_CONNS", 9000, 1, 1000000, &cfg.max_conns) < 0 ||
 	    env_uint("TH_WS_EDGE_DOWN_MS", 2000, 1, 600000, &cfg.edge_down_ms) < 0 ||
 	    env_uint("TH_WS_EDGE_CONNECT_MS", 2000, 1, 600000, &cfg.edge_connect_ms) < 0)

@@ -10,17 +10,25 @@
 #include "db.h"
 #include "mwatch.h"
 
-#define ACL_SLOTS 16384          /* power of two; ~1 MiB */
+#define ACL_SLOTS 131072         /* power of two, two ways a key; 48 B each, 6 MiB of
+				  * address space, pages touched only as used */
 #define ACL_NEG_TTL_MS 1000
+/* An answer tagged with the mirror's generation lives until the generation
+ * moves, but no longer than this (a bound on anything unforeseen) */
+#define ACL_GEN_TTL_MS 600000
+
+enum kind { K_CHANNEL = 1, K_MEMBER, K_PUBLIC };
 
 struct entry {
-	char key[40];
-	int64_t val;
+	int64_t a, b, val;
 	long long expires_ms;
+	uint64_t tag;            /* 0: valid until expires_ms only */
+	int kind;                /* 0: empty */
 };
 
 static struct entry *slots;
 static long pos_ttl_ms = 5000;
+static uint64_t gen_tag;         /* acl_set_generation(); 0: unknown */
 unsigned long acl_hits, acl_misses;
 
 static long long now_ms(void)
@@ -43,41 +51,77 @@ void acl_close(void)
 	slots = NULL;
 }
 
-static struct entry *slot_for(const char *key)
+void acl_set_generation(uint64_t tag)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (const char *p = key; *p; p++) {
-		h ^= (unsigned char)*p;
-		h *= 0x100000001b3ull;
-	}
-	return &slots[h & (ACL_SLOTS - 1)];
+	gen_tag = tag;
 }
 
-static int cached(const char *key, int64_t *val)
+/* The first of the key's two slots (the second is the next one). */
+static struct entry *slot_for(int kind, int64_t a, int64_t b)
+{
+	uint64_t h = ((uint64_t)a * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)b * 0xc2b2ae3d27d4eb4full) ^
+		     (uint64_t)kind;
+
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 32;
+	return &slots[h & (ACL_SLOTS - 2)];
+}
+
+static int live(const struct entry *e, long long now)
+{
+	return e->kind && e->expires_ms > now && (!e->tag || e->tag == gen_tag);
+}
+
+static int cached(int kind, int64_t a, int64_t b, int64_t *val)
 {
 	struct entry *e;
+	long long now;
 
 	if (!slots)
 		return 0;
-	e = slot_for(key);
-	if (strcmp(e->key, key) != 0 || e->expires_ms <= now_ms())
-		return 0;
-	*val = e->val;
-	acl_hits++;
-	return 1;
+	e = slot_for(kind, a, b);
+	now = now_ms();
+	for (int w = 0; w < 2; w++, e++) {
+		if (e->kind == kind && e->a == a && e->b == b && live(e, now)) {
+			*val = e->val;
+			acl_hits++;
+			return 1;
+		}
+	}
+	return 0;
 }
 
-static void remember(const char *key, int64_t val, int positive)
+/* tagged: the answer came from the mirror while its generation was known
+ * (mwatch.c reads it once a second, before any lookup it can cover): it
+ * holds until the generation moves.  The apps move it after every write to
+ * the mirror (fcgi-apps/lib/mirror.c), and a rebuild sets a new marker, so
+ * an answer read before a change is dropped at the next check (<= 1 s);
+ * otherwise (PostgreSQL, generation unknown) the TTLs of acl.h apply. */
+static void remember(int kind, int64_t a, int64_t b, int64_t val, int tagged)
 {
-	struct entry *e;
+	struct entry *e, *victim;
+	long long now;
 
 	if (!slots)
 		return;
-	e = slot_for(key);
-	snprintf(e->key, sizeof(e->key), "%s", key);
-	e->val = val;
-	e->expires_ms = now_ms() + (positive ? pos_ttl_ms : ACL_NEG_TTL_MS);
+	e = slot_for(kind, a, b);
+	now = now_ms();
+	/* the key's own slot, else a dead one, else the one that ends first */
+	if (e[1].kind == kind && e[1].a == a && e[1].b == b)
+		victim = &e[1];
+	else if ((e->kind == kind && e->a == a && e->b == b) || !live(e, now))
+		victim = e;
+	else if (!live(&e[1], now))
+		victim = &e[1];
+	else
+		victim = e->expires_ms <= e[1].expires_ms ? e : &e[1];
+	victim->kind = kind;
+	victim->a = a;
+	victim->b = b;
+	victim->val = val;
+	victim->tag = tagged && gen_tag ? gen_tag : 0;
+	victim->expires_ms = now + (victim->tag ? ACL_GEN_TTL_MS : val ? pos_ttl_ms : ACL_NEG_TTL_MS);
 }
 
 /* One Redis command whose answer is an integer, a string or nil, turned
@@ -98,15 +142,16 @@ static int ask(int argc, const char *const *argv, int64_t (*conv)(const struct c
 	return 0;
 }
 
-/* The same through the cache. */
-static int lookup(const char *key, int argc, const char *const *argv,
+/* The same, remembered. */
+static int lookup(int kind, int64_t a, int64_t b, int argc, const char *const *argv,
 		  int64_t (*conv)(const struct cache_reply *), int64_t *val)
 {
-	if (cached(key, val))
-		return 0;
+	uint64_t tag = gen_tag; /* as it was before the question */
+
+	/* the caller found nothing in the cache */
 	if (ask(argc, argv, conv, val) < 0)
 		return -1;
-	remember(key, *val, *val != 0);
+	remember(kind, a, b, *val, tag && tag == gen_tag);
 	return 0;
 }
 
@@ -131,13 +176,13 @@ static int pg_ask(const char *sql, int64_t a, int64_t b, int64_t *val)
 }
 
 /* The same through the cache. */
-static int pg_lookup(const char *key, const char *sql, int64_t a, int64_t b, int64_t *val)
+static int pg_lookup(int kind, const char *sql, int64_t a, int64_t b, int64_t *val)
 {
-	if (cached(key, val))
+	if (cached(kind, a, b, val))
 		return 0;
 	if (pg_ask(sql, a, b, val) < 0)
 		return -1;
-	remember(key, *val, *val != 0);
+	remember(kind, a, b, *val, 0);
 	return 0;
 }
 
@@ -156,43 +201,47 @@ static int64_t is_public(const struct cache_reply *r)
 /* The community of a channel (0: unknown). */
 static int channel_community(int64_t ch, int64_t *cid)
 {
-	char key[40], rkey[48];
+	char rkey[48];
 	const char *argv[] = {"GET", rkey};
 
-	snprintf(key, sizeof(key), "ch:%lld", (long long)ch);
 	if (!mwatch_mirror_ok())
-		return pg_lookup(key, "SELECT community_id FROM channels WHERE id = $1", ch, 0, cid);
+		return pg_lookup(K_CHANNEL, "SELECT community_id FROM channels WHERE id = $1", ch, 0, cid);
+	if (cached(K_CHANNEL, ch, 0, cid))
+		return 0;
 	snprintf(rkey, sizeof(rkey), "th:channel:%lld", (long long)ch);
-	return lookup(key, 2, argv, as_int, cid);
+	return lookup(K_CHANNEL, ch, 0, 2, argv, as_int, cid);
 }
 
 static int member(int64_t cid, int64_t uid, int64_t *yes)
 {
-	char key[40], rkey[48], u[24];
+	char rkey[48], u[24];
 	const char *argv[] = {"HEXISTS", rkey, u};
 
-	snprintf(key, sizeof(key), "m:%lld:%lld", (long long)cid, (long long)uid);
 	if (!mwatch_mirror_ok())
-		return pg_lookup(key,
+		return pg_lookup(K_MEMBER,
 				 "SELECT 1 FROM memberships WHERE community_id = $1 AND user_id = $2",
 				 cid, uid, yes);
+	/* every delivery asks (MOSQ_ACL_READ): the hit costs no formatting */
+	if (cached(K_MEMBER, cid, uid, yes))
+		return 0;
 	snprintf(rkey, sizeof(rkey), "th:members:%lld", (long long)cid);
 	snprintf(u, sizeof(u), "%lld", (long long)uid);
-	return lookup(key, 3, argv, as_int, yes);
+	return lookup(K_MEMBER, cid, uid, 3, argv, as_int, yes);
 }
 
 static int public_community(int64_t cid, int64_t *yes)
 {
-	char key[40], rkey[48];
+	char rkey[48];
 	const char *argv[] = {"HGET", rkey, "visibility"};
 
-	snprintf(key, sizeof(key), "v:%lld", (long long)cid);
 	if (!mwatch_mirror_ok())
-		return pg_lookup(key,
+		return pg_lookup(K_PUBLIC,
 				 "SELECT (visibility = 'public')::int FROM communities WHERE id = $1",
 				 cid, 0, yes);
+	if (cached(K_PUBLIC, cid, 0, yes))
+		return 0;
 	snprintf(rkey, sizeof(rkey), "th:community:%lld", (long long)cid);
-	return lookup(key, 3, argv, is_public, yes);
+	return lookup(K_PUBLIC, cid, 0, 3, argv, is_public, yes);
 }
 
 /* Asked of Redis every time, not cached: a member who leaves a call, or is

@@ -2,11 +2,16 @@
  * (lib/mirror.h) and the call participants set
  * th:call:<call>:participants, with a bounded in-process cache.
  *
- * Positive answers live at most TH_MQTT_ACL_TTL_MS (default and maximum
- * 5 s), so a removal or ban takes effect within 5 s on every delivery;
- * negative answers live 1 s, so a fresh join is seen quickly.  A Redis
- * lookup that fails or exceeds the cache module's timeout is not cached and
- * refuses: when the plugin cannot decide, it says no. */
+ * An answer from the mirror is kept while the mirror's generation stays
+ * what it was before the question (acl_set_generation, once a second from
+ * mwatch.c; the apps move it after each mirror write), at most 10 minutes:
+ * a removal or ban takes effect within about a second on every delivery,
+ * and a broadcast to 100,000 subscribers does not ask Redis 100,000 times.
+ * When the generation is unknown (Redis out, mirror missing: PostgreSQL
+ * answers), positive answers live at most TH_MQTT_ACL_TTL_MS (default and
+ * maximum 5 s) and negative ones 1 s.  A lookup that fails or exceeds the
+ * cache module's timeout is not cached and refuses: when the plugin cannot
+ * decide, it says no. */
 #ifndef TH_ACL_H
 #define TH_ACL_H
 
@@ -16,6 +21,11 @@
 
 void acl_init(long ttl_ms);
 void acl_close(void);
+
+/* The mirror's generation as last read (its marker and th:mirror:gen,
+ * hashed; never 0), or 0 when unknown: answers tagged with another one are
+ * asked again. */
+void acl_set_generation(uint64_t tag);
 
 /* 1 when uid is allowed what d needs, 0 otherwise (including "cannot
  * decide"). */

@@ -173,11 +173,15 @@ void conns_tick(time_t now)
 {
 	char **kick = NULL;
 	size_t nkick = 0, cap = 0, i;
+	long long now_ms;
 
 	presence_tick(pres);
 	if (now == last_sweep)
 		return;
 	last_sweep = now;
+	/* one clock read for the pass, not one a connection: the pass is
+	 * what an idle connection costs the broker */
+	now_ms = revoke_now_ms();
 	for (i = 0; i < by_client.cap; i++) {
 		struct conn *c;
 
@@ -188,7 +192,7 @@ void conns_tick(time_t now)
 		 * copy at most once a second); "cannot decide" keeps the
 		 * connection: it was verified, and a Redis and PostgreSQL outage
 		 * must not drop every client */
-		if (now < c->expires_at && revoke_check(c->sid) != 1)
+		if (now < c->expires_at && revoke_check_at(c->sid, now_ms) != 1)
 			continue;
 		if (nkick == cap) {
 			size_t ncap = cap ? cap * 2 : 16;

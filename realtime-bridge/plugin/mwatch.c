@@ -12,9 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "cache.h"
 
 #define MWATCH_KEY "th:mirror:epoch"
+#define MWATCH_GEN_KEY "th:mirror:gen"   /* moved by the apps after each mirror write */
 #define MWATCH_RETRY_S 10
 
 static char *cmd;
@@ -107,6 +109,42 @@ static int marker_current(const char *marker)
 	return (size_t)(slash - marker) == n && strncmp(marker, id, n) == 0;
 }
 
+static uint64_t fnv(uint64_t h, const char *s)
+{
+	for (const char *p = s; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	return (h ^ '/') * 0x100000001b3ull;
+}
+
+/* FNV-1a of the marker, the generation and the data id of the generation's
+ * server: a rebuild (new marker), any mirror write (new generation) or a
+ * failover that took the generation back to an older value (new
+ * replication id; in a Cluster the two keys may live on different nodes)
+ * gives another tag; never 0. */
+static uint64_t gen_tag_of(const char *marker, const struct cache_reply *g)
+{
+	const char *gen = cache_reply_type(g) == CACHE_STR ? cache_reply_str(g, NULL) : "nil";
+	uint64_t h = fnv(0xcbf29ce484222325ull, marker);
+
+	h = fnv(h, gen);
+	h = fnv(h, cache_data_id(MWATCH_GEN_KEY));
+	return h | 1;
+}
+
+/* The ACL cache's generation, read after the marker was found current:
+ * 0 (answers live by their TTLs only) when Redis does not say. */
+static void read_generation(const char *marker)
+{
+	static const char *const argv[] = {"GET", MWATCH_GEN_KEY};
+	struct cache_reply *g = cache_cmd(2, argv, NULL);
+
+	if (!g || (cache_reply_type(g) != CACHE_STR && cache_reply_type(g) != CACHE_NIL))
+		acl_set_generation(0);
+	else
+		acl_set_generation(gen_tag_of(marker, g));
+	cache_reply_free(g);
+}
+
 void mwatch_tick(void)
 {
 	static const char *const argv[] = {"GET", MWATCH_KEY};
@@ -123,9 +161,14 @@ void mwatch_tick(void)
 		/* Redis out: PostgreSQL answers; nothing to rebuild into yet */
 		cache_reply_free(r);
 		mirror_ok = 0;
+		acl_set_generation(0);
 		return;
 	}
 	missing = cache_reply_type(r) == CACHE_NIL || !marker_current(cache_reply_str(r, NULL));
+	if (missing)
+		acl_set_generation(0);
+	else
+		read_generation(cache_reply_str(r, NULL));
 	cache_reply_free(r);
 	if (!missing) {
 		if (!mirror_ok)

@@ -55,6 +55,9 @@ static long msg_interval_ms, msg_burst, typing_interval_ms, typing_burst, signal
 	signal_burst;
 static long long last_sync_ms, last_sweep_ms;
 static long offline_count;
+/* users with chat publishes not yet booked in Redis: the sync walks the
+ * table only when there are some, not five times a second per idle user */
+static long users_pending;
 unsigned long quota_kicks, quota_drops, quota_subs_full;
 
 static long long now_ms(void)
@@ -110,6 +113,7 @@ void quota_close(void)
 			free((struct user_rate *)(intptr_t)users.slots[i].val);
 	imap_free(&by_cid);
 	imap_free(&users);
+	users_pending = 0;
 }
 
 static struct user_rate *user_rate(int64_t uid);
@@ -364,8 +368,8 @@ int quota_publish_ok(int64_t uid, enum topic_kind k)
 	u->used_ms = now;
 	b = bucket_of(u, k, &interval, &burst);
 	ok = take(b, now, interval, burst);
-	if (ok && k == TOPIC_CHAT)
-		u->pending++;
+	if (ok && k == TOPIC_CHAT && u->pending++ == 0)
+		users_pending++;
 	if (!ok)
 		quota_drops++;
 	return ok;
@@ -397,6 +401,7 @@ static void sync_user(int64_t uid, struct user_rate *u, long long now)
 	if (r < 0)
 		return; /* Redis out: keep counting locally, book them later */
 	u->pending = 0;
+	users_pending--;
 	/* st.count tokens are left (negative: overdrawn): the local bucket
 	 * follows, so REST use since the last sync counts here too */
 	u->chat.tat = now + (long long)(msg_burst - st.count) * msg_interval_ms;
@@ -438,7 +443,7 @@ void quota_tick(void)
 	long long now = now_ms();
 	int synced = 0;
 
-	if (now - last_sync_ms >= QUOTA_SYNC_MS) {
+	if (users_pending > 0 && now - last_sync_ms >= QUOTA_SYNC_MS) {
 		last_sync_ms = now;
 		for (size_t i = 0; i < users.cap && synced < QUOTA_SYNC_MAX; i++) {
 			struct user_rate *u;

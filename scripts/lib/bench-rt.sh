@@ -31,19 +31,27 @@
 #   net.ipv4.ip_local_port_range 32768 65000 (not lower: the stacks' listening ports live
 #   below 32768 and an outgoing port there could take one), net.core.somaxconn 65535,
 #   net.ipv4.tcp_max_syn_backlog 65535, net.ipv4.tcp_mem x4,
-#   net.netfilter.nf_conntrack_max 1048576 (when conntrack is loaded).
+#   net.netfilter.nf_conntrack_max 1048576 (when conntrack is loaded),
+#   net.core.netdev_max_backlog 65536: every loopback packet goes through the per-CPU
+#   backlog, 1000 packets by default; a broadcast to 100k clients (two loopback hops
+#   each) or a burst of TCP keepalive probes overflows it, and each packet dropped
+#   there costs a retransmission (>= 200 ms) or, three probes in a row, a reset
+#   connection. The drops are counted over each system's run (/proc/net/softnet_stat).
 #
 # Knobs:
 #   BENCH_RT_CONNS        clients held by the tier (default 100000)
 #   BENCH_RT_PER_PROC     clients per th-rt_hold process (default 16667, at most 19500)
 #   BENCH_RT_PLAIN_CONNS  clients offered to the plain broker (default 19000: its
 #                         20,000-descriptor cap, less room for the fan-out and ping clients)
+#                         0: no plain broker (its column n/a; to iterate on the tier)
 #   BENCH_RT_INFLIGHT     handshakes in flight per process (default 128)
 #   BENCH_RT_READY_WAIT   at most this many s for the clients to connect (default 420)
 #   BENCH_RT_STORM_WAIT   at most this many s for a storm's clients to come back (default 90)
 #   BENCH_RT_SYSCTL       1: tune the kernel as above (default 1 as root)
 #   BENCH_RT_BRIDGE_RATES offered msg/s of the persistence steps (default 2000,5000,10000,20000)
 #   BENCH_RT_BRIDGE_STEP  seconds per step (default 10)
+#   BENCH_RT_IDLE_S       seconds the held clients idle while the servers' CPU is sampled
+#                         (default 10): what idle connections cost
 #   BENCH_RT_EDGES / BENCH_RT_FRONTS  TH_MQTT_EDGES / TH_WS_FRONTS of the stack (7 / 14;
 #                         TH_WS_MAX_PER_ADDR 65535: scripts/bench, see why there)
 
@@ -56,6 +64,7 @@ RT_STORM_WAIT=${BENCH_RT_STORM_WAIT:-90}
 RT_SYSCTL=${BENCH_RT_SYSCTL:-1}
 RT_BRIDGE_RATES=${BENCH_RT_BRIDGE_RATES:-2000,5000,10000,20000}
 RT_BRIDGE_STEP=${BENCH_RT_BRIDGE_STEP:-10}
+RT_IDLE_S=${BENCH_RT_IDLE_S:-10}
 RT_BEGIN_MARK='<!-- bench:realtime-100k:begin -->'
 RT_END_MARK='<!-- bench:realtime-100k:end -->'
 RT_SYSCTL_SAVED=()   # "key=value" to restore at exit
@@ -90,6 +99,14 @@ rt_sysctl_apply() {
   [ -e /proc/sys/net/netfilter/nf_conntrack_max ] &&
     (( $(sysctl -n net.netfilter.nf_conntrack_max) < 1048576 )) &&
     rt_sysctl_set net.netfilter.nf_conntrack_max 1048576
+  rt_sysctl_set net.core.netdev_max_backlog 65536
+}
+
+# rt_softnet_drops: packets dropped by the per-CPU input backlogs since boot, summed
+rt_softnet_drops() {
+  local s=0 h
+  while read -r _ h _; do s=$((s + 16#$h)); done </proc/net/softnet_stat
+  echo "$s"
 }
 
 # called by scripts/bench's cleanup: the plain broker, then the kernel as it was
@@ -497,7 +514,31 @@ rt_bridge_ratio() {
 # ---------------------------------------------------------------------------
 # one system (tier or plain): hold, memory, rate, fan-out, broadcast, storm.
 # rt_system LABEL PORT N SUBNET: results in RT_<field>[LABEL]
-declare -A RT_HELD RT_FAILED RT_RATE RT_PERCONN RT_RSS0 RT_RSS1 RT_BCAST_N RT_BCAST_MS RT_BCAST_P99 \
+# rt_idle_cpu LABEL PID...: CPU of the servers (and Redis) while the held clients
+# idle for RT_IDLE_S s, % of one core: the sum, the busiest process, Redis; in
+# RT_IDLE[LABEL]
+rt_idle_cpu() {
+  local label=$1 hz p rpid t0 t1 sum=0 top=0 topn='' r0=0 r1=0 c
+  shift
+  local -A c0
+  hz=$(getconf CLK_TCK)
+  rpid=$(cat "$TH_VAR_DIR/run/redis.pid" 2>/dev/null)
+  for p in "$@"; do c0[$p]=$(cpu_ticks "$p"); done
+  [ -n "$rpid" ] && r0=$(cpu_ticks "$rpid")
+  t0=$(date +%s.%N)
+  sleep "$RT_IDLE_S"
+  t1=$(date +%s.%N)
+  for p in "$@"; do
+    c=$(( $(cpu_ticks "$p") - ${c0[$p]} ))
+    sum=$((sum + c))
+    (( c > top )) && { top=$c; topn=$(cat "/proc/$p/comm" 2>/dev/null)"[$p]"; }
+  done
+  [ -n "$rpid" ] && r1=$(cpu_ticks "$rpid")
+  RT_IDLE[$label]=$(awk -v s="$sum" -v t="$top" -v r=$((r1 - r0)) -v hz="$hz" -v a="$t0" -v b="$t1" -v n="$topn" \
+    'BEGIN { d = (b - a) * hz; printf "%.1f %% (busiest %s %.1f %%; Redis %.1f %%)", 100 * s / d, n, 100 * t / d, 100 * r / d }')
+}
+
+declare -A RT_HELD RT_FAILED RT_IDLE RT_SOFTNET RT_RATE RT_PERCONN RT_RSS0 RT_RSS1 RT_BCAST_N RT_BCAST_MS RT_BCAST_P99 \
   RT_BACK_S RT_DROPPED RT_STALL RT_FAN_LOST RT_CONNECT_S RT_FAILKINDS
 
 rt_system() {
@@ -505,6 +546,7 @@ rt_system() {
   local -a P
   mapfile -t P < <(if [ "$label" = plain ]; then echo "$RT_PLAIN_PID"; else rt_tier_pids; fi)
   sleep 2
+  RT_SOFTNET[$label]=$(rt_softnet_drops)
   rss0=$(rt_rss "${P[@]}")
   log "realtime-100k ($label): $n clients to port $port, ${#P[@]} server processes, RSS ${rss0} KiB"
   rt_hold_start "$label" "$port" /mqtt "$n" "$net"
@@ -540,6 +582,10 @@ rt_system() {
     log "  fronts: $RT_EDGE_SPREAD"
   fi
   log "  held ${RT_HELD[$label]} of $n (first attempts: $ok ok, $failed failed; ${RT_FAILKINDS[$label]}), ${RT_RATE[$label]}/s, RSS ${rss1} KiB, ${RT_PERCONN[$label]} B/conn"
+
+  # idle: the clients only hold their connections; the servers' CPU meanwhile
+  rt_idle_cpu "$label" "${P[@]}"
+  log "  idle ${RT_IDLE_S} s: ${RT_IDLE[$label]}"
 
   # fan-out while held
   if [ "$label" = plain ]; then
@@ -614,6 +660,8 @@ rt_system() {
       "$WORK/rt-front-end.metrics")
     log "  front closes: ${RT_FRONT_CLOSES:-none}"
   fi
+  RT_SOFTNET[$label]=$(( $(rt_softnet_drops) - RT_SOFTNET[$label] ))
+  log "  packets dropped by the kernel's input backlogs during the run: ${RT_SOFTNET[$label]}"
   RT_BCAST_MS[$label]=$(rt_final "$label" bcast_max_ms max)
   RT_BCAST_P99[$label]=$(rt_final "$label" bcast_p99_ms max)
 }
@@ -638,12 +686,20 @@ bench_realtime_100k() {
   fronts=$(pgrep -P "$(cat "$TH_VAR_DIR/run/wsfront.pid" 2>/dev/null || echo 0)" 2>/dev/null | wc -l)
   log "realtime-100k: $edges edges, $fronts front workers"
 
-  rt_plain_start
-  rt_system plain $((TH_PORT_BASE + 32)) "$RT_PLAIN_CONNS" 127.0.3
-  kill "$RT_PLAIN_PID" 2>/dev/null
-  wait "$RT_PLAIN_PID" 2>/dev/null
-  RT_PLAIN_PID=
-  sleep 3
+  if (( RT_PLAIN_CONNS > 0 )); then
+    rt_plain_start
+    rt_system plain $((TH_PORT_BASE + 32)) "$RT_PLAIN_CONNS" 127.0.3
+    kill "$RT_PLAIN_PID" 2>/dev/null
+    wait "$RT_PLAIN_PID" 2>/dev/null
+    RT_PLAIN_PID=
+    sleep 3
+  else
+    RT_HELD[plain]=n/a RT_FAILED[plain]=n/a RT_FAILKINDS[plain]=n/a RT_RATE[plain]=n/a
+    RT_CONNECT_S[plain]=n/a RT_PERCONN[plain]=n/a RT_RSS0[plain]=n/a RT_RSS1[plain]=n/a
+    RT_IDLE[plain]=n/a RT_BCAST_N[plain]=n/a RT_BCAST_MS[plain]=n/a RT_BCAST_P99[plain]=n/a
+    RT_BACK_S[plain]=n/a RT_DROPPED[plain]=n/a RT_FAN_LOST[plain]=n/a RT_STALL[plain]=n/a
+    RT_SOFTNET[plain]=n/a RT_VICTIM[plain]=n/a
+  fi
   rt_system tier $((TH_PORT_BASE + 4)) "$RT_CONNS" 127.0.2
   rt_bridge_ratio
   MQTT_PIDS=()
@@ -671,6 +727,7 @@ rt_report() {
     echo "| first-attempt failures (by kind after retries) | ${RT_FAILED[tier]} (${RT_FAILKINDS[tier]}) | ${RT_FAILED[plain]} (${RT_FAILKINDS[plain]}) | — | — |"
     echo "| connect rate, clients/s (time to connect all) | ${RT_RATE[tier]} (${RT_CONNECT_S[tier]} s) | ${RT_RATE[plain]} (${RT_CONNECT_S[plain]} s) | report | — |"
     echo "| memory per connection, bytes (RSS KiB before → after, every process) | ${RT_PERCONN[tier]} (${RT_RSS0[tier]} → ${RT_RSS1[tier]}) | ${RT_PERCONN[plain]} (${RT_RSS0[plain]} → ${RT_RSS1[plain]}) | ≤ 10 KB | $t_mem |"
+    echo "| CPU while the clients idle ${RT_IDLE_S} s, % of one core: every server process (busiest; Redis) | ${RT_IDLE[tier]:-n/a} | ${RT_IDLE[plain]:-n/a} | ~0 | — |"
     echo "| fan-out p99 ms at $MQTT_RATE msg/s to $MQTT_SUBS subscribers while held, one user (same edge) | $(rt_fancol tier-one p99_ms) | $(rt_fancol plain-one p99_ms) | ≤ 10 ms | ${t_fan%%,*} |"
     echo "| the same, subscribers of 10 users (spread over edges) | $(rt_fancol tier-spread p99_ms) | $(rt_fancol plain-spread p99_ms) | ≤ 10 ms | ${t_fan#*, } |"
     echo "| the same through nginx /mqtt: one user / spread | $(rt_fancol nginx-one p99_ms) / $(rt_fancol nginx-spread p99_ms) | — | report | — |"
@@ -697,7 +754,7 @@ rt_report() {
     echo "- Persistence: \`th-bridge_load -S receipts -r RATE -d $RT_BRIDGE_STEP -g 20\` on the hub's TCP port (11 members of one community publishing QoS 1 as themselves; a message counts when the bridge's stored receipt names it), steps $RT_BRIDGE_RATES msg/s until one does not keep up (scripts/bench's bridge part rule), with $RT_NBRIDGES th-bridge processes in one \`\$share\` group (a second one started by this part when the stack runs one); then every bridge stopped and its session discarded, and the same steps with \`-S sub\` (a plain QoS 1 subscriber): the hub's own throughput. Stored: $RT_BRIDGE_ROWS. After the clients are gone."
     echo "- Storm: the edge with most established connections (not the fan-out user's, found in the edges' connection log) gets SIGKILL; the plain broker gets SIGKILL and is started again at once. \"All back\" = first client closed → last holder whole again. Meanwhile a fan-out run (as above, 20 s) through the same port counts deliveries missing, and one client pings every 20 ms over raw TCP on the hub (plain: the broker's TCP listener): its longest round trip bounds the longest stall."
     echo "- Fronts (\`/metrics\` on BASE+4): with the clients held, ${RT_EDGE_SPREAD:-n/a}; closes and refusals by reason over the whole run (the clients' own stop included): ${RT_FRONT_CLOSES:-none}."
-    echo "- Kernel: ${RT_SYSCTL_SAVED[*]:-unchanged} (old values; restored at exit)."
+    echo "- Kernel: ${RT_SYSCTL_SAVED[*]:-unchanged} (old values; restored at exit). Packets dropped by the per-CPU input backlogs (/proc/net/softnet_stat, every process on the machine) during the tier's run: ${RT_SOFTNET[tier]:-n/a}; the plain broker's: ${RT_SOFTNET[plain]:-n/a}."
     echo "- Machine: $MACHINE; every process on it."
     echo "$RT_END_MARK"
   )

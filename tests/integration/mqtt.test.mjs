@@ -30,7 +30,7 @@ import { b64u, decodeJwt, resign } from './lib/jwt.mjs';
 import {
   DELIVER_MS, closeClients, serviceSecret, cid, connect, end, subscribe, mustSubscribe, publish, waitFor, hasPayload,
 } from './lib/mqtt.mjs';
-import { edgePort, HUB_PORT } from './lib/stack.mjs';
+import { edgePort, HUB_PORT, redis } from './lib/stack.mjs';
 
 // users' raw MQTT goes to an edge broker (the hub is for bridges and th-bridge): edge 0, where
 // nginx's /mqtt also lands, so a user's TCP and WebSocket connections share one broker
@@ -488,6 +488,55 @@ describe('presence', { timeout: 60000 }, () => {
 });
 
 // --- ban and logout --------------------------------------------------------------------
+
+// Every delivery of a private channel's message asks whether its subscriber is a member
+// (MOSQ_ACL_READ). The broker keeps the mirror's answers while the mirror's generation stays
+// (realtime-bridge/plugin/acl.h), not 5 s: a message to many members long after they
+// subscribed costs no Redis round trip per member, and a ban still ends delivery at once.
+describe('membership answers are kept until the mirror changes', { timeout: 120000 }, () => {
+  test('a message 7 s after the last asks Redis nothing per member; a ban stops delivery within 3 s', async () => {
+    const N = 12;
+    const owner = await newUser('mqgo');
+    const members = [];
+    for (let i = 0; i < N; i++) members.push(await newUser('mqgm'));
+    const c = await community(owner, 'private', members.map((m) => [m, 'member']));
+    const subs = [];
+    for (const m of members) {
+      const k = await connect(m);
+      await mustSubscribe(k, `chat/${c.channel}/+`);
+      subs.push(k);
+    }
+    const w = await connect(owner);
+    const hexists = async () => {
+      const line = (await redis('INFO', 'commandstats')).split('\n').find((l) => l.startsWith('cmdstat_hexists:'));
+      return line ? Number(/calls=(\d+)/.exec(line)[1]) : 0;
+    };
+    // a first message: answers read before the last membership change settled are asked again
+    await sleep(1500);
+    const warm = chatPayload('warm');
+    await publish(w, `chat/${c.channel}/${owner.id}`, warm);
+    await waitFor(() => subs.every((k) => hasPayload(k, warm)), DELIVER_MS, 'every member to receive the first message');
+    await sleep(7000); // past the 5 s the answers lived before
+    const before = await hexists();
+    const first = chatPayload('long after subscribing');
+    await publish(w, `chat/${c.channel}/${owner.id}`, first);
+    await waitFor(() => subs.every((k) => hasPayload(k, first)), DELIVER_MS, 'every member to receive it');
+    const asked = (await hexists()) - before;
+    assert.ok(asked < N / 2, `${asked} membership lookups in Redis for one message to ${N} members`);
+
+    // the ban moves the mirror's generation: the victim's kept answer is dropped
+    const victim = members[0];
+    const r = await api('POST', `/api/communities/${c.id}/bans`, owner, { user_id: victim.id });
+    assert.equal(r.status, 201, `ban: ${show(r)}`);
+    await sleep(3000);
+    const after = chatPayload('after the ban');
+    await publish(w, `chat/${c.channel}/${owner.id}`, after);
+    await waitFor(() => subs.slice(1).every((k) => hasPayload(k, after)), DELIVER_MS, 'the other members to receive it');
+    await sleep(QUIET_MS);
+    assert.ok(!hasPayload(subs[0], after), 'the banned member received a message 3 s after the ban');
+    await end(...subs, w);
+  });
+});
 
 describe('ban and logout take effect within 5 s', { timeout: 90000 }, () => {
   test('ban: the banned user receives no more messages of the channel', async () => {
