@@ -117,6 +117,4 @@ int hubs_reachable(void);
  * 1 when something changed (events queued), 0 when nothing, -1 on error. */
 int calls_user_offline(int64_t user_id);
 
-uint64_t bridge_now_us(void);
-
 #endif

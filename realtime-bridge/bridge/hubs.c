@@ -30,6 +30,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
+#include "mono.h"
 
 #define HUBS_PROBE_S 5
 
@@ -97,7 +98,7 @@ void hubs_failed(void)
 {
 	if (hubs.n == 2) {
 		hubs.cur ^= 1;
-		hubs.next_probe_us = bridge_now_us() + HUBS_PROBE_S * 1000000ull;
+		hubs.next_probe_us = mono_us() + HUBS_PROBE_S * 1000000ull;
 	}
 }
 
@@ -154,11 +155,11 @@ static struct addrinfo *resolve(int i)
 static int probe(int i)
 {
 	struct addrinfo *ai = resolve(i), *a;
-	uint64_t end = bridge_now_us() + (uint64_t)hubs.probe_ms * 1000;
+	uint64_t end = mono_us() + (uint64_t)hubs.probe_ms * 1000;
 	int ok = 0;
 
 	for (a = ai; a && !ok; a = a->ai_next) {
-		uint64_t now = bridge_now_us();
+		uint64_t now = mono_us();
 		int done, fd;
 
 		if (now >= end)

@@ -32,6 +32,7 @@
 #include "events.h"
 #include "log.h"
 #include "metrics.h"
+#include "mono.h"
 
 #define SERVICE_USER "th-service"
 /* packets read from the broker in one round of the loop, at most */
@@ -290,7 +291,7 @@ int main(void)
 		 * not count; one loop_read handles a few hundred packets at most). */
 		int reading = connected && !stopping && !returning &&
 			      filling->n < BRIDGE_BATCH_HARD_MAX / 2;
-		uint64_t now = bridge_now_us();
+		uint64_t now = mono_us();
 
 		if (!connected && !stopping) {
 			if (backoff_ms)
@@ -412,7 +413,7 @@ int main(void)
 				}
 			}
 		}
-		now = bridge_now_us();
+		now = mono_us();
 		if (filling->n && !inflight &&
 		    (filling->n >= (size_t)batch_max || stopping || !connected ||
 		     (now - filling->msgs[0].received_us) / 1000 >= (uint64_t)wait_ms)) {
@@ -443,7 +444,7 @@ int main(void)
 		}
 		/* on the standby and the primary answers again: leave once every
 		 * message read is committed (its PUBACKs out), and attach there */
-		if (connected && !returning && hubs_primary_back(bridge_now_us())) {
+		if (connected && !returning && hubs_primary_back(mono_us())) {
 			log_info("bridge: the primary hub answers again: moving back to it");
 			returning = 1;
 		}

@@ -46,6 +46,7 @@
 #include "jhcore.h"
 #include "log.h"
 #include "metrics.h"
+#include "mono.h"
 
 #define RELAY_BATCH 50
 #define RELAY_STR_(x) #x
@@ -285,7 +286,7 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 			(void)finish(RELAY_UNROUTED);
 			return -1;
 		}
-		if (rl.failed || bridge_now_us() >= rl.deadline_us) {
+		if (rl.failed || mono_us() >= rl.deadline_us) {
 			log_warn("bridge: %zu of the outbox's publishes unacknowledged after %ld ms: "
 				 "the batch of %d events goes out again", rl.pending, rl.ack_ms, rl.n);
 			metrics_add(bstats.events_retried, (uint64_t)rl.n);
@@ -321,6 +322,6 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 		route(mosq, db_res_get(r, i, 1));
 	}
 	db_res_free(r);
-	rl.deadline_us = bridge_now_us() + (uint64_t)rl.ack_ms * 1000;
+	rl.deadline_us = mono_us() + (uint64_t)rl.ack_ms * 1000;
 	return 1;
 }

@@ -12,14 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "topic.h"
-
-uint64_t bridge_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
+#include "mono.h"
 
 int store_accept(struct batch *b, const char *topic, const void *payload, int len, int dup)
 {
@@ -51,7 +44,7 @@ int store_accept(struct batch *b, const char *topic, const void *payload, int le
 		goto drop;
 	m->channel_id = t.id[0];
 	m->sender_id = t.id[1]; /* the sender is the topic's: the plugin enforced it */
-	m->received_us = bridge_now_us();
+	m->received_us = mono_us();
 	b->n++;
 	return 0;
 drop:
@@ -263,7 +256,7 @@ void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq)
 	for (k = 1; k < b->n; k++)
 		if (b->msgs[k].received_us < oldest)
 			oldest = b->msgs[k].received_us;
-	now = bridge_now_us();
+	now = mono_us();
 	metrics_set(bstats.lag_ms, (now - oldest) / 1000);
 	metrics_observe(0, 200, now - oldest);
 	if (mosq)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "front.h"
+#include "mono.h"
 
 struct out {
 	char *p;
@@ -76,7 +77,7 @@ int fmetrics_render(struct shm *s, char **text, size_t *len)
 		 "edge connects refused or timed out"},
 	};
 	struct out o = {malloc(8192), 0, 8192, 0};
-	int64_t now = front_now_ms();
+	int64_t now = (int64_t)mono_ms();
 	size_t i;
 	int w, e;
 

@@ -35,9 +35,6 @@ struct front_cfg {
 
 extern struct front_cfg cfg;
 
-/* CLOCK_MONOTONIC in milliseconds */
-int64_t front_now_ms(void);
-
 /* Runs worker id until SIGTERM; returns the exit status. */
 int loop_run(int id, struct shm *shm);
 

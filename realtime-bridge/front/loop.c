@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "front.h"
 #include "log.h"
+#include "mono.h"
 
 #define EVENTS 256
 #define SWEEP_MS 500
@@ -27,14 +28,6 @@ static void on_term(int sig)
 {
 	(void)sig;
 	stopping = 1;
-}
-
-int64_t front_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int listen_socket(void)
@@ -116,10 +109,10 @@ int loop_run(int id, struct shm *shm)
 			goto out;
 	}
 	log_info("wsfront: worker %d listening on port %d", id, cfg.port);
-	next_sweep = front_now_ms() + SWEEP_MS;
+	next_sweep = (int64_t)mono_ms() + SWEEP_MS;
 	while (!stopping) {
 		int n = epoll_wait(wk.epfd, evs, EVENTS, SWEEP_MS), i;
-		int64_t now = front_now_ms();
+		int64_t now = (int64_t)mono_ms();
 
 		if (n < 0 && errno != EINTR) {
 			log_error("wsfront: epoll_wait: %s", strerror(errno));
@@ -148,7 +141,7 @@ int loop_run(int id, struct shm *shm)
 out:
 	if (lfd >= 0)
 		close(lfd);
-	conn_close_all(front_now_ms());
+	conn_close_all((int64_t)mono_ms());
 	if (wk.wslay)
 		wslay_frame_context_free(wk.wslay);
 	if (wk.epfd >= 0)

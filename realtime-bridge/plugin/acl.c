@@ -9,6 +9,7 @@
 #include "cache.h"
 #include "db.h"
 #include "mwatch.h"
+#include "mono.h"
 
 #define ACL_SLOTS 131072         /* power of two, two ways a key; 48 B each, 6 MiB of
 				  * address space, pages touched only as used */
@@ -30,14 +31,6 @@ static struct entry *slots;
 static long pos_ttl_ms = 5000;
 static uint64_t gen_tag;         /* acl_set_generation(); 0: unknown */
 unsigned long acl_hits, acl_misses;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void acl_init(long ttl_ms)
 {
@@ -81,7 +74,7 @@ static int cached(int kind, int64_t a, int64_t b, int64_t *val)
 	if (!slots)
 		return 0;
 	e = slot_for(kind, a, b);
-	now = now_ms();
+	now = (long long)mono_ms();
 	for (int w = 0; w < 2; w++, e++) {
 		if (e->kind == kind && e->a == a && e->b == b && live(e, now)) {
 			*val = e->val;
@@ -106,7 +99,7 @@ static void remember(int kind, int64_t a, int64_t b, int64_t val, int tagged)
 	if (!slots)
 		return;
 	e = slot_for(kind, a, b);
-	now = now_ms();
+	now = (long long)mono_ms();
 	/* the key's own slot, else a dead one, else the one that ends first */
 	if (e[1].kind == kind && e[1].a == a && e[1].b == b)
 		victim = &e[1];

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "imap.h"
 #include "ratelimit.h"
+#include "mono.h"
 
 #define QUOTA_SYNC_MS 200
 #define QUOTA_SYNC_MAX 100      /* Redis round trips per tick, at most */
@@ -59,14 +60,6 @@ static long offline_count;
  * table only when there are some, not five times a second per idle user */
 static long users_pending;
 unsigned long quota_kicks, quota_drops, quota_subs_full;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Keyed (SipHash): a client cannot choose filters or ids that collide. */
 static int64_t key_of(const char *s)
@@ -204,7 +197,7 @@ void quota_disconnect(struct mosquitto *client, int session_ends)
 		client_free(cl);
 		return;
 	}
-	cl->offline_ms = now_ms();
+	cl->offline_ms = (long long)mono_ms();
 	offline_count++;
 }
 
@@ -228,7 +221,7 @@ enum quota_sub quota_sub_admit(struct quota_client *cl, struct mosquitto *client
 int quota_lookup_ok(int64_t uid)
 {
 	struct user_rate *u = user_rate(uid);
-	long long now = now_ms();
+	long long now = (long long)mono_ms();
 
 	if (!u)
 		return 0;
@@ -260,7 +253,7 @@ int quota_sub_granted(struct quota_client *cl, uint64_t fh)
 int quota_sub_refused(int64_t uid)
 {
 	struct user_rate *u = user_rate(uid);
-	long long now = now_ms(), s = now / 1000;
+	long long now = (long long)mono_ms(), s = now / 1000;
 
 	if (!u)
 		return 1;
@@ -280,7 +273,7 @@ int quota_connect_ok(int64_t uid)
 {
 	int64_t *v = imap_get(&users, uid);
 
-	return !v || ((struct user_rate *)(intptr_t)*v)->cooldown_ms <= now_ms();
+	return !v || ((struct user_rate *)(intptr_t)*v)->cooldown_ms <= (long long)mono_ms();
 }
 
 void quota_unsub(struct quota_client *cl, const char *filter)
@@ -347,7 +340,7 @@ int quota_publish_may(int64_t uid, enum topic_kind k)
 	b = bucket_of((struct user_rate *)(intptr_t)*v, k, &interval, &burst);
 	if (!b)
 		return 1;
-	now = now_ms();
+	now = (long long)mono_ms();
 	tat = b->tat > now ? b->tat : now;
 	return tat + interval - now <= (long long)interval * burst;
 }
@@ -356,7 +349,7 @@ int quota_publish_ok(int64_t uid, enum topic_kind k)
 {
 	struct user_rate *u;
 	struct bucket *b;
-	long long now = now_ms();
+	long long now = (long long)mono_ms();
 	long interval, burst;
 	int ok;
 
@@ -440,7 +433,7 @@ static void sweep(long long now)
 
 void quota_tick(void)
 {
-	long long now = now_ms();
+	long long now = (long long)mono_ms();
 	int synced = 0;
 
 	if (users_pending > 0 && now - last_sync_ms >= QUOTA_SYNC_MS) {
