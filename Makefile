@@ -91,7 +91,7 @@ FUZZ_TARGETS ?=
 # `make test` runs this many executions of each target
 FUZZ_SMOKE_RUNS ?= 100000
 
-.PHONY: all run test unit integration e2e asan bench soak deps stop clean format lint \
+.PHONY: all run test unit integration e2e asan bench soak deps stop clean format format-check lint \
 	fuzz fuzz-build fuzz-bins fuzz-smoke test-cluster check-layers
 all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(UNIT_BIN) $(STACK_BIN)
 
@@ -305,10 +305,15 @@ soak: deps
 	@$(MAKE) --no-print-directory all
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin scripts/soak
 
+# .clang-format describes the code as it is: `make format` rewrites nothing on a clean
+# tree, and `make lint` fails on a file that does not follow it
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
-lint:
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+lint: format-check
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--suppress=missingIncludeSystem -Ilib -Ifcgi-apps/lib -Ifcgi-apps/media lib fcgi-apps tools \
 		realtime-bridge

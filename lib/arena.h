@@ -17,8 +17,8 @@ struct arena_chunk;
 struct arena_cleanup;
 
 struct arena {
-	struct arena_chunk *head; /* newest chunk first */
-	size_t total;             /* bytes handed out since the last reset */
+	struct arena_chunk *head;       /* newest chunk first */
+	size_t total;                   /* bytes handed out since the last reset */
 	struct arena_cleanup *cleanups; /* newest first */
 };
 
@@ -31,8 +31,7 @@ void *arena_alloc(struct arena *a, size_t n);
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 char *arena_strdup(struct arena *a, const char *s);
 /* printf into the arena.  NULL on error. */
-char *arena_printf(struct arena *a, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *arena_vprintf(struct arena *a, const char *fmt, va_list ap);
 /* Hands p to the arena: fn(p) runs at the next arena_reset() or
  * arena_free(), after every cleanup registered later (last in, first out).

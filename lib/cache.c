@@ -42,7 +42,7 @@
 enum cache_mode { MODE_NONE, MODE_SINGLE, MODE_SENTINEL, MODE_CLUSTER };
 
 static enum cache_mode mode;
-static struct cache_node main_node;     /* MODE_SINGLE, MODE_SENTINEL */
+static struct cache_node main_node; /* MODE_SINGLE, MODE_SENTINEL */
 static struct timeval cache_tv;
 static long backoff_max_ms = CACHE_BACKOFF_MAX_MS;
 static char last_msg[160];
@@ -52,7 +52,10 @@ static long sentinel_check_ms = 1000;
 static char password[CACHE_PASSWORD_MAX + 1]; /* "" = no AUTH */
 
 /* the monotonic clock as the signed milliseconds of the back-off sums */
-static long long now_ms(void) { return (long long)mono_ms(); }
+static long long now_ms(void)
+{
+	return (long long)mono_ms();
+}
 
 void cache_set_error(const char *fmt, ...)
 {
@@ -65,13 +68,19 @@ void cache_set_error(const char *fmt, ...)
 	log_clean(last_msg, sizeof(last_msg), raw);
 }
 
-const struct timeval *cache_timeout(void) { return &cache_tv; }
+const struct timeval *cache_timeout(void)
+{
+	return &cache_tv;
+}
 
 /* cache_node_budget(): 0, or the monotonic time every connect and command
  * on any node must end by */
 static long long budget_end_ms;
 
-void cache_node_budget(long long end_ms) { budget_end_ms = end_ms; }
+void cache_node_budget(long long end_ms)
+{
+	budget_end_ms = end_ms;
+}
 
 /* The timeout of the next connect or command: the module's, or what is left
  * of the budget when that is less; 0 when the budget is spent. */
@@ -91,7 +100,10 @@ static int bounded_tv(struct timeval *tv)
 	}
 	return 1;
 }
-const char *cache_password(void) { return password; }
+const char *cache_password(void)
+{
+	return password;
+}
 
 int cache_read_secret(const char *what, const char *file, char *buf, size_t size)
 {
@@ -131,7 +143,8 @@ static int password_load(void)
 
 	password[0] = '\0';
 	if (file && *file)
-		return cache_read_secret("TH_REDIS_PASSWORD_FILE", file, password, sizeof(password));
+		return cache_read_secret("TH_REDIS_PASSWORD_FILE", file, password,
+					 sizeof(password));
 	if (env && strlen(env) > CACHE_PASSWORD_MAX) {
 		fprintf(stderr, "TH_REDIS_PASSWORD: longer than %d bytes\n", CACHE_PASSWORD_MAX);
 		return -1;
@@ -247,7 +260,8 @@ static int authenticate(struct cache_node *n)
 		return 0;
 	r = redisCommand(n->ctx, "AUTH %s", password);
 	if (!r) {
-		snprintf(why, sizeof(why), "AUTH: %.100s", n->ctx->errstr[0] ? n->ctx->errstr : "no reply");
+		snprintf(why, sizeof(why), "AUTH: %.100s",
+			 n->ctx->errstr[0] ? n->ctx->errstr : "no reply");
 		goto out;
 	}
 	if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0) {
@@ -274,7 +288,8 @@ static void info_field(const char *info, const char *name, char *out, size_t siz
 	while (p && *p) {
 		if (strncmp(p, name, nl) == 0 && p[nl] == ':') {
 			p += nl + 1;
-			while (p[i] && p[i] != '\r' && p[i] != '\n' && i + 1 < size && i < CACHE_INFO_LINE_MAX) {
+			while (p[i] && p[i] != '\r' && p[i] != '\n' && i + 1 < size &&
+			       i < CACHE_INFO_LINE_MAX) {
 				out[i] = p[i];
 				i++;
 			}
@@ -299,7 +314,8 @@ static int identify(struct cache_node *n)
 
 	n->replid[0] = '\0';
 	if (!r) {
-		snprintf(why, sizeof(why), "INFO: %.100s", n->ctx->errstr[0] ? n->ctx->errstr : "no reply");
+		snprintf(why, sizeof(why), "INFO: %.100s",
+			 n->ctx->errstr[0] ? n->ctx->errstr : "no reply");
 		goto out;
 	}
 	if (r->type != REDIS_REPLY_STRING) {
@@ -403,8 +419,8 @@ enum sent { SENT_NONE, SENT_PART, SENT_ALL };
  * got: *sent is SENT_ALL once the whole command was written to the socket
  * (the server may have run it), SENT_PART while writing, SENT_NONE before.
  * NULL on failure, with c->err set and *err the errno of the failure. */
-static redisReply *send_and_read(redisContext *c, int argc, const char **argv,
-				 const size_t *lens, enum sent *sent, int *err)
+static redisReply *send_and_read(redisContext *c, int argc, const char **argv, const size_t *lens,
+				 enum sent *sent, int *err)
 {
 	void *r = NULL;
 	int done = 0;
@@ -433,11 +449,10 @@ static redisReply *send_and_read(redisContext *c, int argc, const char **argv,
 static int read_only(const char *cmd, size_t len)
 {
 	static const char *const names[] = {
-		"GET", "MGET", "EXISTS", "STRLEN", "TTL", "PTTL", "TYPE",
-		"HGET", "HMGET", "HGETALL", "HEXISTS", "HKEYS", "HLEN",
-		"SISMEMBER", "SMEMBERS", "SCARD",
-		"ZRANGE", "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "LRANGE", "LLEN",
-		"PING", "CLUSTER", "ASKING",
+		"GET",      "MGET",  "EXISTS",  "STRLEN",        "TTL",    "PTTL",  "TYPE",
+		"HGET",     "HMGET", "HGETALL", "HEXISTS",       "HKEYS",  "HLEN",  "SISMEMBER",
+		"SMEMBERS", "SCARD", "ZRANGE",  "ZRANGEBYSCORE", "ZSCORE", "ZCARD", "LRANGE",
+		"LLEN",     "PING",  "CLUSTER", "ASKING",
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -660,12 +675,17 @@ enum cache_type cache_reply_type(const struct cache_reply *cr)
 	if (!r)
 		return CACHE_NIL;
 	switch (r->type) {
-	case REDIS_REPLY_INTEGER: return CACHE_INT;
+	case REDIS_REPLY_INTEGER:
+		return CACHE_INT;
 	case REDIS_REPLY_STRING:
-	case REDIS_REPLY_STATUS: return CACHE_STR;
-	case REDIS_REPLY_ARRAY: return CACHE_ARRAY;
-	case REDIS_REPLY_ERROR: return CACHE_ERROR;
-	default: return CACHE_NIL;
+	case REDIS_REPLY_STATUS:
+		return CACHE_STR;
+	case REDIS_REPLY_ARRAY:
+		return CACHE_ARRAY;
+	case REDIS_REPLY_ERROR:
+		return CACHE_ERROR;
+	default:
+		return CACHE_NIL;
 	}
 }
 
@@ -760,8 +780,7 @@ int cache_ping(void)
 
 	if (!r)
 		return -1;
-	ok = cache_reply_type(r) == CACHE_STR &&
-	     strcmp(cache_reply_str(r, NULL), "PONG") == 0;
+	ok = cache_reply_type(r) == CACHE_STR && strcmp(cache_reply_str(r, NULL), "PONG") == 0;
 	cache_reply_free(r);
 	return ok ? 0 : -1;
 }

@@ -53,9 +53,9 @@ struct cache_reply;
 enum cache_type {
 	CACHE_NIL = 0,
 	CACHE_INT,
-	CACHE_STR,      /* bulk and status strings */
+	CACHE_STR, /* bulk and status strings */
 	CACHE_ARRAY,
-	CACHE_ERROR,    /* the server's error reply (the call itself succeeded) */
+	CACHE_ERROR, /* the server's error reply (the call itself succeeded) */
 };
 
 /* host: a name or address (TCP port), or a path starting with '/' (a unix

@@ -16,11 +16,11 @@
 
 struct cache_node {
 	redisContext *ctx;
-	char host[CACHE_HOST_MAX];      /* a name, an address, or a unix socket path ('/') */
+	char host[CACHE_HOST_MAX]; /* a name, an address, or a unix socket path ('/') */
 	int port;
 	long backoff_ms;
 	long long retry_at_ms;
-	int want_master;                /* refuse a server whose role is not master */
+	int want_master;                   /* refuse a server whose role is not master */
 	char replid[CACHE_REPLID_MAX + 1]; /* master_replid when connected; "" unknown */
 };
 

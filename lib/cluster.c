@@ -24,7 +24,7 @@ static int nnodes;
 /* node index + 1 of each slot; 0: not known */
 static unsigned char slot_node[CLUSTER_SLOTS];
 static int map_stale = 1;
-static int next_any;    /* where keyless commands start looking */
+static int next_any; /* where keyless commands start looking */
 static long long refreshed_ms = -CLUSTER_REFRESH_MIN_MS;
 static int refresh_failing;
 
@@ -51,7 +51,8 @@ unsigned cluster_key_slot(const char *key, size_t len)
 		for (close = open + 1; close < len && key[close] != '}'; close++)
 			;
 		if (close < len && close > open + 1)
-			return cluster_crc16(key + open + 1, close - open - 1) & (CLUSTER_SLOTS - 1);
+			return cluster_crc16(key + open + 1, close - open - 1) &
+			       (CLUSTER_SLOTS - 1);
 	}
 	return cluster_crc16(key, len) & (CLUSTER_SLOTS - 1);
 }
@@ -64,8 +65,8 @@ static int is(const char *cmd, size_t len, const char *name)
 int cluster_cmd_slot(int argc, const char *const *argv, const size_t *lens)
 {
 	static const char *const keyless[] = {
-		"PING", "SCRIPT", "INFO", "CLUSTER", "ROLE", "TIME", "ASKING", "AUTH",
-		"DBSIZE", "CONFIG", "CLIENT", "WAIT", "FUNCTION", "ECHO",
+		"PING", "SCRIPT", "INFO",   "CLUSTER", "ROLE", "TIME",     "ASKING",
+		"AUTH", "DBSIZE", "CONFIG", "CLIENT",  "WAIT", "FUNCTION", "ECHO",
 	};
 	static const char *const scripts[] = {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL"};
 
@@ -88,8 +89,8 @@ static int node_at(const char *host, int port)
 		if (nodes[i].port == port && strcmp(nodes[i].host, host) == 0)
 			return i;
 	if (nnodes == CLUSTER_NODES_MAX) {
-		log_warn("redis cluster: more than %d nodes; %s:%d not used", CLUSTER_NODES_MAX, host,
-			 port);
+		log_warn("redis cluster: more than %d nodes; %s:%d not used", CLUSTER_NODES_MAX,
+			 host, port);
 		return -1;
 	}
 	memset(&nodes[nnodes], 0, sizeof(nodes[nnodes]));
@@ -111,7 +112,8 @@ int cluster_init(const char *seeds)
 			end = p + strlen(p);
 		if (nnodes == CLUSTER_SEEDS_MAX ||
 		    cache_parse_addr(p, (size_t)(end - p), host, sizeof(host), &port) < 0) {
-			fprintf(stderr, "TH_REDIS_CLUSTER: \"%.*s\" is not host:port (at most %d)\n",
+			fprintf(stderr,
+				"TH_REDIS_CLUSTER: \"%.*s\" is not host:port (at most %d)\n",
 				(int)(end - p) > 80 ? 80 : (int)(end - p), p, CLUSTER_SEEDS_MAX);
 			return -1;
 		}
@@ -179,7 +181,8 @@ static void map_from(const redisReply *r, int from)
 		hi = e->element[1]->integer;
 		if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 ||
 		    m->element[0]->type != REDIS_REPLY_STRING ||
-		    m->element[1]->type != REDIS_REPLY_INTEGER || lo < 0 || hi >= CLUSTER_SLOTS || lo > hi)
+		    m->element[1]->type != REDIS_REPLY_INTEGER || lo < 0 || hi >= CLUSTER_SLOTS ||
+		    lo > hi)
 			continue;
 		/* an empty or "?" host: the node does not know its address;
 		 * it is the one we asked */
@@ -284,7 +287,8 @@ struct cache_reply *cluster_cmd(int argc, const char **argv, const size_t *lens)
 			/* the last node's own failure says why (refused, timed out,
 			 * a name that does not resolve) */
 			snprintf(why, sizeof(why), "%s", cache_last_error());
-			cache_set_error("redis cluster: no node available for slot %d (%s)", slot, why);
+			cache_set_error("redis cluster: no node available for slot %d (%s)", slot,
+					why);
 			return NULL;
 		}
 		n = &nodes[target];

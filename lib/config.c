@@ -58,8 +58,7 @@ long long cfg_int(const char *name, long long dflt, long long min, long long max
 	if (!v)
 		return dflt;
 	if (cfg_parse_int(v, min, max, &out) < 0) {
-		fprintf(stderr, "config: %s must be an integer in [%lld, %lld]\n",
-			name, min, max);
+		fprintf(stderr, "config: %s must be an integer in [%lld, %lld]\n", name, min, max);
 		exit(2);
 	}
 	return out;
@@ -73,8 +72,7 @@ bool cfg_bool(const char *name, bool dflt)
 	if (!v)
 		return dflt;
 	if (cfg_parse_bool(v, &out) < 0) {
-		fprintf(stderr, "config: %s must be a boolean (1/0, true/false)\n",
-			name);
+		fprintf(stderr, "config: %s must be a boolean (1/0, true/false)\n", name);
 		exit(2);
 	}
 	return out;

@@ -28,18 +28,18 @@
 
 /* A parsed conninfo plus our defaults, as PQconnectdbParams takes it. */
 struct db_params {
-	PQconninfoOption *opts;   /* owned (PQconninfoFree); kw/val point into it */
-	const char **kw, **val;   /* owned arrays, NULL-terminated */
+	PQconninfoOption *opts; /* owned (PQconninfoFree); kw/val point into it */
+	const char **kw, **val; /* owned arrays, NULL-terminated */
 };
 
 struct db_handle {
 	const char *name;
-	char *conninfo;           /* owned */
-	struct db_params params;  /* built from conninfo at the first connect */
-	PGconn *conn;             /* NULL while disconnected */
-	long backoff_ms;          /* current delay after a failure */
-	long long retry_at_ms;    /* no connect attempt before this time */
-	unsigned long connects;   /* connections made: tells a fresh one from an old one */
+	char *conninfo;          /* owned */
+	struct db_params params; /* built from conninfo at the first connect */
+	PGconn *conn;            /* NULL while disconnected */
+	long backoff_ms;         /* current delay after a failure */
+	long long retry_at_ms;   /* no connect attempt before this time */
+	unsigned long connects;  /* connections made: tells a fresh one from an old one */
 	/* The connection broke inside a transaction: its statements fail until
 	 * db_rollback() ends it, so none runs outside it on a new connection. */
 	int tx_lost;
@@ -84,12 +84,14 @@ static char last_state[6];
 static char last_constraint[64];
 
 /* the monotonic clock as the signed milliseconds of the back-off sums */
-static long long now_ms(void) { return (long long)mono_ms(); }
+static long long now_ms(void)
+{
+	return (long long)mono_ms();
+}
 
 static struct db_handle *handle_for(enum db_role role)
 {
-	return (role == DB_READ && !read_is_primary) ? &handles[DB_READ]
-						     : &handles[DB_PRIMARY];
+	return (role == DB_READ && !read_is_primary) ? &handles[DB_READ] : &handles[DB_PRIMARY];
 }
 
 static void set_err(enum th_err e, const char *msg, const char *state)
@@ -191,7 +193,8 @@ int db_init(const char *primary, const char *read, long statement_timeout_ms)
 			return -1;
 	}
 	stmt_timeout_ms = statement_timeout_ms;
-	client_timeout_ms = statement_timeout_ms > 0 ? statement_timeout_ms + DB_CLIENT_MARGIN_MS : 0;
+	client_timeout_ms = statement_timeout_ms > 0 ? statement_timeout_ms + DB_CLIENT_MARGIN_MS
+						     : 0;
 	return 0;
 }
 
@@ -286,8 +289,8 @@ static PGresult *collect(PGconn *c, long long deadline, int *io)
 /* The statement name for sql on h, preparing it on first use; NULL when
  * preparing is off (TH_DB_PREPARE=0), the table is full or preparing failed
  * (then the caller runs it unprepared), or the connection failed (*io). */
-static const char *statement(struct db_handle *h, const char *sql, int n, char *name,
-			     size_t size, long long deadline, int *io)
+static const char *statement(struct db_handle *h, const char *sql, int n, char *name, size_t size,
+			     long long deadline, int *io)
 {
 	PGresult *r;
 	int i;
@@ -439,7 +442,8 @@ static int conn_setup(struct db_handle *h)
 		snprintf(sql, sizeof(sql), "SET statement_timeout = %ld", stmt_timeout_ms);
 		r = PQsendQuery(h->conn, sql) ? collect(h->conn, call_deadline(), &io) : NULL;
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			set_err(TH_EUNAVAILABLE, r ? PQresultErrorMessage(r) : PQerrorMessage(h->conn), NULL);
+			set_err(TH_EUNAVAILABLE,
+				r ? PQresultErrorMessage(r) : PQerrorMessage(h->conn), NULL);
 			PQclear(r);
 			handle_fail(h, last_msg);
 			return -1;
@@ -558,15 +562,18 @@ static int handle_replace_slow(struct db_handle *h)
 	snprintf(port, sizeof(port), "-1");
 	if (getsockname(PQsocket(h->conn), (struct sockaddr *)&ss, &sl) == 0) {
 		if (ss.ss_family == AF_INET)
-			snprintf(port, sizeof(port), "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+			snprintf(port, sizeof(port), "%d",
+				 ntohs(((struct sockaddr_in *)&ss)->sin_port));
 		else if (ss.ss_family == AF_INET6)
-			snprintf(port, sizeof(port), "%d", ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+			snprintf(port, sizeof(port), "%d",
+				 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
 	}
 	snprintf(host, sizeof(host), "%s", PQhost(h->conn) ? PQhost(h->conn) : "");
 	snprintf(hport, sizeof(hport), "%s", PQport(h->conn) ? PQport(h->conn) : "");
 	/* a multi-host conninfo may have reached another server, where that
 	 * pid is someone else's */
-	same = PQhost(c) && PQport(c) && strcmp(PQhost(c), host) == 0 && strcmp(PQport(c), hport) == 0;
+	same = PQhost(c) && PQport(c) && strcmp(PQhost(c), host) == 0 &&
+	       strcmp(PQport(c), hport) == 0;
 	handle_drop(h);
 	h->conn = c;
 	if (conn_setup(h) < 0)
@@ -574,7 +581,8 @@ static int handle_replace_slow(struct db_handle *h)
 	h->connects++;
 	if (same) {
 		r = PQsendQueryParams(c, terminate, 2, NULL, params, NULL, NULL, 0)
-			    ? collect(c, now_ms() + connect_budget_ms(h), &io) : NULL;
+			    ? collect(c, now_ms() + connect_budget_ms(h), &io)
+			    : NULL;
 		if (!r && io == DB_IO_TIMEOUT) {
 			set_err(TH_EUNAVAILABLE, "no answer on a new connection", NULL);
 			handle_fail(h, last_msg);
@@ -585,8 +593,8 @@ static int handle_replace_slow(struct db_handle *h)
 		 * socket */
 		PQclear(r);
 	}
-	log_warn("db %s: a statement ran past %ld ms: its connection %s and replaced",
-		 h->name, client_timeout_ms, same ? "terminated" : "dropped");
+	log_warn("db %s: a statement ran past %ld ms: its connection %s and replaced", h->name,
+		 client_timeout_ms, same ? "terminated" : "dropped");
 	return 0;
 }
 
@@ -605,8 +613,8 @@ static int state_is_server(const char *state)
 
 /* db_exec; rerun: the statement may run twice (a read, BEGIN), so it is sent
  * again once on a new connection when the old one broke under it. */
-static struct db_res *exec(enum db_role role, const char *sql, int n,
-			   const char *const *params, int rerun)
+static struct db_res *exec(enum db_role role, const char *sql, int n, const char *const *params,
+			   int rerun)
 {
 	struct db_handle *h = handle_for(role);
 	unsigned long connects = h->connects;
@@ -693,7 +701,8 @@ again:
 	}
 	snprintf(last_constraint, sizeof(last_constraint), "%s",
 		 (r && PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME))
-			 ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : "");
+			 ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME)
+			 : "");
 	if (state && strcmp(state, "23505") == 0) {
 		set_err(TH_ECONFLICT, PQresultErrorMessage(r), state);
 	} else if (state && strcmp(state, "25006") == 0 && h == &handles[DB_READ]) {
@@ -727,8 +736,7 @@ again:
 	return NULL;
 }
 
-struct db_res *db_exec(enum db_role role, const char *sql, int n,
-		       const char *const *params)
+struct db_res *db_exec(enum db_role role, const char *sql, int n, const char *const *params)
 {
 	/* the read handle only reads (it may be a replica) */
 	return exec(role, sql, n, params, role == DB_READ);
@@ -763,13 +771,31 @@ struct db_res *db_res_own(struct arena *a, struct db_res *r)
 	return r;
 }
 
-enum th_err db_last_err(void) { return last_err; }
-const char *db_last_error(void) { return last_msg; }
-const char *db_last_sqlstate(void) { return last_state; }
-const char *db_last_constraint(void) { return last_constraint; }
+enum th_err db_last_err(void)
+{
+	return last_err;
+}
+const char *db_last_error(void)
+{
+	return last_msg;
+}
+const char *db_last_sqlstate(void)
+{
+	return last_state;
+}
+const char *db_last_constraint(void)
+{
+	return last_constraint;
+}
 
-int db_res_rows(const struct db_res *r) { return r ? PQntuples(r->res) : 0; }
-int db_res_cols(const struct db_res *r) { return r ? PQnfields(r->res) : 0; }
+int db_res_rows(const struct db_res *r)
+{
+	return r ? PQntuples(r->res) : 0;
+}
+int db_res_cols(const struct db_res *r)
+{
+	return r ? PQnfields(r->res) : 0;
+}
 
 const char *db_res_get(const struct db_res *r, int row, int col)
 {
@@ -812,8 +838,14 @@ static int db_simple(const char *sql, int rerun)
 	return 0;
 }
 
-int db_begin(void) { return db_simple("BEGIN", 1); }
-int db_commit(void) { return db_simple("COMMIT", 0); }
+int db_begin(void)
+{
+	return db_simple("BEGIN", 1);
+}
+int db_commit(void)
+{
+	return db_simple("COMMIT", 0);
+}
 
 void db_rollback(void)
 {
@@ -843,7 +875,8 @@ int db_listen(const char *channel)
 
 	if (!listener.conninfo) {
 		listener.conninfo = handles[DB_PRIMARY].conninfo
-					    ? strdup(handles[DB_PRIMARY].conninfo) : NULL;
+					    ? strdup(handles[DB_PRIMARY].conninfo)
+					    : NULL;
 		if (!listener.conninfo)
 			return -1;
 	}
@@ -894,8 +927,8 @@ int db_listen_drain(void)
 #define DB_TX_STMTS_MAX 8
 
 static struct db_handle txh = {.name = "pipeline"};
-static int tx_out;       /* a transaction is sent, its Sync not yet answered */
-static int tx_flushing;  /* libpq still holds some of it (PQflush said 1) */
+static int tx_out;      /* a transaction is sent, its Sync not yet answered */
+static int tx_flushing; /* libpq still holds some of it (PQflush said 1) */
 static int tx_nstmts, tx_nres, tx_failed;
 static PGresult *tx_last; /* the last statement's result, once it arrived */
 
@@ -916,9 +949,18 @@ void db_tx_close(void)
 	txh.name = "pipeline";
 }
 
-int db_tx_busy(void) { return tx_out; }
-int db_tx_fd(void) { return txh.conn ? PQsocket(txh.conn) : -1; }
-short db_tx_events(void) { return (short)(tx_out ? POLLIN | (tx_flushing ? POLLOUT : 0) : 0); }
+int db_tx_busy(void)
+{
+	return tx_out;
+}
+int db_tx_fd(void)
+{
+	return txh.conn ? PQsocket(txh.conn) : -1;
+}
+short db_tx_events(void)
+{
+	return (short)(tx_out ? POLLIN | (tx_flushing ? POLLOUT : 0) : 0);
+}
 
 int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
 	       const char *const *const *params)
@@ -930,11 +972,13 @@ int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
 	int i, f, io;
 
 	if (tx_out || nstmts < 1 || nstmts > DB_TX_STMTS_MAX) {
-		set_err(TH_EINTERNAL, "db_tx_send: a transaction is out, or too many statements", NULL);
+		set_err(TH_EINTERNAL, "db_tx_send: a transaction is out, or too many statements",
+			NULL);
 		return -1;
 	}
 	if (!txh.conninfo) {
-		txh.conninfo = handles[DB_PRIMARY].conninfo ? strdup(handles[DB_PRIMARY].conninfo) : NULL;
+		txh.conninfo = handles[DB_PRIMARY].conninfo ? strdup(handles[DB_PRIMARY].conninfo)
+							    : NULL;
 		if (!txh.conninfo) {
 			set_err(TH_EUNAVAILABLE, "database not configured", NULL);
 			return -1;
@@ -952,8 +996,10 @@ int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
 				    &io);
 		if (io != DB_IO_OK) {
 			/* broken or silent: what it holds is unknown, so it goes */
-			set_err(TH_EUNAVAILABLE, io == DB_IO_TIMEOUT ? "no answer from the database"
-								     : PQerrorMessage(c), NULL);
+			set_err(TH_EUNAVAILABLE,
+				io == DB_IO_TIMEOUT ? "no answer from the database"
+						    : PQerrorMessage(c),
+				NULL);
 			handle_fail(&txh, last_msg);
 			tx_reset();
 			return -1;
@@ -962,9 +1008,10 @@ int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
 	if (PQsetnonblocking(c, 1) != 0 || PQenterPipelineMode(c) != 1)
 		goto fail;
 	for (i = 0; i < nstmts; i++)
-		if (!(stmt[i] ? PQsendQueryPrepared(c, stmt[i], nparams[i], params[i], NULL, NULL, 0)
-			      : PQsendQueryParams(c, sqls[i], nparams[i], NULL, params[i], NULL, NULL,
-						  0)))
+		if (!(stmt[i] ? PQsendQueryPrepared(c, stmt[i], nparams[i], params[i], NULL, NULL,
+						    0)
+			      : PQsendQueryParams(c, sqls[i], nparams[i], NULL, params[i], NULL,
+						  NULL, 0)))
 			goto fail;
 	if (!PQpipelineSync(c) || (f = PQflush(c)) < 0)
 		goto fail;
@@ -977,7 +1024,8 @@ fail:
 	/* a connection that broke: back off as for any outage; a statement that
 	 * cannot be prepared on a sound one is not an outage: keep the
 	 * connection, or drop it without back-off when a pipeline was begun */
-	set_err(PQstatus(c) == CONNECTION_OK ? TH_EINTERNAL : TH_EUNAVAILABLE, PQerrorMessage(c), NULL);
+	set_err(PQstatus(c) == CONNECTION_OK ? TH_EINTERNAL : TH_EUNAVAILABLE, PQerrorMessage(c),
+		NULL);
 	if (PQstatus(c) != CONNECTION_OK)
 		handle_fail(&txh, last_msg);
 	else if (PQpipelineStatus(c) != PQ_PIPELINE_OFF)
@@ -1028,8 +1076,9 @@ int db_tx_poll(struct db_res **last)
 			/* the first error says why; the statements after it come back
 			 * PGRES_PIPELINE_ABORTED and the transaction is rolled back */
 			if (!tx_failed)
-				set_err(TH_EINTERNAL, st == PGRES_PIPELINE_ABORTED ? "pipeline aborted"
-						      : PQresultErrorMessage(r),
+				set_err(TH_EINTERNAL,
+					st == PGRES_PIPELINE_ABORTED ? "pipeline aborted"
+								     : PQresultErrorMessage(r),
 					PQresultErrorField(r, PG_DIAG_SQLSTATE));
 			tx_failed = 1;
 			PQclear(r);

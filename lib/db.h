@@ -83,8 +83,7 @@ void db_close(void);
  * a successful command, or NULL; then db_last_err() tells why:
  * TH_EUNAVAILABLE (no connection), TH_ECONFLICT (unique violation),
  * TH_EINTERNAL (anything else), and db_last_error() has the server's text. */
-struct db_res *db_exec(enum db_role role, const char *sql, int n,
-		       const char *const *params);
+struct db_res *db_exec(enum db_role role, const char *sql, int n, const char *const *params);
 /* Hands r (a db_exec() result, or NULL) to arena a: it is released with
  * the arena (arena_defer), so its owner never frees it; db_res_free() may
  * still release it early, in a loop of many.  Returns r, or NULL when r was

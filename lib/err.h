@@ -9,19 +9,19 @@
 
 enum th_err {
 	TH_OK = 0,
-	TH_EBADJSON,     /* 400 bad_json: body is not JSON of the right shape */
-	TH_EVALIDATION,  /* 400 validation_failed: a field breaks its rule */
-	TH_EUNAUTHORIZED,/* 401 unauthorized */
-	TH_EFORBIDDEN,   /* 403 forbidden */
-	TH_EBANNED,      /* 403 banned */
-	TH_ENOTFOUND,    /* 404 not_found */
-	TH_EMETHOD,      /* 405 method_not_allowed */
-	TH_ECONFLICT,    /* 409 conflict */
-	TH_ETOOLARGE,    /* 413 too_large */
-	TH_EUNSUPPORTED, /* 415 unsupported_media_type */
-	TH_ERATELIMITED, /* 429 rate_limited */
-	TH_EINTERNAL,    /* 500 internal: a bug or an unexpected server answer */
-	TH_EUNAVAILABLE, /* 503 unavailable: a dependency is down */
+	TH_EBADJSON,      /* 400 bad_json: body is not JSON of the right shape */
+	TH_EVALIDATION,   /* 400 validation_failed: a field breaks its rule */
+	TH_EUNAUTHORIZED, /* 401 unauthorized */
+	TH_EFORBIDDEN,    /* 403 forbidden */
+	TH_EBANNED,       /* 403 banned */
+	TH_ENOTFOUND,     /* 404 not_found */
+	TH_EMETHOD,       /* 405 method_not_allowed */
+	TH_ECONFLICT,     /* 409 conflict */
+	TH_ETOOLARGE,     /* 413 too_large */
+	TH_EUNSUPPORTED,  /* 415 unsupported_media_type */
+	TH_ERATELIMITED,  /* 429 rate_limited */
+	TH_EINTERNAL,     /* 500 internal: a bug or an unexpected server answer */
+	TH_EUNAVAILABLE,  /* 503 unavailable: a dependency is down */
 	TH_ERR_COUNT
 };
 

@@ -15,7 +15,8 @@ int events_queue(const char *payload)
 		    "WITH o AS (INSERT INTO event_outbox (payload) VALUES ($1::text::jsonb) "
 		    "RETURNING id, payload) SELECT pg_notify('" EVENTS_CHANNEL "', "
 		    "CASE WHEN octet_length($1::text) <= 7168 THEN $1::text "
-		    "ELSE ((o.payload #- '{message,body}') || jsonb_build_object('outbox_id', o.id))::text "
+		    "ELSE ((o.payload #- '{message,body}') || jsonb_build_object('outbox_id', "
+		    "o.id))::text "
 		    "END) FROM o",
 		    1, params);
 	if (!r)

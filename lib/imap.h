@@ -15,7 +15,7 @@ struct imap_slot {
 
 struct imap {
 	struct imap_slot *slots;
-	size_t cap;   /* power of two */
+	size_t cap; /* power of two */
 	size_t len;
 };
 

@@ -68,7 +68,8 @@ static int all_finite(struct json_object *o)
 				return 0;
 		return 1;
 	case json_type_object: {
-		json_object_object_foreach(o, key, val) {
+		json_object_object_foreach(o, key, val)
+		{
 			(void)key;
 			if (!all_finite(val))
 				return 0;
@@ -122,8 +123,8 @@ int jh_has_control(const char *s, size_t n, bool multiline)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		if (c == 0x7f || (c < 0x20 && !(multiline && (c == '\n' || c == '\r' ||
-							     c == '\t'))))
+		if (c == 0x7f ||
+		    (c < 0x20 && !(multiline && (c == '\n' || c == '\r' || c == '\t'))))
 			return 1;
 	}
 	return 0;

@@ -139,15 +139,14 @@ void log_write(enum log_level level, const char *fmt, ...)
 	log_emit(line, n);
 }
 
-void log_request(const char *method, const char *path, int status,
-		 unsigned long long duration_us, const char *request_id)
+void log_request(const char *method, const char *path, int status, unsigned long long duration_us,
+		 const char *request_id)
 {
 	char m[16], p[512], rid[64];
 
 	if (log_level_now > LOG_INFO)
 		return;
-	log_write(LOG_INFO, "%s %s %d %llu.%03llums rid=%s",
-		  log_clean(m, sizeof(m), method), log_clean(p, sizeof(p), path),
-		  status, duration_us / 1000, duration_us % 1000,
+	log_write(LOG_INFO, "%s %s %d %llu.%03llums rid=%s", log_clean(m, sizeof(m), method),
+		  log_clean(p, sizeof(p), path), status, duration_us / 1000, duration_us % 1000,
 		  log_clean(rid, sizeof(rid), request_id));
 }

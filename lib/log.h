@@ -23,18 +23,29 @@ extern enum log_level log_level_now;
  * the broker).  The line has no timestamp and no newline. */
 void log_set_sink(void (*fn)(int level, const char *line));
 
-void log_write(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Cheap when the level is off: the arguments are not even evaluated. */
-#define log_debug(...) do { if (log_level_now <= LOG_DEBUG) log_write(LOG_DEBUG, __VA_ARGS__); } while (0)
-#define log_info(...)  do { if (log_level_now <= LOG_INFO)  log_write(LOG_INFO,  __VA_ARGS__); } while (0)
-#define log_warn(...)  do { if (log_level_now <= LOG_WARN)  log_write(LOG_WARN,  __VA_ARGS__); } while (0)
+#define log_debug(...)                                     \
+	do {                                               \
+		if (log_level_now <= LOG_DEBUG)            \
+			log_write(LOG_DEBUG, __VA_ARGS__); \
+	} while (0)
+#define log_info(...)                                     \
+	do {                                              \
+		if (log_level_now <= LOG_INFO)            \
+			log_write(LOG_INFO, __VA_ARGS__); \
+	} while (0)
+#define log_warn(...)                                     \
+	do {                                              \
+		if (log_level_now <= LOG_WARN)            \
+			log_write(LOG_WARN, __VA_ARGS__); \
+	} while (0)
 #define log_error(...) log_write(LOG_ERROR, __VA_ARGS__)
 
 /* The access line: method, path, status, duration, request id. */
-void log_request(const char *method, const char *path, int status,
-		 unsigned long long duration_us, const char *request_id);
+void log_request(const char *method, const char *path, int status, unsigned long long duration_us,
+		 const char *request_id);
 
 /* Copies at most dstsize-1 bytes of src into dst, replacing bytes below 0x20
  * and 0x7f with '?', and marks a cut with "...".  Returns dst. */

@@ -30,8 +30,10 @@ int mediaurl_init(void)
 	path = cfg_str("TH_MEDIA_URL_SECRET_FILE", dflt);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		fprintf(stderr, "media URLs: cannot open the signing key %s "
-				"(TH_MEDIA_URL_SECRET_FILE; scripts/stack creates it)\n", path);
+		fprintf(stderr,
+			"media URLs: cannot open the signing key %s "
+			"(TH_MEDIA_URL_SECRET_FILE; scripts/stack creates it)\n",
+			path);
 		return -1;
 	}
 	n = read(fd, secret, sizeof(secret));
@@ -73,8 +75,7 @@ static int sign(const char *id, const char *variant, long long exp, char out[65]
 	return 0;
 }
 
-char *mediaurl_write(char *buf, size_t size, const char *id, const char *variant,
-		     int is_public)
+char *mediaurl_write(char *buf, size_t size, const char *id, const char *variant, int is_public)
 {
 	long long exp;
 	char sig[65];

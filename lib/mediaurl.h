@@ -25,8 +25,7 @@ char *mediaurl_make(struct arena *a, const char *id, const char *variant, int is
 /* The same into buf (size bytes); returns buf, or NULL when it does not fit
  * or cannot be signed (a private URL for an id or variant holding '/', or
  * too long for the signed text). */
-char *mediaurl_write(char *buf, size_t size, const char *id, const char *variant,
-		     int is_public);
+char *mediaurl_write(char *buf, size_t size, const char *id, const char *variant, int is_public);
 
 /* Checks exp (a decimal string) and sig (64 hex chars) for id/variant:
  * 1 valid, -1 invalid or expired (or an id/variant no URL is signed for). */

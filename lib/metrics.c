@@ -46,8 +46,7 @@ struct m_file {
 };
 
 const uint64_t metrics_bounds_us[METRICS_BUCKETS] = {
-	500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-	1000000, 5000000,
+	500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 5000000,
 };
 
 static struct m_file *mf;
@@ -68,8 +67,7 @@ static void file_reset(struct m_file *f, const char *pool)
 	snprintf(f->pool, sizeof(f->pool), "%s", pool);
 }
 
-int metrics_open(const char *path, const char *pool, const char *const *labels,
-		 size_t n)
+int metrics_open(const char *path, const char *pool, const char *const *labels, size_t n)
 {
 	struct stat st;
 	size_t i;
@@ -84,8 +82,7 @@ int metrics_open(const char *path, const char *pool, const char *const *labels,
 		goto fail;
 	if (fstat(fd, &st) < 0)
 		goto fail_locked;
-	if ((size_t)st.st_size != sizeof(struct m_file) &&
-	    ftruncate(fd, sizeof(struct m_file)) < 0)
+	if ((size_t)st.st_size != sizeof(struct m_file) && ftruncate(fd, sizeof(struct m_file)) < 0)
 		goto fail_locked;
 	mf = mmap(NULL, sizeof(struct m_file), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (mf == MAP_FAILED) {
@@ -150,8 +147,7 @@ void metrics_observe(size_t idx, int status, uint64_t duration_us)
 		return;
 	worker_requests++;
 	if (my_slot >= 0)
-		__atomic_store_n(&mf->slots[my_slot].requests, worker_requests,
-				 __ATOMIC_RELAXED);
+		__atomic_store_n(&mf->slots[my_slot].requests, worker_requests, __ATOMIC_RELAXED);
 	if (idx >= METRICS_MAX_ROUTES)
 		return;
 	r = &mf->routes[idx];
@@ -209,8 +205,7 @@ struct mbuf {
 	int oom;
 };
 
-static void mb_printf(struct mbuf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void mb_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void mb_printf(struct mbuf *b, const char *fmt, ...)
 {
@@ -314,7 +309,9 @@ static char *render(struct m_file *f, struct arena *a, size_t *len)
 			continue;
 		esc(label, sizeof(label), r->label);
 		for (k = 0; k < 5; k++)
-			mb_printf(&b, "th_http_requests_total{pool=\"%s\",route=\"%s\",class=\"%zuxx\"} %llu\n",
+			mb_printf(&b,
+				  "th_http_requests_total{pool=\"%s\",route=\"%s\",class=\"%zuxx\"}"
+				  " %llu\n",
 				  pool, label, k + 1, (unsigned long long)ld(&r->by_class[k]));
 	}
 	mb_printf(&b, "# HELP th_http_request_duration_seconds Request latency by route.\n"
@@ -329,15 +326,21 @@ static char *render(struct m_file *f, struct arena *a, size_t *len)
 		count = ld(&r->count);
 		for (k = 0; k < METRICS_BUCKETS; k++) {
 			cum += ld(&r->buckets[k]);
-			mb_printf(&b, "th_http_request_duration_seconds_bucket{pool=\"%s\",route=\"%s\",le=\"%g\"} %llu\n",
+			mb_printf(&b,
+				  "th_http_request_duration_seconds_bucket{pool=\"%s\",route=\"%"
+				  "s\",le=\"%g\"} %llu\n",
 				  pool, label, (double)metrics_bounds_us[k] / 1e6,
 				  (unsigned long long)cum);
 		}
-		mb_printf(&b, "th_http_request_duration_seconds_bucket{pool=\"%s\",route=\"%s\",le=\"+Inf\"} %llu\n",
+		mb_printf(&b,
+			  "th_http_request_duration_seconds_bucket{pool=\"%s\",route=\"%s\",le=\"+"
+			  "Inf\"} %llu\n",
 			  pool, label, (unsigned long long)count);
-		mb_printf(&b, "th_http_request_duration_seconds_sum{pool=\"%s\",route=\"%s\"} %.6f\n",
+		mb_printf(&b,
+			  "th_http_request_duration_seconds_sum{pool=\"%s\",route=\"%s\"} %.6f\n",
 			  pool, label, (double)ld(&r->sum_us) / 1e6);
-		mb_printf(&b, "th_http_request_duration_seconds_count{pool=\"%s\",route=\"%s\"} %llu\n",
+		mb_printf(&b,
+			  "th_http_request_duration_seconds_count{pool=\"%s\",route=\"%s\"} %llu\n",
 			  pool, label, (unsigned long long)count);
 	}
 	for (i = 0; i < METRICS_COUNTERS; i++) {
@@ -367,8 +370,9 @@ static char *render(struct m_file *f, struct arena *a, size_t *len)
 		mb_printf(&b, "th_worker_requests_total{pool=\"%s\",pid=\"%d\"} %llu\n", pool,
 			  (int)pid, (unsigned long long)ld(&s->requests));
 	}
-	mb_printf(&b, "# HELP th_pool_workers Live workers of the pool.\n"
-		      "# TYPE th_pool_workers gauge\nth_pool_workers{pool=\"%s\"} %d\n",
+	mb_printf(&b,
+		  "# HELP th_pool_workers Live workers of the pool.\n"
+		  "# TYPE th_pool_workers gauge\nth_pool_workers{pool=\"%s\"} %d\n",
 		  pool, workers);
 	if (b.oom)
 		return NULL;
@@ -377,8 +381,7 @@ static char *render(struct m_file *f, struct arena *a, size_t *len)
 }
 
 int metrics_workers(const char *path,
-		    void (*fn)(int pid, int64_t started, uint64_t requests, void *ctx),
-		    void *ctx)
+		    void (*fn)(int pid, int64_t started, uint64_t requests, void *ctx), void *ctx)
 {
 	struct m_file *f;
 	struct stat st;

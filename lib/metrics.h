@@ -17,15 +17,14 @@
 
 #define METRICS_MAX_ROUTES 128
 #define METRICS_LABEL 96
-#define METRICS_BUCKETS 12      /* finite bounds; +Inf is the count */
+#define METRICS_BUCKETS 12 /* finite bounds; +Inf is the count */
 #define METRICS_SLOTS 256
 #define METRICS_COUNTERS 32
 #define METRICS_COUNTER_NAME 64
 
 /* Maps path (creating it), labels routes 0..n-1 with labels[i] (resetting a
  * route whose label changed), and claims a worker slot.  Returns 0 or -1. */
-int metrics_open(const char *path, const char *pool, const char *const *labels,
-		 size_t n);
+int metrics_open(const char *path, const char *pool, const char *const *labels, size_t n);
 /* Releases the slot and unmaps.  Safe when not open. */
 void metrics_close(void);
 
@@ -49,8 +48,7 @@ char *metrics_render_file(struct arena *a, const char *path, size_t *len);
 /* For th-poolstat: calls fn for each live worker slot of the file at path.
  * Returns the number of workers, or -1 when the file cannot be read. */
 int metrics_workers(const char *path,
-		    void (*fn)(int pid, int64_t started, uint64_t requests, void *ctx),
-		    void *ctx);
+		    void (*fn)(int pid, int64_t started, uint64_t requests, void *ctx), void *ctx);
 
 /* Bucket upper bounds in microseconds (exported for tests). */
 extern const uint64_t metrics_bounds_us[METRICS_BUCKETS];

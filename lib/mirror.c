@@ -34,7 +34,8 @@ static void run(int argc, const char *const *argv)
 
 		if (d && cache_reply_type(d) != CACHE_ERROR) {
 			lost = 0;
-			log_info("mirror: marker dropped after a lost update; the broker rebuilds it");
+			log_info("mirror: marker dropped after a lost update; the broker rebuilds "
+				 "it");
 		}
 		cache_reply_free(d);
 	}

@@ -114,7 +114,9 @@ int password_hash(const char *password, char *out, size_t outsize)
 	if (slot == PASSWORD_BUSY)
 		return PASSWORD_BUSY;
 	rc = crypto_pwhash_str_alg(out, password, strlen(password), opslimit, memlimit,
-				   crypto_pwhash_ALG_ARGON2ID13) == 0 ? 0 : -1;
+				   crypto_pwhash_ALG_ARGON2ID13) == 0
+		     ? 0
+		     : -1;
 	slot_give(slot); /* nothing between take and give can return early */
 	return rc;
 }

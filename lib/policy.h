@@ -24,16 +24,16 @@
 
 enum role { ROLE_NONE = 0, ROLE_MEMBER, ROLE_MODERATOR, ROLE_ADMIN, ROLE_OWNER };
 
-const char *role_name(enum role r);       /* NULL for ROLE_NONE */
-enum role role_parse(const char *s);      /* ROLE_NONE when unknown, "" or NULL */
+const char *role_name(enum role r);  /* NULL for ROLE_NONE */
+enum role role_parse(const char *s); /* ROLE_NONE when unknown, "" or NULL */
 
 /* What a request knows about a community and its caller. */
 struct community {
-	int64_t id;           /* 0: no such community */
+	int64_t id; /* 0: no such community */
 	int is_public;
 	int64_t owner_id;
-	enum role my_role;    /* ROLE_NONE for anonymous callers and non-members */
-	int banned;           /* the caller is banned here */
+	enum role my_role; /* ROLE_NONE for anonymous callers and non-members */
+	int banned;        /* the caller is banned here */
 };
 
 /* The columns policy_read() reads, from LATERAL community_access($u, …) a */

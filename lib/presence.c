@@ -15,34 +15,34 @@
 
 #define KEY_MAX 128
 #define INSTANCE_MAX (PRESENCE_BROKER_ID_MAX + 32)
-#define DEAD_MAX 16          /* dead instances remembered from a renewal */
-#define REAP_BATCH 48        /* users taken from a dead instance's set at once */
-#define TICK_BUDGET_MS 5     /* Redis work of one tick (resync + reap), at least one step */
+#define DEAD_MAX 16      /* dead instances remembered from a renewal */
+#define REAP_BATCH 48    /* users taken from a dead instance's set at once */
+#define TICK_BUDGET_MS 5 /* Redis work of one tick (resync + reap), at least one step */
 
 /* the local value of a user: connections here, and two flags */
 #define COUNT_MASK 0xffffffffLL
-#define F_DIRTY (1LL << 32)  /* Redis may not hold the local count */
-#define F_INSET (1LL << 33)  /* uid is in this instance's user set */
+#define F_DIRTY (1LL << 32) /* Redis may not hold the local count */
+#define F_INSET (1LL << 33) /* uid is in this instance's user set */
 
 struct presence {
-	char ns[48];                   /* key prefix, "th:presence" */
-	char registry[KEY_MAX];        /* <ns>:{brokers}:live */
+	char ns[48];            /* key prefix, "th:presence" */
+	char registry[KEY_MAX]; /* <ns>:{brokers}:live */
 	char broker[PRESENCE_BROKER_ID_MAX + 1];
-	char inst[INSTANCE_MAX];       /* "" until registered */
+	char inst[INSTANCE_MAX]; /* "" until registered */
 	long lease_ms, renew_ms;
 	presence_announce_fn announce;
 	void *arg;
-	struct imap users;             /* uid -> count | flags */
-	int64_t *dirty;                /* uids to write again (F_DIRTY set once each) */
+	struct imap users; /* uid -> count | flags */
+	int64_t *dirty;    /* uids to write again (F_DIRTY set once each) */
 	size_t ndirty, dirty_head, dirty_cap;
-	uint64_t next_renew;           /* mono ms */
-	uint64_t renewed_at;           /* mono ms of the last renewal that held */
-	uint64_t healthy_since;        /* mono ms since which renewals held (0: not) */
-	int failing;                   /* the last renewal failed: logged once */
+	uint64_t next_renew;    /* mono ms */
+	uint64_t renewed_at;    /* mono ms of the last renewal that held */
+	uint64_t healthy_since; /* mono ms since which renewals held (0: not) */
+	int failing;            /* the last renewal failed: logged once */
 	char dead[DEAD_MAX][INSTANCE_MAX];
 	int ndead;
-	char reaping[INSTANCE_MAX];    /* the instance this broker is reaping, or "" */
-	int claims_tried;              /* the dead list of this renewal was tried */
+	char reaping[INSTANCE_MAX]; /* the instance this broker is reaping, or "" */
+	int claims_tried;           /* the dead list of this renewal was tried */
 	struct cache_script set, renew, claim, finish;
 };
 
@@ -88,7 +88,8 @@ static const char renew_body[] =
 	"end "
 	"redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) "
 	"local r = {st} "
-	"for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, 16)) do "
+	"for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, "
+	"16)) do "
 	"  r[#r + 1] = m end "
 	"return r";
 
@@ -108,12 +109,11 @@ static const char claim_body[] =
 /* KEYS[1] registry, KEYS[2] reap lock, KEYS[3] users set of the target;
  * ARGV: target, me.  Removes the target when its set is empty and the
  * caller holds the lock: 1 done, 0 not. */
-static const char finish_body[] =
-	"if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end "
-	"if redis.call('SCARD', KEYS[3]) > 0 then return 0 end "
-	"redis.call('ZREM', KEYS[1], ARGV[1]) "
-	"redis.call('DEL', KEYS[2]) "
-	"return 1";
+static const char finish_body[] = "if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end "
+				  "if redis.call('SCARD', KEYS[3]) > 0 then return 0 end "
+				  "redis.call('ZREM', KEYS[1], ARGV[1]) "
+				  "redis.call('DEL', KEYS[2]) "
+				  "return 1";
 
 static void users_key(const struct presence *p, char *out, const char *inst)
 {
@@ -160,7 +160,8 @@ struct presence *presence_open(const struct presence_cfg *cfg)
 	struct presence *p;
 
 	if (!broker_id_ok(cfg->broker_id)) {
-		log_error("presence: broker id must be 1..%d of [A-Za-z0-9_-]", PRESENCE_BROKER_ID_MAX);
+		log_error("presence: broker id must be 1..%d of [A-Za-z0-9_-]",
+			  PRESENCE_BROKER_ID_MAX);
 		return NULL;
 	}
 	p = calloc(1, sizeof(*p));
@@ -299,8 +300,7 @@ static int add_to_set(struct presence *p, int64_t uid)
 	return ok ? 0 : -1;
 }
 
-static void remove_from_set(const struct presence *p, const char *inst, const int64_t *uids,
-			    int n)
+static void remove_from_set(const struct presence *p, const char *inst, const int64_t *uids, int n)
 {
 	char key[KEY_MAX], bufs[REAP_BATCH][24];
 	const char *argv[2 + REAP_BATCH];
@@ -489,7 +489,8 @@ static void do_renew(struct presence *p, uint64_t now)
 		return;
 	}
 	if (st == 2) {
-		log_warn("presence: lease of %s had ended; revived, writing every count again", p->inst);
+		log_warn("presence: lease of %s had ended; revived, writing every count again",
+			 p->inst);
 		dirty_all(p);
 		p->healthy_since = now;
 	}
@@ -634,12 +635,13 @@ void presence_tick(struct presence *p)
 			size_t bl = strlen(p->broker);
 			int mine = strncmp(p->dead[i], p->broker, bl) == 0 && p->dead[i][bl] == '/';
 
-			if (!mine && (!p->healthy_since ||
-				      now - p->healthy_since < (uint64_t)p->lease_ms))
+			if (!mine &&
+			    (!p->healthy_since || now - p->healthy_since < (uint64_t)p->lease_ms))
 				continue;
 			if (claim(p, p->dead[i])) {
 				snprintf(p->reaping, sizeof(p->reaping), "%s", p->dead[i]);
-				log_info("presence: %s reaping %s (lease ended)", p->inst, p->reaping);
+				log_info("presence: %s reaping %s (lease ended)", p->inst,
+					 p->reaping);
 				break;
 			}
 		}

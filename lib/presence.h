@@ -58,17 +58,17 @@ struct presence;
 typedef void (*presence_announce_fn)(int64_t uid, int online, void *arg);
 
 struct presence_cfg {
-	const char *broker_id;  /* 1..32 of [A-Za-z0-9_-] */
-	long lease_ms;          /* lease length (>= 200); renewed every lease/5 */
+	const char *broker_id; /* 1..32 of [A-Za-z0-9_-] */
+	long lease_ms;         /* lease length (>= 200); renewed every lease/5 */
 	presence_announce_fn announce;
 	void *arg;
 	const char *key_prefix; /* NULL: "th:presence" (tests keep their own) */
 };
 
 enum presence_admit {
-	PRESENCE_OK = 0,        /* counted */
-	PRESENCE_FULL,          /* the user has `limit` connections already: not counted */
-	PRESENCE_NOMEM,         /* not counted */
+	PRESENCE_OK = 0, /* counted */
+	PRESENCE_FULL,   /* the user has `limit` connections already: not counted */
+	PRESENCE_NOMEM,  /* not counted */
 };
 
 /* Does not touch Redis (the first tick registers).  NULL with a log line

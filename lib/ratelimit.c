@@ -11,10 +11,9 @@ static const char hit_script[] =
 	"if c == 1 or t < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) t = tonumber(ARGV[1]) end "
 	"return {c, t}";
 
-static const char peek_script[] =
-	"local c = tonumber(redis.call('GET', KEYS[1]) or '0') "
-	"local t = redis.call('PTTL', KEYS[1]) "
-	"return {c, t}";
+static const char peek_script[] = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') "
+				  "local t = redis.call('PTTL', KEYS[1]) "
+				  "return {c, t}";
 
 /* GCRA: tat = max(stored, now); taking n moves it n * interval later; the
  * bucket is over when tat - now would exceed burst * interval.  The key
@@ -22,7 +21,8 @@ static const char peek_script[] =
 static const char take_script[] =
 	"local t = redis.call('TIME') "
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
-	"local iv, burst, n, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1' "
+	"local iv, burst, n, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), "
+	"ARGV[4] == '1' "
 	"local tat = tonumber(redis.call('GET', KEYS[1]) or '0') "
 	"if tat < now then tat = now end "
 	"local new = tat + n * iv "
@@ -62,8 +62,7 @@ int rl_peek(const char *key, struct rl_state *st)
 	return run(peek_script, key, NULL, st);
 }
 
-int rl_take(const char *key, long interval_ms, long burst, long n, int force,
-	    struct rl_state *st)
+int rl_take(const char *key, long interval_ms, long burst, long n, int force, struct rl_state *st)
 {
 	char iv[24], b[24], cnt[24];
 	const char *argv[] = {"EVAL", take_script, "1", key, iv, b, cnt, force ? "1" : "0"};

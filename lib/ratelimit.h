@@ -8,8 +8,8 @@
 #define TH_RATELIMIT_H
 
 struct rl_state {
-	long long count;        /* hits in the current window */
-	long retry_after_s;     /* seconds until the window ends (>= 1) */
+	long long count;    /* hits in the current window */
+	long retry_after_s; /* seconds until the window ends (>= 1) */
 };
 
 /* Counts one hit on key.  0, or -1 when Redis is unavailable. */
@@ -27,7 +27,6 @@ int rl_peek(const char *key, struct rl_state *st);
  * Returns 1 when taken, 0 when refused (nothing taken; st->retry_after_s
  * says when n tokens will be there), -1 when Redis is unavailable.  On 0 and
  * 1, st->count is the whole tokens left afterwards (negative: overdrawn). */
-int rl_take(const char *key, long interval_ms, long burst, long n, int force,
-	    struct rl_state *st);
+int rl_take(const char *key, long interval_ms, long burst, long n, int force, struct rl_state *st);
 
 #endif

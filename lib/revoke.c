@@ -24,7 +24,8 @@
 /* while another worker rebuilds, look again this soon */
 #define REVOKE_BUSY_RETRY_MS 100
 #define REVOKE_SYNC_MS 1000
-#define REVOKE_OVERLAP_MS 5000   /* re-read this much before the newest score:
+#define REVOKE_OVERLAP_MS \
+	5000                          /* re-read this much before the newest score:
 				  * hosts' clocks and commit order differ */
 #define REVOKE_MAX_ENTRIES (1u << 20) /* default; TH_REVOKE_MAX_ENTRIES lowers it */
 #define REVOKE_PG_CACHE 256
@@ -34,7 +35,7 @@
 #define REVOKE_MOVED_LOOKBACK_MS 30000
 
 struct entry {
-	int64_t sid;    /* 0: empty */
+	int64_t sid; /* 0: empty */
 	int64_t at_ms;
 };
 
@@ -47,19 +48,19 @@ static size_t set_cap, set_len, set_max = REVOKE_MAX_ENTRIES;
 static long long overflow_until_ms;
 static long ttl_ms;
 static long long last_sync_ms = -REVOKE_SYNC_MS;
-static long long newest_ms;      /* highest score seen in Redis */
-static long long last_ok_ms;     /* last successful Redis sync */
-static int degraded;             /* Redis failed, or its copy is being rebuilt */
-static int redis_out;            /* Redis failed since last_ok_ms */
+static long long newest_ms;  /* highest score seen in Redis */
+static long long last_ok_ms; /* last successful Redis sync */
+static int degraded;         /* Redis failed, or its copy is being rebuilt */
+static int redis_out;        /* Redis failed since last_ok_ms */
 static char epoch[96];
-static uint64_t *host_seq;       /* mapped; NULL when no file */
+static uint64_t *host_seq; /* mapped; NULL when no file */
 static uint64_t seen_seq;
-static int host_seq_rw;          /* mapped writable (apps), or read-only */
+static int host_seq_rw; /* mapped writable (apps), or read-only */
 
-static int64_t recent[REVOKE_RECENT];   /* a ring; 0: empty */
+static int64_t recent[REVOKE_RECENT]; /* a ring; 0: empty */
 static long long recent_at[REVOKE_RECENT];
 static unsigned recent_next;
-static char synced_id[48];               /* cache_data_id() of the last sync */
+static char synced_id[48]; /* cache_data_id() of the last sync */
 
 /* per-session answers from PostgreSQL while Redis is out */
 static struct {
@@ -100,7 +101,8 @@ static void set_put(int64_t sid, int64_t at_ms)
 		if (until > overflow_until_ms) {
 			if (!overflow_until_ms || overflow_until_ms < now_ms())
 				log_warn("revocations: local set full (%zu); checking sessions "
-					 "outside it in PostgreSQL", set_len);
+					 "outside it in PostgreSQL",
+					 set_len);
 			overflow_until_ms = until;
 		}
 		return;
@@ -168,7 +170,8 @@ int revoke_init(const char *seq_path, long ttl_s)
 	int fd;
 
 	ttl_ms = ttl_s * 1000;
-	set_max = (size_t)cfg_int("TH_REVOKE_MAX_ENTRIES", REVOKE_MAX_ENTRIES, 16, REVOKE_MAX_ENTRIES);
+	set_max = (size_t)cfg_int("TH_REVOKE_MAX_ENTRIES", REVOKE_MAX_ENTRIES, 16,
+				  REVOKE_MAX_ENTRIES);
 	overflow_until_ms = 0;
 	set_cap = 1024;
 	while (set_cap > set_max * 2) /* a small bound starts small */
@@ -201,7 +204,8 @@ int revoke_init(const char *seq_path, long ttl_s)
 			/* mapping past the end of a short file would fault on access */
 			if (fstat(fd, &st) < 0 || st.st_size < (off_t)sizeof(uint64_t)) {
 				close(fd);
-				log_warn("revocations: %s too short; refreshing by time only", seq_path);
+				log_warn("revocations: %s too short; refreshing by time only",
+					 seq_path);
 				return 0;
 			}
 		}
@@ -319,12 +323,14 @@ static void moved(long long now)
 		cache_reply_free(cache_cmd(4, argv, NULL));
 		n++;
 	}
-	if (load_from_pg_scored((last_ok_ms ? last_ok_ms : now) - REVOKE_MOVED_LOOKBACK_MS, 1, 1) < 0)
-		log_warn("revocations: PostgreSQL unavailable; sent %u recent revocations again", n);
+	if (load_from_pg_scored((last_ok_ms ? last_ok_ms : now) - REVOKE_MOVED_LOOKBACK_MS, 1, 1) <
+	    0)
+		log_warn("revocations: PostgreSQL unavailable; sent %u recent revocations again",
+			 n);
 	else
 		log_warn("revocations: Redis is other data now (failover?); sent %u recent "
-			 "revocations and PostgreSQL's of the last %d s again", n,
-			 REVOKE_MOVED_LOOKBACK_MS / 1000);
+			 "revocations and PostgreSQL's of the last %d s again",
+			 n, REVOKE_MOVED_LOOKBACK_MS / 1000);
 }
 
 static struct cache_reply *get_epoch(void)
@@ -355,7 +361,10 @@ static struct cache_script unlock_script = {
 };
 static unsigned long rebuilds;
 
-unsigned long revoke_rebuilds(void) { return rebuilds; }
+unsigned long revoke_rebuilds(void)
+{
+	return rebuilds;
+}
 
 static void unlock(const char *token)
 {
@@ -404,7 +413,8 @@ static int rebuild_redis(const char *id, int replace)
 	cache_reply_free(e);
 	if (load_from_pg(now_ms() - ttl_ms - 60000, 1) < 0)
 		goto out;
-	snprintf(fresh, sizeof(fresh), "%s%s%lld-%d", id, id[0] ? "/" : "", now_ms(), (int)getpid());
+	snprintf(fresh, sizeof(fresh), "%s%s%lld-%d", id, id[0] ? "/" : "", now_ms(),
+		 (int)getpid());
 	r = cache_cmd(3, mark, NULL);
 	if (!r || cache_reply_type(r) == CACHE_ERROR) {
 		cache_reply_free(r);
@@ -504,8 +514,8 @@ static void sync_now(long long now)
 		/* revocations made while Redis was out may be missing from it:
 		 * take them from the truth.  (Waiting for another worker's
 		 * rebuild needs no such read: the rebuild was that read.) */
-		if (load_from_pg(last_ok_ms ? last_ok_ms - REVOKE_OVERLAP_MS
-					    : now - ttl_ms - 60000, 0) < 0)
+		if (load_from_pg(last_ok_ms ? last_ok_ms - REVOKE_OVERLAP_MS : now - ttl_ms - 60000,
+				 0) < 0)
 			return; /* stay degraded; try again next second */
 		redis_out = 0;
 		log_info("revocations: Redis back");
@@ -528,8 +538,8 @@ static int check_pg(int64_t sid, long long now)
 	if (pg_cache[i].sid == sid && now - pg_cache[i].at_ms < REVOKE_SYNC_MS)
 		return pg_cache[i].revoked;
 	snprintf(id, sizeof(id), "%lld", (long long)sid);
-	r = db_exec(DB_PRIMARY, "SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1",
-		    1, params);
+	r = db_exec(DB_PRIMARY, "SELECT revoked_at IS NOT NULL FROM sessions WHERE id = $1", 1,
+		    params);
 	if (!r)
 		return -1;
 	/* a session that does not exist cannot vouch for a token */
@@ -588,7 +598,8 @@ void revoke_publish(int64_t session_id)
 	recent_at[recent_next++ % REVOKE_RECENT] = now;
 	r = cache_cmd(4, argv, NULL);
 	if (!r)
-		log_warn("revocations: Redis unavailable; session %s revoked in PostgreSQL only", sid);
+		log_warn("revocations: Redis unavailable; session %s revoked in PostgreSQL only",
+			 sid);
 	cache_reply_free(r);
 	/* forget what no unexpired token can need any more */
 	snprintf(horizon, sizeof(horizon), "(%lld", now - ttl_ms - 60000);

@@ -16,7 +16,7 @@ struct sentinel_addr {
 
 static struct sentinel_addr sentinels[SENTINEL_MAX];
 static int nsentinels;
-static int first;       /* the one that answered last: asked first */
+static int first; /* the one that answered last: asked first */
 static char master_name[SENTINEL_NAME_MAX + 1];
 static char password[SENTINEL_PASSWORD_MAX + 1];
 
@@ -37,8 +37,10 @@ int sentinel_init(const char *list, const char *name, const char *password_file)
 			end = p + strlen(p);
 		if (nsentinels == SENTINEL_MAX ||
 		    cache_parse_addr(p, (size_t)(end - p), sentinels[nsentinels].host,
-				     sizeof(sentinels[nsentinels].host), &sentinels[nsentinels].port) < 0) {
-			fprintf(stderr, "TH_REDIS_SENTINELS: \"%.*s\" is not host:port (at most %d)\n",
+				     sizeof(sentinels[nsentinels].host),
+				     &sentinels[nsentinels].port) < 0) {
+			fprintf(stderr,
+				"TH_REDIS_SENTINELS: \"%.*s\" is not host:port (at most %d)\n",
 				(int)(end - p) > 80 ? 80 : (int)(end - p), p, SENTINEL_MAX);
 			return -1;
 		}
@@ -63,8 +65,8 @@ void sentinel_close(void)
 }
 
 /* One sentinel's answer: 0 and the address, or -1 with why. */
-static int ask(const struct sentinel_addr *s, char *host, size_t hostlen, int *port,
-	       char *why, size_t whylen)
+static int ask(const struct sentinel_addr *s, char *host, size_t hostlen, int *port, char *why,
+	       size_t whylen)
 {
 	redisContext *c = redisConnectWithTimeout(s->host, s->port, *cache_timeout());
 	redisReply *r = NULL;
@@ -92,9 +94,10 @@ static int ask(const struct sentinel_addr *s, char *host, size_t hostlen, int *p
 		goto out;
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
-		snprintf(why, whylen, "%.100s", r->type == REDIS_REPLY_ERROR ? r->str
-						  : "does not know the master name");
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_STRING) {
+		snprintf(why, whylen, "%.100s",
+			 r->type == REDIS_REPLY_ERROR ? r->str : "does not know the master name");
 		goto out;
 	}
 	if (r->element[0]->len == 0 || r->element[0]->len >= hostlen ||

@@ -159,7 +159,8 @@ static int count(struct slots_file *f, int reclaim)
  * Shared (not FUTEX_PRIVATE): the word is in a mapping of several processes. */
 static void futex_wait_ms(uint32_t *word, uint32_t val, uint64_t ms)
 {
-	struct timespec ts = {.tv_sec = (time_t)(ms / 1000u), .tv_nsec = (long)(ms % 1000u) * 1000000L};
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000u),
+			      .tv_nsec = (long)(ms % 1000u) * 1000000L};
 
 	/* EAGAIN (the word moved), EINTR, ETIMEDOUT: all mean "look again" */
 	(void)syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, NULL, 0);
@@ -191,8 +192,9 @@ int slots_acquire(struct slots *s, long timeout_ms, int *waited)
 		gen = __atomic_load_n(&f->gen, __ATOMIC_ACQUIRE);
 		pthread_mutex_unlock(&f->mu);
 		/* at most SLOTS_RECHECK_MS: a holder that died never wakes us */
-		futex_wait_ms(&f->gen, gen, deadline - now < SLOTS_RECHECK_MS ? deadline - now
-									      : SLOTS_RECHECK_MS);
+		futex_wait_ms(&f->gen, gen,
+			      deadline - now < SLOTS_RECHECK_MS ? deadline - now
+								: SLOTS_RECHECK_MS);
 		if (lock(f) < 0)
 			return -1;
 	}

@@ -12,11 +12,11 @@
 
 struct entry {
 	unsigned char digest[32];
-	struct token_claims claims;  /* expires_at 0: empty */
+	struct token_claims claims; /* expires_at 0: empty */
 };
 
 static struct entry *table;
-static size_t nsets;              /* power of two */
+static size_t nsets; /* power of two */
 static tokcache_revoked_fn revoked_fn;
 static EVP_MD *sha256;
 static EVP_MD_CTX *mdctx;
@@ -59,8 +59,10 @@ static int digest_of(const char *token, size_t len, unsigned char out[32])
 	unsigned int n = 0;
 
 	return EVP_DigestInit_ex2(mdctx, sha256, NULL) == 1 &&
-	       EVP_DigestUpdate(mdctx, token, len) == 1 &&
-	       EVP_DigestFinal_ex(mdctx, out, &n) == 1 && n == 32 ? 0 : -1;
+			       EVP_DigestUpdate(mdctx, token, len) == 1 &&
+			       EVP_DigestFinal_ex(mdctx, out, &n) == 1 && n == 32
+		       ? 0
+		       : -1;
 }
 
 static struct entry *set_of(const unsigned char d[32])

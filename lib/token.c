@@ -20,22 +20,22 @@
 #include "log.h"
 #include "revoke.h"
 
-#define TOKEN_CACHE_SLOTS 1024   /* power of two */
-#define TOKEN_CACHE_MAXLEN 640   /* longer tokens are verified, not cached */
+#define TOKEN_CACHE_SLOTS 1024 /* power of two */
+#define TOKEN_CACHE_MAXLEN 640 /* longer tokens are verified, not cached */
 #define TOKEN_KEY_MAX 16384
 
 struct cached {
 	uint64_t hash;
-	uint16_t len;                /* 0: empty */
+	uint16_t len; /* 0: empty */
 	char tok[TOKEN_CACHE_MAXLEN];
 	struct token_claims claims;
 };
 
 static jwt_alg_t alg = JWT_ALG_ES256;
 static const char *alg_name = "ES256";
-static unsigned char *verify_key;   /* PEM public key or HS256 secret */
+static unsigned char *verify_key; /* PEM public key or HS256 secret */
 static int verify_key_len;
-static unsigned char *sign_key;     /* PEM private key or HS256 secret */
+static unsigned char *sign_key; /* PEM private key or HS256 secret */
 static int sign_key_len;
 /* ES256: the private key parsed once.  libjwt 1.x parses the PEM at every
  * signature, which under OpenSSL 3's decoders cost ~0.5 ms a token: a
@@ -50,10 +50,16 @@ static char kid[17];
 static char issuer[128];
 static long ttl_s;
 static struct cached *cache;
-static char jwk_x[64], jwk_y[64];   /* base64url coordinates (ES256) */
+static char jwk_x[64], jwk_y[64]; /* base64url coordinates (ES256) */
 
-long token_ttl(void) { return ttl_s; }
-const char *token_kid(void) { return kid; }
+long token_ttl(void)
+{
+	return ttl_s;
+}
+const char *token_kid(void)
+{
+	return kid;
+}
 
 static unsigned char *read_file(const char *path, int *len)
 {
@@ -108,8 +114,8 @@ static int es256_describe(const unsigned char *pem, int len)
 
 	if (!pk)
 		goto out;
-	if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, curve,
-					    sizeof(curve), NULL) ||
+	if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, curve, sizeof(curve),
+					    NULL) ||
 	    strcmp(curve, "prime256v1") != 0) {
 		log_error("token: the public key is not an EC P-256 key");
 		goto out;
@@ -360,8 +366,8 @@ static int is_b64url(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '_'))
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
 			return 0;
 	}
 	return 1;
@@ -388,7 +394,8 @@ static int header_ok(const char *h, size_t n)
 	    strcmp(json_object_get_string(v), alg_name) != 0)
 		goto out;
 	if (json_object_object_get_ex(o, "kid", &v) &&
-	    (!json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), kid) != 0))
+	    (!json_object_is_type(v, json_type_string) ||
+	     strcmp(json_object_get_string(v), kid) != 0))
 		goto out;
 	if (json_object_object_get_ex(o, "crit", &v))
 		goto out; /* we understand no critical extension */
@@ -488,8 +495,8 @@ static int claim_int(struct json_object *p, const char *name, int64_t *out)
 
 /* ES256 without libjwt: the signature with the parsed key, then the claims
  * libjwt's path reads (iss, sub, sid, exp, iat), with the same types. */
-static enum th_err verify_es256(const char *token, size_t len, const char *dot1,
-				const char *dot2, struct token_claims *out)
+static enum th_err verify_es256(const char *token, size_t len, const char *dot1, const char *dot2,
+				struct token_claims *out)
 {
 	unsigned char bin[TOKEN_MAX_LEN];
 	size_t binlen;
@@ -546,8 +553,8 @@ static enum th_err verify_signed(const char *token, size_t len, struct token_cla
 		return TH_EUNAUTHORIZED;
 	if (alg == JWT_ALG_ES256)
 		return verify_es256(token, len, dot1, dot2, out);
-	if (alg == JWT_ALG_HS256 && !hs256_ok(token, (size_t)(dot2 - token), dot2 + 1,
-					     len - (size_t)(dot2 + 1 - token)))
+	if (alg == JWT_ALG_HS256 &&
+	    !hs256_ok(token, (size_t)(dot2 - token), dot2 + 1, len - (size_t)(dot2 + 1 - token)))
 		return TH_EUNAUTHORIZED;
 	copy = malloc(len + 1);
 	if (!copy)
@@ -679,12 +686,9 @@ char *token_issue(struct arena *a, int64_t user_id, int64_t session_id)
 	if (jwt_new(&jwt) != 0)
 		return NULL;
 	if (jwt_set_alg(jwt, alg, sign_key, sign_key_len) != 0 ||
-	    jwt_add_header(jwt, "kid", kid) != 0 ||
-	    jwt_add_grant(jwt, "iss", issuer) != 0 ||
-	    jwt_add_grant(jwt, "sub", sub) != 0 ||
-	    jwt_add_grant(jwt, "sid", sid) != 0 ||
-	    jwt_add_grant(jwt, "jti", jti) != 0 ||
-	    jwt_add_grant_int(jwt, "iat", (long)now) != 0 ||
+	    jwt_add_header(jwt, "kid", kid) != 0 || jwt_add_grant(jwt, "iss", issuer) != 0 ||
+	    jwt_add_grant(jwt, "sub", sub) != 0 || jwt_add_grant(jwt, "sid", sid) != 0 ||
+	    jwt_add_grant(jwt, "jti", jti) != 0 || jwt_add_grant_int(jwt, "iat", (long)now) != 0 ||
 	    jwt_add_grant_int(jwt, "exp", (long)(now + ttl_s)) != 0) {
 		log_error("token: cannot build a token");
 		goto out;

@@ -24,10 +24,10 @@
 struct json_object;
 
 struct token_claims {
-	int64_t user_id;     /* sub */
-	int64_t session_id;  /* sid */
-	int64_t issued_at;   /* iat, unix seconds */
-	int64_t expires_at;  /* exp, unix seconds */
+	int64_t user_id;    /* sub */
+	int64_t session_id; /* sid */
+	int64_t issued_at;  /* iat, unix seconds */
+	int64_t expires_at; /* exp, unix seconds */
 };
 
 /* Loads the verification key from the environment.  -1 with a message on

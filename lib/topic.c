@@ -189,7 +189,8 @@ int topic_chat_payload_ok(const void *payload, uint32_t len, const char **why)
 		goto out;
 	*why = "reply_to must be a UUID";
 	if (json_object_object_get_ex(o, "reply_to", &v) && v &&
-	    (!json_object_is_type(v, json_type_string) || !topic_is_uuid(json_object_get_string(v))))
+	    (!json_object_is_type(v, json_type_string) ||
+	     !topic_is_uuid(json_object_get_string(v))))
 		goto out;
 	*why = NULL;
 	ok = 0;

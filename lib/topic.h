@@ -25,9 +25,9 @@ enum topic_kind {
 
 struct topic {
 	enum topic_kind kind;
-	int64_t id[3];   /* in topic order: chat (channel, sender), presence (community,
+	int64_t id[3]; /* in topic order: chat (channel, sender), presence (community,
 			  * user), events (community), signal (call, to, from), inbox (user) */
-	int wild;        /* the last level is '+' (filters only) */
+	int wild;      /* the last level is '+' (filters only) */
 };
 
 /* Parses a topic (is_filter 0) or a subscription filter (is_filter 1).

@@ -9,12 +9,11 @@
 #include "vcache.h"
 
 /* KEYS[1] version key, ARGV[1] a fresh version for a missing one. */
-static const char bump_lua[] =
-	"if redis.call('EXISTS', KEYS[1]) == 1 then "
-	"  return redis.call('INCR', KEYS[1]) "
-	"end "
-	"redis.call('SET', KEYS[1], ARGV[1]) "
-	"return tonumber(ARGV[1])";
+static const char bump_lua[] = "if redis.call('EXISTS', KEYS[1]) == 1 then "
+			       "  return redis.call('INCR', KEYS[1]) "
+			       "end "
+			       "redis.call('SET', KEYS[1], ARGV[1]) "
+			       "return tonumber(ARGV[1])";
 
 static struct cache_script bump_script = {bump_lua, ""};
 
@@ -63,7 +62,8 @@ void vcache_retry(void)
 		}
 	}
 	if (kept < npending)
-		log_info("vcache: %d delayed bump(s) done, %d still pending", npending - kept, kept);
+		log_info("vcache: %d delayed bump(s) done, %d still pending", npending - kept,
+			 kept);
 	npending = kept;
 }
 

@@ -57,8 +57,9 @@ int main(int argc, char **argv)
 {
 	int pid, fd, pidfd = -1, got = -1, rc = 1;
 
-	if (argc < 5 || strcmp(argv[3], "--") != 0 || parse_int(argv[1], 4194304 /* PID_MAX_LIMIT */, &pid) < 0 ||
-	    pid == 0 || parse_int(argv[2], 65535, &fd) < 0) {
+	if (argc < 5 || strcmp(argv[3], "--") != 0 ||
+	    parse_int(argv[1], 4194304 /* PID_MAX_LIMIT */, &pid) < 0 || pid == 0 ||
+	    parse_int(argv[2], 65535, &fd) < 0) {
 		fprintf(stderr, "usage: th-fdtake PID FD -- PROGRAM [ARGS...]\n");
 		return 2;
 	}
@@ -88,7 +89,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (is_tcp_listener(got) < 0) {
-		fprintf(stderr, "th-fdtake: descriptor %d of %d is no listening TCP socket\n", fd, pid);
+		fprintf(stderr, "th-fdtake: descriptor %d of %d is no listening TCP socket\n", fd,
+			pid);
 		goto out;
 	}
 	if (got != 0 && dup2(got, 0) < 0) {

@@ -59,8 +59,8 @@ static int email_valid(const char *s)
 {
 	const char *at = strchr(s, '@');
 
-	if (!at || at == s || strchr(at + 1, '@') || !strchr(at + 1, '.') ||
-	    at[1] == '.' || s[strlen(s) - 1] == '.')
+	if (!at || at == s || strchr(at + 1, '@') || !strchr(at + 1, '.') || at[1] == '.' ||
+	    s[strlen(s) - 1] == '.')
 		return 0;
 	for (; *s; s++)
 		if (isspace((unsigned char)*s))
@@ -96,8 +96,8 @@ void register_handler(struct http_req *req)
 		return;
 	}
 	if (!username_valid(username)) {
-		http_reply_error(req, TH_EVALIDATION,
-				 "username must be 3 to 32 of a-z, 0-9 and _", "username");
+		http_reply_error(req, TH_EVALIDATION, "username must be 3 to 32 of a-z, 0-9 and _",
+				 "username");
 		return;
 	}
 	if (!display)
@@ -118,9 +118,10 @@ void register_handler(struct http_req *req)
 		const char *params[] = {email, username, display, hash};
 
 		r = db_own(req, db_exec(DB_PRIMARY,
-			    "INSERT INTO users AS u (email, username, display_name, password_hash) "
-			    "VALUES ($1, $2, $3, $4) RETURNING " USER_COLS,
-			    4, params));
+					"INSERT INTO users AS u (email, username, display_name, "
+					"password_hash) "
+					"VALUES ($1, $2, $3, $4) RETURNING " USER_COLS,
+					4, params));
 	}
 	if (!r) {
 		if (db_last_err() == TH_ECONFLICT) {
@@ -132,8 +133,9 @@ void register_handler(struct http_req *req)
 					 by_email ? "email" : "username");
 		} else {
 			log_error("register: %s", db_last_error());
-			http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
-									      : TH_EINTERNAL,
+			http_reply_error(req,
+					 db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
+									  : TH_EINTERNAL,
 					 NULL, NULL);
 		}
 		db_rollback();
@@ -239,8 +241,10 @@ void login_handler(struct http_req *req)
 		 * change) must find what a lagging replica has not replayed yet */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     strchr(lower, '@')
-					     ? "SELECT " USER_COLS ", u.password_hash FROM users u WHERE u.email = $1"
-					     : "SELECT " USER_COLS ", u.password_hash FROM users u WHERE u.username = $1",
+					     ? "SELECT " USER_COLS
+					       ", u.password_hash FROM users u WHERE u.email = $1"
+					     : "SELECT " USER_COLS ", u.password_hash FROM users u "
+					       "WHERE u.username = $1",
 				     1, params);
 	}
 	if (!r)
@@ -353,7 +357,8 @@ static char *me_body_or_reply(struct http_req *req, size_t *len)
 	snprintf(id, sizeof(id), "%lld", (long long)req->user_id);
 	/* the primary: a caller reads its own account right after writing it */
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT " USER_COLS ", u.email FROM users u WHERE u.id = $1", 1, params);
+			     "SELECT " USER_COLS ", u.email FROM users u WHERE u.id = $1", 1,
+			     params);
 	if (!r)
 		return NULL;
 	if (db_res_rows(r) != 1) {
@@ -370,8 +375,10 @@ static char *me_body_or_reply(struct http_req *req, size_t *len)
 	}
 	json_object_object_add(user, "email", json_object_new_string(db_res_get(r, 0, USER_NCOLS)));
 	json_object_object_add(o, "user", user);
-	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
-						 JSON_C_TO_STRING_NOSLASHESCAPE, len);
+	s = json_object_to_json_string_length(o,
+					      JSON_C_TO_STRING_PLAIN |
+						      JSON_C_TO_STRING_NOSLASHESCAPE,
+					      len);
 	if (s)
 		body = arena_strndup(req->arena, s, *len);
 	json_object_put(o);

@@ -24,7 +24,7 @@
 #define REFRESH_TEXT 64 /* base64url of 32 bytes is 43 chars */
 
 struct refresh {
-	char text[REFRESH_TEXT];                    /* given to the client */
+	char text[REFRESH_TEXT];                         /* given to the client */
 	char hash_hex[crypto_hash_sha256_BYTES * 2 + 1]; /* stored */
 };
 
@@ -67,7 +67,8 @@ static int refresh_store(struct http_req *req, const struct refresh *rt, const c
 	snprintf(ttl, sizeof(ttl), "%ld", refresh_ttl());
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) "
-			     "VALUES (decode($1, 'hex'), $2, now() + $3::bigint * interval '1 second')",
+			     "VALUES (decode($1, 'hex'), $2, now() + $3::bigint * interval '1 "
+			     "second')",
 			     3, params);
 	if (!r)
 		return -1;
@@ -120,9 +121,11 @@ void session_start_reply(struct http_req *req, int status, int64_t user_id,
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "WITH s AS (INSERT INTO sessions (user_id, client_addr) "
 				     "VALUES ($1, $2) RETURNING id) "
-				     "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) "
+				     "INSERT INTO refresh_tokens (token_hash, session_id, "
+				     "expires_at) "
 				     "SELECT decode($3, 'hex'), s.id, "
-				     "now() + $4::bigint * interval '1 second' FROM s RETURNING session_id",
+				     "now() + $4::bigint * interval '1 second' FROM s RETURNING "
+				     "session_id",
 				     4, params);
 	}
 	if (!r) {
@@ -146,16 +149,18 @@ static void refresh_reused(struct http_req *req, const char *sid)
 	struct db_res *r;
 
 	r = db_own(req, db_exec(DB_PRIMARY,
-		    "UPDATE sessions SET revoked_at = now(), revoked_reason = 'refresh_token_reuse' "
-		    "WHERE id = $1 AND revoked_at IS NULL",
-		    1, params));
+				"UPDATE sessions SET revoked_at = now(), revoked_reason = "
+				"'refresh_token_reuse' "
+				"WHERE id = $1 AND revoked_at IS NULL",
+				1, params));
 	if (!r || db_commit() < 0) {
 		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
 		return;
 	}
 	revoke_publish(strtoll(sid, NULL, 10));
 	log_warn("audit: refresh token reused; session %s revoked", sid);
-	http_reply_error(req, TH_EUNAUTHORIZED, "refresh token already used; session revoked", NULL);
+	http_reply_error(req, TH_EUNAUTHORIZED, "refresh token already used; session revoked",
+			 NULL);
 }
 
 void refresh_handler(struct http_req *req)
@@ -245,10 +250,12 @@ void logout_handler(struct http_req *req)
 		const char *params[] = {sid, uid, hex};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "UPDATE sessions s SET revoked_at = now(), revoked_reason = 'logout' "
+				     "UPDATE sessions s SET revoked_at = now(), revoked_reason = "
+				     "'logout' "
 				     "WHERE s.user_id = $2 AND s.revoked_at IS NULL AND (s.id = $1 "
 				     "OR s.id = (SELECT session_id FROM refresh_tokens "
-				     "WHERE $3 <> '' AND token_hash = decode($3, 'hex'))) RETURNING s.id",
+				     "WHERE $3 <> '' AND token_hash = decode($3, 'hex'))) "
+				     "RETURNING s.id",
 				     3, params);
 	}
 	if (!r)
@@ -256,7 +263,8 @@ void logout_handler(struct http_req *req)
 	n = db_res_rows(r);
 	for (i = 0; i < n; i++) {
 		revoke_publish(strtoll(db_res_get(r, i, 0), NULL, 10));
-		log_info("audit: session %s revoked by logout of user %s", db_res_get(r, i, 0), uid);
+		log_info("audit: session %s revoked by logout of user %s", db_res_get(r, i, 0),
+			 uid);
 	}
 	http_reply_empty(req, 204);
 }

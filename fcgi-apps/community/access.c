@@ -49,12 +49,15 @@ struct json_object *community_json(const struct db_res *r, int row, int col)
 	json_object_object_add(o, "name", json_object_new_string(db_res_get(r, row, col + 2)));
 	json_object_object_add(o, "description",
 			       json_object_new_string(db_res_get(r, row, col + 3)));
-	json_object_object_add(o, "visibility", json_object_new_string(db_res_get(r, row, col + 4)));
+	json_object_object_add(o, "visibility",
+			       json_object_new_string(db_res_get(r, row, col + 4)));
 	json_object_object_add(o, "owner_id", user_json_int(db_res_get(r, row, col + 5)));
 	json_object_object_add(o, "member_count", user_json_int(db_res_get(r, row, col + 6)));
-	json_object_object_add(o, "created_at", json_object_new_string(db_res_get(r, row, col + 7)));
-	json_object_object_add(o, "my_role", db_res_isnull(r, row, col + 8)
-						     ? NULL : json_object_new_string(role));
+	json_object_object_add(o, "created_at",
+			       json_object_new_string(db_res_get(r, row, col + 7)));
+	json_object_object_add(o, "my_role",
+			       db_res_isnull(r, row, col + 8) ? NULL
+							      : json_object_new_string(role));
 	return o;
 }
 
@@ -66,7 +69,8 @@ void community_page(struct http_req *req, enum role need, enum db_role db, const
 	char c[24];
 	struct db_res *r;
 
-	if (community_access_param(req, "id", need, &cm) < 0 || page_parse_or_400(req, 1, 0, &p) < 0)
+	if (community_access_param(req, "id", need, &cm) < 0 ||
+	    page_parse_or_400(req, 1, 0, &p) < 0)
 		return;
 	{
 		const char *params[] = {ids_text(c, cm.id), p.key_s[0], p.limit_s};

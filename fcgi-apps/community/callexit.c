@@ -173,7 +173,8 @@ int callexit_community(struct http_req *req, int64_t cid, struct callexit *x)
 	memset(x, 0, sizeof(*x));
 	ids_text(c, cid);
 	x->left = db_exec_or_reply(req, DB_PRIMARY,
-				   "SELECT cp.call_id::text, cp.user_id::text FROM call_participants cp "
+				   "SELECT cp.call_id::text, cp.user_id::text FROM "
+				   "call_participants cp "
 				   "JOIN calls ca ON ca.id = cp.call_id "
 				   "JOIN channels ch ON ch.id = ca.channel_id "
 				   "WHERE ch.community_id = $1 AND ca.ended_at IS NULL",

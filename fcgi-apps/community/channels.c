@@ -13,8 +13,9 @@
 #include "page.h"
 #include "reply.h"
 
-#define CHANNEL_SQL "SELECT ch.id, ch.community_id, ch.name, ch.topic, " \
-	TH_TIME_SQL("ch.created_at") " FROM channels ch "
+#define CHANNEL_SQL                                                       \
+	"SELECT ch.id, ch.community_id, ch.name, ch.topic, " TH_TIME_SQL( \
+		"ch.created_at") " FROM channels ch "
 
 static struct json_object *channel_json(const struct db_res *r, int row)
 {
@@ -35,7 +36,8 @@ static int name_valid(const char *s)
 	if (n < 1 || n > 64)
 		return 0;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+		      *s == '_'))
 			return 0;
 	return 1;
 }
@@ -63,16 +65,20 @@ void channels_create(struct http_req *req)
 		const char *params[] = {ids_text(c, cm.id), name, topic ? topic : ""};
 
 		r = db_own(req, db_exec(DB_PRIMARY,
-			    "INSERT INTO channels (community_id, name, topic) VALUES ($1, $2, $3) "
-			    "RETURNING id",
-			    3, params));
+					"INSERT INTO channels (community_id, name, topic) VALUES "
+					"($1, $2, $3) "
+					"RETURNING id",
+					3, params));
 	}
 	if (!r) {
 		if (db_last_err() == TH_ECONFLICT)
-			http_reply_error(req, TH_ECONFLICT, "a channel of that name exists", "name");
+			http_reply_error(req, TH_ECONFLICT, "a channel of that name exists",
+					 "name");
 		else
-			http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
-									      : TH_EINTERNAL, NULL, NULL);
+			http_reply_error(req,
+					 db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
+									  : TH_EINTERNAL,
+					 NULL, NULL);
 		db_rollback();
 		return;
 	}
@@ -102,6 +108,7 @@ void channels_list(struct http_req *req)
 {
 	/* oldest first: #general leads */
 	community_page(req, ROLE_NONE, DB_PRIMARY,
-		       CHANNEL_SQL "WHERE ch.community_id = $1 AND ch.id > $2 ORDER BY ch.id LIMIT $3",
+		       CHANNEL_SQL
+		       "WHERE ch.community_id = $1 AND ch.id > $2 ORDER BY ch.id LIMIT $3",
 		       channel_row);
 }

@@ -21,8 +21,9 @@
 #define COMMENT_BODY_MAX 10000
 
 /* The columns comment_json() reads, from comments c JOIN users u. */
-#define COMMENT_COLS "c.id, c.post_id, c.parent_id, " USER_COLS ", c.body, " \
-	TH_TIME_SQL("c.created_at") ", " TH_TIME_SQL("c.edited_at")
+#define COMMENT_COLS                               \
+	"c.id, c.post_id, c.parent_id, " USER_COLS \
+	", c.body, " TH_TIME_SQL("c.created_at") ", " TH_TIME_SQL("c.edited_at")
 
 static struct json_object *comment_json(const struct db_res *r, int row)
 {
@@ -32,15 +33,16 @@ static struct json_object *comment_json(const struct db_res *r, int row)
 		return NULL;
 	json_object_object_add(o, "id", user_json_int(db_res_get(r, row, 0)));
 	json_object_object_add(o, "post_id", user_json_int(db_res_get(r, row, 1)));
-	json_object_object_add(o, "parent_id", db_res_isnull(r, row, 2)
-						       ? NULL
-						       : user_json_int(db_res_get(r, row, 2)));
+	json_object_object_add(o, "parent_id",
+			       db_res_isnull(r, row, 2) ? NULL
+							: user_json_int(db_res_get(r, row, 2)));
 	json_object_object_add(o, "author", user_json(r, row, 3));
 	json_object_object_add(o, "body", json_object_new_string(db_res_get(r, row, 7)));
 	json_object_object_add(o, "created_at", json_object_new_string(db_res_get(r, row, 8)));
-	json_object_object_add(o, "edited_at", db_res_isnull(r, row, 9)
-						       ? NULL
-						       : json_object_new_string(db_res_get(r, row, 9)));
+	json_object_object_add(o, "edited_at",
+			       db_res_isnull(r, row, 9)
+				       ? NULL
+				       : json_object_new_string(db_res_get(r, row, 9)));
 	return o;
 }
 
@@ -67,8 +69,8 @@ void comments_create(struct http_req *req)
 		return;
 	if (jh_string_or_400(req, req->json, "body", 1, COMMENT_BODY_MAX,
 			     JH_REQUIRED | JH_MULTILINE, &body) < 0 ||
-	    jh_int_or_400(req, req->json, "parent_id", 1, INT64_MAX, false, &has_parent,
-			  &parent) < 0 ||
+	    jh_int_or_400(req, req->json, "parent_id", 1, INT64_MAX, false, &has_parent, &parent) <
+		    0 ||
 	    limits_take_or_reply(req, LIMIT_COMMENT) < 0)
 		return;
 	params[0] = ids_text(pid, p.id);
@@ -103,7 +105,8 @@ void comments_create(struct http_req *req)
 		}
 	}
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "WITH c AS (INSERT INTO comments (post_id, author_id, parent_id, body) "
+			     "WITH c AS (INSERT INTO comments (post_id, author_id, parent_id, "
+			     "body) "
 			     "VALUES ($1, $2, $3::bigint, $4) RETURNING *) "
 			     "SELECT " COMMENT_COLS " FROM c JOIN users u ON u.id = c.author_id",
 			     4, params);
@@ -144,7 +147,8 @@ void comments_list(struct http_req *req)
 	params[2] = pg.limit_s;
 	/* comments_post_idx (post_id, id) serves this without a sort */
 	r = db_exec_or_reply(req, ryw_read_role(req->user_id),
-			     "SELECT " COMMENT_COLS " FROM comments c JOIN users u ON u.id = c.author_id "
+			     "SELECT " COMMENT_COLS
+			     " FROM comments c JOIN users u ON u.id = c.author_id "
 			     "WHERE c.post_id = $1 AND c.id > $2 ORDER BY c.id LIMIT $3",
 			     3, params);
 	if (!r)
@@ -205,7 +209,8 @@ void comments_delete(struct http_req *req)
 			     "WITH RECURSIVE t AS ("
 			     "SELECT id FROM comments WHERE id = $1 AND post_id = $2 "
 			     "UNION ALL SELECT c.id FROM comments c JOIN t ON c.parent_id = t.id), "
-			     "d AS (DELETE FROM comments WHERE id IN (SELECT id FROM t) RETURNING 1) "
+			     "d AS (DELETE FROM comments WHERE id IN (SELECT id FROM t) RETURNING "
+			     "1) "
 			     "SELECT count(*) FROM d",
 			     2, p2);
 	if (!r)

@@ -80,19 +80,23 @@ void communities_create(struct http_req *req)
 	if (limits_take_or_reply(req, LIMIT_COMMUNITY) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
-		const char *params[] = {slug, name, desc ? desc : "", vis, ids_text(uid, req->user_id)};
+		const char *params[] = {slug, name, desc ? desc : "", vis,
+					ids_text(uid, req->user_id)};
 
 		r = db_own(req, db_exec(DB_PRIMARY,
-			    "INSERT INTO communities (slug, name, description, visibility, owner_id, "
-			    "member_count) VALUES ($1, $2, $3, $4, $5, 1) RETURNING id",
-			    5, params));
+					"INSERT INTO communities (slug, name, description, "
+					"visibility, owner_id, "
+					"member_count) VALUES ($1, $2, $3, $4, $5, 1) RETURNING id",
+					5, params));
 	}
 	if (!r) {
 		if (db_last_err() == TH_ECONFLICT)
 			http_reply_error(req, TH_ECONFLICT, "slug is taken", "slug");
 		else
-			http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
-									      : TH_EINTERNAL, NULL, NULL);
+			http_reply_error(req,
+					 db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
+									  : TH_EINTERNAL,
+					 NULL, NULL);
 		db_rollback();
 		return;
 	}
@@ -103,9 +107,11 @@ void communities_create(struct http_req *req)
 
 		/* the creator owns it; every community starts with #general */
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "WITH m AS (INSERT INTO memberships (community_id, user_id, role) "
+				     "WITH m AS (INSERT INTO memberships (community_id, user_id, "
+				     "role) "
 				     "VALUES ($1, $2, 'owner')) "
-				     "INSERT INTO channels (community_id, name) VALUES ($1, 'general') "
+				     "INSERT INTO channels (community_id, name) VALUES ($1, "
+				     "'general') "
 				     "RETURNING id",
 				     2, params);
 	}
@@ -146,7 +152,8 @@ void communities_list(struct http_req *req)
 		 * only, which a replica may serve. */
 		r = db_exec_or_reply(req, req->user_id ? DB_PRIMARY : DB_READ,
 				     "SELECT " COMMUNITY_COLS " FROM communities c "
-				     "LEFT JOIN memberships m ON m.community_id = c.id AND m.user_id = $1 "
+				     "LEFT JOIN memberships m ON m.community_id = c.id AND "
+				     "m.user_id = $1 "
 				     "WHERE (c.visibility = 'public' OR m.user_id IS NOT NULL) "
 				     "AND c.id < $2 ORDER BY c.id DESC LIMIT $3",
 				     3, params);

@@ -30,7 +30,8 @@ int community_access_param(struct http_req *req, const char *param, enum role ne
 
 /* The columns community_json() reads, from communities c, plus my_role from
  * a LEFT JOIN memberships m (m.role). */
-#define COMMUNITY_COLS "c.id, c.slug, c.name, c.description, c.visibility, c.owner_id, " \
+#define COMMUNITY_COLS                                                    \
+	"c.id, c.slug, c.name, c.description, c.visibility, c.owner_id, " \
 	"c.member_count, " TH_TIME_SQL("c.created_at") ", m.role"
 #define COMMUNITY_NCOLS 9
 struct json_object *community_json(const struct db_res *r, int row, int col);
@@ -60,13 +61,12 @@ void feedcache_bump_access(int64_t community_id);
  * the broker's signal ACL; callexit_free() in every case (NULL-safe). */
 struct callexit {
 	int64_t user_id;
-	struct db_res *left;    /* (call id, channel id) of each call left; with
+	struct db_res *left;  /* (call id, channel id) of each call left; with
 				 * whole: (call id, user id) of each participant */
-	struct db_res *ended;   /* the same, of each call that ended */
-	int whole;              /* callexit_community() filled it */
+	struct db_res *ended; /* the same, of each call that ended */
+	int whole;            /* callexit_community() filled it */
 };
-int callexit_leave(struct http_req *req, int64_t community_id, int64_t uid,
-		   struct callexit *x);
+int callexit_leave(struct http_req *req, int64_t community_id, int64_t uid, struct callexit *x);
 void callexit_mirror(struct callexit *x);
 /* The community is about to be deleted (its calls go by cascade): reads the
  * participants of its ongoing calls in the current transaction (the number,

@@ -104,7 +104,8 @@ static const char lookup_lua[] =
 	 * anyone read the feed): no verdict to read; the caller makes it */
 	"  if av then "
 	"    acc = redis.call('GET', ARGV[5] .. av) "
-	"    if acc == 'private' and ARGV[6] ~= '' then who = redis.call('GET', ARGV[5] .. av .. ARGV[6]) end "
+	"    if acc == 'private' and ARGV[6] ~= '' then who = redis.call('GET', ARGV[5] .. av .. "
+	"ARGV[6]) end "
 	"  end "
 	"end "
 	"return {fv, entry, mine, av, acc, who}";
@@ -174,8 +175,8 @@ static void cat_parts(char *dst, size_t size, const char *const *parts)
 #define cat(dst, size, ...) cat_parts(dst, size, (const char *const[]){__VA_ARGS__, NULL})
 
 
-void feedcache_store(struct arena *ar, const char *key, const char *a, size_t alen,
-		     const char *b, size_t blen)
+void feedcache_store(struct arena *ar, const char *key, const char *a, size_t alen, const char *b,
+		     size_t blen)
 {
 	vcache_store(ar, key, a, alen, b, blen, cache_ttl());
 }
@@ -274,7 +275,8 @@ static int lookup_held(struct feedlocal *loc, const char *vkey, const char *akey
 		ia = argc;
 		argv[argc++] = acckey;
 		if (wsuffix[0]) {
-			vcache_key(whokey, FEEDCACHE_KEY, aprefix, loc->aver, strlen(loc->aver), wsuffix);
+			vcache_key(whokey, FEEDCACHE_KEY, aprefix, loc->aver, strlen(loc->aver),
+				   wsuffix);
 			iw = argc;
 			argv[argc++] = whokey;
 		}
@@ -317,14 +319,15 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 {
 	char vkey[48], akey[48], prefix[64], suffix[32], mprefix[64], msuffix[80], aprefix[64],
 		wsuffix[32], fresh[24];
-	const char *argv[] = {NULL, NULL, "2", vkey, akey, prefix, suffix, mprefix,
-			      msuffix, aprefix, wsuffix, fresh, ""};
+	const char *argv[] = {NULL,    NULL,    "2",     vkey,    akey,  prefix, suffix,
+			      mprefix, msuffix, aprefix, wsuffix, fresh, ""};
 	struct found f;
 	struct feedlocal *loc;
 	int rc = 0;
 
 	char b1[24], b2[24], b3[24], tag[32];
-	const char *c_s = ids_text(b1, cid), *item_s = ids_text(b2, item), *uid_s = ids_text(b3, req->user_id);
+	const char *c_s = ids_text(b1, cid), *item_s = ids_text(b2, item),
+		   *uid_s = ids_text(b3, req->user_id);
 
 	fill->key[0] = fill->mine_key[0] = fill->name[0] = fill->ver[0] = '\0';
 	vcache_retry();
@@ -447,8 +450,10 @@ void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fil
 			  const char *ids_csv, struct json_object *o)
 {
 	size_t len;
-	const char *s = json_object_to_json_string_length(
-		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	const char *s = json_object_to_json_string_length(o,
+							  JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE,
+							  &len);
 	char *json = s ? arena_strndup(req->arena, s, len) : NULL;
 
 	json_object_put(o);

@@ -54,8 +54,8 @@ static int mine_parse(const char *s, size_t n, struct mine_row *rows, int *nrows
 	while (s < end) {
 		nl = memchr(s, '\n', (size_t)(end - s));
 		tab = nl ? memchr(s, '\t', (size_t)(nl - s)) : NULL;
-		if (!tab || tab == s || *nrows == FEEDMINE_MAX_ROWS || !feedmine_ids_ok(s, (size_t)(tab - s)) ||
-		    tab + 1 == nl || tab[1] != '[')
+		if (!tab || tab == s || *nrows == FEEDMINE_MAX_ROWS ||
+		    !feedmine_ids_ok(s, (size_t)(tab - s)) || tab + 1 == nl || tab[1] != '[')
 			return -1;
 		rows[*nrows].post_id = strtoll(s, NULL, 10);
 		rows[*nrows].arr = tab + 1;
@@ -68,8 +68,7 @@ static int mine_parse(const char *s, size_t n, struct mine_row *rows, int *nrows
 
 /* The caller's reactions to the posts of ids_csv, from PostgreSQL, as the
  * rows of a mine entry (into the arena).  NULL: an error was replied. */
-static char *mine_query(struct http_req *req, enum db_role role, const char *ids_csv,
-			size_t *len)
+static char *mine_query(struct http_req *req, enum db_role role, const char *ids_csv, size_t *len)
 {
 	char uid[24], *ids_pg, *out;
 	struct db_res *r;
@@ -86,7 +85,8 @@ static char *mine_query(struct http_req *req, enum db_role role, const char *ids
 
 		r = db_exec_or_reply(req, role,
 				     "SELECT post_id, json_agg(emoji ORDER BY emoji)::text "
-				     "FROM reactions WHERE user_id = $1 AND post_id = ANY($2::bigint[]) "
+				     "FROM reactions WHERE user_id = $1 AND post_id = "
+				     "ANY($2::bigint[]) "
 				     "GROUP BY post_id",
 				     2, params);
 	}
@@ -175,7 +175,8 @@ int feedmine_reply(struct http_req *req, const char *mine_key, const char *ids_c
 			rlen = mlen - idlen - 1;
 		} else {
 			/* filling the cache: the primary (see posts.h) */
-			rtext = mine_query(req, mine_key[0] ? DB_PRIMARY : ryw_read_role(req->user_id),
+			rtext = mine_query(req,
+					   mine_key[0] ? DB_PRIMARY : ryw_read_role(req->user_id),
 					   ids_csv, &rlen);
 			if (!rtext)
 				return 0; /* replied */
@@ -183,7 +184,8 @@ int feedmine_reply(struct http_req *req, const char *mine_key, const char *ids_c
 				char *head = arena_printf(req->arena, "%s\n", ids_csv);
 
 				if (head)
-					feedcache_store(req->arena, mine_key, head, idlen + 1, rtext, rlen);
+					feedcache_store(req->arena, mine_key, head, idlen + 1,
+							rtext, rlen);
 			}
 		}
 		if (mine_parse(rtext, rlen, rows, &nrows) < 0) {

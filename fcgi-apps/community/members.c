@@ -17,8 +17,9 @@
 
 /* {community_id, user, role, joined_at} for one membership row:
  * USER_COLS, then role, joined_at. */
-#define MEMBER_SQL "SELECT " USER_COLS ", m.role, " TH_TIME_SQL("m.joined_at") \
-	" FROM memberships m JOIN users u ON u.id = m.user_id "
+#define MEMBER_SQL                                    \
+	"SELECT " USER_COLS ", m.role, " TH_TIME_SQL( \
+		"m.joined_at") " FROM memberships m JOIN users u ON u.id = m.user_id "
 
 static struct json_object *member_json(const struct db_res *r, int row, int64_t cid)
 {
@@ -50,7 +51,6 @@ static void reply_member(struct http_req *req, int status, int64_t cid, int64_t 
 }
 
 
-
 /* member_count follows every insert and delete of a membership, in the same
  * transaction, so it never drifts from the rows. */
 static int count_add(struct http_req *req, int64_t cid, int delta)
@@ -61,7 +61,8 @@ static int count_add(struct http_req *req, int64_t cid, int delta)
 
 	snprintf(d, sizeof(d), "%d", delta);
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "UPDATE communities SET member_count = member_count + $2 WHERE id = $1",
+			     "UPDATE communities SET member_count = member_count + $2 WHERE id = "
+			     "$1",
 			     2, params);
 	return r ? 0 : -1;
 }
@@ -147,8 +148,9 @@ void members_join(struct http_req *req)
 	if (!r)
 		return;
 	inserted = db_res_rows(r) == 1;
-	if (inserted && (count_add(req, cm.id, 1) < 0 ||
-			 events_emit(req, "member_joined", cm.id, "user_id", req->user_id, NULL, 0) < 0))
+	if (inserted &&
+	    (count_add(req, cm.id, 1) < 0 ||
+	     events_emit(req, "member_joined", cm.id, "user_id", req->user_id, NULL, 0) < 0))
 		return;
 	if (db_commit_or_reply(req) < 0)
 		return;
@@ -205,7 +207,7 @@ void members_list(struct http_req *req)
 	 * moderator their own role change or removal, at once */
 	community_page(req, ROLE_NONE, DB_PRIMARY,
 		       MEMBER_SQL "WHERE m.community_id = $1 AND m.user_id > $2 "
-		       "ORDER BY m.user_id LIMIT $3",
+				  "ORDER BY m.user_id LIMIT $3",
 		       member_row);
 }
 
@@ -256,8 +258,8 @@ void members_put(struct http_req *req)
 		const char *params[] = {ids_text(c, cm.id), ids_text(u, uid)};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "SELECT 1 FROM bans WHERE community_id = $1 AND user_id = $2", 2,
-				     params);
+				     "SELECT 1 FROM bans WHERE community_id = $1 AND user_id = $2",
+				     2, params);
 		if (!r)
 			return;
 		if (db_res_rows(r)) {
@@ -317,8 +319,8 @@ void members_delete(struct http_req *req)
 		goto out;
 	if (callexit_leave(req, cm.id, uid, &x) < 0 || db_commit_or_reply(req) < 0)
 		goto out;
-	log_info("audit: user %lld removed user %lld from community %lld",
-		 (long long)req->user_id, (long long)uid, (long long)cm.id);
+	log_info("audit: user %lld removed user %lld from community %lld", (long long)req->user_id,
+		 (long long)uid, (long long)cm.id);
 	feedcache_bump_access(cm.id);
 	mirror_member_gone(cm.id, uid);
 	callexit_mirror(&x);
@@ -327,8 +329,9 @@ out:
 	callexit_free(&x);
 }
 
-#define BAN_SQL "SELECT " USER_COLS ", b.reason, b.banned_by, " TH_TIME_SQL("b.created_at") \
-	" FROM bans b JOIN users u ON u.id = b.user_id "
+#define BAN_SQL                                                      \
+	"SELECT " USER_COLS ", b.reason, b.banned_by, " TH_TIME_SQL( \
+		"b.created_at") " FROM bans b JOIN users u ON u.id = b.user_id "
 
 static struct json_object *ban_json(const struct db_res *r, int row, int64_t cid)
 {
@@ -337,9 +340,10 @@ static struct json_object *ban_json(const struct db_res *r, int row, int64_t cid
 	json_object_object_add(o, "community_id", json_object_new_int64(cid));
 	json_object_object_add(o, "user", user_json(r, row, 0));
 	json_object_object_add(o, "reason", json_object_new_string(db_res_get(r, row, USER_NCOLS)));
-	json_object_object_add(o, "banned_by", db_res_isnull(r, row, USER_NCOLS + 1)
-						       ? NULL
-						       : user_json_int(db_res_get(r, row, USER_NCOLS + 1)));
+	json_object_object_add(o, "banned_by",
+			       db_res_isnull(r, row, USER_NCOLS + 1)
+				       ? NULL
+				       : user_json_int(db_res_get(r, row, USER_NCOLS + 1)));
 	json_object_object_add(o, "created_at",
 			       json_object_new_string(db_res_get(r, row, USER_NCOLS + 2)));
 	return o;
@@ -364,13 +368,14 @@ void bans_create(struct http_req *req)
 	    db_begin_or_reply(req) < 0)
 		return;
 	{
-		const char *params[] = {ids_text(c, cm.id), ids_text(u, uid), ids_text(by, req->user_id),
-					reason ? reason : ""};
+		const char *params[] = {ids_text(c, cm.id), ids_text(u, uid),
+					ids_text(by, req->user_id), reason ? reason : ""};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "INSERT INTO bans (community_id, user_id, banned_by, reason) "
 				     "VALUES ($1, $2, $3, $4) ON CONFLICT (community_id, user_id) "
-				     "DO UPDATE SET reason = EXCLUDED.reason, banned_by = EXCLUDED.banned_by",
+				     "DO UPDATE SET reason = EXCLUDED.reason, banned_by = "
+				     "EXCLUDED.banned_by",
 				     4, params);
 	}
 	if (!r)
@@ -387,7 +392,8 @@ void bans_create(struct http_req *req)
 		const char *params[] = {c, u};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     BAN_SQL "WHERE b.community_id = $1 AND b.user_id = $2", 2, params);
+				     BAN_SQL "WHERE b.community_id = $1 AND b.user_id = $2", 2,
+				     params);
 	}
 	if (!r)
 		goto out;
@@ -412,7 +418,8 @@ void bans_delete(struct http_req *req)
 	if (db_begin_or_reply(req) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "DELETE FROM bans WHERE community_id = $1 AND user_id = $2 RETURNING 1",
+			     "DELETE FROM bans WHERE community_id = $1 AND user_id = $2 RETURNING "
+			     "1",
 			     2, params);
 	if (!r)
 		return;
@@ -439,6 +446,6 @@ void bans_list(struct http_req *req)
 {
 	community_page(req, ROLE_MODERATOR, DB_PRIMARY,
 		       BAN_SQL "WHERE b.community_id = $1 AND b.user_id > $2 "
-		       "ORDER BY b.user_id LIMIT $3",
+			       "ORDER BY b.user_id LIMIT $3",
 		       ban_row);
 }

@@ -58,7 +58,9 @@ static struct json_object *media_json(const char *text)
 		id = json_object_object_get_ex(m, "id", &v) ? json_object_get_string(v) : "";
 		pub = json_object_object_get_ex(m, "public", &v) && json_object_get_boolean(v);
 		nvar = json_object_object_get_ex(m, "kind", &v) &&
-		       strcmp(json_object_get_string(v), "image") == 0 ? 3 : 1;
+				       strcmp(json_object_get_string(v), "image") == 0
+			       ? 3
+			       : 1;
 		json_object_object_del(m, "public");
 		if (json_object_object_get_ex(m, "width", &v) && !v)
 			json_object_object_del(m, "width");
@@ -68,7 +70,8 @@ static struct json_object *media_json(const char *text)
 		for (int k = 0; k < nvar; k++) {
 			const char *u = mediaurl_write(url, sizeof(url), id, names[k], pub);
 
-			json_object_object_add(variants, names[k], u ? json_object_new_string(u) : NULL);
+			json_object_object_add(variants, names[k],
+					       u ? json_object_new_string(u) : NULL);
 		}
 		json_object_object_add(m, "variants", variants);
 	}
@@ -93,14 +96,15 @@ struct json_object *post_json(const struct db_res *r, int row)
 	json_object_object_add(o, "reactions", reactions ? reactions : json_object_new_object());
 	json_object_object_add(o, "my_reactions", json_object_new_array());
 	json_object_object_add(o, "created_at", json_object_new_string(db_res_get(r, row, 9)));
-	json_object_object_add(o, "edited_at", db_res_isnull(r, row, 10)
-						       ? NULL
-						       : json_object_new_string(db_res_get(r, row, 10)));
+	json_object_object_add(o, "edited_at",
+			       db_res_isnull(r, row, 10)
+				       ? NULL
+				       : json_object_new_string(db_res_get(r, row, 10)));
 	return o;
 }
 
-int post_access_or_reply(struct http_req *req, const char *param, enum db_role role,
-			 enum role need, struct community *c, struct post_ref *p)
+int post_access_or_reply(struct http_req *req, const char *param, enum db_role role, enum role need,
+			 struct community *c, struct post_ref *p)
 {
 	char id[24];
 	const char *params[] = {id};
@@ -110,8 +114,8 @@ int post_access_or_reply(struct http_req *req, const char *param, enum db_role r
 	if (jh_id_or_404(req, http_param(req, param), &p->id) < 0)
 		return -1;
 	ids_text(id, p->id);
-	r = db_exec_or_reply(req, role, "SELECT community_id, author_id FROM posts WHERE id = $1", 1,
-			     params);
+	r = db_exec_or_reply(req, role, "SELECT community_id, author_id FROM posts WHERE id = $1",
+			     1, params);
 	if (!r)
 		return -1;
 	if (db_res_rows(r) != 1) {
@@ -135,8 +139,10 @@ struct db_res *posts_mine_query(struct http_req *req, const char *ids_pg)
 	const char *params[] = {ids_text(uid, req->user_id), ids_pg};
 
 	return db_exec_or_reply(req, ryw_read_role(req->user_id),
-				"SELECT post_id, json_agg(emoji ORDER BY emoji)::text FROM reactions "
-				"WHERE user_id = $1 AND post_id = ANY($2::bigint[]) GROUP BY post_id",
+				"SELECT post_id, json_agg(emoji ORDER BY emoji)::text FROM "
+				"reactions "
+				"WHERE user_id = $1 AND post_id = ANY($2::bigint[]) GROUP BY "
+				"post_id",
 				2, params);
 }
 
@@ -190,7 +196,6 @@ int posts_fill_mine(struct http_req *req, const char *ids_pg, struct json_object
 }
 
 
-
 /* ---- helpers of this file ---- */
 
 /* media_ids (optional): up to 10 UUID strings -> a Postgres array literal
@@ -220,7 +225,8 @@ static int media_ids_or_400(struct http_req *req, const char **out)
 	for (i = 0; i < n; i++) {
 		e = json_object_array_get_idx(a, i);
 		if (!json_object_is_type(e, json_type_string) ||
-		    !ids_uuid_ok(json_object_get_string(e), (size_t)json_object_get_string_len(e))) {
+		    !ids_uuid_ok(json_object_get_string(e),
+				 (size_t)json_object_get_string_len(e))) {
 			http_reply_error(req, TH_EVALIDATION, "media_ids must hold UUID strings",
 					 "media_ids");
 			return -1;
@@ -279,8 +285,8 @@ void posts_create(struct http_req *req)
 	if (community_access_param(req, "id", ROLE_MEMBER, &c) < 0)
 		return;
 	if (jh_string_or_400(req, req->json, "title", 0, POST_TITLE_MAX, 0, &title) < 0 ||
-	    jh_string_or_400(req, req->json, "body", 1, POST_BODY_MAX,
-			     JH_REQUIRED | JH_MULTILINE, &body) < 0 ||
+	    jh_string_or_400(req, req->json, "body", 1, POST_BODY_MAX, JH_REQUIRED | JH_MULTILINE,
+			     &body) < 0 ||
 	    media_ids_or_400(req, &media) < 0 || limits_take_or_reply(req, LIMIT_POST) < 0)
 		return;
 	{
@@ -292,22 +298,26 @@ void posts_create(struct http_req *req)
 		 * into a post elsewhere): every id must name one of them (counted
 		 * once however often it is listed) */
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "SELECT (SELECT count(*) FROM media WHERE id = ANY($1::uuid[]) "
-				     "AND owner_id = $2 AND (community_id IS NULL OR community_id = $3)) "
+				     "SELECT (SELECT count(*) FROM media WHERE id = "
+				     "ANY($1::uuid[]) "
+				     "AND owner_id = $2 AND (community_id IS NULL OR community_id "
+				     "= $3)) "
 				     "= cardinality(ARRAY(SELECT DISTINCT unnest($1::uuid[])))",
 				     3, (const char *const[]){media, uid, cid});
 		if (!r)
 			return;
 		if (strcmp(db_res_get(r, 0, 0), "t") != 0) {
 			http_reply_error(req, TH_EVALIDATION,
-					 "media_ids must name media you uploaded here or to your profile",
+					 "media_ids must name media you uploaded here or to your "
+					 "profile",
 					 "media_ids");
 			return;
 		}
 		if (db_begin_or_reply(req) < 0)
 			return;
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "INSERT INTO posts (community_id, author_id, title, body, media_ids) "
+				     "INSERT INTO posts (community_id, author_id, title, body, "
+				     "media_ids) "
 				     "VALUES ($1, $2, $3, $4, $5::uuid[]) RETURNING id",
 				     5, params);
 	}
@@ -319,15 +329,14 @@ void posts_create(struct http_req *req)
 		return;
 	feedcache_bump(c.id);
 	ryw_wrote(req->user_id);
-	log_info("audit: user %lld created post %lld in community %lld",
-		 (long long)req->user_id, (long long)id, (long long)c.id);
+	log_info("audit: user %lld created post %lld in community %lld", (long long)req->user_id,
+		 (long long)id, (long long)c.id);
 	post_reply(req, 201, DB_PRIMARY, id);
 }
 
 /* The rows of a post list as a page (contract in posts.h). */
-struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r,
-				      const struct page *pg, int nkeys, const int *key_cols,
-				      char **ids_csv)
+struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r, const struct page *pg,
+				      int nkeys, const int *key_cols, char **ids_csv)
 {
 	int n = db_res_rows(r) > pg->limit ? pg->limit : db_res_rows(r);
 	size_t used = 0, cap = (size_t)n * 21 + 1; /* 20 digits and a comma an id */
@@ -466,7 +475,8 @@ void posts_patch(struct http_req *req)
 		/* NULL parameters keep the old value */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "UPDATE posts SET title = COALESCE($2::text, title), "
-				     "body = COALESCE($3::text, body), edited_at = now() WHERE id = $1",
+				     "body = COALESCE($3::text, body), edited_at = now() WHERE id "
+				     "= $1",
 				     3, params);
 	}
 	if (!r)
@@ -511,7 +521,8 @@ void posts_delete(struct http_req *req)
 		return;
 	if (db_one_row_changed_or_404(req, r, "no such post") < 0)
 		return;
-	if (events_emit(req, "post_deleted", c.id, "post_id", p.id, "deleted_by", req->user_id) < 0 ||
+	if (events_emit(req, "post_deleted", c.id, "post_id", p.id, "deleted_by", req->user_id) <
+		    0 ||
 	    db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(c.id);

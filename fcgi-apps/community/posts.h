@@ -32,9 +32,11 @@ struct json_object;
 /* The columns post_json() reads, from posts p JOIN users u.  "my_reactions"
  * is not among them: it is per caller and filled by posts_fill_mine().  The
  * reaction counts are kept on the row by a trigger (migration 0007). */
-#define POST_COLS "p.id, p.community_id, " USER_COLS ", p.title, p.body, p.comment_count, " \
-	TH_TIME_SQL("p.created_at") ", " TH_TIME_SQL("p.edited_at") ", " \
-	"p.reaction_counts::text, " POST_MEDIA_SQL
+#define POST_COLS                                                                            \
+	"p.id, p.community_id, " USER_COLS                                                   \
+	", p.title, p.body, p.comment_count, " TH_TIME_SQL("p.created_at") ", " TH_TIME_SQL( \
+		"p.edited_at") ", "                                                          \
+			       "p.reaction_counts::text, " POST_MEDIA_SQL
 /* The post's media, in media_ids order, as a JSON array; post_json() adds
  * the variant URLs (signed for private media: lib/mediaurl).  A function of
  * the database (migration 0008), called only for a post with media: a
@@ -53,9 +55,8 @@ struct page;
  * more row.  *ids_csv: those posts' ids, comma-separated, in the request's
  * arena.  Frees r.  Returns the page (the caller owns it), or NULL with a 500
  * replied. */
-struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r,
-				      const struct page *pg, int nkeys, const int *key_cols,
-				      char **ids_csv);
+struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r, const struct page *pg,
+				      int nkeys, const int *key_cols, char **ids_csv);
 
 /* A post as its permission checks need it. */
 struct post_ref {
@@ -68,8 +69,8 @@ struct post_ref {
  * and checks the caller against its community with community_access(need).
  * Replies and returns -1: 404 for a bad or unknown id, or a post of a private
  * community the caller cannot see; the errors of community_access otherwise. */
-int post_access_or_reply(struct http_req *req, const char *param, enum db_role role,
-			 enum role need, struct community *c, struct post_ref *p);
+int post_access_or_reply(struct http_req *req, const char *param, enum db_role role, enum role need,
+			 struct community *c, struct post_ref *p);
 
 /* The caller's reactions on the posts of ids_pg (a Postgres array literal
  * "{1,2}"): rows (post_id, JSON array of emoji), only for posts that have
@@ -115,7 +116,7 @@ void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fil
  * feedcache.c and its parts (feedmine.c); the joined value is made in ar
  * (the request's arena).  Best effort: a failure is logged and only costs
  * the next reader a miss. */
-void feedcache_store(struct arena *ar, const char *key, const char *a, size_t alen,
-		     const char *b, size_t blen);
+void feedcache_store(struct arena *ar, const char *key, const char *a, size_t alen, const char *b,
+		     size_t blen);
 
 #endif

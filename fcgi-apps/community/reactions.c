@@ -49,8 +49,8 @@ static uint32_t utf8_next(const unsigned char *s, size_t *n)
 static int space_or_control(uint32_t cp)
 {
 	return cp <= 0x20 || (cp >= 0x7f && cp <= 0xa0) || cp == 0x1680 ||
-	       (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 ||
-	       cp == 0x202f || cp == 0x205f || cp == 0x3000 || cp == 0xfeff;
+	       (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
+	       cp == 0x205f || cp == 0x3000 || cp == 0xfeff;
 }
 
 /* The emoji path parameter, or NULL with 400 (field emoji) replied. */
@@ -67,7 +67,8 @@ static const char *emoji_or_400(struct http_req *req)
 	return e;
 bad:
 	http_reply_error(req, TH_EVALIDATION,
-			 "emoji must be 1 to 32 bytes of UTF-8 without spaces or control characters",
+			 "emoji must be 1 to 32 bytes of UTF-8 without spaces or control "
+			 "characters",
 			 "emoji");
 	return NULL;
 }
@@ -116,8 +117,9 @@ static void reaction_set(struct http_req *req, int put)
 			http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
 		else {
 			log_error("db: %s [%s]", db_last_error(), db_last_sqlstate());
-			http_reply_error(req, db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
-									     : TH_EINTERNAL,
+			http_reply_error(req,
+					 db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
+									  : TH_EINTERNAL,
 					 db_last_err() == TH_EUNAVAILABLE ? "database unavailable"
 									  : NULL,
 					 NULL);

@@ -165,14 +165,15 @@ static int table_build(const struct app *app)
 	table[ntable++] = (struct route){"GET", live_path, live_handler, 0, 0};
 	table[ntable++] = (struct route){"GET", ready_path, ready_handler, 0, 0};
 	table[ntable++] = (struct route){"GET", metrics_path, metrics_handler, 0, 0};
-	table[ntable++] = (struct route){"POST", echo_path, echo_handler,
-					 ROUTE_JSON | ROUTE_TEST, APP_ECHO_LIMIT};
+	table[ntable++] = (struct route){"POST", echo_path, echo_handler, ROUTE_JSON | ROUTE_TEST,
+					 APP_ECHO_LIMIT};
 	if (app->serves_metrics_of) {
 		snprintf(other_metrics_path, sizeof(other_metrics_path), "/metrics/%s",
 			 app->serves_metrics_of);
 		snprintf(other_metrics_file, sizeof(other_metrics_file), "%s/run/%s.metrics",
 			 cfg_str("TH_VAR_DIR", "."), app->serves_metrics_of);
-		table[ntable++] = (struct route){"GET", other_metrics_path, other_metrics_handler, 0, 0};
+		table[ntable++] = (struct route){"GET", other_metrics_path, other_metrics_handler,
+						 0, 0};
 	}
 	for (i = 0; i < app->nroutes; i++)
 		table[ntable++] = app->routes[i];
@@ -186,7 +187,7 @@ static int table_build(const struct app *app)
 static int metrics_setup(const struct app *app)
 {
 	const char *labels[METRICS_MAX_ROUTES];
-	char (*buf)[METRICS_LABEL];
+	char(*buf)[METRICS_LABEL];
 	char path[4096];
 	const char *var = cfg_str("TH_VAR_DIR", NULL);
 	size_t i;
@@ -253,8 +254,10 @@ static int authenticate(struct http_req *req, int required)
 		e = token_verify(h, strlen(h), &c);
 	}
 	if (e != TH_OK) {
-		http_reply_error(req, e, e == TH_EUNAUTHORIZED ? "invalid or expired token"
-							 : "cannot check the token now", NULL);
+		http_reply_error(req, e,
+				 e == TH_EUNAUTHORIZED ? "invalid or expired token"
+						       : "cannot check the token now",
+				 NULL);
 		if (e == TH_EUNAUTHORIZED)
 			http_set_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
 		return -1;
@@ -350,9 +353,10 @@ static void serve(FCGX_Request *fr, struct arena *a)
 	if (out) {
 		FCGX_PutStr(out, (int)len, fr->out);
 	} else {
-		static const char oom[] = "Status: 500 Internal Server Error\r\n"
-					  "Content-Type: application/json\r\n\r\n"
-					  "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+		static const char oom[] =
+			"Status: 500 Internal Server Error\r\n"
+			"Content-Type: application/json\r\n\r\n"
+			"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 		FCGX_PutStr(oom, sizeof(oom) - 1, fr->out);
 		req.resp.status = 500;
 	}
@@ -449,13 +453,17 @@ static int listen_check(int fd)
 	if (ss.ss_family == AF_UNIX)
 		return 0;
 	if (ss.ss_family != AF_INET) {
-		fprintf(stderr, "%s: FastCGI over TCP listens on IPv4 only "
-			"(libfcgi checks the callers of IPv4 only)\n", the_app->name);
+		fprintf(stderr,
+			"%s: FastCGI over TCP listens on IPv4 only "
+			"(libfcgi checks the callers of IPv4 only)\n",
+			the_app->name);
 		return -1;
 	}
 	if (!allowed || !*allowed) {
-		fprintf(stderr, "%s: FastCGI on TCP without FCGI_WEB_SERVER_ADDRS "
-			"(the callers allowed): refused\n", the_app->name);
+		fprintf(stderr,
+			"%s: FastCGI on TCP without FCGI_WEB_SERVER_ADDRS "
+			"(the callers allowed): refused\n",
+			the_app->name);
 		return -1;
 	}
 	log_info("FastCGI on TCP, callers allowed: %s", allowed);

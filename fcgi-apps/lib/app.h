@@ -24,7 +24,7 @@
 #define APP_DEFAULT_BODY_LIMIT (64 * 1024)
 
 struct app {
-	const char *name;              /* pool name: "auth", "community", ... */
+	const char *name; /* pool name: "auth", "community", ... */
 	const struct route *routes;
 	size_t nroutes;
 	/* Optional: after settings and connections are set up, before the first

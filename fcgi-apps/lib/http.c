@@ -25,16 +25,15 @@ const char *http_env(const struct http_req *req, const char *name)
 	return NULL;
 }
 
-static const char *env_or(const struct http_req *req, const char *name,
-			  const char *dflt)
+static const char *env_or(const struct http_req *req, const char *name, const char *dflt)
 {
 	const char *v = http_env(req, name);
 
 	return (v && *v) ? v : dflt;
 }
 
-void http_req_init(struct http_req *req, struct arena *a, char **envp,
-		   http_read_fn read, void *read_ctx)
+void http_req_init(struct http_req *req, struct arena *a, char **envp, http_read_fn read,
+		   void *read_ctx)
 {
 	const char *uri, *q, *cl;
 	long long len;
@@ -140,8 +139,7 @@ const char *http_query(const struct http_req *req, const char *name)
 		if ((size_t)(kend - p) == n && memcmp(p, name, n) == 0) {
 			if (!eq)
 				return "";
-			return http_decode(req->arena, eq + 1,
-					   (size_t)(end - eq - 1), true);
+			return http_decode(req->arena, eq + 1, (size_t)(end - eq - 1), true);
 		}
 		p = amp ? amp + 1 : NULL;
 	}
@@ -154,8 +152,7 @@ const char *http_param(const struct http_req *req, const char *name)
 	int i;
 
 	for (i = 0; i < req->nparams; i++)
-		if (req->param_name_lens[i] == n &&
-		    memcmp(req->param_names[i], name, n) == 0)
+		if (req->param_name_lens[i] == n && memcmp(req->param_names[i], name, n) == 0)
 			return req->params[i];
 	return NULL;
 }
@@ -193,7 +190,8 @@ int http_read_body(struct http_req *req, size_t limit)
 		return -1;
 	}
 	if (req->content_length >= 0 && got < (size_t)req->content_length) {
-		http_reply_error(req, TH_EVALIDATION, "request body shorter than its Content-Length", NULL);
+		http_reply_error(req, TH_EVALIDATION,
+				 "request body shorter than its Content-Length", NULL);
 		return -1;
 	}
 	buf[got] = '\0';
@@ -218,8 +216,8 @@ static void resp_reset(struct http_req *req, int status)
 	req->resp.nheaders = 0;
 }
 
-void http_reply_raw(struct http_req *req, int status, const char *content_type,
-		    const char *body, size_t len)
+void http_reply_raw(struct http_req *req, int status, const char *content_type, const char *body,
+		    size_t len)
 {
 	resp_reset(req, status);
 	req->resp.content_type = content_type;
@@ -237,8 +235,10 @@ void http_reply_json(struct http_req *req, int status, struct json_object *obj)
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
-	s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN |
-						   JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	s = json_object_to_json_string_length(obj,
+					      JSON_C_TO_STRING_PLAIN |
+						      JSON_C_TO_STRING_NOSLASHESCAPE,
+					      &len);
 	copy = s ? arena_strndup(req->arena, s, len) : NULL;
 	json_object_put(obj);
 	if (!copy) {
@@ -253,8 +253,7 @@ void http_reply_empty(struct http_req *req, int status)
 	http_reply_raw(req, status, NULL, "", 0);
 }
 
-struct json_object *http_error_json(enum th_err e, const char *message,
-				   const char *field)
+struct json_object *http_error_json(enum th_err e, const char *message, const char *field)
 {
 	char msg[HTTP_TEXT_MAX], fld[HTTP_TEXT_MAX];
 	struct json_object *root = json_object_new_object();
@@ -296,8 +295,7 @@ void http_reply_error_obj(struct http_req *req, enum th_err e, struct json_objec
 		http_set_header(req, "Retry-After", "5");
 }
 
-void http_reply_error(struct http_req *req, enum th_err e, const char *message,
-		      const char *field)
+void http_reply_error(struct http_req *req, enum th_err e, const char *message, const char *field)
 {
 	http_reply_error_obj(req, e, http_error_json(e, message, field));
 }
@@ -338,21 +336,36 @@ int http_add_header(struct http_req *req, const char *name, const char *value)
 static const char *status_text(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 304: return "Not Modified";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 415: return "Unsupported Media Type";
-	case 429: return "Too Many Requests";
-	case 503: return "Service Unavailable";
-	default: return status >= 500 ? "Internal Server Error" : "Status";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 304:
+		return "Not Modified";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 429:
+		return "Too Many Requests";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return status >= 500 ? "Internal Server Error" : "Status";
 	}
 }
 
@@ -392,7 +405,8 @@ char *http_serialize(const struct http_req *req, size_t *len)
 	 * + 24), each header (name + value bounds + 4), the blank line */
 	size_t per = HTTP_HEADER_NAME_MAX + HTTP_HEADER_VALUE_MAX + 24;
 	size_t size = 64 + 2 * per + (size_t)(r->nheaders > 0 ? r->nheaders : 0) * per + 2 +
-		      r->body_len, n;
+		      r->body_len,
+	       n;
 	int has_body = r->status != 204 && r->status != 304;
 	char num[32], *out;
 	int i, m;
@@ -409,7 +423,8 @@ char *http_serialize(const struct http_req *req, size_t *len)
 	n = (size_t)m;
 	if (r->content_type &&
 	    put_header(out, size, &n, "Content-Type", r->content_type,
-		       strcmp(r->content_type, "application/json") == 0 ? "; charset=utf-8" : "") < 0)
+		       strcmp(r->content_type, "application/json") == 0 ? "; charset=utf-8" : "") <
+		    0)
 		return NULL;
 	if (has_body) {
 		snprintf(num, sizeof(num), "%zu", r->body_len);

@@ -33,31 +33,31 @@ struct http_header {
 };
 
 struct http_resp {
-	int status;                 /* 0 until a reply was set */
-	const char *content_type;   /* NULL: none */
+	int status;               /* 0 until a reply was set */
+	const char *content_type; /* NULL: none */
 	struct http_header headers[HTTP_MAX_HEADERS];
 	int nheaders;
-	const char *body;           /* arena-owned or static */
+	const char *body; /* arena-owned or static */
 	size_t body_len;
-	enum th_err err;            /* TH_OK unless an error reply */
+	enum th_err err; /* TH_OK unless an error reply */
 };
 
 struct http_req {
 	struct arena *arena;
-	char **envp;                /* FastCGI params; owned by libfcgi */
+	char **envp; /* FastCGI params; owned by libfcgi */
 	http_read_fn read;
 	void *read_ctx;
 
 	const char *method;
-	const char *path;           /* raw path of REQUEST_URI, without the query */
-	const char *query;          /* raw query string, "" when none */
+	const char *path;  /* raw path of REQUEST_URI, without the query */
+	const char *query; /* raw query string, "" when none */
 	const char *client_addr;
-	const char *request_id;     /* nginx's $request_id, "-" when absent */
-	long long content_length;   /* -1 when absent */
+	const char *request_id;   /* nginx's $request_id, "-" when absent */
+	long long content_length; /* -1 when absent */
 
-	const char *body;           /* after http_read_body(): NUL-terminated */
+	const char *body; /* after http_read_body(): NUL-terminated */
 	size_t body_len;
-	struct json_object *json;   /* parsed body for JSON routes; put at end */
+	struct json_object *json; /* parsed body for JSON routes; put at end */
 
 	/* path parameters, percent-decoded, NUL-terminated, in pattern order */
 	const char *param_names[HTTP_MAX_PARAMS];
@@ -65,15 +65,15 @@ struct http_req {
 	const char *params[HTTP_MAX_PARAMS];
 	int nparams;
 
-	int64_t user_id;            /* authenticated caller, 0 when anonymous */
-	int64_t session_id;         /* the caller's session (token's sid) */
+	int64_t user_id;    /* authenticated caller, 0 when anonymous */
+	int64_t session_id; /* the caller's session (token's sid) */
 	struct http_resp resp;
 };
 
 /* Fills req from envp.  Never fails: missing params become "" or "-".
  * A path longer than HTTP_PATH_MAX is kept whole; the router rejects it. */
-void http_req_init(struct http_req *req, struct arena *a, char **envp,
-		   http_read_fn read, void *read_ctx);
+void http_req_init(struct http_req *req, struct arena *a, char **envp, http_read_fn read,
+		   void *read_ctx);
 
 /* A FastCGI param by its name ("REQUEST_METHOD"), or NULL. */
 const char *http_env(const struct http_req *req, const char *name);
@@ -98,18 +98,16 @@ long http_read_chunk(struct http_req *req, char *buf, size_t n);
  * after the reply.  The json object is consumed
  * (json_object_put) whatever happens. */
 void http_reply_json(struct http_req *req, int status, struct json_object *obj);
-void http_reply_raw(struct http_req *req, int status, const char *content_type,
-		    const char *body, size_t len);
+void http_reply_raw(struct http_req *req, int status, const char *content_type, const char *body,
+		    size_t len);
 void http_reply_empty(struct http_req *req, int status);
 /* {"error":{"code","message","field"?}} with th_err_status(e).  message NULL:
  * the default text.  message and field are cleaned (no control bytes, cut at
  * 200 bytes) because they may quote client input. */
-void http_reply_error(struct http_req *req, enum th_err e, const char *message,
-		      const char *field);
+void http_reply_error(struct http_req *req, enum th_err e, const char *message, const char *field);
 /* The error object of API.md, for a reply that adds members to it (health's
  * "checks").  NULL when out of memory. */
-struct json_object *http_error_json(enum th_err e, const char *message,
-				    const char *field);
+struct json_object *http_error_json(enum th_err e, const char *message, const char *field);
 /* Sends an object made by http_error_json() with the status of e (consumed;
  * NULL gives a static 500). */
 void http_reply_error_obj(struct http_req *req, enum th_err e, struct json_object *obj);

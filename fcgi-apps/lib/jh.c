@@ -15,16 +15,15 @@ int jh_parse_body_or_400(struct http_req *req)
 
 	if (!obj || !json_object_is_type(obj, json_type_object)) {
 		json_object_put(obj);
-		http_reply_error(req, TH_EBADJSON,
-				 "request body must be a JSON object", NULL);
+		http_reply_error(req, TH_EBADJSON, "request body must be a JSON object", NULL);
 		return -1;
 	}
 	req->json = obj;
 	return 0;
 }
 
-static int field_get(struct http_req *req, struct json_object *obj,
-		     const char *field, bool required, struct json_object **val)
+static int field_get(struct http_req *req, struct json_object *obj, const char *field,
+		     bool required, struct json_object **val)
 {
 	*val = NULL;
 	if (!json_object_object_get_ex(obj, field, val) || !*val) {
@@ -40,9 +39,8 @@ static int field_get(struct http_req *req, struct json_object *obj,
 	return 1;
 }
 
-int jh_string_or_400(struct http_req *req, struct json_object *obj,
-		     const char *field, size_t min, size_t max, unsigned flags,
-		     const char **out)
+int jh_string_or_400(struct http_req *req, struct json_object *obj, const char *field, size_t min,
+		     size_t max, unsigned flags, const char **out)
 {
 	bool required = flags & JH_REQUIRED;
 	struct json_object *v;
@@ -69,8 +67,7 @@ int jh_string_or_400(struct http_req *req, struct json_object *obj,
 	n = jh_utf8_len(s, (size_t)json_object_get_string_len(v));
 	if (n < 0 || (size_t)n < min || (size_t)n > max ||
 	    strlen(s) != (size_t)json_object_get_string_len(v)) {
-		snprintf(msg, sizeof(msg), "%s must be %zu to %zu characters", field,
-			 min, max);
+		snprintf(msg, sizeof(msg), "%s must be %zu to %zu characters", field, min, max);
 		http_reply_error(req, TH_EVALIDATION, msg, field);
 		return -1;
 	}
@@ -78,9 +75,8 @@ int jh_string_or_400(struct http_req *req, struct json_object *obj,
 	return 0;
 }
 
-int jh_int_or_400(struct http_req *req, struct json_object *obj,
-		  const char *field, int64_t min, int64_t max, bool required,
-		  bool *present, int64_t *out)
+int jh_int_or_400(struct http_req *req, struct json_object *obj, const char *field, int64_t min,
+		  int64_t max, bool required, bool *present, int64_t *out)
 {
 	struct json_object *v;
 	int64_t x;
@@ -96,10 +92,10 @@ int jh_int_or_400(struct http_req *req, struct json_object *obj,
 	x = json_object_get_int64(v);
 	/* json-c clamps an overflowing literal to INT64_MIN/MAX: no field of
 	 * ours can legitimately hold those, so they mean "out of range" */
-	if (!json_object_is_type(v, json_type_int) || errno == ERANGE ||
-	    x == INT64_MAX || x == INT64_MIN || x < min || x > max) {
-		snprintf(msg, sizeof(msg), "%s must be an integer in [%lld, %lld]",
-			 field, (long long)min, (long long)max);
+	if (!json_object_is_type(v, json_type_int) || errno == ERANGE || x == INT64_MAX ||
+	    x == INT64_MIN || x < min || x > max) {
+		snprintf(msg, sizeof(msg), "%s must be an integer in [%lld, %lld]", field,
+			 (long long)min, (long long)max);
 		http_reply_error(req, TH_EVALIDATION, msg, field);
 		return -1;
 	}
@@ -109,8 +105,8 @@ int jh_int_or_400(struct http_req *req, struct json_object *obj,
 	return 0;
 }
 
-int jh_bool_or_400(struct http_req *req, struct json_object *obj,
-		   const char *field, bool required, bool *present, bool *out)
+int jh_bool_or_400(struct http_req *req, struct json_object *obj, const char *field, bool required,
+		   bool *present, bool *out)
 {
 	struct json_object *v;
 	int rc;

@@ -31,16 +31,14 @@ enum jh_flags {
 /* A string field of min..max code points, valid UTF-8, no NUL, no control
  * characters (but those JH_MULTILINE allows).  Absent or null: *out = NULL
  * and 0 unless JH_REQUIRED.  *out points into obj (lives with it). */
-int jh_string_or_400(struct http_req *req, struct json_object *obj,
-		     const char *field, size_t min, size_t max, unsigned flags,
-		     const char **out);
+int jh_string_or_400(struct http_req *req, struct json_object *obj, const char *field, size_t min,
+		     size_t max, unsigned flags, const char **out);
 /* An integer field in [min, max] (JSON integers only; 1.0 and "1" refused). */
-int jh_int_or_400(struct http_req *req, struct json_object *obj,
-		  const char *field, int64_t min, int64_t max, bool required,
-		  bool *present, int64_t *out);
+int jh_int_or_400(struct http_req *req, struct json_object *obj, const char *field, int64_t min,
+		  int64_t max, bool required, bool *present, int64_t *out);
 /* A boolean field. */
-int jh_bool_or_400(struct http_req *req, struct json_object *obj,
-		   const char *field, bool required, bool *present, bool *out);
+int jh_bool_or_400(struct http_req *req, struct json_object *obj, const char *field, bool required,
+		   bool *present, bool *out);
 
 /* Parses a decimal id in [1, INT64_MAX] from a path parameter; replies 404
  * not_found (an id that cannot exist names nothing) and returns -1 when not. */

@@ -13,13 +13,14 @@ struct limits limits;
 static int unavailable = -1; /* metrics counter */
 
 static const struct {
-	const char *name;           /* in keys: th:rl:<name>:<uid> */
+	const char *name; /* in keys: th:rl:<name>:<uid> */
 	const char *max_var, *window_var;
 	long max, window_s;
 } kinds[LIMIT_KINDS] = {
 	[LIMIT_POST] = {"post", "TH_RL_POST_MAX", "TH_RL_POST_WINDOW", 10, 60},
 	[LIMIT_COMMENT] = {"comment", "TH_RL_COMMENT_MAX", "TH_RL_COMMENT_WINDOW", 30, 60},
-	[LIMIT_COMMUNITY] = {"community", "TH_RL_COMMUNITY_MAX", "TH_RL_COMMUNITY_WINDOW", 5, 86400},
+	[LIMIT_COMMUNITY] = {"community", "TH_RL_COMMUNITY_MAX", "TH_RL_COMMUNITY_WINDOW", 5,
+			     86400},
 	[LIMIT_REACTION] = {"reaction", "TH_RL_REACTION_MAX", "TH_RL_REACTION_WINDOW", 60, 60},
 	[LIMIT_CALL] = {"call", "TH_RL_CALL_MAX", "TH_RL_CALL_WINDOW", 20, 60},
 	[LIMIT_MESSAGE] = {"msg", NULL, NULL, 0, 0},

@@ -40,11 +40,11 @@ enum limit_kind {
 };
 
 struct limits {
-	long max[LIMIT_KINDS];      /* fixed-window kinds: writes per window */
+	long max[LIMIT_KINDS]; /* fixed-window kinds: writes per window */
 	long window_s[LIMIT_KINDS];
-	long msg_interval_ms;       /* LIMIT_MESSAGE: one token every interval */
-	long msg_burst;             /* ... at most this many in a row */
-	long reaction_kinds_max;    /* distinct reaction kinds on one post */
+	long msg_interval_ms;    /* LIMIT_MESSAGE: one token every interval */
+	long msg_burst;          /* ... at most this many in a row */
+	long reaction_kinds_max; /* distinct reaction kinds on one post */
 };
 
 extern struct limits limits;

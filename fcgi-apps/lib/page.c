@@ -66,8 +66,8 @@ int page_parse_or_400(struct http_req *req, int nkeys, int64_t first_key, struct
 	p->limit = PAGE_DEFAULT;
 	if (l) {
 		if (cfg_parse_int(l, 1, PAGE_MAX, &v) < 0) {
-			http_reply_error(req, TH_EVALIDATION, "limit must be an integer from 1 to 100",
-					 "limit");
+			http_reply_error(req, TH_EVALIDATION,
+					 "limit must be an integer from 1 to 100", "limit");
 			return -1;
 		}
 		p->limit = (int)v;
@@ -95,8 +95,8 @@ struct json_object *page_result(struct json_object *items, const char *next)
 	return o;
 }
 
-void page_reply(struct http_req *req, const struct page *p, const struct db_res *r,
-		int key_col, page_row_fn fn, void *ctx)
+void page_reply(struct http_req *req, const struct page *p, const struct db_res *r, int key_col,
+		page_row_fn fn, void *ctx)
 {
 	struct json_object *items = json_object_new_array();
 	const char *next = NULL;

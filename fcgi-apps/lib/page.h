@@ -18,10 +18,10 @@
 struct page {
 	int limit;
 	bool has_cursor;
-	int64_t key[2];          /* the cursor's keys (key[1] unused for one-key lists) */
-	char limit_s[12];        /* limit + 1 as text, for SQL: fetch one more to know
+	int64_t key[2];    /* the cursor's keys (key[1] unused for one-key lists) */
+	char limit_s[12];  /* limit + 1 as text, for SQL: fetch one more to know
 				  * whether a next page exists */
-	char key_s[2][24];       /* keys as text, for SQL parameters */
+	char key_s[2][24]; /* keys as text, for SQL parameters */
 };
 
 /* Reads ?limit and ?cursor.  nkeys: 1 or 2.  A missing cursor starts at the
@@ -42,7 +42,7 @@ typedef struct json_object *(*page_row_fn)(const struct db_res *r, int row, void
 /* Replies 200 with the page made of r's rows, fetched with LIMIT p->limit + 1:
  * at most p->limit items built by fn, and a next_cursor (column key_col of
  * the last item shown) only when the extra row shows there is more. */
-void page_reply(struct http_req *req, const struct page *p, const struct db_res *r,
-		int key_col, page_row_fn fn, void *ctx);
+void page_reply(struct http_req *req, const struct page *p, const struct db_res *r, int key_col,
+		page_row_fn fn, void *ctx);
 
 #endif

@@ -26,8 +26,8 @@ struct db_res *db_own(struct http_req *req, struct db_res *r)
 	return db_res_own(req->arena, r);
 }
 
-struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
-				const char *sql, int n, const char *const *params)
+struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role, const char *sql, int n,
+				const char *const *params)
 {
 	struct db_res *r = db_own(req, db_exec(role, sql, n, params));
 
@@ -68,8 +68,8 @@ int db_one_row_changed_or_404(struct http_req *req, struct db_res *r, const char
 	return -1;
 }
 
-struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc,
-				       const char *const *argv, const size_t *lens)
+struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc, const char *const *argv,
+				       const size_t *lens)
 {
 	struct cache_reply *r = cache_cmd(argc, argv, lens);
 
@@ -126,7 +126,8 @@ int policy_check_or_reply(struct http_req *req, const struct community *c, enum 
 	default:
 		http_reply_error(req, TH_EFORBIDDEN,
 				 need == ROLE_MEMBER ? "join the community first"
-						     : "your role does not allow this", NULL);
+						     : "your role does not allow this",
+				 NULL);
 		break;
 	}
 	return -1;
@@ -155,8 +156,8 @@ int events_emit_json(struct http_req *req, struct json_object *event)
 	return rc;
 }
 
-int events_emit(struct http_req *req, const char *type, int64_t community_id,
-		const char *k1, int64_t v1, const char *k2, int64_t v2)
+int events_emit(struct http_req *req, const char *type, int64_t community_id, const char *k1,
+		int64_t v1, const char *k2, int64_t v2)
 {
 	char payload[256];
 	int n;

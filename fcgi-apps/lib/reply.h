@@ -29,8 +29,8 @@ void db_reply_failure(struct http_req *req);
  * to the request: it is released with the request's arena (db_res_own), so
  * a handler never frees it (db_res_free() may still release it early, in a
  * loop of many). */
-struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role,
-				const char *sql, int n, const char *const *params);
+struct db_res *db_exec_or_reply(struct http_req *req, enum db_role role, const char *sql, int n,
+				const char *const *params);
 /* Hands r (a db_exec() result, or NULL) to the request, as db_exec_or_reply()
  * does with its own: db_res_own(req->arena, r). */
 struct db_res *db_own(struct http_req *req, struct db_res *r);
@@ -46,8 +46,8 @@ int db_one_row_changed_or_404(struct http_req *req, struct db_res *r, const char
 
 /* cache_cmd(), replying 503 (cache unavailable) when Redis cannot be reached;
  * the reply is the caller's to free. */
-struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc,
-				       const char *const *argv, const size_t *lens);
+struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc, const char *const *argv,
+				       const size_t *lens);
 
 /* Replies 429 rate_limited with Retry-After from st. */
 void rl_reply_limited(struct http_req *req, const struct rl_state *st);
@@ -64,8 +64,8 @@ int policy_check_or_reply(struct http_req *req, const struct community *c, enum 
 /* Queues an event in the current transaction (events_queue):
  *   {"type": type, "community_id": community_id, <k1>: v1, <k2>: v2}
  * k1/k2 may be NULL.  Returns 0, or -1 with the error replied. */
-int events_emit(struct http_req *req, const char *type, int64_t community_id,
-		const char *k1, int64_t v1, const char *k2, int64_t v2);
+int events_emit(struct http_req *req, const char *type, int64_t community_id, const char *k1,
+		int64_t v1, const char *k2, int64_t v2);
 /* Queues an arbitrary event object (must have "type"; consumed), up to
  * EVENTS_MAX_BYTES.  0, or -1 with the error replied. */
 int events_emit_json(struct http_req *req, struct json_object *event);

@@ -18,8 +18,7 @@ static const char *segment(const char *s, size_t *len)
 }
 
 /* 1 when path fits pattern; fills the parameters of m. */
-static int pattern_match(const char *pattern, const char *path,
-			 struct route_match *m)
+static int pattern_match(const char *pattern, const char *path, struct route_match *m)
 {
 	const char *p = pattern, *q = path;
 	size_t plen, qlen;
@@ -57,8 +56,7 @@ static void allow_add(char *allow, size_t size, const char *method)
 
 	/* already listed? ("GET" must not match inside another name) */
 	while (hit) {
-		if ((hit == allow || hit[-1] == ' ') &&
-		    (hit[mlen] == ',' || hit[mlen] == '\0'))
+		if ((hit == allow || hit[-1] == ' ') && (hit[mlen] == ',' || hit[mlen] == '\0'))
 			return;
 		hit = strstr(hit + 1, method);
 	}
@@ -67,9 +65,8 @@ static void allow_add(char *allow, size_t size, const char *method)
 	snprintf(allow + n, size - n, "%s%s", n ? ", " : "", method);
 }
 
-enum router_result router_match(const struct route *table, size_t n,
-				const char *method, const char *path,
-				int with_test, struct route_match *m)
+enum router_result router_match(const struct route *table, size_t n, const char *method,
+				const char *path, int with_test, struct route_match *m)
 {
 	struct route_match tmp;
 	size_t i;
@@ -115,8 +112,8 @@ int router_validate(const struct route *table, size_t n, char *err, size_t errsi
 		}
 		for (s = r->pattern; (s = segment(s, &len)) != NULL; s += len) {
 			if (s[0] == ':' && (len < 2 || ++np > HTTP_MAX_PARAMS)) {
-				snprintf(err, errsize, "route %s %s: bad parameter",
-					 r->method, r->pattern);
+				snprintf(err, errsize, "route %s %s: bad parameter", r->method,
+					 r->pattern);
 				return -1;
 			}
 			if (!s[len])
@@ -125,8 +122,8 @@ int router_validate(const struct route *table, size_t n, char *err, size_t errsi
 		for (j = 0; j < i; j++) {
 			if (strcmp(table[j].method, r->method) == 0 &&
 			    strcmp(table[j].pattern, r->pattern) == 0) {
-				snprintf(err, errsize, "route %s %s: declared twice",
-					 r->method, r->pattern);
+				snprintf(err, errsize, "route %s %s: declared twice", r->method,
+					 r->pattern);
 				return -1;
 			}
 		}

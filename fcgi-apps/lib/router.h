@@ -14,22 +14,22 @@
 typedef void (*route_handler)(struct http_req *req);
 
 enum route_flags {
-	ROUTE_JSON = 1u << 0, /* body must be a JSON object: parsed into req->json */
-	ROUTE_TEST = 1u << 1, /* exists only when TH_TEST_ROUTES is on */
-	ROUTE_AUTH = 1u << 2, /* needs a valid access token (req->user_id set) */
+	ROUTE_JSON = 1u << 0,          /* body must be a JSON object: parsed into req->json */
+	ROUTE_TEST = 1u << 1,          /* exists only when TH_TEST_ROUTES is on */
+	ROUTE_AUTH = 1u << 2,          /* needs a valid access token (req->user_id set) */
 	ROUTE_AUTH_OPTIONAL = 1u << 3, /* a token, when present, must be valid */
-	ROUTE_STREAM = 1u << 4, /* the body is not read by the loop: the handler
+	ROUTE_STREAM = 1u << 4,        /* the body is not read by the loop: the handler
 				 * streams it with http_read_chunk() (uploads); the
 				 * route's body_limit is still enforced on
 				 * Content-Length before the handler runs */
 };
 
 struct route {
-	const char *method;   /* "GET", "POST", ... */
-	const char *pattern;  /* "/api/posts/:id" */
+	const char *method;  /* "GET", "POST", ... */
+	const char *pattern; /* "/api/posts/:id" */
 	route_handler handler;
 	unsigned flags;
-	size_t body_limit;    /* bytes; 0: the app's default */
+	size_t body_limit; /* bytes; 0: the app's default */
 };
 
 /* An app's table is a static array with no end marker; its length is
@@ -44,20 +44,19 @@ enum router_result {
 
 struct route_match {
 	const struct route *route;
-	size_t index;                       /* in the table */
+	size_t index; /* in the table */
 	int nparams;
 	const char *param_names[HTTP_MAX_PARAMS]; /* into the pattern */
 	size_t param_name_lens[HTTP_MAX_PARAMS];
-	const char *params[HTTP_MAX_PARAMS];      /* into the path, undecoded */
+	const char *params[HTTP_MAX_PARAMS]; /* into the path, undecoded */
 	size_t param_lens[HTTP_MAX_PARAMS];
-	char allow[64];                     /* "GET, POST" on METHOD_NOT_ALLOWED */
+	char allow[64]; /* "GET, POST" on METHOD_NOT_ALLOWED */
 };
 
 /* Matches method + path (raw, without the query) against the table.
  * Routes whose flags include ROUTE_TEST are skipped unless with_test. */
-enum router_result router_match(const struct route *table, size_t n,
-				const char *method, const char *path,
-				int with_test, struct route_match *m);
+enum router_result router_match(const struct route *table, size_t n, const char *method,
+				const char *path, int with_test, struct route_match *m);
 
 /* Checks a table at start-up: patterns begin with '/', parameter names are
  * non-empty, at most HTTP_MAX_PARAMS parameters, no method+pattern twice.

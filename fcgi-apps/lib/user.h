@@ -9,8 +9,7 @@
 
 struct json_object;
 
-#define TH_TIME_SQL(col) \
-	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define TH_TIME_SQL(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 #define USER_COLS "u.id, u.username, u.display_name, " TH_TIME_SQL("u.created_at")
 #define USER_NCOLS 4

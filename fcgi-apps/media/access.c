@@ -54,8 +54,19 @@ int media_visible(const struct http_req *req, const struct media_row *m)
 }
 
 enum {
-	C_ID, C_OWNER, C_COMMUNITY, C_KIND, C_MIME, C_SIZE, C_SHA, C_WIDTH, C_HEIGHT, C_FILENAME,
-	C_VARIANTS, C_CREATED, C_POLICY
+	C_ID,
+	C_OWNER,
+	C_COMMUNITY,
+	C_KIND,
+	C_MIME,
+	C_SIZE,
+	C_SHA,
+	C_WIDTH,
+	C_HEIGHT,
+	C_FILENAME,
+	C_VARIANTS,
+	C_CREATED,
+	C_POLICY
 };
 
 static char *col_dup(struct http_req *req, const struct db_res *r, int col)
@@ -77,12 +88,15 @@ int media_load(struct http_req *req, const char *id, struct media_row *m)
 	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
 	/* the primary: an uploader reads their upload back at once */
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT md.id, md.owner_id, md.community_id, md.kind, md.mime, md.size, "
-			     "md.sha256, md.width, md.height, md.filename, md.variants, "
-			     TH_TIME_SQL("md.created_at") ", " POLICY_COLS " "
-			     "FROM media md "
-			     "LEFT JOIN LATERAL community_access($2, md.community_id) a ON true "
-			     "WHERE md.id = $1",
+			     "SELECT md.id, md.owner_id, md.community_id, md.kind, md.mime, "
+			     "md.size, "
+			     "md.sha256, md.width, md.height, md.filename, "
+			     "md.variants, " TH_TIME_SQL(
+				     "md.created_at") ", " POLICY_COLS " "
+						      "FROM media md "
+						      "LEFT JOIN LATERAL community_access($2, "
+						      "md.community_id) a ON true "
+						      "WHERE md.id = $1",
 			     2, params);
 	if (!r)
 		return -1;

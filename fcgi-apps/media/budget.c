@@ -38,10 +38,9 @@ static const char take_script[] =
 	"if c > tonumber(ARGV[1]) then redis.call('DECR', KEYS[1]) return 0 end "
 	"redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
 	"return c";
-static const char give_script[] =
-	"local c = redis.call('DECR', KEYS[1]) "
-	"if c <= 0 then redis.call('DEL', KEYS[1]) end "
-	"return c";
+static const char give_script[] = "local c = redis.call('DECR', KEYS[1]) "
+				  "if c <= 0 then redis.call('DEL', KEYS[1]) end "
+				  "return c";
 
 int budget_init(void)
 {
@@ -100,7 +99,8 @@ int budget_user_take(struct http_req *req, struct budget *b)
 	r = cache_cmd(6, argv, NULL);
 	if (!r || cache_reply_type(r) != CACHE_INT) {
 		cache_reply_free(r);
-		http_reply_error(req, TH_EUNAVAILABLE, "cannot count images in processing now", NULL);
+		http_reply_error(req, TH_EUNAVAILABLE, "cannot count images in processing now",
+				 NULL);
 		return -1;
 	}
 	got = cache_reply_int(r);
@@ -133,7 +133,8 @@ int budget_host_take(struct http_req *req, unsigned long long pixels, struct bud
 		log_info("images: no host slot for %llu pixels within %lld ms: %s", pixels,
 			 heavy_wait_ms, strerror(errno));
 		http_reply_error(req, TH_ERATELIMITED,
-				 "too many large images are being processed; try again shortly", NULL);
+				 "too many large images are being processed; try again shortly",
+				 NULL);
 		http_set_header(req, "Retry-After", "5");
 		return -1;
 	}

@@ -20,16 +20,11 @@ static const struct {
 	const char *mime;
 	const char *kind;
 } allowed[] = {
-	{"image/jpeg", "image/jpeg", "image"},
-	{"image/png", "image/png", "image"},
-	{"image/gif", "image/gif", "image"},
-	{"image/webp", "image/webp", "image"},
-	{"video/mp4", "video/mp4", "video"},
-	{"video/webm", "video/webm", "video"},
-	{"audio/mpeg", "audio/mpeg", "audio"},
-	{"audio/ogg", "audio/ogg", "audio"},
-	{"application/ogg", "audio/ogg", "audio"},
-	{"application/pdf", "application/pdf", "pdf"},
+	{"image/jpeg", "image/jpeg", "image"},     {"image/png", "image/png", "image"},
+	{"image/gif", "image/gif", "image"},       {"image/webp", "image/webp", "image"},
+	{"video/mp4", "video/mp4", "video"},       {"video/webm", "video/webm", "video"},
+	{"audio/mpeg", "audio/mpeg", "audio"},     {"audio/ogg", "audio/ogg", "audio"},
+	{"application/ogg", "audio/ogg", "audio"}, {"application/pdf", "application/pdf", "pdf"},
 };
 
 int detect_init(void)

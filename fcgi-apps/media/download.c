@@ -45,11 +45,11 @@
 /* What a download sends, once decided. */
 struct dl {
 	struct media_row m;
-	int sig;                     /* media_sig_check: 1 signed, 0 none */
+	int sig; /* media_sig_check: 1 signed, 0 none */
 	const char *mime, *sha;
 	char etag[MEDIA_SHA_HEX + 3];
 	char cache[64];
-	char key[MEDIA_SHA_HEX + 16];    /* the storage key of the variant */
+	char key[MEDIA_SHA_HEX + 16]; /* the storage key of the variant */
 };
 
 /* The stored facts of one variant: mime and sha256 (the ETag). */
@@ -126,7 +126,8 @@ static int decide(struct http_req *req, struct dl *d)
  * to run; images, audio and video play inline */
 static char *disposition_of(struct http_req *req, const struct dl *d)
 {
-	return media_disposition(req->arena, strcmp(d->m.kind, "pdf") == 0 ? "attachment" : "inline",
+	return media_disposition(req->arena,
+				 strcmp(d->m.kind, "pdf") == 0 ? "attachment" : "inline",
 				 d->m.filename);
 }
 

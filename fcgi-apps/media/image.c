@@ -98,7 +98,8 @@ static int policy_write(const char *dir)
 		"  <policy domain=\"resource\" name=\"height\" value=\"16KP\"/>\n"
 		"  <policy domain=\"delegate\" rights=\"none\" pattern=\"*\"/>\n"
 		"  <policy domain=\"coder\" rights=\"none\" pattern=\"*\"/>\n"
-		"  <policy domain=\"coder\" rights=\"read|write\" pattern=\"{GIF,JPEG,PNG,WEBP}\"/>\n"
+		"  <policy domain=\"coder\" rights=\"read|write\" "
+		"pattern=\"{GIF,JPEG,PNG,WEBP}\"/>\n"
 		"  <policy domain=\"path\" rights=\"none\" pattern=\"@*\"/>\n"
 		"</policymap>\n",
 		media_cfg.tmp_dir, magick_memory, magick_map, magick_disk, media_cfg.max_pixels);
@@ -138,9 +139,14 @@ int image_init(void)
 	/* Limits per worker.  Width and height refuse absurd headers; memory,
 	 * map and disk bound the pixel cache; one thread: workers are processes
 	 * and a pool of them already uses the cores. */
-	if (MagickSetResourceLimit(WidthResource, (MagickSizeType)cfg_int("TH_MEDIA_MAX_WIDTH", 16384, 1, 1 << 20)) == MagickFalse ||
-	    MagickSetResourceLimit(HeightResource, (MagickSizeType)cfg_int("TH_MEDIA_MAX_HEIGHT", 16384, 1, 1 << 20)) == MagickFalse ||
-	    MagickSetResourceLimit(AreaResource, (MagickSizeType)media_cfg.max_pixels) == MagickFalse ||
+	if (MagickSetResourceLimit(WidthResource, (MagickSizeType)cfg_int("TH_MEDIA_MAX_WIDTH",
+									  16384, 1, 1 << 20)) ==
+		    MagickFalse ||
+	    MagickSetResourceLimit(HeightResource, (MagickSizeType)cfg_int("TH_MEDIA_MAX_HEIGHT",
+									   16384, 1, 1 << 20)) ==
+		    MagickFalse ||
+	    MagickSetResourceLimit(AreaResource, (MagickSizeType)media_cfg.max_pixels) ==
+		    MagickFalse ||
 	    MagickSetResourceLimit(MemoryResource, (MagickSizeType)magick_memory) == MagickFalse ||
 	    MagickSetResourceLimit(MapResource, (MagickSizeType)magick_map) == MagickFalse ||
 	    MagickSetResourceLimit(DiskResource, (MagickSizeType)magick_disk) == MagickFalse ||
@@ -216,7 +222,8 @@ static int read_failed(MagickWand *w, MagickBooleanType ok)
 	 * warnings on the image, not on the wand */
 	for (img = GetImageFromMagickWand(w); img; img = GetNextImageInList(img))
 		if (bad_severity(img->exception.severity)) {
-			log_info("image: %s", img->exception.reason ? img->exception.reason : "corrupt");
+			log_info("image: %s",
+				 img->exception.reason ? img->exception.reason : "corrupt");
 			return 1;
 		}
 	return 0;
@@ -431,8 +438,8 @@ void image_out_unlink(struct img_out *out)
 	}
 }
 
-enum th_err image_process(const char *src, const char *mime, struct img_out *out,
-			  char *msg, size_t msgsize)
+enum th_err image_process(const char *src, const char *mime, struct img_out *out, char *msg,
+			  size_t msgsize)
 {
 	const char *coder = coder_of(mime);
 	/* variants: JPEG stays JPEG; the others become PNG (alpha kept, and a
@@ -446,7 +453,8 @@ enum th_err image_process(const char *src, const char *mime, struct img_out *out
 	enum th_err e = TH_EVALIDATION;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(msg, msgsize, "the image cannot be read: corrupt, truncated, or beyond the limits "
+	snprintf(msg, msgsize,
+		 "the image cannot be read: corrupt, truncated, or beyond the limits "
 		 "(50 megapixels, 16384 pixels a side)");
 	if (!coder) {
 		e = TH_EINTERNAL;

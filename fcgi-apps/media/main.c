@@ -60,9 +60,8 @@ static int media_init(void)
 		fprintf(stderr, "media: libsodium failed to initialize\n");
 		return -1;
 	}
-	if (access_init() < 0 || detect_init() < 0 || image_init() < 0 || budget_init() < 0 || video_init() < 0 ||
-	    upload_init() < 0 ||
-	    storage_select() < 0)
+	if (access_init() < 0 || detect_init() < 0 || image_init() < 0 || budget_init() < 0 ||
+	    video_init() < 0 || upload_init() < 0 || storage_select() < 0)
 		return -1;
 	return 0;
 }

@@ -209,7 +209,8 @@ void media_delete(struct http_req *req)
 		if (e == TH_OK)
 			delete_key(m.sha256, &e);
 		if (e != TH_OK) {
-			http_reply_error(req, TH_EUNAVAILABLE, "the media store is unavailable", NULL);
+			http_reply_error(req, TH_EUNAVAILABLE, "the media store is unavailable",
+					 NULL);
 			goto out;
 		}
 	}

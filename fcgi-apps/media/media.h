@@ -26,14 +26,14 @@
 
 /* ---- settings (main.c, read once at start-up) ---- */
 struct media_cfg {
-	const char *var_dir;     /* TH_VAR_DIR */
-	char tmp_dir[3072];      /* $TH_VAR_DIR/media/tmp */
-	long long max_bytes;     /* TH_MEDIA_MAX_BYTES: one upload */
-	long long quota_bytes;   /* TH_MEDIA_QUOTA_BYTES: one user's media */
-	long long url_ttl;       /* TH_MEDIA_URL_TTL: signed URL lifetime, s */
-	long long grant_ttl;     /* TH_MEDIA_GRANT_TTL: nginx may reuse a
+	const char *var_dir;   /* TH_VAR_DIR */
+	char tmp_dir[3072];    /* $TH_VAR_DIR/media/tmp */
+	long long max_bytes;   /* TH_MEDIA_MAX_BYTES: one upload */
+	long long quota_bytes; /* TH_MEDIA_QUOTA_BYTES: one user's media */
+	long long url_ttl;     /* TH_MEDIA_URL_TTL: signed URL lifetime, s */
+	long long grant_ttl;   /* TH_MEDIA_GRANT_TTL: nginx may reuse a
 				  * caller-independent download answer, s */
-	long long max_pixels;    /* 50 megapixels (API.md) */
+	long long max_pixels;  /* 50 megapixels (API.md) */
 };
 extern struct media_cfg media_cfg;
 /* Reads the settings above from the environment (settings.c).  0, or -1 with
@@ -50,20 +50,20 @@ typedef int (*mp_data_fn)(void *ctx, const char *buf, size_t n);
 enum mp_state { MP_PREAMBLE, MP_AFTER_DELIM, MP_HEADERS, MP_BODY, MP_DONE, MP_ERROR };
 
 struct mp {
-	char delim[80];          /* "\r\n--" boundary */
+	char delim[80]; /* "\r\n--" boundary */
 	size_t dlen;
-	size_t match;            /* bytes of delim matched so far */
+	size_t match; /* bytes of delim matched so far */
 	enum mp_state state;
-	char hdr[8192];          /* a part's header block */
+	char hdr[8192]; /* a part's header block */
 	size_t hlen;
-	int in_file;             /* the current part is `file` */
-	int saw_file;            /* a `file` part ended */
-	char filename[512];      /* its filename="" (raw, uncleaned), or "" */
+	int in_file;        /* the current part is `file` */
+	int saw_file;       /* a `file` part ended */
+	char filename[512]; /* its filename="" (raw, uncleaned), or "" */
 	char after[2];
 	size_t nafter;
 	mp_data_fn on_file;
 	void *ctx;
-	const char *error;       /* why MP_ERROR (static text) */
+	const char *error; /* why MP_ERROR (static text) */
 };
 
 /* Reads the boundary from a Content-Type value.  0, or -1 when it is not
@@ -86,8 +86,8 @@ enum th_err detect_file(const char *path, const char **mime, const char **kind);
 
 /* ---- image.c: MagickWand ---- */
 struct img_file {
-	char path[4096];         /* a temporary file the caller owns (unlinks) */
-	const char *mime;        /* static */
+	char path[4096];  /* a temporary file the caller owns (unlinks) */
+	const char *mime; /* static */
 	long long size;
 	char sha256[MEDIA_SHA_HEX + 1];
 	int width, height;
@@ -113,8 +113,8 @@ int image_resources_held(void);
  * writes the three files of out into media_cfg.tmp_dir.  TH_EVALIDATION with
  * a message for a corrupt, truncated or too large image; TH_EINTERNAL
  * otherwise.  On failure no file of out is left behind. */
-enum th_err image_process(const char *src, const char *mime, struct img_out *out,
-			  char *msg, size_t msgsize);
+enum th_err image_process(const char *src, const char *mime, struct img_out *out, char *msg,
+			  size_t msgsize);
 void image_out_unlink(struct img_out *out);
 
 /* ---- video.c: ffmpeg, metadata stripped by a stream copy ---- */
@@ -129,8 +129,8 @@ enum th_err video_strip(const char *src, const char *mime, char out[4096], char 
 
 /* ---- budget.c: images processed at once, per user and per host ---- */
 struct budget {
-	int user_taken;          /* holds one of the user's places */
-	int slot;                /* host slot (slots.h), -1: none */
+	int user_taken; /* holds one of the user's places */
+	int slot;       /* host slot (slots.h), -1: none */
 };
 int budget_init(void);
 void budget_fini(void);
@@ -151,9 +151,9 @@ int media_sha256_file(const char *path, char hex[MEDIA_SHA_HEX + 1], long long *
 struct media_row {
 	char id[IDS_UUID_LEN + 1];
 	int64_t owner_id;
-	int64_t community_id;      /* 0: profile media */
-	int is_public;             /* profile media, or a public community's */
-	struct community cm;       /* its community and the caller's standing
+	int64_t community_id; /* 0: profile media */
+	int is_public;        /* profile media, or a public community's */
+	struct community cm;  /* its community and the caller's standing
 				    * there (cm.id 0: profile media) */
 	const char *kind, *mime, *sha256, *filename, *variants, *created_at;
 	long long size;
@@ -195,7 +195,7 @@ char *media_disposition(struct arena *a, const char *type, const char *name);
 void upload_create(struct http_req *req);
 void media_get(struct http_req *req);
 void media_delete(struct http_req *req);
-void media_download(struct http_req *req);    /* download.c */
+void media_download(struct http_req *req); /* download.c */
 
 int upload_init(void);
 

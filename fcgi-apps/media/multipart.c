@@ -198,7 +198,8 @@ int mp_feed(struct mp *p, const char *buf, size_t n)
 				p->hlen = 0; /* a part without headers */
 				part_begin(p);
 				p->state = MP_BODY;
-			} else if (p->hlen >= 4 && memcmp(p->hdr + p->hlen - 4, "\r\n\r\n", 4) == 0) {
+			} else if (p->hlen >= 4 &&
+				   memcmp(p->hdr + p->hlen - 4, "\r\n\r\n", 4) == 0) {
 				part_begin(p);
 				p->state = MP_BODY;
 			}

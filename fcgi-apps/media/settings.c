@@ -27,8 +27,7 @@ int media_settings_load(void)
 		fprintf(stderr, "media: TH_VAR_DIR is too long\n");
 		return -1;
 	}
-	media_cfg.max_bytes = cfg_int("TH_MEDIA_MAX_BYTES", MEDIA_DEFAULT_MAX_BYTES, 1,
-				      1LL << 40);
+	media_cfg.max_bytes = cfg_int("TH_MEDIA_MAX_BYTES", MEDIA_DEFAULT_MAX_BYTES, 1, 1LL << 40);
 	media_cfg.quota_bytes = cfg_int("TH_MEDIA_QUOTA_BYTES", 1LL << 30, 0, 1LL << 50);
 	media_cfg.url_ttl = cfg_int("TH_MEDIA_URL_TTL", 3600, 10, 7 * 86400);
 	/* 0 turns nginx's reuse of download answers off (download.c) */

@@ -27,7 +27,7 @@
 struct storage_obj {
 	const char *key;
 	long long size;
-	time_t mtime;            /* when it was stored (S3: LastModified) */
+	time_t mtime; /* when it was stored (S3: LastModified) */
 };
 /* Called per object: 0 to go on, anything else stops the listing. */
 typedef int (*storage_list_fn)(void *ctx, const struct storage_obj *o);

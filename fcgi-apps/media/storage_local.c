@@ -81,7 +81,7 @@ static enum th_err local_put(const char *key, const char *path, const char *mime
 	dir[strlen(dir) - 3] = '\0'; /* root/ab */
 	if (mkdir_one(dir) < 0)
 		return TH_EUNAVAILABLE;
-	dir[strlen(dir)] = '/';      /* root/ab/cd */
+	dir[strlen(dir)] = '/'; /* root/ab/cd */
 	if (mkdir_one(dir) < 0)
 		return TH_EUNAVAILABLE;
 	/* Private bytes: not for other users of the host.  nginx's workers
@@ -202,8 +202,8 @@ static int level_ok(const char *name)
  * key_path puts them (tmp/ and anything else a person left there are not
  * objects).  *left counts down the objects still allowed; 1 when the walk
  * must stop (fn said so, or the bound), -1 on an error. */
-static int list_dir(const char *dir, const char *ab, const char *cd, storage_list_fn fn,
-		    void *ctx, long long *left)
+static int list_dir(const char *dir, const char *ab, const char *cd, storage_list_fn fn, void *ctx,
+		    long long *left)
 {
 	char p[4300];
 	DIR *d = opendir(dir);
@@ -235,7 +235,8 @@ static int list_dir(const char *dir, const char *ab, const char *cd, storage_lis
 		}
 		(*left)--;
 		{
-			struct storage_obj o = {.key = e->d_name, .size = (long long)st.st_size,
+			struct storage_obj o = {.key = e->d_name,
+						.size = (long long)st.st_size,
 						.mtime = st.st_mtime};
 
 			if (fn(ctx, &o) != 0)

@@ -47,8 +47,9 @@ static int s3_init(void)
 	s3.path_style = cfg_bool("TH_S3_PATH_STYLE", true);
 	if (!s3.endpoint || !s3.bucket || !s3.access || !s3.secret ||
 	    (strncmp(s3.endpoint, "http://", 7) != 0 && strncmp(s3.endpoint, "https://", 8) != 0)) {
-		fprintf(stderr, "media: TH_MEDIA_STORAGE=s3 needs TH_S3_ENDPOINT (http[s]://host[:port]), "
-				"TH_S3_BUCKET, TH_S3_ACCESS_KEY and TH_S3_SECRET_KEY\n");
+		fprintf(stderr,
+			"media: TH_MEDIA_STORAGE=s3 needs TH_S3_ENDPOINT (http[s]://host[:port]), "
+			"TH_S3_BUCKET, TH_S3_ACCESS_KEY and TH_S3_SECRET_KEY\n");
 		return -1;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -66,8 +67,8 @@ static void s3_fini(void)
 }
 
 /* The object's URL on endpoint, and its canonical path, for key. */
-static void object_url(const char *endpoint, const char *key, char *url, size_t size,
-		       char *path, size_t psize)
+static void object_url(const char *endpoint, const char *key, char *url, size_t size, char *path,
+		       size_t psize)
 {
 	const char *host = strstr(endpoint, "://") + 3;
 	size_t scheme_len = (size_t)(host - endpoint);
@@ -76,7 +77,8 @@ static void object_url(const char *endpoint, const char *key, char *url, size_t 
 		snprintf(url, size, "%s/%s/%s", endpoint, s3.bucket, key);
 		snprintf(path, psize, "/%s/%s", s3.bucket, key);
 	} else {
-		snprintf(url, size, "%.*s%s.%s/%s", (int)scheme_len, endpoint, s3.bucket, host, key);
+		snprintf(url, size, "%.*s%s.%s/%s", (int)scheme_len, endpoint, s3.bucket, host,
+			 key);
 		snprintf(path, psize, "/%s", key);
 	}
 }
@@ -87,7 +89,7 @@ struct s3_sink {
 	FILE *file;
 	char *buf;
 	size_t len, cap;
-	int over;                /* the body outgrew cap: the request fails */
+	int over; /* the body outgrew cap: the request fails */
 };
 
 static size_t sink_write(char *p, size_t sz, size_t n, void *ctx)
@@ -142,7 +144,8 @@ static long s3_perform(const char *method, const char *url, const char *path, FI
 		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(c, CURLOPT_READDATA, upload);
 		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)upload_size);
-		snprintf(ct, sizeof(ct), "Content-Type: %s", mime ? mime : "application/octet-stream");
+		snprintf(ct, sizeof(ct), "Content-Type: %s",
+			 mime ? mime : "application/octet-stream");
 		hdrs = curl_slist_append(hdrs, ct);
 		/* no 100-continue round trip on loopback */
 		hdrs = curl_slist_append(hdrs, "Expect:");
@@ -270,8 +273,9 @@ static void uri_encode(const char *s, char *out, size_t size, int keep_slash)
 	for (; *s && n + 4 < size; s++) {
 		unsigned char ch = (unsigned char)*s;
 
-		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-' || ch == '_' || ch == '.' || ch == '~' || (keep_slash && ch == '/'))
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == '~' ||
+		    (keep_slash && ch == '/'))
 			out[n++] = (char)ch;
 		else
 			n += (size_t)snprintf(out + n, size - n, "%%%02X", ch);
@@ -316,7 +320,8 @@ static int s3_deliver(struct http_req *req, const char *key)
 	hex(h, 32, sig_hex);
 	sodium_memzero(kbuf, sizeof(kbuf));
 	loc = arena_printf(req->arena, "%.*s%s?%s&X-Amz-Signature=%s",
-			   (int)(host - url + (long)strcspn(host, "/")), url, epath, query, sig_hex);
+			   (int)(host - url + (long)strcspn(host, "/")), url, epath, query,
+			   sig_hex);
 	if (!loc) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return -1;
@@ -333,8 +338,7 @@ static int s3_deliver(struct http_req *req, const char *key)
 
 /* The text of the first <tag>...</tag> in [p, end), into out (cut at
  * size); a pointer past it, or NULL when absent. */
-static const char *xml_text(const char *p, const char *end, const char *tag, char *out,
-			    size_t size)
+static const char *xml_text(const char *p, const char *end, const char *tag, char *out, size_t size)
 {
 	char open[48], close[48];
 	const char *a, *b;
@@ -386,7 +390,10 @@ static int s3_key_ok(const char *k)
  * (a listing escapes keys; start-after needs the key itself). */
 static void xml_unescape(char *s)
 {
-	static const struct { const char *ent; char c; } ents[] = {
+	static const struct {
+		const char *ent;
+		char c;
+	} ents[] = {
 		{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''},
 	};
 	char *w = s;
@@ -451,7 +458,8 @@ static enum th_err s3_list(storage_list_fn fn, void *ctx, long long max)
 		status = s3_perform("GET", url, path, NULL, 0, &sink, NULL, NULL, NULL);
 		if (status != 200 || sink.over) {
 			if (sink.over)
-				log_error("s3: list %s: a page over %d bytes", path, S3_LIST_BODY_MAX);
+				log_error("s3: list %s: a page over %d bytes", path,
+					  S3_LIST_BODY_MAX);
 			e = TH_EUNAVAILABLE;
 			break;
 		}
@@ -487,9 +495,12 @@ static enum th_err s3_list(storage_list_fn fn, void *ctx, long long max)
 			}
 			left--;
 			o.key = key;
-			o.size = xml_text(next, cend, "Size", val, sizeof(val)) ? strtoll(val, NULL, 10) : -1;
+			o.size = xml_text(next, cend, "Size", val, sizeof(val))
+					 ? strtoll(val, NULL, 10)
+					 : -1;
 			o.mtime = xml_text(next, cend, "LastModified", val, sizeof(val))
-				? iso_time(val) : (time_t)-1;
+					  ? iso_time(val)
+					  : (time_t)-1;
 			if (o.mtime == (time_t)-1) {
 				log_error("s3: list %s: no LastModified for %s", path, key);
 				continue; /* never treated as old */

@@ -38,10 +38,10 @@
 
 struct sink {
 	int fd;
-	long long bytes;                 /* file bytes written */
-	EVP_MD_CTX *sha;                 /* owned: freed at upload_create's exit */
+	long long bytes; /* file bytes written */
+	EVP_MD_CTX *sha; /* owned: freed at upload_create's exit */
 	int too_large;
-	int io_error;                    /* hashing or writing failed (ours) */
+	int io_error; /* hashing or writing failed (ours) */
 };
 
 static int c_uploads = -2, c_bytes = -2;
@@ -205,8 +205,8 @@ static int receive(struct http_req *req, struct sink *s, const char **filename)
 	/* the parser refused the body (not our storage): the client's fault,
 	 * wherever in the body it happened */
 	if (failed && mp && mp->state == MP_ERROR && !s->io_error) {
-		http_reply_error(req, TH_EVALIDATION, mp->error ? mp->error : "malformed multipart body",
-				 "file");
+		http_reply_error(req, TH_EVALIDATION,
+				 mp->error ? mp->error : "malformed multipart body", "file");
 		return -1;
 	}
 	if (failed) {
@@ -280,13 +280,14 @@ static long long quota_used(struct http_req *req, int lock)
 
 	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
 	if (lock) {
-		r = db_exec_or_reply(req, DB_PRIMARY, "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
-				     1, params);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", 1, params);
 		if (!r)
 			return -1;
 	}
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT coalesce(sum(size), 0) FROM media WHERE owner_id = $1", 1, params);
+			     "SELECT coalesce(sum(size), 0) FROM media WHERE owner_id = $1", 1,
+			     params);
 	if (!r)
 		return -1;
 	used = strtoll(db_res_get(r, 0, 0), NULL, 10);
@@ -326,7 +327,8 @@ void upload_create(struct http_req *req)
 {
 	const char *cid = http_query(req, "community_id"), *qname = http_query(req, "filename");
 	const char *partname, *mime, *kind, *orig_path, *filename;
-	char tmp[4096] = "", vid[4096] = "", sha[MEDIA_SHA_HEX + 1], size_s[24], w_s[16], h_s[16], lock_s[24];
+	char tmp[4096] = "", vid[4096] = "", sha[MEDIA_SHA_HEX + 1], size_s[24], w_s[16], h_s[16],
+	     lock_s[24];
 	char uid[24], msg[128], *id = NULL;
 	struct sink s = {.fd = -1};
 	struct img_out img;
@@ -366,8 +368,8 @@ void upload_create(struct http_req *req)
 	used = quota_used(req, 0);
 	if (used < 0)
 		goto out;
-	if (req->content_length > 0 && used + req->content_length > media_cfg.quota_bytes +
-	    MEDIA_MULTIPART_SLACK) {
+	if (req->content_length > 0 &&
+	    used + req->content_length > media_cfg.quota_bytes + MEDIA_MULTIPART_SLACK) {
 		quota_error(req);
 		goto out;
 	}
@@ -402,9 +404,12 @@ void upload_create(struct http_req *req)
 	/* 3. what it is, from the bytes */
 	e = detect_file(tmp, &mime, &kind);
 	if (e != TH_OK) {
-		http_reply_error(req, e, e == TH_EUNSUPPORTED
+		http_reply_error(req, e,
+				 e == TH_EUNSUPPORTED
 					 ? "not an allowed type: JPEG, PNG, GIF, WebP, MP4, WebM, "
-					   "MP3, Ogg or PDF" : NULL, e == TH_EUNSUPPORTED ? "file" : NULL);
+					   "MP3, Ogg or PDF"
+					 : NULL,
+				 e == TH_EUNSUPPORTED ? "file" : NULL);
 		goto out;
 	}
 	/* 4. images: re-encoded without metadata, and their variants, within
@@ -448,8 +453,10 @@ void upload_create(struct http_req *req)
 	if (strcmp(kind, "video") == 0) {
 		e = video_strip(tmp, mime, vid, msg, sizeof(msg));
 		if (e != TH_OK) {
-			http_reply_error(req, e, e == TH_EUNAVAILABLE ? "cannot process the video now"
-				 : msg, e == TH_EVALIDATION ? "file" : NULL);
+			http_reply_error(req, e,
+					 e == TH_EUNAVAILABLE ? "cannot process the video now"
+							      : msg,
+					 e == TH_EVALIDATION ? "file" : NULL);
 			goto out;
 		}
 		if (media_sha256_file(vid, sha, &size) < 0) {
@@ -459,7 +466,8 @@ void upload_create(struct http_req *req)
 		orig_path = vid;
 	}
 	filename = media_clean_filename(req->arena, qname && *qname ? qname
-					: partname ? partname : "file");
+						    : partname      ? partname
+								    : "file");
 	if (!filename) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		goto out;
@@ -493,14 +501,22 @@ void upload_create(struct http_req *req)
 	snprintf(size_s, sizeof(size_s), "%lld", size);
 	(void)lock_s;
 	{
-		const char *p[] = {uid, cid, kind, mime, size_s, sha, is_image ? w_s : NULL,
-				   is_image ? h_s : NULL, filename,
+		const char *p[] = {uid,
+				   cid,
+				   kind,
+				   mime,
+				   size_s,
+				   sha,
+				   is_image ? w_s : NULL,
+				   is_image ? h_s : NULL,
+				   filename,
 				   variants ? json_object_to_json_string(variants) : "{}"};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "INSERT INTO media (owner_id, community_id, kind, mime, size, "
 				     "sha256, width, height, filename, variants) "
-				     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+				     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING "
+				     "id",
 				     10, p);
 	}
 	if (!r)

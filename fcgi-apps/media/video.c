@@ -164,7 +164,8 @@ enum th_err video_strip(const char *src, const char *mime, char out[4096], char 
 			log_error("video: cannot run %s", ffmpeg_bin);
 			return TH_EUNAVAILABLE;
 		}
-		snprintf(msg, msgsize, "the video cannot be read: corrupt, truncated, or too long "
+		snprintf(msg, msgsize,
+			 "the video cannot be read: corrupt, truncated, or too long "
 			 "to process");
 		return TH_EVALIDATION;
 	}

@@ -37,8 +37,7 @@ int channel_check(struct http_req *req, const struct rt_channel *ch, enum role n
 	return policy_check_or_reply(req, &ch->cm, need, what);
 }
 
-int channel_access(struct http_req *req, int64_t channel_id, enum role need,
-		   struct rt_channel *ch)
+int channel_access(struct http_req *req, int64_t channel_id, enum role need, struct rt_channel *ch)
 {
 	if (channel_load(req, channel_id, ch) < 0)
 		return -1;

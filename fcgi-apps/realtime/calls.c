@@ -119,8 +119,8 @@ static void mirror_leave(int64_t call, int64_t uid, int ended)
 
 /* {type, community_id, channel_id, call_id, <who_key>: who} queued in the
  * current transaction. */
-static int emit(struct http_req *req, const char *type, const struct rt_channel *ch,
-		int64_t call, const char *who_key, int64_t who)
+static int emit(struct http_req *req, const char *type, const struct rt_channel *ch, int64_t call,
+		const char *who_key, int64_t who)
 {
 	struct json_object *ev = json_object_new_object();
 
@@ -146,8 +146,9 @@ static void call_reply(struct http_req *req, int status, int64_t id, const struc
 	struct json_object *o, *parts, *ice;
 
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT id, channel_id, created_by, " TH_TIME_SQL("created_at") ", "
-			     TH_TIME_SQL("ended_at") " FROM calls WHERE id = $1",
+			     "SELECT id, channel_id, created_by, " TH_TIME_SQL(
+				     "created_at") ", " TH_TIME_SQL("ended_at") " FROM calls WHERE "
+										"id = $1",
 			     1, params);
 	if (!r)
 		return;
@@ -182,9 +183,10 @@ static void call_reply(struct http_req *req, int status, int64_t id, const struc
 	json_object_object_add(o, "participants", parts);
 	json_object_object_add(o, "ice_servers", ice);
 	json_object_object_add(o, "created_at", json_object_new_string(db_res_get(r, 0, 3)));
-	json_object_object_add(o, "ended_at", db_res_isnull(r, 0, 4)
-						      ? NULL
-						      : json_object_new_string(db_res_get(r, 0, 4)));
+	json_object_object_add(o, "ended_at",
+			       db_res_isnull(r, 0, 4)
+				       ? NULL
+				       : json_object_new_string(db_res_get(r, 0, 4)));
 	http_reply_json(req, status, o);
 }
 
@@ -280,7 +282,8 @@ static int join_commit(struct http_req *req, const struct rt_channel *ch, int64_
 
 /* ---- handlers ---- */
 
-#define CALL_INVITE_MAX 1000 /* inboxes one invite reaches; the rest see the
+#define CALL_INVITE_MAX \
+	1000 /* inboxes one invite reaches; the rest see the
 			      * community's event topic */
 
 /* call_invite to the inboxes of the channel's community members (not the
@@ -298,7 +301,8 @@ static int invite(struct http_req *req, const struct rt_channel *ch, int64_t cal
 	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
 	snprintf(lim, sizeof(lim), "%d", CALL_INVITE_MAX);
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT user_id FROM memberships WHERE community_id = $1 AND user_id <> $2 "
+			     "SELECT user_id FROM memberships WHERE community_id = $1 AND user_id "
+			     "<> $2 "
 			     "ORDER BY user_id LIMIT $3",
 			     3, params);
 	if (!r)
@@ -306,7 +310,8 @@ static int invite(struct http_req *req, const struct rt_channel *ch, int64_t cal
 	ev = json_object_new_object();
 	inbox = json_object_new_array();
 	for (i = 0; i < db_res_rows(r); i++)
-		json_object_array_add(inbox, json_object_new_int64(strtoll(db_res_get(r, i, 0), NULL, 10)));
+		json_object_array_add(inbox, json_object_new_int64(
+						     strtoll(db_res_get(r, i, 0), NULL, 10)));
 	json_object_object_add(ev, "type", json_object_new_string("call_invite"));
 	json_object_object_add(ev, "community_id", json_object_new_int64(ch->cm.id));
 	json_object_object_add(ev, "channel_id", json_object_new_int64(ch->id));
@@ -356,12 +361,14 @@ void calls_create(struct http_req *req)
 		call = strtoll(db_res_get(r, 0, 0), NULL, 10);
 		params[0] = ids_text(cs, call);
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "SELECT 1 FROM calls WHERE id = $1 AND ended_at IS NULL FOR UPDATE",
+				     "SELECT 1 FROM calls WHERE id = $1 AND ended_at IS NULL FOR "
+				     "UPDATE",
 				     1, params);
 		if (!r)
 			return;
 		if (db_res_rows(r) != 1) { /* cannot happen under the channel lock */
-			http_reply_error(req, TH_ECONFLICT, "the call has just ended; try again", NULL);
+			http_reply_error(req, TH_ECONFLICT, "the call has just ended; try again",
+					 NULL);
 			return;
 		}
 		if (join_commit(req, &ch, call) < 0)
@@ -382,8 +389,7 @@ void calls_create(struct http_req *req)
 	call = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	if (participant_add(req, call, req->user_id) < 0 ||
 	    emit(req, "call_started", &ch, call, "user_id", req->user_id) < 0 ||
-	    invite(req, &ch, call) < 0 ||
-	    db_commit_or_reply(req) < 0)
+	    invite(req, &ch, call) < 0 || db_commit_or_reply(req) < 0)
 		return;
 	mirror_join(call, req->user_id);
 	log_info("audit: user %lld started call %lld in channel %lld", (long long)req->user_id,
@@ -455,8 +461,8 @@ void calls_leave(struct http_req *req)
 	{
 		const char *params[] = {cs};
 
-		r = db_exec_or_reply(req, DB_PRIMARY, "SELECT 1 FROM calls WHERE id = $1 FOR UPDATE",
-				     1, params);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT 1 FROM calls WHERE id = $1 FOR UPDATE", 1, params);
 	}
 	if (!r)
 		return;
@@ -464,7 +470,8 @@ void calls_leave(struct http_req *req)
 		const char *params[] = {cs, us};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "DELETE FROM call_participants WHERE call_id = $1 AND user_id = $2",
+				     "DELETE FROM call_participants WHERE call_id = $1 AND user_id "
+				     "= $2",
 				     2, params);
 	}
 	if (!r)
@@ -482,8 +489,10 @@ void calls_leave(struct http_req *req)
 		const char *params[] = {cs};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "UPDATE calls SET ended_at = now() WHERE id = $1 AND ended_at IS NULL "
-				     "AND NOT EXISTS (SELECT 1 FROM call_participants WHERE call_id = $1)",
+				     "UPDATE calls SET ended_at = now() WHERE id = $1 AND ended_at "
+				     "IS NULL "
+				     "AND NOT EXISTS (SELECT 1 FROM call_participants WHERE "
+				     "call_id = $1)",
 				     1, params);
 	}
 	if (!r)

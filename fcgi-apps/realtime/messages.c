@@ -34,12 +34,21 @@
 
 #define MSG_BODY_MAX 4000
 
-#define MSG_COLS "m.id, m.channel_id, m.seq, " USER_COLS ", m.body, m.reply_to, " \
-	TH_TIME_SQL("m.created_at") ", " TH_TIME_SQL("m.edited_at") ", " \
-	TH_TIME_SQL("m.deleted_at")
+#define MSG_COLS                                                                      \
+	"m.id, m.channel_id, m.seq, " USER_COLS ", m.body, m.reply_to, " TH_TIME_SQL( \
+		"m.created_at") ", " TH_TIME_SQL("m.edited_at") ", " TH_TIME_SQL("m.deleted_at")
 #define MSG_FROM " FROM messages m JOIN users u ON u.id = m.sender_id "
-enum { C_ID, C_CHANNEL, C_SEQ, C_USER, C_BODY = C_USER + USER_NCOLS, C_REPLY, C_CREATED,
-       C_EDITED, C_DELETED };
+enum {
+	C_ID,
+	C_CHANNEL,
+	C_SEQ,
+	C_USER,
+	C_BODY = C_USER + USER_NCOLS,
+	C_REPLY,
+	C_CREATED,
+	C_EDITED,
+	C_DELETED
+};
 
 /* A message as routes that act on one see it. */
 struct msg_ref {
@@ -67,7 +76,8 @@ static struct json_object *message_json(const struct db_res *r, int row)
 	json_object_object_add(o, "sender", user_json(r, row, C_USER));
 	json_object_object_add(o, "body", json_object_new_string(db_res_get(r, row, C_BODY)));
 	json_object_object_add(o, "reply_to", nullable(r, row, C_REPLY));
-	json_object_object_add(o, "created_at", json_object_new_string(db_res_get(r, row, C_CREATED)));
+	json_object_object_add(o, "created_at",
+			       json_object_new_string(db_res_get(r, row, C_CREATED)));
 	json_object_object_add(o, "edited_at", nullable(r, row, C_EDITED));
 	json_object_object_add(o, "deleted_at", nullable(r, row, C_DELETED));
 	return o;
@@ -218,14 +228,15 @@ void messages_list(struct http_req *req)
 			const char *params[] = {after, chs};
 
 			r = db_exec_or_reply(req, DB_PRIMARY,
-					     "SELECT seq FROM messages WHERE id = $1 AND channel_id = $2",
+					     "SELECT seq FROM messages WHERE id = $1 AND "
+					     "channel_id = $2",
 					     2, params);
 		}
 		if (!r)
 			return;
 		if (db_res_rows(r) != 1) {
-			http_reply_error(req, TH_ENOTFOUND, "no message with that id in this channel",
-					 NULL);
+			http_reply_error(req, TH_ENOTFOUND,
+					 "no message with that id in this channel", NULL);
 			return;
 		}
 		start = strtoll(db_res_get(r, 0, 0), NULL, 10);
@@ -237,7 +248,8 @@ void messages_list(struct http_req *req)
 
 			r = db_exec_or_reply(req, DB_PRIMARY,
 					     "SELECT " MSG_COLS MSG_FROM
-					     "WHERE m.channel_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3",
+					     "WHERE m.channel_id = $1 AND m.seq > $2 ORDER BY "
+					     "m.seq LIMIT $3",
 					     3, params);
 		}
 	} else {
@@ -295,7 +307,8 @@ void messages_create(struct http_req *req)
 	if (given) {
 		/* the canonical (lower case) form, as PostgreSQL prints it */
 		for (size_t i = 0; i <= IDS_UUID_LEN; i++)
-			id[i] = (char)((given[i] >= 'A' && given[i] <= 'F') ? given[i] + 32 : given[i]);
+			id[i] = (char)((given[i] >= 'A' && given[i] <= 'F') ? given[i] + 32
+									    : given[i]);
 	} else {
 		uuid_new(id);
 	}
@@ -442,8 +455,9 @@ void messages_delete(struct http_req *req)
 		return;
 	if (m.sender_id != req->user_id && (ch.cm.banned || ch.cm.my_role < ROLE_MODERATOR)) {
 		http_reply_error(req, ch.cm.banned ? TH_EBANNED : TH_EFORBIDDEN,
-				 ch.cm.banned ? "you are banned from this community"
-					   : "only the sender or a moderator may delete a message",
+				 ch.cm.banned
+					 ? "you are banned from this community"
+					 : "only the sender or a moderator may delete a message",
 				 NULL);
 		return;
 	}

@@ -15,8 +15,8 @@
 #define RT_BODY_LIMIT (64 * 1024)
 /* What a request knows about a channel, its community and the caller. */
 struct rt_channel {
-	int64_t id;             /* 0: no such channel */
-	struct community cm;    /* its community, the caller's standing there */
+	int64_t id;          /* 0: no such channel */
+	struct community cm; /* its community, the caller's standing there */
 };
 
 /* access.c: loads channel `channel_id` with its community and the caller's
@@ -28,8 +28,7 @@ struct rt_channel {
  *   403 banned when the caller is banned and need > ROLE_NONE;
  *   403 forbidden when the caller's role is below need.
  * Replies and returns -1 when not allowed, 0 otherwise (ch filled). */
-int channel_access(struct http_req *req, int64_t channel_id, enum role need,
-		   struct rt_channel *ch);
+int channel_access(struct http_req *req, int64_t channel_id, enum role need, struct rt_channel *ch);
 /* Same, the channel's standing loaded but no rule applied (ch->id == 0 when
  * it does not exist; -1 only on a database error, replied). */
 int channel_load(struct http_req *req, int64_t channel_id, struct rt_channel *ch);

@@ -36,8 +36,8 @@ static struct {
 	long long ttl;
 	char secret_file[1024];
 	char secret[TURN_SECRET_MAX + 1];
-	size_t secret_len;      /* 0 until loaded */
-	int warned;             /* logged the missing file once */
+	size_t secret_len; /* 0 until loaded */
+	int warned;        /* logged the missing file once */
 } turn;
 
 /* Reads the secret file; 0 when loaded. */
@@ -77,8 +77,9 @@ static int host_ok(const char *h)
 	if (!*h)
 		return 0;
 	for (; *h; h++)
-		if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') || (*h >= '0' && *h <= '9') ||
-		      *h == '.' || *h == '-' || *h == ':' || *h == '[' || *h == ']'))
+		if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' && *h <= 'Z') ||
+		      (*h >= '0' && *h <= '9') || *h == '.' || *h == '-' || *h == ':' ||
+		      *h == '[' || *h == ']'))
 			return 0;
 	return 1;
 }
@@ -100,7 +101,8 @@ int turn_init(void)
 	if (file) {
 		snprintf(turn.secret_file, sizeof(turn.secret_file), "%s", file);
 		if (secret_load() < 0) {
-			fprintf(stderr, "TH_TURN_SECRET_FILE: cannot read a secret from %s\n", file);
+			fprintf(stderr, "TH_TURN_SECRET_FILE: cannot read a secret from %s\n",
+				file);
 			return -1;
 		}
 	} else {
@@ -118,8 +120,7 @@ struct json_object *turn_ice_servers(int64_t uid)
 
 	if (!arr || secret_load() < 0)
 		return arr;
-	snprintf(user, sizeof(user), "%lld:%lld", (long long)time(NULL) + turn.ttl,
-		 (long long)uid);
+	snprintf(user, sizeof(user), "%lld:%lld", (long long)time(NULL) + turn.ttl, (long long)uid);
 	if (!HMAC(EVP_sha1(), turn.secret, (int)turn.secret_len, (const unsigned char *)user,
 		  strlen(user), mac, &maclen)) {
 		log_error("turn: HMAC-SHA1 failed");
@@ -158,7 +159,8 @@ void turn_get(struct http_req *req)
 	}
 	if (json_object_array_length(ice) == 0) {
 		json_object_put(ice);
-		http_reply_error(req, TH_EUNAVAILABLE, "TURN is not configured on this server", NULL);
+		http_reply_error(req, TH_EUNAVAILABLE, "TURN is not configured on this server",
+				 NULL);
 		http_set_header(req, "Retry-After", "60");
 		return;
 	}

@@ -21,22 +21,22 @@ struct chat_msg {
 	char id[37];
 	int64_t channel_id;
 	int64_t sender_id;
-	char *body;          /* owned */
-	char reply_to[37];   /* "" when none */
+	char *body;        /* owned */
+	char reply_to[37]; /* "" when none */
 	uint64_t received_us;
-	uint64_t rx;         /* gate_received() index: its place in the broker's order */
+	uint64_t rx; /* gate_received() index: its place in the broker's order */
 };
 
 struct batch {
 	struct chat_msg msgs[BRIDGE_BATCH_HARD_MAX];
 	size_t n;
-	uint64_t conn;       /* the broker connection it was read on */
+	uint64_t conn; /* the broker connection it was read on */
 };
 
 struct bridge_stats {
-	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events,
-		receipts, awaiting_commit, refused_id_taken, reply_to_cleared,
-		events_retried, events_refused, events_unrouted;
+	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events, receipts,
+		awaiting_commit, refused_id_taken, reply_to_cleared, events_retried, events_refused,
+		events_unrouted;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 

@@ -71,9 +71,11 @@ int calls_user_offline(int64_t user_id)
 	/* the events a REST leave writes, in this transaction */
 	ev = db_exec(DB_PRIMARY,
 		     "INSERT INTO event_outbox (payload) "
-		     "SELECT jsonb_build_object('type', 'call_left', 'community_id', ch.community_id, "
+		     "SELECT jsonb_build_object('type', 'call_left', 'community_id', "
+		     "ch.community_id, "
 		     "  'channel_id', c.channel_id, 'call_id', c.id, 'user_id', $2::bigint) "
-		     "FROM calls c JOIN channels ch ON ch.id = c.channel_id WHERE c.id = ANY($1::bigint[])",
+		     "FROM calls c JOIN channels ch ON ch.id = c.channel_id WHERE c.id = "
+		     "ANY($1::bigint[])",
 		     2, (const char *const[]){ids, uid});
 	if (!ev)
 		goto fail;
@@ -82,12 +84,15 @@ int calls_user_offline(int64_t user_id)
 	ended = db_exec(DB_PRIMARY,
 			"WITH e AS (UPDATE calls c SET ended_at = now() "
 			"  WHERE c.id = ANY($1::bigint[]) AND c.ended_at IS NULL "
-			"  AND NOT EXISTS (SELECT 1 FROM call_participants p WHERE p.call_id = c.id) "
+			"  AND NOT EXISTS (SELECT 1 FROM call_participants p WHERE p.call_id = "
+			"c.id) "
 			"  RETURNING c.id, c.channel_id) "
 			"INSERT INTO event_outbox (payload) "
-			"SELECT jsonb_build_object('type', 'call_ended', 'community_id', ch.community_id, "
+			"SELECT jsonb_build_object('type', 'call_ended', 'community_id', "
+			"ch.community_id, "
 			"  'channel_id', e.channel_id, 'call_id', e.id, 'user_id', $2::bigint) "
-			"FROM e JOIN channels ch ON ch.id = e.channel_id RETURNING payload->>'call_id'",
+			"FROM e JOIN channels ch ON ch.id = e.channel_id RETURNING "
+			"payload->>'call_id'",
 			2, (const char *const[]){ids, uid});
 	if (!ended || db_commit() < 0)
 		goto fail;

@@ -47,8 +47,8 @@ struct buf {
 	size_t len;
 };
 
-static int real_fd = -1;  /* TCP socket to the broker (ours) */
-static int pair_fd = -1;  /* our end of libmosquitto's socketpair */
+static int real_fd = -1;    /* TCP socket to the broker (ours) */
+static int pair_fd = -1;    /* our end of libmosquitto's socketpair */
 static struct buf in_buf;   /* broker -> libmosquitto, not yet copied */
 static struct buf out_buf;  /* -> broker, not yet sent */
 static struct buf from_lib; /* from libmosquitto, an incomplete packet at most */
@@ -109,8 +109,14 @@ int gate_attach(struct mosquitto *mosq)
 	return 0;
 }
 
-int gate_real_fd(void) { return real_fd; }
-int gate_pair_fd(void) { return pair_fd; }
+int gate_real_fd(void)
+{
+	return real_fd;
+}
+int gate_pair_fd(void)
+{
+	return pair_fd;
+}
 
 short gate_real_events(void)
 {
@@ -120,8 +126,7 @@ short gate_real_events(void)
 short gate_pair_events(void)
 {
 	/* reading from libmosquitto needs room to forward what is not a PUBACK */
-	return (short)((out_buf.len < GATE_BUF / 2 ? POLLIN : 0) |
-		       (in_buf.len ? POLLOUT : 0));
+	return (short)((out_buf.len < GATE_BUF / 2 ? POLLIN : 0) | (in_buf.len ? POLLOUT : 0));
 }
 
 void gate_note_message(int mid)
@@ -130,9 +135,18 @@ void gate_note_message(int mid)
 	rx_count++;
 }
 
-uint64_t gate_received(void) { return rx_count; }
-uint64_t gate_released(void) { return acks_released; }
-size_t gate_held(void) { return held_n; }
+uint64_t gate_received(void)
+{
+	return rx_count;
+}
+uint64_t gate_released(void)
+{
+	return acks_released;
+}
+size_t gate_held(void)
+{
+	return held_n;
+}
 
 static int append(struct buf *b, const unsigned char *p, size_t n)
 {
@@ -184,8 +198,9 @@ static int split(void)
 				return -1;
 			mid = (uint16_t)(p[hdr] << 8 | p[hdr + 1]);
 			if (mid != rx_mid[acks_seen % GATE_HELD_MAX]) {
-				log_error("bridge: PUBACK %u does not answer message %llu (id %u)", mid,
-					  (unsigned long long)acks_seen, rx_mid[acks_seen % GATE_HELD_MAX]);
+				log_error("bridge: PUBACK %u does not answer message %llu (id %u)",
+					  mid, (unsigned long long)acks_seen,
+					  rx_mid[acks_seen % GATE_HELD_MAX]);
 				return -1;
 			}
 			slot = (held_head + held_n) % GATE_HELD_MAX;

@@ -37,8 +37,8 @@
 static struct {
 	char host[2][256];
 	int port[2];
-	int n;       /* 1: no standby, 2: primary and standby */
-	int cur;     /* 0: primary, 1: standby */
+	int n;   /* 1: no standby, 2: primary and standby */
+	int cur; /* 0: primary, 1: standby */
 	uint64_t next_probe_us;
 	int probe_ms; /* a TCP connect to a hub waits at most this */
 	int probe_fd; /* the return probe's connect in progress, or -1 */
@@ -53,8 +53,8 @@ int hubs_init(void)
 	long port;
 
 	snprintf(hubs.host[0], sizeof(hubs.host[0]), "%s", cfg_str("TH_MQTT_HOST", "127.0.0.1"));
-	hubs.port[0] = (int)cfg_int("TH_MQTT_PORT",
-				    cfg_int("TH_PORT_BASE", 8080, 1, 65000) + 3, 1, 65535);
+	hubs.port[0] = (int)cfg_int("TH_MQTT_PORT", cfg_int("TH_PORT_BASE", 8080, 1, 65000) + 3, 1,
+				    65535);
 	hubs.n = 1;
 	hubs.cur = 0;
 	hubs.probe_ms = (int)cfg_int("TH_MQTT_CONNECT_MS", 1000, 50, 60000);
@@ -141,8 +141,10 @@ static int connect_done(int fd, int ms)
 
 static struct addrinfo *resolve(int i)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_ADDRCONFIG}, *ai = NULL;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_ADDRCONFIG},
+			*ai = NULL;
 	char port[8];
 
 	snprintf(port, sizeof(port), "%d", hubs.port[i]);

@@ -62,7 +62,8 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 	(void)obj;
 	(void)props;
 	if (rc != 0) {
-		log_error("bridge: broker refused the connection (%s)", mosquitto_reason_string(rc));
+		log_error("bridge: broker refused the connection (%s)",
+			  mosquitto_reason_string(rc));
 		return;
 	}
 	connected = 1;
@@ -273,7 +274,8 @@ int main(void)
 	 * PostgreSQL, the next one filling, and one more on the way.  At most
 	 * half of what a batch holds (BRIDGE_BATCH_HARD_MAX): every message read
 	 * and not yet committed is in one of the two batches. */
-	recv_max = 3 * batch_max < BRIDGE_BATCH_HARD_MAX / 2 ? 3 * batch_max : BRIDGE_BATCH_HARD_MAX / 2;
+	recv_max = 3 * batch_max < BRIDGE_BATCH_HARD_MAX / 2 ? 3 * batch_max
+							     : BRIDGE_BATCH_HARD_MAX / 2;
 	mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)recv_max);
 	/* on the standby hub the session ends with the connection (hubs.c) */
 	mosquitto_property_add_int16(&props_standby, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)recv_max);
@@ -296,9 +298,12 @@ int main(void)
 		if (!connected && !stopping) {
 			if (backoff_ms)
 				usleep((useconds_t)backoff_ms * 1000);
-			rc = !hubs_reachable() ? MOSQ_ERR_NO_CONN
-			     : mosquitto_connect_bind_v5(mosq, hubs_host(), hubs_port(), 30, NULL,
-							 hubs_on_standby() ? props_standby : props);
+			rc = !hubs_reachable()
+				     ? MOSQ_ERR_NO_CONN
+				     : mosquitto_connect_bind_v5(mosq, hubs_host(), hubs_port(), 30,
+								 NULL,
+								 hubs_on_standby() ? props_standby
+										   : props);
 			if (rc == MOSQ_ERR_SUCCESS && gate_attach(mosq) < 0) {
 				log_error("bridge: cannot set up the PUBACK gate");
 				rc = MOSQ_ERR_ERRNO;
@@ -306,9 +311,11 @@ int main(void)
 			if (rc != MOSQ_ERR_SUCCESS) {
 				/* at most 1 s: while we are away after a broker restart,
 				 * chat published to it has no subscriber */
-				backoff_ms = backoff_ms ? (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2) : 100;
-				log_warn("bridge: cannot reach the broker at %s:%d (%s)", hubs_host(),
-					 hubs_port(), mosquitto_strerror(rc));
+				backoff_ms = backoff_ms ? (backoff_ms * 2 > 1000 ? 1000
+										 : backoff_ms * 2)
+							: 100;
+				log_warn("bridge: cannot reach the broker at %s:%d (%s)",
+					 hubs_host(), hubs_port(), mosquitto_strerror(rc));
 				hubs_failed();
 				continue;
 			}
@@ -379,7 +386,8 @@ int main(void)
 			do {
 				rc = mosquitto_loop_read(mosq, 1);
 				if (rc != MOSQ_ERR_SUCCESS) {
-					log_warn("bridge: broker connection lost (%s)", mosquitto_strerror(rc));
+					log_warn("bridge: broker connection lost (%s)",
+						 mosquitto_strerror(rc));
 					abort_connection();
 					break;
 				}
@@ -427,7 +435,8 @@ int main(void)
 				 * beyond that starts the next batch, in order */
 				if (filling->n > (size_t)batch_max) {
 					next->n = filling->n - (size_t)batch_max;
-					memcpy(next->msgs, filling->msgs + batch_max, next->n * sizeof(next->msgs[0]));
+					memcpy(next->msgs, filling->msgs + batch_max,
+					       next->n * sizeof(next->msgs[0]));
 					next->conn = filling->conn;
 					filling->n = (size_t)batch_max;
 				}

@@ -51,7 +51,7 @@
 #define RELAY_BATCH 50
 #define RELAY_STR_(x) #x
 #define RELAY_STR(x) RELAY_STR_(x)
-#define RELAY_INBOX_MAX 1000 /* inbox recipients of one event */
+#define RELAY_INBOX_MAX 1000  /* inbox recipients of one event */
 #define RELAY_ATTEMPTS_MAX 60 /* publishes of a batch nobody subscribed to (~30 s) */
 #define RC_NO_MATCHING_SUBSCRIBERS 0x10
 
@@ -61,12 +61,12 @@ static struct {
 	enum relay_state state;
 	int64_t ids[RELAY_BATCH]; /* the claimed batch, in id order */
 	int n;
-	size_t pending;           /* publishes not yet acknowledged */
-	size_t unrouted;          /* acknowledged with "no matching subscribers" */
-	int failed;               /* a publish could not be queued */
+	size_t pending;  /* publishes not yet acknowledged */
+	size_t unrouted; /* acknowledged with "no matching subscribers" */
+	int failed;      /* a publish could not be queued */
 	uint64_t deadline_us;
 	unsigned char mids[65536 / 8];
-	char owner[128];          /* claimed_by: this bridge's id */
+	char owner[128]; /* claimed_by: this bridge's id */
 	long ack_ms, lease_s;
 } rl;
 
@@ -116,7 +116,8 @@ static int64_t int_field(struct json_object *o, const char *k)
 	struct json_object *v;
 
 	return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_int)
-		       ? json_object_get_int64(v) : 0;
+		       ? json_object_get_int64(v)
+		       : 0;
 }
 
 static void route(struct mosquitto *mosq, const char *text)
@@ -138,8 +139,10 @@ static void route(struct mosquitto *mosq, const char *text)
 
 		if (json_object_object_get_ex(o, "message", &msg)) {
 			snprintf(topic, sizeof(topic), "chat/%lld/%lld",
-				 (long long)int_field(o, "channel_id"), (long long)int_field(o, "sender_id"));
-			publish(mosq, topic, json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN));
+				 (long long)int_field(o, "channel_id"),
+				 (long long)int_field(o, "sender_id"));
+			publish(mosq, topic,
+				json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN));
 		}
 		json_object_put(o);
 		return;
@@ -231,17 +234,21 @@ enum relay_outcome { RELAY_DELIVERED, RELAY_UNACKED, RELAY_UNROUTED };
 static int finish(enum relay_outcome how)
 {
 	static const char *const sql[] = {
-		[RELAY_DELIVERED] = "DELETE FROM event_outbox WHERE id = ANY($1::bigint[]) AND claimed_by = $2",
+		[RELAY_DELIVERED] =
+			"DELETE FROM event_outbox WHERE id = ANY($1::bigint[]) AND claimed_by = $2",
 		[RELAY_UNACKED] = "UPDATE event_outbox SET claimed_by = NULL, claimed_until = NULL "
 				  "WHERE id = ANY($1::bigint[]) AND claimed_by = $2",
-		[RELAY_UNROUTED] = "WITH d AS (DELETE FROM event_outbox WHERE id = ANY($1::bigint[]) "
-				   "           AND claimed_by = $2 AND attempts + 1 >= " RELAY_STR(RELAY_ATTEMPTS_MAX)
-				   "           RETURNING id), "
-				   "u AS (UPDATE event_outbox SET claimed_by = NULL, claimed_until = NULL, "
-				   "             attempts = attempts + 1 "
-				   "      WHERE id = ANY($1::bigint[]) AND claimed_by = $2 "
-				   "        AND id NOT IN (SELECT id FROM d)) "
-				   "SELECT count(*) FROM d",
+		[RELAY_UNROUTED] =
+			"WITH d AS (DELETE FROM event_outbox WHERE id = ANY($1::bigint[]) "
+			"           AND claimed_by = $2 AND attempts + 1 >= " RELAY_STR(
+				RELAY_ATTEMPTS_MAX) "           RETURNING id), "
+						    "u AS (UPDATE event_outbox SET claimed_by = "
+						    "NULL, claimed_until = NULL, "
+						    "             attempts = attempts + 1 "
+						    "      WHERE id = ANY($1::bigint[]) AND "
+						    "claimed_by = $2 "
+						    "        AND id NOT IN (SELECT id FROM d)) "
+						    "SELECT count(*) FROM d",
 	};
 	char ids[RELAY_BATCH * 21 + 3];
 	const char *p[2] = {ids, rl.owner};
@@ -287,8 +294,10 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 			return -1;
 		}
 		if (rl.failed || mono_us() >= rl.deadline_us) {
-			log_warn("bridge: %zu of the outbox's publishes unacknowledged after %ld ms: "
-				 "the batch of %d events goes out again", rl.pending, rl.ack_ms, rl.n);
+			log_warn("bridge: %zu of the outbox's publishes unacknowledged after %ld "
+				 "ms: "
+				 "the batch of %d events goes out again",
+				 rl.pending, rl.ack_ms, rl.n);
 			metrics_add(bstats.events_retried, (uint64_t)rl.n);
 			(void)finish(RELAY_UNACKED);
 			return -1;
@@ -301,11 +310,14 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	r = db_exec(DB_PRIMARY,
 		    "WITH c AS (SELECT id FROM event_outbox "
 		    "           WHERE claimed_until IS NULL OR claimed_until < now() "
-		    "           ORDER BY id LIMIT " RELAY_STR(RELAY_BATCH) " FOR UPDATE SKIP LOCKED), "
-		    "u AS (UPDATE event_outbox e SET claimed_by = $1, "
-		    "             claimed_until = now() + make_interval(secs => $2::int) "
-		    "      FROM c WHERE e.id = c.id RETURNING e.id, e.payload) "
-		    "SELECT id, payload::text FROM u ORDER BY id",
+		    "           ORDER BY id LIMIT " RELAY_STR(
+			    RELAY_BATCH) " FOR UPDATE SKIP LOCKED), "
+					 "u AS (UPDATE event_outbox e SET claimed_by = $1, "
+					 "             claimed_until = now() + make_interval(secs "
+					 "=> $2::int) "
+					 "      FROM c WHERE e.id = c.id RETURNING e.id, "
+					 "e.payload) "
+					 "SELECT id, payload::text FROM u ORDER BY id",
 		    2, p);
 	if (!r)
 		return -1;

@@ -74,11 +74,23 @@ char *store_pg_array(const struct batch *b, int field)
 		const char *s;
 
 		switch (field) {
-		case 0: s = m->id; break;
-		case 1: snprintf(num, sizeof(num), "%lld", (long long)m->channel_id); s = num; break;
-		case 2: snprintf(num, sizeof(num), "%lld", (long long)m->sender_id); s = num; break;
-		case 3: s = m->body; break;
-		default: s = m->reply_to[0] ? m->reply_to : NULL; break;
+		case 0:
+			s = m->id;
+			break;
+		case 1:
+			snprintf(num, sizeof(num), "%lld", (long long)m->channel_id);
+			s = num;
+			break;
+		case 2:
+			snprintf(num, sizeof(num), "%lld", (long long)m->sender_id);
+			s = num;
+			break;
+		case 3:
+			s = m->body;
+			break;
+		default:
+			s = m->reply_to[0] ? m->reply_to : NULL;
+			break;
 		}
 		/* worst case every byte escaped, plus quotes and a comma */
 		while (len + (s ? 2 * strlen(s) : 4) + 8 > cap) {
@@ -249,7 +261,8 @@ void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq)
 	metrics_add(bstats.reply_to_cleared, cleared);
 	if (count[2])
 		log_warn("bridge: refused %llu message(s) whose id belongs to another sender or "
-			 "channel", (unsigned long long)count[2]);
+			 "channel",
+			 (unsigned long long)count[2]);
 	metrics_add(bstats.batches, 1);
 	metrics_add(bstats.batch_messages, b->n);
 	oldest = b->msgs[0].received_us;

@@ -47,20 +47,20 @@ enum phase { P_HS = 0, P_CONNECT, P_WAIT, P_DIALING, P_PUMP, P_CLOSING, P_DEAD }
 #define IDLE_SLACK_MS 5000
 
 struct conn {
-	struct conn *next, *prev;  /* wk.all, or wk.dead once closed */
-	struct conn *wnext;        /* wk.waitq of its edge */
+	struct conn *next, *prev; /* wk.all, or wk.dead once closed */
+	struct conn *wnext;       /* wk.waitq of its edge */
 	int cfd, efd;
 	uint8_t phase, version, edge, edge_pos;
 	uint8_t addr_counted, edge_counted, slot_held, upgraded, seen_edge_byte, shut_wr, dialed;
-	uint8_t reason;            /* why CLOSING */
+	uint8_t reason; /* why CLOSING */
 	uint16_t keepalive;
 	uint16_t pings;
-	uint32_t cev, eev;         /* epoll events registered */
+	uint32_t cev, eev; /* epoll events registered */
 	uint8_t addr[16];
 	struct wsf ws;
 	struct peek pk;
 	struct buf *hs, *up, *out;
-	char *cid;                 /* cleaned, at most 64 characters */
+	char *cid; /* cleaned, at most 64 characters */
 	int64_t uid;
 	int64_t t0, last_rx, deadline, ping_win;
 	uint64_t bin, bout;
@@ -216,7 +216,8 @@ static void dial(struct conn *c, int from, int64_t now)
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (const struct sockaddr *)&cfg.edges[e].addr, sizeof(cfg.edges[e].addr)) < 0 &&
+	if (connect(fd, (const struct sockaddr *)&cfg.edges[e].addr, sizeof(cfg.edges[e].addr)) <
+		    0 &&
 	    errno != EINPROGRESS) {
 		close(fd);
 		c->efd = -1;
@@ -273,8 +274,11 @@ int conn_init_worker(void)
  * it fails (out of memory) the context is made anew. */
 static int ws_send(struct conn *c, int op, const uint8_t *p, size_t n)
 {
-	struct wslay_frame_iocb io = {.fin = 1, .opcode = (uint8_t)op, .payload_length = n,
-				      .data = p, .data_length = n};
+	struct wslay_frame_iocb io = {.fin = 1,
+				      .opcode = (uint8_t)op,
+				      .payload_length = n,
+				      .data = p,
+				      .data_length = n};
 	ssize_t r;
 
 	wk.wslay_cur = c;
@@ -310,9 +314,8 @@ static void close_now(struct conn *c, enum shm_reason r, int64_t now)
 	if (r != R_METRICS)
 		log_info("wsfront: close addr=%s cid=%s edge=%s in=%llu out=%llu ms=%lld reason=%s",
 			 addr_text(c->addr, a, sizeof(a)), c->cid ? c->cid : "-",
-			 c->dialed ? cfg.edges[c->edge].name : "-",
-			 (unsigned long long)c->bin, (unsigned long long)c->bout,
-			 (long long)(now - c->t0), shm_reason_name(r));
+			 c->dialed ? cfg.edges[c->edge].name : "-", (unsigned long long)c->bin,
+			 (unsigned long long)c->bout, (long long)(now - c->t0), shm_reason_name(r));
 	atomic_fetch_add(&wk.st->closes[r], 1);
 	edge_close(c, now);
 	if (c->addr_counted)
@@ -400,13 +403,15 @@ static void http_refuse(struct conn *c, enum shm_reason r, int64_t now)
 	} answers[] = {
 		{R_BAD_REQUEST, "400 Bad Request", "Sec-WebSocket-Version: 13\r\n",
 		 "a WebSocket upgrade (version 13) is expected here\n"},
-		{R_NO_SUBPROTOCOL, "400 Bad Request", "", "the WebSocket subprotocol 'mqtt' is required\n"},
+		{R_NO_SUBPROTOCOL, "400 Bad Request", "",
+		 "the WebSocket subprotocol 'mqtt' is required\n"},
 		{R_BAD_ORIGIN, "403 Forbidden", "", "origin not allowed\n"},
 		{R_NOT_FOUND, "404 Not Found", "", "no such path: MQTT is at /mqtt\n"},
 		{R_TOO_LARGE, "431 Request Header Fields Too Large", "", "request over 8 KiB\n"},
 		{R_PER_ADDR, "429 Too Many Requests", "Retry-After: 10\r\n",
 		 "too many connections from this address\n"},
-		{R_MAX_CONNS, "503 Service Unavailable", "Retry-After: 5\r\n", "too many connections\n"},
+		{R_MAX_CONNS, "503 Service Unavailable", "Retry-After: 5\r\n",
+		 "too many connections\n"},
 	};
 	char resp[512];
 	size_t i;
@@ -434,7 +439,8 @@ static void serve_metrics(struct conn *c, const struct sockaddr_storage *peer, i
 	}
 	n = snprintf(head, sizeof(head),
 		     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-		     "Content-Length: %zu\r\nConnection: close\r\n\r\n", len);
+		     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+		     len);
 	if (buf_append(&c->out, head, (size_t)n) < 0) {
 		free(text);
 		close_now(c, R_ERROR, now);
@@ -508,7 +514,8 @@ static void handshake_in(struct conn *c, const uint8_t *p, size_t n, int64_t now
 	len = snprintf(resp, sizeof(resp),
 		       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
 		       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-		       "Sec-WebSocket-Protocol: mqtt\r\n\r\n", key);
+		       "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+		       key);
 	if (buf_append(&c->out, resp, (size_t)len) < 0) {
 		close_now(c, R_ERROR, now);
 		return;
@@ -558,11 +565,13 @@ static void connect_checked(struct conn *c, int64_t now)
 	}
 	c->version = (uint8_t)(m.version ? m.version : 4);
 	if (r != MCONN_OK) {
-		log_info("wsfront: CONNECT refused (%s) cid=%s", mconn_result_name(r), c->cid ? c->cid : "-");
+		log_info("wsfront: CONNECT refused (%s) cid=%s", mconn_result_name(r),
+			 c->cid ? c->cid : "-");
 		if (r == MCONN_MALFORMED)
 			finish(c, R_PROTOCOL, 1002, NULL, 0, now);
 		else
-			finish(c, R_CONNECT_REFUSED, 1000, ack, mconn_connack(c->version, r, ack), now);
+			finish(c, R_CONNECT_REFUSED, 1000, ack, mconn_connack(c->version, r, ack),
+			       now);
 		return;
 	}
 	c->uid = m.uid;
@@ -620,7 +629,8 @@ static int on_control(void *user, int op, const uint8_t *p, size_t n)
 		f->stop = R_CLIENT_GONE;
 		/* echo the client's code (1000 when it gave none) */
 		f->ws_code = n >= 2 ? (p[0] << 8 | p[1]) : 1000;
-		if (f->ws_code < 1000 || f->ws_code >= 5000 || f->ws_code == 1005 || f->ws_code == 1006)
+		if (f->ws_code < 1000 || f->ws_code >= 5000 || f->ws_code == 1005 ||
+		    f->ws_code == 1006)
 			f->ws_code = 1002;
 		return -1;
 	}
@@ -639,9 +649,10 @@ static void frames_in(struct conn *c, uint8_t *p, size_t n, int64_t now)
 		if (e == WSF_STOP) {
 			finish(c, f.stop, f.ws_code, NULL, 0, now);
 		} else {
-			enum shm_reason r = e == WSF_TOO_BIG ? R_FRAME_TOO_BIG :
-					    e == WSF_NOT_BINARY ? R_NOT_BINARY :
-					    e == WSF_NOMEM ? R_ERROR : R_PROTOCOL;
+			enum shm_reason r = e == WSF_TOO_BIG      ? R_FRAME_TOO_BIG
+					    : e == WSF_NOT_BINARY ? R_NOT_BINARY
+					    : e == WSF_NOMEM      ? R_ERROR
+								  : R_PROTOCOL;
 
 			finish(c, r, wsf_close_code(e), NULL, 0, now);
 		}
@@ -667,7 +678,10 @@ static void client_readable(struct conn *c, int64_t now)
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n <= 0) {
-			close_now(c, c->phase == P_CLOSING ? (enum shm_reason)c->reason : R_CLIENT_GONE, now);
+			close_now(c,
+				  c->phase == P_CLOSING ? (enum shm_reason)c->reason
+							: R_CLIENT_GONE,
+				  now);
 			return;
 		}
 		c->last_rx = now;
@@ -771,7 +785,10 @@ void conn_client_event(struct conn *c, uint32_t events, int64_t now)
 		return;
 	if (events & EPOLLOUT) {
 		if (buf_flush(c->cfd, &c->out) < 0) {
-			close_now(c, c->phase == P_CLOSING ? (enum shm_reason)c->reason : R_CLIENT_GONE, now);
+			close_now(c,
+				  c->phase == P_CLOSING ? (enum shm_reason)c->reason
+							: R_CLIENT_GONE,
+				  now);
 			return;
 		}
 		if (c->phase == P_CLOSING && !c->out && !c->shut_wr) {

@@ -18,13 +18,13 @@ struct worker {
 	int id, epfd;
 	struct shm *shm;
 	struct shm_worker *st;
-	struct conn *all;            /* open connections, doubly linked */
-	struct conn *dead;           /* closed during this batch of events: freed after it */
+	struct conn *all;  /* open connections, doubly linked */
+	struct conn *dead; /* closed during this batch of events: freed after it */
 	struct conn *waitq[SHM_MAX_EDGES], *waitq_tail[SHM_MAX_EDGES];
 	unsigned inflight[SHM_MAX_EDGES];
 	unsigned nconns, nupgraded;
 	struct wslay_frame_context *wslay;
-	struct conn *wslay_cur;      /* the connection wslay's send callback appends to */
+	struct conn *wslay_cur; /* the connection wslay's send callback appends to */
 };
 
 extern struct worker wk;

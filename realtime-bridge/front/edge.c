@@ -60,8 +60,10 @@ int edge_parse_list(const char *s, struct edge *out, int max, char *err, size_t 
 		port = strtol(colon + 1, &end, 10);
 		memset(&out[n], 0, sizeof(out[n]));
 		out[n].addr.sin_family = AF_INET;
-		if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, item, &out[n].addr.sin_addr) != 1) {
-			snprintf(err, errsize, "edge '%s:%s': an IPv4 address and a port expected", item, colon + 1);
+		if (*end || port < 1 || port > 65535 ||
+		    inet_pton(AF_INET, item, &out[n].addr.sin_addr) != 1) {
+			snprintf(err, errsize, "edge '%s:%s': an IPv4 address and a port expected",
+				 item, colon + 1);
 			return -1;
 		}
 		out[n].addr.sin_port = htons((uint16_t)port);

@@ -14,8 +14,8 @@
 
 struct edge {
 	struct sockaddr_in addr;
-	char name[32];   /* "host:port", as configured */
-	uint64_t seed;   /* hash of name: an edge's weight does not depend on list order */
+	char name[32]; /* "host:port", as configured */
+	uint64_t seed; /* hash of name: an edge's weight does not depend on list order */
 };
 
 /* Parses "127.0.0.1:1883,127.0.0.1:1884" (IPv4 literals) into at most max

@@ -68,11 +68,14 @@ int fmetrics_render(struct shm *s, char **text, size_t *len)
 		{ST_CONNS, "th_wsfront_connections", "gauge", "WebSocket connections open"},
 		{ST_INFLIGHT, "th_wsfront_connects_inflight", "gauge",
 		 "CONNECTs sent to an edge without their CONNACK yet"},
-		{ST_WAITING, "th_wsfront_connects_waiting", "gauge", "CONNECTs waiting for admission"},
+		{ST_WAITING, "th_wsfront_connects_waiting", "gauge",
+		 "CONNECTs waiting for admission"},
 		{ST_ACCEPTED, "th_wsfront_accepted_total", "counter", "TCP connections accepted"},
-		{ST_HANDSHAKES, "th_wsfront_handshakes_total", "counter", "WebSocket upgrades answered 101"},
+		{ST_HANDSHAKES, "th_wsfront_handshakes_total", "counter",
+		 "WebSocket upgrades answered 101"},
 		{ST_BYTES_IN, "th_wsfront_bytes_in_total", "counter", "MQTT bytes client to edge"},
-		{ST_BYTES_OUT, "th_wsfront_bytes_out_total", "counter", "MQTT bytes edge to client"},
+		{ST_BYTES_OUT, "th_wsfront_bytes_out_total", "counter",
+		 "MQTT bytes edge to client"},
 		{ST_EDGE_CONNECT_FAILS, "th_wsfront_edge_connect_failures_total", "counter",
 		 "edge connects refused or timed out"},
 	};
@@ -98,7 +101,8 @@ int fmetrics_render(struct shm *s, char **text, size_t *len)
 
 		for (w = 0; w < cfg.fronts; w++)
 			t += atomic_load(&shm_worker(s, w)->per_edge[e]);
-		put(&o, "th_wsfront_edge_connections{edge=\"%s\"} %lld\n", cfg.edges[e].name, (long long)t);
+		put(&o, "th_wsfront_edge_connections{edge=\"%s\"} %lld\n", cfg.edges[e].name,
+		    (long long)t);
 	}
 	put(&o, "# HELP th_wsfront_edge_down 1 while an edge is marked down\n"
 		"# TYPE th_wsfront_edge_down gauge\n");
@@ -112,8 +116,8 @@ int fmetrics_render(struct shm *s, char **text, size_t *len)
 
 		for (w = 0; w < cfg.fronts; w++)
 			t += atomic_load(&shm_worker(s, w)->closes[i]);
-		put(&o, "th_wsfront_closes_total{reason=\"%s\"} %lld\n", shm_reason_name((enum shm_reason)i),
-		    (long long)t);
+		put(&o, "th_wsfront_closes_total{reason=\"%s\"} %lld\n",
+		    shm_reason_name((enum shm_reason)i), (long long)t);
 	}
 	if (o.failed) {
 		free(o.p);

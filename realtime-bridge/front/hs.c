@@ -14,7 +14,8 @@ static const char *headers_end(const char *buf, size_t n)
 	size_t i;
 
 	for (i = 3; i < n; i++)
-		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' &&
+		    buf[i - 3] == '\r')
 			return buf + i + 1;
 	return NULL;
 }

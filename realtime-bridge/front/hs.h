@@ -17,7 +17,7 @@ struct hs_str {
 };
 
 struct hs_req {
-	size_t len;            /* bytes of the request, CRLFCRLF included */
+	size_t len; /* bytes of the request, CRLFCRLF included */
 	struct hs_str method, path, version;
 	struct hs_str upgrade, connection, key, ws_version, protocol, origin;
 	struct hs_str real_ip, forwarded_for;
@@ -36,12 +36,12 @@ enum hs_parse_result hs_parse(const char *buf, size_t n, struct hs_req *req);
 
 /* What the front answers to a parsed request. */
 enum hs_verdict {
-	HS_UPGRADE = 0,     /* 101 */
-	HS_METRICS,         /* GET /metrics without Upgrade */
-	HS_BAD_REQUEST,     /* 400: not a WebSocket upgrade, bad key or version */
-	HS_NO_SUBPROTOCOL,  /* 400: "mqtt" is not among Sec-WebSocket-Protocol */
-	HS_BAD_ORIGIN,      /* 403 */
-	HS_NOT_FOUND,       /* 404: another path */
+	HS_UPGRADE = 0,    /* 101 */
+	HS_METRICS,        /* GET /metrics without Upgrade */
+	HS_BAD_REQUEST,    /* 400: not a WebSocket upgrade, bad key or version */
+	HS_NO_SUBPROTOCOL, /* 400: "mqtt" is not among Sec-WebSocket-Protocol */
+	HS_BAD_ORIGIN,     /* 403 */
+	HS_NOT_FOUND,      /* 404: another path */
 	HS_VERDICTS
 };
 

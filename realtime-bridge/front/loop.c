@@ -32,7 +32,8 @@ static void on_term(int sig)
 
 static int listen_socket(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg.port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)cfg.port),
 				.sin_addr = cfg.bind};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
 
@@ -60,7 +61,8 @@ static void accept_all(int lfd, int64_t now)
 		int fd = accept4(lfd, (struct sockaddr *)&peer, &l, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				log_warn("wsfront: accept: %s", strerror(errno));
 			return;
 		}
@@ -94,12 +96,14 @@ int loop_run(int id, struct shm *shm)
 	atomic_store(&wk.st->pid, (int32_t)getpid());
 	wk.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (wk.epfd < 0 || conn_init_worker() < 0) {
-		log_error("wsfront: worker %d: epoll or wslay set-up failed: %s", id, strerror(errno));
+		log_error("wsfront: worker %d: epoll or wslay set-up failed: %s", id,
+			  strerror(errno));
 		goto out;
 	}
 	lfd = listen_socket();
 	if (lfd < 0) {
-		log_error("wsfront: worker %d: listen on port %d: %s", id, cfg.port, strerror(errno));
+		log_error("wsfront: worker %d: listen on port %d: %s", id, cfg.port,
+			  strerror(errno));
 		goto out;
 	}
 	{

@@ -46,7 +46,8 @@ static int env_uint(const char *name, unsigned def, unsigned lo, unsigned hi, un
 	errno = 0;
 	v = strtoul(s, &end, 10);
 	if (errno || *end || v < lo || v > hi) {
-		fprintf(stderr, "th-wsfront: %s must be an integer in %u..%u (got '%s')\n", name, lo, hi, s);
+		fprintf(stderr, "th-wsfront: %s must be an integer in %u..%u (got '%s')\n", name,
+			lo, hi, s);
 		return -1;
 	}
 	*out = (unsigned)v;
@@ -74,7 +75,8 @@ static int parse_trusted(const char *s)
 		if (inet_pton(AF_INET, item, a + 12) == 1) {
 			a[10] = a[11] = 0xff;
 		} else if (inet_pton(AF_INET6, item, a) != 1) {
-			fprintf(stderr, "th-wsfront: TH_WS_TRUSTED_PROXIES: '%s' is no IP address\n", item);
+			fprintf(stderr,
+				"th-wsfront: TH_WS_TRUSTED_PROXIES: '%s' is no IP address\n", item);
 			return -1;
 		}
 		cfg.n_trusted++;
@@ -110,7 +112,8 @@ static int config(void)
 	cfg.handshake_ms = hs_s * 1000;
 	cfg.idle_ms = idle_s * 1000;
 	if (inet_pton(AF_INET, bind && *bind ? bind : "127.0.0.1", &cfg.bind) != 1) {
-		fprintf(stderr, "th-wsfront: TH_WS_BIND must be an IPv4 address (got '%s')\n", bind);
+		fprintf(stderr, "th-wsfront: TH_WS_BIND must be an IPv4 address (got '%s')\n",
+			bind);
 		return -1;
 	}
 	if (!edges || !*edges) {
@@ -179,8 +182,8 @@ int main(void)
 		for (i = 0; i < cfg.fronts; i++) {
 			if (pids[i] != p)
 				continue;
-			log_error("wsfront: worker %d (pid %d) ended (%s %d), restarting", i, (int)p,
-				  WIFSIGNALED(st) ? "signal" : "status",
+			log_error("wsfront: worker %d (pid %d) ended (%s %d), restarting", i,
+				  (int)p, WIFSIGNALED(st) ? "signal" : "status",
 				  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 			shm_worker_reset(shm, i);
 			if (!stop_sig) {

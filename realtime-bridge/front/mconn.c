@@ -175,12 +175,9 @@ enum mconn_result mconn_will_check(const struct mconn *c)
 
 static const uint8_t codes[MCONN_RESULTS][2] = {
 	/* 3.1.1, 5 */
-	[MCONN_OK] = {0x00, 0x00},
-	[MCONN_MALFORMED] = {0x02, 0x81},
-	[MCONN_BAD_PROTOCOL] = {0x01, 0x84},
-	[MCONN_BAD_ID] = {0x02, 0x85},
-	[MCONN_WILL_TOPIC] = {0x05, 0x90},
-	[MCONN_WILL_RETAIN] = {0x05, 0x9A},
+	[MCONN_OK] = {0x00, 0x00},           [MCONN_MALFORMED] = {0x02, 0x81},
+	[MCONN_BAD_PROTOCOL] = {0x01, 0x84}, [MCONN_BAD_ID] = {0x02, 0x85},
+	[MCONN_WILL_TOPIC] = {0x05, 0x90},   [MCONN_WILL_RETAIN] = {0x05, 0x9A},
 	[MCONN_WILL_PAYLOAD] = {0x05, 0x99},
 };
 
@@ -206,8 +203,8 @@ size_t mconn_connack(int version, enum mconn_result r, uint8_t out[5])
 const char *mconn_result_name(enum mconn_result r)
 {
 	static const char *const names[MCONN_RESULTS] = {
-		"ok", "malformed_connect", "bad_protocol", "bad_client_id",
-		"will_topic", "will_retain", "will_payload",
+		"ok",         "malformed_connect", "bad_protocol", "bad_client_id",
+		"will_topic", "will_retain",       "will_payload",
 	};
 
 	return r < MCONN_RESULTS ? names[r] : "?";

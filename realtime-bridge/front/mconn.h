@@ -9,12 +9,12 @@
 #include <stdint.h>
 
 struct mconn {
-	int version;          /* 4 (3.1.1) or 5 */
-	unsigned keepalive;   /* seconds, 0 = none */
-	const uint8_t *cid;   /* client id, into the packet */
+	int version;        /* 4 (3.1.1) or 5 */
+	unsigned keepalive; /* seconds, 0 = none */
+	const uint8_t *cid; /* client id, into the packet */
 	size_t cid_len;
-	int64_t uid;          /* from "u<uid>-..." */
-	int will;             /* a will is present */
+	int64_t uid; /* from "u<uid>-..." */
+	int will;    /* a will is present */
 	int will_retain;
 	const uint8_t *will_topic, *will_payload;
 	size_t will_topic_len, will_payload_len, will_props_len;
@@ -22,12 +22,12 @@ struct mconn {
 
 enum mconn_result {
 	MCONN_OK = 0,
-	MCONN_MALFORMED,     /* not a CONNECT one can answer: closed without CONNACK */
-	MCONN_BAD_PROTOCOL,  /* another protocol name or level */
-	MCONN_BAD_ID,        /* client id not u<digits>-... */
-	MCONN_WILL_TOPIC,    /* a will on a topic this user may not publish */
-	MCONN_WILL_RETAIN,   /* a retained will */
-	MCONN_WILL_PAYLOAD,  /* a will payload too long or invalid for its topic */
+	MCONN_MALFORMED,    /* not a CONNECT one can answer: closed without CONNACK */
+	MCONN_BAD_PROTOCOL, /* another protocol name or level */
+	MCONN_BAD_ID,       /* client id not u<digits>-... */
+	MCONN_WILL_TOPIC,   /* a will on a topic this user may not publish */
+	MCONN_WILL_RETAIN,  /* a retained will */
+	MCONN_WILL_PAYLOAD, /* a will payload too long or invalid for its topic */
 	MCONN_RESULTS
 };
 

@@ -18,8 +18,8 @@ int peek_varint(const uint8_t *b, size_t n, uint32_t *value)
 	return i == 4 ? -1 : 0;
 }
 
-enum peek_err peek_feed(struct peek *p, const uint8_t *in, size_t n, uint32_t max,
-			uint8_t *out, size_t *outn)
+enum peek_err peek_feed(struct peek *p, const uint8_t *in, size_t n, uint32_t max, uint8_t *out,
+			size_t *outn)
 {
 	size_t i = 0, o = 0;
 	enum peek_err e = PEEK_OK;

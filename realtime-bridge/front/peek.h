@@ -21,9 +21,9 @@ struct peek {
 	uint32_t left;        /* bytes of the current packet still to pass */
 	uint32_t connect_len; /* bytes of the CONNECT, once it passed whole */
 	uint8_t hdr[5];
-	uint8_t hlen;         /* header bytes held back */
-	uint8_t first_done;   /* the CONNECT passed whole */
-	uint8_t in_first;     /* the CONNECT is passing */
+	uint8_t hlen;       /* header bytes held back */
+	uint8_t first_done; /* the CONNECT passed whole */
+	uint8_t in_first;   /* the CONNECT is passing */
 };
 
 /* The remaining length in b[0..n) (the bytes after the type byte).
@@ -35,7 +35,7 @@ int peek_varint(const uint8_t *b, size_t n, uint32_t *value);
  * *outn the bytes to forward.  max: the largest packet, fixed header
  * included.  On error nothing of the offending packet is in out beyond
  * what came before it. */
-enum peek_err peek_feed(struct peek *p, const uint8_t *in, size_t n, uint32_t max,
-			uint8_t *out, size_t *outn);
+enum peek_err peek_feed(struct peek *p, const uint8_t *in, size_t n, uint32_t max, uint8_t *out,
+			size_t *outn);
 
 #endif

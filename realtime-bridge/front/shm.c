@@ -27,7 +27,8 @@ struct shm {
 struct shm *shm_create(void)
 {
 	pthread_mutexattr_t a;
-	struct shm *s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct shm *s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			     -1, 0);
 	int e;
 
 	if (s == MAP_FAILED)
@@ -166,11 +167,14 @@ void shm_addr_release(struct shm *s, int worker, const uint8_t addr[16])
 const char *shm_reason_name(enum shm_reason r)
 {
 	static const char *const names[R_N] = {
-		"client_gone", "edge_gone", "handshake_timeout", "idle", "slow_reader",
-		"ping_flood", "packet_too_big", "frame_too_big", "not_binary", "protocol",
-		"connect_refused", "no_edge", "bad_request", "no_subprotocol", "bad_origin",
-		"not_found", "request_too_large", "per_address", "max_conns", "metrics",
-		"error", "shutdown",
+		"client_gone",    "edge_gone",         "handshake_timeout",
+		"idle",           "slow_reader",       "ping_flood",
+		"packet_too_big", "frame_too_big",     "not_binary",
+		"protocol",       "connect_refused",   "no_edge",
+		"bad_request",    "no_subprotocol",    "bad_origin",
+		"not_found",      "request_too_large", "per_address",
+		"max_conns",      "metrics",           "error",
+		"shutdown",
 	};
 
 	return r < R_N ? names[r] : "?";

@@ -19,14 +19,14 @@
 
 /* per-worker counters; the gauges come first (reset when a worker dies) */
 enum shm_stat {
-	ST_CONNS = 0,     /* gauge: WebSocket connections open (upgraded) */
-	ST_INFLIGHT,      /* gauge: CONNECTs sent to an edge without their CONNACK yet */
-	ST_WAITING,       /* gauge: CONNECTs waiting for an admission slot */
+	ST_CONNS = 0, /* gauge: WebSocket connections open (upgraded) */
+	ST_INFLIGHT,  /* gauge: CONNECTs sent to an edge without their CONNACK yet */
+	ST_WAITING,   /* gauge: CONNECTs waiting for an admission slot */
 	ST_GAUGES,
 	ST_ACCEPTED = ST_GAUGES, /* TCP connections accepted */
-	ST_HANDSHAKES,    /* 101 answered */
-	ST_BYTES_IN,      /* MQTT bytes client -> edge */
-	ST_BYTES_OUT,     /* MQTT bytes edge -> client */
+	ST_HANDSHAKES,           /* 101 answered */
+	ST_BYTES_IN,             /* MQTT bytes client -> edge */
+	ST_BYTES_OUT,            /* MQTT bytes edge -> client */
 	ST_EDGE_CONNECT_FAILS,
 	ST_N
 };

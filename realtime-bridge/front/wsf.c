@@ -132,7 +132,8 @@ enum wsf_err wsf_feed(struct wsf *w, uint8_t *in, size_t n, const struct wsf_cb 
 			if (w->op >= WSF_CLOSE) {
 				if (!w->ctl && !(w->ctl = malloc(125)))
 					return WSF_NOMEM;
-				memcpy(w->ctl + w->ctl_len, p, k); /* header_done bounded it to 125 */
+				memcpy(w->ctl + w->ctl_len, p,
+				       k); /* header_done bounded it to 125 */
 				w->ctl_len = (uint8_t)(w->ctl_len + k);
 			} else if (k && cb->on_data(cb->user, p, k) < 0) {
 				return WSF_STOP;

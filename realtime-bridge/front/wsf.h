@@ -13,26 +13,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum wsf_op { WSF_CONT = 0, WSF_TEXT = 1, WSF_BINARY = 2, WSF_CLOSE = 8, WSF_PING = 9, WSF_PONG = 10 };
+enum wsf_op {
+	WSF_CONT = 0,
+	WSF_TEXT = 1,
+	WSF_BINARY = 2,
+	WSF_CLOSE = 8,
+	WSF_PING = 9,
+	WSF_PONG = 10
+};
 
 /* results of wsf_feed, and the close code each maps to (wsf_close_code) */
 enum wsf_err {
 	WSF_OK = 0,
-	WSF_PROTOCOL,  /* 1002: unmasked, RSV bits, bad opcode, bad continuation, long control */
-	WSF_NOT_BINARY,/* 1003: a text frame */
-	WSF_TOO_BIG,   /* 1009: a frame over the limit */
-	WSF_STOP,      /* a callback asked to stop (its own reason) */
+	WSF_PROTOCOL,   /* 1002: unmasked, RSV bits, bad opcode, bad continuation, long control */
+	WSF_NOT_BINARY, /* 1003: a text frame */
+	WSF_TOO_BIG,    /* 1009: a frame over the limit */
+	WSF_STOP,       /* a callback asked to stop (its own reason) */
 	WSF_NOMEM,
 };
 
 struct wsf {
-	uint64_t left;     /* payload bytes left in the current frame */
-	uint8_t *ctl;      /* a control frame's payload so far (heap, only while incomplete) */
-	uint8_t hdr[14];   /* header bytes so far */
-	uint8_t hlen;      /* 0: between frames */
-	uint8_t op;        /* opcode of the current frame */
-	uint8_t msg_op;    /* WSF_BINARY while a fragmented message is open, else 0 */
-	uint8_t mpos;      /* position in the mask of the next payload byte */
+	uint64_t left;   /* payload bytes left in the current frame */
+	uint8_t *ctl;    /* a control frame's payload so far (heap, only while incomplete) */
+	uint8_t hdr[14]; /* header bytes so far */
+	uint8_t hlen;    /* 0: between frames */
+	uint8_t op;      /* opcode of the current frame */
+	uint8_t msg_op;  /* WSF_BINARY while a fragmented message is open, else 0 */
+	uint8_t mpos;    /* position in the mask of the next payload byte */
 	uint8_t ctl_len;
 	uint8_t in_payload;
 };

@@ -11,7 +11,8 @@
 #include "mwatch.h"
 #include "mono.h"
 
-#define ACL_SLOTS 131072         /* power of two, two ways a key; 48 B each, 6 MiB of
+#define ACL_SLOTS \
+	131072 /* power of two, two ways a key; 48 B each, 6 MiB of
 				  * address space, pages touched only as used */
 #define ACL_NEG_TTL_MS 1000
 /* An answer tagged with the mirror's generation lives until the generation
@@ -23,13 +24,13 @@ enum kind { K_CHANNEL = 1, K_MEMBER, K_PUBLIC };
 struct entry {
 	int64_t a, b, val;
 	long long expires_ms;
-	uint64_t tag;            /* 0: valid until expires_ms only */
-	int kind;                /* 0: empty */
+	uint64_t tag; /* 0: valid until expires_ms only */
+	int kind;     /* 0: empty */
 };
 
 static struct entry *slots;
 static long pos_ttl_ms = 5000;
-static uint64_t gen_tag;         /* acl_set_generation(); 0: unknown */
+static uint64_t gen_tag; /* acl_set_generation(); 0: unknown */
 unsigned long acl_hits, acl_misses;
 
 void acl_init(long ttl_ms)
@@ -114,7 +115,9 @@ static void remember(int kind, int64_t a, int64_t b, int64_t val, int tagged)
 	victim->b = b;
 	victim->val = val;
 	victim->tag = tagged && gen_tag ? gen_tag : 0;
-	victim->expires_ms = now + (victim->tag ? ACL_GEN_TTL_MS : val ? pos_ttl_ms : ACL_NEG_TTL_MS);
+	victim->expires_ms = now + (victim->tag ? ACL_GEN_TTL_MS
+				    : val       ? pos_ttl_ms
+						: ACL_NEG_TTL_MS);
 }
 
 /* One Redis command whose answer is an integer, a string or nil, turned
@@ -163,7 +166,9 @@ static int pg_ask(const char *sql, int64_t a, int64_t b, int64_t *val)
 	r = db_exec(DB_PRIMARY, sql, b ? 2 : 1, params);
 	if (!r)
 		return -1;
-	*val = db_res_rows(r) > 0 && !db_res_isnull(r, 0, 0) ? strtoll(db_res_get(r, 0, 0), NULL, 10) : 0;
+	*val = db_res_rows(r) > 0 && !db_res_isnull(r, 0, 0)
+		       ? strtoll(db_res_get(r, 0, 0), NULL, 10)
+		       : 0;
 	db_res_free(r);
 	return 0;
 }
@@ -181,7 +186,7 @@ static int pg_lookup(int kind, const char *sql, int64_t a, int64_t b, int64_t *v
 
 static int64_t as_int(const struct cache_reply *r)
 {
-	return cache_reply_type(r) == CACHE_INT ? cache_reply_int(r)
+	return cache_reply_type(r) == CACHE_INT   ? cache_reply_int(r)
 	       : cache_reply_type(r) == CACHE_STR ? strtoll(cache_reply_str(r, NULL), NULL, 10)
 						  : 0;
 }
@@ -198,7 +203,8 @@ static int channel_community(int64_t ch, int64_t *cid)
 	const char *argv[] = {"GET", rkey};
 
 	if (!mwatch_mirror_ok())
-		return pg_lookup(K_CHANNEL, "SELECT community_id FROM channels WHERE id = $1", ch, 0, cid);
+		return pg_lookup(K_CHANNEL, "SELECT community_id FROM channels WHERE id = $1", ch,
+				 0, cid);
 	if (cached(K_CHANNEL, ch, 0, cid))
 		return 0;
 	snprintf(rkey, sizeof(rkey), "th:channel:%lld", (long long)ch);
@@ -212,7 +218,8 @@ static int member(int64_t cid, int64_t uid, int64_t *yes)
 
 	if (!mwatch_mirror_ok())
 		return pg_lookup(K_MEMBER,
-				 "SELECT 1 FROM memberships WHERE community_id = $1 AND user_id = $2",
+				 "SELECT 1 FROM memberships WHERE community_id = $1 AND user_id = "
+				 "$2",
 				 cid, uid, yes);
 	/* every delivery asks (MOSQ_ACL_READ): the hit costs no formatting */
 	if (cached(K_MEMBER, cid, uid, yes))
@@ -229,7 +236,8 @@ static int public_community(int64_t cid, int64_t *yes)
 
 	if (!mwatch_mirror_ok())
 		return pg_lookup(K_PUBLIC,
-				 "SELECT (visibility = 'public')::int FROM communities WHERE id = $1",
+				 "SELECT (visibility = 'public')::int FROM communities WHERE id = "
+				 "$1",
 				 cid, 0, yes);
 	if (cached(K_PUBLIC, cid, 0, yes))
 		return 0;

@@ -18,11 +18,11 @@
 
 struct conn {
 	int64_t uid, sid, expires_at;
-	char *client_id;   /* owned copy: the broker's may be gone when we kick */
+	char *client_id; /* owned copy: the broker's may be gone when we kick */
 };
 
-static struct imap by_client;  /* (intptr_t)client -> (intptr_t)struct conn * */
-static struct presence *pres;  /* per-user counts, here and in Redis */
+static struct imap by_client; /* (intptr_t)client -> (intptr_t)struct conn * */
+static struct presence *pres; /* per-user counts, here and in Redis */
 static time_t last_sweep;
 
 static void announce(int64_t uid, int online, void *arg);
@@ -30,7 +30,9 @@ static void announce(int64_t uid, int online, void *arg);
 int conns_init(const char *broker_id, long lease_ms)
 {
 	struct presence_cfg cfg = {
-		.broker_id = broker_id, .lease_ms = lease_ms, .announce = announce,
+		.broker_id = broker_id,
+		.lease_ms = lease_ms,
+		.announce = announce,
 	};
 
 	if (imap_init(&by_client, 1024) < 0)
@@ -60,7 +62,10 @@ void conns_close(void)
 	pres = NULL;
 }
 
-size_t conns_count(void) { return by_client.len; }
+size_t conns_count(void)
+{
+	return by_client.len;
+}
 
 long conns_of_user(int64_t uid)
 {
@@ -71,7 +76,10 @@ int conns_is_live(struct mosquitto *client)
 {
 	return imap_get(&by_client, (int64_t)(intptr_t)client) != NULL;
 }
-size_t conns_users(void) { return (size_t)presence_users(pres); }
+size_t conns_users(void)
+{
+	return (size_t)presence_users(pres);
+}
 
 /* Publishes the user's status, retained, to each of their communities
  * (presence.c decided it: first or last connection over every broker). */
@@ -208,7 +216,9 @@ void conns_tick(time_t now)
 	/* kick after the sweep: a kick runs DISCONNECT, which edits the table */
 	for (i = 0; i < nkick; i++) {
 		if (kick[i]) {
-			mosquitto_log_printf(MOSQ_LOG_INFO, "townhall: closing %s (token expired or session revoked)",
+			mosquitto_log_printf(MOSQ_LOG_INFO,
+					     "townhall: closing %s (token expired or session "
+					     "revoked)",
 					     kick[i]);
 			mosquitto_kick_client_by_clientid(kick[i], false);
 			free(kick[i]);

@@ -16,7 +16,7 @@
 #include "cache.h"
 
 #define MWATCH_KEY "th:mirror:epoch"
-#define MWATCH_GEN_KEY "th:mirror:gen"   /* moved by the apps after each mirror write */
+#define MWATCH_GEN_KEY "th:mirror:gen" /* moved by the apps after each mirror write */
 #define MWATCH_RETRY_S 10
 
 static char *cmd;
@@ -68,7 +68,8 @@ static void spawn(void)
 	child = pid;
 	mwatch_rebuilds++;
 	mosquitto_log_printf(MOSQ_LOG_NOTICE,
-			     "townhall: membership mirror missing in Redis; rebuilding (%s, pid %d); "
+			     "townhall: membership mirror missing in Redis; rebuilding (%s, pid "
+			     "%d); "
 			     "memberships are read from PostgreSQL meanwhile",
 			     cmd, (int)pid);
 }
@@ -81,7 +82,8 @@ static void reap(void)
 		return;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		mosquitto_log_printf(MOSQ_LOG_WARNING,
-				     "townhall: mirror rebuild (pid %d) failed (status %d); retrying in %d s",
+				     "townhall: mirror rebuild (pid %d) failed (status %d); "
+				     "retrying in %d s",
 				     (int)child, status, MWATCH_RETRY_S);
 	else
 		last_spawn = 0; /* done: a later loss is rebuilt at once */
@@ -172,7 +174,8 @@ void mwatch_tick(void)
 	cache_reply_free(r);
 	if (!missing) {
 		if (!mirror_ok)
-			mosquitto_log_printf(MOSQ_LOG_INFO, "townhall: membership mirror present in Redis");
+			mosquitto_log_printf(MOSQ_LOG_INFO,
+					     "townhall: membership mirror present in Redis");
 		mirror_ok = 1;
 		return;
 	}

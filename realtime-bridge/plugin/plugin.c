@@ -36,11 +36,11 @@
 
 struct plugin_state {
 	mosquitto_plugin_id_t *id;
-	char secret[SECRET_MAX];   /* the service account's password */
+	char secret[SECRET_MAX]; /* the service account's password */
 	size_t secret_len;
-	long max_conns_per_user;   /* TH_MQTT_MAX_CONNS_PER_USER */
-	long max_message;          /* TH_MQTT_MAX_MESSAGE: payload and user properties */
-	long max_packet;           /* TH_MQTT_MAX_PACKET: bytes of topic, payload and
+	long max_conns_per_user; /* TH_MQTT_MAX_CONNS_PER_USER */
+	long max_message;        /* TH_MQTT_MAX_MESSAGE: payload and user properties */
+	long max_packet;         /* TH_MQTT_MAX_PACKET: bytes of topic, payload and
 				    * user properties of one publish */
 	char broker_id[PRESENCE_BROKER_ID_MAX + 1]; /* TH_BROKER_ID (plugin_opt_broker_id) */
 };
@@ -146,9 +146,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	if (conns_add(ed->client, cid, c.user_id, c.session_id, c.expires_at,
 		      quota_takeover(ed->client) ? 0 : state.max_conns_per_user) < 0) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
-				     "townhall: %s: user %lld has %ld connections (or no memory); %s refused",
-				     state.broker_id, (long long)c.user_id, state.max_conns_per_user,
-				     log_id(cid, safe));
+				     "townhall: %s: user %lld has %ld connections (or no memory); "
+				     "%s refused",
+				     state.broker_id, (long long)c.user_id,
+				     state.max_conns_per_user, log_id(cid, safe));
 		return MOSQ_ERR_AUTH;
 	}
 	quota_connect(ed->client);
@@ -266,7 +267,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	/* over the rate: dropped here in O(1), before the payload is parsed
 	 * (on_message takes the token of a publish that passes) */
 	if (ed->access == MOSQ_ACL_WRITE &&
-	    (!quota_publish_may(uid, t.kind) || !publish_ok(&t, ed->payload, ed->payloadlen, ed->retain)))
+	    (!quota_publish_may(uid, t.kind) ||
+	     !publish_ok(&t, ed->payload, ed->payloadlen, ed->retain)))
 		return MOSQ_ERR_ACL_DENIED;
 	d = topic_decide(&t, ed->access, uid);
 	return acl_allowed(&d, uid) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
@@ -343,7 +345,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	 * an MQTT 5 session may outlive the connection (its expiry interval
 	 * is not visible to plugins in 2.0.11), so its count is kept */
 	quota_disconnect(ed->client, mosquitto_client_protocol_version(ed->client) != 5 &&
-					      mosquitto_client_clean_session(ed->client));
+					     mosquitto_client_clean_session(ed->client));
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -414,14 +416,16 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	state.max_packet = (long)cfg_int("TH_MQTT_MAX_PACKET", 65536, 1024, 268435455);
 	state.max_message = (long)cfg_int("TH_MQTT_MAX_MESSAGE", 16384, 1024, 268435455);
 	snprintf(state.broker_id, sizeof(state.broker_id), "%s", cfg_str("TH_BROKER_ID", "b0"));
-	if (tokcache_init((size_t)cfg_int("TH_MQTT_TOKEN_CACHE", 65536, 4, 1 << 22), revoke_check) < 0)
+	if (tokcache_init((size_t)cfg_int("TH_MQTT_TOKEN_CACHE", 65536, 4, 1 << 22), revoke_check) <
+	    0)
 		return MOSQ_ERR_NOMEM;
 	if (conns_init(cfg_str("TH_BROKER_ID", "b0"),
 		       (long)cfg_int("TH_MQTT_PRESENCE_LEASE_MS", 10000, 200, 600000)) < 0 ||
 	    quota_init() < 0)
 		return MOSQ_ERR_UNKNOWN;
 	mwatch_init(cfg_str("TH_MIRROR_REBUILD_CMD", NULL));
-	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL) ||
+	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL,
+					NULL) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, NULL) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, NULL) ||

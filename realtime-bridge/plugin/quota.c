@@ -15,7 +15,7 @@
 #include "mono.h"
 
 #define QUOTA_SYNC_MS 200
-#define QUOTA_SYNC_MAX 100      /* Redis round trips per tick, at most */
+#define QUOTA_SYNC_MAX 100 /* Redis round trips per tick, at most */
 #define QUOTA_SWEEP_MS 60000
 /* Offline client ids whose subscription count is kept (persistent sessions).
  * Past it a disconnecting client's count is dropped: the broker may still
@@ -25,9 +25,9 @@
 #define QUOTA_OFFLINE_MAX 100000
 
 struct quota_client {
-	struct imap subs;          /* filter key -> 1 */
-	int live;                  /* connections using this client id (2 during a takeover) */
-	long long offline_ms;      /* when live fell to 0 (0: live) */
+	struct imap subs;     /* filter key -> 1 */
+	int live;             /* connections using this client id (2 during a takeover) */
+	long long offline_ms; /* when live fell to 0 (0: live) */
 };
 
 /* A per-user GCRA bucket: tat is the theoretical arrival time in ms. */
@@ -39,17 +39,17 @@ struct bucket {
  * costs nothing) starts with what its user has left. */
 struct user_rate {
 	struct bucket chat, typing, signal;
-	long pending;              /* chat publishes let through since the last sync */
-	long long used_ms;         /* last use, for the sweep */
-	double lookups;            /* Redis lookup tokens left */
-	long long lookups_ms;      /* when lookups was last refilled */
-	long long refused_s;       /* the second `refused` counts */
+	long pending;         /* chat publishes let through since the last sync */
+	long long used_ms;    /* last use, for the sweep */
+	double lookups;       /* Redis lookup tokens left */
+	long long lookups_ms; /* when lookups was last refilled */
+	long long refused_s;  /* the second `refused` counts */
 	long refused;
-	long long cooldown_ms;     /* closed for refusals: new connections refused until then */
+	long long cooldown_ms; /* closed for refusals: new connections refused until then */
 };
 
-static struct imap by_cid;       /* keyed hash of the client id -> struct quota_client * */
-static struct imap users;        /* uid -> struct user_rate * */
+static struct imap by_cid; /* keyed hash of the client id -> struct quota_client * */
+static struct imap users;  /* uid -> struct user_rate * */
 static unsigned char hkey[crypto_shorthash_KEYBYTES];
 static long max_subs, lookups_per_s, lookup_burst, refused_per_s, session_ttl_s, cooldown_ms;
 static long msg_interval_ms, msg_burst, typing_interval_ms, typing_burst, signal_interval_ms,
@@ -191,7 +191,8 @@ void quota_disconnect(struct mosquitto *client, int session_ends)
 	if (session_ends || cl->subs.len == 0 || offline_count >= QUOTA_OFFLINE_MAX) {
 		if (!session_ends && cl->subs.len)
 			mosquitto_log_printf(MOSQ_LOG_WARNING,
-					     "townhall: %d offline sessions tracked; forgetting one",
+					     "townhall: %d offline sessions tracked; forgetting "
+					     "one",
 					     QUOTA_OFFLINE_MAX);
 		imap_del(&by_cid, key_of(cid));
 		client_free(cl);
@@ -202,7 +203,7 @@ void quota_disconnect(struct mosquitto *client, int session_ends)
 }
 
 enum quota_sub quota_sub_admit(struct quota_client *cl, struct mosquitto *client, int64_t uid,
-			      const char *filter, uint64_t *fh)
+			       const char *filter, uint64_t *fh)
 {
 	*fh = (uint64_t)key_of(filter);
 	/* the broker holds no subscription for this client (a session that

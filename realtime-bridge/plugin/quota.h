@@ -40,7 +40,7 @@ enum quota_sub { QUOTA_SUB_OK = 0, QUOTA_SUB_FULL, QUOTA_SUB_KICK };
  * slot is free), QUOTA_SUB_FULL (refuse), QUOTA_SUB_KICK (refused too often:
  * close the client).  *fh receives the filter's key for the calls below. */
 enum quota_sub quota_sub_admit(struct quota_client *cl, struct mosquitto *client, int64_t uid,
-			      const char *filter, uint64_t *fh);
+			       const char *filter, uint64_t *fh);
 /* 1 when user uid may still cause a Redis lookup now. */
 int quota_lookup_ok(int64_t uid);
 /* Books n lookups a decision caused. */

@@ -111,11 +111,23 @@ static void check_column(const struct batch *b, int field)
 		int is_null;
 
 		switch (field) {
-		case 0: want = m->id; break;
-		case 1: snprintf(num, sizeof(num), "%lld", (long long)m->channel_id); want = num; break;
-		case 2: snprintf(num, sizeof(num), "%lld", (long long)m->sender_id); want = num; break;
-		case 3: want = m->body; break;
-		default: want = m->reply_to[0] ? m->reply_to : NULL; break;
+		case 0:
+			want = m->id;
+			break;
+		case 1:
+			snprintf(num, sizeof(num), "%lld", (long long)m->channel_id);
+			want = num;
+			break;
+		case 2:
+			snprintf(num, sizeof(num), "%lld", (long long)m->sender_id);
+			want = num;
+			break;
+		case 3:
+			want = m->body;
+			break;
+		default:
+			want = m->reply_to[0] ? m->reply_to : NULL;
+			break;
 		}
 		FZ_CHECK(array_elem(lit, k, &got, &is_null) == 0);
 		FZ_CHECK(want ? !is_null && strcmp(got, want) == 0 : is_null);

@@ -63,8 +63,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const headers[] = {
-		"Authorization", "Content-Type", "content-length", "Cookie", "If-None-Match",
-		"X-Forwarded-For", "Range", "",
+		"Authorization",
+		"Content-Type",
+		"content-length",
+		"Cookie",
+		"If-None-Match",
+		"X-Forwarded-For",
+		"Range",
+		"",
 		("A-header-name-longer-than-the-buffer-http_header-builds-its-key-in-"
 		 "A-header-name-longer-than-the-buffer-http_header-builds-its-key-in"),
 	};

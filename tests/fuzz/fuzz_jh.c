@@ -64,8 +64,8 @@ static void req_init(struct http_req *req, struct arena *a)
 
 static void fields(struct arena *a, struct json_object *o, unsigned knob)
 {
-	static const char *const names[] = {"name", "body", "title", "id", "limit",
-					    "is_public", "reply_to", ""};
+	static const char *const names[] = {"name",  "body",      "title",    "id",
+					    "limit", "is_public", "reply_to", ""};
 	size_t min = knob & 3, max = 1 + (knob >> 2) * 40;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -77,7 +77,8 @@ static void fields(struct arena *a, struct json_object *o, unsigned knob)
 
 		req_init(&req, a);
 		rc = jh_string_or_400(&req, o, names[i], min, max,
-				      (knob & 1 ? JH_REQUIRED : 0) | (knob & 2 ? JH_MULTILINE : 0), &s);
+				      (knob & 1 ? JH_REQUIRED : 0) | (knob & 2 ? JH_MULTILINE : 0),
+				      &s);
 		if (rc == 0 && s) {
 			long n = jh_utf8_len(s, strlen(s));
 

@@ -23,7 +23,7 @@ struct sink {
 	size_t n, cap;
 	struct peek pk;
 	int peek_err;
-	uint8_t *fwd;   /* what the framer passed */
+	uint8_t *fwd; /* what the framer passed */
 	size_t fwd_n;
 	unsigned nctl;
 };

@@ -19,7 +19,7 @@
 struct sink {
 	char *buf;
 	size_t len, cap;
-	int fail_at;  /* on_file fails on this call (0: never) */
+	int fail_at; /* on_file fails on this call (0: never) */
 	int calls;
 };
 
@@ -43,8 +43,8 @@ struct result {
 	struct sink sink;
 };
 
-static void parse(const char *boundary, const char *body, size_t len, uint32_t seed,
-		  int fail_at, struct result *r)
+static void parse(const char *boundary, const char *body, size_t len, uint32_t seed, int fail_at,
+		  struct result *r)
 {
 	struct mp *p = malloc(sizeof(*p));
 	size_t off = 0;

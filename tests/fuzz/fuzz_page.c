@@ -49,7 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (p.has_cursor) {
 			c = page_cursor(&a, nkeys, p.key);
 			FZ_CHECK(c);
-			FZ_CHECK(parse(&a, arena_printf(&a, "cursor=%s", c), nkeys, &q, &status) == 0);
+			FZ_CHECK(parse(&a, arena_printf(&a, "cursor=%s", c), nkeys, &q, &status) ==
+				 0);
 			FZ_CHECK(q.has_cursor && q.key[0] == p.key[0]);
 			FZ_CHECK(nkeys == 1 || q.key[1] == p.key[1]);
 		}
@@ -61,7 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (keys[0] != INT64_MIN && keys[1] != INT64_MIN) {
 		c = page_cursor(&a, nkeys, keys);
 		FZ_CHECK(c);
-		FZ_CHECK(parse(&a, arena_printf(&a, "limit=100&cursor=%s", c), nkeys, &q, &status) == 0);
+		FZ_CHECK(parse(&a, arena_printf(&a, "limit=100&cursor=%s", c), nkeys, &q,
+			       &status) == 0);
 		FZ_CHECK(q.has_cursor && q.limit == 100 && q.key[0] == keys[0]);
 		FZ_CHECK(nkeys == 1 || q.key[1] == keys[1]);
 	}

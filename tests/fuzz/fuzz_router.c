@@ -114,7 +114,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (i = 0; i < m.nparams; i++) {
 			char *v;
 
-			FZ_CHECK(m.params[i] > path && m.params[i] + m.param_lens[i] <= path + plen);
+			FZ_CHECK(m.params[i] > path &&
+				 m.params[i] + m.param_lens[i] <= path + plen);
 			FZ_CHECK(m.param_lens[i] > 0);
 			FZ_CHECK(!memchr(m.params[i], '/', m.param_lens[i]));
 			FZ_CHECK(m.params[i][-1] == '/');

@@ -18,8 +18,8 @@
 
 /* feedmine.c reaches these only when the cached rows are missing or stale:
  * never in this target */
-void feedcache_store(struct arena *ar, const char *key, const char *a, size_t alen,
-		     const char *b, size_t blen)
+void feedcache_store(struct arena *ar, const char *key, const char *a, size_t alen, const char *b,
+		     size_t blen)
 {
 	(void)ar, (void)key, (void)a, (void)alen, (void)b, (void)blen;
 	FZ_CHECK(!"feedcache_store called");

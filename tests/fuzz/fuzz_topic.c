@@ -28,7 +28,9 @@ static void canonical(const struct topic *t, char *buf, size_t size)
 		if (!t->wild)
 			snprintf(last, sizeof(last), "%lld", (long long)t->id[1]);
 		snprintf(buf, size, "%s/%lld/%s",
-			 t->kind == TOPIC_CHAT ? "chat" : t->kind == TOPIC_TYPING ? "typing" : "presence",
+			 t->kind == TOPIC_CHAT     ? "chat"
+			 : t->kind == TOPIC_TYPING ? "typing"
+						   : "presence",
 			 (long long)t->id[0], last);
 		break;
 	case TOPIC_EVENTS:
@@ -37,8 +39,8 @@ static void canonical(const struct topic *t, char *buf, size_t size)
 	case TOPIC_SIGNAL:
 		if (!t->wild)
 			snprintf(last, sizeof(last), "%lld", (long long)t->id[2]);
-		snprintf(buf, size, "signal/%lld/%lld/%s", (long long)t->id[0],
-			 (long long)t->id[1], last);
+		snprintf(buf, size, "signal/%lld/%lld/%s", (long long)t->id[0], (long long)t->id[1],
+			 last);
 		break;
 	case TOPIC_INBOX:
 		snprintf(buf, size, "user/%lld/inbox", (long long)t->id[0]);
@@ -84,23 +86,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* only one's own chat/typing topic, or a signal from oneself */
 			FZ_CHECK(!t.wild);
 			FZ_CHECK((k == TOPIC_CHAT || k == TOPIC_TYPING) ? t.id[1] == uid
-				 : k == TOPIC_SIGNAL ? t.id[2] == uid && t.id[1] != uid : 0);
+				 : k == TOPIC_SIGNAL ? t.id[2] == uid && t.id[1] != uid
+						     : 0);
 		}
 		if (k == TOPIC_INBOX && d.need == NEED_ALLOW)
 			FZ_CHECK(t.id[0] == uid && access[i] != ACL_WRITE);
 	}
-	FZ_CHECK(topic_is_uuid(s) == (strlen(s) == 36 && strspn(s, "0123456789abcdefABCDEF-") == 36 &&
-				      s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-' &&
-				      strchr(s, '-') == s + 8 && strchr(s + 24, '-') == NULL &&
-				      strcspn(s + 9, "-") == 4 && strcspn(s + 14, "-") == 4 &&
-				      strcspn(s + 19, "-") == 4));
+	FZ_CHECK(topic_is_uuid(s) ==
+		 (strlen(s) == 36 && strspn(s, "0123456789abcdefABCDEF-") == 36 && s[8] == '-' &&
+		  s[13] == '-' && s[18] == '-' && s[23] == '-' && strchr(s, '-') == s + 8 &&
+		  strchr(s + 24, '-') == NULL && strcspn(s + 9, "-") == 4 &&
+		  strcspn(s + 14, "-") == 4 && strcspn(s + 19, "-") == 4));
 	if (topic_chat_payload_ok(payload, (uint32_t)plen, &why) == 0) {
 		struct json_object *o = jh_parse(payload, plen), *v;
 
 		FZ_CHECK(!why);
 		FZ_CHECK(plen > 0 && plen <= 16 * 1024);
 		FZ_CHECK(o && json_object_is_type(o, json_type_object));
-		FZ_CHECK(json_object_object_get_ex(o, "id", &v) && topic_is_uuid(json_object_get_string(v)));
+		FZ_CHECK(json_object_object_get_ex(o, "id", &v) &&
+			 topic_is_uuid(json_object_get_string(v)));
 		FZ_CHECK(json_object_object_get_ex(o, "body", &v) &&
 			 json_object_is_type(v, json_type_string));
 		{

@@ -64,9 +64,9 @@ struct conn {
 #define HMAX 5000000 /* 1 us buckets up to 5 s */
 
 struct phase {
-	double rate;                 /* 0: window phase */
-	long long seq0, seq1;        /* message range [seq0, seq1) */
-	int64_t t0, t1, t_caught;    /* send start/end, all done (0: never) */
+	double rate;                             /* 0: window phase */
+	long long seq0, seq1;                    /* message range [seq0, seq1) */
+	int64_t t0, t1, t_caught;                /* send start/end, all done (0: never) */
 	long long pers0, pers1, pers_mid, persc; /* metric at start, end, mid, caught-up */
 	long long done0, done_end, done_mid, sent_mid;
 	long long lag_max, lag_end, b0, bm0, b1, bm1;
@@ -104,7 +104,8 @@ static void queue(struct conn *c, const unsigned char *pk, size_t n)
 static void send_connect(struct conn *c, const char *cid, const char *user, const char *pass)
 {
 	unsigned char b[8192];
-	size_t n = ll_mqtt_connect(b, sizeof(b), cid, user, pass, 0); /* keepalive off: the run is bounded */
+	size_t n = ll_mqtt_connect(b, sizeof(b), cid, user, pass,
+				   0); /* keepalive off: the run is bounded */
 
 	if (!n)
 		ll_die("password too long");
@@ -190,7 +191,8 @@ static long long id_seq(const char *s)
 	return (long long)v;
 }
 
-static void on_sink_publish(const unsigned char *topic, size_t tl, const unsigned char *pl, size_t n)
+static void on_sink_publish(const unsigned char *topic, size_t tl, const unsigned char *pl,
+			    size_t n)
 {
 	int64_t t = ll_now_ns();
 	const char *p, *end = (const char *)pl + n;
@@ -300,11 +302,13 @@ static void handle(struct conn *c)
 		switch (t >> 4) {
 		case 2: /* CONNACK */
 			if (rl < 2 || p[1] != 0) {
-				fprintf(stderr, "th-bridge_load: CONNACK refused (%d)\n", rl >= 2 ? p[1] : -1);
+				fprintf(stderr, "th-bridge_load: CONNACK refused (%d)\n",
+					rl >= 2 ? p[1] : -1);
 				exit(3);
 			}
 			if (c->sink)
-				send_subscribe(c, strcmp(sink_kind, "sub") == 0 ? "chat/+/+" : "user/+/inbox");
+				send_subscribe(c, strcmp(sink_kind, "sub") == 0 ? "chat/+/+"
+										: "user/+/inbox");
 			else
 				c->ready = 1;
 			break;
@@ -450,8 +454,9 @@ static void on_alarm(int s)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: th-bridge_load -p port -c creds -U user -X pass [-S receipts|sub] "
-			"[-M metrics_port] -r r1,r2,... [-d s] [-g s] [-W window] [-T s] [-b bytes]\n");
+	fprintf(stderr,
+		"usage: th-bridge_load -p port -c creds -U user -X pass [-S receipts|sub] "
+		"[-M metrics_port] -r r1,r2,... [-d s] [-g s] [-W window] [-T s] [-b bytes]\n");
 	exit(2);
 }
 
@@ -467,13 +472,27 @@ int main(int argc, char **argv)
 	ll_prog = "th-bridge_load";
 	while ((o = getopt(argc, argv, "h:p:c:U:X:S:M:r:d:g:W:T:b:K:")) != -1) {
 		switch (o) {
-		case 'h': host = optarg; break;
-		case 'p': port = atoi(optarg); break;
-		case 'c': creds_file = optarg; break;
-		case 'U': svc_user = optarg; break;
-		case 'X': svc_pass = optarg; break;
-		case 'S': sink_kind = optarg; break;
-		case 'M': mport = atoi(optarg); break;
+		case 'h':
+			host = optarg;
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'c':
+			creds_file = optarg;
+			break;
+		case 'U':
+			svc_user = optarg;
+			break;
+		case 'X':
+			svc_pass = optarg;
+			break;
+		case 'S':
+			sink_kind = optarg;
+			break;
+		case 'M':
+			mport = atoi(optarg);
+			break;
 		case 'r': {
 			char *s = optarg, *tok;
 
@@ -482,13 +501,26 @@ int main(int argc, char **argv)
 					rates[nrates++] = atof(tok);
 			break;
 		}
-		case 'd': dur = atof(optarg); break;
-		case 'g': gap = atof(optarg); break;
-		case 'W': window = atoi(optarg); break;
-		case 'T': deadline_s = atof(optarg); break;
-		case 'b': body_len = atoi(optarg); break;
-		case 'K': kill_cid = optarg; break;
-		default: usage();
+		case 'd':
+			dur = atof(optarg);
+			break;
+		case 'g':
+			gap = atof(optarg);
+			break;
+		case 'W':
+			window = atoi(optarg);
+			break;
+		case 'T':
+			deadline_s = atof(optarg);
+			break;
+		case 'b':
+			body_len = atoi(optarg);
+			break;
+		case 'K':
+			kill_cid = optarg;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (kill_cid && port && svc_user && svc_pass) {
@@ -504,7 +536,8 @@ int main(int argc, char **argv)
 		send_connect(&k, kill_cid, svc_user, svc_pass);
 		fcntl(k.fd, F_SETFL, fcntl(k.fd, F_GETFL) & ~O_NONBLOCK);
 		if (send(k.fd, k.out.p, k.out.len, MSG_NOSIGNAL) < 0 ||
-		    (r = recv(k.fd, ack, sizeof(ack), MSG_WAITALL)) != 4 || ack[0] != 0x20 || ack[3] != 0) {
+		    (r = recv(k.fd, ack, sizeof(ack), MSG_WAITALL)) != 4 || ack[0] != 0x20 ||
+		    ack[3] != 0) {
 			fprintf(stderr, "th-bridge_load: no CONNACK for %s\n", kill_cid);
 			return 3;
 		}
@@ -598,7 +631,8 @@ int main(int argc, char **argv)
 			long long due;
 
 			if (P->rate > 0)
-				due = P->seq0 + (long long)((double)(t - P->t0) * P->rate / 1e9) - seq_next;
+				due = P->seq0 + (long long)((double)(t - P->t0) * P->rate / 1e9) -
+				      seq_next;
 			else
 				due = window - (seq_next - n_done);
 			if (due > 2000)
@@ -656,28 +690,34 @@ int main(int argc, char **argv)
 			long long pers = P->pers1 - P->pers0;
 
 			printf("%s rate=%.0f secs=%.2f sent=%lld send_rate=%.0f acked_total=%lld "
-			       "persisted=%lld persisted_rate=%.0f backlog_mid=%lld backlog_end=%lld "
-			       "done=%lld done_rate=%.0f lag_ms_max=%lld lag_ms_end=%lld catchup_ms=%.0f "
-			       "p50_ms=%.3f p99_ms=%.3f max_ms=%.3f late=%lld persisted_after=%lld batches=%lld "
+			       "persisted=%lld persisted_rate=%.0f backlog_mid=%lld "
+			       "backlog_end=%lld "
+			       "done=%lld done_rate=%.0f lag_ms_max=%lld lag_ms_end=%lld "
+			       "catchup_ms=%.0f "
+			       "p50_ms=%.3f p99_ms=%.3f max_ms=%.3f late=%lld persisted_after=%lld "
+			       "batches=%lld "
 			       "avg_batch=%.0f\n",
-			       P->rate > 0 ? "step" : "max", P->rate, secs, sent, (double)sent / secs,
-			       n_acked, pers, (double)pers / secs,
-			       (P->sent_mid - P->seq0) - (P->pers_mid - P->pers0),
-			       sent - pers, P->done_end - P->done0,
-			       (double)(P->done_end - P->done0) / secs,
+			       P->rate > 0 ? "step" : "max", P->rate, secs, sent,
+			       (double)sent / secs, n_acked, pers, (double)pers / secs,
+			       (P->sent_mid - P->seq0) - (P->pers_mid - P->pers0), sent - pers,
+			       P->done_end - P->done0, (double)(P->done_end - P->done0) / secs,
 			       P->lag_max, P->lag_end,
 			       P->t_caught ? (double)(P->t_caught - P->t1) / 1e6 : -1.0,
-			       ll_hist_q(&P->h, 0.5), ll_hist_q(&P->h, 0.99), (double)P->h.max_us / 1000.0,
-			       P->h.over, P->persc - P->pers0, P->b1 - P->b0,
-			       P->b1 > P->b0 ? (double)(P->bm1 - P->bm0) / (double)(P->b1 - P->b0) : 0.0);
+			       ll_hist_q(&P->h, 0.5), ll_hist_q(&P->h, 0.99),
+			       (double)P->h.max_us / 1000.0, P->h.over, P->persc - P->pers0,
+			       P->b1 - P->b0,
+			       P->b1 > P->b0 ? (double)(P->bm1 - P->bm0) / (double)(P->b1 - P->b0)
+					     : 0.0);
 			fflush(stdout);
 		}
 	}
 	/* final: whatever is still outstanding */
-	for (int64_t end = ll_now_ns() + 2000000000; !stop && n_done < seq_next && ll_now_ns() < end;)
+	for (int64_t end = ll_now_ns() + 2000000000;
+	     !stop && n_done < seq_next && ll_now_ns() < end;)
 		pump(5);
 	read_metrics();
-	printf("total sent=%lld acked=%lld done=%lld dup_done=%lld sink_msgs=%lld persisted=%lld nonce=%08x\n",
+	printf("total sent=%lld acked=%lld done=%lld dup_done=%lld sink_msgs=%lld persisted=%lld "
+	       "nonce=%08x\n",
 	       seq_next, n_acked, n_done, n_dup_done, n_sink_msgs, pers_now(), nonce);
 	return stop ? 4 : 0;
 }

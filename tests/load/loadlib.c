@@ -19,7 +19,8 @@ int64_t ll_now_ns(void)
 
 void ll_die(const char *m)
 {
-	fprintf(stderr, "%s: %s%s%s\n", ll_prog, m, errno ? ": " : "", errno ? strerror(errno) : "");
+	fprintf(stderr, "%s: %s%s%s\n", ll_prog, m, errno ? ": " : "",
+		errno ? strerror(errno) : "");
 	exit(2);
 }
 
@@ -240,8 +241,7 @@ int ll_mqtt_split(const unsigned char *p, size_t n, size_t *hdr, size_t *rl)
 	return 1;
 }
 
-int ll_ws_frame(const unsigned char *p, size_t n, int *op, int *masked, size_t *hdr,
-		uint64_t *len)
+int ll_ws_frame(const unsigned char *p, size_t n, int *op, int *masked, size_t *hdr, uint64_t *len)
 {
 	uint64_t m;
 	size_t h = 2;

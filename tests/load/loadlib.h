@@ -76,7 +76,6 @@ int ll_mqtt_split(const unsigned char *p, size_t n, size_t *hdr, size_t *rl);
  * (opcode), *masked, *hdr (header bytes, a mask key included) and *len
  * (payload bytes, as announced: the caller bounds it) when the header is
  * there (the payload may not be yet), 0 when more bytes are needed. */
-int ll_ws_frame(const unsigned char *p, size_t n, int *op, int *masked, size_t *hdr,
-		uint64_t *len);
+int ll_ws_frame(const unsigned char *p, size_t n, int *op, int *masked, size_t *hdr, uint64_t *len);
 
 #endif

@@ -63,8 +63,8 @@ struct conn {
 	int fd;
 	long long idx;
 	enum st st;
-	int role;             /* 0 subscriber, 1 publisher, 2 service account */
-	int want_out;         /* EPOLLOUT registered */
+	int role;     /* 0 subscriber, 1 publisher, 2 service account */
+	int want_out; /* EPOLLOUT registered */
 	const struct ll_cred *cr;
 	struct ll_buf in, mq, out;
 	int64_t t0, last_tx;
@@ -96,8 +96,9 @@ static volatile sig_atomic_t stop;
 
 /* latency histogram: 1 us buckets up to 2 s, then an overflow count */
 #define HMAX 2000000
-static struct ll_hist h_bcast = {.lim_us = HMAX}, h_rate = {.lim_us = HMAX}, h_max = {.lim_us = HMAX};
-static int phase;  /* fan: 0 warm-up, 1 rate, 2 max, 3 done */
+static struct ll_hist h_bcast = {.lim_us = HMAX}, h_rate = {.lim_us = HMAX},
+		      h_max = {.lim_us = HMAX};
+static int phase; /* fan: 0 warm-up, 1 rate, 2 max, 3 done */
 static long long fan_sent[3], fan_deliv[3];
 
 static int64_t wall_ms(void)
@@ -324,7 +325,8 @@ static void ws_handshake(struct conn *c)
 	char req[512];
 	unsigned char key[16];
 	char k64[32];
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	int n, j = 0;
 
 	for (int i = 0; i < 16; i++)
@@ -579,7 +581,8 @@ static void housekeeping(int64_t now)
 		if (c->st != ST_READY && now - c->t0 > 30 * 1000000000LL) {
 			n_timeout++;
 			conn_close(c, ST_DEAD);
-		} else if (c->st == ST_READY && now - c->last_tx > (int64_t)keepalive * 500000000LL) {
+		} else if (c->st == ST_READY &&
+			   now - c->last_tx > (int64_t)keepalive * 500000000LL) {
 			ws_send(c, 2, ping, 2);
 		}
 	}
@@ -717,14 +720,14 @@ static int mode_fan(int64_t t_end)
 	pub->cr = &creds[pub_line];
 	connect_all(0, nconns, t_end);
 	if (n_ok != (long long)nconns) {
-		printf("fan connect_failed ok=%lld of=%zu refused=%lld subfail=%lld\n", n_ok, nconns,
-		       n_refused, n_subfail);
+		printf("fan connect_failed ok=%lld of=%zu refused=%lld subfail=%lld\n", n_ok,
+		       nconns, n_refused, n_subfail);
 		return 1;
 	}
 	/* warm-up at the target rate */
 	phase = 0;
 	t0 = ll_now_ns();
-	for (long long k = 0; !stop && ll_now_ns() < t0 + (int64_t)(warm * 1e9); ) {
+	for (long long k = 0; !stop && ll_now_ns() < t0 + (int64_t)(warm * 1e9);) {
 		t = t0 + k * period;
 		if (ll_now_ns() >= t) {
 			fan_publish(pub, 0, seq++, t);
@@ -738,7 +741,7 @@ static int mode_fan(int64_t t_end)
 	phase = 1;
 	t0 = ll_now_ns();
 	t_rate_end = t0 + (int64_t)(dur * 1e9);
-	for (long long k = 0; !stop && ll_now_ns() < t_end; ) {
+	for (long long k = 0; !stop && ll_now_ns() < t_end;) {
 		t = t0 + k * period;
 		if (t >= t_rate_end)
 			break;
@@ -842,25 +845,62 @@ int main(int argc, char **argv)
 	optind = 2;
 	while ((o = getopt(argc, argv, "h:p:P:b:c:s:n:C:k:T:e:u:U:X:r:d:w:W:")) != -1) {
 		switch (o) {
-		case 'h': host = optarg; break;
-		case 'p': port = atoi(optarg); break;
-		case 'P': path = optarg; break;
-		case 'b': src = optarg; break;
-		case 'c': creds_file = optarg; break;
-		case 's': start_idx = atoll(optarg); break;
-		case 'n': count = atoll(optarg); break;
-		case 'C': inflight_max = atoi(optarg); break;
-		case 'k': keepalive = atoi(optarg); break;
-		case 'T': deadline_s = atof(optarg); break;
-		case 'e': expect = atoi(optarg); break;
-		case 'u': pub_line = atoi(optarg); break;
-		case 'U': svc_user = optarg; break;
-		case 'X': svc_pass = optarg; break;
-		case 'r': rate = atof(optarg); break;
-		case 'd': dur = atof(optarg); break;
-		case 'w': warm = atof(optarg); break;
-		case 'W': window = atoi(optarg); break;
-		default: ll_die("bad option");
+		case 'h':
+			host = optarg;
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'P':
+			path = optarg;
+			break;
+		case 'b':
+			src = optarg;
+			break;
+		case 'c':
+			creds_file = optarg;
+			break;
+		case 's':
+			start_idx = atoll(optarg);
+			break;
+		case 'n':
+			count = atoll(optarg);
+			break;
+		case 'C':
+			inflight_max = atoi(optarg);
+			break;
+		case 'k':
+			keepalive = atoi(optarg);
+			break;
+		case 'T':
+			deadline_s = atof(optarg);
+			break;
+		case 'e':
+			expect = atoi(optarg);
+			break;
+		case 'u':
+			pub_line = atoi(optarg);
+			break;
+		case 'U':
+			svc_user = optarg;
+			break;
+		case 'X':
+			svc_pass = optarg;
+			break;
+		case 'r':
+			rate = atof(optarg);
+			break;
+		case 'd':
+			dur = atof(optarg);
+			break;
+		case 'w':
+			warm = atof(optarg);
+			break;
+		case 'W':
+			window = atoi(optarg);
+			break;
+		default:
+			ll_die("bad option");
 		}
 	}
 	if (!port || !creds_file || count < 1 || inflight_max < 1 || rate <= 0 || keepalive < 1 ||

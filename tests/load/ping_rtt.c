@@ -43,14 +43,14 @@ static int64_t t_end;
 
 struct ws {
 	int fd;
-	struct ll_buf in;   /* MQTT bytes received, across frames */
+	struct ll_buf in; /* MQTT bytes received, across frames */
 };
 
 struct attacker {
 	pthread_t th;
 	int idx;
 	long long rounds, closed, connects, conn_fail;
-	double close_ms_max;   /* send -> close, longest */
+	double close_ms_max; /* send -> close, longest */
 };
 
 static void sleep_ms(long ms)
@@ -279,7 +279,8 @@ static void build_round(struct ll_buf *out, const struct ll_cred *cr, long long 
 		ll_buf_free(&body);
 	} else if (strcmp(mode, "manysub") == 0) {
 		for (int i = 0; i < nfilters; i++) {
-			snprintf(topic, sizeof(topic), "chat/%lld/+", 900000000LL + round * nfilters + i);
+			snprintf(topic, sizeof(topic), "chat/%lld/+",
+				 900000000LL + round * nfilters + i);
 			n = ll_mqtt_subscribe(pk, sizeof(pk), topic, 0);
 			ws_frame(out, pk, n);
 		}
@@ -287,7 +288,8 @@ static void build_round(struct ll_buf *out, const struct ll_cred *cr, long long 
 		snprintf(topic, sizeof(topic), "chat/%lld/%lld", cr->chid, cr->uid);
 		for (int i = 0; i < nfilters; i++) {
 			int pl = snprintf(payload, sizeof(payload),
-					  "{\"id\":\"%08x-0000-4000-8000-%012llx\",\"body\":\"flood %d\"}",
+					  "{\"id\":\"%08x-0000-4000-8000-%012llx\",\"body\":"
+					  "\"flood %d\"}",
 					  i, (unsigned long long)round, i);
 
 			n = ll_mqtt_publish(pk, sizeof(pk), topic, 0, 0, payload, (size_t)pl);
@@ -370,16 +372,35 @@ int main(int argc, char **argv)
 	ll_prog = "th-ping_rtt";
 	while ((o = getopt(argc, argv, "c:h:p:P:m:f:a:d:i:")) != -1) {
 		switch (o) {
-		case 'c': cf = optarg; break;
-		case 'h': host = optarg; break;
-		case 'p': port = atoi(optarg); break;
-		case 'P': path = optarg; break;
-		case 'm': mode = optarg; break;
-		case 'f': nfilters = atoi(optarg); break;
-		case 'a': nattack = atoi(optarg); break;
-		case 'd': dur_s = atof(optarg); break;
-		case 'i': interval_ms = atoi(optarg); break;
-		default: usage();
+		case 'c':
+			cf = optarg;
+			break;
+		case 'h':
+			host = optarg;
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'P':
+			path = optarg;
+			break;
+		case 'm':
+			mode = optarg;
+			break;
+		case 'f':
+			nfilters = atoi(optarg);
+			break;
+		case 'a':
+			nattack = atoi(optarg);
+			break;
+		case 'd':
+			dur_s = atof(optarg);
+			break;
+		case 'i':
+			interval_ms = atoi(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (!cf || port <= 0 || nfilters < 1 || nfilters > 200000 || nattack < 0 ||
@@ -418,11 +439,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nattack; i++)
 		pthread_join(at[i].th, NULL);
 	ws_close(&w);
-	printf("ping mode=%s filters=%d attackers=%d n=%lld lost=%lld p50=%.2f p99=%.2f max=%.2f ms\n",
+	printf("ping mode=%s filters=%d attackers=%d n=%lld lost=%lld p50=%.2f p99=%.2f max=%.2f "
+	       "ms\n",
 	       mode, nfilters, nattack, h.n, lost, ll_hist_q(&h, 0.5), ll_hist_q(&h, 0.99),
 	       (double)h.max_us / 1000.0);
 	for (int i = 0; i < nattack; i++)
-		printf("attacker %d rounds=%lld connects=%lld connect_failed=%lld closed_by_broker=%lld "
+		printf("attacker %d rounds=%lld connects=%lld connect_failed=%lld "
+		       "closed_by_broker=%lld "
 		       "longest_send_to_close=%.1f ms\n",
 		       i, at[i].rounds, at[i].connects, at[i].conn_fail, at[i].closed,
 		       at[i].close_ms_max);

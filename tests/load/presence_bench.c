@@ -75,8 +75,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_init("presence-bench");
-	if (cache_init(cfg_str("TH_REDIS_HOST", "127.0.0.1"), (int)cfg_int("TH_REDIS_PORT", 6379, 1, 65535),
-		       250) < 0)
+	if (cache_init(cfg_str("TH_REDIS_HOST", "127.0.0.1"),
+		       (int)cfg_int("TH_REDIS_PORT", 6379, 1, 65535), 250) < 0)
 		return 1;
 	snprintf(prefix, sizeof(prefix), "th:presence-bench%d", (int)getpid());
 	cfg.key_prefix = prefix;
@@ -85,7 +85,8 @@ int main(int argc, char **argv)
 		goto out;
 	presence_tick(p);
 	if (!presence_synced(p)) {
-		fprintf(stderr, "th-presence_bench: cannot register (Redis: %s)\n", cache_last_error());
+		fprintf(stderr, "th-presence_bench: cannot register (Redis: %s)\n",
+			cache_last_error());
 		goto out;
 	}
 	t0 = mono_s();
@@ -108,12 +109,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "th-presence_bench: Redis failed during the run\n");
 		goto out;
 	}
-	printf("first_connect_per_s %.0f\nmore_connect_per_s %.0f\ndisconnect_per_s %.0f\nannounced %ld\n",
+	printf("first_connect_per_s %.0f\nmore_connect_per_s %.0f\ndisconnect_per_s "
+	       "%.0f\nannounced %ld\n",
 	       first, more, gone, announced);
 	rc = 0;
 	goto out;
 refused:
-	fprintf(stderr, "th-presence_bench: a connection was refused (Redis: %s)\n", cache_last_error());
+	fprintf(stderr, "th-presence_bench: a connection was refused (Redis: %s)\n",
+		cache_last_error());
 out:
 	presence_close(p, 0);
 	cleanup(prefix);

@@ -69,20 +69,20 @@
 
 enum st { ST_IDLE, ST_TCP, ST_WS, ST_CONNACK, ST_SUBACK, ST_READY, ST_WAIT };
 enum fail { F_CONNECT, F_HTTP, F_REFUSED, F_SUBFAIL, F_TIMEOUT, F_RESET, F_N };
-static const char *const fail_name[F_N] = {"connect", "http", "refused", "subfail", "timeout",
-					   "reset"};
+static const char *const fail_name[F_N] = {"connect", "http",    "refused",
+					   "subfail", "timeout", "reset"};
 
 struct conn {
 	int fd;
 	enum st st;
-	int want_out;        /* EPOLLOUT registered */
-	int first_done;      /* the first attempt succeeded or failed */
+	int want_out;   /* EPOLLOUT registered */
+	int first_done; /* the first attempt succeeded or failed */
 	int got_bcast;
 	long long idx;
 	const struct ll_cred *cr;
 	struct ll_buf in, mq, out;
-	int64_t t0;          /* start of the current attempt */
-	int64_t retry_at;    /* ST_WAIT: when to open again */
+	int64_t t0;       /* start of the current attempt */
+	int64_t retry_at; /* ST_WAIT: when to open again */
 	int64_t backoff;
 	int64_t last_tx, ping_sent;
 };
@@ -202,7 +202,8 @@ static void send_pong(struct conn *c, const unsigned char *d, size_t n)
 
 static void ws_handshake(struct conn *c)
 {
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char req[512], k64[25];
 	int n, j = 0;
 
@@ -529,7 +530,8 @@ static void on_event(struct conn *c, uint32_t evs)
 /* ---- the loop ----------------------------------------------------------------- */
 static void print_stat(int64_t now)
 {
-	printf("stat t_ns=%" PRId64 " held=%lld opening=%lld waiting=%lld drops=%lld reconnects=%lld",
+	printf("stat t_ns=%" PRId64
+	       " held=%lld opening=%lld waiting=%lld drops=%lld reconnects=%lld",
 	       now, n_held, n_opening, n_waiting, n_drops, n_reconnects);
 	for (int k = 0; k < F_N; k++)
 		printf(" %s=%lld", fail_name[k], n_fail[k]);
@@ -603,21 +605,50 @@ int main(int argc, char **argv)
 	ll_prog = "th-rt_hold";
 	while ((opt = getopt(argc, argv, "h:p:P:b:c:s:n:C:k:t:T:i:RI:")) != -1) {
 		switch (opt) {
-		case 'h': host = optarg; break;
-		case 'p': port = atoi(optarg); break;
-		case 'P': path = optarg; break;
-		case 'b': parse_srcs(optarg); break;
-		case 'c': creds_file = optarg; break;
-		case 's': start_idx = atoll(optarg); break;
-		case 'n': count = atoll(optarg); break;
-		case 'C': inflight_max = atoi(optarg); break;
-		case 'k': keepalive = atoi(optarg); break;
-		case 't': hs_timeout_s = atof(optarg); break;
-		case 'T': deadline_s = atof(optarg); break;
-		case 'i': stat_ms = atol(optarg); break;
-		case 'R': reconnect = 1; break;
-		case 'I': ping_ms = atol(optarg); break;
-		default: usage();
+		case 'h':
+			host = optarg;
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'P':
+			path = optarg;
+			break;
+		case 'b':
+			parse_srcs(optarg);
+			break;
+		case 'c':
+			creds_file = optarg;
+			break;
+		case 's':
+			start_idx = atoll(optarg);
+			break;
+		case 'n':
+			count = atoll(optarg);
+			break;
+		case 'C':
+			inflight_max = atoi(optarg);
+			break;
+		case 'k':
+			keepalive = atoi(optarg);
+			break;
+		case 't':
+			hs_timeout_s = atof(optarg);
+			break;
+		case 'T':
+			deadline_s = atof(optarg);
+			break;
+		case 'i':
+			stat_ms = atol(optarg);
+			break;
+		case 'R':
+			reconnect = 1;
+			break;
+		case 'I':
+			ping_ms = atol(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (port <= 0 || port > 65535 || !creds_file || count < 1 || count > RT_MAX_CONNS ||

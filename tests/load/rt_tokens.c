@@ -41,7 +41,8 @@ int main(void)
 
 		if (sscanf(line, "%lld %lld %lld %c", &uid, &sid, &chid, &extra) != 3 || uid <= 0 ||
 		    sid <= 0 || chid <= 0) {
-			fprintf(stderr, "th-rt_tokens: line %lld is not \"uid session_id channel_id\"\n",
+			fprintf(stderr,
+				"th-rt_tokens: line %lld is not \"uid session_id channel_id\"\n",
 				n + 1);
 			goto out;
 		}

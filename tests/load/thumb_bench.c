@@ -54,7 +54,8 @@ static int run(const char *file, const char *mime, double seconds, long long *n,
 	do {
 		e = image_process(file, mime, last, msg, sizeof(msg));
 		if (e != TH_OK) {
-			fprintf(stderr, "thumb_bench: image_process: %s (%s)\n", msg, th_strerror(e));
+			fprintf(stderr, "thumb_bench: image_process: %s (%s)\n", msg,
+				th_strerror(e));
 			image_fini();
 			return -1;
 		}
@@ -115,8 +116,8 @@ int main(int argc, char **argv)
 			if (run(argv[1], mime, (double)seconds, &n, &secs, &out) < 0)
 				_exit(1);
 			/* the last call's variants: the dimensions a reader can check */
-			len = snprintf(line, sizeof(line), "%lld %.6f %lld %d %d %lld %d %d\n", n, secs,
-				       out.thumb.size, out.thumb.width, out.thumb.height,
+			len = snprintf(line, sizeof(line), "%lld %.6f %lld %d %d %lld %d %d\n", n,
+				       secs, out.thumb.size, out.thumb.width, out.thumb.height,
 				       out.medium.size, out.medium.width, out.medium.height);
 			if (write(fds[i][1], line, (size_t)len) != len)
 				_exit(1);
@@ -132,9 +133,10 @@ int main(int argc, char **argv)
 		int st = 0, tw = 0, th = 0, mw = 0, mh = 0;
 
 		close(fds[i][0]);
-		if (waitpid(pids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || r <= 0 ||
-		    sscanf(line, "%lld %lf %lld %d %d %lld %d %d", &n, &secs, &tsize, &tw, &th, &msize,
-			   &mw, &mh) != 8) {
+		if (waitpid(pids[i], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 ||
+		    r <= 0 ||
+		    sscanf(line, "%lld %lf %lld %d %d %lld %d %d", &n, &secs, &tsize, &tw, &th,
+			   &msize, &mw, &mh) != 8) {
 			failed = 1;
 			continue;
 		}
@@ -142,7 +144,8 @@ int main(int argc, char **argv)
 		if (secs > wall)
 			wall = secs;
 		if (i == 0)
-			fprintf(stderr, "thumb_bench: thumb %dx%d %lld bytes, medium %dx%d %lld bytes\n",
+			fprintf(stderr,
+				"thumb_bench: thumb %dx%d %lld bytes, medium %dx%d %lld bytes\n",
 				tw, th, tsize, mw, mh, msize);
 	}
 	if (failed || wall <= 0) {

@@ -104,8 +104,10 @@ static double run_verify(verify_fn fn, const char *tok, size_t len, double secon
 		for (int i = 0; i < CLOCK_EVERY; i++) {
 			rc = fn(tok, len, &c);
 			if (rc != TH_OK) {
-				fprintf(stderr, "th-token_bench: verify returned %d after %" PRIu64
-						" calls\n", (int)rc, n);
+				fprintf(stderr,
+					"th-token_bench: verify returned %d after %" PRIu64
+					" calls\n",
+					(int)rc, n);
 				return -1;
 			}
 			n++;
@@ -279,8 +281,10 @@ static int cmd_argon2(double seconds, int procs)
 		return 1;
 	}
 	printf("argon2_verify_per_s %.1f\n", total);
-	fprintf(stderr, "th-token_bench: argon2id verify (lib/password), %d procs x %.0f s, "
-			"cost %.31s\n", procs, seconds, hash);
+	fprintf(stderr,
+		"th-token_bench: argon2id verify (lib/password), %d procs x %.0f s, "
+		"cost %.31s\n",
+		procs, seconds, hash);
 	return 0;
 }
 

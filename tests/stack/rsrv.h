@@ -129,8 +129,10 @@ static int rsrv_start(int port, int sentinel, const char *conf)
 	f = fopen(path, "w");
 	if (!f)
 		return -1;
-	fprintf(f, "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nrequirepass %s\n"
-		"logfile %s/%d.log\n%s\n", port, rsrv_dir, rsrv_pw, rsrv_dir, port, conf);
+	fprintf(f,
+		"port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\nrequirepass %s\n"
+		"logfile %s/%d.log\n%s\n",
+		port, rsrv_dir, rsrv_pw, rsrv_dir, port, conf);
 	if (!sentinel)
 		fprintf(f, "save \"\"\nappendonly no\nmasterauth %s\n", rsrv_pw);
 	fclose(f);

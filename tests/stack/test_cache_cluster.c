@@ -25,8 +25,8 @@
 
 #define NODES 3
 
-static int B; /* the first node's port */
-static int n_moved, n_ask;  /* redirects the client logged */
+static int B;              /* the first node's port */
+static int n_moved, n_ask; /* redirects the client logged */
 
 static void sink(int level, const char *line)
 {
@@ -65,7 +65,8 @@ static int setup(void **state)
 	for (int i = 0; i < NODES; i++) {
 		snprintf(conf, sizeof(conf),
 			 "cluster-enabled yes\ncluster-config-file nodes-%d.conf\n"
-			 "cluster-node-timeout 2000\n", B + i);
+			 "cluster-node-timeout 2000\n",
+			 B + i);
 		if (rsrv_start(B + i, 0, conf) < 0)
 			return -1;
 	}
@@ -73,7 +74,8 @@ static int setup(void **state)
 	setenv("REDISCLI_AUTH", rsrv_pw, 1);
 	snprintf(cmd, sizeof(cmd),
 		 "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d "
-		 "--cluster-yes >%s/create.log 2>&1", B, B + 1, B + 2, rsrv_dir);
+		 "--cluster-yes >%s/create.log 2>&1",
+		 B, B + 1, B + 2, rsrv_dir);
 	unsetenv("REDISCLI_AUTH_UNUSED");
 	if (system(cmd) != 0) {
 		fprintf(stderr, "redis-cli --cluster create failed (%s/create.log)\n", rsrv_dir);
@@ -183,9 +185,10 @@ static void test_routing(void **state)
 
 static void test_tags_and_scripts(void **state)
 {
-	static struct cache_script two = {
-		"redis.call('SET', KEYS[1], ARGV[1]) redis.call('SET', KEYS[2], ARGV[1]) "
-		"return redis.call('MGET', KEYS[1], KEYS[2])", ""};
+	static struct cache_script two =
+		{"redis.call('SET', KEYS[1], ARGV[1]) redis.call('SET', KEYS[2], ARGV[1]) "
+		 "return redis.call('MGET', KEYS[1], KEYS[2])",
+		 ""};
 	const char *mget[] = {"MGET", "th:t:{c7}:a", "th:t:{c7}:b"};
 	const char *cross[] = {"MGET", "foo", "bar"};
 	struct cache_reply *r;
@@ -228,15 +231,22 @@ static void test_moved(void **state)
 	expect_str(cmd3("SET", key, "before"), "OK"); /* the map says: from */
 	node_id(from, from_id, sizeof(from_id));
 	node_id(to, to_id, sizeof(to_id));
-	assert_int_equal(rsrv_cmd(to, out, sizeof(out), "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id), 0);
+	assert_int_equal(rsrv_cmd(to, out, sizeof(out), "CLUSTER SETSLOT %d IMPORTING %s", slot,
+				  from_id),
+			 0);
 	assert_string_equal(out, "OK");
-	assert_int_equal(rsrv_cmd(from, out, sizeof(out), "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id), 0);
+	assert_int_equal(rsrv_cmd(from, out, sizeof(out), "CLUSTER SETSLOT %d MIGRATING %s", slot,
+				  to_id),
+			 0);
 	assert_string_equal(out, "OK");
-	assert_int_equal(rsrv_cmd(from, out, sizeof(out), "MIGRATE 127.0.0.1 %d %s 0 5000 AUTH %s", to,
-				  key, rsrv_pw), 0);
+	assert_int_equal(rsrv_cmd(from, out, sizeof(out), "MIGRATE 127.0.0.1 %d %s 0 5000 AUTH %s",
+				  to, key, rsrv_pw),
+			 0);
 	assert_string_equal(out, "OK");
 	for (int i = 0; i < NODES; i++) {
-		assert_int_equal(rsrv_cmd(B + i, out, sizeof(out), "CLUSTER SETSLOT %d NODE %s", slot, to_id), 0);
+		assert_int_equal(rsrv_cmd(B + i, out, sizeof(out), "CLUSTER SETSLOT %d NODE %s",
+					  slot, to_id),
+				 0);
 		assert_string_equal(out, "OK");
 	}
 	n_moved = 0;
@@ -264,16 +274,21 @@ static void test_ask(void **state)
 	expect_str(cmd3("SET", stays, "s"), "OK");
 	node_id(from, from_id, sizeof(from_id));
 	node_id(to, to_id, sizeof(to_id));
-	assert_int_equal(rsrv_cmd(to, out, sizeof(out), "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id), 0);
-	assert_int_equal(rsrv_cmd(from, out, sizeof(out), "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id), 0);
-	assert_int_equal(rsrv_cmd(from, out, sizeof(out), "MIGRATE 127.0.0.1 %d %s 0 5000 AUTH %s", to,
-				  moved, rsrv_pw), 0);
+	assert_int_equal(rsrv_cmd(to, out, sizeof(out), "CLUSTER SETSLOT %d IMPORTING %s", slot,
+				  from_id),
+			 0);
+	assert_int_equal(rsrv_cmd(from, out, sizeof(out), "CLUSTER SETSLOT %d MIGRATING %s", slot,
+				  to_id),
+			 0);
+	assert_int_equal(rsrv_cmd(from, out, sizeof(out), "MIGRATE 127.0.0.1 %d %s 0 5000 AUTH %s",
+				  to, moved, rsrv_pw),
+			 0);
 	assert_string_equal(out, "OK");
 
 	n_ask = n_moved = 0;
-	expect_str(cmd3("GET", moved, NULL), "m");  /* ASK to the new node */
-	expect_str(cmd3("GET", stays, NULL), "s");  /* still served by the old */
-	expect_str(cmd3("SET", fresh, "f"), "OK");  /* ASK: made on the new node */
+	expect_str(cmd3("GET", moved, NULL), "m"); /* ASK to the new node */
+	expect_str(cmd3("GET", stays, NULL), "s"); /* still served by the old */
+	expect_str(cmd3("SET", fresh, "f"), "OK"); /* ASK: made on the new node */
 	assert_int_equal(n_ask, 2);
 	assert_int_equal(n_moved, 0);
 	assert_int_equal(rsrv_cmd(to, out, sizeof(out), "CLUSTER COUNTKEYSINSLOT %d", slot), 0);
@@ -344,7 +359,8 @@ static void test_unreachable_seeds(void **state)
 
 	(void)state;
 	for (int i = 0; i < 6; i++)
-		n += (size_t)snprintf(seeds + n, sizeof(seeds) - n, "127.0.0.1:%d,", blackhole_port());
+		n += (size_t)snprintf(seeds + n, sizeof(seeds) - n, "127.0.0.1:%d,",
+				      blackhole_port());
 	snprintf(seeds + n, sizeof(seeds) - n, "127.0.0.1:1,127.0.0.1:%d", B);
 	cluster_seeds(seeds);
 	t0 = rsrv_now();
@@ -413,8 +429,10 @@ static void test_data_ids_any_master(void **state)
 	snprintf(other0, sizeof(other0), "%s", cache_data_id(other_key));
 	assert_true(other0[0] != '\0');
 	/* a replica of m */
-	snprintf(conf, sizeof(conf), "cluster-enabled yes\ncluster-config-file nodes-%d.conf\n"
-		 "cluster-node-timeout 2000\n", r);
+	snprintf(conf, sizeof(conf),
+		 "cluster-enabled yes\ncluster-config-file nodes-%d.conf\n"
+		 "cluster-node-timeout 2000\n",
+		 r);
 	assert_true(rsrv_start(r, 0, conf) >= 0);
 	assert_int_equal(rsrv_cmd(r, out, sizeof(out), "CLUSTER MEET 127.0.0.1 %d", m), 0);
 	node_id(m, id, sizeof(id));

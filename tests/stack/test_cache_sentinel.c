@@ -16,7 +16,7 @@
 #include "cache.h"
 #include "rsrv.h"
 
-#define FAILOVER_BOUND_S 30.0   /* generous: the machine is shared */
+#define FAILOVER_BOUND_S 30.0 /* generous: the machine is shared */
 
 static int B; /* our first port */
 
@@ -265,10 +265,8 @@ static void test_bad_settings(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_discovery),
-		cmocka_unit_test(test_sentinel_failover),
-		cmocka_unit_test(test_master_killed),
-		cmocka_unit_test(test_unreachable_master),
+		cmocka_unit_test(test_discovery),     cmocka_unit_test(test_sentinel_failover),
+		cmocka_unit_test(test_master_killed), cmocka_unit_test(test_unreachable_master),
 		cmocka_unit_test(test_bad_settings),
 	};
 

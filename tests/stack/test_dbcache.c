@@ -104,7 +104,8 @@ static void test_errors_and_transactions(void **state)
 	struct db_res *r;
 
 	(void)state;
-	r = db_exec(DB_PRIMARY, "CREATE TEMP TABLE IF NOT EXISTS t_unit (x int PRIMARY KEY)", 0, NULL);
+	r = db_exec(DB_PRIMARY, "CREATE TEMP TABLE IF NOT EXISTS t_unit (x int PRIMARY KEY)", 0,
+		    NULL);
 	assert_non_null(r);
 	db_res_free(r);
 	r = db_exec(DB_PRIMARY, "INSERT INTO t_unit VALUES ($1)", 1, one);
@@ -181,8 +182,10 @@ static PGconn *terminator(const char *pid, const char *delay_s)
 
 	assert_int_equal(PQstatus(admin), CONNECTION_OK);
 	assert_int_equal(PQsendQueryParams(admin,
-					   "SELECT pg_terminate_backend($2::int) FROM pg_sleep($1::float8)",
-					   2, NULL, p, NULL, NULL, 0), 1);
+					   "SELECT pg_terminate_backend($2::int) FROM "
+					   "pg_sleep($1::float8)",
+					   2, NULL, p, NULL, NULL, 0),
+			 1);
 	return admin;
 }
 
@@ -233,14 +236,15 @@ static void test_terminated_mid_statement(void **state)
 	/* a write: fails, is not sent again; the next call connects at once */
 	backend_pid(DB_PRIMARY, pid, sizeof(pid));
 	admin = terminator(pid, "0.3");
-	assert_null(db_exec(DB_PRIMARY, "INSERT INTO th_unit_lost SELECT $1::int FROM pg_sleep(0.6)",
-			    1, seven));
+	assert_null(db_exec(DB_PRIMARY,
+			    "INSERT INTO th_unit_lost SELECT $1::int FROM pg_sleep(0.6)", 1,
+			    seven));
 	terminator_end(admin);
 	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
 	t0 = now_s();
 	r = db_exec(DB_PRIMARY, "SELECT count(*) FROM th_unit_lost", 0, NULL);
 	assert_true(now_s() - t0 < 0.5);
-	assert_non_null(r); /* not "backing off" */
+	assert_non_null(r);                            /* not "backing off" */
 	assert_string_equal(db_res_get(r, 0, 0), "0"); /* not run twice (nor once) */
 	db_res_free(r);
 
@@ -248,8 +252,9 @@ static void test_terminated_mid_statement(void **state)
 	assert_int_equal(db_begin(), 0);
 	backend_pid(DB_PRIMARY, pid, sizeof(pid));
 	admin = terminator(pid, "0.3");
-	assert_null(db_exec(DB_PRIMARY, "INSERT INTO th_unit_lost SELECT $1::int FROM pg_sleep(0.6)",
-			    1, seven));
+	assert_null(db_exec(DB_PRIMARY,
+			    "INSERT INTO th_unit_lost SELECT $1::int FROM pg_sleep(0.6)", 1,
+			    seven));
 	terminator_end(admin);
 	assert_null(db_exec(DB_PRIMARY, "INSERT INTO th_unit_lost VALUES ($1)", 1, seven));
 	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
@@ -303,7 +308,9 @@ static void test_dead_server_backoff(void **state)
 
 	(void)state;
 	db_close();
-	assert_int_equal(db_init("host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2", NULL, 0), 0);
+	assert_int_equal(db_init("host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2", NULL,
+				 0),
+			 0);
 	assert_int_equal(db_ping(DB_PRIMARY), -1);
 	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
 	t0 = now_s();
@@ -463,8 +470,10 @@ static void test_slow_statement_cancelled(void **state)
 	db_res_free(r);
 	/* and the slow one no longer runs (it would for 4.5 s more) */
 	for (int i = 0; i < 50 && running != 0; i++) {
-		r = db_exec(DB_READ, "SELECT count(*) FROM pg_stat_activity "
-			    "WHERE query LIKE '%th-slow%' AND pid <> pg_backend_pid()", 0, NULL);
+		r = db_exec(DB_READ,
+			    "SELECT count(*) FROM pg_stat_activity "
+			    "WHERE query LIKE '%th-slow%' AND pid <> pg_backend_pid()",
+			    0, NULL);
 		assert_non_null(r);
 		running = atoi(db_res_get(r, 0, 0));
 		db_res_free(r);
@@ -552,7 +561,8 @@ static void test_cache_dead_server(void **state)
 	assert_non_null(strstr(cache_last_error(), "backing off"));
 	cache_close();
 	assert_int_equal(cache_init(getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1",
-				    atoi(getenv("TH_REDIS_PORT")), 250), 0);
+				    atoi(getenv("TH_REDIS_PORT")), 250),
+			 0);
 	assert_int_equal(cache_ping(), 0);
 }
 
@@ -612,7 +622,8 @@ static void cache_reinit(void)
 {
 	cache_close();
 	assert_int_equal(cache_init(getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1",
-				    atoi(getenv("TH_REDIS_PORT")), 250), 0);
+				    atoi(getenv("TH_REDIS_PORT")), 250),
+			 0);
 }
 
 /* The server closes our idle connection (as a Redis restart does): the next
@@ -766,7 +777,8 @@ static void test_cache_lost_reply(void **state)
 	(void)state;
 	cache_close();
 	assert_int_equal(cache_init(getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1",
-				    atoi(getenv("TH_REDIS_PORT")), 3000), 0);
+				    atoi(getenv("TH_REDIS_PORT")), 3000),
+			 0);
 	r = cache_cmd(2, del, NULL);
 	assert_non_null(r);
 	cache_reply_free(r);

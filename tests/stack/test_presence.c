@@ -55,8 +55,11 @@ static int count(int64_t uid, int online)
 static struct presence *broker(const char *id, int tag)
 {
 	struct presence_cfg cfg = {
-		.broker_id = id, .lease_ms = LEASE_MS, .announce = record,
-		.arg = (void *)(intptr_t)tag, .key_prefix = prefix,
+		.broker_id = id,
+		.lease_ms = LEASE_MS,
+		.announce = record,
+		.arg = (void *)(intptr_t)tag,
+		.key_prefix = prefix,
 	};
 	struct presence *p = presence_open(&cfg);
 
@@ -114,14 +117,21 @@ static long long redis_total(int64_t uid, int *fields)
 	return total;
 }
 
-static int offline_seen(int64_t uid) { return count(uid, 0) > 0; }
-static int zero_in_redis(int64_t uid) { return redis_total(uid, NULL) == 0; }
+static int offline_seen(int64_t uid)
+{
+	return count(uid, 0) > 0;
+}
+static int zero_in_redis(int64_t uid)
+{
+	return redis_total(uid, NULL) == 0;
+}
 
 static void redis_up(void)
 {
 	cache_close();
 	assert_int_equal(cache_init(getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1",
-				    atoi(getenv("TH_REDIS_PORT")), 250), 0);
+				    atoi(getenv("TH_REDIS_PORT")), 250),
+			 0);
 }
 
 static void redis_down(void)
@@ -274,8 +284,11 @@ static void test_restart_same_id(void **state)
 	nevents = 0;
 	{
 		struct presence_cfg cfg = {
-			.broker_id = "ta", .lease_ms = LEASE_MS, .announce = record,
-			.arg = (void *)(intptr_t)1, .key_prefix = prefix,
+			.broker_id = "ta",
+			.lease_ms = LEASE_MS,
+			.announce = record,
+			.arg = (void *)(intptr_t)1,
+			.key_prefix = prefix,
 		};
 
 		/* the restart: a client is back before the first tick registers

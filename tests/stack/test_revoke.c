@@ -45,7 +45,8 @@ static int setup(void **state)
 	snprintf(email, sizeof(email), "%s@example.test", name);
 	r = db_exec(DB_PRIMARY,
 		    "INSERT INTO users (email, username, display_name, password_hash) "
-		    "VALUES ($1, $2, $2, 'x') RETURNING id", 2, p);
+		    "VALUES ($1, $2, $2, 'x') RETURNING id",
+		    2, p);
 	if (!r)
 		return -1;
 	user_id = atoll(db_res_get(r, 0, 0));
@@ -76,9 +77,11 @@ static int64_t new_session(int revoked)
 	int64_t sid;
 
 	snprintf(uid, sizeof(uid), "%lld", (long long)user_id);
-	r = db_exec(DB_PRIMARY, revoked
-		    ? "INSERT INTO sessions (user_id, revoked_at) VALUES ($1, now()) RETURNING id"
-		    : "INSERT INTO sessions (user_id) VALUES ($1) RETURNING id", 1, p);
+	r = db_exec(DB_PRIMARY,
+		    revoked ? "INSERT INTO sessions (user_id, revoked_at) VALUES ($1, now()) "
+			      "RETURNING id"
+			    : "INSERT INTO sessions (user_id) VALUES ($1) RETURNING id",
+		    1, p);
 	assert_non_null(r);
 	sid = atoll(db_res_get(r, 0, 0));
 	db_res_free(r);
@@ -114,7 +117,8 @@ static void test_overflow_without_postgres_cannot_decide(void **state)
 	 * taken as live; the caller hears "cannot decide" and refuses */
 	usleep(1100 * 1000); /* PostgreSQL's answers are kept for a second */
 	db_close();
-	assert_int_equal(db_init("host=127.0.0.1 port=1 dbname=none connect_timeout=1", NULL, 500), 0);
+	assert_int_equal(db_init("host=127.0.0.1 port=1 dbname=none connect_timeout=1", NULL, 500),
+			 0);
 	for (i = 0; i < N_SESSIONS; i++) {
 		int r = revoke_check(sids[i]);
 
@@ -178,7 +182,8 @@ static void test_rebuild_herd_one_winner(void **state)
 			db_close();
 			cache_close();
 			if (db_init(getenv("TH_DB_CONNINFO"), NULL, 2000) < 0 ||
-			    cache_init(getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST") : "127.0.0.1",
+			    cache_init(getenv("TH_REDIS_HOST") ? getenv("TH_REDIS_HOST")
+							       : "127.0.0.1",
 				       atoi(getenv("TH_REDIS_PORT")), 1000) < 0 ||
 			    revoke_init(NULL, 900) < 0)
 				_exit(100);
@@ -232,7 +237,7 @@ static void test_rebuild_dead_winner(void **state)
 	redis_do(5, lock);
 	before = revoke_rebuilds();
 	revoke_invalidate();
-	assert_int_equal(revoke_check(sid), 1);          /* from PostgreSQL */
+	assert_int_equal(revoke_check(sid), 1);           /* from PostgreSQL */
 	assert_int_equal(revoke_check(sid + 1000000), 1); /* unknown: not live */
 	assert_int_equal(revoke_rebuilds(), before);
 	assert_int_equal(redis_exists("th:{revoked}:epoch"), 0);

@@ -138,10 +138,8 @@ static void test_log_clean(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_arena),
-		cmocka_unit_test(test_arena_defer),
-		cmocka_unit_test(test_config),
-		cmocka_unit_test(test_err),
+		cmocka_unit_test(test_arena),     cmocka_unit_test(test_arena_defer),
+		cmocka_unit_test(test_config),    cmocka_unit_test(test_err),
 		cmocka_unit_test(test_log_clean),
 	};
 

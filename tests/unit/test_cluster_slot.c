@@ -8,7 +8,10 @@
 
 #include "cluster.h"
 
-static unsigned slot(const char *k) { return cluster_key_slot(k, strlen(k)); }
+static unsigned slot(const char *k)
+{
+	return cluster_key_slot(k, strlen(k));
+}
 
 static void test_crc16(void **state)
 {
@@ -35,15 +38,18 @@ static void test_hash_tags(void **state)
 	/* the specification's examples */
 	assert_int_equal(slot("{user1000}.following"), slot("user1000"));
 	assert_int_equal(slot("{user1000}.followers"), slot("user1000"));
-	assert_int_equal(slot("foo{}{bar}"), cluster_crc16("foo{}{bar}", 10) & 16383); /* empty tag: whole key */
-	assert_int_equal(slot("foo{{bar}}zap"), slot("{bar")); /* the tag is "{bar" */
-	assert_int_equal(slot("foo{bar}{zap}"), slot("bar"));  /* the first tag only */
-	assert_int_equal(slot("foo{bar"), cluster_crc16("foo{bar", 7) & 16383); /* no closing brace */
+	assert_int_equal(slot("foo{}{bar}"),
+			 cluster_crc16("foo{}{bar}", 10) & 16383); /* empty tag: whole key */
+	assert_int_equal(slot("foo{{bar}}zap"), slot("{bar"));     /* the tag is "{bar" */
+	assert_int_equal(slot("foo{bar}{zap}"), slot("bar"));      /* the first tag only */
+	assert_int_equal(slot("foo{bar"),
+			 cluster_crc16("foo{bar", 7) & 16383); /* no closing brace */
 	/* Townhall's keys that must share a slot */
 	assert_int_equal(slot("th:{revoked}"), slot("th:{revoked}:epoch"));
 	assert_int_equal(slot("th:feedver:{c42}"), slot("th:accver:{c42}"));
 	assert_int_equal(slot("th:feed:{c42}:v17:20"), slot("th:acc:{c42}:v3:7"));
-	assert_int_equal(slot("th:presence:{brokers}:live"), slot("th:presence:{brokers}:reap:b0/1"));
+	assert_int_equal(slot("th:presence:{brokers}:live"),
+			 slot("th:presence:{brokers}:reap:b0/1"));
 	/* binary-safe: a NUL inside the tag counts */
 	assert_int_not_equal(cluster_key_slot("{a\0b}", 5), slot("{a}"));
 }
@@ -58,7 +64,11 @@ static void test_command_slot(void **state)
 	size_t l[5];
 
 	(void)state;
-#define LENS(a) do { for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++) l[i] = strlen(a[i]); } while (0)
+#define LENS(a)                                                       \
+	do {                                                          \
+		for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++) \
+			l[i] = strlen(a[i]);                          \
+	} while (0)
 	LENS(get);
 	assert_int_equal(cluster_cmd_slot(2, get, l), 12182);
 	LENS(ping);

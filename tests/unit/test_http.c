@@ -29,10 +29,14 @@ static long mem_read(void *ctx, char *buf, size_t n)
 
 static void test_init(void **state)
 {
-	char *env[] = {"REQUEST_METHOD=POST", "REQUEST_URI=/api/x/1?limit=5&q=a%20b+c&flag",
-		       "REMOTE_ADDR=127.0.0.1", "REQUEST_ID=abc123",
-		       "HTTP_AUTHORIZATION=Bearer t", "CONTENT_TYPE=application/json",
-		       "CONTENT_LENGTH=7", NULL};
+	char *env[] = {"REQUEST_METHOD=POST",
+		       "REQUEST_URI=/api/x/1?limit=5&q=a%20b+c&flag",
+		       "REMOTE_ADDR=127.0.0.1",
+		       "REQUEST_ID=abc123",
+		       "HTTP_AUTHORIZATION=Bearer t",
+		       "CONTENT_TYPE=application/json",
+		       "CONTENT_LENGTH=7",
+		       NULL};
 	struct arena a;
 	struct http_req req;
 

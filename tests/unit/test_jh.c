@@ -53,9 +53,9 @@ static void test_utf8(void **state)
 	assert_int_equal(jh_utf8_len("\xc3\xa9t\xc3\xa9", 5), 3);
 	assert_int_equal(jh_utf8_len("\xf0\x9f\x91\x8d", 4), 1);
 	assert_int_equal(jh_utf8_len("\xff", 1), -1);
-	assert_int_equal(jh_utf8_len("\xc3", 1), -1);          /* truncated */
-	assert_int_equal(jh_utf8_len("\xc0\xaf", 2), -1);      /* overlong */
-	assert_int_equal(jh_utf8_len("\xed\xa0\x80", 3), -1);  /* surrogate */
+	assert_int_equal(jh_utf8_len("\xc3", 1), -1);             /* truncated */
+	assert_int_equal(jh_utf8_len("\xc0\xaf", 2), -1);         /* overlong */
+	assert_int_equal(jh_utf8_len("\xed\xa0\x80", 3), -1);     /* surrogate */
 	assert_int_equal(jh_utf8_len("\xf4\x90\x80\x80", 4), -1); /* > U+10FFFF */
 }
 
@@ -109,7 +109,7 @@ static void test_strings(void **state)
 
 	(void)state;
 	with_body(&req, "{\"name\":\"\xc3\xa9t\xc3\xa9\",\"n\":3,\"e\":\"\",\"z\":\"a\\u0000b\","
-		  "\"ml\":\"a\\nb\",\"bell\":\"a\\u0007\"}");
+			"\"ml\":\"a\\nb\",\"bell\":\"a\\u0007\"}");
 	assert_int_equal(jh_parse_body_or_400(&req), 0);
 	assert_int_equal(jh_string_or_400(&req, req.json, "name", 1, 3, JH_REQUIRED, &s), 0);
 	assert_string_equal(s, "\xc3\xa9t\xc3\xa9");
@@ -117,7 +117,8 @@ static void test_strings(void **state)
 	assert_string_equal(err_code(&req), "validation_failed");
 	assert_int_equal(jh_string_or_400(&req, req.json, "n", 0, 9, JH_REQUIRED, &s), -1);
 	assert_int_equal(jh_string_or_400(&req, req.json, "e", 1, 9, JH_REQUIRED, &s), -1);
-	assert_int_equal(jh_string_or_400(&req, req.json, "z", 0, 9, JH_REQUIRED, &s), -1); /* NUL */
+	assert_int_equal(jh_string_or_400(&req, req.json, "z", 0, 9, JH_REQUIRED, &s),
+			 -1); /* NUL */
 	/* newlines only where JH_MULTILINE allows them; other controls never */
 	assert_int_equal(jh_string_or_400(&req, req.json, "ml", 1, 9, JH_REQUIRED, &s), -1);
 	assert_int_equal(jh_string_or_400(&req, req.json, "ml", 1, 9, JH_MULTILINE, &s), 0);
@@ -145,7 +146,8 @@ static void test_ints(void **state)
 	assert_int_equal(jh_int_or_400(&req, req.json, "i", 1, 10, true, &present, &v), -1);
 	assert_int_equal(jh_int_or_400(&req, req.json, "f", 0, 10, true, &present, &v), -1);
 	assert_int_equal(jh_int_or_400(&req, req.json, "s", 0, 10, true, &present, &v), -1);
-	assert_int_equal(jh_int_or_400(&req, req.json, "big", 0, INT64_MAX, true, &present, &v), -1);
+	assert_int_equal(jh_int_or_400(&req, req.json, "big", 0, INT64_MAX, true, &present, &v),
+			 -1);
 	assert_int_equal(jh_bool_or_400(&req, req.json, "t", true, &present, &b), 0);
 	assert_true(b);
 	assert_int_equal(jh_bool_or_400(&req, req.json, "i", true, &present, &b), -1);
@@ -172,12 +174,9 @@ static void test_ids(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_utf8),
-		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_body_object),
-		cmocka_unit_test(test_strings),
-		cmocka_unit_test(test_ints),
-		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_utf8),        cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_body_object), cmocka_unit_test(test_strings),
+		cmocka_unit_test(test_ints),        cmocka_unit_test(test_ids),
 	};
 
 	return cmocka_run_group_tests_name("jh", tests, setup, teardown);

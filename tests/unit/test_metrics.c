@@ -102,13 +102,25 @@ static void test_sum_across_processes(void **state)
 	arena_init(&a);
 	text = metrics_render(&a, &len);
 	assert_non_null(text);
-	assert_int_equal(value_of(text, "th_http_requests_total{pool=\"unit\",route=\"GET /a\",class=\"2xx\"} "), 3001);
-	assert_int_equal(value_of(text, "th_http_requests_total{pool=\"unit\",route=\"POST /b/:id\",class=\"4xx\"} "), 3);
+	assert_int_equal(value_of(text, "th_http_requests_total{pool=\"unit\",route=\"GET "
+					"/a\",class=\"2xx\"} "),
+			 3001);
+	assert_int_equal(value_of(text, "th_http_requests_total{pool=\"unit\",route=\"POST "
+					"/b/:id\",class=\"4xx\"} "),
+			 3);
 	/* 300 us falls in the first bucket (0.0005 s), 700 us in the second */
-	assert_int_equal(value_of(text, "th_http_request_duration_seconds_bucket{pool=\"unit\",route=\"GET /a\",le=\"0.0005\"} "), 1);
-	assert_int_equal(value_of(text, "th_http_request_duration_seconds_bucket{pool=\"unit\",route=\"GET /a\",le=\"0.001\"} "), 3001);
-	assert_int_equal(value_of(text, "th_http_request_duration_seconds_bucket{pool=\"unit\",route=\"POST /b/:id\",le=\"1\"} "), 0);
-	assert_int_equal(value_of(text, "th_http_request_duration_seconds_bucket{pool=\"unit\",route=\"POST /b/:id\",le=\"5\"} "), 3);
+	assert_int_equal(value_of(text, "th_http_request_duration_seconds_bucket{pool=\"unit\","
+					"route=\"GET /a\",le=\"0.0005\"} "),
+			 1);
+	assert_int_equal(value_of(text, "th_http_request_duration_seconds_bucket{pool=\"unit\","
+					"route=\"GET /a\",le=\"0.001\"} "),
+			 3001);
+	assert_int_equal(value_of(text, "th_http_request_duration_seconds_bucket{pool=\"unit\","
+					"route=\"POST /b/:id\",le=\"1\"} "),
+			 0);
+	assert_int_equal(value_of(text, "th_http_request_duration_seconds_bucket{pool=\"unit\","
+					"route=\"POST /b/:id\",le=\"5\"} "),
+			 3);
 	assert_int_equal(value_of(text, "th_pool_workers{pool=\"unit\"} "), 1); /* children gone */
 	arena_free(&a);
 }
@@ -134,7 +146,9 @@ static void test_counters_and_relabel(void **state)
 	arena_init(&a);
 	text = metrics_render(&a, &len);
 	assert_null(strstr(text, "POST /b/:id"));
-	assert_int_equal(value_of(text, "th_http_requests_total{pool=\"unit\",route=\"DELETE /c\",class=\"2xx\"} "), 0);
+	assert_int_equal(value_of(text, "th_http_requests_total{pool=\"unit\",route=\"DELETE "
+					"/c\",class=\"2xx\"} "),
+			 0);
 	assert_int_equal(value_of(text, "th_cache_hits_total{pool=\"unit\"} "), 5);
 	arena_free(&a);
 }

@@ -12,7 +12,10 @@
 
 static struct community std(int is_public, enum role role, int banned)
 {
-	struct community c = {.id = 7, .is_public = is_public, .owner_id = 1, .my_role = role,
+	struct community c = {.id = 7,
+			      .is_public = is_public,
+			      .owner_id = 1,
+			      .my_role = role,
 			      .banned = banned};
 	return c;
 }

@@ -7,7 +7,10 @@
 
 #include "router.h"
 
-static void h(struct http_req *req) { (void)req; }
+static void h(struct http_req *req)
+{
+	(void)req;
+}
 
 static const struct route table[] = {
 	{"GET", "/api/posts/:id", h, 0, 0},
@@ -54,7 +57,8 @@ static void test_not_found(void **state)
 	assert_int_equal(router_match(table, N, "GET", "/api/posts", 0, &m), ROUTER_NOT_FOUND);
 	assert_int_equal(router_match(table, N, "GET", "/api/posts/", 0, &m), ROUTER_NOT_FOUND);
 	assert_int_equal(router_match(table, N, "GET", "/api/posts/1/x", 0, &m), ROUTER_NOT_FOUND);
-	assert_int_equal(router_match(table, N, "GET", "/api/communitiesx", 0, &m), ROUTER_NOT_FOUND);
+	assert_int_equal(router_match(table, N, "GET", "/api/communitiesx", 0, &m),
+			 ROUTER_NOT_FOUND);
 	assert_int_equal(router_match(table, N, "GET", "", 0, &m), ROUTER_NOT_FOUND);
 	assert_int_equal(router_match(table, N, "GET", "api/communities", 0, &m), ROUTER_NOT_FOUND);
 }
@@ -113,12 +117,9 @@ static void test_validate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_literal),
-		cmocka_unit_test(test_params),
-		cmocka_unit_test(test_not_found),
-		cmocka_unit_test(test_method_not_allowed),
-		cmocka_unit_test(test_test_routes),
-		cmocka_unit_test(test_long_path),
+		cmocka_unit_test(test_literal),     cmocka_unit_test(test_params),
+		cmocka_unit_test(test_not_found),   cmocka_unit_test(test_method_not_allowed),
+		cmocka_unit_test(test_test_routes), cmocka_unit_test(test_long_path),
 		cmocka_unit_test(test_validate),
 	};
 

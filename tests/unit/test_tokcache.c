@@ -19,9 +19,9 @@
 
 static char dir[64];
 static struct arena arena;
-static int64_t revoked_sid;      /* the session the fake store says is revoked */
-static int store_down;           /* the fake store cannot decide */
-static unsigned long asked;      /* revocation checks made */
+static int64_t revoked_sid; /* the session the fake store says is revoked */
+static int store_down;      /* the fake store cannot decide */
+static unsigned long asked; /* revocation checks made */
 
 static int fake_revoked(int64_t sid)
 {
@@ -41,7 +41,8 @@ static int setup(void **state)
 	snprintf(priv, sizeof(priv), "%s/priv.pem", dir);
 	snprintf(pub, sizeof(pub), "%s/pub.pem", dir);
 	snprintf(cmd, sizeof(cmd),
-		 "openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkey -out %s && "
+		 "openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkey -out "
+		 "%s && "
 		 "openssl pkey -in %s -pubout -out %s",
 		 priv, priv, pub);
 	if (system(cmd) != 0)

@@ -49,9 +49,11 @@ static int setup(void **state)
 	snprintf(path_pub, sizeof(path_pub), "%s/pub.pem", dir);
 	snprintf(path_other, sizeof(path_other), "%s/other.pem", dir);
 	snprintf(cmd, sizeof(cmd),
-		 "openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkey -out %s && "
+		 "openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkey -out "
+		 "%s && "
 		 "openssl pkey -in %s -pubout -out %s && "
-		 "openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkey -out %s",
+		 "openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkey -out "
+		 "%s",
 		 path_priv, path_priv, path_pub, path_other);
 	if (run(cmd) != 0)
 		return -1;
@@ -88,7 +90,8 @@ static char *forge(const char *keypath, jwt_alg_t alg, const char *kid, const ch
 	key = slurp(keypath, &len);
 	assert_int_equal(jwt_new(&jwt), 0);
 	assert_int_equal(jwt_set_alg(jwt, alg, alg == JWT_ALG_NONE ? NULL : key,
-				     alg == JWT_ALG_NONE ? 0 : len), 0);
+				     alg == JWT_ALG_NONE ? 0 : len),
+			 0);
 	if (kid)
 		jwt_add_header(jwt, "kid", kid);
 	jwt_add_grant(jwt, "iss", iss);
@@ -187,8 +190,10 @@ static void test_claims(void **state)
 	long now = (long)time(NULL);
 	char *ok = forge(path_priv, JWT_ALG_ES256, token_kid(), "townhall-test", "42", now + 60);
 	char *nokid = forge(path_priv, JWT_ALG_ES256, NULL, "townhall-test", "42", now + 60);
-	char *badkid = forge(path_priv, JWT_ALG_ES256, "0000000000000000", "townhall-test", "42", now + 60);
-	char *expired = forge(path_priv, JWT_ALG_ES256, token_kid(), "townhall-test", "42", now - 1);
+	char *badkid = forge(path_priv, JWT_ALG_ES256, "0000000000000000", "townhall-test", "42",
+			     now + 60);
+	char *expired = forge(path_priv, JWT_ALG_ES256, token_kid(), "townhall-test", "42",
+			      now - 1);
 	char *iss = forge(path_priv, JWT_ALG_ES256, token_kid(), "someone-else", "42", now + 60);
 	char *sub = forge(path_priv, JWT_ALG_ES256, token_kid(), "townhall-test", "42x", now + 60);
 
@@ -341,7 +346,8 @@ static void test_es256_signer(void **state)
 	/* a P-384 key */
 	snprintf(p384, sizeof(p384), "%s/p384.pem", dir);
 	snprintf(cmd, sizeof(cmd),
-		 "openssl ecparam -name secp384r1 -genkey -noout 2>/dev/null | openssl pkey -out %s",
+		 "openssl ecparam -name secp384r1 -genkey -noout 2>/dev/null | openssl pkey -out "
+		 "%s",
 		 p384);
 	assert_int_equal(run(cmd), 0);
 	setenv("TH_JWT_PRIVATE_KEY", p384, 1);

@@ -67,7 +67,7 @@ static void test_chat_rules(void **state)
 	d = decide("chat/12/7", ACL_WRITE, 7);
 	assert_int_equal(d.need, NEED_CHANNEL_MEMBER);
 	assert_int_equal(d.x, 12);
-	assert_int_equal(NEED("chat/12/8", ACL_WRITE, 7), NEED_DENY);  /* forged sender */
+	assert_int_equal(NEED("chat/12/8", ACL_WRITE, 7), NEED_DENY); /* forged sender */
 	assert_int_equal(NEED("chat/12/+", ACL_SUBSCRIBE, 7), NEED_CHANNEL_MEMBER);
 	assert_int_equal(NEED("chat/12/8", ACL_SUBSCRIBE, 7), NEED_CHANNEL_MEMBER);
 	assert_int_equal(NEED("chat/12/8", ACL_READ, 7), NEED_CHANNEL_MEMBER);
@@ -103,12 +103,12 @@ static void test_signal_rules(void **state)
 	struct acl_decision d;
 
 	(void)state;
-	d = decide("signal/5/8/7", ACL_WRITE, 7);   /* from 7 to 8 in call 5 */
+	d = decide("signal/5/8/7", ACL_WRITE, 7); /* from 7 to 8 in call 5 */
 	assert_int_equal(d.need, NEED_CALL_PAIR);
 	assert_int_equal(d.x, 5);
 	assert_int_equal(d.y, 8);
-	assert_int_equal(NEED("signal/5/8/9", ACL_WRITE, 7), NEED_DENY);  /* forged from */
-	assert_int_equal(NEED("signal/5/7/7", ACL_WRITE, 7), NEED_DENY);  /* to oneself */
+	assert_int_equal(NEED("signal/5/8/9", ACL_WRITE, 7), NEED_DENY); /* forged from */
+	assert_int_equal(NEED("signal/5/7/7", ACL_WRITE, 7), NEED_DENY); /* to oneself */
 	assert_int_equal(NEED("signal/5/7/+", ACL_SUBSCRIBE, 7), NEED_CALL_MEMBER);
 	assert_int_equal(NEED("signal/5/8/+", ACL_SUBSCRIBE, 7), NEED_DENY); /* others' */
 	assert_int_equal(NEED("signal/5/7/8", ACL_READ, 7), NEED_CALL_MEMBER);
@@ -129,18 +129,22 @@ static void test_chat_payload(void **state)
 	assert_int_equal(topic_chat_payload_ok("hi", 2, &why), -1);
 	assert_int_equal(topic_chat_payload_ok("{\"id\":\"x\",\"body\":\"hi\"}", 22, &why), -1);
 	assert_string_equal(why, "id must be a UUID");
-	assert_int_equal(topic_chat_payload_ok(
-		"{\"id\":\"0b8a3c4e-1f2a-4c3b-9d8e-7f6a5b4c3d2e\",\"body\":\"\"}", 54, &why), -1);
-	assert_int_equal(topic_chat_payload_ok(
-		"{\"id\":\"0b8a3c4e-1f2a-4c3b-9d8e-7f6a5b4c3d2e\",\"body\":5}", 53, &why), -1);
+	assert_int_equal(topic_chat_payload_ok("{\"id\":\"0b8a3c4e-1f2a-4c3b-9d8e-7f6a5b4c3d2e\","
+					       "\"body\":\"\"}",
+					       54, &why),
+			 -1);
+	assert_int_equal(topic_chat_payload_ok("{\"id\":\"0b8a3c4e-1f2a-4c3b-9d8e-7f6a5b4c3d2e\","
+					       "\"body\":5}",
+					       53, &why),
+			 -1);
 	memset(body, 'a', 4001);
 	body[4001] = '\0';
-	snprintf(big, sizeof(big), "{\"id\":\"0b8a3c4e-1f2a-4c3b-9d8e-7f6a5b4c3d2e\",\"body\":\"%s\"}",
-		 body);
+	snprintf(big, sizeof(big),
+		 "{\"id\":\"0b8a3c4e-1f2a-4c3b-9d8e-7f6a5b4c3d2e\",\"body\":\"%s\"}", body);
 	assert_int_equal(topic_chat_payload_ok(big, (uint32_t)strlen(big), &why), -1);
 	body[4000] = '\0'; /* exactly 4000 */
-	snprintf(big, sizeof(big), "{\"id\":\"0b8a3c4e-1f2a-4c3b-9d8e-7f6a5b4c3d2e\",\"body\":\"%s\"}",
-		 body);
+	snprintf(big, sizeof(big),
+		 "{\"id\":\"0b8a3c4e-1f2a-4c3b-9d8e-7f6a5b4c3d2e\",\"body\":\"%s\"}", body);
 	assert_int_equal(topic_chat_payload_ok(big, (uint32_t)strlen(big), &why), 0);
 	assert_int_equal(topic_chat_payload_ok(ok, 17 * 1024, &why), -1); /* over 16 KiB */
 	assert_true(topic_is_uuid("0B8A3C4E-1F2A-4C3B-9D8E-7F6A5B4C3D2E"));
@@ -175,12 +179,9 @@ static void test_imap(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_chat_rules),
-		cmocka_unit_test(test_server_topics),
-		cmocka_unit_test(test_signal_rules),
-		cmocka_unit_test(test_chat_payload),
-		cmocka_unit_test(test_imap),
+		cmocka_unit_test(test_parse),         cmocka_unit_test(test_chat_rules),
+		cmocka_unit_test(test_server_topics), cmocka_unit_test(test_signal_rules),
+		cmocka_unit_test(test_chat_payload),  cmocka_unit_test(test_imap),
 	};
 
 	return cmocka_run_group_tests_name("plugin topic/acl", tests, NULL, NULL);

@@ -13,17 +13,16 @@
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
 
-static const char good[] =
-	"GET /mqtt HTTP/1.1\r\n"
-	"Host: example.org\r\n"
-	"Upgrade: websocket\r\n"
-	"Connection: keep-alive, Upgrade\r\n"
-	"Sec-WebSocket-Key: " KEY "\r\n"
-	"Sec-WebSocket-Version: 13\r\n"
-	"Sec-WebSocket-Protocol: mqttv3.1, mqtt\r\n"
-	"Origin: https://example.org\r\n"
-	"X-Real-IP: 203.0.113.7\r\n"
-	"\r\n";
+static const char good[] = "GET /mqtt HTTP/1.1\r\n"
+			   "Host: example.org\r\n"
+			   "Upgrade: websocket\r\n"
+			   "Connection: keep-alive, Upgrade\r\n"
+			   "Sec-WebSocket-Key: " KEY "\r\n"
+			   "Sec-WebSocket-Version: 13\r\n"
+			   "Sec-WebSocket-Protocol: mqttv3.1, mqtt\r\n"
+			   "Origin: https://example.org\r\n"
+			   "X-Real-IP: 203.0.113.7\r\n"
+			   "\r\n";
 
 static enum hs_verdict verdict(const char *req, const char *origins)
 {
@@ -101,24 +100,37 @@ static void test_check(void **state)
 	assert_int_equal(verdict(good, NULL), HS_UPGRADE);
 	assert_int_equal(verdict(good, ""), HS_UPGRADE);
 	assert_int_equal(verdict(variant("GET /mqtt", "GET / HTTP/1.1\r\n"), NULL), HS_UPGRADE);
-	assert_int_equal(verdict(variant("GET /mqtt", "GET /mqtt?x=1 HTTP/1.1\r\n"), NULL), HS_UPGRADE);
-	assert_int_equal(verdict(variant("GET /mqtt", "GET /other HTTP/1.1\r\n"), NULL), HS_NOT_FOUND);
-	assert_int_equal(verdict(variant("GET /mqtt", "POST /mqtt HTTP/1.1\r\n"), NULL), HS_BAD_REQUEST);
-	assert_int_equal(verdict(variant("GET /mqtt", "GET /mqtt HTTP/1.0\r\n"), NULL), HS_BAD_REQUEST);
+	assert_int_equal(verdict(variant("GET /mqtt", "GET /mqtt?x=1 HTTP/1.1\r\n"), NULL),
+			 HS_UPGRADE);
+	assert_int_equal(verdict(variant("GET /mqtt", "GET /other HTTP/1.1\r\n"), NULL),
+			 HS_NOT_FOUND);
+	assert_int_equal(verdict(variant("GET /mqtt", "POST /mqtt HTTP/1.1\r\n"), NULL),
+			 HS_BAD_REQUEST);
+	assert_int_equal(verdict(variant("GET /mqtt", "GET /mqtt HTTP/1.0\r\n"), NULL),
+			 HS_BAD_REQUEST);
 	/* the subprotocol */
 	assert_int_equal(verdict(variant("Sec-WebSocket-Protocol", ""), NULL), HS_NO_SUBPROTOCOL);
-	assert_int_equal(verdict(variant("Sec-WebSocket-Protocol", "Sec-WebSocket-Protocol: mqttv3.1\r\n"), NULL),
+	assert_int_equal(verdict(variant("Sec-WebSocket-Protocol",
+					 "Sec-WebSocket-Protocol: mqttv3.1\r\n"),
+				 NULL),
 			 HS_NO_SUBPROTOCOL);
-	assert_int_equal(verdict(variant("Sec-WebSocket-Protocol", "Sec-WebSocket-Protocol: MQTT\r\n"), NULL),
+	assert_int_equal(verdict(variant("Sec-WebSocket-Protocol",
+					 "Sec-WebSocket-Protocol: MQTT\r\n"),
+				 NULL),
 			 HS_UPGRADE);
 	/* the upgrade itself */
 	assert_int_equal(verdict(variant("Upgrade:", ""), NULL), HS_BAD_REQUEST);
-	assert_int_equal(verdict(variant("Connection:", "Connection: keep-alive\r\n"), NULL), HS_BAD_REQUEST);
-	assert_int_equal(verdict(variant("Sec-WebSocket-Version", "Sec-WebSocket-Version: 8\r\n"), NULL),
+	assert_int_equal(verdict(variant("Connection:", "Connection: keep-alive\r\n"), NULL),
 			 HS_BAD_REQUEST);
-	assert_int_equal(verdict(variant("Sec-WebSocket-Key", "Sec-WebSocket-Key: abc\r\n"), NULL), HS_BAD_REQUEST);
-	assert_int_equal(verdict(variant("Sec-WebSocket-Key", "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\n"),
-				 NULL), HS_BAD_REQUEST);
+	assert_int_equal(verdict(variant("Sec-WebSocket-Version", "Sec-WebSocket-Version: 8\r\n"),
+				 NULL),
+			 HS_BAD_REQUEST);
+	assert_int_equal(verdict(variant("Sec-WebSocket-Key", "Sec-WebSocket-Key: abc\r\n"), NULL),
+			 HS_BAD_REQUEST);
+	assert_int_equal(verdict(variant("Sec-WebSocket-Key",
+					 "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\n"),
+				 NULL),
+			 HS_BAD_REQUEST);
 	/* Origin: whole entries of the list only */
 	assert_int_equal(verdict(good, "https://example.org"), HS_UPGRADE);
 	assert_int_equal(verdict(good, "https://a.test, https://example.org"), HS_UPGRADE);
@@ -145,7 +157,7 @@ static const char *client(const char *peer, const char *headers)
 	static char req[1024], out[64];
 	static const uint8_t trusted[2][16] = {
 		{[10] = 0xff, [11] = 0xff, [12] = 127, [15] = 1}, /* 127.0.0.1 */
-		{[15] = 1},                                        /* ::1 */
+		{[15] = 1},                                       /* ::1 */
 	};
 	struct hs_req r;
 	uint8_t key[16];
@@ -165,15 +177,20 @@ static void test_client_addr(void **state)
 	assert_string_equal(client("127.0.0.1", "X-Real-IP: 203.0.113.7\r\n"), "203.0.113.7");
 	assert_string_equal(client("::1", "X-Real-IP: 2001:db8::5\r\n"), "2001:db8::5");
 	/* X-Forwarded-For: its last entry, the one the proxy appended */
-	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 10.9.9.9, 198.51.100.4\r\n"), "198.51.100.4");
-	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 198.51.100.4 \r\n"), "198.51.100.4");
+	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 10.9.9.9, 198.51.100.4\r\n"),
+			    "198.51.100.4");
+	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 198.51.100.4 \r\n"),
+			    "198.51.100.4");
 	/* X-Real-IP wins over X-Forwarded-For */
-	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 10.1.1.1\r\nX-Real-IP: 10.2.2.2\r\n"), "10.2.2.2");
+	assert_string_equal(client("127.0.0.1",
+				   "X-Forwarded-For: 10.1.1.1\r\nX-Real-IP: 10.2.2.2\r\n"),
+			    "10.2.2.2");
 	/* an untrusted peer's headers are ignored; so is a value that is no address */
 	assert_string_equal(client("127.0.0.2", "X-Real-IP: 203.0.113.7\r\n"), "127.0.0.2");
 	assert_string_equal(client("10.0.0.1", "X-Forwarded-For: 203.0.113.7\r\n"), "10.0.0.1");
 	assert_string_equal(client("127.0.0.1", "X-Real-IP: evil\r\n"), "127.0.0.1");
-	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 1.2.3.4, nonsense\r\n"), "127.0.0.1");
+	assert_string_equal(client("127.0.0.1", "X-Forwarded-For: 1.2.3.4, nonsense\r\n"),
+			    "127.0.0.1");
 	assert_string_equal(client("127.0.0.1", ""), "127.0.0.1");
 	/* loopback */
 	assert_int_equal(addr_parse((struct hs_str){"127.9.8.7", 9}, k), 0);
@@ -188,12 +205,9 @@ static void test_client_addr(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_accept_key),
-		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_too_large),
-		cmocka_unit_test(test_check),
-		cmocka_unit_test(test_tokens),
-		cmocka_unit_test(test_client_addr),
+		cmocka_unit_test(test_accept_key), cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_too_large),  cmocka_unit_test(test_check),
+		cmocka_unit_test(test_tokens),     cmocka_unit_test(test_client_addr),
 	};
 
 	return cmocka_run_group_tests_name("wsfront handshake", tests, NULL, NULL);

@@ -58,8 +58,8 @@ static enum peek_err feed(struct peek *p, const uint8_t *s, size_t n, size_t chu
 static void test_framer(void **state)
 {
 	/* CONNECT (12 bytes), PINGREQ, PUBLISH with 3 bytes */
-	static const uint8_t stream[] = {0x10, 0x0a, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60,
-					 0xc0, 0x00, 0x30, 0x03, 'a', 'b', 'c'};
+	static const uint8_t stream[] = {0x10, 0x0a, 0,    4,    'M',  'Q',  'T', 'T', 4,  2,
+					 0,    60,   0xc0, 0x00, 0x30, 0x03, 'a', 'b', 'c'};
 	uint8_t out[64];
 	size_t chunk, outn;
 
@@ -67,7 +67,8 @@ static void test_framer(void **state)
 	for (chunk = 1; chunk <= sizeof(stream); chunk++) {
 		struct peek p = {0};
 
-		assert_int_equal(feed(&p, stream, sizeof(stream), chunk, 65536, out, &outn), PEEK_OK);
+		assert_int_equal(feed(&p, stream, sizeof(stream), chunk, 65536, out, &outn),
+				 PEEK_OK);
 		assert_int_equal(outn, sizeof(stream));
 		assert_memory_equal(out, stream, sizeof(stream));
 		assert_true(p.first_done);
@@ -89,7 +90,8 @@ static void test_framer_limits(void **state)
 	for (chunk = 1; chunk <= sizeof(big); chunk++) {
 		struct peek p = {0};
 
-		assert_int_equal(feed(&p, big, sizeof(big), chunk, 65536, out, &outn), PEEK_TOO_BIG);
+		assert_int_equal(feed(&p, big, sizeof(big), chunk, 65536, out, &outn),
+				 PEEK_TOO_BIG);
 		/* the CONNECT passed, nothing of the big packet */
 		assert_int_equal(outn, 2);
 	}
@@ -103,13 +105,15 @@ static void test_framer_limits(void **state)
 	{
 		struct peek p = {0};
 
-		assert_int_equal(feed(&p, first_publish, 2, 1, 65536, out, &outn), PEEK_NOT_CONNECT);
+		assert_int_equal(feed(&p, first_publish, 2, 1, 65536, out, &outn),
+				 PEEK_NOT_CONNECT);
 		assert_int_equal(outn, 0);
 	}
 	{
 		struct peek p = {0};
 
-		assert_int_equal(feed(&p, five, sizeof(five), 1, 1u << 30, out, &outn), PEEK_MALFORMED);
+		assert_int_equal(feed(&p, five, sizeof(five), 1, 1u << 30, out, &outn),
+				 PEEK_MALFORMED);
 	}
 	{
 		/* the CONNECT itself over the limit */
@@ -228,7 +232,8 @@ static void test_connect(void **state)
 	assert_int_equal(check(4, "u042-a", NULL, &m), MCONN_BAD_ID);
 	assert_int_equal(check(4, "x42-a", NULL, &m), MCONN_BAD_ID);
 	assert_int_equal(check(4, "", NULL, &m), MCONN_BAD_ID);
-	assert_int_equal(check(4, "u1234567890123456789-a", NULL, &m), MCONN_BAD_ID); /* 19 digits */
+	assert_int_equal(check(4, "u1234567890123456789-a", NULL, &m),
+			 MCONN_BAD_ID); /* 19 digits */
 	assert_int_equal(check(5, "u4x-", NULL, &m), MCONN_BAD_ID);
 	/* MQTT 3.1 */
 	assert_int_equal(mconn_parse(v31, sizeof(v31), &m), MCONN_BAD_PROTOCOL);
@@ -314,12 +319,9 @@ static void test_connack(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_varint),
-		cmocka_unit_test(test_framer),
-		cmocka_unit_test(test_framer_limits),
-		cmocka_unit_test(test_connect),
-		cmocka_unit_test(test_will),
-		cmocka_unit_test(test_connack),
+		cmocka_unit_test(test_varint),        cmocka_unit_test(test_framer),
+		cmocka_unit_test(test_framer_limits), cmocka_unit_test(test_connect),
+		cmocka_unit_test(test_will),          cmocka_unit_test(test_connack),
 	};
 
 	return cmocka_run_group_tests_name("wsfront mqtt", tests, NULL, NULL);

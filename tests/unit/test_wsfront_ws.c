@@ -92,9 +92,9 @@ static void test_frames(void **state)
 	memset(big, 'b', sizeof(big));
 	n += frame(stream + n, 1, WSF_BINARY, "hello", 5);
 	n += frame(stream + n, 1, WSF_PING, "p1", 2);
-	n += frame(stream + n, 0, WSF_BINARY, "ab", 2);   /* a fragmented message */
+	n += frame(stream + n, 0, WSF_BINARY, "ab", 2); /* a fragmented message */
 	n += frame(stream + n, 0, WSF_CONT, "cd", 2);
-	n += frame(stream + n, 1, WSF_PONG, "", 0);        /* control frames may interleave */
+	n += frame(stream + n, 1, WSF_PONG, "", 0); /* control frames may interleave */
 	n += frame(stream + n, 1, WSF_CONT, big, sizeof(big));
 	n += frame(stream + n, 1, WSF_BINARY, "", 0);
 	n += frame(stream + n, 1, WSF_CLOSE, "\x03\xe8", 2);
@@ -162,13 +162,16 @@ static void test_errors(void **state)
 	n = frame(f, 1, 3, "hi", 2);
 	assert_int_equal(one(f, n, 65536), WSF_PROTOCOL);
 	/* over the limit: decided on the header, before any payload */
-	assert_int_equal(one((const uint8_t *)"\x82\xff\x00\x00\x00\x00\x00\x01\x00\x01mask", 14, 65536),
+	assert_int_equal(one((const uint8_t *)"\x82\xff\x00\x00\x00\x00\x00\x01\x00\x01mask", 14,
+			     65536),
 			 WSF_TOO_BIG);
-	assert_int_equal(one((const uint8_t *)"\x82\xfe\xff\xffmask", 8, 65535), WSF_OK); /* exactly */
+	assert_int_equal(one((const uint8_t *)"\x82\xfe\xff\xffmask", 8, 65535),
+			 WSF_OK); /* exactly */
 	assert_int_equal(one((const uint8_t *)"\x82\xfe\xff\xffmask", 8, 65534), WSF_TOO_BIG);
 	assert_int_equal(wsf_close_code(WSF_TOO_BIG), 1009);
 	/* a 64-bit length with the top bit */
-	assert_int_equal(one((const uint8_t *)"\x82\xff\x80\x00\x00\x00\x00\x00\x00\x01mask", 14, UINT64_MAX),
+	assert_int_equal(one((const uint8_t *)"\x82\xff\x80\x00\x00\x00\x00\x00\x00\x01mask", 14,
+			     UINT64_MAX),
 			 WSF_PROTOCOL);
 }
 
@@ -198,14 +201,16 @@ static void test_rendezvous(void **state)
 
 	(void)state;
 	assert_non_null(s);
-	assert_int_equal(edge_parse_list("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4", e, 4, err,
-					 sizeof(err)), 4);
+	assert_int_equal(edge_parse_list("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4", e, 4,
+					 err, sizeof(err)),
+			 4);
 	assert_int_equal(edge_parse_list("127.0.0.1:1,127.0.0.1:2", e, 1, err, sizeof(err)), -1);
 	assert_int_equal(edge_parse_list("localhost:1", e, 4, err, sizeof(err)), -1);
 	assert_int_equal(edge_parse_list("127.0.0.1:0", e, 4, err, sizeof(err)), -1);
 	assert_int_equal(edge_parse_list("", e, 4, err, sizeof(err)), -1);
-	assert_int_equal(edge_parse_list("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4", e, 4, err,
-					 sizeof(err)), 4);
+	assert_int_equal(edge_parse_list("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4", e, 4,
+					 err, sizeof(err)),
+			 4);
 	for (uid = 1; uid <= 4000; uid++) {
 		int again[4];
 
@@ -215,7 +220,8 @@ static void test_rendezvous(void **state)
 		counts[order[0]]++;
 		/* edge 0 down: its users go to their second choice, the others stay */
 		shm_edge_mark_down(s, 0, 1000);
-		assert_int_equal(edge_pick(s, order, 4, 0, 500, &pos), order[0] == 0 ? order[1] : order[0]);
+		assert_int_equal(edge_pick(s, order, 4, 0, 500, &pos),
+				 order[0] == 0 ? order[1] : order[0]);
 		if (order[0] == 0)
 			moved++;
 		/* the mark expires */
@@ -243,9 +249,11 @@ static void test_rendezvous(void **state)
 		struct edge r[2];
 		int o1[2], o2[2];
 
-		assert_int_equal(edge_parse_list("127.0.0.1:7,127.0.0.1:8", r, 2, err, sizeof(err)), 2);
+		assert_int_equal(edge_parse_list("127.0.0.1:7,127.0.0.1:8", r, 2, err, sizeof(err)),
+				 2);
 		edge_rank(r, 2, 77, o1);
-		assert_int_equal(edge_parse_list("127.0.0.1:8,127.0.0.1:7", r, 2, err, sizeof(err)), 2);
+		assert_int_equal(edge_parse_list("127.0.0.1:8,127.0.0.1:7", r, 2, err, sizeof(err)),
+				 2);
 		edge_rank(r, 2, 77, o2);
 		assert_string_not_equal(r[o1[0]].name, r[o2[0]].name);
 	}

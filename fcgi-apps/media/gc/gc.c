@@ -203,7 +203,8 @@ static void clean_tmp(struct gc *g)
 		    strncmp(e->d_name, "vid-", 4) != 0 && strncmp(e->d_name, "magick-", 7) != 0)
 			continue;
 		snprintf(p, sizeof(p), "%s/%s", media_cfg.tmp_dir, e->d_name);
-		if (lstat(p, &st) < 0 || !S_ISREG(st.st_mode) || st.st_mtime > g->now - g->tmp_grace)
+		if (lstat(p, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    st.st_mtime > g->now - g->tmp_grace)
 			continue;
 		if (!g->dry_run && unlink(p) < 0) {
 			if (errno != ENOENT) {
@@ -262,7 +263,8 @@ int main(int argc, char **argv)
 	g.deadline = g.now + (time_t)seconds;
 	e = storage->list(on_object, &g, max);
 	if (e != TH_OK) {
-		log_error("media-gc: listing the %s store failed: %s", storage->name, th_strerror(e));
+		log_error("media-gc: listing the %s store failed: %s", storage->name,
+			  th_strerror(e));
 		rc = 1;
 	}
 	clean_tmp(&g);
@@ -270,7 +272,8 @@ int main(int argc, char **argv)
 	if (g.failed || g.db_down || g.stopped_by_time || g.listed >= max)
 		rc = 1;
 	printf("media-gc: %s store: %lld objects listed%s; %s %lld (%lld bytes); kept %lld "
-	       "referenced, %lld within the grace period of %lld s, %lld not ours; %lld failed%s%s; "
+	       "referenced, %lld within the grace period of %lld s, %lld not ours; %lld "
+	       "failed%s%s; "
 	       "upload temporaries %s: %lld\n",
 	       storage->name, g.listed, g.listed >= max ? " (TH_MEDIA_GC_MAX reached)" : "",
 	       g.dry_run ? "would remove" : "removed", g.removed, g.removed_bytes, g.referenced,
