@@ -9,7 +9,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request, sleep } from '../integration/lib/http.mjs';
@@ -433,31 +433,81 @@ test('kill -9 the Redis master host: Sentinel promotes the replica, bounded 503s
   assert.ok(Math.max(...closeMs) <= 5000, `a socket closed ${Math.max(...closeMs)} ms after its logout`);
 });
 
-test('kill an edge, then the hub, then a bridge: no receipted chat message lost or stored twice', { skip: SHORT }, async () => {
+// the size of a log now, and whether a pattern appeared in it after that size
+const logSize = (f) => { try { return statSync(f).size; } catch { return 0; } };
+const logSince = (f, from) => { try { return readFileSync(f, 'utf8').slice(from); } catch { return ''; } };
+const hostLog = (h, name) => path.join(VAR, h, 'log', name);
+const APP_HOSTS = ['app1', 'app2'];
+const EDGE_OF = { app1: 'e0', app2: 'e1' };
+// an edge's bridge retries after 1..5 s and goes down its address list (hub A, hub B);
+// th-bridge moves after its own failed connects (realtime-bridge/bridge/hubs.c)
+const MOVE_MS = 25000;
+
+// every edge's bridge and every th-bridge attached to hub A (wait, 'back') or to hub B
+// ('standby') since the logs had the sizes in `from`; resolves with the ms it took from t
+async function hubMoved(to, from, t) {
+  const hubLog = to === 'standby' ? hostLog('hubb', 'mosquitto-hub-b.log') : hostLog('huba', 'mosquitto-hub.log');
+  const bridgeRe = to === 'standby' ? /connected \(session \w+\) to the standby hub/ : /connected \(session \w+\) to the hub /;
+  for (const h of APP_HOSTS) {
+    await waitFor(`edge ${EDGE_OF[h]} on hub ${to === 'standby' ? 'B' : 'A'}`,
+      () => logSince(hubLog, from[hubLog]).includes(` as edge-${EDGE_OF[h]} (`), MOVE_MS, 100);
+    const bl = hostLog(h, 'bridge.log');
+    await waitFor(`th-bridge of ${h} on hub ${to === 'standby' ? 'B' : 'A'}`,
+      () => bridgeRe.test(logSince(bl, from[bl])), MOVE_MS, 100);
+  }
+  return Date.now() - t;
+}
+
+function logMarks() {
+  const m = {};
+  for (const f of [hostLog('huba', 'mosquitto-hub.log'), hostLog('hubb', 'mosquitto-hub-b.log'),
+    ...APP_HOSTS.map((h) => hostLog(h, 'bridge.log'))]) m[f] = logSize(f);
+  return m;
+}
+
+test('kill an edge, then hub A (hub B takes over), then a bridge: no receipted chat message lost or stored twice', { skip: SHORT }, async () => {
   await ensureHealthy();
   const senders = world.users.slice(0, 2).map((u) => new ChatSender(u, world.channel, { urls: [WS], resendMs: 5000 }));
   await Promise.all(senders.map((x) => x.start()));
+  // steady chat, RATE messages a second from each sender, until the faults are done
   const RATE = 4;
-  const LOAD_MS = 36000;
-  const loads = Promise.all(senders.map((x) => x.load(RATE, LOAD_MS)));
+  const iv = setInterval(() => { for (const x of senders) x.send(); }, 1000 / RATE);
   const events = [];
   const mark = (what) => events.push(`${what}@${((Date.now() - t0) / 1000).toFixed(1)}s`);
   const t0 = Date.now();
+  let hubDown = false;
+  let moveMs;
+  let backMs;
+  let duringB = [];
   try {
     await sleep(3000);
     await ctl('kill-broker', 'app1', 'e0'); mark('edge e0 killed');
     await sleep(3000);
     await ctl('broker-up', 'app1', 'e0'); mark('e0 back');
     await sleep(5000);
-    await ctl('kill-broker', 'huba', 'hub'); mark('hub killed');
-    await sleep(1000);
-    await ctl('broker-up', 'huba', 'hub'); mark('hub back');
-    await sleep(6000);
+    // hub A dies and stays down: every edge and th-bridge moves to hub B, chat keeps
+    // flowing (crossing edges, stored, receipted) through hub B alone
+    let from = logMarks();
+    await ctl('kill-broker', 'huba', 'hub'); hubDown = true; mark('hub A killed');
+    const killedAt = Date.now();
+    moveMs = await hubMoved('standby', from, killedAt); mark('all on hub B');
+    const mark0 = senders.map((x) => x.sent.length);
+    await sleep(4000);
+    duringB = senders.flatMap((x, i) => x.sent.slice(mark0[i]));
+    // receipted while hub A is still down: they went through hub B alone
+    await waitFor('receipts through hub B', () => duringB.every((id) => senders.some((x) => x.stored.has(id))), 20000, 100);
+    mark('receipted on hub B');
+    from = logMarks();
+    await ctl('broker-up', 'huba', 'hub'); hubDown = false; mark('hub A back');
+    backMs = await hubMoved('back', from, Date.now()); mark('all back on hub A');
+    await sleep(3000);
     await ctl('kill-bridge', 'app1'); mark('th-bridge app1 killed');
     await sleep(3000);
     await ctl('bridge-up', 'app1'); mark('th-bridge app1 back');
+    await sleep(3000);
   } finally {
-    await loads;
+    clearInterval(iv);
+    if (hubDown) await ctl('broker-up', 'huba', 'hub');
   }
   const end = Date.now() + 40000;
   while (Date.now() < end && !senders.every((x) => x.pending.size === 0)) await sleep(200);
@@ -468,8 +518,16 @@ test('kill an edge, then the hub, then a bridge: no receipted chat message lost 
   const list = sent.map((id) => `'${id}'`).join(',');
   const out = await ctl('psql', `SELECT count(*), count(DISTINCT id) FROM messages WHERE id IN (${list})`);
   const [rows, distinct] = out.split('|').map(Number);
-  row('edge, hub, bridge killed (MQTT chat)', {
-    sent: sent.length, receipted: sent.length - pending, resent, rows, distinct, events: events.join(' '),
+  row('edge, hub A (to hub B), bridge killed (MQTT chat)', {
+    sent: sent.length,
+    receipted: sent.length - pending,
+    resent,
+    rows,
+    distinct,
+    moved_to_hub_b_ms: moveMs,
+    receipted_via_hub_b: duringB.length,
+    back_to_hub_a_ms: backMs,
+    events: events.join(' '),
   });
   assert.equal(pending, 0, `not receipted: ${senders.map((x) => x.diag()).join(' / ')}`);
   assert.equal(distinct, sent.length, 'every message stored');

@@ -159,11 +159,14 @@ redis_up() {
 	wait_for 30 sentinels_ready
 }
 
-# --- Mosquitto: hub A in huba, one edge per app host ------------------------------------
+# --- Mosquitto: hub A in huba, hub B in hubb, one edge per app host ----------------------
 
-# broker_up HOST NAME: NAME is hub or e<i>; rendered like scripts/stack's broker_conf
+# broker_up HOST NAME: NAME is hub (hub A), hub-b (hub B, the standby) or e<i>; rendered
+# like scripts/stack's broker_conf. Hub B is hub A's configuration with the standby's
+# bridge to hub A appended (conf/mosquitto/hub-standby.conf.in), on its own host and the
+# same port.
 broker_up() {
-	local h=$1 name=$2 port
+	local h=$1 name=$2 port hubs
 	(
 		host_init "$h"
 		local dir=$VAR/mosquitto/$name src log=$LOG/mosquitto-$name.log pidfile=$RUN/mosquitto-$name.pid
@@ -172,6 +175,10 @@ broker_up() {
 		if [[ $name == hub ]]; then
 			port=$PORT_MQTT
 			cat "$ROOT/conf/mosquitto/hub.conf.in" "$ROOT/conf/mosquitto/broker.conf.in" >"$src"
+		elif [[ $name == hub-b ]]; then
+			port=$PORT_MQTT
+			cat "$ROOT/conf/mosquitto/hub.conf.in" "$ROOT/conf/mosquitto/broker.conf.in" \
+				"$ROOT/conf/mosquitto/hub-standby.conf.in" >"$src"
 		else
 			port=$(edge_port "${name#e}")
 			cat "$ROOT/conf/mosquitto/edge.conf.in" "$ROOT/conf/mosquitto/broker.conf.in" \
@@ -179,10 +186,13 @@ broker_up() {
 		fi
 		RENDER_BROKER_ID=$name RENDER_PORT_BROKER=$port render "$src" "$dir/mosquitto.conf"
 		rm -f "$src"
-		# the host's address instead of loopback; an edge's bridge goes to hub A, and to
-		# hub B (cold standby) when A does not answer (round_robin false: back to A)
+		# the host's address instead of loopback. An edge's bridge goes to hub A, and to hub
+		# B when A does not answer (edge-bridge.conf.in: round_robin false, it probes A and
+		# moves back); hub B's own bridge goes to hub A only.
+		hubs="$(addr huba):$CL_PORT_HUB $(addr hubb):$CL_PORT_HUB"
+		[[ $name != hub-b ]] || hubs="$(addr huba):$CL_PORT_HUB"
 		sed -i -e "s|^listener $port 127.0.0.1\$|listener $port $HOST_ADDR|" \
-			-e "s|^address 127.0.0.1:.*|address $(addr huba):$CL_PORT_HUB $(addr hubb):$CL_PORT_HUB\nround_robin false|" \
+			-e "s|^address 127.0.0.1:.*|address $hubs|" \
 			"$dir/mosquitto.conf"
 		[[ $name == hub ]] || printf 'remote_password %s\n' "$(cat "$VAR/keys/$KEY_MQTT_SERVICE")" >>"$dir/mosquitto.conf"
 		chown -R mosquitto: "$dir"
@@ -200,7 +210,7 @@ broker_up() {
 		cd "$VAR" || exit 1
 		run_in "$h" mosquitto -d -c "$dir/mosquitto.conf" >>"$log" 2>&1 </dev/null
 	) || return 1
-	if [[ $name == hub ]]; then port=$CL_PORT_HUB; else port=$((CL_BASE + 10 + ${name#e})); fi
+	if [[ $name == hub* ]]; then port=$CL_PORT_HUB; else port=$((CL_BASE + 10 + ${name#e})); fi
 	wait_for 10 tcp_open "$h" "$(addr "$h")" "$port"
 }
 
@@ -254,8 +264,9 @@ thbridge_up() {
 		(
 			worker_env bridge
 			host_env
-			TH_MQTT_HOST=$(addr huba)
-			export TH_MQTT_HOST TH_MQTT_PORT=$CL_PORT_HUB TH_BRIDGE_ID=th-bridge-$h
+			# hub A, and hub B while A is down (realtime-bridge/bridge/hubs.c)
+			TH_MQTT_HOST=$(addr huba) TH_MQTT_STANDBY=$(addr hubb):$CL_PORT_HUB
+			export TH_MQTT_HOST TH_MQTT_STANDBY TH_MQTT_PORT=$CL_PORT_HUB TH_BRIDGE_ID=th-bridge-$h
 			cd "$VAR" || exit 1
 			exec ip netns exec "$(ns_name "$h")" setsid "$BIN/th-bridge"
 		) >>"$LOG/bridge.log" 2>&1 </dev/null &
