@@ -268,6 +268,73 @@ test('baseline: every app answers through the lb, steady load without an error',
   assert.equal(chat.missing + chat.duplicated, 0);
 });
 
+// the size of a log now, and whether a pattern appeared in it after that size
+const logSize = (f) => { try { return statSync(f).size; } catch { return 0; } };
+const logSince = (f, from) => { try { return readFileSync(f, 'utf8').slice(from); } catch { return ''; } };
+const hostLog = (h, name) => path.join(VAR, h, 'log', name);
+
+// A minimal valid PDF of about `size` bytes, unique per call (a medium kind the media app
+// accepts without a converter; as tests/integration/media.test.mjs makes it)
+function makePdf(size) {
+  const head = Buffer.from('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n', 'latin1');
+  const objs = ['<< /Type /Catalog /Pages 2 0 R >>', '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] >>'];
+  let pdf = head;
+  const offsets = [];
+  objs.forEach((o, i) => {
+    offsets.push(pdf.length);
+    pdf = Buffer.concat([pdf, Buffer.from(`${i + 1} 0 obj\n${o}\nendobj\n`, 'latin1')]);
+  });
+  const pad = Buffer.from(`% ${uuid()} ${'x'.repeat(Math.max(0, size - pdf.length - 250))}\n`, 'latin1');
+  const xref = `xref\n0 4\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`
+    + `trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n${pdf.length + pad.length}\n%%EOF\n`;
+  return Buffer.concat([pdf, pad, Buffer.from(xref, 'latin1')]);
+}
+
+// GET through the lb pinned to `server`; a redirect (the presigned URL of the object on the
+// s3 host) is followed once
+async function download(p, token, server) {
+  const res = await api('GET', p, token, undefined, { server, timeoutMs: 30000 });
+  if (![301, 302, 303, 307, 308].includes(res.status) || !res.headers?.location) return res;
+  const loc = new URL(res.headers.location, `http://${LB}:${PORT}`);
+  const r2 = await request('GET', loc.pathname + loc.search, {
+    host: loc.hostname, port: Number(loc.port || 80), headers: { host: loc.host }, timeoutMs: 30000,
+  });
+  r2.redirectedTo = loc.host;
+  return r2;
+}
+
+test('media on the s3 host: an upload on app1 through the lb downloads as the same bytes via app2', async () => {
+  await ensureHealthy();
+  const u = world.users[0];
+  const bytes = makePdf(200 * 1024);
+  const t = Date.now();
+  const up = await request('POST', '/api/media?filename=cluster.pdf', {
+    host: LB,
+    port: PORT,
+    headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/pdf', 'x-cluster-host': 'app1' },
+    body: bytes,
+    timeoutMs: 60000,
+  }).catch((e) => ({ status: 0, text: e.message }));
+  const upMs = Date.now() - t;
+  assert.equal(up.status, 201, `upload on app1: ${up.status} ${up.text}`);
+  const orig = new URL(up.json.variants.original, `http://${LB}:${PORT}`);
+  const t2 = Date.now();
+  const meta = await api('GET', `/api/media/${up.json.id}`, u.token, undefined, { server: 'app2' });
+  const d = await download(orig.pathname + orig.search, u.token, 'app2');
+  const downMs = Date.now() - t2;
+  row('media on s3 (upload app1, download app2)', {
+    bytes: bytes.length, upload: up.status, upload_ms: upMs, meta_app2: meta.status, download_app2: d.status, download_ms: downMs, via: d.redirectedTo ? `redirect to ${d.redirectedTo}` : 'app2',
+  });
+  // the pinning held: app1's nginx took the upload, app2's the download
+  assert.match(logSince(hostLog('app1', 'nginx-access.log'), 0), /POST \/api\/media\?filename=cluster\.pdf/, 'the upload went to app1');
+  assert.ok(logSince(hostLog('app2', 'nginx-access.log'), 0).includes(orig.pathname), 'the download went to app2');
+  assert.equal(meta.status, 200, `metadata on app2: ${meta.status} ${meta.text}`);
+  assert.equal(meta.json.sha256, up.json.sha256);
+  assert.equal(d.status, 200, `download via app2: ${d.status} ${d.text?.slice(0, 300)}`);
+  assert.ok(Buffer.compare(d.body, bytes) === 0, `app2 served ${d.body.length} bytes, not the ${bytes.length} uploaded on app1`);
+});
+
 // HAProxy checks every second, 3 failures take a host out: ~3-4 s. A request in flight on
 // app1 when its link went fails after `timeout server` (10 s) unless it was still connecting
 // (then it is retried on app2). So: failures only for requests that started within the
@@ -433,10 +500,6 @@ test('kill -9 the Redis master host: Sentinel promotes the replica, bounded 503s
   assert.ok(Math.max(...closeMs) <= 5000, `a socket closed ${Math.max(...closeMs)} ms after its logout`);
 });
 
-// the size of a log now, and whether a pattern appeared in it after that size
-const logSize = (f) => { try { return statSync(f).size; } catch { return 0; } };
-const logSince = (f, from) => { try { return readFileSync(f, 'utf8').slice(from); } catch { return ''; } };
-const hostLog = (h, name) => path.join(VAR, h, 'log', name);
 const APP_HOSTS = ['app1', 'app2'];
 const EDGE_OF = { app1: 'e0', app2: 'e1' };
 // an edge's bridge retries after 1..5 s and goes down its address list (hub A, hub B);
