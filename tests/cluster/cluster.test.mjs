@@ -250,19 +250,58 @@ after(() => {
   if (VAR) writeFileSync(path.join(VAR, 'results.md'), `${table}\n`);
 });
 
-test('baseline: every app answers through the lb, steady load without an error', async () => {
+// The black-box integration files, run through the lb from here (TH_TEST_BASE_URL,
+// tests/integration/lib/http.mjs): every request and the MQTT WebSocket go to HAProxy; a test
+// that reads the local stack (files, pids, psql, Redis) or needs tests/integration/run's
+// settings skips itself. A subset, one node process, bounded in time.
+const IT_FILES = SHORT ? ['foundation', 'community', 'realtime'] : ['foundation', 'auth', 'community', 'realtime'];
+const IT_TIMEOUT_MS = 240000;
+function integrationThroughLb() {
+  const files = IT_FILES.map((f) => path.join(HERE, '..', 'integration', `${f}.test.mjs`));
+  // a runner of its own: without NODE_TEST_CONTEXT, which would make it report to ours
+  const env = { ...process.env, TH_TEST_BASE_URL: `http://${LB}:${PORT}` };
+  delete env.NODE_TEST_CONTEXT;
+  const t = Date.now();
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--test', '--test-reporter=tap', '--test-concurrency=1', ...files], {
+      timeout: IT_TIMEOUT_MS,
+      maxBuffer: 64 << 20,
+      cwd: path.join(HERE, '..', '..'),
+      env,
+    }, (err, out, errOut) => {
+      const n = (k) => Number((new RegExp(`^# ${k} (\\d+)$`, 'm').exec(out) || [])[1] ?? NaN);
+      const failed = out.split('\n').filter((l) => /^\s*not ok /.test(l)).join('\n');
+      resolve({
+        code: err ? (err.code ?? err.signal) : 0, pass: n('pass'), fail: n('fail'), skipped: n('skipped'), s: ((Date.now() - t) / 1000).toFixed(1), failed, tail: `${out.slice(-3000)}${errOut.slice(-1000)}`,
+      });
+    });
+  });
+}
+
+test('baseline: every app answers through the lb, the integration subset passes through it, steady load without an error', async () => {
   await ensureHealthy();
   world = await setupWorld();
   // register on one app host, log in on the other
   const u = await newUser({ server: 'app1' });
   const login = await api('POST', '/api/auth/login', null, { login: u.username, password: u.password }, { server: 'app2' });
   assert.equal(login.status, 200, `login on app2: ${login.status} ${login.text}`);
-  const { load } = await underLoad(SHORT ? 6000 : 10000, 0, null);
+  // the steady load runs while the integration files do
+  const load = new Load(world);
+  load.start();
+  const t = Date.now();
+  const it = await integrationThroughLb();
+  await sleep(Math.max(0, (SHORT ? 6000 : 10000) - (Date.now() - t)));
+  await load.stop();
   const s = load.summary();
   const chat = await chatStoredOnce(load);
   row('baseline', {
     requests: s.total, errors: s.bad, max_ms: s.maxMs, chat_receipted: chat.receipted, chat_missing: chat.missing, chat_dup: chat.duplicated,
   });
+  row('integration files through the lb', {
+    files: IT_FILES.join(' '), pass: it.pass, fail: it.fail, skipped: it.skipped, seconds: it.s,
+  });
+  assert.equal(it.code, 0, `integration files through the lb (exit ${it.code}):\n${it.failed}\n${it.tail}`);
+  assert.ok(it.pass > 0 && it.fail === 0, `integration files: ${it.pass} passed, ${it.fail} failed`);
   assert.ok(s.total > 20, `too few requests: ${s.total}`);
   assert.equal(s.bad, 0, `errors at baseline: ${JSON.stringify(s.by)}`);
   assert.equal(chat.missing + chat.duplicated, 0);

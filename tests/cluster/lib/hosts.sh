@@ -57,6 +57,8 @@ host_env() {
 	export TH_MEDIA_STORAGE=s3 TH_S3_ENDPOINT TH_S3_PATH_STYLE=1 TH_S3_BUCKET=$CL_S3_BUCKET
 	export TH_S3_REGION=us-east-1 TH_S3_ACCESS_KEY=S3RVER TH_S3_SECRET_KEY=S3RVER
 	TH_S3_ENDPOINT=http://$(addr s3):$CL_PORT_S3
+	# the test-only routes (echo) the integration files of the baseline use
+	export TH_TEST_ROUTES=1
 	# the test's clients register and write much more than API.md's per-address and
 	# per-user budgets allow (like tests/integration/run)
 	export TH_RL_REGISTER_MAX=100000 TH_RL_REGISTER_WINDOW=5 TH_RL_LOGIN_WINDOW=4
