@@ -306,8 +306,10 @@ nginx_host_up() {
 		nginx_upstreams "$VAR/nginx/upstreams.conf"
 		render "$ROOT/conf/nginx/townhall.conf.in" "$VAR/nginx/nginx.conf" "s|@NGINX_REALIP@|$(nginx_realip)|g" \
 			"s|@NGINX_EXTRA_LISTEN@|$(nginx_extra_listen)|g"
+		# shellcheck disable=SC2094 # nginx only appends to the log, like we do (scripts/stack)
 		run_in "$h" nginx -q -t -p "$VAR/nginx" -e "$LOG/nginx.log" -c "$VAR/nginx/nginx.conf" >>"$LOG/nginx.log" 2>&1 ||
 			fail_start nginx "$LOG/nginx.log" "configuration refused ($VAR/nginx/nginx.conf)"
+		# shellcheck disable=SC2094
 		run_in "$h" nginx -p "$VAR/nginx" -e "$LOG/nginx.log" -c "$VAR/nginx/nginx.conf" >>"$LOG/nginx.log" 2>&1
 	) || return 1
 	wait_for 10 nginx_ready_in "$h"
