@@ -9,7 +9,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request, sleep } from '../integration/lib/http.mjs';
@@ -250,22 +250,128 @@ after(() => {
   if (VAR) writeFileSync(path.join(VAR, 'results.md'), `${table}\n`);
 });
 
-test('baseline: every app answers through the lb, steady load without an error', async () => {
+// The black-box integration files, run through the lb from here (TH_TEST_BASE_URL,
+// tests/integration/lib/http.mjs): every request and the MQTT WebSocket go to HAProxy; a test
+// that reads the local stack (files, pids, psql, Redis) or needs tests/integration/run's
+// settings skips itself. A subset, one node process, bounded in time.
+const IT_FILES = SHORT ? ['foundation', 'community', 'realtime'] : ['foundation', 'auth', 'community', 'realtime'];
+const IT_TIMEOUT_MS = 240000;
+function integrationThroughLb() {
+  const files = IT_FILES.map((f) => path.join(HERE, '..', 'integration', `${f}.test.mjs`));
+  // a runner of its own: without NODE_TEST_CONTEXT, which would make it report to ours
+  const env = { ...process.env, TH_TEST_BASE_URL: `http://${LB}:${PORT}` };
+  delete env.NODE_TEST_CONTEXT;
+  const t = Date.now();
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--test', '--test-reporter=tap', '--test-concurrency=1', ...files], {
+      timeout: IT_TIMEOUT_MS,
+      maxBuffer: 64 << 20,
+      cwd: path.join(HERE, '..', '..'),
+      env,
+    }, (err, out, errOut) => {
+      const n = (k) => Number((new RegExp(`^# ${k} (\\d+)$`, 'm').exec(out) || [])[1] ?? NaN);
+      const failed = out.split('\n').filter((l) => /^\s*not ok /.test(l)).join('\n');
+      resolve({
+        code: err ? (err.code ?? err.signal) : 0, pass: n('pass'), fail: n('fail'), skipped: n('skipped'), s: ((Date.now() - t) / 1000).toFixed(1), failed, tail: `${out.slice(-3000)}${errOut.slice(-1000)}`,
+      });
+    });
+  });
+}
+
+test('baseline: every app answers through the lb, the integration subset passes through it, steady load without an error', async () => {
   await ensureHealthy();
   world = await setupWorld();
   // register on one app host, log in on the other
   const u = await newUser({ server: 'app1' });
   const login = await api('POST', '/api/auth/login', null, { login: u.username, password: u.password }, { server: 'app2' });
   assert.equal(login.status, 200, `login on app2: ${login.status} ${login.text}`);
-  const { load } = await underLoad(SHORT ? 6000 : 10000, 0, null);
+  // the steady load runs while the integration files do
+  const load = new Load(world);
+  load.start();
+  const t = Date.now();
+  const it = await integrationThroughLb();
+  await sleep(Math.max(0, (SHORT ? 6000 : 10000) - (Date.now() - t)));
+  await load.stop();
   const s = load.summary();
   const chat = await chatStoredOnce(load);
   row('baseline', {
     requests: s.total, errors: s.bad, max_ms: s.maxMs, chat_receipted: chat.receipted, chat_missing: chat.missing, chat_dup: chat.duplicated,
   });
+  row('integration files through the lb', {
+    files: IT_FILES.join(' '), pass: it.pass, fail: it.fail, skipped: it.skipped, seconds: it.s,
+  });
+  assert.equal(it.code, 0, `integration files through the lb (exit ${it.code}):\n${it.failed}\n${it.tail}`);
+  assert.ok(it.pass > 0 && it.fail === 0, `integration files: ${it.pass} passed, ${it.fail} failed`);
   assert.ok(s.total > 20, `too few requests: ${s.total}`);
   assert.equal(s.bad, 0, `errors at baseline: ${JSON.stringify(s.by)}`);
   assert.equal(chat.missing + chat.duplicated, 0);
+});
+
+// the size of a log now, and whether a pattern appeared in it after that size
+const logSize = (f) => { try { return statSync(f).size; } catch { return 0; } };
+const logSince = (f, from) => { try { return readFileSync(f, 'utf8').slice(from); } catch { return ''; } };
+const hostLog = (h, name) => path.join(VAR, h, 'log', name);
+
+// A minimal valid PDF of about `size` bytes, unique per call (a medium kind the media app
+// accepts without a converter; as tests/integration/media.test.mjs makes it)
+function makePdf(size) {
+  const head = Buffer.from('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n', 'latin1');
+  const objs = ['<< /Type /Catalog /Pages 2 0 R >>', '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] >>'];
+  let pdf = head;
+  const offsets = [];
+  objs.forEach((o, i) => {
+    offsets.push(pdf.length);
+    pdf = Buffer.concat([pdf, Buffer.from(`${i + 1} 0 obj\n${o}\nendobj\n`, 'latin1')]);
+  });
+  const pad = Buffer.from(`% ${uuid()} ${'x'.repeat(Math.max(0, size - pdf.length - 250))}\n`, 'latin1');
+  const xref = `xref\n0 4\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`
+    + `trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n${pdf.length + pad.length}\n%%EOF\n`;
+  return Buffer.concat([pdf, pad, Buffer.from(xref, 'latin1')]);
+}
+
+// GET through the lb pinned to `server`; a redirect (the presigned URL of the object on the
+// s3 host) is followed once
+async function download(p, token, server) {
+  const res = await api('GET', p, token, undefined, { server, timeoutMs: 30000 });
+  if (![301, 302, 303, 307, 308].includes(res.status) || !res.headers?.location) return res;
+  const loc = new URL(res.headers.location, `http://${LB}:${PORT}`);
+  const r2 = await request('GET', loc.pathname + loc.search, {
+    host: loc.hostname, port: Number(loc.port || 80), headers: { host: loc.host }, timeoutMs: 30000,
+  });
+  r2.redirectedTo = loc.host;
+  return r2;
+}
+
+test('media on the s3 host: an upload on app1 through the lb downloads as the same bytes via app2', async () => {
+  await ensureHealthy();
+  const u = world.users[0];
+  const bytes = makePdf(200 * 1024);
+  const t = Date.now();
+  const up = await request('POST', '/api/media?filename=cluster.pdf', {
+    host: LB,
+    port: PORT,
+    headers: { authorization: `Bearer ${u.token}`, 'content-type': 'application/pdf', 'x-cluster-host': 'app1' },
+    body: bytes,
+    timeoutMs: 60000,
+  }).catch((e) => ({ status: 0, text: e.message }));
+  const upMs = Date.now() - t;
+  assert.equal(up.status, 201, `upload on app1: ${up.status} ${up.text}`);
+  const orig = new URL(up.json.variants.original, `http://${LB}:${PORT}`);
+  const t2 = Date.now();
+  const meta = await api('GET', `/api/media/${up.json.id}`, u.token, undefined, { server: 'app2' });
+  const d = await download(orig.pathname + orig.search, u.token, 'app2');
+  const downMs = Date.now() - t2;
+  row('media on s3 (upload app1, download app2)', {
+    bytes: bytes.length, upload: up.status, upload_ms: upMs, meta_app2: meta.status, download_app2: d.status, download_ms: downMs, via: d.redirectedTo ? `redirect to ${d.redirectedTo}` : 'app2',
+  });
+  // the pinning held: app1's nginx took the upload, app2's the download
+  assert.match(logSince(hostLog('app1', 'nginx-access.log'), 0), /POST \/api\/media\?filename=cluster\.pdf/, 'the upload went to app1');
+  assert.ok(logSince(hostLog('app2', 'nginx-access.log'), 0).includes(orig.pathname), 'the download went to app2');
+  assert.equal(meta.status, 200, `metadata on app2: ${meta.status} ${meta.text}`);
+  assert.equal(meta.json.sha256, up.json.sha256);
+  assert.equal(d.status, 200, `download via app2: ${d.status} ${d.text?.slice(0, 300)}`);
+  assert.ok(Buffer.compare(d.body, bytes) === 0, `app2 served ${d.body.length} bytes, not the ${bytes.length} uploaded on app1`);
 });
 
 // HAProxy checks every second, 3 failures take a host out: ~3-4 s. A request in flight on
@@ -433,31 +539,77 @@ test('kill -9 the Redis master host: Sentinel promotes the replica, bounded 503s
   assert.ok(Math.max(...closeMs) <= 5000, `a socket closed ${Math.max(...closeMs)} ms after its logout`);
 });
 
-test('kill an edge, then the hub, then a bridge: no receipted chat message lost or stored twice', { skip: SHORT }, async () => {
+const APP_HOSTS = ['app1', 'app2'];
+const EDGE_OF = { app1: 'e0', app2: 'e1' };
+// an edge's bridge retries after 1..5 s and goes down its address list (hub A, hub B);
+// th-bridge moves after its own failed connects (realtime-bridge/bridge/hubs.c)
+const MOVE_MS = 25000;
+
+// every edge's bridge and every th-bridge attached to hub A (wait, 'back') or to hub B
+// ('standby') since the logs had the sizes in `from`; resolves with the ms it took from t
+async function hubMoved(to, from, t) {
+  const hubLog = to === 'standby' ? hostLog('hubb', 'mosquitto-hub-b.log') : hostLog('huba', 'mosquitto-hub.log');
+  const bridgeRe = to === 'standby' ? /connected \(session \w+\) to the standby hub/ : /connected \(session \w+\) to the hub /;
+  for (const h of APP_HOSTS) {
+    await waitFor(`edge ${EDGE_OF[h]} on hub ${to === 'standby' ? 'B' : 'A'}`,
+      () => logSince(hubLog, from[hubLog]).includes(` as edge-${EDGE_OF[h]} (`), MOVE_MS, 100);
+    const bl = hostLog(h, 'bridge.log');
+    await waitFor(`th-bridge of ${h} on hub ${to === 'standby' ? 'B' : 'A'}`,
+      () => bridgeRe.test(logSince(bl, from[bl])), MOVE_MS, 100);
+  }
+  return Date.now() - t;
+}
+
+function logMarks() {
+  const m = {};
+  for (const f of [hostLog('huba', 'mosquitto-hub.log'), hostLog('hubb', 'mosquitto-hub-b.log'),
+    ...APP_HOSTS.map((h) => hostLog(h, 'bridge.log'))]) m[f] = logSize(f);
+  return m;
+}
+
+test('kill an edge, then hub A (hub B takes over), then a bridge: no receipted chat message lost or stored twice', { skip: SHORT }, async () => {
   await ensureHealthy();
   const senders = world.users.slice(0, 2).map((u) => new ChatSender(u, world.channel, { urls: [WS], resendMs: 5000 }));
   await Promise.all(senders.map((x) => x.start()));
+  // steady chat, RATE messages a second from each sender, until the faults are done
   const RATE = 4;
-  const LOAD_MS = 36000;
-  const loads = Promise.all(senders.map((x) => x.load(RATE, LOAD_MS)));
+  const iv = setInterval(() => { for (const x of senders) x.send(); }, 1000 / RATE);
   const events = [];
   const mark = (what) => events.push(`${what}@${((Date.now() - t0) / 1000).toFixed(1)}s`);
   const t0 = Date.now();
+  let hubDown = false;
+  let moveMs;
+  let backMs;
+  let duringB = [];
   try {
     await sleep(3000);
     await ctl('kill-broker', 'app1', 'e0'); mark('edge e0 killed');
     await sleep(3000);
     await ctl('broker-up', 'app1', 'e0'); mark('e0 back');
     await sleep(5000);
-    await ctl('kill-broker', 'huba', 'hub'); mark('hub killed');
-    await sleep(1000);
-    await ctl('broker-up', 'huba', 'hub'); mark('hub back');
-    await sleep(6000);
+    // hub A dies and stays down: every edge and th-bridge moves to hub B, chat keeps
+    // flowing (crossing edges, stored, receipted) through hub B alone
+    let from = logMarks();
+    await ctl('kill-broker', 'huba', 'hub'); hubDown = true; mark('hub A killed');
+    const killedAt = Date.now();
+    moveMs = await hubMoved('standby', from, killedAt); mark('all on hub B');
+    const mark0 = senders.map((x) => x.sent.length);
+    await sleep(4000);
+    duringB = senders.flatMap((x, i) => x.sent.slice(mark0[i]));
+    // receipted while hub A is still down: they went through hub B alone
+    await waitFor('receipts through hub B', () => duringB.every((id) => senders.some((x) => x.stored.has(id))), 20000, 100);
+    mark('receipted on hub B');
+    from = logMarks();
+    await ctl('broker-up', 'huba', 'hub'); hubDown = false; mark('hub A back');
+    backMs = await hubMoved('back', from, Date.now()); mark('all back on hub A');
+    await sleep(3000);
     await ctl('kill-bridge', 'app1'); mark('th-bridge app1 killed');
     await sleep(3000);
     await ctl('bridge-up', 'app1'); mark('th-bridge app1 back');
+    await sleep(3000);
   } finally {
-    await loads;
+    clearInterval(iv);
+    if (hubDown) await ctl('broker-up', 'huba', 'hub');
   }
   const end = Date.now() + 40000;
   while (Date.now() < end && !senders.every((x) => x.pending.size === 0)) await sleep(200);
@@ -468,8 +620,16 @@ test('kill an edge, then the hub, then a bridge: no receipted chat message lost 
   const list = sent.map((id) => `'${id}'`).join(',');
   const out = await ctl('psql', `SELECT count(*), count(DISTINCT id) FROM messages WHERE id IN (${list})`);
   const [rows, distinct] = out.split('|').map(Number);
-  row('edge, hub, bridge killed (MQTT chat)', {
-    sent: sent.length, receipted: sent.length - pending, resent, rows, distinct, events: events.join(' '),
+  row('edge, hub A (to hub B), bridge killed (MQTT chat)', {
+    sent: sent.length,
+    receipted: sent.length - pending,
+    resent,
+    rows,
+    distinct,
+    moved_to_hub_b_ms: moveMs,
+    receipted_via_hub_b: duringB.length,
+    back_to_hub_a_ms: backMs,
+    events: events.join(' '),
   });
   assert.equal(pending, 0, `not receipted: ${senders.map((x) => x.diag()).join(' / ')}`);
   assert.equal(distinct, sent.length, 'every message stored');

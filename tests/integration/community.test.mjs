@@ -19,7 +19,7 @@ import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import {
-  request, get, run, readPid, waitGone, until, parseProm, sleep,
+  request, get, run, readPid, waitGone, until, parseProm, sleep, LOCAL_ONLY,
 } from './lib/http.mjs';
 import { show, assertError, assertStatus } from './lib/assert.mjs';
 import { uniq, api, fixtures } from './lib/fixtures.mjs';
@@ -252,7 +252,7 @@ describe('communities: create, get, list', () => {
     assert.deepEqual(d.json.items.map((c) => c.id), a.ids.slice(0, 20));
   });
 
-  test('the test stack holds no demo data (TH_SEED_DEMO=0)', async () => {
+  test('the test stack holds no demo data (TH_SEED_DEMO=0)', { skip: LOCAL_ONLY }, async () => {
     const r = await api('GET', '/api/communities?limit=100', null);
     assertStatus(r, 200);
     const demo = r.json.items.filter((c) => ['town-square', 'makers', 'core-team'].includes(c.slug));
@@ -1124,7 +1124,7 @@ describe('posts', () => {
     assert.deepEqual((await getPost(p.id, null)).reactions, { [e32]: 1 });
   });
 
-  test('reactions: the counts kept on the post follow every way a reaction goes, a deleted user included', async () => {
+  test('reactions: the counts kept on the post follow every way a reaction goes, a deleted user included', { skip: LOCAL_ONLY }, async () => {
     // posts.reaction_counts is kept by a trigger (migration 0007); compare it with a count of
     // the rows after API changes and after a user is deleted in the database (the cascade
     // bypasses the API, so no cache is involved: read the column itself)
@@ -1194,7 +1194,7 @@ describe('posts', () => {
 // --- events ---------------------------------------------------------------------------
 
 describe('events (pg_notify townhall_events)', () => {
-  test('membership, channel, community and post writes each emit one event with ids', async () => {
+  test('membership, channel, community and post writes each emit one event with ids', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'public', [[U.mod, 'moderator']]);
     const p = await community(U.owner, 'private');
     const j = await newUser('evt');
@@ -1260,7 +1260,7 @@ describe('events (pg_notify townhall_events)', () => {
 // --- Redis membership mirror --------------------------------------------------------------
 
 describe('Redis membership mirror', () => {
-  test('join, role change, ban, channel, visibility update the keys; FLUSHALL + scripts/mirror-rebuild restores them', async () => {
+  test('join, role change, ban, channel, visibility update the keys; FLUSHALL + scripts/mirror-rebuild restores them', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'public', [[U.mod, 'moderator']]);
     const p = await community(U.owner, 'private', [[U.member, 'member']]);
     const j = await newUser('mir');
@@ -1369,7 +1369,7 @@ describe('feed cache: hits without PostgreSQL', () => {
   }
   const keys = async (pattern) => (await redisRaw('--scan', '--pattern', pattern)).split('\n').filter(Boolean);
 
-  test('private community: the cached verdict follows joins, removals, bans, leaves and visibility at once', async () => {
+  test('private community: the cached verdict follows joins, removals, bans, leaves and visibility at once', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'private', [[U.member, 'member']]);
     await mkPost(c, U.owner, { title: 'inside', body: 'members only' });
     await expectFeed(c.id, U.member, 200, 'member');
@@ -1411,7 +1411,7 @@ describe('feed cache: hits without PostgreSQL', () => {
     await expectFeed(c.id, U.owner, 404, 'owner, deleted');
   });
 
-  test('my_reactions from the cache: right on the very next request after PUT and DELETE, per caller and per page size', async () => {
+  test('my_reactions from the cache: right on the very next request after PUT and DELETE, per caller and per page size', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'public', [[U.member, 'member'], [U.member2, 'member']]);
     const posts = [];
     for (let i = 0; i < 3; i++) posts.push(await mkPost(c, U.owner, { body: `reactable ${i}` }));
@@ -1490,7 +1490,7 @@ describe('feed cache: hits without PostgreSQL', () => {
     }
   });
 
-  test('feed requests for ids that name no community leave no keys in Redis; a new community gets its versions', async () => {
+  test('feed requests for ids that name no community leave no keys in Redis; a new community gets its versions', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'public');
     await mkPost(c, U.owner);
     for (const id of [NO_SUCH_ID, String(c.id + 1000000), '123456789']) {
@@ -1511,7 +1511,7 @@ describe('feed cache: hits without PostgreSQL', () => {
     assert.equal(await redisRaw('GET', `th:feedver:{c${c.id}}`), fv, 'feed version changed');
   });
 
-  test('planted or garbled entries: nothing trusted beyond its shape, the reply is rebuilt from PostgreSQL', async () => {
+  test('planted or garbled entries: nothing trusted beyond its shape, the reply is rebuilt from PostgreSQL', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'private', [[U.member, 'member']]);
     const p = await mkPost(c, U.owner, { body: 'planted' });
     assertStatus(await api('PUT', `/api/posts/${p.id}/reactions/ok`, U.member), 204);
@@ -1554,7 +1554,7 @@ describe('feed cache: hits without PostgreSQL', () => {
     await expectFeed(c.id, U.member, 404, 'banned member');
   });
 
-  test('Redis FLUSHALL (mirror and cache gone): nothing wrongly refused or shown, verdicts rebuilt from PostgreSQL', async () => {
+  test('Redis FLUSHALL (mirror and cache gone): nothing wrongly refused or shown, verdicts rebuilt from PostgreSQL', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'private', [[U.member, 'member'], [U.member2, 'member']]);
     const pub = await community(U.owner, 'public');
     const p = await mkPost(c, U.owner, { body: 'before the flush' });
@@ -1590,7 +1590,7 @@ describe('feed cache: hits without PostgreSQL', () => {
 
 describe('feed cache', () => {
   const sum = (text, name) => parseProm(text).filter((s) => s.name === name || s.name === `th_${name}`).reduce((a, s) => a + s.value, 0);
-  test('/metrics/community counts feed cache hits and misses; a repeated feed request is a hit', async () => {
+  test('/metrics/community counts feed cache hits and misses; a repeated feed request is a hit', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'public', [[U.member, 'member']]);
     await mkPost(c, U.member);
     const m0 = await get('/metrics/community');
@@ -1610,7 +1610,7 @@ describe('feed cache', () => {
     assert.ok(h1 - h0 + s1 - s0 >= 12, `hits+misses grew by ${h1 - h0 + s1 - s0}, expected >= 12`);
   });
 
-  test('a community whose posts were written before anyone read its feed (no membership change) is cached too', async () => {
+  test('a community whose posts were written before anyone read its feed (no membership change) is cached too', { skip: LOCAL_ONLY }, async () => {
     for (const visibility of ['public', 'private']) {
       const c = await community(U.owner, visibility);
       await mkPost(c, U.owner);
@@ -1625,7 +1625,7 @@ describe('feed cache', () => {
 });
 
 describe('Redis outage', () => {
-  test('Redis stopped: feed, post, community and membership routes answer from PostgreSQL', async () => {
+  test('Redis stopped: feed, post, community and membership routes answer from PostgreSQL', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'public', [[U.member, 'member']]);
     const p = await mkPost(c, U.member, { title: 'survives', body: 'redis outage' });
     const priv = await community(U.owner, 'private', [[U.member, 'member']]);

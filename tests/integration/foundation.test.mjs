@@ -4,10 +4,14 @@ import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import {
-  APPS, VAR_DIR, BIN_DIR, get, post, run, runProgram, readPid, waitGone, until, parseProm, sleep,
+  APPS, VAR_DIR, BIN_DIR, get, post, run, runProgram, readPid, waitGone, until, parseProm, sleep, LOCAL_ONLY,
 } from './lib/http.mjs';
 import { isJson, show, assertError } from './lib/assert.mjs';
 import { stackUp, appsBack } from './lib/stack.mjs';
+
+// through a balancer (TH_TEST_BASE_URL) the 413 may come before the body was read, and the
+// connection closes under the client's write (EPIPE instead of the answer)
+const SKIP_413 = LOCAL_ONLY && 'nginx\'s own limit; HAProxy (tests/cluster) answers 413 before reading the body';
 
 describe('health', () => {
   for (const app of APPS) {
@@ -44,7 +48,7 @@ describe('echo route and body limits', () => {
   for (const app of APPS) {
     const url = `/api/${app}/echo`;
 
-    test(`${app}: 2 MiB body -> 413 too_large (nginx limit)`, async () => {
+    test(`${app}: 2 MiB body -> 413 too_large (nginx limit)`, { skip: SKIP_413 }, async () => {
       const big = Buffer.alloc(2 * 1024 * 1024, 'a');
       assertError(await post(url, big, { headers: { 'content-type': 'application/json' } }), 413, 'too_large');
     });
@@ -91,14 +95,14 @@ describe('metrics', () => {
   };
   const healthCount = (text) => metricLines(text).filter((s) => isHealth2xx(s.labels)).reduce((a, s) => a + s.value, 0);
 
-  test('GET /metrics/auth from loopback -> Prometheus text', async () => {
+  test('GET /metrics/auth from loopback -> Prometheus text', { skip: LOCAL_ONLY }, async () => {
     const res = await get('/metrics/auth');
     assert.equal(res.status, 200, show(res));
     assert.match(res.headers['content-type'] || '', /^text\/plain/);
     assert.match(res.text, /th_http_requests_total/);
   });
 
-  test('request counter is summed over all workers of the pool', async () => {
+  test('request counter is summed over all workers of the pool', { skip: LOCAL_ONLY }, async () => {
     const K = 40;
     // make sure the series exists before the baseline
     assert.equal((await get('/api/auth/health')).status, 200);
@@ -198,7 +202,7 @@ async function restart(dep, pid, stopFn) {
   }
 }
 
-describe('dependency outages', () => {
+describe('dependency outages', { skip: LOCAL_ONLY }, () => {
   test('Redis down -> 503 unavailable, back to 200 after scripts/stack up', async () => {
     const pid = readPid('run/redis.pid');
     await outage('redis', pid, async (p) => process.kill(p, 'SIGTERM'));
@@ -230,7 +234,7 @@ describe('dependency outages', () => {
   });
 });
 
-describe('stack status', () => {
+describe('stack status', { skip: LOCAL_ONLY }, () => {
   test('scripts/stack status exits 0 and lists every component as up', async () => {
     const res = await run('scripts/stack', ['status']);
     const out = res.stdout + res.stderr;

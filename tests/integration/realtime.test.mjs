@@ -22,7 +22,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import {
-  PORT_BASE, VAR_DIR, ROOT, runProgram, readPid, isAlive, waitGone, until, sleep,
+  PORT_BASE, VAR_DIR, ROOT, runProgram, readPid, isAlive, waitGone, until, sleep, LOCAL_ONLY,
 } from './lib/http.mjs';
 import { assertError, assertStatus } from './lib/assert.mjs';
 import { uuid, api, fixtures } from './lib/fixtures.mjs';
@@ -250,7 +250,7 @@ describe('messages: edit and delete', () => {
     assert.ok(rp.deleted_at);
   });
 
-  test('events: chat_message with the message, message_edited, message_deleted; a replay emits nothing', async () => {
+  test('events: chat_message with the message, message_edited, message_deleted; a replay emits nothing', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'public', [[U.member, 'member']]);
     const id = uuid();
     const big = 'ж'.repeat(4000); // 8000 bytes of UTF-8: over NOTIFY's limit
@@ -293,7 +293,7 @@ describe('calls', () => {
   const startCall = (ch, who) => api('POST', '/api/calls', who, { channel_id: ch });
   const partsKey = (id) => `th:call:${id}:participants`;
 
-  test('lifecycle: create (creator joins), join, leave, last one out ends it; Redis mirrors the participants', async () => {
+  test('lifecycle: create (creator joins), join, leave, last one out ends it; Redis mirrors the participants', { skip: LOCAL_ONLY }, async () => {
     const c = await community(U.owner, 'public', [[U.member, 'member'], [U.other, 'member']]);
     const { events, v } = await withEvents(5, async () => {
       const cr = assertStatus(await startCall(c.channel, U.owner), 201).json;
@@ -353,7 +353,7 @@ describe('calls', () => {
     assert.ok(Array.isArray(inbox) && inbox.includes(U.member.id) && !inbox.includes(U.owner.id), JSON.stringify(mine[1]));
   });
 
-  test('permissions: members only; private calls are invisible to outsiders; a removed participant is out of the call at once', async () => {
+  test('permissions: members only; private calls are invisible to outsiders; a removed participant is out of the call at once', { skip: LOCAL_ONLY }, async () => {
     const pub = await community(U.owner, 'public', [[U.member, 'member']]);
     const priv = await community(U.owner, 'private', [[U.member, 'member']]);
     assertError(await startCall(pub.channel, U.outsider), 403, 'forbidden');
@@ -420,7 +420,7 @@ describe('TURN', () => {
     if (turnDir) rmSync(turnDir, { recursive: true, force: true });
   });
 
-  test('GET /api/turn: coturn REST-API credentials (expiry:user, base64 HMAC-SHA1), STUN and TURN URLs, ttl', async () => {
+  test('GET /api/turn: coturn REST-API credentials (expiry:user, base64 HMAC-SHA1), STUN and TURN URLs, ttl', { skip: LOCAL_ONLY }, async () => {
     const secret = ensureTurnSecret();
     assertError(await api('GET', '/api/turn', null), 401, 'unauthorized');
     const r = assertStatus(await api('GET', '/api/turn', U.member), 200).json;
@@ -446,7 +446,7 @@ describe('TURN', () => {
     assertStatus(await api('POST', `/api/calls/${call.id}/leave`, U.member), 204);
   });
 
-  test('a real coturn accepts the credentials and refuses expired or wrong ones', async (t) => {
+  test('a real coturn accepts the credentials and refuses expired or wrong ones', { skip: LOCAL_ONLY }, async (t) => {
     const which = await runProgram('sh', ['-c', 'command -v turnserver && command -v turnutils_uclient']);
     if (which.code !== 0) { t.skip('coturn is not installed'); return; }
     // the one loopback address coturn relays to on a test stack (tests/integration/run): the

@@ -20,6 +20,10 @@ CL_PORT_HTTP=$CL_BASE
 CL_WORKERS=${CL_WORKERS:-2}
 # the edge broker of each app host: id and index (port BASE+10+index)
 declare -gA CL_EDGE=([app1]=0 [app2]=1)
+# the S3 server on the s3 host (s3rver, tests/cluster/lib/s3-host.mjs): BASE+6 as in the
+# integration suite, one bucket, s3rver's fixed keys (tests/integration/lib/s3.mjs)
+CL_PORT_S3=$((CL_BASE + 6))
+CL_S3_BUCKET=th-media
 
 cl_log() { printf '[cluster] %s\n' "$*" >&2; }
 
@@ -49,6 +53,12 @@ host_env() {
 	TH_REDIS_SENTINELS=$(addr r1):$CL_PORT_SENTINEL,$(addr r2):$CL_PORT_SENTINEL,$(addr r3):$CL_PORT_SENTINEL
 	export TH_REDIS_SENTINELS TH_REDIS_MASTER_NAME=townhall TH_REDIS_SENTINEL_PASSWORD_FILE=$VAR/keys/$KEY_REDIS
 	unset TH_REDIS_SOCKET
+	# media on the s3 host, path-style addressing (both app hosts' media pools share it)
+	export TH_MEDIA_STORAGE=s3 TH_S3_ENDPOINT TH_S3_PATH_STYLE=1 TH_S3_BUCKET=$CL_S3_BUCKET
+	export TH_S3_REGION=us-east-1 TH_S3_ACCESS_KEY=S3RVER TH_S3_SECRET_KEY=S3RVER
+	TH_S3_ENDPOINT=http://$(addr s3):$CL_PORT_S3
+	# the test-only routes (echo) the integration files of the baseline use
+	export TH_TEST_ROUTES=1
 	# the test's clients register and write much more than API.md's per-address and
 	# per-user budgets allow (like tests/integration/run)
 	export TH_RL_REGISTER_MAX=100000 TH_RL_REGISTER_WINDOW=5 TH_RL_LOGIN_WINDOW=4
@@ -159,11 +169,14 @@ redis_up() {
 	wait_for 30 sentinels_ready
 }
 
-# --- Mosquitto: hub A in huba, one edge per app host ------------------------------------
+# --- Mosquitto: hub A in huba, hub B in hubb, one edge per app host ----------------------
 
-# broker_up HOST NAME: NAME is hub or e<i>; rendered like scripts/stack's broker_conf
+# broker_up HOST NAME: NAME is hub (hub A), hub-b (hub B, the standby) or e<i>; rendered
+# like scripts/stack's broker_conf. Hub B is hub A's configuration with the standby's
+# bridge to hub A appended (conf/mosquitto/hub-standby.conf.in), on its own host and the
+# same port.
 broker_up() {
-	local h=$1 name=$2 port
+	local h=$1 name=$2 port hubs
 	(
 		host_init "$h"
 		local dir=$VAR/mosquitto/$name src log=$LOG/mosquitto-$name.log pidfile=$RUN/mosquitto-$name.pid
@@ -172,6 +185,10 @@ broker_up() {
 		if [[ $name == hub ]]; then
 			port=$PORT_MQTT
 			cat "$ROOT/conf/mosquitto/hub.conf.in" "$ROOT/conf/mosquitto/broker.conf.in" >"$src"
+		elif [[ $name == hub-b ]]; then
+			port=$PORT_MQTT
+			cat "$ROOT/conf/mosquitto/hub.conf.in" "$ROOT/conf/mosquitto/broker.conf.in" \
+				"$ROOT/conf/mosquitto/hub-standby.conf.in" >"$src"
 		else
 			port=$(edge_port "${name#e}")
 			cat "$ROOT/conf/mosquitto/edge.conf.in" "$ROOT/conf/mosquitto/broker.conf.in" \
@@ -179,10 +196,13 @@ broker_up() {
 		fi
 		RENDER_BROKER_ID=$name RENDER_PORT_BROKER=$port render "$src" "$dir/mosquitto.conf"
 		rm -f "$src"
-		# the host's address instead of loopback; an edge's bridge goes to hub A, and to
-		# hub B (cold standby) when A does not answer (round_robin false: back to A)
+		# the host's address instead of loopback. An edge's bridge goes to hub A, and to hub
+		# B when A does not answer (edge-bridge.conf.in: round_robin false, it probes A and
+		# moves back); hub B's own bridge goes to hub A only.
+		hubs="$(addr huba):$CL_PORT_HUB $(addr hubb):$CL_PORT_HUB"
+		[[ $name != hub-b ]] || hubs="$(addr huba):$CL_PORT_HUB"
 		sed -i -e "s|^listener $port 127.0.0.1\$|listener $port $HOST_ADDR|" \
-			-e "s|^address 127.0.0.1:.*|address $(addr huba):$CL_PORT_HUB $(addr hubb):$CL_PORT_HUB\nround_robin false|" \
+			-e "s|^address 127.0.0.1:.*|address $hubs|" \
 			"$dir/mosquitto.conf"
 		[[ $name == hub ]] || printf 'remote_password %s\n' "$(cat "$VAR/keys/$KEY_MQTT_SERVICE")" >>"$dir/mosquitto.conf"
 		chown -R mosquitto: "$dir"
@@ -200,15 +220,16 @@ broker_up() {
 		cd "$VAR" || exit 1
 		run_in "$h" mosquitto -d -c "$dir/mosquitto.conf" >>"$log" 2>&1 </dev/null
 	) || return 1
-	if [[ $name == hub ]]; then port=$CL_PORT_HUB; else port=$((CL_BASE + 10 + ${name#e})); fi
+	if [[ $name == hub* ]]; then port=$CL_PORT_HUB; else port=$((CL_BASE + 10 + ${name#e})); fi
 	wait_for 10 tcp_open "$h" "$(addr "$h")" "$port"
 }
 
 # --- an app host: pools on TCP, front, edge, th-bridge ----------------------------------
 
 # pool_tcp_up HOST POOL: scripts/fcgi-pool start POOL inside HOST, as an admin starts it on
-# an app host: on TCP at the host's address (TH_FCGI_BIND), answering only the balancer
-# (TH_FCGI_ALLOWED), with the cluster's conninfo (TH_WORKER_DB_CONNINFO) and sentinels
+# an app host: on TCP at the host's address (TH_FCGI_BIND), answering only the balancer and
+# the host's own nginx (TH_FCGI_ALLOWED), with the cluster's conninfo
+# (TH_WORKER_DB_CONNINFO) and sentinels
 pool_tcp_up() {
 	local h=$1 pool=$2 var
 	mkdir -p "$CL_VAR/$h/log"
@@ -218,7 +239,7 @@ pool_tcp_up() {
 		var=TH_WORKERS_${pool^^}
 		export "$var=$CL_WORKERS" TH_WORKER_DB_CONNINFO="$DB_CONNINFO"
 		export TH_FCGI_BIND=$HOST_ADDR TH_FCGI_ALLOWED
-		TH_FCGI_ALLOWED=$(addr lb)
+		TH_FCGI_ALLOWED=$(addr lb),$HOST_ADDR
 		run_in "$h" "$ROOT/scripts/fcgi-pool" start "$pool"
 	) >>"$CL_VAR/$h/log/fcgi-pool.log" 2>&1 || return 1
 	tcp_open "$h" "$(addr "$h")" "${CL_POOL_PORT[$pool]}"
@@ -254,8 +275,9 @@ thbridge_up() {
 		(
 			worker_env bridge
 			host_env
-			TH_MQTT_HOST=$(addr huba)
-			export TH_MQTT_HOST TH_MQTT_PORT=$CL_PORT_HUB TH_BRIDGE_ID=th-bridge-$h
+			# hub A, and hub B while A is down (realtime-bridge/bridge/hubs.c)
+			TH_MQTT_HOST=$(addr huba) TH_MQTT_STANDBY=$(addr hubb):$CL_PORT_HUB
+			export TH_MQTT_HOST TH_MQTT_STANDBY TH_MQTT_PORT=$CL_PORT_HUB TH_BRIDGE_ID=th-bridge-$h
 			cd "$VAR" || exit 1
 			exec ip netns exec "$(ns_name "$h")" setsid "$BIN/th-bridge"
 		) >>"$LOG/bridge.log" 2>&1 </dev/null &
@@ -264,9 +286,49 @@ thbridge_up() {
 	wait_for 15 bridge_connected_in "$h" "$mark"
 }
 
+# nginx_host_up HOST: nginx on the app host, as scripts/stack's nginx_up renders it, with
+# its upstreams on this host's pools over TCP (TH_FCGI_BIND) and a listener on the host's
+# address (TH_HTTP_BIND), trusting the balancer's X-Real-IP: HAProxy sends /api/media,
+# /media/ and web/ here (conf/haproxy/townhall.cfg.in, backend th_web)
+nginx_ready_in() { run_in "$1" curl -fsS -o /dev/null --max-time 2 "http://$(addr "$1"):$CL_PORT_HTTP/bench/static"; }
+nginx_host_up() {
+	local h=$1
+	(
+		export TH_FCGI_BIND TH_LB_APP_SERVERS TH_HTTP_BIND TH_HTTP_TRUSTED_PROXIES
+		TH_FCGI_BIND=$(addr "$h") TH_LB_APP_SERVERS=$(addr "$h") TH_HTTP_BIND=$(addr "$h")
+		TH_HTTP_TRUSTED_PROXIES=$(addr lb)
+		host_init "$h"
+		local d
+		for d in client_body fastcgi proxy scgi uwsgi media-grants; do
+			mkdir -p "$VAR/nginx/$d"
+			chown "$NGINX_USER:" "$VAR/nginx/$d"
+		done
+		nginx_upstreams "$VAR/nginx/upstreams.conf"
+		render "$ROOT/conf/nginx/townhall.conf.in" "$VAR/nginx/nginx.conf" "s|@NGINX_REALIP@|$(nginx_realip)|g" \
+			"s|@NGINX_EXTRA_LISTEN@|$(nginx_extra_listen)|g"
+		# shellcheck disable=SC2094 # nginx only appends to the log, like we do (scripts/stack)
+		run_in "$h" nginx -q -t -p "$VAR/nginx" -e "$LOG/nginx.log" -c "$VAR/nginx/nginx.conf" >>"$LOG/nginx.log" 2>&1 ||
+			fail_start nginx "$LOG/nginx.log" "configuration refused ($VAR/nginx/nginx.conf)"
+		# shellcheck disable=SC2094
+		run_in "$h" nginx -p "$VAR/nginx" -e "$LOG/nginx.log" -c "$VAR/nginx/nginx.conf" >>"$LOG/nginx.log" 2>&1
+	) || return 1
+	wait_for 10 nginx_ready_in "$h"
+}
+
+# s3_up: the S3 server on the s3 host
+s3_up() {
+	mkdir -p "$CL_VAR/s3/log" "$CL_VAR/s3/run"
+	# its objects under the state directory (TMPDIR): gone with it even after a kill -9
+	run_in s3 env TMPDIR="$CL_VAR/s3" setsid node "$ROOT/tests/cluster/lib/s3-host.mjs" "$(addr s3)" "$CL_PORT_S3" "$CL_S3_BUCKET" \
+		>>"$CL_VAR/s3/log/s3.log" 2>&1 </dev/null &
+	echo $! >"$CL_VAR/s3/run/s3.pid"
+	wait_for 15 tcp_open client "$(addr s3)" "$CL_PORT_S3"
+}
+
 app_host_up() {
 	local h=$1 p
 	for p in "${CL_APPS[@]}"; do pool_tcp_up "$h" "$p" || return 1; done
+	nginx_host_up "$h" || return 1
 	broker_up "$h" "e${CL_EDGE[$h]}" || return 1
 	wsfront_up "$h" || return 1
 	thbridge_up "$h"
@@ -276,8 +338,9 @@ app_host_up() {
 
 # lb_up: HAProxy in th-lb from conf/haproxy/townhall.cfg.in (common.sh render_haproxy): the
 # pools of both app hosts over FastCGI, checked on /api/<app>/health/ready every second,
-# /mqtt to their fronts. Test only: a header X-Cluster-Host pins a request to one app host
-# (register on app1, log in on app2).
+# /mqtt to their fronts, media and web/ to their nginx. Test only: a header X-Cluster-Host
+# pins a request to one app host (register on app1, log in on app2; upload on app1,
+# download on app2).
 lb_up() {
 	(
 		export TH_LB_BIND TH_LB_PORT_HTTP=$CL_PORT_HTTP TH_LB_CHECK_INTER_MS=1000
@@ -287,6 +350,7 @@ lb_up() {
 		host_init lb
 		render_haproxy "$VAR/haproxy.cfg"
 		sed -i -e '/^backend th_\(auth\|community\|realtime\)$/,/^$/ s/^\(    default-server .*\)$/\1\n    use-server app1 if { req.hdr(x-cluster-host) app1 }\n    use-server app2 if { req.hdr(x-cluster-host) app2 }/' \
+			-e '/^backend th_web$/,/^$/ s/^\(    default-server .*\)$/\1\n    use-server web1 if { req.hdr(x-cluster-host) app1 }\n    use-server web2 if { req.hdr(x-cluster-host) app2 }/' \
 			"$VAR/haproxy.cfg"
 		haproxy -c -q -f "$VAR/haproxy.cfg" >>"$LOG/haproxy.log" 2>&1 ||
 			fail_start haproxy "$LOG/haproxy.log" "configuration refused ($VAR/haproxy.cfg)"

@@ -1,5 +1,6 @@
 // Small helpers shared by the integration tests: HTTP requests against the
-// stack's nginx (port TH_PORT_BASE), running repo scripts, reading pid files.
+// stack's nginx (port TH_PORT_BASE; or TH_TEST_BASE_URL, below), running repo scripts,
+// reading pid files.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { execFile } from 'node:child_process';
@@ -12,7 +13,23 @@ export const ROOT = process.env.TH_ROOT
 export const PORT_BASE = Number(process.env.TH_PORT_BASE || 8080);
 export const VAR_DIR = process.env.TH_VAR_DIR || path.join(ROOT, 'var');
 export const BIN_DIR = process.env.TH_BIN_DIR || path.join(ROOT, 'build/bin');
-export const BASE_URL = `http://127.0.0.1:${PORT_BASE}`;
+// TH_TEST_BASE_URL (http://host:port): the files that allow it run against another entry
+// than the local stack's nginx, e.g. the load balancer of tests/cluster. Every request and
+// the MQTT WebSocket (lib/mqtt.mjs) go there; a loopback localAddress is dropped (it reaches
+// only a local nginx: the per-address budgets see one client then); psql() and redis() of
+// lib/stack.mjs refuse; a test that reads the local stack (its files, pids, database,
+// Redis) or needs the settings tests/integration/run gives it skips itself with
+// `{ skip: LOCAL_ONLY }`.
+const REMOTE = process.env.TH_TEST_BASE_URL ? new URL(process.env.TH_TEST_BASE_URL) : null;
+if (REMOTE && (REMOTE.protocol !== 'http:' || REMOTE.pathname !== '/')) {
+  throw new Error(`TH_TEST_BASE_URL must be http://host[:port] (got ${process.env.TH_TEST_BASE_URL})`);
+}
+export const HTTP_HOST = REMOTE ? REMOTE.hostname : '127.0.0.1';
+export const HTTP_PORT = REMOTE ? Number(REMOTE.port || 80) : PORT_BASE;
+export const BASE_URL = `http://${HTTP_HOST}:${HTTP_PORT}`;
+export const LOCAL_ONLY = REMOTE
+  ? `needs the local stack (its files, processes, database, Redis or test settings): not through TH_TEST_BASE_URL=${BASE_URL}`
+  : false;
 export const APPS = ['auth', 'community', 'realtime', 'media'];
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -27,8 +44,9 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // when it is not JSON. Never follows redirects.
 export function request(method, urlPath, opts = {}) {
   const {
-    headers = {}, localAddress, timeoutMs = 10000, host = '127.0.0.1', port = PORT_BASE,
+    headers = {}, timeoutMs = 10000, host = HTTP_HOST, port = HTTP_PORT,
   } = opts;
+  const localAddress = REMOTE && /^127\./.test(opts.localAddress ?? '') ? undefined : opts.localAddress;
   let body = opts.body;
   const hdrs = { ...headers };
   const streamed = body != null && typeof body[Symbol.asyncIterator] === 'function';

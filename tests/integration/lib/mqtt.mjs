@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
-import { PORT_BASE, VAR_DIR, sleep } from './http.mjs';
+import { HTTP_HOST, HTTP_PORT, VAR_DIR, sleep } from './http.mjs';
 import { rnd } from './fixtures.mjs';
 
-export const WS_URL = `ws://127.0.0.1:${PORT_BASE}/mqtt`;
+export const WS_URL = `ws://${HTTP_HOST}:${HTTP_PORT}/mqtt`;
 export const CONNECT_MS = 5000;  // a connection attempt is decided within this
 export const DELIVER_MS = 5000;  // a message that should arrive arrives within this
 

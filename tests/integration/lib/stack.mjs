@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  PORT_BASE, APPS, VAR_DIR, get, run, runProgram, until, request, parseProm, readPid, waitGone,
+  PORT_BASE, APPS, VAR_DIR, get, run, runProgram, until, request, parseProm, readPid, waitGone, LOCAL_ONLY,
 } from './http.mjs';
 import { show } from './assert.mjs';
 
@@ -30,6 +30,7 @@ export const PSQL_CONN = ['-X', '-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 
 // One SQL command (-At: unaligned, tuples only) -> {code, stdout, stderr}; never rejects.
 // ON_ERROR_STOP: a failing statement fails the run (a non-zero code), whatever follows it.
 export function psql(sql, { timeoutMs = 20000 } = {}) {
+  if (LOCAL_ONLY) return Promise.resolve({ code: 'remote', stdout: '', stderr: `psql: ${LOCAL_ONLY}` });
   return runProgram('psql', [...PSQL_CONN, '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeoutMs });
 }
 
@@ -93,6 +94,7 @@ async function clusterRedis(args) {
 
 // redis-cli --raw on the services' Redis -> its output without the last newline (exit 0 asserted)
 export async function redis(...args) {
+  assert.ok(!LOCAL_ONLY, `redis: ${LOCAL_ONLY}`);
   if (process.env.TH_REDIS_CLUSTER) {
     const out = await clusterRedis(args);
     if (out !== undefined) return out;
