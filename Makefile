@@ -317,7 +317,8 @@ lint: format-check
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--suppress=missingIncludeSystem -Ilib -Ifcgi-apps/lib -Ifcgi-apps/media lib fcgi-apps tools \
 		realtime-bridge
-	clang-tidy --quiet $$(git ls-files 'lib/*.c' 'fcgi-apps/*.c') -- $(CFLAGS) $(WEB_INC) $(MEDIA_INC)
+	clang-tidy --quiet $$(git ls-files 'lib/*.c' 'fcgi-apps/*.c') -- $(CFLAGS) $(WEB_INC) $(MEDIA_INC) \
+		$(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MEDIA_PKGS)))
 
 clean:
 	rm -rf build build-asan build-fuzz

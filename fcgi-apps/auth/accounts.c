@@ -224,7 +224,7 @@ void login_handler(struct http_req *req)
 	const char *login, *password, *hash = NULL;
 	char ukey[1100], ikey[128], lower[1024];
 	struct rl_state us, is;
-	struct db_res *r = NULL;
+	struct db_res *r;
 	size_t i;
 	int ok, taken;
 
@@ -263,7 +263,7 @@ void login_handler(struct http_req *req)
 			http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
 		else
 			rl_reply_limited(req, &is);
-		goto out;
+		return;
 	}
 	taken = budget_take(ukey, auth_limits.login_user_max, &us);
 	if (taken != 0) {
@@ -272,7 +272,7 @@ void login_handler(struct http_req *req)
 			http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
 		else
 			rl_reply_limited(req, &us);
-		goto out;
+		return;
 	}
 	/* 2. within both budgets: evaluate */
 	metrics_add(c_checks, 1);
@@ -284,7 +284,7 @@ void login_handler(struct http_req *req)
 	}
 	if (ok == PASSWORD_BUSY) {
 		http_reply_error(req, TH_EUNAVAILABLE, "too many password checks at once", NULL);
-		goto out;
+		return;
 	}
 	if (!ok) {
 		metrics_add(c_failures, 1);
@@ -294,16 +294,14 @@ void login_handler(struct http_req *req)
 			log_warn("login: a failure could not be counted: %s", cache_last_error());
 		/* the same answer for an unknown login and a wrong password */
 		http_reply_error(req, TH_EUNAUTHORIZED, "wrong login or password", NULL);
-		goto out;
+		return;
 	}
 	{
 		int64_t uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
 		struct json_object *user = user_json(r, 0, 0);
 
-		r = NULL;
 		session_start_reply(req, 200, uid, user, 0);
 	}
-out:
 }
 
 /* GET /api/auth/me serves the caller's own row from a per-worker cache
