@@ -65,36 +65,32 @@ void mirror_community(int64_t cid, const char *visibility)
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
-void mirror_member(int64_t cid, int64_t uid, const char *role)
+/* role: the member's role (HSET, SADD), or NULL for a membership gone
+ * (HDEL, SREM). */
+static void membership(int64_t cid, int64_t uid, const char *role)
 {
 	char key[48], ukey[64], u[24], c[24];
-	const char *a1[] = {"HSET", key, u, role};
-	const char *a2[] = {"SADD", ukey, c};
+	const char *a1[] = {role ? "HSET" : "HDEL", key, u, role};
+	const char *a2[] = {role ? "SADD" : "SREM", ukey, c};
 
 	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:members:%lld", (long long)cid);
 	snprintf(ukey, sizeof(ukey), "th:user:%lld:communities", (long long)uid);
 	ID(u, uid);
 	ID(c, cid);
-	run(4, a1);
+	run(role ? 4 : 3, a1);
 	run(3, a2);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
+void mirror_member(int64_t cid, int64_t uid, const char *role)
+{
+	membership(cid, uid, role);
+}
+
 void mirror_member_gone(int64_t cid, int64_t uid)
 {
-	char key[48], ukey[64], u[24], c[24];
-	const char *a1[] = {"HDEL", key, u};
-	const char *a2[] = {"SREM", ukey, c};
-
-	mirror_gen_bump();
-	snprintf(key, sizeof(key), "th:members:%lld", (long long)cid);
-	snprintf(ukey, sizeof(ukey), "th:user:%lld:communities", (long long)uid);
-	ID(u, uid);
-	ID(c, cid);
-	run(3, a1);
-	run(3, a2);
-	mirror_gen_bump(); /* after: see mirror.h */
+	membership(cid, uid, NULL);
 }
 
 void mirror_ban(int64_t cid, int64_t uid)
