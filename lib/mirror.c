@@ -16,6 +16,19 @@
  * (realtime-bridge/plugin/mwatch.h): a lost update heals without an admin. */
 static int lost;
 
+/* Drops the marker: the broker rebuilds the mirror from PostgreSQL (and its
+ * cached membership answers, tagged with the marker, die with it).  0 when
+ * Redis took it. */
+static int drop_marker(void)
+{
+	static const char *const del[] = {"DEL", MIRROR_MARKER};
+	struct cache_reply *d = cache_cmd(2, del, NULL);
+	int ok = d && cache_reply_type(d) != CACHE_ERROR;
+
+	cache_reply_free(d);
+	return ok ? 0 : -1;
+}
+
 static void run(int argc, const char *const *argv)
 {
 	static int errors = -2;
@@ -27,17 +40,13 @@ static void run(int argc, const char *const *argv)
 		metrics_add(errors, 1);
 		log_warn("mirror: %s %s failed (%s); the mirror will be rebuilt", argv[0], argv[1],
 			 r ? cache_reply_str(r, NULL) : cache_last_error());
-		lost = 1;
-	} else if (lost) {
-		static const char *const del[] = {"DEL", MIRROR_MARKER};
-		struct cache_reply *d = cache_cmd(2, del, NULL);
-
-		if (d && cache_reply_type(d) != CACHE_ERROR) {
-			lost = 0;
-			log_info("mirror: marker dropped after a lost update; the broker rebuilds "
-				 "it");
-		}
-		cache_reply_free(d);
+		/* at once when Redis takes the DEL (a failed write may be this
+		 * process's last: waiting for the next one could wait forever),
+		 * else at the next write that succeeds */
+		lost = drop_marker() < 0;
+	} else if (lost && drop_marker() == 0) {
+		lost = 0;
+		log_info("mirror: marker dropped after a lost update; the broker rebuilds it");
 	}
 	cache_reply_free(r);
 }

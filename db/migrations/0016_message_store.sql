@@ -28,6 +28,12 @@
 -- 15 pairs on a loaded 2-core machine): median 50.3 and 53.0 ms against 43.5
 -- and 50.6 (+5 to +16 %); 1000 re-sends 10.2 and 9.7 ms against 8.0 and 8.1.
 --
+-- Known limit: a message skipped by ON CONFLICT after it was numbered (its id
+-- committed meanwhile by a writer into another channel, whose lock this call
+-- does not take — only a client re-using one id in two channels at the same
+-- instant) leaves its seq unused: a hole in the channel's numbers, never a
+-- duplicate (messages_seq_key).
+--
 -- A SQL function, VOLATILE: each of its two statements takes its own
 -- snapshot, so the insert reads last_seq after the channel locks are held
 -- (two writers into one channel take turns, their seqs never collide).  It is

@@ -16,8 +16,10 @@
 				  * address space, pages touched only as used */
 #define ACL_NEG_TTL_MS 1000
 /* An answer tagged with the mirror's generation lives until the generation
- * moves, but no longer than this (a bound on anything unforeseen) */
-#define ACL_GEN_TTL_MS 600000
+ * moves, but no longer than this: a bound on what no write of the apps
+ * announces (a membership removed in PostgreSQL alone, a lost bump while
+ * Redis also refused the marker's DEL) */
+#define ACL_GEN_TTL_MS 60000
 
 enum kind { K_CHANNEL = 1, K_MEMBER, K_PUBLIC };
 

@@ -4,7 +4,7 @@
  *
  * An answer from the mirror is kept while the mirror's generation stays
  * what it was before the question (acl_set_generation, once a second from
- * mwatch.c; the apps move it after each mirror write), at most 10 minutes:
+ * mwatch.c; the apps move it after each mirror write), at most 60 seconds:
  * a removal or ban takes effect within about a second on every delivery,
  * and a broadcast to 100,000 subscribers does not ask Redis 100,000 times.
  * When the generation is unknown (Redis out, mirror missing: PostgreSQL
