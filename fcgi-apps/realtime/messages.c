@@ -51,13 +51,6 @@ enum {
 };
 
 /* A message as routes that act on one see it. */
-struct msg_ref {
-	char id[IDS_UUID_LEN + 1];
-	int64_t sender_id;
-	int64_t seq;
-	int deleted;
-};
-
 static struct json_object *nullable(const struct db_res *r, int row, int col)
 {
 	return db_res_isnull(r, row, col) ? NULL : json_object_new_string(db_res_get(r, row, col));
@@ -161,10 +154,7 @@ static void uuid_new(char out[IDS_UUID_LEN + 1])
 		 b[15]);
 }
 
-/* Loads the message of path parameter :id and its channel, and checks the
- * caller may read it.  404 for a malformed id, an unknown one, or one in a
- * community the caller may not see.  -1 when replied. */
-static int message_access(struct http_req *req, struct msg_ref *m, struct rt_channel *ch)
+int message_access(struct http_req *req, struct msg_ref *m, struct rt_channel *ch)
 {
 	const char *id = http_param(req, "id");
 	const char *params[1];

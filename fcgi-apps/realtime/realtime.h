@@ -50,11 +50,26 @@ int turn_init(void);
 struct json_object *turn_ice_servers(int64_t uid);
 
 /* handlers */
+/* A message as its permission checks need it. */
+struct msg_ref {
+	char id[IDS_UUID_LEN + 1];
+	int64_t sender_id;
+	int64_t seq;
+	int deleted;
+};
+
+/* messages.c: loads the message of path parameter :id and its channel, and
+ * checks the caller may read it.  404 for a malformed id, an unknown one, or
+ * one in a community the caller may not see.  -1 when replied. */
+int message_access(struct http_req *req, struct msg_ref *m, struct rt_channel *ch);
+
 void messages_list(struct http_req *req);
 void messages_create(struct http_req *req);
 void messages_get(struct http_req *req);
 void messages_patch(struct http_req *req);
 void messages_delete(struct http_req *req);
+/* history.c: GET /api/messages/:id/history */
+void messages_history(struct http_req *req);
 
 void calls_create(struct http_req *req);
 void calls_get(struct http_req *req);
