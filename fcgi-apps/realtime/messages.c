@@ -34,22 +34,6 @@
 
 #define MSG_BODY_MAX 4000
 
-#define MSG_COLS                                                                      \
-	"m.id, m.channel_id, m.seq, " USER_COLS ", m.body, m.reply_to, " TH_TIME_SQL( \
-		"m.created_at") ", " TH_TIME_SQL("m.edited_at") ", " TH_TIME_SQL("m.deleted_at")
-#define MSG_FROM " FROM messages m JOIN users u ON u.id = m.sender_id "
-enum {
-	C_ID,
-	C_CHANNEL,
-	C_SEQ,
-	C_USER,
-	C_BODY = C_USER + USER_NCOLS,
-	C_REPLY,
-	C_CREATED,
-	C_EDITED,
-	C_DELETED
-};
-
 /* A message as routes that act on one see it. */
 static struct json_object *nullable(const struct db_res *r, int row, int col)
 {
@@ -63,21 +47,20 @@ static struct json_object *message_json(const struct db_res *r, int row)
 
 	if (!o)
 		return NULL;
-	json_object_object_add(o, "id", json_object_new_string(db_res_get(r, row, C_ID)));
-	json_object_object_add(o, "channel_id", user_json_int(db_res_get(r, row, C_CHANNEL)));
-	json_object_object_add(o, "seq", user_json_int(db_res_get(r, row, C_SEQ)));
-	json_object_object_add(o, "sender", user_json(r, row, C_USER));
-	json_object_object_add(o, "body", json_object_new_string(db_res_get(r, row, C_BODY)));
-	json_object_object_add(o, "reply_to", nullable(r, row, C_REPLY));
+	json_object_object_add(o, "id", json_object_new_string(db_res_get(r, row, MSG_C_ID)));
+	json_object_object_add(o, "channel_id", user_json_int(db_res_get(r, row, MSG_C_CHANNEL)));
+	json_object_object_add(o, "seq", user_json_int(db_res_get(r, row, MSG_C_SEQ)));
+	json_object_object_add(o, "sender", user_json(r, row, MSG_C_USER));
+	json_object_object_add(o, "body", json_object_new_string(db_res_get(r, row, MSG_C_BODY)));
+	json_object_object_add(o, "reply_to", nullable(r, row, MSG_C_REPLY));
 	json_object_object_add(o, "created_at",
-			       json_object_new_string(db_res_get(r, row, C_CREATED)));
-	json_object_object_add(o, "edited_at", nullable(r, row, C_EDITED));
-	json_object_object_add(o, "deleted_at", nullable(r, row, C_DELETED));
+			       json_object_new_string(db_res_get(r, row, MSG_C_CREATED)));
+	json_object_object_add(o, "edited_at", nullable(r, row, MSG_C_EDITED));
+	json_object_object_add(o, "deleted_at", nullable(r, row, MSG_C_DELETED));
 	return o;
 }
 
-/* the same, as a page_row_fn for page_reply() */
-static struct json_object *message_row(const struct db_res *r, int row, void *ctx)
+struct json_object *message_row(const struct db_res *r, int row, void *ctx)
 {
 	(void)ctx;
 	return message_json(r, row);
@@ -257,7 +240,7 @@ void messages_list(struct http_req *req)
 	}
 	if (!r)
 		return;
-	page_reply(req, &pg, r, C_SEQ, message_row, NULL);
+	page_reply(req, &pg, r, MSG_C_SEQ, message_row, NULL);
 }
 
 /* GET /api/messages/:id */
