@@ -10,6 +10,7 @@
 #include "db.h"
 #include "mwatch.h"
 #include "mono.h"
+#include "policy.h"
 
 #define ACL_SLOTS \
 	131072 /* power of two, two ways a key; 48 B each, 6 MiB of
@@ -213,38 +214,98 @@ static int channel_community(int64_t ch, int64_t *cid)
 	return lookup(K_CHANNEL, ch, 0, 2, argv, as_int, cid);
 }
 
-static int member(int64_t cid, int64_t uid, int64_t *yes)
-{
-	char rkey[48], u[24];
-	const char *argv[] = {"HEXISTS", rkey, u};
+/* The caller's standing in community cid as policy.h's struct community
+ * holds it, read from the mirror or (mirror missing, Redis out) from the
+ * same SQL function the apps join, community_access() (migration 0017),
+ * then decided by policy_decide(): the plugin and the apps apply one rule.
+ * K_MEMBER caches the role, plus FACT_BANNED when PostgreSQL says banned.
+ * The mirror holds no banned member (a ban removes the membership in the
+ * same transaction, and the app drops it from th:members:<cid>), so a role
+ * read from the mirror is a role of a member who is not banned.  Only what
+ * the decision needs is asked: the visibility only when the caller holds no
+ * role and the need is to read. */
+#define FACT_BANNED 0x100
 
-	if (!mwatch_mirror_ok())
-		return pg_lookup(K_MEMBER,
-				 "SELECT 1 FROM memberships WHERE community_id = $1 AND user_id = "
-				 "$2",
-				 cid, uid, yes);
-	/* every delivery asks (MOSQ_ACL_READ): the hit costs no formatting */
-	if (cached(K_MEMBER, cid, uid, yes))
-		return 0;
-	snprintf(rkey, sizeof(rkey), "th:members:%lld", (long long)cid);
-	snprintf(u, sizeof(u), "%lld", (long long)uid);
-	return lookup(K_MEMBER, cid, uid, 3, argv, as_int, yes);
+static int pg_facts(int64_t cid, int64_t uid, int64_t *member_val, int64_t *pub)
+{
+	char pc[24], pu[24];
+	const char *params[2] = {pu, pc};
+	struct db_res *r;
+
+	acl_misses++;
+	snprintf(pc, sizeof(pc), "%lld", (long long)cid);
+	snprintf(pu, sizeof(pu), "%lld", (long long)uid);
+	r = db_exec(DB_PRIMARY, "SELECT " POLICY_COLS " FROM community_access($1, $2) a", 2,
+		    params);
+	if (!r)
+		return -1;
+	if (db_res_rows(r) > 0) {
+		struct community c;
+
+		policy_read(r, 0, 0, cid, &c);
+		*member_val = (int64_t)c.my_role | (c.banned ? FACT_BANNED : 0);
+		*pub = c.is_public;
+	} else {
+		*member_val = 0;
+		*pub = 0;
+	}
+	db_res_free(r);
+	remember(K_MEMBER, cid, uid, *member_val, 0);
+	remember(K_PUBLIC, cid, 0, *pub, 0);
+	return 0;
 }
 
-static int public_community(int64_t cid, int64_t *yes)
+static int64_t as_role(const struct cache_reply *r)
+{
+	return cache_reply_type(r) == CACHE_STR ? (int64_t)role_parse(cache_reply_str(r, NULL)) : 0;
+}
+
+static int member_role(int64_t cid, int64_t uid, int64_t *val)
+{
+	char rkey[48], u[24];
+	const char *argv[] = {"HGET", rkey, u};
+	int64_t pub;
+
+	/* every delivery asks (MOSQ_ACL_READ): the hit costs no formatting */
+	if (cached(K_MEMBER, cid, uid, val))
+		return 0;
+	if (!mwatch_mirror_ok())
+		return pg_facts(cid, uid, val, &pub);
+	snprintf(rkey, sizeof(rkey), "th:members:%lld", (long long)cid);
+	snprintf(u, sizeof(u), "%lld", (long long)uid);
+	return lookup(K_MEMBER, cid, uid, 3, argv, as_role, val);
+}
+
+static int public_community(int64_t cid, int64_t uid, int64_t *yes)
 {
 	char rkey[48];
 	const char *argv[] = {"HGET", rkey, "visibility"};
+	int64_t member_val;
 
-	if (!mwatch_mirror_ok())
-		return pg_lookup(K_PUBLIC,
-				 "SELECT (visibility = 'public')::int FROM communities WHERE id = "
-				 "$1",
-				 cid, 0, yes);
 	if (cached(K_PUBLIC, cid, 0, yes))
 		return 0;
+	if (!mwatch_mirror_ok())
+		return pg_facts(cid, uid, &member_val, yes);
 	snprintf(rkey, sizeof(rkey), "th:community:%lld", (long long)cid);
 	return lookup(K_PUBLIC, cid, 0, 3, argv, is_public, yes);
+}
+
+/* policy_decide() for uid in community cid with the role need asks for:
+ * 1 when it allows, 0 otherwise (including "cannot decide"). */
+static int community_allows(int64_t cid, int64_t uid, enum role need)
+{
+	struct community c = {.id = cid};
+	int64_t val, pub = 0;
+
+	if (cid <= 0 || member_role(cid, uid, &val) < 0)
+		return 0;
+	c.my_role = (enum role)(val & 0xff);
+	c.banned = (val & FACT_BANNED) != 0;
+	if (need == ROLE_NONE && (c.my_role == ROLE_NONE || c.banned) &&
+	    public_community(cid, uid, &pub) < 0)
+		return 0;
+	c.is_public = pub != 0;
+	return policy_decide(&c, uid, need) == TH_OK;
 }
 
 /* Asked of Redis every time, not cached: a member who leaves a call, or is
@@ -273,15 +334,12 @@ int acl_allowed(const struct acl_decision *d, int64_t uid)
 	case NEED_ALLOW:
 		return 1;
 	case NEED_CHANNEL_MEMBER:
-		if (channel_community(d->x, &cid) < 0 || cid <= 0)
-			return 0;
-		return member(cid, uid, &yes) == 0 && yes;
+		return channel_community(d->x, &cid) == 0 &&
+		       community_allows(cid, uid, ROLE_MEMBER);
 	case NEED_COMMUNITY_MEMBER:
-		return member(d->x, uid, &yes) == 0 && yes;
+		return community_allows(d->x, uid, ROLE_MEMBER);
 	case NEED_COMMUNITY_READER:
-		if (public_community(d->x, &yes) < 0)
-			return 0;
-		return yes || (member(d->x, uid, &yes2) == 0 && yes2);
+		return community_allows(d->x, uid, ROLE_NONE);
 	case NEED_CALL_MEMBER:
 		return in_call(d->x, uid, &yes) == 0 && yes;
 	case NEED_CALL_PAIR:

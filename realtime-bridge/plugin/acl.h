@@ -1,6 +1,10 @@
 /* acl: answers what topic_decide() asks, from the Redis membership mirror
  * (lib/mirror.h) and the call participants set
- * th:call:<call>:participants, with a bounded in-process cache.
+ * th:call:<call>:participants, with a bounded in-process cache.  Community
+ * questions are decided by lib/policy.h's policy_decide() on the caller's
+ * role, ban and the community's visibility: the rule the apps apply, from
+ * the mirror or, when it is missing, from the apps' own SQL function
+ * community_access().
  *
  * An answer from the mirror is kept while the mirror's generation stays
  * what it was before the question (acl_set_generation, once a second from
