@@ -137,21 +137,11 @@ void reads_unread(struct http_req *req)
 	{
 		const char *params[] = {ids_text(me, req->user_id)};
 
-		/* the caller's channels: those of the communities where
-		 * community_access() gives them a role and no ban, and their
-		 * DMs; an index probe of channel_reads each */
-		r = db_exec_or_reply(
-			req, DB_PRIMARY,
-			"SELECT c.id, c.community_id, c.last_seq, coalesce(r.read_seq, 0) FROM ("
-			"SELECT ch.id FROM memberships m "
-			"CROSS JOIN LATERAL community_access($1, m.community_id) a "
-			"JOIN channels ch ON ch.community_id = m.community_id "
-			"WHERE m.user_id = $1 AND a.role IS NOT NULL AND NOT a.banned "
-			"UNION ALL SELECT d.channel_id FROM dm_members d WHERE d.user_id = $1) mine "
-			"JOIN channels c ON c.id = mine.id "
-			"LEFT JOIN channel_reads r ON r.user_id = $1 AND r.channel_id = c.id "
-			"WHERE c.last_seq > coalesce(r.read_seq, 0) "
-			"ORDER BY c.id LIMIT " UNREAD_MAX_S " + 1",
+		/* unread_channels(): db/migrations/0018_dms_reads.sql */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT channel_id, community_id, last_seq, read_seq "
+				     "FROM unread_channels($1) ORDER BY channel_id "
+				     "LIMIT " UNREAD_MAX_S " + 1",
 			1, params);
 	}
 	if (!r)
