@@ -89,7 +89,8 @@ void blocks_put(struct http_req *req)
 				     "ins AS (INSERT INTO blocks (blocker_id, blocked_id) "
 				     "SELECT $1, $2 FROM n WHERE n.n < $3 "
 				     "ON CONFLICT DO NOTHING RETURNING 1) "
-				     "SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM blocks "
+				     "SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM "
+				     "blocks "
 				     "WHERE blocker_id = $1 AND blocked_id = $2)",
 				     3, params);
 	}

@@ -19,8 +19,8 @@ void dm_mirror(int64_t chid)
 	const char *params[] = {ids_text(c, chid)};
 	struct db_res *r;
 
-	r = db_exec(DB_PRIMARY,
-		    "SELECT user_id, muted FROM dm_member_state WHERE channel_id = $1", 1, params);
+	r = db_exec(DB_PRIMARY, "SELECT user_id, muted FROM dm_member_state WHERE channel_id = $1",
+		    1, params);
 	if (!r) {
 		/* the change is committed; the mirror misses it until rebuilt */
 		log_warn("dm: cannot read the members of DM %lld for the mirror: %s",

@@ -28,34 +28,36 @@
 #include "reply.h"
 
 #define TS(c) TH_TIME_SQL(c)
-#define DM_USER_JSON                                                                     \
-	"json_build_object('id', u.id, 'username', u.username, 'display_name', "          \
+#define DM_USER_JSON                                                             \
+	"json_build_object('id', u.id, 'username', u.username, 'display_name', " \
 	"u.display_name, 'created_at', " TS("u.created_at") ")"
+#define DM_MEMBERS_JSON                                                                    \
+	"(SELECT json_agg(" DM_USER_JSON " ORDER BY u.id) FROM dm_members d JOIN users u " \
+	"ON u.id = d.user_id WHERE d.channel_id = ch.id)"
+#define DM_M_CREATED TS("m.created_at")
+#define DM_M_EDITED TS("m.edited_at")
+#define DM_M_DELETED TS("m.deleted_at")
+#define DM_LAST_JSON                                                                       \
+	"(SELECT json_build_object('id', m.id, 'channel_id', m.channel_id, 'seq', m.seq, " \
+	"'sender', " DM_USER_JSON ", 'body', m.body, 'reply_to', m.reply_to, "             \
+	"'created_at', " DM_M_CREATED ", 'edited_at', " DM_M_EDITED ", "                   \
+	"'deleted_at', " DM_M_DELETED ") FROM messages m JOIN users u ON u.id = "          \
+	"m.sender_id WHERE m.channel_id = ch.id AND m.seq = ch.last_seq)"
+#define DM_CREATED TS("ch.created_at")
+#define DM_ACTIVE TS("ch.active_at")
 /* A DM as its members see it, from ch (channels), r (the caller's
  * channel_reads row): the channel of API.md plus members, group, last_seq,
  * read_seq, unread, last_message (the message with the channel's last seq:
  * null when none) and active_at (its last message, or its creation). */
-#define DM_ITEM_JSON                                                                         \
+#define DM_ITEM_JSON                                                                           \
 	"json_build_object('id', ch.id, 'kind', ch.kind, 'community_id', NULL, 'name', NULL, " \
-	"'topic', NULL, 'group', ch.pair_lo IS NULL, 'created_at', " TS(                       \
-		"ch.created_at") ", 'active_at', " TS("ch.active_at") ", "                       \
-				     "'last_seq', ch.last_seq, 'read_seq', "                     \
-				     "coalesce(r.read_seq, 0), 'unread', ch.last_seq - "         \
-				     "coalesce(r.read_seq, 0), 'mentions', 0, "                  \
-				     "'members', (SELECT json_agg(" DM_USER_JSON                 \
-				     " ORDER BY u.id) FROM dm_members d JOIN users u ON u.id = " \
-				     "d.user_id WHERE d.channel_id = ch.id), 'last_message', "   \
-				     "(SELECT json_build_object('id', m.id, 'channel_id', "      \
-				     "m.channel_id, 'seq', m.seq, 'sender', " DM_USER_JSON       \
-				     ", 'body', m.body, 'reply_to', m.reply_to, 'created_at', " TS( \
-					     "m.created_at") ", 'edited_at', " TS("m.edited_at") \
-				     ", 'deleted_at', " TS(                                      \
-					     "m.deleted_at") ") FROM messages m JOIN users u "   \
-							     "ON u.id = m.sender_id WHERE "      \
-							     "m.channel_id = ch.id AND m.seq = " \
-							     "ch.last_seq))::text"
-#define DM_FROM                                                                        \
-	" FROM dm_members me JOIN channels ch ON ch.id = me.channel_id LEFT JOIN "     \
+	"'topic', NULL, 'group', ch.pair_lo IS NULL, 'created_at', " DM_CREATED ", "           \
+	"'active_at', " DM_ACTIVE ", 'last_seq', ch.last_seq, "                                \
+	"'read_seq', coalesce(r.read_seq, 0), "                                                \
+	"'unread', ch.last_seq - coalesce(r.read_seq, 0), 'mentions', 0, "                     \
+	"'members', " DM_MEMBERS_JSON ", 'last_message', " DM_LAST_JSON ")::text"
+#define DM_FROM                                                                    \
+	" FROM dm_members me JOIN channels ch ON ch.id = me.channel_id LEFT JOIN " \
 	"channel_reads r ON r.user_id = me.user_id AND r.channel_id = ch.id "
 /* the list's order: latest activity first (microseconds), then id */
 #define DM_AKEY "(extract(epoch FROM ch.active_at) * 1000000)::bigint"
@@ -179,14 +181,16 @@ void dms_create(struct http_req *req)
 	{
 		const char *params[] = {others, me, lo, hi, n == 1 ? "t" : "f"};
 
-		r = db_exec_or_reply(
-			req, DB_PRIMARY,
-			"SELECT (SELECT count(*) FROM users WHERE id = ANY($1::bigint[])), "
-			"EXISTS (SELECT 1 FROM blocks WHERE blocker_id = ANY($1::bigint[]) AND "
-			"blocked_id = $2), "
-			"(SELECT id FROM channels WHERE $5::boolean AND pair_lo = $3 AND "
-			"pair_hi = $4)",
-			5, params);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT (SELECT count(*) FROM users WHERE id = "
+				     "ANY($1::bigint[])), "
+				     "EXISTS (SELECT 1 FROM blocks WHERE blocker_id = "
+				     "ANY($1::bigint[]) AND "
+				     "blocked_id = $2), "
+				     "(SELECT id FROM channels WHERE $5::boolean AND pair_lo = $3 "
+				     "AND "
+				     "pair_hi = $4)",
+				     5, params);
 	}
 	if (!r)
 		return;

@@ -70,19 +70,22 @@ void reads_put(struct http_req *req)
 					ids_text(s, seq)};
 
 		/* last_seq only grows: a seq at or below it now stays valid */
-		r = db_exec_or_reply(
-			req, DB_PRIMARY,
-			"WITH ch AS (SELECT last_seq FROM channels WHERE id = $2), "
-			"old AS (SELECT read_seq FROM channel_reads WHERE user_id = $1 AND "
-			"channel_id = $2), "
-			"up AS (INSERT INTO channel_reads (user_id, channel_id, read_seq) "
-			"SELECT $1, $2, $3 FROM ch WHERE $3::bigint <= ch.last_seq "
-			"ON CONFLICT (user_id, channel_id) DO UPDATE SET read_seq = "
-			"EXCLUDED.read_seq WHERE channel_reads.read_seq < EXCLUDED.read_seq "
-			"RETURNING read_seq) "
-			"SELECT ch.last_seq, coalesce((SELECT read_seq FROM old), 0), "
-			"coalesce((SELECT read_seq FROM up), (SELECT read_seq FROM old), 0) FROM ch",
-			3, params);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH ch AS (SELECT last_seq FROM channels WHERE id = $2), "
+				     "old AS (SELECT read_seq FROM channel_reads WHERE user_id = "
+				     "$1 AND "
+				     "channel_id = $2), "
+				     "up AS (INSERT INTO channel_reads (user_id, channel_id, "
+				     "read_seq) "
+				     "SELECT $1, $2, $3 FROM ch WHERE $3::bigint <= ch.last_seq "
+				     "ON CONFLICT (user_id, channel_id) DO UPDATE SET read_seq = "
+				     "EXCLUDED.read_seq WHERE channel_reads.read_seq < "
+				     "EXCLUDED.read_seq "
+				     "RETURNING read_seq) "
+				     "SELECT ch.last_seq, coalesce((SELECT read_seq FROM old), 0), "
+				     "coalesce((SELECT read_seq FROM up), (SELECT read_seq FROM "
+				     "old), 0) FROM ch",
+				     3, params);
 	}
 	if (!r)
 		return;
@@ -142,7 +145,7 @@ void reads_unread(struct http_req *req)
 				     "SELECT channel_id, community_id, last_seq, read_seq "
 				     "FROM unread_channels($1) ORDER BY channel_id "
 				     "LIMIT " UNREAD_MAX_S " + 1",
-			1, params);
+				     1, params);
 	}
 	if (!r)
 		return;
@@ -158,15 +161,14 @@ void reads_unread(struct http_req *req)
 	for (int i = 0; i < n && i < UNREAD_MAX; i++) {
 		int64_t last = strtoll(db_res_get(r, i, 2), NULL, 10);
 		int64_t rs = strtoll(db_res_get(r, i, 3), NULL, 10);
-		struct json_object *e =
-			counts(0, 0, strtoll(db_res_get(r, i, 0), NULL, 10), rs, last - rs);
+		struct json_object *e = counts(0, 0, strtoll(db_res_get(r, i, 0), NULL, 10), rs,
+					       last - rs);
 
 		if (!e)
 			continue;
 		json_object_object_add(e, "community_id",
-				       db_res_isnull(r, i, 1)
-					       ? NULL
-					       : user_json_int(db_res_get(r, i, 1)));
+				       db_res_isnull(r, i, 1) ? NULL
+							      : user_json_int(db_res_get(r, i, 1)));
 		json_object_object_add(e, "last_seq", json_object_new_int64(last));
 		json_object_array_add(list, e);
 	}

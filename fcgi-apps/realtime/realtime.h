@@ -19,8 +19,8 @@ struct json_object;
 #define RT_DM_MAX 10
 /* What a request knows about a channel, its community and the caller. */
 struct rt_channel {
-	int64_t id;          /* 0: no such channel */
-	struct community cm; /* its community, the caller's standing there
+	int64_t id;                 /* 0: no such channel */
+	struct community cm;        /* its community, the caller's standing there
 			      * (cm.dm: a DM, no community) */
 	int64_t members[RT_DM_MAX]; /* a DM's members, ascending */
 	int nmembers;

@@ -217,8 +217,8 @@ static int channel_community(int64_t ch, int64_t *cid)
 
 	if (!mwatch_mirror_ok())
 		return pg_lookup(K_CHANNEL,
-				 "SELECT coalesce(community_id, -1) FROM channels WHERE id = $1", ch,
-				 0, cid);
+				 "SELECT coalesce(community_id, -1) FROM channels WHERE id = $1",
+				 ch, 0, cid);
 	if (cached(K_CHANNEL, ch, 0, cid))
 		return 0;
 	snprintf(rkey, sizeof(rkey), "th:channel:%lld", (long long)ch);

@@ -111,10 +111,8 @@ static void test_ids(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roles),
-		cmocka_unit_test(test_read),
-		cmocka_unit_test(test_act),
-		cmocka_unit_test(test_dm),
+		cmocka_unit_test(test_roles), cmocka_unit_test(test_read),
+		cmocka_unit_test(test_act),   cmocka_unit_test(test_dm),
 		cmocka_unit_test(test_ids),
 	};
 
