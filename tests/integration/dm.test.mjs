@@ -237,6 +237,27 @@ describe('blocking', () => {
     }
   });
 
+  test('events of a DM (edit, delete, a new DM) reach its members\' inboxes, with no community', { skip: LOCAL_ONLY }, async () => {
+    const cb = await connect(b); const cc = await connect(c);
+    try {
+      assert.ok(await subscribe(cb, `user/${b.id}/inbox`) < 0x80);
+      assert.ok(await subscribe(cc, `user/${c.id}/inbox`) < 0x80);
+      const m = assertStatus(await postMsg(dm.id, a, 'to be edited'), 201).json;
+      assertStatus(await api('PATCH', `/api/messages/${m.id}`, a, { body: 'edited' }), 200);
+      assertStatus(await api('DELETE', `/api/messages/${m.id}`, a), 204);
+      const evs = () => cb.messages.filter((x) => x.topic === `user/${b.id}/inbox`).map((x) => JSON.parse(x.payload));
+      const edited = await waitFor(() => evs().find((e) => e.type === 'message_edited' && e.message.id === m.id), 5000, 'message_edited');
+      assert.equal(edited.community_id, null);
+      assert.equal(edited.channel_id, dm.id);
+      await waitFor(() => evs().find((e) => e.type === 'message_deleted' && e.message_id === m.id), 5000, 'message_deleted');
+      const g = assertStatus(await openDm(a, [b, c]), 201).json;
+      await waitFor(() => cc.messages.some((x) => JSON.parse(x.payload).type === 'dm_created' && JSON.parse(x.payload).channel_id === g.id), 5000, 'dm_created');
+      assert.ok(!cc.messages.some((x) => x.payload.includes(m.id)), 'c, no member of the 1:1, hears nothing of it');
+    } finally {
+      await end(cb, cc);
+    }
+  });
+
   test('scripts/mirror-rebuild writes the DM keys', { skip: LOCAL_ONLY }, async () => {
     assertStatus(await api('PUT', `/api/users/${c.id}/block`, a), 204);
     await redis('DEL', `th:dm:${group.id}`, `th:channel:${group.id}`);
