@@ -95,6 +95,9 @@ void bans_list(struct http_req *req);
 void channels_create(struct http_req *req);
 void channels_list(struct http_req *req);
 
+/* notify.c: PUT /api/communities/:id/notify */
+void notify_level_put(struct http_req *req);
+
 void posts_create(struct http_req *req);
 void posts_feed(struct http_req *req);
 void posts_get(struct http_req *req);

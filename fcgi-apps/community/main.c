@@ -35,6 +35,7 @@ static const struct route routes[] = {
 	{"POST", "/api/communities/:id/posts", posts_create, A | J, L},
 	{"GET", "/api/communities/:id/posts", posts_feed, O, 0},
 	{"GET", "/api/communities/:id/search", search_posts, O, 0},
+	{"PUT", "/api/communities/:id/notify", notify_level_put, A | J, 1024},
 	{"GET", "/api/posts/:id", posts_get, O, 0},
 	{"PATCH", "/api/posts/:id", posts_patch, A | J, L},
 	{"DELETE", "/api/posts/:id", posts_delete, A, 0},

@@ -255,6 +255,18 @@ void dms_create(struct http_req *req)
 	}
 	if (!r)
 		return;
+	{
+		/* a `dm` notification for the others (notify() skips the opener and
+		 * whoever blocked them: db/migrations/0024_notifications.sql) */
+		const char *params[] = {ids_text(c, chid), all, ids_text(me, req->user_id)};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT notify($2::bigint[], 'dm', $3, NULL, NULL, NULL, $1, "
+				     "NULL, NULL)",
+				     3, params);
+	}
+	if (!r)
+		return;
 	ev = json_object_new_object();
 	if (!ev) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);

@@ -38,6 +38,8 @@ static const struct route routes[] = {
 	{"PUT", "/api/users/:id/block", blocks_put, A, 0},
 	{"DELETE", "/api/users/:id/block", blocks_delete, A, 0},
 	{"GET", "/api/users/me/blocks", blocks_list, A, 0},
+	{"GET", "/api/notifications", notifications_list, A, 0},
+	{"POST", "/api/notifications/read", notifications_read, A | J, 16384},
 	{"PUT", "/api/channels/:id/read", reads_put, A | J, 1024},
 	{"GET", "/api/me/unread", reads_unread, A, 0},
 };

@@ -141,10 +141,20 @@ void reads_unread(struct http_req *req)
 		const char *params[] = {ids_text(me, req->user_id)};
 
 		/* unread_channels(): db/migrations/0018_dms_reads.sql */
+		/* one row when no channel is unread (its channel columns null);
+		 * mentions: the caller's unread mention notifications after the
+		 * marker (db/migrations/0024_notifications.sql) */
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "SELECT channel_id, community_id, last_seq, read_seq "
-				     "FROM unread_channels($1) ORDER BY channel_id "
-				     "LIMIT " UNREAD_MAX_S " + 1",
+				     "SELECT u.channel_id, u.community_id, u.last_seq, u.read_seq, "
+				     "(SELECT count(*) FROM notifications n JOIN messages m ON "
+				     "m.id = n.message_id WHERE n.user_id = $1 AND n.type = "
+				     "'mention' AND n.read_at IS NULL AND n.channel_id = "
+				     "u.channel_id AND m.seq > u.read_seq), "
+				     "(SELECT count(*) FROM notifications WHERE user_id = $1 AND "
+				     "read_at IS NULL) "
+				     "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT * FROM "
+				     "unread_channels($1) ORDER BY channel_id LIMIT " UNREAD_MAX_S
+				     " + 1) u ON true",
 				     1, params);
 	}
 	if (!r)
@@ -157,7 +167,7 @@ void reads_unread(struct http_req *req)
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
-	n = db_res_rows(r);
+	n = db_res_isnull(r, 0, 0) ? 0 : db_res_rows(r);
 	for (int i = 0; i < n && i < UNREAD_MAX; i++) {
 		int64_t last = strtoll(db_res_get(r, i, 2), NULL, 10);
 		int64_t rs = strtoll(db_res_get(r, i, 3), NULL, 10);
@@ -170,11 +180,11 @@ void reads_unread(struct http_req *req)
 				       db_res_isnull(r, i, 1) ? NULL
 							      : user_json_int(db_res_get(r, i, 1)));
 		json_object_object_add(e, "last_seq", json_object_new_int64(last));
+		json_object_object_add(e, "mentions", user_json_int(db_res_get(r, i, 4)));
 		json_object_array_add(list, e);
 	}
 	json_object_object_add(o, "channels", list);
-	/* notifications do not exist yet (API.md "Mentions and notifications") */
-	json_object_object_add(o, "notifications", json_object_new_int64(0));
+	json_object_object_add(o, "notifications", user_json_int(db_res_get(r, 0, 5)));
 	json_object_object_add(o, "truncated", json_object_new_boolean(n > UNREAD_MAX));
 	http_reply_json(req, 200, o);
 }

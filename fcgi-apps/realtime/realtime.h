@@ -100,6 +100,9 @@ void messages_create(struct http_req *req);
 void messages_get(struct http_req *req);
 void messages_patch(struct http_req *req);
 void messages_delete(struct http_req *req);
+/* notifications.c */
+void notifications_list(struct http_req *req);
+void notifications_read(struct http_req *req);
 /* search.c: GET /api/messages/search */
 void messages_search(struct http_req *req);
 /* history.c: GET /api/messages/:id/history */
