@@ -168,6 +168,16 @@ RETURNS integer LANGUAGE sql VOLATILE AS $fn$
                   NULL)
 $fn$;
 
+-- The caller's unread mentions in a channel after their marker: the
+-- `mentions` of every unread count (GET /api/me/unread, PUT .../read, GET
+-- /api/dms, the `unread` events), from notifications_mentions_idx.
+CREATE FUNCTION channel_mentions(p_user bigint, p_channel bigint, p_read_seq bigint)
+RETURNS bigint LANGUAGE sql STABLE AS $fn$
+    SELECT count(*) FROM notifications n JOIN messages m ON m.id = n.message_id
+    WHERE n.user_id = p_user AND n.type = 'mention' AND n.read_at IS NULL
+      AND n.channel_id = p_channel AND m.seq > p_read_seq
+$fn$;
+
 -- posts: a new post mentions, and tells the members whose level is 'all';
 -- an edit mentions (a name already notified for this post is not again).
 CREATE FUNCTION posts_notify() RETURNS trigger
@@ -229,6 +239,18 @@ BEGIN
     END IF;
     PERFORM notify_mentions(NEW.body, NEW.sender_id, cid, NULL, NULL, NEW.channel_id, NEW.id,
                             told);
+    -- whoever this message mentions now (created in this transaction) gets
+    -- their channel's counts with the mention in them: the unread events
+    -- message_store() queued were counted before these rows existed
+    INSERT INTO event_outbox (payload)
+    SELECT jsonb_build_object('type', 'unread', 'user_id', n.user_id,
+               'channel_id', NEW.channel_id, 'read_seq', coalesce(r.read_seq, 0),
+               'unread', ch.last_seq - coalesce(r.read_seq, 0),
+               'mentions', channel_mentions(n.user_id, NEW.channel_id, coalesce(r.read_seq, 0)))
+    FROM notifications n
+    JOIN channels ch ON ch.id = NEW.channel_id
+    LEFT JOIN channel_reads r ON r.user_id = n.user_id AND r.channel_id = NEW.channel_id
+    WHERE n.message_id = NEW.id AND n.type = 'mention' AND n.created_at = now();
     RETURN NULL;
 END
 $fn$;

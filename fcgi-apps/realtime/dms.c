@@ -54,7 +54,8 @@
 	"'topic', NULL, 'group', ch.pair_lo IS NULL, 'created_at', " DM_CREATED ", "           \
 	"'active_at', " DM_ACTIVE ", 'last_seq', ch.last_seq, "                                \
 	"'read_seq', coalesce(r.read_seq, 0), "                                                \
-	"'unread', ch.last_seq - coalesce(r.read_seq, 0), 'mentions', 0, "                     \
+	"'unread', ch.last_seq - coalesce(r.read_seq, 0), 'mentions', "                        \
+	"channel_mentions(me.user_id, ch.id, coalesce(r.read_seq, 0)), "                       \
 	"'members', " DM_MEMBERS_JSON ", 'last_message', " DM_LAST_JSON ")::text"
 #define DM_FROM                                                                    \
 	" FROM dm_members me JOIN channels ch ON ch.id = me.channel_id LEFT JOIN " \

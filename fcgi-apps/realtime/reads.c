@@ -31,7 +31,7 @@
 /* {"type": "unread", user_id, channel_id, read_seq, unread, mentions}, or
  * (event 0) the same without type and user_id: the route's answer. */
 static struct json_object *counts(int event, int64_t uid, int64_t chid, int64_t read_seq,
-				  int64_t unread)
+				  int64_t unread, int64_t mentions)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -44,7 +44,7 @@ static struct json_object *counts(int event, int64_t uid, int64_t chid, int64_t 
 	json_object_object_add(o, "channel_id", json_object_new_int64(chid));
 	json_object_object_add(o, "read_seq", json_object_new_int64(read_seq));
 	json_object_object_add(o, "unread", json_object_new_int64(unread));
-	json_object_object_add(o, "mentions", json_object_new_int64(0));
+	json_object_object_add(o, "mentions", json_object_new_int64(mentions));
 	return o;
 }
 
@@ -54,7 +54,7 @@ static struct json_object *counts(int event, int64_t uid, int64_t chid, int64_t 
 void reads_put(struct http_req *req)
 {
 	struct rt_channel ch;
-	int64_t chid, seq, last, old, now;
+	int64_t chid, seq, last, old, now, mentions;
 	char me[24], c[24], s[24];
 	struct db_res *r;
 	struct json_object *ev, *out;
@@ -84,7 +84,8 @@ void reads_put(struct http_req *req)
 				     "RETURNING read_seq) "
 				     "SELECT ch.last_seq, coalesce((SELECT read_seq FROM old), 0), "
 				     "coalesce((SELECT read_seq FROM up), (SELECT read_seq FROM "
-				     "old), 0) FROM ch",
+				     "old), 0), channel_mentions($1, $2, coalesce((SELECT "
+				     "read_seq FROM up), (SELECT read_seq FROM old), 0)) FROM ch",
 				     3, params);
 	}
 	if (!r)
@@ -97,19 +98,20 @@ void reads_put(struct http_req *req)
 	last = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	old = strtoll(db_res_get(r, 0, 1), NULL, 10);
 	now = strtoll(db_res_get(r, 0, 2), NULL, 10);
+	mentions = strtoll(db_res_get(r, 0, 3), NULL, 10);
 	if (seq > last) {
 		db_rollback();
 		http_reply_error(req, TH_EVALIDATION,
 				 "seq is beyond the channel's last message (its last_seq)", "seq");
 		return;
 	}
-	out = counts(0, req->user_id, chid, now, last - now);
+	out = counts(0, req->user_id, chid, now, last - now, mentions);
 	if (!out) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
 	if (now > old) {
-		ev = counts(1, req->user_id, chid, now, last - now);
+		ev = counts(1, req->user_id, chid, now, last - now, mentions);
 		if (!ev) {
 			json_object_put(out);
 			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
@@ -146,10 +148,7 @@ void reads_unread(struct http_req *req)
 		 * marker (db/migrations/0024_notifications.sql) */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "SELECT u.channel_id, u.community_id, u.last_seq, u.read_seq, "
-				     "(SELECT count(*) FROM notifications n JOIN messages m ON "
-				     "m.id = n.message_id WHERE n.user_id = $1 AND n.type = "
-				     "'mention' AND n.read_at IS NULL AND n.channel_id = "
-				     "u.channel_id AND m.seq > u.read_seq), "
+				     "channel_mentions($1, u.channel_id, u.read_seq), "
 				     "(SELECT count(*) FROM notifications WHERE user_id = $1 AND "
 				     "read_at IS NULL) "
 				     "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT * FROM "
@@ -172,7 +171,7 @@ void reads_unread(struct http_req *req)
 		int64_t last = strtoll(db_res_get(r, i, 2), NULL, 10);
 		int64_t rs = strtoll(db_res_get(r, i, 3), NULL, 10);
 		struct json_object *e = counts(0, 0, strtoll(db_res_get(r, i, 0), NULL, 10), rs,
-					       last - rs);
+					       last - rs, strtoll(db_res_get(r, i, 4), NULL, 10));
 
 		if (!e)
 			continue;
@@ -180,7 +179,6 @@ void reads_unread(struct http_req *req)
 				       db_res_isnull(r, i, 1) ? NULL
 							      : user_json_int(db_res_get(r, i, 1)));
 		json_object_object_add(e, "last_seq", json_object_new_int64(last));
-		json_object_object_add(e, "mentions", user_json_int(db_res_get(r, i, 4)));
 		json_object_array_add(list, e);
 	}
 	json_object_object_add(o, "channels", list);

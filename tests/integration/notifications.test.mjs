@@ -111,6 +111,23 @@ describe('notifications', () => {
     assert.ok(!ch2 || ch2.mentions === 0, JSON.stringify(u2));
   });
 
+  test('a mention in a DM: the unread event, GET /api/dms and PUT .../read carry it', { skip: LOCAL_ONLY }, async () => {
+    const y = await newUser('ny');
+    const dm = assertStatus(await api('POST', '/api/dms', a, { user_ids: [y.id] }), 201, 'dm:').json;
+    const inbox = await connect(y);
+    await mustSubscribe(inbox, `user/${y.id}/inbox`);
+    const m = await send(dm.id, a, `hey @${y.username}`);
+    const counted = () => inbox.messages.map((x) => JSON.parse(x.payload))
+      .filter((e) => e.type === 'unread' && e.channel_id === dm.id && e.mentions === 1);
+    await waitFor(() => counted().length > 0, 5000, 'an unread event counting the mention');
+    assert.equal(counted().at(-1).unread, 1);
+    const list = assertStatus(await api('GET', '/api/dms', y), 200, 'dms:').json;
+    assert.equal(list.items.find((d) => d.id === dm.id).mentions, 1);
+    const put = assertStatus(await api('PUT', `/api/channels/${dm.id}/read`, y, { seq: m.seq }), 200, 'read:').json;
+    assert.deepEqual([put.unread, put.mentions], [0, 0]);
+    await end(inbox);
+  });
+
   test('a mention published over MQTT notifies too', { skip: LOCAL_ONLY }, async () => {
     const conn = await connect(a);
     const id = uuid();
