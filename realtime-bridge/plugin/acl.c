@@ -222,8 +222,8 @@ static int channel_community(int64_t ch, int64_t *cid)
  * The mirror holds no banned member (a ban removes the membership in the
  * same transaction, and the app drops it from th:members:<cid>), so a role
  * read from the mirror is a role of a member who is not banned.  Only what
- * the decision needs is asked: the visibility only when the caller holds no
- * role and the need is to read. */
+ * the decision needs is asked: the visibility first when the need is to
+ * read (a public community needs no role), the role otherwise. */
 #define FACT_BANNED 0x100
 
 static int pg_facts(int64_t cid, int64_t uid, int64_t *member_val, int64_t *pub)
@@ -295,35 +295,25 @@ static int public_community(int64_t cid, int64_t uid, int64_t *yes)
 static int community_allows(int64_t cid, int64_t uid, enum role need)
 {
 	struct community c = {.id = cid};
-	int64_t val, pub = 0;
+	int64_t val, pub;
 
-	if (cid <= 0 || member_role(cid, uid, &val) < 0)
+	if (cid <= 0)
 		return 0;
-	c.my_role = (enum role)(val & 0xff);
-	c.banned = (val & FACT_BANNED) != 0;
-	if (need == ROLE_NONE && (c.my_role == ROLE_NONE || c.banned) &&
-	    public_community(cid, uid, &pub) < 0)
-		return 0;
-	c.is_public = pub != 0;
+	/* A reader of a public community needs no role: asking for one first
+	 * would cache a non-member's "no" that a join a moment later waits out
+	 * (the generation is read once a second) */
+	if (need == ROLE_NONE) {
+		if (public_community(cid, uid, &pub) < 0)
+			return 0;
+		c.is_public = pub != 0;
+	}
+	if (!c.is_public) {
+		if (member_role(cid, uid, &val) < 0)
+			return 0;
+		c.my_role = (enum role)(val & 0xff);
+		c.banned = (val & FACT_BANNED) != 0;
+	}
 	return policy_decide(&c, uid, need) == TH_OK;
-}
-
-/* Asked of Redis every time, not cached: a member who leaves a call, or is
- * removed or banned from its community (community/callexit.c), must stop
- * signaling and receiving signals at once (issue 17), and signal traffic
- * is a few messages per call setup. */
-static int in_call(int64_t call, int64_t uid, int64_t *yes)
-{
-	char rkey[64], u[24];
-	const char *argv[] = {"SISMEMBER", rkey, u};
-
-	if (!mwatch_mirror_ok())
-		return pg_ask("SELECT 1 FROM call_participants p JOIN calls c ON c.id = p.call_id "
-			      "WHERE p.call_id = $1 AND p.user_id = $2 AND c.ended_at IS NULL",
-			      call, uid, yes);
-	snprintf(rkey, sizeof(rkey), "th:call:%lld:participants", (long long)call);
-	snprintf(u, sizeof(u), "%lld", (long long)uid);
-	return ask(3, argv, as_int, yes);
 }
 
 int acl_allowed(const struct acl_decision *d, int64_t uid)
