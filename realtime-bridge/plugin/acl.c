@@ -316,6 +316,24 @@ static int community_allows(int64_t cid, int64_t uid, enum role need)
 	return policy_decide(&c, uid, need) == TH_OK;
 }
 
+/* Asked of Redis every time, not cached: a member who leaves a call, or is
+ * removed or banned from its community (community/callexit.c), must stop
+ * signaling and receiving signals at once (issue 17), and signal traffic
+ * is a few messages per call setup. */
+static int in_call(int64_t call, int64_t uid, int64_t *yes)
+{
+	char rkey[64], u[24];
+	const char *argv[] = {"SISMEMBER", rkey, u};
+
+	if (!mwatch_mirror_ok())
+		return pg_ask("SELECT 1 FROM call_participants p JOIN calls c ON c.id = p.call_id "
+			      "WHERE p.call_id = $1 AND p.user_id = $2 AND c.ended_at IS NULL",
+			      call, uid, yes);
+	snprintf(rkey, sizeof(rkey), "th:call:%lld:participants", (long long)call);
+	snprintf(u, sizeof(u), "%lld", (long long)uid);
+	return ask(3, argv, as_int, yes);
+}
+
 int acl_allowed(const struct acl_decision *d, int64_t uid)
 {
 	int64_t cid, yes, yes2;
