@@ -135,6 +135,11 @@ describe('opening DMs', () => {
     const left = assertStatus(await api('GET', `/api/dms`, a), 200).json.items.find((x) => x.id === g.id);
     assert.deepEqual(left.members.map((m) => m.id).sort((x, y) => x - y), [a.id, b.id].sort((x, y) => x - y));
     assertStatus(await postMsg(g.id, a, 'still here'), 201);
+    // the last one out: the conversation goes
+    assertStatus(await api('POST', `/api/dms/${g.id}/leave`, b), 204);
+    assertStatus(await api('POST', `/api/dms/${g.id}/leave`, a), 204);
+    assert.equal(await count(`SELECT count(*) FROM channels WHERE id = ${g.id}`), 0);
+    assert.equal(await count(`SELECT count(*) FROM messages WHERE channel_id = ${g.id}`), 0);
   });
 
   test('bad input: oneself, 50 people, duplicates, unknown users, wrong shapes: 400, nothing stored', async () => {
