@@ -99,6 +99,8 @@ void posts_create(struct http_req *req);
 void posts_feed(struct http_req *req);
 void posts_get(struct http_req *req);
 void posts_patch(struct http_req *req);
+/* history.c: GET /api/posts/:id/history */
+void posts_history(struct http_req *req);
 void posts_delete(struct http_req *req);
 void comments_create(struct http_req *req);
 void comments_list(struct http_req *req);

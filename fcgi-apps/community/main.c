@@ -38,6 +38,7 @@ static const struct route routes[] = {
 	{"GET", "/api/posts/:id", posts_get, O, 0},
 	{"PATCH", "/api/posts/:id", posts_patch, A | J, L},
 	{"DELETE", "/api/posts/:id", posts_delete, A, 0},
+	{"GET", "/api/posts/:id/history", posts_history, A, 0},
 	{"POST", "/api/posts/:id/comments", comments_create, A | J, L},
 	{"GET", "/api/posts/:id/comments", comments_list, O, 0},
 	{"DELETE", "/api/comments/:id", comments_delete, A, 0},

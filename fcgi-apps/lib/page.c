@@ -1,4 +1,5 @@
-/* page: cursor encoding is "k1" or "k1.k2" in unpadded base64url. */
+/* page: cursor encoding is "k1", "k1.k2" or "k1.k2.k3" in unpadded
+ * base64url. */
 #include "page.h"
 
 #include <json-c/json.h>
@@ -12,13 +13,12 @@
 
 char *page_cursor(struct arena *a, int nkeys, const int64_t *keys)
 {
-	char plain[48], *out;
-	size_t size;
+	char plain[PAGE_KEYS_MAX * 21], *out;
+	size_t size, n = 0;
 
-	if (nkeys == 2)
-		snprintf(plain, sizeof(plain), "%lld.%lld", (long long)keys[0], (long long)keys[1]);
-	else
-		snprintf(plain, sizeof(plain), "%lld", (long long)keys[0]);
+	for (int i = 0; i < nkeys && i < PAGE_KEYS_MAX; i++)
+		n += (size_t)snprintf(plain + n, sizeof(plain) - n, "%s%lld", i ? "." : "",
+				      (long long)keys[i]);
 	size = sodium_base64_ENCODED_LEN(strlen(plain), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	out = arena_alloc(a, size);
 	if (!out)
@@ -30,29 +30,29 @@ char *page_cursor(struct arena *a, int nkeys, const int64_t *keys)
 
 static int cursor_decode(const char *c, int nkeys, int64_t *keys)
 {
-	unsigned char plain[48];
+	unsigned char plain[PAGE_KEYS_MAX * 21];
 	size_t n;
-	char *dot, buf[48];
+	char buf[sizeof(plain) + 1], *k, *dot;
 	long long v;
 
-	if (strlen(c) > 64 ||
-	    sodium_base642bin(plain, sizeof(plain) - 1, c, strlen(c), NULL, &n, NULL,
-			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+	if (strlen(c) > 96 || sodium_base642bin(plain, sizeof(plain), c, strlen(c), NULL, &n, NULL,
+						sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
 		return -1;
 	memcpy(buf, plain, n);
 	buf[n] = '\0';
-	dot = strchr(buf, '.');
-	if ((nkeys == 2) != (dot != NULL))
-		return -1;
-	if (dot)
-		*dot = '\0';
-	if (cfg_parse_int(buf, INT64_MIN + 1, INT64_MAX, &v) < 0)
-		return -1;
-	keys[0] = v;
-	if (dot) {
-		if (cfg_parse_int(dot + 1, INT64_MIN + 1, INT64_MAX, &v) < 0)
+	k = buf;
+	for (int i = 0; i < nkeys; i++) {
+		dot = strchr(k, '.');
+		/* exactly nkeys keys: a dot after each but the last */
+		if ((i < nkeys - 1) != (dot != NULL))
 			return -1;
-		keys[1] = v;
+		if (dot)
+			*dot = '\0';
+		if (cfg_parse_int(k, INT64_MIN + 1, INT64_MAX, &v) < 0)
+			return -1;
+		keys[i] = v;
+		if (dot)
+			k = dot + 1;
 	}
 	return 0;
 }
@@ -72,7 +72,8 @@ int page_parse_or_400(struct http_req *req, int nkeys, int64_t first_key, struct
 		}
 		p->limit = (int)v;
 	}
-	p->key[0] = p->key[1] = first_key;
+	for (int i = 0; i < PAGE_KEYS_MAX; i++)
+		p->key[i] = first_key;
 	if (c && *c) {
 		if (cursor_decode(c, nkeys, p->key) < 0) {
 			http_reply_error(req, TH_EVALIDATION, "cursor is not valid", "cursor");
@@ -81,8 +82,8 @@ int page_parse_or_400(struct http_req *req, int nkeys, int64_t first_key, struct
 		p->has_cursor = true;
 	}
 	snprintf(p->limit_s, sizeof(p->limit_s), "%d", p->limit + 1);
-	snprintf(p->key_s[0], sizeof(p->key_s[0]), "%lld", (long long)p->key[0]);
-	snprintf(p->key_s[1], sizeof(p->key_s[1]), "%lld", (long long)p->key[1]);
+	for (int i = 0; i < PAGE_KEYS_MAX; i++)
+		snprintf(p->key_s[i], sizeof(p->key_s[i]), "%lld", (long long)p->key[i]);
 	return 0;
 }
 
@@ -95,23 +96,36 @@ struct json_object *page_result(struct json_object *items, const char *next)
 	return o;
 }
 
-void page_reply(struct http_req *req, const struct page *p, const struct db_res *r, int key_col,
-		page_row_fn fn, void *ctx)
+char *page_next_cursor(struct arena *a, const struct page *p, const struct db_res *r, int nkeys,
+		       const int *key_cols)
+{
+	int64_t last[PAGE_KEYS_MAX];
+
+	if (db_res_rows(r) <= p->limit || nkeys < 1 || nkeys > PAGE_KEYS_MAX)
+		return NULL;
+	for (int k = 0; k < nkeys; k++)
+		last[k] = strtoll(db_res_get(r, p->limit - 1, key_cols[k]), NULL, 10);
+	return page_cursor(a, nkeys, last);
+}
+
+void page_reply_keys(struct http_req *req, const struct page *p, const struct db_res *r, int nkeys,
+		     const int *key_cols, page_row_fn fn, void *ctx)
 {
 	struct json_object *items = json_object_new_array();
-	const char *next = NULL;
-	int i, n = db_res_rows(r);
+	int n = db_res_rows(r);
 
 	if (!items) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
-	for (i = 0; i < n && i < p->limit; i++)
+	for (int i = 0; i < n && i < p->limit; i++)
 		json_object_array_add(items, fn(r, i, ctx));
-	if (n > p->limit) {
-		int64_t last = strtoll(db_res_get(r, p->limit - 1, key_col), NULL, 10);
+	http_reply_json(req, 200,
+			page_result(items, page_next_cursor(req->arena, p, r, nkeys, key_cols)));
+}
 
-		next = page_cursor(req->arena, 1, &last);
-	}
-	http_reply_json(req, 200, page_result(items, next));
+void page_reply(struct http_req *req, const struct page *p, const struct db_res *r, int key_col,
+		page_row_fn fn, void *ctx)
+{
+	page_reply_keys(req, p, r, 1, &key_col, fn, ctx);
 }

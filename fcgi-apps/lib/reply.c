@@ -16,6 +16,17 @@ void db_reply_failure(struct http_req *req)
 		http_reply_error(req, TH_ECONFLICT, "already exists", NULL);
 		return;
 	}
+	/* a CHECK the handler's own validation leaves to the database (a
+	 * count kept by a trigger, e.g. migration 0020's edit limit): the
+	 * caller's input broke a rule, not the server */
+	if (strcmp(db_last_sqlstate(), "23514") == 0) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "a limit of this item is reached (%s)",
+			 db_last_constraint()[0] ? db_last_constraint() : "check");
+		http_reply_error(req, TH_EVALIDATION, why, NULL);
+		return;
+	}
 	log_error("db: %s [%s]", db_last_error(), db_last_sqlstate());
 	http_reply_error(req, e == TH_EUNAVAILABLE ? TH_EUNAVAILABLE : TH_EINTERNAL,
 			 e == TH_EUNAVAILABLE ? "database unavailable" : NULL, NULL);

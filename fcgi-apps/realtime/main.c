@@ -21,9 +21,12 @@
 static const struct route routes[] = {
 	{"GET", "/api/channels/:id/messages", messages_list, A, 0},
 	{"POST", "/api/channels/:id/messages", messages_create, A | J, L},
+	/* before /api/messages/:id, which would match it (first match wins) */
+	{"GET", "/api/messages/search", messages_search, A, 0},
 	{"GET", "/api/messages/:id", messages_get, A, 0},
 	{"PATCH", "/api/messages/:id", messages_patch, A | J, L},
 	{"DELETE", "/api/messages/:id", messages_delete, A, 0},
+	{"GET", "/api/messages/:id/history", messages_history, A, 0},
 	{"POST", "/api/calls", calls_create, A | J, L},
 	{"GET", "/api/calls/:id", calls_get, A, 0},
 	{"POST", "/api/calls/:id/join", calls_join, A, 0},

@@ -34,30 +34,7 @@
 
 #define MSG_BODY_MAX 4000
 
-#define MSG_COLS                                                                      \
-	"m.id, m.channel_id, m.seq, " USER_COLS ", m.body, m.reply_to, " TH_TIME_SQL( \
-		"m.created_at") ", " TH_TIME_SQL("m.edited_at") ", " TH_TIME_SQL("m.deleted_at")
-#define MSG_FROM " FROM messages m JOIN users u ON u.id = m.sender_id "
-enum {
-	C_ID,
-	C_CHANNEL,
-	C_SEQ,
-	C_USER,
-	C_BODY = C_USER + USER_NCOLS,
-	C_REPLY,
-	C_CREATED,
-	C_EDITED,
-	C_DELETED
-};
-
 /* A message as routes that act on one see it. */
-struct msg_ref {
-	char id[IDS_UUID_LEN + 1];
-	int64_t sender_id;
-	int64_t seq;
-	int deleted;
-};
-
 static struct json_object *nullable(const struct db_res *r, int row, int col)
 {
 	return db_res_isnull(r, row, col) ? NULL : json_object_new_string(db_res_get(r, row, col));
@@ -70,21 +47,20 @@ static struct json_object *message_json(const struct db_res *r, int row)
 
 	if (!o)
 		return NULL;
-	json_object_object_add(o, "id", json_object_new_string(db_res_get(r, row, C_ID)));
-	json_object_object_add(o, "channel_id", user_json_int(db_res_get(r, row, C_CHANNEL)));
-	json_object_object_add(o, "seq", user_json_int(db_res_get(r, row, C_SEQ)));
-	json_object_object_add(o, "sender", user_json(r, row, C_USER));
-	json_object_object_add(o, "body", json_object_new_string(db_res_get(r, row, C_BODY)));
-	json_object_object_add(o, "reply_to", nullable(r, row, C_REPLY));
+	json_object_object_add(o, "id", json_object_new_string(db_res_get(r, row, MSG_C_ID)));
+	json_object_object_add(o, "channel_id", user_json_int(db_res_get(r, row, MSG_C_CHANNEL)));
+	json_object_object_add(o, "seq", user_json_int(db_res_get(r, row, MSG_C_SEQ)));
+	json_object_object_add(o, "sender", user_json(r, row, MSG_C_USER));
+	json_object_object_add(o, "body", json_object_new_string(db_res_get(r, row, MSG_C_BODY)));
+	json_object_object_add(o, "reply_to", nullable(r, row, MSG_C_REPLY));
 	json_object_object_add(o, "created_at",
-			       json_object_new_string(db_res_get(r, row, C_CREATED)));
-	json_object_object_add(o, "edited_at", nullable(r, row, C_EDITED));
-	json_object_object_add(o, "deleted_at", nullable(r, row, C_DELETED));
+			       json_object_new_string(db_res_get(r, row, MSG_C_CREATED)));
+	json_object_object_add(o, "edited_at", nullable(r, row, MSG_C_EDITED));
+	json_object_object_add(o, "deleted_at", nullable(r, row, MSG_C_DELETED));
 	return o;
 }
 
-/* the same, as a page_row_fn for page_reply() */
-static struct json_object *message_row(const struct db_res *r, int row, void *ctx)
+struct json_object *message_row(const struct db_res *r, int row, void *ctx)
 {
 	(void)ctx;
 	return message_json(r, row);
@@ -164,10 +140,7 @@ static void uuid_new(char out[IDS_UUID_LEN + 1])
 		 b[15]);
 }
 
-/* Loads the message of path parameter :id and its channel, and checks the
- * caller may read it.  404 for a malformed id, an unknown one, or one in a
- * community the caller may not see.  -1 when replied. */
-static int message_access(struct http_req *req, struct msg_ref *m, struct rt_channel *ch)
+int message_access(struct http_req *req, struct msg_ref *m, struct rt_channel *ch)
 {
 	const char *id = http_param(req, "id");
 	const char *params[1];
@@ -270,7 +243,7 @@ void messages_list(struct http_req *req)
 	}
 	if (!r)
 		return;
-	page_reply(req, &pg, r, C_SEQ, message_row, NULL);
+	page_reply(req, &pg, r, MSG_C_SEQ, message_row, NULL);
 }
 
 /* GET /api/messages/:id */

@@ -62,11 +62,48 @@ int turn_init(void);
 struct json_object *turn_ice_servers(int64_t uid);
 
 /* handlers */
+/* A message's columns and their numbers, from MSG_FROM (messages.c) */
+#define MSG_COLS                                                                      \
+	"m.id, m.channel_id, m.seq, " USER_COLS ", m.body, m.reply_to, " TH_TIME_SQL( \
+		"m.created_at") ", " TH_TIME_SQL("m.edited_at") ", " TH_TIME_SQL("m.deleted_at")
+#define MSG_FROM " FROM messages m JOIN users u ON u.id = m.sender_id "
+enum {
+	MSG_C_ID,
+	MSG_C_CHANNEL,
+	MSG_C_SEQ,
+	MSG_C_USER,
+	MSG_C_BODY = MSG_C_USER + USER_NCOLS,
+	MSG_C_REPLY,
+	MSG_C_CREATED,
+	MSG_C_EDITED,
+	MSG_C_DELETED
+};
+/* {id, channel_id, seq, sender, body, reply_to, created_at, edited_at,
+ * deleted_at} from row `row` of MSG_COLS; a page_row_fn for page_reply() */
+struct json_object *message_row(const struct db_res *r, int row, void *ctx);
+
+/* A message as its permission checks need it. */
+struct msg_ref {
+	char id[IDS_UUID_LEN + 1];
+	int64_t sender_id;
+	int64_t seq;
+	int deleted;
+};
+
+/* messages.c: loads the message of path parameter :id and its channel, and
+ * checks the caller may read it.  404 for a malformed id, an unknown one, or
+ * one in a community the caller may not see.  -1 when replied. */
+int message_access(struct http_req *req, struct msg_ref *m, struct rt_channel *ch);
+
 void messages_list(struct http_req *req);
 void messages_create(struct http_req *req);
 void messages_get(struct http_req *req);
 void messages_patch(struct http_req *req);
 void messages_delete(struct http_req *req);
+/* search.c: GET /api/messages/search */
+void messages_search(struct http_req *req);
+/* history.c: GET /api/messages/:id/history */
+void messages_history(struct http_req *req);
 
 void calls_create(struct http_req *req);
 void calls_get(struct http_req *req);
