@@ -49,7 +49,9 @@ CREATE INDEX blocks_blocked_idx ON blocks (blocked_id, blocker_id);
 -- (under the channel's row lock, so it is the channel's newest), and no
 -- path moves a marker back.  Edits keep a message's seq and a deleted
 -- message keeps its row and seq (a tombstone in history), so neither
--- changes a count.  No row: read_seq 0.
+-- changes a count.  No row: read_seq 0.  The one inexactness is 0016's
+-- known hole (a seq left unused when a client stores one id in two channels
+-- at the same instant): it counts as one unread message until read past.
 CREATE TABLE channel_reads (
     user_id    bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     channel_id bigint NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
