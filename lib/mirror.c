@@ -138,6 +138,41 @@ void mirror_channel(int64_t chid, int64_t cid)
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
+void mirror_dm_channel(int64_t chid)
+{
+	char key[48];
+	const char *argv[] = {"SET", key, "dm"};
+
+	mirror_gen_bump();
+	snprintf(key, sizeof(key), "th:channel:%lld", (long long)chid);
+	run(3, argv);
+	mirror_gen_bump(); /* after: see mirror.h */
+}
+
+void mirror_dm_member(int64_t chid, int64_t uid, int muted)
+{
+	char key[48], u[24];
+	const char *argv[] = {"HSET", key, u, muted ? "muted" : "member"};
+
+	mirror_gen_bump();
+	snprintf(key, sizeof(key), "th:dm:%lld", (long long)chid);
+	ID(u, uid);
+	run(4, argv);
+	mirror_gen_bump(); /* after: see mirror.h */
+}
+
+void mirror_dm_member_gone(int64_t chid, int64_t uid)
+{
+	char key[48], u[24];
+	const char *argv[] = {"HDEL", key, u};
+
+	mirror_gen_bump();
+	snprintf(key, sizeof(key), "th:dm:%lld", (long long)chid);
+	ID(u, uid);
+	run(3, argv);
+	mirror_gen_bump(); /* after: see mirror.h */
+}
+
 void mirror_community_gone(int64_t cid, const int64_t *chids, int n)
 {
 	char key[48], c[24];

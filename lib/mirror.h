@@ -7,7 +7,10 @@
  *   th:members:<cid>           HASH  <uid> -> owner|admin|moderator|member
  *   th:banned:<cid>            SET   <uid>
  *   th:user:<uid>:communities  SET   <cid>
- *   th:channel:<chid>          STRING <cid>
+ *   th:channel:<chid>          STRING <cid>, or "dm" for a DM channel
+ *   th:dm:<chid>               HASH  <uid> -> member|muted (a DM's members;
+ *                                    muted: another member blocked them, they
+ *                                    may read but not publish)
  * Every call is best effort: a failure is logged (and counted in the pool's
  * metrics as mirror_errors_total), never returned to the client, whose
  * change is already committed.  After such a failure the next successful
@@ -33,6 +36,12 @@ void mirror_member_gone(int64_t cid, int64_t uid);
 void mirror_ban(int64_t cid, int64_t uid);
 void mirror_unban(int64_t cid, int64_t uid);
 void mirror_channel(int64_t chid, int64_t cid);
+/* A DM channel: th:channel:<chid> = dm. */
+void mirror_dm_channel(int64_t chid);
+/* A member of DM chid and their state (muted: may read, not publish), or
+ * (mirror_dm_member_gone) their leaving. */
+void mirror_dm_member(int64_t chid, int64_t uid, int muted);
+void mirror_dm_member_gone(int64_t chid, int64_t uid);
 /* Removes a deleted community: its hash, members (and their user sets),
  * bans; channel keys of chids[0..n). */
 void mirror_community_gone(int64_t cid, const int64_t *chids, int n);

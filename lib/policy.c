@@ -32,8 +32,24 @@ void policy_read(const struct db_res *r, int row, int col, int64_t community_id,
 	c->banned = strcmp(db_res_get(r, row, col + 3), "t") == 0;
 }
 
+void policy_read_channel(const struct db_res *r, int row, int col, struct community *c)
+{
+	int64_t cid = db_res_isnull(r, row, col) ? 0 : strtoll(db_res_get(r, row, col), NULL, 10);
+
+	if (strcmp(db_res_get(r, row, col + 1), "dm") != 0) {
+		policy_read(r, row, col + 2, cid, c);
+		return;
+	}
+	memset(c, 0, sizeof(*c));
+	c->dm = 1;
+	c->my_role = role_parse(db_res_get(r, row, col + 2 + 2));
+	c->muted = strcmp(db_res_get(r, row, col + 2 + POLICY_NCOLS), "t") == 0;
+}
+
 int policy_readable(const struct community *c)
 {
+	if (c->dm) /* members only, whatever else */
+		return c->my_role != ROLE_NONE;
 	return c->id != 0 && (c->is_public || (c->my_role != ROLE_NONE && !c->banned));
 }
 
@@ -47,6 +63,8 @@ enum th_err policy_decide(const struct community *c, int64_t uid, enum role need
 		return TH_EUNAUTHORIZED;
 	if (c->banned)
 		return TH_EBANNED;
+	if (c->muted)
+		return TH_EFORBIDDEN;
 	if (c->my_role < need)
 		return TH_EFORBIDDEN;
 	return TH_OK;

@@ -113,7 +113,9 @@ struct acl_decision topic_decide(const struct topic *t, int access, int64_t uid)
 		/* publish only as oneself: the author cannot be forged */
 		if (access == ACL_WRITE && (t->wild || t->id[1] != uid))
 			return decide(NEED_DENY, 0, 0);
-		return decide(NEED_CHANNEL_MEMBER, t->id[0], 0);
+		/* writing asks more than reading: in a DM, not being blocked */
+		return decide(access == ACL_WRITE ? NEED_CHANNEL_WRITER : NEED_CHANNEL_MEMBER,
+			      t->id[0], 0);
 	case TOPIC_PRESENCE:
 		if (access == ACL_WRITE)
 			return decide(NEED_DENY, 0, 0); /* the broker writes it */

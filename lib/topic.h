@@ -40,7 +40,8 @@ enum acl_access { ACL_READ = 1, ACL_WRITE = 2, ACL_SUBSCRIBE = 4, ACL_UNSUBSCRIB
 enum acl_need {
 	NEED_DENY = 0,
 	NEED_ALLOW,
-	NEED_CHANNEL_MEMBER,   /* x: channel: member of the channel's community */
+	NEED_CHANNEL_MEMBER,   /* x: channel: member of the channel's community, or of the DM */
+	NEED_CHANNEL_WRITER,   /* x: channel: the same, and (a DM) not blocked by another member */
 	NEED_COMMUNITY_MEMBER, /* x: community */
 	NEED_COMMUNITY_READER, /* x: community: public, or a member */
 	NEED_CALL_MEMBER,      /* x: call: uid is a participant */

@@ -282,6 +282,22 @@ export class Townhall extends Emitter {
   editMessage(id, body) { return this.request('PATCH', `/api/messages/${id}`, { body: { body } }); }
   deleteMessage(id) { return this.request('DELETE', `/api/messages/${id}`); }
 
+  // ---- DMs, blocks, read markers ---------------------------------------------------------
+
+  /** Open a DM with 1–9 others (user ids); a 1:1 that exists comes back as is (200). */
+  openDm(userIds) { return this.request('POST', '/api/dms', { body: { user_ids: userIds } }); }
+  /** The caller's DMs, latest activity first, each with last_message and unread. */
+  dms(params) { return this.request('GET', '/api/dms', { query: params }); }
+  leaveDm(id) { return this.request('POST', `/api/dms/${id}/leave`); }
+  block(userId) { return this.request('PUT', `/api/users/${userId}/block`); }
+  unblock(userId) { return this.request('DELETE', `/api/users/${userId}/block`); }
+  blocks(params) { return this.request('GET', '/api/users/me/blocks', { query: params }); }
+  /** Move the read marker of a channel to seq (forward only); resolves {channel_id, read_seq, unread, mentions}.
+   *  Every device hears the move as an inbox event {type: 'unread', ...}. */
+  markRead(channelId, seq) { return this.request('PUT', `/api/channels/${channelId}/read`, { body: { seq } }); }
+  /** {channels: [{channel_id, community_id, last_seq, read_seq, unread, mentions}], notifications, truncated} */
+  unread() { return this.request('GET', '/api/me/unread'); }
+
   // ---- calls & TURN --------------------------------------------------------------------
 
   /** Start the channel's call, or join its ongoing one. */
@@ -339,7 +355,7 @@ function defaultMqttUrl(baseUrl) {
  *   'typing'   {channel_id, user_id}
  *   'presence' {community_id, user_id, status, at}
  *   'event'    community event object (post_created, member_joined, message_deleted, …)
- *   'inbox'    inbox object (call_invite, …; receipts come as 'stored')
+ *   'inbox'    inbox object (call_invite, unread, dm_created, dm_left, …; receipts come as 'stored')
  *   'signal'   {call_id, from, data}
  */
 export class Realtime extends Emitter {

@@ -22,6 +22,8 @@ static struct json_object *channel_json(const struct db_res *r, int row)
 	struct json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "id", user_json_int(db_res_get(r, row, 0)));
+	/* DMs (kind "dm") are the realtime app's (fcgi-apps/realtime/dms.c) */
+	json_object_object_add(o, "kind", json_object_new_string("community"));
 	json_object_object_add(o, "community_id", user_json_int(db_res_get(r, row, 1)));
 	json_object_object_add(o, "name", json_object_new_string(db_res_get(r, row, 2)));
 	json_object_object_add(o, "topic", json_object_new_string(db_res_get(r, row, 3)));

@@ -23,6 +23,8 @@ static const struct {
 			     86400},
 	[LIMIT_REACTION] = {"reaction", "TH_RL_REACTION_MAX", "TH_RL_REACTION_WINDOW", 60, 60},
 	[LIMIT_CALL] = {"call", "TH_RL_CALL_MAX", "TH_RL_CALL_WINDOW", 20, 60},
+	[LIMIT_DM] = {"dm", "TH_RL_DM_MAX", "TH_RL_DM_WINDOW", 20, 3600},
+	[LIMIT_BLOCK] = {"block", "TH_RL_BLOCK_MAX", "TH_RL_BLOCK_WINDOW", 100, 3600},
 	[LIMIT_MESSAGE] = {"msg", NULL, NULL, 0, 0},
 };
 

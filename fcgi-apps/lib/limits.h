@@ -11,6 +11,8 @@
  *   community   TH_RL_COMMUNITY_MAX (5)                    TH_RL_COMMUNITY_WINDOW (86400 s)
  *   reaction    TH_RL_REACTION_MAX (60)                    TH_RL_REACTION_WINDOW (60 s)
  *   call        TH_RL_CALL_MAX (20)                        TH_RL_CALL_WINDOW (60 s)
+ *   dm opened   TH_RL_DM_MAX (20)                          TH_RL_DM_WINDOW (3600 s)
+ *   block       TH_RL_BLOCK_MAX (100)                      TH_RL_BLOCK_WINDOW (3600 s)
  *   message     TH_RL_MSG_INTERVAL_MS (100), TH_RL_MSG_BURST (30): a token
  *               bucket, 10/s with a burst of 30, shared by REST and MQTT
  *               through one Redis key, th:rl:msg:<user_id> (the broker
@@ -35,6 +37,8 @@ enum limit_kind {
 	LIMIT_COMMUNITY,
 	LIMIT_REACTION,
 	LIMIT_CALL,
+	LIMIT_DM,
+	LIMIT_BLOCK,
 	LIMIT_MESSAGE,
 	LIMIT_KINDS
 };

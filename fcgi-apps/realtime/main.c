@@ -1,5 +1,6 @@
 /* th-realtime: the realtime FastCGI app — message history and posting,
- * calls, TURN credentials (API.md: Channels, messages, calls).  Channels
+ * calls, TURN credentials (API.md: Channels, messages, calls); DMs, blocks,
+ * read markers and unread counts (API.md v1.1).  Channels
  * themselves are created and listed by the community app.
  *
  * main.c holds the route table; each resource lives in a file of its own.
@@ -31,6 +32,14 @@ static const struct route routes[] = {
 	{"POST", "/api/calls/:id/join", calls_join, A, 0},
 	{"POST", "/api/calls/:id/leave", calls_leave, A, 0},
 	{"GET", "/api/turn", turn_get, A, 0},
+	{"POST", "/api/dms", dms_create, A | J, 4096},
+	{"GET", "/api/dms", dms_list, A, 0},
+	{"POST", "/api/dms/:id/leave", dms_leave, A, 0},
+	{"PUT", "/api/users/:id/block", blocks_put, A, 0},
+	{"DELETE", "/api/users/:id/block", blocks_delete, A, 0},
+	{"GET", "/api/users/me/blocks", blocks_list, A, 0},
+	{"PUT", "/api/channels/:id/read", reads_put, A | J, 1024},
+	{"GET", "/api/me/unread", reads_unread, A, 0},
 };
 
 static int realtime_init(void)

@@ -98,8 +98,11 @@ static struct json_object *event_new(const char *type, const struct rt_channel *
 	if (!ev)
 		return NULL;
 	json_object_object_add(ev, "type", json_object_new_string(type));
-	json_object_object_add(ev, "community_id", json_object_new_int64(ch->cm.id));
+	/* a DM has no community: its events go to its members' inboxes */
+	json_object_object_add(ev, "community_id",
+			       ch->cm.dm ? NULL : json_object_new_int64(ch->cm.id));
 	json_object_object_add(ev, "channel_id", json_object_new_int64(ch->id));
+	channel_event_inbox(ch, ev);
 	return ev;
 }
 
@@ -372,6 +375,11 @@ void messages_patch(struct http_req *req)
 	}
 	if (ch.cm.banned) {
 		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
+		return;
+	}
+	if (ch.cm.muted) { /* a DM where another member blocked the sender */
+		http_reply_error(req, TH_EFORBIDDEN, "you may not write in this conversation",
+				 NULL);
 		return;
 	}
 	if (jh_string_or_400(req, req->json, "body", 1, MSG_BODY_MAX, JH_REQUIRED | JH_MULTILINE,

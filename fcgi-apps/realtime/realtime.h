@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct json_object;
+
 #include "http.h"
 #include "ids.h"
 #include "policy.h"
@@ -13,10 +15,15 @@
 /* message body: 4000 chars, each up to 12 bytes as a JSON \u escape pair,
  * plus id and reply_to */
 #define RT_BODY_LIMIT (64 * 1024)
+/* people in a DM, the caller included (API.md: 1-9 others) */
+#define RT_DM_MAX 10
 /* What a request knows about a channel, its community and the caller. */
 struct rt_channel {
-	int64_t id;          /* 0: no such channel */
-	struct community cm; /* its community, the caller's standing there */
+	int64_t id;                 /* 0: no such channel */
+	struct community cm;        /* its community, the caller's standing there
+			      * (cm.dm: a DM, no community) */
+	int64_t members[RT_DM_MAX]; /* a DM's members, ascending */
+	int nmembers;
 };
 
 /* access.c: loads channel `channel_id` with its community and the caller's
@@ -36,6 +43,11 @@ int channel_load(struct http_req *req, int64_t channel_id, struct rt_channel *ch
  * not allowed.  what: the noun of the 404 message ("channel", "call"). */
 int channel_check(struct http_req *req, const struct rt_channel *ch, enum role need,
 		  const char *what);
+
+/* Adds "inbox": [members] to an event of a DM channel (the relay publishes
+ * it to each member's user/<id>/inbox; a DM has no events/community topic).
+ * Nothing for a community channel. */
+void channel_event_inbox(const struct rt_channel *ch, struct json_object *ev);
 
 /* BEGIN / COMMIT on the primary; reply 503 (or 500) and return -1 on failure.
  * A transaction left open is rolled back by the app loop. */
@@ -99,5 +111,28 @@ void calls_join(struct http_req *req);
 void calls_leave(struct http_req *req);
 
 void turn_get(struct http_req *req);
+
+/* dms.c */
+void dms_create(struct http_req *req);
+void dms_list(struct http_req *req);
+void dms_leave(struct http_req *req);
+
+/* blocks.c */
+void blocks_put(struct http_req *req);
+void blocks_delete(struct http_req *req);
+void blocks_list(struct http_req *req);
+/* The DM state of user uid in every DM shared with user other, to the
+ * mirror (after a block, an unblock). */
+void blocks_mirror_pair(int64_t uid, int64_t other);
+
+/* reads.c */
+void reads_put(struct http_req *req);
+void reads_unread(struct http_req *req);
+
+/* dmmirror.c: a DM's members and their state (dm_member_state) to the
+ * mirror, after the change committed; best effort like every mirror write. */
+void dm_mirror(int64_t chid);
+/* One member gone from a DM's mirror. */
+void dm_mirror_gone(int64_t chid, int64_t uid);
 
 #endif

@@ -22,7 +22,7 @@
  * Redis also refused the marker's DEL) */
 #define ACL_GEN_TTL_MS 60000
 
-enum kind { K_CHANNEL = 1, K_MEMBER, K_PUBLIC };
+enum kind { K_CHANNEL = 1, K_MEMBER, K_PUBLIC, K_DM };
 
 struct entry {
 	int64_t a, b, val;
@@ -199,19 +199,30 @@ static int64_t is_public(const struct cache_reply *r)
 	return cache_reply_type(r) == CACHE_STR && strcmp(cache_reply_str(r, NULL), "public") == 0;
 }
 
-/* The community of a channel (0: unknown). */
+/* What th:channel:<chid> holds for a DM (lib/mirror.h): no community. */
+#define CHANNEL_DM (-1)
+
+static int64_t as_channel(const struct cache_reply *r)
+{
+	if (cache_reply_type(r) == CACHE_STR && strcmp(cache_reply_str(r, NULL), "dm") == 0)
+		return CHANNEL_DM;
+	return as_int(r);
+}
+
+/* The community of a channel (0: unknown), CHANNEL_DM for a DM. */
 static int channel_community(int64_t ch, int64_t *cid)
 {
 	char rkey[48];
 	const char *argv[] = {"GET", rkey};
 
 	if (!mwatch_mirror_ok())
-		return pg_lookup(K_CHANNEL, "SELECT community_id FROM channels WHERE id = $1", ch,
-				 0, cid);
+		return pg_lookup(K_CHANNEL,
+				 "SELECT coalesce(community_id, -1) FROM channels WHERE id = $1",
+				 ch, 0, cid);
 	if (cached(K_CHANNEL, ch, 0, cid))
 		return 0;
 	snprintf(rkey, sizeof(rkey), "th:channel:%lld", (long long)ch);
-	return lookup(K_CHANNEL, ch, 0, 2, argv, as_int, cid);
+	return lookup(K_CHANNEL, ch, 0, 2, argv, as_channel, cid);
 }
 
 /* The caller's standing in community cid as policy.h's struct community
@@ -316,6 +327,90 @@ static int community_allows(int64_t cid, int64_t uid, enum role need)
 	return policy_decide(&c, uid, need) == TH_OK;
 }
 
+/* The caller's standing in DM ch: K_DM caches ROLE_MEMBER for a member (0:
+ * none), plus FACT_MUTED when another member blocked them, read from the
+ * mirror's th:dm:<ch> (member|muted) or, when it is missing, from the apps'
+ * own SQL function channel_access() (migration 0018); decided by
+ * policy_decide() as the apps do: members read, a muted member may not
+ * publish. */
+#define FACT_MUTED 0x200
+
+static int64_t as_dm_state(const struct cache_reply *r)
+{
+	const char *s;
+
+	if (cache_reply_type(r) != CACHE_STR)
+		return 0;
+	s = cache_reply_str(r, NULL);
+	return strcmp(s, "muted") == 0    ? (int64_t)ROLE_MEMBER | FACT_MUTED
+	       : strcmp(s, "member") == 0 ? (int64_t)ROLE_MEMBER
+					  : 0;
+}
+
+static int pg_dm_facts(int64_t ch, int64_t uid, int64_t *val)
+{
+	char pc[24], pu[24];
+	const char *params[2] = {pu, pc};
+	struct db_res *r;
+
+	acl_misses++;
+	snprintf(pc, sizeof(pc), "%lld", (long long)ch);
+	snprintf(pu, sizeof(pu), "%lld", (long long)uid);
+	r = db_exec(DB_PRIMARY, "SELECT " POLICY_CHANNEL_COLS " FROM channel_access($1, $2) a", 2,
+		    params);
+	if (!r)
+		return -1;
+	*val = 0;
+	if (db_res_rows(r) > 0) {
+		struct community c;
+
+		policy_read_channel(r, 0, 0, &c);
+		if (c.dm)
+			*val = (int64_t)c.my_role | (c.muted ? FACT_MUTED : 0);
+	}
+	db_res_free(r);
+	remember(K_DM, ch, uid, *val, 0);
+	return 0;
+}
+
+static int dm_allows(int64_t ch, int64_t uid, enum role need)
+{
+	char rkey[48], u[24];
+	const char *argv[] = {"HGET", rkey, u};
+	struct community c = {.dm = 1};
+	int64_t val;
+
+	if (!cached(K_DM, ch, uid, &val)) {
+		int rc;
+
+		if (!mwatch_mirror_ok()) {
+			rc = pg_dm_facts(ch, uid, &val);
+		} else {
+			snprintf(rkey, sizeof(rkey), "th:dm:%lld", (long long)ch);
+			snprintf(u, sizeof(u), "%lld", (long long)uid);
+			rc = lookup(K_DM, ch, uid, 3, argv, as_dm_state, &val);
+		}
+		if (rc < 0)
+			return 0;
+	}
+	c.my_role = (enum role)(val & 0xff);
+	c.muted = (val & FACT_MUTED) != 0;
+	return policy_decide(&c, uid, need) == TH_OK;
+}
+
+/* chat/ and typing/ of channel ch: a community channel's members (reading
+ * and writing alike), a DM's members (writing: not muted). */
+static int channel_allows(int64_t ch, int64_t uid, int write)
+{
+	int64_t cid;
+
+	if (channel_community(ch, &cid) < 0)
+		return 0;
+	if (cid == CHANNEL_DM)
+		return dm_allows(ch, uid, write ? ROLE_MEMBER : ROLE_NONE);
+	return community_allows(cid, uid, ROLE_MEMBER);
+}
+
 /* Asked of Redis every time, not cached: a member who leaves a call, or is
  * removed or banned from its community (community/callexit.c), must stop
  * signaling and receiving signals at once (issue 17), and signal traffic
@@ -336,14 +431,15 @@ static int in_call(int64_t call, int64_t uid, int64_t *yes)
 
 int acl_allowed(const struct acl_decision *d, int64_t uid)
 {
-	int64_t cid, yes, yes2;
+	int64_t yes, yes2;
 
 	switch (d->need) {
 	case NEED_ALLOW:
 		return 1;
 	case NEED_CHANNEL_MEMBER:
-		return channel_community(d->x, &cid) == 0 &&
-		       community_allows(cid, uid, ROLE_MEMBER);
+		return channel_allows(d->x, uid, 0);
+	case NEED_CHANNEL_WRITER:
+		return channel_allows(d->x, uid, 1);
 	case NEED_COMMUNITY_MEMBER:
 		return community_allows(d->x, uid, ROLE_MEMBER);
 	case NEED_COMMUNITY_READER:

@@ -4,7 +4,9 @@
  * questions are decided by lib/policy.h's policy_decide() on the caller's
  * role, ban and the community's visibility: the rule the apps apply, from
  * the mirror or, when it is missing, from the apps' own SQL function
- * community_access().
+ * community_access().  A DM's chat/ and typing/ topics are its members'
+ * (th:dm:<channel>, or channel_access() of migration 0018), and a member
+ * another member blocked ("muted") may subscribe but not publish.
  *
  * An answer from the mirror is kept while the mirror's generation stays
  * what it was before the question (acl_set_generation, once a second from

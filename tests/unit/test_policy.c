@@ -75,6 +75,23 @@ static void test_act(void **state)
 	assert_int_equal(policy_decide(&c, 5, ROLE_OWNER), TH_OK);
 }
 
+/* a DM: members only read, a muted member (blocked by another) may not act */
+static void test_dm(void **state)
+{
+	struct community c = {.dm = 1};
+
+	(void)state;
+	assert_int_equal(policy_decide(&c, 5, ROLE_NONE), TH_ENOTFOUND);
+	assert_int_equal(policy_decide(&c, 0, ROLE_NONE), TH_ENOTFOUND);
+	c.my_role = ROLE_MEMBER;
+	assert_int_equal(policy_decide(&c, 5, ROLE_NONE), TH_OK);
+	assert_int_equal(policy_decide(&c, 5, ROLE_MEMBER), TH_OK);
+	assert_int_equal(policy_decide(&c, 5, ROLE_MODERATOR), TH_EFORBIDDEN);
+	c.muted = 1;
+	assert_int_equal(policy_decide(&c, 5, ROLE_NONE), TH_OK);
+	assert_int_equal(policy_decide(&c, 5, ROLE_MEMBER), TH_EFORBIDDEN);
+}
+
 static void test_ids(void **state)
 {
 	char buf[24];
@@ -94,9 +111,8 @@ static void test_ids(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roles),
-		cmocka_unit_test(test_read),
-		cmocka_unit_test(test_act),
+		cmocka_unit_test(test_roles), cmocka_unit_test(test_read),
+		cmocka_unit_test(test_act),   cmocka_unit_test(test_dm),
 		cmocka_unit_test(test_ids),
 	};
 

@@ -65,13 +65,13 @@ static void test_chat_rules(void **state)
 
 	(void)state;
 	d = decide("chat/12/7", ACL_WRITE, 7);
-	assert_int_equal(d.need, NEED_CHANNEL_MEMBER);
+	assert_int_equal(d.need, NEED_CHANNEL_WRITER);
 	assert_int_equal(d.x, 12);
 	assert_int_equal(NEED("chat/12/8", ACL_WRITE, 7), NEED_DENY); /* forged sender */
 	assert_int_equal(NEED("chat/12/+", ACL_SUBSCRIBE, 7), NEED_CHANNEL_MEMBER);
 	assert_int_equal(NEED("chat/12/8", ACL_SUBSCRIBE, 7), NEED_CHANNEL_MEMBER);
 	assert_int_equal(NEED("chat/12/8", ACL_READ, 7), NEED_CHANNEL_MEMBER);
-	assert_int_equal(NEED("typing/12/7", ACL_WRITE, 7), NEED_CHANNEL_MEMBER);
+	assert_int_equal(NEED("typing/12/7", ACL_WRITE, 7), NEED_CHANNEL_WRITER);
 	assert_int_equal(NEED("typing/12/9", ACL_WRITE, 7), NEED_DENY);
 	assert_int_equal(NEED("chat/+/+", ACL_SUBSCRIBE, 7), NEED_DENY);
 	assert_int_equal(NEED("#", ACL_SUBSCRIBE, 7), NEED_DENY);

@@ -1,0 +1,180 @@
+/* reads: read markers and unread counts (API.md v1.1 "Read markers and
+ * unread counts").
+ *
+ * Counts come from seq, never from counting messages: a channel's last_seq
+ * and the caller's read_seq (channel_reads, db/migrations/0018_dms_reads.sql)
+ * give unread = last_seq - read_seq, which is exactly the stored messages
+ * after the marker that others sent, because a sender's marker moves to
+ * each message they send, in the transaction that numbers it
+ * (message_store()), and never back.  GET /api/me/unread is one query: the
+ * caller's channels (communities they are a member of, their DMs) joined to
+ * their markers, keeping those with last_seq > read_seq.
+ *
+ * Every move of a marker is announced on user/<id>/inbox ({"type": "unread",
+ * ...}, queued in the transaction, published by the bridge after the commit),
+ * so the caller's other devices agree. */
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "jh.h"
+#include "log.h"
+#include "realtime.h"
+#include "reply.h"
+
+/* channels in one answer of GET /api/me/unread; more: "truncated": true */
+#define UNREAD_MAX 2000
+#define UNREAD_MAX_S "2000"
+
+/* {"type": "unread", user_id, channel_id, read_seq, unread, mentions}, or
+ * (event 0) the same without type and user_id: the route's answer. */
+static struct json_object *counts(int event, int64_t uid, int64_t chid, int64_t read_seq,
+				  int64_t unread)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (!o)
+		return NULL;
+	if (event) {
+		json_object_object_add(o, "type", json_object_new_string("unread"));
+		json_object_object_add(o, "user_id", json_object_new_int64(uid));
+	}
+	json_object_object_add(o, "channel_id", json_object_new_int64(chid));
+	json_object_object_add(o, "read_seq", json_object_new_int64(read_seq));
+	json_object_object_add(o, "unread", json_object_new_int64(unread));
+	json_object_object_add(o, "mentions", json_object_new_int64(0));
+	return o;
+}
+
+/* PUT /api/channels/:id/read {seq}: a reader of the channel.  The marker
+ * moves forward only (a lower seq changes nothing); seq beyond the
+ * channel's last seq, or negative: 400. */
+void reads_put(struct http_req *req)
+{
+	struct rt_channel ch;
+	int64_t chid, seq, last, old, now;
+	char me[24], c[24], s[24];
+	struct db_res *r;
+	struct json_object *ev, *out;
+
+	if (jh_id_or_404(req, http_param(req, "id"), &chid) < 0 ||
+	    channel_access(req, chid, ROLE_NONE, &ch) < 0 ||
+	    jh_int_or_400(req, req->json, "seq", 0, INT64_MAX, true, NULL, &seq) < 0)
+		return;
+	if (db_begin_or_reply(req) < 0)
+		return;
+	{
+		const char *params[] = {ids_text(me, req->user_id), ids_text(c, chid),
+					ids_text(s, seq)};
+
+		/* last_seq only grows: a seq at or below it now stays valid */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH ch AS (SELECT last_seq FROM channels WHERE id = $2), "
+				     "old AS (SELECT read_seq FROM channel_reads WHERE user_id = "
+				     "$1 AND "
+				     "channel_id = $2), "
+				     "up AS (INSERT INTO channel_reads (user_id, channel_id, "
+				     "read_seq) "
+				     "SELECT $1, $2, $3 FROM ch WHERE $3::bigint <= ch.last_seq "
+				     "ON CONFLICT (user_id, channel_id) DO UPDATE SET read_seq = "
+				     "EXCLUDED.read_seq WHERE channel_reads.read_seq < "
+				     "EXCLUDED.read_seq "
+				     "RETURNING read_seq) "
+				     "SELECT ch.last_seq, coalesce((SELECT read_seq FROM old), 0), "
+				     "coalesce((SELECT read_seq FROM up), (SELECT read_seq FROM "
+				     "old), 0) FROM ch",
+				     3, params);
+	}
+	if (!r)
+		return;
+	if (db_res_rows(r) != 1) { /* deleted since channel_access() */
+		db_rollback();
+		http_reply_error(req, TH_ENOTFOUND, "no such channel", NULL);
+		return;
+	}
+	last = strtoll(db_res_get(r, 0, 0), NULL, 10);
+	old = strtoll(db_res_get(r, 0, 1), NULL, 10);
+	now = strtoll(db_res_get(r, 0, 2), NULL, 10);
+	if (seq > last) {
+		db_rollback();
+		http_reply_error(req, TH_EVALIDATION,
+				 "seq is beyond the channel's last message (its last_seq)", "seq");
+		return;
+	}
+	out = counts(0, req->user_id, chid, now, last - now);
+	if (!out) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
+	if (now > old) {
+		ev = counts(1, req->user_id, chid, now, last - now);
+		if (!ev) {
+			json_object_put(out);
+			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+			return;
+		}
+		if (events_emit_json(req, ev) < 0) {
+			json_object_put(out);
+			return;
+		}
+	}
+	if (db_commit_or_reply(req) < 0) {
+		json_object_put(out);
+		return;
+	}
+	http_reply_json(req, 200, out);
+}
+
+/* GET /api/me/unread: {channels: [{channel_id, community_id, last_seq,
+ * read_seq, unread, mentions}], notifications, truncated} — the caller's
+ * channels with unread messages, by channel id, in one query. */
+void reads_unread(struct http_req *req)
+{
+	char me[24];
+	struct db_res *r;
+	struct json_object *o, *list;
+	int n;
+
+	{
+		const char *params[] = {ids_text(me, req->user_id)};
+
+		/* unread_channels(): db/migrations/0018_dms_reads.sql */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT channel_id, community_id, last_seq, read_seq "
+				     "FROM unread_channels($1) ORDER BY channel_id "
+				     "LIMIT " UNREAD_MAX_S " + 1",
+				     1, params);
+	}
+	if (!r)
+		return;
+	o = json_object_new_object();
+	list = json_object_new_array();
+	if (!o || !list) {
+		json_object_put(o);
+		json_object_put(list);
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return;
+	}
+	n = db_res_rows(r);
+	for (int i = 0; i < n && i < UNREAD_MAX; i++) {
+		int64_t last = strtoll(db_res_get(r, i, 2), NULL, 10);
+		int64_t rs = strtoll(db_res_get(r, i, 3), NULL, 10);
+		struct json_object *e = counts(0, 0, strtoll(db_res_get(r, i, 0), NULL, 10), rs,
+					       last - rs);
+
+		if (!e)
+			continue;
+		json_object_object_add(e, "community_id",
+				       db_res_isnull(r, i, 1) ? NULL
+							      : user_json_int(db_res_get(r, i, 1)));
+		json_object_object_add(e, "last_seq", json_object_new_int64(last));
+		json_object_array_add(list, e);
+	}
+	json_object_object_add(o, "channels", list);
+	/* notifications do not exist yet (API.md "Mentions and notifications") */
+	json_object_object_add(o, "notifications", json_object_new_int64(0));
+	json_object_object_add(o, "truncated", json_object_new_boolean(n > UNREAD_MAX));
+	http_reply_json(req, 200, o);
+}
