@@ -2,7 +2,13 @@
 // and the goals its verdicts check. tests/bench/run.mjs runs a scenario and writes one JSON
 // result; tests/bench/render.mjs turns results into docs/benchmarks.md sections and plots.
 // Durations, rounds and connections come from the BENCH_* knobs of scripts/bench (defaults
-// in run.mjs); a scenario may pin its own.
+// in run.mjs and at the head of scripts/bench); a scenario may pin its own.
+//
+// Goals (tests/bench/verdict.mjs): `metric` names a figure the part's renderer computes
+// from the raw result (tests/bench/render-PART.mjs, figures()); atLeast / atMost / equals
+// the bound; `short` the words of the Targets line; `unit` the bound's unit in the table;
+// `why` a figure that, when set, says why the goal is not met whatever the value;
+// `gate: true` fails the run (scripts/bench exits 1) when not met.
 
 export const scenarios = {
   foundation: {
@@ -21,6 +27,25 @@ export const scenarios = {
     // a run with any error (non-2xx, socket errors) fails the part
     goals: [
       { label: 'errors in every round of every target', metric: 'errors_total', atMost: 0 },
+    ],
+  },
+  auth: {
+    title: 'Auth: token verification, /api/auth/me, logins',
+    kind: 'raw',
+    // the targets of the wrk rounds (fcgi and me alternate; login rounds each followed
+    // by the argon2id reference, th-token_bench argon2)
+    targets: [
+      { name: 'fcgi', label: '/bench/fcgi (bare libfcgi)', path: '/bench/fcgi' },
+      { name: 'me', label: '/api/auth/me (token + per-worker cache)', path: '/api/auth/me' },
+      { name: 'login', label: '/api/auth/login (argon2id + PG + Redis)', path: '/api/auth/login' },
+    ],
+    references: { me: 'fcgi', login: 'th-token_bench argon2 (bare argon2id verifies, one process a core)' },
+    goals: [
+      { metric: 'verify_cached', short: 'cached verification ≥ 1,000,000/s', atLeast: 1000000, unit: '/s' },
+      { metric: 'me_fcgi', short: 'me/fcgi ≥ 0.8', atLeast: 0.8 },
+      { metric: 'me_p99', short: 'me p99 ≤ 10 ms', atMost: 10, unit: 'ms' },
+      { metric: 'login_argon2', short: 'logins/argon2id ≥ 0.9', atLeast: 0.9, why: 'login_failed' },
+      { metric: 'errors_total', short: 'no error in any round', equals: 0, gate: true },
     ],
   },
 };
