@@ -14,6 +14,8 @@
 //                      (th-token_bench) or "tag k=v k=v ..." lines (th-mqtt_load,
 //                      th-bridge_load, extra k=v appended by the script)
 //   text-N.txt         text kept as it is (an EXPLAIN plan)
+//   lat-N.us           one latency a line in µs (pgbench's per-transaction log): kept as
+//                      its count and nearest-rank percentiles in ms, not every value
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +42,17 @@ export function parseLines(text) {
     out.push(rec);
   }
   return out;
+}
+
+// nearest-rank percentiles (ms) of latencies in µs, one a line
+export function latencies(text) {
+  const v = text.split('\n').filter((l) => l.trim() !== '').map(Number).filter(Number.isFinite).sort((a, b) => a - b);
+  const q = (p) => {
+    if (!v.length) return NaN;
+    const i = Math.min(v.length, Math.max(1, Math.ceil(v.length * p)));
+    return v[i - 1] / 1000;
+  };
+  return { n: v.length, p50: q(0.5), p75: q(0.75), p90: q(0.9), p99: q(0.99), max: q(1) };
 }
 
 export function parseFacts(text) {
@@ -73,6 +86,11 @@ export function collect(part, dir) {
     const m = /^text-(.+)\.txt$/.exec(n);
     if (m) text[m[1]] = readFileSync(path.join(dir, n), 'utf8').replace(/\n+$/, '');
   }
+  const lat = {};
+  for (const n of names) {
+    const m = /^lat-(.+)\.us$/.exec(n);
+    if (m) lat[m[1]] = latencies(readFileSync(path.join(dir, n), 'utf8'));
+  }
   const knobs = {}, settings = {}, rest = {};
   for (const [k, v] of Object.entries(facts)) {
     if (k.startsWith('knob.')) knobs[k.slice(5)] = v;
@@ -94,6 +112,7 @@ export function collect(part, dir) {
     facts: rest,
     wrk,
     tools,
+    latencies: lat,
     text,
   };
 }

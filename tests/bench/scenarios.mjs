@@ -48,4 +48,28 @@ export const scenarios = {
       { metric: 'errors_total', short: 'no error in any round', equals: 0, gate: true },
     ],
   },
+  community: {
+    title: 'Community: cached feed, uncached feed query, post creation',
+    kind: 'raw',
+    // wrk rounds: fcgi_feed and feed alternate (before the seeding), then uncached
+    // (cursor pages through nginx), then fcgi_create and create alternate; pgbench runs
+    // the feed SELECT of the th-community binary on the seeded posts
+    targets: [
+      { name: 'fcgi_feed', label: '/bench/fcgi (bare libfcgi), rounds with the feed', path: '/bench/fcgi' },
+      { name: 'feed', label: 'GET /api/communities/:id/posts, cached', path: '/api/communities/:id/posts' },
+      { name: 'uncached', label: 'GET /api/communities/:id/posts?cursor=, uncached', path: '/api/communities/:id/posts?cursor=' },
+      { name: 'fcgi_create', label: '/bench/fcgi (bare libfcgi), rounds with post creation', path: '/bench/fcgi' },
+      { name: 'create', label: 'POST /api/communities/:id/posts', path: '/api/communities/:id/posts' },
+    ],
+    references: { feed: 'fcgi_feed', create: 'fcgi_create' },
+    goals: [
+      { metric: 'feed_fcgi', short: 'feed/fcgi ≥ 0.7', atLeast: 0.7, why: 'cache_miss' },
+      { metric: 'feed_p99', short: 'cached feed p99 ≤ 10 ms', atMost: 10, unit: 'ms', why: 'cache_miss' },
+      { metric: 'pg_p99', short: 'uncached feed query p99 ≤ 5 ms', atMost: 5, unit: 'ms', why: 'pg_failed' },
+      { metric: 'create_errors', short: 'post creation without errors', equals: 0, why: 'create_failed' },
+      { metric: 'errors_total', short: 'no error in any round', equals: 0, gate: true },
+      { metric: 'cache_hit', short: 'every measured feed request a cache hit', equals: 1, gate: true },
+      { metric: 'feed_index', short: 'the feed query scans posts_feed_idx', equals: 1, gate: true },
+    ],
+  },
 };
