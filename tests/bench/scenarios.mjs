@@ -72,4 +72,24 @@ export const scenarios = {
       { metric: 'feed_index', short: 'the feed query scans posts_feed_idx', equals: 1, gate: true },
     ],
   },
+  mqtt: {
+    title: 'MQTT over WebSocket: subscribers, fan-out, plugin and nginx cost',
+    kind: 'raw',
+    // fan-out rounds rotate plain -> direct -> nginx (each leads one round); then the
+    // connection runs (direct with a fan-out before and while held, nginx, the cap run)
+    targets: [
+      { name: 'plain', label: 'plain mosquitto, no plugin, its WebSocket listener (BASE+7)' },
+      { name: 'direct', label: 'the tier: th-wsfront (BASE+4) → edge e0 + plugin' },
+      { name: 'nginx', label: 'the tier through nginx /mqtt' },
+    ],
+    references: { direct: 'plain', nginx: 'direct' },
+    goals: [
+      { metric: 'conns_held', short: 'every subscriber held', equals: 1, why: 'conns_why', gate: true },
+      { metric: 'bcast_all', short: 'broadcast to every one', equals: 1, why: 'bcast_why', gate: true },
+      { metric: 'fan_p99', short: 'fan-out p99 ≤ 10 ms', atMost: 10, unit: 'ms' },
+      { metric: 'fan_nginx_p99', short: 'through nginx ≤ 10 ms', atMost: 10, unit: 'ms' },
+      { metric: 'fan_held_p99', short: 'with the subscribers held ≤ 10 ms', atMost: 10, unit: 'ms', why: 'held_why' },
+      { metric: 'plugin_cost', short: 'plugin cost ≤ 1.3', atMost: 1.3 },
+    ],
+  },
 };
