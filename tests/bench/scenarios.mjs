@@ -92,4 +92,25 @@ export const scenarios = {
       { metric: 'plugin_cost', short: 'plugin cost ≤ 1.3', atMost: 1.3 },
     ],
   },
+  bridge: {
+    title: 'Bridge: sustained persistence rate, the broker alone, publish → stored latency',
+    kind: 'raw',
+    // rate steps (BENCH_BRIDGE_RATES) through the bridge, stopping after the first that
+    // does not keep up, then a closed-loop window run; the same against the broker alone
+    // (bridge stopped, one plain QoS 1 subscriber) in the same run
+    targets: [
+      { name: 'steps', label: 'bridge, stored receipts (-S receipts)' },
+      { name: 'window', label: 'bridge, closed loop (-W)' },
+      { name: 'broker', label: 'broker alone, one QoS 1 subscriber (-S sub)' },
+      { name: 'brokerwin', label: 'broker alone, closed loop' },
+    ],
+    references: { steps: 'broker', window: 'brokerwin' },
+    // a step keeps up: sent ≥ 95 % of the offered rate, backlog at its end ≤ 0.25 s worth
+    // of the rate, backlog growth over its second half ≤ 0.05 s worth
+    keepsUp: { sent: 0.95, backlogEnd: 0.25, backlogGrowth: 0.05 },
+    goals: [
+      { metric: 'best', short: '≥ 50,000 msg/s persisted without growing lag', atLeast: 50000 },
+      { metric: 'history', short: 'every message sent stored exactly once', equals: 1, gate: true },
+    ],
+  },
 };
