@@ -30,14 +30,16 @@ export function parseLines(text) {
   for (const line of text.split('\n')) {
     const w = line.trim().split(/\s+/).filter(Boolean);
     if (!w.length) continue;
-    const rec = { tag: w[0] };
-    const kv = w.slice(1).filter((x) => x.includes('='));
+    // a line of k=v only (th-thumb_bench) has the empty tag
+    const tagged = !w[0].includes('=');
+    const rec = { tag: tagged ? w[0] : '' };
+    const kv = w.slice(tagged ? 1 : 0).filter((x) => x.includes('='));
     if (kv.length) {
       for (const x of kv) {
         const i = x.indexOf('=');
         rec[x.slice(0, i)] = num(x.slice(i + 1));
       }
-    } else if (w.length === 2) rec.value = num(w[1]);
+    } else if (w.length === 2 && tagged) rec.value = num(w[1]);
     else rec.words = w.slice(1).join(' ');
     out.push(rec);
   }

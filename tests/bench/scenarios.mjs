@@ -113,4 +113,28 @@ export const scenarios = {
       { metric: 'history', short: 'every message sent stored exactly once', equals: 1, gate: true },
     ],
   },
+  media: {
+    title: 'Media: 10 MiB uploads, thumbnails of a 12 MP JPEG, ranged downloads',
+    kind: 'raw',
+    // uploads in pairs /bench/upload then /api/media (curl, one at a time); thumbnails in
+    // process (th-thumb_bench); ranged wrk rounds alternating these targets
+    targets: [
+      { name: 'static', label: '/bench/files/big.mp4 (nginx alone)' },
+      { name: 'signed', label: '/media/:id/original?exp=&sig=' },
+      { name: 'bearer', label: '/media/:id/original + Authorization: Bearer' },
+      { name: 'auth', label: 'signed URL + If-None-Match (304)' },
+      { name: 'fcgi', label: '/bench/fcgi' },
+      { name: 'open_static', label: 'open-ended ranges, nginx alone' },
+      { name: 'open_signed', label: 'open-ended ranges, signed URL' },
+    ],
+    references: { upload: '/bench/upload', signed: 'static', bearer: 'static', auth: 'fcgi', open_signed: 'open_static' },
+    goals: [
+      { metric: 'up_med', short: '10 MiB upload median ≤ 0.2 s', atMost: 0.2, unit: 's' },
+      { metric: 'up_worst', short: 'worst < 5 s', atMost: 5, unit: 's' },
+      { metric: 'signed', short: 'signed ranges ≥ 0.9 of nginx alone', atLeast: 0.9 },
+      { metric: 'open', short: 'open-ended ranges ≥ 0.9 of nginx alone', atLeast: 0.9 },
+      { metric: 'upload_errors', short: 'every upload answered 201 (200 for /bench/upload)', equals: 0, gate: true },
+      { metric: 'errors_total', short: 'no error in any ranged round', equals: 0, gate: true },
+    ],
+  },
 };
