@@ -219,3 +219,12 @@ test('bridge: the highest step that kept up, the history check, CPU % from ticks
   res.facts.messages_distinct = 149999;
   assert.equal(failed(bridgeR.figures(res).goals), true);
 });
+
+import { stormBack } from './render-realtime.mjs';
+
+test('realtime storm: first drop to the last holder whole again; a holder never whole is n/a', () => {
+  const h = (d, ...fulls) => [{ tag: 'drop', t_ns: d }, ...fulls.map((t) => ({ tag: 'full', t_ns: t }))];
+  assert.equal(stormBack([h(2e9, 5e9), [], h(1e9, 3e9, 7e9)]), 6); // 1 s → 7 s
+  assert.ok(Number.isNaN(stormBack([h(1e9, 3e9), h(2e9)])));
+  assert.ok(Number.isNaN(stormBack([[], []]))); // nobody lost a client
+});

@@ -137,4 +137,28 @@ export const scenarios = {
       { metric: 'errors_total', short: 'no error in any ranged round', equals: 0, gate: true },
     ],
   },
+  'realtime-100k': {
+    title: 'Real time for 100,000 clients: the tier beside one plain broker',
+    kind: 'raw',
+    // two systems in one run: the plain mosquitto (BENCH_RT_PLAIN_CONNS clients), then the
+    // tier (BENCH_RT_CONNS): hold, idle, fan-out while held, one message to all, a storm;
+    // then chat persisted by two bridges against the hub alone
+    targets: [
+      { name: 'tier', label: 'the tier: th-wsfront (BASE+4) → edges + plugin, hub' },
+      { name: 'plain', label: 'plain mosquitto, one process, WebSocket (BASE+32)' },
+    ],
+    references: { tier: 'plain', bridges: 'the hub alone (rt-hub steps)' },
+    goals: [
+      { metric: 'held_short', short: 'every client held', atMost: 0 },
+      { metric: 'per_conn', short: 'memory per connection ≤ 10 KB', atMost: 10240 },
+      { metric: 'fan_one', short: 'fan-out p99, one edge, ≤ 10 ms', atMost: 10 },
+      { metric: 'fan_spread', short: 'fan-out p99, spread, ≤ 10 ms', atMost: 10 },
+      { metric: 'bcast_ms', short: 'one message to all ≤ 2 s', atMost: 2000, why: 'bcast_why' },
+      { metric: 'bridge_ratio', short: 'bridges ÷ hub alone ≥ 0.9', atLeast: 0.9 },
+      { metric: 'back_s', short: 'storm: all back ≤ 30 s', atMost: 30 },
+      { metric: 'lost', short: 'storm: no fan-out delivery missing', atMost: 0 },
+      { metric: 'stall_ms', short: 'storm: longest ping ≤ 1 s', atMost: 1000 },
+      { metric: 'history', short: 'every persisted message stored once', equals: 1, gate: true },
+    ],
+  },
 };
