@@ -228,3 +228,36 @@ test('realtime storm: first drop to the last holder whole again; a holder never 
   assert.ok(Number.isNaN(stormBack([h(1e9, 3e9), h(2e9)])));
   assert.ok(Number.isNaN(stormBack([[], []]))); // nobody lost a client
 });
+
+import { fanSummary, connSummary } from './render-mqtt.mjs';
+import { explainFacts } from './render-community.mjs';
+
+test('mqtt: fan-out medians, CPU per delivery from ticks, deliveries missing; a connection run summed over its processes', () => {
+  const run = (p99, mps, deliveries) => [
+    { tag: 'rate', p50_ms: 1, p99_ms: p99, max_ms: 9, expected: 1000, deliveries: 1000 },
+    { tag: 'max', msgs_per_s: mps, deliveries_per_s: mps * 100, p99_ms: 20, expected: 5000, deliveries },
+    { tag: 'total', deliveries: 6000 },
+    { tag: 'cpu', broker_ticks: 6, nginx_ticks: 0, hz: 100 },
+  ];
+  const f = fanSummary([run(5, 2000, 5000), run(7, 1000, 4990), run(6, 1500, 5000)]);
+  assert.equal(f.p99, 6);
+  assert.equal(f.mps, 1500);
+  assert.equal(f.cpu, 10); // 6 ticks = 60 ms over 6000 deliveries
+  assert.equal(f.lost, 10);
+  const c = connSummary(
+    [[{ tag: 'ready', ok: 900, failed: 0, refused: 0, subfail: 0, start_ns: 1e9, end_ns: 2e9 }, { tag: 'recv', conns_all: 900, msgs: 900, extra: 0, closed: 0, p50_ms: 5, p99_ms: 9, max_ms: 10 }],
+      [{ tag: 'ready', ok: 100, failed: 2, refused: 2, subfail: 0, start_ns: 1.5e9, end_ns: 3e9 }, { tag: 'recv', conns_all: 99, msgs: 99, extra: 0, closed: 1, p50_ms: 6, p99_ms: 8, max_ms: 12 }]],
+    [[{ tag: 'run', asked: 1002, rss_before_kb: 1000, rss_after_kb: 3000, nginx_short_before: 0, nginx_short_after: 0 }]],
+  );
+  assert.equal(c.ok, 1000);
+  assert.equal(c.secs, 2); // first connect 1 s → last SUBACK 3 s
+  assert.equal(c.rate, 500);
+  assert.equal(c.per, 2048);
+  assert.equal(c.got, 999);
+  assert.equal(c.max, 12); // the highest of the processes' own
+});
+
+test('community: the EXPLAIN facts (feed index used, no Sort above the per-post subqueries)', () => {
+  assert.deepEqual(explainFacts('Limit\n  ->  Index Scan using posts_feed_idx on posts p\n  SubPlan 1\n    ->  Sort'), { index: true, sorts: 0 });
+  assert.deepEqual(explainFacts('Limit\n  ->  Sort\n    ->  Seq Scan on posts p'), { index: false, sorts: 1 });
+});

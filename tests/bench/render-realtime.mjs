@@ -3,7 +3,7 @@
 // lines, the fan-out, ping, idle-CPU and bridge runs (scripts/lib/bench-rt.sh collects).
 import { scenarios } from './scenarios.mjs';
 import { evaluate, verdictText } from './verdict.mjs';
-import { records, ratio, f0, f1, raw } from './stats.mjs';
+import { records, ratio, f0, f1, f2, raw } from './stats.mjs';
 import { keepsUp } from './keeps-up.mjs';
 import { begin, end, machine } from './section.mjs';
 
@@ -137,7 +137,7 @@ export function section(res) {
   L.push(`| the same, subscribers of 10 users (spread over edges) | ${fan('tier-spread')} | ${na(fanP99(res, 'plain-spread'))} | ≤ 10 ms | ${verdictText(g.fan_spread)} |`);
   L.push(`| the same through nginx /mqtt: one user / spread | ${fan('nginx-one')} / ${fan('nginx-spread')} | — | report | — |`);
   L.push(`| one message to every held subscriber: last receipt after, ms (p99) | ${raw(tier.bcastMs)} (${raw(tier.bcastP99)}), ${tier.bcastN} received | ${na(p.bcastMs)} (${na(p.bcastP99)}), ${na(p.bcastN)} received | ≤ 2000 ms | ${verdictText(g.bcast_ms)} |`);
-  L.push(`| chat persisted by ${f.bridges} bridges, highest step kept up ÷ the hub alone (msg/s) | ${raw(Number.isFinite(m.bridge_ratio) ? Number(m.bridge_ratio.toFixed(2)) : NaN)} (${atLeastLast(best)} ÷ ${atLeastLast(hubBest)}) | — | ≥ 0.9 | ${verdictText(g.bridge_ratio)} |`);
+  L.push(`| chat persisted by ${f.bridges} bridges, highest step kept up ÷ the hub alone (msg/s) | ${f2(m.bridge_ratio)} (${atLeastLast(best)} ÷ ${atLeastLast(hubBest)}) | — | ≥ 0.9 | ${verdictText(g.bridge_ratio)} |`);
   L.push(`| reconnect storm: killed | ${tier.victim} | the broker, restarted at once | — | — |`);
   L.push(`| storm: clients dropped, all back after s | ${tier.dropped}, ${Number.isFinite(tier.back) ? f1(tier.back) : 'n/a'} | ${na(p.dropped)}, ${plain && Number.isFinite(p.back) ? f1(p.back) : 'n/a'} | ≤ 30 s | ${verdictText(g.back_s)} |`);
   L.push(`| storm: fan-out deliveries missing (one user's ${k.mqtt_subs} subscribers, not on the killed edge) | ${raw(tier.lost)} | ${plain ? `${raw(p.lost)} (its clients were on the killed broker)` : 'n/a'} | 0 | ${verdictText(g.lost)} |`);
