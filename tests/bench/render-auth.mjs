@@ -19,6 +19,8 @@ export function figures(res) {
   m.login_errors = w.login.errors;
   m.login_failed = w.login.errors > 0 ? 'failed logins' : '';
   m.errors_total = w.fcgi.errors + w.me.errors + w.login.errors;
+  // every target and tool measured: a run that measured nothing has no errors either
+  m.measured = ['fcgi', 'me', 'login'].every((n) => w[n].rounds > 0) && res.tools.verify?.length && res.tools.argon2?.length ? 1 : 0;
   const goals = evaluate(sc.goals, m);
   return { w, m, goals };
 }

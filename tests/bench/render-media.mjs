@@ -41,6 +41,8 @@ export function figures(res) {
     thumb: medianOf(res.tools.thumb, '', 'rate'), thumb_all: medianOf(res.tools.thumball, '', 'rate'),
     upload_errors: upErrors + refErrors + jpegErrors,
     errors_total: RANGED.reduce((n, t) => n + w[t].errors, 0),
+    // every upload kind and ranged target measured
+    measured: up.length && ref.length && RANGED.every((n) => w[n].rounds > 0) ? 1 : 0,
   };
   const goals = evaluate(scenarios.media.goals, m);
   return { u, w, m, mibs, staticUs, authUs, upErrors, refErrors, goals };

@@ -46,6 +46,7 @@ export const scenarios = {
       { metric: 'me_p99', short: 'me p99 ≤ 10 ms', atMost: 10, unit: 'ms' },
       { metric: 'login_argon2', short: 'logins/argon2id ≥ 0.9', atLeast: 0.9, why: 'login_failed' },
       { metric: 'errors_total', short: 'no error in any round', equals: 0, gate: true },
+      { metric: 'measured', short: 'every target and reference measured', equals: 1, gate: true },
     ],
   },
   community: {
@@ -135,6 +136,7 @@ export const scenarios = {
       { metric: 'open', short: 'open-ended ranges ≥ 0.9 of nginx alone', atLeast: 0.9 },
       { metric: 'upload_errors', short: 'every upload answered 201 (200 for /bench/upload)', equals: 0, gate: true },
       { metric: 'errors_total', short: 'no error in any ranged round', equals: 0, gate: true },
+      { metric: 'measured', short: 'uploads, references and every ranged target measured', equals: 1, gate: true },
     ],
   },
   'realtime-100k': {
