@@ -50,7 +50,8 @@ export function barChart({ title, categories, series, unit, width = 720 }) {
       const y = y0 + j * (barH + gap);
       const w = Number.isFinite(v) ? Math.max(1, v * scale) : 0;
       out.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${colors[j % colors.length]}"/>`);
-      out.push(`<text x="${left + w + 4}" y="${y + barH - 3}">${esc(s.label)} ${Number.isFinite(v) ? v.toFixed(2) : 'n/a'} ${esc(unit)}</text>`);
+      const fig = Number.isFinite(v) ? v.toFixed(Math.abs(v) >= 100 ? 0 : 2) : 'n/a';
+      out.push(`<text x="${(left + w + 4).toFixed(1)}" y="${y + barH - 3}">${esc(s.label)} ${fig} ${esc(unit)}</text>`);
     });
   });
   out.push(`<text x="${left}" y="${height - 12}" fill="#555">bars: medians over the rounds, ${esc(unit)}</text>`, '</svg>');
