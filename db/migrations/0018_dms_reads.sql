@@ -49,7 +49,9 @@ CREATE INDEX blocks_blocked_idx ON blocks (blocked_id, blocker_id);
 -- (under the channel's row lock, so it is the channel's newest), and no
 -- path moves a marker back.  Edits keep a message's seq and a deleted
 -- message keeps its row and seq (a tombstone in history), so neither
--- changes a count.  No row: read_seq 0.
+-- changes a count.  No row: read_seq 0.  The one inexactness is 0016's
+-- known hole (a seq left unused when a client stores one id in two channels
+-- at the same instant): it counts as one unread message until read past.
 CREATE TABLE channel_reads (
     user_id    bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     channel_id bigint NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
@@ -120,9 +122,11 @@ $fn$;
 -- member, with counts read under the channel locks this call holds.  Both
 -- writers (REST, the bridge) store through it, so both publish the same
 -- events; the bridge publishes them after the commit, within a second.
--- Community channels announce the senders' own markers only: a count per
--- member per message would be a fan-out of the community's size; members
--- learn new messages on chat/<channel>/+ and read GET /api/me/unread.
+-- Community channels announce the senders' own markers, and the channel's
+-- new last_seq once on events/community/<id> ("channel_activity"): a count
+-- per member per message would be a fan-out of the community's size, and a
+-- client that knows its marker (GET /api/me/unread, its "unread" events)
+-- computes its exact count from last_seq.
 CREATE OR REPLACE FUNCTION message_store(uuid[], bigint[], bigint[], text[], uuid[])
 RETURNS TABLE (id text, sender_id text, status int, reply_cleared boolean, seq bigint)
 LANGUAGE sql VOLATILE AS $fn$
@@ -172,8 +176,16 @@ LANGUAGE sql VOLATILE AS $fn$
         w.channel_id, 'read_seq', w.read_seq, 'unread', t.top - w.read_seq, 'mentions', 0)
       FROM told w JOIN tops t ON t.channel_id = w.channel_id
       RETURNING 1),
+    -- a community channel's new last seq, once per channel and batch, on
+    -- events/community/<id>: each member's client knows its own marker, so
+    -- it has its exact count without a per-member event
+    acts AS (INSERT INTO event_outbox (payload)
+      SELECT jsonb_build_object('type', 'channel_activity', 'community_id', c.community_id,
+        'channel_id', t.channel_id, 'last_seq', t.top)
+      FROM tops t JOIN channels c ON c.id = t.channel_id AND c.kind = 'community'
+      RETURNING 1),
     nudge AS MATERIALIZED (SELECT pg_notify('townhall_events', '{"type":"unread"}')
-      FROM (SELECT 1 FROM evs LIMIT 1) z)
+      FROM (SELECT 1 FROM evs UNION ALL SELECT 1 FROM acts LIMIT 1) z)
     SELECT i.id::text, i.sender_id::text,
       CASE WHEN s.id IS NOT NULL AND n.ord = i.ord THEN 1
            WHEN coalesce(s.channel_id, e.channel_id) = i.channel_id

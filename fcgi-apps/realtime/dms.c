@@ -334,7 +334,8 @@ void dms_list(struct http_req *req)
 
 /* POST /api/dms/:id/leave: a member of a group DM; 204.  A 1:1 cannot be
  * left (409 conflict): it is the pair's one conversation, and leaving it
- * would leave the other alone in it; blocking is how one stops it. */
+ * would leave the other alone in it; blocking is how one stops it.  When the
+ * last member leaves, the conversation and its messages are deleted. */
 void dms_leave(struct http_req *req)
 {
 	struct rt_channel ch;
@@ -384,6 +385,17 @@ void dms_leave(struct http_req *req)
 	}
 	if (!r || db_one_row_changed_or_404(req, r, "no such conversation") < 0)
 		return;
+	{
+		/* the last one out: the conversation goes (nobody may read it) */
+		const char *params[] = {c};
+
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "DELETE FROM channels WHERE id = $1 AND NOT EXISTS "
+				     "(SELECT 1 FROM dm_members WHERE channel_id = $1)",
+				     1, params);
+		if (!r)
+			return;
+	}
 	ev = json_object_new_object();
 	if (!ev) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);

@@ -233,8 +233,8 @@ static int channel_community(int64_t ch, int64_t *cid)
  * The mirror holds no banned member (a ban removes the membership in the
  * same transaction, and the app drops it from th:members:<cid>), so a role
  * read from the mirror is a role of a member who is not banned.  Only what
- * the decision needs is asked: the visibility only when the caller holds no
- * role and the need is to read. */
+ * the decision needs is asked: the visibility first when the need is to
+ * read (a public community needs no role), the role otherwise. */
 #define FACT_BANNED 0x100
 
 static int pg_facts(int64_t cid, int64_t uid, int64_t *member_val, int64_t *pub)
@@ -306,16 +306,24 @@ static int public_community(int64_t cid, int64_t uid, int64_t *yes)
 static int community_allows(int64_t cid, int64_t uid, enum role need)
 {
 	struct community c = {.id = cid};
-	int64_t val, pub = 0;
+	int64_t val, pub;
 
-	if (cid <= 0 || member_role(cid, uid, &val) < 0)
+	if (cid <= 0)
 		return 0;
-	c.my_role = (enum role)(val & 0xff);
-	c.banned = (val & FACT_BANNED) != 0;
-	if (need == ROLE_NONE && (c.my_role == ROLE_NONE || c.banned) &&
-	    public_community(cid, uid, &pub) < 0)
-		return 0;
-	c.is_public = pub != 0;
+	/* A reader of a public community needs no role: asking for one first
+	 * would cache a non-member's "no" that a join a moment later waits out
+	 * (the generation is read once a second) */
+	if (need == ROLE_NONE) {
+		if (public_community(cid, uid, &pub) < 0)
+			return 0;
+		c.is_public = pub != 0;
+	}
+	if (!c.is_public) {
+		if (member_role(cid, uid, &val) < 0)
+			return 0;
+		c.my_role = (enum role)(val & 0xff);
+		c.banned = (val & FACT_BANNED) != 0;
+	}
 	return policy_decide(&c, uid, need) == TH_OK;
 }
 

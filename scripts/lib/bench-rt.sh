@@ -1,8 +1,11 @@
 # shellcheck shell=bash
 # scripts/lib/bench-rt.sh: part realtime-100k of scripts/bench (sourced by it, after the
 # stack is up; uses its helpers: log die api kv rss_kb cpu_ticks worker_env_file
-# in_worker_env write_section at_least at_most, and MQTT_PIDS, WORK, BASE, ROOT,
-# TH_VAR_DIR, TH_BIN_DIR, TH_PORT_BASE, DURATION, WARMUP, MQTT_RATE, MQTT_SUBS).
+# in_worker_env raw_begin fact raw_end bridge_run bridge_keeps_up, and MQTT_PIDS, WORK,
+# RAW, BASE, ROOT, TH_VAR_DIR, TH_BIN_DIR, TH_PORT_BASE, DURATION, WARMUP, MQTT_RATE,
+# MQTT_SUBS). It launches and collects only: what the tools print goes into the part's
+# raw result as it is (tests/bench/collect.mjs), and tests/bench/render-realtime.mjs
+# sums, decides and writes the section from it.
 #
 # The real-time tier of issue 18 (fronts th-wsfront on BASE+4, edge brokers on
 # BASE+10+i, the hub on BASE+3) holding BENCH_RT_CONNS authenticated WebSocket
@@ -65,8 +68,6 @@ RT_SYSCTL=${BENCH_RT_SYSCTL:-1}
 RT_BRIDGE_RATES=${BENCH_RT_BRIDGE_RATES:-2000,5000,10000,20000}
 RT_BRIDGE_STEP=${BENCH_RT_BRIDGE_STEP:-10}
 RT_IDLE_S=${BENCH_RT_IDLE_S:-10}
-RT_BEGIN_MARK='<!-- bench:realtime-100k:begin -->'
-RT_END_MARK='<!-- bench:realtime-100k:end -->'
 RT_SYSCTL_SAVED=()   # "key=value" to restore at exit
 RT_PLAIN_PID=
 
@@ -205,13 +206,13 @@ SQL
   log "  seeded in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
   "$ROOT/scripts/mirror-rebuild" >"$WORK/rt-mirror.out" 2>&1 || die "realtime-100k: mirror-rebuild: $(tail -3 "$WORK/rt-mirror.out")"
   log "  mirror: $(tail -1 "$WORK/rt-mirror.out")"
-  t0=$(date +%s.%N)
+  fact tokens.start "$(date +%s.%N)"
   in_worker_env "$TH_BIN_DIR/th-rt_tokens" <"$WORK/rt-sessions" >"$WORK/rt.creds" 2>"$WORK/rt-tokens.err" ||
     die "realtime-100k: th-rt_tokens: $(tail -3 "$WORK/rt-tokens.err")"
   in_worker_env "$TH_BIN_DIR/th-rt_tokens" <"$WORK/rt-fan-sessions" >"$WORK/rt-fan-spread.creds" 2>>"$WORK/rt-tokens.err" ||
     die "realtime-100k: th-rt_tokens: $(tail -3 "$WORK/rt-tokens.err")"
-  RT_TOKENS_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-  log "  $(wc -l <"$WORK/rt.creds") tokens signed in $RT_TOKENS_S s"
+  fact tokens.end "$(date +%s.%N)"
+  log "  $(wc -l <"$WORK/rt.creds") tokens signed"
   # one user: the publisher and every subscriber on that user's edge
   head -1 "$WORK/rt-fan-spread.creds" >"$WORK/rt-fan-one.creds"
 }
@@ -247,22 +248,26 @@ rt_last_stat() {
   echo "$s"
 }
 
-# rt_hold_ready LABEL WAIT: waits until every process printed "ready" and its
-# reconnects settled (or WAIT s); prints "ok failed start_ns end_ns"
+# rt_hold_ready LABEL WAIT: waits until every process printed "ready" (or WAIT s)
 rt_hold_ready() {
-  local label=$1 wait=$2 t0=$SECONDS f line ok=0 failed=0 a=0 b=0
+  local label=$1 wait=$2 t0=$SECONDS f
   while (( SECONDS - t0 < wait )); do
     (( $(cat "$WORK/rt-$label".*.out 2>/dev/null | grep -c '^ready ') == RT_HOLD_PROCS )) && break
     sleep 1
   done
   for f in "$WORK/rt-$label".*.out; do
-    line=$(grep '^ready ' "$f")
-    [ -n "$line" ] || { log "  $(basename "$f"): not ready: $(grep '^stat' "$f" | tail -1)"; continue; }
-    ok=$((ok + $(kv "$line" ok))); failed=$((failed + $(kv "$line" failed)))
-    (( a == 0 || $(kv "$line" start_ns) < a )) && a=$(kv "$line" start_ns)
-    (( $(kv "$line" end_ns) > b )) && b=$(kv "$line" end_ns)
+    grep -q '^ready ' "$f" || log "  $(basename "$f"): not ready: $(grep '^stat' "$f" | tail -1)"
   done
-  echo "$ok $failed $a $b"
+}
+
+# rt_snap LABEL NAME: each holder's last complete stat line now, kept as the raw record
+# tool-snap_NAME_LABEL.K (the counters at that moment: held, drops, bcast, failures)
+rt_snap() {
+  local f k=0
+  for f in "$WORK/rt-$1".*.out; do
+    k=$((k + 1))
+    grep -E '^stat .* ping_max_ms=' "$f" | tail -1 >"$RAW/tool-snap_$2_$1.$k.txt"
+  done
 }
 
 # rt_hold_stop: TERM to the holders, waits; their "final" lines stay in the files
@@ -273,24 +278,12 @@ rt_hold_stop() {
   RT_HOLD_PIDS=()
 }
 
-# rt_final LABEL KEY max|sum: over the processes' final lines
-rt_final() {
-  local f v out=0
-  for f in "$WORK/rt-$1".*.out; do
-    v=$(kv "$(grep '^final ' "$f")" "$2")
-    [ -n "$v" ] || continue
-    out=$(awk -v a="$out" -v b="$v" -v m="$3" 'BEGIN { if (m == "sum") print a + b; else print (b + 0 > a + 0) ? b : a }')
-  done
-  echo "$out"
-}
-
 # rt_fan NAME PORT PATH CREDS: fan-out at MQTT_RATE to MQTT_SUBS subscribers (rate
-# phase only); prints its "rate" line (empty on failure)
+# phase only); its lines in $RAW/tool-fan_NAME.1.txt
 rt_fan() {
-  local f=$WORK/rt-fan-$1.out
+  local f=$RAW/tool-fan_$1.1.txt
   "$TH_BIN_DIR/th-mqtt_load" fan -p "$2" -P "$3" -c "$4" -n "$MQTT_SUBS" -u 0 -r "$MQTT_RATE" \
-    -d "$DURATION" -w "$WARMUP" -W 0 -T 120 >"$f" 2>&1
-  grep '^rate ' "$f" | head -1
+    -d "$DURATION" -w "$WARMUP" -W 0 -T 120 >"$f" 2>"$WORK/rt-fan-$1.err"
   log "  fan $1: $(grep -E '^(rate|fan) ' "$f" | head -1)"
 }
 
@@ -316,14 +309,14 @@ rt_storm_proc() {
 }
 
 # rt_storm LABEL KILL_CMD...: runs KILL_CMD (in this shell), waits until every holder
-# that lost clients is whole again (or RT_STORM_WAIT s); sets RT_STORM_BACK (seconds
-# from the first drop to the last holder whole, n/a if not all came back) and
-# RT_STORM_DROPPED
+# that lost clients is whole again (or RT_STORM_WAIT s); keeps each holder's lines from
+# the kill on (tool-storm_LABEL.K: its drop and full lines) and the counters before and
+# after (snap_prestorm, snap_poststorm)
 rt_storm() {
-  local label=$1 k d f t_drop t_full complete n0 t0
+  local label=$1 k d f complete t0
   local -a from=()
   shift
-  n0=$(rt_last_stat "$label" drops)
+  rt_snap "$label" prestorm
   for k in $(seq 0 $((RT_HOLD_PROCS - 1))); do
     from[k]=$(( $(wc -l <"$WORK/rt-$label.$k.out") + 1 ))
   done
@@ -331,22 +324,18 @@ rt_storm() {
   t0=$SECONDS
   sleep 2
   while :; do
-    complete=1 t_drop=0 t_full=0
+    complete=1
     for k in $(seq 0 $((RT_HOLD_PROCS - 1))); do
       read -r d f <<<"$(rt_storm_proc "$label" "$k" "${from[k]}")"
-      (( d == 0 )) && continue
-      (( t_drop == 0 || d < t_drop )) && t_drop=$d
-      if (( f == 0 )); then complete=0; elif (( f > t_full )); then t_full=$f; fi
+      (( d > 0 && f == 0 )) && complete=0
     done
     (( complete || SECONDS - t0 >= RT_STORM_WAIT )) && break
     sleep 1
   done
-  RT_STORM_DROPPED=$(( $(rt_last_stat "$label" drops) - n0 ))
-  if (( complete && t_drop > 0 )); then
-    RT_STORM_BACK=$(awk -v a="$t_drop" -v b="$t_full" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
-  else
-    RT_STORM_BACK=n/a
-  fi
+  rt_snap "$label" poststorm
+  for k in $(seq 0 $((RT_HOLD_PROCS - 1))); do
+    tail -n +"${from[k]}" "$WORK/rt-$label.$k.out" | grep -E '^(drop|full) ' >"$RAW/tool-storm_$label.$((k + 1)).txt"
+  done
 }
 
 # rt_pinger LABEL PORT: one raw-TCP client (credentials line 0) pinging every 20 ms.
@@ -359,13 +348,11 @@ rt_pinger() {
   MQTT_PIDS+=($!)
 }
 
-# rt_pinger_stop LABEL: sets RT_PING_MAX (ms, n/a when it never got a round trip)
+# rt_pinger_stop LABEL: its final line (pings, ping_max_ms) into $RAW/tool-ping_LABEL.1.txt
 rt_pinger_stop() {
   kill -TERM "$RT_PING_PID" 2>/dev/null
   wait "$RT_PING_PID" 2>/dev/null
-  RT_PING_MAX=$(kv "$(grep '^final ' "$WORK/rt-ping-$1.out")" ping_max_ms)
-  [ "$(kv "$(grep '^final ' "$WORK/rt-ping-$1.out")" pings)" = 0 ] && RT_PING_MAX=n/a
-  : "${RT_PING_MAX:=n/a}"
+  grep '^final ' "$WORK/rt-ping-$1.out" >"$RAW/tool-ping_$1.1.txt"
 }
 
 # ---------------------------------------------------------------------------
@@ -447,27 +434,18 @@ rt_bridge2_start() {
   die "realtime-100k: the second bridge did not connect: $(tail -3 "$WORK/rt-bridge2.log")"
 }
 
-# rt_best LINESFILE: the highest rate of the steps that kept up (0: none)
-rt_best() {
-  local best=0 line
-  while read -r line; do
-    [ "$(bridge_keeps_up "$line")" = 1 ] && best=$(kv "$line" rate)
-  done <"$1"
-  echo "$best"
-}
-
 rt_bridge_ratio() {
-  local r sent rows=0 dist=0 rows0 dist0 conninfo p id chid
+  local r sent rows=0 dist=0 rows0 dist0 conninfo p id chid f
   local -a P
   cp "$WORK/rt-fan-spread.creds" "$WORK/bridge.creds"
   chid=$(awk 'NR == 1 { print $2 }' "$WORK/bridge.creds")
   conninfo=$(wenv_get TH_DB_CONNINFO '')
   rt_bridge2_start
-  RT_NBRIDGES=$(rt_bridge_pids | wc -l)
+  fact bridges "$(rt_bridge_pids | wc -l)"
   # the fan-out runs' messages in that channel are stored too: count from here on
   read -r rows0 dist0 < <("$PG_BIN_DIR/psql" -X -q -At -F ' ' -d "$conninfo" \
     -c "SELECT count(*), count(DISTINCT id) FROM messages WHERE channel_id = $chid")
-  log "realtime-100k: chat persisted by $RT_NBRIDGES bridges, steps $RT_BRIDGE_RATES msg/s"
+  log "realtime-100k: chat persisted by $(rt_bridge_pids | wc -l) bridges, steps $RT_BRIDGE_RATES msg/s"
   bridge_run rt-bwarm -S receipts -M "$TH_PORT_BASE" -r 1000 -d "$WARMUP" -g 20 -T 120
   for r in ${RT_BRIDGE_RATES//,/ }; do
     bridge_run rt-bsteps -S receipts -M "$TH_PORT_BASE" -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
@@ -482,12 +460,9 @@ rt_bridge_ratio() {
     (( rows >= sent )) && break
     sleep 1
   done
-  RT_BRIDGE_ROWS="$sent sent, $rows rows, $dist distinct"
-  log "  $RT_BRIDGE_ROWS"
-  if [ "$rows" != "$sent" ] || [ "$dist" != "$rows" ]; then
-    # shellcheck disable=SC2034  # scripts/bench's exit status
-    FAILED=1
-  fi
+  fact bridge_rows "$rows"
+  fact bridge_distinct "$dist"
+  log "  $sent sent, $rows rows, $dist distinct"
   # the hub alone: every bridge stopped and its persistent session discarded
   mapfile -t P < <(rt_bridge_pids)
   for p in "${P[@]}"; do
@@ -502,56 +477,51 @@ rt_bridge_ratio() {
     [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-rt-hub.lines")")" = 1 ] || break
   done
   "$ROOT/scripts/stack" up >/dev/null 2>&1 || log "realtime-100k: scripts/stack up (bridges back) failed"
-  RT_BRIDGE_BEST=$(rt_best "$WORK/bridge-rt-bsteps.lines")
-  RT_HUB_BEST=$(rt_best "$WORK/bridge-rt-hub.lines")
-  RT_BRIDGE_RATIO=$(ratio "$RT_BRIDGE_BEST" "$RT_HUB_BEST")
-  # the last offered rate kept up: the real ceiling may lie above the steps
-  [ "$RT_HUB_BEST" = "${RT_BRIDGE_RATES##*,}" ] && RT_HUB_BEST="≥ $RT_HUB_BEST"
-  [ "$RT_BRIDGE_BEST" = "${RT_BRIDGE_RATES##*,}" ] && RT_BRIDGE_BEST="≥ $RT_BRIDGE_BEST"
-  log "  persisted ${RT_BRIDGE_BEST} msg/s, hub alone ${RT_HUB_BEST} msg/s, ratio $RT_BRIDGE_RATIO"
+  for f in "$WORK"/bridge-rt-{bwarm,bsteps,hub}.*.txt; do
+    [ -e "$f" ] && cp "$f" "$RAW/tool-${f#"$WORK"/bridge-}"
+  done
 }
 
 # ---------------------------------------------------------------------------
 # one system (tier or plain): hold, memory, rate, fan-out, broadcast, storm.
 # rt_system LABEL PORT N SUBNET: results in RT_<field>[LABEL]
-# rt_idle_cpu LABEL PID...: CPU of the servers (and Redis) while the held clients
-# idle for RT_IDLE_S s, % of one core: the sum, the busiest process, Redis; in
-# RT_IDLE[LABEL]
+# rt_idle_cpu LABEL PID...: the CPU ticks of the servers (and Redis) while the held
+# clients idle for RT_IDLE_S s, into $RAW/tool-idle_LABEL.1.txt: a "proc" line per
+# server process, a "redis" line, a "span" line (clock rate, seconds)
 rt_idle_cpu() {
-  local label=$1 hz p rpid t0 t1 sum=0 top=0 topn='' r0=0 r1=0 c
+  local label=$1 p rpid t0 t1 r0=0 r1=0 f=$RAW/tool-idle_$1.1.txt
   shift
   local -A c0
-  hz=$(getconf CLK_TCK)
   rpid=$(cat "$TH_VAR_DIR/run/redis.pid" 2>/dev/null)
   for p in "$@"; do c0[$p]=$(cpu_ticks "$p"); done
   [ -n "$rpid" ] && r0=$(cpu_ticks "$rpid")
   t0=$(date +%s.%N)
   sleep "$RT_IDLE_S"
   t1=$(date +%s.%N)
+  : >"$f"
   for p in "$@"; do
-    c=$(( $(cpu_ticks "$p") - ${c0[$p]} ))
-    sum=$((sum + c))
-    (( c > top )) && { top=$c; topn=$(cat "/proc/$p/comm" 2>/dev/null)"[$p]"; }
+    echo "proc pid=$p comm=$(tr -d ' ' <"/proc/$p/comm" 2>/dev/null) ticks=$(( $(cpu_ticks "$p") - ${c0[$p]} ))" >>"$f"
   done
   [ -n "$rpid" ] && r1=$(cpu_ticks "$rpid")
-  RT_IDLE[$label]=$(awk -v s="$sum" -v t="$top" -v r=$((r1 - r0)) -v hz="$hz" -v a="$t0" -v b="$t1" -v n="$topn" \
-    'BEGIN { d = (b - a) * hz; printf "%.1f %% (busiest %s %.1f %%; Redis %.1f %%)", 100 * s / d, n, 100 * t / d, 100 * r / d }')
+  echo "redis ticks=$((r1 - r0))" >>"$f"
+  echo "span hz=$(getconf CLK_TCK) start=$t0 end=$t1" >>"$f"
 }
 
-declare -A RT_HELD RT_FAILED RT_IDLE RT_SOFTNET RT_RATE RT_PERCONN RT_RSS0 RT_RSS1 RT_BCAST_N RT_BCAST_MS RT_BCAST_P99 \
-  RT_BACK_S RT_DROPPED RT_STALL RT_FAN_LOST RT_CONNECT_S RT_FAILKINDS
-
+# rt_system LABEL PORT N SUBNET: one system (tier or plain): hold, memory, rate,
+# fan-out, broadcast, storm. Its raw records: the holders' lines (tool-hold_LABEL.K),
+# snapshots of their counters (tool-snap_*_LABEL.K), the fan-out, ping and idle runs,
+# the storm's lines, RSS and kernel drop counts before and after (facts LABEL.*)
 rt_system() {
-  local label=$1 port=$2 n=$3 net=$4 ready ok failed a b rss0 rss1 waited st
+  local label=$1 port=$2 n=$3 net=$4 waited k f
   local -a P
   mapfile -t P < <(if [ "$label" = plain ]; then echo "$RT_PLAIN_PID"; else rt_tier_pids; fi)
   sleep 2
-  RT_SOFTNET[$label]=$(rt_softnet_drops)
-  rss0=$(rt_rss "${P[@]}")
-  log "realtime-100k ($label): $n clients to port $port, ${#P[@]} server processes, RSS ${rss0} KiB"
+  fact "$label.offered" "$n"
+  fact "$label.softnet_drops.before" "$(rt_softnet_drops)"
+  fact "$label.rss_kb.before" "$(rt_rss "${P[@]}")"
+  log "realtime-100k ($label): $n clients to port $port, ${#P[@]} server processes"
   rt_hold_start "$label" "$port" /mqtt "$n" "$net"
-  ready=$(rt_hold_ready "$label" "$RT_READY_WAIT")
-  read -r ok failed a b <<<"$ready"
+  rt_hold_ready "$label" "$RT_READY_WAIT"
   # the retries of the first failures: until all are held, or 60 s, or 15 s without gain
   local t0=$SECONDS h h_last=-1 t_gain=$SECONDS
   while (( SECONDS - t0 < 60 && SECONDS - t_gain < 15 )); do
@@ -562,49 +532,34 @@ rt_system() {
   done
   sleep 3
   mapfile -t P < <(if [ "$label" = plain ]; then echo "$RT_PLAIN_PID"; else rt_tier_pids; fi)
-  rss1=$(rt_rss "${P[@]}")
-  RT_HELD[$label]=$(rt_last_stat "$label" held)
-  RT_FAILED[$label]=$failed
-  st=''
-  for k in connect http refused subfail timeout reset; do st+="$k $(rt_last_stat "$label" $k), "; done
-  RT_FAILKINDS[$label]=${st%, }
-  RT_RATE[$label]=$(awk -v ok="$ok" -v a="$a" -v b="$b" 'BEGIN { printf "%.0f", (b > a) ? ok * 1e9 / (b - a) : 0 }')
-  RT_CONNECT_S[$label]=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", (b > a) ? (b - a) / 1e9 : 0 }')
-  RT_RSS0[$label]=$rss0
-  RT_RSS1[$label]=$rss1
-  RT_PERCONN[$label]=$(awk -v r0="$rss0" -v r1="$rss1" -v h="${RT_HELD[$label]}" 'BEGIN { printf "%.0f", (h > 0 ? (r1 - r0) * 1024 / h : 0) }')
-  if [ "$label" = tier ]; then
-    # how the fronts spread the clients over the edges
-    curl -s "http://127.0.0.1:$port/metrics" >"$WORK/rt-front-held.metrics" 2>/dev/null
-    RT_EDGE_SPREAD=$(awk '/^th_wsfront_edge_connections\{/ { n++; v = $2 + 0; s += v
-        if (n == 1 || v < lo) lo = v; if (v > hi) hi = v }
-      END { if (n) printf "%d edges, %d–%d clients each", n, lo, hi; else print "n/a" }' "$WORK/rt-front-held.metrics")
-    log "  fronts: $RT_EDGE_SPREAD"
-  fi
-  log "  held ${RT_HELD[$label]} of $n (first attempts: $ok ok, $failed failed; ${RT_FAILKINDS[$label]}), ${RT_RATE[$label]}/s, RSS ${rss1} KiB, ${RT_PERCONN[$label]} B/conn"
+  fact "$label.rss_kb.after" "$(rt_rss "${P[@]}")"
+  fact "$label.server_procs" "${#P[@]}"
+  rt_snap "$label" held
+  # how the fronts spread the clients over the edges
+  [ "$label" = tier ] && curl -s "http://127.0.0.1:$port/metrics" >"$RAW/text-front_held.txt" 2>/dev/null
+  log "  held $(rt_last_stat "$label" held) of $n"
 
   # idle: the clients only hold their connections; the servers' CPU meanwhile
   rt_idle_cpu "$label" "${P[@]}"
-  log "  idle ${RT_IDLE_S} s: ${RT_IDLE[$label]}"
 
   # fan-out while held
   if [ "$label" = plain ]; then
-    RT_FAN[plain-one]=$(rt_fan plain-one "$port" /mqtt "$WORK/rt-fan-one.creds")
-    RT_FAN[plain-spread]=$(rt_fan plain-spread "$port" /mqtt "$WORK/rt-fan-spread.creds")
+    rt_fan plain-one "$port" /mqtt "$WORK/rt-fan-one.creds"
+    rt_fan plain-spread "$port" /mqtt "$WORK/rt-fan-spread.creds"
   else
-    RT_FAN[tier-one]=$(rt_fan tier-one "$port" /mqtt "$WORK/rt-fan-one.creds")
-    RT_FAN[tier-spread]=$(rt_fan tier-spread "$port" /mqtt "$WORK/rt-fan-spread.creds")
-    RT_FAN[nginx-one]=$(rt_fan nginx-one "$TH_PORT_BASE" /mqtt "$WORK/rt-fan-one.creds")
-    RT_FAN[nginx-spread]=$(rt_fan nginx-spread "$TH_PORT_BASE" /mqtt "$WORK/rt-fan-spread.creds")
+    rt_fan tier-one "$port" /mqtt "$WORK/rt-fan-one.creds"
+    rt_fan tier-spread "$port" /mqtt "$WORK/rt-fan-spread.creds"
+    rt_fan nginx-one "$TH_PORT_BASE" /mqtt "$WORK/rt-fan-one.creds"
+    rt_fan nginx-spread "$TH_PORT_BASE" /mqtt "$WORK/rt-fan-spread.creds"
   fi
 
   # one message to all
-  waited=$(rt_broadcast "$label" "$port" /mqtt "${RT_HELD[$label]}")
-  RT_BCAST_N[$label]=$(rt_last_stat "$label" bcast)
-  log "  broadcast: ${RT_BCAST_N[$label]} of ${RT_HELD[$label]} received (waited $waited s)"
+  waited=$(rt_broadcast "$label" "$port" /mqtt "$(rt_last_stat "$label" held)")
+  rt_snap "$label" bcast
+  log "  broadcast: $(rt_last_stat "$label" bcast) received (waited $waited s)"
 
   # reconnect storm
-  local victim='' vport=0 best=0 c e fan_pid lost_line
+  local victim='' vport=0 best=0 c e fan_pid
   if [ "$label" = plain ]; then
     rt_pinger "$label" $((TH_PORT_BASE + 33))
     victim=plain
@@ -623,9 +578,11 @@ rt_system() {
     fi
   fi
   if [ -n "$victim" ]; then
+    fact "$label.victim" "$victim"
+    fact "$label.victim_conns" "$best"
     # fan-out through the path under test during the storm: what its subscribers miss
     "$TH_BIN_DIR/th-mqtt_load" fan -p "$port" -P /mqtt -c "$WORK/rt-fan-one.creds" -n "$MQTT_SUBS" -u 0 \
-      -r "$MQTT_RATE" -d 20 -w 2 -W 0 -T 120 >"$WORK/rt-fan-storm-$label.out" 2>&1 &
+      -r "$MQTT_RATE" -d 20 -w 2 -W 0 -T 120 >"$RAW/tool-fanstorm_$label.1.txt" 2>"$WORK/rt-fan-storm-$label.err" &
     fan_pid=$!
     MQTT_PIDS+=("$fan_pid")
     sleep 4
@@ -637,40 +594,25 @@ rt_system() {
       log "  storm: SIGKILL edge $victim (pid $vpid, $best connections)"
       rt_storm "$label" kill -9 "$vpid"
     fi
-    RT_BACK_S[$label]=$RT_STORM_BACK
-    RT_DROPPED[$label]=$RT_STORM_DROPPED
     wait "$fan_pid"
-    lost_line=$(grep '^rate ' "$WORK/rt-fan-storm-$label.out")
-    RT_FAN_LOST[$label]=$(awk -v e="$(kv "$lost_line" expected)" -v d="$(kv "$lost_line" deliveries)" 'BEGIN { if (e == "") print "n/a"; else print e - d }')
-    # th-mqtt_load fan does not reconnect: on the one plain broker its clients are cut
-    [ "$label" = plain ] && RT_FAN_LOST[$label]="${RT_FAN_LOST[$label]} (its clients were on the killed broker)"
     rt_pinger_stop "$label"
-    RT_STALL[$label]=$RT_PING_MAX
-    log "  storm ($victim): ${RT_DROPPED[$label]} dropped, all back after ${RT_BACK_S[$label]} s, fan-out deliveries missing ${RT_FAN_LOST[$label]}, longest ping ${RT_STALL[$label]} ms"
-    RT_VICTIM[$label]="$victim ($best connections)"
-  else
-    RT_BACK_S[$label]=n/a RT_DROPPED[$label]=0 RT_FAN_LOST[$label]=n/a RT_STALL[$label]=n/a
-    RT_VICTIM[$label]='none (no edges)'
+    log "  storm ($victim) over"
   fi
   rt_hold_stop
-  if [ "$label" = tier ]; then
-    curl -s "http://127.0.0.1:$port/metrics" >"$WORK/rt-front-end.metrics" 2>/dev/null
-    RT_FRONT_CLOSES=$(awk '/^th_wsfront_closes_total\{/ && $2 + 0 > 0 {
-        r = $1; sub(/.*reason="/, "", r); sub(/".*/, "", r); printf "%s%s %d", sep, r, $2; sep = ", " }' \
-      "$WORK/rt-front-end.metrics")
-    log "  front closes: ${RT_FRONT_CLOSES:-none}"
-  fi
-  RT_SOFTNET[$label]=$(( $(rt_softnet_drops) - RT_SOFTNET[$label] ))
-  log "  packets dropped by the kernel's input backlogs during the run: ${RT_SOFTNET[$label]}"
-  RT_BCAST_MS[$label]=$(rt_final "$label" bcast_max_ms max)
-  RT_BCAST_P99[$label]=$(rt_final "$label" bcast_p99_ms max)
+  [ "$label" = tier ] && curl -s "http://127.0.0.1:$port/metrics" >"$RAW/text-front_end.txt" 2>/dev/null
+  fact "$label.softnet_drops.after" "$(rt_softnet_drops)"
+  # every holder's lines (ready, stat, drop, full, final)
+  k=0
+  for f in "$WORK/rt-$label".*.out; do
+    k=$((k + 1))
+    grep -E '^(ready|drop|full|final) ' "$f" >"$RAW/tool-hold_$label.$k.txt"
+  done
 }
-declare -A RT_FAN RT_VICTIM
 
 # ---------------------------------------------------------------------------
 
 bench_realtime_100k() {
-  local t_start=$SECONDS edges fronts TABLE SECTION f v
+  local edges fronts v
   for v in th-rt_hold th-rt_tokens th-mqtt_load; do
     [ -x "$TH_BIN_DIR/$v" ] || die "$TH_BIN_DIR/$v missing (run make)"
   done
@@ -680,10 +622,20 @@ bench_realtime_100k() {
   for v in $((TH_PORT_BASE + 32)) $((TH_PORT_BASE + 33)); do
     ss -Htln "sport = :$v" 2>/dev/null | grep -q . && die "port $v is taken"
   done
+  raw_begin realtime-100k
+  for v in RT_CONNS RT_PER_PROC RT_PLAIN_CONNS RT_INFLIGHT RT_READY_WAIT RT_STORM_WAIT RT_BRIDGE_RATES \
+    RT_BRIDGE_STEP RT_IDLE_S MQTT_RATE MQTT_SUBS; do
+    fact "knob.${v,,}" "${!v}"
+  done
+  fact setting.TH_MQTT_EDGES "${TH_MQTT_EDGES:-unset}"
+  fact setting.TH_WS_FRONTS "${TH_WS_FRONTS:-unset}"
   rt_sysctl_apply
+  fact sysctl "${RT_SYSCTL_SAVED[*]:-unchanged}"
   rt_seed
   edges=$(rt_edge_ports | wc -l)
   fronts=$(pgrep -P "$(cat "$TH_VAR_DIR/run/wsfront.pid" 2>/dev/null || echo 0)" 2>/dev/null | wc -l)
+  fact edges "$edges"
+  fact front_workers "$fronts"
   log "realtime-100k: $edges edges, $fronts front workers"
 
   if (( RT_PLAIN_CONNS > 0 )); then
@@ -693,73 +645,10 @@ bench_realtime_100k() {
     wait "$RT_PLAIN_PID" 2>/dev/null
     RT_PLAIN_PID=
     sleep 3
-  else
-    RT_HELD[plain]=n/a RT_FAILED[plain]=n/a RT_FAILKINDS[plain]=n/a RT_RATE[plain]=n/a
-    RT_CONNECT_S[plain]=n/a RT_PERCONN[plain]=n/a RT_RSS0[plain]=n/a RT_RSS1[plain]=n/a
-    RT_IDLE[plain]=n/a RT_BCAST_N[plain]=n/a RT_BCAST_MS[plain]=n/a RT_BCAST_P99[plain]=n/a
-    RT_BACK_S[plain]=n/a RT_DROPPED[plain]=n/a RT_FAN_LOST[plain]=n/a RT_STALL[plain]=n/a
-    RT_SOFTNET[plain]=n/a RT_VICTIM[plain]=n/a
   fi
   rt_system tier $((TH_PORT_BASE + 4)) "$RT_CONNS" 127.0.2
   rt_bridge_ratio
   MQTT_PIDS=()
-  RT_TOTAL_S=$((SECONDS - t_start))
-  rt_report "$edges" "$fronts"
-}
-
-# rt_fancol NAME KEY: a value of RT_FAN[NAME]'s rate line (n/a when it failed)
-rt_fancol() { local v; v=$(kv "${RT_FAN[$1]:-}" "$2"); echo "${v:-n/a}"; }
-
-rt_report() {
-  local edges=$1 fronts=$2 t_held t_mem t_fan t_bcast t_back t_lost t_stall
-  t_held=$(at_least "${RT_HELD[tier]}" "$RT_CONNS")
-  t_mem=$(at_most "${RT_PERCONN[tier]}" 10240)
-  t_fan="same edge $(at_most "$(rt_fancol tier-one p99_ms)" 10), spread $(at_most "$(rt_fancol tier-spread p99_ms)" 10)"
-  t_bcast=$(at_most "${RT_BCAST_MS[tier]}" 2000)
-  [ "${RT_BCAST_N[tier]}" = "${RT_HELD[tier]}" ] || t_bcast="**not met** (${RT_BCAST_N[tier]} of ${RT_HELD[tier]} received)"
-  t_back=$(at_most "${RT_BACK_S[tier]}" 30)
-  t_lost=$(at_most "${RT_FAN_LOST[tier]}" 0)
-  t_stall=$(at_most "${RT_STALL[tier]}" 1000)
-  TABLE=$(
-    echo "| measurement | tier ($edges edges, $fronts front workers, hub) | plain mosquitto (one process, WebSocket) | goal | verdict (tier) |"
-    echo '|---|---:|---:|---|---|'
-    echo "| clients held (offered) | ${RT_HELD[tier]} ($RT_CONNS) | ${RT_HELD[plain]} ($RT_PLAIN_CONNS) | $RT_CONNS | $t_held |"
-    echo "| first-attempt failures (by kind after retries) | ${RT_FAILED[tier]} (${RT_FAILKINDS[tier]}) | ${RT_FAILED[plain]} (${RT_FAILKINDS[plain]}) | — | — |"
-    echo "| connect rate, clients/s (time to connect all) | ${RT_RATE[tier]} (${RT_CONNECT_S[tier]} s) | ${RT_RATE[plain]} (${RT_CONNECT_S[plain]} s) | report | — |"
-    echo "| memory per connection, bytes (RSS KiB before → after, every process) | ${RT_PERCONN[tier]} (${RT_RSS0[tier]} → ${RT_RSS1[tier]}) | ${RT_PERCONN[plain]} (${RT_RSS0[plain]} → ${RT_RSS1[plain]}) | ≤ 10 KB | $t_mem |"
-    echo "| CPU while the clients idle ${RT_IDLE_S} s, % of one core: every server process (busiest; Redis) | ${RT_IDLE[tier]:-n/a} | ${RT_IDLE[plain]:-n/a} | ~0 | — |"
-    echo "| fan-out p99 ms at $MQTT_RATE msg/s to $MQTT_SUBS subscribers while held, one user (same edge) | $(rt_fancol tier-one p99_ms) | $(rt_fancol plain-one p99_ms) | ≤ 10 ms | ${t_fan%%,*} |"
-    echo "| the same, subscribers of 10 users (spread over edges) | $(rt_fancol tier-spread p99_ms) | $(rt_fancol plain-spread p99_ms) | ≤ 10 ms | ${t_fan#*, } |"
-    echo "| the same through nginx /mqtt: one user / spread | $(rt_fancol nginx-one p99_ms) / $(rt_fancol nginx-spread p99_ms) | — | report | — |"
-    echo "| one message to every held subscriber: last receipt after, ms (p99) | ${RT_BCAST_MS[tier]} (${RT_BCAST_P99[tier]}), ${RT_BCAST_N[tier]} received | ${RT_BCAST_MS[plain]} (${RT_BCAST_P99[plain]}), ${RT_BCAST_N[plain]} received | ≤ 2000 ms | $t_bcast |"
-    echo "| chat persisted by $RT_NBRIDGES bridges, highest step kept up ÷ the hub alone (msg/s) | $RT_BRIDGE_RATIO ($RT_BRIDGE_BEST ÷ $RT_HUB_BEST) | — | ≥ 0.9 | $(at_least "$RT_BRIDGE_RATIO" 0.9) |"
-    echo "| reconnect storm: killed | ${RT_VICTIM[tier]} | the broker, restarted at once | — | — |"
-    echo "| storm: clients dropped, all back after s | ${RT_DROPPED[tier]}, ${RT_BACK_S[tier]} | ${RT_DROPPED[plain]}, ${RT_BACK_S[plain]} | ≤ 30 s | $t_back |"
-    echo "| storm: fan-out deliveries missing (one user's $MQTT_SUBS subscribers, not on the killed edge) | ${RT_FAN_LOST[tier]} | ${RT_FAN_LOST[plain]} | 0 | $t_lost |"
-    echo "| storm: longest ping round trip on the hub (plain: the broker), ms | ${RT_STALL[tier]} | ${RT_STALL[plain]} | ≤ 1000 ms | $t_stall |"
-  )
-  SECTION=$(
-    echo "$RT_BEGIN_MARK"
-    echo "### Real time for 100,000 clients: the tier beside one plain broker"
-    echo
-    echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') with \`BENCH_PARTS=realtime-100k scripts/bench\` (not in the default parts: this run took $RT_TOTAL_S s), here with BENCH_RT_CONNS=$RT_CONNS BENCH_RT_PER_PROC=$RT_PER_PROC BENCH_RT_PLAIN_CONNS=$RT_PLAIN_CONNS TH_MQTT_EDGES=${TH_MQTT_EDGES:-unset} TH_WS_FRONTS=${TH_WS_FRONTS:-unset} BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP."
-    echo
-    echo "$TABLE"
-    echo
-    echo "- Clients: \`tests/load/rt_hold.c\` (\`th-rt_hold -b <2 addresses> -s <first> -n <count> -C $RT_INFLIGHT -k 600 -R\`), $RT_HOLD_PROCS processes of at most $RT_PER_PROC, each bound to two source addresses of 127.0.2.0/24 (plain: 127.0.3.0/24), MQTT 3.1.1 over WebSocket to the fronts' port BASE+4 (plain: its own WebSocket listener), client id \`u<uid>-h<i>\`, one user each, subscribed to \`chat/<#general>/+\` of one community they all belong to; reconnect after 0.5 s doubling to 8 s, jittered ×0.5–1.5. Connect rate = first-attempt successes / (last ready − first connect)."
-    echo "- Users: $RT_CONNS seeded with SQL (generate_series, one transaction: users, one live session each, memberships), \`scripts/mirror-rebuild\`, access tokens signed by \`th-rt_tokens\` with the stack's key in $RT_TOKENS_S s (no logins)."
-    echo "- Memory: VmRSS summed over the front master and workers, the edges and the hub (plain: its one process), 2 s before the first connect and 3 s after all are subscribed, per held client."
-    echo "- Fan-out: \`th-mqtt_load fan -n $MQTT_SUBS -r $MQTT_RATE -w $WARMUP -d $DURATION -W 0\` while the clients are held, on a second community: \"one user\" = the publisher and all $MQTT_SUBS subscribers are one user (one edge); \"spread\" = 10 users' subscribers (the rendezvous hash puts them on several edges) and an 11th user publishing."
-    echo "- Broadcast: \`th-mqtt_load pub\` as one member (through the path under test) publishes one chat message to the community; the latency is receipt − send time (CLOCK_MONOTONIC, system-wide), the largest of every holder's."
-    echo "- Persistence: \`th-bridge_load -S receipts -r RATE -d $RT_BRIDGE_STEP -g 20\` on the hub's TCP port (11 members of one community publishing QoS 1 as themselves; a message counts when the bridge's stored receipt names it), steps $RT_BRIDGE_RATES msg/s until one does not keep up (scripts/bench's bridge part rule), with $RT_NBRIDGES th-bridge processes in one \`\$share\` group (a second one started by this part when the stack runs one); then every bridge stopped and its session discarded, and the same steps with \`-S sub\` (a plain QoS 1 subscriber): the hub's own throughput. Stored: $RT_BRIDGE_ROWS. After the clients are gone."
-    echo "- Storm: the edge with most established connections (not the fan-out user's, found in the edges' connection log) gets SIGKILL; the plain broker gets SIGKILL and is started again at once. \"All back\" = first client closed → last holder whole again. Meanwhile a fan-out run (as above, 20 s) through the same port counts deliveries missing, and one client pings every 20 ms over raw TCP on the hub (plain: the broker's TCP listener): its longest round trip bounds the longest stall."
-    echo "- Fronts (\`/metrics\` on BASE+4): with the clients held, ${RT_EDGE_SPREAD:-n/a}; closes and refusals by reason over the whole run (the clients' own stop included): ${RT_FRONT_CLOSES:-none}."
-    echo "- Kernel: ${RT_SYSCTL_SAVED[*]:-unchanged} (old values; restored at exit). Packets dropped by the per-CPU input backlogs (/proc/net/softnet_stat, every process on the machine) during the tier's run: ${RT_SOFTNET[tier]:-n/a}; the plain broker's: ${RT_SOFTNET[plain]:-n/a}."
-    echo "- Machine: $MACHINE; every process on it."
-    echo "$RT_END_MARK"
-  )
-  echo
-  echo "$TABLE"
-  echo
-  write_section "$RT_BEGIN_MARK" "$RT_END_MARK" "$SECTION"
+  fact hold_procs "$RT_HOLD_PROCS"
+  raw_end realtime-100k
 }

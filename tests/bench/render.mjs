@@ -5,8 +5,24 @@
 //
 //   node tests/bench/render.mjs --doc docs/benchmarks.md RESULT.json ...
 //   node tests/bench/render.mjs --stdout RESULT.json     (print the section, touch nothing)
+//   --check: exit 1 when a gating goal of a result is not met (scripts/bench fails the run)
+//
+// The foundation part's result carries its medians and verdicts (tests/bench/run.mjs);
+// every other part's result is raw (tests/bench/collect.mjs) and its renderer,
+// tests/bench/render-PART.mjs, computes the figures and decides the goals of
+// tests/bench/scenarios.mjs when it renders.
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
+import * as auth from './render-auth.mjs';
+import * as community from './render-community.mjs';
+import * as mqtt from './render-mqtt.mjs';
+import * as bridge from './render-bridge.mjs';
+import * as media from './render-media.mjs';
+import * as realtime from './render-realtime.mjs';
+import { failed, verdictText } from './verdict.mjs';
+
+// part -> its renderer: section(res, plotRef), plot(res) (a barChart spec or null), figures(res).goals
+export const renderers = { auth, community, mqtt, bridge, media, 'realtime-100k': realtime };
 
 const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
@@ -34,7 +50,8 @@ export function barChart({ title, categories, series, unit, width = 720 }) {
       const y = y0 + j * (barH + gap);
       const w = Number.isFinite(v) ? Math.max(1, v * scale) : 0;
       out.push(`<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${colors[j % colors.length]}"/>`);
-      out.push(`<text x="${left + w + 4}" y="${y + barH - 3}">${esc(s.label)} ${Number.isFinite(v) ? v.toFixed(2) : 'n/a'} ${esc(unit)}</text>`);
+      const fig = Number.isFinite(v) ? v.toFixed(Math.abs(v) >= 100 ? 0 : 2) : 'n/a';
+      out.push(`<text x="${(left + w + 4).toFixed(1)}" y="${y + barH - 3}">${esc(s.label)} ${fig} ${esc(unit)}</text>`);
     });
   });
   out.push(`<text x="${left}" y="${height - 12}" fill="#555">bars: medians over the rounds, ${esc(unit)}</text>`, '</svg>');
@@ -59,7 +76,7 @@ export function section(res, plotRef) {
     L.push('', '| goal | value | result |', '|---|---:|---|');
     for (const g of res.goals) {
       const bound = g.atLeast !== undefined ? `≥ ${g.atLeast}` : g.atMost !== undefined ? `≤ ${g.atMost}` : '';
-      L.push(`| ${g.label} ${bound} | ${Number.isFinite(g.value) ? +g.value.toFixed(2) : 'n/a'} | ${g.verdict === 'not met' ? '**not met**' : g.verdict} |`);
+      L.push(`| ${g.label} ${bound} | ${Number.isFinite(g.value) ? +g.value.toFixed(2) : 'n/a'} | ${g.verdict === 'not met' || g.verdict === 'missing' ? verdictText(g) : g.verdict} |`);
     }
   }
   if (plotRef) L.push('', `![latency percentiles of each target](${plotRef})`);
@@ -83,11 +100,12 @@ export function splice(doc, part, text) {
 
 function main() {
   const argv = process.argv.slice(2);
-  let doc = null, stdout = false;
+  let doc = null, stdout = false, check = false, bad = false;
   const files = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--doc') doc = argv[++i];
     else if (argv[i] === '--stdout') stdout = true;
+    else if (argv[i] === '--check') check = true;
     else files.push(argv[i]);
   }
   if (!files.length || (!doc && !stdout)) throw new Error('usage: render.mjs (--doc FILE | --stdout) RESULT.json ...');
@@ -95,8 +113,18 @@ function main() {
   for (const f of files) {
     const res = JSON.parse(readFileSync(f, 'utf8'));
     res.file = path.relative(process.cwd(), f);
+    const r = renderers[res.part];
+    const goals = r ? r.figures(res).goals : res.goals;
+    if (failed(goals.map((g) => (r ? g : { ...g, gate: true })))) bad = true;
     let plotRef = null;
-    if (doc) {
+    const spec = r ? r.plot(res) : null;
+    if (doc && r && spec) {
+      const dir = path.join(path.dirname(doc), 'bench');
+      mkdirSync(dir, { recursive: true });
+      const svg = path.join(dir, `${res.part}-${spec.name ?? 'latency'}.svg`);
+      writeFileSync(svg, barChart({ ...spec, title: `${spec.title} (${utc(res.started_at)})` }));
+      plotRef = path.relative(path.dirname(doc), svg);
+    } else if (doc && !r) {
       const dir = path.join(path.dirname(doc), 'bench');
       mkdirSync(dir, { recursive: true });
       const svg = path.join(dir, `${res.part}-latency.svg`);
@@ -108,11 +136,12 @@ function main() {
       }));
       plotRef = path.relative(path.dirname(doc), svg);
     }
-    const s = section(res, plotRef);
+    const s = r ? r.section(res, plotRef) : section(res, plotRef);
     if (stdout) process.stdout.write(`${s}\n`);
     if (doc) text = splice(text, res.part, s);
   }
   if (doc) writeFileSync(doc, text);
+  if (check && bad) process.exitCode = 1;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { scenarios } from './scenarios.mjs';
 import { parseWrk, median } from './wrk.mjs';
+import { verdict } from './verdict.mjs';
 
 const run = promisify(execFile);
 const log = (s) => process.stderr.write(`[bench] ${s}\n`);
@@ -46,13 +47,6 @@ async function wrk(s, url, seconds, latency) {
   // bounded: wrk stops itself after -d; the timeout only catches a stuck one
   const { stdout } = await run('wrk', argv, { timeout: (seconds + 30) * 1000, maxBuffer: 1 << 20 });
   return stdout;
-}
-
-function verdict(goal, value) {
-  if (!Number.isFinite(value)) return 'n/a';
-  if (goal.atLeast !== undefined) return value >= goal.atLeast ? 'met' : 'not met';
-  if (goal.atMost !== undefined) return value <= goal.atMost ? 'met' : 'not met';
-  return 'report';
 }
 
 async function main() {
@@ -126,7 +120,7 @@ async function main() {
   const file = path.join(a.out, `${a.part}-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(`${file}\n`);
-  if (goals.some((g) => g.verdict === 'not met')) {
+  if (goals.some((g) => g.verdict === 'not met' || g.verdict === 'missing')) {
     log(`${a.part}: a goal is not met (see ${file})`);
     process.exitCode = 1;
   }

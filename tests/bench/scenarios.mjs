@@ -2,7 +2,13 @@
 // and the goals its verdicts check. tests/bench/run.mjs runs a scenario and writes one JSON
 // result; tests/bench/render.mjs turns results into docs/benchmarks.md sections and plots.
 // Durations, rounds and connections come from the BENCH_* knobs of scripts/bench (defaults
-// in run.mjs); a scenario may pin its own.
+// in run.mjs and at the head of scripts/bench); a scenario may pin its own.
+//
+// Goals (tests/bench/verdict.mjs): `metric` names a figure the part's renderer computes
+// from the raw result (tests/bench/render-PART.mjs, figures()); atLeast / atMost / equals
+// the bound; `short` the words of the Targets line; `unit` the bound's unit in the table;
+// `why` a figure that, when set, says why the goal is not met whatever the value;
+// `gate: true` fails the run (scripts/bench exits 1) when not met.
 
 export const scenarios = {
   foundation: {
@@ -21,6 +27,140 @@ export const scenarios = {
     // a run with any error (non-2xx, socket errors) fails the part
     goals: [
       { label: 'errors in every round of every target', metric: 'errors_total', atMost: 0 },
+    ],
+  },
+  auth: {
+    title: 'Auth: token verification, /api/auth/me, logins',
+    kind: 'raw',
+    // the targets of the wrk rounds (fcgi and me alternate; login rounds each followed
+    // by the argon2id reference, th-token_bench argon2)
+    targets: [
+      { name: 'fcgi', label: '/bench/fcgi (bare libfcgi)', path: '/bench/fcgi' },
+      { name: 'me', label: '/api/auth/me (token + per-worker cache)', path: '/api/auth/me' },
+      { name: 'login', label: '/api/auth/login (argon2id + PG + Redis)', path: '/api/auth/login' },
+    ],
+    references: { me: 'fcgi', login: 'th-token_bench argon2 (bare argon2id verifies, one process a core)' },
+    goals: [
+      { metric: 'verify_cached', short: 'cached verification ≥ 1,000,000/s', atLeast: 1000000, unit: '/s' },
+      { metric: 'me_fcgi', short: 'me/fcgi ≥ 0.8', atLeast: 0.8 },
+      { metric: 'me_p99', short: 'me p99 ≤ 10 ms', atMost: 10, unit: 'ms' },
+      { metric: 'login_argon2', short: 'logins/argon2id ≥ 0.9', atLeast: 0.9, why: 'login_failed' },
+      { metric: 'errors_total', short: 'no error in any round', equals: 0, gate: true },
+      { metric: 'measured', short: 'every target and reference measured', equals: 1, gate: true },
+    ],
+  },
+  community: {
+    title: 'Community: cached feed, uncached feed query, post creation',
+    kind: 'raw',
+    // wrk rounds: fcgi_feed and feed alternate (before the seeding), then uncached
+    // (cursor pages through nginx), then fcgi_create and create alternate; pgbench runs
+    // the feed SELECT of the th-community binary on the seeded posts
+    targets: [
+      { name: 'fcgi_feed', label: '/bench/fcgi (bare libfcgi), rounds with the feed', path: '/bench/fcgi' },
+      { name: 'feed', label: 'GET /api/communities/:id/posts, cached', path: '/api/communities/:id/posts' },
+      { name: 'uncached', label: 'GET /api/communities/:id/posts?cursor=, uncached', path: '/api/communities/:id/posts?cursor=' },
+      { name: 'fcgi_create', label: '/bench/fcgi (bare libfcgi), rounds with post creation', path: '/bench/fcgi' },
+      { name: 'create', label: 'POST /api/communities/:id/posts', path: '/api/communities/:id/posts' },
+    ],
+    references: { feed: 'fcgi_feed', create: 'fcgi_create' },
+    goals: [
+      { metric: 'feed_fcgi', short: 'feed/fcgi ≥ 0.7', atLeast: 0.7, why: 'cache_miss' },
+      { metric: 'feed_p99', short: 'cached feed p99 ≤ 10 ms', atMost: 10, unit: 'ms', why: 'cache_miss' },
+      { metric: 'pg_p99', short: 'uncached feed query p99 ≤ 5 ms', atMost: 5, unit: 'ms', why: 'pg_failed' },
+      { metric: 'create_errors', short: 'post creation without errors', equals: 0, why: 'create_failed' },
+      { metric: 'errors_total', short: 'no error in any round', equals: 0, gate: true },
+      { metric: 'cache_hit', short: 'every measured feed request a cache hit', equals: 1, gate: true },
+      { metric: 'feed_index', short: 'the feed query scans posts_feed_idx', equals: 1, gate: true },
+    ],
+  },
+  mqtt: {
+    title: 'MQTT over WebSocket: subscribers, fan-out, plugin and nginx cost',
+    kind: 'raw',
+    // fan-out rounds rotate plain -> direct -> nginx (each leads one round); then the
+    // connection runs (direct with a fan-out before and while held, nginx, the cap run)
+    targets: [
+      { name: 'plain', label: 'plain mosquitto, no plugin, its WebSocket listener (BASE+7)' },
+      { name: 'direct', label: 'the tier: th-wsfront (BASE+4) → edge e0 + plugin' },
+      { name: 'nginx', label: 'the tier through nginx /mqtt' },
+    ],
+    references: { direct: 'plain', nginx: 'direct' },
+    goals: [
+      { metric: 'conns_held', short: 'every subscriber held', equals: 1, why: 'conns_why', gate: true },
+      { metric: 'bcast_all', short: 'broadcast to every one', equals: 1, why: 'bcast_why', gate: true },
+      { metric: 'fan_p99', short: 'fan-out p99 ≤ 10 ms', atMost: 10, unit: 'ms' },
+      { metric: 'fan_nginx_p99', short: 'through nginx ≤ 10 ms', atMost: 10, unit: 'ms' },
+      { metric: 'fan_held_p99', short: 'with the subscribers held ≤ 10 ms', atMost: 10, unit: 'ms', why: 'held_why' },
+      { metric: 'plugin_cost', short: 'plugin cost ≤ 1.3', atMost: 1.3 },
+    ],
+  },
+  bridge: {
+    title: 'Bridge: sustained persistence rate, the broker alone, publish → stored latency',
+    kind: 'raw',
+    // rate steps (BENCH_BRIDGE_RATES) through the bridge, stopping after the first that
+    // does not keep up, then a closed-loop window run; the same against the broker alone
+    // (bridge stopped, one plain QoS 1 subscriber) in the same run
+    targets: [
+      { name: 'steps', label: 'bridge, stored receipts (-S receipts)' },
+      { name: 'window', label: 'bridge, closed loop (-W)' },
+      { name: 'broker', label: 'broker alone, one QoS 1 subscriber (-S sub)' },
+      { name: 'brokerwin', label: 'broker alone, closed loop' },
+    ],
+    references: { steps: 'broker', window: 'brokerwin' },
+    // a step keeps up: sent ≥ 95 % of the offered rate, backlog at its end ≤ 0.25 s worth
+    // of the rate, backlog growth over its second half ≤ 0.05 s worth
+    keepsUp: { sent: 0.95, backlogEnd: 0.25, backlogGrowth: 0.05 },
+    goals: [
+      { metric: 'best', short: '≥ 50,000 msg/s persisted without growing lag', atLeast: 50000 },
+      { metric: 'history', short: 'every message sent stored exactly once', equals: 1, gate: true },
+    ],
+  },
+  media: {
+    title: 'Media: 10 MiB uploads, thumbnails of a 12 MP JPEG, ranged downloads',
+    kind: 'raw',
+    // uploads in pairs /bench/upload then /api/media (curl, one at a time); thumbnails in
+    // process (th-thumb_bench); ranged wrk rounds alternating these targets
+    targets: [
+      { name: 'static', label: '/bench/files/big.mp4 (nginx alone)' },
+      { name: 'signed', label: '/media/:id/original?exp=&sig=' },
+      { name: 'bearer', label: '/media/:id/original + Authorization: Bearer' },
+      { name: 'auth', label: 'signed URL + If-None-Match (304)' },
+      { name: 'fcgi', label: '/bench/fcgi' },
+      { name: 'open_static', label: 'open-ended ranges, nginx alone' },
+      { name: 'open_signed', label: 'open-ended ranges, signed URL' },
+    ],
+    references: { upload: '/bench/upload', signed: 'static', bearer: 'static', auth: 'fcgi', open_signed: 'open_static' },
+    goals: [
+      { metric: 'up_med', short: '10 MiB upload median ≤ 0.2 s', atMost: 0.2, unit: 's' },
+      { metric: 'up_worst', short: 'worst < 5 s', atMost: 5, unit: 's' },
+      { metric: 'signed', short: 'signed ranges ≥ 0.9 of nginx alone', atLeast: 0.9 },
+      { metric: 'open', short: 'open-ended ranges ≥ 0.9 of nginx alone', atLeast: 0.9 },
+      { metric: 'upload_errors', short: 'every upload answered 201 (200 for /bench/upload)', equals: 0, gate: true },
+      { metric: 'errors_total', short: 'no error in any ranged round', equals: 0, gate: true },
+      { metric: 'measured', short: 'uploads, references and every ranged target measured', equals: 1, gate: true },
+    ],
+  },
+  'realtime-100k': {
+    title: 'Real time for 100,000 clients: the tier beside one plain broker',
+    kind: 'raw',
+    // two systems in one run: the plain mosquitto (BENCH_RT_PLAIN_CONNS clients), then the
+    // tier (BENCH_RT_CONNS): hold, idle, fan-out while held, one message to all, a storm;
+    // then chat persisted by two bridges against the hub alone
+    targets: [
+      { name: 'tier', label: 'the tier: th-wsfront (BASE+4) → edges + plugin, hub' },
+      { name: 'plain', label: 'plain mosquitto, one process, WebSocket (BASE+32)' },
+    ],
+    references: { tier: 'plain', bridges: 'the hub alone (rt-hub steps)' },
+    goals: [
+      { metric: 'held_short', short: 'every client held', atMost: 0 },
+      { metric: 'per_conn', short: 'memory per connection ≤ 10 KB', atMost: 10240 },
+      { metric: 'fan_one', short: 'fan-out p99, one edge, ≤ 10 ms', atMost: 10 },
+      { metric: 'fan_spread', short: 'fan-out p99, spread, ≤ 10 ms', atMost: 10 },
+      { metric: 'bcast_ms', short: 'one message to all ≤ 2 s', atMost: 2000, why: 'bcast_why' },
+      { metric: 'bridge_ratio', short: 'bridges ÷ hub alone ≥ 0.9', atLeast: 0.9 },
+      { metric: 'back_s', short: 'storm: all back ≤ 30 s', atMost: 30 },
+      { metric: 'lost', short: 'storm: no fan-out delivery missing', atMost: 0 },
+      { metric: 'stall_ms', short: 'storm: longest ping ≤ 1 s', atMost: 1000 },
+      { metric: 'history', short: 'every persisted message stored once', equals: 1, gate: true },
     ],
   },
 };

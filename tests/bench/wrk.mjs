@@ -14,6 +14,8 @@ export function parseWrk(text) {
   for (const line of text.split('\n')) {
     let m;
     if ((m = /^Requests\/sec:\s+([0-9.]+)/.exec(line))) out.rps = Number(m[1]);
+    // a script's done() may print wrk's own count of bytes read per second
+    else if ((m = /^bytes_per_sec\s+([0-9.]+)/.exec(line))) out.bytes_per_sec = Number(m[1]);
     else if ((m = /^\s*(\d+) requests in /.exec(line))) out.requests = Number(m[1]);
     else if ((m = /^\s+(50|75|90|99)%\s+(\S+)/.exec(line))) out.latency[`p${m[1]}`] = ms(m[2]);
     else if ((m = /Non-2xx or 3xx responses:\s+(\d+)/.exec(line))) out.errors += Number(m[1]);

@@ -138,8 +138,17 @@ describe('community channels', () => {
   test('members count their channels; a public reader may mark but is not listed; a ban removes them', async () => {
     const [o, m, r] = await Promise.all([newUser('uro'), newUser('urm'), newUser('urr')]);
     const c = await community(o, 'public', [m]);
-    assertStatus(await postMsg(c.channel, m, 'hi all'), 201);
-    assertStatus(await postMsg(c.channel, m, 'again'), 201);
+    const co = await connect(o);
+    try {
+      await mustSubscribe(co, `events/community/${c.id}`);
+      assertStatus(await postMsg(c.channel, m, 'hi all'), 201);
+      assertStatus(await postMsg(c.channel, m, 'again'), 201);
+      // the channel's last seq on the community's topic: o's count is last_seq - read_seq
+      await waitFor(() => co.messages.map((x) => JSON.parse(x.payload)).find((e) => e.type === 'channel_activity'
+        && e.channel_id === c.channel && e.community_id === c.id && e.last_seq === 2), 5000, 'channel_activity');
+    } finally {
+      await end(co);
+    }
     assert.deepEqual(entry(await unread(o), c.channel), {
       channel_id: c.channel, community_id: c.id, last_seq: 2, read_seq: 0, unread: 2, mentions: 0,
     });
