@@ -1,4 +1,8 @@
-/* db: PostgreSQL through libpq, the only file that includes libpq-fe.h.
+/* db: PostgreSQL through libpq, the only module that includes libpq-fe.h.
+ * Its files: db.c (set-up), dbconn.c (connections, conninfo, failover),
+ * dbexec.c (statements, the auto-prepare cache, transactions), dbres.c
+ * (results and the last error), dblisten.c (LISTEN), dbtx.c (pipelined
+ * transactions); dbpriv.h is what they share.
  *
  * A worker holds two handles: DB_PRIMARY for writes and DB_READ for reads
  * that may be a little stale.  DB_READ is the primary unless a replica is
