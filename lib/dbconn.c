@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "db.h"
@@ -24,12 +25,18 @@
 #define DB_CLIENT_MARGIN_MS 1000
 /* how often a wait on a TLS connection asks libpq for what TLS may hold */
 #define DB_TLS_SLICE_MS 10
+/* the first retry's delay after a conflict or a timeout; doubling, with
+ * jitter (dbconn_retry_delay) */
+#define DB_RETRY_BASE_MS 50
 
 static struct dbconn handles[2];
 static int read_is_primary = 1;
 static long stmt_timeout_ms;
-static long client_timeout_ms; /* 0: no client-side bound */
-static int prepare_on = 1;     /* TH_DB_PREPARE */
+static long client_timeout_ms;      /* 0: no client-side bound */
+static int prepare_on = 1;          /* TH_DB_PREPARE */
+static int retries_max = 3;         /* TH_DB_RETRIES */
+static long retry_budget_ms = 2000; /* TH_DB_RETRY_MS */
+static unsigned long long jitter_state;
 
 /* Settings added to every conninfo that does not set them (db_init). */
 enum { DEF_CONNECT, DEF_TCP_USER, DEF_KA, DEF_KA_IDLE, DEF_KA_INTERVAL, DEF_KA_COUNT, DEF_N };
@@ -127,6 +134,8 @@ static void defaults_read(void)
 		snprintf(defaults[d].val, sizeof(defaults[d].val), "%lld", v);
 	}
 	prepare_on = cfg_bool("TH_DB_PREPARE", true);
+	retries_max = (int)cfg_int("TH_DB_RETRIES", 3, 0, 10);
+	retry_budget_ms = (long)cfg_int("TH_DB_RETRY_MS", 2000, 0, 60000);
 }
 
 int dbconn_init(const char *primary, const char *read, long statement_timeout_ms)
@@ -184,6 +193,40 @@ long dbconn_client_timeout_ms(void)
 int dbconn_prepare_on(void)
 {
 	return prepare_on;
+}
+
+int dbconn_state_is_conflict(const char *state)
+{
+	/* serialization_failure, deadlock_detected: the server rolled the
+	 * transaction back, so nothing of it happened */
+	return state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0);
+}
+
+/* xorshift64*: jitter needs no cryptographic quality, only workers (and
+ * bridges) that do not retry in step */
+static unsigned long long jitter_next(void)
+{
+	if (!jitter_state)
+		jitter_state = ((unsigned long long)getpid() << 32) ^ mono_us() ^
+			       0x9e3779b97f4a7c15ULL;
+	jitter_state ^= jitter_state >> 12;
+	jitter_state ^= jitter_state << 25;
+	jitter_state ^= jitter_state >> 27;
+	return jitter_state * 2685821657736338717ULL;
+}
+
+long dbconn_retry_delay(int done, long long started_ms)
+{
+	long cap, delay;
+
+	if (done >= retries_max || done < 0)
+		return -1;
+	cap = (long)DB_RETRY_BASE_MS << (done > 10 ? 10 : done);
+	/* half fixed, half random: never at once, never in step */
+	delay = cap / 2 + (long)(jitter_next() % (unsigned long long)(cap / 2 + 1));
+	if (now_ms() + delay - started_ms > retry_budget_ms)
+		return -1;
+	return delay;
 }
 
 void dbconn_drop(struct dbconn *h)

@@ -1,13 +1,16 @@
 /* dbexec: statements on the role handles: the per-connection cache of
  * prepared statements, one statement run with a bound, what a failure means
  * (rerun on a new connection, 503, 409, 500), and BEGIN/COMMIT/ROLLBACK. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db.h"
 #include "dbpriv.h"
 #include "log.h"
+#include "mono.h"
 
 /* The statement name for sql on h, preparing it on first use; NULL when
  * preparing is off (TH_DB_PREPARE=0), the table is full or preparing failed
@@ -69,6 +72,14 @@ static PGresult *run(struct dbconn *h, PGconn *c, const char *sql, int n, const 
 	return dbconn_collect(c, deadline, io);
 }
 
+static void nap_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 /* db_exec; rerun: the statement may run twice (a read, BEGIN), so it is sent
  * again once on a new connection when the old one broke under it. */
 static struct db_res *exec(enum db_role role, const char *sql, int n, const char *const *params,
@@ -76,8 +87,9 @@ static struct db_res *exec(enum db_role role, const char *sql, int n, const char
 {
 	struct dbconn *h = dbconn_role(role);
 	unsigned long connects = h->connects;
-	long long deadline;
-	int in_tx, sent, io, tries = 0;
+	long long deadline, started = (long long)mono_ms();
+	int in_tx, sent, io, tries = 0, conflicts = 0;
+	long delay;
 	PGresult *r;
 	ExecStatusType st;
 	const char *state;
@@ -172,8 +184,23 @@ again:
 		if (!in_tx && tries++ == 0 && (did_not_run || rerun))
 			goto again;
 		return NULL;
+	} else if (dbconn_state_is_conflict(state)) {
+		/* A deadlock or a serialization failure: the server rolled the
+		 * statement back.  Alone (autocommit) it is sent again after a
+		 * jittered pause, a few times within TH_DB_RETRY_MS; inside a
+		 * transaction the whole transaction is gone and only its caller
+		 * can run it again (the request answers 503 with Retry-After). */
+		dbres_set_err(TH_EUNAVAILABLE, PQresultErrorMessage(r), state);
+		PQclear(r);
+		if (!in_tx && (delay = dbconn_retry_delay(conflicts++, started)) >= 0) {
+			log_info("db %s: %s; again in %ld ms", h->name, db_last_sqlstate(), delay);
+			nap_ms(delay);
+			goto again;
+		}
+		return NULL;
 	} else if (state && strcmp(state, "57014") == 0) {
-		/* the statement timeout */
+		/* The statement timeout: 503.  Not sent again here: the worker
+		 * would wait out another statement timeout for one request. */
 		dbres_set_err(TH_EUNAVAILABLE, PQresultErrorMessage(r), state);
 	} else {
 		dbres_set_err(TH_EINTERNAL, r ? PQresultErrorMessage(r) : PQerrorMessage(c), state);

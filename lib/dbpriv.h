@@ -71,6 +71,14 @@ int dbconn_replace_slow(struct dbconn *h);
 /* 1 for a SQLSTATE that says "this server, not this statement" (25006,
  * 57P01-03, 08xxx). */
 int dbconn_state_is_server(const char *state);
+/* 1 for a serialization failure or a deadlock (40001, 40P01): the server
+ * rolled the transaction back; it may be run again. */
+int dbconn_state_is_conflict(const char *state);
+/* The delay before retry number done + 1 of something started at
+ * started_ms (the mono_ms() clock): DB_RETRY_BASE_MS doubling, half of it
+ * random; -1 when TH_DB_RETRIES retries were made or the delay would end
+ * past TH_DB_RETRY_MS after started_ms. */
+long dbconn_retry_delay(int done, long long started_ms);
 
 /* How a wait on the server ended. */
 enum { DB_IO_OK = 0, DB_IO_BROKEN = 1, DB_IO_TIMEOUT = 2 };
