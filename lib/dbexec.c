@@ -168,7 +168,7 @@ again:
 		 * a write sent on it is the caller's mistake, not a failover;
 		 * replacing the connection would land on a standby again */
 		dbres_set_err(TH_EINTERNAL, PQresultErrorMessage(r), state);
-	} else if (dbconn_state_is_server(state)) {
+	} else if (state && dbconn_state_is_server(state)) {
 		/* a standby or a server starting refused before running anything */
 		int did_not_run = strcmp(state, "25006") == 0 || strcmp(state, "57P03") == 0;
 
