@@ -140,6 +140,23 @@ int arena_defer(struct arena *a, arena_cleanup_fn fn, void *p)
 	return 0;
 }
 
+int arena_release(struct arena *a, void *p)
+{
+	struct arena_cleanup **pk;
+
+	/* a request hands over a few objects: a walk of the list is cheap */
+	for (pk = &a->cleanups; *pk; pk = &(*pk)->next) {
+		struct arena_cleanup *k = *pk;
+
+		if (k->p == p) {
+			*pk = k->next;
+			k->fn(k->p);
+			return 0;
+		}
+	}
+	return -1;
+}
+
 /* The cleanups live in the chunks: run them all before any chunk goes.  A
  * cleanup that defers another (it should not) gets it run in this pass. */
 static void run_cleanups(struct arena *a)

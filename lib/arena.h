@@ -38,6 +38,10 @@ char *arena_vprintf(struct arena *a, const char *fmt, va_list ap);
  * 0; -1 when out of memory, and then fn(p) has already run (p is released
  * either way: the caller never frees it). */
 int arena_defer(struct arena *a, arena_cleanup_fn fn, void *p);
+/* Runs p's cleanup now and forgets it, for what must die before the request
+ * ends (a decoded image before the next step; one of many results in a
+ * loop).  0; -1 when p was not handed to a (then nothing runs). */
+int arena_release(struct arena *a, void *p);
 /* Releases everything but keeps the first chunk for the next request; runs
  * the cleanups first. */
 void arena_reset(struct arena *a);

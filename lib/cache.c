@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "cachenode.h"
 #include "cluster.h"
 #include "config.h"
@@ -736,6 +737,19 @@ void cache_reply_free(struct cache_reply *r)
 {
 	if (r)
 		freeReplyObject(r);
+}
+
+static void reply_cleanup(void *p)
+{
+	freeReplyObject(p);
+}
+
+struct cache_reply *cache_reply_own(struct arena *a, struct cache_reply *r)
+{
+	if (!r)
+		return NULL;
+	/* on failure arena_defer has freed r */
+	return arena_defer(a, reply_cleanup, r) == 0 ? r : NULL;
 }
 
 struct cache_reply *cache_script_run(struct cache_script *s, int argc, const char **argv)

@@ -48,6 +48,7 @@
 
 #include "err.h"
 
+struct arena;
 struct cache_reply;
 
 enum cache_type {
@@ -87,6 +88,11 @@ size_t cache_reply_count(const struct cache_reply *r);
 /* Element i of an array reply (borrowed: freed with r), or NULL. */
 const struct cache_reply *cache_reply_elem(const struct cache_reply *r, size_t i);
 void cache_reply_free(struct cache_reply *r);
+/* Hands r (or NULL) to arena a: it is freed with the arena (arena_defer);
+ * its owner never calls cache_reply_free() on it (arena_release() frees it
+ * early).  Returns r; NULL when r was NULL or memory is short (then r is
+ * freed).  The web library's cache_own() gives a reply to the request. */
+struct cache_reply *cache_reply_own(struct arena *a, struct cache_reply *r);
 
 /* A Lua script run with EVALSHA: body is the script; sha starts "" and is
  * filled by the first SCRIPT LOAD.  One static per script per process. */

@@ -1,4 +1,8 @@
-/* db: PostgreSQL through libpq, the only file that includes libpq-fe.h.
+/* db: PostgreSQL through libpq, the only module that includes libpq-fe.h.
+ * Its files: db.c (set-up), dbconn.c (connections, conninfo, failover),
+ * dbexec.c (statements, the auto-prepare cache, transactions), dbres.c
+ * (results and the last error), dblisten.c (LISTEN), dbtx.c (pipelined
+ * transactions); dbpriv.h is what they share.
  *
  * A worker holds two handles: DB_PRIMARY for writes and DB_READ for reads
  * that may be a little stale.  DB_READ is the primary unless a replica is
@@ -51,6 +55,18 @@
  * one is sent once more on a new connection, which a multi-host conninfo
  * with target_session_attrs=read-write points at the new primary.  A new
  * connection that answers so too starts the backoff.
+ *
+ * Conflicts and timeouts.  A deadlock or a serialization failure (40P01,
+ * 40001) and the statement timeout (57014) fail with TH_EUNAVAILABLE (503
+ * with Retry-After), never TH_EINTERNAL.  The server rolled back what it
+ * refused, so it is sent again where that is safe: a statement alone
+ * (autocommit) after a deadlock or serialization failure, and a pipelined
+ * transaction (db_tx_*) after any of the three; at most TH_DB_RETRIES (3)
+ * times, each after a pause of 50 ms doubling (half of it random), all
+ * within TH_DB_RETRY_MS (2000) of the first try.  Not inside a transaction
+ * of db_begin() (it is gone: its caller answers 503 and the client sends
+ * the request again), and a statement alone is not sent again after its
+ * timeout (the worker would wait another statement timeout).
  *
  * Every statement is parameterized (PQexecParams); no SQL is built from
  * input.  Statements with parameters are prepared once per connection
@@ -132,7 +148,11 @@ int db_listen_drain(void);
  * db_tx_fd() for db_tx_events() and call db_tx_poll(): 0 still running,
  * 1 committed (*last = the last statement's result, the caller's to free),
  * -1 failed (rolled back, db_last_error() says why; a broken connection is
- * reopened by the next send, with the usual backoff). */
+ * reopened by the next send, with the usual backoff).  A transaction the
+ * server rolled back for a conflict or its statement timeout is sent again
+ * (see "Conflicts and timeouts" above; the parameters are copied, so the
+ * caller's may go once db_tx_send returns): meanwhile db_tx_poll() answers
+ * 0 and db_tx_fd() is a timer that becomes readable when the pause ends. */
 int db_tx_send(int nstmts, const char *const *sqls, const int *nparams,
 	       const char *const *const *params);
 int db_tx_busy(void);

@@ -425,16 +425,14 @@ static int renew(struct presence *p, const char *mode)
 	char lock[KEY_MAX], prefix[PRESENCE_BROKER_ID_MAX + 2], lease[24];
 	const char *argv[] = {NULL, NULL, "2", p->registry, lock, p->inst, lease, mode, prefix};
 	struct cache_reply *r;
-	long long st;
+	long long st = -1;
 
 	lock_key(p, lock, p->inst);
 	snprintf(prefix, sizeof(prefix), "%s/", p->broker);
 	snprintf(lease, sizeof(lease), "%ld", p->lease_ms);
 	r = script_run(&p->renew, 9, argv);
-	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) < 1) {
-		cache_reply_free(r);
-		return -1;
-	}
+	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) < 1)
+		goto out;
 	st = cache_reply_int(cache_reply_elem(r, 0));
 	p->ndead = 0;
 	p->claims_tried = 0;
@@ -447,6 +445,7 @@ static int renew(struct presence *p, const char *mode)
 			p->dead[p->ndead++][len] = '\0';
 		}
 	}
+out:
 	cache_reply_free(r);
 	return (int)st;
 }
@@ -576,7 +575,7 @@ static int reap_batch(struct presence *p)
 	const char *argv[] = {"SRANDMEMBER", key, count};
 	int64_t uids[REAP_BATCH];
 	struct cache_reply *r;
-	int n = 0, offline = 0;
+	int n = 0, offline = 0, ok;
 
 	if (!claim(p, p->reaping)) {
 		p->reaping[0] = '\0';
@@ -585,17 +584,16 @@ static int reap_batch(struct presence *p)
 	users_key(p, key, p->reaping);
 	snprintf(count, sizeof(count), "%d", REAP_BATCH);
 	r = cache_cmd(3, argv, NULL);
-	if (!r || cache_reply_type(r) != CACHE_ARRAY) {
-		cache_reply_free(r);
-		return 0;
-	}
-	for (size_t i = 0; i < cache_reply_count(r) && n < REAP_BATCH; i++) {
+	ok = r && cache_reply_type(r) == CACHE_ARRAY;
+	for (size_t i = 0; ok && i < cache_reply_count(r) && n < REAP_BATCH; i++) {
 		long long uid = cache_reply_int(cache_reply_elem(r, i));
 
 		if (uid > 0)
 			uids[n++] = uid;
 	}
-	cache_reply_free(r);
+	cache_reply_free(r); /* the ids are copied: the writes below need no reply */
+	if (!ok)
+		return 0;
 	for (int i = 0; i < n; i++) {
 		long long before, after;
 

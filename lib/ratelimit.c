@@ -37,16 +37,17 @@ static int run(const char *script, const char *key, const char *arg, struct rl_s
 	const char *argv[] = {"EVAL", script, "1", key, arg};
 	struct cache_reply *r = cache_cmd(arg ? 5 : 4, argv, NULL);
 	long long ttl_ms;
+	int rc = -1;
 
-	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) != 2) {
-		cache_reply_free(r);
-		return -1;
-	}
+	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) != 2)
+		goto out;
 	st->count = cache_reply_int(cache_reply_elem(r, 0));
 	ttl_ms = cache_reply_int(cache_reply_elem(r, 1));
-	cache_reply_free(r);
 	st->retry_after_s = ttl_ms > 0 ? (long)((ttl_ms + 999) / 1000) : 1;
-	return 0;
+	rc = 0;
+out:
+	cache_reply_free(r);
+	return rc;
 }
 
 int rl_hit(const char *key, long window_s, struct rl_state *st)
@@ -68,6 +69,7 @@ int rl_take(const char *key, long interval_ms, long burst, long n, int force, st
 	const char *argv[] = {"EVAL", take_script, "1", key, iv, b, cnt, force ? "1" : "0"};
 	struct cache_reply *r;
 	long long taken, wait_ms;
+	int rc = -1;
 
 	if (interval_ms < 1 || burst < 1 || n < 1)
 		return -1;
@@ -75,14 +77,14 @@ int rl_take(const char *key, long interval_ms, long burst, long n, int force, st
 	snprintf(b, sizeof(b), "%ld", burst);
 	snprintf(cnt, sizeof(cnt), "%ld", n);
 	r = cache_cmd(8, argv, NULL);
-	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) != 3) {
-		cache_reply_free(r);
-		return -1;
-	}
+	if (!r || cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) != 3)
+		goto out;
 	taken = cache_reply_int(cache_reply_elem(r, 0));
 	wait_ms = cache_reply_int(cache_reply_elem(r, 1));
 	st->count = cache_reply_int(cache_reply_elem(r, 2));
-	cache_reply_free(r);
 	st->retry_after_s = wait_ms > 0 ? (long)((wait_ms + 999) / 1000) : 1;
-	return taken ? 1 : 0;
+	rc = taken ? 1 : 0;
+out:
+	cache_reply_free(r);
+	return rc;
 }

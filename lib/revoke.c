@@ -435,31 +435,33 @@ out:
 
 static int sync_redis(long long now)
 {
-	struct cache_reply *e, *r;
+	struct cache_reply *e, *r = NULL;
 	char from[32];
 	const char *argv[] = {"ZRANGEBYSCORE", REVOKE_KEY, from, "+inf", "WITHSCORES"};
-	int full;
+	int full, rc = -1;
 
 	e = get_epoch();
 	if (!e)
-		return -1;
+		goto out;
 	if (cache_reply_type(e) == CACHE_NIL ||
 	    !epoch_current(cache_reply_str(e, NULL), cache_data_id(REVOKE_EPOCH_KEY))) {
 		char id[48];
-		int replace = cache_reply_type(e) != CACHE_NIL, rc;
+		int replace = cache_reply_type(e) != CACHE_NIL;
 
 		snprintf(id, sizeof(id), "%s", cache_data_id(REVOKE_EPOCH_KEY));
 		cache_reply_free(e);
+		e = NULL;
 		rc = rebuild_redis(id, replace);
 		if (rc != 0)
-			return rc;
+			goto out;
+		rc = -1;
 		e = get_epoch();
 		if (!e)
-			return -1;
+			goto out;
 		if (cache_reply_type(e) != CACHE_STR) {
 			/* gone again (a flush in between): not complete */
-			cache_reply_free(e);
-			return REVOKE_BUSY;
+			rc = REVOKE_BUSY;
+			goto out;
 		}
 	}
 	{
@@ -476,15 +478,15 @@ static int sync_redis(long long now)
 	} else {
 		snprintf(from, sizeof(from), "%lld", newest_ms - REVOKE_OVERLAP_MS);
 	}
-	cache_reply_free(e);
 	r = cache_cmd(5, argv, NULL);
-	if (!r || cache_reply_type(r) != CACHE_ARRAY) {
-		cache_reply_free(r);
-		return -1;
-	}
+	if (!r || cache_reply_type(r) != CACHE_ARRAY)
+		goto out;
 	add_scored(r);
+	rc = 0;
+out:
 	cache_reply_free(r);
-	return 0;
+	cache_reply_free(e);
+	return rc;
 }
 
 static void sync_now(long long now)

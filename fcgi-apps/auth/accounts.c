@@ -142,7 +142,7 @@ void register_handler(struct http_req *req)
 		return;
 	}
 	uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	user = user_json(r, 0, 0);
+	user = jh_own(req, user_json(r, 0, 0));
 	log_info("audit: user %lld registered", (long long)uid);
 	/* the session is created in the same transaction: a client never gets
 	 * an account without the tokens to use it */
@@ -152,11 +152,11 @@ void register_handler(struct http_req *req)
 /* Gives back one hit of a login budget: the attempt was not a failure (the
  * right password) or nothing was checked (no hash slot).  Best effort: a
  * lost refund only makes the limit stricter. */
-static void rl_refund(const char *key)
+static void rl_refund(struct http_req *req, const char *key)
 {
 	const char *argv[] = {"DECR", key};
 
-	cache_reply_free(cache_cmd(2, argv, NULL));
+	(void)cache_own(req, cache_cmd(2, argv, NULL));
 }
 
 /* How long an attempt waits for attempts of the same budget that are still
@@ -171,7 +171,7 @@ static void rl_refund(const char *key)
  * attempts than the limit, right passwords among them): wait for them, at
  * most LOGIN_CONTENTION_MS, then refused.  0: taken; 1: refused (st says
  * until when); -1: Redis unavailable. */
-static int budget_take(const char *key, long max, struct rl_state *st)
+static int budget_take(struct http_req *req, const char *key, long max, struct rl_state *st)
 {
 	char fkey[1200];
 	struct rl_state fs;
@@ -184,7 +184,7 @@ static int budget_take(const char *key, long max, struct rl_state *st)
 			return -1;
 		if (st->count <= max)
 			return 0;
-		rl_refund(key);
+		rl_refund(req, key);
 		if (rl_peek(fkey, &fs) < 0)
 			return -1;
 		if (fs.count >= max || mono_ms() >= deadline)
@@ -257,7 +257,7 @@ void login_handler(struct http_req *req)
 	}
 	snprintf(ikey, sizeof(ikey), "rl:login:ip:%s", req->client_addr);
 	/* 1. the address's budget, then the account's: each hit counts itself */
-	taken = budget_take(ikey, auth_limits.login_ip_max, &is);
+	taken = budget_take(req, ikey, auth_limits.login_ip_max, &is);
 	if (taken != 0) {
 		if (taken < 0)
 			http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
@@ -265,9 +265,9 @@ void login_handler(struct http_req *req)
 			rl_reply_limited(req, &is);
 		return;
 	}
-	taken = budget_take(ukey, auth_limits.login_user_max, &us);
+	taken = budget_take(req, ukey, auth_limits.login_user_max, &us);
 	if (taken != 0) {
-		rl_refund(ikey); /* the account refused it: the address's budget stays */
+		rl_refund(req, ikey); /* the account refused it: the address's budget stays */
 		if (taken < 0)
 			http_reply_error(req, TH_EUNAVAILABLE, "rate limiter unavailable", NULL);
 		else
@@ -279,8 +279,8 @@ void login_handler(struct http_req *req)
 	ok = password_verify(hash, password);
 	if (ok == PASSWORD_BUSY || ok) {
 		/* nothing was checked, or it was right: not a failed attempt */
-		rl_refund(ukey);
-		rl_refund(ikey);
+		rl_refund(req, ukey);
+		rl_refund(req, ikey);
 	}
 	if (ok == PASSWORD_BUSY) {
 		http_reply_error(req, TH_EUNAVAILABLE, "too many password checks at once", NULL);
@@ -298,7 +298,7 @@ void login_handler(struct http_req *req)
 	}
 	{
 		int64_t uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
-		struct json_object *user = user_json(r, 0, 0);
+		struct json_object *user = jh_own(req, user_json(r, 0, 0));
 
 		session_start_reply(req, 200, uid, user, 0);
 	}
@@ -363,23 +363,19 @@ static char *me_body_or_reply(struct http_req *req, size_t *len)
 		http_reply_error(req, TH_EUNAUTHORIZED, "account no longer exists", NULL);
 		return NULL;
 	}
+	o = jh_object(req);
 	user = user_json(r, 0, 0);
-	o = json_object_new_object();
-	if (!user || !o) {
-		json_object_put(user);
-		json_object_put(o);
+	if (!o || !user || json_object_object_add(o, "user", user) < 0) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return NULL;
 	}
 	json_object_object_add(user, "email", json_object_new_string(db_res_get(r, 0, USER_NCOLS)));
-	json_object_object_add(o, "user", user);
 	s = json_object_to_json_string_length(o,
 					      JSON_C_TO_STRING_PLAIN |
 						      JSON_C_TO_STRING_NOSLASHESCAPE,
 					      len);
 	if (s)
 		body = arena_strndup(req->arena, s, *len);
-	json_object_put(o);
 	if (!body)
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 	return body;

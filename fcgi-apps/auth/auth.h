@@ -18,7 +18,7 @@ extern struct auth_limits auth_limits;
 /* sessions.c */
 /* Creates a session for user_id and replies `status` with {user,
  * access_token, refresh_token, expires_in}; user is the public user JSON of
- * the caller (consumed).  in_tx: the caller has a transaction open, which
+ * the caller, the request's (jh_own).  in_tx: the caller has a transaction open, which
  * this commits (registration: the account and its session together); 0: the
  * session is created by one self-committing statement (login). */
 void session_start_reply(struct http_req *req, int status, int64_t user_id,

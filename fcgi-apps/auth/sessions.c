@@ -84,17 +84,15 @@ static void tokens_reply(struct http_req *req, int status, int64_t uid, int64_t 
 	struct json_object *o;
 
 	if (!access) {
-		json_object_put(user);
 		http_reply_error(req, TH_EINTERNAL, "cannot sign a token", NULL);
 		return;
 	}
 	if (commit && db_commit() < 0) {
-		json_object_put(user);
 		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
 		return;
 	}
 	o = json_object_new_object();
-	json_object_object_add(o, "user", user);
+	json_object_object_add(o, "user", json_object_get(user));
 	json_object_object_add(o, "access_token", json_object_new_string(access));
 	json_object_object_add(o, "refresh_token", json_object_new_string(rt->text));
 	json_object_object_add(o, "expires_in", json_object_new_int64(token_ttl()));
@@ -128,12 +126,9 @@ void session_start_reply(struct http_req *req, int status, int64_t user_id,
 				     "session_id",
 				     4, params);
 	}
-	if (!r) {
-		json_object_put(user);
+	if (!r)
 		return;
-	}
 	if (db_res_rows(r) != 1) {
-		json_object_put(user);
 		http_reply_error(req, TH_EINTERNAL, "cannot start a session", NULL);
 		return;
 	}
@@ -217,12 +212,10 @@ void refresh_handler(struct http_req *req)
 		return;
 	}
 	uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	user = user_json(r, 0, 0);
+	user = jh_own(req, user_json(r, 0, 0));
 	refresh_new(&next);
-	if (refresh_store(req, &next, sid) < 0) {
-		json_object_put(user);
+	if (refresh_store(req, &next, sid) < 0)
 		return;
-	}
 	tokens_reply(req, 200, uid, strtoll(sid, NULL, 10), &next, user, 1);
 }
 

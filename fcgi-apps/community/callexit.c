@@ -52,11 +52,12 @@ static int emit(struct http_req *req, const char *type, int64_t cid, const char 
 	return events_emit_json(req, ev);
 }
 
-/* "{1,2,3}" of column 0 of r; NULL when out of memory (caller frees). */
-static char *id_array(const struct db_res *r)
+/* "{1,2,3}" of column 0 of r, in the request's arena; NULL when out of
+ * memory. */
+static char *id_array(struct http_req *req, const struct db_res *r)
 {
 	size_t size = (size_t)db_res_rows(r) * 22 + 3, n = 0;
-	char *buf = malloc(size);
+	char *buf = arena_alloc(req->arena, size);
 
 	if (!buf)
 		return NULL;
@@ -95,15 +96,15 @@ int callexit_leave(struct http_req *req, int64_t cid, int64_t uid, struct callex
 			     "AND ch.id = c.channel_id AND ch.community_id = $1",
 			     2, (const char *const[]){c, u});
 	if (!r)
-		goto fail;
+		return -1;
 	for (i = 0; i < db_res_rows(out->left); i++)
 		if (emit(req, "call_left", cid, db_res_get(out->left, i, 1),
 			 db_res_get(out->left, i, 0), uid) < 0)
-			goto fail;
-	ids = id_array(out->left);
+			return -1;
+	ids = id_array(req, out->left);
 	if (!ids) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		goto fail;
+		return -1;
 	}
 	/* a statement of its own, so it sees the delete above */
 	out->ended = db_exec_or_reply(req, DB_PRIMARY,
@@ -113,33 +114,28 @@ int callexit_leave(struct http_req *req, int64_t cid, int64_t uid, struct callex
 				      "                WHERE p.call_id = c.id) "
 				      "RETURNING c.id::text, c.channel_id::text",
 				      1, (const char *const[]){ids});
-	free(ids);
 	if (!out->ended)
-		goto fail;
+		return -1;
 	for (i = 0; i < db_res_rows(out->ended); i++)
 		if (emit(req, "call_ended", cid, db_res_get(out->ended, i, 1),
 			 db_res_get(out->ended, i, 0), uid) < 0)
-			goto fail;
+			return -1;
 	return db_res_rows(out->left);
-fail:
-	callexit_free(out);
-	return -1;
 }
 
 /* SREM / DEL of one Redis key; a failure is logged (best effort, like
  * lib/mirror.c: the change is committed). */
-static void redis_cmd(const char *cmd, const char *key, const char *member)
+static void redis_cmd(struct http_req *req, const char *cmd, const char *key, const char *member)
 {
 	const char *argv[] = {cmd, key, member};
-	struct cache_reply *r = cache_cmd(member ? 3 : 2, argv, NULL);
+	struct cache_reply *r = cache_own(req, cache_cmd(member ? 3 : 2, argv, NULL));
 
 	if (!r || cache_reply_type(r) == CACHE_ERROR)
 		log_warn("callexit: redis %s %s failed: %s", cmd, key,
 			 r ? cache_reply_str(r, NULL) : cache_last_error());
-	cache_reply_free(r);
 }
 
-void callexit_mirror(struct callexit *x)
+void callexit_mirror(struct http_req *req, const struct callexit *x)
 {
 	char key[64], u[24];
 	int i, j;
@@ -156,11 +152,11 @@ void callexit_mirror(struct callexit *x)
 			ended |= strcmp(db_res_get(x->ended, j, 0), call) == 0;
 		snprintf(key, sizeof(key), "th:call:%s:participants", call);
 		if (ended)
-			redis_cmd("DEL", key, NULL);
+			redis_cmd(req, "DEL", key, NULL);
 		else
-			redis_cmd("SREM", key, u);
+			redis_cmd(req, "SREM", key, u);
 		snprintf(key, sizeof(key), "th:user:%s:calls", u);
-		redis_cmd("SREM", key, call);
+		redis_cmd(req, "SREM", key, call);
 		log_info("audit: user %s left call %s (membership gone)%s", u, call,
 			 ended ? ", which ended" : "");
 	}
@@ -185,7 +181,7 @@ int callexit_community(struct http_req *req, int64_t cid, struct callexit *x)
 	return db_res_rows(x->left);
 }
 
-void callexit_mirror_community(struct callexit *x)
+void callexit_mirror_community(struct http_req *req, const struct callexit *x)
 {
 	char key[64];
 
@@ -196,15 +192,8 @@ void callexit_mirror_community(struct callexit *x)
 		const char *call = db_res_get(x->left, i, 0);
 
 		snprintf(key, sizeof(key), "th:call:%s:participants", call);
-		redis_cmd("DEL", key, NULL);
+		redis_cmd(req, "DEL", key, NULL);
 		snprintf(key, sizeof(key), "th:user:%s:calls", db_res_get(x->left, i, 1));
-		redis_cmd("SREM", key, call);
+		redis_cmd(req, "SREM", key, call);
 	}
-}
-
-void callexit_free(struct callexit *x)
-{
-	db_res_free(x->left);
-	db_res_free(x->ended);
-	x->left = x->ended = NULL;
 }

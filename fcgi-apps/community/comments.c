@@ -113,21 +113,19 @@ void comments_create(struct http_req *req)
 	if (!r)
 		return;
 	id = strtoll(db_res_get(r, 0, 0), NULL, 10);
-	o = comment_json(r, 0);
+	o = jh_own(req, comment_json(r, 0));
 	if (!o) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
 	if (events_emit(req, "comment_created", c.id, "post_id", p.id, "comment_id", id) < 0 ||
-	    db_commit_or_reply(req) < 0) {
-		json_object_put(o);
+	    db_commit_or_reply(req) < 0)
 		return;
-	}
 	feedcache_bump(c.id); /* the post's comment_count changed */
 	ryw_wrote(req->user_id);
 	log_info("audit: user %lld commented %lld on post %lld", (long long)req->user_id,
 		 (long long)id, (long long)p.id);
-	http_reply_json(req, 201, o);
+	http_reply_json(req, 201, json_object_get(o));
 }
 
 void comments_list(struct http_req *req)

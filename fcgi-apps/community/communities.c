@@ -214,7 +214,7 @@ void communities_patch(struct http_req *req)
 void communities_delete(struct http_req *req)
 {
 	struct community c;
-	struct callexit x = {0};
+	struct callexit x;
 	char cid[24];
 	const char *params[] = {cid};
 	struct db_res *r;
@@ -229,16 +229,16 @@ void communities_delete(struct http_req *req)
 	/* the event goes out before the rows go: it names the community only */
 	if (events_emit(req, "community_deleted", c.id, NULL, 0, NULL, 0) < 0 ||
 	    callexit_community(req, c.id, &x) < 0)
-		goto out;
+		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "WITH ch AS (SELECT id FROM channels WHERE community_id = $1), "
 			     "d AS (DELETE FROM communities WHERE id = $1) SELECT id FROM ch",
 			     1, params);
 	if (!r)
-		goto out;
+		return;
 	if (db_commit() < 0) {
 		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
-		goto out;
+		return;
 	}
 	n = db_res_rows(r);
 	chids = arena_alloc(req->arena, sizeof(*chids) * (size_t)(n + 1));
@@ -247,9 +247,7 @@ void communities_delete(struct http_req *req)
 	log_info("audit: community %s deleted by user %lld", cid, (long long)req->user_id);
 	feedcache_bump_access(c.id);
 	mirror_community_gone(c.id, chids, chids ? n : 0);
-	callexit_mirror_community(&x);
+	callexit_mirror_community(req, &x);
 	feedcache_bump(c.id);
 	http_reply_empty(req, 204);
-out:
-	callexit_free(&x);
 }

@@ -56,9 +56,9 @@ void feedcache_bump_access(int64_t community_id);
 
 /* callexit.c: the user leaves the community's ongoing calls, in the
  * current transaction of a leave, removal or ban (call_left / call_ended
- * queued).  Returns the number of calls left (0: none), or -1 when replied
- * (x freed).  After the commit, callexit_mirror() updates the Redis sets of
- * the broker's signal ACL; callexit_free() in every case (NULL-safe). */
+ * queued).  Returns the number of calls left (0: none), or -1 when replied.
+ * After the commit, callexit_mirror() updates the Redis sets of the
+ * broker's signal ACL.  x holds results of the request (they die with it). */
 struct callexit {
 	int64_t user_id;
 	struct db_res *left;  /* (call id, channel id) of each call left; with
@@ -67,14 +67,13 @@ struct callexit {
 	int whole;            /* callexit_community() filled it */
 };
 int callexit_leave(struct http_req *req, int64_t community_id, int64_t uid, struct callexit *x);
-void callexit_mirror(struct callexit *x);
+void callexit_mirror(struct http_req *req, const struct callexit *x);
 /* The community is about to be deleted (its calls go by cascade): reads the
  * participants of its ongoing calls in the current transaction (the number,
  * or -1 when replied); after the commit callexit_mirror_community() deletes
- * their Redis sets.  callexit_free() in every case. */
+ * their Redis sets. */
 int callexit_community(struct http_req *req, int64_t community_id, struct callexit *x);
-void callexit_mirror_community(struct callexit *x);
-void callexit_free(struct callexit *x);
+void callexit_mirror_community(struct http_req *req, const struct callexit *x);
 
 /* handlers */
 void communities_create(struct http_req *req);

@@ -66,6 +66,7 @@
 #include "feedlocal.h"
 #include "feedmine.h"
 #include "jh.h"
+#include "reply.h"
 #include "log.h"
 #include "metrics.h"
 #include "posts.h"
@@ -249,11 +250,11 @@ hidden:
  * the versions it returns are the copy's, the rest belongs to them; the
  * script (which creates missing versions, and reads keys named by versions
  * it has just read) is needed only when they moved.  The keys share the
- * {c<cid>} slot, as MGET in a Cluster needs.  0 and f filled (f->r owns the
- * reply), or -1: use the script. */
-static int lookup_held(struct feedlocal *loc, const char *vkey, const char *akey,
-		       const char *mprefix, const char *msuffix, const char *aprefix,
-		       const char *wsuffix, struct found *f)
+ * {c<cid>} slot, as MGET in a Cluster needs.  0 and f filled (f->r: the
+ * reply, the request's), or -1: use the script. */
+static int lookup_held(struct http_req *req, struct feedlocal *loc, const char *vkey,
+		       const char *akey, const char *mprefix, const char *msuffix,
+		       const char *aprefix, const char *wsuffix, struct found *f)
 {
 	char mkey[FEEDCACHE_KEY], acckey[FEEDCACHE_KEY], whokey[FEEDCACHE_KEY];
 	const char *argv[6] = {"MGET", vkey};
@@ -281,7 +282,7 @@ static int lookup_held(struct feedlocal *loc, const char *vkey, const char *akey
 			argv[argc++] = whokey;
 		}
 	}
-	f->r = cache_cmd(argc, argv, NULL);
+	f->r = cache_own(req, cache_cmd(argc, argv, NULL));
 	if (!f->r || cache_reply_type(f->r) != CACHE_ARRAY ||
 	    cache_reply_count(f->r) != (size_t)argc - 1)
 		goto moved;
@@ -309,7 +310,6 @@ static int lookup_held(struct feedlocal *loc, const char *vkey, const char *akey
 moved:
 	/* also Redis down: the script's attempt then finds it down too (at
 	 * once, while cache.c backs off) and the read goes to PostgreSQL */
-	cache_reply_free(f->r);
 	f->r = NULL;
 	return -1;
 }
@@ -347,19 +347,18 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 	cat(fill->name, sizeof(fill->name), prefix, suffix);
 	loc = feedlocal_get(fill->name);
 	memset(&f, 0, sizeof(f));
-	if (loc && lookup_held(loc, vkey, akey, mprefix, msuffix, aprefix, wsuffix, &f) == 0)
+	if (loc && lookup_held(req, loc, vkey, akey, mprefix, msuffix, aprefix, wsuffix, &f) == 0)
 		goto found;
 	vcache_fresh_version(fresh);
 	if (check_access)
 		argv[11] = ""; /* not before PostgreSQL said the community exists */
 	if (loc)
 		argv[12] = loc->ver;
-	f.r = cache_script_run(&lookup_script, 13, argv);
+	f.r = cache_own(req, cache_script_run(&lookup_script, 13, argv));
 	if (!f.r || cache_reply_type(f.r) != CACHE_ARRAY || cache_reply_count(f.r) != 6) {
 		/* Redis down or confused: a miss that stores nothing */
 		if (f.r)
 			log_warn("feedcache: lookup failed: %s", cache_reply_str(f.r, NULL));
-		cache_reply_free(f.r);
 		count(&misses_counter, "feed_cache_misses_total");
 		if (check_access) {
 			struct community c;
@@ -411,9 +410,9 @@ found:
 
 		vcache_fresh_version(fresh);
 		if (!f.fv)
-			cache_reply_free(cache_cmd(4, nx1, NULL));
+			(void)cache_own(req, cache_cmd(4, nx1, NULL));
 		if (!f.av) /* absent, or not a version: NX leaves the latter */
-			cache_reply_free(cache_cmd(4, nx2, NULL));
+			(void)cache_own(req, cache_cmd(4, nx2, NULL));
 	}
 	if (!f.fv || !version_ok(f.fv, f.fvlen)) {
 		count(&misses_counter, "feed_cache_misses_total");
@@ -442,7 +441,6 @@ found:
 	}
 	count(&misses_counter, "feed_cache_misses_total");
 out:
-	cache_reply_free(f.r);
 	return rc;
 }
 
@@ -456,7 +454,6 @@ void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fil
 							  &len);
 	char *json = s ? arena_strndup(req->arena, s, len) : NULL;
 
-	json_object_put(o);
 	if (!json) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;

@@ -164,7 +164,7 @@ void members_join(struct http_req *req)
 void members_leave(struct http_req *req)
 {
 	struct community cm;
-	struct callexit x = {0};
+	struct callexit x;
 	int n;
 
 	if (community_access_param(req, "id", ROLE_NONE, &cm) < 0)
@@ -182,17 +182,15 @@ void members_leave(struct http_req *req)
 		return;
 	n = membership_delete(req, cm.id, req->user_id);
 	if (n < 0)
-		goto out;
+		return;
 	if (n && events_emit(req, "member_left", cm.id, "user_id", req->user_id, NULL, 0) < 0)
-		goto out;
+		return;
 	if (callexit_leave(req, cm.id, req->user_id, &x) < 0 || db_commit_or_reply(req) < 0)
-		goto out;
+		return;
 	feedcache_bump_access(cm.id);
 	mirror_member_gone(cm.id, req->user_id);
-	callexit_mirror(&x);
+	callexit_mirror(req, &x);
 	http_reply_empty(req, 204);
-out:
-	callexit_free(&x);
 }
 
 static struct json_object *member_row(const struct db_res *r, int row, void *ctx)
@@ -298,7 +296,7 @@ void members_put(struct http_req *req)
 void members_delete(struct http_req *req)
 {
 	struct community cm;
-	struct callexit x = {0};
+	struct callexit x;
 	enum role now;
 	int64_t uid;
 	int n;
@@ -314,19 +312,17 @@ void members_delete(struct http_req *req)
 		return;
 	n = membership_delete(req, cm.id, uid);
 	if (n < 0)
-		goto out;
+		return;
 	if (n && events_emit(req, "member_removed", cm.id, "user_id", uid, NULL, 0) < 0)
-		goto out;
+		return;
 	if (callexit_leave(req, cm.id, uid, &x) < 0 || db_commit_or_reply(req) < 0)
-		goto out;
+		return;
 	log_info("audit: user %lld removed user %lld from community %lld", (long long)req->user_id,
 		 (long long)uid, (long long)cm.id);
 	feedcache_bump_access(cm.id);
 	mirror_member_gone(cm.id, uid);
-	callexit_mirror(&x);
+	callexit_mirror(req, &x);
 	http_reply_empty(req, 204);
-out:
-	callexit_free(&x);
 }
 
 #define BAN_SQL                                                      \
@@ -352,7 +348,7 @@ static struct json_object *ban_json(const struct db_res *r, int row, int64_t cid
 void bans_create(struct http_req *req)
 {
 	struct community cm;
-	struct callexit x = {0};
+	struct callexit x;
 	const char *reason;
 	int64_t uid;
 	enum role now;
@@ -383,11 +379,11 @@ void bans_create(struct http_req *req)
 	n = membership_delete(req, cm.id, uid);
 	if (n < 0 || events_emit(req, "member_banned", cm.id, "user_id", uid, NULL, 0) < 0 ||
 	    callexit_leave(req, cm.id, uid, &x) < 0 || db_commit_or_reply(req) < 0)
-		goto out;
+		return;
 	log_info("audit: user %s banned user %s from community %s", by, u, c);
 	feedcache_bump_access(cm.id);
 	mirror_ban(cm.id, uid);
-	callexit_mirror(&x);
+	callexit_mirror(req, &x);
 	{
 		const char *params[] = {c, u};
 
@@ -396,10 +392,8 @@ void bans_create(struct http_req *req)
 				     params);
 	}
 	if (!r)
-		goto out;
+		return;
 	http_reply_json(req, 201, ban_json(r, 0, cm.id));
-out:
-	callexit_free(&x);
 }
 
 void bans_delete(struct http_req *req)

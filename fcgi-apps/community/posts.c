@@ -36,20 +36,16 @@
 
 /* ---- shared with comments.c, reactions.c, search.c, feedcache.c ---- */
 
-/* The media array of POST_MEDIA_SQL, completed as API.md's media objects:
- * "variants" with their URLs (images get thumb and medium), "public"
- * dropped. */
-static struct json_object *media_json(const char *text)
+/* The media array of POST_MEDIA_SQL (arr, parsed), completed as API.md's
+ * media objects: "variants" with their URLs (images get thumb and medium),
+ * "public" dropped. */
+static void media_complete(struct json_object *arr)
 {
 	static const char *const names[] = {"original", "thumb", "medium"};
-	struct json_object *arr = jh_parse(text, strlen(text)), *m, *v, *variants;
+	struct json_object *m, *v, *variants;
 	char url[256];
 	size_t i;
 
-	if (!arr || !json_object_is_type(arr, json_type_array)) {
-		json_object_put(arr);
-		return json_object_new_array();
-	}
 	for (i = 0; i < json_object_array_length(arr); i++) {
 		const char *id;
 		int pub, nvar;
@@ -75,23 +71,29 @@ static struct json_object *media_json(const char *text)
 		}
 		json_object_object_add(m, "variants", variants);
 	}
-	return arr;
 }
 
 struct json_object *post_json(const struct db_res *r, int row)
 {
 	struct json_object *o = json_object_new_object();
-	struct json_object *reactions;
+	struct json_object *reactions, *media;
 
 	if (!o)
 		return NULL;
 	reactions = jh_parse(db_res_get(r, row, 11), strlen(db_res_get(r, row, 11)));
+	media = jh_parse(db_res_get(r, row, 12), strlen(db_res_get(r, row, 12)));
 	json_object_object_add(o, "id", user_json_int(db_res_get(r, row, 0)));
 	json_object_object_add(o, "community_id", user_json_int(db_res_get(r, row, 1)));
 	json_object_object_add(o, "author", user_json(r, row, 2));
 	json_object_object_add(o, "title", json_object_new_string(db_res_get(r, row, 6)));
 	json_object_object_add(o, "body", json_object_new_string(db_res_get(r, row, 7)));
-	json_object_object_add(o, "media", media_json(db_res_get(r, row, 12)));
+	/* o owns what it is given: a value that is not an array is replaced
+	 * (and put) by [] */
+	json_object_object_add(o, "media", media);
+	if (json_object_is_type(media, json_type_array))
+		media_complete(media);
+	else
+		json_object_object_add(o, "media", json_object_new_array());
 	json_object_object_add(o, "comment_count", user_json_int(db_res_get(r, row, 8)));
 	json_object_object_add(o, "reactions", reactions ? reactions : json_object_new_object());
 	json_object_object_add(o, "my_reactions", json_object_new_array());
@@ -261,15 +263,14 @@ static void post_reply(struct http_req *req, int status, enum db_role role, int6
 		http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
 		return;
 	}
-	o = post_json(r, 0);
+	o = jh_own(req, post_json(r, 0));
 	ids_pg = arena_printf(req->arena, "{%s}", pid);
 	if (!o || !ids_pg || posts_fill_mine(req, ids_pg, o) < 0) {
 		if (!o || !ids_pg)
 			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		json_object_put(o);
 		return;
 	}
-	http_reply_json(req, status, o);
+	http_reply_json(req, status, json_object_get(o));
 }
 
 /* ---- handlers ---- */
@@ -340,12 +341,11 @@ struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r, co
 {
 	int n = db_res_rows(r) > pg->limit ? pg->limit : db_res_rows(r);
 	size_t used = 0, cap = (size_t)n * 21 + 1; /* 20 digits and a comma an id */
-	struct json_object *items = json_object_new_array();
+	struct json_object *items = jh_array(req), *page;
 	char *csv = arena_alloc(req->arena, cap), *next = NULL;
 	int64_t last[2] = {0, 0}; /* struct page holds two keys at most */
 
 	if (!csv || !items) {
-		json_object_put(items);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return NULL;
 	}
@@ -360,7 +360,10 @@ struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r, co
 	if (db_res_rows(r) > pg->limit)
 		next = page_cursor(req->arena, nkeys, last);
 	*ids_csv = csv;
-	return page_result(items, next);
+	page = jh_own(req, page_result(json_object_get(items), next));
+	if (!page)
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+	return page;
 }
 
 void posts_feed(struct http_req *req)
@@ -434,7 +437,7 @@ void posts_get(struct http_req *req)
 		http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
 		return;
 	}
-	o = post_json(r, 0);
+	o = jh_own(req, post_json(r, 0));
 	if (!o) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;

@@ -53,7 +53,7 @@ struct page;
  * pg->limit rows as "items", and "next_cursor" made of key_cols (nkeys column
  * numbers, in cursor order, at most 2) of the last of them when there was one
  * more row.  *ids_csv: those posts' ids, comma-separated, in the request's
- * arena.  Frees r.  Returns the page (the caller owns it), or NULL with a 500
+ * arena.  Returns the page (the request's: jh_own), or NULL with a 500
  * replied. */
 struct json_object *posts_page_or_500(struct http_req *req, struct db_res *r, const struct page *pg,
 				      int nkeys, const int *key_cols, char **ids_csv);
@@ -109,7 +109,8 @@ int feedcache_read(struct http_req *req, const char *what, int64_t cid, int64_t 
 		   int check_access, struct feedcache_fill *fill);
 /* The end of a miss: stores o (the shared reply, my_reactions: [] in each
  * of the posts of ids_csv "1,2", in that order; may be "") under fill->key,
- * fills in the caller's reactions and replies 200.  o is consumed. */
+ * fills in the caller's reactions and replies 200.  o stays the request's
+ * (jh_own); the reply is its serialization. */
 void feedcache_fill_reply(struct http_req *req, const struct feedcache_fill *fill,
 			  const char *ids_csv, struct json_object *o);
 /* SET key to the bytes a (alen) then b (blen) with the cache TTL, for

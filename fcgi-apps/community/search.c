@@ -62,8 +62,7 @@ void search_posts(struct http_req *req)
 	if (!ids_pg || posts_fill_mine(req, ids_pg, result) < 0) {
 		if (!ids_pg)
 			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		json_object_put(result);
 		return;
 	}
-	http_reply_json(req, 200, result);
+	http_reply_json(req, 200, json_object_get(result));
 }

@@ -9,6 +9,29 @@
 
 #include "config.h"
 
+static void put_cleanup(void *p)
+{
+	json_object_put(p);
+}
+
+struct json_object *jh_own(struct http_req *req, struct json_object *o)
+{
+	if (!o)
+		return NULL;
+	/* on failure arena_defer has put o */
+	return arena_defer(req->arena, put_cleanup, o) == 0 ? o : NULL;
+}
+
+struct json_object *jh_object(struct http_req *req)
+{
+	return jh_own(req, json_object_new_object());
+}
+
+struct json_object *jh_array(struct http_req *req)
+{
+	return jh_own(req, json_object_new_array());
+}
+
 int jh_parse_body_or_400(struct http_req *req)
 {
 	struct json_object *obj = jh_parse(req->body ? req->body : "", req->body_len);

@@ -18,6 +18,18 @@
 
 struct json_object;
 
+/* Hands one reference of o (a json-c object built or parsed for the
+ * request, or NULL) to the request: it is put when the request's arena
+ * resets, so a handler that leaves early puts nothing by hand.  Returns o;
+ * NULL when o was NULL or memory is short (then o is put).  What consumes a
+ * reference (http_reply_json, events_emit_json, json_object_object_add)
+ * is given another one: json_object_get(o). */
+struct json_object *jh_own(struct http_req *req, struct json_object *o);
+/* A new empty object / array owned by the request (jh_own); NULL when out
+ * of memory. */
+struct json_object *jh_object(struct http_req *req);
+struct json_object *jh_array(struct http_req *req);
+
 /* Parses req->body, which must be a JSON object, into req->json (released by
  * the app loop).  Replies 400 bad_json and returns -1 otherwise. */
 int jh_parse_body_or_400(struct http_req *req);

@@ -84,9 +84,19 @@ struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc, const cha
 {
 	struct cache_reply *r = cache_cmd(argc, argv, lens);
 
-	if (!r)
+	if (!r) {
 		http_reply_error(req, TH_EUNAVAILABLE, "cache unavailable", NULL);
+		return NULL;
+	}
+	r = cache_own(req, r);
+	if (!r)
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 	return r;
+}
+
+struct cache_reply *cache_own(struct http_req *req, struct cache_reply *r)
+{
+	return cache_reply_own(req->arena, r);
 }
 
 void rl_reply_limited(struct http_req *req, const struct rl_state *st)

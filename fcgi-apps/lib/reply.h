@@ -45,9 +45,12 @@ int db_commit_or_reply(struct http_req *req);
 int db_one_row_changed_or_404(struct http_req *req, struct db_res *r, const char *what);
 
 /* cache_cmd(), replying 503 (cache unavailable) when Redis cannot be reached;
- * the reply is the caller's to free. */
+ * the reply belongs to the request (cache_own). */
 struct cache_reply *cache_cmd_or_reply(struct http_req *req, int argc, const char *const *argv,
 				       const size_t *lens);
+/* Hands r (a cache_cmd() reply, or NULL) to the request:
+ * cache_reply_own(req->arena, r).  Never cache_reply_free() it then. */
+struct cache_reply *cache_own(struct http_req *req, struct cache_reply *r);
 
 /* Replies 429 rate_limited with Retry-After from st. */
 void rl_reply_limited(struct http_req *req, const struct rl_state *st);

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "media.h"
 #include "metrics.h"
+#include "reply.h"
 #include "slots.h"
 
 static struct slots *heavy;
@@ -96,15 +97,13 @@ int budget_user_take(struct http_req *req, struct budget *b)
 	user_key(req, key, sizeof(key));
 	snprintf(max, sizeof(max), "%lld", per_user);
 	snprintf(ms, sizeof(ms), "%lld", hold_ms);
-	r = cache_cmd(6, argv, NULL);
+	r = cache_own(req, cache_cmd(6, argv, NULL));
 	if (!r || cache_reply_type(r) != CACHE_INT) {
-		cache_reply_free(r);
 		http_reply_error(req, TH_EUNAVAILABLE, "cannot count images in processing now",
 				 NULL);
 		return -1;
 	}
 	got = cache_reply_int(r);
-	cache_reply_free(r);
 	if (got <= 0) {
 		char msg[96];
 
@@ -156,11 +155,10 @@ void budget_release(struct http_req *req, struct budget *b)
 	/* a lost give-back holds one of the user's places until the key's
 	 * lifetime ends: logged, never fatal */
 	{
-		struct cache_reply *r = cache_cmd(4, argv, NULL);
+		struct cache_reply *r = cache_own(req, cache_cmd(4, argv, NULL));
 
 		if (!r)
 			log_warn("images: cannot give back a place of user %lld: %s",
 				 (long long)req->user_id, cache_last_error());
-		cache_reply_free(r);
 	}
 }

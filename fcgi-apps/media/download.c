@@ -65,16 +65,13 @@ static int variant_of(struct http_req *req, const struct media_row *m, const cha
 	}
 	if (strcmp(variant, "thumb") != 0 && strcmp(variant, "medium") != 0)
 		return -1;
-	all = jh_parse(m->variants, strlen(m->variants));
+	all = jh_own(req, jh_parse(m->variants, strlen(m->variants)));
 	if (!all || !json_object_object_get_ex(all, variant, &v) ||
 	    !json_object_object_get_ex(v, "mime", &f) ||
 	    !(*mime = arena_strdup(req->arena, json_object_get_string(f))) ||
 	    !json_object_object_get_ex(v, "sha256", &f) ||
-	    !(*sha = arena_strdup(req->arena, json_object_get_string(f)))) {
-		json_object_put(all);
+	    !(*sha = arena_strdup(req->arena, json_object_get_string(f))))
 		return -1;
-	}
-	json_object_put(all);
 	return 0;
 }
 

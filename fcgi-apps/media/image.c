@@ -21,6 +21,7 @@
 
 #include <wand/MagickWand.h>
 
+#include "arena.h"
 #include "config.h"
 #include "log.h"
 #include "media.h"
@@ -407,7 +408,22 @@ static int ping_pixels(MagickWand *w, const char *target, unsigned long long *pi
 	return 0;
 }
 
-enum th_err image_pixels(const char *src, const char *mime, unsigned long long *pixels)
+static void wand_cleanup(void *w)
+{
+	DestroyMagickWand(w);
+}
+
+/* Hands w (or NULL) to arena a (DestroyMagickWand when it resets); NULL when
+ * w was NULL or memory is short (then w is destroyed). */
+static MagickWand *wand_own(struct arena *a, MagickWand *w)
+{
+	if (!w)
+		return NULL;
+	return arena_defer(a, wand_cleanup, w) == 0 ? w : NULL;
+}
+
+enum th_err image_pixels(struct arena *a, const char *src, const char *mime,
+			 unsigned long long *pixels)
 {
 	const char *coder = coder_of(mime);
 	char target[4200];
@@ -418,12 +434,11 @@ enum th_err image_pixels(const char *src, const char *mime, unsigned long long *
 	if (!coder)
 		return TH_EINTERNAL;
 	snprintf(target, sizeof(target), "%s:%s", coder, src);
-	w = NewMagickWand();
+	w = wand_own(a, NewMagickWand());
 	if (!w)
 		return TH_EINTERNAL;
 	if (ping_pixels(w, target, pixels) == 0)
 		e = TH_OK;
-	DestroyMagickWand(w);
 	return e;
 }
 
@@ -438,8 +453,8 @@ void image_out_unlink(struct img_out *out)
 	}
 }
 
-enum th_err image_process(const char *src, const char *mime, struct img_out *out, char *msg,
-			  size_t msgsize)
+enum th_err image_process(struct arena *a, const char *src, const char *mime, struct img_out *out,
+			  char *msg, size_t msgsize)
 {
 	const char *coder = coder_of(mime);
 	/* variants: JPEG stays JPEG; the others become PNG (alpha kept, and a
@@ -461,7 +476,7 @@ enum th_err image_process(const char *src, const char *mime, struct img_out *out
 		goto out;
 	}
 	snprintf(target, sizeof(target), "%s:%s", coder, src);
-	w = NewMagickWand();
+	w = wand_own(a, NewMagickWand());
 	if (!w) {
 		e = TH_EINTERNAL;
 		goto out;
@@ -514,10 +529,12 @@ enum th_err image_process(const char *src, const char *mime, struct img_out *out
 	MagickSetFirstIterator(w);
 	if (MagickGetNumberImages(w) > 1) {
 		/* an animation: its first frame alone, and the frames go */
-		first = MagickGetImage(w);
+		first = wand_own(a, MagickGetImage(w));
 		if (!first)
 			goto out;
-		DestroyMagickWand(w);
+		/* early, to bound memory: the other frames go before the
+		 * variants are made */
+		arena_release(a, w);
 		w = NULL;
 	}
 	if (write_variant(first ? first : w, MEDIUM_BOX, vcoder, vmime, &out->medium) < 0 ||
@@ -535,9 +552,12 @@ out:
 	deadline_ms = 0;
 	if (e != TH_OK)
 		image_out_unlink(out);
+	/* early, to bound memory: the decoded image (up to max_pixels, 8
+	 * bytes each) must not stay through the request's storage upload and
+	 * database writes */
 	if (first)
-		DestroyMagickWand(first);
+		arena_release(a, first);
 	if (w)
-		DestroyMagickWand(w);
+		arena_release(a, w);
 	return e;
 }

@@ -19,15 +19,12 @@
 
 struct json_object *media_json(struct http_req *req, const struct media_row *m)
 {
-	struct json_object *o = json_object_new_object(), *v = json_object_new_object();
+	struct json_object *o = json_object_new_object(), *v;
 	static const char *const names[] = {"original", "thumb", "medium"};
 	int nvar = strcmp(m->kind, "image") == 0 ? 3 : 1;
 
-	if (!o || !v) {
-		json_object_put(o);
-		json_object_put(v);
+	if (!o)
 		return NULL;
-	}
 	json_object_object_add(o, "id", json_object_new_string(m->id));
 	json_object_object_add(o, "owner_id", json_object_new_int64(m->owner_id));
 	json_object_object_add(o, "community_id",
@@ -41,12 +38,14 @@ struct json_object *media_json(struct http_req *req, const struct media_row *m)
 		json_object_object_add(o, "height", json_object_new_int(m->height));
 	}
 	json_object_object_add(o, "filename", json_object_new_string(m->filename));
-	for (int i = 0; i < nvar; i++) {
+	/* o owns v from here: it is filled in place */
+	v = json_object_new_object();
+	json_object_object_add(o, "variants", v);
+	for (int i = 0; v && i < nvar; i++) {
 		const char *url = media_url(req, m, names[i]);
 
 		json_object_object_add(v, names[i], url ? json_object_new_string(url) : NULL);
 	}
-	json_object_object_add(o, "variants", v);
 	json_object_object_add(o, "created_at", json_object_new_string(m->created_at));
 	return o;
 }

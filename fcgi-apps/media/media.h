@@ -102,8 +102,10 @@ struct img_out {
 int image_init(void);
 void image_fini(void);
 /* The pixels of every frame of the image at src, from its header alone (no
- * decoding).  TH_EVALIDATION when the header cannot be read. */
-enum th_err image_pixels(const char *src, const char *mime, unsigned long long *pixels);
+ * decoding).  TH_EVALIDATION when the header cannot be read.  The wand it
+ * reads with belongs to arena a (the request's). */
+enum th_err image_pixels(struct arena *a, const char *src, const char *mime,
+			 unsigned long long *pixels);
 /* 1 when ImageMagick still counts pixel cache (memory, map or disk) as held
  * although no image is alive: a coder's error path leaked a copy.  The
  * accounting is per process and cannot be reset, so the worker should exit
@@ -112,9 +114,11 @@ int image_resources_held(void);
 /* Checks the image at src (pixels counted with a ping before decoding), then
  * writes the three files of out into media_cfg.tmp_dir.  TH_EVALIDATION with
  * a message for a corrupt, truncated or too large image; TH_EINTERNAL
- * otherwise.  On failure no file of out is left behind. */
-enum th_err image_process(const char *src, const char *mime, struct img_out *out, char *msg,
-			  size_t msgsize);
+ * otherwise.  On failure no file of out is left behind.  Its wands belong to
+ * arena a (the request's); the decoded image is released before it returns
+ * (the request's next steps do not hold it). */
+enum th_err image_process(struct arena *a, const char *src, const char *mime, struct img_out *out,
+			  char *msg, size_t msgsize);
 void image_out_unlink(struct img_out *out);
 
 /* ---- video.c: ffmpeg, metadata stripped by a stream copy ---- */

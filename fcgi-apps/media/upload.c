@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "jh.h"
 #include "log.h"
 #include "metrics.h"
 #include "media.h"
@@ -420,12 +421,12 @@ void upload_create(struct http_req *req)
 		is_image = 1;
 		if (budget_user_take(req, &budget) < 0)
 			goto out;
-		e = image_pixels(tmp, mime, &pixels);
+		e = image_pixels(req->arena, tmp, mime, &pixels);
 		if (e == TH_OK && pixels <= (unsigned long long)media_cfg.max_pixels &&
 		    budget_host_take(req, pixels, &budget) < 0)
 			goto out;
 		/* a header that cannot be read gets image_process's answer */
-		e = image_process(tmp, mime, &img, msg, sizeof(msg));
+		e = image_process(req->arena, tmp, mime, &img, msg, sizeof(msg));
 		budget_release(req, &budget);
 		if (image_resources_held()) {
 			/* a coder leaked pixel cache: this worker's ImageMagick
@@ -443,7 +444,7 @@ void upload_create(struct http_req *req)
 		orig_path = img.original.path;
 		size = img.original.size;
 		memcpy(sha, img.original.sha256, sizeof(sha));
-		variants = json_object_new_object();
+		variants = jh_object(req);
 		json_object_object_add(variants, "thumb", variant_json(&img.thumb));
 		json_object_object_add(variants, "medium", variant_json(&img.medium));
 		snprintf(w_s, sizeof(w_s), "%d", img.original.width);
@@ -538,7 +539,6 @@ out:
 	if (in_tx)
 		db_rollback();
 	budget_release(req, &budget);
-	json_object_put(variants);
 	if (s.fd >= 0)
 		close(s.fd);
 	EVP_MD_CTX_free(s.sha);

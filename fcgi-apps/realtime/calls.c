@@ -58,10 +58,10 @@ int calls_init(void)
 
 /* ---- Redis mirror ---- */
 
-static void mirror(const char *cmd, const char *key, const char *member)
+static void mirror(struct http_req *req, const char *cmd, const char *key, const char *member)
 {
 	const char *argv[] = {cmd, key, member};
-	struct cache_reply *r = cache_cmd(member ? 3 : 2, argv, NULL);
+	struct cache_reply *r = cache_own(req, cache_cmd(member ? 3 : 2, argv, NULL));
 
 	if (!r || cache_reply_type(r) == CACHE_ERROR) {
 		log_warn("calls: redis %s %s failed: %s", cmd, key,
@@ -69,10 +69,9 @@ static void mirror(const char *cmd, const char *key, const char *member)
 		if (mirror_errors >= 0)
 			metrics_add(mirror_errors, 1);
 	}
-	cache_reply_free(r);
 }
 
-static void mirror_leave(int64_t call, int64_t uid, int ended);
+static void mirror_leave(struct http_req *req, int64_t call, int64_t uid, int ended);
 
 /* After the join committed.  A leave, removal or ban committed in between
  * (community/callexit.c, or the bridge's offline cleanup) removes the
@@ -80,7 +79,7 @@ static void mirror_leave(int64_t call, int64_t uid, int ended);
  * so the row is read again after the SADD, and a participant gone by then
  * is removed again.  Either that read sees the row (the remover's SREM
  * comes after it, so after our SADD) or it does not (our SREM). */
-static void mirror_join(int64_t call, int64_t uid)
+static void mirror_join(struct http_req *req, int64_t call, int64_t uid)
 {
 	char key[64], c[24], u[24];
 	const char *params[] = {ids_text(c, call), ids_text(u, uid)};
@@ -88,31 +87,31 @@ static void mirror_join(int64_t call, int64_t uid)
 
 	mirror_gen_bump(); /* a concurrent rebuild starts over instead of undoing us */
 	snprintf(key, sizeof(key), "th:call:%lld:participants", (long long)call);
-	mirror("SADD", key, u);
+	mirror(req, "SADD", key, u);
 	snprintf(key, sizeof(key), "th:user:%lld:calls", (long long)uid);
-	mirror("SADD", key, c);
-	r = db_exec(DB_PRIMARY,
-		    "SELECT 1 FROM call_participants WHERE call_id = $1 AND user_id = $2", 2,
-		    params);
+	mirror(req, "SADD", key, c);
+	r = db_own(req,
+		   db_exec(DB_PRIMARY,
+			   "SELECT 1 FROM call_participants WHERE call_id = $1 AND user_id = $2", 2,
+			   params));
 	if (r && db_res_rows(r) == 0) {
 		log_info("calls: user %s left call %s while joining; mirror undone", u, c);
-		mirror_leave(call, uid, 0);
+		mirror_leave(req, call, uid, 0);
 	}
-	db_res_free(r);
 }
 
-static void mirror_leave(int64_t call, int64_t uid, int ended)
+static void mirror_leave(struct http_req *req, int64_t call, int64_t uid, int ended)
 {
 	char key[64], c[24], u[24];
 
 	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:call:%lld:participants", (long long)call);
 	if (ended)
-		mirror("DEL", key, NULL);
+		mirror(req, "DEL", key, NULL);
 	else
-		mirror("SREM", key, ids_text(u, uid));
+		mirror(req, "SREM", key, ids_text(u, uid));
 	snprintf(key, sizeof(key), "th:user:%lld:calls", (long long)uid);
-	mirror("SREM", key, ids_text(c, call));
+	mirror(req, "SREM", key, ids_text(c, call));
 }
 
 /* ---- helpers ---- */
@@ -164,13 +163,10 @@ static void call_reply(struct http_req *req, int status, int64_t id, const struc
 	if (!p) {
 		return;
 	}
-	o = json_object_new_object();
-	parts = json_object_new_array();
-	ice = turn_ice_servers(req->user_id);
+	o = jh_object(req);
+	parts = jh_array(req);
+	ice = turn_ice_servers(req);
 	if (!o || !parts || !ice) {
-		json_object_put(o);
-		json_object_put(parts);
-		json_object_put(ice);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
@@ -180,14 +176,14 @@ static void call_reply(struct http_req *req, int status, int64_t id, const struc
 	json_object_object_add(o, "channel_id", user_json_int(db_res_get(r, 0, 1)));
 	json_object_object_add(o, "community_id", json_object_new_int64(ch->cm.id));
 	json_object_object_add(o, "created_by", user_json_int(db_res_get(r, 0, 2)));
-	json_object_object_add(o, "participants", parts);
-	json_object_object_add(o, "ice_servers", ice);
+	json_object_object_add(o, "participants", json_object_get(parts));
+	json_object_object_add(o, "ice_servers", json_object_get(ice));
 	json_object_object_add(o, "created_at", json_object_new_string(db_res_get(r, 0, 3)));
 	json_object_object_add(o, "ended_at",
 			       db_res_isnull(r, 0, 4)
 				       ? NULL
 				       : json_object_new_string(db_res_get(r, 0, 4)));
-	http_reply_json(req, status, o);
+	http_reply_json(req, status, json_object_get(o));
 }
 
 /* Loads the call of path parameter :id and its channel's standing (no rule
@@ -273,7 +269,7 @@ static int join_commit(struct http_req *req, const struct rt_channel *ch, int64_
 	    (added && emit(req, "call_joined", ch, call, "user_id", req->user_id) < 0) ||
 	    db_commit_or_reply(req) < 0)
 		return -1;
-	mirror_join(call, req->user_id);
+	mirror_join(req, call, req->user_id);
 	if (added)
 		log_info("audit: user %lld joined call %lld", (long long)req->user_id,
 			 (long long)call);
@@ -391,7 +387,7 @@ void calls_create(struct http_req *req)
 	    emit(req, "call_started", &ch, call, "user_id", req->user_id) < 0 ||
 	    invite(req, &ch, call) < 0 || db_commit_or_reply(req) < 0)
 		return;
-	mirror_join(call, req->user_id);
+	mirror_join(req, call, req->user_id);
 	log_info("audit: user %lld started call %lld in channel %lld", (long long)req->user_id,
 		 (long long)call, (long long)ch.id);
 	call_reply(req, 201, call, &ch);
@@ -501,7 +497,7 @@ void calls_leave(struct http_req *req)
 	if ((ended && emit(req, "call_ended", &ch, c.id, "user_id", req->user_id) < 0) ||
 	    db_commit_or_reply(req) < 0)
 		return;
-	mirror_leave(c.id, req->user_id, ended);
+	mirror_leave(req, c.id, req->user_id, ended);
 	log_info("audit: user %lld left call %lld%s", (long long)req->user_id, (long long)c.id,
 		 ended ? " (call ended)" : "");
 	http_reply_empty(req, 204);

@@ -85,15 +85,17 @@ static void message_reply(struct http_req *req, int status, const char *id)
 
 /* Queues ev (consumed) in the current transaction; lib/events handles a
  * long chat message too large for NOTIFY. */
+/* ev: the request's (event_new); events_emit_json consumes a reference */
 static int emit(struct http_req *req, struct json_object *ev)
 {
-	return events_emit_json(req, ev);
+	return events_emit_json(req, json_object_get(ev));
 }
 
-/* {type, community_id, channel_id, ...} */
-static struct json_object *event_new(const char *type, const struct rt_channel *ch)
+/* {type, community_id, channel_id, ...}, owned by the request */
+static struct json_object *event_new(struct http_req *req, const char *type,
+				     const struct rt_channel *ch)
 {
-	struct json_object *ev = json_object_new_object();
+	struct json_object *ev = jh_object(req);
 
 	if (!ev)
 		return NULL;
@@ -334,11 +336,9 @@ void messages_create(struct http_req *req)
 			http_reply_error(req, TH_ENOTFOUND, "no such channel", NULL);
 		return;
 	}
-	ev = event_new("chat_message", &ch);
-	msg = json_object_new_object();
+	ev = event_new(req, "chat_message", &ch);
+	msg = jh_object(req);
 	if (!ev || !msg) {
-		json_object_put(ev);
-		json_object_put(msg);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
@@ -346,7 +346,7 @@ void messages_create(struct http_req *req)
 	json_object_object_add(msg, "id", json_object_new_string(id));
 	json_object_object_add(msg, "body", json_object_new_string(body));
 	json_object_object_add(msg, "reply_to", reply_to ? json_object_new_string(reply_to) : NULL);
-	json_object_object_add(ev, "message", msg);
+	json_object_object_add(ev, "message", json_object_get(msg));
 	if (emit(req, ev) < 0 || db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %lld posted message %s (seq %lld) in channel %lld",
@@ -402,11 +402,9 @@ void messages_patch(struct http_req *req)
 		http_reply_error(req, TH_ENOTFOUND, "the message is deleted", NULL);
 		return;
 	}
-	ev = event_new("message_edited", &ch);
-	msg = json_object_new_object();
+	ev = event_new(req, "message_edited", &ch);
+	msg = jh_object(req);
 	if (!ev || !msg) {
-		json_object_put(ev);
-		json_object_put(msg);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
@@ -416,7 +414,7 @@ void messages_patch(struct http_req *req)
 	json_object_object_add(msg, "body", json_object_new_string(body));
 	json_object_object_add(msg, "reply_to", nullable(r, 0, 0));
 	json_object_object_add(msg, "edited_at", json_object_new_string(db_res_get(r, 0, 1)));
-	json_object_object_add(ev, "message", msg);
+	json_object_object_add(ev, "message", json_object_get(msg));
 	if (emit(req, ev) < 0 || db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %lld edited message %s", (long long)req->user_id, m.id);
@@ -460,7 +458,7 @@ void messages_delete(struct http_req *req)
 		return;
 	if (db_one_row_changed_or_404(req, r, "the message is deleted") < 0)
 		return;
-	ev = event_new("message_deleted", &ch);
+	ev = event_new(req, "message_deleted", &ch);
 	if (!ev) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;

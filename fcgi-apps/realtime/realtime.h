@@ -57,9 +57,10 @@ int calls_init(void);
 
 /* turn.c: reads TH_TURN_* at start-up (exits on a malformed value). */
 int turn_init(void);
-/* ice_servers of API.md for user uid: a new array (caller owns it), [] when
- * TURN is not configured (no secret file); NULL when out of memory. */
-struct json_object *turn_ice_servers(int64_t uid);
+/* ice_servers of API.md for the request's caller: an array the request owns
+ * (jh_own), [] when TURN is not configured (no secret file); NULL when out
+ * of memory. */
+struct json_object *turn_ice_servers(struct http_req *req);
 
 /* handlers */
 /* A message's columns and their numbers, from MSG_FROM (messages.c) */

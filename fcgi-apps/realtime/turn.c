@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "jh.h"
 #include "log.h"
 #include "realtime.h"
 
@@ -111,54 +112,51 @@ int turn_init(void)
 	return 0;
 }
 
-struct json_object *turn_ice_servers(int64_t uid)
+struct json_object *turn_ice_servers(struct http_req *req)
 {
-	struct json_object *arr = json_object_new_array(), *srv, *urls;
+	struct json_object *arr = jh_array(req), *srv, *urls;
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen = 0;
 	char user[48], cred[64], url[300];
 
 	if (!arr || secret_load() < 0)
 		return arr;
-	snprintf(user, sizeof(user), "%lld:%lld", (long long)time(NULL) + turn.ttl, (long long)uid);
+	snprintf(user, sizeof(user), "%lld:%lld", (long long)time(NULL) + turn.ttl,
+		 (long long)req->user_id);
 	if (!HMAC(EVP_sha1(), turn.secret, (int)turn.secret_len, (const unsigned char *)user,
 		  strlen(user), mac, &maclen)) {
 		log_error("turn: HMAC-SHA1 failed");
 		return arr;
 	}
 	sodium_bin2base64(cred, sizeof(cred), mac, maclen, sodium_base64_VARIANT_ORIGINAL);
+	/* each part is added to its parent at once: the request's array owns it */
 	srv = json_object_new_object();
-	urls = json_object_new_array();
-	if (!srv || !urls) {
-		json_object_put(srv);
-		json_object_put(urls);
-		json_object_put(arr);
+	if (!srv || json_object_array_add(arr, srv) < 0)
 		return NULL;
-	}
+	urls = json_object_new_array();
+	if (!urls || json_object_object_add(srv, "urls", urls) < 0)
+		return NULL;
 	snprintf(url, sizeof(url), "stun:%s:%ld", turn.host, turn.port);
 	json_object_array_add(urls, json_object_new_string(url));
 	snprintf(url, sizeof(url), "turn:%s:%ld?transport=udp", turn.host, turn.port);
 	json_object_array_add(urls, json_object_new_string(url));
 	snprintf(url, sizeof(url), "turn:%s:%ld?transport=tcp", turn.host, turn.port);
 	json_object_array_add(urls, json_object_new_string(url));
-	json_object_object_add(srv, "urls", urls);
 	json_object_object_add(srv, "username", json_object_new_string(user));
 	json_object_object_add(srv, "credential", json_object_new_string(cred));
-	json_object_array_add(arr, srv);
 	return arr;
 }
 
 /* GET /api/turn: any signed-in user. */
 void turn_get(struct http_req *req)
 {
-	struct json_object *ice = turn_ice_servers(req->user_id), *o;
+	struct json_object *ice = turn_ice_servers(req), *o;
 
 	if (!ice) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
 	if (json_object_array_length(ice) == 0) {
-		json_object_put(ice);
 		http_reply_error(req, TH_EUNAVAILABLE, "TURN is not configured on this server",
 				 NULL);
 		http_set_header(req, "Retry-After", "60");
@@ -166,11 +164,10 @@ void turn_get(struct http_req *req)
 	}
 	o = json_object_new_object();
 	if (!o) {
-		json_object_put(ice);
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
-	json_object_object_add(o, "ice_servers", ice);
+	json_object_object_add(o, "ice_servers", json_object_get(ice));
 	json_object_object_add(o, "ttl", json_object_new_int64(turn.ttl));
 	http_reply_json(req, 200, o);
 	http_set_header(req, "Cache-Control", "no-store");

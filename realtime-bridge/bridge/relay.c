@@ -130,8 +130,7 @@ static void route(struct mosquitto *mosq, const char *text)
 	if (!o || !json_object_is_type(o, json_type_object) ||
 	    !json_object_object_get_ex(o, "type", &v)) {
 		log_warn("bridge: outbox event without a type dropped");
-		json_object_put(o);
-		return;
+		goto out;
 	}
 	type = json_object_get_string(v);
 	if (strcmp(type, "chat_message") == 0) {
@@ -144,8 +143,7 @@ static void route(struct mosquitto *mosq, const char *text)
 			publish(mosq, topic,
 				json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN));
 		}
-		json_object_put(o);
-		return;
+		goto out;
 	}
 	cid = int_field(o, "community_id");
 	if (cid > 0) {
@@ -167,6 +165,7 @@ static void route(struct mosquitto *mosq, const char *text)
 			}
 		}
 	}
+out:
 	json_object_put(o);
 }
 
@@ -277,7 +276,7 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	char lease[24];
 	const char *p[2] = {rl.owner, lease};
 	struct db_res *r;
-	int i, full;
+	int i, full, rc = -1;
 
 	if (rl.state == RELAY_WAITING) {
 		if (rl.pending == 0 && !rl.failed && rl.unrouted == 0) {
@@ -320,12 +319,11 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 					 "SELECT id, payload::text FROM u ORDER BY id",
 		    2, p);
 	if (!r)
-		return -1;
+		goto out;
 	rl.n = db_res_rows(r);
-	if (rl.n == 0) {
-		db_res_free(r);
-		return 0;
-	}
+	rc = 0;
+	if (rl.n == 0)
+		goto out;
 	rl.state = RELAY_WAITING;
 	rl.pending = 0;
 	rl.failed = 0;
@@ -333,7 +331,9 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 		rl.ids[i] = strtoll(db_res_get(r, i, 0), NULL, 10);
 		route(mosq, db_res_get(r, i, 1));
 	}
-	db_res_free(r);
 	rl.deadline_us = mono_us() + (uint64_t)rl.ack_ms * 1000;
-	return 1;
+	rc = 1;
+out:
+	db_res_free(r);
+	return rc;
 }

@@ -129,16 +129,17 @@ static int ask(int argc, const char *const *argv, int64_t (*conv)(const struct c
 	       int64_t *val)
 {
 	struct cache_reply *r;
+	int rc = -1;
 
 	acl_misses++;
 	r = cache_cmd(argc, argv, NULL);
-	if (!r || cache_reply_type(r) == CACHE_ERROR) {
-		cache_reply_free(r);
-		return -1;
-	}
+	if (!r || cache_reply_type(r) == CACHE_ERROR)
+		goto out;
 	*val = conv(r);
+	rc = 0;
+out:
 	cache_reply_free(r);
-	return 0;
+	return rc;
 }
 
 /* The same, remembered. */
@@ -459,20 +460,20 @@ int acl_user_communities(int64_t uid, int64_t *ids, int max)
 	char rkey[64];
 	const char *argv[] = {"SMEMBERS", rkey};
 	struct cache_reply *r;
-	int n = 0;
+	int n = -1;
 
 	snprintf(rkey, sizeof(rkey), "th:user:%lld:communities", (long long)uid);
 	r = cache_cmd(2, argv, NULL);
-	if (!r || cache_reply_type(r) != CACHE_ARRAY) {
-		cache_reply_free(r);
-		return -1;
-	}
+	if (!r || cache_reply_type(r) != CACHE_ARRAY)
+		goto out;
+	n = 0;
 	for (size_t i = 0; i < cache_reply_count(r) && n < max; i++) {
 		int64_t c = strtoll(cache_reply_str(cache_reply_elem(r, i), NULL), NULL, 10);
 
 		if (c > 0)
 			ids[n++] = c;
 	}
+out:
 	cache_reply_free(r);
 	return n;
 }

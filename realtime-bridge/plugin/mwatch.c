@@ -161,27 +161,27 @@ void mwatch_tick(void)
 	r = cache_cmd(2, argv, NULL);
 	if (!r || cache_reply_type(r) == CACHE_ERROR) {
 		/* Redis out: PostgreSQL answers; nothing to rebuild into yet */
-		cache_reply_free(r);
 		mirror_ok = 0;
 		acl_set_generation(0);
-		return;
+		goto out;
 	}
 	missing = cache_reply_type(r) == CACHE_NIL || !marker_current(cache_reply_str(r, NULL));
 	if (missing)
 		acl_set_generation(0);
 	else
 		read_generation(cache_reply_str(r, NULL));
-	cache_reply_free(r);
 	if (!missing) {
 		if (!mirror_ok)
 			mosquitto_log_printf(MOSQ_LOG_INFO,
 					     "townhall: membership mirror present in Redis");
 		mirror_ok = 1;
-		return;
+		goto out;
 	}
 	mirror_ok = 0;
 	if (cmd && child == 0 && now - last_spawn >= MWATCH_RETRY_S) {
 		last_spawn = now;
 		spawn();
 	}
+out:
+	cache_reply_free(r);
 }

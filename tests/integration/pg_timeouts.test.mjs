@@ -15,7 +15,7 @@ import path from 'node:path';
 import { PORT_BASE, VAR_DIR, run } from './lib/http.mjs';
 import { show, assertError, assertStatus } from './lib/assert.mjs';
 import { api, fixtures } from './lib/fixtures.mjs';
-import { healthyRun } from './lib/stack.mjs';
+import { healthyRun, psql } from './lib/stack.mjs';
 import { tcpProxy } from './lib/tcpproxy.mjs';
 
 const { newUser, community } = fixtures({ net: 51, slug: 'pgto', name: 'Timeouts' });
@@ -93,5 +93,42 @@ describe('a silent primary (network swallows, never closes)', { timeout: 180000 
     assertStatus(await api('POST', `/api/communities/${c.id}/posts`, owner, { body: 'after' }), 201, 'post after:');
     const list = assertStatus(await api('GET', `/api/communities/${c.id}/posts`, owner), 200, 'list after:');
     assert.ok(list.json.items.some((p) => p.body === 'after'), `the post after is not listed: ${list.text.slice(0, 300)}`);
+  });
+});
+
+// A statement that waits for a row another transaction holds past the statement timeout
+// (issue 19, lib/db.h "Conflicts and timeouts"): the server cancels it (57014) and the
+// request's transaction is gone, so the request answers 503 with Retry-After (never 500) and
+// the client sends it again; once the row is free the same request succeeds.
+describe('a row locked past the statement timeout', { timeout: 120000 }, () => {
+  test('503 unavailable with Retry-After, then served once the lock goes', async (t) => {
+    const owner = await newUser('pgto');
+    const c = await community(owner);
+    const HOLD_S = 5;
+    const hold = psql(`BEGIN; SELECT 1 FROM communities WHERE id = ${c.id} FOR UPDATE; `
+      + `SELECT pg_sleep(${HOLD_S}) /* th-pgto-hold */; COMMIT`, { timeoutMs: 30000 });
+    // wait (bounded) until the holder sleeps with the row locked
+    let held = false;
+    for (let i = 0; i < 100 && !held; i++) {
+      const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        + "AND query LIKE '%th-pgto-hold%' AND pid <> pg_backend_pid()");
+      held = r.code === 0 && Number(r.stdout.trim()) > 0;
+      if (!held) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(held, 'the holder never took the lock');
+    const { res, ms } = await timed(() => api('PATCH', `/api/communities/${c.id}`, owner,
+      { description: 'while locked' }, { timeoutMs: 30000 }));
+    t.diagnostic(`locked: ${res.status} after ${ms} ms`);
+    assertError(res, 503, 'unavailable');
+    assert.ok(Number(res.headers['retry-after']) >= 1, `no Retry-After: ${show(res)}`);
+    // it waited for the lock until the statement timeout, not longer than the client bound
+    assert.ok(ms >= STMT_TIMEOUT_MS - 100, `answered after ${ms} ms, before the statement timeout`);
+    assert.ok(ms < REQUEST_BOUND_MS, `a request took ${ms} ms (bound ${REQUEST_BOUND_MS})`);
+    const done = await hold;
+    assert.equal(done.code, 0, `the holder failed: ${done.stderr}`);
+    assertStatus(await api('PATCH', `/api/communities/${c.id}`, owner, { description: 'after' }), 200,
+      'patch after the lock:');
+    const got = assertStatus(await api('GET', `/api/communities/${c.id}`, owner), 200, 'get after:');
+    assert.equal(got.json.description, 'after');
   });
 });

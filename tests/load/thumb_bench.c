@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "config.h"
 #include "log.h"
 #include "media.h"
@@ -46,26 +47,32 @@ static int run(const char *file, const char *mime, double seconds, long long *n,
 	char msg[160];
 	double t0, t;
 	enum th_err e;
+	struct arena a; /* one image's, as a request's arena is */
+	int rc = -1;
 
 	if (image_init() < 0)
 		return -1;
+	arena_init(&a);
 	*n = 0;
 	t0 = now_s();
 	do {
-		e = image_process(file, mime, last, msg, sizeof(msg));
+		e = image_process(&a, file, mime, last, msg, sizeof(msg));
+		arena_reset(&a);
 		if (e != TH_OK) {
 			fprintf(stderr, "thumb_bench: image_process: %s (%s)\n", msg,
 				th_strerror(e));
-			image_fini();
-			return -1;
+			goto out;
 		}
 		image_out_unlink(last);
 		(*n)++;
 		t = now_s();
 	} while (t - t0 < seconds && *n < MAX_IMAGES);
 	*secs = t - t0;
+	rc = 0;
+out:
+	arena_free(&a);
 	image_fini();
-	return 0;
+	return rc;
 }
 
 int main(int argc, char **argv)

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,6 +517,278 @@ static void test_read_only_on_read_handle(void **state)
 	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
 }
 
+/* ---- retries after a conflict or a statement timeout (issue 19) ---- */
+
+/* A second session of its own, for the locks the tests hold against lib/db. */
+static PGconn *blocker_open(void)
+{
+	PGconn *b = PQconnectdb(conninfo);
+
+	assert_int_equal(PQstatus(b), CONNECTION_OK);
+	return b;
+}
+
+static void blocker_exec(PGconn *b, const char *sql)
+{
+	PGresult *k = PQexec(b, sql);
+
+	assert_int_equal(PQresultStatus(k), PGRES_COMMAND_OK);
+	PQclear(k);
+}
+
+static void retry_table(void)
+{
+	static const char *const setup[] = {
+		"DROP TABLE IF EXISTS th_retry_probe",
+		"CREATE TABLE th_retry_probe (id int PRIMARY KEY, v int NOT NULL)",
+		"INSERT INTO th_retry_probe VALUES (1, 0), (2, 0)",
+	};
+
+	for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++) {
+		struct db_res *r = db_exec(DB_PRIMARY, setup[i], 0, NULL);
+
+		assert_non_null(r);
+		db_res_free(r);
+	}
+}
+
+static int probe_value(int id)
+{
+	char s[8];
+	const char *p[] = {s};
+	struct db_res *r;
+	int v;
+
+	snprintf(s, sizeof(s), "%d", id);
+	r = db_exec(DB_PRIMARY, "SELECT v FROM th_retry_probe WHERE id = $1::int", 1, p);
+	assert_non_null(r);
+	v = atoi(db_res_get(r, 0, 0));
+	db_res_free(r);
+	return v;
+}
+
+/* Polls the pipelined transaction out until it ends (at most 20 s); each
+ * round also calls step(arg, elapsed seconds) when given. */
+static int tx_wait(struct db_res **last, void (*step)(void *, double), void *arg)
+{
+	double t0 = now_s();
+	int rc = 0;
+
+	while ((rc = db_tx_poll(last)) == 0 && now_s() - t0 < 20) {
+		struct pollfd p = {.fd = db_tx_fd(), .events = db_tx_events()};
+
+		assert_true(db_tx_busy());
+		assert_true(p.fd >= 0);
+		(void)poll(&p, 1, 20);
+		if (step)
+			step(arg, now_s() - t0);
+	}
+	return rc;
+}
+
+struct release_at {
+	PGconn *b;
+	double at;
+	int done;
+};
+
+static void release_step(void *arg, double elapsed)
+{
+	struct release_at *x = arg;
+
+	if (!x->done && elapsed >= x->at) {
+		blocker_exec(x->b, "COMMIT");
+		x->done = 1;
+	}
+}
+
+/* The row the transaction updates is locked by another session past the
+ * statement timeout (300 ms): the server cancels the statement (57014) and
+ * rolls the transaction back; it is sent again after a pause, and once the
+ * lock goes it commits, once. */
+static void test_tx_retry_after_statement_timeout(void **state)
+{
+	static const char *const sqls[] = {
+		"UPDATE th_retry_probe SET v = v + 1 WHERE id = $1::int RETURNING v"};
+	static const char *const one[] = {"1"};
+	const int np[] = {1};
+	const char *const *pp[] = {one};
+	struct release_at x = {.at = 0.8};
+	struct db_res *last = NULL;
+	double t0;
+	int rc;
+
+	(void)state;
+	db_close();
+	setenv("TH_DB_RETRIES", "8", 1);
+	setenv("TH_DB_RETRY_MS", "10000", 1);
+	assert_int_equal(db_init(conninfo, NULL, 300), 0);
+	retry_table();
+	x.b = blocker_open();
+	blocker_exec(x.b, "BEGIN");
+	blocker_exec(x.b, "UPDATE th_retry_probe SET v = v WHERE id = 1");
+	t0 = now_s();
+	assert_int_equal(db_tx_send(1, sqls, np, pp), 0);
+	rc = tx_wait(&last, release_step, &x);
+	assert_int_equal(rc, 1);
+	assert_true(x.done);
+	/* without a retry it would have failed at 300 ms, before the release */
+	assert_true(now_s() - t0 >= 0.8);
+	assert_string_equal(db_res_get(last, 0, 0), "1");
+	db_res_free(last);
+	assert_int_equal(probe_value(1), 1); /* committed once */
+	PQfinish(x.b);
+
+	/* a lock that stays: a bounded number of tries, then 503 (57014) */
+	x.b = blocker_open();
+	blocker_exec(x.b, "BEGIN");
+	blocker_exec(x.b, "UPDATE th_retry_probe SET v = v WHERE id = 1");
+	db_close();
+	setenv("TH_DB_RETRIES", "2", 1);
+	assert_int_equal(db_init(conninfo, NULL, 300), 0);
+	t0 = now_s();
+	assert_int_equal(db_tx_send(1, sqls, np, pp), 0);
+	rc = tx_wait(&last, NULL, NULL);
+	assert_int_equal(rc, -1);
+	assert_null(last);
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_string_equal(db_last_sqlstate(), "57014");
+	/* three tries of 300 ms and two pauses (25-100 ms): bounded */
+	assert_true(now_s() - t0 >= 0.85);
+	assert_true(now_s() - t0 < 5);
+	assert_false(db_tx_busy());
+	blocker_exec(x.b, "ROLLBACK");
+	PQfinish(x.b);
+	assert_int_equal(probe_value(1), 1); /* nothing of the failed one */
+
+	unsetenv("TH_DB_RETRIES");
+	unsetenv("TH_DB_RETRY_MS");
+	db_close();
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+}
+
+struct deadlock {
+	PGconn *b;
+	int sent, answered, committed;
+	ExecStatusType st;
+};
+
+/* The other session's side of the deadlock: its second update goes out
+ * once the transaction waits for its first lock, and it commits once the
+ * server answered it. */
+static void deadlock_step(void *arg, double elapsed)
+{
+	struct deadlock *d = arg;
+
+	if (!d->sent && elapsed >= 0.2) {
+		assert_int_equal(PQsendQuery(d->b, "UPDATE th_retry_probe SET v = v + 10 "
+						   "WHERE id = 2"),
+				 1);
+		d->sent = 1;
+	}
+	if (d->sent && !d->answered) {
+		PGresult *k;
+
+		assert_int_equal(PQconsumeInput(d->b), 1);
+		if (PQisBusy(d->b))
+			return;
+		k = PQgetResult(d->b);
+		d->st = PQresultStatus(k);
+		PQclear(k);
+		while ((k = PQgetResult(d->b)) != NULL)
+			PQclear(k);
+		d->answered = 1;
+	}
+	if (d->answered && !d->committed) {
+		blocker_exec(d->b, "COMMIT");
+		d->committed = 1;
+	}
+}
+
+/* A real deadlock: the transaction holds row 2 and waits for row 1, which
+ * the other session holds while it waits for row 2.  The server picks the
+ * transaction (its wait started first, so its deadlock check runs first)
+ * and rolls it back (40P01); it is sent again after a pause and commits
+ * once the other session is done: both updates land, each once. */
+static void test_tx_retry_after_deadlock(void **state)
+{
+	static const char *const sqls[] =
+		{"UPDATE th_retry_probe SET v = v + 1 WHERE id = $1::int",
+		 "UPDATE th_retry_probe SET v = v + 1 WHERE id = $1::int RETURNING v"};
+	static const char *const two[] = {"2"}, *const one[] = {"1"};
+	const int np[] = {1, 1};
+	const char *const *pp[] = {two, one};
+	struct deadlock d = {0};
+	struct db_res *last = NULL;
+	int rc;
+
+	(void)state;
+	retry_table();
+	d.b = blocker_open();
+	blocker_exec(d.b, "BEGIN");
+	blocker_exec(d.b, "UPDATE th_retry_probe SET v = v + 10 WHERE id = 1");
+	assert_int_equal(db_tx_send(2, sqls, np, pp), 0);
+	rc = tx_wait(&last, deadlock_step, &d);
+	assert_int_equal(d.st, PGRES_COMMAND_OK); /* the other side went through */
+	assert_true(d.committed);
+	assert_int_equal(rc, 1);
+	assert_string_equal(db_res_get(last, 0, 0), "11");
+	db_res_free(last);
+	assert_int_equal(probe_value(1), 11);
+	assert_int_equal(probe_value(2), 11);
+	PQfinish(d.b);
+}
+
+/* A statement alone (autocommit) that the server rolls back for a deadlock
+ * is sent again after a pause; inside a transaction it is not (the
+ * transaction is gone): 503 for the request.  The function raises the
+ * real SQLSTATE the first n times it runs. */
+static void test_exec_retry_after_conflict(void **state)
+{
+	static const char *const setup[] = {
+		"DROP SEQUENCE IF EXISTS th_flaky_seq",
+		"CREATE SEQUENCE th_flaky_seq",
+		"CREATE OR REPLACE FUNCTION th_flaky(n int) RETURNS int LANGUAGE plpgsql AS $$ "
+		"BEGIN IF nextval('th_flaky_seq') <= n THEN "
+		"RAISE EXCEPTION 'simulated deadlock' USING ERRCODE = '40P01'; END IF; "
+		"RETURN currval('th_flaky_seq'); END $$",
+	};
+	const char *two[] = {"2"}, *five[] = {"5"}, *big[] = {"1000000"};
+	struct db_res *r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(setup) / sizeof(setup[0]); i++) {
+		r = db_exec(DB_PRIMARY, setup[i], 0, NULL);
+		assert_non_null(r);
+		db_res_free(r);
+	}
+	/* two deadlocks, then through: the third run answers (the default
+	 * TH_DB_RETRIES is 3) */
+	r = db_exec(DB_PRIMARY, "SELECT th_flaky($1::int)", 1, two);
+	assert_non_null(r);
+	assert_string_equal(db_res_get(r, 0, 0), "3");
+	db_res_free(r);
+	/* more than the retries: 503 with the server's SQLSTATE */
+	r = db_exec(DB_PRIMARY, "SELECT setval('th_flaky_seq', 1, false)", 0, NULL);
+	db_res_free(r);
+	assert_null(db_exec(DB_PRIMARY, "SELECT th_flaky($1::int)", 1, five));
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_string_equal(db_last_sqlstate(), "40P01");
+	r = db_exec(DB_PRIMARY, "SELECT last_value FROM th_flaky_seq", 0, NULL);
+	assert_string_equal(db_res_get(r, 0, 0), "4"); /* one run and three retries */
+	db_res_free(r);
+	/* inside a transaction: one run, no retry */
+	assert_int_equal(db_begin(), 0);
+	assert_null(db_exec(DB_PRIMARY, "SELECT th_flaky($1::int)", 1, big));
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	db_rollback();
+	r = db_exec(DB_PRIMARY, "SELECT last_value FROM th_flaky_seq", 0, NULL);
+	assert_string_equal(db_res_get(r, 0, 0), "5");
+	db_res_free(r);
+	r = db_exec(DB_PRIMARY, "DROP FUNCTION th_flaky(int)", 0, NULL);
+	db_res_free(r);
+}
+
 static void test_cache(void **state)
 {
 	static const char *const set[] = {"SET", "th:unit:bin", "a\0b", "EX", "60"};
@@ -865,6 +1138,9 @@ int main(void)
 		cmocka_unit_test(test_read_only_server),
 		cmocka_unit_test(test_slow_statement_cancelled),
 		cmocka_unit_test(test_read_only_on_read_handle),
+		cmocka_unit_test(test_tx_retry_after_statement_timeout),
+		cmocka_unit_test(test_tx_retry_after_deadlock),
+		cmocka_unit_test(test_exec_retry_after_conflict),
 		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_cache_dead_server),
 		cmocka_unit_test(test_cache_auth),

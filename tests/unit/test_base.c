@@ -76,6 +76,21 @@ static void test_arena_defer(void **state)
 	assert_int_equal(order[2], 'z');
 	arena_free(&a);
 	assert_int_equal(norder, 3);
+
+	/* released early: runs at once, once, and the others keep their turn */
+	norder = 0;
+	assert_int_equal(arena_defer(&a, note, (void *)&x), 0);
+	assert_int_equal(arena_defer(&a, note, (void *)&y), 0);
+	assert_int_equal(arena_defer(&a, note, (void *)&z), 0);
+	assert_int_equal(arena_release(&a, (void *)&y), 0);
+	assert_int_equal(norder, 1);
+	assert_int_equal(order[0], 'y');
+	assert_int_equal(arena_release(&a, (void *)&y), -1); /* not handed over any more */
+	assert_int_equal(norder, 1);
+	arena_reset(&a);
+	assert_int_equal(norder, 3);
+	assert_memory_equal(order, "yzx", 3);
+	arena_free(&a);
 }
 
 static void test_config(void **state)

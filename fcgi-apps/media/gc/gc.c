@@ -79,13 +79,14 @@ static int referenced(const char *sha)
 	const char *p[] = {sha};
 	struct db_res *r = db_exec(DB_PRIMARY,
 				   "SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = $1)", 1, p);
-	int rc;
+	int rc = -1;
 
 	if (!r) {
 		log_error("media-gc: %s", db_last_error());
-		return -1;
+		goto out;
 	}
 	rc = strcmp(db_res_get(r, 0, 0), "t") == 0;
+out:
 	db_res_free(r);
 	return rc;
 }
@@ -95,20 +96,19 @@ static int referenced(const char *sha)
 static int remove_locked(struct gc *g, const char *key, const char *sha)
 {
 	const char *p[] = {sha};
-	struct db_res *r;
+	struct db_res *r = NULL;
 	int ref, rc = -1;
 	enum th_err e;
 
 	if (db_begin() < 0) {
 		log_error("media-gc: begin: %s", db_last_error());
-		return -1;
+		return -1; /* no transaction to end */
 	}
 	r = db_exec(DB_PRIMARY, "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", 1, p);
 	if (!r) {
 		log_error("media-gc: lock: %s", db_last_error());
 		goto out;
 	}
-	db_res_free(r);
 	ref = referenced(sha);
 	if (ref != 0) {
 		rc = ref < 0 ? -1 : 0;
@@ -125,6 +125,7 @@ static int remove_locked(struct gc *g, const char *key, const char *sha)
 	}
 	rc = 1;
 out:
+	db_res_free(r);
 	/* nothing was written: the transaction only held the lock */
 	db_rollback();
 	return rc;
