@@ -72,6 +72,11 @@ export function section(res, plotRef) {
     L.push('', '| ratio | value |', '|---|---:|');
     for (const r of Object.values(res.ratios)) L.push(`| ${r.label} | ${f2(r.value)} |`);
   }
+  const figs = Object.values(res.figures ?? {});
+  if (figs.length) {
+    L.push('', '| measured | value |', '|---|---:|');
+    for (const f of figs) L.push(`| ${f.label} | ${Number.isFinite(f.value) ? +f.value.toFixed(2) : 'n/a'}${f.unit ? ` ${f.unit}` : ''} |`);
+  }
   if (res.goals.length) {
     L.push('', '| goal | value | result |', '|---|---:|---|');
     for (const g of res.goals) {

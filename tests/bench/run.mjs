@@ -3,6 +3,11 @@
 // its result as JSON (one file per run). scripts/bench starts the stack and calls this.
 //
 //   node tests/bench/run.mjs PART --base URL --out DIR [--setting key=value ...]
+//        [--header 'Name: value'] [--figure name=value ...]
+//
+// --header goes with every request to a target that says `auth: true` (a bearer token the
+// launcher made); --figure adds a figure the launcher measured itself (the scenario's
+// `figures` name and label them) to the result, its goals and its section.
 //
 // Knobs (environment, as scripts/bench documents them): BENCH_ROUNDS (3), BENCH_DURATION
 // (10 s), BENCH_THREADS (2), BENCH_CONNECTIONS (64), BENCH_WARMUP (3 s).
@@ -20,12 +25,16 @@ const run = promisify(execFile);
 const log = (s) => process.stderr.write(`[bench] ${s}\n`);
 
 function args(argv) {
-  const a = { settings: {} };
+  const a = { settings: {}, figures: {}, header: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--base') a.base = argv[++i];
     else if (k === '--out') a.out = argv[++i];
-    else if (k === '--setting') {
+    else if (k === '--header') a.header = argv[++i];
+    else if (k === '--figure') {
+      const [key, v] = argv[++i].split('=');
+      a.figures[key] = Number(v);
+    } else if (k === '--setting') {
       const [key, ...v] = argv[++i].split('=');
       a.settings[key] = v.join('=');
     } else a.part = k;
@@ -40,9 +49,10 @@ const knob = (name, def, min, max) => {
   return v;
 };
 
-async function wrk(s, url, seconds, latency) {
+async function wrk(s, url, seconds, latency, header) {
   const argv = [`-t${s.threads}`, `-c${s.connections}`, `-d${seconds}s`];
   if (latency) argv.push('--latency');
+  if (header) argv.push('-H', header);
   argv.push(url);
   // bounded: wrk stops itself after -d; the timeout only catches a stuck one
   const { stdout } = await run('wrk', argv, { timeout: (seconds + 30) * 1000, maxBuffer: 1 << 20 });
@@ -61,19 +71,22 @@ async function main() {
     warmup: sc.warmup ?? knob('BENCH_WARMUP', 3, 0, 600),
   };
   const url = (t) => a.base.replace(/\/$/, '') + t.path;
+  const hdr = (t) => (t.auth ? a.header : null);
   for (const t of sc.targets) {
-    const r = await fetch(url(t));
+    if (t.auth && !a.header) throw new Error(`target ${t.name} needs --header`);
+    const h = hdr(t) ? { [hdr(t).split(':')[0]]: hdr(t).slice(hdr(t).indexOf(':') + 1).trim() } : {};
+    const r = await fetch(url(t), { headers: h });
     await r.arrayBuffer();
     if (r.status !== 200) throw new Error(`${url(t)} answers ${r.status}, not 200`);
   }
   const started = new Date();
   log(`${a.part}: warm-up ${s.warmup} s per target`);
-  if (s.warmup > 0) for (const t of sc.targets) await wrk(s, url(t), s.warmup, false);
+  if (s.warmup > 0) for (const t of sc.targets) await wrk(s, url(t), s.warmup, false, hdr(t));
   const rounds = Object.fromEntries(sc.targets.map((t) => [t.name, []]));
   for (let r = 1; r <= s.rounds; r++) {
     for (const t of sc.targets) {
       log(`${a.part}: round ${r}/${s.rounds}: ${t.name}`);
-      const o = parseWrk(await wrk(s, url(t), s.duration, true));
+      const o = parseWrk(await wrk(s, url(t), s.duration, true, hdr(t)));
       if (!Number.isFinite(o.rps)) throw new Error(`wrk gave no Requests/sec for ${url(t)}`);
       rounds[t.name].push(o);
     }
@@ -100,6 +113,12 @@ async function main() {
   }
   const metrics = { errors_total: Object.values(targets).reduce((n, t) => n + t.errors, 0) };
   for (const [k, v] of Object.entries(ratios)) metrics[k] = v.value;
+  for (const [k, t] of Object.entries(targets)) metrics[`${k}_p99`] = t.p99;
+  const figures = {};
+  for (const f of sc.figures ?? []) {
+    figures[f.name] = { label: f.label, unit: f.unit ?? '', value: a.figures[f.name] ?? NaN };
+    metrics[f.name] = figures[f.name].value;
+  }
   const goals = (sc.goals ?? []).map((g) => ({ ...g, value: metrics[g.metric], verdict: verdict(g, metrics[g.metric]) }));
   const cpu = os.cpus();
   const result = {
@@ -114,6 +133,7 @@ async function main() {
     settings: a.settings,
     targets,
     ratios,
+    figures,
     goals,
   };
   mkdirSync(a.out, { recursive: true });

@@ -29,6 +29,40 @@ export const scenarios = {
       { label: 'errors in every round of every target', metric: 'errors_total', atMost: 0 },
     ],
   },
+  notify: {
+    title: 'Unread counts and notifications: one caller with 1,000 channels and 10,000 notifications',
+    kind: 'wrk',
+    // the caller's token goes with the auth targets (scripts/bench bench_notify seeds the
+    // caller's channels, markers and notifications, then runs this)
+    targets: [
+      { name: 'fcgi', label: '/bench/fcgi (bare libfcgi)', path: '/bench/fcgi' },
+      { name: 'unread', label: 'GET /api/me/unread (1,000 channels)', path: '/api/me/unread', auth: true },
+      { name: 'notifications', label: 'GET /api/notifications (10,000 kept)', path: '/api/notifications', auth: true },
+    ],
+    ratios: [
+      { name: 'unread_fcgi', label: 'unread / fcgi', num: 'unread', den: 'fcgi' },
+      { name: 'notifications_fcgi', label: 'notifications / fcgi', num: 'notifications', den: 'fcgi' },
+    ],
+    // measured by scripts/bench around one post in a community of BENCH_NOTIFY_MEMBERS
+    // members whose level is `all` (tests/bench/fanout.mjs)
+    figures: [
+      { name: 'fanout_members', label: 'members told of the post (level all)' },
+      { name: 'fanout_post_ms', label: 'POST of that post (its transaction writes every notification)', unit: 'ms' },
+      { name: 'fanout_last_ms', label: 'post sent → the last inbox event received', unit: 'ms' },
+      { name: 'fanout_events', label: 'inbox events received for it' },
+      { name: 'fanout_missing', label: 'members whose inbox event did not come' },
+      { name: 'fanout_rows', label: 'rows the post inserted (notifications, outbox events, the post)' },
+      { name: 'fanout_wal_kb', label: 'WAL the post wrote', unit: 'KiB' },
+    ],
+    goals: [
+      { label: 'unread / fcgi', metric: 'unread_fcgi', atLeast: 0.7 },
+      { label: 'notifications / fcgi', metric: 'notifications_fcgi', atLeast: 0.7 },
+      { label: 'unread p99 ms', metric: 'unread_p99', atMost: 10 },
+      { label: 'notifications p99 ms', metric: 'notifications_p99', atMost: 10 },
+      { label: 'inbox events for every member', metric: 'fanout_missing', atMost: 0 },
+      { label: 'errors in every round of every target', metric: 'errors_total', atMost: 0 },
+    ],
+  },
   auth: {
     title: 'Auth: token verification, /api/auth/me, logins',
     kind: 'raw',

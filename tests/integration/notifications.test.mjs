@@ -219,6 +219,13 @@ describe('notifications', () => {
     assertStatus(await api('POST', '/api/notifications/read', r, { all: true }), 204, 'read all:');
     assert.equal((await notes(r, '?unread=true')).items.length, 0);
     assert.equal(assertStatus(await api('GET', '/api/me/unread', r), 200, 'unread:').json.notifications, 0);
+    // the kept count follows deletions too: a deleted post takes its notification with it
+    const p1 = await post(cm, a, 't', `again @${r.username}`);
+    await post(cm, a, 't', `and again @${r.username}`);
+    assert.equal(assertStatus(await api('GET', '/api/me/unread', r), 200, 'unread:').json.notifications, 2);
+    assertStatus(await api('DELETE', `/api/posts/${p1.id}`, a), 204, 'delete post:');
+    assert.equal(assertStatus(await api('GET', '/api/me/unread', r), 200, 'unread:').json.notifications, 1);
+    assert.equal((await notes(r, '?unread=true')).items.length, 1);
     // someone else's ids change nothing of theirs
     assertStatus(await api('POST', '/api/notifications/read', b, { ids }), 204, 'foreign ids:');
     await end(inbox);
