@@ -105,28 +105,24 @@ void reads_put(struct http_req *req)
 				 "seq is beyond the channel's last message (its last_seq)", "seq");
 		return;
 	}
-	out = counts(0, req->user_id, chid, now, last - now, mentions);
+	/* request-owned (jh_own): every exit below leaves them to the arena */
+	out = jh_own(req, counts(0, req->user_id, chid, now, last - now, mentions));
 	if (!out) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
 	if (now > old) {
-		ev = counts(1, req->user_id, chid, now, last - now, mentions);
+		ev = jh_own(req, counts(1, req->user_id, chid, now, last - now, mentions));
 		if (!ev) {
-			json_object_put(out);
 			http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 			return;
 		}
-		if (events_emit_json(req, ev) < 0) {
-			json_object_put(out);
+		if (events_emit_json(req, json_object_get(ev)) < 0)
 			return;
-		}
 	}
-	if (db_commit_or_reply(req) < 0) {
-		json_object_put(out);
+	if (db_commit_or_reply(req) < 0)
 		return;
-	}
-	http_reply_json(req, 200, out);
+	http_reply_json(req, 200, json_object_get(out));
 }
 
 /* GET /api/me/unread: {channels: [{channel_id, community_id, last_seq,
@@ -166,11 +162,9 @@ void reads_unread(struct http_req *req)
 	}
 	if (!r)
 		return;
-	o = json_object_new_object();
-	list = json_object_new_array();
-	if (!o || !list) {
-		json_object_put(o);
-		json_object_put(list);
+	o = jh_object(req);
+	list = jh_array(req);
+	if (!o || !list || json_object_object_add(o, "channels", json_object_get(list)) < 0) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
@@ -189,8 +183,7 @@ void reads_unread(struct http_req *req)
 		json_object_object_add(e, "last_seq", json_object_new_int64(last));
 		json_object_array_add(list, e);
 	}
-	json_object_object_add(o, "channels", list);
 	json_object_object_add(o, "notifications", user_json_int(db_res_get(r, 0, 5)));
 	json_object_object_add(o, "truncated", json_object_new_boolean(n > UNREAD_MAX));
-	http_reply_json(req, 200, o);
+	http_reply_json(req, 200, json_object_get(o));
 }
