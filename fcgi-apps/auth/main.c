@@ -39,6 +39,7 @@ int main(void)
 		.nroutes = ROUTES_COUNT(routes),
 		.init = auth_init,
 		.fini = auth_fini,
+		.serves_metrics_of = "mailer", /* GET /metrics/mailer */
 	};
 
 	return app_main(&app);
