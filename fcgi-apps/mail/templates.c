@@ -70,7 +70,7 @@ int tmpl_render(const char *kind, const char *params_json, const char *public_ur
 	const char *name, *token = NULL, *extra = NULL;
 	char *link = NULL, *h_name = NULL, *h_link = NULL, *h_extra = NULL, *mid = NULL;
 	size_t i;
-	int ret = -1;
+	int ret = -1, rc;
 
 	*subject = *text = *html = NULL;
 	if (strcmp(kind, "none") == 0)
@@ -110,9 +110,9 @@ int tmpl_render(const char *kind, const char *params_json, const char *public_ur
 		*text = NULL;
 		goto out;
 	}
-	if (link ? asprintf(&mid, "<p><a href=\"%s\">%s</a></p>\r\n", h_link, h_link)
-		 : asprintf(&mid, "%s%s%s", extra ? "<p>" : "", h_extra, extra ? "</p>\r\n" : "") <
-	    0) {
+	rc = link ? asprintf(&mid, "<p><a href=\"%s\">%s</a></p>\r\n", h_link, h_link)
+		  : asprintf(&mid, "%s%s%s", extra ? "<p>" : "", h_extra, extra ? "</p>\r\n" : "");
+	if (rc < 0) {
 		mid = NULL;
 		goto out;
 	}
