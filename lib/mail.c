@@ -13,7 +13,8 @@
 int mail_queue(const char *kind, const char *to, int64_t user_id, const char *params_json)
 {
 	char uid[24];
-	const char *params[] = {kind, to, user_id > 0 ? uid : NULL, params_json ? params_json : "{}"};
+	const char *params[] = {kind, to, user_id > 0 ? uid : NULL,
+				params_json ? params_json : "{}"};
 	struct db_res *r;
 
 	if (!mail_addr_ok(to) || (params_json && strlen(params_json) > MAIL_PARAMS_MAX))

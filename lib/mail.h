@@ -47,14 +47,14 @@ char *mail_subject_encode(const char *subject);
 char *mail_html_escape(const char *s);
 
 struct mail_msg {
-	const char *from;    /* address (mail_addr_ok) */
-	const char *from_name; /* display name, ASCII or UTF-8, may be NULL */
-	const char *to;      /* address (mail_addr_ok) */
-	const char *subject; /* UTF-8 */
-	const char *text;    /* text/plain body, UTF-8 */
-	const char *html;    /* text/html body, UTF-8 */
+	const char *from;         /* address (mail_addr_ok) */
+	const char *from_name;    /* display name, ASCII or UTF-8, may be NULL */
+	const char *to;           /* address (mail_addr_ok) */
+	const char *subject;      /* UTF-8 */
+	const char *text;         /* text/plain body, UTF-8 */
+	const char *html;         /* text/html body, UTF-8 */
 	const char *msgid_domain; /* the right side of Message-ID */
-	long long date;      /* seconds since the epoch (Date header) */
+	long long date;           /* seconds since the epoch (Date header) */
 };
 
 /* The whole message with CRLF line ends into a malloc'd buffer (caller

@@ -116,7 +116,8 @@ void reset_handler(struct http_req *req)
 	/* a look first: no hash is spent on a token that cannot work */
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "SELECT 1 FROM account_tokens WHERE token_hash = decode($1, 'hex') "
-			     "AND kind = 'password_reset' AND used_at IS NULL AND expires_at > now()",
+			     "AND kind = 'password_reset' AND used_at IS NULL AND expires_at > "
+			     "now()",
 			     1, ph);
 	if (!r)
 		return;
@@ -186,8 +187,8 @@ void password_change_handler(struct http_req *req)
 	struct db_res *r, *u;
 	int ok;
 
-	if (jh_string_or_400(req, req->json, "current_password", 1, 128, JH_REQUIRED,
-			     &current) < 0 ||
+	if (jh_string_or_400(req, req->json, "current_password", 1, 128, JH_REQUIRED, &current) <
+		    0 ||
 	    jh_string_or_400(req, req->json, "new_password", 8, 128, JH_REQUIRED, &next) < 0)
 		return;
 	if (acct_pwcheck_budget_or_reply(req) < 0)

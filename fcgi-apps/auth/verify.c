@@ -116,8 +116,9 @@ void email_change_handler(struct http_req *req)
 	}
 	{
 		const char *p[] = {new_email};
-		struct db_res *taken = db_exec_or_reply(
-			req, DB_PRIMARY, "SELECT 1 FROM users WHERE email = $1", 1, p);
+		struct db_res *taken = db_exec_or_reply(req, DB_PRIMARY,
+							"SELECT 1 FROM users WHERE email = $1", 1,
+							p);
 
 		if (!taken)
 			return;
@@ -153,7 +154,8 @@ void verify_handler(struct http_req *req)
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "UPDATE account_tokens SET used_at = now() "
-				     "WHERE token_hash = decode($1, 'hex') AND kind = 'verify_email' "
+				     "WHERE token_hash = decode($1, 'hex') AND kind = "
+				     "'verify_email' "
 				     "AND used_at IS NULL AND expires_at > now() "
 				     "RETURNING user_id, email",
 				     1, p);
@@ -173,12 +175,13 @@ void verify_handler(struct http_req *req)
 
 		/* the address may have been taken since the request: then
 		 * nothing changes (the unique key answers, rolled back) */
-		r = db_own(req, db_exec(DB_PRIMARY,
-					"WITH old AS (SELECT email FROM users WHERE id = $1 FOR UPDATE) "
-					"UPDATE users u SET email = $2, email_verified_at = now() "
-					"FROM old WHERE u.id = $1 "
-					"RETURNING " USER_COLS ", u.email, old.email <> $2::citext",
-					2, p));
+		r = db_own(req,
+			   db_exec(DB_PRIMARY,
+				   "WITH old AS (SELECT email FROM users WHERE id = $1 FOR UPDATE) "
+				   "UPDATE users u SET email = $2, email_verified_at = now() "
+				   "FROM old WHERE u.id = $1 "
+				   "RETURNING " USER_COLS ", u.email, old.email <> $2::citext",
+				   2, p));
 	}
 	if (!r) {
 		if (db_last_err() == TH_ECONFLICT)

@@ -10,8 +10,8 @@
  * (caller frees, also on failure: they are NULL or set).  0: rendered;
  * 1: the kind sends nothing ("none"); -1: unknown kind or missing params
  * (the row can never be sent). */
-int tmpl_render(const char *kind, const char *params_json, const char *public_url,
-		char **subject, char **text, char **html);
+int tmpl_render(const char *kind, const char *params_json, const char *public_url, char **subject,
+		char **text, char **html);
 
 /* SMTP settings: from the environment once (smtp_init exits the process
  * with a message on a bad value, as cfg_* do). */

@@ -58,7 +58,8 @@ static int url_ok(const char *u)
 	if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
 		return 0;
 	for (; *u; u++)
-		if ((unsigned char)*u <= 0x20 || (unsigned char)*u >= 0x7f || strchr("\"'<>\\`", *u))
+		if ((unsigned char)*u <= 0x20 || (unsigned char)*u >= 0x7f ||
+		    strchr("\"'<>\\`", *u))
 			return 0;
 	return u[-1] != '/';
 }
@@ -159,7 +160,8 @@ static void settle_failed(const char *id, long attempts, int final, const char *
 	db_res_free(r);
 	if (final) {
 		metrics_add(c_failed, 1);
-		log_warn("mailer: mail %s failed for good after %ld attempts: %s", id, attempts, why);
+		log_warn("mailer: mail %s failed for good after %ld attempts: %s", id, attempts,
+			 why);
 	} else {
 		metrics_add(c_retried, 1);
 		log_info("mailer: mail %s attempt %ld failed, retried in %s ms: %s", id, attempts,
@@ -257,10 +259,11 @@ static int run_batch(void)
 		/* not sent (stopping, or the lease nearly spent): back at once */
 		const char *q[] = {db_res_get(r, i, 0), sender_id};
 
-		db_res_free(db_exec(DB_PRIMARY,
-				    "UPDATE mail_outbox SET claimed_by = NULL, claimed_until = NULL "
-				    "WHERE id = $1 AND claimed_by = $2",
-				    2, q));
+		db_res_free(
+			db_exec(DB_PRIMARY,
+				"UPDATE mail_outbox SET claimed_by = NULL, claimed_until = NULL "
+				"WHERE id = $1 AND claimed_by = $2",
+				2, q));
 	}
 	db_res_free(r);
 	return n;
@@ -269,7 +272,8 @@ static int run_batch(void)
 static void depth_update(void)
 {
 	struct db_res *r = db_exec(DB_PRIMARY,
-				   "SELECT count(*) FROM mail_outbox WHERE failed_at IS NULL", 0, NULL);
+				   "SELECT count(*) FROM mail_outbox WHERE failed_at IS NULL", 0,
+				   NULL);
 
 	if (r && db_res_rows(r) == 1)
 		metrics_set(c_depth, strtoull(db_res_get(r, 0, 0), NULL, 10));

@@ -68,8 +68,10 @@ int smtp_init(void)
 	const char *tls = cfg_str("TH_SMTP_TLS", "all");
 
 	smtp_url = cfg_str("TH_SMTP_URL", NULL);
-	if (!smtp_url || (strncmp(smtp_url, "smtp://", 7) != 0 && strncmp(smtp_url, "smtps://", 8) != 0)) {
-		fprintf(stderr, "mailer: TH_SMTP_URL must be smtp://host:port or smtps://host:port\n");
+	if (!smtp_url ||
+	    (strncmp(smtp_url, "smtp://", 7) != 0 && strncmp(smtp_url, "smtps://", 8) != 0)) {
+		fprintf(stderr,
+			"mailer: TH_SMTP_URL must be smtp://host:port or smtps://host:port\n");
 		return -1;
 	}
 	if (strcmp(tls, "none") == 0)

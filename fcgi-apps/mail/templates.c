@@ -62,8 +62,8 @@ static int token_ok(const char *t)
 	return 1;
 }
 
-int tmpl_render(const char *kind, const char *params_json, const char *public_url,
-		char **subject, char **text, char **html)
+int tmpl_render(const char *kind, const char *params_json, const char *public_url, char **subject,
+		char **text, char **html)
 {
 	const struct kind *k = NULL;
 	struct json_object *o = NULL;
@@ -105,8 +105,8 @@ int tmpl_render(const char *kind, const char *params_json, const char *public_ur
 	if (!h_name || !h_link || !h_extra || !*subject)
 		goto out;
 	if (asprintf(text, "Hello %s,\r\n\r\n%s\r\n\r\n%s%s%s%s\r\n\r\n-- \r\nTownhall\r\n", name,
-		     k->lead, link ? link : "", extra ? extra : "", (link || extra) ? "\r\n\r\n" : "",
-		     k->after) < 0) {
+		     k->lead, link ? link : "", extra ? extra : "",
+		     (link || extra) ? "\r\n\r\n" : "", k->after) < 0) {
 		*text = NULL;
 		goto out;
 	}

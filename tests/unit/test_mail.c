@@ -135,8 +135,8 @@ static void test_compose(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_addr),          cmocka_unit_test(test_header_safe),
-		cmocka_unit_test(test_subject),       cmocka_unit_test(test_html_escape),
+		cmocka_unit_test(test_addr),    cmocka_unit_test(test_header_safe),
+		cmocka_unit_test(test_subject), cmocka_unit_test(test_html_escape),
 		cmocka_unit_test(test_compose),
 	};
 
