@@ -67,7 +67,10 @@ LOAD_LIB := $(BUILD)/obj/tests/load/loadlib.o
 LOAD_SRC := $(filter-out tests/load/loadlib.c,$(wildcard tests/load/*.c))
 LOAD_BINS:= $(LOAD_SRC:tests/load/%.c=$(BUILD)/bin/th-%)
 MEDIA_GC := $(BUILD)/bin/th-media-gc
-BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(BUILD)/bin/th-fdtake $(LOAD_BINS) $(MEDIA_GC)
+# the mail sender (fcgi-apps/mail): the core library and libcurl, no FastCGI
+MAILER   := $(BUILD)/bin/th-mailer
+BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(BUILD)/bin/th-fdtake $(LOAD_BINS) $(MEDIA_GC) \
+            $(MAILER)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -144,6 +147,11 @@ $(BUILD)/obj/fcgi-apps/media/gc/%.o $(BUILD)/obj/tests/load/thumb_bench.o: CFLAG
 $(MEDIA_GC): $(BUILD)/obj/fcgi-apps/media/gc/gc.o $(MEDIA_CORE_OBJ) $(WEB_A) $(CORE_A)
 	@mkdir -p $(dir $@)
 	$(LINK) $(LDLIBS_media) $(LDLIBS)
+
+# the mail sender: its objects, the core library (outbox, composition) and libcurl
+$(MAILER): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard fcgi-apps/mail/*.c)) $(CORE_A)
+	@mkdir -p $(dir $@)
+	$(LINK) $(shell pkg-config --libs libcurl) $(LDLIBS)
 
 # the thumbnail benchmark calls image_process() itself: the media objects and
 # MagickWand, unlike the other tests/load programs (pattern rule below)

@@ -16,6 +16,14 @@ static const struct route routes[] = {
 	{"POST", "/api/auth/logout", logout_handler, ROUTE_AUTH, AUTH_BODY_LIMIT},
 	{"GET", "/api/auth/me", me_handler, ROUTE_AUTH, 0},
 	{"GET", "/api/auth/jwks", jwks_handler, 0, 0},
+	/* account lifecycle (verify.c, recovery.c) */
+	{"POST", "/api/auth/verify-email/request", verify_request_handler, ROUTE_AUTH, 0},
+	{"POST", "/api/auth/verify-email", verify_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/email", email_change_handler, ROUTE_AUTH | ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/password/forgot", forgot_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/password/reset", reset_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/password", password_change_handler, ROUTE_AUTH | ROUTE_JSON,
+	 AUTH_BODY_LIMIT},
 };
 
 static void auth_fini(void)
@@ -28,6 +36,7 @@ static int auth_init(void)
 {
 	if (token_init_signer() < 0 || accounts_init() < 0 || me_cache_init() < 0)
 		return -1;
+	acct_limits_init();
 	return 0;
 }
 
@@ -39,6 +48,7 @@ int main(void)
 		.nroutes = ROUTES_COUNT(routes),
 		.init = auth_init,
 		.fini = auth_fini,
+		.serves_metrics_of = "mailer", /* GET /metrics/mailer */
 	};
 
 	return app_main(&app);
