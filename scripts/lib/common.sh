@@ -275,6 +275,9 @@ th_dirs() {
 # Development keys of the auth service (docs/stack-contract.md, "Auth
 # settings"). Callers may point the workers elsewhere with TH_JWT_*.
 KEY_ES256=jwt-es256.pem
+# the VAPID key pair of Web Push (RFC 8292): the realtime app publishes its
+# public half, th-pusher signs with it
+KEY_VAPID=vapid-p256.pem
 KEY_ES256_PUB=jwt-es256.pub.pem
 KEY_HS256=jwt-hs256.secret
 # The MQTT service account's password (docs/stack-contract.md, "MQTT broker plugin").
@@ -320,6 +323,18 @@ th_keys() {
 			die "keys: openssl could not derive the public key of $k/$KEY_ES256 (see $LOG/keys.log)"
 		}
 		key_install "$tmp" "$k/$KEY_ES256_PUB" 0644
+	fi
+	if [[ ! -s $k/$KEY_VAPID ]]; then
+		(
+			umask 077
+			openssl ecparam -name prime256v1 -genkey -noout | openssl pkey -out "$tmp"
+		) 2>>"$LOG/keys.log" || {
+			rm -f "$tmp"
+			die "keys: openssl could not create the VAPID key (see $LOG/keys.log)"
+		}
+		# the realtime workers and th-pusher run as the owner
+		key_install "$tmp" "$k/$KEY_VAPID" 0600
+		say "keys: created VAPID key pair $k/$KEY_VAPID"
 	fi
 	if [[ ! -s $k/$KEY_HS256 ]]; then
 		(
@@ -399,6 +414,8 @@ worker_env() {
 	export TH_JWT_SECRET_FILE=${TH_JWT_SECRET_FILE:-$VAR/keys/$KEY_HS256}
 	export TH_MQTT_SERVICE_SECRET_FILE=${TH_MQTT_SERVICE_SECRET_FILE:-$VAR/keys/$KEY_MQTT_SERVICE}
 	export TH_TURN_SECRET_FILE=${TH_TURN_SECRET_FILE:-$VAR/keys/turn.secret}
+	export TH_VAPID_KEY_FILE=${TH_VAPID_KEY_FILE:-$VAR/keys/$KEY_VAPID}
+	export TH_VAPID_SUBJECT=${TH_VAPID_SUBJECT:-mailto:admin@townhall.localhost}
 	export TH_REDIS_PASSWORD_FILE=${TH_REDIS_PASSWORD_FILE:-$VAR/keys/$KEY_REDIS}
 }
 
