@@ -25,6 +25,7 @@ static const struct {
 	[LIMIT_CALL] = {"call", "TH_RL_CALL_MAX", "TH_RL_CALL_WINDOW", 20, 60},
 	[LIMIT_DM] = {"dm", "TH_RL_DM_MAX", "TH_RL_DM_WINDOW", 20, 3600},
 	[LIMIT_BLOCK] = {"block", "TH_RL_BLOCK_MAX", "TH_RL_BLOCK_WINDOW", 100, 3600},
+	[LIMIT_PUSH] = {"push", "TH_RL_PUSH_MAX", "TH_RL_PUSH_WINDOW", 30, 3600},
 	[LIMIT_MESSAGE] = {"msg", NULL, NULL, 0, 0},
 };
 

@@ -13,6 +13,7 @@
  *   call        TH_RL_CALL_MAX (20)                        TH_RL_CALL_WINDOW (60 s)
  *   dm opened   TH_RL_DM_MAX (20)                          TH_RL_DM_WINDOW (3600 s)
  *   block       TH_RL_BLOCK_MAX (100)                      TH_RL_BLOCK_WINDOW (3600 s)
+ *   push sub.   TH_RL_PUSH_MAX (30)                        TH_RL_PUSH_WINDOW (3600 s)
  *   message     TH_RL_MSG_INTERVAL_MS (100), TH_RL_MSG_BURST (30): a token
  *               bucket, 10/s with a burst of 30, shared by REST and MQTT
  *               through one Redis key, th:rl:msg:<user_id> (the broker
@@ -39,6 +40,7 @@ enum limit_kind {
 	LIMIT_CALL,
 	LIMIT_DM,
 	LIMIT_BLOCK,
+	LIMIT_PUSH,
 	LIMIT_MESSAGE,
 	LIMIT_KINDS
 };

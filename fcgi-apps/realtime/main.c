@@ -1,6 +1,6 @@
 /* th-realtime: the realtime FastCGI app — message history and posting,
  * calls, TURN credentials (API.md: Channels, messages, calls); DMs, blocks,
- * read markers and unread counts (API.md v1.1).  Channels
+ * read markers and unread counts, Web Push subscriptions (API.md v1.1).  Channels
  * themselves are created and listed by the community app.
  *
  * main.c holds the route table; each resource lives in a file of its own.
@@ -42,6 +42,9 @@ static const struct route routes[] = {
 	{"POST", "/api/notifications/read", notifications_read, A | J, 16384},
 	{"PUT", "/api/channels/:id/read", reads_put, A | J, 1024},
 	{"GET", "/api/me/unread", reads_unread, A, 0},
+	{"GET", "/api/push/vapid", push_vapid, 0, 0},
+	{"PUT", "/api/push/subscriptions", push_subscribe, A | J, 4096},
+	{"DELETE", "/api/push/subscriptions", push_unsubscribe, A | J, 4096},
 };
 
 static int realtime_init(void)
@@ -51,7 +54,7 @@ static int realtime_init(void)
 		return -1;
 	}
 	limits_init();
-	if (calls_init() < 0 || turn_init() < 0)
+	if (calls_init() < 0 || turn_init() < 0 || push_init() < 0)
 		return -1;
 	return 0;
 }

@@ -121,6 +121,12 @@ void dms_create(struct http_req *req);
 void dms_list(struct http_req *req);
 void dms_leave(struct http_req *req);
 
+/* push.c: Web Push subscriptions and the VAPID public key */
+int push_init(void);
+void push_vapid(struct http_req *req);
+void push_subscribe(struct http_req *req);
+void push_unsubscribe(struct http_req *req);
+
 /* blocks.c */
 void blocks_put(struct http_req *req);
 void blocks_delete(struct http_req *req);
