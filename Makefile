@@ -69,8 +69,10 @@ LOAD_BINS:= $(LOAD_SRC:tests/load/%.c=$(BUILD)/bin/th-%)
 MEDIA_GC := $(BUILD)/bin/th-media-gc
 # the mail sender (fcgi-apps/mail): the core library and libcurl, no FastCGI
 MAILER   := $(BUILD)/bin/th-mailer
+# the Web Push sender (fcgi-apps/push): the same, Redis for presence
+PUSHER   := $(BUILD)/bin/th-pusher
 BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(BUILD)/bin/th-fdtake $(LOAD_BINS) $(MEDIA_GC) \
-            $(MAILER)
+            $(MAILER) $(PUSHER)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -150,6 +152,11 @@ $(MEDIA_GC): $(BUILD)/obj/fcgi-apps/media/gc/gc.o $(MEDIA_CORE_OBJ) $(WEB_A) $(C
 
 # the mail sender: its objects, the core library (outbox, composition) and libcurl
 $(MAILER): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard fcgi-apps/mail/*.c)) $(CORE_A)
+	@mkdir -p $(dir $@)
+	$(LINK) $(shell pkg-config --libs libcurl) $(LDLIBS)
+
+# the Web Push sender: its objects, the core library (outbox, webpush, presence) and libcurl
+$(PUSHER): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard fcgi-apps/push/*.c)) $(CORE_A)
 	@mkdir -p $(dir $@)
 	$(LINK) $(shell pkg-config --libs libcurl) $(LDLIBS)
 

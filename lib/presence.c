@@ -687,3 +687,57 @@ int presence_synced(struct presence *p)
 {
 	return writable(p) && p->dirty_head == p->ndirty;
 }
+
+int presence_online(int64_t uid, const char *key_prefix)
+{
+	const char *ns = key_prefix ? key_prefix : "th:presence";
+	char key[KEY_MAX], reg[KEY_MAX];
+	const char *argv[3];
+	struct cache_reply *h = NULL, *t = NULL, *z;
+	long long now_ms;
+	size_t i, n;
+	int rc = -1;
+
+	snprintf(key, sizeof(key), "%s:{u%lld}", ns, (long long)uid);
+	snprintf(reg, sizeof(reg), "%s:{brokers}:live", ns);
+	argv[0] = "HGETALL";
+	argv[1] = key;
+	h = cache_cmd(2, argv, NULL);
+	if (!h || cache_reply_type(h) != CACHE_ARRAY)
+		goto out;
+	n = cache_reply_count(h);
+	rc = 0;
+	if (n == 0)
+		goto out;
+	argv[0] = "TIME";
+	t = cache_cmd(1, argv, NULL);
+	if (!t || cache_reply_type(t) != CACHE_ARRAY || cache_reply_count(t) != 2) {
+		rc = -1;
+		goto out;
+	}
+	now_ms = strtoll(cache_reply_str(cache_reply_elem(t, 0), NULL), NULL, 10) * 1000 +
+		 strtoll(cache_reply_str(cache_reply_elem(t, 1), NULL), NULL, 10) / 1000;
+	for (i = 0; i + 1 < n && rc == 0; i += 2) {
+		const char *inst = cache_reply_str(cache_reply_elem(h, i), NULL);
+		const char *count = cache_reply_str(cache_reply_elem(h, i + 1), NULL);
+
+		if (!inst || !count || strtol(count, NULL, 10) <= 0)
+			continue;
+		argv[0] = "ZSCORE";
+		argv[1] = reg;
+		argv[2] = inst;
+		z = cache_cmd(3, argv, NULL);
+		if (!z) {
+			rc = -1;
+			break;
+		}
+		if (cache_reply_type(z) == CACHE_STR &&
+		    strtod(cache_reply_str(z, NULL), NULL) > (double)now_ms)
+			rc = 1;
+		cache_reply_free(z);
+	}
+out:
+	cache_reply_free(h);
+	cache_reply_free(t);
+	return rc;
+}

@@ -102,4 +102,11 @@ const char *presence_instance(struct presence *p);
  * left to resync). */
 int presence_synced(struct presence *p);
 
+/* For a process that is no broker (th-pusher): does uid have a connection
+ * on a live broker?  The user's hash, with each instance's lease in the
+ * registry checked against Redis TIME (a crashed broker's counts not yet
+ * reaped do not count).  key_prefix NULL: "th:presence".  1, 0, or -1 when
+ * Redis cannot answer. */
+int presence_online(int64_t uid, const char *key_prefix);
+
 #endif
