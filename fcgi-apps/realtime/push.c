@@ -173,7 +173,7 @@ void push_vapid(struct http_req *req)
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
-	http_reply_json(req, 200, o);
+	http_reply_json(req, 200, json_object_get(o));
 }
 
 /* PUT /api/push/subscriptions {endpoint, keys: {p256dh, auth}}: 201, or 200
@@ -259,7 +259,7 @@ void push_subscribe(struct http_req *req)
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return;
 	}
-	http_reply_json(req, existed ? 200 : 201, o);
+	http_reply_json(req, existed ? 200 : 201, json_object_get(o));
 }
 
 /* DELETE /api/push/subscriptions {endpoint}: 204, also when it was not the
