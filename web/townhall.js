@@ -298,6 +298,22 @@ export class Townhall extends Emitter {
   /** {channels: [{channel_id, community_id, last_seq, read_seq, unread, mentions}], notifications, truncated} */
   unread() { return this.request('GET', '/api/me/unread'); }
 
+  // ---- Web Push ------------------------------------------------------------------------
+
+  /** The VAPID public key (base64url), the applicationServerKey of PushManager.subscribe(). */
+  async pushKey() { return (await this.request('GET', '/api/push/vapid', { auth: false })).public_key; }
+  /** Register a PushSubscription (or its toJSON(): {endpoint, keys: {p256dh, auth}}) for the
+   *  signed-in user; resolves {endpoint}. Pushes come only while the user has no live connection. */
+  subscribePush(subscription) {
+    const s = typeof subscription.toJSON === 'function' ? subscription.toJSON() : subscription;
+    return this.request('PUT', '/api/push/subscriptions', { body: { endpoint: s.endpoint, keys: { p256dh: s.keys.p256dh, auth: s.keys.auth } } });
+  }
+  /** Unregister a PushSubscription or an endpoint URL. */
+  unsubscribePush(subscription) {
+    const endpoint = typeof subscription === 'string' ? subscription : subscription.endpoint;
+    return this.request('DELETE', '/api/push/subscriptions', { body: { endpoint } });
+  }
+
   // ---- calls & TURN --------------------------------------------------------------------
 
   /** Start the channel's call, or join its ongoing one. */
