@@ -2,6 +2,7 @@
 #ifndef TH_AUTH_H
 #define TH_AUTH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "http.h"
@@ -35,6 +36,14 @@ void me_handler(struct http_req *req);
  * TH_ME_CACHE_TTL_MS, default 5000; either 0 switches it off).  0, or -1. */
 int me_cache_init(void);
 void me_cache_fini(void);
+
+/* devices.c: GET /api/auth/sessions, DELETE /api/auth/sessions/:id; the
+ * User-Agent a new session stores (printable ASCII, at most DEVICES_UA_MAX
+ * bytes, into out) */
+#define DEVICES_UA_MAX 256
+const char *devices_user_agent(const struct http_req *req, char *out, size_t size);
+void sessions_list_handler(struct http_req *req);
+void sessions_delete_handler(struct http_req *req);
 
 /* keys.c */
 void jwks_handler(struct http_req *req);
