@@ -119,7 +119,7 @@ describe('mail', () => {
     try {
       assert.ok(await until(() => /started/.test(log), { timeoutMs: 10000 }), `second mailer: ${log}`);
       const tag = rnd();
-      const n = 60;
+      const n = 200;
       await queue(`SELECT 'verify_email', 'm4_${tag}_' || i || '@example.test', jsonb_build_object('token', md5(i::text || '${tag}'))
         FROM generate_series(1, ${n}) i`);
       const addrs = Array.from({ length: n }, (_, i) => `m4_${tag}_${i + 1}@example.test`);
