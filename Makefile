@@ -67,7 +67,10 @@ LOAD_LIB := $(BUILD)/obj/tests/load/loadlib.o
 LOAD_SRC := $(filter-out tests/load/loadlib.c,$(wildcard tests/load/*.c))
 LOAD_BINS:= $(LOAD_SRC:tests/load/%.c=$(BUILD)/bin/th-%)
 MEDIA_GC := $(BUILD)/bin/th-media-gc
-BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(BUILD)/bin/th-fdtake $(LOAD_BINS) $(MEDIA_GC)
+# the mail sender (fcgi-apps/mail): the core library and libcurl, no FastCGI
+MAILER   := $(BUILD)/bin/th-mailer
+BINS     := $(APP_BINS) $(BUILD)/bin/th-bench $(BUILD)/bin/th-poolstat $(BUILD)/bin/th-fdtake $(LOAD_BINS) $(MEDIA_GC) \
+            $(MAILER)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -144,6 +147,11 @@ $(BUILD)/obj/fcgi-apps/media/gc/%.o $(BUILD)/obj/tests/load/thumb_bench.o: CFLAG
 $(MEDIA_GC): $(BUILD)/obj/fcgi-apps/media/gc/gc.o $(MEDIA_CORE_OBJ) $(WEB_A) $(CORE_A)
 	@mkdir -p $(dir $@)
 	$(LINK) $(LDLIBS_media) $(LDLIBS)
+
+# the mail sender: its objects, the core library (outbox, composition) and libcurl
+$(MAILER): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard fcgi-apps/mail/*.c)) $(CORE_A)
+	@mkdir -p $(dir $@)
+	$(LINK) $(shell pkg-config --libs libcurl) $(LDLIBS)
 
 # the thumbnail benchmark calls image_process() itself: the media objects and
 # MagickWand, unlike the other tests/load programs (pattern rule below)
@@ -232,13 +240,13 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 	@node --test tests/bench/
 
-# The layers hold: the broker plugin, the bridge and the front link no object
+# The layers hold: the broker plugin, the bridge, the front and the mailer link no object
 # of the web library (none of its global symbols, defined or wanted), and the
 # plugin and the bridge hold no http_, router_ or app_ symbol at all (the
 # front's own WebSocket handshake answers in HTTP: its static http_refuse).
-check-layers: $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(WEB_A)
+check-layers: $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(MAILER) $(WEB_A)
 	@nm -g --defined-only $(WEB_A) | awk 'NF == 3 { print $$3 }' | sort -u > $(BUILD)/.web-symbols
-	@set -e; for b in $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN); do \
+	@set -e; for b in $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(MAILER); do \
 		web=$$(nm $$b | awk '{ print $$NF }' | sort -u | comm -12 - $(BUILD)/.web-symbols); \
 		case $$b in $(FRONT_BIN)) named= ;; \
 		*) named=$$(nm $$b | awk '{ print $$NF }' | grep -E '^(http|router|app)_' || true) ;; esac; \

@@ -305,12 +305,11 @@ void login_handler(struct http_req *req)
 }
 
 /* GET /api/auth/me serves the caller's own row from a per-worker cache
- * (idcache.h) for at most me_cache_ttl_ms.  Why staleness is acceptable: no
- * route changes a user row today (register creates it; there is no profile
- * update and no account deletion), so only an operator's SQL can, and that
- * shows within the lifetime.  A future route that changes a row must call
- * idcache_forget() on this cache; the other workers then catch up within the
- * lifetime (or the route must bump a host-wide generation, as revoke.c does).
+ * (idcache.h) for at most me_cache_ttl_ms.  Why staleness is acceptable: the
+ * routes that change a user row (verify.c: the address and its proof;
+ * recovery.c: the password, which /me does not show) call me_cache_forget()
+ * for this worker, and the other workers catch up within the lifetime; an
+ * operator's SQL shows within the lifetime too.
  * Revocation is not the cache's business: the app loop verifies the token,
  * revocation included, before this handler runs, and the cache is keyed by
  * the token's user id alone, so it never answers for another caller. */
@@ -341,6 +340,12 @@ void me_cache_fini(void)
 	me_cache = NULL;
 }
 
+void me_cache_forget(int64_t user_id)
+{
+	if (me_cache)
+		idcache_forget(me_cache, user_id);
+}
+
 /* The body {"user": {...with email}} of user_id into the arena, or NULL with
  * the error replied. */
 static char *me_body_or_reply(struct http_req *req, size_t *len)
@@ -355,8 +360,9 @@ static char *me_body_or_reply(struct http_req *req, size_t *len)
 	snprintf(id, sizeof(id), "%lld", (long long)req->user_id);
 	/* the primary: a caller reads its own account right after writing it */
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT " USER_COLS ", u.email FROM users u WHERE u.id = $1", 1,
-			     params);
+			     "SELECT " USER_COLS ", u.email, u.email_verified_at IS NOT NULL "
+			     "FROM users u WHERE u.id = $1",
+			     1, params);
 	if (!r)
 		return NULL;
 	if (db_res_rows(r) != 1) {
@@ -370,6 +376,8 @@ static char *me_body_or_reply(struct http_req *req, size_t *len)
 		return NULL;
 	}
 	json_object_object_add(user, "email", json_object_new_string(db_res_get(r, 0, USER_NCOLS)));
+	json_object_object_add(user, "email_verified",
+			       json_object_new_boolean(db_res_get(r, 0, USER_NCOLS + 1)[0] == 't'));
 	s = json_object_to_json_string_length(o,
 					      JSON_C_TO_STRING_PLAIN |
 						      JSON_C_TO_STRING_NOSLASHESCAPE,

@@ -36,6 +36,56 @@ void me_handler(struct http_req *req);
  * TH_ME_CACHE_TTL_MS, default 5000; either 0 switches it off).  0, or -1. */
 int me_cache_init(void);
 void me_cache_fini(void);
+/* Drops this worker's cached GET /api/auth/me of user_id (its row changed);
+ * the other workers' copies live out their TTL. */
+void me_cache_forget(int64_t user_id);
+
+/* acctoken.c: tokens of account mails and the mail budgets */
+#define ACCT_TOKEN_TEXT 64 /* base64url of 32 bytes is 43 chars */
+#define ACCT_VERIFY_TTL_S 86400
+#define ACCT_RESET_TTL_S 3600
+struct acct_token {
+	char text[ACCT_TOKEN_TEXT]; /* into the mail */
+	char hash_hex[65];          /* stored */
+};
+/* TH_RL_MAIL_MAX mails of a kind per account per TH_RL_MAIL_WINDOW (3 an
+ * hour); forgot: TH_RL_FORGOT_ADDR_MAX per address (3) and
+ * TH_RL_FORGOT_IP_MAX per client address (20) per window; a password change
+ * TH_RL_PASSWORD_CHANGE_MAX (10) attempts per account per window */
+struct acct_limits {
+	long mail_max, mail_window_s, forgot_addr_max, forgot_ip_max, pwchange_max;
+};
+extern struct acct_limits acct_limits;
+void acct_limits_init(void);
+void acct_token_make(struct acct_token *t);
+void acct_token_hash(const char *text, char *hex, size_t hexsize);
+/* Stores t for uid (in the caller's transaction).  0, or -1 replied. */
+int acct_token_store(struct http_req *req, const struct acct_token *t, int64_t uid,
+		     const char *kind, const char *email, long ttl_s);
+/* mail_queue() with params {token, name, new_email} (each may be NULL), in
+ * the caller's transaction.  0, or -1 replied and rolled back. */
+int acct_mail_queue(struct http_req *req, const char *kind, const char *to, int64_t uid,
+		    const char *token, const char *name, const char *new_email);
+/* One hit on rl:<what>:<who>; over max in the window: 429 with Retry-After.
+ * 0, or -1 replied. */
+int acct_budget_or_reply(struct http_req *req, const char *what, const char *who, long max,
+			 long window_s);
+/* the budget of mails of kind for uid */
+int acct_mail_budget_or_reply(struct http_req *req, const char *kind, int64_t uid);
+/* the caller's budget of password checks (POST /password, /email) */
+int acct_pwcheck_budget_or_reply(struct http_req *req);
+/* An address the mailer can send to, with a dot in its domain. */
+int acct_addr_valid(const char *s);
+
+/* verify.c: POST /api/auth/verify-email/request, /verify-email, /email */
+void verify_request_handler(struct http_req *req);
+void verify_handler(struct http_req *req);
+void email_change_handler(struct http_req *req);
+
+/* recovery.c: POST /api/auth/password/forgot, /password/reset, /password */
+void forgot_handler(struct http_req *req);
+void reset_handler(struct http_req *req);
+void password_change_handler(struct http_req *req);
 
 /* devices.c: GET /api/auth/sessions, DELETE /api/auth/sessions/:id; the
  * User-Agent a new session stores (printable ASCII, at most DEVICES_UA_MAX

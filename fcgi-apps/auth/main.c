@@ -18,6 +18,14 @@ static const struct route routes[] = {
 	{"GET", "/api/auth/jwks", jwks_handler, 0, 0},
 	{"GET", "/api/auth/sessions", sessions_list_handler, ROUTE_AUTH, 0},
 	{"DELETE", "/api/auth/sessions/:id", sessions_delete_handler, ROUTE_AUTH, 0},
+	/* account lifecycle (verify.c, recovery.c) */
+	{"POST", "/api/auth/verify-email/request", verify_request_handler, ROUTE_AUTH, 0},
+	{"POST", "/api/auth/verify-email", verify_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/email", email_change_handler, ROUTE_AUTH | ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/password/forgot", forgot_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/password/reset", reset_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/password", password_change_handler, ROUTE_AUTH | ROUTE_JSON,
+	 AUTH_BODY_LIMIT},
 };
 
 static void auth_fini(void)
@@ -30,6 +38,7 @@ static int auth_init(void)
 {
 	if (token_init_signer() < 0 || accounts_init() < 0 || me_cache_init() < 0)
 		return -1;
+	acct_limits_init();
 	return 0;
 }
 
@@ -41,6 +50,7 @@ int main(void)
 		.nroutes = ROUTES_COUNT(routes),
 		.init = auth_init,
 		.fini = auth_fini,
+		.serves_metrics_of = "mailer", /* GET /metrics/mailer */
 	};
 
 	return app_main(&app);
