@@ -204,7 +204,7 @@ describe('mail over STARTTLS with AUTH', () => {
     assert.equal(r.code, 0, r.stderr);
     writeFileSync(path.join(dir, 'pass'), 's3cret-smtp\n', { mode: 0o600 });
     writeFileSync(path.join(dir, 'wrong'), 'not-it\n', { mode: 0o600 });
-    sink = spawn(process.execPath, [path.join(ROOT, 'tools', 'smtp-sink.mjs')], {
+    sink = spawn(process.execPath, [path.join(ROOT, 'scripts', 'smtp-sink.mjs')], {
       env: {
         PATH: process.env.PATH, TH_VAR_DIR: dir, TH_SMTP_SINK_PORT: String(port),
         TH_SMTP_SINK_TLS_KEY: path.join(dir, 'key.pem'), TH_SMTP_SINK_TLS_CERT: path.join(dir, 'cert.pem'),
