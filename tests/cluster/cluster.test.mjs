@@ -635,3 +635,98 @@ test('kill an edge, then hub A (hub B takes over), then a bridge: no receipted c
   assert.equal(distinct, sent.length, 'every message stored');
   assert.equal(rows, sent.length, 'and stored once');
 });
+
+// The 3-master Redis Cluster (each master with a replica on another Redis host: r1, r2, r3
+// run one node of each) instead of the sentinel pair: every Redis user (both hubs, then each
+// app host's pools, edge, front and th-bridge) is started again with TH_REDIS_CLUSTER. Mixed
+// load (REST writes and reads, chat over REST) and chat over MQTT (plugin and th-bridge on the
+// cluster), then kill -9 of one master: only its slots fail until the cluster promotes its
+// replica (cluster-node-timeout 2 s; cluster-require-full-coverage no), bounded 503s, then
+// service; no 500; every receipted chat message stored once. Last step: the processes stay
+// on the cluster afterwards.
+const RC_PORT = PORT + 57;
+const RC_HOST = { '10.77.0.31': 'r1', '10.77.0.32': 'r2', '10.77.0.33': 'r3' };
+const rcMasters = async () => (await ctl('rc-masters')).split('\n').filter(Boolean);
+
+// In the short run too: it costs ~35 s.
+test('Redis Cluster: every process on 3 masters with replicas, kill -9 one master under load: its replica is promoted, bounded 503s, then service', async () => {
+  await ensureHealthy();
+  let t = Date.now();
+  await ctl('rcluster-up');
+  const upS = (Date.now() - t) / 1000;
+  t = Date.now();
+  await ctl('redis-to-cluster');
+  await ensureHealthy();
+  const switchS = (Date.now() - t) / 1000;
+  // on the cluster from the start: register on app1, log in on app2
+  const u = await newUser({ server: 'app1' });
+  const login = await api('POST', '/api/auth/login', null, { login: u.username, password: u.password }, { server: 'app2' });
+  assert.equal(login.status, 200, `login on app2 with Redis Cluster: ${login.status} ${login.text}`);
+  const masters = await rcMasters();
+  assert.equal(masters.length, 3, `masters: ${masters}`);
+  const victim = masters.find((m) => m.startsWith('10.77.0.31:')) || masters[0];
+  const [vAddr, vPort] = victim.split(':');
+  const sender = new ChatSender(world.users[1], world.channel, { urls: [WS], resendMs: 5000 });
+  await sender.start();
+  const iv = setInterval(() => sender.send(), 250);
+  // the Redis errors the processes log about the killed node: how often a call missed it
+  const logs = APP_HOSTS.flatMap((h) => ['auth.log', 'community.log', 'realtime.log', 'media.log',
+    `mosquitto-${EDGE_OF[h]}.log`, 'bridge.log'].map((f) => hostLog(h, f)));
+  const from = Object.fromEntries(logs.map((f) => [f, logSize(f)]));
+  let r;
+  try {
+    r = await underLoad(25000, 4000, () => ctl('rc-kill', RC_HOST[vAddr], vPort));
+  } finally {
+    clearInterval(iv);
+  }
+  const missed = logs.reduce((n, f) => n + logSince(f, from[f]).split('\n').filter((l) => l.includes(`redis: ${victim}:`)).length, 0);
+  const { load, t0 } = r;
+  const promoted = await rcMasters();
+  // the killed node comes back (empty: no persistence) as a replica of its replacement
+  await ctl('rc-up', RC_HOST[vAddr], vPort);
+  await waitFor('every cluster node ok, each master with a replica', async () => {
+    try { await ctl('rc-ok'); return true; } catch { return false; }
+  }, 30000, 1000);
+  const end = Date.now() + 40000;
+  while (Date.now() < end && sender.pending.size) await sleep(200);
+  const s = load.summary(t0);
+  const tail = load.summary(t0 + 15000);
+  const chat = await chatStoredOnce(load);
+  const sent = sender.sent;
+  const out = sent.length
+    ? await ctl('psql', `SELECT count(*), count(DISTINCT id) FROM messages WHERE id IN (${sent.map((id) => `'${id}'`).join(',')})`)
+    : '0|0';
+  const [rows, distinct] = out.split('|').map(Number);
+  const pending = sender.pending.size;
+  sender.stop();
+  row('Redis Cluster: one master killed (replica promoted)', {
+    cluster_up_s: upS.toFixed(1),
+    switch_to_cluster_s: switchS.toFixed(1),
+    killed: victim,
+    masters_after: promoted.join(' '),
+    redis_errors_logged: missed,
+    requests: s.total,
+    failed: s.bad,
+    s503: s.s503,
+    s500: s.s500,
+    s502_504: s.s504,
+    all_ok_after_s: recoveredS(s, t0).toFixed(1),
+    max_request_ms: s.maxMs,
+    chat_rest_receipted: chat.receipted,
+    chat_rest_missing: chat.missing,
+    chat_rest_dup: chat.duplicated,
+    mqtt_sent: sent.length,
+    mqtt_receipted: sent.length - pending,
+    mqtt_rows: rows,
+    mqtt_distinct: distinct,
+  });
+  assert.ok(missed > 0, 'the processes use the cluster: they logged the killed master');
+  assert.equal(s.s500, 0, 'no 500');
+  assert.equal(promoted.length, 3, `three masters after the kill: ${promoted}`);
+  assert.ok(!promoted.includes(victim), `the killed master's replica took over: ${promoted}`);
+  assert.equal(tail.bad, 0, `failures 15 s after the master went: ${JSON.stringify(tail.by)}`);
+  assert.equal(chat.missing + chat.duplicated, 0, 'REST chat stored once');
+  assert.equal(pending, 0, `MQTT chat not receipted: ${sender.diag()}`);
+  assert.equal(distinct, sent.length, 'every MQTT message stored');
+  assert.equal(rows, sent.length, 'and stored once');
+});

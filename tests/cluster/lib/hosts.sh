@@ -49,9 +49,17 @@ host_env() {
 	TH_REDIS_HOST=$(addr r1)
 	TH_DB_READ_CONNINFO=$(pgaf_read_conninfo "$VAR/keys/pgpass")
 	export TH_REDIS_HOST TH_REDIS_PORT=$CL_PORT_REDIS TH_DB_READ_CONNINFO
-	# the master comes from the sentinels (lib/cache, lib/sentinel); TH_REDIS_HOST is unused then
-	TH_REDIS_SENTINELS=$(addr r1):$CL_PORT_SENTINEL,$(addr r2):$CL_PORT_SENTINEL,$(addr r3):$CL_PORT_SENTINEL
-	export TH_REDIS_SENTINELS TH_REDIS_MASTER_NAME=townhall TH_REDIS_SENTINEL_PASSWORD_FILE=$VAR/keys/$KEY_REDIS
+	if [[ -s $(rc_mode_file) ]]; then
+		# the Redis Cluster step switched every process to the 3-master cluster
+		TH_REDIS_CLUSTER=$(cat "$(rc_mode_file)")
+		export TH_REDIS_CLUSTER
+		unset TH_REDIS_SENTINELS TH_REDIS_MASTER_NAME TH_REDIS_SENTINEL_PASSWORD_FILE
+	else
+		# the master comes from the sentinels (lib/cache, lib/sentinel); TH_REDIS_HOST is unused then
+		TH_REDIS_SENTINELS=$(addr r1):$CL_PORT_SENTINEL,$(addr r2):$CL_PORT_SENTINEL,$(addr r3):$CL_PORT_SENTINEL
+		export TH_REDIS_SENTINELS TH_REDIS_MASTER_NAME=townhall TH_REDIS_SENTINEL_PASSWORD_FILE=$VAR/keys/$KEY_REDIS
+		unset TH_REDIS_CLUSTER
+	fi
 	unset TH_REDIS_SOCKET
 	# media on the s3 host, path-style addressing (both app hosts' media pools share it)
 	export TH_MEDIA_STORAGE=s3 TH_S3_ENDPOINT TH_S3_PATH_STYLE=1 TH_S3_BUCKET=$CL_S3_BUCKET
@@ -168,6 +176,99 @@ redis_up() {
 	sentinel_up r1 && sentinel_up r2 && sentinel_up r3 || return 1
 	wait_for 30 sentinels_ready
 }
+
+# --- Redis Cluster: three masters and three replicas on r1, r2, r3 (the cluster step) -----
+# Each of r1, r2, r3 runs a node on BASE+57 (a master at first) and one on BASE+58 (a
+# replica of another host's master: redis-cli --cluster create places replicas away from
+# their master's address). Bus ports +10000. Not started with the topology: the step that
+# uses it starts it and then writes rc_mode_file (the seeds), which host_env reads, and
+# restarts every Redis user (pools, brokers, th-bridges) in cluster mode.
+CL_PORT_RC=$((CL_BASE + 57))
+CL_PORT_RC2=$((CL_BASE + 58))
+CL_RC_HOSTS=(r1 r2 r3)
+# the seeds, once the step switched to the cluster (under CL_VAR: read when used, CL_VAR is
+# set after this file is sourced)
+rc_mode_file() { printf '%s/common/redis-cluster\n' "$CL_VAR"; }
+
+# rc_node_up HOST PORT: one cluster node. cluster-require-full-coverage no: while a dead
+# master's replica is not promoted yet, only that master's slots fail, not every key.
+# Started again after a kill it keeps its nodes-PORT.conf and rejoins (as a replica of
+# whoever took its slots).
+rc_node_up() {
+	local h=$1 port=$2 dir=$CL_VAR/$1/rcluster pw
+	pw=$(cat "$CL_KEYS/$KEY_REDIS")
+	mkdir -p "$dir" "$CL_VAR/$h/log"
+	chmod 0700 "$dir"
+	(
+		umask 077
+		cat >"$dir/$port.conf" <<-CONF
+			port $port
+			bind $(addr "$h")
+			daemonize yes
+			pidfile $dir/$port.pid
+			logfile $CL_VAR/$h/log/rcluster-$port.log
+			dir $dir
+			dbfilename dump-$port.rdb
+			save ""
+			appendonly no
+			cluster-enabled yes
+			cluster-config-file nodes-$port.conf
+			cluster-node-timeout 2000
+			cluster-require-full-coverage no
+			requirepass $pw
+			masterauth $pw
+		CONF
+	)
+	run_in "$h" redis-server "$dir/$port.conf" >>"$CL_VAR/$h/log/rcluster-$port.log" 2>&1 || return 1
+	wait_for 10 tcp_open "$h" "$(addr "$h")" "$port"
+}
+
+# rc_cli HOST PORT ARGS...: redis-cli on a cluster node, from its own host
+rc_cli() {
+	local h=$1 port=$2
+	shift 2
+	run_in "$h" env REDISCLI_AUTH="$(cat "$CL_KEYS/$KEY_REDIS")" redis-cli -h "$(addr "$h")" -p "$port" "$@"
+}
+
+# rc_ok: every live node says cluster_state:ok and each of the 3 masters has a replica
+rc_ok() {
+	local h p nodes
+	for h in "${CL_RC_HOSTS[@]}"; do
+		for p in "$CL_PORT_RC" "$CL_PORT_RC2"; do
+			[[ -s $CL_VAR/$h/rcluster/$p.pid ]] && kill -0 "$(cat "$CL_VAR/$h/rcluster/$p.pid")" 2>/dev/null || continue
+			rc_cli "$h" "$p" CLUSTER INFO 2>/dev/null | grep -q '^cluster_state:ok' || return 1
+		done
+	done
+	nodes=$(rc_cli r2 "$CL_PORT_RC" CLUSTER NODES 2>/dev/null) || return 1
+	# field 3: flags (myself,master / slave / master,fail ...); a master with slots has > 8 fields
+	[[ $(awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8' <<<"$nodes" | wc -l) -eq 3 &&
+		$(awk '$3 ~ /slave/ && $3 !~ /fail/' <<<"$nodes" | wc -l) -eq 3 ]]
+}
+
+rcluster_up() {
+	local h seeds=() replicas=()
+	for h in "${CL_RC_HOSTS[@]}"; do
+		rc_node_up "$h" "$CL_PORT_RC" || return 1
+		rc_node_up "$h" "$CL_PORT_RC2" || return 1
+		seeds+=("$(addr "$h"):$CL_PORT_RC")
+		replicas+=("$(addr "$h"):$CL_PORT_RC2")
+	done
+	run_in r1 env REDISCLI_AUTH="$(cat "$CL_KEYS/$KEY_REDIS")" redis-cli --cluster create \
+		"${seeds[@]}" "${replicas[@]}" --cluster-replicas 1 --cluster-yes \
+		>>"$CL_VAR/r1/log/rcluster-create.log" 2>&1 || return 1
+	wait_for 30 rc_ok || return 1
+	(IFS=,; printf '%s\n' "${seeds[*]}") >"$(rc_mode_file)"
+}
+
+# rc_masters: "host:port" of every master the cluster lists (as r2's first node sees it)
+rc_masters() {
+	rc_cli r2 "$CL_PORT_RC" CLUSTER NODES 2>/dev/null |
+		awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 {sub(/@.*/, "", $2); print $2}' | sort
+}
+
+# rc_kill HOST PORT / rc_up HOST PORT: kill -9 a cluster node / start it again
+rc_kill() { kill -KILL "$(cat "$CL_VAR/$1/rcluster/$2.pid")"; }
+rc_up() { rc_node_up "$1" "$2"; }
 
 # --- Mosquitto: hub A in huba, hub B in hubb, one edge per app host ----------------------
 
