@@ -1,12 +1,14 @@
 /* sentinel: SENTINEL get-master-addr-by-name over short-lived connections. */
 #include "sentinel.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cachenode.h"
 #include "log.h"
 #include "mono.h"
+#include "resolve.h"
 
 #define SENTINEL_PASSWORD_MAX 256
 /* one lookup over every sentinel, all tries together: this many timeouts */
@@ -107,13 +109,22 @@ static int ask(const struct sentinel_addr *s, long long end_ms, char *host, size
 	redisContext *c = NULL;
 	redisReply *r = NULL;
 	struct timeval tv;
+	char addr[INET6_ADDRSTRLEN];
 	int rc = -1;
 
 	if (!left_tv(end_ms, &tv)) {
 		snprintf(why, whylen, "time budget spent");
 		goto out;
 	}
-	c = redisConnectWithTimeout(s->host, s->port, tv);
+	/* a name is resolved within the budget too (lib/resolve.h) */
+	if (resolve_host(s->host, (long)tv.tv_sec * 1000 + tv.tv_usec / 1000, addr, sizeof(addr),
+			 why, whylen) < 0)
+		goto out;
+	if (!left_tv(end_ms, &tv)) {
+		snprintf(why, whylen, "time budget spent");
+		goto out;
+	}
+	c = redisConnectWithTimeout(addr, s->port, tv);
 	if (!c || c->err) {
 		snprintf(why, whylen, "%s", c ? c->errstr : "out of memory");
 		goto out;

@@ -7,8 +7,8 @@
  * timeouts in total (not 2 x n x timeout): sentinels that accept and never
  * answer cannot add up.  Those the budget left out are asked first by the
  * next lookup.  A sentinel that does not know the name, or is refused, is
- * skipped the same way.  (A host name's getaddrinfo is outside this budget:
- * docs/scaling.md, "A resolver that does not answer".) */
+ * skipped the same way.  A sentinel given by name is resolved within the
+ * budget too (lib/resolve.h). */
 #ifndef TH_SENTINEL_H
 #define TH_SENTINEL_H
 

@@ -636,6 +636,67 @@ test('kill an edge, then hub A (hub B takes over), then a bridge: no receipted c
   assert.equal(rows, sent.length, 'and stored once');
 });
 
+// A DNS server that does not answer (not a name that does not resolve): app3 is an app host
+// (its auth pool and nginx) whose resolver is th-dns, which takes every query and never
+// replies, and whose PostgreSQL hosts and sentinels are given by name. Every connection then
+// starts with a lookup that gets no answer. lib/cache resolves Redis and sentinel names
+// itself within its timeout (lib/resolve.c); libpq's getaddrinfo has no bound but the
+// resolver's own (timeout x attempts per name, glibc's defaults 5 s x 2), so the deployment
+// requirement is `options timeout:1 attempts:1` in resolv.conf (docs/scaling.md). Measured
+// with both; asserted with the requirement: 503 with Retry-After in bounded time, never a
+// hang, never a 500; /health/live still 200.
+const APP3 = '10.77.0.13';
+async function app3(method, p, o = {}) {
+  const t = Date.now();
+  try {
+    const res = await request(method, p, {
+      host: APP3, port: PORT, headers: o.headers || {}, body: o.body, timeoutMs: o.timeoutMs ?? 90000,
+    });
+    res.ms = Date.now() - t;
+    return res;
+  } catch (e) {
+    return { status: 0, error: e.message, ms: Date.now() - t, headers: {} };
+  }
+}
+
+test('a DNS server that does not answer: database and Redis names give a bounded wait and a 503 with Retry-After, never a hang', { skip: SHORT }, async () => {
+  await ctl('dns-up');
+  const dnsLog = path.join(VAR, 'dns', 'log', 'dns.log');
+  const u = world.users[0];
+  const login = { login: u.username, password: u.password };
+  // glibc's defaults: measured, not asserted (one login: every database host name costs
+  // the resolver's 10 s)
+  await ctl('app3-up');
+  const q0 = logSize(dnsLog);
+  const dflt = await app3('POST', '/api/auth/login', { body: login });
+  const asked = logSince(dnsLog, q0);
+  // the deployment requirement
+  await ctl('app3-up', 'timeout:1 attempts:1');
+  const res = {};
+  for (const [name, method, p, o] of [
+    ['ready', 'GET', '/api/auth/health/ready', {}],
+    ['login', 'POST', '/api/auth/login', { body: login }],
+    ['me', 'GET', '/api/auth/me', { headers: { authorization: `Bearer ${u.token}` } }],
+    ['login_again', 'POST', '/api/auth/login', { body: login }],
+    ['live', 'GET', '/api/auth/health/live', {}],
+  ]) res[name] = await app3(method, p, o);
+  row('DNS server that does not answer (app3)', {
+    default_options_login: `${dflt.status} in ${dflt.ms} ms`,
+    ...Object.fromEntries(Object.entries(res).map(([k, v]) => [`${k}`, `${v.status} in ${v.ms} ms${v.headers?.['retry-after'] ? `, Retry-After ${v.headers['retry-after']}` : ''}`])),
+  });
+  assert.match(asked, /udp query pg[12]\.th-cluster\.test/, 'the database names were asked of the silent DNS server');
+  assert.match(logSince(dnsLog, 0), /udp query r[123]\.th-cluster\.test/, 'and the sentinel names');
+  for (const k of ['ready', 'login', 'me', 'login_again']) {
+    const r = res[k];
+    assert.ok([503].includes(r.status) || (k === 'me' && r.status === 200), `${k}: ${r.status} ${r.text || r.error}`);
+    if (r.status === 503) assert.ok(Number(r.headers['retry-after']) > 0, `${k}: Retry-After`);
+    // names: 2 database hosts x 1 s each, per handle; the Redis sentinels 0.5 s in all
+    assert.ok(r.ms < (k === 'ready' ? 12000 : 6000), `${k} took ${r.ms} ms`);
+  }
+  assert.equal(res.live.status, 200);
+  assert.ok(res.live.ms < 2000, `live took ${res.live.ms} ms`);
+});
+
 // The 3-master Redis Cluster (each master with a replica on another Redis host: r1, r2, r3
 // run one node of each) instead of the sentinel pair: every Redis user (both hubs, then each
 // app host's pools, edge, front and th-bridge) is started again with TH_REDIS_CLUSTER. Mixed

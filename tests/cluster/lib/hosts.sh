@@ -341,6 +341,7 @@ pool_tcp_up() {
 		export "$var=$CL_WORKERS" TH_WORKER_DB_CONNINFO="$DB_CONNINFO"
 		export TH_FCGI_BIND=$HOST_ADDR TH_FCGI_ALLOWED
 		TH_FCGI_ALLOWED=$(addr lb),$HOST_ADDR
+		[[ ${CL_BY_NAME:-0} != 1 ]] || by_name_env
 		run_in "$h" "$ROOT/scripts/fcgi-pool" start "$pool"
 	) >>"$CL_VAR/$h/log/fcgi-pool.log" 2>&1 || return 1
 	tcp_open "$h" "$(addr "$h")" "${CL_POOL_PORT[$pool]}"
@@ -433,6 +434,54 @@ app_host_up() {
 	broker_up "$h" "e${CL_EDGE[$h]}" || return 1
 	wsfront_up "$h" || return 1
 	thbridge_up "$h"
+}
+
+# --- a resolver that does not answer: app3 and dns ---------------------------------------
+# dns runs a DNS server that takes every query and never replies (lib/dns-silent.mjs);
+# app3 is an app host (its auth pool and nginx only) whose /etc/resolv.conf names it
+# (`ip netns exec` mounts /etc/netns/th-app3/resolv.conf over /etc/resolv.conf) and whose
+# PostgreSQL hosts and sentinels are given by name (<host>.th-cluster.test, in no
+# /etc/hosts), so every connection starts with a getaddrinfo that gets no answer.
+CL_DNS_DOMAIN=th-cluster.test
+
+dns_up() {
+	mkdir -p "$CL_VAR/dns/log" "$CL_VAR/dns/run"
+	run_in dns setsid node "$ROOT/tests/cluster/lib/dns-silent.mjs" "$(addr dns)" \
+		>>"$CL_VAR/dns/log/dns.log" 2>&1 </dev/null &
+	echo $! >"$CL_VAR/dns/run/dns.pid"
+	wait_for 10 tcp_open client "$(addr dns)" 53
+}
+
+# by_name_env: the exported database conninfos and Redis addresses with the hosts' names
+# instead of their addresses
+by_name_env() {
+	local h v
+	for v in TH_WORKER_DB_CONNINFO TH_DB_CONNINFO TH_DB_READ_CONNINFO TH_REDIS_SENTINELS TH_REDIS_CLUSTER; do
+		[[ -n ${!v:-} ]] || continue
+		for h in pg1 pg2 r1 r2 r3; do
+			printf -v "$v" '%s' "$(sed -E "s/(^|[=,])$(addr "$h" | sed 's/\./\\./g')([:,  ]|\$)/\1$h.$CL_DNS_DOMAIN\2/g" <<<"${!v}")"
+		done
+		export "${v?}"
+	done
+}
+
+# app3_up [OPTIONS]: app3 again from nothing: resolv.conf naming dns (with `options
+# OPTIONS` when given, e.g. "timeout:1 attempts:1"), its auth pool (names, not addresses)
+# and its nginx
+app3_up() {
+	local pids
+	mkdir -p /etc/netns/th-app3
+	{
+		printf 'nameserver %s\n' "$(addr dns)"
+		[[ -z ${1:-} ]] || printf 'options %s\n' "$1"
+	} >/etc/netns/th-app3/resolv.conf
+	pids=$(ip netns pids th-app3 | tr '\n' ' ')
+	# shellcheck disable=SC2086 # a list of pids
+	[[ -z ${pids// /} ]] || kill -KILL $pids
+	sleep 0.3
+	rm -f "$CL_VAR/app3/run/"*.pid 2>/dev/null
+	CL_BY_NAME=1 pool_tcp_up app3 auth || return 1
+	nginx_host_up app3
 }
 
 # --- the load balancer: HAProxy ----------------------------------------------------------
