@@ -253,8 +253,18 @@ after(() => {
 // The black-box integration files, run through the lb from here (TH_TEST_BASE_URL,
 // tests/integration/lib/http.mjs): every request and the MQTT WebSocket go to HAProxy; a test
 // that reads the local stack (files, pids, psql, Redis) or needs tests/integration/run's
-// settings skips itself. A subset, one node process, bounded in time.
-const IT_FILES = SHORT ? ['foundation', 'community', 'realtime'] : ['foundation', 'auth', 'community', 'realtime'];
+// settings skips itself (each such test says why in a `// LOCAL_ONLY:` line). One node
+// process, bounded in time. The full run takes every file that has tests which can run
+// through a balancer; the others are about one host's own processes:
+//   auth_limits, limits: restart the stack's pools with their own limits, read /metrics;
+//   call_bans: every test reads the call's participant set in the stack's Redis;
+//   presence, tier: MQTT over TCP to the stack's edge brokers by port;
+//   wsfront: the stack's own front on its port, and a second one it starts;
+//   security: inspects the local servers (PostgreSQL, Redis, sockets, files) directly;
+//   bridge, hubstandby, lb_*, media_gc, ops_conf, pg_*, pool, redis_*, unresolvable: start,
+//   kill or reconfigure the stack's own processes (the one-host versions of these steps).
+const IT_FILES = SHORT ? ['foundation', 'community', 'realtime']
+  : ['foundation', 'auth', 'community', 'realtime', 'mqtt', 'mqtt_limits', 'message_ids', 'media', 'media_limits'];
 const IT_TIMEOUT_MS = 240000;
 function integrationThroughLb() {
   const files = IT_FILES.map((f) => path.join(HERE, '..', 'integration', `${f}.test.mjs`));
