@@ -142,9 +142,8 @@ int resolve_host(const char *host, long timeout_ms, char *out, size_t outlen, ch
 		snprintf(why, whylen, "%s", gai_strerror(err));
 		goto out;
 	}
-	if (!l->cb.ar_result ||
-	    getnameinfo(l->cb.ar_result->ai_addr, l->cb.ar_result->ai_addrlen, out, (socklen_t)outlen,
-			NULL, 0, NI_NUMERICHOST)) {
+	if (!l->cb.ar_result || getnameinfo(l->cb.ar_result->ai_addr, l->cb.ar_result->ai_addrlen,
+					    out, (socklen_t)outlen, NULL, 0, NI_NUMERICHOST)) {
 		snprintf(why, whylen, "no usable address");
 		goto out;
 	}

@@ -303,8 +303,9 @@ static void test_silent_sentinels(void **state)
 			worst = t;
 		assert_true(t < 1.2);
 	}
-	fprintf(stderr, "# six silent sentinels before a live one: slowest call %.2f s, served "
-			"after %.2f s\n",
+	fprintf(stderr,
+		"# six silent sentinels before a live one: slowest call %.2f s, served "
+		"after %.2f s\n",
 		worst, rsrv_now() - t0);
 	assert_true(ok);
 	assert_int_equal(set_get("6"), 0);
@@ -330,8 +331,8 @@ static void test_bad_settings(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_discovery),     cmocka_unit_test(test_sentinel_failover),
-		cmocka_unit_test(test_master_killed), cmocka_unit_test(test_unreachable_master),
+		cmocka_unit_test(test_discovery),        cmocka_unit_test(test_sentinel_failover),
+		cmocka_unit_test(test_master_killed),    cmocka_unit_test(test_unreachable_master),
 		cmocka_unit_test(test_silent_sentinels), cmocka_unit_test(test_bad_settings),
 	};
 

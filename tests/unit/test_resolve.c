@@ -43,9 +43,9 @@ static void test_unresolvable(void **state)
 	(void)state;
 	/* .invalid never resolves (RFC 6761): an error from the resolver, or no
 	 * answer within the bound when no DNS server answers here */
-	assert_int_equal(
-		resolve_host("th-unresolvable.invalid", 1000, out, sizeof(out), why, sizeof(why)),
-		-1);
+	assert_int_equal(resolve_host("th-unresolvable.invalid", 1000, out, sizeof(out), why,
+				      sizeof(why)),
+			 -1);
 	assert_true(mono_ms() - t0 < 3000);
 	assert_true(why[0] != '\0');
 	memset(longname, 'a', sizeof(longname) - 1);

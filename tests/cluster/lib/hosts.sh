@@ -266,6 +266,21 @@ rc_masters() {
 		awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 {sub(/@.*/, "", $2); print $2}' | sort
 }
 
+# rc_master_of KEY: "host:port" of the master serving KEY's slot
+rc_master_of() {
+	local slot
+	slot=$(rc_cli r2 "$CL_PORT_RC" CLUSTER KEYSLOT "$1" 2>/dev/null) || return 1
+	rc_cli r2 "$CL_PORT_RC" CLUSTER NODES 2>/dev/null | awk -v s="$slot" '
+		$3 ~ /master/ && $3 !~ /fail/ {
+			for (i = 9; i <= NF; i++) {
+				n = split($i, r, "-")
+				if ((n == 1 && r[1] == s) || (n == 2 && s >= r[1] + 0 && s <= r[2] + 0)) {
+					sub(/@.*/, "", $2); print $2; exit
+				}
+			}
+		}'
+}
+
 # rc_kill HOST PORT / rc_up HOST PORT: kill -9 a cluster node / start it again
 rc_kill() { kill -KILL "$(cat "$CL_VAR/$1/rcluster/$2.pid")"; }
 rc_up() { rc_node_up "$1" "$2"; }
