@@ -235,7 +235,10 @@ rc_ok() {
 	local h p nodes
 	for h in "${CL_RC_HOSTS[@]}"; do
 		for p in "$CL_PORT_RC" "$CL_PORT_RC2"; do
-			[[ -s $CL_VAR/$h/rcluster/$p.pid ]] && kill -0 "$(cat "$CL_VAR/$h/rcluster/$p.pid")" 2>/dev/null || continue
+			# a node that is not running (killed by the step) is not asked
+			if [[ ! -s $CL_VAR/$h/rcluster/$p.pid ]] || ! kill -0 "$(cat "$CL_VAR/$h/rcluster/$p.pid")" 2>/dev/null; then
+				continue
+			fi
 			rc_cli "$h" "$p" CLUSTER INFO 2>/dev/null | grep -q '^cluster_state:ok' || return 1
 		done
 	done
