@@ -24,8 +24,7 @@ long totp_code(const uint8_t *secret, size_t len, uint64_t step, int digits)
 	return (long)(bin % (uint32_t)mod);
 }
 
-int totp_check(const uint8_t *secret, size_t len, const char *code, uint64_t now,
-	       uint64_t *step)
+int totp_check(const uint8_t *secret, size_t len, const char *code, uint64_t now, uint64_t *step)
 {
 	uint64_t t = now / TOTP_PERIOD_S;
 	long want = 0;

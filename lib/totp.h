@@ -13,7 +13,7 @@
 #define TOTP_DIGITS 6
 #define TOTP_WINDOW 1 /* steps accepted on either side of now (clock drift) */
 /* base32 of n bytes, without padding, and its NUL */
-#define TOTP_B32_SIZE(n) (((n) * 8 + 4) / 5 + 1)
+#define TOTP_B32_SIZE(n) (((n)*8 + 4) / 5 + 1)
 
 /* The code of secret (len bytes) at time step `step` (unix time / period),
  * digits long (6 or 8); -1 when HMAC fails. */
@@ -23,8 +23,7 @@ long totp_code(const uint8_t *secret, size_t len, uint64_t step, int digits);
  * unix time now (± TOTP_WINDOW steps).  The matched step into *step (the
  * caller refuses a step at or below the last one it accepted: RFC 6238
  * 5.2, one use a code); 1 when it matches, 0 when not. */
-int totp_check(const uint8_t *secret, size_t len, const char *code, uint64_t now,
-	       uint64_t *step);
+int totp_check(const uint8_t *secret, size_t len, const char *code, uint64_t now, uint64_t *step);
 
 /* base32 of in (n bytes) into out (TOTP_B32_SIZE(n) at least): upper case,
  * no padding; returns out. */
