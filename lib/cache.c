@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include "config.h"
 #include "log.h"
 #include "mono.h"
+#include "resolve.h"
 #include "sentinel.h"
 
 #define CACHE_BACKOFF_MIN_MS 100
@@ -245,6 +247,7 @@ void cache_close(void)
 	memset(&main_node, 0, sizeof(main_node));
 	cluster_close();
 	sentinel_close();
+	resolve_reap();
 	explicit_bzero(password, sizeof(password));
 	mode = MODE_NONE;
 }
@@ -378,8 +381,32 @@ static redisContext *connection(struct cache_node *n, int *reused)
 		snprintf(last_msg, sizeof(last_msg), "redis: time budget spent");
 		return NULL;
 	}
-	n->ctx = n->host[0] == '/' ? redisConnectUnixWithTimeout(n->host, tv)
-				   : redisConnectWithTimeout(n->host, n->port, tv);
+	if (n->host[0] == '/') {
+		n->ctx = redisConnectUnixWithTimeout(n->host, tv);
+	} else {
+		/* a name is resolved here, within the same timeout as the connect:
+		 * hiredis's own getaddrinfo has no bound (lib/resolve.h) */
+		char addr[INET6_ADDRSTRLEN], why[CACHE_HOST_MAX + 140];
+		long tv_ms = (long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+		long long t0 = now_ms();
+
+		if (resolve_host(n->host, tv_ms, addr, sizeof(addr), why, sizeof(why)) < 0) {
+			char msg[2 * CACHE_HOST_MAX + 200];
+
+			snprintf(msg, sizeof(msg), "%s:%d: %s", n->host, n->port, why);
+			cache_node_fail(n, msg);
+			return NULL;
+		}
+		/* what is left of the timeout for the connect (at least 1 ms) */
+		tv_ms -= (long)(now_ms() - t0);
+		if (tv_ms < 1)
+			tv_ms = 1;
+		if (tv_ms < (long)tv.tv_sec * 1000 + tv.tv_usec / 1000) {
+			tv.tv_sec = tv_ms / 1000;
+			tv.tv_usec = (tv_ms % 1000) * 1000;
+		}
+		n->ctx = redisConnectWithTimeout(addr, n->port, tv);
+	}
 	if (!n->ctx || n->ctx->err) {
 		char why[CACHE_HOST_MAX + 140];
 

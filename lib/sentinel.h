@@ -3,10 +3,12 @@
  *
  * The sentinels are asked in turn, starting with the one that answered last,
  * with SENTINEL get-master-addr-by-name; each gets the cache timeout for its
- * connect and for its reply, so an unreachable or silent sentinel costs at
- * most twice that before the next is asked, and all of them at most
- * 2 x n x timeout.  A sentinel that does not know the name, or is refused,
- * is skipped the same way. */
+ * connect and for its reply, but one lookup over all of them ends after two
+ * timeouts in total (not 2 x n x timeout): sentinels that accept and never
+ * answer cannot add up.  Those the budget left out are asked first by the
+ * next lookup.  A sentinel that does not know the name, or is refused, is
+ * skipped the same way.  A sentinel given by name is resolved within the
+ * budget too (lib/resolve.h). */
 #ifndef TH_SENTINEL_H
 #define TH_SENTINEL_H
 

@@ -32,7 +32,28 @@ const state = {
   call: null,
   invite: null,
   typingTimers: new Map(),
+  dms: [],                  // the caller's DMs (GET /api/dms)
+  dm: null,                 // the open DM, when the content shows one
+  unread: new Map(),        // channel_id -> {unread, mentions}
+  notifCount: 0,
+  notifs: [],               // the notifications shown in the bell's panel
 };
+
+// Text with every @username marked (the caller's own name also with class "me").
+const MENTION = /(^|[^A-Za-z0-9_])@([A-Za-z0-9_]{3,32})(?![A-Za-z0-9_])/g;
+function richText(text) {
+  const frag = document.createDocumentFragment();
+  let at = 0;
+  for (const m of text.matchAll(MENTION)) {
+    const start = m.index + m[1].length;
+    frag.append(text.slice(at, start));
+    const me = th.user && m[2].toLowerCase() === th.user.username;
+    frag.append(el('mark', { class: me ? 'mention me' : 'mention' }, '@' + m[2]));
+    at = start + 1 + m[2].length;
+  }
+  frag.append(text.slice(at));
+  return frag;
+}
 
 function toast(text) {
   const t = $('#toast');
@@ -119,6 +140,7 @@ async function start() {
   rt.on('event', onCommunityEvent);
   rt.on('inbox', onInbox);
   await loadCommunities();
+  await Promise.all([loadDms(), loadUnread()]).catch((e) => console.warn(e));
   const last = Number(sessionStorage.getItem('townhall.community'));
   const pick = state.communities.find((c) => c.id === last);
   if (pick) await selectCommunity(pick.id, sessionStorage.getItem('townhall.view') || 'feed');
@@ -171,6 +193,11 @@ $('#community-form').addEventListener('submit', async (ev) => {
 async function selectCommunity(id, view) {
   const c = await th.getCommunity(id);
   state.community = c;
+  state.dm = null;
+  renderDms();
+  $('#community-tabs').hidden = false;
+  $('#channel-select').hidden = false;
+  $('#call-btn').hidden = false;
   sessionStorage.setItem('townhall.community', String(id));
   const idx = state.communities.findIndex((x) => x.id === id);
   if (idx >= 0) state.communities[idx] = c;
@@ -245,7 +272,11 @@ function renderMembers() {
     return el('li', { dataset: { user: m.user.username, status: online ? 'online' : 'offline' } },
       el('span', { class: 'dot' + (online ? ' online' : ''), title: online ? 'online' : 'offline' }),
       m.user.display_name || m.user.username,
-      el('span', { class: 'badge' }, m.role));
+      el('span', { class: 'badge' }, m.role),
+      m.user.id === th.user.id ? null : el('button', {
+        class: 'ghost small dm-btn', title: 'Direct message', dataset: { action: 'dm' },
+        onclick: () => openDmWith(m.user.id),
+      }, '✉'));
   });
   ul.replaceChildren(...items);
 }
@@ -331,7 +362,7 @@ function renderPost(p) {
   return el('article', { class: 'card post', dataset: { id: p.id } },
     p.title ? el('h3', {}, p.title) : null,
     el('div', { class: 'meta' }, `${p.author.display_name || p.author.username} · ${fmtTime(p.created_at)}`),
-    el('div', { class: 'body' }, p.body.replace(MEDIA_MARK, '').trim()),
+    el('div', { class: 'body' }, richText(p.body.replace(MEDIA_MARK, '').trim())),
     mediaBox, reactions, comments);
 }
 
@@ -349,7 +380,7 @@ async function loadComments(postId) {
     },
   }, el('input', { name: 'body', placeholder: 'Write a comment…', maxlength: 10000 }), el('button', { type: 'submit' }, 'Reply'));
   box.replaceChildren(
-    ...page.items.map((c) => el('div', { class: 'comment' }, el('b', {}, c.author ? (c.author.display_name || c.author.username) : ''), c.body)),
+    ...page.items.map((c) => el('div', { class: 'comment' }, el('b', {}, c.author ? (c.author.display_name || c.author.username) : ''), richText(c.body))),
     state.community.my_role ? form : el('p', { class: 'muted small' }, 'Join to comment.'));
 }
 
@@ -394,6 +425,7 @@ async function openChannel(channelId) {
   $('#typing').textContent = '';
   state.rt.leaveChannel(channelId);   // start clean: the history below is rendered again
   await state.rt.joinChannel(channelId, { limit: 50 });
+  markChannelRead(channelId);
   // our own messages still waiting for a receipt (e.g. sent just before a reload)
   for (const p of state.rt.pending.values()) {
     if (p.channel_id === channelId && !document.querySelector(`#messages li[data-id="${p.payload.id}"]`)) {
@@ -419,12 +451,13 @@ function onChatMessage(m) {
     class: `msg${mine ? ' mine' : ''}${m.source === 'self' && state.rt.pending.has(m.id) ? ' pending' : ''}${m.deleted_at ? ' deleted' : ''}`,
     dataset: { id: m.id, sender: m.sender_id },
   }, el('div', { class: 'who' }, `${nameOf(m.sender_id, m.sender)}${m.created_at ? ' · ' + new Date(m.created_at).toLocaleTimeString() : ''}`),
-  el('div', { class: 'text' }, m.deleted_at ? 'message deleted' : m.body));
+  el('div', { class: 'text' }, m.deleted_at ? 'message deleted' : richText(m.body)));
   const nearBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 80;
   ol.append(li);
   if (nearBottom || mine) scrollChat();
   // whoever sent a message stopped typing
   clearTyping(m.sender_id);
+  if (!mine) markChannelReadSoon(m.channel_id);
 }
 
 function scrollChat() { const ol = $('#messages'); ol.scrollTop = ol.scrollHeight; }
@@ -459,9 +492,205 @@ function renderTyping() {
   $('#typing').textContent = names.length ? `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} typing…` : '';
 }
 
+// ---- DMs and read markers ------------------------------------------------------------
+
+async function loadDms() {
+  const page = await th.dms({ limit: 50 });
+  state.dms = page.items;
+  for (const d of state.dms) state.unread.set(d.id, { unread: d.unread, mentions: d.mentions });
+  renderDms();
+}
+
+function dmTitle(d) {
+  const others = (d.members || []).filter((u) => u.id !== th.user.id);
+  return others.map((u) => u.display_name || u.username).join(', ') || 'just you';
+}
+
+function unreadBadge(channelId) {
+  const u = state.unread.get(channelId);
+  if (!u || (!u.unread && !u.mentions)) return null;
+  return el('span', { class: 'unread-badge' + (u.mentions ? ' mention' : ''), title: `${u.unread} unread` }, u.mentions ? `@${u.mentions}` : String(u.unread));
+}
+
+function renderDms() {
+  const ul = $('#dm-list');
+  ul.replaceChildren(...state.dms.map((d) => el('li', {
+    class: state.dm && state.dm.id === d.id ? 'active' : '',
+    dataset: { id: d.id, with: (d.members || []).filter((u) => u.id !== th.user.id).map((u) => u.username).join(',') },
+    onclick: () => openDm(d).catch((e) => toast(errText(e))),
+  }, dmTitle(d), unreadBadge(d.id))));
+  if (!state.dms.length) ul.append(el('li', { class: 'muted small' }, 'No conversations yet.'));
+}
+
+async function openDmWith(userId) {
+  try {
+    const d = await th.openDm([userId]);
+    await loadDms();
+    await openDm(state.dms.find((x) => x.id === d.id) || d);
+  } catch (e) { toast(errText(e)); }
+}
+
+async function openDm(d) {
+  if (state.community) state.rt.unwatchCommunity(state.community.id);
+  state.community = null;
+  state.dm = d;
+  sessionStorage.removeItem('townhall.community');
+  renderCommunities();
+  renderDms();
+  $('#empty-state').hidden = true;
+  $('#community-view').hidden = false;
+  $('#community-name').textContent = dmTitle(d);
+  $('#community-desc').textContent = d.group ? 'Group conversation' : 'Direct message';
+  $('#join-btn').hidden = true;
+  $('#leave-btn').hidden = true;
+  $('#community-tabs').hidden = true;
+  $('#feed-view').hidden = true;
+  $('#chat-view').hidden = false;
+  $('#channel-select').hidden = true;
+  $('#call-btn').hidden = true;
+  $('#message-form').hidden = false;
+  state.members = new Map((d.members || []).map((u) => [u.id, { user: u, role: 'member' }]));
+  for (const u of d.members || []) state.users.set(u.id, u);
+  renderMembers();
+  await openChannel(d.id);
+}
+
+function applyUnread({ channel_id, unread, mentions }) {
+  state.unread.set(channel_id, { unread, mentions });
+  const d = state.dms.find((x) => x.id === channel_id);
+  if (d) { d.unread = unread; d.mentions = mentions; }
+  renderDms();
+}
+
+async function loadUnread() {
+  const u = await th.unread();
+  for (const c of u.channels) state.unread.set(c.channel_id, { unread: c.unread, mentions: c.mentions });
+  state.notifCount = u.notifications;
+  renderDms();
+  renderBell();
+}
+
+// The marker of a channel to its newest message (the history's first item).
+async function markChannelRead(channelId) {
+  try {
+    const page = await th.listMessages(channelId, { limit: 1 });
+    if (!page.items.length) return;
+    applyUnread(await th.markRead(channelId, page.items[0].seq));
+  } catch (e) { console.warn(e); }
+}
+const readTimers = new Map();
+function markChannelReadSoon(channelId) {
+  if (readTimers.has(channelId)) return;
+  readTimers.set(channelId, setTimeout(() => { readTimers.delete(channelId); if (state.channelId === channelId) markChannelRead(channelId); }, 500));
+}
+
+// ---- notifications ---------------------------------------------------------------------
+
+const NOTE_TEXT = {
+  mention: 'mentioned you', reply: 'replied to you', dm: 'started a conversation with you', call: 'is calling',
+  role: 'changed your role', ban: 'banned you', post: 'posted', report_resolved: 'resolved your report',
+};
+
+function renderBell() {
+  const c = $('#notif-count');
+  c.textContent = String(state.notifCount);
+  c.dataset.n = String(state.notifCount);
+  if ($('#notif-panel').hidden) return;
+  const ul = $('#notif-list');
+  ul.replaceChildren(...state.notifs.map((n) => el('li', {
+    class: n.read_at ? '' : 'unread', dataset: { id: n.id, type: n.type },
+    onclick: () => openNotification(n),
+  }, el('span', {}, `${n.actor ? (n.actor.display_name || n.actor.username) : 'Someone'} ${NOTE_TEXT[n.type] || n.type}`),
+  el('span', { class: 'muted small' }, fmtTime(n.created_at)))));
+  if (!state.notifs.length) ul.append(el('li', { class: 'muted small' }, 'Nothing yet.'));
+}
+
+$('#bell').addEventListener('click', async () => {
+  const panel = $('#notif-panel');
+  panel.hidden = !panel.hidden;
+  if (panel.hidden) return;
+  try { state.notifs = (await th.notifications({ limit: 30 })).items; } catch (e) { toast(errText(e)); }
+  renderBell();
+  pushState().catch(() => {});
+});
+
+$('#notif-read-all').addEventListener('click', async () => {
+  try { await th.readNotifications('all'); } catch (e) { toast(errText(e)); return; }
+  state.notifCount = 0;
+  for (const n of state.notifs) n.read_at = n.read_at || new Date().toISOString();
+  renderBell();
+});
+
+async function openNotification(n) {
+  $('#notif-panel').hidden = true;
+  if (!n.read_at) th.readNotifications([n.id]).catch(() => {});
+  try {
+    if (n.channel_id && !n.community_id) {
+      if (!state.dms.some((d) => d.id === n.channel_id)) await loadDms();
+      const d = state.dms.find((x) => x.id === n.channel_id);
+      if (d) await openDm(d);
+    } else if (n.community_id) {
+      await selectCommunity(n.community_id, n.channel_id ? 'chat' : 'feed');
+      if (n.channel_id) await openChannel(n.channel_id);
+    }
+  } catch (e) { toast(errText(e)); }
+}
+
+// ---- Web Push: a service worker shows what the server pushes while no tab is connected --
+
+const b64u = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+
+async function pushState() {
+  const out = $('#push-state');
+  if (!('serviceWorker' in navigator) || !('PushManager' in window) || !th.pushKey) { out.textContent = 'not supported here'; return; }
+  const reg = await navigator.serviceWorker.getRegistration('/');
+  const sub = reg && await reg.pushManager.getSubscription();
+  out.textContent = sub ? 'on' : Notification.permission === 'denied' ? 'blocked by the browser' : 'off';
+}
+
+$('#push-enable').addEventListener('click', async () => {
+  try {
+    if (await Notification.requestPermission() !== 'granted') { await pushState(); return; }
+    const reg = await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+    await navigator.serviceWorker.ready;
+    const { public_key: key } = await th.pushKey();
+    const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64u(key) });
+    await th.subscribePush(sub.toJSON());
+    toast('Push notifications are on');
+  } catch (e) { toast(`Push: ${errText(e)}`); }
+  await pushState().catch(() => {});
+});
+
+// the service worker is registered at start (it shows pushes; subscribing asks first)
+if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js', { scope: '/' }).catch((e) => console.warn(e));
+
 // ---- calls ---------------------------------------------------------------------------
 
 function onInbox(msg) {
+  switch (msg.type) {
+    case 'unread':
+      applyUnread(msg);
+      // a device that shows the channel reads what others wrote in it
+      if (msg.channel_id === state.channelId && msg.unread > 0) markChannelReadSoon(msg.channel_id);
+      return;
+    case 'dm_created': case 'dm_left':
+      loadDms().catch(() => {});
+      return;
+    case 'notification':
+      state.notifCount += 1;
+      state.notifs.unshift(msg.notification);
+      renderBell();
+      if (msg.notification.type === 'mention') toast(`${msg.notification.actor ? nameOf(msg.notification.actor.id, msg.notification.actor) : 'Someone'} mentioned you`);
+      return;
+    case 'notifications_read': {
+      state.notifCount = msg.unread;
+      const done = new Set(msg.ids || []);
+      for (const n of state.notifs) if (msg.all || done.has(n.id)) n.read_at = n.read_at || new Date().toISOString();
+      renderBell();
+      return;
+    }
+    default:
+  }
   if (msg.type === 'call_invite' && msg.from !== th.user.id && !state.call) {
     state.invite = msg;
     $('#incoming-text').textContent = `📞 ${nameOf(msg.from)} is calling in #${(state.channels.find((c) => c.id === msg.channel_id) || {}).name || msg.channel_id}`;

@@ -298,10 +298,27 @@ export class Townhall extends Emitter {
   /** {channels: [{channel_id, community_id, last_seq, read_seq, unread, mentions}], notifications, truncated} */
   unread() { return this.request('GET', '/api/me/unread'); }
 
+  // ---- notifications, history, message search -------------------------------------------
+
+  /** The caller's notifications, newest first ({unread: true} for unread only; {after: id}
+   *  for those created after it, oldest first: the gap fill after a reconnect). */
+  notifications(params) { return this.request('GET', '/api/notifications', { query: params }); }
+  /** Mark read: an array of ids, or 'all'. Other devices hear {type: 'notifications_read'}. */
+  readNotifications(ids) {
+    return this.request('POST', '/api/notifications/read', { body: ids === 'all' ? { all: true } : { ids } });
+  }
+  /** 'all' | 'mentions' | 'none': how much the caller hears from a community. */
+  setNotifyLevel(communityId, level) { return this.request('PUT', `/api/communities/${communityId}/notify`, { body: { level } }); }
+  /** Earlier versions of an edited post or message (its author, or moderators). */
+  postHistory(id, params) { return this.request('GET', `/api/posts/${id}/history`, { query: params }); }
+  messageHistory(id, params) { return this.request('GET', `/api/messages/${id}/history`, { query: params }); }
+  /** Messages the caller may read, ranked: scope {channel_id} or {community_id}. */
+  searchMessages(q, scope, params) { return this.request('GET', '/api/messages/search', { query: { ...params, ...scope, q } }); }
+
   // ---- Web Push ------------------------------------------------------------------------
 
-  /** The VAPID public key (base64url), the applicationServerKey of PushManager.subscribe(). */
-  async pushKey() { return (await this.request('GET', '/api/push/vapid', { auth: false })).public_key; }
+  /** {public_key}: the VAPID key (base64url), the applicationServerKey of PushManager.subscribe(). */
+  pushKey() { return this.request('GET', '/api/push/vapid', { auth: false }); }
   /** Register a PushSubscription (or its toJSON(): {endpoint, keys: {p256dh, auth}}) for the
    *  signed-in user; resolves {endpoint}. Pushes come only while the user has no live connection. */
   subscribePush(subscription) {

@@ -87,6 +87,14 @@ void forgot_handler(struct http_req *req);
 void reset_handler(struct http_req *req);
 void password_change_handler(struct http_req *req);
 
+/* devices.c: GET /api/auth/sessions, DELETE /api/auth/sessions/:id; the
+ * User-Agent a new session stores (printable ASCII, at most DEVICES_UA_MAX
+ * bytes, into out) */
+#define DEVICES_UA_MAX 256
+const char *devices_user_agent(const struct http_req *req, char *out, size_t size);
+void sessions_list_handler(struct http_req *req);
+void sessions_delete_handler(struct http_req *req);
+
 /* keys.c */
 void jwks_handler(struct http_req *req);
 

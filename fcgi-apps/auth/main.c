@@ -16,6 +16,8 @@ static const struct route routes[] = {
 	{"POST", "/api/auth/logout", logout_handler, ROUTE_AUTH, AUTH_BODY_LIMIT},
 	{"GET", "/api/auth/me", me_handler, ROUTE_AUTH, 0},
 	{"GET", "/api/auth/jwks", jwks_handler, 0, 0},
+	{"GET", "/api/auth/sessions", sessions_list_handler, ROUTE_AUTH, 0},
+	{"DELETE", "/api/auth/sessions/:id", sessions_delete_handler, ROUTE_AUTH, 0},
 	/* account lifecycle (verify.c, recovery.c) */
 	{"POST", "/api/auth/verify-email/request", verify_request_handler, ROUTE_AUTH, 0},
 	{"POST", "/api/auth/verify-email", verify_handler, ROUTE_JSON, AUTH_BODY_LIMIT},

@@ -103,7 +103,7 @@ static void tokens_reply(struct http_req *req, int status, int64_t uid, int64_t 
 void session_start_reply(struct http_req *req, int status, int64_t user_id,
 			 struct json_object *user, int in_tx)
 {
-	char uid[24], sid[24], ttl[24];
+	char uid[24], sid[24], ttl[24], ua[DEVICES_UA_MAX + 1];
 	struct refresh rt;
 	struct db_res *r;
 
@@ -111,20 +111,21 @@ void session_start_reply(struct http_req *req, int status, int64_t user_id,
 	snprintf(ttl, sizeof(ttl), "%ld", refresh_ttl());
 	refresh_new(&rt);
 	{
-		const char *params[] = {uid, req->client_addr, rt.hash_hex, ttl};
+		const char *params[] = {uid, req->client_addr, rt.hash_hex, ttl,
+					devices_user_agent(req, ua, sizeof(ua))};
 
 		/* the session and its first refresh token in one statement: one
 		 * round trip, and without the caller's transaction it commits by
 		 * itself (a login needs no BEGIN/COMMIT round trips either) */
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "WITH s AS (INSERT INTO sessions (user_id, client_addr) "
-				     "VALUES ($1, $2) RETURNING id) "
+				     "WITH s AS (INSERT INTO sessions (user_id, client_addr, "
+				     "user_agent) VALUES ($1, $2, $5) RETURNING id) "
 				     "INSERT INTO refresh_tokens (token_hash, session_id, "
 				     "expires_at) "
 				     "SELECT decode($3, 'hex'), s.id, "
 				     "now() + $4::bigint * interval '1 second' FROM s RETURNING "
 				     "session_id",
-				     4, params);
+				     5, params);
 	}
 	if (!r)
 		return;

@@ -16,10 +16,12 @@ void db_reply_failure(struct http_req *req)
 		http_reply_error(req, TH_ECONFLICT, "already exists", NULL);
 		return;
 	}
-	/* a CHECK the handler's own validation leaves to the database (a
-	 * count kept by a trigger, e.g. migration 0020's edit limit): the
-	 * caller's input broke a rule, not the server */
-	if (strcmp(db_last_sqlstate(), "23514") == 0) {
+	/* a limit the database keeps for the handler (migration 0020's edit
+	 * limits, raised by its triggers): the caller's input broke a rule.
+	 * Any other CHECK failing is a bug, and stays a 500 */
+	if (strcmp(db_last_sqlstate(), "23514") == 0 &&
+	    (strcmp(db_last_constraint(), "post_edits_limit") == 0 ||
+	     strcmp(db_last_constraint(), "message_edits_limit") == 0)) {
 		char why[96];
 
 		snprintf(why, sizeof(why), "a limit of this item is reached (%s)",

@@ -7,6 +7,8 @@
  *                   development stack sets none)
  * TH_SMTP_USERNAME, TH_SMTP_PASSWORD_FILE (or TH_SMTP_PASSWORD): AUTH, when
  *                   a username is set
+ * TH_SMTP_CA_FILE   CA bundle that signs the server's certificate (default:
+ *                   the system's)
  * TH_SMTP_TIMEOUT_S whole exchange of one message (default 30)
  *
  * One curl handle for the process's life: libcurl keeps its connection
@@ -24,7 +26,7 @@
 
 static const char *smtp_url;
 static long use_ssl, timeout_s;
-static const char *username;
+static const char *username, *ca_file;
 static char password[512];
 static CURL *handle;
 
@@ -92,6 +94,7 @@ int smtp_init(void)
 	}
 	timeout_s = (long)cfg_int("TH_SMTP_TIMEOUT_S", 30, 1, 600);
 	username = cfg_str("TH_SMTP_USERNAME", NULL);
+	ca_file = cfg_str("TH_SMTP_CA_FILE", NULL);
 	if (read_password() < 0)
 		return -1;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -141,6 +144,8 @@ int smtp_send(const char *from, const char *to, const char *msg, size_t len, cha
 	curl_easy_setopt(c, CURLOPT_URL, smtp_url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
 	curl_easy_setopt(c, CURLOPT_USE_SSL, use_ssl);
+	if (ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
 	if (username) {
 		curl_easy_setopt(c, CURLOPT_USERNAME, username);
 		curl_easy_setopt(c, CURLOPT_PASSWORD, password);

@@ -282,11 +282,17 @@ void dms_create(struct http_req *req)
 		json_object_object_add(ev, "by", json_object_new_int64(req->user_id));
 		channel_event_inbox(&ch, ev);
 	}
-	if (events_emit_json(req, ev) < 0 || db_commit_or_reply(req) < 0)
+	if (events_emit_json(req, ev) < 0)
+		return;
+	/* the broker learns the members before they learn of the DM (the
+	 * dm_created event goes after the commit): a member who subscribes at
+	 * once is not refused.  A new id: keys of a DM that fails to commit
+	 * name a channel nobody can find */
+	dm_mirror(chid);
+	if (db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %lld opened DM %lld with %d others", (long long)req->user_id,
 		 (long long)chid, n);
-	dm_mirror(chid);
 	dm_reply(req, 201, chid);
 }
 
@@ -377,8 +383,15 @@ void dms_leave(struct http_req *req)
 		const char *params[] = {c, ids_text(u, req->user_id)};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "WITH gone AS (DELETE FROM dm_members WHERE channel_id = $1 "
-				     "AND user_id = $2 RETURNING user_id), "
+				     /* the channel's row first: two last members
+				      * leaving at once must not both see the
+				      * other still there (the DM would stay,
+				      * with nobody in it) */
+				     "WITH lk AS (SELECT id FROM channels WHERE id = $1 FOR "
+				     "UPDATE), "
+				     "gone AS (DELETE FROM dm_members WHERE channel_id = (SELECT "
+				     "id "
+				     "FROM lk) AND user_id = $2 RETURNING user_id), "
 				     "unread AS (DELETE FROM channel_reads WHERE channel_id = $1 "
 				     "AND user_id = $2) SELECT 1 FROM gone",
 				     2, params);

@@ -12,8 +12,8 @@
  *                                          (gap fill after a reconnect)
  *   POST /api/notifications/read {ids} | {all: true}
  *
- * The remaining count comes from notification_counts (migration 0025) as it
- * was before this statement, less what it marked.  Reads use the primary: a client that just saw a notification on its
+ * The remaining count is the unread ones as the statement's snapshot sees
+ * them (before its own UPDATE), less what it marked.  Reads use the primary: a client that just saw a notification on its
  * inbox must find it with ?after=. */
 #include <json-c/json.h>
 #include <stdio.h>
@@ -169,8 +169,8 @@ void notifications_read(struct http_req *req)
 				     "SELECT (SELECT count(*) FROM done), "
 				     "(SELECT coalesce(json_agg(id ORDER BY id), '[]')::text FROM "
 				     "done), "
-				     "coalesce((SELECT unread FROM notification_counts WHERE "
-				     "user_id = $1), 0) - (SELECT count(*) FROM done)",
+				     "(SELECT count(*) FROM notifications WHERE user_id = $1 AND "
+				     "read_at IS NULL) - (SELECT count(*) FROM done)",
 				     2, params);
 	}
 	if (!r)

@@ -142,15 +142,17 @@ void reads_unread(struct http_req *req)
 		/* one row when no channel is unread (its channel columns null);
 		 * mentions: the caller's unread mention notifications after each
 		 * marker, in one hash join (not a lookup per channel);
-		 * notifications: the count migration 0025 keeps */
+		 * notifications: counted on notifications_unread_idx (at most
+		 * 10,000 kept a user: migration 0024; a kept count deadlocked
+		 * under concurrent fan-outs, 0028) */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "WITH men AS (SELECT n.channel_id, m.seq FROM notifications n "
 				     "JOIN messages m ON m.id = n.message_id WHERE n.user_id = $1 "
 				     "AND n.type = 'mention' AND n.read_at IS NULL) "
 				     "SELECT u.channel_id, u.community_id, u.last_seq, u.read_seq, "
 				     "count(men.seq) FILTER (WHERE men.seq > u.read_seq), "
-				     "coalesce((SELECT unread FROM notification_counts WHERE "
-				     "user_id = $1), 0) "
+				     "(SELECT count(*) FROM notifications WHERE user_id = $1 AND "
+				     "read_at IS NULL) "
 				     "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT * FROM "
 				     "unread_channels($1) ORDER BY channel_id LIMIT " UNREAD_MAX_S
 				     " + 1) u ON true LEFT JOIN men ON men.channel_id = "

@@ -62,6 +62,7 @@ const community = { name: `E2E ${run}`, slug: `e2e-${run}` };
 let browser;
 let ctxA; let ctxB;
 let A; let B; // pages
+let B2; // bob's second device (another page of his browser context: the same session)
 let shot = 0;
 const logs = [];
 
@@ -283,5 +284,68 @@ describe('demo app in two browsers', { timeout: 240000 }, () => {
     for (const p of paths) assert.match(p, /relay/, `relay call not relayed: ${paths}`);
     await hangUp();
     await snap('end');
+  });
+
+  it('a DM between the two, with an unread badge that clears on the other device', async () => {
+    B2 = await newPage(ctxB, 'bob-2');
+    await B2.waitForSelector('#conn-status.online', { timeout: T });
+    // alice opens a DM from the member list and writes
+    await A.click(`#member-list li[data-user="${users.b.username}"] button[data-action="dm"]`);
+    await A.waitForFunction((n) => document.querySelector('#community-name')?.textContent === n, users.b.display, { timeout: T });
+    await A.fill('#message-input', 'Just between us');
+    await A.press('#message-input', 'Enter');
+    await A.waitForSelector('#messages li.mine:not(.pending)', { timeout: T });
+    // both of bob's devices list the DM with one unread message
+    const badge = (u) => document.querySelector(`#dm-list li[data-with="${u}"] .unread-badge`)?.textContent;
+    for (const p of [B, B2]) {
+      await p.waitForFunction(badge, users.a.username, { timeout: T });
+      assert.equal(await p.evaluate(badge, users.a.username), '1');
+    }
+    await snap('dm-unread');
+    // bob reads it on one device; the other device's badge clears (the unread inbox event)
+    await B.click(`#dm-list li[data-with="${users.a.username}"]`);
+    await B.waitForFunction(() => [...document.querySelectorAll('#messages li .text')].some((e) => e.textContent === 'Just between us'), null, { timeout: T });
+    await B2.waitForFunction((u) => {
+      const li = document.querySelector(`#dm-list li[data-with="${u}"]`);
+      return li && !li.querySelector('.unread-badge');
+    }, users.a.username, { timeout: T });
+    // and bob answers in the DM
+    await B.fill('#message-input', 'Agreed');
+    await B.press('#message-input', 'Enter');
+    await A.waitForFunction(() => [...document.querySelectorAll('#messages li .text')].some((e) => e.textContent === 'Agreed'), null, { timeout: T });
+    await snap('dm');
+    await B2.close();
+  });
+
+  it('a mention reaches the bell live, opens the post highlighted, and "mark all read" clears the count', async () => {
+    await openCommunity(A);
+    await A.click('#tab-feed');
+    await A.fill('#post-form [name=body]', `Look at this, @${users.b.username}!`);
+    await A.click('#post-submit');
+    // the notification arrives on bob's inbox while he is elsewhere (the DM)
+    await B.waitForFunction(() => window.townhall.state.notifs.some((n) => n.type === 'mention'), null, { timeout: T });
+    assert.ok(Number(await B.getAttribute('#notif-count', 'data-n')) >= 1);
+    await B.click('#bell');
+    await B.waitForSelector('#notif-list li.unread[data-type="mention"]', { timeout: T });
+    await snap('mention-bell');
+    await B.click('#notif-read-all');
+    await B.waitForFunction(() => document.querySelector('#notif-count')?.dataset.n === '0', null, { timeout: T });
+    await B.waitForSelector('#notif-list li.unread', { state: 'detached', timeout: T });
+    // the notification opens the post, where the mention of bob is highlighted
+    await B.click('#notif-list li[data-type="mention"]');
+    await B.waitForSelector('#posts article mark.mention.me', { timeout: T });
+    assert.equal(await B.textContent('#posts article mark.mention.me'), `@${users.b.username}`);
+    await snap('mention-post');
+  });
+
+  it('the service worker that shows Web Push messages is registered and active', async () => {
+    // subscribing needs the browser's push service (not reachable from here): the push
+    // itself is tested against a local endpoint in tests/integration/push.test.mjs
+    await B.waitForFunction(async () => {
+      const reg = await navigator.serviceWorker.getRegistration('/');
+      return !!(reg && reg.active && reg.active.scriptURL.endsWith('/sw.js'));
+    }, null, { timeout: T });
+    await B.click('#bell');
+    await B.waitForFunction(() => ['off', 'on', 'not supported here', 'blocked by the browser'].includes(document.querySelector('#push-state')?.textContent), null, { timeout: T });
   });
 });

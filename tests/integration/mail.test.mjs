@@ -4,9 +4,13 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import {
+  mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync,
+} from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {
-  PORT_BASE, VAR_DIR, BIN_DIR, readPid, waitGone, until, request,
+  ROOT, PORT_BASE, VAR_DIR, BIN_DIR, readPid, waitGone, until, request, runProgram,
 } from './lib/http.mjs';
 import { psql, stackUp, poolMetrics, metric } from './lib/stack.mjs';
 import { rnd } from './lib/fixtures.mjs';
@@ -115,7 +119,7 @@ describe('mail', () => {
     try {
       assert.ok(await until(() => /started/.test(log), { timeoutMs: 10000 }), `second mailer: ${log}`);
       const tag = rnd();
-      const n = 60;
+      const n = 200;
       await queue(`SELECT 'verify_email', 'm4_${tag}_' || i || '@example.test', jsonb_build_object('token', md5(i::text || '${tag}'))
         FROM generate_series(1, ${n}) i`);
       const addrs = Array.from({ length: n }, (_, i) => `m4_${tag}_${i + 1}@example.test`);
@@ -139,5 +143,118 @@ describe('mail', () => {
     const r = await request('GET', '/metrics/mailer');
     assert.equal(r.status, 200);
     assert.match(r.text, /th_mail_sent_total/);
+  });
+});
+
+// A mailer of this test's own (the stack's is stopped meanwhile, so that no other sender takes
+// the rows): the stack's database, the given SMTP settings.
+function startMailer(env) {
+  const p = spawn(path.join(BIN_DIR, 'th-mailer'), [], {
+    env: {
+      PATH: process.env.PATH,
+      TH_DB_CONNINFO: `host=127.0.0.1 port=${PORT_BASE + 1} dbname=townhall user=townhall passfile=${path.join(VAR_DIR, 'keys', 'pgpass')}`,
+      TH_PUBLIC_URL: `http://127.0.0.1:${PORT_BASE}`,
+      TH_MAIL_POLL_MS: '100',
+      TH_MAIL_RETRY_BASE_MS: '300',
+      TH_SMTP_TIMEOUT_S: '10',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  p.log = '';
+  p.stdout.on('data', (d) => { p.log += d; });
+  p.stderr.on('data', (d) => { p.log += d; });
+  p.stop = async () => {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
+    await until(() => p.exitCode !== null || p.signalCode !== null, { timeoutMs: 15000 });
+  };
+  return p;
+}
+
+describe('mail over STARTTLS with AUTH', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'th-smtp-tls-'));
+  const port = PORT_BASE + 37;
+  let sink;
+  let stackMailer;
+
+  after(async () => {
+    if (sink && sink.exitCode === null) sink.kill('SIGTERM');
+    await stackUp(); // the stack's mailer comes back
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const received = (to) => {
+    let names = [];
+    try { names = readdirSync(path.join(dir, 'mail')).filter((n) => n.endsWith('.eml')); } catch { /* none yet */ }
+    return names.filter((n) => readFileSync(path.join(dir, 'mail', n), 'utf8').includes(`X-Envelope-To: <${to}>`)).length;
+  };
+  const rowOf = async (to) => {
+    const r = await psql(`SELECT attempts, failed_at IS NOT NULL, coalesce(last_error, '') FROM mail_outbox WHERE to_addr = ${sq(to)}`);
+    const [attempts, failed, err] = r.stdout.trim().split('|');
+    return r.stdout.trim() ? { attempts: Number(attempts), failed: failed === 't', err } : null;
+  };
+  const base = () => ({
+    TH_SMTP_URL: `smtp://127.0.0.1:${port}`, TH_SMTP_TLS: 'all', TH_SMTP_CA_FILE: path.join(dir, 'cert.pem'),
+    TH_SMTP_USERNAME: 'mailer', TH_SMTP_PASSWORD_FILE: path.join(dir, 'pass'),
+  });
+
+  test('set-up: a TLS sink requiring AUTH; the stack\'s mailer stopped', async () => {
+    const r = await runProgram('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')]);
+    assert.equal(r.code, 0, r.stderr);
+    writeFileSync(path.join(dir, 'pass'), 's3cret-smtp\n', { mode: 0o600 });
+    writeFileSync(path.join(dir, 'wrong'), 'not-it\n', { mode: 0o600 });
+    sink = spawn(process.execPath, [path.join(ROOT, 'scripts', 'smtp-sink.mjs')], {
+      env: {
+        PATH: process.env.PATH, TH_VAR_DIR: dir, TH_SMTP_SINK_PORT: String(port),
+        TH_SMTP_SINK_TLS_KEY: path.join(dir, 'key.pem'), TH_SMTP_SINK_TLS_CERT: path.join(dir, 'cert.pem'),
+        TH_SMTP_SINK_AUTH_USER: 'mailer', TH_SMTP_SINK_AUTH_PASSWORD_FILE: path.join(dir, 'pass'),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    sink.stdout.on('data', (d) => { log += d; });
+    sink.stderr.on('data', (d) => { log += d; });
+    assert.ok(await until(() => /listening/.test(log), { timeoutMs: 10000 }), `sink: ${log}`);
+    stackMailer = readPid('run/mailer.pid');
+    process.kill(stackMailer, 'SIGTERM');
+    assert.ok(await waitGone(stackMailer), 'the stack\'s mailer did not stop');
+  });
+
+  test('STARTTLS with the right credentials: delivered', async () => {
+    const to = `tls1_${rnd()}@example.test`;
+    const m = startMailer({ ...base(), TH_MAILER_ID: 'mailer-tls-1' });
+    try {
+      await queue(`VALUES ('password_reset', ${sq(to)}, jsonb_build_object('token', ${sq(token())}))`);
+      assert.ok(await until(() => received(to) === 1, { timeoutMs: 15000 }), `not delivered over TLS: ${m.log}`);
+      assert.equal(await rowOf(to), null);
+    } finally { await m.stop(); }
+  });
+
+  test('a wrong password: the server\'s 535 fails the mail at once, counted, not retried', async () => {
+    const to = `tls2_${rnd()}@example.test`;
+    const m = startMailer({ ...base(), TH_SMTP_PASSWORD_FILE: path.join(dir, 'wrong'), TH_MAILER_ID: 'mailer-tls-2' });
+    try {
+      await queue(`VALUES ('password_reset', ${sq(to)}, jsonb_build_object('token', ${sq(token())}))`);
+      const row = await until(async () => { const x = await rowOf(to); return x?.failed ? x : null; }, { timeoutMs: 15000 });
+      assert.ok(row, `not failed: ${JSON.stringify(await rowOf(to))} ${m.log}`);
+      assert.equal(row.attempts, 1);
+      assert.match(row.err, /535/);
+      assert.equal(received(to), 0);
+    } finally { await m.stop(); }
+  });
+
+  test('TLS required but not offered (the plain sink): never sent in clear, retried', async () => {
+    const to = `tls3_${rnd()}@example.test`;
+    const m = startMailer({ ...base(), TH_SMTP_URL: `smtp://127.0.0.1:${PORT_BASE + 36}`, TH_MAILER_ID: 'mailer-tls-3' });
+    try {
+      await queue(`VALUES ('password_reset', ${sq(to)}, jsonb_build_object('token', ${sq(token())}))`);
+      const row = await until(async () => { const x = await rowOf(to); return x && x.attempts >= 2 ? x : null; }, { timeoutMs: 15000 });
+      assert.ok(row && !row.failed, `not retried: ${JSON.stringify(await rowOf(to))} ${m.log}`);
+      assert.equal(mailsFor(to).length, 0, 'sent without TLS');
+    } finally {
+      await m.stop();
+      await psql(`DELETE FROM mail_outbox WHERE to_addr = ${sq(to)}`);
+    }
   });
 });

@@ -33,7 +33,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import {
-  PORT_BASE, VAR_DIR, BASE_URL, request, runProgram, readPid, childrenOf, until, sleep,
+  PORT_BASE, VAR_DIR, BASE_URL, HTTP_HOST, HTTP_PORT, LOCAL_ONLY, request, runProgram, readPid, childrenOf, until, sleep,
 } from './lib/http.mjs';
 import { startS3, mediaS3Env } from './lib/s3.mjs';
 import { isJson, responseChecks } from './lib/assert.mjs';
@@ -291,7 +291,7 @@ const U = {}; // users
 before(async () => {
   TMP = mkdtempSync(path.join(os.tmpdir(), 'th-media-it.'));
   // Until scripts/stack creates the signed-URL secret, write one and (re)start the pool.
-  if (!existsSync(URL_SECRET_FILE)) {
+  if (!LOCAL_ONLY && !existsSync(URL_SECRET_FILE)) {
     writeFileSync(URL_SECRET_FILE, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
     await restartMedia(STACK_ENV);
   }
@@ -430,7 +430,8 @@ describe('disallowed types -> 415, whatever the Content-Type and filename say', 
     'ZIP': [Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), crypto.randomBytes(200)]), 'image/webp', 'x.webp'],
   };
   for (const [what, [body, type, filename]] of Object.entries(BAD)) {
-    test(what, async () => {
+    // LOCAL_ONLY: checks with psql that nothing was stored
+    test(what, { skip: LOCAL_ONLY }, async () => {
       const before1 = await mediaRows(`owner_id = ${U.c.id}`);
       const bytes = body ?? readFileSync('/bin/true');
       const res = await upload(U.c, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes), { type, filename });
@@ -505,7 +506,8 @@ describe('images: variants, orientation, metadata', () => {
     assertStatus(await appUp(), 200, 'health after a 50 MP image:');
   });
 
-  test('PNG bomb (30000x30000, ~100 KB) -> 400 quickly, every worker survives', async () => {
+  // LOCAL_ONLY: reads the media pool's pid file (its workers must survive)
+  test('PNG bomb (30000x30000, ~100 KB) -> 400 quickly, every worker survives', { skip: LOCAL_ONLY }, async () => {
     const bomb = whitePng(30000, 30000);
     assert.ok(bomb.length < 1 * MiB, `bomb is ${bomb.length} bytes`);
     const before1 = mediaWorkers();
@@ -524,7 +526,8 @@ describe('images: variants, orientation, metadata', () => {
     assertStatus(await appUp(), 200, 'health after the GIF bomb:');
   });
 
-  test('zero-byte, truncated and corrupt images -> 400, never a crash', async () => {
+  // LOCAL_ONLY: reads the media pool's pid file (its workers must survive)
+  test('zero-byte, truncated and corrupt images -> 400, never a crash', { skip: LOCAL_ONLY }, async () => {
     const before1 = mediaWorkers();
     const cases = {
       'zero bytes': Buffer.alloc(0),
@@ -556,7 +559,8 @@ describe('downloads: Range and headers', () => {
   });
   const orig = () => urlPath(M.variants.original);
 
-  test('whole file: 200, Content-Length, ETag, Cache-Control, Content-Type, nosniff, Accept-Ranges', async () => {
+  // LOCAL_ONLY: nginx's answer from local storage (the cluster's media are on S3, where the redirect points)
+  test('whole file: 200, Content-Length, ETag, Cache-Control, Content-Type, nosniff, Accept-Ranges', { skip: LOCAL_ONLY }, async () => {
     const d = await download(orig());
     assertStatus(d, 200);
     assert.ok(d.body.equals(BYTES));
@@ -577,7 +581,8 @@ describe('downloads: Range and headers', () => {
     assert.equal(h.body.length, 0);
   });
 
-  test('Range bytes=0-99 -> 206 with Content-Range', async () => {
+  // LOCAL_ONLY: nginx's answer from local storage (the cluster's media are on S3, where the redirect points)
+  test('Range bytes=0-99 -> 206 with Content-Range', { skip: LOCAL_ONLY }, async () => {
     const d = await download(orig(), { headers: { range: 'bytes=0-99' } });
     assertStatus(d, 206);
     assert.equal(d.headers['content-range'], `bytes 0-99/${BYTES.length}`);
@@ -586,7 +591,8 @@ describe('downloads: Range and headers', () => {
     assert.equal(d.headers['x-content-type-options'], 'nosniff');
   });
 
-  test('suffix range bytes=-100 -> the last 100 bytes', async () => {
+  // LOCAL_ONLY: nginx's answer from local storage (the cluster's media are on S3, where the redirect points)
+  test('suffix range bytes=-100 -> the last 100 bytes', { skip: LOCAL_ONLY }, async () => {
     const d = await download(orig(), { headers: { range: 'bytes=-100' } });
     assertStatus(d, 206);
     assert.equal(d.headers['content-range'], `bytes ${BYTES.length - 100}-${BYTES.length - 1}/${BYTES.length}`);
@@ -600,13 +606,15 @@ describe('downloads: Range and headers', () => {
     assert.ok(d.body.equals(BYTES.subarray(100)));
   });
 
-  test('unsatisfiable range -> 416 with Content-Range bytes */size', async () => {
+  // LOCAL_ONLY: nginx's answer from local storage (the cluster's media are on S3, where the redirect points)
+  test('unsatisfiable range -> 416 with Content-Range bytes */size', { skip: LOCAL_ONLY }, async () => {
     const d = await download(orig(), { headers: { range: `bytes=${BYTES.length + 10}-` } });
     assertStatus(d, 416);
     assert.equal(d.headers['content-range'], `bytes */${BYTES.length}`);
   });
 
-  test('variants of an image have their own ETag and the detected type', async () => {
+  // LOCAL_ONLY: nginx's answer from local storage (the cluster's media are on S3, where the redirect points)
+  test('variants of an image have their own ETag and the detected type', { skip: LOCAL_ONLY }, async () => {
     const m = await uploadOk(U.a, S.jpeg, { filename: 'e.jpg' });
     const tags = new Set();
     for (const v of ['original', 'thumb', 'medium']) {
@@ -631,7 +639,8 @@ describe('downloads: Range and headers', () => {
     assertStatus(await getMedia('123', U.a), 404, 'GET /api/media bad id:');
   });
 
-  test('Content-Disposition and filename are safe for path separators, quotes and control characters', async () => {
+  // LOCAL_ONLY: nginx's answer from local storage (the cluster's media are on S3, where the redirect points)
+  test('Content-Disposition and filename are safe for path separators, quotes and control characters', { skip: LOCAL_ONLY }, async () => {
     const evil = '../../etc/pa"ss\\wd\r\nX-Evil: 1\x01\x7f;name=x.pdf';
     const m = await uploadOk(U.a, makePdf(1200), { filename: evil });
     assert.ok(!/[\/\\"\x00-\x1f\x7f]/.test(m.filename), `media.filename not cleaned: ${JSON.stringify(m.filename)}`);
@@ -682,7 +691,8 @@ describe('private media: members, signed URLs', () => {
     assertOneOf(await getMedia(M.id, null), [401, 404], 'anonymous:');
   });
 
-  test('variant URLs are signed (exp, sig); a signed URL works without auth', async () => {
+  // LOCAL_ONLY: nginx's answer from local storage (the cluster's media are on S3, where the redirect points)
+  test('variant URLs are signed (exp, sig); a signed URL works without auth', { skip: LOCAL_ONLY }, async () => {
     for (const v of ['original', 'thumb', 'medium']) {
       const u = new URL(M.variants[v], BASE_URL);
       assert.ok(u.searchParams.get('exp') && u.searchParams.get('sig'), `${v} not signed: ${M.variants[v]}`);
@@ -767,7 +777,8 @@ describe('media in posts', () => {
 });
 
 describe('delete and equal files', () => {
-  test('DELETE by others -> 403/404; by the owner -> 204, then 404 and the bytes are gone', async () => {
+  // LOCAL_ONLY: checks the stored bytes with psql and the local storage folder
+  test('DELETE by others -> 403/404; by the owner -> 204, then 404 and the bytes are gone', { skip: LOCAL_ONLY }, async () => {
     const m = await uploadOk(U.a, await uniqueImage('gif'), { filename: 'd.gif' });
     const p = localPath(m.sha256);
     const pThumb = localPath(`${m.sha256}.thumb`);
@@ -786,7 +797,8 @@ describe('delete and equal files', () => {
     }
   });
 
-  test('equal files are stored once; deleting one medium keeps the bytes for the other', async () => {
+  // LOCAL_ONLY: checks the local storage folder
+  test('equal files are stored once; deleting one medium keeps the bytes for the other', { skip: LOCAL_ONLY }, async () => {
     const bytes = makePdf(4000);
     const m1 = await uploadOk(U.a, bytes, { filename: 'one.pdf' });
     const m2 = await uploadOk(U.b, bytes, { filename: 'two.pdf' });
@@ -847,7 +859,8 @@ describe('downloads: answers nginx reuses', () => {
   let C;
   before(async () => { C = await community(U.a, 'private', [[U.b, 'member']]); });
 
-  test('a signed URL: the next range within the TTL is sent without asking the app, with the same headers; after it the app is asked again', async () => {
+  // LOCAL_ONLY: reads nginx's /metrics, served to loopback only
+  test('a signed URL: the next range within the TTL is sent without asking the app, with the same headers; after it the app is asked again', { skip: LOCAL_ONLY }, async () => {
     const bytes = makePdf(6000);
     const m = await uploadOk(U.a, bytes, { community_id: C.id, filename: 'grant.pdf' });
     const url = urlPath(m.variants.original);
@@ -866,7 +879,8 @@ describe('downloads: answers nginx reuses', () => {
     assert.equal(await downloadsSeen(), n0 + 1, 'after the TTL the app answers again');
   });
 
-  test('what nginx sends on a grant: one Content-Type (the detected one) on 200 and 206, nginx\'s own on 416; If-Range by the ETag', async () => {
+  // LOCAL_ONLY: nginx's answer from local storage (the cluster's media are on S3, where the redirect points)
+  test('what nginx sends on a grant: one Content-Type (the detected one) on 200 and 206, nginx\'s own on 416; If-Range by the ETag', { skip: LOCAL_ONLY }, async () => {
     const m = await uploadOk(U.a, S.jpeg, { community_id: C.id, filename: 'g.jpg' });
     const url = urlPath(m.variants.thumb);
     const types = (res) => res.rawHeaders.filter((_, i) => i % 2 === 0 && res.rawHeaders[i].toLowerCase() === 'content-type').length;
@@ -889,7 +903,8 @@ describe('downloads: answers nginx reuses', () => {
     assertStatus(changed, 200, 'If-Range with another ETag: the whole file');
   });
 
-  test('a conditional request still gets the app\'s 304 while an answer is kept', async () => {
+  // LOCAL_ONLY: reads nginx's /metrics, served to loopback only
+  test('a conditional request still gets the app\'s 304 while an answer is kept', { skip: LOCAL_ONLY }, async () => {
     const m = await uploadOk(U.a, makePdf(6100), { community_id: C.id });
     const url = urlPath(m.variants.original);
     const { a, b } = await twoInARow(url, {}, { headers: { 'if-none-match': `"${m.sha256}"` } });
@@ -897,7 +912,8 @@ describe('downloads: answers nginx reuses', () => {
     assertStatus(b, 304, 'If-None-Match:');
   });
 
-  test('answers that depend on the caller are never reused: Bearer without a signature, altered signature', async () => {
+  // LOCAL_ONLY: reads nginx's /metrics, served to loopback only
+  test('answers that depend on the caller are never reused: Bearer without a signature, altered signature', { skip: LOCAL_ONLY }, async () => {
     const m = await uploadOk(U.a, makePdf(6200), { community_id: C.id });
     const plain = `/media/${m.id}/original`;
     const owner = await twoInARow(plain, { token: U.a.token }, { token: U.a.token });
@@ -967,7 +983,7 @@ async function* zeros(total, head = Buffer.alloc(0)) {
 // waits up to waitMs for an answer. -> {status, line} (status 0: no answer).
 function declareAndStall(p, headers, declared, sendBytes, waitMs = 5000) {
   return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port: PORT_BASE });
+    const s = net.connect({ host: HTTP_HOST, port: HTTP_PORT });
     let buf = '';
     const finish = (v) => { clearTimeout(timer); s.destroy(); resolve(v); };
     const timer = setTimeout(() => finish({ status: 0, line: buf.split('\r\n')[0] }), waitMs);
@@ -980,7 +996,7 @@ function declareAndStall(p, headers, declared, sendBytes, waitMs = 5000) {
     });
     s.on('error', () => finish({ status: 0, line: buf.split('\r\n')[0] }));
     s.on('connect', () => {
-      const h = Object.entries({ host: `127.0.0.1:${PORT_BASE}`, 'content-length': declared, ...headers })
+      const h = Object.entries({ host: `${HTTP_HOST}:${HTTP_PORT}`, 'content-length': declared, ...headers })
         .map(([k, v]) => `${k}: ${v}`).join('\r\n');
       s.write(`POST ${p} HTTP/1.1\r\n${h}\r\n\r\n`);
       if (sendBytes > 0) s.write(Buffer.alloc(sendBytes, 0x41));
@@ -999,7 +1015,8 @@ describe('limits', () => {
     assertStatus(await appUp(), 200, 'health:');
   });
 
-  test('a raw body of 100 MiB + 1 byte (the app\'s own limit) -> 413 too_large, nothing stored', async () => {
+  // LOCAL_ONLY: checks with psql that nothing was stored
+  test('a raw body of 100 MiB + 1 byte (the app\'s own limit) -> 413 too_large, nothing stored', { skip: LOCAL_ONLY }, async () => {
     const u = await newUser('ml');
     const size = 100 * MiB + 1;
     const res = await request('POST', '/api/media', {
@@ -1020,7 +1037,8 @@ describe('limits', () => {
     assertError(res, 413, 'too_large');
   });
 
-  test('a chunked body (no Content-Length) that grows over the limit -> 413', async () => {
+  // LOCAL_ONLY: checks with psql that nothing was stored
+  test('a chunked body (no Content-Length) that grows over the limit -> 413', { skip: LOCAL_ONLY }, async () => {
     const t0 = Date.now();
     const res = await request('POST', '/api/media', {
       headers: { authorization: `Bearer ${U.c.token}`, 'content-type': 'application/pdf', 'transfer-encoding': 'chunked' },
@@ -1031,7 +1049,8 @@ describe('limits', () => {
     assert.deepEqual(await until(() => tmpFiles().length === 0 || null, { timeoutMs: 5000 }) ? [] : tmpFiles(), [], 'temp files left');
   });
 
-  test('an upload cut off in the middle leaves no row and no temporary file', async () => {
+  // LOCAL_ONLY: checks with psql and the local temporary folder
+  test('an upload cut off in the middle leaves no row and no temporary file', { skip: LOCAL_ONLY }, async () => {
     const u = await newUser('mi');
     const rows0 = await mediaRows();
     const tmp0 = tmpFiles();
@@ -1064,7 +1083,8 @@ describe('limits', () => {
     await uploadOk(u, makePdf(500));
   });
 
-  test('a ~100 MiB upload raises no worker\'s peak RSS by 16 MiB or more, and is stored', async (t) => {
+  // LOCAL_ONLY: reads the media workers' memory by their pids
+  test('a ~100 MiB upload raises no worker\'s peak RSS by 16 MiB or more, and is stored', { skip: LOCAL_ONLY }, async (t) => {
     const u = await newUser('mr');
     const workers = mediaWorkers();
     assert.ok(workers.length >= 1, 'media workers');
@@ -1102,7 +1122,8 @@ describe('limits', () => {
 
 // --- a pool with other settings: quota, signed-URL lifetime ------------------------------
 
-describe('quota and signed-URL expiry (media pool restarted with TH_MEDIA_QUOTA_BYTES, TH_MEDIA_URL_TTL)', () => {
+// LOCAL_ONLY: restarts the stack's media pool with its own settings
+describe('quota and signed-URL expiry (media pool restarted with TH_MEDIA_QUOTA_BYTES, TH_MEDIA_URL_TTL)', { skip: LOCAL_ONLY }, () => {
   before(async () => restartMedia({ ...STACK_ENV, TH_MEDIA_QUOTA_BYTES: String(200000), TH_MEDIA_URL_TTL: '10' }));
   after(async () => restartMedia(STACK_ENV));
 
@@ -1141,7 +1162,8 @@ describe('quota and signed-URL expiry (media pool restarted with TH_MEDIA_QUOTA_
 // --- S3 backend ------------------------------------------------------------------------
 
 for (const style of ['path', 'virtual-host']) {
-  describe(`S3 backend (s3rver on 127.0.0.1:${S3_PORT}, ${style} style)`, () => {
+  // LOCAL_ONLY: starts its own S3 server and restarts the stack's media pool on it
+  describe(`S3 backend (s3rver on 127.0.0.1:${S3_PORT}, ${style} style)`, { skip: LOCAL_ONLY }, () => {
     let s3;
     before(async () => {
       s3 = await startS3({ port: S3_PORT, bucket: `th-media-${style === 'path' ? 'p' : 'v'}` });
@@ -1238,7 +1260,8 @@ for (const style of ['path', 'virtual-host']) {
   });
 }
 
-test('local storage again after the S3 blocks', async () => {
+// LOCAL_ONLY: checks the local storage folder after the S3 blocks
+test('local storage again after the S3 blocks', { skip: LOCAL_ONLY }, async () => {
   const bytes = makePdf(1500);
   const m = await uploadOk(U.a, bytes);
   assert.ok(existsSync(localPath(m.sha256)), 'stored on local disk');

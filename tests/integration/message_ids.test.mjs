@@ -14,7 +14,7 @@
 // - Client addresses: registrations from 127.21.x.y (lib/fixtures.mjs).
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readPid, sleep } from './lib/http.mjs';
+import { readPid, sleep, LOCAL_ONLY } from './lib/http.mjs';
 import { show, assertError, assertStatus } from './lib/assert.mjs';
 import { uuid, api, fixtures } from './lib/fixtures.mjs';
 import { poolMetrics, metric, edgeUrl } from './lib/stack.mjs';
@@ -73,7 +73,8 @@ async function stage(tag, url) {
 }
 
 describe('a message id belongs to its first channel and sender', { timeout: 120000 }, () => {
-  test('REST first: another member (REST or MQTT), another channel -> refused; the sender re-sending stays idempotent', async () => {
+  // LOCAL_ONLY: reads the bridge's /metrics, served to loopback only
+  test('REST first: another member (REST or MQTT), another channel -> refused; the sender re-sending stays idempotent', { skip: LOCAL_ONLY }, async () => {
     const { victim, other, c, c2, v, o } = await stage('mr');
     try {
       const id = uuid();
@@ -108,7 +109,8 @@ describe('a message id belongs to its first channel and sender', { timeout: 1200
     }
   });
 
-  test('MQTT first: another member (REST or MQTT) -> refused; the sender re-sending (MQTT or REST) stays idempotent', async () => {
+  // LOCAL_ONLY: reads the bridge's /metrics, served to loopback only
+  test('MQTT first: another member (REST or MQTT) -> refused; the sender re-sending (MQTT or REST) stays idempotent', { skip: LOCAL_ONLY }, async () => {
     const { victim, other, c, c2, v, o } = await stage('mm');
     try {
       const id = uuid();
@@ -139,7 +141,8 @@ describe('a message id belongs to its first channel and sender', { timeout: 1200
     }
   });
 
-  test('the race: many REST tries of the victim\'s id while the bridge is stopped -> no receipt for an id stored as another\'s', { timeout: 60000 }, async () => {
+  // LOCAL_ONLY: stops the stack's th-bridge by its pid file
+  test('the race: many REST tries of the victim\'s id while the bridge is stopped -> no receipt for an id stored as another\'s', { timeout: 60000, skip: LOCAL_ONLY }, async () => {
     const { victim, other, c, v, o } = await stage('mx');
     const pid = readPid('run/bridge.pid');
     let stopped = false;
@@ -206,7 +209,8 @@ describe('a message id belongs to its first channel and sender', { timeout: 1200
     }
   });
 
-  test('MQTT against MQTT in one batch: the first in the broker\'s order owns the id', { timeout: 60000 }, async () => {
+  // LOCAL_ONLY: MQTT over TCP to the stack's own edge port
+  test('MQTT against MQTT in one batch: the first in the broker\'s order owns the id', { timeout: 60000, skip: LOCAL_ONLY }, async () => {
     // Both on one edge: "the broker's order" is one broker's. Through the front the two
     // could sit on two edges, whose bridges reach the hub in either order.
     const { victim, other, c, v, o } = await stage('mz', edgeUrl(0));
@@ -281,7 +285,8 @@ describe('reply_to names a message of the same channel', { timeout: 60000 }, () 
     assert.equal(ok.reply_to, here.id);
   });
 
-  test('MQTT: reply_to of another channel is stored as null (the message itself is stored), counted; same channel kept', async () => {
+  // LOCAL_ONLY: reads the bridge's /metrics, served to loopback only
+  test('MQTT: reply_to of another channel is stored as null (the message itself is stored), counted; same channel kept', { skip: LOCAL_ONLY }, async () => {
     const u = await newUser('mrb');
     const c = await community(u, 'public');
     const c2 = await community(u, 'public');

@@ -23,7 +23,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { request, sleep } from './lib/http.mjs';
+import { request, sleep, LOCAL_ONLY } from './lib/http.mjs';
 import { show, ok2xx } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures } from './lib/fixtures.mjs';
 import { b64u, decodeJwt, resign } from './lib/jwt.mjs';
@@ -176,14 +176,16 @@ describe('MQTT connect: tokens and client ids', { timeout: 60000 }, () => {
     await end(c5, c4);
   });
 
-  test('a valid token connects over TCP (mosquitto_sub)', async () => {
+  // LOCAL_ONLY: MQTT over TCP to the stack's own edge port (the lb carries only /mqtt WebSockets)
+  test('a valid token connects over TCP (mosquitto_sub)', { skip: LOCAL_ONLY }, async () => {
     const s = tcpSub(U.A, [`user/${U.A.id}/inbox`], { seconds: 2 });
     await s.exited;
     assert.ok(s.lines.some((l) => /received CONNACK \(0\)/.test(l)), `no CONNACK 0: ${s.lines.join('\n')}`);
     assert.deepEqual(s.suback(), [1], `own inbox: ${s.lines.join('\n')}`);
   });
 
-  test('expired token (stack key, exp in the past) -> refused; control with a valid exp -> accepted', async () => {
+  // LOCAL_ONLY: signs tokens with the stack's key file (var/keys)
+  test('expired token (stack key, exp in the past) -> refused; control with a valid exp -> accepted', { skip: LOCAL_ONLY }, async () => {
     const now = Math.floor(Date.now() / 1000);
     const control = resign(U.A.token, { iat: now - 10, exp: now + 600, jti: uuid() });
     const c = await connect(U.A, { password: control });
@@ -193,7 +195,8 @@ describe('MQTT connect: tokens and client ids', { timeout: 60000 }, () => {
     await expectRefused(U.A, { password: resign(U.A.token, { iat: now - 1200, exp: now - 300, jti: uuid() }) }, 'expired 5 minutes ago');
   });
 
-  test('a connection is closed when its access token expires (TICK)', async () => {
+  // LOCAL_ONLY: signs tokens with the stack's key file (var/keys)
+  test('a connection is closed when its access token expires (TICK)', { skip: LOCAL_ONLY }, async () => {
     const now = Math.floor(Date.now() / 1000);
     const short = resign(U.A.token, { iat: now - 10, exp: now + 4, jti: uuid() });
     const c = await connect(U.A, { password: short });
@@ -238,7 +241,8 @@ describe('MQTT connect: tokens and client ids', { timeout: 60000 }, () => {
 // --- chat and typing -----------------------------------------------------------------
 
 describe('chat and typing between members', { timeout: 60000 }, () => {
-  test('member publishes chat/<ch>/<own id>; members subscribed to chat/<ch>/+ receive it (WS and TCP)', async () => {
+  // LOCAL_ONLY: a subscriber over TCP to the stack's own edge port
+  test('member publishes chat/<ch>/<own id>; members subscribed to chat/<ch>/+ receive it (WS and TCP)', { skip: LOCAL_ONLY }, async () => {
     const a = await connect(U.A);
     const b = await connect(U.B, { protocolVersion: 4 });
     await mustSubscribe(b, `chat/${pub.channel}/+`);
@@ -370,14 +374,16 @@ describe('ACL: what users may not do', { timeout: 60000 }, () => {
     await end(a);
   });
 
-  test('wide filters over TCP (mosquitto_sub): # and chat/+/+ refused', async () => {
+  // LOCAL_ONLY: MQTT over TCP to the stack's own edge port
+  test('wide filters over TCP (mosquitto_sub): # and chat/+/+ refused', { skip: LOCAL_ONLY }, async () => {
     const s = tcpSub(U.A, ['#', 'chat/+/+'], { seconds: 3 });
     await s.exited;
     const codes = s.suback();
     assert.ok(codes && codes.length === 2 && codes.every((c) => c >= 0x80), `SUBACK: ${s.lines.join('\n')}`);
   });
 
-  test('other users\' inbox and signal topics: refused; own inbox: granted and served by the service account', async () => {
+  // LOCAL_ONLY: reads the service account's password file (var/keys)
+  test('other users\' inbox and signal topics: refused; own inbox: granted and served by the service account', { skip: LOCAL_ONLY }, async () => {
     const a = await connect(U.A);
     await mustNotSubscribe(a, `user/${U.B.id}/inbox`, 'B\'s inbox');
     await mustNotSubscribe(a, `signal/1/${U.B.id}/+`, 'B\'s signals');
@@ -472,7 +478,8 @@ describe('presence', { timeout: 60000 }, () => {
     await end(late);
   });
 
-  test('a retained online is served to a later subscriber; a TCP connection counts as a tab', async () => {
+  // LOCAL_ONLY: a subscriber over TCP to the stack's own edge port
+  test('a retained online is served to a later subscriber; a TCP connection counts as a tab', { skip: LOCAL_ONLY }, async () => {
     const P = await newUser('mqp');
     const O = await newUser('mqo');
     const c = await community(O, 'public', [P]);
@@ -494,7 +501,8 @@ describe('presence', { timeout: 60000 }, () => {
 // (realtime-bridge/plugin/acl.h), not 5 s: a message to many members long after they
 // subscribed costs no Redis round trip per member, and a ban still ends delivery at once.
 describe('membership answers are kept until the mirror changes', { timeout: 120000 }, () => {
-  test('a message 7 s after the last asks Redis nothing per member; a ban stops delivery within 3 s', async () => {
+  // LOCAL_ONLY: counts the commands of the stack's Redis
+  test('a message 7 s after the last asks Redis nothing per member; a ban stops delivery within 3 s', { skip: LOCAL_ONLY }, async () => {
     const N = 12;
     const owner = await newUser('mqgo');
     const members = [];
@@ -575,7 +583,8 @@ describe('ban and logout take effect within 5 s', { timeout: 90000 }, () => {
     await end(v, v2, o, w);
   });
 
-  test('logout: the session\'s connections are closed within 5 s', async () => {
+  // LOCAL_ONLY: a subscriber over TCP to the stack's own edge port
+  test('logout: the session\'s connections are closed within 5 s', { skip: LOCAL_ONLY }, async () => {
     const u = await newUser('mqlo');
     const ws = await connect(u);
     const tcp = tcpSub(u, [`user/${u.id}/inbox`], { seconds: 20 });

@@ -121,9 +121,15 @@ describe('notifications', () => {
       .filter((e) => e.type === 'unread' && e.channel_id === dm.id && e.mentions === 1);
     await waitFor(() => counted().length > 0, 5000, 'an unread event counting the mention');
     assert.equal(counted().at(-1).unread, 1);
+    // the next message, without a mention, keeps the count (its event counts mentions too)
+    const m2 = await send(dm.id, a, 'and more');
+    const last = () => inbox.messages.map((x) => JSON.parse(x.payload))
+      .filter((e) => e.type === 'unread' && e.channel_id === dm.id).at(-1);
+    await waitFor(() => last()?.unread === 2, 5000, 'the unread event of the second message');
+    assert.equal(last().mentions, 1);
     const list = assertStatus(await api('GET', '/api/dms', y), 200, 'dms:').json;
     assert.equal(list.items.find((d) => d.id === dm.id).mentions, 1);
-    const put = assertStatus(await api('PUT', `/api/channels/${dm.id}/read`, y, { seq: m.seq }), 200, 'read:').json;
+    const put = assertStatus(await api('PUT', `/api/channels/${dm.id}/read`, y, { seq: m2.seq }), 200, 'read:').json;
     assert.deepEqual([put.unread, put.mentions], [0, 0]);
     await end(inbox);
   });
@@ -144,6 +150,36 @@ describe('notifications', () => {
     for (const u of many) told += (await about(u, (x) => x.post_id === p.id)).length;
     assert.equal(told, 20);
     assert.equal((await about(many[21], (x) => x.post_id === p.id)).length, 0, 'the 22nd name');
+    // an edit naming the two left out does not pass 20 for the post
+    assertStatus(await api('PATCH', `/api/posts/${p.id}`, a, { body: `@${many[20].username} @${many[21].username}` }), 200, 'edit:');
+    told = 0;
+    for (const u of many) told += (await about(u, (x) => x.post_id === p.id)).length;
+    assert.equal(told, 20, 'still 20 after an edit');
+  });
+
+  test('a reply to someone who may no longer read the place tells them nothing', async () => {
+    const gone = await newUser('ng');
+    const stay = await newUser('nt');
+    const cm = await community(a, 'private', [[gone, 'member'], [stay, 'member']]);
+    const ch = assertStatus(await api('GET', `/api/communities/${cm.id}/channels`, a), 200, 'channels:').json.items[0].id;
+    const m = await send(ch, gone, 'before I go');
+    const p = await post(cm, gone, 't', 'my post');
+    assertStatus(await api('POST', `/api/communities/${cm.id}/bans`, a, { user_id: gone.id }), 201, 'ban:');
+    const ans = await send(ch, stay, 'an answer', { reply_to: m.id });
+    const cmt = assertStatus(await api('POST', `/api/posts/${p.id}/comments`, stay, { body: 'a comment' }), 201, 'comment:').json;
+    assert.equal((await about(gone, (x) => x.message_id === ans.id || x.comment_id === cmt.id)).length, 0);
+  });
+
+  test('a deleted message takes its mention with it', async () => {
+    const z = await newUser('nz');
+    const cm = await community(a, 'public', [z]);
+    const ch = assertStatus(await api('GET', `/api/communities/${cm.id}/channels`, a), 200, 'channels:').json.items[0].id;
+    const m = await send(ch, a, `oops @${z.username}`);
+    assert.equal((await about(z, (x) => x.message_id === m.id)).length, 1);
+    assertStatus(await api('DELETE', `/api/messages/${m.id}`, a), 204, 'delete:');
+    assert.equal((await about(z, (x) => x.message_id === m.id)).length, 0);
+    const u = assertStatus(await api('GET', '/api/me/unread', z), 200, 'unread:').json;
+    assert.equal(u.channels.find((x) => x.channel_id === ch)?.mentions ?? 0, 0);
   });
 
   test('levels: none silences a community, all adds new posts; bad input', async () => {

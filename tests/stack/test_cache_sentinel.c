@@ -6,12 +6,17 @@
  *     works against the promoted replica within a bounded time, and
  *     cache_data_id() says the data is another server's;
  *   - a sentinel naming an unreachable master, or no sentinel answering,
- *     fails in bounded time (the 503 path), and then at once (backoff).
+ *     fails in bounded time (the 503 path), and then at once (backoff);
+ *   - sentinels that accept and never answer, listed before a live one,
+ *     cost one budget of two timeouts a lookup, not a timeout each.
  * tests/integration/run runs this with TH_REDIS_PASSWORD_FILE set. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "cache.h"
 #include "rsrv.h"
@@ -245,6 +250,67 @@ static void test_unreachable_master(void **state)
 	assert_true(rsrv_now() - t0 < 2.0);
 }
 
+/* A port on loopback that never answers: with room in its backlog the
+ * kernel completes the connection and nothing is ever read or written (a
+ * sentinel that accepts and hangs); with a full backlog (full=1) the SYN is
+ * dropped (a connect that hangs).  The listening socket stays open until
+ * the test ends. */
+static int silent_port(int full)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, full ? 0 : 64), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	for (int i = 0; full && i < 2; i++) {
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		assert_true(c >= 0);
+		(void)connect(c, (struct sockaddr *)&a, sizeof(a));
+	}
+	usleep(50 * 1000);
+	return ntohs(a.sin_port);
+}
+
+/* Six sentinels that never answer (four accept, two do not even accept),
+ * then a live one: asked one after the other with 250 ms each, a lookup
+ * would take 1.5 s before reaching the live one.  One lookup has a budget
+ * of two timeouts in all, so no call takes much longer than 0.5 s plus the
+ * master's own connect and command, and the next lookups start where the
+ * budget stopped, so the live sentinel is reached after a few calls. */
+static void test_silent_sentinels(void **state)
+{
+	char list[256];
+	size_t n = 0;
+	double t0, t, worst = 0;
+	int ok = 0;
+
+	(void)state;
+	for (int i = 0; i < 6; i++)
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "127.0.0.1:%d,",
+				      silent_port(i >= 4));
+	snprintf(list + n, sizeof(list) - n, "127.0.0.1:%d", B + 2);
+	use_sentinels(list, "townhall");
+	for (t0 = rsrv_now(); !ok && rsrv_now() - t0 < 8.0; usleep(50 * 1000)) {
+		t = rsrv_now();
+		ok = cache_ping() == 0;
+		t = rsrv_now() - t;
+		if (t > worst)
+			worst = t;
+		assert_true(t < 1.2);
+	}
+	fprintf(stderr,
+		"# six silent sentinels before a live one: slowest call %.2f s, served "
+		"after %.2f s\n",
+		worst, rsrv_now() - t0);
+	assert_true(ok);
+	assert_int_equal(set_get("6"), 0);
+}
+
 static void test_bad_settings(void **state)
 {
 	(void)state;
@@ -265,9 +331,9 @@ static void test_bad_settings(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_discovery),     cmocka_unit_test(test_sentinel_failover),
-		cmocka_unit_test(test_master_killed), cmocka_unit_test(test_unreachable_master),
-		cmocka_unit_test(test_bad_settings),
+		cmocka_unit_test(test_discovery),        cmocka_unit_test(test_sentinel_failover),
+		cmocka_unit_test(test_master_killed),    cmocka_unit_test(test_unreachable_master),
+		cmocka_unit_test(test_silent_sentinels), cmocka_unit_test(test_bad_settings),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

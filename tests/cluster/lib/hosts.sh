@@ -49,9 +49,17 @@ host_env() {
 	TH_REDIS_HOST=$(addr r1)
 	TH_DB_READ_CONNINFO=$(pgaf_read_conninfo "$VAR/keys/pgpass")
 	export TH_REDIS_HOST TH_REDIS_PORT=$CL_PORT_REDIS TH_DB_READ_CONNINFO
-	# the master comes from the sentinels (lib/cache, lib/sentinel); TH_REDIS_HOST is unused then
-	TH_REDIS_SENTINELS=$(addr r1):$CL_PORT_SENTINEL,$(addr r2):$CL_PORT_SENTINEL,$(addr r3):$CL_PORT_SENTINEL
-	export TH_REDIS_SENTINELS TH_REDIS_MASTER_NAME=townhall TH_REDIS_SENTINEL_PASSWORD_FILE=$VAR/keys/$KEY_REDIS
+	if [[ -s $(rc_mode_file) ]]; then
+		# the Redis Cluster step switched every process to the 3-master cluster
+		TH_REDIS_CLUSTER=$(cat "$(rc_mode_file)")
+		export TH_REDIS_CLUSTER
+		unset TH_REDIS_SENTINELS TH_REDIS_MASTER_NAME TH_REDIS_SENTINEL_PASSWORD_FILE
+	else
+		# the master comes from the sentinels (lib/cache, lib/sentinel); TH_REDIS_HOST is unused then
+		TH_REDIS_SENTINELS=$(addr r1):$CL_PORT_SENTINEL,$(addr r2):$CL_PORT_SENTINEL,$(addr r3):$CL_PORT_SENTINEL
+		export TH_REDIS_SENTINELS TH_REDIS_MASTER_NAME=townhall TH_REDIS_SENTINEL_PASSWORD_FILE=$VAR/keys/$KEY_REDIS
+		unset TH_REDIS_CLUSTER
+	fi
 	unset TH_REDIS_SOCKET
 	# media on the s3 host, path-style addressing (both app hosts' media pools share it)
 	export TH_MEDIA_STORAGE=s3 TH_S3_ENDPOINT TH_S3_PATH_STYLE=1 TH_S3_BUCKET=$CL_S3_BUCKET
@@ -169,6 +177,117 @@ redis_up() {
 	wait_for 30 sentinels_ready
 }
 
+# --- Redis Cluster: three masters and three replicas on r1, r2, r3 (the cluster step) -----
+# Each of r1, r2, r3 runs a node on BASE+57 (a master at first) and one on BASE+58 (a
+# replica of another host's master: redis-cli --cluster create places replicas away from
+# their master's address). Bus ports +10000. Not started with the topology: the step that
+# uses it starts it and then writes rc_mode_file (the seeds), which host_env reads, and
+# restarts every Redis user (pools, brokers, th-bridges) in cluster mode.
+CL_PORT_RC=$((CL_BASE + 57))
+CL_PORT_RC2=$((CL_BASE + 58))
+CL_RC_HOSTS=(r1 r2 r3)
+# the seeds, once the step switched to the cluster (under CL_VAR: read when used, CL_VAR is
+# set after this file is sourced)
+rc_mode_file() { printf '%s/common/redis-cluster\n' "$CL_VAR"; }
+
+# rc_node_up HOST PORT: one cluster node. cluster-require-full-coverage no: while a dead
+# master's replica is not promoted yet, only that master's slots fail, not every key.
+# Started again after a kill it keeps its nodes-PORT.conf and rejoins (as a replica of
+# whoever took its slots).
+rc_node_up() {
+	local h=$1 port=$2 dir=$CL_VAR/$1/rcluster pw
+	pw=$(cat "$CL_KEYS/$KEY_REDIS")
+	mkdir -p "$dir" "$CL_VAR/$h/log"
+	chmod 0700 "$dir"
+	(
+		umask 077
+		cat >"$dir/$port.conf" <<-CONF
+			port $port
+			bind $(addr "$h")
+			daemonize yes
+			pidfile $dir/$port.pid
+			logfile $CL_VAR/$h/log/rcluster-$port.log
+			dir $dir
+			dbfilename dump-$port.rdb
+			save ""
+			appendonly no
+			cluster-enabled yes
+			cluster-config-file nodes-$port.conf
+			cluster-node-timeout 2000
+			cluster-require-full-coverage no
+			requirepass $pw
+			masterauth $pw
+		CONF
+	)
+	run_in "$h" redis-server "$dir/$port.conf" >>"$CL_VAR/$h/log/rcluster-$port.log" 2>&1 || return 1
+	wait_for 10 tcp_open "$h" "$(addr "$h")" "$port"
+}
+
+# rc_cli HOST PORT ARGS...: redis-cli on a cluster node, from its own host
+rc_cli() {
+	local h=$1 port=$2
+	shift 2
+	run_in "$h" env REDISCLI_AUTH="$(cat "$CL_KEYS/$KEY_REDIS")" redis-cli -h "$(addr "$h")" -p "$port" "$@"
+}
+
+# rc_ok: every live node says cluster_state:ok and each of the 3 masters has a replica
+rc_ok() {
+	local h p nodes
+	for h in "${CL_RC_HOSTS[@]}"; do
+		for p in "$CL_PORT_RC" "$CL_PORT_RC2"; do
+			# a node that is not running (killed by the step) is not asked
+			if [[ ! -s $CL_VAR/$h/rcluster/$p.pid ]] || ! kill -0 "$(cat "$CL_VAR/$h/rcluster/$p.pid")" 2>/dev/null; then
+				continue
+			fi
+			rc_cli "$h" "$p" CLUSTER INFO 2>/dev/null | grep -q '^cluster_state:ok' || return 1
+		done
+	done
+	nodes=$(rc_cli r2 "$CL_PORT_RC" CLUSTER NODES 2>/dev/null) || return 1
+	# field 3: flags (myself,master / slave / master,fail ...); a master with slots has > 8 fields
+	[[ $(awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8' <<<"$nodes" | wc -l) -eq 3 &&
+		$(awk '$3 ~ /slave/ && $3 !~ /fail/' <<<"$nodes" | wc -l) -eq 3 ]]
+}
+
+rcluster_up() {
+	local h seeds=() replicas=()
+	for h in "${CL_RC_HOSTS[@]}"; do
+		rc_node_up "$h" "$CL_PORT_RC" || return 1
+		rc_node_up "$h" "$CL_PORT_RC2" || return 1
+		seeds+=("$(addr "$h"):$CL_PORT_RC")
+		replicas+=("$(addr "$h"):$CL_PORT_RC2")
+	done
+	run_in r1 env REDISCLI_AUTH="$(cat "$CL_KEYS/$KEY_REDIS")" redis-cli --cluster create \
+		"${seeds[@]}" "${replicas[@]}" --cluster-replicas 1 --cluster-yes \
+		>>"$CL_VAR/r1/log/rcluster-create.log" 2>&1 || return 1
+	wait_for 30 rc_ok || return 1
+	(IFS=,; printf '%s\n' "${seeds[*]}") >"$(rc_mode_file)"
+}
+
+# rc_masters: "host:port" of every master the cluster lists (as r2's first node sees it)
+rc_masters() {
+	rc_cli r2 "$CL_PORT_RC" CLUSTER NODES 2>/dev/null |
+		awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 {sub(/@.*/, "", $2); print $2}' | sort
+}
+
+# rc_master_of KEY: "host:port" of the master serving KEY's slot
+rc_master_of() {
+	local slot
+	slot=$(rc_cli r2 "$CL_PORT_RC" CLUSTER KEYSLOT "$1" 2>/dev/null) || return 1
+	rc_cli r2 "$CL_PORT_RC" CLUSTER NODES 2>/dev/null | awk -v s="$slot" '
+		$3 ~ /master/ && $3 !~ /fail/ {
+			for (i = 9; i <= NF; i++) {
+				n = split($i, r, "-")
+				if ((n == 1 && r[1] == s) || (n == 2 && s >= r[1] + 0 && s <= r[2] + 0)) {
+					sub(/@.*/, "", $2); print $2; exit
+				}
+			}
+		}'
+}
+
+# rc_kill HOST PORT / rc_up HOST PORT: kill -9 a cluster node / start it again
+rc_kill() { kill -KILL "$(cat "$CL_VAR/$1/rcluster/$2.pid")"; }
+rc_up() { rc_node_up "$1" "$2"; }
+
 # --- Mosquitto: hub A in huba, hub B in hubb, one edge per app host ----------------------
 
 # broker_up HOST NAME: NAME is hub (hub A), hub-b (hub B, the standby) or e<i>; rendered
@@ -240,6 +359,7 @@ pool_tcp_up() {
 		export "$var=$CL_WORKERS" TH_WORKER_DB_CONNINFO="$DB_CONNINFO"
 		export TH_FCGI_BIND=$HOST_ADDR TH_FCGI_ALLOWED
 		TH_FCGI_ALLOWED=$(addr lb),$HOST_ADDR
+		[[ ${CL_BY_NAME:-0} != 1 ]] || by_name_env
 		run_in "$h" "$ROOT/scripts/fcgi-pool" start "$pool"
 	) >>"$CL_VAR/$h/log/fcgi-pool.log" 2>&1 || return 1
 	tcp_open "$h" "$(addr "$h")" "${CL_POOL_PORT[$pool]}"
@@ -332,6 +452,54 @@ app_host_up() {
 	broker_up "$h" "e${CL_EDGE[$h]}" || return 1
 	wsfront_up "$h" || return 1
 	thbridge_up "$h"
+}
+
+# --- a resolver that does not answer: app3 and dns ---------------------------------------
+# dns runs a DNS server that takes every query and never replies (lib/dns-silent.mjs);
+# app3 is an app host (its auth pool and nginx only) whose /etc/resolv.conf names it
+# (`ip netns exec` mounts /etc/netns/th-app3/resolv.conf over /etc/resolv.conf) and whose
+# PostgreSQL hosts and sentinels are given by name (<host>.th-cluster.test, in no
+# /etc/hosts), so every connection starts with a getaddrinfo that gets no answer.
+CL_DNS_DOMAIN=th-cluster.test
+
+dns_up() {
+	mkdir -p "$CL_VAR/dns/log" "$CL_VAR/dns/run"
+	run_in dns setsid node "$ROOT/tests/cluster/lib/dns-silent.mjs" "$(addr dns)" \
+		>>"$CL_VAR/dns/log/dns.log" 2>&1 </dev/null &
+	echo $! >"$CL_VAR/dns/run/dns.pid"
+	wait_for 10 tcp_open client "$(addr dns)" 53
+}
+
+# by_name_env: the exported database conninfos and Redis addresses with the hosts' names
+# instead of their addresses
+by_name_env() {
+	local h v
+	for v in TH_WORKER_DB_CONNINFO TH_DB_CONNINFO TH_DB_READ_CONNINFO TH_REDIS_SENTINELS TH_REDIS_CLUSTER; do
+		[[ -n ${!v:-} ]] || continue
+		for h in pg1 pg2 r1 r2 r3; do
+			printf -v "$v" '%s' "$(sed -E "s/(^|[=,])$(addr "$h" | sed 's/\./\\./g')([:,  ]|\$)/\1$h.$CL_DNS_DOMAIN\2/g" <<<"${!v}")"
+		done
+		export "${v?}"
+	done
+}
+
+# app3_up [OPTIONS]: app3 again from nothing: resolv.conf naming dns (with `options
+# OPTIONS` when given, e.g. "timeout:1 attempts:1"), its auth pool (names, not addresses)
+# and its nginx
+app3_up() {
+	local pids
+	mkdir -p /etc/netns/th-app3
+	{
+		printf 'nameserver %s\n' "$(addr dns)"
+		[[ -z ${1:-} ]] || printf 'options %s\n' "$1"
+	} >/etc/netns/th-app3/resolv.conf
+	pids=$(ip netns pids th-app3 | tr '\n' ' ')
+	# shellcheck disable=SC2086 # a list of pids
+	[[ -z ${pids// /} ]] || kill -KILL $pids
+	sleep 0.3
+	rm -f "$CL_VAR/app3/run/"*.pid 2>/dev/null
+	CL_BY_NAME=1 pool_tcp_up app3 auth || return 1
+	nginx_host_up app3
 }
 
 # --- the load balancer: HAProxy ----------------------------------------------------------

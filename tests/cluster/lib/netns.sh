@@ -17,11 +17,13 @@
 
 NS_NET=10.77.0
 NS_SW=th-sw
-NS_HOSTS=(lb app1 app2 pg1 pg2 mon r1 r2 r3 huba hubb s3 client)
+# app3 and dns: the step "a resolver that does not answer" (an app host whose
+# /etc/resolv.conf names dns, a DNS server that drops every query); idle otherwise
+NS_HOSTS=(lb app1 app2 app3 pg1 pg2 mon r1 r2 r3 huba hubb s3 dns client)
 declare -gA NS_ADDR=(
-	[lb]=$NS_NET.2 [app1]=$NS_NET.11 [app2]=$NS_NET.12 [mon]=$NS_NET.20
+	[lb]=$NS_NET.2 [app1]=$NS_NET.11 [app2]=$NS_NET.12 [app3]=$NS_NET.13 [mon]=$NS_NET.20
 	[pg1]=$NS_NET.21 [pg2]=$NS_NET.22 [r1]=$NS_NET.31 [r2]=$NS_NET.32 [r3]=$NS_NET.33
-	[huba]=$NS_NET.41 [hubb]=$NS_NET.42 [s3]=$NS_NET.51 [client]=$NS_NET.100
+	[huba]=$NS_NET.41 [hubb]=$NS_NET.42 [s3]=$NS_NET.51 [dns]=$NS_NET.53 [client]=$NS_NET.100
 )
 
 ns_log() { printf '[ns] %s\n' "$*" >&2; }
@@ -110,6 +112,8 @@ ns_down() {
 		ns_kill_all "$NS_SW"
 		ip netns del "$NS_SW" 2>/dev/null || ns_log "could not delete $NS_SW"
 	fi
+	# the resolver configuration `ip netns exec` mounts over /etc in th-app3 (hosts.sh)
+	rm -rf /etc/netns/th-app3
 }
 
 # cut HOST / uncut HOST: HOST's link down / up (a pulled cable)

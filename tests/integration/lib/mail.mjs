@@ -1,4 +1,4 @@
-// The mails the stack's SMTP sink received (tools/smtp-sink.mjs writes each one to
+// The mails the stack's SMTP sink received (scripts/smtp-sink.mjs writes each one to
 // $TH_VAR_DIR/mail/<ms>-<pid>-<seq>.eml): find the newest for an address, decode its parts,
 // extract a link.
 import { readdirSync, readFileSync } from 'node:fs';

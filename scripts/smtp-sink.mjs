@@ -4,8 +4,12 @@
 // an X-Envelope-To line), so tests and developers can read the links.  Loopback only, no
 // authentication, no STARTTLS (th-mailer talks to it with TH_SMTP_TLS=none).
 // Env: TH_SMTP_SINK_PORT (required), TH_VAR_DIR (required), TH_SMTP_SINK_MAX_BYTES (1 MiB).
+// Tests of the mailer's TLS and AUTH start another instance with TH_SMTP_SINK_TLS_KEY and
+// TH_SMTP_SINK_TLS_CERT (PEM files: STARTTLS offered) and TH_SMTP_SINK_AUTH_USER with
+// TH_SMTP_SINK_AUTH_PASSWORD_FILE (AUTH PLAIN/LOGIN required, only after STARTTLS).
 import { SMTPServer } from 'smtp-server';
-import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
+import { timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 
 const port = Number(process.env.TH_SMTP_SINK_PORT);
@@ -22,13 +26,29 @@ let seq = 0;
 // one header line per envelope address; an address with CR/LF never reaches a file
 const clean = (s) => String(s).replace(/[\r\n]/g, '');
 
+const tlsKey = process.env.TH_SMTP_SINK_TLS_KEY;
+const tlsCert = process.env.TH_SMTP_SINK_TLS_CERT;
+const authUser = process.env.TH_SMTP_SINK_AUTH_USER;
+const authPass = authUser ? readFileSync(process.env.TH_SMTP_SINK_AUTH_PASSWORD_FILE, 'utf8').trim() : '';
+const same = (a, b) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+
 const server = new SMTPServer({
   name: 'townhall-sink',
   banner: 'townhall development sink',
-  disabledCommands: ['STARTTLS', 'AUTH'],
-  authOptional: true,
+  disabledCommands: [...(tlsKey ? [] : ['STARTTLS']), ...(authUser ? [] : ['AUTH'])],
+  ...(tlsKey ? { key: readFileSync(tlsKey), cert: readFileSync(tlsCert) } : {}),
+  authMethods: ['PLAIN', 'LOGIN'],
+  authOptional: !authUser,
+  allowInsecureAuth: false,
+  onAuth(auth, session, cb) {
+    if (authUser && same(String(auth.username), authUser) && same(String(auth.password), authPass)) return cb(null, { user: authUser });
+    const err = new Error('invalid username or password');
+    err.responseCode = 535;
+    return cb(err);
+  },
   // no reverse DNS of the client (127.0.0.1): it costs ~100 ms a mail on hosts without a resolver
   disableReverseLookup: true,
+  closeTimeout: 1000,
   size: maxBytes,
   logger: false,
   onData(stream, session, done) {
@@ -62,6 +82,12 @@ const server = new SMTPServer({
 });
 server.on('error', (e) => console.error(`smtp-sink: ${e.message}`));
 server.listen(port, '127.0.0.1', () => console.log(`smtp-sink: listening on 127.0.0.1:${port}, writing to ${dir}`));
-const stop = () => server.close(() => process.exit(0));
+// Clients keep their connection open between mails (th-mailer does): close() would wait for
+// them, so stop within a second. A mail is on disk before it is acknowledged: one cut short
+// here was never acknowledged, and its sender sends it again.
+const stop = () => {
+  server.close(() => process.exit(0));
+  setTimeout(() => process.exit(0), 1000).unref();
+};
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
