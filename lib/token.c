@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "jhcore.h"
+#include "jws.h"
 #include "log.h"
 #include "revoke.h"
 
@@ -218,29 +219,12 @@ static int b64url_append(char *out, size_t size, size_t *len, const void *bin, s
 	return 0;
 }
 
-/* The raw 64-byte r||s of JWS ES256 (RFC 7518 3.4) from OpenSSL's DER. */
-static int es256_raw_sig(const unsigned char *der, size_t der_len, unsigned char raw[64])
-{
-	const unsigned char *p = der;
-	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-	const BIGNUM *r, *sv;
-	int ok;
-
-	if (!sig)
-		return -1;
-	ECDSA_SIG_get0(sig, &r, &sv);
-	ok = BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(sv, raw + 32, 32) == 32;
-	ECDSA_SIG_free(sig);
-	return ok ? 0 : -1;
-}
-
 /* header.payload.signature of two JSON texts, signed with sign_pkey.
  * malloc'd (the caller frees it), or NULL. */
 static char *es256_encode(const char *header, const char *payload)
 {
-	size_t hl = strlen(header), pl = strlen(payload), n = 0, size, der_len;
-	unsigned char der[128], raw[64];
-	EVP_MD_CTX *md = NULL;
+	size_t hl = strlen(header), pl = strlen(payload), n = 0, size;
+	unsigned char raw[JWS_ES256_SIG_LEN];
 	char *out;
 
 	size = 4 * (hl + pl + 64) / 3 + 16; /* three base64url parts, two dots, NUL */
@@ -252,13 +236,8 @@ static char *es256_encode(const char *header, const char *payload)
 	out[n++] = '.';
 	if (b64url_append(out, size, &n, payload, pl) < 0)
 		goto fail;
-	md = EVP_MD_CTX_new();
-	der_len = sizeof(der); /* an ECDSA P-256 DER signature is at most 72 bytes */
-	if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, sign_pkey) != 1 ||
-	    EVP_DigestSign(md, der, &der_len, (const unsigned char *)out, n) != 1 ||
-	    es256_raw_sig(der, der_len, raw) < 0)
+	if (jws_es256_sign(sign_pkey, out, n, raw) < 0)
 		goto fail;
-	EVP_MD_CTX_free(md);
 	out[n++] = '.';
 	if (b64url_append(out, size, &n, raw, sizeof(raw)) < 0) {
 		free(out);
@@ -267,7 +246,6 @@ static char *es256_encode(const char *header, const char *payload)
 	return out;
 
 fail:
-	EVP_MD_CTX_free(md);
 	free(out);
 	return NULL;
 }

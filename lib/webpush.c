@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jws.h"
 #include "log.h"
 
 #define B64_P256 ((WEBPUSH_P256_LEN * 4 + 2) / 3 + 1) /* 87 characters and the NUL */
@@ -307,30 +308,13 @@ const char *webpush_vapid_public(const struct webpush_vapid *v)
 	return v->pub;
 }
 
-/* The raw 64-byte r||s of JWS ES256 (RFC 7518 3.4) from OpenSSL's DER. */
-static int raw_sig(const unsigned char *der, size_t der_len, unsigned char raw[64])
-{
-	const unsigned char *p = der;
-	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-	const BIGNUM *r, *s;
-	int ok;
-
-	if (!sig)
-		return -1;
-	ECDSA_SIG_get0(sig, &r, &s);
-	ok = BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(s, raw + 32, 32) == 32;
-	ECDSA_SIG_free(sig);
-	return ok ? 0 : -1;
-}
-
 char *webpush_vapid_header(const struct webpush_vapid *v, const char *endpoint, long now,
 			   long ttl_s)
 {
 	static const char header[] = "{\"typ\":\"JWT\",\"alg\":\"ES256\"}";
 	char origin[1100], claims[1500], *out = NULL, *buf = NULL;
-	unsigned char der[80], raw[64];
-	size_t size, n, der_len = sizeof(der);
-	EVP_MD_CTX *md = NULL;
+	unsigned char raw[JWS_ES256_SIG_LEN];
+	size_t size, n;
 
 	if (webpush_origin(endpoint, origin, sizeof(origin)) < 0 ||
 	    strpbrk(origin, "\"\\") != NULL)
@@ -352,11 +336,8 @@ char *webpush_vapid_header(const struct webpush_vapid *v, const char *endpoint, 
 	buf[n++] = '.';
 	b64url(buf + n, size - n, (const unsigned char *)claims, strlen(claims));
 	n += strlen(buf + n);
-	md = EVP_MD_CTX_new();
 	/* the JWS signing input is header.claims, after "vapid t=" */
-	if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, v->key) != 1 ||
-	    EVP_DigestSign(md, der, &der_len, (const unsigned char *)buf + 8, n - 8) != 1 ||
-	    raw_sig(der, der_len, raw) < 0)
+	if (jws_es256_sign(v->key, buf + 8, n - 8, raw) < 0)
 		goto out;
 	buf[n++] = '.';
 	b64url(buf + n, size - n, raw, sizeof(raw));
@@ -365,7 +346,6 @@ char *webpush_vapid_header(const struct webpush_vapid *v, const char *endpoint, 
 	out = buf;
 	buf = NULL;
 out:
-	EVP_MD_CTX_free(md);
 	free(buf);
 	return out;
 }

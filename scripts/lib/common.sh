@@ -294,8 +294,22 @@ key_install() {
 	mv -f "$1" "$2"
 }
 
+# key_p256 TMP DEST WHAT: a new P-256 private key (PKCS#8 PEM) at DEST, 0600,
+# written at TMP first so that DEST is whole or absent.
+key_p256() {
+	(
+		umask 077
+		openssl ecparam -name prime256v1 -genkey -noout | openssl pkey -out "$1"
+	) 2>>"$LOG/keys.log" || {
+		rm -f "$1"
+		die "keys: openssl could not create $3 (see $LOG/keys.log)"
+	}
+	key_install "$1" "$2" 0600
+}
+
 # th_keys: create what is missing under $VAR/keys: an ES256 (P-256) pair,
-# private PKCS#8 PEM 0600 and public PEM 0644, and an HS256 secret of 48
+# private PKCS#8 PEM 0600 and public PEM 0644, the VAPID (P-256) private key
+# of Web Push, PKCS#8 PEM 0600, and an HS256 secret of 48
 # random bytes, base64 (64 characters, no newline), 0600, and the MQTT
 # service secret: 32 random bytes as hex (64 characters, no newline), 0640,
 # group mosquitto. Existing files are kept: a key is never rotated behind the
@@ -306,14 +320,7 @@ th_keys() {
 	chmod 0755 "$k"
 	tmp=$k/.new.$$
 	if [[ ! -s $k/$KEY_ES256 ]]; then
-		(
-			umask 077
-			openssl ecparam -name prime256v1 -genkey -noout | openssl pkey -out "$tmp"
-		) 2>>"$LOG/keys.log" || {
-			rm -f "$tmp"
-			die "keys: openssl could not create an ES256 key (see $LOG/keys.log)"
-		}
-		key_install "$tmp" "$k/$KEY_ES256" 0600
+		key_p256 "$tmp" "$k/$KEY_ES256" "an ES256 key"
 		rm -f "$k/$KEY_ES256_PUB" # it belonged to another private key
 		say "keys: created ES256 key pair in $k"
 	fi
@@ -325,15 +332,8 @@ th_keys() {
 		key_install "$tmp" "$k/$KEY_ES256_PUB" 0644
 	fi
 	if [[ ! -s $k/$KEY_VAPID ]]; then
-		(
-			umask 077
-			openssl ecparam -name prime256v1 -genkey -noout | openssl pkey -out "$tmp"
-		) 2>>"$LOG/keys.log" || {
-			rm -f "$tmp"
-			die "keys: openssl could not create the VAPID key (see $LOG/keys.log)"
-		}
-		# the realtime workers and th-pusher run as the owner
-		key_install "$tmp" "$k/$KEY_VAPID" 0600
+		# 0600: the realtime workers and th-pusher run as the owner
+		key_p256 "$tmp" "$k/$KEY_VAPID" "the VAPID key"
 		say "keys: created VAPID key pair $k/$KEY_VAPID"
 	fi
 	if [[ ! -s $k/$KEY_HS256 ]]; then
