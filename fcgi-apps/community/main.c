@@ -62,6 +62,7 @@ int main(void)
 		.routes = routes,
 		.nroutes = ROUTES_COUNT(routes),
 		.init = community_init,
+		.serves_metrics_of = "pusher", /* GET /metrics/pusher */
 	};
 
 	return app_main(&app);
