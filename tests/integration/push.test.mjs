@@ -21,7 +21,7 @@ import http from 'node:http';
 import { assertError, assertStatus } from './lib/assert.mjs';
 import { rnd, api, fixtures } from './lib/fixtures.mjs';
 import { LOCAL_ONLY, sleep, until } from './lib/http.mjs';
-import { psql } from './lib/stack.mjs';
+import { metric, poolMetrics, psql } from './lib/stack.mjs';
 import { closeClients, connect, end, mustSubscribe, waitFor } from './lib/mqtt.mjs';
 
 const { newUser, community } = fixtures({ net: 74, slug: 'pu', name: 'Push' });
@@ -228,6 +228,14 @@ describe('web push', { skip: LOCAL_ONLY }, () => {
     // another user's endpoint: 204, nothing removed
     assertStatus(await api('DELETE', '/api/push/subscriptions', e, { endpoint: shared }), 204, 'not mine:');
     assert.deepEqual(await subsOf(f.id), [shared]);
+  });
+
+  test('/metrics/pusher counts what the tests above did', async () => {
+    const m = await poolMetrics('pusher');
+    assert.ok(metric(m, 'th_push_sent_total') >= 4, JSON.stringify(m));
+    assert.ok(metric(m, 'th_push_online_total') >= 1, 'dropped for a live connection');
+    assert.ok(metric(m, 'th_push_gone_total') >= 1, 'a 410');
+    assert.ok(metric(m, 'th_push_retried_total') >= 1, 'a 500');
   });
 
   test('bad input: 400 validation_failed, nothing stored', async () => {
