@@ -247,13 +247,13 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 	@node --test tests/bench/
 
-# The layers hold: the broker plugin, the bridge, the front and the mailer link no object
+# The layers hold: the broker plugin, the bridge, the front, the mailer and the pusher link no object
 # of the web library (none of its global symbols, defined or wanted), and the
 # plugin and the bridge hold no http_, router_ or app_ symbol at all (the
 # front's own WebSocket handshake answers in HTTP: its static http_refuse).
-check-layers: $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(MAILER) $(WEB_A)
+check-layers: $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(MAILER) $(PUSHER) $(WEB_A)
 	@nm -g --defined-only $(WEB_A) | awk 'NF == 3 { print $$3 }' | sort -u > $(BUILD)/.web-symbols
-	@set -e; for b in $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(MAILER); do \
+	@set -e; for b in $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(MAILER) $(PUSHER); do \
 		web=$$(nm $$b | awk '{ print $$NF }' | sort -u | comm -12 - $(BUILD)/.web-symbols); \
 		case $$b in $(FRONT_BIN)) named= ;; \
 		*) named=$$(nm $$b | awk '{ print $$NF }' | grep -E '^(http|router|app)_' || true) ;; esac; \
