@@ -3,8 +3,7 @@
 
 #include <openssl/ec.h>
 
-int jws_es256_sign(EVP_PKEY *key, const void *input, size_t n,
-		   unsigned char raw[JWS_ES256_SIG_LEN])
+int jws_es256_sign(EVP_PKEY *key, const void *input, size_t n, unsigned char raw[JWS_ES256_SIG_LEN])
 {
 	unsigned char der[80]; /* an ECDSA P-256 DER signature is at most 72 bytes */
 	const unsigned char *p = der;

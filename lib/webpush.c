@@ -51,8 +51,7 @@ static EVP_PKEY *p256_key(const unsigned char *pub, const unsigned char *priv)
 
 	if (!ctx || !bld ||
 	    !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
-	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub,
-					      WEBPUSH_P256_LEN))
+	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, WEBPUSH_P256_LEN))
 		goto out;
 	if (priv) {
 		d = BN_bin2bn(priv, WEBPUSH_PRIV_LEN, NULL);
@@ -61,8 +60,7 @@ static EVP_PKEY *p256_key(const unsigned char *pub, const unsigned char *priv)
 	}
 	params = OSSL_PARAM_BLD_to_param(bld);
 	if (!params || EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &pk, priv ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, params) !=
-		    1)
+	    EVP_PKEY_fromdata(ctx, &pk, priv ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, params) != 1)
 		pk = NULL;
 out:
 	OSSL_PARAM_free(params);
@@ -133,8 +131,8 @@ static int ecdh(EVP_PKEY *own, const unsigned char *peer_pub, unsigned char secr
 }
 
 /* AES-128-GCM of in (n bytes) then the delimiter 0x02 into out, the tag after. */
-static int seal(const unsigned char key[16], const unsigned char nonce[12],
-		const unsigned char *in, size_t n, unsigned char *out)
+static int seal(const unsigned char key[16], const unsigned char nonce[12], const unsigned char *in,
+		size_t n, unsigned char *out)
 {
 	static const unsigned char delim = 0x02;
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
@@ -316,8 +314,7 @@ char *webpush_vapid_header(const struct webpush_vapid *v, const char *endpoint, 
 	unsigned char raw[JWS_ES256_SIG_LEN];
 	size_t size, n;
 
-	if (webpush_origin(endpoint, origin, sizeof(origin)) < 0 ||
-	    strpbrk(origin, "\"\\") != NULL)
+	if (webpush_origin(endpoint, origin, sizeof(origin)) < 0 || strpbrk(origin, "\"\\") != NULL)
 		return NULL;
 	if (ttl_s <= 0 || ttl_s > 24 * 3600)
 		ttl_s = 24 * 3600;

@@ -10,11 +10,11 @@
 #define TH_WEBPUSH_H
 #include <stddef.h>
 
-#define WEBPUSH_P256_LEN 65   /* an uncompressed P-256 point: 0x04 || X || Y */
-#define WEBPUSH_AUTH_LEN 16   /* the subscription's auth secret */
+#define WEBPUSH_P256_LEN 65 /* an uncompressed P-256 point: 0x04 || X || Y */
+#define WEBPUSH_AUTH_LEN 16 /* the subscription's auth secret */
 #define WEBPUSH_SALT_LEN 16
-#define WEBPUSH_PRIV_LEN 32   /* a raw P-256 private scalar */
-#define WEBPUSH_RS 4096       /* the record size written in the header */
+#define WEBPUSH_PRIV_LEN 32 /* a raw P-256 private scalar */
+#define WEBPUSH_RS 4096     /* the record size written in the header */
 /* header (salt, rs, idlen, the server's key) + padding delimiter + tag */
 #define WEBPUSH_OVERHEAD (WEBPUSH_SALT_LEN + 4 + 1 + WEBPUSH_P256_LEN + 1 + 16)
 /* the most plaintext one record holds */

@@ -60,8 +60,12 @@ int push_post(const char *endpoint, const char *authorization, long ttl_s, const
 	snprintf(h_auth, sizeof(h_auth), "Authorization: %s", authorization);
 	snprintf(h_ttl, sizeof(h_ttl), "TTL: %ld", ttl_s);
 	snprintf(h_urg, sizeof(h_urg), "Urgency: %s", urgency);
-	const char *lines[] = {h_auth, h_ttl, h_urg, "Content-Encoding: aes128gcm",
-			       "Content-Type: application/octet-stream", "Expect:"};
+	const char *lines[] = {h_auth,
+			       h_ttl,
+			       h_urg,
+			       "Content-Encoding: aes128gcm",
+			       "Content-Type: application/octet-stream",
+			       "Expect:"};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		l = curl_slist_append(hdrs, lines[i]);
 		if (!l) {

@@ -51,8 +51,8 @@ static int unhex(const char *s, unsigned char *out, size_t n)
 {
 	size_t got = 0;
 
-	if (!s || strlen(s) != 2 * n ||
-	    sodium_hex2bin(out, n, s, 2 * n, NULL, &got, NULL) != 0 || got != n)
+	if (!s || strlen(s) != 2 * n || sodium_hex2bin(out, n, s, 2 * n, NULL, &got, NULL) != 0 ||
+	    got != n)
 		return -1;
 	return 0;
 }
@@ -68,8 +68,8 @@ static const char *urgency_of(const char *payload)
 	return "normal";
 }
 
-static void subscription_gone(struct outbox *ob, struct pusher *p, const char *sub,
-			      const char *id, int status)
+static void subscription_gone(struct outbox *ob, struct pusher *p, const char *sub, const char *id,
+			      int status)
 {
 	const char *params[] = {sub};
 	struct db_res *r = db_exec(DB_PRIMARY, "DELETE FROM push_subscriptions WHERE id = $1", 1,
@@ -115,8 +115,8 @@ static void send_one(struct outbox *ob, const char *id, long attempts, const cha
 		goto out;
 	}
 	if (unhex(cols[5], ua_pub, sizeof(ua_pub)) < 0 || unhex(cols[6], auth, sizeof(auth)) < 0 ||
-	    webpush_encrypt(ua_pub, auth, payload, strlen(payload), NULL, NULL, NULL, &body,
-			    &len) < 0) {
+	    webpush_encrypt(ua_pub, auth, payload, strlen(payload), NULL, NULL, NULL, &body, &len) <
+		    0) {
 		outbox_failed(ob, id, attempts, 1, "cannot encrypt: bad key or payload");
 		goto out;
 	}
@@ -149,23 +149,24 @@ out:
 int main(void)
 {
 	struct pusher p = {0};
-	struct outbox_cfg cfg = {
-		.name = "pusher",
-		.metric = "push",
-		.env = "TH_PUSH",
-		.table = "push_outbox",
-		.cols = "m.user_id, m.payload::text, "
-			"extract(epoch FROM now() - m.created_at)::bigint, m.subscription_id, "
-			"(SELECT s.endpoint FROM push_subscriptions s WHERE s.id = m.subscription_id), "
-			"(SELECT encode(s.p256dh, 'hex') FROM push_subscriptions s "
-			"WHERE s.id = m.subscription_id), "
-			"(SELECT encode(s.auth, 'hex') FROM push_subscriptions s "
-			"WHERE s.id = m.subscription_id)",
-		.ncols = 7,
-		.fail_set = NULL,
-		.channel = "townhall_push",
-		.send = send_one,
-		.arg = &p};
+	struct outbox_cfg cfg =
+		{.name = "pusher",
+		 .metric = "push",
+		 .env = "TH_PUSH",
+		 .table = "push_outbox",
+		 .cols = "m.user_id, m.payload::text, "
+			 "extract(epoch FROM now() - m.created_at)::bigint, m.subscription_id, "
+			 "(SELECT s.endpoint FROM push_subscriptions s WHERE s.id = "
+			 "m.subscription_id), "
+			 "(SELECT encode(s.p256dh, 'hex') FROM push_subscriptions s "
+			 "WHERE s.id = m.subscription_id), "
+			 "(SELECT encode(s.auth, 'hex') FROM push_subscriptions s "
+			 "WHERE s.id = m.subscription_id)",
+		 .ncols = 7,
+		 .fail_set = NULL,
+		 .channel = "townhall_push",
+		 .send = send_one,
+		 .arg = &p};
 	struct outbox *ob;
 	int rc = 1;
 
@@ -174,7 +175,8 @@ int main(void)
 		return 1;
 	p.ttl_s = (long)cfg_int("TH_PUSH_TTL_S", 86400, 60, 28 * 86400);
 	p.vapid = webpush_vapid_load(cfg_str("TH_VAPID_KEY_FILE", NULL),
-				     cfg_str("TH_VAPID_SUBJECT", "mailto:admin@townhall.localhost"));
+				     cfg_str("TH_VAPID_SUBJECT",
+					     "mailto:admin@townhall.localhost"));
 	if (!p.vapid || cache_init_env(1000, 1) < 0)
 		goto out;
 	cfg.send_timeout_s = push_http_timeout_s();

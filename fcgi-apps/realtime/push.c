@@ -34,8 +34,9 @@
 #define PUSH_ENDPOINT_MAX 1024
 #define PUSH_HOSTS_MAX 32
 #define PUSH_HOST_LEN 256
-#define PUSH_DEFAULT_HOSTS \
-	"fcm.googleapis.com,updates.push.services.mozilla.com,*.notify.windows.com,*.push.apple.com"
+#define PUSH_DEFAULT_HOSTS                                                                        \
+	"fcm.googleapis.com,updates.push.services.mozilla.com,*.notify.windows.com,*.push.apple." \
+	"com"
 
 static char hosts[PUSH_HOSTS_MAX][PUSH_HOST_LEN];
 static int nhosts;
@@ -56,8 +57,9 @@ int push_init(void)
 		}
 		if (n > 0) {
 			if (nhosts == PUSH_HOSTS_MAX || n >= PUSH_HOST_LEN) {
-				fprintf(stderr, "realtime: TH_PUSH_ALLOWED_HOSTS: at most %d hosts "
-						"of %d bytes\n",
+				fprintf(stderr,
+					"realtime: TH_PUSH_ALLOWED_HOSTS: at most %d hosts "
+					"of %d bytes\n",
 					PUSH_HOSTS_MAX, PUSH_HOST_LEN - 1);
 				return -1;
 			}
@@ -109,7 +111,8 @@ static int endpoint_ok(const char *url)
 	size_t n;
 
 	for (p = url; *p; p++)
-		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || strchr("\"'<>\\`", *p))
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f ||
+		    strchr("\"'<>\\`", *p))
 			return 0;
 	if (loopback_http && strncmp(url, "http://127.0.0.1", 16) == 0 &&
 	    (url[16] == ':' || url[16] == '/'))
@@ -182,8 +185,7 @@ void push_subscribe(struct http_req *req)
 {
 	const char *endpoint, *p256dh = NULL, *auth = NULL;
 	unsigned char pub[WEBPUSH_P256_LEN], sec[WEBPUSH_AUTH_LEN];
-	char pub_hex[2 * WEBPUSH_P256_LEN + 1], auth_hex[2 * WEBPUSH_AUTH_LEN + 1], me[24],
-		max[24];
+	char pub_hex[2 * WEBPUSH_P256_LEN + 1], auth_hex[2 * WEBPUSH_AUTH_LEN + 1], me[24], max[24];
 	struct json_object *keys = NULL, *o;
 	struct db_res *r;
 	int existed;
@@ -196,7 +198,8 @@ void push_subscribe(struct http_req *req)
 		return;
 	if (!json_object_object_get_ex(req->json, "keys", &keys) ||
 	    !json_object_is_type(keys, json_type_object)) {
-		http_reply_error(req, TH_EVALIDATION, "keys must be an object {p256dh, auth}", "keys");
+		http_reply_error(req, TH_EVALIDATION, "keys must be an object {p256dh, auth}",
+				 "keys");
 		return;
 	}
 	if (jh_string_or_400(req, keys, "p256dh", 1, 128, JH_REQUIRED, &p256dh) < 0 ||
@@ -220,20 +223,23 @@ void push_subscribe(struct http_req *req)
 
 		/* the row locked first: a takeover and the old owner's queued
 		 * pushes (never to be shown to the new owner) go together */
-		r = db_exec_or_reply(
-			req, DB_PRIMARY,
-			"WITH old AS (SELECT id, user_id FROM push_subscriptions WHERE endpoint = $2 "
-			"FOR UPDATE), "
-			"gone AS (DELETE FROM push_outbox WHERE subscription_id IN "
-			"(SELECT id FROM old WHERE user_id <> $1) RETURNING 1), "
-			"up AS (INSERT INTO push_subscriptions (user_id, endpoint, p256dh, auth) "
-			"VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex')) "
-			"ON CONFLICT (endpoint) DO UPDATE SET user_id = EXCLUDED.user_id, "
-			"p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth, created_at = now() "
-			"RETURNING id) "
-			"SELECT coalesce((SELECT user_id = $1 FROM old), false), "
-			"(SELECT count(*) FROM gone)",
-			4, params);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH old AS (SELECT id, user_id FROM push_subscriptions "
+				     "WHERE endpoint = $2 "
+				     "FOR UPDATE), "
+				     "gone AS (DELETE FROM push_outbox WHERE subscription_id IN "
+				     "(SELECT id FROM old WHERE user_id <> $1) RETURNING 1), "
+				     "up AS (INSERT INTO push_subscriptions (user_id, endpoint, "
+				     "p256dh, auth) "
+				     "VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex')) "
+				     "ON CONFLICT (endpoint) DO UPDATE SET user_id = "
+				     "EXCLUDED.user_id, "
+				     "p256dh = EXCLUDED.p256dh, auth = EXCLUDED.auth, created_at = "
+				     "now() "
+				     "RETURNING id) "
+				     "SELECT coalesce((SELECT user_id = $1 FROM old), false), "
+				     "(SELECT count(*) FROM gone)",
+				     4, params);
 	}
 	if (!r)
 		return;
@@ -244,7 +250,8 @@ void push_subscribe(struct http_req *req)
 
 		/* the oldest beyond the bound go */
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "DELETE FROM push_subscriptions WHERE user_id = $1 AND id NOT IN "
+				     "DELETE FROM push_subscriptions WHERE user_id = $1 AND id NOT "
+				     "IN "
 				     "(SELECT id FROM push_subscriptions WHERE user_id = $1 "
 				     "ORDER BY created_at DESC, id DESC LIMIT $2)",
 				     2, params);

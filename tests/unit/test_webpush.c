@@ -87,12 +87,12 @@ static void hkdf(const unsigned char *salt, size_t sl, const unsigned char *ikm,
 {
 	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
 	EVP_KDF_CTX *k = EVP_KDF_CTX_new(kdf);
-	OSSL_PARAM p[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
-		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, il),
-		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, sl),
-		OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, nl),
-		OSSL_PARAM_construct_end()};
+	OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256",
+							   0),
+			  OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, il),
+			  OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, sl),
+			  OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, nl),
+			  OSSL_PARAM_construct_end()};
 
 	assert_int_equal(EVP_KDF_derive(k, out, ol, p), 1);
 	EVP_KDF_CTX_free(k);
@@ -112,7 +112,8 @@ static void test_round_trip(void **state)
 
 	(void)state;
 	assert_non_null(ua);
-	assert_int_equal(EVP_PKEY_get_octet_string_param(ua, OSSL_PKEY_PARAM_PUB_KEY, ua_pub, 65, &n),
+	assert_int_equal(EVP_PKEY_get_octet_string_param(ua, OSSL_PKEY_PARAM_PUB_KEY, ua_pub, 65,
+							 &n),
 			 1);
 	randombytes_buf(auth, sizeof(auth));
 	assert_int_equal(webpush_encrypt(ua_pub, auth, "hi", 2, NULL, NULL, NULL, &a, &alen), 0);
@@ -171,7 +172,8 @@ static void test_origin(void **state)
 	char o[64];
 
 	(void)state;
-	assert_int_equal(webpush_origin("https://fcm.googleapis.com/fcm/send/abc", o, sizeof(o)), 0);
+	assert_int_equal(webpush_origin("https://fcm.googleapis.com/fcm/send/abc", o, sizeof(o)),
+			 0);
 	assert_string_equal(o, "https://fcm.googleapis.com");
 	assert_int_equal(webpush_origin("http://127.0.0.1:9000/p?x", o, sizeof(o)), 0);
 	assert_string_equal(o, "http://127.0.0.1:9000");
@@ -227,7 +229,8 @@ static void test_vapid(void **state)
 	{
 		OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
 								   (char *)"prime256v1", 0),
-				  OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub, 65),
+				  OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pub,
+								    65),
 				  OSSL_PARAM_construct_end()};
 		EVP_PKEY_CTX *fc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
 
@@ -236,7 +239,8 @@ static void test_vapid(void **state)
 		EVP_PKEY_CTX_free(fc);
 	}
 	es = ECDSA_SIG_new();
-	assert_int_equal(ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL), BN_bin2bn(sig + 32, 32, NULL)),
+	assert_int_equal(ECDSA_SIG_set0(es, BN_bin2bn(sig, 32, NULL),
+					BN_bin2bn(sig + 32, 32, NULL)),
 			 1);
 	n = (size_t)i2d_ECDSA_SIG(es, &dp);
 	ECDSA_SIG_free(es);
