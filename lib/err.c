@@ -20,6 +20,7 @@ static const struct {
 	[TH_ERATELIMITED] = {429, "rate_limited", "too many requests"},
 	[TH_EINTERNAL] = {500, "internal", "internal error"},
 	[TH_EUNAVAILABLE] = {503, "unavailable", "service temporarily unavailable"},
+	[TH_ETOTP] = {401, "totp_required", "a one-time code is required"},
 };
 
 static int err_valid(enum th_err e)

@@ -22,6 +22,7 @@ enum th_err {
 	TH_ERATELIMITED,  /* 429 rate_limited */
 	TH_EINTERNAL,     /* 500 internal: a bug or an unexpected server answer */
 	TH_EUNAVAILABLE,  /* 503 unavailable: a dependency is down */
+	TH_ETOTP,         /* 401 totp_required: the password was right, a second factor is due */
 	TH_ERR_COUNT
 };
 

@@ -221,7 +221,7 @@ static int budget_fail(const char *key)
  * the same answers. */
 void login_handler(struct http_req *req)
 {
-	const char *login, *password, *hash = NULL;
+	const char *login, *password, *totp = NULL, *hash = NULL;
 	char ukey[1100], ikey[128], lower[1024];
 	struct rl_state us, is;
 	struct db_res *r;
@@ -229,7 +229,8 @@ void login_handler(struct http_req *req)
 	int ok, taken;
 
 	if (jh_string_or_400(req, req->json, "login", 1, 254, JH_REQUIRED, &login) < 0 ||
-	    jh_string_or_400(req, req->json, "password", 1, 128, JH_REQUIRED, &password) < 0)
+	    jh_string_or_400(req, req->json, "password", 1, 128, JH_REQUIRED, &password) < 0 ||
+	    jh_string_or_400(req, req->json, "totp", 1, 32, 0, &totp) < 0)
 		return;
 	for (i = 0; login[i] && i + 1 < sizeof(lower); i++)
 		lower[i] = (char)tolower((unsigned char)login[i]);
@@ -242,9 +243,11 @@ void login_handler(struct http_req *req)
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     strchr(lower, '@')
 					     ? "SELECT " USER_COLS
-					       ", u.password_hash FROM users u WHERE u.email = $1"
-					     : "SELECT " USER_COLS ", u.password_hash FROM users u "
-					       "WHERE u.username = $1",
+					       ", u.password_hash, u.totp_secret "
+					       "IS NOT NULL FROM users u WHERE u.email = $1"
+					     : "SELECT " USER_COLS
+					       ", u.password_hash, u.totp_secret "
+					       "IS NOT NULL FROM users u WHERE u.username = $1",
 				     1, params);
 	}
 	if (!r)
@@ -277,6 +280,15 @@ void login_handler(struct http_req *req)
 	/* 2. within both budgets: evaluate */
 	metrics_add(c_checks, 1);
 	ok = password_verify(hash, password);
+	if (ok == 1 && strcmp(db_res_get(r, 0, USER_NCOLS + 1), "t") == 0 && totp) {
+		/* the second factor: a wrong or used code is a failed attempt
+		 * like a wrong password (the budgets below keep their hits) */
+		int t = totp_check_login(req, strtoll(db_res_get(r, 0, 0), NULL, 10), totp);
+
+		if (t < 0)
+			return;
+		ok = t;
+	}
 	if (ok == PASSWORD_BUSY || ok) {
 		/* nothing was checked, or it was right: not a failed attempt */
 		rl_refund(req, ukey);
@@ -294,6 +306,11 @@ void login_handler(struct http_req *req)
 			log_warn("login: a failure could not be counted: %s", cache_last_error());
 		/* the same answer for an unknown login and a wrong password */
 		http_reply_error(req, TH_EUNAUTHORIZED, "wrong login or password", NULL);
+		return;
+	}
+	if (strcmp(db_res_get(r, 0, USER_NCOLS + 1), "t") == 0 && !totp) {
+		/* the password was right: not a failure; the client asks for the code */
+		totp_check_login(req, 0, NULL);
 		return;
 	}
 	{
@@ -360,8 +377,8 @@ static char *me_body_or_reply(struct http_req *req, size_t *len)
 	snprintf(id, sizeof(id), "%lld", (long long)req->user_id);
 	/* the primary: a caller reads its own account right after writing it */
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT " USER_COLS ", u.email, u.email_verified_at IS NOT NULL "
-			     "FROM users u WHERE u.id = $1",
+			     "SELECT " USER_COLS ", u.email, u.email_verified_at IS NOT NULL, "
+			     "u.totp_secret IS NOT NULL FROM users u WHERE u.id = $1",
 			     1, params);
 	if (!r)
 		return NULL;
@@ -378,6 +395,8 @@ static char *me_body_or_reply(struct http_req *req, size_t *len)
 	json_object_object_add(user, "email", json_object_new_string(db_res_get(r, 0, USER_NCOLS)));
 	json_object_object_add(user, "email_verified",
 			       json_object_new_boolean(db_res_get(r, 0, USER_NCOLS + 1)[0] == 't'));
+	json_object_object_add(user, "totp_enabled",
+			       json_object_new_boolean(db_res_get(r, 0, USER_NCOLS + 2)[0] == 't'));
 	s = json_object_to_json_string_length(o,
 					      JSON_C_TO_STRING_PLAIN |
 						      JSON_C_TO_STRING_NOSLASHESCAPE,

@@ -95,6 +95,15 @@ const char *devices_user_agent(const struct http_req *req, char *out, size_t siz
 void sessions_list_handler(struct http_req *req);
 void sessions_delete_handler(struct http_req *req);
 
+/* totp.c: POST /api/auth/totp/setup, /enable, /disable; and the login's
+ * second factor: code NULL replies 401 totp_required (-1); else 1 when code
+ * (a 6-digit code not used before, or an unused recovery code) is accepted
+ * and now used, 0 when not, -1 replied (database). */
+void totp_setup_handler(struct http_req *req);
+void totp_enable_handler(struct http_req *req);
+void totp_disable_handler(struct http_req *req);
+int totp_check_login(struct http_req *req, int64_t uid, const char *code);
+
 /* keys.c */
 void jwks_handler(struct http_req *req);
 

@@ -18,6 +18,11 @@ static const struct route routes[] = {
 	{"GET", "/api/auth/jwks", jwks_handler, 0, 0},
 	{"GET", "/api/auth/sessions", sessions_list_handler, ROUTE_AUTH, 0},
 	{"DELETE", "/api/auth/sessions/:id", sessions_delete_handler, ROUTE_AUTH, 0},
+	{"POST", "/api/auth/totp/setup", totp_setup_handler, ROUTE_AUTH, 0},
+	{"POST", "/api/auth/totp/enable", totp_enable_handler, ROUTE_AUTH | ROUTE_JSON,
+	 AUTH_BODY_LIMIT},
+	{"POST", "/api/auth/totp/disable", totp_disable_handler, ROUTE_AUTH | ROUTE_JSON,
+	 AUTH_BODY_LIMIT},
 	/* account lifecycle (verify.c, recovery.c) */
 	{"POST", "/api/auth/verify-email/request", verify_request_handler, ROUTE_AUTH, 0},
 	{"POST", "/api/auth/verify-email", verify_handler, ROUTE_JSON, AUTH_BODY_LIMIT},

@@ -326,8 +326,16 @@ void calls_create(struct http_req *req)
 	int64_t chid, call;
 
 	if (jh_int_or_400(req, req->json, "channel_id", 1, INT64_MAX, true, NULL, &chid) < 0 ||
-	    channel_access(req, chid, ROLE_MEMBER, &ch) < 0 ||
-	    limits_take_or_reply(req, LIMIT_CALL) < 0)
+	    channel_access(req, chid, ROLE_MEMBER, &ch) < 0)
+		return;
+	/* a call's participants are a community's members (membership_lock,
+	 * callexit.c): a DM has none to lock */
+	if (ch.cm.dm) {
+		http_reply_error(req, TH_EVALIDATION, "calls are started in community channels",
+				 "channel_id");
+		return;
+	}
+	if (limits_take_or_reply(req, LIMIT_CALL) < 0)
 		return;
 	ids_text(chs, ch.id);
 	ids_text(uid, req->user_id);

@@ -219,6 +219,7 @@ describe('notifications', () => {
     assertStatus(await api('POST', '/api/dms', a, { user_ids: [x.id] }), 200, 'dm again:');
     assert.equal((await about(x, (n) => n.type === 'dm')).length, 1);
     // calls are a community channel's (a member starts one; the others are invited)
+    assertError(await api('POST', '/api/calls', a, { channel_id: dm.id }), 400, 'validation_failed', 'channel_id');
     const call = assertStatus(await api('POST', '/api/calls', a, { channel_id: pub.channel }), 201, 'call:').json;
     const inv = await about(b, (n) => n.type === 'call' && n.call_id === call.id);
     assert.deepEqual(inv.map((n) => [n.channel_id, n.community_id, n.actor.id]), [[pub.channel, pub.id, a.id]]);
