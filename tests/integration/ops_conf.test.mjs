@@ -112,7 +112,7 @@ describe('prometheus', () => {
       const d = await api('targets');
       if (!d) return null;
       const ours = d.activeTargets.filter((t) => t.labels.job.startsWith('townhall-'));
-      return ours.length === 7 && ours.every((t) => t.health === 'up') ? ours : null;
+      return ours.length === 8 && ours.every((t) => t.health === 'up') ? ours : null;
     }, { timeoutMs: 40000, intervalMs: 500 });
     if (!targets) {
       const d = await api('targets');
@@ -120,7 +120,7 @@ describe('prometheus', () => {
     }
     const urls = targets.map((t) => new URL(t.scrapeUrl).pathname).sort();
     assert.deepEqual(urls, ['/metrics', '/metrics/auth', '/metrics/bridge', '/metrics/community',
-      '/metrics/mailer', '/metrics/media', '/metrics/realtime']);
+      '/metrics/mailer', '/metrics/media', '/metrics/pusher', '/metrics/realtime']);
 
     // every th_* name in the rules and the dashboard is a series Prometheus now holds
     await sleep(1500);
