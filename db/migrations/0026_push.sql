@@ -14,7 +14,7 @@
 -- lib/outbox.c, as th-mailer does with mail_outbox), drops a row whose
 -- user has a live connection (presence in Redis: the inbox event reaches
 -- them), else encrypts and POSTs it to the endpoint; a 404/410 deletes the
--- subscription (and its rows by the cascade); a retryable failure moves
+-- subscription (its other rows are dropped when claimed); a retryable failure moves
 -- next_at by a jittered exponential backoff; after the last attempt the row
 -- stays with failed_at set.  Woken by pg_notify('townhall_push') at commit.
 
@@ -30,7 +30,10 @@ CREATE INDEX push_subscriptions_user_idx ON push_subscriptions (user_id, id);
 
 CREATE TABLE push_outbox (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    subscription_id bigint NOT NULL REFERENCES push_subscriptions (id) ON DELETE CASCADE,
+    -- no foreign key: the action that notifies must not lock (KEY SHARE) the
+    -- rows a PUT or DELETE of subscriptions locks; a row whose subscription
+    -- went is dropped by the sender when it claims it
+    subscription_id bigint NOT NULL,
     user_id         bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     payload         jsonb NOT NULL CHECK (octet_length(payload::text) <= 3072),
     created_at      timestamptz NOT NULL DEFAULT now(),

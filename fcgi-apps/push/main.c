@@ -68,12 +68,15 @@ static const char *urgency_of(const char *payload)
 	return "normal";
 }
 
-static void subscription_gone(struct outbox *ob, struct pusher *p, const char *sub, const char *id,
-			      int status)
+/* The push service says the subscription is gone: it goes, with every row
+ * queued for it (this one included). */
+static void subscription_gone(struct pusher *p, const char *sub, const char *id, int status)
 {
 	const char *params[] = {sub};
-	struct db_res *r = db_exec(DB_PRIMARY, "DELETE FROM push_subscriptions WHERE id = $1", 1,
-				   params);
+	struct db_res *r = db_exec(DB_PRIMARY,
+				   "WITH s AS (DELETE FROM push_subscriptions WHERE id = $1) "
+				   "DELETE FROM push_outbox WHERE subscription_id = $1",
+				   1, params);
 
 	if (!r) {
 		/* the row stays claimed until its lease ends, then is tried again */
@@ -83,7 +86,6 @@ static void subscription_gone(struct outbox *ob, struct pusher *p, const char *s
 	db_res_free(r);
 	metrics_add(p->c_gone, 1);
 	log_info("pusher: push %s: HTTP %d, subscription %s removed", id, status, sub);
-	(void)ob;
 }
 
 /* cols: user_id, payload, age (s), subscription id, endpoint, p256dh hex, auth hex */
@@ -132,7 +134,7 @@ static void send_one(struct outbox *ob, const char *id, long attempts, const cha
 	if (status == 200 || status == 201 || status == 202) {
 		outbox_done(ob, id);
 	} else if (status == 404 || status == 410) {
-		subscription_gone(ob, p, sub, id, status);
+		subscription_gone(p, sub, id, status);
 	} else if (status == 413) {
 		outbox_drop(ob, id);
 		log_warn("pusher: push %s: 413, dropped", id);

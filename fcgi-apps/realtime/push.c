@@ -284,8 +284,10 @@ void push_unsubscribe(struct http_req *req)
 		const char *params[] = {ids_text(me, req->user_id), endpoint};
 
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "DELETE FROM push_subscriptions WHERE user_id = $1 AND "
-				     "endpoint = $2",
+				     "WITH s AS (DELETE FROM push_subscriptions WHERE user_id = $1 "
+				     "AND endpoint = $2 RETURNING id) "
+				     "DELETE FROM push_outbox WHERE subscription_id IN (SELECT id "
+				     "FROM s)",
 				     2, params);
 	}
 	if (!r)

@@ -202,6 +202,7 @@ describe('web push', { skip: LOCAL_ONLY }, () => {
     await until(() => pushesTo(gone).length > 0 && pushesTo(flaky).length > 1, { timeoutMs: 20000 });
     await until(async () => !(await subsOf(d.id)).includes(origin + gone), { timeoutMs: 10000 });
     assert.deepEqual(await subsOf(d.id), [origin + flaky]);
+    assert.ok(await until(async () => (await queued(d.id)) === 0, { timeoutMs: 10000 }), 'rows left queued');
     // the retry after the 500 carried the same notification
     assert.equal(decrypt(br, pushesTo(flaky)[1].body).notification.post_id, p.id);
     // the removed one gets nothing more
