@@ -195,7 +195,10 @@ void outbox_failed(struct outbox *ob, const char *id, long attempts, int final, 
 		final = 1;
 	snprintf(delay, sizeof(delay), "%ld", final ? 0 : backoff_ms(ob, attempts));
 	snprintf(fin, sizeof(fin), "%d", final);
-	r = db_exec(DB_PRIMARY, ob->sql_failed, 5, p);
+	if (final && ob->cfg.drop_failed)
+		r = db_exec(DB_PRIMARY, ob->sql_delete, 2, p); /* id, sender id */
+	else
+		r = db_exec(DB_PRIMARY, ob->sql_failed, 5, p);
 	if (!r)
 		log_error("%s: row %s: cannot record the failure: %s", ob->cfg.name, id,
 			  db_last_error());

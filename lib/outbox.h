@@ -16,7 +16,7 @@
  * After a failed attempt the row waits a jittered exponential backoff
  * (<env>_RETRY_BASE_MS doubling up to <env>_RETRY_MAX_MS, a uniform draw in
  * [d/2, d]); after <env>_MAX_ATTEMPTS, or at once when the failure is final,
- * it is marked failed and counted.  Woken by pg_notify(channel) at each
+ * it is marked failed (or deleted: drop_failed) and counted.  Woken by pg_notify(channel) at each
  * queued row's commit, and every <env>_POLL_MS for retries that came due.
  *
  * Metrics ($TH_VAR_DIR/run/<name>.metrics): <metric>_sent_total,
@@ -42,6 +42,7 @@ struct outbox_cfg {
 	const char *cols;     /* the sender's columns, "kind, to_addr, params::text" */
 	int ncols;            /* how many */
 	const char *fail_set; /* more SET on a final failure ("params = '{}'"), or NULL */
+	int drop_failed;      /* 1: a row failed for good is deleted (counted), not kept */
 	const char *channel;  /* the pg_notify channel */
 	long send_timeout_s;  /* the bound of one send */
 	outbox_send_fn send;

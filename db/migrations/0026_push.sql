@@ -16,7 +16,7 @@
 -- them), else encrypts and POSTs it to the endpoint; a 404/410 deletes the
 -- subscription (its other rows are dropped when claimed); a retryable failure moves
 -- next_at by a jittered exponential backoff; after the last attempt the row
--- stays with failed_at set.  Woken by pg_notify('townhall_push') at commit.
+-- is deleted (counted and logged: a late push is worth nothing).  Woken by pg_notify('townhall_push') at commit.
 
 CREATE TABLE push_subscriptions (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -35,7 +35,9 @@ CREATE TABLE push_outbox (
     -- went is dropped by the sender when it claims it
     subscription_id bigint NOT NULL,
     user_id         bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    payload         jsonb NOT NULL CHECK (octet_length(payload::text) <= 3072),
+    -- no length CHECK: a notification must never fail for its push; the
+    -- sender fails a row too long for one record (lib/webpush.h)
+    payload         jsonb NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     next_at         timestamptz NOT NULL DEFAULT now(),
     attempts        integer NOT NULL DEFAULT 0,

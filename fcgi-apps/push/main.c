@@ -14,6 +14,7 @@
  *   - 200/201/202: done; 404/410: the subscription is gone (deleted, its
  *     queued rows with it); 413: dropped; 429, 5xx, network: again after a
  *     backoff, at most TH_PUSH_MAX_ATTEMPTS; other 4xx: failed for good.
+ *     A row failed for good is deleted (counted, its reason logged).
  *
  * Settings: TH_VAPID_KEY_FILE, TH_VAPID_SUBJECT, TH_PUSH_TTL_S,
  * TH_PUSH_TIMEOUT_S, TH_PUSH_BATCH, TH_PUSH_MAX_ATTEMPTS,
@@ -166,6 +167,8 @@ int main(void)
 			 "WHERE s.id = m.subscription_id)",
 		 .ncols = 7,
 		 .fail_set = NULL,
+		 /* a push that failed for good is worth nothing later: no row kept */
+		 .drop_failed = 1,
 		 .channel = "townhall_push",
 		 .send = send_one,
 		 .arg = &p};

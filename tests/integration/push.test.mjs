@@ -8,7 +8,8 @@
 //   written here, and finds the notification.
 // - A user with a live MQTT connection gets no push (the inbox event reaches them); the same
 //   user offline does.
-// - A 410 from the push service removes the subscription; a 500 is retried.
+// - A 410 from the push service removes the subscription; a 500 is retried; a 403 fails at
+//   once (no retry, no row kept).
 // - Subscriptions: 201, 200 for the caller's own again, an endpoint taken over by another
 //   user, at most 10 a user (the oldest goes), DELETE 204.
 // - Bad input: endpoint not allowed, malformed key, wrong auth size: 400 validation_failed,
@@ -27,7 +28,8 @@ import { closeClients, connect, end, mustSubscribe, waitFor } from './lib/mqtt.m
 const { newUser, community } = fixtures({ net: 74, slug: 'pu', name: 'Push' });
 after(closeClients);
 
-// --- the local push service: records every request; /gone/ answers 410, /flaky/ 500 once
+// --- the local push service: records every request; /gone/ answers 410, /forbidden/ 403,
+// /flaky/ 500 once
 const received = [];
 const flakySeen = new Set();
 let server;
@@ -43,6 +45,7 @@ function startServer() {
       received.push(r);
       let status = 201;
       if (req.url.startsWith('/gone/')) status = 410;
+      if (req.url.startsWith('/forbidden/')) status = 403;
       if (req.url.startsWith('/flaky/') && !flakySeen.has(req.url)) {
         flakySeen.add(req.url);
         status = 500;
@@ -209,6 +212,22 @@ describe('web push', { skip: LOCAL_ONLY }, () => {
     await mention(d);
     await until(() => pushesTo(flaky).length > 2, { timeoutMs: 15000 });
     assert.equal(pushesTo(gone).length, 1);
+  });
+
+  test('403 fails the push at once: not retried, the row deleted, the subscription kept', async () => {
+    const h = await newUser('ph');
+    const forbidden = `/forbidden/${rnd()}`;
+    assertStatus(await subscribe(h, origin + forbidden, browser().keys), 201, 'subscribe:');
+    const before = metric(await poolMetrics('pusher'), 'th_push_failed_total');
+    await mention(h);
+    await until(() => pushesTo(forbidden).length > 0, { timeoutMs: 15000 });
+    assert.ok(await until(async () => (await queued(h.id)) === 0, { timeoutMs: 10000 }), 'row left');
+    const r = await psql(`SELECT count(*) FROM push_outbox WHERE user_id = ${Number(h.id)}`);
+    assert.equal(r.stdout.trim(), '0', 'a failed push keeps no row');
+    assert.ok(metric(await poolMetrics('pusher'), 'th_push_failed_total') > before);
+    await sleep(1500); // TH_PUSH_RETRY_BASE_MS=300 in tests/integration/run: a retry would be here
+    assert.equal(pushesTo(forbidden).length, 1);
+    assert.deepEqual(await subsOf(h.id), [origin + forbidden]);
   });
 
   test('an endpoint is taken over by whoever registers it last; at most 10 a user; DELETE', async () => {
