@@ -108,25 +108,27 @@ static int endpoint_ok(const char *url)
 {
 	char host[PUSH_HOST_LEN];
 	const char *h, *end, *p;
+	int http;
 	size_t n;
 
 	for (p = url; *p; p++)
 		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f ||
 		    strchr("\"'<>\\`", *p))
 			return 0;
-	if (loopback_http && strncmp(url, "http://127.0.0.1", 16) == 0 &&
-	    (url[16] == ':' || url[16] == '/'))
-		return 1;
-	if (strncmp(url, "https://", 8) != 0)
+	http = strncmp(url, "http://", 7) == 0;
+	if (!http && strncmp(url, "https://", 8) != 0)
 		return 0;
-	h = url + 8;
+	h = url + (http ? 7 : 8);
 	end = h + strcspn(h, ":/?#");
 	n = (size_t)(end - h);
+	/* no userinfo: what stands before an '@' is no host */
 	if (n == 0 || n >= sizeof(host) || memchr(h, '@', strcspn(h, "/?#")))
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		host[i] = (char)tolower((unsigned char)h[i]);
 	host[n] = '\0';
+	if (http)
+		return loopback_http && strcmp(host, "127.0.0.1") == 0;
 	return host_allowed(host);
 }
 

@@ -268,6 +268,8 @@ describe('web push', { skip: LOCAL_ONLY }, () => {
       [`https://fcm.googleapis.com/${'x'.repeat(1100)}`, good, null],
       ['ftp://127.0.0.1/x', good, 'endpoint'],
       ['http://127.0.0.2/x', good, 'endpoint'],
+      ['http://127.0.0.1:80@evil.example.com/x', good, 'endpoint'],
+      ['http://127.0.0.1.evil.example.com/x', good, 'endpoint'],
       [`${origin}/push/bad`, { ...good, p256dh: 'abc' }, 'keys.p256dh'],
       [`${origin}/push/bad`, { ...good, p256dh: Buffer.concat([Buffer.from([4]), crypto.randomBytes(64)]).toString('base64url') }, 'keys.p256dh'],
       [`${origin}/push/bad`, { ...good, p256dh: Buffer.from(good.p256dh, 'base64url').subarray(0, 33).toString('base64url') }, 'keys.p256dh'],
