@@ -355,6 +355,7 @@ long long dbconn_deadline(void)
 }
 
 static int conn_setup(struct dbconn *h);
+static long connect_budget_ms(const struct dbconn *h);
 
 PGconn *dbconn_get(struct dbconn *h)
 {
@@ -374,8 +375,26 @@ PGconn *dbconn_get(struct dbconn *h)
 		dbconn_fail(h, db_last_error());
 		return NULL;
 	}
-	/* bounded by connect_timeout per host (defaults[]) */
-	h->conn = PQconnectdbParams(h->params.kw, h->params.val, 0);
+	/* the names resolved within connect_timeout (lib/dbhost.c), then the
+	 * connect bounded by connect_timeout per host (defaults[]) */
+	{
+		struct dbhost d;
+		char why[256];
+
+		if (dbhost_resolve(&h->params, connect_budget_ms(h), &d, why, sizeof(why)) < 0) {
+			char msg[320];
+
+			snprintf(msg, sizeof(msg), "no database host name resolved: %s", why);
+			dbres_set_err(TH_EUNAVAILABLE, msg, NULL);
+			dbconn_fail(h, db_last_error());
+			return NULL;
+		}
+		if (why[0])
+			log_warn("db %s: left out of this connect: %s", h->name, why);
+		h->conn = PQconnectdbParams(d.kw ? d.kw : h->params.kw,
+					    d.kw ? d.val : h->params.val, 0);
+		dbhost_free(&d);
+	}
 	if (!h->conn || PQstatus(h->conn) != CONNECTION_OK) {
 		dbres_set_err(TH_EUNAVAILABLE, h->conn ? PQerrorMessage(h->conn) : "out of memory",
 			      NULL);
@@ -455,8 +474,16 @@ static long connect_budget_ms(const struct dbconn *h)
  * NULL when none came in time. */
 static PGconn *connect_within(struct dbconn *h, long long deadline)
 {
-	PGconn *c = PQconnectStartParams(h->params.kw, h->params.val, 0);
+	struct dbhost d;
+	char why[256];
+	long budget = (long)(deadline - now_ms());
+	PGconn *c = NULL;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+	if (dbhost_resolve(&h->params, budget > 0 ? budget : 1, &d, why, sizeof(why)) < 0)
+		goto fail;
+	c = PQconnectStartParams(d.kw ? d.kw : h->params.kw, d.kw ? d.val : h->params.val, 0);
+	dbhost_free(&d);
 
 	if (!c || PQstatus(c) == CONNECTION_BAD)
 		goto fail;

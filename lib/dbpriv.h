@@ -16,6 +16,20 @@ struct db_params {
 	const char **kw, **val; /* owned arrays, NULL-terminated */
 };
 
+/* dbhost.c: p's host names resolved within budget_ms (lib/resolve), as the
+ * keyword/value arrays of one connect: `hostaddr` added beside `host`, the
+ * names that did not resolve left out (with their ports).  0 with d->kw NULL
+ * when there is nothing to resolve (use p as it is); 0 with d filled (free
+ * it with dbhost_free after the connect started); -1 when no host is left,
+ * why saying which names failed.  why holds the misses on success too. */
+struct dbhost {
+	const char **kw, **val; /* owned arrays; values point into p or buf */
+	char *buf;              /* owned */
+};
+int dbhost_resolve(const struct db_params *p, long budget_ms, struct dbhost *d, char *why,
+		   size_t whylen);
+void dbhost_free(struct dbhost *d);
+
 /* One connection and what it needs to come back (a role handle, the
  * listener, the pipeline). */
 struct dbconn {

@@ -86,7 +86,7 @@ describe('a host name that does not resolve', { timeout: 240000 }, () => {
     await expectUnavailable(t, 'postgres', {
       TH_WORKER_DB_CONNINFO: `host=${NAME} port=5432 dbname=townhall user=townhall `
         + `passfile=${path.join(VAR_DIR, 'keys', 'pgpass')}`,
-    }, /db primary: .*could not translate host name "th-unresolvable\.invalid"/);
+    }, /db primary: .*no database host name resolved: th-unresolvable\.invalid: /);
   });
   test('back with the suite settings', async () => {
     await restartCommunity({});

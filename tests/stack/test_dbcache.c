@@ -339,6 +339,37 @@ static void test_conninfo_malformed(void **state)
 	assert_int_equal(db_ping(DB_PRIMARY), 0);
 }
 
+/* Host names are resolved by us within connect_timeout (lib/dbhost.c), not
+ * by libpq: a name that does not resolve is left out of a multi-host list
+ * (the next host serves), and a list of such names fails at once with the
+ * names in the message.  (A DNS server that never answers is tested in
+ * tests/cluster.) */
+static void test_host_names_resolved(void **state)
+{
+	char two[1024];
+	double t0;
+	int n;
+
+	(void)state;
+	db_close();
+	n = snprintf(two, sizeof(two), "%s host=th-unresolvable.invalid,127.0.0.1", conninfo);
+	assert_true(n > 0 && (size_t)n < sizeof(two));
+	assert_int_equal(db_init(two, NULL, 2000), 0);
+	assert_int_equal(db_ping(DB_PRIMARY), 0);
+	db_close();
+	n = snprintf(two, sizeof(two), "%s host=th-unresolvable.invalid", conninfo);
+	assert_true(n > 0 && (size_t)n < sizeof(two));
+	assert_int_equal(db_init(two, NULL, 2000), 0);
+	t0 = now_s();
+	assert_int_equal(db_ping(DB_PRIMARY), -1);
+	assert_true(now_s() - t0 < 3.0);
+	assert_int_equal(db_last_err(), TH_EUNAVAILABLE);
+	assert_non_null(strstr(db_last_error(), "th-unresolvable.invalid"));
+	db_close();
+	assert_int_equal(db_init(conninfo, NULL, 2000), 0);
+	assert_int_equal(db_ping(DB_PRIMARY), 0);
+}
+
 /* TH_DB_PREPARE=0 (PgBouncer in transaction mode): nothing is prepared and
  * no session setting is made; statements work the same. */
 static void test_prepare_off(void **state)
@@ -1134,6 +1165,7 @@ int main(void)
 		cmocka_unit_test(test_terminated_mid_statement),
 		cmocka_unit_test(test_dead_server_backoff),
 		cmocka_unit_test(test_conninfo_malformed),
+		cmocka_unit_test(test_host_names_resolved),
 		cmocka_unit_test(test_prepare_off),
 		cmocka_unit_test(test_read_only_server),
 		cmocka_unit_test(test_slow_statement_cancelled),
