@@ -12,7 +12,7 @@
 
 #include "events.h"
 #include "jh.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "log.h"
 #include "page.h"
 #include "posts.h"

@@ -8,7 +8,7 @@
 #include "db.h"
 #include "events.h"
 #include "jh.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "log.h"
 #include "mirror.h"
 #include "page.h"

@@ -7,7 +7,7 @@
  * GET /metrics/community. */
 #include "app.h"
 #include "community.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "mediaurl.h"
 
 #define A ROUTE_AUTH
@@ -48,7 +48,7 @@ static const struct route routes[] = {
 };
 
 /* posts list their media with signed URLs (lib/mediaurl); the write
- * routes obey the per-user limits of fcgi-apps/lib/limits */
+ * routes obey the per-user limits of fcgi-apps/lib/userlimits */
 static int community_init(void)
 {
 	limits_init();

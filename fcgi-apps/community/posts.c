@@ -23,7 +23,7 @@
 
 #include "events.h"
 #include "jh.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "log.h"
 #include "mediaurl.h"
 #include "page.h"

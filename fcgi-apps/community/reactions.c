@@ -6,7 +6,7 @@
  * log line.  A change (a row really inserted or deleted) bumps the feed
  * version: counts live in the cached posts.  No event: reactions are not
  * among the changes others see live (docs/events.md).  Both count against
- * the caller's reaction budget (fcgi-apps/lib/limits), and a post holds at most
+ * the caller's reaction budget (fcgi-apps/lib/userlimits), and a post holds at most
  * TH_REACTION_KINDS_MAX (50) distinct kinds: a new kind beyond them is 400
  * validation_failed (field emoji); adding one of its kinds stays allowed. */
 #include <stdint.h>
@@ -16,7 +16,7 @@
 
 #include "db.h"
 #include "jh.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "log.h"
 #include "posts.h"
 #include "reply.h"

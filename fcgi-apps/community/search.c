@@ -1,5 +1,5 @@
 /* search: GET /api/communities/:id/search?q= — posts ranked by full-text
- * relevance, by the rules of fcgi-apps/lib/fts.h (the message search of
+ * relevance, by the rules of fcgi-apps/lib/textsearch.h (the message search of
  * the realtime app follows the same).
  *
  * posts.search is a stored tsvector (title weight A, body B) with a GIN
@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fts.h"
+#include "textsearch.h"
+#include "userlimits.h"
 #include "page.h"
 #include "posts.h"
 #include "reply.h"
@@ -28,6 +29,10 @@ void search_posts(struct http_req *req)
 
 	if (community_access_param(req, "id", ROLE_NONE, &c) < 0 || !(q = fts_q_or_400(req)) ||
 	    page_parse_or_400(req, 2, INT64_MAX, &pg) < 0)
+		return;
+	/* a search costs O(matches): signed-in callers have a budget (anonymous
+	 * ones meet nginx's per-address limits) */
+	if (req->user_id && limits_take_or_reply(req, LIMIT_SEARCH) < 0)
 		return;
 	params[0] = ids_text(cid, c.id);
 	params[1] = q;

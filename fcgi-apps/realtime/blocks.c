@@ -12,7 +12,7 @@
 
 #include "db.h"
 #include "jh.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "log.h"
 #include "mirror.h"
 #include "page.h"

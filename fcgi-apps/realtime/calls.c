@@ -24,7 +24,7 @@
  * community's ongoing calls by the community app in the same transaction
  * (community/callexit.c); create and join lock the caller's membership row
  * first, so they cannot slip a participant in behind it.  Starting or
- * joining a call counts against the caller's call budget (fcgi-apps/lib/limits:
+ * joining a call counts against the caller's call budget (fcgi-apps/lib/userlimits:
  * TH_RL_CALL_MAX per TH_RL_CALL_WINDOW, 20 a minute): each start rings
  * every member's inbox. */
 #include <json-c/json.h>
@@ -36,7 +36,7 @@
 #include "db.h"
 #include "events.h"
 #include "jh.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "log.h"
 #include "metrics.h"
 #include "mirror.h"

@@ -21,7 +21,7 @@
 #include "arena.h"
 #include "db.h"
 #include "jh.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "log.h"
 #include "page.h"
 #include "realtime.h"

@@ -10,7 +10,7 @@
 #include <stdio.h>
 
 #include "app.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "realtime.h"
 
 #define A ROUTE_AUTH

@@ -26,7 +26,7 @@
 #include "db.h"
 #include "events.h"
 #include "jh.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "log.h"
 #include "page.h"
 #include "realtime.h"

@@ -24,7 +24,7 @@
 #include "config.h"
 #include "db.h"
 #include "jh.h"
-#include "limits.h"
+#include "userlimits.h"
 #include "log.h"
 #include "realtime.h"
 #include "reply.h"

@@ -1,6 +1,6 @@
 /* search: GET /api/messages/search?q=&channel_id= | &community_id= —
  * messages the caller may read, ranked by full-text relevance, by the rules
- * of fcgi-apps/lib/fts.h (the same as post search).
+ * of fcgi-apps/lib/textsearch.h (the same as post search).
  *
  * Scope: one channel (its readers, as its history), or every channel of a
  * community (its readers).  Deleted messages never match (their body is
@@ -10,8 +10,9 @@
  * is found. */
 #include <stdlib.h>
 
-#include "fts.h"
+#include "textsearch.h"
 #include "jh.h"
+#include "userlimits.h"
 #include "page.h"
 #include "realtime.h"
 #include "reply.h"
@@ -68,7 +69,8 @@ void messages_search(struct http_req *req)
 		   policy_check_or_reply(req, &c, ROLE_NONE, "community") < 0) {
 		return;
 	}
-	if (!(q = fts_q_or_400(req)) || page_parse_or_400(req, 3, INT64_MAX, &pg) < 0)
+	if (!(q = fts_q_or_400(req)) || page_parse_or_400(req, 3, INT64_MAX, &pg) < 0 ||
+	    limits_take_or_reply(req, LIMIT_SEARCH) < 0)
 		return;
 	{
 		const char *params[] = {ids_text(scope, id), q,           pg.key_s[0],

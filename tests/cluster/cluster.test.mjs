@@ -735,7 +735,7 @@ test('Redis Cluster: every process on 3 masters with replicas, kill -9 one maste
   assert.equal(login.status, 200, `login on app2 with Redis Cluster: ${login.status} ${login.text}`);
   const masters = await rcMasters();
   assert.equal(masters.length, 3, `masters: ${masters}`);
-  // the master of the first load user's post budget (th:rl:post:<uid>, fcgi-apps/lib/limits.c):
+  // the master of the first load user's post budget (th:rl:post:<uid>, fcgi-apps/lib/userlimits.c):
   // every post of that user asks it
   const victim = await ctl('rc-master-of', `th:rl:post:${world.users[0].id}`);
   assert.ok(masters.includes(victim), `master of the user's post budget: ${victim} (masters ${masters})`);

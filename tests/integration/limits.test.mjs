@@ -4,7 +4,7 @@
 // post are capped (400 validation_failed, field emoji), exactly, under concurrent PUTs.
 //
 // The suite's stack raises the fixed-window limits (tests/integration/run); this file
-// restarts the community and realtime pools with API.md's defaults (fcgi-apps/lib/limits.h),
+// restarts the community and realtime pools with API.md's defaults (fcgi-apps/lib/userlimits.h),
 // and back with the suite's settings when it is done. Messages keep their default (10/s,
 // burst 30) everywhere.
 // Client addresses: registrations from 127.22.x.y (lib/fixtures.mjs).
@@ -17,13 +17,14 @@ import { healthyRun } from './lib/stack.mjs';
 
 const { newUser, community } = fixtures({ net: 22, slug: 'lim', name: 'Limits', general: true });
 
-// API.md's defaults (fcgi-apps/lib/limits.h)
+// API.md's defaults (fcgi-apps/lib/userlimits.h)
 const DEFAULTS = {
   TH_RL_POST_MAX: '10', TH_RL_POST_WINDOW: '60',
   TH_RL_COMMENT_MAX: '30', TH_RL_COMMENT_WINDOW: '60',
   TH_RL_COMMUNITY_MAX: '5', TH_RL_COMMUNITY_WINDOW: '86400',
   TH_RL_REACTION_MAX: '60', TH_RL_REACTION_WINDOW: '60',
   TH_RL_CALL_MAX: '20', TH_RL_CALL_WINDOW: '60',
+  TH_RL_SEARCH_MAX: '60', TH_RL_SEARCH_WINDOW: '60',
   TH_RL_MSG_INTERVAL_MS: '100', TH_RL_MSG_BURST: '30',
   TH_REACTION_KINDS_MAX: '50',
 };
@@ -106,6 +107,18 @@ describe('per-user write limits (API.md defaults)', { timeout: 240000 }, () => {
     assertLimited(await api('POST', `/api/calls/${call}/join`, m), 60, '21st join');
     assertLimited(await api('POST', '/api/calls', m, { channel_id: c.channel }), 60, '21st start');
     assertStatus(await api('POST', `/api/calls/${call}/leave`, m), 204, 'leaving is never limited');
+  });
+
+  test('searches: 60 a minute over posts and messages together; anonymous post search is not counted', async () => {
+    const u = await newUser('lse');
+    const c = await community(u, 'public');
+    const rs = await inTurn(60, (i) => (i % 2
+      ? api('GET', `/api/communities/${c.id}/search?q=x${i}`, u)
+      : api('GET', `/api/messages/search?community_id=${c.id}&q=x${i}`, u)));
+    for (const r of rs) assertStatus(r, 200);
+    assertLimited(await api('GET', `/api/messages/search?community_id=${c.id}&q=y`, u), 60, '61st message search');
+    assertLimited(await api('GET', `/api/communities/${c.id}/search?q=y`, u), 60, '61st post search');
+    assertStatus(await api('GET', `/api/communities/${c.id}/search?q=y`, null), 200, 'anonymous');
   });
 
   test('messages over REST: burst 30, then 10/s (429 with Retry-After 1 beyond it)', async () => {

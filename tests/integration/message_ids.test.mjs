@@ -185,7 +185,7 @@ describe('a message id belongs to its first channel and sender', { timeout: 1200
   test('the race without stopping the bridge: whoever stores the id owns it, and only the owner gets a receipt', { timeout: 60000 }, async () => {
     const { victim, other, c, v, o } = await stage('my');
     try {
-      // 4 rounds of 6 tries: within the other member's message burst (30, fcgi-apps/lib/limits.h)
+      // 4 rounds of 6 tries: within the other member's message burst (30, fcgi-apps/lib/userlimits.h)
       for (let round = 0; round < 4; round++) {
         const id = uuid();
         const payload = JSON.stringify({ id, body: `victim ${round}` });
@@ -244,7 +244,7 @@ describe('one sequence per channel for both writers', { timeout: 60000 }, () => 
     try {
       const ids = [];
       const sends = [];
-      // 12 each way, interleaved (within both users' message bursts, fcgi-apps/lib/limits.h)
+      // 12 each way, interleaved (within both users' message bursts, fcgi-apps/lib/userlimits.h)
       for (let i = 0; i < 12; i++) {
         const a = uuid();
         const b = uuid();

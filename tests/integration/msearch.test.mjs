@@ -1,6 +1,6 @@
 // Search over messages (issue 21 point 5): GET /api/messages/search?q= with channel_id= or
 // community_id= (docs/openapi.yaml), messages the caller may read, ranked like post search
-// (fcgi-apps/lib/fts.h), keyset paged.
+// (fcgi-apps/lib/textsearch.h), keyset paged.
 //
 // - Scope: one channel finds only its messages; a community finds every channel's.
 // - Rank: more occurrences of the word rank first; ties keep a stable order through pages.

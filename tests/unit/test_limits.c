@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "limits.h"
+#include "userlimits.h"
 
 static const char *const vars[] = {
 	"TH_RL_POST_MAX",        "TH_RL_POST_WINDOW",     "TH_RL_COMMENT_MAX",

@@ -1,6 +1,6 @@
-/* fts: the full-text search rules every search route shares (posts of a
- * community, messages of a channel or a community), so that they parse and
- * rank the same way.
+/* textsearch (prefix fts_; not fts.h, a glibc header): the full-text search
+ * rules every search route shares (posts of a community, messages of a
+ * channel or a community), so that they parse and rank the same way.
  *
  * q (1-200 characters, no control characters) goes to
  * websearch_to_tsquery('simple', q) as a parameter: it accepts any text
@@ -14,8 +14,8 @@
  * whatever the float rounding.  Ranking needs every match in scope (the rank
  * is not indexable): one page costs O(matches), bounded by the statement
  * timeout. */
-#ifndef TH_FTS_H
-#define TH_FTS_H
+#ifndef TH_TEXTSEARCH_H
+#define TH_TEXTSEARCH_H
 
 #include "http.h"
 

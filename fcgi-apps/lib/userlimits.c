@@ -1,5 +1,5 @@
 /* limits: settings, keys, and the one check every limited write route calls. */
-#include "limits.h"
+#include "userlimits.h"
 
 #include <stdio.h>
 
@@ -26,6 +26,7 @@ static const struct {
 	[LIMIT_DM] = {"dm", "TH_RL_DM_MAX", "TH_RL_DM_WINDOW", 20, 3600},
 	[LIMIT_BLOCK] = {"block", "TH_RL_BLOCK_MAX", "TH_RL_BLOCK_WINDOW", 100, 3600},
 	[LIMIT_PUSH] = {"push", "TH_RL_PUSH_MAX", "TH_RL_PUSH_WINDOW", 30, 3600},
+	[LIMIT_SEARCH] = {"search", "TH_RL_SEARCH_MAX", "TH_RL_SEARCH_WINDOW", 60, 60},
 	[LIMIT_MESSAGE] = {"msg", NULL, NULL, 0, 0},
 };
 

@@ -1,5 +1,5 @@
 /* fts: the query parameter of the search routes. */
-#include "fts.h"
+#include "textsearch.h"
 
 #include <string.h>
 

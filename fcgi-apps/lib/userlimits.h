@@ -1,5 +1,7 @@
-/* limits: the per-user write limits of API.md ("Limits every route and
- * topic obeys"), their values in one place.
+/* userlimits (prefix limits_): the per-user write limits of API.md ("Limits
+ * every route and topic obeys"), their values in one place.  Not named
+ * limits.h: with fcgi-apps/lib on the include path, a system header's
+ * <limits.h> found this file instead (and make's dependency lists missed it).
  *
  * Every value is a TH_* setting read once at start-up (limits_init; a
  * malformed one stops the process, like every other setting), so a stack
@@ -14,6 +16,8 @@
  *   dm opened   TH_RL_DM_MAX (20)                          TH_RL_DM_WINDOW (3600 s)
  *   block       TH_RL_BLOCK_MAX (100)                      TH_RL_BLOCK_WINDOW (3600 s)
  *   push sub.   TH_RL_PUSH_MAX (30)                        TH_RL_PUSH_WINDOW (3600 s)
+ *   search      TH_RL_SEARCH_MAX (60)                      TH_RL_SEARCH_WINDOW (60 s)
+ *               (signed-in callers: a search costs O(matches) in PostgreSQL)
  *   message     TH_RL_MSG_INTERVAL_MS (100), TH_RL_MSG_BURST (30): a token
  *               bucket, 10/s with a burst of 30, shared by REST and MQTT
  *               through one Redis key, th:rl:msg:<user_id> (the broker
@@ -27,8 +31,8 @@
  * and posting, commenting and chatting keep working through its outage like
  * every other route backed by PostgreSQL; the limits hold again as soon as
  * it is back. */
-#ifndef TH_LIMITS_H
-#define TH_LIMITS_H
+#ifndef TH_USERLIMITS_H
+#define TH_USERLIMITS_H
 
 #include "http.h"
 
@@ -41,6 +45,7 @@ enum limit_kind {
 	LIMIT_DM,
 	LIMIT_BLOCK,
 	LIMIT_PUSH,
+	LIMIT_SEARCH,
 	LIMIT_MESSAGE,
 	LIMIT_KINDS
 };
