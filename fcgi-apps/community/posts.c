@@ -470,6 +470,8 @@ void posts_patch(struct http_req *req)
 		http_reply_error(req, TH_EVALIDATION, "give a title or a body to change", NULL);
 		return;
 	}
+	if (limits_take_or_reply(req, LIMIT_EDIT) < 0)
+		return;
 	{
 		const char *params[] = {ids_text(pid, p.id), title, body};
 

@@ -18,6 +18,9 @@
  *   push sub.   TH_RL_PUSH_MAX (30)                        TH_RL_PUSH_WINDOW (3600 s)
  *   search      TH_RL_SEARCH_MAX (60)                      TH_RL_SEARCH_WINDOW (60 s)
  *               (signed-in callers: a search costs O(matches) in PostgreSQL)
+ *   edit        TH_RL_EDIT_MAX (30)                        TH_RL_EDIT_WINDOW (60 s)
+ *               (post and message edits together: each keeps the earlier
+ *               body in the edit history, so edits cost storage)
  *   message     TH_RL_MSG_INTERVAL_MS (100), TH_RL_MSG_BURST (30): a token
  *               bucket, 10/s with a burst of 30, shared by REST and MQTT
  *               through one Redis key, th:rl:msg:<user_id> (the broker
@@ -46,6 +49,7 @@ enum limit_kind {
 	LIMIT_BLOCK,
 	LIMIT_PUSH,
 	LIMIT_SEARCH,
+	LIMIT_EDIT,
 	LIMIT_MESSAGE,
 	LIMIT_KINDS
 };

@@ -385,7 +385,7 @@ void messages_patch(struct http_req *req)
 	if (jh_string_or_400(req, req->json, "body", 1, MSG_BODY_MAX, JH_REQUIRED | JH_MULTILINE,
 			     &body) < 0)
 		return;
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_EDIT) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {m.id, body};

@@ -25,6 +25,7 @@ const DEFAULTS = {
   TH_RL_REACTION_MAX: '60', TH_RL_REACTION_WINDOW: '60',
   TH_RL_CALL_MAX: '20', TH_RL_CALL_WINDOW: '60',
   TH_RL_SEARCH_MAX: '60', TH_RL_SEARCH_WINDOW: '60',
+  TH_RL_EDIT_MAX: '30', TH_RL_EDIT_WINDOW: '60',
   TH_RL_MSG_INTERVAL_MS: '100', TH_RL_MSG_BURST: '30',
   TH_REACTION_KINDS_MAX: '50',
 };
@@ -119,6 +120,23 @@ describe('per-user write limits (API.md defaults)', { timeout: 240000 }, () => {
     assertLimited(await api('GET', `/api/messages/search?community_id=${c.id}&q=y`, u), 60, '61st message search');
     assertLimited(await api('GET', `/api/communities/${c.id}/search?q=y`, u), 60, '61st post search');
     assertStatus(await api('GET', `/api/communities/${c.id}/search?q=y`, null), 200, 'anonymous');
+  });
+
+  test('edits: 30 a minute over posts and messages together (each keeps a history row)', async () => {
+    const u = await newUser('led');
+    const c = await community(u, 'public');
+    const p = assertStatus(await api('POST', `/api/communities/${c.id}/posts`, u, { body: 'v0' }), 201).json;
+    const msg = assertStatus(await api('POST', `/api/channels/${c.channel}/messages`, u, { body: 'v0' }), 201).json;
+    const rs = await inTurn(30, (i) => (i % 2
+      ? api('PATCH', `/api/posts/${p.id}`, u, { body: `v${i + 1}` })
+      : api('PATCH', `/api/messages/${msg.id}`, u, { body: `v${i + 1}` })));
+    for (const r of rs) assertStatus(r, 200);
+    assertLimited(await api('PATCH', `/api/posts/${p.id}`, u, { body: 'one too many' }), 60, '31st edit (post)');
+    assertLimited(await api('PATCH', `/api/messages/${msg.id}`, u, { body: 'one too many' }), 60, '31st edit (message)');
+    // nothing changed by the refused edits
+    assert.equal(assertStatus(await api('GET', `/api/posts/${p.id}`, u), 200).json.body, 'v30');
+    const hist = assertStatus(await api('GET', `/api/posts/${p.id}/history`, u), 200).json;
+    assert.equal(hist.items.length, 15, `post history: ${show(hist)}`);
   });
 
   test('messages over REST: burst 30, then 10/s (429 with Retry-After 1 beyond it)', async () => {
