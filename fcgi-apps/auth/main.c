@@ -6,6 +6,7 @@
 #include "app.h"
 #include "auth.h"
 #include "password.h"
+#include "seal.h"
 #include "token.h"
 
 /* method, pattern, handler, flags, body limit */
@@ -41,7 +42,8 @@ static void auth_fini(void)
 
 static int auth_init(void)
 {
-	if (token_init_signer() < 0 || accounts_init() < 0 || me_cache_init() < 0)
+	if (token_init_signer() < 0 || seal_init() < 0 || accounts_init() < 0 ||
+	    me_cache_init() < 0)
 		return -1;
 	acct_limits_init();
 	return 0;

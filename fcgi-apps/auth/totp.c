@@ -28,6 +28,7 @@
 #include "log.h"
 #include "password.h"
 #include "reply.h"
+#include "seal.h"
 #include "totp.h"
 
 #define TOTP_ISSUER "Townhall"
@@ -51,16 +52,47 @@ static void recovery_hash(const char *code, char hex[65])
 	sodium_bin2hex(hex, 65, d, sizeof(d));
 }
 
-/* The secret (hex, from PostgreSQL's bytea) into out (TOTP_SECRET_LEN). */
-static int secret_from_hex(const char *bytea, unsigned char *out)
+/* "totp:<uid>": a sealed secret opens only in its own account's row */
+static const char *secret_ad(char buf[32], int64_t uid)
 {
+	snprintf(buf, 32, "totp:%lld", (long long)uid);
+	return buf;
+}
+
+/* uid's secret, as PostgreSQL's bytea text ("\\x<hex>" of a blob sealed
+ * by secret_seal), into out (TOTP_SECRET_LEN).  A bare 20-byte value was
+ * written before secrets were sealed and is still read; every secret set up
+ * since is sealed.  0, or -1 (malformed, changed, or another row's). */
+static int secret_open(int64_t uid, const char *bytea, unsigned char *out)
+{
+	unsigned char blob[TOTP_SECRET_LEN + SEAL_OVERHEAD];
+	char ad[32];
 	size_t len = 0;
 
 	if (!bytea || strncmp(bytea, "\\x", 2) != 0 ||
-	    sodium_hex2bin(out, TOTP_SECRET_LEN, bytea + 2, strlen(bytea + 2), NULL, &len, NULL) !=
-		    0 ||
-	    len != TOTP_SECRET_LEN)
+	    sodium_hex2bin(blob, sizeof(blob), bytea + 2, strlen(bytea + 2), NULL, &len, NULL) != 0)
 		return -1;
+	if (len == TOTP_SECRET_LEN) {
+		memcpy(out, blob, len);
+		return 0;
+	}
+	if (seal_open(secret_ad(ad, uid), blob, len, out, TOTP_SECRET_LEN) != TOTP_SECRET_LEN)
+		return -1;
+	return 0;
+}
+
+/* secret sealed for uid, as hex (for decode($n, 'hex')) into hex; 0 or -1. */
+static int secret_seal(int64_t uid, const unsigned char *secret,
+		       char hex[(TOTP_SECRET_LEN + SEAL_OVERHEAD) * 2 + 1])
+{
+	unsigned char blob[TOTP_SECRET_LEN + SEAL_OVERHEAD];
+	char ad[32];
+	ssize_t n;
+
+	n = seal_close(secret_ad(ad, uid), secret, TOTP_SECRET_LEN, blob, sizeof(blob));
+	if (n != (ssize_t)sizeof(blob))
+		return -1;
+	sodium_bin2hex(hex, (TOTP_SECRET_LEN + SEAL_OVERHEAD) * 2 + 1, blob, sizeof(blob));
 	return 0;
 }
 
@@ -85,7 +117,7 @@ static int factor_check(struct http_req *req, int64_t uid, const char *code)
 				     1, p1);
 		if (!r)
 			return -1;
-		if (db_res_rows(r) != 1 || secret_from_hex(db_res_get(r, 0, 0), secret) < 0 ||
+		if (db_res_rows(r) != 1 || secret_open(uid, db_res_get(r, 0, 0), secret) < 0 ||
 		    !totp_check(secret, sizeof(secret), code, (uint64_t)time(NULL), &step))
 			return 0;
 		sodium_memzero(secret, sizeof(secret));
@@ -139,14 +171,20 @@ int totp_check_login(struct http_req *req, int64_t uid, const char *code)
 void totp_setup_handler(struct http_req *req)
 {
 	unsigned char secret[TOTP_SECRET_LEN];
-	char b32[TOTP_B32_SIZE(TOTP_SECRET_LEN)], hex[TOTP_SECRET_LEN * 2 + 1], id[24], *url;
+	char b32[TOTP_B32_SIZE(TOTP_SECRET_LEN)], hex[(TOTP_SECRET_LEN + SEAL_OVERHEAD) * 2 + 1];
+	char id[24], *url;
 	struct json_object *o;
 	struct db_res *r;
+	int sealed;
 
 	randombytes_buf(secret, sizeof(secret));
 	totp_b32(secret, sizeof(secret), b32);
-	sodium_bin2hex(hex, sizeof(hex), secret, sizeof(secret));
+	sealed = secret_seal(req->user_id, secret, hex);
 	sodium_memzero(secret, sizeof(secret));
+	if (sealed < 0) {
+		http_reply_error(req, TH_EINTERNAL, "cannot seal the secret", NULL);
+		return;
+	}
 	{
 		const char *params[] = {ids_text(id, req->user_id), hex};
 
@@ -236,7 +274,7 @@ void totp_enable_handler(struct http_req *req)
 	}
 	if (!r)
 		return;
-	if (db_res_rows(r) != 1 || secret_from_hex(db_res_get(r, 0, 0), secret) < 0) {
+	if (db_res_rows(r) != 1 || secret_open(req->user_id, db_res_get(r, 0, 0), secret) < 0) {
 		http_reply_error(req, TH_ECONFLICT,
 				 "no two-factor set-up is waiting (POST /api/auth/totp/setup "
 				 "first)",

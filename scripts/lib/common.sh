@@ -353,6 +353,9 @@ th_keys() {
 	key_hex turn.secret "TURN secret"
 	# the media app signs private media URLs with it (?exp=&sig=)
 	key_hex media-url.secret "media URL secret"
+	# the auth app seals secrets it must read back (TOTP) with it (lib/seal.h):
+	# a dump of the database alone then gives none of them
+	key_hex seal.key "key for secrets at rest"
 	# The passwords of the stack's servers: PostgreSQL's role townhall (scram)
 	# and Redis (requirepass). Hex, so they render safely into configs.
 	key_hex "$KEY_PG" "PostgreSQL password of role townhall"

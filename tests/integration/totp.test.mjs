@@ -15,6 +15,7 @@ import { request } from './lib/http.mjs';
 import { assertError, assertStatus } from './lib/assert.mjs';
 import { api, fixtures } from './lib/fixtures.mjs';
 import { waitFor } from './lib/mqtt.mjs';
+import { psql } from './lib/stack.mjs';
 
 const { newUser, freshAddr } = fixtures({ net: 74, slug: 'totp', name: 'Totp' });
 
@@ -90,5 +91,28 @@ describe('totp', () => {
     await waitFor(async () => (await api('GET', '/api/auth/me', u)).json?.user?.totp_enabled === false, 8000, 'totp_enabled false');
     assertStatus(await login(u), 200, 'login without a code again:');
     assertError(await api('POST', '/api/auth/totp/disable', u, { password: u.password, code: '000000' }), 409, 'conflict');
+  });
+
+  test('the secret is sealed at rest: the database holds no copy of it, and a blob moved to another account opens nothing', async () => {
+    const a = await newUser('tsa');
+    const b = await newUser('tsb');
+    const setup = assertStatus(await api('POST', '/api/auth/totp/setup', a), 200, 'setup:').json;
+    assertStatus(await api('POST', '/api/auth/totp/enable', a, { code: code(setup.secret, now()) }), 200, 'enable:');
+    const q = await psql(`SELECT encode(totp_secret, 'hex') FROM users WHERE id = ${Number(a.id)}`);
+    assert.equal(q.code, 0, q.stderr);
+    const stored = Buffer.from(q.stdout.trim(), 'hex');
+    const plain = b32decode(setup.secret);
+    assert.equal(plain.length, 20);
+    // version byte, 24-byte nonce, 20 bytes sealed, 16-byte tag (lib/seal.h)
+    assert.equal(stored.length, 1 + 24 + 20 + 16, `stored ${stored.length} bytes`);
+    assert.equal(stored.indexOf(plain), -1, 'the plain secret is in the row');
+    // b "enables" TOTP by copying a's sealed secret into its row: the blob is bound to a's
+    // row, so no code of a's secret signs b in, and b's login does not break either
+    const cp = await psql(`UPDATE users SET totp_secret = (SELECT totp_secret FROM users WHERE id = ${Number(a.id)}), totp_enabled_at = now() WHERE id = ${Number(b.id)}`);
+    assert.equal(cp.code, 0, cp.stderr);
+    assertError(await login(b), 401, 'totp_required');
+    assertError(await login(b, { totp: code(setup.secret, now() + 30) }), 401, 'unauthorized');
+    // a still signs in with its own
+    assertStatus(await login(a, { totp: code(setup.secret, now() + 30) }), 200, 'a with its code:');
   });
 });
