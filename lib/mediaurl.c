@@ -1,14 +1,13 @@
 /* mediaurl: HMAC-SHA256 signed media URLs. */
 #include "mediaurl.h"
 
-#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "config.h"
+#include "keyfile.h"
 
 #define SECRET_MIN 32
 
@@ -18,34 +17,15 @@ static long ttl = 3600;
 
 int mediaurl_init(void)
 {
-	char dflt[4096];
-	const char *path;
 	ssize_t n;
-	int fd;
 
 	if (sodium_init() < 0)
 		return -1;
 	ttl = (long)cfg_int("TH_MEDIA_URL_TTL", 3600, 10, 7 * 86400);
-	snprintf(dflt, sizeof(dflt), "%s/keys/media-url.secret", cfg_str("TH_VAR_DIR", "."));
-	path = cfg_str("TH_MEDIA_URL_SECRET_FILE", dflt);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr,
-			"media URLs: cannot open the signing key %s "
-			"(TH_MEDIA_URL_SECRET_FILE; scripts/stack creates it)\n",
-			path);
+	n = keyfile_read("media URLs", "TH_MEDIA_URL_SECRET_FILE", "media-url.secret", secret,
+			 sizeof(secret), SECRET_MIN);
+	if (n < 0)
 		return -1;
-	}
-	n = read(fd, secret, sizeof(secret));
-	close(fd);
-	/* a trailing newline is not part of the key */
-	while (n > 0 && (secret[n - 1] == '\n' || secret[n - 1] == '\r'))
-		n--;
-	if (n < SECRET_MIN) {
-		fprintf(stderr, "media URLs: the signing key %s holds fewer than %d bytes\n", path,
-			SECRET_MIN);
-		return -1;
-	}
 	secret_len = (size_t)n;
 	return 0;
 }

@@ -1,13 +1,10 @@
 /* seal: XChaCha20-Poly1305 blobs for secrets at rest (seal.h). */
 #include "seal.h"
 
-#include <fcntl.h>
 #include <sodium.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "config.h"
+#include "keyfile.h"
 
 #define KEY_MIN 32
 #define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -21,41 +18,21 @@ static int have_key;
 int seal_init(void)
 {
 	unsigned char buf[512];
-	char dflt[4096];
-	const char *path;
 	ssize_t n;
-	int fd, rc = -1;
 
 	have_key = 0;
 	sodium_memzero(key, sizeof(key));
 	if (sodium_init() < 0)
 		return -1;
-	snprintf(dflt, sizeof(dflt), "%s/keys/seal.key", cfg_str("TH_VAR_DIR", "."));
-	path = cfg_str("TH_SEAL_KEY_FILE", dflt);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fprintf(stderr,
-			"seal: cannot open the key for secrets at rest %s "
-			"(TH_SEAL_KEY_FILE; scripts/stack creates it)\n",
-			path);
-		return -1;
+	n = keyfile_read("seal (the key for secrets at rest)", "TH_SEAL_KEY_FILE", "seal.key", buf,
+			 sizeof(buf), KEY_MIN);
+	if (n >= 0) {
+		/* any length of key material into exactly the AEAD's key size */
+		crypto_generichash(key, sizeof(key), buf, (size_t)n, NULL, 0);
+		have_key = 1;
 	}
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	/* a trailing newline is not part of the key */
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		n--;
-	if (n < KEY_MIN) {
-		fprintf(stderr, "seal: the key %s holds fewer than %d bytes\n", path, KEY_MIN);
-		goto out;
-	}
-	/* any length of key material into exactly the AEAD's key size */
-	crypto_generichash(key, sizeof(key), buf, (size_t)n, NULL, 0);
-	have_key = 1;
-	rc = 0;
-out:
 	sodium_memzero(buf, sizeof(buf));
-	return rc;
+	return have_key ? 0 : -1;
 }
 
 ssize_t seal_close(const char *ad, const unsigned char *in, size_t n, unsigned char *out,
