@@ -3,17 +3,19 @@
  * Events are rows of event_outbox, written by the apps in the transaction
  * of their change.  A bridge claims a batch in id order for a lease (other
  * bridges skip claimed rows: several bridges share the work), publishes
- * every event with QoS 1, and deletes the batch only once the broker has
- * acknowledged (PUBACK) every one of those publishes.  If the
- * acknowledgements do not all come within TH_BRIDGE_RELAY_ACK_MS (the
- * broker died, the connection broke), the claim is released and the batch
- * is published again: an event may arrive twice, never zero times.  The
- * same when the broker answers "no matching subscribers" (MQTT 5 reason
- * 0x10): every outbox topic has subscribers while the edges' bridges are
- * attached to the hub (chat/ has th-bridge itself), so 0x10 means the hub
- * just came back and its edges are not yet there; the batch goes out again
- * until they are, at most RELAY_ATTEMPTS_MAX times (then it is dropped and
- * counted: nobody was there to receive it).  A bridge
+ * every event with QoS 1, and deletes an event only once the broker has
+ * acknowledged (PUBACK) every one of its publishes.  Events are settled one
+ * by one, not as a batch: an event whose acknowledgements do not all come
+ * within TH_BRIDGE_RELAY_ACK_MS (the broker died, the connection broke) is
+ * handed back (claim released) and published again: an event may arrive
+ * twice, never zero times; the others of its batch are deleted.  The same
+ * when the broker answers "no matching subscribers" (MQTT 5 reason 0x10)
+ * to a publish of the event: every outbox topic has subscribers while the
+ * edges' bridges are attached to the hub (chat/ has th-bridge itself), so
+ * 0x10 means the hub just came back and its edges are not yet there; that
+ * event goes out again until they are, at most RELAY_ATTEMPTS_MAX times
+ * (then it is dropped and counted: nobody was there to receive it), while
+ * the events delivered beside it are not sent again.  A bridge
  * that dies with a batch out leaves it claimed until the lease ends, then
  * another bridge publishes it.  No transaction is held while waiting.
  * Routing:
@@ -23,15 +25,16 @@
  *   any event with user_id               -> user/<id>/inbox as well
  *   any event with "inbox": [ids]        -> user/<id>/inbox for each id
  *
- * Acknowledgements are matched by packet id: a bit per id (65,536 bits)
- * set at publish and cleared by the PUBACK.  A batch of RELAY_BATCH events
+ * Acknowledgements are matched by packet id: a byte per id (65,536) names
+ * the event of the batch that published it (0: none), set at publish and
+ * cleared by the PUBACK.  A batch of RELAY_BATCH events
  * publishes at most RELAY_BATCH * (2 + RELAY_INBOX_MAX) messages (< 65,536),
  * so its own ids never wrap onto each other; but libmosquitto hands out ids
  * by counting, without looking at what is in flight, so the receipts
  * store.c publishes meanwhile could be given an id the batch still waits
  * for, and that receipt's PUBACK would count as the event's: store.c tells
- * relay_mid_issued() every id it gets, and a batch that sees one of its
- * own goes out again (at least once).  A publish libmosquitto refuses for
+ * relay_mid_issued() every id it gets, and the event that waited for that
+ * id goes out again (at least once).  A publish libmosquitto refuses for
  * good (too large, invalid) is dropped and counted, never retried: it would
  * block the outbox behind it. */
 #include <json-c/json.h>
@@ -57,27 +60,41 @@
 
 enum relay_state { RELAY_IDLE, RELAY_WAITING };
 
+_Static_assert(RELAY_BATCH < 256, "an event's index + 1 fits the byte per packet id");
+
+/* One claimed event: its publishes not yet acknowledged, whether the hub
+ * had no subscriber for one of them, whether it must go out again. */
+struct relay_event {
+	int64_t id;
+	int pending;
+	unsigned unrouted : 1, again : 1;
+};
+
 static struct {
 	enum relay_state state;
-	int64_t ids[RELAY_BATCH]; /* the claimed batch, in id order */
+	struct relay_event ev[RELAY_BATCH]; /* the claimed batch, in id order */
 	int n;
-	size_t pending;  /* publishes not yet acknowledged */
-	size_t unrouted; /* acknowledged with "no matching subscribers" */
-	int failed;      /* a publish could not be queued */
+	int cur;        /* the event route() publishes */
+	size_t pending; /* publishes not yet acknowledged, over the batch */
+	int failed;     /* a publish could not be queued: stop waiting */
 	uint64_t deadline_us;
-	unsigned char mids[65536 / 8];
-	char owner[128]; /* claimed_by: this bridge's id */
+	unsigned char event_of[65536]; /* packet id -> index + 1 of its event */
+	char owner[128];               /* claimed_by: this bridge's id */
 	long ack_ms, lease_s;
 } rl;
 
-static int mid_test_clear(int mid)
+/* The event waiting for packet id mid, its wait ended (-1: none). */
+static int mid_take(int mid)
 {
-	unsigned char bit = (unsigned char)(1u << (mid & 7));
+	int i;
 
-	if (mid < 0 || mid > 65535 || !(rl.mids[mid >> 3] & bit))
-		return 0;
-	rl.mids[mid >> 3] &= (unsigned char)~bit;
-	return 1;
+	if (mid < 0 || mid > 65535 || rl.event_of[mid] == 0)
+		return -1;
+	i = rl.event_of[mid] - 1;
+	rl.event_of[mid] = 0;
+	rl.ev[i].pending--;
+	rl.pending--;
+	return i;
 }
 
 static void publish(struct mosquitto *mosq, const char *topic, const char *payload)
@@ -99,14 +116,18 @@ static void publish(struct mosquitto *mosq, const char *topic, const char *paylo
 		metrics_add(bstats.events_refused, 1);
 		return;
 	default:
-		rl.failed = 1; /* not connected, out of memory: the batch goes out again */
-		return;
-	}
-	if (mid <= 0 || mid > 65535) {
+		/* not connected, out of memory: the event goes out again */
+		rl.ev[rl.cur].again = 1;
 		rl.failed = 1;
 		return;
 	}
-	rl.mids[mid >> 3] |= (unsigned char)(1u << (mid & 7));
+	if (mid <= 0 || mid > 65535 || rl.event_of[mid] != 0) {
+		rl.ev[rl.cur].again = 1;
+		rl.failed = 1;
+		return;
+	}
+	rl.event_of[mid] = (unsigned char)(rl.cur + 1);
+	rl.ev[rl.cur].pending++;
 	rl.pending++;
 	metrics_add(bstats.events, 1);
 }
@@ -180,25 +201,26 @@ void relay_init(const char *owner)
 
 void relay_acked(int mid, int reason)
 {
-	if (rl.state != RELAY_WAITING || !mid_test_clear(mid))
+	int i;
+
+	if (rl.state != RELAY_WAITING || (i = mid_take(mid)) < 0)
 		return;
-	rl.pending--;
 	/* a refusal (>= 0x80: not authorized, quota) would be refused again:
 	 * it settles the publish, and is counted */
 	if (reason >= 0x80)
 		metrics_add(bstats.events_refused, 1);
 	else if (reason == RC_NO_MATCHING_SUBSCRIBERS)
-		rl.unrouted++;
+		rl.ev[i].unrouted = 1;
 }
 
 void relay_mid_issued(int mid)
 {
-	if (rl.state == RELAY_WAITING && mid_test_clear(mid)) {
-		/* an id the batch waits for went to another publish: which
-		 * PUBACK answers which is unknown now */
-		rl.pending--;
-		rl.failed = 1;
-	}
+	int i;
+
+	/* an id an event waits for went to another publish: which PUBACK
+	 * answers which is unknown now, so that event goes out again */
+	if (rl.state == RELAY_WAITING && (i = mid_take(mid)) >= 0)
+		rl.ev[i].again = 1;
 }
 
 int relay_waiting(void)
@@ -211,64 +233,82 @@ int relay_ready(void)
 	return rl.state == RELAY_WAITING && (rl.pending == 0 || rl.failed);
 }
 
-/* "{1,2,3}": the batch's ids as a bigint[] parameter */
-static void ids_param(char *out, size_t size)
+enum relay_outcome { RELAY_DELIVERED, RELAY_UNROUTED, RELAY_AGAIN, RELAY_OUTCOMES };
+
+static enum relay_outcome outcome(const struct relay_event *e)
+{
+	if (e->pending > 0 || e->again)
+		return RELAY_AGAIN;
+	return e->unrouted ? RELAY_UNROUTED : RELAY_DELIVERED;
+}
+
+/* "{1,2,3}": the ids of the batch's events with outcome how, as a bigint[]
+ * parameter; how many into *count */
+static void ids_param(enum relay_outcome how, char *out, size_t size, int *count)
 {
 	size_t len = 0;
 
+	*count = 0;
 	len += (size_t)snprintf(out, size, "{");
-	for (int i = 0; i < rl.n && len < size; i++)
-		len += (size_t)snprintf(out + len, size - len, "%s%lld", i ? "," : "",
-					(long long)rl.ids[i]);
+	for (int i = 0; i < rl.n && len < size; i++) {
+		if (outcome(&rl.ev[i]) != how)
+			continue;
+		len += (size_t)snprintf(out + len, size - len, "%s%lld", *count ? "," : "",
+					(long long)rl.ev[i].id);
+		(*count)++;
+	}
 	if (len < size)
 		snprintf(out + len, size - len, "}");
 }
 
-enum relay_outcome { RELAY_DELIVERED, RELAY_UNACKED, RELAY_UNROUTED };
-
-/* Ends the wait: deletes the batch when every publish was acknowledged,
- * else hands it back (claim released) to be published again; a batch
- * nobody subscribed to is dropped after RELAY_ATTEMPTS_MAX claims.  0 or
- * -1. */
-static int finish(enum relay_outcome how)
+/* Ends the wait, each event by its outcome: delivered ones are deleted;
+ * ones the hub had no subscriber for are handed back with one more attempt
+ * (dropped after RELAY_ATTEMPTS_MAX); unacknowledged ones are handed back
+ * (claim released).  The number of events that go out again, or -1 (the
+ * statement failed: the claims end with their lease, and every event of the
+ * batch goes out again). */
+static int finish(void)
 {
-	static const char *const sql[] = {
-		[RELAY_DELIVERED] =
-			"DELETE FROM event_outbox WHERE id = ANY($1::bigint[]) AND claimed_by = $2",
-		[RELAY_UNACKED] = "UPDATE event_outbox SET claimed_by = NULL, claimed_until = NULL "
-				  "WHERE id = ANY($1::bigint[]) AND claimed_by = $2",
-		[RELAY_UNROUTED] =
-			"WITH d AS (DELETE FROM event_outbox WHERE id = ANY($1::bigint[]) "
-			"           AND claimed_by = $2 AND attempts + 1 >= " RELAY_STR(
-				RELAY_ATTEMPTS_MAX) "           RETURNING id), "
-						    "u AS (UPDATE event_outbox SET claimed_by = "
-						    "NULL, claimed_until = NULL, "
-						    "             attempts = attempts + 1 "
-						    "      WHERE id = ANY($1::bigint[]) AND "
-						    "claimed_by = $2 "
-						    "        AND id NOT IN (SELECT id FROM d)) "
-						    "SELECT count(*) FROM d",
-	};
-	char ids[RELAY_BATCH * 21 + 3];
-	const char *p[2] = {ids, rl.owner};
+	static const char sql[] =
+		"WITH d AS (DELETE FROM event_outbox WHERE claimed_by = $4 "
+		"           AND (id = ANY($1::bigint[]) OR (id = ANY($2::bigint[]) "
+		"                AND attempts + 1 >= " RELAY_STR(
+			RELAY_ATTEMPTS_MAX) ")) "
+					    "           RETURNING id, id = ANY($2::bigint[]) AS "
+					    "dropped), "
+					    "u AS (UPDATE event_outbox SET claimed_by = NULL, "
+					    "claimed_until = NULL, "
+					    "             attempts = attempts + (id = "
+					    "ANY($2::bigint[]))::int "
+					    "      WHERE claimed_by = $4 AND (id = "
+					    "ANY($2::bigint[]) OR id = ANY($3::bigint[])) "
+					    "        AND id NOT IN (SELECT id FROM d)) "
+					    "SELECT count(*) FILTER (WHERE dropped) FROM d";
+	char ids[RELAY_OUTCOMES][RELAY_BATCH * 21 + 3];
+	const char *p[4] = {ids[RELAY_DELIVERED], ids[RELAY_UNROUTED], ids[RELAY_AGAIN], rl.owner};
+	int count[RELAY_OUTCOMES], dropped = 0, rc = -1;
 	struct db_res *r;
 
-	ids_param(ids, sizeof(ids));
-	r = db_exec(DB_PRIMARY, sql[how], 2, p);
-	memset(rl.mids, 0, sizeof(rl.mids));
+	for (int k = 0; k < RELAY_OUTCOMES; k++)
+		ids_param((enum relay_outcome)k, ids[k], sizeof(ids[k]), &count[k]);
+	r = db_exec(DB_PRIMARY, sql, 4, p);
+	memset(rl.event_of, 0, sizeof(rl.event_of));
 	rl.state = RELAY_IDLE;
 	rl.pending = 0;
-	rl.unrouted = 0;
 	rl.failed = 0;
 	if (!r)
-		return -1; /* the lease ends by itself: the batch goes out again */
-	if (how == RELAY_UNROUTED && db_res_rows(r) == 1 && atoi(db_res_get(r, 0, 0)) > 0) {
-		log_warn("bridge: %s outbox events dropped: no subscriber after %d attempts",
-			 db_res_get(r, 0, 0), RELAY_ATTEMPTS_MAX);
-		metrics_add(bstats.events_unrouted, (uint64_t)atoi(db_res_get(r, 0, 0)));
+		return -1;
+	if (db_res_rows(r) == 1)
+		dropped = atoi(db_res_get(r, 0, 0));
+	if (dropped > 0) {
+		log_warn("bridge: %d outbox events dropped: no subscriber after %d attempts",
+			 dropped, RELAY_ATTEMPTS_MAX);
+		metrics_add(bstats.events_unrouted, (uint64_t)dropped);
 	}
+	rc = count[RELAY_UNROUTED] - dropped + count[RELAY_AGAIN];
+	metrics_add(bstats.events_retried, (uint64_t)rc);
 	db_res_free(r);
-	return 0;
+	return rc;
 }
 
 int relay_step(struct mosquitto *mosq, int may_claim)
@@ -279,29 +319,22 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	int i, full, rc = -1;
 
 	if (rl.state == RELAY_WAITING) {
-		if (rl.pending == 0 && !rl.failed && rl.unrouted == 0) {
-			full = rl.n == RELAY_BATCH;
-			if (finish(RELAY_DELIVERED) < 0)
-				return -1;
-			return full ? 1 : 0; /* a full batch: more may wait */
-		}
-		if (rl.pending == 0 && !rl.failed) {
-			/* the hub had no subscriber (its edges not back yet): again
-			 * after the caller's short pause */
-			metrics_add(bstats.events_retried, (uint64_t)rl.n);
-			(void)finish(RELAY_UNROUTED);
-			return -1;
-		}
-		if (rl.failed || mono_us() >= rl.deadline_us) {
+		int again;
+
+		if (rl.pending > 0 && !rl.failed && mono_us() < rl.deadline_us)
+			return 1;
+		if (rl.pending > 0)
 			log_warn("bridge: %zu of the outbox's publishes unacknowledged after %ld "
-				 "ms: "
-				 "the batch of %d events goes out again",
-				 rl.pending, rl.ack_ms, rl.n);
-			metrics_add(bstats.events_retried, (uint64_t)rl.n);
-			(void)finish(RELAY_UNACKED);
+				 "ms: their events go out again",
+				 rl.pending, rl.ack_ms);
+		full = rl.n == RELAY_BATCH;
+		again = finish();
+		/* events to send again (the hub had no subscriber: its edges
+		 * are not back yet; or no acknowledgement): after the caller's
+		 * short pause */
+		if (again != 0)
 			return -1;
-		}
-		return 1;
+		return full ? 1 : 0; /* a full batch: more may wait */
 	}
 	if (!may_claim)
 		return 0;
@@ -328,7 +361,8 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	rl.pending = 0;
 	rl.failed = 0;
 	for (i = 0; i < rl.n; i++) {
-		rl.ids[i] = strtoll(db_res_get(r, i, 0), NULL, 10);
+		rl.ev[i] = (struct relay_event){.id = strtoll(db_res_get(r, i, 0), NULL, 10)};
+		rl.cur = i;
 		route(mosq, db_res_get(r, i, 1));
 	}
 	rl.deadline_us = mono_us() + (uint64_t)rl.ack_ms * 1000;
