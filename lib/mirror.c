@@ -6,6 +6,7 @@
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "modrule.h"
 
 #define MIRROR_MARKER "th:mirror:epoch"
 #define MIRROR_GEN "th:mirror:gen"
@@ -71,6 +72,31 @@ void mirror_community(int64_t cid, const char *visibility)
 	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:community:%lld", (long long)cid);
 	run(4, argv);
+	mirror_gen_bump(); /* after: see mirror.h */
+}
+
+void mirror_community_rules(int64_t cid, const struct modrule *m)
+{
+	char key[48], slow[24], len[24];
+	const char *argv[] = {"HSET",   key, "slow",  slow,
+			      "maxlen", len, "links", m->links ? "1" : "0"};
+
+	mirror_gen_bump();
+	snprintf(key, sizeof(key), "th:community:%lld", (long long)cid);
+	ID(slow, m->slow_s);
+	ID(len, m->max_len);
+	run(8, argv);
+	mirror_gen_bump(); /* after: see mirror.h */
+}
+
+void mirror_site_admin(int64_t uid, int on)
+{
+	char u[24];
+	const char *argv[] = {on ? "SADD" : "SREM", "th:admins", u};
+
+	mirror_gen_bump();
+	ID(u, uid);
+	run(3, argv);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 

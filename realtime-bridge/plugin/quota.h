@@ -74,11 +74,19 @@ int quota_publish_ok(int64_t uid, enum topic_kind k);
  * publish over the rate before it parses the payload. */
 int quota_publish_may(int64_t uid, enum topic_kind k);
 
+/* A chat publish of uid on channel ch under its community's rules
+ * (lib/modrule.h): content limits, then slow mode (the Redis clock REST
+ * shares, th:slow:<ch>:<uid>).  1 allowed, 0 dropped (counted in
+ * quota_limit_drops or quota_slow_drops; also when the rules cannot be
+ * read).  After quota_publish_ok(), for a publish that passed the ACL. */
+int quota_chat_rules_ok(int64_t uid, int64_t ch, const void *payload, uint32_t len);
+
 /* Syncs the chat buckets with Redis (at most every 200 ms, at most
  * QUOTA_SYNC_MAX users per call) and drops expired state (once a minute). */
 void quota_tick(void);
 
-/* Counters for tests and logs. */
-extern unsigned long quota_kicks, quota_drops, quota_subs_full;
+/* Counters for tests and logs: quota_drops over the rate; quota_slow_drops
+ * by slow mode, quota_limit_drops by a community's content limits. */
+extern unsigned long quota_kicks, quota_drops, quota_subs_full, quota_slow_drops, quota_limit_drops;
 
 #endif
