@@ -108,7 +108,7 @@ describe('moderation in the demo app', { timeout: 240000 }, () => {
     await B.selectOption('#report-form [name=reason]', 'spam');
     await B.fill('#report-form [name=note]', 'selling watches');
     await B.click('#report-submit');
-    await B.waitForSelector('#report-dialog:not([open])', { timeout: T });
+    await B.waitForSelector('#report-dialog', { state: 'hidden', timeout: T });
     await B.waitForFunction(() => /Reported/.test(document.querySelector('#toast')?.textContent || ''), null, { timeout: T });
     await snap('reported');
   });
