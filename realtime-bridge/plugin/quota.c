@@ -384,8 +384,10 @@ int quota_chat_rules_ok(int64_t uid, int64_t ch, const void *payload, uint32_t l
 		quota_limit_drops++; /* cannot tell: the plugin says no */
 		goto out;
 	}
-	if (modrule_is_default(&m))
-		return 1;
+	if (modrule_is_default(&m)) {
+		ok = 1; /* nothing to apply, nothing parsed */
+		goto out;
+	}
 	/* the ACL check validated the payload: id and body are there */
 	o = jh_parse(payload, len);
 	if (!o || !json_object_object_get_ex(o, "id", &id) ||

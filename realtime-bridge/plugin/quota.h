@@ -15,8 +15,13 @@
  *     same Redis bucket th:rl:msg:<uid> as the REST routes), typing and
  *     signal (local buckets only).
  *
+ *   - a community's chat rules (lib/modrule.h: slow mode, content limits),
+ *     for members below moderator: quota_chat_rules_ok().
+ *
  * Everything is decided from memory in O(1); Redis is touched only by
- * quota_tick(), bounded per call. */
+ * quota_tick(), bounded per call, and by slow mode: one SET per chat publish
+ * of a member in a community that has it (the clock REST shares; the rules
+ * themselves come from acl.c's cache). */
 #ifndef TH_QUOTA_H
 #define TH_QUOTA_H
 
