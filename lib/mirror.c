@@ -64,28 +64,31 @@ void mirror_gen_bump(void)
 	run(2, argv);
 }
 
-void mirror_community(int64_t cid, const char *visibility)
-{
-	char key[48];
-	const char *argv[] = {"HSET", key, "visibility", visibility};
-
-	mirror_gen_bump();
-	snprintf(key, sizeof(key), "th:community:%lld", (long long)cid);
-	run(4, argv);
-	mirror_gen_bump(); /* after: see mirror.h */
-}
-
-void mirror_community_rules(int64_t cid, const struct modrule *m)
+void mirror_community(int64_t cid, const char *visibility, const struct modrule *rules)
 {
 	char key[48], slow[24], len[24];
-	const char *argv[] = {"HSET",   key, "slow",  slow,
-			      "maxlen", len, "links", m->links ? "1" : "0"};
+	const char *argv[10] = {"HSET", key};
+	int n = 2;
 
+	if (!visibility && !rules)
+		return;
 	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:community:%lld", (long long)cid);
-	ID(slow, m->slow_s);
-	ID(len, m->max_len);
-	run(8, argv);
+	if (visibility) {
+		argv[n++] = "visibility";
+		argv[n++] = visibility;
+	}
+	if (rules) {
+		ID(slow, rules->slow_s);
+		ID(len, rules->max_len);
+		argv[n++] = "slow";
+		argv[n++] = slow;
+		argv[n++] = "maxlen";
+		argv[n++] = len;
+		argv[n++] = "links";
+		argv[n++] = rules->links ? "1" : "0";
+	}
+	run(n, argv);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 

@@ -5,7 +5,7 @@
  * (after a Redis flush, or if an update was lost while Redis was down).
  *   th:community:<cid>         HASH  visibility -> public|private; slow,
  *                                    maxlen, links -> the chat rules of
- *                                    lib/modrule.h (absent: none)
+ *                                    lib/modrule.h (absent: the defaults)
  *   th:members:<cid>           HASH  <uid> -> owner|admin|moderator|member
  *   th:banned:<cid>            SET   <uid>
  *   th:user:<uid>:communities  SET   <cid>
@@ -33,11 +33,13 @@
  * (realtime-bridge/plugin/acl.h), so a write that lands after its question
  * must move the generation after landing. */
 void mirror_gen_bump(void);
-void mirror_community(int64_t cid, const char *visibility);
 struct modrule;
-/* The community's chat rules (slow mode, content limits): the broker reads
- * them within the generation's bound (about a second). */
-void mirror_community_rules(int64_t cid, const struct modrule *m);
+/* The community's visibility and its chat rules (slow mode, content limits:
+ * the broker applies them within the generation's bound, about a second);
+ * NULL leaves that part as it is.  A new community gets both (its rules
+ * the defaults), so th:community:<cid> always holds all four fields, as a
+ * rebuild writes them. */
+void mirror_community(int64_t cid, const char *visibility, const struct modrule *rules);
 /* A site admin granted (on) or revoked: exempt from the chat rules. */
 void mirror_site_admin(int64_t uid, int on);
 void mirror_member(int64_t cid, int64_t uid, const char *role);

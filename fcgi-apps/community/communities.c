@@ -125,7 +125,12 @@ void communities_create(struct http_req *req)
 	if (db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: community %lld (%s) created by user %s", (long long)cid, slug, uid);
-	mirror_community(cid, vis);
+	{
+		struct modrule rules;
+
+		modrule_default(&rules); /* the columns' defaults (migration 0035) */
+		mirror_community(cid, vis, &rules);
+	}
 	mirror_member(cid, req->user_id, "owner");
 	mirror_channel(chid, cid);
 	reply_community(req, 201, cid, DB_PRIMARY);
@@ -243,13 +248,10 @@ void communities_patch(struct http_req *req)
 		return;
 	if (db_commit_or_reply(req) < 0)
 		return;
-	if (vis) {
+	if (vis)
 		feedcache_bump_access(c.id);
-		mirror_community(c.id, vis);
-	}
-	/* the broker enforces them from the mirror (lib/modrule.h) */
-	if (any_rule)
-		mirror_community_rules(c.id, &m);
+	/* the broker enforces the rules from the mirror (lib/modrule.h) */
+	mirror_community(c.id, vis, any_rule ? &m : NULL);
 	feedcache_bump(c.id);
 	reply_community(req, 200, c.id, DB_PRIMARY);
 }

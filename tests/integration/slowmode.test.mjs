@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { sleep, LOCAL_ONLY } from './lib/http.mjs';
 import { assertStatus, assertError, assertOneOf } from './lib/assert.mjs';
 import { uuid, api, fixtures, rnd, fullHistory } from './lib/fixtures.mjs';
-import { psql } from './lib/stack.mjs';
+import { psql, redis } from './lib/stack.mjs';
 import {
   closeClients, connect, end, mustSubscribe, publish, waitFor, hasPayload, DELIVER_MS,
 } from './lib/mqtt.mjs';
@@ -206,6 +206,26 @@ describe('slow mode over MQTT', () => {
     }
     await waitFor(() => sent.every((m) => hasPayload(w, m)), DELIVER_MS, 'the moderator\'s messages');
     await end(w, p);
+  });
+
+  // LOCAL_ONLY: sets users.is_admin and the mirror's th:admins in the stack's servers
+  test('a site admin is exempt over MQTT', { skip: LOCAL_ONLY }, async () => {
+    const c = await slowCommunity({ slow_mode_seconds: 60 });
+    const p = await connect(c.member);
+    assert.equal(await publish(p, topicOf(c, c.member), chat('site-0')), 0, 'first');
+    assert.ok((await publish(p, topicOf(c, c.member), chat('site-1'))) >= 0x80, 'not an admin yet: refused');
+    const q = await psql(`UPDATE users SET is_admin = true WHERE id = ${Number(c.member.id)}`);
+    assert.equal(q.code, 0, q.stderr);
+    // what the grant writes to the mirror (lib/mirror.h mirror_site_admin: the set, then the
+    // generation the broker watches)
+    await redis('SADD', 'th:admins', String(c.member.id));
+    await redis('INCR', 'th:mirror:gen');
+    await waitFor(async () => (await publish(p, topicOf(c, c.member), chat(`site-${rnd()}`))) === 0
+      || (await sleep(300), false), 10000, 'a site admin\'s publish allowed');
+    assert.equal(await publish(p, topicOf(c, c.member), chat('site-again')), 0, 'and the next one');
+    await redis('SREM', 'th:admins', String(c.member.id));
+    await redis('INCR', 'th:mirror:gen');
+    await end(p);
   });
 
   test('a change of slow_mode_seconds reaches the broker, on and off again', async () => {
