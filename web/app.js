@@ -810,6 +810,10 @@ function modOnCommunity(c) {
   $('#tab-mod').hidden = !mod;
   $('#rules-form').hidden = !atLeast(c.my_role, 'admin');
   if (!mod && state.view === 'mod') state.view = 'feed';
+  // the chat rules as the composer shows them (moderators and above are exempt)
+  const input = $('#message-input');
+  input.maxLength = mod ? 4000 : (c.max_message_length || 4000);
+  input.placeholder = !mod && c.slow_mode_seconds > 0 ? `Message (slow mode: one every ${c.slow_mode_seconds} s)` : 'Message';
 }
 
 async function loadModeration() {
