@@ -553,6 +553,7 @@ async function openDm(d) {
   $('#channel-select').hidden = true;
   $('#call-btn').hidden = true;
   $('#message-form').hidden = false;
+  modOnCommunity(null);
   state.members = new Map((d.members || []).map((u) => [u.id, { user: u, role: 'member' }]));
   for (const u of d.members || []) state.users.set(u.id, u);
   renderMembers();
@@ -805,11 +806,14 @@ $('#report-form').addEventListener('submit', async (ev) => {
 });
 
 // The Moderation tab for moderators and above; the rules form for admins and above.
+// c null: a DM (no community, no rules).
 function modOnCommunity(c) {
-  const mod = atLeast(c.my_role, 'moderator');
+  const mod = !!c && atLeast(c.my_role, 'moderator');
   $('#tab-mod').hidden = !mod;
-  $('#rules-form').hidden = !atLeast(c.my_role, 'admin');
+  $('#rules-form').hidden = !c || !atLeast(c.my_role, 'admin');
+  if (!c) $('#mod-view').hidden = true;
   if (!mod && state.view === 'mod') state.view = 'feed';
+  if (!c) c = {};
   // the chat rules as the composer shows them (moderators and above are exempt)
   const input = $('#message-input');
   input.maxLength = mod ? 4000 : (c.max_message_length || 4000);
