@@ -377,6 +377,7 @@ int quota_chat_rules_ok(int64_t uid, int64_t ch, const void *payload, uint32_t l
 {
 	struct modrule m;
 	struct json_object *o = NULL, *id, *body;
+	enum modrule_why why;
 	long long left_ms;
 	int ok = 0;
 
@@ -395,9 +396,12 @@ int quota_chat_rules_ok(int64_t uid, int64_t ch, const void *payload, uint32_t l
 		quota_limit_drops++;
 		goto out;
 	}
-	if (modrule_body(&m, json_object_get_string(body),
-			 (size_t)json_object_get_string_len(body)) != MODRULE_OK) {
+	why = modrule_body(&m, json_object_get_string(body),
+			   (size_t)json_object_get_string_len(body));
+	if (why != MODRULE_OK) {
 		quota_limit_drops++;
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: chat message of %lld refused: %s",
+				     (long long)uid, modrule_why_text(why));
 		goto out;
 	}
 	/* slow mode: one Redis round trip, only for members of a community
@@ -405,6 +409,10 @@ int quota_chat_rules_ok(int64_t uid, int64_t ch, const void *payload, uint32_t l
 	if (m.slow_s > 0 &&
 	    modrule_slow_take(ch, uid, m.slow_s, json_object_get_string(id), &left_ms) != 1) {
 		quota_slow_drops++;
+		mosquitto_log_printf(MOSQ_LOG_DEBUG,
+				     "townhall: chat message of %lld refused: slow mode (%lld ms "
+				     "left)",
+				     (long long)uid, left_ms);
 		goto out;
 	}
 	ok = 1;
