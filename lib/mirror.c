@@ -6,6 +6,7 @@
 #include "cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "modrule.h"
 
 #define MIRROR_MARKER "th:mirror:epoch"
 #define MIRROR_GEN "th:mirror:gen"
@@ -63,14 +64,42 @@ void mirror_gen_bump(void)
 	run(2, argv);
 }
 
-void mirror_community(int64_t cid, const char *visibility)
+void mirror_community(int64_t cid, const char *visibility, const struct modrule *rules)
 {
-	char key[48];
-	const char *argv[] = {"HSET", key, "visibility", visibility};
+	char key[48], slow[24], len[24];
+	const char *argv[10] = {"HSET", key};
+	int n = 2;
 
+	if (!visibility && !rules)
+		return;
 	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:community:%lld", (long long)cid);
-	run(4, argv);
+	if (visibility) {
+		argv[n++] = "visibility";
+		argv[n++] = visibility;
+	}
+	if (rules) {
+		ID(slow, rules->slow_s);
+		ID(len, rules->max_len);
+		argv[n++] = "slow";
+		argv[n++] = slow;
+		argv[n++] = "maxlen";
+		argv[n++] = len;
+		argv[n++] = "links";
+		argv[n++] = rules->links ? "1" : "0";
+	}
+	run(n, argv);
+	mirror_gen_bump(); /* after: see mirror.h */
+}
+
+void mirror_site_admin(int64_t uid, int on)
+{
+	char u[24];
+	const char *argv[] = {on ? "SADD" : "SREM", "th:admins", u};
+
+	mirror_gen_bump();
+	ID(u, uid);
+	run(3, argv);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 

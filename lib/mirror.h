@@ -3,7 +3,9 @@
  * PostgreSQL is the truth; these keys are a copy the apps update after each
  * committed change, and scripts/mirror-rebuild recreates from PostgreSQL
  * (after a Redis flush, or if an update was lost while Redis was down).
- *   th:community:<cid>         HASH  visibility -> public|private
+ *   th:community:<cid>         HASH  visibility -> public|private; slow,
+ *                                    maxlen, links -> the chat rules of
+ *                                    lib/modrule.h (absent: the defaults)
  *   th:members:<cid>           HASH  <uid> -> owner|admin|moderator|member
  *   th:banned:<cid>            SET   <uid>
  *   th:user:<uid>:communities  SET   <cid>
@@ -11,6 +13,7 @@
  *   th:dm:<chid>               HASH  <uid> -> member|muted (a DM's members;
  *                                    muted: another member blocked them, they
  *                                    may read but not publish)
+ *   th:admins                  SET   <uid> of site admins (users.is_admin)
  * Every call is best effort: a failure is logged (and counted in the pool's
  * metrics as mirror_errors_total), never returned to the client, whose
  * change is already committed.  After such a failure the next successful
@@ -30,7 +33,15 @@
  * (realtime-bridge/plugin/acl.h), so a write that lands after its question
  * must move the generation after landing. */
 void mirror_gen_bump(void);
-void mirror_community(int64_t cid, const char *visibility);
+struct modrule;
+/* The community's visibility and its chat rules (slow mode, content limits:
+ * the broker applies them within the generation's bound, about a second);
+ * NULL leaves that part as it is.  A new community gets both (its rules
+ * the defaults), so th:community:<cid> always holds all four fields, as a
+ * rebuild writes them. */
+void mirror_community(int64_t cid, const char *visibility, const struct modrule *rules);
+/* A site admin granted (on) or revoked: exempt from the chat rules. */
+void mirror_site_admin(int64_t uid, int on);
 void mirror_member(int64_t cid, int64_t uid, const char *role);
 void mirror_member_gone(int64_t cid, int64_t uid);
 void mirror_ban(int64_t cid, int64_t uid);

@@ -211,6 +211,7 @@ async function selectCommunity(id, view) {
   $('#post-form').hidden = !c.my_role;
   $('#message-form').hidden = !c.my_role;
   $('#call-btn').disabled = !c.my_role;
+  modOnCommunity(c);
   state.presence.clear();
   await state.rt.watchCommunity(id, { presence: !!c.my_role }).catch((e) => console.warn(e));
   await loadMembers();
@@ -251,7 +252,9 @@ async function showView(view) {
   for (const t of document.querySelectorAll('#community-view .tab')) t.classList.toggle('active', t.dataset.view === view);
   $('#feed-view').hidden = view !== 'feed';
   $('#chat-view').hidden = view !== 'chat';
+  $('#mod-view').hidden = view !== 'mod';
   if (view === 'feed') await loadPosts();
+  else if (view === 'mod') await loadModeration();
   else await openChannel(state.channelId || (state.channels[0] && state.channels[0].id));
 }
 
@@ -357,7 +360,7 @@ function renderPost(p) {
       if (state.openComments.has(p.id)) state.openComments.delete(p.id); else state.openComments.add(p.id);
       loadPosts();
     },
-  }, `💬 ${p.comment_count}`));
+  }, `💬 ${p.comment_count}`), reportButton('post', p.id, p.author && p.author.id));
   const comments = el('div', { class: 'comments', id: `comments-${p.id}`, hidden: !state.openComments.has(p.id) });
   return el('article', { class: 'card post', dataset: { id: p.id } },
     p.title ? el('h3', {}, p.title) : null,
@@ -451,7 +454,8 @@ function onChatMessage(m) {
     class: `msg${mine ? ' mine' : ''}${m.source === 'self' && state.rt.pending.has(m.id) ? ' pending' : ''}${m.deleted_at ? ' deleted' : ''}`,
     dataset: { id: m.id, sender: m.sender_id },
   }, el('div', { class: 'who' }, `${nameOf(m.sender_id, m.sender)}${m.created_at ? ' · ' + new Date(m.created_at).toLocaleTimeString() : ''}`),
-  el('div', { class: 'text' }, m.deleted_at ? 'message deleted' : richText(m.body)));
+  el('div', { class: 'text' }, m.deleted_at ? 'message deleted' : richText(m.body)),
+  m.deleted_at ? null : reportButton('message', m.id, m.sender_id));
   const nearBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 80;
   ol.append(li);
   if (nearBottom || mine) scrollChat();
@@ -549,6 +553,7 @@ async function openDm(d) {
   $('#channel-select').hidden = true;
   $('#call-btn').hidden = true;
   $('#message-form').hidden = false;
+  modOnCommunity(null);
   state.members = new Map((d.members || []).map((u) => [u.id, { user: u, role: 'member' }]));
   for (const u of d.members || []) state.users.set(u.id, u);
   renderMembers();
@@ -757,6 +762,137 @@ async function hangup() {
 }
 $('#hangup-btn').addEventListener('click', hangup);
 window.addEventListener('pagehide', () => { if (state.call) state.call.hangup(); });
+
+// ---- moderation: report buttons, the mod queue, the modlog, the chat rules -------------
+// (API.md v1.1 "Moderation"; the routes: POST /api/reports, GET /api/communities/:id/reports,
+// POST /api/reports/:id/resolve, GET /api/communities/:id/modlog, PATCH /api/communities/:id)
+
+const ROLE_RANK = { member: 1, moderator: 2, admin: 3, owner: 4 };
+const atLeast = (role, need) => (ROLE_RANK[role] || 0) >= ROLE_RANK[need];
+const RESOLVE_ACTIONS = ['dismiss', 'remove', 'ban', 'warn'];
+let reportTarget = null; // {type, id} while the report dialog is open
+
+// A "report" button for something of another user (none for the caller's own).
+function reportButton(type, id, authorId) {
+  if (!th.user || authorId === th.user.id) return null;
+  return el('button', {
+    class: 'ghost small report', dataset: { action: 'report', type, id }, title: `Report this ${type}`,
+    onclick: (ev) => { ev.stopPropagation(); openReport(type, id); },
+  }, '⚑ Report');
+}
+
+function openReport(type, id) {
+  reportTarget = { type, id };
+  $('#report-what').textContent = type;
+  $('#report-form').reset();
+  $('#report-dialog').showModal();
+}
+
+$('#report-cancel').addEventListener('click', () => { reportTarget = null; $('#report-dialog').close(); });
+$('#report-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!reportTarget) return;
+  const f = new FormData(ev.target);
+  const body = { target: reportTarget, reason: f.get('reason') };
+  if (f.get('note')) body.note = f.get('note');
+  try {
+    await th.request('POST', '/api/reports', { body });
+    toast('Reported: the moderators will look at it.');
+  } catch (e) {
+    toast(e instanceof ApiError && e.status === 409 ? 'You reported this already.' : errText(e));
+  }
+  reportTarget = null;
+  $('#report-dialog').close();
+});
+
+// The Moderation tab for moderators and above; the rules form for admins and above.
+// c null: a DM (no community, no rules).
+function modOnCommunity(c) {
+  const mod = !!c && atLeast(c.my_role, 'moderator');
+  $('#tab-mod').hidden = !mod;
+  $('#rules-form').hidden = !c || !atLeast(c.my_role, 'admin');
+  if (!c) $('#mod-view').hidden = true;
+  if (!mod && state.view === 'mod') state.view = 'feed';
+  if (!c) c = {};
+  // the chat rules as the composer shows them (moderators and above are exempt)
+  const input = $('#message-input');
+  input.maxLength = mod ? 4000 : (c.max_message_length || 4000);
+  input.placeholder = !mod && c.slow_mode_seconds > 0 ? `Message (slow mode: one every ${c.slow_mode_seconds} s)` : 'Message';
+}
+
+async function loadModeration() {
+  const c = state.community;
+  if (!c) return;
+  const f = $('#rules-form');
+  f.elements.slow_mode_seconds.value = c.slow_mode_seconds ?? 0;
+  f.elements.max_message_length.value = c.max_message_length ?? 4000;
+  f.elements.links_allowed.checked = c.links_allowed !== false;
+  await Promise.all([loadReports(), loadModlog()]).catch((e) => toast(errText(e)));
+}
+
+// A report's target as the queue shows it: the content when the server includes it.
+function reportContent(r) {
+  const t = r.target || {};
+  const c = t.content || r.content || t;
+  return c.body || c.title || c.username || `${t.type} ${t.id}`;
+}
+
+async function loadReports() {
+  const status = $('#report-status').value;
+  const page = await th.request('GET', `/api/communities/${state.community.id}/reports`, { query: { status, limit: 100 } });
+  const ul = $('#report-queue');
+  ul.replaceChildren(...page.items.map((r) => el('li', {
+    class: 'report-item', dataset: { id: r.id, type: r.target && r.target.type, target: r.target && r.target.id, status: r.status || status },
+  },
+  el('div', {}, el('b', {}, r.reason), ` · ${r.target ? r.target.type : ''} · ${fmtTime(r.created_at)}`,
+    r.reporter ? ` · by ${r.reporter.display_name || r.reporter.username}` : ''),
+  el('div', { class: 'body' }, reportContent(r)),
+  r.note ? el('div', { class: 'muted small' }, r.note) : null,
+  status === 'open' ? el('div', { class: 'row' }, RESOLVE_ACTIONS.map((action) => el('button', {
+    class: action === 'dismiss' ? 'ghost small' : 'small', dataset: { action },
+    onclick: () => resolveReport(r.id, action),
+  }, action))) : el('div', { class: 'muted small' }, r.resolution ? `${r.resolution.action || r.resolution}` : (r.action || 'resolved')))));
+  if (!page.items.length) ul.append(el('li', { class: 'muted small' }, status === 'open' ? 'No open reports.' : 'Nothing resolved yet.'));
+}
+
+async function resolveReport(id, action) {
+  try {
+    await th.request('POST', `/api/reports/${id}/resolve`, { body: { action } });
+    toast(`Report ${action === 'dismiss' ? 'dismissed' : 'resolved: ' + action}.`);
+  } catch (e) { toast(errText(e)); }
+  await Promise.all([loadReports(), loadModlog()]).catch((e) => toast(errText(e)));
+  if (action === 'remove' || action === 'ban') loadPosts().catch(() => {});
+}
+
+async function loadModlog() {
+  const page = await th.request('GET', `/api/communities/${state.community.id}/modlog`, { query: { limit: 50 } });
+  const ul = $('#modlog');
+  ul.replaceChildren(...page.items.map((e) => el('li', {
+    class: 'modlog-entry', dataset: { id: e.id, action: e.action, type: e.target && e.target.type, target: e.target && e.target.id },
+  }, el('b', {}, e.action), ` ${e.target ? `${e.target.type} ${e.target.id ?? ''}` : ''} · `,
+  e.actor ? (e.actor.display_name || e.actor.username) : 'someone', ` · ${fmtTime(e.created_at)}`,
+  e.note ? el('div', { class: 'muted small' }, e.note) : null)));
+  if (!page.items.length) ul.append(el('li', { class: 'muted small' }, 'Nothing logged yet.'));
+}
+
+$('#report-status').addEventListener('change', () => loadReports().catch((e) => toast(errText(e))));
+$('#reports-refresh').addEventListener('click', () => loadReports().catch((e) => toast(errText(e))));
+$('#modlog-refresh').addEventListener('click', () => loadModlog().catch((e) => toast(errText(e))));
+$('#rules-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = ev.target.elements;
+  try {
+    state.community = await th.request('PATCH', `/api/communities/${state.community.id}`, {
+      body: {
+        slow_mode_seconds: Number(f.slow_mode_seconds.value),
+        max_message_length: Number(f.max_message_length.value),
+        links_allowed: f.links_allowed.checked,
+      },
+    });
+    toast('Chat rules saved.');
+    await loadModlog().catch(() => {});
+  } catch (e) { toast(errText(e)); }
+});
 
 // ---- boot ----------------------------------------------------------------------------
 

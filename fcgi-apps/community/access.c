@@ -58,6 +58,13 @@ struct json_object *community_json(const struct db_res *r, int row, int col)
 	json_object_object_add(o, "my_role",
 			       db_res_isnull(r, row, col + 8) ? NULL
 							      : json_object_new_string(role));
+	/* the chat rules (lib/modrule.h) */
+	json_object_object_add(o, "slow_mode_seconds", user_json_int(db_res_get(r, row, col + 9)));
+	json_object_object_add(o, "max_message_length",
+			       user_json_int(db_res_get(r, row, col + 10)));
+	json_object_object_add(o, "links_allowed",
+			       json_object_new_boolean(strcmp(db_res_get(r, row, col + 11), "t") ==
+						       0));
 	return o;
 }
 

@@ -1,5 +1,6 @@
 /* communities: create, list, get, patch, delete. */
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "userlimits.h"
 #include "log.h"
 #include "mirror.h"
+#include "modrule.h"
 #include "page.h"
 #include "reply.h"
 
@@ -123,7 +125,12 @@ void communities_create(struct http_req *req)
 	if (db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: community %lld (%s) created by user %s", (long long)cid, slug, uid);
-	mirror_community(cid, vis);
+	{
+		struct modrule rules;
+
+		modrule_default(&rules); /* the columns' defaults (migration 0035) */
+		mirror_community(cid, vis, &rules);
+	}
 	mirror_member(cid, req->user_id, "owner");
 	mirror_channel(chid, cid);
 	reply_community(req, 201, cid, DB_PRIMARY);
@@ -172,41 +179,79 @@ void communities_get(struct http_req *req)
 	reply_community(req, 200, c.id, DB_PRIMARY);
 }
 
+/* The chat rules of a PATCH (lib/modrule.h): each absent one is NULL in
+ * vals (slow mode, max length, links as "true"/"false"); *any when one is
+ * given.  0, or -1 replied 400. */
+static int rules_or_400(struct http_req *req, char bufs[3][24], const char *vals[3], int *any)
+{
+	int64_t slow, len;
+	bool has_slow, has_len, has_links, links;
+
+	if (jh_int_or_400(req, req->json, "slow_mode_seconds", 0, MODRULE_SLOW_MAX, false,
+			  &has_slow, &slow) < 0 ||
+	    jh_int_or_400(req, req->json, "max_message_length", 1, MODRULE_LEN_MAX, false, &has_len,
+			  &len) < 0 ||
+	    jh_bool_or_400(req, req->json, "links_allowed", false, &has_links, &links) < 0)
+		return -1;
+	vals[0] = has_slow ? ids_text(bufs[0], slow) : NULL;
+	vals[1] = has_len ? ids_text(bufs[1], len) : NULL;
+	vals[2] = has_links ? (links ? "true" : "false") : NULL;
+	*any = has_slow || has_len || has_links;
+	return 0;
+}
+
 void communities_patch(struct http_req *req)
 {
 	struct community c;
-	const char *name, *desc, *vis;
-	char cid[24];
+	const char *name, *desc, *vis, *rules[3];
+	char cid[24], bufs[3][24];
 	struct db_res *r;
+	struct modrule m;
+	int any_rule;
 
 	if (community_access_param(req, "id", ROLE_ADMIN, &c) < 0)
 		return;
 	if (jh_string_or_400(req, req->json, "name", 1, 100, 0, &name) < 0 ||
 	    jh_string_or_400(req, req->json, "description", 0, 2000, JH_MULTILINE, &desc) < 0 ||
-	    visibility_or_400(req, 0, &vis) < 0)
+	    visibility_or_400(req, 0, &vis) < 0 || rules_or_400(req, bufs, rules, &any_rule) < 0)
 		return;
 	if (db_begin_or_reply(req) < 0)
 		return;
 	{
-		const char *params[] = {ids_text(cid, c.id), name, desc, vis};
+		const char *params[] =
+			{ids_text(cid, c.id), name, desc, vis, rules[0], rules[1], rules[2]};
 
 		/* NULL parameters leave a field as it is */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "UPDATE communities SET name = coalesce($2, name), "
 				     "description = coalesce($3, description), "
-				     "visibility = coalesce($4, visibility) WHERE id = $1",
-				     4, params);
+				     "visibility = coalesce($4, visibility), "
+				     "slow_mode_seconds = coalesce($5::int, slow_mode_seconds), "
+				     "max_message_length = coalesce($6::int, max_message_length), "
+				     "links_allowed = coalesce($7::boolean, links_allowed) "
+				     "WHERE id = $1 "
+				     "RETURNING slow_mode_seconds, max_message_length, "
+				     "links_allowed",
+				     7, params);
 	}
 	if (!r)
 		return;
+	if (db_res_rows(r) != 1) { /* deleted since the access check */
+		db_rollback();
+		http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
+		return;
+	}
+	m.slow_s = strtol(db_res_get(r, 0, 0), NULL, 10);
+	m.max_len = strtol(db_res_get(r, 0, 1), NULL, 10);
+	m.links = strcmp(db_res_get(r, 0, 2), "t") == 0;
 	if (events_emit(req, "community_updated", c.id, NULL, 0, NULL, 0) < 0)
 		return;
 	if (db_commit_or_reply(req) < 0)
 		return;
-	if (vis) {
+	if (vis)
 		feedcache_bump_access(c.id);
-		mirror_community(c.id, vis);
-	}
+	/* the broker enforces the rules from the mirror (lib/modrule.h) */
+	mirror_community(c.id, vis, any_rule ? &m : NULL);
 	feedcache_bump(c.id);
 	reply_community(req, 200, c.id, DB_PRIMARY);
 }

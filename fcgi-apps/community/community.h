@@ -32,8 +32,10 @@ int community_access_param(struct http_req *req, const char *param, enum role ne
  * a LEFT JOIN memberships m (m.role). */
 #define COMMUNITY_COLS                                                    \
 	"c.id, c.slug, c.name, c.description, c.visibility, c.owner_id, " \
-	"c.member_count, " TH_TIME_SQL("c.created_at") ", m.role"
-#define COMMUNITY_NCOLS 9
+	"c.member_count, " TH_TIME_SQL(                                   \
+		"c.created_at") ", m.role, "                              \
+				"c.slow_mode_seconds, c.max_message_length, c.links_allowed"
+#define COMMUNITY_NCOLS 12
 struct json_object *community_json(const struct db_res *r, int row, int col);
 
 /* A keyset page of rows of one community: access check with `need`,

@@ -266,6 +266,7 @@ void messages_get(struct http_req *req)
 void messages_create(struct http_req *req)
 {
 	struct rt_channel ch;
+	struct chatrules rules;
 	const char *given, *body, *reply_to;
 	char id[IDS_UUID_LEN + 1], chs[24], uid[24];
 	struct db_res *r;
@@ -279,8 +280,7 @@ void messages_create(struct http_req *req)
 	if (uuid_field_or_400(req, "id", &given) < 0 ||
 	    jh_string_or_400(req, req->json, "body", 1, MSG_BODY_MAX, JH_REQUIRED | JH_MULTILINE,
 			     &body) < 0 ||
-	    uuid_field_or_400(req, "reply_to", &reply_to) < 0 ||
-	    limits_take_or_reply(req, LIMIT_MESSAGE) < 0)
+	    uuid_field_or_400(req, "reply_to", &reply_to) < 0)
 		return;
 	if (given) {
 		/* the canonical (lower case) form, as PostgreSQL prints it */
@@ -290,6 +290,13 @@ void messages_create(struct http_req *req)
 	} else {
 		uuid_new(id);
 	}
+	/* the community's content limits (400), then the per-user rate, then
+	 * slow mode (429; keyed by the id: a retry of this message passes) */
+	if (chatrules_load(req, &ch, &rules) < 0 ||
+	    chatrules_body_or_reply(req, &rules, body) < 0 ||
+	    limits_take_or_reply(req, LIMIT_MESSAGE) < 0 ||
+	    chatrules_slow_or_reply(req, &rules, ch.id, id) < 0)
+		return;
 	ids_text(chs, ch.id);
 	ids_text(uid, req->user_id);
 	if (reply_to) {

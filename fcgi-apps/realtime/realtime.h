@@ -8,6 +8,7 @@
 struct json_object;
 
 #include "http.h"
+#include "modrule.h"
 #include "ids.h"
 #include "policy.h"
 #include "user.h"
@@ -51,6 +52,21 @@ void channel_event_inbox(const struct rt_channel *ch, struct json_object *ev);
 
 /* BEGIN / COMMIT on the primary; reply 503 (or 500) and return -1 on failure.
  * A transaction left open is rolled back by the app loop. */
+
+/* chatrules.c: a community's slow mode and content limits on a message
+ * posted over REST, the rule the broker applies to MQTT (lib/modrule.h). */
+struct chatrules {
+	struct modrule m;
+	int exempt; /* moderator+, site admin, DM, or no rules */
+};
+/* Loads the rules of ch's community for the caller; -1 replied. */
+int chatrules_load(struct http_req *req, const struct rt_channel *ch, struct chatrules *cr);
+/* The content limits: 400 validation_failed naming the limit (field body). */
+int chatrules_body_or_reply(struct http_req *req, const struct chatrules *cr, const char *body);
+/* Slow mode: takes the caller's send in the channel (message id `id`), or
+ * replies 429 rate_limited with Retry-After (seconds left). */
+int chatrules_slow_or_reply(struct http_req *req, const struct chatrules *cr, int64_t channel_id,
+			    const char *id);
 
 /* calls.c: registers its metrics counter (start-up). */
 int calls_init(void);

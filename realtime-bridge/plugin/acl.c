@@ -8,6 +8,7 @@
 
 #include "cache.h"
 #include "db.h"
+#include "modrule.h"
 #include "mwatch.h"
 #include "mono.h"
 #include "policy.h"
@@ -22,7 +23,7 @@
  * Redis also refused the marker's DEL) */
 #define ACL_GEN_TTL_MS 60000
 
-enum kind { K_CHANNEL = 1, K_MEMBER, K_PUBLIC, K_DM };
+enum kind { K_CHANNEL = 1, K_MEMBER, K_PUBLIC, K_DM, K_RULES, K_ADMIN };
 
 struct entry {
 	int64_t a, b, val;
@@ -453,6 +454,90 @@ int acl_allowed(const struct acl_decision *d, int64_t uid)
 	default:
 		return 0;
 	}
+}
+
+/* th:community:<cid> slow, maxlen, links (HMGET) packed by modrule_pack();
+ * absent fields are the defaults. */
+static int64_t as_rules(const struct cache_reply *r)
+{
+	struct modrule m;
+	const struct cache_reply *e;
+
+	modrule_default(&m);
+	if (cache_reply_type(r) != CACHE_ARRAY || cache_reply_count(r) != 3)
+		return modrule_pack(&m);
+	e = cache_reply_elem(r, 0);
+	if (cache_reply_type(e) == CACHE_STR)
+		m.slow_s = strtol(cache_reply_str(e, NULL), NULL, 10);
+	e = cache_reply_elem(r, 1);
+	if (cache_reply_type(e) == CACHE_STR)
+		m.max_len = strtol(cache_reply_str(e, NULL), NULL, 10);
+	e = cache_reply_elem(r, 2);
+	if (cache_reply_type(e) == CACHE_STR)
+		m.links = strcmp(cache_reply_str(e, NULL), "0") != 0;
+	return modrule_pack(&m);
+}
+
+static int community_rules(int64_t cid, struct modrule *m)
+{
+	char rkey[48];
+	const char *argv[] = {"HMGET", rkey, "slow", "maxlen", "links"};
+	int64_t val;
+	int rc;
+
+	if (cached(K_RULES, cid, 0, &val)) {
+		rc = 0;
+	} else if (!mwatch_mirror_ok()) {
+		/* the same packing in SQL (modrule.c): bit 31 marks it */
+		rc = pg_lookup(K_RULES,
+			       "SELECT (1::bigint << 31) | slow_mode_seconds | "
+			       "(max_message_length::bigint << 17) | "
+			       "(CASE WHEN links_allowed THEN 1::bigint << 30 ELSE 0 END) "
+			       "FROM communities WHERE id = $1",
+			       cid, 0, &val);
+	} else {
+		snprintf(rkey, sizeof(rkey), "th:community:%lld", (long long)cid);
+		rc = lookup(K_RULES, cid, 0, 5, argv, as_rules, &val);
+	}
+	if (rc == 0)
+		modrule_unpack(val, m);
+	return rc;
+}
+
+static int site_admin(int64_t uid, int64_t *yes)
+{
+	char u[24];
+	const char *argv[] = {"SISMEMBER", "th:admins", u};
+
+	if (cached(K_ADMIN, uid, 0, yes))
+		return 0;
+	if (!mwatch_mirror_ok())
+		return pg_lookup(K_ADMIN, "SELECT is_admin::int FROM users WHERE id = $1", uid, 0,
+				 yes);
+	snprintf(u, sizeof(u), "%lld", (long long)uid);
+	return lookup(K_ADMIN, uid, 0, 3, argv, as_int, yes);
+}
+
+int acl_chat_rules(int64_t ch, int64_t uid, struct modrule *m)
+{
+	int64_t cid, role, admin;
+
+	modrule_default(m);
+	if (channel_community(ch, &cid) < 0)
+		return -1;
+	if (cid == CHANNEL_DM)
+		return 0;
+	if (community_rules(cid, m) < 0)
+		return -1;
+	if (modrule_is_default(m))
+		return 0; /* nothing to apply: no role needed */
+	/* exempt: moderators and above (the role the ACL check just read,
+	 * cached), site admins */
+	if (member_role(cid, uid, &role) < 0 || site_admin(uid, &admin) < 0)
+		return -1;
+	if ((role & 0xff) >= ROLE_MODERATOR || admin)
+		modrule_default(m);
+	return 0;
 }
 
 int acl_user_communities(int64_t uid, int64_t *ids, int max)

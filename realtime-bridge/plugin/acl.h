@@ -37,6 +37,15 @@ void acl_set_generation(uint64_t tag);
  * decide"). */
 int acl_allowed(const struct acl_decision *d, int64_t uid);
 
+struct modrule;
+/* The chat rules (lib/modrule.h) uid's publish on channel ch obeys: its
+ * community's, or none (modrule_default) for a DM, a moderator and above,
+ * or a site admin (th:admins); from the mirror (th:community:<cid> slow,
+ * maxlen, links), cached like every answer here (a change reaches the
+ * plugin with the generation, about a second), or PostgreSQL when the
+ * mirror is missing.  0, or -1 when it cannot tell (refuse). */
+int acl_chat_rules(int64_t ch, int64_t uid, struct modrule *m);
+
 /* The communities of uid (for presence): fills ids (up to max), returns the
  * count, or -1 when Redis cannot tell. */
 int acl_user_communities(int64_t uid, int64_t *ids, int max);

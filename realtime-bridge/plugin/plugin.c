@@ -294,8 +294,8 @@ static size_t user_props_len(const mosquitto_property *props)
 	return n;
 }
 
-/* After the ACL check, for PUBLISH only: the size with user properties and
- * the per-user rate.  message_size_limit counts only the payload, so user
+/* After the ACL check, for PUBLISH only: the size with user properties, the
+ * per-user rate and the community's chat rules (quota_chat_rules_ok).  message_size_limit counts only the payload, so user
  * properties, which every subscriber receives too, count against the same
  * 16 KiB here (TH_MQTT_MAX_MESSAGE); and the whole against the packet limit,
  * which 2.0.11 does not apply to WebSocket clients. */
@@ -317,6 +317,10 @@ static int on_message(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_ACL_DENIED;
 	topic_parse(ed->topic, 0, &t);
 	if (uid <= 0 || !quota_publish_ok(uid, t.kind))
+		return MOSQ_ERR_ACL_DENIED;
+	/* the community's slow mode and content limits, as REST applies them:
+	 * here, once per publish, after the ACL check allowed it */
+	if (t.kind == TOPIC_CHAT && !quota_chat_rules_ok(uid, t.id[0], ed->payload, ed->payloadlen))
 		return MOSQ_ERR_ACL_DENIED;
 	return MOSQ_ERR_SUCCESS;
 }

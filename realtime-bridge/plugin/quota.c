@@ -1,6 +1,7 @@
 /* quota: per-client-id and per-user counters in plugin memory. */
 #include "quota.h"
 
+#include <json-c/json.h>
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <sodium.h>
@@ -9,8 +10,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "acl.h"
 #include "config.h"
 #include "imap.h"
+#include "jhcore.h"
+#include "modrule.h"
 #include "ratelimit.h"
 #include "mono.h"
 
@@ -59,7 +63,7 @@ static long offline_count;
 /* users with chat publishes not yet booked in Redis: the sync walks the
  * table only when there are some, not five times a second per idle user */
 static long users_pending;
-unsigned long quota_kicks, quota_drops, quota_subs_full;
+unsigned long quota_kicks, quota_drops, quota_subs_full, quota_slow_drops, quota_limit_drops;
 
 /* Keyed (SipHash): a client cannot choose filters or ids that collide. */
 static int64_t key_of(const char *s)
@@ -366,6 +370,54 @@ int quota_publish_ok(int64_t uid, enum topic_kind k)
 		users_pending++;
 	if (!ok)
 		quota_drops++;
+	return ok;
+}
+
+int quota_chat_rules_ok(int64_t uid, int64_t ch, const void *payload, uint32_t len)
+{
+	struct modrule m;
+	struct json_object *o = NULL, *id, *body;
+	enum modrule_why why;
+	long long left_ms;
+	int ok = 0;
+
+	if (acl_chat_rules(ch, uid, &m) < 0) {
+		quota_limit_drops++; /* cannot tell: the plugin says no */
+		goto out;
+	}
+	if (modrule_is_default(&m)) {
+		ok = 1; /* nothing to apply, nothing parsed */
+		goto out;
+	}
+	/* the ACL check validated the payload: id and body are there */
+	o = jh_parse(payload, len);
+	if (!o || !json_object_object_get_ex(o, "id", &id) ||
+	    !json_object_object_get_ex(o, "body", &body)) {
+		quota_limit_drops++;
+		goto out;
+	}
+	why = modrule_body(&m, json_object_get_string(body),
+			   (size_t)json_object_get_string_len(body));
+	if (why != MODRULE_OK) {
+		quota_limit_drops++;
+		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: chat message of %lld refused: %s",
+				     (long long)uid, modrule_why_text(why));
+		goto out;
+	}
+	/* slow mode: one Redis round trip, only for members of a community
+	 * that has it; the clock the REST route shares */
+	if (m.slow_s > 0 &&
+	    modrule_slow_take(ch, uid, m.slow_s, json_object_get_string(id), &left_ms) != 1) {
+		quota_slow_drops++;
+		mosquitto_log_printf(MOSQ_LOG_DEBUG,
+				     "townhall: chat message of %lld refused: slow mode (%lld ms "
+				     "left)",
+				     (long long)uid, left_ms);
+		goto out;
+	}
+	ok = 1;
+out:
+	json_object_put(o);
 	return ok;
 }
 

@@ -15,8 +15,13 @@
  *     same Redis bucket th:rl:msg:<uid> as the REST routes), typing and
  *     signal (local buckets only).
  *
+ *   - a community's chat rules (lib/modrule.h: slow mode, content limits),
+ *     for members below moderator: quota_chat_rules_ok().
+ *
  * Everything is decided from memory in O(1); Redis is touched only by
- * quota_tick(), bounded per call. */
+ * quota_tick(), bounded per call, and by slow mode: one SET per chat publish
+ * of a member in a community that has it (the clock REST shares; the rules
+ * themselves come from acl.c's cache). */
 #ifndef TH_QUOTA_H
 #define TH_QUOTA_H
 
@@ -74,11 +79,19 @@ int quota_publish_ok(int64_t uid, enum topic_kind k);
  * publish over the rate before it parses the payload. */
 int quota_publish_may(int64_t uid, enum topic_kind k);
 
+/* A chat publish of uid on channel ch under its community's rules
+ * (lib/modrule.h): content limits, then slow mode (the Redis clock REST
+ * shares, th:slow:<ch>:<uid>).  1 allowed, 0 dropped (counted in
+ * quota_limit_drops or quota_slow_drops; also when the rules cannot be
+ * read).  After quota_publish_ok(), for a publish that passed the ACL. */
+int quota_chat_rules_ok(int64_t uid, int64_t ch, const void *payload, uint32_t len);
+
 /* Syncs the chat buckets with Redis (at most every 200 ms, at most
  * QUOTA_SYNC_MAX users per call) and drops expired state (once a minute). */
 void quota_tick(void);
 
-/* Counters for tests and logs. */
-extern unsigned long quota_kicks, quota_drops, quota_subs_full;
+/* Counters for tests and logs: quota_drops over the rate; quota_slow_drops
+ * by slow mode, quota_limit_drops by a community's content limits. */
+extern unsigned long quota_kicks, quota_drops, quota_subs_full, quota_slow_drops, quota_limit_drops;
 
 #endif

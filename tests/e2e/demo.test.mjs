@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
+import { newPage as openPage, signUp } from './lib/pages.mjs';
 
 const PORT_BASE = Number(process.env.TH_PORT_BASE || 8080);
 const BASE_URL = `http://127.0.0.1:${PORT_BASE}`;
@@ -73,24 +74,7 @@ async function snap(name) {
   await B.screenshot({ path: path.join(SHOTS, `${n}-${name}-bob.png`) });
 }
 
-async function newPage(ctx, who) {
-  const page = await ctx.newPage();
-  page.on('console', (m) => logs.push(`[${who} console.${m.type()}] ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`[${who} pageerror] ${e.message}`));
-  await page.goto(BASE_URL + '/');
-  return page;
-}
-
-async function signUp(page, u) {
-  await page.click('#tab-signup');
-  await page.fill('#signup-form [name=email]', u.email);
-  await page.fill('#signup-form [name=username]', u.username);
-  await page.fill('#signup-form [name=display_name]', u.display);
-  await page.fill('#signup-form [name=password]', u.password);
-  await page.click('#signup-form button[type=submit]');
-  await page.waitForSelector('#app-view:not([hidden])', { timeout: T });
-  await page.waitForSelector('#conn-status.online', { timeout: T });
-}
+const newPage = (ctx, who) => openPage(ctx, who, logs);
 
 async function openCommunity(page) {
   await page.click(`#community-list li[data-slug="${community.slug}"]`);
