@@ -1,4 +1,4 @@
-/* jws: ES256 signatures, raw r||s from OpenSSL's DER. */
+/* jws: ES256 and RS256 with OpenSSL; ES256's raw r||s to and from DER. */
 #include "jws.h"
 
 #include <openssl/ec.h>
@@ -26,4 +26,43 @@ out:
 	ECDSA_SIG_free(sig);
 	EVP_MD_CTX_free(md);
 	return rc;
+}
+
+int jws_es256_verify(EVP_PKEY *key, const void *input, size_t n,
+		     const unsigned char raw[JWS_ES256_SIG_LEN])
+{
+	unsigned char *der = NULL;
+	BIGNUM *r = BN_bin2bn(raw, 32, NULL), *s = BN_bin2bn(raw + 32, 32, NULL);
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	EVP_MD_CTX *md = NULL;
+	int derlen, ok = 0;
+
+	if (!key || !r || !s || !es || ECDSA_SIG_set0(es, r, s) != 1)
+		goto out;
+	r = s = NULL; /* es owns them now */
+	derlen = i2d_ECDSA_SIG(es, &der);
+	md = EVP_MD_CTX_new();
+	ok = derlen > 0 && md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+	     EVP_DigestVerify(md, der, (size_t)derlen, input, n) == 1;
+out:
+	EVP_MD_CTX_free(md);
+	OPENSSL_free(der);
+	ECDSA_SIG_free(es);
+	BN_free(r);
+	BN_free(s);
+	return ok;
+}
+
+int jws_rs256_verify(EVP_PKEY *key, const void *input, size_t n, const unsigned char *sig,
+		     size_t siglen)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok;
+
+	/* the default padding of an RSA key is PKCS #1 v1.5 */
+	ok = key && md && EVP_PKEY_is_a(key, "RSA") &&
+	     EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+	     EVP_DigestVerify(md, sig, siglen, input, n) == 1;
+	EVP_MD_CTX_free(md);
+	return ok;
 }

@@ -407,36 +407,15 @@ static int hs256_ok(const char *signed_part, size_t n, const char *sig, size_t s
  * base64url (stray bits in the last character) is refused by libsodium. */
 static int es256_sig_ok(const char *signed_part, size_t n, const char *sig, size_t siglen)
 {
-	unsigned char raw[64], *der = NULL;
+	unsigned char raw[JWS_ES256_SIG_LEN];
 	size_t rawlen;
-	BIGNUM *r = NULL, *s = NULL;
-	ECDSA_SIG *es = NULL;
-	EVP_MD_CTX *md = NULL;
-	int derlen, ok = 0;
 
 	if (!verify_pkey ||
 	    sodium_base642bin(raw, sizeof(raw), sig, siglen, NULL, &rawlen, NULL,
 			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
 	    rawlen != sizeof(raw))
 		return 0;
-	r = BN_bin2bn(raw, 32, NULL);
-	s = BN_bin2bn(raw + 32, 32, NULL);
-	es = ECDSA_SIG_new();
-	if (!r || !s || !es || ECDSA_SIG_set0(es, r, s) != 1)
-		goto out;
-	r = s = NULL; /* es owns them now */
-	derlen = i2d_ECDSA_SIG(es, &der);
-	md = EVP_MD_CTX_new();
-	ok = derlen > 0 && md &&
-	     EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, verify_pkey) == 1 &&
-	     EVP_DigestVerify(md, der, (size_t)derlen, (const unsigned char *)signed_part, n) == 1;
-out:
-	EVP_MD_CTX_free(md);
-	OPENSSL_free(der);
-	ECDSA_SIG_free(es);
-	BN_free(r);
-	BN_free(s);
-	return ok;
+	return jws_es256_verify(verify_pkey, signed_part, n, raw);
 }
 
 static int parse_id(const char *s, int64_t *out)
