@@ -77,7 +77,8 @@ static int browser_cookie(const struct http_req *req, char out[OIDC_TEXT])
 	while (p && (p = strstr(p, OIDC_COOKIE "=")) != NULL) {
 		if (p == h || p[-1] == ' ' || p[-1] == ';') {
 			p += sizeof(OIDC_COOKIE);
-			n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+			n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567"
+				      "89-_");
 			if (n != 43)
 				return -1;
 			memcpy(out, p, n);
@@ -214,14 +215,18 @@ void oidc_start_handler(struct http_req *req)
 		struct db_res *r;
 
 		/* the expired rows of earlier logins go first, a bounded few */
-		r = db_exec_or_reply(
-			req, DB_PRIMARY,
-			"WITH old AS (DELETE FROM oidc_states WHERE state_hash IN (SELECT "
-			"state_hash FROM oidc_states WHERE expires_at < now() LIMIT 100)) "
-			"INSERT INTO oidc_states (state_hash, browser_hash, provider, nonce, "
-			"code_verifier, redirect_uri, expires_at) VALUES (decode($1, 'hex'), "
-			"decode($2, 'hex'), $3, $4, $5, $6, now() + $7::bigint * interval '1 second')",
-			7, params);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH old AS (DELETE FROM oidc_states WHERE state_hash IN "
+				     "(SELECT "
+				     "state_hash FROM oidc_states WHERE expires_at < now() LIMIT "
+				     "100)) "
+				     "INSERT INTO oidc_states (state_hash, browser_hash, provider, "
+				     "nonce, "
+				     "code_verifier, redirect_uri, expires_at) VALUES (decode($1, "
+				     "'hex'), "
+				     "decode($2, 'hex'), $3, $4, $5, $6, now() + $7::bigint * "
+				     "interval '1 second')",
+				     7, params);
 		if (!r)
 			return;
 	}
@@ -259,7 +264,8 @@ static void username_candidate(const char *pref, const char *email, int try, cha
 	}
 	out[n] = '\0';
 	if (try > 0)
-		snprintf(out + n, 33 - n, "_%u", (unsigned)randombytes_uniform(try < 3 ? 10000 : 1000000000));
+		snprintf(out + n, 33 - n, "_%u",
+			 (unsigned)randombytes_uniform(try < 3 ? 10000 : 1000000000));
 }
 
 /* A display name from the claims (1 to 64 characters, no control bytes),
@@ -274,6 +280,9 @@ static const char *display_name(struct json_object *claims, const char *username
 	return name;
 }
 
+/* an account row: USER_COLS, suspended, TOTP on */
+#define ACCOUNT_COLS "SELECT " USER_COLS ", u.suspended_at IS NOT NULL, u.totp_secret IS NOT NULL "
+
 /* Inside the caller's transaction: the account of (provider, sub), else the
  * account with the same verified address (linked), else a new account
  * (linked).  The row (USER_COLS, suspended, totp on) or NULL replied and
@@ -281,21 +290,19 @@ static const char *display_name(struct json_object *claims, const char *username
 static struct db_res *account_for(struct http_req *req, const struct oidc_provider *p,
 				  struct json_object *claims)
 {
-	static const char *const cols = "SELECT " USER_COLS ", u.suspended_at IS NOT NULL, "
-					"u.totp_secret IS NOT NULL FROM users u ";
 	const char *sub = idt_claim_str(claims, "sub"), *email = idt_claim_str(claims, "email");
 	int verified = idt_claim_true(claims, "email_verified");
-	char sql[640], uname[33];
+	char uname[33];
 	struct db_res *r;
 
-	snprintf(sql, sizeof(sql),
-		 "%sJOIN user_identities i ON i.user_id = u.id WHERE i.provider = $1 AND "
-		 "i.subject = $2",
-		 cols);
 	{
 		const char *params[] = {p->name, sub};
 
-		r = db_exec_or_reply(req, DB_PRIMARY, sql, 2, params);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     ACCOUNT_COLS
+				     "FROM users u JOIN user_identities i ON i.user_id "
+				     "= u.id WHERE i.provider = $1 AND i.subject = $2",
+				     2, params);
 	}
 	if (!r || db_res_rows(r) == 1)
 		return r;
@@ -310,12 +317,13 @@ static struct db_res *account_for(struct http_req *req, const struct oidc_provid
 		const char *params[] = {p->name, sub, email};
 
 		/* both sides vouch for the address: the same person */
-		snprintf(sql, sizeof(sql),
-			 "WITH m AS (SELECT id FROM users WHERE email = $3 AND email_verified_at "
-			 "IS NOT NULL), l AS (INSERT INTO user_identities (provider, subject, "
-			 "user_id) SELECT $1, $2, id FROM m) %sJOIN m ON m.id = u.id",
-			 cols);
-		r = db_exec_or_reply(req, DB_PRIMARY, sql, 3, params);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH m AS (SELECT id FROM users WHERE email = $3 AND "
+				     "email_verified_at IS NOT NULL), l AS (INSERT INTO "
+				     "user_identities (provider, subject, user_id) SELECT $1, $2, "
+				     "id "
+				     "FROM m) " ACCOUNT_COLS "FROM users u JOIN m ON m.id = u.id",
+				     3, params);
 		if (!r || db_res_rows(r) == 1) {
 			if (r)
 				log_info("audit: %s subject linked to user %s by verified e-mail",
@@ -326,20 +334,28 @@ static struct db_res *account_for(struct http_req *req, const struct oidc_provid
 	for (int t = 0; t < OIDC_USERNAME_TRIES; t++) {
 		username_candidate(idt_claim_str(claims, "preferred_username"), email, t, uname);
 		{
-			const char *params[] = {p->name, sub, email, uname,
-						display_name(claims, uname), verified ? "t" : "f"};
+			const char *params[] = {p->name,
+						sub,
+						email,
+						uname,
+						display_name(claims, uname),
+						verified ? "t" : "f"};
 
 			/* ON CONFLICT DO NOTHING: a taken name or address leaves the
 			 * transaction usable, and the loop tells which */
-			r = db_exec_or_reply(
-				req, DB_PRIMARY,
-				"WITH n AS (INSERT INTO users (email, username, display_name, "
-				"email_verified_at) VALUES ($3, $4, $5, CASE WHEN $6::boolean THEN "
-				"now() END) ON CONFLICT DO NOTHING RETURNING id, username, "
-				"display_name, created_at), l AS (INSERT INTO user_identities "
-				"(provider, subject, user_id) SELECT $1, $2, id FROM n) "
-				"SELECT " USER_COLS ", false, false FROM n AS u",
-				6, params);
+			r = db_exec_or_reply(req, DB_PRIMARY,
+					     "WITH n AS (INSERT INTO users (email, username, "
+					     "display_name, "
+					     "email_verified_at) VALUES ($3, $4, $5, CASE WHEN "
+					     "$6::boolean THEN "
+					     "now() END) ON CONFLICT DO NOTHING RETURNING id, "
+					     "username, "
+					     "display_name, created_at), l AS (INSERT INTO "
+					     "user_identities "
+					     "(provider, subject, user_id) SELECT $1, $2, id FROM "
+					     "n) "
+					     "SELECT " USER_COLS ", false, false FROM n AS u",
+					     6, params);
 		}
 		if (!r || db_res_rows(r) == 1) {
 			if (r)
@@ -350,8 +366,8 @@ static struct db_res *account_for(struct http_req *req, const struct oidc_provid
 		{
 			const char *params[] = {email};
 
-			r = db_exec_or_reply(req, DB_PRIMARY, "SELECT 1 FROM users WHERE email = $1",
-					     1, params);
+			r = db_exec_or_reply(req, DB_PRIMARY,
+					     "SELECT 1 FROM users WHERE email = $1", 1, params);
 		}
 		if (!r)
 			return NULL;
@@ -419,7 +435,8 @@ static struct json_object *provider_login(struct http_req *req, struct oidc_prov
 		log_info("oidc: %s login refused: %s", p->name,
 			 why == IDT_OK ? "code refused" : idt_strerror(why));
 		http_reply_error(req, e,
-				 why == IDT_OK ? "the provider refused the code" : idt_strerror(why),
+				 why == IDT_OK ? "the provider refused the code"
+					       : idt_strerror(why),
 				 NULL);
 		return NULL;
 	}
@@ -489,7 +506,8 @@ void oidc_callback_handler(struct http_req *req)
 		 * provider's round trips): whatever follows, a second callback
 		 * with the same state finds nothing */
 		st = db_exec_or_reply(req, DB_PRIMARY,
-				      "DELETE FROM oidc_states WHERE state_hash = decode($1, 'hex') "
+				      "DELETE FROM oidc_states WHERE state_hash = decode($1, "
+				      "'hex') "
 				      "AND browser_hash = decode($2, 'hex') AND provider = $3 AND "
 				      "expires_at > now() RETURNING nonce, code_verifier, "
 				      "redirect_uri, user_id",

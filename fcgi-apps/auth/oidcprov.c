@@ -138,8 +138,9 @@ static int provider_load(struct oidc_provider *p, const char *name)
 	snprintf(list, sizeof(list), "%s", uris);
 	for (u = strtok_r(list, ", ", &save); u; u = strtok_r(NULL, ", ", &save)) {
 		if (p->nredirects == OIDC_REDIRECTS_MAX || !url_ok(u, OIDC_URL_MAX)) {
-			fprintf(stderr, "oidc: %s: at most %d redirect URIs, each an absolute URL\n",
-				name, OIDC_REDIRECTS_MAX);
+			fprintf(stderr,
+				"oidc: %s: at most %d redirect URIs, each an absolute URL\n", name,
+				OIDC_REDIRECTS_MAX);
 			return -1;
 		}
 		snprintf(p->redirects[p->nredirects++], OIDC_URL_MAX, "%s", u);
@@ -227,8 +228,8 @@ static size_t write_cb(char *data, size_t size, size_t n, void *ud)
  * is set.  The parsed JSON object of a 2xx (or, with status, of any answer)
  * into *out (a new reference).  TH_OK; TH_EUNAVAILABLE when the provider
  * does not answer in time, answers too much or not JSON. */
-static enum th_err http_json(const char *url, const char *form, const char *user,
-			     const char *pass, long *status, struct json_object **out)
+static enum th_err http_json(const char *url, const char *form, const char *user, const char *pass,
+			     long *status, struct json_object **out)
 {
 	struct body b = {.max = opt.response_max};
 	struct curl_slist *hdrs = NULL;
@@ -295,8 +296,8 @@ static int endpoint(struct json_object *doc, const char *name, char *dst, size_t
 {
 	struct json_object *v;
 
-	if (!json_object_object_get_ex(doc, name, &v) || !json_object_is_type(v, json_type_string) ||
-	    !url_ok(json_object_get_string(v), size))
+	if (!json_object_object_get_ex(doc, name, &v) ||
+	    !json_object_is_type(v, json_type_string) || !url_ok(json_object_get_string(v), size))
 		return -1;
 	snprintf(dst, size, "%s", json_object_get_string(v));
 	return 0;
