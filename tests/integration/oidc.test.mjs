@@ -13,49 +13,21 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
-import Provider from 'oidc-provider';
 import { assertError, assertStatus, show } from './lib/assert.mjs';
 import { api, fixtures, rnd } from './lib/fixtures.mjs';
 import { PORT_BASE, request } from './lib/http.mjs';
 import { psql } from './lib/stack.mjs';
+import { OIDC_CLIENT, startProvider } from './lib/oidcprovider.mjs';
 
 const { newUser, freshAddr } = fixtures({ net: 75, slug: 'oidc', name: 'Oidc' });
 
 const REDIRECT = `http://127.0.0.1:${PORT_BASE}/`;
 const LOCAL_ISS = `http://127.0.0.1:${PORT_BASE + 37}`;
 const FAKE_ISS = `http://127.0.0.1:${PORT_BASE + 38}`;
-const LOCAL_CLIENT = { id: 'townhall-test', secret: 'townhall-test-secret-0123456789' };
 const FAKE_CLIENT = 'townhall-fake';
 
-// --- the real provider -----------------------------------------------------------------
-// accounts by login (= sub): the claims the provider asserts
-const accounts = new Map();
-let localServer;
-
-async function startLocal() {
-  const provider = new Provider(LOCAL_ISS, {
-    clients: [{
-      client_id: LOCAL_CLIENT.id,
-      client_secret: LOCAL_CLIENT.secret,
-      redirect_uris: [REDIRECT],
-      grant_types: ['authorization_code'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_basic',
-    }],
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
-    // the claims of the scopes in the ID token itself (Townhall reads no userinfo)
-    conformIdTokenClaims: false,
-    features: { devInteractions: { enabled: true } },
-    pkce: { required: () => true },
-    cookies: { keys: [crypto.randomBytes(16).toString('hex')] },
-    async findAccount(ctx, sub) {
-      const a = accounts.get(sub) || {};
-      return { accountId: sub, claims: async () => ({ sub, ...a }) };
-    },
-  });
-  localServer = http.createServer(provider.callback());
-  await new Promise((res) => localServer.listen(PORT_BASE + 37, '127.0.0.1', res));
-}
+// --- the real provider (lib/oidcprovider.mjs) -------------------------------------------
+let local;
 
 // --- the fake issuer -------------------------------------------------------------------
 const keyA = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -202,7 +174,7 @@ async function authorize(b, provider, login) {
 const callback = (b, provider, code, state) => b.th(`/api/auth/oidc/${provider}/callback?code=${encodeURIComponent(code)}&state=${encodeURIComponent(state)}`);
 
 async function login(provider, sub, claims, b = browser()) {
-  if (provider === 'local') accounts.set(sub, claims);
+  if (provider === 'local') local.accounts.set(sub, claims);
   else { fake.sub = sub; fake.claims = claims; }
   const a = await authorize(b, provider, sub);
   return { res: await callback(b, provider, a.code, a.state), ...a, b };
@@ -216,13 +188,12 @@ async function identities(uid) {
 
 describe('oidc', () => {
   before(async () => {
-    await startLocal();
+    local = await startProvider({ port: PORT_BASE + 37, redirect: REDIRECT });
     fakeServer = http.createServer(fakeHandler);
     await new Promise((res) => fakeServer.listen(PORT_BASE + 38, '127.0.0.1', res));
   });
   after(() => {
-    localServer?.closeAllConnections?.();
-    localServer?.close();
+    local?.close();
     fakeServer?.closeAllConnections?.();
     fakeServer?.close();
   });
@@ -249,7 +220,7 @@ describe('oidc', () => {
     assert.equal(loc.origin, LOCAL_ISS);
     const q = loc.searchParams;
     assert.equal(q.get('response_type'), 'code');
-    assert.equal(q.get('client_id'), LOCAL_CLIENT.id);
+    assert.equal(q.get('client_id'), OIDC_CLIENT.id);
     assert.equal(q.get('redirect_uri'), REDIRECT);
     assert.equal(q.get('code_challenge_method'), 'S256');
     assert.match(q.get('code_challenge'), /^[A-Za-z0-9_-]{43}$/);
@@ -321,7 +292,7 @@ describe('oidc', () => {
 
   test('a forged, missing, used or foreign state is refused; the code is single use', async () => {
     const b = browser();
-    accounts.set(alice.sub, alice.claims);
+    local.accounts.set(alice.sub, alice.claims);
     const a = await authorize(b, 'local', alice.sub);
     assertError(await b.th(`/api/auth/oidc/local/callback?code=${a.code}`), 400, 'validation_failed', 'state');
     assertError(await callback(b, 'local', a.code, `${a.state.slice(0, -2)}AA`), 400, 'validation_failed', 'state');
