@@ -50,15 +50,6 @@ static long b64_member(struct json_object *o, const char *name, unsigned char *o
 	return (long)n;
 }
 
-static const char *str_member(struct json_object *o, const char *name)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 /* An EVP_PKEY from OSSL_PARAMs built by bld; NULL on failure. */
 static EVP_PKEY *key_from(const char *type, OSSL_PARAM_BLD *bld)
 {
@@ -102,7 +93,7 @@ out:
 static EVP_PKEY *ec_key(struct json_object *jwk)
 {
 	unsigned char pub[65], tmp[48];
-	const char *crv = str_member(jwk, "crv");
+	const char *crv = jh_member_str(jwk, "crv");
 	OSSL_PARAM_BLD *bld = NULL;
 	EVP_PKEY *pk = NULL;
 
@@ -129,8 +120,8 @@ static EVP_PKEY *ec_key(struct json_object *jwk)
 /* One JWK into k; 0, or -1 when it is not a key we use. */
 static int key_parse(struct json_object *jwk, struct idt_key *k)
 {
-	const char *kty = str_member(jwk, "kty"), *use = str_member(jwk, "use"),
-		   *alg = str_member(jwk, "alg"), *kid = str_member(jwk, "kid");
+	const char *kty = jh_member_str(jwk, "kty"), *use = jh_member_str(jwk, "use"),
+		   *alg = jh_member_str(jwk, "alg"), *kid = jh_member_str(jwk, "kid");
 
 	if (!kty || (use && strcmp(use, "sig") != 0) || (kid && strlen(kid) >= IDT_KID_MAX))
 		return -1;
@@ -237,14 +228,14 @@ static int header_read(const char *h, size_t n, enum idt_alg *alg, char kid[IDT_
 	if (!o || !json_object_is_type(o, json_type_object) ||
 	    json_object_object_get_ex(o, "crit", &v))
 		goto out;
-	a = str_member(o, "alg");
+	a = jh_member_str(o, "alg");
 	if (a && strcmp(a, "RS256") == 0)
 		*alg = IDT_RS256;
 	else if (a && strcmp(a, "ES256") == 0)
 		*alg = IDT_ES256;
 	else
 		goto out;
-	k = str_member(o, "kid");
+	k = jh_member_str(o, "kid");
 	if (json_object_object_get_ex(o, "kid", &v) && (!k || strlen(k) >= IDT_KID_MAX))
 		goto out;
 	*has_kid = k != NULL;
@@ -274,22 +265,12 @@ static int sig_ok(const struct idt_key *k, const char *input, size_t n, const ch
 	return ok;
 }
 
-static int claim_int(struct json_object *p, const char *name, int64_t *out)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(p, name, &v) || !json_object_is_type(v, json_type_int))
-		return -1;
-	*out = json_object_get_int64(v);
-	return 0;
-}
-
 /* aud holds the client id (a string, or an array with it); with several
  * audiences, azp must name us (OIDC Core 3.1.3.7 items 3 to 5). */
 static int audience_ok(struct json_object *p, const char *client_id)
 {
 	struct json_object *aud;
-	const char *azp = str_member(p, "azp");
+	const char *azp = jh_member_str(p, "azp");
 	size_t i, n;
 	int found = 0;
 
@@ -314,15 +295,15 @@ static int audience_ok(struct json_object *p, const char *client_id)
 
 static enum idt_result claims_check(struct json_object *p, const struct idt_expect *e)
 {
-	const char *iss = str_member(p, "iss"), *nonce = str_member(p, "nonce"),
-		   *sub = str_member(p, "sub");
+	const char *iss = jh_member_str(p, "iss"), *nonce = jh_member_str(p, "nonce"),
+		   *sub = jh_member_str(p, "sub");
 	int64_t exp, iat;
 
 	if (!iss || strcmp(iss, e->issuer) != 0)
 		return IDT_BAD_ISSUER;
 	if (!audience_ok(p, e->client_id))
 		return IDT_BAD_AUDIENCE;
-	if (claim_int(p, "exp", &exp) < 0 || claim_int(p, "iat", &iat) < 0 ||
+	if (jh_member_int(p, "exp", &exp) < 0 || jh_member_int(p, "iat", &iat) < 0 ||
 	    e->now >= exp + e->leeway_s || iat > e->now + e->leeway_s)
 		return IDT_BAD_TIME;
 	if (!nonce || !e->nonce || strcmp(nonce, e->nonce) != 0)
@@ -379,7 +360,7 @@ out:
 
 const char *idt_claim_str(struct json_object *claims, const char *name)
 {
-	return str_member(claims, name);
+	return jh_member_str(claims, name);
 }
 
 int idt_claim_true(struct json_object *claims, const char *name)

@@ -428,28 +428,6 @@ static int parse_id(const char *s, int64_t *out)
 	return 0;
 }
 
-/* A string claim of the payload, or NULL (absent or not a string), as
- * libjwt's jwt_get_grant. */
-static const char *claim_str(struct json_object *p, const char *name)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(p, name, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-/* An integer claim, or -1 (absent or not an integer), as jwt_get_grant_int. */
-static int claim_int(struct json_object *p, const char *name, int64_t *out)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(p, name, &v) || !json_object_is_type(v, json_type_int))
-		return -1;
-	*out = json_object_get_int64(v);
-	return 0;
-}
-
 /* ES256 without libjwt: the signature with the parsed key, then the claims
  * libjwt's path reads (iss, sub, sid, exp, iat), with the same types. */
 static enum th_err verify_es256(const char *token, size_t len, const char *dot1, const char *dot2,
@@ -471,16 +449,16 @@ static enum th_err verify_es256(const char *token, size_t len, const char *dot1,
 	p = jh_parse((const char *)bin, binlen);
 	if (!p || !json_object_is_type(p, json_type_object))
 		goto out;
-	iss = claim_str(p, "iss");
+	iss = jh_member_str(p, "iss");
 	if (!iss || strcmp(iss, issuer) != 0)
 		goto out;
-	if (parse_id(claim_str(p, "sub"), &out->user_id) < 0 ||
-	    parse_id(claim_str(p, "sid"), &out->session_id) < 0)
+	if (parse_id(jh_member_str(p, "sub"), &out->user_id) < 0 ||
+	    parse_id(jh_member_str(p, "sid"), &out->session_id) < 0)
 		goto out;
-	if (claim_int(p, "exp", &exp) < 0 || exp <= 0)
+	if (jh_member_int(p, "exp", &exp) < 0 || exp <= 0)
 		goto out;
 	out->expires_at = exp;
-	out->issued_at = claim_int(p, "iat", &iat) < 0 ? 0 : iat;
+	out->issued_at = jh_member_int(p, "iat", &iat) < 0 ? 0 : iat;
 	rc = TH_OK;
 out:
 	json_object_put(p);

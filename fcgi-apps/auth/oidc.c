@@ -101,6 +101,14 @@ static struct oidc_provider *provider_or_404(struct http_req *req)
 	return p;
 }
 
+/* 503: the provider does not answer usably (oidcprov.c); asked again after
+ * OIDC_RETRY_MS at the earliest. */
+static void unavailable_reply(struct http_req *req)
+{
+	http_reply_error(req, TH_EUNAVAILABLE, "the identity provider is unavailable", NULL);
+	http_add_header(req, "Retry-After", "5");
+}
+
 void oidc_providers_handler(struct http_req *req)
 {
 	struct json_object *o = json_object_new_object(), *items = json_object_new_array();
@@ -190,8 +198,7 @@ void oidc_start_handler(struct http_req *req)
 		return;
 	e = oidcp_discover(p);
 	if (e != TH_OK) {
-		http_reply_error(req, e, "the identity provider is unavailable", NULL);
-		http_add_header(req, "Retry-After", "30");
+		unavailable_reply(req);
 		return;
 	}
 	rand_text(state);
@@ -283,92 +290,53 @@ static const char *display_name(struct json_object *claims, const char *username
 /* an account row: USER_COLS, suspended, TOTP on */
 #define ACCOUNT_COLS "SELECT " USER_COLS ", u.suspended_at IS NOT NULL, u.totp_secret IS NOT NULL "
 
-/* Inside the caller's transaction: the account of (provider, sub), else the
- * account with the same verified address (linked), else a new account
- * (linked).  The row (USER_COLS, suspended, totp on) or NULL replied and
- * rolled back. */
-static struct db_res *account_for(struct http_req *req, const struct oidc_provider *p,
-				  struct json_object *claims)
+/* r when it holds the one account row sought (logged as `how`), or when it
+ * failed (NULL, replied); else NULL with *next set: look further. */
+static struct db_res *found(struct db_res *r, const struct oidc_provider *p, const char *how,
+			    int *next)
 {
-	const char *sub = idt_claim_str(claims, "sub"), *email = idt_claim_str(claims, "email");
-	int verified = idt_claim_true(claims, "email_verified");
+	*next = r && db_res_rows(r) != 1;
+	if (r && !*next)
+		log_info("audit: user %s %s by %s login", db_res_get(r, 0, 0), how, p->name);
+	return *next ? NULL : r;
+}
+
+/* A new account for the claims, linked, with a free username (a few tries:
+ * preferred_username or the e-mail's local part, then with a number).  The
+ * row, or NULL replied (409: the address is taken). */
+static struct db_res *account_create(struct http_req *req, const struct oidc_provider *p,
+				     struct json_object *claims, const char *email, int verified)
+{
+	const char *sub = idt_claim_str(claims, "sub");
 	char uname[33];
 	struct db_res *r;
+	int next = 1;
 
-	{
-		const char *params[] = {p->name, sub};
-
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     ACCOUNT_COLS
-				     "FROM users u JOIN user_identities i ON i.user_id "
-				     "= u.id WHERE i.provider = $1 AND i.subject = $2",
-				     2, params);
-	}
-	if (!r || db_res_rows(r) == 1)
-		return r;
-	if (!email || strlen(email) > 254 || !acct_addr_valid(email)) {
-		db_rollback();
-		http_reply_error(req, TH_EFORBIDDEN,
-				 "the provider gave no usable e-mail address for a new account",
-				 NULL);
-		return NULL;
-	}
-	if (verified) {
-		const char *params[] = {p->name, sub, email};
-
-		/* both sides vouch for the address: the same person */
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "WITH m AS (SELECT id FROM users WHERE email = $3 AND "
-				     "email_verified_at IS NOT NULL), l AS (INSERT INTO "
-				     "user_identities (provider, subject, user_id) SELECT $1, $2, "
-				     "id "
-				     "FROM m) " ACCOUNT_COLS "FROM users u JOIN m ON m.id = u.id",
-				     3, params);
-		if (!r || db_res_rows(r) == 1) {
-			if (r)
-				log_info("audit: %s subject linked to user %s by verified e-mail",
-					 p->name, db_res_get(r, 0, 0));
-			return r;
-		}
-	}
 	for (int t = 0; t < OIDC_USERNAME_TRIES; t++) {
+		const char *params[] = {
+			p->name, sub, email, uname, NULL, verified ? "t" : "f",
+		};
+		const char *p1[] = {email};
+
 		username_candidate(idt_claim_str(claims, "preferred_username"), email, t, uname);
-		{
-			const char *params[] = {p->name,
-						sub,
-						email,
-						uname,
-						display_name(claims, uname),
-						verified ? "t" : "f"};
-
-			/* ON CONFLICT DO NOTHING: a taken name or address leaves the
-			 * transaction usable, and the loop tells which */
-			r = db_exec_or_reply(req, DB_PRIMARY,
-					     "WITH n AS (INSERT INTO users (email, username, "
-					     "display_name, "
-					     "email_verified_at) VALUES ($3, $4, $5, CASE WHEN "
-					     "$6::boolean THEN "
-					     "now() END) ON CONFLICT DO NOTHING RETURNING id, "
-					     "username, "
-					     "display_name, created_at), l AS (INSERT INTO "
-					     "user_identities "
-					     "(provider, subject, user_id) SELECT $1, $2, id FROM "
-					     "n) "
-					     "SELECT " USER_COLS ", false, false FROM n AS u",
-					     6, params);
-		}
-		if (!r || db_res_rows(r) == 1) {
-			if (r)
-				log_info("audit: user %s created by %s login", db_res_get(r, 0, 0),
-					 p->name);
+		params[4] = display_name(claims, uname);
+		/* ON CONFLICT DO NOTHING: a taken name or address leaves the
+		 * transaction usable, and the next statement tells which */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH n AS (INSERT INTO users (email, username, display_name, "
+				     "email_verified_at) VALUES ($3, $4, $5, "
+				     "CASE WHEN $6::boolean THEN now() END) "
+				     "ON CONFLICT DO NOTHING "
+				     "RETURNING id, username, display_name, created_at), "
+				     "l AS (INSERT INTO user_identities "
+				     "(provider, subject, user_id) SELECT $1, $2, id FROM n) "
+				     "SELECT " USER_COLS ", false, false FROM n AS u",
+				     6, params);
+		r = found(r, p, "created", &next);
+		if (!next)
 			return r;
-		}
-		{
-			const char *params[] = {email};
-
-			r = db_exec_or_reply(req, DB_PRIMARY,
-					     "SELECT 1 FROM users WHERE email = $1", 1, params);
-		}
+		r = db_exec_or_reply(req, DB_PRIMARY, "SELECT 1 FROM users WHERE email = $1", 1,
+				     p1);
 		if (!r)
 			return NULL;
 		if (db_res_rows(r) > 0) {
@@ -383,6 +351,49 @@ static struct db_res *account_for(struct http_req *req, const struct oidc_provid
 	db_rollback();
 	http_reply_error(req, TH_EUNAVAILABLE, "no free username found; try again", NULL);
 	return NULL;
+}
+
+/* Inside the caller's transaction: the account of (provider, sub), else the
+ * account with the same address verified on both sides (linked), else a new
+ * account (linked).  The row (ACCOUNT_COLS) or NULL replied and rolled
+ * back. */
+static struct db_res *account_for(struct http_req *req, const struct oidc_provider *p,
+				  struct json_object *claims)
+{
+	const char *sub = idt_claim_str(claims, "sub"), *email = idt_claim_str(claims, "email");
+	const char *params[] = {p->name, sub, email};
+	int verified = idt_claim_true(claims, "email_verified"), next;
+	struct db_res *r;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     ACCOUNT_COLS "FROM users u JOIN user_identities i ON i.user_id = u.id "
+					  "WHERE i.provider = $1 AND i.subject = $2",
+			     2, params);
+	r = found(r, p, "reached", &next);
+	if (!next)
+		return r;
+	if (!email || strlen(email) > 254 || !acct_addr_valid(email)) {
+		db_rollback();
+		http_reply_error(req, TH_EFORBIDDEN,
+				 "the provider gave no usable e-mail address for a new account",
+				 NULL);
+		return NULL;
+	}
+	if (verified) {
+		/* both sides vouch for the address: the same person */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "WITH m AS (SELECT id FROM users WHERE email = $3 "
+				     "AND email_verified_at IS NOT NULL), "
+				     "l AS (INSERT INTO user_identities (provider, subject, "
+				     "user_id) "
+				     "SELECT $1, $2, id FROM m) " ACCOUNT_COLS
+				     "FROM users u JOIN m ON m.id = u.id",
+				     3, params);
+		r = found(r, p, "linked by verified e-mail", &next);
+		if (!next)
+			return r;
+	}
+	return account_create(req, p, claims, email, verified);
 }
 
 /* Keeps the state row for the one-time code: same state and browser, the
@@ -441,8 +452,7 @@ static struct json_object *provider_login(struct http_req *req, struct oidc_prov
 		return NULL;
 	}
 	if (e != TH_OK) {
-		http_reply_error(req, e, "the identity provider is unavailable", NULL);
-		http_add_header(req, "Retry-After", "30");
+		unavailable_reply(req);
 		return NULL;
 	}
 	return jh_own(req, claims);
@@ -540,6 +550,5 @@ void oidc_callback_handler(struct http_req *req)
 		totp_due(req, p, shash, bhash, db_res_get(r, 0, 0));
 		return;
 	}
-	log_info("audit: user %lld signed in with %s", (long long)uid, p->name);
 	session_start_reply(req, 200, uid, jh_own(req, user_json(r, 0, 0)), 1);
 }

@@ -18,6 +18,7 @@
 #define OIDC_URL_MAX 256
 #define OIDC_REDIRECTS_MAX 8
 #define OIDC_ID_TOKEN_MAX IDT_TOKEN_MAX
+#define OIDC_RETRY_MS 5000 /* after a failed discovery, 503 at once this long */
 
 struct oidc_provider {
 	char name[OIDC_NAME_MAX + 1]; /* a-z 0-9 _ : the route's :provider */
@@ -30,6 +31,7 @@ struct oidc_provider {
 	/* discovered (per worker) */
 	char authorize_url[OIDC_URL_MAX], token_url[OIDC_URL_MAX], jwks_url[OIDC_URL_MAX];
 	uint64_t discovered_ms; /* mono_ms of the fetch, 0: never */
+	uint64_t failed_ms;     /* mono_ms of the last failed discovery, 0: none */
 	struct idt_keys keys;
 	uint64_t keys_ms, keys_tried_ms;
 };

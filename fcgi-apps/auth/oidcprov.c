@@ -312,11 +312,15 @@ enum th_err oidcp_discover(struct oidc_provider *p)
 
 	if (p->discovered_ms && now - p->discovered_ms < (uint64_t)opt.discovery_ttl_s * 1000)
 		return TH_OK;
+	/* a provider that just failed is not asked again at once: a worker
+	 * waits out the timeout at most once per OIDC_RETRY_MS */
+	if (p->failed_ms && now - p->failed_ms < OIDC_RETRY_MS)
+		return TH_EUNAVAILABLE;
 	snprintf(url, sizeof(url), "%s%s.well-known/openid-configuration", p->issuer,
 		 p->issuer[strlen(p->issuer) - 1] == '/' ? "" : "/");
 	e = http_json(url, NULL, NULL, NULL, NULL, &doc);
 	if (e != TH_OK)
-		return e;
+		goto out;
 	/* OIDC Discovery 4.3: the document's issuer is the configured one */
 	if (!json_object_object_get_ex(doc, "issuer", &v) ||
 	    !json_object_is_type(v, json_type_string) ||
@@ -330,8 +334,11 @@ enum th_err oidcp_discover(struct oidc_provider *p)
 		goto out;
 	}
 	p->discovered_ms = now;
+	p->failed_ms = 0;
 	p->keys_ms = 0; /* the key set follows the document */
 out:
+	if (e != TH_OK)
+		p->failed_ms = mono_ms();
 	json_object_put(doc);
 	return e;
 }

@@ -9,6 +9,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { startProvider } from '../integration/lib/oidcprovider.mjs';
+import { totpCode } from '../integration/lib/totp.mjs';
 
 const PORT_BASE = Number(process.env.TH_PORT_BASE || 8080);
 const BASE_URL = `http://127.0.0.1:${PORT_BASE}`;
@@ -22,24 +23,6 @@ const claims = {
   email: `carol_${run}@example.test`, email_verified: true, preferred_username: `carol_${run}`, name: `Carol ${run}`,
 };
 
-function b32decode(s) {
-  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = 0, buf = 0;
-  const out = [];
-  for (const ch of s) {
-    buf = (buf << 5) | abc.indexOf(ch);
-    bits += 5;
-    if (bits >= 8) { out.push((buf >> (bits - 8)) & 0xff); bits -= 8; }
-  }
-  return Buffer.from(out);
-}
-function totpCode(secret, t) {
-  const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
-  const mac = crypto.createHmac('sha1', b32decode(secret)).update(msg).digest();
-  const off = mac[mac.length - 1] & 0x0f;
-  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1000000).padStart(6, '0');
-}
 
 let browser;
 let idp;
