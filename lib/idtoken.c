@@ -5,6 +5,7 @@
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,7 +137,7 @@ static int key_parse(struct json_object *jwk, struct idt_key *k)
 	}
 	if (!k->pkey)
 		return -1;
-	strcpy(k->kid, kid ? kid : "");
+	snprintf(k->kid, sizeof(k->kid), "%s", kid ? kid : "");
 	return 0;
 }
 
@@ -239,7 +240,7 @@ static int header_read(const char *h, size_t n, enum idt_alg *alg, char kid[IDT_
 	if (json_object_object_get_ex(o, "kid", &v) && (!k || strlen(k) >= IDT_KID_MAX))
 		goto out;
 	*has_kid = k != NULL;
-	strcpy(kid, k ? k : "");
+	snprintf(kid, IDT_KID_MAX, "%s", k ? k : "");
 	rc = 0;
 out:
 	json_object_put(o);
