@@ -1,6 +1,6 @@
 // Browser test of "Sign in with <provider>" on the demo page (web/app.js): Debian's Chromium
 // clicks the button, signs in at a real OpenID provider (npm oidc-provider, run here on
-// BASE+37: tests/e2e/run gives the auth app its settings), consents, and lands back on the
+// BASE+42: tests/e2e/run gives the auth app its settings), consents, and lands back on the
 // page signed in as a new account named after the provider's claims; the second time, with
 // TOTP turned on for the account, the page asks for the one-time code before signing in.
 import { describe, it, before, after } from 'node:test';
@@ -50,7 +50,7 @@ async function signInThroughProvider(page) {
 
 describe('sign in with a provider', () => {
   before(async () => {
-    idp = await startProvider({ port: PORT_BASE + 37, redirect: `${BASE_URL}/` });
+    idp = await startProvider({ port: PORT_BASE + 42, redirect: `${BASE_URL}/` });
     idp.accounts.set(sub, claims);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   });

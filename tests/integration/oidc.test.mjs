@@ -1,9 +1,9 @@
 // OIDC login (../shared/API.md, v1.1 "Account lifecycle", the oidc row): GET
 // /api/auth/oidc/providers, /:provider/start and /:provider/callback, end to end.
-// - `local`: a real OpenID provider, the npm package oidc-provider, run here on BASE+37 with
+// - `local`: a real OpenID provider, the npm package oidc-provider, run here on BASE+42 with
 //   one registered client (tests/integration/run gives the auth app its settings), driven
 //   through its interaction pages (login, consent) with fetch and a cookie jar. It signs RS256.
-// - `fake`: a small issuer of this file on BASE+38 that signs ES256 and, on demand, answers
+// - `fake`: a small issuer of this file on BASE+43 that signs ES256 and, on demand, answers
 //   the bad things: a token signed by another key (same kid, or an unknown one), for another
 //   audience, from another issuer, expired, with another nonce; an oversize or no answer.
 //   It checks the PKCE verifier against the challenge, as a real provider does.
@@ -23,8 +23,8 @@ import { totpCode } from './lib/totp.mjs';
 const { newUser, freshAddr } = fixtures({ net: 75, slug: 'oidc', name: 'Oidc' });
 
 const REDIRECT = `http://127.0.0.1:${PORT_BASE}/`;
-const LOCAL_ISS = `http://127.0.0.1:${PORT_BASE + 37}`;
-const FAKE_ISS = `http://127.0.0.1:${PORT_BASE + 38}`;
+const LOCAL_ISS = `http://127.0.0.1:${PORT_BASE + 42}`;
+const FAKE_ISS = `http://127.0.0.1:${PORT_BASE + 43}`;
 const FAKE_CLIENT = 'townhall-fake';
 
 // --- the real provider (lib/oidcprovider.mjs) -------------------------------------------
@@ -189,9 +189,9 @@ async function identities(uid) {
 
 describe('oidc', () => {
   before(async () => {
-    local = await startProvider({ port: PORT_BASE + 37, redirect: REDIRECT });
+    local = await startProvider({ port: PORT_BASE + 42, redirect: REDIRECT });
     fakeServer = http.createServer(fakeHandler);
-    await new Promise((res) => fakeServer.listen(PORT_BASE + 38, '127.0.0.1', res));
+    await new Promise((res) => fakeServer.listen(PORT_BASE + 43, '127.0.0.1', res));
   });
   after(() => {
     local?.close();
