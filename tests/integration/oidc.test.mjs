@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import { assertError, assertStatus, show } from './lib/assert.mjs';
 import { api, fixtures, rnd } from './lib/fixtures.mjs';
-import { PORT_BASE, request } from './lib/http.mjs';
+import { PORT_BASE, request, sleep } from './lib/http.mjs';
 import { psql } from './lib/stack.mjs';
 import { OIDC_CLIENT, startProvider } from './lib/oidcprovider.mjs';
 import { totpCode } from './lib/totp.mjs';
@@ -33,7 +33,9 @@ let local;
 // --- the fake issuer -------------------------------------------------------------------
 const keyA = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const keyB = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
-const fake = { mode: 'ok', claims: {}, codes: new Map() };
+const fake = {
+  mode: 'ok', claims: {}, codes: new Map(), jwksHits: 0, rotated: false,
+};
 let fakeServer;
 
 const b64u = (b) => Buffer.from(b).toString('base64url');
@@ -76,7 +78,9 @@ function fakeHandler(req, res) {
     });
   }
   if (url.pathname === '/jwks') {
-    return json(200, { keys: [{ ...keyA.publicKey.export({ format: 'jwk' }), kid: 'a1', use: 'sig', alg: 'ES256' }] });
+    fake.jwksHits += 1;
+    const jwk = (k, kid) => ({ ...k.publicKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'ES256' });
+    return json(200, { keys: fake.rotated ? [jwk(keyA, 'a1'), jwk(keyB, 'b1')] : [jwk(keyA, 'a1')] });
   }
   if (url.pathname === '/auth') {
     const q = url.searchParams;
@@ -343,6 +347,27 @@ describe('oidc', () => {
     assertError(fresh.res, 401, 'unauthorized');
     assert.equal(await identities(uid), 1);
     fake.mode = 'ok';
+  });
+
+  test('an unknown key id fetches the key set again, at most every 2 s a worker: a rotated key is found', async () => {
+    const sub = `rot-${rnd()}`;
+    const claims = { email: `${sub}@example.test`, email_verified: true };
+    fake.mode = 'unknownkid';
+    const hits0 = fake.jwksHits;
+    const t0 = Date.now();
+    for (let i = 0; i < 6; i++) assertError((await login('fake', sub, claims)).res, 401, 'unauthorized');
+    const elapsed = Date.now() - t0;
+    // TH_OIDC_JWKS_MIN_REFRESH=2 (tests/integration/run), 3 auth workers: a flood of made-up
+    // kids costs the provider at most one fetch a worker per 2 s
+    const most = 3 * (1 + Math.floor(elapsed / 2000));
+    assert.ok(fake.jwksHits - hits0 <= most, `${fake.jwksHits - hits0} key set fetches in ${elapsed} ms (at most ${most})`);
+    // the provider rotates: key B is published as b1; once the interval passed, it is found
+    fake.rotated = true;
+    await sleep(2100);
+    const ok = await login('fake', sub, claims);
+    fake.mode = 'ok';
+    fake.rotated = false;
+    assertStatus(ok.res, 200, 'after the rotation:');
   });
 
   test('a provider that does not answer, or answers too much, is 503 within bounded time', async () => {
