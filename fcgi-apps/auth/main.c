@@ -48,7 +48,7 @@ static void auth_fini(void)
 static int auth_init(void)
 {
 	if (token_init_signer() < 0 || accounts_init() < 0 || me_cache_init() < 0 ||
-	    oidcp_init() < 0)
+	    oidc_init() < 0)
 		return -1;
 	acct_limits_init();
 	return 0;

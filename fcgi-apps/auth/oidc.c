@@ -26,6 +26,7 @@
 #include "ids.h"
 #include "jh.h"
 #include "log.h"
+#include "metrics.h"
 #include "oidc.h"
 #include "reply.h"
 #include "user.h"
@@ -40,14 +41,18 @@ struct oidc_limits {
 	long state_ttl_s, max, window_s;
 };
 static struct oidc_limits lim;
+/* sign-ins done; refused (code or ID token); providers not answering */
+static int c_logins = -1, c_refused = -1, c_unavailable = -1;
 
-static void limits_load(void)
+int oidc_init(void)
 {
-	if (lim.state_ttl_s)
-		return;
 	lim.state_ttl_s = (long)cfg_int("TH_OIDC_STATE_TTL", 600, 30, 3600);
 	lim.max = (long)cfg_int("TH_RL_OIDC_MAX", 60, 1, 1000000);
 	lim.window_s = (long)cfg_int("TH_RL_OIDC_WINDOW", 600, 1, 86400);
+	c_logins = metrics_counter("oidc_logins_total");
+	c_refused = metrics_counter("oidc_refused_total");
+	c_unavailable = metrics_counter("oidc_provider_unavailable_total");
+	return oidcp_init();
 }
 
 static void rand_text(char out[OIDC_TEXT])
@@ -185,7 +190,6 @@ void oidc_start_handler(struct http_req *req)
 
 	if (!p)
 		return;
-	limits_load();
 	redirect_uri = http_query(req, "redirect_uri");
 	if (!redirect_uri || !oidcp_redirect_allowed(p, redirect_uri)) {
 		/* an open redirect would hand the code to whoever asks */
@@ -198,6 +202,7 @@ void oidc_start_handler(struct http_req *req)
 		return;
 	e = oidcp_discover(p);
 	if (e != TH_OK) {
+		metrics_add(c_unavailable, 1);
 		unavailable_reply(req);
 		return;
 	}
@@ -224,15 +229,13 @@ void oidc_start_handler(struct http_req *req)
 		/* the expired rows of earlier logins go first, a bounded few */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "WITH old AS (DELETE FROM oidc_states WHERE state_hash IN "
-				     "(SELECT "
-				     "state_hash FROM oidc_states WHERE expires_at < now() LIMIT "
-				     "100)) "
+				     "(SELECT state_hash FROM oidc_states "
+				     "WHERE expires_at < now() LIMIT 100)) "
 				     "INSERT INTO oidc_states (state_hash, browser_hash, provider, "
-				     "nonce, "
-				     "code_verifier, redirect_uri, expires_at) VALUES (decode($1, "
-				     "'hex'), "
-				     "decode($2, 'hex'), $3, $4, $5, $6, now() + $7::bigint * "
-				     "interval '1 second')",
+				     "nonce, code_verifier, redirect_uri, expires_at) "
+				     "VALUES (decode($1, 'hex'), decode($2, 'hex'), $3, $4, $5, "
+				     "$6, "
+				     "now() + $7::bigint * interval '1 second')",
 				     7, params);
 		if (!r)
 			return;
@@ -420,18 +423,13 @@ static void totp_due(struct http_req *req, const struct oidc_provider *p, const 
 /* The provider's half: code for ID token, verified.  Claims (the request's)
  * or NULL replied. */
 static struct json_object *provider_login(struct http_req *req, struct oidc_provider *p,
-					  struct db_res *st)
+					  const char *code, struct db_res *st)
 {
-	const char *code = http_query(req, "code");
 	char *id_token = arena_alloc(req->arena, OIDC_ID_TOKEN_MAX + 1);
 	struct json_object *claims = NULL;
 	enum idt_result why = IDT_OK;
 	enum th_err e;
 
-	if (!code || !*code || strlen(code) > 2048) {
-		http_reply_error(req, TH_EVALIDATION, "code is required", "code");
-		return NULL;
-	}
 	if (!id_token) {
 		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return NULL;
@@ -443,6 +441,7 @@ static struct json_object *provider_login(struct http_req *req, struct oidc_prov
 	if (e == TH_OK)
 		e = oidcp_verify(p, id_token, db_res_get(st, 0, 0), &claims, &why);
 	if (e == TH_EUNAUTHORIZED) {
+		metrics_add(c_refused, 1);
 		log_info("oidc: %s login refused: %s", p->name,
 			 why == IDT_OK ? "code refused" : idt_strerror(why));
 		http_reply_error(req, e,
@@ -452,6 +451,7 @@ static struct json_object *provider_login(struct http_req *req, struct oidc_prov
 		return NULL;
 	}
 	if (e != TH_OK) {
+		metrics_add(c_unavailable, 1);
 		unavailable_reply(req);
 		return NULL;
 	}
@@ -483,13 +483,15 @@ static void totp_step(struct http_req *req, int64_t uid, const char *totp)
 		http_reply_error(req, TH_ESUSPENDED, NULL, NULL);
 		return;
 	}
+	metrics_add(c_logins, 1);
 	session_start_reply(req, 200, uid, jh_own(req, user_json(r, 0, 0)), 0);
 }
 
 void oidc_callback_handler(struct http_req *req)
 {
 	struct oidc_provider *p = provider_or_404(req);
-	const char *state;
+	const char *state = http_query(req, "state"), *code = http_query(req, "code"),
+		   *totp = http_query(req, "totp");
 	char browser[OIDC_TEXT], shash[65], bhash[65];
 	struct db_res *st, *r;
 	struct json_object *claims;
@@ -497,10 +499,14 @@ void oidc_callback_handler(struct http_req *req)
 
 	if (!p)
 		return;
-	limits_load();
-	state = http_query(req, "state");
 	if (!state || !*state || strlen(state) > 128) {
 		http_reply_error(req, TH_EVALIDATION, "state is required", "state");
+		return;
+	}
+	if ((!code || !*code || strlen(code) > 2048) && (!totp || !*totp)) {
+		/* checked before the state is taken: a bad call uses nothing up */
+		http_reply_error(req, TH_EVALIDATION,
+				 "code (or, after totp_required, totp) is required", "code");
 		return;
 	}
 	if (acct_budget_or_reply(req, "oidc:ip", req->client_addr, lim.max, lim.window_s) < 0)
@@ -510,18 +516,20 @@ void oidc_callback_handler(struct http_req *req)
 		browser[0] = '\0'; /* hashes to nothing stored */
 	sha256_hex(browser, bhash);
 	{
-		const char *params[] = {shash, bhash, p->name};
+		const char *params[] = {shash, bhash, p->name, code && *code ? "code" : "totp"};
 
 		/* taken once, committed at once (no transaction around the
 		 * provider's round trips): whatever follows, a second callback
-		 * with the same state finds nothing */
+		 * with the same state finds nothing.  A call with a code takes a
+		 * row of /start, one with a code of ours a row of totp_due() */
 		st = db_exec_or_reply(req, DB_PRIMARY,
 				      "DELETE FROM oidc_states WHERE state_hash = decode($1, "
 				      "'hex') "
-				      "AND browser_hash = decode($2, 'hex') AND provider = $3 AND "
-				      "expires_at > now() RETURNING nonce, code_verifier, "
-				      "redirect_uri, user_id",
-				      3, params);
+				      "AND browser_hash = decode($2, 'hex') AND provider = $3 "
+				      "AND (user_id IS NULL) = ($4 = 'code') AND expires_at > "
+				      "now() "
+				      "RETURNING nonce, code_verifier, redirect_uri, user_id",
+				      4, params);
 	}
 	if (!st)
 		return;
@@ -531,10 +539,10 @@ void oidc_callback_handler(struct http_req *req)
 		return;
 	}
 	if (!db_res_isnull(st, 0, 3)) {
-		totp_step(req, strtoll(db_res_get(st, 0, 3), NULL, 10), http_query(req, "totp"));
+		totp_step(req, strtoll(db_res_get(st, 0, 3), NULL, 10), totp);
 		return;
 	}
-	claims = provider_login(req, p, st);
+	claims = provider_login(req, p, code, st);
 	if (!claims || db_begin_or_reply(req) < 0)
 		return;
 	r = account_for(req, p, claims);
@@ -550,5 +558,6 @@ void oidc_callback_handler(struct http_req *req)
 		totp_due(req, p, shash, bhash, db_res_get(r, 0, 0));
 		return;
 	}
+	metrics_add(c_logins, 1);
 	session_start_reply(req, 200, uid, jh_own(req, user_json(r, 0, 0)), 1);
 }

@@ -61,7 +61,10 @@ enum th_err oidcp_token(struct oidc_provider *p, const char *code, const char *v
 enum th_err oidcp_verify(struct oidc_provider *p, const char *id_token, const char *nonce,
 			 struct json_object **claims, enum idt_result *why);
 
-/* oidc.c: GET /api/auth/oidc/providers, /:provider/start, /:provider/callback */
+/* oidc.c: GET /api/auth/oidc/providers, /:provider/start, /:provider/callback;
+ * oidc_init() reads the settings of both files (oidcp_init() included) at
+ * start-up: 0, or -1 with a message. */
+int oidc_init(void);
 void oidc_providers_handler(struct http_req *req);
 void oidc_start_handler(struct http_req *req);
 void oidc_callback_handler(struct http_req *req);

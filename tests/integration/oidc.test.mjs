@@ -16,7 +16,7 @@ import http from 'node:http';
 import { assertError, assertStatus, show } from './lib/assert.mjs';
 import { api, fixtures, rnd } from './lib/fixtures.mjs';
 import { PORT_BASE, request, sleep } from './lib/http.mjs';
-import { psql } from './lib/stack.mjs';
+import { metric, poolMetrics, psql } from './lib/stack.mjs';
 import { OIDC_CLIENT, startProvider } from './lib/oidcprovider.mjs';
 import { totpCode } from './lib/totp.mjs';
 
@@ -245,8 +245,11 @@ describe('oidc', () => {
     const claims = {
       email: `${sub}@example.test`, email_verified: true, preferred_username: `Alice.${sub}`, name: 'Alice Example',
     };
+    const m0 = await poolMetrics('auth');
     const first = await login('local', sub, claims);
     assertStatus(first.res, 200, 'first login:');
+    const m1 = await poolMetrics('auth');
+    assert.equal(metric(m1, 'th_oidc_logins_total') - metric(m0, 'th_oidc_logins_total'), 1);
     const body = first.res.json;
     assert.ok(body.access_token && body.refresh_token && body.expires_in > 0, show(first.res));
     assert.match(body.user.username, /^[a-z0-9_]{3,32}$/);
@@ -300,6 +303,9 @@ describe('oidc', () => {
     local.accounts.set(alice.sub, alice.claims);
     const a = await authorize(b, 'local', alice.sub);
     assertError(await b.th(`/api/auth/oidc/local/callback?code=${a.code}`), 400, 'validation_failed', 'state');
+    assertError(await b.th(`/api/auth/oidc/local/callback?state=${a.state}`), 400, 'validation_failed', 'code');
+    // a one-time code where the provider's code is due: not this state's step
+    assertError(await b.th(`/api/auth/oidc/local/callback?state=${a.state}&totp=123456`), 400, 'validation_failed', 'state');
     assertError(await callback(b, 'local', a.code, `${a.state.slice(0, -2)}AA`), 400, 'validation_failed', 'state');
     // another browser (no cookie, or its own) with this browser's state and code
     const thief = browser();
