@@ -328,12 +328,7 @@ enum idt_result idt_verify(const char *token, size_t len, const struct idt_keys 
 	enum idt_result rc = IDT_MALFORMED;
 
 	*claims = NULL;
-	if (len == 0 || len > IDT_TOKEN_MAX || memchr(token, '\0', len))
-		return IDT_MALFORMED;
-	dot1 = memchr(token, '.', len);
-	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
-	if (!dot1 || !dot2 || dot2 + 1 >= token + len ||
-	    memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)))
+	if (jws_split(token, len, IDT_TOKEN_MAX, &dot1, &dot2) < 0)
 		return IDT_MALFORMED;
 	if (header_read(token, (size_t)(dot1 - token), &alg, kid, &has_kid) < 0)
 		return IDT_MALFORMED;

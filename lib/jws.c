@@ -2,6 +2,7 @@
 #include "jws.h"
 
 #include <openssl/ec.h>
+#include <string.h>
 
 int jws_es256_sign(EVP_PKEY *key, const void *input, size_t n, unsigned char raw[JWS_ES256_SIG_LEN])
 {
@@ -65,4 +66,34 @@ int jws_rs256_verify(EVP_PKEY *key, const void *input, size_t n, const unsigned 
 	     EVP_DigestVerify(md, sig, siglen, input, n) == 1;
 	EVP_MD_CTX_free(md);
 	return ok;
+}
+
+static int is_b64url(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+int jws_split(const char *token, size_t len, size_t max, const char **dot1, const char **dot2)
+{
+	const char *d1, *d2;
+
+	if (len == 0 || len > max)
+		return -1;
+	d1 = memchr(token, '.', len);
+	d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
+	/* base64url has no dot and no NUL: a third dot or a NUL fails below */
+	if (!d1 || !d2 || d2 + 1 >= token + len || !is_b64url(token, (size_t)(d1 - token)) ||
+	    !is_b64url(d1 + 1, (size_t)(d2 - d1 - 1)) ||
+	    !is_b64url(d2 + 1, len - (size_t)(d2 + 1 - token)))
+		return -1;
+	*dot1 = d1;
+	*dot2 = d2;
+	return 0;
 }

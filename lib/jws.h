@@ -24,4 +24,10 @@ int jws_es256_verify(EVP_PKEY *key, const void *input, size_t n,
 int jws_rs256_verify(EVP_PKEY *key, const void *input, size_t n, const unsigned char *sig,
 		     size_t siglen);
 
+/* Splits a compact JWS (len bytes, not NUL-terminated) into its three
+ * parts: 0 when it is 1 to max bytes of base64url in three parts separated
+ * by two dots (the signature not empty), with *dot1 and *dot2 set; -1
+ * otherwise. */
+int jws_split(const char *token, size_t len, size_t max, const char **dot1, const char **dot2);
+
 #endif

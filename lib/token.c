@@ -339,18 +339,6 @@ static uint64_t fnv1a(const char *s, size_t n)
 	return h;
 }
 
-static int is_b64url(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_'))
-			return 0;
-	}
-	return 1;
-}
-
 /* The header must name exactly our algorithm and key before any signature
  * work: this is what keeps "none" and HS256-with-the-public-key out,
  * whatever the library would accept. */
@@ -475,14 +463,7 @@ static enum th_err verify_signed(const char *token, size_t len, struct token_cla
 	long exp, iat;
 	enum th_err rc = TH_EUNAUTHORIZED;
 
-	if (len == 0 || len > TOKEN_MAX_LEN || memchr(token, '\0', len))
-		return TH_EUNAUTHORIZED;
-	dot1 = memchr(token, '.', len);
-	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
-	if (!dot1 || !dot2 || dot2 + 1 >= token + len ||
-	    !is_b64url(token, (size_t)(dot1 - token)) ||
-	    !is_b64url(dot1 + 1, (size_t)(dot2 - dot1 - 1)) ||
-	    !is_b64url(dot2 + 1, len - (size_t)(dot2 + 1 - token)))
+	if (jws_split(token, len, TOKEN_MAX_LEN, &dot1, &dot2) < 0)
 		return TH_EUNAUTHORIZED;
 	if (!header_ok(token, (size_t)(dot1 - token)))
 		return TH_EUNAUTHORIZED;
