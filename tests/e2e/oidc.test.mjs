@@ -79,7 +79,7 @@ describe('sign in with a provider', () => {
     const t = Date.now() / 1000;
     await page.evaluate(async (code) => {
       await window.townhall.th.request('POST', '/api/auth/totp/enable', { body: { code } });
-    }, totpCode(secret, t - 30));
+    }, totpCode(secret, t));
     await page.locator('#logout').click();
     await page.locator('#auth-view').waitFor({ state: 'visible', timeout: T });
     await ctx.close();
@@ -92,7 +92,7 @@ describe('sign in with a provider', () => {
     const form = page.locator('#oidc-totp-form');
     await form.waitFor({ state: 'visible', timeout: T });
     await page.screenshot({ path: path.join(SHOTS, 'oidc-2-totp.png') });
-    await form.locator('input[name="totp"]').fill(totpCode(secret, t));
+    await form.locator('input[name="totp"]').fill(totpCode(secret, t + 30)); // the next step: one the enable did not use
     await form.locator('button[type="submit"]').click();
     await page.locator('#app-view').waitFor({ state: 'visible', timeout: T });
     await page.waitForFunction((n) => document.querySelector('#me-name')?.textContent === n, claims.name, { timeout: T });

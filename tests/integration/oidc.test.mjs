@@ -413,21 +413,22 @@ describe('oidc', () => {
     const tok = assertStatus(first.res, 200, 'first:').json.access_token;
     const setup = assertStatus(await api('POST', '/api/auth/totp/setup', tok), 200, 'setup:').json;
     const t = Date.now() / 1000;
-    assertStatus(await api('POST', '/api/auth/totp/enable', tok, { code: totpCode(setup.secret, t - 30) }), 200, 'enable:');
+    assertStatus(await api('POST', '/api/auth/totp/enable', tok, { code: totpCode(setup.secret, t) }), 200, 'enable:');
     const due = await login('local', sub, claims);
     assertError(due.res, 401, 'totp_required', 'totp');
     const path = (s, c) => `/api/auth/oidc/local/callback?state=${encodeURIComponent(s)}&totp=${c}`;
     // another browser cannot finish it
-    assertError(await browser().th(path(due.state, totpCode(setup.secret, t))), 400, 'validation_failed', 'state');
-    const ok = await due.b.th(path(due.state, totpCode(setup.secret, t)));
+    assertError(await browser().th(path(due.state, totpCode(setup.secret, t + 30))), 400, 'validation_failed', 'state');
+    // the code of the next step (within the window): one the enable did not use
+    const ok = await due.b.th(path(due.state, totpCode(setup.secret, t + 30)));
     assertStatus(ok, 200, 'with the code:');
     assert.equal(ok.json.user.id, first.res.json.user.id);
-    assertError(await due.b.th(path(due.state, totpCode(setup.secret, t + 30))), 400, 'validation_failed', 'state');
+    assertError(await due.b.th(path(due.state, totpCode(setup.secret, t + 60))), 400, 'validation_failed', 'state');
     // a wrong code uses the state up: a new login starts over
     const again = await login('local', sub, claims);
     assertError(again.res, 401, 'totp_required');
     assertError(await again.b.th(path(again.state, '000000')), 401, 'unauthorized');
-    assertError(await again.b.th(path(again.state, totpCode(setup.secret, t + 30))), 400, 'validation_failed', 'state');
+    assertError(await again.b.th(path(again.state, totpCode(setup.secret, t + 60))), 400, 'validation_failed', 'state');
   });
 
   test('deleting an account removes its identities', async () => {
