@@ -239,9 +239,7 @@ static enum th_err http_json(const char *url, const char *form, const char *user
 	enum th_err e = TH_EUNAVAILABLE;
 
 	*out = NULL;
-	if (handle)
-		curl_easy_reset(handle);
-	else
+	if (!handle)
 		handle = curl_easy_init();
 	if (!handle)
 		return TH_EUNAVAILABLE;
@@ -267,6 +265,11 @@ static enum th_err http_json(const char *url, const char *form, const char *user
 	}
 	rc = curl_easy_perform(handle);
 	curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &code);
+	/* the handle points at err, hdrs, b and the form, which die with this
+	 * call: forget them (the connection stays for the next request) */
+	curl_easy_reset(handle);
+	if (status)
+		*status = code;
 	if (rc != CURLE_OK) {
 		log_warn("oidc: %s: %s", url, err[0] ? err : curl_easy_strerror(rc));
 		goto out;
@@ -282,8 +285,6 @@ static enum th_err http_json(const char *url, const char *form, const char *user
 		*out = NULL;
 		goto out;
 	}
-	if (status)
-		*status = code;
 	e = TH_OK;
 out:
 	curl_slist_free_all(hdrs);
@@ -436,14 +437,14 @@ enum th_err oidcp_token(struct oidc_provider *p, const char *code, const char *v
 		goto out;
 	}
 	e = http_json(p->token_url, form, user, pass, &status, &o);
-	if (e != TH_OK)
-		goto out;
 	if (status >= 400 && status < 500) {
-		/* invalid_grant: a used, expired or foreign code */
+		/* invalid_grant: a used, expired or foreign code (whatever the body) */
 		log_info("oidc: %s refused the code (%ld)", p->name, status);
 		e = TH_EUNAUTHORIZED;
 		goto out;
 	}
+	if (e != TH_OK)
+		goto out;
 	if (status < 200 || status > 299 || !json_object_object_get_ex(o, "id_token", &v) ||
 	    !json_object_is_type(v, json_type_string) ||
 	    (size_t)json_object_get_string_len(v) >= size) {
