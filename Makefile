@@ -130,6 +130,8 @@ MEDIA_PKGS   := MagickWand libcurl
 # -isystem: ImageMagick's own headers do not pass our warnings
 $(BUILD)/obj/fcgi-apps/media/%.o: CFLAGS += $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MEDIA_PKGS)))
 LDLIBS_media := $(shell pkg-config --libs $(MEDIA_PKGS)) -lmagic
+# the auth app fetches from OIDC providers (fcgi-apps/auth/oidcprov.c)
+LDLIBS_auth  := $(shell pkg-config --libs libcurl)
 
 # one rule per app: its own objects, then the web and the core library
 define app_rule

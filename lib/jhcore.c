@@ -129,3 +129,22 @@ int jh_has_control(const char *s, size_t n, bool multiline)
 	}
 	return 0;
 }
+
+const char *jh_member_str(struct json_object *o, const char *name)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+int jh_member_int(struct json_object *o, const char *name, int64_t *out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_int))
+		return -1;
+	*out = json_object_get_int64(v);
+	return 0;
+}

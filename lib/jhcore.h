@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct json_object;
 
@@ -24,5 +25,12 @@ long jh_utf8_len(const char *s, size_t n);
 /* 1 when s (n bytes) holds a C0 control character or DEL, except \n \r \t
  * when multiline. */
 int jh_has_control(const char *s, size_t n, bool multiline);
+
+/* The string member `name` of object o, or NULL (absent, not a string, or o
+ * not an object).  The pointer is o's. */
+const char *jh_member_str(struct json_object *o, const char *name);
+/* The integer member `name` of o into *out: 0, or -1 (absent or not an
+ * integer). */
+int jh_member_int(struct json_object *o, const char *name, int64_t *out);
 
 #endif

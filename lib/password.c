@@ -130,7 +130,7 @@ int password_verify(const char *hash, const char *password)
 	slot = slot_take();
 	if (slot == PASSWORD_BUSY)
 		return PASSWORD_BUSY;
-	if (!hash || strlen(hash) >= crypto_pwhash_STRBYTES) {
+	if (!hash || !*hash || strlen(hash) >= crypto_pwhash_STRBYTES) {
 		/* same work as a real check; the dummy never matches */
 		int dummy_ok = crypto_pwhash_str_verify(dummy, password, n) == 0;
 

@@ -339,18 +339,6 @@ static uint64_t fnv1a(const char *s, size_t n)
 	return h;
 }
 
-static int is_b64url(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_'))
-			return 0;
-	}
-	return 1;
-}
-
 /* The header must name exactly our algorithm and key before any signature
  * work: this is what keeps "none" and HS256-with-the-public-key out,
  * whatever the library would accept. */
@@ -407,36 +395,15 @@ static int hs256_ok(const char *signed_part, size_t n, const char *sig, size_t s
  * base64url (stray bits in the last character) is refused by libsodium. */
 static int es256_sig_ok(const char *signed_part, size_t n, const char *sig, size_t siglen)
 {
-	unsigned char raw[64], *der = NULL;
+	unsigned char raw[JWS_ES256_SIG_LEN];
 	size_t rawlen;
-	BIGNUM *r = NULL, *s = NULL;
-	ECDSA_SIG *es = NULL;
-	EVP_MD_CTX *md = NULL;
-	int derlen, ok = 0;
 
 	if (!verify_pkey ||
 	    sodium_base642bin(raw, sizeof(raw), sig, siglen, NULL, &rawlen, NULL,
 			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
 	    rawlen != sizeof(raw))
 		return 0;
-	r = BN_bin2bn(raw, 32, NULL);
-	s = BN_bin2bn(raw + 32, 32, NULL);
-	es = ECDSA_SIG_new();
-	if (!r || !s || !es || ECDSA_SIG_set0(es, r, s) != 1)
-		goto out;
-	r = s = NULL; /* es owns them now */
-	derlen = i2d_ECDSA_SIG(es, &der);
-	md = EVP_MD_CTX_new();
-	ok = derlen > 0 && md &&
-	     EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, verify_pkey) == 1 &&
-	     EVP_DigestVerify(md, der, (size_t)derlen, (const unsigned char *)signed_part, n) == 1;
-out:
-	EVP_MD_CTX_free(md);
-	OPENSSL_free(der);
-	ECDSA_SIG_free(es);
-	BN_free(r);
-	BN_free(s);
-	return ok;
+	return jws_es256_verify(verify_pkey, signed_part, n, raw);
 }
 
 static int parse_id(const char *s, int64_t *out)
@@ -446,28 +413,6 @@ static int parse_id(const char *s, int64_t *out)
 	if (!s || cfg_parse_int(s, 1, INT64_MAX, &v) < 0)
 		return -1;
 	*out = v;
-	return 0;
-}
-
-/* A string claim of the payload, or NULL (absent or not a string), as
- * libjwt's jwt_get_grant. */
-static const char *claim_str(struct json_object *p, const char *name)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(p, name, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-/* An integer claim, or -1 (absent or not an integer), as jwt_get_grant_int. */
-static int claim_int(struct json_object *p, const char *name, int64_t *out)
-{
-	struct json_object *v;
-
-	if (!json_object_object_get_ex(p, name, &v) || !json_object_is_type(v, json_type_int))
-		return -1;
-	*out = json_object_get_int64(v);
 	return 0;
 }
 
@@ -492,16 +437,16 @@ static enum th_err verify_es256(const char *token, size_t len, const char *dot1,
 	p = jh_parse((const char *)bin, binlen);
 	if (!p || !json_object_is_type(p, json_type_object))
 		goto out;
-	iss = claim_str(p, "iss");
+	iss = jh_member_str(p, "iss");
 	if (!iss || strcmp(iss, issuer) != 0)
 		goto out;
-	if (parse_id(claim_str(p, "sub"), &out->user_id) < 0 ||
-	    parse_id(claim_str(p, "sid"), &out->session_id) < 0)
+	if (parse_id(jh_member_str(p, "sub"), &out->user_id) < 0 ||
+	    parse_id(jh_member_str(p, "sid"), &out->session_id) < 0)
 		goto out;
-	if (claim_int(p, "exp", &exp) < 0 || exp <= 0)
+	if (jh_member_int(p, "exp", &exp) < 0 || exp <= 0)
 		goto out;
 	out->expires_at = exp;
-	out->issued_at = claim_int(p, "iat", &iat) < 0 ? 0 : iat;
+	out->issued_at = jh_member_int(p, "iat", &iat) < 0 ? 0 : iat;
 	rc = TH_OK;
 out:
 	json_object_put(p);
@@ -518,14 +463,7 @@ static enum th_err verify_signed(const char *token, size_t len, struct token_cla
 	long exp, iat;
 	enum th_err rc = TH_EUNAUTHORIZED;
 
-	if (len == 0 || len > TOKEN_MAX_LEN || memchr(token, '\0', len))
-		return TH_EUNAUTHORIZED;
-	dot1 = memchr(token, '.', len);
-	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
-	if (!dot1 || !dot2 || dot2 + 1 >= token + len ||
-	    !is_b64url(token, (size_t)(dot1 - token)) ||
-	    !is_b64url(dot1 + 1, (size_t)(dot2 - dot1 - 1)) ||
-	    !is_b64url(dot2 + 1, len - (size_t)(dot2 + 1 - token)))
+	if (jws_split(token, len, TOKEN_MAX_LEN, &dot1, &dot2) < 0)
 		return TH_EUNAUTHORIZED;
 	if (!header_ok(token, (size_t)(dot1 - token)))
 		return TH_EUNAUTHORIZED;

@@ -74,6 +74,7 @@ function showAuth() {
   $('#auth-view').hidden = false;
   $('#app-view').hidden = true;
   $('#session').hidden = true;
+  oidcButtons();
 }
 
 for (const tab of document.querySelectorAll('.auth-card .tab')) {
@@ -113,6 +114,74 @@ $('#logout').addEventListener('click', async () => {
 });
 
 th.on('signedout', () => showAuth());
+
+// ---- sign in with a provider (OIDC) ----------------------------------------------------
+// A button per configured provider sends the browser to /start with this page as the
+// redirect URI; the provider sends it back here with ?code=&state=, and the page finishes
+// with GET /callback (fetch: the tokens never travel in a URL). An account with TOTP on
+// answers 401 totp_required: the code form then finishes with the same state.
+
+const OIDC_KEY = 'townhall.oidc'; // the provider a sign-in went to
+const oidcRedirect = () => location.origin + '/';
+
+async function oidcButtons() {
+  const box = $('#oidc-signin');
+  if (box.dataset.loaded) return;
+  box.dataset.loaded = '1';
+  let providers = [];
+  try { providers = await th.oidcProviders(); } catch { /* none shown */ }
+  for (const p of providers) {
+    box.append(el('button', {
+      type: 'button',
+      class: 'ghost',
+      'data-provider': p.name,
+      onclick: () => {
+        sessionStorage.setItem(OIDC_KEY, p.name);
+        location.assign(th.oidcStartUrl(p.name, oidcRedirect()));
+      },
+    }, `Sign in with ${p.label}`));
+  }
+  box.hidden = providers.length === 0;
+}
+
+// The provider's answer in the URL, if this load is one: {provider, code, state, error}.
+function oidcReturn() {
+  const q = new URLSearchParams(location.search);
+  const provider = sessionStorage.getItem(OIDC_KEY);
+  if (!provider || !q.get('state') || !(q.get('code') || q.get('error'))) return null;
+  sessionStorage.removeItem(OIDC_KEY);
+  history.replaceState(null, '', location.pathname); // the code is used once; keep it out of history
+  return { provider, code: q.get('code'), state: q.get('state'), error: q.get('error') };
+}
+
+async function oidcFinish(ret) {
+  showAuth();
+  if (ret.error) {
+    $('#auth-error').textContent = `The provider did not sign you in (${ret.error}).`;
+    return;
+  }
+  try {
+    await th.oidcCallback(ret.provider, { code: ret.code, state: ret.state });
+    await start();
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'totp_required') {
+      const form = $('#oidc-totp-form');
+      form.hidden = false;
+      $('#signin-form').hidden = true;
+      form.onsubmit = async (ev) => {
+        ev.preventDefault();
+        form.hidden = true;
+        $('#signin-form').hidden = false;
+        try {
+          await th.oidcCallback(ret.provider, { state: ret.state, totp: new FormData(form).get('totp') });
+          await start();
+        } catch (e2) { $('#auth-error').textContent = errText(e2); }
+      };
+      return;
+    }
+    $('#auth-error').textContent = errText(e);
+  }
+}
 
 // ---- start ---------------------------------------------------------------------------
 
@@ -896,7 +965,10 @@ $('#rules-form').addEventListener('submit', async (ev) => {
 
 // ---- boot ----------------------------------------------------------------------------
 
-if (th.signedIn) {
+const oidcRet = oidcReturn();
+if (oidcRet) {
+  oidcFinish(oidcRet);
+} else if (th.signedIn) {
   start().catch((e) => { console.error(e); if (!th.signedIn) showAuth(); else toast(errText(e)); });
 } else {
   showAuth();

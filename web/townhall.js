@@ -206,6 +206,28 @@ export class Townhall extends Emitter {
     return this._takeAuth(body);
   }
 
+  // ---- sign in with an OpenID Connect provider -------------------------------------------
+
+  /** The configured providers: [{name, label}] (empty when none). */
+  async oidcProviders() {
+    return (await this.request('GET', '/api/auth/oidc/providers', { auth: false })).items;
+  }
+
+  /** Where to send the browser to sign in with `provider`; it comes back to redirectUri
+   * (one of the provider's configured redirect URIs) with ?code=&state=. */
+  oidcStartUrl(provider, redirectUri) {
+    return `${this.baseUrl}/api/auth/oidc/${encodeURIComponent(provider)}/start${qs({ redirect_uri: redirectUri })}`;
+  }
+
+  /** Finish the sign-in with the code and state the provider sent back (or, after a 401
+   * totp_required, the state and the one-time code). Resolves the user. */
+  async oidcCallback(provider, { code, state, totp }) {
+    const body = await this.request('GET', `/api/auth/oidc/${encodeURIComponent(provider)}/callback`, {
+      query: { code, state, totp }, auth: false,
+    });
+    return this._takeAuth(body);
+  }
+
   /** Revoke the session and forget it locally (also closes the realtime connection). */
   async logout() {
     if (!this.session) return;

@@ -5,6 +5,7 @@
  * GET /api/auth/health and GET /metrics/auth. */
 #include "app.h"
 #include "auth.h"
+#include "oidc.h"
 #include "password.h"
 #include "seal.h"
 #include "token.h"
@@ -32,18 +33,23 @@ static const struct route routes[] = {
 	{"POST", "/api/auth/password/reset", reset_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
 	{"POST", "/api/auth/password", password_change_handler, ROUTE_AUTH | ROUTE_JSON,
 	 AUTH_BODY_LIMIT},
+	/* sign-in with OIDC providers (oidc.c, oidcprov.c) */
+	{"GET", "/api/auth/oidc/providers", oidc_providers_handler, 0, 0},
+	{"GET", "/api/auth/oidc/:provider/start", oidc_start_handler, 0, 0},
+	{"GET", "/api/auth/oidc/:provider/callback", oidc_callback_handler, 0, 0},
 };
 
 static void auth_fini(void)
 {
 	me_cache_fini();
+	oidcp_fini();
 	password_limit_close();
 }
 
 static int auth_init(void)
 {
 	if (token_init_signer() < 0 || seal_init() < 0 || accounts_init() < 0 ||
-	    me_cache_init() < 0)
+	    me_cache_init() < 0 || oidc_init() < 0)
 		return -1;
 	acct_limits_init();
 	return 0;

@@ -1,6 +1,6 @@
 // Two-factor sign-in with TOTP (issue 22 point 4), black-box against ../shared/API.md "v1.1
 // additions": Account lifecycle — POST /api/auth/totp/setup, /enable, /disable, and
-// POST /api/auth/login with `totp`. Codes are computed here with Node's crypto (RFC 6238).
+// POST /api/auth/login with `totp`. Codes are computed here with Node's crypto (RFC 6238, lib/totp.mjs).
 //
 // - Setup gives a base32 secret and an otpauth URL; enable needs a right code and answers ten
 //   recovery codes; GET /api/auth/me says totp_enabled.
@@ -10,35 +10,14 @@
 // - Client addresses: registrations and logins from 127.74.x.y (lib/fixtures.mjs).
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { request, LOCAL_ONLY } from './lib/http.mjs';
 import { assertError, assertStatus } from './lib/assert.mjs';
 import { api, fixtures } from './lib/fixtures.mjs';
 import { waitFor } from './lib/mqtt.mjs';
 import { psql } from './lib/stack.mjs';
+import { totpCode as code, b32decode } from './lib/totp.mjs';
 
 const { newUser, freshAddr } = fixtures({ net: 74, slug: 'totp', name: 'Totp' });
-
-function b32decode(s) {
-  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = 0, buf = 0;
-  const out = [];
-  for (const ch of s) {
-    buf = (buf << 5) | abc.indexOf(ch);
-    bits += 5;
-    if (bits >= 8) { out.push((buf >> (bits - 8)) & 0xff); bits -= 8; }
-  }
-  return Buffer.from(out);
-}
-
-// the RFC 6238 code of secret (base32) at unix time t (seconds)
-function code(secret, t) {
-  const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
-  const mac = crypto.createHmac('sha1', b32decode(secret)).update(msg).digest();
-  const off = mac[mac.length - 1] & 0x0f;
-  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1000000).padStart(6, '0');
-}
 
 const now = () => Date.now() / 1000;
 const login = (u, extra = {}) => request('POST', '/api/auth/login', {
