@@ -21,6 +21,7 @@ static const struct {
 	[TH_EINTERNAL] = {500, "internal", "internal error"},
 	[TH_EUNAVAILABLE] = {503, "unavailable", "service temporarily unavailable"},
 	[TH_ETOTP] = {401, "totp_required", "a one-time code is required"},
+	[TH_ESUSPENDED] = {403, "suspended", "the account is suspended"},
 };
 
 static int err_valid(enum th_err e)

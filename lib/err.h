@@ -23,6 +23,7 @@ enum th_err {
 	TH_EINTERNAL,     /* 500 internal: a bug or an unexpected server answer */
 	TH_EUNAVAILABLE,  /* 503 unavailable: a dependency is down */
 	TH_ETOTP,         /* 401 totp_required: the password was right, a second factor is due */
+	TH_ESUSPENDED,    /* 403 suspended: a site admin suspended the account */
 	TH_ERR_COUNT
 };
 

@@ -17,6 +17,7 @@
  *   block       TH_RL_BLOCK_MAX (100)                      TH_RL_BLOCK_WINDOW (3600 s)
  *   push sub.   TH_RL_PUSH_MAX (30)                        TH_RL_PUSH_WINDOW (3600 s)
  *   search      TH_RL_SEARCH_MAX (60)                      TH_RL_SEARCH_WINDOW (60 s)
+ *   report      TH_RL_REPORT_MAX (20)                      TH_RL_REPORT_WINDOW (3600 s)
  *               (signed-in callers: a search costs O(matches) in PostgreSQL)
  *   message     TH_RL_MSG_INTERVAL_MS (100), TH_RL_MSG_BURST (30): a token
  *               bucket, 10/s with a burst of 30, shared by REST and MQTT
@@ -46,6 +47,7 @@ enum limit_kind {
 	LIMIT_BLOCK,
 	LIMIT_PUSH,
 	LIMIT_SEARCH,
+	LIMIT_REPORT,
 	LIMIT_MESSAGE,
 	LIMIT_KINDS
 };
