@@ -17,10 +17,12 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertError, assertStatus } from './lib/assert.mjs';
-import { api, fixtures } from './lib/fixtures.mjs';
+import { api, fixtures, uuid } from './lib/fixtures.mjs';
 import { run, until } from './lib/http.mjs';
 import { psql } from './lib/stack.mjs';
-import { closeClients, connect, waitFor } from './lib/mqtt.mjs';
+import {
+  closeClients, connect, end, publish, subscribe, waitFor,
+} from './lib/mqtt.mjs';
 
 const { newUser, community } = fixtures({ net: 77, slug: 'ad', name: 'Admin', general: true, first: 0x8000 });
 after(closeClients);
@@ -79,6 +81,18 @@ describe('site admins', () => {
     assert.ok(log.some((e) => e.action === 'remove_post' && e.target.id === p.id && e.actor.id === root.id));
     const p2 = assertStatus(await api('POST', `/api/communities/${priv.id}/posts`, a, { title: 't', body: 'more' }), 201, 'post:').json;
     assertStatus(await api('DELETE', `/api/posts/${p2.id}`, root), 204, 'admin deletes:');
+  });
+
+  test('over MQTT too: an admin reads and writes a private community\'s chat, a non-member not', async () => {
+    const topic = `chat/${priv.channel}/+`;
+    const stranger = await connect(victim);
+    assert.ok(await subscribe(stranger, topic) >= 0x80, 'a non-member is refused');
+    const sock = await connect(root);
+    assert.ok(await subscribe(sock, topic) < 0x80, 'the admin subscribes');
+    const id = uuid();
+    assert.ok(await publish(sock, `chat/${priv.channel}/${root.id}`, JSON.stringify({ id, body: 'admin here' })) < 0x80);
+    await waitFor(async () => (await api('GET', `/api/messages/${id}`, a)).status === 200, 5000, 'the admin\'s message stored');
+    await end(stranger, sock);
   });
 
   test('reports of users go to the site queue, which only admins see and resolve', async () => {
