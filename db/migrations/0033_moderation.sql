@@ -15,11 +15,16 @@
 -- Who acted on what:
 --   * posts, comments: a DELETE whose actor is not the author is a removal
 --     ('remove_post', 'remove_comment'); the author deleting their own is
---     not logged.  A comment deleted with its parent (the subtree goes in
---     the same statement) is logged once, for the comment the actor chose;
---     rows deleted by a cascade (a post's comments, a community's posts, an
---     erased account's posts) are not actions of their own (the trigger
---     depth tells: pg_trigger_depth() > 1 under a foreign key's cascade).
+--     not logged.  A comment deleted with its replies is logged once, for
+--     the comment the actor chose (the one whose parent is still there).
+--     Rows a foreign key's cascade deletes are not actions of their own: a
+--     post's comments, a community's posts, members and bans, an erased
+--     account's posts and memberships.  They are told by what went with
+--     them: the post, community, author or user of the row no longer exists
+--     when the trigger runs (AFTER triggers see the whole statement's
+--     effects; the cascade's own triggers run at the end of the outer
+--     statement, with the same trigger depth as a direct delete, so the
+--     depth cannot tell).  Only a row that is an action needs an actor.
 --   * messages: deleted_at set by someone other than the sender
 --     ('remove_message'; a DM's message makes a site-wide entry).  A row
 --     whose sender is gone (account erasure) is not a moderator action.
@@ -75,35 +80,45 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     actor bigint;
 BEGIN
-    IF pg_trigger_depth() > 1 THEN
-        RETURN NULL;
+    IF NOT EXISTS (SELECT 1 FROM gone g
+                   WHERE EXISTS (SELECT 1 FROM communities c WHERE c.id = g.community_id)
+                     AND EXISTS (SELECT 1 FROM users u WHERE u.id = g.author_id)) THEN
+        RETURN NULL; -- a cascade (the community or the author went)
     END IF;
     actor := modlog_actor();
     INSERT INTO modlog (community_id, actor_id, action, target_type, target_id)
     SELECT g.community_id, actor, 'remove_post', 'post', g.id::text
     FROM gone g
     WHERE g.author_id IS DISTINCT FROM actor
-      AND EXISTS (SELECT 1 FROM communities c WHERE c.id = g.community_id);
+      AND EXISTS (SELECT 1 FROM communities c WHERE c.id = g.community_id)
+      AND EXISTS (SELECT 1 FROM users u WHERE u.id = g.author_id);
     RETURN NULL;
 END
 $fn$;
 CREATE TRIGGER modlog_posts_delete AFTER DELETE ON posts
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION modlog_posts_deleted();
 
+-- The chosen comments of a delete: their post and author are there, and
+-- their parent (a reply's) too; the replies deleted with them are not.
 CREATE FUNCTION modlog_comments_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
     actor bigint;
 BEGIN
-    IF pg_trigger_depth() > 1 THEN
-        RETURN NULL;
+    IF NOT EXISTS (SELECT 1 FROM gone g
+                   WHERE EXISTS (SELECT 1 FROM posts p WHERE p.id = g.post_id)
+                     AND EXISTS (SELECT 1 FROM users u WHERE u.id = g.author_id)
+                     AND (g.parent_id IS NULL
+                          OR EXISTS (SELECT 1 FROM comments c WHERE c.id = g.parent_id))) THEN
+        RETURN NULL; -- a cascade (the post, the author or the parent went)
     END IF;
     actor := modlog_actor();
     INSERT INTO modlog (community_id, actor_id, action, target_type, target_id)
     SELECT p.community_id, actor, 'remove_comment', 'comment', g.id::text
     FROM gone g JOIN posts p ON p.id = g.post_id
     WHERE g.author_id IS DISTINCT FROM actor
-      AND (g.parent_id IS NULL OR g.parent_id NOT IN (SELECT id FROM gone));
+      AND EXISTS (SELECT 1 FROM users u WHERE u.id = g.author_id)
+      AND (g.parent_id IS NULL OR EXISTS (SELECT 1 FROM comments c WHERE c.id = g.parent_id));
     RETURN NULL;
 END
 $fn$;
@@ -136,13 +151,14 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     r bans;
 BEGIN
-    IF pg_trigger_depth() > 1 THEN
-        RETURN NULL;
-    END IF;
     IF TG_OP = 'DELETE' THEN
         r := OLD;
     ELSE
         r := NEW;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM communities c WHERE c.id = r.community_id)
+       OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = r.user_id) THEN
+        RETURN NULL; -- a cascade (the community or the user went)
     END IF;
     INSERT INTO modlog (community_id, actor_id, action, target_type, target_id, note)
     VALUES (r.community_id, modlog_actor(), CASE TG_OP WHEN 'DELETE' THEN 'unban' ELSE 'ban' END,
@@ -159,10 +175,11 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     actor bigint;
 BEGIN
-    IF pg_trigger_depth() > 1 THEN
-        RETURN NULL;
-    END IF;
     IF TG_OP = 'DELETE' THEN
+        IF NOT EXISTS (SELECT 1 FROM communities c WHERE c.id = OLD.community_id)
+           OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = OLD.user_id) THEN
+            RETURN NULL; -- a cascade (the community or the user went)
+        END IF;
         actor := modlog_actor();
         IF actor IS DISTINCT FROM OLD.user_id
            AND NOT EXISTS (SELECT 1 FROM bans b WHERE b.community_id = OLD.community_id
@@ -281,9 +298,14 @@ ALTER TABLE notifications DROP CONSTRAINT notifications_type_check,
 CREATE FUNCTION reports_resolved() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    actor bigint := modlog_actor();
+    actor bigint;
     t record;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM now_t n JOIN then_t o ON o.id = n.id
+                   WHERE o.status = 'open' AND n.status = 'resolved') THEN
+        RETURN NULL;
+    END IF;
+    actor := modlog_actor();
     FOR t IN
         SELECT DISTINCT ON (n.target_type, n.target_id) n.*
         FROM now_t n JOIN then_t o ON o.id = n.id
@@ -313,6 +335,7 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
+-- (an account's erasure sets its ids null: an update, no resolution)
 CREATE TRIGGER reports_resolve AFTER UPDATE ON reports
     REFERENCING OLD TABLE AS then_t NEW TABLE AS now_t
     FOR EACH STATEMENT EXECUTE FUNCTION reports_resolved();

@@ -79,12 +79,15 @@ static void state_reply(struct http_req *req, const char *u)
 	http_reply_json(req, 200, json_object_get(o));
 }
 
-void admin_suspend_handler(struct http_req *req)
+/* Suspends (on) or lifts the suspension of user :id: 200 with its state,
+ * 409 when it is so already.  A suspension revokes every session in the
+ * same transaction and publishes the revocations after the commit. */
+static void suspension_set(struct http_req *req, int on)
 {
 	int64_t uid;
 	char u[24];
 	const char *params[] = {u};
-	struct db_res *r;
+	struct db_res *r, *revoked = NULL;
 
 	if (target_or_reply(req, &uid) < 0)
 		return;
@@ -92,53 +95,47 @@ void admin_suspend_handler(struct http_req *req)
 	if (db_begin_or_reply(req) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "UPDATE users SET suspended_at = now() WHERE id = $1 "
-			     "AND suspended_at IS NULL",
+			     on ? "UPDATE users SET suspended_at = now() WHERE id = $1 "
+				  "AND suspended_at IS NULL"
+				: "UPDATE users SET suspended_at = NULL WHERE id = $1 "
+				  "AND suspended_at IS NOT NULL",
 			     1, params);
 	if (!r)
 		return;
 	if (db_res_affected(r) != 1) {
 		db_rollback();
-		http_reply_error(req, TH_ECONFLICT, "the account is already suspended", NULL);
+		http_reply_error(req, TH_ECONFLICT,
+				 on ? "the account is already suspended"
+				    : "the account is not suspended",
+				 NULL);
 		return;
 	}
-	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "UPDATE sessions SET revoked_at = now(), revoked_reason = 'suspended' "
-			     "WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
-			     1, params);
-	if (!r || db_commit_or_reply(req) < 0)
+	if (on) {
+		revoked =
+			db_exec_or_reply(req, DB_PRIMARY,
+					 "UPDATE sessions SET revoked_at = now(), revoked_reason = "
+					 "'suspended' WHERE user_id = $1 AND revoked_at IS NULL "
+					 "RETURNING id",
+					 1, params);
+		if (!revoked)
+			return;
+	}
+	if (db_commit_or_reply(req) < 0)
 		return;
-	publish_revoked(r, "suspended");
+	if (revoked)
+		publish_revoked(revoked, "suspended");
 	me_cache_forget(uid);
-	log_info("audit: user %lld suspended user %s", (long long)req->user_id, u);
+	log_info("audit: user %lld %s user %s", (long long)req->user_id,
+		 on ? "suspended" : "lifted the suspension of", u);
 	state_reply(req, u);
+}
+
+void admin_suspend_handler(struct http_req *req)
+{
+	suspension_set(req, 1);
 }
 
 void admin_unsuspend_handler(struct http_req *req)
 {
-	int64_t uid;
-	char u[24];
-	const char *params[] = {u};
-	struct db_res *r;
-
-	if (target_or_reply(req, &uid) < 0)
-		return;
-	ids_text(u, uid);
-	if (db_begin_or_reply(req) < 0)
-		return;
-	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "UPDATE users SET suspended_at = NULL WHERE id = $1 "
-			     "AND suspended_at IS NOT NULL",
-			     1, params);
-	if (!r)
-		return;
-	if (db_res_affected(r) != 1) {
-		db_rollback();
-		http_reply_error(req, TH_ECONFLICT, "the account is not suspended", NULL);
-		return;
-	}
-	if (db_commit_or_reply(req) < 0)
-		return;
-	log_info("audit: user %lld lifted the suspension of user %s", (long long)req->user_id, u);
-	state_reply(req, u);
+	suspension_set(req, 0);
 }

@@ -134,10 +134,12 @@ void reports_list(struct http_req *req);
 void reports_resolve(struct http_req *req);
 void reports_admin_list(struct http_req *req);
 /* modlog.c: GET /api/communities/:id/modlog, GET /api/admin/modlog;
- * modlog_is_admin: 1 when the caller is a site admin, 0 not, -1 replied */
+ * modlog_is_admin: 1 when the caller is a site admin, 0 not, -1 replied;
+ * modlog_admin_or_403: 0 for a site admin, else -1 replied (403) */
 void modlog_list(struct http_req *req);
 void modlog_admin_list(struct http_req *req);
 int modlog_is_admin(struct http_req *req);
+int modlog_admin_or_403(struct http_req *req);
 
 
 #endif

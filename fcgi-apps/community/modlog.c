@@ -82,15 +82,21 @@ void modlog_list(struct http_req *req)
 	entries_reply(req, cm.id, cm.my_role >= ROLE_MODERATOR);
 }
 
-void modlog_admin_list(struct http_req *req)
+int modlog_admin_or_403(struct http_req *req)
 {
 	int admin = modlog_is_admin(req);
 
 	if (admin < 0)
-		return;
+		return -1;
 	if (!admin) {
 		http_reply_error(req, TH_EFORBIDDEN, "site admins only", NULL);
-		return;
+		return -1;
 	}
-	entries_reply(req, 0, 1);
+	return 0;
+}
+
+void modlog_admin_list(struct http_req *req)
+{
+	if (modlog_admin_or_403(req) == 0)
+		entries_reply(req, 0, 1);
 }

@@ -271,15 +271,8 @@ void reports_list(struct http_req *req)
 
 void reports_admin_list(struct http_req *req)
 {
-	int admin = modlog_is_admin(req);
-
-	if (admin < 0)
-		return;
-	if (!admin) {
-		http_reply_error(req, TH_EFORBIDDEN, "site admins only", NULL);
-		return;
-	}
-	queue_reply(req, 0);
+	if (modlog_admin_or_403(req) == 0)
+		queue_reply(req, 0);
 }
 
 /* A report being resolved. */

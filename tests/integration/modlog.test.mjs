@@ -46,11 +46,14 @@ async function wholeLog(c, who, limit = 100) {
 const brief = (e) => `${e.action} ${e.target.type}:${e.target.id} by ${e.actor?.id ?? null}`;
 
 describe('modlog', () => {
-  let owner, mod, a, b, c, outsider, pub, priv;
+  let owner, mod, a, b, c, outsider, pub, priv, kept;
+  // a post of pub that stays (comments of an erased account go with it)
+  const p2OfPub = () => kept;
   before(async () => {
     [owner, mod, a, b, c, outsider] = await Promise.all(['mo', 'mm', 'ma', 'mb', 'mc', 'mx'].map((p) => newUser(p)));
     pub = await community(owner, 'public', [[mod, 'moderator'], a, b, c]);
     priv = await community(owner, 'private', [[a, 'member']]);
+    kept = await post(pub, owner, 'stays');
   });
 
   test('each moderator action through each route leaves exactly its entry; own actions none', async () => {
@@ -118,8 +121,8 @@ describe('modlog', () => {
     assert.equal(log.find((e) => e.action === 'set_slow_mode').note, '30 s');
     assert.equal(log[0].actor.username, owner.username);
 
-    // the private community's log is its own: none of this
-    assert.deepEqual((await modlog(priv, owner)).items, []);
+    // the private community's log is its own: only its set-up (the owner added a member)
+    assert.deepEqual((await modlog(priv, owner)).items.map(brief), [`set_role_member user:${a.id} by ${owner.id}`]);
   });
 
   test('a change with no actor is refused, and nothing changes', async () => {
@@ -134,6 +137,26 @@ describe('modlog', () => {
     assert.notEqual(sm.code, 0);
     const bans = assertStatus(await api('GET', `/api/communities/${pub.id}/bans`, mod), 200, 'bans:').json;
     assert.ok(!bans.items.some((x) => x.user.id === c.id));
+  });
+
+  test('what a cascade deletes is no action: a community deleted whole, an account erased', async () => {
+    const doomed = await community(owner, 'public', [[mod, 'moderator'], a, b]);
+    const p = await post(doomed, a);
+    await comment(p, b);
+    assertStatus(await api('POST', `/api/communities/${doomed.id}/bans`, mod, { user_id: c.id }), 201, 'ban:');
+    assertStatus(await api('DELETE', `/api/communities/${doomed.id}`, owner), 204, 'delete the community:');
+    // an account erased with its posts, comments, memberships and bans (SQL, no actor: the
+    // account-deletion path deletes the user row; its rows go by cascade)
+    const gone = await newUser('mg');
+    assertStatus(await api('POST', `/api/communities/${pub.id}/join`, gone), 200, 'join:');
+    const gp = await post(pub, gone);
+    await comment(gp, a);
+    await comment(p2OfPub(), gone);
+    const before = (await wholeLog(pub, mod)).length;
+    const del = await psql(`DELETE FROM users WHERE id = ${gone.id}`);
+    assert.equal(del.code, 0, del.stderr);
+    assertError(await api('GET', `/api/posts/${gp.id}`, a), 404, 'not_found');
+    assert.equal((await wholeLog(pub, mod)).length, before, 'no entry for what went with the account');
   });
 
   test('the role notification names who changed the role', async () => {
