@@ -113,6 +113,21 @@ describe('site admins', () => {
     assert.ok((await siteLog(root)).some((e) => e.action === 'report_warn' && e.target.id === r.id));
   });
 
+  test('a DM message reported goes to the site queue; an admin removes it (site-wide entry)', async () => {
+    const dm = assertStatus(await api('POST', '/api/dms', a, { user_ids: [owner.id] }), 201, 'open a DM:').json;
+    const m = assertStatus(await api('POST', `/api/channels/${dm.id}/messages`, owner, { id: uuid(), body: 'nasty' }), 201, 'send:').json;
+    assertError(await report(victim, 'message', m.id), 404, 'not_found'); // not a member of the DM
+    const r = assertStatus(await report(a, 'message', m.id), 201, 'report:').json;
+    assert.equal(r.community_id, null);
+    assertError(await api('POST', `/api/reports/${r.id}/resolve`, a, { action: 'remove' }), 404, 'not_found');
+    assertStatus(await api('POST', `/api/reports/${r.id}/resolve`, root, { action: 'remove' }), 200, 'resolve:');
+    const got = assertStatus(await api('GET', `/api/messages/${m.id}`, a), 200, 'message:').json;
+    assert.equal(got.body, '');
+    assert.ok(got.deleted_at);
+    const log = await siteLog(root);
+    assert.ok(log.some((e) => e.action === 'remove_message' && e.target.id === m.id && e.actor.id === root.id));
+  });
+
   test('suspend: sessions revoked, socket closed within 5 s, login 403 suspended, refresh refused; unsuspend', async () => {
     const sock = await connect(victim);
     assertStatus(await api('GET', '/api/auth/me', victim), 200, 'me before:');
