@@ -126,6 +126,12 @@ void db_res_free(struct db_res *r);
 int db_begin(void);
 int db_commit(void);
 void db_rollback(void);
+/* BEGIN, then the transaction-local setting townhall.actor_id = actor (when
+ * actor > 0): who acts, for the database's triggers (the modlog of
+ * db/migrations/0033_moderation.sql writes its entry from them and refuses a
+ * moderator action with no actor; the role notification names it).  0 or
+ * -1 (db_last_err() set; the transaction may be open: db_rollback()). */
+int db_begin_as(int64_t actor);
 /* SELECT 1 on the handle: 0 when the database answers, -1 otherwise. */
 int db_ping(enum db_role role);
 

@@ -229,6 +229,26 @@ int db_begin(void)
 {
 	return db_simple("BEGIN", 1);
 }
+int db_begin_as(int64_t actor)
+{
+	char a[24];
+	const char *params[] = {a};
+	struct db_res *r;
+
+	if (db_begin() < 0)
+		return -1;
+	if (actor <= 0)
+		return 0;
+	snprintf(a, sizeof(a), "%lld", (long long)actor);
+	/* is_local: gone with the transaction, so a pooled connection (or
+	 * PgBouncer's) never carries one request's actor into the next */
+	r = exec(DB_PRIMARY, "SELECT set_config('townhall.actor_id', $1, true)", 1, params, 0);
+	if (!r)
+		return -1; /* the caller ends the transaction (db_rollback) */
+	db_res_free(r);
+	return 0;
+}
+
 int db_commit(void)
 {
 	return db_simple("COMMIT", 0);

@@ -92,17 +92,6 @@ void mirror_community(int64_t cid, const char *visibility, const struct modrule 
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
-void mirror_site_admin(int64_t uid, int on)
-{
-	char u[24];
-	const char *argv[] = {on ? "SADD" : "SREM", "th:admins", u};
-
-	mirror_gen_bump();
-	ID(u, uid);
-	run(3, argv);
-	mirror_gen_bump(); /* after: see mirror.h */
-}
-
 /* role: the member's role (HSET, SADD), or NULL for a membership gone
  * (HDEL, SREM). */
 static void membership(int64_t cid, int64_t uid, const char *role)

@@ -40,8 +40,6 @@ struct modrule;
  * the defaults), so th:community:<cid> always holds all four fields, as a
  * rebuild writes them. */
 void mirror_community(int64_t cid, const char *visibility, const struct modrule *rules);
-/* A site admin granted (on) or revoked: exempt from the chat rules. */
-void mirror_site_admin(int64_t uid, int on);
 void mirror_member(int64_t cid, int64_t uid, const char *role);
 void mirror_member_gone(int64_t cid, int64_t uid);
 void mirror_ban(int64_t cid, int64_t uid);

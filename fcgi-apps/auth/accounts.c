@@ -241,13 +241,14 @@ void login_handler(struct http_req *req)
 		/* the primary: a login right after register (or a password
 		 * change) must find what a lagging replica has not replayed yet */
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     strchr(lower, '@')
-					     ? "SELECT " USER_COLS
-					       ", u.password_hash, u.totp_secret "
-					       "IS NOT NULL FROM users u WHERE u.email = $1"
-					     : "SELECT " USER_COLS
-					       ", u.password_hash, u.totp_secret "
-					       "IS NOT NULL FROM users u WHERE u.username = $1",
+				     strchr(lower, '@') ? "SELECT " USER_COLS
+							  ", u.password_hash, u.totp_secret "
+							  "IS NOT NULL, u.suspended_at IS NOT NULL "
+							  "FROM users u WHERE u.email = $1"
+							: "SELECT " USER_COLS
+							  ", u.password_hash, u.totp_secret "
+							  "IS NOT NULL, u.suspended_at IS NOT NULL "
+							  "FROM users u WHERE u.username = $1",
 				     1, params);
 	}
 	if (!r)
@@ -306,6 +307,11 @@ void login_handler(struct http_req *req)
 			log_warn("login: a failure could not be counted: %s", cache_last_error());
 		/* the same answer for an unknown login and a wrong password */
 		http_reply_error(req, TH_EUNAUTHORIZED, "wrong login or password", NULL);
+		return;
+	}
+	if (strcmp(db_res_get(r, 0, USER_NCOLS + 2), "t") == 0) {
+		/* told only to who knows the password */
+		http_reply_error(req, TH_ESUSPENDED, "the account is suspended", NULL);
 		return;
 	}
 	if (strcmp(db_res_get(r, 0, USER_NCOLS + 1), "t") == 0 && !totp) {

@@ -86,6 +86,15 @@ void email_change_handler(struct http_req *req);
 void forgot_handler(struct http_req *req);
 void reset_handler(struct http_req *req);
 void password_change_handler(struct http_req *req);
+/* After commit: every revoked session (column 0 of r's rows) reaches Redis,
+ * the workers and the brokers (which close its sockets within their
+ * sweep, at most a second). */
+struct db_res;
+void publish_revoked(const struct db_res *r, const char *why);
+
+/* admin.c: POST /api/admin/users/:id/suspend and /unsuspend (site admins) */
+void admin_suspend_handler(struct http_req *req);
+void admin_unsuspend_handler(struct http_req *req);
 
 /* devices.c: GET /api/auth/sessions, DELETE /api/auth/sessions/:id; the
  * User-Agent a new session stores (printable ASCII, at most DEVICES_UA_MAX

@@ -14,6 +14,8 @@
 static const struct route routes[] = {
 	{"POST", "/api/auth/register", register_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
 	{"POST", "/api/auth/login", login_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"POST", "/api/admin/users/:id/suspend", admin_suspend_handler, ROUTE_AUTH, 0},
+	{"POST", "/api/admin/users/:id/unsuspend", admin_unsuspend_handler, ROUTE_AUTH, 0},
 	{"POST", "/api/auth/refresh", refresh_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
 	{"POST", "/api/auth/logout", logout_handler, ROUTE_AUTH, AUTH_BODY_LIMIT},
 	{"GET", "/api/auth/me", me_handler, ROUTE_AUTH, 0},

@@ -38,9 +38,7 @@ static int hash_or_reply(struct http_req *req, const char *password, char *hash)
 	}
 }
 
-/* After commit: every revoked session reaches Redis, the workers and the
- * brokers (which close its sockets within their sweep). */
-static void publish_revoked(const struct db_res *r, const char *why)
+void publish_revoked(const struct db_res *r, const char *why)
 {
 	int i, n = db_res_rows(r);
 

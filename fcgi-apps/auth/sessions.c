@@ -203,7 +203,7 @@ void refresh_handler(struct http_req *req)
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "UPDATE sessions s SET last_refreshed_at = now() FROM users u "
 			     "WHERE s.id = $1 AND u.id = s.user_id AND s.revoked_at IS NULL "
-			     "RETURNING " USER_COLS,
+			     "AND u.suspended_at IS NULL RETURNING " USER_COLS,
 			     1, p2);
 	if (!r)
 		return;

@@ -154,12 +154,53 @@ void comments_list(struct http_req *req)
 	page_reply(req, &pg, r, 0, comment_row, NULL);
 }
 
+long long comment_remove(struct http_req *req, int64_t cid, int64_t post_id, int64_t id)
+{
+	char idt[24], pid[24], nt[24];
+	const char *p1[] = {ids_text(pid, post_id)};
+	const char *p2[2];
+	struct db_res *r;
+	long long n;
+
+	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT 1 FROM posts WHERE id = $1 FOR UPDATE", 1,
+			     p1);
+	if (!r)
+		return -1;
+	/* the comment and its replies, all levels down: each row deleted here is
+	 * one comment less (cascades would delete replies too, but uncounted) */
+	p2[0] = ids_text(idt, id);
+	p2[1] = pid;
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "WITH RECURSIVE t AS ("
+			     "SELECT id FROM comments WHERE id = $1 AND post_id = $2 "
+			     "UNION ALL SELECT c.id FROM comments c JOIN t ON c.parent_id = t.id), "
+			     "d AS (DELETE FROM comments WHERE id IN (SELECT id FROM t) RETURNING "
+			     "1) "
+			     "SELECT count(*) FROM d",
+			     2, p2);
+	if (!r)
+		return -1;
+	n = strtoll(db_res_get(r, 0, 0), NULL, 10);
+	if (n == 0) /* deleted meanwhile, or its post was */
+		return 0;
+	p2[0] = pid;
+	p2[1] = ids_text(nt, n);
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "UPDATE posts SET comment_count = comment_count - $2::integer "
+			     "WHERE id = $1",
+			     2, p2);
+	if (!r ||
+	    events_emit(req, "comment_deleted", cid, "post_id", post_id, "comment_id", id) < 0)
+		return -1;
+	return n;
+}
+
 void comments_delete(struct http_req *req)
 {
 	struct community c;
 	int64_t id, post_id, author_id, cid;
-	char idt[24], pid[24], nt[24];
-	const char *p1[1], *p2[2];
+	char idt[24];
+	const char *p1[1];
 	struct db_res *r;
 	long long n;
 
@@ -194,42 +235,15 @@ void comments_delete(struct http_req *req)
 	}
 	if (db_begin_or_reply(req) < 0)
 		return;
-	p1[0] = ids_text(pid, post_id);
-	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT 1 FROM posts WHERE id = $1 FOR UPDATE", 1,
-			     p1);
-	if (!r)
+	n = comment_remove(req, cid, post_id, id);
+	if (n < 0)
 		return;
-	/* the comment and its replies, all levels down: each row deleted here is
-	 * one comment less (cascades would delete replies too, but uncounted) */
-	p2[0] = ids_text(idt, id);
-	p2[1] = pid;
-	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "WITH RECURSIVE t AS ("
-			     "SELECT id FROM comments WHERE id = $1 AND post_id = $2 "
-			     "UNION ALL SELECT c.id FROM comments c JOIN t ON c.parent_id = t.id), "
-			     "d AS (DELETE FROM comments WHERE id IN (SELECT id FROM t) RETURNING "
-			     "1) "
-			     "SELECT count(*) FROM d",
-			     2, p2);
-	if (!r)
-		return;
-	n = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	if (n == 0) {
-		/* deleted meanwhile, or its post was */
 		db_rollback();
 		http_reply_error(req, TH_ENOTFOUND, "no such comment", NULL);
 		return;
 	}
-	p2[0] = pid;
-	p2[1] = ids_text(nt, n);
-	r = db_exec_or_reply(req, DB_PRIMARY,
-			     "UPDATE posts SET comment_count = comment_count - $2::integer "
-			     "WHERE id = $1",
-			     2, p2);
-	if (!r)
-		return;
-	if (events_emit(req, "comment_deleted", cid, "post_id", post_id, "comment_id", id) < 0 ||
-	    db_commit_or_reply(req) < 0)
+	if (db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(cid);
 	ryw_wrote(req->user_id);

@@ -77,6 +77,23 @@ void callexit_mirror(struct http_req *req, const struct callexit *x);
 int callexit_community(struct http_req *req, int64_t community_id, struct callexit *x);
 void callexit_mirror_community(struct http_req *req, const struct callexit *x);
 
+/* Removals a moderator's report resolution shares with the delete routes,
+ * in the caller's transaction (events queued; the modlog entry is the
+ * database's, 0033).  post_remove: 1 removed, 0 already gone, -1 replied.
+ * comment_remove: the comments removed with its replies (0: gone), -1
+ * replied. */
+int post_remove(struct http_req *req, int64_t cid, int64_t post_id);
+long long comment_remove(struct http_req *req, int64_t cid, int64_t post_id, int64_t id);
+
+/* Bans (members.c): ban_check replies 404/403 unless the caller outranks
+ * the user here; ban_apply bans in the caller's transaction (membership
+ * removed, events queued, the user's calls left: x); after the commit,
+ * ban_applied updates the caches and the broker's mirror. */
+int ban_check(struct http_req *req, const struct community *cm, int64_t uid);
+int ban_apply(struct http_req *req, int64_t cid, int64_t uid, const char *reason,
+	      struct callexit *x);
+void ban_applied(struct http_req *req, int64_t cid, int64_t uid, const struct callexit *x);
+
 /* handlers */
 void communities_create(struct http_req *req);
 void communities_list(struct http_req *req);
@@ -112,6 +129,19 @@ void comments_delete(struct http_req *req);
 void reactions_put(struct http_req *req);
 void reactions_delete(struct http_req *req);
 void search_posts(struct http_req *req);
+/* reports.c: POST /api/reports, GET /api/communities/:id/reports,
+ * POST /api/reports/:id/resolve, GET /api/admin/reports */
+void reports_create(struct http_req *req);
+void reports_list(struct http_req *req);
+void reports_resolve(struct http_req *req);
+void reports_admin_list(struct http_req *req);
+/* modlog.c: GET /api/communities/:id/modlog, GET /api/admin/modlog;
+ * modlog_is_admin: 1 when the caller is a site admin, 0 not, -1 replied;
+ * modlog_admin_or_403: 0 for a site admin, else -1 replied (403) */
+void modlog_list(struct http_req *req);
+void modlog_admin_list(struct http_req *req);
+int modlog_is_admin(struct http_req *req);
+int modlog_admin_or_403(struct http_req *req);
 
 
 #endif

@@ -43,6 +43,13 @@ static const struct route routes[] = {
 	{"POST", "/api/posts/:id/comments", comments_create, A | J, L},
 	{"GET", "/api/posts/:id/comments", comments_list, O, 0},
 	{"DELETE", "/api/comments/:id", comments_delete, A, 0},
+	{"GET", "/api/communities/:id/reports", reports_list, A, 0},
+	{"GET", "/api/communities/:id/modlog", modlog_list, A, 0},
+	/* a 1000-char note, each char up to 12 bytes as a JSON \u escape pair */
+	{"POST", "/api/reports", reports_create, A | J, 16384},
+	{"POST", "/api/reports/:id/resolve", reports_resolve, A | J, 16384},
+	{"GET", "/api/admin/reports", reports_admin_list, A, 0},
+	{"GET", "/api/admin/modlog", modlog_admin_list, A, 0},
 	{"PUT", "/api/posts/:id/reactions/:emoji", reactions_put, A, 0},
 	{"DELETE", "/api/posts/:id/reactions/:emoji", reactions_delete, A, 0},
 };

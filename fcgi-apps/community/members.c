@@ -345,45 +345,64 @@ static struct json_object *ban_json(const struct db_res *r, int row, int64_t cid
 	return o;
 }
 
+int ban_check(struct http_req *req, const struct community *cm, int64_t uid)
+{
+	enum role now;
+
+	if (target_role(req, cm->id, uid, &now) < 0)
+		return -1;
+	return outranks_or_403(req, cm, now);
+}
+
+int ban_apply(struct http_req *req, int64_t cid, int64_t uid, const char *reason,
+	      struct callexit *x)
+{
+	char c[24], u[24], by[24];
+	const char *params[] = {ids_text(c, cid), ids_text(u, uid), ids_text(by, req->user_id),
+				reason};
+	struct db_res *r;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "INSERT INTO bans (community_id, user_id, banned_by, reason) "
+			     "VALUES ($1, $2, $3, $4) ON CONFLICT (community_id, user_id) "
+			     "DO UPDATE SET reason = EXCLUDED.reason, banned_by = "
+			     "EXCLUDED.banned_by",
+			     4, params);
+	if (!r || membership_delete(req, cid, uid) < 0 ||
+	    events_emit(req, "member_banned", cid, "user_id", uid, NULL, 0) < 0 ||
+	    callexit_leave(req, cid, uid, x) < 0)
+		return -1;
+	return 0;
+}
+
+void ban_applied(struct http_req *req, int64_t cid, int64_t uid, const struct callexit *x)
+{
+	log_info("audit: user %lld banned user %lld from community %lld", (long long)req->user_id,
+		 (long long)uid, (long long)cid);
+	feedcache_bump_access(cid);
+	mirror_ban(cid, uid);
+	callexit_mirror(req, x);
+}
+
 void bans_create(struct http_req *req)
 {
 	struct community cm;
 	struct callexit x;
 	const char *reason;
 	int64_t uid;
-	enum role now;
-	char c[24], u[24], by[24];
+	char c[24], u[24];
 	struct db_res *r;
-	int n;
 
 	if (community_access_param(req, "id", ROLE_MODERATOR, &cm) < 0 ||
 	    jh_int_or_400(req, req->json, "user_id", 1, INT64_MAX - 1, true, NULL, &uid) < 0 ||
 	    jh_string_or_400(req, req->json, "reason", 0, 500, JH_MULTILINE, &reason) < 0)
 		return;
-	if (target_role(req, cm.id, uid, &now) < 0 || outranks_or_403(req, &cm, now) < 0 ||
-	    db_begin_or_reply(req) < 0)
+	if (ban_check(req, &cm, uid) < 0 || db_begin_or_reply(req) < 0 ||
+	    ban_apply(req, cm.id, uid, reason ? reason : "", &x) < 0 || db_commit_or_reply(req) < 0)
 		return;
-	{
-		const char *params[] = {ids_text(c, cm.id), ids_text(u, uid),
-					ids_text(by, req->user_id), reason ? reason : ""};
-
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "INSERT INTO bans (community_id, user_id, banned_by, reason) "
-				     "VALUES ($1, $2, $3, $4) ON CONFLICT (community_id, user_id) "
-				     "DO UPDATE SET reason = EXCLUDED.reason, banned_by = "
-				     "EXCLUDED.banned_by",
-				     4, params);
-	}
-	if (!r)
-		return;
-	n = membership_delete(req, cm.id, uid);
-	if (n < 0 || events_emit(req, "member_banned", cm.id, "user_id", uid, NULL, 0) < 0 ||
-	    callexit_leave(req, cm.id, uid, &x) < 0 || db_commit_or_reply(req) < 0)
-		return;
-	log_info("audit: user %s banned user %s from community %s", by, u, c);
-	feedcache_bump_access(cm.id);
-	mirror_ban(cm.id, uid);
-	callexit_mirror(req, &x);
+	ban_applied(req, cm.id, uid, &x);
+	ids_text(c, cm.id);
+	ids_text(u, uid);
 	{
 		const char *params[] = {c, u};
 

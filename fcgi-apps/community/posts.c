@@ -498,13 +498,29 @@ void posts_patch(struct http_req *req)
 	post_reply(req, 200, DB_PRIMARY, p.id);
 }
 
+int post_remove(struct http_req *req, int64_t cid, int64_t post_id)
+{
+	char pid[24];
+	const char *params[] = {ids_text(pid, post_id)};
+	struct db_res *r;
+	long long n;
+
+	/* comments and reactions go with it (ON DELETE CASCADE) */
+	r = db_exec_or_reply(req, DB_PRIMARY, "DELETE FROM posts WHERE id = $1", 1, params);
+	if (!r)
+		return -1;
+	n = db_res_affected(r);
+	if (n == 1 && events_emit(req, "post_deleted", cid, "post_id", post_id, "deleted_by",
+				  req->user_id) < 0)
+		return -1;
+	return n == 1;
+}
+
 void posts_delete(struct http_req *req)
 {
 	struct community c;
 	struct post_ref p;
-	char pid[24];
-	const char *params[1];
-	struct db_res *r;
+	int n;
 
 	if (post_access_or_reply(req, "id", DB_PRIMARY, ROLE_NONE, &c, &p) < 0)
 		return;
@@ -517,18 +533,17 @@ void posts_delete(struct http_req *req)
 				 NULL);
 		return;
 	}
-	params[0] = ids_text(pid, p.id);
 	if (db_begin_or_reply(req) < 0)
 		return;
-	/* comments and reactions go with it (ON DELETE CASCADE) */
-	r = db_exec_or_reply(req, DB_PRIMARY, "DELETE FROM posts WHERE id = $1", 1, params);
-	if (!r)
+	n = post_remove(req, c.id, p.id);
+	if (n < 0)
 		return;
-	if (db_one_row_changed_or_404(req, r, "no such post") < 0)
+	if (n == 0) {
+		db_rollback();
+		http_reply_error(req, TH_ENOTFOUND, "no such post", NULL);
 		return;
-	if (events_emit(req, "post_deleted", c.id, "post_id", p.id, "deleted_by", req->user_id) <
-		    0 ||
-	    db_commit_or_reply(req) < 0)
+	}
+	if (db_commit_or_reply(req) < 0)
 		return;
 	feedcache_bump(c.id);
 	ryw_wrote(req->user_id);

@@ -61,7 +61,9 @@ static int reply_tx_error(struct http_req *req, const char *what)
 
 int db_begin_or_reply(struct http_req *req)
 {
-	return db_begin() == 0 ? 0 : reply_tx_error(req, "begin");
+	/* every transaction of a signed-in caller names them as its actor: a
+	 * moderator action anywhere in it is logged with them (0033) */
+	return db_begin_as(req->user_id) == 0 ? 0 : reply_tx_error(req, "begin");
 }
 
 int db_commit_or_reply(struct http_req *req)

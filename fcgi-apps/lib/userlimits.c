@@ -28,6 +28,7 @@ static const struct {
 	[LIMIT_PUSH] = {"push", "TH_RL_PUSH_MAX", "TH_RL_PUSH_WINDOW", 30, 3600},
 	[LIMIT_SEARCH] = {"search", "TH_RL_SEARCH_MAX", "TH_RL_SEARCH_WINDOW", 60, 60},
 	[LIMIT_EDIT] = {"edit", "TH_RL_EDIT_MAX", "TH_RL_EDIT_WINDOW", 30, 60},
+	[LIMIT_REPORT] = {"report", "TH_RL_REPORT_MAX", "TH_RL_REPORT_WINDOW", 20, 3600},
 	[LIMIT_MESSAGE] = {"msg", NULL, NULL, 0, 0},
 };
 

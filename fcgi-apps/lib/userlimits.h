@@ -17,6 +17,7 @@
  *   block       TH_RL_BLOCK_MAX (100)                      TH_RL_BLOCK_WINDOW (3600 s)
  *   push sub.   TH_RL_PUSH_MAX (30)                        TH_RL_PUSH_WINDOW (3600 s)
  *   search      TH_RL_SEARCH_MAX (60)                      TH_RL_SEARCH_WINDOW (60 s)
+ *   report      TH_RL_REPORT_MAX (20)                      TH_RL_REPORT_WINDOW (3600 s)
  *               (signed-in callers: a search costs O(matches) in PostgreSQL)
  *   edit        TH_RL_EDIT_MAX (30)                        TH_RL_EDIT_WINDOW (60 s)
  *               (post and message edits together: each keeps the earlier
@@ -50,6 +51,7 @@ enum limit_kind {
 	LIMIT_PUSH,
 	LIMIT_SEARCH,
 	LIMIT_EDIT,
+	LIMIT_REPORT,
 	LIMIT_MESSAGE,
 	LIMIT_KINDS
 };

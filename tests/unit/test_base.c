@@ -133,6 +133,8 @@ static void test_err(void **state)
 	assert_int_equal(th_err_status(TH_EUNAVAILABLE), 503);
 	assert_int_equal(th_err_status(TH_ETOTP), 401);
 	assert_string_equal(th_err_code(TH_ETOTP), "totp_required");
+	assert_int_equal(th_err_status(TH_ESUSPENDED), 403);
+	assert_string_equal(th_err_code(TH_ESUSPENDED), "suspended");
 	assert_int_equal(th_err_status((enum th_err)999), 500);
 	for (int e = 0; e < TH_ERR_COUNT; e++) {
 		assert_non_null(th_err_code((enum th_err)e));

@@ -50,9 +50,10 @@ export async function fullHistory(channel, who, maxPages = 100) {
 }
 
 export function fixtures({
-  net, slug = 'c', name = 'Name', general = false,
+  net, slug = 'c', name = 'Name', general = false, first = 0,
 }) {
-  let addrN = 0;
+  // first: where this file's addresses start in the block, for files that share a net
+  let addrN = first;
   function freshAddr() {
     addrN += 1;
     return `127.${net}.${(addrN >> 8) & 255}.${addrN & 255}`;
