@@ -401,7 +401,8 @@ describe('oidc', () => {
     const claims = { email: `${sub}@example.test`, email_verified: true };
     const first = await login('local', sub, claims);
     assertStatus(first.res, 200, 'first:');
-    const r = await psql(`UPDATE users SET suspended_at = now() WHERE id = ${Number(first.res.json.user.id)}`);
+    // as an operator at a shell would (the suspension's modlog entry needs an actor)
+    const r = await psql(`SELECT set_config('townhall.actor_id', 'operator', true); UPDATE users SET suspended_at = now() WHERE id = ${Number(first.res.json.user.id)}`);
     assert.equal(r.code, 0, r.stderr);
     assertError((await login('local', sub, claims)).res, 403, 'suspended');
   });

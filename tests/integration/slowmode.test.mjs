@@ -11,16 +11,22 @@
 // Registrations come from 127.78.x.y.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { sleep, LOCAL_ONLY } from './lib/http.mjs';
+import { sleep, run, LOCAL_ONLY } from './lib/http.mjs';
 import { assertStatus, assertError, assertOneOf } from './lib/assert.mjs';
 import { uuid, api, fixtures, rnd, fullHistory } from './lib/fixtures.mjs';
-import { psql, redis } from './lib/stack.mjs';
 import {
   closeClients, connect, end, mustSubscribe, publish, waitFor, hasPayload, DELIVER_MS,
 } from './lib/mqtt.mjs';
 
 const WINDOW_S = 2;
 const { newUser, community } = fixtures({ net: 78, slug: 'sm', name: 'Slow', general: true });
+
+// scripts/admin grant|revoke: users.is_admin with its site-wide modlog entry, then the mirror
+async function setAdmin(how, id) {
+  const r = await run('scripts/admin', [how, String(id)], { timeoutMs: 30000 });
+  assert.equal(r.code, 0, `scripts/admin ${how} ${id}:\n${r.stdout}\n${r.stderr}`);
+}
+const grantAdmin = (id) => setAdmin('grant', id);
 const chat = (body, id = uuid()) => JSON.stringify({ id, body });
 
 const U = {};
@@ -128,8 +134,7 @@ describe('slow mode over REST', () => {
     assertStatus(await api('POST', `/api/communities/${c.id}/join`, site), 200, 'join:');
     assertStatus(await post(c, site, 'site-0'), 201, 'site admin #0 (not yet one):');
     assertError(await post(c, site, 'site-1'), 429, 'rate_limited');
-    const q = await psql(`UPDATE users SET is_admin = true WHERE id = ${Number(site.id)}`);
-    assert.equal(q.code, 0, q.stderr);
+    await grantAdmin(site.id);
     assertStatus(await post(c, site, 'site-2'), 201, 'site admin:');
   });
 });
@@ -214,17 +219,15 @@ describe('slow mode over MQTT', () => {
     const p = await connect(c.member);
     assert.equal(await publish(p, topicOf(c, c.member), chat('site-0')), 0, 'first');
     assert.ok((await publish(p, topicOf(c, c.member), chat('site-1'))) >= 0x80, 'not an admin yet: refused');
-    const q = await psql(`UPDATE users SET is_admin = true WHERE id = ${Number(c.member.id)}`);
-    assert.equal(q.code, 0, q.stderr);
-    // what the grant writes to the mirror (lib/mirror.h mirror_site_admin: the set, then the
-    // generation the broker watches)
-    await redis('SADD', 'th:admins', String(c.member.id));
-    await redis('INCR', 'th:mirror:gen');
+    // the grant rebuilds the mirror (th:admins), which the broker follows by its generation
+    await grantAdmin(c.member.id);
     await waitFor(async () => (await publish(p, topicOf(c, c.member), chat(`site-${rnd()}`))) === 0
       || (await sleep(300), false), 10000, 'a site admin\'s publish allowed');
     assert.equal(await publish(p, topicOf(c, c.member), chat('site-again')), 0, 'and the next one');
-    await redis('SREM', 'th:admins', String(c.member.id));
-    await redis('INCR', 'th:mirror:gen');
+    // revoked: the window holds for them again
+    await setAdmin('revoke', c.member.id);
+    await waitFor(async () => (await publish(p, topicOf(c, c.member), chat(`site-${rnd()}`))) >= 0x80
+      || (await sleep(300), false), 10000, 'a former site admin\'s publish refused again');
     await end(p);
   });
 
