@@ -49,7 +49,7 @@ void search_posts(struct http_req *req)
 									     "= $1 AND m.search @@ "
 									     "q) s "
 									     "JOIN posts p ON p.id "
-									     "= s.id JOIN users u "
+									     "= s.id LEFT JOIN users u "
 									     "ON u.id = "
 									     "p.author_id "
 									     "WHERE (s.rk, s.id) < "

@@ -1,0 +1,115 @@
+/* erase: DELETE /api/auth/me {password, totp?} (API.md, v1.1: Account
+ * lifecycle).
+ *
+ * The password is checked like POST /api/auth/password (the caller's budget
+ * of password checks, one argon2id verification whatever the answer); an
+ * account with TOTP on also gives `totp` (a code or an unused recovery code:
+ * without it 401 totp_required, as at login), so a stolen session and
+ * password alone cannot erase it.  Then account_erase() (migration 0032) does
+ * the database side in one transaction; after the commit every session it
+ * revoked is published (workers refuse its tokens at once, the brokers close
+ * its sockets within their sweep) and the answer is 202: the account can no
+ * longer be used.  The media bytes follow within a minute: th-media-gc
+ * --erased (scripts/media-gc, its timer) removes the hashes the erasure
+ * queued.  A repeat (or a race of two) finds no account: 401, nothing done
+ * twice. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "ids.h"
+#include "jh.h"
+#include "log.h"
+#include "password.h"
+#include "reply.h"
+#include "revoke.h"
+#include "vcache.h"
+
+/* 1 when password (and code, for a TOTP account) are the caller's; 0 replied
+ * 401; -1 replied otherwise. */
+static int erase_check(struct http_req *req, const char *password, const char *code)
+{
+	char uid[24];
+	const char *p[] = {ids_text(uid, req->user_id)};
+	struct db_res *r;
+	int ok;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT password_hash, totp_enabled_at IS NOT NULL FROM users "
+			     "WHERE id = $1",
+			     1, p);
+	if (!r)
+		return -1;
+	if (db_res_rows(r) != 1) {
+		http_reply_error(req, TH_EUNAUTHORIZED, "account no longer exists", NULL);
+		return 0;
+	}
+	ok = password_verify(db_res_get(r, 0, 0), password);
+	if (ok == PASSWORD_BUSY) {
+		http_reply_error(req, TH_EUNAVAILABLE, "too many password checks at once", NULL);
+		return -1;
+	}
+	if (!ok) {
+		http_reply_error(req, TH_EUNAUTHORIZED, "wrong password", "password");
+		return 0;
+	}
+	if (strcmp(db_res_get(r, 0, 1), "t") != 0)
+		return 1;
+	if (!code) {
+		totp_check_login(req, 0, NULL); /* 401 totp_required */
+		return 0;
+	}
+	ok = totp_check_login(req, req->user_id, code);
+	if (ok == 0)
+		http_reply_error(req, TH_EUNAUTHORIZED, "wrong or used one-time code", "totp");
+	return ok;
+}
+
+/* After the commit: a revoked session reaches every worker and broker; a
+ * community's cached feed and access verdicts (the community app's
+ * feedcache.c keys) become unreachable, so readers see the empty bodies and
+ * the member gone on their next request. */
+static void erase_publish(const char *what, const char *ref)
+{
+	char key[48];
+
+	if (strcmp(what, "session") == 0) {
+		revoke_publish(strtoll(ref, NULL, 10));
+		return;
+	}
+	snprintf(key, sizeof(key), "th:feedver:{c%s}", ref);
+	vcache_bump(key);
+	snprintf(key, sizeof(key), "th:accver:{c%s}", ref);
+	vcache_bump(key);
+}
+
+void erase_handler(struct http_req *req)
+{
+	const char *password, *code = NULL;
+	char uid[24];
+	const char *p[] = {ids_text(uid, req->user_id)};
+	struct db_res *r;
+	int i, n;
+
+	if (jh_string_or_400(req, req->json, "password", 1, 128, JH_REQUIRED, &password) < 0 ||
+	    jh_string_or_400(req, req->json, "totp", 1, 64, 0, &code) < 0)
+		return;
+	if (acct_pwcheck_budget_or_reply(req) < 0)
+		return;
+	if (erase_check(req, password, code) <= 0)
+		return;
+	if (db_begin_or_reply(req) < 0)
+		return;
+	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT what, ref FROM account_erase($1)", 1, p);
+	if (!r)
+		return;
+	if (db_commit_or_reply(req) < 0)
+		return;
+	n = db_res_rows(r);
+	for (i = 0; i < n; i++)
+		erase_publish(db_res_get(r, i, 0), db_res_get(r, i, 1));
+	me_cache_forget(req->user_id);
+	log_info("audit: user %s erased the account", uid);
+	http_reply_empty(req, 202);
+}
