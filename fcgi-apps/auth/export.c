@@ -42,54 +42,71 @@ struct export_part {
 static const struct export_part parts[] = {
 	{"posts", "0", 0,
 	 "SELECT p.id, json_build_object('id', p.id, 'community_id', p.community_id, 'title', "
-	 "p.title, 'body', p.body, 'media_ids', p.media_ids, 'created_at', " TS("p.created_at") ", "
-	 "'edited_at', " TS("p.edited_at") ")::text FROM posts p WHERE p.author_id = $1 "
-	 "AND p.id > $2::bigint ORDER BY p.id LIMIT $3"},
+	 "p.title, 'body', p.body, 'media_ids', p.media_ids, 'created_at', " TS(
+		 "p.created_at") ", "
+				 "'edited_at', " TS("p.edited_at") ")::text FROM posts p WHERE "
+								   "p.author_id = $1 "
+								   "AND p.id > $2::bigint ORDER BY "
+								   "p.id LIMIT $3"},
 	{"comments", "0", 0,
 	 "SELECT c.id, json_build_object('id', c.id, 'post_id', c.post_id, 'parent_id', "
 	 "c.parent_id, 'body', c.body, 'created_at', " TS("c.created_at") ", 'edited_at', " TS(
-		 "c.edited_at") ")::text FROM comments c WHERE c.author_id = $1 AND c.id > $2::bigint "
+		 "c.edited_at") ")::text FROM comments c WHERE c.author_id = $1 AND c.id > "
+				"$2::bigint "
 				"ORDER BY c.id LIMIT $3"},
 	{"messages", "00000000-0000-0000-0000-000000000000", 0,
 	 "SELECT m.id, json_build_object('id', m.id, 'channel_id', m.channel_id, 'seq', m.seq, "
-	 "'body', m.body, 'reply_to', m.reply_to, 'created_at', " TS("m.created_at") ", "
-	 "'edited_at', " TS("m.edited_at") ", 'deleted_at', " TS("m.deleted_at") ")::text "
-	 "FROM messages m WHERE m.sender_id = $1 AND m.id > $2::uuid ORDER BY m.id LIMIT $3"},
+	 "'body', m.body, 'reply_to', m.reply_to, 'created_at', " TS(
+		 "m.created_at") ", "
+				 "'edited_at', " TS("m.edited_at") ", 'deleted_at', " TS(
+					 "m.deleted_at") ")::text "
+							 "FROM messages m WHERE m.sender_id = $1 "
+							 "AND m.id > $2::uuid ORDER BY m.id LIMIT "
+							 "$3"},
 	{"media", "00000000-0000-0000-0000-000000000000", 1,
 	 "SELECT md.id, json_build_object('id', md.id, 'community_id', md.community_id, 'kind', "
 	 "md.kind, 'mime', md.mime, 'size', md.size, 'sha256', md.sha256, 'width', md.width, "
-	 "'height', md.height, 'filename', md.filename, 'created_at', " TS("md.created_at") ")::text, "
-	 "md.id, md.community_id IS NULL OR mc.visibility = 'public', md.kind "
-	 "FROM media md LEFT JOIN communities mc ON mc.id = md.community_id "
-	 "WHERE md.owner_id = $1 AND md.id > $2::uuid ORDER BY md.id LIMIT $3"},
+	 "'height', md.height, 'filename', md.filename, 'created_at', " TS(
+		 "md.created_at") ")::text, "
+				  "md.id, md.community_id IS NULL OR mc.visibility = 'public', "
+				  "md.kind "
+				  "FROM media md LEFT JOIN communities mc ON mc.id = "
+				  "md.community_id "
+				  "WHERE md.owner_id = $1 AND md.id > $2::uuid ORDER BY md.id "
+				  "LIMIT $3"},
 	{"memberships", "0", 0,
 	 "SELECT m.community_id, json_build_object('community_id', m.community_id, 'slug', "
 	 "c.slug, 'name', c.name, 'role', m.role, 'notify_level', m.notify_level, 'joined_at', " TS(
 		 "m.joined_at") ")::text FROM memberships m JOIN communities c ON c.id = "
-				"m.community_id WHERE m.user_id = $1 AND m.community_id > $2::bigint "
+				"m.community_id WHERE m.user_id = $1 AND m.community_id > "
+				"$2::bigint "
 				"ORDER BY m.community_id LIMIT $3"},
 	{"dms", "0", 0,
 	 "SELECT d.channel_id, json_build_object('channel_id', d.channel_id, 'group', ch.pair_lo "
-	 "IS NULL, 'joined_at', " TS("d.joined_at") ", 'members', (SELECT json_agg(o.user_id "
-						    "ORDER BY o.user_id) FROM dm_members o WHERE "
-						    "o.channel_id = d.channel_id))::text "
-	 "FROM dm_members d JOIN channels ch ON ch.id = d.channel_id WHERE d.user_id = $1 AND "
-	 "d.channel_id > $2::bigint ORDER BY d.channel_id LIMIT $3"},
+	 "IS NULL, 'joined_at', " TS(
+		 "d.joined_at") ", 'members', (SELECT json_agg(o.user_id "
+				"ORDER BY o.user_id) FROM dm_members o WHERE "
+				"o.channel_id = d.channel_id))::text "
+				"FROM dm_members d JOIN channels ch ON ch.id = d.channel_id WHERE "
+				"d.user_id = $1 AND "
+				"d.channel_id > $2::bigint ORDER BY d.channel_id LIMIT $3"},
 	{"blocks", "0", 0,
 	 "SELECT b.blocked_id, json_build_object('user_id', b.blocked_id, 'created_at', " TS(
 		 "b.created_at") ")::text FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id > "
-				"$2::bigint ORDER BY b.blocked_id LIMIT $3"},
+				 "$2::bigint ORDER BY b.blocked_id LIMIT $3"},
 	{"push_subscriptions", "0", 0,
 	 "SELECT s.id, json_build_object('id', s.id, 'endpoint', s.endpoint, 'created_at', " TS(
-		 "s.created_at") ")::text FROM push_subscriptions s WHERE s.user_id = $1 AND s.id > "
-				"$2::bigint ORDER BY s.id LIMIT $3"},
+		 "s.created_at") ")::text FROM push_subscriptions s WHERE s.user_id = $1 AND s.id "
+				 "> "
+				 "$2::bigint ORDER BY s.id LIMIT $3"},
 };
 
 static const char profile_sql[] =
 	"SELECT json_build_object('id', u.id, 'username', u.username, 'display_name', "
 	"u.display_name, 'email', u.email, 'email_verified', u.email_verified_at IS NOT NULL, "
-	"'totp_enabled', u.totp_enabled_at IS NOT NULL, 'created_at', " TS("u.created_at") ")::text "
-	"FROM users u WHERE u.id = $1";
+	"'totp_enabled', u.totp_enabled_at IS NOT NULL, 'created_at', " TS(
+		"u.created_at") ")::text "
+				"FROM users u WHERE u.id = $1";
 
 static int export_puts(struct http_req *req, const char *s)
 {
@@ -187,7 +204,8 @@ void export_handler(struct http_req *req)
 	if (db_begin_or_reply(req) < 0)
 		return;
 	if (!db_exec_or_reply(req, DB_PRIMARY,
-			      "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, NULL))
+			      "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0,
+			      NULL))
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY, profile_sql, 1, p);
 	if (!r)
@@ -197,7 +215,8 @@ void export_handler(struct http_req *req)
 		return;
 	}
 	http_set_header(req, "Cache-Control", "no-store");
-	http_set_header(req, "Content-Disposition", "attachment; filename=\"townhall-export.json\"");
+	http_set_header(req, "Content-Disposition",
+			"attachment; filename=\"townhall-export.json\"");
 	if (http_stream_begin(req, 200, "application/json") < 0 ||
 	    export_puts(req, "{\"profile\": ") < 0 || export_puts(req, db_res_get(r, 0, 0)) < 0)
 		goto out;

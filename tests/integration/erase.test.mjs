@@ -151,7 +151,7 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
       return r.json?.items?.some((m) => m.id === m2) || null;
     }, { timeoutMs: 15000 });
     assert.ok(stored, 'the MQTT message was stored');
-    assertStatus(await api('PUT', `/api/channels/${theirs.channel}/read`, x, {}), 200, 'read marker:');
+    assertStatus(await api('PUT', `/api/channels/${ids.dm}/read`, x, { seq: 2 }), 200, 'read marker:');
     // blocks both ways; a push subscription; an image
     assertStatus(await api('PUT', `/api/users/${c.id}/block`, x), 204, 'x blocks c:');
     assertStatus(await api('PUT', `/api/users/${x.id}/block`, c), 204, 'c blocks x:');

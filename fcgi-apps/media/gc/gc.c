@@ -226,8 +226,8 @@ static void erase_queued(struct gc *g, long long max)
 		log_info("media-gc: %s the bytes of erased medium %s",
 			 g->dry_run ? "would remove" : "removed", sha);
 		if (!g->dry_run)
-			db_res_free(db_exec(DB_PRIMARY, "DELETE FROM media_erasures WHERE sha256 = $1",
-					    1, p));
+			db_res_free(db_exec(DB_PRIMARY,
+					    "DELETE FROM media_erasures WHERE sha256 = $1", 1, p));
 	}
 	db_res_free(r);
 }
