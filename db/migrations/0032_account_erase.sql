@@ -13,7 +13,8 @@
 --     revocation's truth in PostgreSQL must outlive every access token the
 --     session signed: lib/revoke rebuilds Redis from these rows); their
 --     refresh tokens deleted; their ids returned ('session', id) for the
---     caller to publish, with the communities it touched ('community', id);
+--     caller to publish, with what the caller mirrors to Redis and the
+--     communities whose feed caches it bumps (the rows' `what`);
 --   - posts, comments, messages: author NULL, body (and title) empty, media
 --     references dropped, and every earlier version (post_edits,
 --     message_edits) deleted;
@@ -71,7 +72,7 @@ CREATE TABLE media_erasures (
 );
 
 CREATE FUNCTION account_erase(p_user bigint)
-RETURNS TABLE (what text, ref bigint)
+RETURNS TABLE (what text, ref bigint, ref2 bigint, flag boolean)
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     v_email text;
@@ -80,6 +81,8 @@ DECLARE
     heir bigint;
     post_ids bigint[];
     touched bigint[];
+    member_of bigint[];
+    dm_of bigint[];
     message_ids uuid[];
 BEGIN
     SELECT u.email INTO v_email FROM users u WHERE u.id = p_user FOR UPDATE;
@@ -98,6 +101,11 @@ BEGIN
         UNION SELECT m.community_id FROM memberships m WHERE m.user_id = p_user
         UNION SELECT b.community_id FROM bans b WHERE b.user_id = p_user) t;
 
+    SELECT coalesce(array_agg(m.community_id), '{}') INTO member_of
+        FROM memberships m WHERE m.user_id = p_user;
+    SELECT coalesce(array_agg(d.channel_id), '{}') INTO dm_of
+        FROM dm_members d WHERE d.user_id = p_user;
+
     -- sessions: revoked, kept without the person
     DELETE FROM refresh_tokens t USING sessions s
         WHERE t.session_id = s.id AND s.user_id = p_user;
@@ -106,7 +114,7 @@ BEGIN
                           revoked_reason = 'account_erased', user_id = NULL,
                           client_addr = NULL, user_agent = ''
                    WHERE s.user_id = p_user RETURNING s.id)
-        SELECT 'session'::text, r.id FROM r;
+        SELECT 'session'::text, r.id, NULL::bigint, NULL::boolean FROM r;
 
     -- what it wrote: no author, no body, no earlier versions (the edit
     -- triggers keep the old body as a version: those go after the update)
@@ -137,11 +145,14 @@ BEGIN
             LIMIT 1;
         IF heir IS NULL THEN
             DELETE FROM communities WHERE id = c.id;
+            what := 'community_gone'; ref := c.id; ref2 := NULL; flag := NULL;
         ELSE
             UPDATE communities SET owner_id = heir WHERE id = c.id;
             UPDATE memberships SET role = 'owner'
                 WHERE community_id = c.id AND user_id = heir;
+            what := 'owner'; ref := c.id; ref2 := heir; flag := NULL;
         END IF;
+        RETURN NEXT;
     END LOOP;
     UPDATE communities k SET member_count = greatest(k.member_count - 1, 0)
         FROM memberships m WHERE m.community_id = k.id AND m.user_id = p_user;
@@ -165,6 +176,15 @@ BEGIN
     DELETE FROM media WHERE owner_id = p_user;
 
     DELETE FROM users WHERE id = p_user;
-    RETURN QUERY SELECT 'community'::text, k.id FROM communities k WHERE k.id = ANY (touched);
+    -- what the caller mirrors to Redis (lib/mirror.h) and bumps (feed caches)
+    RETURN QUERY SELECT 'community'::text, k.id, NULL::bigint, NULL::boolean
+        FROM communities k WHERE k.id = ANY (touched);
+    RETURN QUERY SELECT 'member_gone'::text, x.id, NULL::bigint, NULL::boolean
+        FROM unnest(member_of) x(id);
+    RETURN QUERY SELECT 'dm_gone'::text, x.id, NULL::bigint, NULL::boolean
+        FROM unnest(dm_of) x(id);
+    -- the others of its DMs: its blocks went, so whom it muted is not any more
+    RETURN QUERY SELECT 'dm_member'::text, s.channel_id, s.user_id, s.muted
+        FROM dm_member_state s WHERE s.channel_id = ANY (dm_of);
 END
 $fn$;

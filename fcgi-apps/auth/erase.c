@@ -21,6 +21,7 @@
 #include "ids.h"
 #include "jh.h"
 #include "log.h"
+#include "mirror.h"
 #include "password.h"
 #include "reply.h"
 #include "revoke.h"
@@ -66,22 +67,39 @@ static int erase_check(struct http_req *req, const char *password, const char *c
 	return ok;
 }
 
-/* After the commit: a revoked session reaches every worker and broker; a
- * community's cached feed and access verdicts (the community app's
- * feedcache.c keys) become unreachable, so readers see the empty bodies and
- * the member gone on their next request. */
-static void erase_publish(const char *what, const char *ref)
+/* After the commit, one row of account_erase(): a revoked session reaches
+ * every worker and broker; a community's cached feed and access verdicts
+ * (the community app's feedcache.c keys) become unreachable, so readers see
+ * the empty bodies and the member gone on their next request; the broker's
+ * membership mirror (lib/mirror.h) follows the memberships, owners and DM
+ * states the erasure changed. */
+static void erase_publish(int64_t uid, const struct db_res *r, int row)
 {
+	const char *what = db_res_get(r, row, 0);
+	int64_t ref = strtoll(db_res_get(r, row, 1), NULL, 10);
+	int64_t ref2 = strtoll(db_res_get(r, row, 2), NULL, 10);
 	char key[48];
 
 	if (strcmp(what, "session") == 0) {
-		revoke_publish(strtoll(ref, NULL, 10));
-		return;
+		revoke_publish(ref);
+	} else if (strcmp(what, "community") == 0) {
+		snprintf(key, sizeof(key), "th:feedver:{c%lld}", (long long)ref);
+		vcache_bump(key);
+		snprintf(key, sizeof(key), "th:accver:{c%lld}", (long long)ref);
+		vcache_bump(key);
+	} else if (strcmp(what, "member_gone") == 0) {
+		mirror_member_gone(ref, uid);
+	} else if (strcmp(what, "owner") == 0) {
+		mirror_member(ref, ref2, "owner");
+	} else if (strcmp(what, "community_gone") == 0) {
+		/* its channel keys name a community that is no more: harmless,
+		 * and gone at the next scripts/mirror-rebuild */
+		mirror_community_gone(ref, NULL, 0);
+	} else if (strcmp(what, "dm_gone") == 0) {
+		mirror_dm_member_gone(ref, uid);
+	} else if (strcmp(what, "dm_member") == 0) {
+		mirror_dm_member(ref, ref2, strcmp(db_res_get(r, row, 3), "t") == 0);
 	}
-	snprintf(key, sizeof(key), "th:feedver:{c%s}", ref);
-	vcache_bump(key);
-	snprintf(key, sizeof(key), "th:accver:{c%s}", ref);
-	vcache_bump(key);
 }
 
 void erase_handler(struct http_req *req)
@@ -101,14 +119,19 @@ void erase_handler(struct http_req *req)
 		return;
 	if (db_begin_or_reply(req) < 0)
 		return;
-	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT what, ref FROM account_erase($1)", 1, p);
+	/* a large account is one long statement: it may take up to nginx's
+	 * 60 s for the request, not the pool's per-statement default */
+	if (!db_exec_or_reply(req, DB_PRIMARY, "SET LOCAL statement_timeout = '50s'", 0, NULL))
+		return;
+	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT what, ref, ref2, flag FROM account_erase($1)",
+			     1, p);
 	if (!r)
 		return;
 	if (db_commit_or_reply(req) < 0)
 		return;
 	n = db_res_rows(r);
 	for (i = 0; i < n; i++)
-		erase_publish(db_res_get(r, i, 0), db_res_get(r, i, 1));
+		erase_publish(req->user_id, r, i);
 	me_cache_forget(req->user_id);
 	log_info("audit: user %s erased the account", uid);
 	http_reply_empty(req, 202);

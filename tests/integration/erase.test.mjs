@@ -17,7 +17,7 @@ import zlib from 'node:zlib';
 import { request, run, until, LOCAL_ONLY } from './lib/http.mjs';
 import { assertError, assertStatus, show } from './lib/assert.mjs';
 import { api, fixtures, rnd, uuid } from './lib/fixtures.mjs';
-import { psql } from './lib/stack.mjs';
+import { psql, redis } from './lib/stack.mjs';
 import {
   connect, end, publish, closeClients, waitFor,
 } from './lib/mqtt.mjs';
@@ -152,6 +152,9 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
     }, { timeoutMs: 15000 });
     assert.ok(stored, 'the MQTT message was stored');
     assertStatus(await api('PUT', `/api/channels/${ids.dm}/read`, x, { seq: 2 }), 200, 'read marker:');
+    // a group DM (before the blocks: nobody opens one with someone who blocked them)
+    const g = assertStatus(await api('POST', '/api/dms', x, { user_ids: [b.id, c.id] }), 201, 'group dm:').json;
+    ids.group = g.id;
     // blocks both ways; a push subscription; an image
     assertStatus(await api('PUT', `/api/users/${c.id}/block`, x), 204, 'x blocks c:');
     assertStatus(await api('PUT', `/api/users/${x.id}/block`, c), 204, 'c blocks x:');
@@ -170,6 +173,8 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
     const before1 = await traces({ id: x.id, strings: [x.email, x.username, marker] });
     assert.ok(before1.length > 10, `the search finds the user before: ${before1.join('\n')}`);
     assert.ok(existsSync(localPath(media.sha256)), 'the image is stored');
+    // x's block mutes c in the group DM (the broker's mirror says so too)
+    assert.equal(await redis('HGET', `th:dm:${ids.group}`, String(c.id)), 'muted');
     sock = await connect(x);
   });
 
@@ -240,6 +245,12 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
     assert.equal(k.owner_id ?? k.owner?.id, b.id, JSON.stringify(k));
     assert.equal(k.member_count, 2);
     assert.equal((await api('GET', `/api/communities/${theirs.id}`, b)).json.member_count, 2);
+    // the broker's mirror: x is gone from the communities and DMs, b owns, c is no longer muted
+    assert.equal(await redis('HGET', `th:members:${ids.own}`, String(x.id)), '');
+    assert.equal(await redis('HGET', `th:members:${ids.own}`, String(b.id)), 'owner');
+    assert.equal(await redis('HGET', `th:members:${theirs.id}`, String(x.id)), '');
+    assert.equal(await redis('HGET', `th:dm:${ids.group}`, String(x.id)), '');
+    assert.equal(await redis('HGET', `th:dm:${ids.group}`, String(c.id)), 'member');
     // the username is free again
     const again = await request('POST', '/api/auth/register', {
       body: { email: `again-${x.email}`, username: x.username, password: 'another-password-1' }, localAddress: freshAddr(),
@@ -264,7 +275,7 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
 });
 
 describe('GET /api/auth/me/export', { skip: LOCAL_ONLY }, () => {
-  test('a user with thousands of rows: valid JSON with every item; an empty one: empty lists; then 429', async () => {
+  test('a user with thousands of rows: valid JSON with every item; an empty one: empty lists; then 429', async (t) => {
     const u = await newUser('exp');
     const k = await community(u, 'public');
     const N = 1500;
@@ -292,6 +303,12 @@ describe('GET /api/auth/me/export', { skip: LOCAL_ONLY }, () => {
     assert.equal(new Set(doc.posts.map((p) => p.id)).size, N, 'every post once');
     assert.equal(new Set(doc.messages.map((m) => m.id)).size, N, 'every message once');
     assert.deepEqual(doc.memberships.map((m) => [m.community_id, m.role]), [[k.id, 'owner']]);
+    // erasing it: one transaction over its 4500 rows, well within the minute
+    const t0 = Date.now();
+    assertStatus(await api('DELETE', '/api/auth/me', u, { password: u.password }, { timeoutMs: 70000 }), 202, 'erase:');
+    t.diagnostic(`export of ${3 * N} rows: ${res.text.length} bytes; erasing them: ${Date.now() - t0} ms`);
+    assert.equal((await sql(`SELECT count(*) FROM posts WHERE author_id IS NULL AND body = '' AND community_id = ${Number(k.id)}`))[0], '0',
+      'the community went with its only member (and its posts with it)');
 
     const e = await newUser('exe');
     const png = whitePng(300 + (crypto.randomBytes(1)[0] % 200), 7);
