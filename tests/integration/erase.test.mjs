@@ -21,7 +21,10 @@ import { psql, redis } from './lib/stack.mjs';
 import {
   connect, end, publish, closeClients, waitFor,
 } from './lib/mqtt.mjs';
-import { localPath, PNG_SIGNATURE, pngChunk } from './lib/media.mjs';
+import {
+  localPath, PNG_SIGNATURE, pngChunk, restartMedia,
+} from './lib/media.mjs';
+import { startS3, mediaS3Env } from './lib/s3.mjs';
 
 const { newUser, community, freshAddr } = fixtures({ net: 76, slug: 'er', name: 'Erase', general: true });
 
@@ -271,6 +274,44 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
     // the proof: nothing of the user in any column of any table
     const hits = await traces({ id: x.id, strings: [x.email, x.username, marker, media.sha256] });
     assert.deepEqual(hits, [], `traces of the erased user:\n${hits.join('\n')}`);
+  });
+});
+
+// The media pool on S3 (s3rver in this process: the erasure deletes by key, it never lists,
+// so the child process media_gc.test.mjs needs for long listings is not needed here).
+describe('DELETE /api/auth/me: media bytes in S3', { skip: LOCAL_ONLY }, () => {
+  let s3;
+  let env;
+  before(async () => {
+    s3 = await startS3({ bucket: 'th-erase' });
+    env = mediaS3Env(s3);
+    await restartMedia(env);
+  });
+  after(async () => {
+    try { await restartMedia({}); } finally { await s3?.stop(); }
+  });
+
+  test('an erased account\'s objects leave the bucket with th-media-gc --erased; shared bytes stay', async () => {
+    const y = await newUser('ers');
+    const z = await newUser('ert');
+    const up = (who, png) => request('POST', '/api/media?filename=s.png', {
+      headers: { authorization: `Bearer ${who.token}`, 'content-type': 'image/png' }, body: png, timeoutMs: 60000,
+    });
+    const own = assertStatus(await up(y, whitePng(500 + (crypto.randomBytes(1)[0] % 200), 9)), 201, 'upload:').json;
+    const sharedPng = whitePng(700 + (crypto.randomBytes(1)[0] % 200), 9);
+    const shared = assertStatus(await up(y, sharedPng), 201, 'upload shared:').json;
+    assertStatus(await up(z, sharedPng), 201, 'the same bytes by z:');
+    const keysOf = (m) => [m.sha256, `${m.sha256}.thumb`, `${m.sha256}.medium`];
+    let keys = new Set(s3.listKeys());
+    for (const k of [...keysOf(own), ...keysOf(shared)]) assert.ok(keys.has(k), `${k} in the bucket`);
+    assertStatus(await api('DELETE', '/api/auth/me', y, { password: y.password }), 202, 'erase:');
+    const gc = await run('scripts/media-gc', ['--erased'], { env, timeoutMs: 120000 });
+    assert.equal(gc.code, 0, `media-gc --erased: ${gc.stdout}${gc.stderr}`);
+    assert.match(gc.stdout, /^media-gc: s3 store: erased accounts' media: removed [1-9]/m, gc.stdout);
+    keys = new Set(s3.listKeys());
+    for (const k of keysOf(own)) assert.ok(!keys.has(k), `${k} deleted from the bucket`);
+    for (const k of keysOf(shared)) assert.ok(keys.has(k), `${k} kept: z's medium names it`);
+    assert.deepEqual(await sql(`SELECT sha256 FROM media_erasures`), [], 'the queue is empty');
   });
 });
 
