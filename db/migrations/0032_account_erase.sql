@@ -188,3 +188,8 @@ BEGIN
         FROM dm_member_state s WHERE s.channel_id = ANY (dm_of);
 END
 $fn$;
+
+-- the senders delete failed rows after <env>_FAILED_KEEP_S (lib/outbox.c):
+-- those rows, oldest first, without reading the table
+CREATE INDEX mail_outbox_failed_idx ON mail_outbox (failed_at) WHERE failed_at IS NOT NULL;
+CREATE INDEX push_outbox_failed_idx ON push_outbox (failed_at) WHERE failed_at IS NOT NULL;

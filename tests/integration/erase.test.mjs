@@ -375,3 +375,30 @@ describe('GET /api/auth/me/export', { skip: LOCAL_ONLY }, () => {
     assertError(await api('GET', '/api/auth/me/export', null), 401, 'unauthorized');
   });
 });
+
+// Loose ends of issue 22: registration mails the first verification link; the mailer purges
+// failed rows after TH_MAIL_FAILED_KEEP_S (7 days; lib/outbox.c, every 10 s at most 1000).
+describe('account mail: the registration link, failed rows purged', { skip: LOCAL_ONLY }, () => {
+  test('a new account gets a verification mail whose link verifies it', async () => {
+    const { newestMail, linkToken } = await import('./lib/mail.mjs');
+    const u = await newUser('erm');
+    const m = await newestMail(u.email, { filter: (x) => /Confirm/.test(x.subject) });
+    assert.ok(m, 'no verification mail after registration');
+    const token = linkToken(m, '/verify-email');
+    const v = await request('POST', '/api/auth/verify-email', { body: { token } });
+    assertStatus(v, 200, 'verify:');
+    assert.equal(v.json.user.email_verified, true);
+  });
+
+  test('failed mails older than 7 days go; younger ones stay for the operator', async () => {
+    const tag = rnd(6);
+    await sql(`INSERT INTO mail_outbox (kind, to_addr, failed_at, next_at, last_error) VALUES
+      ('none', 'old-${tag}@example.test', now() - interval '8 days', now() + interval '1 day', 'x'),
+      ('none', 'new-${tag}@example.test', now() - interval '1 day', now() + interval '1 day', 'x')`);
+    const gone = await until(async () => (await sql(`SELECT count(*) FROM mail_outbox WHERE to_addr = 'old-${tag}@example.test'`))[0] === '0' || null,
+      { timeoutMs: 25000, intervalMs: 500 });
+    assert.ok(gone, 'the old failed row was purged');
+    assert.deepEqual(await sql(`SELECT count(*) FROM mail_outbox WHERE to_addr = 'new-${tag}@example.test'`), ['1']);
+    await sql(`DELETE FROM mail_outbox WHERE to_addr = 'new-${tag}@example.test'`);
+  });
+});
