@@ -13,7 +13,6 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { existsSync } from 'node:fs';
-import zlib from 'node:zlib';
 import { request, run, until, LOCAL_ONLY } from './lib/http.mjs';
 import { assertError, assertStatus, show } from './lib/assert.mjs';
 import { api, fixtures, rnd, uuid } from './lib/fixtures.mjs';
@@ -22,45 +21,14 @@ import {
   connect, end, publish, closeClients, waitFor,
 } from './lib/mqtt.mjs';
 import {
-  localPath, PNG_SIGNATURE, pngChunk, restartMedia,
+  localPath, restartMedia, whitePng,
 } from './lib/media.mjs';
+import { totpCode } from './lib/totp.mjs';
 import { startS3, mediaS3Env } from './lib/s3.mjs';
 
 const { newUser, community, freshAddr } = fixtures({ net: 76, slug: 'er', name: 'Erase', general: true });
 
 after(() => closeClients());
-
-function b32decode(s) {
-  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = 0, buf = 0;
-  const out = [];
-  for (const ch of s) {
-    buf = (buf << 5) | abc.indexOf(ch);
-    bits += 5;
-    if (bits >= 8) { out.push((buf >> (bits - 8)) & 0xff); bits -= 8; }
-  }
-  return Buffer.from(out);
-}
-// the RFC 6238 code of secret (base32) now
-function totpNow(secret) {
-  const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000)));
-  const mac = crypto.createHmac('sha1', b32decode(secret)).update(msg).digest();
-  const off = mac[mac.length - 1] & 0x0f;
-  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1000000).padStart(6, '0');
-}
-
-// a white 1-bit PNG of w x h: each size its own bytes (its own sha256)
-function whitePng(w, h) {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 1;
-  const stride = Math.ceil(w / 8) + 1;
-  const rows = Buffer.alloc(stride * h, 0xff);
-  for (let y = 0; y < h; y++) rows[y * stride] = 0;
-  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(rows)),
-    pngChunk('IEND', Buffer.alloc(0))]);
-}
 
 const sql = async (q) => {
   const r = await psql(q, { timeoutMs: 60000 });
@@ -113,7 +81,7 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
     marker = `mark${rnd(8)}`;
     // TOTP on, then a second device (a login with a code)
     secret = assertStatus(await api('POST', '/api/auth/totp/setup', x), 200, 'totp setup:').json.secret;
-    recovery = assertStatus(await api('POST', '/api/auth/totp/enable', x, { code: totpNow(secret) }), 200,
+    recovery = assertStatus(await api('POST', '/api/auth/totp/enable', x, { code: totpCode(secret) }), 200,
       'totp enable:').json.recovery_codes;
     const login = await request('POST', '/api/auth/login', {
       body: { login: x.username, password: x.password, totp: recovery[0] }, localAddress: freshAddr(),
@@ -167,7 +135,7 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
     };
     const sub = await api('PUT', '/api/push/subscriptions', x, { endpoint: `http://127.0.0.1:9/push/${x.username}`, keys });
     assert.ok([200, 201, 204].includes(sub.status), `push subscription: ${show(sub)}`);
-    png = whitePng(40 + (crypto.randomBytes(1)[0] % 200), 33);
+    png = whitePng(40, 33, 1 + (crypto.randomBytes(1)[0] % 127));
     const up = await request('POST', `/api/media?filename=${x.username}.png`, {
       headers: { authorization: `Bearer ${x.token}`, 'content-type': 'image/png' }, body: png, timeoutMs: 60000,
     });
@@ -306,8 +274,8 @@ describe('DELETE /api/auth/me: media bytes in S3', { skip: LOCAL_ONLY }, () => {
     const up = (who, png) => request('POST', '/api/media?filename=s.png', {
       headers: { authorization: `Bearer ${who.token}`, 'content-type': 'image/png' }, body: png, timeoutMs: 60000,
     });
-    const own = assertStatus(await up(y, whitePng(500 + (crypto.randomBytes(1)[0] % 200), 9)), 201, 'upload:').json;
-    const sharedPng = whitePng(700 + (crypto.randomBytes(1)[0] % 200), 9);
+    const own = assertStatus(await up(y, whitePng(500, 9, 1 + (crypto.randomBytes(1)[0] % 127))), 201, 'upload:').json;
+    const sharedPng = whitePng(700, 9, 1 + (crypto.randomBytes(1)[0] % 127));
     const shared = assertStatus(await up(y, sharedPng), 201, 'upload shared:').json;
     assertStatus(await up(z, sharedPng), 201, 'the same bytes by z:');
     const keysOf = (m) => [m.sha256, `${m.sha256}.thumb`, `${m.sha256}.medium`];
@@ -361,7 +329,7 @@ describe('GET /api/auth/me/export', { skip: LOCAL_ONLY }, () => {
       'the community went with its only member (and its posts with it)');
 
     const e = await newUser('exe');
-    const png = whitePng(300 + (crypto.randomBytes(1)[0] % 200), 7);
+    const png = whitePng(300, 7, 1 + (crypto.randomBytes(1)[0] % 127));
     const up = await request('POST', '/api/media?filename=e.png', {
       headers: { authorization: `Bearer ${e.token}`, 'content-type': 'image/png' }, body: png,
     });

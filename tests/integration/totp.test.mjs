@@ -15,29 +15,9 @@ import { request } from './lib/http.mjs';
 import { assertError, assertStatus } from './lib/assert.mjs';
 import { api, fixtures } from './lib/fixtures.mjs';
 import { waitFor } from './lib/mqtt.mjs';
+import { totpCode as code } from './lib/totp.mjs';
 
 const { newUser, freshAddr } = fixtures({ net: 74, slug: 'totp', name: 'Totp' });
-
-function b32decode(s) {
-  const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = 0, buf = 0;
-  const out = [];
-  for (const ch of s) {
-    buf = (buf << 5) | abc.indexOf(ch);
-    bits += 5;
-    if (bits >= 8) { out.push((buf >> (bits - 8)) & 0xff); bits -= 8; }
-  }
-  return Buffer.from(out);
-}
-
-// the RFC 6238 code of secret (base32) at unix time t (seconds)
-function code(secret, t) {
-  const msg = Buffer.alloc(8);
-  msg.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
-  const mac = crypto.createHmac('sha1', b32decode(secret)).update(msg).digest();
-  const off = mac[mac.length - 1] & 0x0f;
-  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1000000).padStart(6, '0');
-}
 
 const now = () => Date.now() / 1000;
 const login = (u, extra = {}) => request('POST', '/api/auth/login', {
