@@ -65,11 +65,84 @@ ALTER TABLE messages
 -- user still takes its sessions (ON DELETE CASCADE kept)
 ALTER TABLE sessions ALTER COLUMN user_id DROP NOT NULL;
 
+-- what an account wrote, by author: the erasure's batches, the export's
+-- keyset pages, and the ON DELETE SET NULL of a user row, without reading
+-- the tables whole
+CREATE INDEX posts_author_idx ON posts (author_id, id) WHERE author_id IS NOT NULL;
+CREATE INDEX comments_author_idx ON comments (author_id, id) WHERE author_id IS NOT NULL;
+CREATE INDEX messages_sender_idx ON messages (sender_id, id) WHERE sender_id IS NOT NULL;
+CREATE INDEX channels_pair_hi_idx ON channels (pair_hi) WHERE pair_hi IS NOT NULL;
+CREATE INDEX modlog_target_user_idx ON modlog (target_id) WHERE target_type = 'user';
+-- and a deleted comment's answers (ON DELETE CASCADE looks them up once a
+-- deleted comment: without it, deleting many comments read the table once
+-- a row)
+CREATE INDEX comments_parent_idx ON comments (parent_id) WHERE parent_id IS NOT NULL;
+
 -- hashes of media bytes to remove now (th-media-gc --erased)
 CREATE TABLE media_erasures (
     sha256    text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     queued_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- At most p_limit (NULL: all) of each of the account's posts, comments and
+-- messages: no author, no body (posts: no title, no media), no earlier
+-- versions (the edit triggers keep the old body as a version: those go after
+-- the update too); and as many comments, posts and messages of the communities
+-- account_erase() will delete.  Rows ('community', id) for the communities whose feeds
+-- changed, then ('content', how many rows changed).  The API runs it in
+-- committed batches before account_erase(), so that no statement of a large
+-- account outlasts the statement timeout; a request cut short leaves some
+-- of it done, and the next DELETE goes on from there.
+CREATE FUNCTION account_erase_content(p_user bigint, p_limit integer)
+RETURNS TABLE (what text, ref bigint, ref2 bigint, flag boolean)
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    post_ids bigint[];
+    comment_ids bigint[];
+    message_ids uuid[];
+    gone bigint;
+BEGIN
+    SELECT coalesce(array_agg(x.id), '{}') INTO post_ids
+        FROM (SELECT p.id FROM posts p WHERE p.author_id = p_user ORDER BY p.id LIMIT p_limit) x;
+    SELECT coalesce(array_agg(x.id), '{}') INTO comment_ids
+        FROM (SELECT c.id FROM comments c WHERE c.author_id = p_user ORDER BY c.id LIMIT p_limit) x;
+    SELECT coalesce(array_agg(x.id), '{}') INTO message_ids
+        FROM (SELECT m.id FROM messages m WHERE m.sender_id = p_user ORDER BY m.id LIMIT p_limit) x;
+    RETURN QUERY SELECT DISTINCT 'community'::text, t.cid, NULL::bigint, NULL::boolean FROM (
+        SELECT p.community_id AS cid FROM posts p WHERE p.id = ANY (post_ids)
+        UNION SELECT p.community_id FROM comments cm JOIN posts p ON p.id = cm.post_id
+            WHERE cm.id = ANY (comment_ids)) t;
+    DELETE FROM post_edits WHERE post_id = ANY (post_ids);
+    DELETE FROM message_edits WHERE message_id = ANY (message_ids);
+    UPDATE posts SET author_id = NULL, title = '', body = '', media_ids = '{}'
+        WHERE id = ANY (post_ids);
+    UPDATE comments SET author_id = NULL, body = '' WHERE id = ANY (comment_ids);
+    UPDATE messages SET sender_id = NULL, body = '' WHERE id = ANY (message_ids);
+    DELETE FROM post_edits WHERE post_id = ANY (post_ids);
+    DELETE FROM message_edits WHERE message_id = ANY (message_ids);
+    -- the communities account_erase() will delete (owned, no other member):
+    -- their comments, posts (once without comments) and messages go here, in
+    -- batches, not all in its one statement
+    WITH doomed AS (SELECT k.id FROM communities k WHERE k.owner_id = p_user
+                    AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.community_id = k.id
+                                    AND m.user_id <> p_user)),
+         dc AS (DELETE FROM comments WHERE id IN (SELECT c.id FROM comments c
+                JOIN posts p ON p.id = c.post_id
+                WHERE p.community_id IN (SELECT id FROM doomed) LIMIT p_limit) RETURNING 1),
+         dp AS (DELETE FROM posts WHERE id IN (SELECT p.id FROM posts p
+                WHERE p.community_id IN (SELECT id FROM doomed)
+                AND NOT EXISTS (SELECT 1 FROM comments c WHERE c.post_id = p.id)
+                LIMIT p_limit) RETURNING 1),
+         dm AS (DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m
+                JOIN channels ch ON ch.id = m.channel_id
+                WHERE ch.community_id IN (SELECT id FROM doomed) LIMIT p_limit) RETURNING 1)
+    SELECT (SELECT count(*) FROM dc) + (SELECT count(*) FROM dp) + (SELECT count(*) FROM dm)
+        INTO gone;
+    RETURN QUERY SELECT 'content'::text,
+        (cardinality(post_ids) + cardinality(comment_ids) + cardinality(message_ids)) + gone,
+        NULL::bigint, NULL::boolean;
+END
+$fn$;
 
 CREATE FUNCTION account_erase(p_user bigint)
 RETURNS TABLE (what text, ref bigint, ref2 bigint, flag boolean)
@@ -79,11 +152,9 @@ DECLARE
     v_uid text := p_user::text;
     c record;
     heir bigint;
-    post_ids bigint[];
     touched bigint[];
     member_of bigint[];
     dm_of bigint[];
-    message_ids uuid[];
 BEGIN
     SELECT u.email INTO v_email FROM users u WHERE u.id = p_user FOR UPDATE;
     IF NOT FOUND THEN
@@ -116,20 +187,8 @@ BEGIN
                    WHERE s.user_id = p_user RETURNING s.id)
         SELECT 'session'::text, r.id, NULL::bigint, NULL::boolean FROM r;
 
-    -- what it wrote: no author, no body, no earlier versions (the edit
-    -- triggers keep the old body as a version: those go after the update)
-    DELETE FROM post_edits e USING posts p WHERE e.post_id = p.id AND p.author_id = p_user;
-    DELETE FROM message_edits e USING messages m
-        WHERE e.message_id = m.id AND m.sender_id = p_user;
-    WITH u AS (UPDATE posts SET author_id = NULL, title = '', body = '', media_ids = '{}'
-               WHERE author_id = p_user RETURNING id)
-    SELECT coalesce(array_agg(u.id), '{}') INTO post_ids FROM u;
-    UPDATE comments SET author_id = NULL, body = '' WHERE author_id = p_user;
-    WITH u AS (UPDATE messages SET sender_id = NULL, body = '' WHERE sender_id = p_user
-               RETURNING id)
-    SELECT coalesce(array_agg(u.id), '{}') INTO message_ids FROM u;
-    DELETE FROM post_edits WHERE post_id = ANY (post_ids);
-    DELETE FROM message_edits WHERE message_id = ANY (message_ids);
+    -- what it wrote (whatever the batches before left)
+    RETURN QUERY SELECT * FROM account_erase_content(p_user, NULL);
 
     -- 1:1 DMs stay for the other side
     UPDATE channels SET pair_lo = NULL, pair_hi = NULL

@@ -6,8 +6,10 @@
  * account with TOTP on also gives `totp` (a code or an unused recovery code:
  * without it 401 totp_required, as at login), so a stolen session and
  * password alone cannot erase it.  Then account_erase() (migration 0032) does
- * the database side in one transaction; after the commit every session it
- * revoked is published (workers refuse its tokens at once, the brokers close
+ * the database side in one transaction, after the account's content in
+ * committed batches (account_erase_content(): a large account's content
+ * would outlast the statement timeout in one statement).  After the commit
+ * every session it revoked is published (workers refuse its tokens at once, the brokers close
  * its sockets within their sweep) and the answer is 202: the account can no
  * longer be used.  The media bytes follow within a minute: th-media-gc
  * --erased (scripts/media-gc, its timer) removes the hashes the erasure
@@ -21,11 +23,17 @@
 #include "ids.h"
 #include "jh.h"
 #include "log.h"
+#include "mono.h"
 #include "mirror.h"
 #include "password.h"
 #include "reply.h"
 #include "revoke.h"
 #include "vcache.h"
+
+/* rows of each kind a batch of account_erase_content() changes, and how long
+ * the batches may run in one request (nginx gives it 60 s) */
+#define ERASE_BATCH_SQL "2000"
+#define ERASE_SECONDS 40
 
 /* 1 when password (and code, for a TOTP account) are the caller's; 0 replied
  * 401; -1 replied otherwise. */
@@ -102,26 +110,70 @@ static void erase_publish(int64_t uid, const struct db_res *r, int row)
 	}
 }
 
+/* Publishes every row of r; the count of the ('content', n) row, or 0. */
+static long long erase_publish_all(int64_t uid, const struct db_res *r)
+{
+	long long content = 0;
+	int i, n = db_res_rows(r);
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(db_res_get(r, i, 0), "content") == 0)
+			content += strtoll(db_res_get(r, i, 1), NULL, 10);
+		else
+			erase_publish(uid, r, i);
+	}
+	return content;
+}
+
+/* The content in committed batches of ERASE_BATCH rows of each kind, so
+ * that no statement of a large account outlasts the statement timeout
+ * (each batch is about 0.1 s a thousand rows).  0 when all of it is done;
+ * -1 replied: the database failed, or ERASE_SECONDS went by (503: the work
+ * done stays, the next DELETE goes on from there). */
+static int erase_content(struct http_req *req, const char *const *p)
+{
+	uint64_t deadline = mono_ms() + ERASE_SECONDS * 1000;
+	struct db_res *r;
+	long long n;
+
+	do {
+		if (mono_ms() >= deadline) {
+			http_reply_error(req, TH_EUNAVAILABLE,
+					 "a large account: part of it is erased, send the request "
+					 "again to go on",
+					 NULL);
+			http_set_header(req, "Retry-After", "1");
+			return -1;
+		}
+		r = db_exec(DB_PRIMARY,
+			    "SELECT what, ref, ref2, flag FROM "
+			    "account_erase_content($1, " ERASE_BATCH_SQL ")",
+			    1, p);
+		if (!r) {
+			db_reply_failure(req);
+			return -1;
+		}
+		n = erase_publish_all(req->user_id, r);
+		db_res_free(r);
+	} while (n > 0);
+	return 0;
+}
+
 void erase_handler(struct http_req *req)
 {
 	const char *password, *code = NULL;
 	char uid[24];
 	const char *p[] = {ids_text(uid, req->user_id)};
 	struct db_res *r;
-	int i, n;
 
 	if (jh_string_or_400(req, req->json, "password", 1, 128, JH_REQUIRED, &password) < 0 ||
 	    jh_string_or_400(req, req->json, "totp", 1, 64, 0, &code) < 0)
 		return;
 	if (acct_pwcheck_budget_or_reply(req) < 0)
 		return;
-	if (erase_check(req, password, code) <= 0)
+	if (erase_check(req, password, code) <= 0 || erase_content(req, p) < 0)
 		return;
 	if (db_begin_or_reply(req) < 0)
-		return;
-	/* a large account is one long statement: it may take up to nginx's
-	 * 60 s for the request, not the pool's per-statement default */
-	if (!db_exec_or_reply(req, DB_PRIMARY, "SET LOCAL statement_timeout = '50s'", 0, NULL))
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT what, ref, ref2, flag FROM account_erase($1)",
 			     1, p);
@@ -129,9 +181,7 @@ void erase_handler(struct http_req *req)
 		return;
 	if (db_commit_or_reply(req) < 0)
 		return;
-	n = db_res_rows(r);
-	for (i = 0; i < n; i++)
-		erase_publish(req->user_id, r, i);
+	erase_publish_all(req->user_id, r);
 	me_cache_forget(req->user_id);
 	log_info("audit: user %s erased the account", uid);
 	http_reply_empty(req, 202);
