@@ -19,17 +19,21 @@
 
 #define LEASE_MARGIN_S 10
 #define SQL_MAX 1024
+/* failed rows older than <env>_FAILED_KEEP_S go, this many at a time, every
+ * PURGE_EVERY_MS */
+#define PURGE_BATCH 1000
+#define PURGE_EVERY_MS 10000
 
 static volatile sig_atomic_t stopping;
 
 struct outbox {
 	struct outbox_cfg cfg;
 	char id[128];
-	long batch_max, max_attempts, base_ms, cap_ms, poll_ms, lease_s;
-	int c_sent, c_failed, c_retried, c_dropped, c_depth;
+	long batch_max, max_attempts, base_ms, cap_ms, poll_ms, lease_s, failed_keep_s;
+	int c_sent, c_failed, c_retried, c_dropped, c_depth, c_purged;
 	/* the statements, built once from the table's name */
 	char sql_claim[SQL_MAX], sql_delete[SQL_MAX], sql_failed[SQL_MAX], sql_release[SQL_MAX],
-		sql_depth[SQL_MAX];
+		sql_depth[SQL_MAX], sql_purge[SQL_MAX];
 };
 
 static void on_signal(int sig)
@@ -52,7 +56,7 @@ static int metrics_setup(struct outbox *ob)
 	char path[4096];
 	const char *var = cfg_str("TH_VAR_DIR", NULL);
 
-	ob->c_sent = ob->c_failed = ob->c_retried = ob->c_dropped = ob->c_depth = -1;
+	ob->c_sent = ob->c_failed = ob->c_retried = ob->c_dropped = ob->c_depth = ob->c_purged = -1;
 	if (!var)
 		return 0;
 	snprintf(path, sizeof(path), "%s/run/%s.metrics", var, ob->cfg.name);
@@ -63,6 +67,7 @@ static int metrics_setup(struct outbox *ob)
 	ob->c_retried = outbox_counter(ob, "retried_total");
 	ob->c_dropped = outbox_counter(ob, "dropped_total");
 	ob->c_depth = outbox_counter(ob, "queue_depth");
+	ob->c_purged = outbox_counter(ob, "purged_total");
 	return 0;
 }
 
@@ -91,6 +96,10 @@ static void build_sql(struct outbox *ob)
 		 "WHERE id = $1 AND claimed_by = $2",
 		 t);
 	snprintf(ob->sql_depth, SQL_MAX, "SELECT count(*) FROM %s WHERE failed_at IS NULL", t);
+	snprintf(ob->sql_purge, SQL_MAX,
+		 "DELETE FROM %s WHERE id IN (SELECT id FROM %s WHERE failed_at < now() - "
+		 "$1::bigint * interval '1 second' ORDER BY failed_at LIMIT %d)",
+		 t, t, PURGE_BATCH);
 }
 
 struct outbox *outbox_open(const struct outbox_cfg *cfg)
@@ -107,6 +116,7 @@ struct outbox *outbox_open(const struct outbox_cfg *cfg)
 	ob->base_ms = setting(ob, "RETRY_BASE_MS", 5000, 10, 3600000);
 	ob->cap_ms = setting(ob, "RETRY_MAX_MS", 3600000, 10, 86400000);
 	ob->poll_ms = setting(ob, "POLL_MS", 1000, 10, 60000);
+	ob->failed_keep_s = setting(ob, "FAILED_KEEP_S", 7 * 86400, 1, 366 * 86400);
 	/* every send of a batch at its longest, and a margin */
 	ob->lease_s = ob->batch_max * (cfg->send_timeout_s + 5) + 2 * LEASE_MARGIN_S;
 	gethostname(host, sizeof(host) - 1);
@@ -262,9 +272,31 @@ static void depth_update(struct outbox *ob)
 	db_res_free(r);
 }
 
+/* A failed row is kept for an operator to look at, not for ever: it names
+ * an address (and a user), and nothing retries it. */
+static void purge_failed(struct outbox *ob)
+{
+	char keep[24];
+	const char *p[] = {keep};
+	struct db_res *r;
+
+	snprintf(keep, sizeof(keep), "%ld", ob->failed_keep_s);
+	r = db_exec(DB_PRIMARY, ob->sql_purge, 1, p);
+	if (!r) {
+		log_warn("%s: purging failed rows: %s", ob->cfg.name, db_last_error());
+		return;
+	}
+	if (db_res_affected(r) > 0) {
+		metrics_add(ob->c_purged, (unsigned long long)db_res_affected(r));
+		log_info("%s: %lld failed row(s) older than %ld s purged", ob->cfg.name,
+			 db_res_affected(r), ob->failed_keep_s);
+	}
+	db_res_free(r);
+}
+
 int outbox_run(struct outbox *ob)
 {
-	uint64_t next_depth = 0;
+	uint64_t next_depth = 0, next_purge = 0;
 	int listening = 0;
 
 	signal(SIGTERM, on_signal);
@@ -282,6 +314,10 @@ int outbox_run(struct outbox *ob)
 		if (mono_ms() >= next_depth) {
 			depth_update(ob);
 			next_depth = mono_ms() + 1000;
+		}
+		if (mono_ms() >= next_purge) {
+			purge_failed(ob);
+			next_purge = mono_ms() + PURGE_EVERY_MS;
 		}
 		if (n == ob->batch_max)
 			continue; /* more may be due */

@@ -18,6 +18,8 @@
  * [d/2, d]); after <env>_MAX_ATTEMPTS, or at once when the failure is final,
  * it is marked failed (or deleted: drop_failed) and counted.  Woken by pg_notify(channel) at each
  * queued row's commit, and every <env>_POLL_MS for retries that came due.
+ * A failed row is kept <env>_FAILED_KEEP_S (7 days), then deleted (counted
+ * in <metric>_purged_total).
  *
  * Metrics ($TH_VAR_DIR/run/<name>.metrics): <metric>_sent_total,
  * _failed_total, _retried_total, _dropped_total, _queue_depth (rows not

@@ -113,6 +113,31 @@ $('#logout').addEventListener('click', async () => {
   location.reload();
 });
 
+// Delete account (DELETE /api/auth/me): the password, and a one-time code when TOTP is on.
+$('#delete-account').addEventListener('click', async () => {
+  if (!confirm('Delete your account for good? Your posts, comments and messages stay, without your name and emptied.')) return;
+  const password = prompt('Your password, to confirm:');
+  if (!password) return;
+  const body = { password };
+  for (;;) {
+    try {
+      await th.request('DELETE', '/api/auth/me', { body });
+      break;
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 'totp_required' && !body.totp) {
+        body.totp = prompt('Your one-time code (or a recovery code):') || '';
+        if (body.totp) continue;
+        return;
+      }
+      alert(`Not deleted: ${errText(e)}`);
+      return;
+    }
+  }
+  if (state.call) await hangup();
+  try { await th.logout(); } catch { /* the session is gone with the account */ }
+  location.reload();
+});
+
 th.on('signedout', () => showAuth());
 
 // ---- sign in with a provider (OIDC) ----------------------------------------------------

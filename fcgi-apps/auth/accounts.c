@@ -14,6 +14,7 @@
 #include "idcache.h"
 #include "jh.h"
 #include "log.h"
+#include "mail.h"
 #include "metrics.h"
 #include "mono.h"
 #include "password.h"
@@ -75,6 +76,7 @@ void register_handler(struct http_req *req)
 	struct rl_state st;
 	struct db_res *r = NULL;
 	struct json_object *user;
+	struct acct_token t;
 	int64_t uid;
 
 	snprintf(key, sizeof(key), "rl:register:ip:%s", req->client_addr);
@@ -143,6 +145,15 @@ void register_handler(struct http_req *req)
 	}
 	uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
 	user = jh_own(req, user_json(r, 0, 0));
+	/* the address is proven by the link of a mail queued with the account
+	 * (the same token and mail as POST /api/auth/verify-email/request); an
+	 * address the mailer cannot send to (lib/mail.h) gets none: the account
+	 * changes it (POST /api/auth/email) */
+	acct_token_make(&t);
+	if (mail_addr_ok(email) &&
+	    (acct_token_store(req, &t, uid, "verify_email", email, ACCT_VERIFY_TTL_S) < 0 ||
+	     acct_mail_queue(req, "verify_email", email, uid, t.text, display, NULL) < 0))
+		return;
 	log_info("audit: user %lld registered", (long long)uid);
 	/* the session is created in the same transaction: a client never gets
 	 * an account without the tokens to use it */

@@ -27,6 +27,8 @@ void acct_limits_init(void)
 	acct_limits.forgot_addr_max = (long)cfg_int("TH_RL_FORGOT_ADDR_MAX", 3, 1, 1000000);
 	acct_limits.forgot_ip_max = (long)cfg_int("TH_RL_FORGOT_IP_MAX", 20, 1, 1000000);
 	acct_limits.pwchange_max = (long)cfg_int("TH_RL_PASSWORD_CHANGE_MAX", 10, 1, 1000000);
+	acct_limits.export_max = (long)cfg_int("TH_RL_EXPORT_MAX", 2, 1, 1000000);
+	acct_limits.export_window_s = (long)cfg_int("TH_RL_EXPORT_WINDOW", 3600, 1, 86400);
 }
 
 void acct_token_hash(const char *text, char *hex, size_t hexsize)

@@ -54,6 +54,7 @@ struct acct_token {
  * TH_RL_PASSWORD_CHANGE_MAX (10) attempts per account per window */
 struct acct_limits {
 	long mail_max, mail_window_s, forgot_addr_max, forgot_ip_max, pwchange_max;
+	long export_max, export_window_s;
 };
 extern struct acct_limits acct_limits;
 void acct_limits_init(void);
@@ -112,6 +113,13 @@ void totp_setup_handler(struct http_req *req);
 void totp_enable_handler(struct http_req *req);
 void totp_disable_handler(struct http_req *req);
 int totp_check_login(struct http_req *req, int64_t uid, const char *code);
+
+/* erase.c: DELETE /api/auth/me {password, totp?} -> 202 (account_erase()) */
+void erase_handler(struct http_req *req);
+
+/* export.c: GET /api/auth/me/export, streamed JSON of what the account wrote
+ * and owns; TH_RL_EXPORT_MAX (2) per account per TH_RL_EXPORT_WINDOW (3600 s) */
+void export_handler(struct http_req *req);
 
 /* keys.c */
 void jwks_handler(struct http_req *req);

@@ -19,6 +19,9 @@ static const struct route routes[] = {
 	{"POST", "/api/auth/refresh", refresh_handler, ROUTE_JSON, AUTH_BODY_LIMIT},
 	{"POST", "/api/auth/logout", logout_handler, ROUTE_AUTH, AUTH_BODY_LIMIT},
 	{"GET", "/api/auth/me", me_handler, ROUTE_AUTH, 0},
+	/* leaving (erase.c, export.c) */
+	{"DELETE", "/api/auth/me", erase_handler, ROUTE_AUTH | ROUTE_JSON, AUTH_BODY_LIMIT},
+	{"GET", "/api/auth/me/export", export_handler, ROUTE_AUTH, 0},
 	{"GET", "/api/auth/jwks", jwks_handler, 0, 0},
 	{"GET", "/api/auth/sessions", sessions_list_handler, ROUTE_AUTH, 0},
 	{"DELETE", "/api/auth/sessions/:id", sessions_delete_handler, ROUTE_AUTH, 0},

@@ -146,7 +146,7 @@ void comments_list(struct http_req *req)
 	/* comments_post_idx (post_id, id) serves this without a sort */
 	r = db_exec_or_reply(req, ryw_read_role(req->user_id),
 			     "SELECT " COMMENT_COLS
-			     " FROM comments c JOIN users u ON u.id = c.author_id "
+			     " FROM comments c LEFT JOIN users u ON u.id = c.author_id "
 			     "WHERE c.post_id = $1 AND c.id > $2 ORDER BY c.id LIMIT $3",
 			     3, params);
 	if (!r)

@@ -254,7 +254,8 @@ static void post_reply(struct http_req *req, int status, enum db_role role, int6
 	char *ids_pg;
 
 	r = db_exec_or_reply(req, role,
-			     "SELECT " POST_COLS " FROM posts p JOIN users u ON u.id = p.author_id "
+			     "SELECT " POST_COLS
+			     " FROM posts p LEFT JOIN users u ON u.id = p.author_id "
 			     "WHERE p.id = $1",
 			     1, params);
 	if (!r)
@@ -400,7 +401,8 @@ void posts_feed(struct http_req *req)
 	params[1] = pg.key_s[0];
 	params[2] = pg.limit_s;
 	r = db_exec_or_reply(req, role,
-			     "SELECT " POST_COLS " FROM posts p JOIN users u ON u.id = p.author_id "
+			     "SELECT " POST_COLS
+			     " FROM posts p LEFT JOIN users u ON u.id = p.author_id "
 			     "WHERE p.community_id = $1 AND p.id < $2 "
 			     "ORDER BY p.id DESC LIMIT $3",
 			     3, params);
@@ -428,7 +430,8 @@ void posts_get(struct http_req *req)
 		return;
 	params[0] = ids_text(pid, p.id);
 	r = db_exec_or_reply(req, fill.key[0] ? DB_PRIMARY : ryw_read_role(req->user_id),
-			     "SELECT " POST_COLS " FROM posts p JOIN users u ON u.id = p.author_id "
+			     "SELECT " POST_COLS
+			     " FROM posts p LEFT JOIN users u ON u.id = p.author_id "
 			     "WHERE p.id = $1",
 			     1, params);
 	if (!r)

@@ -229,6 +229,19 @@ static long fcgx_read(void *ctx, char *buf, size_t n)
 	return FCGX_GetStr(buf, chunk, (FCGX_Stream *)ctx);
 }
 
+static int fcgx_write(void *ctx, const char *buf, size_t n)
+{
+	while (n > 0) {
+		int chunk = n > INT32_MAX ? INT32_MAX : (int)n;
+
+		if (FCGX_PutStr(buf, chunk, (FCGX_Stream *)ctx) != chunk)
+			return -1;
+		buf += chunk;
+		n -= (size_t)chunk;
+	}
+	return 0;
+}
+
 /* Bearer token -> req->user_id.  Returns 0 when the route may run: a valid
  * token, or no token on a route where it is optional.  Otherwise replies 401
  * (or 503 when revocation cannot be decided) and returns -1. */
@@ -336,20 +349,14 @@ static void finish(FCGX_Request *fr)
 	FCGX_Finish_r(fr);
 }
 
-static void serve(FCGX_Request *fr, struct arena *a)
+static void send_reply(FCGX_Request *fr, struct http_req *req)
 {
-	struct http_req req;
-	uint64_t t0 = mono_us(), dt;
-	size_t idx, len;
+	size_t len;
 	char *out;
 
-	http_req_init(&req, a, fr->envp, fcgx_read, fr->in);
-	dispatch(&req, &idx);
-	/* a transaction a handler left open must not leak into the next request */
-	db_rollback();
-	if (strcmp(req.request_id, "-") != 0)
-		http_add_header(&req, "X-Request-Id", req.request_id);
-	out = http_serialize(&req, &len);
+	if (strcmp(req->request_id, "-") != 0)
+		http_add_header(req, "X-Request-Id", req->request_id);
+	out = http_serialize(req, &len);
 	if (out) {
 		FCGX_PutStr(out, (int)len, fr->out);
 	} else {
@@ -358,8 +365,25 @@ static void serve(FCGX_Request *fr, struct arena *a)
 			"Content-Type: application/json\r\n\r\n"
 			"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
 		FCGX_PutStr(oom, sizeof(oom) - 1, fr->out);
-		req.resp.status = 500;
+		req->resp.status = 500;
 	}
+}
+
+static void serve(FCGX_Request *fr, struct arena *a)
+{
+	struct http_req req;
+	uint64_t t0 = mono_us(), dt;
+	size_t idx;
+
+	http_req_init(&req, a, fr->envp, fcgx_read, fr->in);
+	req.write = fcgx_write;
+	req.write_ctx = fr->out;
+	dispatch(&req, &idx);
+	/* a transaction a handler left open must not leak into the next request */
+	db_rollback();
+	/* a streamed reply (http_stream_begin) was written by its handler */
+	if (!req.streamed)
+		send_reply(fr, &req);
 	dt = mono_us() - t0;
 	metrics_observe(idx, req.resp.status, dt);
 	log_request(req.method, req.path, req.resp.status, dt, req.request_id);

@@ -426,7 +426,9 @@ char *http_serialize(const struct http_req *req, size_t *len)
 		       strcmp(r->content_type, "application/json") == 0 ? "; charset=utf-8" : "") <
 		    0)
 		return NULL;
-	if (has_body) {
+	if (req->streamed) {
+		has_body = 0; /* the body follows in pieces, its length unknown */
+	} else if (has_body) {
 		snprintf(num, sizeof(num), "%zu", r->body_len);
 		if (put_header(out, size, &n, "Content-Length", num, "") < 0)
 			return NULL;
@@ -446,4 +448,35 @@ char *http_serialize(const struct http_req *req, size_t *len)
 	out[n] = '\0';
 	*len = n;
 	return out;
+}
+
+int http_stream_begin(struct http_req *req, int status, const char *content_type)
+{
+	char *head;
+	size_t len;
+
+	if (!req->write || req->streamed)
+		return -1;
+	req->resp.status = status;
+	req->resp.content_type = content_type;
+	req->resp.body = NULL;
+	req->resp.body_len = 0;
+	req->resp.err = TH_OK;
+	if (strcmp(req->request_id, "-") != 0 &&
+	    http_add_header(req, "X-Request-Id", req->request_id) < 0)
+		return -1;
+	req->streamed = 1;
+	head = http_serialize(req, &len);
+	if (!head) {
+		req->resp.status = 500;
+		return -1;
+	}
+	return req->write(req->write_ctx, head, len);
+}
+
+int http_stream_write(struct http_req *req, const char *buf, size_t n)
+{
+	if (!req->streamed)
+		return -1;
+	return req->write(req->write_ctx, buf, n);
 }

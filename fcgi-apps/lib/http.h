@@ -26,6 +26,10 @@ struct json_object;
 /* Reads up to n bytes into buf; returns the count, 0 at end of body, -1 on
  * error.  The app loop wires it to FCGX_GetStr; unit tests to a buffer. */
 typedef long (*http_read_fn)(void *ctx, char *buf, size_t n);
+/* Writes n bytes of the response; 0, or -1 when the client is gone.  The app
+ * loop wires it to FCGX_PutStr (libfcgi's buffer: what is written leaves as
+ * it fills, so a streamed reply holds a buffer's worth, never the whole). */
+typedef int (*http_write_fn)(void *ctx, const char *buf, size_t n);
 
 struct http_header {
 	const char *name;
@@ -64,6 +68,10 @@ struct http_req {
 	size_t param_name_lens[HTTP_MAX_PARAMS];
 	const char *params[HTTP_MAX_PARAMS];
 	int nparams;
+
+	http_write_fn write; /* NULL: no streaming (unit tests) */
+	void *write_ctx;
+	int streamed; /* http_stream_begin() sent the head: the loop sends nothing */
 
 	int64_t user_id;    /* authenticated caller, 0 when anonymous */
 	int64_t session_id; /* the caller's session (token's sid) */
@@ -115,6 +123,15 @@ void http_reply_error_obj(struct http_req *req, enum th_err e, struct json_objec
 int http_set_header(struct http_req *req, const char *name, const char *value);
 /* Adds a response header (copied into the arena).  -1 when full. */
 int http_add_header(struct http_req *req, const char *name, const char *value);
+
+/* Streaming, for a reply too large to hold (GET /api/auth/me/export): the
+ * status line and headers (those set so far, no Content-Length) are written
+ * at once, then the body in pieces as it is made.  After begin, an error can
+ * no longer be replied: a writer that fails stops and leaves the body cut
+ * short (the client sees no valid document).  Both: 0, or -1 (no writer,
+ * malformed head, or the client is gone). */
+int http_stream_begin(struct http_req *req, int status, const char *content_type);
+int http_stream_write(struct http_req *req, const char *buf, size_t n);
 
 /* Serializes req->resp as a FastCGI/CGI response into the arena.  Every
  * header is bounded: a name to HTTP_HEADER_NAME_MAX bytes, a value (the

@@ -11,8 +11,13 @@ struct json_object *user_json_int(const char *decimal)
 
 struct json_object *user_json(const struct db_res *r, int row, int col)
 {
-	struct json_object *o = json_object_new_object();
+	struct json_object *o;
 
+	/* an erased account's posts, comments and messages (migration 0032):
+	 * LEFT JOIN users finds no row, and the author is null */
+	if (db_res_isnull(r, row, col))
+		return NULL;
+	o = json_object_new_object();
 	if (!o)
 		return NULL;
 	json_object_object_add(o, "id", user_json_int(db_res_get(r, row, col)));

@@ -14,7 +14,8 @@ struct json_object;
 #define USER_COLS "u.id, u.username, u.display_name, " TH_TIME_SQL("u.created_at")
 #define USER_NCOLS 4
 
-/* {id, username, display_name, created_at} from columns col..col+3 of row. */
+/* {id, username, display_name, created_at} from columns col..col+3 of row;
+ * NULL when col is NULL (no such user: an erased author, LEFT JOIN). */
 struct json_object *user_json(const struct db_res *r, int row, int col);
 
 /* A JSON integer from a decimal column value. */

@@ -39,9 +39,10 @@
 #define DM_M_DELETED TS("m.deleted_at")
 #define DM_LAST_JSON                                                                       \
 	"(SELECT json_build_object('id', m.id, 'channel_id', m.channel_id, 'seq', m.seq, " \
-	"'sender', " DM_USER_JSON ", 'body', m.body, 'reply_to', m.reply_to, "             \
+	"'sender', CASE WHEN u.id IS NOT NULL THEN " DM_USER_JSON " END, 'body', m.body, " \
+	"'reply_to', m.reply_to, "                                                         \
 	"'created_at', " DM_M_CREATED ", 'edited_at', " DM_M_EDITED ", "                   \
-	"'deleted_at', " DM_M_DELETED ") FROM messages m JOIN users u ON u.id = "          \
+	"'deleted_at', " DM_M_DELETED ") FROM messages m LEFT JOIN users u ON u.id = "     \
 	"m.sender_id WHERE m.channel_id = ch.id AND m.seq = ch.last_seq)"
 #define DM_CREATED TS("ch.created_at")
 #define DM_ACTIVE TS("ch.active_at")

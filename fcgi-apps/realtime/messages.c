@@ -472,7 +472,9 @@ void messages_delete(struct http_req *req)
 	}
 	json_object_object_add(ev, "message_id", json_object_new_string(m.id));
 	json_object_object_add(ev, "seq", json_object_new_int64(m.seq));
-	json_object_object_add(ev, "sender_id", json_object_new_int64(m.sender_id));
+	/* an erased sender's message (migration 0032) has none: null */
+	json_object_object_add(ev, "sender_id",
+			       m.sender_id ? json_object_new_int64(m.sender_id) : NULL);
 	json_object_object_add(ev, "deleted_by", json_object_new_int64(req->user_id));
 	if (emit(req, ev) < 0 || db_commit_or_reply(req) < 0)
 		return;

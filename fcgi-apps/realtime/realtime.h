@@ -83,7 +83,7 @@ struct json_object *turn_ice_servers(struct http_req *req);
 #define MSG_COLS                                                                      \
 	"m.id, m.channel_id, m.seq, " USER_COLS ", m.body, m.reply_to, " TH_TIME_SQL( \
 		"m.created_at") ", " TH_TIME_SQL("m.edited_at") ", " TH_TIME_SQL("m.deleted_at")
-#define MSG_FROM " FROM messages m JOIN users u ON u.id = m.sender_id "
+#define MSG_FROM " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
 enum {
 	MSG_C_ID,
 	MSG_C_CHANNEL,

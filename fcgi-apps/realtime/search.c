@@ -28,7 +28,8 @@
 								     " AND m.search @@ q) s "      \
 								     "JOIN messages m ON m.id = "  \
 								     "s.id "                       \
-								     "JOIN users u ON u.id = "     \
+								     "LEFT JOIN users u ON u.id "  \
+								     "= "                          \
 								     "m.sender_id "                \
 								     "WHERE (s.rk, m.channel_id, " \
 								     "m.seq) < ($3::bigint, "      \

@@ -40,7 +40,7 @@ import { isJson, responseChecks } from './lib/assert.mjs';
 import { api, fixtures } from './lib/fixtures.mjs';
 import { psql } from './lib/stack.mjs';
 import {
-  MEDIA_TMP, localPath, urlPath, appUp, restartMedia, PNG_SIGNATURE, pngChunk,
+  MEDIA_TMP, localPath, urlPath, appUp, restartMedia, PNG_SIGNATURE, pngChunk, whitePng,
 } from './lib/media.mjs';
 
 const RFC3339_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -221,21 +221,6 @@ function makePdf(size = 6000) {
   const xref = `xref\n0 4\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`
     + `trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n${xrefAt}\n%%EOF\n`;
   return Buffer.concat([pdf, pad, Buffer.from(xref, 'latin1')]);
-}
-
-// PNG writer: a 1-bit grey picture, all white, w x h (deflates to almost nothing).
-function whitePng(w, h) {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 1; ihdr[9] = 0; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
-  const stride = Math.ceil(w / 8) + 1;
-  const rows = Buffer.alloc(stride * h, 0xff);
-  for (let y = 0; y < h; y++) rows[y * stride] = 0; // filter: none
-  const idat = zlib.deflateSync(rows, { level: 9 });
-  return Buffer.concat([
-    PNG_SIGNATURE,
-    pngChunk('IHDR', ihdr), pngChunk('IDAT', idat), pngChunk('IEND', Buffer.alloc(0)),
-  ]);
 }
 
 // An APP1 Exif segment (big-endian TIFF): IFD0 with Orientation and a GPS IFD

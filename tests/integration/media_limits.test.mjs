@@ -36,28 +36,13 @@ import { responseChecks } from './lib/assert.mjs';
 import { redis } from './lib/stack.mjs';
 import { fixtures } from './lib/fixtures.mjs';
 import {
-  restartMedia, PNG_SIGNATURE, pngChunk, urlPath,
+  restartMedia, PNG_SIGNATURE, pngChunk, urlPath, whitePng,
 } from './lib/media.mjs';
 
 const { show, assertError, assertStatus } = responseChecks({ headers: true });
 const { newUser } = fixtures({ net: 41, slug: 'ml', name: 'Media limits' });
 const STACK_ENV = {};
 let dir;
-
-// A 1-bit grey picture, all white, w x h: a 7000x7000 one deflates to ~6 KB.
-function whitePng(w, h, seed = 0) {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 1;
-  const stride = Math.ceil(w / 8) + 1;
-  const rows = Buffer.alloc(stride * h, 0xff);
-  for (let y = 0; y < h; y++) rows[y * stride] = 0;
-  rows[stride * (h >> 1) + 1] = seed & 0x7f; // a different file (hash) per seed
-  return Buffer.concat([
-    PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(rows, { level: 9 })),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
-}
 
 // Waits until `n` images of user u are in processing (budget.c's count in Redis), at most 20 s.
 async function inProcessing(u, n) {

@@ -23,7 +23,16 @@
  * $TH_VAR_DIR/media/tmp (up-*, img-*, vid-*, magick-*), once older than
  * TH_MEDIA_GC_TMP_GRACE.
  *
- * Usage: th-media-gc [--dry-run]   (scripts/media-gc sets the environment)
+ * --erased: instead, the bytes of erased accounts (DELETE /api/auth/me,
+ * account_erase() of migration 0032 queues their hashes in media_erasures):
+ * each queued hash whose bytes no media row names any more is removed at
+ * once, without the grace period (the rows went in a committed
+ * transaction, and the same lock as above keeps a new upload of the same
+ * bytes safe), then dequeued.  Run every minute (townhall-media-erase.timer):
+ * an erasure's bytes are gone within a minute.  At most TH_MEDIA_GC_MAX
+ * hashes a run.
+ *
+ * Usage: th-media-gc [--dry-run] [--erased]   (scripts/media-gc sets the environment)
  * Environment: the media app's (TH_VAR_DIR, TH_DB_CONNINFO, TH_MEDIA_STORAGE,
  * TH_S3_*), and
  *   TH_MEDIA_GC_GRACE      seconds an object is left alone, default 86400
@@ -179,6 +188,50 @@ static int on_object(void *ctx, const struct storage_obj *o)
 	return 0;
 }
 
+/* --erased: the queued hashes, oldest first, at most max.  Each one's three
+ * keys go under its lock (remove_locked; a missing key is no failure), then
+ * the hash leaves the queue, also when a row names it again (then the bytes
+ * are someone's and stay). */
+static void erase_queued(struct gc *g, long long max)
+{
+	static const char *const suffix[] = {"", ".thumb", ".medium"};
+	char lim[24], key[MEDIA_SHA_HEX + 16];
+	const char *pl[] = {lim};
+	struct db_res *r;
+	int i, k, n, ok;
+
+	snprintf(lim, sizeof(lim), "%lld", max);
+	r = db_exec(DB_PRIMARY,
+		    "SELECT sha256 FROM media_erasures ORDER BY queued_at, sha256 LIMIT $1", 1, pl);
+	if (!r) {
+		log_error("media-gc: erasures: %s", db_last_error());
+		g->failed++;
+		return;
+	}
+	n = db_res_rows(r);
+	for (i = 0; i < n && time(NULL) < g->deadline; i++) {
+		const char *sha = db_res_get(r, i, 0);
+		const char *p[] = {sha};
+
+		g->listed++;
+		for (k = 0, ok = 1; k < 3 && ok; k++) {
+			snprintf(key, sizeof(key), "%s%s", sha, suffix[k]);
+			ok = remove_locked(g, key, sha) >= 0;
+		}
+		if (!ok) {
+			g->failed++;
+			continue;
+		}
+		g->removed++;
+		log_info("media-gc: %s the bytes of erased medium %s",
+			 g->dry_run ? "would remove" : "removed", sha);
+		if (!g->dry_run)
+			db_res_free(db_exec(DB_PRIMARY,
+					    "DELETE FROM media_erasures WHERE sha256 = $1", 1, p));
+	}
+	db_res_free(r);
+}
+
 /* Upload temporaries (upload.c "up-XXXXXX", image.c "img-XXXXXX", video.c
  * "vid-XXXXXX", and ImageMagick's pixel cache files "magick-*", which
  * image.c's policy puts here) older than tmp_grace: a worker killed
@@ -228,13 +281,15 @@ int main(int argc, char **argv)
 	long long max, seconds;
 	enum th_err e;
 	const char *pg;
-	int rc = 0;
+	int rc = 0, erased = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--dry-run") == 0) {
 			g.dry_run = 1;
+		} else if (strcmp(argv[i], "--erased") == 0) {
+			erased = 1;
 		} else {
-			fprintf(stderr, "usage: th-media-gc [--dry-run]\n");
+			fprintf(stderr, "usage: th-media-gc [--dry-run] [--erased]\n");
 			return 2;
 		}
 	}
@@ -262,6 +317,15 @@ int main(int argc, char **argv)
 	}
 	g.now = time(NULL);
 	g.deadline = g.now + (time_t)seconds;
+	if (erased) {
+		erase_queued(&g, max);
+		printf("media-gc: %s store: erased accounts' media: %s %lld of %lld queued; %lld "
+		       "failed\n",
+		       storage->name, g.dry_run ? "would remove" : "removed", g.removed, g.listed,
+		       g.failed);
+		rc = g.failed ? 1 : 0;
+		goto out;
+	}
 	e = storage->list(on_object, &g, max);
 	if (e != TH_OK) {
 		log_error("media-gc: listing the %s store failed: %s", storage->name,
@@ -281,6 +345,7 @@ int main(int argc, char **argv)
 	       g.young, g.grace, g.foreign, g.failed, g.db_down ? ", stopped: database down" : "",
 	       g.stopped_by_time ? ", stopped: TH_MEDIA_GC_SECONDS reached" : "",
 	       g.dry_run ? "that would go" : "removed", g.tmp_removed);
+out:
 	db_close();
 	storage->fini();
 	return rc;

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import {
   VAR_DIR, BASE_URL, request, run, until,
 } from './http.mjs';
@@ -57,4 +58,20 @@ export function pngChunk(type, data) {
   const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
   const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(td));
   return Buffer.concat([len, td, crc]);
+}
+
+// A 1-bit grey PNG, all white, w x h (a 7000x7000 one deflates to ~6 KB); seed 1..127 makes
+// one pixel byte differ: another file (hash) of the same size.
+export function whitePng(w, h, seed = 0) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 1;
+  const stride = Math.ceil(w / 8) + 1;
+  const rows = Buffer.alloc(stride * h, 0xff);
+  for (let y = 0; y < h; y++) rows[y * stride] = 0; // filter: none
+  if (seed) rows[stride * (h >> 1) + 1] = seed & 0x7f;
+  return Buffer.concat([
+    PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(rows, { level: 9 })),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
 }

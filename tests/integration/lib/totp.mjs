@@ -1,7 +1,7 @@
-// RFC 6238 codes computed by the tests (Node's crypto), for accounts with TOTP on.
+// RFC 6238 codes for the tests that sign in with TOTP, computed with Node's crypto.
 import crypto from 'node:crypto';
 
-// base32 (RFC 4648, no padding) to bytes
+// base32 (RFC 4648, no padding) -> bytes
 export function b32decode(s) {
   const abc = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
   let bits = 0, buf = 0;
@@ -14,8 +14,8 @@ export function b32decode(s) {
   return Buffer.from(out);
 }
 
-// the RFC 6238 code of secret (base32) at unix time t (seconds)
-export function totpCode(secret, t) {
+// the 6-digit code of secret (base32) at unix time t (seconds; default now)
+export function totpCode(secret, t = Date.now() / 1000) {
   const msg = Buffer.alloc(8);
   msg.writeBigUInt64BE(BigInt(Math.floor(t / 30)));
   const mac = crypto.createHmac('sha1', b32decode(secret)).update(msg).digest();
