@@ -132,6 +132,9 @@ void db_rollback(void);
  * moderator action with no actor; the role notification names it).  0 or
  * -1 (db_last_err() set; the transaction may be open: db_rollback()). */
 int db_begin_as(int64_t actor);
+/* BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY: one snapshot for a
+ * long read in several statements (an export), no writes, so no actor. */
+int db_begin_snapshot(void);
 /* SELECT 1 on the handle: 0 when the database answers, -1 otherwise. */
 int db_ping(enum db_role role);
 

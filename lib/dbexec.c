@@ -229,6 +229,7 @@ int db_begin(void)
 {
 	return db_simple("BEGIN", 1);
 }
+
 int db_begin_as(int64_t actor)
 {
 	char a[24];
@@ -247,6 +248,11 @@ int db_begin_as(int64_t actor)
 		return -1; /* the caller ends the transaction (db_rollback) */
 	db_res_free(r);
 	return 0;
+}
+
+int db_begin_snapshot(void)
+{
+	return db_simple("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 1);
 }
 
 int db_commit(void)

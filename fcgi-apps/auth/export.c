@@ -201,11 +201,8 @@ void export_handler(struct http_req *req)
 		}
 		url_ready = 1;
 	}
-	if (db_begin_or_reply(req) < 0)
-		return;
-	if (!db_exec_or_reply(req, DB_PRIMARY,
-			      "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0,
-			      NULL))
+	/* one snapshot for every page: the document is consistent */
+	if (db_begin_snapshot_or_reply(req) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY, profile_sql, 1, p);
 	if (!r)

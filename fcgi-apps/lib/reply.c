@@ -66,6 +66,11 @@ int db_begin_or_reply(struct http_req *req)
 	return db_begin_as(req->user_id) == 0 ? 0 : reply_tx_error(req, "begin");
 }
 
+int db_begin_snapshot_or_reply(struct http_req *req)
+{
+	return db_begin_snapshot() == 0 ? 0 : reply_tx_error(req, "begin");
+}
+
 int db_commit_or_reply(struct http_req *req)
 {
 	return db_commit() == 0 ? 0 : reply_tx_error(req, "commit");

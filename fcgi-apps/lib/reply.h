@@ -38,6 +38,8 @@ struct db_res *db_own(struct http_req *req, struct db_res *r);
 /* db_begin() and db_commit(), replying 503 (database down) or 500 themselves
  * on failure, so a handler reads `if (db_begin_or_reply(req) < 0) return;`. */
 int db_begin_or_reply(struct http_req *req);
+/* db_begin_snapshot(), replying as db_begin_or_reply does. */
+int db_begin_snapshot_or_reply(struct http_req *req);
 int db_commit_or_reply(struct http_req *req);
 /* For a write that must change exactly one row (the row may have gone since
  * the handler looked): frees r; 0 when one row changed, else rolls back any

@@ -140,8 +140,9 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
       headers: { authorization: `Bearer ${x.token}`, 'content-type': 'image/png' }, body: png, timeoutMs: 60000,
     });
     media = assertStatus(up, 201, 'upload:').json;
-    // moderation entries naming x as actor and as target (0030's modlog; the writers of it
-    // come with the moderation work: written here as they will be)
+    // moderation entries naming x as actor and as target: x (owner) gave b the admin role in
+    // its community when it was made (written by the modlog's trigger, migration 0033), and
+    // two written here as a report's warnings are
     await sql(`INSERT INTO modlog (community_id, actor_id, action, target_type, target_id, note) VALUES
       (${Number(own.id)}, ${Number(x.id)}, 'warn', 'user', '${Number(c.id)}', 'by x'),
       (${Number(theirs.id)}, ${Number(b.id)}, 'warn', 'user', '${Number(x.id)}', 'x was warned')`);
@@ -227,10 +228,12 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
     assert.equal(await redis('HGET', `th:members:${theirs.id}`, String(x.id)), '');
     assert.equal(await redis('HGET', `th:dm:${ids.group}`, String(x.id)), '');
     assert.equal(await redis('HGET', `th:dm:${ids.group}`, String(c.id)), 'member');
-    // the moderation log keeps its entries, without x
-    assert.deepEqual(await sql(`SELECT community_id, coalesce(actor_id::text, '-'), coalesce(target_id, '-') FROM modlog
+    // the moderation log keeps its entries, without x; the ownership passed to b is logged
+    // too (its actor, x, erased)
+    assert.deepEqual(await sql(`SELECT community_id, action, coalesce(actor_id::text, '-'), coalesce(target_id, '-') FROM modlog
       WHERE community_id IN (${Number(own.id)}, ${Number(theirs.id)}) ORDER BY id`),
-    [`${own.id}|-|${c.id}`, `${theirs.id}|${b.id}|-`]);
+    [`${own.id}|set_role_admin|-|${b.id}`, `${own.id}|warn|-|${c.id}`, `${theirs.id}|warn|${b.id}|-`,
+      `${own.id}|set_role_owner|-|${b.id}`]);
     // the username is free again
     const again = await request('POST', '/api/auth/register', {
       body: { email: `again-${x.email}`, username: x.username, password: 'another-password-1' }, localAddress: freshAddr(),
