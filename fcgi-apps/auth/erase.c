@@ -145,16 +145,18 @@ static int erase_content(struct http_req *req, const char *const *p)
 			http_set_header(req, "Retry-After", "1");
 			return -1;
 		}
-		r = db_exec(DB_PRIMARY,
-			    "SELECT what, ref, ref2, flag FROM "
-			    "account_erase_content($1, " ERASE_BATCH_SQL ")",
-			    1, p);
-		if (!r) {
-			db_reply_failure(req);
+		/* a transaction of the user's own: the doomed communities'
+		 * content it deletes (other members' posts too) is the user's
+		 * action, and the modlog's triggers want its actor (0033) */
+		if (db_begin_or_reply(req) < 0)
 			return -1;
-		}
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT what, ref, ref2, flag FROM "
+				     "account_erase_content($1, " ERASE_BATCH_SQL ")",
+				     1, p);
+		if (!r || db_commit_or_reply(req) < 0)
+			return -1;
 		n = erase_publish_all(req->user_id, r);
-		db_res_free(r);
 	} while (n > 0);
 	return 0;
 }
@@ -175,11 +177,29 @@ void erase_handler(struct http_req *req)
 		return;
 	if (db_begin_or_reply(req) < 0)
 		return;
+	/* Before the user row goes (reporter_id is SET NULL with it): the
+	 * notes of the reports the account wrote are its words; reports of the
+	 * account itself lose their target, as its modlog entries do. */
+	if (!db_exec_or_reply(req, DB_PRIMARY,
+			      "UPDATE reports SET note = '' WHERE reporter_id = $1 AND note <> ''", 1,
+			      p) ||
+	    !db_exec_or_reply(req, DB_PRIMARY,
+			      "UPDATE reports SET target_id = NULL WHERE target_type = 'user' "
+			      "AND target_id = $1::text",
+			      1, p))
+		return;
 	r = db_exec_or_reply(req, DB_PRIMARY, "SELECT what, ref, ref2, flag FROM account_erase($1)",
 			     1, p);
 	if (!r)
 		return;
-	if (db_commit_or_reply(req) < 0)
+	/* After: account_erase()'s own changes (the heir's role notification)
+	 * queued events that name the account as their actor */
+	if (!db_exec_or_reply(req, DB_PRIMARY,
+			      "UPDATE event_outbox SET payload = jsonb_set(payload, "
+			      "'{notification,actor}', 'null') WHERE payload -> 'notification' "
+			      "-> 'actor' ->> 'id' = $1::text",
+			      1, p) ||
+	    db_commit_or_reply(req) < 0)
 		return;
 	erase_publish_all(req->user_id, r);
 	me_cache_forget(req->user_id);

@@ -465,10 +465,14 @@ int http_stream_begin(struct http_req *req, int status, const char *content_type
 	if (strcmp(req->request_id, "-") != 0 &&
 	    http_add_header(req, "X-Request-Id", req->request_id) < 0)
 		return -1;
+	/* serialized as a stream's head (no Content-Length); streamed stays
+	 * set only once the head is out, so a failure here is still answered
+	 * (500) by the loop, not left empty */
 	req->streamed = 1;
 	head = http_serialize(req, &len);
 	if (!head) {
-		req->resp.status = 500;
+		req->streamed = 0;
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
 		return -1;
 	}
 	return req->write(req->write_ctx, head, len);

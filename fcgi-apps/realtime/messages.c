@@ -364,6 +364,7 @@ void messages_create(struct http_req *req)
 /* PATCH /api/messages/:id {body}: the sender only. */
 void messages_patch(struct http_req *req)
 {
+	struct chatrules rules;
 	struct rt_channel ch;
 	struct msg_ref m;
 	const char *body;
@@ -392,7 +393,11 @@ void messages_patch(struct http_req *req)
 	if (jh_string_or_400(req, req->json, "body", 1, MSG_BODY_MAX, JH_REQUIRED | JH_MULTILINE,
 			     &body) < 0)
 		return;
-	if (limits_take_or_reply(req, LIMIT_EDIT) < 0 || db_begin_or_reply(req) < 0)
+	/* an edit meets the community's content limits as a new message does
+	 * (slow mode is about sending, not editing) */
+	if (chatrules_load(req, &ch, &rules) < 0 ||
+	    chatrules_body_or_reply(req, &rules, body) < 0 ||
+	    limits_take_or_reply(req, LIMIT_EDIT) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {m.id, body};

@@ -58,7 +58,7 @@ async function traces({ id, strings }) {
     if (/json/.test(type)) {
       conds.push(`${col}::text ~ ${lit(`"(user_id|author_id|sender_id|actor_id|owner_id|blocker_id|blocked_id)"\\s*:\\s*"?${Number(id)}\\M`)}`);
     }
-    if (t === 'modlog' && c === 'target_id') conds.push(`(target_type = 'user' AND target_id = ${lit(id)})`);
+    if ((t === 'modlog' || t === 'reports') && c === 'target_id') conds.push(`(target_type = 'user' AND target_id = ${lit(id)})`);
     for (const cond of conds) {
       parts.push(`SELECT ${lit(`${t}.${c}: ${cond.slice(0, 120)}`)} FROM "${t}" WHERE ${cond}`);
     }
@@ -146,6 +146,23 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
     await sql(`INSERT INTO modlog (community_id, actor_id, action, target_type, target_id, note) VALUES
       (${Number(own.id)}, ${Number(x.id)}, 'warn', 'user', '${Number(c.id)}', 'by x'),
       (${Number(theirs.id)}, ${Number(b.id)}, 'warn', 'user', '${Number(x.id)}', 'x was warned')`);
+    // x as a moderator: a ban in its community (bans.banned_by names x); a solo community of x
+    // where b commented and left (it goes with x, b's comment with it); x's report with a note
+    // in its words, and b's report of x
+    const d = await newUser('erd');
+    assertStatus(await api('POST', `/api/communities/${own.id}/bans`, x, { user_id: d.id }), 201, 'x bans d:');
+    ids.d = d.id;
+    const solo = await community(x, 'public');
+    const sp = assertStatus(await api('POST', `/api/communities/${solo.id}/posts`, x, { body: `solo ${marker}` }), 201,
+      'solo post:').json;
+    assertStatus(await api('POST', `/api/communities/${solo.id}/join`, b), 200, 'b joins solo:');
+    assertStatus(await api('POST', `/api/posts/${sp.id}/comments`, b, { body: 'b was here' }), 201, 'b comments:');
+    assertStatus(await api('POST', `/api/communities/${solo.id}/leave`, b), 204, 'b leaves solo:');
+    ids.solo = solo.id;
+    assertStatus(await api('POST', '/api/reports', x, { target: { type: 'post', id: bp.id }, reason: 'other',
+      note: `note ${marker}` }), 201, 'x reports:');
+    assertStatus(await api('POST', '/api/reports', b, { target: { type: 'user', id: x.id }, reason: 'spam' }), 201,
+      'b reports x:');
     // everything is there before
     const before1 = await traces({ id: x.id, strings: [x.email, x.username, marker] });
     assert.ok(before1.length > 10, `the search finds the user before: ${before1.join('\n')}`);
@@ -233,7 +250,9 @@ describe('DELETE /api/auth/me: deletion you can prove', { skip: LOCAL_ONLY }, ()
     assert.deepEqual(await sql(`SELECT community_id, action, coalesce(actor_id::text, '-'), coalesce(target_id, '-') FROM modlog
       WHERE community_id IN (${Number(own.id)}, ${Number(theirs.id)}) ORDER BY id`),
     [`${own.id}|set_role_admin|-|${b.id}`, `${own.id}|warn|-|${c.id}`, `${theirs.id}|warn|${b.id}|-`,
-      `${own.id}|set_role_owner|-|${b.id}`]);
+      `${own.id}|ban|-|${ids.d}`, `${own.id}|set_role_owner|-|${b.id}`]);
+    // the solo community went with x, b's comment in it too
+    assertError(await api('GET', `/api/communities/${ids.solo}`, b), 404, 'not_found');
     // the username is free again
     const again = await request('POST', '/api/auth/register', {
       body: { email: `again-${x.email}`, username: x.username, password: 'another-password-1' }, localAddress: freshAddr(),

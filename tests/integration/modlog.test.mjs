@@ -110,6 +110,9 @@ describe('modlog', () => {
     assertStatus(await api('PATCH', `/api/communities/${pub.id}`, owner, { slow_mode_seconds: 30 }), 200, 'slow mode:');
     want('set_slow_mode', 'community', pub.id, owner);
     assertStatus(await api('PATCH', `/api/communities/${pub.id}`, owner, { slow_mode_seconds: 30 }), 200, 'slow mode again:');
+    // the content limits, through the same route
+    assertStatus(await api('PATCH', `/api/communities/${pub.id}`, owner, { max_message_length: 500 }), 200, 'limits:');
+    want('set_content_limits', 'community', pub.id, owner);
 
     const log = await wholeLog(pub, mod);
     assert.deepEqual(log.map(brief), [...expected].reverse(), JSON.stringify(log, null, 1));
@@ -157,6 +160,12 @@ describe('modlog', () => {
     assert.equal(left.author, null);
     assert.equal(left.body, '');
     assert.equal((await wholeLog(pub, mod)).length, before, 'no entry for what went with the account');
+    // the erased author's post removed by a moderator: a removal like any other
+    assertStatus(await api('DELETE', `/api/posts/${gp.id}`, mod), 204, 'remove the authorless post:');
+    const after = await wholeLog(pub, mod);
+    assert.equal(after.length, before + 1, JSON.stringify(after.slice(0, 3)));
+    assert.equal(after[0].action, 'remove_post');
+    assert.equal(String(after[0].target.id), String(gp.id));
   });
 
   test('the role notification names who changed the role', async () => {

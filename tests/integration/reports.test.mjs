@@ -182,6 +182,19 @@ describe('reports', () => {
     }
   });
 
+  test('a target gone before the resolution: warn and dismiss still resolve (the notification names no ref)', async () => {
+    const p = await post(pub, b, 'soon gone');
+    const r1 = await reportOk(a, 'post', p.id);
+    assertStatus(await api('DELETE', `/api/posts/${p.id}`, b), 204, 'the author deletes it:');
+    assertStatus(await resolve(mod, r1, 'warn'), 200, 'warn after the post went:');
+    const w = (await notes(b)).find((x) => x.type === 'warning' && x.community_id === pub.id && x.post_id === null);
+    assert.ok(w, 'the author is warned, without a ref to the post that is gone');
+    const m = await send(pub, b, 'soon deleted');
+    const r2 = await reportOk(c, 'message', m.id);
+    assertStatus(await api('DELETE', `/api/messages/${m.id}`, b), 204, 'the sender deletes it:');
+    assertStatus(await resolve(mod, r2, 'dismiss'), 200, 'dismiss after the message was deleted:');
+  });
+
   test('ban: the author is banned from the community, logged as a ban', async () => {
     const v = await newUser('rv');
     assertStatus(await api('POST', `/api/communities/${pub.id}/join`, v), 200, 'join:');

@@ -283,7 +283,11 @@ describe('content limits', () => {
       assertError(r, 400, 'validation_failed', 'body');
       assert.match(r.json.error.message, /links_allowed/);
     }
-    assertStatus(await post(c, c.member, 'no link here: http is a protocol'), 201, 'no link:');
+    const plainPost = assertStatus(await post(c, c.member, 'no link here: http is a protocol'), 201, 'no link:').json;
+    // an edit meets the same limits: a link cannot come in by editing
+    const ed = await api('PATCH', `/api/messages/${plainPost.id}`, c.member, { body: 'now https://spam.example' });
+    assertError(ed, 400, 'validation_failed', 'body');
+    assertStatus(await api('PATCH', `/api/messages/${plainPost.id}`, c.member, { body: 'still no link' }), 200, 'a fine edit:');
     assertStatus(await post(c, U.mod, 'mods may: https://example.org'), 201, 'moderator link:');
     const w = await watcher(c);
     const p = await connect(c.member);
