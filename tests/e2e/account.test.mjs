@@ -110,6 +110,18 @@ describe('account screens in the demo app', { timeout: 240000 }, () => {
     await signIn(page, u.username, newPassword);
     await page.waitForSelector('#app-view:not([hidden])', { timeout: T });
 
+    // and the security panel changes it again (this session stays)
+    const third = `third ${run} horse staple`;
+    await page.click('#security-btn');
+    await page.fill('#password-form [name=current_password]', newPassword);
+    await page.fill('#password-form [name=new_password]', third);
+    await page.click('#password-form button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('#toast').textContent.includes('Password changed'), null, { timeout: T });
+    await page.click('#security-close');
+    await signOut(page);
+    await signIn(page, u.email, third);
+    await page.waitForSelector('#app-view:not([hidden])', { timeout: T });
+
     // the same link again is refused, clearly
     await signOut(page);
     await page.goto(reset.href);
@@ -131,6 +143,23 @@ describe('account screens in the demo app', { timeout: 240000 }, () => {
     // this browser's session, marked
     await page.waitForSelector('#session-list li[data-current="1"] .this-device', { timeout: T });
     await page.waitForFunction(() => document.querySelector('#totp-state').dataset.on === '0', null, { timeout: T });
+
+    // a second session (REST from here): listed, and signed out from the panel
+    const res = await fetch(`${BASE_URL}/api/auth/login`, {
+      method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': `other-device-${run}` },
+      body: JSON.stringify({ login: u.username, password: u.password }),
+    });
+    assert.equal(res.status, 200);
+    const other = await res.json();
+    await page.click('#sessions-refresh');
+    const otherRow = page.locator('#session-list li', { hasText: `other-device-${run}` });
+    await otherRow.waitFor({ timeout: T });
+    await otherRow.locator('button[data-action=revoke]').click();
+    await otherRow.waitFor({ state: 'detached', timeout: T });
+    const gone = await fetch(`${BASE_URL}/api/auth/refresh`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: other.refresh_token }),
+    });
+    assert.equal(gone.status, 401, 'the session signed out from the panel cannot refresh');
 
     await page.click('#totp-setup');
     const qr = page.locator('#totp-qr img');
