@@ -7,23 +7,13 @@
 // so it runs beside the other browser tests.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { BASE_URL, T, newPage as openPage, signUp } from './lib/pages.mjs';
+import {
+  BASE_URL, T, SHOTS, CHROMIUM, RUN as run, mkUser as mk, newPage as openPage, signUp,
+} from './lib/pages.mjs';
 import { newestMail, extractLink, mailsFor } from '../integration/lib/mail.mjs';
 import { totpCode } from '../integration/lib/totp.mjs';
-
-const SHOTS = process.env.TH_E2E_SHOTS || path.join(process.cwd(), 'e2e-shots');
-const CHROMIUM = process.env.TH_CHROMIUM || '/usr/bin/chromium';
-
-mkdirSync(SHOTS, { recursive: true });
-
-const run = Math.random().toString(36).slice(2, 8);
-const mk = (name) => ({
-  username: `${name}_${run}`, email: `${name}_${run}@example.test`, display: `${name[0].toUpperCase()}${name.slice(1)} ${run}`,
-  password: 'correct horse battery',
-});
 
 let browser;
 const logs = [];
