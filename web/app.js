@@ -74,25 +74,50 @@ function showAuth() {
   $('#auth-view').hidden = false;
   $('#app-view').hidden = true;
   $('#session').hidden = true;
+  $('#verify-banner').hidden = true;
+  $('#security-panel').hidden = true;
   oidcButtons();
 }
 
-for (const tab of document.querySelectorAll('.auth-card .tab')) {
-  tab.addEventListener('click', () => {
-    for (const t of document.querySelectorAll('.auth-card .tab')) t.classList.toggle('active', t === tab);
-    $('#signin-form').hidden = tab.dataset.tab !== 'signin';
-    $('#signup-form').hidden = tab.dataset.tab !== 'signup';
-    $('#auth-error').textContent = '';
-  });
+// One screen of the auth card: 'signin', 'signup', 'forgot' or 'reset'; note: a line for
+// the user (not an error).
+const AUTH_FORMS = { signin: '#signin-form', signup: '#signup-form', forgot: '#forgot-form', reset: '#reset-form' };
+function authScreen(name, note = '') {
+  for (const [k, sel] of Object.entries(AUTH_FORMS)) $(sel).hidden = k !== name;
+  for (const t of document.querySelectorAll('.auth-card .tab')) t.classList.toggle('active', t.dataset.tab === name);
+  $('#oidc-totp-form').hidden = true;
+  $('#auth-error').textContent = '';
+  $('#auth-note').textContent = note;
 }
 
+for (const tab of document.querySelectorAll('.auth-card .tab')) {
+  tab.addEventListener('click', () => authScreen(tab.dataset.tab));
+}
+
+// Sign in: an account with TOTP on answers 401 totp_required; the code field then shows
+// and the same form is sent again with it.
 $('#signin-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
-  const f = new FormData(ev.target);
+  const form = ev.target;
+  const f = new FormData(form);
+  const codeBox = $('#signin-totp');
   try {
-    await th.login(f.get('login'), f.get('password'));
+    await th.login(f.get('login'), f.get('password'), codeBox.hidden ? undefined : f.get('totp'));
+    codeBox.hidden = true;
+    form.elements.totp.required = false;
+    form.elements.totp.value = '';
     await start();
-  } catch (e) { $('#auth-error').textContent = errText(e); }
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'totp_required' && codeBox.hidden) {
+      codeBox.hidden = false;
+      form.elements.totp.required = true;
+      form.elements.totp.focus();
+      $('#auth-error').textContent = '';
+      $('#auth-note').textContent = 'Enter the code from your authenticator app.';
+      return;
+    }
+    $('#auth-error').textContent = errText(e);
+  }
 });
 
 $('#signup-form').addEventListener('submit', async (ev) => {
@@ -139,6 +164,203 @@ $('#delete-account').addEventListener('click', async () => {
 });
 
 th.on('signedout', () => showAuth());
+
+// ---- account mails: forgot / reset password, the verification link, the verify banner ---
+// The mails link to TH_PUBLIC_URL + /reset-password?token= or /verify-email?token=
+// (fcgi-apps/mail/templates.c); nginx serves this page at both paths.
+
+$('#forgot-link').addEventListener('click', () => {
+  authScreen('forgot');
+  const login = $('#signin-form').elements.login.value;
+  if (login.includes('@')) $('#forgot-form').elements.email.value = login;
+});
+for (const b of document.querySelectorAll('.auth-card [data-back]')) b.addEventListener('click', () => authScreen(b.dataset.back));
+
+$('#forgot-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const email = new FormData(ev.target).get('email');
+  try {
+    await th.forgotPassword(email);
+    authScreen('signin', `If an account has the address ${email}, we mailed it a link to choose a new password: check your mail.`);
+  } catch (e) {
+    $('#auth-error').textContent = e instanceof ApiError && e.status === 429
+      ? 'Too many requests: please try again later.' : errText(e);
+  }
+});
+
+// The token of a mail's link when this load is one ({kind: 'reset-password'|'verify-email',
+// token}); the address bar keeps it no longer (it works once).
+function mailLink() {
+  const kind = location.pathname.replace(/^\//, '');
+  const token = new URLSearchParams(location.search).get('token');
+  if (!token || (kind !== 'reset-password' && kind !== 'verify-email')) return null;
+  history.replaceState(null, '', '/');
+  return { kind, token };
+}
+
+function resetScreen(token) {
+  showAuth();
+  authScreen('reset');
+  $('#reset-form').onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      await th.resetPassword(token, new FormData(ev.target).get('password'));
+    } catch (e) {
+      $('#auth-error').textContent = `${errText(e)}: ask for a new link with "Forgot password?".`;
+      $('#reset-form').hidden = true;
+      $('#signin-form').hidden = false;
+      return;
+    }
+    ev.target.reset();
+    // the reset ended every session of the account, this browser's too
+    if (th.signedIn) await th.logout().catch(() => {});
+    showAuth();
+    authScreen('signin', 'Your password is changed and every session signed out: sign in with your new password.');
+  };
+}
+
+async function verifyLink(token) {
+  try {
+    await th.verifyEmail(token);
+  } catch (e) {
+    if (th.signedIn) { await start(); toast(`Not confirmed: ${errText(e)}`); return; }
+    showAuth();
+    $('#auth-error').textContent = `Not confirmed: ${errText(e)}`;
+    return;
+  }
+  if (th.signedIn) { await start(); toast('Your email address is confirmed.'); return; }
+  showAuth();
+  authScreen('signin', 'Your email address is confirmed: sign in.');
+}
+
+// The banner for an account whose address is not confirmed (me: email_verified false).
+function verifyBanner(me) {
+  $('#verify-banner').hidden = me.email_verified !== false;
+  $('#verify-state').textContent = '';
+}
+
+$('#verify-resend').addEventListener('click', async () => {
+  const out = $('#verify-state');
+  try {
+    await th.requestVerifyEmail();
+    out.textContent = 'Sent: check your mail.';
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 429) {
+      const min = e.retryAfter ? Math.max(1, Math.ceil(e.retryAfter / 60)) : null;
+      out.textContent = `We sent several mails already: please wait${min ? ` ${min} min` : ' a while'} before asking again.`;
+    } else out.textContent = errText(e);
+  }
+});
+
+// ---- security settings: sessions, password, TOTP ----------------------------------------
+
+$('#security-btn').addEventListener('click', () => {
+  const panel = $('#security-panel');
+  panel.hidden = !panel.hidden;
+  if (!panel.hidden) loadSecurity();
+});
+$('#security-close').addEventListener('click', () => { $('#security-panel').hidden = true; });
+$('#sessions-refresh').addEventListener('click', () => loadSessions());
+
+function securityError(e) { $('#security-error').textContent = e ? errText(e) : ''; }
+
+async function loadSecurity() {
+  securityError(null);
+  $('#totp-setup-box').hidden = true;
+  $('#totp-recovery').hidden = true;
+  try {
+    renderTotp((await th.me()).totp_enabled === true);
+  } catch (e) { securityError(e); }
+  await loadSessions();
+}
+
+async function loadSessions() {
+  let page;
+  try { page = await th.sessions({ limit: 50 }); } catch (e) { securityError(e); return; }
+  $('#session-list').replaceChildren(...page.items.map((x) => el('li', {
+    dataset: { id: x.id, current: x.current ? '1' : '0' },
+  },
+  el('span', { class: 'device' }, x.user_agent || 'unknown device'),
+  el('span', { class: 'muted small' }, `${x.ip || '?'} · last used ${fmtTime(x.last_used_at || x.created_at)}`),
+  x.current ? el('b', { class: 'badge this-device' }, 'this device') : el('button', {
+    class: 'ghost small badge', dataset: { action: 'revoke' },
+    onclick: async () => {
+      try { await th.revokeSession(x.id); } catch (e) { securityError(e); }
+      await loadSessions();
+    },
+  }, 'Sign out'))));
+}
+
+$('#password-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    await th.changePassword(f.get('current_password'), f.get('new_password'));
+  } catch (e) { securityError(e); return; }
+  securityError(null);
+  ev.target.reset();
+  toast('Password changed: every other session is signed out.');
+  await loadSessions();
+});
+
+function renderTotp(on) {
+  $('#totp-state').textContent = on
+    ? 'On: signing in asks for a code from your app.'
+    : 'Off: your password alone signs you in.';
+  $('#totp-state').dataset.on = on ? '1' : '0';
+  $('#totp-setup').hidden = on;
+  $('#totp-disable-form').hidden = !on;
+}
+
+// The otpauth:// URL as a QR code: qrcode-generator (npm, served by nginx at /vendor/).
+async function qrImage(text) {
+  const { default: qrcode } = await import('/vendor/qrcode.mjs');
+  const qr = qrcode(0, 'M');
+  qr.addData(text);
+  qr.make();
+  const cell = 4, margin = 4, size = qr.getModuleCount() * cell + 2 * margin;
+  return el('img', { src: qr.createDataURL(cell, margin), width: size, height: size, alt: 'QR code for your authenticator app' });
+}
+
+$('#totp-setup').addEventListener('click', async () => {
+  securityError(null);
+  try {
+    const { secret, otpauth_url: url } = await th.totpSetup();
+    $('#totp-secret').textContent = secret;
+    $('#totp-qr').replaceChildren();
+    $('#totp-setup-box').hidden = false;
+    $('#totp-setup').hidden = true;
+    $('#totp-qr').append(await qrImage(url));
+  } catch (e) { securityError(e); }
+});
+
+$('#totp-enable-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  let out;
+  try { out = await th.totpEnable(new FormData(ev.target).get('code')); } catch (e) { securityError(e); return; }
+  securityError(null);
+  ev.target.reset();
+  $('#totp-setup-box').hidden = true;
+  $('#totp-secret').textContent = '';
+  $('#totp-qr').replaceChildren();
+  $('#recovery-codes').replaceChildren(...(out.recovery_codes || []).map((c) => el('li', {}, c)));
+  $('#totp-recovery').hidden = false;
+  renderTotp(true);
+});
+$('#totp-recovery-done').addEventListener('click', () => {
+  $('#recovery-codes').replaceChildren();
+  $('#totp-recovery').hidden = true;
+});
+
+$('#totp-disable-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try { await th.totpDisable(f.get('password'), f.get('code')); } catch (e) { securityError(e); return; }
+  securityError(null);
+  ev.target.reset();
+  renderTotp(false);
+  toast('Two-step sign-in is off.');
+});
 
 // ---- sign in with a provider (OIDC) ----------------------------------------------------
 // A button per configured provider sends the browser to /start with this page as the
@@ -216,6 +438,7 @@ async function start() {
   $('#session').hidden = false;
   $('#me-name').textContent = th.user.display_name || th.user.username;
   state.users.set(th.user.id, th.user);
+  th.me().then(verifyBanner, (e) => console.warn(e));
   const rt = await th.realtime();
   state.rt = rt;
   setConn(rt.connected ? 'online' : 'connecting');
@@ -990,8 +1213,13 @@ $('#rules-form').addEventListener('submit', async (ev) => {
 
 // ---- boot ----------------------------------------------------------------------------
 
-const oidcRet = oidcReturn();
-if (oidcRet) {
+const mailRet = mailLink();
+const oidcRet = mailRet ? null : oidcReturn();
+if (mailRet && mailRet.kind === 'reset-password') {
+  resetScreen(mailRet.token);
+} else if (mailRet) {
+  verifyLink(mailRet.token).catch((e) => { console.error(e); toast(errText(e)); });
+} else if (oidcRet) {
   oidcFinish(oidcRet);
 } else if (th.signedIn) {
   start().catch((e) => { console.error(e); if (!th.signedIn) showAuth(); else toast(errText(e)); });

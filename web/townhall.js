@@ -200,11 +200,34 @@ export class Townhall extends Emitter {
     return this._takeAuth(body);
   }
 
-  /** Sign in with email or username. Resolves the user. */
-  async login(login, password) {
-    const body = await this.request('POST', '/api/auth/login', { body: { login, password }, auth: false });
+  /** Sign in with email or username (and the one-time or a recovery code when the account
+   * has TOTP on: without it the server answers 401 `totp_required`). Resolves the user. */
+  async login(login, password, totp) {
+    const body = await this.request('POST', '/api/auth/login', { body: { login, password, totp: totp || undefined }, auth: false });
     return this._takeAuth(body);
   }
+
+  // ---- account lifecycle (API.md v1.1 "Account lifecycle") --------------------------------
+
+  /** Mail a reset link to the address (204 whether or not an account has it). */
+  forgotPassword(email) { return this.request('POST', '/api/auth/password/forgot', { body: { email }, auth: false }); }
+  /** A new password with the token of the reset link; every session of the account ends. */
+  resetPassword(token, password) { return this.request('POST', '/api/auth/password/reset', { body: { token, password }, auth: false }); }
+  /** Confirm the address with the token of the verification link. Resolves the user. */
+  async verifyEmail(token) { return (await this.request('POST', '/api/auth/verify-email', { body: { token }, auth: false })).user; }
+  /** Mail the verification link again (429 after 3 an hour). */
+  requestVerifyEmail() { return this.request('POST', '/api/auth/verify-email/request'); }
+  /** Change the password; every other session ends. */
+  changePassword(currentPassword, newPassword) {
+    return this.request('POST', '/api/auth/password', { body: { current_password: currentPassword, new_password: newPassword } });
+  }
+  /** The account's sessions: {items: [{id, created_at, last_used_at, user_agent, ip, current}]}. */
+  sessions(params) { return this.request('GET', '/api/auth/sessions', { query: params }); }
+  revokeSession(id) { return this.request('DELETE', `/api/auth/sessions/${encodeURIComponent(id)}`); }
+  /** TOTP: setup → {secret, otpauth_url}; enable(code) → {recovery_codes}; disable(password, code). */
+  totpSetup() { return this.request('POST', '/api/auth/totp/setup'); }
+  totpEnable(code) { return this.request('POST', '/api/auth/totp/enable', { body: { code } }); }
+  totpDisable(password, code) { return this.request('POST', '/api/auth/totp/disable', { body: { password, code } }); }
 
   // ---- sign in with an OpenID Connect provider -------------------------------------------
 

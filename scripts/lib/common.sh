@@ -86,6 +86,7 @@ th_init() {
 	# into VAR when nginx's workers cannot read the clone (stage_for_daemons).
 	WEB_DIR=$ROOT/web
 	MQTT_JS=$ROOT/node_modules/mqtt/dist/mqtt.esm.js
+	QRCODE_JS=$ROOT/node_modules/qrcode-generator/dist/qrcode.mjs
 	# what the broker plugin runs when Redis lost the mirror (as user mosquitto)
 	MIRROR_REBUILD=$ROOT/scripts/mirror-rebuild
 	# The pools reach this stack's Redis over a unix socket too (a cache hit's
@@ -222,17 +223,20 @@ stage_for_daemons() {
 	if ! reaches "$NGINX_USER" "$WEB_DIR/index.html"; then
 		# only when something changed: a running nginx serves from there
 		if ! diff -rq "$WEB_DIR" "$VAR/www/web" >/dev/null 2>&1 ||
-			{ [[ -r $MQTT_JS ]] && ! cmp -s "$MQTT_JS" "$VAR/www/mqtt.esm.js"; }; then
+			{ [[ -r $MQTT_JS ]] && ! cmp -s "$MQTT_JS" "$VAR/www/mqtt.esm.js"; } ||
+			{ [[ -r $QRCODE_JS ]] && ! cmp -s "$QRCODE_JS" "$VAR/www/qrcode.mjs"; }; then
 			rm -rf "$VAR/www.new"
 			mkdir -p "$VAR/www.new"
 			cp -R "$WEB_DIR" "$VAR/www.new/web"
 			[[ ! -r $MQTT_JS ]] || cp "$MQTT_JS" "$VAR/www.new/mqtt.esm.js"
+			[[ ! -r $QRCODE_JS ]] || cp "$QRCODE_JS" "$VAR/www.new/qrcode.mjs"
 			chmod -R a+rX "$VAR/www.new"
 			rm -rf "$VAR/www"
 			mv "$VAR/www.new" "$VAR/www"
 		fi
 		WEB_DIR=$VAR/www/web
 		MQTT_JS=$VAR/www/mqtt.esm.js
+		QRCODE_JS=$VAR/www/qrcode.mjs
 	fi
 	# scripts/mirror-rebuild runs as the broker's user too (the plugin starts it
 	# when Redis lost the mirror), with the one file it sources
@@ -440,7 +444,7 @@ render() {
 	shift 2
 	local -a extra=()
 	for v in "$@"; do extra+=(-e "$v"); done
-	for v in "$ROOT" "$VAR" "$PLUGIN" "$WEB_DIR" "$MQTT_JS" "$MIRROR_REBUILD"; do
+	for v in "$ROOT" "$VAR" "$PLUGIN" "$WEB_DIR" "$MQTT_JS" "$QRCODE_JS" "$MIRROR_REBUILD"; do
 		[[ $v != *'|'* && $v != *'&'* ]] || die "path '$v' contains '|' or '&'"
 	done
 	local user_line='' redis_unix_line=''
@@ -459,6 +463,7 @@ render() {
 		-e "s|@PLUGIN@|$PLUGIN|g" \
 		-e "s|@WEB_DIR@|$WEB_DIR|g" \
 		-e "s|@MQTT_JS@|$MQTT_JS|g" \
+		-e "s|@QRCODE_JS@|$QRCODE_JS|g" \
 		-e "s|@MIRROR_REBUILD@|$MIRROR_REBUILD|g" \
 		-e "s|@BROKER_ID@|${RENDER_BROKER_ID:-}|g" \
 		-e "s|@PORT_BROKER@|${RENDER_PORT_BROKER:-}|g" \

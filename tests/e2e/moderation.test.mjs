@@ -5,21 +5,12 @@
 // slow mode in the chat rules. Its own users and community, so it runs beside demo.test.mjs.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { BASE_URL, T, newPage as openPage, signUp } from './lib/pages.mjs';
+import {
+  BASE_URL, T, SHOTS, CHROMIUM, RUN as run, mkUser as mk, newPage as openPage, signUp,
+} from './lib/pages.mjs';
 
-const SHOTS = process.env.TH_E2E_SHOTS || path.join(process.cwd(), 'e2e-shots');
-const CHROMIUM = process.env.TH_CHROMIUM || '/usr/bin/chromium';
-
-mkdirSync(SHOTS, { recursive: true });
-
-const run = Math.random().toString(36).slice(2, 8);
-const mk = (name) => ({
-  username: `${name}_${run}`, email: `${name}_${run}@example.test`, display: `${name[0].toUpperCase()}${name.slice(1)} ${run}`,
-  password: 'correct horse battery',
-});
 const users = { a: mk('mia'), b: mk('ben'), c: mk('cyd') };
 const community = { name: `Mod ${run}`, slug: `mod-${run}` };
 const SPAM = `Cheap watches at spam-${run}`;
