@@ -21,6 +21,7 @@
 #define QUOTA_SYNC_MS 200
 #define QUOTA_SYNC_MAX 100 /* Redis round trips per tick, at most */
 #define QUOTA_SWEEP_MS 60000
+#define QUOTA_REPORT_MS 5000
 /* Offline client ids whose subscription count is kept (persistent sessions).
  * Past it a disconnecting client's count is dropped: the broker may still
  * hold that session's subscriptions, so a user could then hold up to 200
@@ -484,6 +485,8 @@ static void sweep(long long now)
 	}
 }
 
+static void quota_report(long long now);
+
 void quota_tick(void)
 {
 	long long now = (long long)mono_ms();
@@ -507,4 +510,25 @@ void quota_tick(void)
 		last_sweep_ms = now;
 		sweep(now);
 	}
+	quota_report(now);
+}
+
+/* The counters in the broker's log, at most every QUOTA_REPORT_MS and only
+ * when one moved: what was refused (a drop is silent to an MQTT 3.1.1
+ * client) is counted where an operator reads the broker. */
+static void quota_report(long long now)
+{
+	static unsigned long seen[5];
+	static long long last_ms;
+	unsigned long cur[5] = {quota_drops, quota_slow_drops, quota_limit_drops, quota_kicks,
+				quota_subs_full};
+
+	if (now - last_ms < QUOTA_REPORT_MS || memcmp(cur, seen, sizeof(cur)) == 0)
+		return;
+	last_ms = now;
+	memcpy(seen, cur, sizeof(seen));
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			     "townhall: refused so far: rate_drops=%lu slow_drops=%lu "
+			     "limit_drops=%lu kicks=%lu subs_full=%lu",
+			     cur[0], cur[1], cur[2], cur[3], cur[4]);
 }

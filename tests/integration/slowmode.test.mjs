@@ -11,7 +11,9 @@
 // Registrations come from 127.78.x.y.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { sleep, run, LOCAL_ONLY } from './lib/http.mjs';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { sleep, run, LOCAL_ONLY, VAR_DIR } from './lib/http.mjs';
 import { assertStatus, assertError, assertOneOf } from './lib/assert.mjs';
 import { uuid, api, fixtures, rnd, fullHistory } from './lib/fixtures.mjs';
 import {
@@ -28,6 +30,12 @@ async function setAdmin(how, id) {
 }
 const grantAdmin = (id) => setAdmin('grant', id);
 const chat = (body, id = uuid()) => JSON.stringify({ id, body });
+// the text of every broker's log of the stack (tests/integration/run's var dir)
+const brokerLogs = () => {
+  const dir = path.join(VAR_DIR, 'log');
+  return readdirSync(dir).filter((f) => /^mosquitto-.*\.log$/.test(f))
+    .map((f) => readFileSync(path.join(dir, f), 'utf8'));
+};
 
 const U = {};
 
@@ -163,6 +171,12 @@ describe('slow mode over MQTT', () => {
     assert.ok(!h.includes(JSON.parse(second).body), 'the refused publish was stored');
     assert.equal(h.filter((b) => b === JSON.parse(first).body).length, 1, 'the first stored once');
     await end(w, p);
+    // counted: the broker's log reports its slow-mode drops (every 5 s at most, when they moved)
+    if (!LOCAL_ONLY) {
+      await waitFor(async () => brokerLogs().some((t) => /refused so far: .*slow_drops=[1-9]/.test(t))
+        || (await sleep(300), false), 15000,
+        'slow_drops counted in a broker\'s log');
+    }
   });
 
   test('MQTT 3.1.1: a publish inside the window is dropped (not delivered, not stored)', async () => {
