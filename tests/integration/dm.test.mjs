@@ -69,7 +69,9 @@ describe('opening DMs', () => {
     assert.equal(rs.filter((r) => r.status === 201).length, 1, rs.map((r) => r.status).join(','));
     assert.equal(new Set(rs.map((r) => r.json.id)).size, 1);
     const id = rs[0].json.id;
-    assert.equal(await count(`SELECT count(*) FROM dm_members WHERE channel_id = ${id}`), 2);
+    if (!LOCAL_ONLY) { // the stack's database
+      assert.equal(await count(`SELECT count(*) FROM dm_members WHERE channel_id = ${id}`), 2);
+    }
   });
 
   test('a group DM: 201 each time, members only read and write', async () => {
@@ -138,12 +140,14 @@ describe('opening DMs', () => {
     // the last one out: the conversation goes
     assertStatus(await api('POST', `/api/dms/${g.id}/leave`, b), 204);
     assertStatus(await api('POST', `/api/dms/${g.id}/leave`, a), 204);
-    assert.equal(await count(`SELECT count(*) FROM channels WHERE id = ${g.id}`), 0);
-    assert.equal(await count(`SELECT count(*) FROM messages WHERE channel_id = ${g.id}`), 0);
+    if (!LOCAL_ONLY) { // the stack's database
+      assert.equal(await count(`SELECT count(*) FROM channels WHERE id = ${g.id}`), 0);
+      assert.equal(await count(`SELECT count(*) FROM messages WHERE channel_id = ${g.id}`), 0);
+    }
   });
 
   test('bad input: oneself, 50 people, duplicates, unknown users, wrong shapes: 400, nothing stored', async () => {
-    const before = await count('SELECT count(*) FROM channels WHERE kind = \'dm\'');
+    const before = LOCAL_ONLY ? 0 : await count('SELECT count(*) FROM channels WHERE kind = \'dm\'');
     const many = Array.from({ length: 50 }, (_, i) => 1000000 + i);
     for (const [body, what] of [
       [{ user_ids: [a.id] }, 'oneself'],
@@ -165,7 +169,7 @@ describe('opening DMs', () => {
     }
     assertError(await api('POST', '/api/dms', a, '{"user_ids": ['), 400, 'bad_json');
     assertError(await api('POST', '/api/dms', null, { user_ids: [b.id] }), 401, 'unauthorized');
-    assert.equal(await count('SELECT count(*) FROM channels WHERE kind = \'dm\''), before);
+    if (!LOCAL_ONLY) assert.equal(await count('SELECT count(*) FROM channels WHERE kind = \'dm\''), before);
   });
 
   test('opening DMs is limited (20/h): 429 with Retry-After; a 1:1 that exists is not counted', async () => {

@@ -93,8 +93,10 @@ describe('read markers', () => {
     assertError(await markRead(dm.id, s, 1), 404, 'not_found');
     assertError(await markRead(99999999, a, 1), 404, 'not_found');
     assertError(await markRead(dm.id, null, 1), 401, 'unauthorized');
-    assert.equal(await sql(`SELECT read_seq FROM channel_reads WHERE channel_id = ${dm.id} AND user_id = ${a.id}`), '1');
-    assert.equal(await sql(`SELECT count(*) FROM channel_reads WHERE user_id = ${s.id}`), '0');
+    if (!LOCAL_ONLY) { // the stack's database
+      assert.equal(await sql(`SELECT read_seq FROM channel_reads WHERE channel_id = ${dm.id} AND user_id = ${a.id}`), '1');
+      assert.equal(await sql(`SELECT count(*) FROM channel_reads WHERE user_id = ${s.id}`), '0');
+    }
   });
 
   test('exact: edits and deletes keep the count (a deleted message keeps its seq), one\'s own message clears it', async () => {
@@ -116,8 +118,10 @@ describe('read markers', () => {
     assert.equal(entry(await unread(b), dm.id).unread, 1);
     // the rule behind it: no message lies above its own sender's marker (an erased sender's
     // messages have no sender, and no marker, any more: account erasure)
-    assert.equal(await sql('SELECT count(*) FROM messages m LEFT JOIN channel_reads r ON r.user_id = m.sender_id '
-      + 'AND r.channel_id = m.channel_id WHERE m.sender_id IS NOT NULL AND m.seq > coalesce(r.read_seq, 0)'), '0');
+    if (!LOCAL_ONLY) {
+      assert.equal(await sql('SELECT count(*) FROM messages m LEFT JOIN channel_reads r ON r.user_id = m.sender_id '
+        + 'AND r.channel_id = m.channel_id WHERE m.sender_id IS NOT NULL AND m.seq > coalesce(r.read_seq, 0)'), '0');
+    }
   });
 
   test('over MQTT (the bridge\'s store path): the others\' counts reach their inbox, the sender\'s marker moves', async () => {
