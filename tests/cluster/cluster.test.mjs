@@ -261,11 +261,13 @@ after(() => {
 //   presence, tier: MQTT over TCP to the stack's edge brokers by port;
 //   wsfront: the stack's own front on its port, and a second one it starts;
 //   security: inspects the local servers (PostgreSQL, Redis, sockets, files) directly;
+//   mail, push: read the stack's SMTP sink's files / run a push service on the test's host;
 //   bridge, hubstandby, lb_*, media_gc, ops_conf, pg_*, pool, redis_*, unresolvable: start,
 //   kill or reconfigure the stack's own processes (the one-host versions of these steps).
 const IT_FILES = SHORT ? ['foundation', 'community', 'realtime']
-  : ['foundation', 'auth', 'community', 'realtime', 'mqtt', 'mqtt_limits', 'message_ids', 'media', 'media_limits'];
-const IT_TIMEOUT_MS = 240000;
+  : ['foundation', 'auth', 'community', 'realtime', 'mqtt', 'mqtt_limits', 'message_ids', 'media', 'media_limits',
+    'dm', 'unread', 'notifications', 'history', 'msearch', 'sessions', 'totp'];
+const IT_TIMEOUT_MS = SHORT ? 240000 : 480000;
 function integrationThroughLb() {
   const files = IT_FILES.map((f) => path.join(HERE, '..', 'integration', `${f}.test.mjs`));
   // a runner of its own: without NODE_TEST_CONTEXT, which would make it report to ours
@@ -650,11 +652,10 @@ test('kill an edge, then hub A (hub B takes over), then a bridge: no receipted c
 // (its auth pool and nginx) whose resolver is th-dns, which takes every query and never
 // replies, and whose PostgreSQL hosts and sentinels are given by name. Every connection then
 // starts with a lookup that gets no answer. lib/cache resolves Redis and sentinel names
-// itself within its timeout (lib/resolve.c); libpq's getaddrinfo has no bound but the
-// resolver's own (timeout x attempts per name, glibc's defaults 5 s x 2), so the deployment
-// requirement is `options timeout:1 attempts:1` in resolv.conf (docs/scaling.md). Measured
-// with both; asserted with the requirement: 503 with Retry-After in bounded time, never a
-// hang, never a 500; /health/live still 200.
+// itself within its timeout, and lib/dbhost the database's within connect_timeout (both
+// lib/resolve.c), so glibc's defaults (5 s x 2 a name) hold nothing longer than
+// `options timeout:1 attempts:1`: asserted with both, the same bounds: 503 with Retry-After
+// in bounded time, never a hang, never a 500; /health/live still 200.
 const APP3 = '10.77.0.13';
 async function app3(method, p, o = {}) {
   const t = Date.now();
@@ -674,37 +675,36 @@ test('a DNS server that does not answer: database and Redis names give a bounded
   const dnsLog = path.join(VAR, 'dns', 'log', 'dns.log');
   const u = world.users[0];
   const login = { login: u.username, password: u.password };
-  // glibc's defaults: measured, not asserted (one login: every database host name costs
-  // the resolver's 10 s)
-  await ctl('app3-up');
-  const q0 = logSize(dnsLog);
-  const dflt = await app3('POST', '/api/auth/login', { body: login });
-  const asked = logSince(dnsLog, q0);
-  // the deployment requirement
-  await ctl('app3-up', 'timeout:1 attempts:1');
-  const res = {};
-  for (const [name, method, p, o] of [
-    ['ready', 'GET', '/api/auth/health/ready', {}],
-    ['login', 'POST', '/api/auth/login', { body: login }],
-    ['me', 'GET', '/api/auth/me', { headers: { authorization: `Bearer ${u.token}` } }],
-    ['login_again', 'POST', '/api/auth/login', { body: login }],
-    ['live', 'GET', '/api/auth/health/live', {}],
-  ]) res[name] = await app3(method, p, o);
-  row('DNS server that does not answer (app3)', {
-    default_options_login: `${dflt.status} in ${dflt.ms} ms`,
-    ...Object.fromEntries(Object.entries(res).map(([k, v]) => [`${k}`, `${v.status} in ${v.ms} ms${v.headers?.['retry-after'] ? `, Retry-After ${v.headers['retry-after']}` : ''}`])),
-  });
-  assert.match(asked, /udp query pg[12]\.th-cluster\.test/, 'the database names were asked of the silent DNS server');
-  assert.match(logSince(dnsLog, 0), /udp query r[123]\.th-cluster\.test/, 'and the sentinel names');
-  for (const k of ['ready', 'login', 'me', 'login_again']) {
-    const r = res[k];
-    assert.ok([503].includes(r.status) || (k === 'me' && r.status === 200), `${k}: ${r.status} ${r.text || r.error}`);
-    if (r.status === 503) assert.ok(Number(r.headers['retry-after']) > 0, `${k}: Retry-After`);
-    // names: 2 database hosts x 1 s each, per handle; the Redis sentinels 0.5 s in all
-    assert.ok(r.ms < (k === 'ready' ? 12000 : 6000), `${k} took ${r.ms} ms`);
+  const cols = {};
+  for (const [setting, options] of [['defaults', undefined], ['timeout1', 'timeout:1 attempts:1']]) {
+    if (options) await ctl('app3-up', options);
+    else await ctl('app3-up');
+    const q0 = logSize(dnsLog);
+    const res = {};
+    for (const [name, method, p, o] of [
+      ['ready', 'GET', '/api/auth/health/ready', {}],
+      ['login', 'POST', '/api/auth/login', { body: login }],
+      ['me', 'GET', '/api/auth/me', { headers: { authorization: `Bearer ${u.token}` } }],
+      ['login_again', 'POST', '/api/auth/login', { body: login }],
+      ['live', 'GET', '/api/auth/health/live', {}],
+    ]) res[name] = await app3(method, p, o);
+    for (const [k, v] of Object.entries(res)) {
+      cols[`${setting}_${k}`] = `${v.status} in ${v.ms} ms${v.headers?.['retry-after'] ? `, Retry-After ${v.headers['retry-after']}` : ''}`;
+    }
+    assert.match(logSince(dnsLog, q0), /udp query pg[12]\.th-cluster\.test/, `${setting}: the database names were asked of the silent DNS server`);
+    for (const k of ['ready', 'login', 'me', 'login_again']) {
+      const r = res[k];
+      assert.ok([503].includes(r.status) || (k === 'me' && r.status === 200), `${setting} ${k}: ${r.status} ${r.text || r.error}`);
+      if (r.status === 503) assert.ok(Number(r.headers['retry-after']) > 0, `${setting} ${k}: Retry-After`);
+      // names: 2 database hosts within connect_timeout (2 s) per handle; the Redis sentinels
+      // 0.5 s in all
+      assert.ok(r.ms < (k === 'ready' ? 12000 : 6000), `${setting} ${k} took ${r.ms} ms`);
+    }
+    assert.equal(res.live.status, 200, `${setting} live`);
+    assert.ok(res.live.ms < 2000, `${setting} live took ${res.live.ms} ms`);
   }
-  assert.equal(res.live.status, 200);
-  assert.ok(res.live.ms < 2000, `live took ${res.live.ms} ms`);
+  row('DNS server that does not answer (app3)', cols);
+  assert.match(logSince(dnsLog, 0), /udp query r[123]\.th-cluster\.test/, 'and the sentinel names');
 });
 
 // The 3-master Redis Cluster (each master with a replica on another Redis host: r1, r2, r3
