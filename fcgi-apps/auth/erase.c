@@ -181,8 +181,8 @@ void erase_handler(struct http_req *req)
 	 * notes of the reports the account wrote are its words; reports of the
 	 * account itself lose their target, as its modlog entries do. */
 	if (!db_exec_or_reply(req, DB_PRIMARY,
-			      "UPDATE reports SET note = '' WHERE reporter_id = $1 AND note <> ''", 1,
-			      p) ||
+			      "UPDATE reports SET note = '' WHERE reporter_id = $1 AND note <> ''",
+			      1, p) ||
 	    !db_exec_or_reply(req, DB_PRIMARY,
 			      "UPDATE reports SET target_id = NULL WHERE target_type = 'user' "
 			      "AND target_id = $1::text",
