@@ -30,6 +30,16 @@
 #define NOTIFY_READ_MAX 100
 
 #define NOTIFY_ROW "SELECT notification_json(n)::text, n.id FROM notifications n "
+/* The caller's rows in the order of an index on (user_id, id): ordering by
+ * user_id too lets the planner walk notifications_user_idx (or, unread
+ * only, notifications_unread_idx, which a "NOT $x OR read_at IS NULL" would
+ * rule out) from the cursor, rather than notifications_pkey backwards past
+ * every other user's newer rows (10,000 of them after a fan-out: 2.3 ms a
+ * page instead of 0.4, EXPLAIN (ANALYZE) on the bench's data). */
+#define NOTIFY_ALL NOTIFY_ROW "WHERE n.user_id = $1 "
+#define NOTIFY_UNREAD NOTIFY_ROW "WHERE n.user_id = $1 AND n.read_at IS NULL "
+#define NOTIFY_UP "ORDER BY n.user_id, n.id LIMIT $3"
+#define NOTIFY_DOWN "ORDER BY n.user_id DESC, n.id DESC LIMIT $3"
 
 static struct json_object *notification_row(const struct db_res *r, int row, void *ctx)
 {
@@ -67,29 +77,24 @@ void notifications_list(struct http_req *req)
 		if (pg.has_cursor && pg.key[0] > start)
 			start = pg.key[0];
 		{
-			const char *params[] = {me, ids_text(from, (int64_t)start), pg.limit_s,
-						only_unread ? "t" : "f"};
+			const char *params[] = {me, ids_text(from, (int64_t)start), pg.limit_s};
 
 			r = db_exec_or_reply(req, DB_PRIMARY,
-					     NOTIFY_ROW
-					     "WHERE n.user_id = $1 AND n.id > $2 "
-					     "AND (NOT $4::boolean OR n.read_at IS NULL) "
-					     "ORDER BY n.id LIMIT $3",
-					     4, params);
+					     only_unread ? NOTIFY_UNREAD "AND n.id > $2 " NOTIFY_UP
+							 : NOTIFY_ALL "AND n.id > $2 " NOTIFY_UP,
+					     3, params);
 		}
 	} else {
 		if (page_parse_or_400(req, 1, INT64_MAX, &pg) < 0)
 			return;
 		{
-			const char *params[] = {me, pg.key_s[0], pg.limit_s,
-						only_unread ? "t" : "f"};
+			const char *params[] = {me, pg.key_s[0], pg.limit_s};
 
 			r = db_exec_or_reply(req, DB_PRIMARY,
-					     NOTIFY_ROW
-					     "WHERE n.user_id = $1 AND n.id < $2 "
-					     "AND (NOT $4::boolean OR n.read_at IS NULL) "
-					     "ORDER BY n.id DESC LIMIT $3",
-					     4, params);
+					     only_unread ? NOTIFY_UNREAD
+						     "AND n.id < $2 " NOTIFY_DOWN
+							 : NOTIFY_ALL "AND n.id < $2 " NOTIFY_DOWN,
+					     3, params);
 		}
 	}
 	if (!r)

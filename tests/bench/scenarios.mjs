@@ -37,15 +37,25 @@ export const scenarios = {
     targets: [
       { name: 'fcgi', label: '/bench/fcgi (bare libfcgi)', path: '/bench/fcgi' },
       { name: 'unread', label: 'GET /api/me/unread (1,000 channels)', path: '/api/me/unread', auth: true },
+      // what nginx alone moves of the same bytes: scripts/bench saves one answer of each
+      // route into the stack's bench-files/ (served by /bench/files/, sendfile) before the
+      // rounds; the evidence of what this machine allows for an answer of that size
+      { name: 'static_unread', label: 'the same bytes as unread, nginx static file', path: '/bench/files/unread.json' },
       { name: 'notifications', label: 'GET /api/notifications (10,000 kept)', path: '/api/notifications', auth: true },
+      { name: 'static_notifications', label: 'the same bytes as notifications, nginx static file', path: '/bench/files/notifications.json' },
     ],
     ratios: [
       { name: 'unread_fcgi', label: 'unread / fcgi', num: 'unread', den: 'fcgi' },
       { name: 'notifications_fcgi', label: 'notifications / fcgi', num: 'notifications', den: 'fcgi' },
+      { name: 'unread_static', label: 'unread / same-size static file', num: 'unread', den: 'static_unread' },
+      { name: 'notifications_static', label: 'notifications / same-size static file', num: 'notifications', den: 'static_notifications' },
+      { name: 'static_unread_fcgi', label: 'same-size static file of unread / fcgi (the ceiling of unread / fcgi here)', num: 'static_unread', den: 'fcgi' },
     ],
     // measured by scripts/bench around one post in a community of BENCH_NOTIFY_MEMBERS
     // members whose level is `all` (tests/bench/fanout.mjs)
     figures: [
+      { name: 'unread_bytes', label: 'bytes of one GET /api/me/unread answer (and of its static copy)', unit: 'B' },
+      { name: 'notifications_bytes', label: 'bytes of one GET /api/notifications answer (and of its static copy)', unit: 'B' },
       { name: 'fanout_members', label: 'members told of the post (level all)' },
       { name: 'fanout_post_ms', label: 'POST of that post (its transaction writes every notification)', unit: 'ms' },
       { name: 'fanout_last_ms', label: 'post sent → the last inbox event received', unit: 'ms' },

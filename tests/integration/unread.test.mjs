@@ -180,9 +180,24 @@ describe('community channels', () => {
     assert.equal(got.channels.length, expected);
     assert.equal(got.truncated, false);
     for (const e of got.channels) assert.equal(e.unread, e.last_seq - e.read_seq);
+    // mentions: a notification keeps its message's seq (0038's trigger, whatever inserts
+    // it); one above the marker counts, one at or below it does not
+    const s = await newUser('urs');
+    const xs = got.channels.filter((e) => e.read_seq >= 1);
+    assert.ok(xs.length > 0, 'a channel read part of the way');
+    const { channel_id: x, last_seq: xSeq, read_seq: xRead, community_id: xc } = xs[0];
+    await sql(`WITH m AS (INSERT INTO messages (id, channel_id, seq, sender_id, body) VALUES (gen_random_uuid(), ${x}, ${xSeq}, ${s.id}, 'hi'), (gen_random_uuid(), ${x}, 1, ${s.id}, 'old') RETURNING id) INSERT INTO notifications (user_id, type, actor_id, community_id, channel_id, message_id) SELECT ${u.id}, 'mention', ${s.id}, ${xc}, ${x}, id FROM m`);
+    assert.equal(Number(await sql(`SELECT count(*) FROM notifications WHERE channel_id = ${x} AND message_seq IN (1, ${xSeq})`)), 2, 'message_seq filled');
+    const withMentions = await unread(u);
+    assert.deepEqual(withMentions.channels.filter((e) => e.mentions > 0).map((e) => [e.channel_id, e.read_seq, e.mentions]), [[x, xRead, 1]]);
+    assert.equal(withMentions.notifications, 2);
     const plan = await sql(`EXPLAIN (ANALYZE, BUFFERS) SELECT channel_id, community_id, last_seq, read_seq FROM unread_channels(${u.id}) ORDER BY channel_id LIMIT 2001`);
     assert.doesNotMatch(plan, /messages/, 'the counts never read messages');
     assert.doesNotMatch(plan, /Function Scan/, 'unread_channels() is inlined into one plan');
+    // community_access() once per membership (2 here), not once per channel (0038)
+    for (const m of plan.matchAll(/on (memberships|bans|users) .*loops=(\d+)/g)) {
+      assert.ok(Number(m[2]) <= 10, `community_access() ran per channel: ${m[0]}`);
+    }
     const exec = /Execution Time: ([\d.]+) ms/.exec(plan)[1];
     // HTTP round trips through nginx (not asserted: the machine is shared)
     const times = [];
