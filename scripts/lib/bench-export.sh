@@ -47,6 +47,12 @@ export_status() {
     echo 0
 }
 
+# export_reqs: "pid requests" of every live auth worker (th-poolstat: the requests each
+# has served, counted when a request ends)
+export_reqs() {
+  "$TH_BIN_DIR/th-poolstat" "$TH_VAR_DIR/run/auth.metrics" 2>/dev/null | cut -f1,3 | tr '\t' ' '
+}
+
 # export_seed NAME ITEMS: registers NAME, creates its community through the API, then
 # inserts ITEMS posts, comments and messages (a third each) written by it; prints
 # "token items"
@@ -89,11 +95,12 @@ SQL
 # VmRSS before and VmHWM after (peak reset first); lines in $RAW/tool-LABEL.ROUND.txt
 export_once() {
   local label=$1 round=$2 token=$3 items=$4 f=$RAW/tool-$1.$2.txt out=$WORK/export.json
-  local pid code bytes ttfb total found tail2 ok=1
+  local pid code bytes ttfb total found tail2 ok=1 p q
   local -a pids
-  local -A before
+  local -A before reqs0 reqs1
   mapfile -t pids < <(export_workers)
   ((${#pids[@]} > 0)) || die "export: no live auth worker"
+  while read -r p q; do reqs0[$p]=$q; done < <(export_reqs)
   for pid in "${pids[@]}"; do
     before[$pid]=$(export_status "$pid" VmRSS)
     # 5: reset the peak resident set size to the present one (proc(5), clear_refs)
@@ -102,9 +109,14 @@ export_once() {
   read -r code bytes ttfb total < <(curl -s -o "$out" \
     -w '%{http_code} %{size_download} %{time_starttransfer} %{time_total}\n' \
     -H "Authorization: Bearer $token" "$BASE/api/auth/me/export" 2>/dev/null || echo "000 0 0 0")
+  # the worker that served it is the one whose request count moved (counted once the
+  # response has ended, which curl may see first: a moment's wait, then its peak too)
+  sleep 0.3
+  while read -r p q; do reqs1[$p]=$q; done < <(export_reqs)
   : >"$f"
   for pid in "${pids[@]}"; do
-    echo "worker pid=$pid rss_kb=${before[$pid]} hwm_kb=$(export_status "$pid" VmHWM) after_kb=$(export_status "$pid" VmRSS)" >>"$f"
+    echo "worker pid=$pid rss_kb=${before[$pid]} hwm_kb=$(export_status "$pid" VmHWM)" \
+      "after_kb=$(export_status "$pid" VmRSS) reqs=$((${reqs1[$pid]:-0} - ${reqs0[$pid]:-0}))" >>"$f"
   done
   # the document whole: its items all there (json_build_object writes "body" : ), and
   # its end (a document cut short ends elsewhere, export.c)
@@ -113,7 +125,7 @@ export_once() {
   [[ $code == 200 && $found == "$items" && $tail2 == '}\n' ]] || ok=0
   echo "export code=$code bytes=$bytes ttfb_s=$ttfb s=$total items=$found whole=$ok" >>"$f"
   rm -f "$out"
-  log "  $label round $round: $code, $bytes bytes, $total s, $found of $items items; $(grep '^worker' "$f" | awk '{ split($3, a, "="); split($4, b, "="); printf "%s ", (b[2] - a[2]) " kB" }')peak growth"
+  log "  $label round $round: $code, $bytes bytes, $total s, $found of $items items; $(grep '^worker' "$f" | awk '{ split($3, a, "="); split($4, b, "="); split($6, r, "="); printf "%s ", (b[2] - a[2]) " kB/" r[2] }')peak growth/requests per worker"
 }
 
 bench_export() {

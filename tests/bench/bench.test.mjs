@@ -265,7 +265,7 @@ test('community: the EXPLAIN facts (feed index used, no Sort above the per-post 
 import * as exportR from './render-export.mjs';
 
 const exportRound = (bytes, serving, idle = [0, 0, 0], extra = {}) => [
-  ...[serving, ...idle].map((g, i) => ({ tag: 'worker', pid: 100 + i, rss_kb: 12000, hwm_kb: 12000 + g, after_kb: 12000 })),
+  ...[serving, ...idle].map((g, i) => ({ tag: 'worker', pid: 100 + i, rss_kb: 12000, hwm_kb: 12000 + g, after_kb: 12000, reqs: i ? 0 : 1 })),
   { tag: 'export', code: 200, bytes, ttfb_s: 0.01, s: bytes / 2e7, items: bytes / 400, whole: 1, ...extra },
 ];
 const EXPORT = {
@@ -288,6 +288,13 @@ test('export: the serving worker is the one whose peak grew most; ratios of the 
   assert.equal(run.pid, 100);
   assert.equal(run.growth_kb, 480);
   assert.equal(run.others_kb, 8);
+  assert.equal(run.counted, 1);
+  // the worker whose request count moved served it, even when an idle one grew more
+  const other = exportR.exportRun(exportRound(7.2e7, 40, [52, 0, 0]));
+  assert.deepEqual([other.pid, other.growth_kb, other.others_kb], [100, 40, 52]);
+  // no count moved: the largest growth
+  const none = exportR.exportRun(exportRound(7.2e7, 40, [52, 0, 0]).map((x) => ({ ...x, reqs: 0 })));
+  assert.deepEqual([none.pid, none.counted], [101, 0]);
   const { t, m, goals } = exportR.figures(EXPORT);
   assert.equal(t.small.growth_kb, 200); // median of 400, 0, 200
   assert.equal(t.large.growth_kb, 240);

@@ -10,19 +10,22 @@ const SIZES = ['small', 'large'];
 const mib = (kb) => kb / 1024;
 
 // one export's run (its parsed lines) -> {code, bytes, s, ttfb_s, items, whole, pid,
-// rss_kb, hwm_kb, growth_kb}: the worker whose peak grew most is the one that served it
-// (the others were idle; their growth is kept as the largest of them, others_kb)
+// rss_kb, hwm_kb, growth_kb, counted}: the serving worker is the one whose request count
+// moved (th-poolstat; counted: 1), the one whose peak grew most among them when several
+// did, or among all when none did (counted: 0); the others' largest growth is others_kb
 export function exportRun(lines = []) {
   const e = lines.find((x) => x.tag === 'export') ?? {};
   const ws = lines.filter((x) => x.tag === 'worker')
-    .map((w) => ({ pid: w.pid, rss_kb: Number(w.rss_kb), hwm_kb: Number(w.hwm_kb), growth_kb: Number(w.hwm_kb) - Number(w.rss_kb) }))
+    .map((w) => ({ pid: w.pid, rss_kb: Number(w.rss_kb), hwm_kb: Number(w.hwm_kb), growth_kb: Number(w.hwm_kb) - Number(w.rss_kb), reqs: Number(w.reqs) }))
     .filter((w) => Number.isFinite(w.growth_kb) && w.rss_kb > 0);
-  ws.sort((a, b) => b.growth_kb - a.growth_kb);
-  const top = ws[0] ?? { pid: null, rss_kb: NaN, hwm_kb: NaN, growth_kb: NaN };
+  ws.sort((a, b) => (b.reqs > 0) - (a.reqs > 0) || b.growth_kb - a.growth_kb);
+  const top = ws[0] ?? { pid: null, rss_kb: NaN, hwm_kb: NaN, growth_kb: NaN, reqs: NaN };
+  const rest = ws.slice(1).map((w) => w.growth_kb);
   return {
     code: Number(e.code), bytes: Number(e.bytes), s: Number(e.s), ttfb_s: Number(e.ttfb_s),
     items: Number(e.items), whole: Number(e.whole) === 1 && Number(e.code) === 200,
-    ...top, others_kb: ws.length > 1 ? ws[1].growth_kb : NaN, workers: ws.length,
+    pid: top.pid, rss_kb: top.rss_kb, hwm_kb: top.hwm_kb, growth_kb: top.growth_kb, counted: top.reqs > 0 ? 1 : 0,
+    others_kb: rest.length ? Math.max(...rest) : NaN, workers: ws.length,
   };
 }
 
@@ -33,7 +36,7 @@ export function sizeSummary(runs = []) {
   return {
     rounds: r.length, runs: r, bytes: m('bytes'), s: m('s'), ttfb_s: m('ttfb_s'), items: m('items'),
     rss_kb: m('rss_kb'), hwm_kb: m('hwm_kb'), growth_kb: m('growth_kb'), others_kb: m('others_kb'),
-    whole: r.length > 0 && r.every((x) => x.whole),
+    whole: r.length > 0 && r.every((x) => x.whole), counted: r.filter((x) => x.counted).length,
   };
 }
 
@@ -83,7 +86,7 @@ export function section(res, plotRef) {
   if (plotRef) L.push('', `![serving worker's RSS before and at its peak, per account](${plotRef})`);
   L.push('');
   L.push(`- Data: two accounts registered through the API, each with its own public community; then, with SQL on the worker's database connection (\`psql\` with its TH_DB_CONNINFO), the large account gets ${f0(f.items_large)} items and the small one ${f0(f.items_small)}, a third each posts (title "Post N"), comments (one on each of its posts) and chat messages in its community's channel, bodies of plain words ${k.export_body - 50}–${k.export_body + 49} characters long (no mention, no media); then VACUUM (ANALYZE).`);
-  L.push(`- Each export: \`curl -s -o export.json -w '%{http_code} %{size_download} %{time_starttransfer} %{time_total}' -H 'Authorization: Bearer $TOKEN' $BASE/api/auth/me/export\` through nginx (which spools the response, fastcgi_buffering on, so the worker is never held by the client). Before it, for every auth worker (the children of the pool's multiwatch, ${f.auth_workers} here): VmRSS from /proc/PID/status, then \`echo 5 > /proc/PID/clear_refs\` (resets VmHWM to the present RSS); after it VmHWM. The worker whose peak grew most served the export (the idle ones' largest growth is in the table, ~0). The document is checked whole: 200, ends with \`}\\n\` (a document cut short ends elsewhere), and holds one \`"body"\` per seeded item. ${k.rounds} rounds alternating small → large after a warm-up of as many small exports at once as there are workers, twice (each worker has exported before: its first export pays one-time costs); medians.`);
+  L.push(`- Each export: \`curl -s -o export.json -w '%{http_code} %{size_download} %{time_starttransfer} %{time_total}' -H 'Authorization: Bearer $TOKEN' $BASE/api/auth/me/export\` through nginx (which spools the response, fastcgi_buffering on, so the worker is never held by the client). Before it, for every auth worker (the children of the pool's multiwatch, ${f.auth_workers} here): VmRSS from /proc/PID/status, then \`echo 5 > /proc/PID/clear_refs\` (resets VmHWM to the present RSS); after it VmHWM. The worker that served the export is the one whose request count moved (th-poolstat on the pool's metrics file, read 0.3 s after curl ended; ${t.small.counted + t.large.counted} of ${t.small.rounds + t.large.rounds} exports told apart so, the rest by the largest growth); the idle workers' largest growth is in the table. The document is checked whole: 200, ends with \`}\\n\` (a document cut short ends elsewhere), and holds one \`"body"\` per seeded item. ${k.rounds} rounds alternating small → large after a warm-up of as many small exports at once as there are workers, twice (each worker has exported before: its first export pays one-time costs); medians.`);
   L.push(`- What it shows: fcgi-apps/auth/export.c reads each list in keyset pages of ${s.export_page} rows (PostgreSQL builds each item's JSON text), writes a page into libfcgi's fixed output buffer and frees it before the next, in one REPEATABLE READ READ ONLY transaction. So the worker holds at most one page whatever the account's size: its peak is the same for ${f0(f.items_small)} and ${f0(f.items_large)} items while the document is ${f2(m.bytes_ratio)} times larger.`);
   L.push(`- Machine: ${machine(res)}; curl and the stack share it. Load average (1 min) when this part started ${res.machine.loadavg_start}, when it measured ${f.loadavg_measuring}, at its end ${f.loadavg_end}.`);
   L.push(`- Settings: auth workers ${f.auth_workers}, TH_RL_EXPORT_MAX=${s.TH_RL_EXPORT_MAX} (API.md's budget is 2 an hour; lifted for this throwaway stack), nginx worker_processes ${s.nginx_workers}, TH_LOG_LEVEL=${s.TH_LOG_LEVEL}, binaries ${s.binaries}.`);
