@@ -178,7 +178,7 @@ export const scenarios = {
     kind: 'raw',
     // rounds alternate small → large (scripts/lib/bench-export.sh): one GET
     // /api/auth/me/export each through nginx, every auth worker's VmRSS before and its
-    // peak (VmHWM, reset before) after; the worker whose peak grew most served it
+    // peak (VmHWM, reset before) after; the worker whose request count moved served it
     targets: [
       { name: 'small', label: 'account with a tenth of the items (the reference)' },
       { name: 'large', label: 'account with BENCH_EXPORT_ITEMS items' },
