@@ -261,3 +261,66 @@ test('community: the EXPLAIN facts (feed index used, no Sort above the per-post 
   assert.deepEqual(explainFacts('Limit\n  ->  Index Scan using posts_feed_idx on posts p\n  SubPlan 1\n    ->  Sort'), { index: true, sorts: 0 });
   assert.deepEqual(explainFacts('Limit\n  ->  Sort\n    ->  Seq Scan on posts p'), { index: false, sorts: 1 });
 });
+
+import * as exportR from './render-export.mjs';
+
+const exportRound = (bytes, serving, idle = [0, 0, 0], extra = {}) => [
+  ...[serving, ...idle].map((g, i) => ({ tag: 'worker', pid: 100 + i, rss_kb: 12000, hwm_kb: 12000 + g, after_kb: 12000, reqs: i ? 0 : 1 })),
+  { tag: 'export', code: 200, bytes, ttfb_s: 0.01, s: bytes / 2e7, items: bytes / 400, whole: 1, ...extra },
+];
+const EXPORT = {
+  part: 'export',
+  title: 'Account export: worker memory against the account\'s size',
+  started_at: '2026-12-06T12:34:56.000Z',
+  file: 'docs/bench/export.json',
+  machine: { cpus: 2, model: 'Test CPU', kernel: '6.1', loadavg_start: 0.5 },
+  knobs: { rounds: 3, export_items: 180000, export_body: 250 },
+  settings: { nginx_workers: 2, TH_RL_EXPORT_MAX: 1000000, export_page: 500, TH_LOG_LEVEL: 'info', binaries: 'build/bin' },
+  facts: { items_large: 180000, items_small: 18000, auth_workers: 4, loadavg_measuring: 0.6, loadavg_end: 0.7 },
+  tools: {
+    small: [exportRound(7.2e6, 400), exportRound(7.2e6, 0), exportRound(7.2e6, 200)],
+    large: [exportRound(7.2e7, 480, [8, 0, 0]), exportRound(7.2e7, 0), exportRound(7.2e7, 240)],
+  },
+};
+
+test('export: the serving worker is the one whose peak grew most; ratios of the medians; constant memory met', () => {
+  const run = exportR.exportRun(EXPORT.tools.large[0]);
+  assert.equal(run.pid, 100);
+  assert.equal(run.growth_kb, 480);
+  assert.equal(run.others_kb, 8);
+  assert.equal(run.counted, 1);
+  // the worker whose request count moved served it, even when an idle one grew more
+  const other = exportR.exportRun(exportRound(7.2e7, 40, [52, 0, 0]));
+  assert.deepEqual([other.pid, other.growth_kb, other.others_kb], [100, 40, 52]);
+  // no count moved: the largest growth
+  const none = exportR.exportRun(exportRound(7.2e7, 40, [52, 0, 0]).map((x) => ({ ...x, reqs: 0 })));
+  assert.deepEqual([none.pid, none.counted], [101, 0]);
+  const { t, m, goals } = exportR.figures(EXPORT);
+  assert.equal(t.small.growth_kb, 200); // median of 400, 0, 200
+  assert.equal(t.large.growth_kb, 240);
+  assert.equal(m.bytes_ratio, 10);
+  assert.equal(m.peak_ratio, 12240 / 12200);
+  assert.equal(m.held_per_byte, (40 * 1024) / 6.48e7);
+  assert.equal(failed(goals), false);
+  assert.ok(goals.every((g) => g.verdict === 'met'));
+  const s = exportR.section(EXPORT, 'bench/export-memory.svg');
+  assert.equal(s.split('\n')[0], '<!-- bench:export:begin -->');
+  assert.ok(s.includes('| document large ÷ small | 10.00 | ≥ 9 | met |'));
+  assert.ok(s.includes('| 1 | large | 72000000 | 3.600 | 100 | 12000 | 12480 | 480 |'));
+});
+
+test('export: memory that follows the document, a cut-short export or a missing size is never met', () => {
+  const grow = structuredClone(EXPORT);
+  grow.tools.large = [exportRound(7.2e7, 70000), exportRound(7.2e7, 70000), exportRound(7.2e7, 70000)];
+  const g = Object.fromEntries(exportR.figures(grow).goals.map((x) => [x.metric, x]));
+  assert.equal(g.peak_ratio.verdict, 'not met');
+  assert.equal(g.held_per_byte.verdict, 'not met');
+  const cut = structuredClone(EXPORT);
+  cut.tools.large[1] = exportRound(7.2e7, 0, [0, 0, 0], { whole: 0 });
+  assert.equal(failed(exportR.figures(cut).goals), true);
+  const none = structuredClone(EXPORT);
+  delete none.tools.large;
+  const gs = exportR.figures(none).goals;
+  assert.equal(failed(gs), true);
+  assert.equal(gs.find((x) => x.metric === 'bytes_ratio').verdict, 'missing');
+});

@@ -18,11 +18,12 @@ import * as community from './render-community.mjs';
 import * as mqtt from './render-mqtt.mjs';
 import * as bridge from './render-bridge.mjs';
 import * as media from './render-media.mjs';
+import * as exportR from './render-export.mjs';
 import * as realtime from './render-realtime.mjs';
 import { failed, verdictText } from './verdict.mjs';
 
 // part -> its renderer: section(res, plotRef), plot(res) (a barChart spec or null), figures(res).goals
-export const renderers = { auth, community, mqtt, bridge, media, 'realtime-100k': realtime };
+export const renderers = { auth, community, mqtt, bridge, media, export: exportR, 'realtime-100k': realtime };
 
 const f0 = (x) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');

@@ -183,6 +183,29 @@ export const scenarios = {
       { metric: 'measured', short: 'uploads, references and every ranged target measured', equals: 1, gate: true },
     ],
   },
+  export: {
+    title: 'Account export: worker memory against the account\'s size',
+    kind: 'raw',
+    // rounds alternate small → large (scripts/lib/bench-export.sh): one GET
+    // /api/auth/me/export each through nginx, every auth worker's VmRSS before and its
+    // peak (VmHWM, reset before) after; the worker whose request count moved served it
+    targets: [
+      { name: 'small', label: 'account with a tenth of the items (the reference)' },
+      { name: 'large', label: 'account with BENCH_EXPORT_ITEMS items' },
+    ],
+    references: { large: 'small' },
+    goals: [
+      // the document really is ~10 times larger, or the memory figures prove nothing
+      { metric: 'bytes_ratio', short: 'large ÷ small document ≥ 9', atLeast: 9, gate: true },
+      // constant memory: ten times the data moves the serving worker's peak by at most
+      // 10 % (a worker whose memory followed the document would grow ~10×)
+      { metric: 'peak_ratio', short: 'peak RSS large ÷ small ≤ 1.1', atMost: 1.1 },
+      // and what the extra data adds to the peak growth is under 1 % of its bytes
+      { metric: 'held_per_byte', short: 'extra peak growth ≤ 1 % of the extra bytes', atMost: 0.01 },
+      { metric: 'peak_large_mib', short: 'worker peak during the large export ≤ 32 MiB', atMost: 32, unit: 'MiB' },
+      { metric: 'whole', short: 'every export 200, whole, every item in it', equals: 1, gate: true },
+    ],
+  },
   'realtime-100k': {
     title: 'Real time for 100,000 clients: the tier beside one plain broker',
     kind: 'raw',
