@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { readPid, sleep, LOCAL_ONLY } from './lib/http.mjs';
 import { show, assertError, assertStatus } from './lib/assert.mjs';
 import { uuid, api, fixtures } from './lib/fixtures.mjs';
-import { poolMetrics, metric, edgeUrl } from './lib/stack.mjs';
+import { poolMetrics, metric, edgeUrl, psql } from './lib/stack.mjs';
 import {
   DELIVER_MS, closeClients, connect, end, mustSubscribe, publish, waitFor, hasPayload,
 } from './lib/mqtt.mjs';
@@ -283,6 +283,25 @@ describe('reply_to names a message of the same channel', { timeout: 60000 }, () 
     assertError(await postMsg(c.channel, u, { body: 'reply', reply_to: uuid() }), 400, 'validation_failed', 'reply_to');
     const ok = assertStatus(await postMsg(c.channel, u, { body: 'reply', reply_to: here.id }), 201).json;
     assert.equal(ok.reply_to, here.id);
+  });
+
+  // LOCAL_ONLY: calls message_store() (the bridge's and REST's one path) in psql
+  test('one batch: a reply to an earlier message of the batch is kept; to a later one, or one in another channel of the batch, cleared', { skip: LOCAL_ONLY }, async () => {
+    const u = await newUser('mrc');
+    const c = await community(u, 'public');
+    const c2 = await community(u, 'public');
+    const [a, b, d, e, f] = [uuid(), uuid(), uuid(), uuid(), uuid()];
+    // a; b replies to a (earlier, same channel); d replies to e (later); f in c2 replies to a
+    const rows = [[a, c.channel, null], [b, c.channel, a], [d, c.channel, e], [e, c.channel, null], [f, c2.channel, a]];
+    const arr = (xs, type) => `ARRAY[${xs.map((x) => (x === null ? 'NULL' : `'${x}'`)).join(',')}]::${type}[]`;
+    const r = await psql(`SELECT id || ' ' || status || ' ' || reply_cleared FROM message_store(${arr(rows.map((x) => x[0]), 'uuid')}, ${arr(rows.map((x) => x[1]), 'bigint')}, ${arr(rows.map(() => u.id), 'bigint')}, ${arr(rows.map((x, i) => `m${i}`), 'text')}, ${arr(rows.map((x) => x[2]), 'uuid')})`);
+    assert.equal(r.code, 0, r.stderr);
+    const got = Object.fromEntries(r.stdout.trim().split('\n').map((l) => { const [id, st, cl] = l.split(' '); return [id, { st, cl }]; }));
+    for (const id of [a, b, d, e, f]) assert.equal(got[id]?.st, '1', `${id} stored: ${r.stdout}`);
+    assert.deepEqual([b, d, f].map((id) => got[id].cl), ['false', 'true', 'true']);
+    assert.equal((await getMsg(b, u)).json.reply_to, a);
+    assert.equal((await getMsg(d, u)).json.reply_to, null);
+    assert.equal((await getMsg(f, u)).json.reply_to, null);
   });
 
   // LOCAL_ONLY: reads the bridge's /metrics, served to loopback only
