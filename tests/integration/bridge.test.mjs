@@ -26,7 +26,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, statSync, rmSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import {
-  PORT_BASE, VAR_DIR, run, readPid, isAlive, waitGone, sleep,
+  PORT_BASE, VAR_DIR, run, readPid, isAlive, waitGone, sleep, until,
 } from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures, fullHistory } from './lib/fixtures.mjs';
@@ -493,7 +493,7 @@ async function lossRun(what, disrupt, { hubDown = false } = {}) {
   const c = await community(U.A, 'public', [U.B]);
   const pubs = [new ChatSender(U.A, c.channel, { resendMs: RESEND_MS }), new ChatSender(U.B, c.channel, { resendMs: RESEND_MS })];
   const m0 = await bridgeMetrics();
-  const diag = () => pubs.map((p) => `u${p.user.id}: sent ${p.sent.length}, pending ${p.pending.size}, stored ${p.stored.size}, resent ${p.resent.size}, connects ${p.connects}, log [${p.log.slice(-8).join('; ')}]`).join('\n');
+  const diag = () => pubs.map((p) => `u${p.user.id}: sent ${p.sent.length}, pending ${p.pending.size}, stored ${p.stored.size}, resent ${p.resent.size}, receipts dropped ${p.receiptsDropped}, connects ${p.connects}, log [${p.log.slice(-8).join('; ')}]`).join('\n');
   try {
     await Promise.all(pubs.map((p) => p.start()));
     await sleep(200);
@@ -596,10 +596,12 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
     const { info, delta } = await lossRun('broker kill -9', async (_channel, pubs) => {
       // Receipts on their way when a broker dies die with it, and the publishers re-send
       // messages that are stored already.  How many were on their way at the kill is luck
-      // (often none at 50 msg/s): the publishers lose the receipts of the last 300 ms
-      // before it, so the bridge must see such re-sends and store each message once.
+      // (often none at 50 msg/s): the publishers lose receipts until each has lost one
+      // (300 ms at least, 5 s at most: a fixed 300 ms once lost none), so the bridge must
+      // see such re-sends and store each message once.
       for (const p of pubs) p.dropReceipts = true;
       await sleep(300);
+      await until(() => pubs.every((p) => p.receiptsDropped > 0), { timeoutMs: 5000, intervalMs: 50 });
       const pid = await killHub();
       for (const p of pubs) p.dropReceipts = false;
       await sleep(1000);

@@ -27,6 +27,7 @@ export class ChatSender {
     this.connects = 0;
     this.receipts = 0;
     this.dropReceipts = false; // true: receipts are lost on the way (a test sets it)
+    this.receiptsDropped = 0;  // receipts lost so while dropReceipts was true
     this.pubErrors = 0;
     this.log = [];
     this.stopped = false;
@@ -56,7 +57,7 @@ export class ChatSender {
       let m;
       try { m = JSON.parse(payload.toString('utf8')); } catch { return; }
       if (topic !== `user/${this.user.id}/inbox` || m?.type !== 'stored' || !Array.isArray(m.ids)) return;
-      if (this.dropReceipts) return;
+      if (this.dropReceipts) { this.receiptsDropped += 1; return; }
       this.receipts += 1;
       for (const id of m.ids) { this.pending.delete(id); this.stored.add(id); }
     });
