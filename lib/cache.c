@@ -30,7 +30,6 @@
 /* Behind Sentinel or in a Cluster another server takes over within seconds:
  * a worker backing off for 5 s would come back later than the service. */
 #define CACHE_BACKOFF_MAX_HA_MS 1000
-#define CACHE_MAX_ARGS 64
 /* Redis's requirepass: scripts/stack makes 64 hex characters */
 #define CACHE_PASSWORD_MAX 256
 /* INFO replication is about 500 bytes; a longer reply is cut, not an error */

@@ -74,7 +74,13 @@ int cache_init(const char *host, int port, long timeout_ms);
 int cache_init_env(long timeout_ms, int use_socket);
 void cache_close(void);
 
-/* One command as argv (binary-safe with lens; lens NULL: strlen).  Returns a
+/* Arguments of one command, the command's name included: an EVALSHA of a
+ * batch of version keys (lib/unreadver.h) or an MGET of them is one
+ * command, not a command per key. */
+#define CACHE_MAX_ARGS 1024
+
+/* One command as argv (binary-safe with lens; lens NULL: strlen), at most
+ * CACHE_MAX_ARGS of them.  Returns a
  * reply the caller frees with cache_reply_free(), or NULL when Redis could not
  * be reached (then cache_last_error() says why). */
 struct cache_reply *cache_cmd(int argc, const char *const *argv, const size_t *lens);

@@ -15,6 +15,7 @@
 #include "modrule.h"
 #include "page.h"
 #include "reply.h"
+#include "unreadver.h"
 
 static int slug_valid(const char *s)
 {
@@ -281,7 +282,8 @@ void communities_delete(struct http_req *req)
 			     1, params);
 	if (!r)
 		return;
-	if (db_commit() < 0) {
+	/* its members' unread counts lose its channels before the reply */
+	if (unreadver_commit() < 0) {
 		http_reply_error(req, TH_EUNAVAILABLE, "database unavailable", NULL);
 		return;
 	}

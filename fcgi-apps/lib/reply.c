@@ -7,6 +7,7 @@
 
 #include "ids.h"
 #include "log.h"
+#include "unreadver.h"
 
 void db_reply_failure(struct http_req *req)
 {
@@ -73,7 +74,10 @@ int db_begin_snapshot_or_reply(struct http_req *req)
 
 int db_commit_or_reply(struct http_req *req)
 {
-	return db_commit() == 0 ? 0 : reply_tx_error(req, "commit");
+	/* the versions of cached unread counts and notification pages this
+	 * transaction made old (db/migrations/0040_unread_touch.sql) are bumped
+	 * once it committed and before the reply (lib/unreadver.h) */
+	return unreadver_commit() == 0 ? 0 : reply_tx_error(req, "commit");
 }
 
 int db_one_row_changed_or_404(struct http_req *req, struct db_res *r, const char *what)

@@ -25,6 +25,7 @@
 #include "page.h"
 #include "realtime.h"
 #include "reply.h"
+#include "unreadcache.h"
 
 /* ids in one POST /api/notifications/read */
 #define NOTIFY_READ_MAX 100
@@ -85,8 +86,20 @@ void notifications_list(struct http_req *req)
 					     3, params);
 		}
 	} else {
+		struct unreadcache_fill fill = {0};
+		char name[UNREADCACHE_NAME_MAX];
+
 		if (page_parse_or_400(req, 1, INT64_MAX, &pg) < 0)
 			return;
+		/* the first page (no cursor) is what every badge and bell asks
+		 * for: cached exactly (unreadcache.h), the later pages are not */
+		if (!pg.has_cursor) {
+			snprintf(name, sizeof(name), "n%lld:%s:%d", (long long)req->user_id,
+				 pg.limit_s, only_unread);
+			if (unreadcache_serve(req, name))
+				return;
+			unreadcache_begin(req, name, 0, &fill);
+		}
 		{
 			const char *params[] = {me, pg.key_s[0], pg.limit_s};
 
@@ -96,6 +109,11 @@ void notifications_list(struct http_req *req)
 							 : NOTIFY_ALL "AND n.id < $2 " NOTIFY_DOWN,
 					     3, params);
 		}
+		if (!r)
+			return;
+		page_reply(req, &pg, r, 1, notification_row, NULL);
+		unreadcache_end(req, &fill);
+		return;
 	}
 	if (!r)
 		return;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "realtime.h"
 #include "reply.h"
+#include "unreadcache.h"
 
 /* channels in one answer of GET /api/me/unread; more: "truncated": true */
 #define UNREAD_MAX 2000
@@ -125,10 +126,11 @@ void reads_put(struct http_req *req)
 	http_reply_json(req, 200, json_object_get(out));
 }
 
-/* GET /api/me/unread: {channels: [{channel_id, community_id, last_seq,
- * read_seq, unread, mentions}], notifications, truncated} — the caller's
- * channels with unread messages, by channel id, in one query. */
-void reads_unread(struct http_req *req)
+/* GET /api/me/unread from PostgreSQL: {channels: [{channel_id,
+ * community_id, last_seq, read_seq, unread, mentions}], notifications,
+ * truncated} — the caller's channels with unread messages, by channel id, in
+ * one query. */
+static void unread_db(struct http_req *req)
 {
 	char me[24];
 	struct db_res *r;
@@ -190,4 +192,19 @@ void reads_unread(struct http_req *req)
 	json_object_object_add(o, "notifications", user_json_int(db_res_get(r, 0, 5)));
 	json_object_object_add(o, "truncated", json_object_new_boolean(n > UNREAD_MAX));
 	http_reply_json(req, 200, json_object_get(o));
+}
+
+/* GET /api/me/unread: the cached answer while it is current
+ * (unreadcache.h), else PostgreSQL's, stored for the next read. */
+void reads_unread(struct http_req *req)
+{
+	struct unreadcache_fill fill;
+	char name[UNREADCACHE_NAME_MAX];
+
+	snprintf(name, sizeof(name), "u%lld", (long long)req->user_id);
+	if (unreadcache_serve(req, name))
+		return;
+	unreadcache_begin(req, name, 1, &fill);
+	unread_db(req);
+	unreadcache_end(req, &fill);
 }

@@ -50,6 +50,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mono.h"
+#include "unreadver.h"
 
 #define RELAY_BATCH 50
 #define RELAY_STR_(x) #x
@@ -80,6 +81,7 @@ static struct {
 	uint64_t deadline_us;
 	unsigned char event_of[65536]; /* packet id -> index + 1 of its event */
 	char owner[128];               /* claimed_by: this bridge's id */
+	struct unreadver_batch vb;     /* version keys of the batch's events */
 	long ack_ms, lease_s;
 } rl;
 
@@ -360,6 +362,11 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	rl.state = RELAY_WAITING;
 	rl.pending = 0;
 	rl.failed = 0;
+	/* the cached answers these events change are made old before anyone
+	 * hears of them (lib/unreadver.h) */
+	for (i = 0; i < rl.n; i++)
+		unreadver_add_event(&rl.vb, db_res_get(r, i, 1));
+	unreadver_flush(&rl.vb);
 	for (i = 0; i < rl.n; i++) {
 		rl.ev[i] = (struct relay_event){.id = strtoll(db_res_get(r, i, 0), NULL, 10)};
 		rl.cur = i;

@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "topic.h"
 #include "mono.h"
+#include "unreadver.h"
 
 int store_accept(struct batch *b, const char *topic, const void *payload, int len, int dup)
 {
@@ -193,6 +194,20 @@ static void receipts(struct mosquitto *mosq, struct db_res *r)
 	}
 }
 
+/* The senders of what this batch stored: their markers and their channels'
+ * last seq moved, so their cached unread answers (lib/unreadver.h) are
+ * made old before the `stored` receipt tells them; the other members'
+ * follow with the batch's `channel_activity` and `unread` events. */
+static void senders_bump(struct db_res *r)
+{
+	static struct unreadver_batch vb;
+
+	for (int i = 0; i < db_res_rows(r); i++)
+		if (strcmp(db_res_get(r, i, 2), "1") == 0)
+			unreadver_add_user(&vb, strtoll(db_res_get(r, i, 1), NULL, 10));
+	unreadver_flush(&vb);
+}
+
 /* message_store() (db/migrations/0016_message_store.sql) stores a batch as
  * the REST route stores one message: it locks the batch's channels in id
  * order (two bridges storing into one channel take turns, so sequence
@@ -272,8 +287,10 @@ void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq)
 	now = mono_us();
 	metrics_set(bstats.lag_ms, (now - oldest) / 1000);
 	metrics_observe(0, 200, now - oldest);
-	if (mosq)
+	if (mosq) {
+		senders_bump(r);
 		receipts(mosq, r);
+	}
 	db_res_free(r);
 	store_clear(b);
 }

@@ -70,7 +70,11 @@ async function main() {
     connections: sc.connections ?? knob('BENCH_CONNECTIONS', 64, 1, 10000),
     warmup: sc.warmup ?? knob('BENCH_WARMUP', 3, 0, 600),
   };
-  const url = (t) => a.base.replace(/\/$/, '') + t.path;
+  // pathFigure: the path ends with a figure the launcher measured (a size: /bench/fcgi?bytes=N)
+  const url = (t) => {
+    if (t.pathFigure && !Number.isFinite(a.figures[t.pathFigure])) throw new Error(`target ${t.name} needs --figure ${t.pathFigure}=N`);
+    return a.base.replace(/\/$/, '') + t.path + (t.pathFigure ? String(a.figures[t.pathFigure]) : '');
+  };
   const hdr = (t) => (t.auth ? a.header : null);
   for (const t of sc.targets) {
     if (t.auth && !a.header) throw new Error(`target ${t.name} needs --header`);
@@ -96,7 +100,7 @@ async function main() {
     const rs = rounds[t.name];
     targets[t.name] = {
       label: t.label,
-      path: t.path,
+      path: t.path + (t.pathFigure ? String(a.figures[t.pathFigure]) : ''),
       rounds: rs,
       rps: median(rs.map((x) => x.rps)),
       p50: median(rs.map((x) => x.latency.p50)),

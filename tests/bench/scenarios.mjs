@@ -41,6 +41,9 @@ export const scenarios = {
       // route into the stack's bench-files/ (served by /bench/files/, sendfile) before the
       // rounds; the evidence of what this machine allows for an answer of that size
       { name: 'static_unread', label: 'the same bytes as unread, nginx static file', path: '/bench/files/unread.json' },
+      // the same size from the bare libfcgi responder (fcgi-apps/bench): what moving that
+      // many bytes through FastCGI costs before any route code runs
+      { name: 'fcgi_unread', label: 'the same size as unread, bare libfcgi', path: '/bench/fcgi?bytes=', pathFigure: 'unread_bytes' },
       { name: 'notifications', label: 'GET /api/notifications (10,000 kept)', path: '/api/notifications', auth: true },
       { name: 'static_notifications', label: 'the same bytes as notifications, nginx static file', path: '/bench/files/notifications.json' },
     ],
@@ -50,6 +53,8 @@ export const scenarios = {
       { name: 'unread_static', label: 'unread / same-size static file', num: 'unread', den: 'static_unread' },
       { name: 'notifications_static', label: 'notifications / same-size static file', num: 'notifications', den: 'static_notifications' },
       { name: 'static_unread_fcgi', label: 'same-size static file of unread / fcgi (the ceiling of unread / fcgi here)', num: 'static_unread', den: 'fcgi' },
+      { name: 'unread_fcgi_same', label: 'unread / same-size bare libfcgi (what the route costs over the transport of its bytes)', num: 'unread', den: 'fcgi_unread' },
+      { name: 'fcgi_same_fcgi', label: 'same-size bare libfcgi / fcgi (the ceiling of unread / fcgi through FastCGI)', num: 'fcgi_unread', den: 'fcgi' },
     ],
     // measured by scripts/bench around one post in a community of BENCH_NOTIFY_MEMBERS
     // members whose level is `all` (tests/bench/fanout.mjs)
@@ -67,6 +72,9 @@ export const scenarios = {
     goals: [
       { label: 'unread / fcgi', metric: 'unread_fcgi', atLeast: 0.7 },
       { label: 'notifications / fcgi', metric: 'notifications_fcgi', atLeast: 0.7 },
+      // what the route itself can be asked: its answer is ~88 KB, and moving that through
+      // FastCGI alone is ~0.6 of /bench/fcgi on this machine (fcgi_same_fcgi)
+      { label: 'unread / same-size bare libfcgi', metric: 'unread_fcgi_same', atLeast: 0.7 },
       { label: 'unread p99 ms', metric: 'unread_p99', atMost: 10 },
       { label: 'notifications p99 ms', metric: 'notifications_p99', atMost: 10 },
       { label: 'inbox events for every member', metric: 'fanout_missing', atMost: 0 },

@@ -9,7 +9,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertError, assertStatus, ok2xx } from './lib/assert.mjs';
 import { uuid, api, fixtures } from './lib/fixtures.mjs';
-import { psql } from './lib/stack.mjs';
+import { psql, redis } from './lib/stack.mjs';
 import {
   connect, end, mustSubscribe, publish, waitFor, closeClients,
 } from './lib/mqtt.mjs';
@@ -27,6 +27,16 @@ async function sql(text) {
   const r = await psql(text);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.trim();
+}
+
+// A write straight to the database, as a route makes it: the versions its statements name
+// (the triggers of migration 0040 fill townhall.uv in their transaction) bumped after it
+// commits, as fcgi-apps/lib/reply.c does; the keys bumped.
+async function sqlAsRoute(text) {
+  const out = await sql(`${text}; SELECT 'uv=' || current_setting('townhall.uv', true)`);
+  const keys = out.split('\n').pop().replace(/^uv=/, '').split(',').filter(Boolean);
+  for (const k of keys) await redis('INCR', `th:uv:{v}:${k}`);
+  return keys;
 }
 
 // the `unread` events on a connection's inbox for channel ch
@@ -186,8 +196,9 @@ describe('community channels', () => {
     const xs = got.channels.filter((e) => e.read_seq >= 1);
     assert.ok(xs.length > 0, 'a channel read part of the way');
     const { channel_id: x, last_seq: xSeq, read_seq: xRead, community_id: xc } = xs[0];
-    await sql(`WITH m AS (INSERT INTO messages (id, channel_id, seq, sender_id, body) VALUES (gen_random_uuid(), ${x}, ${xSeq}, ${s.id}, 'hi'), (gen_random_uuid(), ${x}, 1, ${s.id}, 'old') RETURNING id) INSERT INTO notifications (user_id, type, actor_id, community_id, channel_id, message_id) SELECT ${u.id}, 'mention', ${s.id}, ${xc}, ${x}, id FROM m`);
+    const touched = await sqlAsRoute(`WITH m AS (INSERT INTO messages (id, channel_id, seq, sender_id, body) VALUES (gen_random_uuid(), ${x}, ${xSeq}, ${s.id}, 'hi'), (gen_random_uuid(), ${x}, 1, ${s.id}, 'old') RETURNING id) INSERT INTO notifications (user_id, type, actor_id, community_id, channel_id, message_id) SELECT ${u.id}, 'mention', ${s.id}, ${xc}, ${x}, id FROM m`);
     assert.equal(Number(await sql(`SELECT count(*) FROM notifications WHERE channel_id = ${x} AND message_seq IN (1, ${xSeq})`)), 2, 'message_seq filled');
+    assert.deepEqual(touched, [`u${u.id}`], 'the notifications name their user\'s version (0040)');
     const withMentions = await unread(u);
     assert.deepEqual(withMentions.channels.filter((e) => e.mentions > 0).map((e) => [e.channel_id, e.read_seq, e.mentions]), [[x, xRead, 1]]);
     assert.equal(withMentions.notifications, 2);
@@ -211,5 +222,92 @@ describe('community channels', () => {
       + `GET /api/me/unread median ${times[10].toFixed(2)} ms, max ${times[19].toFixed(2)} ms over 20`);
     console.log(`# EXPLAIN ANALYZE, 1000 channels:\n${plan.split('\n').map((l) => `#   ${l}`).join('\n')}`);
     console.log(`# GET /api/me/unread, 1000 channels: median ${times[10].toFixed(2)} ms, max ${times[19].toFixed(2)} ms over 20`);
+  });
+});
+
+// The cached answers (fcgi-apps/realtime/unreadcache.c, lib/unreadver.h): GET /api/me/unread
+// and the first page of GET /api/notifications are served from a cache that a version of
+// the user or of a community guards. Shown here: the cache is real (a change made behind
+// the routes' back, without a bump, is not seen until its version moves), and every write
+// through the routes — the caller's own, another user's, a moderator's — is in the very next
+// read, with no wait for an event.
+describe('cached unread counts and notifications stay exact', { skip: LOCAL_ONLY }, () => {
+  const notes = async (who, qs = '') => assertStatus(await api('GET', `/api/notifications${qs}`, who), 200, 'notifications:').json;
+  let o; let m; let c;
+  before(async () => {
+    [o, m] = await Promise.all([newUser('uco'), newUser('ucm')]);
+    c = await community(o, 'public', [m]);
+  });
+
+  test('served from the cache until a version moves; a missing version is never taken as current', async () => {
+    // the relay bumps versions again when it publishes a change's events: wait for those of
+    // this message, so no late bump makes the cached answer below new
+    const ev = await connect(o);
+    try {
+      await mustSubscribe(ev, `events/community/${c.id}`);
+      assertStatus(await postMsg(c.channel, o, 'first'), 201);
+      await waitFor(() => ev.messages.some((x) => JSON.parse(x.payload).type === 'channel_activity'), 5000, 'channel_activity');
+    } finally { await end(ev); }
+    const before1 = entry(await unread(m), c.channel);
+    assert.equal(before1.unread, 1);
+    // behind the routes' back: no version bumped, the cached answer stays
+    await sql(`UPDATE channels SET last_seq = last_seq + 5 WHERE id = ${c.channel}`);
+    assert.deepEqual(entry(await unread(m), c.channel), before1, 'a cached answer, not a new query');
+    // the trigger names the community's version; bumping it makes the next read exact
+    const keys = await sqlAsRoute(`UPDATE channels SET last_seq = last_seq WHERE id = ${c.channel}`);
+    assert.deepEqual(keys, [`c${c.id}`]);
+    assert.equal(entry(await unread(m), c.channel).unread, 6);
+    // a lost version key (Redis flushed or evicted): the entry cannot match, PostgreSQL answers
+    await sql(`UPDATE channels SET last_seq = last_seq - 5 WHERE id = ${c.channel}`);
+    assert.equal(entry(await unread(m), c.channel).unread, 6, 'still cached');
+    await redis('DEL', `th:uv:{v}:c${c.id}`);
+    assert.equal(entry(await unread(m), c.channel).unread, 1);
+  });
+
+  test('another user\'s message, a mention, one\'s own marker, a removal: each in the next read', async () => {
+    const n0 = (await notes(m)).items.length;
+    const u0 = entry(await unread(m), c.channel)?.unread ?? 0;
+    assertStatus(await postMsg(c.channel, o, 'second'), 201);
+    assert.equal(entry(await unread(m), c.channel).unread, u0 + 1, 'another user\'s message');
+    const ping = assertStatus(await postMsg(c.channel, o, `ping @${m.username}`), 201).json;
+    const u2 = await unread(m);
+    assert.equal(entry(u2, c.channel).unread, u0 + 2);
+    assert.equal(entry(u2, c.channel).mentions, 1, 'the mention counts at once');
+    const page = await notes(m);
+    assert.equal(page.items.length, n0 + 1, 'the first page of notifications has it at once');
+    assert.equal(page.items[0].message_id, ping.id);
+    // the caller's own writes
+    assertStatus(await markRead(c.channel, m, ping.seq), 200);
+    assert.equal(entry(await unread(m), c.channel), undefined, 'one\'s own marker');
+    assertStatus(await api('POST', '/api/notifications/read', m, { all: true }), 204);
+    assert.equal((await notes(m, '?unread=true')).items.length, 0);
+    assert.equal((await unread(m)).notifications, 0);
+    // a moderator's: the member removed no longer counts the community's channels
+    assertStatus(await postMsg(c.channel, o, 'third'), 201);
+    assert.equal(entry(await unread(m), c.channel).unread, 1);
+    assertStatus(await api('DELETE', `/api/communities/${c.id}/members/${m.id}`, o), 204, 'remove:');
+    assert.equal(entry(await unread(m), c.channel), undefined, 'removed: not listed at once');
+  });
+
+  test('the notifications page: cached, later pages and ?after= always read PostgreSQL', async () => {
+    const x = await newUser('ucx');
+    const cx = await community(o, 'public', [x]);
+    const inbox = await connect(x);
+    try {
+      await mustSubscribe(inbox, `user/${x.id}/inbox`);
+      for (let i = 0; i < 3; i += 1) assertStatus(await postMsg(cx.channel, o, `@${x.username} ${i}`), 201);
+      // the relay's bumps for these (see above) are done once their events arrived
+      await waitFor(() => inbox.messages.filter((e) => JSON.parse(e.payload).type === 'notification').length === 3, 5000, 'three notifications');
+    } finally { await end(inbox); }
+    const first = await notes(x, '?limit=2');
+    assert.equal(first.items.length, 2);
+    // a notification written behind the routes' back: the cached first page does not show it,
+    // the gap fill does
+    const id = await sql(`INSERT INTO notifications (user_id, type, actor_id, community_id) VALUES (${x.id}, 'role', ${o.id}, ${cx.id}) RETURNING id`);
+    assert.deepEqual((await notes(x, '?limit=2')).items.map((n) => n.id), first.items.map((n) => n.id), 'cached');
+    const gap = await notes(x, `?after=${first.items[0].id}`);
+    assert.deepEqual(gap.items.map((n) => n.id), [Number(id.split('\n')[0])], 'gap fill reads the database');
+    await redis('INCR', `th:uv:{v}:u${x.id}`);
+    assert.equal((await notes(x, '?limit=2')).items[0].id, Number(id.split('\n')[0]), 'after the bump');
   });
 });
