@@ -706,16 +706,19 @@ pool_bin() {
 }
 
 # pool_default_workers POOL: 4, but one a core (at least 2) for the community
-# pool.  Its requests are mostly cache hits that never wait (the worker closes
-# a finished connection at once), so more workers than cores only preempt
-# each other in the middle of requests: on 2 cores a cached feed at 64
-# connections measured p99 38-53 ms with 4 workers against 12-18 ms with 2,
-# and more requests a second; even its PostgreSQL-bound pages were no faster
-# with 4 (docs/operations.md).  The other pools wait on work that takes long
-# (argon2, image processing, uploads) and keep 4.
+# and realtime pools.  Their requests are mostly cache hits that never wait
+# (the worker closes a finished connection at once), so more workers than
+# cores only preempt each other in the middle of requests: on 2 cores a cached
+# feed at 64 connections measured p99 38-53 ms with 4 workers against 12-18 ms
+# with 2, and more requests a second; even its PostgreSQL-bound pages were no
+# faster with 4 (docs/operations.md).  The same for the realtime pool once
+# unread counts and notifications were cached: GET /api/notifications p99
+# 24-25 ms with 4, 12.6-13 ms with 2, 9,033-9,056 against 10,169-10,528 req/s
+# (2026-12-07, one stack, the same rounds).  The other pools wait on work that
+# takes long (argon2, image processing, uploads) and keep 4.
 pool_default_workers() {
 	local n
-	if [[ $1 == community ]]; then
+	if [[ $1 == community || $1 == realtime ]]; then
 		n=$(nproc 2>/dev/null || echo 2)
 		((n >= 2)) || n=2
 		printf '%s\n' "$n"
