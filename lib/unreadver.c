@@ -55,11 +55,6 @@ void unreadver_add_user(struct unreadver_batch *b, int64_t uid)
 	add(b, 'u', uid);
 }
 
-void unreadver_add_community(struct unreadver_batch *b, int64_t cid)
-{
-	add(b, 'c', cid);
-}
-
 static int64_t field(struct json_object *o, const char *k)
 {
 	struct json_object *v;

@@ -53,10 +53,9 @@ struct unreadver_batch {
 /* The key of a user's (kind 'u') or a community's ('c') version. */
 void unreadver_key(char out[UNREADVER_KEY_MAX], char kind, int64_t id);
 
-/* Adds a key to bump (duplicates in a row are skipped); a full batch is
+/* Adds a user's key to bump (duplicates in a row are skipped); a full batch is
  * flushed first. */
 void unreadver_add_user(struct unreadver_batch *b, int64_t uid);
-void unreadver_add_community(struct unreadver_batch *b, int64_t cid);
 /* The keys an outbox event's payload (JSON text) changes; nothing for the
  * events no answer depends on (posts, comments, calls, edits). */
 void unreadver_add_event(struct unreadver_batch *b, const char *payload);

@@ -28,7 +28,6 @@
 #include "config.h"
 #include "db.h"
 #include "ids.h"
-#include "log.h"
 #include "mono.h"
 #include "reply.h"
 #include "unreadver.h"
@@ -48,9 +47,14 @@ struct uc_local {
 
 static struct uc_local locals[UC_LOCAL_SLOTS];
 
+/* read once: it is asked several times a request */
 static long ttl_s(void)
 {
-	return (long)cfg_int("TH_UNREAD_CACHE_TTL", 60, 0, 3600);
+	static long ttl = -1;
+
+	if (ttl < 0)
+		ttl = (long)cfg_int("TH_UNREAD_CACHE_TTL", 60, 0, 3600);
+	return ttl;
 }
 
 static struct uc_local *slot(const char *name)
@@ -62,9 +66,11 @@ static struct uc_local *slot(const char *name)
 	return &locals[h % UC_LOCAL_SLOTS];
 }
 
-static void local_put(const char *name, const char *data, size_t len)
+/* The worker's copy of an entry: a followed by b. */
+static void local_put(const char *name, const char *a, size_t alen, const char *b, size_t blen)
 {
 	struct uc_local *l = slot(name);
+	size_t len = alen + blen;
 	char *d;
 
 	if (len > UC_LOCAL_MAX || strlen(name) >= sizeof(l->name))
@@ -72,7 +78,8 @@ static void local_put(const char *name, const char *data, size_t len)
 	d = malloc(len + 1);
 	if (!d)
 		return; /* only a copy: the next hit asks Redis for the entry */
-	memcpy(d, data, len);
+	memcpy(d, a, alen);
+	memcpy(d + alen, b, blen);
 	d[len] = '\0';
 	free(l->data);
 	l->data = d;
@@ -196,7 +203,7 @@ int unreadcache_serve(struct http_req *req, const char *name)
 	if (!r || cache_reply_type(r) != CACHE_STR || !(value = cache_reply_str(r, &len)) ||
 	    !current(req, req->user_id, value, len, &body, &blen))
 		return 0;
-	local_put(name, value, len);
+	local_put(name, value, len, "", 0);
 	reply(req, body, blen);
 	return 1;
 }
@@ -259,34 +266,23 @@ int unreadcache_begin(struct http_req *req, const char *name, int communities,
 void unreadcache_end(struct http_req *req, const struct unreadcache_fill *f)
 {
 	const struct http_resp *resp = &req->resp;
-	char key[UNREADCACHE_NAME_MAX + 8], ttl[24];
-	size_t vlen, clen, len;
-	char *value;
+	char key[UNREADCACHE_NAME_MAX + 8];
+	size_t vlen, clen;
+	char *head;
 
 	if (!f->ok || resp->status != 200 || !resp->body)
 		return;
+	/* the entry: "<versions>\n<community ids>\n" then the reply */
 	vlen = strlen(f->versions);
 	clen = strlen(f->cids);
-	len = vlen + 1 + clen + 1 + resp->body_len;
-	value = arena_alloc(req->arena, len);
-	if (!value)
+	head = arena_alloc(req->arena, vlen + clen + 2);
+	if (!head)
 		return;
-	memcpy(value, f->versions, vlen);
-	value[vlen] = '\n';
-	memcpy(value + vlen + 1, f->cids, clen);
-	value[vlen + 1 + clen] = '\n';
-	memcpy(value + vlen + 2 + clen, resp->body, resp->body_len);
+	memcpy(head, f->versions, vlen);
+	head[vlen] = '\n';
+	memcpy(head + vlen + 1, f->cids, clen);
+	head[vlen + 1 + clen] = '\n';
 	snprintf(key, sizeof(key), "th:uc:%s", f->name);
-	snprintf(ttl, sizeof(ttl), "%ld", ttl_s());
-	{
-		const char *argv[] = {"SET", key, value, "EX", ttl};
-		const size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
-		struct cache_reply *r = cache_cmd(5, argv, lens);
-
-		if (!r || cache_reply_type(r) == CACHE_ERROR)
-			log_warn("unreadcache: storing %s failed (%s)", key,
-				 r ? cache_reply_str(r, NULL) : cache_last_error());
-		cache_reply_free(r);
-	}
-	local_put(f->name, value, len);
+	vcache_store(req->arena, key, head, vlen + clen + 2, resp->body, resp->body_len, ttl_s());
+	local_put(f->name, head, vlen + clen + 2, resp->body, resp->body_len);
 }
