@@ -45,6 +45,9 @@ enum phase { P_HS = 0, P_CONNECT, P_WAIT, P_DIALING, P_PUMP, P_CLOSING, P_DEAD }
 #define READS_PER_EVENT 4
 #define CLOSING_MS 2000
 #define IDLE_SLACK_MS 5000
+/* times a CONNECT waits for a local edge's full accept backlog before it
+ * takes the edge's port instead */
+#define BACKLOG_WAITS 8
 
 struct conn {
 	struct conn *next, *prev; /* wk.all, or wk.dead once closed */
@@ -52,7 +55,8 @@ struct conn {
 	int cfd, efd;
 	uint8_t phase, version, edge, edge_pos;
 	uint8_t addr_counted, edge_counted, slot_held, upgraded, seen_edge_byte, shut_wr, dialed;
-	uint8_t reason; /* why CLOSING */
+	uint8_t reason;        /* why CLOSING */
+	uint8_t backlog_waits; /* times the edge's unix backlog was full */
 	uint16_t keepalive;
 	uint16_t pings;
 	uint32_t cev, eev; /* epoll events registered */
@@ -116,6 +120,21 @@ static void dial(struct conn *c, int from, int64_t now);
 static void finish(struct conn *c, enum shm_reason r, int ws_code, const uint8_t *connack, size_t n,
 		   int64_t now);
 
+/* c waits in its edge's queue for a CONNECT slot of this worker there */
+static void wait_slot(struct conn *c)
+{
+	int e = c->edge;
+
+	c->phase = P_WAIT;
+	if (wk.waitq_tail[e])
+		wk.waitq_tail[e]->wnext = c;
+	else
+		wk.waitq[e] = c;
+	wk.waitq_tail[e] = c;
+	atomic_fetch_add(&wk.st->st[ST_WAITING], 1);
+	interest(c);
+}
+
 static void slot_release(struct conn *c, int64_t now)
 {
 	int e = c->edge;
@@ -126,7 +145,8 @@ static void slot_release(struct conn *c, int64_t now)
 	c->slot_held = 0;
 	wk.inflight[e]--;
 	atomic_fetch_sub(&wk.st->st[ST_INFLIGHT], 1);
-	/* the next CONNECT waiting for this edge goes now */
+	/* the next CONNECT waiting for this edge goes now; one that found the
+	 * broker's backlog full again waits for the next release */
 	while ((w = wk.waitq[e]) && wk.inflight[e] < cfg.connect_inflight) {
 		wk.waitq[e] = w->wnext;
 		if (!wk.waitq[e])
@@ -134,6 +154,8 @@ static void slot_release(struct conn *c, int64_t now)
 		w->wnext = NULL;
 		atomic_fetch_sub(&wk.st->st[ST_WAITING], 1);
 		dial(w, w->edge_pos, now);
+		if (w->phase == P_WAIT)
+			break;
 	}
 }
 
@@ -183,7 +205,7 @@ static void edge_failed(struct conn *c, int64_t now)
  * is not down, and connects, or waits for a slot there. */
 static void dial(struct conn *c, int from, int64_t now)
 {
-	int order[SHM_MAX_EDGES], pos, e, fd = -1, one = 1;
+	int order[SHM_MAX_EDGES], pos, e, fd = -1;
 
 	edge_rank(cfg.edges, cfg.n_edges, c->uid, order);
 	e = edge_pick(wk.shm, order, cfg.n_edges, from, now, &pos);
@@ -196,30 +218,31 @@ static void dial(struct conn *c, int from, int64_t now)
 	c->edge = (uint8_t)e;
 	c->edge_pos = (uint8_t)pos;
 	if (wk.inflight[e] >= cfg.connect_inflight) {
-		c->phase = P_WAIT;
-		if (wk.waitq_tail[e])
-			wk.waitq_tail[e]->wnext = c;
-		else
-			wk.waitq[e] = c;
-		wk.waitq_tail[e] = c;
-		atomic_fetch_add(&wk.st->st[ST_WAITING], 1);
-		interest(c);
+		wait_slot(c);
 		return;
 	}
 	c->slot_held = 1;
 	wk.inflight[e]++;
 	atomic_fetch_add(&wk.st->st[ST_INFLIGHT], 1);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
+	fd = edge_dial(&cfg.edges[e], c->backlog_waits >= BACKLOG_WAITS);
+	if (fd == -3 && wk.inflight[e] > 1) {
+		/* the broker has not accepted the last ones yet: this one waits
+		 * for the next CONNACK of this worker there (slot_release) */
+		c->backlog_waits++;
+		c->slot_held = 0;
+		wk.inflight[e]--;
+		atomic_fetch_sub(&wk.st->st[ST_INFLIGHT], 1);
+		wait_slot(c);
+		return;
+	}
+	if (fd == -3) /* nothing of ours in flight there would wake it: the port */
+		fd = edge_dial(&cfg.edges[e], 1);
+	if (fd == -2) {
 		slot_release(c, now);
 		finish(c, R_ERROR, 1011, NULL, 0, now);
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (const struct sockaddr *)&cfg.edges[e].addr, sizeof(cfg.edges[e].addr)) <
-		    0 &&
-	    errno != EINPROGRESS) {
-		close(fd);
+	if (fd < 0) {
 		c->efd = -1;
 		edge_failed(c, now);
 		return;

@@ -2,9 +2,13 @@
 #include "edge.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static uint64_t mix64(uint64_t x)
 {
@@ -38,7 +42,7 @@ int edge_parse_list(const char *s, struct edge *out, int max, char *err, size_t 
 	while (*s) {
 		const char *c = strchr(s, ',');
 		size_t l = c ? (size_t)(c - s) : strlen(s);
-		char item[32], *colon, *end;
+		char item[32 + sizeof(((struct sockaddr_un *)0)->sun_path)], *colon, *at, *end;
 		long port;
 
 		if (l == 0 || l >= sizeof(item)) {
@@ -51,6 +55,22 @@ int edge_parse_list(const char *s, struct edge *out, int max, char *err, size_t 
 		}
 		memcpy(item, s, l);
 		item[l] = '\0';
+		memset(&out[n], 0, sizeof(out[n]));
+		at = strchr(item, '@');
+		if (at) {
+			*at++ = '\0';
+			if (at[0] != '/' || strlen(at) >= sizeof(out[n].un.sun_path)) {
+				snprintf(err, errsize, "edge '%s': an absolute unix socket path after '@' expected",
+					 item);
+				return -1;
+			}
+			out[n].un.sun_family = AF_UNIX;
+			memcpy(out[n].un.sun_path, at, strlen(at) + 1);
+		}
+		if (strlen(item) >= sizeof(out[n].name)) {
+			snprintf(err, errsize, "edge %d: host:port too long", n + 1);
+			return -1;
+		}
 		colon = strrchr(item, ':');
 		if (!colon) {
 			snprintf(err, errsize, "edge '%s': host:port expected", item);
@@ -58,7 +78,6 @@ int edge_parse_list(const char *s, struct edge *out, int max, char *err, size_t 
 		}
 		*colon = '\0';
 		port = strtol(colon + 1, &end, 10);
-		memset(&out[n], 0, sizeof(out[n]));
 		out[n].addr.sin_family = AF_INET;
 		if (*end || port < 1 || port > 65535 ||
 		    inet_pton(AF_INET, item, &out[n].addr.sin_addr) != 1) {
@@ -76,6 +95,40 @@ int edge_parse_list(const char *s, struct edge *out, int max, char *err, size_t 
 	if (n == 0)
 		snprintf(err, errsize, "no edge");
 	return n ? n : -1;
+}
+
+static int dial_tcp(const struct edge *e)
+{
+	int one = 1, fd;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -2;
+	/* MQTT packets are whole when written: no reason to hold them back */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (const struct sockaddr *)&e->addr, sizeof(e->addr)) < 0 &&
+	    errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int edge_dial(const struct edge *e, int tcp)
+{
+	int fd;
+
+	if (tcp || e->un.sun_family != AF_UNIX)
+		return dial_tcp(e);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -2;
+	if (connect(fd, (const struct sockaddr *)&e->un, sizeof(e->un)) == 0)
+		return fd;
+	close(fd);
+	/* a unix connect does not wait: EAGAIN is the broker's accept backlog
+	 * (10 connections in mosquitto 2.0) full for now */
+	return errno == EAGAIN ? -3 : -1;
 }
 
 void edge_rank(const struct edge *e, int n, int64_t uid, int *order)

@@ -71,6 +71,7 @@ th_init() {
 	WS_EDGES=''
 	for ((i = 0; i < MQTT_EDGES; i++)); do
 		WS_EDGES+=${WS_EDGES:+,}127.0.0.1:$(edge_port "$i")
+		[[ -z $(edge_sock "$i") ]] || WS_EDGES+=@$(edge_sock "$i")
 	done
 	# The workers, scripts and tests log in with a scram password that libpq
 	# reads from the passfile (th_keys); the broker gets a copy of its own.
@@ -172,6 +173,15 @@ pool_listening() {
 
 # edge_port I: the TCP port of edge broker I (0-based).
 edge_port() { printf '%s\n' $((PORT_BASE + 10 + $1)); }
+
+# edge_sock I: edge i's unix socket, for the fronts of this host, in its state
+# dir (mosquitto makes it after dropping to its user); nothing when the state
+# dir is too deep for a socket path (108 bytes): the fronts use the port.
+edge_sock() {
+	local s=$VAR/mosquitto/e$1/edge.sock
+	((${#s} < 100)) && printf '%s\n' "$s"
+	return 0
+}
 
 # reaches USER PATH: as root, whether USER may read PATH (every parent
 # traversable); everyone reaches everything when we are not root, because
@@ -467,6 +477,7 @@ render() {
 		-e "s|@MIRROR_REBUILD@|$MIRROR_REBUILD|g" \
 		-e "s|@BROKER_ID@|${RENDER_BROKER_ID:-}|g" \
 		-e "s|@PORT_BROKER@|${RENDER_PORT_BROKER:-}|g" \
+		-e "s|@EDGE_UNIX_LISTENER@|${RENDER_EDGE_UNIX_LISTENER:-}|g" \
 		-e "s|@MQTT_HUBS@|$MQTT_HUBS|g" \
 		"$src" >"$dst.tmp"
 	if grep -q '@[A-Z_]*@' "$dst.tmp"; then

@@ -19,11 +19,13 @@
 //   before the test ends, and every client is closed in `finally`/`after`.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { sleep } from './lib/http.mjs';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { sleep, VAR_DIR } from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures, fullHistory } from './lib/fixtures.mjs';
 import {
-  psql, EDGES, edgeUrl, HUB_URL, killBroker, startBroker, brokerPid,
+  psql, EDGES, edgeUrl, HUB_URL, killBroker, startBroker, brokerPid, brokerLog,
 } from './lib/stack.mjs';
 import {
   WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, cid, connect, end, mustSubscribe, publish, waitFor, hasPayload,
@@ -153,6 +155,15 @@ describe('users on different edges', { timeout: 120000, skip: SKIP }, () => {
       }
       await sleep(300);
       for (const m of w.messages) assert.equal(w.messages.filter((x) => x.payload === m.payload).length, 1, `the browser received ${m.payload} twice`);
+      // the front reached the edge through the edge's unix socket (scripts/stack's default on
+      // one host; the port only when the state dir is too deep for a socket path)
+      if (path.join(VAR_DIR, 'mosquitto', 'e0', 'edge.sock').length < 100) {
+        const id = w.clientId;
+        const via = Array.from({ length: EDGES }, (_, i) => readFileSync(brokerLog(`e${i}`), 'utf8'))
+          .flatMap((l) => l.split('\n').filter((x) => x.includes(` as ${id} (`)).map((x) => x.replace(/.* connected from (\S+) as .*/, '$1')));
+        assert.ok(via.length > 0, `an edge logged ${id}'s connection`);
+        assert.match(via.at(-1), /\/mosquitto\/e\d+\/edge\.sock:0$/, `${id} reached its edge through its unix socket`);
+      }
     } finally {
       await end(w, ...subs);
     }

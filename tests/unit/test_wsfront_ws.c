@@ -208,6 +208,32 @@ static void test_rendezvous(void **state)
 	assert_int_equal(edge_parse_list("localhost:1", e, 4, err, sizeof(err)), -1);
 	assert_int_equal(edge_parse_list("127.0.0.1:0", e, 4, err, sizeof(err)), -1);
 	assert_int_equal(edge_parse_list("", e, 4, err, sizeof(err)), -1);
+	/* a local broker's unix socket: dialed instead, the identity (name, weight) unchanged */
+	assert_int_equal(edge_parse_list("127.0.0.1:2@/run/th/e1.sock,127.0.0.1:3", e, 4, err,
+					 sizeof(err)),
+			 2);
+	assert_int_equal(e[0].un.sun_family, AF_UNIX);
+	assert_string_equal(e[0].un.sun_path, "/run/th/e1.sock");
+	assert_string_equal(e[0].name, "127.0.0.1:2");
+	assert_int_equal(ntohs(e[0].addr.sin_port), 2);
+	assert_int_equal(e[1].un.sun_family, 0);
+	{
+		struct edge plain[1];
+
+		assert_int_equal(edge_parse_list("127.0.0.1:2", plain, 1, err, sizeof(err)), 1);
+		assert_true(plain[0].seed == e[0].seed);
+	}
+	assert_int_equal(edge_parse_list("127.0.0.1:2@relative.sock", e, 4, err, sizeof(err)), -1);
+	assert_int_equal(edge_parse_list("127.0.0.1:2@", e, 4, err, sizeof(err)), -1);
+	{
+		char longp[125]; /* a path of 112 bytes: over sun_path */
+
+		memset(longp, 'a', sizeof(longp) - 1);
+		longp[0] = '/';
+		longp[sizeof(longp) - 1] = '\0';
+		memcpy(longp, "127.0.0.1:2@/", 13);
+		assert_int_equal(edge_parse_list(longp, e, 4, err, sizeof(err)), -1);
+	}
 	assert_int_equal(edge_parse_list("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4", e, 4,
 					 err, sizeof(err)),
 			 4);
