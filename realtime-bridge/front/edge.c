@@ -60,7 +60,9 @@ int edge_parse_list(const char *s, struct edge *out, int max, char *err, size_t 
 		if (at) {
 			*at++ = '\0';
 			if (at[0] != '/' || strlen(at) >= sizeof(out[n].un.sun_path)) {
-				snprintf(err, errsize, "edge '%s': an absolute unix socket path after '@' expected",
+				snprintf(err, errsize,
+					 "edge '%s': an absolute unix socket path after '@' "
+					 "expected",
 					 item);
 				return -1;
 			}
