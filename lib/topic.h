@@ -34,6 +34,15 @@ struct topic {
  * Returns the kind (TOPIC_INVALID for anything outside the table). */
 enum topic_kind topic_parse(const char *s, int is_filter, struct topic *out);
 
+/* The MQTT 5 user property the hub adds to a chat message that came in
+ * through an edge's bridge (value: the edge's broker id, from the bridge's
+ * client id "edge-<id>"), so th-bridge sends the `stored` receipt to that
+ * edge alone: TOPIC_ORIGIN_PREFIX<id>/user/<sender>/inbox, which only that
+ * edge's bridge imports (as user/<sender>/inbox).  A user may not set it. */
+#define TOPIC_ORIGIN_PROP "th-edge"
+#define TOPIC_ORIGIN_PREFIX "edge/"
+#define TOPIC_ORIGIN_MAX 15 /* bytes of a broker id: [A-Za-z0-9_-] */
+
 enum acl_access { ACL_READ = 1, ACL_WRITE = 2, ACL_SUBSCRIBE = 4, ACL_UNSUBSCRIBE = 8 };
 
 /* What must hold for the caller (user uid) to be allowed. */

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "topic.h"
+
 struct mosquitto;
 struct db_res;
 
@@ -25,6 +27,7 @@ struct chat_msg {
 	char reply_to[37]; /* "" when none */
 	uint64_t received_us;
 	uint64_t rx; /* gate_received() index: its place in the broker's order */
+	char origin[TOPIC_ORIGIN_MAX + 1]; /* the edge it came in through, "" unknown (topic.h) */
 };
 
 struct batch {

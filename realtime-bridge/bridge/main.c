@@ -96,12 +96,35 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 	relay_acked(mid, reason);
 }
 
+/* The hub's origin stamp of a chat message (topic.h) into out ("" when
+ * none, or not a broker id). */
+static void origin_of(const mosquitto_property *props, char *out, size_t size)
+{
+	out[0] = '\0';
+	for (const mosquitto_property *p = props; p; p = mosquitto_property_next(p)) {
+		char *name = NULL, *value = NULL;
+
+		if (mosquitto_property_identifier(p) != MQTT_PROP_USER_PROPERTY ||
+		    mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
+							false) == NULL)
+			continue;
+		if (strcmp(name, TOPIC_ORIGIN_PROP) == 0 && value[0] && strlen(value) < size &&
+		    strspn(value,
+			   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") ==
+			    strlen(value))
+			memcpy(out, value, strlen(value) + 1);
+		free(name);
+		free(value);
+		if (out[0])
+			return;
+	}
+}
+
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
 		       const mosquitto_property *props)
 {
 	(void)mosq;
 	(void)obj;
-	(void)props;
 	/* QoS 1 only: that is what is answered with a PUBACK (our subscriptions
 	 * are QoS 1, so a QoS 2 delivery, answered with PUBREC, never comes) */
 	if (m->qos == 1)
@@ -120,8 +143,11 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	filling->conn = conn_id;
 	/* redeliveries (libmosquitto does not expose DUP) are stored once and
 	 * counted as duplicates when the batch commits */
-	if (store_accept(filling, m->topic, m->payload, m->payloadlen, 0) == 0)
+	if (store_accept(filling, m->topic, m->payload, m->payloadlen, 0) == 0) {
 		filling->msgs[filling->n - 1].rx = gate_received();
+		origin_of(props, filling->msgs[filling->n - 1].origin,
+			  sizeof(filling->msgs[filling->n - 1].origin));
+	}
 }
 
 static int read_secret(char *out, size_t size)

@@ -8,6 +8,7 @@
 
 #include "bridge.h"
 #include "db.h"
+#include "imap.h"
 #include "jhcore.h"
 #include "log.h"
 #include "metrics.h"
@@ -128,7 +129,7 @@ char *store_pg_array(const struct batch *b, int field)
  * this sender's, ordered by id; only those whose status is one of the
  * characters of want are named, each once.  1 when published, 0 when none to name. */
 static int notice(struct mosquitto *mosq, struct db_res *r, int from, int to, const char *want,
-		  const char *type, const char *reason)
+		  const char *type, const char *reason, const char *origin)
 {
 	struct json_object *o = json_object_new_object(), *ids = json_object_new_array();
 	const char *s, *last = NULL;
@@ -157,7 +158,11 @@ static int notice(struct mosquitto *mosq, struct db_res *r, int from, int to, co
 	if (reason)
 		json_object_object_add(o, "reason", json_object_new_string(reason));
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	snprintf(topic, sizeof(topic), "user/%s/inbox", db_res_get(r, from, 1));
+	if (origin && origin[0])
+		snprintf(topic, sizeof(topic), TOPIC_ORIGIN_PREFIX "%s/user/%s/inbox", origin,
+			 db_res_get(r, from, 1));
+	else
+		snprintf(topic, sizeof(topic), "user/%s/inbox", db_res_get(r, from, 1));
 	if (mosquitto_publish_v5(mosq, &mid, topic, (int)strlen(s), s, 1, false, NULL) ==
 	    MOSQ_ERR_SUCCESS) {
 		rc = 1;
@@ -169,29 +174,65 @@ out:
 	return rc;
 }
 
+/* Per sender of batch b: the edge all of their messages in it came in
+ * through (the hub's stamp), NULL when none or several (a user with tabs
+ * on two edges): then the notices go to every edge, as to a client of the
+ * hub itself.  origins: sender id -> index + 1 of a message with the
+ * common origin, or -1. */
+static const char *sender_origin(const struct batch *b, struct imap *origins, int64_t sender)
+{
+	int64_t *v = imap_get(origins, sender);
+
+	return v && *v > 0 ? b->msgs[*v - 1].origin : NULL;
+}
+
+static void origins_build(const struct batch *b, struct imap *origins)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		const struct chat_msg *m = &b->msgs[i];
+		int64_t *v = imap_get(origins, m->sender_id);
+
+		if (!v) {
+			if (imap_put(origins, m->sender_id, m->origin[0] ? (int64_t)i + 1 : -1) < 0)
+				return; /* out of memory: those not in it go to every edge */
+		} else if (*v > 0 && strcmp(b->msgs[*v - 1].origin, m->origin) != 0) {
+			*v = -1;
+		}
+	}
+}
+
 /* Per sender (r is ordered by sender, then id): a receipt
  * {"type":"stored","ids":[...]} naming the ids stored as this sender's in
  * this channel (new, or stored before: a re-send), and a notice
  * {"type":"refused","reason":"id_taken","ids":[...]} naming those another
  * message holds, so the client stops re-sending them (it may send the text
  * again under a new id).  Never a receipt for an id stored as somebody
- * else's: the client would forget a message that was not stored. */
-static void receipts(struct mosquitto *mosq, struct db_res *r)
+ * else's: the client would forget a message that was not stored.  Both go
+ * to the sender's edge when the batch knows it (sender_origin). */
+static void receipts(struct mosquitto *mosq, struct db_res *r, const struct batch *b)
 {
 	int n = db_res_rows(r), from = 0;
+	struct imap origins;
+	int have = imap_init(&origins, 64) == 0;
 
+	if (have)
+		origins_build(b, &origins);
 	while (from < n) {
 		const char *sender = db_res_get(r, from, 1);
+		const char *origin = have ? sender_origin(b, &origins, strtoll(sender, NULL, 10))
+					  : NULL;
 		int to = from + 1;
 
 		while (to < n && strcmp(db_res_get(r, to, 1), sender) == 0)
 			to++;
 		/* status 1 (new) and 0 (already this sender's) both mean stored */
-		if (notice(mosq, r, from, to, "10", "stored", NULL))
+		if (notice(mosq, r, from, to, "10", "stored", NULL, origin))
 			metrics_add(bstats.receipts, 1);
-		notice(mosq, r, from, to, "2", "refused", "id_taken");
+		notice(mosq, r, from, to, "2", "refused", "id_taken", origin);
 		from = to;
 	}
+	if (have)
+		imap_free(&origins);
 }
 
 /* The senders of what this batch stored: their markers and their channels'
@@ -289,7 +330,7 @@ void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq)
 	metrics_observe(0, 200, now - oldest);
 	if (mosq) {
 		senders_bump(r);
-		receipts(mosq, r);
+		receipts(mosq, r, b);
 	}
 	db_res_free(r);
 	store_clear(b);

@@ -294,6 +294,51 @@ static size_t user_props_len(const mosquitto_property *props)
 	return n;
 }
 
+/* Whether props carry the origin property (TOPIC_ORIGIN_PROP). */
+static int has_origin(const mosquitto_property *props)
+{
+	for (const mosquitto_property *p = props; p; p = mosquitto_property_next(p)) {
+		char *name = NULL, *value = NULL;
+		int hit;
+
+		if (mosquitto_property_identifier(p) != MQTT_PROP_USER_PROPERTY ||
+		    mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
+							false) == NULL)
+			continue;
+		hit = strcmp(name, TOPIC_ORIGIN_PROP) == 0;
+		free(name);
+		free(value);
+		if (hit)
+			return 1;
+	}
+	return 0;
+}
+
+/* A chat message the service account forwards from an edge (the edge's
+ * bridge connects as "edge-<id>", edge-bridge.conf.in): the edge it came
+ * from, as a user property th-bridge reads to send the receipt there only
+ * (topic.h).  Users cannot set the property (on_message refuses it), so
+ * one that is there came from another hub's stamp: left as it is. */
+static void origin_stamp(struct mosquitto_evt_message *ed)
+{
+	const char *id = mosquitto_client_id(ed->client);
+	size_t n;
+
+	if (!id || strncmp(id, "edge-", 5) != 0 || strncmp(ed->topic, "chat/", 5) != 0)
+		return;
+	id += 5;
+	n = strlen(id);
+	if (n == 0 || n > TOPIC_ORIGIN_MAX ||
+	    strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+		       "qrstuvwxyz0123456789_-") != n ||
+	    has_origin(ed->properties))
+		return;
+	/* appended to the stored message's own list, which the broker frees;
+	 * out of memory: no stamp, the receipt goes to every edge as before */
+	(void)mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,
+						 TOPIC_ORIGIN_PROP, id);
+}
+
 /* After the ACL check, for PUBLISH only: the size with user properties, the
  * per-user rate and the community's chat rules (quota_chat_rules_ok).  message_size_limit counts only the payload, so user
  * properties, which every subscriber receives too, count against the same
@@ -308,9 +353,16 @@ static int on_message(int event, void *event_data, void *userdata)
 
 	(void)event;
 	(void)userdata;
-	if (!ed->client || is_service(ed->client) || !ed->topic)
+	if (!ed->client || !ed->topic)
 		return MOSQ_ERR_SUCCESS;
+	if (is_service(ed->client)) {
+		origin_stamp(ed);
+		return MOSQ_ERR_SUCCESS;
+	}
 	uid = user_of(ed->client);
+	/* the hub's word about where a message came in: never a user's */
+	if (has_origin(ed->properties))
+		return MOSQ_ERR_ACL_DENIED;
 	props = user_props_len(ed->properties);
 	if (ed->payloadlen + props > (size_t)state.max_message ||
 	    strlen(ed->topic) + ed->payloadlen + props > (size_t)state.max_packet)

@@ -446,9 +446,15 @@ rt_bridge_ratio() {
   read -r rows0 dist0 < <("$PG_BIN_DIR/psql" -X -q -At -F ' ' -d "$conninfo" \
     -c "SELECT count(*), count(DISTINCT id) FROM messages WHERE channel_id = $chid")
   log "realtime-100k: chat persisted by $(rt_bridge_pids | wc -l) bridges, steps $RT_BRIDGE_RATES msg/s"
-  bridge_run rt-bwarm -S receipts -M "$TH_PORT_BASE" -r 1000 -d "$WARMUP" -g 20 -T 120
+  # Users' chat reaches the hub through an edge (its bridge, which the hub's stamp
+  # names, so the receipt goes back to that edge alone): the publishers connect to the
+  # first edge's port, in both runs below
+  local via=$((TH_PORT_BASE + 3))
+  [ -f "$TH_VAR_DIR/run/mosquitto-e0.pid" ] && via=$((TH_PORT_BASE + 10))
+  fact bridge_port "$via"
+  bridge_run rt-bwarm -p "$via" -S receipts -M "$TH_PORT_BASE" -r 1000 -d "$WARMUP" -g 20 -T 120
   for r in ${RT_BRIDGE_RATES//,/ }; do
-    bridge_run rt-bsteps -S receipts -M "$TH_PORT_BASE" -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
+    bridge_run rt-bsteps -p "$via" -S receipts -M "$TH_PORT_BASE" -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
     [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-rt-bsteps.lines")")" = 1 ] || break
   done
   # every message stored once: the two bridges share one $share group
@@ -473,7 +479,7 @@ rt_bridge_ratio() {
       -X "$(cat "$TH_VAR_DIR/keys/mqtt-service.secret")" >/dev/null 2>&1 || log "realtime-100k: -K $id failed"
   done
   for r in ${RT_BRIDGE_RATES//,/ }; do
-    bridge_run rt-hub -S sub -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
+    bridge_run rt-hub -p "$via" -S sub -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
     [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-rt-hub.lines")")" = 1 ] || break
   done
   "$ROOT/scripts/stack" up >/dev/null 2>&1 || log "realtime-100k: scripts/stack up (bridges back) failed"
@@ -566,8 +572,12 @@ rt_system() {
   else
     local one_uid
     one_uid=$(awk 'NR == 1 { print $1 }' "$WORK/rt-fan-one.creds")
+    curl -s "http://127.0.0.1:$port/metrics" >"$WORK/rt-front-prestorm.txt" 2>/dev/null
     for e in $(rt_edge_ports); do
-      c=$(ss -Htn state established "sport = :$e" 2>/dev/null | wc -l)
+      # the fronts' count (through the edge's unix socket or its port alike)
+      c=$(sed -n "s/^th_wsfront_edge_connections{edge=\"127.0.0.1:$e\"} \([0-9]*\)$/\1/p" \
+        "$WORK/rt-front-prestorm.txt" | head -1)
+      c=${c:-0}
       # not the edge of the fan-out user: its run measures what the others lose
       grep -q "as u$one_uid-" "$TH_VAR_DIR/log/mosquitto-e$((e - TH_PORT_BASE - 10)).log" 2>/dev/null && continue
       (( c > best )) && { best=$c; vport=$e; }

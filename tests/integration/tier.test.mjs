@@ -135,6 +135,43 @@ describe('users on different edges', { timeout: 120000, skip: SKIP }, () => {
     }
   });
 
+  test('a receipt goes to its sender\'s edge alone (the hub\'s stamp); a user cannot forge the stamp', async () => {
+    const a = await connect(A, { url: edgeUrl(E0) });
+    const aElsewhere = await connect(A, { url: edgeUrl(E1) });
+    const aHub = await connect(A, { url: HUB_URL });
+    const b = await connect(B, { url: edgeUrl(E1) });
+    try {
+      for (const x of [a, aElsewhere, aHub]) await mustSubscribe(x, `user/${A.id}/inbox`);
+      await mustSubscribe(b, `chat/${c.channel}/+`);
+      const out = chat('receipt to edge 0 only');
+      assert.ok(await publish(a, `chat/${c.channel}/${A.id}`, out) < 0x80, 'publish on edge 0');
+      const stored = (x) => x.messages.some((m) => parsed(m)?.type === 'stored' && parsed(m).ids?.includes(idOf(out)));
+      await waitFor(() => stored(a), STORED_MS, 'the receipt on the sender\'s edge');
+      // the message reached the other edge stamped with the edge it came in through
+      await waitFor(() => hasPayload(b, out), DELIVER_MS, 'B (other edge) to receive it');
+      const got = b.messages.find((m) => m.payload === out);
+      assert.equal(got.userProperties?.['th-edge'], `e${E0}`, 'the hub stamped the origin edge');
+      await sleep(1000);
+      assert.ok(!stored(aElsewhere), 'the sender\'s tab on another edge got no receipt for it');
+      assert.ok(!stored(aHub), 'a client of the hub got no receipt for it');
+      // a user's own th-edge property is refused (PUBACK >= 0x80), never stored or delivered
+      const forged = chat('forged origin');
+      const code = await publish(a, `chat/${c.channel}/${A.id}`, forged, { properties: { userProperties: { 'th-edge': `e${E1}` } } });
+      assert.ok(code >= 0x80, `a forged stamp refused (PUBACK 0x${code.toString(16)})`);
+      await sleep(1000);
+      assert.ok(!hasPayload(b, forged), 'the forged message was not delivered');
+      assert.equal(await storedRows([idOf(forged)]), 0, 'nor stored');
+      // a chat message published at the hub itself (no edge): its receipt goes to every edge
+      const atHub = chat('published at the hub');
+      assert.ok(await publish(aHub, `chat/${c.channel}/${A.id}`, atHub) < 0x80, 'publish at the hub');
+      for (const x of [a, aElsewhere, aHub]) {
+        await waitFor(() => x.messages.some((m) => parsed(m)?.type === 'stored' && parsed(m).ids?.includes(idOf(atHub))), STORED_MS, `${x.clientId}: the receipt of a message published at the hub`);
+      }
+    } finally {
+      await end(a, aElsewhere, aHub, b);
+    }
+  });
+
   test('through /mqtt (th-wsfront, whichever edge it picks) a browser client chats with users on every edge', async () => {
     const w = await connect(A, { url: WS_URL });
     const subs = [];

@@ -54,6 +54,7 @@ export function connect(u, o = {}) {
     };
     client.on('message', (topic, payload, packet) => messages.push({
       topic, payload: payload.toString('utf8'), retain: packet.retain, at: Date.now(),
+      userProperties: packet.properties?.userProperties,
     }));
     client.on('close', () => {
       if (closedAt === null) closedAt = Date.now();
@@ -99,12 +100,12 @@ export async function mustSubscribe(conn, topic, what = topic) {
   assert.ok(code < 0x80, `${what}: subscribe ${topic} refused (SUBACK 0x${code.toString(16)})`);
 }
 
-// publish(conn, topic, payload, {qos, retain}) -> PUBACK reason code (0 when none: QoS 0 /
-// 3.1.1; >= 0x80: refused)
-export function publish(conn, topic, payload, { qos = 1, retain = false } = {}) {
+// publish(conn, topic, payload, {qos, retain, properties}) -> PUBACK reason code (0 when
+// none: QoS 0 / 3.1.1; >= 0x80: refused)
+export function publish(conn, topic, payload, { qos = 1, retain = false, properties } = {}) {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`no PUBACK for ${topic} within ${DELIVER_MS} ms`)), DELIVER_MS);
-    conn.client.publish(topic, payload, { qos, retain }, (err, packet) => {
+    conn.client.publish(topic, payload, { qos, retain, ...(properties ? { properties } : {}) }, (err, packet) => {
       clearTimeout(t);
       if (err && err.code === undefined) { reject(err); return; }
       resolve(packet?.reasonCode ?? err?.code ?? 0);
