@@ -18,10 +18,13 @@
 				  * address space, pages touched only as used */
 #define ACL_NEG_TTL_MS 1000
 /* An answer tagged with the mirror's generation lives until the generation
- * moves, but no longer than this: a bound on what no write of the apps
- * announces (a membership removed in PostgreSQL alone, a lost bump while
- * Redis also refused the marker's DEL) */
-#define ACL_GEN_TTL_MS 60000
+ * moves, but no longer than gen_ttl_ms (TH_MQTT_ACL_GEN_TTL_S, 600 s): a
+ * bound on what no write of the apps announces (a membership removed in
+ * PostgreSQL alone, a lost bump while Redis also refused the marker's DEL).
+ * Not shorter: a broadcast to every subscriber of an edge asks Redis once
+ * per subscriber whose answer aged out, one round trip after another on
+ * the broker's only thread (60 s made a message to 100,000 held clients,
+ * subscribed two minutes before, cost 100,000 lookups). */
 
 enum kind { K_CHANNEL = 1, K_MEMBER, K_PUBLIC, K_DM, K_RULES, K_ADMIN };
 
@@ -34,12 +37,14 @@ struct entry {
 
 static struct entry *slots;
 static long pos_ttl_ms = 5000;
+static long long gen_ttl_ms = 600000;
 static uint64_t gen_tag; /* acl_set_generation(); 0: unknown */
 unsigned long acl_hits, acl_misses;
 
-void acl_init(long ttl_ms)
+void acl_init(long ttl_ms, long gen_ttl_s)
 {
 	pos_ttl_ms = ttl_ms > 0 && ttl_ms <= 5000 ? ttl_ms : 5000;
+	gen_ttl_ms = gen_ttl_s > 0 && gen_ttl_s <= 3600 ? gen_ttl_s * 1000LL : 600000;
 	slots = calloc(ACL_SLOTS, sizeof(*slots));
 }
 
@@ -119,9 +124,7 @@ static void remember(int kind, int64_t a, int64_t b, int64_t val, int tagged)
 	victim->b = b;
 	victim->val = val;
 	victim->tag = tagged && gen_tag ? gen_tag : 0;
-	victim->expires_ms = now + (victim->tag ? ACL_GEN_TTL_MS
-				    : val       ? pos_ttl_ms
-						: ACL_NEG_TTL_MS);
+	victim->expires_ms = now + (victim->tag ? gen_ttl_ms : val ? pos_ttl_ms : ACL_NEG_TTL_MS);
 }
 
 /* One Redis command whose answer is an integer, a string or nil, turned

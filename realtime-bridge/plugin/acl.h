@@ -10,7 +10,8 @@
  *
  * An answer from the mirror is kept while the mirror's generation stays
  * what it was before the question (acl_set_generation, once a second from
- * mwatch.c; the apps move it after each mirror write), at most 60 seconds:
+ * mwatch.c; the apps move it after each mirror write), at most
+ * TH_MQTT_ACL_GEN_TTL_S (default 600, at most 3600) seconds:
  * a removal or ban takes effect within about a second on every delivery,
  * and a broadcast to 100,000 subscribers does not ask Redis 100,000 times.
  * When the generation is unknown (Redis out, mirror missing: PostgreSQL
@@ -25,7 +26,7 @@
 
 #include "topic.h"
 
-void acl_init(long ttl_ms);
+void acl_init(long ttl_ms, long gen_ttl_s);
 void acl_close(void);
 
 /* The mirror's generation as last read (its marker and th:mirror:gen,

@@ -467,7 +467,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		mosquitto_log_printf(MOSQ_LOG_ERR, "townhall: token setup failed (see stderr)");
 		return MOSQ_ERR_UNKNOWN;
 	}
-	acl_init((long)cfg_int("TH_MQTT_ACL_TTL_MS", 5000, 1, 5000));
+	acl_init((long)cfg_int("TH_MQTT_ACL_TTL_MS", 5000, 1, 5000),
+		 (long)cfg_int("TH_MQTT_ACL_GEN_TTL_S", 600, 1, 3600));
 	state.max_conns_per_user = (long)cfg_int("TH_MQTT_MAX_CONNS_PER_USER", 20, 1, 100000);
 	state.max_packet = (long)cfg_int("TH_MQTT_MAX_PACKET", 65536, 1024, 268435455);
 	state.max_message = (long)cfg_int("TH_MQTT_MAX_MESSAGE", 16384, 1024, 268435455);
