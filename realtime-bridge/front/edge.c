@@ -89,7 +89,7 @@ int edge_parse_list(const char *s, struct edge *out, int max, char *err, size_t 
 		}
 		out[n].addr.sin_port = htons((uint16_t)port);
 		*colon = ':';
-		snprintf(out[n].name, sizeof(out[n].name), "%s", item);
+		memcpy(out[n].name, item, strlen(item) + 1); /* fits: checked above */
 		out[n].seed = fnv1a(out[n].name);
 		n++;
 		s += l + (c ? 1 : 0);
