@@ -164,6 +164,14 @@ int topic_is_uuid(const char *s)
 	return 1;
 }
 
+int topic_origin_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= TOPIC_ORIGIN_MAX &&
+	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
 int topic_chat_payload_ok(const void *payload, uint32_t len, const char **why)
 {
 	struct json_object *o, *v;

@@ -73,4 +73,8 @@ int topic_chat_payload_ok(const void *payload, uint32_t len, const char **why);
 /* 1 when s is a UUID in 8-4-4-4-12 hex form. */
 int topic_is_uuid(const char *s);
 
+/* 1 when s is a broker id fit for TOPIC_ORIGIN_PROP and a topic level:
+ * 1..TOPIC_ORIGIN_MAX bytes of [A-Za-z0-9_-]. */
+int topic_origin_ok(const char *s);
+
 #endif

@@ -108,10 +108,8 @@ static void origin_of(const mosquitto_property *props, char *out, size_t size)
 		    mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
 							false) == NULL)
 			continue;
-		if (strcmp(name, TOPIC_ORIGIN_PROP) == 0 && value[0] && strlen(value) < size &&
-		    strspn(value,
-			   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") ==
-			    strlen(value))
+		if (strcmp(name, TOPIC_ORIGIN_PROP) == 0 && topic_origin_ok(value) &&
+		    strlen(value) < size)
 			memcpy(out, value, strlen(value) + 1);
 		free(name);
 		free(value);

@@ -322,17 +322,11 @@ static int has_origin(const mosquitto_property *props)
 static void origin_stamp(struct mosquitto_evt_message *ed)
 {
 	const char *id = mosquitto_client_id(ed->client);
-	size_t n;
 
-	if (!id || strncmp(id, "edge-", 5) != 0 || strncmp(ed->topic, "chat/", 5) != 0)
+	if (!id || strncmp(id, "edge-", 5) != 0 || strncmp(ed->topic, "chat/", 5) != 0 ||
+	    !topic_origin_ok(id + 5) || has_origin(ed->properties))
 		return;
 	id += 5;
-	n = strlen(id);
-	if (n == 0 || n > TOPIC_ORIGIN_MAX ||
-	    strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
-		       "qrstuvwxyz0123456789_-") != n ||
-	    has_origin(ed->properties))
-		return;
 	/* appended to the stored message's own list, which the broker frees;
 	 * out of memory: no stamp, the receipt goes to every edge as before */
 	(void)mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY,

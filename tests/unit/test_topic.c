@@ -149,6 +149,15 @@ static void test_chat_payload(void **state)
 	assert_int_equal(topic_chat_payload_ok(ok, 17 * 1024, &why), -1); /* over 16 KiB */
 	assert_true(topic_is_uuid("0B8A3C4E-1F2A-4C3B-9D8E-7F6A5B4C3D2E"));
 	assert_false(topic_is_uuid("0b8a3c4e1f2a4c3b9d8e7f6a5b4c3d2e"));
+	/* the hub's origin stamp: a broker id that is also one topic level */
+	assert_true(topic_origin_ok("e0"));
+	assert_true(topic_origin_ok("edge_12-b"));
+	assert_true(topic_origin_ok("abcdefghijklmno")); /* 15 bytes */
+	assert_false(topic_origin_ok("abcdefghijklmnop"));
+	assert_false(topic_origin_ok(""));
+	assert_false(topic_origin_ok("e0/user"));
+	assert_false(topic_origin_ok("e+"));
+	assert_false(topic_origin_ok("e#"));
 }
 
 static void test_imap(void **state)
