@@ -218,10 +218,11 @@ static void dial(struct conn *c, int from, int64_t now)
 	wk.inflight[e]++;
 	atomic_fetch_add(&wk.st->st[ST_INFLIGHT], 1);
 	fd = edge_dial(&cfg.edges[e], 0);
-	/* The broker's unix backlog (10) is full: a burst of connects.  Waiting
-	 * for room would hold the slot idle (a measured run: CONNECTs per worker
-	 * and edge fell to one at a time, 1,309 of 100,000 timed out), so this
-	 * one takes the port, where the kernel's backlog queues it. */
+	/* The broker's unix socket did not take it: mostly its backlog (10)
+	 * full in a burst of connects.  Waiting for room would hold the slot
+	 * idle (a measured run: CONNECTs per worker and edge fell to one at a
+	 * time, 1,309 of 100,000 timed out), so this one takes the port, where
+	 * the kernel's backlog queues it; a refusal there marks the edge down. */
 	if (fd == -3) {
 		atomic_fetch_add(&wk.st->st[ST_EDGE_VIA_PORT], 1);
 		fd = edge_dial(&cfg.edges[e], 1);

@@ -128,9 +128,11 @@ int edge_dial(const struct edge *e, int tcp)
 	if (connect(fd, (const struct sockaddr *)&e->un, sizeof(e->un)) == 0)
 		return fd;
 	close(fd);
-	/* a unix connect does not wait: EAGAIN is the broker's accept backlog
-	 * (10 connections in mosquitto 2.0) full for now */
-	return errno == EAGAIN ? -3 : -1;
+	/* A unix connect does not wait: EAGAIN is the broker's accept backlog
+	 * (10 connections in mosquitto 2.0) full for now.  Refused or missing
+	 * (a broker restarting, a listener not configured): its port decides
+	 * whether the edge is down, not its socket. */
+	return -3;
 }
 
 void edge_rank(const struct edge *e, int n, int64_t uid, int *order)

@@ -33,8 +33,8 @@ int edge_parse_list(const char *s, struct edge *out, int max, char *err, size_t 
 /* A non-blocking connect to e: to its unix socket when it has one and tcp is
  * 0, else to its port.  Returns the descriptor (the connect done or in
  * progress: EPOLLOUT tells), -1 when the edge refused at once (down), -2 when
- * no socket could be made here, -3 when the unix socket's accept backlog is
- * full (the broker is alive, and busy: try again soon, or through the port). */
+ * no socket could be made here, -3 when the unix socket could not be
+ * connected (its accept backlog full in a burst, or refused): try the port. */
 int edge_dial(const struct edge *e, int tcp);
 
 /* The weight of edge seed for user uid. */

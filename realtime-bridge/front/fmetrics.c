@@ -79,7 +79,7 @@ int fmetrics_render(struct shm *s, char **text, size_t *len)
 		{ST_EDGE_CONNECT_FAILS, "th_wsfront_edge_connect_failures_total", "counter",
 		 "edge connects refused or timed out"},
 		{ST_EDGE_VIA_PORT, "th_wsfront_edge_via_port_total", "counter",
-		 "connects to an edge's port because its unix socket's backlog was full"},
+		 "connects to an edge's port because its unix socket did not take them"},
 	};
 	struct out o = {malloc(8192), 0, 8192, 0};
 	int64_t now = (int64_t)mono_ms();

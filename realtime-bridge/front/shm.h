@@ -28,7 +28,7 @@ enum shm_stat {
 	ST_BYTES_IN,             /* MQTT bytes client -> edge */
 	ST_BYTES_OUT,            /* MQTT bytes edge -> client */
 	ST_EDGE_CONNECT_FAILS,
-	ST_EDGE_VIA_PORT, /* an edge's unix socket had no room: its port instead */
+	ST_EDGE_VIA_PORT, /* an edge's unix socket did not take one: its port instead */
 	ST_N
 };
 

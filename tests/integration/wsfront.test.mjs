@@ -534,6 +534,17 @@ describe('edges', () => {
     assert.ok(value(m, 'th_wsfront_edge_connect_failures_total') >= 1);
   });
 
+  test('an edge whose unix socket refuses (here: no such file) is reached through its port, counted', async () => {
+    const port = PORT_BASE + 39;
+    await startFront(port, [`${BROKER}@/nonexistent/th-edge.sock`], { TH_WS_FRONTS: '1' });
+    const c = await mqttOpen(U.A, { port });
+    assert.equal(connackCode(c.data()), 0, 'CONNACK through the port');
+    const m = await portMetrics(port);
+    assert.equal(value(m, 'th_wsfront_edge_via_port_total'), 1);
+    assert.equal(value(m, 'th_wsfront_edge_connect_failures_total'), 0, 'the edge is not marked down');
+    c.sock.destroy();
+  });
+
   test('admission: with 1 CONNECT in flight per edge, 12 at once all get through', async () => {
     const cs = await Promise.all(Array.from({ length: 12 }, (_, i) => mqttOpen(i % 2 ? U.A : U.B, {
       port: SECOND, headers: { Origin: 'https://ok.test' }, localAddress: `127.18.203.${i + 1}`,
