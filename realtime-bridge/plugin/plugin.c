@@ -274,44 +274,28 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	return acl_allowed(&d, uid) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
-/* Bytes of the user properties of a message. */
-static size_t user_props_len(const mosquitto_property *props)
+/* One walk over a message's user properties: their bytes into *len (when
+ * not NULL); 1 when one of them is the origin stamp (TOPIC_ORIGIN_PROP). */
+static int user_props_scan(const mosquitto_property *props, size_t *len)
 {
 	size_t n = 0;
+	int origin = 0;
 
 	for (const mosquitto_property *p = props; p; p = mosquitto_property_next(p)) {
 		char *name = NULL, *value = NULL;
-
-		if (mosquitto_property_identifier(p) != MQTT_PROP_USER_PROPERTY)
-			continue;
-		if (mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
-							false)) {
-			n += strlen(name) + strlen(value) + 4;
-			free(name);
-			free(value);
-		}
-	}
-	return n;
-}
-
-/* Whether props carry the origin property (TOPIC_ORIGIN_PROP). */
-static int has_origin(const mosquitto_property *props)
-{
-	for (const mosquitto_property *p = props; p; p = mosquitto_property_next(p)) {
-		char *name = NULL, *value = NULL;
-		int hit;
 
 		if (mosquitto_property_identifier(p) != MQTT_PROP_USER_PROPERTY ||
 		    mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value,
 							false) == NULL)
 			continue;
-		hit = strcmp(name, TOPIC_ORIGIN_PROP) == 0;
+		n += strlen(name) + strlen(value) + 4;
+		origin |= strcmp(name, TOPIC_ORIGIN_PROP) == 0;
 		free(name);
 		free(value);
-		if (hit)
-			return 1;
 	}
-	return 0;
+	if (len)
+		*len = n;
+	return origin;
 }
 
 /* A chat message the service account forwards from an edge (the edge's
@@ -324,7 +308,7 @@ static void origin_stamp(struct mosquitto_evt_message *ed)
 	const char *id = mosquitto_client_id(ed->client);
 
 	if (!id || strncmp(id, "edge-", 5) != 0 || strncmp(ed->topic, "chat/", 5) != 0 ||
-	    !topic_origin_ok(id + 5) || has_origin(ed->properties))
+	    !topic_origin_ok(id + 5) || user_props_scan(ed->properties, NULL))
 		return;
 	id += 5;
 	/* appended to the stored message's own list, which the broker frees;
@@ -355,9 +339,8 @@ static int on_message(int event, void *event_data, void *userdata)
 	}
 	uid = user_of(ed->client);
 	/* the hub's word about where a message came in: never a user's */
-	if (has_origin(ed->properties))
+	if (user_props_scan(ed->properties, &props))
 		return MOSQ_ERR_ACL_DENIED;
-	props = user_props_len(ed->properties);
 	if (ed->payloadlen + props > (size_t)state.max_message ||
 	    strlen(ed->topic) + ed->payloadlen + props > (size_t)state.max_packet)
 		return MOSQ_ERR_ACL_DENIED;
