@@ -218,6 +218,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(CORE_A)
 $(filter $(BUILD)/tests/test_wsfront_%,$(UNIT_BIN)): $(FRONT_CORE)
 $(BUILD)/obj/tests/unit/test_wsfront_%.o: CFLAGS += -Irealtime-bridge/front
 
+# th-bridge's PUBACK gate: its object; libmosquitto for gate_attach/gate_flush
+$(BUILD)/tests/test_bridge_gate: $(BUILD)/obj/realtime-bridge/bridge/gate.o
+$(BUILD)/tests/test_bridge_gate: LDLIBS += -lmosquitto
+$(BUILD)/obj/tests/unit/test_bridge_gate.o: CFLAGS += -Irealtime-bridge/bridge
+
 # a fuzz target: its harness, the parser's own objects (below) and the
 # libraries (the web one for FUZZ_WEB)
 $(BUILD)/obj/tests/fuzz/%.o: CFLAGS += $(MEDIA_INC) -Ifcgi-apps/community -Irealtime-bridge/bridge \

@@ -39,7 +39,7 @@ struct batch {
 struct bridge_stats {
 	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events, receipts,
 		awaiting_commit, refused_id_taken, reply_to_cleared, events_retried, events_refused,
-		events_unrouted;
+		events_unrouted, presence;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 
@@ -66,6 +66,10 @@ char *store_pg_array(const struct batch *b, int field);
 #define GATE_HELD_MAX BRIDGE_BATCH_HARD_MAX
 #define GATE_PUBACK_MAX 16 /* bytes: fixed header, id, reason, no properties */
 int gate_attach(struct mosquitto *mosq);
+/* the gate's two non-blocking sockets, owned by it from here: the broker's
+ * connection and its end of the pair whose other end libmosquitto reads
+ * (gate_attach sets them up; the unit test passes its own) */
+int gate_adopt(int real, int pair);
 void gate_detach(void);
 int gate_real_fd(void);
 int gate_pair_fd(void);
@@ -81,6 +85,8 @@ void gate_release(uint64_t upto);
 /* moves bytes both ways without blocking: 0, or -1 when the connection is
  * lost (or broke the gate's rules): then gate_detach() and reconnect */
 int gate_pump(void);
+/* why gate_pump() last gave up (a static string) */
+const char *gate_lost_reason(void);
 /* writes what libmosquitto queued all the way to the broker's socket (the
  * PUBACKs excepted): 0, or -1 when the connection is lost or it takes > 5 s */
 int gate_flush(struct mosquitto *mosq);

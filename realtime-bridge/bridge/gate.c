@@ -23,10 +23,15 @@
  * otherwise settled), so a batch's PUBACKs leave strictly after its commit
  * and in the order the broker sent the messages.
  *
- * Bounds: the broker sends at most receive-maximum unacknowledged messages,
- * so at most that many PUBACKs (GATE_HELD_MAX) are ever held; the copy
- * buffers are fixed (GATE_BUF); when one is full the gate stops reading
- * from the side that fills it, and TCP flow control does the rest. */
+ * Bounds: the broker should send at most receive-maximum unacknowledged
+ * messages; whatever it sends, the gate lets at most GATE_HELD_MAX QoS 1
+ * messages through to libmosquitto whose PUBACKs have not left (clear_in),
+ * so the held ring never overflows: the realtime-100k bench saw the hub
+ * exceed the receive maximum after a reconnect storm, and the gate, which
+ * gave up the connection then, made th-bridge reconnect every few seconds
+ * (each time re-sending every unreleased message).  The copy buffers are
+ * fixed (GATE_BUF); when one is full the gate stops reading from the side
+ * that fills it, and TCP flow control does the rest. */
 #include <errno.h>
 #include <fcntl.h>
 #include <mosquitto.h>
@@ -47,9 +52,14 @@ struct buf {
 	size_t len;
 };
 
-static int real_fd = -1;    /* TCP socket to the broker (ours) */
-static int pair_fd = -1;    /* our end of libmosquitto's socketpair */
-static struct buf in_buf;   /* broker -> libmosquitto, not yet copied */
+static int real_fd = -1;  /* TCP socket to the broker (ours) */
+static int pair_fd = -1;  /* our end of libmosquitto's socketpair */
+static struct buf in_buf; /* broker -> libmosquitto, not yet copied */
+/* bytes at the front of in_buf cleared to go to libmosquitto (more than
+ * in_buf.len while the rest of a cleared packet is still to come) */
+static size_t in_ok;
+/* QoS 1 PUBLISH packets of this connection cleared to go to libmosquitto */
+static uint64_t fwd_qos1;
 static struct buf out_buf;  /* -> broker, not yet sent */
 static struct buf from_lib; /* from libmosquitto, an incomplete packet at most */
 /* held PUBACKs, a ring */
@@ -61,6 +71,8 @@ static size_t held_head, held_n;
 static uint16_t rx_mid[GATE_HELD_MAX];
 static uint64_t rx_count, acks_seen, acks_released;
 static int broken;
+/* why the gate gave up on this connection (a static string), for the log */
+static const char *broken_why;
 
 static int set_nonblock(int fd)
 {
@@ -77,9 +89,17 @@ void gate_detach(void)
 		close(pair_fd);
 	real_fd = pair_fd = -1;
 	in_buf.len = out_buf.len = from_lib.len = 0;
+	in_ok = 0;
+	fwd_qos1 = 0;
 	held_head = held_n = 0;
 	rx_count = acks_seen = acks_released = 0;
 	broken = 0;
+	broken_why = NULL;
+}
+
+const char *gate_lost_reason(void)
+{
+	return broken_why ? broken_why : "not connected";
 }
 
 int gate_attach(struct mosquitto *mosq)
@@ -105,7 +125,13 @@ int gate_attach(struct mosquitto *mosq)
 		return -1;
 	}
 	close(sp[0]);
-	pair_fd = sp[1];
+	return gate_adopt(real_fd, sp[1]);
+}
+
+int gate_adopt(int real, int pair)
+{
+	real_fd = real;
+	pair_fd = pair;
 	return 0;
 }
 
@@ -126,7 +152,8 @@ short gate_real_events(void)
 short gate_pair_events(void)
 {
 	/* reading from libmosquitto needs room to forward what is not a PUBACK */
-	return (short)((out_buf.len < GATE_BUF / 2 ? POLLIN : 0) | (in_buf.len ? POLLOUT : 0));
+	return (short)((out_buf.len < GATE_BUF / 2 ? POLLIN : 0) |
+		       (in_ok && in_buf.len ? POLLOUT : 0));
 }
 
 void gate_note_message(int mid)
@@ -163,44 +190,77 @@ static void consume(struct buf *b, size_t n)
 	b->len -= n;
 }
 
+/* An MQTT fixed header at p (avail bytes): its size (type byte and
+ * remaining length) into *hdr, the remaining length into *rem.  1 when
+ * complete, 0 when more bytes are needed, -1 when it is not MQTT (a
+ * remaining length of more than 4 bytes). */
+static int fixed_header(const unsigned char *p, size_t avail, size_t *hdr, size_t *rem)
+{
+	size_t n = 1, v = 0, mult = 1;
+
+	for (;;) {
+		if (n >= avail)
+			return 0;
+		v += (size_t)(p[n] & 0x7f) * mult;
+		if (!(p[n++] & 0x80))
+			break;
+		mult *= 128;
+		if (n > 4)
+			return -1;
+	}
+	*hdr = n;
+	*rem = v;
+	return 1;
+}
+
 /* Splits from_lib into packets: PUBACKs to the held ring, the rest to
- * out_buf.  -1 when the stream breaks the rules the gate relies on. */
+ * out_buf.  -1 (and broken_why) when the stream breaks the rules the gate
+ * relies on. */
 static int split(void)
 {
 	size_t off = 0;
 
 	while (off < from_lib.len) {
 		const unsigned char *p = from_lib.data + off;
-		size_t avail = from_lib.len - off, rem = 0, hdr = 1, total;
-		unsigned mult = 1;
+		size_t avail = from_lib.len - off, rem, hdr, total;
+		int h = fixed_header(p, avail, &hdr, &rem);
 
-		for (;;) {
-			if (hdr >= avail)
-				goto partial;
-			rem += (size_t)(p[hdr] & 0x7f) * mult;
-			if (!(p[hdr++] & 0x80))
-				break;
-			mult *= 128;
-			if (hdr > 4)
-				return -1; /* not MQTT */
+		if (h < 0) {
+			broken_why = "libmosquitto wrote a length that is not MQTT";
+			return -1;
 		}
+		if (h == 0)
+			goto partial;
 		total = hdr + rem;
-		if (total > GATE_BUF / 2)
-			return -1; /* bigger than anything the bridge publishes */
+		if (total > GATE_BUF / 2) {
+			/* bigger than anything the bridge publishes */
+			broken_why = "libmosquitto wrote a packet over the gate's buffer";
+			return -1;
+		}
 		if (total > avail)
 			goto partial;
 		if ((p[0] & 0xf0) == CMD_PUBACK) {
 			size_t slot;
 			uint16_t mid;
 
-			if (total > GATE_PUBACK_MAX || rem < 2 || held_n >= GATE_HELD_MAX ||
-			    acks_seen >= rx_count)
+			if (total > GATE_PUBACK_MAX || rem < 2) {
+				broken_why = "a PUBACK of an unexpected size";
 				return -1;
+			}
+			if (held_n >= GATE_HELD_MAX) {
+				broken_why = "more PUBACKs held than the receive maximum";
+				return -1;
+			}
+			if (acks_seen >= rx_count) {
+				broken_why = "a PUBACK for a message on_message never saw";
+				return -1;
+			}
 			mid = (uint16_t)(p[hdr] << 8 | p[hdr + 1]);
 			if (mid != rx_mid[acks_seen % GATE_HELD_MAX]) {
 				log_error("bridge: PUBACK %u does not answer message %llu (id %u)",
 					  mid, (unsigned long long)acks_seen,
 					  rx_mid[acks_seen % GATE_HELD_MAX]);
+				broken_why = "a PUBACK out of the messages' order";
 				return -1;
 			}
 			slot = (held_head + held_n) % GATE_HELD_MAX;
@@ -226,6 +286,39 @@ void gate_release(uint64_t upto)
 		held_n--;
 		acks_released++;
 	}
+}
+
+/* Clears the packets at the front of in_buf for libmosquitto, in order,
+ * up to the first QoS 1 PUBLISH whose PUBACK the held ring could not take:
+ * every QoS 1 message libmosquitto reads is answered with a PUBACK that
+ * stays here until it is settled, so at most GATE_HELD_MAX of them may be
+ * past this point and not released.  The receive maximum should keep the
+ * broker below that, but what it sends beyond is held back here (then
+ * in_buf fills, the gate stops reading the socket and TCP holds the rest);
+ * the rule cannot be left to libmosquitto's reader, whose loop_read reads
+ * as many packets as it has publishes of its own in flight, whatever
+ * max_packets says.  -1 when the broker's stream is not MQTT. */
+static int clear_in(void)
+{
+	while (in_ok < in_buf.len) {
+		const unsigned char *p = in_buf.data + in_ok;
+		size_t rem, hdr;
+		int h = fixed_header(p, in_buf.len - in_ok, &hdr, &rem);
+
+		if (h < 0) {
+			broken_why = "the broker sent a length that is not MQTT";
+			return -1;
+		}
+		if (h == 0)
+			return 0;            /* the length is still to come */
+		if ((p[0] & 0xf6) == 0x32) { /* PUBLISH, QoS 1 */
+			if (fwd_qos1 - acks_released >= GATE_HELD_MAX)
+				return 0;
+			fwd_qos1++;
+		}
+		in_ok += hdr + rem;
+	}
+	return 0;
 }
 
 int gate_pump(void)
@@ -259,10 +352,16 @@ int gate_pump(void)
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
+		broken_why = "the broker's socket refused a write";
 		goto lost;
 	}
-	if (lib_closed)
+	if (lib_closed) {
+		/* libmosquitto closes its socket on an error of its own (a
+		 * keepalive, a packet it refused): its reason is in its return
+		 * codes, main.c logs those */
+		broken_why = "libmosquitto closed its end";
 		goto lost;
+	}
 	/* broker -> libmosquitto */
 	while (in_buf.len < GATE_BUF) {
 		n = read(real_fd, in_buf.data + in_buf.len, GATE_BUF - in_buf.len);
@@ -270,18 +369,26 @@ int gate_pump(void)
 			in_buf.len += (size_t)n;
 			continue;
 		}
-		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			broken_why = n == 0 ? "the broker closed the connection"
+					    : "a read from the broker failed";
 			goto lost;
+		}
 		break;
 	}
-	while (in_buf.len) {
-		n = send(pair_fd, in_buf.data, in_buf.len, MSG_NOSIGNAL);
+	if (clear_in() < 0)
+		goto lost;
+	while (in_ok && in_buf.len) {
+		n = send(pair_fd, in_buf.data, in_ok < in_buf.len ? in_ok : in_buf.len,
+			 MSG_NOSIGNAL);
 		if (n > 0) {
 			consume(&in_buf, (size_t)n);
+			in_ok -= (size_t)n;
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
+		broken_why = "libmosquitto's end refused a write";
 		goto lost;
 	}
 	return 0;

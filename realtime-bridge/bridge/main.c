@@ -69,9 +69,16 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 	connected = 1;
 	log_info("bridge: connected (session %s) to the %shub %s:%d", flags & 1 ? "resumed" : "new",
 		 hubs_on_standby() ? "standby " : "", hubs_host(), hubs_port());
-	/* subscribe on every connect: a reconnect restores the subscription */
-	if (mosquitto_subscribe_v5(mosq, NULL, sub_filter, 1, 0, NULL) != MOSQ_ERR_SUCCESS ||
-	    mosquitto_subscribe_v5(mosq, NULL, presence_filter, 1, 0, NULL) != MOSQ_ERR_SUCCESS)
+	/* subscribe on every connect: a reconnect restores the subscription.
+	 * No retained messages: the bridge acts on a live "offline" only, and
+	 * mosquitto 2.0.11 sends a shared subscription every retained match
+	 * on each SUBSCRIBE (the hub retains every user's presence: 100,000
+	 * messages queued ahead of the chat at each reconnect, which filled
+	 * the session's queue after a few and made the broker drop chat). */
+	if (mosquitto_subscribe_v5(mosq, NULL, sub_filter, 1, MQTT_SUB_OPT_SEND_RETAIN_NEVER,
+				   NULL) != MOSQ_ERR_SUCCESS ||
+	    mosquitto_subscribe_v5(mosq, NULL, presence_filter, 1, MQTT_SUB_OPT_SEND_RETAIN_NEVER,
+				   NULL) != MOSQ_ERR_SUCCESS)
 		log_error("bridge: subscribe failed");
 }
 
@@ -128,6 +135,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	if (m->qos == 1)
 		gate_note_message(m->mid);
 	if (strncmp(m->topic, "presence/", 9) == 0) {
+		metrics_add(bstats.presence, 1);
 		/* a live "offline" (not the retained copies a subscribe replays):
 		 * the user's last connection closed */
 		const char *slash = strrchr(m->topic, '/');
@@ -198,6 +206,8 @@ static int metrics_setup(void)
 	bstats.reply_to_cleared = metrics_counter("messages_reply_to_cleared_total");
 	/* a gauge: messages read whose PUBACK the gate holds until they commit */
 	bstats.awaiting_commit = metrics_counter("messages_awaiting_commit");
+	/* presence messages the broker delivered (retained ones included) */
+	bstats.presence = metrics_counter("presence_messages_total");
 	return 0;
 }
 
@@ -234,11 +244,17 @@ static void write_all(struct mosquitto *mosq)
 	 * full, and the gate empties it: take turns, a bounded number of times
 	 * (what is left waits for POLLOUT on libmosquitto's socket) */
 	for (int round = 0; round < WRITE_ROUNDS_MAX && connected; round++) {
-		if (mosquitto_want_write(mosq) && mosquitto_loop_write(mosq, 1) != MOSQ_ERR_SUCCESS)
+		int rc;
+
+		if (mosquitto_want_write(mosq) &&
+		    (rc = mosquitto_loop_write(mosq, 1)) != MOSQ_ERR_SUCCESS) {
+			log_warn("bridge: libmosquitto's write failed (%s)",
+				 mosquitto_strerror(rc));
 			break;
+		}
 		gate_release(settled());
 		if (gate_pump() < 0) {
-			log_warn("bridge: broker connection lost");
+			log_warn("bridge: broker connection lost (%s)", gate_lost_reason());
 			abort_connection();
 			break;
 		}
@@ -311,10 +327,10 @@ int main(void)
 		int np = 0, timeout = 1000, lfd, tfd;
 		int ix_mosq = -1, ix_real = -1, ix_pair = -1, ix_tx = -1, relay_more = 0;
 		/* Read even while a full batch waits for the one out to commit:
-		 * the broker's PUBACKs to our receipts, its PINGRESPs come in, and
-		 * the receive maximum bounds what is read and not committed (the
-		 * half-buffer bound only matters for QoS 0 chat, which it does
-		 * not count; one loop_read handles a few hundred packets at most). */
+		 * the broker's PUBACKs to our receipts, its PINGRESPs come in.
+		 * The gate bounds the QoS 1 messages read and not settled
+		 * (gate.c, clear_in); the half-batch bound is for QoS 0 chat,
+		 * which it does not count. */
 		int reading = connected && !stopping && !returning &&
 			      filling->n < BRIDGE_BATCH_HARD_MAX / 2;
 		uint64_t now = mono_us();
@@ -397,14 +413,16 @@ int main(void)
 		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
 			break;
 		if (ix_real >= 0 && (p[ix_real].revents || p[ix_pair].revents) && gate_pump() < 0) {
-			log_warn("bridge: broker connection lost");
+			log_warn("bridge: broker connection lost (%s)", gate_lost_reason());
 			abort_connection();
 		}
 		if (connected && ix_mosq >= 0 && reading &&
 		    (p[ix_mosq].revents & (POLLIN | POLLHUP | POLLERR))) {
-			/* libmosquitto reads about one packet per call; the rest of
-			 * what the gate copied is read here too, not one poll round
-			 * per message (bounded, and by the batch buffer's half) */
+			/* libmosquitto's loop_read reads one packet when none of
+			 * our publishes is in flight, else as many as are (2.0.11
+			 * ignores max_packets); the rest of what the gate copied is
+			 * read here too, not one poll round per message (bounded,
+			 * and by the batch buffer's half) */
 			int more = 0, k = 0;
 
 			do {

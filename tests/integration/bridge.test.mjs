@@ -704,3 +704,58 @@ describe('pipelined batches: a PUBACK leaves only after its own commit', { timeo
       await stackIsBack();
     });
 });
+
+// The hub retains every user's presence (100,000 messages with 100,000 users online), and
+// mosquitto 2.0.11 sends a shared subscription every retained match on each SUBSCRIBE. The
+// bridge subscribes on every connect and acts only on a live "offline": it asks for no
+// retained messages (MQTT 5 retain handling 2). Before, each reconnect queued the whole
+// retained presence ahead of the chat in its session, and after a reconnect storm the
+// session's queue filled and the broker dropped chat ("Outgoing messages are being dropped").
+describe('the bridge takes no retained presence', { timeout: 60000 }, () => {
+  test('50 retained presence messages at the hub; the bridge restarts and subscribes again: it receives the live presence message after them, not the retained ones',
+    async () => {
+      const RETAINED = 50;
+      const a = await community(U.A, 'public', [U.B]);
+      const svc = await connect({ id: 0, token: serviceSecret() }, {
+        url: TCP_URL, clientId: `th-service-brr-${rnd(4)}`, username: 'th-service',
+      });
+      // users who do not exist: no client shows them, the bridge ends no call for them
+      const base = 900000000 + Math.floor(Math.random() * 1000000);
+      const offline = JSON.stringify({ status: 'offline' });
+      try {
+        const base0 = metric(await bridgeMetrics(), 'th_presence_messages_total');
+        const codes = await Promise.all(Array.from({ length: RETAINED },
+          (_, i) => publish(svc, `presence/${a.id}/${base + i}`, offline, { retain: true })));
+        assert.ok(codes.every((c) => c < 0x80), `retained publishes accepted: ${codes}`);
+        const logFile = path.join(VAR_DIR, 'log', 'bridge.log');
+        const logFrom = statSync(logFile).size;
+        // the running bridge gets them live first (counted before it stops: the pool's
+        // counters outlive a restart of its process)
+        const before = await waitFor(async () => {
+          const v = metric(await bridgeMetrics(), 'th_presence_messages_total');
+          return v >= base0 + RETAINED && v;
+        }, DELIVER_MS, `the ${RETAINED} presence messages live at the running bridge`);
+        const pid = readPid('run/bridge.pid');
+        process.kill(pid, 'SIGTERM');
+        assert.ok(await waitGone(pid, 10000), `bridge (pid ${pid}) still alive after SIGTERM`);
+        await stackUp();
+        await waitFor(() => readFileSync(logFile, 'utf8').slice(logFrom).includes('bridge: connected'),
+          DELIVER_MS, 'the bridge to connect again');
+        // its SUBACK is on the way: a live message published after it arrives after anything
+        // the SUBSCRIBE replays
+        await sleep(500);
+        assert.ok(await publish(svc, `presence/${a.id}/${base + RETAINED}`, offline) < 0x80, 'live presence publish');
+        const n = await waitFor(async () => {
+          const v = metric(await bridgeMetrics(), 'th_presence_messages_total') - before;
+          return v >= 1 && v;
+        }, DELIVER_MS, 'the live presence message at the bridge');
+        // a few live ones of other clients may come too; the 50 retained ones would all
+        assert.ok(n < 10, `the bridge received ${n} presence messages after its restart (${RETAINED} retained at the hub)`);
+      } finally {
+        await Promise.all(Array.from({ length: RETAINED },
+          (_, i) => publish(svc, `presence/${a.id}/${base + i}`, '', { retain: true }))).catch(() => {});
+        await end(svc);
+      }
+      await stackIsBack();
+    });
+});
