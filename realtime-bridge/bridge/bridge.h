@@ -125,5 +125,8 @@ int hubs_reachable(void);
 /* calls.c: the user's last connection closed: leave their ongoing calls.
  * 1 when something changed (events queued), 0 when nothing, -1 on error. */
 int calls_user_offline(int64_t user_id);
+/* calls_user_offline for those of ids[0..n) who are in an ongoing call,
+ * found with one query: 1 when a call changed, 0 when none, -1 on error */
+int calls_users_offline(const int64_t *ids, size_t n);
 
 #endif

@@ -116,3 +116,41 @@ fail:
 	log_error("bridge: leaving the calls of user %s failed: %s", uid, db_last_error());
 	return -1;
 }
+
+int calls_users_offline(const int64_t *ids, size_t n)
+{
+	size_t size = n * 21 + 3, len = 0;
+	char *arr = malloc(size);
+	struct db_res *r;
+	int changed = 0;
+
+	if (!arr) {
+		log_error("bridge: out of memory for %zu offline users", n);
+		return -1;
+	}
+	len += (size_t)snprintf(arr, size, "{");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(arr + len, size - len, "%s%lld", i ? "," : "",
+					(long long)ids[i]);
+	snprintf(arr + len, size - len, "}");
+	/* one round trip for all of them, no transaction: the common case (a
+	 * reconnect storm: thousands offline, none in a call) stops here.  A
+	 * user who joins a call after this look and before their offline
+	 * message is an ordering race the one-user path has as well. */
+	r = db_exec(DB_PRIMARY,
+		    "SELECT DISTINCT cp.user_id::text FROM call_participants cp "
+		    "JOIN calls c ON c.id = cp.call_id AND c.ended_at IS NULL "
+		    "WHERE cp.user_id = ANY($1::bigint[])",
+		    1, (const char *const[]){arr});
+	free(arr);
+	if (!r) {
+		log_error("bridge: looking up the calls of %zu offline users failed: %s", n,
+			  db_last_error());
+		return -1;
+	}
+	for (int i = 0; i < db_res_rows(r); i++)
+		if (calls_user_offline(strtoll(db_res_get(r, i, 0), NULL, 10)) > 0)
+			changed = 1;
+	db_res_free(r);
+	return changed;
+}

@@ -125,6 +125,22 @@ static void origin_of(const mosquitto_property *props, char *out, size_t size)
 	}
 }
 
+/* Users whose live "offline" was read in this round: their calls are looked
+ * up together (calls_users_offline), after the read and before any PUBACK
+ * leaves (write_all), so a presence message is acknowledged only once its
+ * user has left their calls.  One query for a reconnect storm's thousands,
+ * not three round trips each on this thread. */
+#define OFFLINE_MAX 1024
+static int64_t offline_ids[OFFLINE_MAX];
+static size_t offline_n;
+
+static void offline_flush(void)
+{
+	if (offline_n && calls_users_offline(offline_ids, offline_n) > 0)
+		calls_changed = 1;
+	offline_n = 0;
+}
+
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
 		       const mosquitto_property *props)
 {
@@ -141,9 +157,11 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		const char *slash = strrchr(m->topic, '/');
 
 		if (!m->retain && slash && m->payloadlen > 0 && m->payloadlen < 256 &&
-		    memmem(m->payload, (size_t)m->payloadlen, "\"offline\"", 9) &&
-		    calls_user_offline(strtoll(slash + 1, NULL, 10)) > 0)
-			calls_changed = 1;
+		    memmem(m->payload, (size_t)m->payloadlen, "\"offline\"", 9)) {
+			if (offline_n == OFFLINE_MAX)
+				offline_flush();
+			offline_ids[offline_n++] = strtoll(slash + 1, NULL, 10);
+		}
 		return;
 	}
 	filling->conn = conn_id;
@@ -438,6 +456,7 @@ int main(void)
 			} while (more > 0 && ++k < READ_ROUND_MAX &&
 				 filling->n < BRIDGE_BATCH_HARD_MAX / 2);
 		}
+		offline_flush();
 		if ((lfd >= 0 && db_listen_drain() > 0) || calls_changed) {
 			next_relay_us = 0;
 			calls_changed = 0;
