@@ -614,8 +614,9 @@ rt_system() {
     fact "$label.victim" "$victim"
     fact "$label.victim_conns" "$best"
     # fan-out through the path under test during the storm: what its subscribers miss
+    # (waiting 30 s after it for stragglers: late is not lost)
     "$TH_BIN_DIR/th-mqtt_load" fan -p "$port" -P /mqtt -c "$WORK/rt-fan-one.creds" -n "$MQTT_SUBS" -u 0 \
-      -r "$MQTT_RATE" -d 20 -w 2 -W 0 -T 120 >"$RAW/tool-fanstorm_$label.1.txt" 2>"$WORK/rt-fan-storm-$label.err" &
+      -r "$MQTT_RATE" -d 20 -w 2 -W 0 -G 30 -T 120 >"$RAW/tool-fanstorm_$label.1.txt" 2>"$WORK/rt-fan-storm-$label.err" &
     fan_pid=$!
     MQTT_PIDS+=("$fan_pid")
     sleep 4

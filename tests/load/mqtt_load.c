@@ -33,7 +33,7 @@
  *   anonymous) -s start -n count -C handshakes in flight (256) -k keepalive s
  *   (300) -T deadline s (120) -e messages expected per connection (1)
  *   -u publisher line (0) -U user -X password -r rate -d seconds -w warm-up s
- *   -W window. */
+ *   -W window -G s a fan phase's stragglers are waited for (3). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -77,6 +77,8 @@ static const char *svc_user, *svc_pass;
 static int port, keepalive = 300, inflight_max = 256, pub_line;
 static long long start_idx, count = 1;
 static double deadline_s = 120, rate = 1000, dur = 10, warm = 2;
+/* fan: how long each phase's stragglers are waited for after it (-G) */
+static double drain_s = 3;
 static int window, expect = 1;
 
 static struct ll_cred *creds;
@@ -694,10 +696,14 @@ static void print_phase(const char *name, int ph, double secs, const struct ll_h
 	fflush(stdout);
 }
 
-/* waits until every subscriber has what was sent in phase ph (or 3 s) */
-static void drain(int ph, long long subs)
+/* waits until every subscriber has what was sent in phase ph (or -G s, or
+ * the deadline) */
+static void drain(int ph, long long subs, int64_t t_end)
 {
-	int64_t until = ll_now_ns() + 3000000000LL;
+	int64_t until = ll_now_ns() + (int64_t)(drain_s * 1e9);
+
+	if (until > t_end)
+		until = t_end;
 
 	while (!stop && ll_now_ns() < until && fan_deliv[ph] < fan_sent[ph] * subs) {
 		poll_once(5);
@@ -736,7 +742,7 @@ static int mode_fan(int64_t t_end)
 		}
 		poll_ns(t - ll_now_ns());
 	}
-	drain(0, subs);
+	drain(0, subs, t_end);
 	/* open loop at the rate */
 	phase = 1;
 	t0 = ll_now_ns();
@@ -753,7 +759,7 @@ static int mode_fan(int64_t t_end)
 		poll_ns(t - ll_now_ns());
 	}
 	rate_secs = (double)(ll_now_ns() - t0) / 1e9;
-	drain(1, subs);
+	drain(1, subs, t_end);
 	print_phase("rate", 1, rate_secs, &h_rate);
 	if (window <= 0) {
 		printf("total publishes=%lld deliveries=%lld\n", fan_sent[0] + fan_sent[1],
@@ -774,7 +780,7 @@ static int mode_fan(int64_t t_end)
 		}
 	}
 	max_secs = (double)(ll_now_ns() - t0) / 1e9;
-	drain(2, subs);
+	drain(2, subs, t_end);
 	print_phase("max", 2, max_secs, &h_max);
 	printf("total publishes=%lld deliveries=%lld\n", fan_sent[0] + fan_sent[1] + fan_sent[2],
 	       msgs_total);
@@ -843,7 +849,7 @@ int main(int argc, char **argv)
 		ll_die("usage: th-mqtt_load conn|fan|pub [options] (see the source)");
 	mode = argv[1];
 	optind = 2;
-	while ((o = getopt(argc, argv, "h:p:P:b:c:s:n:C:k:T:e:u:U:X:r:d:w:W:")) != -1) {
+	while ((o = getopt(argc, argv, "h:p:P:b:c:s:n:C:k:T:e:u:U:X:r:d:w:W:G:")) != -1) {
 		switch (o) {
 		case 'h':
 			host = optarg;
@@ -899,13 +905,17 @@ int main(int argc, char **argv)
 		case 'W':
 			window = atoi(optarg);
 			break;
+		case 'G':
+			drain_s = atof(optarg);
+			break;
 		default:
 			ll_die("bad option");
 		}
 	}
 	if (!port || !creds_file || count < 1 || inflight_max < 1 || rate <= 0 || keepalive < 1 ||
-	    keepalive > 65535 || deadline_s <= 0 || deadline_s > 3600)
-		ll_die("bad options (need -p, -c; counts > 0; -T <= 3600)");
+	    keepalive > 65535 || deadline_s <= 0 || deadline_s > 3600 || drain_s < 0 ||
+	    drain_s > 600)
+		ll_die("bad options (need -p, -c; counts > 0; -T <= 3600; -G <= 600)");
 	if (strcmp(host, "127.0.0.1") != 0 && strncmp(host, "127.", 4) != 0)
 		ll_die("loopback only");
 	rng ^= (uint64_t)ll_now_ns() ^ (uint64_t)getpid() << 32;
