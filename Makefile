@@ -223,6 +223,11 @@ $(BUILD)/tests/test_bridge_gate: $(BUILD)/obj/realtime-bridge/bridge/gate.o
 $(BUILD)/tests/test_bridge_gate: LDLIBS += -lmosquitto
 $(BUILD)/obj/tests/unit/test_bridge_gate.o: CFLAGS += -Irealtime-bridge/bridge
 
+# th-bridge's batching rules: their pure objects
+$(BUILD)/tests/test_bridge_batching: $(BUILD)/obj/realtime-bridge/bridge/linger.o \
+	$(BUILD)/obj/realtime-bridge/bridge/supersede.o
+$(BUILD)/obj/tests/unit/test_bridge_batching.o: CFLAGS += -Irealtime-bridge/bridge
+
 # a fuzz target: its harness, the parser's own objects (below) and the
 # libraries (the web one for FUZZ_WEB)
 $(BUILD)/obj/tests/fuzz/%.o: CFLAGS += $(MEDIA_INC) -Ifcgi-apps/community -Irealtime-bridge/bridge \

@@ -30,6 +30,7 @@
 #include "config.h"
 #include "db.h"
 #include "events.h"
+#include "linger.h"
 #include "log.h"
 #include "metrics.h"
 #include "mono.h"
@@ -217,6 +218,7 @@ static int metrics_setup(void)
 	bstats.events_refused = metrics_counter("events_refused_total");
 	/* outbox events dropped: no subscriber on the hub after every attempt */
 	bstats.events_unrouted = metrics_counter("events_unrouted_total");
+	bstats.events_superseded = metrics_counter("events_superseded_total");
 	bstats.receipts = metrics_counter("receipts_published_total");
 	/* an id another sender or channel holds (API.md, v1.1: message ids) */
 	bstats.refused_id_taken = metrics_counter("messages_refused_id_taken_total");
@@ -282,12 +284,21 @@ static void write_all(struct mosquitto *mosq)
 	metrics_set(bstats.awaiting_commit, gate_held());
 }
 
+/* ms until batch b is due (linger.h) */
+static int batch_left_ms(const struct linger_rule *l, const struct batch *b, uint64_t now)
+{
+	return b->n ? linger_left_ms(l, b->n, b->msgs[0].received_us, b->msgs[b->n - 1].received_us,
+				     now)
+		    : 0;
+}
+
 int main(void)
 {
 	struct mosquitto *mosq;
 	mosquitto_property *props = NULL, *props_standby = NULL;
 	char secret[256], id[128];
-	int batch_max, wait_ms, recv_max, rc, returning = 0;
+	int batch_max, recv_max, rc, returning = 0;
+	struct linger_rule lg;
 	long backoff_ms = 0;
 	uint64_t next_relay_us = 0;
 
@@ -296,7 +307,9 @@ int main(void)
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	batch_max = (int)cfg_int("TH_BRIDGE_BATCH_MAX", 1000, 1, BRIDGE_BATCH_HARD_MAX);
-	wait_ms = (int)cfg_int("TH_BRIDGE_BATCH_WAIT_MS", 5, 0, 1000);
+	lg.max = batch_max;
+	lg.wait_ms = (int)cfg_int("TH_BRIDGE_BATCH_WAIT_MS", 5, 0, 1000);
+	lg.linger_ms = (int)cfg_int("TH_BRIDGE_BATCH_LINGER_MS", 50, lg.wait_ms, 1000);
 	snprintf(id, sizeof(id), "%s", cfg_str("TH_BRIDGE_ID", "th-bridge-1"));
 	snprintf(sub_filter, sizeof(sub_filter), "$share/%s/chat/+/+",
 		 cfg_str("TH_BRIDGE_GROUP", "bridge"));
@@ -337,8 +350,9 @@ int main(void)
 	mosquitto_property_add_int16(&props, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)recv_max);
 	/* on the standby hub the session ends with the connection (hubs.c) */
 	mosquitto_property_add_int16(&props_standby, MQTT_PROP_RECEIVE_MAXIMUM, (uint16_t)recv_max);
-	log_info("bridge: %s -> PostgreSQL, batches of up to %d, receive maximum %d", sub_filter,
-		 batch_max, recv_max);
+	log_info("bridge: %s -> PostgreSQL, batches of up to %d (closed after a %d ms pause or "
+		 "%d ms), receive maximum %d",
+		 sub_filter, batch_max, lg.wait_ms, lg.linger_ms, recv_max);
 
 	while (!stopping || filling->n || inflight) {
 		struct pollfd p[5];
@@ -423,11 +437,8 @@ int main(void)
 		}
 		if (relay_ready() || (relay_more && filling->n == 0))
 			timeout = 0; /* the relay has a step to take now */
-		if (filling->n && !inflight) {
-			long left = wait_ms - (long)((now - filling->msgs[0].received_us) / 1000);
-
-			timeout = left > 0 ? (int)left : 0;
-		}
+		if (filling->n && !inflight)
+			timeout = batch_left_ms(&lg, filling, now);
 		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
 			break;
 		if (ix_real >= 0 && (p[ix_real].revents || p[ix_pair].revents) && gate_pump() < 0) {
@@ -484,8 +495,7 @@ int main(void)
 		}
 		now = mono_us();
 		if (filling->n && !inflight &&
-		    (filling->n >= (size_t)batch_max || stopping || !connected ||
-		     (now - filling->msgs[0].received_us) / 1000 >= (uint64_t)wait_ms)) {
+		    (stopping || !connected || batch_left_ms(&lg, filling, now) == 0)) {
 			struct batch *next = filling == &batches[0] ? &batches[1] : &batches[0];
 
 			store_clear(next);

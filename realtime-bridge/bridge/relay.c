@@ -27,16 +27,23 @@
  *
  * Acknowledgements are matched by packet id: a byte per id (65,536) names
  * the event of the batch that published it (0: none), set at publish and
- * cleared by the PUBACK.  A batch of RELAY_BATCH events
- * publishes at most RELAY_BATCH * (2 + RELAY_INBOX_MAX) messages (< 65,536),
- * so its own ids never wrap onto each other; but libmosquitto hands out ids
+ * cleared by the PUBACK.  A batch publishes at most RELAY_PUBLISH_MAX
+ * messages (< 65,536; the events beyond that are handed back unpublished and
+ * lead the next batch), so its own ids never wrap onto each other; but
+ * libmosquitto hands out ids
  * by counting, without looking at what is in flight, so the receipts
  * store.c publishes meanwhile could be given an id the batch still waits
  * for, and that receipt's PUBACK would count as the event's: store.c tells
  * relay_mid_issued() every id it gets, and the event that waited for that
  * id goes out again (at least once).  A publish libmosquitto refuses for
  * good (too large, invalid) is dropped and counted, never retried: it would
- * block the outbox behind it. */
+ * block the outbox behind it.
+ *
+ * An event a later one of its batch supersedes (supersede.h: an older
+ * `unread` of the same user and channel, an older `channel_activity` of the
+ * same channel) is not published: it is deleted with the batch, counted in
+ * th_events_superseded_total.  Under a stream of chat each stored batch
+ * writes both kinds, and every publish costs the hub a copy to each edge. */
 #include <json-c/json.h>
 #include <mosquitto.h>
 #include <stdio.h>
@@ -50,9 +57,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "mono.h"
+#include "supersede.h"
 #include "unreadver.h"
 
-#define RELAY_BATCH 50
+#define RELAY_BATCH 250
+#define RELAY_PUBLISH_MAX 60000 /* publishes of one batch: < 65,536 packet ids */
 #define RELAY_STR_(x) #x
 #define RELAY_STR(x) RELAY_STR_(x)
 #define RELAY_INBOX_MAX 1000  /* inbox recipients of one event */
@@ -68,13 +77,14 @@ _Static_assert(RELAY_BATCH < 256, "an event's index + 1 fits the byte per packet
 struct relay_event {
 	int64_t id;
 	int pending;
-	unsigned unrouted : 1, again : 1;
+	unsigned unrouted : 1, again : 1, deferred : 1;
 };
 
 static struct {
 	enum relay_state state;
 	struct relay_event ev[RELAY_BATCH]; /* the claimed batch, in id order */
 	int n;
+	int deferred;   /* events beyond RELAY_PUBLISH_MAX, handed back unpublished */
 	int cur;        /* the event route() publishes */
 	size_t pending; /* publishes not yet acknowledged, over the batch */
 	int failed;     /* a publish could not be queued: stop waiting */
@@ -143,20 +153,51 @@ static int64_t int_field(struct json_object *o, const char *k)
 		       : 0;
 }
 
-static void route(struct mosquitto *mosq, const char *text)
+static int typed(struct json_object *o)
 {
-	struct json_object *o = jh_parse(text, strlen(text)), *v;
+	struct json_object *v;
+
+	return o && json_object_is_type(o, json_type_object) &&
+	       json_object_object_get_ex(o, "type", &v);
+}
+
+static int is_chat(struct json_object *o)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, "type", &v) &&
+	       strcmp(json_object_get_string(v), "chat_message") == 0;
+}
+
+/* How many publishes route() makes of event o, at most. */
+static size_t publishes(struct json_object *o)
+{
+	struct json_object *v;
+	size_t n;
+
+	if (!typed(o))
+		return 0;
+	if (is_chat(o))
+		return 1;
+	n = (int_field(o, "community_id") > 0) + (int_field(o, "user_id") > 0);
+	if (json_object_object_get_ex(o, "inbox", &v) && json_object_is_type(v, json_type_array))
+		n += json_object_array_length(v) < RELAY_INBOX_MAX ? json_object_array_length(v)
+								   : RELAY_INBOX_MAX;
+	return n;
+}
+
+/* Publishes event o (its text: the payload as stored). */
+static void route(struct mosquitto *mosq, struct json_object *o, const char *text)
+{
+	struct json_object *v;
 	char topic[96];
 	int64_t cid, uid;
-	const char *type;
 
-	if (!o || !json_object_is_type(o, json_type_object) ||
-	    !json_object_object_get_ex(o, "type", &v)) {
+	if (!typed(o)) {
 		log_warn("bridge: outbox event without a type dropped");
-		goto out;
+		return;
 	}
-	type = json_object_get_string(v);
-	if (strcmp(type, "chat_message") == 0) {
+	if (is_chat(o)) {
 		struct json_object *msg;
 
 		if (json_object_object_get_ex(o, "message", &msg)) {
@@ -166,7 +207,7 @@ static void route(struct mosquitto *mosq, const char *text)
 			publish(mosq, topic,
 				json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN));
 		}
-		goto out;
+		return;
 	}
 	cid = int_field(o, "community_id");
 	if (cid > 0) {
@@ -188,8 +229,6 @@ static void route(struct mosquitto *mosq, const char *text)
 			}
 		}
 	}
-out:
-	json_object_put(o);
 }
 
 void relay_init(const char *owner)
@@ -239,7 +278,7 @@ enum relay_outcome { RELAY_DELIVERED, RELAY_UNROUTED, RELAY_AGAIN, RELAY_OUTCOME
 
 static enum relay_outcome outcome(const struct relay_event *e)
 {
-	if (e->pending > 0 || e->again)
+	if (e->pending > 0 || e->again || e->deferred)
 		return RELAY_AGAIN;
 	return e->unrouted ? RELAY_UNROUTED : RELAY_DELIVERED;
 }
@@ -300,6 +339,7 @@ static int finish(void)
 	rl.failed = 0;
 	if (!r)
 		return -1;
+	count[RELAY_AGAIN] -= rl.deferred; /* not tried: no retry, no pause */
 	if (db_res_rows(r) == 1)
 		dropped = atoi(db_res_get(r, 0, 0));
 	if (dropped > 0) {
@@ -318,6 +358,10 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	char lease[24];
 	const char *p[2] = {rl.owner, lease};
 	struct db_res *r;
+	struct json_object *obj[RELAY_BATCH];
+	struct supersede_key keys[RELAY_BATCH];
+	unsigned char old[RELAY_BATCH];
+	size_t budget = 0;
 	int i, full, rc = -1;
 
 	if (rl.state == RELAY_WAITING) {
@@ -329,7 +373,7 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 			log_warn("bridge: %zu of the outbox's publishes unacknowledged after %ld "
 				 "ms: their events go out again",
 				 rl.pending, rl.ack_ms);
-		full = rl.n == RELAY_BATCH;
+		full = rl.n == RELAY_BATCH || rl.deferred > 0;
 		again = finish();
 		/* events to send again (the hub had no subscriber: its edges
 		 * are not back yet; or no acknowledgement): after the caller's
@@ -367,11 +411,31 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	for (i = 0; i < rl.n; i++)
 		unreadver_add_event(&rl.vb, db_res_get(r, i, 1));
 	unreadver_flush(&rl.vb);
+	rl.deferred = 0;
+	for (i = 0; i < rl.n; i++) {
+		const char *text = db_res_get(r, i, 1);
+
+		obj[i] = jh_parse(text, strlen(text));
+		keys[i] = supersede_key_of(obj[i]);
+	}
+	supersede_mark(keys, rl.n, old);
 	for (i = 0; i < rl.n; i++) {
 		rl.ev[i] = (struct relay_event){.id = strtoll(db_res_get(r, i, 0), NULL, 10)};
+		if (old[i]) {
+			metrics_add(bstats.events_superseded, 1);
+			continue; /* deleted with the batch: a later one says it */
+		}
+		budget += publishes(obj[i]);
+		if (i > 0 && budget > RELAY_PUBLISH_MAX) {
+			rl.ev[i].deferred = 1;
+			rl.deferred++;
+			continue;
+		}
 		rl.cur = i;
-		route(mosq, db_res_get(r, i, 1));
+		route(mosq, obj[i], db_res_get(r, i, 1));
 	}
+	for (i = 0; i < rl.n; i++)
+		json_object_put(obj[i]);
 	rl.deadline_us = mono_us() + (uint64_t)rl.ack_ms * 1000;
 	rc = 1;
 out:

@@ -53,6 +53,7 @@
 #   BENCH_RT_SYSCTL       1: tune the kernel as above (default 1 as root)
 #   BENCH_RT_BRIDGE_RATES offered msg/s of the persistence steps (default 2000,5000,10000,20000)
 #   BENCH_RT_BRIDGE_STEP  seconds per step (default 10)
+#   BENCH_RT_BRIDGE_REFINE steps between the highest kept up with and the first not (default 2)
 #   BENCH_RT_IDLE_S       seconds the held clients idle while the servers' CPU is sampled
 #                         (default 10): what idle connections cost
 #   BENCH_RT_EDGES / BENCH_RT_FRONTS  TH_MQTT_EDGES / TH_WS_FRONTS of the stack (7 / 14;
@@ -67,6 +68,7 @@ RT_STORM_WAIT=${BENCH_RT_STORM_WAIT:-90}
 RT_SYSCTL=${BENCH_RT_SYSCTL:-1}
 RT_BRIDGE_RATES=${BENCH_RT_BRIDGE_RATES:-2000,5000,10000,20000}
 RT_BRIDGE_STEP=${BENCH_RT_BRIDGE_STEP:-10}
+RT_BRIDGE_REFINE=${BENCH_RT_BRIDGE_REFINE:-2}
 RT_IDLE_S=${BENCH_RT_IDLE_S:-10}
 RT_SYSCTL_SAVED=()   # "key=value" to restore at exit
 RT_PLAIN_PID=
@@ -450,6 +452,34 @@ rt_bridge2_start() {
   die "realtime-100k: the second bridge did not connect: $(tail -3 "$WORK/rt-bridge2.log")"
 }
 
+# rt_bridge_step LABEL RATE ARGS...: one persistence step (th-bridge_load ARGS at RATE
+# msg/s); true when it kept up (bridge_keeps_up)
+rt_bridge_step() {
+  local label=$1 r=$2
+  shift 2
+  bridge_run "$label" "$@" -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
+  [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-$label.lines")")" = 1 ]
+}
+
+# rt_bridge_steps LABEL ARGS...: the steps of RT_BRIDGE_RATES up to the first that does
+# not keep up, then RT_BRIDGE_REFINE more, each halving the gap between the highest rate
+# kept up with and the lowest not (rounded down to 250 msg/s), after the servers are
+# quiet again: the ratio is not read from steps 5,000 msg/s apart
+rt_bridge_steps() {
+  local label=$1 r kept=0 lost=0 i
+  shift
+  for r in ${RT_BRIDGE_RATES//,/ }; do
+    if rt_bridge_step "$label" "$r" "$@"; then kept=$r; else lost=$r; break; fi
+  done
+  local -a T
+  mapfile -t T < <(rt_tier_pids)
+  for ((i = 0; i < RT_BRIDGE_REFINE && lost - kept > 500; i++)); do
+    r=$(( (kept + lost) / 2 / 250 * 250 ))
+    rt_quiet "${T[@]}"
+    if rt_bridge_step "$label" "$r" "$@"; then kept=$r; else lost=$r; fi
+  done
+}
+
 rt_bridge_ratio() {
   local r sent rows=0 dist=0 rows0 dist0 conninfo p id chid f
   local -a P
@@ -469,10 +499,7 @@ rt_bridge_ratio() {
   [ -f "$TH_VAR_DIR/run/mosquitto-e0.pid" ] && via=$((TH_PORT_BASE + 10))
   fact bridge_port "$via"
   bridge_run rt-bwarm -p "$via" -S receipts -M "$TH_PORT_BASE" -r 1000 -d "$WARMUP" -g 20 -T 120
-  for r in ${RT_BRIDGE_RATES//,/ }; do
-    bridge_run rt-bsteps -p "$via" -S receipts -M "$TH_PORT_BASE" -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
-    [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-rt-bsteps.lines")")" = 1 ] || break
-  done
+  rt_bridge_steps rt-bsteps -p "$via" -S receipts -M "$TH_PORT_BASE"
   # every message stored once: the two bridges share one $share group
   sent=$(cat "$WORK"/bridge-rt-{bwarm,bsteps}.totals | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^sent=/) { sub(/sent=/, "", $i); s += $i } } END { print s + 0 }')
   for p in $(seq 1 60); do
@@ -494,10 +521,7 @@ rt_bridge_ratio() {
     "$TH_BIN_DIR/th-bridge_load" -K "$id" -p "$((TH_PORT_BASE + 3))" -U th-service \
       -X "$(cat "$TH_VAR_DIR/keys/mqtt-service.secret")" >/dev/null 2>&1 || log "realtime-100k: -K $id failed"
   done
-  for r in ${RT_BRIDGE_RATES//,/ }; do
-    bridge_run rt-hub -p "$via" -S sub -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
-    [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-rt-hub.lines")")" = 1 ] || break
-  done
+  rt_bridge_steps rt-hub -p "$via" -S sub
   "$ROOT/scripts/stack" up >/dev/null 2>&1 || log "realtime-100k: scripts/stack up (bridges back) failed"
   for f in "$WORK"/bridge-rt-{bwarm,bsteps,hub}.*.txt; do
     [ -e "$f" ] && cp "$f" "$RAW/tool-${f#"$WORK"/bridge-}"
@@ -657,7 +681,7 @@ bench_realtime_100k() {
     ss -Htln "sport = :$v" 2>/dev/null | grep -q . && die "port $v is taken"
   done
   raw_begin realtime-100k
-  for v in RT_CONNS RT_PER_PROC RT_PLAIN_CONNS RT_INFLIGHT RT_READY_WAIT RT_STORM_WAIT RT_BRIDGE_RATES \
+  for v in RT_CONNS RT_PER_PROC RT_PLAIN_CONNS RT_INFLIGHT RT_READY_WAIT RT_STORM_WAIT RT_BRIDGE_RATES RT_BRIDGE_REFINE \
     RT_BRIDGE_STEP RT_IDLE_S MQTT_RATE MQTT_SUBS; do
     fact "knob.${v,,}" "${!v}"
   done

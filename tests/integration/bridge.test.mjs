@@ -230,6 +230,45 @@ describe('server events over MQTT', { timeout: 60000 }, () => {
   });
 });
 
+// Superseded events (realtime-bridge/bridge/supersede.c): an `unread` event carries a user's
+// whole state for a channel, so of several queued together for one user and channel the relay
+// publishes the newest alone and deletes the rest with it. 20 of them and one for another
+// channel are committed in one transaction (one relay batch): the inbox gets read_seq 20 and
+// the other channel's event, none of 1..19; every row is gone and the 19 are counted.
+describe('the relay publishes the newest unread state of a user and channel', { timeout: 60000 }, () => {
+  test('20 unread events for one channel and 1 for another, queued at once: read_seq 20 and the other arrive, 1..19 do not', async () => {
+    const u = await newUser('brsup');
+    const c = await community(u, 'public', []);
+    const ch = Number(c.channel);
+    const other = ch + 1000000; // routing reads user_id alone: any other channel id serves
+    const uid = Number(u.id);
+    const w = await connect(u);
+    try {
+      await mustSubscribe(w, `user/${uid}/inbox`);
+      const m0 = await bridgeMetrics();
+      const ev = (chan, seq) => `jsonb_build_object('type', 'unread', 'user_id', ${uid}, 'channel_id', ${chan}, 'read_seq', ${seq}, 'unread', 0, 'mentions', 0)`;
+      const r = await psql(`BEGIN;
+        INSERT INTO event_outbox (payload) SELECT ${ev(ch, 'g')} FROM generate_series(1, 20) g;
+        INSERT INTO event_outbox (payload) SELECT ${ev(other, 7)};
+        SELECT pg_notify('townhall_events', '{"type":"unread"}');
+        COMMIT;`);
+      assert.equal(r.code, 0, r.stderr);
+      const isUnread = (chan) => (m) => parsed(m)?.type === 'unread' && parsed(m)?.channel_id === chan;
+      await waitFor(() => hasPayload(w, isUnread(ch)) && hasPayload(w, isUnread(other)), DELIVER_MS, 'both unread events');
+      await sleep(500);
+      const seqs = w.messages.filter(isUnread(ch)).map((m) => parsed(m).read_seq);
+      assert.deepEqual(seqs, [20], `read_seq published for the channel: ${seqs.join(',')}`);
+      assert.equal(w.messages.filter(isUnread(other)).length, 1);
+      const left = await psql(`SELECT count(*) FROM event_outbox WHERE payload->>'user_id' = '${uid}'`);
+      assert.equal(left.stdout.trim(), '0', 'outbox rows left');
+      const m1 = await bridgeMetrics();
+      assert.equal(metric(m1, 'th_events_superseded_total') - metric(m0, 'th_events_superseded_total'), 19);
+    } finally {
+      await end(w);
+    }
+  });
+});
+
 // The outbox (realtime-bridge/bridge/relay.c): an event leaves event_outbox only after the
 // broker acknowledged its publishes. (1) The hub is stopped (SIGSTOP: the bridge's bytes still
 // go into the socket, nothing answers) while an event goes out: the row must stay, claimed;
