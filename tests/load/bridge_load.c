@@ -29,7 +29,9 @@
  * Options: -h host (127.0.0.1) -p MQTT port -c credentials -U user -X
  *   password (service account) -S sink -M metrics HTTP port (0: none)
  *   -r rates -d seconds -g catch-up s (20) -W window -T deadline s (600)
- *   -b body bytes (100).
+ *   -b body bytes (100) -s the sink's MQTT port (-p): with the publishers on
+ *   one edge of the real-time tier and the sink on another, every message
+ *   counted crossed the hub.
  * th-bridge_load -K client_id -p port -U user -X password: connects once with
  * a clean session under client_id, which discards that client's persistent
  * session, and disconnects. */
@@ -75,7 +77,7 @@ struct phase {
 
 static const char *kill_cid;
 static const char *host = "127.0.0.1", *creds_file, *svc_user, *svc_pass, *sink_kind = "receipts";
-static int port, mport, window;
+static int port, sink_port, mport, window;
 static double dur = 10, gap = 20, deadline_s = 600;
 static int body_len = 100;
 static double rates[MAX_STEPS];
@@ -250,9 +252,9 @@ static void flush(struct conn *c)
 	want_out(c, c->out.len > 0);
 }
 
-static void open_conn(struct conn *c)
+static void open_conn(struct conn *c, int to)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)to)};
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
 	int one = 1;
 
@@ -455,7 +457,7 @@ static void on_alarm(int s)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: th-bridge_load -p port -c creds -U user -X pass [-S receipts|sub] "
+		"usage: th-bridge_load -p port [-s sink_port] -c creds -U user -X pass [-S receipts|sub] "
 		"[-M metrics_port] -r r1,r2,... [-d s] [-g s] [-W window] [-T s] [-b bytes]\n");
 	exit(2);
 }
@@ -470,13 +472,16 @@ int main(int argc, char **argv)
 	long long total = 0;
 
 	ll_prog = "th-bridge_load";
-	while ((o = getopt(argc, argv, "h:p:c:U:X:S:M:r:d:g:W:T:b:K:")) != -1) {
+	while ((o = getopt(argc, argv, "h:p:s:c:U:X:S:M:r:d:g:W:T:b:K:")) != -1) {
 		switch (o) {
 		case 'h':
 			host = optarg;
 			break;
 		case 'p':
 			port = atoi(optarg);
+			break;
+		case 's':
+			sink_port = atoi(optarg);
 			break;
 		case 'c':
 			creds_file = optarg;
@@ -532,7 +537,7 @@ int main(int argc, char **argv)
 
 		if ((ep = epoll_create1(0)) < 0)
 			ll_die("epoll_create1");
-		open_conn(&k);
+		open_conn(&k, port);
 		send_connect(&k, kill_cid, svc_user, svc_pass);
 		fcntl(k.fd, F_SETFL, fcntl(k.fd, F_GETFL) & ~O_NONBLOCK);
 		if (send(k.fd, k.out.p, k.out.len, MSG_NOSIGNAL) < 0 ||
@@ -581,12 +586,12 @@ int main(int argc, char **argv)
 	if ((ep = epoll_create1(0)) < 0)
 		ll_die("epoll_create1");
 	sinkc.sink = 1;
-	open_conn(&sinkc);
+	open_conn(&sinkc, sink_port ? sink_port : port);
 	snprintf(cid, sizeof(cid), "th-bench-sink-%d", (int)getpid());
 	send_connect(&sinkc, cid, svc_user, svc_pass);
 	flush(&sinkc);
 	for (i = 0; i < npub; i++) {
-		open_conn(&conns[i]);
+		open_conn(&conns[i], port);
 		snprintf(cid, sizeof(cid), "u%lld-bl%d", conns[i].uid, i);
 		send_connect(&conns[i], cid, "bench", conns[i].token);
 		flush(&conns[i]);
