@@ -457,7 +457,8 @@ static void on_alarm(int s)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: th-bridge_load -p port [-s sink_port] -c creds -U user -X pass [-S receipts|sub] "
+		"usage: th-bridge_load -p port [-s sink_port] -c creds -U user -X pass [-S "
+		"receipts|sub] "
 		"[-M metrics_port] -r r1,r2,... [-d s] [-g s] [-W window] [-T s] [-b bytes]\n");
 	exit(2);
 }
