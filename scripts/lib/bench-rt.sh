@@ -525,9 +525,12 @@ rt_bridge_ratio() {
   # crossed e0, the hub and that edge, as chat between users of two edges does. (On e0
   # itself it counted e0's local deliveries, while the hub queued its copies to the other
   # edges and sent them tens of seconds late: 17,500 msg/s "kept up" at 09:55.)
-  local far=$via ne
-  ne=$(find "$TH_VAR_DIR/run" -maxdepth 1 -name 'mosquitto-e*.pid' | wc -l)
-  (( ne > 1 )) && far=$((TH_PORT_BASE + 10 + ne - 1))
+  # (the storm's edge is dead by now: the highest-numbered live edge but e0)
+  local far=$via i p
+  for i in $(seq 1 15); do
+    p=$(cat "$TH_VAR_DIR/run/mosquitto-e$i.pid" 2>/dev/null) || continue
+    [[ $p =~ ^[0-9]+$ ]] && kill -0 "$p" 2>/dev/null && far=$((TH_PORT_BASE + 10 + i))
+  done
   fact bridge_sink_port "$far"
   rt_bridge_steps rt-hub -p "$via" -s "$far" -S sub
   "$ROOT/scripts/stack" up >/dev/null 2>&1 || log "realtime-100k: scripts/stack up (bridges back) failed"
