@@ -53,7 +53,7 @@
 #   BENCH_RT_SYSCTL       1: tune the kernel as above (default 1 as root)
 #   BENCH_RT_BRIDGE_RATES offered msg/s of the persistence steps (default 2000,5000,10000,20000)
 #   BENCH_RT_BRIDGE_STEP  seconds per step (default 10)
-#   BENCH_RT_BRIDGE_REFINE steps between the highest kept up with and the first not (default 2)
+#   BENCH_RT_BRIDGE_REFINE steps between the highest kept up with and the first not (default 3)
 #   BENCH_RT_IDLE_S       seconds the held clients idle while the servers' CPU is sampled
 #                         (default 10): what idle connections cost
 #   BENCH_RT_EDGES / BENCH_RT_FRONTS  TH_MQTT_EDGES / TH_WS_FRONTS of the stack (7 / 14;
@@ -68,7 +68,7 @@ RT_STORM_WAIT=${BENCH_RT_STORM_WAIT:-90}
 RT_SYSCTL=${BENCH_RT_SYSCTL:-1}
 RT_BRIDGE_RATES=${BENCH_RT_BRIDGE_RATES:-2000,5000,10000,20000}
 RT_BRIDGE_STEP=${BENCH_RT_BRIDGE_STEP:-10}
-RT_BRIDGE_REFINE=${BENCH_RT_BRIDGE_REFINE:-2}
+RT_BRIDGE_REFINE=${BENCH_RT_BRIDGE_REFINE:-3}
 RT_IDLE_S=${BENCH_RT_IDLE_S:-10}
 RT_SYSCTL_SAVED=()   # "key=value" to restore at exit
 RT_PLAIN_PID=
