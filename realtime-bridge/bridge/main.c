@@ -357,7 +357,7 @@ int main(void)
 	while (!stopping || filling->n || inflight) {
 		struct pollfd p[5];
 		int np = 0, timeout = 1000, lfd, tfd;
-		int ix_mosq = -1, ix_real = -1, ix_pair = -1, ix_tx = -1, relay_more = 0;
+		int ix_mosq = -1, ix_real = -1, ix_pair = -1, ix_tx = -1, relay_more = 0, relay_may;
 		/* Read even while a full batch waits for the one out to commit:
 		 * the broker's PUBACKs to our receipts, its PINGRESPs come in.
 		 * The gate bounds the QoS 1 messages read and not settled
@@ -397,10 +397,16 @@ int main(void)
 			write_all(mosq);
 			continue;
 		}
+		/* The relay's claim blocks this loop for a round trip: not while a
+		 * chat batch could go, but while one is out at PostgreSQL (on a
+		 * connection of its own) the next cannot go anyway.  Batches now
+		 * linger up to 50 ms under a stream: waiting for an empty one
+		 * would leave the relay a claim per batch. */
+		relay_may = filling->n == 0 || inflight;
 		if (connected && db_listen(EVENTS_CHANNEL) == 0) {
 			/* a new batch when woken, or on a timer (events committed
 			 * while nobody listened); a batch out waits for its PUBACKs */
-			rc = relay_step(mosq, now >= next_relay_us && filling->n == 0);
+			rc = relay_step(mosq, now >= next_relay_us && relay_may);
 			if (rc == 0)
 				next_relay_us = now + 1000000;
 			else if (rc < 0)
@@ -435,10 +441,14 @@ int main(void)
 			p[np].events = POLLIN;
 			np++;
 		}
-		if (relay_ready() || (relay_more && filling->n == 0))
+		if (relay_ready() || (relay_more && relay_may))
 			timeout = 0; /* the relay has a step to take now */
-		if (filling->n && !inflight)
-			timeout = batch_left_ms(&lg, filling, now);
+		if (filling->n && !inflight) {
+			int left = batch_left_ms(&lg, filling, now);
+
+			if (left < timeout)
+				timeout = left; /* a relay step due now still goes first */
+		}
 		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
 			break;
 		if (ix_real >= 0 && (p[ix_real].revents || p[ix_pair].revents) && gate_pump() < 0) {

@@ -61,7 +61,9 @@
 #include "unreadver.h"
 
 #define RELAY_BATCH 250
-#define RELAY_PUBLISH_MAX 60000 /* publishes of one batch: < 65,536 packet ids */
+/* publishes of one batch: its packet ids must not wrap onto each other, and
+ * the receipts store.c publishes while it waits take ids too */
+#define RELAY_PUBLISH_MAX 40000
 #define RELAY_STR_(x) #x
 #define RELAY_STR(x) RELAY_STR_(x)
 #define RELAY_INBOX_MAX 1000  /* inbox recipients of one event */
@@ -85,6 +87,7 @@ static struct {
 	struct relay_event ev[RELAY_BATCH]; /* the claimed batch, in id order */
 	int n;
 	int deferred;   /* events beyond RELAY_PUBLISH_MAX, handed back unpublished */
+	int superseded; /* events a later one of the batch says: deleted with it */
 	int cur;        /* the event route() publishes */
 	size_t pending; /* publishes not yet acknowledged, over the batch */
 	int failed;     /* a publish could not be queued: stop waiting */
@@ -166,6 +169,7 @@ static int is_chat(struct json_object *o)
 	struct json_object *v;
 
 	return json_object_object_get_ex(o, "type", &v) &&
+	       json_object_is_type(v, json_type_string) &&
 	       strcmp(json_object_get_string(v), "chat_message") == 0;
 }
 
@@ -340,6 +344,8 @@ static int finish(void)
 	if (!r)
 		return -1;
 	count[RELAY_AGAIN] -= rl.deferred; /* not tried: no retry, no pause */
+	/* counted once deleted: a failed statement hands them out again */
+	metrics_add(bstats.events_superseded, (uint64_t)rl.superseded);
 	if (db_res_rows(r) == 1)
 		dropped = atoi(db_res_get(r, 0, 0));
 	if (dropped > 0) {
@@ -412,6 +418,7 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 		unreadver_add_event(&rl.vb, db_res_get(r, i, 1));
 	unreadver_flush(&rl.vb);
 	rl.deferred = 0;
+	rl.superseded = 0;
 	for (i = 0; i < rl.n; i++) {
 		const char *text = db_res_get(r, i, 1);
 
@@ -422,7 +429,7 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	for (i = 0; i < rl.n; i++) {
 		rl.ev[i] = (struct relay_event){.id = strtoll(db_res_get(r, i, 0), NULL, 10)};
 		if (old[i]) {
-			metrics_add(bstats.events_superseded, 1);
+			rl.superseded++;
 			continue; /* deleted with the batch: a later one says it */
 		}
 		budget += publishes(obj[i]);

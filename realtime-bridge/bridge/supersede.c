@@ -34,7 +34,9 @@ struct supersede_key supersede_key_of(struct json_object *o)
 	} else if (strcmp(type, "channel_activity") == 0) {
 		k.a = positive_int(o, "community_id");
 		k.b = positive_int(o, "channel_id");
-		if (k.a && k.b)
+		/* routed to the community alone, as message_store() writes it */
+		if (k.a && k.b && !json_object_object_get_ex(o, "inbox", NULL) &&
+		    !json_object_object_get_ex(o, "user_id", NULL))
 			k.kind = KEY_ACTIVITY;
 	}
 	return k;

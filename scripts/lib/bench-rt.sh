@@ -455,10 +455,13 @@ rt_bridge2_start() {
 # rt_bridge_step LABEL RATE ARGS...: one persistence step (th-bridge_load ARGS at RATE
 # msg/s); true when it kept up (bridge_keeps_up)
 rt_bridge_step() {
-  local label=$1 r=$2
+  local label=$1 r=$2 n0 n1
   shift 2
+  n0=$(cat "$WORK/bridge-$label.lines" 2>/dev/null | wc -l)
   bridge_run "$label" "$@" -r "$r" -d "$RT_BRIDGE_STEP" -g 20 -T $((RT_BRIDGE_STEP + 80))
-  [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-$label.lines")")" = 1 ]
+  n1=$(cat "$WORK/bridge-$label.lines" 2>/dev/null | wc -l)
+  # a run that wrote no step line did not keep up (not the step before it)
+  (( n1 > n0 )) && [ "$(bridge_keeps_up "$(tail -1 "$WORK/bridge-$label.lines")")" = 1 ]
 }
 
 # rt_bridge_steps LABEL ARGS...: the steps of RT_BRIDGE_RATES up to the first that does

@@ -103,6 +103,10 @@ static void test_unkeyed_events_are_kept(void **state)
 		"{\"type\":\"unread\",\"user_id\":\"3\",\"channel_id\":5}",
 		"{\"type\":7,\"user_id\":3,\"channel_id\":5}",
 		"{\"type\":7,\"user_id\":3,\"channel_id\":5}",
+		"{\"type\":\"channel_activity\",\"community_id\":1,\"channel_id\":5,\"user_id\":3}",
+		"{\"type\":\"channel_activity\",\"community_id\":1,\"channel_id\":5,\"user_id\":3}",
+		"{\"type\":null,\"user_id\":3,\"channel_id\":5}",
+		"{\"type\":null,\"user_id\":3,\"channel_id\":5}",
 	};
 	enum { N = sizeof(ev) / sizeof(ev[0]) };
 	struct supersede_key k[N];
