@@ -19,6 +19,31 @@ const char *ids_text(char buf[24], int64_t id)
 	return buf;
 }
 
+int ids_array(char *buf, size_t size, const int64_t *ids, size_t n)
+{
+	size_t len = 0;
+
+	if (size < 3)
+		return -1;
+	if (size < IDS_ARRAY_SIZE(n)) {
+		memcpy(buf, "{}", 3);
+		return -1;
+	}
+	buf[len++] = '{';
+	for (size_t i = 0; i < n; i++) {
+		char one[24];
+		size_t k = strlen(ids_text(one, ids[i]));
+
+		if (i)
+			buf[len++] = ',';
+		memcpy(buf + len, one, k);
+		len += k;
+	}
+	buf[len++] = '}';
+	buf[len] = '\0';
+	return (int)len;
+}
+
 static int hex_ok(char ch)
 {
 	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');

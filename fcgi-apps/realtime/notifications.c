@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "ids.h"
 #include "jh.h"
 #include "page.h"
 #include "realtime.h"
@@ -124,7 +125,8 @@ void notifications_list(struct http_req *req)
  * replied: 1..NOTIFY_READ_MAX positive integers. */
 static char *ids_array_or_400(struct http_req *req, struct json_object *ids)
 {
-	size_t n = json_object_array_length(ids), used = 0, cap = n * 21 + 3;
+	size_t n = json_object_array_length(ids);
+	int64_t id[NOTIFY_READ_MAX];
 	char *out;
 
 	if (n < 1 || n > NOTIFY_READ_MAX) {
@@ -132,25 +134,22 @@ static char *ids_array_or_400(struct http_req *req, struct json_object *ids)
 				 "ids");
 		return NULL;
 	}
-	out = arena_alloc(req->arena, cap);
-	if (!out) {
-		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
-		return NULL;
-	}
-	used += (size_t)snprintf(out, cap, "{");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *v = json_object_array_get_idx(ids, i);
-		int64_t id = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;
 
-		if (id < 1) {
+		id[i] = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;
+		if (id[i] < 1) {
 			http_reply_error(req, TH_EVALIDATION, "ids must be positive integers",
 					 "ids");
 			return NULL;
 		}
-		used += (size_t)snprintf(out + used, cap - used, "%s%lld", i ? "," : "",
-					 (long long)id);
 	}
-	snprintf(out + used, cap - used, "}");
+	out = arena_alloc(req->arena, IDS_ARRAY_SIZE(n));
+	if (!out) {
+		http_reply_error(req, TH_EINTERNAL, "out of memory", NULL);
+		return NULL;
+	}
+	ids_array(out, IDS_ARRAY_SIZE(n), id, n);
 	return out;
 }
 

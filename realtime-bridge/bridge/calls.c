@@ -18,6 +18,7 @@
 #include "bridge.h"
 #include "cache.h"
 #include "db.h"
+#include "ids.h"
 #include "log.h"
 
 static void redis_leave(const char *uid, const char *call, int ended)
@@ -119,7 +120,7 @@ fail:
 
 int calls_users_offline(const int64_t *ids, size_t n)
 {
-	size_t size = n * 21 + 3, len = 0;
+	size_t size = IDS_ARRAY_SIZE(n);
 	char *arr = malloc(size);
 	struct db_res *r;
 	int changed = 0;
@@ -128,11 +129,7 @@ int calls_users_offline(const int64_t *ids, size_t n)
 		log_error("bridge: out of memory for %zu offline users", n);
 		return -1;
 	}
-	len += (size_t)snprintf(arr, size, "{");
-	for (size_t i = 0; i < n; i++)
-		len += (size_t)snprintf(arr + len, size - len, "%s%lld", i ? "," : "",
-					(long long)ids[i]);
-	snprintf(arr + len, size - len, "}");
+	ids_array(arr, size, ids, n);
 	/* one round trip for all of them, no transaction: the common case (a
 	 * reconnect storm: thousands offline, none in a call) stops here.  A
 	 * user who joins a call after this look and before their offline

@@ -53,6 +53,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "db.h"
+#include "ids.h"
 #include "jhcore.h"
 #include "log.h"
 #include "metrics.h"
@@ -291,19 +292,14 @@ static enum relay_outcome outcome(const struct relay_event *e)
  * parameter; how many into *count */
 static void ids_param(enum relay_outcome how, char *out, size_t size, int *count)
 {
-	size_t len = 0;
+	int64_t id[RELAY_BATCH];
+	size_t n = 0;
 
-	*count = 0;
-	len += (size_t)snprintf(out, size, "{");
-	for (int i = 0; i < rl.n && len < size; i++) {
-		if (outcome(&rl.ev[i]) != how)
-			continue;
-		len += (size_t)snprintf(out + len, size - len, "%s%lld", *count ? "," : "",
-					(long long)rl.ev[i].id);
-		(*count)++;
-	}
-	if (len < size)
-		snprintf(out + len, size - len, "}");
+	for (int i = 0; i < rl.n; i++)
+		if (outcome(&rl.ev[i]) == how)
+			id[n++] = rl.ev[i].id;
+	*count = (int)n;
+	ids_array(out, size, id, n);
 }
 
 /* Ends the wait, each event by its outcome: delivered ones are deleted;
@@ -329,7 +325,7 @@ static int finish(void)
 					    "ANY($2::bigint[]) OR id = ANY($3::bigint[])) "
 					    "        AND id NOT IN (SELECT id FROM d)) "
 					    "SELECT count(*) FILTER (WHERE dropped) FROM d";
-	char ids[RELAY_OUTCOMES][RELAY_BATCH * 21 + 3];
+	char ids[RELAY_OUTCOMES][IDS_ARRAY_SIZE(RELAY_BATCH)];
 	const char *p[4] = {ids[RELAY_DELIVERED], ids[RELAY_UNROUTED], ids[RELAY_AGAIN], rl.owner};
 	int count[RELAY_OUTCOMES], dropped = 0, rc = -1;
 	struct db_res *r;

@@ -108,12 +108,29 @@ static void test_ids(void **state)
 	assert_false(ids_uuid_ok(NULL, 36));
 }
 
+static void test_ids_array(void **state)
+{
+	const int64_t one[] = {7}, many[] = {1, -2, INT64_MAX, INT64_MIN};
+	char buf[IDS_ARRAY_SIZE(4)], small[IDS_ARRAY_SIZE(4) - 1];
+
+	(void)state;
+	assert_int_equal(ids_array(buf, sizeof(buf), NULL, 0), 2);
+	assert_string_equal(buf, "{}");
+	assert_int_equal(ids_array(buf, sizeof(buf), one, 1), 3);
+	assert_string_equal(buf, "{7}");
+	assert_int_equal(ids_array(buf, sizeof(buf), many, 4), 47);
+	assert_string_equal(buf, "{1,-2,9223372036854775807,-9223372036854775808}");
+	/* below IDS_ARRAY_SIZE(n) is refused whatever the ids: no partial array */
+	assert_int_equal(ids_array(small, sizeof(small), many, 4), -1);
+	assert_string_equal(small, "{}");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roles), cmocka_unit_test(test_read),
 		cmocka_unit_test(test_act),   cmocka_unit_test(test_dm),
-		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_ids),   cmocka_unit_test(test_ids_array),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

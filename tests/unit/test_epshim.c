@@ -1,0 +1,177 @@
+/* epshim (realtime-bridge/epshim): the broker's epoll interest changes kept
+ * in memory and applied once before a wait.  Linked into this test, its
+ * epoll_* and close() stand in for libc's, as they do preloaded into
+ * mosquitto; each case checks what the kernel reports and how many calls
+ * reached it. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "epshim.h"
+
+static int ep = -1;
+
+/* the events epoll reports for fd now (0 when none) */
+static uint32_t ready(int fd)
+{
+	struct epoll_event ev[8];
+	uint32_t got = 0;
+	int n = epoll_wait(ep, ev, 8, 0);
+
+	assert_true(n >= 0);
+	for (int i = 0; i < n; i++)
+		if (ev[i].data.fd == fd)
+			got |= ev[i].events;
+	return got;
+}
+
+static int add(int fd, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.fd = fd};
+
+	return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* mosquitto 2.0.11's mux_epoll__add_out / remove_out: ADD, then MOD on EEXIST */
+static void want(int fd, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.fd = fd};
+
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		assert_int_equal(errno, EEXIST);
+		assert_int_equal(epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev), 0);
+	}
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	if (ep < 0)
+		ep = epoll_create(16);
+	return ep < 0 ? -1 : 0;
+}
+
+/* out and back in before a wait: nothing reaches the kernel */
+static void test_round_trip_costs_nothing(void **state)
+{
+	int sv[2];
+	uint64_t before;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(add(sv[0], EPOLLIN), 0);
+	before = epshim_stats().kernel_calls;
+	want(sv[0], EPOLLIN | EPOLLOUT);
+	assert_int_equal(write(sv[0], "x", 1), 1);
+	want(sv[0], EPOLLIN);
+	assert_int_equal(ready(sv[0]), 0);
+	assert_int_equal(epshim_stats().kernel_calls, before);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* a wish left standing reaches the kernel before the wait, once */
+static void test_standing_wish_applied(void **state)
+{
+	int sv[2];
+	uint64_t before;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(add(sv[0], EPOLLIN), 0);
+	before = epshim_stats().kernel_calls;
+	want(sv[0], EPOLLIN | EPOLLOUT);
+	want(sv[0], EPOLLIN | EPOLLOUT);
+	assert_int_equal(ready(sv[0]), EPOLLOUT);
+	assert_int_equal(epshim_stats().kernel_calls, before + 1);
+	/* back to in only: out is no longer reported, data is */
+	want(sv[0], EPOLLIN);
+	assert_int_equal(ready(sv[0]), 0);
+	assert_int_equal(write(sv[1], "y", 1), 1);
+	assert_int_equal(ready(sv[0]), EPOLLIN);
+	assert_int_equal(epshim_stats().kernel_calls, before + 2);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* a closed descriptor is forgotten: its number, reused, is added for real */
+static void test_close_then_reuse(void **state)
+{
+	int sv[2], sv2[2];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(add(sv[0], EPOLLIN), 0);
+	want(sv[0], EPOLLIN | EPOLLOUT); /* recorded, never applied */
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv2), 0);
+	assert_int_equal(sv2[0], sv[0]); /* the lowest free numbers again */
+	assert_int_equal(add(sv2[0], EPOLLIN), 0);
+	assert_int_equal(ready(sv2[0]), 0); /* not the dead socket's EPOLLOUT */
+	assert_int_equal(write(sv2[1], "z", 1), 1);
+	assert_int_equal(ready(sv2[0]), EPOLLIN);
+	close(sv2[0]);
+	close(sv2[1]);
+}
+
+/* DEL reaches the kernel; a MOD after it is refused as the kernel would */
+static void test_del_and_unknown(void **state)
+{
+	int sv[2];
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ev.data.fd = sv[0];
+	assert_int_equal(add(sv[0], EPOLLIN), 0);
+	assert_int_equal(add(sv[0], EPOLLIN), -1);
+	assert_int_equal(errno, EEXIST);
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_DEL, sv[0], &ev), 0);
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_MOD, sv[0], &ev), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(write(sv[1], "w", 1), 1);
+	assert_int_equal(ready(sv[0]), 0);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* another epoll instance is not tracked: its calls go straight through */
+static void test_other_instance(void **state)
+{
+	int other = epoll_create1(0), sv[2];
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT}, got;
+	uint64_t before = epshim_stats().kernel_calls;
+
+	(void)state;
+	assert_true(other >= 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ev.data.fd = sv[0];
+	assert_int_equal(epoll_ctl(other, EPOLL_CTL_ADD, sv[0], &ev), 0);
+	assert_int_equal(epoll_wait(other, &got, 1, 0), 1);
+	assert_int_equal(got.events, EPOLLOUT);
+	assert_int_equal(epshim_stats().kernel_calls, before);
+	close(other);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip_costs_nothing),
+		cmocka_unit_test(test_standing_wish_applied),
+		cmocka_unit_test(test_close_then_reuse),
+		cmocka_unit_test(test_del_and_unknown),
+		cmocka_unit_test(test_other_instance),
+	};
+
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
