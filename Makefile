@@ -61,6 +61,8 @@ FRONT_SRC  := $(wildcard realtime-bridge/front/*.c)
 FRONT_OBJ  := $(FRONT_SRC:%.c=$(BUILD)/obj/%.o)
 FRONT_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/front/%.o,hs wsf peek mconn edge shm addr buf ka)
 FRONT_BIN  := $(BUILD)/bin/th-wsfront
+# the epoll shim scripts/stack preloads into each broker (realtime-bridge/epshim)
+EPSHIM_SO  := $(BUILD)/lib/th-epshim.so
 
 # loadlib.c is no program: the MQTT load generators link it (rule below)
 LOAD_LIB := $(BUILD)/obj/tests/load/loadlib.o
@@ -98,7 +100,7 @@ FUZZ_SMOKE_RUNS ?= 100000
 
 .PHONY: all run test unit integration e2e asan bench soak deps stop clean format format-check lint \
 	fuzz fuzz-build fuzz-bins fuzz-smoke test-cluster check-layers
-all: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(UNIT_BIN) $(STACK_BIN)
+all: $(BINS) $(PLUGIN_SO) $(EPSHIM_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(UNIT_BIN) $(STACK_BIN)
 
 # Objects depend on the flags they were built with: switching -fPIC or the
 # sanitizers on rebuilds everything instead of mixing stale objects.
@@ -187,6 +189,12 @@ $(PLUGIN_SO): $(PLUGIN_OBJ) $(CORE_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $(PLUGIN_OBJ) $(CORE_A) $(LDLIBS) -lmosquitto
 
+# The epoll shim, loaded into Debian's mosquitto before libc: its own flags,
+# never sanitized (the broker has no sanitizer runtime to come first).
+$(EPSHIM_SO): realtime-bridge/epshim/epshim.c realtime-bridge/epshim/epshim.h
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=c11 -D_GNU_SOURCE -fPIC $(WARN) -shared -o $@ $< -ldl -lpthread
+
 # the bridge daemon: the core library has the topic rules it shares with the plugin
 $(BRIDGE_BIN): $(BRIDGE_OBJ) $(CORE_A)
 	@mkdir -p $(dir $@)
@@ -222,6 +230,11 @@ $(BUILD)/obj/tests/unit/test_wsfront_%.o: CFLAGS += -Irealtime-bridge/front
 $(BUILD)/tests/test_bridge_gate: $(BUILD)/obj/realtime-bridge/bridge/gate.o
 $(BUILD)/tests/test_bridge_gate: LDLIBS += -lmosquitto
 $(BUILD)/obj/tests/unit/test_bridge_gate.o: CFLAGS += -Irealtime-bridge/bridge
+
+# the epoll shim, linked in: its epoll_* and close() stand in for libc's
+$(BUILD)/tests/test_epshim: $(BUILD)/obj/realtime-bridge/epshim/epshim.o
+$(BUILD)/tests/test_epshim: LDLIBS += -ldl -lpthread
+$(BUILD)/obj/tests/unit/test_epshim.o: CFLAGS += -Irealtime-bridge/epshim
 
 # th-bridge's batching rules: their pure objects
 $(BUILD)/tests/test_bridge_batching: $(BUILD)/obj/realtime-bridge/bridge/linger.o \
@@ -274,13 +287,13 @@ check-layers: $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(MAILER) $(PUSHER) $(WEB_
 	done
 
 # then the services behind Redis Sentinel (a replica and three sentinels; fails over twice)
-integration: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(STACK_BIN)
+integration: $(BINS) $(PLUGIN_SO) $(EPSHIM_SO) $(BRIDGE_BIN) $(FRONT_BIN) $(STACK_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/integration/run
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin TH_TEST_REDIS_SENTINEL=1 \
 		tests/integration/run tests/integration/redis_sentinel.test.mjs
 
 # the browser tests: the demo app in Debian's Chromium (playwright-core)
-e2e: $(BINS) $(PLUGIN_SO) $(BRIDGE_BIN) $(FRONT_BIN)
+e2e: $(BINS) $(PLUGIN_SO) $(EPSHIM_SO) $(BRIDGE_BIN) $(FRONT_BIN)
 	@TH_BIN_DIR=$(abspath $(BUILD))/bin tests/e2e/run
 
 # Several hosts, each a network namespace (root; not part of `make test`): PostgreSQL with

@@ -62,8 +62,8 @@ static struct {
 	int (*create)(int);
 	int (*create1)(int);
 	int (*close)(int);
-	int epfd;          /* the tracked instance, -1 before it exists */
-	pthread_t owner;   /* the thread that created it */
+	int epfd;             /* the tracked instance, -1 before it exists */
+	pthread_t owner;      /* the thread that created it */
 	struct epshim_fd *fd; /* nfd slots, calloc'ed with the instance */
 	int nfd;
 	int *dirty; /* descriptors with a recorded MOD, ndirty of them */
@@ -85,8 +85,8 @@ static void resolve(void)
 		return;
 	es.ctl = (int (*)(int, int, int, struct epoll_event *))dlsym(RTLD_NEXT, "epoll_ctl");
 	es.wait = (int (*)(int, struct epoll_event *, int, int))dlsym(RTLD_NEXT, "epoll_wait");
-	es.pwait = (int (*)(int, struct epoll_event *, int, int, const sigset_t *))dlsym(
-		RTLD_NEXT, "epoll_pwait");
+	es.pwait = (int (*)(int, struct epoll_event *, int, int,
+			    const sigset_t *))dlsym(RTLD_NEXT, "epoll_pwait");
 	es.create = (int (*)(int))dlsym(RTLD_NEXT, "epoll_create");
 	es.create1 = (int (*)(int))dlsym(RTLD_NEXT, "epoll_create1");
 	es.close = (int (*)(int))dlsym(RTLD_NEXT, "close");

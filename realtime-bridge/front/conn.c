@@ -704,6 +704,10 @@ static void client_readable(struct conn *c, int64_t now)
 			handshake_in(c, rbuf, (size_t)n, now);
 		else
 			frames_in(c, rbuf, (size_t)n, now);
+		/* a short read took all there was: the next would be EAGAIN
+		 * (epoll is level-triggered, so what comes later is reported) */
+		if ((size_t)n < sizeof(rbuf))
+			break;
 	}
 }
 
@@ -739,6 +743,9 @@ static void edge_readable(struct conn *c, int64_t now)
 			close_now(c, R_SLOW_READER, now);
 			return;
 		}
+		/* drained (see client_readable): one syscall a delivery saved */
+		if ((size_t)n < sizeof(rbuf))
+			break;
 	}
 	if (buf_flush(c->cfd, &c->out) < 0)
 		close_now(c, R_CLIENT_GONE, now);

@@ -684,7 +684,7 @@ rt_system() {
 # ---------------------------------------------------------------------------
 
 bench_realtime_100k() {
-  local edges fronts v
+  local edges fronts v f shimmed=0 brokers=0
   for v in th-rt_hold th-rt_tokens th-mqtt_load; do
     [ -x "$TH_BIN_DIR/$v" ] || die "$TH_BIN_DIR/$v missing (run make)"
   done
@@ -708,6 +708,13 @@ bench_realtime_100k() {
   fronts=$(pgrep -P "$(cat "$TH_VAR_DIR/run/wsfront.pid" 2>/dev/null || echo 0)" 2>/dev/null | wc -l)
   fact edges "$edges"
   fact front_workers "$fronts"
+  # the tier's brokers with the epoll shim loaded (realtime-bridge/epshim)
+  for f in "$TH_VAR_DIR"/run/mosquitto-*.pid; do
+    [ -r "$f" ] || continue
+    brokers=$((brokers + 1))
+    grep -q th-epshim "/proc/$(cat "$f")/maps" 2>/dev/null && shimmed=$((shimmed + 1))
+  done
+  fact brokers_epshim "$shimmed of $brokers"
   log "realtime-100k: $edges edges, $fronts front workers"
 
   if (( RT_PLAIN_CONNS > 0 )); then

@@ -44,6 +44,8 @@ th_init() {
 	# hub fails, bridged to the hub (conf/mosquitto/hub-standby.conf.in).
 	MQTT_HUB_STANDBY=${TH_MQTT_HUB_STANDBY:-0}
 	[[ $MQTT_HUB_STANDBY == [01] ]] || die "TH_MQTT_HUB_STANDBY must be 0 or 1 (got '$MQTT_HUB_STANDBY')"
+	MQTT_EPSHIM=${TH_MQTT_EPSHIM:-1}
+	[[ $MQTT_EPSHIM == [01] ]] || die "TH_MQTT_EPSHIM must be 0 or 1 (got '$MQTT_EPSHIM')"
 	IS_ROOT=0
 	[[ $(id -u) -eq 0 ]] && IS_ROOT=1
 	VAR=${TH_VAR_DIR:-$(default_var)}
@@ -57,6 +59,9 @@ th_init() {
 	# TH_PLUGIN: `make asan` points the broker at the regular build's plugin
 	# (an ASan runtime preloaded into the broker deadlocks in libpq's gettext)
 	PLUGIN=${TH_PLUGIN:-$(dirname "$BIN")/lib/townhall-plugin.so}
+	# The epoll shim preloaded into each broker (realtime-bridge/epshim): never
+	# sanitized, so `make asan` finds it beside the regular plugin.
+	EPSHIM=$(dirname "$PLUGIN")/th-epshim.so
 	PORT_HTTP=$PORT_BASE
 	PORT_PG=$((PORT_BASE + 1))
 	PORT_REDIS=$((PORT_BASE + 2))
