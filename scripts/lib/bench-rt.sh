@@ -547,11 +547,18 @@ rt_bridge_ratio() {
 # rt_system LABEL PORT N SUBNET: results in RT_<field>[LABEL]
 # rt_idle_cpu LABEL PID...: the CPU ticks of the servers (and Redis) while the held
 # clients idle for RT_IDLE_S s, into $RAW/tool-idle_LABEL.1.txt: a "proc" line per
-# server process, a "redis" line, a "span" line (clock rate, seconds)
+# server process (a broker of the stack named by its pid file: hub, e0, ...), a
+# "redis" line, a "span" line (clock rate, seconds)
 rt_idle_cpu() {
-  local label=$1 p rpid t0 t1 r0=0 r1=0 f=$RAW/tool-idle_$1.1.txt
+  local label=$1 p rpid t0 t1 r0=0 r1=0 f=$RAW/tool-idle_$1.1.txt pf
   shift
-  local -A c0
+  local -A c0 name
+  for pf in "$TH_VAR_DIR"/run/mosquitto-*.pid; do
+    [ -r "$pf" ] || continue
+    p=$(cat "$pf")
+    name[$p]=${pf##*/mosquitto-}
+    name[$p]=${name[$p]%.pid}
+  done
   rpid=$(cat "$TH_VAR_DIR/run/redis.pid" 2>/dev/null)
   for p in "$@"; do c0[$p]=$(cpu_ticks "$p"); done
   [ -n "$rpid" ] && r0=$(cpu_ticks "$rpid")
@@ -560,7 +567,7 @@ rt_idle_cpu() {
   t1=$(date +%s.%N)
   : >"$f"
   for p in "$@"; do
-    echo "proc pid=$p comm=$(tr -d ' ' <"/proc/$p/comm" 2>/dev/null) ticks=$(( $(cpu_ticks "$p") - ${c0[$p]} ))" >>"$f"
+    echo "proc pid=$p comm=$(tr -d ' ' <"/proc/$p/comm" 2>/dev/null)${name[$p]:+ name=${name[$p]}} ticks=$(( $(cpu_ticks "$p") - ${c0[$p]} ))" >>"$f"
   done
   [ -n "$rpid" ] && r1=$(cpu_ticks "$rpid")
   echo "redis ticks=$((r1 - r0))" >>"$f"
@@ -599,7 +606,10 @@ rt_system() {
   [ "$label" = tier ] && curl -s "http://127.0.0.1:$port/metrics" >"$RAW/text-front_held.txt" 2>/dev/null
   log "  held $(rt_last_stat "$label" held) of $n"
 
-  # idle: the clients only hold their connections; the servers' CPU meanwhile
+  # idle: the clients only hold their connections; the servers' CPU meanwhile, once
+  # the connects' aftermath (presence through the hub to every edge) has settled
+  rt_quiet "${P[@]}"
+  fact "$label.idle_quiet_s" "$RT_QUIET_S"
   rt_idle_cpu "$label" "${P[@]}"
 
   # fan-out while held

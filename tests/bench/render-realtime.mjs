@@ -71,7 +71,7 @@ function system(res, label) {
     connectS: span / 1e9,
     rss0, rss1,
     perConn: held > 0 ? ((rss1 - rss0) * 1024) / held : 0,
-    idle: sp ? `${f1((100 * sum(procs.map((x) => x.ticks))) / ticks)} % (busiest ${top?.comm}[${top?.pid}] ${f1((100 * Number(top?.ticks)) / ticks)} %; Redis ${f1((100 * Number(redis?.ticks)) / ticks)} %)` : 'n/a',
+    idle: sp ? `${f1((100 * sum(procs.map((x) => x.ticks))) / ticks)} % (busiest ${top?.comm}[${top?.name ?? top?.pid}] ${f1((100 * Number(top?.ticks)) / ticks)} %; Redis ${f1((100 * Number(redis?.ticks)) / ticks)} %)` : 'n/a',
     bcastN: sum(records(t[`snap_bcast_${label}`], 'stat').map((x) => x.bcast)),
     bcastMs: maxOf(final.map((x) => x.bcast_max_ms)),
     bcastP99: maxOf(final.map((x) => x.bcast_p99_ms)),
@@ -132,7 +132,8 @@ export function section(res) {
   L.push(`| first-attempt failures (by kind after retries) | ${tier.failed} (${tier.failKinds}) | ${na(p.failed)} (${na(p.failKinds)}) | — | — |`);
   L.push(`| connect rate, clients/s (time to connect all) | ${f0(tier.rate)} (${f1(tier.connectS)} s) | ${na(p.rate, f0)} (${na(p.connectS, f1)} s) | report | — |`);
   L.push(`| memory per connection, bytes (RSS KiB before → after, every process) | ${f0(tier.perConn)} (${tier.rss0} → ${tier.rss1}) | ${na(p.perConn, f0)} (${na(p.rss0)} → ${na(p.rss1)}) | ≤ 10 KB | ${verdictText(g.per_conn)} |`);
-  L.push(`| CPU while the clients idle ${k.rt_idle_s} s, % of one core: every server process (busiest; Redis) | ${tier.idle} | ${na(p.idle)} | ~0 | — |`);
+  const quiet = (l) => (f[`${l}.idle_quiet_s`] ? `, from ${f[`${l}.idle_quiet_s`]} s after the last connect` : '');
+  L.push(`| CPU while the clients idle ${k.rt_idle_s} s${f['tier.idle_quiet_s'] ? ' (once the servers were under half a core for a second)' : ''}, % of one core: every server process (busiest; Redis) | ${tier.idle}${quiet('tier')} | ${plain ? `${p.idle}${quiet('plain')}` : 'n/a'} | ~0 | — |`);
   L.push(`| fan-out p99 ms at ${k.mqtt_rate} msg/s to ${k.mqtt_subs} subscribers while held, one user (same edge) | ${fan('tier-one')} | ${na(fanP99(res, 'plain-one'))} | ≤ 10 ms | ${verdictText(g.fan_one)} |`);
   L.push(`| the same, subscribers of 10 users (spread over edges) | ${fan('tier-spread')} | ${na(fanP99(res, 'plain-spread'))} | ≤ 10 ms | ${verdictText(g.fan_spread)} |`);
   L.push(`| the same through nginx /mqtt: one user / spread | ${fan('nginx-one')} / ${fan('nginx-spread')} | — | report | — |`);
