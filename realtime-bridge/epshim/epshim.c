@@ -1,6 +1,7 @@
 /* epshim: preloaded into our Mosquitto brokers (LD_PRELOAD, scripts/stack),
  * it keeps the epoll interest changes of the broker's loop in memory and
- * hands the kernel only the net change, once, before the next wait.
+ * hands the kernel only the net change, once, before the next wait; and it
+ * gives the broker's unix listeners a real backlog (listen(), at the end).
  *
  * Why: Debian's mosquitto 2.0.11 (src/mux_epoll.c, lib/packet_mosq.c) adds
  * EPOLLOUT to a client's socket before every packet it writes and removes
@@ -42,12 +43,15 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "epshim.h"
 
 /* descriptors above this are passed through (a broker holds < 20,000) */
 #define EPSHIM_FD_MAX (1 << 20)
+/* a unix listener's backlog at least (the kernel caps it at somaxconn) */
+#define EPSHIM_UNIX_BACKLOG 4096
 
 struct epshim_fd {
 	uint32_t kern_ev, want_ev;
@@ -62,6 +66,7 @@ static struct {
 	int (*create)(int);
 	int (*create1)(int);
 	int (*close)(int);
+	int (*listen)(int, int);
 	int epfd;             /* the tracked instance, -1 before it exists */
 	pthread_t owner;      /* the thread that created it */
 	struct epshim_fd *fd; /* nfd slots, calloc'ed with the instance */
@@ -90,6 +95,7 @@ static void resolve(void)
 	es.create = (int (*)(int))dlsym(RTLD_NEXT, "epoll_create");
 	es.create1 = (int (*)(int))dlsym(RTLD_NEXT, "epoll_create1");
 	es.close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+	es.listen = (int (*)(int, int))dlsym(RTLD_NEXT, "listen");
 }
 
 static void forget_all(void)
@@ -258,6 +264,26 @@ int close(int fd)
 	else if (fd >= 0 && fd < es.nfd && es.fd)
 		es.fd[fd].registered = 0; /* the kernel drops it from the instance */
 	return es.close(fd);
+}
+
+/* mosquitto 2.0.11 listens on a unix socket with a backlog of 10
+ * (src/net.c).  The fronts reach their edges through those sockets; in a
+ * burst of connects (100 tabs of one user, a reconnect storm) the eleventh
+ * finds the backlog full, and th-wsfront then takes the edge's TCP port,
+ * where every delivery costs the edge the loopback TCP path instead of a
+ * unix write (in a profile of one user's fan-out with 100,000 clients held,
+ * the edge's samples were in tcp_sendmsg, tcp_ack and the receive path).
+ * A TCP listener keeps its own backlog. */
+int listen(int fd, int backlog)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	resolve();
+	if (backlog < EPSHIM_UNIX_BACKLOG && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    ss.ss_family == AF_UNIX)
+		backlog = EPSHIM_UNIX_BACKLOG;
+	return es.listen(fd, backlog);
 }
 
 struct epshim_stats epshim_stats(void)

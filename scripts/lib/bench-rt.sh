@@ -58,6 +58,9 @@
 #                         (default 10): what idle connections cost
 #   BENCH_RT_EDGES / BENCH_RT_FRONTS  TH_MQTT_EDGES / TH_WS_FRONTS of the stack (7 / 14;
 #                         TH_WS_MAX_PER_ADDR 65535: scripts/bench, see why there)
+#   BENCH_RT_PERF         a directory: system-wide profiles (perf record -a -g, 499 Hz) of
+#                         the tier's one-user fan-out and broadcast into it, kept after the
+#                         run (unset: none; a profile costs the run some CPU)
 
 RT_CONNS=${BENCH_RT_CONNS:-100000}
 RT_PER_PROC=${BENCH_RT_PER_PROC:-16667}
@@ -70,6 +73,8 @@ RT_BRIDGE_RATES=${BENCH_RT_BRIDGE_RATES:-2000,5000,10000,20000}
 RT_BRIDGE_STEP=${BENCH_RT_BRIDGE_STEP:-10}
 RT_BRIDGE_REFINE=${BENCH_RT_BRIDGE_REFINE:-3}
 RT_IDLE_S=${BENCH_RT_IDLE_S:-10}
+RT_PERF=${BENCH_RT_PERF:-}
+RT_PERF_PID=
 RT_SYSCTL_SAVED=()   # "key=value" to restore at exit
 RT_PLAIN_PID=
 
@@ -545,6 +550,24 @@ rt_bridge_ratio() {
 # ---------------------------------------------------------------------------
 # one system (tier or plain): hold, memory, rate, fan-out, broadcast, storm.
 # rt_system LABEL PORT N SUBNET: results in RT_<field>[LABEL]
+# rt_perf_start NAME: with BENCH_RT_PERF, a system-wide profile into $RT_PERF/NAME.data
+# until rt_perf_stop
+rt_perf_start() {
+  [ -n "$RT_PERF" ] || return 0
+  mkdir -p "$RT_PERF" || return 0
+  perf record -a -g -F 499 -o "$RT_PERF/$1.data" >"$RT_PERF/$1.log" 2>&1 &
+  RT_PERF_PID=$!
+  MQTT_PIDS+=($!)
+  sleep 1
+}
+
+rt_perf_stop() {
+  [ -n "$RT_PERF_PID" ] || return 0
+  kill -INT "$RT_PERF_PID" 2>/dev/null
+  wait "$RT_PERF_PID" 2>/dev/null
+  RT_PERF_PID=
+}
+
 # rt_idle_cpu LABEL PID...: the CPU ticks of the servers (and Redis) while the held
 # clients idle for RT_IDLE_S s, into $RAW/tool-idle_LABEL.1.txt: a "proc" line per
 # server process (a broker of the stack named by its pid file: hub, e0, ...), a
@@ -625,13 +648,17 @@ rt_system() {
       nginx-one:"$TH_PORT_BASE":one nginx-spread:"$TH_PORT_BASE":spread; do
       rt_quiet "${P[@]}"
       fact "$label.quiet_s.${run%%:*}" "$RT_QUIET_S"
+      [ "${run%%:*}" = tier-one ] && rt_perf_start tier-one
       rt_fan "${run%%:*}" "$(cut -d: -f2 <<<"$run")" /mqtt "$WORK/rt-fan-${run##*:}.creds"
+      rt_perf_stop
     done
   fi
   rt_quiet "${P[@]}"
 
   # one message to all
+  [ "$label" = tier ] && rt_perf_start broadcast
   waited=$(rt_broadcast "$label" "$port" /mqtt "$(rt_last_stat "$label" held)")
+  rt_perf_stop
   rt_snap "$label" bcast
   log "  broadcast: $(rt_last_stat "$label" bcast) received (waited $waited s)"
 

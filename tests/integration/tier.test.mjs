@@ -4,6 +4,7 @@
 // `stored` receipts published at the hub reach every edge; a logout kicks the session's sockets
 // on every edge within 5 s; killing an edge or the hub (SIGKILL) loses no message a client keeps
 // re-sending until its receipt (API.md, MQTT), and the restarted broker rejoins the star.
+// The brokers run with the shim scripts/stack preloads (realtime-bridge/epshim).
 // Presence is counted over every broker (lib/presence.h): a user with tabs
 // on two edges goes offline only when both close, and the users of a killed edge go offline
 // once its lease (TH_MQTT_PRESENCE_LEASE_MS, 10 s) ended, unless connected elsewhere.
@@ -21,7 +22,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { sleep, VAR_DIR } from './lib/http.mjs';
+import { sleep, VAR_DIR, runProgram } from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
 import { rnd, uuid, api, fixtures, fullHistory } from './lib/fixtures.mjs';
 import {
@@ -88,6 +89,27 @@ const E1 = EDGES - 1;
 
 // one edge (TH_MQTT_EDGES=1, the smallest tier) has nothing to cross
 const SKIP = EDGES < 2 && 'needs TH_MQTT_EDGES >= 2';
+
+// The shim scripts/stack preloads into every broker (realtime-bridge/epshim; TH_MQTT_EPSHIM=0
+// leaves it out): mapped into the hub and each edge, and an edge's unix listener, where the
+// fronts connect, queues a burst of connects (4096) instead of mosquitto's 10.
+describe('the brokers run with the shim', { skip: process.env.TH_MQTT_EPSHIM === '0' && 'TH_MQTT_EPSHIM=0' }, () => {
+  test('in the hub and every edge; an edge\'s unix listener has a backlog of 4096', async (t) => {
+    for (const name of ['hub', ...Array.from({ length: EDGES }, (_, i) => `e${i}`)]) {
+      const maps = readFileSync(`/proc/${brokerPid(name)}/maps`, 'utf8');
+      assert.match(maps, /th-epshim\.so/, `mosquitto-${name} runs without the shim`);
+    }
+    const sock = path.join(VAR_DIR, 'mosquitto', 'e0', 'edge.sock');
+    // scripts/stack gives an edge no unix socket when the path is too long for one
+    if (sock.length >= 100) return t.skip(`${sock}: too long for a unix socket`);
+    const r = await runProgram('ss', ['-xlH']);
+    assert.equal(r.code, 0, r.stderr);
+    const line = r.stdout.split('\n').find((l) => l.split(/\s+/).includes(sock));
+    assert.ok(line, `no listener on ${sock}:\n${r.stdout}`);
+    // u_str LISTEN <queued> <backlog> <path> ...
+    assert.equal(Number(line.trim().split(/\s+/)[3]), 4096, line);
+  });
+});
 
 describe('users on different edges', { timeout: 120000, skip: SKIP }, () => {
   let A; let B; let c;
