@@ -31,13 +31,13 @@ export function stormBack(holders = []) {
   return any ? (tFull - tDrop) / 1e9 : NaN;
 }
 
-// Prometheus text -> [{name, labels, value}] of one metric
+// Prometheus text -> [{labels, value}] of one metric (labels '' when it has none)
 function metric(text = '', name) {
   const out = [];
   for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const m = /^[^{]+\{([^}]*)\}\s+(\S+)/.exec(line);
-    if (m) out.push({ labels: m[1], value: Number(m[2]) });
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const m = /^[^{\s]+(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (m) out.push({ labels: m[1] ?? '', value: Number(m[2]) });
   }
   return out;
 }
@@ -151,7 +151,9 @@ export function section(res) {
   L.push('- Broadcast: `th-mqtt_load pub` as one member (through the path under test) publishes one chat message to the community; the latency is receipt − send time (CLOCK_MONOTONIC, system-wide), the largest of every holder\'s.');
   L.push(`- Persistence: \`th-bridge_load -S receipts -r RATE -d ${k.rt_bridge_step} -g 20\` on the first edge's TCP port (e0, BASE+10: users' chat reaches the hub through an edge's bridge; the hub's port when there is no edge) (11 members of one community publishing QoS 1 as themselves; a message counts when the bridge's stored receipt names it), steps ${k.rt_bridge_rates} msg/s until one does not keep up (the bridge part's rule, tests/bench/scenarios.mjs), then ${k.rt_bridge_refine ?? 0} more, each halving the gap between the highest rate kept up with and the lowest not (rounded down to 250 msg/s; steps run: ${records(res.tools['rt-bsteps'], 'step').map((x) => x.rate).join(', ') || 'none'} with the bridges, ${records(res.tools['rt-hub'], 'step').map((x) => x.rate).join(', ') || 'none'} without), with ${f.bridges} th-bridge processes in one \`$share\` group (a second one started by this part when the stack runs one); then every bridge stopped and its session discarded, and the same steps with \`-S sub -s ${f.bridge_sink_port ?? 'the same port'}\` (a plain QoS 1 subscriber on ${f.bridge_sink_port && String(f.bridge_sink_port) !== String(f.bridge_port) ? 'the last edge\'s port: every message it counts crossed e0, the hub and that edge' : 'the same port'}): the path's own throughput (the edge and the hub forwarding to every other edge, without persistence). Stored: ${sent} sent, ${rows} rows, ${dist} distinct. After the clients are gone.`);
   L.push('- Storm: the edge with the most clients by the fronts\' count (`th_wsfront_edge_connections`; not the fan-out user\'s, found in the edges\' connection log) gets SIGKILL; the plain broker gets SIGKILL and is started again at once. "All back" = first client closed → last holder whole again. Meanwhile a fan-out run (as above, 20 s, then up to 30 s for late deliveries: `-G 30`) through the same port counts deliveries missing, and one client pings every 20 ms over raw TCP on the hub (plain: the broker\'s TCP listener): its longest round trip bounds the longest stall.');
-  L.push(`- Fronts (\`/metrics\` on BASE+4): with the clients held, ${spread}; closes and refusals by reason over the whole run (the clients' own stop included): ${closes || 'none'}.`);
+  const viaPort = (t) => metric(t, 'th_wsfront_edge_via_port_total')[0]?.value;
+  const via = viaPort(res.text?.front_held) === undefined ? '' : `; connects that took an edge's TCP port because its unix socket was full: ${viaPort(res.text?.front_held)} of the held clients (${viaPort(res.text?.front_end)} over the whole run)`;
+  L.push(`- Fronts (\`/metrics\` on BASE+4): with the clients held, ${spread}${via}; closes and refusals by reason over the whole run (the clients' own stop included): ${closes || 'none'}.`);
   if (f.brokers_epshim) L.push(`- Brokers: the tier's hub and edges with the epoll shim loaded (\`realtime-bridge/epshim\`, TH_MQTT_EPSHIM=1: each delivery's epoll_ctl() calls kept in memory, the net change applied before the broker waits): ${f.brokers_epshim}; the plain broker is Debian's mosquitto as it is.`);
   L.push(`- Kernel: ${f.sysctl} (old values; restored at exit). Packets dropped by the per-CPU input backlogs (/proc/net/softnet_stat, every process on the machine) during the tier's run: ${raw(tier.softnet)}; the plain broker's: ${plain ? raw(p.softnet) : 'n/a'}.`);
   L.push(`- Machine: ${machine(res)}; every process on it.`);
