@@ -1,8 +1,8 @@
 /* epshim: the shim preloaded into our brokers (see epshim.c): their epoll
  * interest changes applied once before each wait, and a unix listener's
- * backlog.  It defines epoll_create, epoll_create1, epoll_ctl, epoll_wait,
- * epoll_pwait, close and listen over libc's; this header only adds its
- * counters, for its tests. */
+ * backlog.  It defines epoll_ctl, epoll_wait, epoll_pwait, close, listen,
+ * socket, socketpair, accept and accept4 over libc's; this header only adds
+ * its counters, for its tests. */
 #ifndef TH_EPSHIM_H
 #define TH_EPSHIM_H
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -54,12 +55,16 @@ static void want(int fd, uint32_t events)
 	}
 }
 
+/* the broker's loop: its instance is the first one waited on */
 static int setup(void **state)
 {
+	struct epoll_event ev;
+
 	(void)state;
-	if (ep < 0)
-		ep = epoll_create(16);
-	return ep < 0 ? -1 : 0;
+	ep = epoll_create(16);
+	if (ep < 0 || epoll_wait(ep, &ev, 1, 0) < 0)
+		return -1;
+	return 0;
 }
 
 /* out and back in before a wait: nothing reaches the kernel */
@@ -131,13 +136,18 @@ static void test_del_and_unknown(void **state)
 {
 	int sv[2];
 	struct epoll_event ev = {.events = EPOLLIN};
+	struct epshim_stats before;
 
 	(void)state;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	ev.data.fd = sv[0];
 	assert_int_equal(add(sv[0], EPOLLIN), 0);
+	before = epshim_stats();
 	assert_int_equal(add(sv[0], EPOLLIN), -1);
 	assert_int_equal(errno, EEXIST);
+	/* answered here: no call reached the kernel */
+	assert_int_equal(epshim_stats().kernel_calls, before.kernel_calls);
+	assert_int_equal(epshim_stats().elided, before.elided + 1);
 	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_DEL, sv[0], &ev), 0);
 	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_MOD, sv[0], &ev), -1);
 	assert_int_equal(errno, ENOENT);
@@ -145,6 +155,97 @@ static void test_del_and_unknown(void **state)
 	assert_int_equal(ready(sv[0]), 0);
 	close(sv[0]);
 	close(sv[1]);
+}
+
+/* A registered socket closed where the shim cannot see it (a raw syscall)
+ * and its number taken by a descriptor it did not see made either (dup):
+ * the stale EEXIST is healed at the flush, the kernel's ENOENT retried as
+ * an ADD, and the new descriptor is polled. */
+static void test_unseen_close_heals(void **state)
+{
+	int sv[2], other[2], fd;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, other), 0);
+	assert_int_equal(add(sv[0], EPOLLIN), 0);
+	assert_int_equal(syscall(SYS_close, sv[0]), 0);
+	fd = dup(other[0]);
+	assert_int_equal(fd, sv[0]);
+	want(fd, EPOLLIN | EPOLLOUT); /* EEXIST from memory, then a recorded MOD */
+	assert_int_equal(ready(fd), EPOLLOUT);
+	close(fd);
+	close(sv[1]);
+	close(other[0]);
+	close(other[1]);
+}
+
+/* a new socket clears what was known of its number */
+static void test_new_socket_is_fresh(void **state)
+{
+	int sv[2], fd;
+	uint64_t before;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(add(sv[0], EPOLLIN), 0);
+	assert_int_equal(syscall(SYS_close, sv[0]), 0);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(fd, sv[0]);
+	before = epshim_stats().kernel_calls;
+	assert_int_equal(add(fd, EPOLLOUT), 0); /* added for real */
+	assert_int_equal(epshim_stats().kernel_calls, before + 1);
+	close(fd);
+	close(sv[1]);
+}
+
+/* epoll_pwait hands the kernel the recorded wishes too */
+static void test_pwait_flushes(void **state)
+{
+	int sv[2];
+	struct epoll_event got;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(add(sv[0], EPOLLIN), 0);
+	want(sv[0], EPOLLIN | EPOLLOUT);
+	assert_int_equal(epoll_pwait(ep, &got, 1, 0, NULL), 1);
+	assert_int_equal(got.events, EPOLLOUT);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* a descriptor added before the instance was tracked (mosquitto adds its
+ * listeners and an edge's bridge before its loop first waits) is learnt
+ * from the kernel's EEXIST, and its wishes are then kept like the others */
+static void test_added_before_tracking(void **state)
+{
+	int sv[2], other[2], fd;
+	struct epoll_event ev = {.events = EPOLLIN};
+	uint64_t before;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, other), 0);
+	/* a number the shim knows nothing of, registered behind its back */
+	assert_int_equal(syscall(SYS_close, sv[0]), 0);
+	fd = dup(other[0]);
+	assert_int_equal(fd, sv[0]);
+	ev.data.fd = fd;
+	assert_int_equal(syscall(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	before = epshim_stats().kernel_calls;
+	want(fd, EPOLLIN | EPOLLOUT); /* the kernel's EEXIST, then a recorded MOD */
+	assert_int_equal(epshim_stats().kernel_calls, before + 1);
+	assert_int_equal(ready(fd), EPOLLOUT); /* the MOD applied */
+	assert_int_equal(epshim_stats().kernel_calls, before + 2);
+	want(fd, EPOLLIN); /* now answered from memory */
+	want(fd, EPOLLIN | EPOLLOUT);
+	assert_int_equal(ready(fd), EPOLLOUT);
+	assert_int_equal(epshim_stats().kernel_calls, before + 2);
+	close(fd);
+	close(sv[1]);
+	close(other[0]);
+	close(other[1]);
 }
 
 /* another epoll instance is not tracked: its calls go straight through */
@@ -211,6 +312,10 @@ int main(void)
 		cmocka_unit_test(test_standing_wish_applied),
 		cmocka_unit_test(test_close_then_reuse),
 		cmocka_unit_test(test_del_and_unknown),
+		cmocka_unit_test(test_unseen_close_heals),
+		cmocka_unit_test(test_new_socket_is_fresh),
+		cmocka_unit_test(test_pwait_flushes),
+		cmocka_unit_test(test_added_before_tracking),
 		cmocka_unit_test(test_other_instance),
 		cmocka_unit_test(test_unix_backlog),
 	};
