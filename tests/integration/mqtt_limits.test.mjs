@@ -16,7 +16,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { VAR_DIR, sleep, LOCAL_ONLY } from './lib/http.mjs';
 import { assertStatus } from './lib/assert.mjs';
@@ -339,6 +339,16 @@ describe('publish rate', () => {
 });
 
 describe('membership mirror rebuild', () => {
+  // a scripts/mirror-rebuild process on this machine (the brokers' watch starts it)
+  function rebuildRunning() {
+    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('mirror-rebuild')) return true;
+      } catch { /* gone meanwhile */ }
+    }
+    return false;
+  }
+
   async function redisPid() {
     return Number(readFileSync(path.join(VAR_DIR, 'run/redis.pid'), 'utf8').trim());
   }
@@ -405,6 +415,10 @@ describe('membership mirror rebuild', () => {
     const by = await newUser('mllb');
     const priv = await community(owner, 'private');
     const open = await community(owner, 'public');
+    // the mirror settled: a rebuild still running after an earlier test's FLUSHALL (each
+    // broker starts one) would write the membership meant to be lost here
+    await waitFor(async () => (await redis('GET', 'th:mirror:epoch')) !== '', 20000, 'the marker set');
+    await waitFor(() => !rebuildRunning(), 20000, 'no mirror rebuild running');
     // Redis takes no writes for 1.5 s: the app commits the membership, its mirror write
     // times out (TH_REDIS_TIMEOUT_MS 250) and is lost
     await redis('CLIENT', 'PAUSE', '1500', 'WRITE');
