@@ -59,7 +59,7 @@ BRIDGE_BIN := $(BUILD)/bin/th-bridge
 # linked into its unit tests and fuzz targets too
 FRONT_SRC  := $(wildcard realtime-bridge/front/*.c)
 FRONT_OBJ  := $(FRONT_SRC:%.c=$(BUILD)/obj/%.o)
-FRONT_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/front/%.o,hs wsf peek mconn edge shm addr buf ka)
+FRONT_CORE := $(patsubst %,$(BUILD)/obj/realtime-bridge/front/%.o,hs wsf peek mconn edge shm addr buf ka tw)
 FRONT_BIN  := $(BUILD)/bin/th-wsfront
 # the epoll shim scripts/stack preloads into each broker (realtime-bridge/epshim)
 EPSHIM_SO  := $(BUILD)/lib/th-epshim.so

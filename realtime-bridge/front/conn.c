@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +50,12 @@ enum phase { P_HS = 0, P_CONNECT, P_WAIT, P_DIALING, P_PUMP, P_CLOSING, P_DEAD }
 struct conn {
 	struct conn *next, *prev; /* wk.all, or wk.dead once closed */
 	struct conn *wnext;       /* wk.waitq of its edge */
+	struct tw_node tn;        /* wk.tw: when its phase's time runs out (due_of) */
 	int cfd, efd;
 	uint8_t phase, version, edge, edge_pos;
 	uint8_t addr_counted, edge_counted, slot_held, upgraded, seen_edge_byte, shut_wr, dialed;
-	uint8_t reason; /* why CLOSING */
+	uint8_t reason;    /* why CLOSING */
+	uint8_t edge_more; /* the last edge read stopped at READS_PER_EVENT, not drained */
 	uint16_t keepalive;
 	uint16_t pings;
 	uint32_t cev, eev; /* epoll events registered */
@@ -102,12 +105,42 @@ static void interest(struct conn *c)
 		ce |= EPOLLOUT;
 	set_events(c->cfd, &c->cev, ce, tag(c, 0));
 	if (c->efd >= 0) {
+		/* Edge-triggered while pumping: each delivery is one read to a
+		 * short read, and level-triggered epoll would poll the socket once
+		 * more at the next wait only to find it empty (7 % of a front's
+		 * samples in a broadcast).  A read cut off before it drained
+		 * (edge_more) is level-triggered until a read drains it. */
 		if (c->phase == P_PUMP)
-			ee |= EPOLLIN;
+			ee |= EPOLLIN | (c->edge_more ? 0 : EPOLLET);
 		if (c->phase == P_DIALING || buf_pending(c->up))
 			ee |= EPOLLOUT;
 		set_events(c->efd, &c->eev, ee, tag(c, 1));
 	}
+}
+
+/* --- timeouts ------------------------------------------------------------------ */
+
+/* the last millisecond c may spend in its phase: past it, conn_sweep acts */
+static int64_t due_of(const struct conn *c)
+{
+	switch (c->phase) {
+	case P_HS:
+	case P_CONNECT:
+	case P_WAIT:
+		return c->t0 + cfg.handshake_ms;
+	case P_PUMP:
+		return c->last_rx + (c->keepalive ? (int64_t)c->keepalive * 1500 + IDLE_SLACK_MS
+						  : (int64_t)cfg.idle_ms);
+	default: /* DIALING, CLOSING */
+		return c->deadline;
+	}
+}
+
+/* after each change of phase: a deadline sooner than the one armed must not
+ * wait for it (a later one is found when the earlier comes) */
+static void rearm(struct conn *c)
+{
+	tw_arm(&wk.tw, &c->tn, due_of(c) + 1);
 }
 
 /* --- admission and edges ---------------------------------------------------- */
@@ -122,6 +155,7 @@ static void wait_slot(struct conn *c)
 	int e = c->edge;
 
 	c->phase = P_WAIT;
+	rearm(c);
 	if (wk.waitq_tail[e])
 		wk.waitq_tail[e]->wnext = c;
 	else
@@ -251,6 +285,7 @@ static void dial(struct conn *c, int from, int64_t now)
 	c->eev = EPOLLOUT;
 	c->phase = P_DIALING;
 	c->deadline = now + cfg.edge_connect_ms;
+	rearm(c);
 	c->edge_counted = 1;
 	c->dialed = 1;
 	atomic_fetch_add(&wk.st->per_edge[e], 1);
@@ -331,6 +366,7 @@ static void close_now(struct conn *c, enum shm_reason r, int64_t now)
 			 (unsigned long long)c->bout, (long long)(now - c->t0), shm_reason_name(r));
 	atomic_fetch_add(&wk.st->closes[r], 1);
 	edge_close(c, now);
+	tw_cancel(&wk.tw, &c->tn);
 	if (c->addr_counted)
 		shm_addr_release(wk.shm, wk.id, c->addr);
 	if (c->upgraded) {
@@ -379,6 +415,7 @@ static void finish_raw(struct conn *c, enum shm_reason r, const void *raw, size_
 	c->phase = P_CLOSING;
 	c->reason = (uint8_t)r;
 	c->deadline = now + CLOSING_MS;
+	rearm(c);
 	if (buf_flush(c->cfd, &c->out) < 0) {
 		close_now(c, r, now);
 		return;
@@ -537,6 +574,7 @@ static void handshake_in(struct conn *c, const uint8_t *p, size_t n, int64_t now
 	wk.nupgraded++;
 	atomic_fetch_add(&wk.st->st[ST_CONNS], 1);
 	c->phase = P_CONNECT;
+	rearm(c);
 	atomic_fetch_add(&wk.st->st[ST_HANDSHAKES], 1);
 	{
 		/* bytes after the request: the first frames */
@@ -590,6 +628,7 @@ static void connect_checked(struct conn *c, int64_t now)
 	c->uid = m.uid;
 	c->keepalive = (uint16_t)m.keepalive;
 	c->phase = P_WAIT; /* until dial() says otherwise */
+	rearm(c);
 	dial(c, 0, now);
 }
 
@@ -717,6 +756,7 @@ static void edge_readable(struct conn *c, int64_t now)
 {
 	int i;
 
+	c->edge_more = 0;
 	for (i = 0; i < READS_PER_EVENT && c->phase == P_PUMP; i++) {
 		ssize_t n = read(c->efd, rbuf, sizeof(rbuf));
 
@@ -747,6 +787,8 @@ static void edge_readable(struct conn *c, int64_t now)
 		if ((size_t)n < sizeof(rbuf))
 			break;
 	}
+	if (i == READS_PER_EVENT)
+		c->edge_more = 1; /* see interest() */
 	if (buf_flush(c->cfd, &c->out) < 0)
 		close_now(c, R_CLIENT_GONE, now);
 }
@@ -776,6 +818,7 @@ void conn_accept(int fd, const struct sockaddr_storage *peer, int64_t now)
 	c->cfd = fd;
 	c->efd = -1;
 	c->t0 = c->last_rx = now;
+	tw_node_init(&c->tn);
 	addr_from_sockaddr(peer, c->addr);
 	/* half-open clients: the kernel probes an idle socket (the idle check
 	 * closes a silent client too, but only after 1.5 x its keepalive, which
@@ -791,6 +834,7 @@ void conn_accept(int fd, const struct sockaddr_storage *peer, int64_t now)
 		return;
 	}
 	c->cev = EPOLLIN;
+	rearm(c);
 	c->next = wk.all;
 	if (wk.all)
 		wk.all->prev = c;
@@ -846,6 +890,7 @@ void conn_edge_event(struct conn *c, uint32_t events, int64_t now)
 			return;
 		}
 		c->phase = P_PUMP;
+		rearm(c);
 	}
 	if (c->phase != P_PUMP)
 		return;
@@ -866,40 +911,39 @@ int conn_is_dead(const struct conn *c)
 
 void conn_sweep(int64_t now)
 {
-	struct conn *c, *next;
+	struct tw_node *n;
 
-	for (c = wk.all; c; c = next) {
-		next = c->next;
+	tw_expire(&wk.tw, now);
+	while ((n = tw_next(&wk.tw))) {
+		struct conn *c = (struct conn *)(void *)((char *)n - offsetof(struct conn, tn));
+
+		if (c->phase == P_DEAD)
+			continue;
+		if (now <= due_of(c)) {
+			rearm(c); /* the client spoke since, or the phase moved on */
+			continue;
+		}
 		switch (c->phase) {
 		case P_HS:
+			close_now(c, R_HANDSHAKE_TIMEOUT, now);
+			break;
 		case P_CONNECT:
 		case P_WAIT:
-			if (now - c->t0 > cfg.handshake_ms) {
-				if (c->phase == P_HS)
-					close_now(c, R_HANDSHAKE_TIMEOUT, now);
-				else
-					finish(c, R_HANDSHAKE_TIMEOUT, 1008, NULL, 0, now);
-			}
+			finish(c, R_HANDSHAKE_TIMEOUT, 1008, NULL, 0, now);
 			break;
 		case P_DIALING:
-			if (now > c->deadline)
-				edge_failed(c, now);
+			edge_failed(c, now);
 			break;
-		case P_PUMP: {
-			int64_t idle = c->keepalive ? (int64_t)c->keepalive * 1500 + IDLE_SLACK_MS
-						    : (int64_t)cfg.idle_ms;
-
-			if (now - c->last_rx > idle)
-				finish(c, R_IDLE, 1001, NULL, 0, now);
+		case P_PUMP:
+			finish(c, R_IDLE, 1001, NULL, 0, now);
+			break;
+		default: /* CLOSING */
+			close_now(c, (enum shm_reason)c->reason, now);
 			break;
 		}
-		case P_CLOSING:
-			if (now > c->deadline)
-				close_now(c, (enum shm_reason)c->reason, now);
-			break;
-		default:
-			break;
-		}
+		/* whatever came of it, a connection still open stays on the wheel */
+		if (c->phase != P_DEAD && c->tn.where < 0)
+			rearm(c);
 	}
 }
 

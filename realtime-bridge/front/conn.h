@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "shm.h"
+#include "tw.h"
 
 struct conn;
 struct wslay_frame_context;
@@ -25,6 +26,7 @@ struct worker {
 	unsigned nconns, nupgraded;
 	struct wslay_frame_context *wslay;
 	struct conn *wslay_cur; /* the connection wslay's send callback appends to */
+	struct tw tw;           /* every open connection, by when it times out */
 };
 
 extern struct worker wk;
@@ -36,7 +38,8 @@ void conn_accept(int fd, const struct sockaddr_storage *peer, int64_t now);
 void conn_client_event(struct conn *c, uint32_t events, int64_t now);
 void conn_edge_event(struct conn *c, uint32_t events, int64_t now);
 
-/* Timeouts of every connection (handshake, idle, edge connect, closing). */
+/* Timeouts of the connections whose time has come (handshake, idle, edge
+ * connect, closing): loop.c calls it every tick of wk.tw. */
 void conn_sweep(int64_t now);
 
 /* Closes every connection (worker stopping). */

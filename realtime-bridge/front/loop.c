@@ -1,6 +1,6 @@
 /* loop: a worker — its own SO_REUSEPORT listening socket on the front's
- * port, one epoll set, level-triggered, and a sweep of timeouts twice a
- * second.  SIGTERM closes every connection and ends the worker. */
+ * port, one epoll set, level-triggered, and the timeouts that have come
+ * (a timing wheel, tw.h) twice a second.  SIGTERM closes every connection and ends the worker. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -94,6 +94,7 @@ int loop_run(int id, struct shm *shm)
 	wk.shm = shm;
 	wk.st = shm_worker(shm, id);
 	atomic_store(&wk.st->pid, (int32_t)getpid());
+	tw_init(&wk.tw, SWEEP_MS, (int64_t)mono_ms());
 	wk.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (wk.epfd < 0 || conn_init_worker() < 0) {
 		log_error("wsfront: worker %d: epoll or wslay set-up failed: %s", id,
