@@ -50,6 +50,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "loadlib.h"
@@ -66,6 +67,9 @@
 /* a server that sends more than this without a complete frame is broken */
 #define RT_IN_MAX (1u << 20)
 #define NS 1000000000LL
+/* after a batch of events that was not full, wait this long before the next
+ * epoll_wait (not when timing pings): see the main loop */
+#define RT_BATCH_NS 1000000L
 
 enum st { ST_IDLE, ST_TCP, ST_WS, ST_CONNACK, ST_SUBACK, ST_READY, ST_WAIT };
 enum fail { F_CONNECT, F_HTTP, F_REFUSED, F_SUBFAIL, F_TIMEOUT, F_RESET, F_N };
@@ -732,6 +736,15 @@ int main(int argc, char **argv)
 			ll_die("epoll_wait");
 		for (int i = 0; i < n; i++)
 			on_event(evs[i].data.ptr, evs[i].events);
+		/* Let the next deliveries gather.  Woken for each of them, the
+		 * holders spent most of their time being switched in and out (a
+		 * broadcast's profile: 58 % of their samples), on the two cores
+		 * the servers under test use; a receipt is late by 1 ms at most. */
+		if (n > 0 && n < 512 && !ping_ms) {
+			struct timespec ts = {0, RT_BATCH_NS};
+
+			nanosleep(&ts, NULL);
+		}
 		now = ll_now_ns();
 	}
 	print_stat(now);
