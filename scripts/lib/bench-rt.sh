@@ -59,7 +59,7 @@
 #   BENCH_RT_EDGES / BENCH_RT_FRONTS  TH_MQTT_EDGES / TH_WS_FRONTS of the stack (7 / 14;
 #                         TH_WS_MAX_PER_ADDR 65535: scripts/bench, see why there)
 #   BENCH_RT_PERF         a directory: system-wide profiles (perf record -a -g, 499 Hz) of
-#                         the tier's one-user fan-out and broadcast into it, kept after the
+#                         the tier's fan-outs (one user, spread) and broadcast into it, kept after the
 #                         run (unset: none; a profile costs the run some CPU)
 
 RT_CONNS=${BENCH_RT_CONNS:-100000}
@@ -648,7 +648,7 @@ rt_system() {
       nginx-one:"$TH_PORT_BASE":one nginx-spread:"$TH_PORT_BASE":spread; do
       rt_quiet "${P[@]}"
       fact "$label.quiet_s.${run%%:*}" "$RT_QUIET_S"
-      [ "${run%%:*}" = tier-one ] && rt_perf_start tier-one
+      case ${run%%:*} in tier-one | tier-spread) rt_perf_start "${run%%:*}" ;; esac
       rt_fan "${run%%:*}" "$(cut -d: -f2 <<<"$run")" /mqtt "$WORK/rt-fan-${run##*:}.creds"
       rt_perf_stop
     done
