@@ -109,9 +109,11 @@ static void interest(struct conn *c)
 		 * short read, and level-triggered epoll would poll the socket once
 		 * more at the next wait only to find it empty (7 % of a front's
 		 * samples in a broadcast).  A read cut off before it drained
-		 * (edge_more) is level-triggered until a read drains it. */
+		 * (edge_more) is level-triggered until a read drains it.
+		 * EPOLLRDHUP: the edge's close may come with its last bytes,
+		 * and then no event follows the read that takes them. */
 		if (c->phase == P_PUMP)
-			ee |= EPOLLIN | (c->edge_more ? 0 : EPOLLET);
+			ee |= EPOLLIN | EPOLLRDHUP | (c->edge_more ? 0 : EPOLLET);
 		if (c->phase == P_DIALING || buf_pending(c->up))
 			ee |= EPOLLOUT;
 		set_events(c->efd, &c->eev, ee, tag(c, 1));
@@ -752,8 +754,10 @@ static void client_readable(struct conn *c, int64_t now)
 
 /* --- edge -> client ------------------------------------------------------------ */
 
-static void edge_readable(struct conn *c, int64_t now)
+static void edge_readable(struct conn *c, uint32_t events, int64_t now)
 {
+	/* the edge closed: read on to the end (0), a short read is no sign of it */
+	int closing = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
 	int i;
 
 	c->edge_more = 0;
@@ -783,8 +787,10 @@ static void edge_readable(struct conn *c, int64_t now)
 			close_now(c, R_SLOW_READER, now);
 			return;
 		}
-		/* drained (see client_readable): one syscall a delivery saved */
-		if ((size_t)n < sizeof(rbuf))
+		/* a short read took all there was (a stream socket returns what
+		 * it holds, up to the size): the next read would be EAGAIN, one
+		 * syscall a delivery saved; what arrives later is a new event */
+		if ((size_t)n < sizeof(rbuf) && !closing)
 			break;
 	}
 	if (i == READS_PER_EVENT)
@@ -898,8 +904,8 @@ void conn_edge_event(struct conn *c, uint32_t events, int64_t now)
 		finish(c, R_EDGE_GONE, 1001, NULL, 0, now);
 		return;
 	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-		edge_readable(c, now);
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		edge_readable(c, events, now);
 	if (c->phase != P_DEAD)
 		interest(c);
 }

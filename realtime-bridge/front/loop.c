@@ -1,6 +1,8 @@
 /* loop: a worker — its own SO_REUSEPORT listening socket on the front's
- * port, one epoll set, level-triggered, and the timeouts that have come
- * (a timing wheel, tw.h) twice a second.  SIGTERM closes every connection and ends the worker. */
+ * port, one epoll set (level-triggered but for edge sockets while they pump:
+ * conn.c, interest()), and the timeouts whose time has come (a timing
+ * wheel, tw.h) twice a second.  SIGTERM closes every connection and ends
+ * the worker. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>

@@ -11,6 +11,8 @@
 //   - addresses: the per-address cap across workers; the client address in the front's log
 //     (X-Real-IP from nginx, and not from an untrusted peer);
 //   - a client that never reads is cut and the front's memory stays bounded;
+//   - a burst over 64 KiB already waiting at an edge socket reaches the client whole; an
+//     edge's refusal and its close, waiting together, reach the client both;
 //   - /metrics/realtime-tier counts all of it.
 // Registrations come from 127.18.x.y; the raw connections from 127.18.200.x and up.
 import { test, describe, before, after } from 'node:test';
@@ -450,6 +452,44 @@ describe('slow readers', () => {
   });
 });
 
+describe('edge reads', () => {
+  // A worker reads an edge socket edge-triggered, at most 4 x 16 KiB an event; what is left
+  // must not wait for the edge's next byte. The workers are stopped while the edge writes, so
+  // the whole burst waits at the socket when they go on.
+  test('a burst of more than 64 KiB already waiting from the edge arrives whole', { timeout: 30000 }, async () => {
+    const topic = `events/community/${pub.id}`;
+    const c = await mqttOpen(U.B, { port: SECOND, headers: { Origin: 'https://ok.test' } });
+    assert.equal(connackCode(c.data()), 0);
+    const len0 = c.data().length;
+    c.send(frame(OP.BINARY, subscribePacket({ topic })));
+    await until(() => c.data().length > len0, { timeoutMs: 5000, intervalMs: 20 }); // SUBACK
+    const svc = mqtt.connect(`mqtt://127.0.0.1:${PORT_BASE + 3}`, {
+      clientId: `th-service-wf-${rnd(4)}`, username: 'th-service', password: serviceSecret(), reconnectPeriod: 0,
+    });
+    clients.add(svc);
+    await new Promise((r, j) => { svc.on('connect', r); svc.on('error', j); });
+    const run = rnd(6);
+    const n = 6; // 6 x 16 KB: over the 64 KiB one event reads, under what the socket holds
+    const workers = childrenOf(second.proc.pid);
+    assert.ok(workers.length >= 1, 'the test front has no workers');
+    for (const pid of workers) process.kill(pid, 'SIGSTOP');
+    try {
+      for (let i = 0; i < n; i += 1) {
+        svc.publish(topic, JSON.stringify({ type: 'pad', run, seq: i, pad: 'p'.repeat(16000) }), { qos: 0 });
+      }
+      await sleep(800); // the edge writes them to the stopped worker's socket
+    } finally {
+      for (const pid of workers) process.kill(pid, 'SIGCONT');
+    }
+    const seen = () => [...c.data().toString('latin1').matchAll(new RegExp(`"run":"${run}","seq":(\\d+)`, 'g'))].map((m) => Number(m[1]));
+    await until(() => seen().length >= n, { timeoutMs: 5000, intervalMs: 50 });
+    assert.deepEqual(seen(), Array.from({ length: n }, (_, i) => i));
+    assert.ok(c.closedAt === null, 'the client was closed');
+    svc.end(true);
+    c.sock.destroy();
+  });
+});
+
 describe('caps and timeouts', () => {
   test('over TH_WS_MAX_CONNS upgraded connections a worker answers 503', async () => {
     const held = [await open({ port: THIRD }), await open({ port: THIRD })];
@@ -522,6 +562,19 @@ describe('edges', () => {
       return [U.A, U.B].every((u) => new RegExp(`cid=u${u.id}-\\S* edge=${BROKER} `).test(l)) ? l : null;
     }, { timeoutMs: 5000 });
     assert.ok(log, `close lines:\n${second.log().split('\n').filter((l) => l.includes('close')).slice(-4).join('\n')}`);
+  });
+
+  test('an edge that refuses a CONNECT and closes: the client has the CONNACK, then the close', async () => {
+    // the broker writes its refusal and closes at once, so both often wait at the edge socket
+    // for one event: the front must read on past the CONNACK to see the close
+    for (let i = 0; i < 5; i += 1) {
+      const c = await mqttOpen({ id: U.A.id, token: `not-a-token-${i}` }, { port: FRONT, localAddress: `127.18.204.${i + 1}` });
+      const code = connackCode(c.data());
+      assert.ok(code !== null && code !== 0, `attempt ${i}: CONNACK ${code}`);
+      const closedAt = await Promise.race([c.closed, sleep(4000).then(() => null)]);
+      assert.ok(closedAt !== null, `attempt ${i}: the refused client is still open 4 s after its CONNACK`);
+      assert.equal(c.closeCode(), 1001, `attempt ${i}: close code`);
+    }
   });
 
   test('with every edge down a client is closed (1013) without a CONNACK, so that it retries', async () => {
