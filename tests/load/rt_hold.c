@@ -700,6 +700,7 @@ int main(int argc, char **argv)
 	last_sweep = now - NS;
 	while (!stop && now < t_end) {
 		struct epoll_event evs[512];
+		int64_t due;
 		int n, wait_ms;
 
 		open_first();
@@ -730,7 +731,11 @@ int main(int argc, char **argv)
 			print_stat(now);
 			next_stat += stat_ms * 1000000LL;
 		}
-		wait_ms = (int)((last_sweep + sweep_period() - now) / 1000000LL);
+		/* until the next sweep or stat line, whichever comes first */
+		due = last_sweep + sweep_period();
+		if (next_stat < due)
+			due = next_stat;
+		wait_ms = (int)((due - now) / 1000000LL);
 		n = epoll_wait(ep, evs, 512, wait_ms < 0 ? 0 : wait_ms);
 		if (n < 0 && errno != EINTR)
 			ll_die("epoll_wait");
