@@ -106,6 +106,9 @@ void relay_acked(int mid, int reason);
 void relay_mid_issued(int mid);
 int relay_waiting(void);
 int relay_ready(void);
+/* the earliest time (mono_us) a claim woken by a NOTIFY may go: the last
+ * claim that took rows + TH_BRIDGE_RELAY_GAP_MS */
+uint64_t relay_paced_us(void);
 
 /* hubs.c: the hub to attach to (TH_MQTT_HOST/PORT) and the standby hub
  * (TH_MQTT_STANDBY=host:port, optional).  hubs_failed: a connect failed,

@@ -301,6 +301,7 @@ int main(void)
 	struct linger_rule lg;
 	long backoff_ms = 0;
 	uint64_t next_relay_us = 0;
+	int relay_woken = 1; /* a NOTIFY came since the last claim */
 
 	log_init("bridge");
 	signal(SIGTERM, on_signal);
@@ -404,9 +405,16 @@ int main(void)
 		 * would leave the relay a claim per batch. */
 		relay_may = filling->n == 0 || inflight;
 		if (connected && db_listen(EVENTS_CHANNEL) == 0) {
-			/* a new batch when woken, or on a timer (events committed
-			 * while nobody listened); a batch out waits for its PUBACKs */
-			rc = relay_step(mosq, now >= next_relay_us && relay_may);
+			/* a new batch when woken (paced: relay.c), or on a timer
+			 * (events committed while nobody listened); a batch out
+			 * waits for its PUBACKs */
+			int claim = relay_may && !relay_waiting() &&
+				    (now >= next_relay_us ||
+				     (relay_woken && now >= relay_paced_us()));
+
+			rc = relay_step(mosq, claim);
+			if (claim)
+				relay_woken = 0;
 			if (rc == 0)
 				next_relay_us = now + 1000000;
 			else if (rc < 0)
@@ -443,6 +451,13 @@ int main(void)
 		}
 		if (relay_ready() || (relay_more && relay_may))
 			timeout = 0; /* the relay has a step to take now */
+		else if (connected && relay_woken && relay_may && !relay_waiting()) {
+			uint64_t at = relay_paced_us();
+			int left = at > now ? (int)((at - now + 999) / 1000) : 0;
+
+			if (left < timeout)
+				timeout = left; /* the paced claim */
+		}
 		if (filling->n && !inflight) {
 			int left = batch_left_ms(&lg, filling, now);
 
@@ -478,8 +493,10 @@ int main(void)
 				 filling->n < BRIDGE_BATCH_HARD_MAX / 2);
 		}
 		offline_flush();
-		if ((lfd >= 0 && db_listen_drain() > 0) || calls_changed) {
-			next_relay_us = 0;
+		if (lfd >= 0 && db_listen_drain() > 0)
+			relay_woken = 1;
+		if (calls_changed) {
+			next_relay_us = 0; /* not paced */
 			calls_changed = 0;
 		}
 		if (connected)

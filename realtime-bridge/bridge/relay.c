@@ -43,7 +43,17 @@
  * `unread` of the same user and channel, an older `channel_activity` of the
  * same channel) is not published: it is deleted with the batch, counted in
  * th_events_superseded_total.  Under a stream of chat each stored batch
- * writes both kinds, and every publish costs the hub a copy to each edge. */
+ * writes both kinds, and every publish costs the hub a copy to each edge.
+ *
+ * Paced: a NOTIFY leads to a claim at once when the last claim that took
+ * rows is TH_BRIDGE_RELAY_GAP_MS (200) old, else when it is (main.c).  An
+ * idle outbox relays its next event without delay; under a stream of chat,
+ * where each stored batch commits an `unread` per sender and channel and a
+ * `channel_activity` (and a NOTIFY), the events of the batches committed
+ * within a gap go out as one claim and supersede each other: a claim per
+ * batch published nearly each of them, every one a copy per edge at the
+ * hub (docs/benchmarks.md, realtime-100k).  API.md asks unread state within
+ * a second. */
 #include <json-c/json.h>
 #include <mosquitto.h>
 #include <stdio.h>
@@ -97,6 +107,8 @@ static struct {
 	char owner[128];               /* claimed_by: this bridge's id */
 	struct unreadver_batch vb;     /* version keys of the batch's events */
 	long ack_ms, lease_s;
+	uint64_t claimed_us; /* when the last claim took rows */
+	uint64_t gap_us;     /* TH_BRIDGE_RELAY_GAP_MS: from one claim to the next */
 } rl;
 
 /* The event waiting for packet id mid, its wait ended (-1: none). */
@@ -243,6 +255,12 @@ void relay_init(const char *owner)
 	/* the lease outlives the wait for acknowledgements and the statements
 	 * around it, so a live bridge never loses a batch it is still on */
 	rl.lease_s = rl.ack_ms / 500 + 5;
+	rl.gap_us = (uint64_t)cfg_int("TH_BRIDGE_RELAY_GAP_MS", 200, 0, 1000) * 1000;
+}
+
+uint64_t relay_paced_us(void)
+{
+	return rl.claimed_us + rl.gap_us;
 }
 
 void relay_acked(int mid, int reason)
@@ -405,6 +423,7 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	rc = 0;
 	if (rl.n == 0)
 		goto out;
+	rl.claimed_us = mono_us();
 	rl.state = RELAY_WAITING;
 	rl.pending = 0;
 	rl.failed = 0;

@@ -267,6 +267,44 @@ describe('the relay publishes the newest unread state of a user and channel', { 
       await end(w);
     }
   });
+
+  // The relay is paced (relay.c, TH_BRIDGE_RELAY_GAP_MS, 200 ms here): a NOTIFY after a quiet
+  // spell is relayed at once, and under a stream of commits one claim a gap gathers what came
+  // meanwhile, so older states are superseded instead of each costing the hub a copy per
+  // edge. 20 unread events, each committed on its own with its NOTIFY, 40 ms apart (~800 ms):
+  // the first alone (the relay was idle), then a few claims, the last read_seq 20; a claim
+  // per NOTIFY would publish all 20.
+  test('20 unread states committed one by one 40 ms apart: the first at once, at most 8 published, the last read_seq 20', async () => {
+    const u = await newUser('brpace');
+    const c = await community(u, 'public', []);
+    const ch = Number(c.channel);
+    const uid = Number(u.id);
+    const w = await connect(u);
+    try {
+      await mustSubscribe(w, `user/${uid}/inbox`);
+      await sleep(1000); // the relay idle: its last claim well over a gap ago
+      const r = await psql(`DO $$ BEGIN FOR g IN 1..20 LOOP
+          INSERT INTO event_outbox (payload) VALUES (jsonb_build_object('type', 'unread',
+            'user_id', ${uid}, 'channel_id', ${ch}, 'read_seq', g, 'unread', 0, 'mentions', 0));
+          PERFORM pg_notify('townhall_events', '{"type":"unread"}');
+          COMMIT;
+          PERFORM pg_sleep(0.04);
+        END LOOP; END $$`);
+      assert.equal(r.code, 0, r.stderr);
+      const isMine = (m) => parsed(m)?.type === 'unread' && parsed(m)?.channel_id === ch;
+      await waitFor(() => w.messages.some((m) => isMine(m) && parsed(m).read_seq === 20), DELIVER_MS, 'read_seq 20');
+      await sleep(500);
+      const seqs = w.messages.filter(isMine).map((m) => parsed(m).read_seq);
+      assert.equal(seqs[0], 1, `the first state waited for a gap: ${seqs.join(',')}`);
+      assert.ok(seqs.length <= 8, `${seqs.length} states published (${seqs.join(',')}): not paced`);
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `out of order: ${seqs.join(',')}`);
+      assert.equal(seqs.at(-1), 20);
+      const left = await psql(`SELECT count(*) FROM event_outbox WHERE payload->>'user_id' = '${uid}'`);
+      assert.equal(left.stdout.trim(), '0', 'outbox rows left');
+    } finally {
+      await end(w);
+    }
+  });
 });
 
 // The outbox (realtime-bridge/bridge/relay.c): an event leaves event_outbox only after the
