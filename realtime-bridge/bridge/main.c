@@ -359,6 +359,7 @@ int main(void)
 		struct pollfd p[5];
 		int np = 0, timeout = 1000, lfd, tfd;
 		int ix_mosq = -1, ix_real = -1, ix_pair = -1, ix_tx = -1, relay_more = 0, relay_may;
+		int listening;
 		/* Read even while a full batch waits for the one out to commit:
 		 * the broker's PUBACKs to our receipts, its PINGRESPs come in.
 		 * The gate bounds the QoS 1 messages read and not settled
@@ -404,7 +405,8 @@ int main(void)
 		 * linger up to 50 ms under a stream: waiting for an empty one
 		 * would leave the relay a claim per batch. */
 		relay_may = filling->n == 0 || inflight;
-		if (connected && db_listen(EVENTS_CHANNEL) == 0) {
+		listening = connected && db_listen(EVENTS_CHANNEL) == 0;
+		if (listening) {
 			/* a new batch when woken (paced: relay.c), or on a timer
 			 * (events committed while nobody listened); a batch out
 			 * waits for its PUBACKs */
@@ -451,7 +453,8 @@ int main(void)
 		}
 		if (relay_ready() || (relay_more && relay_may))
 			timeout = 0; /* the relay has a step to take now */
-		else if (connected && relay_woken && relay_may && !relay_waiting()) {
+		else if (listening && relay_woken && relay_may && !relay_waiting()) {
+			/* (not while PostgreSQL is away: no claim could go) */
 			uint64_t at = relay_paced_us();
 			int left = at > now ? (int)((at - now + 999) / 1000) : 0;
 

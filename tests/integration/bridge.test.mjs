@@ -23,7 +23,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync, rmSync, existsSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync, rmSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import {
   PORT_BASE, VAR_DIR, run, readPid, isAlive, waitGone, sleep, until,
@@ -665,6 +665,47 @@ describe('no loss under crashes (steady load, client re-sends unreceipted after 
     t.diagnostic(info.replace(/\n/g, ' | '));
     assert.ok(isAlive(bridgePid) && readPid('run/bridge.pid') === bridgePid, 'the bridge died during the PostgreSQL restart');
     await stackIsBack();
+  });
+
+  // The relay's paced claim (relay.c) must not turn into a busy loop while no claim can go:
+  // a bridge that starts with PostgreSQL down has a wake-up pending and its broker
+  // connected; it waits for PostgreSQL in poll, not on a core (measured before the fix:
+  // 199 ticks of 200 in 2 s).
+  test('a bridge started while PostgreSQL is down waits without spinning (under a quarter of a core over 2 s)', { timeout: 120000 }, async () => {
+    const bridgePid = readPid('run/bridge.pid');
+    const exe = readlinkSync(`/proc/${bridgePid}/exe`);
+    const env = Object.fromEntries(readFileSync(`/proc/${bridgePid}/environ`, 'utf8').split('\0')
+      .filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const ticks = (pid) => {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      return Number(rest[11]) + Number(rest[12]); // utime + stime (fields 14, 15)
+    };
+    let child = null;
+    try {
+      process.kill(bridgePid, 'SIGKILL'); // its session stays on the hub: the same id comes back
+      assert.ok(await waitGone(bridgePid, 5000), 'the bridge did not stop');
+      const pgPid = readPid(path.join(VAR_DIR, 'pg/data/postmaster.pid'));
+      process.kill(pgPid, 'SIGINT');
+      assert.ok(await waitGone(pgPid, 30000), `postgres (pid ${pgPid}) did not stop`);
+      let log = '';
+      child = spawn(exe, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.on('data', (d) => { log += d; });
+      child.stderr.on('data', (d) => { log += d; });
+      await waitFor(() => /bridge: connected/.test(log), 15000, `the bridge to reach the hub: ${log}`);
+      await sleep(500);
+      const t0 = ticks(child.pid);
+      await sleep(2000);
+      const used = ticks(child.pid) - t0;
+      assert.ok(used < 50, `${used} clock ticks of CPU in 2 s with PostgreSQL down: a busy loop`);
+    } finally {
+      if (child && child.exitCode === null) {
+        child.kill('SIGTERM');
+        if (!(await waitGone(child.pid, 10000))) child.kill('SIGKILL');
+      }
+      await stackUp();
+      await stackIsBack();
+    }
   });
 
   test('kill -9 the broker (its persistence file holds the bridge\'s session), restart it', { timeout: 120000 }, async (t) => {
