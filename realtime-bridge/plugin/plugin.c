@@ -98,9 +98,10 @@ static const char *log_id(const char *cid, char out[65])
  * plugins no way to see it (no field in the event, no accessor, struct
  * mosquitto is opaque), so it cannot be refused here.  The broker runs the
  * ACL check (MOSQ_ACL_WRITE, with topic, payload and retain) when it is about
- * to send the will, and on_acl_check applies every publish rule there
- * (topic ACL, author, payload validation, no retain on user topics): a will
- * that would not pass as a publish is never stored or delivered. */
+ * to send the will, and acl_publish applies every publish rule there (the
+ * rate, topic ACL, author, payload validation, no retain on user topics, the
+ * community's chat rules): a will that would not pass as a publish is never
+ * stored or delivered. */
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
@@ -208,9 +209,8 @@ static int acl_subscribe(struct mosquitto *client, const char *filter, int64_t u
 	return quota_sub_refused(uid) ? kick(client) : MOSQ_ERR_ACL_DENIED;
 }
 
-/* The checks of a publish that see only what the ACL check sees (topic,
- * payload, retain): they run for PUBLISH and also for a will, which 2.0.11
- * checks only here, when it is about to send it (see on_basic_auth). */
+/* The checks of a publish on what the ACL check sees of it (topic, payload,
+ * retain), without lookups. */
 static int publish_ok(const struct topic *t, const void *payload, uint32_t len, int retain)
 {
 	const char *why;
@@ -225,6 +225,33 @@ static int publish_ok(const struct topic *t, const void *payload, uint32_t len, 
 	if ((t->kind == TOPIC_TYPING && len > 1024) || (t->kind == TOPIC_SIGNAL && len > 16384))
 		return 0;
 	return 1;
+}
+
+/* A PUBLISH, or a will 2.0.11 is about to send: it checks a will only here
+ * (on_basic_auth), never with a MESSAGE event, so every rule of a publish
+ * that this event can see is applied here and not in on_message.  Each
+ * attempt takes a token of the user's rate first, whether the rest allows it
+ * or not: a client streaming publishes the ACL refuses (ids it guesses, each
+ * a Redis or PostgreSQL lookup on this thread when not cached) gets at most
+ * its rate's worth of lookups, and a client that connects with a will and
+ * drops, again and again, gets no more through than by publishing.  Then the
+ * payload (O(len)), the topic ACL, and for chat the community's rules (slow
+ * mode, content limits), whose clock starts only for a publish the ACL let
+ * through. */
+static int acl_publish(const struct mosquitto_evt_acl_check *ed, const struct topic *t, int64_t uid)
+{
+	struct acl_decision d;
+
+	if (!quota_publish_ok(uid, t->kind) ||
+	    !publish_ok(t, ed->payload, ed->payloadlen, ed->retain))
+		return MOSQ_ERR_ACL_DENIED;
+	d = topic_decide(t, ACL_WRITE, uid);
+	if (!acl_allowed(&d, uid))
+		return MOSQ_ERR_ACL_DENIED;
+	if (t->kind == TOPIC_CHAT &&
+	    !quota_chat_rules_ok(uid, t->id[0], ed->payload, ed->payloadlen))
+		return MOSQ_ERR_ACL_DENIED;
+	return MOSQ_ERR_SUCCESS;
 }
 
 /* '$share/<group>/<filter>' and '#' are for the service account only;
@@ -264,12 +291,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		break;
 	}
 	topic_parse(ed->topic, 0, &t);
-	/* over the rate: dropped here in O(1), before the payload is parsed
-	 * (on_message takes the token of a publish that passes) */
-	if (ed->access == MOSQ_ACL_WRITE &&
-	    (!quota_publish_may(uid, t.kind) ||
-	     !publish_ok(&t, ed->payload, ed->payloadlen, ed->retain)))
-		return MOSQ_ERR_ACL_DENIED;
+	if (ed->access == MOSQ_ACL_WRITE)
+		return acl_publish(ed, &t, uid);
 	d = topic_decide(&t, ed->access, uid);
 	return acl_allowed(&d, uid) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
@@ -317,15 +340,15 @@ static void origin_stamp(struct mosquitto_evt_message *ed)
 						 TOPIC_ORIGIN_PROP, id);
 }
 
-/* After the ACL check, for PUBLISH only: the size with user properties, the
- * per-user rate and the community's chat rules (quota_chat_rules_ok).  message_size_limit counts only the payload, so user
- * properties, which every subscriber receives too, count against the same
- * 16 KiB here (TH_MQTT_MAX_MESSAGE); and the whole against the packet limit,
- * which 2.0.11 does not apply to WebSocket clients. */
+/* After the ACL check (acl_publish: the rate, the ACL, the chat rules), for
+ * PUBLISH only: what the ACL check does not see, the user properties.
+ * message_size_limit counts only the payload, so user properties, which
+ * every subscriber receives too, count against the same 16 KiB here
+ * (TH_MQTT_MAX_MESSAGE); and the whole against the packet limit, which
+ * 2.0.11 does not apply to WebSocket clients. */
 static int on_message(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_message *ed = event_data;
-	struct topic t;
 	size_t props;
 	int64_t uid;
 
@@ -344,14 +367,7 @@ static int on_message(int event, void *event_data, void *userdata)
 	if (ed->payloadlen + props > (size_t)state.max_message ||
 	    strlen(ed->topic) + ed->payloadlen + props > (size_t)state.max_packet)
 		return MOSQ_ERR_ACL_DENIED;
-	topic_parse(ed->topic, 0, &t);
-	if (uid <= 0 || !quota_publish_ok(uid, t.kind))
-		return MOSQ_ERR_ACL_DENIED;
-	/* the community's slow mode and content limits, as REST applies them:
-	 * here, once per publish, after the ACL check allowed it */
-	if (t.kind == TOPIC_CHAT && !quota_chat_rules_ok(uid, t.id[0], ed->payload, ed->payloadlen))
-		return MOSQ_ERR_ACL_DENIED;
-	return MOSQ_ERR_SUCCESS;
+	return uid > 0 ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
 static int on_tick(int event, void *event_data, void *userdata)

@@ -136,6 +136,44 @@ describe('wills', () => {
     assert.deepEqual(later.messages, [], 'a retained will was stored');
     await end(watcher, later);
   });
+
+  // 2.0.11 checks a will only with the ACL check it runs before sending it, never with the
+  // MESSAGE event where a publish's rate and chat rules were applied: a member could get past
+  // slow mode, a community's content limits and the message rate by connecting with a will and
+  // dropping, again and again (realtime-bridge/plugin/plugin.c, acl_publish).
+  test('a will pays the rate and the community\'s chat rules like a publish', async () => {
+    const c = await community(U.A, 'public', [U.C]);
+    assertStatus(await api('PATCH', `/api/communities/${c.id}`, U.A, { slow_mode_seconds: 3600, links_allowed: false }), 200,
+      'slow mode:');
+    await sleep(1000); // the brokers' rule cache follows the mirror
+    const watcher = await connect(U.A);
+    await mustSubscribe(watcher, `chat/${c.channel}/+`);
+    const mine = `chat/${c.channel}/${U.C.id}`;
+    const m = await connect(U.C);
+    const first = chat('first-of-slow-mode');
+    assert.equal(await publish(m, mine, first), 0, 'the first message in slow mode was refused');
+    await waitFor(() => hasPayload(watcher, first), DELIVER_MS, 'the first message');
+    assert.ok(await publish(m, mine, chat('second-publish')) >= 0x80, 'a second publish passed slow mode');
+    await end(m);
+    // valid wills as far as CONNECT can tell (the front does not know a community's rules):
+    // each connection is accepted, and no will reaches anyone
+    for (let i = 0; i < 5; i++) {
+      assert.equal(await dieWith(U.C, { topic: mine, payload: chat(`slow-will-${i}`), qos: 1 }), 'sent');
+    }
+    assert.equal(await dieWith(U.C, { topic: mine, payload: chat('a link https://example.com/x'), qos: 1 }), 'sent');
+    // the owner is above slow mode: their message after the wills arrives, and nothing of C's
+    const own = chat('owner-after-wills');
+    assert.equal(await publish(watcher, `chat/${c.channel}/${U.A.id}`, own), 0, 'the owner\'s message refused');
+    await waitFor(() => hasPayload(watcher, own), DELIVER_MS, 'the owner\'s message');
+    await sleep(QUIET_MS);
+    const got = watcher.messages.filter((x) => x.payload.includes('slow-will-') || x.payload.includes('example.com')
+      || x.payload.includes('second-publish'));
+    assert.deepEqual(got.map((x) => x.payload), [], 'a will got past slow mode or the no-links rule');
+    const hist = assertStatus(await api('GET', `/api/channels/${c.channel}/messages?limit=100`, U.A), 200, 'history:').json.items;
+    assert.deepEqual(hist.map((x) => x.body).filter((b) => b !== 'first-of-slow-mode' && b !== 'owner-after-wills'), [],
+      'a will was stored');
+    await end(watcher);
+  });
 });
 
 describe('sizes', () => {
