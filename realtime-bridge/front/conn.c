@@ -679,6 +679,14 @@ static int on_control(void *user, int op, const uint8_t *p, size_t n)
 			f->ws_code = 1011;
 			return -1;
 		}
+		/* pongs count against the same bound as deliveries: a client
+		 * that pings and never reads would grow them for ever (its
+		 * pings keep the idle timeout away) */
+		if (buf_pending(c->out) > cfg.out_max) {
+			f->stop = R_SLOW_READER;
+			f->ws_code = 0;
+			return -1;
+		}
 	} else if (op == WSF_CLOSE) {
 		f->stop = R_CLIENT_GONE;
 		/* echo the client's code (1000 when it gave none) */
@@ -691,6 +699,19 @@ static int on_control(void *user, int op, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* The client is going (a close frame, or the end of its stream): what it sent
+ * before that and the edge has not taken yet goes to the edge now, before
+ * the edge's socket is closed: an MQTT DISCONNECT and the last publishes
+ * often come in the same read as the close (mqtt.js end() writes them back
+ * to back), and a DISCONNECT lost makes the broker send the client's will.
+ * As much as the edge's socket takes at once; the rest is lost with the
+ * connection, as it would be if the edge had closed. */
+static void up_last(struct conn *c)
+{
+	if (c->phase == P_PUMP && c->efd >= 0 && c->up)
+		(void)buf_flush(c->efd, &c->up);
+}
+
 static void frames_in(struct conn *c, uint8_t *p, size_t n, int64_t now)
 {
 	struct feed_ctx f = {c, now, R_N, 0};
@@ -701,6 +722,8 @@ static void frames_in(struct conn *c, uint8_t *p, size_t n, int64_t now)
 		return;
 	if (e != WSF_OK) {
 		if (e == WSF_STOP) {
+			if (f.stop == R_CLIENT_GONE)
+				up_last(c);
 			finish(c, f.stop, f.ws_code, NULL, 0, now);
 		} else {
 			enum shm_reason r = e == WSF_TOO_BIG      ? R_FRAME_TOO_BIG
@@ -732,6 +755,8 @@ static void client_readable(struct conn *c, int64_t now)
 		if (n < 0 && errno == EAGAIN)
 			break;
 		if (n <= 0) {
+			if (n == 0)
+				up_last(c);
 			close_now(c,
 				  c->phase == P_CLOSING ? (enum shm_reason)c->reason
 							: R_CLIENT_GONE,
@@ -870,6 +895,16 @@ void conn_client_event(struct conn *c, uint32_t events, int64_t now)
 		client_readable(c, now);
 	if (c->phase == P_DEAD)
 		return;
+	/* a reset or an error is reported at every wait until the socket is
+	 * read; back-pressure (the edge slower than the client, or a CONNECT
+	 * waiting for admission) kept client_readable from reading, so it would
+	 * be reported for ever: a worker spinning at a whole core until the
+	 * edge drains or a timeout fires */
+	if ((events & (EPOLLHUP | EPOLLERR)) && c->phase != P_CLOSING &&
+	    buf_pending(c->up) >= UP_MAX) {
+		close_now(c, R_CLIENT_GONE, now);
+		return;
+	}
 	if (c->efd >= 0 && c->phase == P_PUMP && buf_flush(c->efd, &c->up) < 0) {
 		finish(c, R_EDGE_GONE, 1001, NULL, 0, now);
 		return;

@@ -18,6 +18,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
@@ -26,7 +27,7 @@ import {
 } from './lib/http.mjs';
 import { uuid, fixtures, rnd } from './lib/fixtures.mjs';
 import {
-  WS_URL, CONNECT_MS, clients, closeClients, serviceSecret, cid, connect, end,
+  WS_URL, CONNECT_MS, DELIVER_MS, clients, closeClients, serviceSecret, cid, connect, end, mustSubscribe, waitFor, hasPayload,
 } from './lib/mqtt.mjs';
 import {
   OP, frame, open, connectPacket, subscribePacket, connackCode, varint, edgeFor,
@@ -312,6 +313,78 @@ describe('MQTT', () => {
     const s = await mqttOpen(U.A, { will: { topic: `typing/${pub.channel}/${U.A.id}`, payload: '{}' } });
     assert.equal(connackCode(s.data()), 0);
     s.sock.destroy();
+  });
+});
+
+// MQTT packets of a raw client: a QoS 0 PUBLISH and a DISCONNECT (normal)
+const mqttStr = (x) => { const b = Buffer.from(x); return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]); };
+function publishPacket(topic, payload, version = 5) {
+  const body = Buffer.concat([mqttStr(topic), version === 5 ? Buffer.from([0]) : Buffer.alloc(0), Buffer.from(payload)]);
+  return Buffer.concat([Buffer.from([0x30]), varint(body.length), body]);
+}
+const DISCONNECT = Buffer.from([0xe0, 0x00]);
+
+describe('closing', () => {
+  // mqtt.js end() writes its last packets, the DISCONNECT and the close frame back to back:
+  // they come in one read, and the front used to close the edge's socket before passing on
+  // what that read held, so the broker saw no DISCONNECT and sent the will
+  test('what comes with the close frame reaches the broker first: the last publish, the DISCONNECT (no will)', async () => {
+    const watcher = await connect(U.B);
+    await mustSubscribe(watcher, `chat/${pub.channel}/+`);
+    const mine = `chat/${pub.channel}/${U.A.id}`;
+    const c = await mqttOpen(U.A, { will: { topic: mine, payload: chat('will-of-a-clean-close'), qos: 0 } });
+    assert.equal(connackCode(c.data()), 0);
+    const last = chat('last-before-close');
+    c.send(Buffer.concat([frame(OP.BINARY, publishPacket(mine, last)), frame(OP.BINARY, DISCONNECT),
+      frame(OP.CLOSE, Buffer.from([0x03, 0xe8]))]));
+    await c.closed;
+    await waitFor(() => hasPayload(watcher, last), DELIVER_MS, 'the publish sent with the close frame');
+    await sleep(1500);
+    assert.ok(!watcher.messages.some((m) => m.payload.includes('will-of-a-clean-close')),
+      'the will was sent: the DISCONNECT did not reach the broker');
+    await end(watcher);
+  });
+
+  // A client the front stopped reading (its edge does not keep up) that then resets: the reset
+  // is reported at every epoll wait until the socket is read, and back-pressure kept the worker
+  // from reading it: it spun at a whole core until the edge drained
+  test('a client reset while the front holds back its reads is closed, no busy worker', { timeout: 30000 }, async () => {
+    const held = [];
+    const edge = net.createServer((s) => { s.pause(); s.on('error', () => {}); held.push(s); }); // never reads
+    await new Promise((r) => edge.listen(0, '127.0.0.1', r));
+    const free = net.createServer();
+    await new Promise((r) => free.listen(0, '127.0.0.1', r));
+    const port = free.address().port;
+    await new Promise((r) => free.close(r));
+    const f = await startFront(port, [`127.0.0.1:${edge.address().port}`], { TH_WS_FRONTS: '1', TH_WS_HANDSHAKE_S: '30' });
+    const procs = () => [f.proc.pid, ...childrenOf(f.proc.pid)];
+    const ticks = () => procs().reduce((sum, pid) => {
+      try {
+        const r = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const x = r.slice(r.lastIndexOf(')') + 2).split(' ');
+        return sum + Number(x[11]) + Number(x[12]);
+      } catch { return sum; }
+    }, 0);
+    const c = await open({ port });
+    assert.equal(c.status, 101);
+    c.send(frame(OP.BINARY, connectPacket({ clientId: `u${U.A.id}-spin`, password: 'x' })));
+    const big = frame(OP.BINARY, publishPacket('x/y', Buffer.alloc(60000, 0x41)));
+    for (let i = 0; i < 200; i += 1) c.send(big); // 12 MB: far more than the edge and the front take
+    // the front holds back once its buffer for the edge is full: the client's writes stall
+    let queued = -1;
+    await until(() => { const q = c.sock.writableLength; const still = q > 0 && q === queued; queued = q; return still; },
+      { timeoutMs: 10000, intervalMs: 500 });
+    assert.ok(c.sock.writableLength > 0, 'the front read all 12 MB: no back-pressure to test');
+    const before0 = closes(await portMetrics(port), 'client_gone');
+    c.sock.resetAndDestroy();
+    assert.ok(await until(async () => closes(await portMetrics(port), 'client_gone') > before0, { timeoutMs: 5000 }),
+      'the reset client was not closed');
+    const t0 = ticks();
+    await sleep(2000);
+    const used = ticks() - t0;
+    assert.ok(used < 50, `the front used ${used} clock ticks in 2 s after the client's reset (100 = a whole core)`);
+    for (const s of held) s.destroy();
+    await new Promise((r) => edge.close(r));
   });
 });
 
