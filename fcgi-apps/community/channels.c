@@ -12,6 +12,7 @@
 #include "mirror.h"
 #include "page.h"
 #include "reply.h"
+#include "userlimits.h"
 
 #define CHANNEL_SQL                                                       \
 	"SELECT ch.id, ch.community_id, ch.name, ch.topic, " TH_TIME_SQL( \
@@ -61,16 +62,31 @@ void channels_create(struct http_req *req)
 				 "name");
 		return;
 	}
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0)
 		return;
+	/* at most limits.channels_max a community, exactly: the community's row
+	 * is locked first (FOR NO KEY UPDATE: the KEY SHARE of other writes'
+	 * foreign-key checks goes on), so concurrent creations count one after
+	 * the other, each in a statement of its own that sees the one before */
 	{
-		const char *params[] = {ids_text(c, cm.id), name, topic ? topic : ""};
+		const char *params[] = {ids_text(c, cm.id)};
+
+		if (!db_exec_or_reply(req, DB_PRIMARY,
+				      "SELECT 1 FROM communities WHERE id = $1 FOR NO KEY UPDATE",
+				      1, params))
+			return;
+	}
+	{
+		char max[24];
+		const char *params[] = {c, name, topic ? topic : "",
+					ids_text(max, limits.channels_max)};
 
 		r = db_own(req, db_exec(DB_PRIMARY,
-					"INSERT INTO channels (community_id, name, topic) VALUES "
-					"($1, $2, $3) "
+					"INSERT INTO channels (community_id, name, topic) "
+					"SELECT $1, $2, $3 WHERE (SELECT count(*) FROM channels "
+					"WHERE community_id = $1) < $4 "
 					"RETURNING id",
-					3, params));
+					4, params));
 	}
 	if (!r) {
 		if (db_last_err() == TH_ECONFLICT)
@@ -81,6 +97,15 @@ void channels_create(struct http_req *req)
 					 db_last_err() == TH_EUNAVAILABLE ? TH_EUNAVAILABLE
 									  : TH_EINTERNAL,
 					 NULL, NULL);
+		db_rollback();
+		return;
+	}
+	if (db_res_rows(r) != 1) {
+		char why[80];
+
+		snprintf(why, sizeof(why), "a community holds at most %ld channels",
+			 limits.channels_max);
+		http_reply_error(req, TH_EVALIDATION, why, NULL);
 		db_rollback();
 		return;
 	}

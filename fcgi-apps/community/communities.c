@@ -216,7 +216,7 @@ void communities_patch(struct http_req *req)
 	    jh_string_or_400(req, req->json, "description", 0, 2000, JH_MULTILINE, &desc) < 0 ||
 	    visibility_or_400(req, 0, &vis) < 0 || rules_or_400(req, bufs, rules, &any_rule) < 0)
 		return;
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] =

@@ -14,6 +14,7 @@
 #include "mirror.h"
 #include "page.h"
 #include "reply.h"
+#include "userlimits.h"
 
 /* {community_id, user, role, joined_at} for one membership row:
  * USER_COLS, then role, joined_at. */
@@ -138,7 +139,7 @@ void members_join(struct http_req *req)
 	}
 	ids_text(c, cm.id);
 	ids_text(u, req->user_id);
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	/* two concurrent joins: one row, one count */
 	r = db_exec_or_reply(req, DB_PRIMARY,
@@ -178,7 +179,7 @@ void members_leave(struct http_req *req)
 				 NULL);
 		return;
 	}
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	n = membership_delete(req, cm.id, req->user_id);
 	if (n < 0)
@@ -266,7 +267,7 @@ void members_put(struct http_req *req)
 			return;
 		}
 	}
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {c, u, role_name(want)};
@@ -308,7 +309,8 @@ void members_delete(struct http_req *req)
 		http_reply_error(req, TH_ENOTFOUND, "not a member", NULL);
 		return;
 	}
-	if (outranks_or_403(req, &cm, now) < 0 || db_begin_or_reply(req) < 0)
+	if (outranks_or_403(req, &cm, now) < 0 || limits_take_or_reply(req, LIMIT_MANAGE) < 0 ||
+	    db_begin_or_reply(req) < 0)
 		return;
 	n = membership_delete(req, cm.id, uid);
 	if (n < 0)
@@ -397,7 +399,8 @@ void bans_create(struct http_req *req)
 	    jh_int_or_400(req, req->json, "user_id", 1, INT64_MAX - 1, true, NULL, &uid) < 0 ||
 	    jh_string_or_400(req, req->json, "reason", 0, 500, JH_MULTILINE, &reason) < 0)
 		return;
-	if (ban_check(req, &cm, uid) < 0 || db_begin_or_reply(req) < 0 ||
+	if (ban_check(req, &cm, uid) < 0 || limits_take_or_reply(req, LIMIT_MANAGE) < 0 ||
+	    db_begin_or_reply(req) < 0 ||
 	    ban_apply(req, cm.id, uid, reason ? reason : "", &x) < 0 || db_commit_or_reply(req) < 0)
 		return;
 	ban_applied(req, cm.id, uid, &x);
@@ -428,7 +431,7 @@ void bans_delete(struct http_req *req)
 		return;
 	ids_text(c, cm.id);
 	ids_text(u, uid);
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "DELETE FROM bans WHERE community_id = $1 AND user_id = $2 RETURNING "

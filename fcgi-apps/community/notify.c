@@ -12,6 +12,7 @@
 #include "ids.h"
 #include "jh.h"
 #include "reply.h"
+#include "userlimits.h"
 
 void notify_level_put(struct http_req *req)
 {
@@ -34,6 +35,8 @@ void notify_level_put(struct http_req *req)
 				 "level");
 		return;
 	}
+	if (limits_take_or_reply(req, LIMIT_SETTING) < 0)
+		return;
 	{
 		const char *params[] = {ids_text(cid, c.id), ids_text(uid, req->user_id), level};
 

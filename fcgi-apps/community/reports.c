@@ -439,7 +439,7 @@ void reports_resolve(struct http_req *req)
 	}
 	if (a == A_BAN && ban_check(req, &cm, rr.author) < 0)
 		return;
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {rr.id};

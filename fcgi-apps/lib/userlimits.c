@@ -29,6 +29,9 @@ static const struct {
 	[LIMIT_SEARCH] = {"search", "TH_RL_SEARCH_MAX", "TH_RL_SEARCH_WINDOW", 60, 60},
 	[LIMIT_EDIT] = {"edit", "TH_RL_EDIT_MAX", "TH_RL_EDIT_WINDOW", 30, 60},
 	[LIMIT_REPORT] = {"report", "TH_RL_REPORT_MAX", "TH_RL_REPORT_WINDOW", 20, 3600},
+	[LIMIT_MANAGE] = {"manage", "TH_RL_MANAGE_MAX", "TH_RL_MANAGE_WINDOW", 60, 60},
+	[LIMIT_READ] = {"read", "TH_RL_READ_MAX", "TH_RL_READ_WINDOW", 300, 60},
+	[LIMIT_SETTING] = {"setting", "TH_RL_SETTING_MAX", "TH_RL_SETTING_WINDOW", 60, 60},
 	[LIMIT_MESSAGE] = {"msg", NULL, NULL, 0, 0},
 };
 
@@ -44,6 +47,7 @@ void limits_init(void)
 	limits.msg_interval_ms = (long)cfg_int("TH_RL_MSG_INTERVAL_MS", 100, 1, 3600000);
 	limits.msg_burst = (long)cfg_int("TH_RL_MSG_BURST", 30, 1, 1000000);
 	limits.reaction_kinds_max = (long)cfg_int("TH_REACTION_KINDS_MAX", 50, 1, 100000);
+	limits.channels_max = (long)cfg_int("TH_CHANNELS_MAX", 500, 1, 100000);
 	unavailable = metrics_counter("limits_unavailable_total");
 }
 

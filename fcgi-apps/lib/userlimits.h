@@ -22,11 +22,25 @@
  *   edit        TH_RL_EDIT_MAX (30)                        TH_RL_EDIT_WINDOW (60 s)
  *               (post and message edits together: each keeps the earlier
  *               body in the edit history, so edits cost storage)
+ *   manage      TH_RL_MANAGE_MAX (60)                      TH_RL_MANAGE_WINDOW (60 s)
+ *               (joins, leaves, roles, removals, bans and unbans, channels
+ *               made, a community's settings, reports resolved: each one an
+ *               event to every reader of the community, and some a
+ *               notification to somebody else)
+ *   read        TH_RL_READ_MAX (300)                       TH_RL_READ_WINDOW (60 s)
+ *               (read markers and notifications marked read: each an event
+ *               to the user's other devices; the web client moves a marker
+ *               at most twice a second a channel)
+ *   setting     TH_RL_SETTING_MAX (60)                     TH_RL_SETTING_WINDOW (60 s)
+ *               (a community's notification level, leaving a group DM;
+ *               unblocking counts as a block, removing a push subscription
+ *               as a push write)
  *   message     TH_RL_MSG_INTERVAL_MS (100), TH_RL_MSG_BURST (30): a token
  *               bucket, 10/s with a burst of 30, shared by REST and MQTT
  *               through one Redis key, th:rl:msg:<user_id> (the broker
  *               plugin takes from the same key)
  *   distinct reaction kinds on one post: TH_REACTION_KINDS_MAX (50)
+ *   channels of one community: TH_CHANNELS_MAX (500)
  *
  * The fixed windows count in Redis under th:rl:<kind>:<user_id> (lib/
  * ratelimit rl_hit); a hit over the limit is answered 429 rate_limited with
@@ -52,6 +66,9 @@ enum limit_kind {
 	LIMIT_SEARCH,
 	LIMIT_EDIT,
 	LIMIT_REPORT,
+	LIMIT_MANAGE,
+	LIMIT_READ,
+	LIMIT_SETTING,
 	LIMIT_MESSAGE,
 	LIMIT_KINDS
 };
@@ -62,6 +79,7 @@ struct limits {
 	long msg_interval_ms;    /* LIMIT_MESSAGE: one token every interval */
 	long msg_burst;          /* ... at most this many in a row */
 	long reaction_kinds_max; /* distinct reaction kinds on one post */
+	long channels_max;       /* channels of one community */
 };
 
 extern struct limits limits;

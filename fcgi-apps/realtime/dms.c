@@ -378,7 +378,7 @@ void dms_leave(struct http_req *req)
 				 NULL);
 		return;
 	}
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_SETTING) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {c, ids_text(u, req->user_id)};

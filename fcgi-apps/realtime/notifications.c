@@ -26,6 +26,7 @@
 #include "page.h"
 #include "realtime.h"
 #include "reply.h"
+#include "userlimits.h"
 #include "unreadcache.h"
 
 /* ids in one POST /api/notifications/read */
@@ -178,7 +179,7 @@ void notifications_read(struct http_req *req)
 	}
 	if (ids && !(arr = ids_array_or_400(req, ids)))
 		return;
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_READ) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {ids_text(me, req->user_id), arr};

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "realtime.h"
 #include "reply.h"
+#include "userlimits.h"
 #include "unreadcache.h"
 
 /* channels in one answer of GET /api/me/unread; more: "truncated": true */
@@ -64,7 +65,7 @@ void reads_put(struct http_req *req)
 	    channel_access(req, chid, ROLE_NONE, &ch) < 0 ||
 	    jh_int_or_400(req, req->json, "seq", 0, INT64_MAX, true, NULL, &seq) < 0)
 		return;
-	if (db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_READ) < 0 || db_begin_or_reply(req) < 0)
 		return;
 	{
 		const char *params[] = {ids_text(me, req->user_id), ids_text(c, chid),

@@ -1,7 +1,8 @@
 // Per-user write limits (issue 17 point 5, API.md "Limits every route and topic obeys"),
 // black-box: each limited REST write route answers 429 rate_limited with Retry-After once a
 // user is over their budget, while another user is unaffected; distinct reaction kinds on a
-// post are capped (400 validation_failed, field emoji), exactly, under concurrent PUTs.
+// post are capped (400 validation_failed, field emoji), exactly, under concurrent PUTs; so are
+// a community's channels (400 validation_failed).
 //
 // The suite's stack raises the fixed-window limits (tests/integration/run); this file
 // restarts the community and realtime pools with API.md's defaults (fcgi-apps/lib/userlimits.h),
@@ -27,7 +28,11 @@ const DEFAULTS = {
   TH_RL_SEARCH_MAX: '60', TH_RL_SEARCH_WINDOW: '60',
   TH_RL_EDIT_MAX: '30', TH_RL_EDIT_WINDOW: '60',
   TH_RL_MSG_INTERVAL_MS: '100', TH_RL_MSG_BURST: '30',
+  TH_RL_MANAGE_MAX: '60', TH_RL_MANAGE_WINDOW: '60',
+  TH_RL_READ_MAX: '300', TH_RL_READ_WINDOW: '60',
+  TH_RL_SETTING_MAX: '60', TH_RL_SETTING_WINDOW: '60',
   TH_REACTION_KINDS_MAX: '50',
+  TH_CHANNELS_MAX: '6', // 500 by default: lowered so the cap is reached in a few requests
 };
 
 async function restartPools(env) {
@@ -174,6 +179,67 @@ describe('distinct reaction kinds on a post: at most 50', { timeout: 120000 }, (
     assertStatus(await react(p.id, emoji(3), a, 'DELETE'), 204);
     assertStatus(await react(p.id, emoji(50), b), 204, 'a new kind once one is gone');
     assertError(await react(p.id, emoji(51), b), 400, 'validation_failed', 'emoji');
+  });
+
+  // each of these writes is an event to every reader of the community (and some a notification
+  // to somebody else): one user looping join/leave or role changes reached every member
+  test('managing a community: 60 writes a minute over joins, leaves, roles, bans, channels, settings', async () => {
+    const owner = await newUser('lmo');
+    const m = await newUser('lmm');
+    const c = await community(owner, 'public');
+    const rs = await inTurn(60, (i) => api('POST', `/api/communities/${c.id}/${i % 2 ? 'leave' : 'join'}`, m));
+    rs.forEach((r, i) => assertStatus(r, i % 2 ? 204 : 200, `write ${i}:`));
+    assertLimited(await api('POST', `/api/communities/${c.id}/join`, m), 60, '61st join or leave');
+    // one budget over the kinds: the owner's role changes, bans and channels
+    const v = await newUser('lmv');
+    const ws = await inTurn(30, (i) => api('PUT', `/api/communities/${c.id}/members/${v.id}`, owner,
+      { role: i % 2 ? 'member' : 'moderator' }));
+    for (const r of ws) assertStatus(r, 200);
+    const bans = await inTurn(20, (i) => (i % 2 ? api('DELETE', `/api/communities/${c.id}/bans/${m.id}`, owner)
+      : api('POST', `/api/communities/${c.id}/bans`, owner, { user_id: m.id })));
+    bans.forEach((r, i) => assertStatus(r, i % 2 ? 204 : 201, `ban ${i}:`));
+    const chs = await inTurn(4, (i) => api('POST', `/api/communities/${c.id}/channels`, owner, { name: `lm${i}` }));
+    for (const r of chs) assertStatus(r, 201);
+    const patches = await inTurn(6, (i) => api('PATCH', `/api/communities/${c.id}`, owner, { description: `managed ${i}` }));
+    for (const r of patches) assertStatus(r, 200); // 30 + 20 + 4 + 6 = 60
+    assertLimited(await api('PATCH', `/api/communities/${c.id}`, owner, { description: 'one too many' }), 60, '61st managing write');
+    // the budget is taken after the checks: a bad body is 400 whatever the budget
+    assertError(await api('PATCH', `/api/communities/${c.id}`, owner, { name: '' }), 400, 'validation_failed');
+    // another user is not affected
+    assertStatus(await api('POST', `/api/communities/${c.id}/join`, v), 200);
+  });
+
+  test('read markers and notifications marked read: 300 a minute; settings: 60 a minute', async () => {
+    const owner = await newUser('lqo');
+    const m = await newUser('lqm');
+    const c = await community(owner, 'public', [m]);
+    const marks = await inTurn(150, () => api('PUT', `/api/channels/${c.channel}/read`, m, { seq: 0 }));
+    for (const r of marks) assertStatus(r, 200);
+    const reads = await inTurn(150, () => api('POST', '/api/notifications/read', m, { all: true }));
+    for (const r of reads) assertStatus(r, 204);
+    assertLimited(await api('PUT', `/api/channels/${c.channel}/read`, m, { seq: 1 }), 60, '301st read');
+    assertStatus(await api('PUT', `/api/channels/${c.channel}/read`, owner, { seq: 0 }), 200);
+    const levels = await inTurn(60, (i) => api('PUT', `/api/communities/${c.id}/notify`, m, { level: i % 2 ? 'all' : 'none' }));
+    for (const r of levels) assertStatus(r, 200);
+    assertLimited(await api('PUT', `/api/communities/${c.id}/notify`, m, { level: 'mentions' }), 60, '61st setting');
+  });
+
+  test('channels: at most TH_CHANNELS_MAX a community, exactly under concurrent creations (400)', async () => {
+    const owner = await newUser('lho');
+    const admins = [];
+    for (let i = 0; i < 2; i++) admins.push(await newUser(`lha${i}`));
+    const c = await community(owner, 'public', admins.map((a) => [a, 'admin']));
+    // #general and 5 more is the cap of 6: 3 admins x 4 at once
+    const rs = await Promise.all([owner, ...admins].flatMap((u, k) => Array.from({ length: 4 },
+      (_, i) => api('POST', `/api/communities/${c.id}/channels`, u, { name: `lh${k}x${i}` }))));
+    for (const r of rs) assert.ok([201, 400].includes(r.status), show(r));
+    assert.equal(rs.filter((r) => r.status === 201).length, 5, `statuses: ${rs.map((r) => r.status)}`);
+    assertError(rs.find((r) => r.status === 400), 400, 'validation_failed');
+    const list = assertStatus(await api('GET', `/api/communities/${c.id}/channels?limit=100`, owner), 200).json;
+    assert.equal(list.items.length, 6);
+    // another community has a cap of its own
+    const d = await community(owner, 'public');
+    assertStatus(await api('POST', `/api/communities/${d.id}/channels`, owner, { name: 'fresh' }), 201);
   });
 
   test('concurrent new kinds: the cap holds exactly', async () => {

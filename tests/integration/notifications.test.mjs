@@ -209,6 +209,23 @@ describe('notifications', () => {
     assert.equal(ban[0].actor.id, a.id);
   });
 
+  // each role change used to make a notification (an inbox event, a Web Push): an admin
+  // flipping a role back and forth flooded the user (migration 0042)
+  test('role changes: one unread role notification a community; after it is read, the next change notifies', async () => {
+    const v = await newUser('nr');
+    const cm = await community(a, 'public', [v]);
+    for (const role of ['moderator', 'member', 'moderator', 'member', 'moderator']) {
+      assertStatus(await api('PUT', `/api/communities/${cm.id}/members/${v.id}`, a, { role }), 200, `role ${role}:`);
+    }
+    const first = await about(v, (x) => x.community_id === cm.id && x.type === 'role');
+    assert.equal(first.length, 1, `role notifications: ${JSON.stringify(first)}`);
+    assertStatus(await api('POST', '/api/notifications/read', v, { ids: [first[0].id] }), 204, 'read:');
+    assertStatus(await api('PUT', `/api/communities/${cm.id}/members/${v.id}`, a, { role: 'member' }), 200, 'role after read:');
+    const after = await about(v, (x) => x.community_id === cm.id && x.type === 'role');
+    assert.equal(after.length, 2, `role notifications after one was read: ${JSON.stringify(after)}`);
+    assert.equal(after.filter((x) => !x.read_at).length, 1);
+  });
+
   test('a new DM and a call invitation reach the others, not the one who acted', async () => {
     const x = await newUser('nx');
     const dm = assertStatus(await api('POST', '/api/dms', a, { user_ids: [x.id] }), 201, 'dm:').json;
