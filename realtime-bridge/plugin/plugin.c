@@ -134,7 +134,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	if (strncmp(cid, prefix, plen) != 0)
 		return MOSQ_ERR_AUTH;
 	if (!quota_connect_ok(c.user_id)) {
-		mosquitto_log_printf(MOSQ_LOG_DEBUG, "townhall: user %lld cooling down; %s refused",
+		mosquitto_log_printf(MOSQ_LOG_DEBUG,
+				     "townhall: user %lld cooling down or over its connection "
+				     "rate; "
+				     "%s refused",
 				     (long long)c.user_id, log_id(cid, safe));
 		return MOSQ_ERR_AUTH;
 	}

@@ -44,11 +44,12 @@ struct bucket {
  * costs nothing) starts with what its user has left. */
 struct user_rate {
 	struct bucket chat, typing, signal;
-	long pending;         /* chat publishes let through since the last sync */
-	long long used_ms;    /* last use, for the sweep */
-	double lookups;       /* Redis lookup tokens left */
-	long long lookups_ms; /* when lookups was last refilled */
-	long long refused_s;  /* the second `refused` counts */
+	struct bucket connects; /* connections opened (accepted by BASIC_AUTH so far) */
+	long pending;           /* chat publishes let through since the last sync */
+	long long used_ms;      /* last use, for the sweep */
+	double lookups;         /* Redis lookup tokens left */
+	long long lookups_ms;   /* when lookups was last refilled */
+	long long refused_s;    /* the second `refused` counts */
 	long refused;
 	long long cooldown_ms; /* closed for refusals: new connections refused until then */
 };
@@ -57,6 +58,7 @@ static struct imap by_cid; /* keyed hash of the client id -> struct quota_client
 static struct imap users;  /* uid -> struct user_rate * */
 static unsigned char hkey[crypto_shorthash_KEYBYTES];
 static long max_subs, lookups_per_s, lookup_burst, refused_per_s, session_ttl_s, cooldown_ms;
+static long connect_interval_ms, connect_burst;
 static long msg_interval_ms, msg_burst, typing_interval_ms, typing_burst, signal_interval_ms,
 	signal_burst;
 static long long last_sync_ms, last_sweep_ms;
@@ -64,7 +66,8 @@ static long offline_count;
 /* users with chat publishes not yet booked in Redis: the sync walks the
  * table only when there are some, not five times a second per idle user */
 static long users_pending;
-unsigned long quota_kicks, quota_drops, quota_subs_full, quota_slow_drops, quota_limit_drops;
+unsigned long quota_kicks, quota_drops, quota_subs_full, quota_slow_drops, quota_limit_drops,
+	quota_connects_refused;
 
 /* Keyed (SipHash): a client cannot choose filters or ids that collide. */
 static int64_t key_of(const char *s)
@@ -84,6 +87,8 @@ int quota_init(void)
 	refused_per_s = (long)cfg_int("TH_MQTT_REFUSED_PER_S", 100, 1, 1000000);
 	session_ttl_s = (long)cfg_int("TH_MQTT_SESSION_TTL_S", 86400, 1, 86400 * 30);
 	cooldown_ms = (long)cfg_int("TH_MQTT_KICK_COOLDOWN_MS", 2000, 0, 3600000);
+	connect_interval_ms = (long)cfg_int("TH_MQTT_CONNECT_INTERVAL_MS", 1000, 1, 3600000);
+	connect_burst = (long)cfg_int("TH_MQTT_CONNECT_BURST", 30, 1, 1000000);
 	msg_interval_ms = (long)cfg_int("TH_RL_MSG_INTERVAL_MS", 100, 1, 3600000);
 	msg_burst = (long)cfg_int("TH_RL_MSG_BURST", 30, 1, 100000);
 	typing_interval_ms = (long)cfg_int("TH_MQTT_TYPING_INTERVAL_MS", 200, 1, 3600000);
@@ -115,6 +120,7 @@ void quota_close(void)
 }
 
 static struct user_rate *user_rate(int64_t uid);
+static int take(struct bucket *b, long long now, long interval, long burst);
 
 /* Empties cl's filter set.  The new table is made first: when memory runs
  * out the old one stays, which over-counts (refuses early), never under. */
@@ -277,9 +283,19 @@ int quota_sub_refused(int64_t uid)
 
 int quota_connect_ok(int64_t uid)
 {
-	int64_t *v = imap_get(&users, uid);
+	struct user_rate *u = user_rate(uid);
+	long long now = (long long)mono_ms();
 
-	return !v || ((struct user_rate *)(intptr_t)*v)->cooldown_ms <= (long long)mono_ms();
+	if (!u)
+		return 0;
+	u->used_ms = now;
+	if (u->cooldown_ms > now)
+		return 0;
+	if (!take(&u->connects, now, connect_interval_ms, connect_burst)) {
+		quota_connects_refused++;
+		return 0;
+	}
+	return 1;
 }
 
 void quota_unsub(struct quota_client *cl, const char *filter)
@@ -460,7 +476,8 @@ static void sweep(long long now)
 			continue;
 		u = (struct user_rate *)(intptr_t)users.slots[i].val;
 		if (u->pending || now - u->used_ms < 60000 || u->chat.tat > now ||
-		    u->typing.tat > now || u->signal.tat > now || u->cooldown_ms > now)
+		    u->typing.tat > now || u->signal.tat > now || u->connects.tat > now ||
+		    u->cooldown_ms > now)
 			continue;
 		free(u);
 		imap_del(&users, users.slots[i].key);
@@ -501,10 +518,10 @@ void quota_tick(void)
  * client) is counted where an operator reads the broker. */
 static void quota_report(long long now)
 {
-	static unsigned long seen[5];
+	static unsigned long seen[6];
 	static long long last_ms;
-	unsigned long cur[5] = {quota_drops, quota_slow_drops, quota_limit_drops, quota_kicks,
-				quota_subs_full};
+	unsigned long cur[6] = {quota_drops, quota_slow_drops, quota_limit_drops,
+				quota_kicks, quota_subs_full,  quota_connects_refused};
 
 	if (now - last_ms < QUOTA_REPORT_MS || memcmp(cur, seen, sizeof(cur)) == 0)
 		return;
@@ -512,6 +529,6 @@ static void quota_report(long long now)
 	memcpy(seen, cur, sizeof(seen));
 	mosquitto_log_printf(MOSQ_LOG_NOTICE,
 			     "townhall: refused so far: rate_drops=%lu slow_drops=%lu "
-			     "limit_drops=%lu kicks=%lu subs_full=%lu",
-			     cur[0], cur[1], cur[2], cur[3], cur[4]);
+			     "limit_drops=%lu kicks=%lu subs_full=%lu connects=%lu",
+			     cur[0], cur[1], cur[2], cur[3], cur[4], cur[5]);
 }

@@ -11,6 +11,8 @@
  *     the client is closed, mid-packet, and the user's new connections are
  *     refused for TH_MQTT_KICK_COOLDOWN_MS (reconnecting must not reset the
  *     budgets: they are kept per user, not per connection);
+ *   - connections opened per user (TH_MQTT_CONNECT_INTERVAL_MS / _BURST: one
+ *     a second, 30 in a row; past it CONNECT is refused, not authorized);
  *   - publishes per user: chat (TH_RL_MSG_INTERVAL_MS / TH_RL_MSG_BURST, the
  *     same Redis bucket th:rl:msg:<uid> as the REST routes), typing and
  *     signal (local buckets only).
@@ -57,7 +59,13 @@ int quota_sub_granted(struct quota_client *cl, uint64_t fh);
  * (close the client; the user's new connections are refused for
  * TH_MQTT_KICK_COOLDOWN_MS). */
 int quota_sub_refused(int64_t uid);
-/* 0 while uid is cooling down after such a close. */
+/* A connection of uid passed the token check: 0 (refuse it) while the user
+ * is cooling down after such a close, or over its connection rate
+ * (TH_MQTT_CONNECT_INTERVAL_MS, TH_MQTT_CONNECT_BURST: one a second, 30 in a
+ * row): each connection and each close is a presence change in every one of
+ * the user's communities and a session for the broker to hold, so a client
+ * cycling connections must not get them at the rate it can open sockets.
+ * Else a token is taken and 1 returned. */
 int quota_connect_ok(int64_t uid);
 /* UNSUBSCRIBE of a filter: its slot is free again. */
 void quota_unsub(struct quota_client *cl, const char *filter);
@@ -89,6 +97,7 @@ void quota_tick(void);
 
 /* Counters for tests and logs: quota_drops over the rate; quota_slow_drops
  * by slow mode, quota_limit_drops by a community's content limits. */
-extern unsigned long quota_kicks, quota_drops, quota_subs_full, quota_slow_drops, quota_limit_drops;
+extern unsigned long quota_kicks, quota_drops, quota_subs_full, quota_slow_drops, quota_limit_drops,
+	quota_connects_refused;
 
 #endif

@@ -288,6 +288,36 @@ describe('subscriptions and connections', () => {
     const after1 = await connect(u);
     await end(after1);
   });
+
+  // each connection and close is a presence change in every community of the user and a
+  // session for the broker: a client cycling connections gets them at the user's connection
+  // rate (tests/integration/run: one every 100 ms, 100 in a row; API.md's default 1/s, 30)
+  test('connections opened per user: past the burst and rate CONNECT is refused (0x87); the budget refills; others unaffected', { timeout: 60000 }, async () => {
+    const u = await newUser('mlrate');
+    let opened = 0;
+    let refused = null;
+    const t0 = Date.now();
+    while (opened < 400 && Date.now() - t0 < 30000) {
+      try {
+        const c = await connect(u);
+        opened += 1;
+        await end(c);
+      } catch (e) {
+        refused = e;
+        break;
+      }
+    }
+    const secs = (Date.now() - t0) / 1000;
+    assert.ok(refused?.refused, `${opened} connections in ${secs} s, none refused`);
+    assert.equal(refused.code, 0x87, `CONNACK reason: ${refused.code}`);
+    // the burst, plus what the rate gave back meanwhile, give or take one
+    assert.ok(opened >= 100 && opened <= 101 + Math.ceil(secs * 10), `${opened} opened in ${secs} s`);
+    const other = await connect(U.A);
+    await end(other);
+    await sleep(1000);
+    const back = await connect(u);
+    await end(back);
+  });
 });
 
 describe('offline sessions', () => {
