@@ -511,10 +511,18 @@ static void handshake_in(struct conn *c, const uint8_t *p, size_t n, int64_t now
 	char key[29], resp[256];
 	int len, r;
 
+	size_t from = c->hs ? c->hs->len : 0;
+
 	if (buf_append(&c->hs, p, n) < 0) {
 		close_now(c, R_ERROR, now);
 		return;
 	}
+	/* parsed once the end of the headers came (in these bytes, or across
+	 * the 3 before them), or the request is too long: a request dribbled a
+	 * byte a read is not parsed again from its start at every byte */
+	from = from > 3 ? from - 3 : 0;
+	if (c->hs->len < HS_MAX && !memmem(c->hs->d + from, c->hs->len - from, "\r\n\r\n", 4))
+		return;
 	pr = hs_parse((const char *)c->hs->d, c->hs->len, &req);
 	if (pr == HS_INCOMPLETE)
 		return;

@@ -4,6 +4,7 @@
  * wheel, tw.h) twice a second.  SIGTERM closes every connection and ends
  * the worker. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -53,6 +54,29 @@ static int listen_socket(void)
 	return fd;
 }
 
+/* A descriptor kept in reserve: out of descriptors (EMFILE), the pending
+ * connection stays in the backlog and the level-triggered listener is
+ * reported again at once, a worker spinning until one frees.  With the
+ * spare closed, that connection is taken and closed (counted), and the
+ * spare taken back. */
+static int spare_fd = -1;
+
+static void shed_one(int lfd)
+{
+	int fd;
+
+	if (spare_fd < 0)
+		return;
+	close(spare_fd);
+	spare_fd = -1;
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0) {
+		atomic_fetch_add(&wk.st->closes[R_MAX_CONNS], 1);
+		close(fd);
+	}
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void accept_all(int lfd, int64_t now)
 {
 	int i;
@@ -66,6 +90,8 @@ static void accept_all(int lfd, int64_t now)
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM)
 				log_warn("wsfront: accept: %s", strerror(errno));
+			if (errno == EMFILE || errno == ENFILE)
+				shed_one(lfd);
 			return;
 		}
 		/* far past the handshake cap (2 descriptors per client): shed at once */
@@ -98,6 +124,7 @@ int loop_run(int id, struct shm *shm)
 	atomic_store(&wk.st->pid, (int32_t)getpid());
 	tw_init(&wk.tw, SWEEP_MS, (int64_t)mono_ms());
 	wk.epfd = epoll_create1(EPOLL_CLOEXEC);
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (wk.epfd < 0 || conn_init_worker() < 0) {
 		log_error("wsfront: worker %d: epoll or wslay set-up failed: %s", id,
 			  strerror(errno));
@@ -153,5 +180,8 @@ out:
 		wslay_frame_context_free(wk.wslay);
 	if (wk.epfd >= 0)
 		close(wk.epfd);
+	if (spare_fd >= 0)
+		close(spare_fd);
+	spare_fd = -1;
 	return status;
 }

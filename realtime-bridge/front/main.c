@@ -96,11 +96,16 @@ static int config(void)
 	    env_uint("TH_WS_PORT", base + 4, 1, 65535, &port) < 0 ||
 	    env_uint("TH_WS_FRONTS", 2, 1, SHM_MAX_WORKERS, &fronts) < 0 ||
 	    env_uint("TH_WS_MAX_PER_ADDR", 100, 1, 65535, &cfg.max_per_addr) < 0 ||
-	    env_uint("TH_MQTT_MAX_PACKET", 65536, 1024, 268435455, &cfg.max_packet) < 0 ||
+	    /* at most what a connection buffers toward its edge (conn.c, UP_MAX):
+	     * a CONNECT longer than that would never be read whole */
+	    env_uint("TH_MQTT_MAX_PACKET", 65536, 1024, 65536, &cfg.max_packet) < 0 ||
 	    env_uint("TH_WS_HANDSHAKE_S", 10, 1, 3600, &hs_s) < 0 ||
 	    env_uint("TH_WS_CONNECT_INFLIGHT", 64, 1, 100000, &cfg.connect_inflight) < 0 ||
-	    env_uint("TH_WS_OUT_MAX", 262144, 4096, 1u << 30, &cfg.out_max) < 0 ||
-	    env_uint("TH_WS_PINGS_PER_S", 10, 1, 100000, &cfg.pings_per_s) < 0 ||
+	    /* at least a few edge reads (16 KiB each): the bound is checked before
+	     * the flush, so a lower one would cut clients that keep up */
+	    env_uint("TH_WS_OUT_MAX", 262144, 65536, 1u << 30, &cfg.out_max) < 0 ||
+	    /* a connection counts its pings in 16 bits */
+	    env_uint("TH_WS_PINGS_PER_S", 10, 1, 60000, &cfg.pings_per_s) < 0 ||
 	    env_uint("TH_WS_IDLE_S", 600, 1, 86400, &idle_s) < 0 ||
 	    env_uint("TH_WS_TCP_KEEPALIVE_S", 300, 0, 26000, &cfg.tcp_keepalive_s) < 0 ||
 	    env_uint("TH_WS_MAX_CONNS", 9000, 1, 1000000, &cfg.max_conns) < 0 ||
