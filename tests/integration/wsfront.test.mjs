@@ -85,8 +85,11 @@ async function mqttOpen(user, {
 
 // a front of this file's own on port, in front of edges, with more settings -> {proc, log()}
 const started = [];
-async function startFront(port, edges, env = {}) {
-  const proc = spawn(path.join(BIN_DIR, 'th-wsfront'), [], {
+async function startFront(port, edges, env = {}, nofile = 0) {
+  const exe = path.join(BIN_DIR, 'th-wsfront');
+  // prlimit execs the front: the same process, with a descriptor limit of nofile
+  const [cmd, args] = nofile ? ['prlimit', [`--nofile=${nofile}:${nofile}`, '--', exe]] : [exe, []];
+  const proc = spawn(cmd, args, {
     env: {
       ...process.env, TH_PORT_BASE: String(PORT_BASE), TH_WS_PORT: String(port), TH_WS_FRONTS: '2',
       TH_WS_EDGES: edges.join(','), TH_LOG_LEVEL: 'info', ...env,
@@ -385,6 +388,45 @@ describe('closing', () => {
     assert.ok(used < 50, `the front used ${used} clock ticks in 2 s after the client's reset (100 = a whole core)`);
     for (const s of held) s.destroy();
     await new Promise((r) => edge.close(r));
+  });
+});
+
+describe('out of descriptors', () => {
+  // At EMFILE a pending connection stays in the backlog and the level-triggered listener is
+  // reported again at once: the worker spun at a whole core until a descriptor freed. A spare
+  // descriptor lets it take such a connection and close it (counted as max_conns).
+  test('a worker out of descriptors sheds new connections and does not spin', { timeout: 30000 }, async () => {
+    const free = net.createServer();
+    await new Promise((r) => free.listen(0, '127.0.0.1', r));
+    const port = free.address().port;
+    await new Promise((r) => free.close(r));
+    const f = await startFront(port, [BROKER], { TH_WS_FRONTS: '1' }, 64);
+    const socks = [];
+    let closedByFront = 0;
+    for (let i = 0; i < 120; i += 1) {
+      const s = net.connect({ port, host: '127.0.0.1' });
+      s.on('error', () => {});
+      s.on('close', () => { closedByFront += 1; });
+      socks.push(s);
+    }
+    await until(() => socks.every((s) => s.readyState !== 'opening'), { timeoutMs: 5000 });
+    await sleep(1000);
+    const procs = [f.proc.pid, ...childrenOf(f.proc.pid)];
+    const ticks = () => procs.reduce((sum, pid) => {
+      try {
+        const r = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const x = r.slice(r.lastIndexOf(')') + 2).split(' ');
+        return sum + Number(x[11]) + Number(x[12]);
+      } catch { return sum; }
+    }, 0);
+    const t0 = ticks();
+    await sleep(2000);
+    const used = ticks() - t0;
+    assert.ok(closedByFront > 0, 'no connection was shed: the limit of 64 descriptors was not reached');
+    assert.ok(used < 50, `the front used ${used} clock ticks in 2 s out of descriptors (100 = a whole core)`);
+    for (const s of socks) s.destroy();
+    assert.ok(await until(async () => closes(await portMetrics(port), 'max_conns') > 0, { timeoutMs: 5000 }),
+      'the shed connections were not counted');
   });
 });
 
