@@ -71,10 +71,16 @@ void channels_create(struct http_req *req)
 	{
 		const char *params[] = {ids_text(c, cm.id)};
 
-		if (!db_exec_or_reply(req, DB_PRIMARY,
-				      "SELECT 1 FROM communities WHERE id = $1 FOR NO KEY UPDATE",
-				      1, params))
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT 1 FROM communities WHERE id = $1 FOR NO KEY UPDATE", 1,
+				     params);
+		if (!r)
 			return;
+		if (db_res_rows(r) != 1) { /* deleted since the access check */
+			http_reply_error(req, TH_ENOTFOUND, "no such community", NULL);
+			db_rollback();
+			return;
+		}
 	}
 	{
 		char max[24];

@@ -30,7 +30,7 @@ static const struct {
 	[LIMIT_EDIT] = {"edit", "TH_RL_EDIT_MAX", "TH_RL_EDIT_WINDOW", 30, 60},
 	[LIMIT_REPORT] = {"report", "TH_RL_REPORT_MAX", "TH_RL_REPORT_WINDOW", 20, 3600},
 	[LIMIT_MANAGE] = {"manage", "TH_RL_MANAGE_MAX", "TH_RL_MANAGE_WINDOW", 60, 60},
-	[LIMIT_READ] = {"read", "TH_RL_READ_MAX", "TH_RL_READ_WINDOW", 300, 60},
+	[LIMIT_READ] = {"read", "TH_RL_READ_MAX", "TH_RL_READ_WINDOW", 600, 60},
 	[LIMIT_SETTING] = {"setting", "TH_RL_SETTING_MAX", "TH_RL_SETTING_WINDOW", 60, 60},
 	[LIMIT_MESSAGE] = {"msg", NULL, NULL, 0, 0},
 };

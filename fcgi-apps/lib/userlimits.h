@@ -27,14 +27,14 @@
  *               made, a community's settings, reports resolved: each one an
  *               event to every reader of the community, and some a
  *               notification to somebody else)
- *   read        TH_RL_READ_MAX (300)                       TH_RL_READ_WINDOW (60 s)
+ *   read        TH_RL_READ_MAX (600)                       TH_RL_READ_WINDOW (60 s)
  *               (read markers and notifications marked read: each an event
  *               to the user's other devices; the web client moves a marker
- *               at most twice a second a channel)
+ *               at most twice a second a tab, for its open channel)
  *   setting     TH_RL_SETTING_MAX (60)                     TH_RL_SETTING_WINDOW (60 s)
- *               (a community's notification level, leaving a group DM;
- *               unblocking counts as a block, removing a push subscription
- *               as a push write)
+ *               (a community's notification level, leaving a group DM,
+ *               unblocking, removing a push subscription: undoing a block or
+ *               a subscription has a budget apart from making them)
  *   message     TH_RL_MSG_INTERVAL_MS (100), TH_RL_MSG_BURST (30): a token
  *               bucket, 10/s with a burst of 30, shared by REST and MQTT
  *               through one Redis key, th:rl:msg:<user_id> (the broker

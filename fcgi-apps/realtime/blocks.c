@@ -115,9 +115,9 @@ void blocks_delete(struct http_req *req)
 	char me[24], u[24];
 	struct db_res *r;
 
-	/* unblocking shares the budget of blocking: a block toggled back and forth
-	 * is a write each way */
-	if (target_or_reply(req, &uid) < 0 || limits_take_or_reply(req, LIMIT_BLOCK) < 0)
+	/* a budget of its own (settings), not blocking's: whoever blocked many
+	 * people in an hour can still take a block back */
+	if (target_or_reply(req, &uid) < 0 || limits_take_or_reply(req, LIMIT_SETTING) < 0)
 		return;
 	{
 		const char *params[] = {ids_text(me, req->user_id), ids_text(u, uid)};

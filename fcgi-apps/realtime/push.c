@@ -281,7 +281,7 @@ void push_unsubscribe(struct http_req *req)
 
 	if (jh_string_or_400(req, req->json, "endpoint", 1, PUSH_ENDPOINT_MAX, JH_REQUIRED,
 			     &endpoint) < 0 ||
-	    limits_take_or_reply(req, LIMIT_PUSH) < 0)
+	    limits_take_or_reply(req, LIMIT_SETTING) < 0)
 		return;
 	{
 		const char *params[] = {ids_text(me, req->user_id), endpoint};

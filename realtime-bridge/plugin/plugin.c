@@ -232,24 +232,37 @@ static int publish_ok(const struct topic *t, const void *payload, uint32_t len, 
 
 /* A PUBLISH, or a will 2.0.11 is about to send: it checks a will only here
  * (on_basic_auth), never with a MESSAGE event, so every rule of a publish
- * that this event can see is applied here and not in on_message.  Each
- * attempt takes a token of the user's rate first, whether the rest allows it
- * or not: a client streaming publishes the ACL refuses (ids it guesses, each
- * a Redis or PostgreSQL lookup on this thread when not cached) gets at most
- * its rate's worth of lookups, and a client that connects with a will and
- * drops, again and again, gets no more through than by publishing.  Then the
- * payload (O(len)), the topic ACL, and for chat the community's rules (slow
- * mode, content limits), whose clock starts only for a publish the ACL let
- * through. */
+ * that this event can see is applied here and not in on_message, and a will
+ * pays like a publish.  In order: over the rate, dropped in O(1) before the
+ * payload is parsed; the payload; the topic ACL, whose lookups (Redis, or
+ * PostgreSQL while the mirror is away: on this thread) come from the user's
+ * lookup budget as a SUBSCRIBE's do, so a stream of publishes to guessed
+ * channel or call ids is refused without a lookup once it is spent; then
+ * the token is taken (a refused publish takes none: the message budget is
+ * shared with REST, and a client re-sending messages it may no longer send
+ * must not use it up), and for chat the community's rules (slow mode,
+ * content limits).  Slow mode's clock starts here, so a chat publish that
+ * on_message then refuses (user properties over the size, a `th-edge` of
+ * the user's own) still counts as the member's message for it: only a
+ * client that breaks those rules pays that. */
 static int acl_publish(const struct mosquitto_evt_acl_check *ed, const struct topic *t, int64_t uid)
 {
 	struct acl_decision d;
+	unsigned long misses;
+	int ok;
 
-	if (!quota_publish_ok(uid, t->kind) ||
+	if (!quota_publish_may(uid, t->kind) ||
 	    !publish_ok(t, ed->payload, ed->payloadlen, ed->retain))
 		return MOSQ_ERR_ACL_DENIED;
 	d = topic_decide(t, ACL_WRITE, uid);
-	if (!acl_allowed(&d, uid))
+	if (d.need != NEED_DENY && d.need != NEED_ALLOW && !quota_lookup_ok(uid))
+		return MOSQ_ERR_ACL_DENIED;
+	misses = acl_misses;
+	ok = acl_allowed(&d, uid);
+	quota_lookup_spent(uid, acl_misses - misses);
+	if (!ok)
+		return MOSQ_ERR_ACL_DENIED;
+	if (!quota_publish_ok(uid, t->kind))
 		return MOSQ_ERR_ACL_DENIED;
 	if (t->kind == TOPIC_CHAT &&
 	    !quota_chat_rules_ok(uid, t->id[0], ed->payload, ed->payloadlen))

@@ -350,6 +350,23 @@ static struct bucket *bucket_of(struct user_rate *u, enum topic_kind k, long *in
 	}
 }
 
+int quota_publish_may(int64_t uid, enum topic_kind k)
+{
+	int64_t *v = imap_get(&users, uid);
+	struct bucket *b;
+	long interval, burst;
+	long long now, tat;
+
+	if (!v)
+		return 1;
+	b = bucket_of((struct user_rate *)(intptr_t)*v, k, &interval, &burst);
+	if (!b)
+		return 1;
+	now = (long long)mono_ms();
+	tat = b->tat > now ? b->tat : now;
+	return tat + interval - now <= (long long)interval * burst;
+}
+
 int quota_publish_ok(int64_t uid, enum topic_kind k)
 {
 	struct user_rate *u;

@@ -80,9 +80,12 @@ int quota_takeover(struct mosquitto *client);
  * TH_MQTT_SESSION_TTL_S. */
 void quota_disconnect(struct mosquitto *client, int session_ends);
 
-/* A user's publish (or will) on a topic of kind k, before the ACL decides
- * on it: 1 allowed (a token taken), 0 over the rate (drop). */
+/* A user's publish (or will) on a topic of kind k that the ACL allowed: 1
+ * allowed (a token taken), 0 over the rate (drop). */
 int quota_publish_ok(int64_t uid, enum topic_kind k);
+/* The same question without taking a token: lets the ACL check drop a
+ * publish over the rate before it parses the payload or looks anything up. */
+int quota_publish_may(int64_t uid, enum topic_kind k);
 
 /* A chat publish of uid on channel ch under its community's rules
  * (lib/modrule.h): content limits, then slow mode (the Redis clock REST

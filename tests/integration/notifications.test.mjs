@@ -17,7 +17,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertError, assertStatus } from './lib/assert.mjs';
 import { uuid, rnd, api, fixtures } from './lib/fixtures.mjs';
-import { LOCAL_ONLY } from './lib/http.mjs';
+import { LOCAL_ONLY, sleep } from './lib/http.mjs';
 import {
   closeClients, connect, end, mustSubscribe, publish, waitFor,
 } from './lib/mqtt.mjs';
@@ -214,11 +214,16 @@ describe('notifications', () => {
   test('role changes: one unread role notification a community; after it is read, the next change notifies', async () => {
     const v = await newUser('nr');
     const cm = await community(a, 'public', [v]);
+    let lastAt = 0;
     for (const role of ['moderator', 'member', 'moderator', 'member', 'moderator']) {
+      await sleep(20);
+      lastAt = Date.now();
       assertStatus(await api('PUT', `/api/communities/${cm.id}/members/${v.id}`, a, { role }), 200, `role ${role}:`);
     }
     const first = await about(v, (x) => x.community_id === cm.id && x.type === 'role');
     assert.equal(first.length, 1, `role notifications: ${JSON.stringify(first)}`);
+    // brought up to date by the last change (the clocks of the test and the database: 1 s slack)
+    assert.ok(Date.parse(first[0].created_at) >= lastAt - 1000, `created_at ${first[0].created_at}, last change ${new Date(lastAt).toISOString()}`);
     assertStatus(await api('POST', '/api/notifications/read', v, { ids: [first[0].id] }), 204, 'read:');
     assertStatus(await api('PUT', `/api/communities/${cm.id}/members/${v.id}`, a, { role: 'member' }), 200, 'role after read:');
     const after = await about(v, (x) => x.community_id === cm.id && x.type === 'role');
