@@ -17,7 +17,15 @@
 struct mosquitto;
 struct db_res;
 
-#define BRIDGE_BATCH_HARD_MAX 5000
+/* QoS 1 messages whose PUBACK is held: the gate lets no more through */
+#define BRIDGE_QOS1_MAX 5000
+/* QoS 0 chat in one batch (a client may publish chat at QoS 0: nothing flow-
+ * controls it toward us, and it is not acknowledged): past it, dropped */
+#define BRIDGE_QOS0_MAX 1000
+/* so that a batch always has room for every QoS 1 message the gate may let
+ * through beside its QoS 0 ones: a QoS 1 message never dropped for room (it
+ * would be acknowledged with the batch and lost) */
+#define BRIDGE_BATCH_HARD_MAX (BRIDGE_QOS1_MAX + BRIDGE_QOS0_MAX)
 
 struct chat_msg {
 	char id[37];
@@ -26,13 +34,17 @@ struct chat_msg {
 	char *body;        /* owned */
 	char reply_to[37]; /* "" when none */
 	uint64_t received_us;
-	uint64_t rx; /* gate_received() index: its place in the broker's order */
+	/* its place among this connection's QoS 1 messages (gate_received()):
+	 * its own index for QoS 1, the index the next QoS 1 message will have
+	 * for QoS 0 (so every message before it is settled when it is first) */
+	uint64_t rx;
 	char origin[TOPIC_ORIGIN_MAX + 1]; /* the edge it came in through, "" unknown (topic.h) */
 };
 
 struct batch {
 	struct chat_msg msgs[BRIDGE_BATCH_HARD_MAX];
 	size_t n;
+	size_t n_qos0; /* of them, QoS 0 (at most BRIDGE_QOS0_MAX) */
 	uint64_t conn; /* the broker connection it was read on */
 };
 
@@ -63,7 +75,7 @@ char *store_pg_array(const struct batch *b, int field);
 
 /* gate.c: see there.  At most GATE_HELD_MAX PUBACKs are held: the receive
  * maximum the bridge announces never exceeds it. */
-#define GATE_HELD_MAX BRIDGE_BATCH_HARD_MAX
+#define GATE_HELD_MAX BRIDGE_QOS1_MAX
 #define GATE_PUBACK_MAX 16 /* bytes: fixed header, id, reason, no properties */
 int gate_attach(struct mosquitto *mosq);
 /* the gate's two non-blocking sockets, owned by it from here: the broker's

@@ -166,10 +166,18 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		return;
 	}
 	filling->conn = conn_id;
+	if (m->qos == 0 && filling->n_qos0 >= BRIDGE_QOS0_MAX) {
+		metrics_add(bstats.dropped, 1);
+		return;
+	}
 	/* redeliveries (libmosquitto does not expose DUP) are stored once and
 	 * counted as duplicates when the batch commits */
 	if (store_accept(filling, m->topic, m->payload, m->payloadlen, 0) == 0) {
-		filling->msgs[filling->n - 1].rx = gate_received();
+		/* a QoS 0 message is before the next QoS 1 one: with rx 0 for one
+		 * read first on a connection, settled() took 0 - 1 and let every
+		 * held PUBACK go before the commit */
+		filling->msgs[filling->n - 1].rx = gate_received() + (m->qos == 0);
+		filling->n_qos0 += m->qos == 0;
 		origin_of(props, filling->msgs[filling->n - 1].origin,
 			  sizeof(filling->msgs[filling->n - 1].origin));
 	}

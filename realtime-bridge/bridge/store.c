@@ -60,6 +60,7 @@ void store_clear(struct batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		free(b->msgs[i].body);
 	b->n = 0;
+	b->n_qos0 = 0;
 }
 
 char *store_pg_array(const struct batch *b, int field)

@@ -823,6 +823,62 @@ describe('pipelined batches: a PUBACK leaves only after its own commit', { timeo
     });
 });
 
+// A chat message may come at QoS 0 (a member may publish so). Its place among the connection's
+// QoS 1 messages was the index of the last one before it, 0 for one read first on a fresh
+// connection: the bridge then computed 0 - 1 for the messages it may acknowledge and let every
+// held PUBACK go before the commit, so QoS 1 messages behind it were lost with the batch.
+describe('a QoS 0 chat message first on a connection', { timeout: 120000 }, () => {
+  test('QoS 1 messages read behind it stay unacknowledged until their commit: after kill -9 they are redelivered and stored',
+    async () => {
+      const a = await community(U.A, 'public', [U.B]);
+      // a fresh connection: the bridge restarted, nothing read on it yet
+      const old = readPid('run/bridge.pid');
+      process.kill(old, 'SIGKILL');
+      assert.ok(await waitGone(old, 5000), `bridge (pid ${old}) still alive after SIGKILL`);
+      await stackUp();
+      await stackIsBack();
+      const svc = await connect({ id: 0, token: serviceSecret() }, {
+        url: TCP_URL, clientId: `th-service-q0-${rnd(4)}`, username: 'th-service',
+      });
+      const holder = spawn('psql', [...PSQL_CONN,
+        '-c', `BEGIN; SELECT id FROM channels WHERE id = ${a.channel} FOR UPDATE; SELECT pg_sleep(6); COMMIT;`],
+      { stdio: 'ignore' });
+      const holderDone = new Promise((resolve) => holder.on('close', resolve));
+      const q1 = Array.from({ length: 20 }, (_, i) => ({ id: uuid(), body: `behind qos0 ${i}` }));
+      try {
+        await waitFor(async () => {
+          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()");
+          return r.code === 0 && Number(r.stdout.trim()) > 0;
+        }, DELIVER_MS, 'the lock holder to hold the channel');
+        assert.equal(await publish(svc, `chat/${a.channel}/${U.B.id}`, JSON.stringify({ id: uuid(), body: 'qos0 first' }), { qos: 0 }), 0);
+        for (const m of q1) assert.ok(await publish(svc, `chat/${a.channel}/${U.B.id}`, JSON.stringify(m)) < 0x80, 'publish');
+        await waitFor(async () => {
+          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM message_store(%'");
+          return r.code === 0 && Number(r.stdout.trim()) > 0;
+        }, DELIVER_MS, 'the bridge to wait on the channel lock with a batch out');
+        await waitFor(async () => metric(await bridgeMetrics(), 'th_messages_awaiting_commit') >= 20,
+          DELIVER_MS, 'th_messages_awaiting_commit >= 20');
+        const pid = readPid('run/bridge.pid');
+        process.kill(pid, 'SIGKILL');
+        assert.ok(await waitGone(pid, 5000), `bridge (pid ${pid}) still alive after SIGKILL`);
+        await stackUp();
+      } finally {
+        const killer = setTimeout(() => holder.kill('SIGKILL'), 10000);
+        await holderDone;
+        clearTimeout(killer);
+        await end(svc);
+      }
+      // every QoS 1 message is stored (the QoS 0 one may be: at most once, nothing promises it)
+      const items = await waitFor(async () => {
+        const h = await fullHistory(a.channel, U.A);
+        return q1.every((m) => h.some((x) => x.id === m.id)) && h;
+      }, STORED_MS, () => 'the 20 QoS 1 messages in the history');
+      const ids = items.map((m) => m.id);
+      assert.equal(new Set(ids).size, ids.length, 'a message stored twice');
+      await stackIsBack();
+    });
+});
+
 // The hub retains every user's presence (100,000 messages with 100,000 users online), and
 // mosquitto 2.0.11 sends a shared subscription every retained match on each SUBSCRIBE. The
 // bridge subscribes on every connect and acts only on a live "offline": it asks for no
