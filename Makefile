@@ -128,7 +128,7 @@ $(UNIT_WEB) $(FUZZ_WEB): $(WEB_A)
 
 # Libraries only the media app needs (images, content detection, S3 over
 # HTTP): compiled and linked into it alone.
-MEDIA_PKGS   := MagickWand libcurl
+MEDIA_PKGS   := MagickWand libcurl libwebpdemux
 # -isystem: ImageMagick's own headers do not pass our warnings
 $(BUILD)/obj/fcgi-apps/media/%.o: CFLAGS += $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(MEDIA_PKGS)))
 LDLIBS_media := $(shell pkg-config --libs $(MEDIA_PKGS)) -lmagic

@@ -151,7 +151,7 @@ int image_init(void)
 	    MagickSetResourceLimit(MemoryResource, (MagickSizeType)magick_memory) == MagickFalse ||
 	    MagickSetResourceLimit(MapResource, (MagickSizeType)magick_map) == MagickFalse ||
 	    MagickSetResourceLimit(DiskResource, (MagickSizeType)magick_disk) == MagickFalse ||
-	    MagickSetResourceLimit(ListLengthResource, 1000) == MagickFalse ||
+	    MagickSetResourceLimit(ListLengthResource, IMAGE_FRAMES_MAX) == MagickFalse ||
 	    MagickSetResourceLimit(ThreadResource, 1) == MagickFalse) {
 		fprintf(stderr, "media: cannot set ImageMagick resource limits\n");
 		return -1;
@@ -433,6 +433,9 @@ enum th_err image_pixels(struct arena *a, const char *src, const char *mime,
 	*pixels = 0;
 	if (!coder)
 		return TH_EINTERNAL;
+	/* never a WebP to ImageMagick's ping: it decodes (webpsize.c) */
+	if (strcmp(mime, "image/webp") == 0)
+		return webpsize_pixels(src, pixels) == 0 ? TH_OK : TH_EVALIDATION;
 	snprintf(target, sizeof(target), "%s:%s", coder, src);
 	w = wand_own(a, NewMagickWand());
 	if (!w)
@@ -485,7 +488,18 @@ enum th_err image_process(struct arena *a, const char *src, const char *mime, st
 	deadline_ms = mono_ms() + (uint64_t)image_timeout_ms;
 	timed_out = 0;
 	MagickSetProgressMonitor(w, progress, NULL);
-	/* 1. the header only: how many pixels would decoding make? */
+	/* 1. the header only: how many pixels would decoding make?  A WebP is
+	 * sized from its container first: ImageMagick's ping of it decodes
+	 * (webpsize.c), so it pings only one within the limit */
+	if (strcmp(mime, "image/webp") == 0) {
+		if (webpsize_pixels(src, &pixels) < 0)
+			goto out;
+		if (pixels > (unsigned long long)media_cfg.max_pixels) {
+			snprintf(msg, msgsize, "image over %lld megapixels",
+				 media_cfg.max_pixels / 1000000);
+			goto out;
+		}
+	}
 	if (ping_pixels(w, target, &pixels) < 0)
 		goto out;
 	if (MagickGetNumberImages(w) == 0 || pixels == 0) {

@@ -101,11 +101,18 @@ struct img_out {
  * starts MagickWand with the limits of image.c.  0, or -1 with a message. */
 int image_init(void);
 void image_fini(void);
+/* Frames an image may have (ImageMagick's list limit, image.c). */
+#define IMAGE_FRAMES_MAX 1000
 /* The pixels of every frame of the image at src, from its header alone (no
- * decoding).  TH_EVALIDATION when the header cannot be read.  The wand it
- * reads with belongs to arena a (the request's). */
+ * decoding; a WebP from its container: webpsize.c).  TH_EVALIDATION when the
+ * header cannot be read.  The wand it reads with belongs to arena a (the
+ * request's). */
 enum th_err image_pixels(struct arena *a, const char *src, const char *mime,
 			 unsigned long long *pixels);
+/* webpsize.c: the pixels of every frame of the WebP at path, from its RIFF
+ * chunks (libwebp's demuxer, nothing decoded); over IMAGE_FRAMES_MAX frames:
+ * ~0.  0, or -1 when it is no WebP the demuxer reads. */
+int webpsize_pixels(const char *path, unsigned long long *pixels);
 /* 1 when ImageMagick still counts pixel cache (memory, map or disk) as held
  * although no image is alive: a coder's error path leaked a copy.  The
  * accounting is per process and cannot be reset, so the worker should exit

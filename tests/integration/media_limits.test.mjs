@@ -113,6 +113,28 @@ describe('large-pixel images under the limit', () => {
     const res = await upload(u, whitePng(7072, 7072), { filename: 'over.png' });
     assertError(res, 400, 'validation_failed');
   });
+
+  // ImageMagick 6.9.11 "pings" a WebP by decoding every frame (libwebp's own memory, no frame
+  // limit, a deadline asked once a frame and not obeyed): 38 bytes of lossless WebP in one
+  // colour are 16383 x 16383, and 1,000 such frames muxed into 50 KB kept a worker busy for
+  // tens of minutes a ping (fcgi-apps/media/webpsize.c sizes a WebP from its chunks instead)
+  test('a WebP over 50 MP, one frame of 38 bytes or 1,000 frames in 50 KB -> 400 at once, no worker held', { timeout: 90000 }, async () => {
+    const u = await newUser('webpbomb');
+    const three = Buffer.from('UklGRroAAABXRUJQVlA4WAoAAAACAAAA/j8A/j8AQU5JTQYAAAAAAAAAAABBTk1GKgAAAAAAAAAAAP4/AP4/AGQAAAJWUDhMEQAAAC/+v/8PB1CFItej/4GI6H8AAEFOTUYqAAAAAAAAAAAA/j8A/j8AZAAAAlZQOEwRAAAAL/6//w8HUIUi16P/gYjofwAAQU5NRioAAAAAAAAAAAD+PwD+PwBkAAACVlA4TBEAAAAv/r//DwdQhSLXo/+BiOh/AAA=', 'base64');
+    // RIFF header + VP8X (canvas 16383 x 16383, animated) + ANIM, then its ANMF chunk 1,000 times
+    const head = three.subarray(0, 44);
+    const frame = three.subarray(44, 94);
+    const many = Buffer.concat([head, ...Array(1000).fill(frame)]);
+    many.writeUInt32LE(many.length - 8, 4);
+    const one = Buffer.from('UklGRh4AAABXRUJQVlA4TBEAAAAv/r//DwdQhSLXo/+BiOh/AAA=', 'base64');
+    for (const [what, bytes] of [['one frame', one], ['1,000 frames', many]]) {
+      const res = await upload(u, bytes, { filename: 'bomb.webp', timeoutMs: 30000 });
+      assertError(res, 400, 'validation_failed');
+      assert.match(res.json.error.message, /megapixels/, `${what}: ${res.text}`);
+    }
+    // the pool is free: a small image right after
+    assertStatus(await upload(u, whitePng(64, 64), { filename: 'small.png' }), 201);
+  });
 });
 
 describe('PNG originals keep their pixels, lose their metadata', () => {
