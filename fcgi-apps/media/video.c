@@ -6,8 +6,12 @@
  * frames are the uploader's, bit for bit) with every metadata block and
  * chapter dropped:
  *
- *   ffmpeg -nostdin -v error -i SRC -map 0 -map_metadata -1
+ *   ffmpeg -nostdin -v error -i SRC -map 0:v? -map 0:a? -map_metadata -1
  *          -map_metadata:s -1 -map_chapters -1 -c copy -f mp4|webm DST
+ *
+ * Video and audio streams only: a data or subtitle track is not copied (an
+ * action camera's telemetry track, GoPro's GPMF or a "camm" track, carries
+ * GPS fixes frame by frame, which no metadata option removes).
  *
  * ffmpeg runs as a child process (fork + execvp, argv, no shell), with
  * /dev/null for its standard streams and none of the worker's other file
@@ -130,7 +134,9 @@ enum th_err video_strip(const char *src, const char *mime, char out[4096], char 
 	argv[n++] = "-i";
 	argv[n++] = (char *)src;
 	argv[n++] = "-map";
-	argv[n++] = "0";
+	argv[n++] = "0:v?";
+	argv[n++] = "-map";
+	argv[n++] = "0:a?";
 	argv[n++] = "-map_metadata";
 	argv[n++] = "-1";
 	argv[n++] = "-map_metadata:s";

@@ -355,16 +355,22 @@ describe('multipart body malformed in the middle', () => {
 });
 
 describe('video metadata', () => {
-  test('an MP4 with a GPS location, a title and a handler name is stored without them (stream copy)', async () => {
+  // and without a data or subtitle track: an action camera's telemetry track carries GPS fixes
+  // frame by frame (here a subtitle track stands for one: ffmpeg copies both kinds alike)
+  test('an MP4 with a GPS location, a title, a handler name and a subtitle track is stored without them (stream copy)', async () => {
     const u = await newUser('vid');
     const src = path.join(dir, 'gps.mp4');
-    await sh('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=duration=1:size=64x64:rate=10',
-      '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-metadata', 'location=+48.8584+002.2945/',
+    const srt = path.join(dir, 'route.srt');
+    writeFileSync(srt, '1\n00:00:00,000 --> 00:00:01,000\n48.8584 N 2.2945 E on my way home\n');
+    await sh('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=duration=1:size=64x64:rate=10', '-i', srt,
+      '-map', '0', '-map', '1', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:s', 'mov_text',
+      '-metadata', 'location=+48.8584+002.2945/',
       '-metadata', 'title=where I live', '-metadata:s:v', 'handler_name=PhoneCam', '-f', 'mp4', src]);
     const probe = async (file) => JSON.parse(await sh('ffprobe', ['-v', 'error', '-show_entries',
-      'format_tags:stream_tags:stream=codec_name,nb_frames', '-of', 'json', file]));
+      'format_tags:stream_tags:stream=codec_name,codec_type,nb_frames', '-of', 'json', file]));
     const before = await probe(src);
     assert.equal(before.format.tags.location, '+48.8584+002.2945/', 'the sample carries a location');
+    assert.ok(before.streams.some((s) => s.codec_type === 'subtitle'), 'the sample carries a subtitle track');
     const res = await upload(u, readFileSync(src), { filename: 'clip.mp4', timeoutMs: 60000 });
     assertStatus(res, 201, 'mp4 upload');
     assert.equal(res.json.kind, 'video');
@@ -380,6 +386,8 @@ describe('video metadata', () => {
     assert.ok(!after.format.tags || !('location' in after.format.tags), tags);
     assert.equal(after.streams[0].codec_name, 'h264');
     assert.equal(after.streams[0].nb_frames, before.streams[0].nb_frames, 'same frames');
+    assert.deepEqual(after.streams.map((s) => s.codec_type), ['video'], `streams kept: ${tags}`);
+    assert.ok(!d.body.includes(Buffer.from('on my way home')), 'the subtitle text is in the stored file');
   });
 
   test('a file detected as MP4 that ffmpeg cannot read -> 400 validation_failed', async () => {
