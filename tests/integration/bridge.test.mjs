@@ -622,6 +622,38 @@ async function brokerSave() {
 
 const killHub = () => killBroker('hub');
 
+// A transaction that holds channel's row for s seconds: the bridge's next batch with a message
+// of it waits on the lock, read from the broker and not committed. -> {holder, done}
+function holdChannel(channel, s) {
+  const holder = spawn('psql', [...PSQL_CONN,
+    '-c', `BEGIN; SELECT id FROM channels WHERE id = ${channel} FOR UPDATE; SELECT pg_sleep(${s}); COMMIT;`],
+  { stdio: 'ignore' });
+  return { holder, done: new Promise((resolve) => holder.on('close', resolve)) };
+}
+async function holderEnds({ holder, done }) {
+  const killer = setTimeout(() => holder.kill('SIGKILL'), 10000);
+  await done;
+  clearTimeout(killer);
+}
+async function holderHolds(s) {
+  await waitFor(async () => {
+    const r = await psql(`SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(${s})%' AND state = 'active' AND pid <> pg_backend_pid()`);
+    return r.code === 0 && Number(r.stdout.trim()) > 0;
+  }, DELIVER_MS, 'the lock holder to hold the channel');
+}
+async function bridgeWaitsOnLock() {
+  await waitFor(async () => {
+    const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM message_store(%'");
+    return r.code === 0 && Number(r.stdout.trim()) > 0;
+  }, DELIVER_MS, 'the bridge to wait on the channel lock with a batch out');
+}
+async function killBridgeAndRestart() {
+  const pid = readPid('run/bridge.pid');
+  process.kill(pid, 'SIGKILL');
+  assert.ok(await waitGone(pid, 5000), `bridge (pid ${pid}) still alive after SIGKILL`);
+  await stackUp();
+}
+
 describe('no loss under crashes (steady load, client re-sends unreceipted after a reconnect)', { timeout: 600000 }, () => {
   test('kill -9 the bridge while it holds an uncommitted batch, restart it ~1 s later', { timeout: 120000 }, async (t) => {
     const { info } = await lossRun('bridge kill -9', async (channel) => {
@@ -778,35 +810,21 @@ describe('pipelined batches: a PUBACK leaves only after its own commit', { timeo
       const svc = await connect({ id: 0, token: serviceSecret() }, {
         url: TCP_URL, clientId: `th-service-brp-${rnd(4)}`, username: 'th-service',
       });
-      const holder = spawn('psql', [...PSQL_CONN,
-        '-c', `BEGIN; SELECT id FROM channels WHERE id = ${a.channel} FOR UPDATE; SELECT pg_sleep(6); COMMIT;`],
-      { stdio: 'ignore' });
-      const holderDone = new Promise((resolve) => holder.on('close', resolve));
+      const hold = holdChannel(a.channel, 6);
       const first = Array.from({ length: 20 }, (_, i) => ({ id: uuid(), body: `locked ${i}` }));
       const second = Array.from({ length: 30 }, (_, i) => ({ id: uuid(), body: `behind ${i}` }));
       try {
-        await waitFor(async () => {
-          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()");
-          return r.code === 0 && Number(r.stdout.trim()) > 0;
-        }, DELIVER_MS, 'the lock holder to hold the channel');
+        await holderHolds(6);
         for (const m of first) assert.ok(await publish(svc, `chat/${a.channel}/${U.B.id}`, JSON.stringify(m)) < 0x80, 'publish (first)');
-        await waitFor(async () => {
-          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM message_store(%'");
-          return r.code === 0 && Number(r.stdout.trim()) > 0;
-        }, DELIVER_MS, 'the bridge to wait on the channel lock with a batch out');
+        await bridgeWaitsOnLock();
         for (const m of second) assert.ok(await publish(svc, `chat/${b.channel}/${U.B.id}`, JSON.stringify(m)) < 0x80, 'publish (second)');
         // read by the bridge, acknowledgements held: all 50 (first and second) await a commit
         await waitFor(async () => metric(await bridgeMetrics(), 'th_messages_awaiting_commit') >= 50,
           DELIVER_MS, 'th_messages_awaiting_commit >= 50');
         assert.equal((await fullHistory(b.channel, U.A)).length, 0, 'a message read behind the blocked batch was stored before it');
-        const pid = readPid('run/bridge.pid');
-        process.kill(pid, 'SIGKILL');
-        assert.ok(await waitGone(pid, 5000), `bridge (pid ${pid}) still alive after SIGKILL`);
-        await stackUp();
+        await killBridgeAndRestart();
       } finally {
-        const killer = setTimeout(() => holder.kill('SIGKILL'), 10000);
-        await holderDone;
-        clearTimeout(killer);
+        await holderEnds(hold);
         await end(svc);
       }
       for (const [ch, sent] of [[a.channel, first], [b.channel, second]]) {
@@ -832,40 +850,23 @@ describe('a QoS 0 chat message first on a connection', { timeout: 120000 }, () =
     async () => {
       const a = await community(U.A, 'public', [U.B]);
       // a fresh connection: the bridge restarted, nothing read on it yet
-      const old = readPid('run/bridge.pid');
-      process.kill(old, 'SIGKILL');
-      assert.ok(await waitGone(old, 5000), `bridge (pid ${old}) still alive after SIGKILL`);
-      await stackUp();
+      await killBridgeAndRestart();
       await stackIsBack();
       const svc = await connect({ id: 0, token: serviceSecret() }, {
         url: TCP_URL, clientId: `th-service-q0-${rnd(4)}`, username: 'th-service',
       });
-      const holder = spawn('psql', [...PSQL_CONN,
-        '-c', `BEGIN; SELECT id FROM channels WHERE id = ${a.channel} FOR UPDATE; SELECT pg_sleep(6); COMMIT;`],
-      { stdio: 'ignore' });
-      const holderDone = new Promise((resolve) => holder.on('close', resolve));
+      const hold = holdChannel(a.channel, 6);
       const q1 = Array.from({ length: 20 }, (_, i) => ({ id: uuid(), body: `behind qos0 ${i}` }));
       try {
-        await waitFor(async () => {
-          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()");
-          return r.code === 0 && Number(r.stdout.trim()) > 0;
-        }, DELIVER_MS, 'the lock holder to hold the channel');
+        await holderHolds(6);
         assert.equal(await publish(svc, `chat/${a.channel}/${U.B.id}`, JSON.stringify({ id: uuid(), body: 'qos0 first' }), { qos: 0 }), 0);
         for (const m of q1) assert.ok(await publish(svc, `chat/${a.channel}/${U.B.id}`, JSON.stringify(m)) < 0x80, 'publish');
-        await waitFor(async () => {
-          const r = await psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM message_store(%'");
-          return r.code === 0 && Number(r.stdout.trim()) > 0;
-        }, DELIVER_MS, 'the bridge to wait on the channel lock with a batch out');
+        await bridgeWaitsOnLock();
         await waitFor(async () => metric(await bridgeMetrics(), 'th_messages_awaiting_commit') >= 20,
           DELIVER_MS, 'th_messages_awaiting_commit >= 20');
-        const pid = readPid('run/bridge.pid');
-        process.kill(pid, 'SIGKILL');
-        assert.ok(await waitGone(pid, 5000), `bridge (pid ${pid}) still alive after SIGKILL`);
-        await stackUp();
+        await killBridgeAndRestart();
       } finally {
-        const killer = setTimeout(() => holder.kill('SIGKILL'), 10000);
-        await holderDone;
-        clearTimeout(killer);
+        await holderEnds(hold);
         await end(svc);
       }
       // every QoS 1 message is stored (the QoS 0 one may be: at most once, nothing promises it)

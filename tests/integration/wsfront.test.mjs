@@ -319,6 +319,17 @@ describe('MQTT', () => {
   });
 });
 
+// CPU clock ticks (user + system) a test front and its workers have used so far
+function frontTicks(f) {
+  return [f.proc.pid, ...childrenOf(f.proc.pid)].reduce((sum, pid) => {
+    try {
+      const r = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const x = r.slice(r.lastIndexOf(')') + 2).split(' ');
+      return sum + Number(x[11]) + Number(x[12]);
+    } catch { return sum; }
+  }, 0);
+}
+
 // MQTT packets of a raw client: a QoS 0 PUBLISH and a DISCONNECT (normal)
 const mqttStr = (x) => { const b = Buffer.from(x); return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b]); };
 function publishPacket(topic, payload, version = 5) {
@@ -360,14 +371,7 @@ describe('closing', () => {
     const port = free.address().port;
     await new Promise((r) => free.close(r));
     const f = await startFront(port, [`127.0.0.1:${edge.address().port}`], { TH_WS_FRONTS: '1', TH_WS_HANDSHAKE_S: '30' });
-    const procs = () => [f.proc.pid, ...childrenOf(f.proc.pid)];
-    const ticks = () => procs().reduce((sum, pid) => {
-      try {
-        const r = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        const x = r.slice(r.lastIndexOf(')') + 2).split(' ');
-        return sum + Number(x[11]) + Number(x[12]);
-      } catch { return sum; }
-    }, 0);
+    const ticks = () => frontTicks(f);
     const c = await open({ port });
     assert.equal(c.status, 101);
     c.send(frame(OP.BINARY, connectPacket({ clientId: `u${U.A.id}-spin`, password: 'x' })));
@@ -411,14 +415,7 @@ describe('out of descriptors', () => {
     }
     await until(() => socks.every((s) => s.readyState !== 'opening'), { timeoutMs: 5000 });
     await sleep(1000);
-    const procs = [f.proc.pid, ...childrenOf(f.proc.pid)];
-    const ticks = () => procs.reduce((sum, pid) => {
-      try {
-        const r = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        const x = r.slice(r.lastIndexOf(')') + 2).split(' ');
-        return sum + Number(x[11]) + Number(x[12]);
-      } catch { return sum; }
-    }, 0);
+    const ticks = () => frontTicks(f);
     const t0 = ticks();
     await sleep(2000);
     const used = ticks() - t0;
