@@ -176,6 +176,23 @@ static int kick(struct mosquitto *client)
 	return MOSQ_ERR_ADMINISTRATIVE_ACTION;
 }
 
+/* A decision that needs a lookup (a membership, a call) is taken only while
+ * the user's lookup budget lasts, and its Redis or PostgreSQL lookups are
+ * booked against it: a stream of SUBSCRIBEs or publishes to guessed ids is
+ * refused in O(1) once it is spent.  1 when allowed. */
+static int allowed_on_budget(const struct acl_decision *d, int64_t uid)
+{
+	unsigned long misses;
+	int ok;
+
+	if (d->need != NEED_DENY && d->need != NEED_ALLOW && !quota_lookup_ok(uid))
+		return 0;
+	misses = acl_misses;
+	ok = acl_allowed(d, uid);
+	quota_lookup_spent(uid, acl_misses - misses);
+	return ok;
+}
+
 /* One filter of a SUBSCRIBE (2.0.11 has no SUBSCRIBE event: the ACL check
  * runs per filter, before the broker adds it).  The count and the lookup
  * budget are checked first, in O(1) and without Redis. */
@@ -184,9 +201,7 @@ static int acl_subscribe(struct mosquitto *client, const char *filter, int64_t u
 	struct quota_client *cl = quota_client(client);
 	struct topic t;
 	struct acl_decision d;
-	unsigned long misses;
 	uint64_t fh;
-	int ok;
 
 	if (!cl)
 		return MOSQ_ERR_ACL_DENIED;
@@ -200,14 +215,7 @@ static int acl_subscribe(struct mosquitto *client, const char *filter, int64_t u
 	}
 	topic_parse(filter, 1, &t);
 	d = topic_decide(&t, ACL_SUBSCRIBE, uid);
-	if (d.need != NEED_DENY && d.need != NEED_ALLOW && !quota_lookup_ok(uid)) {
-		ok = 0;
-	} else {
-		misses = acl_misses;
-		ok = acl_allowed(&d, uid);
-		quota_lookup_spent(uid, acl_misses - misses);
-	}
-	if (ok && quota_sub_granted(cl, fh) == 0)
+	if (allowed_on_budget(&d, uid) && quota_sub_granted(cl, fh) == 0)
 		return MOSQ_ERR_SUCCESS;
 	return quota_sub_refused(uid) ? kick(client) : MOSQ_ERR_ACL_DENIED;
 }
@@ -248,19 +256,12 @@ static int publish_ok(const struct topic *t, const void *payload, uint32_t len, 
 static int acl_publish(const struct mosquitto_evt_acl_check *ed, const struct topic *t, int64_t uid)
 {
 	struct acl_decision d;
-	unsigned long misses;
-	int ok;
 
 	if (!quota_publish_may(uid, t->kind) ||
 	    !publish_ok(t, ed->payload, ed->payloadlen, ed->retain))
 		return MOSQ_ERR_ACL_DENIED;
 	d = topic_decide(t, ACL_WRITE, uid);
-	if (d.need != NEED_DENY && d.need != NEED_ALLOW && !quota_lookup_ok(uid))
-		return MOSQ_ERR_ACL_DENIED;
-	misses = acl_misses;
-	ok = acl_allowed(&d, uid);
-	quota_lookup_spent(uid, acl_misses - misses);
-	if (!ok)
+	if (!allowed_on_budget(&d, uid))
 		return MOSQ_ERR_ACL_DENIED;
 	if (!quota_publish_ok(uid, t->kind))
 		return MOSQ_ERR_ACL_DENIED;
