@@ -10,6 +10,11 @@
 
 #define MIRROR_MARKER "th:mirror:epoch"
 #define MIRROR_GEN "th:mirror:gen"
+#define MIRROR_LOG "th:mirror:log"
+/* entries the log keeps (about: MAXLEN ~ trims whole nodes); the broker
+ * reads it once a second, so this is the most changes a second it follows
+ * key by key before it drops every answer instead */
+#define MIRROR_LOG_KEEP "10000"
 
 /* An update this process could not write: the mirror is stale until it is
  * rebuilt.  The next successful write drops the marker th:mirror:epoch, and
@@ -64,6 +69,24 @@ void mirror_gen_bump(void)
 	run(2, argv);
 }
 
+/* After a change's writes, before its last generation bump: which cached
+ * answers of the broker plugin it made old (what: MIRROR_LOG_* of
+ * mirror.h; b 0 when the key has one id).  The plugin reads the entries
+ * added since its last look and forgets those answers only, so a join in
+ * one community does not make every broker ask Redis again about every
+ * subscriber of every other one. */
+static void changed(const char *what, int64_t a, int64_t b)
+{
+	char ida[24], idb[24];
+	const char *const argv[] = {"XADD", MIRROR_LOG, "MAXLEN", "~", MIRROR_LOG_KEEP,
+				    "*",    "k",        what,     "a", ida,
+				    "b",    idb};
+
+	ID(ida, a);
+	ID(idb, b);
+	run(12, argv);
+}
+
 void mirror_community(int64_t cid, const char *visibility, const struct modrule *rules)
 {
 	char key[48], slow[24], len[24];
@@ -89,6 +112,7 @@ void mirror_community(int64_t cid, const char *visibility, const struct modrule 
 		argv[n++] = rules->links ? "1" : "0";
 	}
 	run(n, argv);
+	changed(MIRROR_LOG_COMMUNITY, cid, 0);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
@@ -107,6 +131,7 @@ static void membership(int64_t cid, int64_t uid, const char *role)
 	ID(c, cid);
 	run(role ? 4 : 3, a1);
 	run(3, a2);
+	changed(MIRROR_LOG_MEMBER, cid, uid);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
@@ -141,6 +166,7 @@ void mirror_unban(int64_t cid, int64_t uid)
 	snprintf(key, sizeof(key), "th:banned:%lld", (long long)cid);
 	ID(u, uid);
 	run(3, argv);
+	changed(MIRROR_LOG_MEMBER, cid, uid);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
@@ -153,6 +179,7 @@ void mirror_channel(int64_t chid, int64_t cid)
 	snprintf(key, sizeof(key), "th:channel:%lld", (long long)chid);
 	ID(c, cid);
 	run(3, argv);
+	changed(MIRROR_LOG_CHANNEL, chid, 0);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
@@ -164,6 +191,7 @@ void mirror_dm_channel(int64_t chid)
 	mirror_gen_bump();
 	snprintf(key, sizeof(key), "th:channel:%lld", (long long)chid);
 	run(3, argv);
+	changed(MIRROR_LOG_CHANNEL, chid, 0);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
@@ -176,6 +204,7 @@ void mirror_dm_member(int64_t chid, int64_t uid, int muted)
 	snprintf(key, sizeof(key), "th:dm:%lld", (long long)chid);
 	ID(u, uid);
 	run(4, argv);
+	changed(MIRROR_LOG_DM, chid, uid);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
@@ -188,6 +217,7 @@ void mirror_dm_member_gone(int64_t chid, int64_t uid)
 	snprintf(key, sizeof(key), "th:dm:%lld", (long long)chid);
 	ID(u, uid);
 	run(3, argv);
+	changed(MIRROR_LOG_DM, chid, uid);
 	mirror_gen_bump(); /* after: see mirror.h */
 }
 
@@ -224,5 +254,7 @@ void mirror_community_gone(int64_t cid, const int64_t *chids, int n)
 			run(2, del);
 		}
 	}
+	/* every member's answers and the channels': rare enough to drop all */
+	changed(MIRROR_LOG_ALL, cid, 0);
 	mirror_gen_bump(); /* after: see mirror.h */
 }

@@ -14,6 +14,10 @@
  *                                    muted: another member blocked them, they
  *                                    may read but not publish)
  *   th:admins                  SET   <uid> of site admins (users.is_admin)
+ *   th:mirror:log              STREAM one entry {k, a, b} a change, written
+ *                                    after its keys: which cached answers of
+ *                                    the broker plugin it made old (k one of
+ *                                    MIRROR_LOG_*), about the last 10,000
  * Every call is best effort: a failure is logged (and counted in the pool's
  * metrics as mirror_errors_total), never returned to the client, whose
  * change is already committed.  After such a failure the next successful
@@ -33,6 +37,16 @@
  * (realtime-bridge/plugin/acl.h), so a write that lands after its question
  * must move the generation after landing. */
 void mirror_gen_bump(void);
+
+/* The kinds of th:mirror:log entries (the plugin's mlog.c reads them):
+ * a member's standing in community a (role, ban) of user b; community a's
+ * visibility and chat rules; channel a's community; user b in DM a;
+ * anything (the plugin forgets every answer). */
+#define MIRROR_LOG_MEMBER "member"
+#define MIRROR_LOG_COMMUNITY "community"
+#define MIRROR_LOG_CHANNEL "channel"
+#define MIRROR_LOG_DM "dm"
+#define MIRROR_LOG_ALL "all"
 struct modrule;
 /* The community's visibility and its chat rules (slow mode, content limits:
  * the broker applies them within the generation's bound, about a second);

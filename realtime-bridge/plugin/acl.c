@@ -8,6 +8,7 @@
 
 #include "cache.h"
 #include "db.h"
+#include "mirror.h"
 #include "modrule.h"
 #include "mwatch.h"
 #include "mono.h"
@@ -95,12 +96,43 @@ static int cached(int kind, int64_t a, int64_t b, int64_t *val)
 	return 0;
 }
 
+/* Drops the cached answer of (kind, a, b), if one is there. */
+static void forget(int kind, int64_t a, int64_t b)
+{
+	struct entry *e;
+
+	if (!slots)
+		return;
+	e = slot_for(kind, a, b);
+	for (int w = 0; w < 2; w++, e++)
+		if (e->kind == kind && e->a == a && e->b == b)
+			e->kind = 0;
+}
+
+int acl_forget_change(const char *what, int64_t a, int64_t b)
+{
+	if (strcmp(what, MIRROR_LOG_MEMBER) == 0) {
+		forget(K_MEMBER, a, b);
+	} else if (strcmp(what, MIRROR_LOG_COMMUNITY) == 0) {
+		forget(K_PUBLIC, a, 0);
+		forget(K_RULES, a, 0);
+	} else if (strcmp(what, MIRROR_LOG_CHANNEL) == 0) {
+		forget(K_CHANNEL, a, 0);
+	} else if (strcmp(what, MIRROR_LOG_DM) == 0) {
+		forget(K_DM, a, b);
+	} else {
+		return -1; /* MIRROR_LOG_ALL, or a kind this plugin does not know */
+	}
+	return 0;
+}
+
 /* tagged: the answer came from the mirror while its generation was known
  * (mwatch.c reads it once a second, before any lookup it can cover): it
- * holds until the generation moves.  The apps move it after every write to
- * the mirror (fcgi-apps/lib/mirror.c), and a rebuild sets a new marker, so
- * an answer read before a change is dropped at the next check (<= 1 s);
- * otherwise (PostgreSQL, generation unknown) the TTLs of acl.h apply. */
+ * holds until the generation moves (a rebuild sets a new marker) or a
+ * change the apps logged after their write names it (lib/mirror.c, read by
+ * mlog.c on the same tick), so an answer read before a change is dropped
+ * at the next check (<= 1 s); otherwise (PostgreSQL, generation unknown)
+ * the TTLs of acl.h apply. */
 static void remember(int kind, int64_t a, int64_t b, int64_t val, int tagged)
 {
 	struct entry *e, *victim;

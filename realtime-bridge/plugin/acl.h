@@ -10,10 +10,12 @@
  *
  * An answer from the mirror is kept while the mirror's generation stays
  * what it was before the question (acl_set_generation, once a second from
- * mwatch.c; the apps move it after each mirror write), at most
- * TH_MQTT_ACL_GEN_TTL_S (default 600, at most 3600) seconds:
- * a removal or ban takes effect within about a second on every delivery,
- * and a broadcast to 100,000 subscribers does not ask Redis 100,000 times.
+ * mwatch.c: it moves when the mirror is rebuilt or its server fails over)
+ * and no change the apps logged in th:mirror:log names it (mlog.c, once a
+ * second too: acl_forget_change), at most TH_MQTT_ACL_GEN_TTL_S (default
+ * 600, at most 3600) seconds: a removal or ban takes effect within about a
+ * second on every delivery, a broadcast to 100,000 subscribers does not ask
+ * Redis 100,000 times, and joins elsewhere do not make it ask again.
  * When the generation is unknown (Redis out, mirror missing: PostgreSQL
  * answers), positive answers live at most TH_MQTT_ACL_TTL_MS (default and
  * maximum 5 s) and negative ones 1 s.  A lookup that fails or exceeds the
@@ -33,6 +35,11 @@ void acl_close(void);
  * hashed; never 0), or 0 when unknown: answers tagged with another one are
  * asked again. */
 void acl_set_generation(uint64_t tag);
+
+/* A change the apps logged in th:mirror:log (lib/mirror.h, read by
+ * mlog.c): the answers it made old are forgotten.  -1 when it asks to
+ * forget every answer (the caller moves the generation). */
+int acl_forget_change(const char *what, int64_t a, int64_t b);
 
 /* 1 when uid is allowed what d needs, 0 otherwise (including "cannot
  * decide"). */

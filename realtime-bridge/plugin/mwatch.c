@@ -5,6 +5,7 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -14,9 +15,10 @@
 
 #include "acl.h"
 #include "cache.h"
+#include "mlog.h"
 
 #define MWATCH_KEY "th:mirror:epoch"
-#define MWATCH_GEN_KEY "th:mirror:gen" /* moved by the apps after each mirror write */
+#define MWATCH_LOG_KEY "th:mirror:log" /* the apps' changes (mlog.h) */
 #define MWATCH_RETRY_S 10
 
 static char *cmd;
@@ -118,33 +120,49 @@ static uint64_t fnv(uint64_t h, const char *s)
 	return (h ^ '/') * 0x100000001b3ull;
 }
 
-/* FNV-1a of the marker, the generation and the data id of the generation's
- * server: a rebuild (new marker), any mirror write (new generation) or a
- * failover that took the generation back to an older value (new
- * replication id; in a Cluster the two keys may live on different nodes)
- * gives another tag; never 0. */
-static uint64_t gen_tag_of(const char *marker, const struct cache_reply *g)
+/* FNV-1a of the marker, the data id of the server that holds the change
+ * log and the times the log could not be followed: a rebuild (new marker),
+ * a failover (new replication id: the log and keys may have lost writes;
+ * in a Cluster the two keys may live on different nodes) or a log that
+ * cannot be followed gives another tag; never 0. */
+static uint64_t gen_tag_of(const char *marker, unsigned long resets)
 {
-	const char *gen = cache_reply_type(g) == CACHE_STR ? cache_reply_str(g, NULL) : "nil";
+	char n[24];
 	uint64_t h = fnv(0xcbf29ce484222325ull, marker);
 
-	h = fnv(h, gen);
-	h = fnv(h, cache_data_id(MWATCH_GEN_KEY));
+	snprintf(n, sizeof(n), "%lu", resets);
+	h = fnv(h, cache_data_id(MWATCH_LOG_KEY));
+	h = fnv(h, n);
 	return h | 1;
 }
 
-/* The ACL cache's generation, read after the marker was found current:
- * 0 (answers live by their TTLs only) when Redis does not say. */
+static uint64_t cur_tag; /* the ACL cache's generation; 0: unknown */
+
+static void generation_unknown(void)
+{
+	cur_tag = 0;
+	acl_set_generation(0);
+}
+
+/* The ACL cache's generation, after the marker was found current: the
+ * same while the change log is followed (mlog.h) and the answers it names
+ * are forgotten one by one; a new one (every answer asked again), read
+ * from the log's end on, when the tag moved, the log cannot be followed,
+ * or the generation was unknown meanwhile (changes logged then were not
+ * read: the answers from before must not come back).  0 (answers live by
+ * their TTLs only) while Redis does not say. */
 static void read_generation(const char *marker)
 {
-	static const char *const argv[] = {"GET", MWATCH_GEN_KEY};
-	struct cache_reply *g = cache_cmd(2, argv, NULL);
+	static unsigned long resets;
 
-	if (!g || (cache_reply_type(g) != CACHE_STR && cache_reply_type(g) != CACHE_NIL))
-		acl_set_generation(0);
-	else
-		acl_set_generation(gen_tag_of(marker, g));
-	cache_reply_free(g);
+	if (cur_tag && cur_tag == gen_tag_of(marker, resets) && mlog_follow() >= 0)
+		return;
+	if (mlog_reset() < 0) {
+		generation_unknown(); /* reset again next tick */
+		return;
+	}
+	cur_tag = gen_tag_of(marker, ++resets);
+	acl_set_generation(cur_tag);
 }
 
 void mwatch_tick(void)
@@ -162,12 +180,12 @@ void mwatch_tick(void)
 	if (!r || cache_reply_type(r) == CACHE_ERROR) {
 		/* Redis out: PostgreSQL answers; nothing to rebuild into yet */
 		mirror_ok = 0;
-		acl_set_generation(0);
+		generation_unknown();
 		goto out;
 	}
 	missing = cache_reply_type(r) == CACHE_NIL || !marker_current(cache_reply_str(r, NULL));
 	if (missing)
-		acl_set_generation(0);
+		generation_unknown();
 	else
 		read_generation(cache_reply_str(r, NULL));
 	if (!missing) {

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { VAR_DIR, sleep, LOCAL_ONLY } from './lib/http.mjs';
 import { assertStatus } from './lib/assert.mjs';
 import { uuid, api, fixtures, rnd } from './lib/fixtures.mjs';
-import { redis, stackUp, edgePort } from './lib/stack.mjs';
+import { redis, redisMonitor, stackUp, edgePort } from './lib/stack.mjs';
 import mqtt from 'mqtt';
 import {
   WS_URL, CONNECT_MS, clients, DELIVER_MS, closeClients, cid, connect, end, subscribe, mustSubscribe, publish, waitFor, hasPayload,
@@ -404,6 +404,55 @@ describe('publish rate', () => {
       'th:rl:msg:<uid> booked');
     await end(p, w);
   });
+});
+
+describe('the ACL cache', () => {
+  // LOCAL_ONLY: watches the stack's Redis (MONITOR). Before the rebuild tests: a rebuild makes
+  // every broker forget every answer, as it must.
+  test('a membership change in another community makes no broker ask again; one in this community does',
+    { skip: LOCAL_ONLY }, async () => {
+      const owner = await newUser('mlco');
+      const member = await newUser('mlcm');
+      const joiner = await newUser('mlcj');
+      const priv = await community(owner, 'private', [[member, 'member']]);
+      const other = await community(owner, 'public');
+      const sub = await connect(member);
+      await mustSubscribe(sub, `chat/${priv.channel}/+`);
+      const from = await connect(owner);
+      const send = async (tag) => {
+        const m = chat(`${tag}-${rnd()}`);
+        assert.equal(await publish(from, `chat/${priv.channel}/${owner.id}`, m), 0, `${tag}: publish refused`);
+        await waitFor(() => hasPayload(sub, m), DELIVER_MS, tag);
+      };
+      // each delivery checks the subscriber's membership (MOSQ_ACL_READ): the first asks Redis,
+      // the next ones are answered from the broker's cache
+      await send('warm-1');
+      await sleep(1200);
+      await send('warm-2');
+      // HGET th:members:<priv> <uid>: the broker asking about a member of this community
+      const asked = (lines, uid) => lines.filter((l) => l.includes(`"HGET" "th:members:${priv.id}"`) &&
+        (uid === undefined || l.includes(`"${uid}"`))).length;
+      let mon = await redisMonitor();
+      for (let i = 0; i < 3; i++) {
+        assertStatus(await api('POST', `/api/communities/${other.id}/join`, joiner), 200, 'join elsewhere:');
+        assertStatus(await api('POST', `/api/communities/${other.id}/leave`, joiner), 204, 'leave elsewhere:');
+      }
+      await sleep(2500); // two turns of the brokers' once-a-second look at the mirror
+      await send('after-elsewhere');
+      let lines = await mon.stop();
+      assert.ok(lines.some((l) => l.includes('"XADD" "th:mirror:log"')), 'the changes elsewhere were not logged');
+      assert.equal(asked(lines), 0, `a broker asked again about members of an unchanged community:\n${
+        lines.filter((l) => l.includes(`th:members:${priv.id}`)).join('\n')}`);
+      // the positive control: this member's role changes, the answer about them is asked again
+      mon = await redisMonitor();
+      assertStatus(await api('PUT', `/api/communities/${priv.id}/members/${member.id}`, owner, { role: 'moderator' }),
+        200, 'role change:');
+      await sleep(2500);
+      await send('after-here');
+      lines = await mon.stop();
+      assert.ok(asked(lines, member.id) >= 1, 'no broker asked again about the member whose role changed');
+      await end(sub, from);
+    });
 });
 
 describe('membership mirror rebuild', () => {

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  PORT_BASE, APPS, VAR_DIR, get, run, runProgram, until, request, parseProm, readPid, waitGone, LOCAL_ONLY,
+  PORT_BASE, APPS, VAR_DIR, get, run, runProgram, until, request, parseProm, readPid, waitGone, LOCAL_ONLY, sleep,
 } from './http.mjs';
 import { show } from './assert.mjs';
 
@@ -100,6 +100,33 @@ export async function redis(...args) {
     if (out !== undefined) return out;
   }
   return redisCli(await redisArgs(), args);
+}
+
+// Redis MONITOR on every server the services' keys live on (each master of a Cluster), until
+// stop() -> the commands seen, one line each ('<time> [<db> <addr>] "CMD" "arg" ...'). Resolves
+// once every monitor has answered OK, so nothing sent after it is missed.
+export async function redisMonitor() {
+  assert.ok(!LOCAL_ONLY, `redisMonitor: ${LOCAL_ONLY}`);
+  const conns = process.env.TH_REDIS_CLUSTER ? (await clusterMasters()).map(hostPort) : [await redisArgs()];
+  const mons = await Promise.all(conns.map((conn) => new Promise((resolve, reject) => {
+    const child = spawn('redis-cli', [...conn, 'MONITOR'], {
+      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REDISCLI_AUTH: redisPassword() },
+    });
+    let out = '';
+    const t = setTimeout(() => { child.kill(); reject(new Error(`redis-cli MONITOR: no OK (${out})`)); }, 5000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (/^OK$/m.test(out)) { clearTimeout(t); resolve({ child, text: () => out }); }
+    });
+    child.on('error', (e) => { clearTimeout(t); reject(e); });
+  })));
+  return {
+    async stop() {
+      await sleep(200); // what the server sent last reaches the pipe
+      for (const m of mons) m.child.kill();
+      return mons.flatMap((m) => m.text().split('\n').filter((l) => l.includes('"')));
+    },
+  };
 }
 
 // LISTEN townhall_events for `seconds` in psql; done resolves with the parsed payloads
