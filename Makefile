@@ -226,6 +226,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(CORE_A)
 $(filter $(BUILD)/tests/test_wsfront_%,$(UNIT_BIN)): $(FRONT_CORE)
 $(BUILD)/obj/tests/unit/test_wsfront_%.o: CFLAGS += -Irealtime-bridge/front
 
+# the plugin's presence grace table (grace.h): its object, imap from the core library
+$(BUILD)/tests/test_plugin_grace: $(BUILD)/obj/realtime-bridge/plugin/grace.o
+$(BUILD)/obj/tests/unit/test_plugin_grace.o: CFLAGS += -Irealtime-bridge/plugin
+
 # th-bridge's PUBACK gate: its object; libmosquitto for gate_attach/gate_flush
 $(BUILD)/tests/test_bridge_gate: $(BUILD)/obj/realtime-bridge/bridge/gate.o
 $(BUILD)/tests/test_bridge_gate: LDLIBS += -lmosquitto

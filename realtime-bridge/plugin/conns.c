@@ -10,11 +10,16 @@
 #include <sys/time.h>
 
 #include "acl.h"
+#include "grace.h"
 #include "imap.h"
+#include "mono.h"
 #include "presence.h"
 #include "revoke.h"
 
 #define PRESENCE_MAX_COMMUNITIES 1000
+/* lingering connections whose grace ended taken off the count in one tick,
+ * at most: one Redis round trip each, as any disconnect */
+#define GRACE_DUE_PER_TICK 256
 
 struct conn {
 	int64_t uid, sid, expires_at;
@@ -27,7 +32,7 @@ static time_t last_sweep;
 
 static void announce(int64_t uid, int online, void *arg);
 
-int conns_init(const char *broker_id, long lease_ms)
+int conns_init(const char *broker_id, long lease_ms, long grace_ms)
 {
 	struct presence_cfg cfg = {
 		.broker_id = broker_id,
@@ -35,7 +40,7 @@ int conns_init(const char *broker_id, long lease_ms)
 		.announce = announce,
 	};
 
-	if (imap_init(&by_client, 1024) < 0)
+	if (imap_init(&by_client, 1024) < 0 || grace_init(grace_ms) < 0)
 		return -1;
 	pres = presence_open(&cfg);
 	if (!pres)
@@ -57,7 +62,9 @@ void conns_close(void)
 		}
 	}
 	imap_free(&by_client);
-	/* a clean stop: others reap our users now, not after the lease */
+	/* a clean stop: others reap our users now, not after the lease (the
+	 * lingering connections too: they are in our counts) */
+	grace_close();
 	presence_close(pres, 1);
 	pres = NULL;
 }
@@ -147,8 +154,9 @@ int conns_add(struct mosquitto *client, const char *client_id, int64_t uid, int6
 		goto fail;
 	/* counted per connection, not per client id: on a session takeover
 	 * the new connection is added before the old one is removed, so the
-	 * user never looks offline in between */
-	if (presence_connect(pres, uid, limit) != PRESENCE_OK)
+	 * user never looks offline in between.  A lingering connection of the
+	 * user (grace.h) is still counted: the new one takes its place. */
+	if (!grace_cancel(uid) && presence_connect(pres, uid, limit) != PRESENCE_OK)
 		goto fail;
 	if (imap_put(&by_client, key, (int64_t)(intptr_t)c) < 0) {
 		presence_disconnect(pres, uid);
@@ -174,7 +182,19 @@ void conns_remove(struct mosquitto *client)
 	uid = c->uid;
 	free(c->client_id);
 	free(c);
-	presence_disconnect(pres, uid);
+	if (!grace_hold(uid, (long long)mono_ms()))
+		presence_disconnect(pres, uid);
+}
+
+/* Lingering connections whose grace ended leave the count: "offline" when
+ * one was the user's last anywhere (presence.c decides). */
+static void grace_expire(void)
+{
+	int64_t due[GRACE_DUE_PER_TICK];
+	size_t n = grace_due((long long)mono_ms(), due, GRACE_DUE_PER_TICK);
+
+	for (size_t i = 0; i < n; i++)
+		presence_disconnect(pres, due[i]);
 }
 
 void conns_tick(time_t now)
@@ -184,6 +204,7 @@ void conns_tick(time_t now)
 	long long now_ms;
 
 	presence_tick(pres);
+	grace_expire();
 	if (now == last_sweep)
 		return;
 	last_sweep = now;

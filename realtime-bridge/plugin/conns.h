@@ -10,8 +10,10 @@
 struct mosquitto;
 
 /* broker_id: this broker's name for presence (TH_BROKER_ID); lease_ms: its
- * presence lease (presence.h).  -1 on a bad id or no memory. */
-int conns_init(const char *broker_id, long lease_ms);
+ * presence lease (presence.h); grace_ms: how long a user's last closed
+ * connection still counts (grace.h, 0: none).  -1 on a bad id or no
+ * memory. */
+int conns_init(const char *broker_id, long lease_ms, long grace_ms);
 /* Ends this broker's presence lease: others reap its users at once. */
 void conns_close(void);
 
@@ -23,7 +25,7 @@ void conns_close(void);
 int conns_add(struct mosquitto *client, const char *client_id, int64_t uid, int64_t sid,
 	      int64_t expires_at, long limit);
 /* The connection is gone (DISCONNECT): the user's last one on any broker
- * publishes "offline".  Unknown clients (service account, refused ones) are
+ * publishes "offline", after the grace (grace.h) unless they are back.  Unknown clients (service account, refused ones) are
  * ignored. */
 void conns_remove(struct mosquitto *client);
 

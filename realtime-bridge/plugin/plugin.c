@@ -487,7 +487,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	    0)
 		return MOSQ_ERR_NOMEM;
 	if (conns_init(cfg_str("TH_BROKER_ID", "b0"),
-		       (long)cfg_int("TH_MQTT_PRESENCE_LEASE_MS", 10000, 200, 600000)) < 0 ||
+		       (long)cfg_int("TH_MQTT_PRESENCE_LEASE_MS", 10000, 200, 600000),
+		       (long)cfg_int("TH_MQTT_PRESENCE_GRACE_MS", 2000, 0, 60000)) < 0 ||
 	    quota_init() < 0)
 		return MOSQ_ERR_UNKNOWN;
 	mwatch_init(cfg_str("TH_MIRROR_REBUILD_CMD", NULL));

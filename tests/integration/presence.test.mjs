@@ -25,6 +25,7 @@ import {
 
 const LEASE_MS = 10000;              // TH_MQTT_PRESENCE_LEASE_MS, the default
 const REAP_MS = LEASE_MS + 20000;    // the lease, a renewal period, the reap: generous
+const GRACE_MS = 2000;               // TH_MQTT_PRESENCE_GRACE_MS, the default
 const OTHER_URL = EDGES > 1 ? edgeUrl(1) : HUB_URL;
 
 const { newUser, community } = fixtures({ net: 24, slug: 'pres', name: 'Presence', general: true });
@@ -78,6 +79,43 @@ describe('presence across brokers', { timeout: 180000 }, () => {
     }
   });
 
+  // a reload closes the last connection and opens a new one a moment later: within the grace
+  // (realtime-bridge/plugin/grace.h) the watchers see neither an "offline" nor a second
+  // "online", and th-bridge keeps the user in their call
+  test('a tab reloaded within the grace: no offline, no second online, the call kept', async (t) => {
+    const u = await newUser('pr_reload');
+    assertStatus(await api('POST', `/api/communities/${c.id}/join`, u), 200);
+    const w = await connect(U.watcher, { url: OTHER_URL });
+    await mustSubscribe(w, `presence/${c.id}/+`);
+    const call = assertStatus(await api('POST', '/api/calls', U.owner, { channel_id: c.channel }), 201).json.id;
+    assertStatus(await api('POST', `/api/calls/${call}/join`, u), 200);
+    try {
+      const first = await connect(u, { url: edgeUrl(0) });
+      await waitFor(() => statuses(w, c.id, u.id).length === 1, DELIVER_MS, 'online from the first tab');
+      const t0 = Date.now();
+      await end(first);
+      await sleep(300); // the broker has seen the close (a reload takes longer than that)
+      const again = await connect(u, { url: edgeUrl(0) });
+      const took = Date.now() - t0;
+      await sleep(GRACE_MS + 1500);
+      t.diagnostic(`reconnected ${took} ms after the close`);
+      // (a reconnect slower than the grace is an offline and an online, as it should be)
+      if (took < GRACE_MS / 2) {
+        assert.deepEqual(statuses(w, c.id, u.id), ['online'], 'the reload was announced');
+        assert.ok((await participants(call, U.owner)).includes(u.id), 'the reload left the call');
+      }
+      // a real leave is still announced, once the grace ended
+      const t1 = Date.now();
+      await end(again);
+      await waitFor(() => statuses(w, c.id, u.id).at(-1) === 'offline', GRACE_MS + DELIVER_MS, 'offline after the last tab');
+      assert.ok(Date.now() - t1 >= GRACE_MS - 500, `offline ${Date.now() - t1} ms after the close, within the grace`);
+    } finally {
+      await api('POST', `/api/calls/${call}/leave`, U.owner);
+      await api('POST', `/api/calls/${call}/leave`, u);
+      await end(w);
+    }
+  });
+
   test('the connections-per-user limit (20) counts both brokers', async () => {
     const u = await newUser('pr_many');
     const conns = [];
@@ -87,9 +125,13 @@ describe('presence across brokers', { timeout: 180000 }, () => {
         await assert.rejects(connect(u, { url }), (e) => e.refused === true && e.code === 0x87,
           `a 21st connection on ${url} was let in, or refused otherwise than with 0x87`);
       }
-      // one closed anywhere frees a place anywhere
-      await end(conns.shift());
-      conns.push(await connect(u, { url: OTHER_URL }));
+      // one closed frees a place: at once on its own broker (the new connection takes the place
+      // of the closed one, which still counts for the presence grace), anywhere after the grace
+      await end(conns.shift()); // edge 0's
+      conns.push(await connect(u, { url: edgeUrl(0) }));
+      await end(conns.shift()); // the other broker's
+      await sleep(GRACE_MS + 1500);
+      conns.push(await connect(u, { url: edgeUrl(0) }));
     } finally {
       await end(...conns);
     }
