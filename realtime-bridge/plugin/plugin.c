@@ -24,6 +24,7 @@
 #include "db.h"
 #include "quota.h"
 #include "log.h"
+#include "msess.h"
 #include "mwatch.h"
 #include "presence.h"
 #include "revoke.h"
@@ -39,6 +40,7 @@ struct plugin_state {
 	char secret[SECRET_MAX]; /* the service account's password */
 	size_t secret_len;
 	long max_conns_per_user; /* TH_MQTT_MAX_CONNS_PER_USER */
+	long max_sessions;       /* TH_MQTT_MAX_SESSIONS_PER_USER (msess.h) */
 	long max_message;        /* TH_MQTT_MAX_MESSAGE: payload and user properties */
 	long max_packet;         /* TH_MQTT_MAX_PACKET: bytes of topic, payload and
 				    * user properties of one publish */
@@ -144,6 +146,13 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	snprintf(uid, sizeof(uid), "%lld", (long long)c.user_id);
 	if (mosquitto_set_username(ed->client, uid) != MOSQ_ERR_SUCCESS)
 		return MOSQ_ERR_AUTH;
+	/* a new session past the user's cap (msess.h): before it is counted */
+	if (!msess_admit(ed->client, c.user_id, cid)) {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+				     "townhall: user %lld keeps %ld sessions; %s refused",
+				     (long long)c.user_id, state.max_sessions, log_id(cid, safe));
+		return MOSQ_ERR_AUTH;
+	}
 	/* the 21st connection of a user over every broker is refused (CONNACK
 	 * 0x87: 2.0.11 maps every BASIC_AUTH refusal to it); taking over one's
 	 * own client id replaces a connection and is not a new one */
@@ -407,6 +416,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)userdata;
 	conns_remove(ed->client);
+	msess_left(ed->client, user_of(ed->client));
 	/* MQTT 3.1.1 clean session: the broker drops the subscriptions now;
 	 * an MQTT 5 session may outlive the connection (its expiry interval
 	 * is not visible to plugins in 2.0.11), so its count is kept */
@@ -480,6 +490,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	acl_init((long)cfg_int("TH_MQTT_ACL_TTL_MS", 5000, 1, 5000),
 		 (long)cfg_int("TH_MQTT_ACL_GEN_TTL_S", 600, 1, 3600));
 	state.max_conns_per_user = (long)cfg_int("TH_MQTT_MAX_CONNS_PER_USER", 20, 1, 100000);
+	state.max_sessions = (long)cfg_int("TH_MQTT_MAX_SESSIONS_PER_USER", 10, 1, 100000);
+	/* as persistent_client_expiration (conf/mosquitto/broker.conf.in) */
+	msess_init(state.max_sessions,
+		   (long)cfg_int("TH_MQTT_SESSION_KEEP_S", 86400, 60, 31536000));
 	state.max_packet = (long)cfg_int("TH_MQTT_MAX_PACKET", 65536, 1024, 268435455);
 	state.max_message = (long)cfg_int("TH_MQTT_MAX_MESSAGE", 16384, 1024, 268435455);
 	snprintf(state.broker_id, sizeof(state.broker_id), "%s", cfg_str("TH_BROKER_ID", "b0"));

@@ -15,6 +15,7 @@
 #include "imap.h"
 #include "jhcore.h"
 #include "modrule.h"
+#include "msess.h"
 #include "ratelimit.h"
 #include "mono.h"
 
@@ -535,10 +536,11 @@ void quota_tick(void)
  * client) is counted where an operator reads the broker. */
 static void quota_report(long long now)
 {
-	static unsigned long seen[6];
+	static unsigned long seen[7];
 	static long long last_ms;
-	unsigned long cur[6] = {quota_drops, quota_slow_drops, quota_limit_drops,
-				quota_kicks, quota_subs_full,  quota_connects_refused};
+	unsigned long cur[7] = {quota_drops,  quota_slow_drops, quota_limit_drops,
+				quota_kicks,  quota_subs_full,  quota_connects_refused,
+				msess_refused};
 
 	if (now - last_ms < QUOTA_REPORT_MS || memcmp(cur, seen, sizeof(cur)) == 0)
 		return;
@@ -546,6 +548,6 @@ static void quota_report(long long now)
 	memcpy(seen, cur, sizeof(seen));
 	mosquitto_log_printf(MOSQ_LOG_NOTICE,
 			     "townhall: refused so far: rate_drops=%lu slow_drops=%lu "
-			     "limit_drops=%lu kicks=%lu subs_full=%lu connects=%lu",
-			     cur[0], cur[1], cur[2], cur[3], cur[4], cur[5]);
+			     "limit_drops=%lu kicks=%lu subs_full=%lu connects=%lu sessions=%lu",
+			     cur[0], cur[1], cur[2], cur[3], cur[4], cur[5], cur[6]);
 }
