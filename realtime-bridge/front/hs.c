@@ -36,6 +36,26 @@ static int name_is(const char *p, size_t n, const char *name)
 	return strlen(name) == n && strncasecmp(p, name, n) == 0;
 }
 
+/* a single-valued header's line: -1 when one came before (two Origins or
+ * keys: which one a proxy or the broker's log saw is anybody's guess) */
+static int once(struct hs_str *field, struct hs_str v)
+{
+	if (field->p)
+		return -1;
+	*field = v;
+	return 0;
+}
+
+/* a list header's line: the last one kept, its token noted */
+static int list(struct hs_str *field, struct hs_str v, unsigned *tokens, const char *tok,
+		unsigned bit)
+{
+	*field = v;
+	if (hs_has_token(v, tok))
+		*tokens |= bit;
+	return 0;
+}
+
 /* one header line "Name: value" (without its CRLF) */
 static int header(const char *p, size_t n, struct hs_req *req)
 {
@@ -54,20 +74,20 @@ static int header(const char *p, size_t n, struct hs_req *req)
 		if ((unsigned char)v.p[i] < 0x20 && v.p[i] != '\t')
 			return -1;
 	if (name_is(p, nl, "Upgrade"))
-		req->upgrade = v;
-	else if (name_is(p, nl, "Connection"))
-		req->connection = v;
-	else if (name_is(p, nl, "Sec-WebSocket-Key"))
-		req->key = v;
-	else if (name_is(p, nl, "Sec-WebSocket-Version"))
-		req->ws_version = v;
-	else if (name_is(p, nl, "Sec-WebSocket-Protocol"))
-		req->protocol = v; /* a repeated header: the last counts */
-	else if (name_is(p, nl, "Origin"))
-		req->origin = v;
-	else if (name_is(p, nl, "X-Real-IP"))
-		req->real_ip = v;
-	else if (name_is(p, nl, "X-Forwarded-For"))
+		return list(&req->upgrade, v, &req->tokens, "websocket", HS_TOK_WEBSOCKET);
+	if (name_is(p, nl, "Connection"))
+		return list(&req->connection, v, &req->tokens, "upgrade", HS_TOK_UPGRADE);
+	if (name_is(p, nl, "Sec-WebSocket-Protocol"))
+		return list(&req->protocol, v, &req->tokens, "mqtt", HS_TOK_MQTT);
+	if (name_is(p, nl, "Sec-WebSocket-Key"))
+		return once(&req->key, v);
+	if (name_is(p, nl, "Sec-WebSocket-Version"))
+		return once(&req->ws_version, v);
+	if (name_is(p, nl, "Origin"))
+		return once(&req->origin, v);
+	if (name_is(p, nl, "X-Real-IP"))
+		return once(&req->real_ip, v);
+	if (name_is(p, nl, "X-Forwarded-For"))
 		req->forwarded_for = v;
 	return 0;
 }
@@ -184,11 +204,10 @@ enum hs_verdict hs_check(const struct hs_req *req, const char *origins)
 		return HS_METRICS;
 	if (!str_is(path, "/mqtt") && !str_is(path, "/"))
 		return HS_NOT_FOUND;
-	if (!str_is(req->version, "HTTP/1.1") || !hs_has_token(req->upgrade, "websocket") ||
-	    !hs_has_token(req->connection, "upgrade") || !str_is(req->ws_version, "13") ||
-	    !key_ok(req->key))
+	if (!str_is(req->version, "HTTP/1.1") || !(req->tokens & HS_TOK_WEBSOCKET) ||
+	    !(req->tokens & HS_TOK_UPGRADE) || !str_is(req->ws_version, "13") || !key_ok(req->key))
 		return HS_BAD_REQUEST;
-	if (!hs_has_token(req->protocol, "mqtt"))
+	if (!(req->tokens & HS_TOK_MQTT))
 		return HS_NO_SUBPROTOCOL;
 	if (!origin_ok(req->origin, origins))
 		return HS_BAD_ORIGIN;

@@ -16,17 +16,27 @@ struct hs_str {
 	size_t n;
 };
 
+/* tokens seen in any line of a list header (a repeated Upgrade, Connection
+ * or Sec-WebSocket-Protocol line continues the list: RFC 9110 5.3) */
+#define HS_TOK_WEBSOCKET 0x1 /* Upgrade: websocket */
+#define HS_TOK_UPGRADE 0x2   /* Connection: upgrade */
+#define HS_TOK_MQTT 0x4      /* Sec-WebSocket-Protocol: mqtt */
+
 struct hs_req {
 	size_t len; /* bytes of the request, CRLFCRLF included */
 	struct hs_str method, path, version;
-	struct hs_str upgrade, connection, key, ws_version, protocol, origin;
-	struct hs_str real_ip, forwarded_for;
+	/* list headers: their last line; tokens holds what any line named */
+	struct hs_str upgrade, connection, protocol;
+	unsigned tokens;
+	/* single-valued: a second line makes the request malformed */
+	struct hs_str key, ws_version, origin, real_ip;
+	struct hs_str forwarded_for; /* the last line: a proxy appends its own */
 };
 
 enum hs_parse_result {
 	HS_INCOMPLETE = 0, /* no CRLFCRLF yet and fewer than HS_MAX bytes */
 	HS_PARSED,         /* *req is filled */
-	HS_MALFORMED,      /* not an HTTP/1.x request */
+	HS_MALFORMED,      /* not an HTTP/1.x request, or a single-valued header repeated */
 	HS_TOO_LARGE,      /* HS_MAX bytes without the end of the headers */
 };
 

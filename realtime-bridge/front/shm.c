@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -19,6 +20,10 @@ struct addr_slot {
 
 struct shm {
 	pthread_mutex_t lock; /* the address table; robust: a dying holder frees it */
+	/* SipHash key of the address table, random at each start: a client
+	 * choosing its addresses (a /48 of IPv6 holds 65,536 /64s) cannot aim
+	 * them at one probe window and have others refused */
+	unsigned char hash_key[crypto_shorthash_KEYBYTES];
 	_Atomic int64_t edge_down[SHM_MAX_EDGES];
 	struct shm_worker w[SHM_MAX_WORKERS];
 	struct addr_slot slots[SHM_ADDR_SLOTS];
@@ -33,6 +38,11 @@ struct shm *shm_create(void)
 
 	if (s == MAP_FAILED)
 		return NULL;
+	if (sodium_init() < 0) {
+		e = EIO;
+		goto fail;
+	}
+	randombytes_buf(s->hash_key, sizeof(s->hash_key));
 	if ((e = pthread_mutexattr_init(&a)) != 0)
 		goto fail;
 	if ((e = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) != 0 ||
@@ -87,14 +97,25 @@ void shm_edge_mark_down(struct shm *s, int edge, int64_t until_ms)
 	atomic_store_explicit(&s->edge_down[edge], until_ms, memory_order_relaxed);
 }
 
-static uint32_t addr_hash(const uint8_t a[16])
+static uint32_t addr_hash(const struct shm *s, const uint8_t a[16])
 {
-	uint64_t h = 1469598103934665603ull;
-	int i;
+	unsigned char h[crypto_shorthash_BYTES];
+	uint32_t v;
 
-	for (i = 0; i < 16; i++)
-		h = (h ^ a[i]) * 1099511628211ull;
-	return (uint32_t)(h ^ (h >> 32));
+	crypto_shorthash(h, a, 16, s->hash_key);
+	memcpy(&v, h, sizeof(v));
+	return v;
+}
+
+/* What the cap counts: an IPv4 address, or an IPv6 address's /64 (one
+ * host or household: a client holds 2^64 addresses of its /64). */
+static void limit_key(uint8_t out[16], const uint8_t a[16])
+{
+	static const uint8_t v4_prefix[12] = {[10] = 0xff, [11] = 0xff};
+
+	memcpy(out, a, 16);
+	if (memcmp(a, v4_prefix, 12) != 0)
+		memset(out + 8, 0, 8);
 }
 
 static unsigned slot_total(const struct addr_slot *sl)
@@ -108,11 +129,14 @@ static unsigned slot_total(const struct addr_slot *sl)
 }
 
 /* the slot of addr, or one to take for it; NULL when the window is full */
-static struct addr_slot *find(struct shm *s, const uint8_t a[16], int create)
+static struct addr_slot *find(struct shm *s, const uint8_t addr[16], int create)
 {
-	uint32_t h = addr_hash(a), i;
+	uint8_t a[16];
+	uint32_t h, i;
 	struct addr_slot *free_slot = NULL;
 
+	limit_key(a, addr);
+	h = addr_hash(s, a);
 	for (i = 0; i < PROBE_MAX; i++) {
 		struct addr_slot *sl = &s->slots[(h + i) & (SHM_ADDR_SLOTS - 1)];
 

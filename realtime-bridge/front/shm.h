@@ -2,7 +2,8 @@
  * forks (MAP_SHARED | MAP_ANONYMOUS), so workers and master see one copy:
  * each worker's counters (written by that worker only, summed by /metrics),
  * the edges' down-marks, and the table of concurrent connections per client
- * address that TH_WS_MAX_PER_ADDR caps across all workers.
+ * address (IPv4, or an IPv6 /64) that TH_WS_MAX_PER_ADDR caps across all
+ * workers.
  *
  * When a worker dies the master zeroes its gauges and its column of the
  * address table (shm_worker_reset): the cap never counts a dead worker's

@@ -45,6 +45,49 @@ static const char *variant(const char *line_start, const char *repl)
 	return buf;
 }
 
+/* Repeated header lines: a list header's lines continue its list (RFC 9110
+ * 5.3), so a token in any of them counts; a single-valued one repeated is
+ * malformed (which of two Origins a proxy checked is unknowable). */
+static void test_repeated(void **state)
+{
+	char req[2048];
+
+	(void)state;
+	/* mqtt in the first of two protocol lines, upgrade in the first of two
+	 * Connection lines, websocket in the second of two Upgrade lines */
+	snprintf(req, sizeof(req), "%s",
+		 variant("Sec-WebSocket-Protocol:",
+			 "Sec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Protocol: mqttv3.1\r\n"));
+	assert_int_equal(verdict(req, NULL), HS_UPGRADE);
+	snprintf(req, sizeof(req), "%s",
+		 variant("Connection:", "Connection: Upgrade\r\nConnection: keep-alive\r\n"));
+	assert_int_equal(verdict(req, NULL), HS_UPGRADE);
+	snprintf(req, sizeof(req), "%s",
+		 variant("Upgrade:", "Upgrade: h2c\r\nUpgrade: websocket\r\n"));
+	assert_int_equal(verdict(req, NULL), HS_UPGRADE);
+	/* none of the lines names mqtt */
+	snprintf(req, sizeof(req), "%s",
+		 variant("Sec-WebSocket-Protocol:",
+			 "Sec-WebSocket-Protocol: a\r\nSec-WebSocket-Protocol: b\r\n"));
+	assert_int_equal(verdict(req, NULL), HS_NO_SUBPROTOCOL);
+	/* two Origins, keys, versions or X-Real-IPs: malformed, whatever their order */
+	snprintf(req, sizeof(req), "%s",
+		 variant("Origin:",
+			 "Origin: https://evil.example\r\nOrigin: https://example.org\r\n"));
+	assert_int_equal(verdict(req, "https://example.org"), HS_VERDICTS);
+	snprintf(req, sizeof(req), "%s",
+		 variant("Origin:",
+			 "Origin: https://example.org\r\nOrigin: https://evil.example\r\n"));
+	assert_int_equal(verdict(req, "https://example.org"), HS_VERDICTS);
+	snprintf(req, sizeof(req), "%s",
+		 variant("Sec-WebSocket-Key:",
+			 "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Key: " KEY "\r\n"));
+	assert_int_equal(verdict(req, NULL), HS_VERDICTS);
+	snprintf(req, sizeof(req), "%s",
+		 variant("X-Real-IP:", "X-Real-IP: 203.0.113.7\r\nX-Real-IP: 198.51.100.1\r\n"));
+	assert_int_equal(verdict(req, NULL), HS_VERDICTS);
+}
+
 static void test_accept_key(void **state)
 {
 	char out[29];
@@ -208,6 +251,7 @@ int main(void)
 		cmocka_unit_test(test_accept_key), cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_too_large),  cmocka_unit_test(test_check),
 		cmocka_unit_test(test_tokens),     cmocka_unit_test(test_client_addr),
+		cmocka_unit_test(test_repeated),
 	};
 
 	return cmocka_run_group_tests_name("wsfront handshake", tests, NULL, NULL);

@@ -311,6 +311,28 @@ static void test_addr_table(void **state)
 	assert_int_equal(shm_addr_acquire(s, 0, a, 3), -1);
 }
 
+/* IPv6 is capped per /64: the addresses of one /64 share a count, another
+ * /64 has its own */
+static void test_addr_table_v6(void **state)
+{
+	struct shm *s = shm_create();
+	uint8_t a[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, [15] = 1}, b[16], c[16];
+
+	(void)state;
+	assert_non_null(s);
+	memcpy(b, a, 16);
+	b[8] = 0xab; /* same /64, another interface id */
+	b[15] = 9;
+	memcpy(c, a, 16);
+	c[7] = 2; /* the next /64 */
+	assert_int_equal(shm_addr_acquire(s, 0, a, 2), 0);
+	assert_int_equal(shm_addr_acquire(s, 1, b, 2), 0);
+	assert_int_equal(shm_addr_acquire(s, 0, b, 2), -1);
+	assert_int_equal(shm_addr_acquire(s, 0, c, 2), 0);
+	shm_addr_release(s, 0, a); /* a release by any address of the /64 */
+	assert_int_equal(shm_addr_acquire(s, 0, b, 2), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +341,7 @@ int main(void)
 		cmocka_unit_test(test_partial_control_freed),
 		cmocka_unit_test(test_rendezvous),
 		cmocka_unit_test(test_addr_table),
+		cmocka_unit_test(test_addr_table_v6),
 	};
 
 	return cmocka_run_group_tests_name("wsfront frames and edges", tests, NULL, NULL);
