@@ -52,8 +52,9 @@ static int rd_bin(struct rd *r, const uint8_t **p, size_t *len)
 	return 0;
 }
 
-/* MQTT 5 properties: a varint length and that many bytes, skipped */
-static int rd_props(struct rd *r, size_t *len)
+/* MQTT 5 properties: a varint length and that many bytes, skipped; body
+ * (when not NULL) gets the bytes after the length */
+static int rd_props(struct rd *r, size_t *len, struct rd *body)
 {
 	uint32_t l;
 	int k = peek_varint(r->p, r->n, &l);
@@ -62,11 +63,55 @@ static int rd_props(struct rd *r, size_t *len)
 		return -1;
 	r->p += k;
 	r->n -= (size_t)k;
+	if (body)
+		*body = (struct rd){r->p, l};
 	r->p += l;
 	r->n -= l;
 	if (len)
 		*len = (size_t)k + l;
 	return 0;
+}
+
+/* The will properties of MQTT 5 (section 3.1.3.2): 1 when a user property
+ * is named name, 0 when none is, -1 when they are not well formed. */
+static int will_props_name(struct rd r, const char *name)
+{
+	size_t nl = strlen(name);
+	int found = 0;
+
+	while (r.n) {
+		unsigned id, v;
+		const uint8_t *s, *val;
+		size_t sl, vl;
+
+		if (rd_u8(&r, &id) < 0)
+			return -1;
+		switch (id) {
+		case 0x01: /* payload format indicator */
+			if (rd_u8(&r, &v) < 0)
+				return -1;
+			break;
+		case 0x02: /* message expiry interval */
+		case 0x18: /* will delay interval */
+			if (rd_u16(&r, &v) < 0 || rd_u16(&r, &v) < 0)
+				return -1;
+			break;
+		case 0x03: /* content type */
+		case 0x08: /* response topic */
+		case 0x09: /* correlation data */
+			if (rd_bin(&r, &s, &sl) < 0)
+				return -1;
+			break;
+		case 0x26: /* user property: a name and a value */
+			if (rd_bin(&r, &s, &sl) < 0 || rd_bin(&r, &val, &vl) < 0)
+				return -1;
+			found |= sl == nl && memcmp(s, name, nl) == 0;
+			break;
+		default:
+			return -1;
+		}
+	}
+	return found;
 }
 
 /* "u<digits>-": digits without leading zero, at most 18 of them */
@@ -113,14 +158,18 @@ enum mconn_result mconn_parse(const uint8_t *pkt, size_t n, struct mconn *c)
 	/* reserved bit; will QoS 3; will QoS or retain without a will */
 	if ((flags & 0x01) || ((flags >> 3) & 3) == 3 || (!(flags & 0x04) && (flags & 0x38)))
 		return MCONN_MALFORMED;
-	if (level == 5 && rd_props(&r, NULL) < 0)
+	if (level == 5 && rd_props(&r, NULL, NULL) < 0)
 		return MCONN_MALFORMED;
 	if (rd_bin(&r, &c->cid, &c->cid_len) < 0)
 		return MCONN_MALFORMED;
 	if (flags & 0x04) {
+		struct rd props;
+
 		c->will = 1;
 		c->will_retain = (flags >> 5) & 1;
-		if (level == 5 && rd_props(&r, &c->will_props_len) < 0)
+		if (level == 5 &&
+		    (rd_props(&r, &c->will_props_len, &props) < 0 ||
+		     (c->will_origin = will_props_name(props, TOPIC_ORIGIN_PROP)) < 0))
 			return MCONN_MALFORMED;
 		if (rd_bin(&r, &c->will_topic, &c->will_topic_len) < 0 ||
 		    rd_bin(&r, &c->will_payload, &c->will_payload_len) < 0)
@@ -162,6 +211,8 @@ enum mconn_result mconn_will_check(const struct mconn *c)
 		return MCONN_WILL_TOPIC;
 	if (c->will_retain)
 		return MCONN_WILL_RETAIN;
+	if (c->will_origin)
+		return MCONN_WILL_PROPS;
 	if (c->will_payload_len + c->will_props_len > WILL_MAX)
 		return MCONN_WILL_PAYLOAD;
 	if (k == TOPIC_CHAT &&
@@ -178,7 +229,7 @@ static const uint8_t codes[MCONN_RESULTS][2] = {
 	[MCONN_OK] = {0x00, 0x00},           [MCONN_MALFORMED] = {0x02, 0x81},
 	[MCONN_BAD_PROTOCOL] = {0x01, 0x84}, [MCONN_BAD_ID] = {0x02, 0x85},
 	[MCONN_WILL_TOPIC] = {0x05, 0x90},   [MCONN_WILL_RETAIN] = {0x05, 0x9A},
-	[MCONN_WILL_PAYLOAD] = {0x05, 0x99},
+	[MCONN_WILL_PAYLOAD] = {0x05, 0x99}, [MCONN_WILL_PROPS] = {0x05, 0x87},
 };
 
 static size_t connack(int version, uint8_t code, uint8_t out[5])
@@ -204,7 +255,7 @@ const char *mconn_result_name(enum mconn_result r)
 {
 	static const char *const names[MCONN_RESULTS] = {
 		"ok",         "malformed_connect", "bad_protocol", "bad_client_id",
-		"will_topic", "will_retain",       "will_payload",
+		"will_topic", "will_retain",       "will_payload", "will_props",
 	};
 
 	return r < MCONN_RESULTS ? names[r] : "?";

@@ -18,6 +18,7 @@ struct mconn {
 	int will_retain;
 	const uint8_t *will_topic, *will_payload;
 	size_t will_topic_len, will_payload_len, will_props_len;
+	int will_origin; /* MQTT 5: a will user property named TOPIC_ORIGIN_PROP */
 };
 
 enum mconn_result {
@@ -28,6 +29,7 @@ enum mconn_result {
 	MCONN_WILL_TOPIC,   /* a will on a topic this user may not publish */
 	MCONN_WILL_RETAIN,  /* a retained will */
 	MCONN_WILL_PAYLOAD, /* a will payload too long or invalid for its topic */
+	MCONN_WILL_PROPS,   /* a will carrying the servers' own user property (topic.h) */
 	MCONN_RESULTS
 };
 
@@ -39,7 +41,9 @@ enum mconn_result mconn_parse(const uint8_t *pkt, size_t n, struct mconn *c);
 /* The will rules of API.md ("Limits every route and topic obeys"): the
  * topic is one the user may publish to (chat, typing, signal as oneself),
  * not retained, payload and will properties within 16 KiB and valid as that
- * topic's publish.  MCONN_OK when there is no will. */
+ * topic's publish, no `th-edge` user property (the plugin refuses it on a
+ * publish; 2.0.11 shows it no will's properties).  MCONN_OK when there is
+ * no will. */
 enum mconn_result mconn_will_check(const struct mconn *c);
 
 /* The CONNACK refusing with r for the version: 4 or 5 bytes into out.

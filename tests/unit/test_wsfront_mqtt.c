@@ -129,6 +129,7 @@ struct will {
 	const char *topic, *payload;
 	int retain;
 	size_t props; /* MQTT 5 will properties: that many bytes of user property padding */
+	const char *prop_name; /* of that user property: NULL for "k" */
 };
 
 /* builds a CONNECT */
@@ -158,7 +159,9 @@ static size_t connect_pkt(uint8_t *out, int version, const char *cid, const stru
 	if (w) {
 		if (version == 5) {
 			/* user property 0x26: name "k", value of w->props - 6 bytes */
-			size_t vl = w->props ? w->props - 6 : 0;
+			const char *pn = w->prop_name ? w->prop_name : "k";
+			size_t pnl = strlen(pn);
+			size_t vl = w->props ? w->props - 5 - pnl : 0;
 			uint32_t pl = w->props ? (uint32_t)(w->props) : 0;
 
 			do {
@@ -168,8 +171,9 @@ static size_t connect_pkt(uint8_t *out, int version, const char *cid, const stru
 			if (w->props) {
 				body[n++] = 0x26;
 				body[n++] = 0;
-				body[n++] = 1;
-				body[n++] = 'k';
+				body[n++] = (uint8_t)pnl;
+				memcpy(body + n, pn, pnl);
+				n += pnl;
 				body[n++] = (uint8_t)(vl >> 8);
 				body[n++] = (uint8_t)vl;
 				memset(body + n, 'v', vl);
@@ -256,45 +260,50 @@ static void test_will(void **state)
 	static char big[17000];
 
 	(void)state;
-	w = (struct will){"chat/5/42", CHAT_OK, 0, 0};
+	w = (struct will){"chat/5/42", CHAT_OK, 0, 0, NULL};
 	assert_int_equal(check(4, "u42-a", &w, &m), MCONN_OK);
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_OK);
-	w = (struct will){"typing/5/42", "{}", 0, 0};
+	w = (struct will){"typing/5/42", "{}", 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_OK);
-	w = (struct will){"signal/9/7/42", "{\"type\":\"bye\"}", 0, 0};
+	w = (struct will){"signal/9/7/42", "{\"type\":\"bye\"}", 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_OK);
 	/* topics: someone else's, a server topic, no topic of the table */
-	w = (struct will){"chat/5/43", CHAT_OK, 0, 0};
+	w = (struct will){"chat/5/43", CHAT_OK, 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_TOPIC);
 	assert_int_equal(check(4, "u42-a", &w, &m), MCONN_WILL_TOPIC);
-	w = (struct will){"presence/5/42", "{}", 0, 0};
+	w = (struct will){"presence/5/42", "{}", 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_TOPIC);
-	w = (struct will){"user/42/inbox", "{}", 0, 0};
+	w = (struct will){"user/42/inbox", "{}", 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_TOPIC);
-	w = (struct will){"signal/9/42/42", "{}", 0, 0};
+	w = (struct will){"signal/9/42/42", "{}", 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_TOPIC);
-	w = (struct will){"anything", "x", 0, 0};
+	w = (struct will){"anything", "x", 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_TOPIC);
 	/* retained */
-	w = (struct will){"chat/5/42", CHAT_OK, 1, 0};
+	w = (struct will){"chat/5/42", CHAT_OK, 1, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_RETAIN);
 	assert_int_equal(check(4, "u42-a", &w, &m), MCONN_WILL_RETAIN);
 	/* payloads */
-	w = (struct will){"chat/5/42", "{\"body\":\"no id\"}", 0, 0};
+	w = (struct will){"chat/5/42", "{\"body\":\"no id\"}", 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_PAYLOAD);
 	memset(big, ' ', sizeof(big) - 1);
 	big[0] = '{';
 	big[sizeof(big) - 2] = '}';
-	w = (struct will){"typing/5/42", big, 0, 0};
+	w = (struct will){"typing/5/42", big, 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_PAYLOAD);
-	w = (struct will){"signal/9/7/42", big, 0, 0};
+	w = (struct will){"signal/9/7/42", big, 0, 0, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_PAYLOAD);
 	/* MQTT 5 will properties count towards the 16 KiB */
-	w = (struct will){"chat/5/42", CHAT_OK, 0, 16384};
+	w = (struct will){"chat/5/42", CHAT_OK, 0, 16384, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_PAYLOAD);
-	w = (struct will){"chat/5/42", CHAT_OK, 0, 1000};
+	w = (struct will){"chat/5/42", CHAT_OK, 0, 1000, NULL};
 	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_OK);
 	assert_true(m.will_props_len > 1000);
+	/* the servers' own property (which edge a message came in through) */
+	w = (struct will){"chat/5/42", CHAT_OK, 0, 20, "th-edge"};
+	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_WILL_PROPS);
+	w = (struct will){"chat/5/42", CHAT_OK, 0, 20, "th-edgy"};
+	assert_int_equal(check(5, "u42-a", &w, &m), MCONN_OK);
 }
 
 static void test_connack(void **state)
