@@ -3,14 +3,19 @@
 
 #include "imap.h"
 
+/* the table is walked at most this often: a reconnect storm holds
+ * thousands, each ending at its own millisecond */
+#define GRACE_SCAN_MS 100
+
 static struct imap held; /* uid -> ms the grace ends */
 static long grace;
 static long long next_due; /* no entry ends before this (0: none held) */
+static long long next_scan;
 
 int grace_init(long grace_ms)
 {
 	grace = grace_ms > 0 ? grace_ms : 0;
-	next_due = 0;
+	next_due = next_scan = 0;
 	return imap_init(&held, 64);
 }
 
@@ -41,8 +46,9 @@ size_t grace_due(long long now_ms, int64_t *out, size_t max)
 	long long later = 0;
 	size_t n = 0;
 
-	if (!held.len || now_ms < next_due)
+	if (!held.len || now_ms < next_due || now_ms < next_scan)
 		return 0;
+	next_scan = now_ms + GRACE_SCAN_MS;
 	/* collected first, deleted after: a delete moves other entries of an
 	 * open-addressed table under a scan */
 	for (size_t i = 0; i < held.cap; i++) {

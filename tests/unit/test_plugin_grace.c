@@ -45,10 +45,13 @@ static void test_due_in_time(void **state)
 	assert_int_equal(grace_due(2999, due, 2), 0);
 	assert_int_equal(grace_due(3000, due, 2), 1);
 	assert_int_equal(due[0], 1);
+	/* the table is walked at most every 100 ms */
+	assert_int_equal(grace_due(3099, due, 2), 0);
 	/* at most max a call; the rest on the next one */
 	assert_int_equal(grace_due(4000, due, 1), 1);
 	assert_int_equal(grace_held(), 1);
-	assert_int_equal(grace_due(4000, due, 2), 1);
+	assert_int_equal(grace_due(4050, due, 2), 0);
+	assert_int_equal(grace_due(4100, due, 2), 1);
 	assert_int_equal(grace_held(), 0);
 	/* a due user is gone: a reconnect counts as new */
 	assert_int_equal(grace_cancel(1), 0);
