@@ -6,7 +6,8 @@
  * frames are the uploader's, bit for bit) with every metadata block and
  * chapter dropped:
  *
- *   ffmpeg -nostdin -v error -i SRC -map 0:v? -map 0:a? -map_metadata -1
+ *   ffmpeg -nostdin -v error -y -protocol_whitelist file -f mov|matroska
+ *          -i SRC -map 0:v? -map 0:a? -map_metadata -1
  *          -map_metadata:s -1 -map_chapters -1 -c copy -f mp4|webm DST
  *
  * Video and audio streams only: a data or subtitle track is not copied (an
@@ -46,13 +47,29 @@ int video_init(void)
 	return 0;
 }
 
-static const char *format_of(const char *mime)
+/* The containers detect.c lets through, each read with the demuxer named
+ * here and written with the muxer of its own kind.  ffmpeg is never left to
+ * guess the input's format from its bytes: its probe scores every demuxer it
+ * has, and some of them read other files or URLs a file names (HLS, DASH,
+ * concat, SDP).  A file libmagic calls WebM (an EBML header, "webm" in it)
+ * whose header length runs past the probe buffer and which carries "<MPD"
+ * and a DASH profile further on is probed as DASH by ffmpeg 5.1, not as
+ * Matroska. */
+static const struct {
+	const char *mime;
+	const char *demuxer;
+	const char *muxer;
+} formats[] = {
+	{"video/mp4", "mov", "mp4"},
+	{"video/webm", "matroska", "webm"},
+};
+
+static int format_of(const char *mime)
 {
-	if (strcmp(mime, "video/mp4") == 0)
-		return "mp4";
-	if (strcmp(mime, "video/webm") == 0)
-		return "webm";
-	return NULL;
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+		if (strcmp(mime, formats[i].mime) == 0)
+			return (int)i;
+	return -1;
 }
 
 /* In the child: standard streams on /dev/null, nothing else inherited, then
@@ -109,7 +126,8 @@ static int wait_bounded(pid_t pid)
 enum th_err video_strip(const char *src, const char *mime, char out[4096], char *msg,
 			size_t msgsize)
 {
-	const char *fmt = format_of(mime);
+	int f = format_of(mime);
+	const char *fmt = f >= 0 ? formats[f].muxer : NULL;
 	char *argv[32];
 	int fd, rc, n = 0;
 	pid_t pid;
@@ -131,6 +149,13 @@ enum th_err video_strip(const char *src, const char *mime, char out[4096], char 
 	argv[n++] = "-v";
 	argv[n++] = "error";
 	argv[n++] = "-y";
+	/* the input is the upload and nothing else: no protocol but file (no
+	 * http, no data: or subfile: URL a playlist could name), and the
+	 * demuxer of the type detect.c found (formats[] above) */
+	argv[n++] = "-protocol_whitelist";
+	argv[n++] = "file";
+	argv[n++] = "-f";
+	argv[n++] = (char *)formats[f].demuxer;
 	argv[n++] = "-i";
 	argv[n++] = (char *)src;
 	argv[n++] = "-map";
