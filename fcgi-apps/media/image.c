@@ -1,6 +1,7 @@
 /* image: MagickWand, the only file that includes it.
  *
- * Every image is pinged first: the header alone gives its size, so a
+ * Every image is sized first, from its header alone (a ping; a WebP from
+ * its container, webpsize.c), so a
  * decompression bomb (a small PNG of 20000x20000 pixels) is refused before a
  * pixel is decoded.  Resource limits bound what decoding may take anyway
  * (a lying header, a codec bug): past them MagickWand fails the read instead
@@ -408,6 +409,24 @@ static int ping_pixels(MagickWand *w, const char *target, unsigned long long *pi
 	return 0;
 }
 
+/* The pixels of every frame of src, from its header alone, into *pixels;
+ * w is left empty for the decode.  A WebP is sized by libwebp's demuxer
+ * alone (webpsize.c: at least one frame, none decoded): ImageMagick's ping
+ * of a WebP decodes every frame, so it would cost as much as the read that
+ * follows.  Any other type is pinged, and must have a frame and a pixel.
+ * 0, or -1 when the header cannot be read. */
+static int header_pixels(MagickWand *w, const char *target, const char *mime, const char *src,
+			 unsigned long long *pixels)
+{
+	if (strcmp(mime, "image/webp") == 0)
+		return webpsize_pixels(src, pixels) == 0 && *pixels > 0 ? 0 : -1;
+	if (ping_pixels(w, target, pixels) < 0 || MagickGetNumberImages(w) == 0 || *pixels == 0)
+		return -1;
+	ClearMagickWand(w);
+	MagickSetProgressMonitor(w, progress, NULL); /* the clear dropped it */
+	return 0;
+}
+
 static void wand_cleanup(void *w)
 {
 	DestroyMagickWand(w);
@@ -488,30 +507,14 @@ enum th_err image_process(struct arena *a, const char *src, const char *mime, st
 	deadline_ms = mono_ms() + (uint64_t)image_timeout_ms;
 	timed_out = 0;
 	MagickSetProgressMonitor(w, progress, NULL);
-	/* 1. the header only: how many pixels would decoding make?  A WebP is
-	 * sized from its container first: ImageMagick's ping of it decodes
-	 * (webpsize.c), so it pings only one within the limit */
-	if (strcmp(mime, "image/webp") == 0) {
-		if (webpsize_pixels(src, &pixels) < 0)
-			goto out;
-		if (pixels > (unsigned long long)media_cfg.max_pixels) {
-			snprintf(msg, msgsize, "image over %lld megapixels",
-				 media_cfg.max_pixels / 1000000);
-			goto out;
-		}
-	}
-	if (ping_pixels(w, target, &pixels) < 0)
+	/* 1. the header only: how many pixels would decoding make? */
+	if (header_pixels(w, target, mime, src, &pixels) < 0)
 		goto out;
-	if (MagickGetNumberImages(w) == 0 || pixels == 0) {
-		goto out;
-	}
 	if (pixels > (unsigned long long)media_cfg.max_pixels) {
 		snprintf(msg, msgsize, "image over %lld megapixels",
 			 media_cfg.max_pixels / 1000000);
 		goto out;
 	}
-	ClearMagickWand(w);
-	MagickSetProgressMonitor(w, progress, NULL); /* the clear dropped it */
 	/* 2. decode, within the resource limits */
 	if (read_failed(w, MagickReadImage(w, target))) {
 		wand_error(w, "read");

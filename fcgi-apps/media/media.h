@@ -118,7 +118,8 @@ int webpsize_pixels(const char *path, unsigned long long *pixels);
  * accounting is per process and cannot be reset, so the worker should exit
  * after its reply (upload.c) and let multiwatch start a fresh one. */
 int image_resources_held(void);
-/* Checks the image at src (pixels counted with a ping before decoding), then
+/* Checks the image at src (pixels counted from its header before decoding:
+ * a ping, or webpsize_pixels() for a WebP, which is never pinged), then
  * writes the three files of out into media_cfg.tmp_dir.  TH_EVALIDATION with
  * a message for a corrupt, truncated or too large image; TH_EINTERNAL
  * otherwise.  On failure no file of out is left behind.  Its wands belong to
