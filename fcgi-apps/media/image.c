@@ -58,6 +58,14 @@ static long long magick_memory, magick_map, magick_disk, image_timeout_ms;
  * operation is caught by image_resources_held(). */
 static uint64_t deadline_ms;
 static int timed_out;
+static void (*tick_fn)(void *);
+static void *tick_ctx;
+
+void image_on_progress(void (*fn)(void *ctx), void *ctx)
+{
+	tick_fn = fn;
+	tick_ctx = ctx;
+}
 
 static MagickBooleanType progress(const char *what, const MagickOffsetType offset,
 				  const MagickSizeType span, void *ctx)
@@ -66,6 +74,8 @@ static MagickBooleanType progress(const char *what, const MagickOffsetType offse
 	(void)offset;
 	(void)span;
 	(void)ctx;
+	if (tick_fn)
+		tick_fn(tick_ctx);
 	if (deadline_ms && mono_ms() > deadline_ms) {
 		timed_out = 1;
 		return MagickFalse;

@@ -128,6 +128,10 @@ int image_resources_held(void);
 enum th_err image_process(struct arena *a, const char *src, const char *mime, struct img_out *out,
 			  char *msg, size_t msgsize);
 void image_out_unlink(struct img_out *out);
+/* fn(ctx) is called now and then while image_process() works (from
+ * ImageMagick's progress monitor, row by row): budget_keepalive keeps the
+ * image's holds alive through a long image.  NULL: nothing is called. */
+void image_on_progress(void (*fn)(void *ctx), void *ctx);
 
 /* ---- video.c: ffmpeg, metadata stripped by a stream copy ---- */
 int video_init(void);
@@ -141,17 +145,29 @@ enum th_err video_strip(const char *src, const char *mime, char out[4096], char 
 
 /* ---- budget.c: images processed at once, per user and per host ---- */
 struct budget {
-	int user_taken; /* holds one of the user's places */
-	int slot;       /* host slot (slots.h), -1: none */
+	struct http_req *req;       /* whose holds these are (budget_keepalive) */
+	char job[96];               /* the holds' name in Redis: host:pid:seq */
+	int user_taken;             /* holds one of the user's places */
+	int heavy_taken;            /* holds the user's large-image place */
+	long long heavy_mp;         /* megapixels of the user's budget it took */
+	int slot;                   /* host slot (slots.h), -1: none */
+	unsigned long long keep_at; /* mono ms of the next keepalive */
 };
 int budget_init(void);
 void budget_fini(void);
-/* One of the caller's places (TH_MEDIA_IMAGE_PER_USER at once, Redis).
- * 0, or -1 when replied: 429 over the limit, 503 when Redis is out. */
+/* One of the caller's places (TH_MEDIA_IMAGE_PER_USER at once, Redis),
+ * b filled from scratch.  0, or -1 when replied: 429 over the limit, 503
+ * when Redis is out. */
 int budget_user_take(struct http_req *req, struct budget *b);
-/* A host-wide slot for an image of `pixels`, when it is large; waits at most
- * TH_MEDIA_HEAVY_WAIT_MS.  0, or -1 when replied 429 with Retry-After. */
+/* For an image of `pixels`, when it is large: the user's large-image place
+ * (one at a time, TH_MEDIA_HEAVY_MP_PER_MIN) and a host-wide slot, waiting
+ * for both until TH_MEDIA_HEAVY_WAIT_MS.  0, or -1 when replied: 429 with
+ * Retry-After, 503 when Redis is out. */
 int budget_host_take(struct http_req *req, unsigned long long pixels, struct budget *b);
+/* Keeps b's holds from lapsing while the image is processed; cheap enough
+ * to call very often (it talks to Redis once a quarter of a hold at most).
+ * budget is a struct budget (the shape image_on_progress() wants). */
+void budget_keepalive(void *budget);
 /* Gives back whatever b holds (safe on a zeroed or released b). */
 void budget_release(struct http_req *req, struct budget *b);
 

@@ -426,7 +426,9 @@ void upload_create(struct http_req *req)
 		    budget_host_take(req, pixels, &budget) < 0)
 			goto out;
 		/* a header that cannot be read gets image_process's answer */
+		image_on_progress(budget_keepalive, &budget);
 		e = image_process(req->arena, tmp, mime, &img, msg, sizeof(msg));
+		image_on_progress(NULL, NULL);
 		budget_release(req, &budget);
 		if (image_resources_held()) {
 			/* a coder leaked pixel cache: this worker's ImageMagick

@@ -44,13 +44,20 @@ const { newUser } = fixtures({ net: 41, slug: 'ml', name: 'Media limits' });
 const STACK_ENV = {};
 let dir;
 
-// Waits until `n` images of user u are in processing (budget.c's count in Redis), at most 20 s.
-async function inProcessing(u, n) {
+// The jobs holding one of user u's places ('images') or u's large-image place ('heavy'): the
+// members of budget.c's sorted set in Redis, each named host:pid:seq.
+async function holds(u, what = 'images') {
+  const r = await redis('ZRANGE', `th:media:${what}:{${u.id}}`, '0', '-1');
+  return r.split('\n').map((l) => l.trim()).filter(Boolean);
+}
+
+// Waits until `n` images of user u are in processing (budget.c's holds in Redis), at most 20 s.
+async function inProcessing(u, n, what = 'images') {
   const end = Date.now() + 20000;
   for (;;) {
-    const r = await redis('GET', `th:media:images:${u.id}`);
-    if (Number(r.trim() || 0) >= n) return;
-    assert.ok(Date.now() < end, `${n} images of user ${u.id} never in processing (${r})`);
+    const r = await holds(u, what);
+    if (r.length >= n) return r;
+    assert.ok(Date.now() < end, `${n} ${what} of user ${u.id} never in processing (${r})`);
     await sleep(20);
   }
 }
@@ -197,8 +204,9 @@ describe('images processed at once', () => {
 
   // LOCAL_ONLY: restarts the stack's media pool with its own settings
   test('per user: the third image while two are processed -> 429 with Retry-After; another user is served', { skip: LOCAL_ONLY }, async () => {
-    // two large images run side by side (a slot each), so the user's two places stay taken
-    await restartMedia({ TH_MEDIA_HEAVY_CONCURRENCY: '2', TH_MEDIA_HEAVY_WAIT_MS: '30000' });
+    // two 49 MP images run side by side, so the user's two places stay taken for seconds: none
+    // counts as large here (a user's large images run one at a time, tested below)
+    await restartMedia({ TH_MEDIA_HEAVY_PIXELS: '60000000' });
     const a = await newUser('pa');
     const b = await newUser('pb');
     const t0 = Date.now();
@@ -238,6 +246,78 @@ describe('images processed at once', () => {
     // a small image of b takes no host slot
     assertStatus(await upload(b, whitePng(64, 64, 11), { filename: 'h3.png', timeoutMs: 30000 }), 201, 'small');
     assertStatus(await p1, 201, 'the one holding the slot');
+  });
+});
+
+describe('large images per user', () => {
+  // the pool is restarted only where the tests that change it ran
+  after(async () => { if (!LOCAL_ONLY) await restartMedia(STACK_ENV); });
+
+  // Two host slots, so the host is not what refuses: one user's two large images at once get one
+  // slot between them (the second waits for the first within TH_MEDIA_HEAVY_WAIT_MS, then 429),
+  // and another user's large image takes the other slot meanwhile.
+  // LOCAL_ONLY: restarts the stack's media pool with its own settings
+  test('one at a time: a user\'s second large image while the first runs -> 429 with Retry-After; another user\'s is served', { skip: LOCAL_ONLY }, async () => {
+    await restartMedia({ TH_MEDIA_HEAVY_CONCURRENCY: '2', TH_MEDIA_HEAVY_WAIT_MS: '300' });
+    const a = await newUser('ua');
+    const b = await newUser('ub');
+    const p1 = upload(a, whitePng(7000, 7000, 30), { filename: 'u1.png' });
+    await inProcessing(a, 1);
+    await sleep(300); // its place is taken: the large-image hold a moment later
+    const p2 = upload(a, whitePng(7000, 7000, 31), { filename: 'u2.png' });
+    const other = await upload(b, whitePng(7000, 7000, 32), { filename: 'u3.png' });
+    assertStatus(other, 201, 'another user\'s large image, meanwhile');
+    const [r1, r2] = await Promise.all([p1, p2]);
+    // whichever of the two took the place first is processed; the other is refused
+    const statuses = [r1.status, r2.status].sort();
+    assert.deepEqual(statuses, [201, 429], `${show(r1)}\n${show(r2)}`);
+    const refused = r1.status === 429 ? r1 : r2;
+    assertError(refused, 429, 'rate_limited');
+    assert.match(refused.headers['retry-after'] || '', /^\d+$/, show(refused));
+    assert.match(refused.json.error.message, /one large image/, show(refused));
+    // the place is given back: the user's next large image is processed
+    assertStatus(await upload(a, whitePng(7000, 7000, 33), { filename: 'u4.png' }), 201, 'after');
+  });
+
+  // TH_MEDIA_HEAVY_PIXELS=1000 makes a 1000x1000 PNG (1 MP, processed in milliseconds) large;
+  // TH_MEDIA_HEAVY_MP_PER_MIN=1: one of them a minute per user
+  // LOCAL_ONLY: restarts the stack's media pool with its own settings
+  test('TH_MEDIA_HEAVY_MP_PER_MIN: large images beyond the user\'s megapixels a minute -> 429 with Retry-After; other users and small images pass', { skip: LOCAL_ONLY }, async () => {
+    await restartMedia({ TH_MEDIA_HEAVY_PIXELS: '1000', TH_MEDIA_HEAVY_MP_PER_MIN: '1' });
+    const a = await newUser('ra');
+    const b = await newUser('rb');
+    assertStatus(await upload(a, whitePng(1000, 1000, 40), { filename: 'r1.png', timeoutMs: 30000 }), 201, 'first large image');
+    const over = await upload(a, whitePng(1000, 1000, 41), { filename: 'r2.png', timeoutMs: 30000 });
+    assertError(over, 429, 'rate_limited');
+    assert.match(over.json.error.message, /megapixels a minute/, show(over));
+    const ra = Number(over.headers['retry-after']);
+    assert.ok(Number.isInteger(ra) && ra >= 1 && ra <= 60, `Retry-After within the minute: ${show(over)}`);
+    assert.deepEqual(await holds(a, 'heavy'), [], 'no large-image place left held');
+    assertStatus(await upload(b, whitePng(1000, 1000, 42), { filename: 'r3.png', timeoutMs: 30000 }), 201, 'another user');
+    assertStatus(await upload(a, whitePng(30, 30, 43), { filename: 'r4.png', timeoutMs: 30000 }), 201, 'a small image of the same user');
+  });
+});
+
+describe('a worker that dies holding a place', () => {
+  // the pool is restarted only where the tests that change it ran
+  after(async () => { if (!LOCAL_ONLY) await restartMedia(STACK_ENV); });
+
+  // One place per user and the default hold (minutes): the place of a worker killed mid-image
+  // is free for the user's next upload at once, not when the hold lapses. The worker is found
+  // by the hold's name in Redis (host:pid:seq) and killed with SIGKILL; multiwatch starts another.
+  // LOCAL_ONLY: kills a worker of the stack's pool
+  test('kill -9 of the worker processing a user\'s image: the user\'s next image is processed at once', { skip: LOCAL_ONLY }, async () => {
+    await restartMedia({ TH_MEDIA_IMAGE_PER_USER: '1', TH_MEDIA_IMAGE_HOLD_S: '600', TH_MEDIA_HEAVY_PIXELS: '60000000' });
+    const u = await newUser('dead');
+    const p1 = upload(u, whitePng(7000, 7000, 50), { filename: 'd1.png' });
+    const [hold] = await inProcessing(u, 1);
+    const pid = Number(hold.split(':').at(-2));
+    assert.ok(Number.isInteger(pid) && pid > 1, `a worker's pid in the hold ${hold}`);
+    process.kill(pid, 'SIGKILL');
+    const r1 = await p1;
+    assert.notEqual(r1.status, 201, `the killed worker's upload: ${show(r1)}`);
+    const next = await upload(u, whitePng(64, 64, 51), { filename: 'd2.png', timeoutMs: 30000 });
+    assertStatus(next, 201, 'the next image of the user, right after');
   });
 });
 
