@@ -470,6 +470,41 @@ describe('video metadata', () => {
     assert.ok(!d.body.includes(Buffer.from('on my way home')), 'the subtitle text is in the stored file');
   });
 
+  // ffmpeg reads an upload with the demuxer of the type libmagic found and the file protocol
+  // only: a file that passes for MP4 or WebM but whose content is a playlist, a manifest or a
+  // concat script naming other files and URLs is refused, and nothing it names is opened. Each
+  // names a URL on a listener of the test's own, which must see no connection; ffmpeg 5.1
+  // probes the WebM-looking one as DASH when left to guess.
+  test('an MP4 or WebM that is an HLS playlist, a DASH manifest or a concat script -> 400, nothing it names is fetched', async () => {
+    const u = await newUser('playlist');
+    let hits = 0;
+    const server = net.createServer((c) => { hits += 1; c.destroy(); });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${server.address().port}/seg`;
+    try {
+      const ftyp = Buffer.from('000000186674797069736f6d0000020069736f6d69736f32', 'hex');
+      // an EBML header whose length runs past the probe buffer, then DocType "webm"
+      const ebml = Buffer.from('1a45dfa3017fffffffffffff4282847765626d42878102', 'hex');
+      const mpd = `<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" profiles="urn:mpeg:dash:profile:isoff-on-demand:2011" type="static" mediaPresentationDuration="PT1S" minBufferTime="PT1S"><Period><AdaptationSet mimeType="video/mp4"><Representation id="1" bandwidth="1000" width="64" height="64"><BaseURL>${url}.mp4</BaseURL></Representation></AdaptationSet></Period></MPD>\n`;
+      const cases = {
+        'MP4 box, then an HLS playlist': [ftyp, `#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n${url}.ts\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n`, 'p.mp4'],
+        'MP4 box, then a concat script': [ftyp, `ffconcat version 1.0\nfile '${url}.mp4'\nfile '/etc/passwd'\n`, 'c.mp4'],
+        'WebM header, then a DASH manifest': [ebml, mpd, 'd.webm'],
+      };
+      for (const [what, [head, text, filename]] of Object.entries(cases)) {
+        const res = await upload(u, Buffer.concat([head, Buffer.from(text)]), { filename, timeoutMs: 60000 });
+        if (res.status === 415) continue; // libmagic does not call it a video: refused all the same
+        assert.equal(res.status, 400, `${what}: ${show(res)}`);
+        assertError(res, 400, 'validation_failed', 'file');
+      }
+      assert.equal(hits, 0, 'a URL named in an upload was fetched');
+    } finally {
+      server.close();
+    }
+    // the pool is free: an image right after
+    assertStatus(await upload(u, whitePng(64, 64, 60), { filename: 'after.png', timeoutMs: 30000 }), 201);
+  });
+
   test('a file detected as MP4 that ffmpeg cannot read -> 400 validation_failed', async () => {
     const u = await newUser('badvid');
     const src = path.join(dir, 'ok.mp4');
