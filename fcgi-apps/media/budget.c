@@ -336,6 +336,26 @@ static int place_take(struct http_req *req, struct budget *b)
 	return 0;
 }
 
+/* Replies 429 with msg and Retry-After: retry_after_s, counted in counter.
+ * -1, for the caller to return. */
+static int refuse(struct http_req *req, int counter, const char *msg, long long retry_after_s)
+{
+	char ra[24];
+
+	metrics_add(counter, 1);
+	http_reply_error(req, TH_ERATELIMITED, msg, NULL);
+	snprintf(ra, sizeof(ra), "%lld", retry_after_s);
+	http_set_header(req, "Retry-After", ra);
+	return -1;
+}
+
+/* Replies 503: the holds cannot be counted while Redis is out.  -1. */
+static int unavailable(struct http_req *req)
+{
+	http_reply_error(req, TH_EUNAVAILABLE, "cannot count images in processing now", NULL);
+	return -1;
+}
+
 int budget_user_take(struct http_req *req, struct budget *b)
 {
 	int got;
@@ -345,20 +365,14 @@ int budget_user_take(struct http_req *req, struct budget *b)
 	b->req = req;
 	snprintf(b->job, sizeof(b->job), "%s:%ld:%llu", host, (long)getpid(), ++job_seq);
 	got = place_take(req, b);
-	if (got < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "cannot count images in processing now",
-				 NULL);
-		return -1;
-	}
+	if (got < 0)
+		return unavailable(req);
 	if (got == 0) {
 		char msg[96];
 
-		metrics_add(c_user_refused, 1);
 		snprintf(msg, sizeof(msg), "at most %lld images of yours are processed at once",
 			 per_user);
-		http_reply_error(req, TH_ERATELIMITED, msg, NULL);
-		http_set_header(req, "Retry-After", "2");
-		return -1;
+		return refuse(req, c_user_refused, msg, 2);
 	}
 	b->user_taken = 1;
 	b->keep_at = mono_ms() + (uint64_t)hold_ms / 4;
@@ -428,7 +442,7 @@ static int heavy_user_wait(struct http_req *req, struct budget *b, unsigned long
 			   uint64_t deadline)
 {
 	long long mp = (long long)((pixels + 999999) / 1000000), wait_ms;
-	char msg[128], ra[24];
+	char msg[128];
 	int got;
 
 	while ((got = heavy_user_take(req, b, mp, &wait_ms)) == 0 && wait_ms == 0 &&
@@ -436,32 +450,21 @@ static int heavy_user_wait(struct http_req *req, struct budget *b, unsigned long
 		budget_keepalive(b);
 		nap_ms(HEAVY_POLL_MS);
 	}
-	if (got < 0) {
-		http_reply_error(req, TH_EUNAVAILABLE, "cannot count images in processing now",
-				 NULL);
-		return -1;
-	}
+	if (got < 0)
+		return unavailable(req);
 	if (got == 1) {
 		b->heavy_taken = 1;
 		b->heavy_mp = mp;
 		return 0;
 	}
-	if (wait_ms == 0) {
-		metrics_add(c_heavy_busy, 1);
-		http_reply_error(req, TH_ERATELIMITED,
-				 "one large image of yours is processed at a time; try again "
-				 "when it is done",
-				 NULL);
-		http_set_header(req, "Retry-After", "5");
-		return -1;
-	}
-	metrics_add(c_heavy_rate, 1);
+	if (wait_ms == 0)
+		return refuse(req, c_heavy_busy,
+			      "one large image of yours is processed at a time; try again when it "
+			      "is done",
+			      5);
 	snprintf(msg, sizeof(msg), "large images of yours: at most %lld megapixels a minute",
 		 heavy_mp_per_min);
-	http_reply_error(req, TH_ERATELIMITED, msg, NULL);
-	snprintf(ra, sizeof(ra), "%lld", (wait_ms + 999) / 1000);
-	http_set_header(req, "Retry-After", ra);
-	return -1;
+	return refuse(req, c_heavy_rate, msg, (wait_ms + 999) / 1000);
 }
 
 int budget_host_take(struct http_req *req, unsigned long long pixels, struct budget *b)
@@ -478,15 +481,11 @@ int budget_host_take(struct http_req *req, unsigned long long pixels, struct bud
 	if (waited)
 		metrics_add(c_host_waits, 1);
 	if (b->slot < 0) {
-		metrics_add(c_host_refused, 1);
 		log_info("images: no host slot for %llu pixels within %lld ms: %s", pixels,
 			 heavy_wait_ms, strerror(errno));
 		heavy_refund(req, b);
-		http_reply_error(req, TH_ERATELIMITED,
-				 "too many large images are being processed; try again shortly",
-				 NULL);
-		http_set_header(req, "Retry-After", "5");
-		return -1;
+		return refuse(req, c_host_refused,
+			      "too many large images are being processed; try again shortly", 5);
 	}
 	budget_keepalive(b);
 	return 0;
