@@ -9,6 +9,9 @@
 //   with Retry-After after a short bounded wait, never a queue. Another user's small upload
 //   and /api/media/health still answer meanwhile (the latency target itself is measured by
 //   tests/load/media_pressure.mjs, not asserted here: the machine is shared and noisy).
+// - Large images per user: one at a time, and TH_MEDIA_HEAVY_MP_PER_MIN megapixels a minute
+//   (429 with Retry-After); a user's place outlives TH_MEDIA_IMAGE_HOLD_S while the image runs,
+//   and is free at once when the worker holding it is killed.
 // - Anonymous or forged uploads are refused 401 before their body is read: the test sends
 //   the headers of a 50 MB upload and no body, and gets the 401 anyway.
 // - limit_conn / limit_req per client address on uploads (nginx): 429 JSON with Retry-After.
@@ -16,7 +19,7 @@
 // - Uploaded videos lose their metadata (a GPS location, a title, a stream's handler name):
 //   ffprobe finds none in the stored original; the frames are the same (stream copy).
 //
-// The budget tests wait until the images are in processing by reading budget.c's per-user count
+// The budget tests wait until the images are in processing by reading budget.c's per-user holds
 // in Redis (lib/stack.mjs redis()), not by sleeping.
 //
 // Addresses: registrations from 127.41.x.y (fixtures); the limit_conn test from 127.41.200.1;
@@ -318,6 +321,44 @@ describe('a worker that dies holding a place', () => {
     assert.notEqual(r1.status, 201, `the killed worker's upload: ${show(r1)}`);
     const next = await upload(u, whitePng(64, 64, 51), { filename: 'd2.png', timeoutMs: 30000 });
     assertStatus(next, 201, 'the next image of the user, right after');
+  });
+});
+
+describe('an image processed longer than TH_MEDIA_IMAGE_HOLD_S', () => {
+  // the pool is restarted only where the tests that change it ran
+  after(async () => { if (!LOCAL_ONLY) await restartMedia(STACK_ENV); });
+
+  // The hold is 12 s here (TH_MEDIA_IMAGE_HOLD_S=10, raised to 2 x TH_MEDIA_HEAVY_WAIT_MS + 10 s);
+  // a 49 MP PNG whose pixel cache is on disk (64 MiB of memory and map) takes tens of seconds,
+  // stopped at 20 s by TH_MEDIA_IMAGE_TIMEOUT_MS. With one place per user, a second image sent
+  // once the hold has run out while the first is still processed must still find the place
+  // taken: the running job keeps its hold alive.
+  // LOCAL_ONLY: restarts the stack's media pool with its own settings
+  test('the running job keeps its place past the hold: the user\'s next image -> 429 while it runs', { skip: LOCAL_ONLY }, async (t) => {
+    await restartMedia({
+      TH_MEDIA_IMAGE_PER_USER: '1', TH_MEDIA_IMAGE_HOLD_S: '10', TH_MEDIA_HEAVY_PIXELS: '60000000',
+      TH_MEDIA_MAGICK_MEMORY: '67108864', TH_MEDIA_MAGICK_MAP: '67108864', TH_MEDIA_IMAGE_TIMEOUT_MS: '20000',
+    });
+    const u = await newUser('long');
+    let done = false;
+    const p1 = upload(u, whitePng(7000, 7000, 70), { filename: 'l1.png' }).then((r) => { done = true; return r; });
+    await inProcessing(u, 1);
+    await sleep(13500); // past the 12 s hold
+    if (done) {
+      t.skip('the image was processed before its hold ran out: nothing to tell here');
+      await p1;
+      return;
+    }
+    const second = await upload(u, whitePng(64, 64, 71), { filename: 'l2.png', timeoutMs: 30000 });
+    const stillRunning = !done;
+    await p1;
+    if (!stillRunning) {
+      t.skip('the image ended while the second was sent: nothing to tell here');
+      return;
+    }
+    assertError(second, 429, 'rate_limited');
+    // and given back at the end: the next image is processed
+    assertStatus(await upload(u, whitePng(64, 64, 72), { filename: 'l3.png', timeoutMs: 30000 }), 201, 'after');
   });
 });
 
