@@ -242,7 +242,7 @@ $(BUILD)/obj/tests/unit/test_epshim.o: CFLAGS += -Irealtime-bridge/epshim
 
 # th-bridge's batching rules: their pure objects
 $(BUILD)/tests/test_bridge_batching: $(BUILD)/obj/realtime-bridge/bridge/linger.o \
-	$(BUILD)/obj/realtime-bridge/bridge/supersede.o
+	$(BUILD)/obj/realtime-bridge/bridge/supersede.o $(BUILD)/obj/realtime-bridge/bridge/split.o
 $(BUILD)/obj/tests/unit/test_bridge_batching.o: CFLAGS += -Irealtime-bridge/bridge
 
 # a fuzz target: its harness, the parser's own objects (below) and the

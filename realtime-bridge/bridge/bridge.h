@@ -5,7 +5,9 @@
  * The gate (gate.c) holds every PUBACK libmosquitto writes until the
  * message it answers, and every message before it, is committed: a crash
  * before a commit leaves the messages unacknowledged in the broker's
- * persistent session, which redelivers them; inserts are idempotent by id. */
+ * persistent session, which redelivers them; inserts are idempotent by id.
+ * A batch PostgreSQL refuses for one of its messages is stored in parts,
+ * that message quarantined (main.c out_failed, split.h). */
 #ifndef TH_BRIDGE_H
 #define TH_BRIDGE_H
 
@@ -51,21 +53,32 @@ struct batch {
 struct bridge_stats {
 	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events, receipts,
 		awaiting_commit, refused_id_taken, reply_to_cleared, events_retried, events_refused,
-		events_unrouted, events_superseded, presence;
+		events_unrouted, events_superseded, presence, quarantined;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 
 /* store.c: validates and queues one chat publish (topic, payload); returns 0
  * when queued, -1 when dropped as invalid (counted). */
 int store_accept(struct batch *b, const char *topic, const void *payload, int len, int dup);
-/* Sends the batch to PostgreSQL as one transaction (db_tx_send): 0 when
- * sent, -1 when PostgreSQL failed.  The batch stays as it is until done. */
-int store_send(struct batch *b);
-/* The batch's transaction committed (r: its result, freed here): counts,
- * publishes per sender one receipt of the ids stored as theirs and one
- * notice of those refused (the id is another message's), empties the
- * batch. */
-void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq);
+/* Sends messages [from, to) of the batch to PostgreSQL as one transaction
+ * (db_tx_send): 0 when sent, -1 when PostgreSQL failed (db_last_error(),
+ * db_last_sqlstate()).  The batch stays as it is until done. */
+int store_send(const struct batch *b, size_t from, size_t to);
+/* The transaction of messages [from, to) committed (r: its result, freed
+ * here): counts, and (mosq not NULL) publishes per sender one receipt of the
+ * ids stored as theirs and one notice of those refused (the id is another
+ * message's).  The batch stays: the caller clears it once all of it is
+ * done. */
+void store_done(const struct batch *b, size_t from, size_t to, struct db_res *r,
+		struct mosquitto *mosq);
+/* Message m failed on its own (sqlstate, error: why, copied by the caller
+ * from db_last_*(), which this call overwrites): stored as it is into
+ * message_quarantine, counted, logged, and (mosq not NULL) its sender told
+ * {"type":"refused","reason":"store_failed","ids":[id]} as an id_taken
+ * refusal is.  0 when quarantined (the message is settled), -1 when the
+ * insert failed (then it is neither stored nor quarantined). */
+int store_quarantine(const struct chat_msg *m, const char *sqlstate, const char *error,
+		     struct mosquitto *mosq);
 void store_clear(struct batch *b);
 /* One column of the batch as a PostgreSQL array literal of quoted, escaped
  * text elements ("{\"a\",NULL}"), the parameters of store_send(): field 0

@@ -9,10 +9,14 @@
  * message they answer and every message before it are settled (committed,
  * or handled on the spot: presence, invalid), and lets them go in order.
  * So the broker may have receive-maximum messages out to us (a few batches)
- * and keeps sending while a batch commits.  When PostgreSQL fails, the
- * broker connection is dropped with the held PUBACKs: the broker keeps the
- * messages unacknowledged in our persistent session and sends them again
- * (DUP) after we reconnect. */
+ * and keeps sending while a batch commits.  When PostgreSQL fails (gone,
+ * shutting down, a conflict), the broker connection is dropped with the
+ * held PUBACKs: the broker keeps the messages unacknowledged in our
+ * persistent session and sends them again (DUP) after we reconnect.  When
+ * PostgreSQL refuses the batch itself (an error a message may cause), the
+ * batch is tried again in halves, in order (split.h), and a single message
+ * that still fails is quarantined and settled (out_failed): one message
+ * never stops everybody's from being stored. */
 #include <errno.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
@@ -34,6 +38,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mono.h"
+#include "split.h"
 
 #define SERVICE_USER "th-service"
 /* packets read from the broker in one round of the loop, at most */
@@ -45,6 +50,11 @@ struct bridge_stats bstats;
 /* two batches: one filling from the broker, one out at PostgreSQL */
 static struct batch batches[2];
 static struct batch *filling = &batches[0], *inflight;
+/* the messages of inflight out at PostgreSQL: all of them, or after a
+ * failure a part (split.h); those before part.lo are settled */
+static struct split part;
+/* before the next connect (main) */
+static long backoff_ms;
 static volatile sig_atomic_t stopping;
 static int connected;
 static uint64_t conn_id; /* counts broker connections (struct batch.conn) */
@@ -236,6 +246,8 @@ static int metrics_setup(void)
 	bstats.awaiting_commit = metrics_counter("messages_awaiting_commit");
 	/* presence messages the broker delivered (retained ones included) */
 	bstats.presence = metrics_counter("presence_messages_total");
+	/* chat messages that failed on their own: in message_quarantine */
+	bstats.quarantined = metrics_counter("messages_quarantined_total");
 	return 0;
 }
 
@@ -257,12 +269,97 @@ static uint64_t settled(void)
 {
 	uint64_t upto = gate_received();
 
-	/* each batch is in the broker's order, and the one out is older */
-	if (inflight && inflight->n && inflight->conn == conn_id && inflight->msgs[0].rx <= upto)
-		upto = inflight->msgs[0].rx - 1;
+	/* each batch is in the broker's order, and the one out is older; of
+	 * the one out, those before part.lo are settled */
+	if (inflight && inflight->conn == conn_id && inflight->msgs[part.lo].rx <= upto)
+		upto = inflight->msgs[part.lo].rx - 1;
 	if (filling->n && filling->conn == conn_id && filling->msgs[0].rx - 1 < upto)
 		upto = filling->msgs[0].rx - 1;
 	return upto;
+}
+
+/* An error PostgreSQL answered that one message may cause, the server
+ * staying sound: a data or integrity error, a trigger's exception, its
+ * statement timeout (dbtx tried again already).  Not: no answer at all
+ * (""), the connection (08), a conflict (40, tried again already), the
+ * server going or starting (57, but 57014), its resources or system (53,
+ * 58, XX: a full disk), locks (55), the transaction or the login (25, 28),
+ * the schema (3D, 3F, 42: a missing function fails every message alike):
+ * there halving would quarantine every message, so the broker sends them
+ * again after the back-off, as before. */
+static int splittable(const char *state)
+{
+	static const char *const systemic[] = {"08", "25", "28", "3D", "3F", "40", "42",
+					       "53", "55", "57", "58", "F0", "XX"};
+
+	if (strlen(state) != 5)
+		return 0;
+	if (strcmp(state, "57014") == 0)
+		return 1;
+	for (size_t i = 0; i < sizeof(systemic) / sizeof(systemic[0]); i++)
+		if (strncmp(state, systemic[i], 2) == 0)
+			return 0;
+	return 1;
+}
+
+/* The batch out is over: every message of it settled, or to come again. */
+static void out_over(void)
+{
+	store_clear(inflight);
+	inflight = NULL;
+}
+
+/* The part out is settled: 1 when the next part of the batch is to be sent,
+ * 0 when the batch is over. */
+static int out_advance(void)
+{
+	if (split_next(&part))
+		return 1;
+	out_over();
+	return 0;
+}
+
+/* The part out failed (rolled back, or not sent).  An error one of its
+ * messages may cause (splittable), on the connection the batch was read on:
+ * its first half is next, in the broker's order, and a single message that
+ * fails is quarantined and settled (store_quarantine), so that one message
+ * never holds up everybody's (DESIGN: one user must not cost the others).
+ * The batch of a connection gone comes back from the broker anyway.
+ * Anything else, or a quarantine that failed: as ever, the batch is dropped
+ * with the broker connection and its held PUBACKs, and the broker sends it
+ * again after the back-off.  A message is never acknowledged unless it is
+ * stored or quarantined. */
+static void out_failed(struct mosquitto *mosq)
+{
+	char state[8], error[512];
+	int split = splittable(db_last_sqlstate());
+
+	snprintf(state, sizeof(state), "%s", db_last_sqlstate());
+	snprintf(error, sizeof(error), "%s", db_last_error());
+	log_error("bridge: storing %zu message(s) failed: %s %s", part.hi - part.lo, state, error);
+	if (split && (!connected || inflight->conn != conn_id)) {
+		out_over();
+		return;
+	}
+	if (split && split_halve(&part))
+		return;
+	if (split && store_quarantine(&inflight->msgs[part.lo], state, error, mosq) == 0) {
+		out_advance();
+		return;
+	}
+	out_over();
+	if (connected) {
+		abort_connection();
+		backoff_ms = 500;
+	}
+}
+
+/* Sends the part of inflight out; one that cannot be sent is a failed part
+ * (out_failed), which may leave a smaller one to send. */
+static void out_send(struct mosquitto *mosq)
+{
+	while (inflight && store_send(inflight, part.lo, part.hi) < 0)
+		out_failed(mosq);
 }
 
 /* libmosquitto's queue -> the gate -> the broker, PUBACKs as far as settled */
@@ -307,7 +404,6 @@ int main(void)
 	char secret[256], id[128];
 	int batch_max, recv_max, rc, returning = 0;
 	struct linger_rule lg;
-	long backoff_ms = 0;
 	uint64_t next_relay_us = 0;
 	int relay_woken = 1; /* a NOTIFY came since the last claim */
 
@@ -518,17 +614,12 @@ int main(void)
 			rc = db_tx_poll(&r);
 			if (rc > 0) {
 				/* committed: its PUBACKs may go (write_all below) */
-				store_done(inflight, r, connected ? mosq : NULL);
-				inflight = NULL;
+				store_done(inflight, part.lo, part.hi, r, connected ? mosq : NULL);
+				if (out_advance())
+					out_send(mosq);
 			} else if (rc < 0) {
-				log_error("bridge: storing a batch of %zu failed: %s", inflight->n,
-					  db_last_error());
-				store_clear(inflight);
-				inflight = NULL;
-				if (connected) {
-					abort_connection();
-					backoff_ms = 500;
-				}
+				out_failed(mosq);
+				out_send(mosq); /* the next part, if any */
 			}
 		}
 		now = mono_us();
@@ -549,15 +640,10 @@ int main(void)
 					next->conn = filling->conn;
 					filling->n = (size_t)batch_max;
 				}
-				if (store_send(filling) == 0) {
-					inflight = filling;
-					filling = next;
-				} else {
-					store_clear(filling);
-					store_clear(next);
-					abort_connection();
-					backoff_ms = 500;
-				}
+				inflight = filling;
+				filling = next;
+				split_init(&part, inflight->n);
+				out_send(mosq);
 			}
 		}
 		/* on the standby and the primary answers again: leave once every

@@ -63,7 +63,8 @@ void store_clear(struct batch *b)
 	b->n_qos0 = 0;
 }
 
-char *store_pg_array(const struct batch *b, int field)
+/* store_pg_array() of messages [from, to) of b */
+static char *pg_array(const struct batch *b, size_t from, size_t to, int field)
 {
 	size_t cap = 16, len = 0, i;
 	char *out = malloc(cap), *tmp;
@@ -71,7 +72,7 @@ char *store_pg_array(const struct batch *b, int field)
 	if (!out)
 		return NULL;
 	out[len++] = '{';
-	for (i = 0; i < b->n; i++) {
+	for (i = from; i < to; i++) {
 		const struct chat_msg *m = &b->msgs[i];
 		char num[24];
 		const char *s;
@@ -105,7 +106,7 @@ char *store_pg_array(const struct batch *b, int field)
 			}
 			out = tmp;
 		}
-		if (i)
+		if (i > from)
 			out[len++] = ',';
 		if (!s) {
 			memcpy(out + len, "NULL", 4);
@@ -125,24 +126,61 @@ char *store_pg_array(const struct batch *b, int field)
 	return out;
 }
 
-/* The inbox notices of one sender: {"type": type, "ids": [...]} (and
- * "reason" when given) to user/<sender>/inbox.  Rows [from, to) of r are
+char *store_pg_array(const struct batch *b, int field)
+{
+	return pg_array(b, 0, b->n, field);
+}
+
+/* Publishes {"type": type, "ids": ids, "reason": reason (when given)} to
+ * user/<sender>/inbox, through the edge origin when known (NULL or "":
+ * every edge).  Takes ids.  1 when published. */
+static int inbox_notice(struct mosquitto *mosq, const char *sender, const char *origin,
+			const char *type, const char *reason, struct json_object *ids)
+{
+	struct json_object *o = json_object_new_object();
+	const char *s;
+	char topic[64];
+	int mid = 0;
+	int rc = 0;
+
+	if (!o) {
+		json_object_put(ids);
+		return 0;
+	}
+	json_object_object_add(o, "type", json_object_new_string(type));
+	json_object_object_add(o, "ids", ids);
+	if (reason)
+		json_object_object_add(o, "reason", json_object_new_string(reason));
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	if (origin && origin[0])
+		snprintf(topic, sizeof(topic), TOPIC_ORIGIN_PREFIX "%s/user/%s/inbox", origin,
+			 sender);
+	else
+		snprintf(topic, sizeof(topic), "user/%s/inbox", sender);
+	if (s && mosquitto_publish_v5(mosq, &mid, topic, (int)strlen(s), s, 1, false, NULL) ==
+			 MOSQ_ERR_SUCCESS) {
+		rc = 1;
+		relay_mid_issued(mid); /* the relay must not take its PUBACK for one of its own */
+	}
+	json_object_put(o);
+	return rc;
+}
+
+/* The inbox notice of one sender (inbox_notice): rows [from, to) of r are
  * this sender's, ordered by id; only those whose status is one of the
- * characters of want are named, each once.  1 when published, 0 when none to name. */
+ * characters of want are named, each once.  1 when published, 0 when none
+ * to name. */
 static int notice(struct mosquitto *mosq, struct db_res *r, int from, int to, const char *want,
 		  const char *type, const char *reason, const char *origin)
 {
-	struct json_object *o = json_object_new_object(), *ids = json_object_new_array();
-	const char *s, *last = NULL;
-	char topic[64];
-	int mid = 0;
-	int n = 0, rc = 0;
+	struct json_object *ids = json_object_new_array();
+	const char *last = NULL;
+	int n = 0;
 
-	if (!o || !ids)
-		goto out;
+	if (!ids)
+		return 0;
 	for (int i = from; i < to; i++) {
 		const char *id = db_res_get(r, i, 0);
-
 		const char *st = db_res_get(r, i, 2);
 
 		if (!st[0] || !strchr(want, st[0]) || (last && strcmp(last, id) == 0))
@@ -151,32 +189,15 @@ static int notice(struct mosquitto *mosq, struct db_res *r, int from, int to, co
 		last = id;
 		n++;
 	}
-	if (!n)
-		goto out;
-	json_object_object_add(o, "type", json_object_new_string(type));
-	json_object_object_add(o, "ids", ids);
-	ids = NULL;
-	if (reason)
-		json_object_object_add(o, "reason", json_object_new_string(reason));
-	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	if (origin && origin[0])
-		snprintf(topic, sizeof(topic), TOPIC_ORIGIN_PREFIX "%s/user/%s/inbox", origin,
-			 db_res_get(r, from, 1));
-	else
-		snprintf(topic, sizeof(topic), "user/%s/inbox", db_res_get(r, from, 1));
-	if (mosquitto_publish_v5(mosq, &mid, topic, (int)strlen(s), s, 1, false, NULL) ==
-	    MOSQ_ERR_SUCCESS) {
-		rc = 1;
-		relay_mid_issued(mid); /* the relay must not take its PUBACK for one of its own */
+	if (!n) {
+		json_object_put(ids);
+		return 0;
 	}
-out:
-	json_object_put(ids);
-	json_object_put(o);
-	return rc;
+	return inbox_notice(mosq, db_res_get(r, from, 1), origin, type, reason, ids);
 }
 
-/* Per sender of batch b: the edge all of their messages in it came in
- * through (the hub's stamp), NULL when none or several (a user with tabs
+/* Per sender of messages [from, to) of batch b: the edge all of their
+ * messages in it came in through (the hub's stamp), NULL when none or several (a user with tabs
  * on two edges): then the notices go to every edge, as to a client of the
  * hub itself.  origins: sender id -> index + 1 of a message with the
  * common origin, or -1. */
@@ -187,9 +208,9 @@ static const char *sender_origin(const struct batch *b, struct imap *origins, in
 	return v && *v > 0 ? b->msgs[*v - 1].origin : NULL;
 }
 
-static void origins_build(const struct batch *b, struct imap *origins)
+static void origins_build(const struct batch *b, size_t from, size_t to, struct imap *origins)
 {
-	for (size_t i = 0; i < b->n; i++) {
+	for (size_t i = from; i < to; i++) {
 		const struct chat_msg *m = &b->msgs[i];
 		int64_t *v = imap_get(origins, m->sender_id);
 
@@ -209,15 +230,17 @@ static void origins_build(const struct batch *b, struct imap *origins)
  * message holds, so the client stops re-sending them (it may send the text
  * again under a new id).  Never a receipt for an id stored as somebody
  * else's: the client would forget a message that was not stored.  Both go
- * to the sender's edge when the batch knows it (sender_origin). */
-static void receipts(struct mosquitto *mosq, struct db_res *r, const struct batch *b)
+ * to the sender's edge when the batch knows it (sender_origin).  The
+ * messages are [first, last) of b. */
+static void receipts(struct mosquitto *mosq, struct db_res *r, const struct batch *b, size_t first,
+		     size_t last)
 {
 	int n = db_res_rows(r), from = 0;
 	struct imap origins;
 	int have = imap_init(&origins, 64) == 0;
 
 	if (have)
-		origins_build(b, &origins);
+		origins_build(b, first, last, &origins);
 	while (from < n) {
 		const char *sender = db_res_get(r, from, 1);
 		const char *origin = have ? sender_origin(b, &origins, strtoll(sender, NULL, 10))
@@ -273,7 +296,7 @@ static const char STORE_SQL[] =
 	"SELECT id, sender_id, status, reply_cleared FROM "
 	"message_store($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::uuid[])";
 
-int store_send(struct batch *b)
+int store_send(const struct batch *b, size_t from, size_t to)
 {
 	char *arr[5] = {0};
 	const char *params[5];
@@ -283,7 +306,7 @@ int store_send(struct batch *b)
 	int i, rc = -1;
 
 	for (i = 0; i < 5; i++) {
-		arr[i] = store_pg_array(b, i);
+		arr[i] = pg_array(b, from, to, i);
 		if (!arr[i])
 			goto out;
 		params[i] = arr[i];
@@ -291,14 +314,15 @@ int store_send(struct batch *b)
 	/* libpq copies the parameters into its buffer: arr is ours to free */
 	rc = db_tx_send(1, sqls, nparams, pp);
 	if (rc < 0)
-		log_error("bridge: sending a batch of %zu failed: %s", b->n, db_last_error());
+		log_error("bridge: sending a batch of %zu failed: %s", to - from, db_last_error());
 out:
 	for (i = 0; i < 5; i++)
 		free(arr[i]);
 	return rc;
 }
 
-void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq)
+void store_done(const struct batch *b, size_t from, size_t to, struct db_res *r,
+		struct mosquitto *mosq)
 {
 	uint64_t oldest, now, count[4] = {0};
 	uint64_t cleared = 0;
@@ -321,9 +345,9 @@ void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq)
 			 "channel",
 			 (unsigned long long)count[2]);
 	metrics_add(bstats.batches, 1);
-	metrics_add(bstats.batch_messages, b->n);
-	oldest = b->msgs[0].received_us;
-	for (k = 1; k < b->n; k++)
+	metrics_add(bstats.batch_messages, to - from);
+	oldest = b->msgs[from].received_us;
+	for (k = from + 1; k < to; k++)
 		if (b->msgs[k].received_us < oldest)
 			oldest = b->msgs[k].received_us;
 	now = mono_us();
@@ -331,8 +355,46 @@ void store_done(struct batch *b, struct db_res *r, struct mosquitto *mosq)
 	metrics_observe(0, 200, now - oldest);
 	if (mosq) {
 		senders_bump(r);
-		receipts(mosq, r, b);
+		receipts(mosq, r, b, from, to);
 	}
 	db_res_free(r);
-	store_clear(b);
+}
+
+/* message_quarantine (db/migrations/0043_message_quarantine.sql): one row
+ * per id; the same message quarantined again counts an attempt and keeps
+ * the latest error */
+static const char QUARANTINE_SQL[] =
+	"INSERT INTO message_quarantine "
+	"(id, channel_id, sender_id, body, reply_to, sqlstate, error) "
+	"VALUES ($1::uuid, $2::bigint, $3::bigint, $4, $5::uuid, $6, $7) "
+	"ON CONFLICT (id) DO UPDATE SET attempts = message_quarantine.attempts + 1, "
+	"last_at = now(), sqlstate = EXCLUDED.sqlstate, error = EXCLUDED.error";
+
+int store_quarantine(const struct chat_msg *m, const char *sqlstate, const char *error,
+		     struct mosquitto *mosq)
+{
+	char channel[24], sender[24];
+	const char *p[7] = {m->id,    channel, sender, m->body, m->reply_to[0] ? m->reply_to : NULL,
+			    sqlstate, error};
+	struct db_res *r;
+	struct json_object *ids;
+
+	snprintf(channel, sizeof(channel), "%lld", (long long)m->channel_id);
+	snprintf(sender, sizeof(sender), "%lld", (long long)m->sender_id);
+	r = db_exec(DB_PRIMARY, QUARANTINE_SQL, 7, p);
+	if (!r) {
+		log_error("bridge: quarantining message %s failed: %s", m->id, db_last_error());
+		return -1;
+	}
+	db_res_free(r);
+	metrics_add(bstats.quarantined, 1);
+	/* the error may quote the body: bounded (log_clean'd by db already) */
+	log_error("bridge: message %s of user %s in channel %s quarantined: %s %.200s", m->id,
+		  sender, channel, sqlstate, error);
+	ids = mosq ? json_object_new_array() : NULL;
+	if (ids) {
+		json_object_array_add(ids, json_object_new_string(m->id));
+		inbox_notice(mosq, sender, m->origin, "refused", "store_failed", ids);
+	}
+	return 0;
 }

@@ -1,6 +1,7 @@
 /* Unit tests of th-bridge's batching rules: when a chat batch goes to
- * PostgreSQL (realtime-bridge/bridge/linger.c) and which outbox events a
- * later one of the relay's batch supersedes (supersede.c). */
+ * PostgreSQL (realtime-bridge/bridge/linger.c), which outbox events a
+ * later one of the relay's batch supersedes (supersede.c), and how a batch
+ * that failed is tried again in parts (split.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "linger.h"
+#include "split.h"
 #include "supersede.h"
 
 #define MS 1000ull /* µs */
@@ -121,6 +123,72 @@ static void test_unkeyed_events_are_kept(void **state)
 	assert_int_equal(supersede_key_of(NULL).kind, 0);
 }
 
+/* A batch of n in which the messages poisoned[i] fail (a part holding one
+ * fails whole): every message ends stored or quarantined exactly once, the
+ * poisoned ones and only they quarantined, in order (each part starts where
+ * the last settled one ended), within a bounded number of sends. */
+static void run_split(size_t n, const unsigned char *poisoned, size_t npoisoned)
+{
+	struct split s;
+	size_t next = 0, sends = 0, quarantined = 0, bound = 1;
+
+	for (size_t k = n; k > 1; k /= 2)
+		bound += 2 * npoisoned + 1;
+	split_init(&s, n);
+	for (;;) {
+		int bad = 0;
+
+		assert_int_equal(s.lo, next); /* in order, nothing skipped or repeated */
+		assert_true(s.hi > s.lo && s.hi <= n);
+		for (size_t i = s.lo; i < s.hi; i++)
+			bad |= poisoned[i];
+		sends++;
+		if (bad && split_halve(&s))
+			continue;
+		if (bad) {
+			assert_int_equal(s.hi - s.lo, 1);
+			quarantined++;
+		}
+		next = s.hi;
+		if (!split_next(&s))
+			break;
+	}
+	assert_int_equal(next, n);
+	assert_int_equal(quarantined, npoisoned);
+	assert_true(sends <= bound + npoisoned);
+}
+
+static void test_split_quarantines_only_the_poisoned(void **state)
+{
+	static unsigned char poisoned[6000];
+	static const size_t sizes[] = {1, 2, 3, 7, 45, 64, 1000, 6000};
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		size_t n = sizes[k];
+
+		/* none (the batch stores at once), each single one, the first and
+		 * the last, every seventh */
+		memset(poisoned, 0, n);
+		run_split(n, poisoned, 0);
+		for (size_t p = 0; p < n && p < 70; p++) {
+			poisoned[p] = 1;
+			run_split(n, poisoned, 1);
+			poisoned[p] = 0;
+		}
+		poisoned[0] = 1;
+		poisoned[n > 1 ? n - 1 : 0] = 1;
+		run_split(n, poisoned, n > 1 ? 2 : 1);
+		memset(poisoned, 0, n);
+		size_t m = 0;
+
+		for (size_t p = 0; p < n; p += 7, m++)
+			poisoned[p] = 1;
+		run_split(n, poisoned, m);
+		memset(poisoned, 0, n);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -130,6 +198,7 @@ int main(void)
 		cmocka_unit_test(test_no_wait_sends_at_once),
 		cmocka_unit_test(test_later_unread_and_activity_supersede),
 		cmocka_unit_test(test_unkeyed_events_are_kept),
+		cmocka_unit_test(test_split_quarantines_only_the_poisoned),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
