@@ -430,6 +430,9 @@ function defaultMqttUrl(baseUrl) {
  *   'stored'   {id, channel_id}  — a receipt named one of our messages
  *   'renamed'  {old_id, id, channel_id} — another message holds the id one of ours was sent
  *              under (a refused notice, docs/events.md): it is being sent again as `id`
+ *   'failed'   {id, channel_id, reason} — the server could not store one of our messages
+ *              (a refused notice with reason `store_failed`, docs/events.md): it is dropped,
+ *              not sent again
  *   'typing'   {channel_id, user_id}
  *   'presence' {community_id, user_id, status, at}
  *   'event'    community event object (post_created, member_joined, message_deleted, …)
@@ -581,12 +584,19 @@ export class Realtime extends Emitter {
           }
           this._savePending();
         } else if (data.type === 'refused' && Array.isArray(data.ids)) {
-          // the id is another message's (the first sender and channel that stored it own
-          // it): keep the text, send it again under a new id
+          // id_taken: the id is another message's (the first sender and channel that stored
+          // it own it): keep the text, send it again under a new id. Any other reason
+          // (store_failed: the server could not store this message and set it aside) would
+          // fail again under any id: drop it and tell the app, never re-send it.
+          const rename = (data.reason ?? 'id_taken') === 'id_taken';
           for (const id of data.ids) {
             const p = this.pending.get(id);
             if (!p) continue;
             this.pending.delete(id);
+            if (!rename) {
+              this.emit('failed', { id, channel_id: p.channel_id, reason: String(data.reason) });
+              continue;
+            }
             const q = { channel_id: p.channel_id, payload: { ...p.payload, id: randomId() }, sentAt: 0 };
             this.pending.set(q.payload.id, q);
             this._channels.get(q.channel_id)?.seen.add(q.payload.id);

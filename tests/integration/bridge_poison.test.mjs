@@ -125,6 +125,19 @@ describe('a poisoned chat message is quarantined; everybody else\'s are stored',
       const after2 = await fullHistory(c.channel, A);
       assert.equal(after2.length, good.flat().length + 2, 'history after the later messages');
       assert.ok(!after2.some((m) => m.id === poison.id), 'the poisoned message got stored');
+
+      // the operator's replay (docs/operations.md "Quarantined chat messages") once the cause
+      // is gone: the message is stored, its row deleted
+      await sql('DROP TRIGGER th_test_poison ON messages');
+      const replayed = await sql(`SELECT s.status FROM (SELECT array_agg(id ORDER BY created_at) i,
+          array_agg(channel_id ORDER BY created_at) c, array_agg(sender_id ORDER BY created_at) u,
+          array_agg(body ORDER BY created_at) b, array_agg(reply_to ORDER BY created_at) r
+        FROM message_quarantine WHERE id = '${poison.id}') q, message_store(q.i, q.c, q.u, q.b, q.r) s;
+        DELETE FROM message_quarantine WHERE id = '${poison.id}'`);
+      assert.match(replayed, /^1\b/, `replay: ${replayed}`);
+      const after3 = await fullHistory(c.channel, A);
+      assert.equal(after3.filter((m) => m.id === poison.id).length, 1, 'the replayed message is not in the history once');
+      assert.equal(await sql(`SELECT count(*) FROM message_quarantine WHERE id = '${poison.id}'`), '0');
     } finally {
       await end(...conns);
     }
