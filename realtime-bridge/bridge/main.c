@@ -53,8 +53,10 @@ static struct batch *filling = &batches[0], *inflight;
 /* the messages of inflight out at PostgreSQL: all of them, or after a
  * failure a part (split.h); those before part.lo are settled */
 static struct split part;
-/* before the next connect (main) */
+/* before the next connect (main; backoff_failed) */
 static long backoff_ms;
+/* when the broker accepted this connection (CONNACK), 0 when it did not */
+static uint64_t up_since_us;
 static volatile sig_atomic_t stopping;
 static int connected;
 static uint64_t conn_id; /* counts broker connections (struct batch.conn) */
@@ -67,17 +69,42 @@ static void on_signal(int sig)
 	stopping = 1;
 }
 
+/* the longest wait before a connect: while we are away after a broker
+ * restart, chat published to it has no subscriber */
+#define BACKOFF_MAX_MS 1000
+/* a connection up this long was healthy: its loss starts the back-off over */
+#define HEALTHY_US (10 * 1000000ull)
+
+/* A connect failed, or a connection ended that we did not end on purpose
+ * (abort_connection: a refused CONNACK, a lost connection, PostgreSQL
+ * failing): the next connect waits 100 ms doubling to BACKOFF_MAX_MS while
+ * failures follow each other, so a broker that refuses us (a bad secret, a
+ * limit) or drops us at once is not hammered.  After a healthy connection it
+ * starts over: one loss reconnects at once. */
+static void backoff_failed(void)
+{
+	if (up_since_us && mono_us() - up_since_us >= HEALTHY_US)
+		backoff_ms = 0;
+	else if (!backoff_ms)
+		backoff_ms = 100;
+	else
+		backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
+	up_since_us = 0;
+}
+
 static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 		       const mosquitto_property *props)
 {
 	(void)obj;
 	(void)props;
 	if (rc != 0) {
+		/* libmosquitto's read fails next, and abort_connection backs off */
 		log_error("bridge: broker refused the connection (%s)",
 			  mosquitto_reason_string(rc));
 		return;
 	}
 	connected = 1;
+	up_since_us = mono_us();
 	log_info("bridge: connected (session %s) to the %shub %s:%d", flags & 1 ? "resumed" : "new",
 		 hubs_on_standby() ? "standby " : "", hubs_host(), hubs_port());
 	/* subscribe on every connect: a reconnect restores the subscription.
@@ -254,9 +281,11 @@ static int metrics_setup(void)
 /* Drops the broker connection with the PUBACKs the gate holds (messages not
  * yet committed), and forgets the batch being read: it comes back as DUPs.
  * A batch out at PostgreSQL runs to its end; its PUBACKs died with the
- * connection, so its messages come back too and are counted duplicates. */
+ * connection, so its messages come back too and are counted duplicates.
+ * The next connect waits (backoff_failed). */
 static void abort_connection(void)
 {
+	backoff_failed();
 	gate_detach();
 	metrics_set(bstats.awaiting_commit, 0);
 	store_clear(filling);
@@ -350,7 +379,8 @@ static void out_failed(struct mosquitto *mosq)
 	out_over();
 	if (connected) {
 		abort_connection();
-		backoff_ms = 500;
+		if (backoff_ms < 500)
+			backoff_ms = 500; /* PostgreSQL is failing: give it time */
 	}
 }
 
@@ -487,17 +517,12 @@ int main(void)
 				rc = MOSQ_ERR_ERRNO;
 			}
 			if (rc != MOSQ_ERR_SUCCESS) {
-				/* at most 1 s: while we are away after a broker restart,
-				 * chat published to it has no subscriber */
-				backoff_ms = backoff_ms ? (backoff_ms * 2 > 1000 ? 1000
-										 : backoff_ms * 2)
-							: 100;
+				backoff_failed();
 				log_warn("bridge: cannot reach the broker at %s:%d (%s)",
 					 hubs_host(), hubs_port(), mosquitto_strerror(rc));
 				hubs_failed();
 				continue;
 			}
-			backoff_ms = 0;
 			conn_id++;
 			connected = 1; /* until CONNACK says otherwise */
 			write_all(mosq);
@@ -657,6 +682,7 @@ int main(void)
 			mosquitto_disconnect_v5(mosq, 0, NULL);
 			(void)gate_flush(mosq);
 			abort_connection();
+			backoff_ms = 0; /* left on purpose: attach there at once */
 			hubs_use_primary();
 			returning = 0;
 			continue;
