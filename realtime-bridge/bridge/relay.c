@@ -28,8 +28,10 @@
  * Acknowledgements are matched by packet id: a byte per id (65,536) names
  * the event of the batch that published it (0: none), set at publish and
  * cleared by the PUBACK.  A batch publishes at most RELAY_PUBLISH_MAX
- * messages (< 65,536; the events beyond that are handed back unpublished and
- * lead the next batch), so its own ids never wrap onto each other; but
+ * messages (< 65,536) of at most RELAY_BYTES_MAX bytes (the events beyond
+ * either are handed back unpublished and lead the next batch, which is
+ * claimed only once every PUBACK of this one came: what the relay holds is
+ * bounded by both), so its own ids never wrap onto each other; but
  * libmosquitto hands out ids
  * by counting, without looking at what is in flight, so the receipts
  * store.c publishes meanwhile could be given an id the batch still waits
@@ -75,6 +77,13 @@
 /* publishes of one batch: its packet ids must not wrap onto each other, and
  * the receipts store.c publishes while it waits take ids too */
 #define RELAY_PUBLISH_MAX 40000
+/* bytes of a batch's publishes (payload and topic) libmosquitto holds until
+ * their PUBACKs, at most (the first event of a batch always goes, whatever
+ * its size): an event may be up to the payload limit and go to
+ * RELAY_INBOX_MAX inboxes, so the count alone let a batch hold gigabytes.
+ * Under it, a batch of ordinary events is bounded by the count as before. */
+#define RELAY_BYTES_MAX (32u << 20)
+#define RELAY_TOPIC_BYTES 128 /* a topic and libmosquitto's record of a publish */
 #define RELAY_STR_(x) #x
 #define RELAY_STR(x) RELAY_STR_(x)
 #define RELAY_INBOX_MAX 1000  /* inbox recipients of one event */
@@ -381,7 +390,7 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	struct json_object *obj[RELAY_BATCH];
 	struct supersede_key keys[RELAY_BATCH];
 	unsigned char old[RELAY_BATCH];
-	size_t budget = 0;
+	size_t budget = 0, bytes = 0;
 	int i, full, rc = -1;
 
 	if (rl.state == RELAY_WAITING) {
@@ -447,8 +456,11 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 			rl.superseded++;
 			continue; /* deleted with the batch: a later one says it */
 		}
+		/* both only grow: once one event is deferred, every later one is,
+		 * so the outbox's order holds */
 		budget += publishes(obj[i]);
-		if (i > 0 && budget > RELAY_PUBLISH_MAX) {
+		bytes += publishes(obj[i]) * (strlen(db_res_get(r, i, 1)) + RELAY_TOPIC_BYTES);
+		if (i > 0 && (budget > RELAY_PUBLISH_MAX || bytes > RELAY_BYTES_MAX)) {
 			rl.ev[i].deferred = 1;
 			rl.deferred++;
 			continue;
