@@ -348,8 +348,10 @@ static int out_advance(void)
 	return 0;
 }
 
-/* The part out failed (rolled back, or not sent).  An error one of its
- * messages may cause (splittable), on the connection the batch was read on:
+/* The part out failed: answered (the server rolled it back), or not sent
+ * (no connection, out of memory: never a message's fault, and the last
+ * error may be an older one's).  An answer one of its messages may cause
+ * (splittable), on the connection the batch was read on:
  * its first half is next, in the broker's order, and a single message that
  * fails is quarantined and settled (store_quarantine), so that one message
  * never holds up everybody's (DESIGN: one user must not cost the others).
@@ -358,10 +360,10 @@ static int out_advance(void)
  * with the broker connection and its held PUBACKs, and the broker sends it
  * again after the back-off.  A message is never acknowledged unless it is
  * stored or quarantined. */
-static void out_failed(struct mosquitto *mosq)
+static void out_failed(struct mosquitto *mosq, int answered)
 {
 	char state[8], error[512];
-	int split = splittable(db_last_sqlstate());
+	int split = answered && splittable(db_last_sqlstate());
 
 	snprintf(state, sizeof(state), "%s", db_last_sqlstate());
 	snprintf(error, sizeof(error), "%s", db_last_error());
@@ -384,12 +386,12 @@ static void out_failed(struct mosquitto *mosq)
 	}
 }
 
-/* Sends the part of inflight out; one that cannot be sent is a failed part
- * (out_failed), which may leave a smaller one to send. */
+/* Sends the part of inflight out, if any; one that cannot be sent ends the
+ * batch and the connection (out_failed). */
 static void out_send(struct mosquitto *mosq)
 {
-	while (inflight && store_send(inflight, part.lo, part.hi) < 0)
-		out_failed(mosq);
+	if (inflight && store_send(inflight, part.lo, part.hi) < 0)
+		out_failed(mosq, 0);
 }
 
 /* libmosquitto's queue -> the gate -> the broker, PUBACKs as far as settled */
@@ -643,7 +645,7 @@ int main(void)
 				if (out_advance())
 					out_send(mosq);
 			} else if (rc < 0) {
-				out_failed(mosq);
+				out_failed(mosq, 1);
 				out_send(mosq); /* the next part, if any */
 			}
 		}
