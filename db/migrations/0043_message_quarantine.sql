@@ -21,3 +21,16 @@ CREATE TABLE message_quarantine (
     last_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX message_quarantine_created ON message_quarantine (created_at);
+CREATE INDEX message_quarantine_sender ON message_quarantine (sender_id);
+
+-- No foreign key, so account_erase() (0032) would leave an erased user's text
+-- here: it goes with the user's row instead.
+CREATE FUNCTION message_quarantine_user_gone() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    DELETE FROM message_quarantine WHERE sender_id = OLD.id;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER message_quarantine_user_gone AFTER DELETE ON users
+    FOR EACH ROW EXECUTE FUNCTION message_quarantine_user_gone();
