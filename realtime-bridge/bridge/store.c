@@ -196,11 +196,11 @@ static int notice(struct mosquitto *mosq, struct db_res *r, int from, int to, co
 	return inbox_notice(mosq, db_res_get(r, from, 1), origin, type, reason, ids);
 }
 
-/* Per sender of messages [from, to) of batch b: the edge all of their
- * messages in it came in through (the hub's stamp), NULL when none or several (a user with tabs
- * on two edges): then the notices go to every edge, as to a client of the
- * hub itself.  origins: sender id -> index + 1 of a message with the
- * common origin, or -1. */
+/* Per sender of the messages origins_build() took (b's [from, to)): the
+ * edge all of their messages there came in through (the hub's stamp), NULL
+ * when none or several (a user with tabs on two edges): then the notices
+ * go to every edge, as to a client of the hub itself.  origins: sender id
+ * -> index + 1 of a message with the common origin, or -1. */
 static const char *sender_origin(const struct batch *b, struct imap *origins, int64_t sender)
 {
 	int64_t *v = imap_get(origins, sender);
