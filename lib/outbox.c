@@ -33,7 +33,7 @@ struct outbox {
 	int c_sent, c_failed, c_retried, c_dropped, c_depth, c_purged;
 	/* the statements, built once from the table's name */
 	char sql_claim[SQL_MAX], sql_delete[SQL_MAX], sql_failed[SQL_MAX], sql_release[SQL_MAX],
-		sql_depth[SQL_MAX], sql_purge[SQL_MAX];
+		sql_later[SQL_MAX], sql_depth[SQL_MAX], sql_purge[SQL_MAX];
 };
 
 static void on_signal(int sig)
@@ -93,6 +93,11 @@ static void build_sql(struct outbox *ob)
 		 t, ob->cfg.fail_set ? ", " : "", ob->cfg.fail_set ? ob->cfg.fail_set : "");
 	snprintf(ob->sql_release, SQL_MAX,
 		 "UPDATE %s SET claimed_by = NULL, claimed_until = NULL "
+		 "WHERE id = $1 AND claimed_by = $2",
+		 t);
+	snprintf(ob->sql_later, SQL_MAX,
+		 "UPDATE %s SET claimed_by = NULL, claimed_until = NULL, "
+		 "next_at = now() + $3::bigint * interval '1 millisecond' "
 		 "WHERE id = $1 AND claimed_by = $2",
 		 t);
 	snprintf(ob->sql_depth, SQL_MAX, "SELECT count(*) FROM %s WHERE failed_at IS NULL", t);
@@ -192,6 +197,19 @@ void outbox_drop(struct outbox *ob, const char *id)
 {
 	settle_delete(ob, id);
 	metrics_add(ob->c_dropped, 1);
+}
+
+void outbox_later(struct outbox *ob, const char *id, long delay_ms)
+{
+	char delay[24];
+	const char *p[] = {id, ob->id, delay};
+	struct db_res *r;
+
+	snprintf(delay, sizeof(delay), "%ld", delay_ms);
+	r = db_exec(DB_PRIMARY, ob->sql_later, 3, p);
+	if (!r)
+		log_error("%s: row %s: cannot put it off: %s", ob->cfg.name, id, db_last_error());
+	db_res_free(r);
 }
 
 void outbox_failed(struct outbox *ob, const char *id, long attempts, int final, const char *why)

@@ -62,6 +62,9 @@ void outbox_done(struct outbox *ob, const char *id);
 /* The row needs no send (kind none, the user is online...): it goes;
  * counted as dropped. */
 void outbox_drop(struct outbox *ob, const char *id);
+/* Not now: the row is claimable again after delay_ms, no attempt counted
+ * (the pusher asks again whether its user is still online). */
+void outbox_later(struct outbox *ob, const char *id, long delay_ms);
 /* An attempt failed: again after a backoff, or failed for good (final, or
  * the attempts are spent).  why: one line, kept in last_error. */
 void outbox_failed(struct outbox *ob, const char *id, long attempts, int final, const char *why);

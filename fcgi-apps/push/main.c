@@ -4,8 +4,11 @@
  * core's outbox module (lib/outbox.h), shared with th-mailer; here: the
  * send of one row.
  *   - the user has a live connection (presence in Redis, lib/presence.h):
- *     the inbox event reaches them, the row is dropped (counted); when
- *     Redis cannot answer the push is sent (a duplicate beats a miss);
+ *     the inbox event reaches them, the row is dropped (counted); a row
+ *     younger than TH_PUSH_ONLINE_RECHECK_S (5 s) is asked about again
+ *     2.5 s later first (the brokers count a closed connection for their
+ *     presence grace, 2 s); when Redis cannot answer the push is sent (a
+ *     duplicate beats a miss);
  *   - older than TH_PUSH_TTL_S (default 1 day): dropped (expired);
  *   - else the notification JSON is encrypted for the subscription (RFC
  *     8291, lib/webpush.h) and POSTed with a VAPID authorization (RFC
@@ -16,7 +19,7 @@
  *     backoff, at most TH_PUSH_MAX_ATTEMPTS; other 4xx: failed for good.
  *     A row failed for good is deleted (counted, its reason logged).
  *
- * Settings: TH_VAPID_KEY_FILE, TH_VAPID_SUBJECT, TH_PUSH_TTL_S,
+ * Settings: TH_VAPID_KEY_FILE, TH_VAPID_SUBJECT, TH_PUSH_TTL_S, TH_PUSH_ONLINE_RECHECK_S,
  * TH_PUSH_TIMEOUT_S, TH_PUSH_BATCH, TH_PUSH_MAX_ATTEMPTS,
  * TH_PUSH_RETRY_BASE_MS, TH_PUSH_RETRY_MAX_MS, TH_PUSH_POLL_MS,
  * TH_PUSHER_ID; Redis as every worker (TH_REDIS_*).
@@ -41,9 +44,14 @@
 #include "pusher.h"
 #include "webpush.h"
 
+/* how long a row of an online user waits before its user is asked about
+ * again (pusher.recheck_s) */
+#define ONLINE_RECHECK_MS 2500
+
 struct pusher {
 	struct webpush_vapid *vapid;
 	long ttl_s;
+	long recheck_s; /* TH_PUSH_ONLINE_RECHECK_S */
 	int c_online, c_expired, c_gone;
 };
 
@@ -107,6 +115,14 @@ static void send_one(struct outbox *ob, const char *id, long attempts, const cha
 		goto out;
 	}
 	online = presence_online(strtoll(cols[0], NULL, 10), NULL);
+	/* a user's last connection still counts for the brokers' presence
+	 * grace (2 s, TH_MQTT_PRESENCE_GRACE_MS) after it closed: a young row
+	 * of an online user is asked about again a little later, so a tab
+	 * closed a moment before the notification does not lose its push */
+	if (online == 1 && age < p->recheck_s) {
+		outbox_later(ob, id, ONLINE_RECHECK_MS);
+		goto out;
+	}
 	if (online == 1) {
 		outbox_drop(ob, id);
 		metrics_add(p->c_online, 1);
@@ -179,6 +195,7 @@ int main(void)
 	if (sodium_init() < 0 || push_http_init() < 0)
 		return 1;
 	p.ttl_s = (long)cfg_int("TH_PUSH_TTL_S", 86400, 60, 28 * 86400);
+	p.recheck_s = (long)cfg_int("TH_PUSH_ONLINE_RECHECK_S", 5, 0, 600);
 	p.vapid = webpush_vapid_load(cfg_str("TH_VAPID_KEY_FILE", NULL),
 				     cfg_str("TH_VAPID_SUBJECT",
 					     "mailto:admin@townhall.localhost"));
