@@ -155,8 +155,13 @@ int conns_add(struct mosquitto *client, const char *client_id, int64_t uid, int6
 	/* counted per connection, not per client id: on a session takeover
 	 * the new connection is added before the old one is removed, so the
 	 * user never looks offline in between.  A lingering connection of the
-	 * user (grace.h) is still counted: the new one takes its place. */
-	if (!grace_cancel(uid) && presence_connect(pres, uid, limit) != PRESENCE_OK)
+	 * user (grace.h) is still counted: the new one takes its place, and
+	 * "online" is said again (no "offline" came before it): a client
+	 * reconnects after joining a community to appear online there
+	 * (townhall.js reconnect()). */
+	if (grace_cancel(uid))
+		announce(uid, 1, NULL);
+	else if (presence_connect(pres, uid, limit) != PRESENCE_OK)
 		goto fail;
 	if (imap_put(&by_client, key, (int64_t)(intptr_t)c) < 0) {
 		presence_disconnect(pres, uid);

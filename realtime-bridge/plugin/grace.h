@@ -10,7 +10,8 @@
  * conns.c holds one closed connection a user here instead of taking it off
  * the count (presence_disconnect); a new connection of the user on this
  * broker takes its place (no presence_connect: the count never moved, so
- * nobody saw them leave); once the grace ended, conns.c takes it off the
+ * nobody saw them leave; "online" is said again, for communities joined
+ * since: clients reconnect to appear there); once the grace ended, conns.c takes it off the
  * count, and presence.c announces "offline" if it was the user's last
  * connection on any broker.  Because the count in Redis holds it, a crash
  * during the grace loses nothing: the reaper of the broker's instance
