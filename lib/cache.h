@@ -107,6 +107,14 @@ struct cache_script {
 	char sha[41];
 };
 
+/* The start of a script that needs the time: `now` is the server's clock in
+ * ms (Redis TIME), the one clock every worker, broker and host sharing the
+ * server agrees on.  A script may call TIME before it writes: Redis 5 and
+ * later replicate the script's effects, not the script. */
+#define CACHE_LUA_NOW                   \
+	"local t = redis.call('TIME') " \
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+
 /* EVALSHA s with the keys and arguments in argv[2..argc-1] (argv[0..1] are
  * filled here), loading the script first when its sha is unknown or Redis
  * lost it (restart, SCRIPT FLUSH).  Returns the reply, an error reply as is

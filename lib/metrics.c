@@ -1,10 +1,11 @@
 /* metrics: a fixed-layout shared file, initialized under flock. */
 #include "metrics.h"
 
+#include "pid.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -54,11 +55,6 @@ static int my_slot = -1;
 static int mf_fd = -1;
 static uint64_t worker_requests; /* mirror of the slot, to survive a reclaim */
 
-static int alive(int32_t pid)
-{
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}
-
 static void file_reset(struct m_file *f, const char *pool)
 {
 	memset(f, 0, sizeof(*f));
@@ -98,7 +94,7 @@ int metrics_open(const char *path, const char *pool, const char *const *labels, 
 		}
 	}
 	for (i = 0; i < METRICS_SLOTS; i++) {
-		if (!alive(mf->slots[i].pid)) {
+		if (!pid_alive(mf->slots[i].pid)) {
 			my_slot = (int)i;
 			mf->slots[i].pid = (int32_t)getpid();
 			mf->slots[i].started = (int64_t)time(NULL);
@@ -364,7 +360,7 @@ static char *render(struct m_file *f, struct arena *a, size_t *len)
 		struct m_slot *s = &f->slots[i];
 		int32_t pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED);
 
-		if (!alive(pid))
+		if (!pid_alive(pid))
 			continue;
 		workers++;
 		mb_printf(&b, "th_worker_requests_total{pool=\"%s\",pid=\"%d\"} %llu\n", pool,
@@ -402,7 +398,7 @@ int metrics_workers(const char *path,
 		for (size_t i = 0; i < METRICS_SLOTS; i++) {
 			int32_t pid = f->slots[i].pid;
 
-			if (!alive(pid))
+			if (!pid_alive(pid))
 				continue;
 			n++;
 			fn(pid, f->slots[i].started, f->slots[i].requests, ctx);

@@ -69,9 +69,7 @@ static const char set_body[] =
  * lease ms, "register"|"renew"|"release", broker id prefix "<id>/".
  * {0}: the instance is gone (reaped or being reaped, or Redis lost it);
  * {1, dead...}: held; {2, dead...}: revived after its lease had ended. */
-static const char renew_body[] =
-	"local t = redis.call('TIME') "
-	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+static const char renew_body[] = CACHE_LUA_NOW
 	"local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) "
 	"local st = 1 "
 	"if ARGV[3] == 'release' then "
@@ -97,10 +95,7 @@ static const char renew_body[] =
  * lock ms.  1 when the caller holds the lock (taken or extended). */
 static const char claim_body[] =
 	"local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) "
-	"if not s then return 0 end "
-	"local t = redis.call('TIME') "
-	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
-	"if tonumber(s) >= now then return 0 end "
+	"if not s then return 0 end " CACHE_LUA_NOW "if tonumber(s) >= now then return 0 end "
 	"if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end "
 	"if redis.call('GET', KEYS[2]) == ARGV[2] then "
 	"  redis.call('PEXPIRE', KEYS[2], ARGV[3]) return 1 end "

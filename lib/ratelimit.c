@@ -18,9 +18,7 @@ static const char peek_script[] = "local c = tonumber(redis.call('GET', KEYS[1])
 /* GCRA: tat = max(stored, now); taking n moves it n * interval later; the
  * bucket is over when tat - now would exceed burst * interval.  The key
  * expires when the bucket is full again, so idle users cost nothing. */
-static const char take_script[] =
-	"local t = redis.call('TIME') "
-	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+static const char take_script[] = CACHE_LUA_NOW
 	"local iv, burst, n, force = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), "
 	"ARGV[4] == '1' "
 	"local tat = tonumber(redis.call('GET', KEYS[1]) or '0') "

@@ -8,12 +8,12 @@
 #include "slots.h"
 
 #include "mono.h"
+#include "pid.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,11 +132,6 @@ static int lock(struct slots_file *f)
 	return 0;
 }
 
-static int alive(int32_t pid)
-{
-	return kill(pid, 0) == 0 || errno == EPERM;
-}
-
 /* Live holders, with the mutex held.  Dead ones are dropped only when
  * `reclaim` (each check is a syscall; a waiter does it, the fast path not). */
 static int count(struct slots_file *f, int reclaim)
@@ -146,7 +141,7 @@ static int count(struct slots_file *f, int reclaim)
 	for (i = 0; i < SLOTS_MAX; i++) {
 		if (!f->holder[i])
 			continue;
-		if (reclaim && !alive(f->holder[i])) {
+		if (reclaim && !pid_alive(f->holder[i])) {
 			f->holder[i] = 0;
 			continue;
 		}

@@ -37,7 +37,6 @@
  * retrying never keeps a dead worker's hold alive.  Hosts sharing a Redis
  * must have distinct host names (a pid is looked at only on its host). */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +49,7 @@
 #include "media.h"
 #include "metrics.h"
 #include "mono.h"
+#include "pid.h"
 #include "reply.h"
 #include "slots.h"
 
@@ -65,21 +65,16 @@ static int c_user_refused = -1, c_host_refused = -1, c_host_waits = -1, c_heavy_
 static char host[64];
 static unsigned long long job_seq;
 
-/* Redis TIME in ms, the clock every hold is scored with (the same for every
- * host that shares the server) */
-#define LUA_NOW                         \
-	"local t = redis.call('TIME') " \
-	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
 
 /* KEYS[1]: holds; ARGV: job, at most, lease ms, then stale holds to drop.
  * 1 taken, 0 refused (nothing changed but lapsed and stale holds). */
 static struct cache_script take_s =
-	{LUA_NOW "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
-		 "for i = 4, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end "
-		 "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end "
-		 "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) "
-		 "redis.call('PEXPIRE', KEYS[1], ARGV[3]) "
-		 "return 1",
+	{CACHE_LUA_NOW "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
+		       "for i = 4, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end "
+		       "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end "
+		       "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) "
+		       "redis.call('PEXPIRE', KEYS[1], ARGV[3]) "
+		       "return 1",
 	 ""};
 
 /* KEYS[1]: large-image holds, KEYS[2]: the bucket's theoretical arrival
@@ -89,43 +84,44 @@ static struct cache_script take_s =
  * ms more.  The bucket refuses only when it is not empty, so an image
  * larger than the burst passes when it is. */
 static struct cache_script heavy_take_s =
-	{LUA_NOW "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
-		 "for i = 6, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end "
-		 "if redis.call('ZCARD', KEYS[1]) >= 1 then return {0, 0} end "
-		 "local mp, iv, burst = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]) "
-		 "local tat = tonumber(redis.call('GET', KEYS[2]) or '0') "
-		 "if tat < now then tat = now end "
-		 "local new = tat + mp * iv "
-		 "if tat > now and new - now > burst * iv then "
-		 "  return {0, math.min(new - burst * iv - now, tat - now)} end "
-		 "redis.call('SET', KEYS[2], new, 'PX', new - now) "
-		 "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) "
-		 "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
-		 "return {1, 0}",
+	{CACHE_LUA_NOW
+	 "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
+	 "for i = 6, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end "
+	 "if redis.call('ZCARD', KEYS[1]) >= 1 then return {0, 0} end "
+	 "local mp, iv, burst = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]) "
+	 "local tat = tonumber(redis.call('GET', KEYS[2]) or '0') "
+	 "if tat < now then tat = now end "
+	 "local new = tat + mp * iv "
+	 "if tat > now and new - now > burst * iv then "
+	 "  return {0, math.min(new - burst * iv - now, tat - now)} end "
+	 "redis.call('SET', KEYS[2], new, 'PX', new - now) "
+	 "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) "
+	 "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+	 "return {1, 0}",
 	 ""};
 
 /* The large-image hold given back, and its megapixels with it (the host had
  * no slot: the image was not processed).  KEYS as heavy_take_s; ARGV: job,
  * megapixels, ms a megapixel. */
 static struct cache_script heavy_refund_s =
-	{LUA_NOW "redis.call('ZREM', KEYS[1], ARGV[1]) "
-		 "local tat = tonumber(redis.call('GET', KEYS[2]) or '0') "
-		 "local new = tat - tonumber(ARGV[2]) * tonumber(ARGV[3]) "
-		 "if new <= now then redis.call('DEL', KEYS[2]) "
-		 "else redis.call('SET', KEYS[2], new, 'PX', new - now) end "
-		 "return 1",
+	{CACHE_LUA_NOW "redis.call('ZREM', KEYS[1], ARGV[1]) "
+		       "local tat = tonumber(redis.call('GET', KEYS[2]) or '0') "
+		       "local new = tat - tonumber(ARGV[2]) * tonumber(ARGV[3]) "
+		       "if new <= now then redis.call('DEL', KEYS[2]) "
+		       "else redis.call('SET', KEYS[2], new, 'PX', new - now) end "
+		       "return 1",
 	 ""};
 
 /* KEYS[1]: places, KEYS[2]: large-image holds; ARGV: job, lease ms, and
  * '1' when it holds a large-image place.  Re-adds a hold that lapsed: the
  * job is running, so it counts. */
 static struct cache_script keep_s =
-	{LUA_NOW "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) "
-		 "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
-		 "if ARGV[3] == '1' then "
-		 "  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1]) "
-		 "  redis.call('PEXPIRE', KEYS[2], ARGV[2]) end "
-		 "return 1",
+	{CACHE_LUA_NOW "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) "
+		       "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+		       "if ARGV[3] == '1' then "
+		       "  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1]) "
+		       "  redis.call('PEXPIRE', KEYS[2], ARGV[2]) end "
+		       "return 1",
 	 ""};
 
 /* KEYS as keep_s; ARGV: job. */
@@ -204,29 +200,6 @@ static void bucket_key(const struct http_req *req, char *key, size_t size)
 	snprintf(key, size, "th:media:heavymp:{%lld}", (long long)req->user_id);
 }
 
-/* 1 when no process pid runs: none has the pid, or it is a zombie (dead,
- * its parent has not reaped it yet). */
-static int pid_gone(pid_t pid)
-{
-	char path[64], stat[256];
-	const char *rp;
-	FILE *f;
-	size_t n;
-
-	if (kill(pid, 0) < 0)
-		return errno == ESRCH;
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return errno == ENOENT;
-	n = fread(stat, 1, sizeof(stat) - 1, f);
-	fclose(f);
-	stat[n] = '\0';
-	/* "pid (comm) S ...": the state follows the last ')' */
-	rp = strrchr(stat, ')');
-	return rp && rp[1] == ' ' && rp[2] == 'Z';
-}
-
 /* 1 when a hold named member ("host:pid:seq") belongs to a worker of this
  * host that is gone, or to this worker (one request at a time: an older
  * hold of its own is a lost give-back). */
@@ -255,7 +228,7 @@ static int hold_stale(const char *member, size_t len)
 		return 0;
 	if (pid == (long)getpid())
 		return 1;
-	return pid_gone((pid_t)pid);
+	return !pid_alive((pid_t)pid);
 }
 
 /* The stale holds (hold_stale) in the sorted set key, at most STALE_MAX,

@@ -9,24 +9,20 @@
 
 /* KEYS[1] the user's zset; ARGV: client id, keep ms, max.  1 when admitted
  * (its time set to now), 0 when refused. */
-static struct cache_script admit_script = {
-	.body = "local t = redis.call('TIME')\n"
-		"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-		"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))\n"
-		"if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and\n"
-		"   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end\n"
-		"redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
-		"redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-		"return 1\n",
-};
+static struct cache_script admit_script =
+	{CACHE_LUA_NOW "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2])) "
+		       "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and "
+		       "   redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end "
+		       "redis.call('ZADD', KEYS[1], now, ARGV[1]) "
+		       "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+		       "return 1",
+	 ""};
 /* KEYS[1]; ARGV: client id, keep ms: its time set to now, if it is there */
-static struct cache_script left_script = {
-	.body = "local t = redis.call('TIME')\n"
-		"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-		"if redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1]) == 1 then\n"
-		"  redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
-		"return 1\n",
-};
+static struct cache_script left_script =
+	{CACHE_LUA_NOW "if redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1]) == 1 then "
+		       "  redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+		       "return 1",
+	 ""};
 
 static long max_sessions = 10;
 static long long keep_ms = 86400000LL;

@@ -207,6 +207,39 @@ static void test_dead_holder_reclaimed(void **state)
 	slots_close(s);
 }
 
+/* A holder that exited without releasing and whose parent has not reaped it
+ * yet (a zombie: kill(pid, 0) still succeeds) holds nothing either: a waiter
+ * takes its slot without waiting for the parent. */
+static void test_zombie_holder_reclaimed(void **state)
+{
+	struct slots *s = slots_open(path, 1);
+	int slot, status;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(s);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(slots_acquire(s, 0, NULL) < 0 ? 1 : 0); /* exits holding it */
+	child = pid;
+	/* it is a zombie once waitid(WNOWAIT) sees it exited: not reaped */
+	{
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+		assert_int_equal(si.si_status, 0);
+	}
+	assert_int_equal(kill(pid, 0), 0);
+	slot = slots_acquire(s, 500, NULL);
+	assert_true(slot >= 0);
+	slots_release(s, slot);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	child = 0;
+	slots_close(s);
+}
+
 /* Several processes hammering one slot pair: never more than the limit
  * inside at once, and every one of them gets through. */
 static void test_never_over_limit(void **state)
@@ -251,6 +284,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_limit_and_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_waiter_woken_by_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_holder_reclaimed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zombie_holder_reclaimed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_never_over_limit, setup, teardown),
 	};
 
