@@ -3,7 +3,8 @@
  * One JSON document of everything the account wrote and owns:
  *   {"profile": {...}, "posts": [...], "comments": [...], "messages": [...],
  *    "media": [...], "memberships": [...], "dms": [...], "blocks": [...],
- *    "push_subscriptions": [...]}
+ *    "reactions": [...], "post_edits": [...], "message_edits": [...],
+ *    "reports": [...], "push_subscriptions": [...]}
  * written as it is read (http_stream_begin): each list is read in keyset
  * pages of EXPORT_PAGE rows, PostgreSQL making each item's JSON text, and
  * every page is written out and freed before the next is read, so a worker
@@ -94,6 +95,42 @@ static const struct export_part parts[] = {
 	 "SELECT b.blocked_id, json_build_object('user_id', b.blocked_id, 'created_at', " TS(
 		 "b.created_at") ")::text FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id > "
 				 "$2::bigint ORDER BY b.blocked_id LIMIT $3"},
+	/* keyed "<post id>:<emoji>" (an emoji is at most 32 bytes: the key fits
+	 * 64); compared in the "C" collation, where no two emoji are equal */
+	{"reactions", "0:", 0,
+	 "SELECT r.post_id || ':' || r.emoji, json_build_object('post_id', r.post_id, 'emoji', "
+	 "r.emoji, 'created_at', " TS(
+		 "r.created_at") ")::text FROM reactions r WHERE r.user_id = "
+				 "$1 AND (r.post_id, r.emoji COLLATE \"C\") > "
+				 "(split_part($2, ':', 1)::bigint, "
+				 "substr($2, strpos($2, ':') + 1) COLLATE \"C\") "
+				 "ORDER BY r.post_id, r.emoji COLLATE \"C\" LIMIT $3"},
+	/* the earlier versions of the account's own posts and messages */
+	{"post_edits", "0", 0,
+	 "SELECT e.id, json_build_object('post_id', e.post_id, 'title', e.title, 'body', e.body, "
+	 "'written_at', " TS("e.written_at") ", 'replaced_at', " TS(
+		 "e.replaced_at") ")::text FROM post_edits e JOIN posts p ON p.id = e.post_id "
+				  "WHERE p.author_id = $1 AND e.id > $2::bigint ORDER BY e.id "
+				  "LIMIT $3"},
+	{"message_edits", "0", 0,
+	 "SELECT e.id, json_build_object('message_id', e.message_id, 'body', e.body, "
+	 "'written_at', " TS("e.written_at") ", 'replaced_at', " TS(
+		 "e.replaced_at") ")::text FROM message_edits e JOIN messages m ON m.id = "
+				  "e.message_id WHERE m.sender_id = $1 AND e.id > $2::bigint ORDER "
+				  "BY "
+				  "e.id LIMIT $3"},
+	/* what the account reported: the reporter's own words and the outcome
+	 * it was told, not the moderators' notes */
+	{"reports", "0", 0,
+	 "SELECT rp.id, json_build_object('id', rp.id, 'community_id', rp.community_id, "
+	 "'target_type', rp.target_type, 'target_id', rp.target_id, 'reason', rp.reason, 'note', "
+	 "rp.note, 'status', rp.status, 'resolution', rp.resolution, 'created_at', " TS(
+		 "rp.created_at") ", 'resolved_at', " TS("rp.resolved_at") ")::text FROM reports "
+									   "rp "
+									   "WHERE rp.reporter_id = "
+									   "$1 AND rp.id > "
+									   "$2::bigint ORDER BY "
+									   "rp.id LIMIT $3"},
 	{"push_subscriptions", "0", 0,
 	 "SELECT s.id, json_build_object('id', s.id, 'endpoint', s.endpoint, 'created_at', " TS(
 		 "s.created_at") ")::text FROM push_subscriptions s WHERE s.user_id = $1 AND s.id "

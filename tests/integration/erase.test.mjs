@@ -330,6 +330,20 @@ describe('GET /api/auth/me/export', { skip: LOCAL_ONLY }, () => {
       INSERT INTO messages (id, channel_id, seq, sender_id, body)
       SELECT gen_random_uuid(), ${Number(k.channel)}, s.base + g, ${Number(u.id)}, 'm ' || g
       FROM s, generate_series(1, ${N}) g`);
+    // what else it wrote: 600 reactions (two emoji on 300 posts: pages of 500 end between the
+    // two of one post), earlier versions of its posts and messages, a report with its note
+    const R = 600;
+    await sql(`INSERT INTO reactions (post_id, user_id, emoji)
+      SELECT p.id, ${Number(u.id)}, e.emoji FROM (SELECT id FROM posts WHERE author_id = ${Number(u.id)}
+      ORDER BY id LIMIT ${R / 2}) p, (VALUES ('\u{1F44D}'), ('\u{1F389}')) e(emoji)`);
+    await sql(`INSERT INTO post_edits (post_id, title, body, written_at)
+      SELECT id, 'old title', 'old body ' || id, now() FROM posts WHERE author_id = ${Number(u.id)}
+      ORDER BY id LIMIT 3`);
+    await sql(`INSERT INTO message_edits (message_id, body, written_at)
+      SELECT id, 'old words', now() FROM messages WHERE sender_id = ${Number(u.id)} ORDER BY id LIMIT 2`);
+    const other = await newUser('exp_other');
+    await sql(`INSERT INTO reports (community_id, reporter_id, target_type, target_id, reason, note)
+      VALUES (${Number(k.id)}, ${Number(u.id)}, 'user', '${Number(other.id)}', 'spam', 'my own note')`);
     const res = await api('GET', '/api/auth/me/export', u, undefined, { timeoutMs: 120000 });
     assertStatus(res, 200, 'export:');
     assert.match(res.headers['content-type'], /^application\/json/);
@@ -343,6 +357,17 @@ describe('GET /api/auth/me/export', { skip: LOCAL_ONLY }, () => {
     assert.equal(new Set(doc.posts.map((p) => p.id)).size, N, 'every post once');
     assert.equal(new Set(doc.messages.map((m) => m.id)).size, N, 'every message once');
     assert.deepEqual(doc.memberships.map((m) => [m.community_id, m.role]), [[k.id, 'owner']]);
+    assert.equal(doc.reactions.length, R, 'every reaction');
+    assert.equal(new Set(doc.reactions.map((r) => `${r.post_id} ${r.emoji}`)).size, R, 'every reaction once');
+    assert.deepEqual(new Set(doc.reactions.map((r) => r.emoji)), new Set(['\u{1F44D}', '\u{1F389}']));
+    assert.equal(doc.post_edits.length, 3);
+    assert.ok(doc.post_edits.every((e) => e.title === 'old title' && e.body.startsWith('old body ')),
+      JSON.stringify(doc.post_edits[0]));
+    assert.deepEqual(doc.message_edits.map((e) => e.body), ['old words', 'old words']);
+    assert.equal(doc.reports.length, 1);
+    assert.equal(doc.reports[0].note, 'my own note');
+    assert.equal(doc.reports[0].target_id, String(other.id));
+    assert.equal(doc.reports[0].status, 'open');
     // erasing it: one transaction over its 4500 rows, well within the minute
     const t0 = Date.now();
     assertStatus(await api('DELETE', '/api/auth/me', u, { password: u.password }, { timeoutMs: 70000 }), 202, 'erase:');
@@ -358,7 +383,8 @@ describe('GET /api/auth/me/export', { skip: LOCAL_ONLY }, () => {
     const md = assertStatus(up, 201, 'upload:').json;
     const r2 = assertStatus(await api('GET', '/api/auth/me/export', e), 200, 'empty export:');
     const d2 = JSON.parse(r2.text);
-    for (const key of ['posts', 'comments', 'messages', 'memberships', 'dms', 'blocks', 'push_subscriptions']) {
+    for (const key of ['posts', 'comments', 'messages', 'memberships', 'dms', 'blocks', 'reactions',
+      'post_edits', 'message_edits', 'reports', 'push_subscriptions']) {
       assert.deepEqual(d2[key], [], key);
     }
     assert.equal(d2.media.length, 1);
