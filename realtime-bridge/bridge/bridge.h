@@ -53,7 +53,7 @@ struct batch {
 struct bridge_stats {
 	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events, receipts,
 		awaiting_commit, refused_id_taken, reply_to_cleared, events_retried, events_refused,
-		events_unrouted, events_superseded, presence, quarantined;
+		events_unrouted, events_superseded, events_deferred, presence, quarantined;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 

@@ -264,6 +264,9 @@ static int metrics_setup(void)
 	/* outbox events dropped: no subscriber on the hub after every attempt */
 	bstats.events_unrouted = metrics_counter("events_unrouted_total");
 	bstats.events_superseded = metrics_counter("events_superseded_total");
+	/* outbox events a batch's bound (TH_BRIDGE_RELAY_MAX_BYTES, 40,000
+	 * publishes) left for the next one, once per batch that left them */
+	bstats.events_deferred = metrics_counter("events_deferred_total");
 	bstats.receipts = metrics_counter("receipts_published_total");
 	/* an id another sender or channel holds (API.md, v1.1: message ids) */
 	bstats.refused_id_taken = metrics_counter("messages_refused_id_taken_total");

@@ -28,7 +28,8 @@
  * Acknowledgements are matched by packet id: a byte per id (65,536) names
  * the event of the batch that published it (0: none), set at publish and
  * cleared by the PUBACK.  A batch publishes at most RELAY_PUBLISH_MAX
- * messages (< 65,536) of at most RELAY_BYTES_MAX bytes (the events beyond
+ * messages (< 65,536) of at most TH_BRIDGE_RELAY_MAX_BYTES (32 MiB) bytes
+ * (the first event it publishes goes whatever its size; the events beyond
  * either are handed back unpublished and lead the next batch, which is
  * claimed only once every PUBACK of this one came: what the relay holds is
  * bounded by both), so its own ids never wrap onto each other; but
@@ -78,11 +79,12 @@
  * the receipts store.c publishes while it waits take ids too */
 #define RELAY_PUBLISH_MAX 40000
 /* bytes of a batch's publishes (payload and topic) libmosquitto holds until
- * their PUBACKs, at most (the first event of a batch always goes, whatever
- * its size): an event may be up to the payload limit and go to
- * RELAY_INBOX_MAX inboxes, so the count alone let a batch hold gigabytes.
- * Under it, a batch of ordinary events is bounded by the count as before. */
-#define RELAY_BYTES_MAX (32u << 20)
+ * their PUBACKs, at most, by default (TH_BRIDGE_RELAY_MAX_BYTES; the first
+ * event a batch publishes always goes, whatever its size): an event may be
+ * up to the payload limit and go to RELAY_INBOX_MAX inboxes, so the count
+ * alone let a batch hold gigabytes.  Under it, a batch of ordinary events is
+ * bounded by the count as before. */
+#define RELAY_BYTES_MAX (32ll << 20)
 #define RELAY_TOPIC_BYTES 128 /* a topic and libmosquitto's record of a publish */
 #define RELAY_STR_(x) #x
 #define RELAY_STR(x) RELAY_STR_(x)
@@ -106,7 +108,7 @@ static struct {
 	enum relay_state state;
 	struct relay_event ev[RELAY_BATCH]; /* the claimed batch, in id order */
 	int n;
-	int deferred;   /* events beyond RELAY_PUBLISH_MAX, handed back unpublished */
+	int deferred;   /* events beyond either bound, handed back unpublished */
 	int superseded; /* events a later one of the batch says: deleted with it */
 	int cur;        /* the event route() publishes */
 	size_t pending; /* publishes not yet acknowledged, over the batch */
@@ -116,6 +118,7 @@ static struct {
 	char owner[128];               /* claimed_by: this bridge's id */
 	struct unreadver_batch vb;     /* version keys of the batch's events */
 	long ack_ms, lease_s;
+	size_t bytes_max;    /* TH_BRIDGE_RELAY_MAX_BYTES: of a batch's publishes */
 	uint64_t claimed_us; /* when the last claim took rows */
 	uint64_t gap_us;     /* TH_BRIDGE_RELAY_GAP_MS: from one claim to the next */
 } rl;
@@ -265,6 +268,11 @@ void relay_init(const char *owner)
 	 * around it, so a live bridge never loses a batch it is still on */
 	rl.lease_s = rl.ack_ms / 500 + 5;
 	rl.gap_us = (uint64_t)cfg_int("TH_BRIDGE_RELAY_GAP_MS", 200, 0, 1000) * 1000;
+	/* at least a publish of the largest payload the brokers take (16 KiB,
+	 * message_size_limit): under it every such event would go alone, a
+	 * batch and a round trip to the hub each */
+	rl.bytes_max = (size_t)cfg_int("TH_BRIDGE_RELAY_MAX_BYTES", RELAY_BYTES_MAX, 16384,
+				       1ll << 30);
 }
 
 uint64_t relay_paced_us(void)
@@ -369,6 +377,8 @@ static int finish(void)
 	count[RELAY_AGAIN] -= rl.deferred; /* not tried: no retry, no pause */
 	/* counted once deleted: a failed statement hands them out again */
 	metrics_add(bstats.events_superseded, (uint64_t)rl.superseded);
+	/* counted once handed back, at every batch that left the event out */
+	metrics_add(bstats.events_deferred, (uint64_t)rl.deferred);
 	if (db_res_rows(r) == 1)
 		dropped = atoi(db_res_get(r, 0, 0));
 	if (dropped > 0) {
@@ -391,7 +401,7 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 	struct supersede_key keys[RELAY_BATCH];
 	unsigned char old[RELAY_BATCH];
 	size_t budget = 0, bytes = 0;
-	int i, full, rc = -1;
+	int i, full, first, rc = -1;
 
 	if (rl.state == RELAY_WAITING) {
 		int again;
@@ -457,10 +467,13 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 			continue; /* deleted with the batch: a later one says it */
 		}
 		/* both only grow: once one event is deferred, every later one is,
-		 * so the outbox's order holds */
+		 * so the outbox's order holds.  The first event with publishes
+		 * goes whatever its size (the first claimed may be superseded, or
+		 * have none), so every batch publishes one: nothing stalls. */
+		first = budget == 0;
 		budget += publishes(obj[i]);
 		bytes += publishes(obj[i]) * (strlen(db_res_get(r, i, 1)) + RELAY_TOPIC_BYTES);
-		if (i > 0 && (budget > RELAY_PUBLISH_MAX || bytes > RELAY_BYTES_MAX)) {
+		if (!first && (budget > RELAY_PUBLISH_MAX || bytes > rl.bytes_max)) {
 			rl.ev[i].deferred = 1;
 			rl.deferred++;
 			continue;
