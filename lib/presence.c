@@ -21,8 +21,9 @@
 
 /* the local value of a user: connections here, and two flags */
 #define COUNT_MASK 0xffffffffLL
-#define F_DIRTY (1LL << 32) /* Redis may not hold the local count */
-#define F_INSET (1LL << 33) /* uid is in this instance's user set */
+#define F_DIRTY (1LL << 32)  /* Redis may not hold the local count */
+#define F_INSET (1LL << 33)  /* uid is in this instance's user set */
+#define F_LINGER (1LL << 34) /* one of the count lingers (presence_linger()) */
 
 struct presence {
 	char ns[48];            /* key prefix, "th:presence" */
@@ -47,22 +48,34 @@ struct presence {
 };
 
 /* KEYS[1] user hash; ARGV: instance, new count here, limit (0: none),
- * instances known dead (not counted against the limit).
+ * how many of the count linger, instances known dead (not counted against
+ * the limit).  A lingering connection (field "~<instance>", '~' starts no
+ * instance id) counts in the totals but not against the limit.
  * {-1, total}: refused by the limit; else {total before, total after}. */
 static const char set_body[] =
 	"local v = redis.call('HGETALL', KEYS[1]) "
-	"local dead = {} "
-	"for i = 4, #ARGV do dead[ARGV[i]] = true end "
+	"local dead, idle = {}, {} "
+	"for i = 5, #ARGV do dead[ARGV[i]] = true end "
+	"for i = 1, #v, 2 do "
+	"  if string.byte(v[i], 1) == 126 then "
+	"    idle[string.sub(v[i], 2)] = tonumber(v[i + 1]) or 0 end "
+	"end "
 	"local old, live, mine = 0, 0, 0 "
 	"for i = 1, #v, 2 do "
-	"  local c = tonumber(v[i + 1]) or 0 "
-	"  old = old + c "
-	"  if v[i] == ARGV[1] then mine = c elseif not dead[v[i]] then live = live + c end "
+	"  if string.byte(v[i], 1) ~= 126 then "
+	"    local c = tonumber(v[i + 1]) or 0 "
+	"    old = old + c "
+	"    if v[i] == ARGV[1] then mine = c "
+	"    elseif not dead[v[i]] then live = live + c - (idle[v[i]] or 0) end "
+	"  end "
 	"end "
-	"local n, lim = tonumber(ARGV[2]), tonumber(ARGV[3]) "
-	"if lim > 0 and n > mine and live + n > lim then return {-1, old} end "
+	"local n, lim, g = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]) "
+	"if lim > 0 and (n > mine or g < (idle[ARGV[1]] or 0)) and live + n - g > lim then "
+	"  return {-1, old} end "
 	"if n > 0 then redis.call('HSET', KEYS[1], ARGV[1], n) "
 	"else redis.call('HDEL', KEYS[1], ARGV[1]) end "
+	"if n > 0 and g > 0 then redis.call('HSET', KEYS[1], '~' .. ARGV[1], g) "
+	"else redis.call('HDEL', KEYS[1], '~' .. ARGV[1]) end "
 	"return {old, old - mine + n}";
 
 /* KEYS[1] registry, KEYS[2] the reap lock of this instance; ARGV: instance,
@@ -245,13 +258,14 @@ static void maybe_forget(struct presence *p, int64_t uid)
 		imap_del(&p->users, uid);
 }
 
-/* The set script for uid: our field := n.  1 and *before and *after on success,
- * 0 when refused by limit, -1 when Redis failed. */
-static int write_count(struct presence *p, const char *inst, int64_t uid, long n, long limit,
-		       long long *before, long long *after)
+/* The set script for uid: our field := n, of which `linger` linger.  1 and
+ * *before and *after on success, 0 when refused by limit, -1 when Redis
+ * failed. */
+static int write_count(struct presence *p, const char *inst, int64_t uid, long n, int linger,
+		       long limit, long long *before, long long *after)
 {
 	char key[KEY_MAX], nbuf[24], lbuf[24];
-	const char *argv[7 + DEAD_MAX];
+	const char *argv[8 + DEAD_MAX];
 	struct cache_reply *r;
 	int argc = 0, rc = -1;
 
@@ -265,6 +279,7 @@ static int write_count(struct presence *p, const char *inst, int64_t uid, long n
 	argv[argc++] = inst;
 	argv[argc++] = nbuf;
 	argv[argc++] = lbuf;
+	argv[argc++] = linger && n > 0 ? "1" : "0";
 	if (limit > 0)
 		for (int i = 0; i < p->ndead && argc < (int)(sizeof(argv) / sizeof(argv[0])); i++)
 			argv[argc++] = p->dead[i];
@@ -339,7 +354,7 @@ static int sync_user(struct presence *p, int64_t uid, long n, long limit)
 		if (v)
 			*v |= F_INSET;
 	}
-	rc = write_count(p, p->inst, uid, n, limit, &before, &after);
+	rc = write_count(p, p->inst, uid, n, v && (*v & F_LINGER), limit, &before, &after);
 	if (rc <= 0)
 		return rc;
 	transition(p, uid, before, after);
@@ -395,7 +410,20 @@ enum presence_admit presence_connect(struct presence *p, int64_t uid, long limit
 	return PRESENCE_OK;
 }
 
-void presence_disconnect(struct presence *p, int64_t uid)
+/* Writes uid's local count after a change; without Redis it is written
+ * later (no "offline" without Redis: it would end calls of a user still
+ * connected elsewhere). */
+static void write_later_if_failed(struct presence *p, int64_t uid, long n)
+{
+	if (!writable(p) || sync_user(p, uid, n, 0) < 0) {
+		mark_dirty(p, uid);
+		return;
+	}
+	maybe_forget(p, uid);
+}
+
+/* One connection of uid here gone: the lingering one when `lingered`. */
+static void leave(struct presence *p, int64_t uid, int lingered)
 {
 	int64_t *v = user_slot(p, uid);
 	long n;
@@ -404,13 +432,59 @@ void presence_disconnect(struct presence *p, int64_t uid)
 		return;
 	n = (long)(*v & COUNT_MASK) - 1;
 	*v = (*v & ~COUNT_MASK) | n;
-	if (!writable(p) || sync_user(p, uid, n, 0) < 0) {
-		/* no "offline" without Redis: it would end calls of a user
-		 * still connected elsewhere */
-		mark_dirty(p, uid);
+	if (lingered || n == 0)
+		*v &= ~F_LINGER;
+	write_later_if_failed(p, uid, n);
+}
+
+void presence_disconnect(struct presence *p, int64_t uid)
+{
+	leave(p, uid, 0);
+}
+
+void presence_linger_gone(struct presence *p, int64_t uid)
+{
+	leave(p, uid, 1);
+}
+
+void presence_linger(struct presence *p, int64_t uid)
+{
+	int64_t *v = user_slot(p, uid);
+
+	if (!v || (*v & COUNT_MASK) == 0 || (*v & F_LINGER))
 		return;
+	*v |= F_LINGER;
+	write_later_if_failed(p, uid, (long)(*v & COUNT_MASK));
+}
+
+enum presence_admit presence_unlinger(struct presence *p, int64_t uid, long limit)
+{
+	int64_t *v = user_slot(p, uid);
+	long n;
+
+	if (!v || !(*v & F_LINGER))
+		return presence_connect(p, uid, limit); /* nothing lingers: a new one */
+	n = (long)(*v & COUNT_MASK);
+	*v &= ~F_LINGER;
+	if (writable(p)) {
+		int rc = sync_user(p, uid, n, limit);
+
+		v = user_slot(p, uid);
+		if (rc == 0) {
+			*v |= F_LINGER;
+			return PRESENCE_FULL;
+		}
+		if (rc > 0)
+			return PRESENCE_OK;
 	}
-	maybe_forget(p, uid);
+	/* Redis could not decide: the limit by the local count (the lingering
+	 * one not among them), written later */
+	if (limit > 0 && n - 1 >= limit) {
+		*v |= F_LINGER;
+		return PRESENCE_FULL;
+	}
+	mark_dirty(p, uid);
+	return PRESENCE_OK;
 }
 
 /* ---- tick ---- */
@@ -592,7 +666,7 @@ static int reap_batch(struct presence *p)
 	for (int i = 0; i < n; i++) {
 		long long before, after;
 
-		if (write_count(p, p->reaping, uids[i], 0, 0, &before, &after) < 0)
+		if (write_count(p, p->reaping, uids[i], 0, 0, 0, &before, &after) < 0)
 			return 0;
 		offline += before > 0 && after == 0;
 		transition(p, uids[i], before, after);
@@ -716,8 +790,8 @@ int presence_online(int64_t uid, const char *key_prefix)
 		const char *inst = cache_reply_str(cache_reply_elem(h, i), NULL);
 		const char *count = cache_reply_str(cache_reply_elem(h, i + 1), NULL);
 
-		if (!inst || !count || strtol(count, NULL, 10) <= 0)
-			continue;
+		if (!inst || inst[0] == '~' || !count || strtol(count, NULL, 10) <= 0)
+			continue; /* "~<inst>": how many linger there, counted in its field */
 		argv[0] = "ZSCORE";
 		argv[1] = reg;
 		argv[2] = inst;

@@ -9,7 +9,9 @@
  * the small registry and the per-instance user sets share one slot):
  *
  *   th:presence:{u<uid>}                 hash  instance -> connections of uid
- *                                              there (a field at 0 is deleted)
+ *                                              there (a field at 0 is deleted);
+ *                                              "~<instance>" -> how many of
+ *                                              them linger (presence_linger)
  *   th:presence:{brokers}:live           zset  instance -> lease end (ms of
  *                                              Redis TIME); renewed every
  *                                              lease/5 by the instance itself
@@ -87,6 +89,18 @@ void presence_close(struct presence *p, int release);
 enum presence_admit presence_connect(struct presence *p, int64_t uid, long limit);
 /* A connection of uid on this broker is gone. */
 void presence_disconnect(struct presence *p, int64_t uid);
+/* uid's connection here that closed lingers (the broker's presence grace):
+ * it stays in the count, so nobody sees uid leave, but it does not count
+ * against uid's limit on other brokers (a tab reloaded onto another broker
+ * is not refused for its own ghost).  One lingering connection a user here
+ * at most. */
+void presence_linger(struct presence *p, int64_t uid);
+/* A new connection of uid here takes the lingering one's place: the count
+ * does not move, the limit is checked as presence_connect() does (FULL:
+ * nothing changed, it still lingers). */
+enum presence_admit presence_unlinger(struct presence *p, int64_t uid, long limit);
+/* The lingering connection of uid here is gone (its grace ended). */
+void presence_linger_gone(struct presence *p, int64_t uid);
 
 /* Renewal, resync of dirty users, reaping of dead brokers: each bounded
  * (a few ms at most).  Call it often (every broker TICK). */

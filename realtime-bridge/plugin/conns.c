@@ -159,10 +159,14 @@ int conns_add(struct mosquitto *client, const char *client_id, int64_t uid, int6
 	 * "online" is said again (no "offline" came before it): a client
 	 * reconnects after joining a community to appear online there
 	 * (townhall.js reconnect()). */
-	if (grace_cancel(uid))
+	if (grace_lingers(uid)) {
+		if (presence_unlinger(pres, uid, limit) != PRESENCE_OK)
+			goto fail;
+		grace_cancel(uid);
 		announce(uid, 1, NULL);
-	else if (presence_connect(pres, uid, limit) != PRESENCE_OK)
+	} else if (presence_connect(pres, uid, limit) != PRESENCE_OK) {
 		goto fail;
+	}
 	if (imap_put(&by_client, key, (int64_t)(intptr_t)c) < 0) {
 		presence_disconnect(pres, uid);
 		goto fail;
@@ -187,7 +191,11 @@ void conns_remove(struct mosquitto *client)
 	uid = c->uid;
 	free(c->client_id);
 	free(c);
-	if (!grace_hold(uid, (long long)mono_ms()))
+	/* a lingering connection stays in the count, but not against the
+	 * user's limit on other brokers (presence.h) */
+	if (grace_hold(uid, (long long)mono_ms()))
+		presence_linger(pres, uid);
+	else
 		presence_disconnect(pres, uid);
 }
 
@@ -199,7 +207,7 @@ static void grace_expire(void)
 	size_t n = grace_due((long long)mono_ms(), due, GRACE_DUE_PER_TICK);
 
 	for (size_t i = 0; i < n; i++)
-		presence_disconnect(pres, due[i]);
+		presence_linger_gone(pres, due[i]);
 }
 
 void conns_tick(time_t now)

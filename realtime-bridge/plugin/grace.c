@@ -36,6 +36,11 @@ int grace_hold(int64_t uid, long long now_ms)
 	return 1;
 }
 
+int grace_lingers(int64_t uid)
+{
+	return grace && imap_get(&held, uid) != NULL;
+}
+
 int grace_cancel(int64_t uid)
 {
 	return grace && imap_del(&held, uid) == 1;

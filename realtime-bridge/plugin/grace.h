@@ -34,6 +34,8 @@ void grace_close(void);
  * leaves the count as it is), 0 when the caller takes it off the count now
  * (no grace, one of uid's lingers already, table full, no memory). */
 int grace_hold(int64_t uid, long long now_ms);
+/* 1 when a connection of uid lingers here. */
+int grace_lingers(int64_t uid);
 /* uid connected: 1 when a lingering connection of theirs takes the new
  * one's place (the caller does not count it again), 0 otherwise. */
 int grace_cancel(int64_t uid);

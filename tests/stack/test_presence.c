@@ -111,8 +111,13 @@ static long long redis_total(int64_t uid, int *fields)
 	assert_non_null(r);
 	if (fields)
 		*fields = (int)cache_reply_count(r) / 2;
-	for (size_t i = 1; i < cache_reply_count(r); i += 2)
-		total += cache_reply_int(cache_reply_elem(r, i));
+	for (size_t i = 1; i < cache_reply_count(r); i += 2) {
+		const char *f = cache_reply_str(cache_reply_elem(r, i - 1), NULL);
+
+		/* "~<instance>": how many of its count linger */
+		if (!f || f[0] != '~')
+			total += cache_reply_int(cache_reply_elem(r, i));
+	}
 	cache_reply_free(r);
 	return total;
 }
@@ -228,6 +233,49 @@ static void test_limit_counts_every_broker(void **state)
 		presence_disconnect(a, u);
 		presence_disconnect(b, u);
 	}
+	assert_int_equal(redis_total(u, NULL), 0);
+	presence_close(a, 1);
+	presence_close(b, 1);
+}
+
+/* A lingering connection (the broker's presence grace) stays in the count,
+ * so nobody sees the user leave, but not against the limit on other
+ * brokers; a new connection taking its place is checked against the limit
+ * (else the place, given elsewhere meanwhile, would be a 4th of 3). */
+static void test_lingering_not_against_limit(void **state)
+{
+	struct presence *a = broker("ta", 1), *b = broker("tb", 2);
+	int64_t u = uid_base + 3;
+	int fields;
+
+	(void)state;
+	nevents = 0;
+	assert_int_equal(presence_connect(a, u, 3), PRESENCE_OK);
+	assert_int_equal(presence_connect(a, u, 3), PRESENCE_OK);
+	assert_int_equal(presence_connect(b, u, 3), PRESENCE_OK);
+	presence_linger(a, u); /* one of a's closed; it lingers */
+	assert_int_equal(redis_total(u, &fields), 3);
+	assert_int_equal(fields, 3);                              /* a, b and a's lingering one */
+	assert_int_equal(presence_connect(b, u, 3), PRESENCE_OK); /* 3 live: 1 + 2 */
+	assert_int_equal(presence_connect(b, u, 3), PRESENCE_FULL);
+	/* its place is not free any more: the reconnect on a is refused */
+	assert_int_equal(presence_unlinger(a, u, 3), PRESENCE_FULL);
+	assert_int_equal(presence_connect(a, u, 3), PRESENCE_FULL);
+	/* one of b's leaves: the reconnect on a takes the lingering place */
+	presence_disconnect(b, u);
+	assert_int_equal(presence_unlinger(a, u, 3), PRESENCE_OK);
+	assert_int_equal(presence_connect(b, u, 3), PRESENCE_FULL);
+	assert_int_equal(redis_total(u, NULL), 3);
+	/* the grace of a lingering one ends: it leaves the count; offline
+	 * only at the last */
+	presence_linger(a, u);
+	presence_linger_gone(a, u);
+	assert_int_equal(presence_local(a, u), 1);
+	presence_disconnect(b, u);
+	presence_linger(a, u);
+	assert_int_equal(count(u, 0), 0);
+	presence_linger_gone(a, u);
+	assert_int_equal(count(u, 0), 1);
 	assert_int_equal(redis_total(u, NULL), 0);
 	presence_close(a, 1);
 	presence_close(b, 1);
@@ -368,6 +416,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_online_once_offline_at_last),
 		cmocka_unit_test(test_limit_counts_every_broker),
+		cmocka_unit_test(test_lingering_not_against_limit),
 		cmocka_unit_test(test_dead_broker_reaped),
 		cmocka_unit_test(test_restart_same_id),
 		cmocka_unit_test(test_redis_down),
