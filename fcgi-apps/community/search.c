@@ -30,9 +30,9 @@ void search_posts(struct http_req *req)
 	if (community_access_param(req, "id", ROLE_NONE, &c) < 0 || !(q = fts_q_or_400(req)) ||
 	    page_parse_or_400(req, 2, INT64_MAX, &pg) < 0)
 		return;
-	/* a search costs O(matches): signed-in callers have a budget (anonymous
-	 * ones meet nginx's per-address limits) */
-	if (req->user_id && limits_take_or_reply(req, LIMIT_SEARCH) < 0)
+	/* a search costs O(matches): a budget per user, an anonymous caller's
+	 * per address */
+	if (limits_take_or_reply(req, LIMIT_SEARCH) < 0)
 		return;
 	params[0] = ids_text(cid, c.id);
 	params[1] = q;

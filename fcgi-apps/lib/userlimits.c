@@ -1,7 +1,9 @@
 /* limits: settings, keys, and the one check every limited write route calls. */
 #include "userlimits.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "config.h"
 #include "log.h"
@@ -57,13 +59,34 @@ const char *limits_key(char *buf, size_t size, enum limit_kind kind, int64_t uid
 	return buf;
 }
 
+/* An anonymous caller's key: its address's ("th:rl:search:a:192.0.2.7"),
+ * an IPv6 address by its /64 (one host may hold all of that). */
+static void addr_key(char *buf, size_t size, enum limit_kind kind, const char *addr)
+{
+	unsigned char a6[16];
+	char net[INET6_ADDRSTRLEN];
+
+	if (inet_pton(AF_INET6, addr, a6) == 1) {
+		memset(a6 + 8, 0, 8);
+		if (inet_ntop(AF_INET6, a6, net, sizeof(net)))
+			addr = net;
+	}
+	snprintf(buf, size, "th:rl:%s:a:%s", kinds[kind].name, addr);
+}
+
 int limits_take_or_reply(struct http_req *req, enum limit_kind kind)
 {
 	struct rl_state st;
-	char key[64];
+	char key[96];
 	int rc;
 
-	limits_key(key, sizeof(key), kind, req->user_id);
+	/* a route that anonymous callers may use (a public community's search)
+	 * takes from their address's budget, the same size as a user's: behind
+	 * one NAT they share it, a signed-in user has their own */
+	if (req->user_id)
+		limits_key(key, sizeof(key), kind, req->user_id);
+	else
+		addr_key(key, sizeof(key), kind, req->client_addr ? req->client_addr : "-");
 	if (kind == LIMIT_MESSAGE) {
 		rc = rl_take(key, limits.msg_interval_ms, limits.msg_burst, 1, 0, &st);
 	} else {
@@ -73,14 +96,13 @@ int limits_take_or_reply(struct http_req *req, enum limit_kind kind)
 	}
 	if (rc < 0) {
 		/* fail open: see limits.h */
-		log_warn("limits: Redis unavailable; %s of user %lld let through unlimited",
-			 kinds[kind].name, (long long)req->user_id);
+		log_warn("limits: Redis unavailable; %s of %s let through unlimited",
+			 kinds[kind].name, key);
 		metrics_add(unavailable, 1);
 		return 0;
 	}
 	if (rc == 0) {
-		log_info("limits: user %lld over the %s limit", (long long)req->user_id,
-			 kinds[kind].name);
+		log_info("limits: %s over the %s limit", key, kinds[kind].name);
 		rl_reply_limited(req, &st);
 		return -1;
 	}

@@ -91,7 +91,8 @@ void limits_init(void);
 /* The Redis key of a user's budget of kind, into buf ("th:rl:msg:42"). */
 const char *limits_key(char *buf, size_t size, enum limit_kind kind, int64_t uid);
 
-/* Takes one write of kind from the caller's (req->user_id) budget: 0 when
+/* Takes one write of kind from the caller's (req->user_id) budget, an
+ * anonymous caller's from its address's (an IPv6 one's /64): 0 when
  * allowed (also when Redis cannot answer, see above), -1 when refused with
  * 429 rate_limited + Retry-After (replied). */
 int limits_take_or_reply(struct http_req *req, enum limit_kind kind);

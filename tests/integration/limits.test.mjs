@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { run, sleep } from './lib/http.mjs';
 import { show, assertError, assertStatus } from './lib/assert.mjs';
 import { uniq, api, fixtures } from './lib/fixtures.mjs';
-import { healthyRun } from './lib/stack.mjs';
+import { healthyRun, redis } from './lib/stack.mjs';
 
 const { newUser, community } = fixtures({ net: 22, slug: 'lim', name: 'Limits', general: true });
 
@@ -115,16 +115,25 @@ describe('per-user write limits (API.md defaults)', { timeout: 240000 }, () => {
     assertStatus(await api('POST', `/api/calls/${call}/leave`, m), 204, 'leaving is never limited');
   });
 
-  test('searches: 60 a minute over posts and messages together; anonymous post search is not counted', async () => {
+  test('searches: 60 a minute over posts and messages together; anonymous post searches: 60 a minute per address', async () => {
     const u = await newUser('lse');
     const c = await community(u, 'public');
+    // the anonymous budget of the tests' address (nginx's REMOTE_ADDR): other files' searches
+    // may have taken from it this minute
+    const anonKeys = async () => (await redis('KEYS', 'th:rl:search:a:*')).split('\n').filter(Boolean);
+    for (const k of await anonKeys()) await redis('DEL', k);
     const rs = await inTurn(60, (i) => (i % 2
       ? api('GET', `/api/communities/${c.id}/search?q=x${i}`, u)
       : api('GET', `/api/messages/search?community_id=${c.id}&q=x${i}`, u)));
     for (const r of rs) assertStatus(r, 200);
     assertLimited(await api('GET', `/api/messages/search?community_id=${c.id}&q=y`, u), 60, '61st message search');
     assertLimited(await api('GET', `/api/communities/${c.id}/search?q=y`, u), 60, '61st post search');
-    assertStatus(await api('GET', `/api/communities/${c.id}/search?q=y`, null), 200, 'anonymous');
+    // an anonymous caller has its address's budget, apart from the user's
+    const anon = await inTurn(60, (i) => api('GET', `/api/communities/${c.id}/search?q=a${i}`, null));
+    for (const r of anon) assertStatus(r, 200, 'anonymous:');
+    assertLimited(await api('GET', `/api/communities/${c.id}/search?q=z`, null), 60, '61st anonymous post search');
+    assert.deepEqual(await anonKeys(), ['th:rl:search:a:127.0.0.1'], 'the budget is the address\'s');
+    for (const k of await anonKeys()) await redis('DEL', k);
   });
 
   test('edits: 30 a minute over posts and messages together (each keeps a history row)', async () => {
