@@ -214,6 +214,42 @@ async function turnPermissions(port, user, password, peers) {
   }
 }
 
+// One allocation held until free(): {ok, error, free}.
+async function turnAllocate(port, user, password) {
+  const sock = dgram.createSocket('udp4');
+  await new Promise((r) => sock.bind(0, '127.0.0.1', r));
+  const ask = (msg) => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { sock.off('message', on); reject(new Error('no TURN answer in 3 s')); }, 3000);
+    const tx = msg.subarray(8, 20);
+    function on(d) {
+      const r = stunParse(d);
+      if (!r.tx.equals(tx)) return;
+      clearTimeout(timer); sock.off('message', on); resolve(r);
+    }
+    sock.on('message', on);
+    sock.send(msg, port, '127.0.0.1');
+  });
+  try {
+    const transport = [0x0019, Buffer.from([17, 0, 0, 0])];
+    const first = await ask(stunMsg(0x0003, [transport]));
+    const realm = first.attrs.get(0x0014); const nonce = first.attrs.get(0x0015);
+    const key = crypto.createHash('md5').update(`${user}:${realm}:${password}`).digest();
+    const auth = [[0x0006, Buffer.from(user)], [0x0014, realm], [0x0015, nonce]];
+    const a = await ask(stunMsg(0x0003, [transport, ...auth], key));
+    const ok = a.type === 0x0103;
+    return {
+      ok, error: a.error,
+      free: async () => {
+        if (ok) await ask(stunMsg(0x0004, [[0x000d, Buffer.from([0, 0, 0, 0])], ...auth], key)).catch(() => {});
+        sock.close();
+      },
+    };
+  } catch (e) {
+    sock.close();
+    throw e;
+  }
+}
+
 describe('coturn', () => {
   const secretFile = path.join(VAR_DIR, 'keys/turn.secret');
   const creds = () => {
@@ -231,6 +267,36 @@ describe('coturn', () => {
     for (const a of denied) assert.equal(r[a], '403 Forbidden IP', `${a}: ${JSON.stringify(r)}`);
     // the exception works, so the refusals above are the denied ranges at work
     if (peer) assert.equal(r[peer], 'ok', JSON.stringify(r));
+  });
+
+  // coturn counts a REST-API username by its user id: one user's allocations, over fresh
+  // credentials too, stop at TH_TURN_USER_QUOTA (12 by default), and another user still gets
+  // one. Without the quota one user took all 20 relay ports of the stack and the next user's
+  // allocation failed (508 Cannot create socket).
+  test('one user holds at most 12 allocations over all their credentials; another user still gets one', async (t) => {
+    if (!running()) { t.skip('coturn is not part of this stack'); return; }
+    const QUOTA = Number(process.env.TH_TURN_USER_QUOTA || 12);
+    const secret = readFileSync(secretFile, 'utf8').trim();
+    const credsOf = (uid, skew) => {
+      const user = `${Math.floor(Date.now() / 1000) + 600 + skew}:${uid}`;
+      return [user, crypto.createHmac('sha1', secret).update(user).digest('base64')];
+    };
+    const held = [];
+    try {
+      for (let i = 0; i < QUOTA; i++) {
+        const a = await turnAllocate(TURN_PORT, ...credsOf(7001, i)); // a new credential each time
+        held.push(a);
+        assert.ok(a.ok, `allocation ${i + 1} of ${QUOTA}: ${a.error}`);
+      }
+      const over = await turnAllocate(TURN_PORT, ...credsOf(7001, QUOTA));
+      held.push(over);
+      assert.match(String(over.error), /^486/, `allocation ${QUOTA + 1} of one user: ${over.ok ? 'allocated' : over.error}`);
+      const other = await turnAllocate(TURN_PORT, ...credsOf(7002, 0));
+      held.push(other);
+      assert.ok(other.ok, `another user: ${other.error}`);
+    } finally {
+      for (const a of held) await a.free();
+    }
   });
 
   test('no allocation without credentials or with a wrong one; the shipped configuration allows no loopback peer', async (t) => {
