@@ -15,10 +15,12 @@
  * site queue; another community's moderator gets 404 for a private
  * community, 403 otherwise) is one transaction: the action (dismiss;
  * remove the post, comment or message; ban its author from the community;
- * warn its author), every open report of the same target resolved, and
- * what the database's triggers add in it (0033): the modlog entries of the
- * action and of the resolution, the `report_resolved` notification to each
- * reporter and, for warn, a `warning` notification to the author.  Banning
+ * warn its author), the report and every other open report of the same
+ * target resolved (an erased account's reports, whose target is gone, one
+ * by one), and what the database's triggers add in it (0033): the modlog
+ * entries of the action and of the resolution, the `report_resolved`
+ * notification to each reporter and, for warn, a `warning` notification to
+ * the author.  Banning
  * a user of the site queue is a suspension (POST
  * /api/admin/users/:id/suspend): 400 here. */
 #include <json-c/json.h>
@@ -405,6 +407,21 @@ static int act(struct http_req *req, const struct report_ref *rr, enum action a,
 	}
 }
 
+/* 0 when report id is among the rows r resolved (RETURNING o.id); else
+ * -1, rolled back with 500 replied: the report is locked and open here, so
+ * an update that missed it is a bug, and no 200 may claim it resolved. */
+static int resolved_or_reply(struct http_req *req, const struct db_res *r, const char *id)
+{
+	for (int i = 0; i < db_res_rows(r); i++)
+		if (strcmp(db_res_get(r, i, 0), id) == 0)
+			return 0;
+	db_rollback();
+	log_error("reports: the resolution of report %s updated %d others, not it", id,
+		  db_res_rows(r));
+	http_reply_error(req, TH_EINTERNAL, "the report was not resolved", NULL);
+	return -1;
+}
+
 /* POST /api/reports/:id/resolve {action, note?} */
 void reports_resolve(struct http_req *req)
 {
@@ -462,16 +479,18 @@ void reports_resolve(struct http_req *req)
 	{
 		const char *params[] = {rr.id, actions[a], note, ids_text(by, req->user_id)};
 
-		/* every open report of the same target, at once */
+		/* the report, and every other open report of the same target at
+		 * once.  An erased account's reports have no target (NULL, erase.c):
+		 * the report alone, since NULL is no target that others share */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "UPDATE reports o SET status = 'resolved', resolution = $2, "
 				     "resolution_note = $3, resolved_by = $4, resolved_at = now() "
 				     "FROM reports r WHERE r.id = $1 AND o.status = 'open' "
-				     "AND o.target_type = r.target_type AND o.target_id = "
-				     "r.target_id",
+				     "AND (o.id = r.id OR (o.target_type = r.target_type "
+				     "AND o.target_id = r.target_id)) RETURNING o.id",
 				     4, params);
 	}
-	if (!r || db_commit_or_reply(req) < 0)
+	if (!r || resolved_or_reply(req, r, rr.id) < 0 || db_commit_or_reply(req) < 0)
 		return;
 	log_info("audit: user %s resolved report %s (%s %s): %s", by, rr.id, targets[rr.kind].name,
 		 rr.target, actions[a]);

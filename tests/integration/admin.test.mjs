@@ -6,7 +6,8 @@
 // - An admin acts in any community as its owner (community_access(), the one policy): reads
 //   a private community, removes a post there (logged with the admin as actor), resolves its
 //   reports; sees every open report (GET /api/admin/reports: the site queue, where reports of
-//   users go, and every community's); GET /api/admin/modlog is the site log.
+//   users go, and every community's); GET /api/admin/modlog is the site log.  A report of
+//   an account erased since (target null) resolves alone, logged, its reporter told.
 // - POST /api/admin/users/:id/suspend: every session revoked (tokens refused, refresh
 //   refused), the MQTT socket closed within 5 s, login 403 `suspended`; …/unsuspend lets
 //   the account sign in again.  Each is a site-wide modlog entry.
@@ -111,6 +112,36 @@ describe('site admins', () => {
     const told = assertStatus(await api('GET', '/api/notifications', a), 200, 'notifications:').json.items;
     assert.ok(told.some((x) => x.type === 'report_resolved' && x.community_id === null));
     assert.ok((await siteLog(root)).some((e) => e.action === 'report_warn' && e.target.id === r.id));
+  });
+
+  test('a report of an account erased since (its target null): resolved alone, 200 only when resolved, logged, told', async () => {
+    // the erasure sets the reports' target_id null (auth/erase.c): the resolution's "every open
+    // report of the same target" matched nothing, not even the report itself (NULL = NULL),
+    // and answered 200 with it still open, no entry, nobody told
+    const [gone, r1, r2] = await Promise.all(['ae', 'a1', 'a2'].map((p) => newUser(p)));
+    const first = assertStatus(await report(r1, 'user', gone.id), 201, 'r1 reports:').json;
+    const second = assertStatus(await report(r2, 'user', gone.id), 201, 'r2 reports:').json;
+    assertStatus(await api('DELETE', '/api/auth/me', gone, { password: gone.password }), 202, 'erase:');
+    const w = assertStatus(await api('POST', `/api/reports/${first.id}/resolve`, root, { action: 'warn', note: 'erased' }), 200,
+      'resolve:').json;
+    assert.equal(w.status, 'resolved');
+    assert.equal(w.resolution, 'warn');
+    assert.equal(w.target.id, null, 'the target is gone');
+    assertError(await api('POST', `/api/reports/${first.id}/resolve`, root, { action: 'dismiss' }), 409, 'conflict');
+    const open = assertStatus(await api('GET', '/api/admin/reports?limit=100', root), 200, 'open:').json.items;
+    assert.ok(!open.some((x) => x.id === first.id), 'no longer in the open queue');
+    // an unknown target is no target two reports share: the other one stays open
+    assert.ok(open.some((x) => x.id === second.id), 'the other report of it is still open');
+    assert.ok((await siteLog(root)).some((e) => e.action === 'report_warn' && e.target.id === first.id), 'logged');
+    const told = assertStatus(await api('GET', '/api/notifications', r1), 200, 'notifications:').json.items;
+    assert.ok(told.some((x) => x.type === 'report_resolved' && x.actor?.id === root.id), 'the reporter is told');
+    const notYet = assertStatus(await api('GET', '/api/notifications', r2), 200, 'notifications:').json.items;
+    assert.ok(!notYet.some((x) => x.type === 'report_resolved'));
+    assert.equal(assertStatus(await api('POST', `/api/reports/${second.id}/resolve`, root, { action: 'dismiss' }), 200,
+      'resolve the other:').json.status, 'resolved');
+    const resolved = assertStatus(await api('GET', '/api/admin/reports?status=resolved&limit=100', root), 200,
+      'resolved:').json.items;
+    assert.ok([first.id, second.id].every((id) => resolved.some((x) => x.id === id)));
   });
 
   test('a DM message reported goes to the site queue; an admin removes it (site-wide entry)', async () => {
