@@ -6,7 +6,9 @@
 //   same target by the same reporter: 409; bad type, reason, id or a note over 1000 chars:
 //   400; the 21st report in an hour: 429.
 // - GET /api/communities/:id/reports (moderator+): oldest first, each with the target's
-//   current content and its earlier versions; ?status=resolved; members 403.
+//   current content; ?status=resolved; members 403.  No report carries the target's earlier
+//   versions (the reporter may not read them; moderators page them at …/history), so a
+//   report's size is bounded by its target's current content however often it was edited.
 // - POST /api/reports/:id/resolve: dismiss / remove / ban / warn by a moderator+ of the
 //   target's community, one transaction with its modlog entry; every open report of the same
 //   target resolved at once; each reporter gets `report_resolved`; warn gives the author a
@@ -86,7 +88,28 @@ describe('reports', () => {
     await reportOk(a, 'message', m.id, 'other', 'y'.repeat(1000));
   });
 
-  test('the queue: moderator+ only, oldest first, with the current content and its history', async () => {
+  test('the reporter\'s 201 shows the target as it is now, none of its earlier versions (those are for author or moderator+)', async () => {
+    // the post's and the message's history is refused to the reporter (403); the report of
+    // them showed it all (target.history: every earlier title and body)
+    const p = assertStatus(await api('POST', `/api/communities/${pub.id}/posts`, b, { title: 'old title secret-p1', body: 'old body secret-p2' }), 201, 'post:').json;
+    assertStatus(await api('PATCH', `/api/posts/${p.id}`, b, { title: 'new title', body: 'new body' }), 200, 'edit post:');
+    assertError(await api('GET', `/api/posts/${p.id}/history`, a), 403, 'forbidden');
+    const m = await send(pub, b, 'old line secret-m1');
+    assertStatus(await api('PATCH', `/api/messages/${m.id}`, b, { body: 'new line' }), 200, 'edit message:');
+    assertError(await api('GET', `/api/messages/${m.id}/history`, a), 403, 'forbidden');
+    for (const [type, id, now] of [['post', p.id, 'new body'], ['message', m.id, 'new line']]) {
+      const res = assertStatus(await report(a, type, id), 201, `report ${type}:`);
+      assert.doesNotMatch(res.text, /secret-/, `the ${type}'s earlier versions are not in the reporter's 201`);
+      assert.equal(res.json.target.content.body, now);
+      assert.ok(res.json.target.content.edited_at, 'edited_at says it was edited');
+      assert.equal('history' in res.json.target, false);
+    }
+    // the moderator reads them where their paging is
+    const h = assertStatus(await api('GET', `/api/posts/${p.id}/history`, mod), 200, 'history:').json.items;
+    assert.equal(h[0].body, 'old body secret-p2');
+  });
+
+  test('the queue: moderator+ only, oldest first, with the current content (earlier versions at …/history)', async () => {
     const p = await post(pub, b, 'first words');
     assertStatus(await api('PATCH', `/api/posts/${p.id}`, b, { body: 'second words' }), 200, 'edit:');
     const r1 = await reportOk(a, 'post', p.id);
@@ -99,8 +122,8 @@ describe('reports', () => {
     assert.deepEqual([...ids].sort((x, y) => x - y), ids, 'oldest first');
     const i1 = q.items.find((x) => x.id === r1.id);
     assert.equal(i1.target.content.body, 'second words');
-    assert.equal(i1.target.history.length, 1);
-    assert.equal(i1.target.history[0].body, 'first words');
+    assert.ok(i1.target.content.edited_at);
+    assert.equal('history' in i1.target, false, 'earlier versions are paged at /api/posts/:id/history');
     const i2 = q.items.find((x) => x.id === r2.id);
     assert.equal(i2.target.content.body, 'a comment here');
     assert.equal(i2.target.content.post_id, p.id);
@@ -116,6 +139,23 @@ describe('reports', () => {
     assert.equal(first.items[0].id, ids[0]);
     const second = await queue(pub, mod, `?limit=1&cursor=${encodeURIComponent(first.next_cursor)}`);
     assert.equal(second.items[0].id, ids[1]);
+  });
+
+  test('a report\'s size is its target\'s now, however often it was edited (the 201, the queue, the resolution)', async () => {
+    // every report carried every earlier version (up to 100 of 40,000 chars each): 5 edits
+    // of a 40,000-char post made each report of it 240,000 chars and more
+    const cq = await community(owner, 'public', [a, b]);
+    const big = (i) => `${i}`.padEnd(40000, 'x');
+    const p = assertStatus(await api('POST', `/api/communities/${cq.id}/posts`, b, { title: 't', body: big(0) }), 201, 'post:').json;
+    for (let i = 1; i <= 5; i++) assertStatus(await api('PATCH', `/api/posts/${p.id}`, b, { body: big(i) }), 200, `edit ${i}:`);
+    const bound = 40000 + 4000; // the body now, and the rest of a report
+    const made = assertStatus(await report(a, 'post', p.id), 201, 'report:');
+    assert.ok(made.text.length < bound, `the 201 is ${made.text.length} chars`);
+    const q = assertStatus(await api('GET', `/api/communities/${cq.id}/reports?limit=100`, owner), 200, 'queue:');
+    assert.equal(q.json.items.length, 1);
+    assert.ok(q.text.length < bound, `the queue page is ${q.text.length} chars`);
+    const done = assertStatus(await resolve(owner, made.json, 'dismiss'), 200, 'resolve:');
+    assert.ok(done.text.length < bound, `the resolution is ${done.text.length} chars`);
   });
 
   test('remove: the post goes, every open report of it resolved, each reporter notified, logged', async () => {
