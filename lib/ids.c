@@ -63,3 +63,10 @@ int ids_uuid_ok(const char *s, size_t n)
 	}
 	return 1;
 }
+
+void ids_uuid_lower(char out[IDS_UUID_LEN + 1], const char *s)
+{
+	for (size_t i = 0; i < IDS_UUID_LEN; i++)
+		out[i] = (char)((s[i] >= 'A' && s[i] <= 'F') ? s[i] + ('a' - 'A') : s[i]);
+	out[IDS_UUID_LEN] = '\0';
+}

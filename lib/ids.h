@@ -25,4 +25,9 @@ int ids_array(char *buf, size_t size, const int64_t *ids, size_t n);
  * of either case, else 0 (NULL too). */
 int ids_uuid_ok(const char *s, size_t n);
 
+/* The canonical (lower case) form of s, as PostgreSQL prints a uuid, into
+ * out: what a stored id is compared with as text (an index, a join), so
+ * that one id has one spelling.  s must pass ids_uuid_ok(). */
+void ids_uuid_lower(char out[IDS_UUID_LEN + 1], const char *s);
+
 #endif

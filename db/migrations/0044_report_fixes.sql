@@ -12,6 +12,13 @@
 --    and moderators page through them at GET /api/posts/:id/history and
 --    GET /api/messages/:id/history.  Every report is then bounded by its
 --    target's current content.
+-- 2. A reported message's id is stored in one spelling, lower case, as
+--    PostgreSQL prints a uuid (fcgi-apps/community/reports.c; the API takes
+--    either case).  The one-open-report index (reports_open_once) and the
+--    resolution of every open report of a target compare the text: four
+--    spellings of one id made four open reports of one reporter, and
+--    resolving one left the others open.  The rows stored so far are
+--    normalized below, and a CHECK keeps it so.
 
 CREATE OR REPLACE FUNCTION report_json(r reports) RETURNS jsonb
 LANGUAGE sql STABLE AS $fn$
@@ -40,3 +47,35 @@ LANGUAGE sql STABLE AS $fn$
                                                 'display_name', u.display_name)
                       FROM users u WHERE u.id = r.target_id::bigint) END))
 $fn$;
+
+-- 2. The reports of messages, lower case.  Resolved ones are outside the
+-- unique index, and so are open ones with no reporter (an erased account's:
+-- NULLs are distinct there); those may simply be lowered.  An open report
+-- whose reporter has another open one of the same message in another
+-- spelling would break the index once lowered: the oldest of them stays
+-- open, the others are what the index forbids, duplicates, and are
+-- dismissed as such.  That is a resolution like any other, by the operator
+-- (a modlog entry per message with a null actor, as scripts/admin writes; the
+-- reporters' report_resolved: 0033's trigger), not a silent delete of what
+-- a user wrote.
+SET LOCAL townhall.actor_id = 'operator';
+
+WITH dup AS (
+    SELECT id, min(id) OVER (PARTITION BY reporter_id, lower(target_id)) AS kept
+    FROM reports
+    WHERE target_type = 'message' AND status = 'open' AND reporter_id IS NOT NULL
+)
+UPDATE reports r
+SET status = 'resolved', resolution = 'dismiss', resolved_at = now(),
+    resolution_note = 'duplicate of report ' || d.kept
+                      || ' (the same message id in other letter case)',
+    target_id = lower(r.target_id)
+FROM dup d
+WHERE d.id = r.id AND d.id <> d.kept;
+
+-- now at most one open report per reporter and lowered id: none collides
+UPDATE reports SET target_id = lower(target_id)
+WHERE target_type = 'message' AND target_id <> lower(target_id);
+
+ALTER TABLE reports ADD CONSTRAINT reports_message_id_check
+    CHECK (target_type <> 'message' OR target_id = lower(target_id));

@@ -116,7 +116,7 @@ static void report_reply(struct http_req *req, int status, const char *id)
 }
 
 /* The target's id from {target: {type, id}} as text into out (a decimal id
- * or a UUID); -1 with 400 replied when malformed. */
+ * or a UUID in its lower case form); -1 with 400 replied when malformed. */
 static int target_id_or_400(struct http_req *req, struct json_object *t, enum target kind,
 			    char out[64])
 {
@@ -130,7 +130,9 @@ static int target_id_or_400(struct http_req *req, struct json_object *t, enum ta
 					 "target.id");
 			return -1;
 		}
-		snprintf(out, 64, "%s", s);
+		/* one spelling per id: the one-open-report index and the
+		 * resolution of every report of a target compare text (0044) */
+		ids_uuid_lower(out, s);
 	} else {
 		int64_t id;
 

@@ -9,6 +9,8 @@
 //   current content; ?status=resolved; members 403.  No report carries the target's earlier
 //   versions (the reporter may not read them; moderators page them at …/history), so a
 //   report's size is bounded by its target's current content however often it was edited.
+// - A message's id in any letter case is one target (stored lower case): one open report per
+//   reporter (409), and the resolution resolves all of them.
 // - POST /api/reports/:id/resolve: dismiss / remove / ban / warn by a moderator+ of the
 //   target's community, one transaction with its modlog entry; every open report of the same
 //   target resolved at once; each reporter gets `report_resolved`; warn gives the author a
@@ -156,6 +158,29 @@ describe('reports', () => {
     assert.ok(q.text.length < bound, `the queue page is ${q.text.length} chars`);
     const done = assertStatus(await resolve(owner, made.json, 'dismiss'), 200, 'resolve:');
     assert.ok(done.text.length < bound, `the resolution is ${done.text.length} chars`);
+  });
+
+  test('a message id in any letter case is one target: one open report per reporter, all resolved together', async () => {
+    // the id was stored as typed: 4 spellings made 4 open reports of one reporter, and
+    // resolving one left 3 open
+    const [v, w] = await Promise.all(['rv', 'rw'].map((x) => newUser(x)));
+    const cq = await community(owner, 'public', [v, w, b]);
+    const m = await send(cq, b, 'spam spam');
+    const up = m.id.toUpperCase();
+    const mixed = m.id.slice(0, 8).toUpperCase() + m.id.slice(8);
+    const first = await reportOk(v, 'message', up);
+    for (const id of [m.id, mixed, m.id.slice(0, 4).toUpperCase() + m.id.slice(4)]) {
+      assertError(await report(v, 'message', id), 409, 'conflict');
+    }
+    assert.equal(first.target.id, m.id, 'stored and shown in lower case');
+    const other = await reportOk(w, 'message', mixed);
+    assert.equal(other.target.id, m.id);
+    const q = await queue(cq, owner, '?limit=100');
+    assert.deepEqual(q.items.map((x) => x.id), [first.id, other.id]);
+    assertStatus(await resolve(owner, first, 'remove'), 200, 'resolve:');
+    assert.deepEqual((await queue(cq, owner, '?limit=100')).items, [], 'every report of it resolved');
+    const done = (await queue(cq, owner, '?status=resolved&limit=100')).items;
+    assert.deepEqual(done.map((x) => [x.id, x.resolution]), [[first.id, 'remove'], [other.id, 'remove']]);
   });
 
   test('remove: the post goes, every open report of it resolved, each reporter notified, logged', async () => {

@@ -94,7 +94,7 @@ static void test_dm(void **state)
 
 static void test_ids(void **state)
 {
-	char buf[24];
+	char buf[24], u[IDS_UUID_LEN + 1];
 
 	(void)state;
 	assert_string_equal(ids_text(buf, 0), "0");
@@ -106,6 +106,8 @@ static void test_ids(void **state)
 	assert_false(ids_uuid_ok("0f8e2c1a-ABCD-4e5f-9a0b-123456789abg", 36));
 	assert_false(ids_uuid_ok("0f8e2c1a0ABCD-4e5f-9a0b-123456789abc", 36));
 	assert_false(ids_uuid_ok(NULL, 36));
+	ids_uuid_lower(u, "0F8E2C1A-ABCD-4e5f-9A0B-123456789ABC");
+	assert_string_equal(u, "0f8e2c1a-abcd-4e5f-9a0b-123456789abc");
 }
 
 static void test_ids_array(void **state)
