@@ -283,10 +283,7 @@ void messages_create(struct http_req *req)
 	    uuid_field_or_400(req, "reply_to", &reply_to) < 0)
 		return;
 	if (given) {
-		/* the canonical (lower case) form, as PostgreSQL prints it */
-		for (size_t i = 0; i <= IDS_UUID_LEN; i++)
-			id[i] = (char)((given[i] >= 'A' && given[i] <= 'F') ? given[i] + 32
-									    : given[i]);
+		ids_uuid_lower(id, given); /* as PostgreSQL prints it */
 	} else {
 		uuid_new(id);
 	}
