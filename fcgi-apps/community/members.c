@@ -34,14 +34,22 @@ static struct json_object *member_json(const struct db_res *r, int row, int64_t 
 	return o;
 }
 
-static void reply_member(struct http_req *req, int status, int64_t cid, int64_t uid)
+/* uid's membership row (MEMBER_SQL) as the primary has it now; NULL when
+ * an error was replied. */
+static struct db_res *member_read(struct http_req *req, int64_t cid, int64_t uid)
 {
 	char c[24], u[24];
 	const char *params[] = {ids_text(c, cid), ids_text(u, uid)};
-	struct db_res *r;
 
-	r = db_exec_or_reply(req, DB_PRIMARY,
-			     MEMBER_SQL "WHERE m.community_id = $1 AND m.user_id = $2", 2, params);
+	return db_exec_or_reply(req, DB_PRIMARY,
+				MEMBER_SQL "WHERE m.community_id = $1 AND m.user_id = $2", 2,
+				params);
+}
+
+static void reply_member(struct http_req *req, int status, int64_t cid, int64_t uid)
+{
+	struct db_res *r = member_read(req, cid, uid);
+
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
@@ -51,6 +59,72 @@ static void reply_member(struct http_req *req, int status, int64_t cid, int64_t 
 	http_reply_json(req, status, member_json(r, 0, cid));
 }
 
+/* After the commit of a membership made or changed with role (NULL: this
+ * request changed nothing): mirrors it, then replies 200 with it as read
+ * back.  The mirror write follows the commit but is not ordered with the
+ * Redis writes of a ban or removal that committed right after it (they
+ * waited for our lock, not for our mirror write): when the read finds the
+ * membership gone, our write may have landed after theirs, so it is undone
+ * here, after that read.  A ban that commits after the read writes after it,
+ * so its write comes last.  Returns 0 when replied (or an error replied), 1
+ * when the membership is already gone (nothing replied). */
+static int mirror_and_reply(struct http_req *req, int64_t cid, int64_t uid, const char *role)
+{
+	struct db_res *r;
+
+	if (role)
+		mirror_member(cid, uid, role);
+	r = member_read(req, cid, uid);
+	if (!r)
+		return 0;
+	if (db_res_rows(r) != 1) {
+		if (role)
+			mirror_member_gone(cid, uid);
+		return 1;
+	}
+	http_reply_json(req, 200, member_json(r, 0, cid));
+	return 0;
+}
+
+/* A join, a role PUT and a ban of one user in one community each take this
+ * lock first in their transaction, so they run one after the other: the
+ * statements after the wait see what the other committed (each statement of
+ * READ COMMITTED reads a new snapshot), so a join or PUT never inserts the
+ * membership beside a ban it could not see yet, and a ban never misses a
+ * membership that was being inserted.  Keyed by the pair, not a lock of the
+ * community row: joins of different users never wait for each other (the
+ * prefix keeps the keys apart from the media's sha256 locks).  0, or -1
+ * replied. */
+static int pair_lock(struct http_req *req, int64_t cid, int64_t uid)
+{
+	char c[24], u[24];
+	const char *params[] = {ids_text(c, cid), ids_text(u, uid)};
+
+	return db_exec_or_reply(req, DB_PRIMARY,
+				"SELECT pg_advisory_xact_lock(hashtextextended("
+				"'membership:' || $1::text || ':' || $2::text, 0))",
+				2, params)
+		       ? 0
+		       : -1;
+}
+
+/* 1 when uid is banned from cid, 0 when not, -1 replied. */
+static int is_banned(struct http_req *req, int64_t cid, int64_t uid)
+{
+	char c[24], u[24];
+	const char *params[] = {ids_text(c, cid), ids_text(u, uid)};
+	struct db_res *r;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT 1 FROM bans WHERE community_id = $1 AND user_id = $2", 2,
+			     params);
+	return r ? db_res_rows(r) > 0 : -1;
+}
+
+/* The join or PUT refused: the user is banned (seen under pair_lock). */
+#define NOT_BANNED_SQL                                                       \
+	" WHERE NOT EXISTS (SELECT 1 FROM bans b WHERE b.community_id = $1 " \
+	"AND b.user_id = $2)"
 
 /* member_count follows every insert and delete of a membership, in the same
  * transaction, so it never drifts from the rows. */
@@ -116,7 +190,7 @@ void members_join(struct http_req *req)
 	const char *params[] = {c, u};
 	struct db_res *r;
 	struct community cm;
-	int inserted;
+	int inserted, banned;
 
 	int64_t id;
 
@@ -139,27 +213,44 @@ void members_join(struct http_req *req)
 	}
 	ids_text(c, cm.id);
 	ids_text(u, req->user_id);
-	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0 ||
+	    pair_lock(req, cm.id, req->user_id) < 0)
 		return;
-	/* two concurrent joins: one row, one count */
+	/* cm.banned was read before the lock: a ban since is seen only here.
+	 * Two concurrent joins: one row, one count */
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "INSERT INTO memberships (community_id, user_id, role) "
-			     "VALUES ($1, $2, 'member') ON CONFLICT DO NOTHING RETURNING 1",
+			     "SELECT $1::bigint, $2::bigint, 'member'" NOT_BANNED_SQL
+			     " ON CONFLICT DO NOTHING RETURNING 1",
 			     2, params);
 	if (!r)
 		return;
 	inserted = db_res_rows(r) == 1;
+	banned = inserted ? 0 : is_banned(req, cm.id, req->user_id);
+	if (banned < 0)
+		return;
+	if (banned) {
+		db_rollback();
+		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
+		return;
+	}
 	if (inserted &&
 	    (count_add(req, cm.id, 1) < 0 ||
 	     events_emit(req, "member_joined", cm.id, "user_id", req->user_id, NULL, 0) < 0))
 		return;
 	if (db_commit_or_reply(req) < 0)
 		return;
-	if (inserted) {
+	if (inserted)
 		feedcache_bump_access(cm.id);
-		mirror_member(cm.id, req->user_id, "member");
+	if (mirror_and_reply(req, cm.id, req->user_id, inserted ? "member" : NULL) == 1) {
+		/* banned (or removed) right after joining */
+		banned = is_banned(req, cm.id, req->user_id);
+		if (banned > 0)
+			http_reply_error(req, TH_EBANNED, "you are banned from this community",
+					 NULL);
+		else if (banned == 0)
+			http_reply_error(req, TH_ENOTFOUND, "no such member", NULL);
 	}
-	reply_member(req, 200, cm.id, req->user_id);
 }
 
 void members_leave(struct http_req *req)
@@ -253,33 +344,28 @@ void members_put(struct http_req *req)
 	}
 	if (target_role(req, cm.id, uid, &now) < 0 || outranks_or_403(req, &cm, now) < 0)
 		return;
-	{
-		const char *params[] = {ids_text(c, cm.id), ids_text(u, uid)};
-
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "SELECT 1 FROM bans WHERE community_id = $1 AND user_id = $2",
-				     2, params);
-		if (!r)
-			return;
-		if (db_res_rows(r)) {
-			http_reply_error(req, TH_ECONFLICT, "the user is banned; unban them first",
-					 "user_id");
-			return;
-		}
-	}
-	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0)
+	if (limits_take_or_reply(req, LIMIT_MANAGE) < 0 || db_begin_or_reply(req) < 0 ||
+	    pair_lock(req, cm.id, uid) < 0)
 		return;
 	{
-		const char *params[] = {c, u, role_name(want)};
+		const char *params[] = {ids_text(c, cm.id), ids_text(u, uid), role_name(want)};
 
+		/* no row: banned (a ban before the lock is seen here) */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "INSERT INTO memberships (community_id, user_id, role) "
-				     "VALUES ($1, $2, $3) ON CONFLICT (community_id, user_id) "
+				     "SELECT $1::bigint, $2::bigint, $3" NOT_BANNED_SQL
+				     " ON CONFLICT (community_id, user_id) "
 				     "DO UPDATE SET role = EXCLUDED.role RETURNING xmax = 0",
 				     3, params);
 	}
 	if (!r)
 		return;
+	if (db_res_rows(r) != 1) {
+		db_rollback();
+		http_reply_error(req, TH_ECONFLICT, "the user is banned; unban them first",
+				 "user_id");
+		return;
+	}
 	inserted = strcmp(db_res_get(r, 0, 0), "t") == 0;
 	if (inserted && count_add(req, cm.id, 1) < 0)
 		return;
@@ -290,8 +376,9 @@ void members_put(struct http_req *req)
 	log_info("audit: user %lld set role %s for user %s in community %s",
 		 (long long)req->user_id, role_name(want), u, c);
 	feedcache_bump_access(cm.id);
-	mirror_member(cm.id, uid, role_name(want));
-	reply_member(req, 200, cm.id, uid);
+	/* gone: banned or removed right after */
+	if (mirror_and_reply(req, cm.id, uid, role_name(want)) == 1)
+		http_reply_error(req, TH_ENOTFOUND, "no such member", NULL);
 }
 
 void members_delete(struct http_req *req)
@@ -364,6 +451,10 @@ int ban_apply(struct http_req *req, int64_t cid, int64_t uid, const char *reason
 				reason};
 	struct db_res *r;
 
+	/* after any join or PUT of uid that began before: its membership is
+	 * committed, so the delete below sees it */
+	if (pair_lock(req, cid, uid) < 0)
+		return -1;
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "INSERT INTO bans (community_id, user_id, banned_by, reason) "
 			     "VALUES ($1, $2, $3, $4) ON CONFLICT (community_id, user_id) "

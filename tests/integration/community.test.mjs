@@ -630,6 +630,58 @@ describe('members: removal and bans', () => {
     const post = await api('POST', `/api/communities/${c.id}/posts`, U.outsider, { body: 'let me in' });
     assertError(post, 403, 'banned');
   });
+
+  // A join (or an admin's PUT) and a ban of the same user sent at once: whichever commits
+  // first, the ban wins in the end (it removes a membership made before it; a join or PUT
+  // after it is refused), so no user is ever listed both as a member and as banned, nor
+  // counted, nor left in the broker's mirror. Each round races one fresh user; before the
+  // fix, the join inserted the membership while the ban's delete could not see it yet.
+  test('a join or a role PUT racing a ban: never both a member and banned (lists, count, mirror)', async () => {
+    const c = await community(U.owner, 'public', [[U.mod, 'moderator']]);
+    const joiners = await Promise.all(Array.from({ length: 20 }, () => newUser('race')));
+    const added = await Promise.all(Array.from({ length: 10 }, () => newUser('racp')));
+    const ban = (u) => api('POST', `/api/communities/${c.id}/bans`, U.mod, { user_id: u.id });
+    const replies = [];
+    for (const u of joiners) {
+      const [j, b] = await Promise.all([api('POST', `/api/communities/${c.id}/join`, u), ban(u)]);
+      assertStatus(b, 201);
+      replies.push(['join', j]);
+    }
+    for (const u of added) {
+      const put = api('PUT', `/api/communities/${c.id}/members/${u.id}`, U.owner, { role: 'member' });
+      const [p, b] = await Promise.all([put, ban(u)]);
+      assertStatus(b, 201);
+      replies.push(['put', p]);
+    }
+    const racers = [...joiners, ...added];
+    const members = await memberIds(c.id);
+    const both = racers.filter((u) => members.has(u.id)).map((u) => u.id);
+    assert.deepEqual(both, [], `banned users still listed as members: ${both.join(', ')}`);
+    const bans = await api('GET', `/api/communities/${c.id}/bans?limit=100`, U.mod);
+    assertStatus(bans, 200);
+    assert.deepEqual(bans.json.items.map((b) => b.user.id).sort(), racers.map((u) => u.id).sort());
+    assert.equal(members.size, 2);
+    assert.equal(await memberCount(c.id), 2);
+    if (!LOCAL_ONLY) { // the broker's mirror, written after each commit, ends the same
+      const mirrored = [];
+      for (const u of racers) {
+        if (await redisRaw('HEXISTS', `th:members:${c.id}`, String(u.id)) !== '0') mirrored.push(u.id);
+        assert.equal(await redisRaw('SISMEMBER', `th:banned:${c.id}`, String(u.id)), '1');
+      }
+      assert.deepEqual(mirrored, [], `banned users still members in th:members:${c.id}`);
+    }
+    // the join came first (200; 403 banned when the ban removed the member before the reply
+    // read it back), or after the ban (403 banned); the PUT first (200; 404 when removed before
+    // the read) or after (409: unban first)
+    for (const [what, r] of replies) {
+      const code = r.json?.error?.code;
+      const ok = what === 'join' ? r.status === 200 || (r.status === 403 && code === 'banned')
+        : r.status === 200 || r.status === 404 || (r.status === 409 && code === 'conflict');
+      assert.ok(ok, `${what}: ${show(r)}`);
+    }
+    // and a banned racer stays out
+    assertError(await api('POST', `/api/communities/${c.id}/join`, joiners[0]), 403, 'banned');
+  });
 });
 
 // --- channels --------------------------------------------------------------------
