@@ -46,19 +46,6 @@ static struct db_res *member_read(struct http_req *req, int64_t cid, int64_t uid
 				params);
 }
 
-static void reply_member(struct http_req *req, int status, int64_t cid, int64_t uid)
-{
-	struct db_res *r = member_read(req, cid, uid);
-
-	if (!r)
-		return;
-	if (db_res_rows(r) != 1) {
-		http_reply_error(req, TH_ENOTFOUND, "no such member", NULL);
-		return;
-	}
-	http_reply_json(req, status, member_json(r, 0, cid));
-}
-
 /* After the commit of a membership made or changed with role (NULL: this
  * request changed nothing): mirrors it, then replies 200 with it as read
  * back.  The mirror write follows the commit but is not ordered with the
@@ -202,9 +189,16 @@ void members_join(struct http_req *req)
 		http_reply_error(req, TH_EBANNED, "you are banned from this community", NULL);
 		return;
 	}
+	/* a member already: idempotent.  A site admin has a role everywhere
+	 * (community_access(): owner) without a membership: the row decides */
 	if (cm.my_role != ROLE_NONE) {
-		reply_member(req, 200, cm.id, req->user_id); /* idempotent */
-		return;
+		r = member_read(req, cm.id, req->user_id);
+		if (!r)
+			return;
+		if (db_res_rows(r) == 1) {
+			http_reply_json(req, 200, member_json(r, 0, cm.id));
+			return;
+		}
 	}
 	if (!cm.is_public) {
 		http_reply_error(req, TH_EFORBIDDEN, "private communities are joined by invitation",
@@ -265,7 +259,9 @@ void members_leave(struct http_req *req)
 		http_reply_error(req, TH_ENOTFOUND, "you are not a member", NULL);
 		return;
 	}
-	if (cm.my_role == ROLE_OWNER) {
+	/* the owner by the community's row, not by my_role: a site admin's is
+	 * owner everywhere (community_access()) and may leave as a member */
+	if (cm.owner_id == req->user_id) {
 		http_reply_error(req, TH_ECONFLICT, "the owner cannot leave; delete the community",
 				 NULL);
 		return;
@@ -275,7 +271,12 @@ void members_leave(struct http_req *req)
 	n = membership_delete(req, cm.id, req->user_id);
 	if (n < 0)
 		return;
-	if (n && events_emit(req, "member_left", cm.id, "user_id", req->user_id, NULL, 0) < 0)
+	if (n == 0) { /* a site admin who is no member, or a leave that raced */
+		db_rollback();
+		http_reply_error(req, TH_ENOTFOUND, "you are not a member", NULL);
+		return;
+	}
+	if (events_emit(req, "member_left", cm.id, "user_id", req->user_id, NULL, 0) < 0)
 		return;
 	if (callexit_leave(req, cm.id, req->user_id, &x) < 0 || db_commit_or_reply(req) < 0)
 		return;

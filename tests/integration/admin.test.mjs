@@ -68,6 +68,28 @@ describe('site admins', () => {
     assertError(await api('GET', '/api/admin/reports', null), 401, 'unauthorized');
   });
 
+  // community_access() gives a site admin the owner's role everywhere; joining and leaving go
+  // by the membership row: join answered 404 "no such member" and made none, leave 409
+  test('a site admin joins and leaves a public community as anyone does', async () => {
+    const pub = await community(owner, 'public');
+    const members = async () => assertStatus(await api('GET', `/api/communities/${pub.id}/members?limit=100`, owner), 200).json.items.map((m) => m.user.id);
+    const count = async () => assertStatus(await api('GET', `/api/communities/${pub.id}`, owner), 200).json.member_count;
+    const before = await count();
+    assert.ok(!(await members()).includes(root.id));
+    const j = assertStatus(await api('POST', `/api/communities/${pub.id}/join`, root), 200, 'join:').json;
+    assert.equal(j.user.id, root.id);
+    assert.equal(j.role, 'member');
+    assert.ok((await members()).includes(root.id), 'the admin is a member now');
+    assert.equal(await count(), before + 1);
+    assertStatus(await api('POST', `/api/communities/${pub.id}/join`, root), 200, 'again (idempotent):');
+    assert.equal(await count(), before + 1);
+    assertStatus(await api('POST', `/api/communities/${pub.id}/leave`, root), 204, 'leave:');
+    assert.ok(!(await members()).includes(root.id), 'the admin left');
+    assert.equal(await count(), before);
+    assertError(await api('POST', `/api/communities/${pub.id}/leave`, root), 404, 'not_found');
+    assertError(await api('POST', `/api/communities/${pub.id}/leave`, owner), 409, 'conflict');
+  });
+
   test('an admin acts in any community as its owner', async () => {
     const p = assertStatus(await api('POST', `/api/communities/${priv.id}/posts`, a, { title: 't', body: 'private words' }), 201, 'post:').json;
     assertStatus(await api('GET', `/api/posts/${p.id}`, root), 200, 'the admin reads a private community:');
