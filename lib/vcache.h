@@ -27,6 +27,11 @@
 #define VCACHE_PENDING_MAX 64
 #define VCACHE_KEY_MAX 128
 
+/* The version key of a community's feed pages and posts (the community
+ * app's feedcache.c), a printf format of the community id (long long): the
+ * media app bumps it too, when a medium that posts show is deleted. */
+#define VCACHE_FEED_KEY "th:feedver:{c%lld}"
+
 /* A version no living entry can carry, as text (at most 20 digits). */
 void vcache_fresh_version(char buf[24]);
 

@@ -137,7 +137,7 @@ void feedcache_bump(int64_t community_id)
 {
 	char key[48];
 
-	snprintf(key, sizeof(key), "th:feedver:{c%lld}", (long long)community_id);
+	snprintf(key, sizeof(key), VCACHE_FEED_KEY, (long long)community_id);
 	vcache_bump(key);
 }
 

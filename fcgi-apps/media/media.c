@@ -12,6 +12,7 @@
 #include "reply.h"
 #include "storage.h"
 #include "user.h"
+#include "vcache.h"
 
 #define CACHE_PUBLIC "public, max-age=86400"
 
@@ -155,13 +156,19 @@ static void delete_key(const char *key, enum th_err *worst)
 		*worst = e;
 }
 
+#define MEDIA_FEEDS_MAX 100 /* communities whose cached feeds a delete drops */
+#define MEDIA_STR_(x) #x
+#define MEDIA_STR(x) MEDIA_STR_(x)
+
 /* DELETE /api/media/:id: the owner; the bytes go with the last row that
  * names them.  Posts that list the id keep it in media_ids; their media
- * arrays simply no longer find it. */
+ * arrays simply no longer find it, and the cached feed pages and posts of
+ * their communities are dropped (feed version bumped after the commit). */
+
 void media_delete(struct http_req *req)
 {
 	struct media_row m;
-	struct db_res *r = NULL;
+	struct db_res *r = NULL, *feeds;
 	enum th_err e = TH_OK;
 	char key[MEDIA_SHA_HEX + 16];
 	int in_tx = 0;
@@ -213,9 +220,32 @@ void media_delete(struct http_req *req)
 			goto out;
 		}
 	}
+	{
+		/* the communities whose posts showed it (posts_media_ids_idx): their
+		 * cached feed pages and posts list it until their version moves.
+		 * A medium is its owner's, in their posts only: a few communities;
+		 * beyond MEDIA_FEEDS_MAX the rest show it for at most the cache's
+		 * TTL */
+		const char *p[] = {m.id};
+
+		feeds = db_exec_or_reply(req, DB_PRIMARY,
+					 "SELECT DISTINCT community_id FROM posts "
+					 "WHERE media_ids @> ARRAY[$1::uuid] "
+					 "LIMIT " MEDIA_STR(MEDIA_FEEDS_MAX),
+					 1, p);
+		if (!feeds)
+			goto out;
+	}
 	if (db_commit_or_reply(req) < 0)
 		goto out;
 	in_tx = 0;
+	for (int i = 0; i < db_res_rows(feeds); i++) {
+		char vkey[VCACHE_KEY_MAX];
+
+		snprintf(vkey, sizeof(vkey), VCACHE_FEED_KEY,
+			 strtoll(db_res_get(feeds, i, 0), NULL, 10));
+		vcache_bump(vkey);
+	}
 	log_info("media %s deleted by its owner %lld", m.id, (long long)req->user_id);
 	http_reply_empty(req, 204);
 out:

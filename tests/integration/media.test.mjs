@@ -761,6 +761,34 @@ describe('media in posts', () => {
   });
 });
 
+describe('media in posts: deleted', () => {
+  // the cached first feed page and the cached post (fcgi-apps/community/feedcache.c) listed a
+  // deleted medium, with links that 404, until their TTL (60 s): the delete bumps the feed
+  // version of every community whose posts show it, as any write to a post does
+  test('a deleted medium leaves the cached feed page and post at once, in each community showing it', async () => {
+    const c1 = await community(U.a, 'public');
+    const c2 = await community(U.a, 'public');
+    const m = await uploadOk(U.a, S.jpeg, { filename: 'gone.jpg' }); // profile media: any community
+    const posts = [];
+    for (const c of [c1, c2]) {
+      posts.push(assertStatus(await api('POST', `/api/communities/${c.id}/posts`, U.a, { body: 'with it', media_ids: [m.id] }), 201).json);
+    }
+    const shown = async () => {
+      const out = [];
+      for (const [i, c] of [c1, c2].entries()) {
+        const feed = assertStatus(await api('GET', `/api/communities/${c.id}/posts`, null), 200, 'feed:').json;
+        out.push(feed.items.find((p) => p.id === posts[i].id).media.length);
+        out.push(assertStatus(await api('GET', `/api/posts/${posts[i].id}`, null), 200, 'post:').json.media.length);
+      }
+      return out;
+    };
+    assert.deepEqual(await shown(), [1, 1, 1, 1], 'both feeds and posts show it (and are cached now)');
+    assert.deepEqual(await shown(), [1, 1, 1, 1], 'from the cache');
+    assertStatus(await delMedia(m.id, U.a), 204, 'delete:');
+    assert.deepEqual(await shown(), [0, 0, 0, 0], 'a feed or post still lists the deleted medium');
+  });
+});
+
 describe('delete and equal files', () => {
   // LOCAL_ONLY: checks the stored bytes with psql and the local storage folder
   test('DELETE by others -> 403/404; by the owner -> 204, then 404 and the bytes are gone', { skip: LOCAL_ONLY }, async () => {
