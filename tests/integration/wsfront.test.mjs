@@ -359,39 +359,91 @@ describe('closing', () => {
     await end(watcher);
   });
 
-  // A client the front stopped reading (its edge does not keep up) that then resets: the reset
-  // is reported at every epoll wait until the socket is read, and back-pressure kept the worker
-  // from reading it: it spun at a whole core until the edge drained
-  test('a client reset while the front holds back its reads is closed, no busy worker', { timeout: 30000 }, async () => {
+  // A client the front stopped reading that then resets: the reset is reported at every epoll
+  // wait until the socket is read, and back-pressure kept the worker from reading it: it spun
+  // at a whole core, and the client stayed open, until the edge drained (or, for a CONNECT
+  // waiting for admission, until a slot freed or the handshake timed out). Two clients are held
+  // back: C behind an edge that never reads, and W waiting for admission behind H, which holds
+  // the one CONNECT slot of the other edge. C alone did not make the old worker spin every time
+  // (2 runs of 6 passed): a spinning worker's write to the edge found the room the kernel keeps
+  // in a socket's send buffer short of waking the writer (about 300 KB here), and when the
+  // front held fewer of the client's bytes than that it read them to the reset and closed it.
+  // W has no edge socket to write to: the old worker spun, every time, until the handshake
+  // timeout (30 s). The precondition is asserted: the front reads nothing while bytes of both
+  // wait unread in its sockets (/proc/net/tcp).
+  test('a client reset while the front holds back its reads is closed, no busy worker', { timeout: 30000 }, async (t) => {
     const held = [];
-    const edge = net.createServer((s) => { s.pause(); s.on('error', () => {}); held.push(s); }); // never reads
-    await new Promise((r) => edge.listen(0, '127.0.0.1', r));
+    const edges = [];
+    const conns = [];
+    // what keeps node running (the edges, the held sockets, H) goes whatever the outcome
+    t.after(async () => {
+      for (const x of [...conns.map((c) => c.sock), ...held]) x.destroy();
+      for (const e of edges) await new Promise((r) => e.close(r));
+    });
+    for (let i = 0; i < 2; i += 1) { // two edges that never read nor answer
+      const e = net.createServer({ pauseOnConnect: true }, (s) => { s.on('error', () => {}); held.push(s); });
+      await new Promise((r) => e.listen(0, '127.0.0.1', r));
+      edges.push(e);
+    }
+    const [E1, E2] = edges.map((e) => `127.0.0.1:${e.address().port}`);
     const free = net.createServer();
     await new Promise((r) => free.listen(0, '127.0.0.1', r));
     const port = free.address().port;
     await new Promise((r) => free.close(r));
-    const f = await startFront(port, [`127.0.0.1:${edge.address().port}`], { TH_WS_FRONTS: '1', TH_WS_HANDSHAKE_S: '30' });
-    const ticks = () => frontTicks(f);
-    const c = await open({ port });
-    assert.equal(c.status, 101);
-    c.send(frame(OP.BINARY, connectPacket({ clientId: `u${U.A.id}-spin`, password: 'x' })));
+    const f = await startFront(port, [E1, E2], { TH_WS_FRONTS: '1', TH_WS_HANDSHAKE_S: '30', TH_WS_CONNECT_INFLIGHT: '1' });
+    // user ids the front sends to E1 (C) and to E2 (H, W): the CONNECT's client id names them
+    const uidFor = (edge, skip = 0) => {
+      for (let id = 1; ; id += 1) if (edgeFor(id, [E1, E2]) === edge && skip-- === 0) return id;
+    };
+    const m = async () => portMetrics(port);
     const big = frame(OP.BINARY, publishPacket('x/y', Buffer.alloc(60000, 0x41)));
-    for (let i = 0; i < 200; i += 1) c.send(big); // 12 MB: far more than the edge and the front take
-    // the front holds back once its buffer for the edge is full: the client's writes stall
-    let queued = -1;
-    await until(() => { const q = c.sock.writableLength; const still = q > 0 && q === queued; queued = q; return still; },
-      { timeoutMs: 10000, intervalMs: 500 });
-    assert.ok(c.sock.writableLength > 0, 'the front read all 12 MB: no back-pressure to test');
-    const before0 = closes(await portMetrics(port), 'client_gone');
-    c.sock.resetAndDestroy();
-    assert.ok(await until(async () => closes(await portMetrics(port), 'client_gone') > before0, { timeoutMs: 5000 }),
-      'the reset client was not closed');
-    const t0 = ticks();
+    const client = async (uid, tag, frames) => {
+      const c = await open({ port });
+      conns.push(c);
+      assert.equal(c.status, 101);
+      c.cid = `u${uid}-${tag}`;
+      c.send(frame(OP.BINARY, connectPacket({ clientId: c.cid, password: 'x' })));
+      for (let i = 0; i < frames; i += 1) c.send(big);
+      return c;
+    };
+    const C = await client(uidFor(E1), 'edge', 200); // 12 MB: far more than the edge and the front take
+    const H = await client(uidFor(E2), 'slot', 0);
+    assert.ok(await until(async () => value(await m(), 'th_wsfront_connects_inflight') === 2, { timeoutMs: 5000 }),
+      'C and H did not take the CONNECT slots of their edges');
+    const W = await client(uidFor(E2, 1), 'wait', 40); // 2.4 MB: more than the front reads while W waits
+    // Bytes the front received from a client and has not read (its socket's receive queue)
+    const hex = (n) => n.toString(16).toUpperCase().padStart(4, '0');
+    const unread = (c) => {
+      const [me, peer] = [`:${hex(port)}`, `:${hex(c.sock.localPort)}`];
+      const row = readFileSync('/proc/net/tcp', 'utf8').split('\n').map((l) => l.trim().split(/\s+/))
+        .find((x) => x[1]?.endsWith(me) && x[2]?.endsWith(peer));
+      return row ? parseInt(row[4].split(':')[1], 16) : -1;
+    };
+    // the precondition: W waits for admission, and the front reads nothing more while bytes of
+    // both C and W wait in its sockets
+    let last = -1;
+    const holding = await until(async () => {
+      const x = await m();
+      const now = value(x, 'th_wsfront_bytes_in_total');
+      const still = now === last && value(x, 'th_wsfront_connects_waiting') === 1 && unread(C) > 0 && unread(W) > 0;
+      last = now;
+      return still;
+    }, { timeoutMs: 10000, intervalMs: 300 });
+    assert.ok(holding, `the front does not hold back its reads: unread C ${unread(C)} W ${unread(W)} bytes, `
+      + `waiting ${value(await m(), 'th_wsfront_connects_waiting')}`);
+    const before = closes(await m(), 'client_gone');
+    const t0 = frontTicks(f);
+    C.sock.resetAndDestroy();
+    W.sock.resetAndDestroy();
     await sleep(2000);
-    const used = ticks() - t0;
-    assert.ok(used < 50, `the front used ${used} clock ticks in 2 s after the client's reset (100 = a whole core)`);
-    for (const s of held) s.destroy();
-    await new Promise((r) => edge.close(r));
+    const used = frontTicks(f) - t0;
+    const closedBy = (c) => f.log().split('\n').some((l) => l.includes(`cid=${c.cid} `) && l.includes('reason=client_gone'));
+    await until(() => closedBy(C) && closedBy(W), { timeoutMs: 3000 });
+    assert.ok(closedBy(C) && closedBy(W), `reset clients closed: C ${closedBy(C)}, W ${closedBy(W)} `
+      + `(the front used ${used} clock ticks in the 2 s after the resets)`);
+    assert.equal(closes(await m(), 'client_gone'), before + 2);
+    assert.ok(used < 20, `the front used ${used} clock ticks in the 2 s after the resets (200 = a whole core)`);
+    assert.equal(H.closedAt, null, 'H, still waiting for its CONNACK, was closed');
   });
 });
 
