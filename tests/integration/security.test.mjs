@@ -26,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import {
-  ROOT, PORT_BASE, VAR_DIR, runProgram,
+  ROOT, PORT_BASE, VAR_DIR, runProgram, request,
 } from './lib/http.mjs';
 import { fixtures, api } from './lib/fixtures.mjs';
 import { assertStatus } from './lib/assert.mjs';
@@ -311,6 +311,30 @@ describe('coturn', () => {
     for (const range of ['127.0.0.0-127.255.255.255', '10.0.0.0-10.255.255.255', '192.168.0.0-192.168.255.255',
       '172.16.0.0-172.31.255.255', '169.254.0.0-169.254.255.255', '100.64.0.0-100.127.255.255', '::1']) {
       assert.match(tmpl, new RegExp(`^denied-peer-ip=${range.replaceAll('.', '\\.')}$`, 'm'), range);
+    }
+  });
+});
+
+// The web client's pages, scripts and the API's JSON carry a Content-Security-Policy (scripts
+// from this origin only, nothing may frame the page), X-Frame-Options, nosniff and a
+// Referrer-Policy (conf/nginx/townhall.conf.in); none did: the signed-in page could be framed.
+describe('headers of the web client', () => {
+  test('the page, its scripts and the API: CSP with frame-ancestors none, DENY, nosniff, same-origin referrer', async () => {
+    for (const p of ['/', '/reset-password', '/app.js', '/townhall.js', '/api/auth/health']) {
+      const res = await request('GET', p);
+      assert.ok(res.status === 200, `${p}: ${res.status}`);
+      const csp = res.headers['content-security-policy'] || '';
+      assert.match(csp, /frame-ancestors 'none'/, `${p}: ${csp}`);
+      assert.match(csp, /script-src 'self';/, `${p}: ${csp}`);
+      assert.match(csp, /object-src 'none'/, `${p}: ${csp}`);
+      assert.equal(res.headers['x-frame-options'], 'DENY', p);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', p);
+      assert.equal(res.headers['referrer-policy'], 'same-origin', p);
+    }
+    for (const p of ['/vendor/mqtt.esm.js', '/vendor/qrcode.mjs']) {
+      const res = await request('GET', p);
+      assert.equal(res.status, 200, p);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', p);
     }
   });
 });
