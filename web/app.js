@@ -638,14 +638,15 @@ async function loadPosts() {
   const page = await th.listPosts(cid, { limit: 30 });
   if (!state.community || state.community.id !== cid) return;
   const box = $('#posts');
-  box.replaceChildren(...page.items.map(renderPost));
+  box.replaceChildren(...page.items.map(renderPostSafe));
   if (!page.items.length) box.append(el('p', { class: 'muted' }, 'No posts yet.'));
   for (const id of state.openComments) if (page.items.some((p) => p.id === id)) loadComments(id);
 }
 
-// posts made by older demo builds carry a [media:<id>] marker in the body
+// posts made by older demo builds carry a [media:<id>] marker in the body: hidden, never
+// fetched (any post could carry hundreds, each a request from every reader's browser; a post
+// shows the media of its media_ids)
 const MEDIA_MARK = /\n?\[media:([0-9a-f-]{36})\]/g;
-const mediaCache = new Map();
 
 function renderMedia(m) {
   return m.kind === 'image'
@@ -654,14 +655,16 @@ function renderMedia(m) {
     : el('a', { href: m.variants.original, target: '_blank' }, `📎 ${m.filename || m.kind}`);
 }
 
-function renderPost(p) {
-  const media = (p.media || []).map(renderMedia);
-  const marked = [...p.body.matchAll(MEDIA_MARK)].map((x) => x[1]).filter((id) => !(p.media || []).some((m) => m.id === id));
-  const mediaBox = el('div', { class: 'media' }, media);
-  for (const id of marked) {
-    if (!mediaCache.has(id)) mediaCache.set(id, th.getMedia(id).catch(() => null));
-    mediaCache.get(id).then((m) => { if (m) mediaBox.append(renderMedia(m)); });
+// one post the client cannot render is left out, not the whole page with it
+function renderPostSafe(p) {
+  try { return renderPost(p); } catch (e) {
+    console.warn('townhall: post not shown', p && p.id, e);
+    return el('article', { class: 'card post muted', dataset: { id: p && p.id } }, 'This post cannot be shown.');
   }
+}
+
+function renderPost(p) {
+  const mediaBox = el('div', { class: 'media' }, (p.media || []).map(renderMedia));
   const reactions = el('div', { class: 'reactions' }, REACTIONS.map((emoji) => {
     const mine = (p.my_reactions || []).includes(emoji);
     const n = (p.reactions || {})[emoji] || 0;
@@ -681,7 +684,7 @@ function renderPost(p) {
   const comments = el('div', { class: 'comments', id: `comments-${p.id}`, hidden: !state.openComments.has(p.id) });
   return el('article', { class: 'card post', dataset: { id: p.id } },
     p.title ? el('h3', {}, p.title) : null,
-    el('div', { class: 'meta' }, `${p.author.display_name || p.author.username} · ${fmtTime(p.created_at)}`),
+    el('div', { class: 'meta' }, `${whoIs(p.author)} · ${fmtTime(p.created_at)}`),
     el('div', { class: 'body' }, richText(p.body.replace(MEDIA_MARK, '').trim())),
     mediaBox, reactions, comments);
 }
@@ -700,7 +703,7 @@ async function loadComments(postId) {
     },
   }, el('input', { name: 'body', placeholder: 'Write a comment…', maxlength: 10000 }), el('button', { type: 'submit' }, 'Reply'));
   box.replaceChildren(
-    ...page.items.map((c) => el('div', { class: 'comment' }, el('b', {}, c.author ? (c.author.display_name || c.author.username) : ''), richText(c.body))),
+    ...page.items.map((c) => el('div', { class: 'comment' }, el('b', {}, whoIs(c.author)), richText(c.body))),
     state.community.my_role ? form : el('p', { class: 'muted small' }, 'Join to comment.'));
 }
 
@@ -755,10 +758,25 @@ async function openChannel(channelId) {
   scrollChat();
 }
 
+// An author or sender as the UI names them: the display name, which anyone may copy, with
+// the username, which is unique; an erased account's content has no author (null)
+function whoIs(u) {
+  if (!u) return 'deleted account';
+  return u.display_name && u.display_name !== u.username ? `${u.display_name} (@${u.username})` : `@${u.username}`;
+}
+
 function nameOf(uid, sender) {
   if (sender) state.users.set(uid, sender);
   const u = state.users.get(uid) || (state.members.get(uid) && state.members.get(uid).user);
   return u ? (u.display_name || u.username) : `user ${uid}`;
+}
+
+// a message's sender: whoIs() once the user is known (history carries it; a live message
+// only the id, then the members' list or an earlier message names them)
+function senderOf(m) {
+  nameOf(m.sender_id, m.sender);
+  const u = state.users.get(m.sender_id) || (state.members.get(m.sender_id) && state.members.get(m.sender_id).user);
+  return u ? whoIs(u) : (m.sender_id ? `user ${m.sender_id}` : whoIs(null));
 }
 
 function onChatMessage(m) {
@@ -770,7 +788,7 @@ function onChatMessage(m) {
   const li = el('li', {
     class: `msg${mine ? ' mine' : ''}${m.source === 'self' && state.rt.pending.has(m.id) ? ' pending' : ''}${m.deleted_at ? ' deleted' : ''}`,
     dataset: { id: m.id, sender: m.sender_id },
-  }, el('div', { class: 'who' }, `${nameOf(m.sender_id, m.sender)}${m.created_at ? ' · ' + new Date(m.created_at).toLocaleTimeString() : ''}`),
+  }, el('div', { class: 'who' }, `${senderOf(m)}${m.created_at ? ' · ' + new Date(m.created_at).toLocaleTimeString() : ''}`),
   el('div', { class: 'text' }, m.deleted_at ? 'message deleted' : richText(m.body)),
   m.deleted_at ? null : reportButton('message', m.id, m.sender_id));
   const nearBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 80;

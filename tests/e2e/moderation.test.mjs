@@ -129,6 +129,32 @@ describe('moderation in the demo app', { timeout: 240000 }, () => {
     await snap('notified');
   });
 
+  // A post whose author erased the account comes back with author null: the feed rendered
+  // nothing at all then (renderPost threw), for every reader, until 30 newer posts pushed it
+  // out. Authors are named with their unique @username beside the display name anyone may copy.
+  it('a post of an erased account: every post is still shown, by "deleted account"', async () => {
+    const d = mk('dee');
+    const reg = await rest('POST', '/api/auth/register', null, { email: d.email, username: d.username, password: d.password });
+    assert.equal(reg.status, 201, reg.text);
+    const tok = reg.json.access_token;
+    assert.equal((await rest('POST', `/api/communities/${cid}/join`, tok)).status, 200);
+    const gone = await rest('POST', `/api/communities/${cid}/posts`, tok, { title: 'Soon gone', body: `gone-${run}` });
+    assert.equal(gone.status, 201, gone.text);
+    await B.waitForSelector(`#posts article[data-id="${gone.json.id}"]`, { timeout: T });
+    assert.equal((await rest('DELETE', '/api/auth/me', tok, { password: d.password })).status, 202);
+    // a newer post reloads the reader's feed (post_created), with the erased one in it
+    const login = await rest('POST', '/api/auth/login', null, { login: users.c.username, password: users.c.password });
+    assert.equal(login.status, 200, login.text);
+    const fresh = await rest('POST', `/api/communities/${cid}/posts`, login.json.access_token, { title: 'Still here', body: `here-${run}` });
+    assert.equal(fresh.status, 201, fresh.text);
+    await B.waitForSelector(`#posts article[data-id="${fresh.json.id}"]`, { timeout: T });
+    const meta = (id) => B.textContent(`#posts article[data-id="${id}"] .meta`);
+    await B.waitForFunction((id) => /deleted account/.test(document.querySelector(`#posts article[data-id="${id}"] .meta`)?.textContent || ''),
+      gone.json.id, { timeout: T });
+    assert.match(await meta(fresh.json.id), new RegExp(`@${users.c.username}\\b`));
+    await snap('erased-author');
+  });
+
   it('the owner sets slow mode in the chat rules', async () => {
     await A.fill('#rules-form [name=slow_mode_seconds]', '5');
     await A.click('#rules-save');
