@@ -130,6 +130,29 @@ int jh_has_control(const char *s, size_t n, bool multiline)
 	return 0;
 }
 
+int jh_has_invisible(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (u[i] == 0xc2 && u[i + 1] >= 0x80 && u[i + 1] <= 0x9f)
+			return 1; /* C1 */
+		if (u[i] == 0xd8 && u[i + 1] == 0x9c)
+			return 1; /* U+061C */
+		if (i + 2 >= n)
+			continue;
+		if (u[i] == 0xe2 && u[i + 1] == 0x80 &&
+		    ((u[i + 2] >= 0x8b && u[i + 2] <= 0x8f) ||
+		     (u[i + 2] >= 0xaa && u[i + 2] <= 0xae)))
+			return 1; /* U+200B..200F, U+202A..202E */
+		if (u[i] == 0xe2 && u[i + 1] == 0x81 && u[i + 2] >= 0xa0 && u[i + 2] <= 0xa9)
+			return 1; /* U+2060..2069 */
+		if (u[i] == 0xef && u[i + 1] == 0xbb && u[i + 2] == 0xbf)
+			return 1; /* U+FEFF */
+	}
+	return 0;
+}
+
 const char *jh_member_str(struct json_object *o, const char *name)
 {
 	struct json_object *v;

@@ -26,6 +26,14 @@ long jh_utf8_len(const char *s, size_t n);
  * when multiline. */
 int jh_has_control(const char *s, size_t n, bool multiline);
 
+/* 1 when s (n bytes of valid UTF-8) holds a character that changes how the
+ * text around it reads without showing itself: C1 controls (U+0080..9F),
+ * the zero-width and direction marks U+200B..200F, the embeddings and
+ * overrides U+202A..202E, U+2060..2069 (word joiner, invisible operators,
+ * isolates), U+061C and U+FEFF.  Names people read as someone's refuse
+ * them ("Ali\u202Eecila" shows as another name). */
+int jh_has_invisible(const char *s, size_t n);
+
 /* The string member `name` of object o, or NULL (absent, not a string, or o
  * not an object).  The pointer is o's. */
 const char *jh_member_str(struct json_object *o, const char *name);

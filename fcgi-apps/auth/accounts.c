@@ -91,7 +91,7 @@ void register_handler(struct http_req *req)
 	if (jh_string_or_400(req, req->json, "email", 3, 254, JH_REQUIRED, &email) < 0 ||
 	    jh_string_or_400(req, req->json, "username", 3, 32, JH_REQUIRED, &username) < 0 ||
 	    jh_string_or_400(req, req->json, "password", 8, 128, JH_REQUIRED, &password) < 0 ||
-	    jh_string_or_400(req, req->json, "display_name", 1, 64, 0, &display) < 0)
+	    jh_string_or_400(req, req->json, "display_name", 1, 64, JH_NAME, &display) < 0)
 		return;
 	if (!email_valid(email)) {
 		http_reply_error(req, TH_EVALIDATION, "email is not an email address", "email");

@@ -71,7 +71,7 @@ void communities_create(struct http_req *req)
 	int64_t cid, chid;
 
 	if (jh_string_or_400(req, req->json, "slug", 3, 40, JH_REQUIRED, &slug) < 0 ||
-	    jh_string_or_400(req, req->json, "name", 1, 100, JH_REQUIRED, &name) < 0 ||
+	    jh_string_or_400(req, req->json, "name", 1, 100, JH_REQUIRED | JH_NAME, &name) < 0 ||
 	    jh_string_or_400(req, req->json, "description", 0, 2000, JH_MULTILINE, &desc) < 0 ||
 	    visibility_or_400(req, JH_REQUIRED, &vis) < 0)
 		return;
@@ -212,7 +212,7 @@ void communities_patch(struct http_req *req)
 
 	if (community_access_param(req, "id", ROLE_ADMIN, &c) < 0)
 		return;
-	if (jh_string_or_400(req, req->json, "name", 1, 100, 0, &name) < 0 ||
+	if (jh_string_or_400(req, req->json, "name", 1, 100, JH_NAME, &name) < 0 ||
 	    jh_string_or_400(req, req->json, "description", 0, 2000, JH_MULTILINE, &desc) < 0 ||
 	    visibility_or_400(req, 0, &vis) < 0 || rules_or_400(req, bufs, rules, &any_rule) < 0)
 		return;

@@ -94,6 +94,12 @@ int jh_string_or_400(struct http_req *req, struct json_object *obj, const char *
 		http_reply_error(req, TH_EVALIDATION, msg, field);
 		return -1;
 	}
+	if ((flags & JH_NAME) && jh_has_invisible(s, strlen(s))) {
+		snprintf(msg, sizeof(msg),
+			 "%s must not contain invisible or direction-changing characters", field);
+		http_reply_error(req, TH_EVALIDATION, msg, field);
+		return -1;
+	}
 	*out = s;
 	return 0;
 }

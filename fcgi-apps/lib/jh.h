@@ -38,6 +38,8 @@ enum jh_flags {
 	JH_REQUIRED = 1u << 0,  /* absent or null is a validation error */
 	JH_MULTILINE = 1u << 1, /* allow \n, \r and \t (bodies); other control
 				 * characters are always refused */
+	JH_NAME = 1u << 2,      /* a name people read as someone's: no invisible
+				 * or direction-changing characters (jhcore.h) */
 };
 
 /* A string field of min..max code points, valid UTF-8, no NUL, no control

@@ -221,6 +221,9 @@ describe('register', () => {
       ['email is a number', (b) => ({ ...b, email: 42 }), 'email'],
       ['display_name is a number', (b) => ({ ...b, display_name: 7 }), 'display_name'],
       ['display_name with a control character (BEL)', (b) => ({ ...b, display_name: 'bad\u0007name' }), 'display_name'],
+      // shown as another name ("Alialice") or hiding a difference from the one it copies
+      ['display_name with a right-to-left override', (b) => ({ ...b, display_name: 'Ali\u202Eecila' }), 'display_name'],
+      ['display_name with a zero-width space', (b) => ({ ...b, display_name: 'Ali\u200Bce' }), 'display_name'],
       ['display_name with a NUL', (b) => ({ ...b, display_name: 'bad\u0000name' }), 'display_name'],
       ['display_name with a newline', (b) => ({ ...b, display_name: 'two\nlines' }), 'display_name'],
       ['email without @', (b) => ({ ...b, email: 'not-an-email' }), 'email'],

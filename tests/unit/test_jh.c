@@ -131,6 +131,49 @@ static void test_strings(void **state)
 	json_object_put(req.json);
 }
 
+/* JH_NAME: a name refuses what changes how it reads without showing itself
+ * ("Ali" RLO "ecila" shows as "Alialice"); text elsewhere keeps them */
+static void test_names(void **state)
+{
+	static const char *const bad[] = {
+		"Ali\xe2\x80\xae"
+		"ecila", /* U+202E right-to-left override */
+		"a\xe2\x80\x8b"
+		"b",             /* U+200B zero width space */
+		"a\xe2\x80\x8f", /* U+200F right-to-left mark */
+		"\xe2\x81\xa6x", /* U+2066 left-to-right isolate */
+		"x\xef\xbb\xbf", /* U+FEFF */
+		"x\xd8\x9c",     /* U+061C arabic letter mark */
+		"x\xc2\x85",     /* U+0085, a C1 control */
+	};
+	struct http_req req;
+	const char *s;
+	char body[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(jh_has_invisible(bad[i], strlen(bad[i])), 1);
+		snprintf(body, sizeof(body), "{\"n\":\"%s\"}", bad[i]);
+		with_body(&req, body);
+		assert_int_equal(jh_parse_body_or_400(&req), 0);
+		assert_int_equal(jh_string_or_400(&req, req.json, "n", 1, 64, JH_NAME, &s), -1);
+		assert_string_equal(err_code(&req), "validation_failed");
+		json_object_put(req.json);
+	}
+	/* accents, other scripts, emoji and the neighbours of the ranges pass */
+	assert_int_equal(jh_has_invisible("\xc3\xa9t\xc3\xa9", 5), 0);
+	assert_int_equal(jh_has_invisible("\xd8\xb3\xd9\x84\xd8\xa7\xd9\x85", 8), 0);
+	assert_int_equal(jh_has_invisible("\xf0\x9f\x91\x8d", 4), 0);
+	assert_int_equal(jh_has_invisible("\xe2\x80\x90", 3), 0); /* U+2010 hyphen */
+	assert_int_equal(jh_has_invisible("\xe2\x80\xaf", 3), 0); /* U+202F nbsp */
+	assert_int_equal(jh_has_invisible("\xc2\xa0", 2), 0);     /* U+00A0 */
+	with_body(&req, "{\"n\":\"a\xe2\x80\xae"
+			"b\"}");
+	assert_int_equal(jh_parse_body_or_400(&req), 0);
+	assert_int_equal(jh_string_or_400(&req, req.json, "n", 1, 64, 0, &s), 0);
+	json_object_put(req.json);
+}
+
 static void test_ints(void **state)
 {
 	struct http_req req;
@@ -176,7 +219,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_utf8),        cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_body_object), cmocka_unit_test(test_strings),
-		cmocka_unit_test(test_ints),        cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_names),       cmocka_unit_test(test_ints),
+		cmocka_unit_test(test_ids),
 	};
 
 	return cmocka_run_group_tests_name("jh", tests, setup, teardown);
