@@ -176,7 +176,8 @@ function stunParse(m) {
     error: e ? `${e[2] * 100 + e[3]} ${e.subarray(4).toString()}` : null,
   };
 }
-async function turnPermissions(port, user, password, peers) {
+// A UDP socket to coturn: ask(msg) sends one STUN message and resolves with its answer.
+async function turnSocket(port) {
   const sock = dgram.createSocket('udp4');
   await new Promise((r) => sock.bind(0, '127.0.0.1', r));
   const ask = (msg) => new Promise((resolve, reject) => {
@@ -190,6 +191,10 @@ async function turnPermissions(port, user, password, peers) {
     sock.on('message', on);
     sock.send(msg, port, '127.0.0.1');
   });
+  return { sock, ask };
+}
+async function turnPermissions(port, user, password, peers) {
+  const { sock, ask } = await turnSocket(port);
   try {
     const transport = [0x0019, Buffer.from([17, 0, 0, 0])];
     const first = await ask(stunMsg(0x0003, [transport]));
@@ -216,19 +221,7 @@ async function turnPermissions(port, user, password, peers) {
 
 // One allocation held until free(): {ok, error, free}.
 async function turnAllocate(port, user, password) {
-  const sock = dgram.createSocket('udp4');
-  await new Promise((r) => sock.bind(0, '127.0.0.1', r));
-  const ask = (msg) => new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { sock.off('message', on); reject(new Error('no TURN answer in 3 s')); }, 3000);
-    const tx = msg.subarray(8, 20);
-    function on(d) {
-      const r = stunParse(d);
-      if (!r.tx.equals(tx)) return;
-      clearTimeout(timer); sock.off('message', on); resolve(r);
-    }
-    sock.on('message', on);
-    sock.send(msg, port, '127.0.0.1');
-  });
+  const { sock, ask } = await turnSocket(port);
   try {
     const transport = [0x0019, Buffer.from([17, 0, 0, 0])];
     const first = await ask(stunMsg(0x0003, [transport]));
