@@ -3,7 +3,11 @@
 // Addresses: this file registers and asks for resets from 127.92.x.y.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request, until, sleep } from './lib/http.mjs';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import {
+  request, until, sleep, VAR_DIR, LOCAL_ONLY,
+} from './lib/http.mjs';
 import { show } from './lib/assert.mjs';
 import { psql } from './lib/stack.mjs';
 import { fixtures, api, rnd } from './lib/fixtures.mjs';
@@ -265,5 +269,36 @@ describe('email change', () => {
     assert.equal(squatter.status, 201, show(squatter));
     assertError(await post('/api/auth/verify-email', { token }), 409, 'conflict', null, 'taken meanwhile');
     assert.equal((await me(u.token)).json.user.email, u.email);
+  });
+});
+
+describe('the access log', { skip: LOCAL_ONLY }, () => {
+  test('no secret of a URL reaches it: mail links, a provider\'s code and state, one-time codes, media signatures', async () => {
+    const secret = `S3cr${rnd(12)}`;
+    const agent = `log-probe-${rnd()}`;
+    const urls = [
+      `/reset-password?token=${secret}a`, // the mail links (fcgi-apps/mail/templates.c)
+      `/verify-email?token=${secret}b`,
+      `/?code=${secret}c&state=${secret}d&iss=x`, // where a provider sends the browser back
+      `/api/auth/oidc/fake/callback?state=${secret}e&code=${secret}f`,
+      `/api/auth/oidc/fake/callback?state=${secret}g&totp=123456`,
+      `/media/1/original?exp=1&sig=${secret}h`, // a signed media URL
+      `/api/auth/me?access_token=${secret}i`,
+      `/api/auth/sessions?limit=1&Code=${secret}j`,
+    ];
+    for (const u of urls) await request('GET', u, { headers: { 'user-agent': agent } });
+    // a query without a secret stays, for debugging
+    await request('GET', '/api/auth/oidc/providers?limit=7', { headers: { 'user-agent': agent } });
+    const file = path.join(VAR_DIR, 'log', 'nginx-access.log');
+    const mine = () => readFileSync(file, 'utf8').split('\n').filter((l) => l.includes(agent));
+    const lines = await until(() => (mine().length >= urls.length + 1 ? mine() : null), { timeoutMs: 5000, intervalMs: 100 });
+    assert.ok(lines, `the probes are not in the access log: ${mine().join('\n')}`);
+    const all = readFileSync(file, 'utf8');
+    assert.ok(!all.includes(secret), `a secret in the access log: ${all.split('\n').filter((l) => l.includes(secret)).join('\n')}`);
+    // the paths are there, the query shown as "?-"
+    for (const p of ['/reset-password?-', '/verify-email?-', '/?-', '/api/auth/oidc/fake/callback?-', '/media/1/original?-', '/api/auth/me?-']) {
+      assert.ok(lines.some((l) => l.includes(`"GET ${p} HTTP/1.1"`)), `no line for ${p}: ${lines.join('\n')}`);
+    }
+    assert.ok(lines.some((l) => l.includes('"GET /api/auth/oidc/providers?limit=7 HTTP/1.1"')), lines.join('\n'));
   });
 });
