@@ -9,7 +9,11 @@
  * POST /api/auth/password/reset {token, password}: the token (1 h) is used
  * once; the password is replaced and every session of the account revoked.
  * POST /api/auth/password (Bearer) {current_password, new_password}: every
- * session but the caller's revoked, and the account told by mail. */
+ * session but the caller's revoked, and the account told by mail.
+ *
+ * Both void every other unused token of the account, whatever its kind: a
+ * pending email change (its verify_email token in the new mailbox) must not
+ * move the account away after its owner took it back. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,10 +158,12 @@ void reset_handler(struct http_req *req)
 				     2, p);
 		if (!r)
 			return;
-		/* other reset links of the account die with this one */
+		/* every other link mailed to the account dies with this one: other
+		 * resets, and a pending email change started by whoever had the
+		 * account before its owner took it back */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "UPDATE account_tokens SET used_at = now() WHERE user_id = $1 "
-				     "AND kind = 'password_reset' AND used_at IS NULL",
+				     "AND used_at IS NULL",
 				     1, p);
 		if (!r)
 			return;
@@ -223,10 +229,11 @@ void password_change_handler(struct http_req *req)
 				     "UPDATE users SET password_hash = $2 WHERE id = $1", 2, p);
 		if (!r)
 			return;
-		/* a reset link mailed before the change would undo it */
+		/* a link mailed before the change would undo it: a reset link, a
+		 * pending email change */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "UPDATE account_tokens SET used_at = now() WHERE user_id = $1 "
-				     "AND kind = 'password_reset' AND used_at IS NULL",
+				     "AND used_at IS NULL",
 				     1, p);
 		if (!r)
 			return;

@@ -198,6 +198,33 @@ describe('password reset', () => {
   });
 });
 
+describe('a reset voids every other link of the account', () => {
+  test('a pending email change (its link in someone else\'s mailbox) dies with a reset', async () => {
+    // whoever held the account (its password, a session) asked to move it to their address;
+    // the owner takes it back by a reset before the link is used
+    const u = await newUser('rv');
+    const evil = `rv_evil_${rnd()}@example.test`;
+    const held = await login(u.username, u.password);
+    assert.equal(held.status, 200, show(held));
+    const r = await api('POST', '/api/auth/email', held.json.access_token, { password: u.password, new_email: evil });
+    assert.equal(r.status, 202, show(r));
+    const change = linkToken(await newestMail(evil), '/verify-email');
+    assert.ok(change, 'no change link');
+    const reset = await forgotToken(u);
+    assert.equal((await post('/api/auth/password/reset', { token: reset, password: 'owner-Passw0rd-1' })).status, 204);
+    const v = await post('/api/auth/verify-email', { token: change });
+    assertError(v, 400, 'validation_failed', 'token', 'the change link after the reset');
+    // the account keeps its owner's address: the owner signs in with it, no one with the other
+    assert.equal((await login(u.email, 'owner-Passw0rd-1')).status, 200);
+    assert.equal((await login(evil, 'owner-Passw0rd-1')).status, 401);
+    const row = await psql(`SELECT email FROM users WHERE id = ${Number(u.id)}`);
+    assert.equal(row.stdout.trim(), u.email);
+    // nothing of the account's mail links is left
+    const left = await psql(`SELECT count(*) FROM account_tokens WHERE user_id = ${Number(u.id)} AND used_at IS NULL`);
+    assert.equal(left.stdout.trim(), '0');
+  });
+});
+
 describe('password change', () => {
   test('wrong current password 401; then 204: other sessions revoked, this one kept, a notice mailed', async () => {
     const u = await newUser('pc');
@@ -225,6 +252,18 @@ describe('password change', () => {
     const token = await forgotToken(u);
     assert.equal((await api('POST', '/api/auth/password', u, { current_password: u.password, new_password: 'brand-new-Passw0rd' })).status, 204);
     assertError(await post('/api/auth/password/reset', { token, password: 'attacker-Passw0rd' }), 400, 'validation_failed', 'token', 'old reset link');
+  });
+
+  test('a pending email change dies with a password change', async () => {
+    const u = await newUser('pe');
+    const evil = `pe_evil_${rnd()}@example.test`;
+    assert.equal((await api('POST', '/api/auth/email', u, { password: u.password, new_email: evil })).status, 202);
+    const change = linkToken(await newestMail(evil), '/verify-email');
+    assert.ok(change, 'no change link');
+    assert.equal((await api('POST', '/api/auth/password', u, { current_password: u.password, new_password: 'brand-new-Passw0rd' })).status, 204);
+    assertError(await post('/api/auth/verify-email', { token: change }), 400, 'validation_failed', 'token', 'the change link after the password change');
+    assert.equal((await me(u.token)).json.user.email, u.email);
+    assert.equal((await login(evil, 'brand-new-Passw0rd')).status, 401);
   });
 });
 
