@@ -122,7 +122,8 @@ void register_handler(struct http_req *req)
 		r = db_own(req, db_exec(DB_PRIMARY,
 					"INSERT INTO users AS u (email, username, display_name, "
 					"password_hash) "
-					"VALUES ($1, $2, $3, $4) RETURNING " USER_COLS,
+					"VALUES ($1, $2, $3, $4) RETURNING " USER_COLS
+					", u.credential_epoch",
 					4, params));
 	}
 	if (!r) {
@@ -157,7 +158,8 @@ void register_handler(struct http_req *req)
 	log_info("audit: user %lld registered", (long long)uid);
 	/* the session is created in the same transaction: a client never gets
 	 * an account without the tokens to use it */
-	session_start_reply(req, 201, uid, user, 1);
+	session_start_reply(req, 201, uid, db_res_get(r, 0, USER_NCOLS), "cannot start a session",
+			    user, 1);
 }
 
 /* Gives back one hit of a login budget: the attempt was not a failure (the
@@ -230,6 +232,12 @@ static int budget_fail(const char *key)
  * open a second budget.  An unknown login gets a key on the normalized
  * login, and is hashed against a dummy like a known one: the same work,
  * the same answers. */
+/* after USER_COLS: the hash, TOTP on, suspended, and the credential epoch
+ * read with the hash (the session starts only while it is unchanged) */
+#define LOGIN_COLS                                                                   \
+	", u.password_hash, u.totp_secret IS NOT NULL, u.suspended_at IS NOT NULL, " \
+	"u.credential_epoch "
+
 void login_handler(struct http_req *req)
 {
 	const char *login, *password, *totp = NULL, *hash = NULL;
@@ -252,13 +260,9 @@ void login_handler(struct http_req *req)
 		/* the primary: a login right after register (or a password
 		 * change) must find what a lagging replica has not replayed yet */
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     strchr(lower, '@') ? "SELECT " USER_COLS
-							  ", u.password_hash, u.totp_secret "
-							  "IS NOT NULL, u.suspended_at IS NOT NULL "
+				     strchr(lower, '@') ? "SELECT " USER_COLS LOGIN_COLS
 							  "FROM users u WHERE u.email = $1"
-							: "SELECT " USER_COLS
-							  ", u.password_hash, u.totp_secret "
-							  "IS NOT NULL, u.suspended_at IS NOT NULL "
+							: "SELECT " USER_COLS LOGIN_COLS
 							  "FROM users u WHERE u.username = $1",
 				     1, params);
 	}
@@ -334,7 +338,10 @@ void login_handler(struct http_req *req)
 		int64_t uid = strtoll(db_res_get(r, 0, 0), NULL, 10);
 		struct json_object *user = jh_own(req, user_json(r, 0, 0));
 
-		session_start_reply(req, 200, uid, user, 0);
+		/* a reset or password change since the hash was read: the
+		 * password checked is no longer the account's */
+		session_start_reply(req, 200, uid, db_res_get(r, 0, USER_NCOLS + 3),
+				    "wrong login or password", user, 0);
 	}
 }
 

@@ -5,7 +5,10 @@
  * account in one transaction; after the commit the revocations reach every
  * worker and broker (publish_revoked: the brokers close the sockets within
  * their once-a-second sweep).  Login then answers 403 `suspended` (to who
- * gives the right password only) and refresh 401.  The modlog's site-wide
+ * gives the right password only) and refresh 401; a sign-in that checked
+ * its credentials before the suspension and starts its session after it
+ * gets 403 too (the row's lock and the credential epoch, migration 0045:
+ * session_start_reply).  The modlog's site-wide
  * entry is the database's (0033), with the caller as its actor.  An admin
  * is not suspended (403: revoke the grant first), nor the caller. */
 #include <stdio.h>
@@ -95,8 +98,8 @@ static void suspension_set(struct http_req *req, int on)
 	if (db_begin_or_reply(req) < 0)
 		return;
 	r = db_exec_or_reply(req, DB_PRIMARY,
-			     on ? "UPDATE users SET suspended_at = now() WHERE id = $1 "
-				  "AND suspended_at IS NULL"
+			     on ? "UPDATE users SET suspended_at = now(), credential_epoch = "
+				  "credential_epoch + 1 WHERE id = $1 AND suspended_at IS NULL"
 				: "UPDATE users SET suspended_at = NULL WHERE id = $1 "
 				  "AND suspended_at IS NOT NULL",
 			     1, params);

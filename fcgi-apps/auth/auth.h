@@ -19,11 +19,17 @@ extern struct auth_limits auth_limits;
 /* sessions.c */
 /* Creates a session for user_id and replies `status` with {user,
  * access_token, refresh_token, expires_in}; user is the public user JSON of
- * the caller, the request's (jh_own).  in_tx: the caller has a transaction open, which
- * this commits (registration: the account and its session together); 0: the
- * session is created by one self-committing statement (login). */
-void session_start_reply(struct http_req *req, int status, int64_t user_id,
-			 struct json_object *user, int in_tx);
+ * the caller, the request's (jh_own).  epoch: users.credential_epoch as read
+ * together with the credential the caller checked (the password hash, the
+ * provider's identity): the session is created only while the account's
+ * epoch is still that and it is not suspended, else 403 suspended or 401
+ * with stale_msg is replied (a reset, a password change or a suspension
+ * came between the check and now; migration 0045).  in_tx: the caller has
+ * a transaction open, which this commits (registration: the account and its
+ * session together) or rolls back (no session); 0: the session is created
+ * by one self-committing statement (login). */
+void session_start_reply(struct http_req *req, int status, int64_t user_id, const char *epoch,
+			 const char *stale_msg, struct json_object *user, int in_tx);
 void refresh_handler(struct http_req *req);
 void logout_handler(struct http_req *req);
 

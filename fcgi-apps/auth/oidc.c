@@ -36,6 +36,9 @@
 #define OIDC_COOKIE "th_oidc"
 #define OIDC_TOTP_TTL_S 300
 #define OIDC_USERNAME_TRIES 6
+/* 401 when the account's credentials changed (a reset, a password change)
+ * between the provider's sign-in and its session */
+#define OIDC_STALE "the account's credentials changed during the sign-in; sign in again"
 
 struct oidc_limits {
 	long state_ttl_s, max, window_s;
@@ -290,8 +293,12 @@ static const char *display_name(struct json_object *claims, const char *username
 	return name;
 }
 
-/* an account row: USER_COLS, suspended, TOTP on */
-#define ACCOUNT_COLS "SELECT " USER_COLS ", u.suspended_at IS NOT NULL, u.totp_secret IS NOT NULL "
+/* an account row: USER_COLS, suspended, TOTP on, and the credential epoch
+ * (read with the account: the session starts only while it is unchanged) */
+#define ACCOUNT_COLS                                                                    \
+	"SELECT " USER_COLS ", u.suspended_at IS NOT NULL, u.totp_secret IS NOT NULL, " \
+	"u.credential_epoch "
+#define ACCOUNT_EPOCH (USER_NCOLS + 2)
 
 /* r when it holds the one account row sought (logged as `how`), or when it
  * failed (NULL, replied); else NULL with *next set: look further. */
@@ -330,10 +337,12 @@ static struct db_res *account_create(struct http_req *req, const struct oidc_pro
 				     "email_verified_at) VALUES ($3, $4, $5, "
 				     "CASE WHEN $6::boolean THEN now() END) "
 				     "ON CONFLICT DO NOTHING "
-				     "RETURNING id, username, display_name, created_at), "
+				     "RETURNING id, username, display_name, created_at, "
+				     "credential_epoch), "
 				     "l AS (INSERT INTO user_identities "
 				     "(provider, subject, user_id) SELECT $1, $2, id FROM n) "
-				     "SELECT " USER_COLS ", false, false FROM n AS u",
+				     "SELECT " USER_COLS ", false, false, u.credential_epoch "
+				     "FROM n AS u",
 				     6, params);
 		r = found(r, p, "created", &next);
 		if (!next)
@@ -400,21 +409,23 @@ static struct db_res *account_for(struct http_req *req, const struct oidc_provid
 }
 
 /* Keeps the state row for the one-time code: same state and browser, the
- * user known, 5 minutes.  In the caller's transaction, which it commits;
- * then replies 401 totp_required. */
+ * user known and the credential epoch the sign-in read (the second step
+ * starts no session after a reset that came between), 5 minutes.  In the
+ * caller's transaction, which it commits; then replies 401 totp_required. */
 static void totp_due(struct http_req *req, const struct oidc_provider *p, const char *shash,
-		     const char *bhash, const char *uid)
+		     const char *bhash, const char *uid, const char *epoch)
 {
 	char ttl[24];
-	const char *params[] = {shash, bhash, p->name, uid, ttl};
+	const char *params[] = {shash, bhash, p->name, uid, ttl, epoch};
 
 	snprintf(ttl, sizeof(ttl), "%d", OIDC_TOTP_TTL_S);
 	if (!db_exec_or_reply(req, DB_PRIMARY,
 			      "INSERT INTO oidc_states (state_hash, browser_hash, provider, nonce, "
-			      "code_verifier, redirect_uri, user_id, expires_at) VALUES "
+			      "code_verifier, redirect_uri, user_id, expires_at, "
+			      "credential_epoch) VALUES "
 			      "(decode($1, 'hex'), decode($2, 'hex'), $3, '', '', '', $4, now() + "
-			      "$5::bigint * interval '1 second')",
-			      5, params) ||
+			      "$5::bigint * interval '1 second', $6::bigint)",
+			      6, params) ||
 	    db_commit_or_reply(req) < 0)
 		return;
 	totp_check_login(req, 0, NULL);
@@ -459,8 +470,10 @@ static struct json_object *provider_login(struct http_req *req, struct oidc_prov
 }
 
 /* The second step of a login whose account has TOTP on: the one-time code
- * for the user the state row names (already taken). */
-static void totp_step(struct http_req *req, int64_t uid, const char *totp)
+ * for the user the state row names (already taken), whose credential epoch
+ * the first step read (NULL: a row kept before migration 0045, no
+ * session). */
+static void totp_step(struct http_req *req, int64_t uid, const char *epoch, const char *totp)
 {
 	char id[24];
 	const char *params[] = {ids_text(id, uid)};
@@ -484,7 +497,7 @@ static void totp_step(struct http_req *req, int64_t uid, const char *totp)
 		return;
 	}
 	metrics_add(c_logins, 1);
-	session_start_reply(req, 200, uid, jh_own(req, user_json(r, 0, 0)), 0);
+	session_start_reply(req, 200, uid, epoch, OIDC_STALE, jh_own(req, user_json(r, 0, 0)), 0);
 }
 
 void oidc_callback_handler(struct http_req *req)
@@ -528,7 +541,8 @@ void oidc_callback_handler(struct http_req *req)
 				      "AND browser_hash = decode($2, 'hex') AND provider = $3 "
 				      "AND (user_id IS NULL) = ($4 = 'code') AND expires_at > "
 				      "now() "
-				      "RETURNING nonce, code_verifier, redirect_uri, user_id",
+				      "RETURNING nonce, code_verifier, redirect_uri, user_id, "
+				      "credential_epoch",
 				      4, params);
 	}
 	if (!st)
@@ -539,7 +553,8 @@ void oidc_callback_handler(struct http_req *req)
 		return;
 	}
 	if (!db_res_isnull(st, 0, 3)) {
-		totp_step(req, strtoll(db_res_get(st, 0, 3), NULL, 10), totp);
+		totp_step(req, strtoll(db_res_get(st, 0, 3), NULL, 10),
+			  db_res_isnull(st, 0, 4) ? NULL : db_res_get(st, 0, 4), totp);
 		return;
 	}
 	claims = provider_login(req, p, code, st);
@@ -555,9 +570,11 @@ void oidc_callback_handler(struct http_req *req)
 		return;
 	}
 	if (db_res_get(r, 0, USER_NCOLS + 1)[0] == 't') {
-		totp_due(req, p, shash, bhash, db_res_get(r, 0, 0));
+		totp_due(req, p, shash, bhash, db_res_get(r, 0, 0),
+			 db_res_get(r, 0, ACCOUNT_EPOCH));
 		return;
 	}
 	metrics_add(c_logins, 1);
-	session_start_reply(req, 200, uid, jh_own(req, user_json(r, 0, 0)), 1);
+	session_start_reply(req, 200, uid, db_res_get(r, 0, ACCOUNT_EPOCH), OIDC_STALE,
+			    jh_own(req, user_json(r, 0, 0)), 1);
 }

@@ -13,7 +13,10 @@
  *
  * Both void every other unused token of the account, whatever its kind: a
  * pending email change (its verify_email token in the new mailbox) must not
- * move the account away after its owner took it back. */
+ * move the account away after its owner took it back.  Both move the
+ * account's credential epoch (migration 0045), so a sign-in that checked the
+ * old password before and starts its session after gets none
+ * (session_start_reply). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,10 +154,15 @@ void reset_handler(struct http_req *req)
 		const char *p[] = {uid, hash};
 
 		/* the mail reached the account's address: it is proven too, when
-		 * the token was sent to the address the account still has */
+		 * the token was sent to the address the account still has (an
+		 * address change voids the tokens of the old one: verify.c).  The
+		 * row's lock makes a sign-in that is starting its session now
+		 * finish first (the revocation below sees it) or find the epoch
+		 * moved */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "UPDATE users u SET password_hash = $2, email_verified_at = "
-				     "COALESCE(u.email_verified_at, now()) WHERE u.id = $1",
+				     "COALESCE(u.email_verified_at, now()), "
+				     "credential_epoch = u.credential_epoch + 1 WHERE u.id = $1",
 				     2, p);
 		if (!r)
 			return;
@@ -200,8 +208,8 @@ void password_change_handler(struct http_req *req)
 	snprintf(uid, sizeof(uid), "%lld", (long long)req->user_id);
 	snprintf(sid, sizeof(sid), "%lld", (long long)req->session_id);
 	u = db_exec_or_reply(req, DB_PRIMARY,
-			     "SELECT u.password_hash, u.email, u.display_name FROM users u "
-			     "WHERE u.id = $1",
+			     "SELECT u.password_hash, u.email, u.display_name, u.credential_epoch "
+			     "FROM users u WHERE u.id = $1",
 			     1, pu);
 	if (!u)
 		return;
@@ -223,12 +231,25 @@ void password_change_handler(struct http_req *req)
 	if (db_begin_or_reply(req) < 0)
 		return;
 	{
-		const char *p[] = {uid, hash}, *ps[] = {uid, sid};
+		const char *p[] = {uid, hash, db_res_get(u, 0, 3)}, *ps[] = {uid, sid};
 
+		/* only over the password checked above: a reset (or another
+		 * change) that came between revoked this session and set a
+		 * password this one must not overwrite */
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "UPDATE users SET password_hash = $2 WHERE id = $1", 2, p);
+				     "UPDATE users SET password_hash = $2, credential_epoch = "
+				     "credential_epoch + 1 WHERE id = $1 AND credential_epoch = "
+				     "$3::bigint",
+				     3, p);
 		if (!r)
 			return;
+		if (db_res_affected(r) != 1) {
+			db_rollback();
+			http_reply_error(req, TH_EUNAUTHORIZED,
+					 "the account's password changed meanwhile; sign in again",
+					 NULL);
+			return;
+		}
 		/* a link mailed before the change would undo it: a reset link, a
 		 * pending email change */
 		r = db_exec_or_reply(req, DB_PRIMARY,

@@ -100,8 +100,26 @@ static void tokens_reply(struct http_req *req, int status, int64_t uid, int64_t 
 	http_add_header(req, "Cache-Control", "no-store");
 }
 
-void session_start_reply(struct http_req *req, int status, int64_t user_id,
-			 struct json_object *user, int in_tx)
+/* No session was started: the account is suspended now (403), or its
+ * credentials changed or it went away since the caller's check (401 msg). */
+static void stale_reply(struct http_req *req, const char *uid, const char *msg)
+{
+	const char *params[] = {uid};
+	struct db_res *r;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "SELECT suspended_at IS NOT NULL FROM users WHERE id = $1", 1, params);
+	if (!r)
+		return;
+	log_info("audit: no session for user %s: its credentials changed during the sign-in", uid);
+	if (db_res_rows(r) == 1 && db_res_get(r, 0, 0)[0] == 't')
+		http_reply_error(req, TH_ESUSPENDED, "the account is suspended", NULL);
+	else
+		http_reply_error(req, TH_EUNAUTHORIZED, msg, NULL);
+}
+
+void session_start_reply(struct http_req *req, int status, int64_t user_id, const char *epoch,
+			 const char *stale_msg, struct json_object *user, int in_tx)
 {
 	char uid[24], sid[24], ttl[24], ua[DEVICES_UA_MAX + 1];
 	struct refresh rt;
@@ -111,26 +129,41 @@ void session_start_reply(struct http_req *req, int status, int64_t user_id,
 	snprintf(ttl, sizeof(ttl), "%ld", refresh_ttl());
 	refresh_new(&rt);
 	{
-		const char *params[] = {uid, req->client_addr, rt.hash_hex, ttl,
-					devices_user_agent(req, ua, sizeof(ua))};
+		const char *params[] = {uid,
+					req->client_addr,
+					rt.hash_hex,
+					ttl,
+					devices_user_agent(req, ua, sizeof(ua)),
+					epoch};
 
 		/* the session and its first refresh token in one statement: one
 		 * round trip, and without the caller's transaction it commits by
-		 * itself (a login needs no BEGIN/COMMIT round trips either) */
+		 * itself (a login needs no BEGIN/COMMIT round trips either).
+		 * Only while the account's credentials are the ones the caller
+		 * checked (migration 0045): the row FOR SHARE either comes first
+		 * (a reset, password change or suspension then waits for this
+		 * statement, and its revocation sees the session) or after such a
+		 * change committed, whose moved epoch (or suspension) the locked
+		 * row shows: then no session */
 		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "WITH s AS (INSERT INTO sessions (user_id, client_addr, "
-				     "user_agent) VALUES ($1, $2, $5) RETURNING id) "
+				     "WITH u AS (SELECT id FROM users WHERE id = $1 "
+				     "AND credential_epoch = $6::bigint AND suspended_at IS NULL "
+				     "FOR SHARE), "
+				     "s AS (INSERT INTO sessions (user_id, client_addr, "
+				     "user_agent) SELECT u.id, $2, $5 FROM u RETURNING id) "
 				     "INSERT INTO refresh_tokens (token_hash, session_id, "
 				     "expires_at) "
 				     "SELECT decode($3, 'hex'), s.id, "
 				     "now() + $4::bigint * interval '1 second' FROM s RETURNING "
 				     "session_id",
-				     5, params);
+				     6, params);
 	}
 	if (!r)
 		return;
 	if (db_res_rows(r) != 1) {
-		http_reply_error(req, TH_EINTERNAL, "cannot start a session", NULL);
+		if (in_tx)
+			db_rollback();
+		stale_reply(req, uid, stale_msg);
 		return;
 	}
 	snprintf(sid, sizeof(sid), "%s", db_res_get(r, 0, 0));

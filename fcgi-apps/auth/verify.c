@@ -21,7 +21,8 @@
 #include "reply.h"
 #include "user.h"
 
-/* the caller's row: USER_COLS, email, verified, password_hash */
+/* the caller's row: USER_COLS, email, verified, password_hash,
+ * credential_epoch */
 static struct db_res *caller_row(struct http_req *req)
 {
 	char id[24];
@@ -31,7 +32,7 @@ static struct db_res *caller_row(struct http_req *req)
 	snprintf(id, sizeof(id), "%lld", (long long)req->user_id);
 	r = db_exec_or_reply(req, DB_PRIMARY,
 			     "SELECT " USER_COLS ", u.email, u.email_verified_at IS NOT NULL, "
-			     "u.password_hash FROM users u WHERE u.id = $1",
+			     "u.password_hash, u.credential_epoch FROM users u WHERE u.id = $1",
 			     1, p);
 	if (r && db_res_rows(r) != 1) {
 		http_reply_error(req, TH_EUNAUTHORIZED, "account no longer exists", NULL);
@@ -40,15 +41,37 @@ static struct db_res *caller_row(struct http_req *req)
 	return r;
 }
 
-/* token + mail in one transaction, committed; 0, or -1 replied */
+/* token + mail in one transaction, committed; 0, or -1 replied.  epoch
+ * (an email change): the credential epoch read with the password checked;
+ * the row FOR SHARE makes a reset or password change wait for the commit
+ * (and then void this token) or, committed before, refuses it (401). */
 static int send_verify(struct http_req *req, int64_t uid, const char *to, const char *name,
-		       const char *old_addr)
+		       const char *old_addr, const char *epoch)
 {
 	struct acct_token t;
+	char id[24];
+	const char *p[] = {id, epoch};
+	struct db_res *r;
 
 	acct_token_make(&t);
 	if (db_begin_or_reply(req) < 0)
 		return -1;
+	if (epoch) {
+		snprintf(id, sizeof(id), "%lld", (long long)uid);
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "SELECT 1 FROM users WHERE id = $1 AND credential_epoch = "
+				     "$2::bigint FOR SHARE",
+				     2, p);
+		if (!r)
+			return -1;
+		if (db_res_rows(r) != 1) {
+			db_rollback();
+			http_reply_error(req, TH_EUNAUTHORIZED,
+					 "the account's password changed meanwhile; sign in again",
+					 NULL);
+			return -1;
+		}
+	}
 	if (acct_token_store(req, &t, uid, "verify_email", to, ACCT_VERIFY_TTL_S) < 0 ||
 	    acct_mail_queue(req, "verify_email", to, uid, t.text, name, NULL) < 0)
 		return -1;
@@ -72,7 +95,7 @@ void verify_request_handler(struct http_req *req)
 		http_reply_empty(req, 204);
 		return;
 	}
-	if (send_verify(req, req->user_id, db_res_get(r, 0, USER_NCOLS), db_res_get(r, 0, 2),
+	if (send_verify(req, req->user_id, db_res_get(r, 0, USER_NCOLS), db_res_get(r, 0, 2), NULL,
 			NULL) < 0)
 		return;
 	log_info("audit: user %lld asked for an address verification", (long long)req->user_id);
@@ -131,7 +154,7 @@ void email_change_handler(struct http_req *req)
 	if (acct_mail_budget_or_reply(req, "verify_email", req->user_id) < 0)
 		return;
 	if (send_verify(req, req->user_id, new_email, db_res_get(r, 0, 2),
-			db_res_get(r, 0, USER_NCOLS)) < 0)
+			db_res_get(r, 0, USER_NCOLS), db_res_get(r, 0, USER_NCOLS + 3)) < 0)
 		return;
 	log_info("audit: user %lld asked to change the address", (long long)req->user_id);
 	http_reply_empty(req, 202);

@@ -15,8 +15,11 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import { assertError, assertStatus, show } from './lib/assert.mjs';
 import { api, fixtures, rnd } from './lib/fixtures.mjs';
-import { PORT_BASE, request, sleep } from './lib/http.mjs';
-import { metric, poolMetrics, psql } from './lib/stack.mjs';
+import { PORT_BASE, request, run, sleep } from './lib/http.mjs';
+import {
+  holdSessionStarts, metric, poolMetrics, psql,
+} from './lib/stack.mjs';
+import { newestMail, linkToken } from './lib/mail.mjs';
 import { OIDC_CLIENT, startProvider } from './lib/oidcprovider.mjs';
 import { totpCode } from './lib/totp.mjs';
 
@@ -430,6 +433,59 @@ describe('oidc', () => {
     assertError(again.res, 401, 'totp_required');
     assertError(await again.b.th(path(again.state, '000000')), 401, 'unauthorized');
     assertError(await again.b.th(path(again.state, totpCode(setup.secret, t + 60))), 400, 'validation_failed', 'state');
+  });
+
+  test('a sign-in racing a suspension gets 403 suspended and no session', async () => {
+    // its session's statement waits (holdSessionStarts) while the suspension runs to its end
+    const root = await newUser('oroot');
+    const g = await run('scripts/admin', ['grant', root.username], { timeoutMs: 30000 });
+    assert.equal(g.code, 0, g.stderr);
+    const sub = `race-${rnd()}`;
+    const claims = { email: `${sub}@example.test`, email_verified: true };
+    const uid = assertStatus((await login('fake', sub, claims)).res, 200, 'first:').json.user.id;
+    fake.sub = sub;
+    fake.claims = claims;
+    const b = browser();
+    const a = await authorize(b, 'fake', sub);
+    const hold = await holdSessionStarts();
+    let racing;
+    let suspended;
+    try {
+      racing = callback(b, 'fake', a.code, a.state);
+      await hold.waiting('INSERT INTO sessions');
+      suspended = await api('POST', `/api/admin/users/${uid}/suspend`, root.token);
+    } finally {
+      await hold.release();
+    }
+    assertStatus(suspended, 200, 'suspend:');
+    const late = await racing;
+    if (late.status === 200) {
+      const r = await api('POST', '/api/auth/refresh', null, { refresh_token: late.json.refresh_token });
+      assert.fail(`the sign-in racing the suspension got a session (its access token works for 15 minutes; refresh: ${r.status})`);
+    }
+    assertError(late, 403, 'suspended');
+    const live = await psql(`SELECT count(*) FROM sessions WHERE user_id = ${Number(uid)} AND revoked_at IS NULL`);
+    assert.equal(live.stdout.trim(), '0', live.stderr);
+  });
+
+  test('the one-time code step of a sign-in started before a reset gets 401', async () => {
+    const sub = `totpr-${rnd()}`;
+    const claims = { email: `${sub}@example.test`, email_verified: true };
+    const tok = assertStatus((await login('local', sub, claims)).res, 200, 'first:').json.access_token;
+    const setup = assertStatus(await api('POST', '/api/auth/totp/setup', tok), 200, 'setup:').json;
+    const t = Date.now() / 1000;
+    assertStatus(await api('POST', '/api/auth/totp/enable', tok, { code: totpCode(setup.secret, t) }), 200, 'enable:');
+    const due = await login('local', sub, claims);
+    assertError(due.res, 401, 'totp_required', 'totp');
+    // the reset comes between the provider's sign-in and the code
+    assertStatus(await request('POST', '/api/auth/password/forgot', { body: { email: claims.email }, localAddress: freshAddr() }), 204, 'forgot:');
+    const reset = linkToken(await newestMail(claims.email, { filter: (m) => /Reset/.test(m.subject) }), '/reset-password');
+    assertStatus(await request('POST', '/api/auth/password/reset', { body: { token: reset, password: 'owner-Passw0rd-1' } }), 204, 'reset:');
+    const step = await due.b.th(`/api/auth/oidc/local/callback?state=${encodeURIComponent(due.state)}&totp=${totpCode(setup.secret, t + 30)}`);
+    assert.notEqual(step.status, 200, `the code step after the reset started a session: ${show(step)}`);
+    assertError(step, 401, 'unauthorized');
+    // a new sign-in (the identity was linked with the address proven: it stays) owes its code as before
+    assertError((await login('local', sub, claims)).res, 401, 'totp_required');
   });
 
   test('deleting an account removes its identities', async () => {

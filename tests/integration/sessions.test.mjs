@@ -7,12 +7,23 @@
 //   and its MQTT socket closes within 5 s; the caller's own session goes on.
 // - Another user's session, a malformed or unknown id: 404, nothing ended.
 // - Client addresses: registrations and logins from 127.73.x.y (lib/fixtures.mjs).
+//
+// A session starts only from credentials that are still the account's (migration 0045): a
+// sign-in that checked the password before a reset, a password change or a suspension and
+// would start its session after it gets none (401, 403 suspended). The race is made
+// deterministic rather than hoped for: a transaction of the test holds refresh_tokens
+// (holdSessionStarts, lib/stack.mjs), so the login has checked the password and waits with
+// its session's one statement; the reset (change, suspension) runs to its end meanwhile; then
+// the lock goes and the statement runs. The old code inserted the session regardless, and
+// the revocation, already done, never saw it.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request, sleep, LOCAL_ONLY } from './lib/http.mjs';
+import { request, run, sleep, LOCAL_ONLY } from './lib/http.mjs';
 import { assertError, assertStatus } from './lib/assert.mjs';
 import { api, fixtures } from './lib/fixtures.mjs';
 import { closeClients, connect, waitFor } from './lib/mqtt.mjs';
+import { newestMail, linkToken } from './lib/mail.mjs';
+import { holdSessionStarts, psql } from './lib/stack.mjs';
 
 const { newUser, freshAddr } = fixtures({ net: 73, slug: 'ses', name: 'Sessions' });
 after(closeClients);
@@ -88,5 +99,83 @@ describe('sessions', () => {
     assertError(await api('DELETE', '/api/auth/sessions/999999999', mine), 404, 'not_found');
     assertError(await api('GET', '/api/auth/sessions', null), 401, 'unauthorized');
     assertError(await api('GET', '/api/auth/sessions?cursor=bad', mine), 400, 'validation_failed');
+  });
+});
+
+describe('a session starts only from credentials still current', { skip: LOCAL_ONLY }, () => {
+  const isReset = (x) => /Reset/.test(x.subject);
+  const loginReq = (u, password = u.password) => request('POST', '/api/auth/login', {
+    body: { login: u.username, password }, headers: { 'user-agent': 'RacingLogin/1.0' }, localAddress: freshAddr(),
+  });
+  const refresh = (rt) => request('POST', '/api/auth/refresh', { body: { refresh_token: rt } });
+  const live = async (u) => (await psql(`SELECT count(*) FROM sessions WHERE user_id = ${Number(u.id)} AND revoked_at IS NULL`)).stdout.trim();
+
+  // The racing login's answer: on the old code a 200 whose session outlived the change.
+  async function refused(res, status, code, what) {
+    if (res.status === 200) {
+      const again = await refresh(res.json.refresh_token);
+      assert.fail(`${what}: the racing login got a session (its refresh afterwards: ${again.status})`);
+    }
+    assertError(res, status, code);
+  }
+
+  // login (the password checked, its session's statement waiting) | change | the statement runs
+  async function race(u, change, { alsoRefresh } = {}) {
+    const hold = await holdSessionStarts();
+    let racing;
+    let refreshing;
+    let changed;
+    try {
+      racing = loginReq(u);
+      await hold.waiting('INSERT INTO sessions');
+      if (alsoRefresh) {
+        refreshing = refresh(alsoRefresh);
+        await hold.waiting('UPDATE refresh_tokens');
+      }
+      changed = await change();
+    } finally {
+      await hold.release();
+    }
+    return { changed, late: await racing, refreshed: refreshing && await refreshing };
+  }
+
+  test('a login racing a password reset gets 401 and no session; a refresh racing it neither', async () => {
+    const u = await newUser('rr');
+    const other = await login(u, 'Other/1.0');
+    const r = await request('POST', '/api/auth/password/forgot', { body: { email: u.email }, localAddress: freshAddr() });
+    assertStatus(r, 204, 'forgot:');
+    const token = linkToken(await newestMail(u.email, { filter: isReset }), '/reset-password');
+    assert.ok(token, 'no reset link');
+    const { changed, late, refreshed } = await race(u, () => request('POST', '/api/auth/password/reset', {
+      body: { token, password: 'after-the-Reset-1' }, localAddress: freshAddr(),
+    }), { alsoRefresh: other.refresh_token });
+    assertStatus(changed, 204, 'reset:');
+    await refused(late, 401, 'unauthorized', 'reset');
+    assert.equal(late.json.error.message, 'wrong login or password');
+    // the refresh had its session row revoked under it
+    assertError(refreshed, 401, 'unauthorized');
+    assert.equal(await live(u), '0', 'a session of the account outlived the reset');
+    assertStatus(await loginReq(u, 'after-the-Reset-1'), 200, 'the new password:');
+  });
+
+  test('a login racing a password change gets 401; the changing session goes on', async () => {
+    const u = await newUser('rc');
+    const { changed, late } = await race(u, () => api('POST', '/api/auth/password', u, {
+      current_password: u.password, new_password: 'after-the-Change-1',
+    }));
+    assertStatus(changed, 204, 'change:');
+    await refused(late, 401, 'unauthorized', 'password change');
+    assert.equal(await live(u), '1', 'only the changing session lives');
+    assertStatus(await api('GET', '/api/auth/me', u), 200, 'the changing session:');
+  });
+
+  test('a login racing a suspension gets 403 suspended', async () => {
+    const [root, u] = await Promise.all([newUser('ra'), newUser('rs')]);
+    const g = await run('scripts/admin', ['grant', root.username], { timeoutMs: 30000 });
+    assert.equal(g.code, 0, g.stderr);
+    const { changed, late } = await race(u, () => api('POST', `/api/admin/users/${u.id}/suspend`, root));
+    assertStatus(changed, 200, 'suspend:');
+    await refused(late, 403, 'suspended', 'suspension');
+    assert.equal(await live(u), '0', 'a session of the suspended account lives');
   });
 });

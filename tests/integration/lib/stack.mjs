@@ -34,6 +34,38 @@ export function psql(sql, { timeoutMs = 20000 } = {}) {
   return runProgram('psql', [...PSQL_CONN, '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeoutMs });
 }
 
+// A transaction of the test's own that holds refresh_tokens in SHARE mode until release():
+// every statement that starts a session (it inserts the session and its first refresh token
+// in one) or refreshes one waits on it, after the sign-in checked its credentials, for as long
+// as the test needs to run something in between (a reset, a password change, a suspension:
+// sessions.test.mjs, oidc.test.mjs). -> {waiting(what, n), release()}
+export async function holdSessionStarts() {
+  const holder = spawn('psql', [...PSQL_CONN, '-q', '-v', 'ON_ERROR_STOP=1'], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const done = new Promise((resolve) => holder.on('close', resolve));
+  holder.stdin.write('BEGIN;\nLOCK TABLE refresh_tokens IN SHARE MODE;\n');
+  const count = async (sql) => {
+    const r = await psql(sql);
+    return r.code === 0 ? Number(r.stdout.trim()) : 0;
+  };
+  const held = await until(() => count("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+    + "WHERE c.relname = 'refresh_tokens' AND l.mode = 'ShareLock' AND l.granted"), { timeoutMs: 5000, intervalMs: 50 });
+  assert.ok(held, 'the test\'s transaction never held refresh_tokens');
+  return {
+    // until n statements whose text holds `what` wait on a lock
+    async waiting(what, n = 1) {
+      const ok = await until(async () => (await count('SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = '
+        + `'Lock' AND pid <> pg_backend_pid() AND position('${what}' in query) > 0`)) >= n, { timeoutMs: 5000, intervalMs: 50 });
+      assert.ok(ok, `no statement with "${what}" waits on the held lock`);
+    },
+    async release() {
+      holder.stdin.end('COMMIT;\n');
+      const killer = setTimeout(() => holder.kill('SIGKILL'), 10000);
+      await done;
+      clearTimeout(killer);
+    },
+  };
+}
+
 // The Redis the services use: the stack's; with TH_TEST_REDIS_CLUSTER=1 (tests/integration/run)
 // the Cluster's first node, with -c to follow MOVED/ASK, and what one node cannot do done on
 // every master (clusterRedis below); with TH_TEST_REDIS_SENTINEL=1 the master the sentinels
