@@ -311,11 +311,12 @@ static struct db_res *found(struct db_res *r, const struct oidc_provider *p, con
 	return *next ? NULL : r;
 }
 
-/* A new account for the claims, linked, with a free username (a few tries:
- * preferred_username or the e-mail's local part, then with a number).  The
- * row, or NULL replied (409: the address is taken). */
+/* A new account for the claims, its address verified by the provider,
+ * linked, with a free username (a few tries: preferred_username or the
+ * e-mail's local part, then with a number).  The row, or NULL replied (409:
+ * the address is taken). */
 static struct db_res *account_create(struct http_req *req, const struct oidc_provider *p,
-				     struct json_object *claims, const char *email, int verified)
+				     struct json_object *claims, const char *email)
 {
 	const char *sub = idt_claim_str(claims, "sub");
 	char uname[33];
@@ -323,9 +324,7 @@ static struct db_res *account_create(struct http_req *req, const struct oidc_pro
 	int next = 1;
 
 	for (int t = 0; t < OIDC_USERNAME_TRIES; t++) {
-		const char *params[] = {
-			p->name, sub, email, uname, NULL, verified ? "t" : "f",
-		};
+		const char *params[] = {p->name, sub, email, uname, NULL};
 		const char *p1[] = {email};
 
 		username_candidate(idt_claim_str(claims, "preferred_username"), email, t, uname);
@@ -334,16 +333,16 @@ static struct db_res *account_create(struct http_req *req, const struct oidc_pro
 		 * transaction usable, and the next statement tells which */
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "WITH n AS (INSERT INTO users (email, username, display_name, "
-				     "email_verified_at) VALUES ($3, $4, $5, "
-				     "CASE WHEN $6::boolean THEN now() END) "
+				     "email_verified_at) VALUES ($3, $4, $5, now()) "
 				     "ON CONFLICT DO NOTHING "
 				     "RETURNING id, username, display_name, created_at, "
 				     "credential_epoch), "
 				     "l AS (INSERT INTO user_identities "
-				     "(provider, subject, user_id) SELECT $1, $2, id FROM n) "
+				     "(provider, subject, user_id, address_proven) "
+				     "SELECT $1, $2, id, true FROM n) "
 				     "SELECT " USER_COLS ", false, false, u.credential_epoch "
 				     "FROM n AS u",
-				     6, params);
+				     5, params);
 		r = found(r, p, "created", &next);
 		if (!next)
 			return r;
@@ -367,8 +366,14 @@ static struct db_res *account_create(struct http_req *req, const struct oidc_pro
 
 /* Inside the caller's transaction: the account of (provider, sub), else the
  * account with the same address verified on both sides (linked), else a new
- * account (linked).  The row (ACCOUNT_COLS) or NULL replied and rolled
- * back. */
+ * account (linked) when the provider verified the address.  The row
+ * (ACCOUNT_COLS) or NULL replied and rolled back.
+ *
+ * An address the provider does not vouch for makes no account: the account
+ * would hold an address nobody proved, with the identity as its credential,
+ * and the address's owner, refused at registration, would take it over by a
+ * reset and find someone else's identity signing in to it.  Such users
+ * register with a password (and prove the address by mail). */
 static struct db_res *account_for(struct http_req *req, const struct oidc_provider *p,
 				  struct json_object *claims)
 {
@@ -391,21 +396,28 @@ static struct db_res *account_for(struct http_req *req, const struct oidc_provid
 				 NULL);
 		return NULL;
 	}
-	if (verified) {
-		/* both sides vouch for the address: the same person */
-		r = db_exec_or_reply(req, DB_PRIMARY,
-				     "WITH m AS (SELECT id FROM users WHERE email = $3 "
-				     "AND email_verified_at IS NOT NULL), "
-				     "l AS (INSERT INTO user_identities (provider, subject, "
-				     "user_id) "
-				     "SELECT $1, $2, id FROM m) " ACCOUNT_COLS
-				     "FROM users u JOIN m ON m.id = u.id",
-				     3, params);
-		r = found(r, p, "linked by verified e-mail", &next);
-		if (!next)
-			return r;
+	if (!verified) {
+		db_rollback();
+		http_reply_error(req, TH_EFORBIDDEN,
+				 "the provider does not say the e-mail address is verified "
+				 "(email_verified): no account is made or linked with it; "
+				 "register with a password",
+				 NULL);
+		return NULL;
 	}
-	return account_create(req, p, claims, email, verified);
+	/* both sides vouch for the address: the same person */
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "WITH m AS (SELECT id FROM users WHERE email = $3 "
+			     "AND email_verified_at IS NOT NULL), "
+			     "l AS (INSERT INTO user_identities (provider, subject, "
+			     "user_id, address_proven) "
+			     "SELECT $1, $2, id, true FROM m) " ACCOUNT_COLS
+			     "FROM users u JOIN m ON m.id = u.id",
+			     3, params);
+	r = found(r, p, "linked by verified e-mail", &next);
+	if (!next)
+		return r;
+	return account_create(req, p, claims, email);
 }
 
 /* Keeps the state row for the one-time code: same state and browser, the

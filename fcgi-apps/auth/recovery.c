@@ -16,7 +16,9 @@
  * move the account away after its owner took it back.  Both move the
  * account's credential epoch (migration 0045), so a sign-in that checked the
  * old password before and starts its session after gets none
- * (session_start_reply). */
+ * (session_start_reply).  A reset also drops the identities of providers
+ * linked while the address was unproven: the mail proves the address is the
+ * resetter's, not that the identity is. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +177,17 @@ void reset_handler(struct http_req *req)
 				     1, p);
 		if (!r)
 			return;
+		/* an identity linked while nobody had proven the address (before
+		 * migration 0045) is not the address owner's */
+		r = db_exec_or_reply(req, DB_PRIMARY,
+				     "DELETE FROM user_identities WHERE user_id = $1 "
+				     "AND NOT address_proven RETURNING provider",
+				     1, p);
+		if (!r)
+			return;
+		if (db_res_rows(r) > 0)
+			log_info("audit: user %s: %d provisional identities dropped by a reset",
+				 uid, db_res_rows(r));
 		r = db_exec_or_reply(req, DB_PRIMARY,
 				     "UPDATE sessions SET revoked_at = now(), revoked_reason = "
 				     "'password_reset' WHERE user_id = $1 AND revoked_at IS NULL "

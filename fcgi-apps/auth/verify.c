@@ -8,7 +8,10 @@
  * POST /api/auth/verify-email {token}: the token's address becomes the
  * account's, verified.  Every other outstanding token of the account is
  * voided when the address changes (a reset link in the old mailbox must not
- * outlive it). */
+ * outlive it).  Identities of providers linked while the address was
+ * unproven (before migration 0045) are dropped when it is proven, and the
+ * account's sessions with them: whoever linked one did not prove the
+ * address, and the sessions it started cannot be told from the others. */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,11 +163,41 @@ void email_change_handler(struct http_req *req)
 	http_reply_empty(req, 202);
 }
 
+/* The address of uid was just proven (in the caller's transaction): its
+ * identities linked while it was unproven go, and with them every session of
+ * the account (the credential epoch moved).  A result whose rows are the
+ * revoked sessions (to publish after the commit; no rows when nothing was
+ * dropped), or NULL replied. */
+static struct db_res *unproven_identities_drop(struct http_req *req, const char *uid)
+{
+	const char *p[] = {uid};
+	struct db_res *r;
+	int n;
+
+	r = db_exec_or_reply(req, DB_PRIMARY,
+			     "DELETE FROM user_identities WHERE user_id = $1 "
+			     "AND NOT address_proven RETURNING provider",
+			     1, p);
+	if (!r || (n = db_res_rows(r)) == 0)
+		return r;
+	log_info("audit: user %s: %d provisional identities dropped by a verification", uid, n);
+	if (!db_exec_or_reply(req, DB_PRIMARY,
+			      "UPDATE users SET credential_epoch = credential_epoch + 1 "
+			      "WHERE id = $1",
+			      1, p))
+		return NULL;
+	return db_exec_or_reply(req, DB_PRIMARY,
+				"UPDATE sessions SET revoked_at = now(), revoked_reason = "
+				"'identity_unproven' WHERE user_id = $1 AND revoked_at IS NULL "
+				"RETURNING id",
+				1, p);
+}
+
 void verify_handler(struct http_req *req)
 {
 	const char *text;
 	char hex[65], uid[24], email[300];
-	struct db_res *r;
+	struct db_res *r, *revoked;
 	struct json_object *user, *o;
 
 	if (jh_string_or_400(req, req->json, "token", 1, 256, JH_REQUIRED, &text) < 0)
@@ -230,11 +263,15 @@ void verify_handler(struct http_req *req)
 				      1, p))
 			return;
 	}
+	revoked = unproven_identities_drop(req, uid);
+	if (!revoked)
+		return;
 	user = user_json(r, 0, 0);
 	if (db_commit_or_reply(req) < 0) {
 		json_object_put(user);
 		return;
 	}
+	publish_revoked(revoked, "an identity linked to an unproven address dropped");
 	me_cache_forget(strtoll(uid, NULL, 10));
 	log_info("audit: user %s verified an address%s", uid,
 		 db_res_get(r, 0, USER_NCOLS + 1)[0] == 't' ? " (changed)" : "");

@@ -23,7 +23,7 @@ import { newestMail, linkToken } from './lib/mail.mjs';
 import { OIDC_CLIENT, startProvider } from './lib/oidcprovider.mjs';
 import { totpCode } from './lib/totp.mjs';
 
-const { newUser, freshAddr } = fixtures({ net: 75, slug: 'oidc', name: 'Oidc' });
+const { newUser, freshAddr, registerRaw } = fixtures({ net: 75, slug: 'oidc', name: 'Oidc' });
 
 const REDIRECT = `http://127.0.0.1:${PORT_BASE}/`;
 const LOCAL_ISS = `http://127.0.0.1:${PORT_BASE + 42}`;
@@ -271,12 +271,10 @@ describe('oidc', () => {
     // a refresh token of the session works like a password login's
     assertStatus(await api('POST', '/api/auth/refresh', null, { refresh_token: again.res.json.refresh_token }), 200, 'refresh:');
     // a second subject whose preferred name is the same gets another free username
-    const bob = await login('local', `bob-${rnd()}`, { ...claims, email: `b${rnd()}@example.test`, email_verified: false });
+    const bob = await login('local', `bob-${rnd()}`, { ...claims, email: `b${rnd()}@example.test` });
     assertStatus(bob.res, 200, 'same preferred name:');
     assert.notEqual(bob.res.json.user.username, body.user.username);
     assert.match(bob.res.json.user.username, /^[a-z0-9_]{3,32}$/);
-    const bobMe = assertStatus(await api('GET', '/api/auth/me', bob.res.json.access_token), 200).json.user;
-    assert.equal(bobMe.email_verified, false);
     alice = { sub, claims, id: body.user.id };
   });
 
@@ -296,9 +294,73 @@ describe('oidc', () => {
     assert.equal(await identities(u.id), 1);
     // the provider not vouching for the address links nothing
     const other = await login('local', `nv-${rnd()}`, { email: u.email, email_verified: false });
-    assertError(other.res, 409, 'conflict');
+    assertError(other.res, 403, 'forbidden');
+    assert.equal(await identities(u.id), 1);
     // the password still works
     assertStatus(await request('POST', '/api/auth/login', { body: { login: u.username, password: u.password }, localAddress: freshAddr() }), 200, 'password login:');
+  });
+
+  test('an address the provider does not vouch for makes no account; its owner registers it, unreached', async () => {
+    const victim = `victim_${rnd()}@example.test`;
+    const sub = `squat-${rnd()}`;
+    // email_verified false, missing or a string: no account is made (the old code made one
+    // with the address, the identity its credential, and its owner could not register)
+    for (const claims of [{ email: victim, email_verified: false }, { email: victim }, { email: victim, email_verified: 'no' }]) {
+      const r = await login('fake', sub, claims);
+      assertError(r.res, 403, 'forbidden');
+      assert.ok(!r.res.json.access_token, JSON.stringify(claims));
+    }
+    const none = await psql(`SELECT count(*) FROM users WHERE email = '${victim}'`);
+    assert.equal(none.stdout.trim(), '0', none.stderr);
+    // the address's owner registers it; the identity reaches nothing
+    const owner = assertStatus(await registerRaw({ email: victim, username: `v_${rnd()}`, password: 'victim-Passw0rd' }),
+      201, 'the owner registers:').json;
+    assertError((await login('fake', sub, { email: victim, email_verified: false })).res, 403, 'forbidden');
+    assert.equal(await identities(owner.user.id), 0);
+  });
+
+  // a link as a sign-in with email_verified false left it before 0045: the account holds
+  // the address unproven and the identity signs in to it
+  const unprovenLink = async (u, sub) => {
+    const r = await psql(`INSERT INTO user_identities (provider, subject, user_id) VALUES ('fake', '${sub}', ${Number(u.id)})`);
+    assert.equal(r.code, 0, r.stderr);
+  };
+  const atk = { email: `atk_${rnd()}@attacker.test`, email_verified: false };
+
+  test('a link made while the address was unproven (before 0045) dies when its owner resets the password', async () => {
+    const v = await newUser('opr');
+    const sub = `legacy-${rnd()}`;
+    await unprovenLink(v, sub);
+    const before = await login('fake', sub, atk);
+    assertStatus(before.res, 200, 'the link signs in until the address is proven:');
+    assert.equal(before.res.json.user.id, v.id);
+    assertStatus(await request('POST', '/api/auth/password/forgot', { body: { email: v.email }, localAddress: freshAddr() }), 204, 'forgot:');
+    const reset = linkToken(await newestMail(v.email, { filter: (m) => /Reset/.test(m.subject) }), '/reset-password');
+    assertStatus(await request('POST', '/api/auth/password/reset', { body: { token: reset, password: 'owner-Passw0rd-1' } }), 204, 'reset:');
+    const after = await login('fake', sub, atk);
+    assert.notEqual(after.res.json?.user?.id, v.id, `the identity still reaches the account after the reset: ${show(after.res)}`);
+    assertError(after.res, 403, 'forbidden');
+    assert.equal(await identities(v.id), 0);
+  });
+
+  test('a link made while the address was unproven dies, with its sessions, when its owner verifies the address', async () => {
+    const w = await newUser('opv');
+    const sub = `legacy-${rnd()}`;
+    await unprovenLink(w, sub);
+    const s = await login('fake', sub, atk);
+    assertStatus(s.res, 200, 'signed in by the link:');
+    // the link of the registration's mail
+    const verify = linkToken(await newestMail(w.email, { filter: (m) => /Confirm/.test(m.subject) }), '/verify-email');
+    assertStatus(await request('POST', '/api/auth/verify-email', { body: { token: verify } }), 200, 'verify:');
+    // the sessions it started go with it (they cannot be told from the owner's)
+    const refreshed = await request('POST', '/api/auth/refresh', { body: { refresh_token: s.res.json.refresh_token } });
+    assert.equal(refreshed.status, 401, `the link's session outlived the verification: ${show(refreshed)}`);
+    const again = await login('fake', sub, atk);
+    assert.notEqual(again.res.json?.user?.id, w.id, `the identity still reaches the account after the verification: ${show(again.res)}`);
+    assertError(again.res, 403, 'forbidden');
+    assert.equal(await identities(w.id), 0);
+    assertStatus(await request('POST', '/api/auth/login', { body: { login: w.username, password: w.password }, localAddress: freshAddr() }),
+      200, 'the owner\'s password:');
   });
 
   test('a forged, missing, used or foreign state is refused; the code is single use', async () => {
