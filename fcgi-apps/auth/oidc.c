@@ -288,7 +288,9 @@ static const char *display_name(struct json_object *claims, const char *username
 	const char *name = idt_claim_str(claims, "name");
 	long n = name ? jh_utf8_len(name, strlen(name)) : -1;
 
-	if (n < 1 || n > 64 || jh_has_control(name, strlen(name), false))
+	/* the rules of a display name given at registration (JH_NAME) */
+	if (n < 1 || n > 64 || jh_has_control(name, strlen(name), false) ||
+	    jh_has_invisible(name, strlen(name)))
 		return username;
 	return name;
 }

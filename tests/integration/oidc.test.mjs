@@ -271,10 +271,13 @@ describe('oidc', () => {
     // a refresh token of the session works like a password login's
     assertStatus(await api('POST', '/api/auth/refresh', null, { refresh_token: again.res.json.refresh_token }), 200, 'refresh:');
     // a second subject whose preferred name is the same gets another free username
-    const bob = await login('local', `bob-${rnd()}`, { ...claims, email: `b${rnd()}@example.test` });
+    // ... and a name the registration would refuse (a right-to-left override: 'Alice Example'
+    // would show reversed after it) is not taken: the display name is the username
+    const bob = await login('local', `bob-${rnd()}`, { ...claims, email: `b${rnd()}@example.test`, name: 'Alice \u202EelpmaxE' });
     assertStatus(bob.res, 200, 'same preferred name:');
     assert.notEqual(bob.res.json.user.username, body.user.username);
     assert.match(bob.res.json.user.username, /^[a-z0-9_]{3,32}$/);
+    assert.equal(bob.res.json.user.display_name, bob.res.json.user.username);
     alice = { sub, claims, id: body.user.id };
   });
 
