@@ -11,7 +11,9 @@
  * would outlast the statement timeout in one statement).  After the commit
  * every session it revoked is published (workers refuse its tokens at once, the brokers close
  * its sockets within their sweep) and the answer is 202: the account can no
- * longer be used.  The media bytes follow within a minute: th-media-gc
+ * longer be used.  Its memberships' retained presence is cleared on every
+ * broker: their deletion (the user row's cascade) queued the clears in the
+ * same transaction (a trigger, migration 0046).  The media bytes follow within a minute: th-media-gc
  * --erased (scripts/media-gc, its timer) removes the hashes the erasure
  * queued.  A repeat (or a race of two) finds no account: 401, nothing done
  * twice. */

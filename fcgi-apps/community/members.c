@@ -1,6 +1,8 @@
 /* members: join, leave, list, set role, remove; bans.  Leaving, removal
  * and a ban also take the user out of the community's ongoing calls
- * (callexit.c). */
+ * (callexit.c), and their retained presence there is cleared on every
+ * broker: the DELETE of the membership queues the clear in its transaction
+ * (a trigger, migration 0046; th-bridge's relay publishes it). */
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -53,7 +53,8 @@ struct batch {
 struct bridge_stats {
 	int persisted, dropped, duplicates, batches, batch_messages, lag_ms, events, receipts,
 		awaiting_commit, refused_id_taken, reply_to_cleared, events_retried, events_refused,
-		events_unrouted, events_superseded, events_deferred, presence, quarantined;
+		events_unrouted, events_superseded, events_deferred, presence, quarantined,
+		presence_cleared, presence_ghosts;
 };
 extern struct bridge_stats bstats; /* metrics counter indexes */
 
@@ -149,6 +150,13 @@ int hubs_primary_back(uint64_t now_us);
 /* a TCP connect to the current hub, bounded by TH_MQTT_CONNECT_MS: 1 when
  * accepted (before libmosquitto's connect, which has no bound) */
 int hubs_reachable(void);
+
+/* ghosts.c: a status published on presence/<community>/<user> (a payload,
+ * not a clear) was read: noted, and looked up with the round's others at
+ * ghosts_flush(), once a round, which queues the clear of those that are no
+ * membership (a status that came back after its clear; see there). */
+void ghosts_note(const char *topic);
+void ghosts_flush(void);
 
 /* calls.c: the user's last connection closed: leave their ongoing calls.
  * 1 when something changed (events queued), 0 when nothing, -1 on error. */

@@ -190,6 +190,9 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		gate_note_message(m->mid);
 	if (strncmp(m->topic, "presence/", 9) == 0) {
 		metrics_add(bstats.presence, 1);
+		/* a status, not a clear (ours come back too): a member's? */
+		if (m->payloadlen > 0)
+			ghosts_note(m->topic);
 		/* a live "offline" (not the retained copies a subscribe replays):
 		 * the user's last connection closed */
 		const char *slash = strrchr(m->topic, '/');
@@ -278,6 +281,11 @@ static int metrics_setup(void)
 	bstats.presence = metrics_counter("presence_messages_total");
 	/* chat messages that failed on their own: in message_quarantine */
 	bstats.quarantined = metrics_counter("messages_quarantined_total");
+	/* retained presence statuses deleted (zero-length publishes): a
+	 * membership ended (presence_gone events, relay.c) */
+	bstats.presence_cleared = metrics_counter("presence_cleared_total");
+	/* statuses of non-members seen passing the hub, clears queued (ghosts.c) */
+	bstats.presence_ghosts = metrics_counter("presence_ghosts_total");
 	return 0;
 }
 
@@ -630,6 +638,7 @@ int main(void)
 				 filling->n < BRIDGE_BATCH_HARD_MAX / 2);
 		}
 		offline_flush();
+		ghosts_flush();
 		if (lfd >= 0 && db_listen_drain() > 0)
 			relay_woken = 1;
 		if (calls_changed) {

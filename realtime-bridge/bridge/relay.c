@@ -21,9 +21,23 @@
  * Routing:
  *   "chat_message" (a REST-posted message) -> chat/<channel>/<sender>, the
  *                                            message itself as the payload
+ *   "presence_gone" {"gone": [[c, u], ...]} -> presence/<c>/<u>, zero-length
+ *                                            and retained, for each pair that
+ *                                            is no membership now (below)
  *   any event with community_id          -> events/community/<id>
  *   any event with user_id               -> user/<id>/inbox as well
  *   any event with "inbox": [ids]        -> user/<id>/inbox for each id
+ *
+ * presence_gone (migration 0046): memberships ended (a leave, a removal, a
+ * ban, an erased account, a deleted community), queued by a trigger in the
+ * transaction that ended them, up to RELAY_GONE_MAX pairs an event.  A
+ * zero-length retained publish deletes the retained status at the hub, and
+ * the edges' bridges pass it on retained (Retain As Published), so every
+ * broker deletes its copy and live subscribers see the status go.  Who is a
+ * member again (left and rejoined before this ran: their status is current)
+ * is read from the primary right before the publishes and left alone.  The
+ * hub always has a subscriber for them (this bridge's presence
+ * subscription).
  *
  * Acknowledgements are matched by packet id: a byte per id (65,536) names
  * the event of the batch that published it (0: none), set at publish and
@@ -59,6 +73,7 @@
  * a second. */
 #include <json-c/json.h>
 #include <mosquitto.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +104,7 @@
 #define RELAY_STR_(x) #x
 #define RELAY_STR(x) RELAY_STR_(x)
 #define RELAY_INBOX_MAX 1000  /* inbox recipients of one event */
+#define RELAY_GONE_MAX 1000   /* pairs of one presence_gone event (0046 makes at most that) */
 #define RELAY_ATTEMPTS_MAX 60 /* publishes of a batch nobody subscribed to (~30 s) */
 #define RC_NO_MATCHING_SUBSCRIBERS 0x10
 
@@ -137,11 +153,12 @@ static int mid_take(int mid)
 	return i;
 }
 
-static void publish(struct mosquitto *mosq, const char *topic, const char *payload)
+/* Publishes len bytes of payload to topic, QoS 1, for the event rl.cur. */
+static void publish_as(struct mosquitto *mosq, const char *topic, const void *payload, int len,
+		       bool retain)
 {
 	int mid = 0;
-	int rc = mosquitto_publish_v5(mosq, &mid, topic, (int)strlen(payload), payload, 1, false,
-				      NULL);
+	int rc = mosquitto_publish_v5(mosq, &mid, topic, len, payload, 1, retain, NULL);
 
 	switch (rc) {
 	case MOSQ_ERR_SUCCESS:
@@ -172,6 +189,11 @@ static void publish(struct mosquitto *mosq, const char *topic, const char *paylo
 	metrics_add(bstats.events, 1);
 }
 
+static void publish(struct mosquitto *mosq, const char *topic, const char *payload)
+{
+	publish_as(mosq, topic, payload, (int)strlen(payload), false);
+}
+
 static int64_t int_field(struct json_object *o, const char *k)
 {
 	struct json_object *v;
@@ -189,13 +211,92 @@ static int typed(struct json_object *o)
 	       json_object_object_get_ex(o, "type", &v);
 }
 
-static int is_chat(struct json_object *o)
+static int is_type(struct json_object *o, const char *type)
 {
 	struct json_object *v;
 
 	return json_object_object_get_ex(o, "type", &v) &&
 	       json_object_is_type(v, json_type_string) &&
-	       strcmp(json_object_get_string(v), "chat_message") == 0;
+	       strcmp(json_object_get_string(v), type) == 0;
+}
+
+static int is_chat(struct json_object *o)
+{
+	return is_type(o, "chat_message");
+}
+
+static int is_presence_gone(struct json_object *o)
+{
+	return is_type(o, "presence_gone");
+}
+
+/* The pairs of a presence_gone event into cs, us (at most RELAY_GONE_MAX;
+ * both NULL: only counted); how many.  A malformed pair is skipped. */
+static size_t gone_pairs(struct json_object *o, int64_t *cs, int64_t *us)
+{
+	struct json_object *v;
+	size_t n = 0;
+
+	if (!json_object_object_get_ex(o, "gone", &v) || !json_object_is_type(v, json_type_array))
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(v) && n < RELAY_GONE_MAX; i++) {
+		struct json_object *pair = json_object_array_get_idx(v, i), *c, *u;
+
+		if (!json_object_is_type(pair, json_type_array) ||
+		    json_object_array_length(pair) != 2)
+			continue;
+		c = json_object_array_get_idx(pair, 0);
+		u = json_object_array_get_idx(pair, 1);
+		if (!json_object_is_type(c, json_type_int) ||
+		    !json_object_is_type(u, json_type_int) || json_object_get_int64(c) <= 0 ||
+		    json_object_get_int64(u) <= 0)
+			continue;
+		if (cs && us) {
+			cs[n] = json_object_get_int64(c);
+			us[n] = json_object_get_int64(u);
+		}
+		n++;
+	}
+	return n;
+}
+
+/* A presence_gone event: the retained status of each pair that is no
+ * membership now deleted everywhere (a zero-length retained publish).  The
+ * memberships are read just before the publishes: a user who left and came
+ * back since is a member, online maybe, and keeps their status.  A failed
+ * read sends the event again later. */
+static void presence_clear(struct mosquitto *mosq, struct json_object *o)
+{
+	static int64_t cs[RELAY_GONE_MAX], us[RELAY_GONE_MAX];
+	static char ca[IDS_ARRAY_SIZE(RELAY_GONE_MAX)], ua[IDS_ARRAY_SIZE(RELAY_GONE_MAX)];
+	const char *p[2] = {ca, ua};
+	size_t n = gone_pairs(o, cs, us);
+	struct db_res *r;
+	char topic[96];
+
+	if (n == 0)
+		return;
+	ids_array(ca, sizeof(ca), cs, n);
+	ids_array(ua, sizeof(ua), us, n);
+	r = db_exec(DB_PRIMARY,
+		    "SELECT x.c, x.u FROM unnest($1::bigint[], $2::bigint[]) AS x(c, u) "
+		    "WHERE NOT EXISTS (SELECT 1 FROM memberships m "
+		    "                  WHERE m.community_id = x.c AND m.user_id = x.u)",
+		    2, p);
+	if (!r) {
+		log_warn("bridge: presence_gone: reading memberships failed (%s): it goes out "
+			 "again",
+			 db_last_error());
+		rl.ev[rl.cur].again = 1;
+		return;
+	}
+	for (int i = 0; i < db_res_rows(r); i++) {
+		snprintf(topic, sizeof(topic), "presence/%s/%s", db_res_get(r, i, 0),
+			 db_res_get(r, i, 1));
+		publish_as(mosq, topic, NULL, 0, true);
+		metrics_add(bstats.presence_cleared, 1);
+	}
+	db_res_free(r);
 }
 
 /* How many publishes route() makes of event o, at most. */
@@ -208,6 +309,8 @@ static size_t publishes(struct json_object *o)
 		return 0;
 	if (is_chat(o))
 		return 1;
+	if (is_presence_gone(o))
+		return gone_pairs(o, NULL, NULL);
 	n = (int_field(o, "community_id") > 0) + (int_field(o, "user_id") > 0);
 	if (json_object_object_get_ex(o, "inbox", &v) && json_object_is_type(v, json_type_array))
 		n += json_object_array_length(v) < RELAY_INBOX_MAX ? json_object_array_length(v)
@@ -236,6 +339,10 @@ static void route(struct mosquitto *mosq, struct json_object *o, const char *tex
 			publish(mosq, topic,
 				json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN));
 		}
+		return;
+	}
+	if (is_presence_gone(o)) {
+		presence_clear(mosq, o);
 		return;
 	}
 	cid = int_field(o, "community_id");
@@ -472,7 +579,10 @@ int relay_step(struct mosquitto *mosq, int may_claim)
 		 * have none), so every batch publishes one: nothing stalls. */
 		first = budget == 0;
 		budget += publishes(obj[i]);
-		bytes += publishes(obj[i]) * (strlen(db_res_get(r, i, 1)) + RELAY_TOPIC_BYTES);
+		/* a presence clear's payload is empty */
+		bytes += publishes(obj[i]) *
+			 ((is_presence_gone(obj[i]) ? 0 : strlen(db_res_get(r, i, 1))) +
+			  RELAY_TOPIC_BYTES);
 		if (!first && (budget > RELAY_PUBLISH_MAX || bytes > rl.bytes_max)) {
 			rl.ev[i].deferred = 1;
 			rl.deferred++;

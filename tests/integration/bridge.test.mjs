@@ -894,13 +894,22 @@ describe('the bridge takes no retained presence', { timeout: 60000 }, () => {
       const svc = await connect({ id: 0, token: serviceSecret() }, {
         url: TCP_URL, clientId: `th-service-brr-${rnd(4)}`, username: 'th-service',
       });
-      // users who do not exist: no client shows them, the bridge ends no call for them
-      const base = 900000000 + Math.floor(Math.random() * 1000000);
+      // members no client connects as (made in SQL): the bridge ends no call for them, and
+      // their statuses are a member's, which it leaves alone (a non-member's it has cleared,
+      // ghosts.c: a clear it would then receive too)
+      const made = await psql(`WITH u AS (INSERT INTO users (email, username, display_name, password_hash) `
+        + `SELECT 'brr_${a.id}_' || g || '@example.test', 'brr_${a.id}_' || g, 'brr', '!' `
+        + `FROM generate_series(0, ${RETAINED}) g RETURNING id), `
+        + `m AS (INSERT INTO memberships (community_id, user_id, role) SELECT ${a.id}, u.id, 'member' FROM u) `
+        + 'SELECT id FROM u ORDER BY id');
+      assert.equal(made.code, 0, made.stderr);
+      const ids = made.stdout.trim().split('\n').map(Number);
+      assert.equal(ids.length, RETAINED + 1);
       const offline = JSON.stringify({ status: 'offline' });
       try {
         const base0 = metric(await bridgeMetrics(), 'th_presence_messages_total');
         const codes = await Promise.all(Array.from({ length: RETAINED },
-          (_, i) => publish(svc, `presence/${a.id}/${base + i}`, offline, { retain: true })));
+          (_, i) => publish(svc, `presence/${a.id}/${ids[i]}`, offline, { retain: true })));
         assert.ok(codes.every((c) => c < 0x80), `retained publishes accepted: ${codes}`);
         const logFile = path.join(VAR_DIR, 'log', 'bridge.log');
         const logFrom = statSync(logFile).size;
@@ -919,7 +928,7 @@ describe('the bridge takes no retained presence', { timeout: 60000 }, () => {
         // its SUBACK is on the way: a live message published after it arrives after anything
         // the SUBSCRIBE replays
         await sleep(500);
-        assert.ok(await publish(svc, `presence/${a.id}/${base + RETAINED}`, offline) < 0x80, 'live presence publish');
+        assert.ok(await publish(svc, `presence/${a.id}/${ids[RETAINED]}`, offline) < 0x80, 'live presence publish');
         const n = await waitFor(async () => {
           const v = metric(await bridgeMetrics(), 'th_presence_messages_total') - before;
           return v >= 1 && v;
@@ -928,7 +937,7 @@ describe('the bridge takes no retained presence', { timeout: 60000 }, () => {
         assert.ok(n < 10, `the bridge received ${n} presence messages after its restart (${RETAINED} retained at the hub)`);
       } finally {
         await Promise.all(Array.from({ length: RETAINED },
-          (_, i) => publish(svc, `presence/${a.id}/${base + i}`, '', { retain: true }))).catch(() => {});
+          (_, i) => publish(svc, `presence/${a.id}/${ids[i]}`, '', { retain: true }))).catch(() => {});
         await end(svc);
       }
       await stackIsBack();

@@ -15,12 +15,12 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep } from './lib/http.mjs';
 import { assertStatus } from './lib/assert.mjs';
-import { api, fixtures } from './lib/fixtures.mjs';
+import { api, fixtures, rnd } from './lib/fixtures.mjs';
 import {
-  EDGES, edgeUrl, HUB_URL, killBroker, startBroker,
+  EDGES, edgeUrl, HUB_URL, killBroker, psql, startBroker,
 } from './lib/stack.mjs';
 import {
-  DELIVER_MS, closeClients, connect, end, mustSubscribe, waitFor,
+  DELIVER_MS, closeClients, connect, end, mustSubscribe, publish, serviceSecret, waitFor,
 } from './lib/mqtt.mjs';
 
 const LEASE_MS = 10000;              // TH_MQTT_PRESENCE_LEASE_MS, the default
@@ -175,5 +175,199 @@ describe('presence across brokers', { timeout: 180000 }, () => {
     await end(t2);
     await waitFor(() => statuses(w, c.id, U.tabs.id).at(-1) === 'offline', DELIVER_MS, 'tabs offline at the last');
     await end(w);
+  });
+});
+
+// A membership that ends ends the member's presence there (db/migrations/0046): the
+// retained status on presence/<community>/<user> is cleared (a zero-length retained message)
+// on the hub and on every edge, so nobody who subscribes later sees an ex-member, online or
+// offline, forever; a subscriber sees the clear live. Leaving, a removal, a ban, an erased
+// account, a deleted community. A user who is a member again by the time the clear would go
+// out (left and rejoined) is not cleared. A retained status of a non-member that comes back
+// from elsewhere (an edge that missed the clear while away from the hub sends the hub what it
+// retains when its bridge reconnects) is cleared again (th-bridge, ghosts.c).
+describe('presence when a membership ends', { timeout: 240000 }, () => {
+  const BROKER_URLS = [HUB_URL, ...Array.from({ length: EDGES }, (_, i) => edgeUrl(i))];
+  const svc = () => ({ id: 0, token: serviceSecret() });
+  const svcOpts = (url) => ({ url, username: 'th-service', clientId: `svc-pres-${rnd(4)}` });
+
+  // Live payloads of presence/<cid>/<uid> that conn received, in order ('' is a clear).
+  const live = (conn, cid, uid) => conn.messages
+    .filter((m) => m.topic === `presence/${cid}/${uid}` && !m.retain).map((m) => m.payload);
+
+  // What a new subscriber to presence/<cid>/+ gets retained for uid on each broker (the hub
+  // and every edge): {url: [payloads]}. `who`: a member, or null for the service account
+  // (a deleted community has no members).
+  async function retainedEverywhere(who, cid, uid) {
+    const out = {};
+    for (const url of BROKER_URLS) {
+      const c = who ? await connect(who, { url }) : await connect(svc(), svcOpts(url));
+      await mustSubscribe(c, `presence/${cid}/+`);
+      await sleep(800);
+      out[url] = c.messages.filter((m) => m.topic === `presence/${cid}/${uid}` && m.retain)
+        .map((m) => m.payload);
+      await end(c);
+    }
+    return out;
+  }
+  const nowhere = (got) => Object.fromEntries(Object.keys(got).map((k) => [k, []]));
+  after(() => closeClients());
+
+  // u online on edge 0 and watched live from another broker by `watcher`; end() ends the
+  // membership; then the watcher sees the clear, u goes offline, and no broker keeps a status
+  // of u in c for a new subscriber (`reader`: who subscribes afterwards).
+  async function endsWhileOnline({ c, u, watcher, reader = watcher, end: endIt }) {
+    const w = await connect(watcher, { url: OTHER_URL });
+    await mustSubscribe(w, `presence/${c.id}/+`);
+    const cu = await connect(u, { url: edgeUrl(0) });
+    await waitFor(() => live(w, c.id, u.id).some((p) => p.includes('"online"')), DELIVER_MS, 'online');
+    await endIt();
+    await waitFor(() => live(w, c.id, u.id).at(-1) === '', DELIVER_MS,
+      () => `the live clear of ${u.id}'s presence: got ${JSON.stringify(live(w, c.id, u.id))}`);
+    await end(cu);
+    await sleep(GRACE_MS + 1500); // an "offline" would have come by now
+    assert.equal(live(w, c.id, u.id).at(-1), '', `a status after the clear: ${live(w, c.id, u.id)}`);
+    await end(w);
+    const got = await retainedEverywhere(reader, c.id, u.id);
+    assert.deepEqual(got, nowhere(got), 'a retained status of the ex-member');
+  }
+
+  test('a member who leaves while online: cleared everywhere, seen live', async () => {
+    const owner = await newUser('pg_own');
+    const u = await newUser('pg_leave');
+    const c = await community(owner, 'public', [u]);
+    await endsWhileOnline({
+      c, u, watcher: owner,
+      end: async () => assertStatus(await api('POST', `/api/communities/${c.id}/leave`, u), 204),
+    });
+    // and a member who joins afterwards sees nothing of them either
+    const late = await newUser('pg_late');
+    assertStatus(await api('POST', `/api/communities/${c.id}/join`, late), 200);
+    const got = await retainedEverywhere(late, c.id, u.id);
+    assert.deepEqual(got, nowhere(got), 'a new member sees the ex-member');
+  });
+
+  test('a member removed, or banned, while online: cleared everywhere', async () => {
+    const owner = await newUser('pg_own');
+    const r = await newUser('pg_removed');
+    const b = await newUser('pg_banned');
+    const c = await community(owner, 'private', [[r, 'member'], [b, 'member']]);
+    await endsWhileOnline({
+      c, u: r, watcher: owner,
+      end: async () => assertStatus(await api('DELETE', `/api/communities/${c.id}/members/${r.id}`, owner), 204),
+    });
+    await endsWhileOnline({
+      c, u: b, watcher: owner,
+      end: async () => assertStatus(await api('POST', `/api/communities/${c.id}/bans`, owner, { user_id: b.id }), 201),
+    });
+  });
+
+  test('an account erased while online: its presence cleared in each of its communities', async () => {
+    const owner = await newUser('pg_own');
+    const e = await newUser('pg_erased');
+    const c1 = await community(owner, 'public', [e]);
+    const c2 = await community(owner, 'private', [[e, 'moderator']]);
+    const w2 = await connect(owner, { url: OTHER_URL });
+    await mustSubscribe(w2, `presence/${c2.id}/+`);
+    await endsWhileOnline({
+      c: c1, u: e, watcher: owner,
+      end: async () => assertStatus(await api('DELETE', '/api/auth/me', e, { password: e.password }), 202),
+    });
+    assert.equal(live(w2, c2.id, e.id).at(-1), '', `the second community: ${live(w2, c2.id, e.id)}`);
+    await end(w2);
+    const got = await retainedEverywhere(owner, c2.id, e.id);
+    assert.deepEqual(got, nowhere(got), 'a retained status of the erased account');
+  });
+
+  test('a community deleted: its members\' retained presence goes with it', async () => {
+    const owner = await newUser('pg_own');
+    const u = await newUser('pg_member');
+    const c = await community(owner, 'public', [u]);
+    const cu = await connect(u, { url: edgeUrl(0) });
+    const co = await connect(owner, { url: OTHER_URL });
+    await waitFor(async () => {
+      const got = await retainedEverywhere(null, c.id, u.id);
+      return Object.values(got).every((p) => p.length === 1);
+    }, 15000, 'the member online on every broker');
+    assertStatus(await api('DELETE', `/api/communities/${c.id}`, owner), 204);
+    await sleep(1500);
+    await end(cu, co);
+    for (const who of [u, owner]) {
+      const got = await retainedEverywhere(null, c.id, who.id);
+      assert.deepEqual(got, nowhere(got), `a retained status of ${who.username} in the deleted community`);
+    }
+  });
+
+  // The clear is queued in the transaction that ends the membership and published by the
+  // relay after it checked the membership: a leave and a rejoin that both commit before the
+  // relay runs (here: in one transaction) leave the online user online.
+  test('left and rejoined before the clear went out: the online user stays online', async () => {
+    const owner = await newUser('pg_own');
+    const u = await newUser('pg_back');
+    const c = await community(owner, 'public', [u]);
+    const w = await connect(owner, { url: OTHER_URL });
+    await mustSubscribe(w, `presence/${c.id}/+`);
+    const cu = await connect(u, { url: edgeUrl(0) });
+    await waitFor(() => statuses(w, c.id, u.id).length > 0, DELIVER_MS, 'online');
+    const r = await psql(`SELECT set_config('townhall.actor_id', '${u.id}', true); `
+      + `DELETE FROM memberships WHERE community_id = ${c.id} AND user_id = ${u.id}; `
+      + `INSERT INTO memberships (community_id, user_id, role) VALUES (${c.id}, ${u.id}, 'member')`);
+    assert.equal(r.code, 0, r.stderr);
+    await sleep(2000);
+    assert.deepEqual(live(w, c.id, u.id).filter((p) => p === ''), [], 'cleared although a member again');
+    const got = await retainedEverywhere(owner, c.id, u.id);
+    for (const [url, p] of Object.entries(got)) {
+      assert.equal(p.length, 1, `${url}: ${JSON.stringify(p)}`);
+      assert.equal(JSON.parse(p[0]).status, 'online', url);
+    }
+    await end(cu, w);
+  });
+
+  // Over REST: a leave, a join right after it, and the reconnect a client makes after joining
+  // (townhall.js: the broker announces presence at connect): online on every broker, whichever
+  // came first at the relay.
+  test('left and rejoined quickly over REST, reconnected: online everywhere', async () => {
+    const owner = await newUser('pg_own');
+    const u = await newUser('pg_rejoin');
+    const c = await community(owner, 'public', [u]);
+    const w = await connect(owner, { url: OTHER_URL });
+    await mustSubscribe(w, `presence/${c.id}/+`);
+    let cu = await connect(u, { url: edgeUrl(0) });
+    await waitFor(() => statuses(w, c.id, u.id).length > 0, DELIVER_MS, 'online');
+    assertStatus(await api('POST', `/api/communities/${c.id}/leave`, u), 204);
+    assertStatus(await api('POST', `/api/communities/${c.id}/join`, u), 200);
+    const again = await connect(u, { url: edgeUrl(0) });
+    await end(cu);
+    cu = again;
+    await sleep(2500);
+    const got = await retainedEverywhere(owner, c.id, u.id);
+    for (const [url, p] of Object.entries(got)) {
+      assert.equal(p.length, 1, `${url}: ${JSON.stringify(p)}`);
+      assert.equal(JSON.parse(p[0]).status, 'online', url);
+    }
+    assert.equal(live(w, c.id, u.id).at(-1) && JSON.parse(live(w, c.id, u.id).at(-1)).status, 'online',
+      `live: ${live(w, c.id, u.id)}`);
+    await end(cu, w);
+  });
+
+  // An edge whose bridge was away from the hub when a clear went out keeps the old status and
+  // sends it to the hub again when its bridge reconnects (2.0.11 sends every retained message
+  // under a bridged topic): th-bridge sees it pass and has it cleared again. Here the service
+  // account publishes such a message on edge 0, as that edge's bridge would.
+  test('a retained status of a non-member that comes back is cleared again', async () => {
+    const owner = await newUser('pg_own');
+    const gone = await newUser('pg_ghost');
+    const c = await community(owner, 'public', []);
+    const w = await connect(owner, { url: OTHER_URL });
+    await mustSubscribe(w, `presence/${c.id}/+`);
+    const s = await connect(svc(), svcOpts(edgeUrl(0)));
+    const payload = JSON.stringify({ status: 'online', at: new Date().toISOString() });
+    assert.ok(await publish(s, `presence/${c.id}/${gone.id}`, payload, { retain: true }) < 0x80);
+    await end(s);
+    await waitFor(() => live(w, c.id, gone.id).at(-1) === '', DELIVER_MS,
+      () => `the clear of a non-member's status: got ${JSON.stringify(live(w, c.id, gone.id))}`);
+    await end(w);
+    const got = await retainedEverywhere(owner, c.id, gone.id);
+    assert.deepEqual(got, nowhere(got), 'a retained status of a non-member');
   });
 });
