@@ -602,7 +602,9 @@ function renderMembers() {
 }
 
 function onPresence(p) {
-  state.presence.set(`${p.community_id}/${p.user_id}`, p.status);
+  // 'gone': their membership ended (the member list drops them on its next read)
+  if (p.status === 'gone') state.presence.delete(`${p.community_id}/${p.user_id}`);
+  else state.presence.set(`${p.community_id}/${p.user_id}`, p.status);
   if (state.community && p.community_id === state.community.id) renderMembers();
 }
 

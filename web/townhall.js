@@ -434,7 +434,8 @@ function defaultMqttUrl(baseUrl) {
  *              (a refused notice with reason `store_failed`, docs/events.md): it is dropped,
  *              not sent again
  *   'typing'   {channel_id, user_id}
- *   'presence' {community_id, user_id, status, at}
+ *   'presence' {community_id, user_id, status, at} — status 'online'|'offline', or 'gone'
+ *              (at null) when the user's status was cleared: their membership ended
  *   'event'    community event object (post_created, member_joined, message_deleted, …)
  *   'inbox'    inbox object (call_invite, unread, dm_created, dm_left, …; receipts come as 'stored')
  *   'signal'   {call_id, from, data}
@@ -553,9 +554,15 @@ export class Realtime extends Emitter {
   }
 
   _onMessage(topic, buf) {
+    const parts = topic.split('/');
+    if (parts[0] === 'presence' && buf.length === 0) {
+      // the user's status there was cleared: their membership ended (left, removed, banned,
+      // account erased, community deleted): drop them rather than show a stale status
+      this.emit('presence', { community_id: Number(parts[1]), user_id: Number(parts[2]), status: 'gone', at: null });
+      return;
+    }
     let data;
     try { data = JSON.parse(new TextDecoder().decode(buf)); } catch { return; }
-    const parts = topic.split('/');
     switch (parts[0]) {
       case 'chat': {
         const channel_id = Number(parts[1]);
