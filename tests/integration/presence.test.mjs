@@ -298,6 +298,32 @@ describe('presence when a membership ends', { timeout: 240000 }, () => {
     }
   });
 
+  // The hub down when the membership ends: the clear waits in the outbox (th-bridge cannot
+  // publish it) and goes out once the hub is back. The edges kept the member's status while
+  // they were away from the hub and hand it to the hub again when their bridges reconnect,
+  // before or after the clear: no broker keeps it in the end.
+  test('the hub down when a member leaves: cleared everywhere once it is back', async () => {
+    const owner = await newUser('pg_own');
+    const u = await newUser('pg_hubdown');
+    const c = await community(owner, 'public', [u]);
+    const cu = await connect(u, { url: edgeUrl(0) });
+    await waitFor(async () => Object.values(await retainedEverywhere(owner, c.id, u.id))
+      .every((p) => p.length === 1), 15000, 'the member online on every broker');
+    const pid = await killBroker('hub', 'SIGTERM'); // it saves the status in its file
+    try {
+      assertStatus(await api('POST', `/api/communities/${c.id}/leave`, u), 204);
+      await end(cu);
+      await sleep(GRACE_MS + 1000);
+    } finally {
+      await startBroker('hub', pid);
+    }
+    let got = {};
+    await waitFor(async () => {
+      got = await retainedEverywhere(owner, c.id, u.id);
+      return Object.values(got).every((p) => p.length === 0);
+    }, 30000, () => `the ex-member's status after the hub came back: ${JSON.stringify(got)}`);
+  });
+
   // The clear is queued in the transaction that ends the membership and published by the
   // relay after it checked the membership: a leave and a rejoin that both commit before the
   // relay runs (here: in one transaction) leave the online user online.
